@@ -1,0 +1,62 @@
+# keepnet — the two commands a newcomer needs are `make run` and `make test`.
+#
+#   make            build the host command bin/keepnet
+#   make kernel     put a guest kernel and its modules under images/kernel/
+#                   (Debian's linux-image-amd64 by default, or
+#                    KERNEL=/path/to/bzImage MODULES=/path/to/lib/modules/<release>)
+#   make image      build the initramfs images/out/initramfs.cpio
+#   make run        boot the appliance, status page on http://127.0.0.1:8080/
+#   make test       unit tests, then the QEMU integration tests
+#   make deps       install what is missing (QEMU, dnsmasq, curl, ssh, iproute2)
+
+GO      ?= go
+KDIR    := images/kernel
+INITRD  := images/out/initramfs.cpio
+RUNARGS ?= --net user --fwd tcp:8080:80
+
+.PHONY: all kernel image run test unit itest deps clean FORCE
+
+all: bin/keepnet
+
+bin/keepnet: FORCE
+	$(GO) build -o bin/keepnet ./cmd/keepnet
+
+bin/mkimage: FORCE
+	$(GO) build -o bin/mkimage ./cmd/mkimage
+
+ifdef KERNEL
+kernel:
+	@test -f "$(KERNEL)" || { echo "KERNEL=$(KERNEL): no such file" >&2; exit 1; }
+	@test -d "$(MODULES)/kernel" || { echo "MODULES=$(MODULES): want a lib/modules/<release> directory" >&2; exit 1; }
+	rm -rf $(KDIR) && mkdir -p $(KDIR)/modules
+	cp "$(KERNEL)" $(KDIR)/bzImage
+	cp -r "$(MODULES)" $(KDIR)/modules/
+	basename "$(MODULES)" > $(KDIR)/release
+else
+kernel: $(KDIR)/bzImage
+$(KDIR)/bzImage:
+	kernel/fetch-debian.sh $(KDIR)
+endif
+
+image: bin/mkimage kernel
+	bin/mkimage -o $(INITRD)
+	@ls -l $(INITRD) | awk '{printf "initramfs: %s (%.1f MiB)\n", $$NF, $$5/1048576}'
+
+run: deps all image
+	bin/keepnet up $(RUNARGS)
+
+# Unit tests run anywhere; the integration tests boot QEMU and need root
+# (network namespaces, tap devices). KEEPNET_ITEST=1 makes them mandatory:
+# under `make test` a missing prerequisite fails instead of skipping.
+test: deps all image
+	$(GO) vet ./...
+	KEEPNET_ITEST=1 $(GO) test -count=1 -timeout 25m ./...
+
+unit:
+	$(GO) test -count=1 ./...
+
+deps:
+	@scripts/deps.sh
+
+clean:
+	rm -rf bin images/out

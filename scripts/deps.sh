@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# deps.sh: make sure the host has what `make run` and `make test` use.
+# As root on Debian/Ubuntu it installs what is missing with apt-get;
+# otherwise it names the packages to install and fails.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have qemu-system-x86_64 || need+=(qemu-system-x86)
+have apt-get && { have dpkg-deb || need+=(dpkg); }
+if [ "${KEEPNET_TEST_DEPS:-1}" = 1 ]; then
+	have curl || need+=(curl)
+	have ip || need+=(iproute2)
+	have ping || need+=(iputils-ping)
+	have dnsmasq || need+=(dnsmasq-base)
+	have ssh || need+=(openssh-client)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && have apt-get; then
+	echo "deps: installing ${need[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+else
+	echo "deps: missing packages: ${need[*]}; install them (Debian/Ubuntu: sudo apt-get install ${need[*]})" >&2
+	exit 1
+fi
