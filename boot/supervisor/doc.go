@@ -1,0 +1,76 @@
+// Package supervisor is keepnet's reincarnation server. PID-1 init runs it to
+// start every component of the appliance (the store, the servers, the
+// drivers, the demo apps) from one declarative table of Specs, in dependency
+// order, to restart each one when it dies, and to stop them all at poweroff.
+//
+// # Restart protocol
+//
+// Every start of a component is a new generation. Generation is 1 after the
+// first start and grows by one at every restart; it is never reused, so a
+// neighbour that tracks a component by name and generation can tell a stale
+// reply from a fresh one (DESIGN.md, "Recovery, component by component").
+// Restarts counts the starts after the first.
+//
+//   - Policy decides whether an exit is followed by a restart: Always
+//     restarts after any exit, OnFailure after any exit but status 0, Never
+//     after none (the component is left "stopped").
+//   - Exit status 78 (DoNotRestart, EX_CONFIG) means "restarting me will not
+//     help": whatever its policy the component is left "failed", and
+//     LastExit says so.
+//   - The first crash restarts the component at once. A crash within
+//     StableAfter of the start it ended is a repeated crash: the restart
+//     waits MinBackoff ("backoff"), twice that after the next repeated crash,
+//     and so on, capped at MaxBackoff. A run that lasted StableAfter resets
+//     the back-off. A program that cannot be started at all (a missing
+//     binary) counts as a crash.
+//   - A component starts only when every one of its Deps is "running" (its
+//     process exists; there is no readiness handshake), and a restart waits
+//     for them the same way. A dependency's crash does not restart its
+//     dependents: in the multiserver design they see the new generation and
+//     recover by themselves.
+//   - Kill sends SIGKILL and leaves the rules above to bring the component
+//     back. Restart stops it gracefully (SIGTERM, then SIGKILL after
+//     StopTimeout) and starts it again at once: it counts in Restarts and
+//     Generation but not as a crash, so it never causes a back-off.
+//   - When Run's context ends, components are stopped in reverse dependency
+//     order: one gets SIGTERM only once all its dependents have exited, and
+//     SIGKILL if it is still there StopTimeout later. Run returns when every
+//     child is reaped and every goroutine of the supervisor has ended.
+//
+// Component output is never lost in a pipe nobody reads: each line a
+// component writes to stdout or stderr goes to Config.Console prefixed with
+// "name: ", and the supervisor's own messages with "supervisor: ".
+//
+// # How init uses it
+//
+//	sup, err := supervisor.New(supervisor.Config{Specs: table, Console: os.Stdout})
+//	go reapOrphans(ctx, sup) // init's reaper, see below
+//	err = sup.Run(ctx)       // until poweroff cancels ctx
+//
+// The control channel (boot/ctl) maps its verbs onto Status, Kill and
+// Restart; "ready" is Ready.
+//
+// # Reaping: the contract with init
+//
+// The supervisor waits for its own children itself, through exec.Cmd.Wait.
+// Init, as PID 1, must also reap the orphans re-parented to it (processes a
+// crashed component left behind). The two must never take each other's
+// children: a component reaped by init would leave the supervisor without its
+// exit status. So init must never call wait4(-1, ...). It finds zombie
+// children itself (a /proc scan, or waitid with WNOWAIT, which only looks)
+// and reaps with wait4(pid, ...) only a pid for which Owns(pid) is false.
+//
+// Owns is exact: a pid is owned from before the fork that creates it returns
+// (Owns waits while a start is in progress) until after the supervisor has
+// reaped it. An owned zombie lingers only for the moment its waiting
+// goroutine needs to collect it.
+//
+// # Concurrency
+//
+// Each component is driven by one goroutine of Run (Supervisor.supervise),
+// which alone starts, stops and restarts it; a second goroutine per process
+// waits for its exit. Status, Ready, Owns and Kill only take Supervisor.mu;
+// Restart hands a request to the component's goroutine. Every wait on another
+// process is bounded (StopTimeout, then a fixed time after SIGKILL); the only
+// unbounded waits are for a dependency to run, or for Run's context to end.
+package supervisor
