@@ -1,0 +1,37 @@
+// Command store is keepnet's storage server: every component keeps the state
+// it needs after a crash here (see package keepnet/servers/store).
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"keepnet/servers/store"
+)
+
+func main() {
+	socket := flag.String("socket", store.DefaultPath, "Unix socket to serve on")
+	flag.Parse()
+	log.SetFlags(0) // the supervisor prefixes each line with the component name
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, *socket); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run serves a fresh, empty store on socket until ctx is done.
+func run(ctx context.Context, socket string) error {
+	l, err := store.Listen(socket)
+	if err != nil {
+		return err
+	}
+	s := store.NewServer()
+	log.Printf("serving on %s, epoch %016x", socket, s.Epoch())
+	defer log.Printf("stopped")
+	return s.Serve(ctx, l)
+}
