@@ -1,0 +1,102 @@
+// Package httpd is keepnet's demo web server, served on port 80 of the
+// appliance. It shows the supervisor's view of the components (/ and
+// /status.json) and is the load generator of the throughput tests: /bytes
+// streams a verifiable splitmix byte stream of any length and /sink swallows
+// an upload of any length and returns its SHA-256, so both directions of a
+// transfer through the appliance are checked end to end.
+//
+// The server takes its listener from outside (see package netapi) so it runs
+// unchanged on the Linux stack and on keepnet's socket API.
+//
+// Recovery: httpd keeps no state. If it crashes the supervisor restarts it and
+// clients reconnect; a transfer in flight is lost and must be retried.
+package httpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"keepnet/boot/ctl"
+)
+
+// Config is what the handler needs from its surroundings.
+type Config struct {
+	// Status returns the appliance's component status (from init, over the
+	// ctl protocol; see QueryStatus). Nil means no status source.
+	Status func(ctx context.Context) (*ctl.Status, error)
+	// Stack names the network stack this server runs on, e.g. "linux".
+	Stack string
+}
+
+// New returns the handler of every route:
+//
+//	GET  /               HTML status page, refreshing every 2 s
+//	GET  /status.json    the ctl.Status as JSON
+//	GET  /bytes?n=N&seed=S  N bytes of splitmix.New(S)
+//	POST /sink, PUT /sink   {"bytes":N,"sha256":"..."} of the request body
+//
+// GET routes answer HEAD too. Other methods on a known path get 405 with an
+// Allow header; unknown paths 404.
+func New(cfg Config) http.Handler {
+	s := &server{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.serveStatusPage)
+	mux.HandleFunc("GET /status.json", s.serveStatusJSON)
+	mux.HandleFunc("GET /bytes", serveBytes)
+	mux.HandleFunc("POST /sink", serveSink)
+	mux.HandleFunc("PUT /sink", serveSink)
+	return mux
+}
+
+type server struct {
+	cfg Config
+}
+
+// Timeouts of Serve. There is no read or write timeout on a whole request:
+// an upload to /sink or a download from /bytes may be a gigabyte over a slow
+// emulated link.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+// shutdownTimeout bounds how long Serve waits for requests in flight once its
+// context is done; a variable so tests can shorten it.
+var shutdownTimeout = 5 * time.Second
+
+// Serve serves h on l until ctx is done, then shuts down gracefully: it stops
+// accepting, lets requests in flight finish for up to a few seconds and then
+// closes whatever connections remain. Serve closes l. It returns nil after a
+// graceful shutdown, an error if connections had to be cut or if l failed.
+func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("httpd: serve %s: %w", l.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close()
+		err = fmt.Errorf("httpd: shutdown after %v, closing connections in flight: %w", shutdownTimeout, err)
+	}
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, fmt.Errorf("httpd: serve %s: %w", l.Addr(), serr))
+	}
+	return err
+}

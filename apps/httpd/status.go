@@ -1,0 +1,118 @@
+package httpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"html/template"
+	"net/http"
+	"strconv"
+	"time"
+
+	"keepnet/boot/ctl"
+)
+
+// statusTimeout bounds one status query made for a page view.
+const statusTimeout = 2 * time.Second
+
+var errNoStatus = errors.New("no status source configured")
+
+// status asks the configured source for the appliance's status.
+func (s *server) status(ctx context.Context) (*ctl.Status, error) {
+	if s.cfg.Status == nil {
+		return nil, errNoStatus
+	}
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	st, err := s.cfg.Status(ctx)
+	if err == nil && st == nil {
+		err = errors.New("status source returned no status")
+	}
+	return st, err
+}
+
+// serveStatusJSON answers GET /status.json with the ctl.Status, or 503 and
+// {"error": "..."}.
+func (s *server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	st, err := s.status(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// statusPage is the data of statusTemplate.
+type statusPage struct {
+	Stack  string
+	Status *ctl.Status
+	Err    error
+}
+
+// serveStatusPage answers GET / with the HTML status page; 503 if the
+// status is unavailable, with the reason on the page.
+func (s *server) serveStatusPage(w http.ResponseWriter, r *http.Request) {
+	st, err := s.status(r.Context())
+	code := http.StatusOK
+	if err != nil {
+		code = http.StatusServiceUnavailable
+	}
+	// Render first, so a template failure is a clean 500, not half a page.
+	var page bytes.Buffer
+	if terr := statusTemplate.Execute(&page, statusPage{Stack: s.cfg.Stack, Status: st, Err: err}); terr != nil {
+		http.Error(w, "rendering status page: "+terr.Error(), http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(page.Len()))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(page.Bytes())
+}
+
+// statusTemplate is the status page. html/template escapes every value by
+// context: component names and errors come from other processes.
+var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="2">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>keepnet status</title>
+<style>
+body { font: 15px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 56em; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: .2em; }
+.meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .35em .8em; border-bottom: 1px solid #ddd; }
+th { background: #f4f4f4; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.running { color: #17702e; }
+.other { color: #a15c00; }
+.error { background: #fdecea; border: 1px solid #f5c2c0; color: #8a1c14; padding: .8em 1em; }
+</style>
+</head>
+<body>
+<h1>keepnet</h1>
+<p class="meta">network stack: <strong>{{.Stack}}</strong>
+{{- with .Status}} &middot; appliance {{if .Ready}}ready{{else}}starting{{end}}
+{{- if .Stack}} &middot; configured stack: {{.Stack}}{{end}}{{end}}</p>
+{{if .Err -}}
+<p class="error">status unavailable: {{.Err}}</p>
+{{- else -}}
+<table>
+<thead><tr><th>component</th><th>pid</th><th>state</th><th>restarts</th><th>generation</th><th>last exit</th></tr></thead>
+<tbody>
+{{- range .Status.Components}}
+<tr><td>{{.Name}}</td><td class="num">{{.PID}}</td><td class="{{if eq .State "running"}}running{{else}}other{{end}}">{{.State}}</td><td class="num">{{.Restarts}}</td><td class="num">{{.Generation}}</td><td>{{.LastExit}}</td></tr>
+{{- else}}
+<tr><td colspan="6">no components</td></tr>
+{{- end}}
+</tbody>
+</table>
+{{- end}}
+</body>
+</html>
+`))

@@ -1,0 +1,99 @@
+// Command echo is keepnet's Echo Protocol server (RFC 862; package
+// keepnet/apps/echo) over TCP and UDP.
+//
+//	echo [-port 7] [-stack linux|keepnet]
+//
+// It serves until SIGTERM or SIGINT. Exit status 78 means the configuration
+// cannot work (e.g. the requested stack is unavailable): the supervisor
+// should not restart it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"keepnet/apps/echo"
+	"keepnet/apps/netapi"
+)
+
+// exitNoRestart (sysexits' EX_CONFIG) tells the supervisor that restarting
+// cannot help: boot/supervisor.DoNotRestart.
+const exitNoRestart = 78
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	port := fs.Int("port", 7, "TCP and UDP port to echo on")
+	stack := fs.String("stack", netapi.StackLinux, "network stack: linux or keepnet")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logger := log.New(stderr, "", 0) // the supervisor prefixes lines with our name
+
+	// Only the Linux stack works for now: keepnet's socket API arrives with
+	// the UDP/TCP servers.
+	network, err := netapi.Lookup(*stack)
+	if errors.Is(err, netapi.ErrUnavailable) {
+		logger.Print(err)
+		return exitNoRestart
+	} else if err != nil {
+		logger.Print(err)
+		return 2
+	}
+	if *port < 0 || *port > 65535 {
+		logger.Printf("-port %d: want 0 to 65535", *port)
+		return 2
+	}
+	addr := net.JoinHostPort("", strconv.Itoa(*port))
+	l, err := network.Listen("tcp", addr)
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	pc, err := network.ListenPacket("udp", addr)
+	if err != nil {
+		l.Close()
+		logger.Print(err)
+		return 1
+	}
+	logger.Printf("serving on tcp %s and udp %s (%s stack)", l.Addr(), pc.LocalAddr(), *stack)
+
+	// Either server failing stops the other.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- wrap("tcp", echo.ServeTCP(ctx, l)); cancel() }()
+	go func() { errs <- wrap("udp", echo.ServeUDP(ctx, pc)); cancel() }()
+	err = errors.Join(<-errs, <-errs)
+
+	st := &echo.DefaultServer.Stats
+	logger.Printf("stopped: tcp %d connections, %d bytes; udp %d datagrams, %d bytes, %d dropped",
+		st.TCPAccepted.Load(), st.TCPBytes.Load(), st.UDPPackets.Load(), st.UDPBytes.Load(), st.UDPDropped.Load())
+	if err != nil {
+		logger.Print(err)
+		return 1
+	}
+	return 0
+}
+
+func wrap(proto string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", proto, err)
+}
