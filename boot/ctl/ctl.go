@@ -1,0 +1,100 @@
+// Package ctl is the control protocol between the host and the appliance's
+// init: one JSON object per line in each direction, over a virtio-serial port,
+// a vsock stream or a Unix socket inside the guest.
+//
+// A request names a verb; exactly one response comes back carrying the
+// request's id. The transport may be shared by successive host clients (a
+// virtio-serial port is one byte stream for the guest's whole life), so a
+// client discards any response whose id is not the one it waits for: a late
+// answer to an earlier, abandoned client can never be mistaken for its own.
+//
+// Verbs:
+//
+//	status          the supervisor's view of every component
+//	kill NAME       SIGKILL the component; the supervisor restarts it
+//	restart NAME    stop the component gracefully and start it again
+//	poweroff        stop every component and power the machine off
+package ctl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Verbs understood by the guest.
+const (
+	VerbStatus   = "status"
+	VerbKill     = "kill"
+	VerbRestart  = "restart"
+	VerbPoweroff = "poweroff"
+)
+
+// MaxLine bounds one encoded request or response; longer lines are rejected
+// rather than buffered without limit.
+const MaxLine = 1 << 20
+
+// Request is one line from the host.
+type Request struct {
+	ID   uint64 `json:"id"`
+	Verb string `json:"verb"`
+	Name string `json:"name,omitempty"`
+}
+
+// Response is the single answer to a Request with the same ID.
+type Response struct {
+	ID     uint64  `json:"id"`
+	OK     bool    `json:"ok"`
+	Error  string  `json:"error,omitempty"`
+	Status *Status `json:"status,omitempty"`
+}
+
+// Status is the appliance's state as `keepnet status` prints it.
+type Status struct {
+	Ready      bool        `json:"ready"`
+	Stack      string      `json:"stack"`
+	Components []Component `json:"components"`
+}
+
+// Component is one supervised process.
+type Component struct {
+	Name       string `json:"name"`
+	PID        int    `json:"pid"`
+	State      string `json:"state"`
+	Restarts   int    `json:"restarts"`
+	Generation int    `json:"generation"`
+	LastExit   string `json:"last_exit,omitempty"`
+}
+
+// Component returns the named component, or false.
+func (s Status) Component(name string) (Component, bool) {
+	for _, c := range s.Components {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Component{}, false
+}
+
+// ErrMalformed is returned for a line that is not a valid request.
+var ErrMalformed = errors.New("malformed request")
+
+// ParseRequest decodes and checks one request line.
+func ParseRequest(line []byte) (Request, error) {
+	var r Request
+	if err := json.Unmarshal(line, &r); err != nil {
+		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	switch r.Verb {
+	case VerbStatus, VerbPoweroff:
+	case VerbKill, VerbRestart:
+		if r.Name == "" {
+			return r, fmt.Errorf("%w: %s needs a component name", ErrMalformed, r.Verb)
+		}
+	case "":
+		return r, fmt.Errorf("%w: no verb", ErrMalformed)
+	default:
+		return r, fmt.Errorf("%w: unknown verb %q", ErrMalformed, r.Verb)
+	}
+	return r, nil
+}

@@ -1,0 +1,180 @@
+package ctl
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type fakeHandler struct {
+	killed, restarted []string
+	poweroffs         int
+}
+
+func (f *fakeHandler) Status() Status {
+	return Status{Ready: true, Stack: "linux", Components: []Component{{Name: "store", PID: 42, State: "running", Restarts: 1, Generation: 2}}}
+}
+
+func (f *fakeHandler) Kill(name string) error {
+	if name != "store" {
+		return fmt.Errorf("unknown component %q", name)
+	}
+	f.killed = append(f.killed, name)
+	return nil
+}
+
+func (f *fakeHandler) Restart(name string) error {
+	f.restarted = append(f.restarted, name)
+	return nil
+}
+
+func (f *fakeHandler) Poweroff() error { f.poweroffs++; return nil }
+
+func TestParseRequest(t *testing.T) {
+	tests := []struct {
+		line    string
+		want    Request
+		wantErr bool
+	}{
+		{`{"id":1,"verb":"status"}`, Request{ID: 1, Verb: "status"}, false},
+		{`{"id":2,"verb":"kill","name":"store"}`, Request{ID: 2, Verb: "kill", Name: "store"}, false},
+		{`{"id":3,"verb":"restart","name":"ip"}`, Request{ID: 3, Verb: "restart", Name: "ip"}, false},
+		{`{"id":4,"verb":"poweroff"}`, Request{ID: 4, Verb: "poweroff"}, false},
+		{`{"id":5,"verb":"kill"}`, Request{}, true},
+		{`{"id":6,"verb":"dance"}`, Request{}, true},
+		{`{"id":7}`, Request{}, true},
+		{`not json`, Request{}, true},
+		{`{"id":"x","verb":"status"}`, Request{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseRequest([]byte(tt.line))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseRequest(%s) error = %v, want error %v", tt.line, err, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("ParseRequest(%s) error = %v, want ErrMalformed", tt.line, err)
+			}
+			continue
+		}
+		if got != tt.want {
+			t.Errorf("ParseRequest(%s) = %+v, want %+v", tt.line, got, tt.want)
+		}
+	}
+}
+
+func TestServe(t *testing.T) {
+	h := &fakeHandler{}
+	in := strings.Join([]string{
+		`{"id":1,"verb":"status"}`,
+		``,
+		`garbage`,
+		`{"id":3,"verb":"kill","name":"store"}`,
+		`{"id":4,"verb":"kill","name":"nosuch"}`,
+		`{"id":5,"verb":"restart","name":"store"}`,
+		`{"id":6,"verb":"poweroff"}`,
+	}, "\n")
+	var out strings.Builder
+	if err := Serve(strings.NewReader(in), &out, h); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	var got []Response
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	for sc.Scan() {
+		var r Response
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("response %q is not JSON: %v", sc.Text(), err)
+		}
+		got = append(got, r)
+	}
+	if len(got) != 6 {
+		t.Fatalf("got %d responses, want 6 (one per non-empty line):\n%s", len(got), out.String())
+	}
+	wantOK := []bool{true, false, true, false, true, true}
+	wantID := []uint64{1, 0, 3, 4, 5, 6}
+	for i, r := range got {
+		if r.OK != wantOK[i] || r.ID != wantID[i] {
+			t.Errorf("response %d = id %d ok %v (%q), want id %d ok %v", i, r.ID, r.OK, r.Error, wantID[i], wantOK[i])
+		}
+	}
+	if got[0].Status == nil || got[0].Status.Components[0].Name != "store" {
+		t.Errorf("status response = %+v, want the handler's status", got[0].Status)
+	}
+	if !strings.Contains(got[3].Error, "nosuch") {
+		t.Errorf("kill nosuch error = %q, want it to name the component", got[3].Error)
+	}
+	if len(h.killed) != 1 || len(h.restarted) != 1 || h.poweroffs != 1 {
+		t.Errorf("handler calls: killed %v restarted %v poweroffs %d, want 1 each", h.killed, h.restarted, h.poweroffs)
+	}
+}
+
+// A virtio-serial port is one stream for the guest's whole life: a client
+// may first read the answer to an earlier client's request. Do must skip it.
+func TestDoSkipsStaleAnswers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		line, _ := bufio.NewReader(c).ReadBytes('\n')
+		req, _ := ParseRequest(line)
+		fmt.Fprintf(c, `{"id":%d,"ok":true,"status":{"ready":false,"stack":"stale","components":[]}}`+"\n", req.ID+1)
+		fmt.Fprintf(c, "{half a line\n")
+		json.NewEncoder(c).Encode(Handle(line, &fakeHandler{}))
+	}()
+	resp, err := Do(context.Background(), path, Request{Verb: VerbStatus})
+	if err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if resp.Status == nil || resp.Status.Stack != "linux" {
+		t.Errorf("Do(status) = %+v, want the answer with its own id (stack linux)", resp)
+	}
+}
+
+func TestDoTimesOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			defer c.Close()
+			time.Sleep(2 * time.Second) // never answers in time
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = Do(ctx, path, Request{Verb: VerbStatus})
+	if err == nil {
+		t.Fatal("Do against a silent peer succeeded, want a timeout error")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Do took %v against a silent peer, want about 200ms", d)
+	}
+}
+
+func TestDoNoChannel(t *testing.T) {
+	_, err := Do(context.Background(), filepath.Join(t.TempDir(), "missing.sock"), Request{Verb: VerbStatus})
+	if err == nil || !strings.Contains(err.Error(), "keepnet up") {
+		t.Errorf("Do on a missing socket: err = %v, want a hint to start the appliance", err)
+	}
+}

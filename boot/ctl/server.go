@@ -1,0 +1,69 @@
+package ctl
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+)
+
+// Handler carries out verbs. Errors are reported to the client in
+// Response.Error; they never stop the server.
+type Handler interface {
+	Status() Status
+	Kill(name string) error
+	Restart(name string) error
+	// Poweroff starts an orderly shutdown and returns at once; the
+	// response is sent before the machine goes down.
+	Poweroff() error
+}
+
+// Serve answers requests read from r with responses written to w until r
+// ends or fails. A line that is not a valid request gets an error response
+// (with the request's id where one could be read) and serving continues.
+func Serve(r io.Reader, w io.Writer, h Handler) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), MaxLine)
+	enc := json.NewEncoder(w)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if err := enc.Encode(Handle(line, h)); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Handle answers one request line.
+func Handle(line []byte, h Handler) Response {
+	req, err := ParseRequest(line)
+	resp := Response{ID: req.ID}
+	if err != nil {
+		resp.Error = err.Error()
+		return resp
+	}
+	switch req.Verb {
+	case VerbStatus:
+		st := h.Status()
+		resp.Status = &st
+	case VerbKill:
+		err = h.Kill(req.Name)
+	case VerbRestart:
+		err = h.Restart(req.Name)
+	case VerbPoweroff:
+		err = h.Poweroff()
+	}
+	if err != nil {
+		resp.Error = err.Error()
+	} else {
+		resp.OK = true
+	}
+	return resp
+}
