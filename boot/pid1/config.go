@@ -1,0 +1,109 @@
+package pid1
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Stacks keepnet can run its applications on.
+const (
+	StackKeepnet = "keepnet" // keepnet's own multiserver stack (the default)
+	StackLinux   = "linux"   // the kernel's own e1000 driver and TCP/IP: the baseline
+)
+
+// Control channel transports.
+const (
+	CtlVirtio = "virtio" // virtio-serial port named PortName
+	CtlVsock  = "vsock"  // vsock stream on ctl.VsockPort
+)
+
+// PortName is the name QEMU gives the control channel's virtio-serial port.
+const PortName = "org.keepnet.ctl"
+
+// Config is what init reads from the kernel command line:
+//
+//	keepnet.ip=CIDR          the appliance's address, e.g. 10.0.2.15/24
+//	keepnet.gw=ADDR          default gateway
+//	keepnet.dns=ADDR         DNS server for the resolver
+//	keepnet.stack=NAME       keepnet (default) or linux
+//	keepnet.ctl=NAME         virtio (default) or vsock
+//	keepnet.hugepages=N      2 MiB huge pages to reserve for packet pools (default 64)
+type Config struct {
+	IP        netip.Prefix
+	Gateway   netip.Addr
+	DNS       netip.Addr
+	Stack     string
+	Ctl       string
+	HugePages int
+}
+
+// DefaultConfig is the configuration with no keepnet.* parameters.
+func DefaultConfig() Config {
+	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64}
+}
+
+// ParseCmdline reads the keepnet.* parameters of a kernel command line.
+// Other parameters are ignored. A malformed or unknown keepnet.* parameter
+// is reported in warnings and otherwise ignored: init must still boot far
+// enough to be reached over the control channel.
+func ParseCmdline(cmdline string) (cfg Config, warnings []error) {
+	cfg = DefaultConfig()
+	for _, field := range strings.Fields(cmdline) {
+		key, val, _ := strings.Cut(field, "=")
+		name, ok := strings.CutPrefix(key, "keepnet.")
+		if !ok {
+			continue
+		}
+		if err := cfg.set(name, val); err != nil {
+			warnings = append(warnings, fmt.Errorf("kernel command line %q: %w", field, err))
+		}
+	}
+	if cfg.Gateway.IsValid() && cfg.IP.IsValid() && !cfg.IP.Contains(cfg.Gateway) {
+		warnings = append(warnings, fmt.Errorf("gateway %v is not on the appliance's subnet %v", cfg.Gateway, cfg.IP.Masked()))
+	}
+	return cfg, warnings
+}
+
+func (c *Config) set(name, val string) error {
+	switch name {
+	case "ip":
+		p, err := netip.ParsePrefix(val)
+		if err != nil || !p.Addr().Is4() {
+			return fmt.Errorf("want an IPv4 address with prefix length, like 10.0.2.15/24")
+		}
+		c.IP = p
+	case "gw":
+		a, err := netip.ParseAddr(val)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("want an IPv4 address")
+		}
+		c.Gateway = a
+	case "dns":
+		a, err := netip.ParseAddr(val)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("want an IPv4 address")
+		}
+		c.DNS = a
+	case "stack":
+		if val != StackKeepnet && val != StackLinux {
+			return fmt.Errorf("want %s or %s", StackKeepnet, StackLinux)
+		}
+		c.Stack = val
+	case "ctl":
+		if val != CtlVirtio && val != CtlVsock {
+			return fmt.Errorf("want %s or %s", CtlVirtio, CtlVsock)
+		}
+		c.Ctl = val
+	case "hugepages":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 0 || n > 1<<16 {
+			return fmt.Errorf("want a count of 2 MiB pages")
+		}
+		c.HugePages = n
+	default:
+		return fmt.Errorf("unknown keepnet parameter")
+	}
+	return nil
+}

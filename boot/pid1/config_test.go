@@ -1,0 +1,44 @@
+package pid1
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestParseCmdline(t *testing.T) {
+	tests := []struct {
+		cmdline  string
+		want     Config
+		warnings int
+	}{
+		{"console=ttyS0 quiet", DefaultConfig(), 0},
+		{
+			"console=ttyS0 keepnet.ip=10.0.2.15/24 keepnet.gw=10.0.2.2 keepnet.dns=10.0.2.3 keepnet.stack=linux keepnet.ctl=vsock keepnet.hugepages=8",
+			Config{
+				IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
+				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8,
+			},
+			0,
+		},
+		{"keepnet.ip=10.0.2.15", DefaultConfig(), 1},             // no prefix length
+		{"keepnet.ip=fe80::1/64", DefaultConfig(), 1},            // IPv6 not yet
+		{"keepnet.stack=bsd", DefaultConfig(), 1},                // unknown stack
+		{"keepnet.ctl=carrier-pigeon", DefaultConfig(), 1},       // unknown transport
+		{"keepnet.hugepages=-1", DefaultConfig(), 1},             // negative
+		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
+		{
+			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
+			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64},
+			1, // gateway off the subnet
+		},
+	}
+	for _, tt := range tests {
+		got, warnings := ParseCmdline(tt.cmdline)
+		if got != tt.want {
+			t.Errorf("ParseCmdline(%q) = %+v, want %+v", tt.cmdline, got, tt.want)
+		}
+		if len(warnings) != tt.warnings {
+			t.Errorf("ParseCmdline(%q) warnings = %v, want %d", tt.cmdline, warnings, tt.warnings)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package pid1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mdlayher/vsock"
+
+	"keepnet/boot/ctl"
+)
+
+// LocalCtl is the Unix socket where init answers the control protocol for
+// components inside the guest (the HTTP status page asks it).
+const LocalCtl = "/run/keepnet/ctl.sock"
+
+// serveLocal answers the control protocol on a Unix socket, one goroutine per
+// client, until ctx ends.
+func serveLocal(ctx context.Context, path string, h ctl.Handler, logf func(string, ...any)) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	go serveListener(ctx, l, h, logf)
+	return nil
+}
+
+func serveListener(ctx context.Context, l net.Listener, h ctl.Handler, logf func(string, ...any)) {
+	context.AfterFunc(ctx, func() { l.Close() })
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				logf("control channel %v: %v", l.Addr(), err)
+			}
+			return
+		}
+		go func() {
+			defer c.Close()
+			ctl.Serve(c, c, h)
+		}()
+	}
+}
+
+// serveVsock answers the control protocol on vsock port ctl.VsockPort.
+func serveVsock(ctx context.Context, h ctl.Handler, logf func(string, ...any)) error {
+	l, err := vsock.Listen(ctl.VsockPort, nil)
+	if err != nil {
+		return fmt.Errorf("control channel on vsock port %d: %w", ctl.VsockPort, err)
+	}
+	go serveListener(ctx, l, h, logf)
+	return nil
+}
+
+// findVirtioPort returns the /dev node of the virtio-serial port with the
+// given name, waiting (bounded) for the driver to create it.
+func findVirtioPort(name string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ports, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+		for _, p := range ports {
+			b, err := os.ReadFile(p)
+			if err == nil && strings.TrimSpace(string(b)) == name {
+				dev := "/dev/" + filepath.Base(filepath.Dir(p))
+				if _, err := os.Stat(dev); err == nil {
+					return dev, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no virtio-serial port named %s within %v", name, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// serveVirtioPort answers the control protocol on a virtio-serial port for
+// the guest's whole life. The port is one byte stream shared by successive
+// host clients. While no client is connected on the host side, reads return
+// EOF at once (virtio_console reports "nobody there" that way), so the loop
+// polls gently; writes block until a client connects, which is why responses
+// carry the request id.
+func serveVirtioPort(ctx context.Context, dev string, h ctl.Handler, logf func(string, ...any)) {
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		logf("control channel: %v", err)
+		return
+	}
+	defer f.Close()
+	r := &retryEOF{r: f, ctx: ctx, pause: 20 * time.Millisecond}
+	if err := ctl.Serve(r, f, h); err != nil && ctx.Err() == nil {
+		logf("control channel %s: %v", dev, err)
+	}
+}
+
+// retryEOF turns the EOFs of a disconnected virtio-serial port into waiting.
+type retryEOF struct {
+	r     io.Reader
+	ctx   context.Context
+	pause time.Duration
+}
+
+func (e *retryEOF) Read(p []byte) (int, error) {
+	for {
+		n, err := e.r.Read(p)
+		if n > 0 || (err != nil && !errors.Is(err, io.EOF)) {
+			return n, err
+		}
+		select {
+		case <-e.ctx.Done():
+			return 0, io.EOF
+		case <-time.After(e.pause):
+		}
+	}
+}

@@ -1,0 +1,218 @@
+// Package pid1 is keepnet's init: the first process of the appliance.
+//
+// In order, it
+//
+//  1. mounts /proc, /sys, /dev, /dev/shm, /dev/hugepages, /run and /tmp;
+//  2. reads its configuration from the kernel command line (ParseCmdline);
+//  3. loads the kernel modules it needs, dependencies first (u-root's
+//     kmodule over the modules.dep the image builder wrote);
+//  4. reserves huge pages for packet pools;
+//  5. with keepnet.stack=linux, configures the kernel's own e1000 interface
+//     (the baseline stack);
+//  6. answers the control protocol (package ctl) on the virtio-serial port or
+//     vsock the host talks to, and on LocalCtl for components inside;
+//  7. runs the supervisor over the component table (Table) and reaps
+//     orphans, until poweroff.
+//
+// Init never exits: a PID 1 that exits panics the kernel. Failures are
+// printed on the console and the appliance keeps running as far as it can,
+// so it can still be reached and inspected over the control channel.
+package pid1
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"keepnet/boot/ctl"
+	"keepnet/boot/supervisor"
+)
+
+// Main is init's whole life.
+func Main() {
+	log.SetFlags(0)
+	log.SetPrefix("init: ")
+	log.SetOutput(os.Stdout)
+
+	if err := mountAll(); err != nil {
+		log.Print(err)
+	}
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	cfg, warnings := ParseCmdline(string(cmdline))
+	for _, w := range warnings {
+		log.Print(w)
+	}
+	log.Printf("stack %s, address %v, gateway %v, control channel %s", cfg.Stack, cfg.IP, cfg.Gateway, cfg.Ctl)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	a := &appliance{cfg: cfg, shutdown: cancel}
+	sup, err := supervisor.New(supervisor.Config{Specs: Table(cfg), Console: os.Stdout})
+	if err != nil {
+		log.Printf("component table: %v", err)
+	}
+	a.sup = sup
+	go reapOrphans(ctx, sup)
+
+	// Module loading and the huge page reservation are independent and each
+	// takes hundreds of milliseconds under TCG: do them side by side.
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := loadModules(modulesFor(cfg)...); err != nil {
+			log.Print(err)
+		}
+	})
+	if cfg.HugePages > 0 {
+		wg.Go(func() {
+			if got, err := reserveHugePages(cfg.HugePages); err != nil {
+				log.Print(err)
+			} else if got < cfg.HugePages {
+				log.Printf("asked for %d huge pages, got %d", cfg.HugePages, got)
+			}
+		})
+	}
+	wg.Wait()
+	log.Printf("modules %v and %d huge pages in %v", modulesFor(cfg), cfg.HugePages, time.Since(t0).Round(time.Millisecond))
+	if cfg.Stack == StackLinux {
+		t0 := time.Now()
+		if name, err := configureLinuxStack(cfg, 5*time.Second); err != nil {
+			log.Printf("linux stack: %v", err)
+		} else {
+			log.Printf("linux stack: %s configured in %v", name, time.Since(t0).Round(time.Millisecond))
+		}
+	}
+	a.startControl(ctx)
+
+	if sup == nil {
+		<-ctx.Done()
+	} else {
+		go a.announceReady(ctx)
+		if err := sup.Run(ctx); err != nil {
+			log.Printf("supervisor: %v", err)
+		}
+	}
+	log.Print("powering off")
+	poweroff()
+}
+
+// modulesFor lists the kernel modules a configuration needs.
+func modulesFor(cfg Config) []string {
+	mods := []string{"virtio_pci"}
+	switch cfg.Ctl {
+	case CtlVirtio:
+		mods = append(mods, "virtio_console")
+	case CtlVsock:
+		mods = append(mods, "vmw_vsock_virtio_transport")
+	}
+	switch cfg.Stack {
+	case StackLinux:
+		mods = append(mods, "e1000")
+	case StackKeepnet:
+		mods = append(mods, "uio_pci_generic")
+	}
+	return mods
+}
+
+// appliance answers the control protocol for the whole machine.
+type appliance struct {
+	cfg      Config
+	sup      *supervisor.Supervisor // nil when the component table was invalid
+	shutdown context.CancelFunc
+	ready    atomic.Bool // set once every component first ran
+}
+
+var _ ctl.Handler = (*appliance)(nil)
+
+func (a *appliance) Status() ctl.Status {
+	st := ctl.Status{Stack: a.cfg.Stack, Components: []ctl.Component{}}
+	if a.sup == nil {
+		return st
+	}
+	st.Ready = a.ready.Load() && a.sup.Ready()
+	for _, c := range a.sup.Status() {
+		st.Components = append(st.Components, ctl.Component{
+			Name: c.Name, PID: c.PID, State: c.State, Restarts: c.Restarts,
+			Generation: c.Generation, LastExit: c.LastExit,
+		})
+	}
+	return st
+}
+
+func (a *appliance) Kill(name string) error {
+	if a.sup == nil {
+		return fmt.Errorf("no supervisor")
+	}
+	return a.sup.Kill(name)
+}
+
+func (a *appliance) Restart(name string) error {
+	if a.sup == nil {
+		return fmt.Errorf("no supervisor")
+	}
+	return a.sup.Restart(name)
+}
+
+func (a *appliance) Poweroff() error {
+	log.Print("poweroff requested")
+	a.shutdown()
+	return nil
+}
+
+// startControl opens the control channels. Failures are logged: the local
+// socket and the host channel are independent.
+func (a *appliance) startControl(ctx context.Context) {
+	if err := serveLocal(ctx, LocalCtl, a, log.Printf); err != nil {
+		log.Printf("local control socket: %v", err)
+	}
+	switch a.cfg.Ctl {
+	case CtlVsock:
+		if err := serveVsock(ctx, a, log.Printf); err != nil {
+			log.Print(err)
+		}
+	default:
+		dev, err := findVirtioPort(PortName, 5*time.Second)
+		if err != nil {
+			log.Printf("control channel: %v", err)
+			return
+		}
+		go serveVirtioPort(ctx, dev, a, log.Printf)
+	}
+}
+
+// announceReady prints one line when every component is running for the
+// first time, with the time since the kernel started.
+func (a *appliance) announceReady(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.sup.Ready() {
+			a.ready.Store(true)
+			log.Printf("keepnet ready (%s stack) %s after kernel start", a.cfg.Stack, uptime())
+			return
+		}
+	}
+}
+
+func uptime() string {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0] + "s"
+}

@@ -1,0 +1,91 @@
+package pid1
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/u-root/u-root/pkg/kmodule"
+	"golang.org/x/sys/unix"
+)
+
+// A mount is one file system init mounts before anything else runs.
+type mount struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+}
+
+var mounts = []mount{
+	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+	{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+	{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
+	{"hugetlbfs", "/dev/hugepages", "hugetlbfs", unix.MS_NOSUID | unix.MS_NODEV, "pagesize=2M"},
+	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+}
+
+// mountAll mounts the file systems every component expects. A file system
+// that is already mounted (EBUSY) is fine.
+func mountAll() error {
+	var errs []error
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data)
+		if err != nil && !errors.Is(err, unix.EBUSY) {
+			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadModules loads the named kernel modules and their dependencies from
+// /lib/modules/<release>, following the modules.dep the image builder wrote.
+// The modules load concurrently; kmodule's Prober loads a shared dependency
+// once, before any module that needs it.
+func loadModules(names ...string) error {
+	p, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	if err != nil {
+		return fmt.Errorf("kernel modules: %w", err)
+	}
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Go(func() {
+			if err := p.Probe(n, ""); err != nil {
+				errs[i] = fmt.Errorf("loading module %s: %w", n, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// reserveHugePages asks the kernel for n 2 MiB pages for packet pools and
+// returns how many it got (it may give fewer when memory is short).
+func reserveHugePages(n int) (int, error) {
+	const knob = "/proc/sys/vm/nr_hugepages"
+	if err := os.WriteFile(knob, []byte(strconv.Itoa(n)), 0o644); err != nil {
+		return 0, fmt.Errorf("reserving %d huge pages: %w", n, err)
+	}
+	b, err := os.ReadFile(knob)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// poweroff flushes file systems and powers the machine off. It does not return.
+func poweroff() {
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
