@@ -1,0 +1,226 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"keepnet/boot/ctl"
+)
+
+// Preflight checks what would make QEMU fail in a confusing way, and reports
+// it plainly: a missing kernel or initramfs, a forwarded host port in use, a
+// control socket another appliance is answering on.
+func (m Machine) Preflight(ctx context.Context) error {
+	for _, f := range []struct{ what, path, hint string }{
+		{"kernel", m.Kernel, "run 'make kernel' or pass --kernel"},
+		{"initramfs", m.Initrd, "run 'make image' or pass --initrd"},
+	} {
+		if fi, err := os.Stat(f.path); err != nil || fi.IsDir() {
+			return fmt.Errorf("%s %s not found (%s)", f.what, f.path, f.hint)
+		}
+	}
+	if m.Net.Kind == "user" {
+		for _, f := range m.Forwards {
+			addr := "127.0.0.1:" + strconv.Itoa(f.HostPort)
+			var err error
+			if f.Proto == "tcp" {
+				var l net.Listener
+				if l, err = net.Listen("tcp", addr); err == nil {
+					l.Close()
+				}
+			} else {
+				var c net.PacketConn
+				if c, err = net.ListenPacket("udp", addr); err == nil {
+					c.Close()
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("host port %s/%d is in use; choose another with --fwd %s:PORT:%d", f.Proto, f.HostPort, f.Proto, f.GuestPort)
+			}
+		}
+	}
+	if _, err := os.Stat(m.Ctl); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := ctl.Do(cctx, m.Ctl, ctl.Request{Verb: ctl.VerbStatus}); err == nil {
+			return fmt.Errorf("an appliance is already running with control channel %s; stop it with 'keepnet down --ctl %s'", m.Ctl, m.Ctl)
+		}
+		os.Remove(m.Ctl) // stale, from an appliance that is gone
+	}
+	if err := os.MkdirAll(filepath.Dir(m.Ctl), 0o755); err != nil {
+		return err
+	}
+	if len(m.Ctl) > 100 {
+		return fmt.Errorf("control socket path %q is too long for a Unix socket", m.Ctl)
+	}
+	return nil
+}
+
+// Command returns the exec.Cmd that boots m.
+func (m Machine) Command() *exec.Cmd {
+	return exec.Command(m.QEMU, m.Args()...)
+}
+
+// Run boots m in the foreground, console on the terminal, until the guest
+// powers off or QEMU is quit.
+func (m Machine) Run(ctx context.Context) error {
+	if err := m.Preflight(ctx); err != nil {
+		return err
+	}
+	cmd := m.Command()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("qemu: %w", err)
+	}
+	return nil
+}
+
+// Started is a detached appliance.
+type Started struct {
+	PID     int
+	Status  ctl.Status
+	Elapsed time.Duration // from QEMU start to ready
+}
+
+// Start boots m detached and returns once the guest reports ready, or fails
+// within timeout, in which case QEMU is stopped and the error carries the
+// tail of the console and of QEMU's own output.
+func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.Writer) (*Started, error) {
+	if m.Console == "" {
+		return nil, errors.New("a detached appliance needs a console file")
+	}
+	if err := m.Preflight(ctx); err != nil {
+		return nil, err
+	}
+	os.Remove(m.Console)
+	qlog := m.Ctl + ".qemu.log"
+	logf, err := os.Create(qlog)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := m.Command()
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", m.QEMU, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	fail := func(why error) (*Started, error) {
+		cmd.Process.Kill()
+		<-exited
+		os.Remove(m.Ctl)
+		os.Remove(m.PIDFile)
+		return nil, fmt.Errorf("%w\n%s", why, m.tails(qlog))
+	}
+
+	deadline := time.Now().Add(timeout)
+	lastNote := time.Now()
+	for {
+		select {
+		case err := <-exited:
+			os.Remove(m.Ctl)
+			return nil, fmt.Errorf("qemu exited before the appliance was ready (%v)\n%s", err, m.tails(qlog))
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("the appliance did not become ready within %v", timeout))
+		}
+		if progress != nil && time.Since(lastNote) > 5*time.Second {
+			fmt.Fprintf(progress, "keepnet: still booting (%v)...\n", time.Since(start).Round(time.Second))
+			lastNote = time.Now()
+		}
+		if _, err := os.Stat(m.Ctl); err != nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := ctl.Do(rctx, m.Ctl, ctl.Request{Verb: ctl.VerbStatus})
+		cancel()
+		if err == nil && resp.Status != nil && resp.Status.Ready {
+			s := &Started{PID: cmd.Process.Pid, Status: *resp.Status, Elapsed: time.Since(start)}
+			cmd.Process.Release()
+			return s, nil
+		}
+	}
+}
+
+// tails is the end of the console and of QEMU's own output, for errors.
+func (m Machine) tails(qlog string) string {
+	var b strings.Builder
+	for _, f := range []struct{ name, path string }{{"console", m.Console}, {"qemu", qlog}} {
+		data, _ := os.ReadFile(f.path)
+		data = bytes.TrimSpace(data)
+		if len(data) == 0 {
+			fmt.Fprintf(&b, "--- %s: (empty)\n", f.name)
+			continue
+		}
+		lines := strings.Split(string(data), "\n")
+		if len(lines) > 25 {
+			lines = lines[len(lines)-25:]
+		}
+		fmt.Fprintf(&b, "--- last lines of the %s (%s):\n%s\n", f.name, f.path, strings.Join(lines, "\n"))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// Down asks the appliance behind ctlPath to power off and waits (bounded)
+// for QEMU to exit. When the guest does not answer or does not go down in
+// time, the QEMU named by pidFile is killed and the error says so.
+func Down(ctx context.Context, ctlPath, pidFile string, timeout time.Duration) error {
+	pid := readPID(pidFile)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, askErr := ctl.Do(cctx, ctlPath, ctl.Request{Verb: ctl.VerbPoweroff})
+	cancel()
+	if askErr != nil && pid == 0 {
+		return askErr
+	}
+	deadline := time.Now().Add(timeout)
+	for pid != 0 && alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer os.Remove(pidFile)
+	defer os.Remove(ctlPath)
+	if pid != 0 && alive(pid) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		if askErr != nil {
+			return fmt.Errorf("the appliance did not answer (%v); killed qemu (pid %d)", askErr, pid)
+		}
+		return fmt.Errorf("the appliance did not power off within %v; killed qemu (pid %d)", timeout, pid)
+	}
+	return nil
+}
+
+func readPID(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || !bytes.HasPrefix(bytes.TrimSpace(b[i+1:]), []byte("Z"))
+}

@@ -1,0 +1,300 @@
+// Package cli is the host command `keepnet`: boot the appliance, ask it for
+// its status, kill or restart its components, power it off.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"keepnet/boot/ctl"
+	"keepnet/qemu"
+)
+
+const usage = `usage: keepnet COMMAND [flags]
+
+commands:
+  up        boot the appliance (foreground, or --detach)
+  status    print the appliance's status as JSON
+  kill      SIGKILL a component (the supervisor restarts it)
+  restart   restart a component
+  down      power the appliance off
+
+'keepnet COMMAND -h' lists a command's flags.
+`
+
+// Main runs the command line args (without the program name) and returns the
+// process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "up":
+		err = up(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = status(ctx, args[1:], stdout, stderr)
+	case "kill", "restart":
+		err = component(ctx, args[0], args[1:], stdout, stderr)
+	case "down":
+		err = down(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "keepnet: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "keepnet %s: %v\n", args[0], err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "keepnet %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+// DefaultCtl is the control channel path when --ctl is not given.
+func DefaultCtl() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("keepnet-%d", os.Getuid()), "ctl.sock")
+}
+
+// repoRoot is where images/ lives: next to the bin/ holding this program,
+// else the working directory.
+func repoRoot() string {
+	if exe, err := os.Executable(); err == nil {
+		root := filepath.Dir(filepath.Dir(exe))
+		if _, err := os.Stat(filepath.Join(root, "images")); err == nil {
+			return root
+		}
+	}
+	wd, _ := os.Getwd()
+	return wd
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("keepnet "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := repoRoot()
+	fs := newFlags("up", stderr)
+	netFlag := fs.String("net", "user", "network: user (QEMU's user networking) or tap:IFNAME")
+	fwdFlag := fs.String("fwd", "", "with --net user: host ports to forward, tcp:HOSTPORT:GUESTPORT,... (default tcp:8080:80)")
+	ipFlag := fs.String("ip", "10.0.2.15/24", "the appliance's address")
+	gwFlag := fs.String("gw", "10.0.2.2", "default gateway")
+	dnsFlag := fs.String("dns", "10.0.2.3", "DNS server")
+	stack := fs.String("stack", "linux", "network stack: keepnet or linux (keepnet serves no applications until its socket API lands)")
+	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path on the host")
+	accel := fs.String("accel", "auto", "auto, kvm or tcg (auto uses KVM only if a probe guest really runs)")
+	smp := fs.Int("smp", 2, "virtual CPUs")
+	mem := fs.Int("mem", 1024, "memory in MiB")
+	console := fs.String("console", "", "write the serial console to FILE (default: the terminal; with --detach, CTL.console)")
+	detach := fs.Bool("detach", false, "return once the appliance is ready, leaving QEMU running")
+	timeout := fs.Duration("timeout", 90*time.Second, "with --detach: how long to wait for ready")
+	kernel := fs.String("kernel", defaultKernel(root), "guest kernel: a PVH vmlinux (fast to boot) or a bzImage")
+	initrd := fs.String("initrd", filepath.Join(root, "images/out/initramfs.cpio"), "initramfs")
+	mac := fs.String("mac", "52:54:00:12:34:56", "the NIC's MAC address")
+	appendFlag := fs.String("append", "", "extra kernel command line")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+
+	m := qemu.Machine{
+		Kernel: *kernel, Initrd: *initrd, SMP: *smp, MemMiB: *mem, MAC: *mac,
+		Stack: *stack, Ctl: *ctlPath, Console: *console, Append: *appendFlag,
+		PIDFile: *ctlPath + ".pid",
+	}
+	var err error
+	if m.Net, err = qemu.ParseNet(*netFlag); err != nil {
+		return usageError{err}
+	}
+	fwd := *fwdFlag
+	if fwd == "" && m.Net.Kind == "user" {
+		fwd = "tcp:8080:80"
+	}
+	if m.Forwards, err = qemu.ParseForwards(fwd); err != nil {
+		return usageError{err}
+	}
+	if m.Net.Kind == "tap" && len(m.Forwards) > 0 {
+		return usageError{errors.New("--fwd works only with --net user")}
+	}
+	if m.IP, err = netip.ParsePrefix(*ipFlag); err != nil || !m.IP.Addr().Is4() {
+		return usageError{fmt.Errorf("--ip %q: want an IPv4 address with prefix length", *ipFlag)}
+	}
+	if m.Gateway, err = netip.ParseAddr(*gwFlag); err != nil {
+		return usageError{fmt.Errorf("--gw %q: want an IPv4 address", *gwFlag)}
+	}
+	if m.DNS, err = netip.ParseAddr(*dnsFlag); err != nil {
+		return usageError{fmt.Errorf("--dns %q: want an IPv4 address", *dnsFlag)}
+	}
+	if *stack != "keepnet" && *stack != "linux" {
+		return usageError{fmt.Errorf("--stack %q: want keepnet or linux", *stack)}
+	}
+	if *accel != "auto" && *accel != "kvm" && *accel != "tcg" {
+		return usageError{fmt.Errorf("--accel %q: want auto, kvm or tcg", *accel)}
+	}
+	if *smp < 1 || *mem < 128 {
+		return usageError{errors.New("--smp must be at least 1 and --mem at least 128")}
+	}
+	if m.QEMU, err = exec.LookPath("qemu-system-x86_64"); err != nil {
+		return errors.New("qemu-system-x86_64 not found; install it (Debian/Ubuntu: apt-get install qemu-system-x86)")
+	}
+	if _, err := os.Stat("/dev/vhost-vsock"); err == nil {
+		m.VsockCID = uint32(3 + os.Getpid()%100000)
+	}
+	var why string
+	m.Accel, why = qemu.ChooseAccel(ctx, m.QEMU, *accel)
+	fmt.Fprintf(stderr, "keepnet: accelerator %s (%s)\n", m.Accel, why)
+
+	if !*detach {
+		if m.VsockCID != 0 {
+			if err := writeVsockFile(m); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(stderr, "keepnet: booting the %s stack; control channel %s; quit with Ctrl-A X\n", m.Stack, m.Ctl)
+		for _, f := range m.Forwards {
+			if f.Proto == "tcp" && f.GuestPort == 80 {
+				fmt.Fprintf(stderr, "keepnet: the status page will be at http://127.0.0.1:%d/\n", f.HostPort)
+			}
+		}
+		return m.Run(ctx)
+	}
+	if m.Console == "" {
+		m.Console = m.Ctl + ".console"
+	}
+	if m.VsockCID != 0 {
+		if err := writeVsockFile(m); err != nil {
+			return err
+		}
+	}
+	s, err := m.Start(ctx, *timeout, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "keepnet: ready in %.1fs (qemu pid %d, %s stack, %s); console %s; control %s\n",
+		s.Elapsed.Seconds(), s.PID, s.Status.Stack, m.Accel, m.Console, m.Ctl)
+	return nil
+}
+
+// defaultKernel prefers the uncompressed vmlinux `make kernel` extracts:
+// QEMU boots it through PVH without the bzImage's slow self-decompression.
+func defaultKernel(root string) string {
+	v := filepath.Join(root, "images/kernel/vmlinux")
+	if _, err := os.Stat(v); err == nil {
+		return v
+	}
+	return filepath.Join(root, "images/kernel/bzImage")
+}
+
+// writeVsockFile leaves the guest's vsock address where --ctl points.
+func writeVsockFile(m qemu.Machine) error {
+	if err := os.MkdirAll(filepath.Dir(m.Ctl), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(m.Ctl, []byte(fmt.Sprintf("vsock:%d\n", m.VsockCID)), 0o644)
+}
+
+func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", stderr)
+	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	resp, err := ctl.Do(ctx, *ctlPath, ctl.Request{Verb: ctl.VerbStatus})
+	if err != nil {
+		return err
+	}
+	if !resp.OK || resp.Status == nil {
+		return fmt.Errorf("the appliance answered: %s", resp.Error)
+	}
+	b, _ := json.Marshal(resp.Status)
+	fmt.Fprintln(stdout, string(b))
+	return nil
+}
+
+func component(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags(verb, stderr)
+	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path")
+	// The component name may come before or after the flags.
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if name == "" {
+		return usageError{fmt.Errorf("usage: keepnet %s NAME [--ctl PATH]", verb)}
+	}
+	resp, err := ctl.Do(ctx, *ctlPath, ctl.Request{Verb: verb, Name: name})
+	if err != nil {
+		return err
+	}
+	if !resp.OK {
+		return errors.New(resp.Error)
+	}
+	fmt.Fprintf(stdout, "keepnet: %s %s: done\n", verb, name)
+	return nil
+}
+
+func down(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("down", stderr)
+	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the appliance to power off")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := qemu.Down(ctx, *ctlPath, *ctlPath+".pid", *timeout); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "keepnet: powered off")
+	return nil
+}

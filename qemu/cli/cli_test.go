@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMainUsageErrors(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	tests := []struct {
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{nil, 2, "usage: keepnet COMMAND"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"up", "--stack", "bsd"}, 2, "want keepnet or linux"},
+		{[]string{"up", "--net", "bridge"}, 2, "want user or tap:IFNAME"},
+		{[]string{"up", "--fwd", "tcp:99999:80"}, 2, "ports must be 1..65535"},
+		{[]string{"up", "--net", "tap:kn0", "--fwd", "tcp:8080:80"}, 2, "--fwd works only with --net user"},
+		{[]string{"up", "--ip", "10.0.2.15"}, 2, "prefix length"},
+		{[]string{"up", "--accel", "hvf"}, 2, "want auto, kvm or tcg"},
+		{[]string{"up", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"kill", "--ctl", sock}, 2, "usage: keepnet kill NAME"},
+		{[]string{"restart", "a", "b", "--ctl", sock}, 2, "unexpected argument"},
+		{[]string{"status", "--ctl", sock}, 1, "keepnet up"},
+		{[]string{"kill", "store", "--ctl", sock}, 1, "keepnet up"},
+		{[]string{"help"}, 0, ""},
+	}
+	for _, tt := range tests {
+		var stdout, stderr strings.Builder
+		code := Main(tt.args, &stdout, &stderr)
+		if code != tt.wantCode || !strings.Contains(stderr.String(), tt.wantErr) {
+			t.Errorf("Main(%q) = %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.wantCode, tt.wantErr)
+		}
+	}
+}

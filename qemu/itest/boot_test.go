@@ -1,0 +1,143 @@
+package itest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"keepnet/apps/splitmix"
+)
+
+// Boot with user networking (as `make run` does), read the status, kill the
+// store and watch the supervisor bring it back, fetch the status page through
+// the forwarded port, power off.
+func TestBootStatusKillDown(t *testing.T) {
+	requireITest(t, false)
+	port := freePort(t)
+	a := boot(t, "", "--net", "user", "--fwd", fmt.Sprintf("tcp:%d:80", port))
+	t.Logf("boot to ready: %v", a.ready)
+	if a.ready <= 0 || a.ready > 5*time.Second {
+		t.Errorf("boot to ready took %v, want at most 5s from QEMU start", a.ready)
+	}
+
+	st := a.status()
+	if !st.Ready || st.Stack != "linux" {
+		t.Errorf("status = ready %v stack %q, want ready on the linux stack", st.Ready, st.Stack)
+	}
+	for _, name := range []string{"store", "httpd", "echo"} {
+		c, ok := st.Component(name)
+		if !ok || c.State != "running" || c.PID <= 1 || c.Generation != 1 || c.Restarts != 0 {
+			t.Errorf("component %s = %+v (found %v), want running, generation 1, no restarts", name, c, ok)
+		}
+	}
+	old, _ := st.Component("store")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := keepnet(ctx, "", "kill", "store", "--ctl", a.ctl); err != nil {
+		t.Fatalf("keepnet kill store: %v\n%s", err, out)
+	}
+	killed := time.Now()
+	for {
+		c, _ := a.status().Component("store")
+		if c.State == "running" && c.Restarts == 1 && c.PID != old.PID {
+			t.Logf("store running again after %v: %+v", time.Since(killed).Round(time.Millisecond), c)
+			if c.Generation != 2 || !strings.Contains(c.LastExit, "killed") {
+				t.Errorf("restarted store = %+v, want generation 2 and last exit 'killed'", c)
+			}
+			break
+		}
+		if time.Since(killed) > 2*time.Second {
+			t.Fatalf("store not running again with restarts=1 within 2s of the kill: %+v", c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The status page and its JSON through QEMU's port forward.
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/status.json", port))
+	if err != nil {
+		t.Fatalf("GET /status.json through the forwarded port: %v", err)
+	}
+	var page struct {
+		Stack      string `json:"stack"`
+		Components []struct {
+			Name string `json:"name"`
+		} `json:"components"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || page.Stack != "linux" || len(page.Components) != 3 {
+		t.Errorf("/status.json = %+v (%v), want the linux stack's 3 components", page, err)
+	}
+	resp, err = client.Get(fmt.Sprintf("http://127.0.0.1:%d/bytes?n=100000&seed=7", port))
+	if err != nil {
+		t.Fatalf("GET /bytes: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want, _ := io.ReadAll(io.LimitReader(splitmix.New(7), 100000))
+	if sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Errorf("GET /bytes?n=100000&seed=7 returned %d bytes not matching the splitmix64 stream", len(got))
+	}
+
+	start := time.Now()
+	if out, err := keepnet(ctx, "", "down", "--ctl", a.ctl); err != nil || !strings.Contains(out, "powered off") {
+		t.Fatalf("keepnet down: %v\n%s", err, out)
+	}
+	t.Logf("powered off in %v", time.Since(start).Round(time.Millisecond))
+	if out, err := keepnet(ctx, "", "status", "--ctl", a.ctl); err == nil {
+		t.Errorf("keepnet status after down succeeded: %s", out)
+	}
+}
+
+// The Linux baseline stack on a tap device in a namespace: curl downloads
+// 10 MB and checks its hash, and uploads to /sink.
+func TestLinuxStackHTTP(t *testing.T) {
+	requireITest(t, true)
+	n := newNetns(t)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "linux")...)
+	if st := a.status(); !st.Ready || st.Stack != "linux" {
+		t.Fatalf("status = %+v, want ready on the linux stack", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	base := "http://" + n.GuestIP
+
+	const size = 10_000_000
+	start := time.Now()
+	out, err := n.exec(ctx, nil, "sh", "-c", "curl -sS --fail --max-time 150 '"+base+"/bytes?n=10000000' | sha256sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	io.Copy(h, io.LimitReader(splitmix.New(0), size))
+	want := hex.EncodeToString(h.Sum(nil))
+	if got := strings.Fields(string(out)); len(got) == 0 || got[0] != want {
+		t.Fatalf("sha256 of /bytes?n=10000000 = %q, want %s", out, want)
+	}
+	el := time.Since(start)
+	t.Logf("downloaded 10 MB in %v (%.0f Mbit/s)", el.Round(time.Millisecond), size*8/el.Seconds()/1e6)
+
+	body := make([]byte, 4<<20)
+	io.ReadFull(splitmix.New(99), body)
+	sum := sha256.Sum256(body)
+	out, err = n.exec(ctx, body, "curl", "-sS", "--fail", "--max-time", "120", "-X", "POST", "--data-binary", "@-", base+"/sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink struct {
+		Bytes  int64  `json:"bytes"`
+		SHA256 string `json:"sha256"`
+	}
+	if err := json.Unmarshal(out, &sink); err != nil || sink.Bytes != int64(len(body)) || sink.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("/sink answered %s (%v), want %d bytes and sha256 %x", out, err, len(body), sum)
+	}
+}

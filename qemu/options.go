@@ -1,0 +1,160 @@
+// Package qemu is the host side of keepnet: it builds QEMU command lines for
+// the appliance, boots it (in the foreground or detached), probes whether KVM
+// really runs a guest, and talks to the guest's init over the control channel.
+package qemu
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// PortName is the virtio-serial port name the guest's init looks for.
+const PortName = "org.keepnet.ctl"
+
+// Forward is one host port forwarded to the guest with user networking.
+type Forward struct {
+	Proto     string // "tcp" or "udp"
+	HostPort  int
+	GuestPort int
+}
+
+func (f Forward) String() string { return fmt.Sprintf("%s:%d:%d", f.Proto, f.HostPort, f.GuestPort) }
+
+// ParseForwards parses "tcp:8080:80,udp:7007:7".
+func ParseForwards(s string) ([]Forward, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var fs []Forward
+	for _, item := range strings.Split(s, ",") {
+		parts := strings.Split(item, ":")
+		if len(parts) != 3 || (parts[0] != "tcp" && parts[0] != "udp") {
+			return nil, fmt.Errorf("forward %q: want PROTO:HOSTPORT:GUESTPORT with PROTO tcp or udp", item)
+		}
+		hp, err1 := strconv.Atoi(parts[1])
+		gp, err2 := strconv.Atoi(parts[2])
+		if err1 != nil || err2 != nil || hp < 1 || hp > 65535 || gp < 1 || gp > 65535 {
+			return nil, fmt.Errorf("forward %q: ports must be 1..65535", item)
+		}
+		fs = append(fs, Forward{Proto: parts[0], HostPort: hp, GuestPort: gp})
+	}
+	return fs, nil
+}
+
+// Net is how the appliance's NIC is connected.
+type Net struct {
+	Kind string // "user" or "tap"
+	Tap  string // interface name, for Kind "tap"
+}
+
+// ParseNet parses "user" or "tap:IFNAME".
+func ParseNet(s string) (Net, error) {
+	if s == "user" {
+		return Net{Kind: "user"}, nil
+	}
+	if name, ok := strings.CutPrefix(s, "tap:"); ok && name != "" && len(name) < 16 {
+		return Net{Kind: "tap", Tap: name}, nil
+	}
+	return Net{}, fmt.Errorf("network %q: want user or tap:IFNAME", s)
+}
+
+// Machine is everything that shapes one boot of the appliance.
+type Machine struct {
+	QEMU     string // qemu-system-x86_64
+	Kernel   string
+	Initrd   string
+	Accel    string // "kvm" or "tcg" (resolved; never "auto")
+	SMP      int
+	MemMiB   int
+	Net      Net
+	Forwards []Forward
+	MAC      string
+	IP       netip.Prefix
+	Gateway  netip.Addr
+	DNS      netip.Addr
+	Stack    string // "keepnet" or "linux"
+	// Ctl is the host end of the control channel: a Unix socket QEMU
+	// listens on (virtio-serial), or, with VsockCID set, a file naming the
+	// guest's vsock address.
+	Ctl      string
+	VsockCID uint32
+	// Console is the file the serial console goes to; empty means the
+	// terminal (stdio, with QEMU's monitor on Ctrl-A C, quit on Ctrl-A X).
+	Console string
+	PIDFile string
+	Append  string // extra kernel command line
+}
+
+// KernelCmdline is the command line the guest's init reads its
+// configuration from.
+func (m Machine) KernelCmdline() string {
+	args := []string{"console=ttyS0", "quiet", "panic=-1", "keepnet.stack=" + m.Stack}
+	if m.IP.IsValid() {
+		args = append(args, "keepnet.ip="+m.IP.String())
+	}
+	if m.Gateway.IsValid() {
+		args = append(args, "keepnet.gw="+m.Gateway.String())
+	}
+	if m.DNS.IsValid() {
+		args = append(args, "keepnet.dns="+m.DNS.String())
+	}
+	if m.VsockCID != 0 {
+		args = append(args, "keepnet.ctl=vsock")
+	}
+	if m.Append != "" {
+		args = append(args, m.Append)
+	}
+	return strings.Join(args, " ")
+}
+
+// Args is QEMU's command line (without the program name).
+func (m Machine) Args() []string {
+	a := []string{
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", "pc,accel=" + m.Accel,
+		"-cpu", cpuFor(m.Accel),
+		"-smp", strconv.Itoa(m.SMP),
+		"-m", strconv.Itoa(m.MemMiB),
+		"-kernel", m.Kernel,
+		"-initrd", m.Initrd,
+		"-append", m.KernelCmdline(),
+	}
+	if m.Console == "" {
+		a = append(a, "-serial", "mon:stdio")
+	} else {
+		a = append(a, "-serial", "file:"+m.Console)
+	}
+	if m.VsockCID != 0 {
+		a = append(a, "-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d", m.VsockCID))
+	} else {
+		a = append(a,
+			"-device", "virtio-serial-pci",
+			"-chardev", "socket,id=ctl,path="+m.Ctl+",server=on,wait=off",
+			"-device", "virtserialport,chardev=ctl,name="+PortName,
+		)
+	}
+	switch m.Net.Kind {
+	case "tap":
+		a = append(a, "-netdev", "tap,id=n0,ifname="+m.Net.Tap+",script=no,downscript=no")
+	default:
+		nd := "user,id=n0"
+		for _, f := range m.Forwards {
+			nd += fmt.Sprintf(",hostfwd=%s:127.0.0.1:%d-:%d", f.Proto, f.HostPort, f.GuestPort)
+		}
+		a = append(a, "-netdev", nd)
+	}
+	a = append(a, "-device", "e1000,netdev=n0,mac="+m.MAC)
+	if m.PIDFile != "" {
+		a = append(a, "-pidfile", m.PIDFile)
+	}
+	return a
+}
+
+func cpuFor(accel string) string {
+	if accel == "kvm" {
+		return "host"
+	}
+	return "max"
+}

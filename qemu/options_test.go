@@ -1,0 +1,120 @@
+package qemu
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseForwards(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []Forward
+		wantErr bool
+	}{
+		{"", nil, false},
+		{"tcp:8080:80", []Forward{{"tcp", 8080, 80}}, false},
+		{"tcp:8080:80,udp:7007:7", []Forward{{"tcp", 8080, 80}, {"udp", 7007, 7}}, false},
+		{"sctp:1:2", nil, true},
+		{"tcp:8080", nil, true},
+		{"tcp:0:80", nil, true},
+		{"tcp:8080:65536", nil, true},
+		{"tcp:x:80", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseForwards(tt.in)
+		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+			t.Errorf("ParseForwards(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseNet(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Net
+		wantErr bool
+	}{
+		{"user", Net{Kind: "user"}, false},
+		{"tap:kn0", Net{Kind: "tap", Tap: "kn0"}, false},
+		{"tap:", Net{}, true},
+		{"tap:averyveryverylongname", Net{}, true},
+		{"bridge", Net{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseNet(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseNet(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func testMachine() Machine {
+	return Machine{
+		QEMU: "qemu-system-x86_64", Kernel: "/k/bzImage", Initrd: "/k/initrd", Accel: "tcg", SMP: 2, MemMiB: 1024,
+		Net: Net{Kind: "user"}, Forwards: []Forward{{"tcp", 8080, 80}}, MAC: "52:54:00:12:34:56",
+		IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"), DNS: netip.MustParseAddr("10.0.2.3"),
+		Stack: "linux", Ctl: "/run/k/ctl.sock", Console: "/run/k/console", PIDFile: "/run/k/pid",
+	}
+}
+
+// flagValue returns the argument after the first occurrence of flag whose
+// value has the given prefix.
+func flagValue(args []string, flag, prefix string) (string, bool) {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag && strings.HasPrefix(args[i+1], prefix) {
+			return args[i+1], true
+		}
+	}
+	return "", false
+}
+
+func TestMachineArgs(t *testing.T) {
+	m := testMachine()
+	args := m.Args()
+	for _, want := range [][2]string{
+		{"-machine", "pc,accel=tcg"},
+		{"-cpu", "max"},
+		{"-smp", "2"},
+		{"-m", "1024"},
+		{"-kernel", "/k/bzImage"},
+		{"-initrd", "/k/initrd"},
+		{"-serial", "file:/run/k/console"},
+		{"-chardev", "socket,id=ctl,path=/run/k/ctl.sock,server=on,wait=off"},
+		{"-device", "virtserialport,chardev=ctl,name=org.keepnet.ctl"},
+		{"-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80"},
+		{"-device", "e1000,netdev=n0,mac=52:54:00:12:34:56"},
+		{"-pidfile", "/run/k/pid"},
+	} {
+		if got, ok := flagValue(args, want[0], want[1]); !ok || got != want[1] {
+			t.Errorf("Args() lacks %s %s; got %q", want[0], want[1], args)
+		}
+	}
+	cmdline, _ := flagValue(args, "-append", "")
+	for _, p := range []string{"console=ttyS0", "keepnet.stack=linux", "keepnet.ip=10.0.2.15/24", "keepnet.gw=10.0.2.2", "keepnet.dns=10.0.2.3"} {
+		if !strings.Contains(cmdline, p) {
+			t.Errorf("kernel command line %q lacks %s", cmdline, p)
+		}
+	}
+	if strings.Contains(cmdline, "keepnet.ctl") {
+		t.Errorf("kernel command line %q names a control transport, want the virtio default", cmdline)
+	}
+
+	m.Net = Net{Kind: "tap", Tap: "kn0"}
+	m.Console = ""
+	m.VsockCID = 7
+	args = m.Args()
+	if _, ok := flagValue(args, "-netdev", "tap,id=n0,ifname=kn0,script=no,downscript=no"); !ok {
+		t.Errorf("tap Args() = %q, want a tap netdev on kn0", args)
+	}
+	if _, ok := flagValue(args, "-serial", "mon:stdio"); !ok {
+		t.Errorf("Args() without a console file = %q, want the console on stdio", args)
+	}
+	if _, ok := flagValue(args, "-device", "vhost-vsock-pci,guest-cid=7"); !ok || slices.Contains(args, "virtio-serial-pci") {
+		t.Errorf("vsock Args() = %q, want vhost-vsock-pci and no virtio-serial", args)
+	}
+	if c, _ := flagValue(args, "-append", ""); !strings.Contains(c, "keepnet.ctl=vsock") {
+		t.Errorf("vsock kernel command line %q lacks keepnet.ctl=vsock", c)
+	}
+}
