@@ -58,7 +58,7 @@ func Main() {
 		log.Printf("component table: %v", err)
 	}
 	a.sup = sup
-	go reapOrphans(ctx, sup)
+	go reapOrphans(ctx, sup, time.Second)
 
 	// Module loading and the huge page reservation are independent and each
 	// takes hundreds of milliseconds under TCG: do them side by side.

@@ -21,15 +21,16 @@ type owner interface{ Owns(pid int) bool }
 //
 // The supervisor reaps its own children through exec.Cmd.Wait, so init must
 // never wait4(-1): it would steal their exit status. Instead it scans /proc
-// for zombies whose parent is init, and reaps one only when it was already a
-// zombie at the previous scan and the supervisor does not own it. A child the
-// supervisor just forked but has not yet recorded is therefore never taken:
-// its own Wait collects it long before a second scan.
-func reapOrphans(ctx context.Context, o owner) {
+// for zombies whose parent is init (on SIGCHLD, and every period), and reaps
+// one only when it was already a zombie at the previous scan and the
+// supervisor does not own it. A child the supervisor just forked but has not
+// yet recorded is therefore never taken: its own Wait collects it long
+// before a second scan.
+func reapOrphans(ctx context.Context, o owner, every time.Duration) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGCHLD)
 	defer signal.Stop(sigs)
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	seen := map[int]bool{}
 	for {

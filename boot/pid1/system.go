@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/go-multierror"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
 )
@@ -33,18 +34,18 @@ var mounts = []mount{
 // mountAll mounts the file systems every component expects. A file system
 // that is already mounted (EBUSY) is fine.
 func mountAll() error {
-	var errs []error
+	var errs *multierror.Error
 	for _, m := range mounts {
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
-			errs = append(errs, err)
+			errs = multierror.Append(errs, err)
 			continue
 		}
 		err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data)
 		if err != nil && !errors.Is(err, unix.EBUSY) {
-			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err))
+			errs = multierror.Append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err))
 		}
 	}
-	return errors.Join(errs...)
+	return errs.ErrorOrNil()
 }
 
 // loadModules loads the named kernel modules and their dependencies from
@@ -56,17 +57,22 @@ func loadModules(names ...string) error {
 	if err != nil {
 		return fmt.Errorf("kernel modules: %w", err)
 	}
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, n := range names {
+	var (
+		mu   sync.Mutex
+		errs *multierror.Error
+		wg   sync.WaitGroup
+	)
+	for _, n := range names {
 		wg.Go(func() {
 			if err := p.Probe(n, ""); err != nil {
-				errs[i] = fmt.Errorf("loading module %s: %w", n, err)
+				mu.Lock()
+				errs = multierror.Append(errs, fmt.Errorf("loading module %s: %w", n, err))
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errs.ErrorOrNil()
 }
 
 // reserveHugePages asks the kernel for n 2 MiB pages for packet pools and
