@@ -1,0 +1,128 @@
+package pci
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// fakeSysfs lays out a sysfs PCI tree with an e1000 (bound to the kernel's
+// e1000 driver) and an unrelated device, and points Root at it.
+func fakeSysfs(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	old := Root
+	Root = root
+	t.Cleanup(func() { Root = old })
+	mk := func(addr, vendor, device string) string {
+		dir := filepath.Join(root, "devices", addr)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "vendor"), []byte(vendor+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "device"), []byte(device+"\n"), 0o644)
+		cfg := make([]byte, 256)
+		binary.LittleEndian.PutUint16(cfg[cfgCommand:], 0x0003) // I/O + memory decoding
+		os.WriteFile(filepath.Join(dir, "config"), cfg, 0o644)
+		os.WriteFile(filepath.Join(dir, "driver_override"), nil, 0o644)
+		return dir
+	}
+	e1000 := mk("0000:00:03.0", "0x8086", "0x100e")
+	mk("0000:00:04.0", "0x1af4", "0x1003")
+	drv := filepath.Join(root, "drivers", "e1000")
+	os.MkdirAll(drv, 0o755)
+	os.WriteFile(filepath.Join(drv, "unbind"), nil, 0o644)
+	os.Symlink(drv, filepath.Join(e1000, "driver"))
+	os.WriteFile(filepath.Join(root, "drivers_probe"), nil, 0o644)
+	os.WriteFile(filepath.Join(e1000, "resource0"), make([]byte, 128<<10), 0o644)
+	return root
+}
+
+func TestFindAndDriver(t *testing.T) {
+	fakeSysfs(t)
+	devs, err := Find(0x8086, 0x100e)
+	if err != nil || len(devs) != 1 || devs[0].Addr != "0000:00:03.0" {
+		t.Fatalf("Find(8086:100e) = %v, %v; want 0000:00:03.0", devs, err)
+	}
+	if got := devs[0].Driver(); got != "e1000" {
+		t.Errorf("Driver() = %q, want e1000", got)
+	}
+	if devs, _ := Find(0x8086, 0x10d3); len(devs) != 0 {
+		t.Errorf("Find(8086:10d3) = %v, want none", devs)
+	}
+}
+
+func TestBindUIO(t *testing.T) {
+	root := fakeSysfs(t)
+	d := Device{Addr: "0000:00:03.0"}
+	// The kernel would create uio/uio0 when uio_pci_generic binds; do it
+	// here once drivers_probe has been written.
+	go func() {
+		for i := 0; i < 200; i++ {
+			if b, _ := os.ReadFile(filepath.Join(root, "drivers_probe")); string(b) == d.Addr {
+				os.MkdirAll(d.path("uio", "uio0"), 0o755)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	name, err := d.BindUIO(2 * time.Second)
+	if err != nil || name != "uio0" {
+		t.Fatalf("BindUIO = %q, %v; want uio0", name, err)
+	}
+	for file, want := range map[string]string{
+		filepath.Join(root, "drivers", "e1000", "unbind"): d.Addr,
+		d.path("driver_override"):                         "uio_pci_generic",
+		filepath.Join(root, "drivers_probe"):              d.Addr,
+	} {
+		if b, _ := os.ReadFile(file); string(b) != want {
+			t.Errorf("%s = %q, want %q", file, b, want)
+		}
+	}
+}
+
+func TestBindUIOTimesOut(t *testing.T) {
+	fakeSysfs(t)
+	start := time.Now()
+	if _, err := (Device{Addr: "0000:00:03.0"}).BindUIO(50 * time.Millisecond); err == nil {
+		t.Fatal("BindUIO with no uio device appearing succeeded")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("BindUIO took %v, want about its 50ms timeout", d)
+	}
+}
+
+func TestEnableBusMaster(t *testing.T) {
+	fakeSysfs(t)
+	d := Device{Addr: "0000:00:03.0"}
+	if err := d.EnableBusMaster(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := os.ReadFile(d.path("config"))
+	if got := binary.LittleEndian.Uint16(cfg[cfgCommand:]); got != 0x0007 {
+		t.Errorf("command register = %#04x, want %#04x (I/O, memory, bus master)", got, 0x0007)
+	}
+}
+
+func TestMapBAR(t *testing.T) {
+	fakeSysfs(t)
+	d := Device{Addr: "0000:00:03.0"}
+	bar, err := d.MapBAR(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bar.Close()
+	bar.Write32(0x2818, 0xdeadbeef) // TDT
+	if got := bar.Read32(0x2818); got != 0xdeadbeef {
+		t.Errorf("Read32(0x2818) = %#x, want 0xdeadbeef", got)
+	}
+	if _, err := d.MapBAR(1); err == nil {
+		t.Error("MapBAR(1) of a device without BAR1 succeeded")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Read32 past the BAR did not panic")
+		}
+	}()
+	bar.Read32(uint32(bar.Len()))
+}
