@@ -1,0 +1,209 @@
+// Package wire is how init wires the multiserver stack together: each
+// component has one SOCK_SEQPACKET Unix socket to init (file descriptor 3),
+// over which shared memory — channels to its neighbours, packet pools, DMA
+// regions — arrives as file descriptors (SCM_RIGHTS), each with a small JSON
+// header saying what it is.
+//
+// # Restart protocol
+//
+//  1. A component starts and prepares what needs no neighbour (a driver
+//     resets its device first: after that it cannot DMA into memory the
+//     previous generation posted).
+//  2. It sends Hello.
+//  3. Init answers with Welcome (its name and generation), its own pools and
+//     regions, then one Channel per neighbour that is present, then Ready.
+//     A Channel carries the peer's name and generation, the channel's
+//     shared memory and wake-up descriptors, and the peer's pools.
+//  4. Every neighbour already present receives a fresh Channel to the new
+//     generation too: that is how it learns of the restart, and its cue to
+//     resubmit what it had in flight on the old channel, with new request
+//     ids (kernel/chan.Outstanding).
+//  5. A component that mapped a pool of an earlier generation of a peer
+//     sends Release when it holds no reference into it any more (a driver:
+//     once it has reset its device). Init frees a superseded pool only when
+//     every holder has released it, so a device never DMAs into freed memory.
+//
+// Messages are one datagram each: the JSON header, and up to MaxFiles
+// descriptors in the same sendmsg.
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Message types.
+const (
+	TypeHello   = "hello"   // component -> init: I am up (after resetting any device)
+	TypeWelcome = "welcome" // init -> component: your name and generation
+	TypePool    = "pool"    // init -> component: a packet pool (1 fd)
+	TypeRegion  = "region"  // init -> component: a DMA region kept across restarts (1 fd)
+	TypeChannel = "channel" // init -> component: a channel to a peer (memfd, 2 eventfds) and the peer's pools
+	TypeReady   = "ready"   // init -> component: the initial wiring is complete
+	TypeRelease = "release" // component -> init: I hold nothing in this pool any more
+)
+
+// MaxFiles bounds the descriptors in one message.
+const MaxFiles = 16
+
+// maxHeader bounds one JSON header.
+const maxHeader = 8 << 10
+
+// PoolInfo describes a packet pool.
+type PoolInfo struct {
+	Name    string `json:"name"`  // e.g. "ip.rx"
+	ID      uint32 `json:"id"`    // unique for the boot; pool refs carry it
+	Owner   string `json:"owner"` // the component that allocates from it
+	Bufs    int    `json:"bufs"`
+	BufSize int    `json:"bufSize"`
+	Huge    bool   `json:"huge"` // backed by huge pages (physically contiguous per 2 MiB)
+}
+
+// Message is one header. Which fields matter depends on Type.
+type Message struct {
+	Type       string `json:"type"`
+	Name       string `json:"name,omitempty"`       // welcome: the component; region: its name
+	Generation int    `json:"generation,omitempty"` // welcome: the component's; channel: the peer's
+	Peer       string `json:"peer,omitempty"`       // channel
+	// Side is which end of a channel this is (0 or 1); the two ends
+	// send on different rings.
+	Side  int        `json:"side,omitempty"`
+	Pool  *PoolInfo  `json:"pool,omitempty"`  // pool, release
+	Pools []PoolInfo `json:"pools,omitempty"` // channel: the peer's pools, one fd each after the channel's 3
+	Size  int        `json:"size,omitempty"`  // region: bytes
+}
+
+// Conn is one end of a wiring socket.
+type Conn struct {
+	f *os.File
+}
+
+// FD is the descriptor a component finds its wiring socket on.
+const FD = 3
+
+// FromFD wraps the wiring socket a component inherited.
+func FromFD(fd int) *Conn { return &Conn{f: os.NewFile(uintptr(fd), "wire")} }
+
+// Pair makes a connected pair: init keeps one end, the component inherits
+// the other (as its fd 3).
+func Pair() (initEnd *Conn, componentEnd *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("wire: socketpair: %w", err)
+	}
+	return &Conn{f: os.NewFile(uintptr(fds[0]), "wire-init")}, os.NewFile(uintptr(fds[1]), "wire"), nil
+}
+
+// Fd is the socket's descriptor, for a poll loop.
+func (c *Conn) Fd() int { return int(c.f.Fd()) }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.f.Close() }
+
+// Send sends m with files attached. The files stay open in the sender.
+func (c *Conn) Send(m Message, files ...*os.File) error {
+	if len(files) > MaxFiles {
+		return fmt.Errorf("wire: %d descriptors in one message, at most %d", len(files), MaxFiles)
+	}
+	hdr, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	if err := unix.Sendmsg(c.Fd(), hdr, oob, nil, 0); err != nil {
+		return fmt.Errorf("wire: sending %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// ErrClosed is returned by Recv when the other end is gone.
+var ErrClosed = errors.New("wire: peer closed the socket")
+
+// ErrTimeout is returned by Recv when nothing came in time.
+var ErrTimeout = errors.New("wire: timeout")
+
+// Recv waits (at most timeout; negative means forever) for one message and
+// returns it with the descriptors that came with it, each close-on-exec.
+func (c *Conn) Recv(timeout time.Duration) (Message, []*os.File, error) {
+	ms := -1
+	if timeout >= 0 {
+		ms = int(timeout.Milliseconds())
+	}
+	fds := []unix.PollFd{{Fd: int32(c.Fd()), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, ms)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return Message{}, nil, fmt.Errorf("wire: poll: %w", err)
+		}
+		if n == 0 {
+			return Message{}, nil, ErrTimeout
+		}
+		break
+	}
+	buf := make([]byte, maxHeader)
+	oob := make([]byte, unix.CmsgSpace(MaxFiles*4))
+	n, oobn, flags, _, err := unix.Recvmsg(c.Fd(), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return Message{}, nil, fmt.Errorf("wire: recvmsg: %w", err)
+	}
+	files, ferr := parseRights(oob[:oobn])
+	if n == 0 && len(files) == 0 {
+		return Message{}, nil, ErrClosed
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		closeAll(files)
+		return Message{}, nil, errors.New("wire: message truncated")
+	}
+	if ferr != nil {
+		closeAll(files)
+		return Message{}, nil, ferr
+	}
+	var m Message
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		closeAll(files)
+		return Message{}, nil, fmt.Errorf("wire: bad header: %w", err)
+	}
+	return m, files, nil
+}
+
+func parseRights(oob []byte) ([]*os.File, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("wire: control message: %w", err)
+	}
+	var files []*os.File
+	for _, cm := range msgs {
+		fds, err := unix.ParseUnixRights(&cm)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			files = append(files, os.NewFile(uintptr(fd), "wire-fd"))
+		}
+	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
