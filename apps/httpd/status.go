@@ -103,10 +103,10 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <p class="error">status unavailable: {{.Err}}</p>
 {{- else -}}
 <table>
-<thead><tr><th>component</th><th>pid</th><th>state</th><th>restarts</th><th>generation</th><th>last exit</th></tr></thead>
+<thead><tr><th>component</th><th>pid</th><th>state</th><th>restarts</th><th>generation</th><th>memory</th><th>last exit</th></tr></thead>
 <tbody>
 {{- range .Status.Components}}
-<tr><td>{{.Name}}</td><td class="num">{{.PID}}</td><td class="{{if eq .State "running"}}running{{else}}other{{end}}">{{.State}}</td><td class="num">{{.Restarts}}</td><td class="num">{{.Generation}}</td><td>{{.LastExit}}</td></tr>
+<tr><td>{{.Name}}</td><td class="num">{{.PID}}</td><td class="{{if eq .State "running"}}running{{else}}other{{end}}">{{.State}}</td><td class="num">{{.Restarts}}</td><td class="num">{{.Generation}}</td><td class="num">{{if .RSSKiB}}{{.RSSKiB}} KiB{{end}}</td><td>{{.LastExit}}</td></tr>
 {{- else}}
 <tr><td colspan="6">no components</td></tr>
 {{- end}}

@@ -64,6 +64,9 @@ type Component struct {
 	Restarts   int    `json:"restarts"`
 	Generation int    `json:"generation"`
 	LastExit   string `json:"last_exit,omitempty"`
+	// RSSKiB is the resident memory of the running process, so a test
+	// or an operator can see that a component's memory stays flat.
+	RSSKiB int `json:"rss_kib,omitempty"`
 }
 
 // Component returns the named component, or false.

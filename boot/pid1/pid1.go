@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,7 +140,7 @@ func (a *appliance) Status() ctl.Status {
 	for _, c := range a.sup.Status() {
 		st.Components = append(st.Components, ctl.Component{
 			Name: c.Name, PID: c.PID, State: c.State, Restarts: c.Restarts,
-			Generation: c.Generation, LastExit: c.LastExit,
+			Generation: c.Generation, LastExit: c.LastExit, RSSKiB: rssKiB(c.PID),
 		})
 	}
 	return st
@@ -203,6 +204,23 @@ func (a *appliance) announceReady(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// rssKiB is a process's resident set size, or 0 when it is not running.
+func rssKiB(pid int) int {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.Atoi(f[1])
+	return pages * os.Getpagesize() / 1024
 }
 
 func uptime() string {
