@@ -31,6 +31,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"time"
 
@@ -78,16 +80,30 @@ type Message struct {
 	Size  int        `json:"size,omitempty"`  // region: bytes
 }
 
-// Conn is one end of a wiring socket.
+// Conn is one end of a wiring socket. It is safe to Close while another
+// goroutine is in Recv (which then returns ErrClosed).
 type Conn struct {
-	f *os.File
+	c           *net.UnixConn
+	sendTimeout time.Duration // set before use; read by Send
 }
 
 // FD is the descriptor a component finds its wiring socket on.
 const FD = 3
 
-// FromFD wraps the wiring socket a component inherited.
-func FromFD(fd int) *Conn { return &Conn{f: os.NewFile(uintptr(fd), "wire")} }
+// FromFile wraps a wiring socket, e.g. os.NewFile(wire.FD, "wire") in a
+// component. The file is duplicated; the caller may close it.
+func FromFile(f *os.File) (*Conn, error) {
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("wire: %w", err)
+	}
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("wire: descriptor %d is not a Unix socket", f.Fd())
+	}
+	return &Conn{c: uc}, nil
+}
 
 // Pair makes a connected pair: init keeps one end, the component inherits
 // the other (as its fd 3).
@@ -96,14 +112,22 @@ func Pair() (initEnd *Conn, componentEnd *os.File, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("wire: socketpair: %w", err)
 	}
-	return &Conn{f: os.NewFile(uintptr(fds[0]), "wire-init")}, os.NewFile(uintptr(fds[1]), "wire"), nil
+	f := os.NewFile(uintptr(fds[0]), "wire-init")
+	defer f.Close()
+	c, err := FromFile(f)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return c, os.NewFile(uintptr(fds[1]), "wire"), nil
 }
 
-// Fd is the socket's descriptor, for a poll loop.
-func (c *Conn) Fd() int { return int(c.f.Fd()) }
-
 // Close closes the socket.
-func (c *Conn) Close() error { return c.f.Close() }
+func (c *Conn) Close() error { return c.c.Close() }
+
+// SetSendTimeout bounds every later Send: a peer that does not read must
+// not stall the sender.
+func (c *Conn) SetSendTimeout(d time.Duration) { c.sendTimeout = d }
 
 // Send sends m with files attached. The files stay open in the sender.
 func (c *Conn) Send(m Message, files ...*os.File) error {
@@ -122,14 +146,17 @@ func (c *Conn) Send(m Message, files ...*os.File) error {
 		}
 		oob = unix.UnixRights(fds...)
 	}
-	if err := unix.Sendmsg(c.Fd(), hdr, oob, nil, 0); err != nil {
+	if c.sendTimeout > 0 {
+		c.c.SetWriteDeadline(time.Now().Add(c.sendTimeout))
+	}
+	if _, _, err := c.c.WriteMsgUnix(hdr, oob, nil); err != nil {
 		return fmt.Errorf("wire: sending %s: %w", m.Type, err)
 	}
 	return nil
 }
 
-// ErrClosed is returned by Recv when the other end is gone.
-var ErrClosed = errors.New("wire: peer closed the socket")
+// ErrClosed is returned by Recv when either end closed the socket.
+var ErrClosed = errors.New("wire: socket closed")
 
 // ErrTimeout is returned by Recv when nothing came in time.
 var ErrTimeout = errors.New("wire: timeout")
@@ -137,29 +164,22 @@ var ErrTimeout = errors.New("wire: timeout")
 // Recv waits (at most timeout; negative means forever) for one message and
 // returns it with the descriptors that came with it, each close-on-exec.
 func (c *Conn) Recv(timeout time.Duration) (Message, []*os.File, error) {
-	ms := -1
 	if timeout >= 0 {
-		ms = int(timeout.Milliseconds())
-	}
-	fds := []unix.PollFd{{Fd: int32(c.Fd()), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return Message{}, nil, fmt.Errorf("wire: poll: %w", err)
-		}
-		if n == 0 {
-			return Message{}, nil, ErrTimeout
-		}
-		break
+		c.c.SetReadDeadline(time.Now().Add(timeout))
+	} else {
+		c.c.SetReadDeadline(time.Time{})
 	}
 	buf := make([]byte, maxHeader)
 	oob := make([]byte, unix.CmsgSpace(MaxFiles*4))
-	n, oobn, flags, _, err := unix.Recvmsg(c.Fd(), buf, oob, unix.MSG_CMSG_CLOEXEC)
-	if err != nil {
-		return Message{}, nil, fmt.Errorf("wire: recvmsg: %w", err)
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(buf, oob)
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return Message{}, nil, ErrTimeout
+	case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF):
+		return Message{}, nil, ErrClosed
+	case err != nil:
+		return Message{}, nil, fmt.Errorf("wire: %w", err)
 	}
 	files, ferr := parseRights(oob[:oobn])
 	if n == 0 && len(files) == 0 {
@@ -196,6 +216,7 @@ func parseRights(oob []byte) ([]*os.File, error) {
 			continue
 		}
 		for _, fd := range fds {
+			unix.CloseOnExec(fd)
 			files = append(files, os.NewFile(uintptr(fd), "wire-fd"))
 		}
 	}

@@ -14,7 +14,11 @@ func TestSendRecvWithFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b := &Conn{f: bf}
+	b, err := FromFile(bf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bf.Close()
 	defer b.Close()
 
 	r, w, err := os.Pipe()
@@ -50,7 +54,11 @@ func TestRecvTimeoutAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Conn{f: bf}
+	b, err := FromFile(bf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bf.Close()
 	defer b.Close()
 	start := time.Now()
 	if _, _, err := b.Recv(50 * time.Millisecond); !errors.Is(err, ErrTimeout) {

@@ -1,0 +1,362 @@
+// Package hub is init's side of the wiring (package kernel/wire): it knows
+// which component talks to which, creates the shared memory between them,
+// hands it out over each component's wiring socket, and holds every pool and
+// DMA region for as long as any process or device may still touch it.
+//
+// Lifetimes, the rules that make crashes safe:
+//
+//   - A DMA region (a driver's descriptor rings) is created once and handed
+//     to every generation of its component: the memory outlives any crash,
+//     so a device still writing back descriptors never writes into memory
+//     the kernel gave to someone else.
+//   - A pool belongs to one generation of its owner. When the owner
+//     restarts, its pools are superseded: the new generation gets new ones,
+//     and the old are closed only when every neighbour that mapped them has
+//     released them — a driver once it has reset its device (its Release, or
+//     the hello of its next generation, which comes after the reset).
+//   - A channel belongs to one generation of each of its two ends. Every
+//     hello creates fresh channels to the neighbours that are present, which
+//     is how those neighbours learn of the restart.
+//
+// Concurrency: one goroutine per wiring socket reads what the component
+// sends; Hub.mu guards all state and is held while sending, so announcements
+// to one component are never interleaved.
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"keepnet/kernel/wire"
+)
+
+// Node is one component's place in the wiring.
+type Node struct {
+	Name    string
+	Peers   []string     // components it has a channel to
+	Pools   []PoolSpec   // pools it owns (a new set every generation)
+	Regions []RegionSpec // DMA regions kept across its restarts
+}
+
+// PoolSpec describes a pool a component owns.
+type PoolSpec struct {
+	Name    string
+	Bufs    int
+	BufSize int
+}
+
+// RegionSpec describes a DMA region.
+type RegionSpec struct {
+	Name string
+	Size int
+}
+
+// Pool is a pool as the hub holds it.
+type Pool interface {
+	Fd() *os.File
+	Huge() bool
+	Close() error
+}
+
+// Factory makes the shared memory; the real one is kernel/chan and
+// kernel/pool, tests pass fakes.
+type Factory struct {
+	// Channel returns the three descriptors of a fresh channel: its
+	// shared memory and the wake-up eventfds of side 0 and side 1.
+	Channel func() ([]*os.File, error)
+	// Pool creates a pool.
+	Pool func(id uint32, bufs, bufSize int) (Pool, error)
+	// Region creates a DMA region of size bytes.
+	Region func(name string, size int) (*os.File, error)
+}
+
+// Hub is the wiring of the whole appliance.
+type Hub struct {
+	f    Factory
+	logf func(string, ...any)
+
+	// mu guards everything below, and is held while sending.
+	mu     sync.Mutex
+	nodes  map[string]*node
+	nextID uint32
+	// old are superseded pools, by id, still mapped by some holder.
+	old map[uint32]*heldPool
+}
+
+type node struct {
+	spec    Node
+	gen     int        // generation of the current process (starts counted by ExtraFiles)
+	conn    *wire.Conn // init's end of the current process's socket
+	present bool       // said hello in this generation
+	pools   []*heldPool
+	regions []*os.File
+}
+
+type heldPool struct {
+	info    wire.PoolInfo
+	pool    Pool
+	holders map[string]bool // neighbours that mapped it
+}
+
+// New builds the hub. Every peer named must be a node, and links are
+// symmetric: if a names b, b must name a.
+func New(nodes []Node, f Factory, logf func(string, ...any)) (*Hub, error) {
+	h := &Hub{f: f, logf: logf, nodes: map[string]*node{}, old: map[uint32]*heldPool{}, nextID: 1}
+	for _, n := range nodes {
+		if _, dup := h.nodes[n.Name]; dup {
+			return nil, fmt.Errorf("hub: component %s listed twice", n.Name)
+		}
+		h.nodes[n.Name] = &node{spec: n}
+	}
+	for _, n := range nodes {
+		for _, p := range n.Peers {
+			peer, ok := h.nodes[p]
+			if !ok {
+				return nil, fmt.Errorf("hub: %s links to unknown component %s", n.Name, p)
+			}
+			if !contains(peer.spec.Peers, n.Name) {
+				return nil, fmt.Errorf("hub: %s links to %s but not the other way", n.Name, p)
+			}
+		}
+	}
+	return h, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Wired reports whether name has a place in the wiring.
+func (h *Hub) Wired(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.nodes[name]
+	return ok
+}
+
+// ExtraFiles is the supervisor's hook for name: called at every start, it
+// begins a new generation and returns the component's end of a fresh wiring
+// socket, which the child inherits as fd 3 (wire.FD).
+func (h *Hub) ExtraFiles(name string) func() ([]*os.File, error) {
+	return func() ([]*os.File, error) {
+		initEnd, child, err := wire.Pair()
+		if err != nil {
+			return nil, err
+		}
+		// A component that does not read its socket must not stall init.
+		initEnd.SetSendTimeout(time.Second)
+
+		h.mu.Lock()
+		n := h.nodes[name]
+		if n.conn != nil {
+			n.conn.Close()
+		}
+		n.gen++
+		n.conn = initEnd
+		n.present = false
+		h.supersedePoolsLocked(n)
+		gen := n.gen
+		h.mu.Unlock()
+
+		go h.serve(name, gen, initEnd)
+		return []*os.File{child}, nil
+	}
+}
+
+// supersedePoolsLocked retires the pools of n's previous generation.
+func (h *Hub) supersedePoolsLocked(n *node) {
+	for _, p := range n.pools {
+		h.old[p.info.ID] = p
+		h.maybeFreeLocked(p)
+	}
+	n.pools = nil
+}
+
+func (h *Hub) maybeFreeLocked(p *heldPool) {
+	if len(p.holders) > 0 {
+		return
+	}
+	delete(h.old, p.info.ID)
+	if err := p.pool.Close(); err != nil {
+		h.logf("hub: closing pool %s (%d): %v", p.info.Name, p.info.ID, err)
+	}
+}
+
+// serve reads what one generation of a component sends until its socket
+// closes.
+func (h *Hub) serve(name string, gen int, c *wire.Conn) {
+	for {
+		m, files, err := c.Recv(-1)
+		for _, f := range files {
+			f.Close() // components send no descriptors
+		}
+		if err != nil {
+			h.mu.Lock()
+			if n := h.nodes[name]; n.gen == gen {
+				n.present = false
+			}
+			h.mu.Unlock()
+			if !errors.Is(err, wire.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+				h.logf("hub: %s (generation %d): %v", name, gen, err)
+			}
+			return
+		}
+		switch m.Type {
+		case wire.TypeHello:
+			if err := h.hello(name, gen); err != nil {
+				h.logf("hub: wiring %s: %v", name, err)
+			}
+		case wire.TypeRelease:
+			if m.Pool != nil {
+				h.release(name, m.Pool.ID)
+			}
+		default:
+			h.logf("hub: %s sent unexpected %q", name, m.Type)
+		}
+	}
+}
+
+// hello wires a component that announced itself.
+func (h *Hub) hello(name string, gen int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.nodes[name]
+	if n.gen != gen {
+		return nil // a hello from a process already superseded
+	}
+	// Its previous generation held peers' old pools; that process is
+	// gone, and a driver says hello only after resetting its device.
+	for _, p := range h.old {
+		if p.holders[name] {
+			delete(p.holders, name)
+			h.maybeFreeLocked(p)
+		}
+	}
+	if err := h.createLocked(n); err != nil {
+		return err
+	}
+	n.present = true
+	if err := n.conn.Send(wire.Message{Type: wire.TypeWelcome, Name: name, Generation: gen}); err != nil {
+		return err
+	}
+	for _, p := range n.pools {
+		info := p.info
+		if err := n.conn.Send(wire.Message{Type: wire.TypePool, Pool: &info}, p.pool.Fd()); err != nil {
+			return err
+		}
+	}
+	for i, r := range n.spec.Regions {
+		if err := n.conn.Send(wire.Message{Type: wire.TypeRegion, Name: r.Name, Size: r.Size}, n.regions[i]); err != nil {
+			return err
+		}
+	}
+	peers := append([]string(nil), n.spec.Peers...)
+	sort.Strings(peers)
+	for _, pn := range peers {
+		peer := h.nodes[pn]
+		if !peer.present {
+			continue // it gets the channel when it says hello
+		}
+		if err := h.linkLocked(n, peer); err != nil {
+			return fmt.Errorf("channel %s<->%s: %w", name, pn, err)
+		}
+	}
+	return n.conn.Send(wire.Message{Type: wire.TypeReady})
+}
+
+// createLocked makes the pools of n's generation, and its regions once.
+func (h *Hub) createLocked(n *node) error {
+	if n.pools == nil {
+		for _, ps := range n.spec.Pools {
+			id := h.nextID
+			h.nextID++
+			p, err := h.f.Pool(id, ps.Bufs, ps.BufSize)
+			if err != nil {
+				return fmt.Errorf("pool %s: %w", ps.Name, err)
+			}
+			n.pools = append(n.pools, &heldPool{
+				info:    wire.PoolInfo{Name: ps.Name, ID: id, Owner: n.spec.Name, Bufs: ps.Bufs, BufSize: ps.BufSize, Huge: p.Huge()},
+				pool:    p,
+				holders: map[string]bool{},
+			})
+		}
+	}
+	if n.regions == nil {
+		for _, rs := range n.spec.Regions {
+			f, err := h.f.Region(rs.Name, rs.Size)
+			if err != nil {
+				return fmt.Errorf("region %s: %w", rs.Name, err)
+			}
+			n.regions = append(n.regions, f)
+		}
+	}
+	return nil
+}
+
+// linkLocked creates a fresh channel between a (saying hello) and b (present)
+// and sends each end with the other's pools.
+func (h *Hub) linkLocked(a, b *node) error {
+	fds, err := h.f.Channel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range fds {
+			f.Close()
+		}
+	}()
+	send := func(to, from *node, side int) error {
+		msg := wire.Message{Type: wire.TypeChannel, Peer: from.spec.Name, Generation: from.gen, Side: side}
+		files := append([]*os.File(nil), fds...)
+		for _, p := range from.pools {
+			msg.Pools = append(msg.Pools, p.info)
+			files = append(files, p.pool.Fd())
+			p.holders[to.spec.Name] = true
+		}
+		return to.conn.Send(msg, files...)
+	}
+	if err := send(a, b, 0); err != nil {
+		return err
+	}
+	if err := send(b, a, 1); err != nil {
+		h.logf("hub: telling %s about %s generation %d: %v", b.spec.Name, a.spec.Name, a.gen, err)
+	}
+	return nil
+}
+
+// release records that name no longer maps pool id.
+func (h *Hub) release(name string, id uint32) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p, ok := h.old[id]; ok {
+		delete(p.holders, name)
+		h.maybeFreeLocked(p)
+		return
+	}
+	// A release of a current pool (e.g. a driver resetting while its
+	// peer lives): only the holder mark goes.
+	for _, n := range h.nodes {
+		for _, p := range n.pools {
+			if p.info.ID == id {
+				delete(p.holders, name)
+			}
+		}
+	}
+}
+
+// OldPools reports how many superseded pools are still held, for status and
+// tests.
+func (h *Hub) OldPools() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.old)
+}

@@ -1,0 +1,188 @@
+package hub
+
+import (
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"keepnet/kernel/wire"
+)
+
+type fakePool struct {
+	id     uint32
+	f      *os.File
+	mu     *sync.Mutex
+	closed map[uint32]bool
+}
+
+func (p *fakePool) Fd() *os.File { return p.f }
+func (p *fakePool) Huge() bool   { return true }
+func (p *fakePool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed[p.id] = true
+	return p.f.Close()
+}
+
+type fixture struct {
+	t      *testing.T
+	hub    *Hub
+	mu     sync.Mutex
+	closed map[uint32]bool
+}
+
+func newFixture(t *testing.T) *fixture {
+	fx := &fixture{t: t, closed: map[uint32]bool{}}
+	devnull := func() *os.File {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	f := Factory{
+		Channel: func() ([]*os.File, error) { return []*os.File{devnull(), devnull(), devnull()}, nil },
+		Pool: func(id uint32, bufs, bufSize int) (Pool, error) {
+			return &fakePool{id: id, f: devnull(), mu: &fx.mu, closed: fx.closed}, nil
+		},
+		Region: func(string, int) (*os.File, error) { return devnull(), nil },
+	}
+	h, err := New([]Node{
+		{Name: "ip", Peers: []string{"e1000.0"}, Pools: []PoolSpec{{Name: "ip.rx", Bufs: 8, BufSize: 2048}}},
+		{Name: "e1000.0", Peers: []string{"ip"}, Regions: []RegionSpec{{Name: "e1000.0.rings", Size: 2 << 20}}},
+	}, f, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.hub = h
+	return fx
+}
+
+func (fx *fixture) isClosed(id uint32) bool {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	return fx.closed[id]
+}
+
+// start begins a generation of name and says hello, like a component.
+func (fx *fixture) start(name string) *wire.Conn {
+	files, err := fx.hub.ExtraFiles(name)()
+	if err != nil || len(files) != 1 {
+		fx.t.Fatalf("ExtraFiles(%s) = %v, %v", name, files, err)
+	}
+	c, err := wire.FromFile(files[0])
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	files[0].Close()
+	fx.t.Cleanup(func() { c.Close() })
+	if err := c.Send(wire.Message{Type: wire.TypeHello}); err != nil {
+		fx.t.Fatal(err)
+	}
+	return c
+}
+
+// expect reads the next message and checks its type and descriptor count.
+func (fx *fixture) expect(c *wire.Conn, typ string, nfiles int) wire.Message {
+	fx.t.Helper()
+	m, files, err := c.Recv(2 * time.Second)
+	if err != nil {
+		fx.t.Fatalf("waiting for %s: %v", typ, err)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	if m.Type != typ || len(files) != nfiles {
+		fx.t.Fatalf("got %+v with %d fds, want %s with %d", m, len(files), typ, nfiles)
+	}
+	return m
+}
+
+func TestHubWiringAndRestarts(t *testing.T) {
+	fx := newFixture(t)
+
+	ip := fx.start("ip")
+	if m := fx.expect(ip, wire.TypeWelcome, 0); m.Name != "ip" || m.Generation != 1 {
+		t.Errorf("welcome = %+v, want ip generation 1", m)
+	}
+	pool1 := fx.expect(ip, wire.TypePool, 1).Pool
+	fx.expect(ip, wire.TypeReady, 0) // the driver is not there yet: no channel
+
+	drv := fx.start("e1000.0")
+	fx.expect(drv, wire.TypeWelcome, 0)
+	if m := fx.expect(drv, wire.TypeRegion, 1); m.Name != "e1000.0.rings" {
+		t.Errorf("region = %+v, want e1000.0.rings", m)
+	}
+	if m := fx.expect(drv, wire.TypeChannel, 4); m.Peer != "ip" || m.Generation != 1 || m.Side != 0 || len(m.Pools) != 1 || m.Pools[0].ID != pool1.ID {
+		t.Errorf("driver's channel = %+v, want ip generation 1 side 0 with pool %d", m, pool1.ID)
+	}
+	fx.expect(drv, wire.TypeReady, 0)
+	if m := fx.expect(ip, wire.TypeChannel, 3); m.Peer != "e1000.0" || m.Generation != 1 || m.Side != 1 {
+		t.Errorf("ip's channel = %+v, want e1000.0 generation 1 side 1", m)
+	}
+
+	// ip crashes and restarts: a new pool; the old one stays while the
+	// driver may DMA into it.
+	ip2 := fx.start("ip")
+	fx.expect(ip2, wire.TypeWelcome, 0)
+	pool2 := fx.expect(ip2, wire.TypePool, 1).Pool
+	if pool2.ID == pool1.ID {
+		t.Fatalf("restarted ip got pool %d again, want a new pool", pool1.ID)
+	}
+	fx.expect(ip2, wire.TypeChannel, 3)
+	fx.expect(ip2, wire.TypeReady, 0)
+	if m := fx.expect(drv, wire.TypeChannel, 4); m.Generation != 2 || m.Pools[0].ID != pool2.ID {
+		t.Errorf("driver told of ip restart with %+v, want generation 2 and pool %d", m, pool2.ID)
+	}
+	if fx.isClosed(pool1.ID) || fx.hub.OldPools() != 1 {
+		t.Fatalf("old pool closed=%v, held=%d before the driver released it; want kept", fx.isClosed(pool1.ID), fx.hub.OldPools())
+	}
+	// The driver resets its device and releases the old pool.
+	drv.Send(wire.Message{Type: wire.TypeRelease, Pool: pool1})
+	waitFor(t, func() bool { return fx.isClosed(pool1.ID) }, "the released pool to be closed")
+
+	// ip restarts again, and the driver crashes before releasing: its next
+	// generation's hello (after a device reset) frees the old pool.
+	ip3 := fx.start("ip")
+	fx.expect(ip3, wire.TypeWelcome, 0)
+	fx.expect(ip3, wire.TypePool, 1)
+	fx.expect(ip3, wire.TypeChannel, 3)
+	fx.expect(ip3, wire.TypeReady, 0)
+	fx.expect(drv, wire.TypeChannel, 4)
+	if fx.isClosed(pool2.ID) {
+		t.Fatal("pool 2 closed while the driver still held it")
+	}
+	drv2 := fx.start("e1000.0")
+	fx.expect(drv2, wire.TypeWelcome, 0)
+	waitFor(t, func() bool { return fx.isClosed(pool2.ID) }, "the new driver generation's hello to free pool 2")
+	fx.expect(drv2, wire.TypeRegion, 1)
+	fx.expect(drv2, wire.TypeChannel, 4)
+	fx.expect(drv2, wire.TypeReady, 0)
+	if m := fx.expect(ip3, wire.TypeChannel, 3); m.Generation != 2 {
+		t.Errorf("ip told of the driver restart with %+v, want generation 2", m)
+	}
+}
+
+func TestNewRejectsBadTopology(t *testing.T) {
+	for _, nodes := range [][]Node{
+		{{Name: "a", Peers: []string{"b"}}},
+		{{Name: "a", Peers: []string{"b"}}, {Name: "b"}},
+		{{Name: "a"}, {Name: "a"}},
+	} {
+		if _, err := New(nodes, Factory{}, t.Logf); err == nil {
+			t.Errorf("New(%+v) succeeded, want an error", nodes)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
