@@ -56,6 +56,7 @@ run: deps all image
 # (network namespaces, tap devices). KEEPNET_ITEST=1 makes them mandatory:
 # under `make test` a missing prerequisite fails instead of skipping.
 test: deps all image
+	scripts/hugepages.sh 16
 	$(GO) vet ./...
 	KEEPNET_ITEST=1 $(GO) test -count=1 -timeout 25m ./...
 

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -12,6 +13,9 @@ import (
 func TestProbeAccelTCG(t *testing.T) {
 	q, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
+		if os.Getenv("KEEPNET_ITEST") == "1" {
+			t.Fatal("qemu-system-x86_64 not installed")
+		}
 		t.Skip("qemu-system-x86_64 not installed")
 	}
 	if err := ProbeAccel(context.Background(), q, "tcg", 20*time.Second); err != nil {

@@ -1,0 +1,103 @@
+package channel
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestOutstanding(t *testing.T) {
+	// Each step is one call; ids are what the table must hand out.
+	type step struct {
+		op      string // add, reply, resubmit
+		id      uint64 // add: the id we expect; reply: the id replied to
+		ok      bool   // reply: accepted?; add: succeeded?
+		resub   []uint64
+		fromOps []uint16 // resubmit: the ops of the re-issued requests, in order
+	}
+	tests := []struct {
+		name  string
+		limit int
+		next  uint64
+		steps []step
+	}{
+		{"ids grow from the seed", 4, 100, []step{
+			{op: "add", id: 100, ok: true},
+			{op: "add", id: 101, ok: true},
+			{op: "reply", id: 101, ok: true},
+			{op: "reply", id: 101, ok: false}, // a second reply is stale
+			{op: "reply", id: 999, ok: false}, // never issued
+			{op: "add", id: 102, ok: true},
+		}},
+		{"zero seed starts at one", 2, 0, []step{
+			{op: "add", id: 1, ok: true},
+			{op: "reply", id: 0, ok: false},
+		}},
+		{"bounded", 2, 1, []step{
+			{op: "add", id: 1, ok: true},
+			{op: "add", id: 2, ok: true},
+			{op: "add", ok: false},
+			{op: "reply", id: 1, ok: true},
+			{op: "add", id: 3, ok: true},
+		}},
+		{"resubmit gives fresh ids and old replies are ignored", 8, 1, []step{
+			{op: "add", id: 1, ok: true}, // op 1
+			{op: "add", id: 2, ok: true}, // op 2
+			{op: "add", id: 3, ok: true}, // op 3
+			{op: "reply", id: 2, ok: true},
+			{op: "resubmit", resub: []uint64{4, 5}, fromOps: []uint16{1, 3}},
+			{op: "reply", id: 1, ok: false}, // late reply from before the restart
+			{op: "reply", id: 3, ok: false},
+			{op: "reply", id: 5, ok: true},
+			{op: "add", id: 6, ok: true}, // op 4
+			{op: "resubmit", resub: []uint64{7, 8}, fromOps: []uint16{1, 4}},
+			{op: "reply", id: 4, ok: false},
+			{op: "reply", id: 7, ok: true},
+			{op: "reply", id: 8, ok: true},
+			{op: "resubmit", resub: []uint64{}},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tab := NewOutstanding(tc.limit, tc.next)
+			var op uint16
+			for i, s := range tc.steps {
+				switch s.op {
+				case "add":
+					op++
+					m, err := tab.Add(Msg{Op: op})
+					if ok := err == nil; ok != s.ok {
+						t.Fatalf("step %d: Add = %v, want ok %v", i, err, s.ok)
+					}
+					if err != nil {
+						if !errors.Is(err, ErrTableFull) {
+							t.Fatalf("step %d: Add = %v, want %v", i, err, ErrTableFull)
+						}
+						op--
+						continue
+					}
+					if m.ID != s.id || m.Op != op {
+						t.Fatalf("step %d: Add = id %d op %d, want id %d op %d", i, m.ID, m.Op, s.id, op)
+					}
+				case "reply":
+					req, ok := tab.Complete(Msg{ID: s.id, Status: 0})
+					if ok != s.ok || (ok && req.ID != s.id) {
+						t.Fatalf("step %d: Complete(id %d) = %+v, %v, want ok %v", i, s.id, req, ok, s.ok)
+					}
+				case "resubmit":
+					got := tab.Resubmit()
+					if len(got) != len(s.resub) {
+						t.Fatalf("step %d: Resubmit = %+v, want ids %v", i, got, s.resub)
+					}
+					for j, m := range got {
+						if m.ID != s.resub[j] || m.Op != s.fromOps[j] {
+							t.Errorf("step %d: Resubmit[%d] = id %d op %d, want id %d op %d", i, j, m.ID, m.Op, s.resub[j], s.fromOps[j])
+						}
+					}
+					if tab.Len() != len(s.resub) {
+						t.Errorf("step %d: Len after Resubmit = %d, want %d", i, tab.Len(), len(s.resub))
+					}
+				}
+			}
+		})
+	}
+}
