@@ -49,10 +49,12 @@ type PoolSpec struct {
 	BufSize int
 }
 
-// RegionSpec describes a DMA region.
+// RegionSpec describes a DMA region: a pool created once and handed to
+// every generation of its component (a driver's descriptor rings).
 type RegionSpec struct {
-	Name string
-	Size int
+	Name    string
+	Bufs    int
+	BufSize int
 }
 
 // Pool is a pool as the hub holds it.
@@ -68,10 +70,8 @@ type Factory struct {
 	// Channel returns the three descriptors of a fresh channel: its
 	// shared memory and the wake-up eventfds of side 0 and side 1.
 	Channel func() ([]*os.File, error)
-	// Pool creates a pool.
+	// Pool creates a pool (also used for DMA regions).
 	Pool func(id uint32, bufs, bufSize int) (Pool, error)
-	// Region creates a DMA region of size bytes.
-	Region func(name string, size int) (*os.File, error)
 }
 
 // Hub is the wiring of the whole appliance.
@@ -93,7 +93,7 @@ type node struct {
 	conn    *wire.Conn // init's end of the current process's socket
 	present bool       // said hello in this generation
 	pools   []*heldPool
-	regions []*os.File
+	regions []*heldPool // created once, never superseded
 }
 
 type heldPool struct {
@@ -254,8 +254,9 @@ func (h *Hub) hello(name string, gen int) error {
 			return err
 		}
 	}
-	for i, r := range n.spec.Regions {
-		if err := n.conn.Send(wire.Message{Type: wire.TypeRegion, Name: r.Name, Size: r.Size}, n.regions[i]); err != nil {
+	for _, r := range n.regions {
+		info := r.info
+		if err := n.conn.Send(wire.Message{Type: wire.TypeRegion, Name: info.Name, Pool: &info}, r.pool.Fd()); err != nil {
 			return err
 		}
 	}
@@ -277,29 +278,37 @@ func (h *Hub) hello(name string, gen int) error {
 func (h *Hub) createLocked(n *node) error {
 	if n.pools == nil {
 		for _, ps := range n.spec.Pools {
-			id := h.nextID
-			h.nextID++
-			p, err := h.f.Pool(id, ps.Bufs, ps.BufSize)
+			p, err := h.newPoolLocked(n.spec.Name, ps.Name, ps.Bufs, ps.BufSize)
 			if err != nil {
-				return fmt.Errorf("pool %s: %w", ps.Name, err)
+				return err
 			}
-			n.pools = append(n.pools, &heldPool{
-				info:    wire.PoolInfo{Name: ps.Name, ID: id, Owner: n.spec.Name, Bufs: ps.Bufs, BufSize: ps.BufSize, Huge: p.Huge()},
-				pool:    p,
-				holders: map[string]bool{},
-			})
+			n.pools = append(n.pools, p)
 		}
 	}
 	if n.regions == nil {
 		for _, rs := range n.spec.Regions {
-			f, err := h.f.Region(rs.Name, rs.Size)
+			p, err := h.newPoolLocked(n.spec.Name, rs.Name, rs.Bufs, rs.BufSize)
 			if err != nil {
-				return fmt.Errorf("region %s: %w", rs.Name, err)
+				return err
 			}
-			n.regions = append(n.regions, f)
+			n.regions = append(n.regions, p)
 		}
 	}
 	return nil
+}
+
+func (h *Hub) newPoolLocked(owner, name string, bufs, bufSize int) (*heldPool, error) {
+	id := h.nextID
+	h.nextID++
+	p, err := h.f.Pool(id, bufs, bufSize)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", name, err)
+	}
+	return &heldPool{
+		info:    wire.PoolInfo{Name: name, ID: id, Owner: owner, Bufs: bufs, BufSize: bufSize, Huge: p.Huge()},
+		pool:    p,
+		holders: map[string]bool{},
+	}, nil
 }
 
 // linkLocked creates a fresh channel between a (saying hello) and b (present)

@@ -46,11 +46,10 @@ func newFixture(t *testing.T) *fixture {
 		Pool: func(id uint32, bufs, bufSize int) (Pool, error) {
 			return &fakePool{id: id, f: devnull(), mu: &fx.mu, closed: fx.closed}, nil
 		},
-		Region: func(string, int) (*os.File, error) { return devnull(), nil },
 	}
 	h, err := New([]Node{
 		{Name: "ip", Peers: []string{"e1000.0"}, Pools: []PoolSpec{{Name: "ip.rx", Bufs: 8, BufSize: 2048}}},
-		{Name: "e1000.0", Peers: []string{"ip"}, Regions: []RegionSpec{{Name: "e1000.0.rings", Size: 2 << 20}}},
+		{Name: "e1000.0", Peers: []string{"ip"}, Regions: []RegionSpec{{Name: "e1000.0.rings", Bufs: 2, BufSize: 4096}}},
 	}, f, t.Logf)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +110,7 @@ func TestHubWiringAndRestarts(t *testing.T) {
 
 	drv := fx.start("e1000.0")
 	fx.expect(drv, wire.TypeWelcome, 0)
-	if m := fx.expect(drv, wire.TypeRegion, 1); m.Name != "e1000.0.rings" {
+	if m := fx.expect(drv, wire.TypeRegion, 1); m.Name != "e1000.0.rings" || m.Pool == nil || m.Pool.Bufs != 2 {
 		t.Errorf("region = %+v, want e1000.0.rings", m)
 	}
 	if m := fx.expect(drv, wire.TypeChannel, 4); m.Peer != "ip" || m.Generation != 1 || m.Side != 0 || len(m.Pools) != 1 || m.Pools[0].ID != pool1.ID {

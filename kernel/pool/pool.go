@@ -176,13 +176,33 @@ func Create(id uint32, nbufs, bufSize int) (*Pool, error) {
 		return nil, &Error{Op: "create", Pool: id, Err: fmt.Errorf("mmap: %w", err)}
 	}
 	writeHeader(mem, header{magic: poolMagic, version: poolVersion, id: id, nbufs: uint32(nbufs), bufSize: uint32(bufSize), pageSize: uint32(geo.pageSize)})
-	p := &Pool{id: id, geo: geo, huge: huge, fd: os.NewFile(uintptr(fd), name), mem: mem, owner: true}
-	p.free = make([]uint32, 0, nbufs)
-	for s := nbufs; s >= 1; s-- { // so that Alloc hands out slot 1 first
+	p := &Pool{id: id, geo: geo, huge: huge, fd: os.NewFile(uintptr(fd), name), mem: mem}
+	p.becomeOwner()
+	p.phys = make([]uint64, geo.size/geo.pageSize)
+	return p, nil
+}
+
+// becomeOwner gives p the free list: every buffer free.
+func (p *Pool) becomeOwner() {
+	n := p.geo.nbufs
+	p.owner = true
+	p.free = make([]uint32, 0, n)
+	for s := n; s >= 1; s-- { // so that Alloc hands out slot 1 first
 		p.free = append(p.free, uint32(s))
 	}
-	p.inUse = make([]bool, nbufs+1)
-	p.phys = make([]uint64, geo.size/geo.pageSize)
+	p.inUse = make([]bool, n+1)
+}
+
+// OpenOwned maps, for its owner, a pool that another process (init, which
+// holds every pool across crashes) created: the owner allocates from it, and
+// every buffer starts free. A restarted owner gets a new pool, never its
+// predecessor's, so no buffer can still be in a neighbour's hands.
+func OpenOwned(id uint32, fd *os.File, nbufs, bufSize int) (*Pool, error) {
+	p, err := Open(id, fd, nbufs, bufSize)
+	if err != nil {
+		return nil, err
+	}
+	p.becomeOwner()
 	return p, nil
 }
 

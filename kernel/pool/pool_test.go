@@ -263,3 +263,29 @@ func TestPhysSmallPages(t *testing.T) {
 		}
 	}
 }
+
+// A pool init created is allocated from by the component that owns it.
+func TestOpenOwned(t *testing.T) {
+	initPool := create(t, 9, 4, 0)
+	owner, err := OpenOwned(9, initPool.Fd(), 4, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	for i := 0; i < 4; i++ {
+		if _, ok := owner.Alloc(); !ok {
+			t.Fatalf("OpenOwned pool: Alloc %d failed, want 4 free buffers", i)
+		}
+	}
+	if _, ok := owner.Alloc(); ok {
+		t.Error("Alloc past the pool's 4 buffers succeeded")
+	}
+	peer, err := Open(9, initPool.Fd(), 4, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, ok := peer.Alloc(); ok {
+		t.Error("a peer that merely maps the pool could Alloc")
+	}
+}

@@ -44,7 +44,7 @@ const (
 	TypeHello   = "hello"   // component -> init: I am up (after resetting any device)
 	TypeWelcome = "welcome" // init -> component: your name and generation
 	TypePool    = "pool"    // init -> component: a packet pool (1 fd)
-	TypeRegion  = "region"  // init -> component: a DMA region kept across restarts (1 fd)
+	TypeRegion  = "region"  // init -> component: a DMA region (a pool) kept across restarts (1 fd)
 	TypeChannel = "channel" // init -> component: a channel to a peer (memfd, 2 eventfds) and the peer's pools
 	TypeReady   = "ready"   // init -> component: the initial wiring is complete
 	TypeRelease = "release" // component -> init: I hold nothing in this pool any more
@@ -75,9 +75,8 @@ type Message struct {
 	// Side is which end of a channel this is (0 or 1); the two ends
 	// send on different rings.
 	Side  int        `json:"side,omitempty"`
-	Pool  *PoolInfo  `json:"pool,omitempty"`  // pool, release
+	Pool  *PoolInfo  `json:"pool,omitempty"`  // pool, region, release
 	Pools []PoolInfo `json:"pools,omitempty"` // channel: the peer's pools, one fd each after the channel's 3
-	Size  int        `json:"size,omitempty"`  // region: bytes
 }
 
 // Conn is one end of a wiring socket. It is safe to Close while another

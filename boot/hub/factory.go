@@ -1,0 +1,28 @@
+package hub
+
+import (
+	"os"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+)
+
+// ChannelSlots is the size of every channel's rings.
+const ChannelSlots = 1024
+
+// Shared is the real Factory: channels from kernel/chan, pools (huge pages
+// where reserved) from kernel/pool.
+func Shared() Factory {
+	return Factory{
+		Channel: func() ([]*os.File, error) {
+			p, err := channel.New(ChannelSlots)
+			if err != nil {
+				return nil, err
+			}
+			return []*os.File{p.Mem, p.WakeA, p.WakeB}, nil
+		},
+		Pool: func(id uint32, bufs, bufSize int) (Pool, error) {
+			return pool.Create(id, bufs, bufSize)
+		},
+	}
+}

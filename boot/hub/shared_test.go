@@ -1,0 +1,79 @@
+package hub
+
+import (
+	"testing"
+	"time"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/wire"
+)
+
+// Two components joined through the real factory: a packet written into
+// ip's pool and sent as a reference over the channel reads back at the
+// driver through its own mapping, and the driver's rings region is a pool
+// it owns.
+func TestJoinOverSharedMemory(t *testing.T) {
+	h, err := New([]Node{
+		{Name: "ip", Peers: []string{"drv"}, Pools: []PoolSpec{{Name: "ip.rx", Bufs: 64, BufSize: 2048}}},
+		{Name: "drv", Peers: []string{"ip"}, Regions: []RegionSpec{{Name: "drv.rings", Bufs: 2, BufSize: 4096}}},
+	}, Shared(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := func(name string) (*wire.Conn, *wire.Setup) {
+		files, err := h.ExtraFiles(name)()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := wire.FromFile(files[0])
+		files[0].Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s, err := wire.Join(c, 2*time.Second)
+		if err != nil {
+			t.Fatalf("Join(%s): %v", name, err)
+		}
+		return c, s
+	}
+	ipConn, ip := join("ip")
+	_, drv := join("drv")
+	if ip.Name != "ip" || ip.Generation != 1 || len(ip.Pools) != 1 || len(ip.Peers) != 0 {
+		t.Fatalf("ip setup = %+v, want generation 1, one pool, no peer yet", ip)
+	}
+	if len(drv.Peers) != 1 || drv.Peers[0].Name != "ip" || len(drv.Peers[0].Pools) != 1 || drv.Regions["drv.rings"] == nil {
+		t.Fatalf("driver setup = %+v, want ip as peer with its pool and the rings region", drv)
+	}
+	if _, ok := drv.Regions["drv.rings"].Alloc(); !ok {
+		t.Error("the driver cannot allocate from its own rings region")
+	}
+	peer, err := wire.NextPeer(ipConn, 2*time.Second)
+	if err != nil || peer.Name != "drv" {
+		t.Fatalf("ip's NextPeer = %+v, %v; want the driver", peer, err)
+	}
+
+	rx := ip.Pools[0]
+	ref, ok := rx.Alloc()
+	if !ok {
+		t.Fatal("Alloc from ip's pool failed")
+	}
+	b, _ := rx.Bytes(ref)
+	copy(b, "a frame, by reference")
+	ref.Len = uint32(len("a frame, by reference"))
+	if n := peer.Port.Send(channel.Msg{ID: 1, Op: 2, Ref: ref}); n != 1 {
+		t.Fatal("Send failed")
+	}
+	dp := drv.Peers[0]
+	if err := dp.Port.Wait(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var msgs [4]channel.Msg
+	if n := dp.Port.Recv(msgs[:]); n != 1 {
+		t.Fatalf("Recv = %d messages, want 1", n)
+	}
+	got, err := dp.Pools[0].Bytes(msgs[0].Ref)
+	if err != nil || string(got) != "a frame, by reference" {
+		t.Errorf("driver reads %q, %v through its mapping; want the bytes ip wrote", got, err)
+	}
+}

@@ -1,0 +1,140 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+)
+
+// Setup is what a component receives when it joins: its identity, its own
+// pools, its DMA regions and a channel to every neighbour that is present.
+type Setup struct {
+	Name       string
+	Generation int
+	Pools      []*pool.Pool          // owned: the component allocates from them
+	Regions    map[string]*pool.Pool // by name; owned, and the same memory in every generation
+	Peers      []*Peer               // in the order they arrived
+}
+
+// Peer is one generation of a neighbour, reached over a fresh channel.
+type Peer struct {
+	Name       string
+	Generation int
+	Port       *channel.Endpoint
+	Pools      []*pool.Pool // the neighbour's pools, mapped (not owned)
+}
+
+// Close unmaps the peer's channel and pools.
+func (p *Peer) Close() {
+	p.Port.Close()
+	for _, pl := range p.Pools {
+		pl.Close()
+	}
+}
+
+// Join says hello on c and collects the wiring until Ready. Call it once the
+// component has done what must precede hello (a driver: its device reset).
+func Join(c *Conn, timeout time.Duration) (*Setup, error) {
+	if err := c.Send(Message{Type: TypeHello}); err != nil {
+		return nil, err
+	}
+	s := &Setup{Regions: map[string]*pool.Pool{}}
+	deadline := time.Now().Add(timeout)
+	for {
+		m, files, err := c.Recv(time.Until(deadline))
+		if err != nil {
+			return nil, fmt.Errorf("wire: joining: %w", err)
+		}
+		switch m.Type {
+		case TypeWelcome:
+			s.Name, s.Generation = m.Name, m.Generation
+			closeAll(files)
+		case TypePool:
+			if m.Pool == nil || len(files) != 1 {
+				closeAll(files)
+				return nil, errors.New("wire: pool message without a pool")
+			}
+			p, err := pool.OpenOwned(m.Pool.ID, files[0], m.Pool.Bufs, m.Pool.BufSize)
+			files[0].Close()
+			if err != nil {
+				return nil, err
+			}
+			s.Pools = append(s.Pools, p)
+		case TypeRegion:
+			if m.Pool == nil || len(files) != 1 {
+				closeAll(files)
+				return nil, errors.New("wire: region message without its memory")
+			}
+			p, err := pool.OpenOwned(m.Pool.ID, files[0], m.Pool.Bufs, m.Pool.BufSize)
+			files[0].Close()
+			if err != nil {
+				return nil, err
+			}
+			s.Regions[m.Name] = p
+		case TypeChannel:
+			p, err := openPeer(m, files)
+			if err != nil {
+				return nil, err
+			}
+			s.Peers = append(s.Peers, p)
+		case TypeReady:
+			closeAll(files)
+			return s, nil
+		default:
+			closeAll(files)
+			return nil, fmt.Errorf("wire: unexpected %q while joining", m.Type)
+		}
+	}
+}
+
+// NextPeer waits (at most timeout) for a channel to a neighbour's new
+// generation: the sign that it restarted, or started after this component.
+func NextPeer(c *Conn, timeout time.Duration) (*Peer, error) {
+	m, files, err := c.Recv(timeout)
+	if err != nil {
+		return nil, err
+	}
+	if m.Type != TypeChannel {
+		closeAll(files)
+		return nil, fmt.Errorf("wire: unexpected %q", m.Type)
+	}
+	return openPeer(m, files)
+}
+
+// openPeer maps a channel message's descriptors: the channel's memory and
+// eventfds, then one per peer pool. The descriptors are closed.
+func openPeer(m Message, files []*os.File) (*Peer, error) {
+	defer closeAll(files)
+	if len(files) != 3+len(m.Pools) {
+		return nil, fmt.Errorf("wire: channel to %s with %d descriptors, want %d", m.Peer, len(files), 3+len(m.Pools))
+	}
+	// The hub sends the memory and the wake-ups of side A then side B;
+	// each side waits on its own and wakes the other's.
+	mem, wakeA, wakeB := files[0], files[1], files[2]
+	var (
+		port *channel.Endpoint
+		err  error
+	)
+	if m.Side == 0 {
+		port, err = channel.Open(mem, wakeA, wakeB, channel.A)
+	} else {
+		port, err = channel.Open(mem, wakeB, wakeA, channel.B)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := &Peer{Name: m.Peer, Generation: m.Generation, Port: port}
+	for i, info := range m.Pools {
+		pl, err := pool.Open(info.ID, files[3+i], info.Bufs, info.BufSize)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.Pools = append(p.Pools, pl)
+	}
+	return p, nil
+}
