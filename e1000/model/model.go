@@ -1,0 +1,503 @@
+// Package model is a register-level model of the Intel 82540EM for hermetic
+// tests of the e1000 driver: a register file (e1000.Regs), descriptor
+// processing, and DMA over a byte slice that stands for physical memory (a
+// bus address is an offset into it).
+//
+// By default it behaves like QEMU's e1000 (hw/net/e1000.c) where a driver can
+// tell:
+//   - a TDT or TCTL write processes descriptors TDH..TDT at once (start_xmit):
+//     frames are assembled up to EOP and handed to Wire; DD is written back
+//     when RS is set; TDH advances; ICR gets TXDW (and TXQE);
+//   - Deliver writes a frame at RDH if RDH != RDT, else counts it in MPC and
+//     RNBC and raises RXO; it sets DD|EOP and the length, advances RDH and
+//     raises RXT0 (and RXDMT0 below the RCTL.RDMTS threshold);
+//   - CTRL.RST only clears itself: rings, RCTL, TCTL, statistics survive;
+//   - an RCTL write pauses receive for one second (flush_queue_timer): Deliver
+//     refuses frames until Advance has moved the clock past it;
+//   - EERD returns EEPROM words (START bit 0, DONE bit 4, 13.4.4);
+//   - STATUS.LU follows CTRL.SLU and the cable (SetLink); ICR clears on read;
+//     IMS/IMC set and clear the mask; frames are dropped while RCTL.EN or the
+//     link is off; MPC and RNBC do not clear on read (unlike 13.7).
+//
+// With Config.Hardware it behaves like a real part instead where QEMU
+// differs: the device prefetches descriptors when the tail moves and uses
+// its cached copies (so rewriting descriptor memory does not redirect DMA),
+// CTRL.RST is a full reset (registers to power-on values, caches dropped,
+// RAL0/RAH0 reloaded from the EEPROM), there is no RCTL pause, and
+// statistics clear when read.
+//
+// The model is safe for concurrent use; DMA into descriptor rings publishes
+// the status word with an atomic store, as the driver expects.
+package model
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"sync"
+	"time"
+
+	"keepnet/e1000"
+)
+
+// Config parameterises a Model.
+type Config struct {
+	// MAC is the station address in the EEPROM (and in RAL0/RAH0 after reset).
+	MAC [6]byte
+	// Mem is physical memory: a bus address is an offset into it.
+	Mem []byte
+	// Wire receives every transmitted frame (without FCS). It is called with
+	// the model's lock held; it must not call back into the model.
+	Wire func(frame []byte)
+	// Hardware selects real-part behaviour (descriptor caching, full reset,
+	// clear-on-read statistics, no RCTL pause) instead of QEMU's.
+	Hardware bool
+	// HoldTX queues transmit work on TDT writes without processing it;
+	// StepTX processes it. It stands for a device that is still sending.
+	HoldTX bool
+	// NoEERD makes EERD never report DONE, as on parts with another EERD
+	// layout or none (the driver must fall back to RAL0/RAH0).
+	NoEERD bool
+}
+
+// rctlPause is how long QEMU refuses frames after an RCTL write.
+const rctlPause = time.Second
+
+// Model is an 82540EM.
+type Model struct {
+	mu  sync.Mutex // guards everything below and DMA into Mem
+	cfg Config
+
+	regs   [0x20000 / 4]uint32
+	eeprom [64]uint16
+	cable  bool // link partner present
+
+	now         time.Duration // model clock, moved by Advance
+	rxPauseEnds time.Duration
+
+	// Hardware mode descriptor caches: ring index -> descriptor copy,
+	// filled when the tail moves.
+	rxCache map[uint32][e1000.DescSize]byte
+	txCache map[uint32][e1000.DescSize]byte
+
+	txFrame []byte // frame being assembled across descriptors
+	writes  map[uint32]int
+}
+
+var _ e1000.Regs = (*Model)(nil)
+
+// New returns a model after power-on reset, cable plugged in.
+func New(cfg Config) *Model {
+	m := &Model{cfg: cfg, cable: true, writes: map[uint32]int{}}
+	for i := range 3 {
+		m.eeprom[i] = uint16(cfg.MAC[2*i]) | uint16(cfg.MAC[2*i+1])<<8
+	}
+	m.powerOn()
+	return m
+}
+
+// powerOn sets the registers a driver can observe to their reset values
+// (and QEMU's mac_reg_init): link set up, RAL0/RAH0 from the EEPROM.
+func (m *Model) powerOn() {
+	clear(m.regs[:])
+	m.reg(e1000.CTRL, e1000.CTRL_SLU|e1000.CTRL_FD)
+	m.updateStatus()
+	mac := m.cfg.MAC
+	m.reg(e1000.RAL0, uint32(mac[0])|uint32(mac[1])<<8|uint32(mac[2])<<16|uint32(mac[3])<<24)
+	m.reg(e1000.RAH0, uint32(mac[4])|uint32(mac[5])<<8|e1000.RAH_AV)
+	m.rxCache = map[uint32][e1000.DescSize]byte{}
+	m.txCache = map[uint32][e1000.DescSize]byte{}
+	m.txFrame = nil
+}
+
+func (m *Model) reg(off, v uint32) { m.regs[off/4] = v }
+func (m *Model) get(off uint32) uint32 {
+	return m.regs[off/4]
+}
+
+func (m *Model) updateStatus() {
+	st := m.get(e1000.STATUS) &^ e1000.STATUS_LU
+	if m.cable && m.get(e1000.CTRL)&e1000.CTRL_SLU != 0 {
+		st |= e1000.STATUS_LU | e1000.STATUS_FD
+	}
+	m.reg(e1000.STATUS, st)
+}
+
+// Read32 reads a register, with the side effects of ICR (clear on read),
+// EERD and, in Hardware mode, the statistics (clear on read).
+func (m *Model) Read32(off uint32) uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch off {
+	case e1000.ICR:
+		v := m.get(e1000.ICR)
+		m.reg(e1000.ICR, 0)
+		return v
+	case e1000.EERD:
+		v := m.get(e1000.EERD)
+		if v&e1000.EERD_START == 0 || m.cfg.NoEERD {
+			return v &^ e1000.EERD_DONE
+		}
+		addr := v >> e1000.EERD_ADDR_SHIFT & 0xFF
+		data := uint32(0)
+		if int(addr) < len(m.eeprom) {
+			data = uint32(m.eeprom[addr])
+		}
+		return v&0xFFFF | e1000.EERD_DONE | data<<e1000.EERD_DATA_SHIFT
+	case e1000.MPC, e1000.RNBC, e1000.GPRC, e1000.GPTC:
+		v := m.get(off)
+		if m.cfg.Hardware {
+			m.reg(off, 0)
+		}
+		return v
+	}
+	return m.get(off)
+}
+
+// Write32 writes a register, with the side effects the driver relies on.
+func (m *Model) Write32(off, val uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.writes[off]++
+	switch off {
+	case e1000.CTRL:
+		if val&e1000.CTRL_RST != 0 && m.cfg.Hardware {
+			m.powerOn()
+			return
+		}
+		m.reg(off, val&^e1000.CTRL_RST) // QEMU: RST is self-clearing, nothing else
+		m.updateStatus()
+	case e1000.ICR:
+		m.reg(off, m.get(off)&^val) // write 1 to clear
+	case e1000.ICS:
+		m.reg(e1000.ICR, m.get(e1000.ICR)|val)
+	case e1000.IMS:
+		m.reg(e1000.IMS, m.get(e1000.IMS)|val)
+	case e1000.IMC:
+		m.reg(e1000.IMS, m.get(e1000.IMS)&^val)
+	case e1000.RCTL:
+		m.reg(off, val)
+		if !m.cfg.Hardware {
+			m.rxPauseEnds = m.now + rctlPause
+		}
+	case e1000.RDLEN, e1000.TDLEN:
+		m.reg(off, val&0xFFF80)
+	case e1000.RDH, e1000.TDH:
+		m.reg(off, val&0xFFFF)
+	case e1000.RDT:
+		m.reg(off, val&0xFFFF)
+		m.prefetchRX()
+	case e1000.TDT, e1000.TCTL:
+		m.reg(off, val)
+		if off == e1000.TDT {
+			m.reg(off, val&0xFFFF)
+		}
+		m.prefetchTX()
+		if !m.cfg.HoldTX {
+			m.processTX(-1)
+		}
+	case e1000.STATUS, e1000.MPC, e1000.RNBC, e1000.GPRC, e1000.GPTC:
+		// read-only
+	default:
+		m.reg(off, val)
+	}
+}
+
+// Peek returns a register without read side effects.
+func (m *Model) Peek(off uint32) uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.get(off)
+}
+
+// Writes returns how many times off was written.
+func (m *Model) Writes(off uint32) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.writes[off]
+}
+
+// SetLink plugs (true) or unplugs the cable; a change raises ICR.LSC.
+func (m *Model) SetLink(up bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	before := m.get(e1000.STATUS)
+	m.cable = up
+	m.updateStatus()
+	if m.get(e1000.STATUS) != before {
+		m.cause(e1000.ICR_LSC)
+	}
+}
+
+// Advance moves the model's clock (QEMU's RCTL pause).
+func (m *Model) Advance(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.now += d
+}
+
+func (m *Model) cause(c uint32) { m.reg(e1000.ICR, m.get(e1000.ICR)|c) }
+
+// Pending reports whether an interrupt is asserted (ICR & IMS != 0).
+func (m *Model) Pending() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.get(e1000.ICR)&m.get(e1000.IMS) != 0
+}
+
+func ringBase(lo, hi uint32) uint64 { return uint64(hi)<<32 | uint64(lo&^0xF) }
+
+// dma returns Mem[addr:addr+n], or nil when it is outside memory (a real bus
+// would master-abort; the model drops the access).
+func (m *Model) dma(addr uint64, n int) []byte {
+	if addr > uint64(len(m.cfg.Mem)) || uint64(n) > uint64(len(m.cfg.Mem))-addr {
+		return nil
+	}
+	return m.cfg.Mem[addr : addr+uint64(n)]
+}
+
+func (m *Model) ringLen(lenReg uint32) uint32 { return m.get(lenReg) / e1000.DescSize }
+
+// prefetchRX caches RX descriptors RDH..RDT (Hardware mode).
+func (m *Model) prefetchRX() {
+	if !m.cfg.Hardware {
+		return
+	}
+	n := m.ringLen(e1000.RDLEN)
+	base := ringBase(m.get(e1000.RDBAL), m.get(e1000.RDBAH))
+	for i := m.get(e1000.RDH); n > 0 && i != m.get(e1000.RDT); i = (i + 1) % n {
+		if _, ok := m.rxCache[i]; ok {
+			continue
+		}
+		if d := m.dma(base+uint64(i)*e1000.DescSize, e1000.DescSize); d != nil {
+			m.rxCache[i] = [e1000.DescSize]byte(d)
+		}
+	}
+}
+
+// prefetchTX caches TX descriptors TDH..TDT (Hardware mode).
+func (m *Model) prefetchTX() {
+	if !m.cfg.Hardware || m.get(e1000.TCTL)&e1000.TCTL_EN == 0 {
+		return
+	}
+	n := m.ringLen(e1000.TDLEN)
+	base := ringBase(m.get(e1000.TDBAL), m.get(e1000.TDBAH))
+	for i := m.get(e1000.TDH); n > 0 && i != m.get(e1000.TDT); i = (i + 1) % n {
+		if _, ok := m.txCache[i]; ok {
+			continue
+		}
+		if d := m.dma(base+uint64(i)*e1000.DescSize, e1000.DescSize); d != nil {
+			m.txCache[i] = [e1000.DescSize]byte(d)
+		}
+	}
+}
+
+// fetch returns descriptor i of a ring: the cached copy in Hardware mode if
+// there is one (and drops it from the cache), else the memory.
+func (m *Model) fetch(cache map[uint32][e1000.DescSize]byte, base uint64, i uint32) ([]byte, bool) {
+	mem := m.dma(base+uint64(i)*e1000.DescSize, e1000.DescSize)
+	if c, ok := cache[i]; ok && m.cfg.Hardware {
+		delete(cache, i)
+		cp := c
+		return cp[:], mem != nil
+	}
+	if mem == nil {
+		return nil, false
+	}
+	cp := [e1000.DescSize]byte(mem)
+	return cp[:], true
+}
+
+// StepTX processes up to max pending transmit descriptors (all when max < 0)
+// and returns how many. With HoldTX it is the only way frames leave.
+func (m *Model) StepTX(max int) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.processTX(max)
+}
+
+func (m *Model) processTX(max int) int {
+	if m.get(e1000.TCTL)&e1000.TCTL_EN == 0 {
+		return 0
+	}
+	n := m.ringLen(e1000.TDLEN)
+	if n == 0 {
+		return 0
+	}
+	base := ringBase(m.get(e1000.TDBAL), m.get(e1000.TDBAH))
+	done := 0
+	cause := uint32(0)
+	for m.get(e1000.TDH) != m.get(e1000.TDT) && (max < 0 || done < max) {
+		h := m.get(e1000.TDH)
+		if h >= n {
+			break // bogus TDH, as QEMU's "TDH wraparound" guard
+		}
+		desc, ok := m.fetch(m.txCache, base, h)
+		if !ok {
+			break
+		}
+		m.txDescriptor(desc)
+		if cmd := e1000.TxDesc(desc).CMD(); cmd&e1000.TDESC_CMD_RS != 0 {
+			if mem := m.dma(base+uint64(h)*e1000.DescSize, e1000.DescSize); mem != nil {
+				e1000.PublishWriteBack(mem, e1000.TDESC_STA_DD)
+			}
+			cause |= e1000.ICR_TXDW
+		}
+		m.reg(e1000.TDH, (h+1)%n)
+		done++
+	}
+	if m.get(e1000.TDH) == m.get(e1000.TDT) {
+		cause |= e1000.ICR_TXQE
+	}
+	m.cause(cause)
+	return done
+}
+
+// txDescriptor consumes one descriptor: context descriptors carry no data;
+// legacy and data descriptors append their buffer; EOP sends the frame.
+func (m *Model) txDescriptor(desc []byte) {
+	var addr uint64
+	var length int
+	var cmd uint8
+	t := e1000.TxDesc(desc)
+	switch {
+	case !t.IsExtended():
+		addr, length, cmd = t.Addr(), int(t.Length()), t.CMD()
+	case t.DTYP() == e1000.DTYP_DATA:
+		dd := e1000.TxDataDesc(desc)
+		addr, length, cmd = dd.Addr(), int(dd.DTALEN()), dd.DCMD()
+	default:
+		return // context descriptor: offload parameters, not modelled
+	}
+	if b := m.dma(addr, length); b != nil {
+		m.txFrame = append(m.txFrame, b...)
+	}
+	if cmd&e1000.TDESC_CMD_EOP == 0 {
+		return
+	}
+	frame := m.txFrame
+	m.txFrame = nil
+	if m.get(e1000.TCTL)&e1000.TCTL_PSP != 0 && len(frame) < 60 {
+		frame = append(frame, make([]byte, 60-len(frame))...) // 13.4.33 PSP
+	}
+	m.inc(e1000.GPTC)
+	if m.cfg.Wire != nil {
+		m.cfg.Wire(frame)
+	}
+}
+
+func (m *Model) inc(off uint32) {
+	if v := m.get(off); v != ^uint32(0) {
+		m.reg(off, v+1)
+	}
+}
+
+// Deliver offers a frame from the wire (without FCS). It returns whether the
+// device accepted it into host memory; see the package doc for why not.
+func (m *Model) Deliver(frame []byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rctl := m.get(e1000.RCTL)
+	if m.get(e1000.STATUS)&e1000.STATUS_LU == 0 || rctl&e1000.RCTL_EN == 0 {
+		return false
+	}
+	if m.now < m.rxPauseEnds {
+		return false // QEMU: the frame waits in the net queue
+	}
+	if len(frame) < 14 || !m.accept(frame, rctl) {
+		return false
+	}
+	if len(frame) < 60 {
+		frame = append(frame[:len(frame):len(frame)], make([]byte, 60-len(frame))...)
+	}
+	if len(frame) > 1522 && rctl&e1000.RCTL_LPE == 0 {
+		return false // oversized (QEMU counts ROC)
+	}
+	data := frame
+	if rctl&e1000.RCTL_SECRC == 0 {
+		data = binary.LittleEndian.AppendUint32(frame[:len(frame):len(frame)], crc32.ChecksumIEEE(frame))
+	}
+	bufSize := rxBufSize(rctl)
+	n := m.ringLen(e1000.RDLEN)
+	h, t := m.get(e1000.RDH), m.get(e1000.RDT)
+	if n == 0 || h >= n || t >= n {
+		return false
+	}
+	avail := int((t - h + n) % n)
+	if need := (len(data) + bufSize - 1) / bufSize; avail < need {
+		m.inc(e1000.MPC)
+		m.inc(e1000.RNBC)
+		m.cause(e1000.ICR_RXO)
+		return false
+	}
+	base := ringBase(m.get(e1000.RDBAL), m.get(e1000.RDBAH))
+	for off := 0; off < len(data); {
+		h := m.get(e1000.RDH)
+		desc, ok := m.fetch(m.rxCache, base, h)
+		mem := m.dma(base+uint64(h)*e1000.DescSize, e1000.DescSize)
+		if !ok || mem == nil {
+			return false
+		}
+		chunk := min(bufSize, len(data)-off)
+		if addr := e1000.RxDesc(desc).Addr(); addr != 0 { // null buffers are skipped (QEMU)
+			if b := m.dma(addr, chunk); b != nil {
+				copy(b, data[off:off+chunk])
+			}
+		}
+		off += chunk
+		status := e1000.RDESC_STATUS_DD
+		if off == len(data) {
+			status |= e1000.RDESC_STATUS_EOP | e1000.RDESC_STATUS_IXSM
+		}
+		e1000.RxDesc(mem).SetWriteBack(uint16(chunk), 0, 0)
+		e1000.PublishWriteBack(mem, status)
+		m.reg(e1000.RDH, (h+1)%n)
+	}
+	m.inc(e1000.GPRC)
+	cause := e1000.ICR_RXT0
+	h, t = m.get(e1000.RDH), m.get(e1000.RDT)
+	free := (t - h + n) % n
+	shift := (rctl&e1000.RCTL_RDMTS_MASK)>>8 + 1
+	if free*e1000.DescSize <= m.get(e1000.RDLEN)>>shift {
+		cause |= e1000.ICR_RXDMT0
+	}
+	m.cause(cause)
+	return true
+}
+
+// accept is the receive address filter (QEMU's e1000x_rx_group_filter; 13.5).
+func (m *Model) accept(frame []byte, rctl uint32) bool {
+	dst := frame[:6]
+	switch {
+	case [6]byte(dst) == [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}:
+		return rctl&e1000.RCTL_BAM != 0
+	case dst[0]&1 != 0:
+		if rctl&e1000.RCTL_MPE != 0 {
+			return true
+		}
+	case rctl&e1000.RCTL_UPE != 0:
+		return true
+	}
+	for i := range e1000.RA_LEN {
+		lo, hi := m.get(e1000.RAL(i)), m.get(e1000.RAH(i))
+		if hi&e1000.RAH_AV == 0 {
+			continue
+		}
+		ra := [6]byte{byte(lo), byte(lo >> 8), byte(lo >> 16), byte(lo >> 24), byte(hi), byte(hi >> 8)}
+		if ra == [6]byte(dst) {
+			return true
+		}
+	}
+	// Multicast table, MO = 00b: bits 47:36 of the address (13.5.1).
+	shift := [4]uint{4, 3, 2, 0}[(rctl&e1000.RCTL_MO_MASK)>>e1000.RCTL_MO_SHIFT]
+	h := (uint32(dst[5])<<8 | uint32(dst[4])) >> shift & 0xFFF
+	return m.get(e1000.MTA+4*(h>>5))&(1<<(h&31)) != 0
+}
+
+// rxBufSize decodes RCTL.BSIZE/BSEX (13.4.22).
+func rxBufSize(rctl uint32) int {
+	size := [4]int{2048, 1024, 512, 256}[(rctl&e1000.RCTL_BSIZE_MASK)>>16]
+	if rctl&e1000.RCTL_BSEX != 0 && size != 2048 {
+		size *= 16
+	}
+	return size
+}

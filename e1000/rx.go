@@ -1,0 +1,82 @@
+package e1000
+
+import "fmt"
+
+// PostRX hands b to the device for one received frame. It returns false when
+// the ring is full (one slot always stays empty, so RDH == RDT means no
+// buffers). The device sees it at the next FlushRX. b.Mem must hold at least
+// Config.RxBufSize bytes: the device writes up to that many (13.4.22).
+func (d *Dev) PostRX(b Buffer) bool {
+	if len(b.Mem) < d.cfg.RxBufSize {
+		panic(fmt.Sprintf("e1000: PostRX: buffer of %d bytes, the device writes up to %d", len(b.Mem), d.cfg.RxBufSize))
+	}
+	if d.rx.full() {
+		return false
+	}
+	i := d.rx.tail
+	RxDesc(d.rx.desc(i)).SetAddr(b.Addr)
+	d.rxBufs[i] = b
+	d.rx.tail = d.rx.inc(i)
+	return true
+}
+
+// RxFree is how many more buffers PostRX accepts.
+func (d *Dev) RxFree() int { return int(d.rx.n - 1 - d.rx.used()) }
+
+// FlushRX gives the buffers posted since the last flush to the device: one
+// RDT write (13.4.29) per batch, none when nothing was posted.
+func (d *Dev) FlushRX() {
+	if d.rx.tail != d.rx.written {
+		d.regs.Write32(RDT, d.rx.tail)
+		d.rx.written = d.rx.tail
+	}
+}
+
+// PollRX harvests the descriptors the device has completed (DD set, 3.2.3),
+// in ring order, and returns how many buffers it handed back. For each it
+// calls fn with the buffer's cookie, the frame (a prefix of the buffer's
+// Mem; the CRC is stripped, RCTL.SECRC) and RDESC.ERRORS. Frames with
+// RDESC_ERRORS_FRAME bits are handed over too, for the caller to count and
+// drop. A frame that spanned several descriptors (no EOP on the first, which
+// 2048-byte buffers and 1518-byte frames never produce) is dropped and
+// counted in Stats.RxDropped; its buffers come back with a nil frame.
+//
+// Every posted buffer comes back exactly once: here, or in Reset's Forgotten.
+func (d *Dev) PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int {
+	n := 0
+	for d.rx.next != d.rx.written {
+		i := d.rx.next
+		desc := d.rx.desc(i)
+		wb := loadWriteBack(desc)
+		status, errs := uint8(wb), uint8(wb>>8)
+		if status&RDESC_STATUS_DD == 0 {
+			break
+		}
+		length := int(RxDesc(desc).Length())
+		b := d.rxBufs[i]
+		d.rxBufs[i] = Buffer{}
+		d.rx.next = d.rx.inc(i)
+		n++
+
+		eop := status&RDESC_STATUS_EOP != 0
+		switch {
+		case !eop:
+			d.rxDiscard = true
+			fn(b.Cookie, nil, errs)
+			continue
+		case d.rxDiscard:
+			d.rxDiscard = false
+			d.stats.RxDropped++
+			fn(b.Cookie, nil, errs)
+			continue
+		}
+		if errs&RDESC_ERRORS_FRAME != 0 {
+			d.stats.RxErrors++
+		} else {
+			d.stats.RxFrames++
+			d.stats.RxBytes += uint64(length)
+		}
+		fn(b.Cookie, b.Mem[:min(length, len(b.Mem))], errs)
+	}
+	return n
+}
