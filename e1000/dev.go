@@ -299,30 +299,9 @@ func (d *Dev) Reset() (Forgotten, error) {
 	f := d.forget()
 	r := d.regs
 
-	// 1-2. Quiesce.
-	r.Write32(IMC, IMC_ALL)
-	r.Write32(TCTL, 0)
-	r.Write32(RDH, r.Read32(RDT))
-	d.sleep(quiesceDelay)
-
-	// 3. Global reset.
-	r.Write32(CTRL, r.Read32(CTRL)|CTRL_RST)
-	d.sleep(resetDelay)
-	cleared := false
-	for range resetPolls {
-		if r.Read32(CTRL)&CTRL_RST == 0 {
-			cleared = true
-			break
-		}
-		d.sleep(resetPollWait)
+	if err := Quiesce(r, d.sleep); err != nil {
+		return f, err
 	}
-	if !cleared {
-		return f, fmt.Errorf("e1000: reset: %w after %v", ErrResetTimeout, resetDelay+resetPolls*resetPollWait)
-	}
-
-	// 4. Interrupts off again; causes cleared by reading ICR.
-	r.Write32(IMC, IMC_ALL)
-	r.Read32(ICR)
 
 	// 5. General configuration (14.3).
 	ctrl := r.Read32(CTRL)
@@ -397,6 +376,45 @@ func (d *Dev) Reset() (Forgotten, error) {
 	r.Read32(ICR)
 	r.Write32(IMS, IntrHandled)
 	return f, nil
+}
+
+// Quiesce stops the device's DMA and resets it (steps 1-4 of Reset), with
+// no rings: what a restarted driver does before anything else, because until
+// then the device may still own buffers its predecessor posted, in pools
+// that are freed once the driver says hello (kernel/wire). It masks
+// interrupts, disables transmit, empties the receive ring (RDH = RDT) so no
+// frame is written anywhere, and issues a global reset (on real hardware
+// that also drops the descriptors the device cached; QEMU's e1000 only
+// clears the bit). RCTL is not written: see Reset.
+func Quiesce(r Regs, sleep func(time.Duration)) error {
+	if sleep == nil {
+		sleep = time.Sleep
+	}
+	// 1-2. Quiesce.
+	r.Write32(IMC, IMC_ALL)
+	r.Write32(TCTL, 0)
+	r.Write32(RDH, r.Read32(RDT))
+	sleep(quiesceDelay)
+
+	// 3. Global reset.
+	r.Write32(CTRL, r.Read32(CTRL)|CTRL_RST)
+	sleep(resetDelay)
+	cleared := false
+	for range resetPolls {
+		if r.Read32(CTRL)&CTRL_RST == 0 {
+			cleared = true
+			break
+		}
+		sleep(resetPollWait)
+	}
+	if !cleared {
+		return fmt.Errorf("e1000: reset: %w after %v", ErrResetTimeout, resetDelay+resetPolls*resetPollWait)
+	}
+
+	// 4. Interrupts off again; causes cleared by reading ICR.
+	r.Write32(IMC, IMC_ALL)
+	r.Read32(ICR)
+	return nil
 }
 
 // forget drops every posted buffer and returns their cookies.
