@@ -1,0 +1,84 @@
+package ip
+
+import (
+	"fmt"
+
+	"keepnet/servers/header"
+)
+
+// handleICMP processes an ICMP message in a validated, whole datagram.
+func (s *Stack) handleICMP(ip header.IPv4) {
+	s.c.ICMPIn++
+	b := ip.Payload()
+	if header.ValidateICMPv4(b) != nil {
+		s.c.ICMPBad++
+		return
+	}
+	m := header.ICMPv4(b)
+	if m.Type() != header.ICMPv4Echo {
+		if t := s.transports[header.ProtocolICMP]; t != nil {
+			s.c.IPDelivered++
+			t.Deliver(header.ProtocolICMP, ip.Src(), ip.Dst(), b)
+		}
+		return
+	}
+	s.c.ICMPEchoRequests++
+	if ip.Dst() != s.addr { // RFC 1122 §3.2.2.6: MAY silently discard
+		s.c.ICMPEchoIgnored++
+		return
+	}
+	// RFC 792: the reply is the request with type 0 and a new checksum;
+	// identifier, sequence number and data are returned unchanged.
+	reply := header.ICMPv4(s.icmpBuf[:len(b)])
+	copy(reply, b)
+	reply.SetType(header.ICMPv4EchoReply)
+	reply.SetCode(0)
+	reply.SetChecksum(reply.ComputeChecksum())
+	if s.output(header.ProtocolICMP, ip.Src(), reply) == nil {
+		s.c.ICMPEchoReplies++
+	}
+}
+
+// SendUnreachable sends an ICMP destination unreachable message with code
+// (header.ICMPv4PortUnreachable, ...) about offending, a datagram we
+// received (its IPv4 header and at least the first 8 bytes of its payload),
+// to its source. As RFC 1122 §3.2.2 requires, nothing is sent (and nil is
+// returned) about an ICMP error, a datagram to a broadcast or multicast
+// address, from an address that is not a unicast one, or a non-initial
+// fragment. Errors: ErrBadPacket (offending is not a valid datagram),
+// or those of Output.
+func (s *Stack) SendUnreachable(code uint8, offending []byte) error {
+	if header.ValidateIPv4(offending) != nil {
+		return fmt.Errorf("ip: send unreachable: %w", ErrBadPacket)
+	}
+	return s.sendICMPError(header.ICMPv4DstUnreachable, code, header.IPv4(offending))
+}
+
+// sendICMPError sends an ICMP error about ip, whose header must be valid
+// and whole; it quotes the header and up to 8 bytes of payload.
+func (s *Stack) sendICMPError(typ header.ICMPv4Type, code uint8, ip header.IPv4) error {
+	hl := ip.HeaderLength()
+	quote := ip[:min(len(ip), int(ip.TotalLength()), hl+header.ICMPv4ErrorDataSize)]
+	src, dst := ip.Src(), ip.Dst()
+	// Any ICMP type but echo and echo reply is taken for an error,
+	// conservatively (the queries of RFC 792 are not answered by keepnet).
+	isError := ip.Protocol() == header.ProtocolICMP && ip.FragmentOffset() == 0 && len(quote) > hl &&
+		quote[hl] != uint8(header.ICMPv4Echo) && quote[hl] != uint8(header.ICMPv4EchoReply)
+	if isError || ip.FragmentOffset() != 0 || s.isBroadcast(dst) || dst.IsMulticast() ||
+		s.isBroadcast(src) || src.IsMulticast() || src.IsUnspecified() || src.IsLoopback() {
+		s.c.ICMPErrorsSuppressed++
+		return nil
+	}
+	m := header.ICMPv4(s.icmpBuf[:header.ICMPv4MinimumSize+len(quote)])
+	copy(m[header.ICMPv4MinimumSize:], quote)
+	m.Encode(&header.ICMPv4Fields{Type: typ, Code: code})
+	if err := s.Output(header.ProtocolICMP, src, m); err != nil {
+		return err
+	}
+	if typ == header.ICMPv4TimeExceeded {
+		s.c.ICMPTimeExceededOut++
+	} else {
+		s.c.ICMPUnreachableOut++
+	}
+	return nil
+}

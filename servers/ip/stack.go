@@ -1,0 +1,248 @@
+package ip
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"keepnet/servers/header"
+)
+
+// Link is the way to the NIC driver. SendFrame must not keep frame after it
+// returns: the caller (the server) copies it into a pool buffer, and the
+// Stack reuses the slice for the next frame.
+type Link interface {
+	SendFrame(frame []byte) error
+}
+
+// Transport is a transport server (udp, tcp) reached by protocol number.
+// payload is valid only during the call.
+type Transport interface {
+	Deliver(proto uint8, src, dst netip.Addr, payload []byte)
+}
+
+// Clock is the time source; tests pass a fake one and never sleep.
+type Clock interface {
+	Now() time.Time
+}
+
+// Errors of Output and SendUnreachable, wrapped with the destination.
+var (
+	ErrNoRoute   = errors.New("no route to host")         // not in the subnet and no gateway, or not IPv4
+	ErrTooBig    = errors.New("datagram too big")         // payload over 65515 bytes
+	ErrBadPacket = errors.New("invalid offending packet") // SendUnreachable got no valid IPv4 datagram
+)
+
+// Limits bound what a Stack holds for others: reassemblies and packets
+// waiting for ARP. They are not part of Config (nothing to persist);
+// DefaultLimits fits the appliance, tests shrink them.
+type Limits struct {
+	ReassemblyTimeout time.Duration // a datagram's fragments are dropped this long after the first arrived
+	ReassemblyMemory  int           // bytes held across all reassemblies (data plus per-fragment overhead)
+	MaxReassemblies   int           // datagrams being reassembled at once; the oldest is evicted
+	ARPQueueLen       int           // packets queued per unresolved neighbour; the oldest is dropped
+	ARPQueueMemory    int           // payload bytes queued across all neighbours; past it new packets are dropped
+	ARPRetries        int           // requests sent before giving up on a neighbour
+	ARPRetryInterval  time.Duration // between requests
+	ARPReachable      time.Duration // a resolved entry is used this long, then resolved again
+	MaxNeighbors      int           // ARP cache entries; the oldest is evicted
+}
+
+// DefaultLimits returns the limits New starts with.
+func DefaultLimits() Limits {
+	return Limits{
+		ReassemblyTimeout: 30 * time.Second,
+		ReassemblyMemory:  4 << 20,
+		MaxReassemblies:   64,
+		ARPQueueLen:       16,
+		ARPQueueMemory:    1 << 20,
+		ARPRetries:        3,
+		ARPRetryInterval:  time.Second,
+		ARPReachable:      60 * time.Second,
+		MaxNeighbors:      1024,
+	}
+}
+
+// Counters are the Stack's statistics. Every dropped packet is counted in
+// exactly one "drop" counter.
+type Counters struct {
+	// Ethernet.
+	FramesIn          uint64 // every frame handed to HandleFrame
+	FramesOut         uint64 // every frame handed to the Link successfully
+	FramesOversized   uint64 // drop: longer than MTU + Ethernet header
+	FramesTruncated   uint64 // drop: shorter than an Ethernet header
+	FramesNotForUs    uint64 // drop: destination MAC neither ours nor broadcast
+	FramesUnknownType uint64 // drop: EtherType neither IPv4 nor ARP
+	LinkErrors        uint64 // Link.SendFrame failed
+
+	// ARP.
+	ARPRequestsIn      uint64
+	ARPRepliesIn       uint64
+	ARPRequestsOut     uint64 // resolution requests, retries and gratuitous ARP
+	ARPRepliesOut      uint64
+	ARPBad             uint64 // drop: truncated, not Ethernet/IPv4, unknown operation
+	ARPNotForUs        uint64 // drop (after learning nothing new): target address not ours
+	ARPConflicts       uint64 // drop: another MAC claims our address
+	ARPResolveFailures uint64 // neighbours that did not answer ARPRetries requests
+	ARPEvictions       uint64 // entries evicted because the cache was full
+	QueueDrops         uint64 // packets dropped while waiting for ARP (queue full, memory, failure, eviction)
+
+	// IPv4 input.
+	IPIn              uint64 // IPv4 packets in frames for us
+	IPTruncated       uint64 // drop: header.ErrTruncated
+	IPBadVersion      uint64 // drop: header.ErrBadVersion
+	IPBadIHL          uint64 // drop: header.ErrBadIHL
+	IPBadLength       uint64 // drop: header.ErrBadLength
+	IPBadChecksum     uint64 // drop: header.ErrBadChecksum
+	IPNotForUs        uint64 // drop: destination neither our address nor a broadcast
+	IPBadSource       uint64 // drop: source is a broadcast or multicast address
+	IPUnknownProtocol uint64 // drop: no transport (protocol unreachable sent)
+	IPDelivered       uint64 // datagrams handed to a Transport
+
+	// Reassembly.
+	FragmentsIn           uint64
+	ReassemblyOK          uint64 // datagrams reassembled
+	ReassemblyTimeouts    uint64 // datagrams dropped after ReassemblyTimeout
+	ReassemblyOverlaps    uint64 // datagrams dropped for an overlapping (or duplicate) fragment
+	ReassemblyMemoryDrops uint64 // datagrams dropped to stay under ReassemblyMemory
+	ReassemblyEvictions   uint64 // datagrams dropped to stay under MaxReassemblies
+	ReassemblyBad         uint64 // datagrams/fragments dropped: empty or unaligned fragment, inconsistent end, over 65535
+
+	// IPv4 output.
+	IPOut        uint64 // datagrams sent (or queued for ARP) by Output
+	FragmentsOut uint64 // frames of fragmented datagrams
+	NoRoute      uint64 // Output calls refused with ErrNoRoute
+
+	// ICMP.
+	ICMPIn               uint64
+	ICMPBad              uint64 // drop: truncated or bad checksum
+	ICMPEchoRequests     uint64
+	ICMPEchoReplies      uint64 // replies sent
+	ICMPEchoIgnored      uint64 // drop: echo request to a broadcast address
+	ICMPUnreachableOut   uint64
+	ICMPTimeExceededOut  uint64
+	ICMPErrorsSuppressed uint64 // errors not sent, per RFC 1122 §3.2.2
+}
+
+// A Stack is one IP server's protocol state for one interface. It is not
+// safe for concurrent use: one server loop owns it.
+type Stack struct {
+	cfg        Config
+	addr       netip.Addr   // cfg.Addr.Addr()
+	subnet     netip.Prefix // cfg.Addr.Masked()
+	bcast      netip.Addr   // subnet's directed broadcast
+	mac        header.MAC
+	link       Link
+	clock      Clock
+	transports map[uint8]Transport
+	limits     Limits
+	c          Counters
+
+	nextID uint16 // IP identification of the next datagram sent
+
+	neigh       map[netip.Addr]*neighbor
+	queuedBytes int // payload bytes queued across all neighbours
+
+	reasm    map[fragKey]*reassembly
+	reasmMem int // charge of all reassemblies against Limits.ReassemblyMemory
+
+	tx      []byte // the frame being built; MTU + Ethernet header
+	icmpBuf []byte // echo replies and ICMP errors; up to a whole datagram
+	bigBuf  []byte // the datagram being reassembled
+}
+
+// New returns a Stack for cfg, which must pass Config.Validate (New panics
+// otherwise: a server validates its config before). transports maps IP
+// protocol numbers to their servers; ICMP echo is answered by the Stack
+// itself, other ICMP messages go to transports[1] if there is one.
+func New(cfg Config, link Link, clock Clock, transports map[uint8]Transport) *Stack {
+	if err := cfg.Validate(); err != nil {
+		panic(fmt.Sprintf("ip.New: %v", err))
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	s := &Stack{
+		cfg:        cfg,
+		addr:       cfg.Addr.Addr(),
+		subnet:     cfg.Addr.Masked(),
+		bcast:      broadcastOf(cfg.Addr),
+		mac:        cfg.MAC,
+		link:       link,
+		clock:      clock,
+		transports: make(map[uint8]Transport, len(transports)),
+		limits:     DefaultLimits(),
+		neigh:      make(map[netip.Addr]*neighbor),
+		reasm:      make(map[fragKey]*reassembly),
+		tx:         make([]byte, header.EthernetMinimumSize+cfg.MTU),
+		icmpBuf:    make([]byte, header.IPv4MaximumSize),
+		bigBuf:     make([]byte, header.IPv4MaximumSize),
+		// Start IDs somewhere time-dependent so a restarted server does
+		// not reuse the IDs of its predecessor's recent datagrams.
+		nextID: uint16(clock.Now().UnixNano() >> 10),
+	}
+	for p, t := range transports {
+		s.transports[p] = t
+	}
+	return s
+}
+
+// SetLimits replaces DefaultLimits. Call it before the first frame.
+func (s *Stack) SetLimits(l Limits) { s.limits = l }
+
+// Config returns the configuration the Stack runs with (MTU defaulted).
+func (s *Stack) Config() Config { return s.cfg }
+
+// Counters returns a snapshot of the statistics.
+func (s *Stack) Counters() Counters { return s.c }
+
+// HandleFrame processes one received Ethernet frame (without FCS). The
+// Stack does not keep frame after it returns.
+func (s *Stack) HandleFrame(frame []byte) {
+	s.c.FramesIn++
+	if len(frame) > header.EthernetMinimumSize+s.cfg.MTU {
+		s.c.FramesOversized++
+		return
+	}
+	if header.ValidateEthernet(frame) != nil {
+		s.c.FramesTruncated++
+		return
+	}
+	eth := header.Ethernet(frame)
+	if d := eth.Dst(); d != s.mac && d != header.BroadcastMAC {
+		s.c.FramesNotForUs++
+		return
+	}
+	switch eth.Type() {
+	case header.EtherTypeARP:
+		s.handleARP(eth.Payload())
+	case header.EtherTypeIPv4:
+		s.handleIPv4(eth.Payload())
+	default:
+		s.c.FramesUnknownType++
+	}
+}
+
+// Tick runs the timers: ARP retries and ageing, reassembly timeouts. The
+// server calls it periodically; its resolution is the timers'.
+func (s *Stack) Tick() {
+	now := s.clock.Now()
+	s.tickARP(now)
+	s.tickReassembly(now)
+}
+
+// sendFrame hands the first n bytes of s.tx to the link.
+func (s *Stack) sendFrame(n int) error {
+	if err := s.link.SendFrame(s.tx[:n]); err != nil {
+		s.c.LinkErrors++
+		return err
+	}
+	s.c.FramesOut++
+	return nil
+}
+
+// isBroadcast reports whether a is the limited or our directed broadcast.
+func (s *Stack) isBroadcast(a netip.Addr) bool {
+	return a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || a == s.bcast
+}
