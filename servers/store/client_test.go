@@ -266,7 +266,10 @@ func TestWriteWhileDown(t *testing.T) {
 	t.Parallel()
 	path := sockPath(t)
 	first := startServer(t, path, newServer(1, MaxBytes))
-	c := Dial(path, WithTimeout(100*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond))
+	// A generous client timeout, so that reconnecting and replaying after
+	// the store comes back fits even on a loaded machine; the operations
+	// made while it is down give up at their own short deadline.
+	c := Dial(path, WithTimeout(5*time.Second), WithBackoff(time.Millisecond, 10*time.Millisecond))
 	defer c.Close()
 	ctx := context.Background()
 	if err := c.Put(ctx, "udp", "sock1", []byte("bound :53")); err != nil {
@@ -276,10 +279,14 @@ func TestWriteWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.kill(t)
-	if err := c.Put(ctx, "udp", "sock3", []byte("bound :123")); err == nil {
+	down, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := c.Put(down, "udp", "sock3", []byte("bound :123")); err == nil {
 		t.Fatal("Put with the store down = nil error, want one")
 	}
-	if err := c.Delete(ctx, "udp", "sock2"); err == nil {
+	down2, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel2()
+	if err := c.Delete(down2, "udp", "sock2"); err == nil {
 		t.Fatal("Delete with the store down = nil error, want one")
 	}
 	startServer(t, path, newServer(2, MaxBytes))
