@@ -344,6 +344,11 @@ func (p *Pool) slot(r Ref) (int, error) {
 	return s, nil
 }
 
+// Mapping is the pool's whole shared mapping. It exists for device models
+// in tests, which stand the pool in for physical memory (a buffer's device
+// address is then its offset); code that moves packets uses Bytes.
+func (p *Pool) Mapping() []byte { return p.mem }
+
 // Close unmaps the pool and closes its descriptor. No Bytes slice may be used
 // afterwards.
 func (p *Pool) Close() error {

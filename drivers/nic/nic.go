@@ -1,0 +1,299 @@
+// Package nic is the NIC driver process's loop: it serves the IP server's
+// link requests (drivers/link) on a device core (e1000.Dev), turning pool
+// references into DMA buffers and descriptor completions into replies.
+//
+// One goroutine does everything: drain requests from the channel (a batch
+// at a time), put them on the rings, write each ring's tail once, harvest
+// completions, send the replies as one batch. While there is work it polls;
+// when idle it sleeps on the device's interrupt, the channel's wake-up and
+// the wiring socket at once.
+//
+// # Restart protocol
+//
+// A driver process starts by quiescing its device (e1000.Quiesce: no DMA
+// into anything the previous generation posted), then joins the wiring
+// (kernel/wire), resets the device on its persistent ring region, and
+// serves. It keeps no state: IP resubmits every request the previous
+// generation left unanswered. When IP restarts, the driver gets a channel to
+// the new generation: it resets the device (forgetting the old generation's
+// buffers, whose owner is gone), releases the old pools to init, and serves
+// the new IP.
+package nic
+
+import (
+	"fmt"
+
+	"keepnet/drivers/link"
+	"keepnet/e1000"
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+)
+
+// Device is the driver core the loop drives: e1000.Dev, on the real device
+// or on the model.
+type Device interface {
+	Reset() (e1000.Forgotten, error)
+	PostRX(b e1000.Buffer) bool
+	FlushRX()
+	PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int
+	Transmit(b e1000.Buffer, n int) bool
+	FlushTX()
+	PollTX(fn func(cookie uint64)) int
+	MAC() [6]byte
+	LinkUp() bool
+	Stats() e1000.Stats
+}
+
+var _ Device = (*e1000.Dev)(nil)
+
+// Peer is the IP server generation being served: its channel and the pools
+// its references point into.
+type Peer struct {
+	Name       string
+	Generation int
+	Port       channel.Port
+	Pools      []*pool.Pool
+}
+
+// Counters are the loop's own counts, beside the device's.
+type Counters struct {
+	Requests, Replies uint64
+	BadRefs           uint64 // requests whose ref is not in a peer pool
+	Resets            uint64 // device resets for a new IP generation
+}
+
+// Translate gives the host view and the device address of a buffer.
+type Translate func(p *pool.Pool, ref pool.Ref) (mem []byte, addr uint64, err error)
+
+// Physical is the real Translate: the device sees physical memory
+// (uio_pci_generic has no IOMMU mapping), translated once per huge page.
+func Physical(p *pool.Pool, ref pool.Ref) ([]byte, uint64, error) {
+	mem, err := p.Bytes(ref)
+	if err != nil {
+		return nil, 0, err
+	}
+	addr, err := p.Phys(ref)
+	return mem, addr, err
+}
+
+// Driver serves one peer at a time on one device.
+type Driver struct {
+	dev       Device
+	translate Translate
+	peer *Peer
+	// pools maps a pool id to the peer's pool.
+	pools map[uint32]*pool.Pool
+
+	// pending holds the requests the device has, by cookie (the index).
+	pending []channel.Msg
+	free    []uint64
+	// waiting are requests the rings had no room for, oldest first.
+	waitRX, waitTX []channel.Msg
+	// outbox holds replies the channel had no room for.
+	outbox []channel.Msg
+
+	in       []channel.Msg // receive batch buffer
+	counters Counters
+}
+
+// BatchSize is how many requests the loop drains per iteration.
+const BatchSize = 64
+
+// New makes a driver for dev, which must have been Reset on its rings.
+func New(dev Device, translate Translate) *Driver {
+	return &Driver{dev: dev, translate: translate, in: make([]channel.Msg, BatchSize)}
+}
+
+// Counters returns the loop's counts.
+func (d *Driver) Counters() Counters { return d.counters }
+
+// Peer is the generation being served, or nil.
+func (d *Driver) Peer() *Peer { return d.peer }
+
+// Adopt starts serving p. If another peer was served, the device is reset
+// first: its buffers belonged to a generation that is gone. Adopt returns
+// the pools of the previous peer, which the caller releases (to init) and
+// closes.
+func (d *Driver) Adopt(p *Peer) ([]*pool.Pool, error) {
+	var old []*pool.Pool
+	if d.peer != nil {
+		if _, err := d.dev.Reset(); err != nil {
+			return nil, fmt.Errorf("nic: reset for %s generation %d: %w", p.Name, p.Generation, err)
+		}
+		d.counters.Resets++
+		old = d.peer.Pools
+		d.peer.Port.Close()
+	}
+	d.peer = p
+	d.pools = make(map[uint32]*pool.Pool, len(p.Pools))
+	for _, pl := range p.Pools {
+		d.pools[pl.ID()] = pl
+	}
+	d.pending, d.free = d.pending[:0], d.free[:0]
+	d.waitRX, d.waitTX, d.outbox = nil, nil, nil
+	return old, nil
+}
+
+// Poll does one round of work and reports whether there was any.
+func (d *Driver) Poll() bool {
+	if d.peer == nil {
+		return false
+	}
+	work := false
+	n := d.peer.Port.Recv(d.in)
+	for _, m := range d.in[:n] {
+		d.counters.Requests++
+		d.handle(m)
+	}
+	work = n > 0
+
+	for len(d.waitRX) > 0 && d.post(d.waitRX[0]) {
+		d.waitRX = d.waitRX[1:]
+	}
+	for len(d.waitTX) > 0 && d.transmit(d.waitTX[0]) {
+		d.waitTX = d.waitTX[1:]
+	}
+	d.dev.FlushRX()
+	d.dev.FlushTX()
+
+	if d.dev.PollRX(d.received) > 0 {
+		work = true
+	}
+	if d.dev.PollTX(d.sent) > 0 {
+		work = true
+	}
+	if len(d.outbox) > 0 {
+		sent := d.peer.Port.Send(d.outbox...)
+		d.counters.Replies += uint64(sent)
+		d.outbox = d.outbox[sent:]
+		work = work || sent > 0
+	}
+	return work
+}
+
+// Idle reports whether nothing is queued in the loop itself: a caller may
+// sleep then.
+func (d *Driver) Idle() bool {
+	return len(d.outbox) == 0 && len(d.waitRX) == 0 && len(d.waitTX) == 0
+}
+
+func (d *Driver) handle(m channel.Msg) {
+	switch m.Op {
+	case link.OpRx:
+		if !d.post(m) {
+			d.waitRX = append(d.waitRX, m)
+		}
+	case link.OpTx:
+		if !d.transmit(m) {
+			d.waitTX = append(d.waitTX, m)
+		}
+	case link.OpInfo:
+		r := m
+		r.Status = link.StatusOK
+		r.Arg[0] = link.MACToArg(d.dev.MAC())
+		r.Arg[1] = 0
+		if d.dev.LinkUp() {
+			r.Arg[1] = 1
+		}
+		d.reply(r)
+	default:
+		r := m
+		r.Status = link.StatusBadRef
+		d.reply(r)
+	}
+}
+
+// buffer turns a request's reference into a DMA buffer.
+func (d *Driver) buffer(m channel.Msg) (e1000.Buffer, error) {
+	p, ok := d.pools[m.Ref.Pool]
+	if !ok {
+		return e1000.Buffer{}, fmt.Errorf("pool %d unknown", m.Ref.Pool)
+	}
+	mem, addr, err := d.translate(p, m.Ref)
+	if err != nil {
+		return e1000.Buffer{}, err
+	}
+	return e1000.Buffer{Mem: mem, Addr: addr}, nil
+}
+
+// post puts an RX request on the ring; false when the ring is full.
+func (d *Driver) post(m channel.Msg) bool {
+	b, err := d.buffer(m)
+	if err != nil || len(b.Mem) < e1000.DefaultRxBufSize {
+		d.badRef(m)
+		return true
+	}
+	b.Cookie = d.track(m)
+	if !d.dev.PostRX(b) {
+		d.untrack(b.Cookie)
+		return false
+	}
+	return true
+}
+
+// transmit puts a TX request on the ring; false when the ring is full.
+func (d *Driver) transmit(m channel.Msg) bool {
+	b, err := d.buffer(m)
+	if err != nil || len(b.Mem) == 0 || len(b.Mem) > 1514 {
+		d.badRef(m)
+		return true
+	}
+	b.Cookie = d.track(m)
+	if !d.dev.Transmit(b, len(b.Mem)) {
+		d.untrack(b.Cookie)
+		return false
+	}
+	return true
+}
+
+func (d *Driver) badRef(m channel.Msg) {
+	d.counters.BadRefs++
+	r := m
+	r.Status = link.StatusBadRef
+	d.reply(r)
+}
+
+func (d *Driver) track(m channel.Msg) uint64 {
+	if n := len(d.free); n > 0 {
+		c := d.free[n-1]
+		d.free = d.free[:n-1]
+		d.pending[c] = m
+		return c
+	}
+	d.pending = append(d.pending, m)
+	return uint64(len(d.pending) - 1)
+}
+
+func (d *Driver) untrack(c uint64) channel.Msg {
+	m := d.pending[c]
+	d.pending[c] = channel.Msg{}
+	d.free = append(d.free, c)
+	return m
+}
+
+func (d *Driver) received(cookie uint64, frame []byte, errs uint8) {
+	r := d.untrack(cookie)
+	switch {
+	case frame == nil:
+		r.Status = link.StatusUnused
+		r.Ref.Len = 0
+	case errs != 0:
+		r.Status = link.StatusError
+		r.Ref.Len = uint32(len(frame))
+	default:
+		r.Status = link.StatusOK
+		r.Ref.Len = uint32(len(frame))
+	}
+	d.reply(r)
+}
+
+func (d *Driver) sent(cookie uint64) {
+	r := d.untrack(cookie)
+	r.Status = link.StatusOK
+	d.reply(r)
+}
+
+// reply queues a reply; Poll sends the batch.
+func (d *Driver) reply(r channel.Msg) {
+	d.outbox = append(d.outbox, r)
+}

@@ -1,0 +1,236 @@
+package nic
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"keepnet/drivers/link"
+	"keepnet/e1000"
+	"keepnet/e1000/model"
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+)
+
+var testMAC = [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
+
+// modelTranslate stands a pool in for physical memory: the model's memory is
+// the pool's mapping, so a buffer's bus address is its offset.
+func modelTranslate(p *pool.Pool, ref pool.Ref) ([]byte, uint64, error) {
+	mem, err := p.Bytes(ref)
+	return mem, uint64(ref.Off), err
+}
+
+// bench is a driver loop on the device model, with the test as IP.
+type bench struct {
+	t    *testing.T
+	m    *model.Model
+	rx   *pool.Pool // IP's pool, also the model's "physical memory"
+	ip   *channel.Endpoint
+	drv  *Driver
+	mu   sync.Mutex
+	wire [][]byte
+	next uint64 // next request id
+}
+
+func newBench(t *testing.T) *bench {
+	b := &bench{t: t, next: 1}
+	var err error
+	b.rx, err = pool.Create(1, 128, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.rx.Close() })
+	b.m = model.New(model.Config{MAC: testMAC, Mem: b.rx.Mapping(), Wire: func(f []byte) {
+		b.mu.Lock()
+		b.wire = append(b.wire, bytes.Clone(f))
+		b.mu.Unlock()
+	}})
+	ringRef, _ := b.rx.Alloc() // the rings live in one buffer of the pool
+	ringMem, _ := b.rx.Bytes(ringRef)
+	cfg := e1000.Config{RxRing: 16, TxRing: 16, Sleep: func(time.Duration) {}}
+	dev, err := e1000.New(b.m, e1000.Region{Mem: ringMem[:e1000.RingBytes(cfg)], Addr: uint64(ringRef.Off)}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	b.m.Advance(time.Second) // past QEMU's receive pause after the first RCTL write
+	b.drv = New(dev, modelTranslate)
+	b.adopt(1)
+	return b
+}
+
+// adopt connects a new IP generation over a fresh channel.
+func (b *bench) adopt(gen int) []*pool.Pool {
+	ipEnd, drvEnd, err := channel.NewLocal(256)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.ip = ipEnd
+	old, err := b.drv.Adopt(&Peer{Name: "ip", Generation: gen, Port: drvEnd, Pools: []*pool.Pool{b.rx}})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return old
+}
+
+func (b *bench) send(op uint16, ref pool.Ref) uint64 {
+	id := b.next
+	b.next++
+	if b.ip.Send(channel.Msg{ID: id, Op: op, Ref: ref}) != 1 {
+		b.t.Fatalf("channel full sending request %d", id)
+	}
+	return id
+}
+
+func (b *bench) postRX() uint64 {
+	ref, ok := b.rx.Alloc()
+	if !ok {
+		b.t.Fatal("IP pool exhausted")
+	}
+	return b.send(link.OpRx, ref)
+}
+
+func (b *bench) transmit(payload string) uint64 {
+	ref, ok := b.rx.Alloc()
+	if !ok {
+		b.t.Fatal("IP pool exhausted")
+	}
+	buf, _ := b.rx.Bytes(ref)
+	n := copy(buf, frame(payload))
+	ref.Len = uint32(n)
+	return b.send(link.OpTx, ref)
+}
+
+// replies runs the loop until it is quiet and returns what IP received.
+func (b *bench) replies() []channel.Msg {
+	for i := 0; i < 10; i++ {
+		b.drv.Poll()
+	}
+	var out []channel.Msg
+	buf := make([]channel.Msg, 64)
+	for {
+		n := b.ip.Recv(buf)
+		if n == 0 {
+			return out
+		}
+		out = append(out, buf[:n]...)
+	}
+}
+
+func frame(payload string) []byte {
+	f := make([]byte, 14, 14+len(payload))
+	copy(f, testMAC[:])
+	copy(f[6:], []byte{2, 0, 0, 0, 0, 1})
+	f[12], f[13] = 0x08, 0x00
+	return append(f, payload...)
+}
+
+func TestInfoTxRx(t *testing.T) {
+	b := newBench(t)
+	info := b.send(link.OpInfo, pool.Ref{})
+	tx := []uint64{b.transmit("one"), b.transmit("two"), b.transmit("three")}
+	var rx []uint64
+	for i := 0; i < 8; i++ {
+		rx = append(rx, b.postRX())
+	}
+	got := map[uint64]channel.Msg{}
+	for _, r := range b.replies() {
+		got[r.ID] = r
+	}
+	if r := got[info]; link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 {
+		t.Errorf("info reply = %+v, want MAC %x and link up", r, testMAC)
+	}
+	for _, id := range tx {
+		if r, ok := got[id]; !ok || r.Status != link.StatusOK {
+			t.Errorf("tx %d reply = %+v (%v), want StatusOK", id, r, ok)
+		}
+	}
+	if len(b.wire) != 3 || !bytes.HasSuffix(b.wire[2][:14+5], []byte("three")) {
+		t.Errorf("wire = %q, want the three frames in order", b.wire)
+	}
+
+	for i := 0; i < 5; i++ {
+		if !b.m.Deliver(frame(fmt.Sprintf("in-%d", i))) {
+			t.Fatalf("model refused frame %d with 8 buffers posted", i)
+		}
+	}
+	reps := b.replies()
+	if len(reps) != 5 {
+		t.Fatalf("%d rx replies, want 5", len(reps))
+	}
+	for i, r := range reps {
+		if r.ID != rx[i] || r.Status != link.StatusOK {
+			t.Errorf("rx reply %d = id %d status %d, want id %d ok", i, r.ID, r.Status, rx[i])
+			continue
+		}
+		data, _ := b.rx.Bytes(r.Ref)
+		if want := frame(fmt.Sprintf("in-%d", i)); !bytes.Equal(data[:len(want)], want) {
+			t.Errorf("rx reply %d carries %q, want %q", i, data, want)
+		}
+	}
+}
+
+// More RX buffers than the ring holds wait in the loop and reach the device
+// as frames free descriptors; every frame is answered in order.
+func TestRingFullQueues(t *testing.T) {
+	b := newBench(t)
+	var ids []uint64
+	for i := 0; i < 40; i++ {
+		ids = append(ids, b.postRX())
+	}
+	b.replies()
+	var got []uint64
+	for i := 0; i < 40; i++ {
+		if !b.m.Deliver(frame(fmt.Sprintf("f%d", i))) {
+			t.Fatalf("frame %d dropped: the loop did not refill the ring", i)
+		}
+		for _, r := range b.replies() {
+			got = append(got, r.ID)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Errorf("rx replies %v, want %v", got, ids)
+	}
+}
+
+func TestBadRef(t *testing.T) {
+	b := newBench(t)
+	id := b.send(link.OpTx, pool.Ref{Pool: 99, Off: 4096, Len: 60})
+	reps := b.replies()
+	if len(reps) != 1 || reps[0].ID != id || reps[0].Status != link.StatusBadRef || b.drv.Counters().BadRefs != 1 {
+		t.Errorf("reply to a foreign ref = %+v, want StatusBadRef", reps)
+	}
+}
+
+// A new IP generation: the device is reset, the old generation's buffers
+// are forgotten (no frame lands in them), the old pools come back for
+// release, and the new generation is served.
+func TestAdoptNewGeneration(t *testing.T) {
+	b := newBench(t)
+	for i := 0; i < 8; i++ {
+		b.postRX()
+	}
+	b.replies()
+	old := b.adopt(2)
+	if len(old) != 1 || old[0] != b.rx {
+		t.Errorf("Adopt returned %v, want the old generation's pool", old)
+	}
+	if b.drv.Counters().Resets != 1 {
+		t.Errorf("resets = %d, want 1", b.drv.Counters().Resets)
+	}
+	if b.m.Deliver(frame("to nobody")) {
+		t.Error("a frame was written into the old generation's buffers after the reset")
+	}
+	id := b.postRX()
+	b.replies()
+	b.m.Deliver(frame("to gen 2"))
+	reps := b.replies()
+	if len(reps) != 1 || reps[0].ID != id {
+		t.Errorf("after adopting generation 2: replies %+v, want the new buffer %d filled", reps, id)
+	}
+}
