@@ -41,6 +41,8 @@ const Init = "keepnet/cmd/init"
 // directory. The supervisor's table (boot/pid1) refers to them by path.
 var Components = []string{
 	"keepnet/cmd/store",
+	"keepnet/cmd/e1000",
+	"keepnet/cmd/ip",
 	"keepnet/cmd/httpd",
 	"keepnet/cmd/echo",
 }

@@ -53,7 +53,7 @@ func TestJoinOverSharedMemory(t *testing.T) {
 		t.Fatalf("ip's NextPeer = %+v, %v; want the driver", peer, err)
 	}
 
-	rx := ip.Pools[0]
+	rx := ip.Pools["ip.rx"]
 	ref, ok := rx.Alloc()
 	if !ok {
 		t.Fatal("Alloc from ip's pool failed")

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"keepnet/boot/ctl"
+	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
 )
 
@@ -54,7 +55,18 @@ func Main() {
 	defer cancel()
 
 	a := &appliance{cfg: cfg, shutdown: cancel}
-	sup, err := supervisor.New(supervisor.Config{Specs: Table(cfg), Console: os.Stdout})
+	specs, nodes := Table(cfg)
+	wiring, err := hub.New(nodes, hub.Shared(), log.Printf)
+	if err != nil {
+		log.Printf("component wiring: %v", err)
+	} else {
+		for i := range specs {
+			if wiring.Wired(specs[i].Name) {
+				specs[i].ExtraFiles = wiring.ExtraFiles(specs[i].Name)
+			}
+		}
+	}
+	sup, err := supervisor.New(supervisor.Config{Specs: specs, Console: os.Stdout})
 	if err != nil {
 		log.Printf("component table: %v", err)
 	}

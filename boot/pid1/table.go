@@ -1,22 +1,55 @@
 package pid1
 
-import "keepnet/boot/supervisor"
+import (
+	"keepnet/boot/hub"
+	"keepnet/boot/supervisor"
+	"keepnet/servers/ip"
+)
 
-// Table is the appliance's component table: what runs, in which order, and
-// how it is restarted. The supervisor starts a component once everything in
-// its Deps is running.
+// Table is the appliance's component table: what runs, in which order, how
+// it is restarted, and how the multiserver stack is wired (which component
+// has a channel to which, the pools each owns, the DMA regions kept across a
+// driver's restarts). The supervisor starts a component once everything in
+// its Deps is running; the hub hands out the shared memory when a component
+// says hello (kernel/wire).
 //
 // The network applications run only on the Linux stack for now: keepnet's
 // own socket API arrives with its UDP and TCP servers.
-func Table(cfg Config) []supervisor.Spec {
+func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	specs := []supervisor.Spec{
 		{Name: "store", Path: "/bin/store", Restart: supervisor.Always},
 	}
-	if cfg.Stack == StackLinux {
+	var nodes []hub.Node
+	switch cfg.Stack {
+	case StackLinux:
 		specs = append(specs,
 			supervisor.Spec{Name: "httpd", Path: "/bin/httpd", Args: []string{"-stack", cfg.Stack, "-ctl", LocalCtl}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack}, Restart: supervisor.Always},
 		)
+	case StackKeepnet:
+		ipArgs := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0"}
+		if cfg.Gateway.IsValid() {
+			ipArgs = append(ipArgs, "-gw", cfg.Gateway.String())
+		}
+		specs = append(specs,
+			supervisor.Spec{Name: "e1000.0", Path: "/bin/e1000", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
+		)
+		nodes = append(nodes,
+			hub.Node{
+				Name: "e1000.0", Peers: []string{"ip"},
+				// Both descriptor rings (e1000.RingBytes of the default
+				// 256-entry rings), in one huge page, for every generation.
+				Regions: []hub.RegionSpec{{Name: "e1000.0.rings", Bufs: 1, BufSize: 8192}},
+			},
+			hub.Node{
+				Name: "ip", Peers: []string{"e1000.0"},
+				Pools: []hub.PoolSpec{
+					{Name: ip.RxPool, Bufs: 1023, BufSize: 2048},
+					{Name: ip.TxPool, Bufs: 1023, BufSize: 2048},
+				},
+			},
+		)
 	}
-	return specs
+	return specs, nodes
 }

@@ -80,7 +80,7 @@ func Physical(p *pool.Pool, ref pool.Ref) ([]byte, uint64, error) {
 type Driver struct {
 	dev       Device
 	translate Translate
-	peer *Peer
+	peer      *Peer
 	// pools maps a pool id to the peer's pool.
 	pools map[uint32]*pool.Pool
 

@@ -15,7 +15,7 @@ import (
 type Setup struct {
 	Name       string
 	Generation int
-	Pools      []*pool.Pool          // owned: the component allocates from them
+	Pools      map[string]*pool.Pool // owned, by name: the component allocates from them
 	Regions    map[string]*pool.Pool // by name; owned, and the same memory in every generation
 	Peers      []*Peer               // in the order they arrived
 }
@@ -42,7 +42,7 @@ func Join(c *Conn, timeout time.Duration) (*Setup, error) {
 	if err := c.Send(Message{Type: TypeHello}); err != nil {
 		return nil, err
 	}
-	s := &Setup{Regions: map[string]*pool.Pool{}}
+	s := &Setup{Pools: map[string]*pool.Pool{}, Regions: map[string]*pool.Pool{}}
 	deadline := time.Now().Add(timeout)
 	for {
 		m, files, err := c.Recv(time.Until(deadline))
@@ -63,7 +63,7 @@ func Join(c *Conn, timeout time.Duration) (*Setup, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.Pools = append(s.Pools, p)
+			s.Pools[m.Pool.Name] = p
 		case TypeRegion:
 			if m.Pool == nil || len(files) != 1 {
 				closeAll(files)

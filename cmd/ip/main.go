@@ -1,0 +1,44 @@
+// Command ip is the IP server process (see package servers/ip).
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"keepnet/servers/ip"
+	"keepnet/servers/store"
+)
+
+func main() {
+	addr := flag.String("addr", "", "address and prefix, e.g. 10.0.2.15/24")
+	gw := flag.String("gw", "", "default gateway")
+	driver := flag.String("driver", "e1000.0", "the NIC driver component")
+	storePath := flag.String("store", store.DefaultPath, "the store's socket")
+	flag.Parse()
+	log.SetFlags(0)
+
+	var cfg ip.Config
+	var err error
+	if cfg.Addr, err = netip.ParsePrefix(*addr); err != nil {
+		log.Printf("-addr %q: %v", *addr, err)
+		os.Exit(78) // a configuration error: restarting will not help
+	}
+	if *gw != "" {
+		if cfg.Gateway, err = netip.ParseAddr(*gw); err != nil {
+			log.Printf("-gw %q: %v", *gw, err)
+			os.Exit(78)
+		}
+	}
+	st := store.Dial(*storePath)
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Config: cfg, Store: st}); err != nil {
+		log.Fatal(err)
+	}
+}
