@@ -13,6 +13,7 @@
 //	status          the supervisor's view of every component
 //	kill NAME       SIGKILL the component; the supervisor restarts it
 //	restart NAME    stop the component gracefully and start it again
+//	stats NAME      the counters the component last published (in the store)
 //	poweroff        stop every component and power the machine off
 package ctl
 
@@ -28,6 +29,7 @@ const (
 	VerbKill     = "kill"
 	VerbRestart  = "restart"
 	VerbPoweroff = "poweroff"
+	VerbStats    = "stats"
 )
 
 // MaxLine bounds one encoded request or response; longer lines are rejected
@@ -47,6 +49,8 @@ type Response struct {
 	OK     bool    `json:"ok"`
 	Error  string  `json:"error,omitempty"`
 	Status *Status `json:"status,omitempty"`
+	// Stats is a component's published counters, as it wrote them.
+	Stats json.RawMessage `json:"stats,omitempty"`
 }
 
 // Status is the appliance's state as `keepnet status` prints it.
@@ -90,7 +94,7 @@ func ParseRequest(line []byte) (Request, error) {
 	}
 	switch r.Verb {
 	case VerbStatus, VerbPoweroff:
-	case VerbKill, VerbRestart:
+	case VerbKill, VerbRestart, VerbStats:
 		if r.Name == "" {
 			return r, fmt.Errorf("%w: %s needs a component name", ErrMalformed, r.Verb)
 		}

@@ -37,6 +37,13 @@ func (f *fakeHandler) Restart(name string) error {
 
 func (f *fakeHandler) Poweroff() error { f.poweroffs++; return nil }
 
+func (f *fakeHandler) Stats(name string) (json.RawMessage, error) {
+	if name != "ip" {
+		return nil, fmt.Errorf("no statistics from %q", name)
+	}
+	return json.RawMessage(`{"FramesIn":7}`), nil
+}
+
 func TestParseRequest(t *testing.T) {
 	tests := []struct {
 		line    string
@@ -81,6 +88,7 @@ func TestServe(t *testing.T) {
 		`{"id":4,"verb":"kill","name":"nosuch"}`,
 		`{"id":5,"verb":"restart","name":"store"}`,
 		`{"id":6,"verb":"poweroff"}`,
+		`{"id":7,"verb":"stats","name":"ip"}`,
 	}, "\n")
 	var out strings.Builder
 	if err := Serve(strings.NewReader(in), &out, h); err != nil {
@@ -95,11 +103,11 @@ func TestServe(t *testing.T) {
 		}
 		got = append(got, r)
 	}
-	if len(got) != 6 {
-		t.Fatalf("got %d responses, want 6 (one per non-empty line):\n%s", len(got), out.String())
+	if len(got) != 7 {
+		t.Fatalf("got %d responses, want 7 (one per non-empty line):\n%s", len(got), out.String())
 	}
-	wantOK := []bool{true, false, true, false, true, true}
-	wantID := []uint64{1, 0, 3, 4, 5, 6}
+	wantOK := []bool{true, false, true, false, true, true, true}
+	wantID := []uint64{1, 0, 3, 4, 5, 6, 7}
 	for i, r := range got {
 		if r.OK != wantOK[i] || r.ID != wantID[i] {
 			t.Errorf("response %d = id %d ok %v (%q), want id %d ok %v", i, r.ID, r.OK, r.Error, wantID[i], wantOK[i])
@@ -107,6 +115,9 @@ func TestServe(t *testing.T) {
 	}
 	if got[0].Status == nil || got[0].Status.Components[0].Name != "store" {
 		t.Errorf("status response = %+v, want the handler's status", got[0].Status)
+	}
+	if string(got[6].Stats) != `{"FramesIn":7}` {
+		t.Errorf("stats response = %s, want the component's counters", got[6].Stats)
 	}
 	if !strings.Contains(got[3].Error, "nosuch") {
 		t.Errorf("kill nosuch error = %q, want it to name the component", got[3].Error)

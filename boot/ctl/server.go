@@ -17,6 +17,8 @@ type Handler interface {
 	// Poweroff starts an orderly shutdown and returns at once; the
 	// response is sent before the machine goes down.
 	Poweroff() error
+	// Stats returns the counters the component last published.
+	Stats(name string) (json.RawMessage, error)
 }
 
 // Serve answers requests read from r with responses written to w until r
@@ -59,6 +61,8 @@ func Handle(line []byte, h Handler) Response {
 		err = h.Restart(req.Name)
 	case VerbPoweroff:
 		err = h.Poweroff()
+	case VerbStats:
+		resp.Stats, err = h.Stats(req.Name)
 	}
 	if err != nil {
 		resp.Error = err.Error()

@@ -21,6 +21,7 @@ package pid1
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -33,6 +34,7 @@ import (
 	"keepnet/boot/ctl"
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
+	"keepnet/servers/store"
 )
 
 // Main is init's whole life.
@@ -54,7 +56,7 @@ func Main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	a := &appliance{cfg: cfg, shutdown: cancel}
+	a := &appliance{cfg: cfg, shutdown: cancel, store: store.Dial(store.DefaultPath)}
 	specs, nodes := Table(cfg)
 	wiring, err := hub.New(nodes, hub.Shared(), log.Printf)
 	if err != nil {
@@ -138,6 +140,7 @@ type appliance struct {
 	cfg      Config
 	sup      *supervisor.Supervisor // nil when the component table was invalid
 	shutdown context.CancelFunc
+	store    *store.Client // reads the counters components publish
 	ready    atomic.Bool // set once every component first ran
 }
 
@@ -170,6 +173,23 @@ func (a *appliance) Restart(name string) error {
 		return fmt.Errorf("no supervisor")
 	}
 	return a.sup.Restart(name)
+}
+
+// StatsNS is the store namespace where components publish their counters,
+// each under its own name, as JSON.
+const StatsNS = "stats"
+
+func (a *appliance) Stats(name string) (json.RawMessage, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, ok, err := a.store.Get(ctx, StatsNS, name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || !json.Valid(b) {
+		return nil, fmt.Errorf("%s has published no statistics", name)
+	}
+	return json.RawMessage(b), nil
 }
 
 func (a *appliance) Poweroff() error {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"keepnet/drivers/nic"
+	"keepnet/servers/store"
 )
 
 func main() {
@@ -20,7 +21,12 @@ func main() {
 	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := nic.Run(ctx, nic.Options{Name: *name, Index: *index}); err != nil {
+	st := store.Dial(store.DefaultPath)
+	defer st.Close()
+	pub := store.NewPublisher(st, "stats", *name)
+	defer pub.Close()
+	opts := nic.Options{Name: *name, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
+	if err := nic.Run(ctx, opts); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -22,6 +22,19 @@ import (
 type Options struct {
 	Name  string // the component's name, e.g. e1000.0
 	Index int    // which supported function, in PCI address order
+	// Stats, if set, receives the driver's counters once a second.
+	Stats func(Stats)
+}
+
+// Stats is what a driver publishes for `keepnet stats e1000.N`.
+type Stats struct {
+	Generation     int
+	PCI            string
+	MAC            string
+	LinkUp         bool
+	PeerGeneration int
+	Counters
+	Device e1000.Stats
 }
 
 // Tuning of the process loop.
@@ -103,7 +116,17 @@ func Run(ctx context.Context, o Options) error {
 	defer watch.Close()
 	defer conn.Close() // ends the watcher
 
+	var nextStats time.Time
 	for ctx.Err() == nil {
+		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
+			st := Stats{Generation: setup.Generation, PCI: fn.Addr, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
+				Counters: d.Counters(), Device: dev.Stats()}
+			if p := d.Peer(); p != nil {
+				st.PeerGeneration = p.Generation
+			}
+			o.Stats(st)
+			nextStats = now.Add(time.Second)
+		}
 		select {
 		case p, ok := <-watch.C:
 			if !ok {

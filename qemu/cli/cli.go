@@ -29,6 +29,7 @@ commands:
   status    print the appliance's status as JSON
   kill      SIGKILL a component (the supervisor restarts it)
   restart   restart a component
+  stats     print a component's counters as JSON
   down      power the appliance off
 
 'keepnet COMMAND -h' lists a command's flags.
@@ -49,7 +50,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = up(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = status(ctx, args[1:], stdout, stderr)
-	case "kill", "restart":
+	case "kill", "restart", "stats":
 		err = component(ctx, args[0], args[1:], stdout, stderr)
 	case "down":
 		err = down(ctx, args[1:], stdout, stderr)
@@ -280,6 +281,10 @@ func component(ctx context.Context, verb string, args []string, stdout, stderr i
 	}
 	if !resp.OK {
 		return errors.New(resp.Error)
+	}
+	if verb == ctl.VerbStats {
+		fmt.Fprintln(stdout, string(resp.Stats))
+		return nil
 	}
 	fmt.Fprintf(stdout, "keepnet: %s %s: done\n", verb, name)
 	return nil

@@ -37,7 +37,11 @@ type ServerOptions struct {
 	RxPosted int
 }
 
+// StatsNS is the store namespace components publish their counters in.
+const StatsNS = "stats"
+
 const (
+	statsEvery  = time.Second
 	tickEvery   = 100 * time.Millisecond
 	joinTimeout = 10 * time.Second
 	storeNS     = "ip"
@@ -61,6 +65,20 @@ type server struct {
 	mac     [6]byte
 	haveMAC bool
 	drops   uint64 // frames dropped for want of a driver or a TX buffer
+	stats   *store.Publisher
+	gen     int
+}
+
+// Stats is what the IP server publishes for `keepnet stats ip`.
+type Stats struct {
+	Generation       int
+	Driver           string
+	DriverGeneration int
+	Outstanding      int // requests the driver has not answered
+	NoDriverDrops    uint64
+	RxPoolFree       int
+	TxPoolFree       int
+	Counters
 }
 
 // realClock is the wall clock the process gives its Stack.
@@ -86,7 +104,9 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	s := &server{o: o, rx: setup.Pools[RxPool], tx: setup.Pools[TxPool], in: make([]channel.Msg, 64)}
+	s := &server{o: o, rx: setup.Pools[RxPool], tx: setup.Pools[TxPool], in: make([]channel.Msg, 64), gen: setup.Generation}
+	s.stats = store.NewPublisher(o.Store, StatsNS, o.Name)
+	defer s.stats.Close()
 	if s.rx == nil || s.tx == nil {
 		return fmt.Errorf("ip: init sent no %s and %s pools", RxPool, TxPool)
 	}
@@ -103,7 +123,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		s.attach(p)
 	}
 
-	var next time.Time
+	var next, nextStats time.Time
 	for ctx.Err() == nil {
 		select {
 		case p, ok := <-watch.C:
@@ -125,6 +145,10 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		if now := time.Now(); now.After(next) {
 			if s.stack != nil {
 				s.stack.Tick()
+			}
+			if now.After(nextStats) {
+				s.publish()
+				nextStats = now.Add(statsEvery)
 			}
 			next = now.Add(tickEvery)
 		}
@@ -260,6 +284,18 @@ func (s *server) reply(r channel.Msg) {
 	case link.OpInfo:
 		s.mac, s.haveMAC = link.ArgToMAC(r.Arg[0]), true
 	}
+}
+
+func (s *server) publish() {
+	st := Stats{Generation: s.gen, Driver: s.o.Driver, Outstanding: s.out.Len(), NoDriverDrops: s.drops,
+		RxPoolFree: s.rx.Available(), TxPoolFree: s.tx.Available()}
+	if s.drv != nil {
+		st.DriverGeneration = s.drv.Generation
+	}
+	if s.stack != nil {
+		st.Counters = s.stack.Counters()
+	}
+	s.stats.Publish(st)
 }
 
 // sleep waits for the driver, the wiring or the next tick.

@@ -1,0 +1,139 @@
+package itest
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"keepnet/servers/header"
+)
+
+// TestHelperRawFrames is not a test of its own: TestKeepnetMalformedFrames
+// runs the test binary inside its namespace with RAW_* set, and this sends
+// the malformed frames from a raw socket on the tap device.
+func TestHelperRawFrames(t *testing.T) {
+	iface := os.Getenv("RAW_IFACE")
+	if iface == "" {
+		return // run only as the helper
+	}
+	dstMAC, err := net.ParseMAC(os.Getenv("RAW_DST_MAC"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr(os.Getenv("RAW_SRC_IP"))
+	dst := netip.MustParseAddr(os.Getenv("RAW_DST_IP"))
+	rounds, _ := strconv.Atoi(os.Getenv("RAW_ROUNDS"))
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	addr := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+	copy(addr.Addr[:], dstMAC)
+	var us header.MAC
+	copy(us[:], ifi.HardwareAddr)
+	var them header.MAC
+	copy(them[:], dstMAC)
+
+	sent := 0
+	send := func(f []byte) {
+		if err := unix.Sendto(fd, f, 0, addr); err != nil {
+			t.Fatalf("sendto: %v", err)
+		}
+		sent++
+	}
+	eth := func(to header.MAC, typ header.EtherType, payload []byte) []byte {
+		f := make([]byte, header.EthernetMinimumSize+len(payload))
+		header.Ethernet(f).Encode(&header.EthernetFields{Dst: to, Src: us, Type: typ})
+		copy(f[header.EthernetMinimumSize:], payload)
+		return f
+	}
+	// A valid ICMP echo request datagram with id, to be broken below.
+	echo := func(id uint16, payload int) []byte {
+		p := make([]byte, 20+8+payload)
+		ic := header.ICMPv4(p[20:])
+		ic.Encode(&header.ICMPv4Fields{Type: header.ICMPv4Echo, Rest: uint32(id)<<16 | 1})
+		ic.SetChecksum(^ic.ComputeChecksum())
+		header.IPv4(p).Encode(&header.IPv4Fields{TotalLength: uint16(len(p)), ID: id, TTL: 64, Protocol: header.ProtocolICMP, Src: src, Dst: dst})
+		return p
+	}
+	for i := 0; i < rounds; i++ {
+		id := uint16(1000 + i)
+
+		p := echo(id, 32) // bad header checksum
+		header.IPv4(p).SetChecksum(header.IPv4(p).Checksum() ^ 0x5a5a)
+		send(eth(them, header.EtherTypeIPv4, p))
+
+		send(eth(them, header.EtherTypeIPv4, echo(id, 32)[:12])) // truncated header
+
+		p = echo(id, 32) // IHL 3
+		p[0] = 0x43
+		fixIPChecksum(p)
+		send(eth(them, header.EtherTypeIPv4, p))
+
+		p = echo(id, 32) // total length past the frame
+		header.IPv4(p).SetTotalLength(1400)
+		fixIPChecksum(p)
+		send(eth(them, header.EtherTypeIPv4, p))
+
+		p = echo(id, 32) // ping of death: the last fragment ends past 65535
+		header.IPv4(p).SetFlagsFragmentOffset(0, 65528)
+		fixIPChecksum(p)
+		send(eth(them, header.EtherTypeIPv4, p))
+
+		p = echo(id, 32) // version 6 in an IPv4 frame
+		p[0] = 0x65
+		fixIPChecksum(p)
+		send(eth(them, header.EtherTypeIPv4, p))
+
+		p = echo(id, 32) // bad ICMP checksum
+		p[22] ^= 0xff
+		send(eth(them, header.EtherTypeIPv4, p))
+
+		// Overlapping fragments: [0,24) with MF, then [16,40).
+		big := echo(id, 64)
+		f1 := append([]byte(nil), big[:20+24]...)
+		header.IPv4(f1).SetTotalLength(uint16(len(f1)))
+		header.IPv4(f1).SetFlagsFragmentOffset(header.IPv4FlagMoreFragments, 0)
+		fixIPChecksum(f1)
+		f2 := append(append([]byte(nil), big[:20]...), big[20+16:20+40]...)
+		header.IPv4(f2).SetTotalLength(uint16(len(f2)))
+		header.IPv4(f2).SetFlagsFragmentOffset(0, 16)
+		fixIPChecksum(f2)
+		send(eth(them, header.EtherTypeIPv4, f1))
+		send(eth(them, header.EtherTypeIPv4, f2))
+
+		// ARP for somebody else on the link.
+		arp := make([]byte, header.ARPSize)
+		header.ARP(arp).Encode(&header.ARPFields{Op: header.ARPRequest, SenderMAC: us, SenderIP: src,
+			TargetIP: netip.AddrFrom4([4]byte{dst.As4()[0], dst.As4()[1], dst.As4()[2], 200})})
+		send(eth(header.BroadcastMAC, header.EtherTypeARP, arp))
+
+		// A valid echo request for another MAC.
+		send(eth(header.MAC{0x02, 0xde, 0xad, 0xbe, 0xef, 0x01}, header.EtherTypeIPv4, echo(id, 32)))
+
+		// Paced, so that the emulated NIC can keep up: this tests what the
+		// stack does with bad frames, not how many a flood loses.
+		time.Sleep(4 * time.Millisecond)
+	}
+	t.Logf("sent %d malformed or foreign frames", sent)
+}
+
+func fixIPChecksum(p []byte) {
+	h := header.IPv4(p)
+	h.SetChecksum(0)
+	hl := int(p[0]&0xf) * 4
+	if hl < 20 || hl > len(p) {
+		hl = 20
+	}
+	h.SetChecksum(^header.Checksum(p[:hl], 0))
+}
