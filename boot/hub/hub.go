@@ -92,6 +92,7 @@ type node struct {
 	gen     int        // generation of the current process (starts counted by ExtraFiles)
 	conn    *wire.Conn // init's end of the current process's socket
 	present bool       // said hello in this generation
+	up      bool       // said up in this generation: it serves
 	pools   []*heldPool
 	regions []*heldPool // created once, never superseded
 }
@@ -162,7 +163,7 @@ func (h *Hub) ExtraFiles(name string) func() ([]*os.File, error) {
 		}
 		n.gen++
 		n.conn = initEnd
-		n.present = false
+		n.present, n.up = false, false
 		h.supersedePoolsLocked(n)
 		gen := n.gen
 		h.mu.Unlock()
@@ -202,7 +203,7 @@ func (h *Hub) serve(name string, gen int, c *wire.Conn) {
 		if err != nil {
 			h.mu.Lock()
 			if n := h.nodes[name]; n.gen == gen {
-				n.present = false
+				n.present, n.up = false, false
 			}
 			h.mu.Unlock()
 			if !errors.Is(err, wire.ErrClosed) && !errors.Is(err, os.ErrClosed) {
@@ -219,6 +220,12 @@ func (h *Hub) serve(name string, gen int, c *wire.Conn) {
 			if m.Pool != nil {
 				h.release(name, m.Pool.ID)
 			}
+		case wire.TypeUp:
+			h.mu.Lock()
+			if n := h.nodes[name]; n.gen == gen {
+				n.up = true
+			}
+			h.mu.Unlock()
 		default:
 			h.logf("hub: %s sent unexpected %q", name, m.Type)
 		}
@@ -360,6 +367,19 @@ func (h *Hub) release(name string, id uint32) {
 			}
 		}
 	}
+}
+
+// AllUp reports whether every wired component's current generation has
+// said it serves.
+func (h *Hub) AllUp() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.nodes {
+		if !n.up {
+			return false
+		}
+	}
+	return true
 }
 
 // OldPools reports how many superseded pools are still held, for status and

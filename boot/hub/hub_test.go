@@ -185,3 +185,24 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// The appliance is ready only when every wired component's current
+// generation has said it serves; a restart makes it unready until the new
+// generation says so.
+func TestAllUp(t *testing.T) {
+	fx := newFixture(t)
+	ip := fx.start("ip")
+	drv := fx.start("e1000.0")
+	if fx.hub.AllUp() {
+		t.Fatal("AllUp before anyone said up")
+	}
+	ip.Send(wire.Message{Type: wire.TypeUp})
+	drv.Send(wire.Message{Type: wire.TypeUp})
+	waitFor(t, fx.hub.AllUp, "AllUp after both said up")
+	ip2 := fx.start("ip")
+	if fx.hub.AllUp() {
+		t.Error("AllUp while the restarted ip has not said up")
+	}
+	ip2.Send(wire.Message{Type: wire.TypeUp})
+	waitFor(t, fx.hub.AllUp, "AllUp after the new ip said up")
+}

@@ -62,6 +62,7 @@ func Main() {
 	if err != nil {
 		log.Printf("component wiring: %v", err)
 	} else {
+		a.wiring = wiring
 		for i := range specs {
 			if wiring.Wired(specs[i].Name) {
 				specs[i].ExtraFiles = wiring.ExtraFiles(specs[i].Name)
@@ -139,6 +140,7 @@ func modulesFor(cfg Config) []string {
 type appliance struct {
 	cfg      Config
 	sup      *supervisor.Supervisor // nil when the component table was invalid
+	wiring   *hub.Hub               // nil when the wiring was invalid
 	shutdown context.CancelFunc
 	store    *store.Client // reads the counters components publish
 	ready    atomic.Bool // set once every component first ran
@@ -151,7 +153,7 @@ func (a *appliance) Status() ctl.Status {
 	if a.sup == nil {
 		return st
 	}
-	st.Ready = a.ready.Load() && a.sup.Ready()
+	st.Ready = a.ready.Load() && a.serving()
 	for _, c := range a.sup.Status() {
 		st.Components = append(st.Components, ctl.Component{
 			Name: c.Name, PID: c.PID, State: c.State, Restarts: c.Restarts,
@@ -230,7 +232,7 @@ func (a *appliance) announceReady(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if a.sup.Ready() {
+		if a.serving() {
 			a.ready.Store(true)
 			log.Printf("keepnet ready (%s stack) %s after kernel start", a.cfg.Stack, uptime())
 			return
@@ -253,6 +255,12 @@ func rssKiB(pid int) int {
 	}
 	pages, _ := strconv.Atoi(f[1])
 	return pages * os.Getpagesize() / 1024
+}
+
+// serving reports whether every component runs and every wired one has
+// said it serves (its driver reset the device, its IP server is up).
+func (a *appliance) serving() bool {
+	return a.sup.Ready() && (a.wiring == nil || a.wiring.AllUp())
 }
 
 func uptime() string {

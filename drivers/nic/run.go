@@ -108,6 +108,9 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+		return err
+	}
 	// Later IP generations are announced on the wiring socket.
 	watch, err := wire.Watch(conn)
 	if err != nil {

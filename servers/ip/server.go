@@ -140,6 +140,9 @@ func Serve(ctx context.Context, o ServerOptions) error {
 				log.Printf("gratuitous ARP: %v", err)
 			}
 			log.Printf("up on %s, MAC %x", o.Driver, s.mac)
+			if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+				log.Printf("wiring: %v", err)
+			}
 		}
 		work := s.poll()
 		if now := time.Now(); now.After(next) {
