@@ -143,7 +143,7 @@ type appliance struct {
 	wiring   *hub.Hub               // nil when the wiring was invalid
 	shutdown context.CancelFunc
 	store    *store.Client // reads the counters components publish
-	ready    atomic.Bool // set once every component first ran
+	ready    atomic.Bool   // set once every component first ran
 }
 
 var _ ctl.Handler = (*appliance)(nil)
