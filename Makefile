@@ -9,6 +9,8 @@
 #   make image      build the initramfs images/out/initramfs.cpio
 #   make run        boot the appliance, status page on http://127.0.0.1:8080/
 #   make test       unit tests, then the QEMU integration tests
+#   make bench      benchmarks: channel messages/s across two processes, ping
+#                   RTT of keepnet against the Linux stack in one QEMU run
 #   make deps       install what is missing (QEMU, dnsmasq, curl, ssh, iproute2)
 
 GO      ?= go
@@ -16,7 +18,7 @@ KDIR    := images/kernel
 INITRD  := images/out/initramfs.cpio
 RUNARGS ?= --net user --fwd tcp:8080:80
 
-.PHONY: all kernel image run test unit itest deps clean FORCE
+.PHONY: all kernel image run test unit bench deps clean FORCE
 
 all: bin/keepnet
 
@@ -62,6 +64,11 @@ test: deps all image
 
 unit:
 	$(GO) test -count=1 ./...
+
+bench: deps all image
+	scripts/hugepages.sh 16
+	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/chan
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
 
 deps:
 	@scripts/deps.sh

@@ -29,7 +29,7 @@ func keepnetBin() string { return filepath.Join(root, "bin/keepnet") }
 
 // requireITest skips unless KEEPNET_ITEST=1, and then fails on any missing
 // prerequisite rather than skipping: under `make test` nothing may be skipped.
-func requireITest(t *testing.T, needRoot bool) {
+func requireITest(t testing.TB, needRoot bool) {
 	t.Helper()
 	if os.Getenv("KEEPNET_ITEST") != "1" {
 		t.Skip("boots QEMU; run with KEEPNET_ITEST=1 (make test)")
@@ -48,7 +48,7 @@ func requireITest(t *testing.T, needRoot bool) {
 }
 
 // run runs a command, failing the test with its output if it fails.
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -72,7 +72,7 @@ func keepnet(ctx context.Context, netns string, args ...string) (string, error) 
 
 // appliance is one booted guest.
 type appliance struct {
-	t       *testing.T
+	t       testing.TB
 	ctl     string
 	console string
 	netns   string
@@ -81,7 +81,7 @@ type appliance struct {
 
 // boot starts the appliance detached with the given extra `keepnet up`
 // flags and powers it off when the test ends.
-func boot(t *testing.T, netns string, args ...string) *appliance {
+func boot(t testing.TB, netns string, args ...string) *appliance {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "kn-") // short: Unix socket paths are limited
 	if err != nil {
@@ -152,7 +152,7 @@ type netns struct {
 
 // newNetns creates a namespace and a tap device in it, removed when the test
 // ends. Traffic stays inside the namespace.
-func newNetns(t *testing.T) *netns {
+func newNetns(t testing.TB) *netns {
 	t.Helper()
 	id := make([]byte, 3)
 	rand.Read(id)
@@ -187,7 +187,7 @@ func (n *netns) exec(ctx context.Context, stdin []byte, name string, args ...str
 }
 
 // freePort returns a TCP port on 127.0.0.1 nobody listens on right now.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

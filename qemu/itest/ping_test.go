@@ -47,7 +47,7 @@ func (s pingStats) median() float64 {
 }
 
 // ping runs ping in the namespace against the appliance.
-func (n *netns) ping(t *testing.T, timeout time.Duration, args ...string) pingStats {
+func (n *netns) ping(t testing.TB, timeout time.Duration, args ...string) pingStats {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
