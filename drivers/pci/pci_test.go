@@ -57,15 +57,19 @@ func TestBindUIO(t *testing.T) {
 	d := Device{Addr: "0000:00:03.0"}
 	// The kernel would create uio/uio0 when uio_pci_generic binds; do it
 	// here once drivers_probe has been written.
+	uioDir := filepath.Join(root, "devices", d.Addr, "uio", "uio0")
+	probed := make(chan struct{})
 	go func() {
-		for i := 0; i < 200; i++ {
+		defer close(probed)
+		for i := 0; i < 2000; i++ {
 			if b, _ := os.ReadFile(filepath.Join(root, "drivers_probe")); string(b) == d.Addr {
-				os.MkdirAll(d.path("uio", "uio0"), 0o755)
+				os.MkdirAll(uioDir, 0o755)
 				return
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}()
+	defer func() { <-probed }()
 	name, err := d.BindUIO(2 * time.Second)
 	if err != nil || name != "uio0" {
 		t.Fatalf("BindUIO = %q, %v; want uio0", name, err)
