@@ -68,12 +68,24 @@ func outage(t *testing.T, n *netns, a *appliance, component string) (gap time.Du
 		out, err := n.exec(ctx, nil, "ping", "-D", "-i", "0.005", "-c", "1400", "-W", "1", n.GuestIP)
 		done <- result{out, err}
 	}()
+	// A flood ping runs beside it, so the component dies under load.
+	flood := make(chan result, 1)
+	go func() {
+		out, err := n.exec(ctx, nil, "ping", "-f", "-w", "7", "-W", "1", n.GuestIP)
+		flood <- result{out, err}
+	}()
 	time.Sleep(2 * time.Second)
 	killed := float64(time.Now().UnixNano()) / 1e9
 	if out, err := keepnet(ctx, "", "kill", component, "--ctl", a.ctl); err != nil {
 		t.Fatalf("keepnet kill %s: %v\n%s", component, err, out)
 	}
 	r := <-done
+	f := <-flood
+	if fs, err := parsePing(string(f.out)); err != nil || fs.received == 0 {
+		t.Errorf("flood ping during the kill of %s: %+v, %v", component, fs, err)
+	} else {
+		t.Logf("flood ping during the kill of %s: %d/%d answered", component, fs.received, fs.sent)
+	}
 	s, perr := parsePing(string(r.out))
 	if perr != nil {
 		t.Fatalf("ping during the kill of %s: %v (%v)", component, perr, r.err)
