@@ -101,9 +101,12 @@ func TestQueryStatus(t *testing.T) {
 			wantErr: "no status",
 		},
 		{
+			// A line that is not JSON may be the tail of an answer to an
+			// earlier client on a shared channel: skipped, so with nothing
+			// else the query runs out of time.
 			name:    "malformed",
 			reply:   func(ctl.Request) []string { return []string{"{not json"} },
-			wantErr: "malformed response",
+			wantErr: "deadline exceeded",
 		},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/vsock"
@@ -66,11 +67,19 @@ func Do(ctx context.Context, path string, req Request) (Response, error) {
 	return RoundTrip(ctx, conn, req)
 }
 
+// lastID is the id of this process's last request. It starts at a random
+// point, so that two processes sharing a channel are unlikely to meet, and
+// only grows, so a late answer to an abandoned request is never taken for
+// the answer to a new one.
+var lastID atomic.Uint64
+
+func init() { lastID.Store(rand.Uint64() >> 2) }
+
 // RoundTrip sends req on conn and waits for the response with its id.
-// A zero req.ID is replaced by a random one.
+// A zero req.ID is replaced by the next id of this process.
 func RoundTrip(ctx context.Context, conn net.Conn, req Request) (Response, error) {
 	if req.ID == 0 {
-		req.ID = rand.Uint64()>>1 | 1
+		req.ID = lastID.Add(1)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
@@ -100,8 +109,13 @@ func RoundTrip(ctx context.Context, conn net.Conn, req Request) (Response, error
 	if err == nil {
 		err = errors.New("connection closed before the answer")
 	}
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The connection's deadline is the context's: it ran out a moment
+		// before the context noticed.
+		err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 	}
 	return Response{}, fmt.Errorf("control channel: waiting for the answer to %s: %w", req.Verb, err)
 }

@@ -77,15 +77,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	conn, err := wire.FromFile(os.NewFile(wire.FD, "wire"))
+	conn, setup, err := wire.JoinInherited(joinTimeout)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	setup, err := wire.Join(conn, joinTimeout)
-	if err != nil {
-		return err
-	}
 	cfg := e1000.Config{StickyCounters: underQEMU()}
 	rings, err := ringRegion(setup, o.Name, cfg)
 	if err != nil {

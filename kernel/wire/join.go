@@ -138,3 +138,18 @@ func openPeer(m Message, files []*os.File) (*Peer, error) {
 	}
 	return p, nil
 }
+
+// JoinInherited joins over the wiring socket a component inherits as FD:
+// what every wired component does once it is ready to say hello.
+func JoinInherited(timeout time.Duration) (*Conn, *Setup, error) {
+	conn, err := FromFile(os.NewFile(FD, "wire"))
+	if err != nil {
+		return nil, nil, err
+	}
+	setup, err := Join(conn, timeout)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, setup, nil
+}

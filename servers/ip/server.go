@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -95,15 +94,11 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	conn, err := wire.FromFile(os.NewFile(wire.FD, "wire"))
+	conn, setup, err := wire.JoinInherited(joinTimeout)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	setup, err := wire.Join(conn, joinTimeout)
-	if err != nil {
-		return err
-	}
 	s := &server{o: o, rx: setup.Pools[RxPool], tx: setup.Pools[TxPool], in: make([]channel.Msg, 64), gen: setup.Generation}
 	s.stats = store.NewPublisher(o.Store, StatsNS, o.Name)
 	defer s.stats.Close()
