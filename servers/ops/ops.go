@@ -1,0 +1,151 @@
+// Package ops is the protocol between the servers above the driver: IP and
+// the transports (udp, tcp), the transports and the SYSCALL server, and the
+// SYSCALL server and applications (their socket library). Every message is a
+// kernel/chan Msg; every request gets exactly one reply with its id; a
+// packet travels as a pool reference, owned by the sender's pool, and comes
+// back with the reply.
+//
+// # IP <-> transport
+//
+//	OpDeliver  IP -> transport. Ref: a whole IPv4 datagram (header included,
+//	           reassembled if it was fragmented) in IP's "ip.up" pool. The
+//	           reply frees it. StatusNoPort asks IP to answer the sender with
+//	           ICMP port unreachable (IP still has the datagram).
+//	OpOutput   transport -> IP. Ref: a transport segment (header and payload,
+//	           checksum filled in) in the transport's pool. Arg[0]: destination
+//	           (Addr), Arg[1]: IP protocol number. Reply once IP has copied it
+//	           out (StatusOK) or could not (StatusNoRoute, StatusError).
+//	OpAddr     transport -> IP. The reply carries IP's address in Arg[0] (an
+//	           Addr with port 0) and the prefix length in Arg[1].
+//
+// # Sockets: application <-> SYSCALL <-> transport
+//
+// The same operations run on both hops. A socket is named by Arg[0], an id
+// the requester chose (the application library for its hop, the SYSCALL
+// server for the next); it is unique per requester for that requester's life.
+// Addresses are Addr values (IPv4 and port packed in a uint64).
+//
+//	OpOpen     Arg[0] socket, Arg[1] Network. Creates an unbound socket.
+//	OpBind     Arg[0] socket, Arg[1] local Addr (port 0: ephemeral, address 0:
+//	           any). Reply Arg[1]: the address bound. StatusInUse.
+//	OpConnect  Arg[0] socket, Arg[1] remote Addr. For UDP: the default
+//	           destination and the only source accepted. Binds ephemerally
+//	           first if unbound. Reply Arg[1]: local Addr.
+//	OpSendTo   Arg[0] socket, Arg[1] destination Addr (0: the connected
+//	           peer), Ref: the payload in the requester's pool. Reply once the
+//	           payload is copied out; Arg[1]: local Addr (bound on first send).
+//	OpRecvFrom Arg[0] socket, Ref: an empty buffer of the requester's pool.
+//	           The reply comes when a datagram is there: Ref.Len its length
+//	           (truncated to the buffer; Flags FlagTruncated), Arg[1] source.
+//	           A requester may keep several posted per socket.
+//	OpClose    Arg[0] socket. Every OpRecvFrom still posted on it is answered
+//	           StatusClosed first.
+//	OpReset    no arguments. Close every socket this requester opened before
+//	           (a restarted SYSCALL server says so to each transport first,
+//	           since its predecessor's sockets have no owner any more).
+package ops
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Operations. IP <-> transport ops and socket ops share one number space so
+// a stray message is never misread.
+const (
+	OpDeliver uint16 = 0x10 + iota
+	OpOutput
+	OpAddr
+	OpOpen
+	OpBind
+	OpConnect
+	OpSendTo
+	OpRecvFrom
+	OpClose
+	OpReset
+)
+
+// Reply statuses (Msg.Status).
+const (
+	StatusOK       int32 = 0
+	StatusNoPort   int32 = 1 // OpDeliver: nobody listens on the destination port
+	StatusNoRoute  int32 = 2
+	StatusInUse    int32 = 3 // the address is bound by another socket
+	StatusNoSocket int32 = 4 // no such socket
+	StatusClosed   int32 = 5 // the socket was closed while the request waited
+	StatusInvalid  int32 = 6 // a malformed request (bad address, bad ref, wrong state)
+	StatusTooBig   int32 = 7 // the payload does not fit a datagram
+	StatusError    int32 = 8 // anything else
+	StatusRefused  int32 = 9 // ICMP port unreachable came back for a connected socket
+)
+
+// Flags (Msg.Flags).
+const (
+	FlagTruncated uint16 = 1 << 0 // OpRecvFrom: the datagram was longer than the buffer
+)
+
+// Network is what OpOpen creates.
+type Network uint64
+
+const (
+	UDP Network = 17
+	TCP Network = 6
+)
+
+// Addr is an IPv4 address and a port packed for a message argument:
+// address in bits 16-47, port in bits 0-15.
+type Addr uint64
+
+// MakeAddr packs an address and port; an invalid address packs as 0.0.0.0.
+func MakeAddr(ip netip.Addr, port uint16) Addr {
+	var v uint32
+	if ip.Is4() {
+		b := ip.As4()
+		v = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	}
+	return Addr(uint64(v)<<16 | uint64(port))
+}
+
+// FromAddrPort packs a netip.AddrPort.
+func FromAddrPort(ap netip.AddrPort) Addr { return MakeAddr(ap.Addr().Unmap(), ap.Port()) }
+
+// IP is the address part.
+func (a Addr) IP() netip.Addr {
+	v := uint32(a >> 16)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// Port is the port part.
+func (a Addr) Port() uint16 { return uint16(a) }
+
+// AddrPort unpacks a.
+func (a Addr) AddrPort() netip.AddrPort { return netip.AddrPortFrom(a.IP(), a.Port()) }
+
+func (a Addr) String() string { return a.AddrPort().String() }
+
+// StatusText names a status for errors and logs.
+func StatusText(s int32) string {
+	switch s {
+	case StatusOK:
+		return "ok"
+	case StatusNoPort:
+		return "port unreachable"
+	case StatusNoRoute:
+		return "no route to host"
+	case StatusInUse:
+		return "address already in use"
+	case StatusNoSocket:
+		return "no such socket"
+	case StatusClosed:
+		return "socket closed"
+	case StatusInvalid:
+		return "invalid argument"
+	case StatusTooBig:
+		return "message too long"
+	case StatusRefused:
+		return "connection refused"
+	case StatusError:
+		return "error"
+	}
+	return fmt.Sprintf("status %d", s)
+}
