@@ -43,6 +43,9 @@ var Components = []string{
 	"keepnet/cmd/store",
 	"keepnet/cmd/e1000",
 	"keepnet/cmd/ip",
+	"keepnet/cmd/udp",
+	"keepnet/cmd/syscall",
+	"keepnet/cmd/resolver",
 	"keepnet/cmd/httpd",
 	"keepnet/cmd/echo",
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // Network is where an app gets its sockets: Go's net package on the Linux
-// stack, keepnet's socket API later.
+// stack, keepnet's socket library (servers/socket) on keepnet's.
 type Network interface {
 	Listen(network, address string) (net.Listener, error)
 	ListenPacket(network, address string) (net.PacketConn, error)
@@ -47,9 +47,9 @@ func Lookup(stack string) (Network, error) {
 	case StackLinux:
 		return Host, nil
 	case StackKeepnet:
-		// keepnet's socket API arrives with the UDP and TCP servers
-		// (servers/udp, servers/tcp, servers/syscall).
-		return nil, fmt.Errorf("stack %q: %w: keepnet's socket API arrives with the UDP/TCP servers", stack, ErrUnavailable)
+		// keepnet's socket library needs the application's wiring
+		// socket: apps/stacks opens it.
+		return nil, fmt.Errorf("stack %q: %w here: open it with apps/stacks in a component init started", stack, ErrUnavailable)
 	default:
 		return nil, fmt.Errorf("unknown stack %q (want %q or %q)", stack, StackLinux, StackKeepnet)
 	}

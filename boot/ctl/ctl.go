@@ -71,6 +71,9 @@ type Component struct {
 	// RSSKiB is the resident memory of the running process, so a test
 	// or an operator can see that a component's memory stays flat.
 	RSSKiB int `json:"rss_kib,omitempty"`
+	// Stats is what the component last published (keepnet stats NAME),
+	// when it publishes anything.
+	Stats json.RawMessage `json:"stats,omitempty"`
 }
 
 // Component returns the named component, or false.

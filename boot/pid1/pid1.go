@@ -154,10 +154,12 @@ func (a *appliance) Status() ctl.Status {
 		return st
 	}
 	st.Ready = a.ready.Load() && a.serving()
+	published := a.published()
 	for _, c := range a.sup.Status() {
 		st.Components = append(st.Components, ctl.Component{
 			Name: c.Name, PID: c.PID, State: c.State, Restarts: c.Restarts,
 			Generation: c.Generation, LastExit: c.LastExit, RSSKiB: rssKiB(c.PID),
+			Stats: published[c.Name],
 		})
 	}
 	return st
@@ -192,6 +194,24 @@ func (a *appliance) Stats(name string) (json.RawMessage, error) {
 		return nil, fmt.Errorf("%s has published no statistics", name)
 	}
 	return json.RawMessage(b), nil
+}
+
+// published is every component's last published counters, by name; empty
+// when the store does not answer quickly (status must stay fast).
+func (a *appliance) published() map[string]json.RawMessage {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	kvs, err := a.store.List(ctx, StatsNS)
+	if err != nil {
+		return nil
+	}
+	m := make(map[string]json.RawMessage, len(kvs))
+	for _, kv := range kvs {
+		if json.Valid(kv.Value) {
+			m[kv.Key] = json.RawMessage(kv.Value)
+		}
+	}
+	return m
 }
 
 func (a *appliance) Poweroff() error {

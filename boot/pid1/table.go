@@ -13,8 +13,10 @@ import (
 // its Deps is running; the hub hands out the shared memory when a component
 // says hello (kernel/wire).
 //
-// The network applications run only on the Linux stack for now: keepnet's
-// own socket API arrives with its UDP and TCP servers.
+// On keepnet's stack the applications reach the network through the
+// SYSCALL server (servers/syscall) and their socket library
+// (servers/socket); TCP arrives with the tcp server, so for now they serve
+// UDP only there.
 func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	specs := []supervisor.Spec{
 		{Name: "store", Path: "/bin/store", Restart: supervisor.Always},
@@ -26,15 +28,30 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			supervisor.Spec{Name: "httpd", Path: "/bin/httpd", Args: []string{"-stack", cfg.Stack, "-ctl", LocalCtl}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack}, Restart: supervisor.Always},
 		)
+		if cfg.DNS.IsValid() {
+			specs = append(specs, supervisor.Spec{Name: "resolver", Path: "/bin/resolver",
+				Args: []string{"-stack", cfg.Stack, "-dns", cfg.DNS.String()}, Restart: supervisor.Always})
+		}
 	case StackKeepnet:
-		ipArgs := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0"}
+		ipArgs := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0", "-udp", "udp"}
 		if cfg.Gateway.IsValid() {
 			ipArgs = append(ipArgs, "-gw", cfg.Gateway.String())
 		}
 		specs = append(specs,
 			supervisor.Spec{Name: "e1000.0", Path: "/bin/e1000", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack}, Restart: supervisor.Always},
 		)
+		apps := []string{"echo"}
+		if cfg.DNS.IsValid() {
+			specs = append(specs, supervisor.Spec{Name: "resolver", Path: "/bin/resolver",
+				Args: []string{"-stack", cfg.Stack, "-dns", cfg.DNS.String()}, Restart: supervisor.Always})
+			apps = append(apps, "resolver")
+		}
+		// Buffers of 64 KiB above IP: a UDP datagram is up to 65507 bytes.
+		const big = 64 << 10
 		nodes = append(nodes,
 			hub.Node{
 				Name: "e1000.0", Peers: []string{"ip"},
@@ -43,13 +60,19 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				Regions: []hub.RegionSpec{{Name: "e1000.0.rings", Bufs: 1, BufSize: 8192}},
 			},
 			hub.Node{
-				Name: "ip", Peers: []string{"e1000.0"},
+				Name: "ip", Peers: []string{"e1000.0", "udp"},
 				Pools: []hub.PoolSpec{
 					{Name: ip.RxPool, Bufs: 1023, BufSize: 2048},
 					{Name: ip.TxPool, Bufs: 1023, BufSize: 2048},
+					{Name: ip.UpPool, Bufs: 127, BufSize: big},
 				},
 			},
+			hub.Node{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "udp.out", Bufs: 63, BufSize: big}}},
+			hub.Node{Name: "syscall", Peers: append([]string{"udp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big}}},
 		)
+		for _, app := range apps {
+			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big}}})
+		}
 	}
 	return specs, nodes
 }

@@ -23,6 +23,7 @@ import (
 
 	"keepnet/apps/echo"
 	"keepnet/apps/netapi"
+	"keepnet/apps/stacks"
 )
 
 // exitNoRestart (sysexits' EX_CONFIG) tells the supervisor that restarting
@@ -45,9 +46,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	logger := log.New(stderr, "", 0) // the supervisor prefixes lines with our name
 
-	// Only the Linux stack works for now: keepnet's socket API arrives with
-	// the UDP/TCP servers.
-	network, err := netapi.Lookup(*stack)
+	network, err := stacks.Open(*stack)
 	if errors.Is(err, netapi.ErrUnavailable) {
 		logger.Print(err)
 		return exitNoRestart
@@ -60,14 +59,25 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	addr := net.JoinHostPort("", strconv.Itoa(*port))
-	l, err := network.Listen("tcp", addr)
+	pc, err := network.ListenPacket("udp", addr)
 	if err != nil {
 		logger.Print(err)
 		return 1
 	}
-	pc, err := network.ListenPacket("udp", addr)
+	// A stack without TCP yet (keepnet's, until its tcp server lands)
+	// still serves UDP echo.
+	l, err := network.Listen("tcp", addr)
+	if errors.Is(err, errors.ErrUnsupported) {
+		logger.Printf("tcp: %v; serving udp %s only (%s stack)", err, pc.LocalAddr(), *stack)
+		err := echo.ServeUDP(ctx, pc)
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		return 0
+	}
 	if err != nil {
-		l.Close()
+		pc.Close()
 		logger.Print(err)
 		return 1
 	}

@@ -16,7 +16,7 @@ func TestRunRejects(t *testing.T) {
 		wantCode int
 		wantMsg  string
 	}{
-		{[]string{"-stack", "keepnet"}, exitNoRestart, "socket API arrives with the UDP/TCP servers"},
+		{[]string{"-stack", "keepnet"}, exitNoRestart, "not started by keepnet's init"},
 		{[]string{"-stack", "bsd"}, 2, `unknown stack "bsd"`},
 		{[]string{"-port", "70000"}, 2, "-port 70000"},
 		{[]string{"-bogus"}, 2, "flag provided but not defined"},

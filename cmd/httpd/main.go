@@ -46,8 +46,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	logger := log.New(stderr, "", 0) // the supervisor prefixes lines with our name
 
-	// Only the Linux stack works for now: keepnet's socket API arrives with
-	// the UDP/TCP servers.
+	// HTTP needs TCP, which keepnet's stack does not have yet: on it, the
+	// supervisor's table does not start httpd, and -stack keepnet is
+	// refused here.
 	network, err := netapi.Lookup(*stack)
 	if errors.Is(err, netapi.ErrUnavailable) {
 		logger.Print(err)

@@ -18,6 +18,7 @@ func main() {
 	addr := flag.String("addr", "", "address and prefix, e.g. 10.0.2.15/24")
 	gw := flag.String("gw", "", "default gateway")
 	driver := flag.String("driver", "e1000.0", "the NIC driver component")
+	udp := flag.String("udp", "udp", "the UDP transport component (empty: none)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
 	log.SetFlags(0)
@@ -38,7 +39,11 @@ func main() {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Config: cfg, Store: st}); err != nil {
+	transports := map[uint8]string{}
+	if *udp != "" {
+		transports[17] = *udp
+	}
+	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Transports: transports, Config: cfg, Store: st}); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	channel "keepnet/kernel/chan"
 	"keepnet/kernel/pool"
 )
@@ -142,7 +144,15 @@ func openPeer(m Message, files []*os.File) (*Peer, error) {
 // JoinInherited joins over the wiring socket a component inherits as FD:
 // what every wired component does once it is ready to say hello.
 func JoinInherited(timeout time.Duration) (*Conn, *Setup, error) {
-	conn, err := FromFile(os.NewFile(FD, "wire"))
+	// Look before taking: in a process not started by init, descriptor 3
+	// may be anything (even the Go runtime's epoll), and must not be closed.
+	var st unix.Stat_t
+	if err := unix.Fstat(FD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, nil, fmt.Errorf("wire: descriptor %d is not a wiring socket: not started by keepnet's init", FD)
+	}
+	f := os.NewFile(FD, "wire")
+	conn, err := FromFile(f)
+	f.Close() // FromFile holds its own duplicate
 	if err != nil {
 		return nil, nil, err
 	}

@@ -31,7 +31,7 @@ func TestBootStatusKillDown(t *testing.T) {
 	if !st.Ready || st.Stack != "linux" {
 		t.Errorf("status = ready %v stack %q, want ready on the linux stack", st.Ready, st.Stack)
 	}
-	for _, name := range []string{"store", "httpd", "echo"} {
+	for _, name := range []string{"store", "httpd", "echo", "resolver"} {
 		c, ok := st.Component(name)
 		if !ok || c.State != "running" || c.PID <= 1 || c.Generation != 1 || c.Restarts != 0 {
 			t.Errorf("component %s = %+v (found %v), want running, generation 1, no restarts", name, c, ok)
@@ -74,8 +74,8 @@ func TestBootStatusKillDown(t *testing.T) {
 	}
 	err = json.NewDecoder(resp.Body).Decode(&page)
 	resp.Body.Close()
-	if err != nil || page.Stack != "linux" || len(page.Components) != 3 {
-		t.Errorf("/status.json = %+v (%v), want the linux stack's 3 components", page, err)
+	if err != nil || page.Stack != "linux" || len(page.Components) != 4 {
+		t.Errorf("/status.json = %+v (%v), want the linux stack's 4 components", page, err)
 	}
 	resp, err = client.Get(fmt.Sprintf("http://127.0.0.1:%d/bytes?n=100000&seed=7", port))
 	if err != nil {

@@ -58,6 +58,10 @@ func (s *Stack) handleIPv4(b []byte) {
 		return
 	}
 	s.c.IPDelivered++
+	if dt, ok := t.(DatagramTransport); ok {
+		dt.DeliverDatagram(ip)
+		return
+	}
 	t.Deliver(proto, ip.Src(), ip.Dst(), ip.Payload())
 }
 

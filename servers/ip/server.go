@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/netip"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -13,25 +14,39 @@ import (
 	channel "keepnet/kernel/chan"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wire"
+	"keepnet/servers/header"
+	"keepnet/servers/ops"
 	"keepnet/servers/store"
 )
 
-// The IP server process: a Stack between one NIC driver (drivers/link over
-// a kernel/chan channel) and the transport servers, with its configuration
-// in the store. This file is the process; the protocol logic is the Stack.
+// The IP server process: a Stack between one NIC driver (drivers/link) and
+// the transport servers (servers/ops), each over a kernel/chan channel, with
+// its configuration in the store. This file is the process; the protocol
+// logic is the Stack.
+//
+// Every request IP sends (to the driver: receive buffers, frames, info; to
+// a transport: delivered datagrams) stays in the link's outstanding table
+// until its reply. When the neighbour restarts, IP gets a channel to the new
+// generation and resubmits the whole table with new ids, so the old
+// generation's late replies are ignored and nothing is lost (a frame may go
+// out twice).
 
 // Pool names, as the component table gives them.
 const (
 	RxPool = "ip.rx" // receive buffers posted to the driver
 	TxPool = "ip.tx" // frames handed to the driver
+	UpPool = "ip.up" // datagrams delivered to the transports
 )
 
 // ServerOptions configure the process.
 type ServerOptions struct {
 	Name   string // the component, "ip"
 	Driver string // the driver component, "e1000.0"
-	Config Config // from the kernel command line; the store's copy wins
-	Store  *store.Client
+	// Transports maps IP protocol numbers to transport components
+	// ({17: "udp"}).
+	Transports map[uint8]string
+	Config     Config // from the kernel command line; the store's copy wins
+	Store      *store.Client
 	// RxPosted is how many receive buffers are kept with the driver.
 	RxPosted int
 }
@@ -47,23 +62,37 @@ const (
 	storeKey    = "config"
 )
 
+// peerLink is the channel to one neighbour's current generation.
+type peerLink struct {
+	peer  *wire.Peer
+	out   *channel.Outstanding // requests IP sent and the peer has not answered
+	queue []channel.Msg        // messages (requests and replies) the channel had no room for
+}
+
+func (l *peerLink) send(m channel.Msg) { l.queue = append(l.queue, m) }
+
+// pool finds the peer's pool a reference points into.
+func (l *peerLink) pool(ref pool.Ref) *pool.Pool {
+	for _, p := range l.peer.Pools {
+		if p.ID() == ref.Pool {
+			return p
+		}
+	}
+	return nil
+}
+
 // server is the IP process's state. One goroutine runs it.
 type server struct {
-	o      ServerOptions
-	rx, tx *pool.Pool
-	stack  *Stack
+	o          ServerOptions
+	rx, tx, up *pool.Pool
+	stack      *Stack
 
-	drv  *wire.Peer
-	port *channel.Endpoint
-	// out holds every request the driver has not answered: what is
-	// resubmitted, with new ids, when the driver restarts.
-	out   *channel.Outstanding
-	queue []channel.Msg // requests the channel had no room for yet
+	links map[string]*peerLink // by peer name
 	in    []channel.Msg
 
 	mac     [6]byte
 	haveMAC bool
-	drops   uint64 // frames dropped for want of a driver or a TX buffer
+	drops   uint64 // frames and datagrams dropped for want of a peer or a buffer
 	stats   *store.Publisher
 	gen     int
 }
@@ -74,9 +103,10 @@ type Stats struct {
 	Driver           string
 	DriverGeneration int
 	Outstanding      int // requests the driver has not answered
-	NoDriverDrops    uint64
+	NoPeerDrops      uint64
 	RxPoolFree       int
 	TxPoolFree       int
+	UpPoolFree       int
 	Counters
 }
 
@@ -99,13 +129,13 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		return err
 	}
 	defer conn.Close()
-	s := &server{o: o, rx: setup.Pools[RxPool], tx: setup.Pools[TxPool], in: make([]channel.Msg, 64), gen: setup.Generation}
+	s := &server{o: o, rx: setup.Pools[RxPool], tx: setup.Pools[TxPool], up: setup.Pools[UpPool],
+		links: map[string]*peerLink{}, in: make([]channel.Msg, 64), gen: setup.Generation}
+	if s.rx == nil || s.tx == nil || s.up == nil {
+		return fmt.Errorf("ip: init sent no %s, %s and %s pools", RxPool, TxPool, UpPool)
+	}
 	s.stats = store.NewPublisher(o.Store, StatsNS, o.Name)
 	defer s.stats.Close()
-	if s.rx == nil || s.tx == nil {
-		return fmt.Errorf("ip: init sent no %s and %s pools", RxPool, TxPool)
-	}
-	s.out = channel.NewOutstanding(s.rx.Len()+s.tx.Len()+16, 1)
 	log.Printf("address %v, gateway %v (configuration from %s), generation %d", cfg.Addr, cfg.Gateway, from, setup.Generation)
 
 	watch, err := wire.Watch(conn)
@@ -130,7 +160,11 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		}
 		if s.stack == nil && s.haveMAC {
 			cfg.MAC = s.mac
-			s.stack = New(cfg, s, realClock{}, nil)
+			transports := map[uint8]Transport{}
+			for proto, name := range o.Transports {
+				transports[proto] = &transportLink{s: s, name: name}
+			}
+			s.stack = New(cfg, s, realClock{}, transports)
 			if err := s.stack.AnnounceGratuitousARP(); err != nil {
 				log.Printf("gratuitous ARP: %v", err)
 			}
@@ -182,49 +216,56 @@ func loadConfig(ctx context.Context, o ServerOptions) (Config, string, error) {
 	return c, "the kernel command line", nil
 }
 
-// attach starts talking to a (new generation of the) driver: everything the
-// previous one left unanswered is resubmitted with new ids, so its late
+// attach starts talking to a (new generation of a) neighbour: everything
+// the previous one left unanswered is resubmitted with new ids, so its late
 // replies, if any, are ignored.
 func (s *server) attach(p *wire.Peer) {
-	if p.Name != s.o.Driver {
-		log.Printf("ignoring a channel to %s", p.Name)
-		p.Close()
-		return
-	}
-	if s.drv != nil {
-		s.drv.Close()
-	}
-	s.drv, s.port = p, p.Port
-	s.queue = s.out.Resubmit()
-	resent := len(s.queue)
-	// Keep RxPosted receive buffers with the driver.
-	for s.postedRX() < s.o.RxPosted {
-		ref, ok := s.rx.Alloc()
-		if !ok {
-			break
+	l := s.links[p.Name]
+	if l == nil {
+		limit := 64 << 10
+		if p.Name == s.o.Driver {
+			limit = s.rx.Len() + s.tx.Len() + 16
 		}
-		s.request(link.OpRx, ref)
+		l = &peerLink{out: channel.NewOutstanding(limit, 1)}
+		s.links[p.Name] = l
+	} else {
+		l.peer.Close()
 	}
-	s.request(link.OpInfo, pool.Ref{})
-	log.Printf("driver %s generation %d: %d requests resubmitted", p.Name, p.Generation, resent)
+	l.peer = p
+	l.queue = l.out.Resubmit()
+	resent := len(l.queue)
+	if p.Name == s.o.Driver {
+		for s.postedRX() < s.o.RxPosted {
+			ref, ok := s.rx.Alloc()
+			if !ok {
+				break
+			}
+			s.request(l, link.OpRx, ref)
+		}
+		s.request(l, link.OpInfo, pool.Ref{})
+	}
+	log.Printf("%s generation %d: %d requests resubmitted", p.Name, p.Generation, resent)
 }
 
 func (s *server) postedRX() int { return s.rx.Len() - s.rx.Available() }
 
-// request queues a new request to the driver.
-func (s *server) request(op uint16, ref pool.Ref) {
-	m, err := s.out.Add(channel.Msg{Op: op, Ref: ref})
+// request queues a new request to a neighbour.
+func (s *server) request(l *peerLink, op uint16, ref pool.Ref, args ...uint64) {
+	m := channel.Msg{Op: op, Ref: ref}
+	copy(m.Arg[:], args)
+	m, err := l.out.Add(m)
 	if err != nil {
-		log.Printf("driver request: %v", err)
+		log.Printf("request to %s: %v", l.peer.Name, err)
 		return
 	}
-	s.queue = append(s.queue, m)
+	l.send(m)
 }
 
 // SendFrame is the Stack's Link: copy the frame into a TX buffer and hand it
 // to the driver.
 func (s *server) SendFrame(frame []byte) error {
-	if s.port == nil {
+	l := s.links[s.o.Driver]
+	if l == nil {
 		s.drops++
 		return errors.New("ip: no driver")
 	}
@@ -235,60 +276,138 @@ func (s *server) SendFrame(frame []byte) error {
 	}
 	buf, _ := s.tx.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame))
-	s.request(link.OpTx, ref)
+	s.request(l, link.OpTx, ref)
 	return nil
+}
+
+// transportLink is the Stack's Transport for one transport server: it
+// copies the datagram into the "ip.up" pool and hands it over.
+type transportLink struct {
+	s    *server
+	name string
+}
+
+func (t *transportLink) Deliver(uint8, netip.Addr, netip.Addr, []byte) {
+	panic("ip: transportLink gets whole datagrams") // the Stack prefers DeliverDatagram
+}
+
+func (t *transportLink) DeliverDatagram(ip header.IPv4) {
+	s := t.s
+	l := s.links[t.name]
+	if l == nil {
+		s.drops++
+		return
+	}
+	ref, ok := s.up.Alloc()
+	if !ok {
+		s.drops++
+		return
+	}
+	buf, _ := s.up.Bytes(ref)
+	ref.Len = uint32(copy(buf, ip[:ip.TotalLength()]))
+	s.request(l, ops.OpDeliver, ref)
 }
 
 // poll moves requests and replies once; it reports whether anything moved.
 func (s *server) poll() bool {
-	if s.port == nil {
-		return false
-	}
 	work := false
-	if len(s.queue) > 0 {
-		n := s.port.Send(s.queue...)
-		s.queue = s.queue[n:]
-		work = n > 0
+	for _, l := range s.links {
+		port := l.peer.Port
+		n := port.Recv(s.in)
+		for _, m := range s.in[:n] {
+			s.handle(l, m)
+		}
+		if len(l.queue) > 0 {
+			sent := port.Send(l.queue...)
+			l.queue = l.queue[sent:]
+			work = work || sent > 0
+		}
+		work = work || n > 0
 	}
-	n := s.port.Recv(s.in)
-	for _, r := range s.in[:n] {
-		s.reply(r)
-	}
-	if len(s.queue) > 0 { // replies may have queued frames and reposts
-		sent := s.port.Send(s.queue...)
-		s.queue = s.queue[sent:]
-	}
-	return work || n > 0
+	return work
 }
 
-func (s *server) reply(r channel.Msg) {
-	req, ok := s.out.Complete(r)
+// handle takes one message from a neighbour: a reply to one of IP's
+// requests, or a request from a transport.
+func (s *server) handle(l *peerLink, m channel.Msg) {
+	switch m.Op {
+	case ops.OpOutput:
+		s.output(l, m)
+		return
+	case ops.OpAddr:
+		r := m
+		r.Status = ops.StatusOK
+		if s.stack != nil {
+			c := s.stack.Config()
+			r.Arg[0], r.Arg[1] = uint64(ops.MakeAddr(c.Addr.Addr(), 0)), uint64(c.Addr.Bits())
+		} else {
+			r.Status = ops.StatusError // not up yet: ask again
+		}
+		l.send(r)
+		return
+	}
+	req, ok := l.out.Complete(m)
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}
 	switch req.Op {
 	case link.OpRx:
-		if r.Status == link.StatusOK && s.stack != nil {
+		if m.Status == link.StatusOK && s.stack != nil {
 			ref := req.Ref
-			ref.Len = r.Ref.Len
+			ref.Len = m.Ref.Len
 			if frame, err := s.rx.Bytes(ref); err == nil {
 				s.stack.HandleFrame(frame)
 			}
 		}
 		// The Stack copied what it keeps: post the buffer again.
-		s.request(link.OpRx, req.Ref)
+		s.request(l, link.OpRx, req.Ref)
 	case link.OpTx:
 		s.tx.Free(req.Ref)
 	case link.OpInfo:
-		s.mac, s.haveMAC = link.ArgToMAC(r.Arg[0]), true
+		s.mac, s.haveMAC = link.ArgToMAC(m.Arg[0]), true
+	case ops.OpDeliver:
+		if m.Status == ops.StatusNoPort && s.stack != nil {
+			if b, err := s.up.Bytes(req.Ref); err == nil {
+				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b)
+			}
+		}
+		s.up.Free(req.Ref)
 	}
 }
 
+// output sends a transport's segment and answers its request.
+func (s *server) output(l *peerLink, m channel.Msg) {
+	r := m
+	r.Status = ops.StatusOK
+	p := l.pool(m.Ref)
+	seg, err := []byte(nil), error(nil)
+	if p != nil {
+		seg, err = p.Bytes(m.Ref)
+	}
+	switch {
+	case p == nil || err != nil:
+		r.Status = ops.StatusInvalid
+	case s.stack == nil:
+		r.Status = ops.StatusNoRoute
+	default:
+		switch err := s.stack.Output(uint8(m.Arg[1]), ops.Addr(m.Arg[0]).IP(), seg); {
+		case errors.Is(err, ErrNoRoute):
+			r.Status = ops.StatusNoRoute
+		case errors.Is(err, ErrTooBig):
+			r.Status = ops.StatusTooBig
+		case err != nil:
+			r.Status = ops.StatusError
+		}
+	}
+	l.send(r)
+}
+
 func (s *server) publish() {
-	st := Stats{Generation: s.gen, Driver: s.o.Driver, Outstanding: s.out.Len(), NoDriverDrops: s.drops,
-		RxPoolFree: s.rx.Available(), TxPoolFree: s.tx.Available()}
-	if s.drv != nil {
-		st.DriverGeneration = s.drv.Generation
+	st := Stats{Generation: s.gen, Driver: s.o.Driver, NoPeerDrops: s.drops,
+		RxPoolFree: s.rx.Available(), TxPoolFree: s.tx.Available(), UpPoolFree: s.up.Available()}
+	if l := s.links[s.o.Driver]; l != nil {
+		st.DriverGeneration = l.peer.Generation
+		st.Outstanding = l.out.Len()
 	}
 	if s.stack != nil {
 		st.Counters = s.stack.Counters()
@@ -296,18 +415,24 @@ func (s *server) publish() {
 	s.stats.Publish(st)
 }
 
-// sleep waits for the driver, the wiring or the next tick.
+// sleep waits for a neighbour, the wiring or the next tick.
 func (s *server) sleep(watch *wire.Watcher, d time.Duration) {
 	fds := []unix.PollFd{{Fd: int32(watch.Fd()), Events: unix.POLLIN}}
-	if s.port != nil {
-		if s.port.Arm() {
+	var armed []*channel.Endpoint
+	for _, l := range s.links {
+		port := l.peer.Port
+		if port.Arm() {
+			for _, a := range armed {
+				a.Disarm()
+			}
 			return
 		}
-		fds = append(fds, unix.PollFd{Fd: int32(s.port.Fd()), Events: unix.POLLIN})
+		armed = append(armed, port)
+		fds = append(fds, unix.PollFd{Fd: int32(port.Fd()), Events: unix.POLLIN})
 	}
 	unix.Poll(fds, max(int(d.Milliseconds()), 1))
-	if s.port != nil {
-		s.port.Disarm()
+	for _, a := range armed {
+		a.Disarm()
 	}
 	if fds[0].Revents&unix.POLLIN != 0 {
 		watch.Drain()

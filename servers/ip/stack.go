@@ -22,6 +22,13 @@ type Transport interface {
 	Deliver(proto uint8, src, dst netip.Addr, payload []byte)
 }
 
+// DatagramTransport is a Transport that takes the whole datagram (header
+// included, reassembled): what a transport server in another process needs,
+// to answer with ICMP errors that quote it. The Stack prefers it.
+type DatagramTransport interface {
+	DeliverDatagram(ip header.IPv4)
+}
+
 // Clock is the time source; tests pass a fake one and never sleep.
 type Clock interface {
 	Now() time.Time

@@ -1,0 +1,30 @@
+// Command syscall is keepnet's SYSCALL server (see package servers/syscall).
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"keepnet/servers/ops"
+	kssyscall "keepnet/servers/syscall"
+	"keepnet/servers/store"
+)
+
+func main() {
+	udp := flag.String("udp", "udp", "the UDP transport component")
+	storePath := flag.String("store", store.DefaultPath, "the store's socket")
+	flag.Parse()
+	log.SetFlags(0)
+	st := store.Dial(*storePath)
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	opts := kssyscall.Options{Name: "syscall", Transports: map[ops.Network]string{ops.UDP: *udp}, Store: st}
+	if err := kssyscall.Serve(ctx, opts); err != nil {
+		log.Fatal(err)
+	}
+}

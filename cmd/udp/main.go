@@ -1,0 +1,30 @@
+// Command udp is the UDP server process (see package servers/udp).
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"keepnet/servers/store"
+	"keepnet/servers/udp"
+)
+
+func main() {
+	storePath := flag.String("store", store.DefaultPath, "the store's socket")
+	ipName := flag.String("ip", udp.IPPeer, "the IP component")
+	syscallName := flag.String("syscall", udp.SyscallPeer, "the SYSCALL component")
+	flag.Parse()
+	log.SetFlags(0)
+
+	st := store.Dial(*storePath)
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := udp.Serve(ctx, udp.ServerOptions{Name: "udp", IP: *ipName, Syscall: *syscallName, Store: st}); err != nil {
+		log.Fatal(err)
+	}
+}

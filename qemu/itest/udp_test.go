@@ -1,0 +1,108 @@
+package itest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// udpHelper runs TestHelperUDP inside the namespace and returns its result
+// fields (key=value).
+func (n *netns) udpHelper(t testing.TB, timeout time.Duration, mode, target string, count int) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	self, _ := os.Executable()
+	cmd := fmt.Sprintf("UDP_MODE=%s UDP_TARGET=%s UDP_COUNT=%d %s -test.run='^TestHelperUDP$'", mode, target, count, self)
+	out, err := n.exec(ctx, nil, "sh", "-c", cmd)
+	line := lastLine(string(out), "result:")
+	if err != nil || line == "" {
+		t.Fatalf("udp helper %s: %v\n%s", mode, err, out)
+	}
+	res := map[string]string{}
+	for _, f := range strings.Fields(strings.TrimPrefix(line, "result:")) {
+		k, v, _ := strings.Cut(f, "=")
+		res[k] = v
+	}
+	return res
+}
+
+func atoi(s string) int { v, _ := strconv.Atoi(s); return v }
+
+// dnsmasq runs a DNS server in the namespace that answers keepnet.test with
+// 10.77.0.99, until the test ends.
+func (n *netns) dnsmasq(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		t.Fatal("dnsmasq not installed (make deps installs dnsmasq-base)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.Name, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+		"--port=53", "--listen-address="+n.HostIP, "--bind-interfaces", "--address=/keepnet.test/10.77.0.99",
+		"--pid-file=", "--user=root", "--log-facility=-")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+}
+
+func TestUDPEchoKeepnet(t *testing.T) {
+	requireITest(t, true)
+	n := newNetns(t)
+	boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
+	r := n.udpHelper(t, 5*time.Minute, "echo", n.GuestIP+":7", 10000)
+	t.Logf("10,000 datagrams of 1 to 8000 bytes echoed: %v", r)
+	if atoi(r["sent"]) != 10000 || r["lost"] != "0" || r["bad"] != "0" {
+		t.Errorf("UDP echo: %v, want 10000 sent, none lost or corrupted", r)
+	}
+}
+
+// The resolver answers through dnsmasq; then udp and syscall are killed in
+// turn while echo traffic flows and the resolver keeps querying: both apps
+// keep their sockets (no restart, same local address) and keep working.
+func TestUDPRestarts(t *testing.T) {
+	requireITest(t, true)
+	n := newNetns(t)
+	n.dnsmasq(t)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
+	res := a.waitStats("resolver", func(m map[string]any) bool { return num(m, "Answered") >= 2 })
+	if num(res, "Answered") < 2 || res["LastAnswer"] != "10.77.0.99" {
+		t.Fatalf("resolver stats = %v, want answers (10.77.0.99) from dnsmasq", res)
+	}
+	local := res["LocalAddr"]
+	for _, comp := range []string{"udp", "syscall"} {
+		before := a.stats("resolver")
+		done := make(chan map[string]string, 1)
+		go func() { done <- n.udpHelper(t, 2*time.Minute, "stream", n.GuestIP+":7", 1400) }()
+		time.Sleep(2 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := keepnet(ctx, "", "kill", comp, "--ctl", a.ctl)
+		cancel()
+		if err != nil {
+			t.Fatalf("keepnet kill %s: %v\n%s", comp, err, out)
+		}
+		r := <-done
+		t.Logf("kill %s during a 5 ms UDP echo stream: %v", comp, r)
+		if atoi(r["received"]) < atoi(r["sent"])-200 || atoi(r["gap_ms"]) > 1000 {
+			t.Errorf("kill %s: echo stream %v, want it to resume within 1s", comp, r)
+		}
+		after := a.waitStats("resolver", func(m map[string]any) bool { return num(m, "Answered") >= num(before, "Answered")+2 })
+		if num(after, "Answered") < num(before, "Answered")+2 || after["LocalAddr"] != local {
+			t.Errorf("kill %s: resolver %v, want new answers on the same socket %v", comp, after, local)
+		}
+		st := a.status()
+		for _, app := range []string{"echo", "resolver"} {
+			if c, _ := st.Component(app); c.Restarts != 0 || c.State != "running" {
+				t.Errorf("kill %s: app %s = %+v, want it running, never restarted", comp, app, c)
+			}
+		}
+		if c, _ := st.Component(comp); c.Restarts != 1 {
+			t.Errorf("kill %s: %+v, want restarts 1", comp, c)
+		}
+	}
+}

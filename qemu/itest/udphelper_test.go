@@ -1,0 +1,145 @@
+package itest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"keepnet/apps/splitmix"
+)
+
+// TestHelperUDP is not a test of its own: the UDP tests run the test binary
+// inside their namespace with UDP_MODE set, and this talks to the appliance
+// from there. It prints one result line starting "result:".
+func TestHelperUDP(t *testing.T) {
+	mode := os.Getenv("UDP_MODE")
+	if mode == "" {
+		return // run only as the helper
+	}
+	target := os.Getenv("UDP_TARGET")
+	n, _ := strconv.Atoi(os.Getenv("UDP_COUNT"))
+	switch mode {
+	case "echo":
+		udpEchoSizes(t, target, n)
+	case "stream":
+		udpStream(t, target, n)
+	case "closed":
+		udpClosedPort(t, target)
+	case "flood":
+		udpFlood(t, target, n)
+	default:
+		t.Fatalf("unknown UDP_MODE %q", mode)
+	}
+}
+
+// udpEchoSizes sends n datagrams of sizes 1..8000 one at a time and checks
+// each echo byte for byte. Nothing may be lost on the idle link.
+func udpEchoSizes(t *testing.T, target string, n int) {
+	c, err := net.Dial("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := splitmix.New(42)
+	buf := make([]byte, 9000)
+	lost, bad := 0, 0
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		size := i%8000 + 1
+		msg := make([]byte, size)
+		r.Read(msg)
+		if _, err := c.Write(msg); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		got, err := c.Read(buf)
+		if err != nil {
+			lost++
+			continue
+		}
+		if !bytes.Equal(buf[:got], msg) {
+			bad++
+		}
+	}
+	fmt.Printf("result: sent=%d lost=%d bad=%d seconds=%.1f\n", n, lost, bad, time.Since(start).Seconds())
+}
+
+// udpStream sends n small datagrams, one every 5 ms, each carrying its
+// sequence number, reads echoes concurrently, and reports the longest
+// silence between echoes and how many came back.
+func udpStream(t *testing.T, target string, n int) {
+	c, err := net.Dial("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan struct{})
+	var got int
+	var gap time.Duration
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64)
+		last := time.Now()
+		for {
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			now := time.Now()
+			if got > 0 && now.Sub(last) > gap {
+				gap = now.Sub(last)
+			}
+			last = now
+			got++
+		}
+	}()
+	for i := 0; i < n; i++ {
+		c.Write([]byte(fmt.Sprintf("seq %d", i)))
+		time.Sleep(5 * time.Millisecond)
+	}
+	<-done
+	fmt.Printf("result: sent=%d received=%d gap_ms=%d\n", n, got, gap.Milliseconds())
+}
+
+// udpClosedPort sends to a port nobody listens on from a connected socket:
+// the appliance's ICMP port unreachable makes the next read fail with
+// "connection refused".
+func udpClosedPort(t *testing.T, target string) {
+	c, err := net.Dial("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	refused := false
+	buf := make([]byte, 64)
+	for i := 0; i < 5 && !refused; i++ {
+		c.Write([]byte("anyone?"))
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := c.Read(buf)
+		refused = errors.Is(err, syscall.ECONNREFUSED)
+	}
+	fmt.Printf("result: refused=%v\n", refused)
+}
+
+// udpFlood sends n datagrams as fast as it can.
+func udpFlood(t *testing.T, target string, n int) {
+	c, err := net.Dial("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, 512)
+	sent := 0
+	for i := 0; i < n; i++ {
+		if _, err := c.Write(msg); err == nil {
+			sent++
+		}
+	}
+	fmt.Printf("result: sent=%d\n", sent)
+}

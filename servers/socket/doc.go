@@ -1,0 +1,80 @@
+// Package socket is keepnet's socket API: the library an application links
+// to get net.PacketConn, net.Conn (and later net.Listener) values whose
+// traffic goes through keepnet's own stack instead of the Linux kernel's.
+// A [Stack] speaks the socket operations of servers/ops to the SYSCALL
+// server over one shared-memory channel (kernel/chan), with the datagrams in
+// the application's own pool (kernel/pool); *Stack satisfies
+// apps/netapi.Network, so an application written against that interface runs
+// unchanged on either stack.
+//
+// # Recovery: the SYSCALL server restarts
+//
+// The application never notices a SYSCALL restart, apart from a datagram
+// that may go out twice. The steps:
+//
+//  1. The new SYSCALL generation first resets every transport (ops.OpReset),
+//     so the ports its predecessor's sockets held are free again. (That is
+//     the SYSCALL server's job, not this package's.)
+//  2. init announces the new generation on the application's wiring socket;
+//     [Open] watches it (wire.Watch) and hands the new channel to the
+//     dispatcher ([Stack.PeerRestarted] does the same for a channel built
+//     by hand). An announcement of an older or equal generation is ignored.
+//  3. The dispatcher switches to the new channel and closes the old one
+//     (and unmaps the old peer's pools, telling init with wire.TypeRelease:
+//     the library never holds a reference into them). Nothing more is read
+//     from the old channel; every request it had not answered is taken back
+//     from the table of outstanding requests. The buffers those requests
+//     lent are the application's again: the server that held them is gone.
+//  4. Every socket that was open is re-created on the new channel, as a
+//     chain in which each step waits for the previous reply: OpOpen with the
+//     same socket id, OpBind to the address it had actually bound (so an
+//     ephemeral port stays the same), OpConnect to the same peer if it was
+//     connected. While a socket is being restored, its operations — the
+//     unanswered ones taken back in step 3, and any the application issues
+//     meanwhile — are parked, in order.
+//  5. When the chain completes, the parked operations are sent under fresh
+//     request ids, which only ever grow: the receives are posted again
+//     (with the same buffers) and every OpSendTo that had no reply is sent
+//     again (the datagram may be duplicated, which the paper prefers to
+//     losing it). A socket whose open was itself in flight simply has its
+//     OpOpen re-issued; a socket that was being closed is finished locally,
+//     since the new server never knew it.
+//  6. A step answered ops.StatusError (the transport is not back yet) is
+//     retried every 100 ms for up to 5 s; any other failure (the port was
+//     taken meanwhile: StatusInUse) makes the socket lost: its waiting and
+//     future operations fail with an error wrapping [ErrLost].
+//
+// Operations blocked in the application (a ReadFrom, a Write waiting for its
+// reply) just keep waiting across all this; they are completed by the
+// replies on the new channel. A restart that happens during a restore starts
+// the chain again.
+//
+// # Concurrency
+//
+// One dispatcher goroutine owns the channel's receiving side: it waits for
+// replies (Port.Wait with a timeout, so that it also notices a new
+// generation and Close), takes them in batches and completes the waiting
+// operations through Go channels. Requests are sent by whichever goroutine
+// makes them, under the Stack's lock, which keeps the channel's
+// one-sender-at-a-time rule; what does not fit the ring waits in a queue that
+// the dispatcher flushes as replies free room. No wait is unbounded: every
+// one ends with a reply, a deadline (the socket's, or a context's, or a
+// fixed bound for control operations), the socket's Close or the Stack's.
+//
+// # Receiving and sending
+//
+// Each socket keeps a few OpRecvFrom requests posted, each with a pool
+// buffer; a completed one joins the socket's queue of datagrams until the
+// application reads it. The queue is bounded (64 datagrams, fewer when the
+// pool is small): when it is full no receive is posted any more until the
+// application reads — the transport's own queue then bounds and drops. A
+// send copies the payload into a pool buffer and waits for the reply; a send
+// that times out leaves its buffer lent until the reply comes. The largest
+// datagram is the pool's buffer size: a longer send fails with EMSGSIZE, a
+// longer received datagram is truncated to it; a read into a short buffer
+// copies what fits, as Go's net does on Linux.
+//
+// TCP (Listen, stream Dial) is not there yet; the socket record, the request
+// table and the restore chain are not UDP-specific, so it slots in beside
+// UDPConn.
+package socket

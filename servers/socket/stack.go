@@ -1,0 +1,674 @@
+package socket
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+	"keepnet/kernel/wire"
+	"keepnet/servers/ops"
+)
+
+// PeerName is the component an application's sockets go to.
+const PeerName = "syscall"
+
+// PoolSuffix names an application's pool: "<app>.io".
+const PoolSuffix = ".io"
+
+const (
+	recvDepth         = 4                      // receives kept posted per socket
+	maxQueue          = 64                     // datagrams queued per socket, at most
+	pollEvery         = 25 * time.Millisecond  // the dispatcher's longest sleep
+	ctlTimeout        = 10 * time.Second       // open/bind/connect without a caller deadline
+	closeWait         = time.Second            // how long Close waits for its reply
+	restoreRetryEvery = 100 * time.Millisecond // a restore step refused with StatusError...
+	restoreRetries    = 50                     // ...is retried this often
+	batch             = 64                     // replies taken per Recv
+)
+
+// Stack is an application's end of keepnet's sockets: the channel to the
+// SYSCALL server, the application's pool, and the sockets opened through
+// it. Its methods are safe for concurrent use.
+//
+// Lock order: Stack.mu, then the pool's own lock (inside Alloc/Free). A
+// socket's deadlines have their own locks, never taken with Stack.mu held.
+type Stack struct {
+	pool     *pool.Pool
+	queueCap int // datagrams queued per socket
+
+	switches chan peerPort // new generations of the peer, for the dispatcher
+	done     chan struct{} // closed by Close
+	exited   chan struct{} // closed when the dispatcher returns
+
+	// Set by Open only.
+	conn      *wire.Conn
+	watcher   *wire.Watcher
+	watchDone chan struct{}
+
+	// mu guards everything below and every socket's fields marked so.
+	mu        sync.Mutex
+	port      channel.Port // the current generation's channel; nil before the first
+	closePort func()       // releases port
+	gen       int          // the current generation
+	out       []channel.Msg
+	ops       map[uint64]*op // sent (or queued in out) and unanswered, by request id
+	nextID    uint64         // request ids only grow, across generations
+	socks     map[uint64]*sock
+	nextSock  uint64
+	bufFreed  chan struct{} // closed when a buffer is freed; made by a waiting writer
+	starved   bool          // a receive could not be posted for want of a buffer
+	closed    bool
+	stats     Stats
+}
+
+// Stats are a Stack's counters.
+type Stats struct {
+	Generation int    // of the SYSCALL server now in use
+	Restarts   uint64 // generations switched to after the first
+	Restored   uint64 // sockets re-created on a new generation
+	Lost       uint64 // sockets a new generation could not re-create
+	Resent     uint64 // sends re-issued after a restart
+	Reposted   uint64 // receives re-posted after a restart
+	Stale      uint64 // replies with no request (dropped)
+	Sockets    int
+	Pending    int // requests without a reply
+}
+
+// peerPort is one generation of the peer.
+type peerPort struct {
+	port  channel.Port
+	gen   int // 0: the one after the current
+	close func()
+}
+
+// op is one request and what waits for its reply.
+type op struct {
+	msg     channel.Msg // msg.ID is its id on the current channel
+	sock    *sock
+	restore bool             // a step of the socket's restore chain
+	done    chan channel.Msg // the reply, for a caller that waits (capacity 1); nil for receives
+}
+
+// deliver hands the reply to whoever waits; the one who gave up leaves it.
+func (o *op) deliver(m channel.Msg) {
+	if o.done != nil {
+		select {
+		case o.done <- m:
+		default:
+		}
+	}
+}
+
+// sock is the library's record of one socket.
+type sock struct {
+	id      uint64
+	network ops.Network
+	net     string // as the application named it: "udp", "udp4"
+
+	rd, wd deadline // their own locks
+
+	closedCh chan struct{} // closed by Close
+
+	// Guarded by Stack.mu.
+	opened, bound, connected bool // as the server has confirmed
+	local, remote            ops.Addr
+	live                     bool // created: receives may be posted
+	restoring                bool // the restore chain runs; new requests park
+	parked                   []*op
+	attempts                 int // restore steps retried
+	closed, closeSent        bool
+	broken                   error // set when the socket is lost
+	posted                   int   // receives posted
+	rq                       []datagram
+	notify                   chan struct{} // closed when rq grows or broken is set; made by a waiting reader
+}
+
+// datagram is one received datagram, its bytes still in the pool, or an
+// error the transport reported in its place (ICMP port unreachable).
+type datagram struct {
+	ref pool.Ref
+	src ops.Addr
+	err error
+}
+
+// New returns a Stack over port, a channel to the SYSCALL server, with the
+// application's pool p. The Stack owns port: it closes it when a new
+// generation replaces it ([Stack.PeerRestarted]) and on Close. Tests hand
+// it one end of channel.NewLocal.
+func New(port channel.Port, p *pool.Pool) *Stack {
+	s := newStack(p)
+	s.port, s.closePort, s.gen = port, func() { port.Close() }, 1
+	s.stats.Generation = 1
+	go s.dispatch()
+	return s
+}
+
+func newStack(p *pool.Pool) *Stack {
+	return &Stack{
+		pool:     p,
+		queueCap: max(recvDepth, min(maxQueue, p.Len()/4)),
+		switches: make(chan peerPort, 4),
+		done:     make(chan struct{}),
+		exited:   make(chan struct{}),
+		ops:      map[uint64]*op{},
+		socks:    map[uint64]*sock{},
+	}
+}
+
+// Open makes the Stack of a wired application from what
+// wire.JoinInherited returned: its pool "<name>.io" and its channel to
+// "syscall" (which may come later, if syscall is not up yet: requests wait
+// for it, within their deadlines). The Stack takes over conn's receiving
+// side to watch for new generations of syscall (other announcements are
+// closed and logged) and closes conn on Close; the application may still
+// Send on it (wire.TypeUp) until then.
+func Open(conn *wire.Conn, setup *wire.Setup) (*Stack, error) {
+	p := setup.Pools[setup.Name+PoolSuffix]
+	if p == nil {
+		return nil, fmt.Errorf("socket: %s has no pool %q", setup.Name, setup.Name+PoolSuffix)
+	}
+	s := newStack(p)
+	s.conn = conn
+	for _, peer := range setup.Peers {
+		if peer.Name == PeerName && peer.Generation > s.gen {
+			if s.closePort != nil {
+				s.closePort()
+			}
+			s.port, s.gen, s.closePort = peer.Port, peer.Generation, s.releaser(peer)
+		}
+	}
+	s.stats.Generation = s.gen
+	w, err := wire.Watch(conn)
+	if err != nil {
+		if s.closePort != nil {
+			s.closePort()
+		}
+		return nil, err
+	}
+	s.watcher, s.watchDone = w, make(chan struct{})
+	go s.forward(w)
+	go s.dispatch()
+	return s, nil
+}
+
+// forward passes new generations of syscall to the dispatcher.
+func (s *Stack) forward(w *wire.Watcher) {
+	defer close(s.watchDone)
+	for p := range w.C {
+		if p.Name != PeerName {
+			log.Printf("socket: ignoring a channel to %s", p.Name)
+			p.Close()
+			continue
+		}
+		select {
+		case s.switches <- peerPort{port: p.Port, gen: p.Generation, close: s.releaser(p)}:
+		case <-s.done:
+			p.Close()
+		}
+	}
+}
+
+// releaser closes a peer generation and tells init that its pools are no
+// longer mapped here (the library never holds references into them).
+func (s *Stack) releaser(p *wire.Peer) func() {
+	return func() {
+		ids := make([]uint32, 0, len(p.Pools))
+		for _, pl := range p.Pools {
+			ids = append(ids, pl.ID())
+		}
+		p.Close()
+		for _, id := range ids {
+			if err := s.conn.Send(wire.Message{Type: wire.TypeRelease, Pool: &wire.PoolInfo{ID: id}}); err != nil && !errors.Is(err, net.ErrClosed) {
+				log.Printf("socket: releasing pool %d: %v", id, err)
+			}
+		}
+	}
+}
+
+// PeerRestarted switches the Stack to port, a channel to a new generation
+// of the SYSCALL server, and restores every socket on it (see the package
+// doc). Open does this by itself; it is for Stacks made with New. The Stack
+// owns port from now on.
+func (s *Stack) PeerRestarted(port channel.Port) {
+	select {
+	case s.switches <- peerPort{port: port, close: func() { port.Close() }}:
+	case <-s.done:
+		port.Close()
+	}
+}
+
+// Close closes every socket (their blocked operations fail with
+// net.ErrClosed), stops the dispatcher and releases the channel. Buffers
+// still lent to the server are not waited for.
+func (s *Stack) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	for _, c := range s.sortedSocks() {
+		s.closeSockLocked(c)
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.done)
+	if s.conn != nil {
+		s.conn.Close() // ends the watcher
+	}
+	<-s.exited
+	if s.watcher != nil {
+		s.watcher.Close()
+		<-s.watchDone
+	}
+	for {
+		select {
+		case p := <-s.switches:
+			p.close()
+			continue
+		default:
+		}
+		break
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closePort != nil {
+		s.closePort()
+	}
+	s.port, s.closePort = nil, nil
+	return nil
+}
+
+// Stats returns the counters so far.
+func (s *Stack) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Sockets, st.Pending = len(s.socks), len(s.ops)
+	return st
+}
+
+// dispatch is the dispatcher goroutine: it receives the replies and
+// switches generations.
+func (s *Stack) dispatch() {
+	defer close(s.exited)
+	in := make([]channel.Msg, batch)
+	for {
+		select {
+		case <-s.done:
+			return
+		case p := <-s.switches:
+			s.adopt(p)
+			continue
+		default:
+		}
+		s.mu.Lock()
+		port := s.port
+		s.mu.Unlock()
+		if port == nil { // no syscall yet
+			select {
+			case <-s.done:
+				return
+			case p := <-s.switches:
+				s.adopt(p)
+			}
+			continue
+		}
+		if err := port.Wait(pollEvery); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// A broken channel: its successor will be announced.
+			select {
+			case <-s.done:
+				return
+			case p := <-s.switches:
+				s.adopt(p)
+			case <-time.After(pollEvery):
+			}
+			continue
+		}
+		for {
+			n := port.Recv(in)
+			if n == 0 {
+				break
+			}
+			s.mu.Lock()
+			for _, m := range in[:n] {
+				s.replyLocked(m)
+			}
+			s.flushLocked()
+			s.mu.Unlock()
+		}
+		s.mu.Lock()
+		s.flushLocked()
+		s.mu.Unlock()
+	}
+}
+
+// submitLocked records o under a fresh id and sends it, or parks it while
+// its socket is being restored. s.mu must be held.
+func (s *Stack) submitLocked(o *op) {
+	if o.sock != nil && o.sock.restoring && !o.restore {
+		o.sock.parked = append(o.sock.parked, o)
+		return
+	}
+	s.nextID++
+	o.msg.ID = s.nextID
+	s.ops[o.msg.ID] = o
+	s.out = append(s.out, o.msg)
+	s.flushLocked()
+}
+
+// flushLocked sends what fits of the queued requests. s.mu must be held: it
+// makes this goroutine the channel's only sender.
+func (s *Stack) flushLocked() {
+	if s.port == nil || len(s.out) == 0 {
+		return
+	}
+	n := s.port.Send(s.out...)
+	s.out = s.out[:copy(s.out, s.out[n:])]
+}
+
+// replyLocked matches a reply to its request and completes it. s.mu must be
+// held.
+func (s *Stack) replyLocked(m channel.Msg) {
+	o, ok := s.ops[m.ID]
+	if !ok {
+		s.stats.Stale++ // never ours to use, not even its Ref
+		return
+	}
+	delete(s.ops, m.ID)
+	c := o.sock
+	ok = m.Status == ops.StatusOK
+	switch o.msg.Op {
+	case ops.OpRecvFrom:
+		s.receivedLocked(o, m)
+		return
+	case ops.OpSendTo:
+		s.freeLocked(o.msg.Ref)
+		if ok && !c.bound {
+			c.local, c.bound = ops.Addr(m.Arg[1]), true
+		}
+	case ops.OpOpen:
+		c.opened = c.opened || ok
+	case ops.OpBind:
+		if ok {
+			c.local, c.bound = ops.Addr(m.Arg[1]), true
+		}
+	case ops.OpConnect:
+		if ok {
+			c.remote, c.connected = ops.Addr(o.msg.Arg[1]), true
+			c.local, c.bound = ops.Addr(m.Arg[1]), true
+		}
+	case ops.OpClose:
+		delete(s.socks, c.id)
+	}
+	if o.restore {
+		s.restoreNextLocked(o, m)
+		return
+	}
+	o.deliver(m)
+}
+
+// receivedLocked queues a completed receive and posts another. s.mu must be
+// held.
+func (s *Stack) receivedLocked(o *op, m channel.Msg) {
+	c, ref := o.sock, o.msg.Ref
+	c.posted--
+	if c.closed || c.broken != nil {
+		s.freeLocked(ref)
+		return
+	}
+	switch {
+	case m.Status == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
+		ref.Len = min(m.Ref.Len, ref.Len) // a short buffer truncated it (FlagTruncated)
+		c.rq = append(c.rq, datagram{ref: ref, src: ops.Addr(m.Arg[1])})
+		c.signalLocked()
+	case m.Status == ops.StatusRefused || m.Status == ops.StatusNoPort:
+		s.freeLocked(ref)
+		c.rq = append(c.rq, datagram{err: statusErr("recvfrom", m.Status)})
+		c.signalLocked()
+	case m.Status == ops.StatusOK, m.Status == ops.StatusError, m.Status == ops.StatusNoRoute:
+		s.freeLocked(ref) // a bad Ref, or a passing failure: post again
+	default: // the server has no such socket any more
+		s.freeLocked(ref)
+		c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(m.Status))
+		c.signalLocked()
+		return
+	}
+	s.topUpLocked(c)
+}
+
+// topUpLocked keeps recvDepth receives posted on c, as long as its queue
+// has room and the pool has buffers. s.mu must be held.
+func (s *Stack) topUpLocked(c *sock) {
+	if !c.live || c.closed || c.broken != nil || s.closed {
+		return
+	}
+	for c.posted < recvDepth && len(c.rq)+c.posted < s.queueCap {
+		ref, ok := s.pool.Alloc()
+		if !ok {
+			s.starved = true
+			return
+		}
+		c.posted++
+		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{c.id}, Ref: ref}})
+	}
+}
+
+// freeLocked returns a buffer to the pool and wakes whoever waits for one.
+// s.mu must be held.
+func (s *Stack) freeLocked(ref pool.Ref) {
+	if err := s.pool.Free(ref); err != nil {
+		log.Printf("socket: %v", err)
+		return
+	}
+	if s.bufFreed != nil {
+		close(s.bufFreed)
+		s.bufFreed = nil
+	}
+	if s.starved {
+		s.starved = false
+		for _, c := range s.socks {
+			s.topUpLocked(c)
+		}
+	}
+}
+
+// signalLocked wakes c's readers. s.mu must be held.
+func (c *sock) signalLocked() {
+	if c.notify != nil {
+		close(c.notify)
+		c.notify = nil
+	}
+}
+
+// adopt switches to a new generation of the peer and restores the sockets
+// on it (the package doc's steps 3 to 5).
+func (s *Stack) adopt(p peerPort) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.gen == 0 {
+		p.gen = s.gen + 1
+	}
+	if s.closed || (s.port != nil && p.gen <= s.gen) {
+		p.close()
+		return
+	}
+	if s.closePort != nil {
+		s.closePort()
+		s.stats.Restarts++
+	}
+	s.port, s.closePort, s.gen = p.port, p.close, p.gen
+	s.stats.Generation = p.gen
+	s.out = s.out[:0]
+
+	// Take back every unanswered request, oldest first.
+	pending := slices.SortedFunc(maps.Values(s.ops), func(a, b *op) int { return cmp.Compare(a.msg.ID, b.msg.ID) })
+	clear(s.ops)
+	taken := map[*sock][]*op{}
+	var reissue []*op
+	for _, o := range pending {
+		c := o.sock
+		switch {
+		case o.restore: // the chain starts again
+		case c.closed:
+			s.dropLocked(o, ops.StatusClosed)
+		case c.opened:
+			taken[c] = append(taken[c], o)
+		default: // its OpOpen: the socket is not there to restore yet
+			reissue = append(reissue, o)
+		}
+	}
+	for _, c := range s.sortedSocks() {
+		switch {
+		case c.closed:
+			for _, o := range c.parked {
+				s.dropLocked(o, ops.StatusClosed)
+			}
+			c.parked, c.restoring = nil, false
+			delete(s.socks, c.id)
+		case c.opened:
+			c.parked = append(taken[c], c.parked...)
+			c.restoring, c.attempts = true, 0
+			s.submitLocked(&op{sock: c, restore: true, msg: channel.Msg{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(c.network)}}})
+		}
+	}
+	for _, o := range reissue {
+		s.submitLocked(o)
+	}
+}
+
+// restoreNextLocked takes a socket's restore chain one step further after
+// the reply m to step o. s.mu must be held.
+func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
+	c := o.sock
+	if m.Status != ops.StatusOK {
+		if m.Status == ops.StatusError && c.attempts < restoreRetries && !c.closed {
+			c.attempts++
+			gen, msg := s.gen, o.msg
+			time.AfterFunc(restoreRetryEvery, func() {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				if !s.closed && s.gen == gen && c.restoring {
+					s.submitLocked(&op{sock: c, restore: true, msg: msg})
+				}
+			})
+			return
+		}
+		s.lostLocked(c, o.msg.Op != ops.OpOpen, m.Status)
+		return
+	}
+	var next channel.Msg
+	switch {
+	case o.msg.Op == ops.OpOpen && c.bound:
+		next = channel.Msg{Op: ops.OpBind, Arg: [4]uint64{c.id, uint64(c.local)}}
+	case o.msg.Op != ops.OpConnect && c.connected:
+		next = channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{c.id, uint64(c.remote)}}
+	}
+	if next.Op != 0 {
+		s.submitLocked(&op{sock: c, restore: true, msg: next})
+		return
+	}
+	// Restored: send what waited, in order.
+	s.stats.Restored++
+	c.restoring = false
+	parked := c.parked
+	c.parked = nil
+	for _, p := range parked {
+		switch p.msg.Op {
+		case ops.OpSendTo:
+			s.stats.Resent++
+		case ops.OpRecvFrom:
+			s.stats.Reposted++
+		}
+		s.submitLocked(p)
+	}
+	s.topUpLocked(c)
+}
+
+// lostLocked gives up on restoring c: its operations fail with ErrLost.
+// opened says the new server has the socket open. s.mu must be held.
+func (s *Stack) lostLocked(c *sock, opened bool, status int32) {
+	s.stats.Lost++
+	c.restoring = false
+	c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(status))
+	for _, o := range c.parked {
+		s.dropLocked(o, ops.StatusNoSocket)
+	}
+	c.parked = nil
+	for _, d := range c.rq {
+		if d.err == nil {
+			s.freeLocked(d.ref)
+		}
+	}
+	c.rq = nil
+	c.signalLocked()
+	if opened && !c.closeSent {
+		c.closeSent = true
+		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpClose, Arg: [4]uint64{c.id}}})
+	}
+}
+
+// dropLocked completes o without the server: its buffer comes back, its
+// waiter gets status (a close gets StatusOK). s.mu must be held.
+func (s *Stack) dropLocked(o *op, status int32) {
+	switch o.msg.Op {
+	case ops.OpRecvFrom:
+		o.sock.posted--
+		s.freeLocked(o.msg.Ref)
+	case ops.OpSendTo:
+		s.freeLocked(o.msg.Ref)
+	case ops.OpClose:
+		status = ops.StatusOK
+	}
+	o.deliver(channel.Msg{ID: o.msg.ID, Op: o.msg.Op, Status: status})
+}
+
+// sortedSocks lists the sockets by id. s.mu must be held.
+func (s *Stack) sortedSocks() []*sock {
+	return slices.SortedFunc(maps.Values(s.socks), func(a, b *sock) int { return cmp.Compare(a.id, b.id) })
+}
+
+// newSock registers a socket record.
+func (s *Stack) newSock(network ops.Network, name string) (*sock, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, net.ErrClosed
+	}
+	s.nextSock++
+	c := &sock{id: s.nextSock, network: network, net: name, closedCh: make(chan struct{})}
+	s.socks[c.id] = c
+	return c, nil
+}
+
+// closeSockLocked closes c locally — its waiters fail with net.ErrClosed,
+// its queued datagrams are freed — and sends OpClose; it returns that
+// request, nil if there was none to send. s.mu must be held.
+func (s *Stack) closeSockLocked(c *sock) *op {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	close(c.closedCh)
+	for _, d := range c.rq {
+		if d.err == nil {
+			s.freeLocked(d.ref)
+		}
+	}
+	c.rq = nil
+	if c.closeSent || s.closed {
+		return nil
+	}
+	c.closeSent = true
+	o := &op{sock: c, msg: channel.Msg{Op: ops.OpClose, Arg: [4]uint64{c.id}}, done: make(chan channel.Msg, 1)}
+	s.submitLocked(o)
+	return o
+}

@@ -1,0 +1,513 @@
+package socket
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/servers/ops"
+)
+
+// UDPConn is a UDP socket on keepnet: a net.PacketConn from ListenPacket,
+// a connected net.Conn (that is a net.PacketConn too, as Go's resolver
+// wants) from Dial. Its methods are safe for concurrent use.
+type UDPConn struct {
+	s *Stack
+	c *sock
+}
+
+var (
+	_ net.PacketConn = (*UDPConn)(nil)
+	_ net.Conn       = (*UDPConn)(nil)
+)
+
+// ListenPacket opens a UDP socket bound to address ("host:port"; an empty
+// host or "" binds to any address, port 0 to an ephemeral port). network is
+// "udp" or "udp4"; hosts are numeric IPv4 addresses.
+func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
+	defer cancel()
+	c, err := s.ListenUDP(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ListenUDP is ListenPacket with a context bounding the set-up.
+func (s *Stack) ListenUDP(ctx context.Context, network, address string) (*UDPConn, error) {
+	laddr, err := parseAddr(network, address, true)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	c, err := s.create(ctx, network, channel.Msg{Op: ops.OpBind, Arg: [4]uint64{0, uint64(laddr)}})
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: udpAddr(laddr), Err: err}
+	}
+	return c, nil
+}
+
+// Listen would open a TCP listener; TCP is not there yet.
+func (s *Stack) Listen(network, address string) (net.Listener, error) {
+	return nil, &net.OpError{Op: "listen", Net: network, Err: ErrTCPNotSupported}
+}
+
+// Dial connects a UDP socket to address; see DialContext.
+func (s *Stack) Dial(network, address string) (net.Conn, error) {
+	return s.DialContext(context.Background(), network, address)
+}
+
+// DialContext opens a UDP socket connected to address (a numeric IPv4
+// "host:port"), bound to an ephemeral port: Read and Write then talk to that
+// peer only. ctx bounds the set-up (and at most 10 s). "tcp" fails with
+// ErrTCPNotSupported for now.
+func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := s.DialUDP(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DialUDP is DialContext returning the concrete type.
+func (s *Stack) DialUDP(ctx context.Context, network, address string) (*UDPConn, error) {
+	return s.DialUDPFrom(ctx, network, "", address)
+}
+
+// DialUDPFrom is DialUDP from a given local address (like net.DialUDP's
+// laddr; "" is an ephemeral port).
+func (s *Stack) DialUDPFrom(ctx context.Context, network, local, address string) (*UDPConn, error) {
+	switch network {
+	case "tcp", "tcp4":
+		return nil, &net.OpError{Op: "dial", Net: network, Err: ErrTCPNotSupported}
+	}
+	raddr, err := parseAddr(network, address, false)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	laddr, err := parseAddr(network, local, true)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: udpAddr(raddr), Err: err}
+	}
+	setup := []channel.Msg{{Op: ops.OpConnect, Arg: [4]uint64{0, uint64(raddr)}}}
+	if local != "" {
+		setup = slices.Insert(setup, 0, channel.Msg{Op: ops.OpBind, Arg: [4]uint64{0, uint64(laddr)}})
+	}
+	ctx, cancel := context.WithTimeout(ctx, ctlTimeout)
+	defer cancel()
+	c, err := s.create(ctx, network, setup...)
+	if err != nil {
+		var src net.Addr
+		if local != "" {
+			src = udpAddr(laddr)
+		}
+		return nil, &net.OpError{Op: "dial", Net: network, Source: src, Addr: udpAddr(raddr), Err: err}
+	}
+	return c, nil
+}
+
+// create opens a socket and binds and/or connects it with setup (Arg[0]
+// filled in here), one request after the other, then starts receiving.
+func (s *Stack) create(ctx context.Context, network string, setup ...channel.Msg) (*UDPConn, error) {
+	c, err := s.newSock(ops.UDP, network)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.call(ctx, c, channel.Msg{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(ops.UDP)}})
+	if err == nil {
+		err = statusErr("socket", r.Status)
+	}
+	for _, m := range setup {
+		if err != nil {
+			break
+		}
+		call := "bind"
+		if m.Op == ops.OpConnect {
+			call = "connect"
+		}
+		m.Arg[0] = c.id
+		if r, err = s.call(ctx, c, m); err == nil {
+			err = statusErr(call, r.Status)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && c.broken != nil {
+		err = c.broken
+	}
+	if err != nil {
+		s.closeSockLocked(c)
+		return nil, err
+	}
+	c.live = true
+	s.topUpLocked(c)
+	return &UDPConn{s: s, c: c}, nil
+}
+
+// call sends a control request for c and waits for its reply.
+func (s *Stack) call(ctx context.Context, c *sock, m channel.Msg) (channel.Msg, error) {
+	o := &op{sock: c, msg: m, done: make(chan channel.Msg, 1)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return channel.Msg{}, net.ErrClosed
+	}
+	s.submitLocked(o)
+	s.mu.Unlock()
+	select {
+	case r := <-o.done:
+		return r, nil
+	case <-ctx.Done():
+		return channel.Msg{}, ctxErr(ctx.Err())
+	case <-s.done:
+		return channel.Msg{}, net.ErrClosed
+	}
+}
+
+// ReadFrom reads the next datagram into b and returns its length (at most
+// len(b): the rest of a longer datagram is dropped) and its source.
+func (u *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, src, err := u.read(b)
+	if err != nil {
+		return n, nil, u.opErr("read", nil, err)
+	}
+	return n, udpAddr(src), nil
+}
+
+// ReadFromUDPAddrPort is ReadFrom with the source as a netip.AddrPort.
+func (u *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, src, err := u.read(b)
+	if err != nil {
+		return n, netip.AddrPort{}, u.opErr("read", nil, err)
+	}
+	return n, src.AddrPort(), nil
+}
+
+// Read reads the next datagram (from the connected peer, if connected).
+func (u *UDPConn) Read(b []byte) (int, error) {
+	n, _, err := u.read(b)
+	if err != nil {
+		return n, u.opErr("read", nil, err)
+	}
+	return n, nil
+}
+
+func (u *UDPConn) read(b []byte) (int, ops.Addr, error) {
+	s, c := u.s, u.c
+	for {
+		changed, expired := c.rd.wait()
+		if expired {
+			return 0, 0, os.ErrDeadlineExceeded
+		}
+		s.mu.Lock()
+		if c.closed {
+			s.mu.Unlock()
+			return 0, 0, net.ErrClosed
+		}
+		if len(c.rq) > 0 {
+			d := c.rq[0]
+			c.rq[0] = datagram{}
+			c.rq = c.rq[1:]
+			if d.err != nil {
+				s.topUpLocked(c)
+				s.mu.Unlock()
+				return 0, 0, d.err
+			}
+			buf, err := s.pool.Bytes(d.ref)
+			n := copy(b, buf)
+			s.freeLocked(d.ref)
+			s.topUpLocked(c)
+			s.mu.Unlock()
+			return n, d.src, err
+		}
+		if c.broken != nil {
+			s.mu.Unlock()
+			return 0, 0, c.broken
+		}
+		if c.notify == nil {
+			c.notify = make(chan struct{})
+		}
+		notify := c.notify
+		s.mu.Unlock()
+		select {
+		case <-notify:
+		case <-changed:
+		case <-c.closedCh:
+		case <-s.done:
+		}
+	}
+}
+
+// WriteTo sends b as one datagram to addr (a *net.UDPAddr, or any net.Addr
+// whose String is a numeric "ip:port"). A connected socket refuses it
+// (net.ErrWriteToConnected), as Go's does.
+func (u *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if addr == nil {
+		return 0, u.opErr("write", nil, errMissingAddress)
+	}
+	dst, err := netAddr(addr)
+	if err != nil {
+		return 0, u.opErr("write", addr, err)
+	}
+	return u.writeTo(b, dst, addr)
+}
+
+// WriteToUDPAddrPort is WriteTo with a netip.AddrPort.
+func (u *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if !addr.Addr().Unmap().Is4() {
+		return 0, u.opErr("write", net.UDPAddrFromAddrPort(addr), errNotIPv4)
+	}
+	return u.writeTo(b, ops.FromAddrPort(addr), net.UDPAddrFromAddrPort(addr))
+}
+
+func (u *UDPConn) writeTo(b []byte, dst ops.Addr, addr net.Addr) (int, error) {
+	u.s.mu.Lock()
+	connected := u.c.connected
+	u.s.mu.Unlock()
+	if connected {
+		return 0, u.opErr("write", addr, net.ErrWriteToConnected)
+	}
+	n, err := u.write(b, dst)
+	if err != nil {
+		return n, u.opErr("write", addr, err)
+	}
+	return n, nil
+}
+
+// Write sends b as one datagram to the connected peer.
+func (u *UDPConn) Write(b []byte) (int, error) {
+	u.s.mu.Lock()
+	connected := u.c.connected
+	u.s.mu.Unlock()
+	if !connected {
+		return 0, u.opErr("write", nil, errMissingAddress)
+	}
+	n, err := u.write(b, 0)
+	if err != nil {
+		return n, u.opErr("write", nil, err)
+	}
+	return n, nil
+}
+
+// write copies b into a pool buffer, sends it to dst (0: the connected
+// peer) and waits for the reply. On a timeout the buffer stays lent until
+// the reply comes (the dispatcher frees it then).
+func (u *UDPConn) write(b []byte, dst ops.Addr) (int, error) {
+	s, c := u.s, u.c
+	if len(b) > s.pool.BufSize() {
+		return 0, os.NewSyscallError("sendto", syscall.EMSGSIZE)
+	}
+	s.mu.Lock()
+	var o *op
+	for o == nil {
+		switch {
+		case c.closed || s.closed:
+			s.mu.Unlock()
+			return 0, net.ErrClosed
+		case c.broken != nil:
+			s.mu.Unlock()
+			return 0, c.broken
+		}
+		changed, expired := c.wd.wait()
+		if expired {
+			s.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+		ref, ok := s.pool.Alloc()
+		if ok {
+			ref.Len = uint32(len(b))
+			buf, err := s.pool.Bytes(ref)
+			if err != nil {
+				s.freeLocked(ref)
+				s.mu.Unlock()
+				return 0, err
+			}
+			copy(buf, b)
+			o = &op{sock: c, msg: channel.Msg{Op: ops.OpSendTo, Arg: [4]uint64{c.id, uint64(dst)}, Ref: ref}, done: make(chan channel.Msg, 1)}
+			s.submitLocked(o)
+			break
+		}
+		// The pool is exhausted: wait for a buffer to come back.
+		if s.bufFreed == nil {
+			s.bufFreed = make(chan struct{})
+		}
+		freed := s.bufFreed
+		s.mu.Unlock()
+		select {
+		case <-freed:
+		case <-changed:
+		case <-c.closedCh:
+		case <-s.done:
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	for {
+		changed, expired := c.wd.wait()
+		select {
+		case r := <-o.done: // a reply that beat the deadline still counts
+			return u.sent(len(b), r.Status)
+		default:
+		}
+		if expired {
+			return 0, os.ErrDeadlineExceeded
+		}
+		select {
+		case r := <-o.done:
+			return u.sent(len(b), r.Status)
+		case <-changed:
+		case <-c.closedCh:
+			return 0, net.ErrClosed
+		case <-s.done:
+			return 0, net.ErrClosed
+		}
+	}
+}
+
+func (u *UDPConn) sent(n int, status int32) (int, error) {
+	if status == ops.StatusOK {
+		return n, nil
+	}
+	u.s.mu.Lock()
+	broken := u.c.broken
+	u.s.mu.Unlock()
+	if broken != nil {
+		return 0, broken
+	}
+	return 0, statusErr("sendto", status)
+}
+
+// Close closes the socket: blocked and later operations fail with
+// net.ErrClosed. It waits a little for the server to confirm, so that the
+// port is free when it returns.
+func (u *UDPConn) Close() error {
+	s := u.s
+	s.mu.Lock()
+	if u.c.closed {
+		s.mu.Unlock()
+		return u.opErr("close", nil, net.ErrClosed)
+	}
+	o := s.closeSockLocked(u.c)
+	s.mu.Unlock()
+	if o != nil {
+		t := time.NewTimer(closeWait)
+		defer t.Stop()
+		select {
+		case <-o.done:
+		case <-t.C:
+		case <-s.done:
+		}
+	}
+	return nil
+}
+
+// LocalAddr is the address the socket is bound to (*net.UDPAddr).
+func (u *UDPConn) LocalAddr() net.Addr {
+	u.s.mu.Lock()
+	defer u.s.mu.Unlock()
+	return udpAddr(u.c.local)
+}
+
+// RemoteAddr is the connected peer (*net.UDPAddr), nil if not connected.
+func (u *UDPConn) RemoteAddr() net.Addr {
+	u.s.mu.Lock()
+	defer u.s.mu.Unlock()
+	if !u.c.connected {
+		return nil
+	}
+	return udpAddr(u.c.remote)
+}
+
+// SetDeadline sets both deadlines.
+func (u *UDPConn) SetDeadline(t time.Time) error {
+	u.c.rd.set(t)
+	u.c.wd.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the deadline of reads; a blocked read sees the
+// change at once.
+func (u *UDPConn) SetReadDeadline(t time.Time) error {
+	u.c.rd.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline of writes (including the wait for
+// the reply); a blocked write sees the change at once.
+func (u *UDPConn) SetWriteDeadline(t time.Time) error {
+	u.c.wd.set(t)
+	return nil
+}
+
+// opErr wraps err as Go's net does for this socket: Source the local
+// address, Addr the given one or else the connected peer.
+func (u *UDPConn) opErr(op string, addr net.Addr, err error) error {
+	u.s.mu.Lock()
+	e := &net.OpError{Op: op, Net: u.c.net, Source: udpAddr(u.c.local), Err: err}
+	if addr != nil {
+		e.Addr = addr
+	} else if u.c.connected {
+		e.Addr = udpAddr(u.c.remote)
+	}
+	u.s.mu.Unlock()
+	return e
+}
+
+// udpAddr converts a packed address.
+func udpAddr(a ops.Addr) *net.UDPAddr { return net.UDPAddrFromAddrPort(a.AddrPort()) }
+
+// netAddr packs a destination.
+func netAddr(a net.Addr) (ops.Addr, error) {
+	var ap netip.AddrPort
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap = ua.AddrPort()
+	} else {
+		var err error
+		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
+			return 0, &net.AddrError{Err: "not a numeric ip:port", Addr: a.String()}
+		}
+	}
+	if !ap.Addr().Unmap().Is4() {
+		return 0, errNotIPv4
+	}
+	return ops.FromAddrPort(ap), nil
+}
+
+// parseAddr packs a "host:port" for network. A local address may be empty
+// or have an empty host (any); a remote one needs a host.
+func parseAddr(network, address string, local bool) (ops.Addr, error) {
+	switch network {
+	case "udp", "udp4":
+	default:
+		return 0, net.UnknownNetworkError(network)
+	}
+	if address == "" && local {
+		return 0, nil
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return 0, err
+	}
+	p, err := net.LookupPort(network, port)
+	if err != nil {
+		return 0, err
+	}
+	ip := netip.IPv4Unspecified()
+	if host != "" {
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			return 0, &net.AddrError{Err: "keepnet dials numeric IPv4 addresses only", Addr: host}
+		}
+		if ip = a.Unmap(); !ip.Is4() {
+			return 0, errNotIPv4
+		}
+	} else if !local {
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return ops.MakeAddr(ip, uint16(p)), nil
+}

@@ -1,0 +1,449 @@
+// Package syscall is keepnet's SYSCALL server: the front end applications'
+// socket operations go through on their way to the transport servers (udp;
+// tcp next). Applications talk to it over a shared-memory channel each, with
+// their data in their own pool (servers/socket is their library); it talks
+// to each transport over one channel, with the data in its own pool
+// "syscall.io". The operations are those of servers/ops on both hops.
+//
+// Why a server between the two: it keeps, for every socket, the operations
+// that have not finished (a posted receive, a send not yet acknowledged), so
+// that when a transport crashes and comes back — with its sockets restored
+// from the store — it can issue them again, and the application notices
+// nothing but perhaps a duplicated datagram.
+//
+// # Recovery
+//
+//   - A transport restarts: its new generation restored its sockets from the
+//     store. Every request the old one left unanswered is resubmitted to the
+//     new one with new ids (kernel/chan.Outstanding); late answers from the
+//     old one are ignored.
+//   - An application restarts: its sockets are closed in the transports and
+//     whatever was still pending for it is dropped (its pool is gone).
+//   - SYSCALL itself restarts: the new generation first resets every
+//     transport (ops.OpReset: the predecessor's sockets have no owner), then
+//     serves; each application's library sees the new generation on its
+//     wiring socket and re-creates its sockets (same ids, same bound
+//     addresses) and re-issues its unfinished operations (servers/socket).
+//     Applications therefore never hang and, for UDP, never notice.
+//
+// Data is copied twice here (application pool to syscall.io on the way out,
+// syscall.io to the application's buffer on the way in): the one copy at the
+// socket boundary the design allows is the library's; these two go when the
+// transports map the applications' pools directly.
+package syscall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+	"keepnet/kernel/wire"
+	"keepnet/servers/ops"
+	"keepnet/servers/store"
+)
+
+// IOPool is the server's pool for data on its way to and from transports.
+const IOPool = "syscall.io"
+
+// Options configure the process.
+type Options struct {
+	Name string // "syscall"
+	// Transports maps each network to its transport component.
+	Transports map[ops.Network]string
+	Store      *store.Client
+}
+
+// link is the channel to one neighbour's current generation.
+type link struct {
+	peer  *wire.Peer
+	out   *channel.Outstanding // requests sent to a transport, unanswered
+	queue []channel.Msg
+}
+
+func (l *link) send(m channel.Msg) { l.queue = append(l.queue, m) }
+
+func (l *link) pool(ref pool.Ref) *pool.Pool {
+	for _, p := range l.peer.Pools {
+		if p.ID() == ref.Pool {
+			return p
+		}
+	}
+	return nil
+}
+
+// sock is one application socket.
+type sock struct {
+	app     string // the application component
+	appGen  int    // its generation: a restarted application's sockets are gone
+	appID   uint64 // the application's name for it
+	tid     uint64 // the transport's name for it (unique for this server's life)
+	network ops.Network
+}
+
+// fwd is a request forwarded to a transport on behalf of an application.
+type fwd struct {
+	s      *sock
+	appReq channel.Msg // the application's request, for its id and buffer
+	ref    pool.Ref    // our syscall.io buffer, if any
+}
+
+// Server is the SYSCALL server's state; one goroutine runs it.
+type Server struct {
+	o     Options
+	io    *pool.Pool
+	links map[string]*link
+	// socks by application name, then the application's socket id.
+	socks map[string]map[uint64]*sock
+	// fwds by key (Arg[3] of the forwarded request, stable across
+	// resubmission).
+	fwds    map[uint64]*fwd
+	nextKey uint64
+	nextTID uint64
+	in      []channel.Msg
+	stats   Stats
+	pub     *store.Publisher
+}
+
+// Stats is what SYSCALL publishes for `keepnet stats syscall`.
+type Stats struct {
+	Generation    int
+	Sockets       int
+	Forwarded     uint64 // requests forwarded to transports
+	Resubmitted   uint64 // requests re-issued to a restarted transport
+	AppsReset     uint64 // application generations whose sockets were closed
+	NoBuffer      uint64 // requests refused for want of a syscall.io buffer
+	BadRequests   uint64
+	PendingOps    int
+	IOBuffersFree int
+}
+
+const (
+	joinTimeout = 10 * time.Second
+	statsEvery  = time.Second
+)
+
+// Serve runs the SYSCALL server process until ctx ends.
+func Serve(ctx context.Context, o Options) error {
+	conn, setup, err := wire.JoinInherited(joinTimeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	s := &Server{o: o, io: setup.Pools[IOPool], links: map[string]*link{}, socks: map[string]map[uint64]*sock{},
+		fwds: map[uint64]*fwd{}, nextKey: 1, nextTID: uint64(setup.Generation) << 32, in: make([]channel.Msg, 64)}
+	s.stats.Generation = setup.Generation
+	if s.io == nil {
+		return fmt.Errorf("syscall: init sent no %s pool", IOPool)
+	}
+	s.pub = store.NewPublisher(o.Store, "stats", o.Name)
+	defer s.pub.Close()
+	watch, err := wire.Watch(conn)
+	if err != nil {
+		return err
+	}
+	defer watch.Close()
+	defer conn.Close()
+	for _, p := range setup.Peers {
+		s.attach(p)
+	}
+	if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+		return err
+	}
+	log.Printf("serving, generation %d", setup.Generation)
+
+	var nextStats time.Time
+	for ctx.Err() == nil {
+		select {
+		case p, ok := <-watch.C:
+			if !ok {
+				return errors.New("syscall: init closed the wiring socket")
+			}
+			s.attach(p)
+		default:
+		}
+		if now := time.Now(); now.After(nextStats) {
+			s.publish()
+			nextStats = now.Add(statsEvery)
+		}
+		if !s.poll() {
+			s.sleep(watch, statsEvery)
+		}
+	}
+	return nil
+}
+
+func (s *Server) isTransport(name string) bool {
+	for _, t := range s.o.Transports {
+		if t == name {
+			return true
+		}
+	}
+	return false
+}
+
+// attach starts talking to a new generation of a neighbour.
+func (s *Server) attach(p *wire.Peer) {
+	l := s.links[p.Name]
+	first := l == nil
+	if first {
+		l = &link{out: channel.NewOutstanding(1<<16, 1)}
+		s.links[p.Name] = l
+	} else {
+		l.peer.Close()
+	}
+	l.peer = p
+	if s.isTransport(p.Name) {
+		l.queue = nil
+		if first {
+			// Our predecessor's sockets, if any, have no owner.
+			s.request(l, channel.Msg{Op: ops.OpReset})
+		}
+		resent := l.out.Resubmit()
+		s.stats.Resubmitted += uint64(len(resent))
+		l.queue = append(l.queue, resent...)
+		log.Printf("transport %s generation %d: %d requests resubmitted", p.Name, p.Generation, len(resent))
+		return
+	}
+	// An application: a new generation owns none of the old one's sockets.
+	l.queue = nil
+	if !first {
+		s.dropApp(p.Name, p.Generation)
+	}
+}
+
+// dropApp closes the sockets of an application's earlier generations.
+func (s *Server) dropApp(app string, gen int) {
+	n := 0
+	for id, so := range s.socks[app] {
+		if so.appGen >= gen {
+			continue
+		}
+		for _, f := range s.fwds {
+			if f.s == so {
+				f.s = nil // the answer will find nobody to copy to
+			}
+		}
+		if t := s.links[s.o.Transports[so.network]]; t != nil {
+			s.request(t, channel.Msg{Op: ops.OpClose, Arg: [4]uint64{so.tid}})
+		}
+		delete(s.socks[app], id)
+		n++
+	}
+	if n > 0 {
+		s.stats.AppsReset++
+		log.Printf("%s generation %d: closed %d sockets of its predecessor", app, gen, n)
+	}
+}
+
+// request queues a request to a transport; Arg[3] carries its key.
+func (s *Server) request(l *link, m channel.Msg) {
+	m, err := l.out.Add(m)
+	if err != nil {
+		log.Printf("request to %s: %v", l.peer.Name, err)
+		return
+	}
+	l.send(m)
+}
+
+// poll moves messages once; it reports whether anything moved.
+func (s *Server) poll() bool {
+	work := false
+	for name, l := range s.links {
+		n := l.peer.Port.Recv(s.in)
+		for _, m := range s.in[:n] {
+			if s.isTransport(name) {
+				s.fromTransport(l, m)
+			} else {
+				s.fromApp(name, l, m)
+			}
+		}
+		work = work || n > 0
+	}
+	for _, l := range s.links {
+		if len(l.queue) > 0 {
+			sent := l.peer.Port.Send(l.queue...)
+			l.queue = l.queue[sent:]
+			work = work || sent > 0
+		}
+	}
+	return work
+}
+
+func (s *Server) refuse(l *link, m channel.Msg, status int32) {
+	r := m
+	r.Status = status
+	l.send(r)
+}
+
+// fromApp handles an application's request.
+func (s *Server) fromApp(app string, l *link, m channel.Msg) {
+	socks := s.socks[app]
+	if socks == nil {
+		socks = map[uint64]*sock{}
+		s.socks[app] = socks
+	}
+	id := m.Arg[0]
+	so := socks[id]
+	if m.Op == ops.OpOpen {
+		network := ops.Network(m.Arg[1])
+		if so != nil || s.o.Transports[network] == "" {
+			s.stats.BadRequests++
+			s.refuse(l, m, ops.StatusInvalid)
+			return
+		}
+		so = &sock{app: app, appGen: l.peer.Generation, appID: id, tid: s.nextTID, network: network}
+		s.nextTID++
+		socks[id] = so
+	}
+	if so == nil {
+		s.refuse(l, m, ops.StatusNoSocket)
+		return
+	}
+	t := s.links[s.o.Transports[so.network]]
+	if t == nil {
+		s.refuse(l, m, ops.StatusError) // the transport is not there (yet)
+		return
+	}
+	f := &fwd{s: so, appReq: m}
+	out := channel.Msg{Op: m.Op, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
+	switch m.Op {
+	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose:
+	case ops.OpSendTo:
+		src, err := s.appBytes(l, m.Ref)
+		if err != nil {
+			s.stats.BadRequests++
+			s.refuse(l, m, ops.StatusInvalid)
+			return
+		}
+		ref, ok := s.io.Alloc()
+		if !ok {
+			s.stats.NoBuffer++
+			s.refuse(l, m, ops.StatusError)
+			return
+		}
+		buf, _ := s.io.Bytes(ref)
+		if len(src) > len(buf) {
+			s.io.Free(ref)
+			s.refuse(l, m, ops.StatusTooBig)
+			return
+		}
+		ref.Len = uint32(copy(buf, src))
+		f.ref, out.Ref = ref, ref
+	case ops.OpRecvFrom:
+		if _, err := s.appBytes(l, m.Ref); err != nil {
+			s.stats.BadRequests++
+			s.refuse(l, m, ops.StatusInvalid)
+			return
+		}
+		ref, ok := s.io.Alloc()
+		if !ok {
+			s.stats.NoBuffer++
+			s.refuse(l, m, ops.StatusError)
+			return
+		}
+		f.ref, out.Ref = ref, ref // full size: the transport fills it
+	default:
+		s.stats.BadRequests++
+		s.refuse(l, m, ops.StatusInvalid)
+		return
+	}
+	if m.Op == ops.OpClose {
+		delete(socks, id)
+	}
+	key := s.nextKey
+	s.nextKey++
+	s.fwds[key] = f
+	out.Arg[3] = key
+	s.stats.Forwarded++
+	s.request(t, out)
+}
+
+// appBytes is the application buffer a reference names.
+func (s *Server) appBytes(l *link, ref pool.Ref) ([]byte, error) {
+	p := l.pool(ref)
+	if p == nil {
+		return nil, fmt.Errorf("pool %d is not the application's", ref.Pool)
+	}
+	return p.Bytes(ref)
+}
+
+// fromTransport handles a transport's reply.
+func (s *Server) fromTransport(l *link, m channel.Msg) {
+	req, ok := l.out.Complete(m)
+	if !ok {
+		return
+	}
+	f := s.fwds[req.Arg[3]]
+	delete(s.fwds, req.Arg[3])
+	if f == nil {
+		return // an OpReset or a close of a departed application
+	}
+	defer func() {
+		if !f.ref.IsZero() {
+			s.io.Free(f.ref)
+		}
+	}()
+	if f.s == nil {
+		return // the application restarted meanwhile
+	}
+	app := s.links[f.s.app]
+	if app == nil || app.peer.Generation != f.s.appGen {
+		return
+	}
+	r := f.appReq
+	r.Status, r.Flags = m.Status, m.Flags
+	r.Arg[1] = m.Arg[1]
+	if req.Op == ops.OpRecvFrom && m.Status == ops.StatusOK {
+		src, err1 := s.io.Bytes(pool.Ref{Pool: f.ref.Pool, Off: f.ref.Off, Len: m.Ref.Len})
+		dst, err2 := s.appBytes(app, f.appReq.Ref)
+		if err1 != nil || err2 != nil {
+			r.Status = ops.StatusError
+		} else {
+			n := copy(dst, src)
+			if n < len(src) {
+				r.Flags |= ops.FlagTruncated
+			}
+			r.Ref.Len = uint32(n)
+		}
+	}
+	app.send(r)
+}
+
+func (s *Server) publish() {
+	st := s.stats
+	for _, m := range s.socks {
+		st.Sockets += len(m)
+	}
+	st.PendingOps = len(s.fwds)
+	st.IOBuffersFree = s.io.Available()
+	s.pub.Publish(st)
+}
+
+// sleep waits for a neighbour or the wiring, at most d.
+func (s *Server) sleep(watch *wire.Watcher, d time.Duration) {
+	fds := []unix.PollFd{{Fd: int32(watch.Fd()), Events: unix.POLLIN}}
+	var armed []*channel.Endpoint
+	for _, l := range s.links {
+		if l.peer.Port.Arm() {
+			for _, a := range armed {
+				a.Disarm()
+			}
+			return
+		}
+		armed = append(armed, l.peer.Port)
+		fds = append(fds, unix.PollFd{Fd: int32(l.peer.Port.Fd()), Events: unix.POLLIN})
+	}
+	unix.Poll(fds, max(int(d.Milliseconds()), 1))
+	for _, a := range armed {
+		a.Disarm()
+	}
+	if fds[0].Revents&unix.POLLIN != 0 {
+		watch.Drain()
+	}
+}

@@ -1,0 +1,52 @@
+// Package udp is keepnet's UDP server: the sockets of the appliance between
+// the SYSCALL server above and IP below, speaking servers/ops on both
+// channels (DESIGN.md, "Processes in the guest").
+//
+// The protocol logic is [Table]: sockets named by the id SYSCALL chose,
+// bind (explicit and ephemeral ports), connect, send and receive, input
+// validation and demultiplexing, bounded receive queues, counters. It works
+// on plain byte slices and talks to IP through the small [IPOutput]
+// interface, so tests drive it on fakes. [Serve] is the process around it
+// (server.go): the wiring, the two channels, the pools, the store.
+//
+// # Sockets and ports
+//
+// A port is bound by at most one socket (there is no SO_REUSEADDR), to
+// 0.0.0.0 or to our address. Ephemeral ports come from 49152-65535
+// (RFC 6335), starting the search at a random port. A datagram goes to the
+// socket bound to its destination port if that socket's address is 0.0.0.0
+// or the destination, and, if the socket is connected, the source is its
+// peer; otherwise nobody listens and IP answers with ICMP port unreachable.
+//
+// # Restart protocol
+//
+// What survives a crash of udp, and how (the NewtOS paper, §V "UDP"):
+//
+//  1. On every open, bind and connect (explicit, or the ephemeral bind a
+//     first send or connect makes) the process writes the socket's [Record]
+//     (id, bound address, connected peer) to the store, namespace "udp",
+//     key the socket id in decimal; close and reset delete it. Writes go
+//     through a goroutine so that a slow store never stalls the loop.
+//  2. A restarted udp restores every record (store.Client.Restore, which
+//     also makes the client replay them should the store restart later)
+//     and recreates the sockets — same ids, bindings and peers — before it
+//     joins the wiring and serves.
+//  3. SYSCALL sees udp's new generation on a fresh channel and reissues
+//     each socket's unfinished operation with a new id: a receive is posted
+//     again, a send is sent again (a datagram may go out twice).
+//  4. Not kept: receive queues and posted receives. A datagram that was
+//     queued or in flight when udp crashed is lost — UDP may lose
+//     datagrams anyway.
+//
+// When a neighbour restarts instead:
+//
+//   - ip: udp resubmits every OpOutput ip has not answered, with new ids
+//     (kernel/chan.Outstanding), and asks the new ip for its address. The
+//     datagrams ip delivered were answered as soon as they were copied, so
+//     udp holds nothing in ip's old "ip.up" pool; it unmaps it and tells
+//     init (wire.TypeRelease).
+//   - syscall: the receives its predecessor posted are dropped without a
+//     reply (nobody would read it) and the old "syscall.io" pool is
+//     released. The sockets stay: the new SYSCALL server either reissues
+//     operations on them or closes them all with OpReset.
+package udp

@@ -1,0 +1,448 @@
+package udp
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+
+	"keepnet/servers/header"
+	"keepnet/servers/ops"
+)
+
+// IPOutput is the way down to IP. The process implements it with a buffer
+// of its "udp.out" pool and an OpOutput request; tests with a slice.
+type IPOutput interface {
+	// Buffer returns room for a segment of n bytes, or nil when there is
+	// none (the pool is exhausted, or its buffers are smaller than n).
+	Buffer(n int) []byte
+	// Output hands IP the segment just built in the last Buffer, for dst.
+	// The segment is IP's from then on.
+	Output(segment []byte, dst netip.Addr) error
+}
+
+// Journal is where the Table reports the state that survives a restart
+// (see the package doc's restart protocol): Save after a socket opens,
+// binds or connects, Forget after it closes.
+type Journal interface {
+	Save(Record)
+	Forget(id uint64)
+}
+
+// Completion answers one RecvFrom.
+type Completion struct {
+	Tag    uint64   // the RecvFrom's tag
+	Len    int      // bytes copied into its buffer
+	Src    ops.Addr // the datagram's source
+	Flags  uint16   // ops.FlagTruncated if the datagram was cut to the buffer
+	Status int32    // ops.StatusOK, StatusClosed, StatusNoSocket, StatusError
+}
+
+// Limits bound what the Table holds for readers that do not read.
+type Limits struct {
+	QueueDatagrams int // per socket
+	QueueBytes     int // per socket, charged as in QueuedBytes
+	TotalBytes     int // across all sockets
+	PostedReceives int // RecvFroms waiting per socket
+	Sockets        int
+}
+
+// DefaultLimits fit the appliance: a flood to a socket nobody reads costs
+// at most 1 MiB, all of them together 16 MiB.
+var DefaultLimits = Limits{
+	QueueDatagrams: 256,
+	QueueBytes:     1 << 20,
+	TotalBytes:     16 << 20,
+	PostedReceives: 1024,
+	Sockets:        1 << 16,
+}
+
+// datagramOverhead is what a queued datagram is charged beyond its data,
+// so that a flood of empty datagrams is bounded too.
+const datagramOverhead = 64
+
+// Ephemeral ports (RFC 6335 §6: the dynamic range).
+const (
+	EphemeralFirst = 49152
+	EphemeralLast  = 65535
+)
+
+// Counters are the Table's statistics.
+type Counters struct {
+	InDatagrams   uint64 // delivered to a socket (queued or straight into a receive)
+	InBytes       uint64 // their payload bytes
+	InBadIP       uint64 // drop: not a whole IPv4 UDP datagram
+	InTruncated   uint64 // drop: shorter than the UDP header or its Length
+	InBadLength   uint64 // drop: Length below the header size
+	InBadChecksum uint64 // drop: checksum does not verify
+	InNoPort      uint64 // drop: nobody listens (ICMP port unreachable if unicast)
+	InQueueDrops  uint64 // drop: the socket's or the global queue was full
+	InTruncations uint64 // delivered cut to a receive buffer
+	OutDatagrams  uint64 // handed to IP
+	OutBytes      uint64 // their payload bytes
+	OutErrors     uint64 // sends refused for want of a buffer or by IPOutput
+}
+
+// socket is one UDP socket.
+type socket struct {
+	id     uint64
+	local  ops.Addr // port 0: unbound
+	peer   ops.Addr // 0: not connected
+	queue  []datagram
+	qbytes int       // charged bytes in queue
+	posted []receive // RecvFroms waiting, oldest first
+}
+
+func (s *socket) bound() bool { return s.local.Port() != 0 }
+
+type datagram struct {
+	src  ops.Addr
+	data []byte
+}
+
+type receive struct {
+	tag uint64
+	buf []byte
+}
+
+// Options configure a Table.
+type Options struct {
+	Limits  Limits     // zero: DefaultLimits
+	Journal Journal    // nil: nothing is persisted
+	Rand    *rand.Rand // where the ephemeral port search starts; nil: a fixed seed
+}
+
+// Table is the UDP protocol logic: every socket of the appliance. It is not
+// safe for concurrent use; it belongs to the process's loop.
+type Table struct {
+	out     IPOutput
+	done    func(Completion)
+	journal Journal
+	limits  Limits
+	rand    *rand.Rand
+
+	addr   netip.Prefix       // ours, from IP (OpAddr); invalid until known
+	socks  map[uint64]*socket // by id
+	ports  map[uint16]*socket // bound sockets by local port
+	queued int                // bytes charged across all sockets
+	c      Counters
+}
+
+// New returns an empty Table sending through out. done receives the answer
+// to every RecvFrom, exactly once (unless DropReceives drops it).
+func New(out IPOutput, done func(Completion), o Options) *Table {
+	if o.Limits == (Limits{}) {
+		o.Limits = DefaultLimits
+	}
+	if o.Rand == nil {
+		o.Rand = rand.New(rand.NewPCG(0, 0))
+	}
+	return &Table{out: out, done: done, journal: o.Journal, limits: o.Limits, rand: o.Rand,
+		socks: map[uint64]*socket{}, ports: map[uint16]*socket{}}
+}
+
+// SetAddr sets our address and prefix, as IP's OpAddr reply gives them.
+func (t *Table) SetAddr(p netip.Prefix) { t.addr = p }
+
+// Addr is our address as last set; invalid until IP told it.
+func (t *Table) Addr() netip.Prefix { return t.addr }
+
+// Counters returns the statistics so far.
+func (t *Table) Counters() Counters { return t.c }
+
+// Sockets is the number of open sockets.
+func (t *Table) Sockets() int { return len(t.socks) }
+
+// QueuedBytes is what queued datagrams are charged: their data plus a
+// fixed overhead each. It never exceeds Limits.TotalBytes.
+func (t *Table) QueuedBytes() int { return t.queued }
+
+// Open creates an unbound socket id.
+func (t *Table) Open(id uint64, network ops.Network) int32 {
+	switch {
+	case network != ops.UDP, t.socks[id] != nil:
+		return ops.StatusInvalid
+	case len(t.socks) >= t.limits.Sockets:
+		return ops.StatusError
+	}
+	s := &socket{id: id}
+	t.socks[id] = s
+	t.save(s)
+	return ops.StatusOK
+}
+
+// Bind binds socket id to local: port 0 picks an ephemeral port, address
+// 0.0.0.0 means any of ours. It returns the address bound.
+func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, int32) {
+	s := t.socks[id]
+	if s == nil {
+		return 0, ops.StatusNoSocket
+	}
+	if s.bound() {
+		return s.local, ops.StatusInvalid // bound already
+	}
+	if ip := local.IP(); !ip.IsUnspecified() && ip != t.addr.Addr() {
+		return 0, ops.StatusInvalid // not an address of ours
+	}
+	if st := t.bind(s, local); st != ops.StatusOK {
+		return 0, st
+	}
+	t.save(s)
+	return s.local, ops.StatusOK
+}
+
+// bind takes local's port (an ephemeral one if 0) for s.
+func (t *Table) bind(s *socket, local ops.Addr) int32 {
+	port := local.Port()
+	if port == 0 {
+		var ok bool
+		if port, ok = t.ephemeral(); !ok {
+			return ops.StatusInUse
+		}
+	} else if t.ports[port] != nil {
+		return ops.StatusInUse
+	}
+	s.local = ops.MakeAddr(local.IP(), port)
+	t.ports[port] = s
+	return ops.StatusOK
+}
+
+// ephemeral finds a free port of the dynamic range, starting at a random
+// one (RFC 6056 §3.3.2: a random start, then sequential search).
+func (t *Table) ephemeral() (uint16, bool) {
+	const n = EphemeralLast - EphemeralFirst + 1
+	start := t.rand.IntN(n)
+	for i := range n {
+		p := uint16(EphemeralFirst + (start+i)%n)
+		if t.ports[p] == nil {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+// Connect sets socket id's peer: the default destination and the only
+// source it accepts. An unbound socket is bound to an ephemeral port first.
+// It returns the local address (a wildcard address reported as ours).
+func (t *Table) Connect(id uint64, remote ops.Addr) (ops.Addr, int32) {
+	s := t.socks[id]
+	if s == nil {
+		return 0, ops.StatusNoSocket
+	}
+	if remote.Port() == 0 || remote.IP().IsUnspecified() {
+		return 0, ops.StatusInvalid
+	}
+	if !s.bound() {
+		if st := t.bind(s, 0); st != ops.StatusOK {
+			return 0, st
+		}
+	}
+	s.peer = remote
+	t.save(s)
+	return t.localOf(s), ops.StatusOK
+}
+
+// localOf is s's local address with a wildcard replaced by ours, if known.
+func (t *Table) localOf(s *socket) ops.Addr {
+	if s.local.IP().IsUnspecified() && t.addr.IsValid() {
+		return ops.MakeAddr(t.addr.Addr(), s.local.Port())
+	}
+	return s.local
+}
+
+// SendTo sends payload from socket id to dst (0: the connected peer). An
+// unbound socket is bound to an ephemeral port first. It returns the local
+// address. The payload is copied; the caller keeps it.
+func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, int32) {
+	s := t.socks[id]
+	switch {
+	case s == nil:
+		return 0, ops.StatusNoSocket
+	case len(payload) > header.UDPMaximumPayload:
+		return s.local, ops.StatusTooBig
+	}
+	if dst == 0 {
+		dst = s.peer
+	}
+	if dst.Port() == 0 || dst.IP().IsUnspecified() {
+		return s.local, ops.StatusInvalid // no destination, or a bad one
+	}
+	if !t.addr.IsValid() {
+		return s.local, ops.StatusNoRoute // IP has not told us our address
+	}
+	if !s.bound() {
+		if st := t.bind(s, 0); st != ops.StatusOK {
+			return 0, st
+		}
+		t.save(s)
+	}
+	n := header.UDPMinimumSize + len(payload)
+	b := t.out.Buffer(n)
+	if len(b) < n {
+		t.c.OutErrors++
+		return s.local, ops.StatusError
+	}
+	u := header.UDP(b[:n])
+	u.Encode(&header.UDPFields{SrcPort: s.local.Port(), DstPort: dst.Port(), Length: uint16(n)})
+	copy(u[header.UDPMinimumSize:], payload)
+	u.SetChecksum(u.ComputeChecksum(t.addr.Addr(), dst.IP()))
+	if err := t.out.Output(u, dst.IP()); err != nil {
+		t.c.OutErrors++
+		return s.local, ops.StatusError
+	}
+	t.c.OutDatagrams++
+	t.c.OutBytes += uint64(len(payload))
+	return s.local, ops.StatusOK
+}
+
+// RecvFrom posts buf to receive socket id's next datagram. The answer goes
+// to done, tagged tag: at once if a datagram is queued (or the request
+// fails), else when one arrives or the socket closes. buf is written only
+// by that answer; the caller keeps it valid until then or DropReceives.
+func (t *Table) RecvFrom(id, tag uint64, buf []byte) {
+	s := t.socks[id]
+	switch {
+	case s == nil:
+		t.done(Completion{Tag: tag, Status: ops.StatusNoSocket})
+	case len(s.queue) > 0:
+		d := s.queue[0]
+		s.queue[0] = datagram{}
+		s.queue = s.queue[1:]
+		charge := len(d.data) + datagramOverhead
+		s.qbytes -= charge
+		t.queued -= charge
+		t.complete(receive{tag, buf}, d.src, d.data)
+	case len(s.posted) >= t.limits.PostedReceives:
+		t.done(Completion{Tag: tag, Status: ops.StatusError})
+	default:
+		s.posted = append(s.posted, receive{tag, buf})
+	}
+}
+
+// complete copies a datagram into a posted receive and answers it.
+func (t *Table) complete(r receive, src ops.Addr, data []byte) {
+	c := Completion{Tag: r.tag, Len: copy(r.buf, data), Src: src, Status: ops.StatusOK}
+	if c.Len < len(data) {
+		c.Flags = ops.FlagTruncated
+		t.c.InTruncations++
+	}
+	t.done(c)
+}
+
+// Close closes socket id: its posted receives are answered StatusClosed
+// first, its queue is dropped, its port freed.
+func (t *Table) Close(id uint64) int32 {
+	s := t.socks[id]
+	if s == nil {
+		return ops.StatusNoSocket
+	}
+	posted := s.posted
+	s.posted = nil
+	for _, r := range posted {
+		t.done(Completion{Tag: r.tag, Status: ops.StatusClosed})
+	}
+	t.queued -= s.qbytes
+	s.queue, s.qbytes = nil, 0
+	if s.bound() && t.ports[s.local.Port()] == s {
+		delete(t.ports, s.local.Port())
+	}
+	delete(t.socks, id)
+	if t.journal != nil {
+		t.journal.Forget(id)
+	}
+	return ops.StatusOK
+}
+
+// Reset closes every socket.
+func (t *Table) Reset() {
+	for id := range t.socks {
+		t.Close(id)
+	}
+}
+
+// DropReceives forgets every posted receive without answering it: their
+// requester is gone (a SYSCALL generation that was replaced), and so are
+// the buffers.
+func (t *Table) DropReceives() int {
+	n := 0
+	for _, s := range t.socks {
+		n += len(s.posted)
+		clear(s.posted)
+		s.posted = nil
+	}
+	return n
+}
+
+// Deliver takes a whole IPv4 datagram (header included, reassembled) that
+// IP received for protocol 17 and gives it to its socket. It returns
+// ops.StatusNoPort when nobody listens on a unicast datagram's destination
+// (IP then answers ICMP port unreachable), else ops.StatusOK — malformed
+// datagrams included: they are dropped and counted, never answered. pkt is
+// not kept.
+func (t *Table) Deliver(pkt []byte) int32 {
+	// IP validated the header; a reassembled one may carry a stale header
+	// checksum, which is the last thing ValidateIPv4 checks.
+	if err := header.ValidateIPv4(pkt); err != nil && !errors.Is(err, header.ErrBadChecksum) {
+		t.c.InBadIP++
+		return ops.StatusOK
+	}
+	ip := header.IPv4(pkt)
+	if ip.Protocol() != header.ProtocolUDP || ip.IsFragment() {
+		t.c.InBadIP++
+		return ops.StatusOK
+	}
+	src, dst := ip.Src(), ip.Dst()
+	switch header.ValidateUDP(ip.Payload(), src, dst) {
+	case nil:
+	case header.ErrBadChecksum:
+		t.c.InBadChecksum++
+		return ops.StatusOK
+	case header.ErrBadLength:
+		t.c.InBadLength++
+		return ops.StatusOK
+	default:
+		t.c.InTruncated++
+		return ops.StatusOK
+	}
+	u := header.UDP(ip.Payload())
+	from := ops.MakeAddr(src, u.SrcPort())
+	s := t.ports[u.DstPort()]
+	if s == nil || !s.accepts(from, dst) {
+		t.c.InNoPort++
+		if t.addr.IsValid() && dst == t.addr.Addr() {
+			return ops.StatusNoPort
+		}
+		return ops.StatusOK // no ICMP about broadcasts (RFC 1122 §3.2.2)
+	}
+	data := u.Payload()
+	switch charge := len(data) + datagramOverhead; {
+	case len(s.posted) > 0:
+		r := s.posted[0]
+		s.posted[0] = receive{}
+		s.posted = s.posted[1:]
+		t.complete(r, from, data)
+	case len(s.queue) >= t.limits.QueueDatagrams || s.qbytes+charge > t.limits.QueueBytes || t.queued+charge > t.limits.TotalBytes:
+		t.c.InQueueDrops++
+		return ops.StatusOK
+	default:
+		s.queue = append(s.queue, datagram{src: from, data: append([]byte(nil), data...)})
+		s.qbytes += charge
+		t.queued += charge
+	}
+	t.c.InDatagrams++
+	t.c.InBytes += uint64(len(data))
+	return ops.StatusOK
+}
+
+// accepts reports whether s takes a datagram from src to dst on its port.
+func (s *socket) accepts(src ops.Addr, dst netip.Addr) bool {
+	if ip := s.local.IP(); !ip.IsUnspecified() && ip != dst {
+		return false
+	}
+	return s.peer == 0 || s.peer == src
+}
+
+func (t *Table) save(s *socket) {
+	if t.journal != nil {
+		t.journal.Save(Record{ID: s.id, Local: s.local, Peer: s.peer})
+	}
+}
