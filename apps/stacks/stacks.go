@@ -33,5 +33,11 @@ func Open(stack string) (netapi.Network, error) {
 		conn.Close()
 		return nil, fmt.Errorf("keepnet stack: %w", err)
 	}
+	// The application counts as up once its socket library is: the
+	// appliance is ready when every wired component is (boot/hub).
+	if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("keepnet stack: %w", err)
+	}
 	return st, nil
 }

@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"syscall"
@@ -17,7 +18,7 @@ var (
 	// was taken meanwhile, or the transport did not come back).
 	ErrLost = errors.New("socket lost in a SYSCALL server restart")
 	// ErrTCPNotSupported: Listen and TCP dials, until servers/tcp exists.
-	ErrTCPNotSupported = errors.New("tcp: not yet supported")
+	ErrTCPNotSupported = fmt.Errorf("tcp: not yet supported: %w", errors.ErrUnsupported)
 
 	errMissingAddress = errors.New("missing address")
 	errNotIPv4        = errors.New("keepnet sockets are IPv4 only")
