@@ -18,17 +18,25 @@ func TestPingKeepnet(t *testing.T) { pingAcceptance(t, "keepnet") }
 // stats reads a component's published counters through `keepnet stats`.
 func (a *appliance) stats(name string) map[string]any {
 	a.t.Helper()
+	m, err := a.tryStats(name)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return m
+}
+
+func (a *appliance) tryStats(name string) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err := keepnet(ctx, "", "stats", name, "--ctl", a.ctl)
 	if err != nil {
-		a.t.Fatalf("keepnet stats %s: %v\n%s", name, err, out)
+		return nil, fmt.Errorf("keepnet stats %s: %v\n%s", name, err, out)
 	}
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		a.t.Fatalf("keepnet stats %s printed %q: %v", name, out, err)
+		return nil, fmt.Errorf("keepnet stats %s printed %q: %v", name, out, err)
 	}
-	return m
+	return m, nil
 }
 
 func num(m map[string]any, key string) float64 {
@@ -40,10 +48,16 @@ func num(m map[string]any, key string) float64 {
 // published once a second).
 func (a *appliance) waitStats(name string, cond func(map[string]any) bool) map[string]any {
 	a.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
-		m := a.stats(name)
-		if cond(m) || time.Now().After(deadline) {
+		m, err := a.tryStats(name) // it may not have published yet
+		if err == nil && cond(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				a.t.Fatal(err)
+			}
 			return m
 		}
 		time.Sleep(200 * time.Millisecond)

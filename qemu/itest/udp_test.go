@@ -88,8 +88,8 @@ func TestUDPRestarts(t *testing.T) {
 		}
 		r := <-done
 		t.Logf("kill %s during a 5 ms UDP echo stream: %v", comp, r)
-		if atoi(r["received"]) < atoi(r["sent"])-200 || atoi(r["gap_ms"]) > 1000 {
-			t.Errorf("kill %s: echo stream %v, want it to resume within 1s", comp, r)
+		if atoi(r["received"]) < atoi(r["sent"])-200 || atoi(r["gap_ms"]) > 1000 || r["refused"] != "0" {
+			t.Errorf("kill %s: echo stream %v, want it to resume within 1s, never refused", comp, r)
 		}
 		after := a.waitStats("resolver", func(m map[string]any) bool { return num(m, "Answered") >= num(before, "Answered")+2 })
 		if num(after, "Answered") < num(before, "Answered")+2 || after["LocalAddr"] != local {

@@ -80,7 +80,7 @@ func udpStream(t *testing.T, target string, n int) {
 	}
 	defer c.Close()
 	done := make(chan struct{})
-	var got int
+	var got, refused int
 	var gap time.Duration
 	go func() {
 		defer close(done)
@@ -88,7 +88,10 @@ func udpStream(t *testing.T, target string, n int) {
 		last := time.Now()
 		for {
 			c.SetReadDeadline(time.Now().Add(3 * time.Second))
-			if _, err := c.Read(buf); err != nil {
+			if _, err := c.Read(buf); errors.Is(err, syscall.ECONNREFUSED) {
+				refused++ // an ICMP port unreachable came back
+				continue
+			} else if err != nil {
 				return
 			}
 			now := time.Now()
@@ -104,7 +107,7 @@ func udpStream(t *testing.T, target string, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	<-done
-	fmt.Printf("result: sent=%d received=%d gap_ms=%d\n", n, got, gap.Milliseconds())
+	fmt.Printf("result: sent=%d received=%d refused=%d gap_ms=%d\n", n, got, refused, gap.Milliseconds())
 }
 
 // udpClosedPort sends to a port nobody listens on from a connected socket:

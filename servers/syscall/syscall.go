@@ -59,6 +59,16 @@ type Options struct {
 	Store      *store.Client
 }
 
+// heldReq is an application request waiting for its transport to join.
+type heldReq struct {
+	app string
+	gen int
+	m   channel.Msg
+}
+
+// maxHeld bounds the requests held for transports not there yet.
+const maxHeld = 4096
+
 // link is the channel to one neighbour's current generation.
 type link struct {
 	peer  *wire.Peer
@@ -106,8 +116,11 @@ type Server struct {
 	nextKey uint64
 	nextTID uint64
 	in      []channel.Msg
-	stats   Stats
-	pub     *store.Publisher
+	// held are application requests that arrived before their transport
+	// joined, replayed when it does.
+	held  []heldReq
+	stats Stats
+	pub   *store.Publisher
 }
 
 // Stats is what SYSCALL publishes for `keepnet stats syscall`.
@@ -199,21 +212,33 @@ func (s *Server) attach(p *wire.Peer) {
 	}
 	l.peer = p
 	if s.isTransport(p.Name) {
-		l.queue = nil
+		resent := l.out.Resubmit()
+		s.stats.Resubmitted += uint64(len(resent))
+		l.queue = resent
 		if first {
 			// Our predecessor's sockets, if any, have no owner.
 			s.request(l, channel.Msg{Op: ops.OpReset})
 		}
-		resent := l.out.Resubmit()
-		s.stats.Resubmitted += uint64(len(resent))
-		l.queue = append(l.queue, resent...)
 		log.Printf("transport %s generation %d: %d requests resubmitted", p.Name, p.Generation, len(resent))
+		s.replayHeld()
 		return
 	}
 	// An application: a new generation owns none of the old one's sockets.
 	l.queue = nil
 	if !first {
 		s.dropApp(p.Name, p.Generation)
+	}
+}
+
+// replayHeld hands held requests to fromApp again, now that a transport
+// joined; those still without a transport are held again.
+func (s *Server) replayHeld() {
+	held := s.held
+	s.held = nil
+	for _, h := range held {
+		if l := s.links[h.app]; l != nil && l.peer.Generation == h.gen {
+			s.fromApp(h.app, l, h.m)
+		}
 	}
 }
 
@@ -307,7 +332,16 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	}
 	t := s.links[s.o.Transports[so.network]]
 	if t == nil {
-		s.refuse(l, m, ops.StatusError) // the transport is not there (yet)
+		// The transport has not joined yet (they start side by side):
+		// hold the request until it does.
+		if m.Op == ops.OpOpen {
+			delete(socks, id)
+		}
+		if len(s.held) >= maxHeld {
+			s.refuse(l, m, ops.StatusError)
+			return
+		}
+		s.held = append(s.held, heldReq{app: app, gen: l.peer.Generation, m: m})
 		return
 	}
 	f := &fwd{s: so, appReq: m}

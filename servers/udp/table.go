@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"time"
 
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
@@ -75,6 +76,7 @@ type Counters struct {
 	InBadLength   uint64 // drop: Length below the header size
 	InBadChecksum uint64 // drop: checksum does not verify
 	InNoPort      uint64 // drop: nobody listens (ICMP port unreachable if unicast)
+	InQuietDrops  uint64 // drop: to a port a Reset just freed, silently (see Reset)
 	InQueueDrops  uint64 // drop: the socket's or the global queue was full
 	InTruncations uint64 // delivered cut to a receive buffer
 	OutDatagrams  uint64 // handed to IP
@@ -106,10 +108,15 @@ type receive struct {
 
 // Options configure a Table.
 type Options struct {
-	Limits  Limits     // zero: DefaultLimits
-	Journal Journal    // nil: nothing is persisted
-	Rand    *rand.Rand // where the ephemeral port search starts; nil: a fixed seed
+	Limits  Limits           // zero: DefaultLimits
+	Journal Journal          // nil: nothing is persisted
+	Rand    *rand.Rand       // where the ephemeral port search starts; nil: a fixed seed
+	Now     func() time.Time // the clock for quiet ports; nil: time.Now
 }
+
+// QuietAfterReset is how long a port freed by Reset drops datagrams
+// silently instead of answering ICMP port unreachable.
+const QuietAfterReset = 3 * time.Second
 
 // Table is the UDP protocol logic: every socket of the appliance. It is not
 // safe for concurrent use; it belongs to the process's loop.
@@ -119,6 +126,10 @@ type Table struct {
 	journal Journal
 	limits  Limits
 	rand    *rand.Rand
+
+	now func() time.Time
+	// quiet holds the ports a Reset freed, until when they stay quiet.
+	quiet map[uint16]time.Time
 
 	addr   netip.Prefix       // ours, from IP (OpAddr); invalid until known
 	socks  map[uint64]*socket // by id
@@ -136,8 +147,11 @@ func New(out IPOutput, done func(Completion), o Options) *Table {
 	if o.Rand == nil {
 		o.Rand = rand.New(rand.NewPCG(0, 0))
 	}
-	return &Table{out: out, done: done, journal: o.Journal, limits: o.Limits, rand: o.Rand,
-		socks: map[uint64]*socket{}, ports: map[uint16]*socket{}}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Table{out: out, done: done, journal: o.Journal, limits: o.Limits, rand: o.Rand, now: o.Now,
+		quiet: map[uint16]time.Time{}, socks: map[uint64]*socket{}, ports: map[uint16]*socket{}}
 }
 
 // SetAddr sets our address and prefix, as IP's OpAddr reply gives them.
@@ -352,11 +366,30 @@ func (t *Table) Close(id uint64) int32 {
 	return ops.StatusOK
 }
 
-// Reset closes every socket.
+// Reset closes every socket. It is what a restarted SYSCALL server asks
+// first; its applications then re-create their sockets on the same ports a
+// moment later. Until they do, a datagram to one of those ports is dropped
+// silently (for QuietAfterReset) rather than answered with ICMP port
+// unreachable, which a connected peer would see as "connection refused":
+// the restart stays invisible from outside too.
 func (t *Table) Reset() {
-	for id := range t.socks {
+	until := t.now().Add(QuietAfterReset)
+	for id, s := range t.socks {
+		if s.bound() {
+			t.quiet[s.local.Port()] = until
+		}
 		t.Close(id)
 	}
+}
+
+// isQuiet reports whether port was freed by a Reset a moment ago.
+func (t *Table) isQuiet(port uint16) bool {
+	until, ok := t.quiet[port]
+	if ok && !t.now().Before(until) {
+		delete(t.quiet, port)
+		return false
+	}
+	return ok
 }
 
 // DropReceives forgets every posted receive without answering it: their
@@ -406,6 +439,10 @@ func (t *Table) Deliver(pkt []byte) int32 {
 	u := header.UDP(ip.Payload())
 	from := ops.MakeAddr(src, u.SrcPort())
 	s := t.ports[u.DstPort()]
+	if s == nil && t.isQuiet(u.DstPort()) {
+		t.c.InQuietDrops++
+		return ops.StatusOK
+	}
 	if s == nil || !s.accepts(from, dst) {
 		t.c.InNoPort++
 		if t.addr.IsValid() && dst == t.addr.Addr() {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
@@ -490,5 +491,29 @@ func TestGlobalQueueCap(t *testing.T) {
 	}
 	if q := tb.QueuedBytes(); q > l.TotalBytes || q < l.TotalBytes-(100+datagramOverhead) {
 		t.Errorf("QueuedBytes() = %d, want just under %d", q, l.TotalBytes)
+	}
+}
+
+// After a Reset (a SYSCALL restart), the freed ports stay quiet for a moment
+// while applications re-create their sockets: no ICMP port unreachable, so
+// a connected peer sees no "connection refused". Then they answer again.
+func TestResetQuietPorts(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tb := &testbed{ip: &fakeIP{}, journal: memJournal{}}
+	tb.Table = New(tb.ip, func(c Completion) { tb.done = append(tb.done, c) },
+		Options{Journal: tb.journal, Now: func() time.Time { return now }})
+	tb.SetAddr(ourNet)
+	tb.open(t, 1, addr(netip.IPv4Unspecified(), 7))
+	tb.Reset()
+	dgram := ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("x"), nil)
+	if got := tb.Deliver(dgram); got != ops.StatusOK || tb.Counters().InQuietDrops != 1 {
+		t.Errorf("Deliver to a just-reset port = %s (quiet drops %d), want a silent drop", ops.StatusText(got), tb.Counters().InQuietDrops)
+	}
+	if got := tb.Deliver(ipUDP(addr(peerIP, 1), addr(ourIP, 8), []byte("x"), nil)); got != ops.StatusNoPort {
+		t.Errorf("Deliver to a port nobody had = %s, want %s", ops.StatusText(got), ops.StatusText(ops.StatusNoPort))
+	}
+	now = now.Add(QuietAfterReset)
+	if got := tb.Deliver(dgram); got != ops.StatusNoPort {
+		t.Errorf("Deliver %v after the reset = %s, want %s", QuietAfterReset, ops.StatusText(got), ops.StatusText(ops.StatusNoPort))
 	}
 }
