@@ -42,7 +42,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Deps: []string{"store"}, Restart: supervisor.Always},
-			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack, "-discard", "9"}, Restart: supervisor.Always},
 		)
 		apps := []string{"echo"}
 		if cfg.DNS.IsValid() {

@@ -40,6 +40,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", 7, "TCP and UDP port to echo on")
+	discard := fs.Int("discard", 0, "also bind this UDP port and never read it (RFC 863 discard, by letting the stack's bounded queue drop): the socket nobody reads that the flood tests aim at; 0: none")
 	stack := fs.String("stack", netapi.StackLinux, "network stack: linux or keepnet")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -63,6 +64,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err != nil {
 		logger.Print(err)
 		return 1
+	}
+	if *discard != 0 {
+		d, err := network.ListenPacket("udp", net.JoinHostPort("", strconv.Itoa(*discard)))
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		defer d.Close()
 	}
 	// A stack without TCP yet (keepnet's, until its tcp server lands)
 	// still serves UDP echo.

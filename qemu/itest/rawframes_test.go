@@ -66,6 +66,11 @@ func TestHelperRawFrames(t *testing.T) {
 		header.IPv4(p).Encode(&header.IPv4Fields{TotalLength: uint16(len(p)), ID: id, TTL: 64, Protocol: header.ProtocolICMP, Src: src, Dst: dst})
 		return p
 	}
+	if os.Getenv("RAW_KIND") == "udp" {
+		sendBadUDP(t, send, eth, them, src, dst, rounds)
+		t.Logf("sent %d malformed UDP datagrams", sent)
+		return
+	}
 	for i := 0; i < rounds; i++ {
 		id := uint16(1000 + i)
 
@@ -136,4 +141,34 @@ func fixIPChecksum(p []byte) {
 		hl = 20
 	}
 	h.SetChecksum(^header.Checksum(p[:hl], 0))
+}
+
+// sendBadUDP sends, rounds times each, UDP datagrams to port 7 with a bad
+// checksum, with a header cut short, and with a length past the IP payload.
+func sendBadUDP(t *testing.T, send func([]byte), eth func(header.MAC, header.EtherType, []byte) []byte, them header.MAC, src, dst netip.Addr, rounds int) {
+	udp := func(id uint16, payload []byte) []byte {
+		p := make([]byte, 20+8+len(payload))
+		u := header.UDP(p[20:])
+		u.Encode(&header.UDPFields{SrcPort: 40000, DstPort: 7, Length: uint16(8 + len(payload))})
+		copy(p[28:], payload)
+		u.SetChecksum(u.ComputeChecksum(src, dst))
+		header.IPv4(p).Encode(&header.IPv4Fields{TotalLength: uint16(len(p)), ID: id, TTL: 64, Protocol: header.ProtocolUDP, Src: src, Dst: dst})
+		return p
+	}
+	for i := 0; i < rounds; i++ {
+		id := uint16(2000 + i)
+		p := udp(id, []byte("bad checksum"))
+		p[26] ^= 0x55
+		send(eth(them, header.EtherTypeIPv4, p))
+
+		p = udp(id, nil)[:24] // 4 bytes of UDP header
+		header.IPv4(p).SetTotalLength(24)
+		fixIPChecksum(p)
+		send(eth(them, header.EtherTypeIPv4, p))
+
+		p = udp(id, []byte("long"))
+		header.UDP(p[20:]).SetLength(200) // past the IP payload
+		send(eth(them, header.EtherTypeIPv4, p))
+		time.Sleep(2 * time.Millisecond)
+	}
 }

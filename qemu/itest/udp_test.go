@@ -106,3 +106,66 @@ func TestUDPRestarts(t *testing.T) {
 		}
 	}
 }
+
+// Bad UDP input: bad checksums, cut headers and lengths past the datagram
+// are dropped and counted; a closed port answers ICMP port unreachable; a
+// flood of 100,000 datagrams to a socket nobody reads is dropped with
+// memory bounded; and echo still works afterwards.
+func TestUDPBadInput(t *testing.T) {
+	requireITest(t, true)
+	n := newNetns(t)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
+	if r := n.udpHelper(t, time.Minute, "echo", n.GuestIP+":7", 20); r["lost"] != "0" {
+		t.Fatalf("echo before the bad input: %v", r)
+	}
+	if r := n.udpHelper(t, time.Minute, "closed", n.GuestIP+":9999", 0); r["refused"] != "true" {
+		t.Errorf("a datagram to a closed port: %v, want ICMP port unreachable (connection refused)", r)
+	}
+
+	before := a.waitStats("udp", func(m map[string]any) bool { return num(m, "InDatagrams") > 0 })
+	rss := map[string]int{}
+	for _, c := range a.status().Components {
+		rss[c.Name] = c.RSSKiB
+	}
+	const rounds = 200
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	mac, err := n.exec(ctx, nil, "sh", "-c", "ip neigh show "+n.GuestIP+" | awk '{print $5}'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	cmd := fmt.Sprintf("RAW_KIND=udp RAW_IFACE=%s RAW_DST_MAC=%s RAW_SRC_IP=%s RAW_DST_IP=%s RAW_ROUNDS=%d %s -test.run='^TestHelperRawFrames$' -test.v",
+		n.Tap, strings.TrimSpace(string(mac)), n.HostIP, n.GuestIP, rounds, self)
+	if out, err := n.exec(ctx, nil, "sh", "-c", cmd); err != nil {
+		t.Fatalf("raw UDP sender: %v\n%s", err, out)
+	}
+	after := a.waitStats("udp", func(m map[string]any) bool {
+		return num(m, "InBadChecksum")-num(before, "InBadChecksum") >= rounds &&
+			num(m, "InTruncated")-num(before, "InTruncated") >= 2*rounds
+	})
+	if d := num(after, "InBadChecksum") - num(before, "InBadChecksum"); d < rounds {
+		t.Errorf("udp InBadChecksum grew by %v, want %d", d, rounds)
+	}
+	if d := num(after, "InTruncated") - num(before, "InTruncated"); d < 2*rounds {
+		t.Errorf("udp InTruncated grew by %v, want %d (cut headers and lengths past the datagram)", d, 2*rounds)
+	}
+
+	r := n.udpHelper(t, 3*time.Minute, "flood", n.GuestIP+":9", 100000)
+	flooded := a.waitStats("udp", func(m map[string]any) bool { return num(m, "InQueueDrops") > num(after, "InQueueDrops") })
+	t.Logf("flood of %s datagrams to the discard port: udp queue drops %v, queued bytes %v", r["sent"], num(flooded, "InQueueDrops")-num(after, "InQueueDrops"), flooded["QueuedBytes"])
+	if num(flooded, "InQueueDrops") <= num(after, "InQueueDrops") || num(flooded, "QueuedBytes") > 2<<20 {
+		t.Errorf("after the flood: udp %v, want queue drops and at most 2 MiB queued", flooded)
+	}
+	for _, c := range a.status().Components {
+		if c.Restarts != 0 {
+			t.Errorf("%s restarted during the bad input: %+v", c.Name, c)
+		}
+		if b := rss[c.Name]; b > 0 && c.RSSKiB > b+16384 {
+			t.Errorf("%s resident memory grew from %d KiB to %d KiB", c.Name, b, c.RSSKiB)
+		}
+	}
+	if r := n.udpHelper(t, time.Minute, "echo", n.GuestIP+":7", 50); r["lost"] != "0" || r["bad"] != "0" {
+		t.Errorf("echo after the bad input: %v", r)
+	}
+}
