@@ -5,6 +5,14 @@
 // to each transport over one channel, with the data in its own pool
 // "syscall.io". The operations are those of servers/ops on both hops.
 //
+// The design choice: everything, control and data, goes over the shared
+// memory channels the wiring hands out (kernel/wire), not over a Unix
+// socket. An operation costs no system call on either side while both are
+// busy (a wake-up only when the receiver sleeps), batches naturally, and a
+// restart of either end is announced by init with a fresh channel, which is
+// what makes the recovery below possible: a Unix socket would only say
+// "closed", and every request in it would be lost.
+//
 // Why a server between the two: it keeps, for every socket, the operations
 // that have not finished (a posted receive, a send not yet acknowledged), so
 // that when a transport crashes and comes back — with its sockets restored
@@ -148,12 +156,11 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	defer conn.Close()
-	s := &Server{o: o, io: setup.Pools[IOPool], links: map[string]*link{}, socks: map[string]map[uint64]*sock{},
-		fwds: map[uint64]*fwd{}, nextKey: 1, nextTID: uint64(setup.Generation) << 32, in: make([]channel.Msg, 64)}
-	s.stats.Generation = setup.Generation
-	if s.io == nil {
+	io := setup.Pools[IOPool]
+	if io == nil {
 		return fmt.Errorf("syscall: init sent no %s pool", IOPool)
 	}
+	s := newServer(o, io, setup.Generation)
 	s.pub = store.NewPublisher(o.Store, "stats", o.Name)
 	defer s.pub.Close()
 	watch, err := wire.Watch(conn)
@@ -189,6 +196,15 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}
 	return nil
+}
+
+// newServer is a SYSCALL server of the given generation with its pool and
+// no neighbours yet.
+func newServer(o Options, io *pool.Pool, gen int) *Server {
+	s := &Server{o: o, io: io, links: map[string]*link{}, socks: map[string]map[uint64]*sock{},
+		fwds: map[uint64]*fwd{}, nextKey: 1, nextTID: uint64(gen) << 32, in: make([]channel.Msg, 64)}
+	s.stats.Generation = gen
+	return s
 }
 
 func (s *Server) isTransport(name string) bool {

@@ -1,0 +1,8 @@
+package syscall
+
+import "net/netip"
+
+var (
+	ipAny  = netip.IPv4Unspecified()
+	peerIP = netip.MustParseAddr("10.77.0.1")
+)

@@ -1,0 +1,251 @@
+package syscall
+
+import (
+	"testing"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+	"keepnet/kernel/wire"
+	"keepnet/servers/ops"
+)
+
+// rig is a SYSCALL server with an application ("app", owning its pool) and
+// the udp transport played by the test, over in-process channels.
+type rig struct {
+	t       *testing.T
+	s       *Server
+	io      *pool.Pool
+	appPool *pool.Pool
+	app     *channel.Endpoint // the application's end
+	udp     *channel.Endpoint // the transport's end
+	nextID  uint64
+}
+
+func newRig(t *testing.T) *rig {
+	r := &rig{t: t, nextID: 1}
+	var err error
+	if r.io, err = pool.Create(1, 16, 2048); err != nil {
+		t.Fatal(err)
+	}
+	if r.appPool, err = pool.Create(2, 16, 2048); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.io.Close(); r.appPool.Close() })
+	r.s = newServer(Options{Name: "syscall", Transports: map[ops.Network]string{ops.UDP: "udp"}}, r.io, 1)
+	return r
+}
+
+// connectApp attaches generation gen of the application.
+func (r *rig) connectApp(gen int) {
+	mine, theirs, err := channel.NewLocal(256)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.app = theirs
+	r.s.attach(&wire.Peer{Name: "app", Generation: gen, Port: mine, Pools: []*pool.Pool{r.appPool}})
+	r.run()
+}
+
+// connectUDP attaches generation gen of the transport.
+func (r *rig) connectUDP(gen int) {
+	mine, theirs, err := channel.NewLocal(256)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.udp = theirs
+	r.s.attach(&wire.Peer{Name: "udp", Generation: gen, Port: mine, Pools: nil})
+	r.run()
+}
+
+// appSends sends a request from the application and runs the server.
+func (r *rig) appSends(op uint16, args ...uint64) uint64 {
+	m := channel.Msg{ID: r.nextID, Op: op}
+	r.nextID++
+	copy(m.Arg[:], args)
+	if op == ops.OpSendTo || op == ops.OpRecvFrom {
+		ref, ok := r.appPool.Alloc()
+		if !ok {
+			r.t.Fatal("app pool empty")
+		}
+		if op == ops.OpSendTo {
+			b, _ := r.appPool.Bytes(ref)
+			ref.Len = uint32(copy(b, "hello, transport"))
+		}
+		m.Ref = ref
+	}
+	r.app.Send(m)
+	r.run()
+	return m.ID
+}
+
+func (r *rig) run() {
+	for i := 0; i < 4; i++ {
+		r.s.poll()
+	}
+}
+
+func recvAll(e *channel.Endpoint) []channel.Msg {
+	var out []channel.Msg
+	buf := make([]channel.Msg, 64)
+	for {
+		n := e.Recv(buf)
+		if n == 0 {
+			return out
+		}
+		out = append(out, buf[:n]...)
+	}
+}
+
+// udpAnswers replies to every request the transport received, letting
+// answer adjust each reply, and returns the requests.
+func (r *rig) udpAnswers(answer func(req channel.Msg, reply *channel.Msg)) []channel.Msg {
+	reqs := recvAll(r.udp)
+	for _, q := range reqs {
+		rep := q
+		rep.Status = ops.StatusOK
+		if answer != nil {
+			answer(q, &rep)
+		}
+		r.udp.Send(rep)
+	}
+	r.run()
+	return reqs
+}
+
+func TestForwardingBothWays(t *testing.T) {
+	r := newRig(t)
+	r.connectApp(1)
+	r.connectUDP(1)
+	if reqs := r.udpAnswers(nil); len(reqs) != 1 || reqs[0].Op != ops.OpReset {
+		t.Fatalf("the transport's first request = %+v, want one OpReset (a new SYSCALL owns no old sockets)", reqs)
+	}
+
+	open := r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
+	bind := r.appSends(ops.OpBind, 7, uint64(ops.MakeAddr(ipAny, 53)))
+	reqs := r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
+		if q.Op == ops.OpBind {
+			rep.Arg[1] = uint64(ops.MakeAddr(ipAny, 53))
+		}
+	})
+	if len(reqs) != 2 || reqs[0].Op != ops.OpOpen || reqs[1].Op != ops.OpBind || reqs[0].Arg[0] != reqs[1].Arg[0] || reqs[0].Arg[0] == 7 {
+		t.Fatalf("forwarded %+v, want OpOpen and OpBind on one transport socket id of SYSCALL's own", reqs)
+	}
+	replies := recvAll(r.app)
+	if len(replies) != 2 || replies[0].ID != open || replies[1].ID != bind || ops.Addr(replies[1].Arg[1]).Port() != 53 {
+		t.Fatalf("app got %+v, want its open and bind answered, bound to :53", replies)
+	}
+
+	// A send: the bytes travel from the app's pool to SYSCALL's.
+	send := r.appSends(ops.OpSendTo, 7, uint64(ops.MakeAddr(peerIP, 9)))
+	reqs = r.udpAnswers(nil)
+	if len(reqs) != 1 || reqs[0].Op != ops.OpSendTo {
+		t.Fatalf("forwarded %+v, want OpSendTo", reqs)
+	}
+	if b, _ := r.io.Bytes(reqs[0].Ref); string(b) != "hello, transport" {
+		t.Errorf("the transport reads %q from syscall.io, want the app's bytes", b)
+	}
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != send || got[0].Status != ops.StatusOK {
+		t.Errorf("app got %+v, want its send answered", got)
+	}
+
+	// A receive: the transport fills SYSCALL's buffer, the app gets a copy.
+	recv := r.appSends(ops.OpRecvFrom, 7)
+	r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
+		b, _ := r.io.Bytes(q.Ref)
+		rep.Ref.Len = uint32(copy(b, "a datagram"))
+		rep.Arg[1] = uint64(ops.MakeAddr(peerIP, 9))
+	})
+	got := recvAll(r.app)
+	if len(got) != 1 || got[0].ID != recv || got[0].Ref.Len != 10 || ops.Addr(got[0].Arg[1]).Port() != 9 {
+		t.Fatalf("app got %+v, want its receive answered with 10 bytes from :9", got)
+	}
+	if b, _ := r.appPool.Bytes(got[0].Ref); string(b) != "a datagram" {
+		t.Errorf("app buffer holds %q, want %q", b, "a datagram")
+	}
+	if r.io.Available() != r.io.Len() {
+		t.Errorf("syscall.io has %d of %d buffers free, want all back", r.io.Available(), r.io.Len())
+	}
+}
+
+// An application's requests that arrive before its transport joined are
+// held and replayed when it does.
+func TestHeldUntilTransport(t *testing.T) {
+	r := newRig(t)
+	r.connectApp(1)
+	open := r.appSends(ops.OpOpen, 1, uint64(ops.UDP))
+	if got := recvAll(r.app); len(got) != 0 {
+		t.Fatalf("app got %+v before any transport, want its open held", got)
+	}
+	r.connectUDP(1)
+	r.run()
+	reqs := r.udpAnswers(nil)
+	if len(reqs) != 2 || reqs[0].Op != ops.OpReset || reqs[1].Op != ops.OpOpen {
+		t.Fatalf("transport got %+v, want OpReset then the held OpOpen", reqs)
+	}
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != open || got[0].Status != ops.StatusOK {
+		t.Errorf("app got %+v, want its open answered", got)
+	}
+}
+
+// A transport restart: the unfinished receive is re-issued to the new
+// generation with a new id; the old generation's late answer is ignored.
+func TestTransportRestartResubmits(t *testing.T) {
+	r := newRig(t)
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
+	r.udpAnswers(nil)
+	recvAll(r.app)
+	recv := r.appSends(ops.OpRecvFrom, 7)
+	old := recvAll(r.udp) // posted, never answered: then udp dies
+	if len(old) != 1 {
+		t.Fatalf("transport got %+v, want the receive", old)
+	}
+	oldUDP := r.udp
+	r.connectUDP(2)
+	oldUDP.Send(channel.Msg{ID: old[0].ID, Op: old[0].Op, Status: ops.StatusOK}) // a ghost
+	r.run()
+	reqs := recvAll(r.udp)
+	if len(reqs) != 1 || reqs[0].Op != ops.OpRecvFrom || reqs[0].ID <= old[0].ID {
+		t.Fatalf("new transport got %+v, want the receive again with a higher id than %d", reqs, old[0].ID)
+	}
+	if got := recvAll(r.app); len(got) != 0 {
+		t.Fatalf("app got %+v from the dead transport, want nothing yet", got)
+	}
+	b, _ := r.io.Bytes(reqs[0].Ref)
+	n := copy(b, "after the restart")
+	r.udp.Send(channel.Msg{ID: reqs[0].ID, Op: reqs[0].Op, Ref: pool.Ref{Pool: reqs[0].Ref.Pool, Off: reqs[0].Ref.Off, Len: uint32(n)}})
+	r.run()
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != recv || got[0].Ref.Len != uint32(n) {
+		t.Errorf("app got %+v, want its original receive answered by the new transport", got)
+	}
+}
+
+// An application restart closes its predecessor's sockets in the transport.
+func TestApplicationRestartClosesItsSockets(t *testing.T) {
+	r := newRig(t)
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
+	open := r.udpAnswers(nil)
+	r.appSends(ops.OpRecvFrom, 7)
+	posted := recvAll(r.udp)
+	r.connectApp(2)
+	r.run()
+	reqs := recvAll(r.udp)
+	if len(reqs) != 1 || reqs[0].Op != ops.OpClose || reqs[0].Arg[0] != open[0].Arg[0] {
+		t.Fatalf("transport got %+v, want OpClose of socket %d", reqs, open[0].Arg[0])
+	}
+	// The old receive's late answer finds nobody and frees its buffer.
+	r.udp.Send(channel.Msg{ID: posted[0].ID, Op: posted[0].Op, Status: ops.StatusClosed})
+	r.udp.Send(channel.Msg{ID: reqs[0].ID, Op: reqs[0].Op})
+	r.run()
+	if got := recvAll(r.app); len(got) != 0 {
+		t.Errorf("the new application generation got %+v, want nothing of its predecessor's", got)
+	}
+	if r.io.Available() != r.io.Len() {
+		t.Errorf("syscall.io has %d of %d buffers free, want all back", r.io.Available(), r.io.Len())
+	}
+}
