@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"keepnet/drivers/pci"
 	"keepnet/e1000"
 	channel "keepnet/kernel/chan"
@@ -172,29 +170,19 @@ func adopt(d *Driver, conn *wire.Conn, p *wire.Peer) error {
 // sleep waits for the device's interrupt, a request from IP or a wiring
 // event, whichever comes first.
 func sleep(d *Driver, irq *pci.UIO, watch *wire.Watcher, dev *e1000.Dev) {
-	fds := []unix.PollFd{{Fd: int32(irq.Fd()), Events: unix.POLLIN}, {Fd: int32(watch.Fd()), Events: unix.POLLIN}}
-	var port *channel.Endpoint
+	var ports []*channel.Endpoint
 	if p := d.Peer(); p != nil {
 		if ep, ok := p.Port.(*channel.Endpoint); ok {
-			port = ep
+			ports = append(ports, ep)
 		}
-	}
-	if port != nil {
-		if port.Arm() {
-			return // a request arrived meanwhile
-		}
-		fds = append(fds, unix.PollFd{Fd: int32(port.Fd()), Events: unix.POLLIN})
 	}
 	irq.Enable()
-	unix.Poll(fds, int(sleepTimeout.Milliseconds()))
-	if port != nil {
-		port.Disarm()
-	}
-	if fds[0].Revents&unix.POLLIN != 0 {
+	r := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	if r[0] {
 		irq.Wait(0)      // consume the count
 		dev.Interrupts() // read ICR: deasserts INTx
 	}
-	if fds[1].Revents&unix.POLLIN != 0 {
+	if r[1] {
 		watch.Drain()
 	}
 }

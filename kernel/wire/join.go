@@ -30,6 +30,17 @@ type Peer struct {
 	Pools      []*pool.Pool // the neighbour's pools, mapped (not owned)
 }
 
+// Pool is the peer's pool with the given id (the Pool of a reference the
+// peer sent), or nil: a reference into anything else is refused.
+func (p *Peer) Pool(id uint32) *pool.Pool {
+	for _, pl := range p.Pools {
+		if pl.ID() == id {
+			return pl
+		}
+	}
+	return nil
+}
+
 // Close unmaps the peer's channel and pools.
 func (p *Peer) Close() {
 	p.Port.Close()

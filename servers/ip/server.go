@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"keepnet/drivers/link"
 	channel "keepnet/kernel/chan"
 	"keepnet/kernel/pool"
@@ -70,16 +68,6 @@ type peerLink struct {
 }
 
 func (l *peerLink) send(m channel.Msg) { l.queue = append(l.queue, m) }
-
-// pool finds the peer's pool a reference points into.
-func (l *peerLink) pool(ref pool.Ref) *pool.Pool {
-	for _, p := range l.peer.Pools {
-		if p.ID() == ref.Pool {
-			return p
-		}
-	}
-	return nil
-}
 
 // server is the IP process's state. One goroutine runs it.
 type server struct {
@@ -379,7 +367,7 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 func (s *server) output(l *peerLink, m channel.Msg) {
 	r := m
 	r.Status = ops.StatusOK
-	p := l.pool(m.Ref)
+	p := l.peer.Pool(m.Ref.Pool)
 	seg, err := []byte(nil), error(nil)
 	if p != nil {
 		seg, err = p.Bytes(m.Ref)
@@ -417,24 +405,11 @@ func (s *server) publish() {
 
 // sleep waits for a neighbour, the wiring or the next tick.
 func (s *server) sleep(watch *wire.Watcher, d time.Duration) {
-	fds := []unix.PollFd{{Fd: int32(watch.Fd()), Events: unix.POLLIN}}
-	var armed []*channel.Endpoint
+	ports := make([]*channel.Endpoint, 0, len(s.links))
 	for _, l := range s.links {
-		port := l.peer.Port
-		if port.Arm() {
-			for _, a := range armed {
-				a.Disarm()
-			}
-			return
-		}
-		armed = append(armed, port)
-		fds = append(fds, unix.PollFd{Fd: int32(port.Fd()), Events: unix.POLLIN})
+		ports = append(ports, l.peer.Port)
 	}
-	unix.Poll(fds, max(int(d.Milliseconds()), 1))
-	for _, a := range armed {
-		a.Disarm()
-	}
-	if fds[0].Revents&unix.POLLIN != 0 {
+	if channel.WaitAny(ports, []int{watch.Fd()}, d)[0] {
 		watch.Drain()
 	}
 }

@@ -47,8 +47,6 @@ import (
 	"log"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	channel "keepnet/kernel/chan"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wire"
@@ -85,15 +83,6 @@ type link struct {
 }
 
 func (l *link) send(m channel.Msg) { l.queue = append(l.queue, m) }
-
-func (l *link) pool(ref pool.Ref) *pool.Pool {
-	for _, p := range l.peer.Pools {
-		if p.ID() == ref.Pool {
-			return p
-		}
-	}
-	return nil
-}
 
 // sock is one application socket.
 type sock struct {
@@ -371,10 +360,8 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 			s.refuse(l, m, ops.StatusInvalid)
 			return
 		}
-		ref, ok := s.io.Alloc()
+		ref, ok := s.allocIO(l, m)
 		if !ok {
-			s.stats.NoBuffer++
-			s.refuse(l, m, ops.StatusError)
 			return
 		}
 		buf, _ := s.io.Bytes(ref)
@@ -391,10 +378,8 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 			s.refuse(l, m, ops.StatusInvalid)
 			return
 		}
-		ref, ok := s.io.Alloc()
+		ref, ok := s.allocIO(l, m)
 		if !ok {
-			s.stats.NoBuffer++
-			s.refuse(l, m, ops.StatusError)
 			return
 		}
 		f.ref, out.Ref = ref, ref // full size: the transport fills it
@@ -414,9 +399,19 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	s.request(t, out)
 }
 
+// allocIO takes a syscall.io buffer for request m, or refuses m.
+func (s *Server) allocIO(l *link, m channel.Msg) (pool.Ref, bool) {
+	ref, ok := s.io.Alloc()
+	if !ok {
+		s.stats.NoBuffer++
+		s.refuse(l, m, ops.StatusError)
+	}
+	return ref, ok
+}
+
 // appBytes is the application buffer a reference names.
 func (s *Server) appBytes(l *link, ref pool.Ref) ([]byte, error) {
-	p := l.pool(ref)
+	p := l.peer.Pool(ref.Pool)
 	if p == nil {
 		return nil, fmt.Errorf("pool %d is not the application's", ref.Pool)
 	}
@@ -477,23 +472,11 @@ func (s *Server) publish() {
 
 // sleep waits for a neighbour or the wiring, at most d.
 func (s *Server) sleep(watch *wire.Watcher, d time.Duration) {
-	fds := []unix.PollFd{{Fd: int32(watch.Fd()), Events: unix.POLLIN}}
-	var armed []*channel.Endpoint
+	ports := make([]*channel.Endpoint, 0, len(s.links))
 	for _, l := range s.links {
-		if l.peer.Port.Arm() {
-			for _, a := range armed {
-				a.Disarm()
-			}
-			return
-		}
-		armed = append(armed, l.peer.Port)
-		fds = append(fds, unix.PollFd{Fd: int32(l.peer.Port.Fd()), Events: unix.POLLIN})
+		ports = append(ports, l.peer.Port)
 	}
-	unix.Poll(fds, max(int(d.Milliseconds()), 1))
-	for _, a := range armed {
-		a.Disarm()
-	}
-	if fds[0].Revents&unix.POLLIN != 0 {
+	if channel.WaitAny(ports, []int{watch.Fd()}, d)[0] {
 		watch.Drain()
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	channel "keepnet/kernel/chan"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wire"
@@ -185,15 +183,14 @@ type peerLink struct {
 	queue []channel.Msg // messages the channel had no room for yet
 }
 
-// pool finds the peer's pool a Ref points into, and the bytes.
+// bytes are what a Ref the peer sent names, in one of its pools.
 func (l *peerLink) bytes(ref pool.Ref) ([]byte, bool) {
-	for _, p := range l.peer.Pools {
-		if p.ID() == ref.Pool {
-			b, err := p.Bytes(ref)
-			return b, err == nil
-		}
+	p := l.peer.Pool(ref.Pool)
+	if p == nil {
+		return nil, false
 	}
-	return nil, false
+	b, err := p.Bytes(ref)
+	return b, err == nil
 }
 
 // server is the process's state. One goroutine runs it.
@@ -542,41 +539,21 @@ func (s *server) publish() {
 	s.stats(st)
 }
 
-// sleep waits for a neighbour, the wiring or the deadline. In-process
-// channels and sources have no descriptor: then it naps at most 1 ms.
+// sleep waits for a neighbour, the wiring or the deadline.
 func (s *server) sleep(src peerSource, d time.Duration) {
-	var fds []unix.PollFd
-	inProcess := src.Fd < 0
-	if !inProcess {
-		fds = append(fds, unix.PollFd{Fd: int32(src.Fd), Events: unix.POLLIN})
-	}
-	var armed []*channel.Endpoint
+	var ports []*channel.Endpoint
 	for _, l := range []*peerLink{s.ip, s.sys} {
-		if l == nil {
-			continue
+		if l != nil {
+			ports = append(ports, l.peer.Port)
 		}
-		port := l.peer.Port
-		if port.Arm() {
-			for _, a := range armed {
-				a.Disarm()
-			}
-			return
-		}
-		armed = append(armed, port)
-		if port.Fd() < 0 {
-			inProcess = true
-			continue
-		}
-		fds = append(fds, unix.PollFd{Fd: int32(port.Fd()), Events: unix.POLLIN})
 	}
-	if inProcess {
-		d = min(d, time.Millisecond)
+	var fds []int
+	if src.Fd >= 0 {
+		fds = []int{src.Fd}
+	} else {
+		d = min(d, time.Millisecond) // an in-process source has no descriptor
 	}
-	unix.Poll(fds, max(int(d.Milliseconds()), 1))
-	for _, a := range armed {
-		a.Disarm()
-	}
-	if src.Fd >= 0 && fds[0].Revents&unix.POLLIN != 0 && src.Drain != nil {
+	if r := channel.WaitAny(ports, fds, d); len(r) > 0 && r[0] && src.Drain != nil {
 		src.Drain()
 	}
 }

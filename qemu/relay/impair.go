@@ -1,0 +1,307 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+)
+
+// Impairment says what happens to the frames going one way. The zero value
+// passes every frame through unchanged, at once and in order.
+type Impairment struct {
+	Drop    float64 // probability a frame is lost
+	Dup     float64 // probability a frame is sent twice, back to back
+	Reorder float64 // probability a frame is held back and sent after the next one
+
+	// ReorderBound is how long a held frame waits for a next one before it
+	// is sent anyway; 0 means DefaultReorderBound.
+	ReorderBound time.Duration
+
+	// Delay and Jitter: a frame is due Delay ± Jitter (uniform, floored at
+	// 0) after it arrives, but never before a frame that arrived earlier —
+	// jitter does not reorder; only Reorder does.
+	Delay, Jitter time.Duration
+
+	// Rate limits the bytes per second leaving this way (0: unlimited); a
+	// frame is due once the link has "serialized" it after the frames
+	// before it.
+	Rate uint64
+
+	// Limit is how many frames may wait (delayed, rate-limited or held);
+	// beyond it frames are dropped and counted as Overflow. 0 means
+	// DefaultLimit.
+	Limit int
+}
+
+const (
+	DefaultReorderBound = 10 * time.Millisecond
+	DefaultLimit        = 16384
+)
+
+// Validate reports a probability outside [0, 1] or a negative duration.
+func (c Impairment) Validate() error {
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"drop", c.Drop}, {"dup", c.Dup}, {"reorder", c.Reorder}} {
+		if !(p.v >= 0 && p.v <= 1) { // also rejects NaN
+			return fmt.Errorf("%s probability %v: want 0..1", p.name, p.v)
+		}
+	}
+	if c.Delay < 0 || c.Jitter < 0 || c.ReorderBound < 0 || c.Limit < 0 {
+		return errors.New("delay, jitter, reorder bound and limit must not be negative")
+	}
+	return nil
+}
+
+// Counters count what an Impairer (and the relay around it) did to the
+// frames going one way. They are written by the one goroutine that owns the
+// direction and may be read from any goroutine.
+type Counters struct {
+	In, Out    atomic.Uint64 // frames arrived; frames sent (a duplicate counts twice)
+	Dropped    atomic.Uint64 // lost on purpose (Drop)
+	Duplicated atomic.Uint64 // sent twice (Dup)
+	Reordered  atomic.Uint64 // held back behind the next frame (Reorder)
+	Delayed    atomic.Uint64 // sent later than they arrived (Delay, Jitter, Rate)
+	Overflow   atomic.Uint64 // lost because Limit frames were already waiting
+	BytesIn    atomic.Uint64 // set by the relay
+	BytesOut   atomic.Uint64 // set by the relay
+	Errors     atomic.Uint64 // frames the far side refused (set by the relay)
+}
+
+// Stats is a snapshot of Counters.
+type Stats struct {
+	In, Out, Dropped, Duplicated, Reordered, Delayed, Overflow, BytesIn, BytesOut, Errors uint64
+}
+
+// Snapshot reads the counters.
+func (c *Counters) Snapshot() Stats {
+	return Stats{
+		In: c.In.Load(), Out: c.Out.Load(), Dropped: c.Dropped.Load(), Duplicated: c.Duplicated.Load(),
+		Reordered: c.Reordered.Load(), Delayed: c.Delayed.Load(), Overflow: c.Overflow.Load(),
+		BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(), Errors: c.Errors.Load(),
+	}
+}
+
+func (s Stats) String() string {
+	return fmt.Sprintf("in=%d out=%d dropped=%d duplicated=%d reordered=%d delayed=%d overflow=%d bytes_in=%d bytes_out=%d errors=%d",
+		s.In, s.Out, s.Dropped, s.Duplicated, s.Reordered, s.Delayed, s.Overflow, s.BytesIn, s.BytesOut, s.Errors)
+}
+
+// Verdict is an Impairer's decision on one arriving frame (Admit).
+type Verdict struct {
+	Drop   bool // forget the frame
+	Direct bool // send it now, Copies times, from the caller's own buffer; the Impairer keeps nothing
+	Copies int  // 1, or 2 for a duplicate
+
+	// Otherwise (neither Drop nor Direct) the caller hands a copy it may
+	// keep to Enqueue, and gets it back from Pop when it is due.
+	at          time.Time
+	hold        bool
+	releaseHeld bool
+}
+
+// Impairer decides, for the frames going one way, which are dropped,
+// duplicated, held back or delayed, and when each is due. It does no I/O and
+// reads no clock: time comes in with each call and randomness from the
+// source it was made with, so the same seed and the same arrivals give the
+// same decisions. F is the caller's frame handle (the relay uses pooled
+// byte slices).
+//
+// Every frame not chosen for reordering is due no earlier than the frames
+// that arrived before it, so the waiting frames form a FIFO (no heap).
+//
+// An Impairer belongs to one goroutine; only its Counters may be read
+// concurrently.
+type Impairer[F any] struct {
+	Counters Counters
+
+	c    Impairment
+	rng  *rand.Rand
+	last time.Time // when the latest scheduled frame is due; schedules never go back before it
+	busy time.Time // with Rate: when the link finishes serializing the frames scheduled so far
+
+	q []entry[F] // ring buffer of waiting frames, due times non-decreasing
+	h int        // head index in q
+	n int        // frames in q
+
+	held         bool // a frame chosen for reordering waits for the next one
+	heldF        F
+	heldAt       time.Time // when it would have been due
+	heldDeadline time.Time // when it is sent even if no next frame came
+	pendingHeld  bool      // the held frame goes out right after the frame being Enqueued
+}
+
+type entry[F any] struct {
+	f      F
+	at     time.Time
+	copies int
+}
+
+// NewImpairer returns an Impairer for c drawing from rng. It panics if c is
+// invalid: callers Validate configuration where it enters.
+func NewImpairer[F any](c Impairment, rng *rand.Rand) *Impairer[F] {
+	if err := c.Validate(); err != nil {
+		panic(err)
+	}
+	if c.ReorderBound == 0 {
+		c.ReorderBound = DefaultReorderBound
+	}
+	if c.Limit == 0 {
+		c.Limit = DefaultLimit
+	}
+	return &Impairer[F]{c: c, rng: rng, q: make([]entry[F], 16)}
+}
+
+// Waiting returns how many frames are waiting (queued or held).
+func (im *Impairer[F]) Waiting() int {
+	if im.held {
+		return im.n + 1
+	}
+	return im.n
+}
+
+// Admit decides the fate of a frame of size bytes arriving at now. Random
+// numbers are drawn only for the impairments that are configured, in a
+// fixed order (drop, dup, reorder, jitter), so a run replays exactly.
+func (im *Impairer[F]) Admit(now time.Time, size int) Verdict {
+	im.Counters.In.Add(1)
+	c := &im.c
+	if c.Drop > 0 && im.rng.Float64() < c.Drop {
+		im.Counters.Dropped.Add(1)
+		return Verdict{Drop: true}
+	}
+	if im.Waiting() >= c.Limit {
+		im.Counters.Overflow.Add(1)
+		return Verdict{Drop: true}
+	}
+	v := Verdict{Copies: 1}
+	if c.Dup > 0 && im.rng.Float64() < c.Dup {
+		v.Copies = 2
+	}
+	if c.Reorder > 0 && im.rng.Float64() < c.Reorder && !im.held {
+		v.hold = true // at most one frame is held: the next one releases it
+	}
+	d := c.Delay
+	if c.Jitter > 0 {
+		d += time.Duration(im.rng.Int64N(2*int64(c.Jitter)+1)) - c.Jitter
+		d = max(d, 0)
+	}
+	at := now.Add(d)
+	if c.Rate > 0 {
+		start := now
+		if im.busy.After(start) {
+			start = im.busy
+		}
+		im.busy = start.Add(time.Duration(uint64(size) * uint64(time.Second) / c.Rate))
+		at = maxTime(at, im.busy)
+	}
+	if v.hold {
+		// A held frame does not move last: the frames after it may overtake.
+		v.at = at
+		return v
+	}
+	v.at = maxTime(at, im.last)
+	im.last = v.at
+	v.releaseHeld = im.held
+	if !v.at.After(now) && im.n == 0 {
+		v.Direct = true
+		im.account(v.Copies, false)
+		if v.releaseHeld {
+			im.releaseHeld(now)
+		}
+	}
+	return v
+}
+
+// Enqueue keeps f, which Admit gave verdict v (neither Drop nor Direct),
+// until it is due.
+func (im *Impairer[F]) Enqueue(v Verdict, f F) {
+	if v.Drop || v.Direct {
+		panic("relay: Enqueue of a frame that was dropped or sent directly")
+	}
+	if v.hold {
+		im.held, im.heldF, im.heldAt = true, f, v.at
+		// The deadline counts from arrival, which at ≥ arrival bounds from
+		// below; reordering never delays a frame beyond its bound.
+		im.heldDeadline = v.at.Add(im.c.ReorderBound)
+		im.heldCopies = v.Copies
+		im.Counters.Reordered.Add(1)
+		return
+	}
+	im.push(entry[F]{f: f, at: v.at, copies: v.Copies})
+	if v.releaseHeld {
+		im.releaseHeld(v.at)
+	}
+}
+
+// releaseHeld queues the held frame behind everything queued so far, due no
+// earlier than after.
+func (im *Impairer[F]) releaseHeld(after time.Time) {
+	at := maxTime(maxTime(im.heldAt, after), im.last)
+	im.last = at
+	im.push(entry[F]{f: im.heldF, at: at, copies: im.heldCopies})
+	var zero F
+	im.held, im.heldF = false, zero
+}
+
+// Next returns when the next waiting frame is due (or a held frame's bound
+// expires); ok is false when nothing waits.
+func (im *Impairer[F]) Next() (at time.Time, ok bool) {
+	if im.n > 0 {
+		at, ok = im.q[im.h].at, true
+	}
+	if im.held && (!ok || im.heldDeadline.Before(at)) {
+		at, ok = im.heldDeadline, true
+	}
+	return at, ok
+}
+
+// Pop returns the next frame due at now, and how many times to send it; ok
+// is false when none is due. The caller owns f again.
+func (im *Impairer[F]) Pop(now time.Time) (f F, copies int, ok bool) {
+	if im.held && !now.Before(im.heldDeadline) {
+		im.releaseHeld(im.heldDeadline)
+	}
+	if im.n == 0 || im.q[im.h].at.After(now) {
+		return f, 0, false
+	}
+	e := im.q[im.h]
+	im.q[im.h] = entry[F]{}
+	im.h = (im.h + 1) % len(im.q)
+	im.n--
+	// A frame is "delayed" if it leaves after it could have: it waited.
+	im.account(e.copies, true)
+	return e.f, e.copies, true
+}
+
+func (im *Impairer[F]) account(copies int, delayed bool) {
+	im.Counters.Out.Add(uint64(copies))
+	if copies > 1 {
+		im.Counters.Duplicated.Add(1)
+	}
+	if delayed {
+		im.Counters.Delayed.Add(1)
+	}
+}
+
+func (im *Impairer[F]) push(e entry[F]) {
+	if im.n == len(im.q) {
+		q := make([]entry[F], 2*len(im.q))
+		for i := range im.n {
+			q[i] = im.q[(im.h+i)%len(im.q)]
+		}
+		im.q, im.h = q, 0
+	}
+	im.q[(im.h+im.n)%len(im.q)] = e
+	im.n++
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
