@@ -9,6 +9,7 @@ require (
 	github.com/u-root/mkuimage v0.0.0-20250905073043-9a40452f5d3b
 	github.com/u-root/u-root v0.16.0
 	github.com/vishvananda/netlink v1.3.0
+	golang.org/x/crypto v0.58.0
 	golang.org/x/net v0.62.0
 )
 

@@ -46,6 +46,7 @@ var Components = []string{
 	"keepnet/cmd/udp",
 	"keepnet/cmd/syscall",
 	"keepnet/cmd/resolver",
+	"keepnet/cmd/sshd",
 	"keepnet/cmd/httpd",
 	"keepnet/cmd/echo",
 }

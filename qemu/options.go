@@ -85,6 +85,9 @@ type Machine struct {
 	Console string
 	PIDFile string
 	Append  string // extra kernel command line
+	// SSHKeys are authorized_keys lines, base64-encoded, for the guest's
+	// SSH server; empty: no SSH server.
+	SSHKeys string
 }
 
 // KernelCmdline is the command line the guest's init reads its
@@ -102,6 +105,9 @@ func (m Machine) KernelCmdline() string {
 	}
 	if m.VsockCID != 0 {
 		args = append(args, "keepnet.ctl=vsock")
+	}
+	if m.SSHKeys != "" {
+		args = append(args, "keepnet.sshkey="+m.SSHKeys)
 	}
 	if m.Append != "" {
 		args = append(args, m.Append)

@@ -1,6 +1,7 @@
 package pid1
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -30,6 +31,7 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.stack=NAME       keepnet (default) or linux
 //	keepnet.ctl=NAME         virtio (default) or vsock
 //	keepnet.hugepages=N      2 MiB huge pages to reserve for packet pools (default 64)
+//	keepnet.sshkey=B64       authorized_keys lines, base64: starts the SSH server
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -37,6 +39,7 @@ type Config struct {
 	Stack     string
 	Ctl       string
 	HugePages int
+	SSHKey    string // base64 authorized_keys; empty: no SSH server
 }
 
 // DefaultConfig is the configuration with no keepnet.* parameters.
@@ -96,6 +99,11 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want %s or %s", CtlVirtio, CtlVsock)
 		}
 		c.Ctl = val
+	case "sshkey":
+		if _, err := base64.StdEncoding.DecodeString(val); err != nil || val == "" {
+			return fmt.Errorf("want base64-encoded authorized_keys lines")
+		}
+		c.SSHKey = val
 	case "hugepages":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 || n > 1<<16 {

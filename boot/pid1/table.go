@@ -32,6 +32,10 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			specs = append(specs, supervisor.Spec{Name: "resolver", Path: "/bin/resolver",
 				Args: []string{"-stack", cfg.Stack, "-dns", cfg.DNS.String()}, Restart: supervisor.Always})
 		}
+		if cfg.SSHKey != "" {
+			specs = append(specs, supervisor.Spec{Name: "sshd", Path: "/bin/sshd",
+				Args: []string{"-stack", cfg.Stack, "-keys", cfg.SSHKey, "-ctl", LocalCtl}, Restart: supervisor.Always})
+		}
 	case StackKeepnet:
 		ipArgs := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0", "-udp", "udp"}
 		if cfg.Gateway.IsValid() {

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"keepnet/boot/ctl"
 	"keepnet/qemu"
@@ -135,6 +138,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	initrd := fs.String("initrd", filepath.Join(root, "images/out/initramfs.cpio"), "initramfs")
 	mac := fs.String("mac", "52:54:00:12:34:56", "the NIC's MAC address")
 	appendFlag := fs.String("append", "", "extra kernel command line")
+	authKeys := fs.String("authorized-keys", "", "start the appliance's SSH server, accepting the public keys in FILE (authorized_keys format)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -175,6 +179,11 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *smp < 1 || *mem < 128 {
 		return usageError{errors.New("--smp must be at least 1 and --mem at least 128")}
+	}
+	if *authKeys != "" {
+		if m.SSHKeys, err = readAuthorizedKeys(*authKeys); err != nil {
+			return usageError{err}
+		}
 	}
 	if m.QEMU, err = exec.LookPath("qemu-system-x86_64"); err != nil {
 		return errors.New("qemu-system-x86_64 not found; install it (Debian/Ubuntu: apt-get install qemu-system-x86)")
@@ -225,6 +234,30 @@ func defaultKernel(root string) string {
 		return v
 	}
 	return filepath.Join(root, "images/kernel/bzImage")
+}
+
+// readAuthorizedKeys checks an authorized_keys file and encodes it for the
+// kernel command line (whose whole length x86 limits to 2048 bytes).
+func readAuthorizedKeys(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--authorized-keys: %w", err)
+	}
+	rest, n := b, 0
+	for len(strings.TrimSpace(string(rest))) > 0 {
+		if _, _, _, rest, err = ssh.ParseAuthorizedKey(rest); err != nil {
+			return "", fmt.Errorf("--authorized-keys %s: %w", path, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return "", fmt.Errorf("--authorized-keys %s: no key in it", path)
+	}
+	enc := base64.StdEncoding.EncodeToString(b)
+	if len(enc) > 1200 {
+		return "", fmt.Errorf("--authorized-keys %s: %d keys are too long for the kernel command line; give fewer (ed25519 keys are short)", path, n)
+	}
+	return enc, nil
 }
 
 // writeVsockFile leaves the guest's vsock address where --ctl points.

@@ -22,6 +22,8 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"up", "--ip", "10.0.2.15"}, 2, "prefix length"},
 		{[]string{"up", "--accel", "hvf"}, 2, "want auto, kvm or tcg"},
 		{[]string{"up", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"up", "--authorized-keys", "/nonexistent/keys"}, 2, "--authorized-keys"},
+		{[]string{"up", "--authorized-keys", "cli_test.go"}, 2, "--authorized-keys cli_test.go"},
 		{[]string{"kill", "--ctl", sock}, 2, "usage: keepnet kill NAME"},
 		{[]string{"restart", "a", "b", "--ctl", sock}, 2, "unexpected argument"},
 		{[]string{"status", "--ctl", sock}, 1, "keepnet up"},

@@ -99,6 +99,7 @@ type Verdict struct {
 	// Otherwise (neither Drop nor Direct) the caller hands a copy it may
 	// keep to Enqueue, and gets it back from Pop when it is due.
 	at          time.Time
+	delayed     bool
 	hold        bool
 	releaseHeld bool
 }
@@ -131,13 +132,15 @@ type Impairer[F any] struct {
 	heldF        F
 	heldAt       time.Time // when it would have been due
 	heldDeadline time.Time // when it is sent even if no next frame came
-	pendingHeld  bool      // the held frame goes out right after the frame being Enqueued
+	heldCopies   int
+	heldDelayed  bool
 }
 
 type entry[F any] struct {
-	f      F
-	at     time.Time
-	copies int
+	f       F
+	at      time.Time
+	copies  int
+	delayed bool // due after it arrived: counted as Delayed when sent
 }
 
 // NewImpairer returns an Impairer for c drawing from rng. It panics if c is
@@ -200,10 +203,11 @@ func (im *Impairer[F]) Admit(now time.Time, size int) Verdict {
 	}
 	if v.hold {
 		// A held frame does not move last: the frames after it may overtake.
-		v.at = at
+		v.at, v.delayed = at, at.After(now)
 		return v
 	}
 	v.at = maxTime(at, im.last)
+	v.delayed = v.at.After(now)
 	im.last = v.at
 	v.releaseHeld = im.held
 	if !v.at.After(now) && im.n == 0 {
@@ -227,11 +231,11 @@ func (im *Impairer[F]) Enqueue(v Verdict, f F) {
 		// The deadline counts from arrival, which at ≥ arrival bounds from
 		// below; reordering never delays a frame beyond its bound.
 		im.heldDeadline = v.at.Add(im.c.ReorderBound)
-		im.heldCopies = v.Copies
+		im.heldCopies, im.heldDelayed = v.Copies, v.delayed
 		im.Counters.Reordered.Add(1)
 		return
 	}
-	im.push(entry[F]{f: f, at: v.at, copies: v.Copies})
+	im.push(entry[F]{f: f, at: v.at, copies: v.Copies, delayed: v.delayed})
 	if v.releaseHeld {
 		im.releaseHeld(v.at)
 	}
@@ -242,7 +246,7 @@ func (im *Impairer[F]) Enqueue(v Verdict, f F) {
 func (im *Impairer[F]) releaseHeld(after time.Time) {
 	at := maxTime(maxTime(im.heldAt, after), im.last)
 	im.last = at
-	im.push(entry[F]{f: im.heldF, at: at, copies: im.heldCopies})
+	im.push(entry[F]{f: im.heldF, at: at, copies: im.heldCopies, delayed: im.heldDelayed})
 	var zero F
 	im.held, im.heldF = false, zero
 }
@@ -272,8 +276,7 @@ func (im *Impairer[F]) Pop(now time.Time) (f F, copies int, ok bool) {
 	im.q[im.h] = entry[F]{}
 	im.h = (im.h + 1) % len(im.q)
 	im.n--
-	// A frame is "delayed" if it leaves after it could have: it waited.
-	im.account(e.copies, true)
+	im.account(e.copies, e.delayed)
 	return e.f, e.copies, true
 }
 

@@ -1,0 +1,47 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// OpenTap attaches to the existing tap device name in the caller's network
+// namespace (IFF_TAP|IFF_NO_PI: each read and write is one bare Ethernet
+// frame) and returns it non-blocking, so it supports deadlines. It never
+// creates a device: TUNSETIFF would silently make a new, unconnected tap
+// when the name is mistyped or lives in another namespace.
+func OpenTap(name string) (*os.File, error) {
+	if name == "" || len(name) >= unix.IFNAMSIZ {
+		return nil, fmt.Errorf("tap %q: want a name of 1 to %d characters", name, unix.IFNAMSIZ-1)
+	}
+	if _, err := net.InterfaceByName(name); err != nil {
+		return nil, fmt.Errorf("tap %s: no such interface in this network namespace (create it with 'ip tuntap add dev %s mode tap'; for a tap inside a namespace, run the relay under 'ip netns exec NS')", name, name)
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: "/dev/net/tun", Err: err}
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tap %s: %w", name, err)
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		switch {
+		case errors.Is(err, unix.EBUSY):
+			return nil, fmt.Errorf("tap %s: in use by another process (QEMU or another relay?): %w", name, err)
+		case errors.Is(err, unix.EINVAL):
+			return nil, fmt.Errorf("tap %s: not a tap device, or created with other flags (want 'ip tuntap add dev %s mode tap'): %w", name, name, err)
+		case errors.Is(err, unix.EPERM):
+			return nil, fmt.Errorf("tap %s: permission denied (needs CAP_NET_ADMIN or the tap's owner): %w", name, err)
+		}
+		return nil, fmt.Errorf("tap %s: TUNSETIFF: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), "tap:"+name), nil
+}

@@ -1,0 +1,136 @@
+// Package tcp is keepnet's TCP protocol logic: the RFC 9293 state machine
+// with its modern extensions, free of any operating-system dependency so
+// that tests drive it packet by packet on a fake clock.
+//
+// A [Table] holds every connection ([Endpoint]) and listener ([Listener])
+// of the TCP server. Three things drive it, all from the server's single
+// loop:
+//
+//   - segments from IP: [Table.Input] validates them once (header, checksum,
+//     options) and demultiplexes them to a connection, a listener, or an RST
+//     (RFC 9293 §3.10.7.1);
+//   - user calls from the socket layer: [Table.Listen], [Listener.Accept],
+//     [Table.Connect], [Endpoint.Read], [Endpoint.Write],
+//     [Endpoint.CloseWrite], [Endpoint.Close], [Endpoint.Abort];
+//   - time: the Table reads the injected [Clock] for timestamps and
+//     reports when it next needs to run ([Table.NextTimeout]); the loop
+//     calls [Table.Tick] then. There are no goroutines and no sleeps.
+//
+// Segments leave through the injected [Output], whole and checksummed.
+//
+// What is implemented, by RFC:
+//
+//   - RFC 9293: all eleven states, simultaneous open and close, TIME-WAIT
+//     for 2*MSL ([MSL] = 30 s), the segment acceptability test, RST
+//     generation for segments to nothing, half-close;
+//   - RFC 5961: challenge ACKs for in-window RSTs that are not exact and for
+//     SYNs in synchronized states, ACK range check, rate-limited;
+//   - RFC 6528: ISNs from a keyed hash (HMAC-SHA256, key injected) of the
+//     4-tuple plus a 4 µs clock;
+//   - RFC 9293 §3.7.1 MSS option; RFC 7323 window scaling, timestamps, PAWS
+//     and RTT measurement from timestamps (Karn's algorithm without them);
+//   - RFC 6298 RTO: 1 s initial, 200 ms minimum (as Linux), 60 s maximum,
+//     exponential back-off; retransmission of the oldest unacknowledged
+//     segment; 6 SYN retries and 15 data retries before ErrTimedOut;
+//   - RFC 5681 congestion control with RFC 6582 NewReno fast
+//     retransmit/recovery; the growth and reduction rules are a [Congestion]
+//     interface, with [NewReno] and [CUBIC] (RFC 9438, the default);
+//   - RFC 1122/5681 delayed ACKs (every second full segment, 40 ms timer),
+//     Nagle with NoDelay, zero-window probes (persist timer), keepalive
+//     (off by default);
+//   - RFC 2018 SACK blocks in our ACKs describing the bounded out-of-order
+//     queue (the sender side, RFC 6675 scoreboard recovery, is not done);
+//   - SYN-flood resistance: a bounded SYN queue per listener that drops the
+//     oldest half-open connection; buffers are allocated lazily.
+//
+// The Table is not safe for concurrent use; it belongs to the server loop.
+package tcp
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Clock gives the current time. The server passes the real clock, tests a
+// fake one they advance by hand.
+type Clock interface{ Now() time.Time }
+
+// Output is the way down to IP. seg is a whole TCP segment with its checksum
+// filled in for src and dst. The Table reuses seg's memory after Send
+// returns: Send must copy what it keeps.
+type Output interface {
+	Send(seg []byte, src, dst netip.Addr)
+}
+
+// Errors. The set is closed; the socket layer maps them to errno values.
+var (
+	ErrReset        = errors.New("connection reset by peer")       // ECONNRESET
+	ErrRefused      = errors.New("connection refused")             // ECONNREFUSED
+	ErrTimedOut     = errors.New("connection timed out")           // ETIMEDOUT
+	ErrClosed       = errors.New("use of closed connection")       // EPIPE on write after close
+	ErrWouldBlock   = errors.New("operation would block")          // EAGAIN: retry when Readable/Writable
+	ErrNotConnected = errors.New("not connected")                  // ENOTCONN
+	ErrInUse        = errors.New("address in use")                 // EADDRINUSE
+	ErrNoPorts      = errors.New("no ephemeral port free")         // EADDRNOTAVAIL
+	ErrInvalid      = errors.New("invalid argument")               // EINVAL
+	ErrAborted      = errors.New("connection aborted by the user") // the endpoint was Aborted
+)
+
+// MSL is the maximum segment lifetime; TIME-WAIT lasts 2*MSL.
+const MSL = 30 * time.Second
+
+// Timer and retry constants.
+const (
+	InitialRTO    = time.Second      // RFC 6298 §2.1
+	MinRTO        = 200 * time.Millisecond // Linux's TCP_RTO_MIN; RFC 6298 says 1 s
+	MaxRTO        = 60 * time.Second // RFC 6298 §2.5
+	DelayedACK    = 40 * time.Millisecond
+	FinWait2Time  = 60 * time.Second // Linux tcp_fin_timeout, for connections the user closed
+	maxSynRetries = 6                // Linux tcp_syn_retries
+	maxRetries    = 15               // Linux tcp_retries2
+	maxPersist    = 60 * time.Second
+)
+
+// Ephemeral ports (RFC 6335 §6: the dynamic range).
+const (
+	EphemeralFirst = 49152
+	EphemeralLast  = 65535
+)
+
+// State is a connection state of RFC 9293 §3.3.2.
+type State int
+
+const (
+	Closed State = iota
+	Listen
+	SynSent
+	SynReceived
+	Established
+	FinWait1
+	FinWait2
+	CloseWait
+	Closing
+	LastAck
+	TimeWait
+)
+
+var stateNames = [...]string{"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED",
+	"FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "State(?)"
+}
+
+// Sequence-number arithmetic modulo 2^32 (RFC 9293 §3.4; RFC 1982): a is
+// before b when b-a, as a signed 32-bit number, is positive.
+func seqLT(a, b uint32) bool  { return int32(a-b) < 0 }
+func seqLEQ(a, b uint32) bool { return int32(a-b) <= 0 }
+func seqGT(a, b uint32) bool  { return int32(a-b) > 0 }
+func seqGEQ(a, b uint32) bool { return int32(a-b) >= 0 }
+
+// seqInWindow reports whether start <= x < start+size.
+func seqInWindow(x, start, size uint32) bool { return x-start < size }
