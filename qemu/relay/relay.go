@@ -39,7 +39,7 @@ type Config struct {
 	// the same seed and the same traffic give the same impairments.
 	Seed uint64
 
-	Now  func() time.Time                // nil: time.Now
+	Now  func() time.Time                 // nil: time.Now
 	Logf func(format string, args ...any) // nil: silent
 }
 
@@ -258,7 +258,7 @@ func (p *outPump) flush(r *Relay) error {
 			case unix.EIO, unix.EINVAL, unix.EMSGSIZE, unix.ENOBUFS:
 				p.im.Counters.Errors.Add(1)
 			default:
-				ferr = os.NewSyscallError("write tap", err)
+				ferr = fmt.Errorf("%w: %w", errFatal, os.NewSyscallError("write", err))
 				return true
 			}
 			i++
@@ -304,7 +304,7 @@ func (p *inPump) run(r *Relay, conn net.Conn) error {
 			return nil
 		}
 		var rerr error
-		var bytes uint64
+		var bytes, outBytes uint64
 		err := r.raw.Read(func(fd uintptr) bool {
 			now := r.now()
 			got := 0
@@ -319,7 +319,7 @@ func (p *inPump) run(r *Relay, conn net.Conn) error {
 				case unix.EAGAIN:
 					return got > 0
 				default:
-					rerr = os.NewSyscallError("read tap", err)
+					rerr = fmt.Errorf("%w: %w", errFatal, os.NewSyscallError("read", err))
 					return true
 				}
 				got++
@@ -330,8 +330,9 @@ func (p *inPump) run(r *Relay, conn net.Conn) error {
 				switch v := p.im.Admit(now, n); {
 				case v.Drop:
 				case v.Direct:
-					binary.BigEndian.PutUint32(p.w[off:], uint32(n))
+					binary.BigEndian.PutUint32(p.w[off:off+HeaderLen], uint32(n))
 					p.w = p.w[:off+HeaderLen+n]
+					outBytes += uint64(v.Copies * n)
 					if v.Copies == 2 {
 						p.w = AppendFrame(p.w, slot[:n])
 					}
@@ -356,13 +357,14 @@ func (p *inPump) run(r *Relay, conn net.Conn) error {
 			for range copies {
 				p.w = AppendFrame(p.w, f)
 			}
+			outBytes += uint64(copies * len(f))
 			p.pool.put(f)
 		}
 		if len(p.w) > 0 {
 			if _, err := conn.Write(p.w); err != nil {
 				return err
 			}
-			p.im.Counters.BytesOut.Add(uint64(len(p.w))) // with prefixes: what the socket carried
+			p.im.Counters.BytesOut.Add(outBytes)
 			p.w = p.w[:0]
 		}
 		if err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && !r.aborted.Load()) {

@@ -70,7 +70,7 @@ const (
 // Errors of TCP validation and option parsing, beyond the package's
 // common set.
 var (
-	ErrBadDataOffset = errors.New("bad TCP data offset") // data offset below 5 words or past the segment
+	ErrBadDataOffset = errors.New("bad TCP data offset")  // data offset below 5 words or past the segment
 	ErrBadOption     = errors.New("malformed TCP option") // an option's length is impossible or wrong for its kind
 )
 

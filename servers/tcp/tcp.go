@@ -82,9 +82,9 @@ const MSL = 30 * time.Second
 
 // Timer and retry constants.
 const (
-	InitialRTO    = time.Second      // RFC 6298 §2.1
+	InitialRTO    = time.Second            // RFC 6298 §2.1
 	MinRTO        = 200 * time.Millisecond // Linux's TCP_RTO_MIN; RFC 6298 says 1 s
-	MaxRTO        = 60 * time.Second // RFC 6298 §2.5
+	MaxRTO        = 60 * time.Second       // RFC 6298 §2.5
 	DelayedACK    = 40 * time.Millisecond
 	FinWait2Time  = 60 * time.Second // Linux tcp_fin_timeout, for connections the user closed
 	maxSynRetries = 6                // Linux tcp_syn_retries

@@ -1,0 +1,59 @@
+// Package relay is a userspace link impairment relay: it sits between a QEMU
+// guest's NIC and a tap device and drops, duplicates, reorders, delays and
+// rate-limits the Ethernet frames in each direction, from a seed, because
+// the host kernel has no netem qdisc. It works the same for either guest
+// stack: it only sees Ethernet frames.
+//
+//	guest NIC ── QEMU -netdev stream ── Unix socket ──┐
+//	                                                  relay (out: guest→tap, in: tap→guest)
+//	namespace kernel ── tap (IFF_TAP|IFF_NO_PI) ──────┘
+//
+// Start reading at Relay.Run: one goroutine per direction ("pump") reads a
+// batch, asks that direction's Impairer what to do with each frame, and
+// writes what is due. The parts:
+//
+//   - stream.go: QEMU's stream framing (4-byte big-endian length, frame);
+//     StreamReader decodes many frames per read and validates each length
+//     before slicing.
+//   - impair.go: Impairer, the pure decision component: frames and times in,
+//     frames and due times out; no I/O, no clock, a seeded math/rand/v2
+//     source. Same seed and same arrivals: same run.
+//   - relay.go: the pumps. A frame that is sent at once goes out of the
+//     buffer it was read into (no copy, no allocation); only frames that
+//     must wait are copied into pooled buffers. Waiting frames are released
+//     by read deadlines set to the next due time, so a delay in one
+//     direction never blocks the other.
+//   - serve.go: getting QEMU connections (Listen/Accepting, Dialing) and
+//     Serve, which relays one connection after another.
+//   - tap_linux.go: OpenTap, attaching to an existing tap.
+//   - cli.go: the keepnet-relay command (cmd/keepnet-relay is its main).
+//
+// # Connecting to QEMU (QEMU ≥ 7.2)
+//
+// Two ways, both tested with QEMU 7.2:
+//
+//   - The relay listens (Listen, keepnet-relay -qemu PATH) and QEMU connects:
+//     -netdev stream,id=n0,server=off,addr.type=unix,addr.path=PATH. Start the
+//     relay first: QEMU 7.2 tries once, does not fail when nobody listens,
+//     and never retries. A restarted QEMU connects again and is served.
+//   - QEMU listens, -netdev stream,id=n0,server=on,addr.type=unix,addr.path=PATH,
+//     and the relay connects (Dialing, keepnet-relay -qemu-dial PATH),
+//     retrying until QEMU is there. QEMU 7.2 listens again after its client
+//     goes, so this is the robust choice when the relay may restart under a
+//     running guest.
+//
+// # Recovery
+//
+// The relay keeps no state worth restoring beyond its counters and seed.
+//  1. QEMU goes away (EOF): Run returns nil; Serve waits for the next
+//     connection. Frames still waiting in an Impairer are sent on the next
+//     connection, so a reconnect continues the same seeded run.
+//  2. QEMU breaks the framing (a length of 0 or above MaxFrame): nothing
+//     after it can be trusted; the connection is closed and the next one
+//     served.
+//  3. The tap fails (not EIO/EINVAL on one frame, which is counted in Errors
+//     and skipped, but the device itself): Serve returns the error and the
+//     command exits 1; its supervisor restarts it.
+//  4. The relay restarts: in -qemu-dial mode it reconnects to the running
+//     QEMU; in -qemu mode the guest's link stays down until QEMU restarts.
+package relay

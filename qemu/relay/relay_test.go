@@ -1,0 +1,275 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"reflect"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// rig is a Relay between two socketpairs standing in for QEMU and the tap:
+// guest is the test's end of the stream socket (QEMU's side), wire the
+// test's end of a SOCK_SEQPACKET pair (the namespace kernel's side of the
+// tap: one frame per message, like a tap).
+type rig struct {
+	r     *Relay
+	conn  net.Conn // the relay's end of the stream socket
+	guest net.Conn
+	wire  *os.File
+	done  chan error
+}
+
+func socketpair(t testing.TB, typ int) (a, b *os.File) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b = os.NewFile(uintptr(fds[0]), "a"), os.NewFile(uintptr(fds[1]), "b")
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func fileConn(t testing.TB, f *os.File) net.Conn {
+	t.Helper()
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newRig(t testing.TB, cfg Config) *rig {
+	t.Helper()
+	s1, s2 := socketpair(t, unix.SOCK_STREAM)
+	tap, wire := socketpair(t, unix.SOCK_SEQPACKET)
+	r, err := New(tap, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &rig{r: r, conn: fileConn(t, s1), guest: fileConn(t, s2), wire: wire, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { g.done <- r.Run(ctx, g.conn) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-g.done:
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return 5 s after cancel")
+		}
+	})
+	return g
+}
+
+// frame returns a recognisable Ethernet-sized frame carrying i.
+func frame(i, size int) []byte {
+	f := make([]byte, size)
+	binary.BigEndian.PutUint32(f, uint32(i))
+	for k := 4; k < size; k++ {
+		f[k] = byte(i + k)
+	}
+	return f
+}
+
+func frameID(f []byte) int { return int(binary.BigEndian.Uint32(f)) }
+
+// recvWire reads n frames from the wire side (or until timeout).
+func recvWire(t testing.TB, wire *os.File, n int, timeout time.Duration) [][]byte {
+	t.Helper()
+	wire.SetReadDeadline(time.Now().Add(timeout))
+	var got [][]byte
+	buf := make([]byte, MaxFrame)
+	for len(got) < n {
+		k, err := wire.Read(buf)
+		if err != nil {
+			break
+		}
+		got = append(got, bytes.Clone(buf[:k]))
+	}
+	return got
+}
+
+// recvGuest reads n frames from the guest side of the stream (or until
+// timeout).
+func recvGuest(t testing.TB, guest net.Conn, n int, timeout time.Duration) [][]byte {
+	t.Helper()
+	guest.SetReadDeadline(time.Now().Add(timeout))
+	var got [][]byte
+	s := NewStreamReader(0)
+	for len(got) < n {
+		err := s.Fill(guest)
+		for {
+			f, ferr := s.Next()
+			if ferr != nil {
+				t.Fatalf("guest side: %v", ferr)
+			}
+			if f == nil {
+				break
+			}
+			got = append(got, bytes.Clone(f))
+		}
+		if err != nil {
+			break
+		}
+	}
+	return got
+}
+
+func ids(frames [][]byte) []int {
+	var out []int
+	for _, f := range frames {
+		out = append(out, frameID(f))
+	}
+	return out
+}
+
+func TestRelayPassesFramesBothWaysUnchanged(t *testing.T) {
+	g := newRig(t, Config{})
+	const n = 2000
+	var want [][]byte
+	go func() {
+		var stream []byte
+		for i := range n {
+			stream = AppendFrame(stream, frame(i, 60+i%1455))
+		}
+		g.guest.Write(stream)
+	}()
+	go func() {
+		for i := range n {
+			g.wire.Write(frame(i, 60+(i*7)%1455))
+		}
+	}()
+	for i := range n {
+		want = append(want, frame(i, 60+i%1455))
+	}
+	if got := recvWire(t, g.wire, n, 5*time.Second); !reflect.DeepEqual(got, want) {
+		t.Errorf("guest→wire: got %d frames %v..., want %d unchanged in order", len(got), head(ids(got)), n)
+	}
+	want = want[:0]
+	for i := range n {
+		want = append(want, frame(i, 60+(i*7)%1455))
+	}
+	if got := recvGuest(t, g.guest, n, 5*time.Second); !reflect.DeepEqual(got, want) {
+		t.Errorf("wire→guest: got %d frames %v..., want %d unchanged in order", len(got), head(ids(got)), n)
+	}
+	out, in := g.r.Stats()
+	if out.In != n || out.Out != n || in.In != n || in.Out != n || out.Errors+in.Errors != 0 {
+		t.Errorf("stats out %v, in %v; want %d in and out each way", out, in, n)
+	}
+}
+
+func head(s []int) []int { return s[:min(len(s), 10)] }
+
+// The same seed and the same frames give the same frames through the relay.
+func TestRelayReplaysFromSeed(t *testing.T) {
+	cfg := Config{Seed: 42, Out: Impairment{Drop: 0.1, Dup: 0.1, Reorder: 0.1, ReorderBound: time.Minute}}
+	run := func() []int {
+		g := newRig(t, cfg)
+		var stream []byte
+		for i := range 1000 {
+			stream = AppendFrame(stream, frame(i, 100))
+		}
+		// One more frame after a pause flushes a frame still held back.
+		g.guest.Write(stream)
+		got := ids(recvWire(t, g.wire, 1<<20, 300*time.Millisecond))
+		g.guest.Write(AppendFrame(nil, frame(1000, 100)))
+		return append(got, ids(recvWire(t, g.wire, 1<<20, 300*time.Millisecond))...)
+	}
+	a, b := run(), run()
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("two runs with seed 42 differ:\n%v\n%v", a, b)
+	}
+	if len(a) < 900 || len(a) > 1100 || reflect.DeepEqual(a[:100], []int{0, 1, 2, 3}) {
+		t.Errorf("run with 10%% drop/dup/reorder sent %d frames, first %v", len(a), head(a))
+	}
+}
+
+// A delay one way holds up nothing the other way.
+func TestRelayDelayDoesNotBlockOtherDirection(t *testing.T) {
+	g := newRig(t, Config{Out: Impairment{Delay: 300 * time.Millisecond}})
+	start := time.Now()
+	g.guest.Write(AppendFrame(nil, frame(1, 60)))
+	g.wire.Write(frame(2, 60))
+	if got := recvGuest(t, g.guest, 1, 2*time.Second); len(got) != 1 || frameID(got[0]) != 2 {
+		t.Fatalf("wire→guest got %v, want frame 2", ids(got))
+	}
+	if d := time.Since(start); d > 150*time.Millisecond {
+		t.Errorf("undelayed direction took %v", d)
+	}
+	if got := recvWire(t, g.wire, 1, 2*time.Second); len(got) != 1 || frameID(got[0]) != 1 {
+		t.Fatalf("guest→wire got %v, want frame 1", ids(got))
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("delayed frame arrived after %v, want ≥ 300ms", d)
+	}
+	if out, _ := g.r.Stats(); out.Delayed != 1 {
+		t.Errorf("out stats %v, want delayed=1", out)
+	}
+}
+
+func TestRelayRejectsBrokenFraming(t *testing.T) {
+	g := newRig(t, Config{})
+	g.guest.Write(binary.BigEndian.AppendUint32(nil, 1<<20))
+	select {
+	case err := <-g.done:
+		g.done <- err // for the cleanup
+		if !errors.Is(err, ErrFrameLength) {
+			t.Errorf("Run = %v, want ErrFrameLength", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running after a 1 MiB length prefix")
+	}
+}
+
+// QEMU going away ends Run with nil; the relay serves the next connection
+// on the same tap.
+func TestRelayServesReconnect(t *testing.T) {
+	tap, wire := socketpair(t, unix.SOCK_SEQPACKET)
+	r, err := New(tap, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen(t.TempDir() + "/q.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(ctx, Accepting(ln)) }()
+	for i := range 3 {
+		c, err := net.Dial("unix", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(AppendFrame(nil, frame(i, 64)))
+		if got := recvWire(t, wire, 1, 2*time.Second); len(got) != 1 || frameID(got[0]) != i {
+			t.Fatalf("connection %d: wire got %v, want frame %d", i, ids(got), i)
+		}
+		wire.Write(frame(100+i, 64))
+		if got := recvGuest(t, c, 1, 2*time.Second); len(got) != 1 || frameID(got[0]) != 100+i {
+			t.Fatalf("connection %d: guest got %v, want frame %d", i, ids(got), 100+i)
+		}
+		c.Close()
+	}
+	if _, err := Listen(ln.Addr().String()); err == nil {
+		t.Errorf("Listen on a path a relay is serving: no error")
+	}
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve = %v after cancel, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+}

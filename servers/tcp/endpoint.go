@@ -1,0 +1,399 @@
+package tcp
+
+import (
+	"io"
+	"net/netip"
+	"time"
+
+	"keepnet/servers/header"
+)
+
+// Endpoint is one connection. Its methods are the socket layer's calls;
+// they never block: a call that cannot proceed returns ErrWouldBlock, and
+// the layer retries when Readable or Writable says so (SetNotify tells it
+// when to look).
+type Endpoint struct {
+	t        *Table
+	id       tuple
+	state    State
+	err      error     // why the connection died; sticky
+	listener *Listener // until accepted
+	notify   func()
+
+	userClosed bool // Close was called: no more reads; data arriving is answered with RST
+
+	// Send sequence space (RFC 9293 §3.3.1). snd holds the bytes from
+	// sndUna on (once the SYN is acknowledged): sent-unacknowledged, then
+	// unsent.
+	iss     uint32
+	sndUna  uint32
+	sndNxt  uint32 // next to send; rewound by an RTO
+	sndMax  uint32 // highest ever sent + 1
+	sndWnd  uint32 // peer's window, scaled
+	maxWnd  uint32 // largest sndWnd seen (RFC 5961 §5.2)
+	sndWl1  uint32
+	sndWl2  uint32
+	snd     ring
+	finQ    bool // CloseWrite: a FIN follows the data
+	finAckd bool
+
+	// Receive sequence space. rcv holds in-order bytes not yet read.
+	irs     uint32
+	rcvNxt  uint32
+	rcvAdv  uint32 // right edge of the window last advertised
+	rcv     ring
+	rcvFin  bool // the peer's FIN is in; EOF after rcv drains
+	ooo     []oooSeg
+	oooLen  int    // bytes in ooo
+	oooLast uint32 // seq of the last out-of-order segment, for the first SACK block
+	rcvMSS  int    // largest segment seen, for delayed ACKs
+
+	// Options negotiated.
+	smss       int   // most data bytes per segment we send (peer MSS minus options)
+	ourWS      bool  // we offer window scaling
+	sndShift   uint8 // peer's shift
+	rcvShift   uint8 // ours
+	sackOK     bool
+	tsOK       bool
+	tsRecent   uint32
+	tsRecentAt time.Time
+	tsOff      uint32
+	lastAck    uint32 // Last.ACK.sent (RFC 7323 §4.3)
+
+	// RTT (RFC 6298).
+	hasRTT    bool
+	srtt      time.Duration
+	rttvar    time.Duration
+	rto       time.Duration
+	rttTiming bool // Karn: timing the segment at rttSeq, sent at rttStart
+	rttSeq    uint32
+	rttStart  time.Time
+	retries   int
+
+	// Congestion control (RFC 5681, RFC 6582).
+	cc          Congestion
+	cwnd        int
+	ssthresh    int
+	dupAcks     int
+	inRecovery  bool
+	partialSeen bool // a partial ACK came in this recovery
+	recover     uint32
+
+	// Timers; zero when not armed.
+	rtoAt     time.Time
+	delackAt  time.Time
+	persistAt time.Time
+	persistN  int
+	kaAt      time.Time
+	closeAt   time.Time // TIME-WAIT or FIN-WAIT-2 expiry
+
+	noDelay    bool
+	ackNow     bool // send an ACK at the end of this event
+	kaOn       bool
+	kaIdle     time.Duration
+	kaInterval time.Duration
+	kaCount    int
+	kaProbes   int
+}
+
+// oooSeg is out-of-order data held for reassembly.
+type oooSeg struct {
+	seq  uint32
+	data []byte
+	fin  bool
+}
+
+func (t *Table) newEndpoint(id tuple) *Endpoint {
+	iss := t.isn(id)
+	e := &Endpoint{
+		t: t, id: id,
+		iss: iss, sndUna: iss, sndNxt: iss, sndMax: iss, recover: iss,
+		snd:     ring{limit: t.cfg.SendBuffer},
+		rcv:     ring{limit: t.cfg.RecvBuffer},
+		smss:    536,
+		rcvMSS:  536,
+		rto:     InitialRTO,
+		cc:      t.cfg.Congestion(),
+		noDelay: t.cfg.NoDelay,
+		tsOff:   t.tsOffset(id),
+		kaIdle:  2 * time.Hour, kaInterval: 75 * time.Second, kaCount: 9,
+	}
+	for e.rcv.limit>>e.rcvShift > 65535 && e.rcvShift < 14 {
+		e.rcvShift++
+	}
+	return e
+}
+
+// peerOptions settles the options of the peer's SYN (or SYN-ACK, when
+// active: then what we offered and it did not echo is off).
+func (e *Endpoint) peerOptions(o *header.TCPOptions, passive bool) {
+	mss := 536 // RFC 9293 §3.7.1 default
+	if o.HasMSS && o.MSS > 0 {
+		mss = int(o.MSS)
+	}
+	if passive {
+		e.ourWS = o.HasWS
+		e.sackOK = o.SACKPermitted
+		e.tsOK = o.HasTimestamps
+	} else {
+		e.ourWS = e.ourWS && o.HasWS
+		e.sackOK = e.sackOK && o.SACKPermitted
+		e.tsOK = e.tsOK && o.HasTimestamps
+	}
+	if e.ourWS {
+		e.sndShift = min(o.WindowScale, 14)
+	} else {
+		e.sndShift, e.rcvShift = 0, 0
+	}
+	e.smss = min(mss, e.t.cfg.MSS)
+	if e.tsOK {
+		e.smss -= 12
+	}
+	e.smss = max(e.smss, 64)
+	e.cwnd = initialWindow(e.smss)
+	e.ssthresh = 1 << 30
+}
+
+// initialWindow is RFC 5681 §3.1's IW (RFC 6928 allows 10 segments; we
+// keep the standard one's upper bound of 4 segments for large MSS).
+func initialWindow(mss int) int {
+	switch {
+	case mss > 2190:
+		return 2 * mss
+	case mss > 1095:
+		return 3 * mss
+	}
+	return 4 * mss
+}
+
+// State is the connection's state.
+func (e *Endpoint) State() State { return e.state }
+
+// LocalAddr and RemoteAddr are the connection's ends.
+func (e *Endpoint) LocalAddr() netip.AddrPort {
+	return netip.AddrPortFrom(e.id.localAddr, e.id.localPort)
+}
+func (e *Endpoint) RemoteAddr() netip.AddrPort {
+	return netip.AddrPortFrom(e.id.remoteAddr, e.id.remotePort)
+}
+
+// Err is why the connection failed (ErrReset, ErrRefused, ErrTimedOut),
+// or nil.
+func (e *Endpoint) Err() error { return e.err }
+
+// SetNotify sets f to be called after every event that may have changed
+// Readable, Writable, State or Err.
+func (e *Endpoint) SetNotify(f func()) { e.notify = f }
+
+// SetNoDelay turns Nagle's algorithm off (true) or on.
+func (e *Endpoint) SetNoDelay(v bool) {
+	e.noDelay = v
+	if v {
+		e.output(e.t.clock.Now())
+	}
+}
+
+// SetKeepAlive turns keepalive on or off: after idle without a segment
+// from the peer, a probe every interval; count unanswered probes kill the
+// connection with ErrTimedOut. Zero durations and count keep the current
+// values (2 h, 75 s, 9: Linux's).
+func (e *Endpoint) SetKeepAlive(on bool, idle, interval time.Duration, count int) {
+	e.kaOn = on
+	if idle > 0 {
+		e.kaIdle = idle
+	}
+	if interval > 0 {
+		e.kaInterval = interval
+	}
+	if count > 0 {
+		e.kaCount = count
+	}
+	e.kaProbes = 0
+	e.kaAt = time.Time{}
+	if on && e.synchronized() {
+		e.kaAt = e.t.clock.Now().Add(e.kaIdle)
+	}
+}
+
+// synchronized reports a state past the handshake (RFC 9293 §3.5.2).
+func (e *Endpoint) synchronized() bool {
+	return e.state >= Established
+}
+
+// Readable reports whether Read would not block: data, EOF or an error.
+func (e *Endpoint) Readable() bool {
+	return e.rcv.Len() > 0 || e.rcvFin || e.err != nil || e.state == Closed
+}
+
+// Writable reports whether Write would not block: room in the send buffer
+// of a connection that may still send, or an error.
+func (e *Endpoint) Writable() bool {
+	if e.err != nil || e.state == Closed || e.finQ {
+		return true // Write returns the error at once
+	}
+	return (e.state == Established || e.state == CloseWait) && e.snd.Free() > 0
+}
+
+// Read moves received bytes into p. It returns io.EOF after the peer's FIN
+// once the data before it is read, the connection's error if it failed,
+// and ErrWouldBlock if nothing is there yet.
+func (e *Endpoint) Read(p []byte) (int, error) {
+	if e.userClosed {
+		return 0, ErrClosed
+	}
+	if e.rcv.Len() > 0 {
+		n := e.rcv.Read(p)
+		e.windowUpdate()
+		return n, nil
+	}
+	switch {
+	case e.err != nil:
+		return 0, e.err
+	case e.rcvFin:
+		return 0, io.EOF
+	case e.state == Closed:
+		return 0, ErrNotConnected
+	case len(p) == 0:
+		return 0, nil
+	}
+	return 0, ErrWouldBlock
+}
+
+// windowUpdate sends an ACK after a Read when the window has opened by
+// two segments or half the buffer (RFC 9293 §3.8.6.2.2, receiver SWS
+// avoidance), or from zero.
+func (e *Endpoint) windowUpdate() {
+	if !e.synchronized() || e.rcvFin {
+		return
+	}
+	adv := e.rcvAdv - e.rcvNxt
+	if seqLT(e.rcvAdv, e.rcvNxt) {
+		adv = 0
+	}
+	win := uint32(e.rcvWindow())
+	if win > adv && (adv == 0 || win-adv >= uint32(min(2*e.rcvMSS, e.rcv.limit/2))) {
+		e.sendAck(e.t.clock.Now())
+	}
+}
+
+// Write queues as much of p as the send buffer holds and sends what the
+// windows allow. It returns ErrWouldBlock if nothing fit, ErrClosed after
+// CloseWrite or Close, the connection's error if it failed.
+func (e *Endpoint) Write(p []byte) (int, error) {
+	switch {
+	case e.err != nil:
+		return 0, e.err
+	case e.finQ || e.userClosed:
+		return 0, ErrClosed
+	case e.state == Closed:
+		return 0, ErrNotConnected
+	case e.state != SynSent && e.state != SynReceived && e.state != Established && e.state != CloseWait:
+		return 0, ErrClosed
+	}
+	n := e.snd.Write(p)
+	if n == 0 && len(p) > 0 {
+		return 0, ErrWouldBlock
+	}
+	e.output(e.t.clock.Now())
+	return n, nil
+}
+
+// CloseWrite sends a FIN after the queued data (shutdown(SHUT_WR)); the
+// connection keeps receiving.
+func (e *Endpoint) CloseWrite() error {
+	if e.err != nil {
+		return e.err
+	}
+	now := e.t.clock.Now()
+	switch e.state {
+	case SynSent:
+		e.terminate(nil)
+		return nil
+	case SynReceived, Established:
+		e.finQ = true
+		if e.state == Established {
+			e.state = FinWait1
+		}
+	case CloseWait:
+		e.finQ = true
+		e.state = LastAck
+	case Closed:
+		return ErrNotConnected
+	default:
+		return nil // already closing
+	}
+	e.output(now)
+	return nil
+}
+
+// Close closes both directions. Unread data (now or arriving later) makes
+// it an abortive close, as in Linux: the peer gets an RST. Otherwise the
+// FIN handshake runs on; the Table forgets the connection when it ends.
+func (e *Endpoint) Close() error {
+	if e.userClosed {
+		return nil
+	}
+	e.userClosed = true
+	if e.listener != nil {
+		e.listener.forget(e)
+		e.listener = nil
+	}
+	if e.rcv.Len() > 0 || len(e.ooo) > 0 {
+		e.Abort()
+		return nil
+	}
+	if e.err != nil || e.state == Closed {
+		return nil
+	}
+	err := e.CloseWrite()
+	if e.state == FinWait2 {
+		e.closeAt = e.t.clock.Now().Add(FinWait2Time)
+	}
+	return err
+}
+
+// Abort resets the connection: an RST to the peer in synchronized states
+// (and SYN-RECEIVED), and the connection is gone.
+func (e *Endpoint) Abort() {
+	switch e.state {
+	case Closed, TimeWait, SynSent:
+	default:
+		e.t.sendRaw(e.id, e.sndNxt, 0, header.TCPFlagRST, 0, nil)
+	}
+	if e.err == nil && !e.userClosed {
+		e.err = ErrAborted
+	}
+	e.terminate(e.err)
+}
+
+// terminate closes the connection with err (nil: an orderly end) and
+// removes it from the Table.
+func (e *Endpoint) terminate(err error) {
+	if e.err == nil {
+		e.err = err
+	}
+	e.state = Closed
+	e.rtoAt, e.delackAt, e.persistAt, e.kaAt, e.closeAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	e.ooo, e.oooLen = nil, 0
+	if e.listener != nil {
+		e.listener.forget(e)
+		e.listener = nil
+	}
+	e.t.remove(e)
+	e.wake()
+}
+
+func (e *Endpoint) wake() {
+	if e.notify != nil {
+		e.notify()
+	}
+}
+
+// rcvWindow is the window to advertise: free receive buffer, up to what
+// the window field can say.
+func (e *Endpoint) rcvWindow() int {
+	if e.state < Established {
+		return min(e.rcv.Free(), 65535) // SYNs: never scaled
+	}
+	return min(e.rcv.Free(), 65535<<e.rcvShift)
+}

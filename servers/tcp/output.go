@@ -1,0 +1,354 @@
+package tcp
+
+import (
+	"time"
+
+	"keepnet/servers/header"
+)
+
+// tsNow is our timestamp clock: milliseconds plus the connection's offset.
+func (e *Endpoint) tsNow(now time.Time) uint32 {
+	return uint32(now.Sub(e.t.epoch)/time.Millisecond) + e.tsOff
+}
+
+// sendSYN sends our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED) and arms the
+// retransmission timer.
+func (e *Endpoint) sendSYN(now time.Time) {
+	o := header.TCPOptions{MSS: uint16(e.t.cfg.MSS), HasMSS: true, SACKPermitted: e.sackOK}
+	if e.ourWS {
+		o.HasWS, o.WindowScale = true, e.rcvShift
+	}
+	if e.tsOK {
+		o.HasTimestamps, o.TSVal, o.TSEcr = true, e.tsNow(now), e.tsRecent
+	}
+	flags, ack := uint8(header.TCPFlagSYN), uint32(0)
+	if e.state == SynReceived {
+		flags |= header.TCPFlagACK
+		ack = e.rcvNxt
+	}
+	win := min(e.rcvWindow(), 65535) // a SYN's window is never scaled
+	e.rcvAdv = e.rcvNxt + uint32(win)
+	e.lastAck = e.rcvNxt
+	e.t.sendRaw(e.id, e.iss, ack, flags, uint16(win), &o)
+	e.sndNxt = e.iss + 1
+	e.sndMax = e.iss + 1
+	e.rtoAt = now.Add(e.rto)
+	e.rttTiming = e.retries == 0 // Karn: a retransmitted SYN is not timed
+	e.rttSeq, e.rttStart = e.iss, now
+}
+
+// send sends one segment of snd from seq (off bytes past sndUna) with n
+// data bytes and flags, always with ACK.
+func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
+	var o header.TCPOptions
+	if e.tsOK {
+		o.HasTimestamps, o.TSVal, o.TSEcr = true, e.tsNow(now), e.tsRecent
+	}
+	if e.sackOK && len(e.ooo) > 0 {
+		e.sackBlocks(&o)
+	}
+	optLen := o.Size()
+	b := e.t.scratch[:header.TCPMinimumSize+optLen+n]
+	o.Encode(b[header.TCPMinimumSize:])
+	h := header.TCP(b)
+	win := e.rcvWindow() >> e.rcvShift
+	win = min(win, 65535)
+	flags |= header.TCPFlagACK
+	h.Encode(&header.TCPFields{SrcPort: e.id.localPort, DstPort: e.id.remotePort, Seq: seq, Ack: e.rcvNxt,
+		Flags: flags, Window: uint16(win), Options: b[header.TCPMinimumSize : header.TCPMinimumSize+optLen]})
+	if n > 0 {
+		e.snd.Peek(int(seq-e.sndUna), h.Payload())
+	}
+	h.SetChecksum(h.ComputeChecksum(e.id.localAddr, e.id.remoteAddr))
+	// What we advertise now: the right edge never moves left.
+	if adv := e.rcvNxt + uint32(win)<<e.rcvShift; seqGT(adv, e.rcvAdv) {
+		e.rcvAdv = adv
+	}
+	e.lastAck = e.rcvNxt
+	e.ackNow = false
+	e.delackAt = time.Time{}
+	e.t.c.OutSegs++
+	e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr)
+}
+
+// sackBlocks fills o with the out-of-order ranges, the one holding the
+// latest segment first (RFC 2018 §4).
+func (e *Endpoint) sackBlocks(o *header.TCPOptions) {
+	var blocks []header.TCPSACKBlock
+	for _, s := range e.ooo {
+		end := s.seq + uint32(len(s.data))
+		if n := len(blocks); n > 0 && seqLEQ(s.seq, blocks[n-1].Right) {
+			if seqGT(end, blocks[n-1].Right) {
+				blocks[n-1].Right = end
+			}
+			continue
+		}
+		blocks = append(blocks, header.TCPSACKBlock{Left: s.seq, Right: end})
+	}
+	for i, b := range blocks {
+		if seqInWindow(e.oooLast, b.Left, b.Right-b.Left) {
+			blocks[0], blocks[i] = blocks[i], blocks[0]
+			break
+		}
+	}
+	o.NumSACK = copy(o.SACK[:], blocks)
+}
+
+// sendAck sends a bare ACK now.
+func (e *Endpoint) sendAck(now time.Time) {
+	e.send(now, e.sndNxt, 0, 0)
+}
+
+// finSeq is the sequence number of our FIN (meaningful once finQ).
+func (e *Endpoint) finSeq() uint32 { return e.sndUna + uint32(e.snd.Len()) }
+
+// canSend reports a state in which data and FIN go out.
+func (e *Endpoint) canSend() bool {
+	switch e.state {
+	case Established, CloseWait, FinWait1, Closing, LastAck:
+		return true
+	}
+	return false
+}
+
+// output sends what the send and congestion windows, Nagle and SWS
+// avoidance allow, then an ACK if one is owed.
+func (e *Endpoint) output(now time.Time) {
+	if e.canSend() {
+		e.transmit(now)
+	}
+	if e.ackNow {
+		e.sendAck(now)
+	}
+}
+
+func (e *Endpoint) transmit(now time.Time) {
+	for {
+		flight := int(e.sndNxt - e.sndUna)
+		off := flight
+		avail := e.snd.Len() - off
+		finPending := e.finQ && !e.finAckd && !seqGT(e.sndNxt, e.finSeq())
+		if avail <= 0 && !finPending {
+			break
+		}
+		avail = max(avail, 0)
+		wnd := min(int(e.sndWnd), e.cwnd)
+		usable := max(wnd-flight, 0)
+		n := min(avail, e.smss, usable)
+		fin := finPending && n == avail
+		if n == 0 && !fin {
+			break
+		}
+		if n == 0 && fin && flight > 0 && usable == 0 && avail == 0 && e.sndWnd == 0 {
+			break // the FIN waits for the window like data would
+		}
+		// Sender SWS avoidance and Nagle (RFC 9293 §3.8.6.2.1, RFC 896):
+		// with data in flight, hold a short segment back, whether the
+		// window or the data is what makes it short (NoDelay lifts the
+		// latter).
+		if n > 0 && n < e.smss && !fin && flight > 0 && (n < avail || !e.noDelay) {
+			break
+		}
+		flags := uint8(0)
+		if n > 0 && n == avail {
+			flags |= header.TCPFlagPSH
+		}
+		if fin {
+			flags |= header.TCPFlagFIN
+		}
+		seq := e.sndNxt
+		if seqLT(seq, e.sndMax) {
+			e.t.c.Retransmits++
+		}
+		e.send(now, seq, n, flags)
+		if !e.tsOK && !e.rttTiming && !seqLT(seq, e.sndMax) && n > 0 {
+			e.rttTiming, e.rttSeq, e.rttStart = true, seq, now
+		}
+		e.sndNxt += uint32(n)
+		if fin {
+			e.sndNxt++
+		}
+		if seqGT(e.sndNxt, e.sndMax) {
+			e.sndMax = e.sndNxt
+		}
+		if e.rtoAt.IsZero() {
+			e.rtoAt = now.Add(e.rto)
+		}
+		e.persistAt, e.persistN = time.Time{}, 0
+	}
+	// Zero window with something to send and nothing in flight: probe.
+	pending := e.snd.Len() > int(e.sndNxt-e.sndUna) || e.finQ && !e.finAckd && !seqGT(e.sndNxt, e.finSeq())
+	if e.sndWnd == 0 && pending && e.sndNxt == e.sndUna && e.persistAt.IsZero() {
+		e.persistAt = now.Add(e.persistTimeout())
+		e.rtoAt = time.Time{}
+	}
+}
+
+func (e *Endpoint) persistTimeout() time.Duration {
+	d := max(e.rto, MinRTO)
+	for range e.persistN {
+		d *= 2
+		if d >= maxPersist {
+			return maxPersist
+		}
+	}
+	return d
+}
+
+// retransmitFirst sends the oldest unacknowledged segment again.
+func (e *Endpoint) retransmitFirst(now time.Time) {
+	if !e.canSend() {
+		return
+	}
+	n := min(e.snd.Len(), e.smss, int(e.sndMax-e.sndUna))
+	flags := uint8(0)
+	if e.finQ && !e.finAckd && n == e.snd.Len() && seqGT(e.sndMax, e.finSeq()) {
+		flags |= header.TCPFlagFIN
+	}
+	if n == 0 && flags == 0 {
+		return
+	}
+	e.t.c.Retransmits++
+	e.rttTiming = false // Karn
+	e.send(now, e.sndUna, n, flags|header.TCPFlagPSH*boolFlag(n > 0))
+	end := e.sndUna + uint32(n)
+	if flags != 0 {
+		end++
+	}
+	if seqGT(end, e.sndNxt) {
+		e.sndNxt = end
+	}
+}
+
+func boolFlag(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// rttSample updates SRTT, RTTVAR and RTO (RFC 6298 §2).
+func (e *Endpoint) rttSample(r time.Duration) {
+	if r < 0 {
+		return
+	}
+	if !e.hasRTT {
+		e.srtt, e.rttvar, e.hasRTT = r, r/2, true
+	} else {
+		d := e.srtt - r
+		if d < 0 {
+			d = -d
+		}
+		e.rttvar = (3*e.rttvar + d) / 4
+		e.srtt = (7*e.srtt + r) / 8
+	}
+	e.rto = clampRTO(e.srtt + max(time.Millisecond, 4*e.rttvar))
+}
+
+func clampRTO(d time.Duration) time.Duration { return min(max(d, MinRTO), MaxRTO) }
+
+// nextTimeout is the earliest armed timer.
+func (e *Endpoint) nextTimeout() time.Time {
+	var next time.Time
+	for _, d := range [...]time.Time{e.rtoAt, e.delackAt, e.persistAt, e.kaAt, e.closeAt} {
+		if !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	return next
+}
+
+// tick fires the timers due at now.
+func (e *Endpoint) tick(now time.Time) {
+	due := func(d time.Time) bool { return !d.IsZero() && !d.After(now) }
+	if due(e.closeAt) {
+		e.terminate(nil)
+		return
+	}
+	if due(e.rtoAt) {
+		e.rtoAt = time.Time{}
+		e.timeout(now)
+		if e.state == Closed {
+			return
+		}
+	}
+	if due(e.persistAt) {
+		e.persistAt = time.Time{}
+		// A zero-window probe, as Linux sends it: an old sequence number
+		// and no data, which the peer must answer with an ACK carrying its
+		// window (RFC 9293 §3.10.7.4), without using sequence space.
+		if e.sndWnd == 0 && e.sndNxt == e.sndUna {
+			e.send(now, e.sndUna-1, 0, 0)
+		}
+		e.persistN++
+		if e.sndWnd == 0 {
+			e.persistAt = now.Add(e.persistTimeout())
+		}
+	}
+	if due(e.kaAt) {
+		e.keepalive(now)
+		if e.state == Closed {
+			return
+		}
+	}
+	if due(e.delackAt) {
+		e.delackAt = time.Time{}
+		e.sendAck(now)
+	}
+	e.wake()
+}
+
+// timeout is the retransmission timer's expiry (RFC 6298 §5.4-5.7).
+func (e *Endpoint) timeout(now time.Time) {
+	e.t.c.Timeouts++
+	e.retries++
+	e.rto = min(2*e.rto, MaxRTO)
+	switch e.state {
+	case SynSent, SynReceived:
+		if e.retries > maxSynRetries {
+			e.terminate(ErrTimedOut)
+			return
+		}
+		e.t.c.Retransmits++
+		if e.rto < InitialRTO && !e.hasRTT {
+			e.rto = InitialRTO
+		}
+		e.sendSYN(now)
+		return
+	}
+	if e.retries > maxRetries {
+		e.terminate(ErrTimedOut)
+		return
+	}
+	if e.sndUna == e.sndMax {
+		return // nothing outstanding any more
+	}
+	// RFC 5681 §3.1 eq. 4 and RFC 6582: after an RTO, one segment, and no
+	// fast retransmit for what was sent before it.
+	flight := int(e.sndMax - e.sndUna)
+	e.ssthresh = e.cc.OnLoss(e.cwnd, flight, e.smss, now)
+	e.cwnd = e.smss
+	e.inRecovery = false
+	e.dupAcks = 0
+	e.recover = e.sndMax
+	e.rttTiming = false
+	e.sndNxt = e.sndUna
+	e.retransmitFirst(now)
+	e.rtoAt = now.Add(e.rto)
+}
+
+// keepalive sends a probe (RFC 9293 §3.8.4: SEG.SEQ = SND.NXT-1, no data)
+// or gives up.
+func (e *Endpoint) keepalive(now time.Time) {
+	if !e.kaOn || !e.synchronized() {
+		e.kaAt = time.Time{}
+		return
+	}
+	if e.kaProbes >= e.kaCount {
+		e.terminate(ErrTimedOut)
+		return
+	}
+	e.kaProbes++
+	e.send(now, e.sndUna-1, 0, 0)
+	e.kaAt = now.Add(e.kaInterval)
+}

@@ -1,0 +1,499 @@
+package tcp
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"keepnet/servers/header"
+)
+
+// Config configures a Table. Clock and Output are required.
+type Config struct {
+	Clock  Clock
+	Output Output
+	// ISNKey is the secret of the RFC 6528 ISN function; the server draws
+	// it from crypto/rand at start.
+	ISNKey [32]byte
+	// Seed seeds the ephemeral-port search and timestamp offsets.
+	Seed uint64
+	// MSS is the segment size we advertise and send at most: the MTU
+	// minus 40. Zero: 1460 (a 1500-byte MTU).
+	MSS int
+	// SendBuffer and RecvBuffer bound each connection's buffers. Zero:
+	// 1 MiB each. The receive window scale is chosen from RecvBuffer.
+	SendBuffer, RecvBuffer int
+	// SynQueue bounds each listener's half-open connections; when full the
+	// oldest is dropped. Zero: 256.
+	SynQueue int
+	// MaxOutOfOrder bounds each connection's reassembly queue, in
+	// segments; its bytes are bounded by the receive window. Zero: 64.
+	MaxOutOfOrder int
+	// Congestion makes each connection's algorithm. Nil: CUBIC.
+	Congestion func() Congestion
+	// NoDelay is the initial TCP_NODELAY of new connections.
+	NoDelay bool
+	// ChallengeACKLimit is the most challenge ACKs per second (RFC 5961
+	// §7). Zero: 1000.
+	ChallengeACKLimit int
+}
+
+// Counters are the Table's statistics.
+type Counters struct {
+	InSegs          uint64 // accepted by validation
+	InTruncated     uint64 // drop: shorter than a header
+	InBadOffset     uint64 // drop: bad data offset
+	InBadLength     uint64 // drop: too long
+	InBadChecksum   uint64 // drop: checksum does not verify
+	InBadOptions    uint64 // drop: malformed options
+	InNoSocket      uint64 // to no connection or listener (answered with RST)
+	InSynDrops      uint64 // SYNs dropped: accept queue full
+	InSynEvictions  uint64 // half-open connections dropped for a newer SYN
+	InPAWSDrops     uint64 // drop: timestamp older than TS.Recent
+	InOOODrops      uint64 // out-of-order data dropped: reassembly queue full
+	OutSegs         uint64
+	OutRSTs         uint64
+	ChallengeACKs   uint64
+	Retransmits     uint64 // segments sent again, for any reason
+	FastRetransmits uint64 // fast retransmit events
+	Timeouts        uint64 // retransmission timer expiries
+}
+
+// tuple identifies a connection.
+type tuple struct {
+	localAddr  netip.Addr
+	localPort  uint16
+	remoteAddr netip.Addr
+	remotePort uint16
+}
+
+// Table is the TCP protocol logic of the appliance: every connection and
+// listener. It is not safe for concurrent use.
+type Table struct {
+	cfg   Config
+	clock Clock
+	out   Output
+	rand  *rand.Rand
+	epoch time.Time // origin of timestamp clocks
+
+	conns     map[tuple]*Endpoint
+	listeners map[uint16]*Listener
+	ports     map[uint16]int // local ports used by connections, with counts
+
+	scratch []byte // where segments are built
+	c       Counters
+
+	challengeSec   time.Time // start of the current challenge-ACK second
+	challengeCount int
+
+	// isn and tsOffset are the RFC 6528 ISN and the per-connection
+	// timestamp offset; tests replace them to fix the numbers on the wire.
+	isn      func(tuple) uint32
+	tsOffset func(tuple) uint32
+}
+
+// NewTable returns an empty Table.
+func NewTable(cfg Config) *Table {
+	if cfg.MSS == 0 {
+		cfg.MSS = 1460
+	}
+	if cfg.SendBuffer == 0 {
+		cfg.SendBuffer = 1 << 20
+	}
+	if cfg.RecvBuffer == 0 {
+		cfg.RecvBuffer = 1 << 20
+	}
+	if cfg.SynQueue == 0 {
+		cfg.SynQueue = 256
+	}
+	if cfg.MaxOutOfOrder == 0 {
+		cfg.MaxOutOfOrder = 64
+	}
+	if cfg.Congestion == nil {
+		cfg.Congestion = func() Congestion { return &CUBIC{} }
+	}
+	if cfg.ChallengeACKLimit == 0 {
+		cfg.ChallengeACKLimit = 1000
+	}
+	t := &Table{
+		cfg: cfg, clock: cfg.Clock, out: cfg.Output,
+		rand:      rand.New(rand.NewPCG(cfg.Seed, 0x6b65_6570_6e65_74)),
+		epoch:     cfg.Clock.Now(),
+		conns:     map[tuple]*Endpoint{},
+		listeners: map[uint16]*Listener{},
+		ports:     map[uint16]int{},
+		scratch:   make([]byte, header.TCPMaximumHeaderSize+cfg.MSS),
+	}
+	t.isn = t.isnRFC6528
+	t.tsOffset = func(id tuple) uint32 { return t.hash(id, 1) }
+	return t
+}
+
+// hash is the keyed hash F of RFC 6528 over the 4-tuple, with a domain
+// byte so that ISNs and timestamp offsets are unrelated.
+func (t *Table) hash(id tuple, domain byte) uint32 {
+	m := hmac.New(sha256.New, t.cfg.ISNKey[:])
+	var b [1 + 4 + 2 + 4 + 2]byte
+	b[0] = domain
+	la, ra := id.localAddr.As4(), id.remoteAddr.As4()
+	copy(b[1:], la[:])
+	binary.BigEndian.PutUint16(b[5:], id.localPort)
+	copy(b[7:], ra[:])
+	binary.BigEndian.PutUint16(b[11:], id.remotePort)
+	m.Write(b[:])
+	return binary.BigEndian.Uint32(m.Sum(nil))
+}
+
+// isnRFC6528 is ISN = M + F(4-tuple, key), M a 4 µs timer.
+func (t *Table) isnRFC6528(id tuple) uint32 {
+	m := uint32(t.clock.Now().UnixNano() / 4000)
+	return m + t.hash(id, 0)
+}
+
+// Counters returns the statistics so far.
+func (t *Table) Counters() Counters { return t.c }
+
+// Conns is the number of connections, in any state but LISTEN.
+func (t *Table) Conns() int { return len(t.conns) }
+
+// Listener is a passive-open socket: half-open connections in its SYN
+// queue, established ones waiting for Accept in its accept queue.
+type Listener struct {
+	t       *Table
+	addr    netip.Addr // unspecified: any of ours
+	port    uint16
+	backlog int
+	synQ    []*Endpoint // SYN-RECEIVED, oldest first
+	acceptQ []*Endpoint // ESTABLISHED (or further), oldest first
+	closed  bool
+	notify  func()
+}
+
+// Listen opens a listener on port (0: an ephemeral one) of addr (the
+// unspecified address: any). backlog bounds the accept queue (at least 1).
+func (t *Table) Listen(addr netip.Addr, port uint16, backlog int) (*Listener, error) {
+	if port == 0 {
+		var ok bool
+		if port, ok = t.ephemeral(func(p uint16) bool { return t.listeners[p] == nil && t.ports[p] == 0 }); !ok {
+			return nil, ErrNoPorts
+		}
+	}
+	if t.listeners[port] != nil {
+		return nil, ErrInUse
+	}
+	l := &Listener{t: t, addr: addr, port: port, backlog: max(backlog, 1)}
+	t.listeners[port] = l
+	return l, nil
+}
+
+// Port is the port listened on.
+func (l *Listener) Port() uint16 { return l.port }
+
+// SetNotify sets f to be called when a connection may have become ready
+// for Accept.
+func (l *Listener) SetNotify(f func()) { l.notify = f }
+
+// Readable reports whether Accept would return a connection.
+func (l *Listener) Readable() bool { return len(l.acceptQ) > 0 }
+
+// Pending is the number of half-open connections.
+func (l *Listener) Pending() int { return len(l.synQ) }
+
+// Accept returns the oldest established connection, or ErrWouldBlock.
+func (l *Listener) Accept() (*Endpoint, error) {
+	if l.closed {
+		return nil, ErrClosed
+	}
+	if len(l.acceptQ) == 0 {
+		return nil, ErrWouldBlock
+	}
+	e := l.acceptQ[0]
+	l.acceptQ = l.acceptQ[1:]
+	e.listener = nil
+	return e, nil
+}
+
+// Close stops listening and resets every connection not yet accepted.
+func (l *Listener) Close() {
+	if l.closed {
+		return
+	}
+	l.closed = true
+	delete(l.t.listeners, l.port)
+	for _, e := range append(l.synQ, l.acceptQ...) {
+		e.listener = nil
+		e.Abort()
+	}
+	l.synQ, l.acceptQ = nil, nil
+}
+
+// removeSyn takes e off the SYN queue, if it is there.
+func (l *Listener) removeSyn(e *Endpoint) bool {
+	for i, x := range l.synQ {
+		if x == e {
+			l.synQ = append(l.synQ[:i], l.synQ[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// established moves e from the SYN queue to the accept queue.
+func (l *Listener) established(e *Endpoint) {
+	l.removeSyn(e)
+	l.acceptQ = append(l.acceptQ, e)
+	if l.notify != nil {
+		l.notify()
+	}
+}
+
+// forget drops e, which closed, from whichever queue holds it.
+func (l *Listener) forget(e *Endpoint) {
+	if l.removeSyn(e) {
+		return
+	}
+	for i, x := range l.acceptQ {
+		if x == e {
+			l.acceptQ = append(l.acceptQ[:i], l.acceptQ[i+1:]...)
+			return
+		}
+	}
+}
+
+// ephemeral finds a free port of the dynamic range, starting at a random
+// one (RFC 6056 §3.3.2).
+func (t *Table) ephemeral(free func(uint16) bool) (uint16, bool) {
+	const n = EphemeralLast - EphemeralFirst + 1
+	start := t.rand.IntN(n)
+	for i := range n {
+		p := uint16(EphemeralFirst + (start+i)%n)
+		if free(p) {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+// Connect starts an active open from local (one of our addresses) to
+// remote, from an ephemeral port, and returns the connection in SYN-SENT.
+// It becomes Writable when established; Err tells a failure.
+func (t *Table) Connect(local netip.Addr, remote netip.AddrPort) (*Endpoint, error) {
+	if !local.Is4() || !remote.Addr().Is4() || remote.Port() == 0 || remote.Addr().IsUnspecified() {
+		return nil, ErrInvalid
+	}
+	id := tuple{localAddr: local, remoteAddr: remote.Addr(), remotePort: remote.Port()}
+	port, ok := t.ephemeral(func(p uint16) bool {
+		id.localPort = p
+		return t.listeners[p] == nil && t.conns[id] == nil
+	})
+	if !ok {
+		return nil, ErrNoPorts
+	}
+	id.localPort = port
+	e := t.newEndpoint(id)
+	e.state = SynSent
+	e.ourWS = true
+	e.sackOK, e.tsOK = true, true // offered; settled by the SYN-ACK
+	t.add(e)
+	now := t.clock.Now()
+	e.sendSYN(now)
+	return e, nil
+}
+
+func (t *Table) add(e *Endpoint) {
+	t.conns[e.id] = e
+	t.ports[e.id.localPort]++
+}
+
+// remove forgets a closed connection.
+func (t *Table) remove(e *Endpoint) {
+	if t.conns[e.id] != e {
+		return
+	}
+	delete(t.conns, e.id)
+	if t.ports[e.id.localPort]--; t.ports[e.id.localPort] <= 0 {
+		delete(t.ports, e.id.localPort)
+	}
+}
+
+// NextTimeout is when Tick must next be called; the zero time if no timer
+// is armed.
+func (t *Table) NextTimeout() time.Time {
+	var next time.Time
+	for _, e := range t.conns {
+		if d := e.nextTimeout(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	return next
+}
+
+// Tick fires every timer due at now.
+func (t *Table) Tick(now time.Time) {
+	var due []*Endpoint
+	for _, e := range t.conns {
+		if d := e.nextTimeout(); !d.IsZero() && !d.After(now) {
+			due = append(due, e)
+		}
+	}
+	for _, e := range due {
+		e.tick(now)
+	}
+}
+
+// Input takes one segment from IP: seg is the whole IPv4 payload of a
+// datagram from src to dst. Invalid segments are dropped and counted.
+func (t *Table) Input(seg []byte, src, dst netip.Addr) {
+	switch err := header.ValidateTCP(seg, src, dst); err {
+	case nil:
+	case header.ErrTruncated:
+		t.c.InTruncated++
+		return
+	case header.ErrBadDataOffset:
+		t.c.InBadOffset++
+		return
+	case header.ErrBadChecksum:
+		t.c.InBadChecksum++
+		return
+	default:
+		t.c.InBadLength++
+		return
+	}
+	h := header.TCP(seg)
+	opts, err := header.ParseTCPOptions(h.Options())
+	if err != nil {
+		t.c.InBadOptions++
+		return
+	}
+	t.c.InSegs++
+	s := segment{
+		seq: h.Seq(), ack: h.Ack(), flags: h.Flags(), wnd: h.Window(),
+		data: h.Payload(), opts: opts,
+	}
+	id := tuple{localAddr: dst, localPort: h.DstPort(), remoteAddr: src, remotePort: h.SrcPort()}
+	now := t.clock.Now()
+	if e := t.conns[id]; e != nil {
+		e.input(&s, now)
+		return
+	}
+	if l := t.listeners[id.localPort]; l != nil && (!l.addr.IsValid() || l.addr.IsUnspecified() || l.addr == dst) {
+		t.listen(l, id, &s, now)
+		return
+	}
+	t.c.InNoSocket++
+	t.resetFor(id, &s)
+}
+
+// listen handles a segment for a listener (RFC 9293 §3.10.7.2).
+func (t *Table) listen(l *Listener, id tuple, s *segment, now time.Time) {
+	switch {
+	case s.flags&header.TCPFlagRST != 0:
+		return
+	case s.flags&header.TCPFlagACK != 0:
+		t.resetFor(id, s)
+		return
+	case s.flags&header.TCPFlagSYN == 0:
+		return
+	}
+	if !id.remoteAddr.Is4() || id.remoteAddr.IsMulticast() || id.remoteAddr.IsUnspecified() || id.remotePort == 0 {
+		return
+	}
+	if len(l.acceptQ) >= l.backlog {
+		t.c.InSynDrops++
+		return
+	}
+	if len(l.synQ) >= t.cfg.SynQueue {
+		old := l.synQ[0]
+		l.synQ = l.synQ[1:]
+		old.listener = nil
+		old.state = Closed
+		t.remove(old)
+		t.c.InSynEvictions++
+	}
+	e := t.newEndpoint(id)
+	e.listener = l
+	e.state = SynReceived
+	e.irs, e.rcvNxt = s.seq, s.seq+1
+	e.peerOptions(&s.opts, true)
+	e.sndWnd = uint32(s.wnd) // unscaled in a SYN
+	e.sndWl1, e.sndWl2 = s.seq, 0
+	if s.opts.HasTimestamps {
+		e.tsRecent, e.tsRecentAt = s.opts.TSVal, now
+	}
+	l.synQ = append(l.synQ, e)
+	t.add(e)
+	e.sendSYN(now)
+}
+
+// resetFor answers a segment that belongs to no connection (RFC 9293
+// §3.10.7.1): an RST is never answered; otherwise an RST that acknowledges
+// it, or takes its ACK as sequence number.
+func (t *Table) resetFor(id tuple, s *segment) {
+	if s.flags&header.TCPFlagRST != 0 {
+		return
+	}
+	if s.flags&header.TCPFlagACK != 0 {
+		t.sendRaw(id, s.ack, 0, header.TCPFlagRST, 0, nil)
+		return
+	}
+	t.sendRaw(id, 0, s.seq+s.length(), header.TCPFlagRST|header.TCPFlagACK, 0, nil)
+}
+
+// sendRaw sends a segment with no options and no data.
+func (t *Table) sendRaw(id tuple, seq, ack uint32, flags uint8, wnd uint16, opts *header.TCPOptions) {
+	b := t.scratch
+	n := header.TCPMinimumSize
+	var ob []byte
+	if opts != nil {
+		ob = b[header.TCPMinimumSize : header.TCPMinimumSize+opts.Size()]
+		opts.Encode(ob)
+		n += len(ob)
+	}
+	h := header.TCP(b[:n])
+	h.Encode(&header.TCPFields{SrcPort: id.localPort, DstPort: id.remotePort, Seq: seq, Ack: ack, Flags: flags, Window: wnd, Options: ob})
+	h.SetChecksum(h.ComputeChecksum(id.localAddr, id.remoteAddr))
+	t.c.OutSegs++
+	if flags&header.TCPFlagRST != 0 {
+		t.c.OutRSTs++
+	}
+	t.out.Send(h, id.localAddr, id.remoteAddr)
+}
+
+// challengeAllowed rate-limits challenge ACKs (RFC 5961 §7).
+func (t *Table) challengeAllowed(now time.Time) bool {
+	if now.Sub(t.challengeSec) >= time.Second {
+		t.challengeSec, t.challengeCount = now, 0
+	}
+	if t.challengeCount >= t.cfg.ChallengeACKLimit {
+		return false
+	}
+	t.challengeCount++
+	t.c.ChallengeACKs++
+	return true
+}
+
+// segment is a validated incoming segment.
+type segment struct {
+	seq, ack uint32
+	flags    uint8
+	wnd      uint16
+	data     []byte
+	opts     header.TCPOptions
+}
+
+func (s *segment) has(f uint8) bool { return s.flags&f != 0 }
+
+// length is SEG.LEN: data plus SYN and FIN.
+func (s *segment) length() uint32 {
+	n := uint32(len(s.data))
+	if s.has(header.TCPFlagSYN) {
+		n++
+	}
+	if s.has(header.TCPFlagFIN) {
+		n++
+	}
+	return n
+}
