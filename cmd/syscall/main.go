@@ -10,8 +10,8 @@ import (
 	"syscall"
 
 	"keepnet/servers/ops"
-	kssyscall "keepnet/servers/syscall"
 	"keepnet/servers/store"
+	kssyscall "keepnet/servers/syscall"
 )
 
 func main() {
