@@ -43,6 +43,31 @@
 //	OpReset    no arguments. Close every socket this requester opened before
 //	           (a restarted SYSCALL server says so to each transport first,
 //	           since its predecessor's sockets have no owner any more).
+//
+// Stream sockets (TCP) use the same operations where they fit, and three of
+// their own:
+//
+//	OpBind     as above; for a listener, before OpListen.
+//	OpListen   Arg[0] socket, Arg[1] backlog. The socket accepts connections.
+//	OpAccept   Arg[0] listening socket, Arg[1] the id the requester gives the
+//	           new connection. The reply comes when a connection is
+//	           established: Arg[1] its remote Addr, Arg[2] its local Addr.
+//	           A requester may keep several posted.
+//	OpConnect  Arg[0] socket, Arg[1] remote Addr. The reply comes when the
+//	           connection is established (StatusOK, Arg[1] local Addr) or
+//	           failed (StatusRefused, StatusTimedOut, StatusNoRoute).
+//	OpSendTo   Arg[1] 0, Ref the bytes. The reply comes when the transport
+//	           took them into its send buffer: Arg[2] how many (possibly
+//	           fewer than Ref.Len: send the rest again).
+//	OpRecvFrom Ref an empty buffer. The reply comes when bytes are there
+//	           (Ref.Len of them), or at the end of the stream: Ref.Len 0 and
+//	           FlagEOF.
+//	OpShutdown Arg[0] socket: no more sending (FIN); receiving goes on.
+//	OpClose    as above: for a connection, an orderly close (FIN) unless
+//	           received data is left unread (RST, as Linux does).
+//
+// Errors of a stream socket after it was established come back on its
+// pending operations: StatusReset, StatusTimedOut.
 package ops
 
 import (
@@ -63,6 +88,9 @@ const (
 	OpRecvFrom
 	OpClose
 	OpReset
+	OpListen
+	OpAccept
+	OpShutdown
 )
 
 // Reply statuses (Msg.Status).
@@ -76,12 +104,15 @@ const (
 	StatusInvalid  int32 = 6 // a malformed request (bad address, bad ref, wrong state)
 	StatusTooBig   int32 = 7 // the payload does not fit a datagram
 	StatusError    int32 = 8 // anything else
-	StatusRefused  int32 = 9 // ICMP port unreachable came back for a connected socket
+	StatusRefused  int32 = 9 // ICMP port unreachable came back, or a TCP RST answered our SYN
+	StatusReset    int32 = 10
+	StatusTimedOut int32 = 11
 )
 
 // Flags (Msg.Flags).
 const (
 	FlagTruncated uint16 = 1 << 0 // OpRecvFrom: the datagram was longer than the buffer
+	FlagEOF       uint16 = 1 << 1 // OpRecvFrom on a stream: the peer closed its side
 )
 
 // Network is what OpOpen creates.
@@ -144,6 +175,10 @@ func StatusText(s int32) string {
 		return "message too long"
 	case StatusRefused:
 		return "connection refused"
+	case StatusReset:
+		return "connection reset by peer"
+	case StatusTimedOut:
+		return "connection timed out"
 	case StatusError:
 		return "error"
 	}
