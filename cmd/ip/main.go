@@ -19,6 +19,7 @@ func main() {
 	gw := flag.String("gw", "", "default gateway")
 	driver := flag.String("driver", "e1000.0", "the NIC driver component")
 	udp := flag.String("udp", "udp", "the UDP transport component (empty: none)")
+	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
 	log.SetFlags(0)
@@ -42,6 +43,9 @@ func main() {
 	transports := map[uint8]string{}
 	if *udp != "" {
 		transports[17] = *udp
+	}
+	if *tcp != "" {
+		transports[6] = *tcp
 	}
 	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Transports: transports, Config: cfg, Store: st}); err != nil {
 		log.Fatal(err)

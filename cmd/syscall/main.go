@@ -16,6 +16,7 @@ import (
 
 func main() {
 	udp := flag.String("udp", "udp", "the UDP transport component")
+	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
 	log.SetFlags(0)
@@ -23,7 +24,11 @@ func main() {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	opts := kssyscall.Options{Name: "syscall", Transports: map[ops.Network]string{ops.UDP: *udp}, Store: st}
+	transports := map[ops.Network]string{ops.UDP: *udp}
+	if *tcp != "" {
+		transports[ops.TCP] = *tcp
+	}
+	opts := kssyscall.Options{Name: "syscall", Transports: transports, Store: st}
 	if err := kssyscall.Serve(ctx, opts); err != nil {
 		log.Fatal(err)
 	}

@@ -95,9 +95,10 @@ type sock struct {
 
 // fwd is a request forwarded to a transport on behalf of an application.
 type fwd struct {
-	s      *sock
-	appReq channel.Msg // the application's request, for its id and buffer
-	ref    pool.Ref    // our syscall.io buffer, if any
+	s        *sock
+	appReq   channel.Msg // the application's request, for its id and buffer
+	ref      pool.Ref    // our syscall.io buffer, if any
+	accepted *sock       // OpAccept: the connection's socket, if it comes
 }
 
 // Server is the SYSCALL server's state; one goroutine runs it.
@@ -352,7 +353,21 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	f := &fwd{s: so, appReq: m}
 	out := channel.Msg{Op: m.Op, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
 	switch m.Op {
-	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose:
+	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown:
+	case ops.OpAccept:
+		// The application names the connection to come (Arg[1]); so do
+		// we, towards the transport.
+		newID := m.Arg[1]
+		if socks[newID] != nil {
+			s.stats.BadRequests++
+			s.refuse(l, m, ops.StatusInvalid)
+			return
+		}
+		conn := &sock{app: app, appGen: l.peer.Generation, appID: newID, tid: s.nextTID, network: so.network}
+		s.nextTID++
+		socks[newID] = conn
+		f.accepted = conn
+		out.Arg[1] = conn.tid
 	case ops.OpSendTo:
 		src, err := s.appBytes(l, m.Ref)
 		if err != nil {
@@ -441,9 +456,12 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	if app == nil || app.peer.Generation != f.s.appGen {
 		return
 	}
+	if f.accepted != nil && m.Status != ops.StatusOK {
+		delete(s.socks[f.s.app], f.accepted.appID) // no connection came
+	}
 	r := f.appReq
 	r.Status, r.Flags = m.Status, m.Flags
-	r.Arg[1] = m.Arg[1]
+	r.Arg[1], r.Arg[2] = m.Arg[1], m.Arg[2]
 	if req.Op == ops.OpRecvFrom && m.Status == ops.StatusOK {
 		src, err1 := s.io.Bytes(pool.Ref{Pool: f.ref.Pool, Off: f.ref.Off, Len: m.Ref.Len})
 		dst, err2 := s.appBytes(app, f.appReq.Ref)

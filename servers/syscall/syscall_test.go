@@ -249,3 +249,35 @@ func TestApplicationRestartClosesItsSockets(t *testing.T) {
 		t.Errorf("syscall.io has %d of %d buffers free, want all back", r.io.Available(), r.io.Len())
 	}
 }
+
+// A stream listener's accept: the application names the connection to come,
+// SYSCALL names it towards the transport, and later operations on the
+// application's name reach the transport's.
+func TestAcceptNamesTheConnection(t *testing.T) {
+	r := newRig(t)
+	r.s.o.Transports[ops.TCP] = "udp" // the rig's transport plays TCP too
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 1, uint64(ops.TCP))
+	r.appSends(ops.OpListen, 1, 16)
+	r.udpAnswers(nil)
+	recvAll(r.app)
+
+	accept := r.appSends(ops.OpAccept, 1, 9)
+	reqs := r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
+		rep.Arg[1], rep.Arg[2] = uint64(ops.MakeAddr(peerIP, 40000)), uint64(ops.MakeAddr(peerIP, 80))
+	})
+	if len(reqs) != 1 || reqs[0].Op != ops.OpAccept || reqs[0].Arg[1] == 9 || reqs[0].Arg[1] == 0 {
+		t.Fatalf("forwarded %+v, want OpAccept naming the connection with SYSCALL's own id", reqs)
+	}
+	connTID := reqs[0].Arg[1]
+	got := recvAll(r.app)
+	if len(got) != 1 || got[0].ID != accept || ops.Addr(got[0].Arg[1]).Port() != 40000 || ops.Addr(got[0].Arg[2]).Port() != 80 {
+		t.Fatalf("app got %+v, want its accept answered with both addresses", got)
+	}
+	r.appSends(ops.OpShutdown, 9)
+	if reqs := recvAll(r.udp); len(reqs) != 1 || reqs[0].Op != ops.OpShutdown || reqs[0].Arg[0] != connTID {
+		t.Errorf("shutdown of the app's connection 9 forwarded as %+v, want it on socket %d", reqs, connTID)
+	}
+}
