@@ -21,6 +21,7 @@ import (
 
 	"keepnet/apps/httpd"
 	"keepnet/apps/netapi"
+	"keepnet/apps/stacks"
 	"keepnet/boot/ctl"
 )
 
@@ -46,10 +47,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	logger := log.New(stderr, "", 0) // the supervisor prefixes lines with our name
 
-	// HTTP needs TCP, which keepnet's stack does not have yet: on it, the
-	// supervisor's table does not start httpd, and -stack keepnet is
-	// refused here.
-	network, err := netapi.Lookup(*stack)
+	network, err := stacks.Open(*stack)
 	if errors.Is(err, netapi.ErrUnavailable) {
 		logger.Print(err)
 		return exitNoRestart

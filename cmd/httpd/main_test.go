@@ -21,7 +21,7 @@ func TestRunRejects(t *testing.T) {
 		wantCode int
 		wantMsg  string
 	}{
-		{[]string{"-stack", "keepnet"}, exitNoRestart, "network stack unavailable"},
+		{[]string{"-stack", "keepnet"}, exitNoRestart, "not started by keepnet's init"},
 		{[]string{"-stack", "bsd"}, 2, `unknown stack "bsd"`},
 		{[]string{"-bogus"}, 2, "flag provided but not defined"},
 		{[]string{"-addr", "256.0.0.1:1"}, 1, "256.0.0.1"},
