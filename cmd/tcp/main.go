@@ -1,0 +1,31 @@
+// Command tcp is the TCP server process (see package servers/tcp).
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"keepnet/servers/store"
+	"keepnet/servers/tcp"
+)
+
+func main() {
+	storePath := flag.String("store", store.DefaultPath, "the store's socket")
+	ipName := flag.String("ip", tcp.IPPeer, "the IP component")
+	syscallName := flag.String("syscall", tcp.SyscallPeer, "the SYSCALL component")
+	flag.Parse()
+	log.SetFlags(0)
+
+	st := store.Dial(*storePath)
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	// The ISN key is drawn from crypto/rand by the server.
+	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st}); err != nil {
+		log.Fatal(err)
+	}
+}

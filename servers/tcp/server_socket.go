@@ -1,0 +1,451 @@
+package tcp
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/servers/ops"
+)
+
+// The socket side of the process: SYSCALL's stream-socket operations
+// (servers/ops) on sockets it names, each over a Listener or an Endpoint of
+// the Table. A request that cannot be answered yet (OpAccept, OpConnect,
+// OpRecvFrom, an OpSendTo with the send buffer full) is kept on its socket
+// and re-examined whenever something may have changed (server.serve).
+
+const (
+	defaultBacklog = 128
+	maxBacklog     = 4096
+	// maxPosted bounds the requests waiting on one socket.
+	maxPosted = 1024
+)
+
+// sock is one of SYSCALL's sockets: opened (neither), listening (l) or
+// connected or connecting (e).
+type sock struct {
+	id      uint64
+	local   ops.Addr // bound or listened on; port 0: not bound
+	l       *Listener
+	backlog int
+	e       *Endpoint
+
+	// Requests waiting, oldest first. connect is the OpConnect in
+	// progress; e is nil until our address is known.
+	connect *channel.Msg
+	accepts []channel.Msg
+	recvs   []postedIO
+	sends   []postedIO
+}
+
+// postedIO is an OpRecvFrom or OpSendTo with its syscall.io bytes.
+type postedIO struct {
+	m   channel.Msg
+	buf []byte
+}
+
+func (so *sock) posted() int {
+	n := len(so.accepts) + len(so.recvs) + len(so.sends)
+	if so.connect != nil {
+		n++
+	}
+	return n
+}
+
+// statusOf maps the Table's errors to ops statuses.
+func statusOf(err error) int32 {
+	switch {
+	case err == nil:
+		return ops.StatusOK
+	case errors.Is(err, ErrRefused):
+		return ops.StatusRefused
+	case errors.Is(err, ErrReset), errors.Is(err, ErrAborted):
+		return ops.StatusReset
+	case errors.Is(err, ErrTimedOut):
+		return ops.StatusTimedOut
+	case errors.Is(err, ErrInUse), errors.Is(err, ErrNoPorts):
+		return ops.StatusInUse
+	case errors.Is(err, ErrClosed):
+		return ops.StatusClosed
+	case errors.Is(err, ErrNotConnected), errors.Is(err, ErrInvalid):
+		return ops.StatusInvalid
+	}
+	return ops.StatusError
+}
+
+// unknownSocket is the answer to op on a socket tcp does not know: after a
+// restart of tcp, the connections of its predecessor are gone (the package
+// restart protocol in server.go).
+func unknownSocket(op uint16) int32 {
+	switch op {
+	case ops.OpConnect, ops.OpSendTo, ops.OpRecvFrom, ops.OpShutdown:
+		return ops.StatusReset
+	case ops.OpClose:
+		return ops.StatusOK
+	}
+	return ops.StatusNoSocket
+}
+
+// fromSyscall takes one socket request; each gets exactly one reply, now
+// or when what it waits for happens.
+func (s *server) fromSyscall(m channel.Msg) {
+	r := m
+	r.Status = ops.StatusOK
+	id := m.Arg[0]
+	so := s.socks[id]
+	if so == nil && m.Op != ops.OpOpen && m.Op != ops.OpReset {
+		if m.Op >= ops.OpOpen && m.Op <= ops.OpShutdown {
+			r.Status = unknownSocket(m.Op)
+		} else {
+			s.badReqs++
+			r.Status = ops.StatusInvalid
+		}
+		if m.Op == ops.OpRecvFrom {
+			r.Ref.Len = 0
+		}
+		s.reply(r)
+		return
+	}
+	if so != nil && so.posted() >= maxPosted && (m.Op == ops.OpAccept || m.Op == ops.OpSendTo || m.Op == ops.OpRecvFrom) {
+		r.Status = ops.StatusError
+		s.reply(r)
+		return
+	}
+	switch m.Op {
+	case ops.OpOpen:
+		switch {
+		case ops.Network(m.Arg[1]) != ops.TCP:
+			r.Status = ops.StatusInvalid
+		case so == nil:
+			s.socks[id] = &sock{id: id}
+		} // open already: a resubmission
+	case ops.OpBind:
+		r.Status = s.bind(so, ops.Addr(m.Arg[1]))
+		r.Arg[1] = uint64(so.local)
+	case ops.OpListen:
+		r.Status = s.listen(so, int(m.Arg[1]))
+		r.Arg[1] = uint64(so.local)
+	case ops.OpAccept:
+		switch {
+		case so.l == nil:
+			r.Status = ops.StatusInvalid
+		case s.socks[m.Arg[1]] != nil:
+			r.Status = ops.StatusInUse // the id of the connection to be is taken
+		default:
+			so.accepts = append(so.accepts, m)
+			s.dirty = true
+			return
+		}
+	case ops.OpConnect:
+		remote := ops.Addr(m.Arg[1]).AddrPort()
+		switch {
+		case so.l != nil || so.e != nil || so.connect != nil:
+			r.Status = ops.StatusInvalid // listening, connected or connecting
+		case !remote.Addr().Is4() || remote.Addr().IsUnspecified() || remote.Port() == 0:
+			r.Status = ops.StatusInvalid
+		default:
+			so.connect = &m
+			s.dirty = true
+			return
+		}
+	case ops.OpSendTo, ops.OpRecvFrom:
+		buf, ok := s.sys.bytes(m.Ref)
+		switch {
+		case !ok:
+			s.badReqs++
+			r.Status = ops.StatusInvalid
+		case so.e == nil && so.connect == nil:
+			r.Status = ops.StatusInvalid // not connected
+		case m.Op == ops.OpSendTo:
+			so.sends = append(so.sends, postedIO{m, buf})
+			s.dirty = true
+			return
+		case len(buf) == 0:
+			r.Status = ops.StatusInvalid
+		default:
+			so.recvs = append(so.recvs, postedIO{m, buf})
+			s.dirty = true
+			return
+		}
+		if m.Op == ops.OpRecvFrom {
+			r.Ref.Len = 0
+		}
+	case ops.OpShutdown:
+		if so.e == nil {
+			r.Status = ops.StatusInvalid
+		} else {
+			r.Status = statusOf(so.e.CloseWrite())
+			s.dirty = true // held sends now fail
+		}
+	case ops.OpClose:
+		s.close(so) // posted requests are answered first
+	case ops.OpReset:
+		socks := make([]*sock, 0, len(s.socks))
+		for _, so := range s.socks {
+			socks = append(socks, so)
+		}
+		slices.SortFunc(socks, func(a, b *sock) int { return cmp.Compare(a.id, b.id) })
+		for _, so := range socks {
+			s.close(so)
+		}
+	default:
+		s.badReqs++
+		r.Status = ops.StatusInvalid
+	}
+	s.reply(r)
+}
+
+// bind records the local address; port 0 picks one at listen or connect.
+func (s *server) bind(so *sock, a ops.Addr) int32 {
+	ip := a.IP()
+	switch {
+	case so.local != 0 || so.l != nil || so.e != nil || so.connect != nil:
+		return ops.StatusInvalid // bound already
+	case !ip.IsUnspecified() && s.addr.IsValid() && ip != s.addr.Addr():
+		return ops.StatusInvalid // not ours
+	}
+	if p := a.Port(); p != 0 {
+		if _, taken := s.ports[p]; taken {
+			return ops.StatusInUse
+		}
+		s.ports[p] = so.id
+	}
+	so.local = a
+	return ops.StatusOK
+}
+
+// listen makes so a listener on its bound address (or any, on an
+// ephemeral port) and records it in the store.
+func (s *server) listen(so *sock, backlog int) int32 {
+	switch {
+	case so.l != nil:
+		return ops.StatusOK // listening already: a resubmission
+	case so.e != nil || so.connect != nil:
+		return ops.StatusInvalid
+	}
+	if backlog <= 0 {
+		backlog = defaultBacklog
+	}
+	backlog = min(backlog, maxBacklog)
+	ip := so.local.IP()
+	if ip.IsUnspecified() {
+		ip = netip.IPv4Unspecified()
+	}
+	l, err := s.table.Listen(ip, so.local.Port(), backlog)
+	if err != nil {
+		return statusOf(err)
+	}
+	l.SetNotify(s.markDirty)
+	so.l, so.backlog = l, backlog
+	so.local = ops.MakeAddr(ip, l.Port())
+	s.ports[l.Port()] = so.id
+	if s.journal != nil {
+		s.journal.Save(ListenerRecord{ID: so.id, Local: so.local, Backlog: backlog})
+	}
+	return ops.StatusOK
+}
+
+// restore listens again on what a previous generation recorded, before
+// the process serves. A record whose port is taken is skipped, reported
+// and forgotten.
+func (s *server) restore(rs []ListenerRecord) (restored int, errs []error) {
+	for _, r := range rs {
+		if s.socks[r.ID] != nil {
+			errs = append(errs, fmt.Errorf("%w: socket %d listed twice", ErrBadRecord, r.ID))
+			continue
+		}
+		ip := r.Local.IP()
+		l, err := s.table.Listen(ip, r.Local.Port(), r.Backlog)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: socket %d on %v: %w", ErrBadRecord, r.ID, r.Local, err))
+			if s.journal != nil {
+				s.journal.Forget(r.ID)
+			}
+			continue
+		}
+		l.SetNotify(s.markDirty)
+		s.socks[r.ID] = &sock{id: r.ID, local: r.Local, l: l, backlog: r.Backlog}
+		s.ports[l.Port()] = r.ID
+		restored++
+	}
+	return restored, errs
+}
+
+// close answers so's posted requests with StatusClosed, closes its
+// listener or connection (an orderly close, which the Table finishes on
+// its own) and forgets it.
+func (s *server) close(so *sock) {
+	s.fail(so, ops.StatusClosed)
+	if so.l != nil {
+		so.l.Close()
+		if s.journal != nil {
+			s.journal.Forget(so.id)
+		}
+	}
+	if so.e != nil {
+		so.e.SetNotify(nil)
+		so.e.Close()
+	}
+	if p := so.local.Port(); p != 0 && s.ports[p] == so.id {
+		delete(s.ports, p)
+	}
+	delete(s.socks, so.id)
+}
+
+// fail answers every request posted on so with status.
+func (s *server) fail(so *sock, status int32) {
+	if so.connect != nil {
+		r := *so.connect
+		r.Status = status
+		s.reply(r)
+		so.connect = nil
+	}
+	for _, m := range so.accepts {
+		m.Status = status
+		s.reply(m)
+	}
+	for _, p := range so.recvs {
+		r := p.m
+		r.Status, r.Ref.Len = status, 0
+		s.reply(r)
+	}
+	for _, p := range so.sends {
+		r := p.m
+		r.Status = status
+		s.reply(r)
+	}
+	so.accepts, so.recvs, so.sends = nil, nil, nil
+}
+
+// dropRequests forgets every posted request without a reply: their
+// SYSCALL generation is gone. It returns how many there were.
+func (s *server) dropRequests() int {
+	n := 0
+	for _, so := range s.socks {
+		n += so.posted()
+		so.connect, so.accepts, so.recvs, so.sends = nil, nil, nil, nil
+	}
+	return n
+}
+
+// serve re-examines the sockets with posted requests while something may
+// have changed.
+func (s *server) serve() {
+	for i := 0; s.dirty && i < 4; i++ {
+		s.dirty = false
+		for _, so := range s.socks {
+			if so.posted() > 0 {
+				s.serveSock(so)
+			}
+		}
+	}
+}
+
+// serveSock answers what it can of so's posted requests.
+func (s *server) serveSock(so *sock) {
+	if so.connect != nil {
+		s.serveConnect(so)
+	}
+	for len(so.accepts) > 0 && so.l != nil {
+		e, err := so.l.Accept()
+		if errors.Is(err, ErrWouldBlock) {
+			break
+		}
+		m := so.accepts[0]
+		so.accepts = so.accepts[1:]
+		if err != nil {
+			m.Status = statusOf(err)
+			s.reply(m)
+			continue
+		}
+		newID := m.Arg[1]
+		if s.socks[newID] != nil { // taken since the request came
+			e.Abort()
+			m.Status = ops.StatusInUse
+			s.reply(m)
+			continue
+		}
+		e.SetNotify(s.markDirty)
+		s.socks[newID] = &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e}
+		m.Arg[1], m.Arg[2] = uint64(ops.FromAddrPort(e.RemoteAddr())), uint64(ops.FromAddrPort(e.LocalAddr()))
+		s.reply(m)
+	}
+	if so.e == nil {
+		return // sends and receives wait for the connect
+	}
+	for len(so.recvs) > 0 {
+		p := so.recvs[0]
+		n, err := so.e.Read(p.buf)
+		if errors.Is(err, ErrWouldBlock) {
+			break
+		}
+		so.recvs = so.recvs[1:]
+		r := p.m
+		r.Ref.Len = uint32(n)
+		switch {
+		case n > 0:
+		case errors.Is(err, io.EOF):
+			r.Flags |= ops.FlagEOF
+		default:
+			r.Status = statusOf(err)
+		}
+		s.reply(r)
+	}
+	for len(so.sends) > 0 {
+		p := so.sends[0]
+		n, err := so.e.Write(p.buf)
+		if errors.Is(err, ErrWouldBlock) {
+			break
+		}
+		so.sends = so.sends[1:]
+		r := p.m
+		r.Status = statusOf(err)
+		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(n)
+		s.reply(r)
+	}
+}
+
+// serveConnect starts so's active open once our address is known, and
+// answers the OpConnect when the connection is established or failed.
+func (s *server) serveConnect(so *sock) {
+	if so.e == nil {
+		if !s.addr.IsValid() {
+			return // IP has not told our address yet
+		}
+		local := so.local.IP()
+		if local.IsUnspecified() {
+			local = s.addr.Addr()
+		}
+		e, err := s.table.Connect(local, ops.Addr(so.connect.Arg[1]).AddrPort())
+		if err != nil {
+			// Whatever waited for the connection fails with it.
+			s.fail(so, statusOf(err))
+			return
+		}
+		e.SetNotify(s.markDirty)
+		so.e = e
+		// The Table picks the port: a port bound before is given back.
+		if p := so.local.Port(); p != 0 && s.ports[p] == so.id {
+			delete(s.ports, p)
+		}
+		so.local = ops.FromAddrPort(e.LocalAddr())
+	}
+	r := *so.connect
+	switch st := so.e.State(); {
+	case st >= Established:
+		r.Arg[1] = uint64(so.local)
+	case st == Closed:
+		r.Status = statusOf(so.e.Err())
+		if r.Status == ops.StatusOK {
+			r.Status = ops.StatusRefused
+		}
+	default:
+		return // SYN-SENT
+	}
+	so.connect = nil
+	s.reply(r)
+}

@@ -1,0 +1,233 @@
+package tcp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log"
+	"strconv"
+	"sync"
+	"time"
+
+	"keepnet/servers/ops"
+	"keepnet/servers/store"
+)
+
+// What the TCP server keeps in the store: one record per listening socket,
+// so that a restarted tcp listens again before it serves (issue 5,
+// deliverable 2; the restart protocol is in server.go). Connections are
+// not kept: a crash of tcp loses them, as in the NewtOS paper.
+
+// ListenerRecord is the stored form of one listening socket.
+type ListenerRecord struct {
+	ID      uint64   // the id SYSCALL named the socket by
+	Local   ops.Addr // the address listened on (0.0.0.0: any) and its port
+	Backlog int
+}
+
+// Record encoding, version 1, all big-endian:
+//
+//	0         1                 9              15          19
+//	+---------+-----------------+--------------+-----------+
+//	| version | id              | local        | backlog   |
+//	| u8 = 1  | u64             | IPv4, port   | u32       |
+//	+---------+-----------------+--------------+-----------+
+const (
+	recordVersion = 1
+	recordSize    = 19
+)
+
+// StoreNS is the store namespace of tcp's listener records; a record's key
+// is its socket id in decimal ([RecordKey]).
+const StoreNS = "tcp"
+
+// ErrBadRecord: a stored record tcp cannot read.
+var ErrBadRecord = errors.New("tcp: bad listener record")
+
+// RecordKey is the store key of socket id's record.
+func RecordKey(id uint64) string { return strconv.FormatUint(id, 10) }
+
+// MarshalBinary encodes r.
+func (r ListenerRecord) MarshalBinary() ([]byte, error) {
+	b := make([]byte, recordSize)
+	b[0] = recordVersion
+	binary.BigEndian.PutUint64(b[1:], r.ID)
+	binary.BigEndian.PutUint16(b[9:], uint16(r.Local>>32))
+	binary.BigEndian.PutUint32(b[11:], uint32(r.Local))
+	binary.BigEndian.PutUint32(b[15:], uint32(r.Backlog))
+	return b, nil
+}
+
+// UnmarshalBinary decodes a record MarshalBinary made.
+func (r *ListenerRecord) UnmarshalBinary(b []byte) error {
+	if len(b) != recordSize || b[0] != recordVersion {
+		return fmt.Errorf("%w: %d bytes", ErrBadRecord, len(b))
+	}
+	*r = ListenerRecord{
+		ID:      binary.BigEndian.Uint64(b[1:]),
+		Local:   ops.Addr(uint64(binary.BigEndian.Uint16(b[9:]))<<32 | uint64(binary.BigEndian.Uint32(b[11:]))),
+		Backlog: int(binary.BigEndian.Uint32(b[15:])),
+	}
+	if r.Local.Port() == 0 || r.Backlog <= 0 || r.Backlog > maxBacklog {
+		return fmt.Errorf("%w: socket %d on %v, backlog %d", ErrBadRecord, r.ID, r.Local, r.Backlog)
+	}
+	return nil
+}
+
+// ParseRecord decodes the stored pair key=value, checking that the key
+// names the record's socket.
+func ParseRecord(key string, value []byte) (ListenerRecord, error) {
+	var r ListenerRecord
+	if err := r.UnmarshalBinary(value); err != nil {
+		return ListenerRecord{}, fmt.Errorf("key %q: %w", key, err)
+	}
+	if key != RecordKey(r.ID) {
+		return ListenerRecord{}, fmt.Errorf("%w: key %q holds socket %d", ErrBadRecord, key, r.ID)
+	}
+	return r, nil
+}
+
+// Journal is where the server reports the listeners that survive a
+// restart: Save when a socket starts listening, Forget when it closes.
+type Journal interface {
+	Save(ListenerRecord)
+	Forget(id uint64)
+}
+
+// LoadListeners reads the listener records of a previous generation
+// (store.Client.Restore, so the client replays them to a restarted store).
+// Records it cannot read are deleted and reported.
+func LoadListeners(ctx context.Context, c *store.Client) ([]ListenerRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	defer cancel()
+	var (
+		kvs []store.KV
+		err error
+	)
+	for { // the store may be restarting too
+		if kvs, err = c.Restore(ctx, StoreNS); err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var (
+		rs   []ListenerRecord
+		errs []error
+	)
+	for _, kv := range kvs {
+		r, err := ParseRecord(kv.Key, kv.Value)
+		if err != nil {
+			errs = append(errs, err)
+			c.Delete(ctx, StoreNS, kv.Key)
+			continue
+		}
+		rs = append(rs, r)
+	}
+	return rs, errors.Join(errs...)
+}
+
+// StoreJournal is the process's Journal: it writes records to the store
+// from a goroutine, so that the loop never waits for the store. Writes of
+// one socket are applied in order (only the newest pending one is kept).
+type StoreJournal struct {
+	c    kv
+	kick chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	// wmu serializes Flush, so that one socket's writes reach the store
+	// in order. Lock order: wmu, then mu.
+	wmu sync.Mutex
+	// mu guards pending and order.
+	mu      sync.Mutex
+	pending map[uint64][]byte // nil value: delete
+	order   []uint64          // ids in pending, first come first written
+}
+
+// kv is what the journal needs of the store (a *store.Client).
+type kv interface {
+	Put(ctx context.Context, ns, key string, value []byte) error
+	Delete(ctx context.Context, ns, key string) error
+}
+
+// NewStoreJournal starts a journal writing through c.
+func NewStoreJournal(c kv) *StoreJournal {
+	j := &StoreJournal{c: c, kick: make(chan struct{}, 1), done: make(chan struct{}), pending: map[uint64][]byte{}}
+	j.wg.Go(j.run)
+	return j
+}
+
+// Save queues r to be written.
+func (j *StoreJournal) Save(r ListenerRecord) {
+	b, _ := r.MarshalBinary()
+	j.queue(r.ID, b)
+}
+
+// Forget queues the deletion of socket id's record.
+func (j *StoreJournal) Forget(id uint64) { j.queue(id, nil) }
+
+func (j *StoreJournal) queue(id uint64, b []byte) {
+	j.mu.Lock()
+	if _, ok := j.pending[id]; !ok {
+		j.order = append(j.order, id)
+	}
+	j.pending[id] = b
+	j.mu.Unlock()
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Flush writes everything pending now; for tests and Close.
+func (j *StoreJournal) Flush() {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	for {
+		j.mu.Lock()
+		if len(j.order) == 0 {
+			j.mu.Unlock()
+			return
+		}
+		id := j.order[0]
+		j.order = j.order[1:]
+		b := j.pending[id]
+		delete(j.pending, id)
+		j.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var err error
+		if b == nil {
+			err = j.c.Delete(ctx, StoreNS, RecordKey(id))
+		} else {
+			err = j.c.Put(ctx, StoreNS, RecordKey(id), b)
+		}
+		cancel()
+		if err != nil {
+			log.Printf("saving listener %d: %v", id, err)
+		}
+	}
+}
+
+func (j *StoreJournal) run() {
+	for {
+		select {
+		case <-j.done:
+			return
+		case <-j.kick:
+			j.Flush()
+		}
+	}
+}
+
+// Close writes what is pending and stops the journal.
+func (j *StoreJournal) Close() {
+	close(j.done)
+	j.wg.Wait()
+	j.Flush()
+}
+
+var _ Journal = (*StoreJournal)(nil)

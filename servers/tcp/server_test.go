@@ -1,0 +1,262 @@
+package tcp
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/servers/header"
+	"keepnet/servers/ops"
+)
+
+const (
+	synF = header.TCPFlagSYN
+	ackF = header.TCPFlagACK
+	finF = header.TCPFlagFIN
+	rstF = header.TCPFlagRST
+	pshF = header.TCPFlagPSH
+)
+
+// TestServerPassiveOpen: listen, a client connects, data both ways, the
+// client closes, we close.
+func TestServerPassiveOpen(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	any80 := sockAddr(netip.IPv4Unspecified(), 80)
+	cli := sockAddr(cliIP, 4000)
+
+	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	if r := p.mustCall(ops.OpBind, 1, uint64(any80)); ops.Addr(r.Arg[1]) != any80 {
+		t.Errorf("OpBind(:80) = %v, want %v", ops.Addr(r.Arg[1]), any80)
+	}
+	if r := p.call(ops.OpOpen, 9, uint64(ops.TCP)); r.Status != ops.StatusOK {
+		t.Fatal(ops.StatusText(r.Status))
+	}
+	if r := p.call(ops.OpBind, 9, uint64(any80)); r.Status != ops.StatusInUse {
+		t.Errorf("second OpBind(:80) = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusInUse))
+	}
+	p.mustCall(ops.OpListen, 1, 8)
+	if r, ok := p.journal.get(1); !ok || r != (ListenerRecord{ID: 1, Local: any80, Backlog: 8}) {
+		t.Errorf("journal[1] = %+v, %v; want socket 1 listening on %v, backlog 8", r, ok, any80)
+	}
+
+	// SYN, SYN-ACK, ACK: the posted accept is answered.
+	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	p.sys.quiet(10 * time.Millisecond)
+	p.deliver(pkt{from: 4000, to: 80, flags: synF, seq: 100, mss: true})
+	synack := p.expect(synF | ackF)
+	if synack.ack != 101 || synack.from != 80 || synack.to != 4000 {
+		t.Fatalf("SYN-ACK = %v, want 80->4000 ack 101", synack)
+	}
+	iss := synack.seq
+	p.sys.quiet(10 * time.Millisecond)
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF, seq: 101, ack: iss + 1})
+	r := p.sys.reply(acc)
+	if r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != cli || ops.Addr(r.Arg[2]) != sockAddr(srvIP, 80) {
+		t.Fatalf("OpAccept reply = %s, remote %v, local %v; want ok, %v, %v",
+			ops.StatusText(r.Status), ops.Addr(r.Arg[1]), ops.Addr(r.Arg[2]), cli, sockAddr(srvIP, 80))
+	}
+
+	// Data in: a posted receive gets it.
+	rbuf := p.sys.buffer(nil, 512)
+	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}})
+	p.sys.quiet(10 * time.Millisecond)
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 101, ack: iss + 1, data: "hello"})
+	if r := p.sys.reply(recv); r.Status != ops.StatusOK || r.Ref.Len != 5 || r.Ref.Off != rbuf.Off {
+		t.Errorf("OpRecvFrom reply = %+v, want 5 bytes in the same buffer", r)
+	} else if got := string(p.sys.bytes(r.Ref)); got != "hello" {
+		t.Errorf("received %q, want %q", got, "hello")
+	}
+
+	// Data out: the send is taken whole, a segment carries it.
+	send := p.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.buffer([]byte("world"), 0), Arg: [4]uint64{2}})
+	if r := p.sys.reply(send); r.Status != ops.StatusOK || r.Arg[2] != 5 {
+		t.Errorf("OpSendTo reply = %s, %d bytes taken; want ok, 5", ops.StatusText(r.Status), r.Arg[2])
+	}
+	if d := p.expect(ackF); d.data != "world" || d.seq != iss+1 || d.ack != 106 {
+		t.Errorf("data segment = %v, want seq %d ack 106 %q", d, iss+1, "world")
+	}
+
+	// The client's FIN: the posted receive gets the end of the stream.
+	recv = p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}})
+	p.deliver(pkt{from: 4000, to: 80, flags: finF | ackF, seq: 106, ack: iss + 6})
+	if r := p.sys.reply(recv); r.Status != ops.StatusOK || r.Ref.Len != 0 || r.Flags&ops.FlagEOF == 0 {
+		t.Errorf("OpRecvFrom after FIN = %+v, want ok, 0 bytes, FlagEOF", r)
+	}
+	// We close: our FIN; the client's ACK ends it.
+	p.mustCall(ops.OpClose, 2)
+	fin := p.expect(finF | ackF)
+	if fin.seq != iss+6 || fin.ack != 107 {
+		t.Errorf("FIN = %v, want seq %d ack 107", fin, iss+6)
+	}
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF, seq: 107, ack: iss + 7})
+
+	// A port nobody listens on: RST, and the delivery is still ok.
+	p.deliver(pkt{from: 4001, to: 81, flags: synF, seq: 7})
+	if rst := p.expect(rstF | ackF); rst.ack != 8 || rst.to != 4001 {
+		t.Errorf("answer to a SYN to :81 = %v, want RST-ACK ack 8", rst)
+	}
+
+	// Close of the listener forgets its record.
+	p.mustCall(ops.OpClose, 1)
+	if _, ok := p.journal.get(1); ok {
+		t.Errorf("journal still holds listener 1 after OpClose")
+	}
+	if r := p.call(0x99, 1); r.Status != ops.StatusInvalid {
+		t.Errorf("unknown op = %s, want invalid", ops.StatusText(r.Status))
+	}
+}
+
+// TestServerActiveOpen: connect, established, reset by the peer; connect
+// refused; the unknown-socket policy.
+func TestServerActiveOpen(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.mustCall(ops.OpOpen, 3, uint64(ops.TCP))
+	conn := p.sys.send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{3, uint64(sockAddr(cliIP, 7000))}})
+	p.sys.quiet(10 * time.Millisecond) // waits for our address
+	p.answerAddr()
+	syn := p.expect(synF)
+	if syn.to != 7000 || syn.from < EphemeralFirst {
+		t.Fatalf("SYN = %v, want from an ephemeral port to 7000", syn)
+	}
+	p.deliver(pkt{from: 7000, to: syn.from, flags: synF | ackF, seq: 500, ack: syn.seq + 1, mss: true})
+	if r := p.sys.reply(conn); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(srvIP, syn.from) {
+		t.Fatalf("OpConnect reply = %s, local %v; want ok, %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]), sockAddr(srvIP, syn.from))
+	}
+	p.expect(ackF)
+
+	// An RST: the pending receive and later operations get StatusReset.
+	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{3}})
+	p.sys.quiet(10 * time.Millisecond)
+	p.deliver(pkt{from: 7000, to: syn.from, flags: rstF, seq: 501})
+	if r := p.sys.reply(recv); r.Status != ops.StatusReset {
+		t.Errorf("OpRecvFrom after RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	}
+	send := p.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.buffer([]byte("x"), 0), Arg: [4]uint64{3}})
+	if r := p.sys.reply(send); r.Status != ops.StatusReset {
+		t.Errorf("OpSendTo after RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	}
+	p.mustCall(ops.OpClose, 3)
+
+	// Refused: the SYN is answered with RST-ACK.
+	p.mustCall(ops.OpOpen, 4, uint64(ops.TCP))
+	conn = p.sys.send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{4, uint64(sockAddr(cliIP, 7001))}})
+	syn = p.expect(synF)
+	p.deliver(pkt{from: 7001, to: syn.from, flags: rstF | ackF, ack: syn.seq + 1})
+	if r := p.sys.reply(conn); r.Status != ops.StatusRefused {
+		t.Errorf("OpConnect answered by RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusRefused))
+	}
+
+	// Sockets tcp does not know (a predecessor's connections).
+	for _, c := range []struct {
+		op   uint16
+		want int32
+	}{
+		{ops.OpRecvFrom, ops.StatusReset},
+		{ops.OpSendTo, ops.StatusReset},
+		{ops.OpShutdown, ops.StatusReset},
+		{ops.OpConnect, ops.StatusReset},
+		{ops.OpAccept, ops.StatusNoSocket},
+		{ops.OpListen, ops.StatusNoSocket},
+		{ops.OpClose, ops.StatusOK},
+	} {
+		if r := p.call(c.op, 99, uint64(sockAddr(cliIP, 1))); r.Status != c.want {
+			t.Errorf("op %#x on an unknown socket = %s, want %s", c.op, ops.StatusText(r.Status), ops.StatusText(c.want))
+		}
+	}
+}
+
+// TestServerConnectTimesOut: SYN retries on the injected clock, then
+// StatusTimedOut; nothing sleeps for the timers.
+func TestServerConnectTimesOut(t *testing.T) {
+	clock := &lockedClock{now: time.Unix(1_700_000_000, 0)}
+	p := startProc(t, procOptions{clock: clock})
+	p.answerAddr()
+	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	conn := p.sys.send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{1, uint64(sockAddr(cliIP, 80))}})
+	first := p.expect(synF)
+	for i := range maxSynRetries {
+		clock.advance(MaxRTO + time.Second)
+		if syn := p.expect(synF); syn.seq != first.seq {
+			t.Fatalf("retry %d = %v, want the same SYN", i+1, syn)
+		}
+	}
+	clock.advance(MaxRTO + time.Second)
+	if r := p.sys.reply(conn); r.Status != ops.StatusTimedOut {
+		t.Errorf("OpConnect = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusTimedOut))
+	}
+}
+
+// TestServerListenerRestored: a tcp restarted with its records listens at
+// once; a connection of its predecessor is reset.
+func TestServerListenerRestored(t *testing.T) {
+	first := startProc(t, procOptions{})
+	first.answerAddr()
+	first.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	first.mustCall(ops.OpListen, 1, 4) // unbound: an ephemeral port
+	rec, ok := first.journal.get(1)
+	if !ok || rec.Local.Port() < EphemeralFirst || rec.Backlog != 4 {
+		t.Fatalf("journal[1] = %+v, %v; want socket 1 on an ephemeral port, backlog 4", rec, ok)
+	}
+	b, _ := rec.MarshalBinary()
+	if got, err := ParseRecord(RecordKey(1), b); err != nil || got != rec {
+		t.Fatalf("ParseRecord(MarshalBinary(%+v)) = %+v, %v", rec, got, err)
+	}
+
+	p := startProc(t, procOptions{restore: []ListenerRecord{rec}, poolIDs: 1000})
+	p.answerAddr()
+	port := rec.Local.Port()
+	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	p.deliver(pkt{from: 4000, to: port, flags: synF, seq: 1})
+	synack := p.expect(synF | ackF)
+	p.deliver(pkt{from: 4000, to: port, flags: ackF, seq: 2, ack: synack.seq + 1})
+	if r := p.sys.reply(acc); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(cliIP, 4000) {
+		t.Errorf("OpAccept on the restored listener = %+v, want ok from %v", r, sockAddr(cliIP, 4000))
+	}
+	// A restored listener answers a resubmitted OpListen as done.
+	p.mustCall(ops.OpListen, 1, 4)
+	// Socket 5 was a connection of the dead generation.
+	if r := p.call(ops.OpRecvFrom, 5); r.Status != ops.StatusReset {
+		t.Errorf("OpRecvFrom on a lost connection = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	}
+}
+
+// TestServerSyscallRestart: the old generation's posted requests are
+// dropped, the listener stays, OpReset closes it.
+func TestServerSyscallRestart(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	p.mustCall(ops.OpBind, 1, uint64(sockAddr(srvIP, 80)))
+	p.mustCall(ops.OpListen, 1, 4)
+	p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	p.sys.quiet(10 * time.Millisecond)
+
+	old := p.sys
+	p.sys = newFakeNeighbour(t, "syscall", 2, 301, 16, 2048)
+	p.peers <- p.sys.peer
+	p.deliver(pkt{from: 4000, to: 80, flags: synF, seq: 1})
+	synack := p.expect(synF | ackF)
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF, seq: 2, ack: synack.seq + 1})
+	old.quiet(10 * time.Millisecond)
+	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 7}})
+	if r := p.sys.reply(acc); r.Status != ops.StatusOK {
+		t.Errorf("OpAccept from the new generation = %s, want ok", ops.StatusText(r.Status))
+	}
+	p.mustCall(ops.OpReset)
+	p.expect(finF | ackF) // connection 7 closes
+	if _, ok := p.journal.get(1); ok {
+		t.Errorf("journal holds listener 1 after OpReset")
+	}
+	p.deliver(pkt{from: 4001, to: 80, flags: synF, seq: 1})
+	p.expect(rstF | ackF)
+	select {
+	case st := <-p.stats:
+		if st.Generation != 1 || st.SyscallGeneration == 0 {
+			t.Errorf("stats = %+v", st)
+		}
+	case <-time.After(srvWait):
+		t.Errorf("no stats published")
+	}
+}

@@ -1,0 +1,199 @@
+package tcp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+	"keepnet/servers/header"
+	"keepnet/servers/ops"
+)
+
+// TestServerTransferBackToBack: two tcp processes wired back to back
+// through fake ips that relay each OpOutput as an OpDeliver to the other
+// (wrapped in an IPv4 header), and two fake syscalls moving 1 MB from one
+// to the other; the SHA-256 must match.
+func TestServerTransferBackToBack(t *testing.T) {
+	const size = 1 << 20
+	a := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10})                // 10.0.2.15, listens
+	b := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10, poolIDs: 1000}) // 10.0.2.2, connects
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { relay(ctx, []*relayEnd{{p: a, prefix: srvNet}, {p: b, prefix: cliNet}}) })
+	defer wg.Wait()
+	defer cancel()
+
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	want := sha256.Sum256(data)
+
+	a.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	a.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), 80)))
+	a.mustCall(ops.OpListen, 1, 4)
+	acc := a.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	b.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	if r := b.mustCall(ops.OpConnect, 1, uint64(sockAddr(srvIP, 80))); ops.Addr(r.Arg[1]).IP() != cliIP {
+		t.Fatalf("OpConnect: local %v, want on %v", ops.Addr(r.Arg[1]), cliIP)
+	}
+	if r := a.sys.reply(acc); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]).IP() != cliIP {
+		t.Fatalf("OpAccept = %s from %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]))
+	}
+
+	// b sends (and half-closes) from a goroutine; a receives here.
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- sendAll(b.sys, 1, data) }()
+	h := sha256.New()
+	got := 0
+	rbuf := a.sys.buffer(nil, 16<<10)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := a.sys.reply(a.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}}))
+		if r.Status != ops.StatusOK {
+			t.Fatalf("OpRecvFrom after %d bytes = %s", got, ops.StatusText(r.Status))
+		}
+		if r.Flags&ops.FlagEOF != 0 {
+			break
+		}
+		h.Write(a.sys.bytes(r.Ref))
+		got += int(r.Ref.Len)
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d bytes in 15 s", got, size)
+		}
+	}
+	if err := <-sendErr; err != nil {
+		t.Fatal(err)
+	}
+	if sum := h.Sum(nil); got != size || !bytes.Equal(sum, want[:]) {
+		t.Fatalf("received %d bytes, SHA-256 %x; want %d, %x", got, sum, size, want)
+	}
+	// a answers with a short message and closes; b reads it, then EOF.
+	reply := a.sys.reply(a.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: a.sys.buffer([]byte("done"), 0), Arg: [4]uint64{2}}))
+	if reply.Status != ops.StatusOK || reply.Arg[2] != 4 {
+		t.Fatalf("OpSendTo(done) = %s, %d", ops.StatusText(reply.Status), reply.Arg[2])
+	}
+	a.mustCall(ops.OpClose, 2)
+	bbuf := b.sys.buffer(nil, 64)
+	if r := b.sys.reply(b.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: bbuf, Arg: [4]uint64{1}})); r.Status != ops.StatusOK || string(b.sys.bytes(r.Ref)) != "done" {
+		t.Errorf("b's OpRecvFrom = %+v, want %q", r, "done")
+	}
+	if r := b.sys.reply(b.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: bbuf, Arg: [4]uint64{1}})); r.Flags&ops.FlagEOF == 0 {
+		t.Errorf("b's second OpRecvFrom = %+v, want EOF", r)
+	}
+	b.mustCall(ops.OpClose, 1)
+	cancel()
+	wg.Wait()
+	for _, p := range []*proc{a, b} {
+		p.stop()
+		c := p.s.table.Counters()
+		t.Logf("%v: %d segments out, %d retransmits, %d timeouts; %d dropped for want of tcp.out", p.s.addr,
+			c.OutSegs, c.Retransmits, c.Timeouts, p.s.outDrops)
+	}
+}
+
+// sendAll plays syscall sending data on socket id in buffer-sized pieces,
+// sending again what a reply says was not taken, then OpShutdown.
+func sendAll(f *fakeNeighbour, id uint64, data []byte) error {
+	for len(data) > 0 {
+		ref, ok := f.pool.Alloc()
+		if !ok {
+			return errors.New("syscall.io exhausted")
+		}
+		buf, _ := f.pool.Bytes(ref)
+		ref.Len = uint32(copy(buf, data))
+		f.nextID++
+		req := channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}
+		if err := f.trySend(req); err != nil {
+			return err
+		}
+		r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
+		f.pool.Free(ref)
+		if err != nil {
+			return err
+		}
+		if r.Status != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(ref.Len) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], ref.Len)
+		}
+		data = data[r.Arg[2]:]
+	}
+	f.nextID++
+	req := channel.Msg{ID: f.nextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
+	if err := f.trySend(req); err != nil {
+		return err
+	}
+	r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
+	if err == nil && r.Status != ops.StatusOK {
+		err = fmt.Errorf("OpShutdown = %s", ops.StatusText(r.Status))
+	}
+	return err
+}
+
+// relayEnd is one tcp process as its fake ip sees it.
+type relayEnd struct {
+	p       *proc
+	prefix  netip.Prefix
+	pending []channel.Msg // to send to the process
+	nextID  uint64
+}
+
+// relay plays both ips: each OpOutput of one process becomes an OpDeliver
+// (an IPv4 datagram in the other ip's "ip.up") to the other, and is
+// answered; OpAddr is answered with the end's prefix. A segment finding
+// ip.up exhausted is dropped, as a link would.
+func relay(ctx context.Context, ends []*relayEnd) {
+	var in [64]channel.Msg
+	for ctx.Err() == nil {
+		moved := false
+		for i, e := range ends {
+			other := ends[1-i]
+			n := e.p.ip.ep.Recv(in[:])
+			moved = moved || n > 0
+			for _, m := range in[:n] {
+				switch m.Op {
+				case ops.OpAddr:
+					m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(e.prefix.Addr(), 0)), uint64(e.prefix.Bits())
+					e.pending = append(e.pending, m)
+				case ops.OpOutput:
+					seg, _ := e.p.out.Bytes(m.Ref)
+					if d, ok := wrap(other.p.ip.pool, seg, e.prefix.Addr(), ops.Addr(m.Arg[0]).IP()); ok {
+						other.nextID++
+						other.pending = append(other.pending, channel.Msg{ID: other.nextID, Op: ops.OpDeliver, Ref: d})
+					}
+					e.pending = append(e.pending, m) // copied out
+				case ops.OpDeliver: // the reply to one of ours
+					e.p.ip.pool.Free(m.Ref)
+				}
+			}
+		}
+		for _, e := range ends {
+			sent := e.p.ip.ep.Send(e.pending...)
+			e.pending = e.pending[sent:]
+			moved = moved || sent > 0
+		}
+		if !moved {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+// wrap puts seg in an IPv4 datagram from src to dst in a buffer of up.
+func wrap(up *pool.Pool, seg []byte, src, dst netip.Addr) (pool.Ref, bool) {
+	ref, ok := up.Alloc()
+	if !ok {
+		return pool.Ref{}, false
+	}
+	b, _ := up.Bytes(ref)
+	n := header.IPv4MinimumSize + len(seg)
+	header.IPv4(b).Encode(&header.IPv4Fields{TotalLength: uint16(n), TTL: 64, Protocol: header.ProtocolTCP, Src: src, Dst: dst})
+	copy(b[header.IPv4MinimumSize:], seg)
+	ref.Len = uint32(n)
+	return ref, true
+}
