@@ -44,6 +44,7 @@ var Components = []string{
 	"keepnet/cmd/e1000",
 	"keepnet/cmd/ip",
 	"keepnet/cmd/udp",
+	"keepnet/cmd/tcp",
 	"keepnet/cmd/syscall",
 	"keepnet/cmd/resolver",
 	"keepnet/cmd/sshd",

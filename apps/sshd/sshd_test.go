@@ -40,7 +40,9 @@ func TestExecAndAuth(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, Config{HostKey: host, AuthorizedKeys: keys, Commands: map[string]Command{"echo": Echo}}) }()
+	go func() {
+		done <- Serve(ctx, l, Config{HostKey: host, AuthorizedKeys: keys, Commands: map[string]Command{"echo": Echo}})
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -61,7 +63,7 @@ func TestExecAndAuth(t *testing.T) {
 	defer c.Close()
 	tests := []struct {
 		cmd, out string
-		status  int
+		status   int
 	}{
 		{"echo hello", "hello\n", 0},
 		{"echo  a   b", "a b\n", 0},

@@ -15,8 +15,7 @@ import (
 //
 // On keepnet's stack the applications reach the network through the
 // SYSCALL server (servers/syscall) and their socket library
-// (servers/socket); TCP arrives with the tcp server, so for now they serve
-// UDP only there.
+// (servers/socket), over the udp and tcp servers.
 func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	specs := []supervisor.Spec{
 		{Name: "store", Path: "/bin/store", Restart: supervisor.Always},
@@ -37,7 +36,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				Args: []string{"-stack", cfg.Stack, "-keys", cfg.SSHKey, "-ctl", LocalCtl}, Restart: supervisor.Always})
 		}
 	case StackKeepnet:
-		ipArgs := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0", "-udp", "udp"}
+		ipArgs := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0", "-udp", "udp", "-tcp", "tcp"}
 		if cfg.Gateway.IsValid() {
 			ipArgs = append(ipArgs, "-gw", cfg.Gateway.String())
 		}
@@ -45,14 +44,21 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			supervisor.Spec{Name: "e1000.0", Path: "/bin/e1000", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
-			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Args: []string{"-tcp", "tcp"}, Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "httpd", Path: "/bin/httpd", Args: []string{"-stack", cfg.Stack, "-ctl", LocalCtl}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack, "-discard", "9"}, Restart: supervisor.Always},
 		)
-		apps := []string{"echo"}
+		apps := []string{"httpd", "echo"}
 		if cfg.DNS.IsValid() {
 			specs = append(specs, supervisor.Spec{Name: "resolver", Path: "/bin/resolver",
 				Args: []string{"-stack", cfg.Stack, "-dns", cfg.DNS.String()}, Restart: supervisor.Always})
 			apps = append(apps, "resolver")
+		}
+		if cfg.SSHKey != "" {
+			specs = append(specs, supervisor.Spec{Name: "sshd", Path: "/bin/sshd",
+				Args: []string{"-stack", cfg.Stack, "-keys", cfg.SSHKey, "-ctl", LocalCtl}, Restart: supervisor.Always})
+			apps = append(apps, "sshd")
 		}
 		// Buffers of 64 KiB above IP: a UDP datagram is up to 65507 bytes.
 		const big = 64 << 10
@@ -64,7 +70,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				Regions: []hub.RegionSpec{{Name: "e1000.0.rings", Bufs: 1, BufSize: 8192}},
 			},
 			hub.Node{
-				Name: "ip", Peers: []string{"e1000.0", "udp"},
+				Name: "ip", Peers: []string{"e1000.0", "udp", "tcp"},
 				Pools: []hub.PoolSpec{
 					{Name: ip.RxPool, Bufs: 1023, BufSize: 2048},
 					{Name: ip.TxPool, Bufs: 1023, BufSize: 2048},
@@ -72,7 +78,8 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				},
 			},
 			hub.Node{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "udp.out", Bufs: 63, BufSize: big}}},
-			hub.Node{Name: "syscall", Peers: append([]string{"udp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big}}},
+			hub.Node{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "tcp.out", Bufs: 63, BufSize: big}}},
+			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big}}},
 		)
 		for _, app := range apps {
 			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big}}})

@@ -64,3 +64,45 @@ func httpTransfer(t testing.TB, n *netns, size, upload int64) (down, up float64)
 	}
 	return down, up
 }
+
+// keepnet's own TCP: curl downloads and uploads through e1000.0, ip, tcp,
+// syscall and the HTTP app, with the hashes checked; the OpenSSH client
+// runs a command; a kill of tcp keeps the listeners (new connections are
+// accepted within a second).
+func TestTCPKeepnet(t *testing.T) {
+	requireITest(t, true)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+	n := newNetns(t)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet", "--authorized-keys", key+".pub")...)
+
+	down, up := httpTransfer(t, n, 100_000_000, 50_000_000)
+	t.Logf("keepnet TCP: download 100 MB at %.0f Mbit/s, upload 50 MB at %.0f Mbit/s", down, up)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := n.exec(ctx, nil, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", "root@"+n.GuestIP, "echo hello")
+	if err != nil || string(out) != "hello\n" {
+		t.Errorf("ssh appliance echo hello over keepnet's TCP = %q, %v; want hello", out, err)
+	}
+
+	if out, err := keepnet(ctx, "", "kill", "tcp", "--ctl", a.ctl); err != nil {
+		t.Fatalf("keepnet kill tcp: %v\n%s", err, out)
+	}
+	killed := time.Now()
+	for {
+		_, err := n.exec(ctx, nil, "curl", "-sS", "--fail", "--max-time", "2", "-o", "/dev/null", "http://"+n.GuestIP+"/bytes?n=10")
+		if err == nil {
+			t.Logf("a new connection accepted %v after the kill of tcp", time.Since(killed).Round(time.Millisecond))
+			break
+		}
+		if time.Since(killed) > 5*time.Second {
+			t.Fatalf("no connection accepted within 5s of killing tcp: %v", err)
+		}
+	}
+	if d := time.Since(killed); d > time.Second {
+		t.Errorf("the first new connection came %v after the kill, want within 1s", d)
+	}
+}

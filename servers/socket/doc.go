@@ -1,16 +1,17 @@
 // Package socket is keepnet's socket API: the library an application links
-// to get net.PacketConn, net.Conn (and later net.Listener) values whose
-// traffic goes through keepnet's own stack instead of the Linux kernel's.
-// A [Stack] speaks the socket operations of servers/ops to the SYSCALL
-// server over one shared-memory channel (kernel/chan), with the datagrams in
-// the application's own pool (kernel/pool); *Stack satisfies
+// to get net.PacketConn, net.Conn and net.Listener values (UDP and TCP)
+// whose traffic goes through keepnet's own stack instead of the Linux
+// kernel's. A [Stack] speaks the socket operations of servers/ops to the
+// SYSCALL server over one shared-memory channel (kernel/chan), with the
+// payload in the application's own pool (kernel/pool); *Stack satisfies
 // apps/netapi.Network, so an application written against that interface runs
 // unchanged on either stack.
 //
 // # Recovery: the SYSCALL server restarts
 //
 // The application never notices a SYSCALL restart, apart from a datagram
-// that may go out twice. The steps:
+// that may go out twice and its established TCP connections, which are
+// reset (step 4). The steps:
 //
 //  1. The new SYSCALL generation first resets every transport (ops.OpReset),
 //     so the ports its predecessor's sockets held are free again. (That is
@@ -28,10 +29,20 @@
 //  4. Every socket that was open is re-created on the new channel, as a
 //     chain in which each step waits for the previous reply: OpOpen with the
 //     same socket id, OpBind to the address it had actually bound (so an
-//     ephemeral port stays the same), OpConnect to the same peer if it was
-//     connected. While a socket is being restored, its operations — the
-//     unanswered ones taken back in step 3, and any the application issues
-//     meanwhile — are parked, in order.
+//     ephemeral port stays the same), then OpConnect to the same peer if it
+//     was a connected UDP socket, or OpListen with the same backlog if it was
+//     a TCP listener (the transport had kept the listener; the new SYSCALL
+//     server's OpReset closed it, and this re-creates it). While a socket is
+//     being restored, its operations — the unanswered ones taken back in
+//     step 3 (a listener's posted OpAccepts, with the same new-socket ids),
+//     and any the application issues meanwhile — are parked, in order.
+//     An established TCP connection (dialled or accepted) cannot be carried
+//     over by this library: its state was the transport's, which OpReset
+//     discarded. It is reset instead: its operations taken back, and every
+//     later one, fail with ECONNRESET (bytes already queued here are still
+//     read first, as after an RST); its Close is local (Stats.Reset counts
+//     them). A TCP socket whose OpConnect had no reply yet is restored like
+//     any other (OpOpen, OpBind if bound) and its OpConnect re-sent.
 //  5. When the chain completes, the parked operations are sent under fresh
 //     request ids, which only ever grow: the receives are posted again
 //     (with the same buffers) and every OpSendTo that had no reply is sent
@@ -74,7 +85,27 @@
 // longer received datagram is truncated to it; a read into a short buffer
 // copies what fits, as Go's net does on Linux.
 //
-// TCP (Listen, stream Dial) is not there yet; the socket record, the request
-// table and the restore chain are not UDP-specific, so it slots in beside
-// UDPConn.
+// # TCP
+//
+// Listen opens a socket, binds it and listens (backlog 128); the
+// [TCPListener] keeps 4 OpAccept posted, each naming a fresh socket id, and
+// queues the connections they bring (at most 16, then no accept is posted
+// until Accept takes one: the transport's backlog bounds the rest). Dial
+// opens a socket and connects; the reply comes when the connection is
+// established or failed (StatusRefused: ECONNREFUSED, StatusTimedOut:
+// ETIMEDOUT); a context that ends first closes the socket. A [TCPConn]
+// keeps 2 OpRecvFrom posted with pool buffers; their bytes join its queue
+// (bounded like a UDP socket's, in buffers: a reader that does not read
+// stops the receives, and the transport's window does the rest), and Read
+// copies from it across buffers. FlagEOF ends the stream: Read returns
+// io.EOF once the queue is empty. Write copies b into pool buffers, one
+// buffer at a time, sends each with OpSendTo and waits for the reply, whose
+// Arg[2] says how much the transport took; the rest is sent again. A write
+// deadline ends the wait; the chunk then with the transport is not counted
+// and may still go out. StatusReset and StatusTimedOut on any operation
+// break the connection: later operations fail with ECONNRESET or ETIMEDOUT
+// (queued bytes are still read first). CloseWrite is OpShutdown (later
+// Writes fail with EPIPE); CloseRead is local only (Read returns io.EOF,
+// arriving bytes are dropped). Errors come in *net.OpError as from Go's net;
+// io.EOF comes bare.
 package socket

@@ -3,7 +3,6 @@ package socket
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"syscall"
@@ -17,8 +16,6 @@ var (
 	// ErrLost: a SYSCALL restart could not re-create the socket (its port
 	// was taken meanwhile, or the transport did not come back).
 	ErrLost = errors.New("socket lost in a SYSCALL server restart")
-	// ErrTCPNotSupported: Listen and TCP dials, until servers/tcp exists.
-	ErrTCPNotSupported = fmt.Errorf("tcp: not yet supported: %w", errors.ErrUnsupported)
 
 	errMissingAddress = errors.New("missing address")
 	errNotIPv4        = errors.New("keepnet sockets are IPv4 only")
@@ -46,6 +43,10 @@ func statusErr(call string, status int32) error {
 		errno = syscall.EINVAL
 	case ops.StatusNoSocket:
 		errno = syscall.EBADF
+	case ops.StatusReset:
+		errno = syscall.ECONNRESET
+	case ops.StatusTimedOut:
+		errno = syscall.ETIMEDOUT
 	default:
 		errno = syscall.EIO
 	}

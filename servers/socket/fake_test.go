@@ -12,20 +12,29 @@ import (
 	"keepnet/servers/ops"
 )
 
-// fakeNet is an in-memory UDP network on one host, hostIP: the transport
-// under any number of fake SYSCALL servers. Datagrams go by destination
-// port. One lock serialises everything, including every fake server's
-// sends on its channel (the one-sender rule).
+// fakeNet is an in-memory UDP and TCP network on one host, hostIP: the
+// transports under any number of fake SYSCALL servers. Datagrams go by
+// destination port; TCP is a reliable byte stream (fake_tcp_test.go). One
+// lock serialises everything, including every fake server's sends on its
+// channel (the one-sender rule).
 type fakeNet struct {
 	mu      sync.Mutex
 	ports   map[uint16]*fakeSock
 	nextEph uint16
 	dropped int // datagrams nobody took
+
+	tcpPorts   map[uint16]*fakeSock // TCP listeners and connecting sockets, by local port
+	nextTCPEph uint16
+	rcvBuf     int // bytes a TCP connection buffers unread before sends wait
+	takeMax    int // if > 0, the most a TCP send takes at once (forces partial takes)
 }
 
 var hostIP = netip.MustParseAddr("10.0.0.2")
 
-func newFakeNet() *fakeNet { return &fakeNet{ports: map[uint16]*fakeSock{}, nextEph: 49152} }
+func newFakeNet() *fakeNet {
+	return &fakeNet{ports: map[uint16]*fakeSock{}, nextEph: 49152,
+		tcpPorts: map[uint16]*fakeSock{}, nextTCPEph: 49152, rcvBuf: 64 << 10}
+}
 
 // fakeServer is one generation of a SYSCALL server for one application.
 type fakeServer struct {
@@ -51,6 +60,7 @@ type fakeSock struct {
 	posted            []channel.Msg // OpRecvFrom waiting for a datagram
 	queue             []fakeDatagram
 	truncatedReceived int
+	tcp               *fakeTCP // nil for UDP
 }
 
 type fakeDatagram struct {
@@ -92,10 +102,15 @@ func (f *fakeServer) crash() {
 	<-f.done
 	f.n.mu.Lock()
 	defer f.n.mu.Unlock()
-	for _, s := range f.socks {
-		f.n.unbind(s)
-	}
+	socks := f.socks
 	f.socks = nil
+	for _, s := range socks {
+		if s.tcp != nil {
+			f.n.crashTCP(s)
+		} else {
+			f.n.unbind(s)
+		}
+	}
 }
 
 func (f *fakeServer) count(op uint16) int {
@@ -124,6 +139,9 @@ func (f *fakeServer) setHoldSends(v bool) {
 
 // reply queues an answer to m. n.mu must be held.
 func (f *fakeServer) reply(m channel.Msg, status int32) {
+	if f.socks == nil {
+		return // crashed
+	}
 	m.Status = status
 	f.out = append(f.out, m)
 }
@@ -144,6 +162,10 @@ func (f *fakeServer) handle(m channel.Msg) {
 	s := f.socks[m.Arg[0]]
 	if s == nil && m.Op != ops.OpOpen && m.Op != ops.OpReset {
 		f.reply(m, ops.StatusNoSocket)
+		return
+	}
+	if (s == nil && m.Op == ops.OpOpen && ops.Network(m.Arg[1]) == ops.TCP) || (s != nil && s.tcp != nil) {
+		f.handleTCP(s, m)
 		return
 	}
 	switch m.Op {

@@ -10,7 +10,7 @@ import (
 // every query goes over a keepnet UDP socket to the server it picked. Go
 // treats a connection that is a net.PacketConn as UDP (one query, one
 // datagram); *UDPConn is one. A truncated answer makes Go retry over TCP,
-// which fails until keepnet has TCP.
+// which goes over a keepnet TCP connection.
 func (s *Stack) Resolver() *net.Resolver { return s.ResolverVia("") }
 
 // ResolverVia is Resolver with every query sent to server ("ip:port", e.g.

@@ -25,7 +25,12 @@ const PeerName = "syscall"
 const PoolSuffix = ".io"
 
 const (
-	recvDepth         = 4                      // receives kept posted per socket
+	recvDepth         = 4                      // receives kept posted per UDP socket
+	streamRecvDepth   = 2                      // receives kept posted per TCP connection
+	acceptDepth       = 4                      // accepts kept posted per listener
+	acceptQueue       = 16                     // accepted connections queued per listener, at most
+	listenBacklog     = 128                    // OpListen's backlog
+	connectTimeout    = 3 * time.Minute        // a TCP connect without a caller deadline
 	maxQueue          = 64                     // datagrams queued per socket, at most
 	pollEvery         = 25 * time.Millisecond  // the dispatcher's longest sleep
 	ctlTimeout        = 10 * time.Second       // open/bind/connect without a caller deadline
@@ -76,6 +81,7 @@ type Stats struct {
 	Restarts   uint64 // generations switched to after the first
 	Restored   uint64 // sockets re-created on a new generation
 	Lost       uint64 // sockets a new generation could not re-create
+	Reset      uint64 // TCP connections a new generation could not carry over
 	Resent     uint64 // sends re-issued after a restart
 	Reposted   uint64 // receives re-posted after a restart
 	Stale      uint64 // replies with no request (dropped)
@@ -95,6 +101,7 @@ type op struct {
 	msg     channel.Msg // msg.ID is its id on the current channel
 	sock    *sock
 	restore bool             // a step of the socket's restore chain
+	child   *sock            // OpAccept: the connection it names (not in Stack.socks until accepted)
 	done    chan channel.Msg // the reply, for a caller that waits (capacity 1); nil for receives
 }
 
@@ -127,9 +134,18 @@ type sock struct {
 	attempts                 int // restore steps retried
 	closed, closeSent        bool
 	broken                   error // set when the socket is lost
-	posted                   int   // receives posted
+	posted                   int   // receives (accepts, on a listener) posted
 	rq                       []datagram
-	notify                   chan struct{} // closed when rq grows or broken is set; made by a waiting reader
+	notify                   chan struct{} // closed when rq or aq grows, or eof, connErr or broken is set; made by a waiting reader
+
+	// TCP only; guarded by Stack.mu.
+	listening      bool    // OpListen confirmed
+	backlog        int     // as given to OpListen, for a restore
+	aq             []*sock // a listener's accepted connections, not yet taken by Accept
+	rqOff          int     // bytes of rq[0] already read
+	eof            bool    // the peer's FIN came (FlagEOF)
+	rdShut, wrShut bool    // CloseRead, CloseWrite
+	connErr        int32   // StatusReset or StatusTimedOut once the connection is broken
 }
 
 // datagram is one received datagram, its bytes still in the pool, or an
@@ -388,11 +404,22 @@ func (s *Stack) replyLocked(m channel.Msg) {
 	ok = m.Status == ops.StatusOK
 	switch o.msg.Op {
 	case ops.OpRecvFrom:
-		s.receivedLocked(o, m)
+		if c.network == ops.TCP {
+			s.streamReceivedLocked(o, m)
+		} else {
+			s.receivedLocked(o, m)
+		}
 		return
+	case ops.OpAccept:
+		s.acceptedLocked(o, m)
+		return
+	case ops.OpListen:
+		c.listening = c.listening || ok
 	case ops.OpSendTo:
 		s.freeLocked(o.msg.Ref)
-		if ok && !c.bound {
+		if c.network == ops.TCP {
+			s.connFailedLocked(c, m.Status)
+		} else if ok && !c.bound {
 			c.local, c.bound = ops.Addr(m.Arg[1]), true
 		}
 	case ops.OpOpen:
@@ -451,7 +478,18 @@ func (s *Stack) topUpLocked(c *sock) {
 	if !c.live || c.closed || c.broken != nil || s.closed {
 		return
 	}
-	for c.posted < recvDepth && len(c.rq)+c.posted < s.queueCap {
+	depth := recvDepth
+	if c.network == ops.TCP {
+		if c.listening {
+			s.topUpAcceptsLocked(c)
+			return
+		}
+		if c.eof || c.rdShut || c.connErr != ops.StatusOK {
+			return
+		}
+		depth = streamRecvDepth
+	}
+	for c.posted < depth && len(c.rq)+c.posted < s.queueCap {
 		ref, ok := s.pool.Alloc()
 		if !ok {
 			s.starved = true
@@ -534,6 +572,8 @@ func (s *Stack) adopt(p peerPort) {
 			}
 			c.parked, c.restoring = nil, false
 			delete(s.socks, c.id)
+		case c.network == ops.TCP && c.connected:
+			s.resetLocked(c, append(taken[c], c.parked...))
 		case c.opened:
 			c.parked = append(taken[c], c.parked...)
 			c.restoring, c.attempts = true, 0
@@ -565,15 +605,9 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 		s.lostLocked(c, o.msg.Op != ops.OpOpen, m.Status)
 		return
 	}
-	var next channel.Msg
-	switch {
-	case o.msg.Op == ops.OpOpen && c.bound:
-		next = channel.Msg{Op: ops.OpBind, Arg: [4]uint64{c.id, uint64(c.local)}}
-	case o.msg.Op != ops.OpConnect && c.connected:
-		next = channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{c.id, uint64(c.remote)}}
-	}
-	if next.Op != 0 {
-		s.submitLocked(&op{sock: c, restore: true, msg: next})
+	steps := restoreSteps(c)
+	if i := slices.IndexFunc(steps, func(m channel.Msg) bool { return m.Op == o.msg.Op }); i >= 0 && i+1 < len(steps) {
+		s.submitLocked(&op{sock: c, restore: true, msg: steps[i+1]})
 		return
 	}
 	// Restored: send what waited, in order.
@@ -591,6 +625,23 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 		s.submitLocked(p)
 	}
 	s.topUpLocked(c)
+}
+
+// restoreSteps is the chain that re-creates c on a new generation: open,
+// bind to the address it had, then listen (a TCP listener) or connect (a
+// connected UDP socket). A TCP connection never gets here: it is reset.
+func restoreSteps(c *sock) []channel.Msg {
+	steps := []channel.Msg{{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(c.network)}}}
+	if c.bound {
+		steps = append(steps, channel.Msg{Op: ops.OpBind, Arg: [4]uint64{c.id, uint64(c.local)}})
+	}
+	switch {
+	case c.listening:
+		steps = append(steps, channel.Msg{Op: ops.OpListen, Arg: [4]uint64{c.id, uint64(c.backlog)}})
+	case c.connected && c.network != ops.TCP:
+		steps = append(steps, channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{c.id, uint64(c.remote)}})
+	}
+	return steps
 }
 
 // lostLocked gives up on restoring c: its operations fail with ErrLost.
@@ -623,6 +674,8 @@ func (s *Stack) dropLocked(o *op, status int32) {
 	case ops.OpRecvFrom:
 		o.sock.posted--
 		s.freeLocked(o.msg.Ref)
+	case ops.OpAccept:
+		o.sock.posted--
 	case ops.OpSendTo:
 		s.freeLocked(o.msg.Ref)
 	case ops.OpClose:
@@ -663,7 +716,11 @@ func (s *Stack) closeSockLocked(c *sock) *op {
 			s.freeLocked(d.ref)
 		}
 	}
-	c.rq = nil
+	c.rq, c.rqOff = nil, 0
+	for _, a := range c.aq {
+		s.closeSockLocked(a)
+	}
+	c.aq = nil
 	if c.closeSent || s.closed {
 		return nil
 	}

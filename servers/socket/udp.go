@@ -41,7 +41,7 @@ func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
 
 // ListenUDP is ListenPacket with a context bounding the set-up.
 func (s *Stack) ListenUDP(ctx context.Context, network, address string) (*UDPConn, error) {
-	laddr, err := parseAddr(network, address, true)
+	laddr, err := parseAddr(ops.UDP, network, address, true)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
@@ -52,21 +52,24 @@ func (s *Stack) ListenUDP(ctx context.Context, network, address string) (*UDPCon
 	return c, nil
 }
 
-// Listen would open a TCP listener; TCP is not there yet.
-func (s *Stack) Listen(network, address string) (net.Listener, error) {
-	return nil, &net.OpError{Op: "listen", Net: network, Err: ErrTCPNotSupported}
-}
-
-// Dial connects a UDP socket to address; see DialContext.
+// Dial connects to address; see DialContext.
 func (s *Stack) Dial(network, address string) (net.Conn, error) {
 	return s.DialContext(context.Background(), network, address)
 }
 
-// DialContext opens a UDP socket connected to address (a numeric IPv4
-// "host:port"), bound to an ephemeral port: Read and Write then talk to that
-// peer only. ctx bounds the set-up (and at most 10 s). "tcp" fails with
-// ErrTCPNotSupported for now.
+// DialContext connects to address, a numeric IPv4 "host:port". For "tcp"
+// and "tcp4" it is [Stack.DialTCP]. For "udp" and "udp4" it opens a UDP
+// socket connected to address, bound to an ephemeral port: Read and Write
+// then talk to that peer only; ctx bounds the set-up (and at most 10 s).
 func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	switch network {
+	case "tcp", "tcp4":
+		c, err := s.DialTCP(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	c, err := s.DialUDP(ctx, network, address)
 	if err != nil {
 		return nil, err
@@ -82,15 +85,11 @@ func (s *Stack) DialUDP(ctx context.Context, network, address string) (*UDPConn,
 // DialUDPFrom is DialUDP from a given local address (like net.DialUDP's
 // laddr; "" is an ephemeral port).
 func (s *Stack) DialUDPFrom(ctx context.Context, network, local, address string) (*UDPConn, error) {
-	switch network {
-	case "tcp", "tcp4":
-		return nil, &net.OpError{Op: "dial", Net: network, Err: ErrTCPNotSupported}
-	}
-	raddr, err := parseAddr(network, address, false)
+	raddr, err := parseAddr(ops.UDP, network, address, false)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
-	laddr, err := parseAddr(network, local, true)
+	laddr, err := parseAddr(ops.UDP, network, local, true)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: udpAddr(raddr), Err: err}
 	}
@@ -111,14 +110,24 @@ func (s *Stack) DialUDPFrom(ctx context.Context, network, local, address string)
 	return c, nil
 }
 
-// create opens a socket and binds and/or connects it with setup (Arg[0]
-// filled in here), one request after the other, then starts receiving.
+// create opens a UDP socket and sets it up (see establish).
 func (s *Stack) create(ctx context.Context, network string, setup ...channel.Msg) (*UDPConn, error) {
 	c, err := s.newSock(ops.UDP, network)
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.call(ctx, c, channel.Msg{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(ops.UDP)}})
+	if err := s.establish(ctx, c, setup...); err != nil {
+		return nil, err
+	}
+	return &UDPConn{s: s, c: c}, nil
+}
+
+// establish opens c on the server and binds, listens and/or connects it
+// with setup (Arg[0] filled in here), one request after the other, then
+// starts receiving (accepting, on a listener). On failure, a cancelled ctx
+// included, c is closed.
+func (s *Stack) establish(ctx context.Context, c *sock, setup ...channel.Msg) error {
+	r, err := s.call(ctx, c, channel.Msg{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(c.network)}})
 	if err == nil {
 		err = statusErr("socket", r.Status)
 	}
@@ -127,8 +136,12 @@ func (s *Stack) create(ctx context.Context, network string, setup ...channel.Msg
 			break
 		}
 		call := "bind"
-		if m.Op == ops.OpConnect {
+		switch m.Op {
+		case ops.OpConnect:
 			call = "connect"
+		case ops.OpListen:
+			call = "listen"
+			c.backlog = int(m.Arg[1])
 		}
 		m.Arg[0] = c.id
 		if r, err = s.call(ctx, c, m); err == nil {
@@ -140,13 +153,16 @@ func (s *Stack) create(ctx context.Context, network string, setup ...channel.Msg
 	if err == nil && c.broken != nil {
 		err = c.broken
 	}
+	if err == nil && c.connErr != ops.StatusOK { // reset by a restart while connecting
+		err = statusErr("connect", c.connErr)
+	}
 	if err != nil {
 		s.closeSockLocked(c)
-		return nil, err
+		return err
 	}
 	c.live = true
 	s.topUpLocked(c)
-	return &UDPConn{s: s, c: c}, nil
+	return nil
 }
 
 // call sends a control request for c and waits for its reply.
@@ -302,21 +318,42 @@ func (u *UDPConn) write(b []byte, dst ops.Addr) (int, error) {
 	if len(b) > s.pool.BufSize() {
 		return 0, os.NewSyscallError("sendto", syscall.EMSGSIZE)
 	}
+	o, err := s.submitSend(c, b, dst)
+	if err != nil {
+		return 0, err
+	}
+	r, err := s.awaitSend(c, o)
+	if err != nil {
+		return 0, err
+	}
+	return u.sent(len(b), r.Status)
+}
+
+// submitSend copies b (at most a pool buffer) into a pool buffer and sends
+// it on c to dst (0: the connected peer). An exhausted pool makes it wait
+// for a buffer, within c's write deadline.
+func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
 	s.mu.Lock()
 	var o *op
 	for o == nil {
 		switch {
 		case c.closed || s.closed:
 			s.mu.Unlock()
-			return 0, net.ErrClosed
+			return nil, net.ErrClosed
 		case c.broken != nil:
 			s.mu.Unlock()
-			return 0, c.broken
+			return nil, c.broken
+		case c.connErr != ops.StatusOK:
+			s.mu.Unlock()
+			return nil, statusErr("write", c.connErr)
+		case c.wrShut:
+			s.mu.Unlock()
+			return nil, os.NewSyscallError("write", syscall.EPIPE)
 		}
 		changed, expired := c.wd.wait()
 		if expired {
 			s.mu.Unlock()
-			return 0, os.ErrDeadlineExceeded
+			return nil, os.ErrDeadlineExceeded
 		}
 		ref, ok := s.pool.Alloc()
 		if ok {
@@ -325,7 +362,7 @@ func (u *UDPConn) write(b []byte, dst ops.Addr) (int, error) {
 			if err != nil {
 				s.freeLocked(ref)
 				s.mu.Unlock()
-				return 0, err
+				return nil, err
 			}
 			copy(buf, b)
 			o = &op{sock: c, msg: channel.Msg{Op: ops.OpSendTo, Arg: [4]uint64{c.id, uint64(dst)}, Ref: ref}, done: make(chan channel.Msg, 1)}
@@ -347,24 +384,31 @@ func (u *UDPConn) write(b []byte, dst ops.Addr) (int, error) {
 		s.mu.Lock()
 	}
 	s.mu.Unlock()
+	return o, nil
+}
+
+// awaitSend waits for the reply to a send, within c's write deadline. On a
+// timeout the buffer stays lent until the reply comes (the dispatcher frees
+// it then).
+func (s *Stack) awaitSend(c *sock, o *op) (channel.Msg, error) {
 	for {
 		changed, expired := c.wd.wait()
 		select {
 		case r := <-o.done: // a reply that beat the deadline still counts
-			return u.sent(len(b), r.Status)
+			return r, nil
 		default:
 		}
 		if expired {
-			return 0, os.ErrDeadlineExceeded
+			return channel.Msg{}, os.ErrDeadlineExceeded
 		}
 		select {
 		case r := <-o.done:
-			return u.sent(len(b), r.Status)
+			return r, nil
 		case <-changed:
 		case <-c.closedCh:
-			return 0, net.ErrClosed
+			return channel.Msg{}, net.ErrClosed
 		case <-s.done:
-			return 0, net.ErrClosed
+			return channel.Msg{}, net.ErrClosed
 		}
 	}
 }
@@ -386,13 +430,21 @@ func (u *UDPConn) sent(n int, status int32) (int, error) {
 // net.ErrClosed. It waits a little for the server to confirm, so that the
 // port is free when it returns.
 func (u *UDPConn) Close() error {
-	s := u.s
-	s.mu.Lock()
-	if u.c.closed {
-		s.mu.Unlock()
-		return u.opErr("close", nil, net.ErrClosed)
+	if err := u.s.closeSock(u.c); err != nil {
+		return u.opErr("close", nil, err)
 	}
-	o := s.closeSockLocked(u.c)
+	return nil
+}
+
+// closeSock closes c and waits a little for the server to confirm; it
+// fails with net.ErrClosed if c was closed already.
+func (s *Stack) closeSock(c *sock) error {
+	s.mu.Lock()
+	if c.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	o := s.closeSockLocked(c)
 	s.mu.Unlock()
 	if o != nil {
 		t := time.NewTimer(closeWait)
@@ -478,11 +530,13 @@ func netAddr(a net.Addr) (ops.Addr, error) {
 	return ops.FromAddrPort(ap), nil
 }
 
-// parseAddr packs a "host:port" for network. A local address may be empty
-// or have an empty host (any); a remote one needs a host.
-func parseAddr(network, address string, local bool) (ops.Addr, error) {
-	switch network {
-	case "udp", "udp4":
+// parseAddr packs a "host:port" for network, which must name a network of
+// kind ("udp", "udp4"; "tcp", "tcp4"). A local address may be empty or have
+// an empty host (any); a remote one needs a host.
+func parseAddr(kind ops.Network, network, address string, local bool) (ops.Addr, error) {
+	switch {
+	case kind == ops.UDP && (network == "udp" || network == "udp4"):
+	case kind == ops.TCP && (network == "tcp" || network == "tcp4"):
 	default:
 		return 0, net.UnknownNetworkError(network)
 	}

@@ -305,7 +305,7 @@ func TestOpErrorShapes(t *testing.T) {
 	_, werr := a.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 53})
 	_, lerr := ap.st.ListenPacket("udp", "10.0.0.2:4000x")
 	_, uerr := ap.st.ListenPacket("udp6", ":0")
-	_, terr := ap.st.Listen("tcp", ":80")
+	_, terr := ap.st.Listen("udp", ":80")
 	_, derr := ap.st.Dial("tcp", "10.0.0.2:80")
 	for _, tc := range []struct {
 		err                   error
@@ -317,8 +317,8 @@ func TestOpErrorShapes(t *testing.T) {
 		{werr, "write", "udp", "10.0.0.2:4000", "10.0.0.9:53", net.ErrClosed, false},
 		{lerr, "listen", "udp", "<nil>", "<nil>", nil, false},
 		{uerr, "listen", "udp6", "<nil>", "<nil>", nil, false},
-		{terr, "listen", "tcp", "<nil>", "<nil>", ErrTCPNotSupported, false},
-		{derr, "dial", "tcp", "<nil>", "<nil>", ErrTCPNotSupported, false},
+		{terr, "listen", "udp", "<nil>", "<nil>", nil, false},
+		{derr, "dial", "tcp", "<nil>", "10.0.0.2:80", syscall.ECONNREFUSED, false},
 	} {
 		var oe *net.OpError
 		if !errors.As(tc.err, &oe) {

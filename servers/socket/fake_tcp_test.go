@@ -1,0 +1,323 @@
+package socket
+
+import (
+	channel "keepnet/kernel/chan"
+	"keepnet/servers/ops"
+)
+
+// fakeTCP is the stream state of a fake TCP socket: a listener with its
+// posted accepts and its connections not yet accepted, or one end of a
+// connection. A connection is a reliable byte stream into the peer's
+// receive buffer (fakeNet.rcvBuf bytes): a send takes what fits and waits
+// unanswered while nothing fits, as a transport whose send buffer is full.
+// Everything is guarded by fakeNet.mu.
+type fakeTCP struct {
+	listening bool
+	backlog   int
+	accepts   []channel.Msg // posted OpAccept
+	ready     []*fakeSock   // established, waiting for an accept
+
+	peer   *fakeSock
+	rbuf   []byte        // received, not yet handed to a posted receive
+	sends  []channel.Msg // OpSendTo not yet answered, in order
+	fin    bool          // no more sending: the peer gets EOF once sends drain
+	eof    bool          // the peer's FIN came, after its bytes
+	reset  int32         // StatusReset once an RST came
+	closed bool
+}
+
+// handleTCP serves one request on a TCP socket (s is nil for its OpOpen).
+// n.mu must be held.
+func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
+	n := f.n
+	if m.Op == ops.OpOpen {
+		if s != nil {
+			f.reply(m, ops.StatusInvalid)
+			return
+		}
+		f.socks[m.Arg[0]] = &fakeSock{srv: f, id: m.Arg[0], tcp: &fakeTCP{}}
+		f.reply(m, ops.StatusOK)
+		return
+	}
+	t := s.tcp
+	switch m.Op {
+	case ops.OpBind:
+		if s.bound {
+			f.reply(m, ops.StatusInvalid)
+			return
+		}
+		if st := n.bindTCP(s, ops.Addr(m.Arg[1])); st != ops.StatusOK {
+			f.reply(m, st)
+			return
+		}
+		m.Arg[1] = uint64(s.local)
+		f.reply(m, ops.StatusOK)
+	case ops.OpListen:
+		if t.peer != nil {
+			f.reply(m, ops.StatusInvalid)
+			return
+		}
+		if !s.bound {
+			n.bindTCP(s, 0)
+		}
+		t.listening, t.backlog = true, int(m.Arg[1])
+		f.reply(m, ops.StatusOK)
+	case ops.OpAccept:
+		if !t.listening {
+			f.reply(m, ops.StatusInvalid)
+			return
+		}
+		t.accepts = append(t.accepts, m)
+		n.matchAccepts(s)
+	case ops.OpConnect:
+		if t.listening || t.peer != nil {
+			f.reply(m, ops.StatusInvalid)
+			return
+		}
+		if !s.bound {
+			if st := n.bindTCP(s, ops.MakeAddr(hostIP, 0)); st != ops.StatusOK {
+				f.reply(m, st)
+				return
+			}
+		}
+		dst := ops.Addr(m.Arg[1])
+		l := n.tcpPorts[dst.Port()]
+		if l == nil || !l.tcp.listening || l.srv.socks == nil || len(l.tcp.ready) >= max(1, l.tcp.backlog) {
+			f.reply(m, ops.StatusRefused) // an RST answered the SYN
+			return
+		}
+		src := s.local
+		if src.IP().IsUnspecified() {
+			src = ops.MakeAddr(hostIP, src.Port())
+		}
+		child := &fakeSock{srv: l.srv, local: ops.MakeAddr(hostIP, dst.Port()), remote: src,
+			bound: true, connected: true, tcp: &fakeTCP{peer: s}}
+		t.peer = child
+		s.remote, s.connected = dst, true
+		m.Arg[1] = uint64(s.local)
+		f.reply(m, ops.StatusOK)
+		l.tcp.ready = append(l.tcp.ready, child)
+		n.matchAccepts(l)
+	case ops.OpSendTo:
+		switch {
+		case t.reset != ops.StatusOK:
+			f.reply(m, t.reset)
+		case t.peer == nil || t.fin || m.Arg[1] != 0:
+			f.reply(m, ops.StatusInvalid)
+		default:
+			t.sends = append(t.sends, m)
+			n.pump(s)
+		}
+	case ops.OpRecvFrom:
+		switch {
+		case t.reset != ops.StatusOK:
+			m.Ref.Len = 0
+			f.reply(m, t.reset)
+		case t.peer == nil:
+			f.reply(m, ops.StatusInvalid)
+		default:
+			s.posted = append(s.posted, m)
+			n.pump(t.peer)
+		}
+	case ops.OpShutdown:
+		if t.peer == nil {
+			f.reply(m, ops.StatusInvalid)
+			return
+		}
+		t.fin = true
+		f.reply(m, ops.StatusOK)
+		n.pump(s)
+	case ops.OpClose:
+		n.closeTCP(s, ops.StatusClosed)
+		delete(f.socks, s.id)
+		f.reply(m, ops.StatusOK)
+	default:
+		f.reply(m, ops.StatusInvalid)
+	}
+}
+
+// bindTCP binds s in TCP's port space (port 0: ephemeral). n.mu must be
+// held.
+func (n *fakeNet) bindTCP(s *fakeSock, a ops.Addr) int32 {
+	port := a.Port()
+	if port == 0 {
+		for n.tcpPorts[n.nextTCPEph] != nil {
+			n.nextTCPEph++
+		}
+		port = n.nextTCPEph
+		n.nextTCPEph++
+	}
+	if n.tcpPorts[port] != nil {
+		return ops.StatusInUse
+	}
+	n.tcpPorts[port] = s
+	s.local, s.bound = ops.MakeAddr(a.IP(), port), true
+	return ops.StatusOK
+}
+
+func (n *fakeNet) unbindTCP(s *fakeSock) {
+	if s.bound && n.tcpPorts[s.local.Port()] == s {
+		delete(n.tcpPorts, s.local.Port())
+	}
+}
+
+// matchAccepts hands l's established connections to its posted accepts.
+// n.mu must be held.
+func (n *fakeNet) matchAccepts(l *fakeSock) {
+	t := l.tcp
+	for len(t.accepts) > 0 && len(t.ready) > 0 {
+		a, c := t.accepts[0], t.ready[0]
+		t.accepts, t.ready = t.accepts[1:], t.ready[1:]
+		if l.srv.socks[a.Arg[1]] != nil {
+			l.srv.reply(a, ops.StatusInvalid)
+			t.ready = append([]*fakeSock{c}, t.ready...)
+			continue
+		}
+		c.id = a.Arg[1]
+		l.srv.socks[c.id] = c
+		a.Arg[1], a.Arg[2] = uint64(c.remote), uint64(c.local)
+		l.srv.reply(a, ops.StatusOK)
+	}
+	l.srv.flush()
+}
+
+// pump moves from's bytes along its connection: its waiting sends into the
+// peer's receive buffer as far as it has room, then the buffer (and EOF
+// after it) into the peer's posted receives, until neither moves. A peer
+// that is closed answers with a reset. n.mu must be held.
+func (n *fakeNet) pump(from *fakeSock) {
+	if from == nil || from.tcp.peer == nil {
+		return
+	}
+	ft, to := from.tcp, from.tcp.peer
+	tt := to.tcp
+	defer from.srv.flush()
+	defer to.srv.flush()
+	for moved := true; moved; {
+		moved = false
+		for len(ft.sends) > 0 && ft.reset == ops.StatusOK {
+			if tt.closed || tt.reset != ops.StatusOK {
+				n.resetTCP(from, ops.StatusReset)
+				return
+			}
+			room := n.rcvBuf - len(tt.rbuf)
+			if room <= 0 {
+				break
+			}
+			m := ft.sends[0]
+			ft.sends = ft.sends[1:]
+			b, err := from.srv.pool.Bytes(m.Ref)
+			if err != nil {
+				from.srv.reply(m, ops.StatusInvalid)
+				continue
+			}
+			k := min(room, len(b))
+			if n.takeMax > 0 {
+				k = min(k, n.takeMax)
+			}
+			tt.rbuf = append(tt.rbuf, b[:k]...)
+			m.Arg[2] = uint64(k)
+			from.srv.reply(m, ops.StatusOK)
+			moved = true
+		}
+		if ft.fin && len(ft.sends) == 0 {
+			tt.eof = true
+		}
+		for len(to.posted) > 0 && (len(tt.rbuf) > 0 || tt.eof) {
+			r := to.posted[0]
+			to.posted = to.posted[1:]
+			buf, err := to.srv.pool.Bytes(r.Ref)
+			if err != nil {
+				to.srv.reply(r, ops.StatusInvalid)
+				continue
+			}
+			if len(tt.rbuf) > 0 {
+				k := copy(buf, tt.rbuf)
+				tt.rbuf = tt.rbuf[k:]
+				r.Ref.Len = uint32(k)
+				moved = true
+			} else {
+				r.Ref.Len = 0
+				r.Flags |= ops.FlagEOF
+			}
+			to.srv.reply(r, ops.StatusOK)
+		}
+	}
+}
+
+// resetTCP resets s's end of a connection (an RST came): its waiting
+// receives and sends, and later ones, are answered status. n.mu must be
+// held.
+func (n *fakeNet) resetTCP(s *fakeSock, status int32) {
+	t := s.tcp
+	if t.reset != ops.StatusOK || t.closed {
+		return
+	}
+	t.reset = status
+	for _, r := range s.posted {
+		r.Ref.Len = 0
+		s.srv.reply(r, status)
+	}
+	for _, m := range t.sends {
+		s.srv.reply(m, status)
+	}
+	s.posted, t.sends = nil, nil
+	s.srv.flush()
+}
+
+// closeTCP closes s: a listener answers its accepts with status and resets
+// the connections nobody accepted; a connection answers its own requests
+// with status and ends the stream orderly (FIN after the bytes already
+// taken), or with an RST if bytes it received are unread. n.mu must be held.
+func (n *fakeNet) closeTCP(s *fakeSock, status int32) {
+	t := s.tcp
+	if t.closed {
+		return
+	}
+	for _, a := range t.accepts {
+		s.srv.reply(a, status)
+	}
+	for _, c := range t.ready {
+		n.resetTCP(c.tcp.peer, ops.StatusReset)
+	}
+	for _, r := range s.posted {
+		r.Ref.Len = 0
+		s.srv.reply(r, status)
+	}
+	s.posted, t.accepts, t.ready = nil, nil, nil
+	if p := t.peer; p != nil && t.reset == ops.StatusOK {
+		if len(t.rbuf) > 0 || len(p.tcp.sends) > 0 {
+			n.resetTCP(p, ops.StatusReset)
+		} else {
+			t.fin = true
+			n.pump(s) // the sends waiting go out, then EOF
+		}
+	}
+	for _, m := range t.sends { // nothing fitted: they are dropped
+		s.srv.reply(m, status)
+	}
+	t.sends = nil
+	t.closed = true
+	n.unbindTCP(s)
+}
+
+// crashTCP resets s in the transport, as a new SYSCALL generation's
+// OpReset does: a listener is gone, a connection's peer gets an RST.
+// n.mu must be held; s's server is no longer answering.
+func (n *fakeNet) crashTCP(s *fakeSock) {
+	if p := s.tcp.peer; p != nil {
+		n.resetTCP(p, ops.StatusReset)
+	}
+	n.resetTCP(s, ops.StatusReset) // no FIN from closeTCP
+	n.closeTCP(s, ops.StatusClosed)
+}
+
+// rst resets the connection bound to local TCP port port, as an RST
+// arriving from the network would.
+func (n *fakeNet) rst(port uint16) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s := n.tcpPorts[port]; s != nil && s.tcp.peer != nil {
+		n.resetTCP(s, ops.StatusReset)
+	}
+}

@@ -1,0 +1,493 @@
+package socket
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	channel "keepnet/kernel/chan"
+	"keepnet/servers/ops"
+)
+
+// TCPConn is a TCP connection on keepnet, from Dial or a TCPListener's
+// Accept: a net.Conn with half-close. Its methods are safe for concurrent
+// use; concurrent Writes do not interleave their bytes.
+type TCPConn struct {
+	s *Stack
+	c *sock
+	// wmu makes one Write's chunks go out back to back.
+	wmu sync.Mutex
+}
+
+// TCPListener is a listening TCP socket on keepnet (net.Listener).
+type TCPListener struct {
+	s *Stack
+	c *sock
+}
+
+var (
+	_ net.Conn     = (*TCPConn)(nil)
+	_ net.Listener = (*TCPListener)(nil)
+)
+
+// Listen opens a TCP listener on address ("host:port"; an empty host binds
+// to any address, port 0 to an ephemeral port). network is "tcp" or
+// "tcp4"; hosts are numeric IPv4 addresses.
+func (s *Stack) Listen(network, address string) (net.Listener, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
+	defer cancel()
+	l, err := s.ListenTCP(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// ListenTCP is Listen with a context bounding the set-up (OpOpen, OpBind,
+// OpListen with a backlog of 128).
+func (s *Stack) ListenTCP(ctx context.Context, network, address string) (*TCPListener, error) {
+	laddr, err := parseAddr(ops.TCP, network, address, true)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	c, err := s.newSock(ops.TCP, network)
+	if err == nil {
+		err = s.establish(ctx, c,
+			channel.Msg{Op: ops.OpBind, Arg: [4]uint64{0, uint64(laddr)}},
+			channel.Msg{Op: ops.OpListen, Arg: [4]uint64{0, listenBacklog}})
+	}
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: tcpAddr(laddr), Err: err}
+	}
+	return &TCPListener{s: s, c: c}, nil
+}
+
+// DialTCP opens a TCP connection to address (a numeric IPv4 "host:port")
+// from an ephemeral port. It returns when the connection is established;
+// ctx bounds the wait (and at most 3 minutes): when it ends first, the
+// socket is closed. A refused connection fails with ECONNREFUSED, one that
+// timed out in the transport with ETIMEDOUT, both in a *net.OpError.
+func (s *Stack) DialTCP(ctx context.Context, network, address string) (*TCPConn, error) {
+	raddr, err := parseAddr(ops.TCP, network, address, false)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	c, err := s.newSock(ops.TCP, network)
+	if err == nil {
+		err = s.establish(ctx, c, channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{0, uint64(raddr)}})
+	}
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: tcpAddr(raddr), Err: err}
+	}
+	return &TCPConn{s: s, c: c}, nil
+}
+
+// topUpAcceptsLocked keeps acceptDepth accepts posted on listener c, each
+// naming a fresh socket id, while its queue of accepted connections has
+// room. s.mu must be held.
+func (s *Stack) topUpAcceptsLocked(c *sock) {
+	for c.posted < acceptDepth && len(c.aq)+c.posted < acceptQueue {
+		s.nextSock++
+		child := &sock{id: s.nextSock, network: ops.TCP, net: c.net, closedCh: make(chan struct{})}
+		c.posted++
+		s.submitLocked(&op{sock: c, child: child, msg: channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{c.id, child.id}}})
+	}
+}
+
+// acceptedLocked queues the connection a completed accept made and posts
+// another accept. s.mu must be held.
+func (s *Stack) acceptedLocked(o *op, m channel.Msg) {
+	c, child := o.sock, o.child
+	c.posted--
+	switch m.Status {
+	case ops.StatusOK:
+		child.opened, child.bound, child.connected, child.live = true, true, true, true
+		child.remote, child.local = ops.Addr(m.Arg[1]), ops.Addr(m.Arg[2])
+		s.socks[child.id] = child
+		if c.closed || c.broken != nil {
+			s.closeSockLocked(child)
+			return
+		}
+		c.aq = append(c.aq, child)
+		s.topUpLocked(child)
+		c.signalLocked()
+	case ops.StatusClosed:
+		return // the listener is being closed
+	case ops.StatusError, ops.StatusReset, ops.StatusTimedOut, ops.StatusRefused:
+		// a passing failure, or a connection that died before it was
+		// accepted: post again
+	default: // the server has no such listener any more
+		if c.broken == nil && !c.closed {
+			c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(m.Status))
+			c.signalLocked()
+		}
+		return
+	}
+	s.topUpLocked(c)
+}
+
+// streamReceivedLocked queues the bytes of a completed receive on a TCP
+// connection, or notes the end of the stream or its failure, and posts
+// another receive. s.mu must be held.
+func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
+	c, ref := o.sock, o.msg.Ref
+	c.posted--
+	if c.closed || c.broken != nil || c.rdShut {
+		s.freeLocked(ref)
+		return
+	}
+	switch {
+	case m.Status == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
+		if ref.Len = min(m.Ref.Len, ref.Len); ref.Len > 0 {
+			c.rq = append(c.rq, datagram{ref: ref})
+		} else {
+			s.freeLocked(ref)
+		}
+		if m.Flags&ops.FlagEOF != 0 {
+			c.eof = true
+		}
+		c.signalLocked()
+	case m.Status == ops.StatusReset || m.Status == ops.StatusTimedOut:
+		s.freeLocked(ref)
+		s.connFailedLocked(c, m.Status)
+		return
+	case m.Status == ops.StatusOK, m.Status == ops.StatusError, m.Status == ops.StatusNoRoute:
+		s.freeLocked(ref) // a bad Ref, or a passing failure: post again
+	default: // the server has no such socket any more
+		s.freeLocked(ref)
+		c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(m.Status))
+		c.signalLocked()
+		return
+	}
+	s.topUpLocked(c)
+}
+
+// connFailedLocked records a TCP connection's failure (StatusReset,
+// StatusTimedOut) reported on any of its operations; other statuses are
+// not the connection's. s.mu must be held.
+func (s *Stack) connFailedLocked(c *sock, status int32) {
+	if (status == ops.StatusReset || status == ops.StatusTimedOut) && c.connErr == ops.StatusOK {
+		c.connErr = status
+		c.signalLocked()
+	}
+}
+
+// resetLocked fails an established TCP connection on a new SYSCALL
+// generation, which cannot carry it over: pending ops (taken back from the
+// old channel or parked) fail with ECONNRESET, and so do later ones once the
+// bytes already queued here are read. The socket is not the new server's:
+// its Close is local. s.mu must be held.
+func (s *Stack) resetLocked(c *sock, pending []*op) {
+	s.stats.Reset++
+	c.connErr = ops.StatusReset
+	for _, o := range pending {
+		s.dropLocked(o, ops.StatusReset)
+	}
+	c.parked, c.restoring = nil, false
+	c.closeSent = true
+	delete(s.socks, c.id)
+	c.signalLocked()
+}
+
+// Accept waits for the next connection. It fails with net.ErrClosed once
+// the listener or the Stack is closed.
+func (l *TCPListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// AcceptTCP is Accept returning the concrete type.
+func (l *TCPListener) AcceptTCP() (*TCPConn, error) {
+	s, c := l.s, l.c
+	for {
+		s.mu.Lock()
+		if c.closed || s.closed {
+			s.mu.Unlock()
+			return nil, l.opErr(net.ErrClosed)
+		}
+		if len(c.aq) > 0 {
+			child := c.aq[0]
+			c.aq[0] = nil
+			c.aq = c.aq[1:]
+			s.topUpLocked(c)
+			s.mu.Unlock()
+			return &TCPConn{s: s, c: child}, nil
+		}
+		if c.broken != nil {
+			err := c.broken
+			s.mu.Unlock()
+			return nil, l.opErr(err)
+		}
+		if c.notify == nil {
+			c.notify = make(chan struct{})
+		}
+		notify := c.notify
+		s.mu.Unlock()
+		select {
+		case <-notify:
+		case <-c.closedCh:
+		case <-l.s.done:
+		}
+	}
+}
+
+// Close stops listening: a blocked Accept fails with net.ErrClosed, and
+// connections accepted by the transport but not yet by Accept are closed.
+func (l *TCPListener) Close() error {
+	if err := l.s.closeSock(l.c); err != nil {
+		return l.opErr(err)
+	}
+	return nil
+}
+
+// Addr is the address the listener is bound to (*net.TCPAddr).
+func (l *TCPListener) Addr() net.Addr {
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	return tcpAddr(l.c.local)
+}
+
+func (l *TCPListener) opErr(err error) error {
+	return &net.OpError{Op: "accept", Net: l.c.net, Addr: l.Addr(), Err: err}
+}
+
+// Read reads what bytes have arrived, up to len(b), waiting for some if
+// there are none. At the end of the stream (the peer closed its side, or
+// CloseRead) it returns io.EOF, once every byte before it was read.
+func (t *TCPConn) Read(b []byte) (int, error) {
+	n, err := t.read(b)
+	if err != nil && err != io.EOF {
+		return n, t.opErr("read", err)
+	}
+	return n, err
+}
+
+func (t *TCPConn) read(b []byte) (int, error) {
+	s, c := t.s, t.c
+	for {
+		changed, expired := c.rd.wait()
+		if expired {
+			return 0, os.ErrDeadlineExceeded
+		}
+		s.mu.Lock()
+		switch {
+		case c.closed:
+			s.mu.Unlock()
+			return 0, net.ErrClosed
+		case c.rdShut:
+			s.mu.Unlock()
+			return 0, io.EOF
+		case len(b) == 0:
+			s.mu.Unlock()
+			return 0, nil
+		}
+		if len(c.rq) > 0 {
+			n, err := s.takeLocked(c, b)
+			s.topUpLocked(c)
+			s.mu.Unlock()
+			return n, err
+		}
+		switch {
+		case c.eof:
+			s.mu.Unlock()
+			return 0, io.EOF
+		case c.connErr != ops.StatusOK:
+			err := statusErr("read", c.connErr)
+			s.mu.Unlock()
+			return 0, err
+		case c.broken != nil:
+			err := c.broken
+			s.mu.Unlock()
+			return 0, err
+		}
+		if c.notify == nil {
+			c.notify = make(chan struct{})
+		}
+		notify := c.notify
+		s.mu.Unlock()
+		select {
+		case <-notify:
+		case <-changed:
+		case <-c.closedCh:
+		case <-s.done:
+		}
+	}
+}
+
+// takeLocked copies queued bytes into b, freeing the buffers it empties.
+// s.mu must be held.
+func (s *Stack) takeLocked(c *sock, b []byte) (int, error) {
+	n := 0
+	for n < len(b) && len(c.rq) > 0 {
+		d := c.rq[0]
+		buf, err := s.pool.Bytes(d.ref)
+		if err != nil {
+			return n, err
+		}
+		k := copy(b[n:], buf[c.rqOff:])
+		n += k
+		if c.rqOff += k; c.rqOff == len(buf) {
+			s.freeLocked(d.ref)
+			c.rq[0] = datagram{}
+			c.rq, c.rqOff = c.rq[1:], 0
+		}
+	}
+	return n, nil
+}
+
+// Write sends b: it copies it into pool buffers, at most a buffer at a time,
+// and waits for the transport to take each (sending again what it did not
+// take). It returns when all of b is taken, or with how much was taken and
+// the error that stopped it. A Write that times out while a chunk is with
+// the transport has not counted that chunk, which may still go out in
+// whole or in part (as after a timed-out write(2), the stream's contents
+// are then uncertain).
+func (t *TCPConn) Write(b []byte) (int, error) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	s, c := t.s, t.c
+	if len(b) == 0 {
+		s.mu.Lock()
+		closed := c.closed
+		s.mu.Unlock()
+		if closed {
+			return 0, t.opErr("write", net.ErrClosed)
+		}
+		return 0, nil
+	}
+	n := 0
+	for {
+		chunk := b[n:min(len(b), n+s.pool.BufSize())]
+		o, err := s.submitSend(c, chunk, 0)
+		if err != nil {
+			return n, t.opErr("write", err)
+		}
+		r, err := s.awaitSend(c, o)
+		if err != nil {
+			return n, t.opErr("write", err)
+		}
+		if r.Status != ops.StatusOK {
+			return n, t.opErr("write", statusErr("write", r.Status))
+		}
+		n += int(min(r.Arg[2], uint64(len(chunk))))
+		if n == len(b) {
+			return n, nil
+		}
+	}
+}
+
+// CloseWrite shuts down the sending side (a FIN once the bytes written are
+// out); reading goes on. Later Writes fail with EPIPE.
+func (t *TCPConn) CloseWrite() error {
+	s, c := t.s, t.c
+	s.mu.Lock()
+	switch {
+	case c.closed:
+		s.mu.Unlock()
+		return t.opErr("close", net.ErrClosed)
+	case c.wrShut:
+		s.mu.Unlock()
+		return nil
+	}
+	c.wrShut = true
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
+	defer cancel()
+	r, err := s.call(ctx, c, channel.Msg{Op: ops.OpShutdown, Arg: [4]uint64{c.id}})
+	if err == nil {
+		err = statusErr("shutdown", r.Status)
+	}
+	if err != nil {
+		return t.opErr("close", err)
+	}
+	return nil
+}
+
+// CloseRead ends reading here: Read returns io.EOF from now on and bytes
+// that arrive are dropped. The transport is not told (servers/ops has no
+// such operation), so it keeps receiving; closing the connection with
+// bytes unread may then make it a reset, as on Linux.
+func (t *TCPConn) CloseRead() error {
+	s, c := t.s, t.c
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.closed {
+		return t.opErrLocked("close", net.ErrClosed)
+	}
+	c.rdShut = true
+	for _, d := range c.rq {
+		s.freeLocked(d.ref)
+	}
+	c.rq, c.rqOff = nil, 0
+	c.signalLocked()
+	return nil
+}
+
+// Close closes the connection (an orderly close, or a reset if bytes it
+// received were left unread in the transport): blocked and later operations
+// fail with net.ErrClosed.
+func (t *TCPConn) Close() error {
+	if err := t.s.closeSock(t.c); err != nil {
+		return t.opErr("close", err)
+	}
+	return nil
+}
+
+// LocalAddr is the connection's local address (*net.TCPAddr).
+func (t *TCPConn) LocalAddr() net.Addr {
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	return tcpAddr(t.c.local)
+}
+
+// RemoteAddr is the peer's address (*net.TCPAddr).
+func (t *TCPConn) RemoteAddr() net.Addr {
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	return tcpAddr(t.c.remote)
+}
+
+// SetDeadline sets both deadlines.
+func (t *TCPConn) SetDeadline(d time.Time) error {
+	t.c.rd.set(d)
+	t.c.wd.set(d)
+	return nil
+}
+
+// SetReadDeadline sets the deadline of reads; a blocked Read sees the change
+// at once.
+func (t *TCPConn) SetReadDeadline(d time.Time) error {
+	t.c.rd.set(d)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline of writes (including the waits for the
+// transport to take the bytes); a blocked Write sees the change at once.
+func (t *TCPConn) SetWriteDeadline(d time.Time) error {
+	t.c.wd.set(d)
+	return nil
+}
+
+// opErr wraps err as Go's net does for a connection: Source the local
+// address, Addr the peer.
+func (t *TCPConn) opErr(op string, err error) error {
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	return t.opErrLocked(op, err)
+}
+
+func (t *TCPConn) opErrLocked(op string, err error) error {
+	return &net.OpError{Op: op, Net: t.c.net, Source: tcpAddr(t.c.local), Addr: tcpAddr(t.c.remote), Err: err}
+}
+
+// tcpAddr converts a packed address.
+func tcpAddr(a ops.Addr) *net.TCPAddr { return net.TCPAddrFromAddrPort(a.AddrPort()) }
