@@ -126,7 +126,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ipFlag := fs.String("ip", "10.0.2.15/24", "the appliance's address")
 	gwFlag := fs.String("gw", "10.0.2.2", "default gateway")
 	dnsFlag := fs.String("dns", "10.0.2.3", "DNS server")
-	stack := fs.String("stack", "linux", "network stack: keepnet or linux (keepnet serves no applications until its socket API lands)")
+	stack := fs.String("stack", "keepnet", "network stack: keepnet (its own driver, IP, UDP, TCP) or linux (the kernel's, the baseline)")
 	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path on the host")
 	accel := fs.String("accel", "auto", "auto, kvm or tcg (auto uses KVM only if a probe guest really runs)")
 	smp := fs.Int("smp", 2, "virtual CPUs")
