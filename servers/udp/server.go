@@ -7,7 +7,6 @@ import (
 	"log"
 	"math/rand/v2"
 	"net/netip"
-	"sync"
 	"time"
 
 	channel "keepnet/kernel/chan"
@@ -558,107 +557,29 @@ func (s *server) sleep(src peerSource, d time.Duration) {
 	}
 }
 
-// StoreJournal is the process's Journal: it writes records to the store
-// from a goroutine, so that the loop never waits for the store. Writes of
-// one socket are applied in order (only the newest pending one is kept);
-// a write that fails stays with the store.Client, which replays what it
-// remembers when the store comes back.
-type StoreJournal struct {
-	c    kv
-	kick chan struct{}
-	done chan struct{}
-	wg   sync.WaitGroup
-
-	// wmu serializes Flush, so that one socket's writes reach the store
-	// in order. Lock order: wmu, then mu.
-	wmu sync.Mutex
-	// mu guards pending and order.
-	mu      sync.Mutex
-	pending map[uint64][]byte // nil value: delete
-	order   []uint64          // ids in pending, first come first written
-}
-
-// kv is what the journal needs of the store (a *store.Client).
-type kv interface {
-	Put(ctx context.Context, ns, key string, value []byte) error
-	Delete(ctx context.Context, ns, key string) error
-}
+// StoreJournal is the process's Journal: a store.Writer on namespace
+// StoreNS, so that the loop never waits for the store.
+type StoreJournal struct{ w *store.Writer }
 
 // NewStoreJournal starts a journal writing through c.
-func NewStoreJournal(c kv) *StoreJournal {
-	j := &StoreJournal{c: c, kick: make(chan struct{}, 1), done: make(chan struct{}), pending: map[uint64][]byte{}}
-	j.wg.Go(j.run)
-	return j
+func NewStoreJournal(c *store.Client) *StoreJournal {
+	return &StoreJournal{w: store.NewWriter(c, StoreNS)}
 }
 
 // Save queues r to be written.
 func (j *StoreJournal) Save(r Record) {
 	b, _ := r.MarshalBinary()
-	j.queue(r.ID, b)
+	j.w.Put(RecordKey(r.ID), b)
 }
 
 // Forget queues the deletion of socket id's record.
-func (j *StoreJournal) Forget(id uint64) { j.queue(id, nil) }
+func (j *StoreJournal) Forget(id uint64) { j.w.Delete(RecordKey(id)) }
 
-func (j *StoreJournal) queue(id uint64, b []byte) {
-	j.mu.Lock()
-	if _, ok := j.pending[id]; !ok {
-		j.order = append(j.order, id)
-	}
-	j.pending[id] = b
-	j.mu.Unlock()
-	select {
-	case j.kick <- struct{}{}:
-	default:
-	}
-}
-
-// Flush writes everything pending now; for tests and Close.
-func (j *StoreJournal) Flush() {
-	j.wmu.Lock()
-	defer j.wmu.Unlock()
-	for {
-		j.mu.Lock()
-		if len(j.order) == 0 {
-			j.mu.Unlock()
-			return
-		}
-		id := j.order[0]
-		j.order = j.order[1:]
-		b := j.pending[id]
-		delete(j.pending, id)
-		j.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		var err error
-		if b == nil {
-			err = j.c.Delete(ctx, StoreNS, RecordKey(id))
-		} else {
-			err = j.c.Put(ctx, StoreNS, RecordKey(id), b)
-		}
-		cancel()
-		if err != nil {
-			log.Printf("saving socket %d: %v", id, err)
-		}
-	}
-}
-
-func (j *StoreJournal) run() {
-	for {
-		select {
-		case <-j.done:
-			return
-		case <-j.kick:
-			j.Flush()
-		}
-	}
-}
+// Flush writes everything pending now; for tests.
+func (j *StoreJournal) Flush() { j.w.Flush() }
 
 // Close writes what is pending and stops the journal.
-func (j *StoreJournal) Close() {
-	close(j.done)
-	j.wg.Wait()
-	j.Flush()
-}
+func (j *StoreJournal) Close() { j.w.Close() }
 
 var _ Journal = (*StoreJournal)(nil)
 var _ IPOutput = (*server)(nil)
