@@ -20,10 +20,13 @@ RUNARGS ?= --net user --fwd tcp:8080:80
 
 .PHONY: all kernel image run test unit bench deps clean FORCE
 
-all: bin/keepnet
+all: bin/keepnet bin/keepnet-relay
 
 bin/keepnet: FORCE
 	$(GO) build -o bin/keepnet ./cmd/keepnet
+
+bin/keepnet-relay: FORCE
+	$(GO) build -o bin/keepnet-relay ./cmd/keepnet-relay
 
 bin/mkimage: FORCE
 	$(GO) build -o bin/mkimage ./cmd/mkimage

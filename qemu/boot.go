@@ -50,6 +50,14 @@ func (m Machine) Preflight(ctx context.Context) error {
 			}
 		}
 	}
+	if m.Net.Kind == "stream" {
+		// QEMU creates the socket; one left by a QEMU that died is in the way.
+		if c, err := net.DialTimeout("unix", m.Net.Path, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("network socket %s is in use by another QEMU", m.Net.Path)
+		}
+		os.Remove(m.Net.Path)
+	}
 	if _, err := os.Stat(m.Ctl); err == nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

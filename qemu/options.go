@@ -45,11 +45,14 @@ func ParseForwards(s string) ([]Forward, error) {
 
 // Net is how the appliance's NIC is connected.
 type Net struct {
-	Kind string // "user" or "tap"
+	Kind string // "user", "tap" or "stream"
 	Tap  string // interface name, for Kind "tap"
+	// Path is the Unix socket QEMU listens on for Kind "stream": a frame
+	// relay (qemu/relay: keepnet-relay -qemu-dial PATH) connects there.
+	Path string
 }
 
-// ParseNet parses "user" or "tap:IFNAME".
+// ParseNet parses "user", "tap:IFNAME" or "stream:PATH".
 func ParseNet(s string) (Net, error) {
 	if s == "user" {
 		return Net{Kind: "user"}, nil
@@ -57,7 +60,10 @@ func ParseNet(s string) (Net, error) {
 	if name, ok := strings.CutPrefix(s, "tap:"); ok && name != "" && len(name) < 16 {
 		return Net{Kind: "tap", Tap: name}, nil
 	}
-	return Net{}, fmt.Errorf("network %q: want user or tap:IFNAME", s)
+	if path, ok := strings.CutPrefix(s, "stream:"); ok && path != "" && len(path) < 100 {
+		return Net{Kind: "stream", Path: path}, nil
+	}
+	return Net{}, fmt.Errorf("network %q: want user, tap:IFNAME or stream:PATH", s)
 }
 
 // Machine is everything that shapes one boot of the appliance.
@@ -144,6 +150,9 @@ func (m Machine) Args() []string {
 	switch m.Net.Kind {
 	case "tap":
 		a = append(a, "-netdev", "tap,id=n0,ifname="+m.Net.Tap+",script=no,downscript=no")
+	case "stream":
+		// QEMU listens; the relay dials (and redials after a restart).
+		a = append(a, "-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path="+m.Net.Path)
 	default:
 		nd := "user,id=n0"
 		for _, f := range m.Forwards {

@@ -40,6 +40,8 @@ func TestParseNet(t *testing.T) {
 		{"tap:kn0", Net{Kind: "tap", Tap: "kn0"}, false},
 		{"tap:", Net{}, true},
 		{"tap:averyveryverylongname", Net{}, true},
+		{"stream:/run/k/n0.sock", Net{Kind: "stream", Path: "/run/k/n0.sock"}, false},
+		{"stream:", Net{}, true},
 		{"bridge", Net{}, true},
 	}
 	for _, tt := range tests {
@@ -110,6 +112,10 @@ func TestMachineArgs(t *testing.T) {
 	}
 	if _, ok := flagValue(args, "-serial", "mon:stdio"); !ok {
 		t.Errorf("Args() without a console file = %q, want the console on stdio", args)
+	}
+	m.Net = Net{Kind: "stream", Path: "/run/k/n0.sock"}
+	if _, ok := flagValue(m.Args(), "-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path=/run/k/n0.sock"); !ok {
+		t.Errorf("stream Args() = %q, want a stream netdev QEMU listens on", m.Args())
 	}
 	if _, ok := flagValue(args, "-device", "vhost-vsock-pci,guest-cid=7"); !ok || slices.Contains(args, "virtio-serial-pci") {
 		t.Errorf("vsock Args() = %q, want vhost-vsock-pci and no virtio-serial", args)

@@ -121,7 +121,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := repoRoot()
 	fs := newFlags("up", stderr)
-	netFlag := fs.String("net", "user", "network: user (QEMU's user networking) or tap:IFNAME")
+	netFlag := fs.String("net", "user", "network: user (QEMU's user networking), tap:IFNAME, or stream:PATH (QEMU listens on PATH for a frame relay: keepnet-relay -qemu-dial PATH)")
 	fwdFlag := fs.String("fwd", "", "with --net user: host ports to forward, tcp:HOSTPORT:GUESTPORT,... (default tcp:8080:80)")
 	ipFlag := fs.String("ip", "10.0.2.15/24", "the appliance's address")
 	gwFlag := fs.String("gw", "10.0.2.2", "default gateway")
@@ -159,7 +159,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if m.Forwards, err = qemu.ParseForwards(fwd); err != nil {
 		return usageError{err}
 	}
-	if m.Net.Kind == "tap" && len(m.Forwards) > 0 {
+	if m.Net.Kind != "user" && len(m.Forwards) > 0 {
 		return usageError{errors.New("--fwd works only with --net user")}
 	}
 	if m.IP, err = netip.ParsePrefix(*ipFlag); err != nil || !m.IP.Addr().Is4() {

@@ -16,7 +16,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{nil, 2, "usage: keepnet COMMAND"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"up", "--stack", "bsd"}, 2, "want keepnet or linux"},
-		{[]string{"up", "--net", "bridge"}, 2, "want user or tap:IFNAME"},
+		{[]string{"up", "--net", "bridge"}, 2, "want user, tap:IFNAME or stream:PATH"},
 		{[]string{"up", "--fwd", "tcp:99999:80"}, 2, "ports must be 1..65535"},
 		{[]string{"up", "--net", "tap:kn0", "--fwd", "tcp:8080:80"}, 2, "--fwd works only with --net user"},
 		{[]string{"up", "--ip", "10.0.2.15"}, 2, "prefix length"},
