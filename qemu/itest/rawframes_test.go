@@ -66,6 +66,11 @@ func TestHelperRawFrames(t *testing.T) {
 		header.IPv4(p).Encode(&header.IPv4Fields{TotalLength: uint16(len(p)), ID: id, TTL: 64, Protocol: header.ProtocolICMP, Src: src, Dst: dst})
 		return p
 	}
+	if os.Getenv("RAW_KIND") == "syn" {
+		sendSYNs(t, send, eth, them, src, dst, rounds)
+		t.Logf("sent %d SYNs and bad TCP segments", sent)
+		return
+	}
 	if os.Getenv("RAW_KIND") == "udp" {
 		sendBadUDP(t, send, eth, them, src, dst, rounds)
 		t.Logf("sent %d malformed UDP datagrams", sent)
@@ -171,4 +176,45 @@ func sendBadUDP(t *testing.T, send func([]byte), eth func(header.MAC, header.Eth
 		send(eth(them, header.EtherTypeIPv4, p))
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// sendSYNs sends rounds SYNs to port 80 from addresses of the namespace's
+// subnet that nobody holds (their SYN-ACKs go nowhere), then rounds each of
+// TCP segments with a bad checksum, a bad data offset and a bogus option.
+func sendSYNs(t *testing.T, send func([]byte), eth func(header.MAC, header.EtherType, []byte) []byte, them header.MAC, src, dst netip.Addr, rounds int) {
+	seg := func(from netip.Addr, port uint16, opts []byte) []byte {
+		p := make([]byte, 20+20+len(opts))
+		tcp := header.TCP(p[20:])
+		tcp.Encode(&header.TCPFields{SrcPort: port, DstPort: 80, Seq: uint32(port) * 7919, Flags: header.TCPFlagSYN, Window: 65535, Options: opts})
+		tcp.SetChecksum(tcp.ComputeChecksum(from, dst))
+		header.IPv4(p).Encode(&header.IPv4Fields{TotalLength: uint16(len(p)), ID: port, TTL: 64, Protocol: header.ProtocolTCP, Src: from, Dst: dst})
+		return p
+	}
+	base := src.As4()
+	for i := 0; i < rounds; i++ {
+		from := netip.AddrFrom4([4]byte{base[0], base[1], base[2], byte(100 + i%100)})
+		send(eth(them, header.EtherTypeIPv4, seg(from, uint16(10000+i%50000), nil)))
+		if i%16 == 15 {
+			time.Sleep(time.Millisecond) // a flood, but not one the host's tap queue drops
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	for i := 0; i < rounds/100; i++ {
+		p := seg(src, uint16(60000+i%1000), nil)
+		p[36] ^= 0x5a // checksum
+		send(eth(them, header.EtherTypeIPv4, p))
+		p = seg(src, uint16(60000+i%1000), nil)
+		p[32] = 0xf0 // data offset 60 bytes, past the segment
+		fixTCPChecksum(p, src, dst)
+		send(eth(them, header.EtherTypeIPv4, p))
+		p = seg(src, uint16(60000+i%1000), []byte{2, 9, 0, 0}) // an MSS option of length 9
+		send(eth(them, header.EtherTypeIPv4, p))
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func fixTCPChecksum(p []byte, src, dst netip.Addr) {
+	tcp := header.TCP(p[20:])
+	tcp.SetChecksum(0)
+	tcp.SetChecksum(tcp.ComputeChecksum(src, dst))
 }

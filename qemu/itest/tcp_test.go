@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +106,105 @@ func TestTCPKeepnet(t *testing.T) {
 	}
 	if d := time.Since(killed); d > time.Second {
 		t.Errorf("the first new connection came %v after the kill, want within 1s", d)
+	}
+}
+
+// A SYN flood of 50,000 SYNs from addresses nobody holds, while a download
+// runs: the download completes with its hash, the tcp server's memory stays
+// bounded, and malformed segments (bad checksum, bad data offset, bogus
+// option) are dropped and counted.
+func TestTCPSynFlood(t *testing.T) {
+	requireITest(t, true)
+	n := newNetns(t)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
+	httpTransfer(t, n, 1000, 1000) // warm: ARP, the link, the listener
+	before := a.waitStats("tcp", func(m map[string]any) bool { return num(m, "InSegs") > 0 })
+	nicBefore := a.stats("e1000.0")
+	tapDrops := func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, _ := n.exec(ctx, nil, "cat", "/sys/class/net/"+n.Tap+"/statistics/tx_dropped")
+		v, _ := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+		return v
+	}
+	tapBefore := tapDrops()
+	rss := map[string]int{}
+	for _, c := range a.status().Components {
+		rss[c.Name] = c.RSSKiB
+	}
+
+	const syns = 50000
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	mac, err := n.exec(ctx, nil, "sh", "-c", "ip neigh show "+n.GuestIP+" | awk '{print $5}'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	// The download starts first (its connection is established before
+	// the flood: a bounded SYN queue that drops the oldest half-open
+	// connection protects established ones, not new ones during a flood).
+	const size = 60_000_000
+	h := sha256.New()
+	io.Copy(h, io.LimitReader(splitmix.New(3), size))
+	type result struct {
+		out []byte
+		err error
+	}
+	download := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		out, err := n.exec(ctx, nil, "sh", "-c", fmt.Sprintf("curl -sS --fail --max-time 240 'http://%s/bytes?n=%d&seed=3' | sha256sum", n.GuestIP, size))
+		download <- result{out, err}
+	}()
+	time.Sleep(time.Second)
+	cmd := fmt.Sprintf("RAW_KIND=syn RAW_IFACE=%s RAW_DST_MAC=%s RAW_SRC_IP=%s RAW_DST_IP=%s RAW_ROUNDS=%d %s -test.run='^TestHelperRawFrames$' -test.v",
+		n.Tap, strings.TrimSpace(string(mac)), n.HostIP, n.GuestIP, syns, self)
+	if out, err := n.exec(ctx, nil, "sh", "-c", cmd); err != nil {
+		t.Fatalf("SYN flood sender: %v\n%s", err, out)
+	}
+	flooded := time.Since(start)
+	r := <-download
+	if r.err != nil {
+		t.Fatalf("the download during the flood: %v", r.err)
+	}
+	if got := strings.Fields(string(r.out)); len(got) == 0 || got[0] != hex.EncodeToString(h.Sum(nil)) {
+		t.Fatalf("sha256 of the download during the flood = %q, want %x", r.out, h.Sum(nil))
+	}
+	t.Logf("%d MB downloaded in %v, during a flood of %d SYNs (sent in the first %v)", size/1_000_000, time.Since(start).Round(time.Millisecond), syns, flooded.Round(time.Millisecond))
+
+	after := a.waitStats("tcp", func(m map[string]any) bool {
+		return num(m, "InBadChecksum")-num(before, "InBadChecksum") >= syns/100 &&
+			num(m, "InBadOffset")-num(before, "InBadOffset") >= syns/100 &&
+			num(m, "InBadOptions")-num(before, "InBadOptions") >= syns/100
+	})
+	// Frames the NIC itself dropped for want of a buffer (the flood and
+	// the download compete for it) are counted there: each kind may be
+	// short by at most that many.
+	device := func(m map[string]any) float64 {
+		d, _ := m["Device"].(map[string]any)
+		return num(d, "RxMissed") + num(d, "RxNoBuffer")
+	}
+	slack := device(a.stats("e1000.0")) - device(nicBefore)
+	tapSlack := tapDrops() - tapBefore
+	t.Logf("frames dropped for want of a buffer: %v by the NIC, %v by the host's tap queue", slack, tapSlack)
+	slack += tapSlack
+	for _, c := range []string{"InBadChecksum", "InBadOffset", "InBadOptions"} {
+		if d := num(after, c) - num(before, c); d < syns/100-slack {
+			t.Errorf("tcp counter %s grew by %v, want %d (less the %v frames the NIC dropped)", c, d, syns/100, slack)
+		}
+	}
+	t.Logf("tcp during the flood: SYN evictions %v, SYN drops %v, connections now %v",
+		num(after, "InSynEvictions")-num(before, "InSynEvictions"), num(after, "InSynDrops")-num(before, "InSynDrops"), after["Conns"])
+	if num(after, "Conns") > 300 {
+		t.Errorf("tcp holds %v connections after the flood, want the SYN queue's bound", after["Conns"])
+	}
+	for _, c := range a.status().Components {
+		if c.Restarts != 0 {
+			t.Errorf("%s restarted during the flood: %+v", c.Name, c)
+		}
+		if b := rss[c.Name]; b > 0 && c.RSSKiB > b+32768 {
+			t.Errorf("%s resident memory grew from %d KiB to %d KiB", c.Name, b, c.RSSKiB)
+		}
 	}
 }
