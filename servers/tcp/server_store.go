@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
@@ -99,33 +98,7 @@ type Journal interface {
 func LoadListeners(ctx context.Context, c *store.Client) ([]ListenerRecord, error) {
 	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
-	var (
-		kvs []store.KV
-		err error
-	)
-	for { // the store may be restarting too
-		if kvs, err = c.Restore(ctx, StoreNS); err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var (
-		rs   []ListenerRecord
-		errs []error
-	)
-	for _, kv := range kvs {
-		r, err := ParseRecord(kv.Key, kv.Value)
-		if err != nil {
-			errs = append(errs, err)
-			c.Delete(ctx, StoreNS, kv.Key)
-			continue
-		}
-		rs = append(rs, r)
-	}
-	return rs, errors.Join(errs...)
+	return store.RestoreRecords(ctx, c, StoreNS, ParseRecord)
 }
 
 // StoreJournal is the process's Journal: a store.Writer on namespace

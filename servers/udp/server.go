@@ -138,33 +138,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 func LoadRecords(ctx context.Context, c *store.Client) ([]Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
-	var (
-		kvs []store.KV
-		err error
-	)
-	for { // the store may be restarting too
-		if kvs, err = c.Restore(ctx, StoreNS); err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var (
-		rs   []Record
-		errs []error
-	)
-	for _, kv := range kvs {
-		r, err := ParseRecord(kv.Key, kv.Value)
-		if err != nil {
-			errs = append(errs, err)
-			c.Delete(ctx, StoreNS, kv.Key)
-			continue
-		}
-		rs = append(rs, r)
-	}
-	return rs, errors.Join(errs...)
+	return store.RestoreRecords(ctx, c, StoreNS, ParseRecord)
 }
 
 // peerSource is where new peer generations come from: the wiring watcher,
