@@ -14,6 +14,8 @@
 //	kill NAME       SIGKILL the component; the supervisor restarts it
 //	restart NAME    stop the component gracefully and start it again
 //	stats NAME      the counters the component last published (in the store)
+//	profile NAME    a CPU profile of the component over Seconds (default 5);
+//	                the control channel answers nothing else meanwhile
 //	poweroff        stop every component and power the machine off
 package ctl
 
@@ -30,6 +32,7 @@ const (
 	VerbRestart  = "restart"
 	VerbPoweroff = "poweroff"
 	VerbStats    = "stats"
+	VerbProfile  = "profile"
 )
 
 // MaxLine bounds one encoded request or response; longer lines are rejected
@@ -41,7 +44,12 @@ type Request struct {
 	ID   uint64 `json:"id"`
 	Verb string `json:"verb"`
 	Name string `json:"name,omitempty"`
+	// Seconds is how long a profile runs.
+	Seconds int `json:"seconds,omitempty"`
 }
+
+// MaxProfileSeconds bounds a profile: the control channel is busy meanwhile.
+const MaxProfileSeconds = 60
 
 // Response is the single answer to a Request with the same ID.
 type Response struct {
@@ -51,6 +59,8 @@ type Response struct {
 	Status *Status `json:"status,omitempty"`
 	// Stats is a component's published counters, as it wrote them.
 	Stats json.RawMessage `json:"stats,omitempty"`
+	// Profile is a pprof CPU profile (go tool pprof reads it).
+	Profile []byte `json:"profile,omitempty"`
 }
 
 // Status is the appliance's state as `keepnet status` prints it.
@@ -58,6 +68,19 @@ type Status struct {
 	Ready      bool        `json:"ready"`
 	Stack      string      `json:"stack"`
 	Components []Component `json:"components"`
+	// CPU is the machine's processor time so far, from /proc/stat: a
+	// benchmark compares two readings to see whether the guest was busy.
+	CPU *CPUTimes `json:"cpu,omitempty"`
+}
+
+// CPUTimes are milliseconds of processor time, summed over the CPUs.
+type CPUTimes struct {
+	User    int64 `json:"user_ms"` // including nice
+	System  int64 `json:"system_ms"`
+	IRQ     int64 `json:"irq_ms"`  // hard and soft interrupts
+	Idle    int64 `json:"idle_ms"` // including I/O wait
+	Stolen  int64 `json:"steal_ms"`
+	NumCPUs int   `json:"cpus"`
 }
 
 // Component is one supervised process.
@@ -71,6 +94,9 @@ type Component struct {
 	// RSSKiB is the resident memory of the running process, so a test
 	// or an operator can see that a component's memory stays flat.
 	RSSKiB int `json:"rss_kib,omitempty"`
+	// CPUMillis is the processor time (user and system) the running
+	// process has used, so a benchmark can see where the cycles go.
+	CPUMillis int64 `json:"cpu_ms,omitempty"`
 	// Stats is what the component last published (keepnet stats NAME),
 	// when it publishes anything.
 	Stats json.RawMessage `json:"stats,omitempty"`
@@ -97,7 +123,10 @@ func ParseRequest(line []byte) (Request, error) {
 	}
 	switch r.Verb {
 	case VerbStatus, VerbPoweroff:
-	case VerbKill, VerbRestart, VerbStats:
+	case VerbKill, VerbRestart, VerbStats, VerbProfile:
+		if r.Seconds < 0 || r.Seconds > MaxProfileSeconds {
+			return r, fmt.Errorf("%w: a profile lasts 1 to %d seconds", ErrMalformed, MaxProfileSeconds)
+		}
 		if r.Name == "" {
 			return r, fmt.Errorf("%w: %s needs a component name", ErrMalformed, r.Verb)
 		}

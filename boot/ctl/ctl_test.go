@@ -44,6 +44,10 @@ func (f *fakeHandler) Stats(name string) (json.RawMessage, error) {
 	return json.RawMessage(`{"FramesIn":7}`), nil
 }
 
+func (f *fakeHandler) Profile(name string, d time.Duration) ([]byte, error) {
+	return []byte(fmt.Sprintf("%s %v", name, d)), nil
+}
+
 func TestParseRequest(t *testing.T) {
 	tests := []struct {
 		line    string
@@ -59,6 +63,9 @@ func TestParseRequest(t *testing.T) {
 		{`{"id":7}`, Request{}, true},
 		{`not json`, Request{}, true},
 		{`{"id":"x","verb":"status"}`, Request{}, true},
+		{`{"id":8,"verb":"profile","name":"tcp","seconds":3}`, Request{ID: 8, Verb: "profile", Name: "tcp", Seconds: 3}, false},
+		{`{"id":9,"verb":"profile","name":"tcp","seconds":3600}`, Request{}, true},
+		{`{"id":10,"verb":"profile"}`, Request{}, true},
 	}
 	for _, tt := range tests {
 		got, err := ParseRequest([]byte(tt.line))
@@ -89,6 +96,7 @@ func TestServe(t *testing.T) {
 		`{"id":5,"verb":"restart","name":"store"}`,
 		`{"id":6,"verb":"poweroff"}`,
 		`{"id":7,"verb":"stats","name":"ip"}`,
+		`{"id":8,"verb":"profile","name":"tcp"}`,
 	}, "\n")
 	var out strings.Builder
 	if err := Serve(strings.NewReader(in), &out, h); err != nil {
@@ -103,11 +111,11 @@ func TestServe(t *testing.T) {
 		}
 		got = append(got, r)
 	}
-	if len(got) != 7 {
-		t.Fatalf("got %d responses, want 7 (one per non-empty line):\n%s", len(got), out.String())
+	if len(got) != 8 {
+		t.Fatalf("got %d responses, want 8 (one per non-empty line):\n%s", len(got), out.String())
 	}
-	wantOK := []bool{true, false, true, false, true, true, true}
-	wantID := []uint64{1, 0, 3, 4, 5, 6, 7}
+	wantOK := []bool{true, false, true, false, true, true, true, true}
+	wantID := []uint64{1, 0, 3, 4, 5, 6, 7, 8}
 	for i, r := range got {
 		if r.OK != wantOK[i] || r.ID != wantID[i] {
 			t.Errorf("response %d = id %d ok %v (%q), want id %d ok %v", i, r.ID, r.OK, r.Error, wantID[i], wantOK[i])
@@ -118,6 +126,9 @@ func TestServe(t *testing.T) {
 	}
 	if string(got[6].Stats) != `{"FramesIn":7}` {
 		t.Errorf("stats response = %s, want the component's counters", got[6].Stats)
+	}
+	if string(got[7].Profile) != "tcp 5s" {
+		t.Errorf("profile response = %q, want the handler's profile of tcp over the default 5s", got[7].Profile)
 	}
 	if !strings.Contains(got[3].Error, "nosuch") {
 		t.Errorf("kill nosuch error = %q, want it to name the component", got[3].Error)

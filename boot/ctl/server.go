@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"time"
 )
 
 // Handler carries out verbs. Errors are reported to the client in
@@ -19,6 +20,8 @@ type Handler interface {
 	Poweroff() error
 	// Stats returns the counters the component last published.
 	Stats(name string) (json.RawMessage, error)
+	// Profile returns a CPU profile of the component over d.
+	Profile(name string, d time.Duration) ([]byte, error)
 }
 
 // Serve answers requests read from r with responses written to w until r
@@ -63,6 +66,12 @@ func Handle(line []byte, h Handler) Response {
 		err = h.Poweroff()
 	case VerbStats:
 		resp.Stats, err = h.Stats(req.Name)
+	case VerbProfile:
+		secs := req.Seconds
+		if secs == 0 {
+			secs = 5
+		}
+		resp.Profile, err = h.Profile(req.Name, time.Duration(secs)*time.Second)
 	}
 	if err != nil {
 		resp.Error = err.Error()

@@ -20,6 +20,12 @@ const (
 	CtlVsock  = "vsock"  // vsock stream on ctl.VsockPort
 )
 
+// Scheduling policies for the components.
+const (
+	SchedBatch = "batch" // SCHED_BATCH: a woken process does not preempt the running one
+	SchedOther = "other" // SCHED_OTHER, Linux's default
+)
+
 // PortName is the name QEMU gives the control channel's virtio-serial port.
 const PortName = "org.keepnet.ctl"
 
@@ -32,6 +38,8 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.ctl=NAME         virtio (default) or vsock
 //	keepnet.hugepages=N      2 MiB huge pages to reserve for packet pools (default 64)
 //	keepnet.sshkey=B64       authorized_keys lines, base64: starts the SSH server
+//	keepnet.sched=POLICY     batch (default) or other: the scheduling policy of
+//	                         every component (see schedPolicy)
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -40,11 +48,12 @@ type Config struct {
 	Ctl       string
 	HugePages int
 	SSHKey    string // base64 authorized_keys; empty: no SSH server
+	Sched     string
 }
 
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
-	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64}
+	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch}
 }
 
 // ParseCmdline reads the keepnet.* parameters of a kernel command line.
@@ -104,6 +113,11 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want base64-encoded authorized_keys lines")
 		}
 		c.SSHKey = val
+	case "sched":
+		if val != SchedBatch && val != SchedOther {
+			return fmt.Errorf("want %s or %s", SchedBatch, SchedOther)
+		}
+		c.Sched = val
 	case "hugepages":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 || n > 1<<16 {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"keepnet/drivers/nic"
+	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 )
 
@@ -18,6 +19,7 @@ func main() {
 	name := flag.String("name", "e1000.0", "component name")
 	index := flag.Int("index", 0, "which supported e1000 function, in PCI address order")
 	flag.Parse()
+	profile.OnSignal() // keepnet profile NAME
 	log.SetFlags(0)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -24,6 +24,7 @@ import (
 	"keepnet/apps/echo"
 	"keepnet/apps/netapi"
 	"keepnet/apps/stacks"
+	"keepnet/kernel/profile"
 )
 
 // exitNoRestart (sysexits' EX_CONFIG) tells the supervisor that restarting
@@ -31,6 +32,7 @@ import (
 const exitNoRestart = 78
 
 func main() {
+	profile.OnSignal() // keepnet profile NAME
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))

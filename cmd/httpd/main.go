@@ -23,6 +23,7 @@ import (
 	"keepnet/apps/netapi"
 	"keepnet/apps/stacks"
 	"keepnet/boot/ctl"
+	"keepnet/kernel/profile"
 )
 
 // exitNoRestart (sysexits' EX_CONFIG) tells the supervisor that restarting
@@ -30,7 +31,8 @@ import (
 const exitNoRestart = 78
 
 func main() {
-	log.SetFlags(0) // the supervisor prefixes lines with our name; net/http logs here
+	profile.OnSignal() // keepnet profile NAME
+	log.SetFlags(0)    // the supervisor prefixes lines with our name; net/http logs here
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))

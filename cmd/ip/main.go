@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/profile"
 	"keepnet/servers/ip"
 	"keepnet/servers/store"
 )
@@ -22,6 +23,7 @@ func main() {
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
+	profile.OnSignal() // keepnet profile ip
 	log.SetFlags(0)
 
 	var cfg ip.Config

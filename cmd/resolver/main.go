@@ -16,6 +16,7 @@ import (
 	"keepnet/apps/netapi"
 	"keepnet/apps/resolver"
 	"keepnet/apps/stacks"
+	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 )
 
@@ -24,6 +25,7 @@ func main() {
 	name := flag.String("name", "keepnet.test", "the name to resolve")
 	stack := flag.String("stack", netapi.StackLinux, "network stack: linux or keepnet")
 	flag.Parse()
+	profile.OnSignal() // keepnet profile resolver
 	log.SetFlags(0)
 	server, err := netip.ParseAddr(*dns)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"keepnet/apps/netapi"
 	"keepnet/apps/sshd"
 	"keepnet/apps/stacks"
+	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 )
 
@@ -30,6 +31,7 @@ func main() {
 	keys := flag.String("keys", "", "authorized_keys lines, base64-encoded (keepnet.sshkey)")
 	ctlPath := flag.String("ctl", "/run/keepnet/ctl.sock", "init's control socket, for the status command")
 	flag.Parse()
+	profile.OnSignal() // keepnet profile sshd
 	log.SetFlags(0)
 
 	raw, err := base64.StdEncoding.DecodeString(*keys)

@@ -10,13 +10,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 )
 
 func main() {
 	socket := flag.String("socket", store.DefaultPath, "Unix socket to serve on")
 	flag.Parse()
-	log.SetFlags(0) // the supervisor prefixes each line with the component name
+	profile.OnSignal() // keepnet profile store
+	log.SetFlags(0)    // the supervisor prefixes each line with the component name
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := run(ctx, *socket); err != nil {

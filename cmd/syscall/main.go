@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/profile"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
 	kssyscall "keepnet/servers/syscall"
@@ -19,6 +20,7 @@ func main() {
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
+	profile.OnSignal() // keepnet profile syscall
 	log.SetFlags(0)
 	st := store.Dial(*storePath)
 	defer st.Close()

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 	"keepnet/servers/tcp"
 )
@@ -18,6 +19,7 @@ func main() {
 	ipName := flag.String("ip", tcp.IPPeer, "the IP component")
 	syscallName := flag.String("syscall", tcp.SyscallPeer, "the SYSCALL component")
 	flag.Parse()
+	profile.OnSignal() // keepnet profile tcp
 	log.SetFlags(0)
 
 	st := store.Dial(*storePath)

@@ -33,6 +33,7 @@ commands:
   kill      SIGKILL a component (the supervisor restarts it)
   restart   restart a component
   stats     print a component's counters as JSON
+  profile   take a CPU profile of a component (go tool pprof reads it)
   down      power the appliance off
 
 'keepnet COMMAND -h' lists a command's flags.
@@ -55,6 +56,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = status(ctx, args[1:], stdout, stderr)
 	case "kill", "restart", "stats":
 		err = component(ctx, args[0], args[1:], stdout, stderr)
+	case "profile":
+		err = profileCmd(ctx, args[1:], stdout, stderr)
 	case "down":
 		err = down(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
@@ -320,6 +323,46 @@ func component(ctx context.Context, verb string, args []string, stdout, stderr i
 		return nil
 	}
 	fmt.Fprintf(stdout, "keepnet: %s %s: done\n", verb, name)
+	return nil
+}
+
+// profileCmd takes a CPU profile of one component for --seconds and writes
+// it to -o.
+func profileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("profile", stderr)
+	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path")
+	secs := fs.Int("seconds", 5, fmt.Sprintf("how long to profile (1-%d); the control channel answers nothing else meanwhile", ctl.MaxProfileSeconds))
+	out := fs.String("o", "", "where to write the profile (default NAME.pprof)")
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if name == "" {
+		return usageError{fmt.Errorf("usage: keepnet profile NAME [--seconds N] [-o FILE] [--ctl PATH]")}
+	}
+	if *secs < 1 || *secs > ctl.MaxProfileSeconds {
+		return usageError{fmt.Errorf("--seconds %d: want 1 to %d", *secs, ctl.MaxProfileSeconds)}
+	}
+	if *out == "" {
+		*out = name + ".pprof"
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(*secs)*time.Second+30*time.Second)
+	defer cancel()
+	fmt.Fprintf(stderr, "keepnet: profiling %s for %ds\n", name, *secs)
+	resp, err := ctl.Do(ctx, *ctlPath, ctl.Request{Verb: ctl.VerbProfile, Name: name, Seconds: *secs})
+	if err != nil {
+		return err
+	}
+	if !resp.OK {
+		return errors.New(resp.Error)
+	}
+	if err := os.WriteFile(*out, resp.Profile, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "keepnet: %s: %d bytes; go tool pprof -top %s\n", *out, len(resp.Profile), *out)
 	return nil
 }
 
