@@ -10,7 +10,9 @@
 #   make run        boot the appliance, status page on http://127.0.0.1:8080/
 #   make test       unit tests, then the QEMU integration tests
 #   make bench      benchmarks: channel messages/s across two processes, ping
-#                   RTT of keepnet against the Linux stack in one QEMU run
+#                   RTT and bulk TCP of keepnet against the Linux stack in the
+#                   same QEMU configuration; the TCP report and plot go to
+#                   images/out/bench.{md,png} (KEEPNET_BENCH_OUT, _ROUNDS, _BYTES)
 #   make deps       install what is missing (QEMU, dnsmasq, curl, ssh, iproute2)
 
 GO      ?= go
@@ -72,6 +74,7 @@ bench: deps all image
 	scripts/hugepages.sh 16
 	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/chan
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench TCPBulk -benchtime 1x -timeout 30m ./qemu/itest
 
 deps:
 	@scripts/deps.sh
