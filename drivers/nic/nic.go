@@ -34,9 +34,11 @@ import (
 type Device interface {
 	Reset() (e1000.Forgotten, error)
 	PostRX(b e1000.Buffer) bool
+	RxFree() int // buffers PostRX would take now
 	FlushRX()
 	PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int
 	Transmit(b e1000.Buffer, n int) bool
+	TxFree() int // frames Transmit would take now
 	FlushTX()
 	PollTX(fn func(cookie uint64)) int
 	MAC() [6]byte
@@ -147,12 +149,8 @@ func (d *Driver) Poll() bool {
 	}
 	work = n > 0
 
-	for len(d.waitRX) > 0 && d.post(d.waitRX[0]) {
-		d.waitRX = d.waitRX[1:]
-	}
-	for len(d.waitTX) > 0 && d.transmit(d.waitTX[0]) {
-		d.waitTX = d.waitTX[1:]
-	}
+	d.waitRX = drain(d.waitRX, d.post)
+	d.waitTX = drain(d.waitTX, d.transmit)
 	d.dev.FlushRX()
 	d.dev.FlushTX()
 
@@ -165,26 +163,46 @@ func (d *Driver) Poll() bool {
 	if len(d.outbox) > 0 {
 		sent := d.peer.Port.Send(d.outbox...)
 		d.counters.Replies += uint64(sent)
-		d.outbox = d.outbox[sent:]
+		d.outbox = d.outbox[:copy(d.outbox, d.outbox[sent:])]
 		work = work || sent > 0
 	}
 	return work
 }
 
-// Idle reports whether nothing is queued in the loop itself: a caller may
-// sleep then.
+// drain hands the queued requests to put, oldest first, until it refuses
+// one (its ring is full), and returns what is left, moved to the front so
+// that the queue's array is reused rather than regrown.
+func drain(q []channel.Msg, put func(channel.Msg) bool) []channel.Msg {
+	n := 0
+	for n < len(q) && put(q[n]) {
+		n++
+	}
+	if n == 0 {
+		return q
+	}
+	return q[:copy(q, q[n:])]
+}
+
+// Idle reports whether the loop has nothing it could do before the device
+// or the channel moves: a caller may sleep then. Requests waiting for room
+// on a full ring do not count; the device's interrupt (a frame received, a
+// transmission written back) is what makes room. IP posts more receive
+// buffers than the ring holds, so waitRX is rarely empty.
 func (d *Driver) Idle() bool {
-	return len(d.outbox) == 0 && len(d.waitRX) == 0 && len(d.waitTX) == 0
+	return len(d.outbox) == 0 &&
+		(len(d.waitRX) == 0 || d.dev.RxFree() == 0) &&
+		(len(d.waitTX) == 0 || d.dev.TxFree() == 0)
 }
 
 func (d *Driver) handle(m channel.Msg) {
 	switch m.Op {
 	case link.OpRx:
-		if !d.post(m) {
+		// In order: behind buffers already waiting for room.
+		if len(d.waitRX) > 0 || !d.post(m) {
 			d.waitRX = append(d.waitRX, m)
 		}
 	case link.OpTx:
-		if !d.transmit(m) {
+		if len(d.waitTX) > 0 || !d.transmit(m) {
 			d.waitTX = append(d.waitTX, m)
 		}
 	case link.OpInfo:
@@ -218,6 +236,9 @@ func (d *Driver) buffer(m channel.Msg) (e1000.Buffer, error) {
 
 // post puts an RX request on the ring; false when the ring is full.
 func (d *Driver) post(m channel.Msg) bool {
+	if d.dev.RxFree() == 0 {
+		return false
+	}
 	b, err := d.buffer(m)
 	if err != nil || len(b.Mem) < e1000.DefaultRxBufSize {
 		d.badRef(m)
@@ -233,6 +254,9 @@ func (d *Driver) post(m channel.Msg) bool {
 
 // transmit puts a TX request on the ring; false when the ring is full.
 func (d *Driver) transmit(m channel.Msg) bool {
+	if d.dev.TxFree() == 0 {
+		return false
+	}
 	b, err := d.buffer(m)
 	if err != nil || len(b.Mem) == 0 || len(b.Mem) > 1514 {
 		d.badRef(m)

@@ -1,7 +1,9 @@
 package channel
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -9,7 +11,10 @@ import (
 
 // spinChecks is how many times Wait re-checks an empty ring before it
 // announces sleep: a peer that answers within a few microseconds is caught
-// without two system calls on each side.
+// without two system calls on each side. Wait spins only while traffic
+// flows (its previous wait ended with a message): a receiver woken by its
+// timeout on an idle channel goes straight back to sleep, or every idle
+// application would burn a slice of a CPU per timeout.
 const spinChecks = 2000
 
 // Endpoint is one side of a channel: it sends on one ring and receives on
@@ -31,6 +36,7 @@ type Endpoint struct {
 	rxCons uint32 // our consumer index; the shared word is a copy
 	rxProd uint32 // last producer index seen
 	sleep  signal
+	idle   bool // the last Wait timed out: do not spin in the next
 
 	broken atomic.Pointer[error] // set once, by either goroutine; see fail
 	closed bool
@@ -138,7 +144,17 @@ func (e *Endpoint) Wait(timeout time.Duration) error {
 	if e.closed {
 		return ErrClosed
 	}
-	for i := 0; i < spinChecks; i++ {
+	err := e.wait(timeout)
+	e.idle = errors.Is(err, os.ErrDeadlineExceeded)
+	return err
+}
+
+func (e *Endpoint) wait(timeout time.Duration) error {
+	spin := spinChecks
+	if e.idle {
+		spin = 1
+	}
+	for i := 0; i < spin; i++ {
 		if e.ready() {
 			return nil
 		}

@@ -34,6 +34,11 @@ const (
 	RxPool = "ip.rx" // receive buffers posted to the driver
 	TxPool = "ip.tx" // frames handed to the driver
 	UpPool = "ip.up" // datagrams delivered to the transports
+	// UpSmallPool (optional) holds the delivered datagrams that fit its
+	// buffers: a segment of bulk TCP is 1.5 KB, and a pool of 64 KiB
+	// buffers sized for the largest UDP datagram ran out at a few hundred
+	// segments in flight to tcp, dropping them.
+	UpSmallPool = "ip.up.small"
 )
 
 // ServerOptions configure the process.
@@ -73,6 +78,7 @@ func (l *peerLink) send(m channel.Msg) { l.queue = append(l.queue, m) }
 type server struct {
 	o          ServerOptions
 	rx, tx, up *pool.Pool
+	upSmall    *pool.Pool // nil: every delivery goes in up
 	stack      *Stack
 
 	links map[string]*peerLink // by peer name
@@ -95,6 +101,7 @@ type Stats struct {
 	RxPoolFree       int
 	TxPoolFree       int
 	UpPoolFree       int
+	UpSmallPoolFree  int
 	Counters
 }
 
@@ -117,7 +124,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		return err
 	}
 	defer conn.Close()
-	s := &server{o: o, rx: setup.Pools[RxPool], tx: setup.Pools[TxPool], up: setup.Pools[UpPool],
+	s := &server{o: o, rx: setup.Pools[RxPool], tx: setup.Pools[TxPool], up: setup.Pools[UpPool], upSmall: setup.Pools[UpSmallPool],
 		links: map[string]*peerLink{}, in: make([]channel.Msg, 64), gen: setup.Generation}
 	if s.rx == nil || s.tx == nil || s.up == nil {
 		return fmt.Errorf("ip: init sent no %s, %s and %s pools", RxPool, TxPool, UpPool)
@@ -286,14 +293,36 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 		s.drops++
 		return
 	}
-	ref, ok := s.up.Alloc()
+	dgram := ip[:ip.TotalLength()]
+	p := s.upPool(len(dgram))
+	ref, ok := p.Alloc()
+	if !ok && p != s.up {
+		p = s.up
+		ref, ok = p.Alloc()
+	}
 	if !ok {
 		s.drops++
 		return
 	}
-	buf, _ := s.up.Bytes(ref)
-	ref.Len = uint32(copy(buf, ip[:ip.TotalLength()]))
+	buf, _ := p.Bytes(ref)
+	ref.Len = uint32(copy(buf, dgram))
 	s.request(l, ops.OpDeliver, ref)
+}
+
+// upPool is the pool for a delivered datagram of n bytes.
+func (s *server) upPool(n int) *pool.Pool {
+	if s.upSmall != nil && n <= s.upSmall.BufSize() {
+		return s.upSmall
+	}
+	return s.up
+}
+
+// upBuffer is the delivery pool a Ref of ours names.
+func (s *server) upBuffer(ref pool.Ref) *pool.Pool {
+	if s.upSmall != nil && ref.Pool == s.upSmall.ID() {
+		return s.upSmall
+	}
+	return s.up
 }
 
 // poll moves requests and replies once; it reports whether anything moved.
@@ -355,11 +384,11 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 		s.mac, s.haveMAC = link.ArgToMAC(m.Arg[0]), true
 	case ops.OpDeliver:
 		if m.Status == ops.StatusNoPort && s.stack != nil {
-			if b, err := s.up.Bytes(req.Ref); err == nil {
+			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil {
 				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b)
 			}
 		}
-		s.up.Free(req.Ref)
+		s.upBuffer(req.Ref).Free(req.Ref)
 	}
 }
 
@@ -393,6 +422,9 @@ func (s *server) output(l *peerLink, m channel.Msg) {
 func (s *server) publish() {
 	st := Stats{Generation: s.gen, Driver: s.o.Driver, NoPeerDrops: s.drops,
 		RxPoolFree: s.rx.Available(), TxPoolFree: s.tx.Available(), UpPoolFree: s.up.Available()}
+	if s.upSmall != nil {
+		st.UpSmallPoolFree = s.upSmall.Available()
+	}
 	if l := s.links[s.o.Driver]; l != nil {
 		st.DriverGeneration = l.peer.Generation
 		st.Outstanding = l.out.Len()
