@@ -135,9 +135,11 @@ type Dev struct {
 	lastMPC, lastRNBC uint32 // last raw values, for StickyCounters
 }
 
+// txSlot is a queued frame, kept at the index of its first descriptor.
 type txSlot struct {
-	buf Buffer
-	n   int
+	buf  Buffer
+	n    int
+	span uint32 // descriptors the frame uses (a context descriptor and data, or one legacy)
 }
 
 // ring is a descriptor ring's memory and the driver's indices into it.
@@ -424,9 +426,11 @@ func (d *Dev) forget() Forgotten {
 		f.RX = append(f.RX, d.rxBufs[i].Cookie)
 		d.rxBufs[i] = Buffer{}
 	}
-	for i := d.tx.next; i != d.tx.tail; i = d.tx.inc(i) {
-		f.TX = append(f.TX, d.txBufs[i].buf.Cookie)
+	for i := d.tx.next; i != d.tx.tail; {
+		s := d.txBufs[i]
+		f.TX = append(f.TX, s.buf.Cookie)
 		d.txBufs[i] = txSlot{}
+		i = (i + max(s.span, 1)) % d.tx.n
 	}
 	d.rx.next, d.rx.written = d.rx.tail, d.rx.tail
 	d.tx.next, d.tx.written = d.tx.tail, d.tx.tail

@@ -18,8 +18,80 @@ func (d *Dev) Transmit(b Buffer, n int) bool {
 	}
 	i := d.tx.tail
 	TxDesc(d.tx.desc(i)).Set(b.Addr, uint16(n), TDESC_CMD_EOP|TDESC_CMD_IFCS|TDESC_CMD_RS)
-	d.txBufs[i] = txSlot{buf: b, n: n}
+	d.txBufs[i] = txSlot{buf: b, n: n, span: 1}
 	d.tx.tail = d.tx.inc(i)
+	return true
+}
+
+// Offload describes the checksum insertion and TCP segmentation a frame
+// asks of the device (3.3.5-3.3.7). Offsets count from the start of the
+// Ethernet frame.
+//
+// The frame must be prepared the way the device expects (3.3.5.1, 3.3.6):
+// the TCP or UDP checksum field holds the one's-complement sum of the
+// pseudo-header, not complemented — with the length for a single frame,
+// without it for segmentation, where the device adds each segment's
+// length. For segmentation the IPv4 header checksum field is zero: the
+// device fills it in for each segment, whose total length and
+// identification it rewrites too.
+type Offload struct {
+	L3, L4 int  // where the IPv4 header and the TCP/UDP header start
+	TCP    bool // TCP (else UDP)
+	// MSS, if not zero, asks for TCP segmentation: the payload after
+	// HdrLen bytes of headers is cut into segments of MSS bytes, each sent
+	// behind a copy of the headers with sequence number, lengths and
+	// checksums fixed up, and PSH and FIN only on the last.
+	MSS    int
+	HdrLen int
+}
+
+// maxTSO is the most a segmentation request may carry: PAYLEN is 20 bits,
+// but the IPv4 total length the request carries is 16.
+const maxTSO = 64 << 10
+
+// TransmitOffload queues the first n bytes of b as one frame (or, with
+// o.MSS, as the frames TCP segmentation cuts it into) with a context
+// descriptor carrying o and data descriptors of at most MaxTxLength bytes.
+// It returns false when the ring lacks room for all of them. b comes back
+// through PollTX once the last descriptor is written back.
+func (d *Dev) TransmitOffload(b Buffer, n int, o Offload) bool {
+	if n <= 0 || n > len(b.Mem) || n > maxTSO+o.HdrLen || o.L3 < 0 || o.L4 <= o.L3 || o.L4 > 255-20 ||
+		o.MSS < 0 || (o.MSS > 0 && (o.HdrLen <= o.L4 || o.HdrLen > 255 || n <= o.HdrLen)) || (o.MSS == 0 && n > MaxTxLength) {
+		panic(fmt.Sprintf("e1000: TransmitOffload: length %d of a %d-byte buffer, %+v", n, len(b.Mem), o))
+	}
+	descs := 1 + (n+MaxTxLength-1)/MaxTxLength
+	if d.TxFree() < descs {
+		return false
+	}
+	c := TxContext{
+		IPCSS: uint8(o.L3), IPCSO: uint8(o.L3 + 10), IPCSE: uint16(o.L4 - 1),
+		TUCSS: uint8(o.L4), TUCSO: uint8(o.L4 + 6), TUCMD: TDESC_TUCMD_IP,
+	}
+	popts := TDESC_POPTS_TXSM
+	dcmd := TDESC_CMD_IFCS
+	if o.TCP {
+		c.TUCSO, c.TUCMD = uint8(o.L4+16), c.TUCMD|TDESC_TUCMD_TCP
+	}
+	if o.MSS > 0 {
+		c.TUCMD |= TDESC_TUCMD_TSE
+		c.PAYLEN, c.HDRLEN, c.MSS = uint32(n-o.HdrLen), uint8(o.HdrLen), uint16(o.MSS)
+		popts |= TDESC_POPTS_IXSM
+		dcmd |= TDESC_DCMD_TSE
+	}
+	first := d.tx.tail
+	TxContextDesc(d.tx.desc(first)).Set(c)
+	i := d.tx.inc(first)
+	for off := 0; off < n; off += MaxTxLength {
+		chunk := min(n-off, MaxTxLength)
+		cmd := dcmd
+		if off+chunk == n {
+			cmd |= TDESC_CMD_EOP | TDESC_CMD_RS
+		}
+		TxDataDesc(d.tx.desc(i)).Set(b.Addr+uint64(off), uint32(chunk), cmd, popts)
+		i = d.tx.inc(i)
+	}
+	d.txBufs[first] = txSlot{buf: b, n: n, span: uint32(descs)}
+	d.tx.tail = i
 	return true
 }
 
@@ -37,17 +109,19 @@ func (d *Dev) FlushTX() {
 
 // PollTX returns the buffers of frames the device has sent (TDESC.STA.DD,
 // 3.3.3.2), in submission order, calling fn with each cookie, and returns
-// how many.
+// how many. A frame of several descriptors is done when its last, the one
+// that asked for status, is.
 func (d *Dev) PollTX(fn func(cookie uint64)) int {
 	n := 0
 	for d.tx.next != d.tx.written {
 		i := d.tx.next
-		if uint8(loadWriteBack(d.tx.desc(i)))&TDESC_STA_DD == 0 {
+		s := d.txBufs[i]
+		last := (i + s.span - 1) % d.tx.n
+		if uint8(loadWriteBack(d.tx.desc(last)))&TDESC_STA_DD == 0 {
 			break
 		}
-		s := d.txBufs[i]
 		d.txBufs[i] = txSlot{}
-		d.tx.next = d.tx.inc(i)
+		d.tx.next = (last + 1) % d.tx.n
 		d.stats.TxFrames++
 		d.stats.TxBytes += uint64(s.n)
 		n++

@@ -10,9 +10,12 @@
 //	OpTx    IP -> driver. Ref is a whole Ethernet frame (without FCS). The
 //	        reply comes once the device has read it out of memory (its
 //	        descriptor is done): only then may IP free or reuse the buffer.
+//	        Arg[0], if not zero, is an Offload (Offload.Arg) the driver
+//	        announced it can do: checksum insertion, or TCP segmentation of
+//	        a frame of up to 64 KiB of payload into MSS-sized segments.
 //	OpInfo  IP -> driver. The reply carries the MAC address in Arg[0] (the
-//	        low 48 bits, first byte in bits 40-47) and link state in Arg[1]
-//	        (1: up).
+//	        low 48 bits, first byte in bits 40-47), link state in Arg[1]
+//	        (1: up) and the offloads the driver does in Arg[2] (Feature*).
 //
 // After a driver restart IP gets a fresh channel (kernel/wire) and resubmits
 // every request that has no reply yet, with new ids: TX frames that may not
@@ -35,6 +38,48 @@ const (
 	StatusBadRef int32 = 2 // the ref is not inside a pool the driver knows
 	StatusError  int32 = 3 // the device reported an error for this frame
 )
+
+// Offloads a driver may announce in OpInfo's Arg[2].
+const (
+	FeatureChecksum uint64 = 1 << 0 // TCP/UDP checksum insertion over IPv4
+	FeatureTSO      uint64 = 1 << 1 // TCP segmentation over IPv4
+)
+
+// MaxTSO is the most payload one segmentation request may carry.
+const MaxTSO = 64<<10 - 256
+
+// Offload asks the driver to insert the TCP or UDP checksum of a frame and,
+// with MSS set, to cut it into segments (see e1000.Offload for how the frame
+// must be prepared). Offsets count from the frame's start.
+type Offload struct {
+	L3, L4 uint8  // where the IPv4 and the TCP/UDP headers start
+	HdrLen uint8  // with MSS: the headers copied into every segment
+	MSS    uint16 // 0: checksum only
+	TCP    bool   // TCP, else UDP
+}
+
+const (
+	offloadValid = 1 << 63
+	offloadTCP   = 1 << 62
+)
+
+// Arg packs o into a message argument; never zero.
+func (o Offload) Arg() uint64 {
+	v := uint64(offloadValid) | uint64(o.L3) | uint64(o.L4)<<8 | uint64(o.HdrLen)<<16 | uint64(o.MSS)<<24
+	if o.TCP {
+		v |= offloadTCP
+	}
+	return v
+}
+
+// OffloadFromArg unpacks Offload.Arg; false for zero (no offload) or a
+// value Arg cannot have made.
+func OffloadFromArg(v uint64) (Offload, bool) {
+	if v&offloadValid == 0 || v&^(offloadValid|offloadTCP|1<<40-1) != 0 {
+		return Offload{}, false
+	}
+	return Offload{L3: uint8(v), L4: uint8(v >> 8), HdrLen: uint8(v >> 16), MSS: uint16(v >> 24), TCP: v&offloadTCP != 0}, true
+}
 
 // MACToArg packs a MAC address into a message argument.
 func MACToArg(mac [6]byte) uint64 {

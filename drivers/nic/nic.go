@@ -38,6 +38,7 @@ type Device interface {
 	FlushRX()
 	PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int
 	Transmit(b e1000.Buffer, n int) bool
+	TransmitOffload(b e1000.Buffer, n int, o e1000.Offload) bool
 	TxFree() int // frames Transmit would take now
 	FlushTX()
 	PollTX(fn func(cookie uint64)) int
@@ -213,6 +214,7 @@ func (d *Driver) handle(m channel.Msg) {
 		if d.dev.LinkUp() {
 			r.Arg[1] = 1
 		}
+		r.Arg[2] = link.FeatureChecksum | link.FeatureTSO
 		d.reply(r)
 	default:
 		r := m
@@ -258,16 +260,43 @@ func (d *Driver) transmit(m channel.Msg) bool {
 		return false
 	}
 	b, err := d.buffer(m)
-	if err != nil || len(b.Mem) == 0 || len(b.Mem) > 1514 {
+	o, offload := link.OffloadFromArg(m.Arg[0])
+	if err != nil || !frameFits(len(b.Mem), o, offload) {
 		d.badRef(m)
 		return true
 	}
 	b.Cookie = d.track(m)
-	if !d.dev.Transmit(b, len(b.Mem)) {
+	var queued bool
+	if offload {
+		queued = d.dev.TransmitOffload(b, len(b.Mem), e1000.Offload{L3: int(o.L3), L4: int(o.L4), TCP: o.TCP, MSS: int(o.MSS), HdrLen: int(o.HdrLen)})
+	} else {
+		queued = d.dev.Transmit(b, len(b.Mem))
+	}
+	if !queued {
 		d.untrack(b.Cookie)
 		return false
 	}
 	return true
+}
+
+// maxFrame is the largest Ethernet frame without FCS (or VLAN tag).
+const maxFrame = 1514
+
+// frameFits checks a transmit request's length and offload against what
+// the device takes: a frame of at most maxFrame bytes, or for segmentation
+// headers that fit before the payload and at most link.MaxTSO of payload
+// in segments of 64 bytes to a frame's worth.
+func frameFits(n int, o link.Offload, offload bool) bool {
+	switch {
+	case n == 0 || offload && o.L4 > 200: // IPv4 with options behind a VLAN tag ends before 100
+		return false
+	case !offload || o.MSS == 0:
+		return n <= maxFrame && (!offload || int(o.L3) < int(o.L4) && int(o.L4)+8 <= n)
+	default:
+		hdr := int(o.HdrLen)
+		return int(o.L3) < int(o.L4) && int(o.L4)+20 <= hdr && hdr < n && n-hdr <= link.MaxTSO &&
+			o.MSS >= 64 && hdr+int(o.MSS) <= maxFrame
+	}
 }
 
 func (d *Driver) badRef(m channel.Msg) {

@@ -142,8 +142,8 @@ func TestInfoTxRx(t *testing.T) {
 	for _, r := range b.replies() {
 		got[r.ID] = r
 	}
-	if r := got[info]; link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 {
-		t.Errorf("info reply = %+v, want MAC %x and link up", r, testMAC)
+	if r := got[info]; link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 || r.Arg[2] != link.FeatureChecksum|link.FeatureTSO {
+		t.Errorf("info reply = %+v, want MAC %x, link up, checksum and TSO offload", r, testMAC)
 	}
 	for _, id := range tx {
 		if r, ok := got[id]; !ok || r.Status != link.StatusOK {
@@ -172,6 +172,40 @@ func TestInfoTxRx(t *testing.T) {
 		if want := frame(fmt.Sprintf("in-%d", i)); !bytes.Equal(data[:len(want)], want) {
 			t.Errorf("rx reply %d carries %q, want %q", i, data, want)
 		}
+	}
+}
+
+// Offload requests the device cannot honour are refused, not handed to it.
+func TestOffloadRequestChecked(t *testing.T) {
+	b := newBench(t)
+	bad := []link.Offload{
+		{L3: 14, L4: 14, TCP: true},                         // TCP header where IP's is
+		{L3: 14, L4: 250, TCP: true},                        // past any real header
+		{L3: 14, L4: 34, HdrLen: 40, MSS: 1448, TCP: true},  // headers end inside TCP's
+		{L3: 14, L4: 34, HdrLen: 54, MSS: 1500, TCP: true},  // segments longer than a frame
+		{L3: 14, L4: 34, HdrLen: 54, MSS: 16, TCP: true},    // absurdly small segments
+		{L3: 14, L4: 34, HdrLen: 200, MSS: 1000, TCP: true}, // no payload after the headers
+	}
+	var ids []uint64
+	for _, o := range bad {
+		ref, _ := b.rx.Alloc()
+		ref.Len = 100
+		id := b.next
+		b.next++
+		b.ip.Send(channel.Msg{ID: id, Op: link.OpTx, Ref: ref, Arg: [4]uint64{o.Arg()}})
+		ids = append(ids, id)
+	}
+	got := map[uint64]int32{}
+	for _, r := range b.replies() {
+		got[r.ID] = r.Status
+	}
+	for i, id := range ids {
+		if got[id] != link.StatusBadRef {
+			t.Errorf("offload %+v: status %d, want StatusBadRef", bad[i], got[id])
+		}
+	}
+	if len(b.wire) != 0 {
+		t.Errorf("%d frames sent, want none", len(b.wire))
 	}
 }
 

@@ -80,6 +80,12 @@ type Model struct {
 	txCache map[uint32][e1000.DescSize]byte
 
 	txFrame []byte // frame being assembled across descriptors
+	// The last context descriptors, with and without TSE (QEMU keeps
+	// both), and the offloads the frame being assembled asked for (the
+	// POPTS of its first data descriptor, and DCMD.TSE).
+	txCtx, tsoCtx e1000.TxContext
+	txPOPTS       uint8
+	txTSE, txData bool
 	writes  map[uint32]int
 }
 
@@ -362,11 +368,21 @@ func (m *Model) txDescriptor(desc []byte) {
 	switch {
 	case !t.IsExtended():
 		addr, length, cmd = t.Addr(), int(t.Length()), t.CMD()
+		m.txData = false
 	case t.DTYP() == e1000.DTYP_DATA:
 		dd := e1000.TxDataDesc(desc)
 		addr, length, cmd = dd.Addr(), int(dd.DTALEN()), dd.DCMD()
+		if !m.txData { // the packet's first data descriptor sets its options
+			m.txPOPTS, m.txTSE, m.txData = dd.POPTS(), cmd&e1000.TDESC_DCMD_TSE != 0, true
+		}
 	default:
-		return // context descriptor: offload parameters, not modelled
+		c := e1000.TxContextDesc(desc).Context()
+		if c.TUCMD&e1000.TDESC_TUCMD_TSE != 0 {
+			m.tsoCtx = c
+		} else {
+			m.txCtx = c
+		}
+		return
 	}
 	if b := m.dma(addr, length); b != nil {
 		m.txFrame = append(m.txFrame, b...)
@@ -376,6 +392,22 @@ func (m *Model) txDescriptor(desc []byte) {
 	}
 	frame := m.txFrame
 	m.txFrame = nil
+	data := m.txData
+	m.txData = false
+	switch {
+	case data && m.txTSE:
+		for _, seg := range segment(frame, m.tsoCtx, m.txPOPTS) {
+			m.send(seg)
+		}
+	case data:
+		insertChecksums(frame, m.txCtx, m.txPOPTS)
+		m.send(frame)
+	default:
+		m.send(frame)
+	}
+}
+
+func (m *Model) send(frame []byte) {
 	if m.get(e1000.TCTL)&e1000.TCTL_PSP != 0 && len(frame) < 60 {
 		frame = append(frame, make([]byte, 60-len(frame))...) // 13.4.33 PSP
 	}
@@ -383,6 +415,74 @@ func (m *Model) txDescriptor(desc []byte) {
 	if m.cfg.Wire != nil {
 		m.cfg.Wire(frame)
 	}
+}
+
+// segment is TCP segmentation (3.5): the payload after HDRLEN bytes is cut
+// into MSS-sized pieces, each behind a copy of the header with the IPv4
+// total length and identification, the TCP sequence number and flags, and
+// the checksums fixed up. The TCP checksum field comes holding the
+// pseudo-header sum without the length; each segment's length is added.
+func segment(frame []byte, c e1000.TxContext, popts uint8) [][]byte {
+	hdr, mss := int(c.HDRLEN), int(c.MSS)
+	if hdr >= len(frame) || mss == 0 || int(c.TUCSS)+20 > hdr {
+		return nil // malformed: QEMU would send garbage; the model sends nothing
+	}
+	var segs [][]byte
+	payload := frame[hdr:]
+	for k, off := 0, 0; off < len(payload); k, off = k+1, off+mss {
+		end := min(off+mss, len(payload))
+		seg := append(append([]byte(nil), frame[:hdr]...), payload[off:end]...)
+		ip, tcp := int(c.IPCSS), int(c.TUCSS)
+		binary.BigEndian.PutUint16(seg[ip+2:], uint16(len(seg)-ip))
+		binary.BigEndian.PutUint16(seg[ip+4:], binary.BigEndian.Uint16(seg[ip+4:])+uint16(k))
+		binary.BigEndian.PutUint32(seg[tcp+4:], binary.BigEndian.Uint32(seg[tcp+4:])+uint32(off))
+		if end < len(payload) {
+			seg[tcp+13] &^= 0x09 // PSH and FIN only on the last segment
+		}
+		if popts&e1000.TDESC_POPTS_TXSM != 0 {
+			so := int(c.TUCSO)
+			sum := uint32(binary.BigEndian.Uint16(seg[so:])) + uint32(len(seg)-tcp)
+			binary.BigEndian.PutUint16(seg[so:], uint16(sum>>16+sum&0xFFFF))
+		}
+		insertChecksums(seg, c, popts)
+		segs = append(segs, seg)
+	}
+	return segs
+}
+
+// insertChecksums does what POPTS asks (3.3.7.2): each checksum is the
+// one's complement of the sum from its start (CSS) to its end (CSE, 0: the
+// frame's end), the field at CSO included as it came.
+func insertChecksums(frame []byte, c e1000.TxContext, popts uint8) {
+	if popts&e1000.TDESC_POPTS_TXSM != 0 {
+		putChecksum(frame, int(c.TUCSS), int(c.TUCSO), int(c.TUCSE))
+	}
+	if popts&e1000.TDESC_POPTS_IXSM != 0 {
+		putChecksum(frame, int(c.IPCSS), int(c.IPCSO), int(c.IPCSE))
+	}
+}
+
+func putChecksum(frame []byte, css, cso, cse int) {
+	end := len(frame)
+	if cse != 0 && cse+1 < end {
+		end = cse + 1
+	}
+	if css >= end || cso+2 > end {
+		return
+	}
+	var sum uint32
+	b := frame[css:end]
+	for len(b) >= 2 {
+		sum += uint32(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	for sum > 0xFFFF {
+		sum = sum>>16 + sum&0xFFFF
+	}
+	binary.BigEndian.PutUint16(frame[cso:], ^uint16(sum))
 }
 
 func (m *Model) inc(off uint32) {

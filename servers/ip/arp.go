@@ -24,6 +24,7 @@ type pending struct {
 	proto   uint8
 	dst     netip.Addr
 	payload []byte // a copy
+	offload Offload
 }
 
 // handleARP processes an ARP packet (the Ethernet payload), following
@@ -80,7 +81,7 @@ func (s *Stack) learn(ip netip.Addr, n *neighbor, mac header.MAC) {
 	n.queue = nil
 	for _, p := range queue {
 		s.queuedBytes -= len(p.payload)
-		s.transmit(mac, p.proto, p.dst, p.payload)
+		s.transmit(mac, p.proto, p.dst, p.payload, p.offload)
 	}
 }
 
@@ -115,11 +116,11 @@ func (s *Stack) dropNeighbor(ip netip.Addr) {
 
 // resolveAndSend sends a datagram to next hop ip, or queues it and starts
 // (or continues) resolving ip.
-func (s *Stack) resolveAndSend(next netip.Addr, proto uint8, dst netip.Addr, payload []byte) error {
+func (s *Stack) resolveAndSend(next netip.Addr, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
 	now := s.clock.Now()
 	n := s.neigh[next]
 	if n != nil && n.resolved && now.Sub(n.updated) < s.limits.ARPReachable {
-		return s.transmit(n.mac, proto, dst, payload)
+		return s.transmit(n.mac, proto, dst, payload, o)
 	}
 	if n == nil || n.resolved { // unknown, or known too long ago: resolve again
 		if n != nil {
@@ -137,7 +138,7 @@ func (s *Stack) resolveAndSend(next netip.Addr, proto uint8, dst netip.Addr, pay
 		s.c.QueueDrops++
 		return nil
 	}
-	n.queue = append(n.queue, pending{proto, dst, append([]byte(nil), payload...)})
+	n.queue = append(n.queue, pending{proto, dst, append([]byte(nil), payload...), o})
 	s.queuedBytes += len(payload)
 	return nil
 }

@@ -34,7 +34,7 @@ func (s *Stack) handleICMP(ip header.IPv4) {
 	reply.SetType(header.ICMPv4EchoReply)
 	reply.SetCode(0)
 	reply.SetChecksum(reply.ComputeChecksum())
-	if s.output(header.ProtocolICMP, ip.Src(), reply) == nil {
+	if s.output(header.ProtocolICMP, ip.Src(), reply, Offload{}) == nil {
 		s.c.ICMPEchoReplies++
 	}
 }

@@ -1,10 +1,13 @@
 package ip
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 
+	"keepnet/drivers/link"
 	"keepnet/servers/header"
 )
 
@@ -71,14 +74,26 @@ func (s *Stack) handleIPv4(b []byte) {
 // dropped (and counted) when it does not. Errors: ErrNoRoute, ErrTooBig, or
 // the Link's error, wrapped with dst. payload is not kept.
 func (s *Stack) Output(proto uint8, dst netip.Addr, payload []byte) error {
-	if err := s.output(proto, dst, payload); err != nil {
+	return s.OutputOffload(proto, dst, payload, Offload{})
+}
+
+// OutputOffload is Output of a datagram whose checksum (and, with o.MSS,
+// segmentation) the device is to do. Without an OffloadLink, or for a
+// broadcast, the Stack computes the checksum itself; a segmentation request
+// it cannot pass on is refused with ErrTooBig if the datagram exceeds the
+// MTU.
+func (s *Stack) OutputOffload(proto uint8, dst netip.Addr, payload []byte, o Offload) error {
+	if err := s.output(proto, dst, payload, o); err != nil {
 		return fmt.Errorf("ip: output to %v: %w", dst, err)
 	}
 	return nil
 }
 
-func (s *Stack) output(proto uint8, dst netip.Addr, payload []byte) error {
+func (s *Stack) output(proto uint8, dst netip.Addr, payload []byte, o Offload) error {
 	if len(payload) > maxPayload {
+		return ErrTooBig
+	}
+	if o.MSS > 0 && (proto != header.ProtocolTCP || len(payload) < header.TCPMinimumSize) {
 		return ErrTooBig
 	}
 	if !dst.Is4() || dst == s.addr || dst.IsUnspecified() {
@@ -87,7 +102,7 @@ func (s *Stack) output(proto uint8, dst netip.Addr, payload []byte) error {
 	}
 	if s.isBroadcast(dst) {
 		s.c.IPOut++
-		return s.transmit(header.BroadcastMAC, proto, dst, payload)
+		return s.transmit(header.BroadcastMAC, proto, dst, payload, o)
 	}
 	next := dst // connected subnet: direct
 	if !s.subnet.Contains(dst) {
@@ -98,13 +113,82 @@ func (s *Stack) output(proto uint8, dst netip.Addr, payload []byte) error {
 		next = s.cfg.Gateway // default route
 	}
 	s.c.IPOut++
-	return s.resolveAndSend(next, proto, dst, payload)
+	return s.resolveAndSend(next, proto, dst, payload, o)
+}
+
+// checksumOffset is where a transport's checksum field is in its header.
+func checksumOffset(proto uint8) (int, bool) {
+	switch proto {
+	case header.ProtocolTCP:
+		return 16, true
+	case header.ProtocolUDP:
+		return 6, true
+	}
+	return 0, false
+}
+
+// transmitOffload sends one datagram as one frame for the device to
+// checksum, and with o.MSS to segment (e1000.Offload says how it wants the
+// frame: the transport checksum field seeded with the pseudo-header sum —
+// without the length when segmenting, the device adds each segment's —
+// and, when segmenting, a zero IPv4 checksum, which the device computes
+// per segment). Segments carry DF: they are cut to fit, never fragmented.
+func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
+	off, ok := checksumOffset(proto)
+	const eh, ih = header.EthernetMinimumSize, header.IPv4MinimumSize
+	if !ok || len(payload) < off+2 || (o.MSS == 0 && ih+len(payload) > s.cfg.MTU) {
+		return ErrTooBig
+	}
+	id := s.nextID
+	s.nextID++
+	lo := link.Offload{L3: eh, L4: eh + ih, TCP: proto == header.ProtocolTCP}
+	frame := s.tx[:eh+ih+len(payload)]
+	header.Ethernet(frame).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv4})
+	ip := header.IPv4(frame[eh:])
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(ih + len(payload)), ID: id, Flags: header.IPv4FlagDontFragment,
+		TTL: defaultTTL, Protocol: proto, Src: s.addr, Dst: dst})
+	seg := frame[eh+ih:]
+	copy(seg, payload)
+	seed := header.PseudoHeaderChecksum(proto, s.addr, dst, uint16(len(payload)))
+	if o.MSS > 0 && ih+len(payload) > s.cfg.MTU {
+		hdr := header.TCP(seg).DataOffset()
+		if hdr < header.TCPMinimumSize || hdr >= len(seg) || len(seg)-hdr > link.MaxTSO || o.MSS > s.cfg.MTU-ih-hdr {
+			return ErrTooBig
+		}
+		lo.HdrLen, lo.MSS = uint8(eh+ih+hdr), uint16(o.MSS)
+		seed = header.PseudoHeaderChecksum(proto, s.addr, dst, 0)
+		ip.SetChecksum(0)
+		s.c.SegmentationOut++
+	}
+	binary.BigEndian.PutUint16(seg[off:], seed)
+	if err := l.SendFrameOffload(frame, lo); err != nil {
+		s.c.LinkErrors++
+		return err
+	}
+	s.c.FramesOut++
+	return nil
 }
 
 // transmit sends one datagram to the Ethernet address mac, in fragments
 // (RFC 791 §3.2, "An Example Fragmentation Procedure") if it does not fit
 // the MTU. Every datagram gets a fresh identification.
-func (s *Stack) transmit(mac header.MAC, proto uint8, dst netip.Addr, payload []byte) error {
+func (s *Stack) transmit(mac header.MAC, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
+	if o.Checksum || o.MSS > 0 {
+		if ol, ok := s.link.(OffloadLink); ok {
+			return s.transmitOffload(ol, mac, proto, dst, payload, o)
+		}
+		if o.MSS > 0 && header.IPv4MinimumSize+len(payload) > s.cfg.MTU {
+			return ErrTooBig
+		}
+		if off, ok := checksumOffset(proto); ok && len(payload) >= off+2 {
+			// The payload is the transport's buffer: checksum a copy (a
+			// rare path: only a link without offloads takes it).
+			payload = bytes.Clone(payload)
+			binary.BigEndian.PutUint16(payload[off:], 0)
+			sum := header.Checksum(payload, header.PseudoHeaderChecksum(proto, s.addr, dst, uint16(len(payload))))
+			binary.BigEndian.PutUint16(payload[off:], ^sum)
+		}
+	}
 	id := s.nextID
 	s.nextID++
 	const eh, ih = header.EthernetMinimumSize, header.IPv4MinimumSize

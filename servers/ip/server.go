@@ -39,6 +39,9 @@ const (
 	// buffers sized for the largest UDP datagram ran out at a few hundred
 	// segments in flight to tcp, dropping them.
 	UpSmallPool = "ip.up.small"
+	// TxBigPool (optional) holds frames of up to 64 KiB for the device to
+	// cut into TCP segments; without it IP offers no segmentation.
+	TxBigPool = "ip.tx.big"
 )
 
 // ServerOptions configure the process.
@@ -79,7 +82,10 @@ type server struct {
 	o          ServerOptions
 	rx, tx, up *pool.Pool
 	upSmall    *pool.Pool // nil: every delivery goes in up
-	stack      *Stack
+	txBig      *pool.Pool // nil: no segmentation offload
+	// features are the offloads the driver announced (drivers/link).
+	features uint64
+	stack    *Stack
 
 	links map[string]*peerLink // by peer name
 	in    []channel.Msg
@@ -102,6 +108,8 @@ type Stats struct {
 	TxPoolFree       int
 	UpPoolFree       int
 	UpSmallPoolFree  int
+	TxBigPoolFree    int
+	Offloads         uint64 // offered to the transports (servers/ops Offload*)
 	Counters
 }
 
@@ -125,6 +133,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	}
 	defer conn.Close()
 	s := &server{o: o, rx: setup.Pools[RxPool], tx: setup.Pools[TxPool], up: setup.Pools[UpPool], upSmall: setup.Pools[UpSmallPool],
+		txBig: setup.Pools[TxBigPool],
 		links: map[string]*peerLink{}, in: make([]channel.Msg, 64), gen: setup.Generation}
 	if s.rx == nil || s.tx == nil || s.up == nil {
 		return fmt.Errorf("ip: init sent no %s, %s and %s pools", RxPool, TxPool, UpPool)
@@ -275,6 +284,47 @@ func (s *server) SendFrame(frame []byte) error {
 	return nil
 }
 
+// offloads are what IP offers its transports: the driver's checksum
+// insertion, and its segmentation if there is a pool for big frames.
+func (s *server) offloads() uint64 {
+	var o uint64
+	if s.features&link.FeatureChecksum != 0 {
+		o |= ops.OffloadChecksum
+		if s.features&link.FeatureTSO != 0 && s.txBig != nil {
+			o |= ops.OffloadTSO
+		}
+	}
+	return o
+}
+
+// SendFrameOffload is the Stack's OffloadLink: like SendFrame, with the
+// offload request for the driver; a frame longer than a TX buffer goes in
+// the big pool.
+func (s *server) SendFrameOffload(frame []byte, o link.Offload) error {
+	l := s.links[s.o.Driver]
+	if l == nil {
+		s.drops++
+		return errors.New("ip: no driver")
+	}
+	p := s.tx
+	if len(frame) > p.BufSize() {
+		p = s.txBig
+	}
+	if p == nil || len(frame) > p.BufSize() {
+		s.drops++
+		return ErrTooBig
+	}
+	ref, ok := p.Alloc()
+	if !ok {
+		s.drops++
+		return errors.New("ip: transmit pool exhausted")
+	}
+	buf, _ := p.Bytes(ref)
+	ref.Len = uint32(copy(buf, frame))
+	s.request(l, link.OpTx, ref, o.Arg())
+	return nil
+}
+
 // transportLink is the Stack's Transport for one transport server: it
 // copies the datagram into the "ip.up" pool and hands it over.
 type transportLink struct {
@@ -356,7 +406,7 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 		r.Status = ops.StatusOK
 		if s.stack != nil {
 			c := s.stack.Config()
-			r.Arg[0], r.Arg[1] = uint64(ops.MakeAddr(c.Addr.Addr(), 0)), uint64(c.Addr.Bits())
+			r.Arg[0], r.Arg[1], r.Arg[2] = uint64(ops.MakeAddr(c.Addr.Addr(), 0)), uint64(c.Addr.Bits()), s.offloads()
 		} else {
 			r.Status = ops.StatusError // not up yet: ask again
 		}
@@ -379,9 +429,14 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 		// The Stack copied what it keeps: post the buffer again.
 		s.request(l, link.OpRx, req.Ref)
 	case link.OpTx:
-		s.tx.Free(req.Ref)
+		if s.txBig != nil && req.Ref.Pool == s.txBig.ID() {
+			s.txBig.Free(req.Ref)
+		} else {
+			s.tx.Free(req.Ref)
+		}
 	case link.OpInfo:
 		s.mac, s.haveMAC = link.ArgToMAC(m.Arg[0]), true
+		s.features = m.Arg[2]
 	case ops.OpDeliver:
 		if m.Status == ops.StatusNoPort && s.stack != nil {
 			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil {
@@ -407,7 +462,12 @@ func (s *server) output(l *peerLink, m channel.Msg) {
 	case s.stack == nil:
 		r.Status = ops.StatusNoRoute
 	default:
-		switch err := s.stack.Output(uint8(m.Arg[1]), ops.Addr(m.Arg[0]).IP(), seg); {
+		o := Offload{Checksum: m.Arg[2]&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(m.Arg[2])}
+		if o.Checksum && s.offloads()&ops.OffloadChecksum == 0 || o.MSS > 0 && s.offloads()&ops.OffloadTSO == 0 {
+			r.Status = ops.StatusInvalid // not offered
+			break
+		}
+		switch err := s.stack.OutputOffload(uint8(m.Arg[1]), ops.Addr(m.Arg[0]).IP(), seg, o); {
 		case errors.Is(err, ErrNoRoute):
 			r.Status = ops.StatusNoRoute
 		case errors.Is(err, ErrTooBig):
@@ -425,6 +485,10 @@ func (s *server) publish() {
 	if s.upSmall != nil {
 		st.UpSmallPoolFree = s.upSmall.Available()
 	}
+	if s.txBig != nil {
+		st.TxBigPoolFree = s.txBig.Available()
+	}
+	st.Offloads = s.offloads()
 	if l := s.links[s.o.Driver]; l != nil {
 		st.DriverGeneration = l.peer.Generation
 		st.Outstanding = l.out.Len()

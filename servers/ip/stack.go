@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"keepnet/drivers/link"
 	"keepnet/servers/header"
 )
 
@@ -14,6 +15,23 @@ import (
 // Stack reuses the slice for the next frame.
 type Link interface {
 	SendFrame(frame []byte) error
+}
+
+// OffloadLink is a Link whose device can insert TCP/UDP checksums and cut
+// TCP segments (drivers/link's offloads); the Stack uses it for the
+// datagrams a transport sends with an Offload.
+type OffloadLink interface {
+	Link
+	SendFrameOffload(frame []byte, o link.Offload) error
+}
+
+// Offload is what a transport asks of the device for one datagram: the
+// transport left its checksum field for the device to fill (Checksum), and
+// with MSS the datagram may exceed the MTU: the device cuts its TCP
+// payload into segments of MSS bytes (TCP only, never fragmented).
+type Offload struct {
+	Checksum bool
+	MSS      int
 }
 
 // Transport is a transport server (udp, tcp) reached by protocol number.
@@ -117,9 +135,10 @@ type Counters struct {
 	ReassemblyBad         uint64 // datagrams/fragments dropped: empty or unaligned fragment, inconsistent end, over 65535
 
 	// IPv4 output.
-	IPOut        uint64 // datagrams sent (or queued for ARP) by Output
-	FragmentsOut uint64 // frames of fragmented datagrams
-	NoRoute      uint64 // Output calls refused with ErrNoRoute
+	IPOut           uint64 // datagrams sent (or queued for ARP) by Output
+	FragmentsOut    uint64 // frames of fragmented datagrams
+	SegmentationOut uint64 // datagrams handed to the device to cut into TCP segments
+	NoRoute         uint64 // Output calls refused with ErrNoRoute
 
 	// ICMP.
 	ICMPIn               uint64
@@ -182,7 +201,7 @@ func New(cfg Config, link Link, clock Clock, transports map[uint8]Transport) *St
 		limits:     DefaultLimits(),
 		neigh:      make(map[netip.Addr]*neighbor),
 		reasm:      make(map[fragKey]*reassembly),
-		tx:         make([]byte, header.EthernetMinimumSize+cfg.MTU),
+		tx:         make([]byte, header.EthernetMinimumSize+header.IPv4MaximumSize),
 		icmpBuf:    make([]byte, header.IPv4MaximumSize),
 		bigBuf:     make([]byte, header.IPv4MaximumSize),
 		// Start IDs somewhere time-dependent so a restarted server does

@@ -13,10 +13,14 @@
 //	           ICMP port unreachable (IP still has the datagram).
 //	OpOutput   transport -> IP. Ref: a transport segment (header and payload,
 //	           checksum filled in) in the transport's pool. Arg[0]: destination
-//	           (Addr), Arg[1]: IP protocol number. Reply once IP has copied it
-//	           out (StatusOK) or could not (StatusNoRoute, StatusError).
+//	           (Addr), Arg[1]: IP protocol number, Arg[2]: an Offload the
+//	           transport asks for (0: none; only what OpAddr offered).
+//	           Reply once IP has copied it out (StatusOK) or could not
+//	           (StatusNoRoute, StatusError, StatusTooBig).
 //	OpAddr     transport -> IP. The reply carries IP's address in Arg[0] (an
-//	           Addr with port 0) and the prefix length in Arg[1].
+//	           Addr with port 0), the prefix length in Arg[1], and in Arg[2]
+//	           the offloads IP can pass on to its device (OffloadChecksum,
+//	           OffloadTSO).
 //
 // # Sockets: application <-> SYSCALL <-> transport
 //
@@ -114,6 +118,28 @@ const (
 	FlagTruncated uint16 = 1 << 0 // OpRecvFrom: the datagram was longer than the buffer
 	FlagEOF       uint16 = 1 << 1 // OpRecvFrom on a stream: the peer closed its side
 )
+
+// Offloads IP offers in OpAddr's Arg[2] and a transport asks for in
+// OpOutput's Arg[2]. OffloadChecksum: the segment's checksum field is left
+// for the device (its value is ignored). OffloadTSO, with the MSS in bits
+// 16-31 of the request: the TCP segment may carry more than one MSS of
+// payload (up to drivers/link.MaxTSO), for the device to cut into segments
+// of MSS bytes; it implies OffloadChecksum.
+const (
+	OffloadChecksum uint64 = 1 << 0
+	OffloadTSO      uint64 = 1 << 1
+)
+
+// TSOArg is OpOutput's Arg[2] for a segment the device is to cut at mss.
+func TSOArg(mss int) uint64 { return OffloadChecksum | OffloadTSO | uint64(mss&0xFFFF)<<16 }
+
+// TSOMSS is the MSS of a TSOArg, 0 if it asks for no segmentation.
+func TSOMSS(arg uint64) int {
+	if arg&OffloadTSO == 0 {
+		return 0
+	}
+	return int(arg >> 16 & 0xFFFF)
+}
 
 // Network is what OpOpen creates.
 type Network uint64
