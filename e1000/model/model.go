@@ -86,7 +86,7 @@ type Model struct {
 	txCtx, tsoCtx e1000.TxContext
 	txPOPTS       uint8
 	txTSE, txData bool
-	writes  map[uint32]int
+	writes        map[uint32]int
 }
 
 var _ e1000.Regs = (*Model)(nil)
