@@ -7,15 +7,19 @@ import (
 
 // Congestion is a congestion-avoidance algorithm: how the congestion window
 // grows on ACKs and how far it falls on a loss. The Endpoint owns cwnd and
-// ssthresh and runs loss recovery itself (RFC 5681 slow start limits,
-// RFC 6582 NewReno fast retransmit/recovery with window inflation); an
+// ssthresh and runs loss recovery itself (recovery.go: RFC 6675 with SACK,
+// RFC 6582 NewReno without, RFC 5681 slow start after a timeout); an
 // algorithm only decides growth and reduction. One value per connection.
 type Congestion interface {
 	// OnAck is called for an ACK of acked new bytes outside loss recovery
 	// and returns the new cwnd, in bytes.
 	OnAck(cwnd, ssthresh, acked, mss int, now time.Time, srtt time.Duration) int
-	// OnLoss is called at a loss event (entering fast recovery, or an RTO)
-	// and returns the new ssthresh, in bytes.
+	// OnLoss is called at a loss event — entering fast recovery, or the
+	// first RTO of an episode — and returns the new ssthresh, in bytes. It
+	// is called once per loss episode (until SND.UNA passes what was sent
+	// when it began), however many segments were lost and timeouts came.
+	// A reduction later shown needless is undone by the Endpoint, which
+	// restores cwnd and ssthresh without telling the algorithm.
 	OnLoss(cwnd, flight, mss int, now time.Time) int
 }
 

@@ -27,8 +27,7 @@ type Endpoint struct {
 	// unsent.
 	iss     uint32
 	sndUna  uint32
-	sndNxt  uint32 // next to send; rewound by an RTO
-	sndMax  uint32 // highest ever sent + 1
+	sndNxt  uint32 // highest sent + 1; never rewound: retransmissions come from the scoreboard
 	sndWnd  uint32 // peer's window, scaled
 	maxWnd  uint32 // largest sndWnd seen (RFC 5961 §5.2)
 	sndWl1  uint32
@@ -38,15 +37,16 @@ type Endpoint struct {
 	finAckd bool
 
 	// Receive sequence space. rcv holds in-order bytes not yet read.
-	irs     uint32
-	rcvNxt  uint32
-	rcvAdv  uint32 // right edge of the window last advertised
-	rcv     ring
-	rcvFin  bool // the peer's FIN is in; EOF after rcv drains
-	ooo     []oooSeg
-	oooLen  int    // bytes in ooo
-	oooLast uint32 // seq of the last out-of-order segment, for the first SACK block
-	rcvMSS  int    // largest segment seen, for delayed ACKs
+	irs      uint32
+	rcvNxt   uint32
+	rcvAdv   uint32 // right edge of the window last advertised
+	rcv      ring
+	rcvFin   bool // the peer's FIN is in; EOF after rcv drains
+	ooo      []oooSeg
+	oooLen   int      // bytes in ooo
+	oooLast  uint32   // seq of the last out-of-order segment, for the first SACK block
+	rcvDSACK seqRange // duplicate data to report in the next ACK (RFC 2883); empty: none
+	rcvMSS   int      // largest segment seen, for delayed ACKs
 
 	// Options negotiated.
 	smss       int   // most data bytes per segment we send (peer MSS minus options)
@@ -70,14 +70,33 @@ type Endpoint struct {
 	rttStart  time.Time
 	retries   int
 
-	// Congestion control (RFC 5681, RFC 6582).
+	// Congestion control (RFC 5681) and loss recovery (RFC 6675 with SACK,
+	// RFC 6582 without; recovery.go).
 	cc          Congestion
 	cwnd        int
 	ssthresh    int
 	dupAcks     int
-	inRecovery  bool
-	partialSeen bool // a partial ACK came in this recovery
-	recover     uint32
+	inRecovery  bool       // fast recovery
+	inLoss      bool       // recovery after an RTO: unSACKed data below recover is lost
+	partialSeen bool       // a partial ACK came in this NewReno recovery
+	recover     uint32     // RecoveryPoint: the episode ends when sndUna reaches it
+	sb          scoreboard // what the peer SACKed above sndUna
+	sackSeen    bool       // the peer has sent SACK blocks
+	highRxt     uint32     // HighRxt: the lost holes below it were retransmitted
+	rescued     bool       // NextSeg rule (4) was used in this recovery
+	rxt         []rxtSeg   // retransmissions in flight, watched for loss
+	relost      []seqRange // retransmissions found lost: they go first
+
+	// Undoing a needless reduction (RFC 3522, RFC 3708).
+	undoArmed    bool // the last episode's reduction may be undone
+	undoEifel    bool // its first retransmission's timestamp can still judge it
+	undoCwnd     int
+	undoSsthresh int
+	undoTS       uint32     // TSval of the episode's first retransmission
+	undoRetrans  int        // segments retransmitted in the episode
+	undoDSACKs   int        // of those, reported twice by D-SACK
+	undoLog      []seqRange // what was retransmitted, for matching D-SACKs
+	undoLogFull  bool       // undoLog overflowed: D-SACKs cannot tell any more
 
 	// Timers; zero when not armed.
 	rtoAt     time.Time
@@ -96,18 +115,21 @@ type Endpoint struct {
 	kaProbes   int
 }
 
-// oooSeg is out-of-order data held for reassembly.
+// oooSeg is out-of-order data held for reassembly: a contiguous range,
+// with the FIN if it ends there.
 type oooSeg struct {
 	seq  uint32
 	data []byte
 	fin  bool
 }
 
+func (o oooSeg) end() uint32 { return o.seq + uint32(len(o.data)) }
+
 func (t *Table) newEndpoint(id tuple) *Endpoint {
 	iss := t.isn(id)
 	e := &Endpoint{
 		t: t, id: id,
-		iss: iss, sndUna: iss, sndNxt: iss, sndMax: iss, recover: iss,
+		iss: iss, sndUna: iss, sndNxt: iss, recover: iss, highRxt: iss,
 		snd:     ring{limit: t.cfg.SendBuffer},
 		rcv:     ring{limit: t.cfg.RecvBuffer},
 		smss:    536,
@@ -118,10 +140,18 @@ func (t *Table) newEndpoint(id tuple) *Endpoint {
 		tsOff:   t.tsOffset(id),
 		kaIdle:  2 * time.Hour, kaInterval: 75 * time.Second, kaCount: 9,
 	}
-	for e.rcv.limit>>e.rcvShift > 65535 && e.rcvShift < 14 {
-		e.rcvShift++
-	}
+	e.rcvShift = t.rcvShift()
 	return e
+}
+
+// rcvShift is the window scale we offer: the least that lets the window
+// field say the whole receive buffer (RFC 7323 §2.3: at most 14).
+func (t *Table) rcvShift() uint8 {
+	s := uint8(0)
+	for t.cfg.RecvBuffer>>s > 65535 && s < 14 {
+		s++
+	}
+	return s
 }
 
 // peerOptions settles the options of the peer's SYN (or SYN-ACK, when

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"slices"
 	"time"
 
 	"keepnet/servers/header"
@@ -40,7 +41,7 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 			e.t.c.Retransmits++
 			e.sendSYN(now)
 			return
-		case e.listener == nil && s.has(flagACK) && s.seq+1 == e.rcvNxt && s.ack == e.sndMax:
+		case e.listener == nil && s.has(flagACK) && s.seq+1 == e.rcvNxt && s.ack == e.sndNxt:
 			// Simultaneous open: the peer's SYN-ACK acknowledges our SYN;
 			// its SYN we have already. Keep the ACK (as Linux does).
 			s.flags &^= flagSYN
@@ -50,12 +51,22 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 
 	// PAWS (RFC 7323 §5.3 R1-R2).
 	if e.tsOK && s.opts.HasTimestamps && !s.has(flagRST) && seqLT(s.opts.TSVal, e.tsRecent) {
-		if now.Sub(e.tsRecentAt) <= pawsIdle {
+		switch {
+		case now.Sub(e.tsRecentAt) > pawsIdle:
+			e.tsRecent, e.tsRecentAt = s.opts.TSVal, now // TS.Recent too old to judge by
+		case e.disorderedAck(s):
+			// Overtaken by a later segment, harmless: processed, but
+			// TS.Recent stays (its TSval is older).
+		default:
 			e.t.c.InPAWSDrops++
-			e.sendAck(now)
+			if s.length() > 0 {
+				// R1's ACK. A segment without data or flags is not
+				// answered: an ACK for an ACK would reach the peer as a
+				// duplicate ACK, and feed loops.
+				e.sendAck(now)
+			}
 			return
 		}
-		e.tsRecent, e.tsRecentAt = s.opts.TSVal, now // TS.Recent too old to judge by
 	}
 
 	// 1. Is the segment acceptable?
@@ -75,6 +86,9 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 			if !s.has(flagRST) {
 				if e.state == TimeWait && s.has(flagFIN) {
 					e.closeAt = now.Add(2 * MSL) // the peer's FIN again
+				}
+				if end := s.seq + uint32(len(s.data)); seqLEQ(end, e.rcvNxt) {
+					e.dsackFor(s.seq, end) // data we have: a D-SACK says so
 				}
 				e.sendAck(now)
 			}
@@ -126,7 +140,7 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 		return
 	}
 	if e.state == SynReceived {
-		if !seqGT(s.ack, e.sndUna) || seqGT(s.ack, e.sndMax) {
+		if !seqGT(s.ack, e.sndUna) || seqGT(s.ack, e.sndNxt) {
 			e.t.sendRaw(e.id, s.ack, 0, flagRST, 0, nil)
 			return
 		}
@@ -145,6 +159,18 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 		}
 	}
 	e.output(now)
+}
+
+// disorderedAck reports a segment that fails PAWS only because the network
+// reordered it behind a later one from the same peer (the idea of Linux's
+// tcp_disordered_ack): a pure ACK, in sequence, that acknowledges nothing
+// new and changes no window, not older than an RTO. Such an ACK may carry
+// SACK blocks loss recovery wants, and cannot be an old duplicate from an
+// earlier incarnation that harms: it changes no state but the dup-ACK count.
+func (e *Endpoint) disorderedAck(s *segment) bool {
+	return s.has(flagACK) && s.length() == 0 && s.seq == e.rcvNxt && s.ack == e.sndUna &&
+		uint32(s.wnd)<<e.sndShift == e.sndWnd &&
+		int64(e.tsRecent-s.opts.TSVal) <= int64(e.rto/time.Millisecond)
 }
 
 // acceptable is the test of RFC 9293 §3.10.7.4 step 1.
@@ -170,6 +196,7 @@ func (e *Endpoint) trim(s *segment, wnd uint32) {
 			s.flags &^= flagFIN // an old FIN
 			d = uint32(len(s.data))
 		}
+		e.dsackFor(s.seq, s.seq+d)
 		s.data = s.data[d:]
 		s.seq = e.rcvNxt
 	}
@@ -181,7 +208,7 @@ func (e *Endpoint) trim(s *segment, wnd uint32) {
 
 // inputSynSent is RFC 9293 §3.10.7.3.
 func (e *Endpoint) inputSynSent(s *segment, now time.Time) {
-	if s.has(flagACK) && (seqLEQ(s.ack, e.iss) || seqGT(s.ack, e.sndMax)) {
+	if s.has(flagACK) && (seqLEQ(s.ack, e.iss) || seqGT(s.ack, e.sndNxt)) {
 		if !s.has(flagRST) {
 			e.t.sendRaw(e.id, s.ack, 0, flagRST, 0, nil)
 		}
@@ -268,7 +295,7 @@ func (e *Endpoint) rttFromAck(s *segment, now time.Time) {
 // processAck is step 5 for synchronized states. It reports whether
 // processing goes on.
 func (e *Endpoint) processAck(s *segment, now time.Time) bool {
-	if seqGT(s.ack, e.sndMax) {
+	if seqGT(s.ack, e.sndNxt) {
 		e.sendAck(now) // acknowledges what we never sent
 		return false
 	}
@@ -277,12 +304,14 @@ func (e *Endpoint) processAck(s *segment, now time.Time) bool {
 		return false
 	}
 	newWnd := uint32(s.wnd) << e.sndShift
+	newly := e.sackUpdate(s)
 	switch {
 	case seqGT(s.ack, e.sndUna):
 		e.ackNew(s, now)
-	case s.ack == e.sndUna && len(s.data) == 0 && !s.has(flagFIN) && newWnd == e.sndWnd && e.sndMax != e.sndUna:
+	case s.ack == e.sndUna && e.sndNxt != e.sndUna && e.isDupAck(s, newly, newWnd):
 		e.dupAck(now)
 	}
+	e.sackLoss(now)
 	if seqLT(e.sndWl1, s.seq) || e.sndWl1 == s.seq && seqLEQ(e.sndWl2, s.ack) {
 		e.sndWnd, e.sndWl1, e.sndWl2 = newWnd, s.seq, s.ack
 		e.maxWnd = max(e.maxWnd, e.sndWnd)
@@ -307,6 +336,17 @@ func (e *Endpoint) processAck(s *segment, now time.Time) bool {
 	return true
 }
 
+// isDupAck reports whether s, which acknowledges SND.UNA again, is a
+// duplicate ACK: with SACK blocks, one that SACKs new data (RFC 6675 §2),
+// so that ACKs for duplicated segments (D-SACKs) and window updates do not
+// count; without, RFC 5681 §2's: no data, no FIN, the same window.
+func (e *Endpoint) isDupAck(s *segment, newly int, newWnd uint32) bool {
+	if e.sackOK && s.opts.NumSACK > 0 {
+		return newly > 0
+	}
+	return len(s.data) == 0 && !s.has(flagFIN) && newWnd == e.sndWnd
+}
+
 // ackNew handles an ACK that advances SND.UNA: buffer, RTT, congestion
 // window, recovery, timer.
 func (e *Endpoint) ackNew(s *segment, now time.Time) {
@@ -317,61 +357,19 @@ func (e *Endpoint) ackNew(s *segment, now time.Time) {
 		e.finAckd = true
 	}
 	e.sndUna = s.ack
-	if seqLT(e.sndNxt, e.sndUna) {
-		e.sndNxt = e.sndUna
-	}
 	e.rttFromAck(s, now)
 	e.retries = 0
 	if e.hasRTT {
 		e.rto = clampRTO(e.srtt + max(time.Millisecond, 4*e.rttvar))
 	}
-	restart := true
-	if e.inRecovery {
-		if seqGEQ(s.ack, e.recover) {
-			// Full acknowledgment (RFC 6582 §3.2 step 3, option 1).
-			e.inRecovery = false
-			e.cwnd = min(e.ssthresh, max(int(e.sndMax-e.sndUna), e.smss)+e.smss)
-		} else {
-			// Partial acknowledgment (step 4): the next hole goes out now.
-			e.retransmitFirst(now)
-			e.cwnd = max(e.cwnd-acked, 0)
-			if acked >= e.smss {
-				e.cwnd += e.smss
-			}
-			e.cwnd = max(e.cwnd, e.smss)
-			restart = !e.partialSeen
-			e.partialSeen = true
-		}
-	} else {
-		e.cwnd = min(e.cc.OnAck(e.cwnd, e.ssthresh, acked, e.smss, now, e.srtt), 1<<30)
-	}
+	restart := e.ackRecovery(s, acked, now)
 	e.dupAcks = 0
 	switch {
-	case e.sndUna == e.sndMax:
+	case e.sndUna == e.sndNxt:
 		e.rtoAt = time.Time{}
 	case restart:
 		e.rtoAt = now.Add(e.rto)
 	}
-}
-
-// dupAck counts a duplicate ACK (RFC 5681 §2) and runs fast retransmit on
-// the third (RFC 6582 §3.2 step 2), inflating the window after.
-func (e *Endpoint) dupAck(now time.Time) {
-	e.dupAcks++
-	if e.inRecovery {
-		e.cwnd += e.smss
-		return
-	}
-	if e.dupAcks != 3 || !seqGT(e.sndUna, e.recover) && e.recover != e.iss {
-		return
-	}
-	flight := int(e.sndMax - e.sndUna)
-	e.ssthresh = e.cc.OnLoss(e.cwnd, flight, e.smss, now)
-	e.recover = e.sndMax
-	e.inRecovery, e.partialSeen = true, false
-	e.t.c.FastRetransmits++
-	e.retransmitFirst(now)
-	e.cwnd = e.ssthresh + 3*e.smss
 }
 
 // receive is steps 7 and 8: queue the data, in order or for reassembly,
@@ -412,31 +410,61 @@ func (e *Endpoint) receive(s *segment, now time.Time) {
 	}
 }
 
-// queueOOO keeps an out-of-order segment for reassembly, within the
-// queue's bounds.
+// queueOOO keeps an out-of-order segment for reassembly. Contiguous data
+// is held as one range, so the queue's bound (Config.MaxOutOfOrder) counts
+// the islands between holes, not segments; its bytes are bounded by the
+// receive buffer.
 func (e *Endpoint) queueOOO(s *segment) {
-	end := s.seq + uint32(len(s.data))
+	seq, end := s.seq, s.seq+uint32(len(s.data))
+	fin := s.has(flagFIN)
+	e.oooLast = seq
+	// Ranges i..j-1 touch [seq, end]: the segment merges with them.
 	i := 0
-	for ; i < len(e.ooo); i++ {
-		o := e.ooo[i]
-		if seqLEQ(o.seq, s.seq) && seqGEQ(o.seq+uint32(len(o.data)), end) && (o.fin || !s.has(flagFIN)) {
-			e.oooLast = s.seq
-			return // a duplicate
-		}
-		if seqGT(o.seq, s.seq) {
-			break
-		}
+	for i < len(e.ooo) && seqLT(e.ooo[i].end(), seq) {
+		i++
 	}
-	if len(e.ooo) >= e.t.cfg.MaxOutOfOrder || e.oooLen+len(s.data) > e.rcv.limit {
+	j := i
+	for j < len(e.ooo) && seqLEQ(e.ooo[j].seq, end) {
+		j++
+	}
+	if j == i+1 && seqLEQ(e.ooo[i].seq, seq) && seqGEQ(e.ooo[i].end(), end) && (e.ooo[i].fin || !fin) {
+		e.dsackFor(seq, end) // all here already
+		return
+	}
+	left, right, had := seq, end, 0
+	for _, o := range e.ooo[i:j] {
+		left, right, had = seqMin(left, o.seq), seqMax(right, o.end()), had+len(o.data)
+	}
+	if j == i && len(e.ooo) >= e.t.cfg.MaxOutOfOrder || e.oooLen-had+int(right-left) > e.rcv.limit {
 		e.t.c.InOOODrops++
 		return
 	}
-	o := oooSeg{seq: s.seq, data: append([]byte(nil), s.data...), fin: s.has(flagFIN)}
-	e.ooo = append(e.ooo, oooSeg{})
-	copy(e.ooo[i+1:], e.ooo[i:])
-	e.ooo[i] = o
-	e.oooLen += len(o.data)
-	e.oooLast = s.seq
+	// A FIN stays only where the merged range ends: no data may follow it.
+	m := oooSeg{seq: left, fin: fin && end == right || j > i && e.ooo[j-1].fin && e.ooo[j-1].end() == right}
+	switch {
+	case j == i:
+		m.data = append([]byte(nil), s.data...)
+	case j == i+1 && seqLEQ(e.ooo[i].seq, seq) && seqGEQ(end, e.ooo[i].end()):
+		// The common case, a run growing to the right: append.
+		m.data = append(e.ooo[i].data, s.data[e.ooo[i].end()-seq:]...)
+	default:
+		m.data = make([]byte, right-left)
+		for _, o := range e.ooo[i:j] {
+			copy(m.data[o.seq-left:], o.data)
+		}
+		copy(m.data[seq-left:], s.data)
+	}
+	e.ooo = slices.Replace(e.ooo, i, j, m)
+	e.oooLen += len(m.data) - had
+}
+
+// dsackFor reports the duplicate data [seq, end) in the next ACK's first
+// SACK block (RFC 2883 §4), so that the peer learns its retransmission was
+// needless.
+func (e *Endpoint) dsackFor(seq, end uint32) {
+	if e.sackOK && seqLT(seq, end) {
+		e.rcvDSACK = seqRange{seq, end}
+	}
 }
 
 // drainOOO moves what has become in order into the receive buffer and

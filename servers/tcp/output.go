@@ -31,7 +31,6 @@ func (e *Endpoint) sendSYN(now time.Time) {
 	e.lastAck = e.rcvNxt
 	e.t.sendRaw(e.id, e.iss, ack, flags, uint16(win), &o)
 	e.sndNxt = e.iss + 1
-	e.sndMax = e.iss + 1
 	e.rtoAt = now.Add(e.rto)
 	e.rttTiming = e.retries == 0 // Karn: a retransmitted SYN is not timed
 	e.rttSeq, e.rttStart = e.iss, now
@@ -44,7 +43,7 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	if e.tsOK {
 		o.HasTimestamps, o.TSVal, o.TSEcr = true, e.tsNow(now), e.tsRecent
 	}
-	if e.sackOK && len(e.ooo) > 0 {
+	if e.sackOK && (len(e.ooo) > 0 || e.rcvDSACK.size() > 0) {
 		e.sackBlocks(&o)
 	}
 	optLen := o.Size()
@@ -71,23 +70,22 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr)
 }
 
-// sackBlocks fills o with the out-of-order ranges, the one holding the
-// latest segment first (RFC 2018 §4).
+// sackBlocks fills o with the D-SACK block if a duplicate came (RFC 2883
+// §4, once), then the out-of-order ranges, the one holding the latest
+// segment first (RFC 2018 §4).
 func (e *Endpoint) sackBlocks(o *header.TCPOptions) {
 	var blocks []header.TCPSACKBlock
-	for _, s := range e.ooo {
-		end := s.seq + uint32(len(s.data))
-		if n := len(blocks); n > 0 && seqLEQ(s.seq, blocks[n-1].Right) {
-			if seqGT(end, blocks[n-1].Right) {
-				blocks[n-1].Right = end
-			}
-			continue
-		}
-		blocks = append(blocks, header.TCPSACKBlock{Left: s.seq, Right: end})
+	if d := e.rcvDSACK; d.size() > 0 {
+		blocks = append(blocks, header.TCPSACKBlock{Left: d.left, Right: d.right})
+		e.rcvDSACK = seqRange{}
 	}
-	for i, b := range blocks {
-		if seqInWindow(e.oooLast, b.Left, b.Right-b.Left) {
-			blocks[0], blocks[i] = blocks[i], blocks[0]
+	first := len(blocks)
+	for _, s := range e.ooo {
+		blocks = append(blocks, header.TCPSACKBlock{Left: s.seq, Right: s.end()})
+	}
+	for i := first; i < len(blocks); i++ {
+		if b := blocks[i]; seqInWindow(e.oooLast, b.Left, b.Right-b.Left) {
+			blocks[first], blocks[i] = blocks[i], blocks[first]
 			break
 		}
 	}
@@ -122,59 +120,34 @@ func (e *Endpoint) output(now time.Time) {
 	}
 }
 
+// transmit sends what cwnd - pipe allows (RFC 6675 §5 (C); for NewReno,
+// cwnd - FlightSize) in NextSeg's order: lost data first, then new data as
+// the peer's window, Nagle and SWS avoidance allow, then, in SACK
+// recovery, holes not yet lost and the rescue retransmission.
 func (e *Endpoint) transmit(now time.Time) {
+	pipe := e.pipe()
 	for {
-		flight := int(e.sndNxt - e.sndUna)
-		off := flight
-		avail := e.snd.Len() - off
-		finPending := e.finQ && !e.finAckd && !seqGT(e.sndNxt, e.finSeq())
-		if avail <= 0 && !finPending {
+		room := e.cwnd - pipe
+		r, kind := e.nextSeg(false)
+		if kind == segNone {
+			if sent := e.transmitNew(now, room); sent > 0 {
+				pipe += sent
+				continue
+			}
+			r, kind = e.nextSeg(true)
+		}
+		if kind == segNone || room < min(r.size(), e.smss) {
 			break
 		}
-		avail = max(avail, 0)
-		wnd := min(int(e.sndWnd), e.cwnd)
-		usable := max(wnd-flight, 0)
-		n := min(avail, e.smss, usable)
-		fin := finPending && n == avail
-		if n == 0 && !fin {
+		sent := e.retransmit(now, r)
+		if sent == 0 {
 			break
 		}
-		if n == 0 && fin && flight > 0 && usable == 0 && avail == 0 && e.sndWnd == 0 {
-			break // the FIN waits for the window like data would
-		}
-		// Sender SWS avoidance and Nagle (RFC 9293 §3.8.6.2.1, RFC 896):
-		// with data in flight, hold a short segment back, whether the
-		// window or the data is what makes it short (NoDelay lifts the
-		// latter).
-		if n > 0 && n < e.smss && !fin && flight > 0 && (n < avail || !e.noDelay) {
-			break
-		}
-		flags := uint8(0)
-		if n > 0 && n == avail {
-			flags |= header.TCPFlagPSH
-		}
-		if fin {
-			flags |= header.TCPFlagFIN
-		}
-		seq := e.sndNxt
-		if seqLT(seq, e.sndMax) {
-			e.t.c.Retransmits++
-		}
-		e.send(now, seq, n, flags)
-		if !e.tsOK && !e.rttTiming && !seqLT(seq, e.sndMax) && n > 0 {
-			e.rttTiming, e.rttSeq, e.rttStart = true, seq, now
-		}
-		e.sndNxt += uint32(n)
-		if fin {
-			e.sndNxt++
-		}
-		if seqGT(e.sndNxt, e.sndMax) {
-			e.sndMax = e.sndNxt
-		}
+		e.retransmitted(seqRange{r.left, r.left + sent}, kind)
+		pipe += int(sent)
 		if e.rtoAt.IsZero() {
 			e.rtoAt = now.Add(e.rto)
 		}
-		e.persistAt, e.persistN = time.Time{}, 0
 	}
 	// Zero window with something to send and nothing in flight: probe.
 	pending := e.snd.Len() > int(e.sndNxt-e.sndUna) || e.finQ && !e.finAckd && !seqGT(e.sndNxt, e.finSeq())
@@ -182,6 +155,57 @@ func (e *Endpoint) transmit(now time.Time) {
 		e.persistAt = now.Add(e.persistTimeout())
 		e.rtoAt = time.Time{}
 	}
+}
+
+// transmitNew sends one segment of new data (NextSeg rule (2)), or our
+// FIN, within room bytes of congestion window and the peer's window, and
+// returns the sequence space it sent.
+func (e *Endpoint) transmitNew(now time.Time, room int) int {
+	flight := int(e.sndNxt - e.sndUna)
+	avail := e.snd.Len() - flight
+	finPending := e.finQ && !e.finAckd && !seqGT(e.sndNxt, e.finSeq())
+	if avail <= 0 && !finPending {
+		return 0
+	}
+	avail = max(avail, 0)
+	usable := max(min(int(e.sndWnd)-flight, room), 0)
+	n := min(avail, e.smss, usable)
+	fin := finPending && n == avail
+	if n == 0 && !fin {
+		return 0
+	}
+	if n == 0 && fin && flight > 0 && usable == 0 && avail == 0 && e.sndWnd == 0 {
+		return 0 // the FIN waits for the window like data would
+	}
+	// Sender SWS avoidance and Nagle (RFC 9293 §3.8.6.2.1, RFC 896):
+	// with data in flight, hold a short segment back, whether the
+	// window or the data is what makes it short (NoDelay lifts the
+	// latter).
+	if n > 0 && n < e.smss && !fin && flight > 0 && (n < avail || !e.noDelay) {
+		return 0
+	}
+	flags := uint8(0)
+	if n > 0 && n == avail {
+		flags |= header.TCPFlagPSH
+	}
+	if fin {
+		flags |= header.TCPFlagFIN
+	}
+	seq := e.sndNxt
+	e.send(now, seq, n, flags)
+	if !e.tsOK && !e.rttTiming && n > 0 {
+		e.rttTiming, e.rttSeq, e.rttStart = true, seq, now
+	}
+	sent := n
+	if fin {
+		sent++
+	}
+	e.sndNxt += uint32(sent)
+	if e.rtoAt.IsZero() {
+		e.rtoAt = now.Add(e.rto)
+	}
+	e.persistAt, e.persistN = time.Time{}, 0
+	return sent
 }
 
 func (e *Endpoint) persistTimeout() time.Duration {
@@ -193,38 +217,6 @@ func (e *Endpoint) persistTimeout() time.Duration {
 		}
 	}
 	return d
-}
-
-// retransmitFirst sends the oldest unacknowledged segment again.
-func (e *Endpoint) retransmitFirst(now time.Time) {
-	if !e.canSend() {
-		return
-	}
-	n := min(e.snd.Len(), e.smss, int(e.sndMax-e.sndUna))
-	flags := uint8(0)
-	if e.finQ && !e.finAckd && n == e.snd.Len() && seqGT(e.sndMax, e.finSeq()) {
-		flags |= header.TCPFlagFIN
-	}
-	if n == 0 && flags == 0 {
-		return
-	}
-	e.t.c.Retransmits++
-	e.rttTiming = false // Karn
-	e.send(now, e.sndUna, n, flags|header.TCPFlagPSH*boolFlag(n > 0))
-	end := e.sndUna + uint32(n)
-	if flags != 0 {
-		end++
-	}
-	if seqGT(end, e.sndNxt) {
-		e.sndNxt = end
-	}
-}
-
-func boolFlag(b bool) uint8 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // rttSample updates SRTT, RTTVAR and RTO (RFC 6298 §2).
@@ -320,20 +312,16 @@ func (e *Endpoint) timeout(now time.Time) {
 		e.terminate(ErrTimedOut)
 		return
 	}
-	if e.sndUna == e.sndMax {
+	if e.sndUna == e.sndNxt {
 		return // nothing outstanding any more
 	}
-	// RFC 5681 §3.1 eq. 4 and RFC 6582: after an RTO, one segment, and no
-	// fast retransmit for what was sent before it.
-	flight := int(e.sndMax - e.sndUna)
-	e.ssthresh = e.cc.OnLoss(e.cwnd, flight, e.smss, now)
-	e.cwnd = e.smss
-	e.inRecovery = false
-	e.dupAcks = 0
-	e.recover = e.sndMax
-	e.rttTiming = false
-	e.sndNxt = e.sndUna
-	e.retransmitFirst(now)
+	// RFC 6298 §5.4-5.6 with RFC 6675 §5.1: one segment of window, and
+	// the unSACKed data outstanding goes again, hole by hole, as it
+	// opens.
+	e.enterLoss(now)
+	if e.canSend() {
+		e.transmit(now)
+	}
 	e.rtoAt = now.Add(e.rto)
 }
 

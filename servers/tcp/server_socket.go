@@ -420,7 +420,9 @@ func (s *server) serveConnect(so *sock) {
 		if local.IsUnspecified() {
 			local = s.addr.Addr()
 		}
-		e, err := s.table.Connect(local, ops.Addr(so.connect.Arg[1]).AddrPort())
+		// From the port bound before, if any (it stays ours in s.ports
+		// until the socket closes); else the Table picks one.
+		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), ops.Addr(so.connect.Arg[1]).AddrPort())
 		if err != nil {
 			// Whatever waited for the connection fails with it.
 			s.fail(so, statusOf(err))
@@ -428,10 +430,6 @@ func (s *server) serveConnect(so *sock) {
 		}
 		e.SetNotify(s.markDirty)
 		so.e = e
-		// The Table picks the port: a port bound before is given back.
-		if p := so.local.Port(); p != 0 && s.ports[p] == so.id {
-			delete(s.ports, p)
-		}
 		so.local = ops.FromAddrPort(e.LocalAddr())
 	}
 	r := *so.connect

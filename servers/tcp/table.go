@@ -26,11 +26,15 @@ type Config struct {
 	// SendBuffer and RecvBuffer bound each connection's buffers. Zero:
 	// 1 MiB each. The receive window scale is chosen from RecvBuffer.
 	SendBuffer, RecvBuffer int
-	// SynQueue bounds each listener's half-open connections; when full the
-	// oldest is dropped. Zero: 256.
+	// SynQueue bounds each listener's half-open connections; when full,
+	// SYNs are answered with SYN cookies (syncookie.go). Zero: 256.
 	SynQueue int
-	// MaxOutOfOrder bounds each connection's reassembly queue, in
-	// segments; its bytes are bounded by the receive window. Zero: 64.
+	// NoSynCookies turns SYN cookies off: a full SYN queue drops its
+	// oldest half-open connection instead.
+	NoSynCookies bool
+	// MaxOutOfOrder bounds each connection's reassembly queue, in ranges
+	// of contiguous data (the islands between holes); its bytes are
+	// bounded by the receive window. Zero: 64.
 	MaxOutOfOrder int
 	// Congestion makes each connection's algorithm. Nil: CUBIC.
 	Congestion func() Congestion
@@ -43,23 +47,28 @@ type Config struct {
 
 // Counters are the Table's statistics.
 type Counters struct {
-	InSegs          uint64 // accepted by validation
-	InTruncated     uint64 // drop: shorter than a header
-	InBadOffset     uint64 // drop: bad data offset
-	InBadLength     uint64 // drop: too long
-	InBadChecksum   uint64 // drop: checksum does not verify
-	InBadOptions    uint64 // drop: malformed options
-	InNoSocket      uint64 // to no connection or listener (answered with RST)
-	InSynDrops      uint64 // SYNs dropped: accept queue full
-	InSynEvictions  uint64 // half-open connections dropped for a newer SYN
-	InPAWSDrops     uint64 // drop: timestamp older than TS.Recent
-	InOOODrops      uint64 // out-of-order data dropped: reassembly queue full
-	OutSegs         uint64
-	OutRSTs         uint64
-	ChallengeACKs   uint64
-	Retransmits     uint64 // segments sent again, for any reason
-	FastRetransmits uint64 // fast retransmit events
-	Timeouts        uint64 // retransmission timer expiries
+	InSegs             uint64 // accepted by validation
+	InTruncated        uint64 // drop: shorter than a header
+	InBadOffset        uint64 // drop: bad data offset
+	InBadLength        uint64 // drop: too long
+	InBadChecksum      uint64 // drop: checksum does not verify
+	InBadOptions       uint64 // drop: malformed options
+	InNoSocket         uint64 // to no connection or listener (answered with RST)
+	InSynDrops         uint64 // SYNs dropped: accept queue full
+	InSynEvictions     uint64 // half-open connections dropped for a newer SYN (NoSynCookies)
+	SynCookiesSent     uint64 // SYN-ACKs with a cookie: the SYN queue was full
+	SynCookiesAccepted uint64 // ACKs with a valid cookie: connections made from it
+	SynCookiesRejected uint64 // ACKs to a listener sending cookies whose cookie is wrong (answered with RST)
+	InPAWSDrops        uint64 // drop: timestamp older than TS.Recent
+	InOOODrops         uint64 // out-of-order data dropped: reassembly queue full
+	OutSegs            uint64
+	OutRSTs            uint64
+	ChallengeACKs      uint64
+	Retransmits        uint64 // segments sent again, for any reason
+	FastRetransmits    uint64 // fast retransmit events: entries into fast recovery
+	Timeouts           uint64 // retransmission timer expiries
+	LostRetransmits    uint64 // retransmissions found lost by SACK, sent again without a timeout
+	SpuriousRecoveries uint64 // window reductions undone: the retransmissions were needless
 }
 
 // tuple identifies a connection.
@@ -128,29 +137,42 @@ func NewTable(cfg Config) *Table {
 		scratch:   make([]byte, header.TCPMaximumHeaderSize+cfg.MSS),
 	}
 	t.isn = t.isnRFC6528
-	t.tsOffset = func(id tuple) uint32 { return t.hash(id, 1) }
+	t.tsOffset = func(id tuple) uint32 { return t.hash(id, hashTSOffset) }
 	return t
 }
 
-// hash is the keyed hash F of RFC 6528 over the 4-tuple, with a domain
-// byte so that ISNs and timestamp offsets are unrelated.
-func (t *Table) hash(id tuple, domain byte) uint32 {
+// Domains of the keyed hash: what it is computed for.
+const (
+	hashISN      = 0
+	hashTSOffset = 1
+	hashCookie   = 2
+)
+
+// hash is the keyed hash F of RFC 6528 over the 4-tuple and at most two
+// extra words, with a domain byte so that ISNs, timestamp offsets and SYN
+// cookies are unrelated.
+func (t *Table) hash(id tuple, domain byte, extra ...uint32) uint32 {
 	m := hmac.New(sha256.New, t.cfg.ISNKey[:])
-	var b [1 + 4 + 2 + 4 + 2]byte
+	var b [1 + 4 + 2 + 4 + 2 + 8]byte
 	b[0] = domain
 	la, ra := id.localAddr.As4(), id.remoteAddr.As4()
 	copy(b[1:], la[:])
 	binary.BigEndian.PutUint16(b[5:], id.localPort)
 	copy(b[7:], ra[:])
 	binary.BigEndian.PutUint16(b[11:], id.remotePort)
-	m.Write(b[:])
+	n := 13
+	for _, x := range extra {
+		binary.BigEndian.PutUint32(b[n:], x)
+		n += 4
+	}
+	m.Write(b[:n])
 	return binary.BigEndian.Uint32(m.Sum(nil))
 }
 
 // isnRFC6528 is ISN = M + F(4-tuple, key), M a 4 µs timer.
 func (t *Table) isnRFC6528(id tuple) uint32 {
 	m := uint32(t.clock.Now().UnixNano() / 4000)
-	return m + t.hash(id, 0)
+	return m + t.hash(id, hashISN)
 }
 
 // Counters returns the statistics so far.
@@ -170,6 +192,8 @@ type Listener struct {
 	acceptQ []*Endpoint // ESTABLISHED (or further), oldest first
 	closed  bool
 	notify  func()
+
+	cookieAt time.Time // when the last SYN cookie was sent; zero: never
 }
 
 // Listen opens a listener on port (0: an ephemeral one) of addr (the
@@ -281,18 +305,32 @@ func (t *Table) ephemeral(free func(uint16) bool) (uint16, bool) {
 // remote, from an ephemeral port, and returns the connection in SYN-SENT.
 // It becomes Writable when established; Err tells a failure.
 func (t *Table) Connect(local netip.Addr, remote netip.AddrPort) (*Endpoint, error) {
-	if !local.Is4() || !remote.Addr().Is4() || remote.Port() == 0 || remote.Addr().IsUnspecified() {
+	return t.ConnectFrom(netip.AddrPortFrom(local, 0), remote)
+}
+
+// ConnectFrom is Connect from the port of local, bound before (bind(2)
+// then connect(2)); port 0 picks an ephemeral one. It fails with
+// ErrInUse if that port has a listener or the 4-tuple a connection (one in
+// TIME-WAIT too).
+func (t *Table) ConnectFrom(local, remote netip.AddrPort) (*Endpoint, error) {
+	if !local.Addr().Is4() || !remote.Addr().Is4() || remote.Port() == 0 || remote.Addr().IsUnspecified() {
 		return nil, ErrInvalid
 	}
-	id := tuple{localAddr: local, remoteAddr: remote.Addr(), remotePort: remote.Port()}
-	port, ok := t.ephemeral(func(p uint16) bool {
-		id.localPort = p
-		return t.listeners[p] == nil && t.conns[id] == nil
-	})
-	if !ok {
-		return nil, ErrNoPorts
+	id := tuple{localAddr: local.Addr(), localPort: local.Port(), remoteAddr: remote.Addr(), remotePort: remote.Port()}
+	if id.localPort != 0 {
+		if t.listeners[id.localPort] != nil || t.conns[id] != nil {
+			return nil, ErrInUse
+		}
+	} else {
+		port, ok := t.ephemeral(func(p uint16) bool {
+			id.localPort = p
+			return t.listeners[p] == nil && t.conns[id] == nil
+		})
+		if !ok {
+			return nil, ErrNoPorts
+		}
+		id.localPort = port
 	}
-	id.localPort = port
 	e := t.newEndpoint(id)
 	e.state = SynSent
 	e.ourWS = true
@@ -393,7 +431,9 @@ func (t *Table) listen(l *Listener, id tuple, s *segment, now time.Time) {
 	case s.flags&header.TCPFlagRST != 0:
 		return
 	case s.flags&header.TCPFlagACK != 0:
-		t.resetFor(id, s)
+		if !t.cookieAccept(l, id, s, now) {
+			t.resetFor(id, s)
+		}
 		return
 	case s.flags&header.TCPFlagSYN == 0:
 		return
@@ -403,6 +443,10 @@ func (t *Table) listen(l *Listener, id tuple, s *segment, now time.Time) {
 	}
 	if len(l.acceptQ) >= l.backlog {
 		t.c.InSynDrops++
+		return
+	}
+	if len(l.synQ) >= t.cfg.SynQueue && !t.cfg.NoSynCookies {
+		t.sendCookie(l, id, s, now)
 		return
 	}
 	if len(l.synQ) >= t.cfg.SynQueue {

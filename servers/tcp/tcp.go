@@ -10,7 +10,8 @@
 //     options) and demultiplexes them to a connection, a listener, or an RST
 //     (RFC 9293 §3.10.7.1);
 //   - user calls from the socket layer: [Table.Listen], [Listener.Accept],
-//     [Table.Connect], [Endpoint.Read], [Endpoint.Write],
+//     [Table.Connect] (or [Table.ConnectFrom] a bound port),
+//     [Endpoint.Read], [Endpoint.Write],
 //     [Endpoint.CloseWrite], [Endpoint.Close], [Endpoint.Abort];
 //   - time: the Table reads the injected [Clock] for timestamps and
 //     reports when it next needs to run ([Table.NextTimeout]); the loop
@@ -28,20 +29,30 @@
 //   - RFC 6528: ISNs from a keyed hash (HMAC-SHA256, key injected) of the
 //     4-tuple plus a 4 µs clock;
 //   - RFC 9293 §3.7.1 MSS option; RFC 7323 window scaling, timestamps, PAWS
-//     and RTT measurement from timestamps (Karn's algorithm without them);
+//     (a duplicate ACK the network reordered passes, as in Linux) and RTT
+//     measurement from timestamps (Karn's algorithm without them);
 //   - RFC 6298 RTO: 1 s initial, 200 ms minimum (as Linux), 60 s maximum,
-//     exponential back-off; retransmission of the oldest unacknowledged
-//     segment; 6 SYN retries and 15 data retries before ErrTimedOut;
-//   - RFC 5681 congestion control with RFC 6582 NewReno fast
-//     retransmit/recovery; the growth and reduction rules are a [Congestion]
-//     interface, with [NewReno] and [CUBIC] (RFC 9438, the default);
+//     exponential back-off; 6 SYN retries and 15 data retries before
+//     ErrTimedOut;
+//   - loss recovery (recovery.go): with SACK, RFC 6675 — a bounded
+//     scoreboard of the peer's SACK blocks, IsLost, pipe and NextSeg, only
+//     holes retransmitted, during fast recovery and hole by hole after a
+//     timeout (§5.1, scoreboard kept, reneging detected) — with lost
+//     retransmissions found by SACK; without SACK, RFC 6582 NewReno;
+//     needless reductions undone by timestamps (RFC 3522 Eifel) or D-SACK
+//     (RFC 3708);
+//   - RFC 5681 congestion control, one reduction per loss episode; the
+//     growth and reduction rules are a [Congestion] interface, with
+//     [NewReno] and [CUBIC] (RFC 9438, the default);
 //   - RFC 1122/5681 delayed ACKs (every second full segment, 40 ms timer),
 //     Nagle with NoDelay, zero-window probes (persist timer), keepalive
 //     (off by default);
 //   - RFC 2018 SACK blocks in our ACKs describing the bounded out-of-order
-//     queue (the sender side, RFC 6675 scoreboard recovery, is not done);
-//   - SYN-flood resistance: a bounded SYN queue per listener that drops the
-//     oldest half-open connection; buffers are allocated lazily.
+//     queue (contiguous data held as one range), and RFC 2883 D-SACK for
+//     duplicates;
+//   - SYN-flood resistance: a bounded SYN queue per listener and, when it
+//     is full, SYN cookies (RFC 4987 §3.6, syncookie.go) that keep no
+//     state; buffers are allocated lazily.
 //
 // The Table is not safe for concurrent use; it belongs to the server loop.
 package tcp

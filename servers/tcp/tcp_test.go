@@ -478,8 +478,8 @@ func TestListenerBacklogFull(t *testing.T) {
 	h.expect(seg{flags: SYN | ACK, seq: ourISS, ack: 501})
 }
 
-func TestSYNQueueDropsOldest(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.SynQueue = 2 })
+func TestSYNQueueDropsOldestWithoutCookies(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.SynQueue, c.NoSynCookies = 2, true })
 	l, _ := h.tb.Listen(netip.Addr{}, ourPort, 10)
 	for i := range 3 {
 		h.send(seg{flags: SYN, seq: 100, from: uint16(6000 + i)})
@@ -603,4 +603,157 @@ func TestAbortSendsRST(t *testing.T) {
 	if h.tb.Conns() != 0 {
 		t.Errorf("Conns() = %d", h.tb.Conns())
 	}
+}
+
+func TestPAWSAcceptsReorderedDuplicateACK(t *testing.T) {
+	// Two duplicate ACKs cross on the way: the later (TSval 1003) first.
+	// The earlier fails PAWS, but it is an ACK overtaken, not an old
+	// duplicate: it is taken without an answer, which the peer would count
+	// as a duplicate ACK of ours (Linux's tcp_disordered_ack).
+	h := newHarness(t, func(c *Config) { c.Congestion = newReno })
+	e := h.accept(header.TCPOptions{MSS: 1012, HasMSS: true, SACKPermitted: true, HasTimestamps: true, TSVal: 1000})
+	h.advance(time.Millisecond)
+	e.Write([]byte(strings.Repeat("a", 4000)))
+	for range 4 {
+		h.next()
+	}
+	later := sackAck(seqOf(0), blk(1, 3))
+	later.opts.HasTimestamps, later.opts.TSVal, later.opts.TSEcr = true, 1003, 1
+	earlier := sackAck(seqOf(0), blk(1, 2))
+	earlier.opts.HasTimestamps, earlier.opts.TSVal, earlier.opts.TSEcr = true, 1002, 1
+	h.send(later)
+	h.send(earlier)
+	h.expectNone()
+	if c := h.tb.Counters(); c.InPAWSDrops != 0 || e.tsRecent != 1003 {
+		t.Fatalf("InPAWSDrops %d, TS.Recent %d; want 0, 1003", c.InPAWSDrops, e.tsRecent)
+	}
+	// A reordered ACK of less than SND.UNA fails PAWS and is dropped,
+	// silently: an ACK is never answered with an ACK.
+	h.send(sackAck(seqOf(1), blk(2, 3)))
+	h.send(seg{flags: ACK, seq: 101, ack: seqOf(0), opts: tsOpt(1002, 1)})
+	h.expectNone()
+	if c := h.tb.Counters(); c.InPAWSDrops != 1 {
+		t.Errorf("InPAWSDrops = %d, want 1", c.InPAWSDrops)
+	}
+	// Data with an old timestamp still is dropped and acknowledged (R1).
+	h.send(seg{flags: ACK, seq: 101, ack: seqOf(1), data: "old", opts: tsOpt(1001, 1)})
+	h.expect(seg{flags: ACK, seq: seqOf(4), ack: 101})
+}
+
+func TestReceiverReportsDuplicatesWithDSACK(t *testing.T) {
+	// RFC 2883 §4: a duplicate segment is reported in the first SACK
+	// block of the ACK it causes, then the block holding it if it was out
+	// of order.
+	h := newHarness(t, nil)
+	h.accept(sackPeer)
+	h.send(seg{flags: ACK, seq: 101, ack: ourISS + 1, data: "AAAAAAAAAA"})
+	h.send(seg{flags: ACK, seq: 101, ack: ourISS + 1, data: "AAAAAAAAAA"})
+	h.expect(seg{flags: ACK, seq: ourISS + 1, ack: 111, opts: sackOpts([2]uint32{101, 111})})
+	h.send(seg{flags: ACK, seq: 121, ack: ourISS + 1, data: "CCCCCCCCCC"})
+	h.expect(seg{flags: ACK, seq: ourISS + 1, ack: 111, opts: sackOpts([2]uint32{121, 131})})
+	h.send(seg{flags: ACK, seq: 121, ack: ourISS + 1, data: "CCCCCCCCCC"})
+	h.expect(seg{flags: ACK, seq: ourISS + 1, ack: 111, opts: sackOpts([2]uint32{121, 131}, [2]uint32{121, 131})})
+	// Part old, part new: the old part is the duplicate.
+	h.send(seg{flags: ACK, seq: 106, ack: ourISS + 1, data: "AAAAABBBBBBBBBB"})
+	h.expect(seg{flags: ACK, seq: ourISS + 1, ack: 131, opts: sackOpts([2]uint32{106, 111})})
+}
+
+func TestReassemblyKeepsContiguousDataAsOneRange(t *testing.T) {
+	// The bound counts islands between holes, not segments: a long run
+	// after one hole all waits for the hole (it was 2 segments).
+	h := newHarness(t, func(c *Config) { c.MaxOutOfOrder = 2 })
+	e := h.accept(sackPeer)
+	for i := range 10 {
+		h.send(seg{flags: ACK, seq: uint32(111 + 10*i), ack: ourISS + 1, data: strings.Repeat(string(rune('B'+i)), 10)})
+	}
+	if len(e.ooo) != 1 || e.oooLen != 100 || h.tb.Counters().InOOODrops != 0 {
+		t.Fatalf("ooo %d ranges, %d bytes, drops %d; want 1, 100, 0", len(e.ooo), e.oooLen, h.tb.Counters().InOOODrops)
+	}
+	// Out of order within the out of order: merged too.
+	h.send(seg{flags: ACK, seq: 231, ack: ourISS + 1, data: "MMMMMMMMMM"})
+	h.send(seg{flags: ACK, seq: 221, ack: ourISS + 1, data: "LLLLLLLLLL"})
+	if len(e.ooo) != 2 {
+		t.Fatalf("ooo %d ranges, want 2", len(e.ooo))
+	}
+	h.send(seg{flags: ACK, seq: 206, ack: ourISS + 1, data: "KKKKKXXXXXXXXXX"}) // fills 211-221, overlapping
+	if len(e.ooo) != 1 || e.oooLen != 130 {
+		t.Fatalf("ooo %v ranges, %d bytes; want 1, 130", len(e.ooo), e.oooLen)
+	}
+	h.drain() // the ACKs with SACK blocks
+	h.send(seg{flags: ACK, seq: 101, ack: ourISS + 1, data: "AAAAAAAAAA"})
+	h.expect(seg{flags: ACK, seq: ourISS + 1, ack: 241})
+	want := "AAAAAAAAAA" + "BBBBBBBBBBCCCCCCCCCCDDDDDDDDDDEEEEEEEEEEFFFFFFFFFFGGGGGGGGGGHHHHHHHHHHIIIIIIIIIIJJJJJJJJJJKKKKKKKKKK" +
+		"XXXXXXXXXXLLLLLLLLLLMMMMMMMMMM"
+	if got := read(t, e); got != want {
+		t.Fatalf("Read = %q, want %q", got, want)
+	}
+}
+
+func TestConnectFromBoundPort(t *testing.T) {
+	h := newHarness(t, nil)
+	e, err := h.tb.ConnectFrom(netip.AddrPortFrom(us, 4242), netip.AddrPortFrom(peer, peerPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := e.LocalAddr().Port(); p != 4242 {
+		t.Errorf("local port %d, want the bound 4242", p)
+	}
+	h.expect(seg{flags: SYN, seq: ourISS, from: 4242})
+	// The same 4-tuple again, or a port that has a listener: in use.
+	if _, err := h.tb.ConnectFrom(netip.AddrPortFrom(us, 4242), netip.AddrPortFrom(peer, peerPort)); !errors.Is(err, ErrInUse) {
+		t.Errorf("second ConnectFrom(:4242) = %v, want ErrInUse", err)
+	}
+	h.tb.Listen(netip.Addr{}, 8080, 1)
+	if _, err := h.tb.ConnectFrom(netip.AddrPortFrom(us, 8080), netip.AddrPortFrom(peer, peerPort)); !errors.Is(err, ErrInUse) {
+		t.Errorf("ConnectFrom(:8080) with a listener there = %v, want ErrInUse", err)
+	}
+	// The same port to another peer is another connection.
+	if _, err := h.tb.ConnectFrom(netip.AddrPortFrom(us, 4242), netip.AddrPortFrom(peer, peerPort+1)); err != nil {
+		t.Errorf("ConnectFrom(:4242) to another port = %v", err)
+	}
+	// Port 0: ephemeral, as Connect.
+	if e, err := h.tb.ConnectFrom(netip.AddrPortFrom(us, 0), netip.AddrPortFrom(peer, peerPort)); err != nil || e.LocalAddr().Port() < EphemeralFirst {
+		t.Errorf("ConnectFrom(:0) = %v, %v; want an ephemeral port", e.LocalAddr(), err)
+	}
+}
+
+// FuzzReassembly sends the peer's stream as segments in any order, sizes
+// and overlaps, duplicates among them, then the whole of it in order: what
+// is read must be the stream, and the out-of-order queue must stay sorted,
+// apart and within its bounds.
+func FuzzReassembly(f *testing.F) {
+	f.Add([]byte{10, 5, 0, 10, 30, 20, 15, 20})
+	f.Add([]byte{200, 10, 100, 50, 150, 60, 0, 255})
+	f.Fuzz(func(t *testing.T, segs []byte) {
+		h := newHarness(t, func(c *Config) { c.MaxOutOfOrder = 4; c.RecvBuffer = 1000 })
+		e := h.accept(sackPeer)
+		const size = 600
+		stream := make([]byte, size)
+		for i := range stream {
+			stream[i] = byte('a' + i%26)
+		}
+		for len(segs) >= 2 {
+			off, n := int(segs[0])*2, int(segs[1])
+			segs = segs[2:]
+			end := min(off+n, size)
+			if off >= end {
+				continue
+			}
+			h.send(seg{flags: ACK, seq: 101 + uint32(off), ack: ourISS + 1, data: string(stream[off:end])})
+			for k, o := range e.ooo {
+				if len(o.data) == 0 || k > 0 && !seqLT(e.ooo[k-1].end(), o.seq) || string(o.data) != string(stream[o.seq-101:o.end()-101]) {
+					t.Fatalf("out-of-order queue %d wrong after [%d, %d)", k, off, end)
+				}
+			}
+			if len(e.ooo) > 4 || e.oooLen > 1000 {
+				t.Fatalf("out-of-order queue: %d ranges, %d bytes; bounds 4, 1000", len(e.ooo), e.oooLen)
+			}
+		}
+		got := read(t, e)
+		h.send(seg{flags: ACK, seq: 101 + uint32(len(got)), ack: ourISS + 1, data: string(stream[len(got):])})
+		got += read(t, e)
+		if got != string(stream) {
+			t.Fatalf("read %q, want the stream", got)
+		}
+	})
 }
