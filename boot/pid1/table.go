@@ -76,7 +76,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 					{Name: ip.TxPool, Bufs: 1023, BufSize: 2048},
 					{Name: ip.UpPool, Bufs: 127, BufSize: big},
 					{Name: ip.UpSmallPool, Bufs: 1023, BufSize: 2048},
-					{Name: ip.TxBigPool, Bufs: 63, BufSize: big},
+					{Name: ip.TxBigPool, Bufs: 127, BufSize: big},
 				},
 			},
 			hub.Node{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "udp.out", Bufs: 63, BufSize: big}}},

@@ -58,7 +58,9 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	if n > 0 {
 		e.snd.Peek(int(seq-e.sndUna), h.Payload())
 	}
-	h.SetChecksum(h.ComputeChecksum(e.id.localAddr, e.id.remoteAddr))
+	if e.t.offload == nil {
+		h.SetChecksum(h.ComputeChecksum(e.id.localAddr, e.id.remoteAddr))
+	}
 	// What we advertise now: the right edge never moves left.
 	if adv := e.rcvNxt + uint32(win)<<e.rcvShift; seqGT(adv, e.rcvAdv) {
 		e.rcvAdv = adv
@@ -67,7 +69,25 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	e.ackNow = false
 	e.delackAt = time.Time{}
 	e.t.c.OutSegs++
-	e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr)
+	switch {
+	case e.t.offload == nil:
+		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr)
+	case n > e.smss:
+		e.t.c.OutOffloaded++
+		e.t.offload.SendOffload(h, e.id.localAddr, e.id.remoteAddr, e.smss)
+	default:
+		e.t.offload.SendOffload(h, e.id.localAddr, e.id.remoteAddr, 0)
+	}
+}
+
+// maxSend is the most new data one segment may carry: one MSS, or with
+// segmentation offload as many whole MSS as fit MaxOffloadData, which the
+// device cuts into MSS-sized segments on the wire.
+func (e *Endpoint) maxSend() int {
+	if !e.t.tso {
+		return e.smss
+	}
+	return MaxOffloadData / e.smss * e.smss
 }
 
 // sackBlocks fills o with the D-SACK block if a duplicate came (RFC 2883
@@ -169,7 +189,7 @@ func (e *Endpoint) transmitNew(now time.Time, room int) int {
 	}
 	avail = max(avail, 0)
 	usable := max(min(int(e.sndWnd)-flight, room), 0)
-	n := min(avail, e.smss, usable)
+	n := min(avail, e.maxSend(), usable)
 	fin := finPending && n == avail
 	if n == 0 && !fin {
 		return 0
@@ -182,6 +202,15 @@ func (e *Endpoint) transmitNew(now time.Time, room int) int {
 	// window or the data is what makes it short (NoDelay lifts the
 	// latter).
 	if n > 0 && n < e.smss && !fin && flight > 0 && (n < avail || !e.noDelay) {
+		return 0
+	}
+	// Segmentation offload deferral (the idea of Linux's
+	// tcp_tso_should_defer): each ACK opens the window by an MSS or two,
+	// and sending that at once would hand the device segments it need not
+	// cut. While data is in flight, whose ACKs will open the window
+	// further, wait until a third of the congestion window (or a whole
+	// offload segment, or all that is left) can go in one.
+	if e.t.tso && n > 0 && n < avail && n < e.maxSend() && flight > 0 && n < e.cwnd/3 {
 		return 0
 	}
 	flags := uint8(0)

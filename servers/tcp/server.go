@@ -220,8 +220,9 @@ func (l *peerLink) bytes(ref pool.Ref) ([]byte, bool) {
 
 // heldSegment is a segment waiting for a tcp.out buffer.
 type heldSegment struct {
-	b   []byte
-	dst netip.Addr
+	b       []byte
+	dst     netip.Addr
+	offload uint64 // OpOutput's Arg[2]
 }
 
 // server is the process's state. One goroutine runs it; nothing in it is
@@ -248,6 +249,8 @@ type server struct {
 	spare    [][]byte
 
 	addr    netip.Prefix // ours, from IP; invalid until it answers
+	// offChecksum and offTSO are the offloads IP offered with the address.
+	offChecksum, offTSO bool
 	addrDue time.Time    // when to ask IP for our address again; zero: not needed
 
 	socks map[uint64]*sock  // by SYSCALL's id
@@ -361,8 +364,20 @@ func (s *server) askAddr() {
 // and handed to IP with OpOutput (without an IP, it waits in toIP for the
 // next one). While tcp.out is exhausted segments wait in order in the
 // overflow queue.
-func (s *server) Send(seg []byte, _, dst netip.Addr) {
-	if len(s.overflow) == 0 && s.output(seg, dst) {
+func (s *server) Send(seg []byte, _, dst netip.Addr) { s.send(seg, dst, 0) }
+
+// SendOffload is the Table's OffloadOutput: Send, asking IP to have the
+// device fill in the checksum and, with tso, cut the segment at that MSS.
+func (s *server) SendOffload(seg []byte, _, dst netip.Addr, tso int) {
+	arg := ops.OffloadChecksum
+	if tso > 0 {
+		arg = ops.TSOArg(tso)
+	}
+	s.send(seg, dst, arg)
+}
+
+func (s *server) send(seg []byte, dst netip.Addr, offload uint64) {
+	if len(s.overflow) == 0 && s.output(seg, dst, offload) {
 		return
 	}
 	if len(s.overflow) >= maxOverflow {
@@ -373,11 +388,11 @@ func (s *server) Send(seg []byte, _, dst netip.Addr) {
 	if n := len(s.spare); n > 0 {
 		b, s.spare = s.spare[n-1][:0], s.spare[:n-1]
 	}
-	s.overflow = append(s.overflow, heldSegment{append(b, seg...), dst})
+	s.overflow = append(s.overflow, heldSegment{append(b, seg...), dst, offload})
 }
 
 // output sends seg to IP in a tcp.out buffer; false if there is none.
-func (s *server) output(seg []byte, dst netip.Addr) bool {
+func (s *server) output(seg []byte, dst netip.Addr, offload uint64) bool {
 	if len(seg) > s.out.BufSize() {
 		s.outDrops++ // cannot happen with 64 KiB buffers
 		return true
@@ -389,7 +404,7 @@ func (s *server) output(seg []byte, dst netip.Addr) bool {
 	b, _ := s.out.Bytes(ref)
 	ref.Len = uint32(copy(b, seg))
 	m := channel.Msg{Op: ops.OpOutput, Ref: ref}
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(dst, 0)), header.ProtocolTCP
+	m.Arg[0], m.Arg[1], m.Arg[2] = uint64(ops.MakeAddr(dst, 0)), header.ProtocolTCP, offload
 	m, err := s.toIP.Add(m)
 	if err != nil {
 		s.out.Free(ref)
@@ -404,7 +419,7 @@ func (s *server) output(seg []byte, dst netip.Addr) bool {
 // flushOverflow hands held segments to IP as buffers come back.
 func (s *server) flushOverflow() {
 	n := 0
-	for n < len(s.overflow) && s.output(s.overflow[n].b, s.overflow[n].dst) {
+	for n < len(s.overflow) && s.output(s.overflow[n].b, s.overflow[n].dst, s.overflow[n].offload) {
 		s.spare = append(s.spare, s.overflow[n].b)
 		s.overflow[n] = heldSegment{}
 		n++
@@ -525,10 +540,13 @@ func (s *server) fromIP(m channel.Msg) {
 			s.addrDue = time.Now().Add(addrRetry) // IP is not up yet
 			return
 		}
-		if p != s.addr {
-			log.Printf("address %v", p)
+		checksum, tso := m.Arg[2]&ops.OffloadChecksum != 0, m.Arg[2]&ops.OffloadTSO != 0
+		if p != s.addr || checksum != s.offChecksum || tso != s.offTSO {
+			log.Printf("address %v; offloads: checksum %v, segmentation %v", p, checksum, tso)
 		}
 		s.addr = p
+		s.offChecksum, s.offTSO = checksum, tso
+		s.table.SetOffload(checksum, tso)
 		s.dirty = true // connects may wait for it
 	}
 }

@@ -62,6 +62,7 @@ type Counters struct {
 	InPAWSDrops        uint64 // drop: timestamp older than TS.Recent
 	InOOODrops         uint64 // out-of-order data dropped: reassembly queue full
 	OutSegs            uint64
+	OutOffloaded       uint64 // segments of more than one MSS, cut by the device (segmentation offload)
 	OutRSTs            uint64
 	ChallengeACKs      uint64
 	Retransmits        uint64 // segments sent again, for any reason
@@ -85,8 +86,12 @@ type Table struct {
 	cfg   Config
 	clock Clock
 	out   Output
-	rand  *rand.Rand
-	epoch time.Time // origin of timestamp clocks
+	// offload is out when offloads are on: checksums (and, with tso,
+	// segmentation) left to the device.
+	offload OffloadOutput
+	tso     bool
+	rand    *rand.Rand
+	epoch   time.Time // origin of timestamp clocks
 
 	conns     map[tuple]*Endpoint
 	listeners map[uint16]*Listener
@@ -134,7 +139,7 @@ func NewTable(cfg Config) *Table {
 		conns:     map[tuple]*Endpoint{},
 		listeners: map[uint16]*Listener{},
 		ports:     map[uint16]int{},
-		scratch:   make([]byte, header.TCPMaximumHeaderSize+cfg.MSS),
+		scratch:   make([]byte, header.TCPMaximumHeaderSize+max(cfg.MSS, MaxOffloadData)),
 	}
 	t.isn = t.isnRFC6528
 	t.tsOffset = func(id tuple) uint32 { return t.hash(id, hashTSOffset) }
@@ -354,6 +359,16 @@ func (t *Table) remove(e *Endpoint) {
 	delete(t.conns, e.id)
 	if t.ports[e.id.localPort]--; t.ports[e.id.localPort] <= 0 {
 		delete(t.ports, e.id.localPort)
+	}
+}
+
+// SetOffload turns the device offloads on or off for every segment sent
+// from now on: checksum insertion, and segmentation (which needs the
+// former). It does nothing unless the Output is an OffloadOutput.
+func (t *Table) SetOffload(checksum, tso bool) {
+	t.offload, t.tso = nil, false
+	if o, ok := t.out.(OffloadOutput); ok && checksum {
+		t.offload, t.tso = o, tso
 	}
 }
 

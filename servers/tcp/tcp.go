@@ -74,6 +74,22 @@ type Output interface {
 	Send(seg []byte, src, dst netip.Addr)
 }
 
+// OffloadOutput is an Output that can leave work to the device below IP
+// (servers/ops's offloads). Once Table.SetOffload turned an offload on,
+// the Table sends every segment through SendOffload with its checksum
+// field not filled in; with segmentation on, a segment may carry up to
+// MaxOffloadData bytes, and tso is then the MSS the device must cut it at
+// (0 when it carries no more than one MSS).
+type OffloadOutput interface {
+	Output
+	SendOffload(seg []byte, src, dst netip.Addr, tso int)
+}
+
+// MaxOffloadData is the most data one segment handed to segmentation
+// offload carries: with 60 bytes of TCP header it stays inside an IPv4
+// datagram, and with the link headers inside a 64 KiB buffer.
+const MaxOffloadData = 64<<10 - 256
+
 // Errors. The set is closed; the socket layer maps them to errno values.
 var (
 	ErrReset        = errors.New("connection reset by peer")       // ECONNRESET

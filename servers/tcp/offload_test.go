@@ -1,0 +1,108 @@
+package tcp
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"keepnet/servers/header"
+)
+
+// offloadRecorder is an OffloadOutput: it records the MSS each segment is
+// to be cut at (-1: sent without offload).
+type offloadRecorder struct {
+	recorder
+	tso []int
+}
+
+func (r *offloadRecorder) Send(seg []byte, src, dst netip.Addr) {
+	r.tso = append(r.tso, -1)
+	r.recorder.Send(seg, src, dst)
+}
+
+func (r *offloadRecorder) SendOffload(seg []byte, src, dst netip.Addr, tso int) {
+	r.tso = append(r.tso, tso)
+	r.recorder.Send(seg, src, dst)
+}
+
+// With segmentation offload the initial window (4 MSS) leaves as one
+// segment the device cuts at the MSS, its checksum left to the device; the
+// next window after the ACK the same way; retransmissions stay one MSS.
+func TestSegmentationOffload(t *testing.T) {
+	out := &offloadRecorder{}
+	h := newHarness(t, func(c *Config) { c.Output = out })
+	h.out = &out.recorder
+	e := h.accept(noOpts)
+	h.drain()
+	out.tso = nil
+	h.tb.SetOffload(true, true)
+
+	data := strings.Repeat("0123456789", 5000) // 50,000 bytes
+	if n, err := e.Write([]byte(data)); n != len(data) || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	h.tb.Tick(h.clock.now)
+	iw := initialWindow(1000)
+	if len(out.segs) != 1 || out.tso[0] != 1000 {
+		t.Fatalf("sent %d segments (tso %v), want one of %d bytes to be cut at 1000", len(out.segs), out.tso, iw)
+	}
+	th := header.TCP(out.segs[0].b)
+	if len(th.Payload()) != iw || th.Seq() != ourISS+1 {
+		t.Errorf("segment seq %d with %d bytes, want %d with %d", th.Seq(), len(th.Payload()), ourISS+1, iw)
+	}
+	if th.Checksum() != 0 {
+		t.Errorf("checksum field %#x, want it left to the device (0)", th.Checksum())
+	}
+	if c := h.tb.Counters(); c.OutOffloaded != 1 {
+		t.Errorf("OutOffloaded = %d, want 1", c.OutOffloaded)
+	}
+
+	// The peer acknowledges all of it: slow start opens the window (by
+	// one MSS for the one ACK, RFC 5681 §3.1), all of which goes out as
+	// whole-MSS multiples.
+	h.drain()
+	out.tso = nil
+	h.send(seg{flags: ACK, seq: 101, ack: ourISS + 1 + uint32(iw)})
+	h.tb.Tick(h.clock.now)
+	total := 0
+	for i, s := range out.segs {
+		n := len(header.TCP(s.b).Payload())
+		total += n
+		if n > 1000 && (out.tso[i] != 1000 || n%1000 != 0 && i != len(out.segs)-1) {
+			t.Errorf("segment %d: %d bytes cut at %d", i, n, out.tso[i])
+		}
+	}
+	if total != e.cwnd || total <= iw {
+		t.Errorf("sent %d bytes after the ACK, want the grown window, %d", total, e.cwnd)
+	}
+
+	// A loss: three duplicate ACKs. The retransmission is one MSS.
+	h.drain()
+	out.tso = nil
+	for i := 0; i < 3; i++ {
+		h.send(seg{flags: ACK, seq: 101, ack: ourISS + 1 + uint32(iw)})
+	}
+	h.tb.Tick(h.clock.now)
+	if len(out.segs) == 0 {
+		t.Fatal("no retransmission after three duplicate ACKs")
+	}
+	if th := header.TCP(out.segs[0].b); th.Seq() != ourISS+1+uint32(iw) || len(th.Payload()) != 1000 || out.tso[0] != 0 {
+		t.Errorf("retransmission seq %d, %d bytes, tso %d; want seq %d, 1000 bytes, not cut",
+			th.Seq(), len(th.Payload()), out.tso[0], ourISS+1+uint32(iw))
+	}
+
+	// Offload off again: segments of one MSS with their checksum.
+	h.tb.SetOffload(false, false)
+	h.drain()
+	out.tso = nil
+	h.send(seg{flags: ACK, seq: 101, ack: ourISS + 1 + uint32(3*iw)})
+	h.tb.Tick(h.clock.now)
+	for i, s := range out.segs {
+		if out.tso[i] != -1 || len(header.TCP(s.b).Payload()) > 1000 {
+			t.Errorf("segment %d after SetOffload(false, false): %d bytes, tso %d", i, len(header.TCP(s.b).Payload()), out.tso[i])
+		}
+		if err := header.ValidateTCP(s.b, s.src, s.dst); err != nil {
+			t.Errorf("segment %d: %v", i, err)
+		}
+	}
+}
