@@ -248,10 +248,10 @@ type server struct {
 	overflow []heldSegment
 	spare    [][]byte
 
-	addr netip.Prefix // ours, from IP; invalid until it answers
+	addr    netip.Prefix // ours, from IP; invalid until it answers
+	addrDue time.Time    // when to ask IP for our address again; zero: not needed
 	// offChecksum and offTSO are the offloads IP offered with the address.
 	offChecksum, offTSO bool
-	addrDue             time.Time // when to ask IP for our address again; zero: not needed
 
 	socks map[uint64]*sock  // by SYSCALL's id
 	ports map[uint16]uint64 // ports bound or listened on, by socket
