@@ -15,6 +15,7 @@ import (
 type Endpoint struct {
 	t        *Table
 	id       tuple
+	held     bool // its output waits for Table.Flush
 	state    State
 	err      error     // why the connection died; sticky
 	listener *Listener // until accepted

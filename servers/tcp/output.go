@@ -132,6 +132,13 @@ func (e *Endpoint) canSend() bool {
 // output sends what the send and congestion windows, Nagle and SWS
 // avoidance allow, then an ACK if one is owed.
 func (e *Endpoint) output(now time.Time) {
+	if e.t.holding {
+		if !e.held {
+			e.held = true
+			e.t.held = append(e.t.held, e)
+		}
+		return
+	}
 	if e.canSend() {
 		e.transmit(now)
 	}

@@ -483,6 +483,7 @@ func (s *server) poll() bool {
 			continue
 		}
 		n := l.peer.Port.Recv(s.in)
+		s.table.Hold() // one output per connection for the whole batch
 		for _, m := range s.in[:n] {
 			if l == s.ip {
 				s.fromIP(m)
@@ -490,6 +491,7 @@ func (s *server) poll() bool {
 				s.fromSyscall(m)
 			}
 		}
+		s.table.Flush()
 		work = work || n > 0
 	}
 	if t := s.table.NextTimeout(); !t.IsZero() {

@@ -98,6 +98,9 @@ type Table struct {
 	ports     map[uint16]int // local ports used by connections, with counts
 
 	scratch []byte // where segments are built
+	// holding: between Hold and Flush, endpoints' output waits in held.
+	holding bool
+	held    []*Endpoint
 	c       Counters
 
 	challengeSec   time.Time // start of the current challenge-ACK second
@@ -360,6 +363,26 @@ func (t *Table) remove(e *Endpoint) {
 	if t.ports[e.id.localPort]--; t.ports[e.id.localPort] <= 0 {
 		delete(t.ports, e.id.localPort)
 	}
+}
+
+// Hold defers every endpoint's output (data, retransmissions, ACKs) until
+// Flush: a caller with a batch of segments to hand to Input sends once for
+// the whole batch — one ACK for many segments received (what Linux's GRO
+// achieves: stretch ACKs), one larger transmission for many ACKs.
+func (t *Table) Hold() { t.holding = true }
+
+// Flush ends Hold: each endpoint whose output waited sends now.
+func (t *Table) Flush() {
+	t.holding = false
+	now := t.clock.Now()
+	for i, e := range t.held {
+		t.held[i] = nil
+		e.held = false
+		if e.state != Closed {
+			e.output(now)
+		}
+	}
+	t.held = t.held[:0]
 }
 
 // SetOffload turns the device offloads on or off for every segment sent
