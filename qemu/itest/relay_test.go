@@ -5,14 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
-	"time"
 )
 
 // startRelay runs keepnet-relay in the namespace between the tap and the
 // Unix socket QEMU will listen on, with the given impairment flags, until
 // the test ends.
-func startRelay(t *testing.T, n *netns, sock string, impair ...string) {
+func startRelay(t testing.TB, n *netns, sock string, impair ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	args := append([]string{"netns", "exec", n.Name, filepath.Join(root, "bin/keepnet-relay"), "-qemu-dial", sock, "-tap", n.Tap}, impair...)
@@ -24,40 +24,76 @@ func startRelay(t *testing.T, n *netns, sock string, impair ...string) {
 	t.Cleanup(func() { cancel(); cmd.Wait() })
 }
 
-// TCP through the userspace impairment relay: at 1% loss with reordering
-// and duplication the download still matches its hash. The relay's cost at
-// 0% loss against the tap alone is measured and logged; issue 5 asks for
-// less than 10%, which it does not meet yet here (8-18% measured, with the
-// relay, QEMU's two vCPUs and curl sharing two cores), so it is reported,
-// not asserted, until it does.
+// The relay's cost (issue 5: under 10% of the throughput at 0% loss): the
+// same transfers with the appliance's NIC on the tap directly and through
+// keepnet-relay without impairment. Guests boot one at a time (an idle
+// keepnet guest takes more than a core under TCG, see BenchmarkTCPBulk),
+// alternating tap and relay over rounds so that a change in the host's load
+// touches both, and each measures transfers of relayCostBytes each way;
+// the medians are compared and logged. (1% loss, reordering and
+// duplication is TestTCPThroughLossyRelay.)
 func TestTCPThroughRelay(t *testing.T) {
 	requireITest(t, true)
-	const size = 30_000_000
-	// measure boots a guest behind the tap (relay nil) or the relay, and
-	// returns the best of runs downloads: one transfer's figure under TCG
-	// is noisy, and the comparison below is about the relay's cost.
-	measure := func(name string, runs int, relay []string) float64 {
-		n := newNetns(t)
+	const rounds, runs, size = 3, 2, relayCostBytes
+	var down, up [2][]float64 // [0] tap, [1] relay
+	measure := func(relay bool) {
+		s := newScope(t)
+		defer s.close()
+		n := newNetns(s)
 		args := append(n.upArgs(), "--stack", "keepnet")
-		if relay != nil {
-			sock := filepath.Join(t.TempDir(), "n0.sock")
-			startRelay(t, n, sock, relay...)
+		if relay {
+			sock := filepath.Join(s.TempDir(), "n0.sock")
+			startRelay(s, n, sock, "-seed", "1", "-stats", "0")
 			args[1] = "stream:" + sock // replace tap:IF
 		}
-		a := boot(t, n.Name, args...)
-		best := 0.0
-		for i := 0; i < runs; i++ {
-			down, _ := httpTransfer(t, n, size, 1_000_000)
-			best = max(best, down)
+		boot(s, n.Name, args...)
+		httpWarm(s, n)
+		i := 0
+		if relay {
+			i = 1
 		}
-		t.Logf("%s: %d MB down at %.0f Mbit/s (best of %d)", name, size/1_000_000, best, runs)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		keepnet(ctx, "", "down", "--ctl", a.ctl)
-		return best
+		for range runs {
+			down[i] = append(down[i], httpDownload(s, n, size, 5, floorMbps))
+			up[i] = append(up[i], httpUpload(s, n, size, 6, floorMbps))
+		}
 	}
-	direct := measure("tap", 3, nil)
-	clean := measure("relay, no impairment", 3, []string{"-seed", "1"})
-	measure("relay, 1% loss + 1% reordering + 1% duplication", 1, []string{"-drop", "0.01", "-reorder", "0.01", "-dup", "0.01", "-seed", "1"})
-	t.Logf("the relay without impairment costs %.0f%% of the tap's throughput (goal: under 10%%)", 100*(1-clean/direct))
+	for r := range rounds {
+		measure(r%2 == 1)
+		measure(r%2 == 0)
+	}
+	cost := func(what string, f [2][]float64) float64 {
+		tap, relay := median(f[0]), median(f[1])
+		c := 1 - relay/tap
+		t.Logf("%s %s: tap median %.0f Mbit/s %.0f, relay median %.0f Mbit/s %.0f: the relay costs %.1f%%",
+			what, mb(size), tap, f[0], relay, f[1], 100*c)
+		return c
+	}
+	cd, cu := cost("download", down), cost("upload", up)
+	if cd >= relayCostBound || cu >= relayCostBound {
+		// Reported, not asserted, until it is reliably met: 14.5% down
+		// and 13.5% up measured when this was written (the relay, QEMU's
+		// two vCPUs and curl share the host's two cores).
+		t.Logf("the relay without impairment costs %.1f%% of the download and %.1f%% of the upload throughput; issue 5 wants under %.0f%%",
+			100*cd, 100*cu, 100*relayCostBound)
+	}
+}
+
+// relayCostBytes is the size of each transfer TestTCPThroughRelay times,
+// and relayCostBound the cost issue 5 accepts.
+const (
+	relayCostBytes = 100_000_000
+	relayCostBound = 0.10
+)
+
+// median returns the median of xs (the mean of the middle two for an even
+// count).
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
