@@ -38,6 +38,7 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.ctl=NAME         virtio (default) or vsock
 //	keepnet.hugepages=N      2 MiB huge pages to reserve for packet pools (default 64)
 //	keepnet.sshkey=B64       authorized_keys lines, base64: starts the SSH server
+//	keepnet.tso=off          keepnet's TCP does not use segmentation offload
 //	keepnet.sched=POLICY     batch (default) or other: the scheduling policy of
 //	                         every component (see schedPolicy)
 type Config struct {
@@ -49,11 +50,12 @@ type Config struct {
 	HugePages int
 	SSHKey    string // base64 authorized_keys; empty: no SSH server
 	Sched     string
+	TSO       bool // keepnet's TCP may use segmentation offload
 }
 
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
-	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch}
+	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true}
 }
 
 // ParseCmdline reads the keepnet.* parameters of a kernel command line.
@@ -113,6 +115,11 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want base64-encoded authorized_keys lines")
 		}
 		c.SSHKey = val
+	case "tso":
+		if val != "on" && val != "off" {
+			return fmt.Errorf("want on or off")
+		}
+		c.TSO = val == "on"
 	case "sched":
 		if val != SchedBatch && val != SchedOther {
 			return fmt.Errorf("want %s or %s", SchedBatch, SchedOther)

@@ -16,7 +16,7 @@ func TestParseCmdline(t *testing.T) {
 			"console=ttyS0 keepnet.ip=10.0.2.15/24 keepnet.gw=10.0.2.2 keepnet.dns=10.0.2.3 keepnet.stack=linux keepnet.ctl=vsock keepnet.hugepages=8 keepnet.sched=other",
 			Config{
 				IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
-				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8, Sched: SchedOther,
+				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8, Sched: SchedOther, TSO: true,
 			},
 			0,
 		},
@@ -29,7 +29,7 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
-			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch},
+			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true},
 			1, // gateway off the subnet
 		},
 	}

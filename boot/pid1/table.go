@@ -44,7 +44,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			supervisor.Spec{Name: "e1000.0", Path: "/bin/e1000", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
-			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Args: []string{"-tcp", "tcp"}, Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "httpd", Path: "/bin/httpd", Args: []string{"-stack", cfg.Stack, "-ctl", LocalCtl}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack, "-discard", "9"}, Restart: supervisor.Always},
@@ -88,4 +88,12 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		}
 	}
 	return specs, nodes
+}
+
+// tcpArgs are the TCP server's flags.
+func tcpArgs(cfg Config) []string {
+	if !cfg.TSO {
+		return []string{"-no-tso"}
+	}
+	return nil
 }

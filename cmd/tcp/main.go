@@ -18,6 +18,7 @@ func main() {
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	ipName := flag.String("ip", tcp.IPPeer, "the IP component")
 	syscallName := flag.String("syscall", tcp.SyscallPeer, "the SYSCALL component")
+	noTSO := flag.Bool("no-tso", false, "never ask for segmentation offload, even if IP offers it")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile tcp
 	log.SetFlags(0)
@@ -27,7 +28,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	// The ISN key is drawn from crypto/rand by the server.
-	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st}); err != nil {
+	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st, NoTSO: *noTSO}); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -1,7 +1,9 @@
 package itest
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -20,9 +22,16 @@ func TestTCPThroughLossyRelay(t *testing.T) {
 	size := envInts(t, "KEEPNET_RELAY_BYTES", 1_000_000_000)[0]
 	n := newNetns(t)
 	sock := filepath.Join(t.TempDir(), "n0.sock")
-	startRelay(t, n, sock, "-drop", "0.01", "-reorder", "0.01", "-dup", "0.01", "-seed", "1", "-stats", "60s")
+	impair := []string{"-drop", "0.01", "-reorder", "0.01", "-dup", "0.01"}
+	if v := os.Getenv("KEEPNET_RELAY_IMPAIR"); v != "" {
+		impair = strings.Fields(v) // other impairments, to compare
+	}
+	startRelay(t, n, sock, append(impair, "-seed", "1", "-stats", "60s")...)
 	args := append(n.upArgs(), "--stack", "keepnet")
 	args[1] = "stream:" + sock // replace tap:IF
+	if extra := os.Getenv("KEEPNET_APPEND"); extra != "" {
+		args = append(args, "--append", extra) // e.g. keepnet.tso=off, to compare
+	}
 	a := boot(t, n.Name, args...)
 	httpWarm(t, n)
 	before := a.stats("tcp")

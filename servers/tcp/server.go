@@ -108,6 +108,8 @@ type ServerOptions struct {
 	IP      string // the IP component, "ip"
 	Syscall string // the SYSCALL component, "syscall"
 	Store   *store.Client
+	// NoTSO: never use segmentation offload (checksum offload still).
+	NoTSO bool
 	// Config tunes the Table. Its Output is the process; a nil Clock is
 	// the real one; a zero ISNKey is drawn from crypto/rand.
 	Config Config
@@ -542,7 +544,7 @@ func (s *server) fromIP(m channel.Msg) {
 			s.addrDue = time.Now().Add(addrRetry) // IP is not up yet
 			return
 		}
-		checksum, tso := m.Arg[2]&ops.OffloadChecksum != 0, m.Arg[2]&ops.OffloadTSO != 0
+		checksum, tso := m.Arg[2]&ops.OffloadChecksum != 0, m.Arg[2]&ops.OffloadTSO != 0 && !s.o.NoTSO
 		if p != s.addr || checksum != s.offChecksum || tso != s.offTSO {
 			log.Printf("address %v; offloads: checksum %v, segmentation %v", p, checksum, tso)
 		}
