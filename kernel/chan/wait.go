@@ -11,20 +11,26 @@ import (
 // fds are readable. It arms each port first (Arm) and returns at once if a
 // message slipped in meanwhile. An in-process port (NewLocal) has no
 // descriptor to poll: then it naps at most a millisecond.
+//
+// System calls are what a wake-up costs (under TCG each is dear): one poll
+// for the whole sleep, and a read only of the eventfds poll found
+// signalled. A port armed and then abandoned because another had a
+// message is only disarmed, not drained: if its peer signalled it
+// meanwhile, the next WaitAny returns at once, consuming that wake-up.
 func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool) {
 	readable = make([]bool, len(fds))
-	pfds := make([]unix.PollFd, 0, len(fds)+len(ports))
+	var pfdBuf [8]unix.PollFd
+	var armedBuf [8]*Endpoint
+	pfds := pfdBuf[:0] // grows past 8 by append
 	for _, fd := range fds {
 		pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 	}
-	armed := ports[:0:0]
-	defer func() {
-		for _, p := range armed {
-			p.Disarm()
-		}
-	}()
+	armed := armedBuf[:0]
 	for _, p := range ports {
 		if p.Arm() {
+			for _, a := range armed {
+				a.rx.clearSleeping()
+			}
 			return readable
 		}
 		armed = append(armed, p)
@@ -42,6 +48,18 @@ func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool) {
 	}
 	for i := range fds {
 		readable[i] = pfds[i].Revents&unix.POLLIN != 0
+	}
+	next := len(fds)
+	for _, p := range armed {
+		p.rx.clearSleeping()
+		if p.Fd() < 0 {
+			p.sleep.drain() // in process: no system call
+			continue
+		}
+		if pfds[next].Revents&unix.POLLIN != 0 {
+			p.sleep.(eventfd).read()
+		}
+		next++
 	}
 	return readable
 }
