@@ -32,7 +32,18 @@ type Stats struct {
 	LinkUp         bool
 	PeerGeneration int
 	Counters
+	Sleeps
 	Device e1000.Stats
+}
+
+// Sleeps counts how the loop's sleeps ended, so a stalled interrupt shows:
+// a driver that wakes only by timeout while frames arrive is not being
+// interrupted.
+type Sleeps struct {
+	WokenByInterrupt uint64
+	WokenOtherwise   uint64 // a request from IP, the wiring, or the timeout
+	InterruptCount   uint32 // the kernel's count for the line (uio)
+	EnableErrors     uint64 // unmasking the interrupt failed
 }
 
 // Tuning of the process loop.
@@ -64,7 +75,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer bar.Close()
-	irq, err := pci.OpenUIO(uioName)
+	irq, err := fn.OpenUIO(uioName)
 	if err != nil {
 		return err
 	}
@@ -114,10 +125,11 @@ func Run(ctx context.Context, o Options) error {
 	defer conn.Close() // ends the watcher
 
 	var nextStats time.Time
+	var sleeps Sleeps
 	for ctx.Err() == nil {
 		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
 			st := Stats{Generation: setup.Generation, PCI: fn.Addr, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
-				Counters: d.Counters(), Device: dev.Stats()}
+				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats()}
 			if p := d.Peer(); p != nil {
 				st.PeerGeneration = p.Generation
 			}
@@ -145,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 		if !d.Idle() {
 			continue
 		}
-		sleep(d, irq, watch, dev)
+		sleep(d, irq, watch, dev, &sleeps)
 	}
 	return nil
 }
@@ -169,18 +181,34 @@ func adopt(d *Driver, conn *wire.Conn, p *wire.Peer) error {
 
 // sleep waits for the device's interrupt, a request from IP or a wiring
 // event, whichever comes first.
-func sleep(d *Driver, irq *pci.UIO, watch *wire.Watcher, dev *e1000.Dev) {
+//
+// The interrupt is level-triggered INTx. Before unmasking it the loop
+// acknowledges every pending cause (reading ICR deasserts the line) and
+// polls the rings once more, so that a frame that arrived since the last
+// poll is served now rather than by an interrupt that was raised, and
+// acknowledged, before the unmask.
+func sleep(d *Driver, irq *pci.UIO, watch *wire.Watcher, dev *e1000.Dev, n *Sleeps) {
+	dev.Interrupts()
+	if d.Poll() || !d.Idle() {
+		return
+	}
 	var ports []*channel.Endpoint
 	if p := d.Peer(); p != nil {
 		if ep, ok := p.Port.(*channel.Endpoint); ok {
 			ports = append(ports, ep)
 		}
 	}
-	irq.Enable()
+	if err := irq.Enable(); err != nil {
+		n.EnableErrors++
+	}
 	r := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
 	if r[0] {
-		irq.Wait(0)      // consume the count
-		dev.Interrupts() // read ICR: deasserts INTx
+		n.WokenByInterrupt++
+		if c, err := irq.Wait(0); err == nil { // consume the count
+			n.InterruptCount = c
+		}
+	} else {
+		n.WokenOtherwise++
 	}
 	if r[1] {
 		watch.Drain()

@@ -130,3 +130,31 @@ func TestMapBAR(t *testing.T) {
 	}()
 	bar.Read32(uint32(bar.Len()))
 }
+
+// Enable unmasks INTx the way uio_pci_generic needs (it has no irqcontrol:
+// writing 1 to /dev/uioN fails): INTx Disable cleared in the command
+// register, memory decoding and bus mastering left alone.
+func TestUIOEnableClearsInterruptDisable(t *testing.T) {
+	fakeSysfs(t)
+	d := Device{Addr: "0000:00:03.0"}
+	path := d.path("config")
+	cfg, _ := os.ReadFile(path)
+	binary.LittleEndian.PutUint16(cfg[cfgCommand:], cmdMemorySpace|cmdBusMaster|cmdInterruptDisable)
+	os.WriteFile(path, cfg, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &UIO{cfg: f}
+	defer f.Close()
+	if err := u.Enable(); err != nil {
+		t.Fatalf("Enable = %v", err)
+	}
+	cfg, _ = os.ReadFile(path)
+	if got := binary.LittleEndian.Uint16(cfg[cfgCommand:]); got != cmdMemorySpace|cmdBusMaster {
+		t.Errorf("command register %#x after Enable, want %#x", got, cmdMemorySpace|cmdBusMaster)
+	}
+	if err := u.Enable(); err != nil { // not masked: nothing to write
+		t.Fatalf("second Enable = %v", err)
+	}
+}

@@ -12,30 +12,50 @@ import (
 
 // UIO delivers a device's INTx interrupts to userspace (uio_pci_generic).
 // Reading the device blocks until the next interrupt and returns the total
-// interrupt count; writing 1 re-enables the interrupt, which the kernel
-// masked (PCI command register, INTx disable) when it fired.
+// interrupt count. When the interrupt fires, the kernel masks it (INTx
+// Disable in the PCI command register) and wakes the reader; Enable
+// unmasks it. uio_pci_generic has no irqcontrol hook — writing 1 to
+// /dev/uioN fails with ENOSYS, the kernel's UIO HOWTO says to clear the
+// bit in configuration space, and that is what Enable does.
 type UIO struct {
-	f *os.File
+	f   *os.File
+	cfg *os.File // the function's configuration space (sysfs "config")
 }
 
-// OpenUIO opens /dev/<name>.
-func OpenUIO(name string) (*UIO, error) {
+// OpenUIO opens /dev/<name>, the UIO device of d.
+func (d Device) OpenUIO(name string) (*UIO, error) {
 	f, err := os.OpenFile("/dev/"+name, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("uio: %w", err)
 	}
-	return &UIO{f: f}, nil
+	cfg, err := os.OpenFile(d.path("config"), os.O_RDWR, 0)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("uio: %w", err)
+	}
+	return &UIO{f: f, cfg: cfg}, nil
 }
 
 // Fd is the file descriptor, for a poll loop.
 func (u *UIO) Fd() int { return int(u.f.Fd()) }
 
-// Enable unmasks the interrupt.
+// Enable unmasks the interrupt: INTx Disable cleared in the command
+// register, the other bits (memory decoding, bus mastering) as they are.
+// A read comes first, so an interrupt that is not masked costs no write.
 func (u *UIO) Enable() error {
-	var b [4]byte
-	binary.NativeEndian.PutUint32(b[:], 1)
-	_, err := u.f.Write(b[:])
-	return err
+	var b [2]byte
+	if _, err := u.cfg.ReadAt(b[:], cfgCommand); err != nil {
+		return fmt.Errorf("uio: reading the command register: %w", err)
+	}
+	cmd := binary.LittleEndian.Uint16(b[:])
+	if cmd&cmdInterruptDisable == 0 {
+		return nil
+	}
+	binary.LittleEndian.PutUint16(b[:], cmd&^cmdInterruptDisable)
+	if _, err := u.cfg.WriteAt(b[:], cfgCommand); err != nil {
+		return fmt.Errorf("uio: writing the command register: %w", err)
+	}
+	return nil
 }
 
 // ErrTimeout is returned by Wait when no interrupt came in time.
@@ -66,4 +86,7 @@ func (u *UIO) Wait(timeout time.Duration) (uint32, error) {
 }
 
 // Close releases the device.
-func (u *UIO) Close() error { return u.f.Close() }
+func (u *UIO) Close() error {
+	u.cfg.Close()
+	return u.f.Close()
+}
