@@ -205,6 +205,7 @@ type procOptions struct {
 	outBufs int // tcp.out buffers; 0: 16
 	ioSize  int // syscall.io buffer size; 0: 2048
 	poolIDs uint32
+	sendBuf int // the Table's SendBuffer; 0: its default
 }
 
 func startProc(t *testing.T, o procOptions) *proc {
@@ -224,7 +225,7 @@ func startProc(t *testing.T, o procOptions) *proc {
 		ip:    newFakeNeighbour(t, "ip", 1, o.poolIDs+200, 256, 2048),
 		sys:   newFakeNeighbour(t, "syscall", 1, o.poolIDs+300, 16, o.ioSize),
 		stats: make(chan Stats, 1)}
-	p.s = newServer(ServerOptions{Name: "tcp", Config: Config{Clock: o.clock, Seed: 1}}, 1, out, p.journal,
+	p.s = newServer(ServerOptions{Name: "tcp", Config: Config{Clock: o.clock, Seed: 1, SendBuffer: o.sendBuf}}, 1, out, p.journal,
 		func(st Stats) {
 			select {
 			case p.stats <- st:

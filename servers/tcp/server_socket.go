@@ -44,8 +44,9 @@ type sock struct {
 
 // postedIO is an OpRecvFrom or OpSendTo with its syscall.io bytes.
 type postedIO struct {
-	m   channel.Msg
-	buf []byte
+	m     channel.Msg
+	buf   []byte
+	taken int // of an OpSendTo: bytes already in the send buffer (buf is the rest)
 }
 
 func (so *sock) posted() int {
@@ -161,13 +162,13 @@ func (s *server) fromSyscall(m channel.Msg) {
 		case so.e == nil && so.connect == nil:
 			r.Status = ops.StatusInvalid // not connected
 		case m.Op == ops.OpSendTo:
-			so.sends = append(so.sends, postedIO{m, buf})
+			so.sends = append(so.sends, postedIO{m: m, buf: buf})
 			s.dirty = true
 			return
 		case len(buf) == 0:
 			r.Status = ops.StatusInvalid
 		default:
-			so.recvs = append(so.recvs, postedIO{m, buf})
+			so.recvs = append(so.recvs, postedIO{m: m, buf: buf})
 			s.dirty = true
 			return
 		}
@@ -395,16 +396,22 @@ func (s *server) serveSock(so *sock) {
 		}
 		s.reply(r)
 	}
+	// A send is answered once the send buffer took all of it (or the
+	// connection failed): what did not fit stays at the head, so that an
+	// application may have several sends posted and their bytes still go
+	// out in order.
 	for len(so.sends) > 0 {
-		p := so.sends[0]
+		p := &so.sends[0]
 		n, err := so.e.Write(p.buf)
-		if errors.Is(err, ErrWouldBlock) {
+		p.taken += n
+		p.buf = p.buf[n:]
+		if errors.Is(err, ErrWouldBlock) || err == nil && len(p.buf) > 0 {
 			break
 		}
-		so.sends = so.sends[1:]
 		r := p.m
 		r.Status = statusOf(err)
-		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(n)
+		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken)
+		so.sends = so.sends[1:]
 		s.reply(r)
 	}
 }

@@ -22,10 +22,17 @@ import (
 // through fake ips that relay each OpOutput as an OpDeliver to the other
 // (wrapped in an IPv4 header), and two fake syscalls moving 1 MB from one
 // to the other; the SHA-256 must match.
-func TestServerTransferBackToBack(t *testing.T) {
+func TestServerTransferBackToBack(t *testing.T) { backToBack(t, sendAll, 0) }
+
+// The same with SYSCALL keeping eight sends posted at once, as the socket
+// library does, and a send buffer smaller than they hold: each is answered
+// only when all of it is in the send buffer, so the bytes go out in order.
+func TestServerTransferPipelinedSends(t *testing.T) { backToBack(t, sendPipelined, 40<<10) }
+
+func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error, sendBuf int) {
 	const size = 1 << 20
-	a := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10})                // 10.0.2.15, listens
-	b := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10, poolIDs: 1000}) // 10.0.2.2, connects
+	a := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10})                                  // 10.0.2.15, listens
+	b := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10, poolIDs: 1000, sendBuf: sendBuf}) // 10.0.2.2, connects
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { relay(ctx, []*relayEnd{{p: a, prefix: srvNet}, {p: b, prefix: cliNet}}) })
@@ -50,7 +57,7 @@ func TestServerTransferBackToBack(t *testing.T) {
 
 	// b sends (and half-closes) from a goroutine; a receives here.
 	sendErr := make(chan error, 1)
-	go func() { sendErr <- sendAll(b.sys, 1, data) }()
+	go func() { sendErr <- sender(b.sys, 1, data) }()
 	h := sha256.New()
 	got := 0
 	rbuf := a.sys.buffer(nil, 16<<10)
@@ -123,6 +130,63 @@ func sendAll(f *fakeNeighbour, id uint64, data []byte) error {
 			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], ref.Len)
 		}
 		data = data[r.Arg[2]:]
+	}
+	f.nextID++
+	req := channel.Msg{ID: f.nextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
+	if err := f.trySend(req); err != nil {
+		return err
+	}
+	r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
+	if err == nil && r.Status != ops.StatusOK {
+		err = fmt.Errorf("OpShutdown = %s", ops.StatusText(r.Status))
+	}
+	return err
+}
+
+// sendPipelined plays syscall keeping up to eight OpSendTo posted; every
+// reply must say its whole buffer was taken. Then OpShutdown.
+func sendPipelined(f *fakeNeighbour, id uint64, data []byte) error {
+	type posted struct {
+		req channel.Msg
+		n   uint32
+	}
+	var inFlight []posted
+	collect := func() error {
+		p := inFlight[0]
+		inFlight = inFlight[1:]
+		r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == p.req.ID })
+		f.pool.Free(p.req.Ref)
+		if err != nil {
+			return err
+		}
+		if r.Status != ops.StatusOK || r.Arg[2] != uint64(p.n) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], p.n)
+		}
+		return nil
+	}
+	for len(data) > 0 || len(inFlight) > 0 {
+		if len(data) == 0 || len(inFlight) == 8 {
+			if err := collect(); err != nil {
+				return err
+			}
+			continue
+		}
+		ref, ok := f.pool.Alloc()
+		if !ok {
+			if err := collect(); err != nil {
+				return err
+			}
+			continue
+		}
+		buf, _ := f.pool.Bytes(ref)
+		ref.Len = uint32(copy(buf, data))
+		data = data[ref.Len:]
+		f.nextID++
+		req := channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}
+		if err := f.trySend(req); err != nil {
+			return err
+		}
+		inFlight = append(inFlight, posted{req, ref.Len})
 	}
 	f.nextID++
 	req := channel.Msg{ID: f.nextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
