@@ -90,8 +90,8 @@
 // send that times out leaves its buffer lent until the reply comes. When
 // the pool is empty a send waits (within its deadline) for a buffer to be
 // freed. Receives never take the last buffers: a receive gets one only
-// while more than a reserve (a quarter of the pool, at least 2) would stay
-// free, plus one for each send waiting, so received data that is not read
+// if that leaves a reserve (a quarter of the pool, at least 2) free, plus
+// one for each send waiting, so received data that is not read
 // never keeps a Write from going on, and a buffer freed while a Write
 // waits is the Write's; a receive that went without is posted when buffers
 // are back. The largest datagram is the pool's buffer size: a longer send

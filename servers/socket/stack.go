@@ -507,10 +507,10 @@ func (s *Stack) topUpLocked(c *sock) {
 	}
 }
 
-// receiveBufLocked takes a buffer for a receive, if that leaves more than
-// the reserve free, and one more for each writer waiting: receives then
-// never take the buffers a Write needs to make progress, and a buffer freed
-// while a writer waits is the writer's. When it says no, the next buffer
+// receiveBufLocked takes a buffer for a receive if that still leaves the
+// reserve free, and one more for each writer waiting: receives then never
+// take the buffers a Write needs to make progress, and a buffer freed while
+// a writer waits is the writer's. When it says no, the next buffer
 // freed (or writer done waiting) tops up every socket again. s.mu must be
 // held.
 func (s *Stack) receiveBufLocked() (pool.Ref, bool) {
