@@ -65,7 +65,23 @@
 //	           fewer than Ref.Len: send the rest again).
 //	OpRecvFrom Ref an empty buffer. The reply comes when bytes are there
 //	           (Ref.Len of them), or at the end of the stream: Ref.Len 0 and
-//	           FlagEOF.
+//	           FlagEOF. With FlagNoWait on the request the reply comes at
+//	           once: the bytes there are, the end of the stream or an error
+//	           as above, or, if nothing is queued yet, StatusOK with Ref.Len
+//	           0 and no FlagEOF ("would block").
+//	           With a zero Ref (no buffer; a datagram socket refuses it,
+//	           StatusInvalid) it is a readiness receive: the reply comes
+//	           when the socket is readable (bytes queued, the end of the
+//	           stream, or an error), StatusOK with Ref.Len 0, and consumes
+//	           nothing: the next data receive finds what made it readable.
+//	           (A closed or unknown socket answers it as it answers any
+//	           receive.) A requester waits for data this way without
+//	           lending a buffer while the connection is idle: one readiness
+//	           receive posted, then FlagNoWait receives with buffers once it
+//	           is readable, then a readiness receive again once one of them
+//	           would block. Receives of both kinds are answered in the
+//	           order they were posted: a FlagNoWait receive behind a
+//	           readiness receive still waiting waits for it.
 //	OpShutdown Arg[0] socket: no more sending (FIN); receiving goes on.
 //	OpClose    as above: for a connection, an orderly close (FIN) unless
 //	           received data is left unread (RST, as Linux does).
@@ -117,6 +133,9 @@ const (
 const (
 	FlagTruncated uint16 = 1 << 0 // OpRecvFrom: the datagram was longer than the buffer
 	FlagEOF       uint16 = 1 << 1 // OpRecvFrom on a stream: the peer closed its side
+	// FlagNoWait, on an OpRecvFrom request on a stream socket: answer at
+	// once, with Ref.Len 0 and no FlagEOF if nothing is queued.
+	FlagNoWait uint16 = 1 << 2
 )
 
 // Offloads IP offers in OpAddr's Arg[2] and a transport asks for in

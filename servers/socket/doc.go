@@ -38,14 +38,16 @@
 //     and any the application issues meanwhile — are parked, in order.
 //     An established TCP connection (dialled or accepted) cannot be carried
 //     over by this library: its state was the transport's, which OpReset
-//     discarded. It is reset instead: its operations taken back, and every
-//     later one, fail with ECONNRESET (bytes already queued here are still
+//     discarded. It is reset instead: its operations taken back (its
+//     receives' buffers, if any, freed), and every later one, fail with
+//     ECONNRESET (bytes already queued here are still
 //     read first, as after an RST); its Close is local (Stats.Reset counts
 //     them). A TCP socket whose OpConnect had no reply yet is restored like
 //     any other (OpOpen, OpBind if bound) and its OpConnect re-sent.
 //  5. When the chain completes, the parked operations are sent under fresh
 //     request ids, which only ever grow: the receives are posted again
-//     (with the same buffers) and every OpSendTo that had no reply is sent
+//     (with the same buffers; a readiness receive, which has none, just as
+//     it was) and every OpSendTo that had no reply is sent
 //     again (the datagram may be duplicated, which the paper prefers to
 //     losing it). A socket whose open was itself in flight simply has its
 //     OpOpen re-issued; a socket that was being closed is finished locally,
@@ -74,16 +76,27 @@
 //
 // # Receiving and sending
 //
-// Each socket keeps a few OpRecvFrom requests posted, each with a pool
-// buffer; a completed one joins the socket's queue of datagrams until the
-// application reads it. The queue is bounded (64 datagrams, fewer when the
-// pool is small): when it is full no receive is posted any more until the
-// application reads — the transport's own queue then bounds and drops. A
-// send copies the payload into a pool buffer and waits for the reply; a send
-// that times out leaves its buffer lent until the reply comes. The largest
-// datagram is the pool's buffer size: a longer send fails with EMSGSIZE, a
-// longer received datagram is truncated to it; a read into a short buffer
-// copies what fits, as Go's net does on Linux.
+// Received data waits for the application in the library: each socket has
+// a queue of completed receives, each holding a pool buffer, bounded at 64
+// (fewer when the pool is small: a quarter of it, at least 4). A UDP
+// socket keeps 4 OpRecvFrom posted, each with a pool buffer, for as long
+// as its queue has room, whether or not datagrams come (there is no
+// readiness receive for datagrams). A TCP connection posts buffers only
+// while it has something to read (see TCP below). When a queue is full no
+// receive is posted any more until the application reads: the transport's
+// own queue then bounds and drops (UDP) or closes its window (TCP).
+//
+// A send copies the payload into a pool buffer and waits for the reply; a
+// send that times out leaves its buffer lent until the reply comes. When
+// the pool is empty a send waits (within its deadline) for a buffer to be
+// freed. Receives never take the last buffers: a receive gets one only
+// if that leaves a reserve (a quarter of the pool, at least 2) free, plus
+// one for each send waiting, so received data that is not read
+// never keeps a Write from going on, and a buffer freed while a Write
+// waits is the Write's; a receive that went without is posted when buffers
+// are back. The largest datagram is the pool's buffer size: a longer send
+// fails with EMSGSIZE, a longer received datagram is truncated to it; a
+// read into a short buffer copies what fits, as Go's net does on Linux.
 //
 // # TCP
 //
@@ -93,19 +106,27 @@
 // until Accept takes one: the transport's backlog bounds the rest). Dial
 // opens a socket and connects; the reply comes when the connection is
 // established or failed (StatusRefused: ECONNREFUSED, StatusTimedOut:
-// ETIMEDOUT); a context that ends first closes the socket. A [TCPConn]
-// keeps 2 OpRecvFrom posted with pool buffers; their bytes join its queue
-// (bounded like a UDP socket's, in buffers: a reader that does not read
-// stops the receives, and the transport's window does the rest), and Read
-// copies from it across buffers. FlagEOF ends the stream: Read returns
-// io.EOF once the queue is empty. Write copies b into pool buffers, one
-// buffer at a time, sends each with OpSendTo and waits for the reply, whose
-// Arg[2] says how much the transport took; the rest is sent again. A write
-// deadline ends the wait; the chunk then with the transport is not counted
-// and may still go out. StatusReset and StatusTimedOut on any operation
-// break the connection: later operations fail with ECONNRESET or ETIMEDOUT
-// (queued bytes are still read first). CloseWrite is OpShutdown (later
-// Writes fail with EPIPE); CloseRead is local only (Read returns io.EOF,
-// arriving bytes are dropped). Errors come in *net.OpError as from Go's net;
-// io.EOF comes bare.
+// ETIMEDOUT); a context that ends first closes the socket.
+//
+// A [TCPConn] lends the transport no buffer while it is idle, however many
+// connections are open. Until the transport says it is readable it has one
+// readiness receive posted (an OpRecvFrom with no buffer, servers/ops),
+// answered when bytes, the end of the stream or an error are there. Then
+// it posts up to 2 OpRecvFrom with pool buffers and ops.FlagNoWait, as its
+// queue and the reserve above allow; the transport answers them at once.
+// Bytes join the queue (bounded in buffers: a reader that does not read
+// stops the receives, and the transport's window does the rest) and keep
+// the connection readable; an empty answer ("would block") makes it idle
+// again, with a readiness receive. Read copies from the queue across
+// buffers. FlagEOF ends the stream: Read returns io.EOF once the queue is
+// empty. Write copies b into pool buffers, one buffer at a time, sends
+// each with OpSendTo and waits for the reply, whose Arg[2] says how much
+// the transport took; the rest is sent again. A write deadline ends the
+// wait; the chunk then with the transport is not counted and may still go
+// out. StatusReset and StatusTimedOut on any operation break the
+// connection: later operations fail with ECONNRESET or ETIMEDOUT (queued
+// bytes are still read first). CloseWrite is OpShutdown (later Writes fail
+// with EPIPE); CloseRead is local only (Read returns io.EOF, arriving bytes
+// are dropped). Errors come in *net.OpError as from Go's net; io.EOF comes
+// bare.
 package socket

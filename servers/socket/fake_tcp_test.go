@@ -24,6 +24,9 @@ type fakeTCP struct {
 	eof    bool          // the peer's FIN came, after its bytes
 	reset  int32         // StatusReset once an RST came
 	closed bool
+
+	// Counters of the receives answered.
+	readiness, wouldBlock int
 }
 
 // handleTCP serves one request on a TCP socket (s is nil for its OpOpen).
@@ -223,22 +226,40 @@ func (n *fakeNet) pump(from *fakeSock) {
 		if ft.fin && len(ft.sends) == 0 {
 			tt.eof = true
 		}
-		for len(to.posted) > 0 && (len(tt.rbuf) > 0 || tt.eof) {
+		// The posted receives, in order: a readiness receive (zero Ref)
+		// is answered once there is something to read, a data receive
+		// with it, a FlagNoWait one at once ("would block": no bytes,
+		// no FlagEOF).
+		for len(to.posted) > 0 {
 			r := to.posted[0]
+			readable := len(tt.rbuf) > 0 || tt.eof
+			if !readable && (r.Ref.IsZero() || r.Flags&ops.FlagNoWait == 0) {
+				break
+			}
 			to.posted = to.posted[1:]
+			r.Flags &^= ops.FlagNoWait
+			if r.Ref.IsZero() {
+				tt.readiness++
+				to.srv.reply(r, ops.StatusOK)
+				continue
+			}
 			buf, err := to.srv.pool.Bytes(r.Ref)
 			if err != nil {
 				to.srv.reply(r, ops.StatusInvalid)
 				continue
 			}
-			if len(tt.rbuf) > 0 {
+			switch {
+			case len(tt.rbuf) > 0:
 				k := copy(buf, tt.rbuf)
 				tt.rbuf = tt.rbuf[k:]
 				r.Ref.Len = uint32(k)
 				moved = true
-			} else {
+			case tt.eof:
 				r.Ref.Len = 0
 				r.Flags |= ops.FlagEOF
+			default:
+				r.Ref.Len = 0
+				tt.wouldBlock++
 			}
 			to.srv.reply(r, ops.StatusOK)
 		}

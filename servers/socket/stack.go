@@ -26,7 +26,9 @@ const PoolSuffix = ".io"
 
 const (
 	recvDepth         = 4                      // receives kept posted per UDP socket
-	streamRecvDepth   = 2                      // receives kept posted per TCP connection
+	streamRecvDepth   = 2                      // data receives in flight per readable TCP connection
+	minReserve        = 2                      // buffers receives leave to writers, at least...
+	reserveShare      = 4                      // ...or 1/reserveShare of the pool
 	acceptDepth       = 4                      // accepts kept posted per listener
 	acceptQueue       = 16                     // accepted connections queued per listener, at most
 	listenBacklog     = 128                    // OpListen's backlog
@@ -49,6 +51,7 @@ const (
 type Stack struct {
 	pool     *pool.Pool
 	queueCap int // datagrams queued per socket
+	reserve  int // buffers a receive leaves free for writers (see receiveBufLocked)
 
 	switches chan peerPort // new generations of the peer, for the dispatcher
 	done     chan struct{} // closed by Close
@@ -70,6 +73,7 @@ type Stack struct {
 	socks     map[uint64]*sock
 	nextSock  uint64
 	bufFreed  chan struct{} // closed when a buffer is freed; made by a waiting writer
+	writers   int           // writers waiting for a buffer; receives leave them one each
 	starved   bool          // a receive could not be posted for want of a buffer
 	closed    bool
 	stats     Stats
@@ -134,11 +138,13 @@ type sock struct {
 	attempts                 int // restore steps retried
 	closed, closeSent        bool
 	broken                   error // set when the socket is lost
-	posted                   int   // receives (accepts, on a listener) posted
+	posted                   int   // receives with buffers (accepts, on a listener) posted
 	rq                       []datagram
 	notify                   chan struct{} // closed when rq or aq grows, or eof, connErr or broken is set; made by a waiting reader
 
 	// TCP only; guarded by Stack.mu.
+	readable       bool    // the transport said there is something to read (see topUpStreamLocked)
+	probing        bool    // a readiness receive (no buffer) is posted
 	listening      bool    // OpListen confirmed
 	backlog        int     // as given to OpListen, for a restore
 	aq             []*sock // a listener's accepted connections, not yet taken by Accept
@@ -172,6 +178,7 @@ func newStack(p *pool.Pool) *Stack {
 	return &Stack{
 		pool:     p,
 		queueCap: max(recvDepth, min(maxQueue, p.Len()/4)),
+		reserve:  min(max(minReserve, p.Len()/reserveShare), p.Len()-1),
 		switches: make(chan peerPort, 4),
 		done:     make(chan struct{}),
 		exited:   make(chan struct{}),
@@ -472,32 +479,48 @@ func (s *Stack) receivedLocked(o *op, m channel.Msg) {
 	s.topUpLocked(c)
 }
 
-// topUpLocked keeps recvDepth receives posted on c, as long as its queue
-// has room and the pool has buffers. s.mu must be held.
+// topUpLocked keeps receives posted on c: on a UDP socket, recvDepth of
+// them as long as its queue has room and buffers are to be had
+// (receiveBufLocked); on a TCP connection, see topUpStreamLocked; on a
+// listener, accepts. s.mu must be held.
 func (s *Stack) topUpLocked(c *sock) {
 	if !c.live || c.closed || c.broken != nil || s.closed {
 		return
 	}
-	depth := recvDepth
 	if c.network == ops.TCP {
-		if c.listening {
+		switch {
+		case c.listening:
 			s.topUpAcceptsLocked(c)
-			return
+		case c.eof || c.rdShut || c.connErr != ops.StatusOK:
+		default:
+			s.topUpStreamLocked(c)
 		}
-		if c.eof || c.rdShut || c.connErr != ops.StatusOK {
-			return
-		}
-		depth = streamRecvDepth
+		return
 	}
-	for c.posted < depth && len(c.rq)+c.posted < s.queueCap {
-		ref, ok := s.pool.Alloc()
+	for c.posted < recvDepth && len(c.rq)+c.posted < s.queueCap {
+		ref, ok := s.receiveBufLocked()
 		if !ok {
-			s.starved = true
 			return
 		}
 		c.posted++
 		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{c.id}, Ref: ref}})
 	}
+}
+
+// receiveBufLocked takes a buffer for a receive if that still leaves the
+// reserve free, and one more for each writer waiting: receives then never
+// take the buffers a Write needs to make progress, and a buffer freed while
+// a writer waits is the writer's. When it says no, the next buffer
+// freed (or writer done waiting) tops up every socket again. s.mu must be
+// held.
+func (s *Stack) receiveBufLocked() (pool.Ref, bool) {
+	if s.pool.Available() > s.reserve+s.writers {
+		if ref, ok := s.pool.Alloc(); ok {
+			return ref, true
+		}
+	}
+	s.starved = true
+	return pool.Ref{}, false
 }
 
 // freeLocked returns a buffer to the pool and wakes whoever waits for one.
@@ -511,7 +534,13 @@ func (s *Stack) freeLocked(ref pool.Ref) {
 		close(s.bufFreed)
 		s.bufFreed = nil
 	}
-	if s.starved {
+	s.unstarveLocked()
+}
+
+// unstarveLocked tops up every socket again if a receive went without a
+// buffer and one is to be had now. s.mu must be held.
+func (s *Stack) unstarveLocked() {
+	if s.starved && s.pool.Available() > s.reserve+s.writers {
 		s.starved = false
 		for _, c := range s.socks {
 			s.topUpLocked(c)
@@ -672,6 +701,10 @@ func (s *Stack) lostLocked(c *sock, opened bool, status int32) {
 func (s *Stack) dropLocked(o *op, status int32) {
 	switch o.msg.Op {
 	case ops.OpRecvFrom:
+		if o.msg.Ref.IsZero() { // a readiness receive
+			o.sock.probing = false
+			break
+		}
 		o.sock.posted--
 		s.freeLocked(o.msg.Ref)
 	case ops.OpAccept:

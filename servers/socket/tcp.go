@@ -132,35 +132,82 @@ func (s *Stack) acceptedLocked(o *op, m channel.Msg) {
 	s.topUpLocked(c)
 }
 
-// streamReceivedLocked queues the bytes of a completed receive on a TCP
-// connection, or notes the end of the stream or its failure, and posts
-// another receive. s.mu must be held.
+// topUpStreamLocked keeps receives posted on TCP connection c without
+// tying a buffer to it while it is idle. While the transport has not said
+// it is readable, c has one readiness receive posted (servers/ops: a zero
+// Ref, answered when there is something to read) and no buffer. Once it is
+// readable, c has up to streamRecvDepth data receives posted with
+// ops.FlagNoWait, as its queue and receiveBufLocked allow; the transport
+// answers those at once, with bytes (c stays readable), the end of the
+// stream or an error, or "would block" (c is not readable any more, and
+// gets a readiness receive again once its last data receive is back). A
+// readable connection left without a buffer is topped up again when one is
+// freed (unstarveLocked). s.mu must be held.
+func (s *Stack) topUpStreamLocked(c *sock) {
+	if !c.readable {
+		if c.posted == 0 && !c.probing {
+			c.probing = true
+			s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{c.id}}})
+		}
+		return
+	}
+	for c.posted < streamRecvDepth && len(c.rq)+c.posted < s.queueCap {
+		ref, ok := s.receiveBufLocked()
+		if !ok {
+			return
+		}
+		c.posted++
+		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Arg: [4]uint64{c.id}, Ref: ref}})
+	}
+}
+
+// streamReceivedLocked handles the reply to a receive on a TCP connection:
+// a readiness receive's says c is readable; a data receive's brings bytes
+// (queued), the end of the stream, "would block" or the connection's
+// failure. Then it posts what topUpStreamLocked says. s.mu must be held.
 func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 	c, ref := o.sock, o.msg.Ref
-	c.posted--
+	probe := ref.IsZero()
+	free := func() {
+		if !probe {
+			s.freeLocked(ref)
+		}
+	}
+	if probe {
+		c.probing = false
+	} else {
+		c.posted--
+	}
 	if c.closed || c.broken != nil || c.rdShut {
-		s.freeLocked(ref)
+		free()
 		return
 	}
 	switch {
+	case m.Status == ops.StatusOK && probe:
+		c.readable = true
 	case m.Status == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
 		if ref.Len = min(m.Ref.Len, ref.Len); ref.Len > 0 {
 			c.rq = append(c.rq, datagram{ref: ref})
+			c.readable = true
+			c.signalLocked()
 		} else {
 			s.freeLocked(ref)
 		}
-		if m.Flags&ops.FlagEOF != 0 {
+		switch {
+		case m.Flags&ops.FlagEOF != 0:
 			c.eof = true
+			c.signalLocked()
+		case ref.Len == 0: // would block: nothing to read after all
+			c.readable = false
 		}
-		c.signalLocked()
 	case m.Status == ops.StatusReset || m.Status == ops.StatusTimedOut:
-		s.freeLocked(ref)
+		free()
 		s.connFailedLocked(c, m.Status)
 		return
 	case m.Status == ops.StatusOK, m.Status == ops.StatusError, m.Status == ops.StatusNoRoute:
-		s.freeLocked(ref) // a bad Ref, or a passing failure: post again
+		free() // a bad Ref, or a passing failure: post again
 	default: // the server has no such socket any more
-		s.freeLocked(ref)
+		free()
 		c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(m.Status))
 		c.signalLocked()
 		return

@@ -331,49 +331,54 @@ func (u *UDPConn) write(b []byte, dst ops.Addr) (int, error) {
 
 // submitSend copies b (at most a pool buffer) into a pool buffer and sends
 // it on c to dst (0: the connected peer). An exhausted pool makes it wait
-// for a buffer, within c's write deadline.
+// for a buffer, within c's write deadline; while it waits, receives leave
+// it one (receiveBufLocked), so it is not starved by them.
 func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
 	s.mu.Lock()
-	var o *op
-	for o == nil {
+	defer s.mu.Unlock()
+	waiting := false // counted in s.writers
+	defer func() {
+		if waiting {
+			s.writers--
+			s.unstarveLocked() // receives may have what this writer leaves
+		}
+	}()
+	for {
 		switch {
 		case c.closed || s.closed:
-			s.mu.Unlock()
 			return nil, net.ErrClosed
 		case c.broken != nil:
-			s.mu.Unlock()
 			return nil, c.broken
 		case c.connErr != ops.StatusOK:
-			s.mu.Unlock()
 			return nil, statusErr("write", c.connErr)
 		case c.wrShut:
-			s.mu.Unlock()
 			return nil, os.NewSyscallError("write", syscall.EPIPE)
 		}
 		changed, expired := c.wd.wait()
 		if expired {
-			s.mu.Unlock()
 			return nil, os.ErrDeadlineExceeded
 		}
-		ref, ok := s.pool.Alloc()
-		if ok {
+		if ref, ok := s.pool.Alloc(); ok {
 			ref.Len = uint32(len(b))
 			buf, err := s.pool.Bytes(ref)
 			if err != nil {
 				s.freeLocked(ref)
-				s.mu.Unlock()
 				return nil, err
 			}
 			copy(buf, b)
-			o = &op{sock: c, msg: channel.Msg{Op: ops.OpSendTo, Arg: [4]uint64{c.id, uint64(dst)}, Ref: ref}, done: make(chan channel.Msg, 1)}
+			o := &op{sock: c, msg: channel.Msg{Op: ops.OpSendTo, Arg: [4]uint64{c.id, uint64(dst)}, Ref: ref}, done: make(chan channel.Msg, 1)}
 			s.submitLocked(o)
-			break
+			return o, nil
 		}
 		// The pool is exhausted: wait for a buffer to come back.
 		if s.bufFreed == nil {
 			s.bufFreed = make(chan struct{})
 		}
 		freed := s.bufFreed
+		if !waiting {
+			waiting = true
+			s.writers++
+		}
 		s.mu.Unlock()
 		select {
 		case <-freed:
@@ -383,8 +388,6 @@ func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
 		}
 		s.mu.Lock()
 	}
-	s.mu.Unlock()
-	return o, nil
 }
 
 // awaitSend waits for the reply to a send, within c's write deadline. On a

@@ -351,7 +351,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		return
 	}
 	f := &fwd{s: so, appReq: m}
-	out := channel.Msg{Op: m.Op, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
+	out := channel.Msg{Op: m.Op, Flags: m.Flags, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
 	switch m.Op {
 	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown:
 	case ops.OpAccept:
@@ -388,6 +388,12 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		ref.Len = uint32(copy(buf, src))
 		f.ref, out.Ref = ref, ref
 	case ops.OpRecvFrom:
+		if m.Ref.IsZero() {
+			// A readiness receive (stream sockets, servers/ops): it
+			// carries no bytes, so it costs no syscall.io buffer, however
+			// many idle connections keep one posted.
+			break
+		}
 		if _, err := s.appBytes(l, m.Ref); err != nil {
 			s.stats.BadRequests++
 			s.refuse(l, m, ops.StatusInvalid)
@@ -462,7 +468,7 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	r := f.appReq
 	r.Status, r.Flags = m.Status, m.Flags
 	r.Arg[1], r.Arg[2] = m.Arg[1], m.Arg[2]
-	if req.Op == ops.OpRecvFrom && m.Status == ops.StatusOK {
+	if req.Op == ops.OpRecvFrom && m.Status == ops.StatusOK && !f.ref.IsZero() {
 		src, err1 := s.io.Bytes(pool.Ref{Pool: f.ref.Pool, Off: f.ref.Off, Len: m.Ref.Len})
 		dst, err2 := s.appBytes(app, f.appReq.Ref)
 		if err1 != nil || err2 != nil {

@@ -281,3 +281,74 @@ func TestAcceptNamesTheConnection(t *testing.T) {
 		t.Errorf("shutdown of the app's connection 9 forwarded as %+v, want it on socket %d", reqs, connTID)
 	}
 }
+
+// A readiness receive (a stream OpRecvFrom with no buffer) is forwarded
+// without a syscall.io buffer and answered without a copy; a FlagNoWait
+// receive keeps its flag on the way to the transport.
+func TestReadinessReceiveTakesNoBuffer(t *testing.T) {
+	r := newRig(t)
+	r.s.o.Transports[ops.TCP] = "udp" // the rig's transport plays TCP
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 3, uint64(ops.TCP))
+	r.udpAnswers(nil)
+	recvAll(r.app)
+
+	// More readiness receives than syscall.io has buffers.
+	var ids []uint64
+	for range r.io.Len() + 4 {
+		m := channel.Msg{ID: r.nextID, Op: ops.OpRecvFrom, Arg: [4]uint64{3}}
+		r.nextID++
+		r.app.Send(m)
+		ids = append(ids, m.ID)
+	}
+	r.run()
+	reqs := recvAll(r.udp)
+	if len(reqs) != len(ids) {
+		t.Fatalf("transport got %d requests, want the %d readiness receives", len(reqs), len(ids))
+	}
+	for _, q := range reqs {
+		if q.Op != ops.OpRecvFrom || !q.Ref.IsZero() {
+			t.Fatalf("forwarded %+v, want an OpRecvFrom with a zero Ref", q)
+		}
+	}
+	if got := r.io.Available(); got != r.io.Len() {
+		t.Errorf("syscall.io has %d of %d buffers free with readiness receives posted, want all", got, r.io.Len())
+	}
+	if st := r.s.stats; st.NoBuffer != 0 {
+		t.Errorf("NoBuffer = %d, want 0", st.NoBuffer)
+	}
+	for _, q := range reqs {
+		rep := q
+		rep.Status = ops.StatusOK // readable
+		r.udp.Send(rep)
+	}
+	r.run()
+	got := recvAll(r.app)
+	if len(got) != len(ids) {
+		t.Fatalf("app got %d replies, want %d", len(got), len(ids))
+	}
+	for i, g := range got {
+		if g.ID != ids[i] || g.Status != ops.StatusOK || !g.Ref.IsZero() {
+			t.Errorf("reply %d = %+v, want id %d, ok, zero Ref", i, g, ids[i])
+		}
+	}
+
+	// FlagNoWait travels; "would block" (Ref.Len 0) comes back as such.
+	ref, _ := r.appPool.Alloc()
+	m := channel.Msg{ID: r.nextID, Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Ref: ref, Arg: [4]uint64{3}}
+	r.nextID++
+	r.app.Send(m)
+	r.run()
+	reqs = r.udpAnswers(func(q channel.Msg, rep *channel.Msg) { rep.Ref.Len, rep.Flags = 0, 0 })
+	if len(reqs) != 1 || reqs[0].Flags != ops.FlagNoWait || reqs[0].Ref.IsZero() {
+		t.Fatalf("forwarded %+v, want one OpRecvFrom with FlagNoWait and a syscall.io buffer", reqs)
+	}
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != m.ID || got[0].Status != ops.StatusOK || got[0].Ref.Len != 0 || got[0].Ref.Off != ref.Off || got[0].Flags != 0 {
+		t.Errorf("app got %+v, want its receive answered ok with 0 bytes in its buffer, no flags", got)
+	}
+	if got := r.io.Available(); got != r.io.Len() {
+		t.Errorf("syscall.io has %d of %d buffers free, want all back", got, r.io.Len())
+	}
+}

@@ -17,6 +17,12 @@ import (
 // the Table. A request that cannot be answered yet (OpAccept, OpConnect,
 // OpRecvFrom, an OpSendTo with the send buffer full) is kept on its socket
 // and re-examined whenever something may have changed (server.serve).
+//
+// Receives come in three kinds (servers/ops): a data receive waits for
+// bytes; one with ops.FlagNoWait is answered in the same poll, "would
+// block" (Ref.Len 0, no FlagEOF) if nothing is queued; a readiness receive
+// (zero Ref) waits until Endpoint.Readable and reads nothing. They share
+// one queue per socket, answered strictly in order.
 
 const (
 	defaultBacklog = 128
@@ -42,12 +48,17 @@ type sock struct {
 	sends   []postedIO
 }
 
-// postedIO is an OpRecvFrom or OpSendTo with its syscall.io bytes.
+// postedIO is an OpRecvFrom or OpSendTo with its syscall.io bytes (none
+// for a readiness receive).
 type postedIO struct {
 	m     channel.Msg
 	buf   []byte
 	taken int // of an OpSendTo: bytes already in the send buffer (buf is the rest)
 }
+
+// readiness reports whether p is a readiness receive: an OpRecvFrom with no
+// buffer, answered when the connection is readable.
+func (p postedIO) readiness() bool { return p.m.Op == ops.OpRecvFrom && p.m.Ref.IsZero() }
 
 func (so *sock) posted() int {
 	n := len(so.accepts) + len(so.recvs) + len(so.sends)
@@ -154,7 +165,11 @@ func (s *server) fromSyscall(m channel.Msg) {
 			return
 		}
 	case ops.OpSendTo, ops.OpRecvFrom:
-		buf, ok := s.sys.bytes(m.Ref)
+		p := postedIO{m: m}
+		ok := p.readiness() // needs no buffer
+		if !ok {
+			p.buf, ok = s.sys.bytes(m.Ref)
+		}
 		switch {
 		case !ok:
 			s.badReqs++
@@ -162,13 +177,13 @@ func (s *server) fromSyscall(m channel.Msg) {
 		case so.e == nil && so.connect == nil:
 			r.Status = ops.StatusInvalid // not connected
 		case m.Op == ops.OpSendTo:
-			so.sends = append(so.sends, postedIO{m: m, buf: buf})
+			so.sends = append(so.sends, p)
 			s.dirty = true
 			return
-		case len(buf) == 0:
+		case len(p.buf) == 0 && !p.readiness():
 			r.Status = ops.StatusInvalid
 		default:
-			so.recvs = append(so.recvs, postedIO{m: m, buf: buf})
+			so.recvs = append(so.recvs, p)
 			s.dirty = true
 			return
 		}
@@ -378,17 +393,30 @@ func (s *server) serveSock(so *sock) {
 	if so.e == nil {
 		return // sends and receives wait for the connect
 	}
+	// Receives, in the order posted: one that must wait holds up the rest.
 	for len(so.recvs) > 0 {
 		p := so.recvs[0]
+		r := p.m
+		r.Flags &^= ops.FlagNoWait
+		if p.readiness() {
+			if !so.e.Readable() {
+				break
+			}
+			so.recvs = so.recvs[1:]
+			s.reply(r) // StatusOK, Ref.Len 0: readable
+			continue
+		}
 		n, err := so.e.Read(p.buf)
 		if errors.Is(err, ErrWouldBlock) {
-			break
+			if p.m.Flags&ops.FlagNoWait == 0 {
+				break
+			}
+			err = nil // "would block": StatusOK, Ref.Len 0, no FlagEOF
 		}
 		so.recvs = so.recvs[1:]
-		r := p.m
 		r.Ref.Len = uint32(n)
 		switch {
-		case n > 0:
+		case n > 0, err == nil:
 		case errors.Is(err, io.EOF):
 			r.Flags |= ops.FlagEOF
 		default:

@@ -260,3 +260,126 @@ func TestServerSyscallRestart(t *testing.T) {
 		t.Errorf("no stats published")
 	}
 }
+
+// acceptOne listens on port as socket 1 and has a client connect from
+// cliPort, accepted as socket 2; it returns our initial sequence number.
+func (p *proc) acceptOne(port, cliPort uint16) (iss uint32) {
+	p.t.Helper()
+	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	p.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), port)))
+	p.mustCall(ops.OpListen, 1, 8)
+	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	p.deliver(pkt{from: cliPort, to: port, flags: synF, seq: 100, mss: true})
+	iss = p.expect(synF | ackF).seq
+	p.deliver(pkt{from: cliPort, to: port, flags: ackF, seq: 101, ack: iss + 1})
+	if r := p.sys.reply(acc); r.Status != ops.StatusOK {
+		p.t.Fatalf("OpAccept = %s, want ok", ops.StatusText(r.Status))
+	}
+	return iss
+}
+
+// TestServerReadinessReceives: a zero-Ref OpRecvFrom is answered when the
+// connection is readable and reads nothing; a FlagNoWait receive is
+// answered at once, "would block" when nothing is queued; both keep their
+// place in the socket's queue of receives.
+func TestServerReadinessReceives(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	iss := p.acceptOne(80, 4000)
+	rbuf := p.sys.buffer(nil, 512)
+	readiness := func() channel.Msg { return p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{2}}) }
+	noWait := func() channel.Msg {
+		return p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Ref: rbuf, Arg: [4]uint64{2}})
+	}
+	// want checks a receive's reply: status, length, flags, bytes.
+	want := func(what string, r channel.Msg, status int32, data string, flags uint16) {
+		t.Helper()
+		got := ""
+		if r.Ref.Len > 0 {
+			got = string(p.sys.bytes(r.Ref))
+		}
+		if r.Status != status || got != data || r.Flags != flags {
+			t.Errorf("%s = %s, %q, flags %#x; want %s, %q, flags %#x", what, ops.StatusText(r.Status), got, r.Flags,
+				ops.StatusText(status), data, flags)
+		}
+	}
+
+	// Nothing queued: "would block" at once.
+	want("FlagNoWait receive on an idle connection", p.sys.reply(noWait()), ops.StatusOK, "", 0)
+
+	// A readiness receive waits, and so does a FlagNoWait receive behind
+	// it; data answers both, in order, the readiness receive reading none.
+	rd, nw := readiness(), noWait()
+	p.sys.quiet(10 * time.Millisecond)
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 101, ack: iss + 1, data: "hello"})
+	first, second := p.sys.recv(nil), p.sys.recv(nil)
+	if first.ID != rd.ID || second.ID != nw.ID {
+		t.Fatalf("replies to ids %d, %d; want the readiness receive's (%d) first, then the data receive's (%d)", first.ID, second.ID, rd.ID, nw.ID)
+	}
+	want("readiness receive when data came", first, ops.StatusOK, "", 0)
+	if !first.Ref.IsZero() {
+		t.Errorf("readiness reply Ref = %+v, want zero", first.Ref)
+	}
+	want("FlagNoWait receive behind it", second, ops.StatusOK, "hello", 0)
+
+	// Readable already: the readiness receive is answered at once and the
+	// bytes stay for the next receive.
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 106, ack: iss + 1, data: "more"})
+	want("readiness receive with data queued", p.sys.reply(readiness()), ops.StatusOK, "", 0)
+	want("readiness receive again", p.sys.reply(readiness()), ops.StatusOK, "", 0)
+	want("FlagNoWait receive after them", p.sys.reply(noWait()), ops.StatusOK, "more", 0)
+
+	// The FIN makes it readable; the next receive gets the end of the stream.
+	rd = readiness()
+	p.sys.quiet(10 * time.Millisecond)
+	p.deliver(pkt{from: 4000, to: 80, flags: finF | ackF, seq: 110, ack: iss + 1})
+	want("readiness receive at the FIN", p.sys.reply(rd), ops.StatusOK, "", 0)
+	want("FlagNoWait receive after the FIN", p.sys.reply(noWait()), ops.StatusOK, "", ops.FlagEOF)
+
+	p.mustCall(ops.OpClose, 2)
+	p.expect(finF | ackF)
+
+	// A readiness receive needs a connection...
+	p.mustCall(ops.OpOpen, 5, uint64(ops.TCP))
+	if r := p.call(ops.OpRecvFrom, 5); r.Status != ops.StatusInvalid {
+		t.Errorf("readiness receive on an unconnected socket = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusInvalid))
+	}
+	// ...and one on a socket tcp does not know is reset, as any receive.
+	if r := p.call(ops.OpRecvFrom, 99); r.Status != ops.StatusReset || !r.Ref.IsZero() {
+		t.Errorf("readiness receive on an unknown socket = %s, Ref %+v; want %s, zero", ops.StatusText(r.Status), r.Ref, ops.StatusText(ops.StatusReset))
+	}
+}
+
+// TestServerReadinessReset: an RST makes a waiting readiness receive
+// readable; the data receive after it gets the reset; a readiness receive
+// waiting at OpClose is answered StatusClosed.
+func TestServerReadinessReset(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	p.acceptOne(80, 4000)
+	rd := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{2}})
+	p.sys.quiet(10 * time.Millisecond)
+	p.deliver(pkt{from: 4000, to: 80, flags: rstF, seq: 101})
+	if r := p.sys.reply(rd); r.Status != ops.StatusOK || r.Ref.Len != 0 {
+		t.Errorf("readiness receive at an RST = %s, %d bytes; want ok, 0", ops.StatusText(r.Status), r.Ref.Len)
+	}
+	nw := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{2}})
+	if r := p.sys.reply(nw); r.Status != ops.StatusReset {
+		t.Errorf("FlagNoWait receive after an RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	}
+
+	// A second connection, closed with a readiness receive waiting.
+	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 3}})
+	p.deliver(pkt{from: 4001, to: 80, flags: synF, seq: 100, mss: true})
+	iss := p.expect(synF | ackF).seq
+	p.deliver(pkt{from: 4001, to: 80, flags: ackF, seq: 101, ack: iss + 1})
+	if r := p.sys.reply(acc); r.Status != ops.StatusOK {
+		t.Fatalf("OpAccept = %s", ops.StatusText(r.Status))
+	}
+	rd = p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{3}})
+	p.sys.quiet(10 * time.Millisecond)
+	p.mustCall(ops.OpClose, 3)
+	if r := p.sys.reply(rd); r.Status != ops.StatusClosed {
+		t.Errorf("readiness receive at OpClose = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusClosed))
+	}
+}
