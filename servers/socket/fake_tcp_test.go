@@ -9,7 +9,8 @@ import (
 // posted accepts and its connections not yet accepted, or one end of a
 // connection. A connection is a reliable byte stream into the peer's
 // receive buffer (fakeNet.rcvBuf bytes): a send takes what fits and waits
-// unanswered while nothing fits, as a transport whose send buffer is full.
+// unanswered until all of it fits, as servers/tcp answers a send once its
+// send buffer took the whole of it.
 // Everything is guarded by fakeNet.mu.
 type fakeTCP struct {
 	listening bool
@@ -20,6 +21,7 @@ type fakeTCP struct {
 	peer   *fakeSock
 	rbuf   []byte        // received, not yet handed to a posted receive
 	sends  []channel.Msg // OpSendTo not yet answered, in order
+	took   int           // bytes of sends[0] already taken
 	fin    bool          // no more sending: the peer gets EOF once sends drain
 	eof    bool          // the peer's FIN came, after its bytes
 	reset  int32         // StatusReset once an RST came
@@ -208,20 +210,25 @@ func (n *fakeNet) pump(from *fakeSock) {
 				break
 			}
 			m := ft.sends[0]
-			ft.sends = ft.sends[1:]
 			b, err := from.srv.pool.Bytes(m.Ref)
 			if err != nil {
+				ft.sends, ft.took = ft.sends[1:], 0
 				from.srv.reply(m, ops.StatusInvalid)
 				continue
 			}
-			k := min(room, len(b))
+			k := min(room, len(b)-ft.took)
 			if n.takeMax > 0 {
 				k = min(k, n.takeMax)
 			}
-			tt.rbuf = append(tt.rbuf, b[:k]...)
-			m.Arg[2] = uint64(k)
-			from.srv.reply(m, ops.StatusOK)
+			tt.rbuf = append(tt.rbuf, b[ft.took:ft.took+k]...)
+			ft.took += k
 			moved = true
+			if ft.took < len(b) {
+				continue
+			}
+			ft.sends, ft.took = ft.sends[1:], 0
+			m.Arg[2] = uint64(len(b))
+			from.srv.reply(m, ops.StatusOK)
 		}
 		if ft.fin && len(ft.sends) == 0 {
 			tt.eof = true

@@ -2,6 +2,7 @@ package socket
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,7 +22,27 @@ type TCPConn struct {
 	c *sock
 	// wmu makes one Write's chunks go out back to back.
 	wmu sync.Mutex
+	// Write-behind: the sends submitted and not yet answered, oldest
+	// first, and the error one of them came back with (sticky: later
+	// writes fail with it). smu guards both; Close takes it, not wmu, so
+	// that it can end a Write blocked for a buffer.
+	smu  sync.Mutex
+	sent []sentChunk
+	werr error
 }
+
+// sentChunk is a send a Write did not wait for.
+type sentChunk struct {
+	o *op
+	n int
+}
+
+// writeBehind is how many sends a connection keeps with the transport
+// before a Write waits for the oldest: two, so that the application
+// produces its next chunk while the last one travels (the round trip
+// through SYSCALL to TCP is a few hundred microseconds under TCG), and a
+// connection whose peer does not read holds at most two pool buffers.
+const writeBehind = 2
 
 // TCPListener is a listening TCP socket on keepnet (net.Listener).
 type TCPListener struct {
@@ -392,12 +413,13 @@ func (s *Stack) takeLocked(c *sock, b []byte) (int, error) {
 }
 
 // Write sends b: it copies it into pool buffers, at most a buffer at a time,
-// and waits for the transport to take each (sending again what it did not
-// take). It returns when all of b is taken, or with how much was taken and
-// the error that stopped it. A Write that times out while a chunk is with
-// the transport has not counted that chunk, which may still go out in
-// whole or in part (as after a timed-out write(2), the stream's contents
-// are then uncertain).
+// and hands each to the transport, keeping up to writeBehind of them in
+// flight: it returns once all of b is handed over, as write(2) returns once
+// the kernel has the bytes. A send the transport refuses (the connection
+// was reset, say) fails a later Write, CloseWrite or Close — the next
+// operation that waits for it. A Write that times out returns the bytes it
+// handed over; what was in flight may still go out (as after a timed-out
+// write(2), the stream's contents are then uncertain).
 func (t *TCPConn) Write(b []byte) (int, error) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
@@ -412,24 +434,50 @@ func (t *TCPConn) Write(b []byte) (int, error) {
 		return 0, nil
 	}
 	n := 0
-	for {
+	for n < len(b) {
+		if err := t.settle(writeBehind - 1); err != nil {
+			return n, t.opErr("write", err)
+		}
 		chunk := b[n:min(len(b), n+s.pool.BufSize())]
 		o, err := s.submitSend(c, chunk, 0)
 		if err != nil {
 			return n, t.opErr("write", err)
 		}
-		r, err := s.awaitSend(c, o)
-		if err != nil {
-			return n, t.opErr("write", err)
+		t.smu.Lock()
+		t.sent = append(t.sent, sentChunk{o, len(chunk)})
+		t.smu.Unlock()
+		n += len(chunk)
+	}
+	return n, nil
+}
+
+// settle waits for the oldest sends until at most keep remain in flight,
+// and returns the first error a send came back with (then and from then
+// on). The transport answers a send only once all of it is in its send
+// buffer (servers/tcp), so an answer for less is an error too.
+func (t *TCPConn) settle(keep int) error {
+	t.smu.Lock()
+	defer t.smu.Unlock()
+	for t.werr == nil && len(t.sent) > keep {
+		p := t.sent[0]
+		t.smu.Unlock()
+		r, err := t.s.awaitSend(t.c, p.o)
+		t.smu.Lock()
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return err // still in flight: the next call waits again
+		case err != nil:
+			t.werr = err
+		case r.Status != ops.StatusOK:
+			t.werr = statusErr("write", r.Status)
+		case r.Arg[2] < uint64(p.n):
+			t.werr = io.ErrShortWrite
 		}
-		if r.Status != ops.StatusOK {
-			return n, t.opErr("write", statusErr("write", r.Status))
-		}
-		n += int(min(r.Arg[2], uint64(len(chunk))))
-		if n == len(b) {
-			return n, nil
+		if len(t.sent) > 0 && t.sent[0] == p {
+			t.sent = t.sent[1:]
 		}
 	}
+	return t.werr
 }
 
 // CloseWrite shuts down the sending side (a FIN once the bytes written are
@@ -445,6 +493,14 @@ func (t *TCPConn) CloseWrite() error {
 		s.mu.Unlock()
 		return nil
 	}
+	s.mu.Unlock()
+	t.wmu.Lock() // after any Write in progress: the FIN follows its bytes
+	err := t.settle(0)
+	t.wmu.Unlock()
+	if err != nil {
+		return t.opErr("close", err)
+	}
+	s.mu.Lock()
 	c.wrShut = true
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
@@ -483,6 +539,8 @@ func (t *TCPConn) CloseRead() error {
 // received were left unread in the transport): blocked and later operations
 // fail with net.ErrClosed.
 func (t *TCPConn) Close() error {
+	// Sends still in flight need no wait: the transport takes what is
+	// posted before the close into its send buffer, then sends the FIN.
 	if err := t.s.closeSock(t.c); err != nil {
 		return t.opErr("close", err)
 	}

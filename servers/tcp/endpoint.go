@@ -329,6 +329,17 @@ func (e *Endpoint) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteLingering queues all of p even past the send buffer's limit, for the
+// last bytes an application handed over before it closed: a caller about to
+// Close takes what is still waiting for room (a few buffers at most) rather
+// than dropping it, as Linux sends a closed socket's buffered data.
+func (e *Endpoint) WriteLingering(p []byte) (int, error) {
+	if e.snd.Free() < len(p) {
+		e.snd.limit = e.snd.Len() + len(p)
+	}
+	return e.Write(p)
+}
+
 // CloseWrite sends a FIN after the queued data (shutdown(SHUT_WR)); the
 // connection keeps receiving.
 func (e *Endpoint) CloseWrite() error {

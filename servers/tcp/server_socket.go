@@ -295,6 +295,18 @@ func (s *server) restore(rs []ListenerRecord) (restored int, errs []error) {
 // listener or connection (an orderly close, which the Table finishes on
 // its own) and forgets it.
 func (s *server) close(so *sock) {
+	// Sends posted before the close are the application's last bytes: they
+	// go into the send buffer, past its limit if need be, and out before
+	// the FIN.
+	for so.e != nil && len(so.sends) > 0 {
+		p := so.sends[0]
+		so.sends = so.sends[1:]
+		n, err := so.e.WriteLingering(p.buf)
+		r := p.m
+		r.Status = statusOf(err)
+		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken+n)
+		s.reply(r)
+	}
 	s.fail(so, ops.StatusClosed)
 	if so.l != nil {
 		so.l.Close()

@@ -22,14 +22,63 @@ import (
 // through fake ips that relay each OpOutput as an OpDeliver to the other
 // (wrapped in an IPv4 header), and two fake syscalls moving 1 MB from one
 // to the other; the SHA-256 must match.
-func TestServerTransferBackToBack(t *testing.T) { backToBack(t, sendAll, 0) }
+func TestServerTransferBackToBack(t *testing.T) { backToBack(t, sendAll, 0, false) }
 
 // The same with SYSCALL keeping eight sends posted at once, as the socket
 // library does, and a send buffer smaller than they hold: each is answered
 // only when all of it is in the send buffer, so the bytes go out in order.
-func TestServerTransferPipelinedSends(t *testing.T) { backToBack(t, sendPipelined, 40<<10) }
+func TestServerTransferPipelinedSends(t *testing.T) {
+	backToBack(t, func(f *fakeNeighbour, id uint64, data []byte) error { return sendPipelined(f, id, data, true) }, 40<<10, false)
+}
 
-func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error, sendBuf int) {
+// And closing with sends still posted: the close takes them into the send
+// buffer (past its limit) and the peer reads every byte before the EOF.
+func TestServerTransferCloseWithSendsPosted(t *testing.T) {
+	backToBack(t, func(f *fakeNeighbour, id uint64, data []byte) error {
+		// All but the last eight buffers' worth as usual, then those
+		// posted at once and the close right behind them.
+		tail := len(data) - 8*(16<<10)
+		if err := sendPipelined(f, id, data[:tail], false); err != nil {
+			return err
+		}
+		data = data[tail:]
+		var posted []channel.Msg
+		for len(data) > 0 {
+			ref, ok := f.pool.Alloc()
+			if !ok {
+				return errors.New("syscall.io exhausted")
+			}
+			buf, _ := f.pool.Bytes(ref)
+			ref.Len = uint32(copy(buf, data))
+			data = data[ref.Len:]
+			f.nextID++
+			req := channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}
+			if err := f.trySend(req); err != nil {
+				return err
+			}
+			posted = append(posted, req)
+		}
+		f.nextID++
+		closeReq := channel.Msg{ID: f.nextID, Op: ops.OpClose, Arg: [4]uint64{id}}
+		if err := f.trySend(closeReq); err != nil {
+			return err
+		}
+		for _, req := range posted {
+			r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
+			f.pool.Free(req.Ref)
+			if err != nil {
+				return err
+			}
+			if r.Status != ops.StatusOK || r.Arg[2] != uint64(req.Ref.Len) {
+				return fmt.Errorf("OpSendTo answered at close = %s, %d of %d bytes", ops.StatusText(r.Status), r.Arg[2], req.Ref.Len)
+			}
+		}
+		_, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == closeReq.ID })
+		return err
+	}, 40<<10, true)
+}
+
+func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error, sendBuf int, senderCloses bool) {
 	const size = 1 << 20
 	a := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10})                                  // 10.0.2.15, listens
 	b := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10, poolIDs: 1000, sendBuf: sendBuf}) // 10.0.2.2, connects
@@ -81,6 +130,9 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 	}
 	if sum := h.Sum(nil); got != size || !bytes.Equal(sum, want[:]) {
 		t.Fatalf("received %d bytes, SHA-256 %x; want %d, %x", got, sum, size, want)
+	}
+	if senderCloses {
+		return
 	}
 	// a answers with a short message and closes; b reads it, then EOF.
 	reply := a.sys.reply(a.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: a.sys.buffer([]byte("done"), 0), Arg: [4]uint64{2}}))
@@ -145,7 +197,7 @@ func sendAll(f *fakeNeighbour, id uint64, data []byte) error {
 
 // sendPipelined plays syscall keeping up to eight OpSendTo posted; every
 // reply must say its whole buffer was taken. Then OpShutdown.
-func sendPipelined(f *fakeNeighbour, id uint64, data []byte) error {
+func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shutdown bool) error {
 	type posted struct {
 		req channel.Msg
 		n   uint32
@@ -187,6 +239,9 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte) error {
 			return err
 		}
 		inFlight = append(inFlight, posted{req, ref.Len})
+	}
+	if !shutdown {
+		return nil
 	}
 	f.nextID++
 	req := channel.Msg{ID: f.nextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
