@@ -119,11 +119,14 @@
 // the connection readable; an empty answer ("would block") makes it idle
 // again, with a readiness receive. Read copies from the queue across
 // buffers. FlagEOF ends the stream: Read returns io.EOF once the queue is
-// empty. Write copies b into pool buffers, one buffer at a time, sends
-// each with OpSendTo and waits for the reply, whose Arg[2] says how much
-// the transport took; the rest is sent again. A write deadline ends the
-// wait; the chunk then with the transport is not counted and may still go
-// out. StatusReset and StatusTimedOut on any operation break the
+// empty. Write copies b into pool buffers, one buffer at a time, and sends
+// each with OpSendTo, keeping up to four in flight (write-behind): it
+// returns once all of b is handed over. The transport answers a send when
+// its send buffer took all of it, so the order holds; a send that fails
+// fails the next Write or CloseWrite (which waits for every send before
+// OpShutdown). Close does not wait: the transport takes the sends still
+// posted at OpClose before its FIN. A write deadline ends a wait for a
+// buffer or for the oldest send. StatusReset and StatusTimedOut on any operation break the
 // connection: later operations fail with ECONNRESET or ETIMEDOUT (queued
 // bytes are still read first). CloseWrite is OpShutdown (later Writes fail
 // with EPIPE); CloseRead is local only (Read returns io.EOF, arriving bytes
