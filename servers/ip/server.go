@@ -267,22 +267,7 @@ func (s *server) request(l *peerLink, op uint16, ref pool.Ref, args ...uint64) {
 
 // SendFrame is the Stack's Link: copy the frame into a TX buffer and hand it
 // to the driver.
-func (s *server) SendFrame(frame []byte) error {
-	l := s.links[s.o.Driver]
-	if l == nil {
-		s.drops++
-		return errors.New("ip: no driver")
-	}
-	ref, ok := s.tx.Alloc()
-	if !ok {
-		s.drops++
-		return errors.New("ip: transmit pool exhausted")
-	}
-	buf, _ := s.tx.Bytes(ref)
-	ref.Len = uint32(copy(buf, frame))
-	s.request(l, link.OpTx, ref)
-	return nil
-}
+func (s *server) SendFrame(frame []byte) error { return s.sendFrame(frame, 0) }
 
 // offloads are what IP offers its transports: the driver's checksum
 // insertion, and its segmentation if there is a pool for big frames.
@@ -298,9 +283,14 @@ func (s *server) offloads() uint64 {
 }
 
 // SendFrameOffload is the Stack's OffloadLink: like SendFrame, with the
-// offload request for the driver; a frame longer than a TX buffer goes in
-// the big pool.
+// offload request for the driver.
 func (s *server) SendFrameOffload(frame []byte, o link.Offload) error {
+	return s.sendFrame(frame, o.Arg())
+}
+
+// sendFrame copies frame into a TX buffer — one of the big pool if it is
+// longer than a small one — and hands it to the driver with OpTx's Arg[0].
+func (s *server) sendFrame(frame []byte, offload uint64) error {
 	l := s.links[s.o.Driver]
 	if l == nil {
 		s.drops++
@@ -321,7 +311,7 @@ func (s *server) SendFrameOffload(frame []byte, o link.Offload) error {
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame))
-	s.request(l, link.OpTx, ref, o.Arg())
+	s.request(l, link.OpTx, ref, offload)
 	return nil
 }
 
