@@ -124,14 +124,28 @@ func (d Device) EnableBusMaster() error {
 		return fmt.Errorf("pci %s: %w", d.Addr, err)
 	}
 	defer f.Close()
-	var b [2]byte
-	if _, err := f.ReadAt(b[:], cfgCommand); err != nil {
-		return fmt.Errorf("pci %s: reading the command register: %w", d.Addr, err)
+	if err := updateCommand(f, cmdMemorySpace|cmdBusMaster, 0); err != nil {
+		return fmt.Errorf("pci %s: %w", d.Addr, err)
 	}
-	cmd := binary.LittleEndian.Uint16(b[:]) | cmdMemorySpace | cmdBusMaster
+	return nil
+}
+
+// updateCommand sets the bits set and clears the bits clear of the command
+// register in cfg, a function's configuration space, leaving the others
+// as they are. It writes only if that changes anything.
+func updateCommand(cfg *os.File, set, clear uint16) error {
+	var b [2]byte
+	if _, err := cfg.ReadAt(b[:], cfgCommand); err != nil {
+		return fmt.Errorf("reading the command register: %w", err)
+	}
+	old := binary.LittleEndian.Uint16(b[:])
+	cmd := old&^clear | set
+	if cmd == old {
+		return nil
+	}
 	binary.LittleEndian.PutUint16(b[:], cmd)
-	if _, err := f.WriteAt(b[:], cfgCommand); err != nil {
-		return fmt.Errorf("pci %s: writing the command register: %w", d.Addr, err)
+	if _, err := cfg.WriteAt(b[:], cfgCommand); err != nil {
+		return fmt.Errorf("writing the command register: %w", err)
 	}
 	return nil
 }

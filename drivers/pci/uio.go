@@ -43,17 +43,8 @@ func (u *UIO) Fd() int { return int(u.f.Fd()) }
 // register, the other bits (memory decoding, bus mastering) as they are.
 // A read comes first, so an interrupt that is not masked costs no write.
 func (u *UIO) Enable() error {
-	var b [2]byte
-	if _, err := u.cfg.ReadAt(b[:], cfgCommand); err != nil {
-		return fmt.Errorf("uio: reading the command register: %w", err)
-	}
-	cmd := binary.LittleEndian.Uint16(b[:])
-	if cmd&cmdInterruptDisable == 0 {
-		return nil
-	}
-	binary.LittleEndian.PutUint16(b[:], cmd&^cmdInterruptDisable)
-	if _, err := u.cfg.WriteAt(b[:], cfgCommand); err != nil {
-		return fmt.Errorf("uio: writing the command register: %w", err)
+	if err := updateCommand(u.cfg, 0, cmdInterruptDisable); err != nil {
+		return fmt.Errorf("uio: %w", err)
 	}
 	return nil
 }
