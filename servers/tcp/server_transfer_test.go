@@ -183,21 +183,12 @@ func sendAll(f *fakeNeighbour, id uint64, data []byte) error {
 		}
 		data = data[r.Arg[2]:]
 	}
-	f.nextID++
-	req := channel.Msg{ID: f.nextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
-	if err := f.trySend(req); err != nil {
-		return err
-	}
-	r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
-	if err == nil && r.Status != ops.StatusOK {
-		err = fmt.Errorf("OpShutdown = %s", ops.StatusText(r.Status))
-	}
-	return err
+	return shutdown(f, id)
 }
 
 // sendPipelined plays syscall keeping up to eight OpSendTo posted; every
 // reply must say its whole buffer was taken. Then OpShutdown.
-func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shutdown bool) error {
+func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
 	type posted struct {
 		req channel.Msg
 		n   uint32
@@ -240,9 +231,14 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shutdown bool) erro
 		}
 		inFlight = append(inFlight, posted{req, ref.Len})
 	}
-	if !shutdown {
+	if !shut {
 		return nil
 	}
+	return shutdown(f, id)
+}
+
+// shutdown plays syscall's OpShutdown on socket id and checks the answer.
+func shutdown(f *fakeNeighbour, id uint64) error {
 	f.nextID++
 	req := channel.Msg{ID: f.nextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
 	if err := f.trySend(req); err != nil {
