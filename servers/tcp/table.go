@@ -374,6 +374,9 @@ func (t *Table) Hold() { t.holding = true }
 // Flush ends Hold: each endpoint whose output waited sends now.
 func (t *Table) Flush() {
 	t.holding = false
+	if len(t.held) == 0 {
+		return // the loop calls it every round: no clock read for nothing
+	}
 	now := t.clock.Now()
 	for i, e := range t.held {
 		t.held[i] = nil
