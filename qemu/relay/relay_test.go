@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -271,5 +272,132 @@ func TestRelayServesReconnect(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after cancel")
+	}
+}
+
+// A connection that broke the framing leaves nothing behind: the next one,
+// on the same Relay, is relayed from its first frame.
+func TestRelayServesCleanlyAfterBrokenFraming(t *testing.T) {
+	tap, wire := socketpair(t, unix.SOCK_SEQPACKET)
+	r, err := New(tap, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(write []byte) (guest net.Conn, done chan error) {
+		s1, s2 := socketpair(t, unix.SOCK_STREAM)
+		guest, done = fileConn(t, s2), make(chan error, 1)
+		s2.Close() // guest holds its own descriptor: closing guest is QEMU going away
+		go func() { done <- r.Run(context.Background(), fileConn(t, s1)) }()
+		guest.Write(write)
+		return guest, done
+	}
+	_, done := run(binary.BigEndian.AppendUint32(AppendFrame(nil, frame(1, 60)), 0))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFrameLength) {
+			t.Fatalf("Run = %v, want ErrFrameLength", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running after a zero length prefix")
+	}
+	if got := recvWire(t, wire, 2, 500*time.Millisecond); len(got) != 1 || frameID(got[0]) != 1 {
+		t.Fatalf("broken connection: wire got %v, want frame 1 only", ids(got))
+	}
+	guest, done := run(AppendFrame(nil, frame(2, 60)))
+	if got := recvWire(t, wire, 1, 2*time.Second); len(got) != 1 || frameID(got[0]) != 2 {
+		t.Fatalf("next connection: wire got %v, want frame 2", ids(got))
+	}
+	guest.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after QEMU closed = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running 5 s after QEMU closed")
+	}
+}
+
+// A QEMU that stops reading holds up the tap→guest direction only: the
+// relay stops taking frames from the tap (they wait there, or the tap drops
+// them as a full link would), keeps relaying guest→tap, and delivers what
+// it took, in order, once QEMU reads again.
+func TestRelayBackpressureFromQEMU(t *testing.T) {
+	g := newRig(t, Config{})
+	const n, size = 3000, 1500 // about 4.5 MB: more than the socket buffers hold
+	sent := 0
+	g.wire.SetWriteDeadline(time.Now().Add(time.Second))
+	for i := range n {
+		if _, err := g.wire.Write(frame(i, size)); err != nil {
+			break // the pair's own buffer stayed full: the relay has stopped reading
+		}
+		sent++
+	}
+	if sent == n {
+		t.Fatalf("all %d frames were taken while QEMU read nothing", n)
+	}
+	g.guest.Write(AppendFrame(nil, frame(9999, 60)))
+	if got := recvWire(t, g.wire, 1, 2*time.Second); len(got) != 1 || frameID(got[0]) != 9999 {
+		t.Fatalf("guest→wire while tap→guest is held up: got %v, want frame 9999", ids(got))
+	}
+	got := recvGuest(t, g.guest, sent, 5*time.Second)
+	if len(got) != sent {
+		t.Fatalf("guest got %d frames, want the %d the tap took", len(got), sent)
+	}
+	for i, f := range got {
+		if frameID(f) != i || !bytes.Equal(f, frame(i, size)) {
+			t.Fatalf("frame %d is frame %d or corrupt", i, frameID(f))
+		}
+	}
+}
+
+// Run's thread is SCHED_BATCH while it relays, and only then.
+func TestRelayRunsSchedBatch(t *testing.T) {
+	batch := func() int {
+		n := 0
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, task := range tasks {
+			b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			s := string(b)
+			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+			if f[38] == "3" { // field 41, policy; SCHED_BATCH
+				n++
+			}
+		}
+		return n
+	}
+	if n := batch(); n != 0 {
+		t.Fatalf("%d SCHED_BATCH threads before Run", n)
+	}
+	tap, _ := socketpair(t, unix.SOCK_SEQPACKET)
+	r, err := New(tap, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, _ := socketpair(t, unix.SOCK_STREAM)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, fileConn(t, s1)) }()
+	deadline := time.Now().Add(2 * time.Second)
+	for batch() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := batch(); n != 1 {
+		t.Errorf("%d SCHED_BATCH threads while Run relays, want 1", n)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v after cancel, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running 5 s after cancel")
+	}
+	if n := batch(); n != 0 {
+		t.Errorf("%d SCHED_BATCH threads after Run, want 0 (policy restored)", n)
 	}
 }

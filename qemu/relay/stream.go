@@ -104,5 +104,9 @@ func (s *StreamReader) Next() ([]byte, error) {
 	return f, nil
 }
 
+// Reset forgets what is buffered and any framing error: a new stream
+// starts.
+func (s *StreamReader) Reset() { s.r, s.w, s.err = 0, 0, nil }
+
 // Buffered returns how many bytes are read but not yet returned as frames.
 func (s *StreamReader) Buffered() int { return s.w - s.r }

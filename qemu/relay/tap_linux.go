@@ -11,7 +11,7 @@ import (
 
 // OpenTap attaches to the existing tap device name in the caller's network
 // namespace (IFF_TAP|IFF_NO_PI: each read and write is one bare Ethernet
-// frame) and returns it non-blocking, so it supports deadlines. It never
+// frame) and returns it non-blocking. It never
 // creates a device: TUNSETIFF would silently make a new, unconnected tap
 // when the name is mistyped or lives in another namespace.
 func OpenTap(name string) (*os.File, error) {
@@ -21,7 +21,7 @@ func OpenTap(name string) (*os.File, error) {
 	if _, err := net.InterfaceByName(name); err != nil {
 		return nil, fmt.Errorf("tap %s: no such interface in this network namespace (create it with 'ip tuntap add dev %s mode tap'; for a tap inside a namespace, run the relay under 'ip netns exec NS')", name, name)
 	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: "/dev/net/tun", Err: err}
 	}
@@ -43,5 +43,14 @@ func OpenTap(name string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("tap %s: TUNSETIFF: %w", name, err)
 	}
-	return os.NewFile(uintptr(fd), "tap:"+name), nil
+	// Wrapped while still blocking, the file stays out of Go's network
+	// poller (whose threads would otherwise wake for every frame the
+	// relay's own ppoll already handles); then it is made non-blocking for
+	// the relay.
+	f := os.NewFile(uintptr(fd), "tap:"+name)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("tap %s: %w", name, os.NewSyscallError("fcntl", err))
+	}
+	return f, nil
 }
