@@ -48,7 +48,7 @@ and -NAME-in form (tap to guest) override one direction.
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	cfg := Config{Seed: *seed, Out: both.merge(out, set), In: both.merge(in, set)}
+	cfg := Config{Seed: *seed, VnetHdr: true, Out: both.merge(out, set), In: both.merge(in, set)}
 	logger := log.New(stderr, "keepnet-relay: ", 0)
 	cfg.Logf = logger.Printf
 	usage := func(msg string) int { logger.Print(msg); return 2 }

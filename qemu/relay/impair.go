@@ -68,12 +68,13 @@ type Counters struct {
 	Overflow   atomic.Uint64 // lost because Limit frames were already waiting
 	BytesIn    atomic.Uint64 // set by the relay
 	BytesOut   atomic.Uint64 // set by the relay
-	Errors     atomic.Uint64 // frames the far side refused (set by the relay)
+	Errors     atomic.Uint64 // frames the far side refused or the relay could not make out (set by the relay)
+	Split      atomic.Uint64 // offloaded segments the relay cut into wire frames (set by the relay)
 }
 
 // Stats is a snapshot of Counters.
 type Stats struct {
-	In, Out, Dropped, Duplicated, Reordered, Delayed, Overflow, BytesIn, BytesOut, Errors uint64
+	In, Out, Dropped, Duplicated, Reordered, Delayed, Overflow, BytesIn, BytesOut, Errors, Split uint64
 }
 
 // Snapshot reads the counters.
@@ -81,13 +82,13 @@ func (c *Counters) Snapshot() Stats {
 	return Stats{
 		In: c.In.Load(), Out: c.Out.Load(), Dropped: c.Dropped.Load(), Duplicated: c.Duplicated.Load(),
 		Reordered: c.Reordered.Load(), Delayed: c.Delayed.Load(), Overflow: c.Overflow.Load(),
-		BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(), Errors: c.Errors.Load(),
+		BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(), Errors: c.Errors.Load(), Split: c.Split.Load(),
 	}
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("in=%d out=%d dropped=%d duplicated=%d reordered=%d delayed=%d overflow=%d bytes_in=%d bytes_out=%d errors=%d",
-		s.In, s.Out, s.Dropped, s.Duplicated, s.Reordered, s.Delayed, s.Overflow, s.BytesIn, s.BytesOut, s.Errors)
+	return fmt.Sprintf("in=%d out=%d dropped=%d duplicated=%d reordered=%d delayed=%d overflow=%d bytes_in=%d bytes_out=%d errors=%d split=%d",
+		s.In, s.Out, s.Dropped, s.Duplicated, s.Reordered, s.Delayed, s.Overflow, s.BytesIn, s.BytesOut, s.Errors, s.Split)
 }
 
 // Verdict is an Impairer's decision on one arriving frame (Admit).

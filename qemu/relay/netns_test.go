@@ -167,6 +167,7 @@ func TestNetnsARPThroughRelay(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tap := n.openTap(t)
+			tc.cfg.VnetHdr = true // OpenTap's taps carry virtio_net_hdr
 			r, err := New(tap, tc.cfg)
 			if err != nil {
 				t.Fatal(err)

@@ -38,6 +38,11 @@ type Config struct {
 	// the same seed and the same traffic give the same impairments.
 	Seed uint64
 
+	// VnetHdr says the tap carries each frame behind a virtio_net_hdr and
+	// may hand over TCP segments to cut and checksums to finish (OpenTap
+	// sets it up so; see vnet.go). Not for a socket standing in for a tap.
+	VnetHdr bool
+
 	Now  func() time.Time                 // nil: time.Now
 	Logf func(format string, args ...any) // nil: silent
 }
@@ -93,10 +98,15 @@ func New(tap PacketPort, cfg Config) (*Relay, error) {
 		sr:    NewStreamReader(streamBufSize),
 		batch: make([][]byte, 0, maxBatch),
 		owned: make([][]byte, 0, maxBatch),
+		vnet:  cfg.VnetHdr,
 	}
 	r.in = inPump{
 		im: NewImpairer[[]byte](cfg.In, rand.New(rand.NewPCG(cfg.Seed, 0x696e))), // "in"
 		w:  make([]byte, 0, streamBufSize),
+	}
+	if cfg.VnetHdr {
+		r.in.vnet = make([]byte, vnetHdrLen+maxTapRead)
+		r.in.seg = make([]byte, 0, MaxFrame)
 	}
 	return r, nil
 }
@@ -299,6 +309,7 @@ type outPump struct {
 	batch [][]byte // frames to write: views into sr's buffer or pooled buffers
 	next  int      // batch[next:] is still to be written
 	owned [][]byte // the pooled buffers in batch, freed after the write
+	vnet  bool     // the tap wants a virtio_net_hdr before each frame
 }
 
 func (p *outPump) reset() {
@@ -368,7 +379,7 @@ func (p *outPump) flush(tap int) error {
 	var bytes uint64
 	defer func() { p.im.Counters.BytesOut.Add(bytes) }()
 	for p.next < len(p.batch) {
-		_, err := unix.Write(tap, p.batch[p.next])
+		err := p.write(tap, p.batch[p.next])
 		switch err {
 		case nil:
 			bytes += uint64(len(p.batch[p.next]))
@@ -384,6 +395,25 @@ func (p *outPump) flush(tap int) error {
 		p.next++
 	}
 	p.done()
+	return nil
+}
+
+// write writes one frame to the tap, behind an empty virtio_net_hdr if the
+// tap wants one (no offload asked: QEMU's e1000 segmented and checksummed
+// what the guest offloaded).
+func (p *outPump) write(tap int, f []byte) error {
+	if !p.vnet {
+		_, err := unix.Write(tap, f)
+		return err
+	}
+	var none [vnetHdrLen]byte
+	iov := [2]unix.Iovec{{Base: &none[0]}, {Base: unsafe.SliceData(f)}}
+	iov[0].SetLen(vnetHdrLen)
+	iov[1].SetLen(len(f))
+	_, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(tap), uintptr(unsafe.Pointer(&iov[0])), 2)
+	if errno != 0 {
+		return errno
+	}
 	return nil
 }
 
@@ -404,18 +434,36 @@ type inPump struct {
 	w        []byte // frames with their length prefixes, written to QEMU in one go
 	off      int    // w[off:] is still to be written
 	outBytes uint64 // frame bytes in w, counted once written
+
+	// With Config.VnetHdr: the tap's frames are read into vnet (header,
+	// then up to 64 KiB of frame) and turned into wire frames, built in
+	// seg when a segment is cut. Nil otherwise.
+	vnet, seg []byte
 }
+
+// maxTapRead is the longest frame a tap with offloads hands over: a 64 KiB
+// IP packet and its Ethernet header.
+const maxTapRead = 65535 + ethLen
 
 func (p *inPump) reset() { p.w, p.off, p.outBytes = p.w[:0], 0, 0 }
 
 // pending reports bytes QEMU has not yet taken.
 func (p *inPump) pending() bool { return p.off < len(p.w) }
 
-// room is what one more frame may need in w: itself and its duplicate.
-const room = 2 * (HeaderLen + MaxFrame)
+// room is what one more frame may need in w: itself and its duplicate;
+// roomVnet what one read from a tap with offloads may: 64 KiB cut into
+// segments of at least 536 bytes, each with its own headers (up to 120
+// bytes) and length prefix, and every one duplicated.
+const (
+	room     = 2 * (HeaderLen + MaxFrame)
+	roomVnet = 2 * (maxTapRead + (maxTapRead/536+1)*(HeaderLen+120))
+)
 
 // read takes up to maxBatch frames from the tap, until it has none ready.
 func (p *inPump) read(tap int, now time.Time) error {
+	if p.vnet != nil {
+		return p.readVnet(tap, now)
+	}
 	var bytes uint64
 	defer func() { p.im.Counters.BytesIn.Add(bytes) }()
 	for got := 0; got < maxBatch && cap(p.w)-len(p.w) >= room; {
@@ -452,6 +500,56 @@ func (p *inPump) read(tap int, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// readVnet is read for a tap with offloads: each read may yield many wire
+// frames, which are copied into w (or the Impairer's buffers) as they are
+// cut.
+func (p *inPump) readVnet(tap int, now time.Time) error {
+	var bytes uint64
+	defer func() { p.im.Counters.BytesIn.Add(bytes) }()
+	for got := 0; got < maxBatch && cap(p.w)-len(p.w) >= roomVnet; {
+		n, err := unix.Read(tap, p.vnet)
+		switch err {
+		case nil:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return nil
+		default:
+			return fmt.Errorf("%w: %w", errFatal, os.NewSyscallError("read", err))
+		}
+		if n <= vnetHdrLen {
+			return fmt.Errorf("%w: a %d-byte read from a tap with virtio_net_hdr", errFatal, n)
+		}
+		got++
+		bytes += uint64(n - vnetHdrLen)
+		h := parseVnetHdr(p.vnet)
+		if h.gsoType != vnetGSONone {
+			p.im.Counters.Split.Add(1)
+		}
+		if err := wireFrames(h, p.vnet[vnetHdrLen:n], p.seg, func(f []byte) { p.admit(now, f) }); err != nil {
+			p.im.Counters.Errors.Add(1)
+		}
+	}
+	return nil
+}
+
+// admit appends frame f to w as its Impairer decides, or hands it a copy to
+// keep.
+func (p *inPump) admit(now time.Time, f []byte) {
+	switch v := p.im.Admit(now, len(f)); {
+	case v.Drop:
+	case v.Direct:
+		for range v.Copies {
+			p.w = AppendFrame(p.w, f)
+		}
+		p.outBytes += uint64(v.Copies * len(f))
+	default:
+		b := p.pool.get(len(f))
+		copy(b, f)
+		p.im.Enqueue(v, b)
+	}
 }
 
 // release appends the frames that are due for QEMU, as many as fit.

@@ -10,8 +10,10 @@ import (
 )
 
 // OpenTap attaches to the existing tap device name in the caller's network
-// namespace (IFF_TAP|IFF_NO_PI: each read and write is one bare Ethernet
-// frame) and returns it non-blocking. It never
+// namespace (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR: each read and write is one
+// Ethernet frame behind a virtio_net_hdr, and the kernel may offload TCP
+// segmentation and checksums to the reader; give the Relay
+// Config{VnetHdr: true}) and returns it non-blocking. It never
 // creates a device: TUNSETIFF would silently make a new, unconnected tap
 // when the name is mistyped or lives in another namespace.
 func OpenTap(name string) (*os.File, error) {
@@ -30,7 +32,7 @@ func OpenTap(name string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tap %s: %w", name, err)
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		switch {
@@ -42,6 +44,12 @@ func OpenTap(name string) (*os.File, error) {
 			return nil, fmt.Errorf("tap %s: permission denied (needs CAP_NET_ADMIN or the tap's owner): %w", name, err)
 		}
 		return nil, fmt.Errorf("tap %s: TUNSETIFF: %w", name, err)
+	}
+	// Let the kernel hand over TCP/IPv4 segments of up to 64 KiB and
+	// checksums to finish (vnet.go).
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO_ECN); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tap %s: TUNSETOFFLOAD: %w", name, err)
 	}
 	// Wrapped while still blocking, the file stays out of Go's network
 	// poller (whose threads would otherwise wake for every frame the
