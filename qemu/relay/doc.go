@@ -30,6 +30,10 @@
 //     are released when ppoll times out at the next due time, so a delay in
 //     one direction never blocks the other; a direction whose destination
 //     would block stops reading until it drains, and the other goes on.
+//   - vnet.go: the tap's offloads. OpenTap asks for virtio_net_hdr and TSO,
+//     so the namespace's kernel hands over TCP segments of up to 64 KiB and
+//     checksums to finish; the relay does what a NIC would (cuts the
+//     segments, fills in checksums) before impairing each wire frame.
 //   - serve.go: getting QEMU connections (Listen/Accepting, Dialing) and
 //     Serve, which relays one connection after another.
 //   - tap_linux.go: OpenTap, attaching to an existing tap.
