@@ -106,3 +106,39 @@ func TestSegmentationOffload(t *testing.T) {
 		}
 	}
 }
+
+// SACK blocks lengthen the header (RFC 2018 §3: 8 bytes a block). With a
+// hole in what we received, a full-MSS segment carries none (they would
+// push it past the MSS, and IP would refuse it), while an offloaded one
+// carries them and is cut at an MSS smaller by their size, so that every
+// wire segment still fits.
+func TestSACKBlocksNeverOverfillTheMSS(t *testing.T) {
+	for _, tso := range []bool{false, true} {
+		out := &offloadRecorder{}
+		h := newHarness(t, func(c *Config) { c.Output = out })
+		h.out = &out.recorder
+		e := h.accept(sackPeer) // MSS 1000, no timestamps
+		h.tb.SetOffload(true, tso)
+		h.send(seg{flags: ACK, seq: 601, ack: ourISS + 1, data: strings.Repeat("x", 100)}) // a hole at 101..601
+		h.drain()
+		out.tso = nil
+
+		e.Write([]byte(strings.Repeat("0123456789", 400)))
+		h.tb.Tick(h.clock.now)
+		if len(out.segs) == 0 {
+			t.Fatalf("tso %v: nothing sent", tso)
+		}
+		for i, s := range out.segs {
+			th := header.TCP(s.b)
+			opts, n := len(th.Options()), len(th.Payload())
+			switch {
+			case out.tso[i] > 0:
+				if opts == 0 || out.tso[i]+opts != 1000 {
+					t.Errorf("tso %v: offloaded segment %d with %d option bytes cut at %d; want SACK blocks and a cut at 1000 less them", tso, i, opts, out.tso[i])
+				}
+			case n+opts > 1000:
+				t.Errorf("tso %v: segment %d carries %d data and %d option bytes, over the MSS of 1000", tso, i, n, opts)
+			}
+		}
+	}
+}

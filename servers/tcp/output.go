@@ -43,8 +43,16 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	if e.tsOK {
 		o.HasTimestamps, o.TSVal, o.TSEcr = true, e.tsNow(now), e.tsRecent
 	}
+	base := o.Size() // what smss already leaves room for
 	if e.sackOK && (len(e.ooo) > 0 || e.rcvDSACK.size() > 0) {
-		e.sackBlocks(&o)
+		// SACK blocks lengthen the header. A segment of at most one MSS
+		// takes only as many as fit beside its data on the wire; an
+		// offloaded one takes them all and is cut at a smaller MSS.
+		room := header.TCPMaximumOptionsSize
+		if n <= e.smss {
+			room = base + e.smss - n
+		}
+		e.sackBlocks(&o, room)
 	}
 	optLen := o.Size()
 	b := e.t.scratch[:header.TCPMinimumSize+optLen+n]
@@ -74,7 +82,7 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr)
 	case n > e.smss:
 		e.t.c.OutOffloaded++
-		e.t.offload.SendOffload(h, e.id.localAddr, e.id.remoteAddr, e.smss)
+		e.t.offload.SendOffload(h, e.id.localAddr, e.id.remoteAddr, e.smss-(optLen-base))
 	default:
 		e.t.offload.SendOffload(h, e.id.localAddr, e.id.remoteAddr, 0)
 	}
@@ -92,12 +100,12 @@ func (e *Endpoint) maxSend() int {
 
 // sackBlocks fills o with the D-SACK block if a duplicate came (RFC 2883
 // §4, once), then the out-of-order ranges, the one holding the latest
-// segment first (RFC 2018 §4).
-func (e *Endpoint) sackBlocks(o *header.TCPOptions) {
+// segment first (RFC 2018 §4), as many as keep o's size within room.
+func (e *Endpoint) sackBlocks(o *header.TCPOptions, room int) {
 	var blocks []header.TCPSACKBlock
-	if d := e.rcvDSACK; d.size() > 0 {
+	dsack := e.rcvDSACK.size() > 0
+	if d := e.rcvDSACK; dsack {
 		blocks = append(blocks, header.TCPSACKBlock{Left: d.left, Right: d.right})
-		e.rcvDSACK = seqRange{}
 	}
 	first := len(blocks)
 	for _, s := range e.ooo {
@@ -110,6 +118,12 @@ func (e *Endpoint) sackBlocks(o *header.TCPOptions) {
 		}
 	}
 	o.NumSACK = copy(o.SACK[:], blocks)
+	for o.NumSACK > 0 && o.Size() > room {
+		o.NumSACK--
+	}
+	if dsack && o.NumSACK > 0 {
+		e.rcvDSACK = seqRange{} // sent: once is enough
+	}
 }
 
 // sendAck sends a bare ACK now.
