@@ -33,7 +33,7 @@ func TestTCPEchoConcurrent(t *testing.T) {
 	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
 	httpWarm(t, n)
 	before := a.waitStats("tcp", func(m map[string]any) bool { return num(m, "InSegs") > 0 })
-	sysBefore := a.stats("syscall")
+	sysBefore, ipBefore := a.stats("syscall"), a.stats("ip")
 
 	var open map[string]any // tcp's counters while every connection is open
 	r := n.tcpEchoHelper(t, 10*time.Minute, conns, size, func(line string) {
@@ -65,6 +65,8 @@ func TestTCPEchoConcurrent(t *testing.T) {
 	t.Logf("tcp: Conns %v (%v before), Sockets %v; grew by %s", after["Conns"], before["Conns"], after["Sockets"],
 		deltas(before, after, "InSegs", "OutSegs", "Retransmits", "FastRetransmits", "Timeouts", "InSynDrops", "InOOODrops", "OutDrops", "IPRefused"))
 	t.Logf("syscall: Sockets %v; grew by %s", sysAfter["Sockets"], deltas(sysBefore, sysAfter, "Forwarded", "NoBuffer", "BadRequests"))
+	ipAfter := a.stats("ip")
+	t.Logf("ip: grew by %s", deltas(ipBefore, ipAfter, "IPOut", "SegmentationOut", "OutputsDeferred", "OutputsRefused", "LinkErrors", "NoPeerDrops", "NoRoute", "QueueDrops"))
 	if num(after, "Conns") > num(before, "Conns") {
 		a.logState(n, "after the echo clients closed")
 		t.Errorf("tcp holds %v connections 15s after the echo clients closed, %v before they opened", after["Conns"], before["Conns"])

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
+	"slices"
 	"time"
 
 	"keepnet/drivers/link"
@@ -90,11 +91,25 @@ type server struct {
 	links map[string]*peerLink // by peer name
 	in    []channel.Msg
 
+	// held are transports' OpOutputs waiting for a transmit buffer, in
+	// the order they came: when the driver has every buffer, a segment
+	// waits here (and its transport with it) instead of being refused and
+	// lost.
+	held     []heldOutput
+	deferred uint64 // OpOutputs that had to wait in held
+	refused  uint64 // OpOutputs answered with an error
+
 	mac     [6]byte
 	haveMAC bool
 	drops   uint64 // frames and datagrams dropped for want of a peer or a buffer
 	stats   *store.Publisher
 	gen     int
+}
+
+// heldOutput is an OpOutput m from the transport on l.
+type heldOutput struct {
+	l *peerLink
+	m channel.Msg
 }
 
 // Stats is what the IP server publishes for `keepnet stats ip`.
@@ -110,6 +125,9 @@ type Stats struct {
 	UpSmallPoolFree  int
 	TxBigPoolFree    int
 	Offloads         uint64 // offered to the transports (servers/ops Offload*)
+	OutputsHeld      int    // transports' segments waiting for a transmit buffer now
+	OutputsDeferred  uint64 // segments that ever had to wait for one
+	OutputsRefused   uint64 // segments refused (answered with an error)
 	Counters
 }
 
@@ -182,6 +200,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 			if s.stack != nil {
 				s.stack.Tick()
 			}
+			s.releaseHeld() // a buffer freed some other way
 			if now.After(nextStats) {
 				s.publish()
 				nextStats = now.Add(statsEvery)
@@ -236,6 +255,9 @@ func (s *server) attach(p *wire.Peer) {
 		l.peer.Close()
 	}
 	l.peer = p
+	// What the previous generation asked for is not this one's: it
+	// resubmits what it still wants.
+	s.held = slices.DeleteFunc(s.held, func(h heldOutput) bool { return h.l == l })
 	l.queue = l.out.Resubmit()
 	resent := len(l.queue)
 	if p.Name == s.o.Driver {
@@ -424,6 +446,7 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 		} else {
 			s.tx.Free(req.Ref)
 		}
+		s.releaseHeld()
 	case link.OpInfo:
 		s.mac, s.haveMAC = link.ArgToMAC(m.Arg[0]), true
 		s.features = m.Arg[2]
@@ -437,8 +460,41 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 	}
 }
 
-// output sends a transport's segment and answers its request.
+// output sends a transport's segment and answers its request, or holds it
+// until a transmit buffer is free (behind any held before it).
 func (s *server) output(l *peerLink, m channel.Msg) {
+	if len(s.held) > 0 || !s.txRoom(m) {
+		s.held = append(s.held, heldOutput{l, m})
+		s.deferred++
+		return
+	}
+	s.outputNow(l, m)
+}
+
+// releaseHeld sends the held segments a transmit buffer is free for, in
+// order.
+func (s *server) releaseHeld() {
+	for len(s.held) > 0 && s.txRoom(s.held[0].m) {
+		h := s.held[0]
+		s.held[0] = heldOutput{}
+		s.held = s.held[1:]
+		s.outputNow(h.l, h.m)
+	}
+}
+
+// txRoom reports whether the pool the segment's frame will go in has a
+// free buffer. (A segment that needs none now, waiting for ARP, or more
+// than one, as fragments, may still fail: it is refused as before.)
+func (s *server) txRoom(m channel.Msg) bool {
+	frame := int(m.Ref.Len) + header.EthernetMinimumSize + header.IPv4MinimumSize
+	if frame > s.tx.BufSize() && s.txBig != nil {
+		return s.txBig.Available() > 0
+	}
+	return s.tx.Available() > 0
+}
+
+// outputNow sends a transport's segment and answers its request.
+func (s *server) outputNow(l *peerLink, m channel.Msg) {
 	r := m
 	r.Status = ops.StatusOK
 	p := l.peer.Pool(m.Ref.Pool)
@@ -457,7 +513,8 @@ func (s *server) output(l *peerLink, m channel.Msg) {
 			r.Status = ops.StatusInvalid // not offered
 			break
 		}
-		switch err := s.stack.OutputOffload(uint8(m.Arg[1]), ops.Addr(m.Arg[0]).IP(), seg, o); {
+		err := s.stack.OutputOffload(uint8(m.Arg[1]), ops.Addr(m.Arg[0]).IP(), seg, o)
+		switch {
 		case errors.Is(err, ErrNoRoute):
 			r.Status = ops.StatusNoRoute
 		case errors.Is(err, ErrTooBig):
@@ -465,6 +522,9 @@ func (s *server) output(l *peerLink, m channel.Msg) {
 		case err != nil:
 			r.Status = ops.StatusError
 		}
+	}
+	if r.Status != ops.StatusOK {
+		s.refused++
 	}
 	l.send(r)
 }
@@ -479,6 +539,7 @@ func (s *server) publish() {
 		st.TxBigPoolFree = s.txBig.Available()
 	}
 	st.Offloads = s.offloads()
+	st.OutputsHeld, st.OutputsDeferred, st.OutputsRefused = len(s.held), s.deferred, s.refused
 	if l := s.links[s.o.Driver]; l != nil {
 		st.DriverGeneration = l.peer.Generation
 		st.Outstanding = l.out.Len()

@@ -1,0 +1,139 @@
+package ip
+
+import (
+	"testing"
+
+	"keepnet/drivers/link"
+	channel "keepnet/kernel/chan"
+	"keepnet/kernel/pool"
+	"keepnet/kernel/wire"
+	"keepnet/servers/header"
+	"keepnet/servers/ops"
+)
+
+// holdbed is an IP server without its process around it: a driver link
+// and a tcp link whose messages pile up in their queues, and a transmit
+// pool of two buffers.
+type holdbed struct {
+	t        *testing.T
+	s        *server
+	drv, tcp *peerLink
+	segs     *pool.Pool // tcp's output pool
+}
+
+func newHoldbed(t *testing.T) *holdbed {
+	mk := func(id uint32, n int) *pool.Pool {
+		p, err := pool.Create(id, n, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	b := &holdbed{t: t, segs: mk(10, 8)}
+	b.s = &server{o: ServerOptions{Name: "ip", Driver: "e1000.0"}, rx: mk(1, 4), tx: mk(2, 2), up: mk(3, 4), links: map[string]*peerLink{}}
+	b.drv = &peerLink{peer: &wire.Peer{Name: "e1000.0"}, out: channel.NewOutstanding(64, 1)}
+	b.tcp = &peerLink{peer: &wire.Peer{Name: "tcp", Pools: []*pool.Pool{b.segs}}, out: channel.NewOutstanding(64, 1)}
+	b.s.links["e1000.0"], b.s.links["tcp"] = b.drv, b.tcp
+	b.s.stack = New(testCfg, b.s, &fakeClock{epoch}, nil)
+	// The peer asks for us first, so its address is resolved; the driver
+	// sends our reply.
+	b.s.stack.HandleFrame(arpFrame(header.ARPRequest, peerMAC, peerIP, header.BroadcastMAC, header.MAC{}, ourIP))
+	b.transmitted(1)
+	return b
+}
+
+// output has tcp ask IP to send a 100-byte segment to the peer.
+func (b *holdbed) output(seq int) {
+	ref, ok := b.segs.Alloc()
+	if !ok {
+		b.t.Fatal("tcp's pool is empty")
+	}
+	buf, _ := b.segs.Bytes(ref)
+	for i := range 100 {
+		buf[i] = byte(seq)
+	}
+	ref.Len = 100
+	m := channel.Msg{Op: ops.OpOutput, Ref: ref, ID: uint64(seq)}
+	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(peerIP, 0)), uint64(header.ProtocolTCP)
+	b.s.handle(b.tcp, m)
+}
+
+// transmitted has the driver finish the first n frames it was given and
+// answer them.
+func (b *holdbed) transmitted(n int) {
+	b.t.Helper()
+	var done int
+	var rest []channel.Msg
+	q := b.drv.queue
+	b.drv.queue = nil // what IP sends meanwhile queues behind
+	for _, m := range q {
+		if m.Op == link.OpTx && done < n {
+			m.Status = link.StatusOK
+			b.s.handle(b.drv, m)
+			done++
+			continue
+		}
+		rest = append(rest, m)
+	}
+	b.drv.queue = append(rest, b.drv.queue...)
+	if done != n {
+		b.t.Fatalf("the driver had %d frames to send, want %d", done, n)
+	}
+}
+
+// answers returns the IDs of tcp's answered requests and checks each is ok.
+func (b *holdbed) answers() []int {
+	var ids []int
+	for _, m := range b.tcp.queue {
+		if m.Status != ops.StatusOK {
+			b.t.Errorf("OpOutput %d answered %s", m.ID, ops.StatusText(m.Status))
+		}
+		ids = append(ids, int(m.ID))
+	}
+	b.tcp.queue = nil
+	return ids
+}
+
+func (b *holdbed) pendingTx() int {
+	n := 0
+	for _, m := range b.drv.queue {
+		if m.Op == link.OpTx {
+			n++
+		}
+	}
+	return n
+}
+
+// With the driver holding both transmit buffers, a third segment waits for
+// one instead of being refused (and lost, and retransmitted after an RTO);
+// it goes out, and is answered, when the driver returns a buffer.
+func TestOutputWaitsForATransmitBuffer(t *testing.T) {
+	b := newHoldbed(t)
+	for seq := 1; seq <= 4; seq++ {
+		b.output(seq)
+	}
+	if got := b.answers(); len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Fatalf("answered %v with two transmit buffers, want [1 2]", got)
+	}
+	if n := b.pendingTx(); n != 2 {
+		t.Fatalf("%d frames with the driver, want 2", n)
+	}
+	if len(b.s.held) != 2 || b.s.deferred != 2 {
+		t.Fatalf("%d held, %d deferred; want 2 and 2", len(b.s.held), b.s.deferred)
+	}
+	b.transmitted(1)
+	if got := b.answers(); len(got) != 1 || got[0] != 3 {
+		t.Fatalf("answered %v after one buffer came back, want [3]: in order", got)
+	}
+	b.transmitted(2)
+	if got := b.answers(); len(got) != 1 || got[0] != 4 {
+		t.Fatalf("answered %v after two more, want [4]", got)
+	}
+	if len(b.s.held) != 0 || b.pendingTx() != 1 {
+		t.Errorf("%d held and %d with the driver at the end, want 0 and 1", len(b.s.held), b.pendingTx())
+	}
+	if d := b.s.drops; d != 0 {
+		t.Errorf("%d frames dropped, want none", d)
+	}
+}
