@@ -466,38 +466,16 @@ func (p *inPump) read(tap int, now time.Time) error {
 	}
 	var bytes uint64
 	defer func() { p.im.Counters.BytesIn.Add(bytes) }()
-	for got := 0; got < maxBatch && cap(p.w)-len(p.w) >= room; {
-		off := len(p.w)
-		slot := p.w[off+HeaderLen : off+HeaderLen+MaxFrame]
-		n, err := unix.Read(tap, slot)
-		switch err {
-		case nil:
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return nil
-		default:
-			return fmt.Errorf("%w: %w", errFatal, os.NewSyscallError("read", err))
+	for got := 0; got < maxBatch && cap(p.w)-len(p.w) >= room; got++ {
+		// Read each frame straight to where it goes in w, behind room for
+		// its length prefix: admit then copies it onto itself.
+		slot := p.w[len(p.w)+HeaderLen : len(p.w)+HeaderLen+MaxFrame]
+		n, err := readTap(tap, slot)
+		if err != nil || n == 0 {
+			return err
 		}
-		if n == 0 { // a tap never reads empty; a socket standing in for one has closed
-			return fmt.Errorf("%w: end of file", errFatal)
-		}
-		got++
 		bytes += uint64(n)
-		switch v := p.im.Admit(now, n); {
-		case v.Drop:
-		case v.Direct:
-			binary.BigEndian.PutUint32(p.w[off:off+HeaderLen], uint32(n))
-			p.w = p.w[:off+HeaderLen+n]
-			p.outBytes += uint64(v.Copies * n)
-			if v.Copies == 2 {
-				p.w = AppendFrame(p.w, slot[:n])
-			}
-		default:
-			b := p.pool.get(n)
-			copy(b, slot[:n])
-			p.im.Enqueue(v, b)
-		}
+		p.admit(now, slot[:n])
 	}
 	return nil
 }
@@ -508,21 +486,14 @@ func (p *inPump) read(tap int, now time.Time) error {
 func (p *inPump) readVnet(tap int, now time.Time) error {
 	var bytes uint64
 	defer func() { p.im.Counters.BytesIn.Add(bytes) }()
-	for got := 0; got < maxBatch && cap(p.w)-len(p.w) >= roomVnet; {
-		n, err := unix.Read(tap, p.vnet)
-		switch err {
-		case nil:
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return nil
-		default:
-			return fmt.Errorf("%w: %w", errFatal, os.NewSyscallError("read", err))
+	for got := 0; got < maxBatch && cap(p.w)-len(p.w) >= roomVnet; got++ {
+		n, err := readTap(tap, p.vnet)
+		if err != nil || n == 0 {
+			return err
 		}
 		if n <= vnetHdrLen {
 			return fmt.Errorf("%w: a %d-byte read from a tap with virtio_net_hdr", errFatal, n)
 		}
-		got++
 		bytes += uint64(n - vnetHdrLen)
 		h := parseVnetHdr(p.vnet)
 		if h.gsoType != vnetGSONone {
@@ -533,6 +504,17 @@ func (p *inPump) readVnet(tap int, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// readTap reads one frame from the tap into b; 0 and no error when none is
+// ready. Any error is fatal, and so is the end of the file: a tap never
+// reads empty, and a socket standing in for one has closed.
+func readTap(tap int, b []byte) (int, error) {
+	n, err := fdReader(tap).Read(b)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errFatal, err)
+	}
+	return n, nil
 }
 
 // admit appends frame f to w as its Impairer decides, or hands it a copy to
