@@ -44,15 +44,11 @@ func TestServerTransferCloseWithSendsPosted(t *testing.T) {
 		data = data[tail:]
 		var posted []channel.Msg
 		for len(data) > 0 {
-			ref, ok := f.pool.Alloc()
+			req, ok := f.sendTo(id, data)
 			if !ok {
 				return errors.New("syscall.io exhausted")
 			}
-			buf, _ := f.pool.Bytes(ref)
-			ref.Len = uint32(copy(buf, data))
-			data = data[ref.Len:]
-			f.nextID++
-			req := channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}
+			data = data[req.Ref.Len:]
 			if err := f.trySend(req); err != nil {
 				return err
 			}
@@ -158,28 +154,38 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 	}
 }
 
+// sendTo fills a syscall.io buffer from the front of data and returns the
+// OpSendTo for socket id that carries it; ok is false when the pool is
+// empty.
+func (f *fakeNeighbour) sendTo(id uint64, data []byte) (req channel.Msg, ok bool) {
+	ref, ok := f.pool.Alloc()
+	if !ok {
+		return channel.Msg{}, false
+	}
+	buf, _ := f.pool.Bytes(ref)
+	ref.Len = uint32(copy(buf, data))
+	f.nextID++
+	return channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}, true
+}
+
 // sendAll plays syscall sending data on socket id in buffer-sized pieces,
 // sending again what a reply says was not taken, then OpShutdown.
 func sendAll(f *fakeNeighbour, id uint64, data []byte) error {
 	for len(data) > 0 {
-		ref, ok := f.pool.Alloc()
+		req, ok := f.sendTo(id, data)
 		if !ok {
 			return errors.New("syscall.io exhausted")
 		}
-		buf, _ := f.pool.Bytes(ref)
-		ref.Len = uint32(copy(buf, data))
-		f.nextID++
-		req := channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}
 		if err := f.trySend(req); err != nil {
 			return err
 		}
 		r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
-		f.pool.Free(ref)
+		f.pool.Free(req.Ref)
 		if err != nil {
 			return err
 		}
-		if r.Status != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(ref.Len) {
-			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], ref.Len)
+		if n := req.Ref.Len; r.Status != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(n) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], n)
 		}
 		data = data[r.Arg[2]:]
 	}
@@ -214,22 +220,18 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
 			}
 			continue
 		}
-		ref, ok := f.pool.Alloc()
+		req, ok := f.sendTo(id, data)
 		if !ok {
 			if err := collect(); err != nil {
 				return err
 			}
 			continue
 		}
-		buf, _ := f.pool.Bytes(ref)
-		ref.Len = uint32(copy(buf, data))
-		data = data[ref.Len:]
-		f.nextID++
-		req := channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}
+		data = data[req.Ref.Len:]
 		if err := f.trySend(req); err != nil {
 			return err
 		}
-		inFlight = append(inFlight, posted{req, ref.Len})
+		inFlight = append(inFlight, posted{req, req.Ref.Len})
 	}
 	if !shut {
 		return nil
