@@ -70,6 +70,19 @@ func newRig(t testing.TB, cfg Config) *rig {
 	return g
 }
 
+// returned waits up to 5 s for a Run or Serve to send its result on ch and
+// returns it; what names the wait if it times out.
+func returned(t testing.TB, ch <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: still running after 5 s", what)
+		return nil
+	}
+}
+
 // frame returns a recognisable Ethernet-sized frame carrying i.
 func frame(i, size int) []byte {
 	f := make([]byte, size)
@@ -265,13 +278,8 @@ func TestRelayServesReconnect(t *testing.T) {
 		t.Errorf("Listen on a path a relay is serving: no error")
 	}
 	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("Serve = %v after cancel, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after cancel")
+	if err := returned(t, served, "Serve after cancel"); err != nil {
+		t.Errorf("Serve = %v after cancel, want nil", err)
 	}
 }
 
@@ -292,13 +300,8 @@ func TestRelayServesCleanlyAfterBrokenFraming(t *testing.T) {
 		return guest, done
 	}
 	_, done := run(binary.BigEndian.AppendUint32(AppendFrame(nil, frame(1, 60)), 0))
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrFrameLength) {
-			t.Fatalf("Run = %v, want ErrFrameLength", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run still running after a zero length prefix")
+	if err := returned(t, done, "Run after a zero length prefix"); !errors.Is(err, ErrFrameLength) {
+		t.Fatalf("Run = %v, want ErrFrameLength", err)
 	}
 	if got := recvWire(t, wire, 2, 500*time.Millisecond); len(got) != 1 || frameID(got[0]) != 1 {
 		t.Fatalf("broken connection: wire got %v, want frame 1 only", ids(got))
@@ -308,13 +311,8 @@ func TestRelayServesCleanlyAfterBrokenFraming(t *testing.T) {
 		t.Fatalf("next connection: wire got %v, want frame 2", ids(got))
 	}
 	guest.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run after QEMU closed = %v, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run still running 5 s after QEMU closed")
+	if err := returned(t, done, "Run after QEMU closed"); err != nil {
+		t.Errorf("Run after QEMU closed = %v, want nil", err)
 	}
 }
 
@@ -389,13 +387,8 @@ func TestRelayRunsSchedBatch(t *testing.T) {
 		t.Errorf("%d SCHED_BATCH threads while Run relays, want 1", n)
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v after cancel, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run still running 5 s after cancel")
+	if err := returned(t, done, "Run after cancel"); err != nil {
+		t.Errorf("Run = %v after cancel, want nil", err)
 	}
 	if n := batch(); n != 0 {
 		t.Errorf("%d SCHED_BATCH threads after Run, want 0 (policy restored)", n)
