@@ -318,10 +318,7 @@ func (s *server) sendFrame(frame []byte, offload uint64) error {
 		s.drops++
 		return errors.New("ip: no driver")
 	}
-	p := s.tx
-	if len(frame) > p.BufSize() {
-		p = s.txBig
-	}
+	p := s.txPool(len(frame))
 	if p == nil || len(frame) > p.BufSize() {
 		s.drops++
 		return ErrTooBig
@@ -486,11 +483,17 @@ func (s *server) releaseHeld() {
 // free buffer. (A segment that needs none now, waiting for ARP, or more
 // than one, as fragments, may still fail: it is refused as before.)
 func (s *server) txRoom(m channel.Msg) bool {
-	frame := int(m.Ref.Len) + header.EthernetMinimumSize + header.IPv4MinimumSize
-	if frame > s.tx.BufSize() && s.txBig != nil {
-		return s.txBig.Available() > 0
+	p := s.txPool(int(m.Ref.Len) + header.EthernetMinimumSize + header.IPv4MinimumSize)
+	return p == nil || p.Available() > 0 // nil: too big, refused at once
+}
+
+// txPool is the transmit pool a frame of n bytes goes in: ip.tx, or for a
+// larger one ip.tx.big (nil without segmentation offload).
+func (s *server) txPool(n int) *pool.Pool {
+	if n <= s.tx.BufSize() {
+		return s.tx
 	}
-	return s.tx.Available() > 0
+	return s.txBig
 }
 
 // outputNow sends a transport's segment and answers its request.
