@@ -72,7 +72,7 @@ unit:
 
 bench: deps all image
 	scripts/hugepages.sh 16
-	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/chan
+	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/channel
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench TCPBulk -benchtime 1x -timeout 30m ./qemu/itest
 

@@ -383,7 +383,7 @@ func (d *Dev) Reset() (Forgotten, error) {
 // Quiesce stops the device's DMA and resets it (steps 1-4 of Reset), with
 // no rings: what a restarted driver does before anything else, because until
 // then the device may still own buffers its predecessor posted, in pools
-// that are freed once the driver says hello (kernel/wire). It masks
+// that are freed once the driver says hello (kernel/wiring). It masks
 // interrupts, disables transmit, empties the receive ring (RDH = RDT) so no
 // frame is written anywhere, and issues a global reset (on real hardware
 // that also drops the descriptors the device cached; QEMU's e1000 only

@@ -1,7 +1,7 @@
 // Package stacks opens the network stack an application main was told to
 // use: Go's net package on the Linux stack, or keepnet's own through its
 // socket library, which needs the application's wiring socket (an
-// application on keepnet's stack is a wired component, kernel/wire).
+// application on keepnet's stack is a wired component, kernel/wiring).
 package stacks
 
 import (
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"keepnet/apps/netapi"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/socket"
 )
 
@@ -22,7 +22,7 @@ func Open(stack string) (netapi.Network, error) {
 	if stack != netapi.StackKeepnet {
 		return netapi.Lookup(stack)
 	}
-	conn, setup, err := wire.JoinInherited(joinTimeout)
+	conn, setup, err := wiring.JoinInherited(joinTimeout)
 	if err != nil {
 		// Not started by keepnet's init (no wiring socket): restarting
 		// will not help.
@@ -35,7 +35,7 @@ func Open(stack string) (netapi.Network, error) {
 	}
 	// The application counts as up once its socket library is: the
 	// appliance is ready when every wired component is (boot/hub).
-	if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+	if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("keepnet stack: %w", err)
 	}

@@ -3,14 +3,14 @@ package hub
 import (
 	"os"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
 )
 
 // ChannelSlots is the size of every channel's rings.
 const ChannelSlots = 1024
 
-// Shared is the real Factory: channels from kernel/chan, pools (huge pages
+// Shared is the real Factory: channels from kernel/channel, pools (huge pages
 // where reserved) from kernel/pool.
 func Shared() Factory {
 	return Factory{

@@ -1,4 +1,4 @@
-// Package hub is init's side of the wiring (package kernel/wire): it knows
+// Package hub is init's side of the wiring (package kernel/wiring): it knows
 // which component talks to which, creates the shared memory between them,
 // hands it out over each component's wiring socket, and holds every pool and
 // DMA region for as long as any process or device may still touch it.
@@ -31,7 +31,7 @@ import (
 	"sync"
 	"time"
 
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 )
 
 // Node is one component's place in the wiring.
@@ -64,7 +64,7 @@ type Pool interface {
 	Close() error
 }
 
-// Factory makes the shared memory; the real one is kernel/chan and
+// Factory makes the shared memory; the real one is kernel/channel and
 // kernel/pool, tests pass fakes.
 type Factory struct {
 	// Channel returns the three descriptors of a fresh channel: its
@@ -89,16 +89,16 @@ type Hub struct {
 
 type node struct {
 	spec    Node
-	gen     int        // generation of the current process (starts counted by ExtraFiles)
-	conn    *wire.Conn // init's end of the current process's socket
-	present bool       // said hello in this generation
-	up      bool       // said up in this generation: it serves
+	gen     int          // generation of the current process (starts counted by ExtraFiles)
+	conn    *wiring.Conn // init's end of the current process's socket
+	present bool         // said hello in this generation
+	up      bool         // said up in this generation: it serves
 	pools   []*heldPool
 	regions []*heldPool // created once, never superseded
 }
 
 type heldPool struct {
-	info    wire.PoolInfo
+	info    wiring.PoolInfo
 	pool    Pool
 	holders map[string]bool // neighbours that mapped it
 }
@@ -146,10 +146,10 @@ func (h *Hub) Wired(name string) bool {
 
 // ExtraFiles is the supervisor's hook for name: called at every start, it
 // begins a new generation and returns the component's end of a fresh wiring
-// socket, which the child inherits as fd 3 (wire.FD).
+// socket, which the child inherits as fd 3 (wiring.FD).
 func (h *Hub) ExtraFiles(name string) func() ([]*os.File, error) {
 	return func() ([]*os.File, error) {
-		initEnd, child, err := wire.Pair()
+		initEnd, child, err := wiring.Pair()
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +194,7 @@ func (h *Hub) maybeFreeLocked(p *heldPool) {
 
 // serve reads what one generation of a component sends until its socket
 // closes.
-func (h *Hub) serve(name string, gen int, c *wire.Conn) {
+func (h *Hub) serve(name string, gen int, c *wiring.Conn) {
 	for {
 		m, files, err := c.Recv(-1)
 		for _, f := range files {
@@ -206,21 +206,21 @@ func (h *Hub) serve(name string, gen int, c *wire.Conn) {
 				n.present, n.up = false, false
 			}
 			h.mu.Unlock()
-			if !errors.Is(err, wire.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+			if !errors.Is(err, wiring.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 				h.logf("hub: %s (generation %d): %v", name, gen, err)
 			}
 			return
 		}
 		switch m.Type {
-		case wire.TypeHello:
+		case wiring.TypeHello:
 			if err := h.hello(name, gen); err != nil {
 				h.logf("hub: wiring %s: %v", name, err)
 			}
-		case wire.TypeRelease:
+		case wiring.TypeRelease:
 			if m.Pool != nil {
 				h.release(name, m.Pool.ID)
 			}
-		case wire.TypeUp:
+		case wiring.TypeUp:
 			h.mu.Lock()
 			if n := h.nodes[name]; n.gen == gen {
 				n.up = true
@@ -252,18 +252,18 @@ func (h *Hub) hello(name string, gen int) error {
 		return err
 	}
 	n.present = true
-	if err := n.conn.Send(wire.Message{Type: wire.TypeWelcome, Name: name, Generation: gen}); err != nil {
+	if err := n.conn.Send(wiring.Message{Type: wiring.TypeWelcome, Name: name, Generation: gen}); err != nil {
 		return err
 	}
 	for _, p := range n.pools {
 		info := p.info
-		if err := n.conn.Send(wire.Message{Type: wire.TypePool, Pool: &info}, p.pool.Fd()); err != nil {
+		if err := n.conn.Send(wiring.Message{Type: wiring.TypePool, Pool: &info}, p.pool.Fd()); err != nil {
 			return err
 		}
 	}
 	for _, r := range n.regions {
 		info := r.info
-		if err := n.conn.Send(wire.Message{Type: wire.TypeRegion, Name: info.Name, Pool: &info}, r.pool.Fd()); err != nil {
+		if err := n.conn.Send(wiring.Message{Type: wiring.TypeRegion, Name: info.Name, Pool: &info}, r.pool.Fd()); err != nil {
 			return err
 		}
 	}
@@ -278,7 +278,7 @@ func (h *Hub) hello(name string, gen int) error {
 			return fmt.Errorf("channel %s<->%s: %w", name, pn, err)
 		}
 	}
-	return n.conn.Send(wire.Message{Type: wire.TypeReady})
+	return n.conn.Send(wiring.Message{Type: wiring.TypeReady})
 }
 
 // createLocked makes the pools of n's generation, and its regions once.
@@ -312,7 +312,7 @@ func (h *Hub) newPoolLocked(owner, name string, bufs, bufSize int) (*heldPool, e
 		return nil, fmt.Errorf("pool %s: %w", name, err)
 	}
 	return &heldPool{
-		info:    wire.PoolInfo{Name: name, ID: id, Owner: owner, Bufs: bufs, BufSize: bufSize, Huge: p.Huge()},
+		info:    wiring.PoolInfo{Name: name, ID: id, Owner: owner, Bufs: bufs, BufSize: bufSize, Huge: p.Huge()},
 		pool:    p,
 		holders: map[string]bool{},
 	}, nil
@@ -331,7 +331,7 @@ func (h *Hub) linkLocked(a, b *node) error {
 		}
 	}()
 	send := func(to, from *node, side int) error {
-		msg := wire.Message{Type: wire.TypeChannel, Peer: from.spec.Name, Generation: from.gen, Side: side}
+		msg := wiring.Message{Type: wiring.TypeChannel, Peer: from.spec.Name, Generation: from.gen, Side: side}
 		files := append([]*os.File(nil), fds...)
 		for _, p := range from.pools {
 			msg.Pools = append(msg.Pools, p.info)

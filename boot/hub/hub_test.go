@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 )
 
 type fakePool struct {
@@ -65,25 +65,25 @@ func (fx *fixture) isClosed(id uint32) bool {
 }
 
 // start begins a generation of name and says hello, like a component.
-func (fx *fixture) start(name string) *wire.Conn {
+func (fx *fixture) start(name string) *wiring.Conn {
 	files, err := fx.hub.ExtraFiles(name)()
 	if err != nil || len(files) != 1 {
 		fx.t.Fatalf("ExtraFiles(%s) = %v, %v", name, files, err)
 	}
-	c, err := wire.FromFile(files[0])
+	c, err := wiring.FromFile(files[0])
 	if err != nil {
 		fx.t.Fatal(err)
 	}
 	files[0].Close()
 	fx.t.Cleanup(func() { c.Close() })
-	if err := c.Send(wire.Message{Type: wire.TypeHello}); err != nil {
+	if err := c.Send(wiring.Message{Type: wiring.TypeHello}); err != nil {
 		fx.t.Fatal(err)
 	}
 	return c
 }
 
 // expect reads the next message and checks its type and descriptor count.
-func (fx *fixture) expect(c *wire.Conn, typ string, nfiles int) wire.Message {
+func (fx *fixture) expect(c *wiring.Conn, typ string, nfiles int) wiring.Message {
 	fx.t.Helper()
 	m, files, err := c.Recv(2 * time.Second)
 	if err != nil {
@@ -102,63 +102,63 @@ func TestHubWiringAndRestarts(t *testing.T) {
 	fx := newFixture(t)
 
 	ip := fx.start("ip")
-	if m := fx.expect(ip, wire.TypeWelcome, 0); m.Name != "ip" || m.Generation != 1 {
+	if m := fx.expect(ip, wiring.TypeWelcome, 0); m.Name != "ip" || m.Generation != 1 {
 		t.Errorf("welcome = %+v, want ip generation 1", m)
 	}
-	pool1 := fx.expect(ip, wire.TypePool, 1).Pool
-	fx.expect(ip, wire.TypeReady, 0) // the driver is not there yet: no channel
+	pool1 := fx.expect(ip, wiring.TypePool, 1).Pool
+	fx.expect(ip, wiring.TypeReady, 0) // the driver is not there yet: no channel
 
 	drv := fx.start("e1000.0")
-	fx.expect(drv, wire.TypeWelcome, 0)
-	if m := fx.expect(drv, wire.TypeRegion, 1); m.Name != "e1000.0.rings" || m.Pool == nil || m.Pool.Bufs != 2 {
+	fx.expect(drv, wiring.TypeWelcome, 0)
+	if m := fx.expect(drv, wiring.TypeRegion, 1); m.Name != "e1000.0.rings" || m.Pool == nil || m.Pool.Bufs != 2 {
 		t.Errorf("region = %+v, want e1000.0.rings", m)
 	}
-	if m := fx.expect(drv, wire.TypeChannel, 4); m.Peer != "ip" || m.Generation != 1 || m.Side != 0 || len(m.Pools) != 1 || m.Pools[0].ID != pool1.ID {
+	if m := fx.expect(drv, wiring.TypeChannel, 4); m.Peer != "ip" || m.Generation != 1 || m.Side != 0 || len(m.Pools) != 1 || m.Pools[0].ID != pool1.ID {
 		t.Errorf("driver's channel = %+v, want ip generation 1 side 0 with pool %d", m, pool1.ID)
 	}
-	fx.expect(drv, wire.TypeReady, 0)
-	if m := fx.expect(ip, wire.TypeChannel, 3); m.Peer != "e1000.0" || m.Generation != 1 || m.Side != 1 {
+	fx.expect(drv, wiring.TypeReady, 0)
+	if m := fx.expect(ip, wiring.TypeChannel, 3); m.Peer != "e1000.0" || m.Generation != 1 || m.Side != 1 {
 		t.Errorf("ip's channel = %+v, want e1000.0 generation 1 side 1", m)
 	}
 
 	// ip crashes and restarts: a new pool; the old one stays while the
 	// driver may DMA into it.
 	ip2 := fx.start("ip")
-	fx.expect(ip2, wire.TypeWelcome, 0)
-	pool2 := fx.expect(ip2, wire.TypePool, 1).Pool
+	fx.expect(ip2, wiring.TypeWelcome, 0)
+	pool2 := fx.expect(ip2, wiring.TypePool, 1).Pool
 	if pool2.ID == pool1.ID {
 		t.Fatalf("restarted ip got pool %d again, want a new pool", pool1.ID)
 	}
-	fx.expect(ip2, wire.TypeChannel, 3)
-	fx.expect(ip2, wire.TypeReady, 0)
-	if m := fx.expect(drv, wire.TypeChannel, 4); m.Generation != 2 || m.Pools[0].ID != pool2.ID {
+	fx.expect(ip2, wiring.TypeChannel, 3)
+	fx.expect(ip2, wiring.TypeReady, 0)
+	if m := fx.expect(drv, wiring.TypeChannel, 4); m.Generation != 2 || m.Pools[0].ID != pool2.ID {
 		t.Errorf("driver told of ip restart with %+v, want generation 2 and pool %d", m, pool2.ID)
 	}
 	if fx.isClosed(pool1.ID) || fx.hub.OldPools() != 1 {
 		t.Fatalf("old pool closed=%v, held=%d before the driver released it; want kept", fx.isClosed(pool1.ID), fx.hub.OldPools())
 	}
 	// The driver resets its device and releases the old pool.
-	drv.Send(wire.Message{Type: wire.TypeRelease, Pool: pool1})
+	drv.Send(wiring.Message{Type: wiring.TypeRelease, Pool: pool1})
 	waitFor(t, func() bool { return fx.isClosed(pool1.ID) }, "the released pool to be closed")
 
 	// ip restarts again, and the driver crashes before releasing: its next
 	// generation's hello (after a device reset) frees the old pool.
 	ip3 := fx.start("ip")
-	fx.expect(ip3, wire.TypeWelcome, 0)
-	fx.expect(ip3, wire.TypePool, 1)
-	fx.expect(ip3, wire.TypeChannel, 3)
-	fx.expect(ip3, wire.TypeReady, 0)
-	fx.expect(drv, wire.TypeChannel, 4)
+	fx.expect(ip3, wiring.TypeWelcome, 0)
+	fx.expect(ip3, wiring.TypePool, 1)
+	fx.expect(ip3, wiring.TypeChannel, 3)
+	fx.expect(ip3, wiring.TypeReady, 0)
+	fx.expect(drv, wiring.TypeChannel, 4)
 	if fx.isClosed(pool2.ID) {
 		t.Fatal("pool 2 closed while the driver still held it")
 	}
 	drv2 := fx.start("e1000.0")
-	fx.expect(drv2, wire.TypeWelcome, 0)
+	fx.expect(drv2, wiring.TypeWelcome, 0)
 	waitFor(t, func() bool { return fx.isClosed(pool2.ID) }, "the new driver generation's hello to free pool 2")
-	fx.expect(drv2, wire.TypeRegion, 1)
-	fx.expect(drv2, wire.TypeChannel, 4)
-	fx.expect(drv2, wire.TypeReady, 0)
-	if m := fx.expect(ip3, wire.TypeChannel, 3); m.Generation != 2 {
+	fx.expect(drv2, wiring.TypeRegion, 1)
+	fx.expect(drv2, wiring.TypeChannel, 4)
+	fx.expect(drv2, wiring.TypeReady, 0)
+	if m := fx.expect(ip3, wiring.TypeChannel, 3); m.Generation != 2 {
 		t.Errorf("ip told of the driver restart with %+v, want generation 2", m)
 	}
 }
@@ -196,13 +196,13 @@ func TestAllUp(t *testing.T) {
 	if fx.hub.AllUp() {
 		t.Fatal("AllUp before anyone said up")
 	}
-	ip.Send(wire.Message{Type: wire.TypeUp})
-	drv.Send(wire.Message{Type: wire.TypeUp})
+	ip.Send(wiring.Message{Type: wiring.TypeUp})
+	drv.Send(wiring.Message{Type: wiring.TypeUp})
 	waitFor(t, fx.hub.AllUp, "AllUp after both said up")
 	ip2 := fx.start("ip")
 	if fx.hub.AllUp() {
 		t.Error("AllUp while the restarted ip has not said up")
 	}
-	ip2.Send(wire.Message{Type: wire.TypeUp})
+	ip2.Send(wiring.Message{Type: wiring.TypeUp})
 	waitFor(t, fx.hub.AllUp, "AllUp after the new ip said up")
 }

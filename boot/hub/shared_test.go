@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	channel "keepnet/kernel/chan"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/channel"
+	"keepnet/kernel/wiring"
 )
 
 // Two components joined through the real factory: a packet written into
@@ -20,18 +20,18 @@ func TestJoinOverSharedMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	join := func(name string) (*wire.Conn, *wire.Setup) {
+	join := func(name string) (*wiring.Conn, *wiring.Setup) {
 		files, err := h.ExtraFiles(name)()
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := wire.FromFile(files[0])
+		c, err := wiring.FromFile(files[0])
 		files[0].Close()
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		s, err := wire.Join(c, 2*time.Second)
+		s, err := wiring.Join(c, 2*time.Second)
 		if err != nil {
 			t.Fatalf("Join(%s): %v", name, err)
 		}
@@ -48,7 +48,7 @@ func TestJoinOverSharedMemory(t *testing.T) {
 	if _, ok := drv.Regions["drv.rings"].Alloc(); !ok {
 		t.Error("the driver cannot allocate from its own rings region")
 	}
-	peer, err := wire.NextPeer(ipConn, 2*time.Second)
+	peer, err := wiring.NextPeer(ipConn, 2*time.Second)
 	if err != nil || peer.Name != "drv" {
 		t.Fatalf("ip's NextPeer = %+v, %v; want the driver", peer, err)
 	}

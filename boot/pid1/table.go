@@ -11,10 +11,10 @@ import (
 // has a channel to which, the pools each owns, the DMA regions kept across a
 // driver's restarts). The supervisor starts a component once everything in
 // its Deps is running; the hub hands out the shared memory when a component
-// says hello (kernel/wire).
+// says hello (kernel/wiring).
 //
 // On keepnet's stack the applications reach the network through the
-// SYSCALL server (servers/syscall) and their socket library
+// SYSCALL server (servers/syscallsrv) and their socket library
 // (servers/socket), over the udp and tcp servers.
 func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	specs := []supervisor.Spec{

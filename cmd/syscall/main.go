@@ -1,4 +1,4 @@
-// Command syscall is keepnet's SYSCALL server (see package servers/syscall).
+// Command syscall is keepnet's SYSCALL server (see package servers/syscallsrv).
 package main
 
 import (
@@ -12,7 +12,7 @@ import (
 	"keepnet/kernel/profile"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
-	kssyscall "keepnet/servers/syscall"
+	"keepnet/servers/syscallsrv"
 )
 
 func main() {
@@ -30,8 +30,8 @@ func main() {
 	if *tcp != "" {
 		transports[ops.TCP] = *tcp
 	}
-	opts := kssyscall.Options{Name: "syscall", Transports: transports, Store: st}
-	if err := kssyscall.Serve(ctx, opts); err != nil {
+	opts := syscallsrv.Options{Name: "syscall", Transports: transports, Store: st}
+	if err := syscallsrv.Serve(ctx, opts); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"keepnet/boot/hub"
-	channel "keepnet/kernel/chan"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/channel"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
@@ -37,9 +37,9 @@ var ourIP = netip.MustParseAddr("10.0.2.15")
 // neighbour is ip or syscall, played by the test over a real wiring socket.
 type neighbour struct {
 	t      *testing.T
-	conn   *wire.Conn
-	setup  *wire.Setup
-	peer   *wire.Peer // the current udp generation
+	conn   *wiring.Conn
+	setup  *wiring.Setup
+	peer   *wiring.Peer // the current udp generation
 	nextID uint64
 }
 
@@ -49,13 +49,13 @@ func join(t *testing.T, h *hub.Hub, name string) *neighbour {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := wire.FromFile(files[0])
+	conn, err := wiring.FromFile(files[0])
 	files[0].Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	setup, err := wire.Join(conn, waitFor)
+	setup, err := wiring.Join(conn, waitFor)
 	if err != nil {
 		t.Fatalf("%s: join: %v", name, err)
 	}
@@ -65,7 +65,7 @@ func join(t *testing.T, h *hub.Hub, name string) *neighbour {
 // meet waits for the channel to udp's next generation.
 func (n *neighbour) meet() {
 	n.t.Helper()
-	p, err := wire.NextPeer(n.conn, waitFor)
+	p, err := wiring.NextPeer(n.conn, waitFor)
 	if err != nil || p.Name != "udp" {
 		n.t.Fatalf("%s: waiting for udp: %v, %v", n.setup.Name, p, err)
 	}

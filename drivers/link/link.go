@@ -1,5 +1,5 @@
 // Package link is the protocol between the IP server and a NIC driver, over
-// a kernel/chan channel. IP sends requests; the driver answers each exactly
+// a kernel/channel channel. IP sends requests; the driver answers each exactly
 // once, with the request's id.
 //
 //	OpRx    IP -> driver. Ref is an empty buffer of IP's receive pool. The
@@ -17,7 +17,7 @@
 //	        low 48 bits, first byte in bits 40-47), link state in Arg[1]
 //	        (1: up) and the offloads the driver does in Arg[2] (Feature*).
 //
-// After a driver restart IP gets a fresh channel (kernel/wire) and resubmits
+// After a driver restart IP gets a fresh channel (kernel/wiring) and resubmits
 // every request that has no reply yet, with new ids: TX frames that may not
 // have gone out are sent again (a few duplicates, never a loss), and its
 // receive buffers are posted again. The new driver reset the device before

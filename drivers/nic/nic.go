@@ -12,7 +12,7 @@
 //
 // A driver process starts by quiescing its device (e1000.Quiesce: no DMA
 // into anything the previous generation posted), then joins the wiring
-// (kernel/wire), resets the device on its persistent ring region, and
+// (kernel/wiring), resets the device on its persistent ring region, and
 // serves. It keeps no state: IP resubmits every request the previous
 // generation left unanswered. When IP restarts, the driver gets a channel to
 // the new generation: it resets the device (forgetting the old generation's
@@ -25,7 +25,7 @@ import (
 
 	"keepnet/drivers/link"
 	"keepnet/e1000"
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
 )
 

@@ -10,7 +10,7 @@ import (
 	"keepnet/drivers/link"
 	"keepnet/e1000"
 	"keepnet/e1000/model"
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"keepnet/drivers/pci"
 	"keepnet/e1000"
-	channel "keepnet/kernel/chan"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/channel"
+	"keepnet/kernel/wiring"
 )
 
 // Options choose the device a driver process drives.
@@ -86,7 +86,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	conn, setup, err := wire.JoinInherited(joinTimeout)
+	conn, setup, err := wiring.JoinInherited(joinTimeout)
 	if err != nil {
 		return err
 	}
@@ -113,11 +113,11 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+	if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 		return err
 	}
 	// Later IP generations are announced on the wiring socket.
-	watch, err := wire.Watch(conn)
+	watch, err := wiring.Watch(conn)
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // adopt starts serving a new IP generation and releases the old one's pools.
-func adopt(d *Driver, conn *wire.Conn, p *wire.Peer) error {
+func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 	old, err := d.Adopt(&Peer{Name: p.Name, Generation: p.Generation, Port: p.Port, Pools: p.Pools})
 	if err != nil {
 		return err
@@ -171,7 +171,7 @@ func adopt(d *Driver, conn *wire.Conn, p *wire.Peer) error {
 	for _, pl := range old {
 		id := pl.ID()
 		pl.Close()
-		if err := conn.Send(wire.Message{Type: wire.TypeRelease, Pool: &wire.PoolInfo{ID: id}}); err != nil {
+		if err := conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil {
 			log.Printf("releasing pool %d: %v", id, err)
 		}
 	}
@@ -187,7 +187,7 @@ func adopt(d *Driver, conn *wire.Conn, p *wire.Peer) error {
 // polls the rings once more, so that a frame that arrived since the last
 // poll is served now rather than by an interrupt that was raised, and
 // acknowledged, before the unmask.
-func sleep(d *Driver, irq *pci.UIO, watch *wire.Watcher, dev *e1000.Dev, n *Sleeps) {
+func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev *e1000.Dev, n *Sleeps) {
 	dev.Interrupts()
 	if d.Poll() || !d.Idle() {
 		return
@@ -238,7 +238,7 @@ func findFunction(index int) (pci.Device, error) {
 // ringRegion carves the descriptor rings out of the persistent region init
 // keeps for this driver: the same memory in every generation, so a device
 // writing back descriptors after a crash writes into memory nobody else got.
-func ringRegion(s *wire.Setup, name string, cfg e1000.Config) (e1000.Region, error) {
+func ringRegion(s *wiring.Setup, name string, cfg e1000.Config) (e1000.Region, error) {
 	p, ok := s.Regions[name+".rings"]
 	if !ok {
 		return e1000.Region{}, fmt.Errorf("nic: init sent no region %s.rings", name)

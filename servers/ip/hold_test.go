@@ -4,9 +4,9 @@ import (
 	"testing"
 
 	"keepnet/drivers/link"
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 )
@@ -32,8 +32,8 @@ func newHoldbed(t *testing.T) *holdbed {
 	}
 	b := &holdbed{t: t, segs: mk(10, 8)}
 	b.s = &server{o: ServerOptions{Name: "ip", Driver: "e1000.0"}, rx: mk(1, 4), tx: mk(2, 2), up: mk(3, 4), links: map[string]*peerLink{}}
-	b.drv = &peerLink{peer: &wire.Peer{Name: "e1000.0"}, out: channel.NewOutstanding(64, 1)}
-	b.tcp = &peerLink{peer: &wire.Peer{Name: "tcp", Pools: []*pool.Pool{b.segs}}, out: channel.NewOutstanding(64, 1)}
+	b.drv = &peerLink{peer: &wiring.Peer{Name: "e1000.0"}, out: channel.NewOutstanding(64, 1)}
+	b.tcp = &peerLink{peer: &wiring.Peer{Name: "tcp", Pools: []*pool.Pool{b.segs}}, out: channel.NewOutstanding(64, 1)}
 	b.s.links["e1000.0"], b.s.links["tcp"] = b.drv, b.tcp
 	b.s.stack = New(testCfg, b.s, &fakeClock{epoch}, nil)
 	// The peer asks for us first, so its address is resolved; the driver

@@ -10,16 +10,16 @@ import (
 	"time"
 
 	"keepnet/drivers/link"
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
 )
 
 // The IP server process: a Stack between one NIC driver (drivers/link) and
-// the transport servers (servers/ops), each over a kernel/chan channel, with
+// the transport servers (servers/ops), each over a kernel/channel channel, with
 // its configuration in the store. This file is the process; the protocol
 // logic is the Stack.
 //
@@ -71,7 +71,7 @@ const (
 
 // peerLink is the channel to one neighbour's current generation.
 type peerLink struct {
-	peer  *wire.Peer
+	peer  *wiring.Peer
 	out   *channel.Outstanding // requests IP sent and the peer has not answered
 	queue []channel.Msg        // messages (requests and replies) the channel had no room for
 }
@@ -145,7 +145,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		return err
 	}
-	conn, setup, err := wire.JoinInherited(joinTimeout)
+	conn, setup, err := wiring.JoinInherited(joinTimeout)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	defer s.stats.Close()
 	log.Printf("address %v, gateway %v (configuration from %s), generation %d", cfg.Addr, cfg.Gateway, from, setup.Generation)
 
-	watch, err := wire.Watch(conn)
+	watch, err := wiring.Watch(conn)
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 				log.Printf("gratuitous ARP: %v", err)
 			}
 			log.Printf("up on %s, MAC %x", o.Driver, s.mac)
-			if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+			if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 				log.Printf("wiring: %v", err)
 			}
 		}
@@ -242,7 +242,7 @@ func loadConfig(ctx context.Context, o ServerOptions) (Config, string, error) {
 // attach starts talking to a (new generation of a) neighbour: everything
 // the previous one left unanswered is resubmitted with new ids, so its late
 // replies, if any, are ignored.
-func (s *server) attach(p *wire.Peer) {
+func (s *server) attach(p *wiring.Peer) {
 	l := s.links[p.Name]
 	if l == nil {
 		limit := 64 << 10
@@ -554,7 +554,7 @@ func (s *server) publish() {
 }
 
 // sleep waits for a neighbour, the wiring or the next tick.
-func (s *server) sleep(watch *wire.Watcher, d time.Duration) {
+func (s *server) sleep(watch *wiring.Watcher, d time.Duration) {
 	ports := make([]*channel.Endpoint, 0, len(s.links))
 	for _, l := range s.links {
 		ports = append(ports, l.peer.Port)

@@ -1,7 +1,7 @@
 // Package ops is the protocol between the servers above the driver: IP and
 // the transports (udp, tcp), the transports and the SYSCALL server, and the
 // SYSCALL server and applications (their socket library). Every message is a
-// kernel/chan Msg; every request gets exactly one reply with its id; a
+// kernel/channel Msg; every request gets exactly one reply with its id; a
 // packet travels as a pool reference, owned by the sender's pool, and comes
 // back with the reply.
 //

@@ -2,7 +2,7 @@
 // to get net.PacketConn, net.Conn and net.Listener values (UDP and TCP)
 // whose traffic goes through keepnet's own stack instead of the Linux
 // kernel's. A [Stack] speaks the socket operations of servers/ops to the
-// SYSCALL server over one shared-memory channel (kernel/chan), with the
+// SYSCALL server over one shared-memory channel (kernel/channel), with the
 // payload in the application's own pool (kernel/pool); *Stack satisfies
 // apps/netapi.Network, so an application written against that interface runs
 // unchanged on either stack.

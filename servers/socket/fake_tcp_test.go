@@ -1,7 +1,7 @@
 package socket
 
 import (
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/servers/ops"
 )
 

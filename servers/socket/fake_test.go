@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
 	"keepnet/servers/ops"
 )

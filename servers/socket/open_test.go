@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 )
 
 // TestOpenFollowsAnnouncedGeneration drives Open as init would: the
@@ -15,12 +15,12 @@ import (
 // and the old generation's pool is released to init.
 func TestOpenFollowsAnnouncedGeneration(t *testing.T) {
 	n := newFakeNet()
-	initEnd, compFile, err := wire.Pair()
+	initEnd, compFile, err := wiring.Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer initEnd.Close()
-	conn, err := wire.FromFile(compFile)
+	conn, err := wiring.FromFile(compFile)
 	compFile.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +41,8 @@ func TestOpenFollowsAnnouncedGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setup := &wire.Setup{Name: "app", Generation: 1, Pools: map[string]*pool.Pool{"app.io": io},
-		Peers: []*wire.Peer{{Name: "syscall", Generation: 1, Port: a, Pools: []*pool.Pool{peerPool}}}}
+	setup := &wiring.Setup{Name: "app", Generation: 1, Pools: map[string]*pool.Pool{"app.io": io},
+		Peers: []*wiring.Peer{{Name: "syscall", Generation: 1, Port: a, Pools: []*pool.Pool{peerPool}}}}
 	st, err := Open(conn, setup)
 	if err != nil {
 		t.Fatal(err)
@@ -65,11 +65,11 @@ func TestOpenFollowsAnnouncedGeneration(t *testing.T) {
 	}
 	srv2 := n.serve(end, io)
 	defer srv2.crash()
-	if err := initEnd.Send(wire.Message{Type: wire.TypeChannel, Peer: "syscall", Generation: 2, Side: 0}, ch.Files(channel.A)...); err != nil {
+	if err := initEnd.Send(wiring.Message{Type: wiring.TypeChannel, Peer: "syscall", Generation: 2, Side: 0}, ch.Files(channel.A)...); err != nil {
 		t.Fatal(err)
 	}
 	m, _, err := initEnd.Recv(3 * time.Second)
-	if err != nil || m.Type != wire.TypeRelease || m.Pool == nil || m.Pool.ID != oldSyscallPool.ID() {
+	if err != nil || m.Type != wiring.TypeRelease || m.Pool == nil || m.Pool.ID != oldSyscallPool.ID() {
 		t.Errorf("init got %+v, %v; want a release of pool %d", m, err, oldSyscallPool.ID())
 	}
 	waitFor(t, "generation 2 restored", func() bool { s := st.Stats(); return s.Generation == 2 && s.Restored == 1 })

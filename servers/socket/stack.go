@@ -12,9 +12,9 @@ import (
 	"sync"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/ops"
 )
 
@@ -58,8 +58,8 @@ type Stack struct {
 	exited   chan struct{} // closed when the dispatcher returns
 
 	// Set by Open only.
-	conn      *wire.Conn
-	watcher   *wire.Watcher
+	conn      *wiring.Conn
+	watcher   *wiring.Watcher
 	watchDone chan struct{}
 
 	// mu guards everything below and every socket's fields marked so.
@@ -188,13 +188,13 @@ func newStack(p *pool.Pool) *Stack {
 }
 
 // Open makes the Stack of a wired application from what
-// wire.JoinInherited returned: its pool "<name>.io" and its channel to
+// wiring.JoinInherited returned: its pool "<name>.io" and its channel to
 // "syscall" (which may come later, if syscall is not up yet: requests wait
 // for it, within their deadlines). The Stack takes over conn's receiving
 // side to watch for new generations of syscall (other announcements are
 // closed and logged) and closes conn on Close; the application may still
-// Send on it (wire.TypeUp) until then.
-func Open(conn *wire.Conn, setup *wire.Setup) (*Stack, error) {
+// Send on it (wiring.TypeUp) until then.
+func Open(conn *wiring.Conn, setup *wiring.Setup) (*Stack, error) {
 	p := setup.Pools[setup.Name+PoolSuffix]
 	if p == nil {
 		return nil, fmt.Errorf("socket: %s has no pool %q", setup.Name, setup.Name+PoolSuffix)
@@ -210,7 +210,7 @@ func Open(conn *wire.Conn, setup *wire.Setup) (*Stack, error) {
 		}
 	}
 	s.stats.Generation = s.gen
-	w, err := wire.Watch(conn)
+	w, err := wiring.Watch(conn)
 	if err != nil {
 		if s.closePort != nil {
 			s.closePort()
@@ -224,7 +224,7 @@ func Open(conn *wire.Conn, setup *wire.Setup) (*Stack, error) {
 }
 
 // forward passes new generations of syscall to the dispatcher.
-func (s *Stack) forward(w *wire.Watcher) {
+func (s *Stack) forward(w *wiring.Watcher) {
 	defer close(s.watchDone)
 	for p := range w.C {
 		if p.Name != PeerName {
@@ -242,7 +242,7 @@ func (s *Stack) forward(w *wire.Watcher) {
 
 // releaser closes a peer generation and tells init that its pools are no
 // longer mapped here (the library never holds references into them).
-func (s *Stack) releaser(p *wire.Peer) func() {
+func (s *Stack) releaser(p *wiring.Peer) func() {
 	return func() {
 		ids := make([]uint32, 0, len(p.Pools))
 		for _, pl := range p.Pools {
@@ -250,7 +250,7 @@ func (s *Stack) releaser(p *wire.Peer) func() {
 		}
 		p.Close()
 		for _, id := range ids {
-			if err := s.conn.Send(wire.Message{Type: wire.TypeRelease, Pool: &wire.PoolInfo{ID: id}}); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := s.conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil && !errors.Is(err, net.ErrClosed) {
 				log.Printf("socket: releasing pool %d: %v", id, err)
 			}
 		}

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/servers/ops"
 )
 

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/servers/ops"
 )
 

@@ -10,16 +10,16 @@ import (
 	"net/netip"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
 )
 
 // The TCP server process: a Table between the SYSCALL server and IP, each
-// over a kernel/chan channel, with its listeners' records in the store.
+// over a kernel/channel channel, with its listeners' records in the store.
 // This file is the process (the loop, the IP side); server_socket.go is the
 // socket side (servers/ops's stream operations), server_store.go what is
 // kept in the store. The protocol logic is the Table.
@@ -64,10 +64,10 @@ import (
 // When a neighbour restarts instead:
 //
 //   - ip: every OpOutput and OpAddr ip has not answered is resubmitted to
-//     the new generation with new ids (kernel/chan.Outstanding), and the new
+//     the new generation with new ids (kernel/channel.Outstanding), and the new
 //     one is asked for our address. Deliveries were answered as soon as the
 //     Table had taken them, so tcp holds nothing in ip's old pool; it
-//     unmaps it and tells init (wire.TypeRelease). Connections live on:
+//     unmaps it and tells init (wiring.TypeRelease). Connections live on:
 //     what was lost on the way is retransmitted.
 //   - syscall: the requests its predecessor posted (accepts, receives,
 //     held sends, connects) are dropped without a reply and its old
@@ -154,7 +154,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		log.Printf("restoring listeners: %v", err)
 	}
-	conn, setup, err := wire.JoinInherited(joinTimeout)
+	conn, setup, err := wiring.JoinInherited(joinTimeout)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 
 	s := newServer(o, setup.Generation, out, journal, func(st Stats) { pub.Publish(st) })
 	s.release = func(id uint32) {
-		if err := conn.Send(wire.Message{Type: wire.TypeRelease, Pool: &wire.PoolInfo{ID: id}}); err != nil {
+		if err := conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil {
 			log.Printf("releasing pool %d: %v", id, err)
 		}
 	}
@@ -180,7 +180,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	}
 	log.Printf("generation %d: %d listeners restored", setup.Generation, n)
 
-	watch, err := wire.Watch(conn)
+	watch, err := wiring.Watch(conn)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	for _, p := range setup.Peers {
 		s.attach(p)
 	}
-	if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+	if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 		log.Printf("wiring: %v", err)
 	}
 	return s.run(ctx, peerSource{C: watch.C, Fd: watch.Fd(), Drain: watch.Drain})
@@ -199,14 +199,14 @@ func Serve(ctx context.Context, o ServerOptions) error {
 // or a test. Fd (if not negative) is readable while C has some; Drain (if
 // not nil) resets it.
 type peerSource struct {
-	C     <-chan *wire.Peer
+	C     <-chan *wiring.Peer
 	Fd    int
 	Drain func()
 }
 
 // peerLink is the channel to one neighbour's current generation.
 type peerLink struct {
-	peer  *wire.Peer
+	peer  *wiring.Peer
 	queue []channel.Msg // messages the channel had no room for yet
 }
 
@@ -299,7 +299,7 @@ func newServer(o ServerOptions, gen int, out *pool.Pool, j Journal, stats func(S
 func (s *server) markDirty() { s.dirty = true }
 
 // attach starts talking to a (new generation of a) neighbour.
-func (s *server) attach(p *wire.Peer) {
+func (s *server) attach(p *wiring.Peer) {
 	switch p.Name {
 	case s.o.IP:
 		// Resubmit what the previous generation left unanswered, and make

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 )
@@ -36,7 +36,7 @@ type fakeNeighbour struct {
 	name   string
 	ep     *channel.Endpoint // the fake's end
 	pool   *pool.Pool        // its own pool (ip.up or syscall.io)
-	peer   *wire.Peer        // what the server is handed
+	peer   *wiring.Peer      // what the server is handed
 	nextID uint64
 	stash  []channel.Msg // received, not yet asked for
 }
@@ -57,7 +57,7 @@ func newFakeNeighbour(t *testing.T, name string, gen int, poolID uint32, bufs, s
 		t.Fatal(err)
 	}
 	return &fakeNeighbour{t: t, name: name, ep: a, pool: own,
-		peer:   &wire.Peer{Name: name, Generation: gen, Port: b, Pools: []*pool.Pool{mapped}},
+		peer:   &wiring.Peer{Name: name, Generation: gen, Port: b, Pools: []*pool.Pool{mapped}},
 		nextID: uint64(gen) << 32}
 }
 
@@ -193,7 +193,7 @@ type proc struct {
 	s       *server
 	out     *pool.Pool // tcp.out
 	ip, sys *fakeNeighbour
-	peers   chan *wire.Peer
+	peers   chan *wiring.Peer
 	journal *memListeners
 	stats   chan Stats
 	stop    func() // ends the loop (idempotent); then s may be read
@@ -221,7 +221,7 @@ func startProc(t *testing.T, o procOptions) *proc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { out.Close() })
-	p := &proc{t: t, out: out, peers: make(chan *wire.Peer), journal: &memListeners{recs: map[uint64]ListenerRecord{}},
+	p := &proc{t: t, out: out, peers: make(chan *wiring.Peer), journal: &memListeners{recs: map[uint64]ListenerRecord{}},
 		ip:    newFakeNeighbour(t, "ip", 1, o.poolIDs+200, 256, 2048),
 		sys:   newFakeNeighbour(t, "syscall", 1, o.poolIDs+300, 16, o.ioSize),
 		stats: make(chan Stats, 1)}

@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"slices"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/servers/ops"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 )

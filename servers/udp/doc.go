@@ -41,7 +41,7 @@
 // When a neighbour restarts instead:
 //
 //   - ip: udp resubmits every OpOutput ip has not answered, with new ids
-//     (kernel/chan.Outstanding), and asks the new ip for its address. The
+//     (kernel/channel.Outstanding), and asks the new ip for its address. The
 //     datagrams ip delivered were answered as soon as they were copied, so
 //     udp holds nothing in ip's old "ip.up" pool; it unmaps it and tells
 //     init (wire.TypeRelease).

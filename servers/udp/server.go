@@ -9,16 +9,16 @@ import (
 	"net/netip"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
 )
 
 // The UDP server process: a Table between the SYSCALL server and IP, each
-// over a kernel/chan channel, with its sockets' records in the store. This
+// over a kernel/channel channel, with its sockets' records in the store. This
 // file is the process; the protocol logic is the Table.
 //
 // Pools: udp owns "udp.out" (segments it hands to IP: allocated, written,
@@ -91,7 +91,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if err != nil {
 		log.Printf("restoring sockets: %v", err)
 	}
-	conn, setup, err := wire.JoinInherited(joinTimeout)
+	conn, setup, err := wiring.JoinInherited(joinTimeout)
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 
 	s := newServer(o, setup.Generation, out, journal, func(st Stats) { pub.Publish(st) })
 	s.release = func(id uint32) {
-		if err := conn.Send(wire.Message{Type: wire.TypeRelease, Pool: &wire.PoolInfo{ID: id}}); err != nil {
+		if err := conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil {
 			log.Printf("releasing pool %d: %v", id, err)
 		}
 	}
@@ -117,7 +117,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	}
 	log.Printf("generation %d: %d sockets restored", setup.Generation, n)
 
-	watch, err := wire.Watch(conn)
+	watch, err := wiring.Watch(conn)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	for _, p := range setup.Peers {
 		s.attach(p)
 	}
-	if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+	if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 		log.Printf("wiring: %v", err)
 	}
 	return s.run(ctx, peerSource{C: watch.C, Fd: watch.Fd(), Drain: watch.Drain})
@@ -145,14 +145,14 @@ func LoadRecords(ctx context.Context, c *store.Client) ([]Record, error) {
 // or a test. Fd (if not negative) is readable while C has some; Drain (if
 // not nil) resets it.
 type peerSource struct {
-	C     <-chan *wire.Peer
+	C     <-chan *wiring.Peer
 	Fd    int
 	Drain func()
 }
 
 // peerLink is the channel to one neighbour's current generation.
 type peerLink struct {
-	peer  *wire.Peer
+	peer  *wiring.Peer
 	queue []channel.Msg // messages the channel had no room for yet
 }
 
@@ -212,7 +212,7 @@ func newServer(o ServerOptions, gen int, out *pool.Pool, j Journal, stats func(S
 }
 
 // attach starts talking to a (new generation of a) neighbour.
-func (s *server) attach(p *wire.Peer) {
+func (s *server) attach(p *wiring.Peer) {
 	switch p.Name {
 	case s.o.IP:
 		// Resubmit what the previous generation left unanswered, and make

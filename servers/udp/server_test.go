@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 )
@@ -26,7 +26,7 @@ type fakePeer struct {
 	t      *testing.T
 	ep     *channel.Endpoint // the fake's end
 	pool   *pool.Pool        // its own pool (ip.up or syscall.io)
-	peer   *wire.Peer        // what the server is handed
+	peer   *wiring.Peer      // what the server is handed
 	nextID uint64
 }
 
@@ -46,7 +46,7 @@ func newFakePeer(t *testing.T, name string, gen int, poolID uint32) *fakePeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fakePeer{t: t, ep: a, pool: own, peer: &wire.Peer{Name: name, Generation: gen, Port: b, Pools: []*pool.Pool{mapped}},
+	return &fakePeer{t: t, ep: a, pool: own, peer: &wiring.Peer{Name: name, Generation: gen, Port: b, Pools: []*pool.Pool{mapped}},
 		nextID: uint64(gen) << 32}
 }
 
@@ -136,7 +136,7 @@ type process struct {
 	s        *server
 	out      *pool.Pool
 	ip, sys  *fakePeer
-	peers    chan *wire.Peer
+	peers    chan *wiring.Peer
 	journal  *syncJournal
 	mu       sync.Mutex
 	released []uint32
@@ -149,7 +149,7 @@ func startProcess(t *testing.T, restore []Record) *process {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { out.Close() })
-	p := &process{t: t, out: out, peers: make(chan *wire.Peer), journal: &syncJournal{recs: map[uint64]Record{}},
+	p := &process{t: t, out: out, peers: make(chan *wiring.Peer), journal: &syncJournal{recs: map[uint64]Record{}},
 		ip: newFakePeer(t, "ip", 1, 200), sys: newFakePeer(t, "syscall", 1, 300)}
 	p.s = newServer(ServerOptions{Name: "udp"}, 1, out, p.journal, nil)
 	p.s.release = func(id uint32) { p.mu.Lock(); p.released = append(p.released, id); p.mu.Unlock() }

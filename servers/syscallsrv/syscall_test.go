@@ -1,11 +1,11 @@
-package syscall
+package syscallsrv
 
 import (
 	"testing"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/ops"
 )
 
@@ -42,7 +42,7 @@ func (r *rig) connectApp(gen int) {
 		r.t.Fatal(err)
 	}
 	r.app = theirs
-	r.s.attach(&wire.Peer{Name: "app", Generation: gen, Port: mine, Pools: []*pool.Pool{r.appPool}})
+	r.s.attach(&wiring.Peer{Name: "app", Generation: gen, Port: mine, Pools: []*pool.Pool{r.appPool}})
 	r.run()
 }
 
@@ -53,7 +53,7 @@ func (r *rig) connectUDP(gen int) {
 		r.t.Fatal(err)
 	}
 	r.udp = theirs
-	r.s.attach(&wire.Peer{Name: "udp", Generation: gen, Port: mine, Pools: nil})
+	r.s.attach(&wiring.Peer{Name: "udp", Generation: gen, Port: mine, Pools: nil})
 	r.run()
 }
 

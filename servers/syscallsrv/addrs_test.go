@@ -1,4 +1,4 @@
-package syscall
+package syscallsrv
 
 import "net/netip"
 

@@ -6,7 +6,7 @@
 // "syscall.io". The operations are those of servers/ops on both hops.
 //
 // The design choice: everything, control and data, goes over the shared
-// memory channels the wiring hands out (kernel/wire), not over a Unix
+// memory channels the wiring hands out (kernel/wiring), not over a Unix
 // socket. An operation costs no system call on either side while both are
 // busy (a wake-up only when the receiver sleeps), batches naturally, and a
 // restart of either end is announced by init with a fresh channel, which is
@@ -23,7 +23,7 @@
 //
 //   - A transport restarts: its new generation restored its sockets from the
 //     store. Every request the old one left unanswered is resubmitted to the
-//     new one with new ids (kernel/chan.Outstanding); late answers from the
+//     new one with new ids (kernel/channel.Outstanding); late answers from the
 //     old one are ignored.
 //   - An application restarts: its sockets are closed in the transports and
 //     whatever was still pending for it is dropped (its pool is gone).
@@ -38,7 +38,7 @@
 // syscall.io to the application's buffer on the way in): the one copy at the
 // socket boundary the design allows is the library's; these two go when the
 // transports map the applications' pools directly.
-package syscall
+package syscallsrv
 
 import (
 	"context"
@@ -47,9 +47,9 @@ import (
 	"log"
 	"time"
 
-	channel "keepnet/kernel/chan"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
-	"keepnet/kernel/wire"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
 )
@@ -77,7 +77,7 @@ const maxHeld = 4096
 
 // link is the channel to one neighbour's current generation.
 type link struct {
-	peer  *wire.Peer
+	peer  *wiring.Peer
 	out   *channel.Outstanding // requests sent to a transport, unanswered
 	queue []channel.Msg
 }
@@ -141,7 +141,7 @@ const (
 
 // Serve runs the SYSCALL server process until ctx ends.
 func Serve(ctx context.Context, o Options) error {
-	conn, setup, err := wire.JoinInherited(joinTimeout)
+	conn, setup, err := wiring.JoinInherited(joinTimeout)
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func Serve(ctx context.Context, o Options) error {
 	s := newServer(o, io, setup.Generation)
 	s.pub = store.NewPublisher(o.Store, "stats", o.Name)
 	defer s.pub.Close()
-	watch, err := wire.Watch(conn)
+	watch, err := wiring.Watch(conn)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func Serve(ctx context.Context, o Options) error {
 	for _, p := range setup.Peers {
 		s.attach(p)
 	}
-	if err := conn.Send(wire.Message{Type: wire.TypeUp}); err != nil {
+	if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 		return err
 	}
 	log.Printf("serving, generation %d", setup.Generation)
@@ -207,7 +207,7 @@ func (s *Server) isTransport(name string) bool {
 }
 
 // attach starts talking to a new generation of a neighbour.
-func (s *Server) attach(p *wire.Peer) {
+func (s *Server) attach(p *wiring.Peer) {
 	l := s.links[p.Name]
 	first := l == nil
 	if first {
@@ -495,7 +495,7 @@ func (s *Server) publish() {
 }
 
 // sleep waits for a neighbour or the wiring, at most d.
-func (s *Server) sleep(watch *wire.Watcher, d time.Duration) {
+func (s *Server) sleep(watch *wiring.Watcher, d time.Duration) {
 	ports := make([]*channel.Endpoint, 0, len(s.links))
 	for _, l := range s.links {
 		ports = append(ports, l.peer.Port)

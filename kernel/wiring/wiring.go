@@ -17,7 +17,7 @@
 //  4. Every neighbour already present receives a fresh Channel to the new
 //     generation too: that is how it learns of the restart, and its cue to
 //     resubmit what it had in flight on the old channel, with new request
-//     ids (kernel/chan.Outstanding).
+//     ids (kernel/channel.Outstanding).
 //  5. A component that mapped a pool of an earlier generation of a peer
 //     sends Release when it holds no reference into it any more (a driver:
 //     once it has reset its device). Init frees a superseded pool only when
@@ -25,7 +25,7 @@
 //
 // Messages are one datagram each: the JSON header, and up to MaxFiles
 // descriptors in the same sendmsg.
-package wire
+package wiring
 
 import (
 	"encoding/json"
