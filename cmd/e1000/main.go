@@ -1,5 +1,6 @@
-// Command e1000 is the userspace Intel PRO/1000 driver process (see package
-// drivers/nic). Init starts one per NIC, named e1000.N.
+// Command e1000 is the userspace NIC driver process (see package drivers/nic).
+// Init starts one per NIC, named after its family and index (e1000.0); the
+// function's PCI vendor:device ID picks the family among those linked here.
 package main
 
 import (
@@ -10,24 +11,31 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/drivers/netdev"
 	"keepnet/drivers/nic"
+	"keepnet/e1000"
 	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 )
 
 func main() {
 	name := flag.String("name", "e1000.0", "component name")
-	index := flag.Int("index", 0, "which supported e1000 function, in PCI address order")
+	index := flag.Int("index", 0, "which NIC function a linked family drives, in PCI address order")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile NAME
 	log.SetFlags(0)
+	// Every NIC family the process drives: one entry per device package.
+	families, err := netdev.NewRegistry(e1000.Family())
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	st := store.Dial(store.DefaultPath)
 	defer st.Close()
 	pub := store.NewPublisher(st, "stats", *name)
 	defer pub.Close()
-	opts := nic.Options{Name: *name, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
+	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
 	if err := nic.Run(ctx, opts); err != nil {
 		log.Fatal(err)
 	}
