@@ -1,4 +1,4 @@
-// Command e1000 is the userspace NIC driver process (see package drivers/nic).
+// Command nic is the userspace NIC driver process (see package drivers/nic).
 // Init starts one per NIC, named after its family and index (e1000.0); the
 // function's PCI vendor:device ID picks the family among those linked here.
 package main
