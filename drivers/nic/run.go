@@ -16,6 +16,9 @@ import (
 	"keepnet/kernel/wiring"
 )
 
+// The families drive the device through its BAR0 mapping.
+var _ netdev.Regs = (*pci.BAR)(nil)
+
 // Options choose the device a driver process drives.
 type Options struct {
 	Name string // the component's name, e.g. e1000.0
