@@ -4,30 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"keepnet/drivers/netdev"
 )
-
-// Regs is the device's register file: BAR0 mapped from sysfs in the real
-// driver (drivers/), the device model in tests. Offsets are byte offsets of
-// 32-bit registers; every access is one 32-bit access (13.3).
-type Regs interface {
-	Read32(off uint32) uint32
-	Write32(off uint32, val uint32)
-}
-
-// Region is DMA memory the device reads and writes: the host view and the
-// device (bus) address of byte 0.
-type Region struct {
-	Mem  []byte
-	Addr uint64
-}
-
-// Buffer is a packet buffer the driver hands to the device. Cookie identifies
-// it to the caller (a pool reference); the driver never interprets it.
-type Buffer struct {
-	Mem    []byte
-	Addr   uint64
-	Cookie uint64
-}
 
 // Config parameterises a Dev. Zero values select the defaults.
 type Config struct {
@@ -93,28 +72,13 @@ var (
 	ErrNoMAC        = errors.New("no valid MAC address in the EEPROM or RAL0/RAH0")
 )
 
-// Stats are the driver's counters. They survive Reset.
-type Stats struct {
-	RxFrames, RxBytes uint64 // good frames handed to PollRX callbacks
-	RxErrors          uint64 // frames with RDESC_ERRORS_FRAME bits (still handed over)
-	RxDropped         uint64 // frames that spanned descriptors (no EOP), dropped
-	TxFrames, TxBytes uint64 // frames the device reported done
-	RxMissed          uint64 // MPC, 13.7.5: no room in the receive FIFO
-	RxNoBuffer        uint64 // RNBC, 13.7.33: no receive descriptor available
-}
-
-// Forgotten lists the cookies of the buffers a Reset took back from the
-// device: every buffer posted and not yet returned by PollRX or PollTX. TX is
-// in submission order: the frames to resubmit.
-type Forgotten struct {
-	RX, TX []uint64
-}
-
-// Dev drives one 8254x function through its registers and two descriptor
-// rings. It is not safe for concurrent use: the driver process calls it from
-// one goroutine (interrupt wait, poll, post, flush).
+// Dev drives one 8254x function through its registers (netdev.Regs: BAR0
+// mapped by drivers/pci, or the model in e1000/model) and two descriptor
+// rings; it is the family's netdev.Device. It is not safe for concurrent
+// use: the driver process calls it from one goroutine (interrupt wait,
+// poll, post, flush). Its Stats survive Reset.
 type Dev struct {
-	regs  Regs
+	regs  netdev.Regs
 	sleep func(time.Duration)
 	cfg   Config
 	rctl  uint32 // the RCTL value Reset programs
@@ -123,7 +87,7 @@ type Dev struct {
 
 	rx ring
 	// rxBufs[i] is the buffer posted in RX descriptor i.
-	rxBufs []Buffer
+	rxBufs []netdev.Buffer
 	// rxDiscard is set between a descriptor without EOP and the end of its
 	// frame: those buffers are returned empty and the frame is counted once.
 	rxDiscard bool
@@ -131,13 +95,13 @@ type Dev struct {
 	tx     ring
 	txBufs []txSlot
 
-	stats             Stats
+	stats             netdev.Stats
 	lastMPC, lastRNBC uint32 // last raw values, for StickyCounters
 }
 
 // txSlot is a queued frame, kept at the index of its first descriptor.
 type txSlot struct {
-	buf  Buffer
+	buf  netdev.Buffer
 	n    int
 	span uint32 // descriptors the frame uses (a context descriptor and data, or one legacy)
 }
@@ -208,7 +172,7 @@ func bsize(n int) (uint32, bool) {
 
 // New checks cfg and lays the rings out in rings; it does not touch the
 // device. Call Reset before anything else.
-func New(regs Regs, rings Region, cfg Config) (*Dev, error) {
+func New(regs netdev.Regs, rings netdev.Region, cfg Config) (*Dev, error) {
 	cfg = cfg.withDefaults()
 	for _, r := range []struct {
 		name string
@@ -251,7 +215,7 @@ func New(regs Regs, rings Region, cfg Config) (*Dev, error) {
 			addr: rings.Addr + uint64(rxBytes),
 			n:    uint32(cfg.TxRing),
 		},
-		rxBufs: make([]Buffer, cfg.RxRing),
+		rxBufs: make([]netdev.Buffer, cfg.RxRing),
 		txBufs: make([]txSlot, cfg.TxRing),
 	}
 	return d, nil
@@ -297,7 +261,7 @@ func New(regs Regs, rings Region, cfg Config) (*Dev, error) {
 // a QEMU restart it still holds the previous driver's identical value, and
 // skipping the write saves a one-second receive gap. The first start on QEMU
 // pays it.
-func (d *Dev) Reset() (Forgotten, error) {
+func (d *Dev) Reset() (netdev.Forgotten, error) {
 	f := d.forget()
 	r := d.regs
 
@@ -388,7 +352,7 @@ func (d *Dev) Reset() (Forgotten, error) {
 // frame is written anywhere, and issues a global reset (on real hardware
 // that also drops the descriptors the device cached; QEMU's e1000 only
 // clears the bit). RCTL is not written: see Reset.
-func Quiesce(r Regs, sleep func(time.Duration)) error {
+func Quiesce(r netdev.Regs, sleep func(time.Duration)) error {
 	if sleep == nil {
 		sleep = time.Sleep
 	}
@@ -420,11 +384,11 @@ func Quiesce(r Regs, sleep func(time.Duration)) error {
 }
 
 // forget drops every posted buffer and returns their cookies.
-func (d *Dev) forget() Forgotten {
-	var f Forgotten
+func (d *Dev) forget() netdev.Forgotten {
+	var f netdev.Forgotten
 	for i := d.rx.next; i != d.rx.tail; i = d.rx.inc(i) {
 		f.RX = append(f.RX, d.rxBufs[i].Cookie)
-		d.rxBufs[i] = Buffer{}
+		d.rxBufs[i] = netdev.Buffer{}
 	}
 	for i := d.tx.next; i != d.tx.tail; {
 		s := d.txBufs[i]
@@ -489,6 +453,15 @@ func validMAC(m [6]byte) bool {
 // MAC is the station address Reset read and programmed.
 func (d *Dev) MAC() [6]byte { return d.mac }
 
+// RxBufSize is Config.RxBufSize: the least length of a buffer PostRX takes.
+func (d *Dev) RxBufSize() int { return d.cfg.RxBufSize }
+
+// Features are the offloads TransmitOffload does: TCP and UDP checksum
+// insertion (3.3.5) and TCP segmentation (3.3.6) over IPv4.
+func (d *Dev) Features() netdev.Features {
+	return netdev.FeatureChecksum | netdev.FeatureTSO
+}
+
 // LinkUp reports STATUS.LU (13.4.2).
 func (d *Dev) LinkUp() bool { return d.regs.Read32(STATUS)&STATUS_LU != 0 }
 
@@ -503,7 +476,7 @@ func (d *Dev) EnableInterrupts() { d.regs.Write32(IMS, IntrHandled) }
 func (d *Dev) DisableInterrupts() { d.regs.Write32(IMC, IMC_ALL) }
 
 // Stats returns the counters, reading MPC and RNBC from the device.
-func (d *Dev) Stats() Stats {
+func (d *Dev) Stats() netdev.Stats {
 	d.readCounters()
 	return d.stats
 }

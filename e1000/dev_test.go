@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"keepnet/drivers/netdev"
 	"keepnet/e1000"
 	"keepnet/e1000/model"
 )
@@ -113,7 +114,7 @@ func TestMACFromEEPROM(t *testing.T) {
 func TestNoMAC(t *testing.T) {
 	mem := make([]byte, 1<<16)
 	m := model.New(model.Config{Mem: mem, NoEERD: true}) // all-zero address
-	dev, err := e1000.New(m, e1000.Region{Mem: mem[:4096], Addr: 0}, e1000.Config{RxRing: 8, TxRing: 8, Sleep: func(time.Duration) {}})
+	dev, err := e1000.New(m, netdev.Region{Mem: mem[:4096], Addr: 0}, e1000.Config{RxRing: 8, TxRing: 8, Sleep: func(time.Duration) {}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,16 +127,16 @@ func TestNewRejects(t *testing.T) {
 	mem := make([]byte, 1<<16)
 	for _, tc := range []struct {
 		name  string
-		rings e1000.Region
+		rings netdev.Region
 		cfg   e1000.Config
 	}{
-		{"ring not multiple of 8", e1000.Region{Mem: mem, Addr: 0}, e1000.Config{RxRing: 12}},
-		{"ring too small", e1000.Region{Mem: mem, Addr: 0}, e1000.Config{TxRing: 4}},
-		{"buffer size", e1000.Region{Mem: mem, Addr: 0}, e1000.Config{RxBufSize: 1500}},
-		{"region too small", e1000.Region{Mem: mem[:100], Addr: 0}, e1000.Config{}},
-		{"unaligned bus address", e1000.Region{Mem: mem, Addr: 8}, e1000.Config{}},
-		{"unaligned host memory", e1000.Region{Mem: mem[8:], Addr: 0}, e1000.Config{}},
-		{"ITR too large", e1000.Region{Mem: mem, Addr: 0}, e1000.Config{ITR: 1 << 16}},
+		{"ring not multiple of 8", netdev.Region{Mem: mem, Addr: 0}, e1000.Config{RxRing: 12}},
+		{"ring too small", netdev.Region{Mem: mem, Addr: 0}, e1000.Config{TxRing: 4}},
+		{"buffer size", netdev.Region{Mem: mem, Addr: 0}, e1000.Config{RxBufSize: 1500}},
+		{"region too small", netdev.Region{Mem: mem[:100], Addr: 0}, e1000.Config{}},
+		{"unaligned bus address", netdev.Region{Mem: mem, Addr: 8}, e1000.Config{}},
+		{"unaligned host memory", netdev.Region{Mem: mem[8:], Addr: 0}, e1000.Config{}},
+		{"ITR too large", netdev.Region{Mem: mem, Addr: 0}, e1000.Config{ITR: 1 << 16}},
 	} {
 		if _, err := e1000.New(nil, tc.rings, tc.cfg); !errors.Is(err, e1000.ErrConfig) {
 			t.Errorf("New(%s) = %v, want %v", tc.name, err, e1000.ErrConfig)
@@ -213,8 +214,8 @@ func TestReceive(t *testing.T) {
 		if g.cookie != posted[i] {
 			t.Errorf("frame %d cookie = %#x, want %#x", i, g.cookie, posted[i])
 		}
-		if len(g.frame) != wantLens[i] || g.errs != 0 {
-			t.Errorf("frame %d: length, errs = %d, %#x, want %d, 0", i, len(g.frame), g.errs, wantLens[i])
+		if len(g.frame) != wantLens[i] || g.bad {
+			t.Errorf("frame %d: length, bad = %d, %v, want %d, false", i, len(g.frame), g.bad, wantLens[i])
 		}
 	}
 	if !bytes.Equal(got[0].frame, frame(testMAC, 100, 100)) {
@@ -405,7 +406,7 @@ func TestRestartWithPacketsInFlight(t *testing.T) {
 		}
 		r.regs = &countingRegs{Regs: r.m, writes: map[uint32]int{}}
 		n := e1000.RingBytes(r.cfg)
-		dev, err := e1000.New(r.regs, e1000.Region{Mem: r.mem[ringsAt : ringsAt+n], Addr: ringsAt}, r.cfg)
+		dev, err := e1000.New(r.regs, netdev.Region{Mem: r.mem[ringsAt : ringsAt+n], Addr: ringsAt}, r.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,7 +431,7 @@ func TestRestartWithPacketsInFlight(t *testing.T) {
 		wireBefore := len(r.wire)
 		for _, c := range resubmit {
 			f := outstanding[c]
-			b := e1000.Buffer{Mem: r.mem[c : c+bufBytes], Addr: c, Cookie: c}
+			b := netdev.Buffer{Mem: r.mem[c : c+bufBytes], Addr: c, Cookie: c}
 			if !dev.Transmit(b, len(f)) {
 				t.Fatalf("hardware=%v: Transmit after restart refused", hw)
 			}
@@ -539,7 +540,7 @@ func TestMultiDescriptorFrame(t *testing.T) {
 	}
 }
 
-// TestRxErrors: a frame the device marks bad is handed over with its errors.
+// TestRxErrors: a frame the device marks bad is handed over as bad.
 func TestRxErrors(t *testing.T) {
 	r := newRig(t, model.Config{}, e1000.Config{RxRing: 8, TxRing: 8})
 	posted := r.fill()
@@ -548,7 +549,7 @@ func TestRxErrors(t *testing.T) {
 	desc.SetWriteBack(64, 0, e1000.RDESC_ERRORS_CE)
 	e1000.PublishWriteBack(desc, e1000.RDESC_STATUS_DD|e1000.RDESC_STATUS_EOP)
 	got := r.pollRX()
-	if len(got) != 1 || got[0].cookie != posted[0] || got[0].errs != e1000.RDESC_ERRORS_CE || len(got[0].frame) != 64 {
+	if len(got) != 1 || got[0].cookie != posted[0] || !got[0].bad || len(got[0].frame) != 64 {
 		t.Fatalf("PollRX = %+v, want one 64-byte frame with CE", got)
 	}
 	if st := r.dev.Stats(); st.RxErrors != 1 || st.RxFrames != 0 {

@@ -5,12 +5,16 @@
 // of Gigabit Ethernet Controllers Software Developer's Manual (Intel 317453,
 // "the manual"); every constant names its section.
 //
-// The core has no operating-system dependencies. It talks to the device only
-// through Regs (BAR0 mapped by drivers/, or the model in e1000/model), to
-// DMA memory through Region and Buffer (host view plus bus address), and to
-// time through an injected Sleep. The driver process in drivers/ binds the
-// PCI function, maps the BAR and the pools, waits for interrupts and calls
-// Dev; tests run the same Dev against e1000/model in milliseconds.
+// The core has no operating-system dependencies and speaks the types of the
+// device-neutral driver framework, drivers/netdev: Dev is a netdev.Device,
+// and Family is what the driver process finds in its registry for the PCI
+// IDs listed in Devices. It talks to the device only through netdev.Regs
+// (BAR0 mapped by drivers/pci, or the model in e1000/model), to DMA memory
+// through netdev.Region and netdev.Buffer (host view plus bus address), and
+// to time through an injected Sleep. The driver process (drivers/nic) binds
+// the PCI function, maps the BAR and the pools, waits for interrupts and
+// calls Dev through netdev.Device; tests run the same Dev against
+// e1000/model in milliseconds.
 //
 // # Names
 //
@@ -30,13 +34,16 @@
 // the device with one tail write per batch (MMIO writes are the expensive
 // part). PollRX and PollTX harvest descriptors whose DD bit the device set,
 // in ring order. Every buffer handed to the device comes back exactly once:
-// through PollRX/PollTX, or in the Forgotten list of Reset.
+// through PollRX/PollTX, or in the netdev.Forgotten list of Reset.
 //
 // # Restart protocol
 //
 // A driver process that starts — first boot or after a crash — trusts
 // nothing the device holds:
 //
+//  0. Quiesce (the Family's Quiesce) stops the device's DMA before the
+//     driver process says hello to init, after which the previous
+//     generation's pools may be freed.
 //  1. New lays out the rings in DMA memory; Reset then resets the device and
 //     rewrites every ring and control register (see Reset for the steps and
 //     for QEMU's and real hardware's quirks: QEMU does not really reset,

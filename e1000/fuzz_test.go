@@ -21,7 +21,7 @@ func FuzzPollRX(f *testing.F) {
 			copy(d[8:], wb[i:i+8])
 		}
 		seen := map[uint64]bool{}
-		r.dev.PollRX(func(c uint64, fr []byte, _ uint8) {
+		r.dev.PollRX(func(c uint64, fr []byte, _ bool) {
 			if seen[c] {
 				t.Fatalf("buffer %#x returned twice", c)
 			}
@@ -30,7 +30,7 @@ func FuzzPollRX(f *testing.F) {
 				t.Fatalf("frame of %d bytes from a %d-byte buffer", len(fr), bufBytes)
 			}
 		})
-		if n := r.dev.PollRX(func(uint64, []byte, uint8) {}); len(seen)+n > len(posted) {
+		if n := r.dev.PollRX(func(uint64, []byte, bool) {}); len(seen)+n > len(posted) {
 			t.Fatalf("PollRX returned %d+%d buffers of %d posted", len(seen), n, len(posted))
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"keepnet/drivers/netdev"
 	"keepnet/e1000"
 	"keepnet/e1000/model"
 )
@@ -82,9 +83,9 @@ func TestTransmitOffloadSegments(t *testing.T) {
 	f := tcpFrame(payload, 1000, false)
 	const at = 0x200000
 	copy(r.mem[at:], f)
-	b := e1000.Buffer{Mem: r.mem[at : at+len(f)], Addr: at, Cookie: 77}
+	b := netdev.Buffer{Mem: r.mem[at : at+len(f)], Addr: at, Cookie: 77}
 	free := r.dev.TxFree()
-	if !r.dev.TransmitOffload(b, len(f), e1000.Offload{L3: 14, L4: 34, TCP: true, MSS: 1448, HdrLen: 54}) {
+	if !r.dev.TransmitOffload(b, len(f), netdev.Offload{L3: 14, L4: 34, TCP: true, MSS: 1448, HdrLen: 54}) {
 		t.Fatal("TransmitOffload = false on an empty ring")
 	}
 	if used := free - r.dev.TxFree(); used != 2 {
@@ -129,8 +130,8 @@ func TestTransmitOffloadChecksum(t *testing.T) {
 	binary.BigEndian.PutUint16(f[24:], ipSum)
 	const at = 0x200000
 	copy(r.mem[at:], f)
-	b := e1000.Buffer{Mem: r.mem[at : at+len(f)], Addr: at, Cookie: 9}
-	if !r.dev.TransmitOffload(b, len(f), e1000.Offload{L3: 14, L4: 34, TCP: true}) {
+	b := netdev.Buffer{Mem: r.mem[at : at+len(f)], Addr: at, Cookie: 9}
+	if !r.dev.TransmitOffload(b, len(f), netdev.Offload{L3: 14, L4: 34, TCP: true}) {
 		t.Fatal("TransmitOffload = false on an empty ring")
 	}
 	r.dev.FlushTX()
@@ -147,7 +148,7 @@ func TestTransmitOffloadChecksum(t *testing.T) {
 	for r.dev.TxFree() > 1 {
 		r.send(frame(testMAC, 0, 60))
 	}
-	if r.dev.TransmitOffload(b, len(f), e1000.Offload{L3: 14, L4: 34, TCP: true}) {
+	if r.dev.TransmitOffload(b, len(f), netdev.Offload{L3: 14, L4: 34, TCP: true}) {
 		t.Error("TransmitOffload = true with one free descriptor, want false")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"keepnet/drivers/netdev"
 	"keepnet/e1000"
 	"keepnet/e1000/model"
 )
@@ -22,7 +23,7 @@ const (
 
 // countingRegs counts and logs register writes on their way to the model.
 type countingRegs struct {
-	e1000.Regs
+	netdev.Regs
 	writes map[uint32]int
 	log    []regWrite
 }
@@ -64,11 +65,11 @@ func newRig(t *testing.T, mcfg model.Config, cfg e1000.Config) *rig {
 
 // start creates a new Dev on the same device and memory (a driver restart)
 // and resets it, moving the model's clock past QEMU's RCTL pause.
-func (r *rig) start() e1000.Forgotten {
+func (r *rig) start() netdev.Forgotten {
 	r.t.Helper()
 	r.regs = &countingRegs{Regs: r.m, writes: map[uint32]int{}}
 	n := e1000.RingBytes(r.cfg)
-	dev, err := e1000.New(r.regs, e1000.Region{Mem: r.mem[ringsAt : ringsAt+n], Addr: ringsAt}, r.cfg)
+	dev, err := e1000.New(r.regs, netdev.Region{Mem: r.mem[ringsAt : ringsAt+n], Addr: ringsAt}, r.cfg)
 	if err != nil {
 		r.t.Fatalf("New = %v", err)
 	}
@@ -82,13 +83,13 @@ func (r *rig) start() e1000.Forgotten {
 }
 
 // buf allocates a packet buffer; its cookie is its bus address.
-func (r *rig) buf() e1000.Buffer {
+func (r *rig) buf() netdev.Buffer {
 	if r.next+bufBytes > memSize {
 		r.next = buffsAt
 	}
 	a := r.next
 	r.next += bufBytes
-	return e1000.Buffer{Mem: r.mem[a : a+bufBytes : a+bufBytes], Addr: a, Cookie: a}
+	return netdev.Buffer{Mem: r.mem[a : a+bufBytes : a+bufBytes], Addr: a, Cookie: a}
 }
 
 // fill posts buffers until the ring is full and flushes; it returns the cookies.
@@ -108,7 +109,7 @@ func (r *rig) fill() []uint64 {
 // send queues frame in a fresh buffer; it returns the cookie.
 func (r *rig) send(frame []byte) (uint64, bool) {
 	if r.dev.TxFree() == 0 {
-		if r.dev.Transmit(e1000.Buffer{Mem: make([]byte, 64)}, 60) {
+		if r.dev.Transmit(netdev.Buffer{Mem: make([]byte, 64)}, 60) {
 			r.t.Fatal("Transmit = true with TxFree() = 0")
 		}
 		return 0, false
@@ -124,13 +125,13 @@ func (r *rig) send(frame []byte) (uint64, bool) {
 type rxFrame struct {
 	cookie uint64
 	frame  []byte
-	errs   uint8
+	bad    bool
 }
 
 func (r *rig) pollRX() []rxFrame {
 	var got []rxFrame
-	r.dev.PollRX(func(c uint64, f []byte, e uint8) {
-		got = append(got, rxFrame{c, bytes.Clone(f), e})
+	r.dev.PollRX(func(c uint64, f []byte, bad bool) {
+		got = append(got, rxFrame{c, bytes.Clone(f), bad})
 	})
 	return got
 }

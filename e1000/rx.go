@@ -1,12 +1,16 @@
 package e1000
 
-import "fmt"
+import (
+	"fmt"
+
+	"keepnet/drivers/netdev"
+)
 
 // PostRX hands b to the device for one received frame. It returns false when
 // the ring is full (one slot always stays empty, so RDH == RDT means no
 // buffers). The device sees it at the next FlushRX. b.Mem must hold at least
 // Config.RxBufSize bytes: the device writes up to that many (13.4.22).
-func (d *Dev) PostRX(b Buffer) bool {
+func (d *Dev) PostRX(b netdev.Buffer) bool {
 	if len(b.Mem) < d.cfg.RxBufSize {
 		panic(fmt.Sprintf("e1000: PostRX: buffer of %d bytes, the device writes up to %d", len(b.Mem), d.cfg.RxBufSize))
 	}
@@ -35,14 +39,14 @@ func (d *Dev) FlushRX() {
 // PollRX harvests the descriptors the device has completed (DD set, 3.2.3),
 // in ring order, and returns how many buffers it handed back. For each it
 // calls fn with the buffer's cookie, the frame (a prefix of the buffer's
-// Mem; the CRC is stripped, RCTL.SECRC) and RDESC.ERRORS. Frames with
-// RDESC_ERRORS_FRAME bits are handed over too, for the caller to count and
-// drop. A frame that spanned several descriptors (no EOP on the first, which
+// Mem; the CRC is stripped, RCTL.SECRC) and whether RDESC.ERRORS has any
+// bit set: such frames are handed over too, for the caller to drop (those
+// with RDESC_ERRORS_FRAME bits are counted in Stats.RxErrors). A frame that spanned several descriptors (no EOP on the first, which
 // 2048-byte buffers and 1518-byte frames never produce) is dropped and
 // counted in Stats.RxDropped; its buffers come back with a nil frame.
 //
 // Every posted buffer comes back exactly once: here, or in Reset's Forgotten.
-func (d *Dev) PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int {
+func (d *Dev) PollRX(fn func(cookie uint64, frame []byte, bad bool)) int {
 	n := 0
 	for d.rx.next != d.rx.written {
 		i := d.rx.next
@@ -54,7 +58,7 @@ func (d *Dev) PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int {
 		}
 		length := int(RxDesc(desc).Length())
 		b := d.rxBufs[i]
-		d.rxBufs[i] = Buffer{}
+		d.rxBufs[i] = netdev.Buffer{}
 		d.rx.next = d.rx.inc(i)
 		n++
 
@@ -62,12 +66,12 @@ func (d *Dev) PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int {
 		switch {
 		case !eop:
 			d.rxDiscard = true
-			fn(b.Cookie, nil, errs)
+			fn(b.Cookie, nil, errs != 0)
 			continue
 		case d.rxDiscard:
 			d.rxDiscard = false
 			d.stats.RxDropped++
-			fn(b.Cookie, nil, errs)
+			fn(b.Cookie, nil, errs != 0)
 			continue
 		}
 		if errs&RDESC_ERRORS_FRAME != 0 {
@@ -76,7 +80,7 @@ func (d *Dev) PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int {
 			d.stats.RxFrames++
 			d.stats.RxBytes += uint64(length)
 		}
-		fn(b.Cookie, b.Mem[:min(length, len(b.Mem))], errs)
+		fn(b.Cookie, b.Mem[:min(length, len(b.Mem))], errs != 0)
 	}
 	return n
 }

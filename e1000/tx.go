@@ -1,6 +1,10 @@
 package e1000
 
-import "fmt"
+import (
+	"fmt"
+
+	"keepnet/drivers/netdev"
+)
 
 // Transmit queues the first n bytes of b as one frame (a legacy descriptor
 // with EOP, IFCS and RS; 3.3.3). It returns false when the ring is full. The
@@ -9,7 +13,7 @@ import "fmt"
 // Every descriptor asks for status (RS), so each completion is visible on its
 // own and PollTX can return buffers one by one; TDESC.CMD.IDE is never set,
 // so completions are not delayed beyond ITR.
-func (d *Dev) Transmit(b Buffer, n int) bool {
+func (d *Dev) Transmit(b netdev.Buffer, n int) bool {
 	if n <= 0 || n > len(b.Mem) || n > MaxTxLength {
 		panic(fmt.Sprintf("e1000: Transmit: length %d of a %d-byte buffer (max %d)", n, len(b.Mem), MaxTxLength))
 	}
@@ -23,28 +27,6 @@ func (d *Dev) Transmit(b Buffer, n int) bool {
 	return true
 }
 
-// Offload describes the checksum insertion and TCP segmentation a frame
-// asks of the device (3.3.5-3.3.7). Offsets count from the start of the
-// Ethernet frame.
-//
-// The frame must be prepared the way the device expects (3.3.5.1, 3.3.6):
-// the TCP or UDP checksum field holds the one's-complement sum of the
-// pseudo-header, not complemented — with the length for a single frame,
-// without it for segmentation, where the device adds each segment's
-// length. For segmentation the IPv4 header checksum field is zero: the
-// device fills it in for each segment, whose total length and
-// identification it rewrites too.
-type Offload struct {
-	L3, L4 int  // where the IPv4 header and the TCP/UDP header start
-	TCP    bool // TCP (else UDP)
-	// MSS, if not zero, asks for TCP segmentation: the payload after
-	// HdrLen bytes of headers is cut into segments of MSS bytes, each sent
-	// behind a copy of the headers with sequence number, lengths and
-	// checksums fixed up, and PSH and FIN only on the last.
-	MSS    int
-	HdrLen int
-}
-
 // maxTSO is the most a segmentation request may carry: PAYLEN is 20 bits,
 // but the IPv4 total length the request carries is 16.
 const maxTSO = 64 << 10
@@ -52,9 +34,11 @@ const maxTSO = 64 << 10
 // TransmitOffload queues the first n bytes of b as one frame (or, with
 // o.MSS, as the frames TCP segmentation cuts it into) with a context
 // descriptor carrying o and data descriptors of at most MaxTxLength bytes.
+// The frame is prepared as netdev.Offload says: the device's checksum
+// insertion (3.3.5.1) and segmentation (3.3.6) work that way.
 // It returns false when the ring lacks room for all of them. b comes back
 // through PollTX once the last descriptor is written back.
-func (d *Dev) TransmitOffload(b Buffer, n int, o Offload) bool {
+func (d *Dev) TransmitOffload(b netdev.Buffer, n int, o netdev.Offload) bool {
 	if n <= 0 || n > len(b.Mem) || n > maxTSO+o.HdrLen || o.L3 < 0 || o.L4 <= o.L3 || o.L4 > 255-20 ||
 		o.MSS < 0 || (o.MSS > 0 && (o.HdrLen <= o.L4 || o.HdrLen > 255 || n <= o.HdrLen)) || (o.MSS == 0 && n > MaxTxLength) {
 		panic(fmt.Sprintf("e1000: TransmitOffload: length %d of a %d-byte buffer, %+v", n, len(b.Mem), o))

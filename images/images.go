@@ -41,7 +41,7 @@ const Init = "keepnet/cmd/init"
 // directory. The supervisor's table (boot/pid1) refers to them by path.
 var Components = []string{
 	"keepnet/cmd/store",
-	"keepnet/cmd/e1000",
+	"keepnet/cmd/nic",
 	"keepnet/cmd/ip",
 	"keepnet/cmd/udp",
 	"keepnet/cmd/tcp",

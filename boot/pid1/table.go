@@ -41,7 +41,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			ipArgs = append(ipArgs, "-gw", cfg.Gateway.String())
 		}
 		specs = append(specs,
-			supervisor.Spec{Name: "e1000.0", Path: "/bin/e1000", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "e1000.0", Path: "/bin/nic", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},

@@ -49,7 +49,7 @@ const (
 const MaxTSO = 64<<10 - 256
 
 // Offload asks the driver to insert the TCP or UDP checksum of a frame and,
-// with MSS set, to cut it into segments (see e1000.Offload for how the frame
+// with MSS set, to cut it into segments (see netdev.Offload for how the frame
 // must be prepared). Offsets count from the frame's start.
 type Offload struct {
 	L3, L4 uint8  // where the IPv4 and the TCP/UDP headers start

@@ -1,6 +1,9 @@
-// Package nic is the NIC driver process's loop: it serves the IP server's
-// link requests (drivers/link) on a device core (e1000.Dev), turning pool
-// references into DMA buffers and descriptor completions into replies.
+// Package nic is the NIC driver process: it serves the IP server's link
+// requests (drivers/link) on a device core (netdev.Device), turning pool
+// references into DMA buffers and descriptor completions into replies. It
+// is device-neutral: Run picks the NIC family for its PCI function by
+// vendor:device ID from a netdev.Registry the driver's main fills (e1000
+// today), and nothing here knows a family's registers.
 //
 // One goroutine does everything: drain requests from the channel (a batch
 // at a time), put them on the rings, write each ring's tail once, harvest
@@ -10,8 +13,8 @@
 //
 // # Restart protocol
 //
-// A driver process starts by quiescing its device (e1000.Quiesce: no DMA
-// into anything the previous generation posted), then joins the wiring
+// A driver process starts by quiescing its device (the family's Quiesce: no
+// DMA into anything the previous generation posted), then joins the wiring
 // (kernel/wiring), resets the device on its persistent ring region, and
 // serves. It keeps no state: IP resubmits every request the previous
 // generation left unanswered. When IP restarts, the driver gets a channel to
@@ -24,30 +27,10 @@ import (
 	"fmt"
 
 	"keepnet/drivers/link"
-	"keepnet/e1000"
+	"keepnet/drivers/netdev"
 	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
 )
-
-// Device is the driver core the loop drives: e1000.Dev, on the real device
-// or on the model.
-type Device interface {
-	Reset() (e1000.Forgotten, error)
-	PostRX(b e1000.Buffer) bool
-	RxFree() int // buffers PostRX would take now
-	FlushRX()
-	PollRX(fn func(cookie uint64, frame []byte, errs uint8)) int
-	Transmit(b e1000.Buffer, n int) bool
-	TransmitOffload(b e1000.Buffer, n int, o e1000.Offload) bool
-	TxFree() int // frames Transmit would take now
-	FlushTX()
-	PollTX(fn func(cookie uint64)) int
-	MAC() [6]byte
-	LinkUp() bool
-	Stats() e1000.Stats
-}
-
-var _ Device = (*e1000.Dev)(nil)
 
 // Peer is the IP server generation being served: its channel and the pools
 // its references point into.
@@ -81,7 +64,7 @@ func Physical(p *pool.Pool, ref pool.Ref) ([]byte, uint64, error) {
 
 // Driver serves one peer at a time on one device.
 type Driver struct {
-	dev       Device
+	dev       netdev.Device
 	translate Translate
 	peer      *Peer
 	// pools maps a pool id to the peer's pool.
@@ -103,7 +86,7 @@ type Driver struct {
 const BatchSize = 64
 
 // New makes a driver for dev, which must have been Reset on its rings.
-func New(dev Device, translate Translate) *Driver {
+func New(dev netdev.Device, translate Translate) *Driver {
 	return &Driver{dev: dev, translate: translate, in: make([]channel.Msg, BatchSize)}
 }
 
@@ -214,7 +197,7 @@ func (d *Driver) handle(m channel.Msg) {
 		if d.dev.LinkUp() {
 			r.Arg[1] = 1
 		}
-		r.Arg[2] = link.FeatureChecksum | link.FeatureTSO
+		r.Arg[2] = linkFeatures(d.dev.Features())
 		d.reply(r)
 	default:
 		r := m
@@ -223,17 +206,29 @@ func (d *Driver) handle(m channel.Msg) {
 	}
 }
 
+// linkFeatures announces a device's offloads in OpInfo's terms.
+func linkFeatures(f netdev.Features) uint64 {
+	var v uint64
+	if f&netdev.FeatureChecksum != 0 {
+		v |= link.FeatureChecksum
+	}
+	if f&netdev.FeatureTSO != 0 {
+		v |= link.FeatureTSO
+	}
+	return v
+}
+
 // buffer turns a request's reference into a DMA buffer.
-func (d *Driver) buffer(m channel.Msg) (e1000.Buffer, error) {
+func (d *Driver) buffer(m channel.Msg) (netdev.Buffer, error) {
 	p, ok := d.pools[m.Ref.Pool]
 	if !ok {
-		return e1000.Buffer{}, fmt.Errorf("pool %d unknown", m.Ref.Pool)
+		return netdev.Buffer{}, fmt.Errorf("pool %d unknown", m.Ref.Pool)
 	}
 	mem, addr, err := d.translate(p, m.Ref)
 	if err != nil {
-		return e1000.Buffer{}, err
+		return netdev.Buffer{}, err
 	}
-	return e1000.Buffer{Mem: mem, Addr: addr}, nil
+	return netdev.Buffer{Mem: mem, Addr: addr}, nil
 }
 
 // post puts an RX request on the ring; false when the ring is full.
@@ -242,7 +237,7 @@ func (d *Driver) post(m channel.Msg) bool {
 		return false
 	}
 	b, err := d.buffer(m)
-	if err != nil || len(b.Mem) < e1000.DefaultRxBufSize {
+	if err != nil || len(b.Mem) < d.dev.RxBufSize() {
 		d.badRef(m)
 		return true
 	}
@@ -261,14 +256,14 @@ func (d *Driver) transmit(m channel.Msg) bool {
 	}
 	b, err := d.buffer(m)
 	o, offload := link.OffloadFromArg(m.Arg[0])
-	if err != nil || !frameFits(len(b.Mem), o, offload) {
+	if err != nil || !frameFits(len(b.Mem), o, offload) || offload && !d.offers(o) {
 		d.badRef(m)
 		return true
 	}
 	b.Cookie = d.track(m)
 	var queued bool
 	if offload {
-		queued = d.dev.TransmitOffload(b, len(b.Mem), e1000.Offload{L3: int(o.L3), L4: int(o.L4), TCP: o.TCP, MSS: int(o.MSS), HdrLen: int(o.HdrLen)})
+		queued = d.dev.TransmitOffload(b, len(b.Mem), netdev.Offload{L3: int(o.L3), L4: int(o.L4), TCP: o.TCP, MSS: int(o.MSS), HdrLen: int(o.HdrLen)})
 	} else {
 		queued = d.dev.Transmit(b, len(b.Mem))
 	}
@@ -299,6 +294,16 @@ func frameFits(n int, o link.Offload, offload bool) bool {
 	}
 }
 
+// offers tells whether the device does what o asks: a device that does
+// not announce an offload is never handed a request for it.
+func (d *Driver) offers(o link.Offload) bool {
+	need := netdev.FeatureChecksum
+	if o.MSS != 0 {
+		need |= netdev.FeatureTSO
+	}
+	return d.dev.Features()&need == need
+}
+
 func (d *Driver) badRef(m channel.Msg) {
 	d.counters.BadRefs++
 	r := m
@@ -324,13 +329,13 @@ func (d *Driver) untrack(c uint64) channel.Msg {
 	return m
 }
 
-func (d *Driver) received(cookie uint64, frame []byte, errs uint8) {
+func (d *Driver) received(cookie uint64, frame []byte, bad bool) {
 	r := d.untrack(cookie)
 	switch {
 	case frame == nil:
 		r.Status = link.StatusUnused
 		r.Ref.Len = 0
-	case errs != 0:
+	case bad:
 		r.Status = link.StatusError
 		r.Ref.Len = uint32(len(frame))
 	default:

@@ -3,39 +3,35 @@ package nic
 import (
 	"bytes"
 	"fmt"
-	"sync"
 	"testing"
-	"time"
 
 	"keepnet/drivers/link"
-	"keepnet/e1000"
-	"keepnet/e1000/model"
+	"keepnet/drivers/netdev"
+	"keepnet/drivers/netdev/netdevtest"
 	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
 )
 
 var testMAC = [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
 
-// modelTranslate stands a pool in for physical memory: the model's memory is
-// the pool's mapping, so a buffer's bus address is its offset.
-func modelTranslate(p *pool.Pool, ref pool.Ref) ([]byte, uint64, error) {
+// poolTranslate stands a pool in for physical memory: a buffer's bus
+// address is its offset (the fake device never reads it).
+func poolTranslate(p *pool.Pool, ref pool.Ref) ([]byte, uint64, error) {
 	mem, err := p.Bytes(ref)
 	return mem, uint64(ref.Off), err
 }
 
-// bench is a driver loop on the device model, with the test as IP.
+// bench is a driver loop on a fake device, with the test as IP.
 type bench struct {
 	t    *testing.T
-	m    *model.Model
-	rx   *pool.Pool // IP's pool, also the model's "physical memory"
+	dev  *netdevtest.Device
+	rx   *pool.Pool // IP's pool
 	ip   *channel.Endpoint
 	drv  *Driver
-	mu   sync.Mutex
-	wire [][]byte
 	next uint64 // next request id
 }
 
-func newBench(t *testing.T) *bench {
+func newBench(t *testing.T, cfg netdevtest.Config) *bench {
 	b := &bench{t: t, next: 1}
 	var err error
 	b.rx, err = pool.Create(1, 128, 2048)
@@ -43,23 +39,12 @@ func newBench(t *testing.T) *bench {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.rx.Close() })
-	b.m = model.New(model.Config{MAC: testMAC, Mem: b.rx.Mapping(), Wire: func(f []byte) {
-		b.mu.Lock()
-		b.wire = append(b.wire, bytes.Clone(f))
-		b.mu.Unlock()
-	}})
-	ringRef, _ := b.rx.Alloc() // the rings live in one buffer of the pool
-	ringMem, _ := b.rx.Bytes(ringRef)
-	cfg := e1000.Config{RxRing: 16, TxRing: 16, Sleep: func(time.Duration) {}}
-	dev, err := e1000.New(b.m, e1000.Region{Mem: ringMem[:e1000.RingBytes(cfg)], Addr: uint64(ringRef.Off)}, cfg)
-	if err != nil {
+	cfg.MAC = testMAC
+	b.dev = netdevtest.New(cfg)
+	if _, err := b.dev.Reset(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dev.Reset(); err != nil {
-		t.Fatal(err)
-	}
-	b.m.Advance(time.Second) // past QEMU's receive pause after the first RCTL write
-	b.drv = New(dev, modelTranslate)
+	b.drv = New(b.dev, poolTranslate)
 	b.adopt(1)
 	return b
 }
@@ -78,13 +63,13 @@ func (b *bench) adopt(gen int) []*pool.Pool {
 	return old
 }
 
-func (b *bench) send(op uint16, ref pool.Ref) uint64 {
-	id := b.next
+func (b *bench) send(m channel.Msg) uint64 {
+	m.ID = b.next
 	b.next++
-	if b.ip.Send(channel.Msg{ID: id, Op: op, Ref: ref}) != 1 {
-		b.t.Fatalf("channel full sending request %d", id)
+	if b.ip.Send(m) != 1 {
+		b.t.Fatalf("channel full sending request %d", m.ID)
 	}
-	return id
+	return m.ID
 }
 
 func (b *bench) postRX() uint64 {
@@ -92,18 +77,22 @@ func (b *bench) postRX() uint64 {
 	if !ok {
 		b.t.Fatal("IP pool exhausted")
 	}
-	return b.send(link.OpRx, ref)
+	return b.send(channel.Msg{Op: link.OpRx, Ref: ref})
 }
 
-func (b *bench) transmit(payload string) uint64 {
+// transmit sends a frame carrying payload, with offload o when o.L4 != 0.
+func (b *bench) transmit(payload string, o link.Offload) uint64 {
 	ref, ok := b.rx.Alloc()
 	if !ok {
 		b.t.Fatal("IP pool exhausted")
 	}
 	buf, _ := b.rx.Bytes(ref)
-	n := copy(buf, frame(payload))
-	ref.Len = uint32(n)
-	return b.send(link.OpTx, ref)
+	ref.Len = uint32(copy(buf, frame(payload)))
+	m := channel.Msg{Op: link.OpTx, Ref: ref}
+	if o.L4 != 0 {
+		m.Arg[0] = o.Arg()
+	}
+	return b.send(m)
 }
 
 // replies runs the loop until it is quiet and returns what IP received.
@@ -122,8 +111,18 @@ func (b *bench) replies() []channel.Msg {
 	}
 }
 
+func byID(reps []channel.Msg) map[uint64]channel.Msg {
+	got := map[uint64]channel.Msg{}
+	for _, r := range reps {
+		got[r.ID] = r
+	}
+	return got
+}
+
+// frame is an IPv4 Ethernet frame to testMAC carrying payload, with room
+// for a TCP header after a 20-byte IP header.
 func frame(payload string) []byte {
-	f := make([]byte, 14, 14+len(payload))
+	f := make([]byte, 54, 54+len(payload))
 	copy(f, testMAC[:])
 	copy(f[6:], []byte{2, 0, 0, 0, 0, 1})
 	f[12], f[13] = 0x08, 0x00
@@ -131,18 +130,15 @@ func frame(payload string) []byte {
 }
 
 func TestInfoTxRx(t *testing.T) {
-	b := newBench(t)
-	info := b.send(link.OpInfo, pool.Ref{})
-	tx := []uint64{b.transmit("one"), b.transmit("two"), b.transmit("three")}
+	b := newBench(t, netdevtest.Config{Features: netdev.FeatureChecksum | netdev.FeatureTSO})
+	info := b.send(channel.Msg{Op: link.OpInfo})
+	tx := []uint64{b.transmit("one", link.Offload{}), b.transmit("two", link.Offload{}), b.transmit("three", link.Offload{})}
 	var rx []uint64
 	for i := 0; i < 8; i++ {
 		rx = append(rx, b.postRX())
 	}
-	got := map[uint64]channel.Msg{}
-	for _, r := range b.replies() {
-		got[r.ID] = r
-	}
-	if r := got[info]; link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 || r.Arg[2] != link.FeatureChecksum|link.FeatureTSO {
+	got := byID(b.replies())
+	if r := got[info]; r.Status != link.StatusOK || link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 || r.Arg[2] != link.FeatureChecksum|link.FeatureTSO {
 		t.Errorf("info reply = %+v, want MAC %x, link up, checksum and TSO offload", r, testMAC)
 	}
 	for _, id := range tx {
@@ -150,13 +146,17 @@ func TestInfoTxRx(t *testing.T) {
 			t.Errorf("tx %d reply = %+v (%v), want StatusOK", id, r, ok)
 		}
 	}
-	if len(b.wire) != 3 || !bytes.HasSuffix(b.wire[2][:14+5], []byte("three")) {
-		t.Errorf("wire = %q, want the three frames in order", b.wire)
+	var wire []string
+	for _, s := range b.dev.Wire {
+		wire = append(wire, string(s.Frame[54:]))
+	}
+	if fmt.Sprint(wire) != "[one two three]" {
+		t.Errorf("wire = %q, want the three frames in order", wire)
 	}
 
 	for i := 0; i < 5; i++ {
-		if !b.m.Deliver(frame(fmt.Sprintf("in-%d", i))) {
-			t.Fatalf("model refused frame %d with 8 buffers posted", i)
+		if !b.dev.Deliver(frame(fmt.Sprintf("in-%d", i)), false) {
+			t.Fatalf("device refused frame %d with 8 buffers posted", i)
 		}
 	}
 	reps := b.replies()
@@ -164,55 +164,104 @@ func TestInfoTxRx(t *testing.T) {
 		t.Fatalf("%d rx replies, want 5", len(reps))
 	}
 	for i, r := range reps {
-		if r.ID != rx[i] || r.Status != link.StatusOK {
-			t.Errorf("rx reply %d = id %d status %d, want id %d ok", i, r.ID, r.Status, rx[i])
+		want := frame(fmt.Sprintf("in-%d", i))
+		if r.ID != rx[i] || r.Status != link.StatusOK || r.Ref.Len != uint32(len(want)) {
+			t.Errorf("rx reply %d = id %d status %d len %d, want id %d ok len %d", i, r.ID, r.Status, r.Ref.Len, rx[i], len(want))
 			continue
 		}
-		data, _ := b.rx.Bytes(r.Ref)
-		if want := frame(fmt.Sprintf("in-%d", i)); !bytes.Equal(data[:len(want)], want) {
+		if data, _ := b.rx.Bytes(r.Ref); !bytes.Equal(data, want) {
 			t.Errorf("rx reply %d carries %q, want %q", i, data, want)
 		}
 	}
 }
 
-// Offload requests the device cannot honour are refused, not handed to it.
-func TestOffloadRequestChecked(t *testing.T) {
-	b := newBench(t)
-	bad := []link.Offload{
-		{L3: 14, L4: 14, TCP: true},                         // TCP header where IP's is
-		{L3: 14, L4: 250, TCP: true},                        // past any real header
-		{L3: 14, L4: 34, HdrLen: 40, MSS: 1448, TCP: true},  // headers end inside TCP's
-		{L3: 14, L4: 34, HdrLen: 54, MSS: 1500, TCP: true},  // segments longer than a frame
-		{L3: 14, L4: 34, HdrLen: 54, MSS: 16, TCP: true},    // absurdly small segments
-		{L3: 14, L4: 34, HdrLen: 200, MSS: 1000, TCP: true}, // no payload after the headers
-	}
-	var ids []uint64
-	for _, o := range bad {
-		ref, _ := b.rx.Alloc()
-		ref.Len = 100
-		id := b.next
-		b.next++
-		b.ip.Send(channel.Msg{ID: id, Op: link.OpTx, Ref: ref, Arg: [4]uint64{o.Arg()}})
-		ids = append(ids, id)
-	}
-	got := map[uint64]int32{}
-	for _, r := range b.replies() {
-		got[r.ID] = r.Status
-	}
-	for i, id := range ids {
-		if got[id] != link.StatusBadRef {
-			t.Errorf("offload %+v: status %d, want StatusBadRef", bad[i], got[id])
+// OpInfo announces what the device says it does, and its link state: the
+// loop assumes nothing of a family.
+func TestInfoFromDevice(t *testing.T) {
+	for _, tc := range []struct {
+		cfg      netdevtest.Config
+		link     uint64
+		features uint64
+	}{
+		{netdevtest.Config{}, 1, 0},
+		{netdevtest.Config{Features: netdev.FeatureChecksum}, 1, link.FeatureChecksum},
+		{netdevtest.Config{Features: netdev.FeatureChecksum | netdev.FeatureTSO, LinkDown: true}, 0, link.FeatureChecksum | link.FeatureTSO},
+	} {
+		b := newBench(t, tc.cfg)
+		id := b.send(channel.Msg{Op: link.OpInfo})
+		r := byID(b.replies())[id]
+		if r.Status != link.StatusOK || r.Arg[1] != tc.link || r.Arg[2] != tc.features {
+			t.Errorf("%+v: info reply = %+v, want link %d, features %b", tc.cfg, r, tc.link, tc.features)
 		}
 	}
-	if len(b.wire) != 0 {
-		t.Errorf("%d frames sent, want none", len(b.wire))
+}
+
+// An offload request reaches the device as netdev.Offload; one the device
+// cannot honour, or did not announce, is refused and never handed to it.
+func TestOffloadRequests(t *testing.T) {
+	good := []link.Offload{
+		{L3: 14, L4: 34, TCP: true},                        // checksum only
+		{L3: 14, L4: 34, HdrLen: 54, MSS: 1448, TCP: true}, // segmentation
+	}
+	b := newBench(t, netdevtest.Config{Features: netdev.FeatureChecksum | netdev.FeatureTSO})
+	var ids []uint64
+	for _, o := range good {
+		ids = append(ids, b.transmit("payload", o))
+	}
+	got := byID(b.replies())
+	for i, id := range ids {
+		if got[id].Status != link.StatusOK {
+			t.Errorf("offload %+v: status %d, want StatusOK", good[i], got[id].Status)
+		}
+	}
+	if len(b.dev.Wire) != 2 {
+		t.Fatalf("%d frames sent, want 2", len(b.dev.Wire))
+	}
+	for i, o := range good {
+		want := netdev.Offload{L3: int(o.L3), L4: int(o.L4), TCP: o.TCP, MSS: int(o.MSS), HdrLen: int(o.HdrLen)}
+		if s := b.dev.Wire[i]; s.Offload == nil || *s.Offload != want {
+			t.Errorf("frame %d went out with offload %+v, want %+v", i, s.Offload, want)
+		}
+	}
+
+	for _, tc := range []struct {
+		features netdev.Features
+		bad      []link.Offload
+	}{
+		{netdev.FeatureChecksum | netdev.FeatureTSO, []link.Offload{
+			{L3: 14, L4: 14, TCP: true},                         // TCP header where IP's is
+			{L3: 14, L4: 250, TCP: true},                        // past any real header
+			{L3: 14, L4: 34, HdrLen: 40, MSS: 1448, TCP: true},  // headers end inside TCP's
+			{L3: 14, L4: 34, HdrLen: 54, MSS: 1500, TCP: true},  // segments longer than a frame
+			{L3: 14, L4: 34, HdrLen: 54, MSS: 16, TCP: true},    // absurdly small segments
+			{L3: 14, L4: 34, HdrLen: 200, MSS: 1000, TCP: true}, // no payload after the headers
+		}},
+		{netdev.FeatureChecksum, []link.Offload{good[1]}}, // segmentation not announced
+		{0, good}, // no offload announced
+	} {
+		b := newBench(t, netdevtest.Config{Features: tc.features})
+		var ids []uint64
+		for _, o := range tc.bad {
+			ref, _ := b.rx.Alloc()
+			ref.Len = 100
+			ids = append(ids, b.send(channel.Msg{Op: link.OpTx, Ref: ref, Arg: [4]uint64{o.Arg()}}))
+		}
+		got := byID(b.replies())
+		for i, id := range ids {
+			if got[id].Status != link.StatusBadRef {
+				t.Errorf("features %b, offload %+v: status %d, want StatusBadRef", tc.features, tc.bad[i], got[id].Status)
+			}
+		}
+		if len(b.dev.Wire) != 0 || b.drv.Counters().BadRefs != uint64(len(tc.bad)) {
+			t.Errorf("features %b: %d frames sent, %d bad refs; want none sent, %d bad refs", tc.features, len(b.dev.Wire), b.drv.Counters().BadRefs, len(tc.bad))
+		}
 	}
 }
 
 // More RX buffers than the ring holds wait in the loop and reach the device
-// as frames free descriptors; every frame is answered in order.
+// as frames free room; every frame is answered in order.
 func TestRingFullQueues(t *testing.T) {
-	b := newBench(t)
+	b := newBench(t, netdevtest.Config{RxRing: 16})
 	var ids []uint64
 	for i := 0; i < 40; i++ {
 		ids = append(ids, b.postRX())
@@ -229,7 +278,7 @@ func TestRingFullQueues(t *testing.T) {
 	}
 	var got []uint64
 	for i := 0; i < 40; i++ {
-		if !b.m.Deliver(frame(fmt.Sprintf("f%d", i))) {
+		if !b.dev.Deliver(frame(fmt.Sprintf("f%d", i)), false) {
 			t.Fatalf("frame %d dropped: the loop did not refill the ring", i)
 		}
 		for _, r := range b.replies() {
@@ -241,12 +290,59 @@ func TestRingFullQueues(t *testing.T) {
 	}
 }
 
+// The same with transmit: frames beyond the ring's room wait, in order.
+func TestTxRingFullQueues(t *testing.T) {
+	b := newBench(t, netdevtest.Config{TxRing: 4})
+	var ids []uint64
+	for i := 0; i < 10; i++ {
+		ids = append(ids, b.transmit(fmt.Sprintf("f%d", i), link.Offload{}))
+	}
+	var got []uint64
+	for _, r := range b.replies() {
+		got = append(got, r.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Errorf("tx replies %v, want %v", got, ids)
+	}
+	for i, s := range b.dev.Wire {
+		if want := fmt.Sprintf("f%d", i); string(s.Frame[54:]) != want {
+			t.Errorf("frame %d on the wire carries %q, want %q", i, s.Frame[54:], want)
+		}
+	}
+}
+
 func TestBadRef(t *testing.T) {
-	b := newBench(t)
-	id := b.send(link.OpTx, pool.Ref{Pool: 99, Off: 4096, Len: 60})
+	b := newBench(t, netdevtest.Config{})
+	id := b.send(channel.Msg{Op: link.OpTx, Ref: pool.Ref{Pool: 99, Off: 4096, Len: 60}})
 	reps := b.replies()
 	if len(reps) != 1 || reps[0].ID != id || reps[0].Status != link.StatusBadRef || b.drv.Counters().BadRefs != 1 {
 		t.Errorf("reply to a foreign ref = %+v, want StatusBadRef", reps)
+	}
+}
+
+// A receive buffer shorter than the device writes is refused, not posted.
+func TestShortRxBuffer(t *testing.T) {
+	b := newBench(t, netdevtest.Config{RxBufMin: 4096}) // the pool's buffers hold 2048
+	id := b.postRX()
+	reps := b.replies()
+	if len(reps) != 1 || reps[0].ID != id || reps[0].Status != link.StatusBadRef {
+		t.Errorf("reply to a 2048-byte receive buffer on a device writing 4096 = %+v, want StatusBadRef", reps)
+	}
+	if b.dev.RxFree() != 16 {
+		t.Errorf("device RxFree() = %d, want 16: nothing posted", b.dev.RxFree())
+	}
+}
+
+// A frame the device marks bad is answered with StatusError and its length.
+func TestRxError(t *testing.T) {
+	b := newBench(t, netdevtest.Config{})
+	id := b.postRX()
+	b.replies()
+	f := frame("garbled")
+	b.dev.Deliver(f, true)
+	reps := b.replies()
+	if len(reps) != 1 || reps[0].ID != id || reps[0].Status != link.StatusError || reps[0].Ref.Len != uint32(len(f)) {
+		t.Errorf("reply to a bad frame = %+v, want id %d StatusError length %d", reps, id, len(f))
 	}
 }
 
@@ -254,24 +350,25 @@ func TestBadRef(t *testing.T) {
 // are forgotten (no frame lands in them), the old pools come back for
 // release, and the new generation is served.
 func TestAdoptNewGeneration(t *testing.T) {
-	b := newBench(t)
+	b := newBench(t, netdevtest.Config{})
 	for i := 0; i < 8; i++ {
 		b.postRX()
 	}
 	b.replies()
+	resets := b.dev.Resets
 	old := b.adopt(2)
 	if len(old) != 1 || old[0] != b.rx {
 		t.Errorf("Adopt returned %v, want the old generation's pool", old)
 	}
-	if b.drv.Counters().Resets != 1 {
-		t.Errorf("resets = %d, want 1", b.drv.Counters().Resets)
+	if b.drv.Counters().Resets != 1 || b.dev.Resets != resets+1 {
+		t.Errorf("resets = %d (device: %d more), want 1", b.drv.Counters().Resets, b.dev.Resets-resets)
 	}
-	if b.m.Deliver(frame("to nobody")) {
+	if b.dev.Deliver(frame("to nobody"), false) {
 		t.Error("a frame was written into the old generation's buffers after the reset")
 	}
 	id := b.postRX()
 	b.replies()
-	b.m.Deliver(frame("to gen 2"))
+	b.dev.Deliver(frame("to gen 2"), false)
 	reps := b.replies()
 	if len(reps) != 1 || reps[0].ID != id {
 		t.Errorf("after adopting generation 2: replies %+v, want the new buffer %d filled", reps, id)

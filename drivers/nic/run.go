@@ -10,16 +10,22 @@ import (
 	"strings"
 	"time"
 
+	"keepnet/drivers/netdev"
 	"keepnet/drivers/pci"
-	"keepnet/e1000"
 	"keepnet/kernel/channel"
 	"keepnet/kernel/wiring"
 )
 
+// The families drive the device through its BAR0 mapping.
+var _ netdev.Regs = (*pci.BAR)(nil)
+
 // Options choose the device a driver process drives.
 type Options struct {
-	Name  string // the component's name, e.g. e1000.0
-	Index int    // which supported function, in PCI address order
+	Name string // the component's name, e.g. e1000.0
+	// Families are the NIC families the process links; the function's PCI
+	// ID picks one.
+	Families *netdev.Registry
+	Index    int // which function Families drives, in PCI address order
 	// Stats, if set, receives the driver's counters once a second.
 	Stats func(Stats)
 }
@@ -28,12 +34,13 @@ type Options struct {
 type Stats struct {
 	Generation     int
 	PCI            string
+	Family         string // the NIC family driving it, e.g. e1000
 	MAC            string
 	LinkUp         bool
 	PeerGeneration int
 	Counters
 	Sleeps
-	Device e1000.Stats
+	Device netdev.Stats
 }
 
 // Sleeps counts how the loop's sleeps ended, so a stalled interrupt shows:
@@ -56,10 +63,11 @@ const (
 	joinTimeout  = 10 * time.Second
 )
 
-// Run is the e1000 driver process: bind the function, quiesce it, join the
-// wiring, reset it on the persistent rings and serve IP until ctx ends.
+// Run is the driver process: find the function and its family, bind it,
+// quiesce it, join the wiring, reset it on the persistent rings and serve
+// IP until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	fn, err := findFunction(o.Index)
+	fn, fam, err := findFunction(o.Families, o.Index)
 	if err != nil {
 		return err
 	}
@@ -82,8 +90,8 @@ func Run(ctx context.Context, o Options) error {
 	defer irq.Close()
 	// Before anything else: the previous generation may have left buffers
 	// on the rings, in pools init frees once this process says hello.
-	if err := e1000.Quiesce(bar, nil); err != nil {
-		return err
+	if err := fam.Quiesce(bar); err != nil {
+		return fmt.Errorf("nic: quiescing %s (%s): %w", fn, fam.Name, err)
 	}
 
 	conn, setup, err := wiring.JoinInherited(joinTimeout)
@@ -91,20 +99,19 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer conn.Close()
-	cfg := e1000.Config{StickyCounters: underQEMU()}
-	rings, err := ringRegion(setup, o.Name, cfg)
+	rings, err := ringRegion(setup, o.Name, fam.RingBytes)
 	if err != nil {
 		return err
 	}
-	dev, err := e1000.New(bar, rings, cfg)
+	dev, err := fam.Open(bar, rings, netdev.Platform{QEMU: underQEMU()})
 	if err != nil {
-		return err
+		return fmt.Errorf("nic: %s (%s): %w", fn, fam.Name, err)
 	}
 	if _, err := dev.Reset(); err != nil {
-		return err
+		return fmt.Errorf("nic: %s (%s): %w", fn, fam.Name, err)
 	}
 	mac := dev.MAC()
-	log.Printf("%s at %s (%s), MAC %x, link %s, generation %d", o.Name, fn.Addr, uioName,
+	log.Printf("%s at %s (%s, %s), MAC %x, link %s, generation %d", o.Name, fn, uioName, fam.Name,
 		mac, map[bool]string{true: "up", false: "down"}[dev.LinkUp()], setup.Generation)
 
 	d := New(dev, Physical)
@@ -128,7 +135,7 @@ func Run(ctx context.Context, o Options) error {
 	var sleeps Sleeps
 	for ctx.Err() == nil {
 		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
-			st := Stats{Generation: setup.Generation, PCI: fn.Addr, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
+			st := Stats{Generation: setup.Generation, PCI: fn.Addr, Family: fam.Name, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
 				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats()}
 			if p := d.Peer(); p != nil {
 				st.PeerGeneration = p.Generation
@@ -187,7 +194,7 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 // polls the rings once more, so that a frame that arrived since the last
 // poll is served now rather than by an interrupt that was raised, and
 // acknowledged, before the unmask.
-func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev *e1000.Dev, n *Sleeps) {
+func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) {
 	dev.Interrupts()
 	if d.Poll() || !d.Idle() {
 		return
@@ -215,54 +222,68 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev *e1000.Dev, n *Sl
 	}
 }
 
-// findFunction returns the index-th supported e1000 function.
-func findFunction(index int) (pci.Device, error) {
-	var all []pci.Device
-	for _, dt := range e1000.Devices {
-		if !dt.Supported {
-			continue
-		}
-		fns, err := pci.Find(dt.Vendor, dt.ID)
-		if err != nil {
-			return pci.Device{}, err
-		}
-		all = append(all, fns...)
+// findFunction returns the index-th PCI function a family in reg drives,
+// and that family.
+func findFunction(reg *netdev.Registry, index int) (pci.Device, netdev.Family, error) {
+	if reg == nil {
+		return pci.Device{}, netdev.Family{}, errors.New("nic: no NIC family registered")
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].Addr < all[j].Addr })
-	if index >= len(all) {
-		return pci.Device{}, fmt.Errorf("nic: no supported e1000 function number %d (found %d)", index, len(all))
+	all, err := pci.List()
+	if err != nil {
+		return pci.Device{}, netdev.Family{}, err
 	}
-	return all[index], nil
+	return pick(all, reg, index)
+}
+
+// pick chooses the index-th function of fns that a family in reg drives, in
+// PCI address order, and looks its family up.
+func pick(fns []pci.Device, reg *netdev.Registry, index int) (pci.Device, netdev.Family, error) {
+	var driven []pci.Device
+	for _, fn := range fns {
+		if reg.Drives(pciID(fn)) {
+			driven = append(driven, fn)
+		}
+	}
+	sort.Slice(driven, func(i, j int) bool { return driven[i].Addr < driven[j].Addr })
+	if index < 0 || index >= len(driven) {
+		return pci.Device{}, netdev.Family{}, fmt.Errorf("nic: no NIC function number %d (found %d of %s)", index, len(driven), reg)
+	}
+	fn := driven[index]
+	fam, err := reg.Lookup(pciID(fn))
+	return fn, fam, err
+}
+
+func pciID(fn pci.Device) netdev.PCIID {
+	return netdev.PCIID{Vendor: fn.Vendor, Device: fn.DeviceID}
 }
 
 // ringRegion carves the descriptor rings out of the persistent region init
 // keeps for this driver: the same memory in every generation, so a device
 // writing back descriptors after a crash writes into memory nobody else got.
-func ringRegion(s *wiring.Setup, name string, cfg e1000.Config) (e1000.Region, error) {
+func ringRegion(s *wiring.Setup, name string, need int) (netdev.Region, error) {
 	p, ok := s.Regions[name+".rings"]
 	if !ok {
-		return e1000.Region{}, fmt.Errorf("nic: init sent no region %s.rings", name)
+		return netdev.Region{}, fmt.Errorf("nic: init sent no region %s.rings", name)
 	}
 	if !p.Huge() {
-		return e1000.Region{}, errors.New("nic: the ring region is not in huge pages: its physical memory may not be contiguous")
+		return netdev.Region{}, errors.New("nic: the ring region is not in huge pages: its physical memory may not be contiguous")
 	}
 	ref, ok := p.Alloc()
 	if !ok {
-		return e1000.Region{}, errors.New("nic: empty ring region")
+		return netdev.Region{}, errors.New("nic: empty ring region")
 	}
 	mem, addr, err := Physical(p, ref)
 	if err != nil {
-		return e1000.Region{}, err
+		return netdev.Region{}, err
 	}
-	n := e1000.RingBytes(cfg)
-	if len(mem) < n {
-		return e1000.Region{}, fmt.Errorf("nic: ring region buffer of %d bytes, need %d", len(mem), n)
+	if len(mem) < need {
+		return netdev.Region{}, fmt.Errorf("nic: ring region buffer of %d bytes, need %d", len(mem), need)
 	}
-	return e1000.Region{Mem: mem[:n], Addr: addr}, nil
+	return netdev.Region{Mem: mem[:need], Addr: addr}, nil
 }
 
-// underQEMU tells whether the machine is QEMU's (its e1000 keeps its
-// statistics registers as running totals).
+// underQEMU tells whether the machine is QEMU's (netdev.Platform: e1000
+// under QEMU keeps its statistics registers as running totals).
 func underQEMU() bool {
 	b, _ := os.ReadFile("/sys/class/dmi/id/sys_vendor")
 	return strings.Contains(string(b), "QEMU")

@@ -1,5 +1,5 @@
 // Package pci gives a userspace driver its PCI function through sysfs: it
-// finds devices by vendor and device ID, takes the function away from any
+// lists functions and finds them by vendor and device ID, takes the function away from any
 // kernel driver and hands it to uio_pci_generic (so interrupts reach
 // userspace through /dev/uioN), enables memory decoding and bus mastering in
 // the command register, and maps BAR0.
@@ -45,9 +45,8 @@ func (d Device) String() string {
 	return fmt.Sprintf("%s [%04x:%04x]", d.Addr, d.Vendor, d.DeviceID)
 }
 
-// Find lists the PCI functions with the given vendor and device ID, in
-// address order.
-func Find(vendor, device uint16) ([]Device, error) {
+// List lists every PCI function, in address order.
+func List() ([]Device, error) {
 	entries, err := os.ReadDir(filepath.Join(Root, "devices"))
 	if err != nil {
 		return nil, fmt.Errorf("pci: %w", err)
@@ -60,8 +59,22 @@ func Find(vendor, device uint16) ([]Device, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		if uint16(v) == vendor && uint16(id) == device {
-			d.Vendor, d.DeviceID = uint16(v), uint16(id)
+		d.Vendor, d.DeviceID = uint16(v), uint16(id)
+		found = append(found, d)
+	}
+	return found, nil
+}
+
+// Find lists the PCI functions with the given vendor and device ID, in
+// address order.
+func Find(vendor, device uint16) ([]Device, error) {
+	all, err := List()
+	if err != nil {
+		return nil, err
+	}
+	var found []Device
+	for _, d := range all {
+		if d.Vendor == vendor && d.DeviceID == device {
 			found = append(found, d)
 		}
 	}

@@ -2,6 +2,7 @@ package pci
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -49,6 +50,15 @@ func TestFindAndDriver(t *testing.T) {
 	}
 	if devs, _ := Find(0x8086, 0x10d3); len(devs) != 0 {
 		t.Errorf("Find(8086:10d3) = %v, want none", devs)
+	}
+}
+
+func TestList(t *testing.T) {
+	fakeSysfs(t)
+	got, err := List()
+	want := []Device{{"0000:00:03.0", 0x8086, 0x100e}, {"0000:00:04.0", 0x1af4, 0x1003}}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("List() = %v, %v; want %v", got, err, want)
 	}
 }
 

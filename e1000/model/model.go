@@ -1,5 +1,5 @@
 // Package model is a register-level model of the Intel 82540EM for hermetic
-// tests of the e1000 driver: a register file (e1000.Regs), descriptor
+// tests of the e1000 driver: a register file (netdev.Regs), descriptor
 // processing, and DMA over a byte slice that stands for physical memory (a
 // bus address is an offset into it).
 //
@@ -36,6 +36,7 @@ import (
 	"sync"
 	"time"
 
+	"keepnet/drivers/netdev"
 	"keepnet/e1000"
 )
 
@@ -89,7 +90,7 @@ type Model struct {
 	writes        map[uint32]int
 }
 
-var _ e1000.Regs = (*Model)(nil)
+var _ netdev.Regs = (*Model)(nil)
 
 // New returns a model after power-on reset, cable plugged in.
 func New(cfg Config) *Model {

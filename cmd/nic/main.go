@@ -1,0 +1,42 @@
+// Command nic is the userspace NIC driver process (see package drivers/nic).
+// Init starts one per NIC, named after its family and index (e1000.0); the
+// function's PCI vendor:device ID picks the family among those linked here.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"keepnet/drivers/netdev"
+	"keepnet/drivers/nic"
+	"keepnet/e1000"
+	"keepnet/kernel/profile"
+	"keepnet/servers/store"
+)
+
+func main() {
+	name := flag.String("name", "e1000.0", "component name")
+	index := flag.Int("index", 0, "which NIC function a linked family drives, in PCI address order")
+	flag.Parse()
+	profile.OnSignal() // keepnet profile NAME
+	log.SetFlags(0)
+	// Every NIC family the process drives: one entry per device package.
+	families, err := netdev.NewRegistry(e1000.Family())
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	st := store.Dial(store.DefaultPath)
+	defer st.Close()
+	pub := store.NewPublisher(st, "stats", *name)
+	defer pub.Close()
+	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
+	if err := nic.Run(ctx, opts); err != nil {
+		log.Fatal(err)
+	}
+}

@@ -1,0 +1,69 @@
+package nic
+
+import (
+	"strings"
+	"testing"
+
+	"keepnet/drivers/link"
+	"keepnet/drivers/netdev"
+	"keepnet/drivers/netdev/netdevtest"
+	"keepnet/drivers/pci"
+)
+
+// fakeFamily drives two made-up parts; it is not e1000.
+func fakeFamily() netdev.Family {
+	return netdev.Family{
+		Name:      "fake",
+		IDs:       []netdev.PCIID{{Vendor: 0x1234, Device: 0x0001}, {Vendor: 0x1234, Device: 0x0002}},
+		RingBytes: 4096,
+		Quiesce:   func(netdev.Regs) error { return nil },
+		Open: func(netdev.Regs, netdev.Region, netdev.Platform) (netdev.Device, error) {
+			return netdevtest.New(netdevtest.Config{}), nil
+		},
+	}
+}
+
+// The driver process takes the index-th function a registered family
+// drives, in PCI address order, whichever family it is; functions nobody
+// drives are passed over.
+func TestPick(t *testing.T) {
+	reg, err := netdev.NewRegistry(fakeFamily())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns := []pci.Device{
+		{Addr: "0000:00:05.0", Vendor: 0x1234, DeviceID: 0x0001},
+		{Addr: "0000:00:02.0", Vendor: 0x1af4, DeviceID: 0x1003}, // a virtio console
+		{Addr: "0000:00:03.0", Vendor: 0x1234, DeviceID: 0x0002},
+		{Addr: "0000:00:04.0", Vendor: 0x8086, DeviceID: 0x10d3}, // a NIC no family here drives
+	}
+	for index, want := range []string{"0000:00:03.0", "0000:00:05.0"} {
+		fn, fam, err := pick(fns, reg, index)
+		if err != nil || fn.Addr != want || fam.Name != "fake" {
+			t.Errorf("pick(%d) = %s, family %q, %v; want %s, fake", index, fn.Addr, fam.Name, err, want)
+		}
+	}
+	_, _, err = pick(fns, reg, 2)
+	if err == nil || !strings.Contains(err.Error(), "number 2") || !strings.Contains(err.Error(), "found 2") {
+		t.Errorf("pick(2) = %v, want an error saying there is no function number 2 of the 2 found", err)
+	}
+}
+
+// Without a registry there is nothing to drive: an error, not a panic.
+func TestFindFunctionWithoutFamilies(t *testing.T) {
+	if _, _, err := findFunction(nil, 0); err == nil {
+		t.Error("findFunction(nil registry) succeeded, want an error")
+	}
+}
+
+func TestLinkFeatures(t *testing.T) {
+	for f, want := range map[netdev.Features]uint64{
+		0:                      0,
+		netdev.FeatureChecksum: link.FeatureChecksum,
+		netdev.FeatureChecksum | netdev.FeatureTSO: link.FeatureChecksum | link.FeatureTSO,
+	} {
+		if got := linkFeatures(f); got != want {
+			t.Errorf("linkFeatures(%b) = %b, want %b", f, got, want)
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package e1000_test
+
+import (
+	"testing"
+	"time"
+
+	"keepnet/drivers/netdev"
+	"keepnet/e1000"
+	"keepnet/e1000/model"
+)
+
+// The driver process finds e1000 by PCI ID, QEMU's 82540EM first, and
+// drives the device only through netdev's types.
+func TestFamily(t *testing.T) {
+	fam := e1000.Family()
+	reg, err := netdev.NewRegistry(fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (netdev.PCIID{Vendor: 0x8086, Device: 0x100e}); fam.IDs[0] != want {
+		t.Errorf("IDs[0] = %s, want %s (QEMU's 82540EM)", fam.IDs[0], want)
+	}
+	for _, tc := range []struct {
+		id     netdev.PCIID
+		driven bool
+	}{
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x100e}, true},
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x1015}, true},
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x100f}, false}, // listed, not yet supported
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x10d3}, false}, // 82574L: e1000e's
+	} {
+		if got := reg.Drives(tc.id); got != tc.driven {
+			t.Errorf("Drives(%s) = %v, want %v", tc.id, got, tc.driven)
+		}
+	}
+
+	// Quiesce, Open and Reset through the family, as the driver process does.
+	mem := make([]byte, 1<<20)
+	m := model.New(model.Config{MAC: testMAC, Mem: mem})
+	if err := fam.Quiesce(m); err != nil {
+		t.Fatalf("Quiesce = %v", err)
+	}
+	if len(mem) < fam.RingBytes {
+		t.Fatalf("RingBytes = %d, more than the test's memory", fam.RingBytes)
+	}
+	dev, err := fam.Open(m, netdev.Region{Mem: mem[:fam.RingBytes], Addr: 0}, netdev.Platform{QEMU: true})
+	if err != nil {
+		t.Fatalf("Open = %v", err)
+	}
+	if _, err := dev.Reset(); err != nil {
+		t.Fatalf("Reset = %v", err)
+	}
+	m.Advance(time.Second)
+	if dev.MAC() != testMAC || !dev.LinkUp() || dev.Features() != netdev.FeatureChecksum|netdev.FeatureTSO {
+		t.Errorf("after Reset: MAC %x, link up %v, features %b; want %x, true, checksum and TSO", dev.MAC(), dev.LinkUp(), dev.Features(), testMAC)
+	}
+	if dev.RxBufSize() != e1000.DefaultRxBufSize || dev.RxFree() != e1000.DefaultRing-1 {
+		t.Errorf("RxBufSize, RxFree = %d, %d; want %d, %d", dev.RxBufSize(), dev.RxFree(), e1000.DefaultRxBufSize, e1000.DefaultRing-1)
+	}
+}
