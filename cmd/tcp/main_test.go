@@ -147,7 +147,8 @@ func (n *neighbour) syn(port uint16) uint8 {
 	h.Encode(&header.TCPFields{SrcPort: 4000, DstPort: port, Seq: 1, Flags: header.TCPFlagSYN, Window: 65535})
 	h.SetChecksum(h.ComputeChecksum(peerIP, ourIP))
 	ref.Len = uint32(tl)
-	req := n.send(channel.Msg{Op: ops.OpDeliver, Ref: ref})
+	req := n.send(channel.Msg{Op: ops.OpDeliver, Ref: ref, // with the addresses and the TCP header's offset (servers/ops)
+		Arg: [4]uint64{uint64(ops.MakeAddr(peerIP, 0)), uint64(ops.MakeAddr(ourIP, 0)), header.IPv4MinimumSize}})
 	if r := n.recv(func(m channel.Msg) bool { return m.ID == req.ID && m.Op == ops.OpDeliver }); r.Status != ops.StatusOK {
 		n.t.Fatalf("OpDeliver = %s", ops.StatusText(r.Status))
 	}

@@ -141,7 +141,8 @@ func (n *neighbour) deliver(port uint16) int32 {
 	u.Encode(&header.UDPFields{SrcPort: 4000, DstPort: port, Length: uint16(len(u))})
 	copy(u[header.UDPMinimumSize:], payload)
 	ref.Len = uint32(tl)
-	req := n.send(channel.Msg{Op: ops.OpDeliver, Ref: ref})
+	req := n.send(channel.Msg{Op: ops.OpDeliver, Ref: ref, // with the addresses and the UDP header's offset (servers/ops)
+		Arg: [4]uint64{uint64(ops.MakeAddr(netip.MustParseAddr("10.0.2.2"), 0)), uint64(ops.MakeAddr(ourIP, 0)), header.IPv4MinimumSize}})
 	r := n.recv()
 	if r.ID != req.ID {
 		n.t.Fatalf("reply to OpDeliver %d: got %+v", req.ID, r)

@@ -365,7 +365,9 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, dgram))
-	s.request(l, ops.OpDeliver, ref)
+	// The addresses and where the transport header starts, so that no
+	// transport parses IP (servers/ops).
+	s.request(l, ops.OpDeliver, ref, uint64(ops.MakeAddr(ip.Src(), 0)), uint64(ops.MakeAddr(ip.Dst(), 0)), uint64(ip.HeaderLength()))
 }
 
 // upPool is the pool for a delivered datagram of n bytes.

@@ -8,7 +8,10 @@
 // # IP <-> transport
 //
 //	OpDeliver  IP -> transport. Ref: a whole IPv4 datagram (header included,
-//	           reassembled if it was fragmented) in IP's "ip.up" pool. The
+//	           reassembled if it was fragmented, validated) in IP's "ip.up"
+//	           pool; Arg[0]: its source, Arg[1]: its destination (Addr, port
+//	           0), Arg[2]: the offset of the transport header in it (the IP
+//	           header's length), so that a transport never parses IP. The
 //	           reply frees it. StatusNoPort asks IP to answer the sender with
 //	           ICMP port unreachable (IP still has the datagram).
 //	OpOutput   transport -> IP. Ref: a transport segment (header and payload,

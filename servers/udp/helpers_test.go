@@ -8,6 +8,7 @@ import (
 
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
 var (
@@ -20,7 +21,8 @@ var (
 
 func addr(ip netip.Addr, port uint16) ops.Addr { return ops.MakeAddr(ip, port) }
 
-// fakeIP is the IPOutput of the logic tests: it keeps what it is given.
+// fakeIP is the transport.Output of the logic tests: it keeps what it is
+// given.
 type fakeIP struct {
 	sent  []sentSegment
 	noBuf bool
@@ -39,7 +41,7 @@ func (f *fakeIP) Buffer(n int) []byte {
 	return make([]byte, n)
 }
 
-func (f *fakeIP) Output(seg []byte, dst netip.Addr) error {
+func (f *fakeIP) Send(seg []byte, _, dst netip.Addr, _ transport.Offload) error {
 	if f.fail != nil {
 		return f.fail
 	}
@@ -81,6 +83,13 @@ func (tb *testbed) open(t *testing.T, id uint64, local ops.Addr) {
 			t.Fatalf("Bind(%d, %v) = %s, want ok", id, local, ops.StatusText(st))
 		}
 	}
+}
+
+// deliver plays IP handing the Table a whole IPv4 datagram: the
+// segment, its addresses.
+func (tb *testbed) deliver(pkt []byte) int32 {
+	ip := header.IPv4(pkt)
+	return tb.Deliver(ip.Payload(), ip.Src(), ip.Dst())
 }
 
 // takeDone returns and forgets the completions so far.

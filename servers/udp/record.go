@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
 // Record is what the store keeps of one socket so that a restarted udp can
@@ -32,14 +32,11 @@ const (
 )
 
 // StoreNS is the store namespace of udp's records; the key of a record is
-// its socket id in decimal ([RecordKey]).
+// its socket id in decimal (transport.RecordKey).
 const StoreNS = "udp"
 
 // ErrBadRecord: a stored record udp cannot read.
 var ErrBadRecord = errors.New("udp: bad socket record")
-
-// RecordKey is the store key of socket id's record.
-func RecordKey(id uint64) string { return strconv.FormatUint(id, 10) }
 
 // MarshalBinary encodes r.
 func (r Record) MarshalBinary() ([]byte, error) {
@@ -77,17 +74,13 @@ func getAddr(b []byte) ops.Addr {
 	return ops.Addr(uint64(binary.BigEndian.Uint16(b))<<32 | uint64(binary.BigEndian.Uint32(b[2:])))
 }
 
+// SocketID names the record's socket (transport.Record).
+func (r Record) SocketID() uint64 { return r.ID }
+
 // ParseRecord decodes the stored pair key=value, checking that the key
 // names the record's socket.
 func ParseRecord(key string, value []byte) (Record, error) {
-	var r Record
-	if err := r.UnmarshalBinary(value); err != nil {
-		return Record{}, fmt.Errorf("key %q: %w", key, err)
-	}
-	if key != RecordKey(r.ID) {
-		return Record{}, fmt.Errorf("%w: key %q holds socket %d", ErrBadRecord, key, r.ID)
-	}
-	return r, nil
+	return transport.ParseRecord[Record](key, value, ErrBadRecord)
 }
 
 // Records returns the record of every open socket, by id.

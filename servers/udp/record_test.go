@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -19,7 +20,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		if len(b) != recordSize {
 			t.Errorf("MarshalBinary(%+v) is %d bytes, want %d", r, len(b), recordSize)
 		}
-		got, err := ParseRecord(RecordKey(r.ID), b)
+		got, err := ParseRecord(transport.RecordKey(r.ID), b)
 		if err != nil || got != r {
 			t.Errorf("ParseRecord(MarshalBinary(%+v)) = %+v, %v; want the same, nil", r, got, err)
 		}
@@ -61,12 +62,12 @@ func TestRestore(t *testing.T) {
 	old.open(t, 5, addr(netip.IPv4Unspecified(), 9)) // closed: gone
 	old.Close(5)
 	// A queued datagram is not kept.
-	old.Deliver(ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("lost"), nil))
+	old.deliver(ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("lost"), nil))
 
 	var stored []Record
 	for _, r := range old.journal {
 		b, _ := r.MarshalBinary()
-		r2, err := ParseRecord(RecordKey(r.ID), b)
+		r2, err := ParseRecord(transport.RecordKey(r.ID), b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +96,7 @@ func TestRestore(t *testing.T) {
 		{"closed before the crash", ipUDP(addr(peerIP, 1), addr(ourIP, 9), []byte("a"), nil), ops.StatusNoPort},
 	}
 	for _, tt := range tests {
-		if got := tb.Deliver(tt.pkt); got != tt.want {
+		if got := tb.deliver(tt.pkt); got != tt.want {
 			t.Errorf("%s: Deliver() after Restore = %s, want %s", tt.name, ops.StatusText(got), ops.StatusText(tt.want))
 		}
 	}

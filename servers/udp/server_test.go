@@ -2,6 +2,7 @@ package udp
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"slices"
 	"sync"
@@ -9,13 +10,16 @@ import (
 	"time"
 
 	"keepnet/kernel/channel"
+	"keepnet/kernel/loop"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
-// These tests run the process loop (server.go) against a fake ip and a fake
+// These tests run the process — the core of server.go in the
+// servers/transport framework and its loop — against a fake ip and a fake
 // syscall, over in-process channels and real pools: the dialogue on the
 // wire, message by message.
 
@@ -133,11 +137,13 @@ func (j *syncJournal) get(id uint64) (Record, bool) {
 // process is a running server loop with its fakes.
 type process struct {
 	t        *testing.T
-	s        *server
+	s        *transport.Server
+	core     *core
 	out      *pool.Pool
 	ip, sys  *fakePeer
 	peers    chan *wiring.Peer
 	journal  *syncJournal
+	stats    chan any // the last published
 	mu       sync.Mutex
 	released []uint32
 }
@@ -151,16 +157,28 @@ func startProcess(t *testing.T, restore []Record) *process {
 	t.Cleanup(func() { out.Close() })
 	p := &process{t: t, out: out, peers: make(chan *wiring.Peer), journal: &syncJournal{recs: map[uint64]Record{}},
 		ip: newFakePeer(t, "ip", 1, 200), sys: newFakePeer(t, "syscall", 1, 300)}
-	p.s = newServer(ServerOptions{Name: "udp"}, 1, out, p.journal, nil)
-	p.s.release = func(id uint32) { p.mu.Lock(); p.released = append(p.released, id); p.mu.Unlock() }
-	if _, errs := p.s.table.Restore(restore); errs != nil {
+	p.stats = make(chan any, 1)
+	c := transport.Config{Name: "udp", Protocol: header.ProtocolUDP,
+		Publish: func(st any) {
+			select {
+			case <-p.stats:
+			default:
+			}
+			p.stats <- st
+		},
+		Release: func(id uint32) { p.mu.Lock(); p.released = append(p.released, id); p.mu.Unlock() }}
+	p.s = transport.New(c, 1, out, func(h transport.Host) transport.Protocol {
+		p.core = newCore(h, Limits{}, p.journal, 1)
+		return p.core
+	})
+	if _, errs := p.core.table.Restore(restore); errs != nil {
 		t.Fatal(errs)
 	}
-	p.s.attach(p.ip.peer)
-	p.s.attach(p.sys.peer)
+	p.s.Attach(p.ip.peer)
+	p.s.Attach(p.sys.peer)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.s.run(ctx, peerSource{C: p.peers, Fd: -1}) }()
+	go func() { done <- p.s.Run(ctx, loop.Peers{C: p.peers, Fd: -1}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -194,10 +212,13 @@ func (p *process) call(op uint16, args ...uint64) channel.Msg {
 	return r
 }
 
-// deliver plays IP delivering a datagram and returns udp's status.
+// deliver plays IP delivering a datagram, with its addresses and where
+// the UDP header starts, and returns udp's status.
 func (p *process) deliver(ip *fakePeer, pkt []byte) int32 {
 	p.t.Helper()
-	req := ip.send(channel.Msg{Op: ops.OpDeliver, Ref: ip.buffer(pkt, 0)})
+	h := header.IPv4(pkt)
+	req := ip.send(channel.Msg{Op: ops.OpDeliver, Ref: ip.buffer(pkt, 0),
+		Arg: [4]uint64{uint64(ops.MakeAddr(h.Src(), 0)), uint64(ops.MakeAddr(h.Dst(), 0)), uint64(h.HeaderLength())}})
 	r := ip.recv()
 	if r.ID != req.ID || r.Op != ops.OpDeliver {
 		p.t.Fatalf("reply to OpDeliver %d: got op %#x id %d", req.ID, r.Op, r.ID)
@@ -388,5 +409,56 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestServerDeliveryOutsideItsDatagram: a delivery whose transport header
+// offset is outside the datagram IP lent is dropped and counted, and
+// answered (IP frees it) without ICMP.
+func TestServerDeliveryOutsideItsDatagram(t *testing.T) {
+	p := startProcess(t, []Record{{ID: 7, Local: addr(netip.IPv4Unspecified(), 53)}})
+	p.answerAddr(p.ip)
+	pkt := ipUDP(addr(peerIP, 1), addr(ourIP, 53), []byte("q"), nil)
+	for _, off := range []uint64{0, uint64(len(pkt) + 1)} {
+		ref := p.ip.buffer(pkt, 0)
+		req := p.ip.send(channel.Msg{Op: ops.OpDeliver, Ref: ref,
+			Arg: [4]uint64{uint64(addr(peerIP, 0)), uint64(addr(ourIP, 0)), off}})
+		if r := p.ip.recv(); r.ID != req.ID || r.Status != ops.StatusOK {
+			t.Errorf("OpDeliver with offset %d = %+v, want ok", off, r)
+		}
+		p.ip.pool.Free(ref)
+	}
+	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{7}})
+	p.sys.quiet(20 * time.Millisecond)
+	// The next good one is the first the socket gets.
+	if st := p.deliver(p.ip, pkt); st != ops.StatusOK {
+		t.Fatalf("OpDeliver = %s, want ok", ops.StatusText(st))
+	}
+	if r := p.sys.recv(); r.ID != recv.ID || r.Ref.Len != 1 {
+		t.Errorf("OpRecvFrom = %+v, want the one good datagram", r)
+	}
+	waitUntil(t, "the stats count 2 bad deliveries", func() bool {
+		select {
+		case st := <-p.stats:
+			return st.(Stats).InBadIP == 2 && st.(Stats).InDatagrams == 1
+		default:
+			return false
+		}
+	})
+}
+
+// TestStatsFieldsAreDistinct: the framework's counters and udp's are
+// published as one JSON object; a name in both would drop both.
+func TestStatsFieldsAreDistinct(t *testing.T) {
+	b, err := json.Marshal(Stats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	for _, k := range []string{"Generation", "InBadIP", "BadRequests", "DroppedRequests", "OutPoolFree", "Sockets", "QueuedBytes", "InQueueDrops", "OutDatagrams"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("published stats %s lack %q", b, k)
+		}
 	}
 }
