@@ -2,9 +2,6 @@ package transport
 
 import (
 	"context"
-	"encoding"
-	"fmt"
-	"strconv"
 	"time"
 
 	"keepnet/servers/store"
@@ -15,39 +12,6 @@ import (
 // decimal (the package doc's restart protocol).
 
 const restoreTimeout = 5 * time.Second
-
-// Record is a stored socket record: it names its socket.
-type Record interface {
-	encoding.BinaryMarshaler
-	SocketID() uint64
-}
-
-// Journal is where a core reports the sockets that survive a restart: Save
-// when one is made or changes, Forget when it closes.
-type Journal[R Record] interface {
-	Save(R)
-	Forget(id uint64)
-}
-
-// RecordKey is the store key of socket id's record.
-func RecordKey(id uint64) string { return strconv.FormatUint(id, 10) }
-
-// ParseRecord decodes the stored pair key=value into a new R, checking
-// that the key names the record's socket; errors wrap bad.
-func ParseRecord[R Record, P interface {
-	*R
-	encoding.BinaryUnmarshaler
-}](key string, value []byte, bad error) (R, error) {
-	var r R
-	if err := P(&r).UnmarshalBinary(value); err != nil {
-		return r, fmt.Errorf("key %q: %w", key, err)
-	}
-	if id := r.SocketID(); key != RecordKey(id) {
-		var zero R
-		return zero, fmt.Errorf("%w: key %q holds socket %d", bad, key, id)
-	}
-	return r, nil
-}
 
 // LoadRecords reads the records of a previous generation from namespace ns
 // (store.Client.Restore, so the client replays them to a restarted store).

@@ -18,11 +18,28 @@ const StatsNS = "stats"
 
 const joinTimeout = 10 * time.Second
 
-// Serve runs a transport process until ctx ends: join the wiring, take the
-// "<name>.out" pool, have start make the core (and restore its sockets:
-// step 1 of the restart protocol) before any neighbour is attached, tell
-// init we are up, and serve.
-func Serve(ctx context.Context, c Config, st *store.Client, start func(h Host, gen int) Protocol) error {
+// Core is a protocol core that recreates its sockets from the records a
+// previous generation stored.
+type Core[R Record] interface {
+	Protocol
+	Restore(rs []R) (restored int, errs []error)
+}
+
+// Serve runs a transport process until ctx ends: read the records of a
+// previous generation from namespace ns (parse decodes one), join the
+// wiring, take the "<name>.out" pool, have start make the core with the
+// journal it is to write, restore the records into it — all before any
+// neighbour is attached: step 1 of the restart protocol —, tell init we
+// are up, and serve.
+func Serve[R Record](ctx context.Context, c Config, st *store.Client, ns string, parse func(key string, value []byte) (R, error),
+	start func(h Host, gen int, j Journal[R]) Core[R]) error {
+	recs, err := LoadRecords(ctx, st, ns, parse)
+	if err != nil {
+		log.Printf("restoring sockets: %v", err)
+	}
+	journal := NewStoreJournal[R](st, ns)
+	defer journal.Close()
+
 	conn, setup, err := wiring.JoinInherited(joinTimeout)
 	if err != nil {
 		return err
@@ -41,7 +58,15 @@ func Serve(ctx context.Context, c Config, st *store.Client, start func(h Host, g
 			log.Printf("releasing pool %d: %v", id, err)
 		}
 	}
-	s := New(c, setup.Generation, out, func(h Host) Protocol { return start(h, setup.Generation) })
+	s := New(c, setup.Generation, out, func(h Host) Protocol {
+		core := start(h, setup.Generation, journal)
+		n, errs := core.Restore(recs)
+		for _, err := range errs {
+			log.Printf("restoring sockets: %v", err)
+		}
+		log.Printf("generation %d: %d sockets restored", setup.Generation, n)
+		return core
+	})
 
 	watch, err := wiring.Watch(conn)
 	if err != nil {

@@ -2,7 +2,6 @@ package udp
 
 import (
 	"context"
-	"log"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -51,34 +50,15 @@ type Stats struct {
 }
 
 // Serve runs the UDP server process until ctx ends: restore the sockets,
-// join the wiring, serve.
+// join the wiring, serve (transport.Serve).
 func Serve(ctx context.Context, o ServerOptions) error {
 	if o.Name == "" {
 		o.Name = "udp"
 	}
-	recs, err := LoadRecords(ctx, o.Store)
-	if err != nil {
-		log.Printf("restoring sockets: %v", err)
-	}
-	journal := transport.NewStoreJournal[Record](o.Store, StoreNS)
-	defer journal.Close()
 	c := transport.Config{Name: o.Name, IP: o.IP, Syscall: o.Syscall, Protocol: header.ProtocolUDP}
-	return transport.Serve(ctx, c, o.Store, func(h transport.Host, gen int) transport.Protocol {
-		u := newCore(h, o.Limits, journal, gen)
-		n, errs := u.table.Restore(recs)
-		for _, err := range errs {
-			log.Printf("restoring sockets: %v", err)
-		}
-		log.Printf("generation %d: %d sockets restored", gen, n)
-		return u
+	return transport.Serve(ctx, c, o.Store, StoreNS, ParseRecord, func(h transport.Host, gen int, j Journal) transport.Core[Record] {
+		return newCore(h, o.Limits, j, gen)
 	})
-}
-
-// LoadRecords reads the socket records of a previous generation from the
-// store (transport.LoadRecords). Records it cannot read are deleted and
-// reported.
-func LoadRecords(ctx context.Context, c *store.Client) ([]Record, error) {
-	return transport.LoadRecords(ctx, c, StoreNS, ParseRecord)
 }
 
 // core is the Table as the framework drives it.
@@ -109,6 +89,9 @@ func (c *core) SetAddr(p netip.Prefix, _ transport.Offloads) {
 		c.SendTo(d)
 	}
 }
+
+// Restore recreates the sockets of a previous generation.
+func (c *core) Restore(rs []Record) (int, []error) { return c.table.Restore(rs) }
 
 func (c *core) Deliver(seg []byte, src, dst netip.Addr) int32 { return c.table.Deliver(seg, src, dst) }
 
@@ -192,4 +175,4 @@ func (c *core) Reset(m channel.Msg) {
 	c.reply(m, ops.StatusOK)
 }
 
-var _ transport.Protocol = (*core)(nil)
+var _ transport.Core[Record] = (*core)(nil)

@@ -1,7 +1,6 @@
 package udp
 
 import (
-	"context"
 	"encoding/json"
 	"net/netip"
 	"slices"
@@ -10,12 +9,12 @@ import (
 	"time"
 
 	"keepnet/kernel/channel"
-	"keepnet/kernel/loop"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 	"keepnet/servers/transport"
+	"keepnet/servers/transport/transporttest"
 )
 
 // These tests run the process — the core of server.go in the
@@ -23,116 +22,7 @@ import (
 // syscall, over in-process channels and real pools: the dialogue on the
 // wire, message by message.
 
-const waitFor = 5 * time.Second
-
-// fakePeer is one generation of a neighbour, played by the test.
-type fakePeer struct {
-	t      *testing.T
-	ep     *channel.Endpoint // the fake's end
-	pool   *pool.Pool        // its own pool (ip.up or syscall.io)
-	peer   *wiring.Peer      // what the server is handed
-	nextID uint64
-}
-
-func newFakePeer(t *testing.T, name string, gen int, poolID uint32) *fakePeer {
-	t.Helper()
-	a, b, err := channel.NewLocal(256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const bufs, size = 32, 2048
-	own, err := pool.Create(poolID, bufs, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { own.Close() })
-	mapped, err := pool.Open(poolID, own.Fd(), bufs, size) // the server's mapping
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fakePeer{t: t, ep: a, pool: own, peer: &wiring.Peer{Name: name, Generation: gen, Port: b, Pools: []*pool.Pool{mapped}},
-		nextID: uint64(gen) << 32}
-}
-
-// send sends a request with a fresh id and returns it.
-func (f *fakePeer) send(m channel.Msg) channel.Msg {
-	f.t.Helper()
-	f.nextID++
-	m.ID = f.nextID
-	f.sendRaw(m)
-	return m
-}
-
-func (f *fakePeer) sendRaw(m channel.Msg) {
-	f.t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for f.ep.Send(m) == 0 {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("%s: channel full", f.peer.Name)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// recv waits for the next message from the server.
-func (f *fakePeer) recv() channel.Msg {
-	f.t.Helper()
-	var in [1]channel.Msg
-	deadline := time.Now().Add(waitFor)
-	for f.ep.Recv(in[:]) == 0 {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("%s: no message from udp within %v", f.peer.Name, waitFor)
-		}
-		f.ep.Wait(10 * time.Millisecond)
-	}
-	return in[0]
-}
-
-// quiet checks that the server sends nothing for a while.
-func (f *fakePeer) quiet(d time.Duration) {
-	f.t.Helper()
-	var in [1]channel.Msg
-	time.Sleep(d)
-	if f.ep.Recv(in[:]) != 0 {
-		f.t.Errorf("%s: unexpected message from udp: %+v", f.peer.Name, in[0])
-	}
-}
-
-// buffer puts data in a fresh buffer of the fake's pool; size, if larger,
-// is the Ref's length (an empty receive buffer).
-func (f *fakePeer) buffer(data []byte, size int) pool.Ref {
-	f.t.Helper()
-	ref, ok := f.pool.Alloc()
-	if !ok {
-		f.t.Fatalf("%s: pool exhausted", f.peer.Name)
-	}
-	b, _ := f.pool.Bytes(ref)
-	ref.Len = uint32(max(copy(b, data), size))
-	return ref
-}
-
-func (f *fakePeer) bytes(ref pool.Ref) []byte {
-	b, err := f.pool.Bytes(ref)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return b
-}
-
-// syncJournal is a Journal the test reads while the loop writes it.
-type syncJournal struct {
-	mu   sync.Mutex
-	recs map[uint64]Record
-}
-
-func (j *syncJournal) Save(r Record)    { j.mu.Lock(); j.recs[r.ID] = r; j.mu.Unlock() }
-func (j *syncJournal) Forget(id uint64) { j.mu.Lock(); delete(j.recs, id); j.mu.Unlock() }
-func (j *syncJournal) get(id uint64) (Record, bool) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	r, ok := j.recs[id]
-	return r, ok
-}
+const waitFor = transporttest.Wait
 
 // process is a running server loop with its fakes.
 type process struct {
@@ -140,9 +30,9 @@ type process struct {
 	s        *transport.Server
 	core     *core
 	out      *pool.Pool
-	ip, sys  *fakePeer
+	ip, sys  *transporttest.Neighbour
 	peers    chan *wiring.Peer
-	journal  *syncJournal
+	journal  *transporttest.Journal[Record]
 	stats    chan any // the last published
 	mu       sync.Mutex
 	released []uint32
@@ -155,8 +45,8 @@ func startProcess(t *testing.T, restore []Record) *process {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { out.Close() })
-	p := &process{t: t, out: out, peers: make(chan *wiring.Peer), journal: &syncJournal{recs: map[uint64]Record{}},
-		ip: newFakePeer(t, "ip", 1, 200), sys: newFakePeer(t, "syscall", 1, 300)}
+	p := &process{t: t, out: out, peers: make(chan *wiring.Peer), journal: transporttest.NewJournal[Record](),
+		ip: transporttest.New(t, "ip", 1, 200, 32, 2048), sys: transporttest.New(t, "syscall", 1, 300, 32, 2048)}
 	p.stats = make(chan any, 1)
 	c := transport.Config{Name: "udp", Protocol: header.ProtocolUDP,
 		Publish: func(st any) {
@@ -174,38 +64,22 @@ func startProcess(t *testing.T, restore []Record) *process {
 	if _, errs := p.core.table.Restore(restore); errs != nil {
 		t.Fatal(errs)
 	}
-	p.s.Attach(p.ip.peer)
-	p.s.Attach(p.sys.peer)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.s.Run(ctx, loop.Peers{C: p.peers, Fd: -1}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run() = %v", err)
-		}
-	})
+	p.s.Attach(p.ip.Peer)
+	p.s.Attach(p.sys.Peer)
+	transporttest.Run(t, p.s, p.peers)
 	return p
 }
 
-// answerAddr plays IP answering udp's OpAddr.
-func (p *process) answerAddr(ip *fakePeer) {
-	p.t.Helper()
-	m := ip.recv()
-	if m.Op != ops.OpAddr {
-		p.t.Fatalf("first request to ip: op %#x, want OpAddr", m.Op)
-	}
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(ourIP, 0)), uint64(ourNet.Bits())
-	ip.sendRaw(m)
-}
+// answerAddr plays ip answering udp's OpAddr.
+func (p *process) answerAddr(ip *transporttest.Neighbour) { ip.AnswerAddr(ourNet) }
 
 // call sends a socket request from syscall and returns udp's reply.
 func (p *process) call(op uint16, args ...uint64) channel.Msg {
 	p.t.Helper()
 	m := channel.Msg{Op: op}
 	copy(m.Arg[:], args)
-	req := p.sys.send(m)
-	r := p.sys.recv()
+	req := p.sys.Send(m)
+	r := p.sys.Recv(nil)
 	if r.ID != req.ID || r.Op != op {
 		p.t.Fatalf("reply to op %#x id %d: got op %#x id %d", op, req.ID, r.Op, r.ID)
 	}
@@ -214,16 +88,14 @@ func (p *process) call(op uint16, args ...uint64) channel.Msg {
 
 // deliver plays IP delivering a datagram, with its addresses and where
 // the UDP header starts, and returns udp's status.
-func (p *process) deliver(ip *fakePeer, pkt []byte) int32 {
+func (p *process) deliver(ip *transporttest.Neighbour, pkt []byte) int32 {
 	p.t.Helper()
-	h := header.IPv4(pkt)
-	req := ip.send(channel.Msg{Op: ops.OpDeliver, Ref: ip.buffer(pkt, 0),
-		Arg: [4]uint64{uint64(ops.MakeAddr(h.Src(), 0)), uint64(ops.MakeAddr(h.Dst(), 0)), uint64(h.HeaderLength())}})
-	r := ip.recv()
+	req := ip.Deliver(pkt)
+	r := ip.Recv(nil)
 	if r.ID != req.ID || r.Op != ops.OpDeliver {
 		p.t.Fatalf("reply to OpDeliver %d: got op %#x id %d", req.ID, r.Op, r.ID)
 	}
-	ip.pool.Free(req.Ref)
+	ip.Pool.Free(req.Ref)
 	return r.Status
 }
 
@@ -239,21 +111,21 @@ func TestServerDialogue(t *testing.T) {
 	if r := p.call(ops.OpBind, 1, uint64(any7)); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 {
 		t.Fatalf("OpBind(:7) = %s, %v; want ok, %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]), any7)
 	}
-	if r, ok := p.journal.get(1); !ok || r.Local != any7 {
+	if r, ok := p.journal.Get(1); !ok || r.Local != any7 {
 		t.Errorf("journal[1] = %+v, %v; want bound to %v", r, ok, any7)
 	}
 
 	// syscall posts a receive; ip delivers; the receive is answered.
-	rbuf := p.sys.buffer(nil, 64)
-	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{1}})
-	p.sys.quiet(20 * time.Millisecond)
+	rbuf := p.sys.Buffer(nil, 64)
+	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{1}})
+	p.sys.Quiet(20 * time.Millisecond)
 	if st := p.deliver(p.ip, ipUDP(from, addr(ourIP, 7), []byte("ping"), nil)); st != ops.StatusOK {
 		t.Errorf("OpDeliver to :7 = %s, want ok", ops.StatusText(st))
 	}
-	r := p.sys.recv()
+	r := p.sys.Recv(nil)
 	if r.ID != recv.ID || r.Status != ops.StatusOK || r.Ref.Len != 4 || ops.Addr(r.Arg[1]) != from || r.Ref.Off != rbuf.Off {
 		t.Errorf("OpRecvFrom reply = %+v, want id %d, ok, 4 bytes in the same buffer, from %v", r, recv.ID, from)
-	} else if got := string(p.sys.bytes(r.Ref)); got != "ping" {
+	} else if got := string(p.sys.Bytes(r.Ref)); got != "ping" {
 		t.Errorf("received %q, want %q", got, "ping")
 	}
 
@@ -263,12 +135,12 @@ func TestServerDialogue(t *testing.T) {
 	}
 
 	// syscall sends; ip gets a checksummed segment in udp.out.
-	payload := p.sys.buffer([]byte("pong"), 0)
-	send := p.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: payload, Arg: [4]uint64{1, uint64(from)}})
-	if r := p.sys.recv(); r.ID != send.ID || r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 || r.Ref != payload {
+	payload := p.sys.Buffer([]byte("pong"), 0)
+	send := p.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: payload, Arg: [4]uint64{1, uint64(from)}})
+	if r := p.sys.Recv(nil); r.ID != send.ID || r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 || r.Ref != payload {
 		t.Errorf("OpSendTo reply = %+v, want ok, local %v, the payload's Ref back", r, any7)
 	}
-	out := p.ip.recv()
+	out := p.ip.Recv(nil)
 	if out.Op != ops.OpOutput || ops.Addr(out.Arg[0]).IP() != peerIP || out.Arg[1] != header.ProtocolUDP || out.Ref.Pool != p.out.ID() {
 		t.Fatalf("request to ip = %+v, want OpOutput to %v, protocol 17, in udp.out", out, peerIP)
 	}
@@ -288,20 +160,20 @@ func TestServerDialogue(t *testing.T) {
 
 	// ip restarts before answering: the OpOutput is resubmitted to the new
 	// generation with a new id; a late reply to the old id is ignored.
-	ip2 := newFakePeer(t, "ip", 2, 201)
-	p.peers <- ip2.peer
-	re := ip2.recv()
+	ip2 := transporttest.New(t, "ip", 2, 201, 32, 2048)
+	p.peers <- ip2.Peer
+	re := ip2.Recv(nil)
 	if re.Op != ops.OpOutput || re.Ref != out.Ref || re.ID <= out.ID {
 		t.Errorf("resubmitted = %+v, want OpOutput of the same Ref with an id above %d", re, out.ID)
 	}
 	p.answerAddr(ip2)
-	p.ip.sendRaw(out) // the dead generation's late reply: its channel is gone
-	ip2.sendRaw(channel.Msg{ID: out.ID, Op: ops.OpOutput})
+	p.ip.SendRaw(out) // the dead generation's late reply: its channel is gone
+	ip2.SendRaw(channel.Msg{ID: out.ID, Op: ops.OpOutput})
 	time.Sleep(20 * time.Millisecond)
 	if got := p.out.Available(); got != free {
 		t.Errorf("udp.out free = %d after a stale reply, want %d", got, free)
 	}
-	ip2.sendRaw(re)
+	ip2.SendRaw(re)
 	waitUntil(t, "the segment is freed", func() bool { return p.out.Available() == p.out.Len() })
 	p.mu.Lock()
 	if !slices.Contains(p.released, 200) {
@@ -313,15 +185,15 @@ func TestServerDialogue(t *testing.T) {
 	}
 
 	// Close answers the posted receive first.
-	recv = p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{1}})
-	cl := p.sys.send(channel.Msg{Op: ops.OpClose, Arg: [4]uint64{1}})
-	if r := p.sys.recv(); r.ID != recv.ID || r.Status != ops.StatusClosed {
+	recv = p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{1}})
+	cl := p.sys.Send(channel.Msg{Op: ops.OpClose, Arg: [4]uint64{1}})
+	if r := p.sys.Recv(nil); r.ID != recv.ID || r.Status != ops.StatusClosed {
 		t.Errorf("first reply after OpClose = %+v, want the receive %d, closed", r, recv.ID)
 	}
-	if r := p.sys.recv(); r.ID != cl.ID || r.Status != ops.StatusOK {
+	if r := p.sys.Recv(nil); r.ID != cl.ID || r.Status != ops.StatusOK {
 		t.Errorf("second reply after OpClose = %+v, want the close %d, ok", r, cl.ID)
 	}
-	if _, ok := p.journal.get(1); ok {
+	if _, ok := p.journal.Get(1); ok {
 		t.Errorf("journal still holds socket 1 after OpClose")
 	}
 	if r := p.call(0x99); r.Status != ops.StatusInvalid {
@@ -334,20 +206,20 @@ func TestServerSyscallRestart(t *testing.T) {
 	p.answerAddr(p.ip)
 	p.call(ops.OpOpen, 1, uint64(ops.UDP))
 	p.call(ops.OpBind, 1, uint64(addr(netip.IPv4Unspecified(), 7)))
-	p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{1}})
-	p.sys.quiet(10 * time.Millisecond)
+	p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{1}})
+	p.sys.Quiet(10 * time.Millisecond)
 
 	// A new syscall generation: the old one's receive is dropped unanswered;
 	// the socket stays, and the next datagram waits for the new generation.
 	old := p.sys
-	p.sys = newFakePeer(t, "syscall", 2, 301)
-	p.peers <- p.sys.peer
+	p.sys = transporttest.New(t, "syscall", 2, 301, 32, 2048)
+	p.peers <- p.sys.Peer
 	if st := p.deliver(p.ip, ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("kept"), nil)); st != ops.StatusOK {
 		t.Fatalf("OpDeliver = %s, want ok", ops.StatusText(st))
 	}
-	old.quiet(10 * time.Millisecond)
-	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{1}})
-	if r := p.sys.recv(); r.ID != recv.ID || r.Status != ops.StatusOK || string(p.sys.bytes(r.Ref)) != "kept" {
+	old.Quiet(10 * time.Millisecond)
+	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{1}})
+	if r := p.sys.Recv(nil); r.ID != recv.ID || r.Status != ops.StatusOK || string(p.sys.Bytes(r.Ref)) != "kept" {
 		t.Errorf("OpRecvFrom from the new generation = %+v, want the queued datagram", r)
 	}
 	p.mu.Lock()
@@ -356,14 +228,14 @@ func TestServerSyscallRestart(t *testing.T) {
 	}
 	p.mu.Unlock()
 	// A Ref into the old generation's pool is refused, not followed.
-	stale := p.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: old.buffer([]byte("x"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 1))}})
-	if got := p.sys.recv(); got.ID != stale.ID || got.Status != ops.StatusInvalid {
+	stale := p.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: old.Buffer([]byte("x"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 1))}})
+	if got := p.sys.Recv(nil); got.ID != stale.ID || got.Status != ops.StatusInvalid {
 		t.Errorf("OpSendTo with a stale Ref = %+v, want invalid", got)
 	}
 	if r := p.call(ops.OpReset); r.Status != ops.StatusOK {
 		t.Errorf("OpReset = %s", ops.StatusText(r.Status))
 	}
-	if _, ok := p.journal.get(1); ok {
+	if _, ok := p.journal.Get(1); ok {
 		t.Errorf("journal holds socket 1 after OpReset")
 	}
 }
@@ -373,16 +245,16 @@ func TestServerSendWaitsForAddr(t *testing.T) {
 	p.call(ops.OpOpen, 1, uint64(ops.UDP))
 	// IP is not up: it answers OpAddr with an error; udp holds the send
 	// and asks again.
-	m := p.ip.recv()
+	m := p.ip.Recv(nil)
 	m.Status = ops.StatusError
-	p.ip.sendRaw(m)
-	send := p.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.buffer([]byte("early"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 53))}})
-	p.sys.quiet(20 * time.Millisecond)
+	p.ip.SendRaw(m)
+	send := p.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.Buffer([]byte("early"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 53))}})
+	p.sys.Quiet(20 * time.Millisecond)
 	p.answerAddr(p.ip) // the retry
-	if r := p.sys.recv(); r.ID != send.ID || r.Status != ops.StatusOK || ops.Addr(r.Arg[1]).Port() < EphemeralFirst {
+	if r := p.sys.Recv(nil); r.ID != send.ID || r.Status != ops.StatusOK || ops.Addr(r.Arg[1]).Port() < EphemeralFirst {
 		t.Errorf("held OpSendTo reply = %+v, want ok from an ephemeral port", r)
 	}
-	if out := p.ip.recv(); out.Op != ops.OpOutput {
+	if out := p.ip.Recv(nil); out.Op != ops.OpOutput {
 		t.Errorf("request to ip = %+v, want OpOutput", out)
 	}
 }
@@ -395,8 +267,8 @@ func TestServerRestored(t *testing.T) {
 	if st := p.deliver(p.ip, ipUDP(addr(peerIP, 1), addr(ourIP, 53), []byte("q"), nil)); st != ops.StatusOK {
 		t.Errorf("OpDeliver to a restored socket = %s, want ok", ops.StatusText(st))
 	}
-	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{7}})
-	if r := p.sys.recv(); r.ID != recv.ID || r.Status != ops.StatusOK || r.Ref.Len != 1 {
+	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{7}})
+	if r := p.sys.Recv(nil); r.ID != recv.ID || r.Status != ops.StatusOK || r.Ref.Len != 1 {
 		t.Errorf("OpRecvFrom on a restored socket = %+v, want the datagram", r)
 	}
 }
@@ -420,21 +292,21 @@ func TestServerDeliveryOutsideItsDatagram(t *testing.T) {
 	p.answerAddr(p.ip)
 	pkt := ipUDP(addr(peerIP, 1), addr(ourIP, 53), []byte("q"), nil)
 	for _, off := range []uint64{0, uint64(len(pkt) + 1)} {
-		ref := p.ip.buffer(pkt, 0)
-		req := p.ip.send(channel.Msg{Op: ops.OpDeliver, Ref: ref,
+		ref := p.ip.Buffer(pkt, 0)
+		req := p.ip.Send(channel.Msg{Op: ops.OpDeliver, Ref: ref,
 			Arg: [4]uint64{uint64(addr(peerIP, 0)), uint64(addr(ourIP, 0)), off}})
-		if r := p.ip.recv(); r.ID != req.ID || r.Status != ops.StatusOK {
+		if r := p.ip.Recv(nil); r.ID != req.ID || r.Status != ops.StatusOK {
 			t.Errorf("OpDeliver with offset %d = %+v, want ok", off, r)
 		}
-		p.ip.pool.Free(ref)
+		p.ip.Pool.Free(ref)
 	}
-	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{7}})
-	p.sys.quiet(20 * time.Millisecond)
+	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{7}})
+	p.sys.Quiet(20 * time.Millisecond)
 	// The next good one is the first the socket gets.
 	if st := p.deliver(p.ip, pkt); st != ops.StatusOK {
 		t.Fatalf("OpDeliver = %s, want ok", ops.StatusText(st))
 	}
-	if r := p.sys.recv(); r.ID != recv.ID || r.Ref.Len != 1 {
+	if r := p.sys.Recv(nil); r.ID != recv.ID || r.Ref.Len != 1 {
 		t.Errorf("OpRecvFrom = %+v, want the one good datagram", r)
 	}
 	waitUntil(t, "the stats count 2 bad deliveries", func() bool {
