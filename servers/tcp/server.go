@@ -309,7 +309,7 @@ func (s *server) attach(p *wiring.Peer) {
 		resent := len(s.ip.queue)
 		asking := false
 		for _, m := range s.ip.queue {
-			asking = asking || m.Op == ops.OpAddr
+			asking = asking || ops.OpOf(m) == ops.OpAddr
 		}
 		if !asking {
 			s.askAddr()
@@ -352,7 +352,7 @@ func (s *server) retire(l *peerLink) {
 // askAddr queues an OpAddr request to IP.
 func (s *server) askAddr() {
 	s.addrDue = time.Time{}
-	m, err := s.toIP.Add(channel.Msg{Op: ops.OpAddr})
+	m, err := s.toIP.Add(ops.OpAddr.Msg())
 	if err != nil {
 		s.addrDue = time.Now().Add(addrRetry)
 		return
@@ -405,7 +405,8 @@ func (s *server) output(seg []byte, dst netip.Addr, offload uint64) bool {
 	}
 	b, _ := s.out.Bytes(ref)
 	ref.Len = uint32(copy(b, seg))
-	m := channel.Msg{Op: ops.OpOutput, Ref: ref}
+	m := ops.OpOutput.Msg()
+	m.Ref = ref
 	m.Arg[0], m.Arg[1], m.Arg[2] = uint64(ops.MakeAddr(dst, 0)), header.ProtocolTCP, offload
 	m, err := s.toIP.Add(m)
 	if err != nil {
@@ -516,14 +517,14 @@ func (s *server) poll() bool {
 
 // fromIP takes one message from IP: a delivery, or a reply to tcp.
 func (s *server) fromIP(m channel.Msg) {
-	if m.Op == ops.OpDeliver {
+	if ops.OpOf(m) == ops.OpDeliver {
 		r := m
-		r.Status = ops.StatusOK // never StatusNoPort: TCP answers with RST itself
+		ops.SetStatus(&r, ops.StatusOK) // never StatusNoPort: TCP answers with RST itself
 		if b, ok := s.ip.bytes(m.Ref); ok {
 			s.deliver(b)
 		} else {
 			s.badReqs++
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		}
 		s.ip.queue = append(s.ip.queue, r)
 		return
@@ -532,15 +533,15 @@ func (s *server) fromIP(m channel.Msg) {
 	if !ok {
 		return // stale: answered already, or resubmitted
 	}
-	switch req.Op {
+	switch ops.OpOf(req) {
 	case ops.OpOutput:
 		s.out.Free(req.Ref)
-		if m.Status != ops.StatusOK {
+		if ops.StatusOf(m) != ops.StatusOK {
 			s.ipRefused++
 		}
 	case ops.OpAddr:
 		p := netip.PrefixFrom(ops.Addr(m.Arg[0]).IP(), int(m.Arg[1]))
-		if m.Status != ops.StatusOK || !p.IsValid() || p.Addr().IsUnspecified() {
+		if ops.StatusOf(m) != ops.StatusOK || !p.IsValid() || p.Addr().IsUnspecified() {
 			s.addrDue = time.Now().Add(addrRetry) // IP is not up yet
 			return
 		}

@@ -253,25 +253,25 @@ func startProc(t *testing.T, o procOptions) *proc {
 // answerAddr plays IP answering tcp's OpAddr.
 func (p *proc) answerAddr() {
 	p.t.Helper()
-	m := p.ip.recv(func(m channel.Msg) bool { return m.Op == ops.OpAddr })
+	m := p.ip.recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpAddr })
 	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(srvIP, 0)), uint64(srvNet.Bits())
 	p.ip.sendRaw(m)
 }
 
 // call sends a socket request from syscall and returns tcp's reply.
-func (p *proc) call(op uint16, args ...uint64) channel.Msg {
+func (p *proc) call(op ops.Op, args ...uint64) channel.Msg {
 	p.t.Helper()
-	m := channel.Msg{Op: op}
+	m := channel.Msg{Op: uint16(op)}
 	copy(m.Arg[:], args)
 	return p.sys.reply(p.sys.send(m))
 }
 
 // mustCall is call expecting StatusOK.
-func (p *proc) mustCall(op uint16, args ...uint64) channel.Msg {
+func (p *proc) mustCall(op ops.Op, args ...uint64) channel.Msg {
 	p.t.Helper()
 	r := p.call(op, args...)
-	if r.Status != ops.StatusOK {
-		p.t.Fatalf("op %#x %v = %s, want ok", op, args, ops.StatusText(r.Status))
+	if ops.StatusOf(r) != ops.StatusOK {
+		p.t.Fatalf("%v %v = %s, want ok", op, args, ops.StatusOf(r))
 	}
 	return r
 }
@@ -306,11 +306,11 @@ func (s pkt) encode() []byte {
 // deliver plays IP delivering s; tcp must answer StatusOK.
 func (p *proc) deliver(s pkt) {
 	p.t.Helper()
-	req := p.ip.send(channel.Msg{Op: ops.OpDeliver, Ref: p.ip.buffer(s.encode(), 0)})
+	req := p.ip.send(channel.Msg{Op: uint16(ops.OpDeliver), Ref: p.ip.buffer(s.encode(), 0)})
 	r := p.ip.reply(req)
 	p.ip.pool.Free(req.Ref)
-	if r.Status != ops.StatusOK {
-		p.t.Fatalf("OpDeliver = %s, want ok", ops.StatusText(r.Status))
+	if ops.StatusOf(r) != ops.StatusOK {
+		p.t.Fatalf("OpDeliver = %s, want ok", ops.StatusOf(r))
 	}
 }
 
@@ -332,7 +332,7 @@ func (s outSeg) String() string {
 // next takes tcp's next OpOutput and answers it (the buffer is freed).
 func (p *proc) next() outSeg {
 	p.t.Helper()
-	m := p.ip.recv(func(m channel.Msg) bool { return m.Op == ops.OpOutput })
+	m := p.ip.recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput })
 	b, err := p.out.Bytes(m.Ref)
 	if err != nil {
 		p.t.Fatal(err)

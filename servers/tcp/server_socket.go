@@ -58,7 +58,7 @@ type postedIO struct {
 
 // readiness reports whether p is a readiness receive: an OpRecvFrom with no
 // buffer, answered when the connection is readable.
-func (p postedIO) readiness() bool { return p.m.Op == ops.OpRecvFrom && p.m.Ref.IsZero() }
+func (p postedIO) readiness() bool { return ops.OpOf(p.m) == ops.OpRecvFrom && p.m.Ref.IsZero() }
 
 func (so *sock) posted() int {
 	n := len(so.accepts) + len(so.recvs) + len(so.sends)
@@ -69,7 +69,7 @@ func (so *sock) posted() int {
 }
 
 // statusOf maps the Table's errors to ops statuses.
-func statusOf(err error) int32 {
+func statusOf(err error) ops.Status {
 	switch {
 	case err == nil:
 		return ops.StatusOK
@@ -92,7 +92,7 @@ func statusOf(err error) int32 {
 // unknownSocket is the answer to op on a socket tcp does not know: after a
 // restart of tcp, the connections of its predecessor are gone (the package
 // restart protocol in server.go).
-func unknownSocket(op uint16) int32 {
+func unknownSocket(op ops.Op) ops.Status {
 	switch op {
 	case ops.OpConnect, ops.OpSendTo, ops.OpRecvFrom, ops.OpShutdown:
 		return ops.StatusReset
@@ -106,47 +106,47 @@ func unknownSocket(op uint16) int32 {
 // or when what it waits for happens.
 func (s *server) fromSyscall(m channel.Msg) {
 	r := m
-	r.Status = ops.StatusOK
+	ops.SetStatus(&r, ops.StatusOK)
 	id := m.Arg[0]
 	so := s.socks[id]
-	if so == nil && m.Op != ops.OpOpen && m.Op != ops.OpReset {
-		if m.Op >= ops.OpOpen && m.Op <= ops.OpShutdown {
-			r.Status = unknownSocket(m.Op)
+	if so == nil && ops.OpOf(m) != ops.OpOpen && ops.OpOf(m) != ops.OpReset {
+		if ops.OpOf(m).IsSocketOp() {
+			ops.SetStatus(&r, unknownSocket(ops.OpOf(m)))
 		} else {
 			s.badReqs++
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		}
-		if m.Op == ops.OpRecvFrom {
+		if ops.OpOf(m) == ops.OpRecvFrom {
 			r.Ref.Len = 0
 		}
 		s.reply(r)
 		return
 	}
-	if so != nil && so.posted() >= maxPosted && (m.Op == ops.OpAccept || m.Op == ops.OpSendTo || m.Op == ops.OpRecvFrom) {
-		r.Status = ops.StatusError
+	if so != nil && so.posted() >= maxPosted && (ops.OpOf(m) == ops.OpAccept || ops.OpOf(m) == ops.OpSendTo || ops.OpOf(m) == ops.OpRecvFrom) {
+		ops.SetStatus(&r, ops.StatusError)
 		s.reply(r)
 		return
 	}
-	switch m.Op {
+	switch ops.OpOf(m) {
 	case ops.OpOpen:
 		switch {
 		case ops.Network(m.Arg[1]) != ops.TCP:
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		case so == nil:
 			s.socks[id] = &sock{id: id}
 		} // open already: a resubmission
 	case ops.OpBind:
-		r.Status = s.bind(so, ops.Addr(m.Arg[1]))
+		ops.SetStatus(&r, s.bind(so, ops.Addr(m.Arg[1])))
 		r.Arg[1] = uint64(so.local)
 	case ops.OpListen:
-		r.Status = s.listen(so, int(m.Arg[1]))
+		ops.SetStatus(&r, s.listen(so, int(m.Arg[1])))
 		r.Arg[1] = uint64(so.local)
 	case ops.OpAccept:
 		switch {
 		case so.l == nil:
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		case s.socks[m.Arg[1]] != nil:
-			r.Status = ops.StatusInUse // the id of the connection to be is taken
+			ops.SetStatus(&r, ops.StatusInUse) // the id of the connection to be is taken
 		default:
 			so.accepts = append(so.accepts, m)
 			s.dirty = true
@@ -156,9 +156,9 @@ func (s *server) fromSyscall(m channel.Msg) {
 		remote := ops.Addr(m.Arg[1]).AddrPort()
 		switch {
 		case so.l != nil || so.e != nil || so.connect != nil:
-			r.Status = ops.StatusInvalid // listening, connected or connecting
+			ops.SetStatus(&r, ops.StatusInvalid) // listening, connected or connecting
 		case !remote.Addr().Is4() || remote.Addr().IsUnspecified() || remote.Port() == 0:
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		default:
 			so.connect = &m
 			s.dirty = true
@@ -173,28 +173,28 @@ func (s *server) fromSyscall(m channel.Msg) {
 		switch {
 		case !ok:
 			s.badReqs++
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		case so.e == nil && so.connect == nil:
-			r.Status = ops.StatusInvalid // not connected
-		case m.Op == ops.OpSendTo:
+			ops.SetStatus(&r, ops.StatusInvalid) // not connected
+		case ops.OpOf(m) == ops.OpSendTo:
 			so.sends = append(so.sends, p)
 			s.dirty = true
 			return
 		case len(p.buf) == 0 && !p.readiness():
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		default:
 			so.recvs = append(so.recvs, p)
 			s.dirty = true
 			return
 		}
-		if m.Op == ops.OpRecvFrom {
+		if ops.OpOf(m) == ops.OpRecvFrom {
 			r.Ref.Len = 0
 		}
 	case ops.OpShutdown:
 		if so.e == nil {
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		} else {
-			r.Status = statusOf(so.e.CloseWrite())
+			ops.SetStatus(&r, statusOf(so.e.CloseWrite()))
 			s.dirty = true // held sends now fail
 		}
 	case ops.OpClose:
@@ -210,13 +210,13 @@ func (s *server) fromSyscall(m channel.Msg) {
 		}
 	default:
 		s.badReqs++
-		r.Status = ops.StatusInvalid
+		ops.SetStatus(&r, ops.StatusInvalid)
 	}
 	s.reply(r)
 }
 
 // bind records the local address; port 0 picks one at listen or connect.
-func (s *server) bind(so *sock, a ops.Addr) int32 {
+func (s *server) bind(so *sock, a ops.Addr) ops.Status {
 	ip := a.IP()
 	switch {
 	case so.local != 0 || so.l != nil || so.e != nil || so.connect != nil:
@@ -236,7 +236,7 @@ func (s *server) bind(so *sock, a ops.Addr) int32 {
 
 // listen makes so a listener on its bound address (or any, on an
 // ephemeral port) and records it in the store.
-func (s *server) listen(so *sock, backlog int) int32 {
+func (s *server) listen(so *sock, backlog int) ops.Status {
 	switch {
 	case so.l != nil:
 		return ops.StatusOK // listening already: a resubmission
@@ -303,7 +303,7 @@ func (s *server) close(so *sock) {
 		so.sends = so.sends[1:]
 		n, err := so.e.WriteLingering(p.buf)
 		r := p.m
-		r.Status = statusOf(err)
+		ops.SetStatus(&r, statusOf(err))
 		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken+n)
 		s.reply(r)
 	}
@@ -325,25 +325,26 @@ func (s *server) close(so *sock) {
 }
 
 // fail answers every request posted on so with status.
-func (s *server) fail(so *sock, status int32) {
+func (s *server) fail(so *sock, status ops.Status) {
 	if so.connect != nil {
 		r := *so.connect
-		r.Status = status
+		ops.SetStatus(&r, status)
 		s.reply(r)
 		so.connect = nil
 	}
 	for _, m := range so.accepts {
-		m.Status = status
+		ops.SetStatus(&m, status)
 		s.reply(m)
 	}
 	for _, p := range so.recvs {
 		r := p.m
-		r.Status, r.Ref.Len = status, 0
+		ops.SetStatus(&r, status)
+		r.Ref.Len = 0
 		s.reply(r)
 	}
 	for _, p := range so.sends {
 		r := p.m
-		r.Status = status
+		ops.SetStatus(&r, status)
 		s.reply(r)
 	}
 	so.accepts, so.recvs, so.sends = nil, nil, nil
@@ -386,14 +387,14 @@ func (s *server) serveSock(so *sock) {
 		m := so.accepts[0]
 		so.accepts = so.accepts[1:]
 		if err != nil {
-			m.Status = statusOf(err)
+			ops.SetStatus(&m, statusOf(err))
 			s.reply(m)
 			continue
 		}
 		newID := m.Arg[1]
 		if s.socks[newID] != nil { // taken since the request came
 			e.Abort()
-			m.Status = ops.StatusInUse
+			ops.SetStatus(&m, ops.StatusInUse)
 			s.reply(m)
 			continue
 		}
@@ -432,7 +433,7 @@ func (s *server) serveSock(so *sock) {
 		case errors.Is(err, io.EOF):
 			r.Flags |= ops.FlagEOF
 		default:
-			r.Status = statusOf(err)
+			ops.SetStatus(&r, statusOf(err))
 		}
 		s.reply(r)
 	}
@@ -449,7 +450,7 @@ func (s *server) serveSock(so *sock) {
 			break
 		}
 		r := p.m
-		r.Status = statusOf(err)
+		ops.SetStatus(&r, statusOf(err))
 		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken)
 		so.sends = so.sends[1:]
 		s.reply(r)
@@ -484,9 +485,9 @@ func (s *server) serveConnect(so *sock) {
 	case st >= Established:
 		r.Arg[1] = uint64(so.local)
 	case st == Closed:
-		r.Status = statusOf(so.e.Err())
-		if r.Status == ops.StatusOK {
-			r.Status = ops.StatusRefused
+		ops.SetStatus(&r, statusOf(so.e.Err()))
+		if ops.StatusOf(r) == ops.StatusOK {
+			ops.SetStatus(&r, ops.StatusRefused)
 		}
 	default:
 		return // SYN-SENT

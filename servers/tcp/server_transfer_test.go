@@ -55,7 +55,7 @@ func TestServerTransferCloseWithSendsPosted(t *testing.T) {
 			posted = append(posted, req)
 		}
 		f.nextID++
-		closeReq := channel.Msg{ID: f.nextID, Op: ops.OpClose, Arg: [4]uint64{id}}
+		closeReq := channel.Msg{ID: f.nextID, Op: uint16(ops.OpClose), Arg: [4]uint64{id}}
 		if err := f.trySend(closeReq); err != nil {
 			return err
 		}
@@ -65,8 +65,8 @@ func TestServerTransferCloseWithSendsPosted(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if r.Status != ops.StatusOK || r.Arg[2] != uint64(req.Ref.Len) {
-				return fmt.Errorf("OpSendTo answered at close = %s, %d of %d bytes", ops.StatusText(r.Status), r.Arg[2], req.Ref.Len)
+			if ops.StatusOf(r) != ops.StatusOK || r.Arg[2] != uint64(req.Ref.Len) {
+				return fmt.Errorf("OpSendTo answered at close = %s, %d of %d bytes", ops.StatusOf(r), r.Arg[2], req.Ref.Len)
 			}
 		}
 		_, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == closeReq.ID })
@@ -91,13 +91,13 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 	a.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
 	a.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), 80)))
 	a.mustCall(ops.OpListen, 1, 4)
-	acc := a.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	acc := a.sys.send(ops.OpAccept.Msg(1, 2))
 	b.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
 	if r := b.mustCall(ops.OpConnect, 1, uint64(sockAddr(srvIP, 80))); ops.Addr(r.Arg[1]).IP() != cliIP {
 		t.Fatalf("OpConnect: local %v, want on %v", ops.Addr(r.Arg[1]), cliIP)
 	}
-	if r := a.sys.reply(acc); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]).IP() != cliIP {
-		t.Fatalf("OpAccept = %s from %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]))
+	if r := a.sys.reply(acc); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]).IP() != cliIP {
+		t.Fatalf("OpAccept = %s from %v", ops.StatusOf(r), ops.Addr(r.Arg[1]))
 	}
 
 	// b sends (and half-closes) from a goroutine; a receives here.
@@ -108,9 +108,9 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 	rbuf := a.sys.buffer(nil, 16<<10)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		r := a.sys.reply(a.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}}))
-		if r.Status != ops.StatusOK {
-			t.Fatalf("OpRecvFrom after %d bytes = %s", got, ops.StatusText(r.Status))
+		r := a.sys.reply(a.sys.send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{2}}))
+		if ops.StatusOf(r) != ops.StatusOK {
+			t.Fatalf("OpRecvFrom after %d bytes = %s", got, ops.StatusOf(r))
 		}
 		if r.Flags&ops.FlagEOF != 0 {
 			break
@@ -131,16 +131,16 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 		return
 	}
 	// a answers with a short message and closes; b reads it, then EOF.
-	reply := a.sys.reply(a.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: a.sys.buffer([]byte("done"), 0), Arg: [4]uint64{2}}))
-	if reply.Status != ops.StatusOK || reply.Arg[2] != 4 {
-		t.Fatalf("OpSendTo(done) = %s, %d", ops.StatusText(reply.Status), reply.Arg[2])
+	reply := a.sys.reply(a.sys.send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: a.sys.buffer([]byte("done"), 0), Arg: [4]uint64{2}}))
+	if ops.StatusOf(reply) != ops.StatusOK || reply.Arg[2] != 4 {
+		t.Fatalf("OpSendTo(done) = %s, %d", ops.StatusOf(reply), reply.Arg[2])
 	}
 	a.mustCall(ops.OpClose, 2)
 	bbuf := b.sys.buffer(nil, 64)
-	if r := b.sys.reply(b.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: bbuf, Arg: [4]uint64{1}})); r.Status != ops.StatusOK || string(b.sys.bytes(r.Ref)) != "done" {
+	if r := b.sys.reply(b.sys.send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: bbuf, Arg: [4]uint64{1}})); ops.StatusOf(r) != ops.StatusOK || string(b.sys.bytes(r.Ref)) != "done" {
 		t.Errorf("b's OpRecvFrom = %+v, want %q", r, "done")
 	}
-	if r := b.sys.reply(b.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: bbuf, Arg: [4]uint64{1}})); r.Flags&ops.FlagEOF == 0 {
+	if r := b.sys.reply(b.sys.send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: bbuf, Arg: [4]uint64{1}})); r.Flags&ops.FlagEOF == 0 {
 		t.Errorf("b's second OpRecvFrom = %+v, want EOF", r)
 	}
 	b.mustCall(ops.OpClose, 1)
@@ -165,7 +165,7 @@ func (f *fakeNeighbour) sendTo(id uint64, data []byte) (req channel.Msg, ok bool
 	buf, _ := f.pool.Bytes(ref)
 	ref.Len = uint32(copy(buf, data))
 	f.nextID++
-	return channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}, true
+	return channel.Msg{ID: f.nextID, Op: uint16(ops.OpSendTo), Ref: ref, Arg: [4]uint64{id}}, true
 }
 
 // sendAll plays syscall sending data on socket id in buffer-sized pieces,
@@ -184,8 +184,8 @@ func sendAll(f *fakeNeighbour, id uint64, data []byte) error {
 		if err != nil {
 			return err
 		}
-		if n := req.Ref.Len; r.Status != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(n) {
-			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], n)
+		if n := req.Ref.Len; ops.StatusOf(r) != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(n) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusOf(r), r.Arg[2], n)
 		}
 		data = data[r.Arg[2]:]
 	}
@@ -208,8 +208,8 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
 		if err != nil {
 			return err
 		}
-		if r.Status != ops.StatusOK || r.Arg[2] != uint64(p.n) {
-			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], p.n)
+		if ops.StatusOf(r) != ops.StatusOK || r.Arg[2] != uint64(p.n) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusOf(r), r.Arg[2], p.n)
 		}
 		return nil
 	}
@@ -242,13 +242,13 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
 // shutdown plays syscall's OpShutdown on socket id and checks the answer.
 func shutdown(f *fakeNeighbour, id uint64) error {
 	f.nextID++
-	req := channel.Msg{ID: f.nextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
+	req := channel.Msg{ID: f.nextID, Op: uint16(ops.OpShutdown), Arg: [4]uint64{id}}
 	if err := f.trySend(req); err != nil {
 		return err
 	}
 	r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
-	if err == nil && r.Status != ops.StatusOK {
-		err = fmt.Errorf("OpShutdown = %s", ops.StatusText(r.Status))
+	if err == nil && ops.StatusOf(r) != ops.StatusOK {
+		err = fmt.Errorf("OpShutdown = %s", ops.StatusOf(r))
 	}
 	return err
 }
@@ -274,7 +274,7 @@ func relay(ctx context.Context, ends []*relayEnd) {
 			n := e.p.ip.ep.Recv(in[:])
 			moved = moved || n > 0
 			for _, m := range in[:n] {
-				switch m.Op {
+				switch ops.OpOf(m) {
 				case ops.OpAddr:
 					m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(e.prefix.Addr(), 0)), uint64(e.prefix.Bits())
 					e.pending = append(e.pending, m)
@@ -282,7 +282,7 @@ func relay(ctx context.Context, ends []*relayEnd) {
 					seg, _ := e.p.out.Bytes(m.Ref)
 					if d, ok := wrap(other.p.ip.pool, seg, e.prefix.Addr(), ops.Addr(m.Arg[0]).IP()); ok {
 						other.nextID++
-						other.pending = append(other.pending, channel.Msg{ID: other.nextID, Op: ops.OpDeliver, Ref: d})
+						other.pending = append(other.pending, channel.Msg{ID: other.nextID, Op: uint16(ops.OpDeliver), Ref: d})
 					}
 					e.pending = append(e.pending, m) // copied out
 				case ops.OpDeliver: // the reply to one of ours

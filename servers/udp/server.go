@@ -222,7 +222,7 @@ func (s *server) attach(p *wiring.Peer) {
 		resent := len(s.ip.queue)
 		asking := false
 		for _, m := range s.ip.queue {
-			asking = asking || m.Op == ops.OpAddr
+			asking = asking || ops.OpOf(m) == ops.OpAddr
 		}
 		if !asking {
 			s.askAddr()
@@ -267,7 +267,7 @@ func (s *server) retire(l *peerLink) {
 // askAddr queues an OpAddr request to IP.
 func (s *server) askAddr() {
 	s.addrDue = time.Time{}
-	m, err := s.toIP.Add(channel.Msg{Op: ops.OpAddr})
+	m, err := s.toIP.Add(ops.OpAddr.Msg())
 	if err != nil {
 		s.addrDue = time.Now().Add(addrRetry)
 		return
@@ -297,7 +297,8 @@ func (s *server) Output(seg []byte, dst netip.Addr) error {
 	ref := s.segment
 	s.segment = pool.Ref{}
 	ref.Len = uint32(len(seg))
-	m := channel.Msg{Op: ops.OpOutput, Ref: ref}
+	m := ops.OpOutput.Msg()
+	m.Ref = ref
 	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(dst, 0)), header.ProtocolUDP
 	m, err := s.toIP.Add(m)
 	if err != nil {
@@ -317,7 +318,8 @@ func (s *server) complete(c Completion) {
 		return
 	}
 	delete(s.posted, c.Tag)
-	m.Status, m.Flags = c.Status, c.Flags
+	ops.SetStatus(&m, c.Status)
+	m.Flags = c.Flags
 	m.Ref.Len = uint32(c.Len)
 	m.Arg[1] = uint64(c.Src)
 	s.reply(m)
@@ -397,13 +399,13 @@ func (s *server) poll() bool {
 
 // fromIP takes one message from IP: a delivery, or a reply to udp.
 func (s *server) fromIP(m channel.Msg) {
-	if m.Op == ops.OpDeliver {
+	if ops.OpOf(m) == ops.OpDeliver {
 		r := m
 		if b, ok := s.ip.bytes(m.Ref); ok {
-			r.Status = s.table.Deliver(b)
+			ops.SetStatus(&r, s.table.Deliver(b))
 		} else {
 			s.badReqs++
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 		}
 		s.ip.queue = append(s.ip.queue, r)
 		return
@@ -412,14 +414,14 @@ func (s *server) fromIP(m channel.Msg) {
 	if !ok {
 		return // stale: answered already, or resubmitted
 	}
-	switch req.Op {
+	switch ops.OpOf(req) {
 	case ops.OpOutput:
 		s.out.Free(req.Ref)
-		if m.Status != ops.StatusOK {
+		if ops.StatusOf(m) != ops.StatusOK {
 			s.ipRefused++
 		}
 	case ops.OpAddr:
-		if m.Status != ops.StatusOK {
+		if ops.StatusOf(m) != ops.StatusOK {
 			s.addrDue = time.Now().Add(addrRetry) // IP is not up yet
 			return
 		}
@@ -444,18 +446,18 @@ func (s *server) fromIP(m channel.Msg) {
 // (a RecvFrom's when the Table completes it).
 func (s *server) fromSyscall(m channel.Msg) {
 	r := m
-	r.Status = ops.StatusOK
+	ops.SetStatus(&r, ops.StatusOK)
 	id := m.Arg[0]
-	switch m.Op {
+	switch ops.OpOf(m) {
 	case ops.OpOpen:
-		r.Status = s.table.Open(id, ops.Network(m.Arg[1]))
+		ops.SetStatus(&r, s.table.Open(id, ops.Network(m.Arg[1])))
 	case ops.OpBind:
-		var a ops.Addr
-		a, r.Status = s.table.Bind(id, ops.Addr(m.Arg[1]))
+		a, st := s.table.Bind(id, ops.Addr(m.Arg[1]))
+		ops.SetStatus(&r, st)
 		r.Arg[1] = uint64(a)
 	case ops.OpConnect:
-		var a ops.Addr
-		a, r.Status = s.table.Connect(id, ops.Addr(m.Arg[1]))
+		a, st := s.table.Connect(id, ops.Addr(m.Arg[1]))
+		ops.SetStatus(&r, st)
 		r.Arg[1] = uint64(a)
 	case ops.OpSendTo:
 		if !s.table.Addr().IsValid() && len(s.deferred) < maxDeferred {
@@ -465,17 +467,17 @@ func (s *server) fromSyscall(m channel.Msg) {
 		payload, ok := s.sys.bytes(m.Ref)
 		if !ok {
 			s.badReqs++
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 			break
 		}
-		var a ops.Addr
-		a, r.Status = s.table.SendTo(id, ops.Addr(m.Arg[1]), payload)
+		a, st := s.table.SendTo(id, ops.Addr(m.Arg[1]), payload)
+		ops.SetStatus(&r, st)
 		r.Arg[1] = uint64(a)
 	case ops.OpRecvFrom:
 		buf, ok := s.sys.bytes(m.Ref)
 		if !ok {
 			s.badReqs++
-			r.Status = ops.StatusInvalid
+			ops.SetStatus(&r, ops.StatusInvalid)
 			break
 		}
 		s.nextTag++
@@ -483,12 +485,12 @@ func (s *server) fromSyscall(m channel.Msg) {
 		s.table.RecvFrom(id, s.nextTag, buf) // may answer at once
 		return
 	case ops.OpClose:
-		r.Status = s.table.Close(id) // posted receives are answered first
+		ops.SetStatus(&r, s.table.Close(id)) // posted receives are answered first
 	case ops.OpReset:
 		s.table.Reset()
 	default:
 		s.badReqs++
-		r.Status = ops.StatusInvalid
+		ops.SetStatus(&r, ops.StatusInvalid)
 	}
 	s.reply(r)
 }
