@@ -104,16 +104,16 @@ func (n *neighbour) recv() channel.Msg {
 func (n *neighbour) answerAddr() {
 	n.t.Helper()
 	m := n.recv()
-	if m.Op != ops.OpAddr {
-		n.t.Fatalf("udp's first request to ip: op %#x, want OpAddr", m.Op)
+	if ops.OpOf(m) != ops.OpAddr {
+		n.t.Fatalf("udp's first request to ip: %v, want OpAddr", ops.OpOf(m))
 	}
 	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(ourIP, 0)), 24
 	n.send(m)
 }
 
-func (n *neighbour) call(op uint16, args ...uint64) channel.Msg {
+func (n *neighbour) call(op ops.Op, args ...uint64) channel.Msg {
 	n.t.Helper()
-	m := channel.Msg{Op: op}
+	m := channel.Msg{Op: uint16(op)}
 	copy(m.Arg[:], args)
 	req := n.send(m)
 	r := n.recv()
@@ -124,7 +124,7 @@ func (n *neighbour) call(op uint16, args ...uint64) channel.Msg {
 }
 
 // deliver plays ip delivering a datagram to port on our address.
-func (n *neighbour) deliver(port uint16) int32 {
+func (n *neighbour) deliver(port uint16) ops.Status {
 	n.t.Helper()
 	up := n.setup.Pools["ip.up"]
 	ref, ok := up.Alloc()
@@ -141,13 +141,13 @@ func (n *neighbour) deliver(port uint16) int32 {
 	u.Encode(&header.UDPFields{SrcPort: 4000, DstPort: port, Length: uint16(len(u))})
 	copy(u[header.UDPMinimumSize:], payload)
 	ref.Len = uint32(tl)
-	req := n.send(channel.Msg{Op: ops.OpDeliver, Ref: ref, // with the addresses and the UDP header's offset (servers/ops)
+	req := n.send(channel.Msg{Op: uint16(ops.OpDeliver), Ref: ref, // with the addresses and the UDP header's offset (servers/ops)
 		Arg: [4]uint64{uint64(ops.MakeAddr(netip.MustParseAddr("10.0.2.2"), 0)), uint64(ops.MakeAddr(ourIP, 0)), header.IPv4MinimumSize}})
 	r := n.recv()
 	if r.ID != req.ID {
 		n.t.Fatalf("reply to OpDeliver %d: got %+v", req.ID, r)
 	}
-	return r.Status
+	return ops.StatusOf(r)
 }
 
 // startUDP starts a generation of the udp command.
@@ -204,14 +204,14 @@ func TestRestartKeepsSockets(t *testing.T) {
 	ip.meet()
 	sys.meet()
 	ip.answerAddr()
-	if r := sys.call(ops.OpOpen, 1, uint64(ops.UDP)); r.Status != ops.StatusOK {
-		t.Fatalf("OpOpen = %s", ops.StatusText(r.Status))
+	if r := sys.call(ops.OpOpen, 1, uint64(ops.UDP)); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpOpen = %s", ops.StatusOf(r))
 	}
-	if r := sys.call(ops.OpBind, 1, uint64(ops.MakeAddr(netip.IPv4Unspecified(), 7))); r.Status != ops.StatusOK {
-		t.Fatalf("OpBind(:7) = %s", ops.StatusText(r.Status))
+	if r := sys.call(ops.OpBind, 1, uint64(ops.MakeAddr(netip.IPv4Unspecified(), 7))); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpBind(:7) = %s", ops.StatusOf(r))
 	}
 	if st := ip.deliver(7); st != ops.StatusOK {
-		t.Errorf("generation 1: OpDeliver to :7 = %s, want ok", ops.StatusText(st))
+		t.Errorf("generation 1: OpDeliver to :7 = %s, want ok", st.Text())
 	}
 	// The bound record reaches the store (written off the loop, after the
 	// unbound one OpOpen saved, which the first reads may still find).
@@ -243,14 +243,14 @@ func TestRestartKeepsSockets(t *testing.T) {
 	sys.meet()
 	ip.answerAddr()
 	if st := ip.deliver(7); st != ops.StatusOK {
-		t.Errorf("generation 2: OpDeliver to :7 = %s, want ok (socket restored)", ops.StatusText(st))
+		t.Errorf("generation 2: OpDeliver to :7 = %s, want ok (socket restored)", st.Text())
 	}
 	if st := ip.deliver(9); st != ops.StatusNoPort {
-		t.Errorf("generation 2: OpDeliver to :9 = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusNoPort))
+		t.Errorf("generation 2: OpDeliver to :9 = %s, want %s", st.Text(), ops.StatusNoPort)
 	}
 	rbuf, _ := sys.setup.Pools["syscall.io"].Alloc()
-	req := sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{1}})
-	if r := sys.recv(); r.ID != req.ID || r.Status != ops.StatusOK || r.Ref.Len != 5 {
+	req := sys.send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{1}})
+	if r := sys.recv(); r.ID != req.ID || ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 5 {
 		t.Errorf("generation 2: OpRecvFrom(1) = %+v, want the 5-byte datagram", r)
 	}
 }

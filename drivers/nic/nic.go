@@ -196,7 +196,7 @@ func (d *Driver) Idle() bool {
 }
 
 func (d *Driver) handle(m channel.Msg) {
-	switch m.Op {
+	switch link.OpOf(m) {
 	case link.OpRx:
 		// In order: behind buffers already waiting for room.
 		if len(d.waitRX) > 0 || !d.post(m) {
@@ -208,7 +208,7 @@ func (d *Driver) handle(m channel.Msg) {
 		}
 	case link.OpInfo:
 		r := m
-		r.Status = link.StatusOK
+		link.SetStatus(&r, link.StatusOK)
 		r.Arg[0] = link.MACToArg(d.dev.MAC())
 		r.Arg[1] = 0
 		if d.dev.LinkUp() {
@@ -218,7 +218,7 @@ func (d *Driver) handle(m channel.Msg) {
 		d.reply(r)
 	default:
 		r := m
-		r.Status = link.StatusBadRef
+		link.SetStatus(&r, link.StatusBadRef)
 		d.reply(r)
 	}
 }
@@ -302,7 +302,7 @@ func frameFits(n int, o link.Offload, offload bool) bool {
 func (d *Driver) badRef(m channel.Msg) {
 	d.counters.BadRefs++
 	r := m
-	r.Status = link.StatusBadRef
+	link.SetStatus(&r, link.StatusBadRef)
 	d.reply(r)
 }
 
@@ -328,13 +328,13 @@ func (d *Driver) received(cookie uint64, frame []byte, errs uint8) {
 	r := d.untrack(cookie)
 	switch {
 	case frame == nil:
-		r.Status = link.StatusUnused
+		link.SetStatus(&r, link.StatusUnused)
 		r.Ref.Len = 0
 	case errs != 0:
-		r.Status = link.StatusError
+		link.SetStatus(&r, link.StatusError)
 		r.Ref.Len = uint32(len(frame))
 	default:
-		r.Status = link.StatusOK
+		link.SetStatus(&r, link.StatusOK)
 		r.Ref.Len = uint32(len(frame))
 	}
 	d.reply(r)
@@ -342,7 +342,7 @@ func (d *Driver) received(cookie uint64, frame []byte, errs uint8) {
 
 func (d *Driver) sent(cookie uint64) {
 	r := d.untrack(cookie)
-	r.Status = link.StatusOK
+	link.SetStatus(&r, link.StatusOK)
 	d.reply(r)
 }
 

@@ -78,10 +78,10 @@ func (b *bench) adopt(gen int) []*pool.Pool {
 	return old
 }
 
-func (b *bench) send(op uint16, ref pool.Ref) uint64 {
+func (b *bench) send(op link.Op, ref pool.Ref) uint64 {
 	id := b.next
 	b.next++
-	if b.ip.Send(channel.Msg{ID: id, Op: op, Ref: ref}) != 1 {
+	if b.ip.Send(channel.Msg{ID: id, Op: uint16(op), Ref: ref}) != 1 {
 		b.t.Fatalf("channel full sending request %d", id)
 	}
 	return id
@@ -146,7 +146,7 @@ func TestInfoTxRx(t *testing.T) {
 		t.Errorf("info reply = %+v, want MAC %x, link up, checksum and TSO offload", r, testMAC)
 	}
 	for _, id := range tx {
-		if r, ok := got[id]; !ok || r.Status != link.StatusOK {
+		if r, ok := got[id]; !ok || link.StatusOf(r) != link.StatusOK {
 			t.Errorf("tx %d reply = %+v (%v), want StatusOK", id, r, ok)
 		}
 	}
@@ -164,7 +164,7 @@ func TestInfoTxRx(t *testing.T) {
 		t.Fatalf("%d rx replies, want 5", len(reps))
 	}
 	for i, r := range reps {
-		if r.ID != rx[i] || r.Status != link.StatusOK {
+		if r.ID != rx[i] || link.StatusOf(r) != link.StatusOK {
 			t.Errorf("rx reply %d = id %d status %d, want id %d ok", i, r.ID, r.Status, rx[i])
 			continue
 		}
@@ -192,7 +192,7 @@ func TestOffloadRequestChecked(t *testing.T) {
 		ref.Len = 100
 		id := b.next
 		b.next++
-		b.ip.Send(channel.Msg{ID: id, Op: link.OpTx, Ref: ref, Arg: [4]uint64{o.Arg()}})
+		b.ip.Send(channel.Msg{ID: id, Op: uint16(link.OpTx), Ref: ref, Arg: [4]uint64{o.Arg()}})
 		ids = append(ids, id)
 	}
 	got := map[uint64]int32{}
@@ -200,7 +200,7 @@ func TestOffloadRequestChecked(t *testing.T) {
 		got[r.ID] = r.Status
 	}
 	for i, id := range ids {
-		if got[id] != link.StatusBadRef {
+		if link.Status(got[id]) != link.StatusBadRef {
 			t.Errorf("offload %+v: status %d, want StatusBadRef", bad[i], got[id])
 		}
 	}
@@ -245,7 +245,7 @@ func TestBadRef(t *testing.T) {
 	b := newBench(t)
 	id := b.send(link.OpTx, pool.Ref{Pool: 99, Off: 4096, Len: 60})
 	reps := b.replies()
-	if len(reps) != 1 || reps[0].ID != id || reps[0].Status != link.StatusBadRef || b.drv.Counters().BadRefs != 1 {
+	if len(reps) != 1 || reps[0].ID != id || link.StatusOf(reps[0]) != link.StatusBadRef || b.drv.Counters().BadRefs != 1 {
 		t.Errorf("reply to a foreign ref = %+v, want StatusBadRef", reps)
 	}
 }

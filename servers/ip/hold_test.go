@@ -54,7 +54,7 @@ func (b *holdbed) output(seq int) {
 		buf[i] = byte(seq)
 	}
 	ref.Len = 100
-	m := channel.Msg{Op: ops.OpOutput, Ref: ref, ID: uint64(seq)}
+	m := channel.Msg{Op: uint16(ops.OpOutput), Ref: ref, ID: uint64(seq)}
 	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(peerIP, 0)), uint64(header.ProtocolTCP)
 	b.s.handle(b.tcp, m)
 }
@@ -68,8 +68,8 @@ func (b *holdbed) transmitted(n int) {
 	q := b.drv.queue
 	b.drv.queue = nil // what IP sends meanwhile queues behind
 	for _, m := range q {
-		if m.Op == link.OpTx && done < n {
-			m.Status = link.StatusOK
+		if link.OpOf(m) == link.OpTx && done < n {
+			link.SetStatus(&m, link.StatusOK)
 			b.s.handle(b.drv, m)
 			done++
 			continue
@@ -86,8 +86,8 @@ func (b *holdbed) transmitted(n int) {
 func (b *holdbed) answers() []int {
 	var ids []int
 	for _, m := range b.tcp.queue {
-		if m.Status != ops.StatusOK {
-			b.t.Errorf("OpOutput %d answered %s", m.ID, ops.StatusText(m.Status))
+		if ops.StatusOf(m) != ops.StatusOK {
+			b.t.Errorf("OpOutput %d answered %s", m.ID, ops.StatusOf(m))
 		}
 		ids = append(ids, int(m.ID))
 	}
@@ -98,7 +98,7 @@ func (b *holdbed) answers() []int {
 func (b *holdbed) pendingTx() int {
 	n := 0
 	for _, m := range b.drv.queue {
-		if m.Op == link.OpTx {
+		if link.OpOf(m) == link.OpTx {
 			n++
 		}
 	}

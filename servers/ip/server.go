@@ -266,9 +266,9 @@ func (s *server) attach(p *wiring.Peer) {
 			if !ok {
 				break
 			}
-			s.request(l, link.OpRx, ref)
+			s.request(l, link.OpRx.Msg(ref))
 		}
-		s.request(l, link.OpInfo, pool.Ref{})
+		s.request(l, link.OpInfo.Msg(pool.Ref{}))
 	}
 	log.Printf("%s generation %d: %d requests resubmitted", p.Name, p.Generation, resent)
 }
@@ -276,9 +276,7 @@ func (s *server) attach(p *wiring.Peer) {
 func (s *server) postedRX() int { return s.rx.Len() - s.rx.Available() }
 
 // request queues a new request to a neighbour.
-func (s *server) request(l *peerLink, op uint16, ref pool.Ref, args ...uint64) {
-	m := channel.Msg{Op: op, Ref: ref}
-	copy(m.Arg[:], args)
+func (s *server) request(l *peerLink, m channel.Msg) {
 	m, err := l.out.Add(m)
 	if err != nil {
 		log.Printf("request to %s: %v", l.peer.Name, err)
@@ -330,7 +328,7 @@ func (s *server) sendFrame(frame []byte, offload uint64) error {
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame))
-	s.request(l, link.OpTx, ref, offload)
+	s.request(l, link.OpTx.Msg(ref, offload))
 	return nil
 }
 
@@ -367,7 +365,9 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 	ref.Len = uint32(copy(buf, dgram))
 	// The addresses and where the transport header starts, so that no
 	// transport parses IP (servers/ops).
-	s.request(l, ops.OpDeliver, ref, uint64(ops.MakeAddr(ip.Src(), 0)), uint64(ops.MakeAddr(ip.Dst(), 0)), uint64(ip.HeaderLength()))
+	m := ops.OpDeliver.Msg(uint64(ops.MakeAddr(ip.Src(), 0)), uint64(ops.MakeAddr(ip.Dst(), 0)), uint64(ip.HeaderLength()))
+	m.Ref = ref
+	s.request(l, m)
 }
 
 // upPool is the pool for a delivered datagram of n bytes.
@@ -405,32 +405,26 @@ func (s *server) poll() bool {
 	return work
 }
 
-// handle takes one message from a neighbour: a reply to one of IP's
-// requests, or a request from a transport.
+// handle takes one message from a neighbour. The channel it came on says
+// which protocol it speaks: drivers/link with the driver, servers/ops with
+// a transport.
 func (s *server) handle(l *peerLink, m channel.Msg) {
-	switch m.Op {
-	case ops.OpOutput:
-		s.output(l, m)
-		return
-	case ops.OpAddr:
-		r := m
-		r.Status = ops.StatusOK
-		if s.stack != nil {
-			c := s.stack.Config()
-			r.Arg[0], r.Arg[1], r.Arg[2] = uint64(ops.MakeAddr(c.Addr.Addr(), 0)), uint64(c.Addr.Bits()), s.offloads()
-		} else {
-			r.Status = ops.StatusError // not up yet: ask again
-		}
-		l.send(r)
-		return
+	if l.peer.Name == s.o.Driver {
+		s.fromDriver(l, m)
+	} else {
+		s.fromTransport(l, m)
 	}
+}
+
+// fromDriver takes the driver's reply to one of IP's requests.
+func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 	req, ok := l.out.Complete(m)
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}
-	switch req.Op {
+	switch link.OpOf(req) {
 	case link.OpRx:
-		if m.Status == link.StatusOK && s.stack != nil {
+		if link.StatusOf(m) == link.StatusOK && s.stack != nil {
 			ref := req.Ref
 			ref.Len = m.Ref.Len
 			if frame, err := s.rx.Bytes(ref); err == nil {
@@ -438,7 +432,7 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 			}
 		}
 		// The Stack copied what it keeps: post the buffer again.
-		s.request(l, link.OpRx, req.Ref)
+		s.request(l, link.OpRx.Msg(req.Ref))
 	case link.OpTx:
 		if s.txBig != nil && req.Ref.Pool == s.txBig.ID() {
 			s.txBig.Free(req.Ref)
@@ -449,8 +443,34 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 	case link.OpInfo:
 		s.mac, s.haveMAC = link.ArgToMAC(m.Arg[0]), true
 		s.features = m.Arg[2]
-	case ops.OpDeliver:
-		if m.Status == ops.StatusNoPort && s.stack != nil {
+	}
+}
+
+// fromTransport takes a transport's request, or its reply to an
+// OpDeliver.
+func (s *server) fromTransport(l *peerLink, m channel.Msg) {
+	switch ops.OpOf(m) {
+	case ops.OpOutput:
+		s.output(l, m)
+		return
+	case ops.OpAddr:
+		r := m
+		ops.SetStatus(&r, ops.StatusOK)
+		if s.stack != nil {
+			c := s.stack.Config()
+			r.Arg[0], r.Arg[1], r.Arg[2] = uint64(ops.MakeAddr(c.Addr.Addr(), 0)), uint64(c.Addr.Bits()), s.offloads()
+		} else {
+			ops.SetStatus(&r, ops.StatusError) // not up yet: ask again
+		}
+		l.send(r)
+		return
+	}
+	req, ok := l.out.Complete(m)
+	if !ok {
+		return // a reply to a request already resubmitted elsewhere
+	}
+	if ops.OpOf(req) == ops.OpDeliver {
+		if ops.StatusOf(m) == ops.StatusNoPort && s.stack != nil {
 			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil {
 				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b)
 			}
@@ -501,7 +521,7 @@ func (s *server) txPool(n int) *pool.Pool {
 // outputNow sends a transport's segment and answers its request.
 func (s *server) outputNow(l *peerLink, m channel.Msg) {
 	r := m
-	r.Status = ops.StatusOK
+	ops.SetStatus(&r, ops.StatusOK)
 	p := l.peer.Pool(m.Ref.Pool)
 	seg, err := []byte(nil), error(nil)
 	if p != nil {
@@ -509,26 +529,26 @@ func (s *server) outputNow(l *peerLink, m channel.Msg) {
 	}
 	switch {
 	case p == nil || err != nil:
-		r.Status = ops.StatusInvalid
+		ops.SetStatus(&r, ops.StatusInvalid)
 	case s.stack == nil:
-		r.Status = ops.StatusNoRoute
+		ops.SetStatus(&r, ops.StatusNoRoute)
 	default:
 		o := Offload{Checksum: m.Arg[2]&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(m.Arg[2])}
 		if o.Checksum && s.offloads()&ops.OffloadChecksum == 0 || o.MSS > 0 && s.offloads()&ops.OffloadTSO == 0 {
-			r.Status = ops.StatusInvalid // not offered
+			ops.SetStatus(&r, ops.StatusInvalid) // not offered
 			break
 		}
 		err := s.stack.OutputOffload(uint8(m.Arg[1]), ops.Addr(m.Arg[0]).IP(), seg, o)
 		switch {
 		case errors.Is(err, ErrNoRoute):
-			r.Status = ops.StatusNoRoute
+			ops.SetStatus(&r, ops.StatusNoRoute)
 		case errors.Is(err, ErrTooBig):
-			r.Status = ops.StatusTooBig
+			ops.SetStatus(&r, ops.StatusTooBig)
 		case err != nil:
-			r.Status = ops.StatusError
+			ops.SetStatus(&r, ops.StatusError)
 		}
 	}
-	if r.Status != ops.StatusOK {
+	if ops.StatusOf(r) != ops.StatusOK {
 		s.refused++
 	}
 	l.send(r)

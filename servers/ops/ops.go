@@ -96,12 +96,18 @@ package ops
 import (
 	"fmt"
 	"net/netip"
+
+	"keepnet/kernel/channel"
 )
 
-// Operations. IP <-> transport ops and socket ops share one number space so
-// a stray message is never misread.
+// Op is an operation of this protocol (channel.Msg.Op). Its numbers start
+// at 0x10, away from drivers/link's, so that a message sent on the wrong
+// channel is refused, never misread.
+type Op uint16
+
+// Operations, numbered here and nowhere else.
 const (
-	OpDeliver uint16 = 0x10 + iota
+	OpDeliver Op = 0x10 + iota
 	OpOutput
 	OpAddr
 	OpOpen
@@ -116,21 +122,98 @@ const (
 	OpShutdown
 )
 
-// Reply statuses (Msg.Status).
+var opNames = map[Op]string{
+	OpDeliver: "OpDeliver", OpOutput: "OpOutput", OpAddr: "OpAddr",
+	OpOpen: "OpOpen", OpBind: "OpBind", OpConnect: "OpConnect",
+	OpSendTo: "OpSendTo", OpRecvFrom: "OpRecvFrom", OpClose: "OpClose",
+	OpReset: "OpReset", OpListen: "OpListen", OpAccept: "OpAccept",
+	OpShutdown: "OpShutdown",
+}
+
+func (o Op) String() string {
+	if n, ok := opNames[o]; ok {
+		return n
+	}
+	return fmt.Sprintf("Op(%#x)", uint16(o))
+}
+
+// IsSocketOp reports whether o is a socket operation (an application's or
+// the SYSCALL server's request on a socket), as opposed to one between IP
+// and a transport.
+func (o Op) IsSocketOp() bool {
+	switch o {
+	case OpOpen, OpBind, OpConnect, OpSendTo, OpRecvFrom, OpClose, OpReset,
+		OpListen, OpAccept, OpShutdown:
+		return true
+	}
+	return false
+}
+
+// Msg is a message of operation o with the arguments args (Arg[0] first).
+func (o Op) Msg(args ...uint64) channel.Msg {
+	m := channel.Msg{Op: uint16(o)}
+	copy(m.Arg[:], args)
+	return m
+}
+
+// OpOf is m's operation.
+func OpOf(m channel.Msg) Op { return Op(m.Op) }
+
+// Status is a reply's status (channel.Msg.Status).
+type Status int32
+
+// Reply statuses, numbered here and nowhere else.
 const (
-	StatusOK       int32 = 0
-	StatusNoPort   int32 = 1 // OpDeliver: nobody listens on the destination port
-	StatusNoRoute  int32 = 2
-	StatusInUse    int32 = 3 // the address is bound by another socket
-	StatusNoSocket int32 = 4 // no such socket
-	StatusClosed   int32 = 5 // the socket was closed while the request waited
-	StatusInvalid  int32 = 6 // a malformed request (bad address, bad ref, wrong state)
-	StatusTooBig   int32 = 7 // the payload does not fit a datagram
-	StatusError    int32 = 8 // anything else
-	StatusRefused  int32 = 9 // ICMP port unreachable came back, or a TCP RST answered our SYN
-	StatusReset    int32 = 10
-	StatusTimedOut int32 = 11
+	StatusOK       Status = 0
+	StatusNoPort   Status = 1 // OpDeliver: nobody listens on the destination port
+	StatusNoRoute  Status = 2
+	StatusInUse    Status = 3 // the address is bound by another socket
+	StatusNoSocket Status = 4 // no such socket
+	StatusClosed   Status = 5 // the socket was closed while the request waited
+	StatusInvalid  Status = 6 // a malformed request (bad address, bad ref, wrong state)
+	StatusTooBig   Status = 7 // the payload does not fit a datagram
+	StatusError    Status = 8 // anything else
+	StatusRefused  Status = 9 // ICMP port unreachable came back, or a TCP RST answered our SYN
+	StatusReset    Status = 10
+	StatusTimedOut Status = 11
 )
+
+var statusNames = map[Status][2]string{
+	StatusOK:       {"StatusOK", "ok"},
+	StatusNoPort:   {"StatusNoPort", "port unreachable"},
+	StatusNoRoute:  {"StatusNoRoute", "no route to host"},
+	StatusInUse:    {"StatusInUse", "address already in use"},
+	StatusNoSocket: {"StatusNoSocket", "no such socket"},
+	StatusClosed:   {"StatusClosed", "socket closed"},
+	StatusInvalid:  {"StatusInvalid", "invalid argument"},
+	StatusTooBig:   {"StatusTooBig", "message too long"},
+	StatusError:    {"StatusError", "error"},
+	StatusRefused:  {"StatusRefused", "connection refused"},
+	StatusReset:    {"StatusReset", "connection reset by peer"},
+	StatusTimedOut: {"StatusTimedOut", "connection timed out"},
+}
+
+// String is s's name, for logs.
+func (s Status) String() string {
+	if n, ok := statusNames[s]; ok {
+		return n[0]
+	}
+	return fmt.Sprintf("Status(%d)", int32(s))
+}
+
+// Text says what s means, for errors.
+func (s Status) Text() string {
+	if n, ok := statusNames[s]; ok {
+		return n[1]
+	}
+	return fmt.Sprintf("status %d", int32(s))
+}
+
+// StatusOf is m's status.
+func StatusOf(m channel.Msg) Status { return Status(m.Status) }
+
+// SetStatus sets m's status to s.
+func SetStatus(m *channel.Msg, s Status) { m.Status = int32(s) }
 
 // Flags (Msg.Flags).
 const (
@@ -201,34 +284,3 @@ func (a Addr) Port() uint16 { return uint16(a) }
 func (a Addr) AddrPort() netip.AddrPort { return netip.AddrPortFrom(a.IP(), a.Port()) }
 
 func (a Addr) String() string { return a.AddrPort().String() }
-
-// StatusText names a status for errors and logs.
-func StatusText(s int32) string {
-	switch s {
-	case StatusOK:
-		return "ok"
-	case StatusNoPort:
-		return "port unreachable"
-	case StatusNoRoute:
-		return "no route to host"
-	case StatusInUse:
-		return "address already in use"
-	case StatusNoSocket:
-		return "no such socket"
-	case StatusClosed:
-		return "socket closed"
-	case StatusInvalid:
-		return "invalid argument"
-	case StatusTooBig:
-		return "message too long"
-	case StatusRefused:
-		return "connection refused"
-	case StatusReset:
-		return "connection reset by peer"
-	case StatusTimedOut:
-		return "connection timed out"
-	case StatusError:
-		return "error"
-	}
-	return fmt.Sprintf("status %d", s)
-}

@@ -24,7 +24,7 @@ var (
 // statusErr turns a reply's status into the error Go's net would give for
 // the same failure of the same system call: an *os.SyscallError around the
 // errno, so errors.Is(err, syscall.EADDRINUSE) and friends work.
-func statusErr(call string, status int32) error {
+func statusErr(call string, status ops.Status) error {
 	var errno syscall.Errno
 	switch status {
 	case ops.StatusOK:

@@ -24,7 +24,7 @@ type fakeTCP struct {
 	took   int           // bytes of sends[0] already taken
 	fin    bool          // no more sending: the peer gets EOF once sends drain
 	eof    bool          // the peer's FIN came, after its bytes
-	reset  int32         // StatusReset once an RST came
+	reset  ops.Status    // StatusReset once an RST came
 	closed bool
 
 	// Counters of the receives answered.
@@ -35,7 +35,7 @@ type fakeTCP struct {
 // n.mu must be held.
 func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 	n := f.n
-	if m.Op == ops.OpOpen {
+	if ops.OpOf(m) == ops.OpOpen {
 		if s != nil {
 			f.reply(m, ops.StatusInvalid)
 			return
@@ -45,7 +45,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 		return
 	}
 	t := s.tcp
-	switch m.Op {
+	switch ops.OpOf(m) {
 	case ops.OpBind:
 		if s.bound {
 			f.reply(m, ops.StatusInvalid)
@@ -143,7 +143,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 
 // bindTCP binds s in TCP's port space (port 0: ephemeral). n.mu must be
 // held.
-func (n *fakeNet) bindTCP(s *fakeSock, a ops.Addr) int32 {
+func (n *fakeNet) bindTCP(s *fakeSock, a ops.Addr) ops.Status {
 	port := a.Port()
 	if port == 0 {
 		for n.tcpPorts[n.nextTCPEph] != nil {
@@ -276,7 +276,7 @@ func (n *fakeNet) pump(from *fakeSock) {
 // resetTCP resets s's end of a connection (an RST came): its waiting
 // receives and sends, and later ones, are answered status. n.mu must be
 // held.
-func (n *fakeNet) resetTCP(s *fakeSock, status int32) {
+func (n *fakeNet) resetTCP(s *fakeSock, status ops.Status) {
 	t := s.tcp
 	if t.reset != ops.StatusOK || t.closed {
 		return
@@ -297,7 +297,7 @@ func (n *fakeNet) resetTCP(s *fakeSock, status int32) {
 // the connections nobody accepted; a connection answers its own requests
 // with status and ends the stream orderly (FIN after the bytes already
 // taken), or with an RST if bytes it received are unread. n.mu must be held.
-func (n *fakeNet) closeTCP(s *fakeSock, status int32) {
+func (n *fakeNet) closeTCP(s *fakeSock, status ops.Status) {
 	t := s.tcp
 	if t.closed {
 		return

@@ -49,7 +49,7 @@ type fakeServer struct {
 	// held, as a server that dies before it forwards them.
 	holdSends bool
 	held      []channel.Msg
-	requests  map[uint16]int // by op
+	requests  map[ops.Op]int // by op
 }
 
 type fakeSock struct {
@@ -70,7 +70,7 @@ type fakeDatagram struct {
 
 // serve starts a fake SYSCALL server on port for an application's pool.
 func (n *fakeNet) serve(port *channel.Endpoint, p *pool.Pool) *fakeServer {
-	f := &fakeServer{n: n, port: port, pool: p, stop: make(chan struct{}), done: make(chan struct{}), socks: map[uint64]*fakeSock{}, requests: map[uint16]int{}}
+	f := &fakeServer{n: n, port: port, pool: p, stop: make(chan struct{}), done: make(chan struct{}), socks: map[uint64]*fakeSock{}, requests: map[ops.Op]int{}}
 	go f.loop()
 	return f
 }
@@ -113,7 +113,7 @@ func (f *fakeServer) crash() {
 	}
 }
 
-func (f *fakeServer) count(op uint16) int {
+func (f *fakeServer) count(op ops.Op) int {
 	f.n.mu.Lock()
 	defer f.n.mu.Unlock()
 	return f.requests[op]
@@ -138,11 +138,11 @@ func (f *fakeServer) setHoldSends(v bool) {
 }
 
 // reply queues an answer to m. n.mu must be held.
-func (f *fakeServer) reply(m channel.Msg, status int32) {
+func (f *fakeServer) reply(m channel.Msg, status ops.Status) {
 	if f.socks == nil {
 		return // crashed
 	}
-	m.Status = status
+	ops.SetStatus(&m, status)
 	f.out = append(f.out, m)
 }
 
@@ -155,20 +155,20 @@ func (f *fakeServer) flush() {
 
 // handle serves one request. n.mu must be held.
 func (f *fakeServer) handle(m channel.Msg) {
-	f.requests[m.Op]++
+	f.requests[ops.OpOf(m)]++
 	if f.socks == nil {
 		return // crashed
 	}
 	s := f.socks[m.Arg[0]]
-	if s == nil && m.Op != ops.OpOpen && m.Op != ops.OpReset {
+	if s == nil && ops.OpOf(m) != ops.OpOpen && ops.OpOf(m) != ops.OpReset {
 		f.reply(m, ops.StatusNoSocket)
 		return
 	}
-	if (s == nil && m.Op == ops.OpOpen && ops.Network(m.Arg[1]) == ops.TCP) || (s != nil && s.tcp != nil) {
+	if (s == nil && ops.OpOf(m) == ops.OpOpen && ops.Network(m.Arg[1]) == ops.TCP) || (s != nil && s.tcp != nil) {
 		f.handleTCP(s, m)
 		return
 	}
-	switch m.Op {
+	switch ops.OpOf(m) {
 	case ops.OpOpen:
 		if s != nil || ops.Network(m.Arg[1]) != ops.UDP {
 			f.reply(m, ops.StatusInvalid)
@@ -239,7 +239,7 @@ func (f *fakeServer) handle(m channel.Msg) {
 }
 
 // bind binds s to a (port 0: ephemeral). n.mu must be held.
-func (n *fakeNet) bind(s *fakeSock, a ops.Addr) int32 {
+func (n *fakeNet) bind(s *fakeSock, a ops.Addr) ops.Status {
 	port := a.Port()
 	if port == 0 {
 		for n.ports[n.nextEph] != nil {

@@ -45,7 +45,7 @@ func (s *Stack) ListenUDP(ctx context.Context, network, address string) (*UDPCon
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	c, err := s.create(ctx, network, channel.Msg{Op: ops.OpBind, Arg: [4]uint64{0, uint64(laddr)}})
+	c, err := s.create(ctx, network, ops.OpBind.Msg(0, uint64(laddr)))
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: udpAddr(laddr), Err: err}
 	}
@@ -93,9 +93,9 @@ func (s *Stack) DialUDPFrom(ctx context.Context, network, local, address string)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: udpAddr(raddr), Err: err}
 	}
-	setup := []channel.Msg{{Op: ops.OpConnect, Arg: [4]uint64{0, uint64(raddr)}}}
+	setup := []channel.Msg{ops.OpConnect.Msg(0, uint64(raddr))}
 	if local != "" {
-		setup = slices.Insert(setup, 0, channel.Msg{Op: ops.OpBind, Arg: [4]uint64{0, uint64(laddr)}})
+		setup = slices.Insert(setup, 0, ops.OpBind.Msg(0, uint64(laddr)))
 	}
 	ctx, cancel := context.WithTimeout(ctx, ctlTimeout)
 	defer cancel()
@@ -127,16 +127,16 @@ func (s *Stack) create(ctx context.Context, network string, setup ...channel.Msg
 // starts receiving (accepting, on a listener). On failure, a cancelled ctx
 // included, c is closed.
 func (s *Stack) establish(ctx context.Context, c *sock, setup ...channel.Msg) error {
-	r, err := s.call(ctx, c, channel.Msg{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(c.network)}})
+	r, err := s.call(ctx, c, ops.OpOpen.Msg(c.id, uint64(c.network)))
 	if err == nil {
-		err = statusErr("socket", r.Status)
+		err = statusErr("socket", ops.StatusOf(r))
 	}
 	for _, m := range setup {
 		if err != nil {
 			break
 		}
 		call := "bind"
-		switch m.Op {
+		switch ops.OpOf(m) {
 		case ops.OpConnect:
 			call = "connect"
 		case ops.OpListen:
@@ -145,7 +145,7 @@ func (s *Stack) establish(ctx context.Context, c *sock, setup ...channel.Msg) er
 		}
 		m.Arg[0] = c.id
 		if r, err = s.call(ctx, c, m); err == nil {
-			err = statusErr(call, r.Status)
+			err = statusErr(call, ops.StatusOf(r))
 		}
 	}
 	s.mu.Lock()
@@ -326,7 +326,7 @@ func (u *UDPConn) write(b []byte, dst ops.Addr) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return u.sent(len(b), r.Status)
+	return u.sent(len(b), ops.StatusOf(r))
 }
 
 // submitSend copies b (at most a pool buffer) into a pool buffer and sends
@@ -366,7 +366,7 @@ func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
 				return nil, err
 			}
 			copy(buf, b)
-			o := &op{sock: c, msg: channel.Msg{Op: ops.OpSendTo, Arg: [4]uint64{c.id, uint64(dst)}, Ref: ref}, done: make(chan channel.Msg, 1)}
+			o := &op{sock: c, msg: channel.Msg{Op: uint16(ops.OpSendTo), Arg: [4]uint64{c.id, uint64(dst)}, Ref: ref}, done: make(chan channel.Msg, 1)}
 			s.submitLocked(o)
 			return o, nil
 		}
@@ -416,7 +416,7 @@ func (s *Stack) awaitSend(c *sock, o *op) (channel.Msg, error) {
 	}
 }
 
-func (u *UDPConn) sent(n int, status int32) (int, error) {
+func (u *UDPConn) sent(n int, status ops.Status) (int, error) {
 	if status == ops.StatusOK {
 		return n, nil
 	}

@@ -223,7 +223,7 @@ func (s *Server) attach(p *wiring.Peer) {
 		l.queue = resent
 		if first {
 			// Our predecessor's sockets, if any, have no owner.
-			s.request(l, channel.Msg{Op: ops.OpReset})
+			s.request(l, ops.OpReset.Msg())
 		}
 		log.Printf("transport %s generation %d: %d requests resubmitted", p.Name, p.Generation, len(resent))
 		s.replayHeld()
@@ -261,7 +261,7 @@ func (s *Server) dropApp(app string, gen int) {
 			}
 		}
 		if t := s.links[s.o.Transports[so.network]]; t != nil {
-			s.request(t, channel.Msg{Op: ops.OpClose, Arg: [4]uint64{so.tid}})
+			s.request(t, ops.OpClose.Msg(so.tid))
 		}
 		delete(s.socks[app], id)
 		n++
@@ -306,9 +306,9 @@ func (s *Server) poll() bool {
 	return work
 }
 
-func (s *Server) refuse(l *link, m channel.Msg, status int32) {
+func (s *Server) refuse(l *link, m channel.Msg, status ops.Status) {
 	r := m
-	r.Status = status
+	ops.SetStatus(&r, status)
 	l.send(r)
 }
 
@@ -321,7 +321,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	}
 	id := m.Arg[0]
 	so := socks[id]
-	if m.Op == ops.OpOpen {
+	if ops.OpOf(m) == ops.OpOpen {
 		network := ops.Network(m.Arg[1])
 		if so != nil || s.o.Transports[network] == "" {
 			s.stats.BadRequests++
@@ -340,7 +340,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	if t == nil {
 		// The transport has not joined yet (they start side by side):
 		// hold the request until it does.
-		if m.Op == ops.OpOpen {
+		if ops.OpOf(m) == ops.OpOpen {
 			delete(socks, id)
 		}
 		if len(s.held) >= maxHeld {
@@ -352,7 +352,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	}
 	f := &fwd{s: so, appReq: m}
 	out := channel.Msg{Op: m.Op, Flags: m.Flags, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
-	switch m.Op {
+	switch ops.OpOf(m) {
 	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown:
 	case ops.OpAccept:
 		// The application names the connection to come (Arg[1]); so do
@@ -409,7 +409,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		s.refuse(l, m, ops.StatusInvalid)
 		return
 	}
-	if m.Op == ops.OpClose {
+	if ops.OpOf(m) == ops.OpClose {
 		delete(socks, id)
 	}
 	key := s.nextKey
@@ -462,17 +462,17 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	if app == nil || app.peer.Generation != f.s.appGen {
 		return
 	}
-	if f.accepted != nil && m.Status != ops.StatusOK {
+	if f.accepted != nil && ops.StatusOf(m) != ops.StatusOK {
 		delete(s.socks[f.s.app], f.accepted.appID) // no connection came
 	}
 	r := f.appReq
 	r.Status, r.Flags = m.Status, m.Flags
 	r.Arg[1], r.Arg[2] = m.Arg[1], m.Arg[2]
-	if req.Op == ops.OpRecvFrom && m.Status == ops.StatusOK && !f.ref.IsZero() {
+	if ops.OpOf(req) == ops.OpRecvFrom && ops.StatusOf(m) == ops.StatusOK && !f.ref.IsZero() {
 		src, err1 := s.io.Bytes(pool.Ref{Pool: f.ref.Pool, Off: f.ref.Off, Len: m.Ref.Len})
 		dst, err2 := s.appBytes(app, f.appReq.Ref)
 		if err1 != nil || err2 != nil {
-			r.Status = ops.StatusError
+			ops.SetStatus(&r, ops.StatusError)
 		} else {
 			n := copy(dst, src)
 			if n < len(src) {

@@ -164,7 +164,7 @@ func (s *server) SetAddr(p netip.Prefix, o transport.Offloads) {
 
 // Deliver hands a segment to the Table. It is never StatusNoPort: TCP
 // answers with RST itself.
-func (s *server) Deliver(seg []byte, src, dst netip.Addr) int32 {
+func (s *server) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
 	s.table.Input(seg, src, dst)
 	s.dirty = true
 	return ops.StatusOK

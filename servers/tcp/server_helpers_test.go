@@ -109,19 +109,19 @@ func startProc(t *testing.T, o procOptions) *proc {
 func (p *proc) answerAddr() { p.ip.AnswerAddr(srvNet) }
 
 // call sends a socket request from syscall and returns tcp's reply.
-func (p *proc) call(op uint16, args ...uint64) channel.Msg {
+func (p *proc) call(op ops.Op, args ...uint64) channel.Msg {
 	p.t.Helper()
-	m := channel.Msg{Op: op}
+	m := channel.Msg{Op: uint16(op)}
 	copy(m.Arg[:], args)
 	return p.sys.Reply(p.sys.Send(m))
 }
 
 // mustCall is call expecting StatusOK.
-func (p *proc) mustCall(op uint16, args ...uint64) channel.Msg {
+func (p *proc) mustCall(op ops.Op, args ...uint64) channel.Msg {
 	p.t.Helper()
 	r := p.call(op, args...)
-	if r.Status != ops.StatusOK {
-		p.t.Fatalf("op %#x %v = %s, want ok", op, args, ops.StatusText(r.Status))
+	if ops.StatusOf(r) != ops.StatusOK {
+		p.t.Fatalf("op %#x %v = %s, want ok", op, args, ops.StatusOf(r))
 	}
 	return r
 }
@@ -159,8 +159,8 @@ func (p *proc) deliver(s pkt) {
 	req := p.ip.Deliver(s.encode())
 	r := p.ip.Reply(req)
 	p.ip.Pool.Free(req.Ref)
-	if r.Status != ops.StatusOK {
-		p.t.Fatalf("OpDeliver = %s, want ok", ops.StatusText(r.Status))
+	if ops.StatusOf(r) != ops.StatusOK {
+		p.t.Fatalf("OpDeliver = %s, want ok", ops.StatusOf(r))
 	}
 }
 
@@ -182,7 +182,7 @@ func (s outSeg) String() string {
 // next takes tcp's next OpOutput and answers it (the buffer is freed).
 func (p *proc) next() outSeg {
 	p.t.Helper()
-	m := p.ip.Recv(func(m channel.Msg) bool { return m.Op == ops.OpOutput })
+	m := p.ip.Recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput })
 	b, err := p.out.Bytes(m.Ref)
 	if err != nil {
 		p.t.Fatal(err)

@@ -58,7 +58,7 @@ type postedIO struct {
 
 // readiness reports whether p is a readiness receive: an OpRecvFrom with no
 // buffer, answered when the connection is readable.
-func (p postedIO) readiness() bool { return p.m.Op == ops.OpRecvFrom && p.m.Ref.IsZero() }
+func (p postedIO) readiness() bool { return ops.OpOf(p.m) == ops.OpRecvFrom && p.m.Ref.IsZero() }
 
 func (so *sock) posted() int {
 	n := len(so.accepts) + len(so.recvs) + len(so.sends)
@@ -69,7 +69,7 @@ func (so *sock) posted() int {
 }
 
 // statusOf maps the Table's errors to ops statuses.
-func statusOf(err error) int32 {
+func statusOf(err error) ops.Status {
 	switch {
 	case err == nil:
 		return ops.StatusOK
@@ -92,7 +92,7 @@ func statusOf(err error) int32 {
 // unknownSocket is the answer to op on a socket tcp does not know: after a
 // restart of tcp, the connections of its predecessor are gone (the package
 // restart protocol in server.go).
-func unknownSocket(op uint16) int32 {
+func unknownSocket(op ops.Op) ops.Status {
 	switch op {
 	case ops.OpConnect, ops.OpSendTo, ops.OpRecvFrom, ops.OpShutdown:
 		return ops.StatusReset
@@ -110,14 +110,14 @@ func (s *server) socket(m channel.Msg) *sock {
 	so := s.socks[m.Arg[0]]
 	if so == nil {
 		r := m
-		r.Status = unknownSocket(m.Op)
-		if m.Op == ops.OpRecvFrom {
+		ops.SetStatus(&r, unknownSocket(ops.OpOf(m)))
+		if ops.OpOf(m) == ops.OpRecvFrom {
 			r.Ref.Len = 0
 		}
 		s.h.Reply(r)
 		return nil
 	}
-	if so.posted() >= maxPosted && (m.Op == ops.OpAccept || m.Op == ops.OpSendTo || m.Op == ops.OpRecvFrom) {
+	if so.posted() >= maxPosted && (ops.OpOf(m) == ops.OpAccept || ops.OpOf(m) == ops.OpSendTo || ops.OpOf(m) == ops.OpRecvFrom) {
 		s.reply(m, ops.StatusError)
 		return nil
 	}
@@ -125,8 +125,8 @@ func (s *server) socket(m channel.Msg) *sock {
 }
 
 // reply answers m with status.
-func (s *server) reply(m channel.Msg, status int32) {
-	m.Status = status
+func (s *server) reply(m channel.Msg, status ops.Status) {
+	ops.SetStatus(&m, status)
 	s.h.Reply(m)
 }
 
@@ -210,21 +210,21 @@ func (s *server) postIO(m channel.Msg) {
 	r := m
 	switch {
 	case !ok:
-		r.Status = ops.StatusInvalid
+		ops.SetStatus(&r, ops.StatusInvalid)
 	case so.e == nil && so.connect == nil:
-		r.Status = ops.StatusInvalid // not connected
-	case m.Op == ops.OpSendTo:
+		ops.SetStatus(&r, ops.StatusInvalid) // not connected
+	case ops.OpOf(m) == ops.OpSendTo:
 		so.sends = append(so.sends, p)
 		s.dirty = true
 		return
 	case len(p.buf) == 0 && !p.readiness():
-		r.Status = ops.StatusInvalid
+		ops.SetStatus(&r, ops.StatusInvalid)
 	default:
 		so.recvs = append(so.recvs, p)
 		s.dirty = true
 		return
 	}
-	if m.Op == ops.OpRecvFrom {
+	if ops.OpOf(m) == ops.OpRecvFrom {
 		r.Ref.Len = 0
 	}
 	s.h.Reply(r)
@@ -266,7 +266,7 @@ func (s *server) Reset(m channel.Msg) {
 }
 
 // bind records the local address; port 0 picks one at listen or connect.
-func (s *server) bind(so *sock, a ops.Addr) int32 {
+func (s *server) bind(so *sock, a ops.Addr) ops.Status {
 	ip := a.IP()
 	switch {
 	case so.local != 0 || so.l != nil || so.e != nil || so.connect != nil:
@@ -286,7 +286,7 @@ func (s *server) bind(so *sock, a ops.Addr) int32 {
 
 // listen makes so a listener on its bound address (or any, on an
 // ephemeral port) and records it in the store.
-func (s *server) listen(so *sock, backlog int) int32 {
+func (s *server) listen(so *sock, backlog int) ops.Status {
 	switch {
 	case so.l != nil:
 		return ops.StatusOK // listening already: a resubmission
@@ -353,7 +353,7 @@ func (s *server) close(so *sock) {
 		so.sends = so.sends[1:]
 		n, err := so.e.WriteLingering(p.buf)
 		r := p.m
-		r.Status = statusOf(err)
+		ops.SetStatus(&r, statusOf(err))
 		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken+n)
 		s.h.Reply(r)
 	}
@@ -375,25 +375,26 @@ func (s *server) close(so *sock) {
 }
 
 // fail answers every request posted on so with status.
-func (s *server) fail(so *sock, status int32) {
+func (s *server) fail(so *sock, status ops.Status) {
 	if so.connect != nil {
 		r := *so.connect
-		r.Status = status
+		ops.SetStatus(&r, status)
 		s.h.Reply(r)
 		so.connect = nil
 	}
 	for _, m := range so.accepts {
-		m.Status = status
+		ops.SetStatus(&m, status)
 		s.h.Reply(m)
 	}
 	for _, p := range so.recvs {
 		r := p.m
-		r.Status, r.Ref.Len = status, 0
+		ops.SetStatus(&r, status)
+		r.Ref.Len = 0
 		s.h.Reply(r)
 	}
 	for _, p := range so.sends {
 		r := p.m
-		r.Status = status
+		ops.SetStatus(&r, status)
 		s.h.Reply(r)
 	}
 	so.accepts, so.recvs, so.sends = nil, nil, nil
@@ -436,14 +437,14 @@ func (s *server) serveSock(so *sock) {
 		m := so.accepts[0]
 		so.accepts = so.accepts[1:]
 		if err != nil {
-			m.Status = statusOf(err)
+			ops.SetStatus(&m, statusOf(err))
 			s.h.Reply(m)
 			continue
 		}
 		newID := m.Arg[1]
 		if s.socks[newID] != nil { // taken since the request came
 			e.Abort()
-			m.Status = ops.StatusInUse
+			ops.SetStatus(&m, ops.StatusInUse)
 			s.h.Reply(m)
 			continue
 		}
@@ -482,7 +483,7 @@ func (s *server) serveSock(so *sock) {
 		case errors.Is(err, io.EOF):
 			r.Flags |= ops.FlagEOF
 		default:
-			r.Status = statusOf(err)
+			ops.SetStatus(&r, statusOf(err))
 		}
 		s.h.Reply(r)
 	}
@@ -499,7 +500,7 @@ func (s *server) serveSock(so *sock) {
 			break
 		}
 		r := p.m
-		r.Status = statusOf(err)
+		ops.SetStatus(&r, statusOf(err))
 		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken)
 		so.sends = so.sends[1:]
 		s.h.Reply(r)
@@ -534,9 +535,9 @@ func (s *server) serveConnect(so *sock) {
 	case st >= Established:
 		r.Arg[1] = uint64(so.local)
 	case st == Closed:
-		r.Status = statusOf(so.e.Err())
-		if r.Status == ops.StatusOK {
-			r.Status = ops.StatusRefused
+		ops.SetStatus(&r, statusOf(so.e.Err()))
+		if ops.StatusOf(r) == ops.StatusOK {
+			ops.SetStatus(&r, ops.StatusRefused)
 		}
 	default:
 		return // SYN-SENT

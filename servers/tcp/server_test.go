@@ -32,11 +32,11 @@ func TestServerPassiveOpen(t *testing.T) {
 	if r := p.mustCall(ops.OpBind, 1, uint64(any80)); ops.Addr(r.Arg[1]) != any80 {
 		t.Errorf("OpBind(:80) = %v, want %v", ops.Addr(r.Arg[1]), any80)
 	}
-	if r := p.call(ops.OpOpen, 9, uint64(ops.TCP)); r.Status != ops.StatusOK {
-		t.Fatal(ops.StatusText(r.Status))
+	if r := p.call(ops.OpOpen, 9, uint64(ops.TCP)); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatal(ops.StatusOf(r))
 	}
-	if r := p.call(ops.OpBind, 9, uint64(any80)); r.Status != ops.StatusInUse {
-		t.Errorf("second OpBind(:80) = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusInUse))
+	if r := p.call(ops.OpBind, 9, uint64(any80)); ops.StatusOf(r) != ops.StatusInUse {
+		t.Errorf("second OpBind(:80) = %s, want %s", ops.StatusOf(r), ops.StatusInUse)
 	}
 	p.mustCall(ops.OpListen, 1, 8)
 	if r, ok := p.journal.Get(1); !ok || r != (ListenerRecord{ID: 1, Local: any80, Backlog: 8}) {
@@ -44,7 +44,7 @@ func TestServerPassiveOpen(t *testing.T) {
 	}
 
 	// SYN, SYN-ACK, ACK: the posted accept is answered.
-	acc := p.sys.Send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 2))
 	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: synF, seq: 100, mss: true})
 	synack := p.expect(synF | ackF)
@@ -55,35 +55,35 @@ func TestServerPassiveOpen(t *testing.T) {
 	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF, seq: 101, ack: iss + 1})
 	r := p.sys.Reply(acc)
-	if r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != cli || ops.Addr(r.Arg[2]) != sockAddr(srvIP, 80) {
+	if ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != cli || ops.Addr(r.Arg[2]) != sockAddr(srvIP, 80) {
 		t.Fatalf("OpAccept reply = %s, remote %v, local %v; want ok, %v, %v",
-			ops.StatusText(r.Status), ops.Addr(r.Arg[1]), ops.Addr(r.Arg[2]), cli, sockAddr(srvIP, 80))
+			ops.StatusOf(r), ops.Addr(r.Arg[1]), ops.Addr(r.Arg[2]), cli, sockAddr(srvIP, 80))
 	}
 
 	// Data in: a posted receive gets it.
 	rbuf := p.sys.Buffer(nil, 512)
-	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}})
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{2}})
 	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 101, ack: iss + 1, data: "hello"})
-	if r := p.sys.Reply(recv); r.Status != ops.StatusOK || r.Ref.Len != 5 || r.Ref.Off != rbuf.Off {
+	if r := p.sys.Reply(recv); ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 5 || r.Ref.Off != rbuf.Off {
 		t.Errorf("OpRecvFrom reply = %+v, want 5 bytes in the same buffer", r)
 	} else if got := string(p.sys.Bytes(r.Ref)); got != "hello" {
 		t.Errorf("received %q, want %q", got, "hello")
 	}
 
 	// Data out: the send is taken whole, a segment carries it.
-	send := p.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.Buffer([]byte("world"), 0), Arg: [4]uint64{2}})
-	if r := p.sys.Reply(send); r.Status != ops.StatusOK || r.Arg[2] != 5 {
-		t.Errorf("OpSendTo reply = %s, %d bytes taken; want ok, 5", ops.StatusText(r.Status), r.Arg[2])
+	send := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: p.sys.Buffer([]byte("world"), 0), Arg: [4]uint64{2}})
+	if r := p.sys.Reply(send); ops.StatusOf(r) != ops.StatusOK || r.Arg[2] != 5 {
+		t.Errorf("OpSendTo reply = %s, %d bytes taken; want ok, 5", ops.StatusOf(r), r.Arg[2])
 	}
 	if d := p.expect(ackF); d.data != "world" || d.seq != iss+1 || d.ack != 106 {
 		t.Errorf("data segment = %v, want seq %d ack 106 %q", d, iss+1, "world")
 	}
 
 	// The client's FIN: the posted receive gets the end of the stream.
-	recv = p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}})
+	recv = p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{2}})
 	p.deliver(pkt{from: 4000, to: 80, flags: finF | ackF, seq: 106, ack: iss + 6})
-	if r := p.sys.Reply(recv); r.Status != ops.StatusOK || r.Ref.Len != 0 || r.Flags&ops.FlagEOF == 0 {
+	if r := p.sys.Reply(recv); ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 0 || r.Flags&ops.FlagEOF == 0 {
 		t.Errorf("OpRecvFrom after FIN = %+v, want ok, 0 bytes, FlagEOF", r)
 	}
 	// We close: our FIN; the client's ACK ends it.
@@ -105,8 +105,8 @@ func TestServerPassiveOpen(t *testing.T) {
 	if _, ok := p.journal.Get(1); ok {
 		t.Errorf("journal still holds listener 1 after OpClose")
 	}
-	if r := p.call(0x99, 1); r.Status != ops.StatusInvalid {
-		t.Errorf("unknown op = %s, want invalid", ops.StatusText(r.Status))
+	if r := p.call(0x99, 1); ops.StatusOf(r) != ops.StatusInvalid {
+		t.Errorf("unknown op = %s, want invalid", ops.StatusOf(r))
 	}
 }
 
@@ -115,7 +115,7 @@ func TestServerPassiveOpen(t *testing.T) {
 func TestServerActiveOpen(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.mustCall(ops.OpOpen, 3, uint64(ops.TCP))
-	conn := p.sys.Send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{3, uint64(sockAddr(cliIP, 7000))}})
+	conn := p.sys.Send(ops.OpConnect.Msg(3, uint64(sockAddr(cliIP, 7000))))
 	p.sys.Quiet(10 * time.Millisecond) // waits for our address
 	p.answerAddr()
 	syn := p.expect(synF)
@@ -123,37 +123,37 @@ func TestServerActiveOpen(t *testing.T) {
 		t.Fatalf("SYN = %v, want from an ephemeral port to 7000", syn)
 	}
 	p.deliver(pkt{from: 7000, to: syn.from, flags: synF | ackF, seq: 500, ack: syn.seq + 1, mss: true})
-	if r := p.sys.Reply(conn); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(srvIP, syn.from) {
-		t.Fatalf("OpConnect reply = %s, local %v; want ok, %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]), sockAddr(srvIP, syn.from))
+	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(srvIP, syn.from) {
+		t.Fatalf("OpConnect reply = %s, local %v; want ok, %v", ops.StatusOf(r), ops.Addr(r.Arg[1]), sockAddr(srvIP, syn.from))
 	}
 	p.expect(ackF)
 
 	// An RST: the pending receive and later operations get StatusReset.
-	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{3}})
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{3}})
 	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 7000, to: syn.from, flags: rstF, seq: 501})
-	if r := p.sys.Reply(recv); r.Status != ops.StatusReset {
-		t.Errorf("OpRecvFrom after RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	if r := p.sys.Reply(recv); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("OpRecvFrom after RST = %s, want %s", ops.StatusOf(r), ops.StatusReset)
 	}
-	send := p.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.Buffer([]byte("x"), 0), Arg: [4]uint64{3}})
-	if r := p.sys.Reply(send); r.Status != ops.StatusReset {
-		t.Errorf("OpSendTo after RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	send := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: p.sys.Buffer([]byte("x"), 0), Arg: [4]uint64{3}})
+	if r := p.sys.Reply(send); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("OpSendTo after RST = %s, want %s", ops.StatusOf(r), ops.StatusReset)
 	}
 	p.mustCall(ops.OpClose, 3)
 
 	// Refused: the SYN is answered with RST-ACK.
 	p.mustCall(ops.OpOpen, 4, uint64(ops.TCP))
-	conn = p.sys.Send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{4, uint64(sockAddr(cliIP, 7001))}})
+	conn = p.sys.Send(ops.OpConnect.Msg(4, uint64(sockAddr(cliIP, 7001))))
 	syn = p.expect(synF)
 	p.deliver(pkt{from: 7001, to: syn.from, flags: rstF | ackF, ack: syn.seq + 1})
-	if r := p.sys.Reply(conn); r.Status != ops.StatusRefused {
-		t.Errorf("OpConnect answered by RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusRefused))
+	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusRefused {
+		t.Errorf("OpConnect answered by RST = %s, want %s", ops.StatusOf(r), ops.StatusRefused)
 	}
 
 	// Sockets tcp does not know (a predecessor's connections).
 	for _, c := range []struct {
-		op   uint16
-		want int32
+		op   ops.Op
+		want ops.Status
 	}{
 		{ops.OpRecvFrom, ops.StatusReset},
 		{ops.OpSendTo, ops.StatusReset},
@@ -163,8 +163,8 @@ func TestServerActiveOpen(t *testing.T) {
 		{ops.OpListen, ops.StatusNoSocket},
 		{ops.OpClose, ops.StatusOK},
 	} {
-		if r := p.call(c.op, 99, uint64(sockAddr(cliIP, 1))); r.Status != c.want {
-			t.Errorf("op %#x on an unknown socket = %s, want %s", c.op, ops.StatusText(r.Status), ops.StatusText(c.want))
+		if r := p.call(c.op, 99, uint64(sockAddr(cliIP, 1))); ops.StatusOf(r) != c.want {
+			t.Errorf("%v on an unknown socket = %v, want %v", c.op, ops.StatusOf(r), c.want)
 		}
 	}
 }
@@ -176,7 +176,7 @@ func TestServerConnectTimesOut(t *testing.T) {
 	p := startProc(t, procOptions{clock: clock})
 	p.answerAddr()
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	conn := p.sys.Send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{1, uint64(sockAddr(cliIP, 80))}})
+	conn := p.sys.Send(ops.OpConnect.Msg(1, uint64(sockAddr(cliIP, 80))))
 	first := p.expect(synF)
 	for i := range maxSynRetries {
 		clock.advance(MaxRTO + time.Second)
@@ -185,8 +185,8 @@ func TestServerConnectTimesOut(t *testing.T) {
 		}
 	}
 	clock.advance(MaxRTO + time.Second)
-	if r := p.sys.Reply(conn); r.Status != ops.StatusTimedOut {
-		t.Errorf("OpConnect = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusTimedOut))
+	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusTimedOut {
+		t.Errorf("OpConnect = %s, want %s", ops.StatusOf(r), ops.StatusTimedOut)
 	}
 }
 
@@ -209,18 +209,18 @@ func TestServerListenerRestored(t *testing.T) {
 	p := startProc(t, procOptions{restore: []ListenerRecord{rec}, poolIDs: 1000})
 	p.answerAddr()
 	port := rec.Local.Port()
-	acc := p.sys.Send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 2))
 	p.deliver(pkt{from: 4000, to: port, flags: synF, seq: 1})
 	synack := p.expect(synF | ackF)
 	p.deliver(pkt{from: 4000, to: port, flags: ackF, seq: 2, ack: synack.seq + 1})
-	if r := p.sys.Reply(acc); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(cliIP, 4000) {
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(cliIP, 4000) {
 		t.Errorf("OpAccept on the restored listener = %+v, want ok from %v", r, sockAddr(cliIP, 4000))
 	}
 	// A restored listener answers a resubmitted OpListen as done.
 	p.mustCall(ops.OpListen, 1, 4)
 	// Socket 5 was a connection of the dead generation.
-	if r := p.call(ops.OpRecvFrom, 5); r.Status != ops.StatusReset {
-		t.Errorf("OpRecvFrom on a lost connection = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	if r := p.call(ops.OpRecvFrom, 5); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("OpRecvFrom on a lost connection = %s, want %s", ops.StatusOf(r), ops.StatusReset)
 	}
 }
 
@@ -232,7 +232,7 @@ func TestServerSyscallRestart(t *testing.T) {
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
 	p.mustCall(ops.OpBind, 1, uint64(sockAddr(srvIP, 80)))
 	p.mustCall(ops.OpListen, 1, 4)
-	p.sys.Send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	p.sys.Send(ops.OpAccept.Msg(1, 2))
 	p.sys.Quiet(10 * time.Millisecond)
 
 	old := p.sys
@@ -242,9 +242,9 @@ func TestServerSyscallRestart(t *testing.T) {
 	synack := p.expect(synF | ackF)
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF, seq: 2, ack: synack.seq + 1})
 	old.Quiet(10 * time.Millisecond)
-	acc := p.sys.Send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 7}})
-	if r := p.sys.Reply(acc); r.Status != ops.StatusOK {
-		t.Errorf("OpAccept from the new generation = %s, want ok", ops.StatusText(r.Status))
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 7))
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK {
+		t.Errorf("OpAccept from the new generation = %s, want ok", ops.StatusOf(r))
 	}
 	p.mustCall(ops.OpReset)
 	p.expect(finF | ackF) // connection 7 closes
@@ -270,12 +270,12 @@ func (p *proc) acceptOne(port, cliPort uint16) (iss uint32) {
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
 	p.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), port)))
 	p.mustCall(ops.OpListen, 1, 8)
-	acc := p.sys.Send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 2))
 	p.deliver(pkt{from: cliPort, to: port, flags: synF, seq: 100, mss: true})
 	iss = p.expect(synF | ackF).seq
 	p.deliver(pkt{from: cliPort, to: port, flags: ackF, seq: 101, ack: iss + 1})
-	if r := p.sys.Reply(acc); r.Status != ops.StatusOK {
-		p.t.Fatalf("OpAccept = %s, want ok", ops.StatusText(r.Status))
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK {
+		p.t.Fatalf("OpAccept = %s, want ok", ops.StatusOf(r))
 	}
 	return iss
 }
@@ -289,20 +289,20 @@ func TestServerReadinessReceives(t *testing.T) {
 	p.answerAddr()
 	iss := p.acceptOne(80, 4000)
 	rbuf := p.sys.Buffer(nil, 512)
-	readiness := func() channel.Msg { return p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{2}}) }
+	readiness := func() channel.Msg { return p.sys.Send(ops.OpRecvFrom.Msg(2)) }
 	noWait := func() channel.Msg {
-		return p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Ref: rbuf, Arg: [4]uint64{2}})
+		return p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Flags: ops.FlagNoWait, Ref: rbuf, Arg: [4]uint64{2}})
 	}
 	// want checks a receive's reply: status, length, flags, bytes.
-	want := func(what string, r channel.Msg, status int32, data string, flags uint16) {
+	want := func(what string, r channel.Msg, status ops.Status, data string, flags uint16) {
 		t.Helper()
 		got := ""
 		if r.Ref.Len > 0 {
 			got = string(p.sys.Bytes(r.Ref))
 		}
-		if r.Status != status || got != data || r.Flags != flags {
-			t.Errorf("%s = %s, %q, flags %#x; want %s, %q, flags %#x", what, ops.StatusText(r.Status), got, r.Flags,
-				ops.StatusText(status), data, flags)
+		if ops.StatusOf(r) != status || got != data || r.Flags != flags {
+			t.Errorf("%s = %s, %q, flags %#x; want %s, %q, flags %#x", what, ops.StatusOf(r), got, r.Flags,
+				status.Text(), data, flags)
 		}
 	}
 
@@ -343,12 +343,12 @@ func TestServerReadinessReceives(t *testing.T) {
 
 	// A readiness receive needs a connection...
 	p.mustCall(ops.OpOpen, 5, uint64(ops.TCP))
-	if r := p.call(ops.OpRecvFrom, 5); r.Status != ops.StatusInvalid {
-		t.Errorf("readiness receive on an unconnected socket = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusInvalid))
+	if r := p.call(ops.OpRecvFrom, 5); ops.StatusOf(r) != ops.StatusInvalid {
+		t.Errorf("readiness receive on an unconnected socket = %s, want %s", ops.StatusOf(r), ops.StatusInvalid)
 	}
 	// ...and one on a socket tcp does not know is reset, as any receive.
-	if r := p.call(ops.OpRecvFrom, 99); r.Status != ops.StatusReset || !r.Ref.IsZero() {
-		t.Errorf("readiness receive on an unknown socket = %s, Ref %+v; want %s, zero", ops.StatusText(r.Status), r.Ref, ops.StatusText(ops.StatusReset))
+	if r := p.call(ops.OpRecvFrom, 99); ops.StatusOf(r) != ops.StatusReset || !r.Ref.IsZero() {
+		t.Errorf("readiness receive on an unknown socket = %s, Ref %+v; want %s, zero", ops.StatusOf(r), r.Ref, ops.StatusReset)
 	}
 }
 
@@ -359,29 +359,29 @@ func TestServerReadinessReset(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.answerAddr()
 	p.acceptOne(80, 4000)
-	rd := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{2}})
+	rd := p.sys.Send(ops.OpRecvFrom.Msg(2))
 	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: rstF, seq: 101})
-	if r := p.sys.Reply(rd); r.Status != ops.StatusOK || r.Ref.Len != 0 {
-		t.Errorf("readiness receive at an RST = %s, %d bytes; want ok, 0", ops.StatusText(r.Status), r.Ref.Len)
+	if r := p.sys.Reply(rd); ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 0 {
+		t.Errorf("readiness receive at an RST = %s, %d bytes; want ok, 0", ops.StatusOf(r), r.Ref.Len)
 	}
-	nw := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{2}})
-	if r := p.sys.Reply(nw); r.Status != ops.StatusReset {
-		t.Errorf("FlagNoWait receive after an RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	nw := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Flags: ops.FlagNoWait, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{2}})
+	if r := p.sys.Reply(nw); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("FlagNoWait receive after an RST = %s, want %s", ops.StatusOf(r), ops.StatusReset)
 	}
 
 	// A second connection, closed with a readiness receive waiting.
-	acc := p.sys.Send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 3}})
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 3))
 	p.deliver(pkt{from: 4001, to: 80, flags: synF, seq: 100, mss: true})
 	iss := p.expect(synF | ackF).seq
 	p.deliver(pkt{from: 4001, to: 80, flags: ackF, seq: 101, ack: iss + 1})
-	if r := p.sys.Reply(acc); r.Status != ops.StatusOK {
-		t.Fatalf("OpAccept = %s", ops.StatusText(r.Status))
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpAccept = %s", ops.StatusOf(r))
 	}
-	rd = p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{3}})
+	rd = p.sys.Send(ops.OpRecvFrom.Msg(3))
 	p.sys.Quiet(10 * time.Millisecond)
 	p.mustCall(ops.OpClose, 3)
-	if r := p.sys.Reply(rd); r.Status != ops.StatusClosed {
-		t.Errorf("readiness receive at OpClose = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusClosed))
+	if r := p.sys.Reply(rd); ops.StatusOf(r) != ops.StatusClosed {
+		t.Errorf("readiness receive at OpClose = %s, want %s", ops.StatusOf(r), ops.StatusClosed)
 	}
 }

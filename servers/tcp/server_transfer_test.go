@@ -58,7 +58,7 @@ func TestServerTransferCloseWithSendsPosted(t *testing.T) {
 			posted = append(posted, req)
 		}
 		f.NextID++
-		closeReq := channel.Msg{ID: f.NextID, Op: ops.OpClose, Arg: [4]uint64{id}}
+		closeReq := channel.Msg{ID: f.NextID, Op: uint16(ops.OpClose), Arg: [4]uint64{id}}
 		if err := f.TrySend(closeReq); err != nil {
 			return err
 		}
@@ -68,8 +68,8 @@ func TestServerTransferCloseWithSendsPosted(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if r.Status != ops.StatusOK || r.Arg[2] != uint64(req.Ref.Len) {
-				return fmt.Errorf("OpSendTo answered at close = %s, %d of %d bytes", ops.StatusText(r.Status), r.Arg[2], req.Ref.Len)
+			if ops.StatusOf(r) != ops.StatusOK || r.Arg[2] != uint64(req.Ref.Len) {
+				return fmt.Errorf("OpSendTo answered at close = %s, %d of %d bytes", ops.StatusOf(r), r.Arg[2], req.Ref.Len)
 			}
 		}
 		_, err := f.TryRecv(func(m channel.Msg) bool { return m.ID == closeReq.ID })
@@ -94,13 +94,13 @@ func backToBack(t *testing.T, sender func(*transporttest.Neighbour, uint64, []by
 	a.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
 	a.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), 80)))
 	a.mustCall(ops.OpListen, 1, 4)
-	acc := a.sys.Send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	acc := a.sys.Send(ops.OpAccept.Msg(1, 2))
 	b.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
 	if r := b.mustCall(ops.OpConnect, 1, uint64(sockAddr(srvIP, 80))); ops.Addr(r.Arg[1]).IP() != cliIP {
 		t.Fatalf("OpConnect: local %v, want on %v", ops.Addr(r.Arg[1]), cliIP)
 	}
-	if r := a.sys.Reply(acc); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]).IP() != cliIP {
-		t.Fatalf("OpAccept = %s from %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]))
+	if r := a.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]).IP() != cliIP {
+		t.Fatalf("OpAccept = %s from %v", ops.StatusOf(r), ops.Addr(r.Arg[1]))
 	}
 
 	// b sends (and half-closes) from a goroutine; a receives here.
@@ -111,9 +111,9 @@ func backToBack(t *testing.T, sender func(*transporttest.Neighbour, uint64, []by
 	rbuf := a.sys.Buffer(nil, 16<<10)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		r := a.sys.Reply(a.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}}))
-		if r.Status != ops.StatusOK {
-			t.Fatalf("OpRecvFrom after %d bytes = %s", got, ops.StatusText(r.Status))
+		r := a.sys.Reply(a.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{2}}))
+		if ops.StatusOf(r) != ops.StatusOK {
+			t.Fatalf("OpRecvFrom after %d bytes = %s", got, ops.StatusOf(r))
 		}
 		if r.Flags&ops.FlagEOF != 0 {
 			break
@@ -134,16 +134,16 @@ func backToBack(t *testing.T, sender func(*transporttest.Neighbour, uint64, []by
 		return
 	}
 	// a answers with a short message and closes; b reads it, then EOF.
-	reply := a.sys.Reply(a.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: a.sys.Buffer([]byte("done"), 0), Arg: [4]uint64{2}}))
-	if reply.Status != ops.StatusOK || reply.Arg[2] != 4 {
-		t.Fatalf("OpSendTo(done) = %s, %d", ops.StatusText(reply.Status), reply.Arg[2])
+	reply := a.sys.Reply(a.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: a.sys.Buffer([]byte("done"), 0), Arg: [4]uint64{2}}))
+	if ops.StatusOf(reply) != ops.StatusOK || reply.Arg[2] != 4 {
+		t.Fatalf("OpSendTo(done) = %s, %d", ops.StatusOf(reply), reply.Arg[2])
 	}
 	a.mustCall(ops.OpClose, 2)
 	bbuf := b.sys.Buffer(nil, 64)
-	if r := b.sys.Reply(b.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: bbuf, Arg: [4]uint64{1}})); r.Status != ops.StatusOK || string(b.sys.Bytes(r.Ref)) != "done" {
+	if r := b.sys.Reply(b.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: bbuf, Arg: [4]uint64{1}})); ops.StatusOf(r) != ops.StatusOK || string(b.sys.Bytes(r.Ref)) != "done" {
 		t.Errorf("b's OpRecvFrom = %+v, want %q", r, "done")
 	}
-	if r := b.sys.Reply(b.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: bbuf, Arg: [4]uint64{1}})); r.Flags&ops.FlagEOF == 0 {
+	if r := b.sys.Reply(b.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: bbuf, Arg: [4]uint64{1}})); r.Flags&ops.FlagEOF == 0 {
 		t.Errorf("b's second OpRecvFrom = %+v, want EOF", r)
 	}
 	b.mustCall(ops.OpClose, 1)
@@ -173,7 +173,7 @@ func sendTo(f *transporttest.Neighbour, id uint64, data []byte) (req channel.Msg
 	buf, _ := f.Pool.Bytes(ref)
 	ref.Len = uint32(copy(buf, data))
 	f.NextID++
-	return channel.Msg{ID: f.NextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}, true
+	return channel.Msg{ID: f.NextID, Op: uint16(ops.OpSendTo), Ref: ref, Arg: [4]uint64{id}}, true
 }
 
 // sendAll plays syscall sending data on socket id in buffer-sized pieces,
@@ -192,8 +192,8 @@ func sendAll(f *transporttest.Neighbour, id uint64, data []byte) error {
 		if err != nil {
 			return err
 		}
-		if n := req.Ref.Len; r.Status != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(n) {
-			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], n)
+		if n := req.Ref.Len; ops.StatusOf(r) != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(n) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusOf(r), r.Arg[2], n)
 		}
 		data = data[r.Arg[2]:]
 	}
@@ -216,8 +216,8 @@ func sendPipelined(f *transporttest.Neighbour, id uint64, data []byte, shut bool
 		if err != nil {
 			return err
 		}
-		if r.Status != ops.StatusOK || r.Arg[2] != uint64(p.n) {
-			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], p.n)
+		if ops.StatusOf(r) != ops.StatusOK || r.Arg[2] != uint64(p.n) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusOf(r), r.Arg[2], p.n)
 		}
 		return nil
 	}
@@ -250,13 +250,13 @@ func sendPipelined(f *transporttest.Neighbour, id uint64, data []byte, shut bool
 // shutdown plays syscall's OpShutdown on socket id and checks the answer.
 func shutdown(f *transporttest.Neighbour, id uint64) error {
 	f.NextID++
-	req := channel.Msg{ID: f.NextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
+	req := channel.Msg{ID: f.NextID, Op: uint16(ops.OpShutdown), Arg: [4]uint64{id}}
 	if err := f.TrySend(req); err != nil {
 		return err
 	}
 	r, err := f.TryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
-	if err == nil && r.Status != ops.StatusOK {
-		err = fmt.Errorf("OpShutdown = %s", ops.StatusText(r.Status))
+	if err == nil && ops.StatusOf(r) != ops.StatusOK {
+		err = fmt.Errorf("OpShutdown = %s", ops.StatusOf(r))
 	}
 	return err
 }
@@ -282,7 +282,7 @@ func relay(ctx context.Context, ends []*relayEnd) {
 			n := e.p.ip.Ep.Recv(in[:])
 			moved = moved || n > 0
 			for _, m := range in[:n] {
-				switch m.Op {
+				switch ops.OpOf(m) {
 				case ops.OpAddr:
 					m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(e.prefix.Addr(), 0)), uint64(e.prefix.Bits())
 					e.pending = append(e.pending, m)
@@ -291,7 +291,7 @@ func relay(ctx context.Context, ends []*relayEnd) {
 					if d, ok := wrap(other.p.ip.Pool, seg, e.prefix.Addr(), ops.Addr(m.Arg[0]).IP()); ok {
 						other.nextID++
 						src, dst := ops.MakeAddr(e.prefix.Addr(), 0), ops.MakeAddr(ops.Addr(m.Arg[0]).IP(), 0)
-						other.pending = append(other.pending, channel.Msg{ID: other.nextID, Op: ops.OpDeliver, Ref: d,
+						other.pending = append(other.pending, channel.Msg{ID: other.nextID, Op: uint16(ops.OpDeliver), Ref: d,
 							Arg: [4]uint64{uint64(src), uint64(dst), header.IPv4MinimumSize}})
 					}
 					e.pending = append(e.pending, m) // copied out

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/netip"
 
-	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
 	"keepnet/servers/ops"
 )
@@ -99,8 +98,8 @@ func (s *Server) copyOut(seg []byte, dst netip.Addr, offload uint64) bool {
 
 // output asks IP to send the segment in ref.
 func (s *Server) output(ref pool.Ref, dst netip.Addr, offload uint64) bool {
-	m := channel.Msg{Op: ops.OpOutput, Ref: ref}
-	m.Arg[0], m.Arg[1], m.Arg[2] = uint64(ops.MakeAddr(dst, 0)), uint64(s.c.Protocol), offload
+	m := ops.OpOutput.Msg(uint64(ops.MakeAddr(dst, 0)), uint64(s.c.Protocol), offload)
+	m.Ref = ref
 	m, err := s.toIP.Add(m)
 	if err != nil {
 		return false

@@ -6,6 +6,7 @@ import (
 
 	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
+	"keepnet/servers/ops"
 )
 
 // Protocol is a transport's protocol core, as the framework drives it. All
@@ -19,7 +20,7 @@ type Protocol interface {
 	// dst (the transport header and payload; IP checked its own header).
 	// It returns ops.StatusOK, or ops.StatusNoPort to have IP answer with
 	// ICMP port unreachable. seg is valid only during the call.
-	Deliver(seg []byte, src, dst netip.Addr) int32
+	Deliver(seg []byte, src, dst netip.Addr) ops.Status
 	// DropRequests forgets, without replying, every request the core
 	// keeps: the SYSCALL generation that sent them is gone. It returns
 	// how many there were.

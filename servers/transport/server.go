@@ -143,7 +143,7 @@ func (s *Server) Attach(p *wiring.Peer) {
 		resent := len(s.ip.queue)
 		asking := false
 		for _, m := range s.ip.queue {
-			asking = asking || m.Op == ops.OpAddr
+			asking = asking || ops.OpOf(m) == ops.OpAddr
 		}
 		if !asking {
 			s.askAddr()
@@ -187,7 +187,7 @@ func (s *Server) retire(l *peerLink) {
 // askAddr queues an OpAddr request to IP.
 func (s *Server) askAddr() {
 	s.addrDue = time.Time{}
-	m, err := s.toIP.Add(channel.Msg{Op: ops.OpAddr})
+	m, err := s.toIP.Add(ops.OpAddr.Msg())
 	if err != nil {
 		s.addrDue = time.Now().Add(addrRetry)
 		return
@@ -250,7 +250,7 @@ func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 
 // fromIP takes one message from IP: a delivery, or a reply to us.
 func (s *Server) fromIP(m channel.Msg) {
-	if m.Op == ops.OpDeliver {
+	if ops.OpOf(m) == ops.OpDeliver {
 		s.ip.queue = append(s.ip.queue, s.deliver(m))
 		return
 	}
@@ -258,10 +258,10 @@ func (s *Server) fromIP(m channel.Msg) {
 	if !ok {
 		return // stale: answered already, or resubmitted
 	}
-	switch req.Op {
+	switch ops.OpOf(req) {
 	case ops.OpOutput:
 		s.out.Free(req.Ref)
-		if m.Status != ops.StatusOK {
+		if ops.StatusOf(m) != ops.StatusOK {
 			s.ipRefused++
 		}
 	case ops.OpAddr:
@@ -273,26 +273,26 @@ func (s *Server) fromIP(m channel.Msg) {
 // reply: the datagram from Arg[0] to Arg[1], its transport header at
 // offset Arg[2] (servers/ops).
 func (s *Server) deliver(m channel.Msg) channel.Msg {
-	r := m
-	r.Status = ops.StatusOK
+	st := ops.StatusOK
 	b, ok := s.ip.bytes(m.Ref)
 	switch off := m.Arg[2]; {
 	case !ok:
 		s.badReqs++
-		r.Status = ops.StatusInvalid
+		st = ops.StatusInvalid
 	case off == 0 || off > uint64(len(b)):
 		s.badIP++
 	default:
-		r.Status = s.proto.Deliver(b[off:], ops.Addr(m.Arg[0]).IP(), ops.Addr(m.Arg[1]).IP())
+		st = s.proto.Deliver(b[off:], ops.Addr(m.Arg[0]).IP(), ops.Addr(m.Arg[1]).IP())
 	}
-	return r
+	ops.SetStatus(&m, st)
+	return m
 }
 
 // setAddr takes IP's answer to OpAddr: our address and its offloads, or an
 // error (IP is not up yet: ask again).
 func (s *Server) setAddr(m channel.Msg) {
 	p := netip.PrefixFrom(ops.Addr(m.Arg[0]).IP(), int(m.Arg[1]))
-	if m.Status != ops.StatusOK || !p.IsValid() || p.Addr().IsUnspecified() {
+	if ops.StatusOf(m) != ops.StatusOK || !p.IsValid() || p.Addr().IsUnspecified() {
 		s.addrDue = time.Now().Add(addrRetry)
 		return
 	}
@@ -307,7 +307,7 @@ func (s *Server) setAddr(m channel.Msg) {
 // fromSyscall hands one socket request to the core's method for its
 // operation.
 func (s *Server) fromSyscall(m channel.Msg) {
-	switch m.Op {
+	switch op := ops.OpOf(m); op {
 	case ops.OpOpen:
 		s.proto.Open(m)
 	case ops.OpBind:
@@ -327,7 +327,7 @@ func (s *Server) fromSyscall(m channel.Msg) {
 			s.Invalid(m)
 			return
 		}
-		switch m.Op {
+		switch op {
 		case ops.OpListen:
 			s.stream.Listen(m)
 		case ops.OpAccept:
@@ -350,8 +350,8 @@ func (s *Server) Reply(m channel.Msg) {
 // Invalid is the Host's: m answered StatusInvalid, a bad request.
 func (s *Server) Invalid(m channel.Msg) {
 	s.badReqs++
-	m.Status = ops.StatusInvalid
-	if m.Op == ops.OpRecvFrom {
+	ops.SetStatus(&m, ops.StatusInvalid)
+	if ops.OpOf(m) == ops.OpRecvFrom {
 		m.Ref.Len = 0
 	}
 	s.Reply(m)

@@ -76,18 +76,18 @@ func newTestbed(t *testing.T, l Limits) *testbed {
 func (tb *testbed) open(t *testing.T, id uint64, local ops.Addr) {
 	t.Helper()
 	if st := tb.Open(id, ops.UDP); st != ops.StatusOK {
-		t.Fatalf("Open(%d) = %s, want ok", id, ops.StatusText(st))
+		t.Fatalf("Open(%d) = %s, want ok", id, st.Text())
 	}
 	if local != 0 {
 		if _, st := tb.Bind(id, local); st != ops.StatusOK {
-			t.Fatalf("Bind(%d, %v) = %s, want ok", id, local, ops.StatusText(st))
+			t.Fatalf("Bind(%d, %v) = %s, want ok", id, local, st.Text())
 		}
 	}
 }
 
 // deliver plays IP handing the Table a whole IPv4 datagram: the
 // segment, its addresses.
-func (tb *testbed) deliver(pkt []byte) int32 {
+func (tb *testbed) deliver(pkt []byte) ops.Status {
 	ip := header.IPv4(pkt)
 	return tb.Deliver(ip.Payload(), ip.Src(), ip.Dst())
 }

@@ -87,7 +87,7 @@ func TestRestore(t *testing.T) {
 	tests := []struct {
 		name string
 		pkt  []byte
-		want int32
+		want ops.Status
 	}{
 		{"bound socket", ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("a"), nil), ops.StatusOK},
 		{"bound to our address", ipUDP(addr(peerIP, 1), addr(ourIP, 53), []byte("a"), nil), ops.StatusOK},
@@ -97,15 +97,15 @@ func TestRestore(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := tb.deliver(tt.pkt); got != tt.want {
-			t.Errorf("%s: Deliver() after Restore = %s, want %s", tt.name, ops.StatusText(got), ops.StatusText(tt.want))
+			t.Errorf("%s: Deliver() after Restore = %s, want %s", tt.name, got.Text(), ops.Status(tt.want))
 		}
 	}
 	// The restored bindings hold their ports; the unbound one still works.
 	if _, st := tb.Bind(3, addr(netip.IPv4Unspecified(), 7)); st != ops.StatusInUse {
-		t.Errorf("Bind(3, :7) after Restore = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusInUse))
+		t.Errorf("Bind(3, :7) after Restore = %s, want %s", st.Text(), ops.StatusInUse)
 	}
 	if _, st := tb.SendTo(4, 0, []byte("q")); st != ops.StatusOK || tb.ip.sent[0].dst != peerIP {
-		t.Errorf("SendTo(restored connected socket, 0) = %s, want ok to %v", ops.StatusText(st), peerIP)
+		t.Errorf("SendTo(restored connected socket, 0) = %s, want ok to %v", st.Text(), peerIP)
 	}
 	tb.RecvFrom(1, 1, make([]byte, 8))
 	if d := tb.takeDone(); len(d) != 1 || d[0].Len != 1 {

@@ -93,7 +93,9 @@ func (c *core) SetAddr(p netip.Prefix, _ transport.Offloads) {
 // Restore recreates the sockets of a previous generation.
 func (c *core) Restore(rs []Record) (int, []error) { return c.table.Restore(rs) }
 
-func (c *core) Deliver(seg []byte, src, dst netip.Addr) int32 { return c.table.Deliver(seg, src, dst) }
+func (c *core) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
+	return c.table.Deliver(seg, src, dst)
+}
 
 // DropRequests drops the posted receives and held sends of a SYSCALL
 // generation that is gone.
@@ -104,10 +106,10 @@ func (c *core) DropRequests() int {
 	return n
 }
 
-func (c *core) Hold()                         {}
-func (c *core) Flush()                        {}
-func (c *core) Poll() (bool, time.Time)       { return false, time.Time{} }
-func (c *core) reply(m channel.Msg, st int32) { m.Status = st; c.h.Reply(m) }
+func (c *core) Hold()                              {}
+func (c *core) Flush()                             {}
+func (c *core) Poll() (bool, time.Time)            { return false, time.Time{} }
+func (c *core) reply(m channel.Msg, st ops.Status) { ops.SetStatus(&m, st); c.h.Reply(m) }
 
 func (c *core) Stats(common transport.Stats) any {
 	return Stats{Stats: common, Sockets: c.table.Sockets(), QueuedBytes: c.table.QueuedBytes(),

@@ -74,29 +74,29 @@ func startProcess(t *testing.T, restore []Record) *process {
 func (p *process) answerAddr(ip *transporttest.Neighbour) { ip.AnswerAddr(ourNet) }
 
 // call sends a socket request from syscall and returns udp's reply.
-func (p *process) call(op uint16, args ...uint64) channel.Msg {
+func (p *process) call(op ops.Op, args ...uint64) channel.Msg {
 	p.t.Helper()
-	m := channel.Msg{Op: op}
+	m := channel.Msg{Op: uint16(op)}
 	copy(m.Arg[:], args)
 	req := p.sys.Send(m)
 	r := p.sys.Recv(nil)
-	if r.ID != req.ID || r.Op != op {
-		p.t.Fatalf("reply to op %#x id %d: got op %#x id %d", op, req.ID, r.Op, r.ID)
+	if r.ID != req.ID || ops.OpOf(r) != op {
+		p.t.Fatalf("reply to %v id %d: got %v id %d", op, req.ID, ops.OpOf(r), r.ID)
 	}
 	return r
 }
 
 // deliver plays IP delivering a datagram, with its addresses and where
 // the UDP header starts, and returns udp's status.
-func (p *process) deliver(ip *transporttest.Neighbour, pkt []byte) int32 {
+func (p *process) deliver(ip *transporttest.Neighbour, pkt []byte) ops.Status {
 	p.t.Helper()
 	req := ip.Deliver(pkt)
 	r := ip.Recv(nil)
-	if r.ID != req.ID || r.Op != ops.OpDeliver {
-		p.t.Fatalf("reply to OpDeliver %d: got op %#x id %d", req.ID, r.Op, r.ID)
+	if r.ID != req.ID || ops.OpOf(r) != ops.OpDeliver {
+		p.t.Fatalf("reply to OpDeliver %d: got %v id %d", req.ID, ops.OpOf(r), r.ID)
 	}
 	ip.Pool.Free(req.Ref)
-	return r.Status
+	return ops.StatusOf(r)
 }
 
 func TestServerDialogue(t *testing.T) {
@@ -105,11 +105,11 @@ func TestServerDialogue(t *testing.T) {
 	from := addr(peerIP, 5000)
 	any7 := addr(netip.IPv4Unspecified(), 7)
 
-	if r := p.call(ops.OpOpen, 1, uint64(ops.UDP)); r.Status != ops.StatusOK {
-		t.Fatalf("OpOpen = %s", ops.StatusText(r.Status))
+	if r := p.call(ops.OpOpen, 1, uint64(ops.UDP)); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpOpen = %s", ops.StatusOf(r))
 	}
-	if r := p.call(ops.OpBind, 1, uint64(any7)); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 {
-		t.Fatalf("OpBind(:7) = %s, %v; want ok, %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]), any7)
+	if r := p.call(ops.OpBind, 1, uint64(any7)); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 {
+		t.Fatalf("OpBind(:7) = %s, %v; want ok, %v", ops.StatusOf(r), ops.Addr(r.Arg[1]), any7)
 	}
 	if r, ok := p.journal.Get(1); !ok || r.Local != any7 {
 		t.Errorf("journal[1] = %+v, %v; want bound to %v", r, ok, any7)
@@ -117,13 +117,13 @@ func TestServerDialogue(t *testing.T) {
 
 	// syscall posts a receive; ip delivers; the receive is answered.
 	rbuf := p.sys.Buffer(nil, 64)
-	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{1}})
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{1}})
 	p.sys.Quiet(20 * time.Millisecond)
 	if st := p.deliver(p.ip, ipUDP(from, addr(ourIP, 7), []byte("ping"), nil)); st != ops.StatusOK {
-		t.Errorf("OpDeliver to :7 = %s, want ok", ops.StatusText(st))
+		t.Errorf("OpDeliver to :7 = %s, want ok", st.Text())
 	}
 	r := p.sys.Recv(nil)
-	if r.ID != recv.ID || r.Status != ops.StatusOK || r.Ref.Len != 4 || ops.Addr(r.Arg[1]) != from || r.Ref.Off != rbuf.Off {
+	if r.ID != recv.ID || ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 4 || ops.Addr(r.Arg[1]) != from || r.Ref.Off != rbuf.Off {
 		t.Errorf("OpRecvFrom reply = %+v, want id %d, ok, 4 bytes in the same buffer, from %v", r, recv.ID, from)
 	} else if got := string(p.sys.Bytes(r.Ref)); got != "ping" {
 		t.Errorf("received %q, want %q", got, "ping")
@@ -131,17 +131,17 @@ func TestServerDialogue(t *testing.T) {
 
 	// Nobody on :9: IP is asked to send port unreachable.
 	if st := p.deliver(p.ip, ipUDP(from, addr(ourIP, 9), []byte("x"), nil)); st != ops.StatusNoPort {
-		t.Errorf("OpDeliver to :9 = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusNoPort))
+		t.Errorf("OpDeliver to :9 = %s, want %s", st.Text(), ops.StatusNoPort)
 	}
 
 	// syscall sends; ip gets a checksummed segment in udp.out.
 	payload := p.sys.Buffer([]byte("pong"), 0)
-	send := p.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: payload, Arg: [4]uint64{1, uint64(from)}})
-	if r := p.sys.Recv(nil); r.ID != send.ID || r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 || r.Ref != payload {
+	send := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: payload, Arg: [4]uint64{1, uint64(from)}})
+	if r := p.sys.Recv(nil); r.ID != send.ID || ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 || r.Ref != payload {
 		t.Errorf("OpSendTo reply = %+v, want ok, local %v, the payload's Ref back", r, any7)
 	}
 	out := p.ip.Recv(nil)
-	if out.Op != ops.OpOutput || ops.Addr(out.Arg[0]).IP() != peerIP || out.Arg[1] != header.ProtocolUDP || out.Ref.Pool != p.out.ID() {
+	if ops.OpOf(out) != ops.OpOutput || ops.Addr(out.Arg[0]).IP() != peerIP || out.Arg[1] != header.ProtocolUDP || out.Ref.Pool != p.out.ID() {
 		t.Fatalf("request to ip = %+v, want OpOutput to %v, protocol 17, in udp.out", out, peerIP)
 	}
 	seg, err := p.out.Bytes(out.Ref)
@@ -163,12 +163,12 @@ func TestServerDialogue(t *testing.T) {
 	ip2 := transporttest.New(t, "ip", 2, 201, 32, 2048)
 	p.peers <- ip2.Peer
 	re := ip2.Recv(nil)
-	if re.Op != ops.OpOutput || re.Ref != out.Ref || re.ID <= out.ID {
+	if ops.OpOf(re) != ops.OpOutput || re.Ref != out.Ref || re.ID <= out.ID {
 		t.Errorf("resubmitted = %+v, want OpOutput of the same Ref with an id above %d", re, out.ID)
 	}
 	p.answerAddr(ip2)
 	p.ip.SendRaw(out) // the dead generation's late reply: its channel is gone
-	ip2.SendRaw(channel.Msg{ID: out.ID, Op: ops.OpOutput})
+	ip2.SendRaw(channel.Msg{ID: out.ID, Op: uint16(ops.OpOutput)})
 	time.Sleep(20 * time.Millisecond)
 	if got := p.out.Available(); got != free {
 		t.Errorf("udp.out free = %d after a stale reply, want %d", got, free)
@@ -181,23 +181,23 @@ func TestServerDialogue(t *testing.T) {
 	}
 	p.mu.Unlock()
 	if st := p.deliver(ip2, ipUDP(from, addr(ourIP, 9), []byte("x"), nil)); st != ops.StatusNoPort {
-		t.Errorf("OpDeliver from ip generation 2 = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusNoPort))
+		t.Errorf("OpDeliver from ip generation 2 = %s, want %s", st.Text(), ops.StatusNoPort)
 	}
 
 	// Close answers the posted receive first.
-	recv = p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{1}})
-	cl := p.sys.Send(channel.Msg{Op: ops.OpClose, Arg: [4]uint64{1}})
-	if r := p.sys.Recv(nil); r.ID != recv.ID || r.Status != ops.StatusClosed {
+	recv = p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{1}})
+	cl := p.sys.Send(ops.OpClose.Msg(1))
+	if r := p.sys.Recv(nil); r.ID != recv.ID || ops.StatusOf(r) != ops.StatusClosed {
 		t.Errorf("first reply after OpClose = %+v, want the receive %d, closed", r, recv.ID)
 	}
-	if r := p.sys.Recv(nil); r.ID != cl.ID || r.Status != ops.StatusOK {
+	if r := p.sys.Recv(nil); r.ID != cl.ID || ops.StatusOf(r) != ops.StatusOK {
 		t.Errorf("second reply after OpClose = %+v, want the close %d, ok", r, cl.ID)
 	}
 	if _, ok := p.journal.Get(1); ok {
 		t.Errorf("journal still holds socket 1 after OpClose")
 	}
-	if r := p.call(0x99); r.Status != ops.StatusInvalid {
-		t.Errorf("unknown op = %s, want invalid", ops.StatusText(r.Status))
+	if r := p.call(0x99); ops.StatusOf(r) != ops.StatusInvalid {
+		t.Errorf("unknown op = %s, want invalid", ops.StatusOf(r))
 	}
 }
 
@@ -206,7 +206,7 @@ func TestServerSyscallRestart(t *testing.T) {
 	p.answerAddr(p.ip)
 	p.call(ops.OpOpen, 1, uint64(ops.UDP))
 	p.call(ops.OpBind, 1, uint64(addr(netip.IPv4Unspecified(), 7)))
-	p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{1}})
+	p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{1}})
 	p.sys.Quiet(10 * time.Millisecond)
 
 	// A new syscall generation: the old one's receive is dropped unanswered;
@@ -215,11 +215,11 @@ func TestServerSyscallRestart(t *testing.T) {
 	p.sys = transporttest.New(t, "syscall", 2, 301, 32, 2048)
 	p.peers <- p.sys.Peer
 	if st := p.deliver(p.ip, ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("kept"), nil)); st != ops.StatusOK {
-		t.Fatalf("OpDeliver = %s, want ok", ops.StatusText(st))
+		t.Fatalf("OpDeliver = %s, want ok", st.Text())
 	}
 	old.Quiet(10 * time.Millisecond)
-	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{1}})
-	if r := p.sys.Recv(nil); r.ID != recv.ID || r.Status != ops.StatusOK || string(p.sys.Bytes(r.Ref)) != "kept" {
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{1}})
+	if r := p.sys.Recv(nil); r.ID != recv.ID || ops.StatusOf(r) != ops.StatusOK || string(p.sys.Bytes(r.Ref)) != "kept" {
 		t.Errorf("OpRecvFrom from the new generation = %+v, want the queued datagram", r)
 	}
 	p.mu.Lock()
@@ -228,12 +228,12 @@ func TestServerSyscallRestart(t *testing.T) {
 	}
 	p.mu.Unlock()
 	// A Ref into the old generation's pool is refused, not followed.
-	stale := p.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: old.Buffer([]byte("x"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 1))}})
-	if got := p.sys.Recv(nil); got.ID != stale.ID || got.Status != ops.StatusInvalid {
+	stale := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: old.Buffer([]byte("x"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 1))}})
+	if got := p.sys.Recv(nil); got.ID != stale.ID || ops.StatusOf(got) != ops.StatusInvalid {
 		t.Errorf("OpSendTo with a stale Ref = %+v, want invalid", got)
 	}
-	if r := p.call(ops.OpReset); r.Status != ops.StatusOK {
-		t.Errorf("OpReset = %s", ops.StatusText(r.Status))
+	if r := p.call(ops.OpReset); ops.StatusOf(r) != ops.StatusOK {
+		t.Errorf("OpReset = %s", ops.StatusOf(r))
 	}
 	if _, ok := p.journal.Get(1); ok {
 		t.Errorf("journal holds socket 1 after OpReset")
@@ -246,15 +246,15 @@ func TestServerSendWaitsForAddr(t *testing.T) {
 	// IP is not up: it answers OpAddr with an error; udp holds the send
 	// and asks again.
 	m := p.ip.Recv(nil)
-	m.Status = ops.StatusError
+	ops.SetStatus(&m, ops.StatusError)
 	p.ip.SendRaw(m)
-	send := p.sys.Send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.Buffer([]byte("early"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 53))}})
+	send := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: p.sys.Buffer([]byte("early"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 53))}})
 	p.sys.Quiet(20 * time.Millisecond)
 	p.answerAddr(p.ip) // the retry
-	if r := p.sys.Recv(nil); r.ID != send.ID || r.Status != ops.StatusOK || ops.Addr(r.Arg[1]).Port() < EphemeralFirst {
+	if r := p.sys.Recv(nil); r.ID != send.ID || ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]).Port() < EphemeralFirst {
 		t.Errorf("held OpSendTo reply = %+v, want ok from an ephemeral port", r)
 	}
-	if out := p.ip.Recv(nil); out.Op != ops.OpOutput {
+	if out := p.ip.Recv(nil); ops.OpOf(out) != ops.OpOutput {
 		t.Errorf("request to ip = %+v, want OpOutput", out)
 	}
 }
@@ -265,10 +265,10 @@ func TestServerRestored(t *testing.T) {
 	p := startProcess(t, []Record{{ID: 7, Local: addr(netip.IPv4Unspecified(), 53)}})
 	p.answerAddr(p.ip)
 	if st := p.deliver(p.ip, ipUDP(addr(peerIP, 1), addr(ourIP, 53), []byte("q"), nil)); st != ops.StatusOK {
-		t.Errorf("OpDeliver to a restored socket = %s, want ok", ops.StatusText(st))
+		t.Errorf("OpDeliver to a restored socket = %s, want ok", st.Text())
 	}
-	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{7}})
-	if r := p.sys.Recv(nil); r.ID != recv.ID || r.Status != ops.StatusOK || r.Ref.Len != 1 {
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{7}})
+	if r := p.sys.Recv(nil); r.ID != recv.ID || ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 1 {
 		t.Errorf("OpRecvFrom on a restored socket = %+v, want the datagram", r)
 	}
 }
@@ -293,18 +293,18 @@ func TestServerDeliveryOutsideItsDatagram(t *testing.T) {
 	pkt := ipUDP(addr(peerIP, 1), addr(ourIP, 53), []byte("q"), nil)
 	for _, off := range []uint64{0, uint64(len(pkt) + 1)} {
 		ref := p.ip.Buffer(pkt, 0)
-		req := p.ip.Send(channel.Msg{Op: ops.OpDeliver, Ref: ref,
+		req := p.ip.Send(channel.Msg{Op: uint16(ops.OpDeliver), Ref: ref,
 			Arg: [4]uint64{uint64(addr(peerIP, 0)), uint64(addr(ourIP, 0)), off}})
-		if r := p.ip.Recv(nil); r.ID != req.ID || r.Status != ops.StatusOK {
+		if r := p.ip.Recv(nil); r.ID != req.ID || ops.StatusOf(r) != ops.StatusOK {
 			t.Errorf("OpDeliver with offset %d = %+v, want ok", off, r)
 		}
 		p.ip.Pool.Free(ref)
 	}
-	recv := p.sys.Send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{7}})
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{7}})
 	p.sys.Quiet(20 * time.Millisecond)
 	// The next good one is the first the socket gets.
 	if st := p.deliver(p.ip, pkt); st != ops.StatusOK {
-		t.Fatalf("OpDeliver = %s, want ok", ops.StatusText(st))
+		t.Fatalf("OpDeliver = %s, want ok", st.Text())
 	}
 	if r := p.sys.Recv(nil); r.ID != recv.ID || r.Ref.Len != 1 {
 		t.Errorf("OpRecvFrom = %+v, want the one good datagram", r)

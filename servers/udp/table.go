@@ -17,11 +17,11 @@ type Journal = transport.Journal[Record]
 
 // Completion answers one RecvFrom.
 type Completion struct {
-	Tag    uint64   // the RecvFrom's tag
-	Len    int      // bytes copied into its buffer
-	Src    ops.Addr // the datagram's source
-	Flags  uint16   // ops.FlagTruncated if the datagram was cut to the buffer
-	Status int32    // ops.StatusOK, StatusClosed, StatusNoSocket, StatusError
+	Tag    uint64     // the RecvFrom's tag
+	Len    int        // bytes copied into its buffer
+	Src    ops.Addr   // the datagram's source
+	Flags  uint16     // ops.FlagTruncated if the datagram was cut to the buffer
+	Status ops.Status // ops.StatusOK, StatusClosed, StatusNoSocket, StatusError
 }
 
 // Limits bound what the Table holds for readers that do not read.
@@ -156,7 +156,7 @@ func (t *Table) Sockets() int { return len(t.socks) }
 func (t *Table) QueuedBytes() int { return t.queued }
 
 // Open creates an unbound socket id.
-func (t *Table) Open(id uint64, network ops.Network) int32 {
+func (t *Table) Open(id uint64, network ops.Network) ops.Status {
 	switch {
 	case network != ops.UDP, t.socks[id] != nil:
 		return ops.StatusInvalid
@@ -171,7 +171,7 @@ func (t *Table) Open(id uint64, network ops.Network) int32 {
 
 // Bind binds socket id to local: port 0 picks an ephemeral port, address
 // 0.0.0.0 means any of ours. It returns the address bound.
-func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, int32) {
+func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, ops.Status) {
 	s := t.socks[id]
 	if s == nil {
 		return 0, ops.StatusNoSocket
@@ -190,7 +190,7 @@ func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, int32) {
 }
 
 // bind takes local's port (an ephemeral one if 0) for s.
-func (t *Table) bind(s *socket, local ops.Addr) int32 {
+func (t *Table) bind(s *socket, local ops.Addr) ops.Status {
 	port := local.Port()
 	if port == 0 {
 		var ok bool
@@ -222,7 +222,7 @@ func (t *Table) ephemeral() (uint16, bool) {
 // Connect sets socket id's peer: the default destination and the only
 // source it accepts. An unbound socket is bound to an ephemeral port first.
 // It returns the local address (a wildcard address reported as ours).
-func (t *Table) Connect(id uint64, remote ops.Addr) (ops.Addr, int32) {
+func (t *Table) Connect(id uint64, remote ops.Addr) (ops.Addr, ops.Status) {
 	s := t.socks[id]
 	if s == nil {
 		return 0, ops.StatusNoSocket
@@ -251,7 +251,7 @@ func (t *Table) localOf(s *socket) ops.Addr {
 // SendTo sends payload from socket id to dst (0: the connected peer). An
 // unbound socket is bound to an ephemeral port first. It returns the local
 // address. The payload is copied; the caller keeps it.
-func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, int32) {
+func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.Status) {
 	s := t.socks[id]
 	switch {
 	case s == nil:
@@ -329,7 +329,7 @@ func (t *Table) complete(r receive, src ops.Addr, data []byte) {
 
 // Close closes socket id: its posted receives are answered StatusClosed
 // first, its queue is dropped, its port freed.
-func (t *Table) Close(id uint64) int32 {
+func (t *Table) Close(id uint64) ops.Status {
 	s := t.socks[id]
 	if s == nil {
 		return ops.StatusNoSocket
@@ -395,7 +395,7 @@ func (t *Table) DropReceives() int {
 // listens on a unicast datagram's destination (IP then answers ICMP port
 // unreachable), else ops.StatusOK — malformed datagrams included: they are
 // dropped and counted, never answered. seg is not kept.
-func (t *Table) Deliver(seg []byte, src, dst netip.Addr) int32 {
+func (t *Table) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
 	switch header.ValidateUDP(seg, src, dst) {
 	case nil:
 	case header.ErrBadChecksum:

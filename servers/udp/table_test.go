@@ -16,7 +16,7 @@ func TestOpen(t *testing.T) {
 	tests := []struct {
 		id   uint64
 		net  ops.Network
-		want int32
+		want ops.Status
 	}{
 		{1, ops.UDP, ops.StatusOK},
 		{1, ops.UDP, ops.StatusInvalid}, // the id is taken
@@ -26,7 +26,7 @@ func TestOpen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := tb.Open(tt.id, tt.net); got != tt.want {
-			t.Errorf("Open(%d, %d) = %s, want %s", tt.id, tt.net, ops.StatusText(got), ops.StatusText(tt.want))
+			t.Errorf("Open(%d, %d) = %s, want %s", tt.id, tt.net, got.Text(), ops.Status(tt.want))
 		}
 	}
 	if got := tb.Sockets(); got != 2 {
@@ -45,7 +45,7 @@ func TestBind(t *testing.T) {
 		id     uint64
 		local  ops.Addr
 		want   ops.Addr // port 0: any ephemeral port
-		status int32
+		status ops.Status
 	}{
 		{"explicit, any address", 1, any7, any7, ops.StatusOK},
 		{"bound already", 1, addr(netip.IPv4Unspecified(), 8), any7, ops.StatusInvalid},
@@ -60,7 +60,7 @@ func TestBind(t *testing.T) {
 	for _, tt := range tests {
 		got, st := tb.Bind(tt.id, tt.local)
 		if st != tt.status {
-			t.Errorf("%s: Bind(%d, %v) status = %s, want %s", tt.name, tt.id, tt.local, ops.StatusText(st), ops.StatusText(tt.status))
+			t.Errorf("%s: Bind(%d, %v) status = %s, want %s", tt.name, tt.id, tt.local, st.Text(), ops.Status(tt.status))
 			continue
 		}
 		if st != ops.StatusOK && st != ops.StatusInvalid {
@@ -78,10 +78,10 @@ func TestBind(t *testing.T) {
 	}
 	// Closing frees the port.
 	if st := tb.Close(1); st != ops.StatusOK {
-		t.Fatalf("Close(1) = %s, want ok", ops.StatusText(st))
+		t.Fatalf("Close(1) = %s, want ok", st.Text())
 	}
 	if got, st := tb.Bind(2, any7); st != ops.StatusOK || got != any7 {
-		t.Errorf("Bind(2, %v) after Close(1) = %v, %s; want %v, ok", any7, got, ops.StatusText(st), any7)
+		t.Errorf("Bind(2, %v) after Close(1) = %v, %s; want %v, ok", any7, got, st.Text(), any7)
 	}
 }
 
@@ -93,17 +93,17 @@ func TestEphemeralPortsRunOut(t *testing.T) {
 		tb.open(t, id, 0)
 		a, st := tb.Bind(id, 0)
 		if st != ops.StatusOK || seen[a.Port()] || a.Port() < EphemeralFirst {
-			t.Fatalf("Bind(%d, 0) = %v, %s; want a fresh ephemeral port", id, a, ops.StatusText(st))
+			t.Fatalf("Bind(%d, 0) = %v, %s; want a fresh ephemeral port", id, a, st.Text())
 		}
 		seen[a.Port()] = true
 	}
 	tb.open(t, n+1, 0)
 	if _, st := tb.Bind(n+1, 0); st != ops.StatusInUse {
-		t.Errorf("Bind(0) with every ephemeral port taken = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusInUse))
+		t.Errorf("Bind(0) with every ephemeral port taken = %s, want %s", st.Text(), ops.StatusInUse)
 	}
 	// An explicit port below the range still works.
 	if _, st := tb.Bind(n+1, addr(netip.IPv4Unspecified(), 5353)); st != ops.StatusOK {
-		t.Errorf("Bind(:5353) = %s, want ok", ops.StatusText(st))
+		t.Errorf("Bind(:5353) = %s, want ok", st.Text())
 	}
 }
 
@@ -111,14 +111,14 @@ func TestConnect(t *testing.T) {
 	tb := newTestbed(t, Limits{})
 	tb.open(t, 1, 0)
 	if _, st := tb.Connect(1, addr(peerIP, 0)); st != ops.StatusInvalid {
-		t.Errorf("Connect(port 0) = %s, want invalid", ops.StatusText(st))
+		t.Errorf("Connect(port 0) = %s, want invalid", st.Text())
 	}
 	if _, st := tb.Connect(1, addr(netip.IPv4Unspecified(), 53)); st != ops.StatusInvalid {
-		t.Errorf("Connect(0.0.0.0:53) = %s, want invalid", ops.StatusText(st))
+		t.Errorf("Connect(0.0.0.0:53) = %s, want invalid", st.Text())
 	}
 	local, st := tb.Connect(1, addr(peerIP, 53))
 	if st != ops.StatusOK || local.IP() != ourIP || local.Port() < EphemeralFirst {
-		t.Fatalf("Connect(unbound, %v) = %v, %s; want %v:ephemeral, ok", addr(peerIP, 53), local, ops.StatusText(st), ourIP)
+		t.Fatalf("Connect(unbound, %v) = %v, %s; want %v:ephemeral, ok", addr(peerIP, 53), local, st.Text(), ourIP)
 	}
 	if got, want := tb.journal[1], (Record{ID: 1, Local: addr(netip.IPv4Unspecified(), local.Port()), Peer: addr(peerIP, 53)}); got != want {
 		t.Errorf("journal after Connect = %+v, want %+v", got, want)
@@ -127,7 +127,7 @@ func TestConnect(t *testing.T) {
 	tests := []struct {
 		name string
 		src  ops.Addr
-		want int32
+		want ops.Status
 		in   int
 	}{
 		{"from the peer", addr(peerIP, 53), ops.StatusOK, 1},
@@ -137,7 +137,7 @@ func TestConnect(t *testing.T) {
 	for _, tt := range tests {
 		before := tb.Counters().InDatagrams
 		if got := tb.deliver(ipUDP(tt.src, local, []byte("x"), nil)); got != tt.want {
-			t.Errorf("%s: Deliver(%v -> %v) = %s, want %s", tt.name, tt.src, local, ops.StatusText(got), ops.StatusText(tt.want))
+			t.Errorf("%s: Deliver(%v -> %v) = %s, want %s", tt.name, tt.src, local, got.Text(), ops.Status(tt.want))
 		}
 		if got := tb.Counters().InDatagrams - before; got != uint64(tt.in) {
 			t.Errorf("%s: InDatagrams grew by %d, want %d", tt.name, got, tt.in)
@@ -145,7 +145,7 @@ func TestConnect(t *testing.T) {
 	}
 	// And sends to it by default.
 	if _, st := tb.SendTo(1, 0, []byte("q")); st != ops.StatusOK {
-		t.Fatalf("SendTo(connected, 0) = %s, want ok", ops.StatusText(st))
+		t.Fatalf("SendTo(connected, 0) = %s, want ok", st.Text())
 	}
 	if got := tb.ip.sent[0].dst; got != peerIP {
 		t.Errorf("SendTo(connected, 0) went to %v, want %v", got, peerIP)
@@ -162,7 +162,7 @@ func TestSendTo(t *testing.T) {
 		id      uint64
 		dst     ops.Addr
 		payload []byte
-		want    int32
+		want    ops.Status
 	}{
 		{"unicast", 1, addr(peerIP, 5000), []byte("hello"), ops.StatusOK},
 		{"empty", 1, addr(peerIP, 5000), nil, ops.StatusOK},
@@ -179,7 +179,7 @@ func TestSendTo(t *testing.T) {
 		n := len(tb.ip.sent)
 		local, st := tb.SendTo(tt.id, tt.dst, tt.payload)
 		if st != tt.want {
-			t.Errorf("%s: SendTo(%d, %v, %d bytes) = %s, want %s", tt.name, tt.id, tt.dst, len(tt.payload), ops.StatusText(st), ops.StatusText(tt.want))
+			t.Errorf("%s: SendTo(%d, %v, %d bytes) = %s, want %s", tt.name, tt.id, tt.dst, len(tt.payload), st.Text(), ops.Status(tt.want))
 			continue
 		}
 		if st != ops.StatusOK {
@@ -222,16 +222,16 @@ func TestSendToFailures(t *testing.T) {
 	dst := addr(peerIP, 53)
 	tb.SetAddr(netip.Prefix{})
 	if _, st := tb.SendTo(1, dst, []byte("x")); st != ops.StatusNoRoute {
-		t.Errorf("SendTo before IP told our address = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusNoRoute))
+		t.Errorf("SendTo before IP told our address = %s, want %s", st.Text(), ops.StatusNoRoute)
 	}
 	tb.SetAddr(ourNet)
 	tb.ip.noBuf = true
 	if _, st := tb.SendTo(1, dst, []byte("x")); st != ops.StatusError {
-		t.Errorf("SendTo without a buffer = %s, want error", ops.StatusText(st))
+		t.Errorf("SendTo without a buffer = %s, want error", st.Text())
 	}
 	tb.ip.noBuf, tb.ip.fail = false, errors.New("down")
 	if _, st := tb.SendTo(1, dst, []byte("x")); st != ops.StatusError {
-		t.Errorf("SendTo refused by IP = %s, want error", ops.StatusText(st))
+		t.Errorf("SendTo refused by IP = %s, want error", st.Text())
 	}
 	if c := tb.Counters(); c.OutErrors != 2 || c.OutDatagrams != 0 {
 		t.Errorf("OutErrors, OutDatagrams = %d, %d; want 2, 0", c.OutErrors, c.OutDatagrams)
@@ -246,7 +246,7 @@ func TestDeliver(t *testing.T) {
 	tests := []struct {
 		name   string
 		pkt    []byte
-		want   int32
+		want   ops.Status
 		socket uint64 // whose queue grows; 0: none
 	}{
 		{"bound to any", ipUDP(from, addr(ourIP, 7), []byte("a"), nil), ops.StatusOK, 1},
@@ -261,7 +261,7 @@ func TestDeliver(t *testing.T) {
 	for _, tt := range tests {
 		before := map[uint64]int{1: len(tb.socks[1].queue), 2: len(tb.socks[2].queue)}
 		if got := tb.deliver(tt.pkt); got != tt.want {
-			t.Errorf("%s: Deliver() = %s, want %s", tt.name, ops.StatusText(got), ops.StatusText(tt.want))
+			t.Errorf("%s: Deliver() = %s, want %s", tt.name, got.Text(), ops.Status(tt.want))
 		}
 		for id, n := range before {
 			grew := len(tb.socks[id].queue) - n
@@ -297,7 +297,7 @@ func TestDeliverMalformed(t *testing.T) {
 		tb := newTestbed(t, Limits{})
 		tb.open(t, 1, addr(netip.IPv4Unspecified(), 7))
 		if got := tb.deliver(tt.pkt); got != ops.StatusOK {
-			t.Errorf("%s: Deliver() = %s, want ok (dropped, no ICMP)", tt.name, ops.StatusText(got))
+			t.Errorf("%s: Deliver() = %s, want ok (dropped, no ICMP)", tt.name, got.Text())
 		}
 		if got := tb.Counters(); got != tt.want {
 			t.Errorf("%s: Counters() = %+v, want %+v", tt.name, got, tt.want)
@@ -376,17 +376,17 @@ func TestCloseAnswersPostedReceives(t *testing.T) {
 	tb.takeDone()
 	tb.deliver(ipUDP(addr(peerIP, 1), addr(ourIP, 8), []byte("queued"), nil))
 	if st := tb.Close(1); st != ops.StatusOK {
-		t.Fatalf("Close(1) = %s", ops.StatusText(st))
+		t.Fatalf("Close(1) = %s", st.Text())
 	}
 	want := []Completion{{Tag: 10, Status: ops.StatusClosed}, {Tag: 11, Status: ops.StatusClosed}}
 	if got := tb.takeDone(); !slices.Equal(got, want) {
 		t.Errorf("Close(1) answered %+v, want %+v", got, want)
 	}
 	if st := tb.Close(1); st != ops.StatusNoSocket {
-		t.Errorf("Close(1) again = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusNoSocket))
+		t.Errorf("Close(1) again = %s, want %s", st.Text(), ops.StatusNoSocket)
 	}
 	if got := tb.deliver(ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("x"), nil)); got != ops.StatusNoPort {
-		t.Errorf("Deliver to a closed socket's port = %s, want %s", ops.StatusText(got), ops.StatusText(ops.StatusNoPort))
+		t.Errorf("Deliver to a closed socket's port = %s, want %s", got.Text(), ops.StatusNoPort)
 	}
 	if _, ok := tb.journal[1]; ok {
 		t.Errorf("journal still holds closed socket 1")
@@ -438,7 +438,7 @@ func TestQueueBounds(t *testing.T) {
 	// A flood nobody reads: 100,000 datagrams to socket 1.
 	for range 100_000 {
 		if got := tb.deliver(small); got != ops.StatusOK {
-			t.Fatalf("Deliver() = %s, want ok", ops.StatusText(got))
+			t.Fatalf("Deliver() = %s, want ok", got.Text())
 		}
 	}
 	c := tb.Counters()
@@ -501,13 +501,13 @@ func TestResetQuietPorts(t *testing.T) {
 	tb.Reset()
 	dgram := ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("x"), nil)
 	if got := tb.deliver(dgram); got != ops.StatusOK || tb.Counters().InQuietDrops != 1 {
-		t.Errorf("Deliver to a just-reset port = %s (quiet drops %d), want a silent drop", ops.StatusText(got), tb.Counters().InQuietDrops)
+		t.Errorf("Deliver to a just-reset port = %s (quiet drops %d), want a silent drop", got.Text(), tb.Counters().InQuietDrops)
 	}
 	if got := tb.deliver(ipUDP(addr(peerIP, 1), addr(ourIP, 8), []byte("x"), nil)); got != ops.StatusNoPort {
-		t.Errorf("Deliver to a port nobody had = %s, want %s", ops.StatusText(got), ops.StatusText(ops.StatusNoPort))
+		t.Errorf("Deliver to a port nobody had = %s, want %s", got.Text(), ops.StatusNoPort)
 	}
 	now = now.Add(QuietAfterReset)
 	if got := tb.deliver(dgram); got != ops.StatusNoPort {
-		t.Errorf("Deliver %v after the reset = %s, want %s", QuietAfterReset, ops.StatusText(got), ops.StatusText(ops.StatusNoPort))
+		t.Errorf("Deliver %v after the reset = %s, want %s", QuietAfterReset, got.Text(), ops.StatusNoPort)
 	}
 }

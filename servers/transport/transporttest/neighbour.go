@@ -165,7 +165,7 @@ func (f *Neighbour) Bytes(ref pool.Ref) []byte {
 func (f *Neighbour) AnswerAddr(p netip.Prefix) {
 	f.T.Helper()
 	m := f.Recv(nil)
-	if m.Op != ops.OpAddr {
+	if ops.OpOf(m) != ops.OpAddr {
 		f.T.Fatalf("next request to %s: %+v, want OpAddr", f.Name, m)
 	}
 	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(p.Addr(), 0)), uint64(p.Bits())
@@ -178,8 +178,9 @@ func (f *Neighbour) AnswerAddr(p netip.Prefix) {
 func (f *Neighbour) Deliver(pkt []byte) channel.Msg {
 	f.T.Helper()
 	h := header.IPv4(pkt)
-	return f.Send(channel.Msg{Op: ops.OpDeliver, Ref: f.Buffer(pkt, 0),
-		Arg: [4]uint64{uint64(ops.MakeAddr(h.Src(), 0)), uint64(ops.MakeAddr(h.Dst(), 0)), uint64(h.HeaderLength())}})
+	m := ops.OpDeliver.Msg(uint64(ops.MakeAddr(h.Src(), 0)), uint64(ops.MakeAddr(h.Dst(), 0)), uint64(h.HeaderLength()))
+	m.Ref = f.Buffer(pkt, 0)
+	return f.Send(m)
 }
 
 // Run runs s's loop, taking new neighbour generations from peers, until
