@@ -11,6 +11,7 @@ import (
 
 	"keepnet/drivers/link"
 	"keepnet/kernel/channel"
+	"keepnet/kernel/loop"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
@@ -20,8 +21,8 @@ import (
 
 // The IP server process: a Stack between one NIC driver (drivers/link) and
 // the transport servers (servers/ops), each over a kernel/channel channel, with
-// its configuration in the store. This file is the process; the protocol
-// logic is the Stack.
+// its configuration in the store. This file is the process, run by the
+// loop every server shares (kernel/loop); the protocol logic is the Stack.
 //
 // Every request IP sends (to the driver: receive buffers, frames, info; to
 // a transport: delivered datagrams) stays in the link's outstanding table
@@ -104,6 +105,10 @@ type server struct {
 	drops   uint64 // frames and datagrams dropped for want of a peer or a buffer
 	stats   *store.Publisher
 	gen     int
+
+	cfg      Config    // the Stack's, until it starts
+	announce func()    // tells init we are up
+	nextTick time.Time // when the Stack ticks next
 }
 
 // heldOutput is an OpOutput m from the transport on l.
@@ -167,51 +172,60 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	defer watch.Close()
 	defer conn.Close()
 	for _, p := range setup.Peers {
-		s.attach(p)
+		s.Attach(p)
 	}
-
-	var next, nextStats time.Time
-	for ctx.Err() == nil {
-		select {
-		case p, ok := <-watch.C:
-			if !ok {
-				return errors.New("ip: init closed the wiring socket")
-			}
-			s.attach(p)
-		default:
+	s.cfg = cfg
+	s.announce = func() {
+		if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
+			log.Printf("wiring: %v", err)
 		}
-		if s.stack == nil && s.haveMAC {
-			cfg.MAC = s.mac
-			transports := map[uint8]Transport{}
-			for proto, name := range o.Transports {
-				transports[proto] = &transportLink{s: s, name: name}
-			}
-			s.stack = New(cfg, s, realClock{}, transports)
-			if err := s.stack.AnnounceGratuitousARP(); err != nil {
-				log.Printf("gratuitous ARP: %v", err)
-			}
-			log.Printf("up on %s, MAC %x", o.Driver, s.mac)
-			if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
-				log.Printf("wiring: %v", err)
-			}
-		}
-		work := s.poll()
-		if now := time.Now(); now.After(next) {
-			if s.stack != nil {
-				s.stack.Tick()
-			}
-			s.releaseHeld() // a buffer freed some other way
-			if now.After(nextStats) {
-				s.publish()
-				nextStats = now.Add(statsEvery)
-			}
-			next = now.Add(tickEvery)
-		}
-		if !work {
-			s.sleep(watch, time.Until(next))
-		}
+	}
+	if err := loop.Run(ctx, loop.FromWatcher(watch), s, loop.Options{Publish: s.publish, PublishEvery: statsEvery}); err != nil {
+		return fmt.Errorf("ip: %w", err)
 	}
 	return nil
+}
+
+// Poll is the loop's (kernel/loop): start the Stack once the driver told
+// its MAC, move messages, and tick the Stack every tickEvery.
+func (s *server) Poll() (bool, time.Time) {
+	if s.stack == nil && s.haveMAC {
+		s.start()
+	}
+	work := s.poll()
+	if now := time.Now(); now.After(s.nextTick) {
+		if s.stack != nil {
+			s.stack.Tick()
+		}
+		s.releaseHeld() // a buffer freed some other way
+		s.nextTick = now.Add(tickEvery)
+	}
+	return work, s.nextTick
+}
+
+// start makes the Stack, announces us on the link and tells init we are
+// up.
+func (s *server) start() {
+	cfg := s.cfg
+	cfg.MAC = s.mac
+	transports := map[uint8]Transport{}
+	for proto, name := range s.o.Transports {
+		transports[proto] = &transportLink{s: s, name: name}
+	}
+	s.stack = New(cfg, s, realClock{}, transports)
+	if err := s.stack.AnnounceGratuitousARP(); err != nil {
+		log.Printf("gratuitous ARP: %v", err)
+	}
+	log.Printf("up on %s, MAC %x", s.o.Driver, s.mac)
+	s.announce()
+}
+
+// AppendPorts is the loop's: every neighbour's channel.
+func (s *server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
+	for _, l := range s.links {
+		dst = append(dst, l.peer.Port)
+	}
+	return dst
 }
 
 // loadConfig takes the configuration from the store (a restarted server) or
@@ -239,10 +253,10 @@ func loadConfig(ctx context.Context, o ServerOptions) (Config, string, error) {
 	return c, "the kernel command line", nil
 }
 
-// attach starts talking to a (new generation of a) neighbour: everything
+// Attach starts talking to a (new generation of a) neighbour: everything
 // the previous one left unanswered is resubmitted with new ids, so its late
 // replies, if any, are ignored.
-func (s *server) attach(p *wiring.Peer) {
+func (s *server) Attach(p *wiring.Peer) {
 	l := s.links[p.Name]
 	if l == nil {
 		limit := 64 << 10
@@ -573,15 +587,4 @@ func (s *server) publish() {
 		st.Counters = s.stack.Counters()
 	}
 	s.stats.Publish(st)
-}
-
-// sleep waits for a neighbour, the wiring or the next tick.
-func (s *server) sleep(watch *wiring.Watcher, d time.Duration) {
-	ports := make([]*channel.Endpoint, 0, len(s.links))
-	for _, l := range s.links {
-		ports = append(ports, l.peer.Port)
-	}
-	if channel.WaitAny(ports, []int{watch.Fd()}, d)[0] {
-		watch.Drain()
-	}
 }

@@ -42,12 +42,12 @@ package syscallsrv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"time"
 
 	"keepnet/kernel/channel"
+	"keepnet/kernel/loop"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/ops"
@@ -160,32 +160,27 @@ func Serve(ctx context.Context, o Options) error {
 	defer watch.Close()
 	defer conn.Close()
 	for _, p := range setup.Peers {
-		s.attach(p)
+		s.Attach(p)
 	}
 	if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 		return err
 	}
 	log.Printf("serving, generation %d", setup.Generation)
-
-	var nextStats time.Time
-	for ctx.Err() == nil {
-		select {
-		case p, ok := <-watch.C:
-			if !ok {
-				return errors.New("syscall: init closed the wiring socket")
-			}
-			s.attach(p)
-		default:
-		}
-		if now := time.Now(); now.After(nextStats) {
-			s.publish()
-			nextStats = now.Add(statsEvery)
-		}
-		if !s.poll() {
-			s.sleep(watch, statsEvery)
-		}
+	if err := loop.Run(ctx, loop.FromWatcher(watch), s, loop.Options{Publish: s.publish, PublishEvery: statsEvery}); err != nil {
+		return fmt.Errorf("syscall: %w", err)
 	}
 	return nil
+}
+
+// Poll is the loop's (kernel/loop): move messages once; nothing is timed.
+func (s *Server) Poll() (bool, time.Time) { return s.poll(), time.Time{} }
+
+// AppendPorts is the loop's: every neighbour's channel.
+func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
+	for _, l := range s.links {
+		dst = append(dst, l.peer.Port)
+	}
+	return dst
 }
 
 // newServer is a SYSCALL server of the given generation with its pool and
@@ -206,8 +201,8 @@ func (s *Server) isTransport(name string) bool {
 	return false
 }
 
-// attach starts talking to a new generation of a neighbour.
-func (s *Server) attach(p *wiring.Peer) {
+// Attach starts talking to a new generation of a neighbour.
+func (s *Server) Attach(p *wiring.Peer) {
 	l := s.links[p.Name]
 	first := l == nil
 	if first {
@@ -492,15 +487,4 @@ func (s *Server) publish() {
 	st.PendingOps = len(s.fwds)
 	st.IOBuffersFree = s.io.Available()
 	s.pub.Publish(st)
-}
-
-// sleep waits for a neighbour or the wiring, at most d.
-func (s *Server) sleep(watch *wiring.Watcher, d time.Duration) {
-	ports := make([]*channel.Endpoint, 0, len(s.links))
-	for _, l := range s.links {
-		ports = append(ports, l.peer.Port)
-	}
-	if channel.WaitAny(ports, []int{watch.Fd()}, d)[0] {
-		watch.Drain()
-	}
 }

@@ -42,7 +42,7 @@ func (r *rig) connectApp(gen int) {
 		r.t.Fatal(err)
 	}
 	r.app = theirs
-	r.s.attach(&wiring.Peer{Name: "app", Generation: gen, Port: mine, Pools: []*pool.Pool{r.appPool}})
+	r.s.Attach(&wiring.Peer{Name: "app", Generation: gen, Port: mine, Pools: []*pool.Pool{r.appPool}})
 	r.run()
 }
 
@@ -53,7 +53,7 @@ func (r *rig) connectUDP(gen int) {
 		r.t.Fatal(err)
 	}
 	r.udp = theirs
-	r.s.attach(&wiring.Peer{Name: "udp", Generation: gen, Port: mine, Pools: nil})
+	r.s.Attach(&wiring.Peer{Name: "udp", Generation: gen, Port: mine, Pools: nil})
 	r.run()
 }
 
