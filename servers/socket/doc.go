@@ -7,6 +7,11 @@
 // apps/netapi.Network, so an application written against that interface runs
 // unchanged on either stack.
 //
+// Addresses are numeric IPv4: the stack carries no IPv6 yet. An IPv6 address
+// given to Listen, Dial or WriteTo fails at once, before any request, with a
+// *net.OpError around syscall.EAFNOSUPPORT, as on a Linux without IPv6 (a
+// transport refusing one answers ops.StatusAFNoSupport, the same error).
+//
 // # Recovery: the SYSCALL server restarts
 //
 // The application never notices a SYSCALL restart, apart from a datagram

@@ -427,18 +427,18 @@ func (s *Stack) replyLocked(m channel.Msg) {
 		if c.network == ops.TCP {
 			s.connFailedLocked(c, ops.StatusOf(m))
 		} else if ok && !c.bound {
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpOpen:
 		c.opened = c.opened || ok
 	case ops.OpBind:
 		if ok {
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpConnect:
 		if ok {
-			c.remote, c.connected = ops.Addr(o.msg.Arg[1]), true
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.remote, c.connected = ops.GetAddr(o.msg, ops.AtArg1), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpClose:
 		delete(s.socks, c.id)
@@ -462,7 +462,7 @@ func (s *Stack) receivedLocked(o *op, m channel.Msg) {
 	switch {
 	case ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
 		ref.Len = min(m.Ref.Len, ref.Len) // a short buffer truncated it (FlagTruncated)
-		c.rq = append(c.rq, datagram{ref: ref, src: ops.Addr(m.Arg[1])})
+		c.rq = append(c.rq, datagram{ref: ref, src: ops.GetAddr(m, ops.AtArg0)})
 		c.signalLocked()
 	case ops.StatusOf(m) == ops.StatusRefused || ops.StatusOf(m) == ops.StatusNoPort:
 		s.freeLocked(ref)
@@ -662,13 +662,13 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 func restoreSteps(c *sock) []channel.Msg {
 	steps := []channel.Msg{ops.OpOpen.Msg(c.id, uint64(c.network))}
 	if c.bound {
-		steps = append(steps, ops.OpBind.Msg(c.id, uint64(c.local)))
+		steps = append(steps, ops.OpBind.WithAddr(c.id, c.local))
 	}
 	switch {
 	case c.listening:
 		steps = append(steps, ops.OpListen.Msg(c.id, uint64(c.backlog)))
 	case c.connected && c.network != ops.TCP:
-		steps = append(steps, ops.OpConnect.Msg(c.id, uint64(c.remote)))
+		steps = append(steps, ops.OpConnect.WithAddr(c.id, c.remote))
 	}
 	return steps
 }

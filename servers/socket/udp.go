@@ -45,7 +45,7 @@ func (s *Stack) ListenUDP(ctx context.Context, network, address string) (*UDPCon
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	c, err := s.create(ctx, network, ops.OpBind.Msg(0, uint64(laddr)))
+	c, err := s.create(ctx, network, ops.OpBind.WithAddr(0, laddr))
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: udpAddr(laddr), Err: err}
 	}
@@ -93,9 +93,9 @@ func (s *Stack) DialUDPFrom(ctx context.Context, network, local, address string)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: udpAddr(raddr), Err: err}
 	}
-	setup := []channel.Msg{ops.OpConnect.Msg(0, uint64(raddr))}
+	setup := []channel.Msg{ops.OpConnect.WithAddr(0, raddr)}
 	if local != "" {
-		setup = slices.Insert(setup, 0, ops.OpBind.Msg(0, uint64(laddr)))
+		setup = slices.Insert(setup, 0, ops.OpBind.WithAddr(0, laddr))
 	}
 	ctx, cancel := context.WithTimeout(ctx, ctlTimeout)
 	defer cancel()
@@ -218,12 +218,12 @@ func (u *UDPConn) read(b []byte) (int, ops.Addr, error) {
 	for {
 		changed, expired := c.rd.wait()
 		if expired {
-			return 0, 0, os.ErrDeadlineExceeded
+			return 0, ops.Addr{}, os.ErrDeadlineExceeded
 		}
 		s.mu.Lock()
 		if c.closed {
 			s.mu.Unlock()
-			return 0, 0, net.ErrClosed
+			return 0, ops.Addr{}, net.ErrClosed
 		}
 		if len(c.rq) > 0 {
 			d := c.rq[0]
@@ -232,7 +232,7 @@ func (u *UDPConn) read(b []byte) (int, ops.Addr, error) {
 			if d.err != nil {
 				s.topUpLocked(c)
 				s.mu.Unlock()
-				return 0, 0, d.err
+				return 0, ops.Addr{}, d.err
 			}
 			buf, err := s.pool.Bytes(d.ref)
 			n := copy(b, buf)
@@ -243,7 +243,7 @@ func (u *UDPConn) read(b []byte) (int, ops.Addr, error) {
 		}
 		if c.broken != nil {
 			s.mu.Unlock()
-			return 0, 0, c.broken
+			return 0, ops.Addr{}, c.broken
 		}
 		if c.notify == nil {
 			c.notify = make(chan struct{})
@@ -275,10 +275,11 @@ func (u *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 // WriteToUDPAddrPort is WriteTo with a netip.AddrPort.
 func (u *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	if !addr.Addr().Unmap().Is4() {
-		return 0, u.opErr("write", net.UDPAddrFromAddrPort(addr), errNotIPv4)
+	dst, err := addr4(addr)
+	if err != nil {
+		return 0, u.opErr("write", net.UDPAddrFromAddrPort(addr), err)
 	}
-	return u.writeTo(b, ops.FromAddrPort(addr), net.UDPAddrFromAddrPort(addr))
+	return u.writeTo(b, dst, net.UDPAddrFromAddrPort(addr))
 }
 
 func (u *UDPConn) writeTo(b []byte, dst ops.Addr, addr net.Addr) (int, error) {
@@ -303,7 +304,7 @@ func (u *UDPConn) Write(b []byte) (int, error) {
 	if !connected {
 		return 0, u.opErr("write", nil, errMissingAddress)
 	}
-	n, err := u.write(b, 0)
+	n, err := u.write(b, ops.Addr{})
 	if err != nil {
 		return n, u.opErr("write", nil, err)
 	}
@@ -366,7 +367,9 @@ func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
 				return nil, err
 			}
 			copy(buf, b)
-			o := &op{sock: c, msg: channel.Msg{Op: uint16(ops.OpSendTo), Arg: [4]uint64{c.id, uint64(dst)}, Ref: ref}, done: make(chan channel.Msg, 1)}
+			m := ops.OpSendTo.WithAddr(c.id, dst)
+			m.Ref = ref
+			o := &op{sock: c, msg: m, done: make(chan channel.Msg, 1)}
 			s.submitLocked(o)
 			return o, nil
 		}
@@ -513,10 +516,10 @@ func (u *UDPConn) opErr(op string, addr net.Addr, err error) error {
 	return e
 }
 
-// udpAddr converts a packed address.
+// udpAddr converts an address to the net package's type.
 func udpAddr(a ops.Addr) *net.UDPAddr { return net.UDPAddrFromAddrPort(a.AddrPort()) }
 
-// netAddr packs a destination.
+// netAddr is a destination as an ops.Addr (IPv4 only).
 func netAddr(a net.Addr) (ops.Addr, error) {
 	var ap netip.AddrPort
 	if ua, ok := a.(*net.UDPAddr); ok {
@@ -524,16 +527,13 @@ func netAddr(a net.Addr) (ops.Addr, error) {
 	} else {
 		var err error
 		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
-			return 0, &net.AddrError{Err: "not a numeric ip:port", Addr: a.String()}
+			return ops.Addr{}, &net.AddrError{Err: "not a numeric ip:port", Addr: a.String()}
 		}
 	}
-	if !ap.Addr().Unmap().Is4() {
-		return 0, errNotIPv4
-	}
-	return ops.FromAddrPort(ap), nil
+	return addr4(ap)
 }
 
-// parseAddr packs a "host:port" for network, which must name a network of
+// parseAddr reads a "host:port" for network, which must name a network of
 // kind ("udp", "udp4"; "tcp", "tcp4"). A local address may be empty or have
 // an empty host (any); a remote one needs a host.
 func parseAddr(kind ops.Network, network, address string, local bool) (ops.Addr, error) {
@@ -541,30 +541,39 @@ func parseAddr(kind ops.Network, network, address string, local bool) (ops.Addr,
 	case kind == ops.UDP && (network == "udp" || network == "udp4"):
 	case kind == ops.TCP && (network == "tcp" || network == "tcp4"):
 	default:
-		return 0, net.UnknownNetworkError(network)
+		return ops.Addr{}, net.UnknownNetworkError(network)
 	}
 	if address == "" && local {
-		return 0, nil
+		return ops.Addr{}, nil
 	}
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
-		return 0, err
+		return ops.Addr{}, err
 	}
 	p, err := net.LookupPort(network, port)
 	if err != nil {
-		return 0, err
+		return ops.Addr{}, err
 	}
 	ip := netip.IPv4Unspecified()
 	if host != "" {
 		a, err := netip.ParseAddr(host)
 		if err != nil {
-			return 0, &net.AddrError{Err: "keepnet dials numeric IPv4 addresses only", Addr: host}
+			return ops.Addr{}, &net.AddrError{Err: "keepnet dials numeric IPv4 addresses only", Addr: host}
 		}
-		if ip = a.Unmap(); !ip.Is4() {
-			return 0, errNotIPv4
-		}
+		ip = a
 	} else if !local {
 		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
-	return ops.MakeAddr(ip, uint16(p)), nil
+	return addr4(netip.AddrPortFrom(ip, uint16(p)))
+}
+
+// addr4 is ap as an ops.Addr if it is IPv4 (or IPv4-mapped): the only
+// family the stack carries. Any other is errNotIPv4 (EAFNOSUPPORT), never
+// 0.0.0.0.
+func addr4(ap netip.AddrPort) (ops.Addr, error) {
+	a := ops.FromAddrPort(ap)
+	if !a.Is4() {
+		return ops.Addr{}, errNotIPv4
+	}
+	return a, nil
 }

@@ -224,7 +224,7 @@ func (l *peerLink) bytes(ref pool.Ref) ([]byte, bool) {
 type heldSegment struct {
 	b       []byte
 	dst     netip.Addr
-	offload uint64 // OpOutput's Arg[2]
+	offload uint64 // OpOutput's Arg[3]
 }
 
 // server is the process's state. One goroutine runs it; nothing in it is
@@ -405,10 +405,7 @@ func (s *server) output(seg []byte, dst netip.Addr, offload uint64) bool {
 	}
 	b, _ := s.out.Bytes(ref)
 	ref.Len = uint32(copy(b, seg))
-	m := ops.OpOutput.Msg()
-	m.Ref = ref
-	m.Arg[0], m.Arg[1], m.Arg[2] = uint64(ops.MakeAddr(dst, 0)), header.ProtocolTCP, offload
-	m, err := s.toIP.Add(m)
+	m, err := s.toIP.Add(ops.Output(ref, dst, header.ProtocolTCP, offload))
 	if err != nil {
 		s.out.Free(ref)
 		return false
@@ -540,12 +537,12 @@ func (s *server) fromIP(m channel.Msg) {
 			s.ipRefused++
 		}
 	case ops.OpAddr:
-		p := netip.PrefixFrom(ops.Addr(m.Arg[0]).IP(), int(m.Arg[1]))
+		p, offloads := ops.AddrReply(m)
 		if ops.StatusOf(m) != ops.StatusOK || !p.IsValid() || p.Addr().IsUnspecified() {
 			s.addrDue = time.Now().Add(addrRetry) // IP is not up yet
 			return
 		}
-		checksum, tso := m.Arg[2]&ops.OffloadChecksum != 0, m.Arg[2]&ops.OffloadTSO != 0 && !s.o.NoTSO
+		checksum, tso := offloads&ops.OffloadChecksum != 0, offloads&ops.OffloadTSO != 0 && !s.o.NoTSO
 		if p != s.addr || checksum != s.offChecksum || tso != s.offTSO {
 			log.Printf("address %v; offloads: checksum %v, segmentation %v", p, checksum, tso)
 		}

@@ -136,11 +136,15 @@ func (s *server) fromSyscall(m channel.Msg) {
 			s.socks[id] = &sock{id: id}
 		} // open already: a resubmission
 	case ops.OpBind:
-		ops.SetStatus(&r, s.bind(so, ops.Addr(m.Arg[1])))
-		r.Arg[1] = uint64(so.local)
+		a, st := ops.GetAddr4(m, ops.AtArg1)
+		if st == ops.StatusOK {
+			st = s.bind(so, a)
+		}
+		ops.SetStatus(&r, st)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
 	case ops.OpListen:
 		ops.SetStatus(&r, s.listen(so, int(m.Arg[1])))
-		r.Arg[1] = uint64(so.local)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
 	case ops.OpAccept:
 		switch {
 		case so.l == nil:
@@ -153,11 +157,13 @@ func (s *server) fromSyscall(m channel.Msg) {
 			return
 		}
 	case ops.OpConnect:
-		remote := ops.Addr(m.Arg[1]).AddrPort()
+		remote, st := ops.GetAddr4(m, ops.AtArg1)
 		switch {
 		case so.l != nil || so.e != nil || so.connect != nil:
 			ops.SetStatus(&r, ops.StatusInvalid) // listening, connected or connecting
-		case !remote.Addr().Is4() || remote.Addr().IsUnspecified() || remote.Port() == 0:
+		case st != ops.StatusOK:
+			ops.SetStatus(&r, st)
+		case remote.IP().IsUnspecified() || remote.Port() == 0:
 			ops.SetStatus(&r, ops.StatusInvalid)
 		default:
 			so.connect = &m
@@ -219,7 +225,7 @@ func (s *server) fromSyscall(m channel.Msg) {
 func (s *server) bind(so *sock, a ops.Addr) ops.Status {
 	ip := a.IP()
 	switch {
-	case so.local != 0 || so.l != nil || so.e != nil || so.connect != nil:
+	case !so.local.IsZero() || so.l != nil || so.e != nil || so.connect != nil:
 		return ops.StatusInvalid // bound already
 	case !ip.IsUnspecified() && s.addr.IsValid() && ip != s.addr.Addr():
 		return ops.StatusInvalid // not ours
@@ -304,7 +310,8 @@ func (s *server) close(so *sock) {
 		n, err := so.e.WriteLingering(p.buf)
 		r := p.m
 		ops.SetStatus(&r, statusOf(err))
-		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken+n)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
+		r.Arg[2] = uint64(p.taken + n)
 		s.reply(r)
 	}
 	s.fail(so, ops.StatusClosed)
@@ -400,7 +407,8 @@ func (s *server) serveSock(so *sock) {
 		}
 		e.SetNotify(s.markDirty)
 		s.socks[newID] = &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e}
-		m.Arg[1], m.Arg[2] = uint64(ops.FromAddrPort(e.RemoteAddr())), uint64(ops.FromAddrPort(e.LocalAddr()))
+		ops.PutAddr(&m, ops.AtArg0, ops.FromAddrPort(e.RemoteAddr()))
+		ops.PutAddr(&m, ops.AtArg2, ops.FromAddrPort(e.LocalAddr()))
 		s.reply(m)
 	}
 	if so.e == nil {
@@ -451,7 +459,8 @@ func (s *server) serveSock(so *sock) {
 		}
 		r := p.m
 		ops.SetStatus(&r, statusOf(err))
-		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
+		r.Arg[2] = uint64(p.taken)
 		so.sends = so.sends[1:]
 		s.reply(r)
 	}
@@ -470,7 +479,7 @@ func (s *server) serveConnect(so *sock) {
 		}
 		// From the port bound before, if any (it stays ours in s.ports
 		// until the socket closes); else the Table picks one.
-		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), ops.Addr(so.connect.Arg[1]).AddrPort())
+		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), ops.GetAddr(*so.connect, ops.AtArg1).AddrPort())
 		if err != nil {
 			// Whatever waited for the connection fails with it.
 			s.fail(so, statusOf(err))
@@ -483,7 +492,7 @@ func (s *server) serveConnect(so *sock) {
 	r := *so.connect
 	switch st := so.e.State(); {
 	case st >= Established:
-		r.Arg[1] = uint64(so.local)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
 	case st == Closed:
 		ops.SetStatus(&r, statusOf(so.e.Err()))
 		if ops.StatusOf(r) == ops.StatusOK {

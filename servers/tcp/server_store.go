@@ -50,8 +50,7 @@ func (r ListenerRecord) MarshalBinary() ([]byte, error) {
 	b := make([]byte, recordSize)
 	b[0] = recordVersion
 	binary.BigEndian.PutUint64(b[1:], r.ID)
-	binary.BigEndian.PutUint16(b[9:], uint16(r.Local>>32))
-	binary.BigEndian.PutUint32(b[11:], uint32(r.Local))
+	r.Local.Put4(b[9:])
 	binary.BigEndian.PutUint32(b[15:], uint32(r.Backlog))
 	return b, nil
 }
@@ -63,7 +62,7 @@ func (r *ListenerRecord) UnmarshalBinary(b []byte) error {
 	}
 	*r = ListenerRecord{
 		ID:      binary.BigEndian.Uint64(b[1:]),
-		Local:   ops.Addr(uint64(binary.BigEndian.Uint16(b[9:]))<<32 | uint64(binary.BigEndian.Uint32(b[11:]))),
+		Local:   ops.Get4(b[9:]),
 		Backlog: int(binary.BigEndian.Uint32(b[15:])),
 	}
 	if r.Local.Port() == 0 || r.Backlog <= 0 || r.Backlog > maxBacklog {

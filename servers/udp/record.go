@@ -67,15 +67,10 @@ func firstByte(b []byte) int {
 	return int(b[0])
 }
 
-// An Addr is 48 bits: the address in bits 16-47, the port in bits 0-15.
-func putAddr(b []byte, a ops.Addr) {
-	binary.BigEndian.PutUint16(b, uint16(a>>32))
-	binary.BigEndian.PutUint32(b[2:], uint32(a))
-}
+// An Addr is 6 bytes: the IPv4 address, then the port (ops.Addr.Put4).
+func putAddr(b []byte, a ops.Addr) { a.Put4(b) }
 
-func getAddr(b []byte) ops.Addr {
-	return ops.Addr(uint64(binary.BigEndian.Uint16(b))<<32 | uint64(binary.BigEndian.Uint32(b[2:])))
-}
+func getAddr(b []byte) ops.Addr { return ops.Get4(b) }
 
 // ParseRecord decodes the stored pair key=value, checking that the key
 // names the record's socket.
@@ -113,7 +108,7 @@ func (t *Table) Restore(rs []Record) (restored int, errs []error) {
 			err = fmt.Errorf("%w: socket %d twice", ErrBadRecord, r.ID)
 		case p != 0 && t.ports[p] != nil:
 			err = fmt.Errorf("%w: socket %d and %d both bound to port %d", ErrBadRecord, t.ports[p].id, r.ID, p)
-		case p == 0 && r.Peer != 0:
+		case p == 0 && !r.Peer.IsZero():
 			err = fmt.Errorf("%w: socket %d connected but not bound", ErrBadRecord, r.ID)
 		}
 		if err != nil {

@@ -297,10 +297,7 @@ func (s *server) Output(seg []byte, dst netip.Addr) error {
 	ref := s.segment
 	s.segment = pool.Ref{}
 	ref.Len = uint32(len(seg))
-	m := ops.OpOutput.Msg()
-	m.Ref = ref
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(dst, 0)), header.ProtocolUDP
-	m, err := s.toIP.Add(m)
+	m, err := s.toIP.Add(ops.Output(ref, dst, header.ProtocolUDP, 0))
 	if err != nil {
 		s.out.Free(ref)
 		return err
@@ -321,7 +318,7 @@ func (s *server) complete(c Completion) {
 	ops.SetStatus(&m, c.Status)
 	m.Flags = c.Flags
 	m.Ref.Len = uint32(c.Len)
-	m.Arg[1] = uint64(c.Src)
+	ops.PutAddr(&m, ops.AtArg0, c.Src)
 	s.reply(m)
 }
 
@@ -425,7 +422,7 @@ func (s *server) fromIP(m channel.Msg) {
 			s.addrDue = time.Now().Add(addrRetry) // IP is not up yet
 			return
 		}
-		p := netip.PrefixFrom(ops.Addr(m.Arg[0]).IP(), int(m.Arg[1]))
+		p, _ := ops.AddrReply(m)
 		if !p.IsValid() {
 			s.addrDue = time.Now().Add(addrRetry)
 			return
@@ -452,13 +449,19 @@ func (s *server) fromSyscall(m channel.Msg) {
 	case ops.OpOpen:
 		ops.SetStatus(&r, s.table.Open(id, ops.Network(m.Arg[1])))
 	case ops.OpBind:
-		a, st := s.table.Bind(id, ops.Addr(m.Arg[1]))
+		a, st := ops.GetAddr4(m, ops.AtArg1)
+		if st == ops.StatusOK {
+			a, st = s.table.Bind(id, a)
+		}
 		ops.SetStatus(&r, st)
-		r.Arg[1] = uint64(a)
+		ops.PutAddr(&r, ops.AtArg0, a)
 	case ops.OpConnect:
-		a, st := s.table.Connect(id, ops.Addr(m.Arg[1]))
+		a, st := ops.GetAddr4(m, ops.AtArg1)
+		if st == ops.StatusOK {
+			a, st = s.table.Connect(id, a)
+		}
 		ops.SetStatus(&r, st)
-		r.Arg[1] = uint64(a)
+		ops.PutAddr(&r, ops.AtArg0, a)
 	case ops.OpSendTo:
 		if !s.table.Addr().IsValid() && len(s.deferred) < maxDeferred {
 			s.deferred = append(s.deferred, m) // until IP tells our address
@@ -470,9 +473,12 @@ func (s *server) fromSyscall(m channel.Msg) {
 			ops.SetStatus(&r, ops.StatusInvalid)
 			break
 		}
-		a, st := s.table.SendTo(id, ops.Addr(m.Arg[1]), payload)
+		a, st := ops.GetAddr4(m, ops.AtArg1)
+		if st == ops.StatusOK {
+			a, st = s.table.SendTo(id, a, payload)
+		}
 		ops.SetStatus(&r, st)
-		r.Arg[1] = uint64(a)
+		ops.PutAddr(&r, ops.AtArg0, a)
 	case ops.OpRecvFrom:
 		buf, ok := s.sys.bytes(m.Ref)
 		if !ok {
