@@ -107,14 +107,17 @@ func (n *neighbour) answerAddr() {
 	if ops.OpOf(m) != ops.OpAddr {
 		n.t.Fatalf("udp's first request to ip: %v, want OpAddr", ops.OpOf(m))
 	}
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(ourIP, 0)), 24
+	ops.SetAddrReply(&m, netip.PrefixFrom(ourIP, 24), 0)
 	n.send(m)
 }
 
 func (n *neighbour) call(op ops.Op, args ...uint64) channel.Msg {
 	n.t.Helper()
-	m := channel.Msg{Op: uint16(op)}
-	copy(m.Arg[:], args)
+	return n.callMsg(op.Msg(args...))
+}
+
+func (n *neighbour) callMsg(m channel.Msg) channel.Msg {
+	n.t.Helper()
 	req := n.send(m)
 	r := n.recv()
 	if r.ID != req.ID {
@@ -141,8 +144,7 @@ func (n *neighbour) deliver(port uint16) ops.Status {
 	u.Encode(&header.UDPFields{SrcPort: 4000, DstPort: port, Length: uint16(len(u))})
 	copy(u[header.UDPMinimumSize:], payload)
 	ref.Len = uint32(tl)
-	req := n.send(channel.Msg{Op: uint16(ops.OpDeliver), Ref: ref, // with the addresses and the UDP header's offset (servers/ops)
-		Arg: [4]uint64{uint64(ops.MakeAddr(netip.MustParseAddr("10.0.2.2"), 0)), uint64(ops.MakeAddr(ourIP, 0)), header.IPv4MinimumSize}})
+	req := n.send(ops.Deliver(ref, netip.MustParseAddr("10.0.2.2"), ourIP, header.IPv4MinimumSize))
 	r := n.recv()
 	if r.ID != req.ID {
 		n.t.Fatalf("reply to OpDeliver %d: got %+v", req.ID, r)
@@ -207,7 +209,7 @@ func TestRestartKeepsSockets(t *testing.T) {
 	if r := sys.call(ops.OpOpen, 1, uint64(ops.UDP)); ops.StatusOf(r) != ops.StatusOK {
 		t.Fatalf("OpOpen = %s", ops.StatusOf(r))
 	}
-	if r := sys.call(ops.OpBind, 1, uint64(ops.MakeAddr(netip.IPv4Unspecified(), 7))); ops.StatusOf(r) != ops.StatusOK {
+	if r := sys.callMsg(ops.OpBind.WithAddr(1, ops.MakeAddr(netip.IPv4Unspecified(), 7))); ops.StatusOf(r) != ops.StatusOK {
 		t.Fatalf("OpBind(:7) = %s", ops.StatusOf(r))
 	}
 	if st := ip.deliver(7); st != ops.StatusOK {

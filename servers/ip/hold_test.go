@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"net/netip"
 	"testing"
 
 	"keepnet/drivers/link"
@@ -55,7 +56,8 @@ func (b *holdbed) output(seq int) {
 	}
 	ref.Len = 100
 	m := channel.Msg{Op: uint16(ops.OpOutput), Ref: ref, ID: uint64(seq)}
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(peerIP, 0)), uint64(header.ProtocolTCP)
+	ops.PutAddr(&m, ops.AtArg0, ops.MakeAddr(peerIP, 0))
+	m.Arg[2] = uint64(header.ProtocolTCP)
 	b.s.handle(b.tcp, m)
 }
 
@@ -135,5 +137,23 @@ func TestOutputWaitsForATransmitBuffer(t *testing.T) {
 	}
 	if d := b.s.drops; d != 0 {
 		t.Errorf("%d frames dropped, want none", d)
+	}
+}
+
+// TestOutputIPv6IsAFNoSupport: IP carries IPv4 only; a segment for an IPv6
+// destination is answered StatusAFNoSupport and nothing is sent (it is
+// never sent to 0.0.0.0).
+func TestOutputIPv6IsAFNoSupport(t *testing.T) {
+	b := newHoldbed(t)
+	ref, _ := b.segs.Alloc()
+	ref.Len = 100
+	m := ops.Output(ref, netip.MustParseAddr("2001:db8::1"), header.ProtocolTCP, 0)
+	m.ID = 7
+	b.s.handle(b.tcp, m)
+	if len(b.tcp.queue) != 1 || ops.StatusOf(b.tcp.queue[0]) != ops.StatusAFNoSupport {
+		t.Fatalf("answers %+v, want one StatusAFNoSupport", b.tcp.queue)
+	}
+	if n := b.pendingTx(); n != 0 {
+		t.Errorf("%d frames with the driver, want none", n)
 	}
 }

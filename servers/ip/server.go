@@ -379,9 +379,7 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 	ref.Len = uint32(copy(buf, dgram))
 	// The addresses and where the transport header starts, so that no
 	// transport parses IP (servers/ops).
-	m := ops.OpDeliver.Msg(uint64(ops.MakeAddr(ip.Src(), 0)), uint64(ops.MakeAddr(ip.Dst(), 0)), uint64(ip.HeaderLength()))
-	m.Ref = ref
-	s.request(l, m)
+	s.request(l, ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
 }
 
 // upPool is the pool for a delivered datagram of n bytes.
@@ -472,7 +470,7 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 		ops.SetStatus(&r, ops.StatusOK)
 		if s.stack != nil {
 			c := s.stack.Config()
-			r.Arg[0], r.Arg[1], r.Arg[2] = uint64(ops.MakeAddr(c.Addr.Addr(), 0)), uint64(c.Addr.Bits()), s.offloads()
+			ops.SetAddrReply(&r, c.Addr, s.offloads())
 		} else {
 			ops.SetStatus(&r, ops.StatusError) // not up yet: ask again
 		}
@@ -541,18 +539,21 @@ func (s *server) outputNow(l *peerLink, m channel.Msg) {
 	if p != nil {
 		seg, err = p.Bytes(m.Ref)
 	}
+	dst, st := ops.GetAddr4(m, ops.AtArg0)
 	switch {
 	case p == nil || err != nil:
 		ops.SetStatus(&r, ops.StatusInvalid)
+	case st != ops.StatusOK:
+		ops.SetStatus(&r, st)
 	case s.stack == nil:
 		ops.SetStatus(&r, ops.StatusNoRoute)
 	default:
-		o := Offload{Checksum: m.Arg[2]&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(m.Arg[2])}
+		o := Offload{Checksum: m.Arg[3]&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(m.Arg[3])}
 		if o.Checksum && s.offloads()&ops.OffloadChecksum == 0 || o.MSS > 0 && s.offloads()&ops.OffloadTSO == 0 {
 			ops.SetStatus(&r, ops.StatusInvalid) // not offered
 			break
 		}
-		err := s.stack.OutputOffload(uint8(m.Arg[1]), ops.Addr(m.Arg[0]).IP(), seg, o)
+		err := s.stack.OutputOffload(uint8(m.Arg[2]), dst.IP(), seg, o)
 		switch {
 		case errors.Is(err, ErrNoRoute):
 			ops.SetStatus(&r, ops.StatusNoRoute)

@@ -51,11 +51,11 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 			f.reply(m, ops.StatusInvalid)
 			return
 		}
-		if st := n.bindTCP(s, ops.Addr(m.Arg[1])); st != ops.StatusOK {
+		if st := n.bindTCP(s, ops.GetAddr(m, ops.AtArg1)); st != ops.StatusOK {
 			f.reply(m, st)
 			return
 		}
-		m.Arg[1] = uint64(s.local)
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpListen:
 		if t.peer != nil {
@@ -63,7 +63,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 			return
 		}
 		if !s.bound {
-			n.bindTCP(s, 0)
+			n.bindTCP(s, ops.Addr{})
 		}
 		t.listening, t.backlog = true, int(m.Arg[1])
 		f.reply(m, ops.StatusOK)
@@ -85,7 +85,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 				return
 			}
 		}
-		dst := ops.Addr(m.Arg[1])
+		dst := ops.GetAddr(m, ops.AtArg1)
 		l := n.tcpPorts[dst.Port()]
 		if l == nil || !l.tcp.listening || l.srv.socks == nil || len(l.tcp.ready) >= max(1, l.tcp.backlog) {
 			f.reply(m, ops.StatusRefused) // an RST answered the SYN
@@ -99,7 +99,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 			bound: true, connected: true, tcp: &fakeTCP{peer: s}}
 		t.peer = child
 		s.remote, s.connected = dst, true
-		m.Arg[1] = uint64(s.local)
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 		l.tcp.ready = append(l.tcp.ready, child)
 		n.matchAccepts(l)
@@ -107,7 +107,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 		switch {
 		case t.reset != ops.StatusOK:
 			f.reply(m, t.reset)
-		case t.peer == nil || t.fin || m.Arg[1] != 0:
+		case t.peer == nil || t.fin || !ops.GetAddr(m, ops.AtArg1).IsZero():
 			f.reply(m, ops.StatusInvalid)
 		default:
 			t.sends = append(t.sends, m)
@@ -180,7 +180,8 @@ func (n *fakeNet) matchAccepts(l *fakeSock) {
 		}
 		c.id = a.Arg[1]
 		l.srv.socks[c.id] = c
-		a.Arg[1], a.Arg[2] = uint64(c.remote), uint64(c.local)
+		ops.PutAddr(&a, ops.AtArg0, c.remote)
+		ops.PutAddr(&a, ops.AtArg2, c.local)
 		l.srv.reply(a, ops.StatusOK)
 	}
 	l.srv.flush()

@@ -181,11 +181,11 @@ func (f *fakeServer) handle(m channel.Msg) {
 			f.reply(m, ops.StatusInvalid)
 			return
 		}
-		if st := f.n.bind(s, ops.Addr(m.Arg[1])); st != ops.StatusOK {
+		if st := f.n.bind(s, ops.GetAddr(m, ops.AtArg1)); st != ops.StatusOK {
 			f.reply(m, st)
 			return
 		}
-		m.Arg[1] = uint64(s.local)
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpConnect:
 		if !s.bound { // to our address, as a connected socket's source is
@@ -194,8 +194,8 @@ func (f *fakeServer) handle(m channel.Msg) {
 				return
 			}
 		}
-		s.remote, s.connected = ops.Addr(m.Arg[1]), true
-		m.Arg[1] = uint64(s.local)
+		s.remote, s.connected = ops.GetAddr(m, ops.AtArg1), true
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpSendTo:
 		if f.holdSends {
@@ -203,23 +203,23 @@ func (f *fakeServer) handle(m channel.Msg) {
 			return
 		}
 		b, err := f.pool.Bytes(m.Ref)
-		dst := ops.Addr(m.Arg[1])
-		if dst == 0 {
+		dst := ops.GetAddr(m, ops.AtArg1)
+		if dst.IsZero() {
 			dst = s.remote
 		}
-		if err != nil || dst == 0 {
+		if err != nil || dst.IsZero() {
 			f.reply(m, ops.StatusInvalid)
 			return
 		}
 		if !s.bound {
-			f.n.bind(s, 0)
+			f.n.bind(s, ops.Addr{})
 		}
 		src := s.local
 		if !src.IP().IsValid() || src.IP().IsUnspecified() {
 			src = ops.MakeAddr(hostIP, src.Port())
 		}
 		f.n.deliver(src, dst, append([]byte(nil), b...))
-		m.Arg[1] = uint64(s.local)
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpRecvFrom:
 		s.posted = append(s.posted, m)
@@ -294,7 +294,7 @@ func (s *fakeSock) fill() {
 			s.truncatedReceived++
 		}
 		r.Ref.Len = uint32(k)
-		r.Arg[1] = uint64(d.src)
+		ops.PutAddr(&r, ops.AtArg0, d.src)
 		s.srv.reply(r, ops.StatusOK)
 	}
 }

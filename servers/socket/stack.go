@@ -119,49 +119,6 @@ func (o *op) deliver(m channel.Msg) {
 	}
 }
 
-// sock is the library's record of one socket.
-type sock struct {
-	id      uint64
-	network ops.Network
-	net     string // as the application named it: "udp", "udp4"
-
-	rd, wd deadline // their own locks
-
-	closedCh chan struct{} // closed by Close
-
-	// Guarded by Stack.mu.
-	opened, bound, connected bool // as the server has confirmed
-	local, remote            ops.Addr
-	live                     bool // created: receives may be posted
-	restoring                bool // the restore chain runs; new requests park
-	parked                   []*op
-	attempts                 int // restore steps retried
-	closed, closeSent        bool
-	broken                   error // set when the socket is lost
-	posted                   int   // receives with buffers (accepts, on a listener) posted
-	rq                       []datagram
-	notify                   chan struct{} // closed when rq or aq grows, or eof, connErr or broken is set; made by a waiting reader
-
-	// TCP only; guarded by Stack.mu.
-	readable       bool       // the transport said there is something to read (see topUpStreamLocked)
-	probing        bool       // a readiness receive (no buffer) is posted
-	listening      bool       // OpListen confirmed
-	backlog        int        // as given to OpListen, for a restore
-	aq             []*sock    // a listener's accepted connections, not yet taken by Accept
-	rqOff          int        // bytes of rq[0] already read
-	eof            bool       // the peer's FIN came (FlagEOF)
-	rdShut, wrShut bool       // CloseRead, CloseWrite
-	connErr        ops.Status // StatusReset or StatusTimedOut once the connection is broken
-}
-
-// datagram is one received datagram, its bytes still in the pool, or an
-// error the transport reported in its place (ICMP port unreachable).
-type datagram struct {
-	ref pool.Ref
-	src ops.Addr
-	err error
-}
-
 // New returns a Stack over port, a channel to the SYSCALL server, with the
 // application's pool p. The Stack owns port: it closes it when a new
 // generation replaces it ([Stack.PeerRestarted]) and on Close. Tests hand
@@ -427,18 +384,18 @@ func (s *Stack) replyLocked(m channel.Msg) {
 		if c.network == ops.TCP {
 			s.connFailedLocked(c, ops.StatusOf(m))
 		} else if ok && !c.bound {
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpOpen:
 		c.opened = c.opened || ok
 	case ops.OpBind:
 		if ok {
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpConnect:
 		if ok {
-			c.remote, c.connected = ops.Addr(o.msg.Arg[1]), true
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.remote, c.connected = ops.GetAddr(o.msg, ops.AtArg1), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpClose:
 		delete(s.socks, c.id)
@@ -462,7 +419,7 @@ func (s *Stack) receivedLocked(o *op, m channel.Msg) {
 	switch {
 	case ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
 		ref.Len = min(m.Ref.Len, ref.Len) // a short buffer truncated it (FlagTruncated)
-		c.rq = append(c.rq, datagram{ref: ref, src: ops.Addr(m.Arg[1])})
+		c.rq = append(c.rq, datagram{ref: ref, src: ops.GetAddr(m, ops.AtArg0)})
 		c.signalLocked()
 	case ops.StatusOf(m) == ops.StatusRefused || ops.StatusOf(m) == ops.StatusNoPort:
 		s.freeLocked(ref)
@@ -662,13 +619,13 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 func restoreSteps(c *sock) []channel.Msg {
 	steps := []channel.Msg{ops.OpOpen.Msg(c.id, uint64(c.network))}
 	if c.bound {
-		steps = append(steps, ops.OpBind.Msg(c.id, uint64(c.local)))
+		steps = append(steps, ops.OpBind.WithAddr(c.id, c.local))
 	}
 	switch {
 	case c.listening:
 		steps = append(steps, ops.OpListen.Msg(c.id, uint64(c.backlog)))
 	case c.connected && c.network != ops.TCP:
-		steps = append(steps, ops.OpConnect.Msg(c.id, uint64(c.remote)))
+		steps = append(steps, ops.OpConnect.WithAddr(c.id, c.remote))
 	}
 	return steps
 }
@@ -722,45 +679,4 @@ func (s *Stack) dropLocked(o *op, status ops.Status) {
 // sortedSocks lists the sockets by id. s.mu must be held.
 func (s *Stack) sortedSocks() []*sock {
 	return slices.SortedFunc(maps.Values(s.socks), func(a, b *sock) int { return cmp.Compare(a.id, b.id) })
-}
-
-// newSock registers a socket record.
-func (s *Stack) newSock(network ops.Network, name string) (*sock, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, net.ErrClosed
-	}
-	s.nextSock++
-	c := &sock{id: s.nextSock, network: network, net: name, closedCh: make(chan struct{})}
-	s.socks[c.id] = c
-	return c, nil
-}
-
-// closeSockLocked closes c locally — its waiters fail with net.ErrClosed,
-// its queued datagrams are freed — and sends OpClose; it returns that
-// request, nil if there was none to send. s.mu must be held.
-func (s *Stack) closeSockLocked(c *sock) *op {
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	close(c.closedCh)
-	for _, d := range c.rq {
-		if d.err == nil {
-			s.freeLocked(d.ref)
-		}
-	}
-	c.rq, c.rqOff = nil, 0
-	for _, a := range c.aq {
-		s.closeSockLocked(a)
-	}
-	c.aq = nil
-	if c.closeSent || s.closed {
-		return nil
-	}
-	c.closeSent = true
-	o := &op{sock: c, msg: ops.OpClose.Msg(c.id), done: make(chan channel.Msg, 1)}
-	s.submitLocked(o)
-	return o
 }

@@ -80,7 +80,7 @@ func (s *Stack) ListenTCP(ctx context.Context, network, address string) (*TCPLis
 	c, err := s.newSock(ops.TCP, network)
 	if err == nil {
 		err = s.establish(ctx, c,
-			ops.OpBind.Msg(0, uint64(laddr)),
+			ops.OpBind.WithAddr(0, laddr),
 			ops.OpListen.Msg(0, listenBacklog))
 	}
 	if err != nil {
@@ -103,7 +103,7 @@ func (s *Stack) DialTCP(ctx context.Context, network, address string) (*TCPConn,
 	defer cancel()
 	c, err := s.newSock(ops.TCP, network)
 	if err == nil {
-		err = s.establish(ctx, c, ops.OpConnect.Msg(0, uint64(raddr)))
+		err = s.establish(ctx, c, ops.OpConnect.WithAddr(0, raddr))
 	}
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: tcpAddr(raddr), Err: err}
@@ -131,7 +131,7 @@ func (s *Stack) acceptedLocked(o *op, m channel.Msg) {
 	switch ops.StatusOf(m) {
 	case ops.StatusOK:
 		child.opened, child.bound, child.connected, child.live = true, true, true, true
-		child.remote, child.local = ops.Addr(m.Arg[1]), ops.Addr(m.Arg[2])
+		child.remote, child.local = ops.GetAddr(m, ops.AtArg0), ops.GetAddr(m, ops.AtArg2)
 		s.socks[child.id] = child
 		if c.closed || c.broken != nil {
 			s.closeSockLocked(child)
@@ -441,7 +441,7 @@ func (t *TCPConn) Write(b []byte) (int, error) {
 			return n, t.opErr("write", err)
 		}
 		chunk := b[n:min(len(b), n+s.pool.BufSize())]
-		o, err := s.submitSend(c, chunk, 0)
+		o, err := s.submitSend(c, chunk, ops.Addr{})
 		if err != nil {
 			return n, t.opErr("write", err)
 		}

@@ -346,7 +346,10 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		return
 	}
 	f := &fwd{s: so, appReq: m}
-	out := channel.Msg{Op: m.Op, Flags: m.Flags, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
+	// The request as it came, but for the socket's name (Arg[0]) and our
+	// key (Arg[3], below); an address and its port (servers/ops) pass
+	// through.
+	out := channel.Msg{Op: m.Op, Flags: m.Flags, Aux: m.Aux, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
 	switch ops.OpOf(m) {
 	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown:
 	case ops.OpAccept:
@@ -460,9 +463,10 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	if f.accepted != nil && ops.StatusOf(m) != ops.StatusOK {
 		delete(s.socks[f.s.app], f.accepted.appID) // no connection came
 	}
+	// The reply as it came (a reply names no socket: its words carry
+	// addresses and counts), to the application's request id and buffer.
 	r := f.appReq
-	r.Status, r.Flags = m.Status, m.Flags
-	r.Arg[1], r.Arg[2] = m.Arg[1], m.Arg[2]
+	r.Status, r.Flags, r.Aux, r.Arg = m.Status, m.Flags, m.Aux, m.Arg
 	if ops.OpOf(req) == ops.OpRecvFrom && ops.StatusOf(m) == ops.StatusOK && !f.ref.IsZero() {
 		src, err1 := s.io.Bytes(pool.Ref{Pool: f.ref.Pool, Off: f.ref.Off, Len: m.Ref.Len})
 		dst, err2 := s.appBytes(app, f.appReq.Ref)

@@ -59,10 +59,21 @@ func (r *rig) connectUDP(gen int) {
 
 // appSends sends a request from the application and runs the server.
 func (r *rig) appSends(op ops.Op, args ...uint64) uint64 {
-	m := channel.Msg{ID: r.nextID, Op: uint16(op)}
+	return r.appSendsMsg(op.Msg(args...))
+}
+
+// appSendsAddr sends a request on socket id with address a.
+func (r *rig) appSendsAddr(op ops.Op, id uint64, a ops.Addr) uint64 {
+	m := op.Msg(id)
+	ops.PutAddr(&m, ops.AtArg1, a)
+	return r.appSendsMsg(m)
+}
+
+// appSendsMsg sends request m from the application and runs the server.
+func (r *rig) appSendsMsg(m channel.Msg) uint64 {
+	m.ID = r.nextID
 	r.nextID++
-	copy(m.Arg[:], args)
-	if op == ops.OpSendTo || op == ops.OpRecvFrom {
+	if op := ops.OpOf(m); op == ops.OpSendTo || op == ops.OpRecvFrom {
 		ref, ok := r.appPool.Alloc()
 		if !ok {
 			r.t.Fatal("app pool empty")
@@ -121,25 +132,28 @@ func TestForwardingBothWays(t *testing.T) {
 	}
 
 	open := r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
-	bind := r.appSends(ops.OpBind, 7, uint64(ops.MakeAddr(ipAny, 53)))
+	bind := r.appSendsAddr(ops.OpBind, 7, ops.MakeAddr(ipAny, 53))
 	reqs := r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
 		if ops.OpOf(q) == ops.OpBind {
-			rep.Arg[1] = uint64(ops.MakeAddr(ipAny, 53))
+			ops.PutAddr(rep, ops.AtArg0, ops.MakeAddr(ipAny, 53))
 		}
 	})
 	if len(reqs) != 2 || ops.OpOf(reqs[0]) != ops.OpOpen || ops.OpOf(reqs[1]) != ops.OpBind || reqs[0].Arg[0] != reqs[1].Arg[0] || reqs[0].Arg[0] == 7 {
 		t.Fatalf("forwarded %+v, want OpOpen and OpBind on one transport socket id of SYSCALL's own", reqs)
 	}
+	if got := ops.GetAddr(reqs[1], ops.AtArg1); got != ops.MakeAddr(ipAny, 53) {
+		t.Errorf("forwarded OpBind to %v, want %v", got, ops.MakeAddr(ipAny, 53))
+	}
 	replies := recvAll(r.app)
-	if len(replies) != 2 || replies[0].ID != open || replies[1].ID != bind || ops.Addr(replies[1].Arg[1]).Port() != 53 {
+	if len(replies) != 2 || replies[0].ID != open || replies[1].ID != bind || ops.GetAddr(replies[1], ops.AtArg0).Port() != 53 {
 		t.Fatalf("app got %+v, want its open and bind answered, bound to :53", replies)
 	}
 
 	// A send: the bytes travel from the app's pool to SYSCALL's.
-	send := r.appSends(ops.OpSendTo, 7, uint64(ops.MakeAddr(peerIP, 9)))
+	send := r.appSendsAddr(ops.OpSendTo, 7, ops.MakeAddr(peerIP, 9))
 	reqs = r.udpAnswers(nil)
-	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpSendTo {
-		t.Fatalf("forwarded %+v, want OpSendTo", reqs)
+	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpSendTo || ops.GetAddr(reqs[0], ops.AtArg1) != ops.MakeAddr(peerIP, 9) {
+		t.Fatalf("forwarded %+v, want OpSendTo to %v", reqs, ops.MakeAddr(peerIP, 9))
 	}
 	if b, _ := r.io.Bytes(reqs[0].Ref); string(b) != "hello, transport" {
 		t.Errorf("the transport reads %q from syscall.io, want the app's bytes", b)
@@ -153,10 +167,10 @@ func TestForwardingBothWays(t *testing.T) {
 	r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
 		b, _ := r.io.Bytes(q.Ref)
 		rep.Ref.Len = uint32(copy(b, "a datagram"))
-		rep.Arg[1] = uint64(ops.MakeAddr(peerIP, 9))
+		ops.PutAddr(rep, ops.AtArg0, ops.MakeAddr(peerIP, 9))
 	})
 	got := recvAll(r.app)
-	if len(got) != 1 || got[0].ID != recv || got[0].Ref.Len != 10 || ops.Addr(got[0].Arg[1]).Port() != 9 {
+	if len(got) != 1 || got[0].ID != recv || got[0].Ref.Len != 10 || ops.GetAddr(got[0], ops.AtArg0) != ops.MakeAddr(peerIP, 9) {
 		t.Fatalf("app got %+v, want its receive answered with 10 bytes from :9", got)
 	}
 	if b, _ := r.appPool.Bytes(got[0].Ref); string(b) != "a datagram" {
@@ -266,14 +280,15 @@ func TestAcceptNamesTheConnection(t *testing.T) {
 
 	accept := r.appSends(ops.OpAccept, 1, 9)
 	reqs := r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
-		rep.Arg[1], rep.Arg[2] = uint64(ops.MakeAddr(peerIP, 40000)), uint64(ops.MakeAddr(peerIP, 80))
+		ops.PutAddr(rep, ops.AtArg0, ops.MakeAddr(peerIP, 40000))
+		ops.PutAddr(rep, ops.AtArg2, ops.MakeAddr(peerIP, 80))
 	})
 	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpAccept || reqs[0].Arg[1] == 9 || reqs[0].Arg[1] == 0 {
 		t.Fatalf("forwarded %+v, want OpAccept naming the connection with SYSCALL's own id", reqs)
 	}
 	connTID := reqs[0].Arg[1]
 	got := recvAll(r.app)
-	if len(got) != 1 || got[0].ID != accept || ops.Addr(got[0].Arg[1]).Port() != 40000 || ops.Addr(got[0].Arg[2]).Port() != 80 {
+	if len(got) != 1 || got[0].ID != accept || ops.GetAddr(got[0], ops.AtArg0) != ops.MakeAddr(peerIP, 40000) || ops.GetAddr(got[0], ops.AtArg2) != ops.MakeAddr(peerIP, 80) {
 		t.Fatalf("app got %+v, want its accept answered with both addresses", got)
 	}
 	r.appSends(ops.OpShutdown, 9)

@@ -111,20 +111,41 @@ func (p *proc) answerAddr() { p.ip.AnswerAddr(srvNet) }
 // call sends a socket request from syscall and returns tcp's reply.
 func (p *proc) call(op ops.Op, args ...uint64) channel.Msg {
 	p.t.Helper()
-	m := channel.Msg{Op: uint16(op)}
-	copy(m.Arg[:], args)
+	return p.callMsg(op.Msg(args...))
+}
+
+// callMsg sends request m from syscall and returns tcp's reply.
+func (p *proc) callMsg(m channel.Msg) channel.Msg {
+	p.t.Helper()
 	return p.sys.Reply(p.sys.Send(m))
 }
 
 // mustCall is call expecting StatusOK.
 func (p *proc) mustCall(op ops.Op, args ...uint64) channel.Msg {
 	p.t.Helper()
-	r := p.call(op, args...)
+	return p.mustCallMsg(op.Msg(args...))
+}
+
+// mustCallMsg is callMsg expecting StatusOK.
+func (p *proc) mustCallMsg(m channel.Msg) channel.Msg {
+	p.t.Helper()
+	r := p.callMsg(m)
 	if ops.StatusOf(r) != ops.StatusOK {
-		p.t.Fatalf("op %#x %v = %s, want ok", op, args, ops.StatusOf(r))
+		p.t.Fatalf("%v %v = %s, want ok", ops.OpOf(m), m.Arg, ops.StatusOf(r))
 	}
 	return r
 }
+
+// withAddr is socket request m with address a (ops.AtArg1).
+func withAddr(m channel.Msg, a ops.Addr) channel.Msg {
+	ops.PutAddr(&m, ops.AtArg1, a)
+	return m
+}
+
+// replyAddr is the first address a reply carries (ops.AtArg0); replyAddr2
+// the second (ops.AtArg2).
+func replyAddr(r channel.Msg) ops.Addr  { return ops.GetAddr(r, ops.AtArg0) }
+func replyAddr2(r channel.Msg) ops.Addr { return ops.GetAddr(r, ops.AtArg2) }
 
 // pkt is a segment as the tests write it: from cliIP to srvIP.
 type pkt struct {
@@ -187,9 +208,9 @@ func (p *proc) next() outSeg {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	dst := ops.Addr(m.Arg[0]).IP()
+	dst := ops.GetAddr(m, ops.AtArg0).IP()
 	h := header.TCP(b)
-	s := outSeg{dst: dst, protocol: m.Arg[1], from: h.SrcPort(), to: h.DstPort(), flags: h.Flags(),
+	s := outSeg{dst: dst, protocol: m.Arg[2], from: h.SrcPort(), to: h.DstPort(), flags: h.Flags(),
 		seq: h.Seq(), ack: h.Ack(), data: string(h.Payload()),
 		checksumVerifies: header.ValidateTCP(b, srvIP, dst) == nil}
 	p.ip.SendRaw(m) // StatusOK: copied out

@@ -145,8 +145,11 @@ func (s *server) Open(m channel.Msg) {
 
 func (s *server) Bind(m channel.Msg) {
 	if so := s.socket(m); so != nil {
-		st := s.bind(so, ops.Addr(m.Arg[1]))
-		m.Arg[1] = uint64(so.local)
+		a, st := ops.GetAddr4(m, ops.AtArg1)
+		if st == ops.StatusOK {
+			st = s.bind(so, a)
+		}
+		ops.PutAddr(&m, ops.AtArg0, so.local)
 		s.reply(m, st)
 	}
 }
@@ -154,7 +157,7 @@ func (s *server) Bind(m channel.Msg) {
 func (s *server) Listen(m channel.Msg) {
 	if so := s.socket(m); so != nil {
 		st := s.listen(so, int(m.Arg[1]))
-		m.Arg[1] = uint64(so.local)
+		ops.PutAddr(&m, ops.AtArg0, so.local)
 		s.reply(m, st)
 	}
 }
@@ -177,12 +180,14 @@ func (s *server) Accept(m channel.Msg) {
 // Connect posts m until the connection is established or fails.
 func (s *server) Connect(m channel.Msg) {
 	so := s.socket(m)
-	remote := ops.Addr(m.Arg[1]).AddrPort()
+	remote, st := ops.GetAddr4(m, ops.AtArg1)
 	switch {
 	case so == nil:
 	case so.l != nil || so.e != nil || so.connect != nil:
 		s.reply(m, ops.StatusInvalid) // listening, connected or connecting
-	case !remote.Addr().Is4() || remote.Addr().IsUnspecified() || remote.Port() == 0:
+	case st != ops.StatusOK:
+		s.reply(m, st)
+	case remote.IP().IsUnspecified() || remote.Port() == 0:
 		s.reply(m, ops.StatusInvalid)
 	default:
 		so.connect = &m
@@ -269,7 +274,7 @@ func (s *server) Reset(m channel.Msg) {
 func (s *server) bind(so *sock, a ops.Addr) ops.Status {
 	ip := a.IP()
 	switch {
-	case so.local != 0 || so.l != nil || so.e != nil || so.connect != nil:
+	case !so.local.IsZero() || so.l != nil || so.e != nil || so.connect != nil:
 		return ops.StatusInvalid // bound already
 	case !ip.IsUnspecified() && s.addr.IsValid() && ip != s.addr.Addr():
 		return ops.StatusInvalid // not ours
@@ -354,7 +359,8 @@ func (s *server) close(so *sock) {
 		n, err := so.e.WriteLingering(p.buf)
 		r := p.m
 		ops.SetStatus(&r, statusOf(err))
-		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken+n)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
+		r.Arg[2] = uint64(p.taken + n)
 		s.h.Reply(r)
 	}
 	s.fail(so, ops.StatusClosed)
@@ -450,7 +456,8 @@ func (s *server) serveSock(so *sock) {
 		}
 		e.SetNotify(s.markDirty)
 		s.socks[newID] = &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e}
-		m.Arg[1], m.Arg[2] = uint64(ops.FromAddrPort(e.RemoteAddr())), uint64(ops.FromAddrPort(e.LocalAddr()))
+		ops.PutAddr(&m, ops.AtArg0, ops.FromAddrPort(e.RemoteAddr()))
+		ops.PutAddr(&m, ops.AtArg2, ops.FromAddrPort(e.LocalAddr()))
 		s.h.Reply(m)
 	}
 	if so.e == nil {
@@ -501,7 +508,8 @@ func (s *server) serveSock(so *sock) {
 		}
 		r := p.m
 		ops.SetStatus(&r, statusOf(err))
-		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
+		r.Arg[2] = uint64(p.taken)
 		so.sends = so.sends[1:]
 		s.h.Reply(r)
 	}
@@ -520,7 +528,7 @@ func (s *server) serveConnect(so *sock) {
 		}
 		// From the port bound before, if any (it stays ours in s.ports
 		// until the socket closes); else the Table picks one.
-		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), ops.Addr(so.connect.Arg[1]).AddrPort())
+		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), ops.GetAddr(*so.connect, ops.AtArg1).AddrPort())
 		if err != nil {
 			// Whatever waited for the connection fails with it.
 			s.fail(so, statusOf(err))
@@ -533,7 +541,7 @@ func (s *server) serveConnect(so *sock) {
 	r := *so.connect
 	switch st := so.e.State(); {
 	case st >= Established:
-		r.Arg[1] = uint64(so.local)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
 	case st == Closed:
 		ops.SetStatus(&r, statusOf(so.e.Err()))
 		if ops.StatusOf(r) == ops.StatusOK {

@@ -29,13 +29,13 @@ func TestServerPassiveOpen(t *testing.T) {
 	cli := sockAddr(cliIP, 4000)
 
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	if r := p.mustCall(ops.OpBind, 1, uint64(any80)); ops.Addr(r.Arg[1]) != any80 {
-		t.Errorf("OpBind(:80) = %v, want %v", ops.Addr(r.Arg[1]), any80)
+	if r := p.mustCallMsg(withAddr(ops.OpBind.Msg(1), any80)); replyAddr(r) != any80 {
+		t.Errorf("OpBind(:80) = %v, want %v", replyAddr(r), any80)
 	}
 	if r := p.call(ops.OpOpen, 9, uint64(ops.TCP)); ops.StatusOf(r) != ops.StatusOK {
 		t.Fatal(ops.StatusOf(r))
 	}
-	if r := p.call(ops.OpBind, 9, uint64(any80)); ops.StatusOf(r) != ops.StatusInUse {
+	if r := p.callMsg(withAddr(ops.OpBind.Msg(9), any80)); ops.StatusOf(r) != ops.StatusInUse {
 		t.Errorf("second OpBind(:80) = %s, want %s", ops.StatusOf(r), ops.StatusInUse)
 	}
 	p.mustCall(ops.OpListen, 1, 8)
@@ -55,9 +55,9 @@ func TestServerPassiveOpen(t *testing.T) {
 	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF, seq: 101, ack: iss + 1})
 	r := p.sys.Reply(acc)
-	if ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != cli || ops.Addr(r.Arg[2]) != sockAddr(srvIP, 80) {
+	if ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != cli || replyAddr2(r) != sockAddr(srvIP, 80) {
 		t.Fatalf("OpAccept reply = %s, remote %v, local %v; want ok, %v, %v",
-			ops.StatusOf(r), ops.Addr(r.Arg[1]), ops.Addr(r.Arg[2]), cli, sockAddr(srvIP, 80))
+			ops.StatusOf(r), replyAddr(r), replyAddr2(r), cli, sockAddr(srvIP, 80))
 	}
 
 	// Data in: a posted receive gets it.
@@ -115,7 +115,7 @@ func TestServerPassiveOpen(t *testing.T) {
 func TestServerActiveOpen(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.mustCall(ops.OpOpen, 3, uint64(ops.TCP))
-	conn := p.sys.Send(ops.OpConnect.Msg(3, uint64(sockAddr(cliIP, 7000))))
+	conn := p.sys.Send(withAddr(ops.OpConnect.Msg(3), sockAddr(cliIP, 7000)))
 	p.sys.Quiet(10 * time.Millisecond) // waits for our address
 	p.answerAddr()
 	syn := p.expect(synF)
@@ -123,8 +123,8 @@ func TestServerActiveOpen(t *testing.T) {
 		t.Fatalf("SYN = %v, want from an ephemeral port to 7000", syn)
 	}
 	p.deliver(pkt{from: 7000, to: syn.from, flags: synF | ackF, seq: 500, ack: syn.seq + 1, mss: true})
-	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(srvIP, syn.from) {
-		t.Fatalf("OpConnect reply = %s, local %v; want ok, %v", ops.StatusOf(r), ops.Addr(r.Arg[1]), sockAddr(srvIP, syn.from))
+	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != sockAddr(srvIP, syn.from) {
+		t.Fatalf("OpConnect reply = %s, local %v; want ok, %v", ops.StatusOf(r), replyAddr(r), sockAddr(srvIP, syn.from))
 	}
 	p.expect(ackF)
 
@@ -143,7 +143,7 @@ func TestServerActiveOpen(t *testing.T) {
 
 	// Refused: the SYN is answered with RST-ACK.
 	p.mustCall(ops.OpOpen, 4, uint64(ops.TCP))
-	conn = p.sys.Send(ops.OpConnect.Msg(4, uint64(sockAddr(cliIP, 7001))))
+	conn = p.sys.Send(withAddr(ops.OpConnect.Msg(4), sockAddr(cliIP, 7001)))
 	syn = p.expect(synF)
 	p.deliver(pkt{from: 7001, to: syn.from, flags: rstF | ackF, ack: syn.seq + 1})
 	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusRefused {
@@ -163,7 +163,7 @@ func TestServerActiveOpen(t *testing.T) {
 		{ops.OpListen, ops.StatusNoSocket},
 		{ops.OpClose, ops.StatusOK},
 	} {
-		if r := p.call(c.op, 99, uint64(sockAddr(cliIP, 1))); ops.StatusOf(r) != c.want {
+		if r := p.callMsg(withAddr(c.op.Msg(99), sockAddr(cliIP, 1))); ops.StatusOf(r) != c.want {
 			t.Errorf("%v on an unknown socket = %v, want %v", c.op, ops.StatusOf(r), c.want)
 		}
 	}
@@ -176,7 +176,7 @@ func TestServerConnectTimesOut(t *testing.T) {
 	p := startProc(t, procOptions{clock: clock})
 	p.answerAddr()
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	conn := p.sys.Send(ops.OpConnect.Msg(1, uint64(sockAddr(cliIP, 80))))
+	conn := p.sys.Send(withAddr(ops.OpConnect.Msg(1), sockAddr(cliIP, 80)))
 	first := p.expect(synF)
 	for i := range maxSynRetries {
 		clock.advance(MaxRTO + time.Second)
@@ -213,7 +213,7 @@ func TestServerListenerRestored(t *testing.T) {
 	p.deliver(pkt{from: 4000, to: port, flags: synF, seq: 1})
 	synack := p.expect(synF | ackF)
 	p.deliver(pkt{from: 4000, to: port, flags: ackF, seq: 2, ack: synack.seq + 1})
-	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(cliIP, 4000) {
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != sockAddr(cliIP, 4000) {
 		t.Errorf("OpAccept on the restored listener = %+v, want ok from %v", r, sockAddr(cliIP, 4000))
 	}
 	// A restored listener answers a resubmitted OpListen as done.
@@ -230,7 +230,7 @@ func TestServerSyscallRestart(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.answerAddr()
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	p.mustCall(ops.OpBind, 1, uint64(sockAddr(srvIP, 80)))
+	p.mustCallMsg(withAddr(ops.OpBind.Msg(1), sockAddr(srvIP, 80)))
 	p.mustCall(ops.OpListen, 1, 4)
 	p.sys.Send(ops.OpAccept.Msg(1, 2))
 	p.sys.Quiet(10 * time.Millisecond)
@@ -268,7 +268,7 @@ func TestServerSyscallRestart(t *testing.T) {
 func (p *proc) acceptOne(port, cliPort uint16) (iss uint32) {
 	p.t.Helper()
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	p.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), port)))
+	p.mustCallMsg(withAddr(ops.OpBind.Msg(1), sockAddr(netip.IPv4Unspecified(), port)))
 	p.mustCall(ops.OpListen, 1, 8)
 	acc := p.sys.Send(ops.OpAccept.Msg(1, 2))
 	p.deliver(pkt{from: cliPort, to: port, flags: synF, seq: 100, mss: true})
@@ -383,5 +383,23 @@ func TestServerReadinessReset(t *testing.T) {
 	p.mustCall(ops.OpClose, 3)
 	if r := p.sys.Reply(rd); ops.StatusOf(r) != ops.StatusClosed {
 		t.Errorf("readiness receive at OpClose = %s, want %s", ops.StatusOf(r), ops.StatusClosed)
+	}
+}
+
+// TestServerIPv6IsAFNoSupport: tcp carries IPv4 only; an IPv6 address in
+// OpBind or OpConnect is StatusAFNoSupport, never read as 0.0.0.0.
+func TestServerIPv6IsAFNoSupport(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	v6 := ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:80"))
+	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	for _, op := range []ops.Op{ops.OpBind, ops.OpConnect} {
+		if r := p.callMsg(withAddr(op.Msg(1), v6)); ops.StatusOf(r) != ops.StatusAFNoSupport {
+			t.Errorf("%v([2001:db8::1]:80) = %v, want StatusAFNoSupport", op, ops.StatusOf(r))
+		}
+	}
+	any80 := sockAddr(netip.IPv4Unspecified(), 80)
+	if r := p.mustCallMsg(withAddr(ops.OpBind.Msg(1), any80)); replyAddr(r) != any80 {
+		t.Errorf("OpBind(:80) after the refusals = %v, want %v", replyAddr(r), any80)
 	}
 }

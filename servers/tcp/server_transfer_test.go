@@ -92,15 +92,15 @@ func backToBack(t *testing.T, sender func(*transporttest.Neighbour, uint64, []by
 	want := sha256.Sum256(data)
 
 	a.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	a.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), 80)))
+	a.mustCallMsg(withAddr(ops.OpBind.Msg(1), sockAddr(netip.IPv4Unspecified(), 80)))
 	a.mustCall(ops.OpListen, 1, 4)
 	acc := a.sys.Send(ops.OpAccept.Msg(1, 2))
 	b.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	if r := b.mustCall(ops.OpConnect, 1, uint64(sockAddr(srvIP, 80))); ops.Addr(r.Arg[1]).IP() != cliIP {
-		t.Fatalf("OpConnect: local %v, want on %v", ops.Addr(r.Arg[1]), cliIP)
+	if r := b.mustCallMsg(withAddr(ops.OpConnect.Msg(1), sockAddr(srvIP, 80))); replyAddr(r).IP() != cliIP {
+		t.Fatalf("OpConnect: local %v, want on %v", replyAddr(r), cliIP)
 	}
-	if r := a.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]).IP() != cliIP {
-		t.Fatalf("OpAccept = %s from %v", ops.StatusOf(r), ops.Addr(r.Arg[1]))
+	if r := a.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK || replyAddr(r).IP() != cliIP {
+		t.Fatalf("OpAccept = %s from %v", ops.StatusOf(r), replyAddr(r))
 	}
 
 	// b sends (and half-closes) from a goroutine; a receives here.
@@ -284,15 +284,16 @@ func relay(ctx context.Context, ends []*relayEnd) {
 			for _, m := range in[:n] {
 				switch ops.OpOf(m) {
 				case ops.OpAddr:
-					m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(e.prefix.Addr(), 0)), uint64(e.prefix.Bits())
+					ops.SetAddrReply(&m, e.prefix, 0)
 					e.pending = append(e.pending, m)
 				case ops.OpOutput:
 					seg, _ := e.p.out.Bytes(m.Ref)
-					if d, ok := wrap(other.p.ip.Pool, seg, e.prefix.Addr(), ops.Addr(m.Arg[0]).IP()); ok {
+					dst := ops.GetAddr(m, ops.AtArg0).IP()
+					if d, ok := wrap(other.p.ip.Pool, seg, e.prefix.Addr(), dst); ok {
 						other.nextID++
-						src, dst := ops.MakeAddr(e.prefix.Addr(), 0), ops.MakeAddr(ops.Addr(m.Arg[0]).IP(), 0)
-						other.pending = append(other.pending, channel.Msg{ID: other.nextID, Op: uint16(ops.OpDeliver), Ref: d,
-							Arg: [4]uint64{uint64(src), uint64(dst), header.IPv4MinimumSize}})
+						dm := ops.Deliver(d, e.prefix.Addr(), dst, header.IPv4MinimumSize) // with the addresses and the TCP header's offset
+						dm.ID = other.nextID
+						other.pending = append(other.pending, dm)
 					}
 					e.pending = append(e.pending, m) // copied out
 				case ops.OpDeliver: // the reply to one of ours

@@ -98,9 +98,7 @@ func (s *Server) copyOut(seg []byte, dst netip.Addr, offload uint64) bool {
 
 // output asks IP to send the segment in ref.
 func (s *Server) output(ref pool.Ref, dst netip.Addr, offload uint64) bool {
-	m := ops.OpOutput.Msg(uint64(ops.MakeAddr(dst, 0)), uint64(s.c.Protocol), offload)
-	m.Ref = ref
-	m, err := s.toIP.Add(m)
+	m, err := s.toIP.Add(ops.Output(ref, dst, s.c.Protocol, offload))
 	if err != nil {
 		return false
 	}

@@ -57,10 +57,12 @@ func NewRecordWriter(version uint8, id uint64) RecordWriter {
 	return binary.BigEndian.AppendUint64(RecordWriter{version}, id)
 }
 
-// Addr appends an address.
+// Addr appends an IPv4 address (ops.Addr.Put4: the transports keep only
+// what their IPv4-only sockets accepted).
 func (w RecordWriter) Addr(a ops.Addr) RecordWriter {
-	w = binary.BigEndian.AppendUint16(w, uint16(a>>32))
-	return binary.BigEndian.AppendUint32(w, uint32(a))
+	var b [ops.Addr4Size]byte
+	a.Put4(b[:])
+	return append(w, b[:]...)
 }
 
 // Uint32 appends v.
@@ -96,11 +98,8 @@ func (r *RecordReader) take(n int) []byte {
 // ID reads the socket id.
 func (r *RecordReader) ID() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
 
-// Addr reads an address.
-func (r *RecordReader) Addr() ops.Addr {
-	b := r.take(6)
-	return ops.Addr(uint64(binary.BigEndian.Uint16(b))<<32 | uint64(binary.BigEndian.Uint32(b[2:])))
-}
+// Addr reads an IPv4 address.
+func (r *RecordReader) Addr() ops.Addr { return ops.Get4(r.take(ops.Addr4Size)) }
 
 // Uint32 reads a uint32.
 func (r *RecordReader) Uint32() uint32 { return binary.BigEndian.Uint32(r.take(4)) }

@@ -270,19 +270,22 @@ func (s *Server) fromIP(m channel.Msg) {
 }
 
 // deliver hands the core the segment of an OpDeliver and returns the
-// reply: the datagram from Arg[0] to Arg[1], its transport header at
-// offset Arg[2] (servers/ops).
+// reply: the datagram from src to dst, its transport header at offset off
+// (servers/ops.Delivered).
 func (s *Server) deliver(m channel.Msg) channel.Msg {
 	st := ops.StatusOK
 	b, ok := s.ip.bytes(m.Ref)
-	switch off := m.Arg[2]; {
+	src, dst, off := ops.Delivered(m)
+	switch {
 	case !ok:
 		s.badReqs++
 		st = ops.StatusInvalid
-	case off == 0 || off > uint64(len(b)):
+	case off == 0 || off > len(b):
 		s.badIP++
+	case !src.Is4() || !dst.Is4():
+		s.badIP++ // the IPv4-only path never gets these
 	default:
-		st = s.proto.Deliver(b[off:], ops.Addr(m.Arg[0]).IP(), ops.Addr(m.Arg[1]).IP())
+		st = s.proto.Deliver(b[off:], src.IP(), dst.IP())
 	}
 	ops.SetStatus(&m, st)
 	return m
@@ -291,12 +294,12 @@ func (s *Server) deliver(m channel.Msg) channel.Msg {
 // setAddr takes IP's answer to OpAddr: our address and its offloads, or an
 // error (IP is not up yet: ask again).
 func (s *Server) setAddr(m channel.Msg) {
-	p := netip.PrefixFrom(ops.Addr(m.Arg[0]).IP(), int(m.Arg[1]))
-	if ops.StatusOf(m) != ops.StatusOK || !p.IsValid() || p.Addr().IsUnspecified() {
+	p, offloads := ops.AddrReply(m)
+	if ops.StatusOf(m) != ops.StatusOK || !p.IsValid() || !p.Addr().Is4() || p.Addr().IsUnspecified() {
 		s.addrDue = time.Now().Add(addrRetry)
 		return
 	}
-	o := Offloads{Checksum: m.Arg[2]&ops.OffloadChecksum != 0, TSO: m.Arg[2]&ops.OffloadTSO != 0}
+	o := Offloads{Checksum: offloads&ops.OffloadChecksum != 0, TSO: offloads&ops.OffloadTSO != 0}
 	if p != s.addr || o != s.offloads {
 		log.Printf("address %v; offloads: checksum %v, segmentation %v", p, o.Checksum, o.TSO)
 	}

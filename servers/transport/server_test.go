@@ -127,8 +127,8 @@ func TestOutputHoldsSegmentsInOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ops.Addr(pair[i].Arg[0]).IP() != peerIP || pair[i].Arg[1] != 99 {
-				t.Errorf("OpOutput to %v, protocol %d; want %v, 99", ops.Addr(pair[i].Arg[0]), pair[i].Arg[1], peerIP)
+			if ops.GetAddr(pair[i], ops.AtArg0).IP() != peerIP || pair[i].Arg[2] != 99 {
+				t.Errorf("OpOutput to %v, protocol %d; want %v, 99", ops.GetAddr(pair[i], ops.AtArg0), pair[i].Arg[2], peerIP)
 			}
 			got = append(got, string(seg))
 		}
@@ -159,8 +159,8 @@ func TestOutputLentBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(seg) != "built" || &seg[0] != &lent[0] || m.Arg[2] != ops.OffloadChecksum {
-		t.Errorf("OpOutput %q (in the lent buffer: %v), offload %#x; want %q in it, checksum offload", seg, &seg[0] == &lent[0], m.Arg[2], "built")
+	if string(seg) != "built" || &seg[0] != &lent[0] || m.Arg[3] != ops.OffloadChecksum {
+		t.Errorf("OpOutput %q (in the lent buffer: %v), offload %#x; want %q in it, checksum offload", seg, &seg[0] == &lent[0], m.Arg[3], "built")
 	}
 }
 

@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"keepnet/kernel/channel"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -78,7 +79,7 @@ func (tb *testbed) open(t *testing.T, id uint64, local ops.Addr) {
 	if st := tb.Open(id, ops.UDP); st != ops.StatusOK {
 		t.Fatalf("Open(%d) = %s, want ok", id, st.Text())
 	}
-	if local != 0 {
+	if !local.IsZero() {
 		if _, st := tb.Bind(id, local); st != ops.StatusOK {
 			t.Fatalf("Bind(%d, %v) = %s, want ok", id, local, st.Text())
 		}
@@ -115,3 +116,12 @@ func ipUDP(src, dst ops.Addr, payload []byte, mod func(header.UDP)) []byte {
 	}
 	return b
 }
+
+// withAddr is socket request m with address a (ops.AtArg1).
+func withAddr(m channel.Msg, a ops.Addr) channel.Msg {
+	ops.PutAddr(&m, ops.AtArg1, a)
+	return m
+}
+
+// replyAddr is the address a reply carries (ops.AtArg0).
+func replyAddr(r channel.Msg) ops.Addr { return ops.GetAddr(r, ops.AtArg0) }

@@ -78,7 +78,7 @@ func (t *Table) Restore(rs []Record) (restored int, errs []error) {
 			err = fmt.Errorf("%w: socket %d twice", ErrBadRecord, r.ID)
 		case p != 0 && t.ports[p] != nil:
 			err = fmt.Errorf("%w: socket %d and %d both bound to port %d", ErrBadRecord, t.ports[p].id, r.ID, p)
-		case p == 0 && r.Peer != 0:
+		case p == 0 && !r.Peer.IsZero():
 			err = fmt.Errorf("%w: socket %d connected but not bound", ErrBadRecord, r.ID)
 		}
 		if err != nil {

@@ -56,8 +56,8 @@ func TestRestore(t *testing.T) {
 	old := newTestbed(t, Limits{})
 	old.open(t, 1, addr(netip.IPv4Unspecified(), 7)) // bound
 	old.open(t, 2, addr(ourIP, 53))                  // bound to our address
-	old.open(t, 3, 0)                                // open, unbound
-	old.open(t, 4, 0)                                // connected, below
+	old.open(t, 3, ops.Addr{})                       // open, unbound
+	old.open(t, 4, ops.Addr{})                       // connected, below
 	local4, _ := old.Connect(4, addr(peerIP, 53))
 	old.open(t, 5, addr(netip.IPv4Unspecified(), 9)) // closed: gone
 	old.Close(5)
@@ -104,7 +104,7 @@ func TestRestore(t *testing.T) {
 	if _, st := tb.Bind(3, addr(netip.IPv4Unspecified(), 7)); st != ops.StatusInUse {
 		t.Errorf("Bind(3, :7) after Restore = %s, want %s", st.Text(), ops.StatusInUse)
 	}
-	if _, st := tb.SendTo(4, 0, []byte("q")); st != ops.StatusOK || tb.ip.sent[0].dst != peerIP {
+	if _, st := tb.SendTo(4, ops.Addr{}, []byte("q")); st != ops.StatusOK || tb.ip.sent[0].dst != peerIP {
 		t.Errorf("SendTo(restored connected socket, 0) = %s, want ok to %v", st.Text(), peerIP)
 	}
 	tb.RecvFrom(1, 1, make([]byte, 8))

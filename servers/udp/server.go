@@ -125,21 +125,24 @@ func (c *core) complete(d Completion) {
 	delete(c.posted, d.Tag)
 	m.Flags = d.Flags
 	m.Ref.Len = uint32(d.Len)
-	m.Arg[1] = uint64(d.Src)
+	ops.PutAddr(&m, ops.AtArg0, d.Src)
 	c.reply(m, d.Status)
 }
 
 func (c *core) Open(m channel.Msg) { c.reply(m, c.table.Open(m.Arg[0], ops.Network(m.Arg[1]))) }
 
-func (c *core) Bind(m channel.Msg) {
-	a, st := c.table.Bind(m.Arg[0], ops.Addr(m.Arg[1]))
-	m.Arg[1] = uint64(a)
-	c.reply(m, st)
-}
+func (c *core) Bind(m channel.Msg) { c.withAddr(m, c.table.Bind) }
 
-func (c *core) Connect(m channel.Msg) {
-	a, st := c.table.Connect(m.Arg[0], ops.Addr(m.Arg[1]))
-	m.Arg[1] = uint64(a)
+func (c *core) Connect(m channel.Msg) { c.withAddr(m, c.table.Connect) }
+
+// withAddr answers m with what op makes of its socket and address: an
+// IPv6 address is StatusAFNoSupport; the reply carries the local address.
+func (c *core) withAddr(m channel.Msg, op func(id uint64, a ops.Addr) (ops.Addr, ops.Status)) {
+	a, st := ops.GetAddr4(m, ops.AtArg1)
+	if st == ops.StatusOK {
+		a, st = op(m.Arg[0], a)
+	}
+	ops.PutAddr(&m, ops.AtArg0, a)
 	c.reply(m, st)
 }
 
@@ -153,8 +156,12 @@ func (c *core) SendTo(m channel.Msg) {
 		c.reply(m, ops.StatusInvalid)
 		return
 	}
-	a, st := c.table.SendTo(m.Arg[0], ops.Addr(m.Arg[1]), payload)
-	m.Arg[1] = uint64(a)
+	dst, st := ops.GetAddr4(m, ops.AtArg1)
+	var local ops.Addr
+	if st == ops.StatusOK {
+		local, st = c.table.SendTo(m.Arg[0], dst, payload)
+	}
+	ops.PutAddr(&m, ops.AtArg0, local)
 	c.reply(m, st)
 }
 

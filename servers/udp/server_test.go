@@ -76,12 +76,16 @@ func (p *process) answerAddr(ip *transporttest.Neighbour) { ip.AnswerAddr(ourNet
 // call sends a socket request from syscall and returns udp's reply.
 func (p *process) call(op ops.Op, args ...uint64) channel.Msg {
 	p.t.Helper()
-	m := channel.Msg{Op: uint16(op)}
-	copy(m.Arg[:], args)
+	return p.callMsg(op.Msg(args...))
+}
+
+// callMsg sends request m from syscall and returns udp's reply.
+func (p *process) callMsg(m channel.Msg) channel.Msg {
+	p.t.Helper()
 	req := p.sys.Send(m)
 	r := p.sys.Recv(nil)
-	if r.ID != req.ID || ops.OpOf(r) != op {
-		p.t.Fatalf("reply to %v id %d: got %v id %d", op, req.ID, ops.OpOf(r), r.ID)
+	if r.ID != req.ID || ops.OpOf(r) != ops.OpOf(m) {
+		p.t.Fatalf("reply to %v id %d: got %v id %d", ops.OpOf(m), req.ID, ops.OpOf(r), r.ID)
 	}
 	return r
 }
@@ -108,8 +112,8 @@ func TestServerDialogue(t *testing.T) {
 	if r := p.call(ops.OpOpen, 1, uint64(ops.UDP)); ops.StatusOf(r) != ops.StatusOK {
 		t.Fatalf("OpOpen = %s", ops.StatusOf(r))
 	}
-	if r := p.call(ops.OpBind, 1, uint64(any7)); ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 {
-		t.Fatalf("OpBind(:7) = %s, %v; want ok, %v", ops.StatusOf(r), ops.Addr(r.Arg[1]), any7)
+	if r := p.callMsg(withAddr(ops.OpBind.Msg(1), any7)); ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != any7 {
+		t.Fatalf("OpBind(:7) = %s, %v; want ok, %v", ops.StatusOf(r), replyAddr(r), any7)
 	}
 	if r, ok := p.journal.Get(1); !ok || r.Local != any7 {
 		t.Errorf("journal[1] = %+v, %v; want bound to %v", r, ok, any7)
@@ -123,7 +127,7 @@ func TestServerDialogue(t *testing.T) {
 		t.Errorf("OpDeliver to :7 = %s, want ok", st.Text())
 	}
 	r := p.sys.Recv(nil)
-	if r.ID != recv.ID || ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 4 || ops.Addr(r.Arg[1]) != from || r.Ref.Off != rbuf.Off {
+	if r.ID != recv.ID || ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 4 || replyAddr(r) != from || r.Ref.Off != rbuf.Off {
 		t.Errorf("OpRecvFrom reply = %+v, want id %d, ok, 4 bytes in the same buffer, from %v", r, recv.ID, from)
 	} else if got := string(p.sys.Bytes(r.Ref)); got != "ping" {
 		t.Errorf("received %q, want %q", got, "ping")
@@ -136,12 +140,12 @@ func TestServerDialogue(t *testing.T) {
 
 	// syscall sends; ip gets a checksummed segment in udp.out.
 	payload := p.sys.Buffer([]byte("pong"), 0)
-	send := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: payload, Arg: [4]uint64{1, uint64(from)}})
-	if r := p.sys.Recv(nil); r.ID != send.ID || ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]) != any7 || r.Ref != payload {
+	send := p.sys.Send(withAddr(channel.Msg{Op: uint16(ops.OpSendTo), Ref: payload, Arg: [4]uint64{1}}, from))
+	if r := p.sys.Recv(nil); r.ID != send.ID || ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != any7 || r.Ref != payload {
 		t.Errorf("OpSendTo reply = %+v, want ok, local %v, the payload's Ref back", r, any7)
 	}
 	out := p.ip.Recv(nil)
-	if ops.OpOf(out) != ops.OpOutput || ops.Addr(out.Arg[0]).IP() != peerIP || out.Arg[1] != header.ProtocolUDP || out.Ref.Pool != p.out.ID() {
+	if ops.OpOf(out) != ops.OpOutput || ops.GetAddr(out, ops.AtArg0).IP() != peerIP || out.Arg[2] != header.ProtocolUDP || out.Ref.Pool != p.out.ID() {
 		t.Fatalf("request to ip = %+v, want OpOutput to %v, protocol 17, in udp.out", out, peerIP)
 	}
 	seg, err := p.out.Bytes(out.Ref)
@@ -205,7 +209,7 @@ func TestServerSyscallRestart(t *testing.T) {
 	p := startProcess(t, nil)
 	p.answerAddr(p.ip)
 	p.call(ops.OpOpen, 1, uint64(ops.UDP))
-	p.call(ops.OpBind, 1, uint64(addr(netip.IPv4Unspecified(), 7)))
+	p.callMsg(withAddr(ops.OpBind.Msg(1), addr(netip.IPv4Unspecified(), 7)))
 	p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{1}})
 	p.sys.Quiet(10 * time.Millisecond)
 
@@ -228,7 +232,7 @@ func TestServerSyscallRestart(t *testing.T) {
 	}
 	p.mu.Unlock()
 	// A Ref into the old generation's pool is refused, not followed.
-	stale := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: old.Buffer([]byte("x"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 1))}})
+	stale := p.sys.Send(withAddr(channel.Msg{Op: uint16(ops.OpSendTo), Ref: old.Buffer([]byte("x"), 0), Arg: [4]uint64{1}}, addr(peerIP, 1)))
 	if got := p.sys.Recv(nil); got.ID != stale.ID || ops.StatusOf(got) != ops.StatusInvalid {
 		t.Errorf("OpSendTo with a stale Ref = %+v, want invalid", got)
 	}
@@ -248,10 +252,10 @@ func TestServerSendWaitsForAddr(t *testing.T) {
 	m := p.ip.Recv(nil)
 	ops.SetStatus(&m, ops.StatusError)
 	p.ip.SendRaw(m)
-	send := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: p.sys.Buffer([]byte("early"), 0), Arg: [4]uint64{1, uint64(addr(peerIP, 53))}})
+	send := p.sys.Send(withAddr(channel.Msg{Op: uint16(ops.OpSendTo), Ref: p.sys.Buffer([]byte("early"), 0), Arg: [4]uint64{1}}, addr(peerIP, 53)))
 	p.sys.Quiet(20 * time.Millisecond)
 	p.answerAddr(p.ip) // the retry
-	if r := p.sys.Recv(nil); r.ID != send.ID || ops.StatusOf(r) != ops.StatusOK || ops.Addr(r.Arg[1]).Port() < EphemeralFirst {
+	if r := p.sys.Recv(nil); r.ID != send.ID || ops.StatusOf(r) != ops.StatusOK || replyAddr(r).Port() < EphemeralFirst {
 		t.Errorf("held OpSendTo reply = %+v, want ok from an ephemeral port", r)
 	}
 	if out := p.ip.Recv(nil); ops.OpOf(out) != ops.OpOutput {
@@ -284,6 +288,33 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// TestServerIPv6IsAFNoSupport: udp carries IPv4 only; an IPv6 address in a
+// request is StatusAFNoSupport, never read as 0.0.0.0, and changes nothing.
+func TestServerIPv6IsAFNoSupport(t *testing.T) {
+	p := startProcess(t, nil)
+	p.answerAddr(p.ip)
+	v6 := ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:7"))
+	if r := p.call(ops.OpOpen, 1, uint64(ops.UDP)); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpOpen = %s", ops.StatusOf(r))
+	}
+	for _, op := range []ops.Op{ops.OpBind, ops.OpConnect, ops.OpSendTo} {
+		m := withAddr(op.Msg(1), v6)
+		if op == ops.OpSendTo {
+			m.Ref = p.sys.Buffer([]byte("x"), 0)
+		}
+		if r := p.callMsg(m); ops.StatusOf(r) != ops.StatusAFNoSupport {
+			t.Errorf("%v([2001:db8::1]:7) = %v, want StatusAFNoSupport", op, ops.StatusOf(r))
+		}
+	}
+	if r, ok := p.journal.Get(1); ok && (!r.Local.IsZero() || !r.Peer.IsZero()) {
+		t.Errorf("a socket refused IPv6 addresses was recorded as %+v, want unbound", r)
+	}
+	any7 := addr(netip.IPv4Unspecified(), 7)
+	if r := p.callMsg(withAddr(ops.OpBind.Msg(1), any7)); ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != any7 {
+		t.Errorf("OpBind(:7) after the refusals = %v, %v; want ok, %v", ops.StatusOf(r), replyAddr(r), any7)
+	}
+}
+
 // TestServerDeliveryOutsideItsDatagram: a delivery whose transport header
 // offset is outside the datagram IP lent is dropped and counted, and
 // answered (IP frees it) without ICMP.
@@ -291,10 +322,9 @@ func TestServerDeliveryOutsideItsDatagram(t *testing.T) {
 	p := startProcess(t, []Record{{ID: 7, Local: addr(netip.IPv4Unspecified(), 53)}})
 	p.answerAddr(p.ip)
 	pkt := ipUDP(addr(peerIP, 1), addr(ourIP, 53), []byte("q"), nil)
-	for _, off := range []uint64{0, uint64(len(pkt) + 1)} {
+	for _, off := range []int{0, len(pkt) + 1} {
 		ref := p.ip.Buffer(pkt, 0)
-		req := p.ip.Send(channel.Msg{Op: uint16(ops.OpDeliver), Ref: ref,
-			Arg: [4]uint64{uint64(addr(peerIP, 0)), uint64(addr(ourIP, 0)), off}})
+		req := p.ip.Send(ops.Deliver(ref, peerIP, ourIP, off))
 		if r := p.ip.Recv(nil); r.ID != req.ID || ops.StatusOf(r) != ops.StatusOK {
 			t.Errorf("OpDeliver with offset %d = %+v, want ok", off, r)
 		}

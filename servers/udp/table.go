@@ -174,16 +174,16 @@ func (t *Table) Open(id uint64, network ops.Network) ops.Status {
 func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, ops.Status) {
 	s := t.socks[id]
 	if s == nil {
-		return 0, ops.StatusNoSocket
+		return ops.Addr{}, ops.StatusNoSocket
 	}
 	if s.bound() {
 		return s.local, ops.StatusInvalid // bound already
 	}
 	if ip := local.IP(); !ip.IsUnspecified() && ip != t.addr.Addr() {
-		return 0, ops.StatusInvalid // not an address of ours
+		return ops.Addr{}, ops.StatusInvalid // not an address of ours
 	}
 	if st := t.bind(s, local); st != ops.StatusOK {
-		return 0, st
+		return ops.Addr{}, st
 	}
 	t.save(s)
 	return s.local, ops.StatusOK
@@ -225,14 +225,14 @@ func (t *Table) ephemeral() (uint16, bool) {
 func (t *Table) Connect(id uint64, remote ops.Addr) (ops.Addr, ops.Status) {
 	s := t.socks[id]
 	if s == nil {
-		return 0, ops.StatusNoSocket
+		return ops.Addr{}, ops.StatusNoSocket
 	}
 	if remote.Port() == 0 || remote.IP().IsUnspecified() {
-		return 0, ops.StatusInvalid
+		return ops.Addr{}, ops.StatusInvalid
 	}
 	if !s.bound() {
-		if st := t.bind(s, 0); st != ops.StatusOK {
-			return 0, st
+		if st := t.bind(s, ops.Addr{}); st != ops.StatusOK {
+			return ops.Addr{}, st
 		}
 	}
 	s.peer = remote
@@ -255,11 +255,11 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.S
 	s := t.socks[id]
 	switch {
 	case s == nil:
-		return 0, ops.StatusNoSocket
+		return ops.Addr{}, ops.StatusNoSocket
 	case len(payload) > header.UDPMaximumPayload:
 		return s.local, ops.StatusTooBig
 	}
-	if dst == 0 {
+	if dst.IsZero() {
 		dst = s.peer
 	}
 	if dst.Port() == 0 || dst.IP().IsUnspecified() {
@@ -269,8 +269,8 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.S
 		return s.local, ops.StatusNoRoute // IP has not told us our address
 	}
 	if !s.bound() {
-		if st := t.bind(s, 0); st != ops.StatusOK {
-			return 0, st
+		if st := t.bind(s, ops.Addr{}); st != ops.StatusOK {
+			return ops.Addr{}, st
 		}
 		t.save(s)
 	}
@@ -447,7 +447,7 @@ func (s *socket) accepts(src ops.Addr, dst netip.Addr) bool {
 	if ip := s.local.IP(); !ip.IsUnspecified() && ip != dst {
 		return false
 	}
-	return s.peer == 0 || s.peer == src
+	return s.peer.IsZero() || s.peer == src
 }
 
 func (t *Table) save(s *socket) {

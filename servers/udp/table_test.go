@@ -37,7 +37,7 @@ func TestOpen(t *testing.T) {
 func TestBind(t *testing.T) {
 	tb := newTestbed(t, Limits{})
 	for id := uint64(1); id <= 8; id++ {
-		tb.open(t, id, 0)
+		tb.open(t, id, ops.Addr{})
 	}
 	any7 := addr(netip.IPv4Unspecified(), 7)
 	tests := []struct {
@@ -49,13 +49,13 @@ func TestBind(t *testing.T) {
 	}{
 		{"explicit, any address", 1, any7, any7, ops.StatusOK},
 		{"bound already", 1, addr(netip.IPv4Unspecified(), 8), any7, ops.StatusInvalid},
-		{"port in use, any address", 2, any7, 0, ops.StatusInUse},
-		{"port in use, our address", 2, addr(ourIP, 7), 0, ops.StatusInUse},
+		{"port in use, any address", 2, any7, ops.Addr{}, ops.StatusInUse},
+		{"port in use, our address", 2, addr(ourIP, 7), ops.Addr{}, ops.StatusInUse},
 		{"our address", 3, addr(ourIP, 53), addr(ourIP, 53), ops.StatusOK},
-		{"not our address", 4, addr(otherIP, 54), 0, ops.StatusInvalid},
-		{"ephemeral", 5, 0, addr(netip.IPv4Unspecified(), 0), ops.StatusOK},
+		{"not our address", 4, addr(otherIP, 54), ops.Addr{}, ops.StatusInvalid},
+		{"ephemeral", 5, ops.Addr{}, addr(netip.IPv4Unspecified(), 0), ops.StatusOK},
 		{"ephemeral on our address", 6, addr(ourIP, 0), addr(ourIP, 0), ops.StatusOK},
-		{"no such socket", 99, any7, 0, ops.StatusNoSocket},
+		{"no such socket", 99, any7, ops.Addr{}, ops.StatusNoSocket},
 	}
 	for _, tt := range tests {
 		got, st := tb.Bind(tt.id, tt.local)
@@ -90,15 +90,15 @@ func TestEphemeralPortsRunOut(t *testing.T) {
 	seen := map[uint16]bool{}
 	const n = EphemeralLast - EphemeralFirst + 1
 	for id := uint64(1); id <= n; id++ {
-		tb.open(t, id, 0)
-		a, st := tb.Bind(id, 0)
+		tb.open(t, id, ops.Addr{})
+		a, st := tb.Bind(id, ops.Addr{})
 		if st != ops.StatusOK || seen[a.Port()] || a.Port() < EphemeralFirst {
 			t.Fatalf("Bind(%d, 0) = %v, %s; want a fresh ephemeral port", id, a, st.Text())
 		}
 		seen[a.Port()] = true
 	}
-	tb.open(t, n+1, 0)
-	if _, st := tb.Bind(n+1, 0); st != ops.StatusInUse {
+	tb.open(t, n+1, ops.Addr{})
+	if _, st := tb.Bind(n+1, ops.Addr{}); st != ops.StatusInUse {
 		t.Errorf("Bind(0) with every ephemeral port taken = %s, want %s", st.Text(), ops.StatusInUse)
 	}
 	// An explicit port below the range still works.
@@ -109,7 +109,7 @@ func TestEphemeralPortsRunOut(t *testing.T) {
 
 func TestConnect(t *testing.T) {
 	tb := newTestbed(t, Limits{})
-	tb.open(t, 1, 0)
+	tb.open(t, 1, ops.Addr{})
 	if _, st := tb.Connect(1, addr(peerIP, 0)); st != ops.StatusInvalid {
 		t.Errorf("Connect(port 0) = %s, want invalid", st.Text())
 	}
@@ -144,18 +144,18 @@ func TestConnect(t *testing.T) {
 		}
 	}
 	// And sends to it by default.
-	if _, st := tb.SendTo(1, 0, []byte("q")); st != ops.StatusOK {
-		t.Fatalf("SendTo(connected, 0) = %s, want ok", st.Text())
+	if _, st := tb.SendTo(1, ops.Addr{}, []byte("q")); st != ops.StatusOK {
+		t.Fatalf("SendTo(connected, ops.Addr{}) = %s, want ok", st.Text())
 	}
 	if got := tb.ip.sent[0].dst; got != peerIP {
-		t.Errorf("SendTo(connected, 0) went to %v, want %v", got, peerIP)
+		t.Errorf("SendTo(connected, ops.Addr{}) went to %v, want %v", got, peerIP)
 	}
 }
 
 func TestSendTo(t *testing.T) {
 	tb := newTestbed(t, Limits{})
 	tb.open(t, 1, addr(netip.IPv4Unspecified(), 7))
-	tb.open(t, 2, 0)
+	tb.open(t, 2, ops.Addr{})
 	big := make([]byte, header.UDPMaximumPayload+1)
 	tests := []struct {
 		name    string
@@ -170,7 +170,7 @@ func TestSendTo(t *testing.T) {
 		{"too big", 1, addr(peerIP, 5000), big, ops.StatusTooBig},
 		{"directed broadcast", 1, addr(bcastIP, 5000), []byte("all"), ops.StatusOK},
 		{"limited broadcast", 1, addr(netip.AddrFrom4([4]byte{255, 255, 255, 255}), 5000), []byte("all"), ops.StatusOK},
-		{"no destination, not connected", 1, 0, []byte("x"), ops.StatusInvalid},
+		{"no destination, not connected", 1, ops.Addr{}, []byte("x"), ops.StatusInvalid},
 		{"destination port 0", 1, addr(peerIP, 0), []byte("x"), ops.StatusInvalid},
 		{"no such socket", 9, addr(peerIP, 5000), []byte("x"), ops.StatusNoSocket},
 		{"unbound binds on first send", 2, addr(peerIP, 5000), []byte("hi"), ops.StatusOK},
@@ -218,7 +218,7 @@ func TestSendTo(t *testing.T) {
 
 func TestSendToFailures(t *testing.T) {
 	tb := newTestbed(t, Limits{})
-	tb.open(t, 1, 0)
+	tb.open(t, 1, ops.Addr{})
 	dst := addr(peerIP, 53)
 	tb.SetAddr(netip.Prefix{})
 	if _, st := tb.SendTo(1, dst, []byte("x")); st != ops.StatusNoRoute {

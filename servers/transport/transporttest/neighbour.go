@@ -168,7 +168,7 @@ func (f *Neighbour) AnswerAddr(p netip.Prefix) {
 	if ops.OpOf(m) != ops.OpAddr {
 		f.T.Fatalf("next request to %s: %+v, want OpAddr", f.Name, m)
 	}
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(p.Addr(), 0)), uint64(p.Bits())
+	ops.SetAddrReply(&m, p, 0)
 	f.SendRaw(m)
 }
 
@@ -178,9 +178,7 @@ func (f *Neighbour) AnswerAddr(p netip.Prefix) {
 func (f *Neighbour) Deliver(pkt []byte) channel.Msg {
 	f.T.Helper()
 	h := header.IPv4(pkt)
-	m := ops.OpDeliver.Msg(uint64(ops.MakeAddr(h.Src(), 0)), uint64(ops.MakeAddr(h.Dst(), 0)), uint64(h.HeaderLength()))
-	m.Ref = f.Buffer(pkt, 0)
-	return f.Send(m)
+	return f.Send(ops.Deliver(f.Buffer(pkt, 0), h.Src(), h.Dst(), h.HeaderLength()))
 }
 
 // Run runs s's loop, taking new neighbour generations from peers, until
