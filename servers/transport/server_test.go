@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -139,7 +140,7 @@ func TestOutputHoldsSegmentsInOrder(t *testing.T) {
 			b.ip.SendRaw(m) // copied out: the buffer comes back
 		}
 	}
-	if want := []string{"one", "two", "three", "four"}; !equal(got, want) {
+	if want := []string{"one", "two", "three", "four"}; !slices.Equal(got, want) {
 		t.Errorf("segments to IP %q, want %q", got, want)
 	}
 }
@@ -162,16 +163,4 @@ func TestOutputLentBuffer(t *testing.T) {
 	if string(seg) != "built" || &seg[0] != &lent[0] || m.Arg[3] != ops.OffloadChecksum {
 		t.Errorf("OpOutput %q (in the lent buffer: %v), offload %#x; want %q in it, checksum offload", seg, &seg[0] == &lent[0], m.Arg[3], "built")
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
