@@ -83,10 +83,10 @@ func (b *loopBench) adopt(gen int) []*pool.Pool {
 	return old
 }
 
-func (b *loopBench) send(op uint16, ref pool.Ref) uint64 {
+func (b *loopBench) send(op link.Op, ref pool.Ref) uint64 {
 	id := b.next
 	b.next++
-	if b.ip.Send(channel.Msg{ID: id, Op: op, Ref: ref}) != 1 {
+	if b.ip.Send(channel.Msg{ID: id, Op: uint16(op), Ref: ref}) != 1 {
 		b.t.Fatalf("channel full sending request %d", id)
 	}
 	return id
@@ -151,7 +151,7 @@ func TestLoopInfoTxRx(t *testing.T) {
 		t.Errorf("info reply = %+v, want MAC %x, link up, checksum and TSO offload", r, testMAC)
 	}
 	for _, id := range tx {
-		if r, ok := got[id]; !ok || r.Status != link.StatusOK {
+		if r, ok := got[id]; !ok || link.StatusOf(r) != link.StatusOK {
 			t.Errorf("tx %d reply = %+v (%v), want StatusOK", id, r, ok)
 		}
 	}
@@ -169,7 +169,7 @@ func TestLoopInfoTxRx(t *testing.T) {
 		t.Fatalf("%d rx replies, want 5", len(reps))
 	}
 	for i, r := range reps {
-		if r.ID != rx[i] || r.Status != link.StatusOK {
+		if r.ID != rx[i] || link.StatusOf(r) != link.StatusOK {
 			t.Errorf("rx reply %d = id %d status %d, want id %d ok", i, r.ID, r.Status, rx[i])
 			continue
 		}

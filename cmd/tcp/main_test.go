@@ -117,15 +117,18 @@ func (n *neighbour) recv(match func(channel.Msg) bool) channel.Msg {
 // answerAddr plays ip answering tcp's OpAddr.
 func (n *neighbour) answerAddr() {
 	n.t.Helper()
-	m := n.recv(func(m channel.Msg) bool { return m.Op == ops.OpAddr })
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(ourIP, 0)), 24
+	m := n.recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpAddr })
+	ops.SetAddrReply(&m, netip.PrefixFrom(ourIP, 24), 0)
 	n.send(m)
 }
 
-func (n *neighbour) call(op uint16, args ...uint64) channel.Msg {
+func (n *neighbour) call(op ops.Op, args ...uint64) channel.Msg {
 	n.t.Helper()
-	m := channel.Msg{Op: op}
-	copy(m.Arg[:], args)
+	return n.callMsg(op.Msg(args...))
+}
+
+func (n *neighbour) callMsg(m channel.Msg) channel.Msg {
+	n.t.Helper()
 	req := n.send(m)
 	return n.recv(func(m channel.Msg) bool { return m.ID == req.ID })
 }
@@ -147,11 +150,11 @@ func (n *neighbour) syn(port uint16) uint8 {
 	h.Encode(&header.TCPFields{SrcPort: 4000, DstPort: port, Seq: 1, Flags: header.TCPFlagSYN, Window: 65535})
 	h.SetChecksum(h.ComputeChecksum(peerIP, ourIP))
 	ref.Len = uint32(tl)
-	req := n.send(channel.Msg{Op: ops.OpDeliver, Ref: ref})
-	if r := n.recv(func(m channel.Msg) bool { return m.ID == req.ID && m.Op == ops.OpDeliver }); r.Status != ops.StatusOK {
-		n.t.Fatalf("OpDeliver = %s", ops.StatusText(r.Status))
+	req := n.send(ops.Deliver(ref, peerIP, ourIP, header.IPv4MinimumSize))
+	if r := n.recv(func(m channel.Msg) bool { return m.ID == req.ID && ops.OpOf(m) == ops.OpDeliver }); ops.StatusOf(r) != ops.StatusOK {
+		n.t.Fatalf("OpDeliver = %s", ops.StatusOf(r))
 	}
-	out := n.recv(func(m channel.Msg) bool { return m.Op == ops.OpOutput })
+	out := n.recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput })
 	n.send(out) // copied out
 	seg, err := n.peer.Pool(out.Ref.Pool).Bytes(out.Ref)
 	if err != nil {
@@ -215,16 +218,13 @@ func TestRestartKeepsListeners(t *testing.T) {
 	ip.meet()
 	sys.meet()
 	ip.answerAddr()
-	for _, c := range []struct {
-		op   uint16
-		args []uint64
-	}{
-		{ops.OpOpen, []uint64{1, uint64(ops.TCP)}},
-		{ops.OpBind, []uint64{1, uint64(ops.MakeAddr(netip.IPv4Unspecified(), 80))}},
-		{ops.OpListen, []uint64{1, 16}},
+	for _, m := range []channel.Msg{
+		ops.OpOpen.Msg(1, uint64(ops.TCP)),
+		ops.OpBind.WithAddr(1, ops.MakeAddr(netip.IPv4Unspecified(), 80)),
+		ops.OpListen.Msg(1, 16),
 	} {
-		if r := sys.call(c.op, c.args...); r.Status != ops.StatusOK {
-			t.Fatalf("op %#x = %s", c.op, ops.StatusText(r.Status))
+		if r := sys.callMsg(m); ops.StatusOf(r) != ops.StatusOK {
+			t.Fatalf("%v = %s", ops.OpOf(m), ops.StatusOf(r))
 		}
 	}
 	if f := ip.syn(80); f != header.TCPFlagSYN|header.TCPFlagACK {

@@ -104,17 +104,20 @@ func (n *neighbour) recv() channel.Msg {
 func (n *neighbour) answerAddr() {
 	n.t.Helper()
 	m := n.recv()
-	if m.Op != ops.OpAddr {
-		n.t.Fatalf("udp's first request to ip: op %#x, want OpAddr", m.Op)
+	if ops.OpOf(m) != ops.OpAddr {
+		n.t.Fatalf("udp's first request to ip: %v, want OpAddr", ops.OpOf(m))
 	}
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(ourIP, 0)), 24
+	ops.SetAddrReply(&m, netip.PrefixFrom(ourIP, 24), 0)
 	n.send(m)
 }
 
-func (n *neighbour) call(op uint16, args ...uint64) channel.Msg {
+func (n *neighbour) call(op ops.Op, args ...uint64) channel.Msg {
 	n.t.Helper()
-	m := channel.Msg{Op: op}
-	copy(m.Arg[:], args)
+	return n.callMsg(op.Msg(args...))
+}
+
+func (n *neighbour) callMsg(m channel.Msg) channel.Msg {
+	n.t.Helper()
 	req := n.send(m)
 	r := n.recv()
 	if r.ID != req.ID {
@@ -124,7 +127,7 @@ func (n *neighbour) call(op uint16, args ...uint64) channel.Msg {
 }
 
 // deliver plays ip delivering a datagram to port on our address.
-func (n *neighbour) deliver(port uint16) int32 {
+func (n *neighbour) deliver(port uint16) ops.Status {
 	n.t.Helper()
 	up := n.setup.Pools["ip.up"]
 	ref, ok := up.Alloc()
@@ -141,12 +144,12 @@ func (n *neighbour) deliver(port uint16) int32 {
 	u.Encode(&header.UDPFields{SrcPort: 4000, DstPort: port, Length: uint16(len(u))})
 	copy(u[header.UDPMinimumSize:], payload)
 	ref.Len = uint32(tl)
-	req := n.send(channel.Msg{Op: ops.OpDeliver, Ref: ref})
+	req := n.send(ops.Deliver(ref, netip.MustParseAddr("10.0.2.2"), ourIP, header.IPv4MinimumSize))
 	r := n.recv()
 	if r.ID != req.ID {
 		n.t.Fatalf("reply to OpDeliver %d: got %+v", req.ID, r)
 	}
-	return r.Status
+	return ops.StatusOf(r)
 }
 
 // startUDP starts a generation of the udp command.
@@ -203,14 +206,14 @@ func TestRestartKeepsSockets(t *testing.T) {
 	ip.meet()
 	sys.meet()
 	ip.answerAddr()
-	if r := sys.call(ops.OpOpen, 1, uint64(ops.UDP)); r.Status != ops.StatusOK {
-		t.Fatalf("OpOpen = %s", ops.StatusText(r.Status))
+	if r := sys.call(ops.OpOpen, 1, uint64(ops.UDP)); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpOpen = %s", ops.StatusOf(r))
 	}
-	if r := sys.call(ops.OpBind, 1, uint64(ops.MakeAddr(netip.IPv4Unspecified(), 7))); r.Status != ops.StatusOK {
-		t.Fatalf("OpBind(:7) = %s", ops.StatusText(r.Status))
+	if r := sys.callMsg(ops.OpBind.WithAddr(1, ops.MakeAddr(netip.IPv4Unspecified(), 7))); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpBind(:7) = %s", ops.StatusOf(r))
 	}
 	if st := ip.deliver(7); st != ops.StatusOK {
-		t.Errorf("generation 1: OpDeliver to :7 = %s, want ok", ops.StatusText(st))
+		t.Errorf("generation 1: OpDeliver to :7 = %s, want ok", st.Text())
 	}
 	// The bound record reaches the store (written off the loop, after the
 	// unbound one OpOpen saved, which the first reads may still find).
@@ -242,14 +245,14 @@ func TestRestartKeepsSockets(t *testing.T) {
 	sys.meet()
 	ip.answerAddr()
 	if st := ip.deliver(7); st != ops.StatusOK {
-		t.Errorf("generation 2: OpDeliver to :7 = %s, want ok (socket restored)", ops.StatusText(st))
+		t.Errorf("generation 2: OpDeliver to :7 = %s, want ok (socket restored)", st.Text())
 	}
 	if st := ip.deliver(9); st != ops.StatusNoPort {
-		t.Errorf("generation 2: OpDeliver to :9 = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusNoPort))
+		t.Errorf("generation 2: OpDeliver to :9 = %s, want %s", st.Text(), ops.StatusNoPort)
 	}
 	rbuf, _ := sys.setup.Pools["syscall.io"].Alloc()
-	req := sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{1}})
-	if r := sys.recv(); r.ID != req.ID || r.Status != ops.StatusOK || r.Ref.Len != 5 {
+	req := sys.send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{1}})
+	if r := sys.recv(); r.ID != req.ID || ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 5 {
 		t.Errorf("generation 2: OpRecvFrom(1) = %+v, want the 5-byte datagram", r)
 	}
 }

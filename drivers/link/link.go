@@ -24,20 +24,70 @@
 // it said hello, so none of the old requests is still in the device's hands.
 package link
 
-// Operations.
-const (
-	OpRx   uint16 = 1
-	OpTx   uint16 = 2
-	OpInfo uint16 = 3
+import (
+	"fmt"
+
+	"keepnet/kernel/channel"
+	"keepnet/kernel/pool"
 )
 
-// Reply statuses.
+// Op is an operation of this protocol (channel.Msg.Op).
+type Op uint16
+
+// Operations, numbered here and nowhere else.
 const (
-	StatusOK     int32 = 0
-	StatusUnused int32 = 1 // an RX buffer returned without a frame
-	StatusBadRef int32 = 2 // the ref is not inside a pool the driver knows
-	StatusError  int32 = 3 // the device reported an error for this frame
+	OpRx   Op = 1
+	OpTx   Op = 2
+	OpInfo Op = 3
 )
+
+var opNames = map[Op]string{OpRx: "OpRx", OpTx: "OpTx", OpInfo: "OpInfo"}
+
+func (o Op) String() string {
+	if n, ok := opNames[o]; ok {
+		return n
+	}
+	return fmt.Sprintf("Op(%d)", uint16(o))
+}
+
+// Msg is a request of operation o for ref, with the arguments args.
+func (o Op) Msg(ref pool.Ref, args ...uint64) channel.Msg {
+	m := channel.Msg{Op: uint16(o), Ref: ref}
+	copy(m.Arg[:], args)
+	return m
+}
+
+// OpOf is m's operation.
+func OpOf(m channel.Msg) Op { return Op(m.Op) }
+
+// Status is a reply's status (channel.Msg.Status).
+type Status int32
+
+// Reply statuses, numbered here and nowhere else.
+const (
+	StatusOK     Status = 0
+	StatusUnused Status = 1 // an RX buffer returned without a frame
+	StatusBadRef Status = 2 // the ref is not inside a pool the driver knows
+	StatusError  Status = 3 // the device reported an error for this frame
+)
+
+var statusNames = map[Status]string{
+	StatusOK: "StatusOK", StatusUnused: "StatusUnused",
+	StatusBadRef: "StatusBadRef", StatusError: "StatusError",
+}
+
+func (s Status) String() string {
+	if n, ok := statusNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("Status(%d)", int32(s))
+}
+
+// StatusOf is m's status.
+func StatusOf(m channel.Msg) Status { return Status(m.Status) }
+
+// SetStatus sets m's status to s.
+func SetStatus(m *channel.Msg, s Status) { m.Status = int32(s) }
 
 // Offloads a driver may announce in OpInfo's Arg[2].
 const (

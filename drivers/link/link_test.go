@@ -1,6 +1,11 @@
 package link
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"keepnet/kernel/pool"
+)
 
 func TestMACArg(t *testing.T) {
 	mac := [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
@@ -27,5 +32,31 @@ func TestOffloadArg(t *testing.T) {
 		if o, ok := OffloadFromArg(v); ok {
 			t.Errorf("OffloadFromArg(%#x) = %+v, true; want false", v, o)
 		}
+	}
+}
+
+func TestNamesDistinct(t *testing.T) {
+	names := map[string]bool{}
+	for _, o := range []Op{OpRx, OpTx, OpInfo} {
+		n := o.String()
+		if !strings.HasPrefix(n, "Op") || strings.Contains(n, "(") || names[n] {
+			t.Errorf("Op %d: String() = %q, want a name of its own", uint16(o), n)
+		}
+		names[n] = true
+	}
+	for _, s := range []Status{StatusOK, StatusUnused, StatusBadRef, StatusError} {
+		n := s.String()
+		if !strings.HasPrefix(n, "Status") || strings.Contains(n, "(") || names[n] {
+			t.Errorf("Status %d: String() = %q, want a name of its own", int32(s), n)
+		}
+		names[n] = true
+	}
+}
+
+func TestMsgBoundary(t *testing.T) {
+	m := OpTx.Msg(pool.Ref{Pool: 1, Off: 2, Len: 3}, 5)
+	SetStatus(&m, StatusBadRef)
+	if OpOf(m) != OpTx || StatusOf(m) != StatusBadRef || m.Ref.Len != 3 || m.Arg[0] != 5 {
+		t.Errorf("OpTx.Msg with StatusBadRef = %+v", m)
 	}
 }

@@ -179,7 +179,7 @@ func (d *Driver) Idle() bool {
 }
 
 func (d *Driver) handle(m channel.Msg) {
-	switch m.Op {
+	switch link.OpOf(m) {
 	case link.OpRx:
 		// In order: behind buffers already waiting for room.
 		if len(d.waitRX) > 0 || !d.post(m) {
@@ -191,7 +191,7 @@ func (d *Driver) handle(m channel.Msg) {
 		}
 	case link.OpInfo:
 		r := m
-		r.Status = link.StatusOK
+		link.SetStatus(&r, link.StatusOK)
 		r.Arg[0] = link.MACToArg(d.dev.MAC())
 		r.Arg[1] = 0
 		if d.dev.LinkUp() {
@@ -201,7 +201,7 @@ func (d *Driver) handle(m channel.Msg) {
 		d.reply(r)
 	default:
 		r := m
-		r.Status = link.StatusBadRef
+		link.SetStatus(&r, link.StatusBadRef)
 		d.reply(r)
 	}
 }
@@ -307,7 +307,7 @@ func (d *Driver) offers(o link.Offload) bool {
 func (d *Driver) badRef(m channel.Msg) {
 	d.counters.BadRefs++
 	r := m
-	r.Status = link.StatusBadRef
+	link.SetStatus(&r, link.StatusBadRef)
 	d.reply(r)
 }
 
@@ -333,13 +333,13 @@ func (d *Driver) received(cookie uint64, frame []byte, bad bool) {
 	r := d.untrack(cookie)
 	switch {
 	case frame == nil:
-		r.Status = link.StatusUnused
+		link.SetStatus(&r, link.StatusUnused)
 		r.Ref.Len = 0
 	case bad:
-		r.Status = link.StatusError
+		link.SetStatus(&r, link.StatusError)
 		r.Ref.Len = uint32(len(frame))
 	default:
-		r.Status = link.StatusOK
+		link.SetStatus(&r, link.StatusOK)
 		r.Ref.Len = uint32(len(frame))
 	}
 	d.reply(r)
@@ -347,7 +347,7 @@ func (d *Driver) received(cookie uint64, frame []byte, bad bool) {
 
 func (d *Driver) sent(cookie uint64) {
 	r := d.untrack(cookie)
-	r.Status = link.StatusOK
+	link.SetStatus(&r, link.StatusOK)
 	d.reply(r)
 }
 

@@ -77,7 +77,7 @@ func (b *bench) postRX() uint64 {
 	if !ok {
 		b.t.Fatal("IP pool exhausted")
 	}
-	return b.send(channel.Msg{Op: link.OpRx, Ref: ref})
+	return b.send(link.OpRx.Msg(ref))
 }
 
 // transmit sends a frame carrying payload, with offload o when o.L4 != 0.
@@ -88,7 +88,7 @@ func (b *bench) transmit(payload string, o link.Offload) uint64 {
 	}
 	buf, _ := b.rx.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame(payload)))
-	m := channel.Msg{Op: link.OpTx, Ref: ref}
+	m := link.OpTx.Msg(ref)
 	if o.L4 != 0 {
 		m.Arg[0] = o.Arg()
 	}
@@ -131,18 +131,18 @@ func frame(payload string) []byte {
 
 func TestInfoTxRx(t *testing.T) {
 	b := newBench(t, netdevtest.Config{Features: netdev.FeatureChecksum | netdev.FeatureTSO})
-	info := b.send(channel.Msg{Op: link.OpInfo})
+	info := b.send(link.OpInfo.Msg(pool.Ref{}))
 	tx := []uint64{b.transmit("one", link.Offload{}), b.transmit("two", link.Offload{}), b.transmit("three", link.Offload{})}
 	var rx []uint64
 	for i := 0; i < 8; i++ {
 		rx = append(rx, b.postRX())
 	}
 	got := byID(b.replies())
-	if r := got[info]; r.Status != link.StatusOK || link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 || r.Arg[2] != link.FeatureChecksum|link.FeatureTSO {
+	if r := got[info]; link.StatusOf(r) != link.StatusOK || link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 || r.Arg[2] != link.FeatureChecksum|link.FeatureTSO {
 		t.Errorf("info reply = %+v, want MAC %x, link up, checksum and TSO offload", r, testMAC)
 	}
 	for _, id := range tx {
-		if r, ok := got[id]; !ok || r.Status != link.StatusOK {
+		if r, ok := got[id]; !ok || link.StatusOf(r) != link.StatusOK {
 			t.Errorf("tx %d reply = %+v (%v), want StatusOK", id, r, ok)
 		}
 	}
@@ -165,7 +165,7 @@ func TestInfoTxRx(t *testing.T) {
 	}
 	for i, r := range reps {
 		want := frame(fmt.Sprintf("in-%d", i))
-		if r.ID != rx[i] || r.Status != link.StatusOK || r.Ref.Len != uint32(len(want)) {
+		if r.ID != rx[i] || link.StatusOf(r) != link.StatusOK || r.Ref.Len != uint32(len(want)) {
 			t.Errorf("rx reply %d = id %d status %d len %d, want id %d ok len %d", i, r.ID, r.Status, r.Ref.Len, rx[i], len(want))
 			continue
 		}
@@ -188,9 +188,9 @@ func TestInfoFromDevice(t *testing.T) {
 		{netdevtest.Config{Features: netdev.FeatureChecksum | netdev.FeatureTSO, LinkDown: true}, 0, link.FeatureChecksum | link.FeatureTSO},
 	} {
 		b := newBench(t, tc.cfg)
-		id := b.send(channel.Msg{Op: link.OpInfo})
+		id := b.send(link.OpInfo.Msg(pool.Ref{}))
 		r := byID(b.replies())[id]
-		if r.Status != link.StatusOK || r.Arg[1] != tc.link || r.Arg[2] != tc.features {
+		if link.StatusOf(r) != link.StatusOK || r.Arg[1] != tc.link || r.Arg[2] != tc.features {
 			t.Errorf("%+v: info reply = %+v, want link %d, features %b", tc.cfg, r, tc.link, tc.features)
 		}
 	}
@@ -210,7 +210,7 @@ func TestOffloadRequests(t *testing.T) {
 	}
 	got := byID(b.replies())
 	for i, id := range ids {
-		if got[id].Status != link.StatusOK {
+		if link.StatusOf(got[id]) != link.StatusOK {
 			t.Errorf("offload %+v: status %d, want StatusOK", good[i], got[id].Status)
 		}
 	}
@@ -244,11 +244,11 @@ func TestOffloadRequests(t *testing.T) {
 		for _, o := range tc.bad {
 			ref, _ := b.rx.Alloc()
 			ref.Len = 100
-			ids = append(ids, b.send(channel.Msg{Op: link.OpTx, Ref: ref, Arg: [4]uint64{o.Arg()}}))
+			ids = append(ids, b.send(link.OpTx.Msg(ref, o.Arg())))
 		}
 		got := byID(b.replies())
 		for i, id := range ids {
-			if got[id].Status != link.StatusBadRef {
+			if link.StatusOf(got[id]) != link.StatusBadRef {
 				t.Errorf("features %b, offload %+v: status %d, want StatusBadRef", tc.features, tc.bad[i], got[id].Status)
 			}
 		}
@@ -313,9 +313,9 @@ func TestTxRingFullQueues(t *testing.T) {
 
 func TestBadRef(t *testing.T) {
 	b := newBench(t, netdevtest.Config{})
-	id := b.send(channel.Msg{Op: link.OpTx, Ref: pool.Ref{Pool: 99, Off: 4096, Len: 60}})
+	id := b.send(link.OpTx.Msg(pool.Ref{Pool: 99, Off: 4096, Len: 60}))
 	reps := b.replies()
-	if len(reps) != 1 || reps[0].ID != id || reps[0].Status != link.StatusBadRef || b.drv.Counters().BadRefs != 1 {
+	if len(reps) != 1 || reps[0].ID != id || link.StatusOf(reps[0]) != link.StatusBadRef || b.drv.Counters().BadRefs != 1 {
 		t.Errorf("reply to a foreign ref = %+v, want StatusBadRef", reps)
 	}
 }
@@ -325,7 +325,7 @@ func TestShortRxBuffer(t *testing.T) {
 	b := newBench(t, netdevtest.Config{RxBufMin: 4096}) // the pool's buffers hold 2048
 	id := b.postRX()
 	reps := b.replies()
-	if len(reps) != 1 || reps[0].ID != id || reps[0].Status != link.StatusBadRef {
+	if len(reps) != 1 || reps[0].ID != id || link.StatusOf(reps[0]) != link.StatusBadRef {
 		t.Errorf("reply to a 2048-byte receive buffer on a device writing 4096 = %+v, want StatusBadRef", reps)
 	}
 	if b.dev.RxFree() != 16 {
@@ -341,7 +341,7 @@ func TestRxError(t *testing.T) {
 	f := frame("garbled")
 	b.dev.Deliver(f, true)
 	reps := b.replies()
-	if len(reps) != 1 || reps[0].ID != id || reps[0].Status != link.StatusError || reps[0].Ref.Len != uint32(len(f)) {
+	if len(reps) != 1 || reps[0].ID != id || link.StatusOf(reps[0]) != link.StatusError || reps[0].Ref.Len != uint32(len(f)) {
 		t.Errorf("reply to a bad frame = %+v, want id %d StatusError length %d", reps, id, len(f))
 	}
 }

@@ -72,11 +72,12 @@ import (
 // Msg is the fixed 64-byte unit of a channel (its size is checked at compile
 // time).
 type Msg struct {
-	ID     uint64   // request id; the reply carries the same id; ids only grow
-	Op     uint16   // operation, defined by the servers
-	Flags  uint16   // op-specific
-	Status int32    // in replies: 0 ok, else an error code
-	Ref    pool.Ref // the packet, if any: (pool, offset, length)
+	ID     uint64    // request id; the reply carries the same id; ids only grow
+	Op     uint16    // operation, defined by the servers
+	Flags  uint16    // op-specific
+	Status int32     // in replies: 0 ok, else an error code
+	Ref    pool.Ref  // the packet, if any: (pool, offset, length); 12 bytes
+	Aux    [2]uint16 // op-specific small arguments (servers/ops: ports)
 	Arg    [4]uint64
 }
 

@@ -8,8 +8,8 @@ func addrOf(b []byte) uintptr {
 	return uintptr(unsafe.Pointer(unsafe.SliceData(b)))
 }
 
-// Ref is 16 bytes: it sits inside the fixed 64-byte channel message.
+// Ref is 12 bytes: it sits inside the fixed 64-byte channel message.
 var (
-	_ [unsafe.Sizeof(Ref{}) - 16]byte
-	_ [16 - unsafe.Sizeof(Ref{})]byte
+	_ [unsafe.Sizeof(Ref{}) - 12]byte
+	_ [12 - unsafe.Sizeof(Ref{})]byte
 )

@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"net/netip"
 	"testing"
 
 	"keepnet/drivers/link"
@@ -54,8 +55,9 @@ func (b *holdbed) output(seq int) {
 		buf[i] = byte(seq)
 	}
 	ref.Len = 100
-	m := channel.Msg{Op: ops.OpOutput, Ref: ref, ID: uint64(seq)}
-	m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(peerIP, 0)), uint64(header.ProtocolTCP)
+	m := channel.Msg{Op: uint16(ops.OpOutput), Ref: ref, ID: uint64(seq)}
+	ops.PutAddr(&m, ops.AtArg0, ops.MakeAddr(peerIP, 0))
+	m.Arg[2] = uint64(header.ProtocolTCP)
 	b.s.handle(b.tcp, m)
 }
 
@@ -68,8 +70,8 @@ func (b *holdbed) transmitted(n int) {
 	q := b.drv.queue
 	b.drv.queue = nil // what IP sends meanwhile queues behind
 	for _, m := range q {
-		if m.Op == link.OpTx && done < n {
-			m.Status = link.StatusOK
+		if link.OpOf(m) == link.OpTx && done < n {
+			link.SetStatus(&m, link.StatusOK)
 			b.s.handle(b.drv, m)
 			done++
 			continue
@@ -86,8 +88,8 @@ func (b *holdbed) transmitted(n int) {
 func (b *holdbed) answers() []int {
 	var ids []int
 	for _, m := range b.tcp.queue {
-		if m.Status != ops.StatusOK {
-			b.t.Errorf("OpOutput %d answered %s", m.ID, ops.StatusText(m.Status))
+		if ops.StatusOf(m) != ops.StatusOK {
+			b.t.Errorf("OpOutput %d answered %s", m.ID, ops.StatusOf(m))
 		}
 		ids = append(ids, int(m.ID))
 	}
@@ -98,7 +100,7 @@ func (b *holdbed) answers() []int {
 func (b *holdbed) pendingTx() int {
 	n := 0
 	for _, m := range b.drv.queue {
-		if m.Op == link.OpTx {
+		if link.OpOf(m) == link.OpTx {
 			n++
 		}
 	}
@@ -135,5 +137,23 @@ func TestOutputWaitsForATransmitBuffer(t *testing.T) {
 	}
 	if d := b.s.drops; d != 0 {
 		t.Errorf("%d frames dropped, want none", d)
+	}
+}
+
+// TestOutputIPv6IsAFNoSupport: IP carries IPv4 only; a segment for an IPv6
+// destination is answered StatusAFNoSupport and nothing is sent (it is
+// never sent to 0.0.0.0).
+func TestOutputIPv6IsAFNoSupport(t *testing.T) {
+	b := newHoldbed(t)
+	ref, _ := b.segs.Alloc()
+	ref.Len = 100
+	m := ops.Output(ref, netip.MustParseAddr("2001:db8::1"), header.ProtocolTCP, 0)
+	m.ID = 7
+	b.s.handle(b.tcp, m)
+	if len(b.tcp.queue) != 1 || ops.StatusOf(b.tcp.queue[0]) != ops.StatusAFNoSupport {
+		t.Fatalf("answers %+v, want one StatusAFNoSupport", b.tcp.queue)
+	}
+	if n := b.pendingTx(); n != 0 {
+		t.Errorf("%d frames with the driver, want none", n)
 	}
 }

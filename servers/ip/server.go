@@ -11,6 +11,7 @@ import (
 
 	"keepnet/drivers/link"
 	"keepnet/kernel/channel"
+	"keepnet/kernel/loop"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
@@ -20,8 +21,8 @@ import (
 
 // The IP server process: a Stack between one NIC driver (drivers/link) and
 // the transport servers (servers/ops), each over a kernel/channel channel, with
-// its configuration in the store. This file is the process; the protocol
-// logic is the Stack.
+// its configuration in the store. This file is the process, run by the
+// loop every server shares (kernel/loop); the protocol logic is the Stack.
 //
 // Every request IP sends (to the driver: receive buffers, frames, info; to
 // a transport: delivered datagrams) stays in the link's outstanding table
@@ -104,6 +105,10 @@ type server struct {
 	drops   uint64 // frames and datagrams dropped for want of a peer or a buffer
 	stats   *store.Publisher
 	gen     int
+
+	cfg      Config    // the Stack's, until it starts
+	announce func()    // tells init we are up
+	nextTick time.Time // when the Stack ticks next
 }
 
 // heldOutput is an OpOutput m from the transport on l.
@@ -167,51 +172,60 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	defer watch.Close()
 	defer conn.Close()
 	for _, p := range setup.Peers {
-		s.attach(p)
+		s.Attach(p)
 	}
-
-	var next, nextStats time.Time
-	for ctx.Err() == nil {
-		select {
-		case p, ok := <-watch.C:
-			if !ok {
-				return errors.New("ip: init closed the wiring socket")
-			}
-			s.attach(p)
-		default:
+	s.cfg = cfg
+	s.announce = func() {
+		if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
+			log.Printf("wiring: %v", err)
 		}
-		if s.stack == nil && s.haveMAC {
-			cfg.MAC = s.mac
-			transports := map[uint8]Transport{}
-			for proto, name := range o.Transports {
-				transports[proto] = &transportLink{s: s, name: name}
-			}
-			s.stack = New(cfg, s, realClock{}, transports)
-			if err := s.stack.AnnounceGratuitousARP(); err != nil {
-				log.Printf("gratuitous ARP: %v", err)
-			}
-			log.Printf("up on %s, MAC %x", o.Driver, s.mac)
-			if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
-				log.Printf("wiring: %v", err)
-			}
-		}
-		work := s.poll()
-		if now := time.Now(); now.After(next) {
-			if s.stack != nil {
-				s.stack.Tick()
-			}
-			s.releaseHeld() // a buffer freed some other way
-			if now.After(nextStats) {
-				s.publish()
-				nextStats = now.Add(statsEvery)
-			}
-			next = now.Add(tickEvery)
-		}
-		if !work {
-			s.sleep(watch, time.Until(next))
-		}
+	}
+	if err := loop.Run(ctx, loop.FromWatcher(watch), s, loop.Options{Publish: s.publish, PublishEvery: statsEvery}); err != nil {
+		return fmt.Errorf("ip: %w", err)
 	}
 	return nil
+}
+
+// Poll is the loop's (kernel/loop): start the Stack once the driver told
+// its MAC, move messages, and tick the Stack every tickEvery.
+func (s *server) Poll() (bool, time.Time) {
+	if s.stack == nil && s.haveMAC {
+		s.start()
+	}
+	work := s.poll()
+	if now := time.Now(); now.After(s.nextTick) {
+		if s.stack != nil {
+			s.stack.Tick()
+		}
+		s.releaseHeld() // a buffer freed some other way
+		s.nextTick = now.Add(tickEvery)
+	}
+	return work, s.nextTick
+}
+
+// start makes the Stack, announces us on the link and tells init we are
+// up.
+func (s *server) start() {
+	cfg := s.cfg
+	cfg.MAC = s.mac
+	transports := map[uint8]Transport{}
+	for proto, name := range s.o.Transports {
+		transports[proto] = &transportLink{s: s, name: name}
+	}
+	s.stack = New(cfg, s, realClock{}, transports)
+	if err := s.stack.AnnounceGratuitousARP(); err != nil {
+		log.Printf("gratuitous ARP: %v", err)
+	}
+	log.Printf("up on %s, MAC %x", s.o.Driver, s.mac)
+	s.announce()
+}
+
+// AppendPorts is the loop's: every neighbour's channel.
+func (s *server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
+	for _, l := range s.links {
+		dst = append(dst, l.peer.Port)
+	}
+	return dst
 }
 
 // loadConfig takes the configuration from the store (a restarted server) or
@@ -239,10 +253,10 @@ func loadConfig(ctx context.Context, o ServerOptions) (Config, string, error) {
 	return c, "the kernel command line", nil
 }
 
-// attach starts talking to a (new generation of a) neighbour: everything
+// Attach starts talking to a (new generation of a) neighbour: everything
 // the previous one left unanswered is resubmitted with new ids, so its late
 // replies, if any, are ignored.
-func (s *server) attach(p *wiring.Peer) {
+func (s *server) Attach(p *wiring.Peer) {
 	l := s.links[p.Name]
 	if l == nil {
 		limit := 64 << 10
@@ -266,9 +280,9 @@ func (s *server) attach(p *wiring.Peer) {
 			if !ok {
 				break
 			}
-			s.request(l, link.OpRx, ref)
+			s.request(l, link.OpRx.Msg(ref))
 		}
-		s.request(l, link.OpInfo, pool.Ref{})
+		s.request(l, link.OpInfo.Msg(pool.Ref{}))
 	}
 	log.Printf("%s generation %d: %d requests resubmitted", p.Name, p.Generation, resent)
 }
@@ -276,9 +290,7 @@ func (s *server) attach(p *wiring.Peer) {
 func (s *server) postedRX() int { return s.rx.Len() - s.rx.Available() }
 
 // request queues a new request to a neighbour.
-func (s *server) request(l *peerLink, op uint16, ref pool.Ref, args ...uint64) {
-	m := channel.Msg{Op: op, Ref: ref}
-	copy(m.Arg[:], args)
+func (s *server) request(l *peerLink, m channel.Msg) {
 	m, err := l.out.Add(m)
 	if err != nil {
 		log.Printf("request to %s: %v", l.peer.Name, err)
@@ -330,7 +342,7 @@ func (s *server) sendFrame(frame []byte, offload uint64) error {
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame))
-	s.request(l, link.OpTx, ref, offload)
+	s.request(l, link.OpTx.Msg(ref, offload))
 	return nil
 }
 
@@ -365,7 +377,9 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, dgram))
-	s.request(l, ops.OpDeliver, ref)
+	// The addresses and where the transport header starts, so that no
+	// transport parses IP (servers/ops).
+	s.request(l, ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
 }
 
 // upPool is the pool for a delivered datagram of n bytes.
@@ -403,32 +417,26 @@ func (s *server) poll() bool {
 	return work
 }
 
-// handle takes one message from a neighbour: a reply to one of IP's
-// requests, or a request from a transport.
+// handle takes one message from a neighbour. The channel it came on says
+// which protocol it speaks: drivers/link with the driver, servers/ops with
+// a transport.
 func (s *server) handle(l *peerLink, m channel.Msg) {
-	switch m.Op {
-	case ops.OpOutput:
-		s.output(l, m)
-		return
-	case ops.OpAddr:
-		r := m
-		r.Status = ops.StatusOK
-		if s.stack != nil {
-			c := s.stack.Config()
-			r.Arg[0], r.Arg[1], r.Arg[2] = uint64(ops.MakeAddr(c.Addr.Addr(), 0)), uint64(c.Addr.Bits()), s.offloads()
-		} else {
-			r.Status = ops.StatusError // not up yet: ask again
-		}
-		l.send(r)
-		return
+	if l.peer.Name == s.o.Driver {
+		s.fromDriver(l, m)
+	} else {
+		s.fromTransport(l, m)
 	}
+}
+
+// fromDriver takes the driver's reply to one of IP's requests.
+func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 	req, ok := l.out.Complete(m)
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}
-	switch req.Op {
+	switch link.OpOf(req) {
 	case link.OpRx:
-		if m.Status == link.StatusOK && s.stack != nil {
+		if link.StatusOf(m) == link.StatusOK && s.stack != nil {
 			ref := req.Ref
 			ref.Len = m.Ref.Len
 			if frame, err := s.rx.Bytes(ref); err == nil {
@@ -436,7 +444,7 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 			}
 		}
 		// The Stack copied what it keeps: post the buffer again.
-		s.request(l, link.OpRx, req.Ref)
+		s.request(l, link.OpRx.Msg(req.Ref))
 	case link.OpTx:
 		if s.txBig != nil && req.Ref.Pool == s.txBig.ID() {
 			s.txBig.Free(req.Ref)
@@ -447,8 +455,34 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 	case link.OpInfo:
 		s.mac, s.haveMAC = link.ArgToMAC(m.Arg[0]), true
 		s.features = m.Arg[2]
-	case ops.OpDeliver:
-		if m.Status == ops.StatusNoPort && s.stack != nil {
+	}
+}
+
+// fromTransport takes a transport's request, or its reply to an
+// OpDeliver.
+func (s *server) fromTransport(l *peerLink, m channel.Msg) {
+	switch ops.OpOf(m) {
+	case ops.OpOutput:
+		s.output(l, m)
+		return
+	case ops.OpAddr:
+		r := m
+		ops.SetStatus(&r, ops.StatusOK)
+		if s.stack != nil {
+			c := s.stack.Config()
+			ops.SetAddrReply(&r, c.Addr, s.offloads())
+		} else {
+			ops.SetStatus(&r, ops.StatusError) // not up yet: ask again
+		}
+		l.send(r)
+		return
+	}
+	req, ok := l.out.Complete(m)
+	if !ok {
+		return // a reply to a request already resubmitted elsewhere
+	}
+	if ops.OpOf(req) == ops.OpDeliver {
+		if ops.StatusOf(m) == ops.StatusNoPort && s.stack != nil {
 			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil {
 				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b)
 			}
@@ -499,34 +533,37 @@ func (s *server) txPool(n int) *pool.Pool {
 // outputNow sends a transport's segment and answers its request.
 func (s *server) outputNow(l *peerLink, m channel.Msg) {
 	r := m
-	r.Status = ops.StatusOK
+	ops.SetStatus(&r, ops.StatusOK)
 	p := l.peer.Pool(m.Ref.Pool)
 	seg, err := []byte(nil), error(nil)
 	if p != nil {
 		seg, err = p.Bytes(m.Ref)
 	}
+	dst, st := ops.GetAddr4(m, ops.AtArg0)
 	switch {
 	case p == nil || err != nil:
-		r.Status = ops.StatusInvalid
+		ops.SetStatus(&r, ops.StatusInvalid)
+	case st != ops.StatusOK:
+		ops.SetStatus(&r, st)
 	case s.stack == nil:
-		r.Status = ops.StatusNoRoute
+		ops.SetStatus(&r, ops.StatusNoRoute)
 	default:
-		o := Offload{Checksum: m.Arg[2]&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(m.Arg[2])}
+		o := Offload{Checksum: m.Arg[3]&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(m.Arg[3])}
 		if o.Checksum && s.offloads()&ops.OffloadChecksum == 0 || o.MSS > 0 && s.offloads()&ops.OffloadTSO == 0 {
-			r.Status = ops.StatusInvalid // not offered
+			ops.SetStatus(&r, ops.StatusInvalid) // not offered
 			break
 		}
-		err := s.stack.OutputOffload(uint8(m.Arg[1]), ops.Addr(m.Arg[0]).IP(), seg, o)
+		err := s.stack.OutputOffload(uint8(m.Arg[2]), dst.IP(), seg, o)
 		switch {
 		case errors.Is(err, ErrNoRoute):
-			r.Status = ops.StatusNoRoute
+			ops.SetStatus(&r, ops.StatusNoRoute)
 		case errors.Is(err, ErrTooBig):
-			r.Status = ops.StatusTooBig
+			ops.SetStatus(&r, ops.StatusTooBig)
 		case err != nil:
-			r.Status = ops.StatusError
+			ops.SetStatus(&r, ops.StatusError)
 		}
 	}
-	if r.Status != ops.StatusOK {
+	if ops.StatusOf(r) != ops.StatusOK {
 		s.refused++
 	}
 	l.send(r)
@@ -551,15 +588,4 @@ func (s *server) publish() {
 		st.Counters = s.stack.Counters()
 	}
 	s.stats.Publish(st)
-}
-
-// sleep waits for a neighbour, the wiring or the next tick.
-func (s *server) sleep(watch *wiring.Watcher, d time.Duration) {
-	ports := make([]*channel.Endpoint, 0, len(s.links))
-	for _, l := range s.links {
-		ports = append(ports, l.peer.Port)
-	}
-	if channel.WaitAny(ports, []int{watch.Fd()}, d)[0] {
-		watch.Drain()
-	}
 }

@@ -5,48 +5,74 @@
 // packet travels as a pool reference, owned by the sender's pool, and comes
 // back with the reply.
 //
+// # Addresses
+//
+// An address (Addr: IPv4 or IPv6, and a port) takes three fields of a
+// message: its 16 bytes in two Arg words (IPv4 as ::ffff:a.b.c.d) and its
+// port in one of the two 16-bit Aux slots. Three slots are used (Slot):
+//
+//	AtArg0  Arg[0..1], port Aux[0]   a reply's address; OpOutput, OpAddr
+//	AtArg1  Arg[1..2], port Aux[0]   a request's address (Arg[0]: socket)
+//	AtArg2  Arg[2..3], port Aux[1]   a reply's second address (OpAccept)
+//
+// PutAddr and GetAddr are the only code that knows this layout. A request
+// on a socket names the socket in Arg[0] and keeps Arg[3] for the
+// requester (the SYSCALL server's key); a reply need not echo the socket,
+// which the requester knows from its table of outstanding requests, so its
+// four words are free for two addresses. The stack carries IPv4 only: an
+// IPv6 address where IPv4 is needed is answered StatusAFNoSupport (GetAddr4),
+// never read as 0.0.0.0.
+//
 // # IP <-> transport
 //
 //	OpDeliver  IP -> transport. Ref: a whole IPv4 datagram (header included,
-//	           reassembled if it was fragmented) in IP's "ip.up" pool. The
-//	           reply frees it. StatusNoPort asks IP to answer the sender with
+//	           reassembled if it was fragmented, validated) in IP's "ip.up"
+//	           pool; AtArg0 its source, AtArg2 its destination (port 0),
+//	           Flags the offset of the transport header in it (the IP
+//	           header's length), so that a transport never parses IP
+//	           (Deliver, Delivered). The reply frees it. StatusNoPort asks IP to answer the sender with
 //	           ICMP port unreachable (IP still has the datagram).
 //	OpOutput   transport -> IP. Ref: a transport segment (header and payload,
-//	           checksum filled in) in the transport's pool. Arg[0]: destination
-//	           (Addr), Arg[1]: IP protocol number, Arg[2]: an Offload the
-//	           transport asks for (0: none; only what OpAddr offered).
-//	           Reply once IP has copied it out (StatusOK) or could not
-//	           (StatusNoRoute, StatusError, StatusTooBig).
-//	OpAddr     transport -> IP. The reply carries IP's address in Arg[0] (an
-//	           Addr with port 0), the prefix length in Arg[1], and in Arg[2]
-//	           the offloads IP can pass on to its device (OffloadChecksum,
+//	           checksum filled in) in the transport's pool. AtArg0: the
+//	           destination (port 0), Arg[2]: IP protocol number, Arg[3]: an
+//	           Offload the transport asks for (0: none; only what OpAddr
+//	           offered). Reply once IP has copied it out (StatusOK) or could
+//	           not (StatusNoRoute, StatusError, StatusTooBig,
+//	           StatusAFNoSupport).
+//	OpAddr     transport -> IP. The reply carries IP's address at AtArg0
+//	           (port 0), the prefix length in Arg[2], and in Arg[3] the
+//	           offloads IP can pass on to its device (OffloadChecksum,
 //	           OffloadTSO).
 //
 // # Sockets: application <-> SYSCALL <-> transport
 //
-// The same operations run on both hops. A socket is named by Arg[0], an id
-// the requester chose (the application library for its hop, the SYSCALL
-// server for the next); it is unique per requester for that requester's life.
-// Addresses are Addr values (IPv4 and port packed in a uint64).
+// The same operations run on both hops. A socket is named by Arg[0] of a
+// request, an id the requester chose (the application library for its hop,
+// the SYSCALL server for the next); it is unique per requester for that
+// requester's life. Arg[3] of a request belongs to the requester: the
+// transport leaves it alone.
 //
 //	OpOpen     Arg[0] socket, Arg[1] Network. Creates an unbound socket.
-//	OpBind     Arg[0] socket, Arg[1] local Addr (port 0: ephemeral, address 0:
-//	           any). Reply Arg[1]: the address bound. StatusInUse.
-//	OpConnect  Arg[0] socket, Arg[1] remote Addr. For UDP: the default
+//	OpBind     Arg[0] socket, AtArg1 local address (port 0: ephemeral,
+//	           0.0.0.0: any). Reply AtArg0: the address bound. StatusInUse.
+//	OpConnect  Arg[0] socket, AtArg1 remote address. For UDP: the default
 //	           destination and the only source accepted. Binds ephemerally
-//	           first if unbound. Reply Arg[1]: local Addr.
-//	OpSendTo   Arg[0] socket, Arg[1] destination Addr (0: the connected
-//	           peer), Ref: the payload in the requester's pool. Reply once the
-//	           payload is copied out; Arg[1]: local Addr (bound on first send).
+//	           first if unbound. Reply AtArg0: the local address.
+//	OpSendTo   Arg[0] socket, AtArg1 destination (0.0.0.0:0: the connected
+//	           peer), Ref: the payload in the requester's pool. Reply once
+//	           the payload is copied out; AtArg0: the local address (bound on
+//	           first send).
 //	OpRecvFrom Arg[0] socket, Ref: an empty buffer of the requester's pool.
 //	           The reply comes when a datagram is there: Ref.Len its length
-//	           (truncated to the buffer; Flags FlagTruncated), Arg[1] source.
-//	           A requester may keep several posted per socket.
+//	           (truncated to the buffer; Flags FlagTruncated), AtArg0 its
+//	           source. A requester may keep several posted per socket.
 //	OpClose    Arg[0] socket. Every OpRecvFrom still posted on it is answered
 //	           StatusClosed first.
 //	OpReset    no arguments. Close every socket this requester opened before
 //	           (a restarted SYSCALL server says so to each transport first,
 //	           since its predecessor's sockets have no owner any more).
+//
+// Any address argument of the IPv6 family is answered StatusAFNoSupport.
 //
 // Stream sockets (TCP) use the same operations where they fit, and three of
 // their own:
@@ -55,14 +81,15 @@
 //	OpListen   Arg[0] socket, Arg[1] backlog. The socket accepts connections.
 //	OpAccept   Arg[0] listening socket, Arg[1] the id the requester gives the
 //	           new connection. The reply comes when a connection is
-//	           established: Arg[1] its remote Addr, Arg[2] its local Addr.
-//	           A requester may keep several posted.
-//	OpConnect  Arg[0] socket, Arg[1] remote Addr. The reply comes when the
-//	           connection is established (StatusOK, Arg[1] local Addr) or
-//	           failed (StatusRefused, StatusTimedOut, StatusNoRoute).
-//	OpSendTo   Arg[1] 0, Ref the bytes. The reply comes when the transport
-//	           took them into its send buffer: Arg[2] how many (possibly
-//	           fewer than Ref.Len: send the rest again).
+//	           established: AtArg0 its remote address, AtArg2 its local
+//	           address. A requester may keep several posted.
+//	OpConnect  Arg[0] socket, AtArg1 remote address. The reply comes when
+//	           the connection is established (StatusOK, AtArg0 the local
+//	           address) or failed (StatusRefused, StatusTimedOut,
+//	           StatusNoRoute).
+//	OpSendTo   AtArg1 0.0.0.0:0, Ref the bytes. The reply comes when the
+//	           transport took them into its send buffer: Arg[2] how many
+//	           (possibly fewer than Ref.Len: send the rest again).
 //	OpRecvFrom Ref an empty buffer. The reply comes when bytes are there
 //	           (Ref.Len of them), or at the end of the stream: Ref.Len 0 and
 //	           FlagEOF. With FlagNoWait on the request the reply comes at
@@ -93,12 +120,18 @@ package ops
 import (
 	"fmt"
 	"net/netip"
+
+	"keepnet/kernel/channel"
 )
 
-// Operations. IP <-> transport ops and socket ops share one number space so
-// a stray message is never misread.
+// Op is an operation of this protocol (channel.Msg.Op). Its numbers start
+// at 0x10, away from drivers/link's, so that a message sent on the wrong
+// channel is refused, never misread.
+type Op uint16
+
+// Operations, numbered here and nowhere else.
 const (
-	OpDeliver uint16 = 0x10 + iota
+	OpDeliver Op = 0x10 + iota
 	OpOutput
 	OpAddr
 	OpOpen
@@ -113,23 +146,105 @@ const (
 	OpShutdown
 )
 
-// Reply statuses (Msg.Status).
+var opNames = map[Op]string{
+	OpDeliver: "OpDeliver", OpOutput: "OpOutput", OpAddr: "OpAddr",
+	OpOpen: "OpOpen", OpBind: "OpBind", OpConnect: "OpConnect",
+	OpSendTo: "OpSendTo", OpRecvFrom: "OpRecvFrom", OpClose: "OpClose",
+	OpReset: "OpReset", OpListen: "OpListen", OpAccept: "OpAccept",
+	OpShutdown: "OpShutdown",
+}
+
+func (o Op) String() string {
+	if n, ok := opNames[o]; ok {
+		return n
+	}
+	return fmt.Sprintf("Op(%#x)", uint16(o))
+}
+
+// IsSocketOp reports whether o is a socket operation (an application's or
+// the SYSCALL server's request on a socket), as opposed to one between IP
+// and a transport.
+func (o Op) IsSocketOp() bool {
+	switch o {
+	case OpOpen, OpBind, OpConnect, OpSendTo, OpRecvFrom, OpClose, OpReset,
+		OpListen, OpAccept, OpShutdown:
+		return true
+	}
+	return false
+}
+
+// Msg is a message of operation o with the arguments args (Arg[0] first).
+func (o Op) Msg(args ...uint64) channel.Msg {
+	m := channel.Msg{Op: uint16(o)}
+	copy(m.Arg[:], args)
+	return m
+}
+
+// OpOf is m's operation.
+func OpOf(m channel.Msg) Op { return Op(m.Op) }
+
+// Status is a reply's status (channel.Msg.Status).
+type Status int32
+
+// Reply statuses, numbered here and nowhere else.
 const (
-	StatusOK       int32 = 0
-	StatusNoPort   int32 = 1 // OpDeliver: nobody listens on the destination port
-	StatusNoRoute  int32 = 2
-	StatusInUse    int32 = 3 // the address is bound by another socket
-	StatusNoSocket int32 = 4 // no such socket
-	StatusClosed   int32 = 5 // the socket was closed while the request waited
-	StatusInvalid  int32 = 6 // a malformed request (bad address, bad ref, wrong state)
-	StatusTooBig   int32 = 7 // the payload does not fit a datagram
-	StatusError    int32 = 8 // anything else
-	StatusRefused  int32 = 9 // ICMP port unreachable came back, or a TCP RST answered our SYN
-	StatusReset    int32 = 10
-	StatusTimedOut int32 = 11
+	StatusOK       Status = 0
+	StatusNoPort   Status = 1 // OpDeliver: nobody listens on the destination port
+	StatusNoRoute  Status = 2
+	StatusInUse    Status = 3 // the address is bound by another socket
+	StatusNoSocket Status = 4 // no such socket
+	StatusClosed   Status = 5 // the socket was closed while the request waited
+	StatusInvalid  Status = 6 // a malformed request (bad address, bad ref, wrong state)
+	StatusTooBig   Status = 7 // the payload does not fit a datagram
+	StatusError    Status = 8 // anything else
+	StatusRefused  Status = 9 // ICMP port unreachable came back, or a TCP RST answered our SYN
+	StatusReset    Status = 10
+	StatusTimedOut Status = 11
+	// StatusAFNoSupport: an address of a family the path does not carry
+	// (an IPv6 address on the IPv4-only stack).
+	StatusAFNoSupport Status = 12
 )
 
-// Flags (Msg.Flags).
+var statusNames = map[Status][2]string{
+	StatusOK:          {"StatusOK", "ok"},
+	StatusNoPort:      {"StatusNoPort", "port unreachable"},
+	StatusNoRoute:     {"StatusNoRoute", "no route to host"},
+	StatusInUse:       {"StatusInUse", "address already in use"},
+	StatusNoSocket:    {"StatusNoSocket", "no such socket"},
+	StatusClosed:      {"StatusClosed", "socket closed"},
+	StatusInvalid:     {"StatusInvalid", "invalid argument"},
+	StatusTooBig:      {"StatusTooBig", "message too long"},
+	StatusError:       {"StatusError", "error"},
+	StatusRefused:     {"StatusRefused", "connection refused"},
+	StatusReset:       {"StatusReset", "connection reset by peer"},
+	StatusTimedOut:    {"StatusTimedOut", "connection timed out"},
+	StatusAFNoSupport: {"StatusAFNoSupport", "address family not supported by protocol"},
+}
+
+// String is s's name, for logs.
+func (s Status) String() string {
+	if n, ok := statusNames[s]; ok {
+		return n[0]
+	}
+	return fmt.Sprintf("Status(%d)", int32(s))
+}
+
+// Text says what s means, for errors.
+func (s Status) Text() string {
+	if n, ok := statusNames[s]; ok {
+		return n[1]
+	}
+	return fmt.Sprintf("status %d", int32(s))
+}
+
+// StatusOf is m's status.
+func StatusOf(m channel.Msg) Status { return Status(m.Status) }
+
+// SetStatus sets m's status to s.
+func SetStatus(m *channel.Msg, s Status) { m.Status = int32(s) }
+
+// Flags (Msg.Flags) of the socket operations (OpDeliver uses the field for
+// its transport header offset).
 const (
 	FlagTruncated uint16 = 1 << 0 // OpRecvFrom: the datagram was longer than the buffer
 	FlagEOF       uint16 = 1 << 1 // OpRecvFrom on a stream: the peer closed its side
@@ -138,8 +253,8 @@ const (
 	FlagNoWait uint16 = 1 << 2
 )
 
-// Offloads IP offers in OpAddr's Arg[2] and a transport asks for in
-// OpOutput's Arg[2]. OffloadChecksum: the segment's checksum field is left
+// Offloads IP offers in OpAddr's Arg[3] and a transport asks for in
+// OpOutput's Arg[3]. OffloadChecksum: the segment's checksum field is left
 // for the device (its value is ignored). OffloadTSO, with the MSS in bits
 // 16-31 of the request: the TCP segment may carry more than one MSS of
 // payload (up to drivers/link.MaxTSO), for the device to cut into segments
@@ -149,7 +264,7 @@ const (
 	OffloadTSO      uint64 = 1 << 1
 )
 
-// TSOArg is OpOutput's Arg[2] for a segment the device is to cut at mss.
+// TSOArg is OpOutput's Arg[3] for a segment the device is to cut at mss.
 func TSOArg(mss int) uint64 { return OffloadChecksum | OffloadTSO | uint64(mss&0xFFFF)<<16 }
 
 // TSOMSS is the MSS of a TSOArg, 0 if it asks for no segmentation.
@@ -168,64 +283,53 @@ const (
 	TCP Network = 6
 )
 
-// Addr is an IPv4 address and a port packed for a message argument:
-// address in bits 16-47, port in bits 0-15.
-type Addr uint64
-
-// MakeAddr packs an address and port; an invalid address packs as 0.0.0.0.
-func MakeAddr(ip netip.Addr, port uint16) Addr {
-	var v uint32
-	if ip.Is4() {
-		b := ip.As4()
-		v = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	}
-	return Addr(uint64(v)<<16 | uint64(port))
+// Addr is an IP address, IPv4 or IPv6, and a port, as the servers pass
+// them around and messages carry them (PutAddr, GetAddr). The zero Addr is
+// 0.0.0.0:0, the IPv4 "any" address with no port, as in the protocol.
+type Addr struct {
+	ip   [16]byte // IPv4 in the first 4 bytes unless v6
+	port uint16
+	v6   bool
 }
 
-// FromAddrPort packs a netip.AddrPort.
-func FromAddrPort(ap netip.AddrPort) Addr { return MakeAddr(ap.Addr().Unmap(), ap.Port()) }
+// MakeAddr is ip and port as an Addr. An IPv4-mapped IPv6 address is IPv4;
+// an IPv6 address stays IPv6 (its zone is dropped); an invalid (zero)
+// netip.Addr is 0.0.0.0, the IPv4 "any" address.
+func MakeAddr(ip netip.Addr, port uint16) Addr {
+	a := Addr{port: port}
+	ip = ip.Unmap()
+	switch {
+	case ip.Is4():
+		b := ip.As4()
+		copy(a.ip[:], b[:])
+	case ip.Is6():
+		a.ip, a.v6 = ip.As16(), true
+	}
+	return a
+}
+
+// FromAddrPort is ap as an Addr (see MakeAddr).
+func FromAddrPort(ap netip.AddrPort) Addr { return MakeAddr(ap.Addr(), ap.Port()) }
+
+// IsZero reports whether a is the zero Addr, 0.0.0.0:0.
+func (a Addr) IsZero() bool { return a == Addr{} }
+
+// Is4 reports whether a is an IPv4 address: the only family the stack
+// carries today.
+func (a Addr) Is4() bool { return !a.v6 }
 
 // IP is the address part.
 func (a Addr) IP() netip.Addr {
-	v := uint32(a >> 16)
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	if a.v6 {
+		return netip.AddrFrom16(a.ip)
+	}
+	return netip.AddrFrom4([4]byte(a.ip[:4]))
 }
 
 // Port is the port part.
-func (a Addr) Port() uint16 { return uint16(a) }
+func (a Addr) Port() uint16 { return a.port }
 
-// AddrPort unpacks a.
+// AddrPort is a as a netip.AddrPort.
 func (a Addr) AddrPort() netip.AddrPort { return netip.AddrPortFrom(a.IP(), a.Port()) }
 
 func (a Addr) String() string { return a.AddrPort().String() }
-
-// StatusText names a status for errors and logs.
-func StatusText(s int32) string {
-	switch s {
-	case StatusOK:
-		return "ok"
-	case StatusNoPort:
-		return "port unreachable"
-	case StatusNoRoute:
-		return "no route to host"
-	case StatusInUse:
-		return "address already in use"
-	case StatusNoSocket:
-		return "no such socket"
-	case StatusClosed:
-		return "socket closed"
-	case StatusInvalid:
-		return "invalid argument"
-	case StatusTooBig:
-		return "message too long"
-	case StatusRefused:
-		return "connection refused"
-	case StatusReset:
-		return "connection reset by peer"
-	case StatusTimedOut:
-		return "connection timed out"
-	case StatusError:
-		return "error"
-	}
-	return fmt.Sprintf("status %d", s)
-}

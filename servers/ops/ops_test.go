@@ -2,17 +2,189 @@ package ops
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
+
+	"keepnet/kernel/channel"
+	"keepnet/kernel/pool"
 )
 
 func TestAddr(t *testing.T) {
-	for _, ap := range []string{"0.0.0.0:0", "10.77.0.2:53", "255.255.255.255:65535", "192.0.2.1:7"} {
-		want := netip.MustParseAddrPort(ap)
-		if got := FromAddrPort(want).AddrPort(); got != want {
-			t.Errorf("FromAddrPort(%v).AddrPort() = %v", want, got)
+	for _, tc := range []struct {
+		in   string
+		want string // AddrPort() after MakeAddr
+		is4  bool
+	}{
+		{"0.0.0.0:0", "0.0.0.0:0", true},
+		{"10.77.0.2:53", "10.77.0.2:53", true},
+		{"255.255.255.255:65535", "255.255.255.255:65535", true},
+		{"[::ffff:192.0.2.1]:7", "192.0.2.1:7", true}, // IPv4-mapped is IPv4
+		{"[2001:db8::1]:443", "[2001:db8::1]:443", false},
+		{"[::]:0", "[::]:0", false}, // IPv6 "any" is not 0.0.0.0
+		{"[::1]:80", "[::1]:80", false},
+	} {
+		ap := netip.MustParseAddrPort(tc.in)
+		a := FromAddrPort(ap)
+		if got := a.AddrPort().String(); got != tc.want || a.Is4() != tc.is4 {
+			t.Errorf("FromAddrPort(%v) = %v (Is4 %v), want %v (Is4 %v)", ap, got, a.Is4(), tc.want, tc.is4)
 		}
 	}
-	if a := MakeAddr(netip.MustParseAddr("10.0.0.1"), 53); uint64(a) != 0x0a000001_0035 {
-		t.Errorf("MakeAddr(10.0.0.1, 53) = %#x, want 0xa0000010035", uint64(a))
+	if a := MakeAddr(netip.Addr{}, 53); a.AddrPort() != netip.MustParseAddrPort("0.0.0.0:53") {
+		t.Errorf("MakeAddr(invalid, 53) = %v, want 0.0.0.0:53", a)
+	}
+	if !(Addr{}).IsZero() || (Addr{}).AddrPort() != netip.MustParseAddrPort("0.0.0.0:0") {
+		t.Errorf("the zero Addr = %v, want 0.0.0.0:0", Addr{})
+	}
+}
+
+// TestAddrLayout pins the wire layout the package doc describes.
+func TestAddrLayout(t *testing.T) {
+	var m channel.Msg
+	PutAddr(&m, AtArg0, FromAddrPort(netip.MustParseAddrPort("10.0.0.1:53")))
+	PutAddr(&m, AtArg2, FromAddrPort(netip.MustParseAddrPort("[2001:db8::2]:8080")))
+	want := channel.Msg{
+		Aux: [2]uint16{53, 8080},
+		Arg: [4]uint64{0, 0x0000ffff_0a000001, 0x20010db8_00000000, 2},
+	}
+	if m != want {
+		t.Errorf("PutAddr(AtArg0 10.0.0.1:53, AtArg2 [2001:db8::2]:8080) = %+v, want %+v", m, want)
+	}
+	m = OpBind.WithAddr(7, FromAddrPort(netip.MustParseAddrPort("10.0.0.1:80")))
+	if m.Arg != [4]uint64{7, 0, 0x0000ffff_0a000001, 0} || m.Aux[0] != 80 {
+		t.Errorf("OpBind.WithAddr(7, 10.0.0.1:80) = %+v, want socket in Arg[0], address in Arg[1..2], port in Aux[0]", m)
+	}
+	// A message that carries nothing decodes as IPv6 [::]:0, never 0.0.0.0.
+	if a := GetAddr(channel.Msg{}, AtArg1); a.Is4() {
+		t.Errorf("GetAddr(zero message) = %v, want IPv6 [::]:0", a)
+	}
+	if _, st := GetAddr4(channel.Msg{}, AtArg1); st != StatusAFNoSupport {
+		t.Errorf("GetAddr4(zero message) = %v, want StatusAFNoSupport", st)
+	}
+}
+
+func TestAddrRoundTrip(t *testing.T) {
+	addrs := []string{"0.0.0.0:0", "10.0.2.15:7", "[::ffff:1.2.3.4]:9", "[2001:db8::1]:53", "[::]:1", "[fe80::1]:65535"}
+	for _, at := range []Slot{AtArg0, AtArg1, AtArg2} {
+		for _, s := range addrs {
+			a := FromAddrPort(netip.MustParseAddrPort(s))
+			var m channel.Msg
+			PutAddr(&m, at, a)
+			if got := GetAddr(m, at); got != a {
+				t.Errorf("GetAddr(PutAddr(%v) at %+v) = %v", a, at, got)
+			}
+			got, st := GetAddr4(m, at)
+			if a.Is4() && (st != StatusOK || got != a) || !a.Is4() && st != StatusAFNoSupport {
+				t.Errorf("GetAddr4(PutAddr(%v)) = %v, %v", a, got, st)
+			}
+		}
+	}
+	// Two addresses of a reply do not overlap.
+	var m channel.Msg
+	x, y := FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:1")), FromAddrPort(netip.MustParseAddrPort("10.0.0.1:2"))
+	PutAddr(&m, AtArg0, x)
+	PutAddr(&m, AtArg2, y)
+	if GetAddr(m, AtArg0) != x || GetAddr(m, AtArg2) != y {
+		t.Errorf("AtArg0, AtArg2 = %v, %v; want %v, %v", GetAddr(m, AtArg0), GetAddr(m, AtArg2), x, y)
+	}
+	// The stored form of an IPv4 address.
+	var b [Addr4Size]byte
+	a := FromAddrPort(netip.MustParseAddrPort("10.0.0.1:53"))
+	a.Put4(b[:])
+	if b != [6]byte{10, 0, 0, 1, 0, 53} || Get4(b[:]) != a {
+		t.Errorf("Put4(%v) = %v, Get4 = %v", a, b, Get4(b[:]))
+	}
+}
+
+func TestOutputAndAddrReply(t *testing.T) {
+	dst := netip.MustParseAddr("10.0.0.9")
+	m := Output(pool.Ref{Pool: 1, Off: 64, Len: 20}, dst, 6, TSOArg(1448))
+	if OpOf(m) != OpOutput || GetAddr(m, AtArg0).IP() != dst || m.Arg[2] != 6 || TSOMSS(m.Arg[3]) != 1448 || m.Ref.Len != 20 {
+		t.Errorf("Output(..., %v, 6, TSO 1448) = %+v", dst, m)
+	}
+	p := netip.MustParsePrefix("10.0.2.15/24")
+	r := OpAddr.Msg()
+	SetAddrReply(&r, p, OffloadChecksum)
+	if gp, off := AddrReply(r); gp != p || off != OffloadChecksum {
+		t.Errorf("AddrReply(SetAddrReply(%v, checksum)) = %v, %#x", p, gp, off)
+	}
+}
+
+// FuzzAddr: any message words decode to an address that encodes back to
+// the same words (the encoding is a bijection on what GetAddr accepts), and
+// any address round-trips.
+func FuzzAddr(f *testing.F) {
+	f.Add(uint64(0), uint64(0x0000ffff_0a000001), uint16(53), uint8(0))
+	f.Add(uint64(0x20010db8_00000000), uint64(1), uint16(443), uint8(2))
+	f.Add(uint64(0), uint64(0), uint16(0), uint8(1))
+	f.Fuzz(func(t *testing.T, hi, lo uint64, port uint16, slot uint8) {
+		at := []Slot{AtArg0, AtArg1, AtArg2}[int(slot)%3]
+		var m channel.Msg
+		m.Arg[at.word], m.Arg[at.word+1], m.Aux[at.aux] = hi, lo, port
+		a := GetAddr(m, at)
+		var back channel.Msg
+		PutAddr(&back, at, a)
+		if back != m {
+			t.Fatalf("PutAddr(GetAddr(%+v)) = %+v", m, back)
+		}
+		if a.Port() != port || a.Is4() != (hi == 0 && lo>>32 == 0xffff) {
+			t.Fatalf("GetAddr(%#x %#x :%d) = %v (Is4 %v)", hi, lo, port, a, a.Is4())
+		}
+		if FromAddrPort(a.AddrPort()) != a {
+			t.Fatalf("FromAddrPort(%v.AddrPort()) = %v", a, FromAddrPort(a.AddrPort()))
+		}
+	})
+}
+
+// The numbers of every operation and status, as the protocol defines them.
+var (
+	allOps = []Op{OpDeliver, OpOutput, OpAddr, OpOpen, OpBind, OpConnect, OpSendTo,
+		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown}
+	allStatuses = []Status{StatusOK, StatusNoPort, StatusNoRoute, StatusInUse, StatusNoSocket,
+		StatusClosed, StatusInvalid, StatusTooBig, StatusError, StatusRefused, StatusReset,
+		StatusTimedOut, StatusAFNoSupport}
+)
+
+func TestNamesDistinct(t *testing.T) {
+	names := map[string]bool{}
+	for _, o := range allOps {
+		n := o.String()
+		if !strings.HasPrefix(n, "Op") || strings.Contains(n, "(") || names[n] {
+			t.Errorf("Op %d: String() = %q, want a name of its own", uint16(o), n)
+		}
+		names[n] = true
+	}
+	texts := map[string]bool{}
+	for _, s := range allStatuses {
+		n, txt := s.String(), s.Text()
+		if !strings.HasPrefix(n, "Status") || strings.Contains(n, "(") || names[n] {
+			t.Errorf("Status %d: String() = %q, want a name of its own", int32(s), n)
+		}
+		if strings.HasPrefix(txt, "status ") || texts[txt] {
+			t.Errorf("Status %d: Text() = %q, want a text of its own", int32(s), txt)
+		}
+		names[n], texts[txt] = true, true
+	}
+	if got := Op(0x99).String(); got != "Op(0x99)" {
+		t.Errorf("Op(0x99).String() = %q", got)
+	}
+}
+
+func TestIsSocketOp(t *testing.T) {
+	for _, o := range allOps {
+		want := o != OpDeliver && o != OpOutput && o != OpAddr
+		if got := o.IsSocketOp(); got != want {
+			t.Errorf("%v.IsSocketOp() = %v, want %v", o, got, want)
+		}
+	}
+	if Op(0).IsSocketOp() || Op(0xFFFF).IsSocketOp() {
+		t.Error("an unknown op is a socket op")
+	}
+}
+
+func TestMsgBoundary(t *testing.T) {
+	m := OpBind.Msg(7, 9)
+	SetStatus(&m, StatusInUse)
+	if OpOf(m) != OpBind || StatusOf(m) != StatusInUse || m.Arg != [4]uint64{7, 9} {
+		t.Errorf("OpBind.Msg(7, 9) with StatusInUse = %+v", m)
 	}
 }

@@ -7,6 +7,11 @@
 // apps/netapi.Network, so an application written against that interface runs
 // unchanged on either stack.
 //
+// Addresses are numeric IPv4: the stack carries no IPv6 yet. An IPv6 address
+// given to Listen, Dial or WriteTo fails at once, before any request, with a
+// *net.OpError around syscall.EAFNOSUPPORT, as on a Linux without IPv6 (a
+// transport refusing one answers ops.StatusAFNoSupport, the same error).
+//
 // # Recovery: the SYSCALL server restarts
 //
 // The application never notices a SYSCALL restart, apart from a datagram
@@ -132,4 +137,15 @@
 // with EPIPE); CloseRead is local only (Read returns io.EOF, arriving bytes
 // are dropped). Errors come in *net.OpError as from Go's net; io.EOF comes
 // bare.
+//
+// # Where the code is
+//
+// stack.go is the [Stack]: the channel, the dispatcher that matches replies
+// to requests, and the restore chain. sock.go is the socket record shared by
+// both protocols (sock, with the TCP-only state in its embedded stream) and
+// the paths they share: establish (open, then bind, listen or connect),
+// call, submitSend and awaitSend, closeSock. addr.go parses and checks
+// addresses (IPv4 only). udp.go is [UDPConn], tcp.go [TCPConn] and
+// [TCPListener]; errors.go maps statuses to errno, deadline.go the
+// deadlines.
 package socket

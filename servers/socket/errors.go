@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"syscall"
@@ -18,13 +19,15 @@ var (
 	ErrLost = errors.New("socket lost in a SYSCALL server restart")
 
 	errMissingAddress = errors.New("missing address")
-	errNotIPv4        = errors.New("keepnet sockets are IPv4 only")
+	// errNotIPv4 is an IPv6 address given to the IPv4-only stack: like
+	// Linux without IPv6, EAFNOSUPPORT.
+	errNotIPv4 = fmt.Errorf("keepnet sockets are IPv4 only: %w", syscall.EAFNOSUPPORT)
 )
 
 // statusErr turns a reply's status into the error Go's net would give for
 // the same failure of the same system call: an *os.SyscallError around the
 // errno, so errors.Is(err, syscall.EADDRINUSE) and friends work.
-func statusErr(call string, status int32) error {
+func statusErr(call string, status ops.Status) error {
 	var errno syscall.Errno
 	switch status {
 	case ops.StatusOK:
@@ -47,6 +50,8 @@ func statusErr(call string, status int32) error {
 		errno = syscall.ECONNRESET
 	case ops.StatusTimedOut:
 		errno = syscall.ETIMEDOUT
+	case ops.StatusAFNoSupport:
+		errno = syscall.EAFNOSUPPORT
 	default:
 		errno = syscall.EIO
 	}

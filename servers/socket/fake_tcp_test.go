@@ -24,7 +24,7 @@ type fakeTCP struct {
 	took   int           // bytes of sends[0] already taken
 	fin    bool          // no more sending: the peer gets EOF once sends drain
 	eof    bool          // the peer's FIN came, after its bytes
-	reset  int32         // StatusReset once an RST came
+	reset  ops.Status    // StatusReset once an RST came
 	closed bool
 
 	// Counters of the receives answered.
@@ -35,7 +35,7 @@ type fakeTCP struct {
 // n.mu must be held.
 func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 	n := f.n
-	if m.Op == ops.OpOpen {
+	if ops.OpOf(m) == ops.OpOpen {
 		if s != nil {
 			f.reply(m, ops.StatusInvalid)
 			return
@@ -45,17 +45,17 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 		return
 	}
 	t := s.tcp
-	switch m.Op {
+	switch ops.OpOf(m) {
 	case ops.OpBind:
 		if s.bound {
 			f.reply(m, ops.StatusInvalid)
 			return
 		}
-		if st := n.bindTCP(s, ops.Addr(m.Arg[1])); st != ops.StatusOK {
+		if st := n.bindTCP(s, ops.GetAddr(m, ops.AtArg1)); st != ops.StatusOK {
 			f.reply(m, st)
 			return
 		}
-		m.Arg[1] = uint64(s.local)
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpListen:
 		if t.peer != nil {
@@ -63,7 +63,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 			return
 		}
 		if !s.bound {
-			n.bindTCP(s, 0)
+			n.bindTCP(s, ops.Addr{})
 		}
 		t.listening, t.backlog = true, int(m.Arg[1])
 		f.reply(m, ops.StatusOK)
@@ -85,7 +85,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 				return
 			}
 		}
-		dst := ops.Addr(m.Arg[1])
+		dst := ops.GetAddr(m, ops.AtArg1)
 		l := n.tcpPorts[dst.Port()]
 		if l == nil || !l.tcp.listening || l.srv.socks == nil || len(l.tcp.ready) >= max(1, l.tcp.backlog) {
 			f.reply(m, ops.StatusRefused) // an RST answered the SYN
@@ -99,7 +99,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 			bound: true, connected: true, tcp: &fakeTCP{peer: s}}
 		t.peer = child
 		s.remote, s.connected = dst, true
-		m.Arg[1] = uint64(s.local)
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 		l.tcp.ready = append(l.tcp.ready, child)
 		n.matchAccepts(l)
@@ -107,7 +107,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 		switch {
 		case t.reset != ops.StatusOK:
 			f.reply(m, t.reset)
-		case t.peer == nil || t.fin || m.Arg[1] != 0:
+		case t.peer == nil || t.fin || !ops.GetAddr(m, ops.AtArg1).IsZero():
 			f.reply(m, ops.StatusInvalid)
 		default:
 			t.sends = append(t.sends, m)
@@ -143,7 +143,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 
 // bindTCP binds s in TCP's port space (port 0: ephemeral). n.mu must be
 // held.
-func (n *fakeNet) bindTCP(s *fakeSock, a ops.Addr) int32 {
+func (n *fakeNet) bindTCP(s *fakeSock, a ops.Addr) ops.Status {
 	port := a.Port()
 	if port == 0 {
 		for n.tcpPorts[n.nextTCPEph] != nil {
@@ -180,7 +180,8 @@ func (n *fakeNet) matchAccepts(l *fakeSock) {
 		}
 		c.id = a.Arg[1]
 		l.srv.socks[c.id] = c
-		a.Arg[1], a.Arg[2] = uint64(c.remote), uint64(c.local)
+		ops.PutAddr(&a, ops.AtArg0, c.remote)
+		ops.PutAddr(&a, ops.AtArg2, c.local)
 		l.srv.reply(a, ops.StatusOK)
 	}
 	l.srv.flush()
@@ -276,7 +277,7 @@ func (n *fakeNet) pump(from *fakeSock) {
 // resetTCP resets s's end of a connection (an RST came): its waiting
 // receives and sends, and later ones, are answered status. n.mu must be
 // held.
-func (n *fakeNet) resetTCP(s *fakeSock, status int32) {
+func (n *fakeNet) resetTCP(s *fakeSock, status ops.Status) {
 	t := s.tcp
 	if t.reset != ops.StatusOK || t.closed {
 		return
@@ -297,7 +298,7 @@ func (n *fakeNet) resetTCP(s *fakeSock, status int32) {
 // the connections nobody accepted; a connection answers its own requests
 // with status and ends the stream orderly (FIN after the bytes already
 // taken), or with an RST if bytes it received are unread. n.mu must be held.
-func (n *fakeNet) closeTCP(s *fakeSock, status int32) {
+func (n *fakeNet) closeTCP(s *fakeSock, status ops.Status) {
 	t := s.tcp
 	if t.closed {
 		return

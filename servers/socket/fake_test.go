@@ -49,7 +49,7 @@ type fakeServer struct {
 	// held, as a server that dies before it forwards them.
 	holdSends bool
 	held      []channel.Msg
-	requests  map[uint16]int // by op
+	requests  map[ops.Op]int // by op
 }
 
 type fakeSock struct {
@@ -70,7 +70,7 @@ type fakeDatagram struct {
 
 // serve starts a fake SYSCALL server on port for an application's pool.
 func (n *fakeNet) serve(port *channel.Endpoint, p *pool.Pool) *fakeServer {
-	f := &fakeServer{n: n, port: port, pool: p, stop: make(chan struct{}), done: make(chan struct{}), socks: map[uint64]*fakeSock{}, requests: map[uint16]int{}}
+	f := &fakeServer{n: n, port: port, pool: p, stop: make(chan struct{}), done: make(chan struct{}), socks: map[uint64]*fakeSock{}, requests: map[ops.Op]int{}}
 	go f.loop()
 	return f
 }
@@ -113,7 +113,7 @@ func (f *fakeServer) crash() {
 	}
 }
 
-func (f *fakeServer) count(op uint16) int {
+func (f *fakeServer) count(op ops.Op) int {
 	f.n.mu.Lock()
 	defer f.n.mu.Unlock()
 	return f.requests[op]
@@ -138,11 +138,11 @@ func (f *fakeServer) setHoldSends(v bool) {
 }
 
 // reply queues an answer to m. n.mu must be held.
-func (f *fakeServer) reply(m channel.Msg, status int32) {
+func (f *fakeServer) reply(m channel.Msg, status ops.Status) {
 	if f.socks == nil {
 		return // crashed
 	}
-	m.Status = status
+	ops.SetStatus(&m, status)
 	f.out = append(f.out, m)
 }
 
@@ -155,20 +155,20 @@ func (f *fakeServer) flush() {
 
 // handle serves one request. n.mu must be held.
 func (f *fakeServer) handle(m channel.Msg) {
-	f.requests[m.Op]++
+	f.requests[ops.OpOf(m)]++
 	if f.socks == nil {
 		return // crashed
 	}
 	s := f.socks[m.Arg[0]]
-	if s == nil && m.Op != ops.OpOpen && m.Op != ops.OpReset {
+	if s == nil && ops.OpOf(m) != ops.OpOpen && ops.OpOf(m) != ops.OpReset {
 		f.reply(m, ops.StatusNoSocket)
 		return
 	}
-	if (s == nil && m.Op == ops.OpOpen && ops.Network(m.Arg[1]) == ops.TCP) || (s != nil && s.tcp != nil) {
+	if (s == nil && ops.OpOf(m) == ops.OpOpen && ops.Network(m.Arg[1]) == ops.TCP) || (s != nil && s.tcp != nil) {
 		f.handleTCP(s, m)
 		return
 	}
-	switch m.Op {
+	switch ops.OpOf(m) {
 	case ops.OpOpen:
 		if s != nil || ops.Network(m.Arg[1]) != ops.UDP {
 			f.reply(m, ops.StatusInvalid)
@@ -181,11 +181,11 @@ func (f *fakeServer) handle(m channel.Msg) {
 			f.reply(m, ops.StatusInvalid)
 			return
 		}
-		if st := f.n.bind(s, ops.Addr(m.Arg[1])); st != ops.StatusOK {
+		if st := f.n.bind(s, ops.GetAddr(m, ops.AtArg1)); st != ops.StatusOK {
 			f.reply(m, st)
 			return
 		}
-		m.Arg[1] = uint64(s.local)
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpConnect:
 		if !s.bound { // to our address, as a connected socket's source is
@@ -194,8 +194,8 @@ func (f *fakeServer) handle(m channel.Msg) {
 				return
 			}
 		}
-		s.remote, s.connected = ops.Addr(m.Arg[1]), true
-		m.Arg[1] = uint64(s.local)
+		s.remote, s.connected = ops.GetAddr(m, ops.AtArg1), true
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpSendTo:
 		if f.holdSends {
@@ -203,23 +203,23 @@ func (f *fakeServer) handle(m channel.Msg) {
 			return
 		}
 		b, err := f.pool.Bytes(m.Ref)
-		dst := ops.Addr(m.Arg[1])
-		if dst == 0 {
+		dst := ops.GetAddr(m, ops.AtArg1)
+		if dst.IsZero() {
 			dst = s.remote
 		}
-		if err != nil || dst == 0 {
+		if err != nil || dst.IsZero() {
 			f.reply(m, ops.StatusInvalid)
 			return
 		}
 		if !s.bound {
-			f.n.bind(s, 0)
+			f.n.bind(s, ops.Addr{})
 		}
 		src := s.local
 		if !src.IP().IsValid() || src.IP().IsUnspecified() {
 			src = ops.MakeAddr(hostIP, src.Port())
 		}
 		f.n.deliver(src, dst, append([]byte(nil), b...))
-		m.Arg[1] = uint64(s.local)
+		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpRecvFrom:
 		s.posted = append(s.posted, m)
@@ -239,7 +239,7 @@ func (f *fakeServer) handle(m channel.Msg) {
 }
 
 // bind binds s to a (port 0: ephemeral). n.mu must be held.
-func (n *fakeNet) bind(s *fakeSock, a ops.Addr) int32 {
+func (n *fakeNet) bind(s *fakeSock, a ops.Addr) ops.Status {
 	port := a.Port()
 	if port == 0 {
 		for n.ports[n.nextEph] != nil {
@@ -294,7 +294,7 @@ func (s *fakeSock) fill() {
 			s.truncatedReceived++
 		}
 		r.Ref.Len = uint32(k)
-		r.Arg[1] = uint64(d.src)
+		ops.PutAddr(&r, ops.AtArg0, d.src)
 		s.srv.reply(r, ops.StatusOK)
 	}
 }

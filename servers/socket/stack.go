@@ -119,49 +119,6 @@ func (o *op) deliver(m channel.Msg) {
 	}
 }
 
-// sock is the library's record of one socket.
-type sock struct {
-	id      uint64
-	network ops.Network
-	net     string // as the application named it: "udp", "udp4"
-
-	rd, wd deadline // their own locks
-
-	closedCh chan struct{} // closed by Close
-
-	// Guarded by Stack.mu.
-	opened, bound, connected bool // as the server has confirmed
-	local, remote            ops.Addr
-	live                     bool // created: receives may be posted
-	restoring                bool // the restore chain runs; new requests park
-	parked                   []*op
-	attempts                 int // restore steps retried
-	closed, closeSent        bool
-	broken                   error // set when the socket is lost
-	posted                   int   // receives with buffers (accepts, on a listener) posted
-	rq                       []datagram
-	notify                   chan struct{} // closed when rq or aq grows, or eof, connErr or broken is set; made by a waiting reader
-
-	// TCP only; guarded by Stack.mu.
-	readable       bool    // the transport said there is something to read (see topUpStreamLocked)
-	probing        bool    // a readiness receive (no buffer) is posted
-	listening      bool    // OpListen confirmed
-	backlog        int     // as given to OpListen, for a restore
-	aq             []*sock // a listener's accepted connections, not yet taken by Accept
-	rqOff          int     // bytes of rq[0] already read
-	eof            bool    // the peer's FIN came (FlagEOF)
-	rdShut, wrShut bool    // CloseRead, CloseWrite
-	connErr        int32   // StatusReset or StatusTimedOut once the connection is broken
-}
-
-// datagram is one received datagram, its bytes still in the pool, or an
-// error the transport reported in its place (ICMP port unreachable).
-type datagram struct {
-	ref pool.Ref
-	src ops.Addr
-	err error
-}
-
 // New returns a Stack over port, a channel to the SYSCALL server, with the
 // application's pool p. The Stack owns port: it closes it when a new
 // generation replaces it ([Stack.PeerRestarted]) and on Close. Tests hand
@@ -408,8 +365,8 @@ func (s *Stack) replyLocked(m channel.Msg) {
 	}
 	delete(s.ops, m.ID)
 	c := o.sock
-	ok = m.Status == ops.StatusOK
-	switch o.msg.Op {
+	ok = ops.StatusOf(m) == ops.StatusOK
+	switch ops.OpOf(o.msg) {
 	case ops.OpRecvFrom:
 		if c.network == ops.TCP {
 			s.streamReceivedLocked(o, m)
@@ -425,20 +382,20 @@ func (s *Stack) replyLocked(m channel.Msg) {
 	case ops.OpSendTo:
 		s.freeLocked(o.msg.Ref)
 		if c.network == ops.TCP {
-			s.connFailedLocked(c, m.Status)
+			s.connFailedLocked(c, ops.StatusOf(m))
 		} else if ok && !c.bound {
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpOpen:
 		c.opened = c.opened || ok
 	case ops.OpBind:
 		if ok {
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpConnect:
 		if ok {
-			c.remote, c.connected = ops.Addr(o.msg.Arg[1]), true
-			c.local, c.bound = ops.Addr(m.Arg[1]), true
+			c.remote, c.connected = ops.GetAddr(o.msg, ops.AtArg1), true
+			c.local, c.bound = ops.GetAddr(m, ops.AtArg0), true
 		}
 	case ops.OpClose:
 		delete(s.socks, c.id)
@@ -460,19 +417,19 @@ func (s *Stack) receivedLocked(o *op, m channel.Msg) {
 		return
 	}
 	switch {
-	case m.Status == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
+	case ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
 		ref.Len = min(m.Ref.Len, ref.Len) // a short buffer truncated it (FlagTruncated)
-		c.rq = append(c.rq, datagram{ref: ref, src: ops.Addr(m.Arg[1])})
+		c.rq = append(c.rq, datagram{ref: ref, src: ops.GetAddr(m, ops.AtArg0)})
 		c.signalLocked()
-	case m.Status == ops.StatusRefused || m.Status == ops.StatusNoPort:
+	case ops.StatusOf(m) == ops.StatusRefused || ops.StatusOf(m) == ops.StatusNoPort:
 		s.freeLocked(ref)
-		c.rq = append(c.rq, datagram{err: statusErr("recvfrom", m.Status)})
+		c.rq = append(c.rq, datagram{err: statusErr("recvfrom", ops.StatusOf(m))})
 		c.signalLocked()
-	case m.Status == ops.StatusOK, m.Status == ops.StatusError, m.Status == ops.StatusNoRoute:
+	case ops.StatusOf(m) == ops.StatusOK, ops.StatusOf(m) == ops.StatusError, ops.StatusOf(m) == ops.StatusNoRoute:
 		s.freeLocked(ref) // a bad Ref, or a passing failure: post again
 	default: // the server has no such socket any more
 		s.freeLocked(ref)
-		c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(m.Status))
+		c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusOf(m).Text())
 		c.signalLocked()
 		return
 	}
@@ -503,7 +460,7 @@ func (s *Stack) topUpLocked(c *sock) {
 			return
 		}
 		c.posted++
-		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{c.id}, Ref: ref}})
+		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: uint16(ops.OpRecvFrom), Arg: [4]uint64{c.id}, Ref: ref}})
 	}
 }
 
@@ -606,7 +563,7 @@ func (s *Stack) adopt(p peerPort) {
 		case c.opened:
 			c.parked = append(taken[c], c.parked...)
 			c.restoring, c.attempts = true, 0
-			s.submitLocked(&op{sock: c, restore: true, msg: channel.Msg{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(c.network)}}})
+			s.submitLocked(&op{sock: c, restore: true, msg: ops.OpOpen.Msg(c.id, uint64(c.network))})
 		}
 	}
 	for _, o := range reissue {
@@ -618,8 +575,8 @@ func (s *Stack) adopt(p peerPort) {
 // the reply m to step o. s.mu must be held.
 func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 	c := o.sock
-	if m.Status != ops.StatusOK {
-		if m.Status == ops.StatusError && c.attempts < restoreRetries && !c.closed {
+	if ops.StatusOf(m) != ops.StatusOK {
+		if ops.StatusOf(m) == ops.StatusError && c.attempts < restoreRetries && !c.closed {
 			c.attempts++
 			gen, msg := s.gen, o.msg
 			time.AfterFunc(restoreRetryEvery, func() {
@@ -631,7 +588,7 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 			})
 			return
 		}
-		s.lostLocked(c, o.msg.Op != ops.OpOpen, m.Status)
+		s.lostLocked(c, ops.OpOf(o.msg) != ops.OpOpen, ops.StatusOf(m))
 		return
 	}
 	steps := restoreSteps(c)
@@ -645,7 +602,7 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 	parked := c.parked
 	c.parked = nil
 	for _, p := range parked {
-		switch p.msg.Op {
+		switch ops.OpOf(p.msg) {
 		case ops.OpSendTo:
 			s.stats.Resent++
 		case ops.OpRecvFrom:
@@ -660,25 +617,25 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 // bind to the address it had, then listen (a TCP listener) or connect (a
 // connected UDP socket). A TCP connection never gets here: it is reset.
 func restoreSteps(c *sock) []channel.Msg {
-	steps := []channel.Msg{{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(c.network)}}}
+	steps := []channel.Msg{ops.OpOpen.Msg(c.id, uint64(c.network))}
 	if c.bound {
-		steps = append(steps, channel.Msg{Op: ops.OpBind, Arg: [4]uint64{c.id, uint64(c.local)}})
+		steps = append(steps, ops.OpBind.WithAddr(c.id, c.local))
 	}
 	switch {
 	case c.listening:
-		steps = append(steps, channel.Msg{Op: ops.OpListen, Arg: [4]uint64{c.id, uint64(c.backlog)}})
+		steps = append(steps, ops.OpListen.Msg(c.id, uint64(c.backlog)))
 	case c.connected && c.network != ops.TCP:
-		steps = append(steps, channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{c.id, uint64(c.remote)}})
+		steps = append(steps, ops.OpConnect.WithAddr(c.id, c.remote))
 	}
 	return steps
 }
 
 // lostLocked gives up on restoring c: its operations fail with ErrLost.
 // opened says the new server has the socket open. s.mu must be held.
-func (s *Stack) lostLocked(c *sock, opened bool, status int32) {
+func (s *Stack) lostLocked(c *sock, opened bool, status ops.Status) {
 	s.stats.Lost++
 	c.restoring = false
-	c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(status))
+	c.broken = fmt.Errorf("%w: %s", ErrLost, status.Text())
 	for _, o := range c.parked {
 		s.dropLocked(o, ops.StatusNoSocket)
 	}
@@ -692,14 +649,14 @@ func (s *Stack) lostLocked(c *sock, opened bool, status int32) {
 	c.signalLocked()
 	if opened && !c.closeSent {
 		c.closeSent = true
-		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpClose, Arg: [4]uint64{c.id}}})
+		s.submitLocked(&op{sock: c, msg: ops.OpClose.Msg(c.id)})
 	}
 }
 
 // dropLocked completes o without the server: its buffer comes back, its
 // waiter gets status (a close gets StatusOK). s.mu must be held.
-func (s *Stack) dropLocked(o *op, status int32) {
-	switch o.msg.Op {
+func (s *Stack) dropLocked(o *op, status ops.Status) {
+	switch ops.OpOf(o.msg) {
 	case ops.OpRecvFrom:
 		if o.msg.Ref.IsZero() { // a readiness receive
 			o.sock.probing = false
@@ -714,51 +671,12 @@ func (s *Stack) dropLocked(o *op, status int32) {
 	case ops.OpClose:
 		status = ops.StatusOK
 	}
-	o.deliver(channel.Msg{ID: o.msg.ID, Op: o.msg.Op, Status: status})
+	r := channel.Msg{ID: o.msg.ID, Op: o.msg.Op}
+	ops.SetStatus(&r, status)
+	o.deliver(r)
 }
 
 // sortedSocks lists the sockets by id. s.mu must be held.
 func (s *Stack) sortedSocks() []*sock {
 	return slices.SortedFunc(maps.Values(s.socks), func(a, b *sock) int { return cmp.Compare(a.id, b.id) })
-}
-
-// newSock registers a socket record.
-func (s *Stack) newSock(network ops.Network, name string) (*sock, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, net.ErrClosed
-	}
-	s.nextSock++
-	c := &sock{id: s.nextSock, network: network, net: name, closedCh: make(chan struct{})}
-	s.socks[c.id] = c
-	return c, nil
-}
-
-// closeSockLocked closes c locally — its waiters fail with net.ErrClosed,
-// its queued datagrams are freed — and sends OpClose; it returns that
-// request, nil if there was none to send. s.mu must be held.
-func (s *Stack) closeSockLocked(c *sock) *op {
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	close(c.closedCh)
-	for _, d := range c.rq {
-		if d.err == nil {
-			s.freeLocked(d.ref)
-		}
-	}
-	c.rq, c.rqOff = nil, 0
-	for _, a := range c.aq {
-		s.closeSockLocked(a)
-	}
-	c.aq = nil
-	if c.closeSent || s.closed {
-		return nil
-	}
-	c.closeSent = true
-	o := &op{sock: c, msg: channel.Msg{Op: ops.OpClose, Arg: [4]uint64{c.id}}, done: make(chan channel.Msg, 1)}
-	s.submitLocked(o)
-	return o
 }

@@ -80,8 +80,8 @@ func (s *Stack) ListenTCP(ctx context.Context, network, address string) (*TCPLis
 	c, err := s.newSock(ops.TCP, network)
 	if err == nil {
 		err = s.establish(ctx, c,
-			channel.Msg{Op: ops.OpBind, Arg: [4]uint64{0, uint64(laddr)}},
-			channel.Msg{Op: ops.OpListen, Arg: [4]uint64{0, listenBacklog}})
+			ops.OpBind.WithAddr(0, laddr),
+			ops.OpListen.Msg(0, listenBacklog))
 	}
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: tcpAddr(laddr), Err: err}
@@ -103,7 +103,7 @@ func (s *Stack) DialTCP(ctx context.Context, network, address string) (*TCPConn,
 	defer cancel()
 	c, err := s.newSock(ops.TCP, network)
 	if err == nil {
-		err = s.establish(ctx, c, channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{0, uint64(raddr)}})
+		err = s.establish(ctx, c, ops.OpConnect.WithAddr(0, raddr))
 	}
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: tcpAddr(raddr), Err: err}
@@ -119,7 +119,7 @@ func (s *Stack) topUpAcceptsLocked(c *sock) {
 		s.nextSock++
 		child := &sock{id: s.nextSock, network: ops.TCP, net: c.net, closedCh: make(chan struct{})}
 		c.posted++
-		s.submitLocked(&op{sock: c, child: child, msg: channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{c.id, child.id}}})
+		s.submitLocked(&op{sock: c, child: child, msg: ops.OpAccept.Msg(c.id, child.id)})
 	}
 }
 
@@ -128,10 +128,10 @@ func (s *Stack) topUpAcceptsLocked(c *sock) {
 func (s *Stack) acceptedLocked(o *op, m channel.Msg) {
 	c, child := o.sock, o.child
 	c.posted--
-	switch m.Status {
+	switch ops.StatusOf(m) {
 	case ops.StatusOK:
 		child.opened, child.bound, child.connected, child.live = true, true, true, true
-		child.remote, child.local = ops.Addr(m.Arg[1]), ops.Addr(m.Arg[2])
+		child.remote, child.local = ops.GetAddr(m, ops.AtArg0), ops.GetAddr(m, ops.AtArg2)
 		s.socks[child.id] = child
 		if c.closed || c.broken != nil {
 			s.closeSockLocked(child)
@@ -147,7 +147,7 @@ func (s *Stack) acceptedLocked(o *op, m channel.Msg) {
 		// accepted: post again
 	default: // the server has no such listener any more
 		if c.broken == nil && !c.closed {
-			c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(m.Status))
+			c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusOf(m).Text())
 			c.signalLocked()
 		}
 		return
@@ -170,7 +170,7 @@ func (s *Stack) topUpStreamLocked(c *sock) {
 	if !c.readable {
 		if c.posted == 0 && !c.probing {
 			c.probing = true
-			s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{c.id}}})
+			s.submitLocked(&op{sock: c, msg: ops.OpRecvFrom.Msg(c.id)})
 		}
 		return
 	}
@@ -180,7 +180,7 @@ func (s *Stack) topUpStreamLocked(c *sock) {
 			return
 		}
 		c.posted++
-		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Arg: [4]uint64{c.id}, Ref: ref}})
+		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: uint16(ops.OpRecvFrom), Flags: ops.FlagNoWait, Arg: [4]uint64{c.id}, Ref: ref}})
 	}
 }
 
@@ -206,9 +206,9 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 		return
 	}
 	switch {
-	case m.Status == ops.StatusOK && probe:
+	case ops.StatusOf(m) == ops.StatusOK && probe:
 		c.readable = true
-	case m.Status == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
+	case ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
 		if ref.Len = min(m.Ref.Len, ref.Len); ref.Len > 0 {
 			c.rq = append(c.rq, datagram{ref: ref})
 			c.readable = true
@@ -223,15 +223,15 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 		case ref.Len == 0: // would block: nothing to read after all
 			c.readable = false
 		}
-	case m.Status == ops.StatusReset || m.Status == ops.StatusTimedOut:
+	case ops.StatusOf(m) == ops.StatusReset || ops.StatusOf(m) == ops.StatusTimedOut:
 		free()
-		s.connFailedLocked(c, m.Status)
+		s.connFailedLocked(c, ops.StatusOf(m))
 		return
-	case m.Status == ops.StatusOK, m.Status == ops.StatusError, m.Status == ops.StatusNoRoute:
+	case ops.StatusOf(m) == ops.StatusOK, ops.StatusOf(m) == ops.StatusError, ops.StatusOf(m) == ops.StatusNoRoute:
 		free() // a bad Ref, or a passing failure: post again
 	default: // the server has no such socket any more
 		free()
-		c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusText(m.Status))
+		c.broken = fmt.Errorf("%w: %s", ErrLost, ops.StatusOf(m).Text())
 		c.signalLocked()
 		return
 	}
@@ -241,7 +241,7 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 // connFailedLocked records a TCP connection's failure (StatusReset,
 // StatusTimedOut) reported on any of its operations; other statuses are
 // not the connection's. s.mu must be held.
-func (s *Stack) connFailedLocked(c *sock, status int32) {
+func (s *Stack) connFailedLocked(c *sock, status ops.Status) {
 	if (status == ops.StatusReset || status == ops.StatusTimedOut) && c.connErr == ops.StatusOK {
 		c.connErr = status
 		c.signalLocked()
@@ -441,7 +441,7 @@ func (t *TCPConn) Write(b []byte) (int, error) {
 			return n, t.opErr("write", err)
 		}
 		chunk := b[n:min(len(b), n+s.pool.BufSize())]
-		o, err := s.submitSend(c, chunk, 0)
+		o, err := s.submitSend(c, chunk, ops.Addr{})
 		if err != nil {
 			return n, t.opErr("write", err)
 		}
@@ -470,8 +470,8 @@ func (t *TCPConn) settle(keep int) error {
 			return err // still in flight: the next call waits again
 		case err != nil:
 			t.werr = err
-		case r.Status != ops.StatusOK:
-			t.werr = statusErr("write", r.Status)
+		case ops.StatusOf(r) != ops.StatusOK:
+			t.werr = statusErr("write", ops.StatusOf(r))
 		case r.Arg[2] < uint64(p.n):
 			t.werr = io.ErrShortWrite
 		}
@@ -507,9 +507,9 @@ func (t *TCPConn) CloseWrite() error {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
 	defer cancel()
-	r, err := s.call(ctx, c, channel.Msg{Op: ops.OpShutdown, Arg: [4]uint64{c.id}})
+	r, err := s.call(ctx, c, ops.OpShutdown.Msg(c.id))
 	if err == nil {
-		err = statusErr("shutdown", r.Status)
+		err = statusErr("shutdown", ops.StatusOf(r))
 	}
 	if err != nil {
 		return t.opErr("close", err)

@@ -45,7 +45,7 @@ func (s *Stack) ListenUDP(ctx context.Context, network, address string) (*UDPCon
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	c, err := s.create(ctx, network, channel.Msg{Op: ops.OpBind, Arg: [4]uint64{0, uint64(laddr)}})
+	c, err := s.create(ctx, network, ops.OpBind.WithAddr(0, laddr))
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: udpAddr(laddr), Err: err}
 	}
@@ -93,9 +93,9 @@ func (s *Stack) DialUDPFrom(ctx context.Context, network, local, address string)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: udpAddr(raddr), Err: err}
 	}
-	setup := []channel.Msg{{Op: ops.OpConnect, Arg: [4]uint64{0, uint64(raddr)}}}
+	setup := []channel.Msg{ops.OpConnect.WithAddr(0, raddr)}
 	if local != "" {
-		setup = slices.Insert(setup, 0, channel.Msg{Op: ops.OpBind, Arg: [4]uint64{0, uint64(laddr)}})
+		setup = slices.Insert(setup, 0, ops.OpBind.WithAddr(0, laddr))
 	}
 	ctx, cancel := context.WithTimeout(ctx, ctlTimeout)
 	defer cancel()
@@ -120,69 +120,6 @@ func (s *Stack) create(ctx context.Context, network string, setup ...channel.Msg
 		return nil, err
 	}
 	return &UDPConn{s: s, c: c}, nil
-}
-
-// establish opens c on the server and binds, listens and/or connects it
-// with setup (Arg[0] filled in here), one request after the other, then
-// starts receiving (accepting, on a listener). On failure, a cancelled ctx
-// included, c is closed.
-func (s *Stack) establish(ctx context.Context, c *sock, setup ...channel.Msg) error {
-	r, err := s.call(ctx, c, channel.Msg{Op: ops.OpOpen, Arg: [4]uint64{c.id, uint64(c.network)}})
-	if err == nil {
-		err = statusErr("socket", r.Status)
-	}
-	for _, m := range setup {
-		if err != nil {
-			break
-		}
-		call := "bind"
-		switch m.Op {
-		case ops.OpConnect:
-			call = "connect"
-		case ops.OpListen:
-			call = "listen"
-			c.backlog = int(m.Arg[1])
-		}
-		m.Arg[0] = c.id
-		if r, err = s.call(ctx, c, m); err == nil {
-			err = statusErr(call, r.Status)
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err == nil && c.broken != nil {
-		err = c.broken
-	}
-	if err == nil && c.connErr != ops.StatusOK { // reset by a restart while connecting
-		err = statusErr("connect", c.connErr)
-	}
-	if err != nil {
-		s.closeSockLocked(c)
-		return err
-	}
-	c.live = true
-	s.topUpLocked(c)
-	return nil
-}
-
-// call sends a control request for c and waits for its reply.
-func (s *Stack) call(ctx context.Context, c *sock, m channel.Msg) (channel.Msg, error) {
-	o := &op{sock: c, msg: m, done: make(chan channel.Msg, 1)}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return channel.Msg{}, net.ErrClosed
-	}
-	s.submitLocked(o)
-	s.mu.Unlock()
-	select {
-	case r := <-o.done:
-		return r, nil
-	case <-ctx.Done():
-		return channel.Msg{}, ctxErr(ctx.Err())
-	case <-s.done:
-		return channel.Msg{}, net.ErrClosed
-	}
 }
 
 // ReadFrom reads the next datagram into b and returns its length (at most
@@ -218,12 +155,12 @@ func (u *UDPConn) read(b []byte) (int, ops.Addr, error) {
 	for {
 		changed, expired := c.rd.wait()
 		if expired {
-			return 0, 0, os.ErrDeadlineExceeded
+			return 0, ops.Addr{}, os.ErrDeadlineExceeded
 		}
 		s.mu.Lock()
 		if c.closed {
 			s.mu.Unlock()
-			return 0, 0, net.ErrClosed
+			return 0, ops.Addr{}, net.ErrClosed
 		}
 		if len(c.rq) > 0 {
 			d := c.rq[0]
@@ -232,7 +169,7 @@ func (u *UDPConn) read(b []byte) (int, ops.Addr, error) {
 			if d.err != nil {
 				s.topUpLocked(c)
 				s.mu.Unlock()
-				return 0, 0, d.err
+				return 0, ops.Addr{}, d.err
 			}
 			buf, err := s.pool.Bytes(d.ref)
 			n := copy(b, buf)
@@ -243,7 +180,7 @@ func (u *UDPConn) read(b []byte) (int, ops.Addr, error) {
 		}
 		if c.broken != nil {
 			s.mu.Unlock()
-			return 0, 0, c.broken
+			return 0, ops.Addr{}, c.broken
 		}
 		if c.notify == nil {
 			c.notify = make(chan struct{})
@@ -275,10 +212,11 @@ func (u *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 // WriteToUDPAddrPort is WriteTo with a netip.AddrPort.
 func (u *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	if !addr.Addr().Unmap().Is4() {
-		return 0, u.opErr("write", net.UDPAddrFromAddrPort(addr), errNotIPv4)
+	dst, err := addr4(addr)
+	if err != nil {
+		return 0, u.opErr("write", net.UDPAddrFromAddrPort(addr), err)
 	}
-	return u.writeTo(b, ops.FromAddrPort(addr), net.UDPAddrFromAddrPort(addr))
+	return u.writeTo(b, dst, net.UDPAddrFromAddrPort(addr))
 }
 
 func (u *UDPConn) writeTo(b []byte, dst ops.Addr, addr net.Addr) (int, error) {
@@ -303,7 +241,7 @@ func (u *UDPConn) Write(b []byte) (int, error) {
 	if !connected {
 		return 0, u.opErr("write", nil, errMissingAddress)
 	}
-	n, err := u.write(b, 0)
+	n, err := u.write(b, ops.Addr{})
 	if err != nil {
 		return n, u.opErr("write", nil, err)
 	}
@@ -326,97 +264,10 @@ func (u *UDPConn) write(b []byte, dst ops.Addr) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return u.sent(len(b), r.Status)
+	return u.sent(len(b), ops.StatusOf(r))
 }
 
-// submitSend copies b (at most a pool buffer) into a pool buffer and sends
-// it on c to dst (0: the connected peer). An exhausted pool makes it wait
-// for a buffer, within c's write deadline; while it waits, receives leave
-// it one (receiveBufLocked), so it is not starved by them.
-func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	waiting := false // counted in s.writers
-	defer func() {
-		if waiting {
-			s.writers--
-			s.unstarveLocked() // receives may have what this writer leaves
-		}
-	}()
-	for {
-		switch {
-		case c.closed || s.closed:
-			return nil, net.ErrClosed
-		case c.broken != nil:
-			return nil, c.broken
-		case c.connErr != ops.StatusOK:
-			return nil, statusErr("write", c.connErr)
-		case c.wrShut:
-			return nil, os.NewSyscallError("write", syscall.EPIPE)
-		}
-		changed, expired := c.wd.wait()
-		if expired {
-			return nil, os.ErrDeadlineExceeded
-		}
-		if ref, ok := s.pool.Alloc(); ok {
-			ref.Len = uint32(len(b))
-			buf, err := s.pool.Bytes(ref)
-			if err != nil {
-				s.freeLocked(ref)
-				return nil, err
-			}
-			copy(buf, b)
-			o := &op{sock: c, msg: channel.Msg{Op: ops.OpSendTo, Arg: [4]uint64{c.id, uint64(dst)}, Ref: ref}, done: make(chan channel.Msg, 1)}
-			s.submitLocked(o)
-			return o, nil
-		}
-		// The pool is exhausted: wait for a buffer to come back.
-		if s.bufFreed == nil {
-			s.bufFreed = make(chan struct{})
-		}
-		freed := s.bufFreed
-		if !waiting {
-			waiting = true
-			s.writers++
-		}
-		s.mu.Unlock()
-		select {
-		case <-freed:
-		case <-changed:
-		case <-c.closedCh:
-		case <-s.done:
-		}
-		s.mu.Lock()
-	}
-}
-
-// awaitSend waits for the reply to a send, within c's write deadline. On a
-// timeout the buffer stays lent until the reply comes (the dispatcher frees
-// it then).
-func (s *Stack) awaitSend(c *sock, o *op) (channel.Msg, error) {
-	for {
-		changed, expired := c.wd.wait()
-		select {
-		case r := <-o.done: // a reply that beat the deadline still counts
-			return r, nil
-		default:
-		}
-		if expired {
-			return channel.Msg{}, os.ErrDeadlineExceeded
-		}
-		select {
-		case r := <-o.done:
-			return r, nil
-		case <-changed:
-		case <-c.closedCh:
-			return channel.Msg{}, net.ErrClosed
-		case <-s.done:
-			return channel.Msg{}, net.ErrClosed
-		}
-	}
-}
-
-func (u *UDPConn) sent(n int, status int32) (int, error) {
+func (u *UDPConn) sent(n int, status ops.Status) (int, error) {
 	if status == ops.StatusOK {
 		return n, nil
 	}
@@ -435,28 +286,6 @@ func (u *UDPConn) sent(n int, status int32) (int, error) {
 func (u *UDPConn) Close() error {
 	if err := u.s.closeSock(u.c); err != nil {
 		return u.opErr("close", nil, err)
-	}
-	return nil
-}
-
-// closeSock closes c and waits a little for the server to confirm; it
-// fails with net.ErrClosed if c was closed already.
-func (s *Stack) closeSock(c *sock) error {
-	s.mu.Lock()
-	if c.closed {
-		s.mu.Unlock()
-		return net.ErrClosed
-	}
-	o := s.closeSockLocked(c)
-	s.mu.Unlock()
-	if o != nil {
-		t := time.NewTimer(closeWait)
-		defer t.Stop()
-		select {
-		case <-o.done:
-		case <-t.C:
-		case <-s.done:
-		}
 	}
 	return nil
 }
@@ -513,58 +342,5 @@ func (u *UDPConn) opErr(op string, addr net.Addr, err error) error {
 	return e
 }
 
-// udpAddr converts a packed address.
+// udpAddr converts an address to the net package's type.
 func udpAddr(a ops.Addr) *net.UDPAddr { return net.UDPAddrFromAddrPort(a.AddrPort()) }
-
-// netAddr packs a destination.
-func netAddr(a net.Addr) (ops.Addr, error) {
-	var ap netip.AddrPort
-	if ua, ok := a.(*net.UDPAddr); ok {
-		ap = ua.AddrPort()
-	} else {
-		var err error
-		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
-			return 0, &net.AddrError{Err: "not a numeric ip:port", Addr: a.String()}
-		}
-	}
-	if !ap.Addr().Unmap().Is4() {
-		return 0, errNotIPv4
-	}
-	return ops.FromAddrPort(ap), nil
-}
-
-// parseAddr packs a "host:port" for network, which must name a network of
-// kind ("udp", "udp4"; "tcp", "tcp4"). A local address may be empty or have
-// an empty host (any); a remote one needs a host.
-func parseAddr(kind ops.Network, network, address string, local bool) (ops.Addr, error) {
-	switch {
-	case kind == ops.UDP && (network == "udp" || network == "udp4"):
-	case kind == ops.TCP && (network == "tcp" || network == "tcp4"):
-	default:
-		return 0, net.UnknownNetworkError(network)
-	}
-	if address == "" && local {
-		return 0, nil
-	}
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return 0, err
-	}
-	p, err := net.LookupPort(network, port)
-	if err != nil {
-		return 0, err
-	}
-	ip := netip.IPv4Unspecified()
-	if host != "" {
-		a, err := netip.ParseAddr(host)
-		if err != nil {
-			return 0, &net.AddrError{Err: "keepnet dials numeric IPv4 addresses only", Addr: host}
-		}
-		if ip = a.Unmap(); !ip.Is4() {
-			return 0, errNotIPv4
-		}
-	} else if !local {
-		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	}
-	return ops.MakeAddr(ip, uint16(p)), nil
-}

@@ -2,9 +2,11 @@ package socket
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"testing"
@@ -473,5 +475,56 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestIPv6IsAFNoSupport: the stack is IPv4-only, so every IPv6 address
+// given to the socket API fails as it does on a Linux without IPv6: a
+// *net.OpError around EAFNOSUPPORT, before anything reaches the server (an
+// IPv6 address is never read as 0.0.0.0).
+func TestIPv6IsAFNoSupport(t *testing.T) {
+	ap := newApp(t, newFakeNet())
+	pc := listen(t, ap.st, ":0")
+	v6 := netip.MustParseAddrPort("[2001:db8::1]:53")
+	opens, sends := ap.srv.count(ops.OpOpen), ap.srv.count(ops.OpSendTo)
+	attempt := map[string]func() error{
+		"ListenPacket(udp, [2001:db8::1]:7)": func() error { _, err := ap.st.ListenPacket("udp", "[2001:db8::1]:7"); return err },
+		"ListenPacket(udp, [::]:7)":          func() error { _, err := ap.st.ListenPacket("udp", "[::]:7"); return err },
+		"Listen(tcp, [::1]:80)":              func() error { _, err := ap.st.Listen("tcp", "[::1]:80"); return err },
+		"Dial(udp, [::1]:53)":                func() error { _, err := ap.st.Dial("udp", "[::1]:53"); return err },
+		"Dial(tcp, [2001:db8::1]:80)":        func() error { _, err := ap.st.Dial("tcp", "[2001:db8::1]:80"); return err },
+		"DialUDPFrom([::1]:9, 10.0.0.9:53)": func() error {
+			_, err := ap.st.DialUDPFrom(context.Background(), "udp", "[::1]:9", "10.0.0.9:53")
+			return err
+		},
+		"WriteTo(UDPAddr [2001:db8::1]:53)": func() error {
+			_, err := pc.WriteTo([]byte("x"), net.UDPAddrFromAddrPort(v6))
+			return err
+		},
+		"WriteToUDPAddrPort([2001:db8::1]:53)": func() error {
+			_, err := pc.WriteToUDPAddrPort([]byte("x"), v6)
+			return err
+		},
+	}
+	for name, f := range attempt {
+		err := f()
+		var oe *net.OpError
+		if !errors.As(err, &oe) || !errors.Is(err, syscall.EAFNOSUPPORT) {
+			t.Errorf("%s = %v, want a *net.OpError with EAFNOSUPPORT", name, err)
+		}
+	}
+	if got := ap.srv.count(ops.OpOpen); got != opens {
+		t.Errorf("%d sockets opened on the server for IPv6 addresses, want none", got-opens)
+	}
+	if got := ap.srv.count(ops.OpSendTo); got != sends {
+		t.Errorf("%d datagrams sent to IPv6 addresses, want none", got-sends)
+	}
+}
+
+// TestServerAFNoSupport: a server's StatusAFNoSupport (an IPv6 address it
+// cannot carry) is EAFNOSUPPORT to Go users.
+func TestServerAFNoSupport(t *testing.T) {
+	if err := statusErr("bind", ops.StatusAFNoSupport); !errors.Is(err, syscall.EAFNOSUPPORT) {
+		t.Errorf("statusErr(bind, StatusAFNoSupport) = %v, want EAFNOSUPPORT", err)
 	}
 }

@@ -42,12 +42,12 @@ package syscallsrv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"time"
 
 	"keepnet/kernel/channel"
+	"keepnet/kernel/loop"
 	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/ops"
@@ -160,32 +160,27 @@ func Serve(ctx context.Context, o Options) error {
 	defer watch.Close()
 	defer conn.Close()
 	for _, p := range setup.Peers {
-		s.attach(p)
+		s.Attach(p)
 	}
 	if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 		return err
 	}
 	log.Printf("serving, generation %d", setup.Generation)
-
-	var nextStats time.Time
-	for ctx.Err() == nil {
-		select {
-		case p, ok := <-watch.C:
-			if !ok {
-				return errors.New("syscall: init closed the wiring socket")
-			}
-			s.attach(p)
-		default:
-		}
-		if now := time.Now(); now.After(nextStats) {
-			s.publish()
-			nextStats = now.Add(statsEvery)
-		}
-		if !s.poll() {
-			s.sleep(watch, statsEvery)
-		}
+	if err := loop.Run(ctx, loop.FromWatcher(watch), s, loop.Options{Publish: s.publish, PublishEvery: statsEvery}); err != nil {
+		return fmt.Errorf("syscall: %w", err)
 	}
 	return nil
+}
+
+// Poll is the loop's (kernel/loop): move messages once; nothing is timed.
+func (s *Server) Poll() (bool, time.Time) { return s.poll(), time.Time{} }
+
+// AppendPorts is the loop's: every neighbour's channel.
+func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
+	for _, l := range s.links {
+		dst = append(dst, l.peer.Port)
+	}
+	return dst
 }
 
 // newServer is a SYSCALL server of the given generation with its pool and
@@ -206,8 +201,8 @@ func (s *Server) isTransport(name string) bool {
 	return false
 }
 
-// attach starts talking to a new generation of a neighbour.
-func (s *Server) attach(p *wiring.Peer) {
+// Attach starts talking to a new generation of a neighbour.
+func (s *Server) Attach(p *wiring.Peer) {
 	l := s.links[p.Name]
 	first := l == nil
 	if first {
@@ -223,7 +218,7 @@ func (s *Server) attach(p *wiring.Peer) {
 		l.queue = resent
 		if first {
 			// Our predecessor's sockets, if any, have no owner.
-			s.request(l, channel.Msg{Op: ops.OpReset})
+			s.request(l, ops.OpReset.Msg())
 		}
 		log.Printf("transport %s generation %d: %d requests resubmitted", p.Name, p.Generation, len(resent))
 		s.replayHeld()
@@ -261,7 +256,7 @@ func (s *Server) dropApp(app string, gen int) {
 			}
 		}
 		if t := s.links[s.o.Transports[so.network]]; t != nil {
-			s.request(t, channel.Msg{Op: ops.OpClose, Arg: [4]uint64{so.tid}})
+			s.request(t, ops.OpClose.Msg(so.tid))
 		}
 		delete(s.socks[app], id)
 		n++
@@ -306,9 +301,9 @@ func (s *Server) poll() bool {
 	return work
 }
 
-func (s *Server) refuse(l *link, m channel.Msg, status int32) {
+func (s *Server) refuse(l *link, m channel.Msg, status ops.Status) {
 	r := m
-	r.Status = status
+	ops.SetStatus(&r, status)
 	l.send(r)
 }
 
@@ -321,7 +316,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	}
 	id := m.Arg[0]
 	so := socks[id]
-	if m.Op == ops.OpOpen {
+	if ops.OpOf(m) == ops.OpOpen {
 		network := ops.Network(m.Arg[1])
 		if so != nil || s.o.Transports[network] == "" {
 			s.stats.BadRequests++
@@ -340,7 +335,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	if t == nil {
 		// The transport has not joined yet (they start side by side):
 		// hold the request until it does.
-		if m.Op == ops.OpOpen {
+		if ops.OpOf(m) == ops.OpOpen {
 			delete(socks, id)
 		}
 		if len(s.held) >= maxHeld {
@@ -351,8 +346,11 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		return
 	}
 	f := &fwd{s: so, appReq: m}
-	out := channel.Msg{Op: m.Op, Flags: m.Flags, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
-	switch m.Op {
+	// The request as it came, but for the socket's name (Arg[0]) and our
+	// key (Arg[3], below); an address and its port (servers/ops) pass
+	// through.
+	out := channel.Msg{Op: m.Op, Flags: m.Flags, Aux: m.Aux, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
+	switch ops.OpOf(m) {
 	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown:
 	case ops.OpAccept:
 		// The application names the connection to come (Arg[1]); so do
@@ -409,7 +407,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		s.refuse(l, m, ops.StatusInvalid)
 		return
 	}
-	if m.Op == ops.OpClose {
+	if ops.OpOf(m) == ops.OpClose {
 		delete(socks, id)
 	}
 	key := s.nextKey
@@ -462,17 +460,18 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	if app == nil || app.peer.Generation != f.s.appGen {
 		return
 	}
-	if f.accepted != nil && m.Status != ops.StatusOK {
+	if f.accepted != nil && ops.StatusOf(m) != ops.StatusOK {
 		delete(s.socks[f.s.app], f.accepted.appID) // no connection came
 	}
+	// The reply as it came (a reply names no socket: its words carry
+	// addresses and counts), to the application's request id and buffer.
 	r := f.appReq
-	r.Status, r.Flags = m.Status, m.Flags
-	r.Arg[1], r.Arg[2] = m.Arg[1], m.Arg[2]
-	if req.Op == ops.OpRecvFrom && m.Status == ops.StatusOK && !f.ref.IsZero() {
+	r.Status, r.Flags, r.Aux, r.Arg = m.Status, m.Flags, m.Aux, m.Arg
+	if ops.OpOf(req) == ops.OpRecvFrom && ops.StatusOf(m) == ops.StatusOK && !f.ref.IsZero() {
 		src, err1 := s.io.Bytes(pool.Ref{Pool: f.ref.Pool, Off: f.ref.Off, Len: m.Ref.Len})
 		dst, err2 := s.appBytes(app, f.appReq.Ref)
 		if err1 != nil || err2 != nil {
-			r.Status = ops.StatusError
+			ops.SetStatus(&r, ops.StatusError)
 		} else {
 			n := copy(dst, src)
 			if n < len(src) {
@@ -492,15 +491,4 @@ func (s *Server) publish() {
 	st.PendingOps = len(s.fwds)
 	st.IOBuffersFree = s.io.Available()
 	s.pub.Publish(st)
-}
-
-// sleep waits for a neighbour or the wiring, at most d.
-func (s *Server) sleep(watch *wiring.Watcher, d time.Duration) {
-	ports := make([]*channel.Endpoint, 0, len(s.links))
-	for _, l := range s.links {
-		ports = append(ports, l.peer.Port)
-	}
-	if channel.WaitAny(ports, []int{watch.Fd()}, d)[0] {
-		watch.Drain()
-	}
 }

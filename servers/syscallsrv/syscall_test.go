@@ -42,7 +42,7 @@ func (r *rig) connectApp(gen int) {
 		r.t.Fatal(err)
 	}
 	r.app = theirs
-	r.s.attach(&wiring.Peer{Name: "app", Generation: gen, Port: mine, Pools: []*pool.Pool{r.appPool}})
+	r.s.Attach(&wiring.Peer{Name: "app", Generation: gen, Port: mine, Pools: []*pool.Pool{r.appPool}})
 	r.run()
 }
 
@@ -53,16 +53,27 @@ func (r *rig) connectUDP(gen int) {
 		r.t.Fatal(err)
 	}
 	r.udp = theirs
-	r.s.attach(&wiring.Peer{Name: "udp", Generation: gen, Port: mine, Pools: nil})
+	r.s.Attach(&wiring.Peer{Name: "udp", Generation: gen, Port: mine, Pools: nil})
 	r.run()
 }
 
 // appSends sends a request from the application and runs the server.
-func (r *rig) appSends(op uint16, args ...uint64) uint64 {
-	m := channel.Msg{ID: r.nextID, Op: op}
+func (r *rig) appSends(op ops.Op, args ...uint64) uint64 {
+	return r.appSendsMsg(op.Msg(args...))
+}
+
+// appSendsAddr sends a request on socket id with address a.
+func (r *rig) appSendsAddr(op ops.Op, id uint64, a ops.Addr) uint64 {
+	m := op.Msg(id)
+	ops.PutAddr(&m, ops.AtArg1, a)
+	return r.appSendsMsg(m)
+}
+
+// appSendsMsg sends request m from the application and runs the server.
+func (r *rig) appSendsMsg(m channel.Msg) uint64 {
+	m.ID = r.nextID
 	r.nextID++
-	copy(m.Arg[:], args)
-	if op == ops.OpSendTo || op == ops.OpRecvFrom {
+	if op := ops.OpOf(m); op == ops.OpSendTo || op == ops.OpRecvFrom {
 		ref, ok := r.appPool.Alloc()
 		if !ok {
 			r.t.Fatal("app pool empty")
@@ -102,7 +113,7 @@ func (r *rig) udpAnswers(answer func(req channel.Msg, reply *channel.Msg)) []cha
 	reqs := recvAll(r.udp)
 	for _, q := range reqs {
 		rep := q
-		rep.Status = ops.StatusOK
+		ops.SetStatus(&rep, ops.StatusOK)
 		if answer != nil {
 			answer(q, &rep)
 		}
@@ -116,35 +127,38 @@ func TestForwardingBothWays(t *testing.T) {
 	r := newRig(t)
 	r.connectApp(1)
 	r.connectUDP(1)
-	if reqs := r.udpAnswers(nil); len(reqs) != 1 || reqs[0].Op != ops.OpReset {
+	if reqs := r.udpAnswers(nil); len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpReset {
 		t.Fatalf("the transport's first request = %+v, want one OpReset (a new SYSCALL owns no old sockets)", reqs)
 	}
 
 	open := r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
-	bind := r.appSends(ops.OpBind, 7, uint64(ops.MakeAddr(ipAny, 53)))
+	bind := r.appSendsAddr(ops.OpBind, 7, ops.MakeAddr(ipAny, 53))
 	reqs := r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
-		if q.Op == ops.OpBind {
-			rep.Arg[1] = uint64(ops.MakeAddr(ipAny, 53))
+		if ops.OpOf(q) == ops.OpBind {
+			ops.PutAddr(rep, ops.AtArg0, ops.MakeAddr(ipAny, 53))
 		}
 	})
-	if len(reqs) != 2 || reqs[0].Op != ops.OpOpen || reqs[1].Op != ops.OpBind || reqs[0].Arg[0] != reqs[1].Arg[0] || reqs[0].Arg[0] == 7 {
+	if len(reqs) != 2 || ops.OpOf(reqs[0]) != ops.OpOpen || ops.OpOf(reqs[1]) != ops.OpBind || reqs[0].Arg[0] != reqs[1].Arg[0] || reqs[0].Arg[0] == 7 {
 		t.Fatalf("forwarded %+v, want OpOpen and OpBind on one transport socket id of SYSCALL's own", reqs)
 	}
+	if got := ops.GetAddr(reqs[1], ops.AtArg1); got != ops.MakeAddr(ipAny, 53) {
+		t.Errorf("forwarded OpBind to %v, want %v", got, ops.MakeAddr(ipAny, 53))
+	}
 	replies := recvAll(r.app)
-	if len(replies) != 2 || replies[0].ID != open || replies[1].ID != bind || ops.Addr(replies[1].Arg[1]).Port() != 53 {
+	if len(replies) != 2 || replies[0].ID != open || replies[1].ID != bind || ops.GetAddr(replies[1], ops.AtArg0).Port() != 53 {
 		t.Fatalf("app got %+v, want its open and bind answered, bound to :53", replies)
 	}
 
 	// A send: the bytes travel from the app's pool to SYSCALL's.
-	send := r.appSends(ops.OpSendTo, 7, uint64(ops.MakeAddr(peerIP, 9)))
+	send := r.appSendsAddr(ops.OpSendTo, 7, ops.MakeAddr(peerIP, 9))
 	reqs = r.udpAnswers(nil)
-	if len(reqs) != 1 || reqs[0].Op != ops.OpSendTo {
-		t.Fatalf("forwarded %+v, want OpSendTo", reqs)
+	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpSendTo || ops.GetAddr(reqs[0], ops.AtArg1) != ops.MakeAddr(peerIP, 9) {
+		t.Fatalf("forwarded %+v, want OpSendTo to %v", reqs, ops.MakeAddr(peerIP, 9))
 	}
 	if b, _ := r.io.Bytes(reqs[0].Ref); string(b) != "hello, transport" {
 		t.Errorf("the transport reads %q from syscall.io, want the app's bytes", b)
 	}
-	if got := recvAll(r.app); len(got) != 1 || got[0].ID != send || got[0].Status != ops.StatusOK {
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != send || ops.StatusOf(got[0]) != ops.StatusOK {
 		t.Errorf("app got %+v, want its send answered", got)
 	}
 
@@ -153,10 +167,10 @@ func TestForwardingBothWays(t *testing.T) {
 	r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
 		b, _ := r.io.Bytes(q.Ref)
 		rep.Ref.Len = uint32(copy(b, "a datagram"))
-		rep.Arg[1] = uint64(ops.MakeAddr(peerIP, 9))
+		ops.PutAddr(rep, ops.AtArg0, ops.MakeAddr(peerIP, 9))
 	})
 	got := recvAll(r.app)
-	if len(got) != 1 || got[0].ID != recv || got[0].Ref.Len != 10 || ops.Addr(got[0].Arg[1]).Port() != 9 {
+	if len(got) != 1 || got[0].ID != recv || got[0].Ref.Len != 10 || ops.GetAddr(got[0], ops.AtArg0) != ops.MakeAddr(peerIP, 9) {
 		t.Fatalf("app got %+v, want its receive answered with 10 bytes from :9", got)
 	}
 	if b, _ := r.appPool.Bytes(got[0].Ref); string(b) != "a datagram" {
@@ -179,10 +193,10 @@ func TestHeldUntilTransport(t *testing.T) {
 	r.connectUDP(1)
 	r.run()
 	reqs := r.udpAnswers(nil)
-	if len(reqs) != 2 || reqs[0].Op != ops.OpReset || reqs[1].Op != ops.OpOpen {
+	if len(reqs) != 2 || ops.OpOf(reqs[0]) != ops.OpReset || ops.OpOf(reqs[1]) != ops.OpOpen {
 		t.Fatalf("transport got %+v, want OpReset then the held OpOpen", reqs)
 	}
-	if got := recvAll(r.app); len(got) != 1 || got[0].ID != open || got[0].Status != ops.StatusOK {
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != open || ops.StatusOf(got[0]) != ops.StatusOK {
 		t.Errorf("app got %+v, want its open answered", got)
 	}
 }
@@ -204,10 +218,10 @@ func TestTransportRestartResubmits(t *testing.T) {
 	}
 	oldUDP := r.udp
 	r.connectUDP(2)
-	oldUDP.Send(channel.Msg{ID: old[0].ID, Op: old[0].Op, Status: ops.StatusOK}) // a ghost
+	oldUDP.Send(channel.Msg{ID: old[0].ID, Op: old[0].Op, Status: int32(ops.StatusOK)}) // a ghost
 	r.run()
 	reqs := recvAll(r.udp)
-	if len(reqs) != 1 || reqs[0].Op != ops.OpRecvFrom || reqs[0].ID <= old[0].ID {
+	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpRecvFrom || reqs[0].ID <= old[0].ID {
 		t.Fatalf("new transport got %+v, want the receive again with a higher id than %d", reqs, old[0].ID)
 	}
 	if got := recvAll(r.app); len(got) != 0 {
@@ -235,11 +249,11 @@ func TestApplicationRestartClosesItsSockets(t *testing.T) {
 	r.connectApp(2)
 	r.run()
 	reqs := recvAll(r.udp)
-	if len(reqs) != 1 || reqs[0].Op != ops.OpClose || reqs[0].Arg[0] != open[0].Arg[0] {
+	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpClose || reqs[0].Arg[0] != open[0].Arg[0] {
 		t.Fatalf("transport got %+v, want OpClose of socket %d", reqs, open[0].Arg[0])
 	}
 	// The old receive's late answer finds nobody and frees its buffer.
-	r.udp.Send(channel.Msg{ID: posted[0].ID, Op: posted[0].Op, Status: ops.StatusClosed})
+	r.udp.Send(channel.Msg{ID: posted[0].ID, Op: posted[0].Op, Status: int32(ops.StatusClosed)})
 	r.udp.Send(channel.Msg{ID: reqs[0].ID, Op: reqs[0].Op})
 	r.run()
 	if got := recvAll(r.app); len(got) != 0 {
@@ -266,18 +280,19 @@ func TestAcceptNamesTheConnection(t *testing.T) {
 
 	accept := r.appSends(ops.OpAccept, 1, 9)
 	reqs := r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
-		rep.Arg[1], rep.Arg[2] = uint64(ops.MakeAddr(peerIP, 40000)), uint64(ops.MakeAddr(peerIP, 80))
+		ops.PutAddr(rep, ops.AtArg0, ops.MakeAddr(peerIP, 40000))
+		ops.PutAddr(rep, ops.AtArg2, ops.MakeAddr(peerIP, 80))
 	})
-	if len(reqs) != 1 || reqs[0].Op != ops.OpAccept || reqs[0].Arg[1] == 9 || reqs[0].Arg[1] == 0 {
+	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpAccept || reqs[0].Arg[1] == 9 || reqs[0].Arg[1] == 0 {
 		t.Fatalf("forwarded %+v, want OpAccept naming the connection with SYSCALL's own id", reqs)
 	}
 	connTID := reqs[0].Arg[1]
 	got := recvAll(r.app)
-	if len(got) != 1 || got[0].ID != accept || ops.Addr(got[0].Arg[1]).Port() != 40000 || ops.Addr(got[0].Arg[2]).Port() != 80 {
+	if len(got) != 1 || got[0].ID != accept || ops.GetAddr(got[0], ops.AtArg0) != ops.MakeAddr(peerIP, 40000) || ops.GetAddr(got[0], ops.AtArg2) != ops.MakeAddr(peerIP, 80) {
 		t.Fatalf("app got %+v, want its accept answered with both addresses", got)
 	}
 	r.appSends(ops.OpShutdown, 9)
-	if reqs := recvAll(r.udp); len(reqs) != 1 || reqs[0].Op != ops.OpShutdown || reqs[0].Arg[0] != connTID {
+	if reqs := recvAll(r.udp); len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpShutdown || reqs[0].Arg[0] != connTID {
 		t.Errorf("shutdown of the app's connection 9 forwarded as %+v, want it on socket %d", reqs, connTID)
 	}
 }
@@ -298,7 +313,7 @@ func TestReadinessReceiveTakesNoBuffer(t *testing.T) {
 	// More readiness receives than syscall.io has buffers.
 	var ids []uint64
 	for range r.io.Len() + 4 {
-		m := channel.Msg{ID: r.nextID, Op: ops.OpRecvFrom, Arg: [4]uint64{3}}
+		m := channel.Msg{ID: r.nextID, Op: uint16(ops.OpRecvFrom), Arg: [4]uint64{3}}
 		r.nextID++
 		r.app.Send(m)
 		ids = append(ids, m.ID)
@@ -309,7 +324,7 @@ func TestReadinessReceiveTakesNoBuffer(t *testing.T) {
 		t.Fatalf("transport got %d requests, want the %d readiness receives", len(reqs), len(ids))
 	}
 	for _, q := range reqs {
-		if q.Op != ops.OpRecvFrom || !q.Ref.IsZero() {
+		if ops.OpOf(q) != ops.OpRecvFrom || !q.Ref.IsZero() {
 			t.Fatalf("forwarded %+v, want an OpRecvFrom with a zero Ref", q)
 		}
 	}
@@ -321,7 +336,7 @@ func TestReadinessReceiveTakesNoBuffer(t *testing.T) {
 	}
 	for _, q := range reqs {
 		rep := q
-		rep.Status = ops.StatusOK // readable
+		ops.SetStatus(&rep, ops.StatusOK) // readable
 		r.udp.Send(rep)
 	}
 	r.run()
@@ -330,14 +345,14 @@ func TestReadinessReceiveTakesNoBuffer(t *testing.T) {
 		t.Fatalf("app got %d replies, want %d", len(got), len(ids))
 	}
 	for i, g := range got {
-		if g.ID != ids[i] || g.Status != ops.StatusOK || !g.Ref.IsZero() {
+		if g.ID != ids[i] || ops.StatusOf(g) != ops.StatusOK || !g.Ref.IsZero() {
 			t.Errorf("reply %d = %+v, want id %d, ok, zero Ref", i, g, ids[i])
 		}
 	}
 
 	// FlagNoWait travels; "would block" (Ref.Len 0) comes back as such.
 	ref, _ := r.appPool.Alloc()
-	m := channel.Msg{ID: r.nextID, Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Ref: ref, Arg: [4]uint64{3}}
+	m := channel.Msg{ID: r.nextID, Op: uint16(ops.OpRecvFrom), Flags: ops.FlagNoWait, Ref: ref, Arg: [4]uint64{3}}
 	r.nextID++
 	r.app.Send(m)
 	r.run()
@@ -345,7 +360,7 @@ func TestReadinessReceiveTakesNoBuffer(t *testing.T) {
 	if len(reqs) != 1 || reqs[0].Flags != ops.FlagNoWait || reqs[0].Ref.IsZero() {
 		t.Fatalf("forwarded %+v, want one OpRecvFrom with FlagNoWait and a syscall.io buffer", reqs)
 	}
-	if got := recvAll(r.app); len(got) != 1 || got[0].ID != m.ID || got[0].Status != ops.StatusOK || got[0].Ref.Len != 0 || got[0].Ref.Off != ref.Off || got[0].Flags != 0 {
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != m.ID || ops.StatusOf(got[0]) != ops.StatusOK || got[0].Ref.Len != 0 || got[0].Ref.Off != ref.Off || got[0].Flags != 0 {
 		t.Errorf("app got %+v, want its receive answered ok with 0 bytes in its buffer, no flags", got)
 	}
 	if got := r.io.Available(); got != r.io.Len() {

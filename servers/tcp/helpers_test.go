@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"keepnet/servers/header"
+	"keepnet/servers/transport"
 )
 
 // The harness plays the peer: tests send it segments as the peer would
@@ -37,8 +38,11 @@ type sent struct {
 
 type recorder struct{ segs []sent }
 
-func (r *recorder) Send(seg []byte, src, dst netip.Addr) {
+func (r *recorder) Buffer(int) []byte { return nil } // the Table never builds in place
+
+func (r *recorder) Send(seg []byte, src, dst netip.Addr, _ transport.Offload) error {
 	r.segs = append(r.segs, sent{append([]byte(nil), seg...), src, dst})
+	return nil
 }
 
 // seg is a segment as a test writes it. Fields left zero are not checked

@@ -10,6 +10,7 @@ import (
 
 	impair "keepnet/qemu/relay"
 	"keepnet/servers/header"
+	"keepnet/servers/transport"
 )
 
 // relayLink joins two Tables through qemu/relay's Impairer, the model the
@@ -29,21 +30,24 @@ type relayOut struct {
 	l *relayLink
 }
 
-func (o relayOut) Send(seg []byte, src, dst netip.Addr) {
+func (relayOut) Buffer(int) []byte { return nil }
+
+func (o relayOut) Send(seg []byte, src, dst netip.Addr, _ transport.Offload) error {
 	l := o.l
 	im := l.dir[dst]
 	v := im.Admit(l.clock.now, header.EthernetMinimumSize+header.IPv4MinimumSize+len(seg))
 	if v.Drop {
-		return
+		return nil
 	}
 	f := inflight{b: append([]byte(nil), seg...), src: src, dst: dst}
 	if v.Direct {
 		for range v.Copies {
 			l.now = append(l.now, f)
 		}
-		return
+		return nil
 	}
 	im.Enqueue(v, f)
+	return nil
 }
 
 // deliver hands every due frame to its Table, until none is due.

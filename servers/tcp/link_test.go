@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"keepnet/servers/transport"
 	"math/rand/v2"
 	"net/netip"
 	"sort"
@@ -39,12 +40,14 @@ type inflight struct {
 // side is an Output for the Table at one end.
 type side struct{ l *link }
 
-func (s side) Send(seg []byte, src, dst netip.Addr) {
+func (side) Buffer(int) []byte { return nil }
+
+func (s side) Send(seg []byte, src, dst netip.Addr, _ transport.Offload) error {
 	l := s.l
 	l.sent++
 	if l.rand.Float64() < l.loss {
 		l.dropped++
-		return
+		return nil
 	}
 	n := 1
 	if l.rand.Float64() < l.dup {
@@ -55,6 +58,7 @@ func (s side) Send(seg []byte, src, dst netip.Addr) {
 		l.order++
 		l.queue = append(l.queue, inflight{at: l.clock.now.Add(d), order: l.order, b: append([]byte(nil), seg...), src: src, dst: dst})
 	}
+	return nil
 }
 
 // deliver hands over every segment due by now, in arrival order.

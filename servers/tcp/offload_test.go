@@ -6,23 +6,23 @@ import (
 	"testing"
 
 	"keepnet/servers/header"
+	"keepnet/servers/transport"
 )
 
-// offloadRecorder is an OffloadOutput: it records the MSS each segment is
-// to be cut at (-1: sent without offload).
+// offloadRecorder is an Output that records the MSS each segment is to be
+// cut at (-1: sent without offload).
 type offloadRecorder struct {
 	recorder
 	tso []int
 }
 
-func (r *offloadRecorder) Send(seg []byte, src, dst netip.Addr) {
-	r.tso = append(r.tso, -1)
-	r.recorder.Send(seg, src, dst)
-}
-
-func (r *offloadRecorder) SendOffload(seg []byte, src, dst netip.Addr, tso int) {
+func (r *offloadRecorder) Send(seg []byte, src, dst netip.Addr, o transport.Offload) error {
+	tso := -1
+	if o.Checksum {
+		tso = o.MSS
+	}
 	r.tso = append(r.tso, tso)
-	r.recorder.Send(seg, src, dst)
+	return r.recorder.Send(seg, src, dst, o)
 }
 
 // With segmentation offload the initial window (4 MSS) leaves as one

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"keepnet/servers/header"
+	"keepnet/servers/transport"
 )
 
 // tsNow is our timestamp clock: milliseconds plus the connection's offset.
@@ -66,7 +67,7 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	if n > 0 {
 		e.snd.Peek(int(seq-e.sndUna), h.Payload())
 	}
-	if e.t.offload == nil {
+	if !e.t.offload {
 		h.SetChecksum(h.ComputeChecksum(e.id.localAddr, e.id.remoteAddr))
 	}
 	// What we advertise now: the right edge never moves left.
@@ -78,13 +79,13 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	e.delackAt = time.Time{}
 	e.t.c.OutSegs++
 	switch {
-	case e.t.offload == nil:
-		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr)
+	case !e.t.offload:
+		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr, transport.Offload{})
 	case n > e.smss:
 		e.t.c.OutOffloaded++
-		e.t.offload.SendOffload(h, e.id.localAddr, e.id.remoteAddr, e.smss-(optLen-base))
+		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr, transport.Offload{Checksum: true, MSS: e.smss - (optLen - base)})
 	default:
-		e.t.offload.SendOffload(h, e.id.localAddr, e.id.remoteAddr, 0)
+		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr, transport.Offload{Checksum: true})
 	}
 }
 

@@ -58,7 +58,7 @@ type postedIO struct {
 
 // readiness reports whether p is a readiness receive: an OpRecvFrom with no
 // buffer, answered when the connection is readable.
-func (p postedIO) readiness() bool { return p.m.Op == ops.OpRecvFrom && p.m.Ref.IsZero() }
+func (p postedIO) readiness() bool { return ops.OpOf(p.m) == ops.OpRecvFrom && p.m.Ref.IsZero() }
 
 func (so *sock) posted() int {
 	n := len(so.accepts) + len(so.recvs) + len(so.sends)
@@ -69,7 +69,7 @@ func (so *sock) posted() int {
 }
 
 // statusOf maps the Table's errors to ops statuses.
-func statusOf(err error) int32 {
+func statusOf(err error) ops.Status {
 	switch {
 	case err == nil:
 		return ops.StatusOK
@@ -92,7 +92,7 @@ func statusOf(err error) int32 {
 // unknownSocket is the answer to op on a socket tcp does not know: after a
 // restart of tcp, the connections of its predecessor are gone (the package
 // restart protocol in server.go).
-func unknownSocket(op uint16) int32 {
+func unknownSocket(op ops.Op) ops.Status {
 	switch op {
 	case ops.OpConnect, ops.OpSendTo, ops.OpRecvFrom, ops.OpShutdown:
 		return ops.StatusReset
@@ -102,124 +102,179 @@ func unknownSocket(op uint16) int32 {
 	return ops.StatusNoSocket
 }
 
-// fromSyscall takes one socket request; each gets exactly one reply, now
-// or when what it waits for happens.
-func (s *server) fromSyscall(m channel.Msg) {
-	r := m
-	r.Status = ops.StatusOK
+// socket is the socket m names, or nil once m is answered: an unknown
+// socket (after a restart of tcp the connections of its predecessor are
+// gone: the restart protocol in server.go), or, for a request that would
+// wait on it, one with too many waiting already.
+func (s *server) socket(m channel.Msg) *sock {
+	so := s.socks[m.Arg[0]]
+	if so == nil {
+		r := m
+		ops.SetStatus(&r, unknownSocket(ops.OpOf(m)))
+		if ops.OpOf(m) == ops.OpRecvFrom {
+			r.Ref.Len = 0
+		}
+		s.h.Reply(r)
+		return nil
+	}
+	if so.posted() >= maxPosted && (ops.OpOf(m) == ops.OpAccept || ops.OpOf(m) == ops.OpSendTo || ops.OpOf(m) == ops.OpRecvFrom) {
+		s.reply(m, ops.StatusError)
+		return nil
+	}
+	return so
+}
+
+// reply answers m with status.
+func (s *server) reply(m channel.Msg, status ops.Status) {
+	ops.SetStatus(&m, status)
+	s.h.Reply(m)
+}
+
+// Open makes socket Arg[0]; open already, it is a resubmission.
+func (s *server) Open(m channel.Msg) {
 	id := m.Arg[0]
-	so := s.socks[id]
-	if so == nil && m.Op != ops.OpOpen && m.Op != ops.OpReset {
-		if m.Op >= ops.OpOpen && m.Op <= ops.OpShutdown {
-			r.Status = unknownSocket(m.Op)
-		} else {
-			s.badReqs++
-			r.Status = ops.StatusInvalid
-		}
-		if m.Op == ops.OpRecvFrom {
-			r.Ref.Len = 0
-		}
-		s.reply(r)
+	switch {
+	case ops.Network(m.Arg[1]) != ops.TCP:
+		s.reply(m, ops.StatusInvalid)
 		return
+	case s.socks[id] == nil:
+		s.socks[id] = &sock{id: id}
 	}
-	if so != nil && so.posted() >= maxPosted && (m.Op == ops.OpAccept || m.Op == ops.OpSendTo || m.Op == ops.OpRecvFrom) {
-		r.Status = ops.StatusError
-		s.reply(r)
-		return
+	s.reply(m, ops.StatusOK)
+}
+
+func (s *server) Bind(m channel.Msg) {
+	if so := s.socket(m); so != nil {
+		a, st := ops.GetAddr4(m, ops.AtArg1)
+		if st == ops.StatusOK {
+			st = s.bind(so, a)
+		}
+		ops.PutAddr(&m, ops.AtArg0, so.local)
+		s.reply(m, st)
 	}
-	switch m.Op {
-	case ops.OpOpen:
-		switch {
-		case ops.Network(m.Arg[1]) != ops.TCP:
-			r.Status = ops.StatusInvalid
-		case so == nil:
-			s.socks[id] = &sock{id: id}
-		} // open already: a resubmission
-	case ops.OpBind:
-		r.Status = s.bind(so, ops.Addr(m.Arg[1]))
-		r.Arg[1] = uint64(so.local)
-	case ops.OpListen:
-		r.Status = s.listen(so, int(m.Arg[1]))
-		r.Arg[1] = uint64(so.local)
-	case ops.OpAccept:
-		switch {
-		case so.l == nil:
-			r.Status = ops.StatusInvalid
-		case s.socks[m.Arg[1]] != nil:
-			r.Status = ops.StatusInUse // the id of the connection to be is taken
-		default:
-			so.accepts = append(so.accepts, m)
-			s.dirty = true
-			return
-		}
-	case ops.OpConnect:
-		remote := ops.Addr(m.Arg[1]).AddrPort()
-		switch {
-		case so.l != nil || so.e != nil || so.connect != nil:
-			r.Status = ops.StatusInvalid // listening, connected or connecting
-		case !remote.Addr().Is4() || remote.Addr().IsUnspecified() || remote.Port() == 0:
-			r.Status = ops.StatusInvalid
-		default:
-			so.connect = &m
-			s.dirty = true
-			return
-		}
-	case ops.OpSendTo, ops.OpRecvFrom:
-		p := postedIO{m: m}
-		ok := p.readiness() // needs no buffer
-		if !ok {
-			p.buf, ok = s.sys.bytes(m.Ref)
-		}
-		switch {
-		case !ok:
-			s.badReqs++
-			r.Status = ops.StatusInvalid
-		case so.e == nil && so.connect == nil:
-			r.Status = ops.StatusInvalid // not connected
-		case m.Op == ops.OpSendTo:
-			so.sends = append(so.sends, p)
-			s.dirty = true
-			return
-		case len(p.buf) == 0 && !p.readiness():
-			r.Status = ops.StatusInvalid
-		default:
-			so.recvs = append(so.recvs, p)
-			s.dirty = true
-			return
-		}
-		if m.Op == ops.OpRecvFrom {
-			r.Ref.Len = 0
-		}
-	case ops.OpShutdown:
-		if so.e == nil {
-			r.Status = ops.StatusInvalid
-		} else {
-			r.Status = statusOf(so.e.CloseWrite())
-			s.dirty = true // held sends now fail
-		}
-	case ops.OpClose:
-		s.close(so) // posted requests are answered first
-	case ops.OpReset:
-		socks := make([]*sock, 0, len(s.socks))
-		for _, so := range s.socks {
-			socks = append(socks, so)
-		}
-		slices.SortFunc(socks, func(a, b *sock) int { return cmp.Compare(a.id, b.id) })
-		for _, so := range socks {
-			s.close(so)
-		}
+}
+
+func (s *server) Listen(m channel.Msg) {
+	if so := s.socket(m); so != nil {
+		st := s.listen(so, int(m.Arg[1]))
+		ops.PutAddr(&m, ops.AtArg0, so.local)
+		s.reply(m, st)
+	}
+}
+
+// Accept posts m on a listener, for the connection to come (named Arg[1]).
+func (s *server) Accept(m channel.Msg) {
+	so := s.socket(m)
+	switch {
+	case so == nil:
+	case so.l == nil:
+		s.reply(m, ops.StatusInvalid)
+	case s.socks[m.Arg[1]] != nil:
+		s.reply(m, ops.StatusInUse) // the id of the connection to be is taken
 	default:
-		s.badReqs++
-		r.Status = ops.StatusInvalid
+		so.accepts = append(so.accepts, m)
+		s.dirty = true
 	}
-	s.reply(r)
+}
+
+// Connect posts m until the connection is established or fails.
+func (s *server) Connect(m channel.Msg) {
+	so := s.socket(m)
+	remote, st := ops.GetAddr4(m, ops.AtArg1)
+	switch {
+	case so == nil:
+	case so.l != nil || so.e != nil || so.connect != nil:
+		s.reply(m, ops.StatusInvalid) // listening, connected or connecting
+	case st != ops.StatusOK:
+		s.reply(m, st)
+	case remote.IP().IsUnspecified() || remote.Port() == 0:
+		s.reply(m, ops.StatusInvalid)
+	default:
+		so.connect = &m
+		s.dirty = true
+	}
+}
+
+// SendTo posts m until the send buffer took all of its bytes.
+func (s *server) SendTo(m channel.Msg) { s.postIO(m) }
+
+// RecvFrom posts m until bytes, the end of the stream or readiness.
+func (s *server) RecvFrom(m channel.Msg) { s.postIO(m) }
+
+// postIO posts an OpSendTo or OpRecvFrom on its connection.
+func (s *server) postIO(m channel.Msg) {
+	so := s.socket(m)
+	if so == nil {
+		return
+	}
+	p := postedIO{m: m}
+	ok := p.readiness() // needs no buffer
+	if !ok {
+		p.buf, ok = s.h.SyscallBytes(m.Ref)
+	}
+	r := m
+	switch {
+	case !ok:
+		ops.SetStatus(&r, ops.StatusInvalid)
+	case so.e == nil && so.connect == nil:
+		ops.SetStatus(&r, ops.StatusInvalid) // not connected
+	case ops.OpOf(m) == ops.OpSendTo:
+		so.sends = append(so.sends, p)
+		s.dirty = true
+		return
+	case len(p.buf) == 0 && !p.readiness():
+		ops.SetStatus(&r, ops.StatusInvalid)
+	default:
+		so.recvs = append(so.recvs, p)
+		s.dirty = true
+		return
+	}
+	if ops.OpOf(m) == ops.OpRecvFrom {
+		r.Ref.Len = 0
+	}
+	s.h.Reply(r)
+}
+
+// Shutdown sends a FIN; held sends now fail.
+func (s *server) Shutdown(m channel.Msg) {
+	so := s.socket(m)
+	switch {
+	case so == nil:
+	case so.e == nil:
+		s.reply(m, ops.StatusInvalid)
+	default:
+		st := statusOf(so.e.CloseWrite())
+		s.dirty = true
+		s.reply(m, st)
+	}
+}
+
+// Close closes a socket; its posted requests are answered first.
+func (s *server) Close(m channel.Msg) {
+	if so := s.socket(m); so != nil {
+		s.close(so)
+		s.reply(m, ops.StatusOK)
+	}
+}
+
+// Reset closes every socket, in the order of their ids.
+func (s *server) Reset(m channel.Msg) {
+	socks := make([]*sock, 0, len(s.socks))
+	for _, so := range s.socks {
+		socks = append(socks, so)
+	}
+	slices.SortFunc(socks, func(a, b *sock) int { return cmp.Compare(a.id, b.id) })
+	for _, so := range socks {
+		s.close(so)
+	}
+	s.reply(m, ops.StatusOK)
 }
 
 // bind records the local address; port 0 picks one at listen or connect.
-func (s *server) bind(so *sock, a ops.Addr) int32 {
+func (s *server) bind(so *sock, a ops.Addr) ops.Status {
 	ip := a.IP()
 	switch {
-	case so.local != 0 || so.l != nil || so.e != nil || so.connect != nil:
+	case !so.local.IsZero() || so.l != nil || so.e != nil || so.connect != nil:
 		return ops.StatusInvalid // bound already
 	case !ip.IsUnspecified() && s.addr.IsValid() && ip != s.addr.Addr():
 		return ops.StatusInvalid // not ours
@@ -236,7 +291,7 @@ func (s *server) bind(so *sock, a ops.Addr) int32 {
 
 // listen makes so a listener on its bound address (or any, on an
 // ephemeral port) and records it in the store.
-func (s *server) listen(so *sock, backlog int) int32 {
+func (s *server) listen(so *sock, backlog int) ops.Status {
 	switch {
 	case so.l != nil:
 		return ops.StatusOK // listening already: a resubmission
@@ -265,10 +320,10 @@ func (s *server) listen(so *sock, backlog int) int32 {
 	return ops.StatusOK
 }
 
-// restore listens again on what a previous generation recorded, before
+// Restore listens again on what a previous generation recorded, before
 // the process serves. A record whose port is taken is skipped, reported
 // and forgotten.
-func (s *server) restore(rs []ListenerRecord) (restored int, errs []error) {
+func (s *server) Restore(rs []ListenerRecord) (restored int, errs []error) {
 	for _, r := range rs {
 		if s.socks[r.ID] != nil {
 			errs = append(errs, fmt.Errorf("%w: socket %d listed twice", ErrBadRecord, r.ID))
@@ -303,9 +358,10 @@ func (s *server) close(so *sock) {
 		so.sends = so.sends[1:]
 		n, err := so.e.WriteLingering(p.buf)
 		r := p.m
-		r.Status = statusOf(err)
-		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken+n)
-		s.reply(r)
+		ops.SetStatus(&r, statusOf(err))
+		ops.PutAddr(&r, ops.AtArg0, so.local)
+		r.Arg[2] = uint64(p.taken + n)
+		s.h.Reply(r)
 	}
 	s.fail(so, ops.StatusClosed)
 	if so.l != nil {
@@ -325,33 +381,34 @@ func (s *server) close(so *sock) {
 }
 
 // fail answers every request posted on so with status.
-func (s *server) fail(so *sock, status int32) {
+func (s *server) fail(so *sock, status ops.Status) {
 	if so.connect != nil {
 		r := *so.connect
-		r.Status = status
-		s.reply(r)
+		ops.SetStatus(&r, status)
+		s.h.Reply(r)
 		so.connect = nil
 	}
 	for _, m := range so.accepts {
-		m.Status = status
-		s.reply(m)
+		ops.SetStatus(&m, status)
+		s.h.Reply(m)
 	}
 	for _, p := range so.recvs {
 		r := p.m
-		r.Status, r.Ref.Len = status, 0
-		s.reply(r)
+		ops.SetStatus(&r, status)
+		r.Ref.Len = 0
+		s.h.Reply(r)
 	}
 	for _, p := range so.sends {
 		r := p.m
-		r.Status = status
-		s.reply(r)
+		ops.SetStatus(&r, status)
+		s.h.Reply(r)
 	}
 	so.accepts, so.recvs, so.sends = nil, nil, nil
 }
 
-// dropRequests forgets every posted request without a reply: their
+// DropRequests forgets every posted request without a reply: their
 // SYSCALL generation is gone. It returns how many there were.
-func (s *server) dropRequests() int {
+func (s *server) DropRequests() int {
 	n := 0
 	for _, so := range s.socks {
 		n += so.posted()
@@ -386,21 +443,22 @@ func (s *server) serveSock(so *sock) {
 		m := so.accepts[0]
 		so.accepts = so.accepts[1:]
 		if err != nil {
-			m.Status = statusOf(err)
-			s.reply(m)
+			ops.SetStatus(&m, statusOf(err))
+			s.h.Reply(m)
 			continue
 		}
 		newID := m.Arg[1]
 		if s.socks[newID] != nil { // taken since the request came
 			e.Abort()
-			m.Status = ops.StatusInUse
-			s.reply(m)
+			ops.SetStatus(&m, ops.StatusInUse)
+			s.h.Reply(m)
 			continue
 		}
 		e.SetNotify(s.markDirty)
 		s.socks[newID] = &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e}
-		m.Arg[1], m.Arg[2] = uint64(ops.FromAddrPort(e.RemoteAddr())), uint64(ops.FromAddrPort(e.LocalAddr()))
-		s.reply(m)
+		ops.PutAddr(&m, ops.AtArg0, ops.FromAddrPort(e.RemoteAddr()))
+		ops.PutAddr(&m, ops.AtArg2, ops.FromAddrPort(e.LocalAddr()))
+		s.h.Reply(m)
 	}
 	if so.e == nil {
 		return // sends and receives wait for the connect
@@ -415,7 +473,7 @@ func (s *server) serveSock(so *sock) {
 				break
 			}
 			so.recvs = so.recvs[1:]
-			s.reply(r) // StatusOK, Ref.Len 0: readable
+			s.h.Reply(r) // StatusOK, Ref.Len 0: readable
 			continue
 		}
 		n, err := so.e.Read(p.buf)
@@ -432,9 +490,9 @@ func (s *server) serveSock(so *sock) {
 		case errors.Is(err, io.EOF):
 			r.Flags |= ops.FlagEOF
 		default:
-			r.Status = statusOf(err)
+			ops.SetStatus(&r, statusOf(err))
 		}
-		s.reply(r)
+		s.h.Reply(r)
 	}
 	// A send is answered once the send buffer took all of it (or the
 	// connection failed): what did not fit stays at the head, so that an
@@ -449,10 +507,11 @@ func (s *server) serveSock(so *sock) {
 			break
 		}
 		r := p.m
-		r.Status = statusOf(err)
-		r.Arg[1], r.Arg[2] = uint64(so.local), uint64(p.taken)
+		ops.SetStatus(&r, statusOf(err))
+		ops.PutAddr(&r, ops.AtArg0, so.local)
+		r.Arg[2] = uint64(p.taken)
 		so.sends = so.sends[1:]
-		s.reply(r)
+		s.h.Reply(r)
 	}
 }
 
@@ -469,7 +528,7 @@ func (s *server) serveConnect(so *sock) {
 		}
 		// From the port bound before, if any (it stays ours in s.ports
 		// until the socket closes); else the Table picks one.
-		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), ops.Addr(so.connect.Arg[1]).AddrPort())
+		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), ops.GetAddr(*so.connect, ops.AtArg1).AddrPort())
 		if err != nil {
 			// Whatever waited for the connection fails with it.
 			s.fail(so, statusOf(err))
@@ -482,15 +541,15 @@ func (s *server) serveConnect(so *sock) {
 	r := *so.connect
 	switch st := so.e.State(); {
 	case st >= Established:
-		r.Arg[1] = uint64(so.local)
+		ops.PutAddr(&r, ops.AtArg0, so.local)
 	case st == Closed:
-		r.Status = statusOf(so.e.Err())
-		if r.Status == ops.StatusOK {
-			r.Status = ops.StatusRefused
+		ops.SetStatus(&r, statusOf(so.e.Err()))
+		if ops.StatusOf(r) == ops.StatusOK {
+			ops.SetStatus(&r, ops.StatusRefused)
 		}
 	default:
 		return // SYN-SENT
 	}
 	so.connect = nil
-	s.reply(r)
+	s.h.Reply(r)
 }

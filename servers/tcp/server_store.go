@@ -1,14 +1,11 @@
 package tcp
 
 import (
-	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"keepnet/servers/ops"
-	"keepnet/servers/store"
+	"keepnet/servers/transport"
 )
 
 // What the TCP server keeps in the store: one record per listening socket,
@@ -23,48 +20,33 @@ type ListenerRecord struct {
 	Backlog int
 }
 
-// Record encoding, version 1, all big-endian:
+// Record encoding (transport.RecordWriter), version 1:
 //
 //	0         1                 9              15          19
 //	+---------+-----------------+--------------+-----------+
 //	| version | id              | local        | backlog   |
 //	| u8 = 1  | u64             | IPv4, port   | u32       |
 //	+---------+-----------------+--------------+-----------+
-const (
-	recordVersion = 1
-	recordSize    = 19
-)
-
-// StoreNS is the store namespace of tcp's listener records; a record's key
-// is its socket id in decimal ([RecordKey]).
-const StoreNS = "tcp"
+const recordVersion = 1
 
 // ErrBadRecord: a stored record tcp cannot read.
 var ErrBadRecord = errors.New("tcp: bad listener record")
 
-// RecordKey is the store key of socket id's record.
-func RecordKey(id uint64) string { return strconv.FormatUint(id, 10) }
+// StoreNS is the store namespace of tcp's listener records, keyed by
+// socket id (transport.RecordKey).
+const StoreNS = "tcp"
 
 // MarshalBinary encodes r.
 func (r ListenerRecord) MarshalBinary() ([]byte, error) {
-	b := make([]byte, recordSize)
-	b[0] = recordVersion
-	binary.BigEndian.PutUint64(b[1:], r.ID)
-	binary.BigEndian.PutUint16(b[9:], uint16(r.Local>>32))
-	binary.BigEndian.PutUint32(b[11:], uint32(r.Local))
-	binary.BigEndian.PutUint32(b[15:], uint32(r.Backlog))
-	return b, nil
+	return transport.NewRecordWriter(recordVersion, r.ID).Addr(r.Local).Uint32(uint32(r.Backlog)), nil
 }
 
-// UnmarshalBinary decodes a record MarshalBinary made.
+// UnmarshalBinary decodes a record MarshalBinary made, and checks it.
 func (r *ListenerRecord) UnmarshalBinary(b []byte) error {
-	if len(b) != recordSize || b[0] != recordVersion {
-		return fmt.Errorf("%w: %d bytes", ErrBadRecord, len(b))
-	}
-	*r = ListenerRecord{
-		ID:      binary.BigEndian.Uint64(b[1:]),
-		Local:   ops.Addr(uint64(binary.BigEndian.Uint16(b[9:]))<<32 | uint64(binary.BigEndian.Uint32(b[11:]))),
-		Backlog: int(binary.BigEndian.Uint32(b[15:])),
+	d := transport.NewRecordReader(b)
+	*r = ListenerRecord{ID: d.ID(), Local: d.Addr(), Backlog: int(d.Uint32())}
+	if err := d.Err(recordVersion, ErrBadRecord); err != nil {
+		return err
 	}
 	if r.Local.Port() == 0 || r.Backlog <= 0 || r.Backlog > maxBacklog {
 		return fmt.Errorf("%w: socket %d on %v, backlog %d", ErrBadRecord, r.ID, r.Local, r.Backlog)
@@ -72,57 +54,15 @@ func (r *ListenerRecord) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
+// SocketID names the record's socket (transport.Record).
+func (r ListenerRecord) SocketID() uint64 { return r.ID }
+
 // ParseRecord decodes the stored pair key=value, checking that the key
 // names the record's socket.
 func ParseRecord(key string, value []byte) (ListenerRecord, error) {
-	var r ListenerRecord
-	if err := r.UnmarshalBinary(value); err != nil {
-		return ListenerRecord{}, fmt.Errorf("key %q: %w", key, err)
-	}
-	if key != RecordKey(r.ID) {
-		return ListenerRecord{}, fmt.Errorf("%w: key %q holds socket %d", ErrBadRecord, key, r.ID)
-	}
-	return r, nil
+	return transport.ParseRecord[ListenerRecord](key, value, ErrBadRecord)
 }
 
 // Journal is where the server reports the listeners that survive a
 // restart: Save when a socket starts listening, Forget when it closes.
-type Journal interface {
-	Save(ListenerRecord)
-	Forget(id uint64)
-}
-
-// LoadListeners reads the listener records of a previous generation
-// (store.Client.Restore, so the client replays them to a restarted store).
-// Records it cannot read are deleted and reported.
-func LoadListeners(ctx context.Context, c *store.Client) ([]ListenerRecord, error) {
-	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
-	defer cancel()
-	return store.RestoreRecords(ctx, c, StoreNS, ParseRecord)
-}
-
-// StoreJournal is the process's Journal: a store.Writer on namespace
-// StoreNS, so that the loop never waits for the store.
-type StoreJournal struct{ w *store.Writer }
-
-// NewStoreJournal starts a journal writing through c.
-func NewStoreJournal(c *store.Client) *StoreJournal {
-	return &StoreJournal{w: store.NewWriter(c, StoreNS)}
-}
-
-// Save queues r to be written.
-func (j *StoreJournal) Save(r ListenerRecord) {
-	b, _ := r.MarshalBinary()
-	j.w.Put(RecordKey(r.ID), b)
-}
-
-// Forget queues the deletion of socket id's record.
-func (j *StoreJournal) Forget(id uint64) { j.w.Delete(RecordKey(id)) }
-
-// Flush writes everything pending now; for tests.
-func (j *StoreJournal) Flush() { j.w.Flush() }
-
-// Close writes what is pending and stops the journal.
-func (j *StoreJournal) Close() { j.w.Close() }
-
-var _ Journal = (*StoreJournal)(nil)
+type Journal = transport.Journal[ListenerRecord]

@@ -8,6 +8,8 @@ import (
 	"keepnet/kernel/channel"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
+	"keepnet/servers/transport/transporttest"
 )
 
 const (
@@ -27,61 +29,61 @@ func TestServerPassiveOpen(t *testing.T) {
 	cli := sockAddr(cliIP, 4000)
 
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	if r := p.mustCall(ops.OpBind, 1, uint64(any80)); ops.Addr(r.Arg[1]) != any80 {
-		t.Errorf("OpBind(:80) = %v, want %v", ops.Addr(r.Arg[1]), any80)
+	if r := p.mustCallMsg(withAddr(ops.OpBind.Msg(1), any80)); replyAddr(r) != any80 {
+		t.Errorf("OpBind(:80) = %v, want %v", replyAddr(r), any80)
 	}
-	if r := p.call(ops.OpOpen, 9, uint64(ops.TCP)); r.Status != ops.StatusOK {
-		t.Fatal(ops.StatusText(r.Status))
+	if r := p.call(ops.OpOpen, 9, uint64(ops.TCP)); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatal(ops.StatusOf(r))
 	}
-	if r := p.call(ops.OpBind, 9, uint64(any80)); r.Status != ops.StatusInUse {
-		t.Errorf("second OpBind(:80) = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusInUse))
+	if r := p.callMsg(withAddr(ops.OpBind.Msg(9), any80)); ops.StatusOf(r) != ops.StatusInUse {
+		t.Errorf("second OpBind(:80) = %s, want %s", ops.StatusOf(r), ops.StatusInUse)
 	}
 	p.mustCall(ops.OpListen, 1, 8)
-	if r, ok := p.journal.get(1); !ok || r != (ListenerRecord{ID: 1, Local: any80, Backlog: 8}) {
+	if r, ok := p.journal.Get(1); !ok || r != (ListenerRecord{ID: 1, Local: any80, Backlog: 8}) {
 		t.Errorf("journal[1] = %+v, %v; want socket 1 listening on %v, backlog 8", r, ok, any80)
 	}
 
 	// SYN, SYN-ACK, ACK: the posted accept is answered.
-	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
-	p.sys.quiet(10 * time.Millisecond)
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 2))
+	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: synF, seq: 100, mss: true})
 	synack := p.expect(synF | ackF)
 	if synack.ack != 101 || synack.from != 80 || synack.to != 4000 {
 		t.Fatalf("SYN-ACK = %v, want 80->4000 ack 101", synack)
 	}
 	iss := synack.seq
-	p.sys.quiet(10 * time.Millisecond)
+	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF, seq: 101, ack: iss + 1})
-	r := p.sys.reply(acc)
-	if r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != cli || ops.Addr(r.Arg[2]) != sockAddr(srvIP, 80) {
+	r := p.sys.Reply(acc)
+	if ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != cli || replyAddr2(r) != sockAddr(srvIP, 80) {
 		t.Fatalf("OpAccept reply = %s, remote %v, local %v; want ok, %v, %v",
-			ops.StatusText(r.Status), ops.Addr(r.Arg[1]), ops.Addr(r.Arg[2]), cli, sockAddr(srvIP, 80))
+			ops.StatusOf(r), replyAddr(r), replyAddr2(r), cli, sockAddr(srvIP, 80))
 	}
 
 	// Data in: a posted receive gets it.
-	rbuf := p.sys.buffer(nil, 512)
-	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}})
-	p.sys.quiet(10 * time.Millisecond)
+	rbuf := p.sys.Buffer(nil, 512)
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{2}})
+	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 101, ack: iss + 1, data: "hello"})
-	if r := p.sys.reply(recv); r.Status != ops.StatusOK || r.Ref.Len != 5 || r.Ref.Off != rbuf.Off {
+	if r := p.sys.Reply(recv); ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 5 || r.Ref.Off != rbuf.Off {
 		t.Errorf("OpRecvFrom reply = %+v, want 5 bytes in the same buffer", r)
-	} else if got := string(p.sys.bytes(r.Ref)); got != "hello" {
+	} else if got := string(p.sys.Bytes(r.Ref)); got != "hello" {
 		t.Errorf("received %q, want %q", got, "hello")
 	}
 
 	// Data out: the send is taken whole, a segment carries it.
-	send := p.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.buffer([]byte("world"), 0), Arg: [4]uint64{2}})
-	if r := p.sys.reply(send); r.Status != ops.StatusOK || r.Arg[2] != 5 {
-		t.Errorf("OpSendTo reply = %s, %d bytes taken; want ok, 5", ops.StatusText(r.Status), r.Arg[2])
+	send := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: p.sys.Buffer([]byte("world"), 0), Arg: [4]uint64{2}})
+	if r := p.sys.Reply(send); ops.StatusOf(r) != ops.StatusOK || r.Arg[2] != 5 {
+		t.Errorf("OpSendTo reply = %s, %d bytes taken; want ok, 5", ops.StatusOf(r), r.Arg[2])
 	}
 	if d := p.expect(ackF); d.data != "world" || d.seq != iss+1 || d.ack != 106 {
 		t.Errorf("data segment = %v, want seq %d ack 106 %q", d, iss+1, "world")
 	}
 
 	// The client's FIN: the posted receive gets the end of the stream.
-	recv = p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}})
+	recv = p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{2}})
 	p.deliver(pkt{from: 4000, to: 80, flags: finF | ackF, seq: 106, ack: iss + 6})
-	if r := p.sys.reply(recv); r.Status != ops.StatusOK || r.Ref.Len != 0 || r.Flags&ops.FlagEOF == 0 {
+	if r := p.sys.Reply(recv); ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 0 || r.Flags&ops.FlagEOF == 0 {
 		t.Errorf("OpRecvFrom after FIN = %+v, want ok, 0 bytes, FlagEOF", r)
 	}
 	// We close: our FIN; the client's ACK ends it.
@@ -100,11 +102,11 @@ func TestServerPassiveOpen(t *testing.T) {
 
 	// Close of the listener forgets its record.
 	p.mustCall(ops.OpClose, 1)
-	if _, ok := p.journal.get(1); ok {
+	if _, ok := p.journal.Get(1); ok {
 		t.Errorf("journal still holds listener 1 after OpClose")
 	}
-	if r := p.call(0x99, 1); r.Status != ops.StatusInvalid {
-		t.Errorf("unknown op = %s, want invalid", ops.StatusText(r.Status))
+	if r := p.call(0x99, 1); ops.StatusOf(r) != ops.StatusInvalid {
+		t.Errorf("unknown op = %s, want invalid", ops.StatusOf(r))
 	}
 }
 
@@ -113,45 +115,45 @@ func TestServerPassiveOpen(t *testing.T) {
 func TestServerActiveOpen(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.mustCall(ops.OpOpen, 3, uint64(ops.TCP))
-	conn := p.sys.send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{3, uint64(sockAddr(cliIP, 7000))}})
-	p.sys.quiet(10 * time.Millisecond) // waits for our address
+	conn := p.sys.Send(withAddr(ops.OpConnect.Msg(3), sockAddr(cliIP, 7000)))
+	p.sys.Quiet(10 * time.Millisecond) // waits for our address
 	p.answerAddr()
 	syn := p.expect(synF)
 	if syn.to != 7000 || syn.from < EphemeralFirst {
 		t.Fatalf("SYN = %v, want from an ephemeral port to 7000", syn)
 	}
 	p.deliver(pkt{from: 7000, to: syn.from, flags: synF | ackF, seq: 500, ack: syn.seq + 1, mss: true})
-	if r := p.sys.reply(conn); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(srvIP, syn.from) {
-		t.Fatalf("OpConnect reply = %s, local %v; want ok, %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]), sockAddr(srvIP, syn.from))
+	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != sockAddr(srvIP, syn.from) {
+		t.Fatalf("OpConnect reply = %s, local %v; want ok, %v", ops.StatusOf(r), replyAddr(r), sockAddr(srvIP, syn.from))
 	}
 	p.expect(ackF)
 
 	// An RST: the pending receive and later operations get StatusReset.
-	recv := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{3}})
-	p.sys.quiet(10 * time.Millisecond)
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{3}})
+	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 7000, to: syn.from, flags: rstF, seq: 501})
-	if r := p.sys.reply(recv); r.Status != ops.StatusReset {
-		t.Errorf("OpRecvFrom after RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	if r := p.sys.Reply(recv); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("OpRecvFrom after RST = %s, want %s", ops.StatusOf(r), ops.StatusReset)
 	}
-	send := p.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: p.sys.buffer([]byte("x"), 0), Arg: [4]uint64{3}})
-	if r := p.sys.reply(send); r.Status != ops.StatusReset {
-		t.Errorf("OpSendTo after RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	send := p.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: p.sys.Buffer([]byte("x"), 0), Arg: [4]uint64{3}})
+	if r := p.sys.Reply(send); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("OpSendTo after RST = %s, want %s", ops.StatusOf(r), ops.StatusReset)
 	}
 	p.mustCall(ops.OpClose, 3)
 
 	// Refused: the SYN is answered with RST-ACK.
 	p.mustCall(ops.OpOpen, 4, uint64(ops.TCP))
-	conn = p.sys.send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{4, uint64(sockAddr(cliIP, 7001))}})
+	conn = p.sys.Send(withAddr(ops.OpConnect.Msg(4), sockAddr(cliIP, 7001)))
 	syn = p.expect(synF)
 	p.deliver(pkt{from: 7001, to: syn.from, flags: rstF | ackF, ack: syn.seq + 1})
-	if r := p.sys.reply(conn); r.Status != ops.StatusRefused {
-		t.Errorf("OpConnect answered by RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusRefused))
+	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusRefused {
+		t.Errorf("OpConnect answered by RST = %s, want %s", ops.StatusOf(r), ops.StatusRefused)
 	}
 
 	// Sockets tcp does not know (a predecessor's connections).
 	for _, c := range []struct {
-		op   uint16
-		want int32
+		op   ops.Op
+		want ops.Status
 	}{
 		{ops.OpRecvFrom, ops.StatusReset},
 		{ops.OpSendTo, ops.StatusReset},
@@ -161,8 +163,8 @@ func TestServerActiveOpen(t *testing.T) {
 		{ops.OpListen, ops.StatusNoSocket},
 		{ops.OpClose, ops.StatusOK},
 	} {
-		if r := p.call(c.op, 99, uint64(sockAddr(cliIP, 1))); r.Status != c.want {
-			t.Errorf("op %#x on an unknown socket = %s, want %s", c.op, ops.StatusText(r.Status), ops.StatusText(c.want))
+		if r := p.callMsg(withAddr(c.op.Msg(99), sockAddr(cliIP, 1))); ops.StatusOf(r) != c.want {
+			t.Errorf("%v on an unknown socket = %v, want %v", c.op, ops.StatusOf(r), c.want)
 		}
 	}
 }
@@ -174,7 +176,7 @@ func TestServerConnectTimesOut(t *testing.T) {
 	p := startProc(t, procOptions{clock: clock})
 	p.answerAddr()
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	conn := p.sys.send(channel.Msg{Op: ops.OpConnect, Arg: [4]uint64{1, uint64(sockAddr(cliIP, 80))}})
+	conn := p.sys.Send(withAddr(ops.OpConnect.Msg(1), sockAddr(cliIP, 80)))
 	first := p.expect(synF)
 	for i := range maxSynRetries {
 		clock.advance(MaxRTO + time.Second)
@@ -183,8 +185,8 @@ func TestServerConnectTimesOut(t *testing.T) {
 		}
 	}
 	clock.advance(MaxRTO + time.Second)
-	if r := p.sys.reply(conn); r.Status != ops.StatusTimedOut {
-		t.Errorf("OpConnect = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusTimedOut))
+	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusTimedOut {
+		t.Errorf("OpConnect = %s, want %s", ops.StatusOf(r), ops.StatusTimedOut)
 	}
 }
 
@@ -195,30 +197,30 @@ func TestServerListenerRestored(t *testing.T) {
 	first.answerAddr()
 	first.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
 	first.mustCall(ops.OpListen, 1, 4) // unbound: an ephemeral port
-	rec, ok := first.journal.get(1)
+	rec, ok := first.journal.Get(1)
 	if !ok || rec.Local.Port() < EphemeralFirst || rec.Backlog != 4 {
 		t.Fatalf("journal[1] = %+v, %v; want socket 1 on an ephemeral port, backlog 4", rec, ok)
 	}
 	b, _ := rec.MarshalBinary()
-	if got, err := ParseRecord(RecordKey(1), b); err != nil || got != rec {
+	if got, err := ParseRecord(transport.RecordKey(1), b); err != nil || got != rec {
 		t.Fatalf("ParseRecord(MarshalBinary(%+v)) = %+v, %v", rec, got, err)
 	}
 
 	p := startProc(t, procOptions{restore: []ListenerRecord{rec}, poolIDs: 1000})
 	p.answerAddr()
 	port := rec.Local.Port()
-	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 2))
 	p.deliver(pkt{from: 4000, to: port, flags: synF, seq: 1})
 	synack := p.expect(synF | ackF)
 	p.deliver(pkt{from: 4000, to: port, flags: ackF, seq: 2, ack: synack.seq + 1})
-	if r := p.sys.reply(acc); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]) != sockAddr(cliIP, 4000) {
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != sockAddr(cliIP, 4000) {
 		t.Errorf("OpAccept on the restored listener = %+v, want ok from %v", r, sockAddr(cliIP, 4000))
 	}
 	// A restored listener answers a resubmitted OpListen as done.
 	p.mustCall(ops.OpListen, 1, 4)
 	// Socket 5 was a connection of the dead generation.
-	if r := p.call(ops.OpRecvFrom, 5); r.Status != ops.StatusReset {
-		t.Errorf("OpRecvFrom on a lost connection = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	if r := p.call(ops.OpRecvFrom, 5); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("OpRecvFrom on a lost connection = %s, want %s", ops.StatusOf(r), ops.StatusReset)
 	}
 }
 
@@ -228,25 +230,25 @@ func TestServerSyscallRestart(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.answerAddr()
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	p.mustCall(ops.OpBind, 1, uint64(sockAddr(srvIP, 80)))
+	p.mustCallMsg(withAddr(ops.OpBind.Msg(1), sockAddr(srvIP, 80)))
 	p.mustCall(ops.OpListen, 1, 4)
-	p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
-	p.sys.quiet(10 * time.Millisecond)
+	p.sys.Send(ops.OpAccept.Msg(1, 2))
+	p.sys.Quiet(10 * time.Millisecond)
 
 	old := p.sys
-	p.sys = newFakeNeighbour(t, "syscall", 2, 301, 16, 2048)
-	p.peers <- p.sys.peer
+	p.sys = transporttest.New(t, "syscall", 2, 301, 16, 2048)
+	p.peers <- p.sys.Peer
 	p.deliver(pkt{from: 4000, to: 80, flags: synF, seq: 1})
 	synack := p.expect(synF | ackF)
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF, seq: 2, ack: synack.seq + 1})
-	old.quiet(10 * time.Millisecond)
-	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 7}})
-	if r := p.sys.reply(acc); r.Status != ops.StatusOK {
-		t.Errorf("OpAccept from the new generation = %s, want ok", ops.StatusText(r.Status))
+	old.Quiet(10 * time.Millisecond)
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 7))
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK {
+		t.Errorf("OpAccept from the new generation = %s, want ok", ops.StatusOf(r))
 	}
 	p.mustCall(ops.OpReset)
 	p.expect(finF | ackF) // connection 7 closes
-	if _, ok := p.journal.get(1); ok {
+	if _, ok := p.journal.Get(1); ok {
 		t.Errorf("journal holds listener 1 after OpReset")
 	}
 	p.deliver(pkt{from: 4001, to: 80, flags: synF, seq: 1})
@@ -266,14 +268,14 @@ func TestServerSyscallRestart(t *testing.T) {
 func (p *proc) acceptOne(port, cliPort uint16) (iss uint32) {
 	p.t.Helper()
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	p.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), port)))
+	p.mustCallMsg(withAddr(ops.OpBind.Msg(1), sockAddr(netip.IPv4Unspecified(), port)))
 	p.mustCall(ops.OpListen, 1, 8)
-	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 2))
 	p.deliver(pkt{from: cliPort, to: port, flags: synF, seq: 100, mss: true})
 	iss = p.expect(synF | ackF).seq
 	p.deliver(pkt{from: cliPort, to: port, flags: ackF, seq: 101, ack: iss + 1})
-	if r := p.sys.reply(acc); r.Status != ops.StatusOK {
-		p.t.Fatalf("OpAccept = %s, want ok", ops.StatusText(r.Status))
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK {
+		p.t.Fatalf("OpAccept = %s, want ok", ops.StatusOf(r))
 	}
 	return iss
 }
@@ -286,33 +288,33 @@ func TestServerReadinessReceives(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.answerAddr()
 	iss := p.acceptOne(80, 4000)
-	rbuf := p.sys.buffer(nil, 512)
-	readiness := func() channel.Msg { return p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{2}}) }
+	rbuf := p.sys.Buffer(nil, 512)
+	readiness := func() channel.Msg { return p.sys.Send(ops.OpRecvFrom.Msg(2)) }
 	noWait := func() channel.Msg {
-		return p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Ref: rbuf, Arg: [4]uint64{2}})
+		return p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Flags: ops.FlagNoWait, Ref: rbuf, Arg: [4]uint64{2}})
 	}
 	// want checks a receive's reply: status, length, flags, bytes.
-	want := func(what string, r channel.Msg, status int32, data string, flags uint16) {
+	want := func(what string, r channel.Msg, status ops.Status, data string, flags uint16) {
 		t.Helper()
 		got := ""
 		if r.Ref.Len > 0 {
-			got = string(p.sys.bytes(r.Ref))
+			got = string(p.sys.Bytes(r.Ref))
 		}
-		if r.Status != status || got != data || r.Flags != flags {
-			t.Errorf("%s = %s, %q, flags %#x; want %s, %q, flags %#x", what, ops.StatusText(r.Status), got, r.Flags,
-				ops.StatusText(status), data, flags)
+		if ops.StatusOf(r) != status || got != data || r.Flags != flags {
+			t.Errorf("%s = %s, %q, flags %#x; want %s, %q, flags %#x", what, ops.StatusOf(r), got, r.Flags,
+				status.Text(), data, flags)
 		}
 	}
 
 	// Nothing queued: "would block" at once.
-	want("FlagNoWait receive on an idle connection", p.sys.reply(noWait()), ops.StatusOK, "", 0)
+	want("FlagNoWait receive on an idle connection", p.sys.Reply(noWait()), ops.StatusOK, "", 0)
 
 	// A readiness receive waits, and so does a FlagNoWait receive behind
 	// it; data answers both, in order, the readiness receive reading none.
 	rd, nw := readiness(), noWait()
-	p.sys.quiet(10 * time.Millisecond)
+	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 101, ack: iss + 1, data: "hello"})
-	first, second := p.sys.recv(nil), p.sys.recv(nil)
+	first, second := p.sys.Recv(nil), p.sys.Recv(nil)
 	if first.ID != rd.ID || second.ID != nw.ID {
 		t.Fatalf("replies to ids %d, %d; want the readiness receive's (%d) first, then the data receive's (%d)", first.ID, second.ID, rd.ID, nw.ID)
 	}
@@ -325,28 +327,28 @@ func TestServerReadinessReceives(t *testing.T) {
 	// Readable already: the readiness receive is answered at once and the
 	// bytes stay for the next receive.
 	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 106, ack: iss + 1, data: "more"})
-	want("readiness receive with data queued", p.sys.reply(readiness()), ops.StatusOK, "", 0)
-	want("readiness receive again", p.sys.reply(readiness()), ops.StatusOK, "", 0)
-	want("FlagNoWait receive after them", p.sys.reply(noWait()), ops.StatusOK, "more", 0)
+	want("readiness receive with data queued", p.sys.Reply(readiness()), ops.StatusOK, "", 0)
+	want("readiness receive again", p.sys.Reply(readiness()), ops.StatusOK, "", 0)
+	want("FlagNoWait receive after them", p.sys.Reply(noWait()), ops.StatusOK, "more", 0)
 
 	// The FIN makes it readable; the next receive gets the end of the stream.
 	rd = readiness()
-	p.sys.quiet(10 * time.Millisecond)
+	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: finF | ackF, seq: 110, ack: iss + 1})
-	want("readiness receive at the FIN", p.sys.reply(rd), ops.StatusOK, "", 0)
-	want("FlagNoWait receive after the FIN", p.sys.reply(noWait()), ops.StatusOK, "", ops.FlagEOF)
+	want("readiness receive at the FIN", p.sys.Reply(rd), ops.StatusOK, "", 0)
+	want("FlagNoWait receive after the FIN", p.sys.Reply(noWait()), ops.StatusOK, "", ops.FlagEOF)
 
 	p.mustCall(ops.OpClose, 2)
 	p.expect(finF | ackF)
 
 	// A readiness receive needs a connection...
 	p.mustCall(ops.OpOpen, 5, uint64(ops.TCP))
-	if r := p.call(ops.OpRecvFrom, 5); r.Status != ops.StatusInvalid {
-		t.Errorf("readiness receive on an unconnected socket = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusInvalid))
+	if r := p.call(ops.OpRecvFrom, 5); ops.StatusOf(r) != ops.StatusInvalid {
+		t.Errorf("readiness receive on an unconnected socket = %s, want %s", ops.StatusOf(r), ops.StatusInvalid)
 	}
 	// ...and one on a socket tcp does not know is reset, as any receive.
-	if r := p.call(ops.OpRecvFrom, 99); r.Status != ops.StatusReset || !r.Ref.IsZero() {
-		t.Errorf("readiness receive on an unknown socket = %s, Ref %+v; want %s, zero", ops.StatusText(r.Status), r.Ref, ops.StatusText(ops.StatusReset))
+	if r := p.call(ops.OpRecvFrom, 99); ops.StatusOf(r) != ops.StatusReset || !r.Ref.IsZero() {
+		t.Errorf("readiness receive on an unknown socket = %s, Ref %+v; want %s, zero", ops.StatusOf(r), r.Ref, ops.StatusReset)
 	}
 }
 
@@ -357,29 +359,47 @@ func TestServerReadinessReset(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.answerAddr()
 	p.acceptOne(80, 4000)
-	rd := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{2}})
-	p.sys.quiet(10 * time.Millisecond)
+	rd := p.sys.Send(ops.OpRecvFrom.Msg(2))
+	p.sys.Quiet(10 * time.Millisecond)
 	p.deliver(pkt{from: 4000, to: 80, flags: rstF, seq: 101})
-	if r := p.sys.reply(rd); r.Status != ops.StatusOK || r.Ref.Len != 0 {
-		t.Errorf("readiness receive at an RST = %s, %d bytes; want ok, 0", ops.StatusText(r.Status), r.Ref.Len)
+	if r := p.sys.Reply(rd); ops.StatusOf(r) != ops.StatusOK || r.Ref.Len != 0 {
+		t.Errorf("readiness receive at an RST = %s, %d bytes; want ok, 0", ops.StatusOf(r), r.Ref.Len)
 	}
-	nw := p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Flags: ops.FlagNoWait, Ref: p.sys.buffer(nil, 64), Arg: [4]uint64{2}})
-	if r := p.sys.reply(nw); r.Status != ops.StatusReset {
-		t.Errorf("FlagNoWait receive after an RST = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusReset))
+	nw := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Flags: ops.FlagNoWait, Ref: p.sys.Buffer(nil, 64), Arg: [4]uint64{2}})
+	if r := p.sys.Reply(nw); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("FlagNoWait receive after an RST = %s, want %s", ops.StatusOf(r), ops.StatusReset)
 	}
 
 	// A second connection, closed with a readiness receive waiting.
-	acc := p.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 3}})
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 3))
 	p.deliver(pkt{from: 4001, to: 80, flags: synF, seq: 100, mss: true})
 	iss := p.expect(synF | ackF).seq
 	p.deliver(pkt{from: 4001, to: 80, flags: ackF, seq: 101, ack: iss + 1})
-	if r := p.sys.reply(acc); r.Status != ops.StatusOK {
-		t.Fatalf("OpAccept = %s", ops.StatusText(r.Status))
+	if r := p.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpAccept = %s", ops.StatusOf(r))
 	}
-	rd = p.sys.send(channel.Msg{Op: ops.OpRecvFrom, Arg: [4]uint64{3}})
-	p.sys.quiet(10 * time.Millisecond)
+	rd = p.sys.Send(ops.OpRecvFrom.Msg(3))
+	p.sys.Quiet(10 * time.Millisecond)
 	p.mustCall(ops.OpClose, 3)
-	if r := p.sys.reply(rd); r.Status != ops.StatusClosed {
-		t.Errorf("readiness receive at OpClose = %s, want %s", ops.StatusText(r.Status), ops.StatusText(ops.StatusClosed))
+	if r := p.sys.Reply(rd); ops.StatusOf(r) != ops.StatusClosed {
+		t.Errorf("readiness receive at OpClose = %s, want %s", ops.StatusOf(r), ops.StatusClosed)
+	}
+}
+
+// TestServerIPv6IsAFNoSupport: tcp carries IPv4 only; an IPv6 address in
+// OpBind or OpConnect is StatusAFNoSupport, never read as 0.0.0.0.
+func TestServerIPv6IsAFNoSupport(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	v6 := ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:80"))
+	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	for _, op := range []ops.Op{ops.OpBind, ops.OpConnect} {
+		if r := p.callMsg(withAddr(op.Msg(1), v6)); ops.StatusOf(r) != ops.StatusAFNoSupport {
+			t.Errorf("%v([2001:db8::1]:80) = %v, want StatusAFNoSupport", op, ops.StatusOf(r))
+		}
+	}
+	any80 := sockAddr(netip.IPv4Unspecified(), 80)
+	if r := p.mustCallMsg(withAddr(ops.OpBind.Msg(1), any80)); replyAddr(r) != any80 {
+		t.Errorf("OpBind(:80) after the refusals = %v, want %v", replyAddr(r), any80)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"keepnet/kernel/pool"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
+	"keepnet/servers/transport/transporttest"
 )
 
 // TestServerTransferBackToBack: two tcp processes wired back to back
@@ -28,13 +29,15 @@ func TestServerTransferBackToBack(t *testing.T) { backToBack(t, sendAll, 0, fals
 // library does, and a send buffer smaller than they hold: each is answered
 // only when all of it is in the send buffer, so the bytes go out in order.
 func TestServerTransferPipelinedSends(t *testing.T) {
-	backToBack(t, func(f *fakeNeighbour, id uint64, data []byte) error { return sendPipelined(f, id, data, true) }, 40<<10, false)
+	backToBack(t, func(f *transporttest.Neighbour, id uint64, data []byte) error {
+		return sendPipelined(f, id, data, true)
+	}, 40<<10, false)
 }
 
 // And closing with sends still posted: the close takes them into the send
 // buffer (past its limit) and the peer reads every byte before the EOF.
 func TestServerTransferCloseWithSendsPosted(t *testing.T) {
-	backToBack(t, func(f *fakeNeighbour, id uint64, data []byte) error {
+	backToBack(t, func(f *transporttest.Neighbour, id uint64, data []byte) error {
 		// All but the last eight buffers' worth as usual, then those
 		// posted at once and the close right behind them.
 		tail := len(data) - 8*(16<<10)
@@ -44,37 +47,37 @@ func TestServerTransferCloseWithSendsPosted(t *testing.T) {
 		data = data[tail:]
 		var posted []channel.Msg
 		for len(data) > 0 {
-			req, ok := f.sendTo(id, data)
+			req, ok := sendTo(f, id, data)
 			if !ok {
 				return errors.New("syscall.io exhausted")
 			}
 			data = data[req.Ref.Len:]
-			if err := f.trySend(req); err != nil {
+			if err := f.TrySend(req); err != nil {
 				return err
 			}
 			posted = append(posted, req)
 		}
-		f.nextID++
-		closeReq := channel.Msg{ID: f.nextID, Op: ops.OpClose, Arg: [4]uint64{id}}
-		if err := f.trySend(closeReq); err != nil {
+		f.NextID++
+		closeReq := channel.Msg{ID: f.NextID, Op: uint16(ops.OpClose), Arg: [4]uint64{id}}
+		if err := f.TrySend(closeReq); err != nil {
 			return err
 		}
 		for _, req := range posted {
-			r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
-			f.pool.Free(req.Ref)
+			r, err := f.TryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
+			f.Pool.Free(req.Ref)
 			if err != nil {
 				return err
 			}
-			if r.Status != ops.StatusOK || r.Arg[2] != uint64(req.Ref.Len) {
-				return fmt.Errorf("OpSendTo answered at close = %s, %d of %d bytes", ops.StatusText(r.Status), r.Arg[2], req.Ref.Len)
+			if ops.StatusOf(r) != ops.StatusOK || r.Arg[2] != uint64(req.Ref.Len) {
+				return fmt.Errorf("OpSendTo answered at close = %s, %d of %d bytes", ops.StatusOf(r), r.Arg[2], req.Ref.Len)
 			}
 		}
-		_, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == closeReq.ID })
+		_, err := f.TryRecv(func(m channel.Msg) bool { return m.ID == closeReq.ID })
 		return err
 	}, 40<<10, true)
 }
 
-func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error, sendBuf int, senderCloses bool) {
+func backToBack(t *testing.T, sender func(*transporttest.Neighbour, uint64, []byte) error, sendBuf int, senderCloses bool) {
 	const size = 1 << 20
 	a := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10})                                  // 10.0.2.15, listens
 	b := startProc(t, procOptions{outBufs: 32, ioSize: 16 << 10, poolIDs: 1000, sendBuf: sendBuf}) // 10.0.2.2, connects
@@ -89,15 +92,15 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 	want := sha256.Sum256(data)
 
 	a.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	a.mustCall(ops.OpBind, 1, uint64(sockAddr(netip.IPv4Unspecified(), 80)))
+	a.mustCallMsg(withAddr(ops.OpBind.Msg(1), sockAddr(netip.IPv4Unspecified(), 80)))
 	a.mustCall(ops.OpListen, 1, 4)
-	acc := a.sys.send(channel.Msg{Op: ops.OpAccept, Arg: [4]uint64{1, 2}})
+	acc := a.sys.Send(ops.OpAccept.Msg(1, 2))
 	b.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	if r := b.mustCall(ops.OpConnect, 1, uint64(sockAddr(srvIP, 80))); ops.Addr(r.Arg[1]).IP() != cliIP {
-		t.Fatalf("OpConnect: local %v, want on %v", ops.Addr(r.Arg[1]), cliIP)
+	if r := b.mustCallMsg(withAddr(ops.OpConnect.Msg(1), sockAddr(srvIP, 80))); replyAddr(r).IP() != cliIP {
+		t.Fatalf("OpConnect: local %v, want on %v", replyAddr(r), cliIP)
 	}
-	if r := a.sys.reply(acc); r.Status != ops.StatusOK || ops.Addr(r.Arg[1]).IP() != cliIP {
-		t.Fatalf("OpAccept = %s from %v", ops.StatusText(r.Status), ops.Addr(r.Arg[1]))
+	if r := a.sys.Reply(acc); ops.StatusOf(r) != ops.StatusOK || replyAddr(r).IP() != cliIP {
+		t.Fatalf("OpAccept = %s from %v", ops.StatusOf(r), replyAddr(r))
 	}
 
 	// b sends (and half-closes) from a goroutine; a receives here.
@@ -105,17 +108,17 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 	go func() { sendErr <- sender(b.sys, 1, data) }()
 	h := sha256.New()
 	got := 0
-	rbuf := a.sys.buffer(nil, 16<<10)
+	rbuf := a.sys.Buffer(nil, 16<<10)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		r := a.sys.reply(a.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: rbuf, Arg: [4]uint64{2}}))
-		if r.Status != ops.StatusOK {
-			t.Fatalf("OpRecvFrom after %d bytes = %s", got, ops.StatusText(r.Status))
+		r := a.sys.Reply(a.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{2}}))
+		if ops.StatusOf(r) != ops.StatusOK {
+			t.Fatalf("OpRecvFrom after %d bytes = %s", got, ops.StatusOf(r))
 		}
 		if r.Flags&ops.FlagEOF != 0 {
 			break
 		}
-		h.Write(a.sys.bytes(r.Ref))
+		h.Write(a.sys.Bytes(r.Ref))
 		got += int(r.Ref.Len)
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d of %d bytes in 15 s", got, size)
@@ -131,16 +134,16 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 		return
 	}
 	// a answers with a short message and closes; b reads it, then EOF.
-	reply := a.sys.reply(a.sys.send(channel.Msg{Op: ops.OpSendTo, Ref: a.sys.buffer([]byte("done"), 0), Arg: [4]uint64{2}}))
-	if reply.Status != ops.StatusOK || reply.Arg[2] != 4 {
-		t.Fatalf("OpSendTo(done) = %s, %d", ops.StatusText(reply.Status), reply.Arg[2])
+	reply := a.sys.Reply(a.sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: a.sys.Buffer([]byte("done"), 0), Arg: [4]uint64{2}}))
+	if ops.StatusOf(reply) != ops.StatusOK || reply.Arg[2] != 4 {
+		t.Fatalf("OpSendTo(done) = %s, %d", ops.StatusOf(reply), reply.Arg[2])
 	}
 	a.mustCall(ops.OpClose, 2)
-	bbuf := b.sys.buffer(nil, 64)
-	if r := b.sys.reply(b.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: bbuf, Arg: [4]uint64{1}})); r.Status != ops.StatusOK || string(b.sys.bytes(r.Ref)) != "done" {
+	bbuf := b.sys.Buffer(nil, 64)
+	if r := b.sys.Reply(b.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: bbuf, Arg: [4]uint64{1}})); ops.StatusOf(r) != ops.StatusOK || string(b.sys.Bytes(r.Ref)) != "done" {
 		t.Errorf("b's OpRecvFrom = %+v, want %q", r, "done")
 	}
-	if r := b.sys.reply(b.sys.send(channel.Msg{Op: ops.OpRecvFrom, Ref: bbuf, Arg: [4]uint64{1}})); r.Flags&ops.FlagEOF == 0 {
+	if r := b.sys.Reply(b.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: bbuf, Arg: [4]uint64{1}})); r.Flags&ops.FlagEOF == 0 {
 		t.Errorf("b's second OpRecvFrom = %+v, want EOF", r)
 	}
 	b.mustCall(ops.OpClose, 1)
@@ -148,44 +151,49 @@ func backToBack(t *testing.T, sender func(*fakeNeighbour, uint64, []byte) error,
 	wg.Wait()
 	for _, p := range []*proc{a, b} {
 		p.stop()
-		c := p.s.table.Counters()
-		t.Logf("%v: %d segments out, %d retransmits, %d timeouts; %d dropped for want of tcp.out", p.s.addr,
-			c.OutSegs, c.Retransmits, c.Timeouts, p.s.outDrops)
+		select {
+		case <-p.stats:
+		default:
+		}
+		p.fw.Publish() // the loop is over: ours to call
+		st := <-p.stats
+		t.Logf("%v: %d segments out, %d retransmits, %d timeouts; %d dropped for want of tcp.out", st.Addr,
+			st.OutSegs, st.Retransmits, st.Timeouts, st.OutDrops)
 	}
 }
 
 // sendTo fills a syscall.io buffer from the front of data and returns the
 // OpSendTo for socket id that carries it; ok is false when the pool is
 // empty.
-func (f *fakeNeighbour) sendTo(id uint64, data []byte) (req channel.Msg, ok bool) {
-	ref, ok := f.pool.Alloc()
+func sendTo(f *transporttest.Neighbour, id uint64, data []byte) (req channel.Msg, ok bool) {
+	ref, ok := f.Pool.Alloc()
 	if !ok {
 		return channel.Msg{}, false
 	}
-	buf, _ := f.pool.Bytes(ref)
+	buf, _ := f.Pool.Bytes(ref)
 	ref.Len = uint32(copy(buf, data))
-	f.nextID++
-	return channel.Msg{ID: f.nextID, Op: ops.OpSendTo, Ref: ref, Arg: [4]uint64{id}}, true
+	f.NextID++
+	return channel.Msg{ID: f.NextID, Op: uint16(ops.OpSendTo), Ref: ref, Arg: [4]uint64{id}}, true
 }
 
 // sendAll plays syscall sending data on socket id in buffer-sized pieces,
 // sending again what a reply says was not taken, then OpShutdown.
-func sendAll(f *fakeNeighbour, id uint64, data []byte) error {
+func sendAll(f *transporttest.Neighbour, id uint64, data []byte) error {
 	for len(data) > 0 {
-		req, ok := f.sendTo(id, data)
+		req, ok := sendTo(f, id, data)
 		if !ok {
 			return errors.New("syscall.io exhausted")
 		}
-		if err := f.trySend(req); err != nil {
+		if err := f.TrySend(req); err != nil {
 			return err
 		}
-		r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
-		f.pool.Free(req.Ref)
+		r, err := f.TryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
+		f.Pool.Free(req.Ref)
 		if err != nil {
 			return err
 		}
-		if n := req.Ref.Len; r.Status != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(n) {
-			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], n)
+		if n := req.Ref.Len; ops.StatusOf(r) != ops.StatusOK || r.Arg[2] == 0 || r.Arg[2] > uint64(n) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusOf(r), r.Arg[2], n)
 		}
 		data = data[r.Arg[2]:]
 	}
@@ -194,7 +202,7 @@ func sendAll(f *fakeNeighbour, id uint64, data []byte) error {
 
 // sendPipelined plays syscall keeping up to eight OpSendTo posted; every
 // reply must say its whole buffer was taken. Then OpShutdown.
-func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
+func sendPipelined(f *transporttest.Neighbour, id uint64, data []byte, shut bool) error {
 	type posted struct {
 		req channel.Msg
 		n   uint32
@@ -203,13 +211,13 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
 	collect := func() error {
 		p := inFlight[0]
 		inFlight = inFlight[1:]
-		r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == p.req.ID })
-		f.pool.Free(p.req.Ref)
+		r, err := f.TryRecv(func(m channel.Msg) bool { return m.ID == p.req.ID })
+		f.Pool.Free(p.req.Ref)
 		if err != nil {
 			return err
 		}
-		if r.Status != ops.StatusOK || r.Arg[2] != uint64(p.n) {
-			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusText(r.Status), r.Arg[2], p.n)
+		if ops.StatusOf(r) != ops.StatusOK || r.Arg[2] != uint64(p.n) {
+			return fmt.Errorf("OpSendTo = %s, %d of %d bytes taken", ops.StatusOf(r), r.Arg[2], p.n)
 		}
 		return nil
 	}
@@ -220,7 +228,7 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
 			}
 			continue
 		}
-		req, ok := f.sendTo(id, data)
+		req, ok := sendTo(f, id, data)
 		if !ok {
 			if err := collect(); err != nil {
 				return err
@@ -228,7 +236,7 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
 			continue
 		}
 		data = data[req.Ref.Len:]
-		if err := f.trySend(req); err != nil {
+		if err := f.TrySend(req); err != nil {
 			return err
 		}
 		inFlight = append(inFlight, posted{req, req.Ref.Len})
@@ -240,15 +248,15 @@ func sendPipelined(f *fakeNeighbour, id uint64, data []byte, shut bool) error {
 }
 
 // shutdown plays syscall's OpShutdown on socket id and checks the answer.
-func shutdown(f *fakeNeighbour, id uint64) error {
-	f.nextID++
-	req := channel.Msg{ID: f.nextID, Op: ops.OpShutdown, Arg: [4]uint64{id}}
-	if err := f.trySend(req); err != nil {
+func shutdown(f *transporttest.Neighbour, id uint64) error {
+	f.NextID++
+	req := channel.Msg{ID: f.NextID, Op: uint16(ops.OpShutdown), Arg: [4]uint64{id}}
+	if err := f.TrySend(req); err != nil {
 		return err
 	}
-	r, err := f.tryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
-	if err == nil && r.Status != ops.StatusOK {
-		err = fmt.Errorf("OpShutdown = %s", ops.StatusText(r.Status))
+	r, err := f.TryRecv(func(m channel.Msg) bool { return m.ID == req.ID })
+	if err == nil && ops.StatusOf(r) != ops.StatusOK {
+		err = fmt.Errorf("OpShutdown = %s", ops.StatusOf(r))
 	}
 	return err
 }
@@ -271,27 +279,30 @@ func relay(ctx context.Context, ends []*relayEnd) {
 		moved := false
 		for i, e := range ends {
 			other := ends[1-i]
-			n := e.p.ip.ep.Recv(in[:])
+			n := e.p.ip.Ep.Recv(in[:])
 			moved = moved || n > 0
 			for _, m := range in[:n] {
-				switch m.Op {
+				switch ops.OpOf(m) {
 				case ops.OpAddr:
-					m.Arg[0], m.Arg[1] = uint64(ops.MakeAddr(e.prefix.Addr(), 0)), uint64(e.prefix.Bits())
+					ops.SetAddrReply(&m, e.prefix, 0)
 					e.pending = append(e.pending, m)
 				case ops.OpOutput:
 					seg, _ := e.p.out.Bytes(m.Ref)
-					if d, ok := wrap(other.p.ip.pool, seg, e.prefix.Addr(), ops.Addr(m.Arg[0]).IP()); ok {
+					dst := ops.GetAddr(m, ops.AtArg0).IP()
+					if d, ok := wrap(other.p.ip.Pool, seg, e.prefix.Addr(), dst); ok {
 						other.nextID++
-						other.pending = append(other.pending, channel.Msg{ID: other.nextID, Op: ops.OpDeliver, Ref: d})
+						dm := ops.Deliver(d, e.prefix.Addr(), dst, header.IPv4MinimumSize) // with the addresses and the TCP header's offset
+						dm.ID = other.nextID
+						other.pending = append(other.pending, dm)
 					}
 					e.pending = append(e.pending, m) // copied out
 				case ops.OpDeliver: // the reply to one of ours
-					e.p.ip.pool.Free(m.Ref)
+					e.p.ip.Pool.Free(m.Ref)
 				}
 			}
 		}
 		for _, e := range ends {
-			sent := e.p.ip.ep.Send(e.pending...)
+			sent := e.p.ip.Ep.Send(e.pending...)
 			e.pending = e.pending[sent:]
 			moved = moved || sent > 0
 		}

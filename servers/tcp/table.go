@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"keepnet/servers/header"
+	"keepnet/servers/transport"
 )
 
 // Config configures a Table. Clock and Output are required.
 type Config struct {
 	Clock  Clock
-	Output Output
+	Output transport.Output
 	// ISNKey is the secret of the RFC 6528 ISN function; the server draws
 	// it from crypto/rand at start.
 	ISNKey [32]byte
@@ -85,10 +86,10 @@ type tuple struct {
 type Table struct {
 	cfg   Config
 	clock Clock
-	out   Output
-	// offload is out when offloads are on: checksums (and, with tso,
-	// segmentation) left to the device.
-	offload OffloadOutput
+	out   transport.Output
+	// offload: checksums (and, with tso, segmentation) are left to the
+	// device.
+	offload bool
 	tso     bool
 	rand    *rand.Rand
 	epoch   time.Time // origin of timestamp clocks
@@ -390,12 +391,9 @@ func (t *Table) Flush() {
 
 // SetOffload turns the device offloads on or off for every segment sent
 // from now on: checksum insertion, and segmentation (which needs the
-// former). It does nothing unless the Output is an OffloadOutput.
+// former); only what IP offered (transport.Offloads).
 func (t *Table) SetOffload(checksum, tso bool) {
-	t.offload, t.tso = nil, false
-	if o, ok := t.out.(OffloadOutput); ok && checksum {
-		t.offload, t.tso = o, tso
-	}
+	t.offload, t.tso = checksum, checksum && tso
 }
 
 // NextTimeout is when Tick must next be called; the zero time if no timer
@@ -544,7 +542,7 @@ func (t *Table) sendRaw(id tuple, seq, ack uint32, flags uint8, wnd uint16, opts
 	if flags&header.TCPFlagRST != 0 {
 		t.c.OutRSTs++
 	}
-	t.out.Send(h, id.localAddr, id.remoteAddr)
+	t.out.Send(h, id.localAddr, id.remoteAddr, transport.Offload{})
 }
 
 // challengeAllowed rate-limits challenge ACKs (RFC 5961 §7).

@@ -17,7 +17,8 @@
 //     reports when it next needs to run ([Table.NextTimeout]); the loop
 //     calls [Table.Tick] then. There are no goroutines and no sleeps.
 //
-// Segments leave through the injected [Output], whole and checksummed.
+// Segments leave through the injected Output (servers/transport), whole
+// and checksummed.
 //
 // What is implemented, by RFC:
 //
@@ -59,7 +60,6 @@ package tcp
 
 import (
 	"errors"
-	"net/netip"
 	"time"
 )
 
@@ -67,23 +67,13 @@ import (
 // fake one they advance by hand.
 type Clock interface{ Now() time.Time }
 
-// Output is the way down to IP. seg is a whole TCP segment with its checksum
-// filled in for src and dst. The Table reuses seg's memory after Send
-// returns: Send must copy what it keeps.
-type Output interface {
-	Send(seg []byte, src, dst netip.Addr)
-}
-
-// OffloadOutput is an Output that can leave work to the device below IP
-// (servers/ops's offloads). Once Table.SetOffload turned an offload on,
-// the Table sends every segment through SendOffload with its checksum
-// field not filled in; with segmentation on, a segment may carry up to
-// MaxOffloadData bytes, and tso is then the MSS the device must cut it at
-// (0 when it carries no more than one MSS).
-type OffloadOutput interface {
-	Output
-	SendOffload(seg []byte, src, dst netip.Addr, tso int)
-}
+// Segments leave through servers/transport's Output, the one every
+// transport core uses: each is a whole TCP segment with its checksum filled
+// in for src and dst, unless Table.SetOffload turned an offload on; then
+// its checksum field is left to the device, and with segmentation on a
+// segment may carry up to MaxOffloadData bytes, with Offload.MSS the MSS
+// the device must cut it at (0 when it carries no more than one MSS). The
+// Table reuses a segment's memory once Send returns (Send copies it).
 
 // MaxOffloadData is the most data one segment handed to segmentation
 // offload carries: with 60 bytes of TCP header it stays inside an IPv4

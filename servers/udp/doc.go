@@ -5,9 +5,11 @@
 // The protocol logic is [Table]: sockets named by the id SYSCALL chose,
 // bind (explicit and ephemeral ports), connect, send and receive, input
 // validation and demultiplexing, bounded receive queues, counters. It works
-// on plain byte slices and talks to IP through the small [IPOutput]
-// interface, so tests drive it on fakes. [Serve] is the process around it
-// (server.go): the wiring, the two channels, the pools, the store.
+// on plain byte slices and talks to IP through servers/transport's Output
+// (building each segment in a buffer it lends, so nothing is copied), so
+// tests drive it on fakes. server.go makes it a servers/transport core
+// (one method per socket operation); [Serve] runs it in the framework,
+// which owns the wiring, the two channels, the pools and the store.
 //
 // # Sockets and ports
 //
@@ -30,7 +32,7 @@
 //  2. A restarted udp restores every record (store.Client.Restore, which
 //     also makes the client replay them should the store restart later)
 //     and recreates the sockets — same ids, bindings and peers — before it
-//     joins the wiring and serves.
+//     joins the wiring and serves (servers/transport, step 1).
 //  3. SYSCALL sees udp's new generation on a fresh channel and reissues
 //     each socket's unfinished operation with a new id: a receive is posted
 //     again, a send is sent again (a datagram may go out twice).
@@ -38,15 +40,16 @@
 //     queued or in flight when udp crashed is lost — UDP may lose
 //     datagrams anyway.
 //
-// When a neighbour restarts instead:
+// When a neighbour restarts instead, the framework's steps 3 and 4
+// (servers/transport) apply:
 //
-//   - ip: udp resubmits every OpOutput ip has not answered, with new ids
-//     (kernel/channel.Outstanding), and asks the new ip for its address. The
-//     datagrams ip delivered were answered as soon as they were copied, so
-//     udp holds nothing in ip's old "ip.up" pool; it unmaps it and tells
-//     init (wire.TypeRelease).
-//   - syscall: the receives its predecessor posted are dropped without a
-//     reply (nobody would read it) and the old "syscall.io" pool is
-//     released. The sockets stay: the new SYSCALL server either reissues
-//     operations on them or closes them all with OpReset.
+//   - ip: udp resubmits every OpOutput ip has not answered, with new ids,
+//     and asks the new ip for its address. The datagrams ip delivered were
+//     answered as soon as they were copied, so udp holds nothing in ip's
+//     old "ip.up" pool; it unmaps it and tells init (wiring.TypeRelease).
+//   - syscall: the receives its predecessor posted, and the sends held
+//     until IP told our address, are dropped without a reply (nobody would
+//     read it) and the old "syscall.io" pool is released. The sockets
+//     stay: the new SYSCALL server either reissues operations on them or
+//     closes them all with OpReset.
 package udp

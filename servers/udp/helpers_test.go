@@ -1,6 +1,7 @@
 package udp
 
 import (
+	"keepnet/kernel/channel"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
 var (
@@ -20,7 +22,8 @@ var (
 
 func addr(ip netip.Addr, port uint16) ops.Addr { return ops.MakeAddr(ip, port) }
 
-// fakeIP is the IPOutput of the logic tests: it keeps what it is given.
+// fakeIP is the transport.Output of the logic tests: it keeps what it is
+// given.
 type fakeIP struct {
 	sent  []sentSegment
 	noBuf bool
@@ -39,7 +42,7 @@ func (f *fakeIP) Buffer(n int) []byte {
 	return make([]byte, n)
 }
 
-func (f *fakeIP) Output(seg []byte, dst netip.Addr) error {
+func (f *fakeIP) Send(seg []byte, _, dst netip.Addr, _ transport.Offload) error {
 	if f.fail != nil {
 		return f.fail
 	}
@@ -74,13 +77,20 @@ func newTestbed(t *testing.T, l Limits) *testbed {
 func (tb *testbed) open(t *testing.T, id uint64, local ops.Addr) {
 	t.Helper()
 	if st := tb.Open(id, ops.UDP); st != ops.StatusOK {
-		t.Fatalf("Open(%d) = %s, want ok", id, ops.StatusText(st))
+		t.Fatalf("Open(%d) = %s, want ok", id, st.Text())
 	}
-	if local != 0 {
+	if !local.IsZero() {
 		if _, st := tb.Bind(id, local); st != ops.StatusOK {
-			t.Fatalf("Bind(%d, %v) = %s, want ok", id, local, ops.StatusText(st))
+			t.Fatalf("Bind(%d, %v) = %s, want ok", id, local, st.Text())
 		}
 	}
+}
+
+// deliver plays IP handing the Table a whole IPv4 datagram: the
+// segment, its addresses.
+func (tb *testbed) deliver(pkt []byte) ops.Status {
+	ip := header.IPv4(pkt)
+	return tb.Deliver(ip.Payload(), ip.Src(), ip.Dst())
 }
 
 // takeDone returns and forgets the completions so far.
@@ -106,3 +116,12 @@ func ipUDP(src, dst ops.Addr, payload []byte, mod func(header.UDP)) []byte {
 	}
 	return b
 }
+
+// withAddr is socket request m with address a (ops.AtArg1).
+func withAddr(m channel.Msg, a ops.Addr) channel.Msg {
+	ops.PutAddr(&m, ops.AtArg1, a)
+	return m
+}
+
+// replyAddr is the address a reply carries (ops.AtArg0).
+func replyAddr(r channel.Msg) ops.Addr { return ops.GetAddr(r, ops.AtArg0) }

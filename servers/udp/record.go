@@ -2,13 +2,12 @@ package udp
 
 import (
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
 // Record is what the store keeps of one socket so that a restarted udp can
@@ -19,75 +18,41 @@ type Record struct {
 	Peer  ops.Addr // connected peer; 0: none
 }
 
-// Record encoding, version 1, all big-endian:
+// Record encoding (transport.RecordWriter), version 1:
 //
 //	0         1                 9              15             21
 //	+---------+-----------------+--------------+--------------+
 //	| version | id              | local        | peer         |
 //	| u8 = 1  | u64             | IPv4, port   | IPv4, port   |
 //	+---------+-----------------+--------------+--------------+
-const (
-	recordVersion = 1
-	recordSize    = 21
-)
+const recordVersion = 1
 
-// StoreNS is the store namespace of udp's records; the key of a record is
-// its socket id in decimal ([RecordKey]).
+// StoreNS is the store namespace of udp's records, keyed by socket id
+// (transport.RecordKey).
 const StoreNS = "udp"
 
 // ErrBadRecord: a stored record udp cannot read.
 var ErrBadRecord = errors.New("udp: bad socket record")
 
-// RecordKey is the store key of socket id's record.
-func RecordKey(id uint64) string { return strconv.FormatUint(id, 10) }
-
 // MarshalBinary encodes r.
 func (r Record) MarshalBinary() ([]byte, error) {
-	b := make([]byte, recordSize)
-	b[0] = recordVersion
-	binary.BigEndian.PutUint64(b[1:], r.ID)
-	putAddr(b[9:], r.Local)
-	putAddr(b[15:], r.Peer)
-	return b, nil
+	return transport.NewRecordWriter(recordVersion, r.ID).Addr(r.Local).Addr(r.Peer), nil
 }
 
 // UnmarshalBinary decodes a record MarshalBinary made.
 func (r *Record) UnmarshalBinary(b []byte) error {
-	if len(b) != recordSize || b[0] != recordVersion {
-		return fmt.Errorf("%w: %d bytes, version %d", ErrBadRecord, len(b), firstByte(b))
-	}
-	*r = Record{ID: binary.BigEndian.Uint64(b[1:]), Local: getAddr(b[9:]), Peer: getAddr(b[15:])}
-	return nil
+	d := transport.NewRecordReader(b)
+	*r = Record{ID: d.ID(), Local: d.Addr(), Peer: d.Addr()}
+	return d.Err(recordVersion, ErrBadRecord)
 }
 
-func firstByte(b []byte) int {
-	if len(b) == 0 {
-		return -1
-	}
-	return int(b[0])
-}
-
-// An Addr is 48 bits: the address in bits 16-47, the port in bits 0-15.
-func putAddr(b []byte, a ops.Addr) {
-	binary.BigEndian.PutUint16(b, uint16(a>>32))
-	binary.BigEndian.PutUint32(b[2:], uint32(a))
-}
-
-func getAddr(b []byte) ops.Addr {
-	return ops.Addr(uint64(binary.BigEndian.Uint16(b))<<32 | uint64(binary.BigEndian.Uint32(b[2:])))
-}
+// SocketID names the record's socket (transport.Record).
+func (r Record) SocketID() uint64 { return r.ID }
 
 // ParseRecord decodes the stored pair key=value, checking that the key
 // names the record's socket.
 func ParseRecord(key string, value []byte) (Record, error) {
-	var r Record
-	if err := r.UnmarshalBinary(value); err != nil {
-		return Record{}, fmt.Errorf("key %q: %w", key, err)
-	}
-	if key != RecordKey(r.ID) {
-		return Record{}, fmt.Errorf("%w: key %q holds socket %d", ErrBadRecord, key, r.ID)
-	}
-	return r, nil
+	return transport.ParseRecord[Record](key, value, ErrBadRecord)
 }
 
 // Records returns the record of every open socket, by id.
@@ -113,7 +78,7 @@ func (t *Table) Restore(rs []Record) (restored int, errs []error) {
 			err = fmt.Errorf("%w: socket %d twice", ErrBadRecord, r.ID)
 		case p != 0 && t.ports[p] != nil:
 			err = fmt.Errorf("%w: socket %d and %d both bound to port %d", ErrBadRecord, t.ports[p].id, r.ID, p)
-		case p == 0 && r.Peer != 0:
+		case p == 0 && !r.Peer.IsZero():
 			err = fmt.Errorf("%w: socket %d connected but not bound", ErrBadRecord, r.ID)
 		}
 		if err != nil {

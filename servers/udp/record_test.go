@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -16,10 +17,10 @@ func TestRecordRoundTrip(t *testing.T) {
 		{ID: 1<<64 - 1, Local: addr(ourIP, 65535), Peer: addr(netip.MustParseAddr("255.255.255.255"), 1)},
 	} {
 		b, _ := r.MarshalBinary()
-		if len(b) != recordSize {
-			t.Errorf("MarshalBinary(%+v) is %d bytes, want %d", r, len(b), recordSize)
+		if len(b) != 21 {
+			t.Errorf("MarshalBinary(%+v) is %d bytes, want 21 (the layout in record.go)", r, len(b))
 		}
-		got, err := ParseRecord(RecordKey(r.ID), b)
+		got, err := ParseRecord(transport.RecordKey(r.ID), b)
 		if err != nil || got != r {
 			t.Errorf("ParseRecord(MarshalBinary(%+v)) = %+v, %v; want the same, nil", r, got, err)
 		}
@@ -55,18 +56,18 @@ func TestRestore(t *testing.T) {
 	old := newTestbed(t, Limits{})
 	old.open(t, 1, addr(netip.IPv4Unspecified(), 7)) // bound
 	old.open(t, 2, addr(ourIP, 53))                  // bound to our address
-	old.open(t, 3, 0)                                // open, unbound
-	old.open(t, 4, 0)                                // connected, below
+	old.open(t, 3, ops.Addr{})                       // open, unbound
+	old.open(t, 4, ops.Addr{})                       // connected, below
 	local4, _ := old.Connect(4, addr(peerIP, 53))
 	old.open(t, 5, addr(netip.IPv4Unspecified(), 9)) // closed: gone
 	old.Close(5)
 	// A queued datagram is not kept.
-	old.Deliver(ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("lost"), nil))
+	old.deliver(ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("lost"), nil))
 
 	var stored []Record
 	for _, r := range old.journal {
 		b, _ := r.MarshalBinary()
-		r2, err := ParseRecord(RecordKey(r.ID), b)
+		r2, err := ParseRecord(transport.RecordKey(r.ID), b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +87,7 @@ func TestRestore(t *testing.T) {
 	tests := []struct {
 		name string
 		pkt  []byte
-		want int32
+		want ops.Status
 	}{
 		{"bound socket", ipUDP(addr(peerIP, 1), addr(ourIP, 7), []byte("a"), nil), ops.StatusOK},
 		{"bound to our address", ipUDP(addr(peerIP, 1), addr(ourIP, 53), []byte("a"), nil), ops.StatusOK},
@@ -95,16 +96,16 @@ func TestRestore(t *testing.T) {
 		{"closed before the crash", ipUDP(addr(peerIP, 1), addr(ourIP, 9), []byte("a"), nil), ops.StatusNoPort},
 	}
 	for _, tt := range tests {
-		if got := tb.Deliver(tt.pkt); got != tt.want {
-			t.Errorf("%s: Deliver() after Restore = %s, want %s", tt.name, ops.StatusText(got), ops.StatusText(tt.want))
+		if got := tb.deliver(tt.pkt); got != tt.want {
+			t.Errorf("%s: Deliver() after Restore = %s, want %s", tt.name, got.Text(), ops.Status(tt.want))
 		}
 	}
 	// The restored bindings hold their ports; the unbound one still works.
 	if _, st := tb.Bind(3, addr(netip.IPv4Unspecified(), 7)); st != ops.StatusInUse {
-		t.Errorf("Bind(3, :7) after Restore = %s, want %s", ops.StatusText(st), ops.StatusText(ops.StatusInUse))
+		t.Errorf("Bind(3, :7) after Restore = %s, want %s", st.Text(), ops.StatusInUse)
 	}
-	if _, st := tb.SendTo(4, 0, []byte("q")); st != ops.StatusOK || tb.ip.sent[0].dst != peerIP {
-		t.Errorf("SendTo(restored connected socket, 0) = %s, want ok to %v", ops.StatusText(st), peerIP)
+	if _, st := tb.SendTo(4, ops.Addr{}, []byte("q")); st != ops.StatusOK || tb.ip.sent[0].dst != peerIP {
+		t.Errorf("SendTo(restored connected socket, 0) = %s, want ok to %v", st.Text(), peerIP)
 	}
 	tb.RecvFrom(1, 1, make([]byte, 8))
 	if d := tb.takeDone(); len(d) != 1 || d[0].Len != 1 {

@@ -1,41 +1,27 @@
 package udp
 
 import (
-	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"time"
 
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
-
-// IPOutput is the way down to IP. The process implements it with a buffer
-// of its "udp.out" pool and an OpOutput request; tests with a slice.
-type IPOutput interface {
-	// Buffer returns room for a segment of n bytes, or nil when there is
-	// none (the pool is exhausted, or its buffers are smaller than n).
-	Buffer(n int) []byte
-	// Output hands IP the segment just built in the last Buffer, for dst.
-	// The segment is IP's from then on.
-	Output(segment []byte, dst netip.Addr) error
-}
 
 // Journal is where the Table reports the state that survives a restart
 // (see the package doc's restart protocol): Save after a socket opens,
 // binds or connects, Forget after it closes.
-type Journal interface {
-	Save(Record)
-	Forget(id uint64)
-}
+type Journal = transport.Journal[Record]
 
 // Completion answers one RecvFrom.
 type Completion struct {
-	Tag    uint64   // the RecvFrom's tag
-	Len    int      // bytes copied into its buffer
-	Src    ops.Addr // the datagram's source
-	Flags  uint16   // ops.FlagTruncated if the datagram was cut to the buffer
-	Status int32    // ops.StatusOK, StatusClosed, StatusNoSocket, StatusError
+	Tag    uint64     // the RecvFrom's tag
+	Len    int        // bytes copied into its buffer
+	Src    ops.Addr   // the datagram's source
+	Flags  uint16     // ops.FlagTruncated if the datagram was cut to the buffer
+	Status ops.Status // ops.StatusOK, StatusClosed, StatusNoSocket, StatusError
 }
 
 // Limits bound what the Table holds for readers that do not read.
@@ -71,7 +57,6 @@ const (
 type Counters struct {
 	InDatagrams   uint64 // delivered to a socket (queued or straight into a receive)
 	InBytes       uint64 // their payload bytes
-	InBadIP       uint64 // drop: not a whole IPv4 UDP datagram
 	InTruncated   uint64 // drop: shorter than the UDP header or its Length
 	InBadLength   uint64 // drop: Length below the header size
 	InBadChecksum uint64 // drop: checksum does not verify
@@ -81,7 +66,7 @@ type Counters struct {
 	InTruncations uint64 // delivered cut to a receive buffer
 	OutDatagrams  uint64 // handed to IP
 	OutBytes      uint64 // their payload bytes
-	OutErrors     uint64 // sends refused for want of a buffer or by IPOutput
+	OutErrors     uint64 // sends refused for want of a buffer or by the Output
 }
 
 // socket is one UDP socket.
@@ -121,7 +106,7 @@ const QuietAfterReset = 3 * time.Second
 // Table is the UDP protocol logic: every socket of the appliance. It is not
 // safe for concurrent use; it belongs to the process's loop.
 type Table struct {
-	out     IPOutput
+	out     transport.Output
 	done    func(Completion)
 	journal Journal
 	limits  Limits
@@ -140,7 +125,7 @@ type Table struct {
 
 // New returns an empty Table sending through out. done receives the answer
 // to every RecvFrom, exactly once (unless DropReceives drops it).
-func New(out IPOutput, done func(Completion), o Options) *Table {
+func New(out transport.Output, done func(Completion), o Options) *Table {
 	if o.Limits == (Limits{}) {
 		o.Limits = DefaultLimits
 	}
@@ -171,7 +156,7 @@ func (t *Table) Sockets() int { return len(t.socks) }
 func (t *Table) QueuedBytes() int { return t.queued }
 
 // Open creates an unbound socket id.
-func (t *Table) Open(id uint64, network ops.Network) int32 {
+func (t *Table) Open(id uint64, network ops.Network) ops.Status {
 	switch {
 	case network != ops.UDP, t.socks[id] != nil:
 		return ops.StatusInvalid
@@ -186,26 +171,26 @@ func (t *Table) Open(id uint64, network ops.Network) int32 {
 
 // Bind binds socket id to local: port 0 picks an ephemeral port, address
 // 0.0.0.0 means any of ours. It returns the address bound.
-func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, int32) {
+func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, ops.Status) {
 	s := t.socks[id]
 	if s == nil {
-		return 0, ops.StatusNoSocket
+		return ops.Addr{}, ops.StatusNoSocket
 	}
 	if s.bound() {
 		return s.local, ops.StatusInvalid // bound already
 	}
 	if ip := local.IP(); !ip.IsUnspecified() && ip != t.addr.Addr() {
-		return 0, ops.StatusInvalid // not an address of ours
+		return ops.Addr{}, ops.StatusInvalid // not an address of ours
 	}
 	if st := t.bind(s, local); st != ops.StatusOK {
-		return 0, st
+		return ops.Addr{}, st
 	}
 	t.save(s)
 	return s.local, ops.StatusOK
 }
 
 // bind takes local's port (an ephemeral one if 0) for s.
-func (t *Table) bind(s *socket, local ops.Addr) int32 {
+func (t *Table) bind(s *socket, local ops.Addr) ops.Status {
 	port := local.Port()
 	if port == 0 {
 		var ok bool
@@ -237,17 +222,17 @@ func (t *Table) ephemeral() (uint16, bool) {
 // Connect sets socket id's peer: the default destination and the only
 // source it accepts. An unbound socket is bound to an ephemeral port first.
 // It returns the local address (a wildcard address reported as ours).
-func (t *Table) Connect(id uint64, remote ops.Addr) (ops.Addr, int32) {
+func (t *Table) Connect(id uint64, remote ops.Addr) (ops.Addr, ops.Status) {
 	s := t.socks[id]
 	if s == nil {
-		return 0, ops.StatusNoSocket
+		return ops.Addr{}, ops.StatusNoSocket
 	}
 	if remote.Port() == 0 || remote.IP().IsUnspecified() {
-		return 0, ops.StatusInvalid
+		return ops.Addr{}, ops.StatusInvalid
 	}
 	if !s.bound() {
-		if st := t.bind(s, 0); st != ops.StatusOK {
-			return 0, st
+		if st := t.bind(s, ops.Addr{}); st != ops.StatusOK {
+			return ops.Addr{}, st
 		}
 	}
 	s.peer = remote
@@ -266,15 +251,15 @@ func (t *Table) localOf(s *socket) ops.Addr {
 // SendTo sends payload from socket id to dst (0: the connected peer). An
 // unbound socket is bound to an ephemeral port first. It returns the local
 // address. The payload is copied; the caller keeps it.
-func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, int32) {
+func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.Status) {
 	s := t.socks[id]
 	switch {
 	case s == nil:
-		return 0, ops.StatusNoSocket
+		return ops.Addr{}, ops.StatusNoSocket
 	case len(payload) > header.UDPMaximumPayload:
 		return s.local, ops.StatusTooBig
 	}
-	if dst == 0 {
+	if dst.IsZero() {
 		dst = s.peer
 	}
 	if dst.Port() == 0 || dst.IP().IsUnspecified() {
@@ -284,8 +269,8 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, int32
 		return s.local, ops.StatusNoRoute // IP has not told us our address
 	}
 	if !s.bound() {
-		if st := t.bind(s, 0); st != ops.StatusOK {
-			return 0, st
+		if st := t.bind(s, ops.Addr{}); st != ops.StatusOK {
+			return ops.Addr{}, st
 		}
 		t.save(s)
 	}
@@ -299,7 +284,7 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, int32
 	u.Encode(&header.UDPFields{SrcPort: s.local.Port(), DstPort: dst.Port(), Length: uint16(n)})
 	copy(u[header.UDPMinimumSize:], payload)
 	u.SetChecksum(u.ComputeChecksum(t.addr.Addr(), dst.IP()))
-	if err := t.out.Output(u, dst.IP()); err != nil {
+	if err := t.out.Send(u, t.addr.Addr(), dst.IP(), transport.Offload{}); err != nil {
 		t.c.OutErrors++
 		return s.local, ops.StatusError
 	}
@@ -344,7 +329,7 @@ func (t *Table) complete(r receive, src ops.Addr, data []byte) {
 
 // Close closes socket id: its posted receives are answered StatusClosed
 // first, its queue is dropped, its port freed.
-func (t *Table) Close(id uint64) int32 {
+func (t *Table) Close(id uint64) ops.Status {
 	s := t.socks[id]
 	if s == nil {
 		return ops.StatusNoSocket
@@ -405,26 +390,13 @@ func (t *Table) DropReceives() int {
 	return n
 }
 
-// Deliver takes a whole IPv4 datagram (header included, reassembled) that
-// IP received for protocol 17 and gives it to its socket. It returns
-// ops.StatusNoPort when nobody listens on a unicast datagram's destination
-// (IP then answers ICMP port unreachable), else ops.StatusOK — malformed
-// datagrams included: they are dropped and counted, never answered. pkt is
-// not kept.
-func (t *Table) Deliver(pkt []byte) int32 {
-	// IP validated the header; a reassembled one may carry a stale header
-	// checksum, which is the last thing ValidateIPv4 checks.
-	if err := header.ValidateIPv4(pkt); err != nil && !errors.Is(err, header.ErrBadChecksum) {
-		t.c.InBadIP++
-		return ops.StatusOK
-	}
-	ip := header.IPv4(pkt)
-	if ip.Protocol() != header.ProtocolUDP || ip.IsFragment() {
-		t.c.InBadIP++
-		return ops.StatusOK
-	}
-	src, dst := ip.Src(), ip.Dst()
-	switch header.ValidateUDP(ip.Payload(), src, dst) {
+// Deliver takes a segment IP received for protocol 17, from src to dst,
+// and gives it to its socket. It returns ops.StatusNoPort when nobody
+// listens on a unicast datagram's destination (IP then answers ICMP port
+// unreachable), else ops.StatusOK — malformed datagrams included: they are
+// dropped and counted, never answered. seg is not kept.
+func (t *Table) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
+	switch header.ValidateUDP(seg, src, dst) {
 	case nil:
 	case header.ErrBadChecksum:
 		t.c.InBadChecksum++
@@ -436,7 +408,7 @@ func (t *Table) Deliver(pkt []byte) int32 {
 		t.c.InTruncated++
 		return ops.StatusOK
 	}
-	u := header.UDP(ip.Payload())
+	u := header.UDP(seg)
 	from := ops.MakeAddr(src, u.SrcPort())
 	s := t.ports[u.DstPort()]
 	if s == nil && t.isQuiet(u.DstPort()) {
@@ -475,7 +447,7 @@ func (s *socket) accepts(src ops.Addr, dst netip.Addr) bool {
 	if ip := s.local.IP(); !ip.IsUnspecified() && ip != dst {
 		return false
 	}
-	return s.peer == 0 || s.peer == src
+	return s.peer.IsZero() || s.peer == src
 }
 
 func (t *Table) save(s *socket) {

@@ -1,0 +1,117 @@
+// Package loop is the event loop of a server process: the one goroutine
+// that takes new neighbour generations from the wiring, moves messages on
+// its channels in batches, runs what is due, publishes its counters, and
+// sleeps in channel.WaitAny when nothing moves (kernel/channel: a sleeper
+// is woken by the first message, with no system call while busy).
+//
+// Every server (ip, the transports, syscall) runs it over a small
+// [Process]; what differs between them is in Attach and Poll.
+//
+// Restart: the loop itself keeps nothing. A new generation of a
+// neighbour arrives on [Peers].C (the wiring watcher, kernel/wiring) and
+// goes to Process.Attach before the next poll, so that a server never
+// sends to a dead generation's channel once it knows of the new one; what
+// to resubmit is the Process's business (kernel/channel.Outstanding).
+package loop
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"keepnet/kernel/channel"
+	"keepnet/kernel/wiring"
+)
+
+// Peers is where new neighbour generations come from: the wiring watcher
+// ([FromWatcher]), or a test. Fd, if not negative, is readable while C has
+// some; Drain, if not nil, resets it.
+type Peers struct {
+	C     <-chan *wiring.Peer
+	Fd    int
+	Drain func()
+}
+
+// FromWatcher is the Peers of a process: its wiring watcher.
+func FromWatcher(w *wiring.Watcher) Peers { return Peers{C: w.C, Fd: w.Fd(), Drain: w.Drain} }
+
+// Process is what the loop drives. The loop calls it from one goroutine.
+type Process interface {
+	// Attach starts talking to a (new generation of a) neighbour.
+	Attach(p *wiring.Peer)
+	// Poll moves messages once on every channel and runs what is due. It
+	// reports whether anything moved (the loop polls again at once) and
+	// when it must run again at the latest (zero: when a message, the
+	// wiring or the next publication wakes it).
+	Poll() (busy bool, wake time.Time)
+	// AppendPorts appends the channels a sleeping process waits on.
+	AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint
+}
+
+// Options configure Run.
+type Options struct {
+	// Publish, if not nil, is called at once and then every PublishEvery
+	// (a second if zero): the process publishes its counters.
+	Publish      func()
+	PublishEvery time.Duration
+}
+
+// ErrWiringClosed: init closed the wiring socket; the process ends.
+var ErrWiringClosed = errors.New("init closed the wiring socket")
+
+// Run runs the loop until ctx ends (nil) or the wiring closes
+// (ErrWiringClosed).
+func Run(ctx context.Context, peers Peers, p Process, o Options) error {
+	if o.PublishEvery == 0 {
+		o.PublishEvery = time.Second
+	}
+	var nextPublish time.Time
+	var ports []*channel.Endpoint // reused by every sleep
+	for ctx.Err() == nil {
+		select {
+		case peer, ok := <-peers.C:
+			if !ok {
+				return ErrWiringClosed
+			}
+			p.Attach(peer)
+			continue
+		default:
+		}
+		busy, wake := p.Poll()
+		now := time.Now()
+		if o.Publish != nil && now.After(nextPublish) {
+			o.Publish()
+			nextPublish = now.Add(o.PublishEvery)
+		}
+		if busy {
+			continue
+		}
+		d := o.PublishEvery
+		if o.Publish != nil {
+			d = nextPublish.Sub(now)
+		}
+		if !wake.IsZero() {
+			d = min(d, wake.Sub(now))
+		}
+		ports = p.AppendPorts(ports[:0])
+		Sleep(ports, peers, d)
+	}
+	return nil
+}
+
+// Sleep waits at most d for a message on one of ports or a new
+// generation on peers. An in-process source (no Fd) is looked at again
+// within a millisecond.
+func Sleep(ports []*channel.Endpoint, peers Peers, d time.Duration) {
+	var fds []int
+	var fdBuf [1]int
+	if peers.Fd >= 0 {
+		fdBuf[0] = peers.Fd
+		fds = fdBuf[:]
+	} else {
+		d = min(d, time.Millisecond)
+	}
+	if r := channel.WaitAny(ports, fds, max(d, 0)); len(r) > 0 && r[0] && peers.Drain != nil {
+		peers.Drain()
+	}
+}

@@ -1,0 +1,106 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"keepnet/kernel/channel"
+	"keepnet/kernel/wiring"
+)
+
+// fakeProcess counts what the loop asks of it.
+type fakeProcess struct {
+	attached []string
+	polls    atomic.Int64
+	busy     int // polls to report busy
+	wake     time.Duration
+	port     *channel.Endpoint
+}
+
+func (f *fakeProcess) Attach(p *wiring.Peer) { f.attached = append(f.attached, p.Name) }
+
+func (f *fakeProcess) Poll() (bool, time.Time) {
+	f.polls.Add(1)
+	if f.busy > 0 {
+		f.busy--
+		return true, time.Time{}
+	}
+	if f.wake > 0 {
+		return false, time.Now().Add(f.wake)
+	}
+	return false, time.Time{}
+}
+
+func (f *fakeProcess) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
+	if f.port != nil {
+		dst = append(dst, f.port)
+	}
+	return dst
+}
+
+func TestRunAttachesPublishesAndEnds(t *testing.T) {
+	a, b, err := channel.NewLocal(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	peers := make(chan *wiring.Peer, 2)
+	peers <- &wiring.Peer{Name: "ip"}
+	peers <- &wiring.Peer{Name: "syscall"}
+	f := &fakeProcess{busy: 3, port: b}
+	published := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Peers{C: peers, Fd: -1}, f, Options{Publish: func() { published++ }, PublishEvery: time.Hour})
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.polls.Load() < 10 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v after ctx ended, want nil", err)
+	}
+	if len(f.attached) != 2 || f.attached[0] != "ip" || f.attached[1] != "syscall" {
+		t.Errorf("attached %v, want [ip syscall] in order", f.attached)
+	}
+	if published != 1 {
+		t.Errorf("published %d times in the first hour, want once (at once)", published)
+	}
+}
+
+func TestRunEndsWhenTheWiringCloses(t *testing.T) {
+	peers := make(chan *wiring.Peer)
+	close(peers)
+	err := Run(context.Background(), Peers{C: peers, Fd: -1}, &fakeProcess{}, Options{})
+	if !errors.Is(err, ErrWiringClosed) {
+		t.Errorf("Run() = %v, want ErrWiringClosed", err)
+	}
+}
+
+// TestSleepWakesForAMessage: a process asleep on a port gets the message
+// sent to it (with no descriptors, Sleep looks again every millisecond).
+func TestSleepWakesForAMessage(t *testing.T) {
+	a, b, err := channel.NewLocal(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		a.Send(channel.Msg{ID: 1})
+	}()
+	start := time.Now()
+	for b.Recv(make([]channel.Msg, 1)) == 0 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("no message within 5s")
+		}
+		Sleep([]*channel.Endpoint{b}, Peers{Fd: -1}, time.Hour)
+	}
+}

@@ -1,0 +1,138 @@
+package ops
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"keepnet/kernel/channel"
+	"keepnet/kernel/pool"
+)
+
+// Where an address travels in a channel.Msg: its 16 bytes in two
+// consecutive Arg words, big-endian (IPv4 as the IPv4-mapped IPv6 address
+// ::ffff:a.b.c.d, so that the two families never meet in one encoding), and
+// its port in one of the two Aux slots. The package doc lists, op by op,
+// which slot each address takes.
+type Slot struct{ word, aux uint8 }
+
+var (
+	// AtArg0 is Arg[0..1] with the port in Aux[0]: a reply's (first)
+	// address, OpOutput's destination, OpAddr's address.
+	AtArg0 = Slot{word: 0, aux: 0}
+	// AtArg1 is Arg[1..2] with the port in Aux[0]: the address of a
+	// request on a socket (Arg[0] names the socket; Arg[3] is the
+	// requester's).
+	AtArg1 = Slot{word: 1, aux: 0}
+	// AtArg2 is Arg[2..3] with the port in Aux[1]: a reply's second
+	// address (OpAccept's local address).
+	AtArg2 = Slot{word: 2, aux: 1}
+)
+
+var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
+
+// PutAddr writes a into m at slot at.
+func PutAddr(m *channel.Msg, at Slot, a Addr) {
+	b := a.ip
+	if !a.v6 {
+		copy(b[12:], a.ip[:4])
+		copy(b[:12], v4Prefix[:])
+	}
+	m.Arg[at.word] = binary.BigEndian.Uint64(b[:8])
+	m.Arg[at.word+1] = binary.BigEndian.Uint64(b[8:])
+	m.Aux[at.aux] = a.port
+}
+
+// GetAddr reads the address at slot at of m. Every value decodes: an
+// IPv4-mapped address is IPv4, anything else IPv6 (all zero words are
+// [::]: a message that carries no address must still PutAddr the zero
+// Addr, 0.0.0.0:0).
+func GetAddr(m channel.Msg, at Slot) Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], m.Arg[at.word])
+	binary.BigEndian.PutUint64(b[8:], m.Arg[at.word+1])
+	a := Addr{port: m.Aux[at.aux]}
+	if [12]byte(b[:12]) == v4Prefix {
+		copy(a.ip[:], b[12:])
+	} else {
+		a.ip, a.v6 = b, true
+	}
+	return a
+}
+
+// GetAddr4 is GetAddr for a path that carries IPv4 only: an IPv6 address is
+// StatusAFNoSupport.
+func GetAddr4(m channel.Msg, at Slot) (Addr, Status) {
+	a := GetAddr(m, at)
+	if !a.Is4() {
+		return Addr{}, StatusAFNoSupport
+	}
+	return a, StatusOK
+}
+
+// Output is an OpOutput request: segment ref to dst, of IP protocol proto,
+// with offload (0: none).
+func Output(ref pool.Ref, dst netip.Addr, proto uint8, offload uint64) channel.Msg {
+	m := OpOutput.Msg()
+	m.Ref = ref
+	PutAddr(&m, AtArg0, MakeAddr(dst, 0))
+	m.Arg[2], m.Arg[3] = uint64(proto), offload
+	return m
+}
+
+// Deliver is an OpDeliver request: the datagram in ref, from src to dst,
+// its transport header at offset off (the IP header's length).
+func Deliver(ref pool.Ref, src, dst netip.Addr, off int) channel.Msg {
+	m := OpDeliver.Msg()
+	m.Ref = ref
+	PutAddr(&m, AtArg0, MakeAddr(src, 0))
+	PutAddr(&m, AtArg2, MakeAddr(dst, 0))
+	m.Flags = uint16(off)
+	return m
+}
+
+// Delivered reads an OpDeliver request (Deliver).
+func Delivered(m channel.Msg) (src, dst Addr, off int) {
+	return GetAddr(m, AtArg0), GetAddr(m, AtArg2), int(m.Flags)
+}
+
+// SetAddrReply fills in OpAddr's reply: IP's address and prefix, and the
+// offloads it offers.
+func SetAddrReply(r *channel.Msg, p netip.Prefix, offloads uint64) {
+	PutAddr(r, AtArg0, MakeAddr(p.Addr(), 0))
+	r.Arg[2], r.Arg[3] = uint64(p.Bits()), offloads
+}
+
+// AddrReply reads OpAddr's reply (SetAddrReply); the prefix is invalid if
+// the reply makes no sense.
+func AddrReply(r channel.Msg) (netip.Prefix, uint64) {
+	return netip.PrefixFrom(GetAddr(r, AtArg0).IP(), int(r.Arg[2])), r.Arg[3]
+}
+
+// Addr4Size is the size of the stored form of an IPv4 Addr (Put4).
+const Addr4Size = 6
+
+// Put4 writes IPv4 address a in its stored form, the address and then the
+// port, big-endian, into b[:Addr4Size]. Records hold only what the IPv4-only
+// servers accepted; an IPv6 a is a bug and panics.
+func (a Addr) Put4(b []byte) {
+	if a.v6 {
+		panic("ops: Put4 of an IPv6 address " + a.String())
+	}
+	copy(b[:4], a.ip[:4])
+	binary.BigEndian.PutUint16(b[4:], a.port)
+}
+
+// Get4 reads an IPv4 address Put4 wrote.
+func Get4(b []byte) Addr {
+	a := Addr{port: binary.BigEndian.Uint16(b[4:6])}
+	copy(a.ip[:4], b[:4])
+	return a
+}
+
+// WithAddr is a request of operation o on socket id with address a
+// (AtArg1).
+func (o Op) WithAddr(id uint64, a Addr) channel.Msg {
+	m := o.Msg(id)
+	PutAddr(&m, AtArg1, a)
+	return m
+}

@@ -1,0 +1,104 @@
+package transport
+
+import (
+	"net/netip"
+	"time"
+
+	"keepnet/kernel/channel"
+	"keepnet/kernel/pool"
+	"keepnet/servers/ops"
+)
+
+// Protocol is a transport's protocol core, as the framework drives it. All
+// calls come from the framework's one goroutine.
+type Protocol interface {
+	Sockets
+	// SetAddr tells the core our address and what IP's device can do for
+	// the segments it sends, whenever IP answers OpAddr.
+	SetAddr(p netip.Prefix, o Offloads)
+	// Deliver takes a segment IP received for the protocol, from src to
+	// dst (the transport header and payload; IP checked its own header).
+	// It returns ops.StatusOK, or ops.StatusNoPort to have IP answer with
+	// ICMP port unreachable. seg is valid only during the call.
+	Deliver(seg []byte, src, dst netip.Addr) ops.Status
+	// DropRequests forgets, without replying, every request the core
+	// keeps: the SYSCALL generation that sent them is gone. It returns
+	// how many there were.
+	DropRequests() int
+	// Hold and Flush bracket each batch of messages from one channel, so
+	// that a core may answer a batch with one segment per connection.
+	Hold()
+	Flush()
+	// Poll runs after each batch: timers that are due, requests that may
+	// have been unblocked. busy says it left work for another poll at
+	// once; wake is when it must run again at the latest (zero: no timer).
+	Poll() (busy bool, wake time.Time)
+	// Stats is what the process publishes: the core's own counters with
+	// the framework's (common) embedded, so that they read as one record.
+	Stats(common Stats) any
+}
+
+// Sockets are the socket operations of servers/ops, one method each. Each
+// gets SYSCALL's request as it came and answers it exactly once through
+// Host.Reply — at once, or when what it waits for happens — unless
+// DropRequests drops it.
+type Sockets interface {
+	Open(m channel.Msg)
+	Bind(m channel.Msg)
+	Connect(m channel.Msg)
+	SendTo(m channel.Msg)
+	RecvFrom(m channel.Msg)
+	Close(m channel.Msg)
+	Reset(m channel.Msg)
+}
+
+// StreamSockets are the operations only a stream protocol has. A core
+// without them answers OpListen, OpAccept and OpShutdown StatusInvalid.
+type StreamSockets interface {
+	Listen(m channel.Msg)
+	Accept(m channel.Msg)
+	Shutdown(m channel.Msg)
+}
+
+// Host is what the framework offers its core.
+type Host interface {
+	Output
+	// Reply queues the answer to a SYSCALL request for the channel.
+	Reply(m channel.Msg)
+	// SyscallBytes is the buffer of SYSCALL's current generation that ref
+	// names; false (counted as a bad request) if it names none.
+	SyscallBytes(ref pool.Ref) ([]byte, bool)
+	// Invalid answers m StatusInvalid and counts it as a bad request.
+	Invalid(m channel.Msg)
+}
+
+// Output is the way down to IP, the same for every protocol core.
+type Output interface {
+	// Buffer lends room for the next segment: n bytes of a buffer of the
+	// transport's pool, for a core that builds its segment in place; nil
+	// when none is free or n is larger than a buffer.
+	Buffer(n int) []byte
+	// Send hands IP seg, a whole segment (header and payload) from src to
+	// dst, its checksum filled in for them unless o leaves it to the
+	// device. A seg built in the last Buffer goes as it is; any other is
+	// copied, so the caller may reuse its memory at once, and waits in
+	// order while every buffer is with IP. src is for in-memory links
+	// between cores; IP sends from its own address. An error means the
+	// segment is dropped.
+	Send(seg []byte, src, dst netip.Addr, o Offload) error
+}
+
+// Offloads are what IP's device does for the segments a transport sends
+// (servers/ops: OpAddr's Arg[2]).
+type Offloads struct {
+	Checksum bool // it fills in the checksum
+	TSO      bool // it cuts a TCP segment of several MSS into segments
+}
+
+// Offload is what one segment asks of the device: the checksum, and with
+// MSS > 0 cutting its payload into segments of MSS bytes. Only what
+// SetAddr's Offloads said may be asked.
+type Offload struct {
+	Checksum bool
+	MSS      int
+}

@@ -1,0 +1,393 @@
+package transport
+
+import (
+	"log"
+	"net/netip"
+	"time"
+
+	"keepnet/kernel/channel"
+	"keepnet/kernel/pool"
+	"keepnet/kernel/wiring"
+	"keepnet/servers/ops"
+)
+
+// The neighbours' names, as the component table gives them.
+const (
+	IPPeer      = "ip"
+	SyscallPeer = "syscall"
+)
+
+const (
+	addrRetry = 100 * time.Millisecond
+	batch     = 64
+	// maxQueued bounds the messages waiting for room on one channel; past
+	// it the loop stops taking requests from that peer (its replies are
+	// what is waiting).
+	maxQueued = 4096
+	// maxOverflow bounds the segments held while every buffer of the out
+	// pool is with IP; past it a segment is dropped (TCP retransmits it).
+	maxOverflow = 4096
+)
+
+// Config is what a Server needs besides its core.
+type Config struct {
+	Name     string // the component ("udp")
+	IP       string // the IP component; "" is IPPeer
+	Syscall  string // the SYSCALL component; "" is SyscallPeer
+	Protocol uint8  // the IP protocol number OpOutput asks for
+	// Publish, if not nil, gets what Protocol.Stats returns, every second.
+	Publish func(any)
+	// Release tells init a neighbour's old pool is not used any more; nil
+	// in tests.
+	Release func(poolID uint32)
+}
+
+// Stats are the framework's counters, embedded in every transport's.
+type Stats struct {
+	Generation        int
+	IPGeneration      int
+	SyscallGeneration int
+	Addr              string // ours, as IP told it
+	Outstanding       int    // requests IP has not answered
+	OutPoolFree       int    // buffers of the out pool not handed to IP
+	OutQueued         int    // segments waiting for a buffer
+	OutDrops          uint64 // segments dropped: no buffer and the queue full
+	IPRefused         uint64 // OpOutputs IP answered with an error
+	InBadIP           uint64 // deliveries whose transport header offset is outside the datagram
+	BadRequests       uint64 // requests with a bad Ref or op
+	DroppedRequests   uint64 // requests dropped with their SYSCALL generation
+}
+
+// peerLink is the channel to one neighbour's current generation.
+type peerLink struct {
+	peer  *wiring.Peer
+	queue []channel.Msg // messages the channel had no room for yet
+}
+
+// bytes are what a Ref the peer sent names, in one of its pools.
+func (l *peerLink) bytes(ref pool.Ref) ([]byte, bool) {
+	p := l.peer.Pool(ref.Pool)
+	if p == nil {
+		return nil, false
+	}
+	b, err := p.Bytes(ref)
+	return b, err == nil
+}
+
+// Server is the process's state around its core. One goroutine runs it
+// (kernel/loop); nothing in it is shared.
+type Server struct {
+	c      Config
+	gen    int
+	out    *pool.Pool
+	proto  Protocol
+	stream StreamSockets // proto's, or nil
+
+	ip, sys *peerLink // current generations; nil while absent
+	in      []channel.Msg
+
+	// toIP holds every request IP has not answered (OpOutput, OpAddr):
+	// what is resubmitted, with new ids, to IP's next generation.
+	toIP *channel.Outstanding
+	// lent is the buffer the last Buffer call lent, until Send, and
+	// lentBuf its bytes.
+	lent    pool.Ref
+	lentBuf []byte
+	// overflow are copied segments waiting for a buffer, oldest first;
+	// spare are their old slices, for reuse.
+	overflow []heldSegment
+	spare    [][]byte
+
+	addr     netip.Prefix // ours, from IP; invalid until it answers
+	offloads Offloads
+	addrDue  time.Time // when to ask IP for our address again; zero: not needed
+
+	outDrops, ipRefused, badIP, badReqs, droppedReqs uint64
+}
+
+// heldSegment is a segment waiting for a buffer of the out pool.
+type heldSegment struct {
+	b       []byte
+	dst     netip.Addr
+	offload uint64 // OpOutput's Arg[2]
+}
+
+// New is the framework of generation gen, sending through out, around the
+// core newProtocol makes.
+func New(c Config, gen int, out *pool.Pool, newProtocol func(Host) Protocol) *Server {
+	if c.IP == "" {
+		c.IP = IPPeer
+	}
+	if c.Syscall == "" {
+		c.Syscall = SyscallPeer
+	}
+	if c.Release == nil {
+		c.Release = func(uint32) {}
+	}
+	s := &Server{c: c, gen: gen, out: out, in: make([]channel.Msg, batch),
+		// Ids only grow across our generations too.
+		toIP: channel.NewOutstanding(out.Len()+16, uint64(gen)<<40)}
+	s.proto = newProtocol(s)
+	s.stream, _ = s.proto.(StreamSockets)
+	return s
+}
+
+// Attach starts talking to a (new generation of a) neighbour.
+func (s *Server) Attach(p *wiring.Peer) {
+	switch p.Name {
+	case s.c.IP:
+		// Resubmit what the previous generation left unanswered, and make
+		// sure the new one is asked for our address.
+		old := s.ip
+		s.ip = &peerLink{peer: p, queue: s.toIP.Resubmit()}
+		resent := len(s.ip.queue)
+		asking := false
+		for _, m := range s.ip.queue {
+			asking = asking || ops.OpOf(m) == ops.OpAddr
+		}
+		if !asking {
+			s.askAddr()
+		}
+		s.retire(old)
+		log.Printf("%s generation %d: %d requests resubmitted", p.Name, p.Generation, resent)
+	case s.c.Syscall:
+		// The previous generation is dead: its posted requests and unsent
+		// replies go with it.
+		old := s.sys
+		n := s.proto.DropRequests()
+		s.droppedReqs += uint64(n)
+		s.sys = &peerLink{peer: p}
+		s.retire(old)
+		if old != nil {
+			log.Printf("%s generation %d: %d requests of its predecessor dropped", p.Name, p.Generation, n)
+		}
+	default:
+		log.Printf("ignoring a channel to %s", p.Name)
+		p.Close()
+	}
+}
+
+// retire closes a replaced generation's channel and pools: the framework
+// keeps no Ref into them (deliveries are answered at once; requests were
+// dropped).
+func (s *Server) retire(l *peerLink) {
+	if l == nil {
+		return
+	}
+	ids := make([]uint32, 0, len(l.peer.Pools))
+	for _, p := range l.peer.Pools {
+		ids = append(ids, p.ID())
+	}
+	l.peer.Close()
+	for _, id := range ids {
+		s.c.Release(id)
+	}
+}
+
+// askAddr queues an OpAddr request to IP.
+func (s *Server) askAddr() {
+	s.addrDue = time.Time{}
+	m, err := s.toIP.Add(ops.OpAddr.Msg())
+	if err != nil {
+		s.addrDue = time.Now().Add(addrRetry)
+		return
+	}
+	if s.ip != nil {
+		s.ip.queue = append(s.ip.queue, m)
+	}
+}
+
+// Poll is the loop's: take a batch from each channel, let the core run
+// what is due, and send what is queued.
+func (s *Server) Poll() (bool, time.Time) {
+	work := false
+	for _, l := range [...]*peerLink{s.ip, s.sys} {
+		if l == nil || len(l.queue) >= maxQueued {
+			continue
+		}
+		n := l.peer.Port.Recv(s.in)
+		if n == 0 {
+			continue
+		}
+		s.proto.Hold() // one output per connection for the whole batch
+		for _, m := range s.in[:n] {
+			if l == s.ip {
+				s.fromIP(m)
+			} else {
+				s.fromSyscall(m)
+			}
+		}
+		s.proto.Flush()
+		work = true
+	}
+	if !s.addrDue.IsZero() && time.Now().After(s.addrDue) {
+		s.askAddr()
+	}
+	busy, wake := s.proto.Poll()
+	s.flushOverflow()
+	for _, l := range [...]*peerLink{s.ip, s.sys} { // after both: one may queue for the other
+		if l != nil && len(l.queue) > 0 {
+			sent := l.peer.Port.Send(l.queue...)
+			l.queue = l.queue[sent:]
+			work = work || sent > 0
+		}
+	}
+	if !s.addrDue.IsZero() && (wake.IsZero() || s.addrDue.Before(wake)) {
+		wake = s.addrDue
+	}
+	return work || busy, wake
+}
+
+// AppendPorts is the loop's: the channels to sleep on.
+func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
+	for _, l := range [...]*peerLink{s.ip, s.sys} {
+		if l != nil {
+			dst = append(dst, l.peer.Port)
+		}
+	}
+	return dst
+}
+
+// fromIP takes one message from IP: a delivery, or a reply to us.
+func (s *Server) fromIP(m channel.Msg) {
+	if ops.OpOf(m) == ops.OpDeliver {
+		s.ip.queue = append(s.ip.queue, s.deliver(m))
+		return
+	}
+	req, ok := s.toIP.Complete(m)
+	if !ok {
+		return // stale: answered already, or resubmitted
+	}
+	switch ops.OpOf(req) {
+	case ops.OpOutput:
+		s.out.Free(req.Ref)
+		if ops.StatusOf(m) != ops.StatusOK {
+			s.ipRefused++
+		}
+	case ops.OpAddr:
+		s.setAddr(m)
+	}
+}
+
+// deliver hands the core the segment of an OpDeliver and returns the
+// reply: the datagram from src to dst, its transport header at offset off
+// (servers/ops.Delivered).
+func (s *Server) deliver(m channel.Msg) channel.Msg {
+	st := ops.StatusOK
+	b, ok := s.ip.bytes(m.Ref)
+	src, dst, off := ops.Delivered(m)
+	switch {
+	case !ok:
+		s.badReqs++
+		st = ops.StatusInvalid
+	case off == 0 || off > len(b):
+		s.badIP++
+	case !src.Is4() || !dst.Is4():
+		s.badIP++ // the IPv4-only path never gets these
+	default:
+		st = s.proto.Deliver(b[off:], src.IP(), dst.IP())
+	}
+	ops.SetStatus(&m, st)
+	return m
+}
+
+// setAddr takes IP's answer to OpAddr: our address and its offloads, or an
+// error (IP is not up yet: ask again).
+func (s *Server) setAddr(m channel.Msg) {
+	p, offloads := ops.AddrReply(m)
+	if ops.StatusOf(m) != ops.StatusOK || !p.IsValid() || !p.Addr().Is4() || p.Addr().IsUnspecified() {
+		s.addrDue = time.Now().Add(addrRetry)
+		return
+	}
+	o := Offloads{Checksum: offloads&ops.OffloadChecksum != 0, TSO: offloads&ops.OffloadTSO != 0}
+	if p != s.addr || o != s.offloads {
+		log.Printf("address %v; offloads: checksum %v, segmentation %v", p, o.Checksum, o.TSO)
+	}
+	s.addr, s.offloads = p, o
+	s.proto.SetAddr(p, o)
+}
+
+// fromSyscall hands one socket request to the core's method for its
+// operation.
+func (s *Server) fromSyscall(m channel.Msg) {
+	switch op := ops.OpOf(m); op {
+	case ops.OpOpen:
+		s.proto.Open(m)
+	case ops.OpBind:
+		s.proto.Bind(m)
+	case ops.OpConnect:
+		s.proto.Connect(m)
+	case ops.OpSendTo:
+		s.proto.SendTo(m)
+	case ops.OpRecvFrom:
+		s.proto.RecvFrom(m)
+	case ops.OpClose:
+		s.proto.Close(m)
+	case ops.OpReset:
+		s.proto.Reset(m)
+	case ops.OpListen, ops.OpAccept, ops.OpShutdown:
+		if s.stream == nil {
+			s.Invalid(m)
+			return
+		}
+		switch op {
+		case ops.OpListen:
+			s.stream.Listen(m)
+		case ops.OpAccept:
+			s.stream.Accept(m)
+		default:
+			s.stream.Shutdown(m)
+		}
+	default:
+		s.Invalid(m)
+	}
+}
+
+// Reply is the Host's: an answer to SYSCALL, queued for its channel.
+func (s *Server) Reply(m channel.Msg) {
+	if s.sys != nil {
+		s.sys.queue = append(s.sys.queue, m)
+	}
+}
+
+// Invalid is the Host's: m answered StatusInvalid, a bad request.
+func (s *Server) Invalid(m channel.Msg) {
+	s.badReqs++
+	ops.SetStatus(&m, ops.StatusInvalid)
+	if ops.OpOf(m) == ops.OpRecvFrom {
+		m.Ref.Len = 0
+	}
+	s.Reply(m)
+}
+
+// SyscallBytes is the Host's: a buffer of SYSCALL's current generation.
+func (s *Server) SyscallBytes(ref pool.Ref) ([]byte, bool) {
+	if s.sys == nil {
+		return nil, false
+	}
+	b, ok := s.sys.bytes(ref)
+	if !ok {
+		s.badReqs++
+	}
+	return b, ok
+}
+
+// Publish hands the core's and the framework's counters to Config.Publish.
+func (s *Server) Publish() {
+	if s.c.Publish == nil {
+		return
+	}
+	st := Stats{Generation: s.gen, Outstanding: s.toIP.Len(), OutPoolFree: s.out.Available(),
+		OutQueued: len(s.overflow), OutDrops: s.outDrops, IPRefused: s.ipRefused, InBadIP: s.badIP,
+		BadRequests: s.badReqs, DroppedRequests: s.droppedReqs}
+	if s.addr.IsValid() {
+		st.Addr = s.addr.String()
+	}
+	if s.ip != nil {
+		st.IPGeneration = s.ip.peer.Generation
+	}
+	if s.sys != nil {
+		st.SyscallGeneration = s.sys.peer.Generation
+	}
+	s.c.Publish(s.proto.Stats(st))
+}

@@ -1,0 +1,166 @@
+package transport_test
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"keepnet/kernel/channel"
+	"keepnet/kernel/pool"
+	"keepnet/kernel/wiring"
+	"keepnet/servers/ops"
+	"keepnet/servers/transport"
+	"keepnet/servers/transport/transporttest"
+)
+
+// These tests drive the framework with a fake core: what it dispatches,
+// and how its Output hands segments to a fake ip.
+
+var (
+	ourNet = netip.MustParsePrefix("10.0.2.15/24")
+	peerIP = netip.MustParseAddr("10.0.2.2")
+)
+
+// fakeCore is a datagram-only core: it answers every socket request
+// StatusOK, counting them by op, and on OpSendTo sends the segments
+// Arg[1] says, through the Output.
+type fakeCore struct {
+	h     transport.Host
+	calls chan ops.Op
+	sends func(h transport.Host)
+}
+
+func (c *fakeCore) answer(m channel.Msg) {
+	c.calls <- ops.OpOf(m)
+	ops.SetStatus(&m, ops.StatusOK)
+	c.h.Reply(m)
+}
+
+func (c *fakeCore) Open(m channel.Msg)     { c.answer(m) }
+func (c *fakeCore) Bind(m channel.Msg)     { c.answer(m) }
+func (c *fakeCore) Connect(m channel.Msg)  { c.answer(m) }
+func (c *fakeCore) RecvFrom(m channel.Msg) { c.answer(m) }
+func (c *fakeCore) Close(m channel.Msg)    { c.answer(m) }
+func (c *fakeCore) Reset(m channel.Msg)    { c.answer(m) }
+func (c *fakeCore) SendTo(m channel.Msg) {
+	c.sends(c.h)
+	c.answer(m)
+}
+func (c *fakeCore) SetAddr(netip.Prefix, transport.Offloads)          {}
+func (c *fakeCore) Deliver([]byte, netip.Addr, netip.Addr) ops.Status { return ops.StatusOK }
+func (c *fakeCore) DropRequests() int                                 { return 0 }
+func (c *fakeCore) Hold()                                             {}
+func (c *fakeCore) Flush()                                            {}
+func (c *fakeCore) Poll() (bool, time.Time)                           { return false, time.Time{} }
+func (c *fakeCore) Stats(common transport.Stats) any                  { return common }
+
+type bed struct {
+	out     *pool.Pool
+	core    *fakeCore
+	ip, sys *transporttest.Neighbour
+}
+
+func start(t *testing.T, outBufs int, sends func(transport.Host)) *bed {
+	t.Helper()
+	out, err := pool.Create(100, outBufs, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	b := &bed{out: out, core: &fakeCore{calls: make(chan ops.Op, 16), sends: sends},
+		ip: transporttest.New(t, "ip", 1, 200, 16, 2048), sys: transporttest.New(t, "syscall", 1, 300, 16, 2048)}
+	s := transport.New(transport.Config{Name: "fake", Protocol: 99}, 1, out, func(h transport.Host) transport.Protocol {
+		b.core.h = h
+		return b.core
+	})
+	s.Attach(b.ip.Peer)
+	s.Attach(b.sys.Peer)
+	transporttest.Run(t, s, make(chan *wiring.Peer))
+	b.ip.AnswerAddr(ourNet)
+	return b
+}
+
+// TestDispatch: each socket op reaches the core's method for it; a
+// stream op on a datagram core, and an op of no socket, are refused
+// StatusInvalid without reaching it.
+func TestDispatch(t *testing.T) {
+	b := start(t, 4, func(transport.Host) {})
+	for _, op := range []ops.Op{ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpRecvFrom, ops.OpClose, ops.OpReset} {
+		if r := b.sys.Reply(b.sys.Send(op.Msg(1))); ops.StatusOf(r) != ops.StatusOK {
+			t.Errorf("%v = %v, want StatusOK", op, ops.StatusOf(r))
+		}
+		if got := <-b.core.calls; got != op {
+			t.Errorf("%v reached the core's %v", op, got)
+		}
+	}
+	for _, op := range []ops.Op{ops.OpListen, ops.OpAccept, ops.OpShutdown, ops.OpDeliver, ops.Op(0x99)} {
+		if r := b.sys.Reply(b.sys.Send(op.Msg(1))); ops.StatusOf(r) != ops.StatusInvalid {
+			t.Errorf("%v from syscall = %v, want StatusInvalid", op, ops.StatusOf(r))
+		}
+	}
+	select {
+	case op := <-b.core.calls:
+		t.Errorf("%v reached a datagram core", op)
+	default:
+	}
+}
+
+// TestOutputHoldsSegmentsInOrder: with two buffers in the out pool, four
+// copied segments go two at once, the rest in order as IP answers; a
+// segment built in a lent buffer goes without a copy.
+func TestOutputHoldsSegmentsInOrder(t *testing.T) {
+	b := start(t, 2, func(h transport.Host) {
+		for _, s := range []string{"one", "two", "three", "four"} {
+			if err := h.Send([]byte(s), ourNet.Addr(), peerIP, transport.Offload{}); err != nil {
+				t.Errorf("Send(%q) = %v", s, err)
+			}
+		}
+	})
+	isOutput := func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput }
+	b.sys.Send(ops.OpSendTo.Msg(1))
+	var got []string
+	for round := range 2 {
+		var pair [2]channel.Msg
+		for i := range pair {
+			pair[i] = b.ip.Recv(isOutput)
+			seg, err := b.out.Bytes(pair[i].Ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ops.GetAddr(pair[i], ops.AtArg0).IP() != peerIP || pair[i].Arg[2] != 99 {
+				t.Errorf("OpOutput to %v, protocol %d; want %v, 99", ops.GetAddr(pair[i], ops.AtArg0), pair[i].Arg[2], peerIP)
+			}
+			got = append(got, string(seg))
+		}
+		if round == 0 {
+			b.ip.Quiet(20 * time.Millisecond) // both buffers with IP: the rest wait
+		}
+		for _, m := range pair {
+			b.ip.SendRaw(m) // copied out: the buffer comes back
+		}
+	}
+	if want := []string{"one", "two", "three", "four"}; !slices.Equal(got, want) {
+		t.Errorf("segments to IP %q, want %q", got, want)
+	}
+}
+
+func TestOutputLentBuffer(t *testing.T) {
+	var lent []byte
+	b := start(t, 2, func(h transport.Host) {
+		lent = h.Buffer(5)
+		copy(lent, "built")
+		if err := h.Send(lent, ourNet.Addr(), peerIP, transport.Offload{Checksum: true}); err != nil {
+			t.Errorf("Send(lent) = %v", err)
+		}
+	})
+	b.sys.Send(ops.OpSendTo.Msg(1))
+	m := b.ip.Recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput })
+	seg, err := b.out.Bytes(m.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(seg) != "built" || &seg[0] != &lent[0] || m.Arg[3] != ops.OffloadChecksum {
+		t.Errorf("OpOutput %q (in the lent buffer: %v), offload %#x; want %q in it, checksum offload", seg, &seg[0] == &lent[0], m.Arg[3], "built")
+	}
+}
