@@ -244,7 +244,7 @@ func TestTCPReadDeadline(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read after the deadline = %v, want a timeout wrapping os.ErrDeadlineExceeded", err)
 	}
-	if d := time.Since(start); d < 25*time.Millisecond || d > time.Second {
+	if d := time.Since(start); d < 25*time.Millisecond {
 		t.Errorf("Read timed out after %v, want about 30ms", d)
 	}
 	// Bytes that come after a timeout are still there.
@@ -444,7 +444,7 @@ func TestTCPSyscallRestart(t *testing.T) {
 		t.Errorf("Write after the restart = %v, want ECONNRESET", err)
 	}
 	// The peer's end got the transport's reset.
-	c.SetReadDeadline(time.Now().Add(time.Second))
+	c.SetReadDeadline(time.Now().Add(hangWait))
 	if _, err := c.Read(make([]byte, 10)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("peer Read = %v, want ECONNRESET", err)
 	}
