@@ -26,7 +26,7 @@ func (a *appliance) stats(name string) map[string]any {
 }
 
 func (a *appliance) tryStats(name string) (map[string]any, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := keepnet(ctx, "", "stats", name, "--ctl", a.ctl)
 	if err != nil {
@@ -140,7 +140,7 @@ func TestKeepnetRestarts(t *testing.T) {
 	for _, comp := range []string{"e1000.0", "ip"} {
 		gap, after, lost := outage(t, n, a, comp)
 		t.Logf("kill %s during a 5 ms ping: longest gap %v, %d packets lost, %d replies after the kill", comp, gap.Round(time.Millisecond), lost, after)
-		if s := n.pingResumes(t); s.received != resumePings {
+		if s := n.pingResumes(t); s.received < resumePings {
 			t.Errorf("kill %s: %d of %d pings answered within %v of the outage, want pings to resume", comp, s.received, resumePings, resumeWait)
 		}
 		c, _ := a.status().Component(comp)

@@ -23,7 +23,8 @@ const resumeWait = 2 * time.Minute
 const resumePings = 20
 
 // pingResumes pings the appliance every 50 ms until resumePings replies
-// came, for at most resumeWait.
+// came, for at most resumeWait. (Late replies may come together: the
+// count can pass resumePings.)
 func (n *netns) pingResumes(t testing.TB) pingStats {
 	t.Helper()
 	return n.ping(t, resumeWait+time.Minute, "-c", strconv.Itoa(resumePings), "-i", "0.05", "-w", strconv.Itoa(int(resumeWait.Seconds())))

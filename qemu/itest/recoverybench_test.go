@@ -134,7 +134,7 @@ func BenchmarkRecovery(b *testing.B) {
 				var after, lost int
 				gap, after, lost = outage(sc, n, a, comp)
 				fmt.Printf("round %d/%d, kill %s: longest ping gap %v, %d lost, %d replies after the kill\n", r+1, rounds, comp, gap.Round(time.Millisecond), lost, after)
-				if p := n.pingResumes(sc); p.received != resumePings {
+				if p := n.pingResumes(sc); p.received < resumePings {
 					b.Fatalf("kill %s: pings did not resume: %+v", comp, p)
 				}
 			case "udp", "syscall":
