@@ -20,12 +20,14 @@ import (
 )
 
 // Transfers may take a minute plus their size at a floor rate (floorMbps
-// for the ordinary ones, an eighth to a twelfth of what keepnet's TCP does
-// here with a tap), and curl gives up sooner when a transfer stalls: less
-// than stallBytes a second for stallTime. Within both a hang fails the test
-// well inside its timeout; a gigabyte may take 8 minutes.
+// for the ordinary ones, a fortieth to a fiftieth of what keepnet's TCP
+// does here with a tap on a quiet host: a host busy with other guests gave
+// 6 Mbit/s), and curl gives up sooner when a transfer stalls: less than
+// stallBytes a second for stallTime. These catch hangs; the rate is
+// BenchmarkTCPBulk's figure. transferLimit keeps a transfer inside the
+// test's own deadline.
 const (
-	floorMbps  = 20
+	floorMbps  = 5
 	stallBytes = 100_000
 	stallTime  = time.Minute
 )
@@ -207,7 +209,7 @@ func TestTCPSynFlood(t *testing.T) {
 	}
 
 	const syns = 50000
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	mac, err := n.exec(ctx, nil, "sh", "-c", "ip neigh show "+n.GuestIP+" | awk '{print $5}'")
 	if err != nil {
@@ -227,7 +229,7 @@ func TestTCPSynFlood(t *testing.T) {
 	download := make(chan result, 1)
 	start := time.Now()
 	go func() {
-		out, err := n.exec(ctx, nil, "sh", "-c", fmt.Sprintf("curl -sS --fail --max-time 240 'http://%s/bytes?n=%d&seed=3' | sha256sum", n.GuestIP, size))
+		out, err := n.exec(ctx, nil, "sh", "-c", fmt.Sprintf("curl -sS --fail --max-time 480 'http://%s/bytes?n=%d&seed=3' | sha256sum", n.GuestIP, size))
 		download <- result{out, err}
 	}()
 	// Not a fixed sleep: a loaded host may take longer to get curl going.

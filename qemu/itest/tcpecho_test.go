@@ -36,7 +36,7 @@ func TestTCPEchoConcurrent(t *testing.T) {
 	sysBefore, ipBefore := a.stats("syscall"), a.stats("ip")
 
 	var open map[string]any // tcp's counters while every connection is open
-	r := n.tcpEchoHelper(t, 10*time.Minute, conns, size, func(line string) {
+	r := n.tcpEchoHelper(t, 20*time.Minute, conns, size, func(line string) {
 		t.Log(line)
 		if strings.HasPrefix(line, "open:") {
 			open = a.waitStats("tcp", func(m map[string]any) bool { return num(m, "Conns") >= conns })

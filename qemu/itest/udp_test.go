@@ -55,7 +55,7 @@ func TestUDPEchoKeepnet(t *testing.T) {
 	requireITest(t, true)
 	n := newNetns(t)
 	boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
-	r := n.udpHelper(t, 5*time.Minute, "echo", n.GuestIP+":7", 10000)
+	r := n.udpHelper(t, 10*time.Minute, "echo", n.GuestIP+":7", 10000)
 	t.Logf("10,000 datagrams of 1 to 8000 bytes echoed: %v", r)
 	if atoi(r["sent"]) != 10000 || r["lost"] != "0" || r["bad"] != "0" {
 		t.Errorf("UDP echo: %v, want 10000 sent, none lost or corrupted", r)
