@@ -30,6 +30,18 @@ func (n *netns) pingResumes(t testing.TB) pingStats {
 	return n.ping(t, resumeWait+time.Minute, "-c", strconv.Itoa(resumePings), "-i", "0.05", "-w", strconv.Itoa(int(resumeWait.Seconds())))
 }
 
+// restartsOf returns each component's restart count. A test that checks
+// that nothing restarted during what it did compares with the counts from
+// before: on a loaded host an app may time out and restart while the stack
+// boots, which is not what the test is about.
+func restartsOf(st ctl.Status) map[string]int {
+	m := map[string]int{}
+	for _, c := range st.Components {
+		m[c.Name] = c.Restarts
+	}
+	return m
+}
+
 // kill has the supervisor kill a component and returns when it did.
 func (a *appliance) kill(component string) time.Time {
 	a.t.Helper()
