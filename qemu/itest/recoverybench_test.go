@@ -20,6 +20,8 @@ import (
 // the report (benchOut: images/out/bench.md) and prints it.
 //
 //	KEEPNET_BENCH_ROUNDS  rounds (default 5 for boot, 3 for the others)
+//	KEEPNET_BENCH_BYTES   for the relay's cost: the size of each transfer
+//	                      (its first number; default relayBytes)
 
 // BenchmarkBootToReady boots each stack once a round, one guest at a time
 // and the order alternating (as BenchmarkTCPBulk), on a tap device in a
@@ -180,13 +182,15 @@ const relayRuns = 2
 // BenchmarkRelayCost compares TCP through keepnet-relay without impairment
 // with the appliance's NIC on the tap directly: per round one guest of each
 // (keepnet stack), one at a time and the order alternating, each doing
-// relayRuns downloads and uploads of relayBytes with their hashes checked.
+// relayRuns downloads and uploads of relayBytes (KEEPNET_BENCH_BYTES) with
+// their hashes checked.
 // A guest's speed varies from boot to boot by about as much as the relay
 // costs, so it takes several rounds. Section "relay", plot bench-relay.png;
 // the cost is 1 - relay/tap.
 func BenchmarkRelayCost(b *testing.B) {
 	requireITest(b, true)
 	rounds := int(envInts(b, "KEEPNET_BENCH_ROUNDS", 3)[0])
+	size := envInts(b, "KEEPNET_BENCH_BYTES", relayBytes)[0]
 	out, load := benchOut(b), hostLoad()
 	c := &report.Comparison{
 		Title: "The relay's cost at 0% loss", Unit: "Mbit/s", GroupBy: "direction",
@@ -195,7 +199,7 @@ func BenchmarkRelayCost(b *testing.B) {
 		Notes: []string{
 			fmt.Sprintf("Each run boots a fresh keepnet-stack guest whose NIC is on a tap device in a namespace, directly (tap) or through "+
 				"keepnet-relay without impairment (relay); curl in the namespace downloads and uploads %s %d times each, hashes checked. "+
-				"The relay's cost is 1 - relay/tap.", mb(relayBytes), relayRuns),
+				"The relay's cost is 1 - relay/tap.", mb(size), relayRuns),
 			"One guest at a time; the two alternate (tap, relay, relay, tap, ...). Host load average when the bench started: " + load + ".",
 			"Measured by `make bench` (qemu/itest BenchmarkRelayCost).",
 		},
@@ -222,8 +226,8 @@ func BenchmarkRelayCost(b *testing.B) {
 		}
 		httpWarm(s, n)
 		for range relayRuns {
-			d := httpDownload(s, n, relayBytes, 5, floorMbps)
-			u := httpUpload(s, n, relayBytes, 6, floorMbps)
+			d := httpDownload(s, n, size, 5, floorMbps)
+			u := httpUpload(s, n, size, 6, floorMbps)
 			fmt.Printf("%s: download %.0f Mbit/s, upload %.0f Mbit/s\n", path, d, u)
 			c.Add("download", path, d)
 			c.Add("upload", path, u)
