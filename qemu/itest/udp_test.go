@@ -80,8 +80,8 @@ func TestUDPRestarts(t *testing.T) {
 		before := a.stats("resolver")
 		r := n.udpOutage(t, a, comp)
 		t.Logf("kill %s during a 5 ms UDP echo stream: %v", comp, r) // gap and loss: BenchmarkRecovery
-		if atoi(r["received"]) == 0 || r["refused"] != "0" {
-			t.Errorf("kill %s: echo stream %v, want echoes, never refused", comp, r)
+		if r["refused"] != "0" {
+			t.Errorf("kill %s: echo stream %v, want it never refused", comp, r)
 		}
 		if r := n.udpEchoResumes(t); r["lost"] != "0" || r["bad"] != "0" {
 			t.Errorf("kill %s: echo %v within %v of the stream, want it to resume", comp, r, resumeWait)
