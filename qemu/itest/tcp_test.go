@@ -19,15 +19,15 @@ import (
 	"keepnet/apps/splitmix"
 )
 
-// Transfers may take a minute plus their size at a floor rate (floorMbps
-// for the ordinary ones, a fortieth to a fiftieth of what keepnet's TCP
-// does here with a tap on a quiet host: a host busy with other guests gave
-// 6 Mbit/s), and curl gives up sooner when a transfer stalls: less than
-// stallBytes a second for stallTime. These catch hangs; the rate is
-// BenchmarkTCPBulk's figure. transferLimit keeps a transfer inside the
-// test's own deadline.
+// A transfer fails when it stalls: curl gives up when less than
+// stallBytes a second came for stallTime. Beyond that it may take a minute
+// plus its size at floorMbps (for the ordinary ones: about what a stall
+// is), but never past two minutes before the test's own deadline
+// (transferLimit): a host busy with other guests gave 2.4 Mbit/s through
+// the relay where a quiet one gives 250. Its rate is BenchmarkTCPBulk's
+// figure, not the test's.
 const (
-	floorMbps  = 5
+	floorMbps  = 1
 	stallBytes = 100_000
 	stallTime  = time.Minute
 )
