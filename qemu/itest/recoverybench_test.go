@@ -108,8 +108,9 @@ func BenchmarkRecovery(b *testing.B) {
 		How: map[string]string{}, Date: time.Now(), HostCPUs: runtime.NumCPU(),
 		Notes: []string{
 			"Each round boots a fresh guest on a tap device in a network namespace and kills every component once, in the table's order, " +
-				"waiting after each kill until the service works again. A ping or echo stream lasts 7 s and the kill comes 2 s in: " +
-				"an outage longer than that shows as a gap of about 5 s (a UDP stream stops listening after 3 s of silence).",
+				"waiting after each kill until the service works again. A ping or echo stream sends for 7 s and the kill comes 2 s in: " +
+				"an outage past its end is cut short, and a UDP stream stops listening after 3 s of silence " +
+				"(see the lines printed for each kill: replies after it, datagrams echoed).",
 			"Host load average when the bench started: " + load + ".",
 			"Measured by `make bench` (qemu/itest BenchmarkRecovery).",
 		},
