@@ -116,7 +116,10 @@ func TestBadInputWithoutAppliance(t *testing.T) {
 	// keepnet up gives up at --timeout (the message names the one it
 	// used), says so, shows the console's tail, and leaves no QEMU behind.
 	out, err := keepnet(ctx, "", "up", "--detach", "--ctl", sock, "--append", "keepnet.ctl=vsock", "--timeout", "8s", "--fwd", fmt.Sprintf("tcp:%d:80", freePort(t)))
-	if exitCode(err) != 1 || !strings.Contains(out, "did not become ready within 8s") || !strings.Contains(out, "last lines of the console") {
+	// (The console is empty when a loaded host has not booted the kernel
+	// that far within the 8 s; keepnet up says so.)
+	if exitCode(err) != 1 || !strings.Contains(out, "did not become ready within 8s") ||
+		!strings.Contains(out, "--- last lines of the console") && !strings.Contains(out, "--- console: (empty)") {
 		t.Errorf("keepnet up with an unreachable guest = exit %d, %q; want exit 1, the timeout and the console tail", exitCode(err), out)
 	}
 	// A guest whose kernel cannot start init (the initramfs is garbage):
