@@ -10,9 +10,12 @@
 #   make run        boot the appliance, status page on http://127.0.0.1:8080/
 #   make test       unit tests, then the QEMU integration tests
 #   make bench      benchmarks: channel messages/s across two processes, ping
-#                   RTT and bulk TCP of keepnet against the Linux stack in the
-#                   same QEMU configuration; the TCP report and plot go to
-#                   images/out/bench.{md,png} (KEEPNET_BENCH_OUT, _ROUNDS, _BYTES)
+#                   RTT, bulk TCP and boot to ready of keepnet against the
+#                   Linux stack in the same QEMU configuration, the recovery
+#                   gap after each component's kill, the impairment relay's
+#                   cost; the report goes to images/out/bench.md, a section
+#                   each, plots beside it (KEEPNET_BENCH_OUT, _ROUNDS, _BYTES).
+#                   Tests assert behaviour; durations are measured here.
 #   make deps       install what is missing (QEMU, dnsmasq, curl, ssh, iproute2)
 
 GO      ?= go
@@ -65,7 +68,7 @@ run: deps all image
 test: deps all image
 	scripts/hugepages.sh 16
 	$(GO) vet ./...
-	KEEPNET_ITEST=1 $(GO) test -count=1 -timeout 25m ./...
+	KEEPNET_ITEST=1 $(GO) test -count=1 -timeout 60m ./...
 
 unit:
 	$(GO) test -count=1 ./...
@@ -75,6 +78,9 @@ bench: deps all image
 	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/channel
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench TCPBulk -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkBootToReady$$' -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRelayCost$$' -benchtime 1x -timeout 30m ./qemu/itest
 
 deps:
 	@scripts/deps.sh

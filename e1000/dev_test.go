@@ -24,13 +24,11 @@ func TestResetProgramsDevice(t *testing.T) {
 		{"qemu without EERD", model.Config{NoEERD: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
 			r := newRig(t, tc.mcfg, e1000.Config{RxRing: 64, TxRing: 32})
-			if d := time.Since(start); d > time.Second {
-				t.Errorf("Reset took %v of real time; it must only use the injected Sleep", d)
-			}
-			if r.slept == 0 {
-				t.Errorf("Reset slept %v through Config.Sleep, want the reset waits", r.slept)
+			// The quiesce and reset waits (10 ms and 5 ms) go through
+			// Config.Sleep: the test never sleeps.
+			if r.slept < 15*time.Millisecond {
+				t.Errorf("Reset slept %v through Config.Sleep, want the reset waits (at least 15ms)", r.slept)
 			}
 			if got := r.dev.MAC(); got != testMAC {
 				t.Errorf("MAC() = %x, want %x", got, testMAC)

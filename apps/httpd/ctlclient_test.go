@@ -141,13 +141,9 @@ func TestQueryStatusNoAnswer(t *testing.T) {
 	path := fakeInit(t, func(ctl.Request) []string { return nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	_, err := QueryStatus(ctx, path)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("QueryStatus with no answer = %v, want an error wrapping %v", err, context.DeadlineExceeded)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("QueryStatus with a 100ms context took %v", d)
 	}
 }
 

@@ -340,7 +340,7 @@ func TestServeGraceful(t *testing.T) {
 	<-entered
 	cancel()
 	// Shutdown has closed the listener once a new dial is refused.
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
 		c, err := net.Dial("tcp", l.Addr().String())
 		if err != nil {
 			break
@@ -385,7 +385,7 @@ func TestServeForced(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Serve with a stuck request = %v, want an error wrapping %v", err, context.DeadlineExceeded)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(time.Minute): // its 50 ms and what a loaded host adds
 		t.Fatal("Serve did not return after its shutdown timeout")
 	}
 }

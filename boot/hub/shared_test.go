@@ -65,7 +65,7 @@ func TestJoinOverSharedMemory(t *testing.T) {
 		t.Fatal("Send failed")
 	}
 	dp := drv.Peers[0]
-	if err := dp.Port.Wait(2 * time.Second); err != nil {
+	if err := dp.Port.Wait(time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	var msgs [4]channel.Msg

@@ -197,8 +197,8 @@ func (h *harness) stop() error {
 		h.cancel()
 		select {
 		case <-h.done:
-		case <-time.After(5 * time.Second):
-			h.t.Fatalf("Run did not return 5s after cancel; console:\n%s", h.con)
+		case <-time.After(hangWait):
+			h.t.Fatalf("Run did not return %v after cancel; console:\n%s", hangWait, h.con)
 		}
 	})
 	return h.runErr
@@ -216,11 +216,16 @@ func (h *harness) state(name string) State {
 	return State{}
 }
 
+// hangWait is how long the tests wait for what takes milliseconds (a fake
+// to start, a timer to be asked for, Run to return): only a hang takes
+// this long, however loaded the host.
+const hangWait = time.Minute
+
 // waitFor polls Status until cond holds for the named component, and returns
-// that state. It fails the test after 3s.
+// that state. It fails the test after hangWait.
 func (h *harness) waitFor(name, what string, cond func(State) bool) State {
 	h.t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(hangWait)
 	for {
 		st := h.state(name)
 		if cond(st) {
@@ -249,7 +254,7 @@ func waitLog(t *testing.T, path, line string, n ...int) {
 	if len(n) > 0 {
 		want = n[0]
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(hangWait)
 	for {
 		got := 0
 		for _, l := range readLog(t, path) {
@@ -304,8 +309,8 @@ func (c *fakeClock) next(t *testing.T) *fakeTimer {
 	select {
 	case r := <-c.requests:
 		return r
-	case <-time.After(3 * time.Second):
-		t.Fatal("no timer requested within 3s")
+	case <-time.After(hangWait):
+		t.Fatalf("no timer requested within %v", hangWait)
 		return nil
 	}
 }

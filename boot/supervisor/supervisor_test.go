@@ -269,8 +269,8 @@ func TestRestart(t *testing.T) {
 			return
 		case timer := <-clock.requests:
 			timer.fire()
-		case <-time.After(5 * time.Second):
-			t.Fatalf("Run did not return 5s after cancel; console:\n%s", h.con)
+		case <-time.After(hangWait):
+			t.Fatalf("Run did not return %v after cancel; console:\n%s", hangWait, h.con)
 		}
 	}
 }
@@ -431,8 +431,9 @@ func TestExtraFiles(t *testing.T) {
 }
 
 // TestStop cancels Run: dependents stop before their dependencies, a process
-// that ignores SIGTERM is killed, and Run returns with every child reaped and
-// every goroutine ended. Not parallel, so that goroutines can be counted.
+// that ignores SIGTERM is killed when its grace period (StopTimeout, on the
+// fake clock) ends, and Run returns with every child reaped and every
+// goroutine ended. Not parallel, so that goroutines can be counted.
 func TestStop(t *testing.T) {
 	before := runtime.NumGoroutine()
 	specs := []Spec{
@@ -441,7 +442,9 @@ func TestStop(t *testing.T) {
 		fakeSpec(t, "deaf", "stubborn"),
 	}
 	log := withLog(t, specs)
-	h := run(t, Config{Specs: specs, StopTimeout: 200 * time.Millisecond})
+	clock := newFakeClock()
+	const grace = 3 * time.Second
+	h := run(t, Config{Specs: specs, Clock: clock, StopTimeout: grace})
 	var pids []int
 	for _, name := range []string{"a", "b", "deaf"} {
 		pids = append(pids, h.waitRunning(name, 1).PID)
@@ -456,12 +459,27 @@ func TestStop(t *testing.T) {
 		t.Errorf("Owns(own pid %d) = true, want false", os.Getpid())
 	}
 
-	start := time.Now()
+	// Each component is sent SIGTERM with a grace period of StopTimeout;
+	// a, after b has stopped. The polite ones end within theirs; deaf is
+	// killed when its own ends.
+	h.cancel()
+	var timers []*fakeTimer
+	for range 3 {
+		timer := clock.next(t)
+		if timer.d != grace {
+			t.Errorf("grace period after SIGTERM = %v, want StopTimeout %v", timer.d, grace)
+		}
+		timers = append(timers, timer)
+	}
+	waitLog(t, log, "a term")
+	if st := h.state("deaf"); st.State != StateRunning {
+		t.Errorf("Status(deaf) before its grace period ended = %+v, want still running", st)
+	}
+	for _, timer := range timers {
+		timer.fire()
+	}
 	if err := h.stop(); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
-	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("Run took %v to stop, want about StopTimeout (200ms)", took)
 	}
 
 	var terms []string
@@ -488,7 +506,7 @@ func TestStop(t *testing.T) {
 		}
 	}
 	// exec's own goroutines may take a moment to be scheduled out.
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(hangWait)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}

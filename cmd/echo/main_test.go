@@ -59,7 +59,7 @@ func TestRunEchoes(t *testing.T) {
 	addr := net.JoinHostPort("127.0.0.1", port)
 	var c net.Conn
 	var err error
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		c, err = net.Dial("tcp", addr)
 		if err == nil || time.Now().After(deadline) {
 			break

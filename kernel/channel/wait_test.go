@@ -32,23 +32,21 @@ func TestWaitAny(t *testing.T) {
 	if r := WaitAny([]*Endpoint{b}, []int{p[0]}, 50*time.Millisecond); r[0] {
 		t.Error("WaitAny on a silent pipe reported it readable")
 	}
-	if d := time.Since(start); d < 40*time.Millisecond || d > time.Second {
+	if d := time.Since(start); d < 40*time.Millisecond {
 		t.Errorf("WaitAny with nothing to do returned after %v, want about 50ms", d)
 	}
 
+	// A message wakes it long before its timeout (an hour: only a hang
+	// takes that long, and the test's deadline ends it first).
 	go func() { time.Sleep(20 * time.Millisecond); a.Send(Msg{ID: 1}) }()
-	start = time.Now()
-	WaitAny([]*Endpoint{b}, []int{p[0]}, 5*time.Second)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("WaitAny took %v to see a message sent after 20ms", d)
-	}
+	WaitAny([]*Endpoint{b}, []int{p[0]}, time.Hour)
 	var buf [4]Msg
 	if n := b.Recv(buf[:]); n != 1 {
 		t.Errorf("Recv after WaitAny = %d messages, want 1", n)
 	}
 
 	unix.Write(p[1], []byte{1})
-	if r := WaitAny([]*Endpoint{b}, []int{p[0]}, 5*time.Second); !r[0] {
+	if r := WaitAny([]*Endpoint{b}, []int{p[0]}, time.Hour); !r[0] {
 		t.Error("WaitAny did not report the written pipe readable")
 	}
 }

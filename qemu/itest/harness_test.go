@@ -79,6 +79,9 @@ type appliance struct {
 	ready   time.Duration // QEMU start to ready, as keepnet up measured it
 }
 
+// bootWait is how long boot lets `keepnet up` wait for ready.
+const bootWait = 5 * time.Minute
+
 // boot starts the appliance detached with the given extra `keepnet up`
 // flags and powers it off when the test ends.
 func boot(t testing.TB, netns string, args ...string) *appliance {
@@ -89,10 +92,12 @@ func boot(t testing.TB, netns string, args ...string) *appliance {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	a := &appliance{t: t, ctl: filepath.Join(dir, "ctl.sock"), console: filepath.Join(dir, "console.log"), netns: netns}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Booting takes seconds; a host loaded by other guests has taken 100 s.
+	// Only a hang takes bootWait.
+	ctx, cancel := context.WithTimeout(context.Background(), bootWait+time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := keepnet(ctx, netns, append([]string{"up", "--detach", "--ctl", a.ctl, "--console", a.console, "--timeout", "120s"}, args...)...)
+	out, err := keepnet(ctx, netns, append([]string{"up", "--detach", "--ctl", a.ctl, "--console", a.console, "--timeout", bootWait.String()}, args...)...)
 	if err != nil {
 		t.Fatalf("keepnet up: %v\n%s", err, out)
 	}
@@ -120,7 +125,7 @@ func boot(t testing.TB, netns string, args ...string) *appliance {
 // status asks the appliance for its status through `keepnet status`.
 func (a *appliance) status() ctl.Status {
 	a.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := keepnet(ctx, "", "status", "--ctl", a.ctl)
 	if err != nil {

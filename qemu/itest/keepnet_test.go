@@ -26,7 +26,7 @@ func (a *appliance) stats(name string) map[string]any {
 }
 
 func (a *appliance) tryStats(name string) (map[string]any, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := keepnet(ctx, "", "stats", name, "--ctl", a.ctl)
 	if err != nil {
@@ -44,11 +44,15 @@ func num(m map[string]any, key string) float64 {
 	return v
 }
 
-// waitStats polls a component's counters until cond holds (they are
-// published once a second).
+// statsWait is how long waitStats polls: components publish their counters
+// once a second, a loaded host may delay that by seconds.
+const statsWait = 30 * time.Second
+
+// waitStats polls a component's counters until cond holds, at most
+// statsWait, and returns the last it read.
 func (a *appliance) waitStats(name string, cond func(map[string]any) bool) map[string]any {
 	a.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(statsWait)
 	for {
 		m, err := a.tryStats(name) // it may not have published yet
 		if err == nil && cond(m) {
@@ -68,8 +72,9 @@ var pingStamp = regexp.MustCompile(`(?m)^\[(\d+\.\d+)\] \d+ bytes from .* icmp_s
 
 // outage pings the appliance every 5 ms, kills a component two seconds in,
 // and returns the longest silence between two replies, the replies after
-// the kill, and the packets lost.
-func outage(t *testing.T, n *netns, a *appliance, component string) (gap time.Duration, after, lost int) {
+// the kill, and the packets lost. The ping lasts 7 s: a longer outage shows
+// as fewer replies after the kill, not as a longer gap.
+func outage(t testing.TB, n *netns, a *appliance, component string) (gap time.Duration, after, lost int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -123,7 +128,8 @@ func outage(t *testing.T, n *netns, a *appliance, component string) (gap time.Du
 
 // A crash of the driver or of IP during a ping: the supervisor restarts
 // it, the driver resets the device (or IP restores its configuration from
-// the store), and replies resume.
+// the store), and replies resume. How long they stop is BenchmarkRecovery's
+// figure; here a hang-catching deadline only.
 func TestKeepnetRestarts(t *testing.T) {
 	requireITest(t, true)
 	n := newNetns(t)
@@ -134,11 +140,8 @@ func TestKeepnetRestarts(t *testing.T) {
 	for _, comp := range []string{"e1000.0", "ip"} {
 		gap, after, lost := outage(t, n, a, comp)
 		t.Logf("kill %s during a 5 ms ping: longest gap %v, %d packets lost, %d replies after the kill", comp, gap.Round(time.Millisecond), lost, after)
-		if after < 100 {
-			t.Errorf("kill %s: only %d replies after the kill, want pings to resume", comp, after)
-		}
-		if gap > time.Second {
-			t.Errorf("kill %s: replies stopped for %v, want at most 1s", comp, gap)
+		if s := n.pingResumes(t); s.received < resumePings {
+			t.Errorf("kill %s: %d of %d pings answered within %v of the outage, want pings to resume", comp, s.received, resumePings, resumeWait)
 		}
 		c, _ := a.status().Component(comp)
 		if c.State != "running" || c.Restarts != 1 || c.Generation != 2 {
@@ -168,9 +171,11 @@ func TestKeepnetMalformedFrames(t *testing.T) {
 	before := a.waitStats("ip", func(m map[string]any) bool { return num(m, "FramesIn") > 0 })
 	nicBefore := a.stats("e1000.0")
 	rssBefore := map[string]int{}
-	for _, c := range a.status().Components {
+	stBefore := a.status()
+	for _, c := range stBefore.Components {
 		rssBefore[c.Name] = c.RSSKiB
 	}
+	restarts := restartsOf(stBefore)
 
 	const rounds = 300
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -221,8 +226,8 @@ func TestKeepnetMalformedFrames(t *testing.T) {
 	}
 	st := a.status()
 	for _, c := range st.Components {
-		if c.State != "running" || c.Restarts != 0 {
-			t.Errorf("after the malformed frames %s = %+v, want running with no restart", c.Name, c)
+		if c.State != "running" || c.Restarts != restarts[c.Name] {
+			t.Errorf("after the malformed frames %s = %+v, want running with no restart (%d before)", c.Name, c, restarts[c.Name])
 		}
 		if b := rssBefore[c.Name]; b > 0 && c.RSSKiB > b+8192 {
 			t.Errorf("%s resident memory grew from %d KiB to %d KiB", c.Name, b, c.RSSKiB)

@@ -26,7 +26,8 @@ import (
 //	KEEPNET_BENCH_BYTES   bytes down, or "down,up" (default 200000000,100000000;
 //	                      one number N means N down and N/2 up)
 //	KEEPNET_BENCH_OUT     the report's path, relative to the repository
-//	                      (default images/out/bench.md; the plot is beside it, .png)
+//	                      (default images/out/bench.md, of which this writes the
+//	                      section "tcp"; the plot is beside it, bench-tcp.png)
 //
 // Fairness on a 2-core host: only one guest exists at a time. Each run
 // boots a fresh guest, measures, and powers it off before the next boots.
@@ -49,19 +50,7 @@ func BenchmarkTCPBulk(b *testing.B) {
 	if len(sizes) > 1 {
 		up = sizes[1]
 	}
-	out := os.Getenv("KEEPNET_BENCH_OUT")
-	if out == "" {
-		out = "images/out/bench.md"
-	}
-	if !filepath.IsAbs(out) {
-		out = filepath.Join(root, out)
-	}
-	load := "unknown"
-	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(raw)); len(f) >= 3 {
-			load = strings.Join(f[:3], " ")
-		}
-	}
+	out, load := benchOut(b), hostLoad()
 
 	c := &report.Comparison{
 		Title: "TCP bulk transfer", Unit: "Mbit/s", GroupBy: "direction",
@@ -97,7 +86,7 @@ func BenchmarkTCPBulk(b *testing.B) {
 	c.Accel = first.accel
 	c.GuestCPUs, _ = strconv.Atoi(first.smp)
 
-	plot, err := c.Save(out)
+	plot, err := c.Save(out, "tcp")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,6 +100,30 @@ func BenchmarkTCPBulk(b *testing.B) {
 		}
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// benchOut is the path of make bench's report: KEEPNET_BENCH_OUT, relative
+// to the repository, or images/out/bench.md.
+func benchOut(tb testing.TB) string {
+	out := os.Getenv("KEEPNET_BENCH_OUT")
+	if out == "" {
+		out = "images/out/bench.md"
+	}
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(root, out)
+	}
+	return out
+}
+
+// hostLoad is the host's load average over 1, 5 and 15 minutes, as
+// /proc/loadavg has it.
+func hostLoad() string {
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(raw)); len(f) >= 3 {
+			return strings.Join(f[:3], " ")
+		}
+	}
+	return "unknown"
 }
 
 // bulkRun boots stack in a fresh namespace, measures one download and one

@@ -168,7 +168,7 @@ func TestRelayCutsOffloadedSegments(t *testing.T) {
 	if _, err := wire.Write(append(hdr, tcpFrame(100, 0x18, payload)...)); err != nil {
 		t.Fatal(err)
 	}
-	got := recvGuest(t, guest, 7, 2*time.Second)
+	got := recvGuest(t, guest, 7, hangWait)
 	if len(got) != 7 {
 		t.Fatalf("guest got %d frames for 10000 bytes at MSS 1448, want 7", len(got))
 	}
@@ -187,7 +187,7 @@ func TestRelayCutsOffloadedSegments(t *testing.T) {
 	}
 
 	guest.Write(AppendFrame(nil, frame(5, 60)))
-	wire.SetReadDeadline(time.Now().Add(2 * time.Second))
+	wire.SetReadDeadline(time.Now().Add(hangWait))
 	buf := make([]byte, 2048)
 	n, err := wire.Read(buf)
 	if err != nil {

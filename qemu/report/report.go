@@ -1,7 +1,10 @@
 // Package report turns the samples of a benchmark that compares two network
 // stacks in the same QEMU configuration (keepnet's own against Linux's) into
-// a markdown report and a PNG plot. `make bench` writes one with the bulk
-// TCP figures (qemu/itest's BenchmarkTCPBulk).
+// a markdown report and a PNG plot, and a benchmark that measures one stack
+// (Series: the recovery gaps per component) into a table. `make bench`
+// writes one report, images/out/bench.md, a section per benchmark
+// (WriteSection): qemu/itest's BenchmarkTCPBulk, BenchmarkBootToReady,
+// BenchmarkRecovery and BenchmarkRelayCost.
 //
 // It uses only the standard library: the plot is drawn pixel by pixel with
 // image/draw and a 5x7 bitmap font (font.go).
@@ -130,11 +133,13 @@ func (c *Comparison) Markdown(w io.Writer, plot string) error {
 	return err
 }
 
-// Save writes the markdown report to mdPath and the plot beside it, with
-// the same name ending in .png, creating the directory if needed. It
-// returns the plot's path.
-func (c *Comparison) Save(mdPath string) (pngPath string, err error) {
-	pngPath = strings.TrimSuffix(mdPath, filepath.Ext(mdPath)) + ".png"
+// Save writes the report as the section name of the markdown file at
+// mdPath (see WriteSection: the file's other sections stay) and the plot
+// beside it, named after both: images/out/bench.md and "tcp" give
+// images/out/bench-tcp.png. It creates the directory if needed and returns
+// the plot's path.
+func (c *Comparison) Save(mdPath, name string) (pngPath string, err error) {
+	pngPath = strings.TrimSuffix(mdPath, filepath.Ext(mdPath)) + "-" + name + ".png"
 	if err := os.MkdirAll(filepath.Dir(mdPath), 0o755); err != nil {
 		return "", err
 	}
@@ -147,7 +152,7 @@ func (c *Comparison) Save(mdPath string) (pngPath string, err error) {
 	}
 	var md bytes.Buffer
 	c.Markdown(&md, filepath.Base(pngPath))
-	if err := os.WriteFile(mdPath, md.Bytes(), 0o644); err != nil {
+	if err := WriteSection(mdPath, name, md.Bytes()); err != nil {
 		return "", err
 	}
 	return pngPath, nil

@@ -151,16 +151,16 @@ func TestPlotEmpty(t *testing.T) {
 
 func TestSave(t *testing.T) {
 	md := filepath.Join(t.TempDir(), "out", "bench.md")
-	p, err := bulk().Save(md)
+	p, err := bulk().Save(md, "tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := strings.TrimSuffix(md, ".md") + ".png"; p != want {
-		t.Errorf("Save(%q) = %q, want %q", md, p, want)
+	if want := strings.TrimSuffix(md, ".md") + "-tcp.png"; p != want {
+		t.Errorf("Save(%q, tcp) = %q, want %q", md, p, want)
 	}
 	text, err := os.ReadFile(md)
-	if err != nil || !strings.Contains(string(text), "](bench.png)") {
-		t.Errorf("%s = %q, %v; want a link to bench.png", md, text, err)
+	if err != nil || !strings.Contains(string(text), "](bench-tcp.png)") || !strings.HasPrefix(string(text), "<!-- begin tcp -->\n# TCP bulk") {
+		t.Errorf("%s = %q, %v; want the section tcp with a link to bench-tcp.png", md, text, err)
 	}
 	f, err := os.Open(p)
 	if err != nil {
@@ -169,6 +169,67 @@ func TestSave(t *testing.T) {
 	defer f.Close()
 	if _, err := png.Decode(f); err != nil {
 		t.Errorf("png.Decode(%s): %v", p, err)
+	}
+}
+
+// Each benchmark rewrites its own section and leaves the others.
+func TestWriteSection(t *testing.T) {
+	md := filepath.Join(t.TempDir(), "bench.md")
+	for _, step := range []struct {
+		name, body, want string
+	}{
+		{"tcp", "# TCP\nfirst\n", "<!-- begin tcp -->\n# TCP\nfirst\n<!-- end tcp -->\n"},
+		{"boot", "# Boot\n", "<!-- begin tcp -->\n# TCP\nfirst\n<!-- end tcp -->\n\n<!-- begin boot -->\n# Boot\n<!-- end boot -->\n"},
+		{"tcp", "# TCP\nsecond, no newline", "<!-- begin tcp -->\n# TCP\nsecond, no newline\n<!-- end tcp -->\n\n<!-- begin boot -->\n# Boot\n<!-- end boot -->\n"},
+		{"boot", "", "<!-- begin tcp -->\n# TCP\nsecond, no newline\n<!-- end tcp -->\n\n<!-- begin boot -->\n<!-- end boot -->\n"},
+	} {
+		if err := WriteSection(md, step.name, []byte(step.body)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(md); string(got) != step.want {
+			t.Errorf("after WriteSection(%s, %q): file =\n%s\nwant\n%s", step.name, step.body, got, step.want)
+		}
+	}
+	for _, bad := range []string{"", "a-->b", "a\nb"} {
+		if err := WriteSection(md, bad, nil); err == nil {
+			t.Errorf("WriteSection(%q) = nil, want an error", bad)
+		}
+	}
+}
+
+func TestSeriesMarkdown(t *testing.T) {
+	s := &Series{
+		Title: "Recovery after a kill", Unit: "ms", RowBy: "killed", Rows: []string{"ip", "store"},
+		How:  map[string]string{"ip": "longest silence of a 5 ms ping", "store": "kill to running again"},
+		Date: time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC), Accel: "tcg", HostCPUs: 2, GuestCPUs: 2,
+		Notes: []string{"One boot per round."},
+	}
+	s.Add("ip", 140)
+	s.Add("ip", 131.5)
+	s.Add("ip", 148)
+	var b bytes.Buffer
+	if err := s.Markdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := `# Recovery after a kill
+
+| killed | median (ms) | min | max | runs | measured as |
+| --- | ---: | ---: | ---: | ---: | --- |
+| ip | 140 | 132 | 148 | 3 | longest silence of a 5 ms ping |
+| store | – | – | – | 0 | kill to running again |
+
+Taken 2026-01-02 15:04 UTC with QEMU accel tcg, 2 vCPUs, on 2 host CPUs.
+One boot per round.
+
+Every run, in the order taken (ms):
+
+| killed | runs |
+| --- | --- |
+| ip | 140, 132, 148 |
+| store |  |
+`
+	if got := b.String(); got != want {
+		t.Errorf("Markdown() =\n%s\nwant\n%s", got, want)
 	}
 }
 
@@ -194,7 +255,7 @@ func TestWriteSample(t *testing.T) {
 	if *sample == "" {
 		t.Skip("no -sample path")
 	}
-	if _, err := bulk().Save(*sample); err != nil {
+	if _, err := bulk().Save(*sample, "tcp"); err != nil {
 		t.Fatal(err)
 	}
 }

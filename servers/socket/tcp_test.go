@@ -237,15 +237,15 @@ func TestTCPHalfClose(t *testing.T) {
 func TestTCPReadDeadline(t *testing.T) {
 	ap := newApp(t, newFakeNet())
 	c, a := dialAccept(t, ap.st, listenTCP(t, ap.st, ":0"))
-	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-	start := time.Now()
+	deadline := time.Now().Add(30 * time.Millisecond)
+	c.SetReadDeadline(deadline)
 	_, err := c.Read(make([]byte, 10))
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read after the deadline = %v, want a timeout wrapping os.ErrDeadlineExceeded", err)
 	}
-	if d := time.Since(start); d < 25*time.Millisecond || d > time.Second {
-		t.Errorf("Read timed out after %v, want about 30ms", d)
+	if early := time.Until(deadline); early > 0 {
+		t.Errorf("Read timed out %v before its deadline", early)
 	}
 	// Bytes that come after a timeout are still there.
 	c.SetReadDeadline(time.Time{})
@@ -444,7 +444,7 @@ func TestTCPSyscallRestart(t *testing.T) {
 		t.Errorf("Write after the restart = %v, want ECONNRESET", err)
 	}
 	// The peer's end got the transport's reset.
-	c.SetReadDeadline(time.Now().Add(time.Second))
+	c.SetReadDeadline(time.Now().Add(hangWait))
 	if _, err := c.Read(make([]byte, 10)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("peer Read = %v, want ECONNRESET", err)
 	}

@@ -31,10 +31,14 @@ func to(pc net.PacketConn) *net.UDPAddr {
 	return &net.UDPAddr{IP: net.IP(hostIP.AsSlice()), Port: pc.LocalAddr().(*net.UDPAddr).Port}
 }
 
-// recv reads one datagram within a second.
+// hangWait bounds the waits for what the fakes do in microseconds: only a
+// hang takes this long, however loaded the host.
+const hangWait = time.Minute
+
+// recv reads one datagram within hangWait.
 func recv(t *testing.T, pc net.PacketConn, size int) ([]byte, net.Addr) {
 	t.Helper()
-	pc.SetReadDeadline(time.Now().Add(time.Second))
+	pc.SetReadDeadline(time.Now().Add(hangWait))
 	defer pc.SetReadDeadline(time.Time{})
 	buf := make([]byte, size)
 	n, from, err := pc.ReadFrom(buf)
@@ -89,7 +93,7 @@ func TestDialWriteRead(t *testing.T) {
 	other := listen(t, ap.st, ":0")
 	other.WriteTo([]byte("intruder"), conn.LocalAddr())
 	srv.WriteTo([]byte("answer"), from)
-	conn.SetReadDeadline(time.Now().Add(time.Second))
+	conn.SetReadDeadline(time.Now().Add(hangWait))
 	buf := make([]byte, 100)
 	k, err := conn.Read(buf)
 	if err != nil || string(buf[:k]) != "answer" {
@@ -128,15 +132,15 @@ func TestEphemeralPorts(t *testing.T) {
 func TestReadDeadline(t *testing.T) {
 	ap := newApp(t, newFakeNet())
 	a := listen(t, ap.st, ":0")
-	a.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-	start := time.Now()
+	deadline := time.Now().Add(30 * time.Millisecond)
+	a.SetReadDeadline(deadline)
 	_, _, err := a.ReadFrom(make([]byte, 10))
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("ReadFrom after the deadline = %v, want a timeout wrapping os.ErrDeadlineExceeded", err)
 	}
-	if d := time.Since(start); d < 25*time.Millisecond || d > time.Second {
-		t.Errorf("ReadFrom timed out after %v, want about 30ms", d)
+	if early := time.Until(deadline); early > 0 {
+		t.Errorf("ReadFrom timed out %v before its deadline", early)
 	}
 	// A past deadline fails at once; clearing it lets reads block again.
 	a.SetReadDeadline(time.Now().Add(-time.Second))
@@ -155,17 +159,13 @@ func TestDeadlineChangeWakesRead(t *testing.T) {
 		errc <- err
 	}()
 	time.Sleep(20 * time.Millisecond) // let it block
-	start := time.Now()
 	a.SetReadDeadline(time.Now().Add(-time.Second))
 	select {
 	case err := <-errc:
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Errorf("blocked ReadFrom = %v, want a timeout", err)
 		}
-		if d := time.Since(start); d > 500*time.Millisecond {
-			t.Errorf("blocked ReadFrom took %v to notice the past deadline", d)
-		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Minute): // the old deadline is an hour away: only a missed wake-up takes this long
 		t.Fatal("setting a past deadline did not wake ReadFrom")
 	}
 }
@@ -452,7 +452,7 @@ func TestRestartDuringRestore(t *testing.T) {
 	// port as before the restarts.
 	p := listen(t, peer.st, ":0")
 	buf := make([]byte, 10)
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	for deadline := time.Now().Add(hangWait); ; {
 		p.WriteTo([]byte("hi"), a.LocalAddr())
 		a.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		n, _, err := a.ReadFrom(buf)
@@ -463,14 +463,14 @@ func TestRestartDuringRestore(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after three restarts no datagram arrived on %v within 5s: %v", a.LocalAddr(), err)
+			t.Fatalf("after three restarts no datagram arrived on %v within %v: %v", a.LocalAddr(), hangWait, err)
 		}
 	}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); !cond(); {
+	for deadline := time.Now().Add(hangWait); !cond(); {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}

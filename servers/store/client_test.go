@@ -40,8 +40,9 @@ func memKVs(c *Client, ns string) []KV {
 	return kvs
 }
 
-// fast are client options for tests: short back-off, bounded operations.
-var fast = []Option{WithTimeout(2 * time.Second), WithBackoff(time.Millisecond, 20*time.Millisecond)}
+// fast are client options for tests: short back-off, and a timeout that
+// only catches a hang.
+var fast = []Option{WithTimeout(time.Minute), WithBackoff(time.Millisecond, 20*time.Millisecond)}
 
 func listOf(t *testing.T, path, ns string) string {
 	t.Helper()
@@ -118,6 +119,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 // TestClientLimits: requests the store would refuse never leave the client.
+// There is no store: a request that left would end in a timeout error.
 func TestClientLimits(t *testing.T) {
 	c := Dial("/nonexistent/store.sock", WithTimeout(time.Second))
 	defer c.Close()
@@ -138,13 +140,8 @@ func TestClientLimits(t *testing.T) {
 		{"delete empty key", func() error { return c.Delete(ctx, "ns", "") }, ErrBadRequest},
 	}
 	for _, tt := range tests {
-		start := time.Now()
-		err := tt.do()
-		if !errors.Is(err, tt.wantErr) {
+		if err := tt.do(); !errors.Is(err, tt.wantErr) {
 			t.Errorf("%s: error = %v, want %v", tt.name, err, tt.wantErr)
-		}
-		if d := time.Since(start); d > 100*time.Millisecond {
-			t.Errorf("%s: took %v; a local refusal must not wait for the store", tt.name, d)
 		}
 	}
 	if n := len(memKVs(c, "ns")); n != 0 {
@@ -342,24 +339,30 @@ func startProxy(t *testing.T, path, target string) *proxy {
 	return p
 }
 
-// TestUnsureSameStore: writes cut off by their timeout, while the same store
-// keeps running, are resent on the next connection.
+// TestUnsureSameStore: writes cut off by their deadline, while the same
+// store keeps running, are resent on the next connection.
 func TestUnsureSameStore(t *testing.T) {
 	dir := t.TempDir()
 	store, front := dir+"/store.sock", dir+"/front.sock"
 	startServer(t, store, newServer(1, MaxBytes))
 	p := startProxy(t, front, store)
-	c := Dial(front, WithTimeout(100*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond))
+	// The writes that must be cut off have a short deadline of their own;
+	// the others may take what a loaded host needs.
+	c := Dial(front, WithTimeout(time.Minute), WithBackoff(time.Millisecond, 10*time.Millisecond))
 	defer c.Close()
 	ctx := context.Background()
 	if err := c.Put(ctx, "pf", "rule1", []byte("pass")); err != nil {
 		t.Fatal(err)
 	}
 	p.swallow.Store(true)
-	if err := c.Put(ctx, "pf", "rule2", []byte("block")); !errors.Is(err, context.DeadlineExceeded) {
+	cut, cancelCut := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelCut()
+	if err := c.Put(cut, "pf", "rule2", []byte("block")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Put(pf/rule2) into the void: error = %v, want %v", err, context.DeadlineExceeded)
 	}
-	if err := c.Delete(ctx, "pf", "rule1"); !errors.Is(err, context.DeadlineExceeded) {
+	cut, cancelCut = context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelCut()
+	if err := c.Delete(cut, "pf", "rule1"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Delete(pf/rule1) into the void: error = %v, want %v", err, context.DeadlineExceeded)
 	}
 	if got, want := listOf(t, store, "pf"), "rule1=pass"; got != want {
@@ -461,22 +464,29 @@ func TestUnreachable(t *testing.T) {
 			if !errors.As(err, &oe) || !oe.Timeout() || !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("%s on %s: error = %v, want a timeout *OpError", name, path, err)
 			}
-			// Generous slack: -race and a parallel test load the machine.
-			if d < timeout || d > timeout+time.Second {
-				t.Errorf("%s on %s: took %v, want about %v", name, path, d, timeout)
+			// Not sooner; later only by what a loaded host adds (a hang
+			// would take the test's own deadline).
+			if d < timeout {
+				t.Errorf("%s on %s: took %v, want at least %v", name, path, d, timeout)
 			}
 		}
 		c.Close()
 
-		// A caller's shorter deadline wins over the client's timeout.
-		c = Dial(path, WithTimeout(10*time.Second))
+		// A caller's shorter deadline wins over the client's timeout (an
+		// hour: only if it did not win would the Get take a minute).
+		c = Dial(path, WithTimeout(time.Hour))
 		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-		start := time.Now()
-		_, _, err := c.Get(short, "ip", "k")
-		cancel()
-		if d := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || d > 2*time.Second {
-			t.Errorf("Get with a 20ms deadline on %s = %v after %v, want a deadline error within ~20ms", path, err, d)
+		got := make(chan error, 1)
+		go func() { _, _, err := c.Get(short, "ip", "k"); got <- err }()
+		select {
+		case err := <-got:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Get with a 20ms deadline on %s = %v, want a deadline error", path, err)
+			}
+		case <-time.After(time.Minute):
+			t.Errorf("Get with a 20ms deadline on %s still waiting after a minute: the client's timeout won", path)
 		}
+		cancel()
 		c.Close()
 	}
 }
