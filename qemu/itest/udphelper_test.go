@@ -2,11 +2,13 @@ package itest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +31,8 @@ func TestHelperUDP(t *testing.T) {
 		udpEchoSizes(t, target, n)
 	case "stream":
 		udpStream(t, target, n)
+	case "paced":
+		udpPaced(t, target, n)
 	case "closed":
 		udpClosedPort(t, target)
 	case "flood":
@@ -108,6 +112,121 @@ func udpStream(t *testing.T, target string, n int) {
 	}
 	<-done
 	fmt.Printf("result: sent=%d received=%d refused=%d gap_ms=%d\n", n, got, refused, gap.Milliseconds())
+}
+
+// Pacing of the "paced" mode: one datagram every pacedEvery (200/s), each
+// pacedSize bytes; after the last one, echoes are awaited for pacedDrain.
+const (
+	pacedEvery = 5 * time.Millisecond
+	pacedSize  = 64
+	pacedDrain = 10 * time.Second
+)
+
+// udpPaced sends n datagrams of pacedSize bytes on a fixed schedule, one
+// every pacedEvery from the start (a late send does not push the later ones
+// back), each carrying its sequence number, and counts the distinct echoes
+// that come back until all have or pacedDrain has passed since the last
+// send. It reports what was lost (and the first lost ranges), the longest
+// silence between echoes and how far the sender fell behind its schedule.
+func udpPaced(t *testing.T, target string, n int) {
+	c, err := net.Dial("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	seen := make([]bool, n)
+	var got, dup, bad, refused int
+	var gap time.Duration
+	allIn := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2*pacedSize)
+		var last time.Time
+		for got < n {
+			c.SetReadDeadline(time.Now().Add(time.Minute)) // the sender ends the wait
+			m, err := c.Read(buf)
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				refused++
+				continue
+			} else if err != nil {
+				return
+			}
+			seq, ok := pacedSeq(buf[:m])
+			switch {
+			case !ok || seq >= n:
+				bad++
+				continue
+			case seen[seq]:
+				dup++
+				continue
+			}
+			seen[seq] = true
+			now := time.Now()
+			if got > 0 && now.Sub(last) > gap {
+				gap = now.Sub(last)
+			}
+			last = now
+			got++
+		}
+		close(allIn)
+	}()
+	start := time.Now()
+	var behind time.Duration
+	msg := make([]byte, pacedSize)
+	for i := 0; i < n; i++ {
+		at := start.Add(time.Duration(i) * pacedEvery)
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		} else {
+			behind = max(behind, -d)
+		}
+		binary.BigEndian.PutUint32(msg, pacedMagic)
+		binary.BigEndian.PutUint32(msg[4:], uint32(i))
+		if _, err := c.Write(msg); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	sending := time.Since(start)
+	select {
+	case <-allIn:
+	case <-time.After(pacedDrain):
+	}
+	c.Close() // ends the reader if it still waits
+	<-done
+	var lost []string
+	nlost := 0
+	for i := 0; i < n; i++ {
+		if seen[i] {
+			continue
+		}
+		j := i
+		for j+1 < n && !seen[j+1] {
+			j++
+		}
+		nlost += j - i + 1
+		if len(lost) < 8 {
+			lost = append(lost, fmt.Sprintf("%d-%d", i, j))
+		}
+		i = j
+	}
+	if len(lost) == 0 {
+		lost = []string{"none"}
+	}
+	fmt.Printf("result: sent=%d received=%d lost=%d dup=%d bad=%d refused=%d gap_ms=%d behind_ms=%d send_s=%.2f lost_ranges=%s\n",
+		n, got, nlost, dup, bad, refused, gap.Milliseconds(), behind.Milliseconds(), sending.Seconds(), strings.Join(lost, ","))
+}
+
+// pacedMagic starts every datagram of the "paced" mode, before its
+// big-endian sequence number.
+const pacedMagic = 0x6b6e7064 // "knpd"
+
+// pacedSeq is the sequence number of a "paced" datagram.
+func pacedSeq(b []byte) (int, bool) {
+	if len(b) != pacedSize || binary.BigEndian.Uint32(b) != pacedMagic {
+		return 0, false
+	}
+	return int(binary.BigEndian.Uint32(b[4:])), true
 }
 
 // udpClosedPort sends to a port nobody listens on from a connected socket:

@@ -62,7 +62,7 @@
 //     taken meanwhile: StatusInUse) makes the socket lost: its waiting and
 //     future operations fail with an error wrapping [ErrLost].
 //
-// Operations blocked in the application (a ReadFrom, a Write waiting for its
+// Operations blocked in the application (a ReadFrom, a Write waiting for a
 // reply) just keep waiting across all this; they are completed by the
 // replies on the new channel. A restart that happens during a restore starts
 // the chain again.
@@ -91,8 +91,15 @@
 // receive is posted any more until the application reads: the transport's
 // own queue then bounds and drops (UDP) or closes its window (TCP).
 //
-// A send copies the payload into a pool buffer and waits for the reply; a
-// send that times out leaves its buffer lent until the reply comes. When
+// A UDP write copies the payload into a pool buffer, sends it with
+// OpSendTo and returns without waiting for the reply (write-behind, as
+// sendto(2) returns once the kernel has the datagram): up to 4 sends are in
+// flight per socket, and a fifth write waits, within its deadline, for the
+// oldest one's reply. Waiting for its own reply made every datagram cost a
+// round trip through SYSCALL and UDP, and an application that answers each
+// datagram fell behind a stream of them. A send the transport refuses
+// fails the next write on the socket, once. A send's buffer stays lent
+// until its reply comes, whatever the writer's deadline. When
 // the pool is empty a send waits (within its deadline) for a buffer to be
 // freed. Receives never take the last buffers: a receive gets one only
 // if that leaves a reserve (a quarter of the pool, at least 2) free, plus

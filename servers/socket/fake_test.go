@@ -49,7 +49,10 @@ type fakeServer struct {
 	// held, as a server that dies before it forwards them.
 	holdSends bool
 	held      []channel.Msg
-	requests  map[ops.Op]int // by op
+	// sendStatus, if not StatusOK, answers every OpSendTo without
+	// delivering it.
+	sendStatus ops.Status
+	requests   map[ops.Op]int // by op
 }
 
 type fakeSock struct {
@@ -131,6 +134,12 @@ func (f *fakeServer) releaseSends() {
 	f.flush()
 }
 
+func (f *fakeServer) setSendStatus(status ops.Status) {
+	f.n.mu.Lock()
+	defer f.n.mu.Unlock()
+	f.sendStatus = status
+}
+
 func (f *fakeServer) setHoldSends(v bool) {
 	f.n.mu.Lock()
 	defer f.n.mu.Unlock()
@@ -200,6 +209,10 @@ func (f *fakeServer) handle(m channel.Msg) {
 	case ops.OpSendTo:
 		if f.holdSends {
 			f.held = append(f.held, m)
+			return
+		}
+		if f.sendStatus != ops.StatusOK {
+			f.reply(m, f.sendStatus)
 			return
 		}
 		b, err := f.pool.Bytes(m.Ref)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,7 +20,25 @@ import (
 type UDPConn struct {
 	s *Stack
 	c *sock
+	// Write-behind: the sends handed to the transport and not yet
+	// answered, oldest first. smu guards it and makes concurrent writes
+	// take turns.
+	smu     sync.Mutex
+	pending []*op
 }
+
+// datagramWriteBehind is how many sends a UDP socket keeps with the
+// transport before a write waits for the oldest one's reply. A write that
+// waited for its own reply (the round trip through SYSCALL and UDP: four
+// hops, each a wake-up under load) made an application that answers each
+// datagram serve at most one per round trip: apps/echo spent 95% of its
+// time in WriteTo and fell behind a 200 datagrams/s stream on a busy guest
+// until udp's receive queue overflowed (TestUDPPacedStream). Four, as
+// recvDepth and a TCP connection's writeBehind: an application that
+// answers each datagram is then held back by its receives no less than by
+// its sends, and a socket holds at most four pool buffers in sends
+// (receives keep their reserve whatever writers hold).
+const datagramWriteBehind = 4
 
 var (
 	_ net.PacketConn = (*UDPConn)(nil)
@@ -248,36 +267,77 @@ func (u *UDPConn) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// write copies b into a pool buffer, sends it to dst (0: the connected
-// peer) and waits for the reply. On a timeout the buffer stays lent until
-// the reply comes (the dispatcher frees it then).
+// write copies b into a pool buffer and hands it to the transport for dst
+// (0: the connected peer); it returns without waiting for the reply, as
+// sendto(2) returns once the kernel has the datagram, unless
+// datagramWriteBehind sends are in flight already: then it waits (within
+// the write deadline) for the oldest. A send the transport refused fails
+// the next write on the socket, once (UDP's sends are independent; Linux
+// reports an asynchronous error once, too). A write that times out waiting
+// sent nothing; the sends in flight stay lent until their replies come.
 func (u *UDPConn) write(b []byte, dst ops.Addr) (int, error) {
 	s, c := u.s, u.c
 	if len(b) > s.pool.BufSize() {
 		return 0, os.NewSyscallError("sendto", syscall.EMSGSIZE)
 	}
+	u.smu.Lock()
+	defer u.smu.Unlock()
+	if err := u.settle(datagramWriteBehind - 1); err != nil {
+		return 0, err
+	}
 	o, err := s.submitSend(c, b, dst)
 	if err != nil {
 		return 0, err
 	}
-	r, err := s.awaitSend(c, o)
-	if err != nil {
-		return 0, err
-	}
-	return u.sent(len(b), ops.StatusOf(r))
+	u.pending = append(u.pending, o)
+	return len(b), nil
 }
 
-func (u *UDPConn) sent(n int, status ops.Status) (int, error) {
-	if status == ops.StatusOK {
-		return n, nil
+// settle forgets the sends already answered, then waits for the oldest
+// until at most keep remain in flight. It returns the error of the first
+// refused send among those it forgot (the others' errors are dropped: one
+// report per write), or the wait's error. u.smu must be held.
+func (u *UDPConn) settle(keep int) error {
+	var first error
+	note := func(r channel.Msg) {
+		if first == nil && ops.StatusOf(r) != ops.StatusOK {
+			first = u.refused(ops.StatusOf(r))
+		}
 	}
+	k := 0
+	for _, o := range u.pending {
+		select {
+		case r := <-o.done:
+			note(r)
+		default:
+			u.pending[k] = o
+			k++
+		}
+	}
+	clear(u.pending[k:])
+	u.pending = u.pending[:k]
+	for first == nil && len(u.pending) > keep {
+		r, err := u.s.awaitSend(u.c, u.pending[0])
+		if err != nil {
+			return err // a timeout leaves it in flight: the next write waits again
+		}
+		u.pending[0] = nil
+		u.pending = u.pending[1:]
+		note(r)
+	}
+	return first
+}
+
+// refused is the error of a send the transport answered with status: the
+// socket's, if it was lost.
+func (u *UDPConn) refused(status ops.Status) error {
 	u.s.mu.Lock()
 	broken := u.c.broken
 	u.s.mu.Unlock()
 	if broken != nil {
-		return 0, broken
+		return broken
 	}
-	return 0, statusErr("sendto", status)
+	return statusErr("sendto", status)
 }
 
 // Close closes the socket: blocked and later operations fail with
@@ -321,8 +381,9 @@ func (u *UDPConn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-// SetWriteDeadline sets the deadline of writes (including the wait for
-// the reply); a blocked write sees the change at once.
+// SetWriteDeadline sets the deadline of writes (a write waits for a pool
+// buffer, and for the oldest send's reply when four are in flight); a
+// blocked write sees the change at once.
 func (u *UDPConn) SetWriteDeadline(t time.Time) error {
 	u.c.wd.set(t)
 	return nil

@@ -233,24 +233,66 @@ func TestLateDatagramAfterTimeoutIsKept(t *testing.T) {
 	}
 }
 
-func TestWriteTimeoutKeepsBufferUntilReply(t *testing.T) {
+// A write hands its datagram over and returns, without waiting for the
+// transport's reply (as sendto(2) does): an application that answers each
+// datagram must not pay a round trip through SYSCALL and UDP per datagram,
+// or it falls behind a stream (qemu/itest TestUDPPacedStream). Up to
+// datagramWriteBehind sends are in flight; the next write waits for the
+// oldest, within its deadline, and the buffers stay lent until the replies.
+func TestWriteDoesNotWaitForReply(t *testing.T) {
 	ap := newApp(t, newFakeNet())
 	a, b := listen(t, ap.st, ":0"), listen(t, ap.st, ":0")
 	free := ap.pool.Available()
 	ap.srv.setHoldSends(true)
-	b.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
-	_, err := b.WriteTo([]byte("slow"), to(a))
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("WriteTo to a stalled server = %v, want a timeout", err)
+	b.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	for i := range datagramWriteBehind {
+		if _, err := b.WriteTo([]byte(fmt.Sprint(i)), to(a)); err != nil {
+			t.Fatalf("WriteTo #%d to a server that has not answered yet = %v, want it handed over", i, err)
+		}
 	}
-	if got := ap.pool.Available(); got != free-1 {
-		t.Errorf("after the timed-out write %d buffers free, want %d (its buffer still lent)", got, free-1)
+	b.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := b.WriteTo([]byte("one too many"), to(a)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WriteTo with %d sends unanswered = %v, want a timeout", datagramWriteBehind, err)
+	}
+	if got := ap.pool.Available(); got != free-datagramWriteBehind {
+		t.Errorf("with %d sends unanswered %d buffers free, want %d (theirs still lent)", datagramWriteBehind, got, free-datagramWriteBehind)
 	}
 	ap.srv.releaseSends()
-	if got, _ := recv(t, a, 10); string(got) != "slow" {
-		t.Errorf("ReadFrom = %q, want the late datagram", got)
+	for i := range datagramWriteBehind {
+		if got, _ := recv(t, a, 10); string(got) != fmt.Sprint(i) {
+			t.Errorf("ReadFrom #%d = %q, want %q", i, got, fmt.Sprint(i))
+		}
 	}
 	waitFor(t, "every buffer back", func() bool { return ap.pool.Available() == free })
+	b.SetWriteDeadline(time.Time{})
+	if _, err := b.WriteTo([]byte("again"), to(a)); err != nil {
+		t.Errorf("WriteTo once the replies came = %v", err)
+	}
+	if got, _ := recv(t, a, 10); string(got) != "again" {
+		t.Errorf("ReadFrom = %q, want %q", got, "again")
+	}
+}
+
+// A send the transport refuses fails the next write on the socket, once.
+func TestRefusedSendFailsNextWrite(t *testing.T) {
+	ap := newApp(t, newFakeNet())
+	a, b := listen(t, ap.st, ":0"), listen(t, ap.st, ":0")
+	free := ap.pool.Available()
+	ap.srv.setSendStatus(ops.StatusNoRoute)
+	if _, err := b.WriteTo([]byte("lost"), to(a)); err != nil {
+		t.Fatalf("WriteTo = %v, want it handed over", err)
+	}
+	waitFor(t, "the refusal", func() bool { return ap.pool.Available() == free })
+	ap.srv.setSendStatus(ops.StatusOK)
+	if _, err := b.WriteTo([]byte("x"), to(a)); !errors.Is(err, syscall.EHOSTUNREACH) {
+		t.Errorf("WriteTo after a send refused with StatusNoRoute = %v, want EHOSTUNREACH", err)
+	}
+	if _, err := b.WriteTo([]byte("delivered"), to(a)); err != nil {
+		t.Errorf("the next WriteTo = %v, want nil (an error is reported once)", err)
+	}
+	if got, _ := recv(t, a, 20); string(got) != "delivered" {
+		t.Errorf("ReadFrom = %q, want %q", got, "delivered")
+	}
 }
 
 func TestLargeDatagramsAndTruncation(t *testing.T) {
