@@ -121,7 +121,6 @@ func TestReadyOverPipe(t *testing.T) {
 	if st.State != StateRunning {
 		t.Errorf("Status(a) = %+v, want running", st)
 	}
-	waitLog(t, log, "a ready", 2)
 }
 
 // TestNotReadyReasons checks what NotReady says of components that are not
