@@ -138,6 +138,7 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 
 	deadline := time.Now().Add(timeout)
 	lastNote := time.Now()
+	var last *ctl.Status // the last status the guest answered with
 	for {
 		select {
 		case err := <-exited:
@@ -148,7 +149,7 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("the appliance did not become ready within %v", timeout))
+			return fail(notReady(timeout, last))
 		}
 		if progress != nil && time.Since(lastNote) > 5*time.Second {
 			fmt.Fprintf(progress, "keepnet: still booting (%v)...\n", time.Since(start).Round(time.Second))
@@ -160,12 +161,28 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		resp, err := ctl.Do(rctx, m.Ctl, ctl.Request{Verb: ctl.VerbStatus})
 		cancel()
-		if err == nil && resp.Status != nil && resp.Status.Ready {
-			s := &Started{PID: cmd.Process.Pid, Status: *resp.Status, Elapsed: time.Since(start)}
+		if err != nil || resp.Status == nil {
+			continue
+		}
+		if last = resp.Status; last.Ready {
+			s := &Started{PID: cmd.Process.Pid, Status: *last, Elapsed: time.Since(start)}
 			cmd.Process.Release()
 			return s, nil
 		}
 	}
+}
+
+// notReady is the error of a boot that was not ready in time: it names what
+// the guest still waited for, as its last status said (ctl.Status.Waiting).
+func notReady(timeout time.Duration, last *ctl.Status) error {
+	switch {
+	case last == nil:
+		return fmt.Errorf("the appliance did not become ready within %v (its control channel never answered)", timeout)
+	case len(last.Waiting) == 0:
+		return fmt.Errorf("the appliance did not become ready within %v", timeout)
+	}
+	return fmt.Errorf("the appliance did not become ready within %v; still waiting for:\n  %s",
+		timeout, strings.Join(last.Waiting, "\n  "))
 }
 
 // tails is the end of the console and of QEMU's own output, for errors.

@@ -43,7 +43,10 @@ var once struct {
 // Ready tells init that this process serves. Only the first call writes;
 // later ones return the first one's result.
 func Ready() error {
-	once.Do(func() { once.err = ready(os.Getenv(EnvFD)) })
+	once.Do(func() {
+		once.err = ready(os.Getenv(EnvFD))
+		os.Unsetenv(EnvFD) // nothing this process starts may use it
+	})
 	return once.err
 }
 
