@@ -59,8 +59,9 @@ func readyBoot(t *testing.T, stack string) {
 	returned := time.Now()
 	var p probes
 	inNetns(t, n.Name, func() { p = probe(n) })
-	t.Logf("boot to ready %v; ARP %v, HTTP %v, UDP echo %v after up returned",
-		a.ready, p.arp.Sub(returned).Round(time.Millisecond), p.http.Sub(returned).Round(time.Millisecond), p.udp.Sub(returned).Round(time.Millisecond))
+	t.Logf("boot to ready %v; after up returned: ARP reply %v, HTTP reply %v (SYN retransmissions %d), UDP echo %v",
+		a.ready, p.arp.Sub(returned).Round(time.Millisecond), p.http.Sub(returned).Round(time.Millisecond),
+		p.synRetrans, p.udp.Sub(returned).Round(time.Millisecond))
 	for _, err := range p.errs {
 		t.Error(err)
 	}
@@ -88,7 +89,10 @@ func readyBoot(t *testing.T, stack string) {
 // probes are when each probe was answered, and what failed.
 type probes struct {
 	arp, http, udp time.Time
-	errs           []error
+	// synRetrans is how often the SYN was sent again: logged, not
+	// asserted, since a busy host may take longer than the first RTO.
+	synRetrans uint32
+	errs       []error
 }
 
 // probe asks the appliance once each: ARP, TCP and HTTP on port 80, UDP echo
@@ -108,6 +112,7 @@ func probe(n *netns) probes {
 	if err != nil {
 		fail("TCP connect to port 80 at once: %v", err)
 	} else {
+		p.synRetrans = totalRetrans(c)
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		fmt.Fprintf(c, "GET /status.json HTTP/1.0\r\nHost: %s\r\n\r\n", n.GuestIP)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -140,18 +145,45 @@ func probe(n *netns) probes {
 	}
 
 	if arpReply != nil {
-		if err := <-arpReply; err != nil {
-			fail("one ARP request, sent the moment up returned: %v", err)
+		r := <-arpReply
+		if r.err != nil {
+			fail("one ARP request, sent the moment up returned: %v", r.err)
 		}
-		p.arp = time.Now()
+		p.arp = r.at
 	}
 	return p
 }
 
+// totalRetrans is the kernel's count of segments c retransmitted so far
+// (TCP_INFO), or 0 if it cannot be read.
+func totalRetrans(c net.Conn) uint32 {
+	sc, ok := c.(*net.TCPConn)
+	if !ok {
+		return 0
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n uint32
+	raw.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n = info.Total_retrans
+		}
+	})
+	return n
+}
+
+// arpResult is when the ARP reply came, or why none did.
+type arpResult struct {
+	at  time.Time
+	err error
+}
+
 // sendARPRequest sends one ARP request for ip on the namespace's tap device
-// and returns a channel that gets nil when the reply comes, or an error after
-// 10s. The request is never repeated.
-func sendARPRequest(n *netns, ip netip.Addr) (<-chan error, error) {
+// and returns a channel that gets the reply's arrival, or an error after 10s.
+// The request is never repeated.
+func sendARPRequest(n *netns, ip netip.Addr) (<-chan arpResult, error) {
 	ifi, err := net.InterfaceByName(n.Tap)
 	if err != nil {
 		return nil, err
@@ -177,7 +209,7 @@ func sendARPRequest(n *netns, ip netip.Addr) (<-chan error, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	done := make(chan error, 1)
+	done := make(chan arpResult, 1)
 	go func() {
 		defer unix.Close(fd)
 		deadline := time.Now().Add(10 * time.Second)
@@ -185,7 +217,7 @@ func sendARPRequest(n *netns, ip netip.Addr) (<-chan error, error) {
 		for {
 			left := time.Until(deadline)
 			if left <= 0 {
-				done <- fmt.Errorf("no ARP reply from %v within 10s", ip)
+				done <- arpResult{err: fmt.Errorf("no ARP reply from %v within 10s", ip)}
 				return
 			}
 			tv := unix.NsecToTimeval(left.Nanoseconds())
@@ -195,7 +227,7 @@ func sendARPRequest(n *netns, ip netip.Addr) (<-chan error, error) {
 				continue
 			}
 			if err != nil {
-				done <- err
+				done <- arpResult{err: err}
 				return
 			}
 			if k < header.EthernetMinimumSize+header.ARPSize {
@@ -203,7 +235,7 @@ func sendARPRequest(n *netns, ip netip.Addr) (<-chan error, error) {
 			}
 			arp := header.ARP(buf[header.EthernetMinimumSize:k])
 			if arp.Op() == header.ARPReply && arp.SenderIP() == ip {
-				done <- nil
+				done <- arpResult{at: time.Now()}
 				return
 			}
 		}
