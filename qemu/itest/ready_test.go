@@ -56,7 +56,9 @@ func TestReadyMeansServing(t *testing.T) {
 // readyBoot is one boot and the probes that follow it at once.
 func readyBoot(t *testing.T, stack string) {
 	n := newNetns(t)
-	a := boot(t, n.Name, append(n.upArgs(), "--stack", stack)...)
+	// A later --timeout overrides boot's: a boot with both host CPUs
+	// busy may take minutes, and that is not what this tests.
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", stack, "--timeout", "5m")...)
 	returned := time.Now()
 	var p probes
 	inNetns(t, n.Name, func() { p = probe(n) })
