@@ -18,6 +18,10 @@ import (
 	"keepnet/kernel/notify"
 )
 
+// hangTimeout bounds every wait for the supervisor or a fake process: only
+// a hang exceeds it, whatever else keeps the machine busy.
+const hangTimeout = 30 * time.Second
+
 // The fake components are this test binary run again with envMode set: the
 // standard helper-process pattern.
 const (
@@ -227,10 +231,10 @@ func (h *harness) state(name string) State {
 }
 
 // waitFor polls Status until cond holds for the named component, and returns
-// that state. It fails the test after 3s.
+// that state. It fails the test after hangTimeout.
 func (h *harness) waitFor(name, what string, cond func(State) bool) State {
 	h.t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for {
 		st := h.state(name)
 		if cond(st) {
@@ -259,7 +263,7 @@ func waitLog(t *testing.T, path, line string, n ...int) {
 	if len(n) > 0 {
 		want = n[0]
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for {
 		got := 0
 		for _, l := range readLog(t, path) {
@@ -314,8 +318,8 @@ func (c *fakeClock) next(t *testing.T) *fakeTimer {
 	select {
 	case r := <-c.requests:
 		return r
-	case <-time.After(3 * time.Second):
-		t.Fatal("no timer requested within 3s")
+	case <-time.After(hangTimeout):
+		t.Fatalf("no timer requested within %v", hangTimeout)
 		return nil
 	}
 }

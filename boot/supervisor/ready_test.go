@@ -33,13 +33,13 @@ func (r *readyFuncs) of(t *testing.T, n int) func() {
 }
 
 // waitChanged waits for the channel Changed returned; a change must come
-// within 3s.
+// within hangTimeout.
 func waitChanged(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-ch:
-	case <-time.After(3 * time.Second):
-		t.Fatalf("no change within 3s: %s", what)
+	case <-time.After(hangTimeout):
+		t.Fatalf("no change within %v: %s", hangTimeout, what)
 	}
 }
 
