@@ -101,6 +101,9 @@ type Started struct {
 	Elapsed time.Duration // from QEMU start to ready
 }
 
+// statusWait bounds one status request while Start waits for ready.
+const statusWait = 10 * time.Second
+
 // Start boots m detached and returns once the guest reports ready, or fails
 // within timeout, in which case QEMU is stopped and the error carries the
 // tail of the console and of QEMU's own output.
@@ -158,7 +161,9 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 		if _, err := os.Stat(m.Ctl); err != nil {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		// A busy guest may take seconds to answer; a shorter bound would
+		// abandon every request just before its answer came.
+		rctx, cancel := context.WithTimeout(ctx, min(time.Until(deadline), statusWait))
 		resp, err := ctl.Do(rctx, m.Ctl, ctl.Request{Verb: ctl.VerbStatus})
 		cancel()
 		if err != nil || resp.Status == nil {
