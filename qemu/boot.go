@@ -101,6 +101,9 @@ type Started struct {
 	Elapsed time.Duration // from QEMU start to ready
 }
 
+// statusWait bounds one status request while Start waits for ready.
+const statusWait = 10 * time.Second
+
 // Start boots m detached and returns once the guest reports ready, or fails
 // within timeout, in which case QEMU is stopped and the error carries the
 // tail of the console and of QEMU's own output.
@@ -138,6 +141,7 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 
 	deadline := time.Now().Add(timeout)
 	lastNote := time.Now()
+	var last *ctl.Status // the last status the guest answered with
 	for {
 		select {
 		case err := <-exited:
@@ -148,7 +152,7 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("the appliance did not become ready within %v", timeout))
+			return fail(notReady(timeout, last))
 		}
 		if progress != nil && time.Since(lastNote) > 5*time.Second {
 			fmt.Fprintf(progress, "keepnet: still booting (%v)...\n", time.Since(start).Round(time.Second))
@@ -157,15 +161,33 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 		if _, err := os.Stat(m.Ctl); err != nil {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		// A busy guest may take seconds to answer; a shorter bound would
+		// abandon every request just before its answer came.
+		rctx, cancel := context.WithTimeout(ctx, min(time.Until(deadline), statusWait))
 		resp, err := ctl.Do(rctx, m.Ctl, ctl.Request{Verb: ctl.VerbStatus})
 		cancel()
-		if err == nil && resp.Status != nil && resp.Status.Ready {
-			s := &Started{PID: cmd.Process.Pid, Status: *resp.Status, Elapsed: time.Since(start)}
+		if err != nil || resp.Status == nil {
+			continue
+		}
+		if last = resp.Status; last.Ready {
+			s := &Started{PID: cmd.Process.Pid, Status: *last, Elapsed: time.Since(start)}
 			cmd.Process.Release()
 			return s, nil
 		}
 	}
+}
+
+// notReady is the error of a boot that was not ready in time: it names what
+// the guest still waited for, as its last status said (ctl.Status.Waiting).
+func notReady(timeout time.Duration, last *ctl.Status) error {
+	switch {
+	case last == nil:
+		return fmt.Errorf("the appliance did not become ready within %v (its control channel never answered)", timeout)
+	case len(last.Waiting) == 0:
+		return fmt.Errorf("the appliance did not become ready within %v", timeout)
+	}
+	return fmt.Errorf("the appliance did not become ready within %v; still waiting for:\n  %s",
+		timeout, strings.Join(last.Waiting, "\n  "))
 }
 
 // tails is the end of the console and of QEMU's own output, for errors.

@@ -33,11 +33,7 @@ func Open(stack string) (netapi.Network, error) {
 		conn.Close()
 		return nil, fmt.Errorf("keepnet stack: %w", err)
 	}
-	// The application counts as up once its socket library is: the
-	// appliance is ready when every wired component is (boot/hub).
-	if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("keepnet stack: %w", err)
-	}
+	// An application is not ready when its stack is, but once it has
+	// bound what it serves: it says so itself (kernel/notify).
 	return st, nil
 }

@@ -65,7 +65,12 @@ type Response struct {
 
 // Status is the appliance's state as `keepnet status` prints it.
 type Status struct {
-	Ready      bool        `json:"ready"`
+	// Ready: every component serves and the network is usable, so a
+	// connection made now succeeds (boot/pid1's readiness).
+	Ready bool `json:"ready"`
+	// Waiting says what Ready waits for, one line each ("httpd: running,
+	// not ready yet"); empty once ready.
+	Waiting    []string    `json:"waiting,omitempty"`
 	Stack      string      `json:"stack"`
 	Components []Component `json:"components"`
 	// CPU is the machine's processor time so far, from /proc/stat: a
@@ -88,6 +93,7 @@ type Component struct {
 	Name       string `json:"name"`
 	PID        int    `json:"pid"`
 	State      string `json:"state"`
+	Ready      bool   `json:"ready"` // its current process said it serves
 	Restarts   int    `json:"restarts"`
 	Generation int    `json:"generation"`
 	LastExit   string `json:"last_exit,omitempty"`

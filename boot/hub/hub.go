@@ -18,6 +18,11 @@
 //     hello creates fresh channels to the neighbours that are present, which
 //     is how those neighbours learn of the restart.
 //
+// Readiness: a component that says up (wiring.TypeUp) on its wiring socket
+// serves; the hub passes that on to the supervisor as the readiness of that
+// one generation (the ready function of Spec.ExtraFiles, boot/supervisor's
+// "Readiness"). An up from a superseded generation is ignored.
+//
 // Concurrency: one goroutine per wiring socket reads what the component
 // sends; Hub.mu guards all state and is held while sending, so announcements
 // to one component are never interleaved.
@@ -92,7 +97,7 @@ type node struct {
 	gen     int          // generation of the current process (starts counted by ExtraFiles)
 	conn    *wiring.Conn // init's end of the current process's socket
 	present bool         // said hello in this generation
-	up      bool         // said up in this generation: it serves
+	ready   func()       // the supervisor's readiness notification for this generation
 	pools   []*heldPool
 	regions []*heldPool // created once, never superseded
 }
@@ -146,9 +151,11 @@ func (h *Hub) Wired(name string) bool {
 
 // ExtraFiles is the supervisor's hook for name: called at every start, it
 // begins a new generation and returns the component's end of a fresh wiring
-// socket, which the child inherits as fd 3 (wiring.FD).
-func (h *Hub) ExtraFiles(name string) func() ([]*os.File, error) {
-	return func() ([]*os.File, error) {
+// socket, which the child inherits as fd 3 (wiring.FD). ready is the
+// supervisor's readiness notification for that start: the hub calls it
+// when the generation says up (wiring.TypeUp).
+func (h *Hub) ExtraFiles(name string) func(ready func()) ([]*os.File, error) {
+	return func(ready func()) ([]*os.File, error) {
 		initEnd, child, err := wiring.Pair()
 		if err != nil {
 			return nil, err
@@ -163,7 +170,7 @@ func (h *Hub) ExtraFiles(name string) func() ([]*os.File, error) {
 		}
 		n.gen++
 		n.conn = initEnd
-		n.present, n.up = false, false
+		n.present, n.ready = false, ready
 		h.supersedePoolsLocked(n)
 		gen := n.gen
 		h.mu.Unlock()
@@ -203,7 +210,7 @@ func (h *Hub) serve(name string, gen int, c *wiring.Conn) {
 		if err != nil {
 			h.mu.Lock()
 			if n := h.nodes[name]; n.gen == gen {
-				n.present, n.up = false, false
+				n.present = false
 			}
 			h.mu.Unlock()
 			if !errors.Is(err, wiring.ErrClosed) && !errors.Is(err, os.ErrClosed) {
@@ -222,10 +229,14 @@ func (h *Hub) serve(name string, gen int, c *wiring.Conn) {
 			}
 		case wiring.TypeUp:
 			h.mu.Lock()
+			var ready func()
 			if n := h.nodes[name]; n.gen == gen {
-				n.up = true
+				ready = n.ready
 			}
 			h.mu.Unlock()
+			if ready != nil {
+				ready() // outside mu: the supervisor takes its own lock
+			}
 		default:
 			h.logf("hub: %s sent unexpected %q", name, m.Type)
 		}
@@ -367,19 +378,6 @@ func (h *Hub) release(name string, id uint32) {
 			}
 		}
 	}
-}
-
-// AllUp reports whether every wired component's current generation has
-// said it serves.
-func (h *Hub) AllUp() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, n := range h.nodes {
-		if !n.up {
-			return false
-		}
-	}
-	return true
 }
 
 // OldPools reports how many superseded pools are still held, for status and

@@ -3,6 +3,7 @@ package hub
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,7 +67,15 @@ func (fx *fixture) isClosed(id uint32) bool {
 
 // start begins a generation of name and says hello, like a component.
 func (fx *fixture) start(name string) *wiring.Conn {
-	files, err := fx.hub.ExtraFiles(name)()
+	c, _ := fx.startCounting(name)
+	return c
+}
+
+// startCounting is start, also returning how many times the hub called the
+// generation's ready function.
+func (fx *fixture) startCounting(name string) (*wiring.Conn, *atomic.Int32) {
+	ready := new(atomic.Int32)
+	files, err := fx.hub.ExtraFiles(name)(func() { ready.Add(1) })
 	if err != nil || len(files) != 1 {
 		fx.t.Fatalf("ExtraFiles(%s) = %v, %v", name, files, err)
 	}
@@ -79,7 +88,7 @@ func (fx *fixture) start(name string) *wiring.Conn {
 	if err := c.Send(wiring.Message{Type: wiring.TypeHello}); err != nil {
 		fx.t.Fatal(err)
 	}
-	return c
+	return c, ready
 }
 
 // expect reads the next message and checks its type and descriptor count.
@@ -186,23 +195,20 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 }
 
-// The appliance is ready only when every wired component's current
-// generation has said it serves; a restart makes it unready until the new
-// generation says so.
-func TestAllUp(t *testing.T) {
+// A generation's up on its wiring socket is passed to the supervisor as that
+// generation's readiness, and only that generation's: an up from a process
+// already superseded counts for nobody.
+func TestUpIsThatGenerationsReadiness(t *testing.T) {
 	fx := newFixture(t)
-	ip := fx.start("ip")
-	drv := fx.start("e1000.0")
-	if fx.hub.AllUp() {
-		t.Fatal("AllUp before anyone said up")
-	}
-	ip.Send(wiring.Message{Type: wiring.TypeUp})
-	drv.Send(wiring.Message{Type: wiring.TypeUp})
-	waitFor(t, fx.hub.AllUp, "AllUp after both said up")
-	ip2 := fx.start("ip")
-	if fx.hub.AllUp() {
-		t.Error("AllUp while the restarted ip has not said up")
-	}
+	ip1, ready1 := fx.startCounting("ip")
+	fx.expect(ip1, wiring.TypeWelcome, 0)
+	ip2, ready2 := fx.startCounting("ip") // ip restarted before generation 1 said up
+	fx.expect(ip2, wiring.TypeWelcome, 0)
+
+	ip1.Send(wiring.Message{Type: wiring.TypeUp})
 	ip2.Send(wiring.Message{Type: wiring.TypeUp})
-	waitFor(t, fx.hub.AllUp, "AllUp after the new ip said up")
+	waitFor(t, func() bool { return ready2.Load() == 1 }, "generation 2's ready called once")
+	if got := ready1.Load(); got != 0 {
+		t.Errorf("superseded generation 1 said up: its ready called %d times, want 0", got)
+	}
 }

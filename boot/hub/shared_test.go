@@ -21,7 +21,7 @@ func TestJoinOverSharedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	join := func(name string) (*wiring.Conn, *wiring.Setup) {
-		files, err := h.ExtraFiles(name)()
+		files, err := h.ExtraFiles(name)(func() {})
 		if err != nil {
 			t.Fatal(err)
 		}

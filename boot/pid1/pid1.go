@@ -8,11 +8,12 @@
 //     kmodule over the modules.dep the image builder wrote);
 //  4. reserves huge pages for packet pools;
 //  5. with keepnet.stack=linux, configures the kernel's own e1000 interface
-//     (the baseline stack);
+//     (the baseline stack) and watches it until it is usable (netconf.go);
 //  6. answers the control protocol (package ctl) on the virtio-serial port or
 //     vsock the host talks to, and on LocalCtl for components inside;
 //  7. runs the supervisor over the component table (Table) and reaps
-//     orphans, until poweroff.
+//     orphans, until poweroff; says "keepnet ready" once every component
+//     serves and the network is usable (ready.go).
 //
 // Init never exits: a PID 1 that exits panics the kernel. Failures are
 // printed on the console and the appliance keeps running as far as it can,
@@ -80,6 +81,11 @@ func Main() {
 		log.Printf("component table: %v", err)
 	}
 	a.sup = sup
+	if sup != nil {
+		a.readiness = newReadiness(sup)
+	} else {
+		a.readiness = newReadiness(nil) // not a nil *Supervisor in an interface
+	}
 	go reapOrphans(ctx, sup, time.Second)
 
 	// Module loading and the huge page reservation are independent and each
@@ -103,11 +109,22 @@ func Main() {
 	wg.Wait()
 	log.Printf("modules %v and %d huge pages in %v", modulesFor(cfg), cfg.HugePages, time.Since(t0).Round(time.Millisecond))
 	if cfg.Stack == StackLinux {
+		a.readiness.set(netCondition, false, "the interface is not configured yet")
 		t0 := time.Now()
 		if name, err := configureLinuxStack(cfg, 5*time.Second); err != nil {
 			log.Printf("linux stack: %v", err)
+			a.readiness.set(netCondition, false, err.Error())
 		} else {
 			log.Printf("linux stack: %s configured in %v", name, time.Since(t0).Round(time.Millisecond))
+			var once sync.Once
+			go watchLink(ctx, name, cfg.IP, func(met bool, why string) {
+				if met {
+					once.Do(func() {
+						log.Printf("linux stack: %s usable %v after configuring began", name, time.Since(t0).Round(time.Millisecond))
+					})
+				}
+				a.readiness.set(netCondition, met, why)
+			})
 		}
 	}
 	a.startControl(ctx)
@@ -186,21 +203,28 @@ type appliance struct {
 	wiring   *hub.Hub               // nil when the wiring was invalid
 	shutdown context.CancelFunc
 	store    *store.Client // reads the counters components publish
-	ready    atomic.Bool   // set once every component first ran
+
+	readiness *readiness  // what "ready" waits for
+	ready     atomic.Bool // set once the appliance was first ready and said so
 }
+
+// netCondition is the name of init's readiness condition for the Linux
+// stack's interface.
+const netCondition = "network"
 
 var _ ctl.Handler = (*appliance)(nil)
 
 func (a *appliance) Status() ctl.Status {
 	st := ctl.Status{Stack: a.cfg.Stack, Components: []ctl.Component{}, CPU: cpuTimes()}
+	st.Waiting = a.readiness.waiting()
+	st.Ready = a.ready.Load() && len(st.Waiting) == 0
 	if a.sup == nil {
 		return st
 	}
-	st.Ready = a.ready.Load() && a.serving()
 	published := a.published()
 	for _, c := range a.sup.Status() {
 		st.Components = append(st.Components, ctl.Component{
-			Name: c.Name, PID: c.PID, State: c.State, Restarts: c.Restarts,
+			Name: c.Name, PID: c.PID, State: c.State, Ready: c.Ready, Restarts: c.Restarts,
 			Generation: c.Generation, LastExit: c.LastExit, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID),
 			Stats: published[c.Name],
 		})
@@ -318,22 +342,13 @@ func (a *appliance) startControl(ctx context.Context) {
 	}
 }
 
-// announceReady prints one line when every component is running for the
-// first time, with the time since the kernel started.
+// announceReady prints one line the first time the appliance is ready
+// (every component serves, the network is usable: readiness), with the
+// time since the kernel started; status says ready only from then on.
 func (a *appliance) announceReady(ctx context.Context) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if a.serving() {
-			a.ready.Store(true)
-			log.Printf("keepnet ready (%s stack) %s after kernel start", a.cfg.Stack, uptime())
-			return
-		}
+	if a.readiness.wait(ctx) {
+		a.ready.Store(true)
+		log.Printf("keepnet ready (%s stack) %s after kernel start", a.cfg.Stack, uptime())
 	}
 }
 
@@ -410,12 +425,6 @@ func cpuTimes() *ctl.CPUTimes {
 
 // ticksPerSecond is USER_HZ, the unit of /proc's CPU times: 100 on x86.
 const ticksPerSecond = 100
-
-// serving reports whether every component runs and every wired one has
-// said it serves (its driver reset the device, its IP server is up).
-func (a *appliance) serving() bool {
-	return a.sup.Ready() && (a.wiring == nil || a.wiring.AllUp())
-}
 
 func uptime() string {
 	b, err := os.ReadFile("/proc/uptime")

@@ -89,6 +89,11 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big}}})
 		}
 	}
+	// Every component says when it serves: the appliance is ready only
+	// then (ready.go).
+	for i := range specs {
+		specs[i].Ready = supervisor.ReadyNotify
+	}
 	return specs, nodes
 }
 

@@ -1,14 +1,18 @@
 package supervisor
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"keepnet/kernel/notify"
 )
 
 // errStopping ends a start that would come after Run began stopping.
@@ -174,23 +178,43 @@ func (s *Supervisor) awaitDeps(ctx context.Context, c *component, callers *[]cha
 
 // start starts a new process for c and a goroutine waiting for its end.
 func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) {
+	// A new attempt: whatever an earlier process said about its readiness
+	// no longer counts, and its ready function no longer works.
+	s.mu.Lock()
+	c.attempt++
+	c.announced = false
+	attempt := c.attempt
+	s.mu.Unlock()
+	ready := func() { s.announce(c, attempt) }
+
 	var files []*os.File
-	if c.spec.ExtraFiles != nil {
-		fs, err := c.spec.ExtraFiles()
-		if err != nil {
-			return nil, fmt.Errorf("extra files: %w", err)
-		}
-		files = fs
-	}
 	defer func() {
 		for _, f := range files {
 			f.Close()
 		}
 	}()
+	if c.spec.ExtraFiles != nil {
+		fs, err := c.spec.ExtraFiles(ready)
+		if err != nil {
+			return nil, fmt.Errorf("extra files: %w", err)
+		}
+		files = fs
+	}
+	env := append(os.Environ(), c.spec.Env...)
+	var notifyR *os.File // the read end of the readiness pipe, if any
+	if c.spec.Ready == ReadyNotify {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("readiness pipe: %w", err)
+		}
+		notifyR = r
+		files = append(files, w) // closed here once the child has it
+		env = append(env, fmt.Sprintf("%s=%d", notify.EnvFD, 3+len(files)-1))
+	}
 
 	out := &lineWriter{con: s.con, prefix: c.spec.Name}
 	cmd := exec.Command(c.spec.Path, c.spec.Args...)
-	cmd.Env = append(os.Environ(), c.spec.Env...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = out, out // the same writer: one pipe, one order
 	cmd.ExtraFiles = files
 	cmd.WaitDelay = pipeDrain
@@ -201,10 +225,16 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 	s.mu.Lock()
 	if ctx.Err() != nil {
 		s.mu.Unlock()
+		if notifyR != nil {
+			notifyR.Close()
+		}
 		return nil, errStopping
 	}
 	if err := cmd.Start(); err != nil {
 		s.mu.Unlock()
+		if notifyR != nil {
+			notifyR.Close()
+		}
 		return nil, err
 	}
 	c.proc = cmd.Process
@@ -218,10 +248,25 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 	s.con.logf("%s: started pid %d, generation %d", c.spec.Name, cmd.Process.Pid, c.generation)
 	s.mu.Unlock()
 
+	readerDone := make(chan struct{})
+	if notifyR != nil {
+		go func() {
+			defer close(readerDone)
+			awaitReady(notifyR, ready)
+		}()
+	} else {
+		close(readerDone)
+	}
 	p := &process{cmd: cmd, started: s.cfg.Clock.Now(), exited: make(chan error, 1)}
 	go func() {
 		err := cmd.Wait()
 		out.Flush()
+		if notifyR != nil {
+			// Ends the reader, should a grandchild still hold the
+			// write end.
+			notifyR.Close()
+		}
+		<-readerDone
 		s.mu.Lock()
 		c.proc = nil
 		s.changedLocked()
@@ -229,6 +274,17 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 		p.exited <- err
 	}()
 	return p, nil
+}
+
+// awaitReady reads a process's readiness pipe until it ends, and calls ready
+// when the process says it is (notify.Message).
+func awaitReady(r io.Reader, ready func()) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if sc.Text()+"\n" == notify.Message {
+			ready()
+		}
+	}
 }
 
 // ended describes the end of p, whose Wait returned err.

@@ -24,8 +24,8 @@
 //     the back-off. A program that cannot be started at all (a missing
 //     binary) counts as a crash.
 //   - A component starts only when every one of its Deps is "running" (its
-//     process exists; there is no readiness handshake), and a restart waits
-//     for them the same way. A dependency's crash does not restart its
+//     process exists; readiness, below, is not waited for), and a restart
+//     waits for them the same way. A dependency's crash does not restart its
 //     dependents: in the multiserver design they see the new generation and
 //     recover by themselves.
 //   - Kill sends SIGKILL and leaves the rules above to bring the component
@@ -36,6 +36,29 @@
 //     order: one gets SIGTERM only once all its dependents have exited, and
 //     SIGKILL if it is still there StopTimeout later. Run returns when every
 //     child is reaped and every goroutine of the supervisor has ended.
+//
+// # Readiness
+//
+// Running is not serving: a web server runs a while before its listener is
+// bound. A component whose Spec says ReadyNotify counts as ready only once
+// its current process says so, in one of two ways:
+//
+//   - on its readiness pipe (package kernel/notify): every start gets a
+//     fresh pipe whose write end the process inherits, named by
+//     notify.EnvFD; the supervisor reads the other end and takes the line
+//     notify.Message as the announcement;
+//   - through the ready function the start's ExtraFiles hook was given:
+//     init's hub calls it when a wired component says "up" on its wiring
+//     socket (kernel/wiring.TypeUp).
+//
+// Either way the announcement belongs to one start: a later start (a
+// restart) is not ready until its own process announces, and nothing an
+// earlier process says can count for it. A ReadyRunning component is ready
+// while its process runs. Ready is true when every component is ready (or
+// stopped for good by its policy); NotReady names those that are not and
+// why; Changed wakes a caller waiting for either, with no polling. Init
+// aggregates this with its own conditions into "keepnet ready"
+// (boot/pid1).
 //
 // Component output is never lost in a pipe nobody reads: each line a
 // component writes to stdout or stderr goes to Config.Console prefixed with

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"keepnet/kernel/notify"
 )
 
 // The fake components are this test binary run again with envMode set: the
@@ -53,6 +55,14 @@ func fake(mode string) int {
 			return 1
 		}
 		os.Stdout.Write(b)
+		return 0
+	case "notify": // says it is ready on its readiness pipe, then hangs
+		if err := notify.Ready(); err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		record("ready")
+		time.Sleep(time.Minute)
 		return 0
 	case "hang":
 		record("up")

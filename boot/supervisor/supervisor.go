@@ -40,6 +40,30 @@ func (p Policy) restarts(code int) bool {
 	return p == Always || p == OnFailure && code != 0
 }
 
+// Readiness says when a running component counts as ready (see Ready).
+type Readiness int
+
+const (
+	// ReadyRunning: ready as soon as its process runs.
+	ReadyRunning Readiness = iota
+	// ReadyNotify: ready once its process says so (package
+	// kernel/notify): by writing notify.Message on the pipe it inherits
+	// for that purpose, or through the ready function its ExtraFiles
+	// hook was given (init's hub calls it when the wiring socket says
+	// "up"). Each start is a new process that must say it again.
+	ReadyNotify
+)
+
+func (r Readiness) String() string {
+	switch r {
+	case ReadyRunning:
+		return "running"
+	case ReadyNotify:
+		return "notify"
+	}
+	return fmt.Sprintf("Readiness(%d)", int(r))
+}
+
 // DoNotRestart is the exit status (EX_CONFIG from sysexits.h) by which a
 // component says that restarting it will not help.
 const DoNotRestart = 78
@@ -78,12 +102,18 @@ type Spec struct {
 	Env     []string // "KEY=value" appended to the supervisor's environment
 	Deps    []string // names that must be running before this one starts
 	Restart Policy
+	Ready   Readiness // when a running process of it counts as ready
 
 	// ExtraFiles, if not nil, is called before every start; the files it
 	// returns become the child's descriptors 3, 4, ... The supervisor closes
 	// them once the child has started (or failed to), so return files whose
 	// descriptors the child may own: dup those you keep.
-	ExtraFiles func() ([]*os.File, error)
+	//
+	// ready is that start's readiness notification: calling it (at any
+	// time, from any goroutine, any number of times) says that the process
+	// of this start is ready, as its notify.Message would. Once a later
+	// start has begun it does nothing.
+	ExtraFiles func(ready func()) ([]*os.File, error)
 }
 
 // Config is what New needs.
@@ -117,6 +147,9 @@ type State struct {
 	Restarts   int    // starts after the first
 	Generation int    // 1 after the first start, +1 at every restart
 	LastExit   string // how the last process ended: "exit status 1", "signal: killed"
+	// Ready: its process runs and is ready (by its Readiness), or it
+	// stopped for good by its policy.
+	Ready bool
 }
 
 // Errors returned, wrapped in an *Error, by Kill and Restart.
@@ -154,6 +187,8 @@ type component struct {
 	restarts   int
 	generation int
 	lastExit   string
+	attempt    int  // starts tried, counting those that failed; names a start's ready function
+	announced  bool // the process of start attempt said it is ready
 }
 
 // Supervisor starts, watches and restarts the components of one table.
@@ -353,27 +388,76 @@ func (s *Supervisor) Status() []State {
 			Restarts:   c.restarts,
 			Generation: c.generation,
 			LastExit:   c.lastExit,
+			Ready:      s.running && c.readyLocked(),
 		})
 	}
 	return st
 }
 
-// Ready reports whether Run is supervising and every component is running,
-// or has stopped for good by its policy (Never, or OnFailure after status 0).
-// A failed, backing-off or not yet started component makes it false.
+// Ready reports whether Run is supervising and every component is ready:
+// running and, if its Readiness is ReadyNotify, said so; or stopped for
+// good by its policy (Never, or OnFailure after status 0). A failed,
+// backing-off or not yet started component makes it false, and so does a
+// restarted one until its new process is ready.
 func (s *Supervisor) Ready() bool {
+	return len(s.NotReady()) == 0
+}
+
+// NotReady says what Ready waits for: one line per component that is not
+// ready, naming it and saying why, in table order; or "supervisor: not
+// running" when Run is not supervising. It is empty when Ready is true.
+func (s *Supervisor) NotReady() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.running {
+		return []string{"supervisor: not running"}
+	}
+	var why []string
+	for _, c := range s.comps {
+		if c.readyLocked() {
+			continue
+		}
+		w := c.spec.Name + ": " + c.state
+		switch {
+		case c.state == StateRunning && c.proc != nil:
+			w = c.spec.Name + ": running, not ready yet"
+		case c.lastExit != "":
+			w += " (" + c.lastExit + ")"
+		}
+		why = append(why, w)
+	}
+	return why
+}
+
+// Changed returns a channel that is closed at the next change of any
+// component (its state, its process, its readiness): a caller waiting for
+// Ready calls Changed, then Ready, then waits on the channel.
+func (s *Supervisor) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// readyLocked reports whether c counts as ready. Needs s.mu.
+func (c *component) readyLocked() bool {
+	if c.state == StateStopped {
+		return true // for good by its policy; while Run runs, only so
+	}
+	if c.state != StateRunning || c.proc == nil {
 		return false
 	}
-	for _, c := range s.comps {
-		up := c.state == StateRunning && c.proc != nil
-		if !up && c.state != StateStopped {
-			return false
-		}
+	return c.spec.Ready == ReadyRunning || c.announced
+}
+
+// announce records that the process of start attempt says it is ready.
+func (s *Supervisor) announce(c *component, attempt int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.attempt != attempt || c.announced {
+		return
 	}
-	return true
+	c.announced = true
+	s.changedLocked()
 }
 
 // Owns reports whether pid is a child of the supervisor that it has not yet

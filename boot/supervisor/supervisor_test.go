@@ -80,9 +80,9 @@ func TestExitPolicy(t *testing.T) {
 		policy Policy
 		want   State // PID ignored
 	}{
-		{"exit0", Never, State{State: StateStopped, Generation: 1, LastExit: "exit status 0"}},
-		{"crash", Never, State{State: StateStopped, Generation: 1, LastExit: "exit status 1"}},
-		{"exit0", OnFailure, State{State: StateStopped, Generation: 1, LastExit: "exit status 0"}},
+		{"exit0", Never, State{State: StateStopped, Generation: 1, LastExit: "exit status 0", Ready: true}},
+		{"crash", Never, State{State: StateStopped, Generation: 1, LastExit: "exit status 1", Ready: true}},
+		{"exit0", OnFailure, State{State: StateStopped, Generation: 1, LastExit: "exit status 0", Ready: true}},
 		{"crash", OnFailure, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 1"}},
 		{"exit0", Always, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 0"}},
 		{"crash", Always, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 1"}},
@@ -193,7 +193,7 @@ func TestKillRestartsHungComponent(t *testing.T) {
 		t.Fatalf("Kill(a) = %v, want nil", err)
 	}
 	got := h.waitRunning("a", 2)
-	want := State{Name: "a", PID: got.PID, State: StateRunning, Restarts: 1, Generation: 2, LastExit: "signal: killed"}
+	want := State{Name: "a", PID: got.PID, State: StateRunning, Restarts: 1, Generation: 2, LastExit: "signal: killed", Ready: true}
 	if got != want {
 		t.Errorf("after Kill: Status(a) = %+v, want %+v", got, want)
 	}
@@ -406,7 +406,7 @@ func TestExtraFiles(t *testing.T) {
 	var given []*os.File
 	spec := fakeSpec(t, "a", "fd3")
 	spec.Restart = Never
-	spec.ExtraFiles = func() ([]*os.File, error) {
+	spec.ExtraFiles = func(func()) ([]*os.File, error) {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, err

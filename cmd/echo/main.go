@@ -24,6 +24,7 @@ import (
 	"keepnet/apps/echo"
 	"keepnet/apps/netapi"
 	"keepnet/apps/stacks"
+	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
 )
 
@@ -80,6 +81,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	l, err := network.Listen("tcp", addr)
 	if errors.Is(err, errors.ErrUnsupported) {
 		logger.Printf("tcp: %v; serving udp %s only (%s stack)", err, pc.LocalAddr(), *stack)
+		if err := notify.Ready(); err != nil {
+			logger.Print(err)
+		}
 		err := echo.ServeUDP(ctx, pc)
 		if err != nil {
 			logger.Print(err)
@@ -93,6 +97,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	logger.Printf("serving on tcp %s and udp %s (%s stack)", l.Addr(), pc.LocalAddr(), *stack)
+	if err := notify.Ready(); err != nil {
+		logger.Print(err)
+	}
 
 	// Either server failing stops the other.
 	ctx, cancel := context.WithCancel(ctx)

@@ -23,6 +23,7 @@ import (
 	"keepnet/apps/netapi"
 	"keepnet/apps/stacks"
 	"keepnet/boot/ctl"
+	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
 )
 
@@ -63,6 +64,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	logger.Printf("serving on %s (%s stack)", l.Addr(), *stack)
+	if err := notify.Ready(); err != nil {
+		logger.Print(err)
+	}
 	h := httpd.New(httpd.Config{
 		Stack: *stack,
 		Status: func(ctx context.Context) (*ctl.Status, error) {

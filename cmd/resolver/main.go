@@ -16,6 +16,7 @@ import (
 	"keepnet/apps/netapi"
 	"keepnet/apps/resolver"
 	"keepnet/apps/stacks"
+	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 )
@@ -42,6 +43,9 @@ func main() {
 	}
 	defer pc.Close()
 	log.Printf("resolving %s through %v from %v every second (%s stack)", *name, server, pc.LocalAddr(), *stack)
+	if err := notify.Ready(); err != nil { // its socket is open: it runs as it should
+		log.Print(err)
+	}
 
 	st := store.Dial(store.DefaultPath)
 	defer st.Close()

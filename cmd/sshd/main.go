@@ -21,6 +21,7 @@ import (
 	"keepnet/apps/netapi"
 	"keepnet/apps/sshd"
 	"keepnet/apps/stacks"
+	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 )
@@ -59,6 +60,9 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("serving on %v, host key %s, %d authorized keys (%s stack)", l.Addr(), ssh.FingerprintSHA256(host.PublicKey()), len(authorized), *stack)
+	if err := notify.Ready(); err != nil {
+		log.Print(err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
 	"keepnet/servers/store"
 )
@@ -34,6 +35,9 @@ func run(ctx context.Context, socket string) error {
 	}
 	s := store.NewServer()
 	log.Printf("serving on %s, epoch %016x", socket, s.Epoch())
+	if err := notify.Ready(); err != nil { // the socket is bound: clients connect
+		log.Print(err)
+	}
 	defer log.Printf("stopped")
 	return s.Serve(ctx, l)
 }

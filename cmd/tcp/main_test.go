@@ -49,7 +49,7 @@ type neighbour struct {
 
 func join(t *testing.T, h *hub.Hub, name string) *neighbour {
 	t.Helper()
-	files, err := h.ExtraFiles(name)()
+	files, err := h.ExtraFiles(name)(func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func (n *neighbour) syn(port uint16) uint8 {
 // startTCP starts a generation of the tcp command.
 func startTCP(t *testing.T, h *hub.Hub, storePath string) *exec.Cmd {
 	t.Helper()
-	files, err := h.ExtraFiles("tcp")()
+	files, err := h.ExtraFiles("tcp")(func() {})
 	if err != nil {
 		t.Fatal(err)
 	}

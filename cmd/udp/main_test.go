@@ -45,7 +45,7 @@ type neighbour struct {
 
 func join(t *testing.T, h *hub.Hub, name string) *neighbour {
 	t.Helper()
-	files, err := h.ExtraFiles(name)()
+	files, err := h.ExtraFiles(name)(func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func (n *neighbour) deliver(port uint16) ops.Status {
 // startUDP starts a generation of the udp command.
 func startUDP(t *testing.T, h *hub.Hub, storePath string) *exec.Cmd {
 	t.Helper()
-	files, err := h.ExtraFiles("udp")()
+	files, err := h.ExtraFiles("udp")(func() {})
 	if err != nil {
 		t.Fatal(err)
 	}

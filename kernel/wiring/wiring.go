@@ -48,7 +48,7 @@ const (
 	TypeChannel = "channel" // init -> component: a channel to a peer (memfd, 2 eventfds) and the peer's pools
 	TypeReady   = "ready"   // init -> component: the initial wiring is complete
 	TypeRelease = "release" // component -> init: I hold nothing in this pool any more
-	TypeUp      = "up"      // component -> init: I serve (the appliance is ready when all are up)
+	TypeUp      = "up"      // component -> init: I serve (this generation is ready: boot/supervisor, "Readiness")
 )
 
 // MaxFiles bounds the descriptors in one message.
