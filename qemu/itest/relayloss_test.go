@@ -8,18 +8,23 @@ import (
 	"time"
 )
 
-// lossyFloorMbps is the slowest rate TestTCPThroughLossyRelay waits for
-// (5 Mbit/s measured before SACK, so 1 GB takes about 27 minutes and needs
-// a -timeout of 35m; transferLimit stops it before the test deadline).
+// lossyFloorMbps is the slowest rate TestTCPThroughLossyRelay waits for: a
+// hang catcher, not a speed bound (transferLimit stops it before the test
+// deadline).
 const lossyFloorMbps = 2
 
+// lossyBytes is the default download: a correctness test moves tens of
+// megabytes; the gigabyte issue 5 asked for is KEEPNET_RELAY_BYTES=1000000000
+// (at the 8.5-17 Mbit/s measured on 2026-12-02, 8 to 16 minutes).
+const lossyBytes = 50_000_000
+
 // TCP through the impairment relay at 1% loss, 1% reordering and 1%
-// duplication each way: a download of KEEPNET_RELAY_BYTES (default 1 GB,
-// as issue 5 asks) still matches its hash, byte for byte. The rate is
+// duplication each way: a download of KEEPNET_RELAY_BYTES (default
+// lossyBytes) still matches its hash, byte for byte. The rate is
 // logged with tcp's retransmission counters.
 func TestTCPThroughLossyRelay(t *testing.T) {
 	requireITest(t, true)
-	size := envInts(t, "KEEPNET_RELAY_BYTES", 1_000_000_000)[0]
+	size := envInts(t, "KEEPNET_RELAY_BYTES", lossyBytes)[0]
 	n := newNetns(t)
 	sock := filepath.Join(t.TempDir(), "n0.sock")
 	impair := []string{"-drop", "0.01", "-reorder", "0.01", "-dup", "0.01"}
