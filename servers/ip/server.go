@@ -434,7 +434,7 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 
 // fromDriver takes the driver's reply to one of IP's requests.
 func (s *server) fromDriver(l *peerLink, m channel.Msg) {
-	req, ok := l.out.Complete(m)
+	req, ok := l.out.CompleteFrom(l.peer.Port, m)
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}
@@ -490,7 +490,7 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 		l.send(r)
 		return
 	}
-	req, ok := l.out.Complete(m)
+	req, ok := l.out.CompleteFrom(l.peer.Port, m)
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}

@@ -258,7 +258,7 @@ func (s *Server) fromIP(m channel.Msg) {
 		s.ip.queue = append(s.ip.queue, s.deliver(m))
 		return
 	}
-	req, ok := s.toIP.Complete(m)
+	req, ok := s.toIP.CompleteFrom(s.ip.peer.Port, m)
 	if !ok {
 		return // stale: answered already, or resubmitted
 	}
