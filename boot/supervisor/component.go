@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/notify"
 )
 
@@ -293,6 +294,9 @@ func (s *Supervisor) ended(p *process, err error) ending {
 	if ps := p.cmd.ProcessState; ps != nil {
 		e.status = ps.String()
 		e.code = ps.ExitCode()
+		if e.code > 0 {
+			e.status = exitcode.Describe(e.code) // "exit status 3 (broken channel)"
+		}
 	} else {
 		e.status = err.Error()
 	}

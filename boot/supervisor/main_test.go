@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/notify"
 )
 
@@ -42,6 +43,8 @@ func fake(mode string) int {
 		return 0
 	case "exit78":
 		return DoNotRestart
+	case "broken": // a server whose channel broke (kernel/loop)
+		return exitcode.BrokenChannel
 	case "print":
 		fmt.Println("hello")
 		fmt.Fprintln(os.Stderr, "oops")

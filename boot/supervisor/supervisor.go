@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"keepnet/kernel/exitcode"
 )
 
 // Policy says which exits of a component are followed by a restart.
@@ -66,7 +68,7 @@ func (r Readiness) String() string {
 
 // DoNotRestart is the exit status (EX_CONFIG from sysexits.h) by which a
 // component says that restarting it will not help.
-const DoNotRestart = 78
+const DoNotRestart = exitcode.Config
 
 // States of a component, as Status reports them.
 const (

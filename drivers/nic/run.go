@@ -164,7 +164,9 @@ func Run(ctx context.Context, o Options) error {
 		if !d.Idle() {
 			continue
 		}
-		sleep(d, irq, watch, dev, &sleeps)
+		if err := sleep(d, irq, watch, dev, &sleeps); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -194,10 +196,13 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 // polls the rings once more, so that a frame that arrived since the last
 // poll is served now rather than by an interrupt that was raised, and
 // acknowledged, before the unmask.
-func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) {
+//
+// A broken channel to IP (kernel/channel.ErrBroken) is returned: the driver
+// ends, and its restart resets the device and gets a fresh channel.
+func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) error {
 	dev.Interrupts()
 	if d.Poll() || !d.Idle() {
-		return
+		return nil
 	}
 	var ports []*channel.Endpoint
 	if p := d.Peer(); p != nil {
@@ -208,7 +213,10 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 	if err := irq.Enable(); err != nil {
 		n.EnableErrors++
 	}
-	r := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	r, err := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	if err != nil {
+		return fmt.Errorf("nic: channel to %s generation %d: %w", d.Peer().Name, d.Peer().Generation, err)
+	}
 	if r[0] {
 		n.WokenByInterrupt++
 		if c, err := irq.Wait(0); err == nil { // consume the count
@@ -220,6 +228,7 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 	if r[1] {
 		watch.Drain()
 	}
+	return nil
 }
 
 // findFunction returns the index-th PCI function a family in reg drives,
