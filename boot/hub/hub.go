@@ -105,8 +105,10 @@ type node struct {
 	present bool         // said hello in this generation
 	ready   func()       // the supervisor's readiness notification for this generation
 	alive   func()       // the supervisor's liveness notification for this generation
-	pools   []*heldPool
-	regions []*heldPool // created once, never superseded
+	// answered is the last ping this generation answered.
+	answered uint64
+	pools    []*heldPool
+	regions  []*heldPool // created once, never superseded
 }
 
 type heldPool struct {
@@ -177,7 +179,7 @@ func (h *Hub) ExtraFiles(name string) func(ready func()) ([]*os.File, error) {
 		}
 		n.gen++
 		n.conn = initEnd
-		n.present, n.ready = false, ready
+		n.present, n.ready, n.answered = false, ready, 0
 		h.supersedePoolsLocked(n)
 		gen := n.gen
 		h.mu.Unlock()
@@ -206,6 +208,14 @@ const PingEvery = 500 * time.Millisecond
 // ping pings one generation of a component every PingEvery from its hello
 // until its socket closes or a later generation starts. Sends are outside
 // mu: a component that does not read its socket delays only its own pings.
+//
+// A component shows life by answering, but also, as far as init can know,
+// up to the moment init sends a ping after the last one was answered: so
+// that ping counts as a sign of life too. That is what makes a pause of the
+// whole machine harmless (a host that does not run the guest for seconds,
+// init itself not scheduled): no ping goes out meanwhile, so none goes
+// unanswered, and the first one after the pause starts the count afresh.
+// Only pings that went out and got no answer make a component silent.
 func (h *Hub) ping(name string, gen int, c *wiring.Conn) {
 	t := time.NewTicker(PingEvery)
 	defer t.Stop()
@@ -214,12 +224,16 @@ func (h *Hub) ping(name string, gen int, c *wiring.Conn) {
 		h.mu.Lock()
 		n := h.nodes[name]
 		current, present := n.gen == gen, n.present
+		answered, alive := n.answered == seq-1, n.alive
 		h.mu.Unlock()
 		if !current {
 			return
 		}
 		if !present {
 			continue // the wiring is not complete: it cannot answer yet
+		}
+		if answered && seq > 1 && alive != nil {
+			alive()
 		}
 		if err := c.Send(wiring.Message{Type: wiring.TypePing, Seq: seq}); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -228,6 +242,22 @@ func (h *Hub) ping(name string, gen int, c *wiring.Conn) {
 			return // the socket is closed: the process is gone
 		}
 		seq++
+	}
+}
+
+// pong records a generation's answer to ping seq and says it is alive.
+func (h *Hub) pong(name string, gen int, seq uint64) {
+	h.mu.Lock()
+	n := h.nodes[name]
+	if n.gen != gen {
+		h.mu.Unlock()
+		return // a superseded process's word counts for no one
+	}
+	n.answered = max(n.answered, seq)
+	alive := n.alive
+	h.mu.Unlock()
+	if alive != nil {
+		alive() // outside mu: the supervisor takes its own lock
 	}
 }
 
@@ -295,26 +325,24 @@ func (h *Hub) serve(name string, gen int, c *wiring.Conn) {
 				h.release(name, m.Pool.ID)
 			}
 		case wiring.TypeUp:
-			if ready := h.current(name, gen, func(n *node) func() { return n.ready }); ready != nil {
+			if ready := h.readyOf(name, gen); ready != nil {
 				ready() // outside mu: the supervisor takes its own lock
 			}
 		case wiring.TypePong:
-			if alive := h.current(name, gen, func(n *node) func() { return n.alive }); alive != nil {
-				alive()
-			}
+			h.pong(name, gen, m.Seq)
 		default:
 			h.logf("hub: %s sent unexpected %q", name, m.Type)
 		}
 	}
 }
 
-// current returns the notification f picks from name's node if gen is its
-// current generation, else nil: a superseded process's word counts for no one.
-func (h *Hub) current(name string, gen int, f func(*node) func()) func() {
+// readyOf is the readiness notification of name's generation gen, or nil
+// if that generation is superseded: its word counts for no one.
+func (h *Hub) readyOf(name string, gen int) func() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if n := h.nodes[name]; n.gen == gen {
-		return f(n)
+		return n.ready
 	}
 	return nil
 }

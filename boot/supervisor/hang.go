@@ -46,18 +46,19 @@ func (s *Supervisor) hangTimer(c *component) (<-chan struct{}, func()) {
 	if last.IsZero() {
 		return changed, func() {}
 	}
-	t := s.cfg.Clock.NewTimer(last.Add(s.cfg.HangAfter).Sub(s.cfg.Clock.Now()))
-	due := make(chan struct{})
+	due := last.Add(s.cfg.HangAfter)
+	t := s.cfg.Clock.NewTimer(due.Sub(s.cfg.Clock.Now()))
+	fired := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		select {
 		case <-t.C():
-			close(due)
+			close(fired)
 		case <-done:
 		}
 	}()
 	var once sync.Once
-	return due, func() {
+	return fired, func() {
 		once.Do(func() {
 			t.Stop()
 			close(done)
@@ -67,10 +68,23 @@ func (s *Supervisor) hangTimer(c *component) (<-chan struct{}, func()) {
 
 // killIfHung kills p if c has shown no sign of life for HangAfter, and
 // returns how it ended; false when it is not hung (yet).
+//
+// A check that comes more than a quarter of HangAfter after it was due
+// means that the supervisor itself did not run: the whole machine paused
+// (a host that does not schedule the guest). The silence is then nobody's
+// fault, and c gets half of HangAfter from now to answer again.
 func (s *Supervisor) killIfHung(c *component, p *process) (ending, bool) {
+	now := s.cfg.Clock.Now()
 	s.mu.Lock()
 	last := c.lastAlive
-	silent := s.cfg.Clock.Now().Sub(last)
+	silent := now.Sub(last)
+	late := silent - s.cfg.HangAfter
+	if !last.IsZero() && late > s.cfg.HangAfter/4 {
+		c.lastAlive = now.Add(-s.cfg.HangAfter / 2)
+		s.mu.Unlock()
+		s.con.logf("%s: hang check %v late: the machine paused; waiting again", c.spec.Name, late.Round(time.Millisecond))
+		return ending{}, false
+	}
 	s.mu.Unlock()
 	if last.IsZero() || silent < s.cfg.HangAfter {
 		return ending{}, false

@@ -136,3 +136,31 @@ func TestStoppedComponentIsHung(t *testing.T) {
 		t.Errorf("the stopped process %d is still there", first.PID)
 	}
 }
+
+// TestHangCheckAfterPause: a hang check that comes late (the machine did not
+// run the supervisor either) kills nothing; the component gets half the
+// limit again.
+func TestHangCheckAfterPause(t *testing.T) {
+	t.Parallel()
+	const hangAfter = 2 * time.Second
+	clock := newFakeClock()
+	var starts aliveFuncs
+	a := fakeSpec(t, "a", "hang")
+	a.Liveness = starts.hook
+	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
+	h.waitRunning("a", 1)
+	starts.of(t, 1)()
+	tm := clock.next(t)
+	clock.advance(hangAfter + hangAfter/2) // a pause of the whole machine
+	tm.c <- clock.Now()
+	if tm = clock.next(t); tm.d != hangAfter/2 {
+		t.Fatalf("hang timer after a pause of %v, want %v", tm.d, hangAfter/2)
+	}
+	if st := h.state("a"); st.Generation != 1 || st.Hangs != 0 {
+		t.Fatalf("killed after a pause of the machine: %+v", st)
+	}
+	tm.fire()
+	if st := h.waitRunning("a", 2); st.Hangs != 1 {
+		t.Errorf("silent after the pause too: %+v, want it killed as hung", st)
+	}
+}

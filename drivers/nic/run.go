@@ -156,6 +156,7 @@ func Run(ctx context.Context, o Options) error {
 		default:
 		}
 		for idle := 0; idle < spinRounds; {
+			watch.Alive() // here too: under load this loop may not end for long
 			if d.Poll() {
 				idle = 0
 			} else {
