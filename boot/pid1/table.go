@@ -3,6 +3,7 @@ package pid1
 import (
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/ip"
 )
 
@@ -20,7 +21,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	specs := []supervisor.Spec{
 		{Name: "store", Path: "/bin/store", Restart: supervisor.Always},
 	}
-	var nodes []hub.Node
+	// The store has no neighbours; its wiring socket is for init's pings
+	// (hang detection) and test hooks.
+	nodes := []hub.Node{{Name: "store"}}
 	switch cfg.Stack {
 	case StackLinux:
 		specs = append(specs,
@@ -96,6 +99,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	// then (ready.go).
 	for i := range specs {
 		specs[i].Ready = supervisor.ReadyNotify
+		if cfg.TestHooks {
+			specs[i].Env = append(specs[i].Env, wiring.EnvTestHooks+"=1")
+		}
 	}
 	return specs, nodes
 }

@@ -31,8 +31,13 @@
 //     waits for them the same way. A dependency's crash does not restart its
 //     dependents: in the multiserver design they see the new generation and
 //     recover by themselves.
-//   - Kill sends SIGKILL and leaves the rules above to bring the component
-//     back. Restart stops it gracefully (SIGTERM, then SIGKILL after
+//   - Kill sends SIGKILL (Signal any signal) and leaves the rules above to
+//     bring the component back.
+//   - A process that stops showing signs of life is hung: with
+//     Config.HangAfter set, a component whose Spec.Liveness said its
+//     process lives and then says nothing for HangAfter is killed, logged,
+//     counted in State.Hangs, and its exit recorded as "hung (...)"; then
+//     it is restarted as after a crash (hang.go). Restart stops it gracefully (SIGTERM, then SIGKILL after
 //     StopTimeout) and starts it again at once: it counts in Restarts and
 //     Generation but not as a crash, so it never causes a back-off.
 //   - When Run's context ends, components are stopped in reverse dependency

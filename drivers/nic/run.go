@@ -134,6 +134,7 @@ func Run(ctx context.Context, o Options) error {
 	var nextStats time.Time
 	var sleeps Sleeps
 	for ctx.Err() == nil {
+		watch.Alive() // init's pings, answered by this loop (kernel/wiring "Hang detection")
 		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
 			st := Stats{Generation: setup.Generation, PCI: fn.Addr, Family: fam.Name, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
 				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats()}
@@ -155,6 +156,7 @@ func Run(ctx context.Context, o Options) error {
 		default:
 		}
 		for idle := 0; idle < spinRounds; {
+			watch.Alive() // here too: under load this loop may not end for long
 			if d.Poll() {
 				idle = 0
 			} else {

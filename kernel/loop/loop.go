@@ -33,15 +33,20 @@ import (
 
 // Peers is where new neighbour generations come from: the wiring watcher
 // ([FromWatcher]), or a test. Fd, if not negative, is readable while C has
-// some; Drain, if not nil, resets it.
+// some; Drain, if not nil, resets it. Alive, if not nil, is called every
+// round: it answers init's pings from the loop itself (wiring.Watcher.Alive,
+// "Hang detection" in kernel/wiring).
 type Peers struct {
 	C     <-chan *wiring.Peer
 	Fd    int
 	Drain func()
+	Alive func()
 }
 
 // FromWatcher is the Peers of a process: its wiring watcher.
-func FromWatcher(w *wiring.Watcher) Peers { return Peers{C: w.C, Fd: w.Fd(), Drain: w.Drain} }
+func FromWatcher(w *wiring.Watcher) Peers {
+	return Peers{C: w.C, Fd: w.Fd(), Drain: w.Drain, Alive: w.Alive}
+}
 
 // Process is what the loop drives. The loop calls it from one goroutine.
 type Process interface {
@@ -77,6 +82,9 @@ func Run(ctx context.Context, peers Peers, p Process, o Options) error {
 	var nextPublish time.Time
 	var ports []*channel.Endpoint // reused by every sleep
 	for ctx.Err() == nil {
+		if peers.Alive != nil {
+			peers.Alive()
+		}
 		select {
 		case peer, ok := <-peers.C:
 			if !ok {
