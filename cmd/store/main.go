@@ -12,10 +12,14 @@ import (
 
 	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.Store); err != nil {
+		log.Fatal(err)
+	}
 	socket := flag.String("socket", store.DefaultPath, "Unix socket to serve on")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile store

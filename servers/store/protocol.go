@@ -8,8 +8,9 @@ import (
 	"io"
 )
 
-// DefaultPath is where the store listens inside the appliance.
-const DefaultPath = "/run/keepnet/store.sock"
+// DefaultPath is where the store listens inside the appliance: in a
+// directory init gives the store's uid (it creates the socket there).
+const DefaultPath = "/run/keepnet/store/store.sock"
 
 // Limits of the protocol and of the store's memory.
 const (

@@ -261,7 +261,8 @@ func (s *Server) list(ns string) []KV {
 	return kvs
 }
 
-// Listen listens on the Unix socket path, creating its directory. A socket
+// Listen listens on the Unix socket path, creating its directory; anyone
+// may connect. A socket
 // file left by a dead store is removed; if a store still answers there, or
 // path is not a socket, Listen fails instead of stealing it.
 func Listen(path string) (net.Listener, error) {
@@ -282,5 +283,15 @@ func Listen(path string) (net.Listener, error) {
 			return nil, err
 		}
 	}
-	return net.Listen("unix", path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// Every component may connect: what each may do is decided by its
+	// credentials (SO_PEERCRED), not by the socket's mode.
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
