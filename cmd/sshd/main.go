@@ -87,6 +87,25 @@ func main() {
 			enc.Encode(s)
 			return 0
 		},
+		// store lists the keys of a store namespace as sshd may read
+		// them: its own, the shared counters, nobody else's.
+		"store": func(args []string, out io.Writer) int {
+			if len(args) != 1 {
+				io.WriteString(out, "usage: store NAMESPACE\n")
+				return 2
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			kvs, err := st.List(ctx, args[0])
+			if err != nil {
+				io.WriteString(out, err.Error()+"\n")
+				return 1
+			}
+			for _, kv := range kvs {
+				io.WriteString(out, kv.Key+"\n")
+			}
+			return 0
+		},
 		// kill asks init like `keepnet kill` does; init refuses it to
 		// every component, sshd included: only the host may kill.
 		"kill": func(args []string, out io.Writer) int {

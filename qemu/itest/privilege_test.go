@@ -15,7 +15,7 @@ var stackComponents = []string{"store", "ip", "udp", "tcp", "syscall"}
 // TestPrivilege boots keepnet's stack once and checks that nothing runs
 // with more privilege than it needs (issue 11, items 5-7): every component
 // its own uid, no capabilities for the stack's servers, no_new_privs; an
-// application cannot kill a component.
+// application cannot kill a component, nor read another's store keys.
 func TestPrivilege(t *testing.T) {
 	requireITest(t, true)
 	dir := t.TempDir()
@@ -49,6 +49,12 @@ func TestPrivilege(t *testing.T) {
 			t.Errorf("%s: %+v, want CapEff 0", name, c.Privilege)
 		}
 	}
+	// Publishing counters passes the store's access control.
+	for _, name := range []string{"e1000.0", "ip", "udp", "tcp", "syscall"} {
+		if c, _ := st.Component(name); c.Stats == nil {
+			t.Errorf("%s published no counters: the store refused them?", name)
+		}
+	}
 	// sshd is an application: init answers its status request but
 	// refuses its kill.
 	before, _ := a.status().Component("tcp")
@@ -61,6 +67,21 @@ func TestPrivilege(t *testing.T) {
 	}
 	if after, _ := a.status().Component("tcp"); after.Generation != before.Generation || after.PID != before.PID {
 		t.Errorf("tcp after an application's kill: generation %d pid %d, was %d and %d", after.Generation, after.PID, before.Generation, before.PID)
+	}
+
+	// The store knows sshd by its uid: its own namespace (the host key)
+	// and the shared counters are readable, tcp's and ip's are not.
+	for _, tc := range []struct {
+		ns     string
+		wantOK bool
+	}{{"sshd", true}, {"stats", true}, {"tcp", false}, {"ip", false}} {
+		out, err := n.ssh(t, key, "store "+tc.ns)
+		switch {
+		case tc.wantOK && err != nil:
+			t.Errorf("sshd lists store namespace %s: %q, %v; want its keys", tc.ns, out, err)
+		case !tc.wantOK && (err == nil || !strings.Contains(out, "access denied")):
+			t.Errorf("sshd lists store namespace %s: %q, %v; want access denied", tc.ns, out, err)
+		}
 	}
 }
 
