@@ -41,6 +41,8 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.tso=off          keepnet's TCP does not use segmentation offload
 //	keepnet.sched=POLICY     batch (default) or other: the scheduling policy of
 //	                         every component (see schedPolicy)
+//	keepnet.seccomp=0        no component installs its seccomp filter (for
+//	                         debugging; kernel/sandbox); 1 is the default
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -51,11 +53,12 @@ type Config struct {
 	SSHKey    string // base64 authorized_keys; empty: no SSH server
 	Sched     string
 	TSO       bool // keepnet's TCP may use segmentation offload
+	Seccomp   bool // components install their seccomp filters
 }
 
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
-	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true}
+	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Seccomp: true}
 }
 
 // ParseCmdline reads the keepnet.* parameters of a kernel command line.
@@ -120,6 +123,11 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want on or off")
 		}
 		c.TSO = val == "on"
+	case "seccomp":
+		if val != "0" && val != "1" {
+			return fmt.Errorf("want 0 or 1")
+		}
+		c.Seccomp = val == "1"
 	case "sched":
 		if val != SchedBatch && val != SchedOther {
 			return fmt.Errorf("want %s or %s", SchedBatch, SchedOther)

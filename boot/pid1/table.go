@@ -105,14 +105,20 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	return specs, nodes
 }
 
-// confine gives a component its identity from kernel/sandbox's table: its
-// uid and gid and its capabilities.
+// confine gives a component its identity from kernel/sandbox's table (its
+// uid and gid and its capabilities) and tells it whether to install its
+// seccomp filter (sandbox.Enter).
 func confine(sp *supervisor.Spec, cfg Config) {
 	id, ok := sandbox.Lookup(sp.Name)
 	if !ok {
 		return // runs as init: the table must name every component
 	}
 	sp.UID, sp.GID, sp.Caps = id.UID, id.GID, id.Caps
+	seccomp := "0"
+	if cfg.Seccomp {
+		seccomp = "1"
+	}
+	sp.Env = append(sp.Env, sandbox.EnvSeccomp+"="+seccomp)
 	if cfg.Stack == StackLinux && sp.Path != "/bin/store" {
 		// The applications listen on ports below 1024 of the
 		// kernel's own stack.
