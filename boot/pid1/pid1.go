@@ -2,7 +2,8 @@
 //
 // In order, it
 //
-//  1. mounts /proc, /sys, /dev, /dev/shm, /dev/hugepages, /run and /tmp;
+//  1. mounts /proc, /sys, /dev, /dev/shm, /dev/hugepages, /run and /tmp, and
+//     makes the components' directories under /run (runDirs);
 //  2. reads its configuration from the kernel command line (ParseCmdline);
 //  3. loads the kernel modules it needs, dependencies first (u-root's
 //     kmodule over the modules.dep the image builder wrote);

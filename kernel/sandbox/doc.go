@@ -1,6 +1,6 @@
 // Package sandbox is how little each keepnet component may do: the one
-// table of who runs as whom (Identities), the capabilities each keeps, and
-// the seccomp allow-list each installs on itself (Enter).
+// table of who runs as whom (Lookup, NameOf), the capabilities each keeps,
+// and the seccomp allow-list each installs on itself (Enter, Profile).
 //
 // Least privilege, in three steps at every start of a component:
 //

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -171,8 +173,27 @@ func TestPeerCredentials(t *testing.T) {
 			t.Errorf("step %d: the refusal carries the secret: %q", i, rep.payload)
 		}
 	}
-	c.SetReadDeadline(time.Now().Add(time.Minute))
-	if _, err := rd.ReadByte(); err == nil {
-		t.Error("read from an idle connection: got a byte, want it closed")
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := rd.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("read from a connection idle for longer than the timeout: %v, want %v (closed by the server)", err, io.EOF)
+	}
+}
+
+// A client whose idle connection the server closed reconnects and goes on,
+// with nothing replayed or lost.
+func TestIdleClose(t *testing.T) {
+	path := sockPath(t)
+	startServer(t, path, newServer(1, MaxBytes, WithIdleTimeout(50*time.Millisecond)))
+	c := Dial(path, fast...)
+	defer c.Close()
+	ctx := context.Background()
+	for i, v := range []string{"1", "2", "3"} {
+		if err := c.Put(ctx, "tcp", "k", []byte(v)); err != nil {
+			t.Fatalf("Put #%d after an idle close: %v", i, err)
+		}
+		if got, ok, err := c.Get(ctx, "tcp", "k"); err != nil || !ok || string(got) != v {
+			t.Fatalf("Get #%d after an idle close = %q, %v, %v; want %q", i, got, ok, err, v)
+		}
+		time.Sleep(200 * time.Millisecond) // the server hangs up meanwhile
 	}
 }
