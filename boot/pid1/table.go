@@ -1,8 +1,14 @@
 package pid1
 
 import (
+	"golang.org/x/sys/unix"
+
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
+	"keepnet/drivers/netdev"
+	"keepnet/drivers/nic"
+	"keepnet/e1000"
+	"keepnet/kernel/sandbox"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/ip"
 )
@@ -44,7 +50,8 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			ipArgs = append(ipArgs, "-gw", cfg.Gateway.String())
 		}
 		specs = append(specs,
-			supervisor.Spec{Name: "e1000.0", Path: "/bin/nic", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "e1000.0", Path: "/bin/nic", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always,
+				Prepare: prepareNIC("e1000.0", 0)},
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
@@ -102,8 +109,44 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		if cfg.TestHooks {
 			specs[i].Env = append(specs[i].Env, wiring.EnvTestHooks+"=1")
 		}
+		confine(&specs[i], cfg)
 	}
 	return specs, nodes
+}
+
+// confine gives a component its identity from kernel/sandbox's table (its
+// uid and gid and its capabilities) and tells it whether to install its
+// seccomp filter (sandbox.Enter).
+func confine(sp *supervisor.Spec, cfg Config) {
+	id, ok := sandbox.Lookup(sp.Name)
+	if !ok {
+		return // runs as init: the table must name every component
+	}
+	sp.UID, sp.GID, sp.Caps = id.UID, id.GID, id.Caps
+	seccomp := "0"
+	if cfg.Seccomp {
+		seccomp = "1"
+	}
+	sp.Env = append(sp.Env, sandbox.EnvSeccomp+"="+seccomp)
+	if cfg.Stack == StackLinux && sp.Path != "/bin/store" {
+		// The applications listen on ports below 1024 of the
+		// kernel's own stack.
+		sp.Caps = append(sp.Caps, unix.CAP_NET_BIND_SERVICE)
+	}
+}
+
+// prepareNIC readies the PCI function the driver component name drives
+// (index among the functions of the NIC families cmd/nic links) for the
+// driver's identity: drivers/nic.Prepare, before every start.
+func prepareNIC(name string, index int) func() error {
+	id, _ := sandbox.Lookup(name)
+	return func() error {
+		families, err := netdev.NewRegistry(e1000.Family())
+		if err != nil {
+			return err
+		}
+		return nic.Prepare(families, index, int(id.UID), int(id.GID))
+	}
 }
 
 // tcpArgs are the TCP server's flags.

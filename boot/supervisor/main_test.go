@@ -67,6 +67,18 @@ func fake(mode string) int {
 		record("ready")
 		time.Sleep(time.Minute)
 		return 0
+	case "id": // prints its uid and effective capabilities
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		for l := range strings.Lines(string(b)) {
+			if strings.HasPrefix(l, "Uid:") || strings.HasPrefix(l, "CapEff:") {
+				fmt.Print(strings.Join(strings.Fields(l)[:2], " "), "\n")
+			}
+		}
+		return 0
 	case "hang":
 		record("up")
 		time.Sleep(time.Minute)

@@ -106,6 +106,16 @@ type Spec struct {
 	Restart Policy
 	Ready   Readiness // when a running process of it counts as ready
 
+	// UID and GID, unless UID is 0, are the credentials the process runs
+	// with (no supplementary groups), and Caps (CAP_* numbers) the only
+	// capabilities it keeps, as ambient capabilities: see kernel/sandbox.
+	UID, GID uint32
+	Caps     []uintptr
+	// Prepare, if not nil, is called before every start, with the
+	// supervisor's privileges: it hands the process the files it must
+	// open by path (a driver's device files). An error fails the start.
+	Prepare func() error
+
 	// ExtraFiles, if not nil, is called before every start; the files it
 	// returns become the child's descriptors 3, 4, ... The supervisor closes
 	// them once the child has started (or failed to), so return files whose
@@ -283,6 +293,7 @@ func New(cfg Config) (*Supervisor, error) {
 		sp.Args = slices.Clone(sp.Args)
 		sp.Env = slices.Clone(sp.Env)
 		sp.Deps = slices.Clone(sp.Deps)
+		sp.Caps = slices.Clone(sp.Caps)
 		c := &component{spec: sp, ctl: make(chan chan error), state: StateStarting}
 		s.comps = append(s.comps, c)
 		s.byName[sp.Name] = c

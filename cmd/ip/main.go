@@ -12,11 +12,15 @@ import (
 
 	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/ip"
 	"keepnet/servers/store"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.IP); err != nil {
+		log.Fatal(err)
+	}
 	addr := flag.String("addr", "", "address and prefix, e.g. 10.0.2.15/24")
 	gw := flag.String("gw", "", "default gateway")
 	driver := flag.String("driver", "e1000.0", "the NIC driver component")

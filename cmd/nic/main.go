@@ -16,10 +16,14 @@ import (
 	"keepnet/e1000"
 	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.Driver); err != nil {
+		log.Fatal(err)
+	}
 	name := flag.String("name", "e1000.0", "component name")
 	index := flag.Int("index", 0, "which NIC function a linked family drives, in PCI address order")
 	flag.Parse()

@@ -11,12 +11,16 @@ import (
 
 	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
 	"keepnet/servers/syscallsrv"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.Syscall); err != nil {
+		log.Fatal(err)
+	}
 	udp := flag.String("udp", "udp", "the UDP transport component")
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")

@@ -11,11 +11,15 @@ import (
 
 	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 	"keepnet/servers/udp"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.Transport); err != nil {
+		log.Fatal(err)
+	}
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	ipName := flag.String("ip", udp.IPPeer, "the IP component")
 	syscallName := flag.String("syscall", udp.SyscallPeer, "the SYSCALL component")

@@ -63,6 +63,23 @@ const (
 	joinTimeout  = 10 * time.Second
 )
 
+// Prepare readies the function a driver process with these families and
+// index will drive, for a driver running as uid and gid without root: it
+// binds the function to uio_pci_generic and hands the driver its files
+// (pci.Device.GiveTo). Init calls it before every start of the driver;
+// Run then finds the function bound already.
+func Prepare(families *netdev.Registry, index, uid, gid int) error {
+	fn, _, err := findFunction(families, index)
+	if err != nil {
+		return err
+	}
+	uioName, err := fn.BindUIO(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	return fn.GiveTo(uioName, uid, gid)
+}
+
 // Run is the driver process: find the function and its family, bind it,
 // quiesce it, join the wiring, reset it on the persistent rings and serve
 // IP until ctx ends.
