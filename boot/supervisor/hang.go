@@ -26,6 +26,7 @@ func (s *Supervisor) alive(c *component, attempt int) {
 	}
 	first := c.lastAlive.IsZero()
 	c.lastAlive = s.cfg.Clock.Now()
+	c.stallExcuses = 0
 	if first {
 		s.changedLocked() // wakes the supervising goroutine: the watch begins
 	}
@@ -69,6 +70,14 @@ func (s *Supervisor) hangTimer(c *component) (<-chan struct{}, func()) {
 // killIfHung kills p if c has shown no sign of life for HangAfter, and
 // returns how it ended; false when it is not hung (yet).
 //
+// A silence that c shares with another component is not yet a hang: on a
+// host that does not schedule the guest's vCPUs (a busy machine under TCG)
+// every process on a starved vCPU falls silent at once, while a hung
+// component (a loop, a deadlock, a SIGSTOP) falls silent alone. c then gets
+// half of HangAfter more, up to maxStallExcuses times in a row (a silence
+// of four times HangAfter): two components hung at once are still killed,
+// later.
+//
 // A check that comes more than a quarter of HangAfter after it was due
 // means that the supervisor itself did not run: the whole machine paused
 // (a host that does not schedule the guest). The silence is then nobody's
@@ -84,6 +93,15 @@ func (s *Supervisor) killIfHung(c *component, p *process) (ending, bool) {
 		s.mu.Unlock()
 		s.con.logf("%s: hang check %v late: the machine paused; waiting again", c.spec.Name, late.Round(time.Millisecond))
 		return ending{}, false
+	}
+	if !last.IsZero() && silent >= s.cfg.HangAfter && c.stallExcuses < maxStallExcuses {
+		if other := s.alsoSilentLocked(c, now); other != "" {
+			c.lastAlive = now.Add(-s.cfg.HangAfter / 2)
+			c.stallExcuses++
+			s.mu.Unlock()
+			s.con.logf("%s: silent for %v, and so is %s: the machine is stalling; waiting again", c.spec.Name, silent.Round(time.Millisecond), other)
+			return ending{}, false
+		}
 	}
 	s.mu.Unlock()
 	if last.IsZero() || silent < s.cfg.HangAfter {
@@ -105,4 +123,22 @@ func (s *Supervisor) killIfHung(c *component, p *process) (ending, bool) {
 	c.hangs++
 	s.mu.Unlock()
 	return end, true
+}
+
+// maxStallExcuses is how many times in a row a silence shared with another
+// component buys half of HangAfter more before it counts as a hang.
+const maxStallExcuses = 6
+
+// alsoSilentLocked names another component whose running process has been
+// silent for at least half of HangAfter at now, or returns "". s.mu is held.
+func (s *Supervisor) alsoSilentLocked(c *component, now time.Time) string {
+	for _, o := range s.comps {
+		if o == c || o.proc == nil || o.lastAlive.IsZero() {
+			continue
+		}
+		if now.Sub(o.lastAlive) >= s.cfg.HangAfter/2 {
+			return o.spec.Name
+		}
+	}
+	return ""
 }

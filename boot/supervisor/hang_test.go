@@ -164,3 +164,61 @@ func TestHangCheckAfterPause(t *testing.T) {
 		t.Errorf("silent after the pause too: %+v, want it killed as hung", st)
 	}
 }
+
+// TestSharedSilenceIsAStall: two components silent at once (a vCPU the host
+// does not schedule) are not hung; once the other answers, the silent one
+// is; and a silence shared for too long is a hang all the same.
+func TestSharedSilenceIsAStall(t *testing.T) {
+	t.Parallel()
+	const hangAfter = 2 * time.Second
+	clock := newFakeClock()
+	var aStarts, bStarts aliveFuncs
+	a, b := fakeSpec(t, "a", "hang"), fakeSpec(t, "b", "hang")
+	a.Liveness, b.Liveness = aStarts.hook, bStarts.hook
+	h := run(t, Config{Specs: []Spec{a, b}, Clock: clock, HangAfter: hangAfter})
+	h.waitRunning("a", 1)
+	h.waitRunning("b", 1)
+	bStarts.of(t, 1)()
+	clock.next(t) // b's hang timer, never fired
+	aStarts.of(t, 1)()
+	tm := clock.next(t)
+
+	clock.advance(hangAfter)
+	tm.c <- clock.Now() // a silent for hangAfter, and b too
+	tm = clock.next(t)
+	if st := h.state("a"); st.Generation != 1 || st.Hangs != 0 {
+		t.Fatalf("killed while b was silent too: %+v", st)
+	}
+	if log := h.con.String(); !strings.Contains(log, "and so is b") {
+		t.Errorf("console does not say why it waits:\n%s", log)
+	}
+	clock.advance(tm.d)
+	bStarts.of(t, 1)() // b answers; a still does not
+	tm.c <- clock.Now()
+	if st := h.waitRunning("a", 2); st.Hangs != 1 {
+		t.Fatalf("a silent alone: %+v, want it killed as hung", st)
+	}
+
+	// Generation 2 of a and b both fall silent for good: each check buys
+	// a more time, until the last excuse is spent.
+	aStarts.of(t, 2)()
+	tm = clock.next(t)
+	for i := 0; i < maxStallExcuses; i++ {
+		clock.advance(tm.d)
+		tm.c <- clock.Now()
+		tm = clock.next(t) // excused: a new hang timer
+		if st := h.state("a"); st.Generation != 2 || st.Hangs != 1 {
+			t.Fatalf("check %d of a shared silence killed a: %+v", i+1, st)
+		}
+	}
+	clock.advance(tm.d)
+	tm.c <- clock.Now()
+	select {
+	case backoff := <-clock.requests: // the restart's back-off, if any
+		backoff.fire()
+	case <-time.After(time.Second):
+	}
+	if st := h.waitRunning("a", 3); st.Hangs != 2 {
+		t.Errorf("after %d excuses: %+v, want it killed as hung", maxStallExcuses, st)
+	}
+}

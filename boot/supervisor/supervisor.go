@@ -218,6 +218,9 @@ type component struct {
 	// lastAlive is the Clock time of the current process's last sign of
 	// life (Spec.Liveness); zero until its first.
 	lastAlive time.Time
+	// stallExcuses counts the hang checks since lastAlive that found
+	// another component silent too (hang.go).
+	stallExcuses int
 }
 
 // Supervisor starts, watches and restarts the components of one table.
