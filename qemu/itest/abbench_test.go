@@ -2,6 +2,7 @@ package itest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -216,7 +217,8 @@ func bootAB(b *testing.B, bd abBuild) *abGuest {
 	g.a = bootWith(g.t, bd.bin, g.n.Name, append(g.n.upArgs(), "--stack", "keepnet")...)
 	g.m.cfg = readQEMUConfig(g.t, g.a)
 	waitServing(g.t, g.n)
-	httpTransfer(g.t, g.n, 1_000_000, 1_000_000)
+	httpDownload(g.t, g.n, 1_000_000, 5, abFloorMbps)
+	httpUpload(g.t, g.n, 1_000_000, 6, abFloorMbps)
 	return g
 }
 
@@ -224,13 +226,21 @@ func bootAB(b *testing.B, bd abBuild) *abGuest {
 func (g *abGuest) download(size int64) {
 	before := readCPU(g.t, g.a)
 	g.m.down = httpDownload(g.t, g.n, size, 5, abFloorMbps)
-	readCPU(g.t, g.a).perMB(before, size, "download", g.m.cpu)
+	g.took(before, size, "download", g.m.down)
 }
 
 func (g *abGuest) upload(size int64) {
 	before := readCPU(g.t, g.a)
 	g.m.up = httpUpload(g.t, g.n, size, 6, abFloorMbps)
-	readCPU(g.t, g.a).perMB(before, size, "upload", g.m.cpu)
+	g.took(before, size, "upload", g.m.up)
+}
+
+// took records the CPU a transfer of size bytes took since before and
+// prints its rate and tcp's counters.
+func (g *abGuest) took(before cpuReading, size int64, dir string, mbps float64) {
+	after := readCPU(g.t, g.a)
+	after.perMB(before, size, dir, g.m.cpu)
+	fmt.Printf("%s %s: %.1f Mbit/s;%s\n", g.m.build, dir, mbps, after.events(before))
 }
 
 // abRun boots bd alone, measures one download and one upload, and powers
@@ -314,7 +324,32 @@ func readCPU(t testing.TB, a *appliance) cpuReading {
 		r["guest idle"] = float64(c.Idle)
 	}
 	r["qemu"] = qemuCPU(t, a)
+	if c, ok := st.Component("tcp"); ok {
+		var n struct{ InSegs, OutSegs, Retransmits, Timeouts uint64 }
+		if json.Unmarshal(c.Stats, &n) == nil {
+			r["#tcp in"], r["#tcp out"] = float64(n.InSegs), float64(n.OutSegs)
+			r["#tcp retransmits"], r["#tcp timeouts"] = float64(n.Retransmits), float64(n.Timeouts)
+		}
+	}
 	return r
+}
+
+// events says how tcp's segment counters moved between earlier and r (the
+// keys readCPU starts with "#"): a slower transfer with more timeouts
+// waited for its retransmission timer.
+func (r cpuReading) events(earlier cpuReading) string {
+	var ks []string
+	for k := range r {
+		if strings.HasPrefix(k, "#") {
+			ks = append(ks, k)
+		}
+	}
+	slices.Sort(ks)
+	var b strings.Builder
+	for _, k := range ks {
+		fmt.Fprintf(&b, " %s %.0f", k[1:], r[k]-earlier[k])
+	}
+	return b.String()
 }
 
 // perMB stores into into[dir+": "+who] the CPU each used between earlier
@@ -322,7 +357,7 @@ func readCPU(t testing.TB, a *appliance) cpuReading {
 // between (its process's CPU time began again at 0).
 func (r cpuReading) perMB(earlier cpuReading, n int64, dir string, into map[string]float64) {
 	for who, ms := range r {
-		if strings.HasSuffix(who, " restarts") {
+		if strings.HasSuffix(who, " restarts") || strings.HasPrefix(who, "#") {
 			continue
 		}
 		was, ok := earlier[who]
