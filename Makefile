@@ -16,6 +16,8 @@
 #                   cost; the report goes to images/out/bench.md, a section
 #                   each, plots beside it (KEEPNET_BENCH_OUT, _ROUNDS, _BYTES).
 #                   Tests assert behaviour; durations are measured here.
+#                   Is a commit's bulk TCP slower than another's? Not from two
+#                   runs of this: scripts/abbench.sh OLD [NEW] (interleaved).
 #   make deps       install what is missing (QEMU, dnsmasq, curl, ssh, iproute2)
 
 GO      ?= go

@@ -14,7 +14,11 @@
 #        is built here (make all image)
 #
 # KEEPNET_BENCH_ROUNDS (default 5) and KEEPNET_BENCH_BYTES (default
-# 100000000,50000000: down,up) are passed on. The report goes to
+# 100000000,50000000: down,up) are passed on. On a host busy with other
+# guests, whose load moves by the minute, KEEPNET_AB_PAIRED=1 boots both
+# builds at once and has them transfer at the same time, so that each pair
+# of figures met the same load; and 20000000,3000000 keeps a round within
+# minutes. The report goes to
 # images/out/abbench.md (KEEPNET_BENCH_OUT). Needs root (namespaces, tap
 # devices) and images/kernel (make kernel), which the other checkouts share.
 # Remove the /tmp worktrees with `git worktree remove /tmp/kn-ab-COMMIT`.

@@ -2,6 +2,7 @@ package itest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +28,10 @@ import (
 //	                      (make all image: DIR/bin/keepnet boots DIR/images)
 //	KEEPNET_BENCH_ROUNDS  rounds (default 5); a round is one run of each build
 //	KEEPNET_BENCH_BYTES   bytes down, or "down,up" (default 100000000,50000000)
+//	                      (on a host busy with other guests, 20000000,5000000
+//	                      keeps a run within minutes)
+//	KEEPNET_AB_PAIRED     1: both builds' guests up at once, transferring at
+//	                      the same time (abPair), for a host whose load moves
 //	KEEPNET_BENCH_OUT     the report's path, relative to the repository
 //	                      (default images/out/abbench.md, of which this writes
 //	                      the sections "tcp-ab" and "tcp-ab-cpu")
@@ -56,12 +62,17 @@ func BenchmarkTCPBulkAB(b *testing.B) {
 		out = filepath.Join(root, out)
 	}
 
+	paired := os.Getenv("KEEPNET_AB_PAIRED") == "1"
+	how := "One guest at a time; the builds alternate (A, B, B, A, ...)."
+	if paired {
+		how = "Both builds' guests up at once, transferring at the same time, booted in turns (A, B; B, A; ...)."
+	}
 	// Stacks[0] is the second build, so that the ratio is new over old.
 	names := [2]string{builds[1].name, builds[0].name}
 	note := fmt.Sprintf("Each run boots a fresh keepnet-stack guest of one build on a tap device in a network namespace, "+
 		"then curl in the namespace downloads %s from /bytes and uploads %s to /sink (hashes checked). "+
-		"One guest at a time; the builds alternate (A, B, B, A, ...). Host load average when the bench started: %s. "+
-		"Measured by scripts/abbench.sh (qemu/itest BenchmarkTCPBulkAB).", mb(down), mb(up), hostLoad())
+		"%s Host load average when the bench started: %s. "+
+		"Measured by scripts/abbench.sh (qemu/itest BenchmarkTCPBulkAB).", mb(down), mb(up), how, hostLoad())
 	rate := &report.Comparison{
 		Title: "TCP bulk transfer, keepnet at two builds", Unit: "Mbit/s", GroupBy: "direction",
 		Groups: []string{"download", "upload"}, Stacks: names,
@@ -79,45 +90,60 @@ func BenchmarkTCPBulkAB(b *testing.B) {
 		if r%2 == 1 {
 			slices.Reverse(order)
 		}
-		for _, bd := range order {
-			m, cfg := abRun(b, bd, down, up)
-			if first == (qemuConfig{}) {
-				first = cfg
-			} else if cfg != first {
-				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", bd.name, cfg, first)
+		var ms []abMeasure
+		if paired {
+			ms = abPair(b, order, down, up)
+		} else {
+			for _, bd := range order {
+				ms = append(ms, abRun(b, bd, down, up))
 			}
-			fmt.Printf("round %d/%d, %s: download %.0f Mbit/s, upload %.0f Mbit/s\n", r+1, rounds, bd.name, m.down, m.up)
-			rate.Add("download", bd.name, m.down)
-			rate.Add("upload", bd.name, m.up)
+		}
+		for _, m := range ms {
+			if first == (qemuConfig{}) {
+				first = m.cfg
+			} else if m.cfg != first {
+				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", m.build, m.cfg, first)
+			}
+			fmt.Printf("round %d/%d, %s: download %.1f Mbit/s, upload %.1f Mbit/s; ms/MB down, up: qemu %.0f, %.0f; guest busy %.0f, %.0f, idle %.0f, %.0f\n",
+				r+1, rounds, m.build, m.down, m.up, m.cpu["download: qemu"], m.cpu["upload: qemu"],
+				m.cpu["download: guest busy"], m.cpu["upload: guest busy"], m.cpu["download: guest idle"], m.cpu["upload: guest idle"])
+			rate.Add("download", m.build, m.down)
+			rate.Add("upload", m.build, m.up)
 			for _, k := range m.cpuKeys() {
 				if !slices.Contains(cpu.Groups, k) {
 					cpu.Groups = append(cpu.Groups, k)
 				}
-				cpu.Add(k, bd.name, m.cpu[k])
+				cpu.Add(k, m.build, m.cpu[k])
 			}
 		}
+		// After every round: a later one that fails on a busy host leaves
+		// the figures so far.
+		saveAB(b, out, first, rate, cpu)
 	}
 	for _, c := range []*report.Comparison{rate, cpu} {
-		c.Accel = first.accel
-		c.GuestCPUs, _ = strconv.Atoi(first.smp)
-	}
-	slices.Sort(cpu.Groups)
-
-	for _, s := range []struct {
-		c    *report.Comparison
-		name string
-	}{{rate, "tcp-ab"}, {cpu, "tcp-ab-cpu"}} {
-		if _, err := s.c.Save(out, s.name); err != nil {
-			b.Fatal(err)
-		}
 		fmt.Println()
-		s.c.Table(os.Stdout)
+		c.Table(os.Stdout)
 	}
 	fmt.Printf("\nreport %s\n", out)
 	for _, g := range rate.Groups {
 		b.ReportMetric(rate.Ratio(g), g+"-new/old")
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// saveAB writes the report's two sections.
+func saveAB(b *testing.B, out string, cfg qemuConfig, rate, cpu *report.Comparison) {
+	slices.Sort(cpu.Groups)
+	for _, s := range []struct {
+		c    *report.Comparison
+		name string
+	}{{rate, "tcp-ab"}, {cpu, "tcp-ab-cpu"}} {
+		s.c.Accel = cfg.accel
+		s.c.GuestCPUs, _ = strconv.Atoi(cfg.smp)
+		if _, err := s.c.Save(out, s.name); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // abBuild is one of the two builds BenchmarkTCPBulkAB compares.
@@ -155,6 +181,8 @@ func abBuilds(tb testing.TB) [2]abBuild {
 // abMeasure is one run's rates and its CPU time per MB, keyed
 // "direction: who".
 type abMeasure struct {
+	build    string
+	cfg      qemuConfig
 	down, up float64
 	cpu      map[string]float64
 }
@@ -168,27 +196,95 @@ func (m abMeasure) cpuKeys() []string {
 	return ks
 }
 
-// abRun boots bd in a fresh namespace, measures one download and one
-// upload and the CPU each took, and powers the guest off and removes the
-// namespace before it returns.
-func abRun(b *testing.B, bd abBuild, down, up int64) (abMeasure, qemuConfig) {
-	t := newScope(b)
-	defer t.close()
-	n := newNetns(t)
-	a := bootWith(t, bd.bin, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
-	cfg := readQEMUConfig(t, a)
-	waitServing(t, n)
-	httpTransfer(t, n, 1_000_000, 1_000_000)
+// abFloorMbps is the rate below which a transfer fails (transferLimit):
+// lower than the tests' floor, for a host busy with other guests has given
+// uploads of 0.7 Mbit/s.
+const abFloorMbps = 0.2
 
-	m := abMeasure{cpu: map[string]float64{}}
-	before := readCPU(t, a)
-	m.down = httpDownload(t, n, down, 5, floorMbps)
-	mid := readCPU(t, a)
-	m.up = httpUpload(t, n, up, 6, floorMbps)
-	after := readCPU(t, a)
-	mid.perMB(before, down, "download", m.cpu)
-	after.perMB(mid, up, "upload", m.cpu)
-	return m, cfg
+// abGuest is one booted guest of a build, in its own namespace.
+type abGuest struct {
+	t *scope
+	n *netns
+	a *appliance
+	m abMeasure
+}
+
+// bootAB boots bd in a fresh namespace and warms the path; close its
+// scope to power it off and remove the namespace.
+func bootAB(b *testing.B, bd abBuild) *abGuest {
+	g := &abGuest{t: newScope(b), m: abMeasure{build: bd.name, cpu: map[string]float64{}}}
+	g.n = newNetns(g.t)
+	g.a = bootWith(g.t, bd.bin, g.n.Name, append(g.n.upArgs(), "--stack", "keepnet")...)
+	g.m.cfg = readQEMUConfig(g.t, g.a)
+	waitServing(g.t, g.n)
+	httpDownload(g.t, g.n, 1_000_000, 5, abFloorMbps)
+	httpUpload(g.t, g.n, 1_000_000, 6, abFloorMbps)
+	return g
+}
+
+// download and upload measure one transfer each and the CPU it took.
+func (g *abGuest) download(size int64) {
+	before := readCPU(g.t, g.a)
+	g.m.down = httpDownload(g.t, g.n, size, 5, abFloorMbps)
+	g.took(before, size, "download", g.m.down)
+}
+
+func (g *abGuest) upload(size int64) {
+	before := readCPU(g.t, g.a)
+	g.m.up = httpUpload(g.t, g.n, size, 6, abFloorMbps)
+	g.took(before, size, "upload", g.m.up)
+}
+
+// took records the CPU a transfer of size bytes took since before and
+// prints its rate and tcp's counters.
+func (g *abGuest) took(before cpuReading, size int64, dir string, mbps float64) {
+	after := readCPU(g.t, g.a)
+	after.perMB(before, size, dir, g.m.cpu)
+	fmt.Printf("%s %s: %.1f Mbit/s;%s\n", g.m.build, dir, mbps, after.events(before))
+}
+
+// abRun boots bd alone, measures one download and one upload, and powers
+// the guest off before it returns.
+func abRun(b *testing.B, bd abBuild, down, up int64) abMeasure {
+	g := bootAB(b, bd)
+	defer g.t.close()
+	g.download(down)
+	g.upload(up)
+	return g.m
+}
+
+// abPair boots both builds (in the given order), then has both download at
+// the same time, then both upload: each transfer meets the same load on
+// the host as the other, so that their ratio holds on a host whose load
+// moves (KEEPNET_AB_PAIRED=1).
+func abPair(b *testing.B, order []abBuild, down, up int64) []abMeasure {
+	var gs []*abGuest
+	defer func() {
+		for _, g := range gs {
+			g.t.close()
+		}
+	}()
+	for _, bd := range order {
+		gs = append(gs, bootAB(b, bd))
+	}
+	for _, transfer := range []func(*abGuest){
+		func(g *abGuest) { g.download(down) },
+		func(g *abGuest) { g.upload(up) },
+	} {
+		var wg sync.WaitGroup
+		for _, g := range gs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done() // also when the transfer fails (Fatal ends the goroutine)
+				transfer(g)
+			}()
+		}
+		wg.Wait()
+		if b.Failed() {
+			b.FailNow()
+		}
+	}
+	return []abMeasure{gs[0].m, gs[1].m}
 }
 
 // waitServing waits until the appliance answers HTTP: a build from before
@@ -228,7 +324,32 @@ func readCPU(t testing.TB, a *appliance) cpuReading {
 		r["guest idle"] = float64(c.Idle)
 	}
 	r["qemu"] = qemuCPU(t, a)
+	if c, ok := st.Component("tcp"); ok {
+		var n struct{ InSegs, OutSegs, Retransmits, Timeouts uint64 }
+		if json.Unmarshal(c.Stats, &n) == nil {
+			r["#tcp in"], r["#tcp out"] = float64(n.InSegs), float64(n.OutSegs)
+			r["#tcp retransmits"], r["#tcp timeouts"] = float64(n.Retransmits), float64(n.Timeouts)
+		}
+	}
 	return r
+}
+
+// events says how tcp's segment counters moved between earlier and r (the
+// keys readCPU starts with "#"): a slower transfer with more timeouts
+// waited for its retransmission timer.
+func (r cpuReading) events(earlier cpuReading) string {
+	var ks []string
+	for k := range r {
+		if strings.HasPrefix(k, "#") {
+			ks = append(ks, k)
+		}
+	}
+	slices.Sort(ks)
+	var b strings.Builder
+	for _, k := range ks {
+		fmt.Fprintf(&b, " %s %.0f", k[1:], r[k]-earlier[k])
+	}
+	return b.String()
 }
 
 // perMB stores into into[dir+": "+who] the CPU each used between earlier
@@ -236,7 +357,7 @@ func readCPU(t testing.TB, a *appliance) cpuReading {
 // between (its process's CPU time began again at 0).
 func (r cpuReading) perMB(earlier cpuReading, n int64, dir string, into map[string]float64) {
 	for who, ms := range r {
-		if strings.HasSuffix(who, " restarts") {
+		if strings.HasSuffix(who, " restarts") || strings.HasPrefix(who, "#") {
 			continue
 		}
 		was, ok := earlier[who]
