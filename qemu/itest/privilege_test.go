@@ -2,6 +2,7 @@ package itest
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,6 +53,23 @@ func TestPrivilege(t *testing.T) {
 		if c, ok := st.Component(name); !ok || c.Privilege == nil || c.Privilege.CapEff != "0000000000000000" {
 			t.Errorf("%s: %+v, want CapEff 0", name, c.Privilege)
 		}
+	}
+	// No component failed to enter its sandbox (a start that did exits
+	// and is retried, which status alone would not show).
+	if b, err := os.ReadFile(a.console); err != nil {
+		t.Error(err)
+	} else if i := strings.Index(string(b), "sandbox: "); i >= 0 {
+		t.Errorf("a component could not enter its sandbox: %q", strings.SplitN(string(b[i:]), "\n", 2)[0])
+	}
+	// A CPU profile still works in the sandbox: SIGUSR1 from init, the
+	// profiler's timers, the file in the shared profile directory.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	prof := filepath.Join(dir, "tcp.pprof")
+	if out, err := keepnet(ctx, "", "profile", "tcp", "--seconds", "1", "-o", prof, "--ctl", a.ctl); err != nil {
+		t.Errorf("keepnet profile tcp: %v\n%s", err, out)
+	} else if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Errorf("keepnet profile tcp wrote %v (%v), want a profile", fi, err)
 	}
 	// Publishing counters passes the store's access control.
 	for _, name := range []string{"e1000.0", "ip", "udp", "tcp", "syscall"} {
