@@ -78,10 +78,11 @@ func Main() {
 		for i := range specs {
 			if wiring.Wired(specs[i].Name) {
 				specs[i].ExtraFiles = wiring.ExtraFiles(specs[i].Name)
+				specs[i].Liveness = wiring.Liveness(specs[i].Name)
 			}
 		}
 	}
-	sup, err := supervisor.New(supervisor.Config{Specs: specs, Console: os.Stdout})
+	sup, err := supervisor.New(supervisor.Config{Specs: specs, Console: os.Stdout, HangAfter: cfg.Hang})
 	if err != nil {
 		log.Printf("component table: %v", err)
 	}
@@ -230,18 +231,29 @@ func (a *appliance) Status() ctl.Status {
 	for _, c := range a.sup.Status() {
 		st.Components = append(st.Components, ctl.Component{
 			Name: c.Name, PID: c.PID, State: c.State, Ready: c.Ready, Restarts: c.Restarts,
-			Generation: c.Generation, LastExit: c.LastExit, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID),
+			Generation: c.Generation, LastExit: c.LastExit, Hangs: c.Hangs, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID),
 			Stats: published[c.Name], Privilege: privilege(c.PID),
 		})
 	}
 	return st
 }
 
-func (a *appliance) Kill(name string) error {
+func (a *appliance) Kill(name string, sig syscall.Signal) error {
 	if a.sup == nil {
 		return fmt.Errorf("no supervisor")
 	}
-	return a.sup.Kill(name)
+	return a.sup.Signal(name, sig)
+}
+
+func (a *appliance) Hook(name, hook string) error {
+	switch {
+	case !a.cfg.TestHooks:
+		return errors.New("test hooks are off: boot with keepnet.testhooks=1")
+	case a.wiring == nil:
+		return errors.New("no component wiring")
+	}
+	log.Printf("test hook %s requested in %s", hook, name)
+	return a.wiring.Hook(name, hook)
 }
 
 func (a *appliance) Restart(name string) error {

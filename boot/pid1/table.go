@@ -9,6 +9,7 @@ import (
 	"keepnet/drivers/nic"
 	"keepnet/e1000"
 	"keepnet/kernel/sandbox"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/ip"
 )
 
@@ -26,7 +27,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	specs := []supervisor.Spec{
 		{Name: "store", Path: "/bin/store", Restart: supervisor.Always},
 	}
-	var nodes []hub.Node
+	// The store has no neighbours; its wiring socket is for init's pings
+	// (hang detection) and test hooks.
+	nodes := []hub.Node{{Name: "store"}}
 	switch cfg.Stack {
 	case StackLinux:
 		specs = append(specs,
@@ -68,6 +71,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			apps = append(apps, "sshd")
 		}
 		// Buffers of 64 KiB above IP: a UDP datagram is up to 65507 bytes.
+		// A pool's Writers fill its buffers for the owner (the driver:
+		// received frames; the transports: syscall's receives; syscall: an
+		// application's); every other neighbour maps it read-only.
 		const big = 64 << 10
 		nodes = append(nodes,
 			hub.Node{
@@ -79,7 +85,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			hub.Node{
 				Name: "ip", Peers: []string{"e1000.0", "udp", "tcp"},
 				Pools: []hub.PoolSpec{
-					{Name: ip.RxPool, Bufs: 1023, BufSize: 2048},
+					{Name: ip.RxPool, Bufs: 1023, BufSize: 2048, Writers: []string{"e1000.0"}},
 					{Name: ip.TxPool, Bufs: 1023, BufSize: 2048},
 					{Name: ip.UpPool, Bufs: 127, BufSize: big},
 					// 1023 ran out under 200 busy connections (2,000
@@ -90,16 +96,19 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			},
 			hub.Node{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "udp.out", Bufs: 63, BufSize: big}}},
 			hub.Node{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "tcp.out", Bufs: 63, BufSize: big}}},
-			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big}}},
+			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big, Writers: []string{"udp", "tcp"}}}},
 		)
 		for _, app := range apps {
-			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big}}})
+			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big, Writers: []string{"syscall"}}}})
 		}
 	}
 	// Every component says when it serves: the appliance is ready only
 	// then (ready.go).
 	for i := range specs {
 		specs[i].Ready = supervisor.ReadyNotify
+		if cfg.TestHooks {
+			specs[i].Env = append(specs[i].Env, wiring.EnvTestHooks+"=1")
+		}
 		confine(&specs[i], cfg)
 	}
 	return specs, nodes

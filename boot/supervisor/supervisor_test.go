@@ -90,8 +90,8 @@ func TestExitPolicy(t *testing.T) {
 		{"crash", OnFailure, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 1"}},
 		{"exit0", Always, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 0"}},
 		{"crash", Always, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 1"}},
-		{"exit78", Always, State{State: StateFailed, Generation: 1, LastExit: "exit status 78 (do not restart)"}},
-		{"exit78", Never, State{State: StateFailed, Generation: 1, LastExit: "exit status 78 (do not restart)"}},
+		{"exit78", Always, State{State: StateFailed, Generation: 1, LastExit: "exit status 78 (configuration error) (do not restart)"}},
+		{"exit78", Never, State{State: StateFailed, Generation: 1, LastExit: "exit status 78 (configuration error) (do not restart)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode+"/"+tt.policy.String(), func(t *testing.T) {
@@ -118,6 +118,24 @@ func TestExitPolicy(t *testing.T) {
 				t.Errorf("%s with policy %v: Status = %+v, want %+v", tt.mode, tt.policy, got, tt.want)
 			}
 		})
+	}
+}
+
+// A component whose channel broke exits with its own status: the
+// supervisor says so by name and restarts it as after any crash.
+func TestBrokenChannelExit(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	h := run(t, Config{Specs: []Spec{fakeSpec(t, "a", "broken")}, Clock: clock})
+	clock.next(t) // the second exit in a row waits for its back-off
+	want := State{Name: "a", State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 3 (broken channel)"}
+	got := h.state("a")
+	got.PID = 0
+	if got != want {
+		t.Errorf("Status = %+v, want %+v", got, want)
+	}
+	if got := h.con.lines("supervisor: a: exit status 3 (broken channel); restarting"); len(got) != 2 {
+		t.Errorf("supervisor's lines about a's exits = %q, want two naming the broken channel\nconsole:\n%s", got, h.con)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
 	"keepnet/servers/ip"
@@ -34,12 +35,12 @@ func main() {
 	var err error
 	if cfg.Addr, err = netip.ParsePrefix(*addr); err != nil {
 		log.Printf("-addr %q: %v", *addr, err)
-		os.Exit(78) // a configuration error: restarting will not help
+		os.Exit(exitcode.Config) // restarting will not help
 	}
 	if *gw != "" {
 		if cfg.Gateway, err = netip.ParseAddr(*gw); err != nil {
 			log.Printf("-gw %q: %v", *gw, err)
-			os.Exit(78)
+			os.Exit(exitcode.Config)
 		}
 	}
 	st := store.Dial(*storePath)
@@ -54,6 +55,6 @@ func main() {
 		transports[6] = *tcp
 	}
 	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Transports: transports, Config: cfg, Store: st}); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

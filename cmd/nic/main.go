@@ -14,6 +14,7 @@ import (
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/nic"
 	"keepnet/e1000"
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
@@ -41,6 +42,6 @@ func main() {
 	defer pub.Close()
 	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
 	if err := nic.Run(ctx, opts); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

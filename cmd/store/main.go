@@ -54,6 +54,11 @@ func run(ctx context.Context, socket string, opts ...store.ServerOption) error {
 	if err := notify.Ready(); err != nil { // the socket is bound: clients connect
 		log.Print(err)
 	}
+	if stop, err := s.AnswerInit(); err != nil {
+		log.Printf("no hang detection: %v", err)
+	} else {
+		defer stop()
+	}
 	defer log.Printf("stopped")
 	return s.Serve(ctx, l)
 }

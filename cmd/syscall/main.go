@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
 	"keepnet/servers/ops"
@@ -36,6 +37,6 @@ func main() {
 	}
 	opts := syscallsrv.Options{Name: "syscall", Transports: transports, Store: st}
 	if err := syscallsrv.Serve(ctx, opts); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

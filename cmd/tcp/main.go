@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
@@ -33,6 +34,6 @@ func main() {
 	defer stop()
 	// The ISN key is drawn from crypto/rand by the server.
 	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st, NoTSO: *noTSO}); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
@@ -31,6 +32,6 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := udp.Serve(ctx, udp.ServerOptions{Name: "udp", IP: *ipName, Syscall: *syscallName, Store: st}); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

@@ -151,6 +151,7 @@ func Run(ctx context.Context, o Options) error {
 	var nextStats time.Time
 	var sleeps Sleeps
 	for ctx.Err() == nil {
+		watch.Alive() // init's pings, answered by this loop (kernel/wiring "Hang detection")
 		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
 			st := Stats{Generation: setup.Generation, PCI: fn.Addr, Family: fam.Name, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
 				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats()}
@@ -172,6 +173,7 @@ func Run(ctx context.Context, o Options) error {
 		default:
 		}
 		for idle := 0; idle < spinRounds; {
+			watch.Alive() // here too: under load this loop may not end for long
 			if d.Poll() {
 				idle = 0
 			} else {
@@ -181,7 +183,9 @@ func Run(ctx context.Context, o Options) error {
 		if !d.Idle() {
 			continue
 		}
-		sleep(d, irq, watch, dev, &sleeps)
+		if err := sleep(d, irq, watch, dev, &sleeps); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -211,10 +215,13 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 // polls the rings once more, so that a frame that arrived since the last
 // poll is served now rather than by an interrupt that was raised, and
 // acknowledged, before the unmask.
-func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) {
+//
+// A broken channel to IP (kernel/channel.ErrBroken) is returned: the driver
+// ends, and its restart resets the device and gets a fresh channel.
+func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) error {
 	dev.Interrupts()
 	if d.Poll() || !d.Idle() {
-		return
+		return nil
 	}
 	var ports []*channel.Endpoint
 	if p := d.Peer(); p != nil {
@@ -225,7 +232,10 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 	if err := irq.Enable(); err != nil {
 		n.EnableErrors++
 	}
-	r := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	r, err := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	if err != nil {
+		return fmt.Errorf("nic: channel to %s generation %d: %w", d.Peer().Name, d.Peer().Generation, err)
+	}
 	if r[0] {
 		n.WokenByInterrupt++
 		if c, err := irq.Wait(0); err == nil { // consume the count
@@ -237,6 +247,7 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 	if r[1] {
 		watch.Drain()
 	}
+	return nil
 }
 
 // findFunction returns the index-th PCI function a family in reg drives,

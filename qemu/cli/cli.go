@@ -30,10 +30,14 @@ const usage = `usage: keepnet COMMAND [flags]
 commands:
   up        boot the appliance (foreground, or --detach)
   status    print the appliance's status as JSON
-  kill      SIGKILL a component (the supervisor restarts it)
+  kill      SIGKILL a component (the supervisor restarts it); --signal STOP
+            stops it instead, and hang detection restarts it
   restart   restart a component
   stats     print a component's counters as JSON
   profile   take a CPU profile of a component (go tool pprof reads it)
+  hook      run a test hook in a component: keepnet hook NAME HOOK (spin,
+            deadlock; the driver's stop-tx, stop-rx); needs an appliance
+            booted with --append keepnet.testhooks=1
   down      power the appliance off
 
 'keepnet COMMAND -h' lists a command's flags.
@@ -54,7 +58,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = up(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = status(ctx, args[1:], stdout, stderr)
-	case "kill", "restart", "stats":
+	case "kill", "restart", "stats", "hook":
 		err = component(ctx, args[0], args[1:], stdout, stderr)
 	case "profile":
 		err = profileCmd(ctx, args[1:], stdout, stderr)
@@ -325,26 +329,55 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func component(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(verb, stderr)
 	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path")
-	// The component name may come before or after the flags.
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
+	var signal *string
+	if verb == ctl.VerbKill {
+		signal = fs.String("signal", "KILL", "the signal to send, by name (STOP, CONT, TERM...) or number")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	// The component name (and a hook's name) may come before, between or
+	// after the flags.
+	var words []string
+	for {
+		for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			words, args = append(words, args[0]), args[1:]
 		}
-		return usageError{err}
+		if len(args) == 0 {
+			break
+		}
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err}
+		}
+		rest := fs.Args()
+		if len(rest) == len(args) { // "-" is a word to flag, not a flag
+			words, rest = append(words, rest[0]), rest[1:]
+		}
+		args = rest
 	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	req := ctl.Request{Verb: verb}
+	want, use := 1, fmt.Sprintf("usage: keepnet %s NAME [--ctl PATH]", verb)
+	if verb == ctl.VerbHook {
+		want, use = 2, "usage: keepnet hook NAME HOOK [--ctl PATH]"
 	}
-	if name == "" {
-		return usageError{fmt.Errorf("usage: keepnet %s NAME [--ctl PATH]", verb)}
+	if len(words) > want {
+		return usageError{fmt.Errorf("unexpected argument %q", words[want])}
 	}
-	resp, err := ctl.Do(ctx, *ctlPath, ctl.Request{Verb: verb, Name: name})
+	if len(words) < want {
+		return usageError{errors.New(use)}
+	}
+	req.Name = words[0]
+	if verb == ctl.VerbHook {
+		req.Hook = words[1]
+	}
+	if signal != nil {
+		if _, err := ctl.ParseSignal(*signal); err != nil {
+			return usageError{err}
+		}
+		req.Signal = *signal
+	}
+	name := req.Name
+	resp, err := ctl.Do(ctx, *ctlPath, req)
 	if err != nil {
 		return err
 	}

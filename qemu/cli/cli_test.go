@@ -29,6 +29,10 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"restart", "a", "b", "--ctl", sock}, 2, "unexpected argument"},
 		{[]string{"status", "--ctl", sock}, 1, "keepnet up"},
 		{[]string{"kill", "store", "--ctl", sock}, 1, "keepnet up"},
+		{[]string{"kill", "--signal", "STOP", "store", "--ctl", sock}, 1, "keepnet up"},
+		{[]string{"kill", "--signal", "NAP", "store", "--ctl", sock}, 2, `unknown signal "NAP"`},
+		{[]string{"hook", "store", "--ctl", sock}, 2, "usage: keepnet hook NAME HOOK"},
+		{[]string{"hook", "store", "spin", "--ctl", sock}, 1, "keepnet up"},
 		{[]string{"help"}, 0, ""},
 	}
 	for _, tt := range tests {
