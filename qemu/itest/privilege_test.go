@@ -106,7 +106,7 @@ func TestPrivilege(t *testing.T) {
 	if err == nil || !strings.Contains(out, "only the host") {
 		t.Errorf("ssh appliance kill tcp = %q, %v; want refused, only the host may kill", out, err)
 	}
-	if b, _ := os.ReadFile(a.console); regexp.MustCompile(`(?m)^supervisor: tcp: .*requested$`).Match(b) {
+	if b, _ := os.ReadFile(a.console); regexp.MustCompile(`(?m)^supervisor: tcp: .*requested`).Match(b) {
 		t.Error("the supervisor killed tcp at an application's request")
 	}
 
