@@ -206,7 +206,7 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 	s.mu.Lock()
 	c.attempt++
 	c.announced = false
-	c.lastAlive = time.Time{}
+	c.lastAlive, c.stallExcuses = time.Time{}, 0
 	attempt := c.attempt
 	s.mu.Unlock()
 	ready := func() { s.announce(c, attempt) }

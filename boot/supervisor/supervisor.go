@@ -158,8 +158,8 @@ type Config struct {
 	// component is stopped (default 5s).
 	StopTimeout time.Duration
 	// HangAfter is how long a component with a Liveness hook may go
-	// without a sign of life before it is killed as hung; 0 disables hang
-	// detection.
+	// without a sign of life before it is killed as hung (longer while
+	// every component answers slowly, hang.go); 0 disables hang detection.
 	HangAfter time.Duration
 }
 
@@ -218,6 +218,9 @@ type component struct {
 	// lastAlive is the Clock time of the current process's last sign of
 	// life (Spec.Liveness); zero until its first.
 	lastAlive time.Time
+	// stallExcuses counts the hang checks since lastAlive that found
+	// another component silent too (hang.go).
+	stallExcuses int
 }
 
 // Supervisor starts, watches and restarts the components of one table.
@@ -238,6 +241,10 @@ type Supervisor struct {
 	runCtx  context.Context // nil until Run; Done once Run is stopping
 	running bool            // Run is supervising
 	lost    []string        // processes that SIGKILL did not end in killWait
+	// slowGap is the slowest gap between two signs of life of a component,
+	// noted at slowSince (hang.go: the limit follows the machine's pace).
+	slowGap   time.Duration
+	slowSince time.Time
 }
 
 // New checks the table and returns a supervisor for it: names must be unique,
