@@ -20,6 +20,13 @@ import (
 type Profile struct {
 	Name  string
 	Extra []uintptr // on top of base
+	// Listens: may bind, listen and accept (the store's Unix socket, the
+	// applications' listeners on the Linux stack).
+	Listens bool
+	// AnySocket: may open sockets of any family. Without it socket()
+	// takes only AF_UNIX: the stack's servers never touch the kernel's
+	// own network stack.
+	AnySocket bool
 }
 
 // base is what every component needs: the Go runtime (memory, threads,
@@ -50,27 +57,37 @@ var base = []uintptr{
 	unix.SYS_EPOLL_CREATE1, unix.SYS_EPOLL_CTL, unix.SYS_EPOLL_PWAIT, unix.SYS_EPOLL_WAIT,
 	unix.SYS_PPOLL, unix.SYS_POLL, unix.SYS_PSELECT6, unix.SYS_EVENTFD2,
 	// Sockets (Unix ones for wiring, the store and init; the Linux stack's
-	// for the applications there).
-	unix.SYS_SOCKET, unix.SYS_SOCKETPAIR, unix.SYS_CONNECT, unix.SYS_BIND, unix.SYS_LISTEN, unix.SYS_ACCEPT4,
-	unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME, unix.SYS_GETSOCKOPT, unix.SYS_SETSOCKOPT,
+	// for the applications there). socket() itself: see Profile.AnySocket.
+	unix.SYS_SOCKETPAIR, unix.SYS_CONNECT, unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME, unix.SYS_GETSOCKOPT, unix.SYS_SETSOCKOPT,
 	unix.SYS_SENDMSG, unix.SYS_RECVMSG, unix.SYS_SENDTO, unix.SYS_RECVFROM, unix.SYS_SHUTDOWN,
 	unix.SYS_SENDMMSG, unix.SYS_RECVMMSG,
 }
 
 // The profiles, one per kind of component.
 var (
-	Store     = Profile{Name: "store"}
+	Store     = Profile{Name: "store", Listens: true}
 	IP        = Profile{Name: "ip"}
 	Transport = Profile{Name: "transport"} // udp, tcp
 	Syscall   = Profile{Name: "syscall"}
-	App       = Profile{Name: "app"}
+	App       = Profile{Name: "app", Listens: true, AnySocket: true}
 	// Driver also pins its DMA memory.
 	Driver = Profile{Name: "driver", Extra: []uintptr{unix.SYS_MLOCK, unix.SYS_MUNLOCK, unix.SYS_MLOCK2}}
 )
 
-// Allowed lists the system calls p allows, sorted, without duplicates.
+// listening are the calls of a server socket.
+var listening = []uintptr{unix.SYS_BIND, unix.SYS_LISTEN, unix.SYS_ACCEPT4, unix.SYS_ACCEPT}
+
+// Allowed lists the system calls p allows outright, sorted, without
+// duplicates (socket() is allowed with its family checked unless
+// AnySocket).
 func (p Profile) Allowed() []uintptr {
 	nrs := append(slices.Clone(base), p.Extra...)
+	if p.Listens {
+		nrs = append(nrs, listening...)
+	}
+	if p.AnySocket {
+		nrs = append(nrs, unix.SYS_SOCKET)
+	}
 	slices.Sort(nrs)
 	return slices.Compact(nrs)
 }
@@ -79,42 +96,91 @@ func (p Profile) Allowed() []uintptr {
 const (
 	dataNR   = 0
 	dataArch = 4
+	dataArg0 = 16 // the low 32 bits of args[0], little-endian
 )
 
 // Filter is p's classic BPF program: check the architecture (an x86-64
-// process could make i386 or x32 calls, numbered differently), then allow
-// the listed numbers and kill on anything else.
+// process could make i386 or x32 calls, numbered differently), let
+// socket() open only Unix sockets unless AnySocket, then allow the listed
+// numbers and kill on anything else.
 func (p Profile) Filter() ([]unix.SockFilter, error) {
-	return filter(p.Allowed(), unix.SECCOMP_RET_KILL_PROCESS)
+	var pre []insn
+	if !p.AnySocket {
+		pre = []insn{
+			{code: jeqK, k: unix.SYS_SOCKET, jf: skip(2)},
+			{code: ldAbs, k: dataArg0},
+			{code: jeqK, k: unix.AF_UNIX, jt: toAllow, jf: toDeny},
+		}
+	}
+	return filter(pre, p.Allowed(), unix.SECCOMP_RET_KILL_PROCESS)
 }
 
-// filter allows nrs and returns deny for every other call and for another
-// architecture. Each number costs one comparison, which jumps over the
-// rest to the final allow; a jump reaches at most 255 instructions ahead.
-func filter(nrs []uintptr, deny uint32) ([]unix.SockFilter, error) {
-	if len(nrs) > 254 {
-		return nil, fmt.Errorf("sandbox: %d system calls are too many for one jump table", len(nrs))
-	}
-	prog := []unix.SockFilter{
-		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, dataArch),
-		jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, unix.AUDIT_ARCH_X86_64, 1, 0),
-		stmt(unix.BPF_RET|unix.BPF_K, deny),
-		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, dataNR),
-	}
-	for i, nr := range nrs {
-		toAllow := len(nrs) - i // the remaining comparisons, then the deny
-		prog = append(prog, jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, uint32(nr), uint8(toAllow), 0))
-	}
-	return append(prog,
-		stmt(unix.BPF_RET|unix.BPF_K, deny),
-		stmt(unix.BPF_RET|unix.BPF_K, unix.SECCOMP_RET_ALLOW),
-	), nil
+// Instructions of the programs.
+const (
+	ldAbs = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+	jeqK  = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+	retK  = unix.BPF_RET | unix.BPF_K
+)
+
+// insn is an instruction whose jumps name their target: the next
+// instruction (0), one further on (skip), or the final allow or deny.
+type insn struct {
+	code   uint16
+	k      uint32
+	jt, jf target
 }
 
-func stmt(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
+type target int
 
-func jump(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
-	return unix.SockFilter{Code: code, Jt: jt, Jf: jf, K: k}
+const (
+	toAllow target = -1
+	toDeny  target = -2
+)
+
+// skip jumps over n instructions.
+func skip(n int) target { return target(n) }
+
+// filter assembles: check the architecture, run pre (with the system
+// call number loaded), allow nrs, deny the rest. A jump reaches at most
+// 255 instructions ahead: about 250 calls.
+func filter(pre []insn, nrs []uintptr, deny uint32) ([]unix.SockFilter, error) {
+	prog := []insn{
+		{code: ldAbs, k: dataArch},
+		{code: jeqK, k: unix.AUDIT_ARCH_X86_64, jf: toDeny},
+		{code: ldAbs, k: dataNR},
+	}
+	prog = append(prog, pre...)
+	for _, nr := range nrs {
+		prog = append(prog, insn{code: jeqK, k: uint32(nr), jt: toAllow})
+	}
+	prog = append(prog, insn{code: retK, k: deny}, insn{code: retK, k: unix.SECCOMP_RET_ALLOW})
+	denyAt, allowAt := len(prog)-2, len(prog)-1
+
+	out := make([]unix.SockFilter, len(prog))
+	for i, in := range prog {
+		out[i] = unix.SockFilter{Code: in.code, K: in.k}
+		if in.code != jeqK {
+			continue
+		}
+		for _, j := range []struct {
+			t   target
+			off *uint8
+		}{{in.jt, &out[i].Jt}, {in.jf, &out[i].Jf}} {
+			to := i + 1 + int(j.t)
+			switch j.t {
+			case toAllow:
+				to = allowAt
+			case toDeny:
+				to = denyAt
+			}
+			d := to - i - 1
+			if d < 0 || d > 255 {
+				return nil, fmt.Errorf("sandbox: a jump of %d instructions in a %d-instruction filter (too many system calls)", d, len(prog))
+			}
+			*j.off = uint8(d)
+		}
+	}
+	return out, nil
 }
 
 // install loads p's filter on every thread of the process (TSYNC: the Go

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -12,7 +13,7 @@ import (
 
 // run interprets the subset of classic BPF the filters use on one
 // seccomp_data, as the kernel would, and returns the action.
-func run(t *testing.T, prog []unix.SockFilter, arch, nr uint32) uint32 {
+func run(t *testing.T, prog []unix.SockFilter, arch, nr uint32, arg0 ...uint32) uint32 {
 	t.Helper()
 	var acc uint32
 	for pc := 0; pc < len(prog); pc++ {
@@ -24,6 +25,8 @@ func run(t *testing.T, prog []unix.SockFilter, arch, nr uint32) uint32 {
 				acc = nr
 			case dataArch:
 				acc = arch
+			case dataArg0:
+				acc = arg0[0]
 			default:
 				t.Fatalf("pc %d: load of offset %d", pc, in.K)
 			}
@@ -55,8 +58,9 @@ func TestFilter(t *testing.T) {
 		want     uint32
 	}{
 		{"read", unix.AUDIT_ARCH_X86_64, unix.SYS_READ, unix.SECCOMP_RET_ALLOW}, // the first entry
+		{"listen", unix.AUDIT_ARCH_X86_64, unix.SYS_LISTEN, kill},
 		{"futex", unix.AUDIT_ARCH_X86_64, unix.SYS_FUTEX, unix.SECCOMP_RET_ALLOW},
-		{"clone3", unix.AUDIT_ARCH_X86_64, unix.SYS_CLONE3, unix.SECCOMP_RET_ALLOW}, // the last
+		{"clone3", unix.AUDIT_ARCH_X86_64, unix.SYS_CLONE3, unix.SECCOMP_RET_ALLOW},
 		{"execve", unix.AUDIT_ARCH_X86_64, unix.SYS_EXECVE, kill},
 		{"ptrace", unix.AUDIT_ARCH_X86_64, unix.SYS_PTRACE, kill},
 		{"mlock (the driver's)", unix.AUDIT_ARCH_X86_64, unix.SYS_MLOCK, kill},
@@ -67,11 +71,38 @@ func TestFilter(t *testing.T) {
 			t.Errorf("%s: action %#x, want %#x", tc.name, got, tc.want)
 		}
 	}
-	dprog, _ := Driver.Filter()
-	if got := run(t, dprog, unix.AUDIT_ARCH_X86_64, unix.SYS_MLOCK); got != unix.SECCOMP_RET_ALLOW {
-		t.Errorf("driver's mlock: action %#x, want allow", got)
+	// socket() by family: Unix only for the stack, any for applications.
+	for _, tc := range []struct {
+		p      Profile
+		family uint32
+		want   uint32
+	}{
+		{Transport, unix.AF_UNIX, unix.SECCOMP_RET_ALLOW},
+		{Transport, unix.AF_INET, kill},
+		{Transport, unix.AF_PACKET, kill},
+		{App, unix.AF_INET, unix.SECCOMP_RET_ALLOW},
+	} {
+		prog, _ := tc.p.Filter()
+		if got := run(t, prog, unix.AUDIT_ARCH_X86_64, unix.SYS_SOCKET, tc.family); got != tc.want {
+			t.Errorf("%s: socket(%d): action %#x, want %#x", tc.p.Name, tc.family, got, tc.want)
+		}
 	}
-	if _, err := filter(make([]uintptr, 255), kill); err == nil {
+	for _, tc := range []struct {
+		p    Profile
+		nr   uint32
+		want uint32
+	}{
+		{Driver, unix.SYS_MLOCK, unix.SECCOMP_RET_ALLOW},
+		{Store, unix.SYS_LISTEN, unix.SECCOMP_RET_ALLOW},
+		{App, unix.SYS_ACCEPT4, unix.SECCOMP_RET_ALLOW},
+		{IP, unix.SYS_BIND, kill},
+	} {
+		prog, _ := tc.p.Filter()
+		if got := run(t, prog, unix.AUDIT_ARCH_X86_64, tc.nr); got != tc.want {
+			t.Errorf("%s: call %d: action %#x, want %#x", tc.p.Name, tc.nr, got, tc.want)
+		}
+	}
+	if _, err := filter(nil, make([]uintptr, 255), kill); err == nil {
 		t.Error("filter of 255 calls: no error, want too many")
 	}
 }
@@ -81,6 +112,9 @@ func TestFilter(t *testing.T) {
 const envChild = "SANDBOX_TEST_CHILD"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envChild) == "nnp" {
+		os.Exit(threadsWithoutNNP())
+	}
 	if call := os.Getenv(envChild); call != "" {
 		os.Setenv(EnvSeccomp, "1")
 		if err := Enter(Transport); err != nil {
@@ -115,5 +149,45 @@ func TestEnterKills(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGSYS {
 		t.Errorf("child calling ptrace in the sandbox: %q, %v; want killed by SIGSYS", out, err)
+	}
+}
+
+// threadsWithoutNNP enters the sandbox without seccomp and counts the
+// threads of the process that lack no_new_privs (its exit status), or
+// returns 100 when it cannot tell.
+func threadsWithoutNNP() int {
+	if err := Enter(Transport); err != nil {
+		return 100
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil || len(tasks) < 2 {
+		return 100 // one thread would prove nothing
+	}
+	without := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+		if err != nil {
+			return 100
+		}
+		if !strings.Contains(string(b), "NoNewPrivs:\t1") {
+			without++
+		}
+	}
+	return without
+}
+
+// Every thread of the Go runtime gets no_new_privs, not just the one that
+// happened to run Enter: a thread without it could be the one making the
+// seccomp call (refused) or an execve (which would gain privileges).
+func TestNoNewPrivsEveryThread(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=none")
+	cmd.Env = append(os.Environ(), envChild+"=nnp", EnvSeccomp+"=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("threads of a child without no_new_privs after Enter: %v (%s), want none", err, out)
 	}
 }
