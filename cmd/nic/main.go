@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log"
 	"os"
@@ -37,6 +38,10 @@ func main() {
 	defer pub.Close()
 	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
 	if err := nic.Run(ctx, opts); err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		if errors.Is(err, nic.ErrNoHugePages) {
+			os.Exit(nic.ExitNoHugePages)
+		}
+		os.Exit(1)
 	}
 }
