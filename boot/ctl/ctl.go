@@ -11,18 +11,28 @@
 // Verbs:
 //
 //	status          the supervisor's view of every component
-//	kill NAME       SIGKILL the component; the supervisor restarts it
+//	kill NAME       SIGKILL the component; the supervisor restarts it. With
+//	                Signal (e.g. "STOP") that signal instead: a stopped
+//	                component is found hung and restarted
 //	restart NAME    stop the component gracefully and start it again
 //	stats NAME      the counters the component last published (in the store)
 //	profile NAME    a CPU profile of the component over Seconds (default 5);
 //	                the control channel answers nothing else meanwhile
 //	poweroff        stop every component and power the machine off
+//	hook NAME       run the test hook Hook in the component (kernel/wiring:
+//	                spin, deadlock, the driver's stop-tx...); refused unless
+//	                the appliance booted with keepnet.testhooks=1
 package ctl
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Verbs understood by the guest.
@@ -33,6 +43,7 @@ const (
 	VerbPoweroff = "poweroff"
 	VerbStats    = "stats"
 	VerbProfile  = "profile"
+	VerbHook     = "hook"
 )
 
 // MaxLine bounds one encoded request or response; longer lines are rejected
@@ -46,6 +57,11 @@ type Request struct {
 	Name string `json:"name,omitempty"`
 	// Seconds is how long a profile runs.
 	Seconds int `json:"seconds,omitempty"`
+	// Signal is the signal kill sends, by name ("STOP", "SIGCONT") or
+	// number; empty means KILL.
+	Signal string `json:"signal,omitempty"`
+	// Hook is the test hook that hook runs.
+	Hook string `json:"hook,omitempty"`
 }
 
 // MaxProfileSeconds bounds a profile: the control channel is busy meanwhile.
@@ -97,6 +113,9 @@ type Component struct {
 	Restarts   int    `json:"restarts"`
 	Generation int    `json:"generation"`
 	LastExit   string `json:"last_exit,omitempty"`
+	// Hangs counts the processes killed because they hung (their loop
+	// stopped answering: boot/supervisor's hang detection).
+	Hangs int `json:"hangs"`
 	// RSSKiB is the resident memory of the running process, so a test
 	// or an operator can see that a component's memory stays flat.
 	RSSKiB int `json:"rss_kib,omitempty"`
@@ -106,6 +125,19 @@ type Component struct {
 	// Stats is what the component last published (keepnet stats NAME),
 	// when it publishes anything.
 	Stats json.RawMessage `json:"stats,omitempty"`
+	// Privilege is what /proc/PID/status says the running process may
+	// do; absent when no process runs.
+	Privilege *Privilege `json:"privilege,omitempty"`
+}
+
+// Privilege is a process's identity and confinement (kernel/sandbox).
+type Privilege struct {
+	UID uint32 `json:"uid"`
+	// CapEff is the effective capability set as /proc/PID/status shows
+	// it: 16 hex digits, a bit per CAP_* number; all zeros for none.
+	CapEff     string `json:"cap_eff"`
+	Seccomp    bool   `json:"seccomp"` // a seccomp filter is installed
+	NoNewPrivs bool   `json:"no_new_privs"`
 }
 
 // Component returns the named component, or false.
@@ -129,12 +161,18 @@ func ParseRequest(line []byte) (Request, error) {
 	}
 	switch r.Verb {
 	case VerbStatus, VerbPoweroff:
-	case VerbKill, VerbRestart, VerbStats, VerbProfile:
+	case VerbKill, VerbRestart, VerbStats, VerbProfile, VerbHook:
 		if r.Seconds < 0 || r.Seconds > MaxProfileSeconds {
 			return r, fmt.Errorf("%w: a profile lasts 1 to %d seconds", ErrMalformed, MaxProfileSeconds)
 		}
 		if r.Name == "" {
 			return r, fmt.Errorf("%w: %s needs a component name", ErrMalformed, r.Verb)
+		}
+		if _, err := ParseSignal(r.Signal); err != nil {
+			return r, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		if r.Verb == VerbHook && r.Hook == "" {
+			return r, fmt.Errorf("%w: hook needs the hook's name", ErrMalformed)
 		}
 	case "":
 		return r, fmt.Errorf("%w: no verb", ErrMalformed)
@@ -142,4 +180,23 @@ func ParseRequest(line []byte) (Request, error) {
 		return r, fmt.Errorf("%w: unknown verb %q", ErrMalformed, r.Verb)
 	}
 	return r, nil
+}
+
+// ParseSignal reads a signal as kill(1) does: a name with or without SIG
+// ("STOP", "sigcont"), or a number; empty is SIGKILL.
+func ParseSignal(s string) (syscall.Signal, error) {
+	if s == "" {
+		return syscall.SIGKILL, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q", s)
 }

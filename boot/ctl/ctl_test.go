@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
 type fakeHandler struct {
 	killed, restarted []string
+	hooks             []string
 	poweroffs         int
 }
 
@@ -23,11 +25,16 @@ func (f *fakeHandler) Status() Status {
 	return Status{Ready: true, Stack: "linux", Components: []Component{{Name: "store", PID: 42, State: "running", Restarts: 1, Generation: 2}}}
 }
 
-func (f *fakeHandler) Kill(name string) error {
+func (f *fakeHandler) Kill(name string, sig syscall.Signal) error {
 	if name != "store" {
 		return fmt.Errorf("unknown component %q", name)
 	}
-	f.killed = append(f.killed, name)
+	f.killed = append(f.killed, name+" "+sig.String())
+	return nil
+}
+
+func (f *fakeHandler) Hook(name, hook string) error {
+	f.hooks = append(f.hooks, name+" "+hook)
 	return nil
 }
 
@@ -98,6 +105,9 @@ func TestServe(t *testing.T) {
 		`{"id":6,"verb":"poweroff"}`,
 		`{"id":7,"verb":"stats","name":"ip"}`,
 		`{"id":8,"verb":"profile","name":"tcp"}`,
+		`{"id":9,"verb":"kill","name":"store","signal":"STOP"}`,
+		`{"id":10,"verb":"kill","name":"store","signal":"NOPE"}`,
+		`{"id":11,"verb":"hook","name":"ip","hook":"spin"}`,
 	}, "\n")
 	var out strings.Builder
 	if err := Serve(strings.NewReader(in), &out, h); err != nil {
@@ -112,11 +122,11 @@ func TestServe(t *testing.T) {
 		}
 		got = append(got, r)
 	}
-	if len(got) != 8 {
-		t.Fatalf("got %d responses, want 8 (one per non-empty line):\n%s", len(got), out.String())
+	if len(got) != 11 {
+		t.Fatalf("got %d responses, want 11 (one per non-empty line):\n%s", len(got), out.String())
 	}
-	wantOK := []bool{true, false, true, false, true, true, true, true}
-	wantID := []uint64{1, 0, 3, 4, 5, 6, 7, 8}
+	wantOK := []bool{true, false, true, false, true, true, true, true, true, false, true}
+	wantID := []uint64{1, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11}
 	for i, r := range got {
 		if r.OK != wantOK[i] || r.ID != wantID[i] {
 			t.Errorf("response %d = id %d ok %v (%q), want id %d ok %v", i, r.ID, r.OK, r.Error, wantID[i], wantOK[i])
@@ -134,8 +144,10 @@ func TestServe(t *testing.T) {
 	if !strings.Contains(got[3].Error, "nosuch") {
 		t.Errorf("kill nosuch error = %q, want it to name the component", got[3].Error)
 	}
-	if len(h.killed) != 1 || len(h.restarted) != 1 || h.poweroffs != 1 {
-		t.Errorf("handler calls: killed %v restarted %v poweroffs %d, want 1 each", h.killed, h.restarted, h.poweroffs)
+	wantKilled := []string{"store " + syscall.SIGKILL.String(), "store " + syscall.SIGSTOP.String()}
+	if fmt.Sprint(h.killed) != fmt.Sprint(wantKilled) || len(h.restarted) != 1 || h.poweroffs != 1 || fmt.Sprint(h.hooks) != "[ip spin]" {
+		t.Errorf("handler calls: killed %v restarted %v poweroffs %d hooks %v, want killed %v, 1 restart, 1 poweroff, hooks [ip spin]",
+			h.killed, h.restarted, h.poweroffs, h.hooks, wantKilled)
 	}
 }
 
@@ -208,5 +220,31 @@ func TestDoNoChannel(t *testing.T) {
 	_, err := Do(context.Background(), filepath.Join(t.TempDir(), "missing.sock"), Request{Verb: VerbStatus})
 	if err == nil || !strings.Contains(err.Error(), "keepnet up") {
 		t.Errorf("Do on a missing socket: err = %v, want a hint to start the appliance", err)
+	}
+}
+
+// Through ReadOnly, status and stats are answered and every verb that
+// changes something is refused without reaching the handler.
+func TestReadOnly(t *testing.T) {
+	f := &fakeHandler{}
+	h := ReadOnly(f)
+	for _, tc := range []struct {
+		line   string
+		wantOK bool
+	}{
+		{`{"id":1,"verb":"status"}`, true},
+		{`{"id":2,"verb":"stats","name":"ip"}`, true},
+		{`{"id":3,"verb":"kill","name":"store"}`, false},
+		{`{"id":4,"verb":"restart","name":"store"}`, false},
+		{`{"id":5,"verb":"profile","name":"store"}`, false},
+		{`{"id":6,"verb":"poweroff"}`, false},
+	} {
+		resp := Handle([]byte(tc.line), h)
+		if resp.OK != tc.wantOK || !tc.wantOK && resp.Error != ErrHostOnly.Error() {
+			t.Errorf("Handle(%s) through ReadOnly = ok %v error %q, want ok %v", tc.line, resp.OK, resp.Error, tc.wantOK)
+		}
+	}
+	if len(f.killed) != 0 || len(f.restarted) != 0 || f.poweroffs != 0 {
+		t.Errorf("the handler behind ReadOnly killed %v, restarted %v, powered off %d times; want nothing", f.killed, f.restarted, f.poweroffs)
 	}
 }

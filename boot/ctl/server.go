@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"syscall"
 	"time"
 )
 
@@ -13,7 +14,9 @@ import (
 // Response.Error; they never stop the server.
 type Handler interface {
 	Status() Status
-	Kill(name string) error
+	// Kill sends sig (SIGKILL unless the request named another) to the
+	// component.
+	Kill(name string, sig syscall.Signal) error
 	Restart(name string) error
 	// Poweroff starts an orderly shutdown and returns at once; the
 	// response is sent before the machine goes down.
@@ -22,6 +25,8 @@ type Handler interface {
 	Stats(name string) (json.RawMessage, error)
 	// Profile returns a CPU profile of the component over d.
 	Profile(name string, d time.Duration) ([]byte, error)
+	// Hook runs a test hook in the component, if test hooks are on.
+	Hook(name, hook string) error
 }
 
 // Serve answers requests read from r with responses written to w until r
@@ -59,7 +64,10 @@ func Handle(line []byte, h Handler) Response {
 		st := h.Status()
 		resp.Status = &st
 	case VerbKill:
-		err = h.Kill(req.Name)
+		sig, _ := ParseSignal(req.Signal) // ParseRequest checked it
+		err = h.Kill(req.Name, sig)
+	case VerbHook:
+		err = h.Hook(req.Name, req.Hook)
 	case VerbRestart:
 		err = h.Restart(req.Name)
 	case VerbPoweroff:
@@ -79,4 +87,26 @@ func Handle(line []byte, h Handler) Response {
 		resp.OK = true
 	}
 	return resp
+}
+
+// ErrHostOnly answers a verb that changes the appliance (kill, restart,
+// profile, hook, poweroff) on a channel that may only look.
+var ErrHostOnly = errors.New("only the host's control channel may do this")
+
+// ReadOnly answers the verbs that change nothing (status, stats) through h
+// and refuses the others with ErrHostOnly. Init serves the components
+// inside the appliance through it: an application may read the status,
+// but not kill its neighbours or power the machine off.
+func ReadOnly(h Handler) Handler { return readOnly{h} }
+
+type readOnly struct{ h Handler }
+
+func (r readOnly) Status() Status                             { return r.h.Status() }
+func (r readOnly) Stats(name string) (json.RawMessage, error) { return r.h.Stats(name) }
+func (readOnly) Kill(string, syscall.Signal) error            { return ErrHostOnly }
+func (readOnly) Hook(string, string) error                    { return ErrHostOnly }
+func (readOnly) Restart(string) error                         { return ErrHostOnly }
+func (readOnly) Poweroff() error                              { return ErrHostOnly }
+func (readOnly) Profile(string, time.Duration) ([]byte, error) {
+	return nil, ErrHostOnly
 }

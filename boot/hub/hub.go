@@ -18,13 +18,25 @@
 //     hello creates fresh channels to the neighbours that are present, which
 //     is how those neighbours learn of the restart.
 //
+// Who may write a pool: its owner, and the neighbours its PoolSpec names as
+// Writers (those that fill buffers for the owner). Every other neighbour
+// gets a descriptor opened read-only, which it cannot map writable
+// (kernel/pool's "Readers and writers"): a component that writes where it
+// should only read faults itself instead of corrupting its neighbour.
+//
 // Readiness: a component that says up (wiring.TypeUp) on its wiring socket
 // serves; the hub passes that on to the supervisor as the readiness of that
 // one generation (the ready function of Spec.ExtraFiles, boot/supervisor's
 // "Readiness"). An up from a superseded generation is ignored.
 //
+// Liveness: once a component has said hello, the hub pings it every
+// PingEvery and passes each pong of that generation to the supervisor (the
+// alive function of Spec.Liveness, boot/supervisor's hang detection); its
+// loop answers, so a hung loop goes silent (kernel/wiring, "Hang
+// detection").
+//
 // Concurrency: one goroutine per wiring socket reads what the component
-// sends; Hub.mu guards all state and is held while sending, so announcements
+// sends, and one pings it; Hub.mu guards all state and is held while sending, so announcements
 // to one component are never interleaved.
 package hub
 
@@ -36,6 +48,7 @@ import (
 	"sync"
 	"time"
 
+	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 )
 
@@ -52,6 +65,10 @@ type PoolSpec struct {
 	Name    string
 	Bufs    int
 	BufSize int
+	// Writers are the neighbours that write into the pool's buffers
+	// besides its owner (a driver filling receive buffers); the others
+	// map it read-only.
+	Writers []string
 }
 
 // RegionSpec describes a DMA region: a pool created once and handed to
@@ -98,14 +115,27 @@ type node struct {
 	conn    *wiring.Conn // init's end of the current process's socket
 	present bool         // said hello in this generation
 	ready   func()       // the supervisor's readiness notification for this generation
-	pools   []*heldPool
-	regions []*heldPool // created once, never superseded
+	alive   func()       // the supervisor's liveness notification for this generation
+	// answered is the last ping this generation answered.
+	answered uint64
+	pools    []*heldPool
+	regions  []*heldPool // created once, never superseded
 }
 
 type heldPool struct {
-	info    wiring.PoolInfo
-	pool    Pool
-	holders map[string]bool // neighbours that mapped it
+	info     wiring.PoolInfo
+	pool     Pool
+	readOnly *os.File        // the descriptor of the neighbours that only read it
+	writers  []string        // the neighbours that get pool.Fd, writable
+	holders  map[string]bool // neighbours that mapped it
+}
+
+// fdFor is the descriptor of the pool for the neighbour name.
+func (p *heldPool) fdFor(name string) *os.File {
+	if contains(p.writers, name) {
+		return p.pool.Fd()
+	}
+	return p.readOnly
 }
 
 // New builds the hub. Every peer named must be a node, and links are
@@ -126,6 +156,13 @@ func New(nodes []Node, f Factory, logf func(string, ...any)) (*Hub, error) {
 			}
 			if !contains(peer.spec.Peers, n.Name) {
 				return nil, fmt.Errorf("hub: %s links to %s but not the other way", n.Name, p)
+			}
+		}
+		for _, ps := range n.Pools {
+			for _, w := range ps.Writers {
+				if !contains(n.Peers, w) {
+					return nil, fmt.Errorf("hub: %s's pool %s names writer %s, which is not its neighbour", n.Name, ps.Name, w)
+				}
 			}
 		}
 	}
@@ -170,14 +207,102 @@ func (h *Hub) ExtraFiles(name string) func(ready func()) ([]*os.File, error) {
 		}
 		n.gen++
 		n.conn = initEnd
-		n.present, n.ready = false, ready
+		n.present, n.ready, n.answered = false, ready, 0
 		h.supersedePoolsLocked(n)
 		gen := n.gen
 		h.mu.Unlock()
 
 		go h.serve(name, gen, initEnd)
+		go h.ping(name, gen, initEnd)
 		return []*os.File{child}, nil
 	}
+}
+
+// Liveness is the supervisor's Spec.Liveness hook for name: called at every
+// start after ExtraFiles, it keeps that generation's alive function, which
+// the hub calls at every pong.
+func (h *Hub) Liveness(name string) func(alive func()) {
+	return func(alive func()) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.nodes[name].alive = alive
+	}
+}
+
+// PingEvery is how often the hub pings each component: a quarter of the
+// default hang limit (boot/pid1), so a few lost rounds are no hang.
+const PingEvery = 500 * time.Millisecond
+
+// ping pings one generation of a component every PingEvery from its hello
+// until its socket closes or a later generation starts. Sends are outside
+// mu: a component that does not read its socket delays only its own pings.
+//
+// A component shows life by answering, but also, as far as init can know,
+// up to the moment init sends a ping after the last one was answered: so
+// that ping counts as a sign of life too. That is what makes a pause of the
+// whole machine harmless (a host that does not run the guest for seconds,
+// init itself not scheduled): no ping goes out meanwhile, so none goes
+// unanswered, and the first one after the pause starts the count afresh.
+// Only pings that went out and got no answer make a component silent.
+func (h *Hub) ping(name string, gen int, c *wiring.Conn) {
+	t := time.NewTicker(PingEvery)
+	defer t.Stop()
+	for seq := uint64(1); ; {
+		<-t.C
+		h.mu.Lock()
+		n := h.nodes[name]
+		current, present := n.gen == gen, n.present
+		answered, alive := n.answered == seq-1, n.alive
+		h.mu.Unlock()
+		if !current {
+			return
+		}
+		if !present {
+			continue // the wiring is not complete: it cannot answer yet
+		}
+		if answered && seq > 1 && alive != nil {
+			alive()
+		}
+		if err := c.Send(wiring.Message{Type: wiring.TypePing, Seq: seq}); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // a full socket: it does not read, so it will not answer either
+			}
+			return // the socket is closed: the process is gone
+		}
+		seq++
+	}
+}
+
+// pong records a generation's answer to ping seq and says it is alive.
+func (h *Hub) pong(name string, gen int, seq uint64) {
+	h.mu.Lock()
+	n := h.nodes[name]
+	if n.gen != gen {
+		h.mu.Unlock()
+		return // a superseded process's word counts for no one
+	}
+	n.answered = max(n.answered, seq)
+	alive := n.alive
+	h.mu.Unlock()
+	if alive != nil {
+		alive() // outside mu: the supervisor takes its own lock
+	}
+}
+
+// Hook asks name's current generation to run a test hook
+// (kernel/wiring.TypeHook); the component runs it only if test hooks are
+// enabled in its environment.
+func (h *Hub) Hook(name, hook string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, ok := h.nodes[name]
+	switch {
+	case !ok:
+		return fmt.Errorf("hub: %s is not wired", name)
+	case !n.present:
+		return fmt.Errorf("hub: %s is not up", name)
+	}
+	return n.conn.Send(wiring.Message{Type: wiring.TypeHook, Name: hook})
 }
 
 // supersedePoolsLocked retires the pools of n's previous generation.
@@ -194,6 +319,7 @@ func (h *Hub) maybeFreeLocked(p *heldPool) {
 		return
 	}
 	delete(h.old, p.info.ID)
+	p.readOnly.Close()
 	if err := p.pool.Close(); err != nil {
 		h.logf("hub: closing pool %s (%d): %v", p.info.Name, p.info.ID, err)
 	}
@@ -228,19 +354,26 @@ func (h *Hub) serve(name string, gen int, c *wiring.Conn) {
 				h.release(name, m.Pool.ID)
 			}
 		case wiring.TypeUp:
-			h.mu.Lock()
-			var ready func()
-			if n := h.nodes[name]; n.gen == gen {
-				ready = n.ready
-			}
-			h.mu.Unlock()
-			if ready != nil {
+			if ready := h.readyOf(name, gen); ready != nil {
 				ready() // outside mu: the supervisor takes its own lock
 			}
+		case wiring.TypePong:
+			h.pong(name, gen, m.Seq)
 		default:
 			h.logf("hub: %s sent unexpected %q", name, m.Type)
 		}
 	}
+}
+
+// readyOf is the readiness notification of name's generation gen, or nil
+// if that generation is superseded: its word counts for no one.
+func (h *Hub) readyOf(name string, gen int) func() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.nodes[name]; n.gen == gen {
+		return n.ready
+	}
+	return nil
 }
 
 // hello wires a component that announced itself.
@@ -300,6 +433,11 @@ func (h *Hub) createLocked(n *node) error {
 			if err != nil {
 				return err
 			}
+			p.writers = ps.Writers
+			if p.readOnly, err = pool.ReopenReadOnly(p.pool.Fd()); err != nil {
+				p.pool.Close()
+				return err
+			}
 			n.pools = append(n.pools, p)
 		}
 	}
@@ -346,7 +484,7 @@ func (h *Hub) linkLocked(a, b *node) error {
 		files := append([]*os.File(nil), fds...)
 		for _, p := range from.pools {
 			msg.Pools = append(msg.Pools, p.info)
-			files = append(files, p.pool.Fd())
+			files = append(files, p.fdFor(to.spec.Name))
 			p.holders[to.spec.Name] = true
 		}
 		return to.conn.Send(msg, files...)

@@ -95,6 +95,9 @@ func (fx *fixture) startCounting(name string) (*wiring.Conn, *atomic.Int32) {
 func (fx *fixture) expect(c *wiring.Conn, typ string, nfiles int) wiring.Message {
 	fx.t.Helper()
 	m, files, err := c.Recv(2 * time.Second)
+	for err == nil && m.Type == wiring.TypePing && typ != wiring.TypePing {
+		m, files, err = c.Recv(2 * time.Second) // pings come at any time
+	}
 	if err != nil {
 		fx.t.Fatalf("waiting for %s: %v", typ, err)
 	}
@@ -210,5 +213,76 @@ func TestUpIsThatGenerationsReadiness(t *testing.T) {
 	waitFor(t, func() bool { return ready2.Load() == 1 }, "generation 2's ready called once")
 	if got := ready1.Load(); got != 0 {
 		t.Errorf("superseded generation 1 said up: its ready called %d times, want 0", got)
+	}
+}
+
+// Once a generation has said hello the hub pings it, and passes its pongs to
+// the supervisor as that generation's sign of life, and only that
+// generation's.
+func TestPongIsThatGenerationsLiveness(t *testing.T) {
+	fx := newFixture(t)
+	var alive1, alive2 atomic.Int32
+	ip1 := fx.start("ip")
+	fx.hub.Liveness("ip")(func() { alive1.Add(1) })
+	fx.expect(ip1, wiring.TypeWelcome, 0)
+	ping := fx.awaitPing(ip1)
+	ip1.Send(wiring.Message{Type: wiring.TypePong, Seq: ping.Seq})
+	waitFor(t, func() bool { return alive1.Load() == 1 }, "generation 1's alive called")
+
+	ip2 := fx.start("ip")
+	fx.hub.Liveness("ip")(func() { alive2.Add(1) })
+	fx.expect(ip2, wiring.TypeWelcome, 0)
+	ping = fx.awaitPing(ip2)
+	before := alive1.Load() // its pings have stopped
+	ip1.Send(wiring.Message{Type: wiring.TypePong, Seq: ping.Seq + 1})
+	ip2.Send(wiring.Message{Type: wiring.TypePong, Seq: ping.Seq})
+	waitFor(t, func() bool { return alive2.Load() >= 1 }, "generation 2's alive called")
+	if got := alive1.Load(); got != before {
+		t.Errorf("superseded generation 1's pong counted: its alive called %d times, want %d", got, before)
+	}
+	if err := fx.hub.Hook("ip", wiring.HookSpin); err != nil {
+		t.Fatal(err)
+	}
+	if m := fx.expect(ip2, wiring.TypeHook, 0); m.Name != wiring.HookSpin {
+		t.Errorf("Hook sent %+v, want hook %s", m, wiring.HookSpin)
+	}
+}
+
+// awaitPing reads c until a ping comes (within a few PingEvery).
+func (fx *fixture) awaitPing(c *wiring.Conn) wiring.Message {
+	fx.t.Helper()
+	for {
+		m, files, err := c.Recv(10 * PingEvery)
+		for _, f := range files {
+			f.Close()
+		}
+		if err != nil {
+			fx.t.Fatalf("waiting for a ping: %v", err)
+		}
+		if m.Type == wiring.TypePing {
+			return m
+		}
+	}
+}
+
+// A ping sent after the last one was answered counts as a sign of life (a
+// pause of the whole machine sends none, so it leaves none unanswered); a
+// ping sent while one is unanswered does not.
+func TestPingAfterAnswerIsLife(t *testing.T) {
+	fx := newFixture(t)
+	var alive atomic.Int32
+	ip := fx.start("ip")
+	fx.hub.Liveness("ip")(func() { alive.Add(1) })
+	p := fx.awaitPing(ip)
+	ip.Send(wiring.Message{Type: wiring.TypePong, Seq: p.Seq})
+	waitFor(t, func() bool { return alive.Load() == 1 }, "the pong counted")
+	fx.awaitPing(ip) // sent after an answer: life
+	if got := alive.Load(); got != 2 {
+		t.Fatalf("after a ping that follows an answer, alive called %d times, want 2", got)
+	}
+	fx.awaitPing(ip) // the previous one is unanswered
+	fx.awaitPing(ip)
+	if got := alive.Load(); got != 2 {
+		t.Errorf("pings unanswered, yet alive called %d times, want still 2", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Stacks keepnet can run its applications on.
@@ -41,6 +42,13 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.tso=off          keepnet's TCP does not use segmentation offload
 //	keepnet.sched=POLICY     batch (default) or other: the scheduling policy of
 //	                         every component (see schedPolicy)
+//	keepnet.hang=DURATION    a component whose loop does not answer for this
+//	                         long is killed as hung and restarted (default 2s,
+//	                         0 disables; boot/supervisor's hang detection)
+//	keepnet.testhooks=1      components run test hooks on request (the control
+//	                         verb hook: spin, deadlock, stop the device...)
+//	keepnet.seccomp=0        no component installs its seccomp filter (for
+//	                         debugging; kernel/sandbox); 1 is the default
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -50,12 +58,18 @@ type Config struct {
 	HugePages int
 	SSHKey    string // base64 authorized_keys; empty: no SSH server
 	Sched     string
-	TSO       bool // keepnet's TCP may use segmentation offload
+	TSO       bool          // keepnet's TCP may use segmentation offload
+	Hang      time.Duration // hang limit; 0: no hang detection
+	TestHooks bool          // components run test hooks on request
+	Seccomp   bool          // components install their seccomp filters
 }
+
+// DefaultHang is the hang limit without keepnet.hang.
+const DefaultHang = 2 * time.Second
 
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
-	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true}
+	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true}
 }
 
 // ParseCmdline reads the keepnet.* parameters of a kernel command line.
@@ -120,11 +134,30 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want on or off")
 		}
 		c.TSO = val == "on"
+	case "seccomp":
+		if val != "0" && val != "1" {
+			return fmt.Errorf("want 0 or 1")
+		}
+		c.Seccomp = val == "1"
 	case "sched":
 		if val != SchedBatch && val != SchedOther {
 			return fmt.Errorf("want %s or %s", SchedBatch, SchedOther)
 		}
 		c.Sched = val
+	case "hang":
+		d, err := time.ParseDuration(val)
+		if val == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 {
+			return fmt.Errorf("want a duration like 2s or 500ms, or 0 to disable")
+		}
+		c.Hang = d
+	case "testhooks":
+		if val != "0" && val != "1" {
+			return fmt.Errorf("want 1 or 0")
+		}
+		c.TestHooks = val == "1"
 	case "hugepages":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 || n > 1<<16 {

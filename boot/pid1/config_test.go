@@ -3,6 +3,7 @@ package pid1
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -13,23 +14,27 @@ func TestParseCmdline(t *testing.T) {
 	}{
 		{"console=ttyS0 quiet", DefaultConfig(), 0},
 		{
-			"console=ttyS0 keepnet.ip=10.0.2.15/24 keepnet.gw=10.0.2.2 keepnet.dns=10.0.2.3 keepnet.stack=linux keepnet.ctl=vsock keepnet.hugepages=8 keepnet.sched=other",
+			"console=ttyS0 keepnet.ip=10.0.2.15/24 keepnet.gw=10.0.2.2 keepnet.dns=10.0.2.3 keepnet.stack=linux keepnet.ctl=vsock keepnet.hugepages=8 keepnet.sched=other keepnet.hang=500ms keepnet.testhooks=1 keepnet.seccomp=0",
 			Config{
 				IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
 				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8, Sched: SchedOther, TSO: true,
+				Hang: 500 * time.Millisecond, TestHooks: true,
 			},
 			0,
 		},
-		{"keepnet.ip=10.0.2.15", DefaultConfig(), 1},             // no prefix length
-		{"keepnet.ip=fe80::1/64", DefaultConfig(), 1},            // IPv6 not yet
-		{"keepnet.stack=bsd", DefaultConfig(), 1},                // unknown stack
-		{"keepnet.ctl=carrier-pigeon", DefaultConfig(), 1},       // unknown transport
-		{"keepnet.hugepages=-1", DefaultConfig(), 1},             // negative
-		{"keepnet.sched=fifo", DefaultConfig(), 1},               // not offered
+		{"keepnet.ip=10.0.2.15", DefaultConfig(), 1},       // no prefix length
+		{"keepnet.ip=fe80::1/64", DefaultConfig(), 1},      // IPv6 not yet
+		{"keepnet.stack=bsd", DefaultConfig(), 1},          // unknown stack
+		{"keepnet.ctl=carrier-pigeon", DefaultConfig(), 1}, // unknown transport
+		{"keepnet.hugepages=-1", DefaultConfig(), 1},       // negative
+		{"keepnet.sched=fifo", DefaultConfig(), 1},         // not offered
+		{"keepnet.hang=soon", DefaultConfig(), 1},          // not a duration
+		{"keepnet.hang=0", func() Config { c := DefaultConfig(); c.Hang = 0; return c }(), 0},
+		{"keepnet.seccomp=off", DefaultConfig(), 1},              // 0 or 1
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
-			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true},
+			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true},
 			1, // gateway off the subnet
 		},
 	}

@@ -2,7 +2,8 @@
 //
 // In order, it
 //
-//  1. mounts /proc, /sys, /dev, /dev/shm, /dev/hugepages, /run and /tmp;
+//  1. mounts /proc, /sys, /dev, /dev/shm, /dev/hugepages, /run and /tmp, and
+//     makes the components' directories under /run (runDirs);
 //  2. reads its configuration from the kernel command line (ParseCmdline);
 //  3. loads the kernel modules it needs, dependencies first (u-root's
 //     kmodule over the modules.dep the image builder wrote);
@@ -41,6 +42,7 @@ import (
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 )
 
@@ -51,6 +53,9 @@ func Main() {
 	log.SetOutput(os.Stdout)
 
 	if err := mountAll(); err != nil {
+		log.Print(err)
+	}
+	if err := runDirs(); err != nil {
 		log.Print(err)
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
@@ -73,10 +78,11 @@ func Main() {
 		for i := range specs {
 			if wiring.Wired(specs[i].Name) {
 				specs[i].ExtraFiles = wiring.ExtraFiles(specs[i].Name)
+				specs[i].Liveness = wiring.Liveness(specs[i].Name)
 			}
 		}
 	}
-	sup, err := supervisor.New(supervisor.Config{Specs: specs, Console: os.Stdout})
+	sup, err := supervisor.New(supervisor.Config{Specs: specs, Console: os.Stdout, HangAfter: cfg.Hang})
 	if err != nil {
 		log.Printf("component table: %v", err)
 	}
@@ -225,18 +231,29 @@ func (a *appliance) Status() ctl.Status {
 	for _, c := range a.sup.Status() {
 		st.Components = append(st.Components, ctl.Component{
 			Name: c.Name, PID: c.PID, State: c.State, Ready: c.Ready, Restarts: c.Restarts,
-			Generation: c.Generation, LastExit: c.LastExit, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID),
-			Stats: published[c.Name],
+			Generation: c.Generation, LastExit: c.LastExit, Hangs: c.Hangs, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID),
+			Stats: published[c.Name], Privilege: privilege(c.PID),
 		})
 	}
 	return st
 }
 
-func (a *appliance) Kill(name string) error {
+func (a *appliance) Kill(name string, sig syscall.Signal) error {
 	if a.sup == nil {
 		return fmt.Errorf("no supervisor")
 	}
-	return a.sup.Kill(name)
+	return a.sup.Signal(name, sig)
+}
+
+func (a *appliance) Hook(name, hook string) error {
+	switch {
+	case !a.cfg.TestHooks:
+		return errors.New("test hooks are off: boot with keepnet.testhooks=1")
+	case a.wiring == nil:
+		return errors.New("no component wiring")
+	}
+	log.Printf("test hook %s requested in %s", hook, name)
+	return a.wiring.Hook(name, hook)
 }
 
 func (a *appliance) Restart(name string) error {
@@ -324,7 +341,8 @@ func (a *appliance) Poweroff() error {
 // startControl opens the control channels. Failures are logged: the local
 // socket and the host channel are independent.
 func (a *appliance) startControl(ctx context.Context) {
-	if err := serveLocal(ctx, LocalCtl, a, log.Printf); err != nil {
+	// Components may look, only the host may act.
+	if err := serveLocal(ctx, LocalCtl, ctl.ReadOnly(a), log.Printf); err != nil {
 		log.Printf("local control socket: %v", err)
 	}
 	switch a.cfg.Ctl {
@@ -350,6 +368,20 @@ func (a *appliance) announceReady(ctx context.Context) {
 		a.ready.Store(true)
 		log.Printf("keepnet ready (%s stack) %s after kernel start", a.cfg.Stack, uptime())
 	}
+}
+
+// privilege is what a running process may do, or nil when it is not
+// running.
+func privilege(pid int) *ctl.Privilege {
+	if pid <= 0 {
+		return nil
+	}
+	p, err := sandbox.ReadProc(pid)
+	if err != nil {
+		return nil
+	}
+	return &ctl.Privilege{UID: p.UID, CapEff: fmt.Sprintf("%016x", p.CapEff),
+		Seccomp: p.Seccomp == sandbox.SeccompFilter, NoNewPrivs: p.NoNewPrivs}
 }
 
 // rssKiB is a process's resident set size, or 0 when it is not running.

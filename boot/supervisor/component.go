@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/notify"
 )
 
@@ -65,19 +66,9 @@ func (s *Supervisor) supervise(ctx context.Context, c *component) {
 			s.con.logf("%s: cannot start: %v", name, err)
 			end = ending{status: "start: " + err.Error(), code: -1}
 		} else {
-			select {
-			case err := <-p.exited:
-				end = s.ended(p, err)
-			case reply := <-c.ctl:
-				s.con.logf("%s: restart requested", name)
-				callers = append(callers, reply)
-				end = s.terminate(c, p)
-				requested = true
-			case <-ctx.Done():
-				s.awaitDependents(c)
-				end = s.terminate(c, p)
-				s.con.logf("%s: stopped: %s", name, end.status)
-				s.setState(c, StateStopped, end.status)
+			var stopped bool
+			end, requested, stopped = s.watch(ctx, c, p, &callers)
+			if stopped {
 				return
 			}
 		}
@@ -126,6 +117,38 @@ func (s *Supervisor) supervise(ctx context.Context, c *component) {
 			callers = append(callers, reply)
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// watch waits for the end of c's process p: its exit, a Restart (added to
+// callers; requested is true), a hang (see hang.go), or the end of ctx, when
+// it stops p and c for good (stopped is true).
+func (s *Supervisor) watch(ctx context.Context, c *component, p *process, callers *[]chan error) (end ending, requested, stopped bool) {
+	name := c.spec.Name
+	for {
+		hang, stopHang := s.hangTimer(c)
+		select {
+		case err := <-p.exited:
+			stopHang()
+			return s.ended(p, err), false, false
+		case reply := <-c.ctl:
+			stopHang()
+			s.con.logf("%s: restart requested", name)
+			*callers = append(*callers, reply)
+			return s.terminate(c, p), true, false
+		case <-hang:
+			stopHang()
+			if end, hung := s.killIfHung(c, p); hung {
+				return end, false, false
+			}
+		case <-ctx.Done():
+			stopHang()
+			s.awaitDependents(c)
+			end = s.terminate(c, p)
+			s.con.logf("%s: stopped: %s", name, end.status)
+			s.setState(c, StateStopped, end.status)
+			return end, false, true
 		}
 	}
 }
@@ -183,10 +206,16 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 	s.mu.Lock()
 	c.attempt++
 	c.announced = false
+	c.lastAlive = time.Time{}
 	attempt := c.attempt
 	s.mu.Unlock()
 	ready := func() { s.announce(c, attempt) }
 
+	if c.spec.Prepare != nil {
+		if err := c.spec.Prepare(); err != nil {
+			return nil, fmt.Errorf("prepare: %w", err)
+		}
+	}
 	var files []*os.File
 	defer func() {
 		for _, f := range files {
@@ -199,6 +228,9 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 			return nil, fmt.Errorf("extra files: %w", err)
 		}
 		files = fs
+	}
+	if c.spec.Liveness != nil {
+		c.spec.Liveness(func() { s.alive(c, attempt) })
 	}
 	env := append(os.Environ(), c.spec.Env...)
 	var notifyR *os.File // the read end of the readiness pipe, if any
@@ -218,6 +250,7 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 	cmd.Stdout, cmd.Stderr = out, out // the same writer: one pipe, one order
 	cmd.ExtraFiles = files
 	cmd.WaitDelay = pipeDrain
+	cmd.SysProcAttr = sysProcAttr(c.spec)
 
 	// mu is held across the fork so that Owns cannot answer for the new
 	// pid before it is recorded, and so that no start follows the moment
@@ -293,6 +326,9 @@ func (s *Supervisor) ended(p *process, err error) ending {
 	if ps := p.cmd.ProcessState; ps != nil {
 		e.status = ps.String()
 		e.code = ps.ExitCode()
+		if e.code > 0 {
+			e.status = exitcode.Describe(e.code) // "exit status 3 (broken channel)"
+		}
 	} else {
 		e.status = err.Error()
 	}
@@ -354,5 +390,18 @@ func (s *Supervisor) awaitDependents(c *component) {
 			s.con.logf("%s: stopping before its dependents %s", c.spec.Name, strings.Join(up, ", "))
 			return
 		}
+	}
+}
+
+// sysProcAttr is the identity a process of spec starts with: its own uid
+// and gid, no supplementary groups, and only its capabilities; nil (the
+// supervisor's own) when spec has no uid.
+func sysProcAttr(spec Spec) *syscall.SysProcAttr {
+	if spec.UID == 0 {
+		return nil
+	}
+	return &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: []uint32{}},
+		AmbientCaps: spec.Caps,
 	}
 }

@@ -17,6 +17,9 @@
 //   - Exit status 78 (DoNotRestart, EX_CONFIG) means "restarting me will not
 //     help": whatever its policy the component is left "failed", and
 //     LastExit says so.
+//   - Other statuses kernel/exitcode names are logged and kept in LastExit
+//     by name, "exit status 3 (broken channel)" (a neighbour broke a
+//     channel; kernel/channel.ErrBroken), and restarted like any crash.
 //   - The first crash restarts the component at once. A crash within
 //     StableAfter of the start it ended is a repeated crash: the restart
 //     waits MinBackoff ("backoff"), twice that after the next repeated crash,
@@ -28,8 +31,13 @@
 //     waits for them the same way. A dependency's crash does not restart its
 //     dependents: in the multiserver design they see the new generation and
 //     recover by themselves.
-//   - Kill sends SIGKILL and leaves the rules above to bring the component
-//     back. Restart stops it gracefully (SIGTERM, then SIGKILL after
+//   - Kill sends SIGKILL (Signal any signal) and leaves the rules above to
+//     bring the component back.
+//   - A process that stops showing signs of life is hung: with
+//     Config.HangAfter set, a component whose Spec.Liveness said its
+//     process lives and then says nothing for HangAfter is killed, logged,
+//     counted in State.Hangs, and its exit recorded as "hung (...)"; then
+//     it is restarted as after a crash (hang.go). Restart stops it gracefully (SIGTERM, then SIGKILL after
 //     StopTimeout) and starts it again at once: it counts in Restarts and
 //     Generation but not as a crash, so it never causes a back-off.
 //   - When Run's context ends, components are stopped in reverse dependency

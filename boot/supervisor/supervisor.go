@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"keepnet/kernel/exitcode"
 )
 
 // Policy says which exits of a component are followed by a restart.
@@ -66,7 +68,7 @@ func (r Readiness) String() string {
 
 // DoNotRestart is the exit status (EX_CONFIG from sysexits.h) by which a
 // component says that restarting it will not help.
-const DoNotRestart = 78
+const DoNotRestart = exitcode.Config
 
 // States of a component, as Status reports them.
 const (
@@ -104,6 +106,16 @@ type Spec struct {
 	Restart Policy
 	Ready   Readiness // when a running process of it counts as ready
 
+	// UID and GID, unless UID is 0, are the credentials the process runs
+	// with (no supplementary groups), and Caps (CAP_* numbers) the only
+	// capabilities it keeps, as ambient capabilities: see kernel/sandbox.
+	UID, GID uint32
+	Caps     []uintptr
+	// Prepare, if not nil, is called before every start, with the
+	// supervisor's privileges: it hands the process the files it must
+	// open by path (a driver's device files). An error fails the start.
+	Prepare func() error
+
 	// ExtraFiles, if not nil, is called before every start; the files it
 	// returns become the child's descriptors 3, 4, ... The supervisor closes
 	// them once the child has started (or failed to), so return files whose
@@ -114,6 +126,14 @@ type Spec struct {
 	// of this start is ready, as its notify.Message would. Once a later
 	// start has begun it does nothing.
 	ExtraFiles func(ready func()) ([]*os.File, error)
+
+	// Liveness, if not nil, is called before every start, after
+	// ExtraFiles, with that start's alive function: calling it says that
+	// the process of this start made progress (init's hub calls it for
+	// every pong, kernel/wiring "Hang detection"). With Config.HangAfter
+	// set, a process that said it once and then not for HangAfter is
+	// killed as hung. Once a later start has begun, alive does nothing.
+	Liveness func(alive func())
 }
 
 // Config is what New needs.
@@ -137,6 +157,10 @@ type Config struct {
 	// StopTimeout is the grace period between SIGTERM and SIGKILL when a
 	// component is stopped (default 5s).
 	StopTimeout time.Duration
+	// HangAfter is how long a component with a Liveness hook may go
+	// without a sign of life before it is killed as hung; 0 disables hang
+	// detection.
+	HangAfter time.Duration
 }
 
 // State is a component as Status reports it.
@@ -146,7 +170,8 @@ type State struct {
 	State      string // one of the State* constants
 	Restarts   int    // starts after the first
 	Generation int    // 1 after the first start, +1 at every restart
-	LastExit   string // how the last process ended: "exit status 1", "signal: killed"
+	LastExit   string // how the last process ended: "exit status 1", "signal: killed", "hung ..."
+	Hangs      int    // processes killed because they hung
 	// Ready: its process runs and is ready (by its Readiness), or it
 	// stopped for good by its policy.
 	Ready bool
@@ -189,6 +214,10 @@ type component struct {
 	lastExit   string
 	attempt    int  // starts tried, counting those that failed; names a start's ready function
 	announced  bool // the process of start attempt said it is ready
+	hangs      int
+	// lastAlive is the Clock time of the current process's last sign of
+	// life (Spec.Liveness); zero until its first.
+	lastAlive time.Time
 }
 
 // Supervisor starts, watches and restarts the components of one table.
@@ -229,6 +258,7 @@ func New(cfg Config) (*Supervisor, error) {
 		{&cfg.MaxBackoff, DefaultMaxBackoff},
 		{&cfg.StableAfter, DefaultStableAfter},
 		{&cfg.StopTimeout, DefaultStopTimeout},
+		{&cfg.HangAfter, 0}, // zero: no hang detection
 	} {
 		if *d.v < 0 {
 			return nil, fmt.Errorf("supervisor: negative duration %v", *d.v)
@@ -263,6 +293,7 @@ func New(cfg Config) (*Supervisor, error) {
 		sp.Args = slices.Clone(sp.Args)
 		sp.Env = slices.Clone(sp.Env)
 		sp.Deps = slices.Clone(sp.Deps)
+		sp.Caps = slices.Clone(sp.Caps)
 		c := &component{spec: sp, ctl: make(chan chan error), state: StateStarting}
 		s.comps = append(s.comps, c)
 		s.byName[sp.Name] = c
@@ -388,6 +419,7 @@ func (s *Supervisor) Status() []State {
 			Restarts:   c.restarts,
 			Generation: c.generation,
 			LastExit:   c.lastExit,
+			Hangs:      c.hangs,
 			Ready:      s.running && c.readyLocked(),
 		})
 	}
@@ -481,6 +513,14 @@ func (s *Supervisor) Owns(pid int) bool {
 // Kill sends SIGKILL to the named component's process at once; its restart
 // policy then applies as to any crash.
 func (s *Supervisor) Kill(name string) error {
+	return s.Signal(name, syscall.SIGKILL)
+}
+
+// Signal sends sig to the named component's process. Whatever follows is
+// the component's business and the supervisor's rules: an exit is a crash,
+// and a stopped process (SIGSTOP) answers nothing, so hang detection kills
+// it.
+func (s *Supervisor) Signal(name string, sig syscall.Signal) error {
 	c := s.byName[name]
 	if c == nil {
 		return &Error{"kill", name, ErrUnknown}
@@ -491,13 +531,22 @@ func (s *Supervisor) Kill(name string) error {
 	if proc == nil {
 		return &Error{"kill", name, ErrNotRunning}
 	}
-	s.con.logf("%s: kill requested", name)
+	s.con.logf("%s: %v requested", name, sigName(sig))
 	// Signal goes through the process's pidfd: a process reaped meanwhile
 	// gives ErrProcessDone, never a signal to a recycled pid.
-	if err := proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return &Error{"kill", name, err}
 	}
 	return nil
+}
+
+// sigName is "kill" for SIGKILL (as the console always said) and the
+// signal's description otherwise.
+func sigName(sig syscall.Signal) string {
+	if sig == syscall.SIGKILL {
+		return "kill"
+	}
+	return "signal " + sig.String()
 }
 
 // Restart stops the named component gracefully (SIGTERM, SIGKILL after

@@ -13,6 +13,7 @@ import (
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/pci"
 	"keepnet/kernel/channel"
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/wiring"
 )
 
@@ -62,6 +63,23 @@ const (
 	sleepTimeout = 50 * time.Millisecond
 	joinTimeout  = 10 * time.Second
 )
+
+// Prepare readies the function a driver process with these families and
+// index will drive, for a driver running as uid and gid without root: it
+// binds the function to uio_pci_generic and hands the driver its files
+// (pci.Device.GiveTo). Init calls it before every start of the driver;
+// Run then finds the function bound already.
+func Prepare(families *netdev.Registry, index, uid, gid int) error {
+	fn, _, err := findFunction(families, index)
+	if err != nil {
+		return err
+	}
+	uioName, err := fn.BindUIO(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	return fn.GiveTo(uioName, uid, gid)
+}
 
 // Run is the driver process: find the function and its family, bind it,
 // quiesce it, join the wiring, reset it on the persistent rings and serve
@@ -134,6 +152,7 @@ func Run(ctx context.Context, o Options) error {
 	var nextStats time.Time
 	var sleeps Sleeps
 	for ctx.Err() == nil {
+		watch.Alive() // init's pings, answered by this loop (kernel/wiring "Hang detection")
 		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
 			st := Stats{Generation: setup.Generation, PCI: fn.Addr, Family: fam.Name, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
 				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats()}
@@ -155,6 +174,7 @@ func Run(ctx context.Context, o Options) error {
 		default:
 		}
 		for idle := 0; idle < spinRounds; {
+			watch.Alive() // here too: under load this loop may not end for long
 			if d.Poll() {
 				idle = 0
 			} else {
@@ -164,7 +184,9 @@ func Run(ctx context.Context, o Options) error {
 		if !d.Idle() {
 			continue
 		}
-		sleep(d, irq, watch, dev, &sleeps)
+		if err := sleep(d, irq, watch, dev, &sleeps); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -173,13 +195,11 @@ func Run(ctx context.Context, o Options) error {
 // An ordinary 4 KiB page may be moved by the kernel (compaction,
 // migration) while the device writes to its old physical address, and a
 // buffer may straddle two pages that are not contiguous: the driver
-// refuses to run rather than corrupt memory.
+// refuses to run rather than corrupt memory. The error also wraps
+// exitcode.ErrConfig: the driver exits with exitcode.Config (78), which
+// the supervisor does not restart, since a restart finds no more huge
+// pages than this start did.
 var ErrNoHugePages = errors.New("not in huge pages")
-
-// ExitNoHugePages is the driver's exit status on ErrNoHugePages: the
-// supervisor's DoNotRestart (EX_CONFIG), since a restart finds no more
-// huge pages than this start did.
-const ExitNoHugePages = 78
 
 // hugeBacked is what requireHuge needs of a pool.
 type hugeBacked interface{ Huge() bool }
@@ -191,8 +211,8 @@ func requireHuge(name string, p hugeBacked) error {
 		return nil
 	}
 	return fmt.Errorf("nic: %s is %w: the kernel may move an ordinary page under the device's DMA; "+
-		"reserve huge pages before the stack starts (hugepages=N on the kernel command line, or /proc/sys/vm/nr_hugepages)",
-		name, ErrNoHugePages)
+		"reserve huge pages before the stack starts (hugepages=N on the kernel command line, or /proc/sys/vm/nr_hugepages) (%w)",
+		name, ErrNoHugePages, exitcode.ErrConfig)
 }
 
 // adopt starts serving a new IP generation and releases the old one's
@@ -226,10 +246,13 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 // polls the rings once more, so that a frame that arrived since the last
 // poll is served now rather than by an interrupt that was raised, and
 // acknowledged, before the unmask.
-func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) {
+//
+// A broken channel to IP (kernel/channel.ErrBroken) is returned: the driver
+// ends, and its restart resets the device and gets a fresh channel.
+func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) error {
 	dev.Interrupts()
 	if d.Poll() || !d.Idle() {
-		return
+		return nil
 	}
 	var ports []*channel.Endpoint
 	if p := d.Peer(); p != nil {
@@ -240,7 +263,10 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 	if err := irq.Enable(); err != nil {
 		n.EnableErrors++
 	}
-	r := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	r, err := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	if err != nil {
+		return fmt.Errorf("nic: channel to %s generation %d: %w", d.Peer().Name, d.Peer().Generation, err)
+	}
 	if r[0] {
 		n.WokenByInterrupt++
 		if c, err := irq.Wait(0); err == nil { // consume the count
@@ -252,6 +278,7 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 	if r[1] {
 		watch.Drain()
 	}
+	return nil
 }
 
 // findFunction returns the index-th PCI function a family in reg drives,

@@ -9,6 +9,7 @@ import (
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/netdev/netdevtest"
 	"keepnet/drivers/pci"
+	"keepnet/kernel/exitcode"
 )
 
 // fakeFamily drives two made-up parts; it is not e1000.
@@ -82,5 +83,8 @@ func TestRequireHuge(t *testing.T) {
 	err := requireHuge("ip.rx", fakeHuge(false))
 	if !errors.Is(err, ErrNoHugePages) || !strings.Contains(err.Error(), "ip.rx") || !strings.Contains(err.Error(), "nr_hugepages") {
 		t.Errorf("requireHuge(4 KiB pool) = %v, want ErrNoHugePages naming the pool and the remedy", err)
+	}
+	if code := exitcode.Of(err); code != exitcode.Config {
+		t.Errorf("exit status for %v = %d, want %d (not restarted)", err, code, exitcode.Config)
 	}
 }

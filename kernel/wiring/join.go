@@ -97,6 +97,8 @@ func Join(c *Conn, timeout time.Duration) (*Setup, error) {
 		case TypeReady:
 			closeAll(files)
 			return s, nil
+		case TypePing, TypeHook:
+			closeAll(files) // not before Ready; harmless if it ever were
 		default:
 			closeAll(files)
 			return nil, fmt.Errorf("wire: unexpected %q while joining", m.Type)
@@ -106,16 +108,31 @@ func Join(c *Conn, timeout time.Duration) (*Setup, error) {
 
 // NextPeer waits (at most timeout) for a channel to a neighbour's new
 // generation: the sign that it restarted, or started after this component.
+// Pings and hooks on the way are skipped: a caller of NextPeer has no loop
+// that answers them.
 func NextPeer(c *Conn, timeout time.Duration) (*Peer, error) {
-	m, files, err := c.Recv(timeout)
-	if err != nil {
-		return nil, err
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if timeout < 0 {
+			left = -1
+		} else if left < 0 {
+			left = 0
+		}
+		m, files, err := c.Recv(left)
+		if err != nil {
+			return nil, err
+		}
+		switch m.Type {
+		case TypeChannel:
+			return openPeer(m, files)
+		case TypePing, TypeHook:
+			closeAll(files)
+		default:
+			closeAll(files)
+			return nil, fmt.Errorf("wire: unexpected %q", m.Type)
+		}
 	}
-	if m.Type != TypeChannel {
-		closeAll(files)
-		return nil, fmt.Errorf("wire: unexpected %q", m.Type)
-	}
-	return openPeer(m, files)
 }
 
 // openPeer maps a channel message's descriptors: the channel's memory and

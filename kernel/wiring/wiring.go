@@ -23,6 +23,33 @@
 //     once it has reset its device). Init frees a superseded pool only when
 //     every holder has released it, so a device never DMAs into freed memory.
 //
+// # Hang detection
+//
+// Once a component has joined, init sends it Ping about twice a second, and
+// the component answers Pong from its main loop: the loop calls
+// Watcher.Alive every round, which answers the pings that came since the
+// last round. The answer comes from the loop and not from the goroutine that
+// reads the socket, so a loop that spins, deadlocks or is stopped (SIGSTOP)
+// answers nothing, and init's supervisor kills and restarts the component
+// (boot/supervisor, "Hang detection").
+//
+// Why pings over this socket rather than a heartbeat counter in shared
+// memory that init reads: a counter shows progress only while there is work,
+// so init would also need to know whether the component has work (its
+// channels' fill levels) to tell idle from stuck. A ping is work the loop
+// does even when idle: a loop that answers is not hung, whatever its load,
+// and one that does not is, with no knowledge of its channels in init. The
+// cost is one atomic swap per round, and a wake-up and one datagram each
+// way per half second.
+//
+// Test hooks: with keepnet.testhooks=1 on the kernel command line init
+// passes EnvTestHooks to every component and accepts the control verb
+// "hook"; it sends Hook with the hook's name, and the component's loop runs
+// it (Watcher.Alive): HookSpin never returns, HookDeadlock deadlocks the
+// loop with a second goroutine, and a component may add its own
+// (Watcher.OnHook: the driver's device hooks). Without EnvTestHooks a
+// component ignores every Hook.
+//
 // Messages are one datagram each: the JSON header, and up to MaxFiles
 // descriptors in the same sendmsg.
 package wiring
@@ -49,6 +76,9 @@ const (
 	TypeReady   = "ready"   // init -> component: the initial wiring is complete
 	TypeRelease = "release" // component -> init: I hold nothing in this pool any more
 	TypeUp      = "up"      // component -> init: I serve (this generation is ready: boot/supervisor, "Readiness")
+	TypePing    = "ping"    // init -> component: answer from your loop (Seq)
+	TypePong    = "pong"    // component -> init: my loop runs (Seq of the last ping)
+	TypeHook    = "hook"    // init -> component: run the test hook Name (only with EnvTestHooks)
 )
 
 // MaxFiles bounds the descriptors in one message.
@@ -70,7 +100,7 @@ type PoolInfo struct {
 // Message is one header. Which fields matter depends on Type.
 type Message struct {
 	Type       string `json:"type"`
-	Name       string `json:"name,omitempty"`       // welcome: the component; region: its name
+	Name       string `json:"name,omitempty"`       // welcome: the component; region: its name; hook: the hook
 	Generation int    `json:"generation,omitempty"` // welcome: the component's; channel: the peer's
 	Peer       string `json:"peer,omitempty"`       // channel
 	// Side is which end of a channel this is (0 or 1); the two ends
@@ -78,6 +108,7 @@ type Message struct {
 	Side  int        `json:"side,omitempty"`
 	Pool  *PoolInfo  `json:"pool,omitempty"`  // pool, region, release
 	Pools []PoolInfo `json:"pools,omitempty"` // channel: the peer's pools, one fd each after the channel's 3
+	Seq   uint64     `json:"seq,omitempty"`   // ping, pong
 }
 
 // Conn is one end of a wiring socket. It is safe to Close while another

@@ -30,10 +30,14 @@ const usage = `usage: keepnet COMMAND [flags]
 commands:
   up        boot the appliance (foreground, or --detach)
   status    print the appliance's status as JSON
-  kill      SIGKILL a component (the supervisor restarts it)
+  kill      SIGKILL a component (the supervisor restarts it); --signal STOP
+            stops it instead, and hang detection restarts it
   restart   restart a component
   stats     print a component's counters as JSON
   profile   take a CPU profile of a component (go tool pprof reads it)
+  hook      run a test hook in a component: keepnet hook NAME HOOK (spin,
+            deadlock; the driver's stop-tx, stop-rx); needs an appliance
+            booted with --append keepnet.testhooks=1
   down      power the appliance off
 
 'keepnet COMMAND -h' lists a command's flags.
@@ -54,7 +58,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = up(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = status(ctx, args[1:], stdout, stderr)
-	case "kill", "restart", "stats":
+	case "kill", "restart", "stats", "hook":
 		err = component(ctx, args[0], args[1:], stdout, stderr)
 	case "profile":
 		err = profileCmd(ctx, args[1:], stdout, stderr)
@@ -84,9 +88,37 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 type usageError struct{ error }
 
-// DefaultCtl is the control channel path when --ctl is not given.
+// DefaultCtl is the control channel path when --ctl is not given: in a
+// directory only its user may enter ($XDG_RUNTIME_DIR/keepnet, else
+// /run/keepnet-UID), since whoever reaches the socket may kill components
+// and power the appliance off.
 func DefaultCtl() string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("keepnet-%d", os.Getuid()), "ctl.sock")
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "keepnet", "ctl.sock")
+	}
+	return filepath.Join("/run", fmt.Sprintf("keepnet-%d", os.Getuid()), "ctl.sock")
+}
+
+// privateDir creates dir (mode 0700) or checks that it exists, belongs to
+// us and lets nobody else in.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("control channel directory: %w (set XDG_RUNTIME_DIR or give --ctl)", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("control channel directory %s is not a directory", dir)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("control channel directory %s belongs to someone else", dir)
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("control channel directory %s is open to others (mode %v): chmod 700 it", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // repoRoot is where images/ lives: next to the bin/ holding this program,
@@ -146,6 +178,11 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	if *ctlPath == DefaultCtl() {
+		if err := privateDir(filepath.Dir(*ctlPath)); err != nil {
+			return err
+		}
+	}
 	m := qemu.Machine{
 		Kernel: *kernel, Initrd: *initrd, SMP: *smp, MemMiB: *mem, MAC: *mac,
 		Stack: *stack, Ctl: *ctlPath, Console: *console, Append: *appendFlag,
@@ -265,7 +302,7 @@ func readAuthorizedKeys(path string) (string, error) {
 
 // writeVsockFile leaves the guest's vsock address where --ctl points.
 func writeVsockFile(m qemu.Machine) error {
-	if err := os.MkdirAll(filepath.Dir(m.Ctl), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(m.Ctl), 0o700); err != nil {
 		return err
 	}
 	return os.WriteFile(m.Ctl, []byte(fmt.Sprintf("vsock:%d\n", m.VsockCID)), 0o644)
@@ -292,26 +329,55 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func component(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(verb, stderr)
 	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path")
-	// The component name may come before or after the flags.
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
+	var signal *string
+	if verb == ctl.VerbKill {
+		signal = fs.String("signal", "KILL", "the signal to send, by name (STOP, CONT, TERM...) or number")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	// The component name (and a hook's name) may come before, between or
+	// after the flags.
+	var words []string
+	for {
+		for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			words, args = append(words, args[0]), args[1:]
 		}
-		return usageError{err}
+		if len(args) == 0 {
+			break
+		}
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err}
+		}
+		rest := fs.Args()
+		if len(rest) == len(args) { // "-" is a word to flag, not a flag
+			words, rest = append(words, rest[0]), rest[1:]
+		}
+		args = rest
 	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	req := ctl.Request{Verb: verb}
+	want, use := 1, fmt.Sprintf("usage: keepnet %s NAME [--ctl PATH]", verb)
+	if verb == ctl.VerbHook {
+		want, use = 2, "usage: keepnet hook NAME HOOK [--ctl PATH]"
 	}
-	if name == "" {
-		return usageError{fmt.Errorf("usage: keepnet %s NAME [--ctl PATH]", verb)}
+	if len(words) > want {
+		return usageError{fmt.Errorf("unexpected argument %q", words[want])}
 	}
-	resp, err := ctl.Do(ctx, *ctlPath, ctl.Request{Verb: verb, Name: name})
+	if len(words) < want {
+		return usageError{errors.New(use)}
+	}
+	req.Name = words[0]
+	if verb == ctl.VerbHook {
+		req.Hook = words[1]
+	}
+	if signal != nil {
+		if _, err := ctl.ParseSignal(*signal); err != nil {
+			return usageError{err}
+		}
+		req.Signal = *signal
+	}
+	name := req.Name
+	resp, err := ctl.Do(ctx, *ctlPath, req)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,170 @@
+package itest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"keepnet/apps/splitmix"
+	"keepnet/boot/ctl"
+)
+
+// hangSize is what each download of the hang tests moves: enough that it
+// is still running when the component stops answering.
+const hangSize = 24 << 20
+
+// A component that stops answering, by SIGSTOP or by a test hook (an
+// infinite loop, a deadlock), during a download is killed as hung and
+// restarted with a new generation; status says hung and counts it; the
+// download completes, intact. One appliance serves every case.
+func TestHangDetection(t *testing.T) {
+	requireITest(t, true)
+	n := newNetns(t)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet", "--append", "keepnet.testhooks=1")...)
+	httpWarm(t, n)
+	seed := uint64(100)
+	for _, comp := range []string{"e1000.0", "ip", "udp", "tcp", "syscall", "store"} {
+		seed++
+		a.hangDuringDownload(n, comp, seed, func() { a.signal(comp, "STOP") })
+	}
+	for _, tc := range []struct{ comp, hook string }{{"ip", "spin"}, {"tcp", "deadlock"}} {
+		seed++
+		a.hangDuringDownload(n, tc.comp, seed, func() { a.hook(tc.comp, tc.hook) })
+	}
+	a.logHangs()
+}
+
+// logHangs logs the supervisor's hang lines from the console: the ones the
+// test caused, and any it did not.
+func (a *appliance) logHangs() {
+	b, _ := os.ReadFile(a.console)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "supervisor:") && (strings.Contains(line, ": hung:") || strings.Contains(line, "hang check")) {
+			a.t.Log(line)
+		}
+	}
+}
+
+// hangDuringDownload starts a download, makes comp hang once a first part
+// has come, and checks that comp is restarted as hung and the download
+// completes.
+func (a *appliance) hangDuringDownload(n *netns, comp string, seed uint64, hang func()) {
+	t := a.t
+	t.Helper()
+	before, _ := a.status().Component(comp)
+	got, done := n.download(t, hangSize, seed)
+	deadline := time.Now().Add(resumeWait)
+	for got.Load() < hangSize/8 && time.Now().Before(deadline) {
+		select {
+		case r := <-done:
+			t.Fatalf("%s: the download ended before the hang: %v", comp, r)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	stopped := time.Now()
+	hang()
+	c := a.waitComponent(comp, func(c ctl.Component) bool { return c.Generation > before.Generation && c.State == "running" })
+	t.Logf("%s: hung, running again as generation %d %v later (last exit %q, hangs %d)",
+		comp, c.Generation, time.Since(stopped).Round(time.Millisecond), c.LastExit, c.Hangs)
+	if c.Generation != before.Generation+1 || !strings.HasPrefix(c.LastExit, "hung") || c.Hangs != before.Hangs+1 {
+		t.Errorf("%s after it hung: %+v; want generation %d, last exit hung..., hangs %d", comp, c, before.Generation+1, before.Hangs+1)
+	}
+	if r := <-done; r != "" {
+		t.Errorf("%s hung during a download: %s", comp, r)
+	}
+}
+
+// signal sends a signal to a component through `keepnet kill --signal`.
+func (a *appliance) signal(comp, sig string) {
+	a.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := keepnet(ctx, "", "kill", "--signal", sig, comp, "--ctl", a.ctl); err != nil {
+		a.t.Fatalf("keepnet kill --signal %s %s: %v\n%s", sig, comp, err, out)
+	}
+}
+
+// hook runs a test hook in a component through `keepnet hook`.
+func (a *appliance) hook(comp, hook string) {
+	a.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := keepnet(ctx, "", "hook", comp, hook, "--ctl", a.ctl); err != nil {
+		a.t.Fatalf("keepnet hook %s %s: %v\n%s", comp, hook, err, out)
+	}
+}
+
+// waitComponent polls status until cond holds for comp, at most
+// resumeWait, and returns it.
+func (a *appliance) waitComponent(comp string, cond func(ctl.Component) bool) ctl.Component {
+	a.t.Helper()
+	deadline := time.Now().Add(resumeWait)
+	for {
+		c, _ := a.status().Component(comp)
+		if cond(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("%s: not as awaited within %v: %+v", comp, resumeWait, c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// download has curl in the namespace fetch /bytes?n=size&seed=seed in the
+// background. got counts the bytes that came; done gets "" once all came
+// intact, else what went wrong.
+func (n *netns) download(t testing.TB, size int64, seed uint64) (got *atomic.Int64, done <-chan string) {
+	limit := transferLimit(t, size, floorMbps)
+	url := fmt.Sprintf("http://%s/bytes?n=%d&seed=%d", n.GuestIP, size, seed)
+	ctx, cancel := context.WithTimeout(context.Background(), limit+30*time.Second)
+	cmd := exec.CommandContext(ctx, "ip", append(append([]string{"netns", "exec", n.Name, "curl"}, curlArgs(limit)...), url)...)
+	cmd.WaitDelay = 10 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	got = new(atomic.Int64)
+	result := make(chan string, 1)
+	go func() {
+		defer cancel()
+		h, check := sha256.New(), newSplitCheck(seed)
+		_, copyErr := io.Copy(io.MultiWriter(h, check, byteCount{got}), stdout)
+		err := cmd.Wait()
+		want := sha256.New()
+		io.Copy(want, io.LimitReader(splitmix.New(seed), size))
+		switch {
+		case err != nil || copyErr != nil:
+			result <- fmt.Sprintf("curl %s: %v, %v after %d bytes: %s", url, err, copyErr, check.n, stderr.Bytes())
+		case check.n != size || check.bad >= 0:
+			result <- fmt.Sprintf("%s: %d bytes came, the first wrong one at %d (-1: none); want %d", url, check.n, check.bad, size)
+		case !bytes.Equal(h.Sum(nil), want.Sum(nil)):
+			result <- fmt.Sprintf("%s: sha256 %x, want %x", url, h.Sum(nil), want.Sum(nil))
+		default:
+			result <- ""
+		}
+	}()
+	return got, result
+}
+
+// byteCount counts what is written to it.
+type byteCount struct{ n *atomic.Int64 }
+
+func (c byteCount) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
+}

@@ -1,0 +1,62 @@
+package store
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"keepnet/kernel/wiring"
+)
+
+// joinTimeout bounds joining init's wiring.
+const joinTimeout = 10 * time.Second
+
+// AnswerInit joins the wiring socket init passed (kernel/wiring) and answers
+// init's pings until it is closed, which the returned function does. The
+// store has no neighbours; the socket is for hang detection: each answer
+// takes the store's lock, so a store whose data stays locked (a deadlock, a
+// request stuck while holding it) or whose process is stopped does not
+// answer, and init restarts it. Test hooks (wiring.HookSpin...) run in the
+// answering goroutine.
+func (s *Server) AnswerInit() (stop func(), err error) {
+	conn, _, err := wiring.JoinInherited(joinTimeout)
+	if err != nil {
+		return nil, err
+	}
+	w, err := wiring.Watch(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.answer(w)
+	}()
+	return func() {
+		conn.Close() // ends the watcher, then answer
+		<-done
+		w.Close()
+	}, nil
+}
+
+// answer is the store's loop for init: wait for the watcher, take and drop
+// the lock, answer.
+func (s *Server) answer(w *wiring.Watcher) {
+	fds := []unix.PollFd{{Fd: int32(w.Fd()), Events: unix.POLLIN}}
+	for {
+		unix.Poll(fds, 1000)
+		w.Drain()
+		select {
+		case p, ok := <-w.C:
+			if !ok {
+				return // init closed the socket
+			}
+			p.Close() // no neighbour is expected
+		default:
+		}
+		s.mu.Lock()
+		s.mu.Unlock()
+		w.Alive()
+	}
+}
