@@ -75,7 +75,7 @@ type fakeHuge bool
 func (f fakeHuge) Huge() bool { return bool(f) }
 
 // Memory in ordinary pages is refused with ErrNoHugePages (the driver's
-// main exits ExitNoHugePages), never used.
+// main exits exitcode.Config), never used.
 func TestRequireHuge(t *testing.T) {
 	if err := requireHuge("ip.rx", fakeHuge(true)); err != nil {
 		t.Errorf("requireHuge(huge pool) = %v, want nil", err)
