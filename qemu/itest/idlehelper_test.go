@@ -19,7 +19,7 @@ import (
 // test binary inside its namespace with IDLE_TARGET set, and this opens
 // IDLE_COUNT TCP connections to the target, prints "result: open=N" once
 // they are open, holds them until its standard input ends, then closes
-// them all. Each sends one byte a minute (never read back), so that the
+// them all. Each sends one byte every 4 minutes (never read back), so that the
 // echo app's idle timeout (5 minutes) does not close it while the rest
 // are opened.
 func TestHelperIdleConns(t *testing.T) {
@@ -66,13 +66,13 @@ func TestHelperIdleConns(t *testing.T) {
 	}
 }
 
-// keepAlive writes a byte on c every minute until done.
+// keepAlive writes a byte on c every 4 minutes until done.
 func keepAlive(c net.Conn, done chan struct{}) {
 	for {
 		select {
 		case <-done:
 			return
-		case <-time.After(time.Minute):
+		case <-time.After(4 * time.Minute):
 			c.Write([]byte{0})
 		}
 	}
