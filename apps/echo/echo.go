@@ -22,7 +22,7 @@ import (
 
 // Defaults of a Server's zero fields.
 const (
-	DefaultMaxConns    = 1024
+	DefaultMaxConns    = 8192 // as many as keepnet's tcp holds (tcp.DefaultMaxConns)
 	DefaultIdleTimeout = 5 * time.Minute
 )
 
@@ -64,6 +64,10 @@ func ServeUDP(ctx context.Context, pc net.PacketConn) error {
 
 // tcpBufSize is each TCP connection's copy buffer.
 const tcpBufSize = 32 << 10
+
+// tcpFirstBufSize is a connection's buffer until a read fills it: an idle
+// connection costs little.
+const tcpFirstBufSize = 2 << 10
 
 // ServeTCP accepts connections on l and echoes each one until the client
 // closes its side, then closes. When ctx is done it closes l and every open
@@ -141,7 +145,7 @@ func (s *Server) echoConn(ctx context.Context, c net.Conn) {
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
-	buf := make([]byte, tcpBufSize)
+	buf := make([]byte, tcpFirstBufSize)
 	for {
 		c.SetDeadline(time.Now().Add(idle))
 		n, err := c.Read(buf)
@@ -150,6 +154,9 @@ func (s *Server) echoConn(ctx context.Context, c net.Conn) {
 				return
 			}
 			s.Stats.TCPBytes.Add(int64(n))
+		}
+		if n == len(buf) && n < tcpBufSize {
+			buf = make([]byte, tcpBufSize) // the peer sends in bulk
 		}
 		if err == io.EOF {
 			if cw, ok := c.(interface{ CloseWrite() error }); ok {

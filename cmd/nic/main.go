@@ -42,6 +42,6 @@ func main() {
 	defer pub.Close()
 	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
 	if err := nic.Run(ctx, opts); err != nil {
-		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel; no huge pages: exitcode.Config
 	}
 }

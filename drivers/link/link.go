@@ -69,11 +69,15 @@ const (
 	StatusUnused Status = 1 // an RX buffer returned without a frame
 	StatusBadRef Status = 2 // the ref is not inside a pool the driver knows
 	StatusError  Status = 3 // the device reported an error for this frame
+	// StatusThrottled: the driver already had its most requests waiting
+	// for room on the ring (drivers/nic MaxWaiting); this one was not
+	// taken (an RX buffer comes back unused, a frame was not sent).
+	StatusThrottled Status = 4
 )
 
 var statusNames = map[Status]string{
 	StatusOK: "StatusOK", StatusUnused: "StatusUnused",
-	StatusBadRef: "StatusBadRef", StatusError: "StatusError",
+	StatusBadRef: "StatusBadRef", StatusError: "StatusError", StatusThrottled: "StatusThrottled",
 }
 
 func (s Status) String() string {

@@ -46,7 +46,23 @@ type Counters struct {
 	Requests, Replies uint64
 	BadRefs           uint64 // requests whose ref is not in a peer pool
 	Resets            uint64 // device resets for a new IP generation
+	Throttled         uint64 // requests answered StatusThrottled: MaxWaiting were waiting
+	OutboxStalls      uint64 // rounds that took no request: MaxOutbox replies waited for room
 }
+
+// Bounds on what the loop holds (issue 11). Both are far above what IP
+// posts (its pools bound it); they keep a peer that misbehaves from
+// growing the driver's memory.
+const (
+	// MaxWaiting bounds each of the RX and TX queues of requests waiting
+	// for room on the ring; beyond it a request is answered at once with
+	// link.StatusThrottled, counted in Throttled.
+	MaxWaiting = 4096
+	// MaxOutbox bounds the replies waiting for room in the channel: while
+	// that many wait, the loop takes no new request (the peer is not
+	// reading its replies), counted in OutboxStalls.
+	MaxOutbox = 4096
+)
 
 // Translate gives the host view and the device address of a buffer.
 type Translate func(p *pool.Pool, ref pool.Ref) (mem []byte, addr uint64, err error)
@@ -80,6 +96,9 @@ type Driver struct {
 
 	in       []channel.Msg // receive batch buffer
 	counters Counters
+	// maxWaiting and maxOutbox are MaxWaiting and MaxOutbox, or what a
+	// test sets.
+	maxWaiting, maxOutbox int
 }
 
 // BatchSize is how many requests the loop drains per iteration.
@@ -87,7 +106,8 @@ const BatchSize = 64
 
 // New makes a driver for dev, which must have been Reset on its rings.
 func New(dev netdev.Device, translate Translate) *Driver {
-	return &Driver{dev: dev, translate: translate, in: make([]channel.Msg, BatchSize)}
+	return &Driver{dev: dev, translate: translate, in: make([]channel.Msg, BatchSize),
+		maxWaiting: MaxWaiting, maxOutbox: MaxOutbox}
 }
 
 // Counters returns the loop's counts.
@@ -126,7 +146,12 @@ func (d *Driver) Poll() bool {
 		return false
 	}
 	work := false
-	n := d.peer.Port.Recv(d.in)
+	n := 0
+	if len(d.outbox) < d.maxOutbox {
+		n = d.peer.Port.Recv(d.in)
+	} else {
+		d.counters.OutboxStalls++
+	}
 	for _, m := range d.in[:n] {
 		d.counters.Requests++
 		d.handle(m)
@@ -183,11 +208,11 @@ func (d *Driver) handle(m channel.Msg) {
 	case link.OpRx:
 		// In order: behind buffers already waiting for room.
 		if len(d.waitRX) > 0 || !d.post(m) {
-			d.waitRX = append(d.waitRX, m)
+			d.waitRX = d.wait(d.waitRX, m)
 		}
 	case link.OpTx:
 		if len(d.waitTX) > 0 || !d.transmit(m) {
-			d.waitTX = append(d.waitTX, m)
+			d.waitTX = d.wait(d.waitTX, m)
 		}
 	case link.OpInfo:
 		r := m
@@ -204,6 +229,20 @@ func (d *Driver) handle(m channel.Msg) {
 		link.SetStatus(&r, link.StatusBadRef)
 		d.reply(r)
 	}
+}
+
+// wait queues m behind q, or answers it StatusThrottled when MaxWaiting
+// are there already.
+func (d *Driver) wait(q []channel.Msg, m channel.Msg) []channel.Msg {
+	if len(q) >= d.maxWaiting {
+		d.counters.Throttled++
+		r := m
+		link.SetStatus(&r, link.StatusThrottled)
+		r.Ref.Len = 0
+		d.reply(r)
+		return q
+	}
+	return append(q, m)
 }
 
 // linkFeatures announces a device's offloads in OpInfo's terms.

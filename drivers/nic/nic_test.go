@@ -374,3 +374,49 @@ func TestAdoptNewGeneration(t *testing.T) {
 		t.Errorf("after adopting generation 2: replies %+v, want the new buffer %d filled", reps, id)
 	}
 }
+
+// Beyond maxWaiting requests waiting for room on a full ring, one is
+// answered StatusThrottled at once and counted; the waiting ones go on.
+func TestWaitingIsBounded(t *testing.T) {
+	b := newBench(t, netdevtest.Config{TxRing: 4})
+	b.drv.maxWaiting = 2
+	var ids []uint64
+	for i := 0; i < 7; i++ { // 4 on the ring, 2 waiting, 1 throttled
+		ids = append(ids, b.transmit(fmt.Sprintf("f%d", i), link.Offload{}))
+	}
+	b.drv.Poll()
+	got := byID(b.replies())
+	if r, ok := got[ids[6]]; !ok || link.StatusOf(r) != link.StatusThrottled {
+		t.Fatalf("the seventh frame answered %+v (%v), want StatusThrottled", r, ok)
+	}
+	for _, id := range ids[:6] {
+		if r, ok := got[id]; !ok || link.StatusOf(r) != link.StatusOK {
+			t.Errorf("frame %d answered %+v (%v), want StatusOK", id, r, ok)
+		}
+	}
+	if c := b.drv.Counters(); c.Throttled != 1 || len(b.dev.Wire) != 6 {
+		t.Errorf("Throttled %d, %d frames on the wire; want 1, 6", c.Throttled, len(b.dev.Wire))
+	}
+}
+
+// While maxOutbox replies wait for room in the channel, the loop takes no
+// request: the outbox does not grow past it.
+func TestOutboxIsBounded(t *testing.T) {
+	b := newBench(t, netdevtest.Config{})
+	b.drv.maxOutbox = 3
+	// A peer that reads no replies and sends as long as the channel takes
+	// its requests: the reply channel (256) fills, then the outbox.
+	for range 10 {
+		for b.ip.Send(link.OpInfo.Msg(pool.Ref{})) == 1 {
+		}
+		for range 4 {
+			b.drv.Poll()
+		}
+	}
+	if n := len(b.drv.outbox); n > 3+BatchSize {
+		t.Errorf("outbox holds %d replies, want at most maxOutbox plus one batch", n)
+	}
+	if b.drv.Counters().OutboxStalls == 0 {
+		t.Errorf("OutboxStalls = 0, want the stalled rounds counted")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/pci"
 	"keepnet/kernel/channel"
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/wiring"
 )
 
@@ -190,8 +191,38 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
-// adopt starts serving a new IP generation and releases the old one's pools.
+// ErrNoHugePages: memory the device would DMA into is not in huge pages.
+// An ordinary 4 KiB page may be moved by the kernel (compaction,
+// migration) while the device writes to its old physical address, and a
+// buffer may straddle two pages that are not contiguous: the driver
+// refuses to run rather than corrupt memory. The error also wraps
+// exitcode.ErrConfig: the driver exits with exitcode.Config (78), which
+// the supervisor does not restart, since a restart finds no more huge
+// pages than this start did.
+var ErrNoHugePages = errors.New("not in huge pages")
+
+// hugeBacked is what requireHuge needs of a pool.
+type hugeBacked interface{ Huge() bool }
+
+// requireHuge fails with ErrNoHugePages, saying what to do, unless p is in
+// huge pages.
+func requireHuge(name string, p hugeBacked) error {
+	if p.Huge() {
+		return nil
+	}
+	return fmt.Errorf("nic: %s is %w: the kernel may move an ordinary page under the device's DMA; "+
+		"reserve huge pages before the stack starts (hugepages=N on the kernel command line, or /proc/sys/vm/nr_hugepages) (%w)",
+		name, ErrNoHugePages, exitcode.ErrConfig)
+}
+
+// adopt starts serving a new IP generation and releases the old one's
+// pools. Every pool of the new generation must be in huge pages.
 func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
+	for _, pl := range p.Pools {
+		if err := requireHuge(fmt.Sprintf("pool %d of %s", pl.ID(), p.Name), pl); err != nil {
+			return err
+		}
+	}
 	old, err := d.Adopt(&Peer{Name: p.Name, Generation: p.Generation, Port: p.Port, Pools: p.Pools})
 	if err != nil {
 		return err
@@ -293,8 +324,8 @@ func ringRegion(s *wiring.Setup, name string, need int) (netdev.Region, error) {
 	if !ok {
 		return netdev.Region{}, fmt.Errorf("nic: init sent no region %s.rings", name)
 	}
-	if !p.Huge() {
-		return netdev.Region{}, errors.New("nic: the ring region is not in huge pages: its physical memory may not be contiguous")
+	if err := requireHuge(name+".rings", p); err != nil {
+		return netdev.Region{}, err
 	}
 	ref, ok := p.Alloc()
 	if !ok {

@@ -1,6 +1,7 @@
 package nic
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/netdev/netdevtest"
 	"keepnet/drivers/pci"
+	"keepnet/kernel/exitcode"
 )
 
 // fakeFamily drives two made-up parts; it is not e1000.
@@ -65,5 +67,24 @@ func TestLinkFeatures(t *testing.T) {
 		if got := linkFeatures(f); got != want {
 			t.Errorf("linkFeatures(%b) = %b, want %b", f, got, want)
 		}
+	}
+}
+
+type fakeHuge bool
+
+func (f fakeHuge) Huge() bool { return bool(f) }
+
+// Memory in ordinary pages is refused with ErrNoHugePages (the driver's
+// main exits exitcode.Config), never used.
+func TestRequireHuge(t *testing.T) {
+	if err := requireHuge("ip.rx", fakeHuge(true)); err != nil {
+		t.Errorf("requireHuge(huge pool) = %v, want nil", err)
+	}
+	err := requireHuge("ip.rx", fakeHuge(false))
+	if !errors.Is(err, ErrNoHugePages) || !strings.Contains(err.Error(), "ip.rx") || !strings.Contains(err.Error(), "nr_hugepages") {
+		t.Errorf("requireHuge(4 KiB pool) = %v, want ErrNoHugePages naming the pool and the remedy", err)
+	}
+	if code := exitcode.Of(err); code != exitcode.Config {
+		t.Errorf("exit status for %v = %d, want %d (not restarted)", err, code, exitcode.Config)
 	}
 }

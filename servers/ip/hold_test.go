@@ -157,3 +157,46 @@ func TestOutputIPv6IsAFNoSupport(t *testing.T) {
 		t.Errorf("%d frames with the driver, want none", n)
 	}
 }
+
+// Beyond maxHeld segments waiting, a new one is refused at once with
+// StatusNoBuffers and counted; the held ones still go out.
+func TestHeldOutputsAreBounded(t *testing.T) {
+	b := newHoldbed(t)
+	b.s.maxHeld = 2
+	for seq := 1; seq <= 5; seq++ { // 2 sent, 2 held, 1 refused
+		b.output(seq)
+	}
+	var refused []int
+	for _, m := range b.tcp.queue {
+		if ops.StatusOf(m) == ops.StatusNoBuffers {
+			refused = append(refused, int(m.ID))
+		}
+	}
+	if len(refused) != 1 || refused[0] != 5 || len(b.s.held) != 2 || b.s.throttled != 1 {
+		t.Fatalf("refused %v, %d held, %d throttled; want [5], 2, 1", refused, len(b.s.held), b.s.throttled)
+	}
+	b.tcp.queue = nil
+	b.transmitted(2)
+	if got := b.answers(); len(got) != 2 || got[0] != 3 || got[1] != 4 {
+		t.Errorf("answered %v after two buffers came back, want [3 4]", got)
+	}
+}
+
+// Beyond maxLinkQueue messages waiting for room in the driver's channel, a
+// frame is not handed over: SendFrame fails, its buffer goes back to the
+// pool, and the drop is counted.
+func TestLinkQueueIsBounded(t *testing.T) {
+	b := newHoldbed(t)
+	b.transmitted(0)
+	b.s.maxLinkQueue = len(b.drv.queue) + 1
+	free := b.s.tx.Available()
+	if err := b.s.SendFrame(make([]byte, 60)); err != nil {
+		t.Fatalf("SendFrame() with room = %v", err)
+	}
+	if err := b.s.SendFrame(make([]byte, 60)); err == nil {
+		t.Fatalf("SendFrame() beyond maxLinkQueue = nil, want an error")
+	}
+	if got := b.s.tx.Available(); got != free-1 || b.s.linkQueueDrops != 1 {
+		t.Errorf("free transmit buffers %d, link queue drops %d; want %d, 1", got, b.s.linkQueueDrops, free-1)
+	}
+}

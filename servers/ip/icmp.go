@@ -2,6 +2,7 @@ package ip
 
 import (
 	"fmt"
+	"time"
 
 	"keepnet/servers/header"
 )
@@ -69,6 +70,10 @@ func (s *Stack) sendICMPError(typ header.ICMPv4Type, code uint8, ip header.IPv4)
 		s.c.ICMPErrorsSuppressed++
 		return nil
 	}
+	if !s.icmpTokens.take(s.clock.Now(), s.limits.ICMPErrorRate, s.limits.ICMPErrorBurst) {
+		s.c.ICMPErrorsRateLimited++
+		return nil
+	}
 	m := header.ICMPv4(s.icmpBuf[:header.ICMPv4MinimumSize+len(quote)])
 	copy(m[header.ICMPv4MinimumSize:], quote)
 	m.Encode(&header.ICMPv4Fields{Type: typ, Code: code})
@@ -81,4 +86,28 @@ func (s *Stack) sendICMPError(typ header.ICMPv4Type, code uint8, ip header.IPv4)
 		s.c.ICMPUnreachableOut++
 	}
 	return nil
+}
+
+// tokenBucket admits rate events a second, in bursts of up to burst: it
+// starts full, and each event takes a token.
+type tokenBucket struct {
+	tokens  float64
+	last    time.Time // when tokens was last filled
+	started bool
+}
+
+// take reports whether an event at now is admitted, and takes its token.
+func (b *tokenBucket) take(now time.Time, rate, burst int) bool {
+	if !b.started {
+		b.tokens, b.last, b.started = float64(burst), now, true
+	}
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(float64(burst), b.tokens+d.Seconds()*float64(rate))
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }

@@ -363,3 +363,36 @@ func TestOutputFragments(t *testing.T) {
 		t.Errorf("reassembled Output payload differs from the payload")
 	}
 }
+
+// ICMP errors are rate-limited by a token bucket (RFC 1812 §4.3.2.8): a
+// burst goes out, then the rate; the rest are counted, not sent.
+func TestICMPErrorRateLimit(t *testing.T) {
+	tb := newTestbed(t)
+	tb.knowPeer()
+	l := DefaultLimits()
+	l.ICMPErrorRate, l.ICMPErrorBurst = 10, 5
+	tb.SetLimits(l)
+	offending := fromPeer(header.ProtocolUDP, 77, []byte("0123456789"))[header.EthernetMinimumSize:]
+	send := func(n int) int {
+		for range n {
+			if err := tb.SendUnreachable(header.ICMPv4PortUnreachable, offending); err != nil {
+				t.Fatalf("SendUnreachable() = %v", err)
+			}
+		}
+		return len(tb.link.take())
+	}
+	if got := send(20); got != 5 {
+		t.Fatalf("20 errors at once: %d sent, want the burst of 5", got)
+	}
+	tb.clock.Advance(300 * time.Millisecond) // 3 tokens at 10 a second
+	if got := send(20); got != 3 {
+		t.Fatalf("20 errors 300 ms later: %d sent, want 3", got)
+	}
+	tb.clock.Advance(10 * time.Second) // 100 tokens due; the bucket holds the burst
+	if got := send(20); got != 5 {
+		t.Fatalf("20 errors 10 s later: %d sent, want the burst of 5", got)
+	}
+	if c := tb.Counters(); c.ICMPUnreachableOut != 13 || c.ICMPErrorsRateLimited != 47 {
+		t.Errorf("ICMPUnreachableOut %d, ICMPErrorsRateLimited %d; want 13, 47", c.ICMPUnreachableOut, c.ICMPErrorsRateLimited)
+	}
+}

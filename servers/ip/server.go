@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,6 +71,19 @@ const (
 	storeKey    = "config"
 )
 
+// Bounds on what IP holds for its neighbours (issue 11). Each is also
+// bounded by the pools and outstanding tables behind it; these say so
+// where the memory is, and count when they are hit.
+const (
+	// MaxHeld bounds the transports' OpOutputs waiting for a transmit
+	// buffer; beyond it one is answered StatusNoBuffers (OutputsThrottled).
+	MaxHeld = 1024
+	// MaxLinkQueue bounds the messages waiting for room in one
+	// neighbour's channel; a new request beyond it is not made and its
+	// buffer goes back to its pool (LinkQueueDrops).
+	MaxLinkQueue = 4096
+)
+
 // peerLink is the channel to one neighbour's current generation.
 type peerLink struct {
 	peer  *wiring.Peer
@@ -100,9 +114,14 @@ type server struct {
 	// the order they came: when the driver has every buffer, a segment
 	// waits here (and its transport with it) instead of being refused and
 	// lost.
-	held     []heldOutput
-	deferred uint64 // OpOutputs that had to wait in held
-	refused  uint64 // OpOutputs answered with an error
+	held      []heldOutput
+	deferred  uint64 // OpOutputs that had to wait in held
+	refused   uint64 // OpOutputs answered with an error
+	throttled uint64 // OpOutputs refused: MaxHeld were held
+	// maxHeld and maxLinkQueue are MaxHeld and MaxLinkQueue (zero), or
+	// what a test sets.
+	maxHeld, maxLinkQueue int
+	linkQueueDrops        uint64 // requests not made: MaxLinkQueue reached or the outstanding table full
 
 	mac     [6]byte
 	haveMAC bool
@@ -137,6 +156,8 @@ type Stats struct {
 	OutputsHeld      int    // transports' segments waiting for a transmit buffer now
 	OutputsDeferred  uint64 // segments that ever had to wait for one
 	OutputsRefused   uint64 // segments refused (answered with an error)
+	OutputsThrottled uint64 // of those, refused because MaxHeld were held
+	LinkQueueDrops   uint64 // requests to a neighbour not made (MaxLinkQueue reached); their buffers freed
 	Counters
 }
 
@@ -293,14 +314,34 @@ func (s *server) Attach(p *wiring.Peer) {
 
 func (s *server) postedRX() int { return s.rx.Len() - s.rx.Available() }
 
-// request queues a new request to a neighbour.
-func (s *server) request(l *peerLink, m channel.Msg) {
-	m, err := l.out.Add(m)
-	if err != nil {
-		log.Printf("request to %s: %v", l.peer.Name, err)
-		return
+// request queues a new request to a neighbour. Beyond MaxLinkQueue, or
+// with the outstanding table full, it is not made: its buffer goes back
+// to its pool, and request reports false.
+func (s *server) request(l *peerLink, m channel.Msg) bool {
+	var err error
+	if len(l.queue) < cmp.Or(s.maxLinkQueue, MaxLinkQueue) {
+		if m, err = l.out.Add(m); err == nil {
+			l.send(m)
+			return true
+		}
 	}
-	l.send(m)
+	if s.linkQueueDrops++; s.linkQueueDrops&(s.linkQueueDrops-1) == 0 { // 1, 2, 4, 8...: never a log flood
+		log.Printf("request to %s not made (%d so far): %d messages queued, %v", l.peer.Name, s.linkQueueDrops, len(l.queue), err)
+	}
+	if p := s.poolOf(m.Ref); p != nil && !m.Ref.IsZero() {
+		p.Free(m.Ref)
+	}
+	return false
+}
+
+// poolOf is the pool of ours ref is in, or nil.
+func (s *server) poolOf(ref pool.Ref) *pool.Pool {
+	for _, p := range []*pool.Pool{s.rx, s.tx, s.txBig, s.up, s.upSmall} {
+		if p != nil && p.ID() == ref.Pool {
+			return p
+		}
+	}
+	return nil
 }
 
 // SendFrame is the Stack's Link: copy the frame into a TX buffer and hand it
@@ -346,7 +387,9 @@ func (s *server) sendFrame(frame []byte, offload uint64) error {
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame))
-	s.request(l, link.OpTx.Msg(ref, offload))
+	if !s.request(l, link.OpTx.Msg(ref, offload)) {
+		return errors.New("ip: the driver's queue is full")
+	}
 	return nil
 }
 
@@ -507,6 +550,14 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 // output sends a transport's segment and answers its request, or holds it
 // until a transmit buffer is free (behind any held before it).
 func (s *server) output(l *peerLink, m channel.Msg) {
+	if len(s.held) >= cmp.Or(s.maxHeld, MaxHeld) {
+		s.throttled++
+		s.refused++
+		r := m
+		ops.SetStatus(&r, ops.StatusNoBuffers)
+		l.send(r)
+		return
+	}
 	if len(s.held) > 0 || !s.txRoom(m) {
 		s.held = append(s.held, heldOutput{l, m})
 		s.deferred++
@@ -593,6 +644,7 @@ func (s *server) publish() {
 	}
 	st.Offloads = s.offloads()
 	st.OutputsHeld, st.OutputsDeferred, st.OutputsRefused = len(s.held), s.deferred, s.refused
+	st.OutputsThrottled, st.LinkQueueDrops = s.throttled, s.linkQueueDrops
 	if l := s.links[s.o.Driver]; l != nil {
 		st.DriverGeneration = l.peer.Generation
 		st.Outstanding = l.out.Len()

@@ -72,6 +72,11 @@ type Limits struct {
 	ARPRetryInterval  time.Duration // between requests
 	ARPReachable      time.Duration // a resolved entry is used this long, then resolved again
 	MaxNeighbors      int           // ARP cache entries; the oldest is evicted
+	// ICMP errors sent (unreachable, time exceeded) are limited by a token
+	// bucket, as RFC 1812 §4.3.2.8 asks: ICMPErrorRate a second, bursts
+	// of up to ICMPErrorBurst; the rest are not sent (ICMPErrorsRateLimited).
+	ICMPErrorRate  int
+	ICMPErrorBurst int
 }
 
 // DefaultLimits returns the limits New starts with.
@@ -86,6 +91,8 @@ func DefaultLimits() Limits {
 		ARPRetryInterval:  time.Second,
 		ARPReachable:      60 * time.Second,
 		MaxNeighbors:      1024,
+		ICMPErrorRate:     1000, // Linux's icmp_msgs_per_sec
+		ICMPErrorBurst:    50,   // Linux's icmp_msgs_burst
 	}
 }
 
@@ -141,14 +148,15 @@ type Counters struct {
 	NoRoute         uint64 // Output calls refused with ErrNoRoute
 
 	// ICMP.
-	ICMPIn               uint64
-	ICMPBad              uint64 // drop: truncated or bad checksum
-	ICMPEchoRequests     uint64
-	ICMPEchoReplies      uint64 // replies sent
-	ICMPEchoIgnored      uint64 // drop: echo request to a broadcast address
-	ICMPUnreachableOut   uint64
-	ICMPTimeExceededOut  uint64
-	ICMPErrorsSuppressed uint64 // errors not sent, per RFC 1122 §3.2.2
+	ICMPIn                uint64
+	ICMPBad               uint64 // drop: truncated or bad checksum
+	ICMPEchoRequests      uint64
+	ICMPEchoReplies       uint64 // replies sent
+	ICMPEchoIgnored       uint64 // drop: echo request to a broadcast address
+	ICMPUnreachableOut    uint64
+	ICMPTimeExceededOut   uint64
+	ICMPErrorsSuppressed  uint64 // errors not sent, per RFC 1122 §3.2.2
+	ICMPErrorsRateLimited uint64 // errors not sent: over Limits.ICMPErrorRate
 }
 
 // A Stack is one IP server's protocol state for one interface. It is not
@@ -172,6 +180,8 @@ type Stack struct {
 
 	reasm    map[fragKey]*reassembly
 	reasmMem int // charge of all reassemblies against Limits.ReassemblyMemory
+
+	icmpTokens tokenBucket // ICMP errors (Limits.ICMPErrorRate)
 
 	tx      []byte // the frame being built; MTU + Ethernet header
 	icmpBuf []byte // echo replies and ICMP errors; up to a whole datagram

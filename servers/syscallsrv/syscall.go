@@ -75,6 +75,16 @@ type heldReq struct {
 // maxHeld bounds the requests held for transports not there yet.
 const maxHeld = 4096
 
+// Bounds per application (issue 11): one application cannot take every
+// socket or fill the server's tables. A request beyond them is refused:
+// an OpOpen or OpAccept past MaxSocketsPerApp with StatusTooManySockets
+// (EMFILE to the application), any request but OpClose past
+// MaxPendingPerApp with StatusNoBuffers (ENOBUFS). Both are counted.
+const (
+	MaxSocketsPerApp = 8192 // as many as tcp holds connections (tcp.DefaultMaxConns)
+	MaxPendingPerApp = 16384
+)
+
 // link is the channel to one neighbour's current generation.
 type link struct {
 	peer  *wiring.Peer
@@ -99,6 +109,7 @@ type fwd struct {
 	appReq   channel.Msg // the application's request, for its id and buffer
 	ref      pool.Ref    // our syscall.io buffer, if any
 	accepted *sock       // OpAccept: the connection's socket, if it comes
+	app      string      // whose pending operation it is (MaxPendingPerApp)
 }
 
 // Server is the SYSCALL server's state; one goroutine runs it.
@@ -116,9 +127,14 @@ type Server struct {
 	in      []channel.Msg
 	// held are application requests that arrived before their transport
 	// joined, replayed when it does.
-	held  []heldReq
-	stats Stats
-	pub   *store.Publisher
+	held []heldReq
+	// pending counts each application's forwarded requests not yet
+	// answered; maxSockets and maxPending are MaxSocketsPerApp and
+	// MaxPendingPerApp, or what a test sets.
+	pending                map[string]int
+	maxSockets, maxPending int
+	stats                  Stats
+	pub                    *store.Publisher
 }
 
 // Stats is what SYSCALL publishes for `keepnet stats syscall`.
@@ -132,6 +148,11 @@ type Stats struct {
 	BadRequests   uint64
 	PendingOps    int
 	IOBuffersFree int
+	// The bounds per application and how often each refused.
+	MaxSocketsPerApp int
+	MaxPendingPerApp int
+	SocketsRefused   uint64 // OpOpen or OpAccept refused: EMFILE
+	PendingRefused   uint64 // requests refused: ENOBUFS
 }
 
 const (
@@ -187,7 +208,8 @@ func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 // no neighbours yet.
 func newServer(o Options, io *pool.Pool, gen int) *Server {
 	s := &Server{o: o, io: io, links: map[string]*link{}, socks: map[string]map[uint64]*sock{},
-		fwds: map[uint64]*fwd{}, nextKey: 1, nextTID: uint64(gen) << 32, in: make([]channel.Msg, 64)}
+		fwds: map[uint64]*fwd{}, nextKey: 1, nextTID: uint64(gen) << 32, in: make([]channel.Msg, 64),
+		pending: map[string]int{}, maxSockets: MaxSocketsPerApp, maxPending: MaxPendingPerApp}
 	s.stats.Generation = gen
 	return s
 }
@@ -316,6 +338,9 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	}
 	id := m.Arg[0]
 	so := socks[id]
+	if !s.withinBounds(app, l, m, len(socks)) {
+		return
+	}
 	if ops.OpOf(m) == ops.OpOpen {
 		network := ops.Network(m.Arg[1])
 		if so != nil || s.o.Transports[network] == "" {
@@ -412,10 +437,30 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	}
 	key := s.nextKey
 	s.nextKey++
+	f.app = app
+	s.pending[app]++
 	s.fwds[key] = f
 	out.Arg[3] = key
 	s.stats.Forwarded++
 	s.request(t, out)
+}
+
+// withinBounds refuses m, and reports false, if it would take app past
+// MaxSocketsPerApp (it holds n sockets) or MaxPendingPerApp.
+func (s *Server) withinBounds(app string, l *link, m channel.Msg, n int) bool {
+	switch op := ops.OpOf(m); {
+	case op == ops.OpClose:
+		return true // always: it frees
+	case (op == ops.OpOpen || op == ops.OpAccept) && n >= s.maxSockets:
+		s.stats.SocketsRefused++
+		s.refuse(l, m, ops.StatusTooManySockets)
+		return false
+	case s.pending[app] >= s.maxPending:
+		s.stats.PendingRefused++
+		s.refuse(l, m, ops.StatusNoBuffers)
+		return false
+	}
+	return true
 }
 
 // allocIO takes a syscall.io buffer for request m, or refuses m.
@@ -447,6 +492,9 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	delete(s.fwds, req.Arg[3])
 	if f == nil {
 		return // an OpReset or a close of a departed application
+	}
+	if s.pending[f.app]--; s.pending[f.app] <= 0 {
+		delete(s.pending, f.app)
 	}
 	defer func() {
 		if !f.ref.IsZero() {
@@ -489,6 +537,7 @@ func (s *Server) publish() {
 		st.Sockets += len(m)
 	}
 	st.PendingOps = len(s.fwds)
+	st.MaxSocketsPerApp, st.MaxPendingPerApp = s.maxSockets, s.maxPending
 	st.IOBuffersFree = s.io.Available()
 	s.pub.Publish(st)
 }

@@ -367,3 +367,70 @@ func TestReadinessReceiveTakesNoBuffer(t *testing.T) {
 		t.Errorf("syscall.io has %d of %d buffers free, want all back", got, r.io.Len())
 	}
 }
+
+// answered returns the status of the application's answer to request id.
+func (r *rig) answered(id uint64) (ops.Status, bool) {
+	for _, m := range recvAll(r.app) {
+		if m.ID == id {
+			return ops.StatusOf(m), true
+		}
+	}
+	return 0, false
+}
+
+// An application past MaxSocketsPerApp gets StatusTooManySockets (EMFILE)
+// for an OpOpen or an OpAccept; a close makes room again.
+func TestSocketsPerAppAreBounded(t *testing.T) {
+	r := newRig(t)
+	r.s.maxSockets = 2
+	r.s.o.Transports[ops.TCP] = "udp"
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 1, uint64(ops.TCP))
+	r.appSends(ops.OpOpen, 2, uint64(ops.UDP))
+	r.udpAnswers(nil)
+	recvAll(r.app)
+	if st, ok := r.answered(r.appSends(ops.OpOpen, 3, uint64(ops.UDP))); !ok || st != ops.StatusTooManySockets {
+		t.Fatalf("a third OpOpen answered %v (%v), want StatusTooManySockets", st, ok)
+	}
+	if st, ok := r.answered(r.appSends(ops.OpAccept, 1, 9)); !ok || st != ops.StatusTooManySockets {
+		t.Fatalf("an OpAccept with two sockets answered %v (%v), want StatusTooManySockets", st, ok)
+	}
+	if n := len(recvAll(r.udp)); n != 0 {
+		t.Fatalf("%d refused requests reached the transport", n)
+	}
+	r.appSends(ops.OpClose, 2)
+	r.udpAnswers(nil)
+	recvAll(r.app)
+	id := r.appSends(ops.OpOpen, 3, uint64(ops.UDP))
+	r.udpAnswers(nil)
+	if st, ok := r.answered(id); !ok || st != ops.StatusOK {
+		t.Errorf("OpOpen after a close answered %v (%v), want StatusOK", st, ok)
+	}
+	if r.s.stats.SocketsRefused != 2 {
+		t.Errorf("SocketsRefused = %d, want 2", r.s.stats.SocketsRefused)
+	}
+}
+
+// An application with MaxPendingPerApp requests unanswered gets
+// StatusNoBuffers (ENOBUFS) for the next, but for OpClose.
+func TestPendingPerAppAreBounded(t *testing.T) {
+	r := newRig(t)
+	r.s.maxPending = 2
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 1, uint64(ops.UDP))
+	r.appSends(ops.OpOpen, 2, uint64(ops.UDP)) // both unanswered
+	if st, ok := r.answered(r.appSends(ops.OpOpen, 3, uint64(ops.UDP))); !ok || st != ops.StatusNoBuffers {
+		t.Fatalf("a third request with two pending answered %v (%v), want StatusNoBuffers", st, ok)
+	}
+	r.appSends(ops.OpClose, 1) // never refused
+	if reqs := recvAll(r.udp); len(reqs) != 3 || ops.OpOf(reqs[2]) != ops.OpClose {
+		t.Fatalf("forwarded %+v, want two opens and the close", reqs)
+	}
+	if r.s.stats.PendingRefused != 1 {
+		t.Errorf("PendingRefused = %d, want 1", r.s.stats.PendingRefused)
+	}
+}

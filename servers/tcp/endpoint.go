@@ -108,6 +108,9 @@ type Endpoint struct {
 	closeAt   time.Time // TIME-WAIT or FIN-WAIT-2 expiry
 	// inTimeWait: on the Table's TIME-WAIT list (Config.MaxTimeWait).
 	inTimeWait bool
+	// touched: on the Table's list of connections that may have armed a
+	// timer since Tick last looked at all.
+	touched bool
 
 	noDelay    bool
 	ackNow     bool // send an ACK at the end of this event
@@ -246,6 +249,7 @@ func (e *Endpoint) SetKeepAlive(on bool, idle, interval time.Duration, count int
 	}
 	e.kaProbes = 0
 	e.kaAt = time.Time{}
+	e.t.touch(e)
 	if on && e.synchronized() {
 		e.kaAt = e.t.clock.Now().Add(e.kaIdle)
 	}
@@ -394,6 +398,7 @@ func (e *Endpoint) Close() error {
 		return nil
 	}
 	err := e.CloseWrite()
+	e.t.touch(e)
 	if e.state == FinWait2 {
 		e.closeAt = e.t.clock.Now().Add(FinWait2Time)
 	}

@@ -23,6 +23,7 @@ const pawsIdle = 24 * 24 * time.Hour
 // §3.10.7.3 (SYN-SENT) and §3.10.7.4 (the other states).
 func (e *Endpoint) input(s *segment, now time.Time) {
 	defer e.wake()
+	e.t.touch(e)
 	switch e.state {
 	case Closed:
 		return

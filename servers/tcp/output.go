@@ -15,6 +15,7 @@ func (e *Endpoint) tsNow(now time.Time) uint32 {
 // sendSYN sends our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED) and arms the
 // retransmission timer.
 func (e *Endpoint) sendSYN(now time.Time) {
+	e.t.touch(e)
 	o := header.TCPOptions{MSS: uint16(e.t.cfg.MSS), HasMSS: true, SACKPermitted: e.sackOK}
 	if e.ourWS {
 		o.HasWS, o.WindowScale = true, e.rcvShift
@@ -147,6 +148,7 @@ func (e *Endpoint) canSend() bool {
 // output sends what the send and congestion windows, Nagle and SWS
 // avoidance allow, then an ACK if one is owed.
 func (e *Endpoint) output(now time.Time) {
+	e.t.touch(e)
 	if e.t.holding {
 		if !e.held {
 			e.held = true

@@ -133,6 +133,11 @@ type server struct {
 
 	socks map[uint64]*sock  // by SYSCALL's id
 	ports map[uint16]uint64 // ports bound or listened on, by socket
+	// ready are the sockets whose posted requests something may have
+	// unblocked (a notify callback fired, a request came in): serve looks
+	// at those only, so that thousands of idle connections cost nothing
+	// per round. spare is the other half of a double buffer.
+	ready, spare []*sock
 	// dirty: something may have unblocked a posted request (a notify
 	// callback fired, a request or segment came in, a timer ran).
 	dirty bool
@@ -158,22 +163,35 @@ func newServer(h transport.Host, o ServerOptions, j Journal) *server {
 	return s
 }
 
-// markDirty is the listeners' and endpoints' notify callback: it never
-// calls back into the Table.
-func (s *server) markDirty() { s.dirty = true }
+// mark notes that so's posted requests may be unblocked. It is the
+// listeners' and endpoints' notify callback (never calling back into the
+// Table).
+func (s *server) mark(so *sock) {
+	s.dirty = true
+	if !so.queued {
+		so.queued = true
+		s.ready = append(s.ready, so)
+	}
+}
+
+// notifier is so's notify callback.
+func (s *server) notifier(so *sock) func() { return func() { s.mark(so) } }
 
 // SetAddr takes our address and the device's offloads from IP.
 func (s *server) SetAddr(p netip.Prefix, o transport.Offloads) {
 	s.addr = p
 	s.table.SetOffload(o.Checksum, o.TSO && !s.noTSO)
-	s.dirty = true // connects may wait for it
+	for _, so := range s.socks {
+		if so.connect != nil {
+			s.mark(so) // it waited for our address
+		}
+	}
 }
 
 // Deliver hands a segment to the Table. It is never StatusNoPort: TCP
 // answers with RST itself.
 func (s *server) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
-	s.table.Input(seg, src, dst)
-	s.dirty = true
+	s.table.Input(seg, src, dst) // the endpoint's notify marks its socket
 	return ops.StatusOK
 }
 
@@ -185,8 +203,7 @@ func (s *server) Flush() { s.table.Flush() }
 func (s *server) Poll() (bool, time.Time) {
 	if t := s.table.NextTimeout(); !t.IsZero() {
 		if now := s.clock.Now(); !t.After(now) {
-			s.table.Tick(now)
-			s.dirty = true
+			s.table.Tick(now) // endpoints that fired notify
 		}
 	}
 	s.serve()

@@ -46,6 +46,8 @@ type sock struct {
 	accepts []channel.Msg
 	recvs   []postedIO
 	sends   []postedIO
+
+	queued bool // on server.ready
 }
 
 // postedIO is an OpRecvFrom or OpSendTo with its syscall.io bytes (none
@@ -175,7 +177,7 @@ func (s *server) Accept(m channel.Msg) {
 		s.reply(m, ops.StatusInUse) // the id of the connection to be is taken
 	default:
 		so.accepts = append(so.accepts, m)
-		s.dirty = true
+		s.mark(so)
 	}
 }
 
@@ -193,7 +195,7 @@ func (s *server) Connect(m channel.Msg) {
 		s.reply(m, ops.StatusInvalid)
 	default:
 		so.connect = &m
-		s.dirty = true
+		s.mark(so)
 	}
 }
 
@@ -222,13 +224,13 @@ func (s *server) postIO(m channel.Msg) {
 		ops.SetStatus(&r, ops.StatusInvalid) // not connected
 	case ops.OpOf(m) == ops.OpSendTo:
 		so.sends = append(so.sends, p)
-		s.dirty = true
+		s.mark(so)
 		return
 	case len(p.buf) == 0 && !p.readiness():
 		ops.SetStatus(&r, ops.StatusInvalid)
 	default:
 		so.recvs = append(so.recvs, p)
-		s.dirty = true
+		s.mark(so)
 		return
 	}
 	if ops.OpOf(m) == ops.OpRecvFrom {
@@ -246,7 +248,7 @@ func (s *server) Shutdown(m channel.Msg) {
 		s.reply(m, ops.StatusInvalid)
 	default:
 		st := statusOf(so.e.CloseWrite())
-		s.dirty = true
+		s.mark(so)
 		s.reply(m, st)
 	}
 }
@@ -312,7 +314,7 @@ func (s *server) listen(so *sock, backlog int) ops.Status {
 	if err != nil {
 		return statusOf(err)
 	}
-	l.SetNotify(s.markDirty)
+	l.SetNotify(s.notifier(so))
 	so.l, so.backlog = l, backlog
 	so.local = ops.MakeAddr(ip, l.Port())
 	s.ports[l.Port()] = so.id
@@ -340,8 +342,9 @@ func (s *server) Restore(rs []ListenerRecord) (restored int, errs []error) {
 			}
 			continue
 		}
-		l.SetNotify(s.markDirty)
-		s.socks[r.ID] = &sock{id: r.ID, local: r.Local, l: l, backlog: r.Backlog}
+		so := &sock{id: r.ID, local: r.Local, l: l, backlog: r.Backlog}
+		l.SetNotify(s.notifier(so))
+		s.socks[r.ID] = so
 		s.ports[l.Port()] = r.ID
 		restored++
 	}
@@ -424,11 +427,16 @@ func (s *server) DropRequests() int {
 func (s *server) serve() {
 	for i := 0; s.dirty && i < 4; i++ {
 		s.dirty = false
-		for _, so := range s.socks {
-			if so.posted() > 0 {
+		ready := s.ready
+		s.ready = s.spare[:0] // what serving marks goes in the other half
+		for j, so := range ready {
+			ready[j] = nil
+			so.queued = false
+			if s.socks[so.id] == so && so.posted() > 0 {
 				s.serveSock(so)
 			}
 		}
+		s.spare = ready[:0]
 	}
 }
 
@@ -456,8 +464,9 @@ func (s *server) serveSock(so *sock) {
 			s.h.Reply(m)
 			continue
 		}
-		e.SetNotify(s.markDirty)
-		s.socks[newID] = &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e}
+		nso := &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e}
+		e.SetNotify(s.notifier(nso))
+		s.socks[newID] = nso
 		ops.PutAddr(&m, ops.AtArg0, ops.FromAddrPort(e.RemoteAddr()))
 		ops.PutAddr(&m, ops.AtArg2, ops.FromAddrPort(e.LocalAddr()))
 		s.h.Reply(m)
@@ -536,7 +545,7 @@ func (s *server) serveConnect(so *sock) {
 			s.fail(so, statusOf(err))
 			return
 		}
-		e.SetNotify(s.markDirty)
+		e.SetNotify(s.notifier(so))
 		so.e = e
 		so.local = ops.FromAddrPort(e.LocalAddr())
 	}
