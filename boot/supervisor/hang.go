@@ -16,6 +16,11 @@ import (
 // follows the rules of any crash (back-off included). The watch starts at a
 // process's first sign of life, not at its start: how long a component takes
 // to start is not a hang (a start that never gets that far is not noticed).
+//
+// Two silences are nobody's fault and kill nothing: a check that comes late
+// (the supervisor itself did not run: the whole machine paused), and a
+// process that is runnable but got almost no processor time (the machine is
+// overloaded, proc.go). Either gives the component half of HangAfter again.
 
 // alive records a sign of life of start attempt's process.
 func (s *Supervisor) alive(c *component, attempt int) {
@@ -26,6 +31,10 @@ func (s *Supervisor) alive(c *component, attempt int) {
 	}
 	first := c.lastAlive.IsZero()
 	c.lastAlive = s.cfg.Clock.Now()
+	c.aliveCPU = -1
+	if c.proc != nil {
+		c.aliveCPU = cpuTime(c.proc.Pid)
+	}
 	if first {
 		s.changedLocked() // wakes the supervising goroutine: the watch begins
 	}
@@ -85,8 +94,16 @@ func (s *Supervisor) killIfHung(c *component, p *process) (ending, bool) {
 		s.con.logf("%s: hang check %v late: the machine paused; waiting again", c.spec.Name, late.Round(time.Millisecond))
 		return ending{}, false
 	}
+	cpuThen := c.aliveCPU
 	s.mu.Unlock()
 	if last.IsZero() || silent < s.cfg.HangAfter {
+		return ending{}, false
+	}
+	if s.starved(p.cmd.Process.Pid, silent, cpuThen) {
+		s.mu.Lock()
+		c.lastAlive = now.Add(-s.cfg.HangAfter / 2)
+		s.mu.Unlock()
+		s.con.logf("%s: silent for %v but runnable and given no processor: the machine is overloaded; waiting again", c.spec.Name, silent.Round(time.Millisecond))
 		return ending{}, false
 	}
 	s.con.logf("%s: hung: no sign of life for %v; killing pid %d", c.spec.Name, silent.Round(time.Millisecond), p.cmd.Process.Pid)

@@ -206,6 +206,7 @@ type component struct {
 	// lastAlive is the Clock time of the current process's last sign of
 	// life (Spec.Liveness); zero until its first.
 	lastAlive time.Time
+	aliveCPU  time.Duration // the process's processor time then; -1: unknown
 }
 
 // Supervisor starts, watches and restarts the components of one table.
@@ -216,6 +217,10 @@ type Supervisor struct {
 	order  []*component // dependencies before dependents
 	byName map[string]*component
 	con    *console
+	// starved tells a silent process the machine did not run from a hung
+	// one (proc.go); processor times are comparable with the real clock
+	// only, so with another it says no.
+	starved func(pid int, silence, cpuThen time.Duration) bool
 
 	// mu guards the run-time fields of every component and the fields below.
 	// Nothing under mu blocks, except starting a process: a start holds mu
@@ -264,6 +269,10 @@ func New(cfg Config) (*Supervisor, error) {
 		byName:  map[string]*component{},
 		con:     &console{w: cfg.Console},
 		changed: make(chan struct{}),
+		starved: func(int, time.Duration, time.Duration) bool { return false },
+	}
+	if _, real := cfg.Clock.(realClock); real {
+		s.starved = starved
 	}
 	for _, sp := range cfg.Specs {
 		switch {

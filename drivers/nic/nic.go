@@ -45,7 +45,9 @@ type Peer struct {
 type Counters struct {
 	Requests, Replies uint64
 	BadRefs           uint64 // requests whose ref is not in a peer pool
-	Resets            uint64 // device resets for a new IP generation
+	Resets            uint64 // device resets: for a new IP generation, or by the watchdog
+	TxHangResets      uint64 // by the watchdog: transmit hang (watchdog.go)
+	RxStallResets     uint64 // by the watchdog: receive stall
 }
 
 // Translate gives the host view and the device address of a buffer.
@@ -80,6 +82,7 @@ type Driver struct {
 
 	in       []channel.Msg // receive batch buffer
 	counters Counters
+	watch    watchdog
 }
 
 // BatchSize is how many requests the loop drains per iteration.
@@ -117,6 +120,7 @@ func (d *Driver) Adopt(p *Peer) ([]*pool.Pool, error) {
 	}
 	d.pending, d.free = d.pending[:0], d.free[:0]
 	d.waitRX, d.waitTX, d.outbox = nil, nil, nil
+	d.watch = watchdog{}
 	return old, nil
 }
 

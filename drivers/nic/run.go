@@ -124,7 +124,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	// Later IP generations are announced on the wiring socket.
-	watch, err := wiring.Watch(conn)
+	watch, err := wiring.Watch(conn, deviceHooks(fam, bar)...)
 	if err != nil {
 		return err
 	}
@@ -143,6 +143,11 @@ func Run(ctx context.Context, o Options) error {
 			}
 			o.Stats(st)
 			nextStats = now.Add(time.Second)
+		}
+		if reason, err := d.Watch(time.Now(), DefaultWatchLimit); err != nil {
+			return err
+		} else if reason != "" {
+			log.Printf("%s: %s: device reset (%d so far)", o.Name, reason, d.Counters().Resets)
 		}
 		select {
 		case p, ok := <-watch.C:
@@ -169,6 +174,16 @@ func Run(ctx context.Context, o Options) error {
 		sleep(d, irq, watch, dev, &sleeps)
 	}
 	return nil
+}
+
+// deviceHooks are the family's test hooks on this device, for the wiring
+// watcher (they run only when test hooks are enabled).
+func deviceHooks(fam netdev.Family, r netdev.Regs) []wiring.Hook {
+	var hooks []wiring.Hook
+	for name, stop := range fam.TestHooks {
+		hooks = append(hooks, wiring.Hook{Name: name, Run: func() { stop(r) }})
+	}
+	return hooks
 }
 
 // adopt starts serving a new IP generation and releases the old one's pools.
