@@ -203,10 +203,9 @@ type component struct {
 	attempt    int  // starts tried, counting those that failed; names a start's ready function
 	announced  bool // the process of start attempt said it is ready
 	hangs      int
-	// lastAlive is the Clock time of the current process's last sign of
-	// life (Spec.Liveness); zero until its first.
-	lastAlive time.Time
-	aliveCPU  time.Duration // the process's processor time then; -1: unknown
+
+	// live has its own lock (hang.go).
+	live liveness
 }
 
 // Supervisor starts, watches and restarts the components of one table.

@@ -21,6 +21,14 @@
 // the new generation: it resets the device (forgetting the old generation's
 // buffers, whose owner is gone), releases the old pools to init, and serves
 // the new IP.
+//
+// # Watchdog
+//
+// A device that stops on its own (a transmit hang, a receive stall) is
+// reset by the loop's watchdog while serving the same IP generation, its
+// buffers requeued; see watchdog.go. A loop that stops is init's business:
+// it answers init's pings on the wiring socket (kernel/wiring, "Hang
+// detection"), and a silent one is restarted.
 package nic
 
 import (
