@@ -66,7 +66,7 @@ func (m Machine) Preflight(ctx context.Context) error {
 		}
 		os.Remove(m.Ctl) // stale, from an appliance that is gone
 	}
-	if err := os.MkdirAll(filepath.Dir(m.Ctl), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(m.Ctl), 0o700); err != nil {
 		return err
 	}
 	if len(m.Ctl) > 100 {

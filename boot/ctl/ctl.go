@@ -125,6 +125,19 @@ type Component struct {
 	// Stats is what the component last published (keepnet stats NAME),
 	// when it publishes anything.
 	Stats json.RawMessage `json:"stats,omitempty"`
+	// Privilege is what /proc/PID/status says the running process may
+	// do; absent when no process runs.
+	Privilege *Privilege `json:"privilege,omitempty"`
+}
+
+// Privilege is a process's identity and confinement (kernel/sandbox).
+type Privilege struct {
+	UID uint32 `json:"uid"`
+	// CapEff is the effective capability set as /proc/PID/status shows
+	// it: 16 hex digits, a bit per CAP_* number; all zeros for none.
+	CapEff     string `json:"cap_eff"`
+	Seccomp    bool   `json:"seccomp"` // a seccomp filter is installed
+	NoNewPrivs bool   `json:"no_new_privs"`
 }
 
 // Component returns the named component, or false.

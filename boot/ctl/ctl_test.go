@@ -222,3 +222,29 @@ func TestDoNoChannel(t *testing.T) {
 		t.Errorf("Do on a missing socket: err = %v, want a hint to start the appliance", err)
 	}
 }
+
+// Through ReadOnly, status and stats are answered and every verb that
+// changes something is refused without reaching the handler.
+func TestReadOnly(t *testing.T) {
+	f := &fakeHandler{}
+	h := ReadOnly(f)
+	for _, tc := range []struct {
+		line   string
+		wantOK bool
+	}{
+		{`{"id":1,"verb":"status"}`, true},
+		{`{"id":2,"verb":"stats","name":"ip"}`, true},
+		{`{"id":3,"verb":"kill","name":"store"}`, false},
+		{`{"id":4,"verb":"restart","name":"store"}`, false},
+		{`{"id":5,"verb":"profile","name":"store"}`, false},
+		{`{"id":6,"verb":"poweroff"}`, false},
+	} {
+		resp := Handle([]byte(tc.line), h)
+		if resp.OK != tc.wantOK || !tc.wantOK && resp.Error != ErrHostOnly.Error() {
+			t.Errorf("Handle(%s) through ReadOnly = ok %v error %q, want ok %v", tc.line, resp.OK, resp.Error, tc.wantOK)
+		}
+	}
+	if len(f.killed) != 0 || len(f.restarted) != 0 || f.poweroffs != 0 {
+		t.Errorf("the handler behind ReadOnly killed %v, restarted %v, powered off %d times; want nothing", f.killed, f.restarted, f.poweroffs)
+	}
+}

@@ -88,3 +88,25 @@ func Handle(line []byte, h Handler) Response {
 	}
 	return resp
 }
+
+// ErrHostOnly answers a verb that changes the appliance (kill, restart,
+// profile, hook, poweroff) on a channel that may only look.
+var ErrHostOnly = errors.New("only the host's control channel may do this")
+
+// ReadOnly answers the verbs that change nothing (status, stats) through h
+// and refuses the others with ErrHostOnly. Init serves the components
+// inside the appliance through it: an application may read the status,
+// but not kill its neighbours or power the machine off.
+func ReadOnly(h Handler) Handler { return readOnly{h} }
+
+type readOnly struct{ h Handler }
+
+func (r readOnly) Status() Status                             { return r.h.Status() }
+func (r readOnly) Stats(name string) (json.RawMessage, error) { return r.h.Stats(name) }
+func (readOnly) Kill(string, syscall.Signal) error            { return ErrHostOnly }
+func (readOnly) Hook(string, string) error                    { return ErrHostOnly }
+func (readOnly) Restart(string) error                         { return ErrHostOnly }
+func (readOnly) Poweroff() error                              { return ErrHostOnly }
+func (readOnly) Profile(string, time.Duration) ([]byte, error) {
+	return nil, ErrHostOnly
+}

@@ -18,6 +18,12 @@
 //     hello creates fresh channels to the neighbours that are present, which
 //     is how those neighbours learn of the restart.
 //
+// Who may write a pool: its owner, and the neighbours its PoolSpec names as
+// Writers (those that fill buffers for the owner). Every other neighbour
+// gets a descriptor opened read-only, which it cannot map writable
+// (kernel/pool's "Readers and writers"): a component that writes where it
+// should only read faults itself instead of corrupting its neighbour.
+//
 // Readiness: a component that says up (wiring.TypeUp) on its wiring socket
 // serves; the hub passes that on to the supervisor as the readiness of that
 // one generation (the ready function of Spec.ExtraFiles, boot/supervisor's
@@ -42,6 +48,7 @@ import (
 	"sync"
 	"time"
 
+	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 )
 
@@ -58,6 +65,10 @@ type PoolSpec struct {
 	Name    string
 	Bufs    int
 	BufSize int
+	// Writers are the neighbours that write into the pool's buffers
+	// besides its owner (a driver filling receive buffers); the others
+	// map it read-only.
+	Writers []string
 }
 
 // RegionSpec describes a DMA region: a pool created once and handed to
@@ -112,9 +123,19 @@ type node struct {
 }
 
 type heldPool struct {
-	info    wiring.PoolInfo
-	pool    Pool
-	holders map[string]bool // neighbours that mapped it
+	info     wiring.PoolInfo
+	pool     Pool
+	readOnly *os.File        // the descriptor of the neighbours that only read it
+	writers  []string        // the neighbours that get pool.Fd, writable
+	holders  map[string]bool // neighbours that mapped it
+}
+
+// fdFor is the descriptor of the pool for the neighbour name.
+func (p *heldPool) fdFor(name string) *os.File {
+	if contains(p.writers, name) {
+		return p.pool.Fd()
+	}
+	return p.readOnly
 }
 
 // New builds the hub. Every peer named must be a node, and links are
@@ -135,6 +156,13 @@ func New(nodes []Node, f Factory, logf func(string, ...any)) (*Hub, error) {
 			}
 			if !contains(peer.spec.Peers, n.Name) {
 				return nil, fmt.Errorf("hub: %s links to %s but not the other way", n.Name, p)
+			}
+		}
+		for _, ps := range n.Pools {
+			for _, w := range ps.Writers {
+				if !contains(n.Peers, w) {
+					return nil, fmt.Errorf("hub: %s's pool %s names writer %s, which is not its neighbour", n.Name, ps.Name, w)
+				}
 			}
 		}
 	}
@@ -291,6 +319,7 @@ func (h *Hub) maybeFreeLocked(p *heldPool) {
 		return
 	}
 	delete(h.old, p.info.ID)
+	p.readOnly.Close()
 	if err := p.pool.Close(); err != nil {
 		h.logf("hub: closing pool %s (%d): %v", p.info.Name, p.info.ID, err)
 	}
@@ -404,6 +433,11 @@ func (h *Hub) createLocked(n *node) error {
 			if err != nil {
 				return err
 			}
+			p.writers = ps.Writers
+			if p.readOnly, err = pool.ReopenReadOnly(p.pool.Fd()); err != nil {
+				p.pool.Close()
+				return err
+			}
 			n.pools = append(n.pools, p)
 		}
 	}
@@ -450,7 +484,7 @@ func (h *Hub) linkLocked(a, b *node) error {
 		files := append([]*os.File(nil), fds...)
 		for _, p := range from.pools {
 			msg.Pools = append(msg.Pools, p.info)
-			files = append(files, p.pool.Fd())
+			files = append(files, p.fdFor(to.spec.Name))
 			p.holders[to.spec.Name] = true
 		}
 		return to.conn.Send(msg, files...)

@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"keepnet/kernel/channel"
 	"keepnet/kernel/wiring"
@@ -75,5 +78,81 @@ func TestJoinOverSharedMemory(t *testing.T) {
 	got, err := dp.Pools[0].Bytes(msgs[0].Ref)
 	if err != nil || string(got) != "a frame, by reference" {
 		t.Errorf("driver reads %q, %v through its mapping; want the bytes ip wrote", got, err)
+	}
+}
+
+// Only a pool's owner and its Writers map it writable: the driver fills
+// ip's receive buffers, tcp only reads them, and tcp's descriptor of ip's
+// receive pool cannot be mapped writable.
+func TestReadersGetReadOnlyPools(t *testing.T) {
+	h, err := New([]Node{
+		{Name: "ip", Peers: []string{"drv", "tcp"}, Pools: []PoolSpec{
+			{Name: "ip.rx", Bufs: 8, BufSize: 2048, Writers: []string{"drv"}},
+			{Name: "ip.up", Bufs: 8, BufSize: 2048},
+		}},
+		{Name: "drv", Peers: []string{"ip"}},
+		{Name: "tcp", Peers: []string{"ip"}},
+	}, Shared(), func(string, ...any) {}) // the hub's goroutines outlive the test
+	if err != nil {
+		t.Fatal(err)
+	}
+	setups := map[string]*wiring.Setup{}
+	for _, name := range []string{"ip", "drv", "tcp"} {
+		files, err := h.ExtraFiles(name)(func() {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := wiring.FromFile(files[0])
+		files[0].Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if setups[name], err = wiring.Join(c, 2*time.Second); err != nil {
+			t.Fatalf("Join(%s): %v", name, err)
+		}
+	}
+	for _, p := range setups["ip"].Pools {
+		if !p.Writable() {
+			t.Errorf("ip's own pool %d is read-only", p.ID())
+		}
+	}
+	writable := func(name string) map[uint32]bool {
+		w := map[uint32]bool{}
+		for _, p := range setups[name].Peers[0].Pools {
+			w[p.ID()] = p.Writable()
+		}
+		return w
+	}
+	rx, up := setups["ip"].Pools["ip.rx"].ID(), setups["ip"].Pools["ip.up"].ID()
+	for _, c := range []struct {
+		name   string
+		pool   uint32
+		writer bool
+	}{{"drv", rx, true}, {"drv", up, false}, {"tcp", rx, false}, {"tcp", up, false}} {
+		if got := writable(c.name)[c.pool]; got != c.writer {
+			t.Errorf("%s maps ip's pool %d writable: %v, want %v", c.name, c.pool, got, c.writer)
+		}
+	}
+	for _, p := range setups["tcp"].Peers[0].Pools {
+		m, err := unix.Mmap(int(p.Fd().Fd()), 0, len(p.Mapping()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err == nil {
+			unix.Munmap(m)
+		}
+		if !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+			t.Errorf("tcp maps ip's pool %d with PROT_WRITE, MAP_SHARED: %v, want EACCES or EPERM", p.ID(), err)
+		}
+	}
+}
+
+// A writer must be a neighbour of the pool's owner: nobody else gets it.
+func TestWriterMustBeANeighbour(t *testing.T) {
+	_, err := New([]Node{
+		{Name: "ip", Peers: []string{"drv"}, Pools: []PoolSpec{{Name: "ip.rx", Bufs: 8, BufSize: 2048, Writers: []string{"tcp"}}}},
+		{Name: "drv", Peers: []string{"ip"}},
+		{Name: "tcp"},
+	}, Shared(), t.Logf)
+	if err == nil {
+		t.Error("New accepted a writer that is not the owner's neighbour")
 	}
 }

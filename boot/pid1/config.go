@@ -47,6 +47,8 @@ const PortName = "org.keepnet.ctl"
 //	                         0 disables; boot/supervisor's hang detection)
 //	keepnet.testhooks=1      components run test hooks on request (the control
 //	                         verb hook: spin, deadlock, stop the device...)
+//	keepnet.seccomp=0        no component installs its seccomp filter (for
+//	                         debugging; kernel/sandbox); 1 is the default
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -59,6 +61,7 @@ type Config struct {
 	TSO       bool          // keepnet's TCP may use segmentation offload
 	Hang      time.Duration // hang limit; 0: no hang detection
 	TestHooks bool          // components run test hooks on request
+	Seccomp   bool          // components install their seccomp filters
 }
 
 // DefaultHang is the hang limit without keepnet.hang.
@@ -66,7 +69,7 @@ const DefaultHang = 2 * time.Second
 
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
-	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang}
+	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true}
 }
 
 // ParseCmdline reads the keepnet.* parameters of a kernel command line.
@@ -131,6 +134,11 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want on or off")
 		}
 		c.TSO = val == "on"
+	case "seccomp":
+		if val != "0" && val != "1" {
+			return fmt.Errorf("want 0 or 1")
+		}
+		c.Seccomp = val == "1"
 	case "sched":
 		if val != SchedBatch && val != SchedOther {
 			return fmt.Errorf("want %s or %s", SchedBatch, SchedOther)

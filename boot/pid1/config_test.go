@@ -14,7 +14,7 @@ func TestParseCmdline(t *testing.T) {
 	}{
 		{"console=ttyS0 quiet", DefaultConfig(), 0},
 		{
-			"console=ttyS0 keepnet.ip=10.0.2.15/24 keepnet.gw=10.0.2.2 keepnet.dns=10.0.2.3 keepnet.stack=linux keepnet.ctl=vsock keepnet.hugepages=8 keepnet.sched=other keepnet.hang=500ms keepnet.testhooks=1",
+			"console=ttyS0 keepnet.ip=10.0.2.15/24 keepnet.gw=10.0.2.2 keepnet.dns=10.0.2.3 keepnet.stack=linux keepnet.ctl=vsock keepnet.hugepages=8 keepnet.sched=other keepnet.hang=500ms keepnet.testhooks=1 keepnet.seccomp=0",
 			Config{
 				IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
 				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8, Sched: SchedOther, TSO: true,
@@ -30,10 +30,11 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.sched=fifo", DefaultConfig(), 1},         // not offered
 		{"keepnet.hang=soon", DefaultConfig(), 1},          // not a duration
 		{"keepnet.hang=0", func() Config { c := DefaultConfig(); c.Hang = 0; return c }(), 0},
+		{"keepnet.seccomp=off", DefaultConfig(), 1},              // 0 or 1
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
-			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang},
+			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true},
 			1, // gateway off the subnet
 		},
 	}

@@ -31,6 +31,11 @@ func serveLocal(ctx context.Context, path string, h ctl.Handler, logf func(strin
 	if err != nil {
 		return err
 	}
+	// Every component may ask; h answers only what anyone may know.
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return err
+	}
 	go serveListener(ctx, l, h, logf)
 	return nil
 }
@@ -52,14 +57,43 @@ func serveListener(ctx context.Context, l net.Listener, h ctl.Handler, logf func
 	}
 }
 
-// serveVsock answers the control protocol on vsock port ctl.VsockPort.
+// serveVsock answers the control protocol on vsock port ctl.VsockPort, to
+// the host alone.
 func serveVsock(ctx context.Context, h ctl.Handler, logf func(string, ...any)) error {
 	l, err := vsock.Listen(ctl.VsockPort, nil)
 	if err != nil {
 		return fmt.Errorf("control channel on vsock port %d: %w", ctl.VsockPort, err)
 	}
-	go serveListener(ctx, l, h, logf)
+	go serveListener(ctx, hostOnly{l, logf}, h, logf)
 	return nil
+}
+
+// hostOnly accepts only connections from the host's vsock address
+// (VMADDR_CID_HOST, 2): another guest or a local process reaching the
+// port is closed at once.
+type hostOnly struct {
+	net.Listener
+	logf func(string, ...any)
+}
+
+func (l hostOnly) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if fromHost(c.RemoteAddr()) {
+			return c, nil
+		}
+		l.logf("control channel: refused %v, not the host", c.RemoteAddr())
+		c.Close()
+	}
+}
+
+// fromHost tells whether a is the host's vsock address.
+func fromHost(a net.Addr) bool {
+	va, ok := a.(*vsock.Addr)
+	return ok && va.ContextID == vsock.Host
 }
 
 // findVirtioPort returns the /dev node of the virtio-serial port with the

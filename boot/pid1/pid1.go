@@ -2,7 +2,8 @@
 //
 // In order, it
 //
-//  1. mounts /proc, /sys, /dev, /dev/shm, /dev/hugepages, /run and /tmp;
+//  1. mounts /proc, /sys, /dev, /dev/shm, /dev/hugepages, /run and /tmp, and
+//     makes the components' directories under /run (runDirs);
 //  2. reads its configuration from the kernel command line (ParseCmdline);
 //  3. loads the kernel modules it needs, dependencies first (u-root's
 //     kmodule over the modules.dep the image builder wrote);
@@ -41,6 +42,7 @@ import (
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 )
 
@@ -51,6 +53,9 @@ func Main() {
 	log.SetOutput(os.Stdout)
 
 	if err := mountAll(); err != nil {
+		log.Print(err)
+	}
+	if err := runDirs(); err != nil {
 		log.Print(err)
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
@@ -227,7 +232,7 @@ func (a *appliance) Status() ctl.Status {
 		st.Components = append(st.Components, ctl.Component{
 			Name: c.Name, PID: c.PID, State: c.State, Ready: c.Ready, Restarts: c.Restarts,
 			Generation: c.Generation, LastExit: c.LastExit, Hangs: c.Hangs, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID),
-			Stats: published[c.Name],
+			Stats: published[c.Name], Privilege: privilege(c.PID),
 		})
 	}
 	return st
@@ -336,7 +341,8 @@ func (a *appliance) Poweroff() error {
 // startControl opens the control channels. Failures are logged: the local
 // socket and the host channel are independent.
 func (a *appliance) startControl(ctx context.Context) {
-	if err := serveLocal(ctx, LocalCtl, a, log.Printf); err != nil {
+	// Components may look, only the host may act.
+	if err := serveLocal(ctx, LocalCtl, ctl.ReadOnly(a), log.Printf); err != nil {
 		log.Printf("local control socket: %v", err)
 	}
 	switch a.cfg.Ctl {
@@ -362,6 +368,20 @@ func (a *appliance) announceReady(ctx context.Context) {
 		a.ready.Store(true)
 		log.Printf("keepnet ready (%s stack) %s after kernel start", a.cfg.Stack, uptime())
 	}
+}
+
+// privilege is what a running process may do, or nil when it is not
+// running.
+func privilege(pid int) *ctl.Privilege {
+	if pid <= 0 {
+		return nil
+	}
+	p, err := sandbox.ReadProc(pid)
+	if err != nil {
+		return nil
+	}
+	return &ctl.Privilege{UID: p.UID, CapEff: fmt.Sprintf("%016x", p.CapEff),
+		Seccomp: p.Seccomp == sandbox.SeccompFilter, NoNewPrivs: p.NoNewPrivs}
 }
 
 // rssKiB is a process's resident set size, or 0 when it is not running.

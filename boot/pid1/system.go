@@ -8,9 +8,15 @@ import (
 	"strings"
 	"sync"
 
+	"path/filepath"
+
 	"github.com/hashicorp/go-multierror"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
+
+	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
+	"keepnet/servers/store"
 )
 
 // A mount is one file system init mounts before anything else runs.
@@ -94,4 +100,36 @@ func poweroff() {
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {}
+}
+
+// runDirs creates the directories under /run the components use: the
+// store's, owned by the store's uid so that it can create its socket, and
+// the profiles', which every component writes (sticky, like /tmp).
+func runDirs() error {
+	st, _ := sandbox.Lookup("store")
+	dirs := []struct {
+		path     string
+		mode     os.FileMode
+		uid, gid int
+	}{
+		{filepath.Dir(LocalCtl), 0o755, 0, 0},
+		{filepath.Dir(store.DefaultPath), 0o755, int(st.UID), int(st.GID)},
+		{profile.Dir, 0o1777, 0, 0},
+	}
+	var errs *multierror.Error
+	for _, d := range dirs {
+		if err := os.MkdirAll(d.path, 0o755); err != nil {
+			errs = multierror.Append(errs, err)
+			continue
+		}
+		// MkdirAll's mode passes through the umask, and the sticky bit
+		// only through chmod.
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+		if err := os.Chown(d.path, d.uid, d.gid); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	return errs.ErrorOrNil()
 }

@@ -1,8 +1,14 @@
 package pid1
 
 import (
+	"golang.org/x/sys/unix"
+
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
+	"keepnet/drivers/netdev"
+	"keepnet/drivers/nic"
+	"keepnet/e1000"
+	"keepnet/kernel/sandbox"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/ip"
 )
@@ -44,7 +50,8 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			ipArgs = append(ipArgs, "-gw", cfg.Gateway.String())
 		}
 		specs = append(specs,
-			supervisor.Spec{Name: "e1000.0", Path: "/bin/nic", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "e1000.0", Path: "/bin/nic", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always,
+				Prepare: prepareNIC("e1000.0", 0)},
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
@@ -64,6 +71,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			apps = append(apps, "sshd")
 		}
 		// Buffers of 64 KiB above IP: a UDP datagram is up to 65507 bytes.
+		// A pool's Writers fill its buffers for the owner (the driver:
+		// received frames; the transports: syscall's receives; syscall: an
+		// application's); every other neighbour maps it read-only.
 		const big = 64 << 10
 		nodes = append(nodes,
 			hub.Node{
@@ -75,7 +85,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			hub.Node{
 				Name: "ip", Peers: []string{"e1000.0", "udp", "tcp"},
 				Pools: []hub.PoolSpec{
-					{Name: ip.RxPool, Bufs: 1023, BufSize: 2048},
+					{Name: ip.RxPool, Bufs: 1023, BufSize: 2048, Writers: []string{"e1000.0"}},
 					{Name: ip.TxPool, Bufs: 1023, BufSize: 2048},
 					{Name: ip.UpPool, Bufs: 127, BufSize: big},
 					// 1023 ran out under 200 busy connections (2,000
@@ -86,10 +96,10 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			},
 			hub.Node{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "udp.out", Bufs: 63, BufSize: big}}},
 			hub.Node{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "tcp.out", Bufs: 63, BufSize: big}}},
-			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big}}},
+			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big, Writers: []string{"udp", "tcp"}}}},
 		)
 		for _, app := range apps {
-			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big}}})
+			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big, Writers: []string{"syscall"}}}})
 		}
 	}
 	// Every component says when it serves: the appliance is ready only
@@ -99,8 +109,44 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		if cfg.TestHooks {
 			specs[i].Env = append(specs[i].Env, wiring.EnvTestHooks+"=1")
 		}
+		confine(&specs[i], cfg)
 	}
 	return specs, nodes
+}
+
+// confine gives a component its identity from kernel/sandbox's table (its
+// uid and gid and its capabilities) and tells it whether to install its
+// seccomp filter (sandbox.Enter).
+func confine(sp *supervisor.Spec, cfg Config) {
+	id, ok := sandbox.Lookup(sp.Name)
+	if !ok {
+		return // runs as init: the table must name every component
+	}
+	sp.UID, sp.GID, sp.Caps = id.UID, id.GID, id.Caps
+	seccomp := "0"
+	if cfg.Seccomp {
+		seccomp = "1"
+	}
+	sp.Env = append(sp.Env, sandbox.EnvSeccomp+"="+seccomp)
+	if cfg.Stack == StackLinux && sp.Path != "/bin/store" {
+		// The applications listen on ports below 1024 of the
+		// kernel's own stack.
+		sp.Caps = append(sp.Caps, unix.CAP_NET_BIND_SERVICE)
+	}
+}
+
+// prepareNIC readies the PCI function the driver component name drives
+// (index among the functions of the NIC families cmd/nic links) for the
+// driver's identity: drivers/nic.Prepare, before every start.
+func prepareNIC(name string, index int) func() error {
+	id, _ := sandbox.Lookup(name)
+	return func() error {
+		families, err := netdev.NewRegistry(e1000.Family())
+		if err != nil {
+			return err
+		}
+		return nic.Prepare(families, index, int(id.UID), int(id.GID))
+	}
 }
 
 // tcpArgs are the TCP server's flags.

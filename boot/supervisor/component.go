@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/notify"
 )
 
@@ -210,6 +211,11 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 	s.mu.Unlock()
 	ready := func() { s.announce(c, attempt) }
 
+	if c.spec.Prepare != nil {
+		if err := c.spec.Prepare(); err != nil {
+			return nil, fmt.Errorf("prepare: %w", err)
+		}
+	}
 	var files []*os.File
 	defer func() {
 		for _, f := range files {
@@ -244,6 +250,7 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 	cmd.Stdout, cmd.Stderr = out, out // the same writer: one pipe, one order
 	cmd.ExtraFiles = files
 	cmd.WaitDelay = pipeDrain
+	cmd.SysProcAttr = sysProcAttr(c.spec)
 
 	// mu is held across the fork so that Owns cannot answer for the new
 	// pid before it is recorded, and so that no start follows the moment
@@ -320,6 +327,9 @@ func (s *Supervisor) ended(p *process, err error) ending {
 	if ps := p.cmd.ProcessState; ps != nil {
 		e.status = ps.String()
 		e.code = ps.ExitCode()
+		if e.code > 0 {
+			e.status = exitcode.Describe(e.code) // "exit status 3 (broken channel)"
+		}
 	} else {
 		e.status = err.Error()
 	}
@@ -381,5 +391,18 @@ func (s *Supervisor) awaitDependents(c *component) {
 			s.con.logf("%s: stopping before its dependents %s", c.spec.Name, strings.Join(up, ", "))
 			return
 		}
+	}
+}
+
+// sysProcAttr is the identity a process of spec starts with: its own uid
+// and gid, no supplementary groups, and only its capabilities; nil (the
+// supervisor's own) when spec has no uid.
+func sysProcAttr(spec Spec) *syscall.SysProcAttr {
+	if spec.UID == 0 {
+		return nil
+	}
+	return &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: []uint32{}},
+		AmbientCaps: spec.Caps,
 	}
 }

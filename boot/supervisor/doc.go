@@ -17,6 +17,9 @@
 //   - Exit status 78 (DoNotRestart, EX_CONFIG) means "restarting me will not
 //     help": whatever its policy the component is left "failed", and
 //     LastExit says so.
+//   - Other statuses kernel/exitcode names are logged and kept in LastExit
+//     by name, "exit status 3 (broken channel)" (a neighbour broke a
+//     channel; kernel/channel.ErrBroken), and restarted like any crash.
 //   - The first crash restarts the component at once. A crash within
 //     StableAfter of the start it ended is a repeated crash: the restart
 //     waits MinBackoff ("backoff"), twice that after the next repeated crash,

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/notify"
 )
 
@@ -42,6 +43,8 @@ func fake(mode string) int {
 		return 0
 	case "exit78":
 		return DoNotRestart
+	case "broken": // a server whose channel broke (kernel/loop)
+		return exitcode.BrokenChannel
 	case "print":
 		fmt.Println("hello")
 		fmt.Fprintln(os.Stderr, "oops")
@@ -63,6 +66,18 @@ func fake(mode string) int {
 		}
 		record("ready")
 		time.Sleep(time.Minute)
+		return 0
+	case "id": // prints its uid and effective capabilities
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		for l := range strings.Lines(string(b)) {
+			if strings.HasPrefix(l, "Uid:") || strings.HasPrefix(l, "CapEff:") {
+				fmt.Print(strings.Join(strings.Fields(l)[:2], " "), "\n")
+			}
+		}
 		return 0
 	case "hang":
 		record("up")

@@ -134,7 +134,7 @@ func TestNotReadyReasons(t *testing.T) {
 	clock.next(t) // crashing's back-off
 	h.waitFor("failed", "failed", func(st State) bool { return st.State == StateFailed })
 	want := []string{
-		"failed: failed (exit status 78 (do not restart))",
+		"failed: failed (exit status 78 (configuration error) (do not restart))",
 		"crashing: backoff (exit status 1)",
 	}
 	if got := h.sup.NotReady(); !slices.Equal(got, want) {

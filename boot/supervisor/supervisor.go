@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"keepnet/kernel/exitcode"
 )
 
 // Policy says which exits of a component are followed by a restart.
@@ -66,7 +68,7 @@ func (r Readiness) String() string {
 
 // DoNotRestart is the exit status (EX_CONFIG from sysexits.h) by which a
 // component says that restarting it will not help.
-const DoNotRestart = 78
+const DoNotRestart = exitcode.Config
 
 // States of a component, as Status reports them.
 const (
@@ -103,6 +105,16 @@ type Spec struct {
 	Deps    []string // names that must be running before this one starts
 	Restart Policy
 	Ready   Readiness // when a running process of it counts as ready
+
+	// UID and GID, unless UID is 0, are the credentials the process runs
+	// with (no supplementary groups), and Caps (CAP_* numbers) the only
+	// capabilities it keeps, as ambient capabilities: see kernel/sandbox.
+	UID, GID uint32
+	Caps     []uintptr
+	// Prepare, if not nil, is called before every start, with the
+	// supervisor's privileges: it hands the process the files it must
+	// open by path (a driver's device files). An error fails the start.
+	Prepare func() error
 
 	// ExtraFiles, if not nil, is called before every start; the files it
 	// returns become the child's descriptors 3, 4, ... The supervisor closes
@@ -289,6 +301,7 @@ func New(cfg Config) (*Supervisor, error) {
 		sp.Args = slices.Clone(sp.Args)
 		sp.Env = slices.Clone(sp.Env)
 		sp.Deps = slices.Clone(sp.Deps)
+		sp.Caps = slices.Clone(sp.Caps)
 		c := &component{spec: sp, ctl: make(chan chan error), state: StateStarting}
 		s.comps = append(s.comps, c)
 		s.byName[sp.Name] = c

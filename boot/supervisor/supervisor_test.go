@@ -2,13 +2,17 @@ package supervisor
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestNewChecksTable(t *testing.T) {
@@ -86,8 +90,8 @@ func TestExitPolicy(t *testing.T) {
 		{"crash", OnFailure, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 1"}},
 		{"exit0", Always, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 0"}},
 		{"crash", Always, State{State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 1"}},
-		{"exit78", Always, State{State: StateFailed, Generation: 1, LastExit: "exit status 78 (do not restart)"}},
-		{"exit78", Never, State{State: StateFailed, Generation: 1, LastExit: "exit status 78 (do not restart)"}},
+		{"exit78", Always, State{State: StateFailed, Generation: 1, LastExit: "exit status 78 (configuration error) (do not restart)"}},
+		{"exit78", Never, State{State: StateFailed, Generation: 1, LastExit: "exit status 78 (configuration error) (do not restart)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode+"/"+tt.policy.String(), func(t *testing.T) {
@@ -114,6 +118,24 @@ func TestExitPolicy(t *testing.T) {
 				t.Errorf("%s with policy %v: Status = %+v, want %+v", tt.mode, tt.policy, got, tt.want)
 			}
 		})
+	}
+}
+
+// A component whose channel broke exits with its own status: the
+// supervisor says so by name and restarts it as after any crash.
+func TestBrokenChannelExit(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	h := run(t, Config{Specs: []Spec{fakeSpec(t, "a", "broken")}, Clock: clock})
+	clock.next(t) // the second exit in a row waits for its back-off
+	want := State{Name: "a", State: StateBackoff, Restarts: 1, Generation: 2, LastExit: "exit status 3 (broken channel)"}
+	got := h.state("a")
+	got.PID = 0
+	if got != want {
+		t.Errorf("Status = %+v, want %+v", got, want)
+	}
+	if got := h.con.lines("supervisor: a: exit status 3 (broken channel); restarting"); len(got) != 2 {
+		t.Errorf("supervisor's lines about a's exits = %q, want two naming the broken channel\nconsole:\n%s", got, h.con)
 	}
 }
 
@@ -519,4 +541,71 @@ func TestStop(t *testing.T) {
 // pidAlive reports whether a process (or an unreaped zombie) has this pid.
 func pidAlive(pid int) bool {
 	return syscall.Kill(pid, 0) != syscall.ESRCH
+}
+
+// TestIdentity starts a component as another user with one capability:
+// as root it runs with exactly those (as anyone else the start is refused,
+// which the test expects too).
+func TestIdentity(t *testing.T) {
+	t.Parallel()
+	const nobody = 65534
+	spec := fakeSpec(t, "a", "id")
+	spec.Path = copyForAnyone(t, spec.Path)
+	spec.Restart = Never
+	spec.UID, spec.GID = nobody, nobody
+	spec.Caps = []uintptr{unix.CAP_NET_BIND_SERVICE}
+	h := run(t, Config{Specs: []Spec{spec}})
+	st := h.waitFor("a", "stopped", func(st State) bool { return st.State == StateStopped })
+	if os.Geteuid() != 0 {
+		if !strings.Contains(st.LastExit, "operation not permitted") {
+			t.Errorf("start as uid %d by uid %d: LastExit = %q, want operation not permitted", nobody, os.Geteuid(), st.LastExit)
+		}
+		return
+	}
+	want := []string{fmt.Sprintf("a: Uid: %d", nobody), fmt.Sprintf("a: CapEff: %016x", 1<<unix.CAP_NET_BIND_SERVICE)}
+	if got := h.con.lines("a: "); !slices.Equal(got, want) {
+		t.Errorf("console lines of a = %q, want %q (last exit %q)", got, want, st.LastExit)
+	}
+}
+
+// TestPrepare: Prepare runs before every start, and its failure is a
+// failed start.
+func TestPrepare(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	spec := fakeSpec(t, "a", "exit0")
+	spec.Restart = Never
+	spec.Prepare = func() error {
+		calls++
+		return errors.New("no device")
+	}
+	h := run(t, Config{Specs: []Spec{spec}})
+	st := h.waitFor("a", "stopped", func(st State) bool { return st.State == StateStopped })
+	h.stop()
+	if calls != 1 || !strings.Contains(st.LastExit, "prepare: no device") {
+		t.Errorf("after a failing Prepare: %d calls, LastExit %q; want 1 call and the error", calls, st.LastExit)
+	}
+}
+
+// copyForAnyone copies the executable path where any user may run it (the
+// test binary's own directory is private).
+func copyForAnyone(t *testing.T, path string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "supervisor-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "fake")
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }

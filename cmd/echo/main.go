@@ -26,6 +26,7 @@ import (
 	"keepnet/apps/stacks"
 	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 )
 
 // exitNoRestart (sysexits' EX_CONFIG) tells the supervisor that restarting
@@ -33,6 +34,9 @@ import (
 const exitNoRestart = 78
 
 func main() {
+	if err := sandbox.Enter(sandbox.App); err != nil {
+		log.Fatal(err)
+	}
 	profile.OnSignal() // keepnet profile NAME
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -25,6 +25,7 @@ import (
 	"keepnet/boot/ctl"
 	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 )
 
 // exitNoRestart (sysexits' EX_CONFIG) tells the supervisor that restarting
@@ -32,6 +33,9 @@ import (
 const exitNoRestart = 78
 
 func main() {
+	if err := sandbox.Enter(sandbox.App); err != nil {
+		log.Fatal(err)
+	}
 	profile.OnSignal() // keepnet profile NAME
 	log.SetFlags(0)    // the supervisor prefixes lines with our name; net/http logs here
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

@@ -10,12 +10,17 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/ip"
 	"keepnet/servers/store"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.IP); err != nil {
+		log.Fatal(err)
+	}
 	addr := flag.String("addr", "", "address and prefix, e.g. 10.0.2.15/24")
 	gw := flag.String("gw", "", "default gateway")
 	driver := flag.String("driver", "e1000.0", "the NIC driver component")
@@ -30,12 +35,12 @@ func main() {
 	var err error
 	if cfg.Addr, err = netip.ParsePrefix(*addr); err != nil {
 		log.Printf("-addr %q: %v", *addr, err)
-		os.Exit(78) // a configuration error: restarting will not help
+		os.Exit(exitcode.Config) // restarting will not help
 	}
 	if *gw != "" {
 		if cfg.Gateway, err = netip.ParseAddr(*gw); err != nil {
 			log.Printf("-gw %q: %v", *gw, err)
-			os.Exit(78)
+			os.Exit(exitcode.Config)
 		}
 	}
 	st := store.Dial(*storePath)
@@ -50,6 +55,6 @@ func main() {
 		transports[6] = *tcp
 	}
 	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Transports: transports, Config: cfg, Store: st}); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

@@ -14,11 +14,16 @@ import (
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/nic"
 	"keepnet/e1000"
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.Driver); err != nil {
+		log.Fatal(err)
+	}
 	name := flag.String("name", "e1000.0", "component name")
 	index := flag.Int("index", 0, "which NIC function a linked family drives, in PCI address order")
 	flag.Parse()
@@ -37,6 +42,6 @@ func main() {
 	defer pub.Close()
 	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
 	if err := nic.Run(ctx, opts); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

@@ -18,10 +18,14 @@ import (
 	"keepnet/apps/stacks"
 	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.App); err != nil {
+		log.Fatal(err)
+	}
 	dns := flag.String("dns", "", "the DNS server's address")
 	name := flag.String("name", "keepnet.test", "the name to resolve")
 	stack := flag.String("stack", netapi.StackLinux, "network stack: linux or keepnet")

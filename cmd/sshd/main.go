@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"io"
 	"log"
@@ -21,12 +22,17 @@ import (
 	"keepnet/apps/netapi"
 	"keepnet/apps/sshd"
 	"keepnet/apps/stacks"
+	"keepnet/boot/ctl"
 	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.App); err != nil {
+		log.Fatal(err)
+	}
 	stack := flag.String("stack", netapi.StackLinux, "network stack: linux or keepnet")
 	port := flag.Int("port", 22, "TCP port")
 	keys := flag.String("keys", "", "authorized_keys lines, base64-encoded (keepnet.sshkey)")
@@ -79,6 +85,44 @@ func main() {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")
 			enc.Encode(s)
+			return 0
+		},
+		// store lists the keys of a store namespace as sshd may read
+		// them: its own, the shared counters, nobody else's.
+		"store": func(args []string, out io.Writer) int {
+			if len(args) != 1 {
+				io.WriteString(out, "usage: store NAMESPACE\n")
+				return 2
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			kvs, err := st.List(ctx, args[0])
+			if err != nil {
+				io.WriteString(out, err.Error()+"\n")
+				return 1
+			}
+			for _, kv := range kvs {
+				io.WriteString(out, kv.Key+"\n")
+			}
+			return 0
+		},
+		// kill asks init like `keepnet kill` does; init refuses it to
+		// every component, sshd included: only the host may kill.
+		"kill": func(args []string, out io.Writer) int {
+			if len(args) != 1 {
+				io.WriteString(out, "usage: kill COMPONENT\n")
+				return 2
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			resp, err := ctl.Do(ctx, *ctlPath, ctl.Request{Verb: ctl.VerbKill, Name: args[0]})
+			if err == nil && !resp.OK {
+				err = errors.New(resp.Error)
+			}
+			if err != nil {
+				io.WriteString(out, "kill "+args[0]+": "+err.Error()+"\n")
+				return 1
+			}
 			return 0
 		},
 	}

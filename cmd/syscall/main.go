@@ -9,13 +9,18 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
 	"keepnet/servers/syscallsrv"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.Syscall); err != nil {
+		log.Fatal(err)
+	}
 	udp := flag.String("udp", "udp", "the UDP transport component")
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
@@ -32,6 +37,6 @@ func main() {
 	}
 	opts := syscallsrv.Options{Name: "syscall", Transports: transports, Store: st}
 	if err := syscallsrv.Serve(ctx, opts); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

@@ -9,12 +9,17 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 	"keepnet/servers/tcp"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.Transport); err != nil {
+		log.Fatal(err)
+	}
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	ipName := flag.String("ip", tcp.IPPeer, "the IP component")
 	syscallName := flag.String("syscall", tcp.SyscallPeer, "the SYSCALL component")
@@ -29,6 +34,6 @@ func main() {
 	defer stop()
 	// The ISN key is drawn from crypto/rand by the server.
 	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st, NoTSO: *noTSO}); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

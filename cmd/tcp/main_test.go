@@ -207,7 +207,7 @@ func TestRestartKeepsListeners(t *testing.T) {
 	h, err := hub.New([]hub.Node{
 		{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: tcp.OutPool, Bufs: 8, BufSize: 64 << 10}}},
 		{Name: "ip", Peers: []string{"tcp"}, Pools: []hub.PoolSpec{{Name: "ip.up", Bufs: 8, BufSize: 2048}}},
-		{Name: "syscall", Peers: []string{"tcp"}, Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 8, BufSize: 2048}}},
+		{Name: "syscall", Peers: []string{"tcp"}, Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 8, BufSize: 2048, Writers: []string{"tcp"}}}},
 	}, hub.Shared(), t.Logf)
 	if err != nil {
 		t.Fatal(err)

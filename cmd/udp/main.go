@@ -9,12 +9,17 @@ import (
 	"os/signal"
 	"syscall"
 
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/profile"
+	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
 	"keepnet/servers/udp"
 )
 
 func main() {
+	if err := sandbox.Enter(sandbox.Transport); err != nil {
+		log.Fatal(err)
+	}
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	ipName := flag.String("ip", udp.IPPeer, "the IP component")
 	syscallName := flag.String("syscall", udp.SyscallPeer, "the SYSCALL component")
@@ -27,6 +32,6 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := udp.Serve(ctx, udp.ServerOptions{Name: "udp", IP: *ipName, Syscall: *syscallName, Store: st}); err != nil {
-		log.Fatal(err)
+		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

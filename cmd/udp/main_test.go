@@ -195,7 +195,7 @@ func TestRestartKeepsSockets(t *testing.T) {
 	h, err := hub.New([]hub.Node{
 		{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: udp.OutPool, Bufs: 8, BufSize: 64 << 10}}},
 		{Name: "ip", Peers: []string{"udp"}, Pools: []hub.PoolSpec{{Name: "ip.up", Bufs: 8, BufSize: 2048}}},
-		{Name: "syscall", Peers: []string{"udp"}, Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 8, BufSize: 2048}}},
+		{Name: "syscall", Peers: []string{"udp"}, Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 8, BufSize: 2048, Writers: []string{"udp"}}}},
 	}, hub.Shared(), t.Logf)
 	if err != nil {
 		t.Fatal(err)

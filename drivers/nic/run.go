@@ -63,6 +63,23 @@ const (
 	joinTimeout  = 10 * time.Second
 )
 
+// Prepare readies the function a driver process with these families and
+// index will drive, for a driver running as uid and gid without root: it
+// binds the function to uio_pci_generic and hands the driver its files
+// (pci.Device.GiveTo). Init calls it before every start of the driver;
+// Run then finds the function bound already.
+func Prepare(families *netdev.Registry, index, uid, gid int) error {
+	fn, _, err := findFunction(families, index)
+	if err != nil {
+		return err
+	}
+	uioName, err := fn.BindUIO(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	return fn.GiveTo(uioName, uid, gid)
+}
+
 // Run is the driver process: find the function and its family, bind it,
 // quiesce it, join the wiring, reset it on the persistent rings and serve
 // IP until ctx ends.
@@ -171,7 +188,9 @@ func Run(ctx context.Context, o Options) error {
 		if !d.Idle() {
 			continue
 		}
-		sleep(d, irq, watch, dev, &sleeps)
+		if err := sleep(d, irq, watch, dev, &sleeps); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -211,10 +230,13 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 // polls the rings once more, so that a frame that arrived since the last
 // poll is served now rather than by an interrupt that was raised, and
 // acknowledged, before the unmask.
-func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) {
+//
+// A broken channel to IP (kernel/channel.ErrBroken) is returned: the driver
+// ends, and its restart resets the device and gets a fresh channel.
+func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) error {
 	dev.Interrupts()
 	if d.Poll() || !d.Idle() {
-		return
+		return nil
 	}
 	var ports []*channel.Endpoint
 	if p := d.Peer(); p != nil {
@@ -225,7 +247,10 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 	if err := irq.Enable(); err != nil {
 		n.EnableErrors++
 	}
-	r := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	r, err := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
+	if err != nil {
+		return fmt.Errorf("nic: channel to %s generation %d: %w", d.Peer().Name, d.Peer().Generation, err)
+	}
 	if r[0] {
 		n.WokenByInterrupt++
 		if c, err := irq.Wait(0); err == nil { // consume the count
@@ -237,6 +262,7 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 	if r[1] {
 		watch.Drain()
 	}
+	return nil
 }
 
 // findFunction returns the index-th PCI function a family in reg drives,

@@ -165,3 +165,20 @@ func updateCommand(cfg *os.File, set, clear uint16) error {
 
 // ErrNoBAR is returned for a BAR the device does not have.
 var ErrNoBAR = errors.New("no such BAR")
+
+// GiveTo makes d's files a driver opens (its configuration space, its BARs'
+// resourceN files and /dev/<uio>) belong to uid and gid, so the driver
+// needs no privilege to open them. The caller (init) must be root.
+func (d Device) GiveTo(uio string, uid, gid int) error {
+	files, _ := filepath.Glob(d.path("resource[0-9]"))
+	files = append(files, d.path("config"), filepath.Join(DevDir, uio))
+	for _, f := range files {
+		if err := os.Chown(f, uid, gid); err != nil {
+			return fmt.Errorf("pci %s: giving the driver %s: %w", d.Addr, f, err)
+		}
+	}
+	return nil
+}
+
+// DevDir is where the uio device nodes are.
+var DevDir = "/dev"

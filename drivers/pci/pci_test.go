@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -164,5 +165,36 @@ func TestUIOEnableClearsInterruptDisable(t *testing.T) {
 	}
 	if err := u.Enable(); err != nil { // not masked: nothing to write
 		t.Fatalf("second Enable = %v", err)
+	}
+}
+
+// GiveTo hands the device's files to the driver's uid (to our own when the
+// test cannot chown to another).
+func TestGiveTo(t *testing.T) {
+	root := fakeSysfs(t)
+	old := DevDir
+	DevDir = t.TempDir()
+	t.Cleanup(func() { DevDir = old })
+	os.WriteFile(filepath.Join(DevDir, "uio0"), nil, 0o600)
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 101, 101
+	}
+	d := Device{Addr: "0000:00:03.0"}
+	if err := d.GiveTo("uio0", uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "devices", d.Addr)
+	for _, f := range []string{filepath.Join(dir, "config"), filepath.Join(dir, "resource0"), filepath.Join(DevDir, "uio0")} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || int(st.Gid) != gid {
+			t.Errorf("%s belongs to %d:%d, want %d:%d", f, st.Uid, st.Gid, uid, gid)
+		}
+	}
+	if err := d.GiveTo("uio9", uid, gid); err == nil {
+		t.Error("GiveTo a missing uio device: no error")
 	}
 }

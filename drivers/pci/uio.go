@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,7 +25,7 @@ type UIO struct {
 
 // OpenUIO opens /dev/<name>, the UIO device of d.
 func (d Device) OpenUIO(name string) (*UIO, error) {
-	f, err := os.OpenFile("/dev/"+name, os.O_RDWR, 0)
+	f, err := os.OpenFile(filepath.Join(DevDir, name), os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("uio: %w", err)
 	}

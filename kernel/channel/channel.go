@@ -58,11 +58,21 @@
 // buggy. Its index stores are atomic, so a crash cannot leave a torn index;
 // an index that claims more messages (or more room) than the ring holds
 // breaks the Endpoint with ErrCorrupt instead of being followed. Msg fields
-// are plain data: their meaning (IDs, Refs) is checked by whoever uses them.
+// are plain data: their meaning (IDs, Refs) is checked by whoever uses them,
+// and a user that finds the peer broke the protocol (a reply to a request
+// never made) breaks the Endpoint itself (Break, ErrProtocol).
+//
+// A broken Endpoint stays broken: Send and Recv do nothing, Wait, Arm and
+// WaitAny return its error (which wraps ErrBroken) instead of reporting a
+// message, so a loop that sleeps on it ends instead of spinning. The
+// component then exits (kernel/exitcode.BrokenChannel) and its restart
+// gives both sides fresh channels; its neighbours resubmit as after any
+// crash.
 package channel
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -121,8 +131,14 @@ var (
 	// ErrBadRegion: Open was handed descriptors that are not a keepnet
 	// channel of this version.
 	ErrBadRegion = errors.New("channel: not a keepnet channel region")
+	// ErrBroken: the channel cannot be used any more; every error that
+	// breaks an Endpoint wraps it.
+	ErrBroken = errors.New("channel broken")
 	// ErrCorrupt: the peer published an impossible ring index.
-	ErrCorrupt = errors.New("channel: peer corrupted a ring index")
+	ErrCorrupt = fmt.Errorf("%w: peer corrupted a ring index", ErrBroken)
+	// ErrProtocol: the peer sent what the protocol over the channel does
+	// not allow (Break).
+	ErrProtocol = fmt.Errorf("%w: peer broke the protocol", ErrBroken)
 	// ErrClosed: the Endpoint was closed.
 	ErrClosed = os.ErrClosed
 )

@@ -143,8 +143,8 @@ func TestWakeOnlyWhenSleeping(t *testing.T) {
 	if n := b.Recv(buf); n != 10 {
 		t.Fatalf("Recv = %d, want 10", n)
 	}
-	if b.Arm() {
-		t.Fatal("Arm on an empty ring = true, want false")
+	if ready, err := b.Arm(); ready || err != nil {
+		t.Fatalf("Arm on an empty ring = %v, %v; want false, nil", ready, err)
 	}
 	if readable(t, b.Fd()) {
 		t.Fatal("eventfd readable before any send")
@@ -170,8 +170,8 @@ func TestWakeOnlyWhenSleeping(t *testing.T) {
 		t.Fatalf("wake-ups after Disarm = %d, want still 1", w)
 	}
 	// Arm with a message already there: no sleep, no wake-up owed.
-	if !b.Arm() {
-		t.Fatal("Arm with a message waiting = false, want true")
+	if ready, err := b.Arm(); !ready || err != nil {
+		t.Fatalf("Arm with a message waiting = %v, %v; want true, nil", ready, err)
 	}
 	a.Send(msg(2))
 	if w := a.Stats().Wakeups; w != 1 {

@@ -85,7 +85,7 @@ func (e *Endpoint) Send(msgs ...Msg) int {
 	if e.tx.takeSleeping() {
 		e.wakeups.Add(1)
 		if err := e.wakePeer.wake(); err != nil {
-			e.fail(fmt.Errorf("channel: wake peer: %w", err))
+			e.fail(fmt.Errorf("%w: waking the peer: %v", ErrBroken, err))
 		}
 	}
 	e.sent.Add(uint64(n))
@@ -170,11 +170,7 @@ func (e *Endpoint) wait(timeout time.Duration) error {
 		deadline = time.Now().Add(timeout)
 	}
 	for {
-		if e.Arm() {
-			return nil
-		}
-		if err := e.Err(); err != nil {
-			e.rx.clearSleeping()
+		if ready, err := e.Arm(); ready || err != nil {
 			return err
 		}
 		left := time.Duration(-1)
@@ -199,18 +195,24 @@ func (e *Endpoint) wait(timeout time.Duration) error {
 
 // Arm prepares to sleep in a caller's own poll loop: it announces sleep and
 // re-checks the ring. If it returns true a message is ready and the caller
-// must not block (the announcement is withdrawn). Otherwise the caller may
-// poll Fd for reading and must call Disarm once it wakes, before Recv.
-func (e *Endpoint) Arm() bool {
+// must not block (the announcement is withdrawn); so it must not on an
+// error, the one that broke the Endpoint (or ErrClosed), which no message
+// will ever follow. Otherwise the caller may poll Fd for reading and must
+// call Disarm once it wakes, before Recv.
+func (e *Endpoint) Arm() (ready bool, err error) {
 	if e.closed {
-		return true // let the caller find out through Recv/Wait
+		return false, ErrClosed
 	}
 	e.rx.setSleeping()
-	if e.ready() || e.Err() != nil {
+	if e.ready() {
 		e.rx.clearSleeping()
-		return true
+		return true, nil
 	}
-	return false
+	if err := e.Err(); err != nil {
+		e.rx.clearSleeping()
+		return false, err
+	}
+	return false, nil
 }
 
 // Disarm withdraws Arm's announcement and consumes a pending wake-up.
@@ -234,6 +236,11 @@ func (e *Endpoint) Err() error {
 	}
 	return nil
 }
+
+// Break breaks the Endpoint because its user found that the peer broke the
+// protocol: why says how, and Err then wraps ErrProtocol. It keeps the
+// first error of an Endpoint already broken.
+func (e *Endpoint) Break(why string) { e.fail(fmt.Errorf("%w: %s", ErrProtocol, why)) }
 
 // fail breaks the Endpoint with err, unless it is already broken.
 func (e *Endpoint) fail(err error) { e.broken.CompareAndSwap(nil, &err) }

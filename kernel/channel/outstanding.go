@@ -3,6 +3,7 @@ package channel
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"slices"
 )
 
@@ -57,6 +58,17 @@ func (t *Outstanding) Complete(reply Msg) (req Msg, ok bool) {
 	req, ok = t.reqs[reply.ID]
 	if ok {
 		delete(t.reqs, reply.ID)
+	}
+	return req, ok
+}
+
+// CompleteFrom is Complete for a reply that came on e: a reply to a request
+// this table never issued (an id it has not handed out yet) is not stale but
+// impossible, a peer breaking the protocol, and breaks e (ErrProtocol).
+func (t *Outstanding) CompleteFrom(e *Endpoint, reply Msg) (req Msg, ok bool) {
+	req, ok = t.Complete(reply)
+	if !ok && reply.ID >= t.next {
+		e.Break(fmt.Sprintf("a reply to request %d, never made (the next is %d)", reply.ID, t.next))
 	}
 	return req, ok
 }

@@ -101,3 +101,21 @@ func TestOutstanding(t *testing.T) {
 		})
 	}
 }
+
+// A reply to a request never made is the peer breaking the protocol: it
+// breaks the channel it came on. A stale reply (answered already, or
+// resubmitted) is only dropped.
+func TestCompleteFromImpossibleReply(t *testing.T) {
+	_, b := localPair(t, 8)
+	tab := NewOutstanding(4, 10)
+	req, _ := tab.Add(Msg{Op: 1})
+	if _, ok := tab.CompleteFrom(b, req); !ok || b.Err() != nil {
+		t.Fatalf("CompleteFrom(its reply) = %v, Err %v; want ok, nil", ok, b.Err())
+	}
+	if _, ok := tab.CompleteFrom(b, req); ok || b.Err() != nil {
+		t.Fatalf("CompleteFrom(the same reply again) = %v, Err %v; want stale, not broken", ok, b.Err())
+	}
+	if _, ok := tab.CompleteFrom(b, Msg{ID: 99}); ok || !errors.Is(b.Err(), ErrProtocol) {
+		t.Errorf("CompleteFrom(a reply to request 99, never made) = %v, Err %v; want %v", ok, b.Err(), ErrProtocol)
+	}
+}

@@ -12,12 +12,15 @@ import (
 // message slipped in meanwhile. An in-process port (NewLocal) has no
 // descriptor to poll: then it naps at most a millisecond.
 //
+// A port that is broken or closed makes WaitAny return its error at once
+// (no message will ever come on it): the loop must end, not call again.
+//
 // System calls are what a wake-up costs (under TCG each is dear): one poll
 // for the whole sleep, and a read only of the eventfds poll found
 // signalled. A port armed and then abandoned because another had a
 // message is only disarmed, not drained: if its peer signalled it
 // meanwhile, the next WaitAny returns at once, consuming that wake-up.
-func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool) {
+func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool, err error) {
 	readable = make([]bool, len(fds))
 	var pfdBuf [8]unix.PollFd
 	var armedBuf [8]*Endpoint
@@ -27,11 +30,11 @@ func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool) {
 	}
 	armed := armedBuf[:0]
 	for _, p := range ports {
-		if p.Arm() {
+		if ready, err := p.Arm(); ready || err != nil {
 			for _, a := range armed {
 				a.rx.clearSleeping()
 			}
-			return readable
+			return readable, err
 		}
 		armed = append(armed, p)
 		if fd := p.Fd(); fd >= 0 {
@@ -61,5 +64,5 @@ func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool) {
 		}
 		next++
 	}
-	return readable
+	return readable, nil
 }

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -29,8 +30,8 @@ func TestWaitAny(t *testing.T) {
 	defer unix.Close(p[1])
 
 	start := time.Now()
-	if r := WaitAny([]*Endpoint{b}, []int{p[0]}, 50*time.Millisecond); r[0] {
-		t.Error("WaitAny on a silent pipe reported it readable")
+	if r, err := WaitAny([]*Endpoint{b}, []int{p[0]}, 50*time.Millisecond); r[0] || err != nil {
+		t.Errorf("WaitAny on a silent pipe = %v, %v; want it not readable", r, err)
 	}
 	if d := time.Since(start); d < 40*time.Millisecond {
 		t.Errorf("WaitAny with nothing to do returned after %v, want about 50ms", d)
@@ -46,7 +47,49 @@ func TestWaitAny(t *testing.T) {
 	}
 
 	unix.Write(p[1], []byte{1})
-	if r := WaitAny([]*Endpoint{b}, []int{p[0]}, time.Hour); !r[0] {
+	if r, _ := WaitAny([]*Endpoint{b}, []int{p[0]}, time.Hour); !r[0] {
 		t.Error("WaitAny did not report the written pipe readable")
+	}
+}
+
+// A corrupted ring index breaks the channel for good: WaitAny reports the
+// error, every time, instead of returning as if a message were waiting (a
+// loop around it used to spin, about 400,000 returns in 200 ms, while Send
+// returned 0 forever).
+func TestWaitAnyOnACorruptRing(t *testing.T) {
+	a, b := sharedPair(t, 8)
+	a.Send(msg(1))
+	a.tx.storeProd(1000) // the peer claims 1000 messages in an 8-slot ring
+	// A server loop: sleep until something happens, stop on an error.
+	returns := 0
+	var err error
+	for deadline := time.Now().Add(200 * time.Millisecond); err == nil && time.Now().Before(deadline); {
+		_, err = WaitAny([]*Endpoint{b}, nil, 50*time.Millisecond)
+		returns++
+	}
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrBroken) || returns != 1 {
+		t.Fatalf("WaitAny on a corrupt ring: %d returns in 200ms, the last with %v; want 1, with %v (an ErrBroken)", returns, err, ErrCorrupt)
+	}
+	if _, err := WaitAny([]*Endpoint{b}, nil, time.Hour); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("WaitAny on the corrupt ring again = %v, want %v: it stays broken", err, ErrCorrupt)
+	}
+	if ready, err := b.Arm(); ready || !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Arm on a corrupt ring = %v, %v; want false, %v", ready, err, ErrCorrupt)
+	}
+	if n := b.Recv(make([]Msg, 4)); n != 0 {
+		t.Errorf("Recv on a corrupt ring = %d, want 0", n)
+	}
+}
+
+// A user that finds the peer broke the protocol breaks the Endpoint: the
+// next wait reports it.
+func TestBreak(t *testing.T) {
+	_, b := sharedPair(t, 8)
+	b.Break("a reply to request 99, never made")
+	if _, err := WaitAny([]*Endpoint{b}, nil, time.Hour); !errors.Is(err, ErrProtocol) || !errors.Is(err, ErrBroken) {
+		t.Errorf("WaitAny after Break = %v, want %v", err, ErrProtocol)
+	}
+	if err := b.Wait(time.Hour); !errors.Is(err, ErrProtocol) {
+		t.Errorf("Wait after Break = %v, want %v", err, ErrProtocol)
 	}
 }

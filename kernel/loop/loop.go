@@ -12,11 +12,19 @@
 // goes to Process.Attach before the next poll, so that a server never
 // sends to a dead generation's channel once it knows of the new one; what
 // to resubmit is the Process's business (kernel/channel.Outstanding).
+//
+// A broken channel (kernel/channel.ErrBroken: a neighbour corrupted a ring
+// index or broke the protocol) ends the loop with that error, which the
+// process turns into its exit status (kernel/exitcode.BrokenChannel): the
+// supervisor restarts it, which gives it and its neighbours fresh channels.
+// Nothing is ever received on a broken channel again, so carrying on would
+// only spin or stall.
 package loop
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"keepnet/kernel/channel"
@@ -64,8 +72,9 @@ type Options struct {
 // ErrWiringClosed: init closed the wiring socket; the process ends.
 var ErrWiringClosed = errors.New("init closed the wiring socket")
 
-// Run runs the loop until ctx ends (nil) or the wiring closes
-// (ErrWiringClosed).
+// Run runs the loop until ctx ends (nil), the wiring closes
+// (ErrWiringClosed) or a channel breaks (an error wrapping
+// kernel/channel.ErrBroken).
 func Run(ctx context.Context, peers Peers, p Process, o Options) error {
 	if o.PublishEvery == 0 {
 		o.PublishEvery = time.Second
@@ -91,6 +100,10 @@ func Run(ctx context.Context, peers Peers, p Process, o Options) error {
 			o.Publish()
 			nextPublish = now.Add(o.PublishEvery)
 		}
+		ports = p.AppendPorts(ports[:0])
+		if err := broken(ports); err != nil {
+			return err
+		}
 		if busy {
 			continue
 		}
@@ -101,16 +114,28 @@ func Run(ctx context.Context, peers Peers, p Process, o Options) error {
 		if !wake.IsZero() {
 			d = min(d, wake.Sub(now))
 		}
-		ports = p.AppendPorts(ports[:0])
-		Sleep(ports, peers, d)
+		if err := Sleep(ports, peers, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// broken is the error of the first broken channel among ports, or nil.
+func broken(ports []*channel.Endpoint) error {
+	for _, p := range ports {
+		if err := p.Err(); err != nil {
+			return fmt.Errorf("loop: %w", err)
+		}
 	}
 	return nil
 }
 
 // Sleep waits at most d for a message on one of ports or a new
 // generation on peers. An in-process source (no Fd) is looked at again
-// within a millisecond.
-func Sleep(ports []*channel.Endpoint, peers Peers, d time.Duration) {
+// within a millisecond. It returns the error of a port that is broken or
+// closed (channel.WaitAny), on which the loop must not sleep again.
+func Sleep(ports []*channel.Endpoint, peers Peers, d time.Duration) error {
 	var fds []int
 	var fdBuf [1]int
 	if peers.Fd >= 0 {
@@ -119,7 +144,12 @@ func Sleep(ports []*channel.Endpoint, peers Peers, d time.Duration) {
 	} else {
 		d = min(d, time.Millisecond)
 	}
-	if r := channel.WaitAny(ports, fds, max(d, 0)); len(r) > 0 && r[0] && peers.Drain != nil {
+	r, err := channel.WaitAny(ports, fds, max(d, 0))
+	if len(r) > 0 && r[0] && peers.Drain != nil {
 		peers.Drain()
 	}
+	if err != nil {
+		return fmt.Errorf("loop: %w", err)
+	}
+	return nil
 }

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"keepnet/kernel/channel"
+	"keepnet/kernel/exitcode"
 	"keepnet/kernel/wiring"
 )
 
@@ -102,5 +105,48 @@ func TestSleepWakesForAMessage(t *testing.T) {
 			t.Fatal("no message within 5s")
 		}
 		Sleep([]*channel.Endpoint{b}, Peers{Fd: -1}, time.Hour)
+	}
+}
+
+// A neighbour that scribbles over the channel's shared memory breaks it: the
+// loop ends with the error, which the process turns into its exit status,
+// instead of polling a channel nothing will ever come from again.
+func TestRunEndsOnABrokenChannel(t *testing.T) {
+	pair, err := channel.New(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	ep, err := pair.Open(channel.B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	st, err := pair.Mem.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := unix.Mmap(int(pair.Mem.Fd()), 0, int(st.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := range mem {
+		mem[i] = 0xff // every index now claims 4 billion messages
+	}
+
+	f := &fakeProcess{port: ep}
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), Peers{C: make(chan *wiring.Peer), Fd: -1}, f, Options{}) }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run still going 10s after its channel broke, %d polls", f.polls.Load())
+	}
+	if !errors.Is(err, channel.ErrCorrupt) || exitcode.Of(err) != exitcode.BrokenChannel {
+		t.Errorf("Run() = %v (exit status %d), want %v (exit status %d)", err, exitcode.Of(err), channel.ErrCorrupt, exitcode.BrokenChannel)
+	}
+	if n := f.polls.Load(); n > 2 {
+		t.Errorf("%d polls before the loop ended, want at most 2", n)
 	}
 }

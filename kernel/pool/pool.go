@@ -14,10 +14,22 @@
 // frees, and the free list lives in the owner's memory, not in the shared
 // region, so a crashing peer can never corrupt it. A buffer's ownership moves
 // with the request that carries its Ref and comes back with the reply; the
-// owner frees it only then. A peer that Opens the pool may read and write the
-// bytes of a Ref it was handed until it replies, and must not touch them
-// afterwards. Free reports a double free and a Ref that is not one of this
-// pool's buffers.
+// owner frees it only then. A peer that Opens the pool may read (and, if it
+// is one of the pool's writers, write) the bytes of a Ref it was handed until
+// it replies, and must not touch them afterwards. Free reports a double free
+// and a Ref that is not one of this pool's buffers.
+//
+// # Readers and writers
+//
+// Most neighbours only read a pool (tcp reads what ip delivered; ip reads
+// what tcp sends). They get a descriptor opened read-only (ReopenReadOnly),
+// which the kernel refuses to map writable (EACCES), and Open maps it
+// PROT_READ: a stray write is then a fault in the reader, not corruption in
+// the owner. Only the owner and the components that fill buffers for it (a
+// driver filling receive buffers, a transport filling syscall's receive
+// buffers) map a pool writable. The region's mode is 0600, so a reader
+// running under another uid without CAP_DAC_OVERRIDE cannot reopen its
+// read-only descriptor writable through /proc/self/fd either.
 //
 // # Recovery
 //
@@ -107,6 +119,8 @@ type Pool struct {
 	huge bool
 	fd   *os.File
 	mem  []byte // the whole region, MAP_SHARED
+	// writable: mapped PROT_WRITE (false: the descriptor was read-only).
+	writable bool
 
 	// mu guards the owner's free list and the physical-address cache.
 	mu     sync.Mutex
@@ -170,13 +184,18 @@ func Create(id uint32, nbufs, bufSize int) (*Pool, error) {
 		unix.Close(fd)
 		return nil, &Error{Op: "create", Pool: id, Err: fmt.Errorf("seal: %w", err)}
 	}
+	// Only the creator's uid may open the region again (ReopenReadOnly).
+	if err := unix.Fchmod(fd, 0o600); err != nil {
+		unix.Close(fd)
+		return nil, &Error{Op: "create", Pool: id, Err: fmt.Errorf("chmod: %w", err)}
+	}
 	mem, err := unix.Mmap(fd, 0, geo.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		unix.Close(fd)
 		return nil, &Error{Op: "create", Pool: id, Err: fmt.Errorf("mmap: %w", err)}
 	}
 	writeHeader(mem, header{magic: poolMagic, version: poolVersion, id: id, nbufs: uint32(nbufs), bufSize: uint32(bufSize), pageSize: uint32(geo.pageSize)})
-	p := &Pool{id: id, geo: geo, huge: huge, fd: os.NewFile(uintptr(fd), name), mem: mem}
+	p := &Pool{id: id, geo: geo, huge: huge, fd: os.NewFile(uintptr(fd), name), mem: mem, writable: true}
 	p.becomeOwner()
 	p.phys = make([]uint64, geo.size/geo.pageSize)
 	return p, nil
@@ -202,14 +221,19 @@ func OpenOwned(id uint32, fd *os.File, nbufs, bufSize int) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !p.writable {
+		p.Close()
+		return nil, &Error{Op: "open", Pool: id, Err: fmt.Errorf("%w: the owner was handed a read-only descriptor", ErrBadPool)}
+	}
 	p.becomeOwner()
 	return p, nil
 }
 
 // Open maps the pool whose memfd another process created and passed on. It
 // checks that fd is a sealed pool region whose header names id and the
-// geometry nbufs × bufSize (0 means DefaultBufSize). Open duplicates fd; the
-// caller keeps its own.
+// geometry nbufs × bufSize (0 means DefaultBufSize). A read-only fd
+// (ReopenReadOnly) is mapped read-only: writing its Bytes faults. Open
+// duplicates fd; the caller keeps its own.
 func Open(id uint32, fd *os.File, nbufs, bufSize int) (*Pool, error) {
 	if bufSize == 0 {
 		bufSize = DefaultBufSize
@@ -243,7 +267,17 @@ func Open(id uint32, fd *os.File, nbufs, bufSize int) (*Pool, error) {
 	if err != nil {
 		return nil, &Error{Op: "open", Pool: id, Err: err}
 	}
-	mem, err := unix.Mmap(nfd, 0, geo.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	flags, err := unix.FcntlInt(uintptr(nfd), unix.F_GETFL, 0)
+	if err != nil {
+		unix.Close(nfd)
+		return nil, &Error{Op: "open", Pool: id, Err: err}
+	}
+	writable := flags&unix.O_ACCMODE != unix.O_RDONLY
+	prot := unix.PROT_READ
+	if writable {
+		prot |= unix.PROT_WRITE
+	}
+	mem, err := unix.Mmap(nfd, 0, geo.size, prot, unix.MAP_SHARED)
 	if err != nil {
 		unix.Close(nfd)
 		return nil, &Error{Op: "open", Pool: id, Err: fmt.Errorf("mmap: %w", err)}
@@ -256,9 +290,22 @@ func Open(id uint32, fd *os.File, nbufs, bufSize int) (*Pool, error) {
 	}
 	return &Pool{
 		id: id, geo: geo, huge: pageSize == HugePageSize,
-		fd: os.NewFile(uintptr(nfd), fd.Name()), mem: mem,
+		fd: os.NewFile(uintptr(nfd), fd.Name()), mem: mem, writable: writable,
 		phys: make([]uint64, geo.size/geo.pageSize),
 	}, nil
+}
+
+// ReopenReadOnly opens the pool region fd names again, read-only: the
+// descriptor to hand a component that only reads the pool. The kernel
+// refuses to map it writable (mmap with PROT_WRITE and MAP_SHARED fails with
+// EACCES, and so does mprotect of a read-only mapping).
+func ReopenReadOnly(fd *os.File) (*os.File, error) {
+	path := fmt.Sprintf("/proc/self/fd/%d", fd.Fd())
+	nfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pool: reopening %s read-only: %w", fd.Name(), err)
+	}
+	return os.NewFile(uintptr(nfd), fd.Name()+" (read-only)"), nil
 }
 
 // ID is the pool's id, as Refs carry it.
@@ -267,6 +314,10 @@ func (p *Pool) ID() uint32 { return p.id }
 // Huge reports whether the pool is backed by 2 MiB huge pages (true) or fell
 // back to ordinary 4 KiB shared memory (false).
 func (p *Pool) Huge() bool { return p.huge }
+
+// Writable reports whether this mapping may be written: false for a pool
+// opened from a read-only descriptor, whose Bytes fault when written.
+func (p *Pool) Writable() bool { return p.writable }
 
 // Fd is the pool's memfd, to pass to the components that Open it.
 func (p *Pool) Fd() *os.File { return p.fd }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func create(t *testing.T, id uint32, nbufs, bufSize int) *Pool {
@@ -287,5 +289,46 @@ func TestOpenOwned(t *testing.T) {
 	defer peer.Close()
 	if _, ok := peer.Alloc(); ok {
 		t.Error("a peer that merely maps the pool could Alloc")
+	}
+}
+
+// A reader's descriptor cannot be mapped writable: Open maps it read-only,
+// and neither a fresh writable mapping nor mprotect gets write access back.
+func TestReadOnlyDescriptor(t *testing.T) {
+	owner := create(t, 7, 4, 2048)
+	ro, err := ReopenReadOnly(owner.Fd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	p, err := Open(7, ro, 4, 2048)
+	if err != nil {
+		t.Fatalf("Open(read-only fd) = %v", err)
+	}
+	defer p.Close()
+	if p.Writable() || !owner.Writable() {
+		t.Errorf("Writable() = %v for the reader, %v for the owner; want false, true", p.Writable(), owner.Writable())
+	}
+	ref, _ := owner.Alloc()
+	b, _ := owner.Bytes(ref)
+	copy(b, "from the owner")
+	if got, _ := p.Bytes(ref); string(got[:14]) != "from the owner" {
+		t.Errorf("the reader reads %q, want the owner's bytes", got[:14])
+	}
+	size := len(p.Mapping())
+	if m, err := unix.Mmap(int(p.Fd().Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+		if err == nil {
+			unix.Munmap(m)
+		}
+		t.Errorf("mmap(PROT_WRITE, MAP_SHARED) of the reader's fd = %v, want EACCES or EPERM", err)
+	}
+	if err := unix.Mprotect(p.Mapping(), unix.PROT_READ|unix.PROT_WRITE); !errors.Is(err, unix.EACCES) {
+		t.Errorf("mprotect(PROT_WRITE) of the reader's mapping = %v, want EACCES", err)
+	}
+	if q, err := OpenOwned(7, ro, 4, 2048); !errors.Is(err, ErrBadPool) {
+		if q != nil {
+			q.Close()
+		}
+		t.Errorf("OpenOwned(read-only fd) = %v, want ErrBadPool", err)
 	}
 }

@@ -88,9 +88,37 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 type usageError struct{ error }
 
-// DefaultCtl is the control channel path when --ctl is not given.
+// DefaultCtl is the control channel path when --ctl is not given: in a
+// directory only its user may enter ($XDG_RUNTIME_DIR/keepnet, else
+// /run/keepnet-UID), since whoever reaches the socket may kill components
+// and power the appliance off.
 func DefaultCtl() string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("keepnet-%d", os.Getuid()), "ctl.sock")
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "keepnet", "ctl.sock")
+	}
+	return filepath.Join("/run", fmt.Sprintf("keepnet-%d", os.Getuid()), "ctl.sock")
+}
+
+// privateDir creates dir (mode 0700) or checks that it exists, belongs to
+// us and lets nobody else in.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("control channel directory: %w (set XDG_RUNTIME_DIR or give --ctl)", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("control channel directory %s is not a directory", dir)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("control channel directory %s belongs to someone else", dir)
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("control channel directory %s is open to others (mode %v): chmod 700 it", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // repoRoot is where images/ lives: next to the bin/ holding this program,
@@ -150,6 +178,11 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	if *ctlPath == DefaultCtl() {
+		if err := privateDir(filepath.Dir(*ctlPath)); err != nil {
+			return err
+		}
+	}
 	m := qemu.Machine{
 		Kernel: *kernel, Initrd: *initrd, SMP: *smp, MemMiB: *mem, MAC: *mac,
 		Stack: *stack, Ctl: *ctlPath, Console: *console, Append: *appendFlag,
@@ -269,7 +302,7 @@ func readAuthorizedKeys(path string) (string, error) {
 
 // writeVsockFile leaves the guest's vsock address where --ctl points.
 func writeVsockFile(m qemu.Machine) error {
-	if err := os.MkdirAll(filepath.Dir(m.Ctl), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(m.Ctl), 0o700); err != nil {
 		return err
 	}
 	return os.WriteFile(m.Ctl, []byte(fmt.Sprintf("vsock:%d\n", m.VsockCID)), 0o644)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,5 +41,25 @@ func TestMainUsageErrors(t *testing.T) {
 		if code != tt.wantCode || !strings.Contains(stderr.String(), tt.wantErr) {
 			t.Errorf("Main(%q) = %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.wantCode, tt.wantErr)
 		}
+	}
+}
+
+// The default control channel lives in a directory only its user enters.
+func TestDefaultCtlIsPrivate(t *testing.T) {
+	rt := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", rt)
+	if got, want := DefaultCtl(), filepath.Join(rt, "keepnet", "ctl.sock"); got != want {
+		t.Errorf("DefaultCtl() = %q, want %q", got, want)
+	}
+	dir := filepath.Dir(DefaultCtl())
+	if err := privateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("created %s with mode %v (%v), want 0700", dir, fi.Mode().Perm(), err)
+	}
+	os.Chmod(dir, 0o755)
+	if err := privateDir(dir); err == nil {
+		t.Errorf("privateDir(%s) with mode 0755 = nil, want an error", dir)
 	}
 }

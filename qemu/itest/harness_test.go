@@ -60,11 +60,17 @@ func run(t testing.TB, name string, args ...string) string {
 // keepnet runs bin/keepnet (inside netns when not empty) and returns its
 // combined output and error.
 func keepnet(ctx context.Context, netns string, args ...string) (string, error) {
+	return keepnetAt(ctx, keepnetBin(), netns, args...)
+}
+
+// keepnetAt is keepnet with the keepnet command at bin, which may be another
+// checkout's (BenchmarkTCPBulkAB).
+func keepnetAt(ctx context.Context, bin, netns string, args ...string) (string, error) {
 	var cmd *exec.Cmd
 	if netns != "" {
-		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", netns, keepnetBin()}, args...)...)
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", netns, bin}, args...)...)
 	} else {
-		cmd = exec.CommandContext(ctx, keepnetBin(), args...)
+		cmd = exec.CommandContext(ctx, bin, args...)
 	}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -73,6 +79,7 @@ func keepnet(ctx context.Context, netns string, args ...string) (string, error) 
 // appliance is one booted guest.
 type appliance struct {
 	t       testing.TB
+	bin     string // the keepnet command that booted it, and talks to it
 	ctl     string
 	console string
 	netns   string
@@ -86,18 +93,25 @@ const bootWait = 5 * time.Minute
 // flags and powers it off when the test ends.
 func boot(t testing.TB, netns string, args ...string) *appliance {
 	t.Helper()
+	return bootWith(t, keepnetBin(), netns, args...)
+}
+
+// bootWith is boot with the keepnet command at bin: the kernel and
+// initramfs it boots are those of bin's checkout (bin/../images).
+func bootWith(t testing.TB, bin, netns string, args ...string) *appliance {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "kn-") // short: Unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	a := &appliance{t: t, ctl: filepath.Join(dir, "ctl.sock"), console: filepath.Join(dir, "console.log"), netns: netns}
+	a := &appliance{t: t, bin: bin, ctl: filepath.Join(dir, "ctl.sock"), console: filepath.Join(dir, "console.log"), netns: netns}
 	// Booting takes seconds; a host loaded by other guests has taken 100 s.
 	// Only a hang takes bootWait.
 	ctx, cancel := context.WithTimeout(context.Background(), bootWait+time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := keepnet(ctx, netns, append([]string{"up", "--detach", "--ctl", a.ctl, "--console", a.console, "--timeout", bootWait.String()}, args...)...)
+	out, err := keepnetAt(ctx, bin, netns, append([]string{"up", "--detach", "--ctl", a.ctl, "--console", a.console, "--timeout", bootWait.String()}, args...)...)
 	if err != nil {
 		t.Fatalf("keepnet up: %v\n%s", err, out)
 	}
@@ -115,7 +129,7 @@ func boot(t testing.TB, netns string, args ...string) *appliance {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if out, err := keepnet(ctx, "", "down", "--ctl", a.ctl); err != nil && !strings.Contains(out, "no such file") {
+		if out, err := keepnetAt(ctx, a.bin, "", "down", "--ctl", a.ctl); err != nil && !strings.Contains(out, "no such file") {
 			t.Logf("keepnet down: %v\n%s", err, out)
 		}
 	})
@@ -127,7 +141,7 @@ func (a *appliance) status() ctl.Status {
 	a.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := keepnet(ctx, "", "status", "--ctl", a.ctl)
+	out, err := keepnetAt(ctx, a.bin, "", "status", "--ctl", a.ctl)
 	if err != nil {
 		a.t.Fatalf("keepnet status: %v\n%s", err, out)
 	}

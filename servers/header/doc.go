@@ -13,6 +13,13 @@
 // [ErrBadLength], [ErrBadChecksum], [ErrBadARP]). Untrusted bytes are
 // validated once, where they enter; protocol code works on the views.
 //
+// A view re-reads its bytes at every accessor, so it is safe only over
+// private memory: a length validated and then read again from a pool that
+// another process can write is a double fetch, and a neighbour rewriting it
+// between the two reads crashes the parser. The servers therefore copy what
+// they parse out of shared memory first (servers/ip: the received frame;
+// servers/transport: the delivered segment).
+//
 // Building goes the other way: Encode methods write a whole header from a
 // fields struct into a slice the caller sized, and setters patch one field.
 package header

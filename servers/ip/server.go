@@ -91,6 +91,10 @@ type server struct {
 
 	links map[string]*peerLink // by peer name
 	in    []channel.Msg
+	// frame is the private copy of the received frame being handled: the
+	// receive buffer is memory the driver (and its device) can write while
+	// the Stack parses, so every field is taken from the copy, once.
+	frame []byte
 
 	// held are transports' OpOutputs waiting for a transmit buffer, in
 	// the order they came: when the driver has every buffer, a segment
@@ -430,7 +434,7 @@ func (s *server) handle(l *peerLink, m channel.Msg) {
 
 // fromDriver takes the driver's reply to one of IP's requests.
 func (s *server) fromDriver(l *peerLink, m channel.Msg) {
-	req, ok := l.out.Complete(m)
+	req, ok := l.out.CompleteFrom(l.peer.Port, m)
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}
@@ -439,8 +443,8 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 		if link.StatusOf(m) == link.StatusOK && s.stack != nil {
 			ref := req.Ref
 			ref.Len = m.Ref.Len
-			if frame, err := s.rx.Bytes(ref); err == nil {
-				s.stack.HandleFrame(frame)
+			if shared, err := s.rx.Bytes(ref); err == nil {
+				s.stack.HandleFrame(s.private(shared))
 			}
 		}
 		// The Stack copied what it keeps: post the buffer again.
@@ -456,6 +460,15 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 		s.mac, s.haveMAC = link.ArgToMAC(m.Arg[0]), true
 		s.features = m.Arg[2]
 	}
+}
+
+// private copies a frame out of shared memory into s.frame, which the Stack
+// may then parse at leisure.
+func (s *server) private(shared []byte) []byte {
+	if cap(s.frame) < len(shared) {
+		s.frame = make([]byte, s.rx.BufSize())
+	}
+	return s.frame[:copy(s.frame[:len(shared)], shared)]
 }
 
 // fromTransport takes a transport's request, or its reply to an
@@ -477,7 +490,7 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 		l.send(r)
 		return
 	}
-	req, ok := l.out.Complete(m)
+	req, ok := l.out.CompleteFrom(l.peer.Port, m)
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}

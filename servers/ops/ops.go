@@ -203,22 +203,30 @@ const (
 	// StatusAFNoSupport: an address of a family the path does not carry
 	// (an IPv6 address on the IPv4-only stack).
 	StatusAFNoSupport Status = 12
+	// StatusNoBuffers: a bound was reached (a transport's connections or
+	// buffer memory, SYSCALL's pending operations); try again later.
+	StatusNoBuffers Status = 13
+	// StatusTooManySockets: the application has as many sockets as
+	// SYSCALL allows it.
+	StatusTooManySockets Status = 14
 )
 
 var statusNames = map[Status][2]string{
-	StatusOK:          {"StatusOK", "ok"},
-	StatusNoPort:      {"StatusNoPort", "port unreachable"},
-	StatusNoRoute:     {"StatusNoRoute", "no route to host"},
-	StatusInUse:       {"StatusInUse", "address already in use"},
-	StatusNoSocket:    {"StatusNoSocket", "no such socket"},
-	StatusClosed:      {"StatusClosed", "socket closed"},
-	StatusInvalid:     {"StatusInvalid", "invalid argument"},
-	StatusTooBig:      {"StatusTooBig", "message too long"},
-	StatusError:       {"StatusError", "error"},
-	StatusRefused:     {"StatusRefused", "connection refused"},
-	StatusReset:       {"StatusReset", "connection reset by peer"},
-	StatusTimedOut:    {"StatusTimedOut", "connection timed out"},
-	StatusAFNoSupport: {"StatusAFNoSupport", "address family not supported by protocol"},
+	StatusOK:             {"StatusOK", "ok"},
+	StatusNoPort:         {"StatusNoPort", "port unreachable"},
+	StatusNoRoute:        {"StatusNoRoute", "no route to host"},
+	StatusInUse:          {"StatusInUse", "address already in use"},
+	StatusNoSocket:       {"StatusNoSocket", "no such socket"},
+	StatusClosed:         {"StatusClosed", "socket closed"},
+	StatusInvalid:        {"StatusInvalid", "invalid argument"},
+	StatusTooBig:         {"StatusTooBig", "message too long"},
+	StatusError:          {"StatusError", "error"},
+	StatusRefused:        {"StatusRefused", "connection refused"},
+	StatusReset:          {"StatusReset", "connection reset by peer"},
+	StatusTimedOut:       {"StatusTimedOut", "connection timed out"},
+	StatusAFNoSupport:    {"StatusAFNoSupport", "address family not supported by protocol"},
+	StatusNoBuffers:      {"StatusNoBuffers", "no buffer space available"},
+	StatusTooManySockets: {"StatusTooManySockets", "too many open files"},
 }
 
 // String is s's name, for logs.

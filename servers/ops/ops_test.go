@@ -141,7 +141,7 @@ var (
 		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown}
 	allStatuses = []Status{StatusOK, StatusNoPort, StatusNoRoute, StatusInUse, StatusNoSocket,
 		StatusClosed, StatusInvalid, StatusTooBig, StatusError, StatusRefused, StatusReset,
-		StatusTimedOut, StatusAFNoSupport}
+		StatusTimedOut, StatusAFNoSupport, StatusNoBuffers, StatusTooManySockets}
 )
 
 func TestNamesDistinct(t *testing.T) {

@@ -52,6 +52,10 @@ func statusErr(call string, status ops.Status) error {
 		errno = syscall.ETIMEDOUT
 	case ops.StatusAFNoSupport:
 		errno = syscall.EAFNOSUPPORT
+	case ops.StatusNoBuffers:
+		errno = syscall.ENOBUFS
+	case ops.StatusTooManySockets:
+		errno = syscall.EMFILE
 	default:
 		errno = syscall.EIO
 	}

@@ -45,9 +45,9 @@
 //	5   List    ns                 u32 count, then count entries sorted by key:
 //	                               u16 keyLen, u32 valLen, key, value
 //
-//	status  0 OK  1 NotFound  2 BadRequest  3 TooLarge  4 Full
+//	status  0 OK  1 NotFound  2 BadRequest  3 TooLarge  4 Full  5 Denied
 //
-// A reply with status BadRequest, TooLarge or Full carries a short
+// A reply with status BadRequest, TooLarge, Full or Denied carries a short
 // human-readable message (≤ 256 bytes) as its payload. The reply's id is the
 // request's; epoch is the store instance's id (below).
 //
@@ -88,5 +88,15 @@
 // another's namespace (pf reading tcp's connection states) uses
 // [Client.List], which remembers nothing. Each namespace has a single writer,
 // its component: two writers of one key could replay stale values over each
-// other after a store restart. The store does not enforce this.
+// other after a store restart.
+//
+// # Access control
+//
+// In the appliance the store knows its callers by their uid (SO_PEERCRED)
+// and enforces the single writer and more: each component reads and
+// writes only its own namespace and its own key of the shared "stats",
+// within a quota, and secrets such as sshd's host key are readable only by
+// their owner (and init). See [Access]. A connection idle for
+// [IdleTimeout] is closed; the client reconnects when it next needs the
+// store.
 package store

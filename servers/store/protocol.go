@@ -8,8 +8,9 @@ import (
 	"io"
 )
 
-// DefaultPath is where the store listens inside the appliance.
-const DefaultPath = "/run/keepnet/store.sock"
+// DefaultPath is where the store listens inside the appliance: in a
+// directory init gives the store's uid (it creates the socket there).
+const DefaultPath = "/run/keepnet/store/store.sock"
 
 // Limits of the protocol and of the store's memory.
 const (
@@ -65,6 +66,7 @@ const (
 	statusBadRequest status = 2
 	statusTooLarge   status = 3
 	statusFull       status = 4
+	statusDenied     status = 5
 )
 
 // Errors a request can end with; the client wraps them in an *OpError.
@@ -84,6 +86,8 @@ func statusErr(s status) error {
 		return ErrTooLarge
 	case statusFull:
 		return ErrFull
+	case statusDenied:
+		return ErrDenied
 	}
 	return fmt.Errorf("%w: status %d", ErrProtocol, s)
 }
@@ -95,6 +99,8 @@ func errStatus(err error) status {
 		return statusTooLarge
 	case errors.Is(err, ErrFull):
 		return statusFull
+	case errors.Is(err, ErrDenied):
+		return statusDenied
 	}
 	return statusBadRequest
 }
@@ -219,7 +225,7 @@ func decodeReply(b []byte) (reply, error) {
 		if len(r.payload) != 0 {
 			return r, fmt.Errorf("%w: not-found reply with %d-byte payload", ErrProtocol, len(r.payload))
 		}
-	case statusBadRequest, statusTooLarge, statusFull:
+	case statusBadRequest, statusTooLarge, statusFull, statusDenied:
 		if len(r.payload) > maxMessage {
 			return r, fmt.Errorf("%w: %d-byte error message", ErrProtocol, len(r.payload))
 		}

@@ -127,7 +127,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	s := newServer(42, 4096)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		req, err := decodeRequest(in)
-		rep := s.handle(in)
+		rep := s.handle(in, caller{})
 		if rep.epoch != 42 {
 			t.Fatalf("handle(%x).epoch = %d, want 42", in, rep.epoch)
 		}

@@ -2,6 +2,10 @@ package store
 
 import "encoding/json"
 
+// StatsNS is the namespace where components publish their counters, each
+// under its own name: the one namespace every component shares (Access).
+const StatsNS = "stats"
+
 // Publisher keeps one value in the store up to date from a component's hot
 // loop without ever blocking it: the newest value published is written by
 // a Writer's goroutine; one not yet written is replaced by a newer one.

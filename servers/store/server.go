@@ -25,23 +25,44 @@ const MaxConns = 256
 // and writing a reply, so a stalled peer cannot hold a connection slot forever.
 const ioTimeout = 10 * time.Second
 
+// IdleTimeout is how long a connection may go without a request before
+// the server closes it.
+const IdleTimeout = time.Minute
+
 // Server holds the pairs of every namespace in memory.
 type Server struct {
 	epoch    uint64
 	maxBytes int64
+	access   *Access       // nil: anyone may do anything
+	idle     time.Duration // IdleTimeout unless an option says otherwise
 
-	mu   sync.Mutex                   // guards data and used
-	data map[string]map[string][]byte // namespace -> key -> value; values are never modified in place
-	used int64                        // sum of entryCost over data
+	mu    sync.Mutex                   // guards data, used and usage
+	data  map[string]map[string][]byte // namespace -> key -> value; values are never modified in place
+	used  int64                        // sum of entryCost over data
+	usage map[string]usage             // by Access.owner; only with access
 }
+
+// ServerOption configures NewServer.
+type ServerOption func(*Server)
+
+// WithAccess makes the server enforce a (see Access).
+func WithAccess(a Access) ServerOption { return func(s *Server) { s.access = &a } }
+
+// WithIdleTimeout closes connections idle for d instead of IdleTimeout.
+func WithIdleTimeout(d time.Duration) ServerOption { return func(s *Server) { s.idle = d } }
 
 // NewServer returns an empty store with a fresh random epoch.
-func NewServer() *Server {
-	return newServer(randomEpoch(), MaxBytes)
+func NewServer(opts ...ServerOption) *Server {
+	return newServer(randomEpoch(), MaxBytes, opts...)
 }
 
-func newServer(epoch uint64, maxBytes int64) *Server {
-	return &Server{epoch: epoch, maxBytes: maxBytes, data: make(map[string]map[string][]byte)}
+func newServer(epoch uint64, maxBytes int64, opts ...ServerOption) *Server {
+	s := &Server{epoch: epoch, maxBytes: maxBytes, idle: IdleTimeout,
+		data: make(map[string]map[string][]byte), usage: make(map[string]usage)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // randomEpoch returns a random non-zero id; zero means "no store seen" to a client.
@@ -131,7 +152,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			s.serveConn(c)
+			var who caller
+			if s.access != nil {
+				who = s.access.identify(c)
+			}
+			s.serveConn(c, who)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -146,12 +171,12 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// serveConn answers c's requests one by one until c fails or sends a frame
-// too large to be any request.
-func (s *Server) serveConn(c net.Conn) {
+// serveConn answers c's requests, from who, one by one until c fails, is
+// idle too long or sends a frame too large to be any request.
+func (s *Server) serveConn(c net.Conn, who caller) {
 	r := bufio.NewReader(c)
 	for {
-		c.SetReadDeadline(time.Time{})
+		c.SetReadDeadline(time.Now().Add(s.idle))
 		if _, err := r.Peek(lenSize); err != nil {
 			return
 		}
@@ -160,7 +185,7 @@ func (s *Server) serveConn(c net.Conn) {
 		if err != nil {
 			return
 		}
-		rep := s.handle(body)
+		rep := s.handle(body, who)
 		c.SetWriteDeadline(time.Now().Add(ioTimeout))
 		bufs := net.Buffers{replyHeader(&rep), rep.payload}
 		if _, err := bufs.WriteTo(c); err != nil {
@@ -169,17 +194,22 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
-// handle decodes and executes one request body.
-func (s *Server) handle(body []byte) reply {
+// handle decodes and executes one request body from who.
+func (s *Server) handle(body []byte, who caller) reply {
 	req, err := decodeRequest(body)
 	rep := reply{id: req.id, epoch: s.epoch}
 	if err != nil {
 		return s.fail(rep, err)
 	}
+	if s.access != nil {
+		if err := s.access.check(who, &req); err != nil {
+			return s.fail(rep, err)
+		}
+	}
 	switch req.op {
 	case opHello:
 	case opPut:
-		if err := s.put(req.ns, req.key, req.value); err != nil {
+		if err := s.put(req.ns, req.key, req.value, who); err != nil {
 			return s.fail(rep, err)
 		}
 	case opGet:
@@ -206,17 +236,29 @@ func (s *Server) fail(rep reply, err error) reply {
 	return rep
 }
 
-func (s *Server) put(ns, key string, value []byte) error {
+func (s *Server) put(ns, key string, value []byte, who caller) error {
 	cost := entryCost(ns, key, value)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.data[ns]
 	var oldCost int64
+	newKeys := 1
 	if old, ok := m[key]; ok {
 		oldCost = entryCost(ns, key, old)
+		newKeys = 0
 	}
 	if used := s.used - oldCost + cost; used > s.maxBytes {
 		return fmt.Errorf("%w: %d of %d bytes used, the pair needs %d", ErrFull, s.used, s.maxBytes, cost)
+	}
+	if s.access != nil {
+		owner := s.access.owner(ns, key)
+		u := s.usage[owner]
+		if !who.root() {
+			if err := s.access.overQuota(owner, u, cost-oldCost, newKeys); err != nil {
+				return err
+			}
+		}
+		s.usage[owner] = usage{u.bytes + cost - oldCost, u.keys + newKeys}
 	}
 	if m == nil {
 		m = make(map[string][]byte)
@@ -242,7 +284,13 @@ func (s *Server) delete(ns, key string) {
 	if !ok {
 		return
 	}
-	s.used -= entryCost(ns, key, old)
+	cost := entryCost(ns, key, old)
+	s.used -= cost
+	if s.access != nil {
+		owner := s.access.owner(ns, key)
+		u := s.usage[owner]
+		s.usage[owner] = usage{u.bytes - cost, u.keys - 1}
+	}
 	delete(m, key)
 	if len(m) == 0 {
 		delete(s.data, ns)
@@ -261,7 +309,8 @@ func (s *Server) list(ns string) []KV {
 	return kvs
 }
 
-// Listen listens on the Unix socket path, creating its directory. A socket
+// Listen listens on the Unix socket path, creating its directory; anyone
+// may connect. A socket
 // file left by a dead store is removed; if a store still answers there, or
 // path is not a socket, Listen fails instead of stealing it.
 func Listen(path string) (net.Listener, error) {
@@ -282,5 +331,15 @@ func Listen(path string) (net.Listener, error) {
 			return nil, err
 		}
 	}
-	return net.Listen("unix", path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// Every component may connect: what each may do is decided by its
+	// credentials (SO_PEERCRED), not by the socket's mode.
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }

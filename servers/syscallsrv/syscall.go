@@ -439,7 +439,7 @@ func (s *Server) appBytes(l *link, ref pool.Ref) ([]byte, error) {
 
 // fromTransport handles a transport's reply.
 func (s *Server) fromTransport(l *link, m channel.Msg) {
-	req, ok := l.out.Complete(m)
+	req, ok := l.out.CompleteFrom(l.peer.Port, m)
 	if !ok {
 		return
 	}

@@ -106,6 +106,8 @@ type Endpoint struct {
 	persistN  int
 	kaAt      time.Time
 	closeAt   time.Time // TIME-WAIT or FIN-WAIT-2 expiry
+	// inTimeWait: on the Table's TIME-WAIT list (Config.MaxTimeWait).
+	inTimeWait bool
 
 	noDelay    bool
 	ackNow     bool // send an ACK at the end of this event
@@ -126,6 +128,8 @@ type oooSeg struct {
 
 func (o oooSeg) end() uint32 { return o.seq + uint32(len(o.data)) }
 
+// newEndpoint makes a connection and charges its reserve: t.admit must
+// have said there is room.
 func (t *Table) newEndpoint(id tuple) *Endpoint {
 	iss := t.isn(id)
 	e := &Endpoint{
@@ -142,6 +146,7 @@ func (t *Table) newEndpoint(id tuple) *Endpoint {
 		kaIdle:  2 * time.Hour, kaInterval: 75 * time.Second, kaCount: 9,
 	}
 	e.rcvShift = t.rcvShift()
+	e.reserve()
 	return e
 }
 
@@ -334,6 +339,7 @@ func (e *Endpoint) Write(p []byte) (int, error) {
 // Close takes what is still waiting for room (a few buffers at most) rather
 // than dropping it, as Linux sends a closed socket's buffered data.
 func (e *Endpoint) WriteLingering(p []byte) (int, error) {
+	e.snd.lingering = true
 	if e.snd.Free() < len(p) {
 		e.snd.limit = e.snd.Len() + len(p)
 	}
@@ -416,7 +422,6 @@ func (e *Endpoint) terminate(err error) {
 	}
 	e.state = Closed
 	e.rtoAt, e.delackAt, e.persistAt, e.kaAt, e.closeAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	e.ooo, e.oooLen = nil, 0
 	if e.listener != nil {
 		e.listener.forget(e)
 		e.listener = nil

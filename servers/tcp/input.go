@@ -435,7 +435,8 @@ func (e *Endpoint) queueOOO(s *segment) {
 	for _, o := range e.ooo[i:j] {
 		left, right, had = seqMin(left, o.seq), seqMax(right, o.end()), had+len(o.data)
 	}
-	if j == i && len(e.ooo) >= e.t.cfg.MaxOutOfOrder || e.oooLen-had+int(right-left) > e.rcv.limit {
+	n := e.oooLen - had + int(right-left)
+	if j == i && len(e.ooo) >= e.t.cfg.MaxOutOfOrder || n > e.rcv.limit || n-e.oooLen > e.t.budget.free() {
 		e.t.c.InOOODrops++
 		return
 	}
@@ -454,8 +455,7 @@ func (e *Endpoint) queueOOO(s *segment) {
 		}
 		copy(m.data[seq-left:], s.data)
 	}
-	e.ooo = slices.Replace(e.ooo, i, j, m)
-	e.oooLen += len(m.data) - had
+	e.setOOO(slices.Replace(e.ooo, i, j, m), n) // it fits: checked above
 }
 
 // dsackFor reports the duplicate data [seq, end) in the next ACK's first
@@ -472,14 +472,13 @@ func (e *Endpoint) dsackFor(seq, end uint32) {
 func (e *Endpoint) drainOOO() bool {
 	for len(e.ooo) > 0 && seqLEQ(e.ooo[0].seq, e.rcvNxt) {
 		o := e.ooo[0]
-		e.ooo = e.ooo[1:]
-		e.oooLen -= len(o.data)
+		e.setOOO(e.ooo[1:], e.oooLen-len(o.data))
 		end := o.seq + uint32(len(o.data))
 		if seqGT(end, e.rcvNxt) {
 			e.rcvNxt += uint32(e.rcv.Write(o.data[e.rcvNxt-o.seq:]))
 		}
 		if o.fin && end == e.rcvNxt {
-			e.ooo, e.oooLen = nil, 0
+			e.setOOO(nil, 0)
 			return true
 		}
 	}
@@ -494,7 +493,7 @@ func (e *Endpoint) finIn(now time.Time) {
 	e.rcvNxt++
 	e.rcvFin = true
 	e.ackNow = true
-	e.ooo, e.oooLen = nil, 0
+	e.setOOO(nil, 0)
 	switch e.state {
 	case Established:
 		e.state = CloseWait
@@ -512,5 +511,6 @@ func (e *Endpoint) finIn(now time.Time) {
 func (e *Endpoint) enterTimeWait(now time.Time) {
 	e.state = TimeWait
 	e.closeAt = now.Add(2 * MSL)
+	e.t.timeWaitEnter(e)
 	e.rtoAt, e.persistAt, e.kaAt = time.Time{}, time.Time{}, time.Time{}
 }

@@ -2,27 +2,68 @@ package tcp
 
 // ring is a bounded byte FIFO, the send and receive buffers. It allocates
 // lazily and grows by doubling up to limit, so that a half-open or idle
-// connection costs little; it never holds more than limit bytes.
+// connection costs little; it never holds more than limit bytes. With a
+// budget (budget.go), its size beyond what it paid for is charged there
+// and bounded by what the budget has left.
 type ring struct {
 	buf   []byte
 	head  int // index of the first byte in buf
 	n     int // bytes held
 	limit int
+
+	b    *budget // nil: no budget (or released)
+	paid int     // bytes charged to b: at least len(buf)
+	// lingering: the last bytes of a closing application go in even past
+	// the budget (Endpoint.WriteLingering).
+	lingering bool
 }
 
-func (r *ring) Len() int  { return r.n }
-func (r *ring) Free() int { return r.limit - r.n }
+func (r *ring) Len() int { return r.n }
 
-// grow makes room for need more bytes (within limit).
+// Free is the room for more bytes: up to limit, and up to what the budget
+// can still pay for.
+func (r *ring) Free() int { return max(r.size()-r.n, 0) }
+
+// size is how large the buffer may grow.
+func (r *ring) size() int {
+	if r.b == nil || r.lingering {
+		return r.limit
+	}
+	return min(r.limit, r.paid+r.b.free())
+}
+
+// grow makes room for need more bytes (within size).
 func (r *ring) grow(need int) {
 	if r.n+need <= len(r.buf) {
 		return
 	}
-	size := max(2*len(r.buf), r.n+need, 4096)
-	size = min(size, r.limit)
+	size := max(2*len(r.buf), r.n+need, ringFloor)
+	size = min(size, max(r.size(), r.n+need))
+	if r.b != nil && size > r.paid {
+		r.b.used += size - r.paid // within free() unless lingering
+		r.paid = size
+	}
 	nb := make([]byte, size)
 	r.Peek(0, nb[:r.n])
 	r.buf, r.head = nb, 0
+}
+
+// shrink drops an empty buffer grown past its floor when the budget is
+// pressed, giving back what it paid beyond the floor.
+func (r *ring) shrink() {
+	if r.b == nil || r.n > 0 || r.paid <= ringFloor || !r.b.pressed() {
+		return
+	}
+	r.b.give(r.paid - ringFloor)
+	r.buf, r.paid = nil, ringFloor
+}
+
+// release gives back everything r charged; the bytes stay readable.
+func (r *ring) release() {
+	if r.b != nil {
+		r.b.give(r.paid)
+		r.b, r.paid = nil, 0
+	}
 }
 
 // Write appends as much of p as fits and returns how much that was.
@@ -57,6 +98,7 @@ func (r *ring) Discard(n int) {
 	r.n -= n
 	if r.n == 0 {
 		r.head = 0
+		r.shrink()
 		return
 	}
 	r.head = (r.head + n) % len(r.buf)

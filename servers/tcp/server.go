@@ -93,6 +93,13 @@ type Stats struct {
 	PendingConnects int
 	PendingReceives int
 	PendingSends    int // OpSendTo held for room in the send buffer
+	// The bounds (budget.go) and how full they are; Counters say how
+	// often each refused.
+	MaxConns     int
+	TimeWait     int
+	MaxTimeWait  int
+	BufferBytes  int // charged to the budget
+	BufferBudget int
 	Counters
 }
 
@@ -191,7 +198,10 @@ func (s *server) Poll() (bool, time.Time) {
 }
 
 func (s *server) Stats(common transport.Stats) any {
-	st := Stats{Stats: common, Sockets: len(s.socks), Conns: s.table.Conns(), Counters: s.table.Counters()}
+	cfg := s.table.cfg
+	st := Stats{Stats: common, Sockets: len(s.socks), Conns: s.table.Conns(), Counters: s.table.Counters(),
+		MaxConns: cfg.MaxConns, TimeWait: s.table.TimeWait(), MaxTimeWait: cfg.MaxTimeWait,
+		BufferBytes: s.table.BufferBytes(), BufferBudget: cfg.BufferBudget}
 	for _, so := range s.socks {
 		if so.l != nil {
 			st.Listeners++

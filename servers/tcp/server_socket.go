@@ -85,6 +85,8 @@ func statusOf(err error) ops.Status {
 		return ops.StatusClosed
 	case errors.Is(err, ErrNotConnected), errors.Is(err, ErrInvalid):
 		return ops.StatusInvalid
+	case errors.Is(err, ErrTooManyConns), errors.Is(err, ErrNoBuffers):
+		return ops.StatusNoBuffers
 	}
 	return ops.StatusError
 }

@@ -129,6 +129,9 @@ func (t *Table) cookieAccept(l *Listener, id tuple, s *segment, now time.Time) b
 		t.c.InSynDrops++
 		return true // as for a SYN: dropped, the peer will send again
 	}
+	if t.admit() != nil {
+		return false // refused: an RST
+	}
 	t.c.SynCookiesAccepted++
 	o := header.TCPOptions{MSS: cookieMSS[mss], HasMSS: true}
 	if s.opts.HasTimestamps {

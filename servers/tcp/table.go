@@ -44,6 +44,17 @@ type Config struct {
 	// ChallengeACKLimit is the most challenge ACKs per second (RFC 5961
 	// §7). Zero: 1000.
 	ChallengeACKLimit int
+	// MaxConns bounds the connections, in any state but LISTEN; beyond
+	// it new ones are refused (budget.go). Zero: DefaultMaxConns.
+	MaxConns int
+	// BufferBudget bounds the bytes of every connection's buffers
+	// together: each connection grows its buffers only within it, and a
+	// new one is refused when its reserve does not fit. Zero:
+	// DefaultBufferBudget.
+	BufferBudget int
+	// MaxTimeWait bounds the connections in TIME-WAIT; beyond it the
+	// oldest is recycled. Zero: DefaultMaxTimeWait.
+	MaxTimeWait int
 }
 
 // Counters are the Table's statistics.
@@ -62,6 +73,9 @@ type Counters struct {
 	SynCookiesRejected uint64 // ACKs to a listener sending cookies whose cookie is wrong (answered with RST)
 	InPAWSDrops        uint64 // drop: timestamp older than TS.Recent
 	InOOODrops         uint64 // out-of-order data dropped: reassembly queue full
+	ConnsRefused       uint64 // new connections refused: Config.MaxConns reached
+	BudgetRefused      uint64 // new connections refused: Config.BufferBudget had no room for their reserve
+	TimeWaitRecycled   uint64 // TIME-WAIT connections ended early: Config.MaxTimeWait reached, or a connection needed the room
 	OutSegs            uint64
 	OutOffloaded       uint64 // segments of more than one MSS, cut by the device (segmentation offload)
 	OutRSTs            uint64
@@ -97,6 +111,9 @@ type Table struct {
 	conns     map[tuple]*Endpoint
 	listeners map[uint16]*Listener
 	ports     map[uint16]int // local ports used by connections, with counts
+
+	budget   budget      // every connection's buffers (budget.go)
+	timeWait []*Endpoint // the connections in TIME-WAIT, oldest first
 
 	scratch []byte // where segments are built
 	// holding: between Hold and Flush, endpoints' output waits in held.
@@ -136,6 +153,15 @@ func NewTable(cfg Config) *Table {
 	if cfg.ChallengeACKLimit == 0 {
 		cfg.ChallengeACKLimit = 1000
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.BufferBudget == 0 {
+		cfg.BufferBudget = DefaultBufferBudget
+	}
+	if cfg.MaxTimeWait == 0 {
+		cfg.MaxTimeWait = DefaultMaxTimeWait
+	}
 	t := &Table{
 		cfg: cfg, clock: cfg.Clock, out: cfg.Output,
 		rand:      rand.New(rand.NewPCG(cfg.Seed, 0x6b65_6570_6e65_74)),
@@ -143,6 +169,7 @@ func NewTable(cfg Config) *Table {
 		conns:     map[tuple]*Endpoint{},
 		listeners: map[uint16]*Listener{},
 		ports:     map[uint16]int{},
+		budget:    budget{limit: cfg.BufferBudget},
 		scratch:   make([]byte, header.TCPMaximumHeaderSize+max(cfg.MSS, MaxOffloadData)),
 	}
 	t.isn = t.isnRFC6528
@@ -340,6 +367,9 @@ func (t *Table) ConnectFrom(local, remote netip.AddrPort) (*Endpoint, error) {
 		}
 		id.localPort = port
 	}
+	if err := t.admit(); err != nil {
+		return nil, err
+	}
 	e := t.newEndpoint(id)
 	e.state = SynSent
 	e.ourWS = true
@@ -361,6 +391,8 @@ func (t *Table) remove(e *Endpoint) {
 		return
 	}
 	delete(t.conns, e.id)
+	t.timeWaitLeave(e)
+	e.release()
 	if t.ports[e.id.localPort]--; t.ports[e.id.localPort] <= 0 {
 		delete(t.ports, e.id.localPort)
 	}
@@ -495,6 +527,16 @@ func (t *Table) listen(l *Listener, id tuple, s *segment, now time.Time) {
 		old.state = Closed
 		t.remove(old)
 		t.c.InSynEvictions++
+	}
+	if t.admit() != nil {
+		// No room: a cookie keeps no state (its ACK is refused with an
+		// RST if there is still none); without cookies, refused now.
+		if t.cfg.NoSynCookies {
+			t.resetFor(id, s)
+		} else {
+			t.sendCookie(l, id, s, now)
+		}
+		return
 	}
 	e := t.newEndpoint(id)
 	e.listener = l

@@ -92,6 +92,8 @@ var (
 	ErrNoPorts      = errors.New("no ephemeral port free")         // EADDRNOTAVAIL
 	ErrInvalid      = errors.New("invalid argument")               // EINVAL
 	ErrAborted      = errors.New("connection aborted by the user") // the endpoint was Aborted
+	ErrTooManyConns = errors.New("too many connections")           // ENOBUFS: Config.MaxConns reached
+	ErrNoBuffers    = errors.New("no buffer space")                // ENOBUFS: Config.BufferBudget exhausted
 )
 
 // MSL is the maximum segment lifetime; TIME-WAIT lasts 2*MSL.

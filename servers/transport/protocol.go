@@ -19,7 +19,9 @@ type Protocol interface {
 	// Deliver takes a segment IP received for the protocol, from src to
 	// dst (the transport header and payload; IP checked its own header).
 	// It returns ops.StatusOK, or ops.StatusNoPort to have IP answer with
-	// ICMP port unreachable. seg is valid only during the call.
+	// ICMP port unreachable. seg is a private copy of IP's buffer (no
+	// other process writes it while the core parses), valid only during
+	// the call.
 	Deliver(seg []byte, src, dst netip.Addr) ops.Status
 	// DropRequests forgets, without replying, every request the core
 	// keeps: the SYSCALL generation that sent them is gone. It returns

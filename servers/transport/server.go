@@ -85,6 +85,10 @@ type Server struct {
 
 	ip, sys *peerLink // current generations; nil while absent
 	in      []channel.Msg
+	// seg is the private copy of the delivered segment being handled: IP's
+	// buffer is memory another process maps, so the core parses the copy
+	// and takes every field once.
+	seg []byte
 
 	// toIP holds every request IP has not answered (OpOutput, OpAddr):
 	// what is resubmitted, with new ids, to IP's next generation.
@@ -254,7 +258,7 @@ func (s *Server) fromIP(m channel.Msg) {
 		s.ip.queue = append(s.ip.queue, s.deliver(m))
 		return
 	}
-	req, ok := s.toIP.Complete(m)
+	req, ok := s.toIP.CompleteFrom(s.ip.peer.Port, m)
 	if !ok {
 		return // stale: answered already, or resubmitted
 	}
@@ -285,10 +289,18 @@ func (s *Server) deliver(m channel.Msg) channel.Msg {
 	case !src.Is4() || !dst.Is4():
 		s.badIP++ // the IPv4-only path never gets these
 	default:
-		st = s.proto.Deliver(b[off:], src.IP(), dst.IP())
+		st = s.proto.Deliver(s.private(b[off:]), src.IP(), dst.IP())
 	}
 	ops.SetStatus(&m, st)
 	return m
+}
+
+// private copies a segment out of shared memory into s.seg.
+func (s *Server) private(shared []byte) []byte {
+	if cap(s.seg) < len(shared) {
+		s.seg = make([]byte, len(shared))
+	}
+	return s.seg[:copy(s.seg[:len(shared)], shared)]
 }
 
 // setAddr takes IP's answer to OpAddr: our address and its offloads, or an

@@ -182,11 +182,19 @@ func (f *Neighbour) Deliver(pkt []byte) channel.Msg {
 }
 
 // Run runs s's loop, taking new neighbour generations from peers, until
-// stop (which the test's cleanup calls too); s may be read after it.
+// stop (which the test's cleanup calls too); s may be read after it. A
+// panic in the loop ends it and fails the test at stop.
 func Run(t *testing.T, s *transport.Server, peers <-chan *wiring.Peer) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, loop.Peers{C: peers, Fd: -1}) }()
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("the loop panicked: %v", r)
+			}
+		}()
+		done <- s.Run(ctx, loop.Peers{C: peers, Fd: -1})
+	}()
 	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -1,0 +1,35 @@
+package pid1
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"keepnet/boot/hub"
+)
+
+// Each pool is writable only by its owner and the neighbours that fill its
+// buffers; everyone else that maps it gets it read-only (boot/hub).
+func TestTablePoolWriters(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.IP, cfg.DNS, cfg.SSHKey = netip.MustParsePrefix("10.0.2.15/24"), netip.MustParseAddr("10.0.2.3"), "keys"
+	_, nodes := Table(cfg)
+	if _, err := hub.New(nodes, hub.Factory{}, t.Logf); err != nil {
+		t.Fatalf("hub.New(Table) = %v", err)
+	}
+	want := map[string][]string{
+		"ip.rx":       {"e1000.0"}, // the driver's device fills receive buffers
+		"syscall.io":  {"udp", "tcp"},
+		"httpd.io":    {"syscall"},
+		"echo.io":     {"syscall"},
+		"resolver.io": {"syscall"},
+		"sshd.io":     {"syscall"},
+	}
+	for _, n := range nodes {
+		for _, p := range n.Pools {
+			if !slices.Equal(p.Writers, want[p.Name]) {
+				t.Errorf("%s's pool %s: writers %v, want %v", n.Name, p.Name, p.Writers, want[p.Name])
+			}
+		}
+	}
+}
