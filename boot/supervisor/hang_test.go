@@ -32,18 +32,26 @@ func (a *aliveFuncs) of(t *testing.T, n int) func() {
 	return a.funcs[n-1]
 }
 
+// hangAfter is the limit of the fake-clock hang tests.
+const hangAfter = 2 * time.Second
+
+// runWatched supervises one sleeping fake, "a", whose signs of life the test
+// gives through the alive functions it collects, on a fake clock.
+func runWatched(t *testing.T) (*harness, *fakeClock, *aliveFuncs) {
+	clock := newFakeClock()
+	starts := new(aliveFuncs)
+	a := fakeSpec(t, "a", "hang")
+	a.Liveness = starts.hook
+	return run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter}), clock, starts
+}
+
 // TestHangDetection follows a component on a fake clock: no watch before
 // its first sign of life; a sign within HangAfter keeps it; silence for
 // HangAfter kills it as hung and restarts it, counted; the old process's
 // alive no longer counts for the new one.
 func TestHangDetection(t *testing.T) {
 	t.Parallel()
-	const hangAfter = 2 * time.Second
-	clock := newFakeClock()
-	var starts aliveFuncs
-	a := fakeSpec(t, "a", "hang")
-	a.Liveness = starts.hook
-	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
+	h, clock, starts := runWatched(t)
 	first := h.waitRunning("a", 1)
 	clock.none(t) // not watched before its first sign of life
 
@@ -90,7 +98,7 @@ func TestHangDetection(t *testing.T) {
 // as hung and restarted.
 func TestStoppedComponentIsHung(t *testing.T) {
 	t.Parallel()
-	const hangAfter = time.Second
+	const hangAfter = time.Second // real time here
 	a := fakeSpec(t, "a", "beat")
 	var mu sync.Mutex
 	var alive func()
@@ -142,12 +150,7 @@ func TestStoppedComponentIsHung(t *testing.T) {
 // limit again.
 func TestHangCheckAfterPause(t *testing.T) {
 	t.Parallel()
-	const hangAfter = 2 * time.Second
-	clock := newFakeClock()
-	var starts aliveFuncs
-	a := fakeSpec(t, "a", "hang")
-	a.Liveness = starts.hook
-	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
+	h, clock, starts := runWatched(t)
 	h.waitRunning("a", 1)
 	starts.of(t, 1)()
 	tm := clock.next(t)
