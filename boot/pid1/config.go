@@ -44,7 +44,8 @@ const PortName = "org.keepnet.ctl"
 //	                         every component (see schedPolicy)
 //	keepnet.hang=DURATION    a component whose loop does not answer for this
 //	                         long is killed as hung and restarted (default 2s,
-//	                         0 disables; boot/supervisor's hang detection)
+//	                         0 disables; longer while the whole machine
+//	                         answers slowly: boot/supervisor's hang detection)
 //	keepnet.testhooks=1      components run test hooks on request (the control
 //	                         verb hook: spin, deadlock, stop the device...)
 //	keepnet.seccomp=0        no component installs its seccomp filter (for

@@ -206,8 +206,8 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 	s.mu.Lock()
 	c.attempt++
 	c.announced = false
+	c.lastAlive, c.stallExcuses = time.Time{}, 0
 	attempt := c.attempt
-	c.live.watchStart(attempt)
 	s.mu.Unlock()
 	ready := func() { s.announce(c, attempt) }
 
@@ -230,7 +230,7 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 		files = fs
 	}
 	if c.spec.Liveness != nil {
-		c.spec.Liveness(func() { c.live.alive(attempt, s.cfg.Clock.Now()) })
+		c.spec.Liveness(func() { s.alive(c, attempt) })
 	}
 	env := append(os.Environ(), c.spec.Env...)
 	var notifyR *os.File // the read end of the readiness pipe, if any
@@ -271,7 +271,6 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 		return nil, err
 	}
 	c.proc = cmd.Process
-	c.live.started(attempt, cmd.Process.Pid)
 	c.generation++
 	if c.generation > 1 {
 		c.restarts++

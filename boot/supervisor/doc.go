@@ -37,7 +37,9 @@
 //     Config.HangAfter set, a component whose Spec.Liveness said its
 //     process lives and then says nothing for HangAfter is killed, logged,
 //     counted in State.Hangs, and its exit recorded as "hung (...)"; then
-//     it is restarted as after a crash (hang.go). Restart stops it gracefully (SIGTERM, then SIGKILL after
+//     it is restarted as after a crash (hang.go). A machine that answers
+//     slowly (a guest its host starves) stretches the limit, and a silence
+//     shared by two components waits a little longer: neither is a hang. Restart stops it gracefully (SIGTERM, then SIGKILL after
 //     StopTimeout) and starts it again at once: it counts in Restarts and
 //     Generation but not as a crash, so it never causes a back-off.
 //   - When Run's context ends, components are stopped in reverse dependency

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"syscall"
 	"time"
@@ -16,86 +17,43 @@ import (
 // follows the rules of any crash (back-off included). The watch starts at a
 // process's first sign of life, not at its start: how long a component takes
 // to start is not a hang (a start that never gets that far is not noticed).
-//
-// Two silences are nobody's fault and kill nothing: a check that comes late
-// (the supervisor itself did not run: the whole machine paused), and a
-// process that is runnable but got almost no processor time (the machine is
-// overloaded, proc.go). Either gives the component half of HangAfter again.
-//
-// Signs of life are recorded under their own lock (liveness.mu), never
-// Supervisor.mu: that one is held across a fork, which can take seconds on
-// a loaded machine, and a component must not look silent because init was
-// busy starting another.
 
-// liveness is what the supervisor knows of a component's signs of life.
-type liveness struct {
-	mu      sync.Mutex
-	attempt int           // the start whose process is watched
-	last    time.Time     // its last sign of life; zero before the first
-	cpu     time.Duration // its processor time then; -1: unknown
-	pid     int
-	armed   chan struct{} // closed at its first sign of life
-}
-
-// watchStart begins watching a new start: what an earlier process said no
-// longer counts.
-func (l *liveness) watchStart(attempt int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.attempt, l.last, l.cpu, l.pid = attempt, time.Time{}, -1, 0
-	l.armed = make(chan struct{})
-}
-
-// started records the pid of the watched start.
-func (l *liveness) started(attempt, pid int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.attempt == attempt {
-		l.pid = pid
-	}
-}
-
-// alive records a sign of life of start attempt's process at now.
-func (l *liveness) alive(attempt int, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.attempt != attempt || l.pid == 0 {
+// alive records a sign of life of start attempt's process.
+func (s *Supervisor) alive(c *component, attempt int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.attempt != attempt {
 		return
 	}
-	if l.last.IsZero() {
-		close(l.armed) // the watch begins
+	now := s.cfg.Clock.Now()
+	first := c.lastAlive.IsZero()
+	if !first {
+		s.noteGapLocked(now.Sub(c.lastAlive), now)
 	}
-	l.last, l.cpu = now, cpuTime(l.pid)
-}
-
-// state returns the last sign of life, the processor time then, and the
-// channel closed at the first.
-func (l *liveness) state() (time.Time, time.Duration, <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.last, l.cpu, l.armed
-}
-
-// grant gives the component until from+d to answer.
-func (l *liveness) grant(from time.Time, d time.Duration, hangAfter time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.last = from.Add(d - hangAfter)
+	c.lastAlive = now
+	c.stallExcuses = 0
+	if first {
+		s.changedLocked() // wakes the supervising goroutine: the watch begins
+	}
 }
 
 // hangTimer returns what the supervising goroutine of c waits on for a hang
 // of its current process, and a function that releases it: a timer due
-// HangAfter after the last sign of life, or, before the first, the channel
-// closed by it, or nil when hang detection is off for c.
+// HangAfter after the last sign of life, or, before the first, a channel that
+// is closed at the next change (the first sign is one), or nil when hang
+// detection is off for c.
 func (s *Supervisor) hangTimer(c *component) (<-chan struct{}, func()) {
 	if s.cfg.HangAfter <= 0 || c.spec.Liveness == nil {
 		return nil, func() {}
 	}
-	last, _, armed := c.live.state()
+	s.mu.Lock()
+	last, changed := c.lastAlive, s.changed
+	limit := s.limitLocked(s.cfg.Clock.Now())
+	s.mu.Unlock()
 	if last.IsZero() {
-		return armed, func() {}
+		return changed, func() {}
 	}
-	due := last.Add(s.cfg.HangAfter)
+	due := last.Add(limit)
 	t := s.cfg.Clock.NewTimer(due.Sub(s.cfg.Clock.Now()))
 	fired := make(chan struct{})
 	done := make(chan struct{})
@@ -115,33 +73,46 @@ func (s *Supervisor) hangTimer(c *component) (<-chan struct{}, func()) {
 	}
 }
 
-// killIfHung kills p if c has shown no sign of life for HangAfter, and
-// returns how it ended; false when it is not hung (yet).
+// killIfHung kills p if c has shown no sign of life for the hang limit
+// (limitLocked), and returns how it ended; false when it is not hung (yet).
 //
-// A check that comes more than a quarter of HangAfter after it was due
+// A check that comes more than a quarter of the limit after it was due
 // means that the supervisor itself did not run: the whole machine paused
 // (a host that does not schedule the guest). The silence is then nobody's
-// fault, and c gets half of HangAfter from now to answer again.
+// fault, and c gets half of the limit from now to answer again.
+//
+// A silence that c shares with another component is not yet a hang: on a
+// host that does not schedule the guest's vCPUs (a busy machine under TCG)
+// every process on a starved vCPU falls silent at once, while a hung
+// component (a loop, a deadlock, a SIGSTOP) falls silent alone. c then gets
+// half of the limit more, up to maxStallExcuses times in a row (a silence
+// of four times the limit): two components hung at once are still killed,
+// later.
 func (s *Supervisor) killIfHung(c *component, p *process) (ending, bool) {
 	now := s.cfg.Clock.Now()
-	last, cpuThen, _ := c.live.state()
+	s.mu.Lock()
+	last := c.lastAlive
+	limit := s.limitLocked(now)
 	silent := now.Sub(last)
-	if last.IsZero() || silent < s.cfg.HangAfter {
+	if last.IsZero() || silent < limit {
+		s.mu.Unlock()
 		return ending{}, false
 	}
-	pid := p.cmd.Process.Pid
-	if late := silent - s.cfg.HangAfter; late > s.cfg.HangAfter/4 {
-		c.live.grant(now, s.cfg.HangAfter/2, s.cfg.HangAfter)
+	if late := silent - limit; late > limit/4 {
+		c.lastAlive = now.Add(-limit / 2)
+		s.mu.Unlock()
 		s.con.logf("%s: hang check %v late: the machine paused; waiting again", c.spec.Name, late.Round(time.Millisecond))
 		return ending{}, false
 	}
-	if s.starved(pid, silent, cpuThen) {
-		c.live.grant(now, s.cfg.HangAfter/2, s.cfg.HangAfter)
-		s.con.logf("%s: silent for %v but runnable and given no processor: the machine is overloaded; waiting again", c.spec.Name, silent.Round(time.Millisecond))
+	if other := s.alsoSilentLocked(c, now, limit); other != "" && c.stallExcuses < maxStallExcuses {
+		c.lastAlive = now.Add(-limit / 2)
+		c.stallExcuses++
+		s.mu.Unlock()
+		s.con.logf("%s: silent for %v, and so is %s: the machine is stalling; waiting again", c.spec.Name, silent.Round(time.Millisecond), other)
 		return ending{}, false
 	}
-	s.con.logf("%s: hung: no sign of life for %v (threads %s, %v of processor time meanwhile); killing pid %d",
-		c.spec.Name, silent.Round(time.Millisecond), threadStates(pid), cpuTime(pid)-cpuThen, pid)
+	s.mu.Unlock()
+	s.con.logf("%s: hung: no sign of life for %v (limit %v); killing pid %d", c.spec.Name, silent.Round(time.Millisecond), limit.Round(time.Millisecond), p.cmd.Process.Pid)
 	p.cmd.Process.Signal(syscall.SIGKILL) // works on a stopped process too
 	end := ending{status: "not reaped after SIGKILL", code: -1}
 	t := time.NewTimer(killWait)
@@ -152,9 +123,64 @@ func (s *Supervisor) killIfHung(c *component, p *process) (ending, bool) {
 	case <-t.C:
 		s.con.logf("%s: not reaped %v after SIGKILL; giving up on it", c.spec.Name, killWait)
 	}
-	end.status = fmt.Sprintf("hung (no answer for %v)", s.cfg.HangAfter)
+	end.status = fmt.Sprintf("hung (no answer for %v)", silent.Round(time.Millisecond))
 	s.mu.Lock()
 	c.hangs++
 	s.mu.Unlock()
 	return end, true
+}
+
+// maxStallExcuses is how many times in a row a silence shared with another
+// component buys half of the limit more before it counts as a hang.
+const maxStallExcuses = 6
+
+// alsoSilentLocked names another component whose running process has been
+// silent for at least half of limit at now, or returns "". s.mu is held.
+func (s *Supervisor) alsoSilentLocked(c *component, now time.Time, limit time.Duration) string {
+	for _, o := range s.comps {
+		if o == c || o.proc == nil || o.lastAlive.IsZero() {
+			continue
+		}
+		if now.Sub(o.lastAlive) >= limit/2 {
+			return o.spec.Name
+		}
+	}
+	return ""
+}
+
+// The hang limit follows how fast the machine answers. Every sign of life
+// notes the gap since the one before (a healthy component answers every
+// ping, so its gaps are the hub's ping period); the slowest gap of any
+// component lately, decaying by half every slowHalfLife, is the machine's
+// pace. The limit is HangAfter, or slowFactor times that pace when it is
+// longer: a guest that the host starves (TCG beside other jobs) answers
+// every ping late, and a late answer is not a hang; a hung component never
+// answers, so it is found all the same, later on a slow machine.
+const (
+	slowFactor   = 3
+	slowHalfLife = 10 * time.Second
+)
+
+// noteGapLocked records a gap between two signs of life of one component;
+// a gap counts for no more than the limit it ended under (a component
+// stopped and continued by hand is not the machine's pace).
+func (s *Supervisor) noteGapLocked(gap time.Duration, now time.Time) {
+	gap = min(gap, s.limitLocked(now))
+	if cur := s.slowGapAt(now); gap > cur {
+		s.slowGap, s.slowSince = gap, now
+	}
+}
+
+// slowGapAt is the slowest recent gap, decayed to now.
+func (s *Supervisor) slowGapAt(now time.Time) time.Duration {
+	if s.slowGap == 0 {
+		return 0
+	}
+	halves := float64(now.Sub(s.slowSince)) / float64(slowHalfLife)
+	return time.Duration(float64(s.slowGap) * math.Pow(0.5, halves))
+}
+
+// limitLocked is the hang limit at now. s.mu is held.
+func (s *Supervisor) limitLocked(now time.Time) time.Duration {
+	return max(s.cfg.HangAfter, slowFactor*s.slowGapAt(now))
 }

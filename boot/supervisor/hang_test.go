@@ -32,26 +32,18 @@ func (a *aliveFuncs) of(t *testing.T, n int) func() {
 	return a.funcs[n-1]
 }
 
-// hangAfter is the limit of the fake-clock hang tests.
-const hangAfter = 2 * time.Second
-
-// runWatched supervises one sleeping fake, "a", whose signs of life the test
-// gives through the alive functions it collects, on a fake clock.
-func runWatched(t *testing.T) (*harness, *fakeClock, *aliveFuncs) {
-	clock := newFakeClock()
-	starts := new(aliveFuncs)
-	a := fakeSpec(t, "a", "hang")
-	a.Liveness = starts.hook
-	return run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter}), clock, starts
-}
-
 // TestHangDetection follows a component on a fake clock: no watch before
 // its first sign of life; a sign within HangAfter keeps it; silence for
 // HangAfter kills it as hung and restarts it, counted; the old process's
 // alive no longer counts for the new one.
 func TestHangDetection(t *testing.T) {
 	t.Parallel()
-	h, clock, starts := runWatched(t)
+	const hangAfter = 2 * time.Second
+	clock := newFakeClock()
+	var starts aliveFuncs
+	a := fakeSpec(t, "a", "hang")
+	a.Liveness = starts.hook
+	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
 	first := h.waitRunning("a", 1)
 	clock.none(t) // not watched before its first sign of life
 
@@ -60,13 +52,13 @@ func TestHangDetection(t *testing.T) {
 	if tm.d != hangAfter {
 		t.Fatalf("first hang timer of %v, want %v", tm.d, hangAfter)
 	}
-	clock.advance(hangAfter / 2)
+	clock.advance(hangAfter / 4)
 	starts.of(t, 1)()
-	clock.advance(hangAfter / 2)
-	tm.c <- clock.Now() // due, but it answered half-way
+	clock.advance(3 * hangAfter / 4)
+	tm.c <- clock.Now() // due, but it answered a quarter of the way
 	tm = clock.next(t)
-	if tm.d != hangAfter/2 {
-		t.Fatalf("second hang timer of %v, want %v (the rest from its last sign of life)", tm.d, hangAfter/2)
+	if tm.d != hangAfter/4 {
+		t.Fatalf("second hang timer of %v, want %v (the rest from its last sign of life)", tm.d, hangAfter/4)
 	}
 	if st := h.state("a"); st.Generation != 1 || st.Hangs != 0 {
 		t.Fatalf("after a timely answer: %+v, want generation 1, no hangs", st)
@@ -98,7 +90,7 @@ func TestHangDetection(t *testing.T) {
 // as hung and restarted.
 func TestStoppedComponentIsHung(t *testing.T) {
 	t.Parallel()
-	const hangAfter = time.Second // real time here
+	const hangAfter = time.Second
 	a := fakeSpec(t, "a", "beat")
 	var mu sync.Mutex
 	var alive func()
@@ -150,7 +142,12 @@ func TestStoppedComponentIsHung(t *testing.T) {
 // limit again.
 func TestHangCheckAfterPause(t *testing.T) {
 	t.Parallel()
-	h, clock, starts := runWatched(t)
+	const hangAfter = 2 * time.Second
+	clock := newFakeClock()
+	var starts aliveFuncs
+	a := fakeSpec(t, "a", "hang")
+	a.Liveness = starts.hook
+	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
 	h.waitRunning("a", 1)
 	starts.of(t, 1)()
 	tm := clock.next(t)
@@ -165,5 +162,113 @@ func TestHangCheckAfterPause(t *testing.T) {
 	tm.fire()
 	if st := h.waitRunning("a", 2); st.Hangs != 1 {
 		t.Errorf("silent after the pause too: %+v, want it killed as hung", st)
+	}
+}
+
+// TestSharedSilenceIsAStall: two components silent at once (a vCPU the host
+// does not schedule) are not hung; once the other answers again, the silent
+// one is; and a silence shared for too long is a hang all the same.
+func TestSharedSilenceIsAStall(t *testing.T) {
+	t.Parallel()
+	const hangAfter = 2 * time.Second
+	clock := newFakeClock()
+	var aStarts, bStarts aliveFuncs
+	a, b := fakeSpec(t, "a", "hang"), fakeSpec(t, "b", "hang")
+	a.Liveness, b.Liveness = aStarts.hook, bStarts.hook
+	h := run(t, Config{Specs: []Spec{a, b}, Clock: clock, HangAfter: hangAfter})
+	h.waitRunning("a", 1)
+	h.waitRunning("b", 1)
+	bStarts.of(t, 1)()
+	clock.next(t) // b's hang timer, never fired
+	aStarts.of(t, 1)()
+	tm := clock.next(t)
+
+	clock.advance(hangAfter)
+	tm.c <- clock.Now() // a silent for hangAfter, and b too
+	tm = clock.next(t)
+	if st := h.state("a"); st.Generation != 1 || st.Hangs != 0 {
+		t.Fatalf("killed while b was silent too: %+v", st)
+	}
+	if log := h.con.String(); !strings.Contains(log, "and so is b") {
+		t.Errorf("console does not say why it waits:\n%s", log)
+	}
+
+	// b answers every quarter of the limit again; a does not.
+	for checks := 0; h.state("a").Generation == 1; checks++ {
+		if checks > 20 {
+			t.Fatalf("a silent alone for %d checks, not killed: %+v", checks, h.state("a"))
+		}
+		for left := tm.d; left > 0; left -= hangAfter / 4 {
+			clock.advance(min(left, hangAfter/4))
+			bStarts.of(t, 1)()
+		}
+		tm.c <- clock.Now()
+		select {
+		case tm = <-clock.requests:
+		case <-time.After(time.Second): // killed: no new hang timer
+		}
+	}
+	if st := h.waitRunning("a", 2); st.Hangs != 1 {
+		t.Fatalf("a silent alone: %+v, want it killed as hung", st)
+	}
+
+	// Generation 2 of a and b both fall silent for good: each check buys
+	// a more time, until the last excuse is spent.
+	aStarts.of(t, 2)()
+	tm = clock.next(t)
+	for i := 0; i < maxStallExcuses; i++ {
+		clock.advance(tm.d)
+		tm.c <- clock.Now()
+		tm = clock.next(t) // excused: a new hang timer
+		if st := h.state("a"); st.Generation != 2 || st.Hangs != 1 {
+			t.Fatalf("check %d of a shared silence killed a: %+v", i+1, st)
+		}
+	}
+	clock.advance(tm.d)
+	tm.c <- clock.Now()
+	select {
+	case backoff := <-clock.requests: // the restart's back-off, if any
+		backoff.fire()
+	case <-time.After(time.Second):
+	}
+	if st := h.waitRunning("a", 3); st.Hangs != 2 {
+		t.Errorf("after %d excuses: %+v, want it killed as hung", maxStallExcuses, st)
+	}
+}
+
+// TestHangLimitFollowsThePace: when components answer late (a starved
+// guest), the hang limit grows to slowFactor times the slowest gap, and
+// shrinks back to HangAfter as that gap ages.
+func TestHangLimitFollowsThePace(t *testing.T) {
+	t.Parallel()
+	const hangAfter = 2 * time.Second
+	clock := newFakeClock()
+	var starts aliveFuncs
+	a := fakeSpec(t, "a", "hang")
+	a.Liveness = starts.hook
+	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
+	h.waitRunning("a", 1)
+	starts.of(t, 1)()
+	tm := clock.next(t)
+	clock.advance(hangAfter - time.Millisecond)
+	starts.of(t, 1)() // an answer just in time: the machine is slow
+	clock.advance(time.Millisecond)
+	tm.c <- clock.Now()
+	tm = clock.next(t)
+	// slowFactor times the gap, less the millisecond since the answer and
+	// a millisecond's decay.
+	if want := slowFactor*(hangAfter-time.Millisecond) - time.Millisecond; tm.d > want || tm.d < want-10*time.Millisecond {
+		t.Fatalf("hang timer after a slow answer: %v, want about %v", tm.d, want)
+	}
+	if st := h.state("a"); st.Generation != 1 {
+		t.Fatalf("killed after a slow answer: %+v", st)
+	}
+	for i := 0; i < 40; i++ { // answers every half second; the slow gap ages
+		clock.advance(slowHalfLife / 20)
+		starts.of(t, 1)()
+	}
+	tm.c <- clock.Now()
+	if tm = clock.next(t); tm.d != hangAfter {
+		t.Errorf("hang timer once the machine is fast again: %v, want %v", tm.d, hangAfter)
 	}
 }

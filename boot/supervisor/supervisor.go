@@ -158,8 +158,8 @@ type Config struct {
 	// component is stopped (default 5s).
 	StopTimeout time.Duration
 	// HangAfter is how long a component with a Liveness hook may go
-	// without a sign of life before it is killed as hung; 0 disables hang
-	// detection.
+	// without a sign of life before it is killed as hung (longer while
+	// every component answers slowly, hang.go); 0 disables hang detection.
 	HangAfter time.Duration
 }
 
@@ -215,9 +215,12 @@ type component struct {
 	attempt    int  // starts tried, counting those that failed; names a start's ready function
 	announced  bool // the process of start attempt said it is ready
 	hangs      int
-
-	// live has its own lock (hang.go).
-	live liveness
+	// lastAlive is the Clock time of the current process's last sign of
+	// life (Spec.Liveness); zero until its first.
+	lastAlive time.Time
+	// stallExcuses counts the hang checks since lastAlive that found
+	// another component silent too (hang.go).
+	stallExcuses int
 }
 
 // Supervisor starts, watches and restarts the components of one table.
@@ -228,10 +231,6 @@ type Supervisor struct {
 	order  []*component // dependencies before dependents
 	byName map[string]*component
 	con    *console
-	// starved tells a silent process the machine did not run from a hung
-	// one (proc.go); processor times are comparable with the real clock
-	// only, so with another it says no.
-	starved func(pid int, silence, cpuThen time.Duration) bool
 
 	// mu guards the run-time fields of every component and the fields below.
 	// Nothing under mu blocks, except starting a process: a start holds mu
@@ -242,6 +241,10 @@ type Supervisor struct {
 	runCtx  context.Context // nil until Run; Done once Run is stopping
 	running bool            // Run is supervising
 	lost    []string        // processes that SIGKILL did not end in killWait
+	// slowGap is the slowest gap between two signs of life of a component,
+	// noted at slowSince (hang.go: the limit follows the machine's pace).
+	slowGap   time.Duration
+	slowSince time.Time
 }
 
 // New checks the table and returns a supervisor for it: names must be unique,
@@ -280,10 +283,6 @@ func New(cfg Config) (*Supervisor, error) {
 		byName:  map[string]*component{},
 		con:     &console{w: cfg.Console},
 		changed: make(chan struct{}),
-		starved: func(int, time.Duration, time.Duration) bool { return false },
-	}
-	if _, real := cfg.Clock.(realClock); real {
-		s.starved = starved
 	}
 	for _, sp := range cfg.Specs {
 		switch {

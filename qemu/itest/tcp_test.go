@@ -152,9 +152,9 @@ func httpUpload(t testing.TB, n *netns, size int64, seed uint64, floor float64) 
 	return up
 }
 
-// keepnet's own TCP: curl downloads 1 GB and uploads 500 MB through e1000.0,
-// ip, tcp, syscall and the HTTP app, with the hashes checked (issue 5, a
-// minute at 250 Mbit/s); the OpenSSH client
+// keepnet's own TCP: curl downloads 50 MB and uploads 25 MB through e1000.0,
+// ip, tcp, syscall and the HTTP app, with the hashes checked (gigabytes are
+// make bench's: BenchmarkTCPBulk); the OpenSSH client
 // runs a command; a kill of tcp keeps the listeners (new connections are
 // accepted after it).
 func TestTCPKeepnet(t *testing.T) {
@@ -165,7 +165,7 @@ func TestTCPKeepnet(t *testing.T) {
 	n := newNetns(t)
 	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet", "--authorized-keys", key+".pub")...)
 
-	const down, up = 1_000_000_000, 500_000_000
+	const down, up = 50_000_000, 25_000_000
 	dr, ur := httpTransfer(t, n, down, up)
 	t.Logf("keepnet TCP: download %s at %.0f Mbit/s, upload %s at %.0f Mbit/s, hashes match", mb(down), dr, mb(up), ur)
 

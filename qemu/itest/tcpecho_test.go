@@ -20,7 +20,7 @@ import (
 )
 
 // 200 TCP connections to the appliance's echo service (port 7) are open at
-// once, then each sends 1 MB of its own splitmix stream while it reads the
+// once, then each sends 250 KB of its own splitmix stream while it reads the
 // echo back, all at the same time; every byte must come back in order
 // (issue 5). The tcp server's connection count shows the 200 before the
 // transfers start and falls back after they end; no component restarts.
@@ -28,7 +28,7 @@ import (
 // the appliance's state while the connections are still open.
 func TestTCPEchoConcurrent(t *testing.T) {
 	requireITest(t, true)
-	const conns, size = 200, 1_000_000
+	const conns, size = 200, 250_000
 	n := newNetns(t)
 	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
 	httpWarm(t, n)
