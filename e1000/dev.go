@@ -508,3 +508,19 @@ func delta(last, now uint32) uint32 {
 	}
 	return now - last
 }
+
+// Progress reads what the driver's watchdog compares: the transmit and
+// receive heads (TDH 13.4.39, RDH 13.4.28) against the tails last written,
+// STATUS.LU, and the missed-packet counters MPC and RNBC (13.7).
+func (d *Dev) Progress() netdev.Progress {
+	d.readCounters()
+	txHead, rxHead := d.regs.Read32(TDH), d.regs.Read32(RDH)
+	return netdev.Progress{
+		TxPending: int((d.tx.written - txHead + d.tx.n) % d.tx.n),
+		TxHead:    txHead,
+		RxPosted:  int((d.rx.written - rxHead + d.rx.n) % d.rx.n),
+		RxHead:    rxHead,
+		RxMissed:  d.stats.RxMissed + d.stats.RxNoBuffer,
+		LinkUp:    d.LinkUp(),
+	}
+}

@@ -27,5 +27,26 @@ func Family() netdev.Family {
 			}
 			return d, nil
 		},
+		TestHooks: map[string]func(netdev.Regs){
+			HookStopTX: StopTX,
+			HookStopRX: StopRX,
+		},
 	}
 }
+
+// Test hooks (netdev.Family.TestHooks): the device stops behind the
+// driver's back, as a part with a wedged DMA engine would, for the
+// driver's watchdog to notice.
+const (
+	HookStopTX = "stop-tx"
+	HookStopRX = "stop-rx"
+)
+
+// StopTX clears TCTL.EN (13.4.33): the transmitter stops taking
+// descriptors, TDH stays where it is.
+func StopTX(r netdev.Regs) { r.Write32(TCTL, r.Read32(TCTL)&^TCTL_EN) }
+
+// StopRX clears RCTL.EN (13.4.22): the receiver takes no frame. (QEMU's
+// e1000 then leaves frames queued outside the device and counts no miss,
+// so only a part that drops them shows a receive stall.)
+func StopRX(r netdev.Regs) { r.Write32(RCTL, r.Read32(RCTL)&^RCTL_EN) }

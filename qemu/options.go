@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // PortName is the virtio-serial port name the guest's init looks for.
@@ -121,11 +122,21 @@ func (m Machine) KernelCmdline() string {
 	if m.SSHKeys != "" {
 		args = append(args, "keepnet.sshkey="+m.SSHKeys)
 	}
+	if m.Accel == "tcg" {
+		// The guest's 2 s hang limit (boot/pid1) is a figure for a
+		// machine that runs at hardware speed; TCG runs it ten to fifty
+		// times slower, and on a loaded host a loop round took seconds.
+		// --append keepnet.hang=... still wins: it comes later.
+		args = append(args, "keepnet.hang="+TCGHang.String())
+	}
 	if m.Append != "" {
 		args = append(args, m.Append)
 	}
 	return strings.Join(args, " ")
 }
+
+// TCGHang is the hang limit `keepnet up` gives a guest under TCG.
+const TCGHang = 10 * time.Second
 
 // Args is QEMU's command line (without the program name).
 func (m Machine) Args() []string {

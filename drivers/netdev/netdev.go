@@ -90,6 +90,17 @@ type Stats struct {
 	RxNoBuffer        uint64 // times the device found no receive buffer posted
 }
 
+// Progress is what a device watchdog (drivers/nic) compares between two
+// looks to tell a device that stopped from one that is merely busy or idle.
+type Progress struct {
+	TxPending int    // transmit descriptors handed to the device and not yet processed
+	TxHead    uint32 // the device's transmit head: moves as it processes them
+	RxPosted  int    // empty receive buffers the device holds
+	RxHead    uint32 // the device's receive head: moves as it fills them
+	RxMissed  uint64 // frames the device dropped (no room, no buffer), so far
+	LinkUp    bool
+}
+
 // Forgotten lists the cookies of the buffers a Reset took back from the
 // device: every buffer posted and not yet returned by PollRX or PollTX. TX is
 // in submission order: the frames to resubmit.
@@ -154,4 +165,7 @@ type Device interface {
 	Interrupts() uint32
 	// Stats returns the counters.
 	Stats() Stats
+	// Progress reads the device's ring heads and drop counters, for the
+	// watchdog; a few register reads.
+	Progress() Progress
 }

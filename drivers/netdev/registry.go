@@ -43,6 +43,10 @@ type Family struct {
 	// rings (at least RingBytes long). It does not touch the device: the
 	// caller Resets it.
 	Open func(r Regs, rings Region, p Platform) (Device, error)
+	// TestHooks, by name, stop the device behind the driver's back, for
+	// tests of the driver's watchdog (drivers/nic); the driver offers
+	// them only when test hooks are enabled (kernel/wiring.EnvTestHooks).
+	TestHooks map[string]func(r Regs)
 }
 
 // ErrNoFamily is the error of Registry.Lookup for a PCI ID no registered

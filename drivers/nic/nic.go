@@ -21,6 +21,14 @@
 // the new generation: it resets the device (forgetting the old generation's
 // buffers, whose owner is gone), releases the old pools to init, and serves
 // the new IP.
+//
+// # Watchdog
+//
+// A device that stops on its own (a transmit hang, a receive stall) is
+// reset by the loop's watchdog while serving the same IP generation, its
+// buffers requeued; see watchdog.go. A loop that stops is init's business:
+// it answers init's pings on the wiring socket (kernel/wiring, "Hang
+// detection"), and a silent one is restarted.
 package nic
 
 import (
@@ -45,7 +53,9 @@ type Peer struct {
 type Counters struct {
 	Requests, Replies uint64
 	BadRefs           uint64 // requests whose ref is not in a peer pool
-	Resets            uint64 // device resets for a new IP generation
+	Resets            uint64 // device resets: for a new IP generation, or by the watchdog
+	TxHangResets      uint64 // by the watchdog: transmit hang (watchdog.go)
+	RxStallResets     uint64 // by the watchdog: receive stall
 	Throttled         uint64 // requests answered StatusThrottled: MaxWaiting were waiting
 	OutboxStalls      uint64 // rounds that took no request: MaxOutbox replies waited for room
 }
@@ -99,6 +109,7 @@ type Driver struct {
 	// maxWaiting and maxOutbox are MaxWaiting and MaxOutbox, or what a
 	// test sets.
 	maxWaiting, maxOutbox int
+	watch                 watchdog
 }
 
 // BatchSize is how many requests the loop drains per iteration.
@@ -137,6 +148,7 @@ func (d *Driver) Adopt(p *Peer) ([]*pool.Pool, error) {
 	}
 	d.pending, d.free = d.pending[:0], d.free[:0]
 	d.waitRX, d.waitTX, d.outbox = nil, nil, nil
+	d.watch = watchdog{}
 	return old, nil
 }
 

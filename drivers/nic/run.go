@@ -142,7 +142,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	// Later IP generations are announced on the wiring socket.
-	watch, err := wiring.Watch(conn)
+	watch, err := wiring.Watch(conn, deviceHooks(fam, bar)...)
 	if err != nil {
 		return err
 	}
@@ -161,6 +161,11 @@ func Run(ctx context.Context, o Options) error {
 			}
 			o.Stats(st)
 			nextStats = now.Add(time.Second)
+		}
+		if reason, err := d.Watch(time.Now(), DefaultWatchLimit); err != nil {
+			return err
+		} else if reason != "" {
+			log.Printf("%s: %s: device reset (%d so far)", o.Name, reason, d.Counters().Resets)
 		}
 		select {
 		case p, ok := <-watch.C:
@@ -213,6 +218,16 @@ func requireHuge(name string, p hugeBacked) error {
 	return fmt.Errorf("nic: %s is %w: the kernel may move an ordinary page under the device's DMA; "+
 		"reserve huge pages before the stack starts (hugepages=N on the kernel command line, or /proc/sys/vm/nr_hugepages) (%w)",
 		name, ErrNoHugePages, exitcode.ErrConfig)
+}
+
+// deviceHooks are the family's test hooks on this device, for the wiring
+// watcher (they run only when test hooks are enabled).
+func deviceHooks(fam netdev.Family, r netdev.Regs) []wiring.Hook {
+	var hooks []wiring.Hook
+	for name, stop := range fam.TestHooks {
+		hooks = append(hooks, wiring.Hook{Name: name, Run: func() { stop(r) }})
+	}
+	return hooks
 }
 
 // adopt starts serving a new IP generation and releases the old one's

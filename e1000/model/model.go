@@ -74,6 +74,8 @@ type Model struct {
 
 	now         time.Duration // model clock, moved by Advance
 	rxPauseEnds time.Duration
+	// rxJammed makes Deliver drop every frame into MPC (JamRX).
+	rxJammed bool
 
 	// Hardware mode descriptor caches: ring index -> descriptor copy,
 	// filled when the tail moves.
@@ -167,6 +169,9 @@ func (m *Model) Write32(off, val uint32) {
 	m.writes[off]++
 	switch off {
 	case e1000.CTRL:
+		if val&e1000.CTRL_RST != 0 {
+			m.rxJammed = false // a reset cures a wedged receive unit
+		}
 		if val&e1000.CTRL_RST != 0 && m.cfg.Hardware {
 			m.powerOn()
 			return
@@ -492,6 +497,15 @@ func (m *Model) inc(off uint32) {
 	}
 }
 
+// JamRX wedges the receive side as a part whose receive DMA hangs: every
+// frame is dropped and counted in MPC, descriptors or not, until a global
+// reset (CTRL.RST) clears it.
+func (m *Model) JamRX() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rxJammed = true
+}
+
 // Deliver offers a frame from the wire (without FCS). It returns whether the
 // device accepted it into host memory; see the package doc for why not.
 func (m *Model) Deliver(frame []byte) bool {
@@ -503,6 +517,11 @@ func (m *Model) Deliver(frame []byte) bool {
 	}
 	if m.now < m.rxPauseEnds {
 		return false // QEMU: the frame waits in the net queue
+	}
+	if m.rxJammed {
+		m.inc(e1000.MPC)
+		m.cause(e1000.ICR_RXO)
+		return false
 	}
 	if len(frame) < 14 || !m.accept(frame, rctl) {
 		return false

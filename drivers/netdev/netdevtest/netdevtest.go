@@ -44,14 +44,23 @@ type Device struct {
 	Wire []Sent
 	// Resets counts Reset calls.
 	Resets int
+	// StuckTX makes the device stop transmitting: flushed frames stay
+	// on its ring, unsent, until a Reset. JamRX makes it drop every
+	// frame it is offered, counting it missed, buffers or not. Both
+	// stand for a wedged device, for the driver's watchdog.
+	StuckTX, JamRX bool
 
 	// Receive: posted (not flushed), owned by the device (flushed), and
 	// filled (waiting for PollRX), in ring order.
 	rxPosted, rxOwned []netdev.Buffer
 	rxDone            []rxDone
-	// Transmit: queued (not flushed) and sent (waiting for PollTX).
-	txQueued []txFrame
-	txDone   []netdev.Buffer
+	// Transmit: queued (not flushed), flushed but stuck (StuckTX), and
+	// sent (waiting for PollTX).
+	txQueued, txStuck []txFrame
+	txDone            []netdev.Buffer
+	// txSent and rxFilled are the device's heads: frames sent, buffers
+	// filled.
+	txSent, rxFilled uint32
 
 	interrupts uint32
 	stats      netdev.Stats
@@ -105,11 +114,12 @@ func (d *Device) Reset() (netdev.Forgotten, error) {
 	for _, b := range d.txDone {
 		f.TX = append(f.TX, b.Cookie)
 	}
-	for _, q := range d.txQueued {
+	for _, q := range slices.Concat(d.txStuck, d.txQueued) {
 		f.TX = append(f.TX, q.buf.Cookie)
 	}
 	d.rxPosted, d.rxOwned, d.rxDone = nil, nil, nil
-	d.txQueued, d.txDone = nil, nil
+	d.txQueued, d.txStuck, d.txDone = nil, nil, nil
+	d.StuckTX, d.JamRX = false, false // a reset cures the wedge
 	d.interrupts = 0
 	d.Resets++
 	return f, nil
@@ -150,12 +160,17 @@ func (d *Device) Deliver(frame []byte, bad bool) bool {
 	if d.cfg.LinkDown {
 		return false
 	}
+	if d.JamRX {
+		d.stats.RxMissed++
+		return false
+	}
 	if len(d.rxOwned) == 0 {
 		d.stats.RxNoBuffer++
 		return false
 	}
 	b := d.rxOwned[0]
 	d.rxOwned = d.rxOwned[1:]
+	d.rxFilled++
 	n := copy(b.Mem, frame)
 	d.rxDone = append(d.rxDone, rxDone{buf: b, frame: b.Mem[:n], bad: bad})
 	d.interrupts |= IntrRX
@@ -178,7 +193,7 @@ func (d *Device) PollRX(fn func(cookie uint64, frame []byte, bad bool)) int {
 	return len(done)
 }
 
-func (d *Device) txHeld() int { return len(d.txQueued) + len(d.txDone) }
+func (d *Device) txHeld() int { return len(d.txQueued) + len(d.txStuck) + len(d.txDone) }
 
 // Transmit queues the first n bytes of b; they go on the wire at FlushTX.
 func (d *Device) Transmit(b netdev.Buffer, n int) bool {
@@ -216,10 +231,16 @@ func (d *Device) TxFree() int { return d.cfg.TxRing - d.txHeld() }
 // FlushTX sends the queued frames: they go on the wire (a copy of their
 // bytes now) and their buffers wait for PollTX.
 func (d *Device) FlushTX() {
+	if d.StuckTX {
+		d.txStuck = append(d.txStuck, d.txQueued...)
+		d.txQueued = nil
+		return
+	}
 	for _, q := range d.txQueued {
 		d.Wire = append(d.Wire, Sent{Frame: bytes.Clone(q.buf.Mem), Offload: q.offload})
 		d.txDone = append(d.txDone, q.buf)
 		d.stats.TxFrames++
+		d.txSent++
 		d.stats.TxBytes += uint64(len(q.buf.Mem))
 		d.interrupts |= IntrTX
 	}
@@ -255,3 +276,16 @@ func (d *Device) Interrupts() uint32 {
 
 // Stats returns the fake's counts.
 func (d *Device) Stats() netdev.Stats { return d.stats }
+
+// Progress is the fake's heads (frames sent, buffers filled) and what it
+// holds.
+func (d *Device) Progress() netdev.Progress {
+	return netdev.Progress{
+		TxPending: len(d.txStuck),
+		TxHead:    d.txSent,
+		RxPosted:  len(d.rxOwned),
+		RxHead:    d.rxFilled,
+		RxMissed:  d.stats.RxMissed + d.stats.RxNoBuffer,
+		LinkUp:    !d.cfg.LinkDown,
+	}
+}
