@@ -143,14 +143,7 @@ func TestStoppedComponentIsHung(t *testing.T) {
 func TestHangCheckAfterPause(t *testing.T) {
 	t.Parallel()
 	const hangAfter = 2 * time.Second
-	clock := newFakeClock()
-	var starts aliveFuncs
-	a := fakeSpec(t, "a", "hang")
-	a.Liveness = starts.hook
-	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
-	h.waitRunning("a", 1)
-	starts.of(t, 1)()
-	tm := clock.next(t)
+	h, clock, _, tm := watchedAfterFirstSign(t, hangAfter)
 	clock.advance(hangAfter + hangAfter/2) // a pause of the whole machine
 	tm.c <- clock.Now()
 	if tm = clock.next(t); tm.d != hangAfter/2 {
@@ -242,14 +235,7 @@ func TestSharedSilenceIsAStall(t *testing.T) {
 func TestHangLimitFollowsThePace(t *testing.T) {
 	t.Parallel()
 	const hangAfter = 2 * time.Second
-	clock := newFakeClock()
-	var starts aliveFuncs
-	a := fakeSpec(t, "a", "hang")
-	a.Liveness = starts.hook
-	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
-	h.waitRunning("a", 1)
-	starts.of(t, 1)()
-	tm := clock.next(t)
+	h, clock, starts, tm := watchedAfterFirstSign(t, hangAfter)
 	clock.advance(hangAfter - time.Millisecond)
 	starts.of(t, 1)() // an answer just in time: the machine is slow
 	clock.advance(time.Millisecond)
@@ -271,4 +257,18 @@ func TestHangLimitFollowsThePace(t *testing.T) {
 	if tm = clock.next(t); tm.d != hangAfter {
 		t.Errorf("hang timer once the machine is fast again: %v, want %v", tm.d, hangAfter)
 	}
+}
+
+// watchedAfterFirstSign runs one component "a" under hang detection on a
+// fake clock and gives its first sign of life: it returns the alive
+// functions of its starts and the hang timer that sign armed.
+func watchedAfterFirstSign(t *testing.T, hangAfter time.Duration) (*harness, *fakeClock, *aliveFuncs, *fakeTimer) {
+	clock := newFakeClock()
+	starts := &aliveFuncs{}
+	a := fakeSpec(t, "a", "hang")
+	a.Liveness = starts.hook
+	h := run(t, Config{Specs: []Spec{a}, Clock: clock, HangAfter: hangAfter})
+	h.waitRunning("a", 1)
+	starts.of(t, 1)()
+	return h, clock, starts, clock.next(t)
 }
