@@ -131,15 +131,9 @@ func (c *Config) set(name, val string) error {
 		}
 		c.SSHKey = val
 	case "tso":
-		if val != "on" && val != "off" {
-			return fmt.Errorf("want on or off")
-		}
-		c.TSO = val == "on"
+		return parseSwitch(val, "on", "off", &c.TSO)
 	case "seccomp":
-		if val != "0" && val != "1" {
-			return fmt.Errorf("want 0 or 1")
-		}
-		c.Seccomp = val == "1"
+		return parseSwitch(val, "1", "0", &c.Seccomp)
 	case "sched":
 		if val != SchedBatch && val != SchedOther {
 			return fmt.Errorf("want %s or %s", SchedBatch, SchedOther)
@@ -155,10 +149,7 @@ func (c *Config) set(name, val string) error {
 		}
 		c.Hang = d
 	case "testhooks":
-		if val != "0" && val != "1" {
-			return fmt.Errorf("want 1 or 0")
-		}
-		c.TestHooks = val == "1"
+		return parseSwitch(val, "1", "0", &c.TestHooks)
 	case "hugepages":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 || n > 1<<16 {
@@ -168,5 +159,14 @@ func (c *Config) set(name, val string) error {
 	default:
 		return fmt.Errorf("unknown keepnet parameter")
 	}
+	return nil
+}
+
+// parseSwitch sets *v from a parameter that is either on or off.
+func parseSwitch(val, on, off string, v *bool) error {
+	if val != on && val != off {
+		return fmt.Errorf("want %s or %s", on, off)
+	}
+	*v = val == on
 	return nil
 }
