@@ -1,13 +1,9 @@
 package tcp
 
 import (
-	"keepnet/kernel/channel"
 	"testing"
-	"time"
 
-	"keepnet/kernel/pool/pooltest"
 	"keepnet/servers/header"
-	"keepnet/servers/ops"
 )
 
 // A delivered segment sits in IP's pool (ip.up.small), which IP, and through
@@ -25,18 +21,7 @@ func TestDeliveryRewrittenWhileParsed(t *testing.T) {
 	h.SetChecksum(0)
 	h.SetChecksum(h.ComputeChecksum(cliIP, srvIP))
 
-	ref := p.ip.Buffer(good, 0)
-	r := pooltest.Rewrite(p.ip.Bytes(ref), evil, good)
-	ip := header.IPv4(good)
-	raced, rounds := pooltest.Race(r, 500, 5*time.Second, func() {
-		req := p.ip.Send(ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
-		if m, err := p.ip.TryRecv(func(m channel.Msg) bool { return m.ID == req.ID }); err != nil {
-			t.Fatalf("no answer to delivery %d of a rewritten segment: %v", req.ID, err)
-		} else if st := ops.StatusOf(m); st != ops.StatusOK {
-			t.Fatalf("delivery %d answered %s, want ok", req.ID, st)
-		}
-	})
-	writes := r.Stop()
+	rounds, raced, writes := p.ip.RaceDelivery(t, good, evil)
 	p.stop()
 	c := p.s.table.Counters()
 	t.Logf("%d deliveries, %d of them while IP rewrote the buffer (%d times): %d parsed, %d with a bad offset", rounds, raced, writes, c.InSegs, c.InBadOffset)

@@ -2,10 +2,7 @@ package udp
 
 import (
 	"testing"
-	"time"
 
-	"keepnet/kernel/channel"
-	"keepnet/kernel/pool/pooltest"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 )
@@ -30,18 +27,7 @@ func TestDeliveryRewrittenWhileParsed(t *testing.T) {
 		u.SetLength(60000) // far past the datagram
 	})
 
-	ref := p.ip.Buffer(good, 0)
-	r := pooltest.Rewrite(p.ip.Bytes(ref), evil, good)
-	ip := header.IPv4(good)
-	raced, rounds := pooltest.Race(r, 500, 5*time.Second, func() {
-		req := p.ip.Send(ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
-		if m, err := p.ip.TryRecv(func(m channel.Msg) bool { return m.ID == req.ID }); err != nil {
-			t.Fatalf("no answer to delivery %d of a rewritten datagram: %v", req.ID, err)
-		} else if st := ops.StatusOf(m); st != ops.StatusOK {
-			t.Fatalf("delivery %d answered %s, want ok", req.ID, st.Text())
-		}
-	})
-	writes := r.Stop()
+	rounds, raced, writes := p.ip.RaceDelivery(t, good, evil)
 	c := p.core.table.Counters()
 	t.Logf("%d deliveries, %d of them while IP rewrote the buffer (%d times): %d truncated", rounds, raced, writes, c.InTruncated)
 }

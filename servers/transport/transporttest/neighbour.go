@@ -15,6 +15,7 @@ import (
 	"keepnet/kernel/channel"
 	"keepnet/kernel/loop"
 	"keepnet/kernel/pool"
+	"keepnet/kernel/pool/pooltest"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
@@ -203,4 +204,25 @@ func Run(t *testing.T, s *transport.Server, peers <-chan *wiring.Peer) (stop fun
 	})
 	t.Cleanup(stop)
 	return stop
+}
+
+// RaceDelivery delivers the IPv4 datagram good to the transport, again and
+// again, while another goroutine rewrites its buffer between good and evil
+// (kernel/pool/pooltest): the transport must answer every delivery OK and
+// never crash. It returns how many deliveries ran, how many of them raced a
+// rewrite, and how many rewrites there were.
+func (f *Neighbour) RaceDelivery(t *testing.T, good, evil []byte) (rounds, raced int, writes uint64) {
+	t.Helper()
+	ref := f.Buffer(good, 0)
+	r := pooltest.Rewrite(f.Bytes(ref), evil, good)
+	ip := header.IPv4(good)
+	raced, rounds = pooltest.Race(r, 500, 5*time.Second, func() {
+		req := f.Send(ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+		if m, err := f.TryRecv(func(m channel.Msg) bool { return m.ID == req.ID }); err != nil {
+			t.Fatalf("no answer to delivery %d of a rewritten datagram: %v", req.ID, err)
+		} else if st := ops.StatusOf(m); st != ops.StatusOK {
+			t.Fatalf("delivery %d answered %s, want ok", req.ID, st)
+		}
+	})
+	return rounds, raced, r.Stop()
 }
