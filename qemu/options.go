@@ -106,7 +106,13 @@ func (m Machine) KernelCmdline() string {
 	// read (a fifth of the IP server's time went to time.Now). QEMU
 	// derives every vCPU's TSC from one host clock: it is reliable. Both
 	// stacks boot with it.
-	args := []string{"console=ttyS0", "quiet", "panic=-1", "tsc=reliable", "keepnet.stack=" + m.Stack}
+	args := []string{"console=ttyS0", "panic=-1", "tsc=reliable", "keepnet.stack=" + m.Stack}
+	if m.Console == "" {
+		// On a terminal the kernel's own messages would bury init's. A
+		// console file keeps them: when a guest never reaches init, they
+		// are all there is to say where it stopped.
+		args = append(args, "quiet")
+	}
 	if m.IP.IsValid() {
 		args = append(args, "keepnet.ip="+m.IP.String())
 	}

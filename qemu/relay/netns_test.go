@@ -102,7 +102,28 @@ func (n *tapNS) openTap(t *testing.T) *os.File {
 		t.Fatal(openErr)
 	}
 	t.Cleanup(func() { f.Close() })
+	n.waitOperUp(t)
 	return f
+}
+
+// waitOperUp waits until the kernel has seen the tap's carrier. Opening the
+// tap turns the carrier on, but the kernel starts the device's queue later,
+// from its link-watch work; until then it drops what it sends (the first ARP
+// reply) without a trace. Link watch runs within a second on a quiet host
+// and later on a loaded one.
+func (n *tapNS) waitOperUp(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("ip", "netns", "exec", n.Name, "ip", "-o", "link", "show", "dev", n.Tap).CombinedOutput()
+		if err == nil && strings.Contains(string(out), "state UP") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tap %s not up after 30 s: %v %s", n.Tap, err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // arpRequest is the guest asking who has ip (RFC 826), padded to the
@@ -250,6 +271,7 @@ func TestNetnsCommand(t *testing.T) {
 		}
 	}
 	defer conn.Close()
+	n.waitOperUp(t)
 	if got := arpReplies(t, conn, n.HostIP, 1, 1, time.Second); got != 1 {
 		t.Fatalf("1 ARP request through keepnet-relay: %d replies\n%s", got, stderr.String())
 	}
