@@ -21,8 +21,8 @@ func Shared() Factory {
 			}
 			return []*os.File{p.Mem, p.WakeA, p.WakeB}, nil
 		},
-		Pool: func(id uint32, bufs, bufSize int) (Pool, error) {
-			return pool.Create(id, bufs, bufSize)
+		Pool: func(name string, id uint32, bufs, bufSize int) (Pool, error) {
+			return pool.CreateNamed("keepnet:"+name, id, bufs, bufSize)
 		},
 	}
 }

@@ -93,7 +93,7 @@ type Factory struct {
 	// shared memory and the wake-up eventfds of side 0 and side 1.
 	Channel func() ([]*os.File, error)
 	// Pool creates a pool (also used for DMA regions).
-	Pool func(id uint32, bufs, bufSize int) (Pool, error)
+	Pool func(name string, id uint32, bufs, bufSize int) (Pool, error)
 }
 
 // Hub is the wiring of the whole appliance.
@@ -456,7 +456,7 @@ func (h *Hub) createLocked(n *node) error {
 func (h *Hub) newPoolLocked(owner, name string, bufs, bufSize int) (*heldPool, error) {
 	id := h.nextID
 	h.nextID++
-	p, err := h.f.Pool(id, bufs, bufSize)
+	p, err := h.f.Pool(name, id, bufs, bufSize)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", name, err)
 	}

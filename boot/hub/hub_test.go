@@ -44,7 +44,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := Factory{
 		Channel: func() ([]*os.File, error) { return []*os.File{devnull(), devnull(), devnull()}, nil },
-		Pool: func(id uint32, bufs, bufSize int) (Pool, error) {
+		Pool: func(name string, id uint32, bufs, bufSize int) (Pool, error) {
 			return &fakePool{id: id, f: devnull(), mu: &fx.mu, closed: fx.closed}, nil
 		},
 	}

@@ -136,17 +136,24 @@ var tryHuge = true
 
 var errNoHugeTried = errors.New("huge pages not tried")
 
-// Create makes a pool of nbufs buffers of bufSize bytes (0 means
+// Create makes a pool of nbufs buffers of bufSize bytes each (0 means
+// DefaultBufSize); CreateNamed with the name "keepnet-pool-ID".
+func Create(id uint32, nbufs, bufSize int) (*Pool, error) {
+	return CreateNamed(fmt.Sprintf("keepnet-pool-%d", id), id, nbufs, bufSize)
+}
+
+// CreateNamed makes a pool of nbufs buffers of bufSize bytes (0 means
 // DefaultBufSize) and returns its owner's Pool. It tries huge pages first and
 // falls back to ordinary shared memory; Huge tells which it got.
-func Create(id uint32, nbufs, bufSize int) (*Pool, error) {
+//
+// name is the memfd's name, which /proc/PID/fd shows ("/memfd:NAME").
+func CreateNamed(name string, id uint32, nbufs, bufSize int) (*Pool, error) {
 	if bufSize == 0 {
 		bufSize = DefaultBufSize
 	}
 	if nbufs <= 0 || bufSize < minBufSize || bufSize%64 != 0 || bufSize > HugePageSize {
 		return nil, &Error{Op: "create", Pool: id, Err: fmt.Errorf("%w: %d buffers of %d bytes (want >0 buffers, size a multiple of 64 in [64, 2 MiB])", ErrBadPool, nbufs, bufSize)}
 	}
-	name := fmt.Sprintf("keepnet-pool-%d", id)
 	huge := true
 	geo := newGeometry(nbufs, bufSize, HugePageSize)
 	fd, err := -1, errNoHugeTried

@@ -27,7 +27,7 @@ const (
 )
 
 func builtinHooks() map[string]func() {
-	return map[string]func(){HookSpin: spin, HookDeadlock: deadlock}
+	return map[string]func(){HookSpin: spin, HookDeadlock: deadlock, HookProbePools: probePools}
 }
 
 // spin never returns and never blocks.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"keepnet/boot/ctl"
+	"keepnet/kernel/wiring"
+	"keepnet/servers/store"
 )
 
 // stackComponents are the components of keepnet's stack, which keep no
@@ -27,7 +29,7 @@ func TestPrivilege(t *testing.T) {
 	key := filepath.Join(dir, "id")
 	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
 	n := newNetns(t)
-	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet", "--authorized-keys", key+".pub")...)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet", "--authorized-keys", key+".pub", "--append", "keepnet.testhooks=1")...)
 
 	st := a.status()
 	owner := map[uint32]string{}
@@ -123,6 +125,47 @@ func TestPrivilege(t *testing.T) {
 		case !tc.wantOK && (err == nil || !strings.Contains(out, "access denied")):
 			t.Errorf("sshd lists store namespace %s: %q, %v; want access denied", tc.ns, out, err)
 		}
+	}
+
+	// tcp, made to try as a fault in it would, can neither write ip's
+	// pools nor read or write another component's store keys.
+	a.hook("tcp", wiring.HookProbePools)
+	pools := a.consoleLines(`(?m)^tcp: probe: (pool|no read-only).*$`, 1)
+	a.hook("tcp", store.HookProbe)
+	stores := a.consoleLines(`(?m)^tcp: probe: store .*$`, 3)
+	ipPool := false
+	for _, l := range pools {
+		t.Log(l)
+		ipPool = ipPool || strings.HasPrefix(l, "tcp: probe: pool keepnet:ip.")
+		if strings.Count(l, ": refused (") != 2 {
+			t.Errorf("tcp wrote a pool it reads: %q", l)
+		}
+	}
+	if !ipPool {
+		t.Errorf("tcp probed no pool of ip's: %q", pools)
+	}
+	for _, l := range stores {
+		t.Log(l)
+		if !strings.Contains(l, ": refused (store: ") || !strings.Contains(l, "access denied") {
+			t.Errorf("the store let tcp through: %q", l)
+		}
+	}
+}
+
+// consoleLines waits, at most resumeWait, until the console has at least
+// min lines matching re, and returns them.
+func (a *appliance) consoleLines(re string, min int) []string {
+	a.t.Helper()
+	r := regexp.MustCompile(re)
+	deadline := time.Now().Add(resumeWait)
+	for {
+		b, _ := os.ReadFile(a.console)
+		if m := r.FindAllString(string(b), -1); len(m) >= min {
+			return m
+		} else if time.Now().After(deadline) {
+			a.t.Fatalf("console: %d lines matching %s after %v, want %d", len(m), re, resumeWait, min)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

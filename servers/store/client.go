@@ -198,7 +198,7 @@ func (c *Client) read(ctx context.Context, req *request, then func(*reply) error
 	defer c.release()
 	rep, err := c.do(ctx, req)
 	if err == nil && rep.status != statusOK && rep.status != statusNotFound {
-		err = fmt.Errorf("%w: %s", statusErr(rep.status), rep.payload)
+		err = rep.err()
 	}
 	if err == nil && then != nil && rep.status == statusOK {
 		err = then(rep)
@@ -250,7 +250,7 @@ func (c *Client) write(ctx context.Context, req *request) (*reply, error) {
 		if !wasUnsure {
 			delete(c.unsure, k)
 		}
-		opErr.Err = fmt.Errorf("%w: %s", statusErr(rep.status), rep.payload)
+		opErr.Err = rep.err()
 		return nil, opErr
 	}
 	delete(c.unsure, k)

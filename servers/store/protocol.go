@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // DefaultPath is where the store listens inside the appliance: in a
@@ -206,6 +207,13 @@ type reply struct {
 	epoch   uint64
 	status  status
 	payload []byte
+}
+
+// err is the error a failed reply stands for: the status's error, with the
+// server's words after it (without repeating the status's own).
+func (r reply) err() error {
+	e := statusErr(r.status)
+	return fmt.Errorf("%w: %s", e, strings.TrimPrefix(string(r.payload), e.Error()+": "))
 }
 
 // decodeReply parses a reply body. Errors wrap ErrProtocol.

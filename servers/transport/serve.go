@@ -68,7 +68,7 @@ func Serve[R Record](ctx context.Context, c Config, st *store.Client, ns string,
 		return core
 	})
 
-	watch, err := wiring.Watch(conn)
+	watch, err := wiring.Watch(conn, store.ProbeHook(st))
 	if err != nil {
 		return err
 	}
