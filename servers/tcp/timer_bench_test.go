@@ -1,0 +1,147 @@
+package tcp
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"keepnet/servers/header"
+	"keepnet/servers/transport"
+)
+
+// What one event costs beside many other connections (issue 21): the
+// numbers should not grow with the connections the Table holds, idle
+// (ESTABLISHED, no timer) or in TIME-WAIT (a timer each).
+
+type discard struct{}
+
+func (discard) Buffer(int) []byte                                            { return nil }
+func (discard) Send([]byte, netip.Addr, netip.Addr, transport.Offload) error { return nil }
+
+// benchTable is a Table with n other connections in the given state and
+// one active connection, established, from the peer at addr:port.
+type benchTable struct {
+	clock  *fakeClock
+	tb     *Table
+	active *Endpoint
+	from   netip.Addr
+	seq    uint32 // the active peer's next sequence number
+	ack    uint32 // what it acknowledges
+	seg    []byte
+	buf    []byte
+}
+
+// benchPeer is the address of the peer of connection i: distinct tuples
+// for any number of connections.
+func benchPeer(i int) (netip.Addr, uint16) {
+	return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), uint16(1024 + i>>16)
+}
+
+// segment builds a segment from the peer at from:port to ourPort.
+func benchSeg(b []byte, from netip.Addr, port uint16, seq, ack uint32, flags uint8, data []byte) []byte {
+	b = b[:header.TCPMinimumSize+len(data)]
+	h := header.TCP(b)
+	h.Encode(&header.TCPFields{SrcPort: port, DstPort: ourPort, Seq: seq, Ack: ack, Flags: flags, Window: 65535})
+	copy(h.Payload(), data)
+	h.SetChecksum(h.ComputeChecksum(from, us))
+	return b
+}
+
+func newBenchTable(tb testing.TB, n int, timeWait bool) *benchTable {
+	clock := &fakeClock{time.Unix(1_700_000_000, 0)}
+	t := NewTable(Config{Clock: clock, Output: discard{}, Seed: 1,
+		MaxConns: n + 2, MaxTimeWait: n + 1, BufferBudget: 1 << 40})
+	t.isn = func(tuple) uint32 { return ourISS }
+	l, err := t.Listen(netip.Addr{}, ourPort, 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b := make([]byte, 2048)
+	open := func(i int) *Endpoint {
+		from, port := benchPeer(i)
+		t.Input(benchSeg(b, from, port, 100, 0, header.TCPFlagSYN, nil), from, us)
+		t.Input(benchSeg(b, from, port, 101, ourISS+1, header.TCPFlagACK, nil), from, us)
+		e, err := l.Accept()
+		if err != nil {
+			tb.Fatalf("Accept() of connection %d = %v", i, err)
+		}
+		return e
+	}
+	for i := range n {
+		e := open(i)
+		if timeWait {
+			from, port := benchPeer(i)
+			e.CloseWrite()
+			t.Input(benchSeg(b, from, port, 101, ourISS+2, header.TCPFlagACK|header.TCPFlagFIN, nil), from, us)
+			if e.State() != TimeWait {
+				tb.Fatalf("connection %d in %v, want TIME-WAIT", i, e.State())
+			}
+		}
+	}
+	t.Tick(clock.now)
+	bt := &benchTable{clock: clock, tb: t, active: open(n), seq: 101, ack: ourISS + 1, seg: b, buf: make([]byte, 2048)}
+	bt.from, _ = benchPeer(n)
+	return bt
+}
+
+// input delivers 100 bytes on the active connection and reads them.
+func (bt *benchTable) input() {
+	bt.clock.now = bt.clock.now.Add(time.Microsecond)
+	bt.tb.Input(benchSeg(bt.seg, bt.from, bt.port(), bt.seq, bt.ack, header.TCPFlagACK|header.TCPFlagPSH, bt.buf[:100]), bt.from, us)
+	bt.seq += 100
+	if n, err := bt.active.Read(bt.buf); n != 100 || err != nil {
+		panic(fmt.Sprintf("Read() = %d, %v; want 100 bytes", n, err))
+	}
+}
+
+func (bt *benchTable) port() uint16 { return bt.active.RemoteAddr().Port() }
+
+var benchSizes = []int{10, 1000, 50000}
+
+// BenchmarkSegment: one data segment in, read, and the loop's question
+// for the next timer.
+func BenchmarkSegment(b *testing.B) {
+	for _, tw := range []bool{false, true} {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%s/%d", benchState(tw), n), func(b *testing.B) {
+				bt := newBenchTable(b, n, tw)
+				b.ResetTimer()
+				for b.Loop() {
+					bt.input()
+					bt.tb.NextTimeout()
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLoopPass: one data segment in, whose delayed ACK the next pass
+// of the loop sends: NextTimeout, Tick.
+func BenchmarkLoopPass(b *testing.B) {
+	for _, tw := range []bool{false, true} {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%s/%d", benchState(tw), n), func(b *testing.B) {
+				bt := newBenchTable(b, n, tw)
+				b.ResetTimer()
+				for b.Loop() {
+					bt.input()
+					// The delayed ACK is due first: TIME-WAIT lasts far
+					// longer than the run.
+					next := bt.tb.NextTimeout()
+					if next.IsZero() || next.After(bt.clock.now.Add(DelayedACK)) {
+						b.Fatalf("NextTimeout() = %v, want the delayed ACK", next)
+					}
+					bt.tb.Tick(next)
+				}
+			})
+		}
+	}
+}
+
+func benchState(timeWait bool) string {
+	if timeWait {
+		return "timewait"
+	}
+	return "idle"
+}
