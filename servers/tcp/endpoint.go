@@ -99,18 +99,14 @@ type Endpoint struct {
 	undoLog      []seqRange // what was retransmitted, for matching D-SACKs
 	undoLogFull  bool       // undoLog overflowed: D-SACKs cannot tell any more
 
-	// Timers; zero when not armed.
-	rtoAt     time.Time
-	delackAt  time.Time
-	persistAt time.Time
-	persistN  int
-	kaAt      time.Time
-	closeAt   time.Time // TIME-WAIT or FIN-WAIT-2 expiry
+	// Timers (timer.go), by timerKind; zero when not armed. Only
+	// setTimer and stopTimer change them.
+	timers   [numTimers]time.Time
+	due      time.Time // the earliest of timers; zero: none
+	heapPos  int       // index in the Table's timer heap, plus one; 0: not in it
+	persistN int
 	// inTimeWait: on the Table's TIME-WAIT list (Config.MaxTimeWait).
 	inTimeWait bool
-	// touched: on the Table's list of connections that may have armed a
-	// timer since Tick last looked at all.
-	touched bool
 
 	noDelay    bool
 	ackNow     bool // send an ACK at the end of this event
@@ -248,10 +244,9 @@ func (e *Endpoint) SetKeepAlive(on bool, idle, interval time.Duration, count int
 		e.kaCount = count
 	}
 	e.kaProbes = 0
-	e.kaAt = time.Time{}
-	e.t.touch(e)
+	e.stopTimer(timerKeepalive)
 	if on && e.synchronized() {
-		e.kaAt = e.t.clock.Now().Add(e.kaIdle)
+		e.setTimer(timerKeepalive, e.t.clock.Now().Add(e.kaIdle))
 	}
 }
 
@@ -398,9 +393,8 @@ func (e *Endpoint) Close() error {
 		return nil
 	}
 	err := e.CloseWrite()
-	e.t.touch(e)
 	if e.state == FinWait2 {
-		e.closeAt = e.t.clock.Now().Add(FinWait2Time)
+		e.setTimer(timerClose, e.t.clock.Now().Add(FinWait2Time))
 	}
 	return err
 }
@@ -426,7 +420,7 @@ func (e *Endpoint) terminate(err error) {
 		e.err = err
 	}
 	e.state = Closed
-	e.rtoAt, e.delackAt, e.persistAt, e.kaAt, e.closeAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	e.stopTimers()
 	if e.listener != nil {
 		e.listener.forget(e)
 		e.listener = nil

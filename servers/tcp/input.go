@@ -23,7 +23,6 @@ const pawsIdle = 24 * 24 * time.Hour
 // §3.10.7.3 (SYN-SENT) and §3.10.7.4 (the other states).
 func (e *Endpoint) input(s *segment, now time.Time) {
 	defer e.wake()
-	e.t.touch(e)
 	switch e.state {
 	case Closed:
 		return
@@ -32,7 +31,8 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 		return
 	}
 	if e.kaOn && e.synchronized() {
-		e.kaProbes, e.kaAt = 0, now.Add(e.kaIdle)
+		e.kaProbes = 0
+		e.setTimer(timerKeepalive, now.Add(e.kaIdle))
 	}
 
 	if e.state == SynReceived && s.has(flagSYN) {
@@ -86,7 +86,7 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 		} else {
 			if !s.has(flagRST) {
 				if e.state == TimeWait && s.has(flagFIN) {
-					e.closeAt = now.Add(2 * MSL) // the peer's FIN again
+					e.setTimer(timerClose, now.Add(2*MSL)) // the peer's FIN again
 				}
 				if end := s.seq + uint32(len(s.data)); seqLEQ(end, e.rcvNxt) {
 					e.dsackFor(s.seq, end) // data we have: a D-SACK says so
@@ -241,9 +241,10 @@ func (e *Endpoint) inputSynSent(s *segment, now time.Time) {
 	e.sndUna = s.ack
 	e.state = Established
 	e.rttFromAck(s, now)
-	e.retries, e.rtoAt = 0, time.Time{}
+	e.retries = 0
+	e.stopTimer(timerRTO)
 	if e.kaOn {
-		e.kaAt = now.Add(e.kaIdle)
+		e.setTimer(timerKeepalive, now.Add(e.kaIdle))
 	}
 	e.ackNow = true
 	e.rcvAdv = e.rcvNxt + uint32(min(e.rcvWindow(), 65535)) // what our SYN offered
@@ -265,9 +266,10 @@ func (e *Endpoint) establish(s *segment, now time.Time) {
 	e.maxWnd = max(e.maxWnd, e.sndWnd)
 	e.sndWl1, e.sndWl2 = s.seq, s.ack
 	e.rttFromAck(s, now)
-	e.retries, e.rtoAt = 0, time.Time{}
+	e.retries = 0
+	e.stopTimer(timerRTO)
 	if e.kaOn {
-		e.kaAt = now.Add(e.kaIdle)
+		e.setTimer(timerKeepalive, now.Add(e.kaIdle))
 	}
 	if e.finQ {
 		e.state = FinWait1 // CloseWrite in SYN-RECEIVED
@@ -317,7 +319,8 @@ func (e *Endpoint) processAck(s *segment, now time.Time) bool {
 		e.sndWnd, e.sndWl1, e.sndWl2 = newWnd, s.seq, s.ack
 		e.maxWnd = max(e.maxWnd, e.sndWnd)
 		if e.sndWnd > 0 {
-			e.persistAt, e.persistN = time.Time{}, 0
+			e.stopTimer(timerPersist)
+			e.persistN = 0
 		}
 	}
 	if e.finAckd {
@@ -325,7 +328,7 @@ func (e *Endpoint) processAck(s *segment, now time.Time) bool {
 		case FinWait1:
 			e.state = FinWait2
 			if e.userClosed {
-				e.closeAt = now.Add(FinWait2Time)
+				e.setTimer(timerClose, now.Add(FinWait2Time))
 			}
 		case Closing:
 			e.enterTimeWait(now)
@@ -367,9 +370,9 @@ func (e *Endpoint) ackNew(s *segment, now time.Time) {
 	e.dupAcks = 0
 	switch {
 	case e.sndUna == e.sndNxt:
-		e.rtoAt = time.Time{}
+		e.stopTimer(timerRTO)
 	case restart:
-		e.rtoAt = now.Add(e.rto)
+		e.setTimer(timerRTO, now.Add(e.rto))
 	}
 }
 
@@ -405,8 +408,8 @@ func (e *Endpoint) receive(s *segment, now time.Time) {
 	if n > 0 && !e.ackNow {
 		if int(e.rcvNxt-e.lastAck) >= 2*e.rcvMSS {
 			e.ackNow = true // every second full segment
-		} else if e.delackAt.IsZero() {
-			e.delackAt = now.Add(DelayedACK)
+		} else if !e.armed(timerDelack) {
+			e.setTimer(timerDelack, now.Add(DelayedACK))
 		}
 	}
 }
@@ -511,7 +514,7 @@ func (e *Endpoint) finIn(now time.Time) {
 
 func (e *Endpoint) enterTimeWait(now time.Time) {
 	e.state = TimeWait
-	e.closeAt = now.Add(2 * MSL)
+	e.stopTimers()
+	e.setTimer(timerClose, now.Add(2*MSL))
 	e.t.timeWaitEnter(e)
-	e.rtoAt, e.persistAt, e.kaAt = time.Time{}, time.Time{}, time.Time{}
 }

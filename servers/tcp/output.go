@@ -15,7 +15,6 @@ func (e *Endpoint) tsNow(now time.Time) uint32 {
 // sendSYN sends our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED) and arms the
 // retransmission timer.
 func (e *Endpoint) sendSYN(now time.Time) {
-	e.t.touch(e)
 	o := header.TCPOptions{MSS: uint16(e.t.cfg.MSS), HasMSS: true, SACKPermitted: e.sackOK}
 	if e.ourWS {
 		o.HasWS, o.WindowScale = true, e.rcvShift
@@ -33,7 +32,7 @@ func (e *Endpoint) sendSYN(now time.Time) {
 	e.lastAck = e.rcvNxt
 	e.t.sendRaw(e.id, e.iss, ack, flags, uint16(win), &o)
 	e.sndNxt = e.iss + 1
-	e.rtoAt = now.Add(e.rto)
+	e.setTimer(timerRTO, now.Add(e.rto))
 	e.rttTiming = e.retries == 0 // Karn: a retransmitted SYN is not timed
 	e.rttSeq, e.rttStart = e.iss, now
 }
@@ -77,7 +76,7 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	}
 	e.lastAck = e.rcvNxt
 	e.ackNow = false
-	e.delackAt = time.Time{}
+	e.stopTimer(timerDelack)
 	e.t.c.OutSegs++
 	switch {
 	case !e.t.offload:
@@ -148,7 +147,6 @@ func (e *Endpoint) canSend() bool {
 // output sends what the send and congestion windows, Nagle and SWS
 // avoidance allow, then an ACK if one is owed.
 func (e *Endpoint) output(now time.Time) {
-	e.t.touch(e)
 	if e.t.holding {
 		if !e.held {
 			e.held = true
@@ -189,15 +187,15 @@ func (e *Endpoint) transmit(now time.Time) {
 		}
 		e.retransmitted(seqRange{r.left, r.left + sent}, kind)
 		pipe += int(sent)
-		if e.rtoAt.IsZero() {
-			e.rtoAt = now.Add(e.rto)
+		if !e.armed(timerRTO) {
+			e.setTimer(timerRTO, now.Add(e.rto))
 		}
 	}
 	// Zero window with something to send and nothing in flight: probe.
 	pending := e.snd.Len() > int(e.sndNxt-e.sndUna) || e.finQ && !e.finAckd && !seqGT(e.sndNxt, e.finSeq())
-	if e.sndWnd == 0 && pending && e.sndNxt == e.sndUna && e.persistAt.IsZero() {
-		e.persistAt = now.Add(e.persistTimeout())
-		e.rtoAt = time.Time{}
+	if e.sndWnd == 0 && pending && e.sndNxt == e.sndUna && !e.armed(timerPersist) {
+		e.setTimer(timerPersist, now.Add(e.persistTimeout()))
+		e.stopTimer(timerRTO)
 	}
 }
 
@@ -254,10 +252,11 @@ func (e *Endpoint) transmitNew(now time.Time, room int) int {
 		sent++
 	}
 	e.sndNxt += uint32(sent)
-	if e.rtoAt.IsZero() {
-		e.rtoAt = now.Add(e.rto)
+	if !e.armed(timerRTO) {
+		e.setTimer(timerRTO, now.Add(e.rto))
 	}
-	e.persistAt, e.persistN = time.Time{}, 0
+	e.stopTimer(timerPersist)
+	e.persistN = 0
 	return sent
 }
 
@@ -292,33 +291,22 @@ func (e *Endpoint) rttSample(r time.Duration) {
 
 func clampRTO(d time.Duration) time.Duration { return min(max(d, MinRTO), MaxRTO) }
 
-// nextTimeout is the earliest armed timer.
-func (e *Endpoint) nextTimeout() time.Time {
-	var next time.Time
-	for _, d := range [...]time.Time{e.rtoAt, e.delackAt, e.persistAt, e.kaAt, e.closeAt} {
-		if !d.IsZero() && (next.IsZero() || d.Before(next)) {
-			next = d
-		}
-	}
-	return next
-}
-
 // tick fires the timers due at now.
 func (e *Endpoint) tick(now time.Time) {
-	due := func(d time.Time) bool { return !d.IsZero() && !d.After(now) }
-	if due(e.closeAt) {
+	due := func(k timerKind) bool { return e.armed(k) && !e.timers[k].After(now) }
+	if due(timerClose) {
 		e.terminate(nil)
 		return
 	}
-	if due(e.rtoAt) {
-		e.rtoAt = time.Time{}
+	if due(timerRTO) {
+		e.stopTimer(timerRTO)
 		e.timeout(now)
 		if e.state == Closed {
 			return
 		}
 	}
-	if due(e.persistAt) {
-		e.persistAt = time.Time{}
+	if due(timerPersist) {
+		e.stopTimer(timerPersist)
 		// A zero-window probe, as Linux sends it: an old sequence number
 		// and no data, which the peer must answer with an ACK carrying its
 		// window (RFC 9293 §3.10.7.4), without using sequence space.
@@ -327,17 +315,17 @@ func (e *Endpoint) tick(now time.Time) {
 		}
 		e.persistN++
 		if e.sndWnd == 0 {
-			e.persistAt = now.Add(e.persistTimeout())
+			e.setTimer(timerPersist, now.Add(e.persistTimeout()))
 		}
 	}
-	if due(e.kaAt) {
+	if due(timerKeepalive) {
 		e.keepalive(now)
 		if e.state == Closed {
 			return
 		}
 	}
-	if due(e.delackAt) {
-		e.delackAt = time.Time{}
+	if due(timerDelack) {
+		e.stopTimer(timerDelack)
 		e.sendAck(now)
 	}
 	e.wake()
@@ -375,14 +363,14 @@ func (e *Endpoint) timeout(now time.Time) {
 	if e.canSend() {
 		e.transmit(now)
 	}
-	e.rtoAt = now.Add(e.rto)
+	e.setTimer(timerRTO, now.Add(e.rto))
 }
 
 // keepalive sends a probe (RFC 9293 §3.8.4: SEG.SEQ = SND.NXT-1, no data)
 // or gives up.
 func (e *Endpoint) keepalive(now time.Time) {
 	if !e.kaOn || !e.synchronized() {
-		e.kaAt = time.Time{}
+		e.stopTimer(timerKeepalive)
 		return
 	}
 	if e.kaProbes >= e.kaCount {
@@ -391,5 +379,5 @@ func (e *Endpoint) keepalive(now time.Time) {
 	}
 	e.kaProbes++
 	e.send(now, e.sndUna-1, 0, 0)
-	e.kaAt = now.Add(e.kaInterval)
+	e.setTimer(timerKeepalive, now.Add(e.kaInterval))
 }

@@ -112,8 +112,8 @@ type Table struct {
 	listeners map[uint16]*Listener
 	ports     map[uint16]int // local ports used by connections, with counts
 
-	timerMin time.Time   // the earliest timer when Tick last looked at every connection
-	touched  []*Endpoint // connections that may have armed a timer since
+	timers   timerHeap   // the connections with a timer armed (timer.go)
+	due      []*Endpoint // Tick's scratch: the connections due
 	budget   budget      // every connection's buffers (budget.go)
 	timeWait []*Endpoint // the connections in TIME-WAIT, oldest first
 
@@ -383,7 +383,6 @@ func (t *Table) ConnectFrom(local, remote netip.AddrPort) (*Endpoint, error) {
 }
 
 func (t *Table) add(e *Endpoint) {
-	t.touch(e)
 	t.conns[e.id] = e
 	t.ports[e.id.localPort]++
 }
@@ -429,71 +428,6 @@ func (t *Table) Flush() {
 // former); only what IP offered (transport.Offloads).
 func (t *Table) SetOffload(checksum, tso bool) {
 	t.offload, t.tso = checksum, checksum && tso
-}
-
-// Timers. Looking at every connection each round would cost thousands of
-// idle connections dearly, so the Table keeps timerMin, the earliest timer
-// of every connection when Tick last looked at them all, and the
-// connections touched since (an event that may have armed a timer: a
-// segment, output, a user call). NextTimeout is the earliest of those: it
-// may be early (a timer since stopped), never late; Tick then looks at
-// every connection again.
-
-// touch notes that e may have armed a timer.
-func (t *Table) touch(e *Endpoint) {
-	if !e.touched {
-		e.touched = true
-		t.touched = append(t.touched, e)
-	}
-}
-
-// earliest is the earlier of two times, the zero time meaning none.
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || !b.IsZero() && b.Before(a) {
-		return b
-	}
-	return a
-}
-
-// NextTimeout is when Tick must next be called; the zero time if no timer
-// is armed. It may be early, never late.
-func (t *Table) NextTimeout() time.Time {
-	next := t.timerMin
-	kept := t.touched[:0]
-	for _, e := range t.touched {
-		d := e.nextTimeout()
-		if d.IsZero() {
-			e.touched = false // no timer: forgotten until touched again
-			continue
-		}
-		next = earliest(next, d)
-		kept = append(kept, e)
-	}
-	clear(t.touched[len(kept):])
-	t.touched = kept
-	return next
-}
-
-// Tick fires every timer due at now.
-func (t *Table) Tick(now time.Time) {
-	var due []*Endpoint
-	for _, e := range t.conns {
-		if d := e.nextTimeout(); !d.IsZero() && !d.After(now) {
-			due = append(due, e)
-		}
-	}
-	for _, e := range due {
-		e.tick(now)
-	}
-	t.timerMin = time.Time{}
-	for _, e := range t.conns {
-		t.timerMin = earliest(t.timerMin, e.nextTimeout())
-	}
-	for _, e := range t.touched {
-		e.touched = false
-	}
-	clear(t.touched)
-	t.touched = t.touched[:0]
 }
 
 // Input takes one segment from IP: seg is the whole IPv4 payload of a

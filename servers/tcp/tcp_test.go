@@ -186,8 +186,8 @@ func TestRTORetransmitWithBackoff(t *testing.T) {
 		t.Errorf("cwnd after RTO = %d, want one segment %d", e.cwnd, e.smss)
 	}
 	h.send(seg{flags: ACK, seq: 101, ack: ourISS + 6})
-	if !e.rtoAt.IsZero() || e.retries != 0 {
-		t.Errorf("after the ACK: rtoAt %v retries %d, want disarmed, 0", e.rtoAt, e.retries)
+	if e.armed(timerRTO) || e.retries != 0 {
+		t.Errorf("after the ACK: RTO timer %v retries %d, want disarmed, 0", e.timers[timerRTO], e.retries)
 	}
 	if h.tb.Counters().Timeouts != 3 {
 		t.Errorf("Timeouts = %d, want 3", h.tb.Counters().Timeouts)
