@@ -57,11 +57,11 @@ func (b *budget) pressed() bool { return b.used > b.limit/2 }
 // connection, if any), ErrNoBuffers when the budget cannot take its
 // reserve. It counts the refusal.
 func (t *Table) admit() error {
-	if len(t.conns) >= t.cfg.MaxConns && len(t.timeWait) > 0 {
+	if t.Conns() >= t.cfg.MaxConns && t.timeWait.len() > 0 {
 		t.recycleTimeWait()
 	}
 	switch {
-	case len(t.conns) >= t.cfg.MaxConns:
+	case t.Conns() >= t.cfg.MaxConns:
 		t.c.ConnsRefused++
 		return ErrTooManyConns
 	case t.budget.free() < connReserve:
@@ -100,44 +100,6 @@ func (e *Endpoint) setOOO(ooo []oooSeg, n int) bool {
 	return true
 }
 
-// TIME-WAIT connections are kept oldest first in Table.timeWait.
-
-// timeWaitEnter notes that e entered TIME-WAIT; beyond Config.MaxTimeWait
-// the oldest one goes.
-func (t *Table) timeWaitEnter(e *Endpoint) {
-	if e.inTimeWait {
-		return
-	}
-	if len(t.timeWait) >= t.cfg.MaxTimeWait {
-		t.recycleTimeWait()
-	}
-	e.inTimeWait = true
-	t.timeWait = append(t.timeWait, e)
-}
-
-// timeWaitLeave takes e off the TIME-WAIT list.
-func (t *Table) timeWaitLeave(e *Endpoint) {
-	if !e.inTimeWait {
-		return
-	}
-	e.inTimeWait = false
-	for i, x := range t.timeWait {
-		if x == e {
-			t.timeWait = append(t.timeWait[:i], t.timeWait[i+1:]...)
-			return
-		}
-	}
-}
-
-// recycleTimeWait ends the oldest TIME-WAIT connection before its time.
-func (t *Table) recycleTimeWait() {
-	t.c.TimeWaitRecycled++
-	t.timeWait[0].terminate(nil)
-}
-
 // BufferBytes is what the connections' buffers have charged to the budget
 // (Config.BufferBudget): reserves, growth and out-of-order data.
 func (t *Table) BufferBytes() int { return t.budget.used }
-
-// TimeWait is the number of connections in TIME-WAIT.
-func (t *Table) TimeWait() int { return len(t.timeWait) }

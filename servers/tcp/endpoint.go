@@ -105,8 +105,9 @@ type Endpoint struct {
 	due      time.Time // the earliest of timers; zero: none
 	heapPos  int       // index in the Table's timer heap, plus one; 0: not in it
 	persistN int
-	// inTimeWait: on the Table's TIME-WAIT list (Config.MaxTimeWait).
-	inTimeWait bool
+	// tw is the record of the connection's TIME-WAIT (timewait.go),
+	// while the user holds the endpoint.
+	tw *timeWaitConn
 
 	noDelay    bool
 	ackNow     bool // send an ACK at the end of this event
@@ -393,6 +394,9 @@ func (e *Endpoint) Close() error {
 		return nil
 	}
 	err := e.CloseWrite()
+	if c := e.tw; c != nil {
+		c.e, e.tw = nil, nil // TIME-WAIT runs on without the endpoint
+	}
 	if e.state == FinWait2 {
 		e.setTimer(timerClose, e.t.clock.Now().Add(FinWait2Time))
 	}

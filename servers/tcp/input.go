@@ -75,7 +75,7 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 	if seqGT(e.rcvAdv, e.rcvNxt) {
 		wnd = e.rcvAdv - e.rcvNxt
 	}
-	if !e.acceptable(s, wnd) {
+	if !acceptable(s, e.rcvNxt, wnd) {
 		if wnd == 0 && s.seq == e.rcvNxt && s.has(flagACK) && !s.has(flagRST|flagSYN) {
 			// A closed window accepts no data but still takes ACKs.
 			if len(s.data) > 0 {
@@ -85,9 +85,6 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 			e.ackNow = true
 		} else {
 			if !s.has(flagRST) {
-				if e.state == TimeWait && s.has(flagFIN) {
-					e.setTimer(timerClose, now.Add(2*MSL)) // the peer's FIN again
-				}
 				if end := s.seq + uint32(len(s.data)); seqLEQ(end, e.rcvNxt) {
 					e.dsackFor(s.seq, end) // data we have: a D-SACK says so
 				}
@@ -113,7 +110,7 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 			} else {
 				e.terminate(ErrRefused)
 			}
-		case Closing, LastAck, TimeWait:
+		case Closing, LastAck:
 			e.terminate(nil)
 		default:
 			e.terminate(ErrReset)
@@ -174,18 +171,19 @@ func (e *Endpoint) disorderedAck(s *segment) bool {
 		int64(e.tsRecent-s.opts.TSVal) <= int64(e.rto/time.Millisecond)
 }
 
-// acceptable is the test of RFC 9293 §3.10.7.4 step 1.
-func (e *Endpoint) acceptable(s *segment, wnd uint32) bool {
+// acceptable is the test of RFC 9293 §3.10.7.4 step 1, for a receive
+// window of wnd bytes from rcvNxt.
+func acceptable(s *segment, rcvNxt, wnd uint32) bool {
 	n := s.length()
 	switch {
 	case n == 0 && wnd == 0:
-		return s.seq == e.rcvNxt
+		return s.seq == rcvNxt
 	case n == 0:
-		return seqInWindow(s.seq, e.rcvNxt, wnd)
+		return seqInWindow(s.seq, rcvNxt, wnd)
 	case wnd == 0:
 		return false
 	}
-	return seqInWindow(s.seq, e.rcvNxt, wnd) || seqInWindow(s.seq+n-1, e.rcvNxt, wnd)
+	return seqInWindow(s.seq, rcvNxt, wnd) || seqInWindow(s.seq+n-1, rcvNxt, wnd)
 }
 
 // trim cuts an acceptable segment to the receive window: bytes before
@@ -510,11 +508,4 @@ func (e *Endpoint) finIn(now time.Time) {
 	case FinWait2:
 		e.enterTimeWait(now)
 	}
-}
-
-func (e *Endpoint) enterTimeWait(now time.Time) {
-	e.state = TimeWait
-	e.stopTimers()
-	e.setTimer(timerClose, now.Add(2*MSL))
-	e.t.timeWaitEnter(e)
 }

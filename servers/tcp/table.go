@@ -112,10 +112,10 @@ type Table struct {
 	listeners map[uint16]*Listener
 	ports     map[uint16]int // local ports used by connections, with counts
 
-	timers   timerHeap   // the connections with a timer armed (timer.go)
-	due      []*Endpoint // Tick's scratch: the connections due
-	budget   budget      // every connection's buffers (budget.go)
-	timeWait []*Endpoint // the connections in TIME-WAIT, oldest first
+	timers   timerHeap    // the connections with a timer armed (timer.go)
+	due      []*Endpoint  // Tick's scratch: the connections due
+	budget   budget       // every connection's buffers (budget.go)
+	timeWait timeWaitList // the connections in TIME-WAIT, oldest first (timewait.go)
 
 	scratch []byte // where segments are built
 	// holding: between Hold and Flush, endpoints' output waits in held.
@@ -171,6 +171,7 @@ func NewTable(cfg Config) *Table {
 		conns:     map[tuple]*Endpoint{},
 		listeners: map[uint16]*Listener{},
 		ports:     map[uint16]int{},
+		timeWait:  timeWaitList{byID: map[tuple]*timeWaitConn{}},
 		budget:    budget{limit: cfg.BufferBudget},
 		scratch:   make([]byte, header.TCPMaximumHeaderSize+max(cfg.MSS, MaxOffloadData)),
 	}
@@ -217,7 +218,12 @@ func (t *Table) isnRFC6528(id tuple) uint32 {
 func (t *Table) Counters() Counters { return t.c }
 
 // Conns is the number of connections, in any state but LISTEN.
-func (t *Table) Conns() int { return len(t.conns) }
+func (t *Table) Conns() int { return len(t.conns) + t.timeWait.len() }
+
+// inUse reports whether a connection, in TIME-WAIT too, has id.
+func (t *Table) inUse(id tuple) bool {
+	return t.conns[id] != nil || t.timeWait.byID[id] != nil
+}
 
 // Listener is a passive-open socket: half-open connections in its SYN
 // queue, established ones waiting for Accept in its accept queue.
@@ -356,13 +362,13 @@ func (t *Table) ConnectFrom(local, remote netip.AddrPort) (*Endpoint, error) {
 	}
 	id := tuple{localAddr: local.Addr(), localPort: local.Port(), remoteAddr: remote.Addr(), remotePort: remote.Port()}
 	if id.localPort != 0 {
-		if t.listeners[id.localPort] != nil || t.conns[id] != nil {
+		if t.listeners[id.localPort] != nil || t.inUse(id) {
 			return nil, ErrInUse
 		}
 	} else {
 		port, ok := t.ephemeral(func(p uint16) bool {
 			id.localPort = p
-			return t.listeners[p] == nil && t.conns[id] == nil
+			return t.listeners[p] == nil && !t.inUse(id)
 		})
 		if !ok {
 			return nil, ErrNoPorts
@@ -389,14 +395,22 @@ func (t *Table) add(e *Endpoint) {
 
 // remove forgets a closed connection.
 func (t *Table) remove(e *Endpoint) {
+	if c := e.tw; c != nil {
+		t.timeWaitRemove(c) // its TIME-WAIT ends with it (Abort)
+		return
+	}
 	if t.conns[e.id] != e {
 		return
 	}
 	delete(t.conns, e.id)
-	t.timeWaitLeave(e)
 	e.release()
-	if t.ports[e.id.localPort]--; t.ports[e.id.localPort] <= 0 {
-		delete(t.ports, e.id.localPort)
+	t.unport(e.id.localPort)
+}
+
+// unport drops a connection's count on its local port.
+func (t *Table) unport(p uint16) {
+	if t.ports[p]--; t.ports[p] <= 0 {
+		delete(t.ports, p)
 	}
 }
 
@@ -463,6 +477,10 @@ func (t *Table) Input(seg []byte, src, dst netip.Addr) {
 	now := t.clock.Now()
 	if e := t.conns[id]; e != nil {
 		e.input(&s, now)
+		return
+	}
+	if c := t.timeWait.byID[id]; c != nil {
+		t.timeWaitInput(c, &s, now)
 		return
 	}
 	if l := t.listeners[id.localPort]; l != nil && (!l.addr.IsValid() || l.addr.IsUnspecified() || l.addr == dst) {

@@ -16,6 +16,8 @@
 //   - time: the Table reads the injected [Clock] for timestamps and
 //     reports when it next needs to run ([Table.NextTimeout]); the loop
 //     calls [Table.Tick] then. There are no goroutines and no sleeps.
+//     Neither looks at idle connections: timers are in a heap
+//     (timer.go), TIME-WAITs are small records in a FIFO (timewait.go).
 //
 // Segments leave through the injected Output (servers/transport), whole
 // and checksummed.

@@ -17,8 +17,8 @@ import "time"
 //   - NextTimeout reads the root, O(1); Tick takes out the connections
 //     due, O(log n) each, and fires only those;
 //   - a closed connection has no timers (terminate stops them all), and
-//     setTimer refuses to arm one on it: nothing fires for a connection
-//     that is gone.
+//     setTimer refuses to arm one on it, or on one in TIME-WAIT: nothing
+//     fires for a connection that is gone.
 //
 // A heap rather than a timing wheel: deadlines here are exact (a delayed
 // ACK 40 ms away, an RTO of a few hundred ms, keepalive in hours), a heap
@@ -45,8 +45,8 @@ func (e *Endpoint) armed(k timerKind) bool { return !e.timers[k].IsZero() }
 // place a connection's deadlines change, so that its place in the heap
 // always follows them.
 func (e *Endpoint) setTimer(k timerKind, at time.Time) {
-	if e.state == Closed {
-		at = time.Time{}
+	if e.state == Closed || e.state == TimeWait {
+		at = time.Time{} // gone, or its TIME-WAIT is a record (timewait.go)
 	}
 	e.timers[k] = at
 	e.retime()
@@ -170,9 +170,9 @@ func (h *timerHeap) remove(e *Endpoint) {
 // NextTimeout is when Tick must next be called; the zero time if no timer
 // is armed.
 func (t *Table) NextTimeout() time.Time {
-	var next time.Time
+	next := t.timeWaitNext()
 	if len(t.timers) > 0 {
-		next = t.timers[0].due
+		next = earliest(next, t.timers[0].due)
 	}
 	return next
 }
@@ -198,4 +198,5 @@ func (t *Table) Tick(now time.Time) {
 		}
 	}
 	t.due = due[:0]
+	t.timeWaitExpire(now)
 }
