@@ -12,7 +12,8 @@ import (
 
 // What one event costs beside many other connections (issue 21): the
 // numbers should not grow with the connections the Table holds, idle
-// (ESTABLISHED, no timer) or in TIME-WAIT (a timer each).
+// (ESTABLISHED, no timer), with keepalive on (ESTABLISHED, a timer each,
+// hours away) or in TIME-WAIT.
 
 type discard struct{}
 
@@ -48,7 +49,16 @@ func benchSeg(b []byte, from netip.Addr, port uint16, seq, ack uint32, flags uin
 	return b
 }
 
-func newBenchTable(tb testing.TB, n int, timeWait bool) *benchTable {
+// The states of the other connections.
+const (
+	benchIdle = iota
+	benchKeepalive
+	benchTimeWait
+)
+
+var benchStates = []string{"idle", "keepalive", "timewait"}
+
+func newBenchTable(tb testing.TB, n int, state int) *benchTable {
 	clock := &fakeClock{time.Unix(1_700_000_000, 0)}
 	t := NewTable(Config{Clock: clock, Output: discard{}, Seed: 1,
 		MaxConns: n + 2, MaxTimeWait: n + 1, BufferBudget: 1 << 40})
@@ -70,7 +80,10 @@ func newBenchTable(tb testing.TB, n int, timeWait bool) *benchTable {
 	}
 	for i := range n {
 		e := open(i)
-		if timeWait {
+		switch state {
+		case benchKeepalive:
+			e.SetKeepAlive(true, 0, 0, 0)
+		case benchTimeWait:
 			from, port := benchPeer(i)
 			e.CloseWrite()
 			t.Input(benchSeg(b, from, port, 101, ourISS+2, header.TCPFlagACK|header.TCPFlagFIN, nil), from, us)
@@ -102,10 +115,10 @@ var benchSizes = []int{10, 1000, 50000}
 // BenchmarkSegment: one data segment in, read, and the loop's question
 // for the next timer.
 func BenchmarkSegment(b *testing.B) {
-	for _, tw := range []bool{false, true} {
+	for state, name := range benchStates {
 		for _, n := range benchSizes {
-			b.Run(fmt.Sprintf("%s/%d", benchState(tw), n), func(b *testing.B) {
-				bt := newBenchTable(b, n, tw)
+			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
+				bt := newBenchTable(b, n, state)
 				b.ResetTimer()
 				for b.Loop() {
 					bt.input()
@@ -119,10 +132,10 @@ func BenchmarkSegment(b *testing.B) {
 // BenchmarkLoopPass: one data segment in, whose delayed ACK the next pass
 // of the loop sends: NextTimeout, Tick.
 func BenchmarkLoopPass(b *testing.B) {
-	for _, tw := range []bool{false, true} {
+	for state, name := range benchStates {
 		for _, n := range benchSizes {
-			b.Run(fmt.Sprintf("%s/%d", benchState(tw), n), func(b *testing.B) {
-				bt := newBenchTable(b, n, tw)
+			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
+				bt := newBenchTable(b, n, state)
 				b.ResetTimer()
 				for b.Loop() {
 					bt.input()
@@ -137,11 +150,4 @@ func BenchmarkLoopPass(b *testing.B) {
 			})
 		}
 	}
-}
-
-func benchState(timeWait bool) string {
-	if timeWait {
-		return "timewait"
-	}
-	return "idle"
 }
