@@ -151,3 +151,46 @@ func BenchmarkLoopPass(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkShortConnection: one whole short connection, as ab makes them
+// against a server that closes first — SYN, ACK, a request, the reply and
+// our FIN, the peer's FIN — then a pass of the loop (NextTimeout, Tick).
+// Its TIME-WAIT stays behind: after the first 4,096 (Config.MaxTimeWait)
+// every connection recycles the oldest one.
+func BenchmarkShortConnection(b *testing.B) {
+	clock := &fakeClock{time.Unix(1_700_000_000, 0)}
+	t := NewTable(Config{Clock: clock, Output: discard{}, Seed: 1})
+	t.isn = func(tuple) uint32 { return ourISS }
+	l, err := t.Listen(netip.Addr{}, ourPort, 8)
+	if err != nil {
+		b.Fatal(err)
+	}
+	seg, buf := make([]byte, 2048), make([]byte, 2048)
+	req, resp := []byte("GET / HTTP/1.0\r\n\r\n"), []byte("HTTP/1.0 200 OK\r\n\r\nhello")
+	i := 0
+	for b.Loop() {
+		from, port := benchPeer(i % (1 << 20))
+		i++
+		clock.now = clock.now.Add(100 * time.Microsecond)
+		t.Input(benchSeg(seg, from, port, 100, 0, header.TCPFlagSYN, nil), from, us)
+		t.Input(benchSeg(seg, from, port, 101, ourISS+1, header.TCPFlagACK|header.TCPFlagPSH, req), from, us)
+		e, err := l.Accept()
+		if err != nil {
+			b.Fatalf("Accept() = %v", err)
+		}
+		if n, err := e.Read(buf); n != len(req) || err != nil {
+			b.Fatalf("Read() = %d, %v", n, err)
+		}
+		e.Write(resp)
+		e.Close()
+		fin := uint32(101 + len(req))
+		t.Input(benchSeg(seg, from, port, fin, ourISS+1+uint32(len(resp))+1, header.TCPFlagACK|header.TCPFlagFIN, nil), from, us)
+		if e.State() != TimeWait {
+			b.Fatalf("connection %d in %v, want TIME-WAIT", i, e.State())
+		}
+		if next := t.NextTimeout(); !next.IsZero() && !next.After(clock.now) {
+			t.Tick(clock.now)
+		}
+	}
+	b.ReportMetric(float64(t.TimeWait()), "timewait")
+}
