@@ -29,16 +29,16 @@ type timeWaitConn struct {
 	end        time.Time // when TIME-WAIT ends
 	e          *Endpoint // the endpoint while its user holds it; nil once closed
 
-	sndNxt  uint32 // all we sent, our FIN included, is acknowledged
-	rcvNxt  uint32 // past the peer's FIN
-	rcvWnd  uint32 // the window past rcvNxt the peer was offered
-	wnd     uint16 // the window field of our ACKs
-	sackOK  bool   // D-SACK for duplicate data
-	tsOK    bool
-	tsOff   uint32
-	tsRcnt  uint32 // TS.Recent
-	tsRcnAt time.Time
-	maxWnd  uint32 // the peer's largest window: RFC 5961 §5.2's ACK check
+	sndNxt     uint32 // all we sent, our FIN included, is acknowledged
+	rcvNxt     uint32 // past the peer's FIN
+	rcvWnd     uint32 // the window past rcvNxt the peer was offered
+	wnd        uint16 // the window field of our ACKs
+	sackOK     bool   // D-SACK for duplicate data
+	tsOK       bool
+	tsOff      uint32
+	tsRecent   uint32 // TS.Recent
+	tsRecentAt time.Time
+	maxWnd     uint32 // the peer's largest window: RFC 5961 §5.2's ACK check
 }
 
 // timeWaitList is the FIFO of TIME-WAIT records, with an index by 4-tuple.
@@ -92,7 +92,7 @@ func (t *Table) timeWaitEnter(e *Endpoint, now time.Time) {
 		id: e.id, end: now.Add(2 * MSL),
 		sndNxt: e.sndNxt, rcvNxt: e.rcvNxt,
 		rcvWnd: max(e.rcvAdv-e.rcvNxt, uint32(wnd)<<e.rcvShift), wnd: uint16(wnd),
-		sackOK: e.sackOK, tsOK: e.tsOK, tsOff: e.tsOff, tsRcnt: e.tsRecent, tsRcnAt: e.tsRecentAt,
+		sackOK: e.sackOK, tsOK: e.tsOK, tsOff: e.tsOff, tsRecent: e.tsRecent, tsRecentAt: e.tsRecentAt,
 		maxWnd: e.maxWnd,
 	}
 	if seqLT(e.rcvAdv, e.rcvNxt) {
@@ -159,15 +159,15 @@ func (t *Table) timeWaitInput(c *timeWaitConn, s *segment, now time.Time) {
 	// PAWS (RFC 7323 §5.3). A segment it drops changes nothing here
 	// (there is nothing left to process), so a reordered ACK that
 	// Endpoint.input lets through need not be told apart.
-	if c.tsOK && s.opts.HasTimestamps && !s.has(flagRST) && seqLT(s.opts.TSVal, c.tsRcnt) {
-		if now.Sub(c.tsRcnAt) <= pawsIdle {
+	if c.tsOK && s.opts.HasTimestamps && !s.has(flagRST) && seqLT(s.opts.TSVal, c.tsRecent) {
+		if now.Sub(c.tsRecentAt) <= pawsIdle {
 			t.c.InPAWSDrops++
 			if s.length() > 0 {
 				t.timeWaitAck(c, now, seqRange{})
 			}
 			return
 		}
-		c.tsRcnt, c.tsRcnAt = s.opts.TSVal, now
+		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
 	}
 	// 1. Acceptability; what fails it is answered with an ACK.
 	ackNow := false
@@ -207,8 +207,8 @@ func (t *Table) timeWaitInput(c *timeWaitConn, s *segment, now time.Time) {
 		}
 		return
 	}
-	if c.tsOK && s.opts.HasTimestamps && seqGEQ(s.opts.TSVal, c.tsRcnt) && seqLEQ(s.seq, c.rcvNxt) {
-		c.tsRcnt, c.tsRcnAt = s.opts.TSVal, now
+	if c.tsOK && s.opts.HasTimestamps && seqGEQ(s.opts.TSVal, c.tsRecent) && seqLEQ(s.seq, c.rcvNxt) {
+		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
 	}
 	// 5. An ACK of what we never sent, or too old, is answered.
 	if ackNow || s.has(flagACK) && (seqGT(s.ack, c.sndNxt) || seqLT(s.ack, c.sndNxt-c.maxWnd)) {
@@ -220,7 +220,7 @@ func (t *Table) timeWaitInput(c *timeWaitConn, s *segment, now time.Time) {
 func (t *Table) timeWaitAck(c *timeWaitConn, now time.Time, dup seqRange) {
 	var o header.TCPOptions
 	if c.tsOK {
-		o.HasTimestamps, o.TSVal, o.TSEcr = true, uint32(now.Sub(t.epoch)/time.Millisecond)+c.tsOff, c.tsRcnt
+		o.HasTimestamps, o.TSVal, o.TSEcr = true, uint32(now.Sub(t.epoch)/time.Millisecond)+c.tsOff, c.tsRecent
 	}
 	if dup.size() > 0 {
 		o.SACK[0], o.NumSACK = header.TCPSACKBlock{Left: dup.left, Right: dup.right}, 1
