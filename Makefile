@@ -84,6 +84,7 @@ bench: deps all image
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkBootToReady$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRelayCost$$' -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkShortConnections$$' -benchtime 1x -timeout 60m ./qemu/itest
 
 deps:
 	@scripts/deps.sh
