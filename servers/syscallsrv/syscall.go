@@ -25,14 +25,27 @@
 //     store. Every request the old one left unanswered is resubmitted to the
 //     new one with new ids (kernel/channel.Outstanding); late answers from the
 //     old one are ignored.
-//   - An application restarts: its sockets are closed in the transports and
-//     whatever was still pending for it is dropped (its pool is gone).
-//   - SYSCALL itself restarts: the new generation first resets every
-//     transport (ops.OpReset: the predecessor's sockets have no owner), then
-//     serves; each application's library sees the new generation on its
-//     wiring socket and re-creates its sockets (same ids, same bound
-//     addresses) and re-issues its unfinished operations (servers/socket).
-//     Applications therefore never hang and, for UDP, never notice.
+//   - An application restarts: its predecessor's sockets are closed in the
+//     transports (OpCloseRange, below) and whatever was still pending for
+//     it is dropped (its pool is gone).
+//   - SYSCALL itself restarts: it kept no table, and needs none. A
+//     transport socket id is TID(application index, application
+//     generation, application socket id) — the index is the application's
+//     place in Options.Apps (init's table), the same for every generation
+//     of this server —, so the new generation names each socket as its
+//     predecessor did. Each application's library sees the new generation
+//     on its wiring socket and adopts its sockets (ops.OpAdopt: this server
+//     makes the record and forwards it; the transport says whether it
+//     still holds the socket), then reissues every request that had no
+//     reply; the transports answer them idempotently (stream offsets on
+//     TCP sends and receives, servers/ops), having dropped what the dead
+//     generation had posted. The sockets of application generations that
+//     died meanwhile, which nobody will adopt, are closed by range: when an
+//     application generation G attaches (or a transport, for every
+//     application attached), each transport gets ops.OpCloseRange of the
+//     ids of that application's generations before G. Applications
+//     therefore never notice, TCP connections included (UDP may see a
+//     datagram twice).
 //
 // Data is copied twice here (application pool to syscall.io on the way out,
 // syscall.io to the application's buffer on the way in): the one copy at the
