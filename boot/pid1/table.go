@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"golang.org/x/sys/unix"
+	"strings"
 
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
@@ -69,6 +70,13 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			specs = append(specs, supervisor.Spec{Name: "sshd", Path: "/bin/sshd",
 				Args: []string{"-stack", cfg.Stack, "-keys", cfg.SSHKey, "-ctl", LocalCtl}, Restart: supervisor.Always})
 			apps = append(apps, "sshd")
+		}
+		// syscall names each application's sockets by its place in this
+		// list (servers/syscallsrv), the same for each of its generations.
+		for i := range specs {
+			if specs[i].Name == "syscall" {
+				specs[i].Args = append(specs[i].Args, "-apps", strings.Join(apps, ","))
+			}
 		}
 		// Buffers of 64 KiB above IP: a UDP datagram is up to 65507 bytes.
 		// A pool's Writers fill its buffers for the owner (the driver:

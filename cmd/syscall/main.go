@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"keepnet/kernel/exitcode"
@@ -23,6 +24,7 @@ func main() {
 	}
 	udp := flag.String("udp", "udp", "the UDP transport component")
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
+	apps := flag.String("apps", "", "the application components, comma-separated, in init's order (servers/syscallsrv: their socket ids)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile syscall
@@ -36,6 +38,9 @@ func main() {
 		transports[ops.TCP] = *tcp
 	}
 	opts := syscallsrv.Options{Name: "syscall", Transports: transports, Store: st}
+	if *apps != "" {
+		opts.Apps = strings.Split(*apps, ",")
+	}
 	if err := syscallsrv.Serve(ctx, opts); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}

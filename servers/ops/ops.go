@@ -68,9 +68,27 @@
 //	           source. A requester may keep several posted per socket.
 //	OpClose    Arg[0] socket. Every OpRecvFrom still posted on it is answered
 //	           StatusClosed first.
-//	OpReset    no arguments. Close every socket this requester opened before
-//	           (a restarted SYSCALL server says so to each transport first,
-//	           since its predecessor's sockets have no owner any more).
+//	OpReset    no arguments. Close every socket this requester opened before.
+//	           (No SYSCALL server sends it any more: a restarted one adopts
+//	           its predecessor's sockets, OpAdopt.)
+//	OpAdopt    Arg[0] socket, Arg[1] Network. The requester takes over a
+//	           socket a predecessor of it opened, with the same id: StatusOK
+//	           if the transport has it (in whatever state), StatusNoSocket
+//	           if not. An application adopts each of its sockets when a
+//	           new SYSCALL generation comes (servers/socket); SYSCALL makes
+//	           its record and forwards it.
+//	OpCloseRange Arg[0] first, Arg[1] end: close every socket whose id is in
+//	           [first, end), as OpClose would, and answer StatusOK. SYSCALL
+//	           closes the sockets of an application's dead generations this
+//	           way (its socket ids say whose they are, servers/syscallsrv).
+//
+// Every socket operation may be issued twice: after a restart of the
+// SYSCALL server the library reissues each request that had no reply, and
+// the transport may have acted on it already. So OpOpen of an open socket,
+// OpBind to the address it has, OpConnect or OpListen repeated, OpClose of
+// an unknown socket all answer as the first did; an OpAccept naming a
+// connection already accepted for it answers with that connection; stream
+// sends and receives carry stream offsets (below).
 //
 // Any address argument of the IPv6 family is answered StatusAFNoSupport.
 //
@@ -87,10 +105,21 @@
 //	           the connection is established (StatusOK, AtArg0 the local
 //	           address) or failed (StatusRefused, StatusTimedOut,
 //	           StatusNoRoute).
-//	OpSendTo   AtArg1 0.0.0.0:0, Ref the bytes. The reply comes when the
-//	           transport took them into its send buffer: Arg[2] how many
-//	           (possibly fewer than Ref.Len: send the rest again).
-//	OpRecvFrom Ref an empty buffer. The reply comes when bytes are there
+//	OpSendTo   Arg[1] the stream offset of the first byte (how many bytes
+//	           the requester handed over on this connection before; no
+//	           address) with FlagOffset, Ref the bytes. The reply comes when the transport
+//	           took them into its send buffer: Arg[2] how many (possibly
+//	           fewer than Ref.Len: send the rest again). Bytes below the
+//	           offset the transport has taken already are acknowledged,
+//	           not queued again: a reissued send never duplicates.
+//	OpRecvFrom Arg[1] the stream offset the requester has received up to
+//	           (every byte below it is in its hands), with FlagOffset. The transport keeps
+//	           the bytes it handed out until a request proves them received
+//	           this way, and when a new SYSCALL generation comes it hands
+//	           them out again from the last offset proven: a reply lost
+//	           with a dead SYSCALL loses no byte. An OpClose proves every
+//	           byte handed out.
+//	           Ref an empty buffer. The reply comes when bytes are there
 //	           (Ref.Len of them), or at the end of the stream: Ref.Len 0 and
 //	           FlagEOF. With FlagNoWait on the request the reply comes at
 //	           once: the bytes there are, the end of the stream or an error
@@ -144,6 +173,8 @@ const (
 	OpListen
 	OpAccept
 	OpShutdown
+	OpAdopt
+	OpCloseRange
 )
 
 var opNames = map[Op]string{
@@ -151,7 +182,7 @@ var opNames = map[Op]string{
 	OpOpen: "OpOpen", OpBind: "OpBind", OpConnect: "OpConnect",
 	OpSendTo: "OpSendTo", OpRecvFrom: "OpRecvFrom", OpClose: "OpClose",
 	OpReset: "OpReset", OpListen: "OpListen", OpAccept: "OpAccept",
-	OpShutdown: "OpShutdown",
+	OpShutdown: "OpShutdown", OpAdopt: "OpAdopt", OpCloseRange: "OpCloseRange",
 }
 
 func (o Op) String() string {
@@ -167,7 +198,7 @@ func (o Op) String() string {
 func (o Op) IsSocketOp() bool {
 	switch o {
 	case OpOpen, OpBind, OpConnect, OpSendTo, OpRecvFrom, OpClose, OpReset,
-		OpListen, OpAccept, OpShutdown:
+		OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange:
 		return true
 	}
 	return false
@@ -259,6 +290,11 @@ const (
 	// FlagNoWait, on an OpRecvFrom request on a stream socket: answer at
 	// once, with Ref.Len 0 and no FlagEOF if nothing is queued.
 	FlagNoWait uint16 = 1 << 2
+	// FlagOffset, on an OpSendTo or OpRecvFrom request on a stream
+	// socket: Arg[1] is its stream offset (above). Without it a send is
+	// taken whole and a receive's bytes are consumed as they are handed
+	// out (a lost reply loses them).
+	FlagOffset uint16 = 1 << 3
 )
 
 // Offloads IP offers in OpAddr's Arg[3] and a transport asks for in

@@ -138,7 +138,7 @@ func FuzzAddr(f *testing.F) {
 // The numbers of every operation and status, as the protocol defines them.
 var (
 	allOps = []Op{OpDeliver, OpOutput, OpAddr, OpOpen, OpBind, OpConnect, OpSendTo,
-		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown}
+		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange}
 	allStatuses = []Status{StatusOK, StatusNoPort, StatusNoRoute, StatusInUse, StatusNoSocket,
 		StatusClosed, StatusInvalid, StatusTooBig, StatusError, StatusRefused, StatusReset,
 		StatusTimedOut, StatusAFNoSupport, StatusNoBuffers, StatusTooManySockets}

@@ -14,53 +14,51 @@
 //
 // # Recovery: the SYSCALL server restarts
 //
-// The application never notices a SYSCALL restart, apart from a datagram
-// that may go out twice and its established TCP connections, which are
-// reset (step 4). The steps:
+// The application never notices a SYSCALL restart, TCP connections
+// included, apart from a datagram that may go out twice. Sockets live in
+// the transports, under ids the SYSCALL server computes from the
+// application, its generation and the application's socket id
+// (servers/syscallsrv), so a new SYSCALL generation names them as its
+// predecessor did. The steps:
 //
-//  1. The new SYSCALL generation first resets every transport (ops.OpReset),
-//     so the ports its predecessor's sockets held are free again. (That is
-//     the SYSCALL server's job, not this package's.)
-//  2. init announces the new generation on the application's wiring socket;
-//     [Open] watches it (wire.Watch) and hands the new channel to the
-//     dispatcher ([Stack.PeerRestarted] does the same for a channel built
-//     by hand). An announcement of an older or equal generation is ignored.
-//  3. The dispatcher switches to the new channel and closes the old one
+//  1. init announces the new generation on the application's wiring
+//     socket; [Open] watches it (wire.Watch) and hands the new channel to
+//     the dispatcher ([Stack.PeerRestarted] does the same for a channel
+//     built by hand). An announcement of an older or equal generation is
+//     ignored.
+//  2. The dispatcher switches to the new channel and closes the old one
 //     (and unmaps the old peer's pools, telling init with wire.TypeRelease:
 //     the library never holds a reference into them). Nothing more is read
 //     from the old channel; every request it had not answered is taken back
 //     from the table of outstanding requests. The buffers those requests
-//     lent are the application's again: the server that held them is gone.
-//  4. Every socket that was open is re-created on the new channel, as a
-//     chain in which each step waits for the previous reply: OpOpen with the
-//     same socket id, OpBind to the address it had actually bound (so an
-//     ephemeral port stays the same), then OpConnect to the same peer if it
-//     was a connected UDP socket, or OpListen with the same backlog if it was
-//     a TCP listener (the transport had kept the listener; the new SYSCALL
-//     server's OpReset closed it, and this re-creates it). While a socket is
-//     being restored, its operations — the unanswered ones taken back in
-//     step 3 (a listener's posted OpAccepts, with the same new-socket ids),
-//     and any the application issues meanwhile — are parked, in order.
-//     An established TCP connection (dialled or accepted) cannot be carried
-//     over by this library: its state was the transport's, which OpReset
-//     discarded. It is reset instead: its operations taken back (its
-//     receives' buffers, if any, freed), and every later one, fail with
-//     ECONNRESET (bytes already queued here are still
-//     read first, as after an RST); its Close is local (Stats.Reset counts
-//     them). A TCP socket whose OpConnect had no reply yet is restored like
-//     any other (OpOpen, OpBind if bound) and its OpConnect re-sent.
-//  5. When the chain completes, the parked operations are sent under fresh
-//     request ids, which only ever grow: the receives are posted again
-//     (with the same buffers; a readiness receive, which has none, just as
-//     it was) and every OpSendTo that had no reply is sent
-//     again (the datagram may be duplicated, which the paper prefers to
-//     losing it). A socket whose open was itself in flight simply has its
-//     OpOpen re-issued; a socket that was being closed is finished locally,
-//     since the new server never knew it.
-//  6. A step answered ops.StatusError (the transport is not back yet) is
-//     retried every 100 ms for up to 5 s; any other failure (the port was
-//     taken meanwhile: StatusInUse) makes the socket lost: its waiting and
-//     future operations fail with an error wrapping [ErrLost].
+//     lent are the application's again.
+//  3. Every socket that was open — UDP, TCP listener or TCP connection —
+//     is adopted: one OpAdopt with its id, which the new server turns into
+//     its record and forwards; the transport answers StatusOK if it holds
+//     the socket. While a socket is being adopted its operations — the
+//     unanswered ones taken back in step 2 and any the application issues
+//     meanwhile — are parked, in order. A socket whose open was itself in
+//     flight has its OpOpen reissued; one whose close was in flight is
+//     adopted and closed again, its Close finished locally.
+//  4. When the adoption is answered, the parked operations are sent under
+//     fresh request ids, which only ever grow. The transport may have
+//     acted on them already (its reply died with the old server), so each
+//     is idempotent there (servers/ops): open, bind, connect and listen
+//     repeated answer as the first did; an OpAccept names the same
+//     connection again; every TCP OpSendTo carries the stream offset of
+//     its first byte (stream.sendOff) and the transport acknowledges what
+//     it had taken without queueing it again; every TCP OpRecvFrom carries
+//     the offset received so far (stream.recvOff), and the transport keeps
+//     the bytes it handed out until such an offset proves them received,
+//     handing them out again to a new generation. No byte is duplicated or
+//     lost. A UDP send that had no reply is sent again (the datagram may be
+//     duplicated, which the paper prefers to losing it).
+//  5. An adoption answered StatusError (the transport is not back yet) is
+//     retried every 100 ms for up to 5 s; StatusNoSocket (the transport
+//     lost the socket, e.g. a restart of tcp) makes it lost: a UDP socket's
+//     or listener's operations fail with an error wrapping [ErrLost], a TCP
+//     connection's with ECONNRESET (bytes already queued here are still
+//     read first; Stats.Reset counts them).
 //
 // Operations blocked in the application (a ReadFrom, a Write waiting for a
 // reply) just keep waiting across all this; they are completed by the
@@ -148,7 +146,7 @@
 // # Where the code is
 //
 // stack.go is the [Stack]: the channel, the dispatcher that matches replies
-// to requests, and the restore chain. sock.go is the socket record shared by
+// to requests, and the adoption of sockets on a new generation. sock.go is the socket record shared by
 // both protocols (sock, with the TCP-only state in its embedded stream) and
 // the paths they share: establish (open, then bind, listen or connect),
 // call, submitSend and awaitSend, closeSock. addr.go parses and checks

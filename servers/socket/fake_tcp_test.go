@@ -19,7 +19,11 @@ type fakeTCP struct {
 	ready     []*fakeSock   // established, waiting for an accept
 
 	peer   *fakeSock
-	rbuf   []byte        // received, not yet handed to a posted receive
+	from   *fakeSock     // the listener it was accepted on
+	rbuf   []byte        // received, not yet consumed (proven received by a receive's offset)
+	lent   int           // bytes of rbuf handed out, not yet proven received
+	rbase  uint64        // stream offset of rbuf[0]
+	sent   uint64        // bytes the sends handed over that were taken
 	sends  []channel.Msg // OpSendTo not yet answered, in order
 	took   int           // bytes of sends[0] already taken
 	fin    bool          // no more sending: the peer gets EOF once sends drain
@@ -37,7 +41,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 	n := f.n
 	if ops.OpOf(m) == ops.OpOpen {
 		if s != nil {
-			f.reply(m, ops.StatusInvalid)
+			f.reply(m, ops.StatusOK) // a reissue
 			return
 		}
 		f.socks[m.Arg[0]] = &fakeSock{srv: f, id: m.Arg[0], tcp: &fakeTCP{}}
@@ -47,6 +51,11 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 	t := s.tcp
 	switch ops.OpOf(m) {
 	case ops.OpBind:
+		if s.bound && ops.GetAddr(m, ops.AtArg1) == s.local {
+			ops.PutAddr(&m, ops.AtArg0, s.local)
+			f.reply(m, ops.StatusOK) // a reissue
+			return
+		}
 		if s.bound {
 			f.reply(m, ops.StatusInvalid)
 			return
@@ -58,6 +67,10 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 		ops.PutAddr(&m, ops.AtArg0, s.local)
 		f.reply(m, ops.StatusOK)
 	case ops.OpListen:
+		if t.listening {
+			f.reply(m, ops.StatusOK) // a reissue
+			return
+		}
 		if t.peer != nil {
 			f.reply(m, ops.StatusInvalid)
 			return
@@ -72,9 +85,20 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 			f.reply(m, ops.StatusInvalid)
 			return
 		}
+		if c := f.socks[m.Arg[1]]; c != nil && c.tcp != nil && c.tcp.from == s {
+			ops.PutAddr(&m, ops.AtArg0, c.remote) // accepted already: a reissue
+			ops.PutAddr(&m, ops.AtArg2, c.local)
+			f.reply(m, ops.StatusOK)
+			return
+		}
 		t.accepts = append(t.accepts, m)
 		n.matchAccepts(s)
 	case ops.OpConnect:
+		if t.peer != nil && ops.GetAddr(m, ops.AtArg1) == s.remote {
+			ops.PutAddr(&m, ops.AtArg0, s.local) // a reissue
+			f.reply(m, ops.StatusOK)
+			return
+		}
 		if t.listening || t.peer != nil {
 			f.reply(m, ops.StatusInvalid)
 			return
@@ -107,7 +131,7 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 		switch {
 		case t.reset != ops.StatusOK:
 			f.reply(m, t.reset)
-		case t.peer == nil || t.fin || !ops.GetAddr(m, ops.AtArg1).IsZero():
+		case t.peer == nil || t.fin || m.Flags&ops.FlagOffset == 0 && !ops.GetAddr(m, ops.AtArg1).IsZero():
 			f.reply(m, ops.StatusInvalid)
 		default:
 			t.sends = append(t.sends, m)
@@ -120,7 +144,14 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 			f.reply(m, t.reset)
 		case t.peer == nil:
 			f.reply(m, ops.StatusInvalid)
+		case m.Flags&ops.FlagOffset != 0 && m.Arg[1] > t.rbase+uint64(len(t.rbuf)):
+			m.Ref.Len = 0
+			f.reply(m, ops.StatusInvalid) // beyond what was received
 		default:
+			if off := m.Arg[1]; m.Flags&ops.FlagOffset != 0 && off > t.rbase {
+				k := int(off - t.rbase)
+				t.rbuf, t.rbase, t.lent = t.rbuf[k:], off, max(t.lent-k, 0)
+			}
 			s.posted = append(s.posted, m)
 			n.pump(t.peer)
 		}
@@ -179,6 +210,7 @@ func (n *fakeNet) matchAccepts(l *fakeSock) {
 			continue
 		}
 		c.id = a.Arg[1]
+		c.tcp.from = l
 		l.srv.socks[c.id] = c
 		ops.PutAddr(&a, ops.AtArg0, c.remote)
 		ops.PutAddr(&a, ops.AtArg2, c.local)
@@ -217,12 +249,16 @@ func (n *fakeNet) pump(from *fakeSock) {
 				from.srv.reply(m, ops.StatusInvalid)
 				continue
 			}
+			if off := m.Arg[1] + uint64(ft.took); m.Flags&ops.FlagOffset != 0 && off < ft.sent {
+				ft.took += int(min(ft.sent-off, uint64(len(b)-ft.took))) // taken before: a reissue
+			}
 			k := min(room, len(b)-ft.took)
 			if n.takeMax > 0 {
 				k = min(k, n.takeMax)
 			}
 			tt.rbuf = append(tt.rbuf, b[ft.took:ft.took+k]...)
 			ft.took += k
+			ft.sent += uint64(k)
 			moved = true
 			if ft.took < len(b) {
 				continue
@@ -240,12 +276,12 @@ func (n *fakeNet) pump(from *fakeSock) {
 		// no FlagEOF).
 		for len(to.posted) > 0 {
 			r := to.posted[0]
-			readable := len(tt.rbuf) > 0 || tt.eof
+			readable := len(tt.rbuf) > tt.lent || tt.eof
 			if !readable && (r.Ref.IsZero() || r.Flags&ops.FlagNoWait == 0) {
 				break
 			}
 			to.posted = to.posted[1:]
-			r.Flags &^= ops.FlagNoWait
+			r.Flags &^= ops.FlagNoWait | ops.FlagOffset
 			if r.Ref.IsZero() {
 				tt.readiness++
 				to.srv.reply(r, ops.StatusOK)
@@ -257,9 +293,13 @@ func (n *fakeNet) pump(from *fakeSock) {
 				continue
 			}
 			switch {
-			case len(tt.rbuf) > 0:
-				k := copy(buf, tt.rbuf)
-				tt.rbuf = tt.rbuf[k:]
+			case len(tt.rbuf) > tt.lent:
+				k := copy(buf, tt.rbuf[tt.lent:])
+				if r.Flags&ops.FlagOffset != 0 {
+					tt.lent += k // kept until a receive proves it received
+				} else {
+					tt.rbuf, tt.rbase = tt.rbuf[k:], tt.rbase+uint64(k)
+				}
 				r.Ref.Len = uint32(k)
 				moved = true
 			case tt.eof:
@@ -315,7 +355,7 @@ func (n *fakeNet) closeTCP(s *fakeSock, status ops.Status) {
 	}
 	s.posted, t.accepts, t.ready = nil, nil, nil
 	if p := t.peer; p != nil && t.reset == ops.StatusOK {
-		if len(t.rbuf) > 0 || len(p.tcp.sends) > 0 {
+		if len(t.rbuf) > t.lent || len(p.tcp.sends) > 0 {
 			n.resetTCP(p, ops.StatusReset)
 		} else {
 			t.fin = true

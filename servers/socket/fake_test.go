@@ -52,7 +52,11 @@ type fakeServer struct {
 	// sendStatus, if not StatusOK, answers every OpSendTo without
 	// delivering it.
 	sendStatus ops.Status
-	requests   map[ops.Op]int // by op
+	requests   map[ops.Op]int       // by op
+	orphans    map[uint64]*fakeSock // after crash: the sockets the next generation inherits
+	// loseReplies drops the replies to every request handled from now on,
+	// as a server that dies after the transport acted.
+	loseReplies bool
 }
 
 type fakeSock struct {
@@ -98,22 +102,59 @@ func (f *fakeServer) loop() {
 	}
 }
 
-// crash stops the server as a crash would: no more replies; its sockets
-// are reset in the transport (what the next generation's OpReset does).
+// crash stops the server as a crash would: no more replies. Its sockets
+// stay in the transport, without the requests that were posted on them
+// (servers/transport's DropRequests): the next generation inherits them
+// (serveAfter) for the application to adopt.
 func (f *fakeServer) crash() {
+	select {
+	case <-f.stop:
+		return // crashed already
+	default:
+	}
 	close(f.stop)
 	<-f.done
 	f.n.mu.Lock()
 	defer f.n.mu.Unlock()
-	socks := f.socks
+	f.orphans = f.socks
 	f.socks = nil
-	for _, s := range socks {
+	for _, s := range f.orphans {
+		s.posted = nil
+		if t := s.tcp; t != nil {
+			t.accepts, t.sends, t.took, t.lent = nil, nil, 0, 0
+		}
+	}
+}
+
+// close ends the server and closes its sockets in the transport (the
+// application is gone).
+func (f *fakeServer) close() {
+	f.crash()
+	f.n.mu.Lock()
+	defer f.n.mu.Unlock()
+	for _, s := range f.orphans {
 		if s.tcp != nil {
 			f.n.crashTCP(s)
 		} else {
 			f.n.unbind(s)
 		}
 	}
+	f.orphans = nil
+}
+
+// serveAfter starts the generation after old, which crashed: it inherits
+// old's sockets in the transport.
+func (n *fakeNet) serveAfter(old *fakeServer, port *channel.Endpoint) *fakeServer {
+	f := &fakeServer{n: n, port: port, pool: old.pool, stop: make(chan struct{}), done: make(chan struct{}), socks: map[uint64]*fakeSock{}, requests: map[ops.Op]int{}}
+	n.mu.Lock()
+	for id, s := range old.orphans {
+		s.srv = f
+		f.socks[id] = s
+	}
+	old.orphans = nil
+	n.mu.Unlock()
+	go f.loop()
+	return f
 }
 
 func (f *fakeServer) count(op ops.Op) int {
@@ -148,7 +189,7 @@ func (f *fakeServer) setHoldSends(v bool) {
 
 // reply queues an answer to m. n.mu must be held.
 func (f *fakeServer) reply(m channel.Msg, status ops.Status) {
-	if f.socks == nil {
+	if f.socks == nil || f.loseReplies {
 		return // crashed
 	}
 	ops.SetStatus(&m, status)
@@ -169,6 +210,18 @@ func (f *fakeServer) handle(m channel.Msg) {
 		return // crashed
 	}
 	s := f.socks[m.Arg[0]]
+	if ops.OpOf(m) == ops.OpAdopt {
+		st := ops.StatusNoSocket
+		if s != nil {
+			st = ops.StatusOK
+		}
+		f.reply(m, st)
+		return
+	}
+	if s == nil && ops.OpOf(m) == ops.OpClose {
+		f.reply(m, ops.StatusOK)
+		return
+	}
 	if s == nil && ops.OpOf(m) != ops.OpOpen && ops.OpOf(m) != ops.OpReset {
 		f.reply(m, ops.StatusNoSocket)
 		return
@@ -179,6 +232,10 @@ func (f *fakeServer) handle(m channel.Msg) {
 	}
 	switch ops.OpOf(m) {
 	case ops.OpOpen:
+		if s != nil && ops.Network(m.Arg[1]) == ops.UDP {
+			f.reply(m, ops.StatusOK) // a reissue
+			return
+		}
 		if s != nil || ops.Network(m.Arg[1]) != ops.UDP {
 			f.reply(m, ops.StatusInvalid)
 			return
@@ -186,6 +243,11 @@ func (f *fakeServer) handle(m channel.Msg) {
 		f.socks[m.Arg[0]] = &fakeSock{srv: f, id: m.Arg[0]}
 		f.reply(m, ops.StatusOK)
 	case ops.OpBind:
+		if s.bound && ops.GetAddr(m, ops.AtArg1) == s.local {
+			ops.PutAddr(&m, ops.AtArg0, s.local)
+			f.reply(m, ops.StatusOK) // a reissue
+			return
+		}
 		if s.bound {
 			f.reply(m, ops.StatusInvalid)
 			return
@@ -341,7 +403,7 @@ func newAppPool(t *testing.T, n *fakeNet, bufs, size int) *app {
 	ap.st = New(a, p)
 	t.Cleanup(func() {
 		ap.st.Close()
-		ap.srv.crash()
+		ap.srv.close()
 		p.Close()
 	})
 	return ap
@@ -357,7 +419,7 @@ func (ap *app) restart(t *testing.T) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ap.srv = ap.n.serve(b, ap.pool)
+	ap.srv = ap.n.serveAfter(old, b)
 	ap.st.PeerRestarted(a)
 	return old
 }

@@ -63,7 +63,7 @@ func TestOpenFollowsAnnouncedGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv2 := n.serve(end, io)
+	srv2 := n.serveAfter(srv1, end)
 	defer srv2.crash()
 	if err := initEnd.Send(wiring.Message{Type: wiring.TypeChannel, Peer: "syscall", Generation: 2, Side: 0}, ch.Files(channel.A)...); err != nil {
 		t.Fatal(err)

@@ -58,6 +58,12 @@ type stream struct {
 	eof            bool       // the peer's FIN came (FlagEOF)
 	rdShut, wrShut bool       // CloseRead, CloseWrite
 	connErr        ops.Status // StatusReset or StatusTimedOut once the connection is broken
+	// The connection's stream offsets (servers/ops): bytes handed to
+	// sends so far, bytes received so far. Every OpSendTo carries the
+	// offset of its first byte and every OpRecvFrom the received one, so
+	// that a transport that sees a request twice (reissued after a SYSCALL
+	// restart) neither duplicates nor loses a byte.
+	sendOff, recvOff uint64
 }
 
 // datagram is one received datagram, its bytes still in the pool, or an
@@ -210,6 +216,11 @@ func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
 			}
 			copy(buf, b)
 			m := ops.OpSendTo.WithAddr(c.id, dst)
+			if c.network == ops.TCP {
+				m.Arg[1], m.Arg[2] = c.sendOff, 0
+				m.Flags |= ops.FlagOffset
+				c.sendOff += uint64(len(b))
+			}
 			m.Ref = ref
 			o := &op{sock: c, msg: m, done: make(chan channel.Msg, 1)}
 			s.submitLocked(o)

@@ -338,6 +338,11 @@ func (s *Stack) submitLocked(o *op) {
 		o.sock.parked = append(o.sock.parked, o)
 		return
 	}
+	if c := o.sock; c != nil && c.network == ops.TCP && ops.OpOf(o.msg) == ops.OpRecvFrom {
+		// What it has received by now, reissued or not.
+		o.msg.Flags |= ops.FlagOffset
+		o.msg.Arg[1] = c.recvOff
+	}
 	s.nextID++
 	o.msg.ID = s.nextID
 	s.ops[o.msg.ID] = o
@@ -558,12 +563,15 @@ func (s *Stack) adopt(p peerPort) {
 			}
 			c.parked, c.restoring = nil, false
 			delete(s.socks, c.id)
-		case c.network == ops.TCP && c.connected:
-			s.resetLocked(c, append(taken[c], c.parked...))
+			if c.closeSent && c.opened {
+				// Its close had no reply: the transport may still have it.
+				s.submitLocked(&op{sock: c, msg: ops.OpAdopt.Msg(c.id, uint64(c.network))})
+				s.submitLocked(&op{sock: c, msg: ops.OpClose.Msg(c.id)})
+			}
 		case c.opened:
 			c.parked = append(taken[c], c.parked...)
 			c.restoring, c.attempts = true, 0
-			s.submitLocked(&op{sock: c, restore: true, msg: ops.OpOpen.Msg(c.id, uint64(c.network))})
+			s.submitLocked(&op{sock: c, restore: true, msg: ops.OpAdopt.Msg(c.id, uint64(c.network))})
 		}
 	}
 	for _, o := range reissue {
@@ -588,15 +596,16 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 			})
 			return
 		}
-		s.lostLocked(c, ops.OpOf(o.msg) != ops.OpOpen, ops.StatusOf(m))
+		if c.network == ops.TCP && c.connected {
+			// The transport lost the connection meanwhile (a restart of
+			// tcp): as if it had been reset.
+			s.resetLocked(c, c.parked)
+			return
+		}
+		s.lostLocked(c, false, ops.StatusOf(m))
 		return
 	}
-	steps := restoreSteps(c)
-	if i := slices.IndexFunc(steps, func(m channel.Msg) bool { return m.Op == o.msg.Op }); i >= 0 && i+1 < len(steps) {
-		s.submitLocked(&op{sock: c, restore: true, msg: steps[i+1]})
-		return
-	}
-	// Restored: send what waited, in order.
+	// Adopted: send what waited, in order.
 	s.stats.Restored++
 	c.restoring = false
 	parked := c.parked
@@ -611,23 +620,6 @@ func (s *Stack) restoreNextLocked(o *op, m channel.Msg) {
 		s.submitLocked(p)
 	}
 	s.topUpLocked(c)
-}
-
-// restoreSteps is the chain that re-creates c on a new generation: open,
-// bind to the address it had, then listen (a TCP listener) or connect (a
-// connected UDP socket). A TCP connection never gets here: it is reset.
-func restoreSteps(c *sock) []channel.Msg {
-	steps := []channel.Msg{ops.OpOpen.Msg(c.id, uint64(c.network))}
-	if c.bound {
-		steps = append(steps, ops.OpBind.WithAddr(c.id, c.local))
-	}
-	switch {
-	case c.listening:
-		steps = append(steps, ops.OpListen.Msg(c.id, uint64(c.backlog)))
-	case c.connected && c.network != ops.TCP:
-		steps = append(steps, ops.OpConnect.WithAddr(c.id, c.remote))
-	}
-	return steps
 }
 
 // lostLocked gives up on restoring c: its operations fail with ErrLost.

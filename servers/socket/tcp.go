@@ -201,6 +201,9 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 	} else {
 		c.posted--
 	}
+	if !probe && ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off {
+		c.recvOff += uint64(min(m.Ref.Len, ref.Len)) // ours now, read or dropped
+	}
 	if c.closed || c.broken != nil || c.rdShut {
 		free()
 		return

@@ -463,10 +463,17 @@ func TestSyscallRestartLostPort(t *testing.T) {
 	n := newFakeNet()
 	ap, thief := newApp(t, n), newApp(t, n)
 	a := listen(t, ap.st, ":6000")
-	ap.srv.crash()
-	listen(t, thief.st, ":6000") // takes the port while syscall is down
+	old := ap.srv
+	old.crash()
+	n.mu.Lock() // the transport loses the socket while syscall is down
+	for _, s := range old.orphans {
+		n.unbind(s)
+	}
+	old.orphans = nil
+	n.mu.Unlock()
+	listen(t, thief.st, ":6000") // and another takes the port
 	a2, b := channelPair(t)
-	ap.srv = n.serve(b, ap.pool)
+	ap.srv = n.serveAfter(old, b)
 	ap.st.PeerRestarted(a2)
 	waitFor(t, "the socket to be lost", func() bool { return ap.st.Stats().Lost == 1 })
 	_, _, err := a.ReadFrom(make([]byte, 10))

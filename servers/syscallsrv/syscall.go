@@ -25,14 +25,27 @@
 //     store. Every request the old one left unanswered is resubmitted to the
 //     new one with new ids (kernel/channel.Outstanding); late answers from the
 //     old one are ignored.
-//   - An application restarts: its sockets are closed in the transports and
-//     whatever was still pending for it is dropped (its pool is gone).
-//   - SYSCALL itself restarts: the new generation first resets every
-//     transport (ops.OpReset: the predecessor's sockets have no owner), then
-//     serves; each application's library sees the new generation on its
-//     wiring socket and re-creates its sockets (same ids, same bound
-//     addresses) and re-issues its unfinished operations (servers/socket).
-//     Applications therefore never hang and, for UDP, never notice.
+//   - An application restarts: its predecessor's sockets are closed in the
+//     transports (OpCloseRange, below) and whatever was still pending for
+//     it is dropped (its pool is gone).
+//   - SYSCALL itself restarts: it kept no table, and needs none. A
+//     transport socket id is TID(application index, application
+//     generation, application socket id) — the index is the application's
+//     place in Options.Apps (init's table), the same for every generation
+//     of this server —, so the new generation names each socket as its
+//     predecessor did. Each application's library sees the new generation
+//     on its wiring socket and adopts its sockets (ops.OpAdopt: this server
+//     makes the record and forwards it; the transport says whether it
+//     still holds the socket), then reissues every request that had no
+//     reply; the transports answer them idempotently (stream offsets on
+//     TCP sends and receives, servers/ops), having dropped what the dead
+//     generation had posted. The sockets of application generations that
+//     died meanwhile, which nobody will adopt, are closed by range: when an
+//     application generation G attaches (or a transport, for every
+//     application attached), each transport gets ops.OpCloseRange of the
+//     ids of that application's generations before G. Applications
+//     therefore never notice, TCP connections included (UDP may see a
+//     datagram twice).
 //
 // Data is copied twice here (application pool to syscall.io on the way out,
 // syscall.io to the application's buffer on the way in): the one copy at the
@@ -62,7 +75,41 @@ type Options struct {
 	Name string // "syscall"
 	// Transports maps each network to its transport component.
 	Transports map[ops.Network]string
-	Store      *store.Client
+	// Apps are the application components, in the order of init's table
+	// (cmd/syscall's -apps): an application's index in this list (from 1)
+	// is the top of its transport socket ids (TID), the same for every
+	// generation of this server. An application not listed gets an index
+	// past them, stable only for this generation's life.
+	Apps  []string
+	Store *store.Client
+}
+
+// The layout of a transport socket id: the application's index, its
+// generation and its own socket id, so that every generation of this
+// server computes the id its predecessor used for a socket, with no table
+// to keep (the package doc's recovery).
+const (
+	tidGenShift = 32
+	tidAppShift = 48
+	maxAppID    = 1<<tidGenShift - 1 // the library's ids count from 1
+	maxAppGen   = 1<<(tidAppShift-tidGenShift) - 1
+	maxAppIndex = 1<<(64-tidAppShift) - 1
+)
+
+// TID is the transport's id for socket id of generation gen of the
+// application with index app; ok is false if one does not fit its field.
+func TID(app, gen int, id uint64) (uint64, bool) {
+	if app < 1 || app > maxAppIndex || gen < 0 || gen > maxAppGen || id > maxAppID {
+		return 0, false
+	}
+	return uint64(app)<<tidAppShift | uint64(gen)<<tidGenShift | id, true
+}
+
+// orphanRange is the range of transport ids of the generations of
+// application app before gen: what OpCloseRange closes when gen attaches.
+func orphanRange(app, gen int) (first, end uint64) {
+	first = uint64(app) << tidAppShift
+	return first, first | uint64(min(gen, maxAppGen+1))<<tidGenShift
 }
 
 // heldReq is an application request waiting for its transport to join.
@@ -99,17 +146,17 @@ type sock struct {
 	app     string // the application component
 	appGen  int    // its generation: a restarted application's sockets are gone
 	appID   uint64 // the application's name for it
-	tid     uint64 // the transport's name for it (unique for this server's life)
+	tid     uint64 // the transport's name for it: TID(app, appGen, appID)
 	network ops.Network
 }
 
 // fwd is a request forwarded to a transport on behalf of an application.
 type fwd struct {
-	s        *sock
-	appReq   channel.Msg // the application's request, for its id and buffer
-	ref      pool.Ref    // our syscall.io buffer, if any
-	accepted *sock       // OpAccept: the connection's socket, if it comes
-	app      string      // whose pending operation it is (MaxPendingPerApp)
+	s       *sock
+	appReq  channel.Msg // the application's request, for its id and buffer
+	ref     pool.Ref    // our syscall.io buffer, if any
+	created *sock       // OpAccept: the connection's socket, if it comes; OpAdopt: the socket
+	app     string      // whose pending operation it is (MaxPendingPerApp)
 }
 
 // Server is the SYSCALL server's state; one goroutine runs it.
@@ -123,8 +170,9 @@ type Server struct {
 	// resubmission).
 	fwds    map[uint64]*fwd
 	nextKey uint64
-	nextTID uint64
-	in      []channel.Msg
+	// apps are the applications' indexes (Options.Apps, then those met).
+	apps map[string]int
+	in   []channel.Msg
 	// held are application requests that arrived before their transport
 	// joined, replayed when it does.
 	held []heldReq
@@ -208,10 +256,42 @@ func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 // no neighbours yet.
 func newServer(o Options, io *pool.Pool, gen int) *Server {
 	s := &Server{o: o, io: io, links: map[string]*link{}, socks: map[string]map[uint64]*sock{},
-		fwds: map[uint64]*fwd{}, nextKey: 1, nextTID: uint64(gen) << 32, in: make([]channel.Msg, 64),
+		fwds: map[uint64]*fwd{}, nextKey: 1, apps: map[string]int{}, in: make([]channel.Msg, 64),
 		pending: map[string]int{}, maxSockets: MaxSocketsPerApp, maxPending: MaxPendingPerApp}
 	s.stats.Generation = gen
+	for i, a := range o.Apps {
+		s.apps[a] = i + 1
+	}
 	return s
+}
+
+// appIndex is app's index in transport ids.
+func (s *Server) appIndex(app string) int {
+	i := s.apps[app]
+	if i == 0 {
+		i = len(s.apps) + 1
+		s.apps[app] = i
+		log.Printf("%s is not among the applications given: its sockets will not survive a restart of syscall", app)
+	}
+	return i
+}
+
+// newSock is the record of socket id of application app's current
+// generation, or nil if its transport id does not fit (TID).
+func (s *Server) newSock(app string, gen int, id uint64, network ops.Network) *sock {
+	tid, ok := TID(s.appIndex(app), gen, id)
+	if !ok {
+		return nil
+	}
+	return &sock{app: app, appGen: gen, appID: id, tid: tid, network: network}
+}
+
+// closeOrphans asks transport l to close the sockets of application app's
+// generations before gen: they may have died while this server did not
+// know them.
+func (s *Server) closeOrphans(l *link, app string, gen int) {
+	first, end := orphanRange(s.appIndex(app), gen)
+	s.request(l, ops.OpCloseRange.Msg(first, end))
 }
 
 func (s *Server) isTransport(name string) bool {
@@ -239,8 +319,13 @@ func (s *Server) Attach(p *wiring.Peer) {
 		s.stats.Resubmitted += uint64(len(resent))
 		l.queue = resent
 		if first {
-			// Our predecessor's sockets, if any, have no owner.
-			s.request(l, ops.OpReset.Msg())
+			// The applications adopt their sockets (OpAdopt); those of
+			// their generations that died meanwhile have no owner.
+			for name, al := range s.links {
+				if !s.isTransport(name) && al.peer != nil {
+					s.closeOrphans(l, name, al.peer.Generation)
+				}
+			}
 		}
 		log.Printf("transport %s generation %d: %d requests resubmitted", p.Name, p.Generation, len(resent))
 		s.replayHeld()
@@ -250,6 +335,11 @@ func (s *Server) Attach(p *wiring.Peer) {
 	l.queue = nil
 	if !first {
 		s.dropApp(p.Name, p.Generation)
+	}
+	for _, t := range s.o.Transports {
+		if tl := s.links[t]; tl != nil {
+			s.closeOrphans(tl, p.Name, p.Generation)
+		}
 	}
 }
 
@@ -265,7 +355,9 @@ func (s *Server) replayHeld() {
 	}
 }
 
-// dropApp closes the sockets of an application's earlier generations.
+// dropApp forgets the sockets of an application's earlier generations;
+// the transports close them (closeOrphans, with those this server never
+// knew).
 func (s *Server) dropApp(app string, gen int) {
 	n := 0
 	for id, so := range s.socks[app] {
@@ -276,9 +368,6 @@ func (s *Server) dropApp(app string, gen int) {
 			if f.s == so {
 				f.s = nil // the answer will find nobody to copy to
 			}
-		}
-		if t := s.links[s.o.Transports[so.network]]; t != nil {
-			s.request(t, ops.OpClose.Msg(so.tid))
 		}
 		delete(s.socks[app], id)
 		n++
@@ -341,16 +430,23 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	if !s.withinBounds(app, l, m, len(socks)) {
 		return
 	}
-	if ops.OpOf(m) == ops.OpOpen {
+	var created *sock
+	if op := ops.OpOf(m); op == ops.OpOpen || op == ops.OpAdopt && so == nil {
 		network := ops.Network(m.Arg[1])
 		if so != nil || s.o.Transports[network] == "" {
 			s.stats.BadRequests++
 			s.refuse(l, m, ops.StatusInvalid)
 			return
 		}
-		so = &sock{app: app, appGen: l.peer.Generation, appID: id, tid: s.nextTID, network: network}
-		s.nextTID++
+		if so = s.newSock(app, l.peer.Generation, id, network); so == nil {
+			s.stats.BadRequests++
+			s.refuse(l, m, ops.StatusInvalid)
+			return
+		}
 		socks[id] = so
+		if op == ops.OpAdopt {
+			created = so
+		}
 	}
 	if so == nil {
 		s.refuse(l, m, ops.StatusNoSocket)
@@ -370,13 +466,13 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		s.held = append(s.held, heldReq{app: app, gen: l.peer.Generation, m: m})
 		return
 	}
-	f := &fwd{s: so, appReq: m}
+	f := &fwd{s: so, appReq: m, created: created}
 	// The request as it came, but for the socket's name (Arg[0]) and our
 	// key (Arg[3], below); an address and its port (servers/ops) pass
 	// through.
 	out := channel.Msg{Op: m.Op, Flags: m.Flags, Aux: m.Aux, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
 	switch ops.OpOf(m) {
-	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown:
+	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown, ops.OpAdopt:
 	case ops.OpAccept:
 		// The application names the connection to come (Arg[1]); so do
 		// we, towards the transport.
@@ -386,10 +482,14 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 			s.refuse(l, m, ops.StatusInvalid)
 			return
 		}
-		conn := &sock{app: app, appGen: l.peer.Generation, appID: newID, tid: s.nextTID, network: so.network}
-		s.nextTID++
+		conn := s.newSock(app, l.peer.Generation, newID, so.network)
+		if conn == nil {
+			s.stats.BadRequests++
+			s.refuse(l, m, ops.StatusInvalid)
+			return
+		}
 		socks[newID] = conn
-		f.accepted = conn
+		f.created = conn
 		out.Arg[1] = conn.tid
 	case ops.OpSendTo:
 		src, err := s.appBytes(l, m.Ref)
@@ -491,7 +591,7 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	f := s.fwds[req.Arg[3]]
 	delete(s.fwds, req.Arg[3])
 	if f == nil {
-		return // an OpReset or a close of a departed application
+		return // an OpCloseRange
 	}
 	if s.pending[f.app]--; s.pending[f.app] <= 0 {
 		delete(s.pending, f.app)
@@ -508,8 +608,8 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	if app == nil || app.peer.Generation != f.s.appGen {
 		return
 	}
-	if f.accepted != nil && ops.StatusOf(m) != ops.StatusOK {
-		delete(s.socks[f.s.app], f.accepted.appID) // no connection came
+	if f.created != nil && ops.StatusOf(m) != ops.StatusOK {
+		delete(s.socks[f.s.app], f.created.appID) // no connection came, or nothing to adopt
 	}
 	// The reply as it came (a reply names no socket: its words carry
 	// addresses and counts), to the application's request id and buffer.

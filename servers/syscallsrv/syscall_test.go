@@ -31,8 +31,20 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.io.Close(); r.appPool.Close() })
-	r.s = newServer(Options{Name: "syscall", Transports: map[ops.Network]string{ops.UDP: "udp"}}, r.io, 1)
+	r.newGeneration(1)
 	return r
+}
+
+// newGeneration replaces the server by generation gen, which knows nothing
+// of its predecessor (as after a crash); attach the neighbours again.
+func (r *rig) newGeneration(gen int) {
+	r.s = newServer(Options{Name: "syscall", Transports: map[ops.Network]string{ops.UDP: "udp"}, Apps: []string{"other", "app"}}, r.io, gen)
+}
+
+// isOrphanClose reports whether m closes the sockets of generations of
+// "app" (index 2) before gen.
+func isOrphanClose(m channel.Msg, gen int) bool {
+	return ops.OpOf(m) == ops.OpCloseRange && m.Arg[0] == 2<<48 && m.Arg[1] == 2<<48|uint64(gen)<<32
 }
 
 // connectApp attaches generation gen of the application.
@@ -127,8 +139,8 @@ func TestForwardingBothWays(t *testing.T) {
 	r := newRig(t)
 	r.connectApp(1)
 	r.connectUDP(1)
-	if reqs := r.udpAnswers(nil); len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpReset {
-		t.Fatalf("the transport's first request = %+v, want one OpReset (a new SYSCALL owns no old sockets)", reqs)
+	if reqs := r.udpAnswers(nil); len(reqs) != 1 || !isOrphanClose(reqs[0], 1) {
+		t.Fatalf("the transport's first request = %+v, want one OpCloseRange of app's generations before 1", reqs)
 	}
 
 	open := r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
@@ -193,8 +205,8 @@ func TestHeldUntilTransport(t *testing.T) {
 	r.connectUDP(1)
 	r.run()
 	reqs := r.udpAnswers(nil)
-	if len(reqs) != 2 || ops.OpOf(reqs[0]) != ops.OpReset || ops.OpOf(reqs[1]) != ops.OpOpen {
-		t.Fatalf("transport got %+v, want OpReset then the held OpOpen", reqs)
+	if len(reqs) != 2 || !isOrphanClose(reqs[0], 1) || ops.OpOf(reqs[1]) != ops.OpOpen {
+		t.Fatalf("transport got %+v, want OpCloseRange then the held OpOpen", reqs)
 	}
 	if got := recvAll(r.app); len(got) != 1 || got[0].ID != open || ops.StatusOf(got[0]) != ops.StatusOK {
 		t.Errorf("app got %+v, want its open answered", got)
@@ -249,8 +261,8 @@ func TestApplicationRestartClosesItsSockets(t *testing.T) {
 	r.connectApp(2)
 	r.run()
 	reqs := recvAll(r.udp)
-	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpClose || reqs[0].Arg[0] != open[0].Arg[0] {
-		t.Fatalf("transport got %+v, want OpClose of socket %d", reqs, open[0].Arg[0])
+	if len(reqs) != 1 || !isOrphanClose(reqs[0], 2) || open[0].Arg[0] < reqs[0].Arg[0] || open[0].Arg[0] >= reqs[0].Arg[1] {
+		t.Fatalf("transport got %+v, want an OpCloseRange around socket %#x", reqs, open[0].Arg[0])
 	}
 	// The old receive's late answer finds nobody and frees its buffer.
 	r.udp.Send(channel.Msg{ID: posted[0].ID, Op: posted[0].Op, Status: int32(ops.StatusClosed)})
@@ -432,5 +444,76 @@ func TestPendingPerAppAreBounded(t *testing.T) {
 	}
 	if r.s.stats.PendingRefused != 1 {
 		t.Errorf("PendingRefused = %d, want 1", r.s.stats.PendingRefused)
+	}
+}
+
+// Transport socket ids are TID(app index, app generation, app socket id):
+// a new SYSCALL generation computes the ones its predecessor used.
+func TestTIDIsAFunctionOfTheApplicationsSocket(t *testing.T) {
+	r := newRig(t)
+	r.connectApp(3)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
+	first := r.udpAnswers(nil)
+	if want := uint64(2<<48 | 3<<32 | 7); len(first) != 1 || first[0].Arg[0] != want {
+		t.Fatalf("forwarded %+v, want OpOpen of transport socket %#x", first, want)
+	}
+	r.newGeneration(2)
+	r.connectApp(3)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpSendTo, 7) // no record: refused
+	if got := recvAll(r.app); len(got) != 1 || ops.StatusOf(got[0]) != ops.StatusNoSocket {
+		t.Fatalf("app got %+v, want StatusNoSocket before it adopts", got)
+	}
+	adopt := r.appSends(ops.OpAdopt, 7, uint64(ops.UDP))
+	reqs := r.udpAnswers(nil)
+	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpAdopt || reqs[0].Arg[0] != first[0].Arg[0] {
+		t.Fatalf("new generation forwarded %+v, want OpAdopt of transport socket %#x", reqs, first[0].Arg[0])
+	}
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != adopt || ops.StatusOf(got[0]) != ops.StatusOK {
+		t.Fatalf("app got %+v, want its adopt answered", got)
+	}
+	r.appSends(ops.OpRecvFrom, 7)
+	if reqs := recvAll(r.udp); len(reqs) != 1 || reqs[0].Arg[0] != first[0].Arg[0] {
+		t.Fatalf("forwarded %+v, want the receive on %#x", reqs, first[0].Arg[0])
+	}
+	// Ids that do not fit are refused.
+	r.appSends(ops.OpOpen, 1<<32, uint64(ops.UDP))
+	if got := recvAll(r.app); len(got) != 1 || ops.StatusOf(got[0]) != ops.StatusInvalid {
+		t.Fatalf("app got %+v, want its open of id 1<<32 refused StatusInvalid", got)
+	}
+}
+
+// An adopt the transport does not know (StatusNoSocket) leaves no record.
+func TestAdoptOfAnUnknownSocket(t *testing.T) {
+	r := newRig(t)
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpAdopt, 5, uint64(ops.UDP))
+	r.udpAnswers(func(_ channel.Msg, rep *channel.Msg) { ops.SetStatus(rep, ops.StatusNoSocket) })
+	if got := recvAll(r.app); len(got) != 1 || ops.StatusOf(got[0]) != ops.StatusNoSocket {
+		t.Fatalf("app got %+v, want StatusNoSocket", got)
+	}
+	r.appSends(ops.OpRecvFrom, 5)
+	if got := recvAll(r.app); len(got) != 1 || ops.StatusOf(got[0]) != ops.StatusNoSocket {
+		t.Fatalf("app got %+v, want its receive refused: no socket 5", got)
+	}
+}
+
+// A new SYSCALL generation whose transport joins after the applications
+// closes the sockets of their dead generations, not of the live ones.
+func TestOrphansClosedWhenTheTransportJoins(t *testing.T) {
+	r := newRig(t)
+	r.connectApp(4)
+	r.connectUDP(2)
+	reqs := r.udpAnswers(nil)
+	if len(reqs) != 1 || !isOrphanClose(reqs[0], 4) {
+		t.Fatalf("transport got %+v, want OpCloseRange of app's generations 0..3", reqs)
+	}
+	if live, _ := TID(2, 4, 1); live < reqs[0].Arg[1] {
+		t.Errorf("the range [%#x, %#x) closes the live generation's socket %#x", reqs[0].Arg[0], reqs[0].Arg[1], live)
 	}
 }

@@ -38,10 +38,14 @@ type Endpoint struct {
 	finAckd bool
 
 	// Receive sequence space. rcv holds in-order bytes not yet read.
-	irs      uint32
-	rcvNxt   uint32
-	rcvAdv   uint32 // right edge of the window last advertised
-	rcv      ring
+	irs    uint32
+	rcvNxt uint32
+	rcvAdv uint32 // right edge of the window last advertised
+	rcv    ring
+	// rcvLent are the first bytes of rcv handed out by ReadKept but not
+	// yet proven received (Consume): a reply lost with a dead SYSCALL
+	// server hands them out again after Rewind.
+	rcvLent  int
 	rcvFin   bool // the peer's FIN is in; EOF after rcv drains
 	ooo      []oooSeg
 	oooLen   int      // bytes in ooo
@@ -258,7 +262,7 @@ func (e *Endpoint) synchronized() bool {
 
 // Readable reports whether Read would not block: data, EOF or an error.
 func (e *Endpoint) Readable() bool {
-	return e.rcv.Len() > 0 || e.rcvFin || e.err != nil || e.state == Closed
+	return e.rcv.Len() > e.rcvLent || e.rcvFin || e.err != nil || e.state == Closed
 }
 
 // Writable reports whether Write would not block: room in the send buffer
@@ -279,6 +283,7 @@ func (e *Endpoint) Read(p []byte) (int, error) {
 	}
 	if e.rcv.Len() > 0 {
 		n := e.rcv.Read(p)
+		e.rcvLent = max(e.rcvLent-n, 0)
 		e.windowUpdate()
 		return n, nil
 	}
@@ -294,6 +299,50 @@ func (e *Endpoint) Read(p []byte) (int, error) {
 	}
 	return 0, ErrWouldBlock
 }
+
+// ReadKept is Read for a reader whose replies may be lost (the socket
+// side, servers/ops): the bytes it copies into p stay in the receive
+// buffer, lent, until Consume proves them received; Rewind lends them
+// again. They count against the window meanwhile.
+func (e *Endpoint) ReadKept(p []byte) (int, error) {
+	if e.userClosed {
+		return 0, ErrClosed
+	}
+	if e.rcv.Len() > e.rcvLent {
+		n := e.rcv.Peek(e.rcvLent, p)
+		e.rcvLent += n
+		return n, nil
+	}
+	switch {
+	case e.err != nil:
+		return 0, e.err
+	case e.rcvFin:
+		return 0, io.EOF
+	case e.state == Closed:
+		return 0, ErrNotConnected
+	case len(p) == 0:
+		return 0, nil
+	}
+	return 0, ErrWouldBlock
+}
+
+// Consume drops the first n received bytes, which the reader has (n <=
+// Unconsumed), lent or not, and opens the window by as much.
+func (e *Endpoint) Consume(n int) {
+	if n <= 0 {
+		return
+	}
+	e.rcv.Discard(n)
+	e.rcvLent = max(e.rcvLent-n, 0)
+	e.windowUpdate()
+}
+
+// Unconsumed is how many received bytes the buffer holds, lent or not.
+func (e *Endpoint) Unconsumed() int { return e.rcv.Len() }
+
+// Rewind takes back every byte lent by ReadKept: the next one reads them
+// again.
+func (e *Endpoint) Rewind() { e.rcvLent = 0 }
 
 // windowUpdate sends an ACK after a Read when the window has opened by
 // two segments or half the buffer (RFC 9293 §3.8.6.2.2, receiver SWS
@@ -447,3 +496,7 @@ func (e *Endpoint) rcvWindow() int {
 	}
 	return min(e.rcv.Free(), 65535<<e.rcvShift)
 }
+
+// unlent is how many received bytes e holds that ReadKept has not handed
+// out.
+func unlent(e *Endpoint) int { return e.rcv.Len() - e.rcvLent }

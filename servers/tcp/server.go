@@ -60,8 +60,13 @@ import (
 //     Connections live on: what was lost on the way is retransmitted.
 //   - syscall: the requests its predecessor posted (accepts, receives,
 //     held sends, connects) are dropped without a reply and its old
-//     "syscall.io" pool is released. Sockets stay: the new SYSCALL server
-//     closes them all with OpReset.
+//     "syscall.io" pool is released, and bytes handed out to receives but
+//     not proven received by a receive's stream offset are lent again
+//     (Endpoint.Rewind). Sockets and connections stay: the applications
+//     adopt them (OpAdopt) and reissue what had no reply, which
+//     server_socket.go answers idempotently (stream offsets trim a
+//     reissued send and consume proven bytes; a reissued accept names the
+//     same connection).
 
 // Names, as the component table gives them.
 const (

@@ -40,6 +40,15 @@ type sock struct {
 	backlog int
 	e       *Endpoint
 
+	// from is the listener a connection was accepted on (0: none), so
+	// that a reissued OpAccept for it is answered with it again.
+	from uint64
+	// The stream offsets (servers/ops) of a connection: sent is how many
+	// bytes the send buffer took from the application's sends, rbase how
+	// many received bytes were consumed (proven received by a request's
+	// offset).
+	sent, rbase uint64
+
 	// Requests waiting, oldest first. connect is the OpConnect in
 	// progress; e is nil until our address is known.
 	connect *channel.Msg
@@ -173,6 +182,10 @@ func (s *server) Accept(m channel.Msg) {
 	case so == nil:
 	case so.l == nil:
 		s.reply(m, ops.StatusInvalid)
+	case s.socks[m.Arg[1]] != nil && s.socks[m.Arg[1]].from == so.id && s.socks[m.Arg[1]].e != nil:
+		// Accepted already, the reply lost with a SYSCALL generation: the
+		// same connection again.
+		s.replyAccepted(m, s.socks[m.Arg[1]].e)
 	case s.socks[m.Arg[1]] != nil:
 		s.reply(m, ops.StatusInUse) // the id of the connection to be is taken
 	default:
@@ -187,6 +200,11 @@ func (s *server) Connect(m channel.Msg) {
 	remote, st := ops.GetAddr4(m, ops.AtArg1)
 	switch {
 	case so == nil:
+	case so.e != nil && so.connect == nil && st == ops.StatusOK && remote.AddrPort() == so.e.RemoteAddr():
+		// Connected or connecting to remote already: a reissue
+		// (servers/ops), answered as the first was.
+		so.connect = &m
+		s.mark(so)
 	case so.l != nil || so.e != nil || so.connect != nil:
 		s.reply(m, ops.StatusInvalid) // listening, connected or connecting
 	case st != ops.StatusOK:
@@ -209,6 +227,13 @@ func (s *server) RecvFrom(m channel.Msg) { s.postIO(m) }
 func (s *server) postIO(m channel.Msg) {
 	so := s.socket(m)
 	if so == nil {
+		return
+	}
+	if ops.OpOf(m) == ops.OpRecvFrom && m.Flags&ops.FlagOffset != 0 && !s.consume(so, m.Arg[1]) {
+		r := m
+		ops.SetStatus(&r, ops.StatusInvalid)
+		r.Ref.Len = 0
+		s.h.Reply(r)
 		return
 	}
 	p := postedIO{m: m}
@@ -239,6 +264,21 @@ func (s *server) postIO(m channel.Msg) {
 	s.h.Reply(r)
 }
 
+// consume drops the received bytes below stream offset off, which a
+// receive says the requester has; it reports false if off is beyond what
+// was received.
+func (s *server) consume(so *sock, off uint64) bool {
+	if off <= so.rbase {
+		return true // nothing new proven
+	}
+	if so.e == nil || off-so.rbase > uint64(so.e.Unconsumed()) {
+		return false
+	}
+	so.e.Consume(int(off - so.rbase))
+	so.rbase = off
+	return true
+}
+
 // Shutdown sends a FIN; held sends now fail.
 func (s *server) Shutdown(m channel.Msg) {
 	so := s.socket(m)
@@ -261,23 +301,49 @@ func (s *server) Close(m channel.Msg) {
 	}
 }
 
+// Adopt answers whether socket Arg[0] exists: a new SYSCALL generation
+// takes it over.
+func (s *server) Adopt(m channel.Msg) {
+	st := ops.StatusNoSocket
+	if s.socks[m.Arg[0]] != nil {
+		st = ops.StatusOK
+	}
+	s.reply(m, st)
+}
+
+// CloseRange closes every socket with an id in [Arg[0], Arg[1]), in the
+// order of their ids.
+func (s *server) CloseRange(m channel.Msg) {
+	s.closeAll(func(id uint64) bool { return id >= m.Arg[0] && id < m.Arg[1] })
+	s.reply(m, ops.StatusOK)
+}
+
 // Reset closes every socket, in the order of their ids.
 func (s *server) Reset(m channel.Msg) {
+	s.closeAll(func(uint64) bool { return true })
+	s.reply(m, ops.StatusOK)
+}
+
+// closeAll closes the sockets whose ids match, in the order of their ids.
+func (s *server) closeAll(match func(id uint64) bool) {
 	socks := make([]*sock, 0, len(s.socks))
 	for _, so := range s.socks {
-		socks = append(socks, so)
+		if match(so.id) {
+			socks = append(socks, so)
+		}
 	}
 	slices.SortFunc(socks, func(a, b *sock) int { return cmp.Compare(a.id, b.id) })
 	for _, so := range socks {
 		s.close(so)
 	}
-	s.reply(m, ops.StatusOK)
 }
 
 // bind records the local address; port 0 picks one at listen or connect.
 func (s *server) bind(so *sock, a ops.Addr) ops.Status {
 	ip := a.IP()
 	switch {
+	case !so.local.IsZero() && so.local == a:
+		return ops.StatusOK // bound to a already: a reissue (servers/ops)
 	case !so.local.IsZero() || so.l != nil || so.e != nil || so.connect != nil:
 		return ops.StatusInvalid // bound already
 	case !ip.IsUnspecified() && s.addr.IsValid() && ip != s.addr.Addr():
@@ -361,7 +427,9 @@ func (s *server) close(so *sock) {
 	for so.e != nil && len(so.sends) > 0 {
 		p := so.sends[0]
 		so.sends = so.sends[1:]
+		s.trimSend(so, &p)
 		n, err := so.e.WriteLingering(p.buf)
+		so.sent += uint64(n)
 		r := p.m
 		ops.SetStatus(&r, statusOf(err))
 		ops.PutAddr(&r, ops.AtArg0, so.local)
@@ -377,6 +445,9 @@ func (s *server) close(so *sock) {
 	}
 	if so.e != nil {
 		so.e.SetNotify(nil)
+		// The close proves every byte handed out received: only bytes
+		// never handed out make it abortive.
+		so.e.Consume(so.e.Unconsumed() - unlent(so.e))
 		so.e.Close()
 	}
 	if p := so.local.Port(); p != 0 && s.ports[p] == so.id {
@@ -412,14 +483,33 @@ func (s *server) fail(so *sock, status ops.Status) {
 }
 
 // DropRequests forgets every posted request without a reply: their
-// SYSCALL generation is gone. It returns how many there were.
+// SYSCALL generation is gone. It returns how many there were. Received
+// bytes handed out but not proven received are lent again (Rewind): their
+// replies may have died with that generation.
 func (s *server) DropRequests() int {
 	n := 0
 	for _, so := range s.socks {
 		n += so.posted()
 		so.connect, so.accepts, so.recvs, so.sends = nil, nil, nil, nil
+		if so.e != nil {
+			so.e.Rewind()
+		}
 	}
 	return n
+}
+
+// trimSend drops from the head send p the bytes the send buffer took
+// already (its stream offset, Arg[1], is below so.sent): a send reissued
+// after a SYSCALL restart whose first reply was lost. Trimmed bytes count
+// as taken.
+func (s *server) trimSend(so *sock, p *postedIO) {
+	off := p.m.Arg[1] + uint64(p.taken)
+	if p.m.Flags&ops.FlagOffset == 0 || off >= so.sent {
+		return
+	}
+	n := int(min(so.sent-off, uint64(len(p.buf))))
+	p.buf = p.buf[n:]
+	p.taken += n
 }
 
 // serve re-examines the sockets with posted requests while something may
@@ -464,12 +554,10 @@ func (s *server) serveSock(so *sock) {
 			s.h.Reply(m)
 			continue
 		}
-		nso := &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e}
+		nso := &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e, from: so.id}
 		e.SetNotify(s.notifier(nso))
 		s.socks[newID] = nso
-		ops.PutAddr(&m, ops.AtArg0, ops.FromAddrPort(e.RemoteAddr()))
-		ops.PutAddr(&m, ops.AtArg2, ops.FromAddrPort(e.LocalAddr()))
-		s.h.Reply(m)
+		s.replyAccepted(m, e)
 	}
 	if so.e == nil {
 		return // sends and receives wait for the connect
@@ -478,7 +566,7 @@ func (s *server) serveSock(so *sock) {
 	for len(so.recvs) > 0 {
 		p := so.recvs[0]
 		r := p.m
-		r.Flags &^= ops.FlagNoWait
+		r.Flags &^= ops.FlagNoWait | ops.FlagOffset
 		if p.readiness() {
 			if !so.e.Readable() {
 				break
@@ -487,7 +575,11 @@ func (s *server) serveSock(so *sock) {
 			s.h.Reply(r) // StatusOK, Ref.Len 0: readable
 			continue
 		}
-		n, err := so.e.Read(p.buf)
+		n, err := so.e.ReadKept(p.buf)
+		if p.m.Flags&ops.FlagOffset == 0 { // consumed as handed out
+			so.e.Consume(n)
+			so.rbase += uint64(n)
+		}
 		if errors.Is(err, ErrWouldBlock) {
 			if p.m.Flags&ops.FlagNoWait == 0 {
 				break
@@ -511,7 +603,9 @@ func (s *server) serveSock(so *sock) {
 	// out in order.
 	for len(so.sends) > 0 {
 		p := &so.sends[0]
+		s.trimSend(so, p)
 		n, err := so.e.Write(p.buf)
+		so.sent += uint64(n)
 		p.taken += n
 		p.buf = p.buf[n:]
 		if errors.Is(err, ErrWouldBlock) || err == nil && len(p.buf) > 0 {
@@ -524,6 +618,13 @@ func (s *server) serveSock(so *sock) {
 		so.sends = so.sends[1:]
 		s.h.Reply(r)
 	}
+}
+
+// replyAccepted answers OpAccept m with connection e.
+func (s *server) replyAccepted(m channel.Msg, e *Endpoint) {
+	ops.PutAddr(&m, ops.AtArg0, ops.FromAddrPort(e.RemoteAddr()))
+	ops.PutAddr(&m, ops.AtArg2, ops.FromAddrPort(e.LocalAddr()))
+	s.h.Reply(m)
 }
 
 // serveConnect starts so's active open once our address is known, and

@@ -60,6 +60,8 @@
 //     the core (posted receives, accepts, connects, held sends) is dropped
 //     without a reply ([Protocol.DropRequests]: nobody would read it), its
 //     unsent replies with it, and its pools are released. Sockets stay:
-//     the new SYSCALL server reissues operations on them or closes them
-//     all with OpReset.
+//     the applications adopt them through the new SYSCALL server
+//     (OpAdopt) and reissue every request that had no reply, which the
+//     core answers idempotently (servers/ops); the sockets of
+//     applications that died meanwhile are closed with OpCloseRange.
 package transport

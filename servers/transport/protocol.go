@@ -52,6 +52,11 @@ type Sockets interface {
 	RecvFrom(m channel.Msg)
 	Close(m channel.Msg)
 	Reset(m channel.Msg)
+	// Adopt answers StatusOK if socket Arg[0] exists, StatusNoSocket if
+	// not (a new SYSCALL generation taking it over).
+	Adopt(m channel.Msg)
+	// CloseRange closes every socket with an id in [Arg[0], Arg[1]).
+	CloseRange(m channel.Msg)
 }
 
 // StreamSockets are the operations only a stream protocol has. A core

@@ -337,6 +337,10 @@ func (s *Server) fromSyscall(m channel.Msg) {
 		s.proto.Close(m)
 	case ops.OpReset:
 		s.proto.Reset(m)
+	case ops.OpAdopt:
+		s.proto.Adopt(m)
+	case ops.OpCloseRange:
+		s.proto.CloseRange(m)
 	case ops.OpListen, ops.OpAccept, ops.OpShutdown:
 		if s.stream == nil {
 			s.Invalid(m)

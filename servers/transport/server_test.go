@@ -37,12 +37,14 @@ func (c *fakeCore) answer(m channel.Msg) {
 	c.h.Reply(m)
 }
 
-func (c *fakeCore) Open(m channel.Msg)     { c.answer(m) }
-func (c *fakeCore) Bind(m channel.Msg)     { c.answer(m) }
-func (c *fakeCore) Connect(m channel.Msg)  { c.answer(m) }
-func (c *fakeCore) RecvFrom(m channel.Msg) { c.answer(m) }
-func (c *fakeCore) Close(m channel.Msg)    { c.answer(m) }
-func (c *fakeCore) Reset(m channel.Msg)    { c.answer(m) }
+func (c *fakeCore) Open(m channel.Msg)       { c.answer(m) }
+func (c *fakeCore) Bind(m channel.Msg)       { c.answer(m) }
+func (c *fakeCore) Connect(m channel.Msg)    { c.answer(m) }
+func (c *fakeCore) RecvFrom(m channel.Msg)   { c.answer(m) }
+func (c *fakeCore) Close(m channel.Msg)      { c.answer(m) }
+func (c *fakeCore) Reset(m channel.Msg)      { c.answer(m) }
+func (c *fakeCore) Adopt(m channel.Msg)      { c.answer(m) }
+func (c *fakeCore) CloseRange(m channel.Msg) { c.answer(m) }
 func (c *fakeCore) SendTo(m channel.Msg) {
 	c.sends(c.h)
 	c.answer(m)

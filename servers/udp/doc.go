@@ -50,6 +50,7 @@
 //   - syscall: the receives its predecessor posted, and the sends held
 //     until IP told our address, are dropped without a reply (nobody would
 //     read it) and the old "syscall.io" pool is released. The sockets
-//     stay: the new SYSCALL server either reissues operations on them or
-//     closes them all with OpReset.
+//     stay: the applications adopt them through the new SYSCALL server
+//     (OpAdopt) and reissue what had no reply; a reissued send may send a
+//     datagram twice. OpCloseRange closes those of dead applications.
 package udp

@@ -179,6 +179,21 @@ func (c *core) RecvFrom(m channel.Msg) {
 // Close answers the socket's posted receives first.
 func (c *core) Close(m channel.Msg) { c.reply(m, c.table.Close(m.Arg[0])) }
 
+// Adopt answers whether socket Arg[0] exists.
+func (c *core) Adopt(m channel.Msg) {
+	st := ops.StatusNoSocket
+	if c.table.Has(m.Arg[0]) {
+		st = ops.StatusOK
+	}
+	c.reply(m, st)
+}
+
+// CloseRange closes the sockets with ids in [Arg[0], Arg[1]).
+func (c *core) CloseRange(m channel.Msg) {
+	c.table.CloseRange(m.Arg[0], m.Arg[1])
+	c.reply(m, ops.StatusOK)
+}
+
 func (c *core) Reset(m channel.Msg) {
 	c.table.Reset()
 	c.reply(m, ops.StatusOK)

@@ -3,6 +3,7 @@ package udp
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 
 	"keepnet/servers/header"
@@ -159,11 +160,14 @@ func (t *Table) Sockets() int { return len(t.socks) }
 // fixed overhead each. It never exceeds Limits.TotalBytes.
 func (t *Table) QueuedBytes() int { return t.queued }
 
-// Open creates an unbound socket id.
+// Open creates an unbound socket id; open already, it is a reissue and
+// answers StatusOK.
 func (t *Table) Open(id uint64, network ops.Network) ops.Status {
 	switch {
-	case network != ops.UDP, t.socks[id] != nil:
+	case network != ops.UDP:
 		return ops.StatusInvalid
+	case t.socks[id] != nil:
+		return ops.StatusOK
 	case len(t.socks) >= t.limits.Sockets:
 		return ops.StatusError
 	}
@@ -181,6 +185,9 @@ func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, ops.Status) {
 		return ops.Addr{}, ops.StatusNoSocket
 	}
 	if s.bound() {
+		if local == s.local || local.Port() == 0 && local.IP() == s.local.IP() {
+			return s.local, ops.StatusOK // a reissue (servers/ops)
+		}
 		return s.local, ops.StatusInvalid // bound already
 	}
 	if ip := local.IP(); !ip.IsUnspecified() && ip != t.addr.Addr() {
@@ -353,6 +360,24 @@ func (t *Table) Close(id uint64) ops.Status {
 		t.journal.Forget(id)
 	}
 	return ops.StatusOK
+}
+
+// Has reports whether socket id exists.
+func (t *Table) Has(id uint64) bool { return t.socks[id] != nil }
+
+// CloseRange closes every socket with an id in [first, end), in the order
+// of their ids.
+func (t *Table) CloseRange(first, end uint64) {
+	var ids []uint64
+	for id := range t.socks {
+		if id >= first && id < end {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		t.Close(id)
+	}
 }
 
 // Reset closes every socket. It is what a restarted SYSCALL server asks

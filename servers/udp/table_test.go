@@ -19,7 +19,7 @@ func TestOpen(t *testing.T) {
 		want ops.Status
 	}{
 		{1, ops.UDP, ops.StatusOK},
-		{1, ops.UDP, ops.StatusInvalid}, // the id is taken
+		{1, ops.UDP, ops.StatusOK}, // open already: a reissue
 		{2, ops.TCP, ops.StatusInvalid},
 		{3, 0, ops.StatusInvalid},
 		{4, ops.UDP, ops.StatusOK},
