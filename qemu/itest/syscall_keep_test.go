@@ -1,15 +1,20 @@
 package itest
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
+
+	"keepnet/boot/ctl"
 )
 
 // TestSyscallKillDuringDownload: `keepnet kill syscall` three times, a
 // second or two apart, during one 50 MB download from the appliance's
 // httpd: the applications adopt their sockets through each new SYSCALL
 // generation (servers/socket's recovery), and curl's bytes match the
-// /bytes hash.
+// /bytes hash; then the same for a 25 MB upload to /sink.
 func TestSyscallKillDuringDownload(t *testing.T) {
 	requireITest(t, true)
 	n := newNetns(t)
@@ -32,5 +37,58 @@ func TestSyscallKillDuringDownload(t *testing.T) {
 	}
 	if r := <-done; r != "" {
 		t.Errorf("download across 3 kills of syscall: %s", r)
+	}
+
+	// And an upload to /sink: three kills while curl sends 25 MB (a
+	// second or less apart: the upload takes a few seconds).
+	a.waitReady()
+	kills := make(chan error, 1)
+	go func() {
+		var err error
+		for i := range 3 {
+			time.Sleep(700 * time.Millisecond)
+			// Each kill hits a running generation, not one starting.
+			if werr := a.awaitRunning("syscall", i+4); werr != nil {
+				kills <- werr
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			out, kerr := keepnet(ctx, "", "kill", "syscall", "--ctl", a.ctl)
+			cancel()
+			if kerr != nil && err == nil {
+				err = fmt.Errorf("keepnet kill syscall: %v\n%s", kerr, out)
+			}
+		}
+		kills <- err
+	}()
+	start := time.Now()
+	httpUpload(t, n, 25<<20, 4343, floorMbps)
+	t.Logf("25 MB uploaded in %v", time.Since(start).Round(time.Millisecond))
+	if err := <-kills; err != nil {
+		t.Error(err)
+	}
+	if c, _ := a.status().Component("syscall"); c.Generation < 7 {
+		t.Errorf("syscall generation %d after six kills, want at least 7 (all six kills happened)", c.Generation)
+	}
+}
+
+// awaitRunning waits, at most resumeWait and without failing the test (it
+// may run beside it), until comp runs as generation gen or later.
+func (a *appliance) awaitRunning(comp string, gen int) error {
+	deadline := time.Now().Add(resumeWait)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := keepnetAt(ctx, a.bin, "", "status", "--ctl", a.ctl)
+		cancel()
+		var st ctl.Status
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil {
+			if c, ok := st.Component(comp); ok && c.State == "running" && c.Generation >= gen {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not running as generation %d within %v (%v)", comp, gen, resumeWait, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
