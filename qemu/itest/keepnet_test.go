@@ -158,6 +158,13 @@ func TestKeepnetRestarts(t *testing.T) {
 	}
 }
 
+// framesLostOnTheWay counts the frames that never reached ip: those the
+// host's tap dropped (tapDropped) and those the NIC had no buffer for.
+func (a *appliance) framesLostOnTheWay(n *netns) float64 {
+	d, _ := a.stats("e1000.0")["Device"].(map[string]any)
+	return n.tapDropped(a.t) + num(d, "RxMissed") + num(d, "RxNoBuffer")
+}
+
 // tapDropped is the number of frames the host's tap dropped on their way
 // to the guest (its tx_dropped: QEMU did not read them in time).
 func (n *netns) tapDropped(t testing.TB) float64 {
