@@ -287,6 +287,12 @@ func (e *Endpoint) Read(p []byte) (int, error) {
 		e.windowUpdate()
 		return n, nil
 	}
+	return e.nothingToRead(p)
+}
+
+// nothingToRead is what a read into p returns when no byte is there for
+// it: the connection's error, the end of the stream, or "would block".
+func (e *Endpoint) nothingToRead(p []byte) (int, error) {
 	switch {
 	case e.err != nil:
 		return 0, e.err
@@ -313,17 +319,7 @@ func (e *Endpoint) ReadKept(p []byte) (int, error) {
 		e.rcvLent += n
 		return n, nil
 	}
-	switch {
-	case e.err != nil:
-		return 0, e.err
-	case e.rcvFin:
-		return 0, io.EOF
-	case e.state == Closed:
-		return 0, ErrNotConnected
-	case len(p) == 0:
-		return 0, nil
-	}
-	return 0, ErrWouldBlock
+	return e.nothingToRead(p)
 }
 
 // Consume drops the first n received bytes, which the reader has (n <=
