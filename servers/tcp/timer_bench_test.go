@@ -115,14 +115,22 @@ var benchSizes = []int{10, 1000, 50000}
 // BenchmarkSegment: one data segment in, read, and the loop's question
 // for the next timer.
 func BenchmarkSegment(b *testing.B) {
+	eachBenchTable(b, func(b *testing.B, bt *benchTable) {
+		bt.input()
+		bt.tb.NextTimeout()
+	})
+}
+
+// eachBenchTable runs op as a sub-benchmark for every state of the other
+// connections and every count of them (benchStates, benchSizes).
+func eachBenchTable(b *testing.B, op func(*testing.B, *benchTable)) {
 	for state, name := range benchStates {
 		for _, n := range benchSizes {
 			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
 				bt := newBenchTable(b, n, state)
 				b.ResetTimer()
 				for b.Loop() {
-					bt.input()
-					bt.tb.NextTimeout()
+					op(b, bt)
 				}
 			})
 		}
@@ -132,24 +140,16 @@ func BenchmarkSegment(b *testing.B) {
 // BenchmarkLoopPass: one data segment in, whose delayed ACK the next pass
 // of the loop sends: NextTimeout, Tick.
 func BenchmarkLoopPass(b *testing.B) {
-	for state, name := range benchStates {
-		for _, n := range benchSizes {
-			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
-				bt := newBenchTable(b, n, state)
-				b.ResetTimer()
-				for b.Loop() {
-					bt.input()
-					// The delayed ACK is due first: TIME-WAIT lasts far
-					// longer than the run.
-					next := bt.tb.NextTimeout()
-					if next.IsZero() || next.After(bt.clock.now.Add(DelayedACK)) {
-						b.Fatalf("NextTimeout() = %v, want the delayed ACK", next)
-					}
-					bt.tb.Tick(next)
-				}
-			})
+	eachBenchTable(b, func(b *testing.B, bt *benchTable) {
+		bt.input()
+		// The delayed ACK is due first: TIME-WAIT lasts far longer than
+		// the run.
+		next := bt.tb.NextTimeout()
+		if next.IsZero() || next.After(bt.clock.now.Add(DelayedACK)) {
+			b.Fatalf("NextTimeout() = %v, want the delayed ACK", next)
 		}
-	}
+		bt.tb.Tick(next)
+	})
 }
 
 // BenchmarkShortConnection: one whole short connection, as ab makes them
