@@ -74,8 +74,8 @@ func (t *Table) admit() error {
 // reserve charges a new connection's buffer floor (admit said it fits).
 func (e *Endpoint) reserve() {
 	e.t.budget.used += connReserve
-	e.snd.b, e.snd.paid = &e.t.budget, ringFloor
-	e.rcv.b, e.rcv.paid = &e.t.budget, ringFloor
+	e.snd.b, e.snd.paid, e.snd.m = &e.t.budget, ringFloor, e.t.mem
+	e.rcv.b, e.rcv.paid, e.rcv.m = &e.t.budget, ringFloor, e.t.mem
 }
 
 // release gives back everything e charged: its buffers (which a closed

@@ -113,6 +113,17 @@ type Endpoint struct {
 	// while the user holds the endpoint.
 	tw *timeWaitConn
 
+	// Keeping (keep.go): the connection's record in the kept memory.
+	slot         int    // its slot, plus one; 0: none
+	copyNext     uint8  // which of the slot's two copies the next commit writes
+	identSock    uint64 // the socket the slot's identity names (identWritten)
+	identWritten bool
+	dirty        bool  // changed since the last commit
+	unkept       bool  // a buffer is not in kept memory: no record (lost in a crash)
+	poisoned     bool  // a test's corruption (HookPoison): its records are written bad
+	owned        bool  // a socket holds it: accepted, or connected
+	owner        owner // what the socket layer keeps with it
+
 	noDelay    bool
 	ackNow     bool // send an ACK at the end of this event
 	kaOn       bool
@@ -120,6 +131,25 @@ type Endpoint struct {
 	kaInterval time.Duration
 	kaCount    int
 	kaProbes   int
+}
+
+// owner is what the socket layer keeps with a connection, restored with it
+// after a restart (keep.go): its socket, the listener's socket it was
+// accepted from, and its stream offsets (servers/ops): how many bytes the
+// send buffer took from the application's sends, and how many received
+// bytes were consumed (proven received).
+type owner struct {
+	sock, from  uint64
+	sent, rbase uint64
+}
+
+// own gives e to the socket layer: a socket holds it from now on.
+func (e *Endpoint) own(o owner) {
+	e.owner, e.owned = o, true
+	e.t.touch(e)
+	if k := e.t.keep; k != nil {
+		k.newest = e // HookPoison's victim
+	}
 }
 
 // oooSeg is out-of-order data held for reassembly: a contiguous range,
@@ -151,6 +181,7 @@ func (t *Table) newEndpoint(id tuple) *Endpoint {
 	}
 	e.rcvShift = t.rcvShift()
 	e.reserve()
+	t.touch(e)
 	return e
 }
 
@@ -227,6 +258,7 @@ func (e *Endpoint) SetNotify(f func()) { e.notify = f }
 
 // SetNoDelay turns Nagle's algorithm off (true) or on.
 func (e *Endpoint) SetNoDelay(v bool) {
+	e.t.touch(e)
 	e.noDelay = v
 	if v {
 		e.output(e.t.clock.Now())
@@ -238,6 +270,7 @@ func (e *Endpoint) SetNoDelay(v bool) {
 // connection with ErrTimedOut. Zero durations and count keep the current
 // values (2 h, 75 s, 9: Linux's).
 func (e *Endpoint) SetKeepAlive(on bool, idle, interval time.Duration, count int) {
+	e.t.touch(e)
 	e.kaOn = on
 	if idle > 0 {
 		e.kaIdle = idle
@@ -278,6 +311,7 @@ func (e *Endpoint) Writable() bool {
 // once the data before it is read, the connection's error if it failed,
 // and ErrWouldBlock if nothing is there yet.
 func (e *Endpoint) Read(p []byte) (int, error) {
+	e.t.touch(e)
 	if e.userClosed {
 		return 0, ErrClosed
 	}
@@ -311,6 +345,7 @@ func (e *Endpoint) nothingToRead(p []byte) (int, error) {
 // buffer, lent, until Consume proves them received; Rewind lends them
 // again. They count against the window meanwhile.
 func (e *Endpoint) ReadKept(p []byte) (int, error) {
+	e.t.touch(e)
 	if e.userClosed {
 		return 0, ErrClosed
 	}
@@ -325,6 +360,7 @@ func (e *Endpoint) ReadKept(p []byte) (int, error) {
 // Consume drops the first n received bytes, which the reader has (n <=
 // Unconsumed), lent or not, and opens the window by as much.
 func (e *Endpoint) Consume(n int) {
+	e.t.touch(e)
 	if n <= 0 {
 		return
 	}
@@ -338,7 +374,10 @@ func (e *Endpoint) Unconsumed() int { return e.rcv.Len() }
 
 // Rewind takes back every byte lent by ReadKept: the next one reads them
 // again.
-func (e *Endpoint) Rewind() { e.rcvLent = 0 }
+func (e *Endpoint) Rewind() {
+	e.t.touch(e)
+	e.rcvLent = 0
+}
 
 // windowUpdate sends an ACK after a Read when the window has opened by
 // two segments or half the buffer (RFC 9293 §3.8.6.2.2, receiver SWS
@@ -361,6 +400,7 @@ func (e *Endpoint) windowUpdate() {
 // windows allow. It returns ErrWouldBlock if nothing fit, ErrClosed after
 // CloseWrite or Close, the connection's error if it failed.
 func (e *Endpoint) Write(p []byte) (int, error) {
+	e.t.touch(e)
 	switch {
 	case e.err != nil:
 		return 0, e.err
@@ -384,6 +424,7 @@ func (e *Endpoint) Write(p []byte) (int, error) {
 // Close takes what is still waiting for room (a few buffers at most) rather
 // than dropping it, as Linux sends a closed socket's buffered data.
 func (e *Endpoint) WriteLingering(p []byte) (int, error) {
+	e.t.touch(e)
 	e.snd.lingering = true
 	if e.snd.Free() < len(p) {
 		e.snd.limit = e.snd.Len() + len(p)
@@ -394,6 +435,7 @@ func (e *Endpoint) WriteLingering(p []byte) (int, error) {
 // CloseWrite sends a FIN after the queued data (shutdown(SHUT_WR)); the
 // connection keeps receiving.
 func (e *Endpoint) CloseWrite() error {
+	e.t.touch(e)
 	if e.err != nil {
 		return e.err
 	}
@@ -423,6 +465,7 @@ func (e *Endpoint) CloseWrite() error {
 // it an abortive close, as in Linux: the peer gets an RST. Otherwise the
 // FIN handshake runs on; the Table forgets the connection when it ends.
 func (e *Endpoint) Close() error {
+	e.t.touch(e)
 	if e.userClosed {
 		return nil
 	}
@@ -451,6 +494,7 @@ func (e *Endpoint) Close() error {
 // Abort resets the connection: an RST to the peer in synchronized states
 // (and SYN-RECEIVED), and the connection is gone.
 func (e *Endpoint) Abort() {
+	e.t.touch(e)
 	switch e.state {
 	case Closed, TimeWait, SynSent:
 	default:
@@ -465,6 +509,7 @@ func (e *Endpoint) Abort() {
 // terminate closes the connection with err (nil: an orderly end) and
 // removes it from the Table.
 func (e *Endpoint) terminate(err error) {
+	e.t.touch(e)
 	if e.err == nil {
 		e.err = err
 	}

@@ -11,6 +11,11 @@ type ring struct {
 	n     int // bytes held
 	limit int
 
+	// m is where buf comes from (nil: the heap); off is where buf lies in
+	// the kept memory (keep.go), -1 if it does not.
+	m   bufMem
+	off int
+
 	b    *budget // nil: no budget (or released)
 	paid int     // bytes charged to b: at least len(buf)
 	// lingering: the last bytes of a closing application go in even past
@@ -39,13 +44,30 @@ func (r *ring) grow(need int) {
 	}
 	size := max(2*len(r.buf), r.n+need, ringFloor)
 	size = min(size, max(r.size(), r.n+need))
+	nb, off := r.mem().get(size)
+	size = len(nb) // kept memory rounds up to a whole block
 	if r.b != nil && size > r.paid {
-		r.b.used += size - r.paid // within free() unless lingering
+		r.b.used += size - r.paid // within free() unless lingering (or rounded up)
 		r.paid = size
 	}
-	nb := make([]byte, size)
 	r.Peek(0, nb[:r.n])
-	r.buf, r.head = nb, 0
+	r.drop()
+	r.buf, r.off, r.head = nb, off, 0
+}
+
+func (r *ring) mem() bufMem {
+	if r.m == nil {
+		return heapMem{}
+	}
+	return r.m
+}
+
+// drop gives buf back to where it came from; the ring is empty of memory.
+func (r *ring) drop() {
+	if r.buf != nil {
+		r.mem().put(r.buf, r.off)
+	}
+	r.buf, r.off = nil, -1
 }
 
 // shrink drops an empty buffer grown past its floor when the budget is
@@ -55,7 +77,8 @@ func (r *ring) shrink() {
 		return
 	}
 	r.b.give(r.paid - ringFloor)
-	r.buf, r.paid = nil, ringFloor
+	r.drop()
+	r.paid = ringFloor
 }
 
 // release gives back everything r charged; the bytes stay readable.

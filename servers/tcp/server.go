@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/ops"
 	"keepnet/servers/store"
@@ -212,6 +213,7 @@ func (s *server) Poll() (bool, time.Time) {
 		}
 	}
 	s.serve()
+	s.table.Commit() // the recovery window (keep.go): before what this pass produced leaves
 	var wake time.Time
 	if t := s.table.NextTimeout(); !t.IsZero() {
 		wake = time.Now().Add(t.Sub(s.clock.Now())) // the Table's clock may be a fake
@@ -238,5 +240,11 @@ func (s *server) Stats(common transport.Stats) any {
 	return st
 }
 
+// Hooks are tcp's test hooks: HookPoison.
+func (s *server) Hooks() []wiring.Hook {
+	return []wiring.Hook{{Name: HookPoison, Run: s.table.Poison}}
+}
+
 var _ transport.Core[ListenerRecord] = (*server)(nil)
+var _ transport.Hooked = (*server)(nil)
 var _ transport.StreamSockets = (*server)(nil)

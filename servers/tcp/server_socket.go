@@ -38,16 +38,11 @@ type sock struct {
 	local   ops.Addr // bound or listened on; port 0: not bound
 	l       *Listener
 	backlog int
-	e       *Endpoint
-
-	// from is the listener a connection was accepted on (0: none), so
-	// that a reissued OpAccept for it is answered with it again.
-	from uint64
-	// The stream offsets (servers/ops) of a connection: sent is how many
-	// bytes the send buffer took from the application's sends, rbase how
-	// many received bytes were consumed (proven received by a request's
-	// offset).
-	sent, rbase uint64
+	// e is the connection. Its owner (endpoint.go) is the rest of the
+	// socket's state, kept with the connection across a restart of tcp:
+	// the listener it was accepted on (so that a reissued OpAccept is
+	// answered with it again) and its stream offsets (servers/ops).
+	e *Endpoint
 
 	// Requests waiting, oldest first. connect is the OpConnect in
 	// progress; e is nil until our address is known.
@@ -182,7 +177,7 @@ func (s *server) Accept(m channel.Msg) {
 	case so == nil:
 	case so.l == nil:
 		s.reply(m, ops.StatusInvalid)
-	case s.socks[m.Arg[1]] != nil && s.socks[m.Arg[1]].from == so.id && s.socks[m.Arg[1]].e != nil:
+	case s.socks[m.Arg[1]] != nil && s.socks[m.Arg[1]].e != nil && s.socks[m.Arg[1]].e.owner.from == so.id:
 		// Accepted already, the reply lost with a SYSCALL generation: the
 		// same connection again.
 		s.replyAccepted(m, s.socks[m.Arg[1]].e)
@@ -268,14 +263,18 @@ func (s *server) postIO(m channel.Msg) {
 // receive says the requester has; it reports false if off is beyond what
 // was received.
 func (s *server) consume(so *sock, off uint64) bool {
-	if off <= so.rbase {
+	if so.e == nil {
+		return off == 0
+	}
+	o := &so.e.owner
+	if off <= o.rbase {
 		return true // nothing new proven
 	}
-	if so.e == nil || off-so.rbase > uint64(so.e.Unconsumed()) {
+	if off-o.rbase > uint64(so.e.Unconsumed()) {
 		return false
 	}
-	so.e.Consume(int(off - so.rbase))
-	so.rbase = off
+	so.e.Consume(int(off - o.rbase))
+	o.rbase = off
 	return true
 }
 
@@ -414,7 +413,37 @@ func (s *server) Restore(rs []ListenerRecord) (restored int, errs []error) {
 		s.ports[l.Port()] = r.ID
 		restored++
 	}
-	return restored, errs
+	n, err := s.restoreConns()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return restored + n, errs
+}
+
+// restoreConns adopts the connections the previous generation kept
+// (keep.go), after the listeners their queues belong to, and gives each
+// one a socket held its socket again.
+func (s *server) restoreConns() (int, error) {
+	mem := s.h.Kept(StateName)
+	if mem == nil {
+		return 0, nil // not kept: connections die with the process
+	}
+	owned, err := s.table.Keep(mem)
+	if err != nil {
+		return 0, fmt.Errorf("keeping connections: %w", err)
+	}
+	n := 0
+	for _, e := range owned {
+		if s.socks[e.owner.sock] != nil {
+			e.Abort() // two records name one socket: neither is trusted more
+			continue
+		}
+		so := &sock{id: e.owner.sock, local: ops.FromAddrPort(e.LocalAddr()), e: e}
+		e.SetNotify(s.notifier(so))
+		s.socks[so.id] = so
+		n++
+	}
+	return n, nil
 }
 
 // close answers so's posted requests with StatusClosed, closes its
@@ -429,7 +458,7 @@ func (s *server) close(so *sock) {
 		so.sends = so.sends[1:]
 		s.trimSend(so, &p)
 		n, err := so.e.WriteLingering(p.buf)
-		so.sent += uint64(n)
+		so.e.owner.sent += uint64(n)
 		r := p.m
 		ops.SetStatus(&r, statusOf(err))
 		ops.PutAddr(&r, ops.AtArg0, so.local)
@@ -499,15 +528,15 @@ func (s *server) DropRequests() int {
 }
 
 // trimSend drops from the head send p the bytes the send buffer took
-// already (its stream offset, Arg[1], is below so.sent): a send reissued
+// already (its stream offset, Arg[1], is below the connection's owner.sent): a send reissued
 // after a SYSCALL restart whose first reply was lost. Trimmed bytes count
 // as taken.
 func (s *server) trimSend(so *sock, p *postedIO) {
 	off := p.m.Arg[1] + uint64(p.taken)
-	if p.m.Flags&ops.FlagOffset == 0 || off >= so.sent {
+	if so.e == nil || p.m.Flags&ops.FlagOffset == 0 || off >= so.e.owner.sent {
 		return
 	}
-	n := int(min(so.sent-off, uint64(len(p.buf))))
+	n := int(min(so.e.owner.sent-off, uint64(len(p.buf))))
 	p.buf = p.buf[n:]
 	p.taken += n
 }
@@ -554,7 +583,8 @@ func (s *server) serveSock(so *sock) {
 			s.h.Reply(m)
 			continue
 		}
-		nso := &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e, from: so.id}
+		nso := &sock{id: newID, local: ops.FromAddrPort(e.LocalAddr()), e: e}
+		e.own(owner{sock: newID, from: so.id})
 		e.SetNotify(s.notifier(nso))
 		s.socks[newID] = nso
 		s.replyAccepted(m, e)
@@ -578,7 +608,7 @@ func (s *server) serveSock(so *sock) {
 		n, err := so.e.ReadKept(p.buf)
 		if p.m.Flags&ops.FlagOffset == 0 { // consumed as handed out
 			so.e.Consume(n)
-			so.rbase += uint64(n)
+			so.e.owner.rbase += uint64(n)
 		}
 		if errors.Is(err, ErrWouldBlock) {
 			if p.m.Flags&ops.FlagNoWait == 0 {
@@ -605,7 +635,7 @@ func (s *server) serveSock(so *sock) {
 		p := &so.sends[0]
 		s.trimSend(so, p)
 		n, err := so.e.Write(p.buf)
-		so.sent += uint64(n)
+		so.e.owner.sent += uint64(n)
 		p.taken += n
 		p.buf = p.buf[n:]
 		if errors.Is(err, ErrWouldBlock) || err == nil && len(p.buf) > 0 {
@@ -646,6 +676,7 @@ func (s *server) serveConnect(so *sock) {
 			s.fail(so, statusOf(err))
 			return
 		}
+		e.own(owner{sock: so.id})
 		e.SetNotify(s.notifier(so))
 		so.e = e
 		so.local = ops.FromAddrPort(e.LocalAddr())

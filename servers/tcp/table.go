@@ -85,6 +85,11 @@ type Counters struct {
 	Timeouts           uint64 // retransmission timer expiries
 	LostRetransmits    uint64 // retransmissions found lost by SACK, sent again without a timeout
 	SpuriousRecoveries uint64 // window reductions undone: the retransmissions were needless
+
+	// Keeping (keep.go).
+	KeptConns uint64 // connections and TIME-WAITs a restart adopted from the kept memory
+	KeptLost  uint64 // records a restart found bad: their connections reset
+	Unkept    uint64 // connections not kept: no room in the kept memory, or a record too large
 }
 
 // tuple identifies a connection.
@@ -130,6 +135,11 @@ type Table struct {
 	// timestamp offset; tests replace them to fix the numbers on the wire.
 	isn      func(tuple) uint32
 	tsOffset func(tuple) uint32
+
+	// Keeping (keep.go): nil when the connections are not kept. mem is
+	// where buffers come from: the kept memory's allocator, or the heap.
+	keep *keeper
+	mem  bufMem
 }
 
 // NewTable returns an empty Table.
@@ -174,6 +184,7 @@ func NewTable(cfg Config) *Table {
 		timeWait:  timeWaitList{byID: map[tuple]*timeWaitConn{}},
 		budget:    budget{limit: cfg.BufferBudget},
 		scratch:   make([]byte, header.TCPMaximumHeaderSize+max(cfg.MSS, MaxOffloadData)),
+		mem:       heapMem{},
 	}
 	t.isn = t.isnRFC6528
 	t.tsOffset = func(id tuple) uint32 { return t.hash(id, hashTSOffset) }
@@ -281,6 +292,7 @@ func (l *Listener) Accept() (*Endpoint, error) {
 	e := l.acceptQ[0]
 	l.acceptQ = l.acceptQ[1:]
 	e.listener = nil
+	l.t.touch(e)
 	return e, nil
 }
 
@@ -395,6 +407,7 @@ func (t *Table) add(e *Endpoint) {
 
 // remove forgets a closed connection.
 func (t *Table) remove(e *Endpoint) {
+	t.touch(e)
 	if c := e.tw; c != nil {
 		t.timeWaitRemove(c) // its TIME-WAIT ends with it (Abort)
 		return
@@ -476,10 +489,12 @@ func (t *Table) Input(seg []byte, src, dst netip.Addr) {
 	id := tuple{localAddr: dst, localPort: h.DstPort(), remoteAddr: src, remotePort: h.SrcPort()}
 	now := t.clock.Now()
 	if e := t.conns[id]; e != nil {
+		t.touch(e)
 		e.input(&s, now)
 		return
 	}
 	if c := t.timeWait.byID[id]; c != nil {
+		t.touchTW(c)
 		t.timeWaitInput(c, &s, now)
 		return
 	}

@@ -192,6 +192,7 @@ func (t *Table) Tick(now time.Time) {
 		if e.state == Closed {
 			continue
 		}
+		t.touch(e)
 		e.tick(now)
 		if e.heapPos == 0 {
 			e.retime() // no timer changed: back in at its place

@@ -39,6 +39,11 @@ type timeWaitConn struct {
 	tsRecent   uint32 // TS.Recent
 	tsRecentAt time.Time
 	maxWnd     uint32 // the peer's largest window: RFC 5961 §5.2's ACK check
+
+	slot     int   // its record in the kept memory (keep.go), plus one; 0: none
+	copyNext uint8 // which of the slot's copies the next commit writes
+	dirty    bool  // changed since the last commit
+	gone     bool  // removed: the commit frees its slot
 }
 
 // timeWaitList is the FIFO of TIME-WAIT records, with an index by 4-tuple.
@@ -104,14 +109,19 @@ func (t *Table) timeWaitEnter(e *Endpoint, now time.Time) {
 	delete(t.conns, e.id) // its port stays counted in t.ports
 	t.timeWait.byID[c.id] = c
 	t.timeWait.pushBack(c)
+	t.touch(e)
+	t.touchTW(c)
 }
 
 // timeWaitRemove forgets c; its endpoint, if held, is no longer tied to it.
 func (t *Table) timeWaitRemove(c *timeWaitConn) {
+	c.gone = true
+	t.touchTW(c)
 	t.timeWait.unlink(c)
 	delete(t.timeWait.byID, c.id)
 	t.unport(c.id.localPort)
 	if c.e != nil {
+		t.touch(c.e)
 		c.e.tw, c.e = nil, nil
 	}
 }

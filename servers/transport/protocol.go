@@ -6,6 +6,7 @@ import (
 
 	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
+	"keepnet/kernel/wiring"
 	"keepnet/servers/ops"
 )
 
@@ -38,6 +39,12 @@ type Protocol interface {
 	// Stats is what the process publishes: the core's own counters with
 	// the framework's (common) embedded, so that they read as one record.
 	Stats(common Stats) any
+}
+
+// Hooked is a core with test hooks of its own (kernel/wiring), run in the
+// loop like the built-in ones.
+type Hooked interface {
+	Hooks() []wiring.Hook
 }
 
 // Sockets are the socket operations of servers/ops, one method each. Each
@@ -77,6 +84,9 @@ type Host interface {
 	SyscallBytes(ref pool.Ref) ([]byte, bool)
 	// Invalid answers m StatusInvalid and counts it as a bad request.
 	Invalid(m channel.Msg)
+	// Kept is the memory init keeps for the process across its restarts
+	// under name (boot/hub's kept memory), or nil if there is none.
+	Kept(name string) []byte
 }
 
 // Output is the way down to IP, the same for every protocol core.

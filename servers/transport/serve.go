@@ -68,7 +68,11 @@ func Serve[R Record](ctx context.Context, c Config, st *store.Client, ns string,
 		return core
 	})
 
-	watch, err := wiring.Watch(conn, store.ProbeHook(st))
+	hooks := []wiring.Hook{store.ProbeHook(st)}
+	if h, ok := s.proto.(Hooked); ok {
+		hooks = append(hooks, h.Hooks()...)
+	}
+	watch, err := wiring.Watch(conn, hooks...)
 	if err != nil {
 		return err
 	}

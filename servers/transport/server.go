@@ -40,6 +40,9 @@ type Config struct {
 	// Release tells init a neighbour's old pool is not used any more; nil
 	// in tests.
 	Release func(poolID uint32)
+	// Kept is the memory init keeps for the process across its restarts,
+	// by name (Host.Kept).
+	Kept map[string][]byte
 }
 
 // Stats are the framework's counters, embedded in every transport's.
@@ -375,6 +378,9 @@ func (s *Server) Invalid(m channel.Msg) {
 	}
 	s.Reply(m)
 }
+
+// Kept is the Host's.
+func (s *Server) Kept(name string) []byte { return s.c.Kept[name] }
 
 // SyscallBytes is the Host's: a buffer of SYSCALL's current generation.
 func (s *Server) SyscallBytes(ref pool.Ref) ([]byte, bool) {
