@@ -4,6 +4,7 @@ import (
 	"os"
 
 	"keepnet/kernel/channel"
+	"keepnet/kernel/keep"
 	"keepnet/kernel/pool"
 )
 
@@ -11,7 +12,7 @@ import (
 const ChannelSlots = 1024
 
 // Shared is the real Factory: channels from kernel/channel, pools (huge pages
-// where reserved) from kernel/pool.
+// where reserved) from kernel/pool, kept memory from kernel/keep.
 func Shared() Factory {
 	return Factory{
 		Channel: func() ([]*os.File, error) {
@@ -23,6 +24,9 @@ func Shared() Factory {
 		},
 		Pool: func(name string, id uint32, bufs, bufSize int) (Pool, error) {
 			return pool.CreateNamed("keepnet:"+name, id, bufs, bufSize)
+		},
+		Kept: func(name string, size int) (*os.File, error) {
+			return keep.Create("keepnet:"+name, size)
 		},
 	}
 }

@@ -1,7 +1,8 @@
 // Package hub is init's side of the wiring (package kernel/wiring): it knows
 // which component talks to which, creates the shared memory between them,
-// hands it out over each component's wiring socket, and holds every pool and
-// DMA region for as long as any process or device may still touch it.
+// hands it out over each component's wiring socket, and holds every pool, DMA
+// region and kept memory for as long as any process or device may still
+// touch it.
 //
 // Lifetimes, the rules that make crashes safe:
 //
@@ -9,6 +10,11 @@
 //     to every generation of its component: the memory outlives any crash,
 //     so a device still writing back descriptors never writes into memory
 //     the kernel gave to someone else.
+//   - Kept memory (kernel/keep: plain shared memory, such as tcp's
+//     connection state) is created once, at the first hello of its
+//     component, held by the hub for the hub's life, and handed to every
+//     generation after its regions: what one generation left there, the
+//     next finds.
 //   - A pool belongs to one generation of its owner. When the owner
 //     restarts, its pools are superseded: the new generation gets new ones,
 //     and the old are closed only when every neighbour that mapped them has
@@ -58,6 +64,7 @@ type Node struct {
 	Peers   []string     // components it has a channel to
 	Pools   []PoolSpec   // pools it owns (a new set every generation)
 	Regions []RegionSpec // DMA regions kept across its restarts
+	Kept    []KeptSpec   // memory kept across its restarts
 }
 
 // PoolSpec describes a pool a component owns.
@@ -79,6 +86,13 @@ type RegionSpec struct {
 	BufSize int
 }
 
+// KeptSpec describes kept memory (kernel/keep): created once and handed to
+// every generation of its component, with what the last one left there.
+type KeptSpec struct {
+	Name string
+	Size int // bytes, a multiple of the page size; pages are used as they are touched
+}
+
 // Pool is a pool as the hub holds it.
 type Pool interface {
 	Fd() *os.File
@@ -94,6 +108,8 @@ type Factory struct {
 	Channel func() ([]*os.File, error)
 	// Pool creates a pool (also used for DMA regions).
 	Pool func(name string, id uint32, bufs, bufSize int) (Pool, error)
+	// Kept creates kept memory of size bytes (kernel/keep.Create).
+	Kept func(name string, size int) (*os.File, error)
 }
 
 // Hub is the wiring of the whole appliance.
@@ -120,6 +136,14 @@ type node struct {
 	answered uint64
 	pools    []*heldPool
 	regions  []*heldPool // created once, never superseded
+	kept     []heldKept  // created once, never superseded
+}
+
+// heldKept is kept memory as the hub holds it: its descriptor, open for the
+// hub's life.
+type heldKept struct {
+	spec KeptSpec
+	f    *os.File
 }
 
 type heldPool struct {
@@ -411,6 +435,11 @@ func (h *Hub) hello(name string, gen int) error {
 			return err
 		}
 	}
+	for _, k := range n.kept {
+		if err := n.conn.Send(wiring.Message{Type: wiring.TypeKept, Name: k.spec.Name, Size: k.spec.Size}, k.f); err != nil {
+			return err
+		}
+	}
 	peers := append([]string(nil), n.spec.Peers...)
 	sort.Strings(peers)
 	for _, pn := range peers {
@@ -425,7 +454,8 @@ func (h *Hub) hello(name string, gen int) error {
 	return n.conn.Send(wiring.Message{Type: wiring.TypeReady})
 }
 
-// createLocked makes the pools of n's generation, and its regions once.
+// createLocked makes the pools of n's generation, and its regions and kept
+// memory once.
 func (h *Hub) createLocked(n *node) error {
 	if n.pools == nil {
 		for _, ps := range n.spec.Pools {
@@ -449,6 +479,21 @@ func (h *Hub) createLocked(n *node) error {
 			}
 			n.regions = append(n.regions, p)
 		}
+	}
+	if n.kept == nil && len(n.spec.Kept) > 0 {
+		// All or none: a later hello tries again only if none is held.
+		var kept []heldKept
+		for _, ks := range n.spec.Kept {
+			f, err := h.f.Kept(ks.Name, ks.Size)
+			if err != nil {
+				for _, k := range kept {
+					k.f.Close()
+				}
+				return fmt.Errorf("kept memory %s: %w", ks.Name, err)
+			}
+			kept = append(kept, heldKept{spec: ks, f: f})
+		}
+		n.kept = kept
 	}
 	return nil
 }

@@ -12,12 +12,13 @@ import (
 	"keepnet/kernel/sandbox"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/ip"
+	"keepnet/servers/tcp"
 )
 
 // Table is the appliance's component table: what runs, in which order, how
 // it is restarted, and how the multiserver stack is wired (which component
 // has a channel to which, the pools each owns, the DMA regions kept across a
-// driver's restarts). The supervisor starts a component once everything in
+// driver's restarts, the memory kept across tcp's). The supervisor starts a component once everything in
 // its Deps is running; the hub hands out the shared memory when a component
 // says hello (kernel/wiring).
 //
@@ -103,7 +104,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				},
 			},
 			hub.Node{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "udp.out", Bufs: 63, BufSize: big}}},
-			hub.Node{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "tcp.out", Bufs: 63, BufSize: big}}},
+			// tcp's connections' state, kept across its restarts.
+			hub.Node{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "tcp.out", Bufs: 63, BufSize: big}},
+				Kept: []hub.KeptSpec{{Name: tcp.StateName, Size: tcp.StateBytes}}},
 			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big, Writers: []string{"udp", "tcp"}}}},
 		)
 		for _, app := range apps {

@@ -9,16 +9,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"keepnet/kernel/channel"
+	"keepnet/kernel/keep"
 	"keepnet/kernel/pool"
 )
 
 // Setup is what a component receives when it joins: its identity, its own
-// pools, its DMA regions and a channel to every neighbour that is present.
+// pools, its DMA regions, its kept memory and a channel to every neighbour
+// that is present.
 type Setup struct {
 	Name       string
 	Generation int
 	Pools      map[string]*pool.Pool // owned, by name: the component allocates from them
 	Regions    map[string]*pool.Pool // by name; owned, and the same memory in every generation
+	Kept       map[string][]byte     // by name, mapped (kernel/keep): the same memory in every generation, as the last left it
 	Peers      []*Peer               // in the order they arrived
 }
 
@@ -55,7 +58,7 @@ func Join(c *Conn, timeout time.Duration) (*Setup, error) {
 	if err := c.Send(Message{Type: TypeHello}); err != nil {
 		return nil, err
 	}
-	s := &Setup{Pools: map[string]*pool.Pool{}, Regions: map[string]*pool.Pool{}}
+	s := &Setup{Pools: map[string]*pool.Pool{}, Regions: map[string]*pool.Pool{}, Kept: map[string][]byte{}}
 	deadline := time.Now().Add(timeout)
 	for {
 		m, files, err := c.Recv(time.Until(deadline))
@@ -88,6 +91,21 @@ func Join(c *Conn, timeout time.Duration) (*Setup, error) {
 				return nil, err
 			}
 			s.Regions[m.Name] = p
+		case TypeKept:
+			if len(files) != 1 {
+				closeAll(files)
+				return nil, fmt.Errorf("wire: kept memory %s with %d descriptors, want 1", m.Name, len(files))
+			}
+			b, err := keep.Map(files[0])
+			files[0].Close()
+			if err != nil {
+				return nil, err
+			}
+			if len(b) != m.Size {
+				keep.Unmap(b)
+				return nil, fmt.Errorf("wire: kept memory %s is %d bytes, init says %d", m.Name, len(b), m.Size)
+			}
+			s.Kept[m.Name] = b
 		case TypeChannel:
 			p, err := openPeer(m, files)
 			if err != nil {

@@ -1,7 +1,7 @@
 // Package wire is how init wires the multiserver stack together: each
 // component has one SOCK_SEQPACKET Unix socket to init (file descriptor 3),
 // over which shared memory — channels to its neighbours, packet pools, DMA
-// regions — arrives as file descriptors (SCM_RIGHTS), each with a small JSON
+// regions, kept memory — arrives as file descriptors (SCM_RIGHTS), each with a small JSON
 // header saying what it is.
 //
 // # Restart protocol
@@ -10,8 +10,8 @@
 //     resets its device first: after that it cannot DMA into memory the
 //     previous generation posted).
 //  2. It sends Hello.
-//  3. Init answers with Welcome (its name and generation), its own pools and
-//     regions, then one Channel per neighbour that is present, then Ready.
+//  3. Init answers with Welcome (its name and generation), its own pools,
+//     regions and kept memory, then one Channel per neighbour that is present, then Ready.
 //     A Channel carries the peer's name and generation, the channel's
 //     shared memory and wake-up descriptors, and the peer's pools.
 //  4. Every neighbour already present receives a fresh Channel to the new
@@ -72,6 +72,7 @@ const (
 	TypeWelcome = "welcome" // init -> component: your name and generation
 	TypePool    = "pool"    // init -> component: a packet pool (1 fd)
 	TypeRegion  = "region"  // init -> component: a DMA region (a pool) kept across restarts (1 fd)
+	TypeKept    = "kept"    // init -> component: memory kept across restarts (1 fd)
 	TypeChannel = "channel" // init -> component: a channel to a peer (memfd, 2 eventfds) and the peer's pools
 	TypeReady   = "ready"   // init -> component: the initial wiring is complete
 	TypeRelease = "release" // component -> init: I hold nothing in this pool any more
@@ -100,7 +101,7 @@ type PoolInfo struct {
 // Message is one header. Which fields matter depends on Type.
 type Message struct {
 	Type       string `json:"type"`
-	Name       string `json:"name,omitempty"`       // welcome: the component; region: its name; hook: the hook
+	Name       string `json:"name,omitempty"`       // welcome: the component; region, kept: its name; hook: the hook
 	Generation int    `json:"generation,omitempty"` // welcome: the component's; channel: the peer's
 	Peer       string `json:"peer,omitempty"`       // channel
 	// Side is which end of a channel this is (0 or 1); the two ends
@@ -109,6 +110,7 @@ type Message struct {
 	Pool  *PoolInfo  `json:"pool,omitempty"`  // pool, region, release
 	Pools []PoolInfo `json:"pools,omitempty"` // channel: the peer's pools, one fd each after the channel's 3
 	Seq   uint64     `json:"seq,omitempty"`   // ping, pong
+	Size  int        `json:"size,omitempty"`  // kept: its size in bytes
 }
 
 // Conn is one end of a wiring socket. It is safe to Close while another
