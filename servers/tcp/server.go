@@ -41,15 +41,20 @@ import (
 //  2. A restarted tcp restores every record (store.Client.Restore) and
 //     listens again — same socket ids, ports and backlogs — before it joins
 //     the wiring and serves; a client's SYN arriving at once is answered.
-//  3. Connections are not kept (the NewtOS paper's behaviour: TCP state
-//     changes with every segment). SYSCALL reissues its unfinished
-//     operations with new ids; an OpAccept on a restored listener is simply
-//     posted again; a stream operation (OpConnect, OpSendTo, OpRecvFrom,
-//     OpShutdown) on a socket the new generation does not know is answered
-//     StatusReset — that connection was reset by the crash —, OpBind,
-//     OpListen and OpAccept on an unknown socket StatusNoSocket, OpClose of
-//     one StatusOK (it is gone already). The peers of lost connections get
-//     an RST for their next segment (nothing matches it).
+//  3. Connections are kept (keep.go): the Table commits every changed
+//     connection's record into the memory init keeps for tcp (StateName) at
+//     the end of each poll, before the poll's segments and replies leave,
+//     and the restarted tcp adopts them — after the listeners, whose queues
+//     they may be in — and gives every connection a socket held its socket
+//     (the same id) again. SYSCALL resubmits its unfinished operations;
+//     they find their sockets and are answered idempotently (stream
+//     offsets trim a resubmitted send and consume proven bytes; a
+//     resubmitted accept names the same connection). A connection whose
+//     record was bad is reset: its peer gets an RST, and an operation on
+//     its socket, now unknown, StatusReset (OpBind, OpListen and OpAccept
+//     on an unknown socket StatusNoSocket, OpClose StatusOK: it is gone
+//     already). Sockets opened or bound but neither listening nor
+//     connected are not kept.
 //
 // When a neighbour restarts instead, the framework's steps 3 and 4
 // (servers/transport) apply:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/netip"
 	"slices"
 
@@ -432,6 +433,8 @@ func (s *server) restoreConns() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("keeping connections: %w", err)
 	}
+	c := s.table.Counters()
+	log.Printf("kept connections: %d adopted (%d held by sockets), %d lost", c.KeptConns, len(owned), c.KeptLost)
 	n := 0
 	for _, e := range owned {
 		if s.socks[e.owner.sock] != nil {

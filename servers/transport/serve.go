@@ -50,6 +50,7 @@ func Serve[R Record](ctx context.Context, c Config, st *store.Client, ns string,
 	if out == nil {
 		return fmt.Errorf("%s: init sent no %s pool", c.Name, outName)
 	}
+	c.Kept = setup.Kept
 	pub := store.NewPublisher(st, StatsNS, c.Name)
 	defer pub.Close()
 	c.Publish = func(v any) { pub.Publish(v) }

@@ -15,7 +15,14 @@ import (
 // httpd: the applications adopt their sockets through each new SYSCALL
 // generation (servers/socket's recovery), and curl's bytes match the
 // /bytes hash; then the same for a 25 MB upload to /sink.
-func TestSyscallKillDuringDownload(t *testing.T) {
+func TestSyscallKillDuringDownload(t *testing.T) { killDuringTransfers(t, "syscall") }
+
+// TestTCPKillDuringDownload: the same with `keepnet kill tcp`: each new
+// tcp generation adopts the connections its predecessor kept
+// (servers/tcp/keep.go), and curl notices nothing but a pause.
+func TestTCPKillDuringDownload(t *testing.T) { killDuringTransfers(t, "tcp") }
+
+func killDuringTransfers(t *testing.T, comp string) {
 	requireITest(t, true)
 	n := newNetns(t)
 	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
@@ -32,11 +39,11 @@ func TestSyscallKillDuringDownload(t *testing.T) {
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		a.kill("syscall")
+		a.kill(comp)
 		time.Sleep(1500 * time.Millisecond)
 	}
 	if r := <-done; r != "" {
-		t.Errorf("download across 3 kills of syscall: %s", r)
+		t.Errorf("download across 3 kills of %s: %s", comp, r)
 	}
 
 	// And an upload to /sink: three kills while curl sends 25 MB (a
@@ -48,15 +55,15 @@ func TestSyscallKillDuringDownload(t *testing.T) {
 		for i := range 3 {
 			time.Sleep(700 * time.Millisecond)
 			// Each kill hits a running generation, not one starting.
-			if werr := a.awaitRunning("syscall", i+4); werr != nil {
+			if werr := a.awaitRunning(comp, i+4); werr != nil {
 				kills <- werr
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			out, kerr := keepnet(ctx, "", "kill", "syscall", "--ctl", a.ctl)
+			out, kerr := keepnet(ctx, "", "kill", comp, "--ctl", a.ctl)
 			cancel()
 			if kerr != nil && err == nil {
-				err = fmt.Errorf("keepnet kill syscall: %v\n%s", kerr, out)
+				err = fmt.Errorf("keepnet kill %s: %v\n%s", comp, kerr, out)
 			}
 		}
 		kills <- err
@@ -67,8 +74,8 @@ func TestSyscallKillDuringDownload(t *testing.T) {
 	if err := <-kills; err != nil {
 		t.Error(err)
 	}
-	if c, _ := a.status().Component("syscall"); c.Generation < 7 {
-		t.Errorf("syscall generation %d after six kills, want at least 7 (all six kills happened)", c.Generation)
+	if c, _ := a.status().Component(comp); c.Generation < 7 {
+		t.Errorf("%s generation %d after six kills, want at least 7 (all six kills happened)", comp, c.Generation)
 	}
 }
 
