@@ -142,7 +142,7 @@ func session(ch ssh.Channel, requests <-chan *ssh.Request, c Config) {
 				continue
 			}
 			req.Reply(true, nil)
-			status := run(p.Command, ch, ch.Stderr(), c.Commands)
+			status := run(p.Command, ch, ch, ch.Stderr(), c.Commands)
 			ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
 			return
 		case "env":
@@ -153,19 +153,28 @@ func session(ch ssh.Channel, requests <-chan *ssh.Request, c Config) {
 	}
 }
 
-// run runs one command line.
-func run(line string, out, errOut io.Writer, cmds map[string]Command) int {
+// run runs one command line. Two commands are built in: help, and cat,
+// which echoes its input until EOF — an interactive session, the way a
+// test keeps one connection busy for as long as it likes.
+func run(line string, in io.Reader, out, errOut io.Writer, cmds map[string]Command) int {
 	args := strings.Fields(line)
 	if len(args) == 0 {
 		fmt.Fprintln(errOut, "no command; try help")
 		return 2
 	}
-	if args[0] == "help" {
-		var names []string
+	switch args[0] {
+	case "help":
+		names := []string{"cat"}
 		for n := range cmds {
 			names = append(names, n)
 		}
 		fmt.Fprintf(out, "commands: help %s\n", strings.Join(sorted(names), " "))
+		return 0
+	case "cat":
+		if _, err := io.Copy(out, in); err != nil {
+			fmt.Fprintln(errOut, err)
+			return 1
+		}
 		return 0
 	}
 	cmd, ok := cmds[args[0]]

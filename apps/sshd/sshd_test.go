@@ -1,10 +1,12 @@
 package sshd
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -67,7 +69,7 @@ func TestExecAndAuth(t *testing.T) {
 	}{
 		{"echo hello", "hello\n", 0},
 		{"echo  a   b", "a b\n", 0},
-		{"help", "commands: help echo\n", 0},
+		{"help", "commands: help cat echo\n", 0},
 		{"rm -rf /", "", 127},
 	}
 	for _, tt := range tests {
@@ -87,7 +89,26 @@ func TestExecAndAuth(t *testing.T) {
 			t.Errorf("ssh %q = %q, status %d; want %q, %d", tt.cmd, out, status, tt.out, tt.status)
 		}
 	}
+	// cat echoes what it is sent, line by line, until EOF.
 	s, _ := c.NewSession()
+	in, _ := s.StdinPipe()
+	outp, _ := s.StdoutPipe()
+	if err := s.Start("cat"); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewReader(outp)
+	for i := range 3 {
+		fmt.Fprintf(in, "line %d\n", i)
+		if got, err := lines.ReadString('\n'); got != fmt.Sprintf("line %d\n", i) {
+			t.Fatalf("cat echoed %q, %v; want line %d", got, err, i)
+		}
+	}
+	in.Close()
+	if err := s.Wait(); err != nil {
+		t.Errorf("cat after EOF: %v", err)
+	}
+
+	s, _ = c.NewSession()
 	if err := s.Shell(); err == nil {
 		t.Error("a shell was granted; the appliance has none")
 	}

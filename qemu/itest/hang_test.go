@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -154,11 +155,17 @@ func (a *appliance) waitComponent(comp string, cond func(ctl.Component) bool) ct
 // download has curl in the namespace fetch /bytes?n=size&seed=seed in the
 // background. got counts the bytes that came; done gets "" once all came
 // intact, else what went wrong.
-func (n *netns) download(t testing.TB, size int64, seed uint64) (got *atomic.Int64, done <-chan string) {
+// rate, if given, is curl's --limit-rate, in bytes per second.
+func (n *netns) download(t testing.TB, size int64, seed uint64, rate ...int64) (got *atomic.Int64, done <-chan string) {
 	limit := transferLimit(t, size, floorMbps)
+	args := curlArgs(limit)
+	if len(rate) > 0 {
+		limit = max(limit, time.Duration(size/rate[0])*time.Second*2)
+		args = append(curlArgs(limit), "--limit-rate", strconv.FormatInt(rate[0], 10))
+	}
 	url := fmt.Sprintf("http://%s/bytes?n=%d&seed=%d", n.GuestIP, size, seed)
 	ctx, cancel := context.WithTimeout(context.Background(), limit+30*time.Second)
-	cmd := exec.CommandContext(ctx, "ip", append(append([]string{"netns", "exec", n.Name, "curl"}, curlArgs(limit)...), url)...)
+	cmd := exec.CommandContext(ctx, "ip", append(append([]string{"netns", "exec", n.Name, "curl"}, args...), url)...)
 	cmd.WaitDelay = 10 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

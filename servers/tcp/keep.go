@@ -388,10 +388,13 @@ func (k *keeper) freeSlot(slot *int) {
 }
 
 // scribble breaks both copies of slot i, as a fault that wrote over the
-// record would (HookPoison).
+// record would (HookPoison): each copy's checksum is made the complement of
+// its bytes' — wrong however often it is done.
 func (k *keeper) scribble(i int) {
 	for c := range 2 {
-		k.copyOf(i, c)[copyHeader] ^= 0xff
+		cp := k.copyOf(i, c)
+		n := int(binary.LittleEndian.Uint16(cp[12:]))
+		binary.LittleEndian.PutUint32(cp[8:], ^k.sum(cp, min(n, maxRecord)))
 	}
 }
 

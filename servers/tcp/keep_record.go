@@ -389,7 +389,7 @@ func decodeEndpoint(t *Table, r *dec) (keptEndpoint, error) {
 // fault had already broken.
 func (k *keptEndpoint) check(t *Table) error {
 	e := k.e
-	okRing := func(r ringRec, limit int) bool {
+	okRing := func(r ringRec) bool {
 		if r.size == 0 {
 			return r.off == -1 && r.head == 0 && r.n == 0
 		}
@@ -401,7 +401,7 @@ func (k *keptEndpoint) check(t *Table) error {
 		return errors.New("bad state")
 	case !e.id.localAddr.IsValid() || !e.id.remoteAddr.IsValid() || e.id.localPort == 0 || e.id.remotePort == 0:
 		return errors.New("bad addresses")
-	case !okRing(k.snd, t.cfg.SendBuffer) || !okRing(k.rcv, t.cfg.RecvBuffer):
+	case !okRing(k.snd) || !okRing(k.rcv):
 		return errors.New("bad buffer")
 	case e.state >= Established && seqGT(e.sndUna, e.sndNxt):
 		return errors.New("SND.UNA beyond SND.NXT")

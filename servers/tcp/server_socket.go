@@ -226,6 +226,7 @@ func (s *server) postIO(m channel.Msg) {
 		return
 	}
 	if ops.OpOf(m) == ops.OpRecvFrom && m.Flags&ops.FlagOffset != 0 && !s.consume(so, m.Arg[1]) {
+		log.Printf("socket %d: a receive at stream offset %d, beyond the %d bytes received", so.id, m.Arg[1], receivedTo(so))
 		r := m
 		ops.SetStatus(&r, ops.StatusInvalid)
 		r.Ref.Len = 0
@@ -258,6 +259,15 @@ func (s *server) postIO(m channel.Msg) {
 		r.Ref.Len = 0
 	}
 	s.h.Reply(r)
+}
+
+// receivedTo is the stream offset of the end of what so's connection
+// received and holds.
+func receivedTo(so *sock) uint64 {
+	if so.e == nil {
+		return 0
+	}
+	return so.e.owner.rbase + uint64(so.e.Unconsumed())
 }
 
 // consume drops the received bytes below stream offset off, which a
@@ -438,6 +448,7 @@ func (s *server) restoreConns() (int, error) {
 	n := 0
 	for _, e := range owned {
 		if s.socks[e.owner.sock] != nil {
+			log.Printf("kept connections: two name socket %d; reset", e.owner.sock)
 			e.Abort() // two records name one socket: neither is trusted more
 			continue
 		}
@@ -581,6 +592,7 @@ func (s *server) serveSock(so *sock) {
 		}
 		newID := m.Arg[1]
 		if s.socks[newID] != nil { // taken since the request came
+			log.Printf("socket %d: accepting on it, but it is taken; the connection is reset", newID)
 			e.Abort()
 			ops.SetStatus(&m, ops.StatusInUse)
 			s.h.Reply(m)
