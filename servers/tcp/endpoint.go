@@ -115,10 +115,10 @@ type Endpoint struct {
 
 	// Keeping (keep.go): the connection's record in the kept memory.
 	slot         int    // its slot, plus one; 0: none
-	copyNext     uint8  // which of the slot's two copies the next commit writes
 	identSock    uint64 // the socket the slot's identity names (identWritten)
 	identWritten bool
 	dirty        bool  // changed since the last commit
+	inTable      bool  // in the Table's connections (t.conns)
 	unkept       bool  // a buffer is not in kept memory: no record (lost in a crash)
 	poisoned     bool  // a test's corruption (HookPoison): its records are written bad
 	owned        bool  // a socket holds it: accepted, or connected

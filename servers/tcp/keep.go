@@ -158,11 +158,13 @@ type keeper struct {
 	mem   []byte
 	geo   keepGeometry
 	nonce uint64
-	buddy *buddy
-	stamp uint64  // the last stamp written
-	high  int     // slots ever used: the restart reads these
-	free  []int   // free slots below high
-	next  []uint8 // per slot, the copy the next write goes to
+	// nonceBytes is the nonce as the checksums cover it.
+	nonceBytes [8]byte
+	buddy      *buddy
+	stamp      uint64  // the last stamp written
+	high       int     // slots ever used: the restart reads these
+	free       []int   // free slots below high
+	next       []uint8 // per slot, the copy the next write goes to
 
 	dirty   []*Endpoint
 	dirtyTW []*timeWaitConn
@@ -204,7 +206,7 @@ func (t *Table) touchTW(c *timeWaitConn) {
 // needsRecord reports whether e must come back after a crash: it is in
 // the Table, or its TIME-WAIT is, or a socket still holds it.
 func (e *Endpoint) needsRecord() bool {
-	return e.t.conns[e.id] == e || e.tw != nil || e.owned && !e.userClosed
+	return e.inTable || e.tw != nil || e.owned && !e.userClosed
 }
 
 // Commit writes the record of every connection changed since the last
@@ -252,7 +254,10 @@ func (t *Table) Commit() {
 			k.freeSlot(&c.slot)
 			continue
 		}
-		k.write(&c.slot, nil, kindTimeWait, func(w *enc) { encodeTimeWait(w, c) })
+		if w, i, ok := k.record(&c.slot, nil); ok {
+			encodeTimeWait(&w, c)
+			k.commit(i, kindTimeWait, &w)
+		}
 	}
 	k.dirtyTW = k.dirtyTW[:0]
 	k.buddy.settle()
@@ -275,7 +280,12 @@ func (t *Table) commitConn(e *Endpoint) {
 		t.unkeep(e) // a buffer on the heap: the kept memory was full
 		return
 	}
-	if !k.write(&e.slot, e, kindConn, func(w *enc) { encodeEndpoint(w, e) }) {
+	w, i, ok := k.record(&e.slot, e)
+	if ok {
+		encodeEndpoint(&w, e)
+		ok = k.commit(i, kindConn, &w)
+	}
+	if !ok {
 		t.unkeep(e)
 		return
 	}
@@ -317,31 +327,35 @@ func (k *keeper) allocSlot() (int, bool) {
 	return k.high - 1, true
 }
 
-// write commits one record into *slot (taking a slot if it has none): the
-// identity when it changed (e's), then the older copy, sealed. It reports
-// false if there is no slot or the record does not fit one.
-func (k *keeper) write(slot *int, e *Endpoint, kind uint8, body func(*enc)) bool {
+// record starts a record in *slot (taking a slot if it has none): it
+// writes the identity if it changed (e's; nil for a TIME-WAIT) and returns
+// where the record goes, the older copy of slot i. It reports false if
+// there is no slot left. commit seals the record.
+func (k *keeper) record(slot *int, e *Endpoint) (w enc, i int, ok bool) {
 	if *slot == 0 {
 		i, ok := k.allocSlot()
 		if !ok {
-			return false
+			return enc{}, 0, false
 		}
 		*slot = i + 1
 		if e != nil {
 			e.identWritten = false
 		}
 	}
-	i := *slot - 1
+	i = *slot - 1
 	if e != nil && (!e.identWritten || e.identSock != e.owner.sock) {
 		k.writeIdent(i, e)
 	}
-	c := k.copyOf(i, int(k.next[i]))
-	w := enc{b: c[copyHeader:copyHeader]}
-	body(&w)
-	if len(w.b) > maxRecord {
-		return false // it grew out of the slot (append moved it)
+	return enc{b: k.copyOf(i, int(k.next[i]))[copyHeader:]}, i, true
+}
+
+// commit seals the record w of kind in slot i, which record began. It
+// reports false if the record did not fit.
+func (k *keeper) commit(i int, kind uint8, w *enc) bool {
+	if !w.fits() {
+		return false
 	}
-	k.seal(c, kind, len(w.b))
+	k.seal(k.copyOf(i, int(k.next[i])), kind, w.n)
 	k.next[i] ^= 1
 	return true
 }
@@ -357,9 +371,7 @@ func (k *keeper) seal(c []byte, kind uint8, n int) {
 
 // sum is the CRC-32C of copy c's record of n bytes, under the nonce.
 func (k *keeper) sum(c []byte, n int) uint32 {
-	var nonce [8]byte
-	binary.LittleEndian.PutUint64(nonce[:], k.nonce)
-	crc := crc32.Update(0, castagnoli, nonce[:])
+	crc := crc32.Update(0, castagnoli, k.nonceBytes[:])
 	crc = crc32.Update(crc, castagnoli, c[0:8])
 	crc = crc32.Update(crc, castagnoli, c[12:16])
 	return crc32.Update(crc, castagnoli, c[copyHeader:copyHeader+n])
@@ -401,11 +413,11 @@ func (k *keeper) scribble(i int) {
 // The identity: CRC-32C, nonce, 4-tuple, socket.
 func (k *keeper) writeIdent(i int, e *Endpoint) {
 	b := k.slot(i)[:identBytes]
-	w := enc{b: b[4:4]}
+	w := enc{b: b[4:]}
 	w.u64(k.nonce)
 	w.tuple(e.id)
 	w.u64(e.owner.sock)
-	binary.LittleEndian.PutUint32(b, crc32.Checksum(b[4:4+len(w.b)], castagnoli))
+	binary.LittleEndian.PutUint32(b, crc32.Checksum(w.bytes(), castagnoli))
 	e.identWritten, e.identSock = true, e.owner.sock
 }
 
@@ -445,6 +457,11 @@ func (t *Table) Keep(mem []byte) ([]*Endpoint, error) {
 	return t.restoreKept(), nil
 }
 
+func (k *keeper) setNonce(n uint64) {
+	k.nonce = n
+	binary.LittleEndian.PutUint64(k.nonceBytes[:], n)
+}
+
 // sameLayout reports whether the header is valid and says this layout.
 func (k *keeper) sameLayout() bool {
 	h := k.mem
@@ -459,7 +476,7 @@ func (k *keeper) sameLayout() bool {
 func (k *keeper) setUp(t *Table) {
 	h := k.mem
 	le := binary.LittleEndian
-	k.nonce = t.rand.Uint64() | 1
+	k.setNonce(t.rand.Uint64() | 1)
 	copy(h, keepMagic)
 	le.PutUint32(h[hdrVersion:], keepVersion)
 	le.PutUint32(h[hdrSlots:], uint32(k.geo.slots))
@@ -478,7 +495,7 @@ func (t *Table) restoreKept() []*Endpoint {
 	k := t.keep
 	h := k.mem
 	le := binary.LittleEndian
-	k.nonce = le.Uint64(h[hdrNonce:])
+	k.setNonce(le.Uint64(h[hdrNonce:]))
 	t.epoch = time.Unix(0, int64(le.Uint64(h[hdrEpoch:])))
 	copy(t.cfg.ISNKey[:], h[hdrKey:hdrKey+32])
 	k.high = int(le.Uint32(h[hdrHigh:]))

@@ -16,13 +16,52 @@ import (
 
 const keptRecordVersion = 1
 
-// enc appends fields to a record.
-type enc struct{ b []byte }
+// enc writes fields into a record's bytes, b, at n: in place, without
+// growing anything (a commit allocates nothing). A record that does not
+// fit sets n past len(b), and nothing is written beyond it.
+type enc struct {
+	b []byte
+	n int
+}
 
-func (w *enc) u8(v uint8)          { w.b = append(w.b, v) }
-func (w *enc) u16(v uint16)        { w.b = binary.LittleEndian.AppendUint16(w.b, v) }
-func (w *enc) u32(v uint32)        { w.b = binary.LittleEndian.AppendUint32(w.b, v) }
-func (w *enc) u64(v uint64)        { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
+// room is where the next k bytes go, or nil if they do not fit.
+func (w *enc) room(k int) []byte {
+	at := w.n
+	w.n += k
+	if w.n > len(w.b) {
+		return nil
+	}
+	return w.b[at:w.n]
+}
+
+// fits reports whether everything written fitted; bytes is what was.
+func (w *enc) fits() bool    { return w.n <= len(w.b) }
+func (w *enc) bytes() []byte { return w.b[:w.n] }
+
+func (w *enc) u8(v uint8) {
+	if b := w.room(1); b != nil {
+		b[0] = v
+	}
+}
+
+func (w *enc) u16(v uint16) {
+	if b := w.room(2); b != nil {
+		binary.LittleEndian.PutUint16(b, v)
+	}
+}
+
+func (w *enc) u32(v uint32) {
+	if b := w.room(4); b != nil {
+		binary.LittleEndian.PutUint32(b, v)
+	}
+}
+
+func (w *enc) u64(v uint64) {
+	if b := w.room(8); b != nil {
+		binary.LittleEndian.PutUint64(b, v)
+	}
+}
+
 func (w *enc) int(v int)           { w.u64(uint64(int64(v))) }
 func (w *enc) f64(v float64)       { w.u64(math.Float64bits(v)) }
 func (w *enc) dur(v time.Duration) { w.u64(uint64(v)) }
@@ -46,9 +85,13 @@ func (w *enc) time(v time.Time) {
 
 func (w *enc) tuple(id tuple) {
 	l, r := id.localAddr.As16(), id.remoteAddr.As16()
-	w.b = append(w.b, l[:]...)
+	if b := w.room(16); b != nil {
+		copy(b, l[:])
+	}
 	w.u16(id.localPort)
-	w.b = append(w.b, r[:]...)
+	if b := w.room(16); b != nil {
+		copy(b, r[:])
+	}
 	w.u16(id.remotePort)
 }
 
@@ -128,28 +171,54 @@ func errCode(err error) uint8 {
 	return 1 // any other is a reset
 }
 
-// Congestion algorithms that can be kept say so; one that cannot starts
-// afresh after a restart (its window is kept: cwnd and ssthresh are the
-// Endpoint's).
-type keptCongestion interface {
-	keepKind() uint8
-	keep(w *enc)
-	restore(r *dec)
+// The congestion algorithms a record keeps, by kind (0: another, which
+// starts afresh after a restart; its window is kept: cwnd and ssthresh are
+// the Endpoint's). A type switch, not an interface, so that encoding a
+// record allocates nothing.
+const (
+	ccOther   = 0
+	ccNewReno = 1
+	ccCUBIC   = 2
+)
+
+func (w *enc) congestion(cc Congestion) {
+	switch c := cc.(type) {
+	case *NewReno:
+		w.u8(ccNewReno)
+		w.int(c.bytesAcked)
+	case *CUBIC:
+		w.u8(ccCUBIC)
+		w.f64(c.wMax)
+		w.f64(c.k)
+		w.time(c.epochStart)
+		w.f64(c.wEst)
+		w.f64(c.cwndSeg)
+	default:
+		w.u8(ccOther)
+	}
 }
 
-func (*NewReno) keepKind() uint8  { return 1 }
-func (c *NewReno) keep(w *enc)    { w.int(c.bytesAcked) }
-func (c *NewReno) restore(r *dec) { c.bytesAcked = r.int() }
-func (*CUBIC) keepKind() uint8    { return 2 }
-func (c *CUBIC) keep(w *enc) {
-	w.f64(c.wMax)
-	w.f64(c.k)
-	w.time(c.epochStart)
-	w.f64(c.wEst)
-	w.f64(c.cwndSeg)
-}
-func (c *CUBIC) restore(r *dec) {
-	c.wMax, c.k, c.epochStart, c.wEst, c.cwndSeg = r.f64(), r.f64(), r.time(), r.f64(), r.f64()
+// congestion restores what w.congestion wrote into cc, a fresh algorithm
+// of this generation's kind; a record of another kind is bad.
+func (r *dec) congestion(cc Congestion) {
+	kind := r.u8()
+	switch c := cc.(type) {
+	case *NewReno:
+		if kind == ccNewReno {
+			c.bytesAcked = r.int()
+			return
+		}
+	case *CUBIC:
+		if kind == ccCUBIC {
+			c.wMax, c.k, c.epochStart, c.wEst, c.cwndSeg = r.f64(), r.f64(), r.time(), r.f64(), r.f64()
+			return
+		}
+	default:
+		if kind == ccOther {
+			return
+		}
+	}
+	r.bad = true
 }
 
 // ringRec is where a buffer lies in the kept memory and what it holds.
@@ -234,12 +303,7 @@ func encodeEndpoint(w *enc, e *Endpoint) {
 	w.time(e.rttStart)
 	w.int(e.retries)
 
-	if kc, ok := e.cc.(keptCongestion); ok {
-		w.u8(kc.keepKind())
-		kc.keep(w)
-	} else {
-		w.u8(0)
-	}
+	w.congestion(e.cc)
 	w.int(e.cwnd)
 	w.int(e.ssthresh)
 	w.int(e.dupAcks)
@@ -337,12 +401,7 @@ func decodeEndpoint(t *Table, r *dec) (keptEndpoint, error) {
 	e.retries = r.int()
 
 	e.cc = t.cfg.Congestion()
-	kind := r.u8()
-	if kc, ok := e.cc.(keptCongestion); ok && kind == kc.keepKind() {
-		kc.restore(r)
-	} else if kind != 0 {
-		r.bad = true // kept by an algorithm this generation does not run
-	}
+	r.congestion(e.cc)
 	e.cwnd, e.ssthresh, e.dupAcks = r.int(), r.int(), r.int()
 	e.inRecovery, e.inLoss, e.partialSeen = r.bool(), r.bool(), r.bool()
 	e.recover = r.u32()

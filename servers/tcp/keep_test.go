@@ -144,9 +144,9 @@ func (r *crashRig) audit() {
 		}
 		i := e.slot - 1
 		_, rec, _, ok := k.newestCopy(i)
-		w := enc{}
+		w := enc{b: make([]byte, maxRecord)}
 		encodeEndpoint(&w, e)
-		if !ok || !bytes.Equal(rec, w.b) {
+		if !ok || !bytes.Equal(rec, w.bytes()) {
 			r.t.Fatalf("connection %v (%v): its record is stale", e.id, e.state)
 		}
 	}

@@ -402,6 +402,7 @@ func (t *Table) ConnectFrom(local, remote netip.AddrPort) (*Endpoint, error) {
 
 func (t *Table) add(e *Endpoint) {
 	t.conns[e.id] = e
+	e.inTable = true
 	t.ports[e.id.localPort]++
 }
 
@@ -416,6 +417,7 @@ func (t *Table) remove(e *Endpoint) {
 		return
 	}
 	delete(t.conns, e.id)
+	e.inTable = false
 	e.release()
 	t.unport(e.id.localPort)
 }

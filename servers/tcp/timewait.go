@@ -40,10 +40,9 @@ type timeWaitConn struct {
 	tsRecentAt time.Time
 	maxWnd     uint32 // the peer's largest window: RFC 5961 §5.2's ACK check
 
-	slot     int   // its record in the kept memory (keep.go), plus one; 0: none
-	copyNext uint8 // which of the slot's copies the next commit writes
-	dirty    bool  // changed since the last commit
-	gone     bool  // removed: the commit frees its slot
+	slot  int  // its record in the kept memory (keep.go), plus one; 0: none
+	dirty bool // changed since the last commit
+	gone  bool // removed: the commit frees its slot
 }
 
 // timeWaitList is the FIFO of TIME-WAIT records, with an index by 4-tuple.
@@ -107,6 +106,7 @@ func (t *Table) timeWaitEnter(e *Endpoint, now time.Time) {
 		c.e, e.tw = e, c
 	}
 	delete(t.conns, e.id) // its port stays counted in t.ports
+	e.inTable = false
 	t.timeWait.byID[c.id] = c
 	t.timeWait.pushBack(c)
 	t.touch(e)
