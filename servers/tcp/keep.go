@@ -217,30 +217,16 @@ func (t *Table) Commit() {
 	if k == nil {
 		return
 	}
-	if k.poison && k.newest != nil && k.newest.slot != 0 {
-		k.newest.poisoned = true
-		t.touch(k.newest)
+	if len(k.lost) > 0 || len(k.resume) > 0 {
+		t.finishRestore()
 	}
-	k.poison = false
-	for _, l := range k.lost {
-		if l.rst {
-			t.sendRaw(l.id, l.seq, 0, flagRST, 0, nil)
-		} else {
-			// The peer answers an unacceptable ACK with its own, which
-			// nothing matches now: resetFor's RST, with the exact
-			// sequence number, ends it there.
-			t.sendRaw(l.id, t.rand.Uint32(), t.rand.Uint32(), flagACK, 0, nil)
-		}
-	}
-	k.lost = nil
-	now := t.clock.Now()
-	for _, e := range k.resume {
-		if e.state != Closed {
+	if k.poison {
+		k.poison = false
+		if e := k.newest; e != nil && e.slot != 0 {
+			e.poisoned = true
 			t.touch(e)
-			e.resume(now)
 		}
 	}
-	k.resume = nil
 	for i, e := range k.dirty {
 		k.dirty[i] = nil
 		e.dirty = false
@@ -261,6 +247,31 @@ func (t *Table) Commit() {
 	}
 	k.dirtyTW = k.dirtyTW[:0]
 	k.buddy.settle()
+}
+
+// finishRestore is what the restart leaves to the first commit, once the
+// links are up: the lost connections reset, the restored ones resumed.
+func (t *Table) finishRestore() {
+	k := t.keep
+	for _, l := range k.lost {
+		if l.rst {
+			t.sendRaw(l.id, l.seq, 0, flagRST, 0, nil)
+		} else {
+			// The peer answers an unacceptable ACK with its own, which
+			// nothing matches now: resetFor's RST, with the exact
+			// sequence number, ends it there.
+			t.sendRaw(l.id, t.rand.Uint32(), t.rand.Uint32(), flagACK, 0, nil)
+		}
+	}
+	k.lost = nil
+	now := t.clock.Now()
+	for _, e := range k.resume {
+		if e.state != Closed {
+			t.touch(e)
+			e.resume(now)
+		}
+	}
+	k.resume = nil
 }
 
 func (t *Table) commitConn(e *Endpoint) {
