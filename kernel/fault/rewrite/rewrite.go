@@ -139,7 +139,7 @@ func Module(o Options) ([]Site, error) {
 		if !ok {
 			return nil, fmt.Errorf("rewrite: go list did not report %s", path)
 		}
-		if path == FaultPath || strings.HasPrefix(path, FaultPath+"/") {
+		if path == FaultPath {
 			return nil, fmt.Errorf("rewrite: %s is the fault runtime itself", path)
 		}
 		out, err := r.pkg(imp, p, o.ModuleDir)
