@@ -7,6 +7,9 @@
 #                   and the uncompressed vmlinux QEMU boots through PVH, which
 #                   skips the bzImage's self-decompression (2 s under TCG)
 #   make image      build the initramfs images/out/initramfs.cpio
+#                   (FAULTS=1: a faulty image, its components built with
+#                    fault sites from images/out/faulty-src, the site list
+#                    in images/out/sites.json; see kernel/fault)
 #   make run        boot the appliance, status page on http://127.0.0.1:8080/
 #   make test       unit tests, then the QEMU integration tests
 #   make bench      benchmarks: channel messages/s across two processes, ping
@@ -58,7 +61,7 @@ $(KDIR)/bzImage:
 endif
 
 image: bin/mkimage kernel
-	bin/mkimage -o $(INITRD)
+	bin/mkimage -o $(INITRD) $(if $(filter 1,$(FAULTS)),-faults)
 	@ls -l $(INITRD) | awk '{printf "initramfs: %s (%.1f MiB)\n", $$NF, $$5/1048576}'
 
 run: deps all image

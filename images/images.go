@@ -11,6 +11,13 @@
 //	                     normally runs at install time)
 //	/dev/console, /dev/null and the empty mount points
 //
+// A faulty image (Options.FaultSrc, `make image FAULTS=1`) has the same
+// layout, but its components are built from a copy of the module whose
+// Instrumented packages carry fault sites (kernel/fault/rewrite), and it
+// holds the site list as /etc/keepnet/sites.json (SiteList). Init is built
+// from the module itself either way: it judges the runs, so it must stay
+// sound. A normal image links no fault site at all (TestNoFaultSites).
+//
 // Builds are reproducible: binaries are built with -trimpath and no build id,
 // the archive is written in sorted order with zeroed times and owners
 // (mkuimage's cpio.MakeReproducible), so two builds of one tree give the same
@@ -18,7 +25,9 @@
 package images
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +37,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"keepnet/kernel/fault/rewrite"
 
 	"github.com/u-root/mkuimage/cpio"
 	"github.com/u-root/mkuimage/uimage"
@@ -72,7 +83,36 @@ type Options struct {
 	ModuleDir string
 	// TempDir holds intermediate binaries; it must exist.
 	TempDir string
+	// FaultSrc, if not empty, makes a faulty image: the instrumented copy of
+	// the module is written there (it must not exist or be empty) and the
+	// components are built from it.
+	FaultSrc string
+	// SiteList, with FaultSrc, is where the site list is written too.
+	SiteList string
 }
+
+// Instrumented says which packages a faulty image instruments: the
+// components' own code and the kernel primitives they link — never the
+// fault runtime, boot/ (init and the supervisor judge the runs) or the
+// applications.
+func Instrumented(pkg string) bool {
+	switch pkg {
+	case "keepnet/e1000", "keepnet/kernel/channel", "keepnet/kernel/pool", "keepnet/kernel/loop", "keepnet/kernel/wiring":
+		return true
+	}
+	return strings.HasPrefix(pkg, "keepnet/servers/") || strings.HasPrefix(pkg, "keepnet/drivers/")
+}
+
+// SiteList is what a faulty image carries as /etc/keepnet/sites.json: the
+// sites, and which instrumented packages each component links (a site of
+// kernel/channel is in every component; one of servers/udp only in udp).
+type SiteList struct {
+	Components map[string][]string `json:"components"` // by component name, e.g. "udp"
+	Sites      []rewrite.Site      `json:"sites"`
+}
+
+// SiteListPath is where a faulty image holds its site list.
+const SiteListPath = "etc/keepnet/sites.json"
 
 // Build compiles the components and writes the initramfs.
 func Build(ctx context.Context, o Options) error {
@@ -85,11 +125,23 @@ func Build(ctx context.Context, o Options) error {
 	}
 
 	bin := filepath.Join(o.TempDir, "bin")
-	if err := buildGo(ctx, o.ModuleDir, bin, append([]string{Init}, Components...)); err != nil {
-		return err
+	var sites []byte
+	if o.FaultSrc == "" {
+		if err := buildGo(ctx, o.ModuleDir, bin, append([]string{Init}, Components...)); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if sites, err = buildFaulty(ctx, o, bin); err != nil {
+			return err
+		}
 	}
 
-	base, err := baseArchive(o.ModulesDir, release)
+	var extra []cpio.Record
+	if sites != nil {
+		extra = append(extra, cpio.Directory(path.Dir(SiteListPath), 0o755), cpio.StaticFile(SiteListPath, string(sites), 0o644))
+	}
+	base, err := baseArchive(o.ModulesDir, release, extra...)
 	if err != nil {
 		return err
 	}
@@ -108,6 +160,100 @@ func Build(ctx context.Context, o Options) error {
 		uimage.WithSkipLDD(), // every binary is static (CGO_ENABLED=0)
 		uimage.WithCPIOOutput(o.Output),
 	)
+}
+
+// buildFaulty builds init from the module and the components from an
+// instrumented copy of it (o.FaultSrc), and returns the site list (also
+// written to o.SiteList).
+func buildFaulty(ctx context.Context, o Options, bin string) ([]byte, error) {
+	deps, err := listDeps(ctx, o.ModuleDir, Components)
+	if err != nil {
+		return nil, err
+	}
+	list := SiteList{Components: map[string][]string{}}
+	var pkgs []string
+	seen := map[string]bool{}
+	for _, c := range Components {
+		for _, d := range deps[c] {
+			if !Instrumented(d) {
+				continue
+			}
+			list.Components[path.Base(c)] = append(list.Components[path.Base(c)], d)
+			if !seen[d] {
+				seen[d] = true
+				pkgs = append(pkgs, d)
+			}
+		}
+	}
+	sort.Strings(pkgs)
+	list.Sites, err = rewrite.Module(rewrite.Options{ModuleDir: o.ModuleDir, OutDir: o.FaultSrc, Packages: pkgs})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(o.FaultSrc, armFile), []byte(armSource), 0o644); err != nil {
+		return nil, err
+	}
+	if err := buildGo(ctx, o.ModuleDir, bin, []string{Init}); err != nil {
+		return nil, err
+	}
+	if err := buildGo(ctx, o.FaultSrc, bin, Components); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, '\n')
+	if o.SiteList != "" {
+		if err := os.WriteFile(o.SiteList, b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// armFile is added to the instrumented copy of kernel/wiring: with it, a
+// component arms the sites init's Arm messages name (kernel/wiring, "Fault
+// injection").
+const (
+	armFile   = "kernel/wiring/fault_arm.go"
+	armSource = `// Code generated by keepnet/images for a faulty image. DO NOT EDIT.
+
+package wiring
+
+import "keepnet/kernel/fault"
+
+func init() {
+	ArmFault = func(a FaultArm) { fault.ArmSeeded(a.Site, a.After, a.Prob, a.Seed) }
+}
+`
+)
+
+// listDeps is every package each of pkgs links, itself included, sorted.
+func listDeps(ctx context.Context, moduleDir string, pkgs []string) (map[string][]string, error) {
+	args := append([]string{"list", "-json=ImportPath,Deps"}, pkgs...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = moduleDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("images: go list: %w", err)
+	}
+	deps := map[string][]string{}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p struct {
+			ImportPath string
+			Deps       []string
+		}
+		if err := dec.Decode(&p); err != nil {
+			return nil, fmt.Errorf("images: go list output: %w", err)
+		}
+		deps[p.ImportPath] = append(p.Deps, p.ImportPath)
+		sort.Strings(deps[p.ImportPath])
+	}
+	return deps, nil
 }
 
 // buildGo builds pkgs as static, reproducible linux/amd64 binaries into dir.
@@ -129,8 +275,8 @@ func buildGo(ctx context.Context, moduleDir, dir string, pkgs []string) error {
 }
 
 // baseArchive holds what is not a Go binary: device nodes, mount points and
-// the kernel modules.
-func baseArchive(modulesDir, release string) (*cpio.Archive, error) {
+// the kernel modules; and extra.
+func baseArchive(modulesDir, release string, extra ...cpio.Record) (*cpio.Archive, error) {
 	recs := []cpio.Record{
 		cpio.Directory("bin", 0o755),
 		cpio.Directory("dev", 0o755),
@@ -173,6 +319,7 @@ func baseArchive(modulesDir, release string) (*cpio.Archive, error) {
 	if b, err := os.ReadFile(filepath.Join(modulesDir, "modules.builtin")); err == nil {
 		recs = append(recs, cpio.StaticFile(root+"/modules.builtin", string(b), 0o644))
 	}
+	recs = append(recs, extra...)
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
 	return cpio.ArchiveFromRecords(recs)
 }

@@ -3,10 +3,16 @@ package images
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"keepnet/kernel/fault/rewrite"
 
 	"github.com/u-root/mkuimage/cpio"
 )
@@ -90,6 +96,105 @@ func TestBuildReproducible(t *testing.T) {
 		"lib/modules/" + release + "/kernel/drivers/net/ethernet/intel/e1000/e1000.ko"} {
 		if !have[want] {
 			t.Errorf("initramfs lacks %s", want)
+		}
+	}
+}
+
+// A normal image has no fault site: neither init nor any component links
+// the fault runtime, so no instruction of theirs can call into it.
+func TestNoFaultSites(t *testing.T) {
+	root, _ := filepath.Abs("..")
+	deps, err := listDeps(context.Background(), root, append([]string{Init}, Components...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pkg, ds := range deps {
+		for _, d := range ds {
+			if d == rewrite.FaultPath || strings.HasPrefix(d, rewrite.FaultPath+"/") {
+				t.Errorf("%s links %s", pkg, d)
+			}
+		}
+	}
+	if len(deps) != 1+len(Components) {
+		t.Errorf("go list reported %d packages, want %d", len(deps), 1+len(Components))
+	}
+}
+
+// What a faulty image instruments: the components' own packages and the
+// kernel primitives they link, never init's, the fault runtime's or the
+// applications'.
+func TestInstrumented(t *testing.T) {
+	for pkg, want := range map[string]bool{
+		"keepnet/servers/udp": true, "keepnet/drivers/nic": true, "keepnet/e1000": true,
+		"keepnet/kernel/channel": true, "keepnet/kernel/wiring": true,
+		"keepnet/kernel/fault": false, "keepnet/boot/pid1": false, "keepnet/boot/supervisor": false,
+		"keepnet/apps/httpd": false, "keepnet/cmd/udp": false, "keepnet/kernel/sandbox": false,
+	} {
+		if got := Instrumented(pkg); got != want {
+			t.Errorf("Instrumented(%s) = %v, want %v", pkg, got, want)
+		}
+	}
+}
+
+// A faulty image's components carry fault sites and the image its site
+// list; the same tree built normally carries neither.
+func TestBuildFaulty(t *testing.T) {
+	mods := kernelModules(t)
+	if testing.Short() {
+		t.Skip("builds the image twice")
+	}
+	root, _ := filepath.Abs("..")
+	// The fault runtime's panic message: in a binary only if it links the runtime.
+	marker := []byte("fault: injected panic at site")
+	for _, faulty := range []bool{false, true} {
+		tmp := t.TempDir()
+		o := Options{Output: filepath.Join(tmp, "initramfs.cpio"), ModulesDir: mods, ModuleDir: root, TempDir: tmp}
+		if faulty {
+			o.FaultSrc, o.SiteList = filepath.Join(tmp, "faulty-src"), filepath.Join(tmp, "sites.json")
+		}
+		if err := Build(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(o.Output)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := map[string][]byte{}
+		for _, r := range recs {
+			if r.ReaderAt != nil {
+				data, _ := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+				files[r.Name] = data
+			}
+		}
+		for _, c := range Components {
+			name := "bin/" + path.Base(c)
+			if got := bytes.Contains(files[name], marker); got != faulty {
+				t.Errorf("faulty %v: %s links the fault runtime: %v, want %v", faulty, name, got, faulty)
+			}
+		}
+		if bytes.Contains(files["init"], marker) {
+			t.Errorf("faulty %v: init links the fault runtime", faulty)
+		}
+		list, ok := files[SiteListPath]
+		if ok != faulty {
+			t.Fatalf("faulty %v: the image holds %s: %v", faulty, SiteListPath, ok)
+		}
+		if !faulty {
+			continue
+		}
+		var sl SiteList
+		if err := json.Unmarshal(list, &sl); err != nil {
+			t.Fatal(err)
+		}
+		if len(sl.Sites) == 0 || len(sl.Components["udp"]) == 0 || !slices.Contains(sl.Components["tcp"], "keepnet/servers/tcp") {
+			t.Errorf("site list: %d sites, udp links %v, tcp links %v", len(sl.Sites), sl.Components["udp"], sl.Components["tcp"])
+		}
+		if beside, err := os.ReadFile(o.SiteList); err != nil || !bytes.Equal(beside, list) {
+			t.Errorf("the site list beside the image (%v) is not the one in it", err)
 		}
 	}
 }

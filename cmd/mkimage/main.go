@@ -1,4 +1,10 @@
 // Command mkimage builds the appliance's initramfs (see package images).
+//
+// With -faults it builds a faulty image: the components are built from an
+// instrumented copy of the module written to images/out/faulty-src, and the
+// site list goes beside the image (sites.json) as well as into it. Without
+// it, a site list left beside the image by an earlier faulty build is
+// removed: the image it described is gone.
 package main
 
 import (
@@ -14,14 +20,15 @@ import (
 func main() {
 	out := flag.String("o", "images/out/initramfs.cpio", "initramfs to write")
 	mods := flag.String("modules", "", "the kernel's lib/modules/<release> directory (default: the one under images/kernel/modules)")
+	faults := flag.Bool("faults", false, "build the components with fault sites (kernel/fault/rewrite); the site list goes beside the image as sites.json")
 	flag.Parse()
-	if err := run(*out, *mods); err != nil {
+	if err := run(*out, *mods, *faults); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, mods string) error {
+func run(out, mods string, faults bool) error {
 	root, err := os.Getwd()
 	if err != nil {
 		return err
@@ -43,11 +50,26 @@ func run(out, mods string) error {
 	}
 	partial := out + ".partial"
 	os.Remove(partial)
-	if err := images.Build(context.Background(), images.Options{
-		Output: partial, ModulesDir: mods, ModuleDir: root, TempDir: tmp,
-	}); err != nil {
+	sites := filepath.Join(filepath.Dir(out), "sites.json")
+	o := images.Options{Output: partial, ModulesDir: mods, ModuleDir: root, TempDir: tmp}
+	if err := os.Remove(sites); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if faults {
+		o.FaultSrc = filepath.Join(filepath.Dir(out), "faulty-src")
+		o.SiteList = sites + ".partial"
+		if err := os.RemoveAll(o.FaultSrc); err != nil {
+			return err
+		}
+	}
+	if err := images.Build(context.Background(), o); err != nil {
 		os.Remove(partial)
 		return err
+	}
+	if faults {
+		if err := os.Rename(o.SiteList, sites); err != nil {
+			return err
+		}
 	}
 	return os.Rename(partial, out)
 }

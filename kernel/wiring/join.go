@@ -115,7 +115,7 @@ func Join(c *Conn, timeout time.Duration) (*Setup, error) {
 		case TypeReady:
 			closeAll(files)
 			return s, nil
-		case TypePing, TypeHook:
+		case TypePing, TypeHook, TypeArm:
 			closeAll(files) // not before Ready; harmless if it ever were
 		default:
 			closeAll(files)
@@ -144,7 +144,7 @@ func NextPeer(c *Conn, timeout time.Duration) (*Peer, error) {
 		switch m.Type {
 		case TypeChannel:
 			return openPeer(m, files)
-		case TypePing, TypeHook:
+		case TypePing, TypeHook, TypeArm:
 			closeAll(files)
 		default:
 			closeAll(files)

@@ -60,6 +60,10 @@ func Watch(c *Conn, hooks ...Hook) (*Watcher, error) {
 			case TypePing:
 				closeAll(files)
 				w.ping.Store(m.Seq)
+			case TypeArm:
+				closeAll(files)
+				armFault(m.Fault)
+				continue
 			case TypeHook:
 				closeAll(files)
 				if !enabled {
@@ -77,6 +81,23 @@ func Watch(c *Conn, hooks ...Hook) (*Watcher, error) {
 		}
 	})
 	return w, nil
+}
+
+// ArmFault arms a fault site in this process: kernel/fault's ArmSeeded in
+// a faulty image, nil otherwise (see the package doc, "Fault injection").
+var ArmFault func(FaultArm)
+
+// armFault carries out an Arm message.
+func armFault(a *FaultArm) {
+	switch {
+	case a == nil:
+		log.Printf("wiring: ignoring an arm message without a site")
+	case ArmFault == nil:
+		log.Printf("wiring: ignoring arm of fault site %d: this build has no fault sites", a.Site)
+	default:
+		log.Printf("wiring: arming fault site %d (after %d, probability %g)", a.Site, a.After, a.Prob)
+		ArmFault(*a)
+	}
 }
 
 func (w *Watcher) wake() { unix.Write(w.fd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) }

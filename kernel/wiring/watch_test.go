@@ -91,3 +91,28 @@ func TestHooksOnlyWhenEnabled(t *testing.T) {
 		}
 	}
 }
+
+// TestArmFault: an Arm message arms the site in the reading goroutine, loop
+// or no loop; a build without fault sites (ArmFault nil) ignores it.
+func TestArmFault(t *testing.T) {
+	armed := make(chan FaultArm, 1)
+	ArmFault = func(a FaultArm) { armed <- a }
+	defer func() { ArmFault = nil }()
+	initEnd, _ := watched(t)
+	want := FaultArm{Site: 42, After: 3, Prob: 0.5, Seed: 9}
+	if err := initEnd.Send(Message{Type: TypeArm, Fault: &want}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-armed:
+		if got != want {
+			t.Errorf("armed %+v, want %+v", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Arm never reached ArmFault (no loop runs: the reader must arm)")
+	}
+
+	ArmFault = nil
+	armFault(&want) // logs and returns
+	armFault(nil)
+}

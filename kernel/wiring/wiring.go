@@ -50,6 +50,13 @@
 // (Watcher.OnHook: the driver's device hooks). Without EnvTestHooks a
 // component ignores every Hook.
 //
+// Fault injection: a component of a faulty image (images, `make image
+// FAULTS=1`) arms the fault site an Arm message names, in the goroutine
+// that reads the socket, so that a loop already stuck can still be armed
+// and disarmed. Its copy of this package has a file the image build adds,
+// which sets ArmFault to kernel/fault's; in a normal image ArmFault is nil,
+// nothing links kernel/fault, and an Arm is logged and ignored.
+//
 // Messages are one datagram each: the JSON header, and up to MaxFiles
 // descriptors in the same sendmsg.
 package wiring
@@ -80,6 +87,7 @@ const (
 	TypePing    = "ping"    // init -> component: answer from your loop (Seq)
 	TypePong    = "pong"    // component -> init: my loop runs (Seq of the last ping)
 	TypeHook    = "hook"    // init -> component: run the test hook Name (only with EnvTestHooks)
+	TypeArm     = "arm"     // init -> component: arm the fault site Fault (a faulty image only: kernel/fault)
 )
 
 // MaxFiles bounds the descriptors in one message.
@@ -111,6 +119,16 @@ type Message struct {
 	Pools []PoolInfo `json:"pools,omitempty"` // channel: the peer's pools, one fd each after the channel's 3
 	Seq   uint64     `json:"seq,omitempty"`   // ping, pong
 	Size  int        `json:"size,omitempty"`  // kept: its size in bytes
+	Fault *FaultArm  `json:"fault,omitempty"` // arm
+}
+
+// FaultArm says which fault site to arm and when it fires (kernel/fault.
+// ArmSeeded); Site 0 disarms.
+type FaultArm struct {
+	Site  uint32  `json:"site"`
+	After uint64  `json:"after,omitempty"`
+	Prob  float64 `json:"prob,omitempty"`
+	Seed  uint64  `json:"seed,omitempty"`
 }
 
 // Conn is one end of a wiring socket. It is safe to Close while another
