@@ -13,9 +13,9 @@ import (
 
 const keptSize = 1 << 20
 
-// joinKept starts a generation of name on h and joins it, as a component's
+// joinAs starts a generation of name on h and joins it, as a component's
 // main does.
-func joinKept(t *testing.T, h *Hub, name string) (*wiring.Conn, *wiring.Setup) {
+func joinAs(t *testing.T, h *Hub, name string) (*wiring.Conn, *wiring.Setup) {
 	t.Helper()
 	files, err := h.ExtraFiles(name)(func() {})
 	if err != nil {
@@ -42,7 +42,7 @@ func TestKeptMemoryOutlivesARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1, gen1 := joinKept(t, h, "tcp")
+	c1, gen1 := joinAs(t, h, "tcp")
 	b := gen1.Kept["tcp.state"]
 	if len(b) != keptSize {
 		t.Fatalf("generation 1's tcp.state is %d bytes, want %d", len(b), keptSize)
@@ -54,7 +54,7 @@ func TestKeptMemoryOutlivesARestart(t *testing.T) {
 	}
 	c1.Close()
 
-	_, gen2 := joinKept(t, h, "tcp")
+	_, gen2 := joinAs(t, h, "tcp")
 	if gen2.Generation != 2 {
 		t.Fatalf("second Join is generation %d, want 2", gen2.Generation)
 	}

@@ -23,25 +23,8 @@ func TestJoinOverSharedMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	join := func(name string) (*wiring.Conn, *wiring.Setup) {
-		files, err := h.ExtraFiles(name)(func() {})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := wiring.FromFile(files[0])
-		files[0].Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		s, err := wiring.Join(c, 2*time.Second)
-		if err != nil {
-			t.Fatalf("Join(%s): %v", name, err)
-		}
-		return c, s
-	}
-	ipConn, ip := join("ip")
-	_, drv := join("drv")
+	ipConn, ip := joinAs(t, h, "ip")
+	_, drv := joinAs(t, h, "drv")
 	if ip.Name != "ip" || ip.Generation != 1 || len(ip.Pools) != 1 || len(ip.Peers) != 0 {
 		t.Fatalf("ip setup = %+v, want generation 1, one pool, no peer yet", ip)
 	}
