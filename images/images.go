@@ -39,6 +39,7 @@ import (
 	"strings"
 
 	"keepnet/kernel/fault/rewrite"
+	"keepnet/kernel/fault/sitelist"
 
 	"github.com/u-root/mkuimage/cpio"
 	"github.com/u-root/mkuimage/uimage"
@@ -106,13 +107,11 @@ func Instrumented(pkg string) bool {
 // SiteList is what a faulty image carries as /etc/keepnet/sites.json: the
 // sites, and which instrumented packages each component links (a site of
 // kernel/channel is in every component; one of servers/udp only in udp).
-type SiteList struct {
-	Components map[string][]string `json:"components"` // by component name, e.g. "udp"
-	Sites      []rewrite.Site      `json:"sites"`
-}
+// Its format is kernel/fault/sitelist's, which init reads.
+type SiteList = sitelist.List
 
 // SiteListPath is where a faulty image holds its site list.
-const SiteListPath = "etc/keepnet/sites.json"
+const SiteListPath = sitelist.Path
 
 // Build compiles the components and writes the initramfs.
 func Build(ctx context.Context, o Options) error {

@@ -59,6 +59,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"keepnet/kernel/fault/sitelist"
 )
 
 // FaultPath is the import path of the runtime the rewritten code calls.
@@ -67,36 +69,28 @@ const FaultPath = "keepnet/kernel/fault"
 // poolPath is the package whose Ref and *Pool the buffer faults look for.
 const poolPath = "keepnet/kernel/pool"
 
-// Type is a fault type.
-type Type string
+// Type is a fault type; the site list's format is kernel/fault/sitelist's,
+// which init reads without linking this package.
+type Type = sitelist.Type
 
 // The fault types, as the site list names them.
 const (
-	TypePanic        Type = "panic"
-	TypeBlock        Type = "block"
-	TypeLoop         Type = "loop"
-	TypeCond         Type = "cond"
-	TypeOperand      Type = "operand"
-	TypeDrop         Type = "drop"
-	TypeZero         Type = "zero"
-	TypeWrongBuffer  Type = "wrong-buffer"
-	TypeReleaseEarly Type = "release-early"
+	TypePanic        = sitelist.TypePanic
+	TypeBlock        = sitelist.TypeBlock
+	TypeLoop         = sitelist.TypeLoop
+	TypeCond         = sitelist.TypeCond
+	TypeOperand      = sitelist.TypeOperand
+	TypeDrop         = sitelist.TypeDrop
+	TypeZero         = sitelist.TypeZero
+	TypeWrongBuffer  = sitelist.TypeWrongBuffer
+	TypeReleaseEarly = sitelist.TypeReleaseEarly
 )
 
 // Types are all the fault types, in the order of the package doc.
-var Types = []Type{TypePanic, TypeBlock, TypeLoop, TypeCond, TypeOperand, TypeDrop, TypeZero, TypeWrongBuffer, TypeReleaseEarly}
+var Types = sitelist.Types
 
 // Site is one fault site, as the site list records it.
-type Site struct {
-	ID      uint32 `json:"id"`
-	Type    Type   `json:"type"`
-	Variant string `json:"variant,omitempty"`
-	Package string `json:"package"`
-	File    string `json:"file"` // relative to the module root
-	Line    int    `json:"line"` // in the original file
-	Func    string `json:"func"`
-	Snippet string `json:"snippet"` // the original code, its first line
-}
+type Site = sitelist.Site
 
 // Options are the inputs of Module.
 type Options struct {
