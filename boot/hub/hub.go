@@ -41,6 +41,10 @@
 // loop answers, so a hung loop goes silent (kernel/wiring, "Hang
 // detection").
 //
+// Test hooks and faults: Hook and Arm send a test hook or a fault site to
+// arm (kernel/wiring's TypeHook, TypeArm) to a component's current
+// generation; init decides whether they are allowed (boot/pid1).
+//
 // Concurrency: one goroutine per wiring socket reads what the component
 // sends, and one pings it; Hub.mu guards all state and is held while sending, so announcements
 // to one component are never interleaved.
@@ -327,6 +331,26 @@ func (h *Hub) Hook(name, hook string) error {
 		return fmt.Errorf("hub: %s is not up", name)
 	}
 	return n.conn.Send(wiring.Message{Type: wiring.TypeHook, Name: hook})
+}
+
+// Arm sends name's current generation an Arm (kernel/wiring.TypeArm): arm
+// the fault site a names, or disarm (a.Site 0), and returns that
+// generation. Only a component of a faulty image acts on it; the arming
+// lasts as long as that process, so the next generation starts disarmed.
+func (h *Hub) Arm(name string, a wiring.FaultArm) (generation int, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, ok := h.nodes[name]
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("hub: %s is not wired", name)
+	case !n.present:
+		return 0, fmt.Errorf("hub: %s is not up", name)
+	}
+	if err := n.conn.Send(wiring.Message{Type: wiring.TypeArm, Fault: &a}); err != nil {
+		return 0, err
+	}
+	return n.gen, nil
 }
 
 // supersedePoolsLocked retires the pools of n's previous generation.

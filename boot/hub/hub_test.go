@@ -2,6 +2,7 @@ package hub
 
 import (
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -284,5 +285,38 @@ func TestPingAfterAnswerIsLife(t *testing.T) {
 	fx.awaitPing(ip)
 	if got := alive.Load(); got != 2 {
 		t.Errorf("pings unanswered, yet alive called %d times, want still 2", got)
+	}
+}
+
+// Arm reaches the current generation, and only it, as a TypeArm with the
+// site and its trigger, and says which generation that is; a component
+// that is not wired or not up cannot be armed.
+func TestArmReachesCurrentGeneration(t *testing.T) {
+	fx := newFixture(t)
+	ip1 := fx.start("ip")
+	fx.expect(ip1, wiring.TypeWelcome, 0)
+	ip2 := fx.start("ip")
+	fx.expect(ip2, wiring.TypeWelcome, 0)
+
+	want := wiring.FaultArm{Site: 1234, After: 3, Prob: 0.25, Seed: 99}
+	gen, err := fx.hub.Arm("ip", want)
+	if err != nil || gen != 2 {
+		t.Fatalf("Arm(ip) = generation %d, %v; want generation 2", gen, err)
+	}
+	fx.expect(ip2, wiring.TypePool, 1)
+	fx.expect(ip2, wiring.TypeReady, 0)
+	if m := fx.expect(ip2, wiring.TypeArm, 0); m.Fault == nil || *m.Fault != want {
+		t.Errorf("generation 2 received arm %+v, want %+v", m.Fault, want)
+	}
+	if gen, err := fx.hub.Arm("ip", wiring.FaultArm{}); err != nil || gen != 2 {
+		t.Errorf("disarm: Arm(ip, site 0) = %d, %v", gen, err)
+	}
+	if m := fx.expect(ip2, wiring.TypeArm, 0); m.Fault == nil || m.Fault.Site != 0 {
+		t.Errorf("disarm sent %+v, want site 0", m.Fault)
+	}
+	for _, name := range []string{"pf", "e1000.0"} {
+		if _, err := fx.hub.Arm(name, want); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Arm(%s) = %v, want an error naming it (not wired, not up)", name, err)
+		}
 	}
 }
