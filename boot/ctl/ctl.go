@@ -22,6 +22,14 @@
 //	hook NAME       run the test hook Hook in the component (kernel/wiring:
 //	                spin, deadlock, the driver's stop-tx...); refused unless
 //	                the appliance booted with keepnet.testhooks=1
+//	inject NAME     arm a fault site in the component's running process
+//	                (Fault: the site by id, or one of Type chosen from Seed;
+//	                it fires on the After-th hit or with probability Prob on
+//	                each), or disarm it (Disarm); answered with the site
+//	                armed (Armed). Only a faulty image (make image FAULTS=1)
+//	                has sites; a normal one refuses. Killing or stopping a
+//	                component, the faults that need no faulty image, are
+//	                kill's
 package ctl
 
 import (
@@ -44,6 +52,7 @@ const (
 	VerbStats    = "stats"
 	VerbProfile  = "profile"
 	VerbHook     = "hook"
+	VerbInject   = "inject"
 )
 
 // MaxLine bounds one encoded request or response; longer lines are rejected
@@ -62,6 +71,29 @@ type Request struct {
 	Signal string `json:"signal,omitempty"`
 	// Hook is the test hook that hook runs.
 	Hook string `json:"hook,omitempty"`
+	// Fault is what inject arms (its fields are the request's own in
+	// JSON).
+	Fault
+}
+
+// Fault is the fault site inject arms in a component, and when it fires
+// (kernel/fault.ArmSeeded).
+type Fault struct {
+	// Site is the site's id in the image's site list; 0 with Type: any
+	// site of that type the component links.
+	Site uint32 `json:"site,omitempty"`
+	// Type is a fault type (kernel/fault/sitelist: panic, cond, drop...);
+	// with Site, the site must be of that type.
+	Type string `json:"type,omitempty"`
+	// After fires the fault on the site's After-th hit; Prob on each hit
+	// with that probability instead. Neither: the first hit.
+	After uint64  `json:"after,omitempty"`
+	Prob  float64 `json:"prob,omitempty"`
+	// Seed chooses the site of Type and seeds the probability draws, so
+	// an injection replays exactly.
+	Seed uint64 `json:"seed,omitempty"`
+	// Disarm disarms the component's armed site instead (no other field).
+	Disarm bool `json:"disarm,omitempty"`
 }
 
 // MaxProfileSeconds bounds a profile: the control channel is busy meanwhile.
@@ -77,6 +109,26 @@ type Response struct {
 	Stats json.RawMessage `json:"stats,omitempty"`
 	// Profile is a pprof CPU profile (go tool pprof reads it).
 	Profile []byte `json:"profile,omitempty"`
+	// Armed is the fault site inject armed (or disarmed).
+	Armed *Armed `json:"armed,omitempty"`
+}
+
+// Armed is what inject did: which site it armed in which process.
+type Armed struct {
+	Component string `json:"component"`
+	// Generation is the component's process that was armed: the arming
+	// lasts as long as it does, and a restart starts disarmed.
+	Generation int    `json:"generation"`
+	Site       uint32 `json:"site"` // 0: disarmed
+	Type       string `json:"type,omitempty"`
+	Variant    string `json:"variant,omitempty"` // operand: plus-one...; wrong-buffer: other-pool...
+	File       string `json:"file,omitempty"`    // relative to the module root
+	Line       int    `json:"line,omitempty"`
+	Func       string `json:"func,omitempty"`
+	// After, Prob and Seed are the trigger as sent.
+	After uint64  `json:"after,omitempty"`
+	Prob  float64 `json:"prob,omitempty"`
+	Seed  uint64  `json:"seed,omitempty"`
 }
 
 // Status is the appliance's state as `keepnet status` prints it.
@@ -161,7 +213,7 @@ func ParseRequest(line []byte) (Request, error) {
 	}
 	switch r.Verb {
 	case VerbStatus, VerbPoweroff:
-	case VerbKill, VerbRestart, VerbStats, VerbProfile, VerbHook:
+	case VerbKill, VerbRestart, VerbStats, VerbProfile, VerbHook, VerbInject:
 		if r.Seconds < 0 || r.Seconds > MaxProfileSeconds {
 			return r, fmt.Errorf("%w: a profile lasts 1 to %d seconds", ErrMalformed, MaxProfileSeconds)
 		}
@@ -174,12 +226,34 @@ func ParseRequest(line []byte) (Request, error) {
 		if r.Verb == VerbHook && r.Hook == "" {
 			return r, fmt.Errorf("%w: hook needs the hook's name", ErrMalformed)
 		}
+		if r.Verb == VerbInject {
+			if err := r.Fault.check(); err != nil {
+				return r, fmt.Errorf("%w: inject: %v", ErrMalformed, err)
+			}
+		}
 	case "":
 		return r, fmt.Errorf("%w: no verb", ErrMalformed)
 	default:
 		return r, fmt.Errorf("%w: unknown verb %q", ErrMalformed, r.Verb)
 	}
 	return r, nil
+}
+
+// check says what is wrong with an inject request's fault, if anything.
+func (f Fault) check() error {
+	switch {
+	case f.Disarm:
+		if f != (Fault{Disarm: true}) {
+			return errors.New("disarm takes no site, type or trigger")
+		}
+	case f.Site == 0 && f.Type == "":
+		return errors.New("a site or a fault type is needed")
+	case f.After != 0 && f.Prob != 0:
+		return errors.New("after or prob, not both")
+	case !(f.Prob >= 0 && f.Prob <= 1): // NaN too
+		return fmt.Errorf("prob %g is not a probability", f.Prob)
+	}
+	return nil
 }
 
 // ParseSignal reads a signal as kill(1) does: a name with or without SIG

@@ -18,6 +18,7 @@ import (
 type fakeHandler struct {
 	killed, restarted []string
 	hooks             []string
+	injected          []Fault
 	poweroffs         int
 }
 
@@ -36,6 +37,14 @@ func (f *fakeHandler) Kill(name string, sig syscall.Signal) error {
 func (f *fakeHandler) Hook(name, hook string) error {
 	f.hooks = append(f.hooks, name+" "+hook)
 	return nil
+}
+
+func (f *fakeHandler) Inject(name string, fault Fault) (Armed, error) {
+	if name != "udp" {
+		return Armed{}, fmt.Errorf("unknown component %q", name)
+	}
+	f.injected = append(f.injected, fault)
+	return Armed{Component: name, Generation: 3, Site: fault.Site, Type: "cond", File: "servers/udp/udp.go", Line: 42}, nil
 }
 
 func (f *fakeHandler) Restart(name string) error {
@@ -74,6 +83,14 @@ func TestParseRequest(t *testing.T) {
 		{`{"id":8,"verb":"profile","name":"tcp","seconds":3}`, Request{ID: 8, Verb: "profile", Name: "tcp", Seconds: 3}, false},
 		{`{"id":9,"verb":"profile","name":"tcp","seconds":3600}`, Request{}, true},
 		{`{"id":10,"verb":"profile"}`, Request{}, true},
+		{`{"id":11,"verb":"inject","name":"udp","site":7,"after":3,"seed":5}`, Request{ID: 11, Verb: "inject", Name: "udp", Fault: Fault{Site: 7, After: 3, Seed: 5}}, false},
+		{`{"id":12,"verb":"inject","name":"udp","type":"cond","prob":0.5}`, Request{ID: 12, Verb: "inject", Name: "udp", Fault: Fault{Type: "cond", Prob: 0.5}}, false},
+		{`{"id":13,"verb":"inject","name":"udp","disarm":true}`, Request{ID: 13, Verb: "inject", Name: "udp", Fault: Fault{Disarm: true}}, false},
+		{`{"id":14,"verb":"inject","name":"udp"}`, Request{}, true},                               // no site, no type
+		{`{"id":15,"verb":"inject","site":7}`, Request{}, true},                                   // no component
+		{`{"id":16,"verb":"inject","name":"udp","site":7,"after":2,"prob":0.5}`, Request{}, true}, // both triggers
+		{`{"id":17,"verb":"inject","name":"udp","site":7,"prob":1.5}`, Request{}, true},           // not a probability
+		{`{"id":18,"verb":"inject","name":"udp","site":7,"disarm":true}`, Request{}, true},        // disarm and a site
 	}
 	for _, tt := range tests {
 		got, err := ParseRequest([]byte(tt.line))
@@ -108,6 +125,8 @@ func TestServe(t *testing.T) {
 		`{"id":9,"verb":"kill","name":"store","signal":"STOP"}`,
 		`{"id":10,"verb":"kill","name":"store","signal":"NOPE"}`,
 		`{"id":11,"verb":"hook","name":"ip","hook":"spin"}`,
+		`{"id":12,"verb":"inject","name":"udp","site":9,"after":2,"seed":4}`,
+		`{"id":13,"verb":"inject","name":"tcp","site":9}`,
 	}, "\n")
 	var out strings.Builder
 	if err := Serve(strings.NewReader(in), &out, h); err != nil {
@@ -122,11 +141,11 @@ func TestServe(t *testing.T) {
 		}
 		got = append(got, r)
 	}
-	if len(got) != 11 {
-		t.Fatalf("got %d responses, want 11 (one per non-empty line):\n%s", len(got), out.String())
+	if len(got) != 13 {
+		t.Fatalf("got %d responses, want 13 (one per non-empty line):\n%s", len(got), out.String())
 	}
-	wantOK := []bool{true, false, true, false, true, true, true, true, true, false, true}
-	wantID := []uint64{1, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+	wantOK := []bool{true, false, true, false, true, true, true, true, true, false, true, true, false}
+	wantID := []uint64{1, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
 	for i, r := range got {
 		if r.OK != wantOK[i] || r.ID != wantID[i] {
 			t.Errorf("response %d = id %d ok %v (%q), want id %d ok %v", i, r.ID, r.OK, r.Error, wantID[i], wantOK[i])
@@ -143,6 +162,15 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(got[3].Error, "nosuch") {
 		t.Errorf("kill nosuch error = %q, want it to name the component", got[3].Error)
+	}
+	if a := got[11].Armed; a == nil || a.Component != "udp" || a.Site != 9 || a.Generation != 3 || a.File != "servers/udp/udp.go" {
+		t.Errorf("inject response = %+v, want the handler's armed site 9 of udp generation 3", a)
+	}
+	if got[12].Armed != nil || !strings.Contains(got[12].Error, "tcp") {
+		t.Errorf("inject tcp response = armed %+v, error %q; want no site and an error naming tcp", got[12].Armed, got[12].Error)
+	}
+	if want := []Fault{{Site: 9, After: 2, Seed: 4}}; fmt.Sprint(h.injected) != fmt.Sprint(want) {
+		t.Errorf("handler injected %+v, want %+v", h.injected, want)
 	}
 	wantKilled := []string{"store " + syscall.SIGKILL.String(), "store " + syscall.SIGSTOP.String()}
 	if fmt.Sprint(h.killed) != fmt.Sprint(wantKilled) || len(h.restarted) != 1 || h.poweroffs != 1 || fmt.Sprint(h.hooks) != "[ip spin]" {
@@ -238,13 +266,14 @@ func TestReadOnly(t *testing.T) {
 		{`{"id":4,"verb":"restart","name":"store"}`, false},
 		{`{"id":5,"verb":"profile","name":"store"}`, false},
 		{`{"id":6,"verb":"poweroff"}`, false},
+		{`{"id":7,"verb":"inject","name":"udp","site":1}`, false},
 	} {
 		resp := Handle([]byte(tc.line), h)
 		if resp.OK != tc.wantOK || !tc.wantOK && resp.Error != ErrHostOnly.Error() {
 			t.Errorf("Handle(%s) through ReadOnly = ok %v error %q, want ok %v", tc.line, resp.OK, resp.Error, tc.wantOK)
 		}
 	}
-	if len(f.killed) != 0 || len(f.restarted) != 0 || f.poweroffs != 0 {
-		t.Errorf("the handler behind ReadOnly killed %v, restarted %v, powered off %d times; want nothing", f.killed, f.restarted, f.poweroffs)
+	if len(f.killed) != 0 || len(f.restarted) != 0 || f.poweroffs != 0 || len(f.injected) != 0 {
+		t.Errorf("the handler behind ReadOnly killed %v, restarted %v, powered off %d times, injected %v; want nothing", f.killed, f.restarted, f.poweroffs, f.injected)
 	}
 }

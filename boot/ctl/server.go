@@ -27,6 +27,8 @@ type Handler interface {
 	Profile(name string, d time.Duration) ([]byte, error)
 	// Hook runs a test hook in the component, if test hooks are on.
 	Hook(name, hook string) error
+	// Inject arms (or disarms) a fault site in the component.
+	Inject(name string, f Fault) (Armed, error)
 }
 
 // Serve answers requests read from r with responses written to w until r
@@ -68,6 +70,11 @@ func Handle(line []byte, h Handler) Response {
 		err = h.Kill(req.Name, sig)
 	case VerbHook:
 		err = h.Hook(req.Name, req.Hook)
+	case VerbInject:
+		var a Armed
+		if a, err = h.Inject(req.Name, req.Fault); err == nil {
+			resp.Armed = &a
+		}
 	case VerbRestart:
 		err = h.Restart(req.Name)
 	case VerbPoweroff:
@@ -90,7 +97,7 @@ func Handle(line []byte, h Handler) Response {
 }
 
 // ErrHostOnly answers a verb that changes the appliance (kill, restart,
-// profile, hook, poweroff) on a channel that may only look.
+// profile, hook, inject, poweroff) on a channel that may only look.
 var ErrHostOnly = errors.New("only the host's control channel may do this")
 
 // ReadOnly answers the verbs that change nothing (status, stats) through h
@@ -105,6 +112,7 @@ func (r readOnly) Status() Status                             { return r.h.Statu
 func (r readOnly) Stats(name string) (json.RawMessage, error) { return r.h.Stats(name) }
 func (readOnly) Kill(string, syscall.Signal) error            { return ErrHostOnly }
 func (readOnly) Hook(string, string) error                    { return ErrHostOnly }
+func (readOnly) Inject(string, Fault) (Armed, error)          { return Armed{}, ErrHostOnly }
 func (readOnly) Restart(string) error                         { return ErrHostOnly }
 func (readOnly) Poweroff() error                              { return ErrHostOnly }
 func (readOnly) Profile(string, time.Duration) ([]byte, error) {

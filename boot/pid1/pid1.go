@@ -71,10 +71,12 @@ func Main() {
 	a := &appliance{cfg: cfg, shutdown: cancel, store: store.Dial(store.DefaultPath)}
 	specs, nodes := Table(cfg)
 	wiring, err := hub.New(nodes, hub.Shared(), log.Printf)
+	a.faults = newInjector(SiteList, specs)
 	if err != nil {
 		log.Printf("component wiring: %v", err)
 	} else {
 		a.wiring = wiring
+		a.faults.arm = wiring.Arm
 		for i := range specs {
 			if wiring.Wired(specs[i].Name) {
 				specs[i].ExtraFiles = wiring.ExtraFiles(specs[i].Name)
@@ -207,6 +209,7 @@ type appliance struct {
 	cfg      Config
 	sup      *supervisor.Supervisor // nil when the component table was invalid
 	wiring   *hub.Hub               // nil when the wiring was invalid
+	faults   *injector              // answers inject
 	shutdown context.CancelFunc
 	store    *store.Client // reads the counters components publish
 
@@ -254,6 +257,10 @@ func (a *appliance) Hook(name, hook string) error {
 	}
 	log.Printf("test hook %s requested in %s", hook, name)
 	return a.wiring.Hook(name, hook)
+}
+
+func (a *appliance) Inject(name string, f ctl.Fault) (ctl.Armed, error) {
+	return a.faults.Inject(name, f)
 }
 
 func (a *appliance) Restart(name string) error {
