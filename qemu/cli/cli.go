@@ -1,5 +1,6 @@
 // Package cli is the host command `keepnet`: boot the appliance, ask it for
-// its status, kill or restart its components, power it off.
+// its status, kill or restart its components, inject faults into them, power
+// it off.
 package cli
 
 import (
@@ -38,6 +39,11 @@ commands:
   hook      run a test hook in a component: keepnet hook NAME HOOK (spin,
             deadlock; the driver's stop-tx, stop-rx); needs an appliance
             booted with --append keepnet.testhooks=1
+  inject    arm a fault site in a component: keepnet inject NAME --site ID
+            or --type T (one of that type, chosen by --seed), firing on the
+            first hit, --after N or --prob P; --disarm NAME disarms. Needs
+            a faulty image (make image FAULTS=1; images/out/sites.json
+            lists its sites), except --sigkill NAME and --sigstop NAME
   down      power the appliance off
 
 'keepnet COMMAND -h' lists a command's flags.
@@ -60,6 +66,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = status(ctx, args[1:], stdout, stderr)
 	case "kill", "restart", "stats", "hook":
 		err = component(ctx, args[0], args[1:], stdout, stderr)
+	case "inject":
+		err = inject(ctx, args[1:], stdout, stderr)
 	case "profile":
 		err = profileCmd(ctx, args[1:], stdout, stderr)
 	case "down":
@@ -335,25 +343,9 @@ func component(ctx context.Context, verb string, args []string, stdout, stderr i
 	}
 	// The component name (and a hook's name) may come before, between or
 	// after the flags.
-	var words []string
-	for {
-		for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-			words, args = append(words, args[0]), args[1:]
-		}
-		if len(args) == 0 {
-			break
-		}
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{err}
-		}
-		rest := fs.Args()
-		if len(rest) == len(args) { // "-" is a word to flag, not a flag
-			words, rest = append(words, rest[0]), rest[1:]
-		}
-		args = rest
+	words, err := parseWords(fs, args)
+	if err != nil {
+		return err
 	}
 	req := ctl.Request{Verb: verb}
 	want, use := 1, fmt.Sprintf("usage: keepnet %s NAME [--ctl PATH]", verb)
@@ -390,6 +382,31 @@ func component(ctx context.Context, verb string, args []string, stdout, stderr i
 	}
 	fmt.Fprintf(stdout, "keepnet: %s %s: done\n", verb, name)
 	return nil
+}
+
+// parseWords parses args with fs, allowing words (a component's name, a
+// hook's) before, between and after the flags, and returns the words.
+func parseWords(fs *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	for {
+		for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			words, args = append(words, args[0]), args[1:]
+		}
+		if len(args) == 0 {
+			return words, nil
+		}
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		rest := fs.Args()
+		if len(rest) == len(args) { // "-" is a word to flag, not a flag
+			words, rest = append(words, rest[0]), rest[1:]
+		}
+		args = rest
+	}
 }
 
 // profileCmd takes a CPU profile of one component for --seconds and writes

@@ -33,6 +33,18 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"kill", "--signal", "NAP", "store", "--ctl", sock}, 2, `unknown signal "NAP"`},
 		{[]string{"hook", "store", "--ctl", sock}, 2, "usage: keepnet hook NAME HOOK"},
 		{[]string{"hook", "store", "spin", "--ctl", sock}, 1, "keepnet up"},
+		{[]string{"inject", "--ctl", sock}, 2, "usage: keepnet inject NAME"},
+		{[]string{"inject", "udp", "--ctl", sock}, 2, "--site or --type is needed"},
+		{[]string{"inject", "udp", "tcp", "--site", "1", "--ctl", sock}, 2, `unexpected argument "tcp"`},
+		{[]string{"inject", "udp", "--type", "bitrot", "--ctl", sock}, 2, `unknown fault type "bitrot"`},
+		{[]string{"inject", "udp", "--site", "1", "--after", "2", "--prob", "0.5", "--ctl", sock}, 2, "--after or --prob, not both"},
+		{[]string{"inject", "udp", "--site", "1", "--prob", "2", "--ctl", sock}, 2, "want 0 < P <= 1"},
+		{[]string{"inject", "udp", "--site", "1", "--after", "0", "--ctl", sock}, 2, "hits count from 1"},
+		{[]string{"inject", "udp", "--site", "99999999999", "--ctl", sock}, 2, "no such site"},
+		{[]string{"inject", "--disarm", "--sigkill", "udp", "--ctl", sock}, 2, "one at a time"},
+		{[]string{"inject", "--sigstop", "udp", "--site", "1", "--ctl", sock}, 2, "take no --site"},
+		{[]string{"inject", "udp", "--site", "1", "--ctl", sock}, 1, "keepnet up"},
+		{[]string{"inject", "--sigkill", "udp", "--ctl", sock}, 1, "keepnet up"},
 		{[]string{"help"}, 0, ""},
 	}
 	for _, tt := range tests {
