@@ -11,7 +11,8 @@
 //  5. with keepnet.stack=linux, configures the kernel's own e1000 interface
 //     (the baseline stack) and watches it until it is usable (netconf.go);
 //  6. answers the control protocol (package ctl) on the virtio-serial port or
-//     vsock the host talks to, and on LocalCtl for components inside;
+//     vsock the host talks to, and on LocalCtl for components inside (inject
+//     arms fault sites from a faulty image's site list: inject.go);
 //  7. runs the supervisor over the component table (Table) and reaps
 //     orphans, until poweroff; says "keepnet ready" once every component
 //     serves and the network is usable (ready.go).
