@@ -149,8 +149,10 @@ func TestBuildFaulty(t *testing.T) {
 		t.Skip("builds the image twice")
 	}
 	root, _ := filepath.Abs("..")
-	// The fault runtime's panic message: in a binary only if it links the runtime.
-	marker := []byte("fault: injected panic at site")
+	// The fault runtime's panic message: in a binary only if it links the
+	// runtime. The arming function: only if its wiring can arm a site
+	// (function names stay in a stripped Go binary's pclntab).
+	marker, arming := []byte("fault: injected panic at site"), []byte("keepnet/kernel/fault.ArmSeeded")
 	for _, faulty := range []bool{false, true} {
 		tmp := t.TempDir()
 		o := Options{Output: filepath.Join(tmp, "initramfs.cpio"), ModulesDir: mods, ModuleDir: root, TempDir: tmp}
@@ -179,6 +181,9 @@ func TestBuildFaulty(t *testing.T) {
 			name := "bin/" + path.Base(c)
 			if got := bytes.Contains(files[name], marker); got != faulty {
 				t.Errorf("faulty %v: %s links the fault runtime: %v, want %v", faulty, name, got, faulty)
+			}
+			if got := bytes.Contains(files[name], arming); got != faulty {
+				t.Errorf("faulty %v: %s can arm a site: %v, want %v", faulty, name, got, faulty)
 			}
 		}
 		if bytes.Contains(files["init"], marker) {
