@@ -311,11 +311,11 @@ func (e *Endpoint) Writable() bool {
 // once the data before it is read, the connection's error if it failed,
 // and ErrWouldBlock if nothing is there yet.
 func (e *Endpoint) Read(p []byte) (int, error) {
-	e.t.touch(e)
 	if e.userClosed {
 		return 0, ErrClosed
 	}
 	if e.rcv.Len() > 0 {
+		e.t.touch(e)
 		n := e.rcv.Read(p)
 		e.rcvLent = max(e.rcvLent-n, 0)
 		e.windowUpdate()
@@ -345,11 +345,11 @@ func (e *Endpoint) nothingToRead(p []byte) (int, error) {
 // buffer, lent, until Consume proves them received; Rewind lends them
 // again. They count against the window meanwhile.
 func (e *Endpoint) ReadKept(p []byte) (int, error) {
-	e.t.touch(e)
 	if e.userClosed {
 		return 0, ErrClosed
 	}
 	if e.rcv.Len() > e.rcvLent {
+		e.t.touch(e)
 		n := e.rcv.Peek(e.rcvLent, p)
 		e.rcvLent += n
 		return n, nil
@@ -360,10 +360,10 @@ func (e *Endpoint) ReadKept(p []byte) (int, error) {
 // Consume drops the first n received bytes, which the reader has (n <=
 // Unconsumed), lent or not, and opens the window by as much.
 func (e *Endpoint) Consume(n int) {
-	e.t.touch(e)
 	if n <= 0 {
 		return
 	}
+	e.t.touch(e)
 	e.rcv.Discard(n)
 	e.rcvLent = max(e.rcvLent-n, 0)
 	e.windowUpdate()
@@ -375,8 +375,10 @@ func (e *Endpoint) Unconsumed() int { return e.rcv.Len() }
 // Rewind takes back every byte lent by ReadKept: the next one reads them
 // again.
 func (e *Endpoint) Rewind() {
-	e.t.touch(e)
-	e.rcvLent = 0
+	if e.rcvLent != 0 {
+		e.t.touch(e)
+		e.rcvLent = 0
+	}
 }
 
 // windowUpdate sends an ACK after a Read when the window has opened by
@@ -400,7 +402,6 @@ func (e *Endpoint) windowUpdate() {
 // windows allow. It returns ErrWouldBlock if nothing fit, ErrClosed after
 // CloseWrite or Close, the connection's error if it failed.
 func (e *Endpoint) Write(p []byte) (int, error) {
-	e.t.touch(e)
 	switch {
 	case e.err != nil:
 		return 0, e.err
@@ -415,6 +416,7 @@ func (e *Endpoint) Write(p []byte) (int, error) {
 	if n == 0 && len(p) > 0 {
 		return 0, ErrWouldBlock
 	}
+	e.t.touch(e)
 	e.output(e.t.clock.Now())
 	return n, nil
 }

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -192,7 +193,7 @@ func (r *crashRig) crash() {
 			if c.sock == r.victim {
 				continue
 			}
-			r.t.Fatalf("crash %d: connection %d did not come back", r.crashes, c.sock)
+			r.t.Fatalf("crash %d: connection %d did not come back (%+v)", r.crashes, c.sock, r.a.c)
 		}
 		// The application resumes: sends from what the buffer took,
 		// receives past what it has (servers/ops stream offsets).
@@ -213,20 +214,27 @@ func (r *crashRig) crash() {
 // consistent with what the world saw.
 func (r *crashRig) tear(rnd *rand.Rand) {
 	r.apps()
+	k := r.a.keep
+	before := k.stamp
 	r.a.Commit()
+	// A slot this commit wrote, whose other copy holds an older record: a
+	// torn first record would lose its connection, rightly.
 	var slots []int
 	for _, c := range r.conns {
-		if c.a != nil && c.a.slot != 0 {
-			slots = append(slots, c.a.slot-1)
+		if c.a == nil || c.a.slot == 0 {
+			continue
+		}
+		i := c.a.slot - 1
+		newest, older := k.copyOf(i, int(k.next[i]^1)), k.copyOf(i, int(k.next[i]))
+		if _, _, _, ok := k.read(older); ok && binary.LittleEndian.Uint64(newest) > before {
+			slots = append(slots, i)
 		}
 	}
 	if len(slots) == 0 {
 		return
 	}
-	k := r.a.keep
 	i := slots[rnd.IntN(len(slots))]
-	newest := k.next[i] ^ 1
-	c := k.copyOf(i, int(newest))
+	c := k.copyOf(i, int(k.next[i]^1))
 	c[copyHeader+rnd.IntN(int(c[12])+1)] ^= 0x5a // a torn byte: the CRC fails
 }
 
