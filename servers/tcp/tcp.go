@@ -22,6 +22,11 @@
 // Segments leave through the injected Output (servers/transport), whole
 // and checksummed.
 //
+// Given memory that outlives the process ([Table.Keep]), the Table keeps
+// every connection there — its state and its buffers — and [Table.Commit]
+// seals what changed at the end of each loop pass, so that a restarted
+// server adopts the connections of the one that crashed (keep.go).
+//
 // What is implemented, by RFC:
 //
 //   - RFC 9293: all eleven states, simultaneous open and close, TIME-WAIT
