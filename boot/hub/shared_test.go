@@ -81,19 +81,7 @@ func TestReadersGetReadOnlyPools(t *testing.T) {
 	}
 	setups := map[string]*wiring.Setup{}
 	for _, name := range []string{"ip", "drv", "tcp"} {
-		files, err := h.ExtraFiles(name)(func() {})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := wiring.FromFile(files[0])
-		files[0].Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		if setups[name], err = wiring.Join(c, 2*time.Second); err != nil {
-			t.Fatalf("Join(%s): %v", name, err)
-		}
+		_, setups[name] = joinAs(t, h, name)
 	}
 	for _, p := range setups["ip"].Pools {
 		if !p.Writable() {
