@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"log"
 	"slices"
 	"time"
 )
@@ -307,6 +308,7 @@ func (t *Table) commitConn(e *Endpoint) {
 
 // unkeep gives up keeping e: it has no record, and a crash loses it.
 func (t *Table) unkeep(e *Endpoint) {
+	log.Printf("connection %v (%v) is no longer kept: no room in the kept memory, or its record too large", e.id, e.state)
 	e.unkept = true
 	t.keep.freeSlot(&e.slot)
 	t.c.Unkept++
@@ -529,6 +531,7 @@ func (t *Table) restoreKept() []*Endpoint {
 		case kind == kindConn:
 			ke, err := decodeEndpoint(t, &dec{b: rec})
 			if err != nil {
+				log.Printf("kept connections: slot %d: %v", i, err)
 				lost = append(lost, i)
 				continue
 			}
