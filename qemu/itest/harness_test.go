@@ -124,7 +124,7 @@ func bootWith(t testing.TB, bin, netns string, args ...string) *appliance {
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := os.ReadFile(a.console); err == nil {
-				t.Logf("console:\n%s", tail(string(b), 60))
+				t.Logf("console:\n%s", tail(string(b), 400))
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
