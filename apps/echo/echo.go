@@ -47,6 +47,9 @@ type Server struct {
 	// IdleTimeout closes a TCP connection that neither reads nor writes
 	// for that long. 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// Logf, if set, reports echoes that could not be sent: the first, then
+	// every hundredth, with the error.
+	Logf func(format string, args ...any)
 }
 
 // DefaultServer is the Server of the package-level functions.
@@ -191,7 +194,9 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 			return err
 		}
 		if _, err := pc.WriteTo(buf[:n], addr); err != nil {
-			s.Stats.UDPDropped.Add(1)
+			if d := s.Stats.UDPDropped.Add(1); s.Logf != nil && (d == 1 || d%100 == 0) {
+				s.Logf("udp: the echo to %v dropped (%d so far): %v", addr, d, err)
+			}
 			continue
 		}
 		s.Stats.UDPPackets.Add(1)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -256,5 +257,39 @@ func TestServeTCPListenerError(t *testing.T) {
 	l.Close()
 	if err := new(Server).ServeTCP(context.Background(), l); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("ServeTCP on a closed listener = %v, want %v", err, net.ErrClosed)
+	}
+}
+
+// failingPC is a PacketConn that reads n datagrams, fails every send, then
+// reports the end of input.
+type failingPC struct {
+	net.PacketConn
+	n int
+}
+
+var errSend = errors.New("no buffers")
+
+func (f *failingPC) ReadFrom(p []byte) (int, net.Addr, error) {
+	if f.n == 0 {
+		return 0, nil, io.EOF
+	}
+	f.n--
+	return copy(p, "x"), &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 9}, nil
+}
+func (f *failingPC) WriteTo([]byte, net.Addr) (int, error) { return 0, errSend }
+func (f *failingPC) Close() error                          { return nil }
+
+func TestUDPDroppedEchoesLogged(t *testing.T) {
+	var logged []string
+	s := Server{Logf: func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }}
+	if err := s.ServeUDP(context.Background(), &failingPC{n: 250}); !errors.Is(err, io.EOF) {
+		t.Fatalf("ServeUDP = %v, want the read error %v", err, io.EOF)
+	}
+	if got := s.Stats.UDPDropped.Load(); got != 250 {
+		t.Errorf("Stats.UDPDropped = %d, want 250", got)
+	}
+	// The first drop, then every hundredth: 1, 100, 200.
+	if len(logged) != 3 || !strings.Contains(logged[0], "(1 so far): no buffers") || !strings.Contains(logged[2], "(200 so far)") {
+		t.Errorf("logged %q; want the 1st, 100th and 200th drops with the error", logged)
 	}
 }

@@ -105,6 +105,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		logger.Print(err)
 	}
 
+	echo.DefaultServer.Logf = logger.Printf
 	// Either server failing stops the other.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -46,6 +46,13 @@ func TestUDPPacedStream(t *testing.T) {
 				pacedCount, r, deltas(before, after, "InDatagrams", "InQueueDrops", "OutDatagrams"))
 			if r["sent"] != strconv.Itoa(pacedCount) || r["lost"] != "0" || r["bad"] != "0" || r["refused"] != "0" {
 				t.Errorf("paced UDP echo stream: %v, want %d sent, none lost, corrupted or refused", r, pacedCount)
+				// Where the echoes went: echo logs sends that failed (in
+				// the console), the servers count the rest.
+				for _, c := range []string{"udp", "syscall", "ip", "e1000.0"} {
+					if m, err := a.tryStats(c); err == nil {
+						t.Logf("keepnet stats %s: %v", c, m)
+					}
+				}
 			}
 		})
 	}
