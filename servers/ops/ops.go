@@ -120,8 +120,13 @@
 //	           with a dead SYSCALL loses no byte. An OpClose proves every
 //	           byte handed out.
 //	           Ref an empty buffer. The reply comes when bytes are there
-//	           (Ref.Len of them), or at the end of the stream: Ref.Len 0 and
-//	           FlagEOF. With FlagNoWait on the request the reply comes at
+//	           (Ref.Len of them, with FlagOffset and Arg[1] the stream
+//	           offset of the first), or at the end of the stream: Ref.Len 0
+//	           and FlagEOF. A requester with several receives posted drops
+//	           what a reply brings below what it has: after a restart of
+//	           the transport, a receive posted before an earlier one was
+//	           answered may bring that one's bytes again (what the
+//	           transport had handed out was only in its process). With FlagNoWait on the request the reply comes at
 //	           once: the bytes there are, the end of the stream or an error
 //	           as above, or, if nothing is queued yet, StatusOK with Ref.Len
 //	           0 and no FlagEOF ("would block").

@@ -281,6 +281,7 @@ func (n *fakeNet) pump(from *fakeSock) {
 				break
 			}
 			to.posted = to.posted[1:]
+			kept := r.Flags&ops.FlagOffset != 0
 			r.Flags &^= ops.FlagNoWait | ops.FlagOffset
 			if r.Ref.IsZero() {
 				tt.readiness++
@@ -295,7 +296,9 @@ func (n *fakeNet) pump(from *fakeSock) {
 			switch {
 			case len(tt.rbuf) > tt.lent:
 				k := copy(buf, tt.rbuf[tt.lent:])
-				if r.Flags&ops.FlagOffset != 0 {
+				r.Flags |= ops.FlagOffset // where the bytes lie in the stream
+				r.Arg[1] = tt.rbase + uint64(tt.lent)
+				if kept {
 					tt.lent += k // kept until a receive proves it received
 				} else {
 					tt.rbuf, tt.rbase = tt.rbuf[k:], tt.rbase+uint64(k)

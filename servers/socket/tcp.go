@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"keepnet/kernel/channel"
+	"keepnet/kernel/pool"
 	"keepnet/servers/ops"
 )
 
@@ -155,6 +156,39 @@ func (s *Stack) acceptedLocked(o *op, m channel.Msg) {
 	s.topUpLocked(c)
 }
 
+// newBytesLocked is how many bytes of a data receive's reply m, in buffer
+// ref, are new to c, moved to the front of the buffer. The reply says
+// where its bytes lie in the stream (servers/ops: FlagOffset); after a
+// restart of the transport, a receive posted before an earlier one was
+// answered may bring some of that one's bytes again, and they are
+// dropped here. Bytes that start past what c has mean some were lost: c
+// is broken rather than handed a stream with a hole. s.mu must be held.
+func (s *Stack) newBytesLocked(c *sock, m channel.Msg, ref pool.Ref) uint32 {
+	n := min(m.Ref.Len, ref.Len)
+	if m.Flags&ops.FlagOffset == 0 || n == 0 {
+		return n
+	}
+	switch start := m.Arg[1]; {
+	case start > c.recvOff:
+		c.broken = fmt.Errorf("%w: the transport's bytes start at stream offset %d, past the %d received", ErrLost, start, c.recvOff)
+		c.signalLocked()
+		return 0
+	case start+uint64(n) <= c.recvOff:
+		return 0 // all had before
+	case start < c.recvOff:
+		dup := uint32(c.recvOff - start)
+		buf, err := s.pool.Bytes(pool.Ref{Pool: ref.Pool, Off: ref.Off, Len: n})
+		if err != nil {
+			c.broken = fmt.Errorf("%w: %v", ErrLost, err)
+			c.signalLocked()
+			return 0
+		}
+		copy(buf, buf[dup:])
+		return n - dup
+	}
+	return n
+}
+
 // topUpStreamLocked keeps receives posted on TCP connection c without
 // tying a buffer to it while it is idle. While the transport has not said
 // it is readable, c has one readiness receive posted (servers/ops: a zero
@@ -201,8 +235,10 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 	} else {
 		c.posted--
 	}
-	if !probe && ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off {
-		c.recvOff += uint64(min(m.Ref.Len, ref.Len)) // ours now, read or dropped
+	data := !probe && ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off
+	if data {
+		ref.Len = s.newBytesLocked(c, m, ref)
+		c.recvOff += uint64(ref.Len) // ours now, read or dropped
 	}
 	if c.closed || c.broken != nil || c.rdShut {
 		free()
@@ -211,8 +247,8 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 	switch {
 	case ops.StatusOf(m) == ops.StatusOK && probe:
 		c.readable = true
-	case ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off:
-		if ref.Len = min(m.Ref.Len, ref.Len); ref.Len > 0 {
+	case data:
+		if ref.Len > 0 {
 			c.rq = append(c.rq, datagram{ref: ref})
 			c.readable = true
 			c.signalLocked()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"keepnet/kernel/channel"
 	"keepnet/servers/ops"
 )
 
@@ -497,5 +498,47 @@ func TestTCPSyscallRestartRepliesLost(t *testing.T) {
 	a.Write([]byte("!"))
 	if got := readN(t, c, 1); string(got) != "!" {
 		t.Errorf("c read %q after the restart, want ! (abc not sent twice)", got)
+	}
+}
+
+// After a restart of the transport, a receive posted before an earlier one
+// was answered may bring that one's bytes again: the reply says where its
+// bytes lie in the stream, and the library keeps only what is new to it.
+// Bytes past what it has mean some were lost: the connection is broken,
+// never handed a stream with a hole.
+func TestTCPReceiveDropsBytesHadBefore(t *testing.T) {
+	ap := newApp(t, newFakeNet())
+	s := ap.st
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tc := range []struct {
+		name      string
+		recvOff   uint64 // what the connection has
+		start     uint64 // the reply's offset
+		bytes     string
+		want      string
+		wantBreak bool
+	}{
+		{"in order", 3, 3, "defgh", "defgh", false},
+		{"partly had", 3, 0, "abcdef", "def", false},
+		{"all had", 6, 0, "abcdef", "", false},
+		{"past what it has", 3, 5, "fgh", "", true},
+	} {
+		c := &sock{id: 1, network: ops.TCP}
+		c.recvOff = tc.recvOff
+		ref, ok := s.pool.Alloc()
+		if !ok {
+			t.Fatal("no buffer")
+		}
+		buf, _ := s.pool.Bytes(ref)
+		copy(buf, tc.bytes)
+		m := channel.Msg{Op: uint16(ops.OpRecvFrom), Flags: ops.FlagOffset, Arg: [4]uint64{0, tc.start}, Ref: ref}
+		m.Ref.Len = uint32(len(tc.bytes))
+		n := s.newBytesLocked(c, m, ref)
+		if got := string(buf[:n]); got != tc.want || (c.broken != nil) != tc.wantBreak {
+			t.Errorf("%s: bytes %q at offset %d, having %d: kept %q, broken %v; want %q, broken %v",
+				tc.name, tc.bytes, tc.start, tc.recvOff, got, c.broken, tc.want, tc.wantBreak)
+		}
+		s.pool.Free(ref)
 	}
 }

@@ -121,3 +121,48 @@ func TestServerReissuedAcceptNamesTheSameConnection(t *testing.T) {
 	}
 	p.sys.Quiet(10 * time.Millisecond)
 }
+
+// A reply with bytes says where they lie in the stream: two receives
+// posted at one offset (the library posts several before the first is
+// answered) get consecutive bytes, each reply naming its own offset, so
+// that a requester can drop bytes it got twice after a restart of tcp
+// (what tcp had handed out is only in its process).
+func TestServerReceiveRepliesNameTheirOffset(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	iss := p.acceptOne(80, 4000)
+	waiting := func() channel.Msg { // a receive that waits for bytes
+		m := streamRecv(p.sys, 2, 0)
+		m.Flags &^= ops.FlagNoWait
+		return p.sys.Send(m)
+	}
+	first, second := waiting(), waiting()
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 101, ack: iss + 1, data: "abc"})
+	r1 := p.sys.Reply(first)
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 104, ack: iss + 1, data: "de"})
+	r2 := p.sys.Reply(second)
+	for _, c := range []struct {
+		r    channel.Msg
+		want string
+		off  uint64
+	}{{r1, "abc", 0}, {r2, "de", 3}} {
+		if got := string(p.sys.Bytes(c.r.Ref)); got != c.want || c.r.Flags&ops.FlagOffset == 0 || c.r.Arg[1] != c.off {
+			t.Errorf("receive = %q, flags %#x, offset %d; want %q at offset %d (FlagOffset)", got, c.r.Flags, c.r.Arg[1], c.want, c.off)
+		}
+	}
+}
+
+// A send starting past what the connection took means bytes before it
+// are missing (state lost): sending it would put its bytes at the wrong
+// place in the stream. The connection is reset instead.
+func TestServerSendBeyondTakenResets(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	iss := p.acceptOne(80, 4000)
+	if r := p.callMsg(streamSend(p.sys, 2, 5, "world")); ops.StatusOf(r) != ops.StatusReset {
+		t.Errorf("OpSendTo at offset 5 with nothing taken = %s, want %s", ops.StatusOf(r), ops.StatusReset)
+	}
+	if s := p.expect(rstF); s.seq != iss+1 || s.data != "" {
+		t.Errorf("segment = %v, want an RST at %d and no bytes", s, iss+1)
+	}
+}

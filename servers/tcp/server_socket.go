@@ -470,7 +470,11 @@ func (s *server) close(so *sock) {
 	for so.e != nil && len(so.sends) > 0 {
 		p := so.sends[0]
 		so.sends = so.sends[1:]
-		s.trimSend(so, &p)
+		if !s.trimSend(so, &p) {
+			so.e.Abort()
+			s.reply(p.m, ops.StatusReset)
+			break
+		}
 		n, err := so.e.WriteLingering(p.buf)
 		so.e.owner.sent += uint64(n)
 		r := p.m
@@ -542,17 +546,24 @@ func (s *server) DropRequests() int {
 }
 
 // trimSend drops from the head send p the bytes the send buffer took
-// already (its stream offset, Arg[1], is below the connection's owner.sent): a send reissued
-// after a SYSCALL restart whose first reply was lost. Trimmed bytes count
-// as taken.
-func (s *server) trimSend(so *sock, p *postedIO) {
+// already (its stream offset, Arg[1], is below the connection's
+// owner.sent): a send reissued after a restart whose first reply was lost.
+// Trimmed bytes count as taken. It reports false if p starts beyond what
+// was taken: bytes before it are missing, and sending p would put its
+// bytes at the wrong place in the stream.
+func (s *server) trimSend(so *sock, p *postedIO) bool {
 	off := p.m.Arg[1] + uint64(p.taken)
-	if so.e == nil || p.m.Flags&ops.FlagOffset == 0 || off >= so.e.owner.sent {
-		return
+	switch {
+	case so.e == nil || p.m.Flags&ops.FlagOffset == 0 || off == so.e.owner.sent:
+		return true
+	case off > so.e.owner.sent:
+		log.Printf("socket %d: a send at stream offset %d, beyond the %d bytes taken; the connection is reset", so.id, off, so.e.owner.sent)
+		return false
 	}
 	n := int(min(so.e.owner.sent-off, uint64(len(p.buf))))
 	p.buf = p.buf[n:]
 	p.taken += n
+	return true
 }
 
 // serve re-examines the sockets with posted requests while something may
@@ -620,7 +631,12 @@ func (s *server) serveSock(so *sock) {
 			s.h.Reply(r) // StatusOK, Ref.Len 0: readable
 			continue
 		}
+		start := so.e.owner.rbase + uint64(so.e.rcvLent) // the stream offset of what it reads
 		n, err := so.e.ReadKept(p.buf)
+		if n > 0 {
+			r.Flags |= ops.FlagOffset
+			r.Arg[1] = start
+		}
 		if p.m.Flags&ops.FlagOffset == 0 { // consumed as handed out
 			so.e.Consume(n)
 			so.e.owner.rbase += uint64(n)
@@ -648,7 +664,11 @@ func (s *server) serveSock(so *sock) {
 	// out in order.
 	for len(so.sends) > 0 {
 		p := &so.sends[0]
-		s.trimSend(so, p)
+		if !s.trimSend(so, p) {
+			so.e.Abort() // the sends, and what else waits, fail with it
+			s.fail(so, ops.StatusReset)
+			return
+		}
 		n, err := so.e.Write(p.buf)
 		so.e.owner.sent += uint64(n)
 		p.taken += n

@@ -294,11 +294,21 @@ func TestServerReadinessReceives(t *testing.T) {
 		return p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Flags: ops.FlagNoWait, Ref: rbuf, Arg: [4]uint64{2}})
 	}
 	// want checks a receive's reply: status, length, flags, bytes.
+	// A reply with bytes says where they lie in the stream (FlagOffset,
+	// Arg[1]); stream counts the bytes so far.
+	stream := uint64(0)
 	want := func(what string, r channel.Msg, status ops.Status, data string, flags uint16) {
 		t.Helper()
 		got := ""
 		if r.Ref.Len > 0 {
 			got = string(p.sys.Bytes(r.Ref))
+		}
+		if data != "" {
+			flags |= ops.FlagOffset
+			if r.Arg[1] != stream {
+				t.Errorf("%s: bytes at stream offset %d, want %d", what, r.Arg[1], stream)
+			}
+			stream += uint64(len(data))
 		}
 		if ops.StatusOf(r) != status || got != data || r.Flags != flags {
 			t.Errorf("%s = %s, %q, flags %#x; want %s, %q, flags %#x", what, ops.StatusOf(r), got, r.Flags,
