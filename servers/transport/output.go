@@ -49,7 +49,7 @@ func (s *Server) Send(seg []byte, _, dst netip.Addr, o Offload) error {
 	if len(s.overflow) == 0 && s.copyOut(seg, dst, arg) {
 		return nil
 	}
-	if len(s.overflow) >= maxOverflow {
+	if len(s.overflow) >= maxOverflow || s.overflowBytes+len(seg) > maxOverflowBytes {
 		s.outDrops++
 		return ErrNoBuffer
 	}
@@ -58,6 +58,7 @@ func (s *Server) Send(seg []byte, _, dst netip.Addr, o Offload) error {
 		b, s.spare = s.spare[n-1][:0], s.spare[:n-1]
 	}
 	s.overflow = append(s.overflow, heldSegment{append(b, seg...), dst, arg})
+	s.overflowBytes += len(seg)
 	return nil
 }
 
@@ -112,6 +113,7 @@ func (s *Server) output(ref pool.Ref, dst netip.Addr, offload uint64) bool {
 func (s *Server) flushOverflow() {
 	n := 0
 	for n < len(s.overflow) && s.copyOut(s.overflow[n].b, s.overflow[n].dst, s.overflow[n].offload) {
+		s.overflowBytes -= len(s.overflow[n].b)
 		s.spare = append(s.spare, s.overflow[n].b)
 		s.overflow[n] = heldSegment{}
 		n++

@@ -24,9 +24,11 @@ const (
 	// it the loop stops taking requests from that peer (its replies are
 	// what is waiting).
 	maxQueued = 4096
-	// maxOverflow bounds the segments held while every buffer of the out
-	// pool is with IP; past it a segment is dropped (TCP retransmits it).
-	maxOverflow = 4096
+	// maxOverflow and maxOverflowBytes bound the segments held while every
+	// buffer of the out pool is with IP; past them a segment is dropped
+	// (TCP retransmits it; a UDP send fails).
+	maxOverflow      = 4096
+	maxOverflowBytes = 16 << 20
 )
 
 // Config is what a Server needs besides its core.
@@ -102,8 +104,9 @@ type Server struct {
 	lentBuf []byte
 	// overflow are copied segments waiting for a buffer, oldest first;
 	// spare are their old slices, for reuse.
-	overflow []heldSegment
-	spare    [][]byte
+	overflow      []heldSegment
+	overflowBytes int // held in overflow
+	spare         [][]byte
 
 	addr     netip.Prefix // ours, from IP; invalid until it answers
 	offloads Offloads

@@ -1,8 +1,10 @@
 package transport_test
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,7 +67,13 @@ type bed struct {
 
 func start(t *testing.T, outBufs int, sends func(transport.Host)) *bed {
 	t.Helper()
-	out, err := pool.Create(100, outBufs, 2048)
+	return startSized(t, outBufs, 2048, sends)
+}
+
+// startSized is start with out pool buffers of bufSize bytes.
+func startSized(t *testing.T, outBufs, bufSize int, sends func(transport.Host)) *bed {
+	t.Helper()
+	out, err := pool.Create(100, outBufs, bufSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +152,45 @@ func TestOutputHoldsSegmentsInOrder(t *testing.T) {
 	}
 	if want := []string{"one", "two", "three", "four"}; !slices.Equal(got, want) {
 		t.Errorf("segments to IP %q, want %q", got, want)
+	}
+}
+
+// TestOutputBoundsHeldBytes: while every buffer is with IP, segments are
+// held up to a bound in bytes (16 MiB), not only in number: past it Send
+// refuses, and what was held goes out in order as buffers come back.
+func TestOutputBoundsHeldBytes(t *testing.T) {
+	const size = 64 << 10
+	var held, refused atomic.Int32 // counted by the loop's goroutine
+	b := startSized(t, 1, size, func(h transport.Host) {
+		seg := make([]byte, size)
+		for i := range 300 { // 1 to IP, 256 held (16 MiB), the rest refused
+			seg[0] = byte(i)
+			switch err := h.Send(seg, ourNet.Addr(), peerIP, transport.Offload{}); {
+			case err == nil:
+				held.Add(1)
+			case errors.Is(err, transport.ErrNoBuffer):
+				refused.Add(1)
+			default:
+				t.Errorf("Send = %v", err)
+			}
+		}
+	})
+	isOutput := func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput }
+	b.sys.Send(ops.OpSendTo.Msg(1))
+	for i := range 257 {
+		m := b.ip.Recv(isOutput)
+		seg, err := b.out.Bytes(m.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seg[0] != byte(i) {
+			t.Fatalf("segment %d to IP is the %dth sent", i, seg[0])
+		}
+		b.ip.SendRaw(m)
+	}
+	b.ip.Quiet(20 * time.Millisecond)
+	if held.Load() != 257 || refused.Load() != 43 {
+		t.Errorf("%d sends taken, %d refused; want 257 (one in the buffer, 16 MiB held) and 43", held.Load(), refused.Load())
 	}
 }
 

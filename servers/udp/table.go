@@ -71,7 +71,7 @@ type Counters struct {
 	InTruncations uint64 // delivered cut to a receive buffer
 	OutDatagrams  uint64 // handed to IP
 	OutBytes      uint64 // their payload bytes
-	OutErrors     uint64 // sends refused for want of a buffer or by the Output
+	OutErrors     uint64 // sends the Output refused (its queue for buffers full)
 }
 
 // socket is one UDP socket.
@@ -126,6 +126,8 @@ type Table struct {
 	ports  map[uint16]*socket // bound sockets by local port
 	queued int                // bytes charged across all sockets
 	c      Counters
+	// spare is where a datagram is built when the Output lends no buffer.
+	spare []byte
 }
 
 // New returns an empty Table sending through out. done receives the answer
@@ -288,8 +290,11 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.S
 	n := header.UDPMinimumSize + len(payload)
 	b := t.out.Buffer(n)
 	if len(b) < n {
-		t.c.OutErrors++
-		return s.local, ops.StatusError
+		// Every buffer is with IP (busy, or slow on a loaded host): the
+		// datagram is built aside and Send holds it, in order, until one
+		// comes back, rather than the send failing.
+		t.spare = slices.Grow(t.spare[:0], n)
+		b = t.spare[:n]
 	}
 	u := header.UDP(b[:n])
 	u.Encode(&header.UDPFields{SrcPort: s.local.Port(), DstPort: dst.Port(), Length: uint16(n)})
