@@ -42,7 +42,8 @@ commands:
   inject    arm a fault site in a component: keepnet inject NAME --site ID
             or --type T (one of that type, chosen by --seed), firing on the
             first hit, --after N or --prob P; --disarm NAME disarms. Needs
-            a faulty image (make image FAULTS=1; images/out/sites.json
+            a faulty image (make image-faulty: up --initrd
+            images/out/initramfs-faulty.cpio; images/out/sites.json
             lists its sites), except --sigkill NAME and --sigstop NAME
   down      power the appliance off
 
