@@ -23,9 +23,9 @@ import (
 // appliance's NIC is plugged into (as qemu/itest's tests make theirs). Its
 // names are random, so a campaign never meets another's or a test's.
 type netns struct {
-	Name, Tap     string
-	Host, Guest   string // addresses on the link
-	Prefix        int
+	Name, Tap   string
+	Host, Guest string // addresses on the link
+	Prefix      int
 }
 
 // newNetns creates the namespace and its tap device; del removes them.

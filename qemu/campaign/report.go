@@ -91,7 +91,7 @@ type Totals struct {
 	Crashed        int            `json:"crashed"` // crashed or hung a component
 	ByDetection    map[string]int `json:"by_detection"`
 	CrashesBy      map[string]int `json:"crashes_by_component"`
-	Outcomes       map[string]int `json:"outcomes"` // of the crashed runs
+	Outcomes       map[string]int `json:"outcomes"`        // of the crashed runs
 	UDPTransparent int            `json:"udp_transparent"` // of the crashed runs
 	TCPBroken      int            `json:"tcp_broken"`      // of the crashed runs
 	Corruption     int            `json:"corruption"`      // of all runs

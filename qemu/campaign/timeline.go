@@ -15,8 +15,8 @@ import (
 // campaign asks.
 type Timeline struct {
 	mu        sync.Mutex
-	ticks     []Event // Kind tick, Counters set, in time order
-	incidents []Event // corrupt, broken, error
+	ticks     []Event       // Kind tick, Counters set, in time order
+	incidents []Event       // corrupt, broken, error
 	changed   chan struct{} // closed and replaced at every event
 }
 

@@ -100,9 +100,9 @@ const (
 
 // worker runs the workload and writes its events.
 type worker struct {
-	w  Workload
-	c  struct{ downBytes, echoLines, connsOK, connsFailed, udpSent, udpEchoed, dnsAnswered, pingSent, pingReplies atomic.Int64 }
-	mu sync.Mutex // serialises out
+	w   Workload
+	c   struct{ downBytes, echoLines, connsOK, connsFailed, udpSent, udpEchoed, dnsAnswered, pingSent, pingReplies atomic.Int64 }
+	mu  sync.Mutex // serialises out
 	out *json.Encoder
 }
 
@@ -144,7 +144,7 @@ func (wk *worker) counters() *Counters {
 		ConnsOK: wk.c.connsOK.Load(), ConnsFailed: wk.c.connsFailed.Load(),
 		UDPSent: wk.c.udpSent.Load(), UDPEchoed: wk.c.udpEchoed.Load(),
 		DNSAnswered: wk.c.dnsAnswered.Load(),
-		PingSent: wk.c.pingSent.Load(), PingReplies: wk.c.pingReplies.Load(),
+		PingSent:    wk.c.pingSent.Load(), PingReplies: wk.c.pingReplies.Load(),
 	}
 }
 
