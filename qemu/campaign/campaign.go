@@ -97,7 +97,7 @@ type Limits struct {
 
 // DefaultLimits suit TCG on a shared 2-core host.
 var DefaultLimits = Limits{
-	Activation: 5 * time.Second, Quiet: 15 * time.Second, Reach: 20 * time.Second,
+	Activation: 5 * time.Second, Quiet: 12 * time.Second, Reach: 20 * time.Second,
 	Recover: 45 * time.Second, Measure: 4 * time.Second, Healthy: 90 * time.Second,
 }
 

@@ -62,6 +62,26 @@ type Plan struct {
 	// Sites, if set, are the sites to arm, in turn, instead of sites chosen
 	// at random (each in the components in turn that link it).
 	Sites []uint32
+	// Home is the share of site faults drawn from the component's own
+	// packages (HomePackages) rather than from everything it links. A
+	// component links much code it never runs — syscall links the store's
+	// server along with its client, udp the TCP header parser — so without
+	// it most faults are never activated.
+	Home float64
+}
+
+// HomePackages are a component's own packages, by its binary's name: the
+// code the paper injected its faults into.
+func HomePackages(bin string) []string {
+	switch bin {
+	case "nic":
+		return []string{"keepnet/drivers/nic", "keepnet/drivers/link", "keepnet/drivers/pci", "keepnet/e1000"}
+	case "syscall":
+		return []string{"keepnet/servers/syscallsrv"}
+	case "httpd", "echo", "resolver", "sshd":
+		return []string{"keepnet/servers/socket"}
+	}
+	return []string{"keepnet/servers/" + bin}
 }
 
 // Total is how many faults the plan has.
@@ -99,6 +119,7 @@ func (p Plan) next(r *rand.Rand, list *sitelist.List, comp string, i int) (Fault
 	// Draw every number every time, so that fault i does not depend on
 	// the kinds of the faults before it.
 	signal, stop, typeDraw, siteDraw := r.Float64() < p.Signals, r.IntN(4) == 0, r.Uint64(), r.Uint64()
+	home := r.Float64() < p.Home
 	if signal {
 		mode := ModeSIGKILL
 		if stop {
@@ -110,6 +131,9 @@ func (p Plan) next(r *rand.Rand, list *sitelist.List, comp string, i int) (Fault
 		return Fault{}, errors.New("site faults need the faulty image's site list")
 	}
 	bin := BinaryOf(list, comp)
+	if home && len(p.Sites) == 0 {
+		list = restrict(list, bin, HomePackages(bin))
+	}
 	if len(p.Sites) > 0 {
 		id := p.Sites[i%len(p.Sites)]
 		s, err := list.Check(bin, id)
@@ -138,6 +162,21 @@ func (p Plan) next(r *rand.Rand, list *sitelist.List, comp string, i int) (Fault
 		return Fault{}, fmt.Errorf("%s: %w", comp, err)
 	}
 	return Fault{Component: comp, Mode: ModeSite, Site: s}, nil
+}
+
+// restrict is list with bin linking only those of pkgs it links; list
+// itself if that leaves it no package.
+func restrict(list *sitelist.List, bin string, pkgs []string) *sitelist.List {
+	var keep []string
+	for _, p := range list.Components[bin] {
+		if slices.Contains(pkgs, p) {
+			keep = append(keep, p)
+		}
+	}
+	if len(keep) == 0 {
+		return list
+	}
+	return &sitelist.List{Components: map[string][]string{bin: keep}, Sites: list.Sites}
 }
 
 // BinaryOf is the name the site list knows a component by, that of its

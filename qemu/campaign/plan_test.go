@@ -116,3 +116,15 @@ func TestPlanSignalsOnly(t *testing.T) {
 		t.Error("site faults without a site list: no error")
 	}
 }
+
+func TestPlanHome(t *testing.T) {
+	faults, err := Plan{Components: []string{"udp", "e1000.0"}, Faults: 20, Home: 1, Seed: 2}.List(testList())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range faults {
+		if f.Site.Package == "keepnet/kernel/channel" {
+			t.Errorf("Home 1 chose a site outside %s's own packages: %v", f.Component, f)
+		}
+	}
+}

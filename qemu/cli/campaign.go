@@ -28,6 +28,7 @@ func campaignCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	seed := fs.Uint64("seed", 1, "chooses every site and signal: the same seed, flags and image give the same campaign")
 	out := fs.String("out", filepath.Join(root, "images/out/campaign"), "where report.json, report.md and throughput.png go")
 	sigkillOnly := fs.Bool("sigkill-only", false, "SIGKILL (and one time in four SIGSTOP) instead of fault sites: no faulty image needed")
+	home := fs.Float64("home", 0.75, "the share of site faults drawn from the component's own packages (servers/udp for udp...) rather than all the code it links")
 	signals := fs.Float64("signals", 0, "the share of faults that are SIGKILL/SIGSTOP instead of sites (0 to 1)")
 	components := fs.String("components", strings.Join(campaign.DefaultComponents, ","), "the components to fault, in turn")
 	sites := fs.String("sites", "", "fault site ids to arm, in turn, instead of random ones (from the image's site list)")
@@ -38,13 +39,15 @@ func campaignCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	resume := fs.Bool("resume", false, "go on from the report.json in --out (same seed and flags)")
 	hang := fs.Duration("hang", 6*time.Second, "the guest's hang limit (keepnet.hang): how long a component may not answer before it is restarted")
 	appendFlag := fs.String("append", "", "extra kernel command line")
+	quiet := fs.Duration("quiet", campaign.DefaultLimits.Quiet, "how long to wait for a component to restart after a fault before calling it undetected")
+	activation := fs.Duration("activation", campaign.DefaultLimits.Activation, "how long to wait for an armed site to be reached before calling the fault not activated")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	p := campaign.Plan{Components: splitComma(*components), Faults: *faults, PerComponent: *perComp, Seed: *seed, Signals: *signals}
+	p := campaign.Plan{Components: splitComma(*components), Faults: *faults, PerComponent: *perComp, Seed: *seed, Signals: *signals, Home: *home}
 	var err error
 	if p.Types, err = campaign.ParseTypes(*types); err != nil {
 		return usageError{fmt.Errorf("--types: %w", err)}
@@ -85,6 +88,7 @@ func campaignCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg := campaign.Config{
 		Plan: p, Bin: bin, Kernel: *kernel, Image: *image, SiteList: *siteList,
 		Out: *out, Resume: *resume, Hang: *hang, Append: *appendFlag, Progress: stderr,
+		Limits: campaign.Limits{Quiet: *quiet, Activation: *activation},
 	}
 	rep, err := campaign.Run(ctx, cfg)
 	if rep != nil && len(rep.Runs) > 0 {
