@@ -61,7 +61,7 @@ func (c *campaign) run(ctx context.Context, n int, f Fault) (Record, error) {
 	rec.Activated, rec.Fired, rec.Detection, rec.Restarted = v.Activated, o.Fired, o.Detection, o.Restarted
 	rec.Outcome, rec.UDPTransparent, rec.TCPBroken, rec.Corruption, rec.Degraded = v.Outcome, v.UDPTransparent, v.TCPBroken, v.Corruption, v.Degraded
 	rec.RecoveryMS, rec.RateBefore, rec.RateAfter = v.RecoveryMS, round1(o.RateBefore), round1(o.RateAfter)
-	rec.Incidents = append(o.Corrupt, o.Broken...)
+	rec.Incidents = summarise(append(o.Corrupt, o.Broken...), maxIncidents)
 	rec.Seconds = round1(time.Since(t0).Seconds())
 	if o.Manual {
 		rec.Note = "reachable only after keepnet restart " + f.Component
@@ -70,6 +70,19 @@ func (c *campaign) run(ctx context.Context, n int, f Fault) (Record, error) {
 		rec.Note = "not reachable after keepnet restart " + f.Component + ": rebooted"
 	}
 	return rec, nil
+}
+
+// maxIncidents bounds the incidents a record keeps: a fault that breaks
+// every new echo session for its whole window would otherwise fill the
+// report with the same line.
+const maxIncidents = 5
+
+// summarise keeps the first max incidents and says how many more there were.
+func summarise(incidents []string, max int) []string {
+	if len(incidents) <= max {
+		return incidents
+	}
+	return append(incidents[:max:max], fmt.Sprintf("and %d more", len(incidents)-max))
 }
 
 func round1(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }
