@@ -290,6 +290,7 @@ func (c *campaign) startWorker(ctx context.Context, ns *netns) (<-chan error, er
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the workload: %w", err)
 	}
+	c.tl.OnError = func(e Event) { fmt.Fprintf(c.log, "campaign: the workload's %s stream: %s\n", e.What, e.Detail) }
 	done := make(chan error, 1)
 	go func() {
 		c.tl.Read(out)

@@ -42,6 +42,7 @@ type Record struct {
 	RateBefore float64  `json:"rate_before_mbps"`
 	RateAfter  float64  `json:"rate_after_mbps"`
 	UDPLost    int64    `json:"udp_lost"`            // datagrams not echoed from the fault to the end of the run
+	DNSAnswers int64    `json:"dns_answers"`         // resolver queries answered from the fault to the end of the run
 	Incidents  []string `json:"incidents,omitempty"` // the workload's: what broke, what was wrong
 	Note       string   `json:"note,omitempty"`
 	At         float64  `json:"at_s"` // when it was injected, seconds since the campaign began

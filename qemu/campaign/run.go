@@ -56,6 +56,7 @@ func (c *campaign) run(ctx context.Context, n int, f Fault) (Record, error) {
 	o.DNSResumed = c.grew(detected, func(k Counters) int64 { return k.DNSAnswered })
 	sent, echoed := c.tl.At(end).UDPSent-c.tl.At(t0).UDPSent, c.tl.At(end).UDPEchoed-c.tl.At(t0).UDPEchoed
 	rec.UDPLost = max(0, sent-echoed)
+	rec.DNSAnswers = c.tl.At(end).DNSAnswered - c.tl.At(t0).DNSAnswered
 
 	v := Classify(o)
 	rec.Activated, rec.Fired, rec.Detection, rec.Restarted = v.Activated, o.Fired, o.Detection, o.Restarted

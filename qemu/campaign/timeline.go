@@ -18,6 +18,9 @@ type Timeline struct {
 	ticks     []Event       // Kind tick, Counters set, in time order
 	incidents []Event       // corrupt, broken, error
 	changed   chan struct{} // closed and replaced at every event
+	// OnError, if set before Read, gets every error event at once: a
+	// stream that cannot run at all is the campaign's problem, not a run's.
+	OnError func(Event)
 }
 
 // NewTimeline returns an empty timeline.
@@ -47,6 +50,9 @@ func (tl *Timeline) Add(e Event) {
 		}
 	} else {
 		tl.incidents = append(tl.incidents, e)
+	}
+	if e.Kind == EventError && tl.OnError != nil {
+		tl.OnError(e)
 	}
 	close(tl.changed)
 	tl.changed = make(chan struct{})
