@@ -90,7 +90,12 @@ func (a *appliance) boot(ctx context.Context, log io.Writer) error {
 		"--gw", a.ns.Host, "--dns", a.ns.Host, "--stack", "keepnet"}
 	ctx, cancel := context.WithTimeout(ctx, bootWait+time.Minute)
 	defer cancel()
-	out, err := a.ns.command(ctx, a.bin, append(args, a.upArgs...)...).CombinedOutput()
+	cmd := a.ns.command(ctx, a.bin, append(args, a.upArgs...)...)
+	// Interrupted, keepnet up stops the QEMU it started; killed, it could
+	// not, and the QEMU would outlive the campaign.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = time.Minute
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("keepnet up: %v\n%s", err, out)
 	}
