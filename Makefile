@@ -7,9 +7,13 @@
 #                   and the uncompressed vmlinux QEMU boots through PVH, which
 #                   skips the bzImage's self-decompression (2 s under TCG)
 #   make image      build the initramfs images/out/initramfs.cpio
-#                   (FAULTS=1: a faulty image, its components built with
-#                    fault sites from images/out/faulty-src, the site list
-#                    in images/out/sites.json; see kernel/fault)
+#                   (FAULTS=1: the faulty image too, as make image-faulty)
+#   make image-faulty  the faulty image images/out/initramfs-faulty.cpio, its
+#                   components built with fault sites from
+#                   images/out/faulty-src, the site list in
+#                   images/out/sites.json (see kernel/fault)
+#   make campaign   the standard fault-injection campaign (keepnet campaign,
+#                   qemu/campaign): report in images/out/campaign/
 #   make run        boot the appliance, status page on http://127.0.0.1:8080/
 #   make test       unit tests, then the QEMU integration tests
 #   make bench      benchmarks: channel messages/s across two processes, ping
@@ -26,9 +30,10 @@
 GO      ?= go
 KDIR    := images/kernel
 INITRD  := images/out/initramfs.cpio
+FAULTY  := images/out/initramfs-faulty.cpio
 RUNARGS ?= --net user --fwd tcp:8080:80
 
-.PHONY: all kernel image run test unit bench deps clean FORCE
+.PHONY: all kernel image image-faulty run test unit bench campaign deps clean FORCE
 
 all: bin/keepnet bin/keepnet-relay
 
@@ -60,9 +65,13 @@ $(KDIR)/bzImage:
 	kernel/fetch-debian.sh $(KDIR)
 endif
 
-image: bin/mkimage kernel
-	bin/mkimage -o $(INITRD) $(if $(filter 1,$(FAULTS)),-faults)
+image: bin/mkimage kernel $(if $(filter 1,$(FAULTS)),image-faulty)
+	bin/mkimage -o $(INITRD)
 	@ls -l $(INITRD) | awk '{printf "initramfs: %s (%.1f MiB)\n", $$NF, $$5/1048576}'
+
+image-faulty: bin/mkimage kernel
+	bin/mkimage -faults -o $(FAULTY)
+	@ls -l $(FAULTY) | awk '{printf "initramfs: %s (%.1f MiB, with fault sites)\n", $$NF, $$5/1048576}'
 
 run: deps all image
 	bin/keepnet up $(RUNARGS)
@@ -70,7 +79,7 @@ run: deps all image
 # Unit tests run anywhere; the integration tests boot QEMU and need root
 # (network namespaces, tap devices). KEEPNET_ITEST=1 makes them mandatory:
 # under `make test` a missing prerequisite fails instead of skipping.
-test: deps all image
+test: deps all image image-faulty
 	scripts/hugepages.sh 16
 	$(GO) vet ./...
 	KEEPNET_ITEST=1 $(GO) test -count=1 -timeout 60m ./...
@@ -88,6 +97,15 @@ bench: deps all image
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRelayCost$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkShortConnections$$' -benchtime 1x -timeout 60m ./qemu/itest
+
+# The standard campaign (issue 13): fault sites of the types that crash or
+# hang a component when reached, in the components' own code mostly, and a
+# quarter SIGKILL/SIGSTOP, round-robin over e1000.0, ip, udp, tcp, syscall
+# and store. CAMPAIGN_ARGS adds to it or overrides it (--faults 60,
+# --resume, --types ...).
+CAMPAIGN_ARGS ?=
+campaign: deps all image image-faulty
+	bin/keepnet campaign --faults 240 --types panic,block,loop,zero,wrong-buffer --signals 0.25 --seed 1 $(CAMPAIGN_ARGS)
 
 deps:
 	@scripts/deps.sh

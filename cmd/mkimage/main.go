@@ -1,10 +1,12 @@
 // Command mkimage builds the appliance's initramfs (see package images).
 //
-// With -faults it builds a faulty image: the components are built from an
-// instrumented copy of the module written to images/out/faulty-src, and the
-// site list goes beside the image (sites.json) as well as into it. Without
-// it, a site list left beside the image by an earlier faulty build is
-// removed: the image it described is gone.
+// With -faults it builds a faulty image, by default a file of its own
+// (images/out/initramfs-faulty.cpio) so that a normal image and a faulty one
+// live side by side (make test boots both; keepnet campaign boots the faulty
+// one): the components are built from an instrumented copy of the module
+// written to images/out/faulty-src, and the site list goes beside the image
+// (sites.json) as well as into it. A normal build leaves that site list
+// alone: it describes the faulty image, which a normal build does not touch.
 package main
 
 import (
@@ -18,10 +20,16 @@ import (
 )
 
 func main() {
-	out := flag.String("o", "images/out/initramfs.cpio", "initramfs to write")
+	out := flag.String("o", "", "initramfs to write (default images/out/initramfs.cpio, with -faults images/out/initramfs-faulty.cpio)")
 	mods := flag.String("modules", "", "the kernel's lib/modules/<release> directory (default: the one under images/kernel/modules)")
 	faults := flag.Bool("faults", false, "build the components with fault sites (kernel/fault/rewrite); the site list goes beside the image as sites.json")
 	flag.Parse()
+	if *out == "" {
+		*out = "images/out/initramfs.cpio"
+		if *faults {
+			*out = "images/out/initramfs-faulty.cpio"
+		}
+	}
 	if err := run(*out, *mods, *faults); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
@@ -52,9 +60,6 @@ func run(out, mods string, faults bool) error {
 	os.Remove(partial)
 	sites := filepath.Join(filepath.Dir(out), "sites.json")
 	o := images.Options{Output: partial, ModulesDir: mods, ModuleDir: root, TempDir: tmp}
-	if err := os.Remove(sites); err != nil && !os.IsNotExist(err) {
-		return err
-	}
 	if faults {
 		o.FaultSrc = filepath.Join(filepath.Dir(out), "faulty-src")
 		o.SiteList = sites + ".partial"

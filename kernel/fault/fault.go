@@ -28,7 +28,11 @@
 // that line would. Panic, Loop and Block end (or never end) the hit that
 // fires them, so for them the first firing is the only one that matters.
 // Activated and Hits tell a campaign whether the armed site was reached at
-// all, Fired whether the fault was injected.
+// all, Fired whether the fault was injected. So that a campaign on the host
+// can tell too, without a question the component might be too stuck to
+// answer, the first hit of an armed site and its firing each write one line
+// to standard error ("fault: site 12 reached", "fault: site 12 fired on hit
+// 1"), which init puts on the console under the component's name.
 //
 // Every function is safe for concurrent use: sites are hit from any
 // goroutine of the component, and arming comes from the wiring's reader.
@@ -37,6 +41,7 @@ package fault
 import (
 	"fmt"
 	"math"
+	"os"
 	"sync/atomic"
 )
 
@@ -125,14 +130,26 @@ func hit(site uint32) bool {
 		return false
 	}
 	n := a.hits.Add(1)
+	if n == 1 {
+		report("fault: site %d reached\n", site)
+	}
 	if a.fired.Load() {
 		return true
 	}
 	if (a.after != 0 && n >= a.after) || (a.prob != 0 && draw(a.seed, n) < a.prob) {
-		a.fired.Store(true)
+		if !a.fired.Swap(true) {
+			report("fault: site %d fired on hit %d\n", site, n)
+		}
 		return true
 	}
 	return false
+}
+
+// report writes one line to standard error for a campaign watching the
+// console (qemu/campaign): once per arming, so it costs nothing per hit.
+// Standard error, not log: a component may have pointed log elsewhere.
+func report(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format, args...)
 }
 
 // draw is the n-th number of the sequence seed names (splitmix64's mix): a

@@ -42,8 +42,13 @@ commands:
   inject    arm a fault site in a component: keepnet inject NAME --site ID
             or --type T (one of that type, chosen by --seed), firing on the
             first hit, --after N or --prob P; --disarm NAME disarms. Needs
-            a faulty image (make image FAULTS=1; images/out/sites.json
+            a faulty image (make image-faulty: up --initrd
+            images/out/initramfs-faulty.cpio; images/out/sites.json
             lists its sites), except --sigkill NAME and --sigstop NAME
+  campaign  a fault-injection campaign: boot the appliance in a namespace
+            of its own, keep a workload running, inject faults one at a
+            time (fault sites of the faulty image, or --sigkill-only) and
+            report what each did (report.md: the paper's Tables III, IV)
   down      power the appliance off
 
 'keepnet COMMAND -h' lists a command's flags.
@@ -72,6 +77,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = profileCmd(ctx, args[1:], stdout, stderr)
 	case "down":
 		err = down(ctx, args[1:], stdout, stderr)
+	case "campaign":
+		err = campaignCmd(ctx, args[1:], stdout, stderr)
+	case "campaign-worker": // not in the usage: a campaign runs it
+		err = campaignWorker(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
