@@ -195,6 +195,18 @@ func (f *Filter) adoptAll() {
 // passed go on, as in pf. rs is the Filter's from now on (its counters).
 func (f *Filter) Load(rs *Ruleset) { f.rules = rs }
 
+// LoadText parses text as a rule set and loads it. A text with an error
+// in it is refused whole (a *ParseError says where), and the rule set in
+// force stays in force.
+func (f *Filter) LoadText(text string) error {
+	rs, err := Parse(text)
+	if err != nil {
+		return err
+	}
+	f.Load(rs)
+	return nil
+}
+
 // Rules is the rule set in force, with its counters.
 func (f *Filter) Rules() *Ruleset { return f.rules }
 

@@ -281,11 +281,11 @@ func (p *parser) host(r *Rule, h *Host) error {
 		}
 		h.Addr = pfx
 	}
-	if !p.accept("port") {
+	if p.peek() != "port" {
 		return nil
 	}
-	if r.Proto != header.ProtocolTCP && r.Proto != header.ProtocolUDP {
-		return p.errAt(token{"port", t.col}, "port needs proto tcp or proto udp before it")
+	if kw := p.next(); r.Proto != header.ProtocolTCP && r.Proto != header.ProtocolUDP {
+		return p.errAt(kw, "port needs proto tcp or proto udp before it")
 	}
 	pt := p.next()
 	pr, ok := parsePorts(pt.s)
