@@ -53,14 +53,14 @@ type Counters struct {
 type Reason uint8
 
 const (
-	ReasonRule      Reason = iota // a rule matched: Verdict.Rule
-	ReasonDefault                 // no rule matched: the default action
-	ReasonState                   // a tracked flow's packet
-	ReasonRelated                 // an ICMP error quoting a tracked flow
-	ReasonBadWindow               // a tracked TCP flow's segment out of window
-	ReasonStateLimit              // the rule would create a state; the table is full
-	ReasonMalformed               // not a well-formed IPv4 datagram
-	ReasonFragment                // a later fragment: passed as its first was, or not
+	ReasonRule       Reason = iota // a rule matched: Verdict.Rule
+	ReasonDefault                  // no rule matched: the default action
+	ReasonState                    // a tracked flow's packet
+	ReasonRelated                  // an ICMP error quoting a tracked flow
+	ReasonBadWindow                // a tracked TCP flow's segment out of window
+	ReasonStateLimit               // the rule would create a state; the table is full
+	ReasonMalformed                // not a well-formed IPv4 datagram
+	ReasonFragment                 // a later fragment: passed as its first was, or not
 )
 
 var reasonNames = [...]string{"rule", "default", "state", "related", "bad-window", "state-limit", "malformed", "fragment"}

@@ -3,8 +3,8 @@ package pf
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
