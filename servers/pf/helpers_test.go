@@ -145,12 +145,20 @@ type conn struct {
 	cseq, sseq     uint32
 	// dir is the way the client's segments cross the filter.
 	dir Dir
+	// cwin and swin are the windows each side advertises (0: 65535);
+	// cws and sws their SYNs' window scale options (0: none, else
+	// shift+1).
+	cwin, swin uint16
+	cws, sws   int8
 }
 
 // fromClient is a segment from the client carrying n bytes; it advances
 // the client's sequence number.
 func (c *conn) fromClient(flags uint8, n int) []byte {
-	s := seg{src: c.client, dst: c.server, sport: c.cport, dport: c.sport, seq: c.cseq, ack: c.sseq, flags: flags, data: n}
+	s := seg{src: c.client, dst: c.server, sport: c.cport, dport: c.sport, seq: c.cseq, ack: c.sseq, flags: flags, data: n, win: c.cwin}
+	if flags&syn != 0 {
+		s.wscale = c.cws
+	}
 	c.cseq += uint32(n)
 	if flags&(syn|fin) != 0 {
 		c.cseq++
@@ -159,7 +167,10 @@ func (c *conn) fromClient(flags uint8, n int) []byte {
 }
 
 func (c *conn) fromServer(flags uint8, n int) []byte {
-	s := seg{src: c.server, dst: c.client, sport: c.sport, dport: c.cport, seq: c.sseq, ack: c.cseq, flags: flags, data: n}
+	s := seg{src: c.server, dst: c.client, sport: c.sport, dport: c.cport, seq: c.sseq, ack: c.cseq, flags: flags, data: n, win: c.swin}
+	if flags&syn != 0 {
+		s.wscale = c.sws
+	}
 	c.sseq += uint32(n)
 	if flags&(syn|fin) != 0 {
 		c.sseq++
