@@ -166,29 +166,40 @@ func New(mem []byte, cfg Config) (*Filter, error) {
 
 // adoptAll takes the valid states of every slot; a second record of the
 // same flow (which a correct table never has) loses to the newer one.
+// Records dropped are overwritten free, once every stamp is known, so
+// that the next restart does not count them again.
 func (f *Filter) adoptAll() {
 	stamps := make([]uint64, len(f.states))
-	for i := len(f.states) - 1; i >= 0; i-- {
-		kind, stamp := f.kept.adopt(i, &f.states[i])
-		if kind == slotCorrupt {
-			f.c.Discarded++
-		}
-		if kind != slotState {
-			f.free = append(f.free, int32(i))
+	var dropped []int32
+	drop := func(i int32) {
+		dropped = append(dropped, i)
+		f.free = append(f.free, i)
+	}
+	for i := int32(len(f.states) - 1); i >= 0; i-- {
+		kind, stamp := f.kept.adopt(int(i), &f.states[i])
+		switch kind {
+		case slotEmpty:
+			f.free = append(f.free, i)
+			continue
+		case slotCorrupt:
+			drop(i)
 			continue
 		}
-		if j, dup := f.index[f.states[i].key]; dup {
-			f.c.Discarded++
+		key := f.states[i].key
+		if j, dup := f.index[key]; dup {
 			if stamps[j] > stamp {
-				f.free = append(f.free, int32(i))
+				drop(i)
 				continue
 			}
 			f.live[j] = false
-			f.free = append(f.free, j)
+			drop(j)
 		}
-		f.index[f.states[i].key], f.live[i], stamps[i] = int32(i), true, stamp
-		f.c.Adopted++
+		f.index[key], f.live[i], stamps[i] = i, true, stamp
 	}
+	for _, i := range dropped {
+		f.kept.free(int(i))
+	}
+	f.c.Adopted, f.c.Discarded = uint64(len(f.index)), uint64(len(dropped))
 }
 
 // Load makes rs the rule set in force. States stay: flows the old rules
