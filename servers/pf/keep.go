@@ -14,9 +14,9 @@ import (
 //	header (64 bytes): magic, version, slot count, nonce, CRC-32C of these
 //	slot 0 .. slot MaxStates-1 (256 bytes each): two copies of a record
 //
-// A copy is a stamp (a counter that only grows, across the whole table),
-// a CRC-32C over the set-up's nonce, the stamp and the record, the
-// record's kind (a state, or free) and version, and the record: the flow's
+// A copy is a CRC-32C over the set-up's nonce and the rest of the copy,
+// the record's kind (a state, or free) and version, a stamp (a counter
+// that only grows, across the whole table), and the record: the flow's
 // key, both sides' TCP tracking, times, the creating rule and the packet
 // and byte counts. Every change to a state is written at once, before the
 // verdict that made it is returned ("write-through"), to the slot's older
@@ -49,6 +49,13 @@ const (
 	hdrNonce   = 24
 	hdrCRC     = 32 // over the bytes before it
 
+	// A copy's header: the checksum first, so that it covers the rest
+	// of the copy in one piece.
+	cpSum     = 0
+	cpKind    = 4
+	cpVersion = 5
+	cpStamp   = 8
+
 	recordVersion = 1
 	kindFree      = 0
 	kindState     = 1
@@ -63,9 +70,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type keeper struct {
 	mem   []byte
 	slots int
-	nonce [8]byte // as the checksums cover it
-	stamp uint64  // the last stamp written
-	next  []uint8 // per slot, the copy the next write goes to
+	// nonceSum is the CRC-32C of the nonce, where every record's
+	// checksum starts.
+	nonceSum uint32
+	stamp    uint64  // the last stamp written
+	next     []uint8 // per slot, the copy the next write goes to
 }
 
 func (k *keeper) copyOf(slot, c int) []byte {
@@ -94,7 +103,9 @@ func (k *keeper) setUp(nonce uint64) {
 	k.loadNonce()
 }
 
-func (k *keeper) loadNonce() { copy(k.nonce[:], k.mem[hdrNonce:hdrNonce+8]) }
+func (k *keeper) loadNonce() {
+	k.nonceSum = crc32.Update(0, castagnoli, k.mem[hdrNonce:hdrNonce+8])
+}
 
 // save writes st as slot's record.
 func (k *keeper) save(slot int, st *state) {
@@ -114,26 +125,24 @@ func (k *keeper) free(slot int) {
 // next to be written.
 func (k *keeper) seal(slot int, c []byte, kind uint8) {
 	k.stamp++
-	binary.LittleEndian.PutUint64(c[0:], k.stamp)
-	c[12], c[13] = kind, recordVersion
-	binary.LittleEndian.PutUint32(c[8:], k.sum(c))
+	binary.LittleEndian.PutUint64(c[cpStamp:], k.stamp)
+	c[cpKind], c[cpVersion] = kind, recordVersion
+	binary.LittleEndian.PutUint32(c[cpSum:], k.sum(c))
 	k.next[slot] ^= 1
 }
 
-// sum is the CRC-32C of copy c under the nonce.
+// sum is the CRC-32C of the nonce and copy c past its checksum field.
 func (k *keeper) sum(c []byte) uint32 {
-	crc := crc32.Update(0, castagnoli, k.nonce[:])
-	crc = crc32.Update(crc, castagnoli, c[0:8])
-	return crc32.Update(crc, castagnoli, c[12:])
+	return crc32.Update(k.nonceSum, castagnoli, c[cpSum+4:])
 }
 
 // read returns copy c's stamp and kind if its checksum holds.
 func (k *keeper) read(c []byte) (stamp uint64, kind uint8, ok bool) {
-	stamp = binary.LittleEndian.Uint64(c[0:])
-	if stamp == 0 || c[13] != recordVersion || binary.LittleEndian.Uint32(c[8:]) != k.sum(c) {
+	stamp = binary.LittleEndian.Uint64(c[cpStamp:])
+	if stamp == 0 || c[cpVersion] != recordVersion || binary.LittleEndian.Uint32(c[cpSum:]) != k.sum(c) {
 		return 0, 0, false
 	}
-	return stamp, c[12], true
+	return stamp, c[cpKind], true
 }
 
 // slotRecord is what adoption found in a slot.
@@ -152,7 +161,7 @@ func (k *keeper) adopt(slot int, st *state) (slotRecord, uint64) {
 	best, bestStamp, written := -1, uint64(0), false
 	for c := range 2 {
 		cp := k.copyOf(slot, c)
-		written = written || binary.LittleEndian.Uint64(cp[0:]) != 0
+		written = written || binary.LittleEndian.Uint64(cp[cpStamp:]) != 0
 		stamp, _, ok := k.read(cp)
 		if !ok {
 			continue
@@ -170,7 +179,7 @@ func (k *keeper) adopt(slot int, st *state) (slotRecord, uint64) {
 	}
 	k.next[slot] = uint8(best ^ 1)
 	cp := k.copyOf(slot, best)
-	if cp[12] != kindState {
+	if cp[cpKind] != kindState {
 		return slotEmpty, 0
 	}
 	if !decodeState(cp[copyHeader:], st) {
