@@ -371,3 +371,28 @@ func TestFragments(t *testing.T) {
 		t.Errorf("counters %+v, want 1 fragment passed, 3 lost", c)
 	}
 }
+
+func TestStates(t *testing.T) {
+	w := newWire(t, 0, "set default block\npass out proto udp\npass in proto tcp\n")
+	w.pass(Out, udp(inside, 5000, outside, 53, 30), ReasonRule, "query")
+	w.pass(In, udp(outside, 53, inside, 5000, 70), ReasonState, "answer")
+	c := w.conn(other, 40000, inside, 22, In)
+	c.open()
+	w.advance(time.Second)
+	got := w.f.States(w.now)
+	if len(got) != 2 {
+		t.Fatalf("States = %v, want 2", got)
+	}
+	want := []string{
+		"udp out 10.0.0.2:5000 -> 192.0.2.7:53 SINGLE:SINGLE pkts 1:1 bytes 58:98 rule 0",
+		"tcp in 198.51.100.9:40000 -> 10.0.0.2:22 ESTABLISHED:ESTABLISHED pkts 2:1 bytes 80:40 rule 1",
+	}
+	for i, s := range got {
+		if s.String() != want[i] {
+			t.Errorf("state %d: %q, want %q", i, s, want[i])
+		}
+	}
+	if exp := got[0].Expires.Sub(w.now); exp != DefaultTimeouts().UDPMultiple-time.Second {
+		t.Errorf("UDP state expires in %v, want udp.multiple less the second gone", exp)
+	}
+}
