@@ -61,7 +61,7 @@ func (st *state) info(tm *Timeouts) StateInfo {
 		ResponderState: peerStateNames[st.peers[responder].state],
 		Packets:        st.packets, Bytes: st.bytes,
 		Created: time.Unix(0, st.created), Expires: time.Unix(0, st.last).Add(st.timeout(tm)),
-		Rule:    int(st.rule),
+		Rule: int(st.rule),
 	}
 	if !st.initLo {
 		in.Dir, in.Initiator, in.Responder = k.loDir.reverse(), hi, lo
