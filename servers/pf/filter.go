@@ -289,6 +289,15 @@ func (p *packet) hasFlow() bool {
 	return p.proto != header.ProtocolICMP || isEcho(p.icmpType)
 }
 
+// ports are p's TCP or UDP ports; 0 for other protocols (no port rule
+// matches 0), whose flows key on other fields (the ICMP echo identifier).
+func (p *packet) ports() (src, dst uint16) {
+	if p.proto == header.ProtocolTCP || p.proto == header.ProtocolUDP {
+		return p.sport, p.dport
+	}
+	return 0, 0
+}
+
 // makesState reports whether a keep state rule creates a state for p:
 // the first packet of a flow (for TCP its SYN, for ICMP an echo request).
 func (p *packet) makesState() bool {
@@ -501,12 +510,13 @@ func (rs *Ruleset) match(p *packet, dir Dir, iface string) int {
 // segment of a connection the filter does not track is not passed by a
 // rule meant for new ones.
 func (r *Rule) matches(p *packet, dir Dir, iface string) bool {
+	sport, dport := p.ports()
 	switch {
 	case r.Dir != dirAny && r.Dir != dir,
 		r.Iface != "" && r.Iface != iface,
 		r.Proto != 0 && r.Proto != p.proto,
-		!r.From.match(p.src, p.sport),
-		!r.To.match(p.dst, p.dport),
+		!r.From.match(p.src, sport),
+		!r.To.match(p.dst, dport),
 		r.HasICMPType && (p.proto != header.ProtocolICMP || p.icmpType != r.ICMPType),
 		r.Action == Pass && r.KeepState && p.proto == header.ProtocolTCP && !p.initialSYN():
 		return false

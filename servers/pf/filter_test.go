@@ -396,3 +396,12 @@ func TestStates(t *testing.T) {
 		t.Errorf("UDP state expires in %v, want udp.multiple less the second gone", exp)
 	}
 }
+
+// TestPortsOnlyForTCPAndUDP: a rule built with ports but no protocol (the
+// parser refuses to) does not take an ICMP echo identifier for a port.
+func TestPortsOnlyForTCPAndUDP(t *testing.T) {
+	w := newWire(t, 0, "")
+	w.f.Load(NewRuleset(Block, Timeouts{}, Rule{Action: Pass, To: Host{Ports: PortRange{7, 7}}}))
+	w.block(In, echo(header.ICMPv4Echo, outside, inside, 7, 1), ReasonDefault, "echo with identifier 7")
+	w.pass(In, udp(outside, 1, inside, 7, 1), ReasonRule, "udp to port 7")
+}
