@@ -1,0 +1,109 @@
+// Package pf is keepnet's packet filter: a rule set in the spirit of
+// OpenBSD's pf.conf, and connection tracking whose state table outlives
+// the pf server. This package is the core, with no I/O and no clock of its
+// own: the pf server (cmd/pf, to come) asks a Filter for the verdict on
+// every IPv4 datagram ip receives, sends or forwards, and hands it the time.
+//
+//	f, err := pf.New(keptMemory, pf.Config{MaxStates: 65536})
+//	err = f.LoadText(rulesFile)          // a *ParseError names line, column, word
+//	v := f.Verdict(pf.In, "e1000.0", datagram, now)
+//	if v.Pass { ... }
+//
+// # Rules
+//
+// A rule set is a text of lines; # starts a comment. Grammar:
+//
+//	line     = [ statement ] [ "#" comment ]
+//	statement = "set" "default" ( "pass" | "block" )
+//	         | "set" "timeout" NAME SECONDS
+//	         | rule
+//	rule     = ( "pass" | "block" ) [ "in" | "out" ] [ "quick" ] [ "on" IFACE ]
+//	           [ "proto" ( "tcp" | "udp" | "icmp" | NUMBER ) ]
+//	           [ "all" | [ "from" host ] [ "to" host ] ]
+//	           [ "icmp-type" ( "echoreq" | "echorep" | "unreach" | "timex" | NUMBER ) ]
+//	           [ "keep" "state" | "no" "state" ]
+//	host     = ( "any" | ADDRESS | ADDRESS "/" LENGTH ) [ "port" ( N | LO ":" HI ) ]
+//
+// The words come in this order. A rule without in or out applies both
+// ways; without on, to every interface; without proto, from or to, to
+// every protocol and address. Ports (inclusive ranges) need proto tcp or
+// udp, icmp-type needs proto icmp. SECONDS is 1 to 604800; NAME is one of
+// tcp.first, tcp.opening, tcp.established, tcp.closing, tcp.finwait,
+// tcp.closed, udp.first, udp.single, udp.multiple, icmp.first,
+// icmp.error, other.first, other.single, other.multiple (DefaultTimeouts
+// are pf's).
+//
+// Semantics, as in pf.conf: every rule is evaluated in order and the last
+// one that matches decides, unless a matching rule is quick, which
+// decides at once. A packet no rule matches gets the default (set
+// default; pass if the rule set does not say, as pf passes with no rules —
+// a firewall should say "set default block"). block drops silently.
+// pass keeps state unless it says "no state": the flow's later packets,
+// both ways, pass by the state without any rule being evaluated. Like pf's
+// implicit "flags S/SA", a keep state rule matches only the packets that
+// open a flow: for TCP a SYN without ACK; for ICMP it keeps state for echo
+// requests only (other ICMP passes without state). The default action
+// creates no state. Each rule counts the packets and bytes it decided and
+// the states it created or could not create (RuleCounters); a new rule
+// set starts its counters from zero and leaves the states alone.
+//
+// Example, a host that talks out but takes only SSH and ping:
+//
+//	set default block
+//	pass out all                                  # keep state: replies come back
+//	pass in proto tcp to 10.0.0.2 port 22
+//	pass in proto icmp icmp-type echoreq
+//	block in quick on e1000.1 from 192.0.2.0/24   # never from there
+//
+// Parse reads all of a text before it returns: a text with an error is
+// refused whole and the rule set in force stays. Ruleset.String formats
+// a rule set so that Parse gives it back (FuzzParse checks it).
+//
+// # Verdicts
+//
+// Verdict parses the datagram once (packet.go: IPv4 header, ports, TCP
+// fields, the flow an ICMP error quotes; checksums are ip's business),
+// then, in order:
+//
+//   - a datagram that is not well formed is blocked (ReasonMalformed);
+//   - a later fragment passes only if its first fragment passed
+//     (filter.go, "Fragments");
+//   - an ICMP error (unreachable, time exceeded, parameter problem) that
+//     quotes a tracked flow, sent to the host that sent the quoted
+//     datagram, passes (ReasonRelated); one quoting a TCP sequence number
+//     outside the flow's window is blocked;
+//   - a packet of a tracked flow passes by its state (ReasonState), after
+//     the TCP window checks (tcptrack.go), or is blocked if it is out of
+//     window (ReasonBadWindow);
+//   - else the rules decide, and a pass rule that keeps state creates one;
+//     if the table is full the packet is blocked (ReasonStateLimit) and
+//     the flows already tracked are not disturbed.
+//
+// States are found by a flow key that a packet and its reply share
+// (state.go): one lookup either way. They are not bound to an interface,
+// but to a direction: a forwarded flow is passed in on one interface and
+// out on the other, by a rule and a state each. They expire after a
+// timeout that depends on how far the flow has got (pf's names and
+// defaults); each Verdict sweeps two slots of the table and a lookup that
+// finds an expired state removes it, so expiry costs a bounded amount
+// per packet and no timer.
+//
+// A packet of a tracked flow, the path most packets take, allocates
+// nothing (TestEstablishedPathAllocatesNothing; BenchmarkEstablished).
+// A Filter is used from one goroutine.
+//
+// # Recovery
+//
+// The state table lives in memory handed to New (keep.go): in the server,
+// memory init keeps across pf's restarts (kernel/keep), as tcp keeps its
+// connections. Each state is a fixed slot of two checksummed copies,
+// written before the verdict that changed it is returned. After a crash,
+// the new pf calls New over the same memory, which adopts every valid
+// state and drops the records that fail their checksums or invariants
+// (Counters.Adopted, Discarded); then it loads the rules again from the
+// store. Established flows go on; a flow whose record was lost is judged
+// by the rules again (for TCP, a mid-connection segment matches no keep
+// state rule and is dropped, as pf drops a connection it lost track of).
+// While pf is down, ip holds the packets that wait for a verdict (bounded)
+// and asks again: none passes unfiltered.
+package pf
