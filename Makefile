@@ -23,6 +23,8 @@
 #                   cost; the report goes to images/out/bench.md, a section
 #                   each, plots beside it (KEEPNET_BENCH_OUT, _ROUNDS, _BYTES).
 #                   Tests assert behaviour; durations are measured here.
+#                   Bulk TCP with tcp's kept connections on and off
+#                   (keepnet.keep=off), interleaved: scripts/keepbench.sh.
 #                   Is a commit's bulk TCP slower than another's? Not from two
 #                   runs of this: scripts/abbench.sh OLD [NEW] (interleaved).
 #   make deps       install what is missing (QEMU, dnsmasq, curl, ssh, iproute2)
@@ -92,7 +94,8 @@ bench: deps all image
 	scripts/hugepages.sh 16
 	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/channel
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
-	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench TCPBulk -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulk$$' -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_BENCH_OUT=$${KEEPNET_BENCH_OUT:-images/out/bench.md} KEEPNET_BENCH_ROUNDS=$${KEEPNET_BENCH_ROUNDS:-3} scripts/keepbench.sh
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkBootToReady$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRelayCost$$' -benchtime 1x -timeout 30m ./qemu/itest

@@ -50,6 +50,9 @@ const PortName = "org.keepnet.ctl"
 //	                         verb hook: spin, deadlock, stop the device...)
 //	keepnet.seccomp=0        no component installs its seccomp filter (for
 //	                         debugging; kernel/sandbox); 1 is the default
+//	keepnet.keep=off         tcp gets no kept memory: its connections die
+//	                         with it, as before issue 12 (to measure what
+//	                         keeping them costs; on is the default)
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -63,6 +66,7 @@ type Config struct {
 	Hang      time.Duration // hang limit; 0: no hang detection
 	TestHooks bool          // components run test hooks on request
 	Seccomp   bool          // components install their seccomp filters
+	Keep      bool          // tcp keeps its connections in kept memory
 }
 
 // DefaultHang is the hang limit without keepnet.hang.
@@ -70,7 +74,7 @@ const DefaultHang = 2 * time.Second
 
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
-	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true}
+	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true}
 }
 
 // ParseCmdline reads the keepnet.* parameters of a kernel command line.
@@ -134,6 +138,8 @@ func (c *Config) set(name, val string) error {
 		return parseSwitch(val, "on", "off", &c.TSO)
 	case "seccomp":
 		return parseSwitch(val, "1", "0", &c.Seccomp)
+	case "keep":
+		return parseSwitch(val, "on", "off", &c.Keep)
 	case "sched":
 		if val != SchedBatch && val != SchedOther {
 			return fmt.Errorf("want %s or %s", SchedBatch, SchedOther)

@@ -14,7 +14,7 @@ func TestParseCmdline(t *testing.T) {
 	}{
 		{"console=ttyS0 quiet", DefaultConfig(), 0},
 		{
-			"console=ttyS0 keepnet.ip=10.0.2.15/24 keepnet.gw=10.0.2.2 keepnet.dns=10.0.2.3 keepnet.stack=linux keepnet.ctl=vsock keepnet.hugepages=8 keepnet.sched=other keepnet.hang=500ms keepnet.testhooks=1 keepnet.seccomp=0",
+			"console=ttyS0 keepnet.ip=10.0.2.15/24 keepnet.gw=10.0.2.2 keepnet.dns=10.0.2.3 keepnet.stack=linux keepnet.ctl=vsock keepnet.hugepages=8 keepnet.sched=other keepnet.hang=500ms keepnet.testhooks=1 keepnet.seccomp=0 keepnet.keep=off",
 			Config{
 				IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
 				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8, Sched: SchedOther, TSO: true,
@@ -22,6 +22,7 @@ func TestParseCmdline(t *testing.T) {
 			},
 			0,
 		},
+		{"keepnet.keep=maybe", DefaultConfig(), 1},         // on or off
 		{"keepnet.ip=10.0.2.15", DefaultConfig(), 1},       // no prefix length
 		{"keepnet.ip=fe80::1/64", DefaultConfig(), 1},      // IPv6 not yet
 		{"keepnet.stack=bsd", DefaultConfig(), 1},          // unknown stack
@@ -34,7 +35,7 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
-			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true},
+			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true},
 			1, // gateway off the subnet
 		},
 	}

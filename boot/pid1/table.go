@@ -79,11 +79,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				specs[i].Args = append(specs[i].Args, "-apps", strings.Join(apps, ","))
 			}
 		}
-		// Buffers of 64 KiB above IP: a UDP datagram is up to 65507 bytes.
 		// A pool's Writers fill its buffers for the owner (the driver:
 		// received frames; the transports: syscall's receives; syscall: an
 		// application's); every other neighbour maps it read-only.
-		const big = 64 << 10
 		nodes = append(nodes,
 			hub.Node{
 				Name: "e1000.0", Peers: []string{"ip"},
@@ -104,9 +102,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				},
 			},
 			hub.Node{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "udp.out", Bufs: 63, BufSize: big}}},
-			// tcp's connections' state, kept across its restarts.
-			hub.Node{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "tcp.out", Bufs: 63, BufSize: big}},
-				Kept: []hub.KeptSpec{{Name: tcp.StateName, Size: tcp.StateBytes}}},
+			tcpNode(cfg),
 			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big, Writers: []string{"udp", "tcp"}}}},
 		)
 		for _, app := range apps {
@@ -161,6 +157,20 @@ func prepareNIC(name string, index int) func() error {
 }
 
 // tcpArgs are the TCP server's flags.
+// big is the size of the pool buffers above IP: a UDP datagram is up to
+// 65507 bytes.
+const big = 64 << 10
+
+// tcpNode is tcp's: its out pool and, unless keepnet.keep=off, its
+// connections' state, kept across its restarts.
+func tcpNode(cfg Config) hub.Node {
+	n := hub.Node{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "tcp.out", Bufs: 63, BufSize: big}}}
+	if cfg.Keep {
+		n.Kept = []hub.KeptSpec{{Name: tcp.StateName, Size: tcp.StateBytes}}
+	}
+	return n
+}
+
 func tcpArgs(cfg Config) []string {
 	if !cfg.TSO {
 		return []string{"-no-tso"}

@@ -33,3 +33,26 @@ func TestTablePoolWriters(t *testing.T) {
 		}
 	}
 }
+
+// tcp gets kept memory for its connections unless keepnet.keep=off.
+func TestTableKeptMemory(t *testing.T) {
+	kept := func(cfg Config) []hub.KeptSpec {
+		cfg.IP = netip.MustParsePrefix("10.0.2.15/24")
+		_, nodes := Table(cfg)
+		for _, n := range nodes {
+			if n.Name == "tcp" {
+				return n.Kept
+			}
+		}
+		t.Fatal("no tcp in the table")
+		return nil
+	}
+	if k := kept(DefaultConfig()); len(k) != 1 || k[0].Name != "tcp.state" {
+		t.Errorf("tcp's kept memory by default: %+v, want tcp.state", k)
+	}
+	off := DefaultConfig()
+	off.Keep = false
+	if k := kept(off); len(k) != 0 {
+		t.Errorf("tcp's kept memory with keepnet.keep=off: %+v, want none", k)
+	}
+}

@@ -150,6 +150,10 @@ func saveAB(b *testing.B, out string, cfg qemuConfig, rate, cpu *report.Comparis
 type abBuild struct {
 	name string // as the report shows it: a commit, say
 	bin  string // its keepnet command; the images are beside its bin/
+	// kernelArgs are appended to the guest's command line (keepnet up
+	// --append), so that one build can be measured both ways of a switch:
+	// "keep=DIR,nokeep=DIR;keepnet.keep=off" (scripts/keepbench.sh).
+	kernelArgs string
 }
 
 // abBuilds parses KEEPNET_AB and checks that both builds are complete.
@@ -162,15 +166,16 @@ func abBuilds(tb testing.TB) [2]abBuild {
 	var bs [2]abBuild
 	for i, p := range parts {
 		name, dir, ok := strings.Cut(p, "=")
+		dir, kernelArgs, _ := strings.Cut(dir, ";")
 		if !ok || name == "" || dir == "" {
-			tb.Fatalf("KEEPNET_AB=%q: %q is not NAME=DIR", v, p)
+			tb.Fatalf("KEEPNET_AB=%q: %q is not NAME=DIR or NAME=DIR;KERNEL-ARGS", v, p)
 		}
 		for _, f := range []string{"bin/keepnet", "images/out/initramfs.cpio", "images/kernel/bzImage"} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 				tb.Fatalf("build %s: %v: run 'make all image' in %s", name, err, dir)
 			}
 		}
-		bs[i] = abBuild{name: name, bin: filepath.Join(dir, "bin/keepnet")}
+		bs[i] = abBuild{name: name, bin: filepath.Join(dir, "bin/keepnet"), kernelArgs: kernelArgs}
 	}
 	if bs[0].name == bs[1].name {
 		tb.Fatalf("KEEPNET_AB=%q: the two builds need different names", v)
@@ -214,7 +219,11 @@ type abGuest struct {
 func bootAB(b *testing.B, bd abBuild) *abGuest {
 	g := &abGuest{t: newScope(b), m: abMeasure{build: bd.name, cpu: map[string]float64{}}}
 	g.n = newNetns(g.t)
-	g.a = bootWith(g.t, bd.bin, g.n.Name, append(g.n.upArgs(), "--stack", "keepnet")...)
+	args := append(g.n.upArgs(), "--stack", "keepnet")
+	if bd.kernelArgs != "" {
+		args = append(args, "--append", bd.kernelArgs)
+	}
+	g.a = bootWith(g.t, bd.bin, g.n.Name, args...)
 	g.m.cfg = readQEMUConfig(g.t, g.a)
 	waitServing(g.t, g.n)
 	httpDownload(g.t, g.n, 1_000_000, 5, abFloorMbps)
