@@ -102,13 +102,13 @@ bench: deps all image
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkShortConnections$$' -benchtime 1x -timeout 60m ./qemu/itest
 
 # The standard campaign (issue 13): fault sites of the types that crash or
-# hang a component when reached, in the components' own code mostly, and a
-# quarter SIGKILL/SIGSTOP, round-robin over e1000.0, ip, udp, tcp, syscall
+# hang a component when reached, in the components' own code mostly, and
+# 40% SIGKILL/SIGSTOP, round-robin over e1000.0, ip, udp, tcp, syscall
 # and store. CAMPAIGN_ARGS adds to it or overrides it (--faults 60,
 # --resume, --types ...).
 CAMPAIGN_ARGS ?=
 campaign: deps all image image-faulty
-	bin/keepnet campaign --faults 240 --types panic,block,loop,zero,wrong-buffer --signals 0.25 --seed 1 $(CAMPAIGN_ARGS)
+	bin/keepnet campaign --faults 240 --types panic,block,loop,zero,wrong-buffer --signals 0.4 --seed 1 $(CAMPAIGN_ARGS)
 
 deps:
 	@scripts/deps.sh
