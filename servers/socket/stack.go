@@ -89,8 +89,13 @@ type Stats struct {
 	Resent     uint64 // sends re-issued after a restart
 	Reposted   uint64 // receives re-posted after a restart
 	Stale      uint64 // replies with no request (dropped)
-	Sockets    int
-	Pending    int // requests without a reply
+	// Redelivered counts received TCP bytes dropped because the
+	// connection had them already: after a restart of the transport, a
+	// receive posted before an earlier one was answered brings its bytes
+	// again (servers/ops).
+	Redelivered uint64
+	Sockets     int
+	Pending     int // requests without a reply
 }
 
 // peerPort is one generation of the peer.

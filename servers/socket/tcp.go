@@ -174,7 +174,8 @@ func (s *Stack) newBytesLocked(c *sock, m channel.Msg, ref pool.Ref) uint32 {
 		c.signalLocked()
 		return 0
 	case start+uint64(n) <= c.recvOff:
-		return 0 // all had before
+		s.stats.Redelivered += uint64(n) // all had before
+		return 0
 	case start < c.recvOff:
 		dup := uint32(c.recvOff - start)
 		buf, err := s.pool.Bytes(pool.Ref{Pool: ref.Pool, Off: ref.Off, Len: n})
@@ -184,6 +185,7 @@ func (s *Stack) newBytesLocked(c *sock, m channel.Msg, ref pool.Ref) uint32 {
 			return 0
 		}
 		copy(buf, buf[dup:])
+		s.stats.Redelivered += uint64(dup)
 		return n - dup
 	}
 	return n

@@ -541,4 +541,7 @@ func TestTCPReceiveDropsBytesHadBefore(t *testing.T) {
 		}
 		s.pool.Free(ref)
 	}
+	if got := s.stats.Redelivered; got != 3+6 {
+		t.Errorf("Stats.Redelivered = %d, want 9 (the bytes dropped)", got)
+	}
 }
