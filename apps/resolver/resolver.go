@@ -35,7 +35,21 @@ type Config struct {
 	Report  func(Counts)   // called after every query
 }
 
-// Run queries until ctx ends.
+// maxSocketFailures is how many queries in a row may fail on the socket
+// itself (not a timeout, not an answer) before Run gives up: a socket
+// that fails that often is broken, and the process is better restarted
+// with a new one (the supervisor does) than left asking forever.
+const maxSocketFailures = 5
+
+// socketError is a query's failure on the socket: its send or receive
+// failed, other than by the read deadline.
+type socketError struct{ err error }
+
+func (e socketError) Error() string { return e.err.Error() }
+func (e socketError) Unwrap() error { return e.err }
+
+// Run queries until ctx ends, or until the socket fails maxSocketFailures
+// queries in a row.
 func Run(ctx context.Context, c Config) error {
 	name, err := dnsmessage.NewName(dnsName(c.Name))
 	if err != nil {
@@ -46,19 +60,31 @@ func Run(ctx context.Context, c Config) error {
 	defer tick.Stop()
 	buf := make([]byte, 1500)
 	id := uint16(time.Now().UnixNano())
+	socketFailures := 0
 	for {
 		id++
 		counts.Sent++
 		addr, err := query(c, name, id, buf)
-		if err != nil {
+		var se socketError
+		switch {
+		case errors.As(err, &se):
+			socketFailures++
 			counts.Failed++
 			counts.LastError = err.Error()
-		} else {
+		case err != nil:
+			socketFailures = 0
+			counts.Failed++
+			counts.LastError = err.Error()
+		default:
+			socketFailures = 0
 			counts.Answered++
 			counts.LastAnswer = addr.String()
 		}
 		if c.Report != nil {
 			c.Report(counts)
+		}
+		if socketFailures == maxSocketFailures {
+			return fmt.Errorf("resolver: %d queries in a row failed on the socket: %w", socketFailures, err)
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -89,13 +115,16 @@ func query(c Config, name dnsmessage.Name, id uint16, buf []byte) (netip.Addr, e
 		return netip.Addr{}, err
 	}
 	if _, err := c.Conn.WriteTo(pkt, net.UDPAddrFromAddrPort(c.Server)); err != nil {
-		return netip.Addr{}, err
+		return netip.Addr{}, socketError{err}
 	}
 	c.Conn.SetReadDeadline(time.Now().Add(c.Timeout))
 	for {
 		n, from, err := c.Conn.ReadFrom(buf)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return netip.Addr{}, err // no answer in time: the server's, or the network's
+		}
 		if err != nil {
-			return netip.Addr{}, err
+			return netip.Addr{}, socketError{err}
 		}
 		if ua, ok := from.(*net.UDPAddr); !ok || ua.AddrPort().Port() != c.Server.Port() {
 			continue

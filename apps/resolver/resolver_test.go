@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -84,5 +85,35 @@ func TestResolverCounts(t *testing.T) {
 	defer mu.Unlock()
 	if last.Sent != 5 || last.Answered != 3 || last.Failed != 2 || last.LastAnswer != "10.77.0.99" || last.LocalAddr != pc.LocalAddr().String() {
 		t.Errorf("counts = %+v, want 5 sent, 3 answered (10.77.0.99), 2 failed, on %v", last, pc.LocalAddr())
+	}
+}
+
+// brokenConn is a socket whose every send fails, as one the stack lost.
+type brokenConn struct{ net.PacketConn }
+
+func (brokenConn) WriteTo([]byte, net.Addr) (int, error) { return 0, net.ErrClosed }
+
+// A socket that fails query after query is broken: Run gives up after
+// maxSocketFailures of them, so that the process is restarted with a new
+// one, while queries nobody answers (timeouts) never end it.
+func TestResolverGivesUpOnABrokenSocket(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var last Counts
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(context.Background(), Config{Conn: brokenConn{pc}, Server: netip.MustParseAddrPort("127.0.0.1:53"), Name: "keepnet.test",
+			Every: time.Millisecond, Timeout: time.Second, Report: func(c Counts) { last = c }})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) || last.Sent != maxSocketFailures {
+			t.Errorf("Run = %v after %d queries; want it to give up after %d with the socket's error", err, last.Sent, maxSocketFailures)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run went on with a broken socket")
 	}
 }

@@ -113,6 +113,23 @@ func (a *appliance) down() error {
 	return qemu.Down(ctx, a.ctl, a.ctl+".pid", 30*time.Second)
 }
 
+// keepConsole appends the console, every component's log of the whole
+// campaign, to path: what a run short of the goal left there is how to
+// find out why (a --resume adds to it).
+func (a *appliance) keepConsole(path string) {
+	in, err := os.Open(a.console)
+	if err != nil {
+		return // never booted
+	}
+	defer in.Close()
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	defer out.Close()
+	io.Copy(out, in)
+}
+
 // reboot powers the appliance off and boots it again.
 func (a *appliance) reboot(ctx context.Context, log io.Writer) error {
 	if err := a.down(); err != nil {
