@@ -65,20 +65,17 @@ func Run(ctx context.Context, c Config) error {
 		id++
 		counts.Sent++
 		addr, err := query(c, name, id, buf)
-		var se socketError
-		switch {
-		case errors.As(err, &se):
-			socketFailures++
+		if err != nil {
 			counts.Failed++
 			counts.LastError = err.Error()
-		case err != nil:
-			socketFailures = 0
-			counts.Failed++
-			counts.LastError = err.Error()
-		default:
-			socketFailures = 0
+		} else {
 			counts.Answered++
 			counts.LastAnswer = addr.String()
+		}
+		if se := (socketError{}); errors.As(err, &se) {
+			socketFailures++
+		} else {
+			socketFailures = 0
 		}
 		if c.Report != nil {
 			c.Report(counts)

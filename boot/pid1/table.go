@@ -156,7 +156,6 @@ func prepareNIC(name string, index int) func() error {
 	}
 }
 
-// tcpArgs are the TCP server's flags.
 // big is the size of the pool buffers above IP: a UDP datagram is up to
 // 65507 bytes.
 const big = 64 << 10
@@ -171,6 +170,7 @@ func tcpNode(cfg Config) hub.Node {
 	return n
 }
 
+// tcpArgs are the TCP server's flags.
 func tcpArgs(cfg Config) []string {
 	if !cfg.TSO {
 		return []string{"-no-tso"}
