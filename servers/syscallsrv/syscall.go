@@ -379,7 +379,17 @@ func (s *Server) dropApp(app string, gen int) {
 }
 
 // request queues a request to a transport; Arg[3] carries its key.
+//
+// A buffer it names must be one of syscall.io: a transport trusts it and
+// stops if it is not (servers/transport, Host.SyscallBytes), so a reference
+// our own state corrupted would stop the transport at every resubmission.
+// It stops us instead, whose restart clears it.
 func (s *Server) request(l *link, m channel.Msg) {
+	if !m.Ref.IsZero() {
+		if _, err := s.io.Bytes(m.Ref); err != nil {
+			panic(fmt.Sprintf("syscall: a request to %s names a buffer that is not ours (%v): our state is corrupt", l.peer.Name, err))
+		}
+	}
 	m, err := l.out.Add(m)
 	if err != nil {
 		log.Printf("request to %s: %v", l.peer.Name, err)
@@ -616,11 +626,21 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	r := f.appReq
 	r.Status, r.Flags, r.Aux, r.Arg = m.Status, m.Flags, m.Aux, m.Arg
 	if ops.OpOf(req) == ops.OpRecvFrom && ops.StatusOf(m) == ops.StatusOK && !f.ref.IsZero() {
-		src, err1 := s.io.Bytes(pool.Ref{Pool: f.ref.Pool, Off: f.ref.Off, Len: m.Ref.Len})
-		dst, err2 := s.appBytes(app, f.appReq.Ref)
-		if err1 != nil || err2 != nil {
-			ops.SetStatus(&r, ops.StatusError)
+		// Both buffers were checked when the request came, and the
+		// application is the same generation: if either is gone now, our
+		// own state is corrupt, and our restart clears it.
+		buf, err := s.io.Bytes(f.ref)
+		if err != nil {
+			panic(fmt.Sprintf("syscall: a receive's buffer %v is not ours: %v", f.ref, err))
+		}
+		dst, err := s.appBytes(app, f.appReq.Ref)
+		if err != nil {
+			panic(fmt.Sprintf("syscall: a receive's buffer %v in %s is gone: %v", f.appReq.Ref, f.s.app, err))
+		}
+		if int(m.Ref.Len) > len(buf) {
+			ops.SetStatus(&r, ops.StatusError) // the transport's answer is wrong
 		} else {
+			src := buf[:m.Ref.Len]
 			n := copy(dst, src)
 			if n < len(src) {
 				r.Flags |= ops.FlagTruncated

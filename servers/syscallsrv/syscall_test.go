@@ -1,6 +1,7 @@
 package syscallsrv
 
 import (
+	"strings"
 	"testing"
 
 	"keepnet/kernel/channel"
@@ -516,4 +517,38 @@ func TestOrphansClosedWhenTheTransportJoins(t *testing.T) {
 	if live, _ := TID(2, 4, 1); live < reqs[0].Arg[1] {
 		t.Errorf("the range [%#x, %#x) closes the live generation's socket %#x", reqs[0].Arg[0], reqs[0].Arg[1], live)
 	}
+}
+
+// TestCorruptBufferStopsSyscall: syscall's own record of a receive's
+// buffer is checked when the answer comes; a record that names no buffer of
+// syscall.io is our corruption, and syscall stops (its restart clears it)
+// instead of failing the application's connection. A transport's answer
+// that claims more bytes than the buffer holds is its error: the
+// application's receive fails and syscall goes on.
+func TestCorruptBufferStopsSyscall(t *testing.T) {
+	r := newRig(t)
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
+	r.udpAnswers(nil)
+	recvAll(r.app)
+
+	recv := r.appSends(ops.OpRecvFrom, 7)
+	r.udpAnswers(func(q channel.Msg, rep *channel.Msg) { rep.Ref.Len = 4096 })
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != recv || ops.StatusOf(got[0]) != ops.StatusError {
+		t.Errorf("app got %+v for a reply of 4096 bytes into a 2048-byte buffer, want its receive failed", got)
+	}
+
+	r.appSends(ops.OpRecvFrom, 7)
+	for _, f := range r.s.fwds {
+		f.ref.Pool = 99 // what a wrong-buffer fault does to it
+	}
+	defer func() {
+		if msg, _ := recover().(string); !strings.Contains(msg, "is not ours") {
+			t.Errorf("a receive answered into a corrupt record: panic %q, want one naming the buffer", msg)
+		}
+	}()
+	r.udpAnswers(nil)
+	t.Errorf("syscall went on with a corrupt record of its buffer")
 }

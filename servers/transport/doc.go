@@ -31,7 +31,8 @@
 // neighbour's pools (IP's "ip.up" for OpDeliver, SYSCALL's "syscall.io"
 // for payloads and receive buffers); the pool is found among the
 // neighbour generation's pools by Ref.Pool, so a Ref of another generation
-// or neighbour is refused (StatusInvalid), never followed.
+// or neighbour is never followed: one from IP is refused (StatusInvalid),
+// one from SYSCALL stops the process (Server.SyscallBytes).
 //
 // # Restart protocol
 //

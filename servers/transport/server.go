@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"fmt"
 	"log"
 	"net/netip"
 	"time"
@@ -386,13 +387,21 @@ func (s *Server) Invalid(m channel.Msg) {
 func (s *Server) Kept(name string) []byte { return s.c.Kept[name] }
 
 // SyscallBytes is the Host's: a buffer of SYSCALL's current generation.
+//
+// A reference from SYSCALL that names none of its buffers is not an
+// application's mistake (SYSCALL checks theirs, and its own before it
+// sends: syscallsrv's request): SYSCALL and we disagree about shared
+// memory, so one of us is corrupt. The process stops, as a fail-stop
+// component would have: our restart is transparent and clears a corruption
+// of ours, while refusing would break the connection whose request it was,
+// and every later one (issue 13: a wrong-buffer fault in tcp's postIO).
 func (s *Server) SyscallBytes(ref pool.Ref) ([]byte, bool) {
 	if s.sys == nil {
 		return nil, false
 	}
 	b, ok := s.sys.bytes(ref)
 	if !ok {
-		s.badReqs++
+		panic(fmt.Sprintf("%s: a request from %s names %v, none of its buffers: one of us is corrupt", s.c.Name, s.sys.peer.Name, ref))
 	}
 	return b, ok
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,4 +213,33 @@ func TestOutputLentBuffer(t *testing.T) {
 	if string(seg) != "built" || &seg[0] != &lent[0] || m.Arg[3] != ops.OffloadChecksum {
 		t.Errorf("OpOutput %q (in the lent buffer: %v), offload %#x; want %q in it, checksum offload", seg, &seg[0] == &lent[0], m.Arg[3], "built")
 	}
+}
+
+// TestSyscallRefNotOursStops: a reference from syscall names one of its
+// buffers, or one of the two servers is corrupt, and the transport stops
+// (a panic, which its supervisor restarts) rather than follow it or break
+// the connection with a refusal.
+func TestSyscallRefNotOursStops(t *testing.T) {
+	out, err := pool.Create(100, 4, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	sys := transporttest.New(t, "syscall", 1, 300, 4, 2048)
+	other := transporttest.New(t, "syscall", 2, 301, 4, 2048)
+	s := transport.New(transport.Config{Name: "fake", Protocol: 99}, 1, out, func(h transport.Host) transport.Protocol {
+		return &fakeCore{h: h, calls: make(chan ops.Op, 16), sends: func(transport.Host) {}}
+	})
+	s.Attach(sys.Peer)
+	if b, ok := s.SyscallBytes(sys.Buffer([]byte("ours"), 0)); !ok || string(b) != "ours" {
+		t.Fatalf("SyscallBytes(a buffer of syscall's) = %q, %v", b, ok)
+	}
+	defer func() {
+		r := recover()
+		if msg, _ := r.(string); !strings.Contains(msg, "a request from syscall names") {
+			t.Errorf("SyscallBytes(another pool's buffer) panicked with %v, want the reference named", r)
+		}
+	}()
+	s.SyscallBytes(other.Buffer([]byte("not ours"), 0))
+	t.Errorf("SyscallBytes(another pool's buffer) returned")
 }
