@@ -225,16 +225,12 @@ func (e *Endpoint) peerOptions(o *header.TCPOptions, passive bool) {
 	e.ssthresh = 1 << 30
 }
 
-// initialWindow is RFC 5681 §3.1's IW (RFC 6928 allows 10 segments; we
-// keep the standard one's upper bound of 4 segments for large MSS).
+// initialWindow is RFC 6928's IW, min(10*MSS, max(2*MSS, 14600)): ten
+// segments of an Ethernet MSS, what Linux starts with, so that a short
+// response goes out in the first round trip instead of the third (RFC
+// 5681 §3.1's 3 or 4 segments).
 func initialWindow(mss int) int {
-	switch {
-	case mss > 2190:
-		return 2 * mss
-	case mss > 1095:
-		return 3 * mss
-	}
-	return 4 * mss
+	return min(10*mss, max(2*mss, 14600))
 }
 
 // State is the connection's state.

@@ -194,12 +194,31 @@ func TestRTORetransmitWithBackoff(t *testing.T) {
 	}
 }
 
+// TestInitialWindowIsTen: a new connection sends ten full segments
+// before the first ACK (RFC 6928), and no more.
+func TestInitialWindowIsTen(t *testing.T) {
+	h := newHarness(t, nil)
+	e := h.accept(noOpts)
+	data := strings.Repeat("0123456789", 1200) // 12 segments of 1000
+	e.Write([]byte(data))
+	for i := range 10 {
+		h.expect(seg{flags: ACK, seq: ourISS + 1 + uint32(i*1000), ack: 101, data: data[i*1000 : (i+1)*1000]})
+	}
+	h.expectNone()
+	if got := initialWindow(1460); got != 14600 {
+		t.Errorf("initialWindow(1460) = %d, want 14600", got)
+	}
+	if got := initialWindow(8960); got != 17920 {
+		t.Errorf("initialWindow(8960) = %d, want 2 segments, 17920", got)
+	}
+}
+
 func TestFastRetransmitNewReno(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Congestion = func() Congestion { return &NewReno{} } })
 	e := h.accept(noOpts)
+	e.cwnd = 4 * e.smss // RFC 5681's IW, a flight this test can count
 	data := strings.Repeat("abcdefghij", 600) // 6000 bytes, 6 segments
 	e.Write([]byte(data))
-	// IW is 4 segments of 1000.
 	for i := range 4 {
 		h.expect(seg{flags: ACK, seq: ourISS + 1 + uint32(i*1000), ack: 101, data: data[i*1000 : (i+1)*1000]})
 	}
