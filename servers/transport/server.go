@@ -386,7 +386,9 @@ func (s *Server) Invalid(m channel.Msg) {
 // Kept is the Host's.
 func (s *Server) Kept(name string) []byte { return s.c.Kept[name] }
 
-// SyscallBytes is the Host's: a buffer of SYSCALL's current generation.
+// SyscallBytes is the Host's: a buffer of SYSCALL's current generation;
+// false for no buffer (a zero Ref, which an application may send: a
+// readiness receive on a datagram socket is its mistake, refused).
 //
 // A reference from SYSCALL that names none of its buffers is not an
 // application's mistake (SYSCALL checks theirs, and its own before it
@@ -396,7 +398,8 @@ func (s *Server) Kept(name string) []byte { return s.c.Kept[name] }
 // of ours, while refusing would break the connection whose request it was,
 // and every later one (issue 13: a wrong-buffer fault in tcp's postIO).
 func (s *Server) SyscallBytes(ref pool.Ref) ([]byte, bool) {
-	if s.sys == nil {
+	if s.sys == nil || ref.IsZero() {
+		s.badReqs++
 		return nil, false
 	}
 	b, ok := s.sys.bytes(ref)

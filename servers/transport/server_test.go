@@ -216,7 +216,9 @@ func TestOutputLentBuffer(t *testing.T) {
 }
 
 // TestSyscallRefNotOursStops: a reference from syscall names one of its
-// buffers, or one of the two servers is corrupt, and the transport stops
+// buffers or none (a zero Ref: an application's readiness receive on a
+// datagram socket, refused), or one of the two servers is corrupt, and the
+// transport stops
 // (a panic, which its supervisor restarts) rather than follow it or break
 // the connection with a refusal.
 func TestSyscallRefNotOursStops(t *testing.T) {
@@ -233,6 +235,9 @@ func TestSyscallRefNotOursStops(t *testing.T) {
 	s.Attach(sys.Peer)
 	if b, ok := s.SyscallBytes(sys.Buffer([]byte("ours"), 0)); !ok || string(b) != "ours" {
 		t.Fatalf("SyscallBytes(a buffer of syscall's) = %q, %v", b, ok)
+	}
+	if _, ok := s.SyscallBytes(pool.Ref{}); ok {
+		t.Fatalf("SyscallBytes(no buffer) = ok, want refused")
 	}
 	defer func() {
 		r := recover()
