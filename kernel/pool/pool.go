@@ -378,6 +378,19 @@ func (p *Pool) Free(r Ref) error {
 	return nil
 }
 
+// MustFree is Free for an owner whose references are its own records: a
+// failure means those records are corrupt (a buffer freed twice, or a
+// reference the pool never handed out), and carrying on could hand one
+// buffer to two users, or leak them all. It panics, so that the process
+// stops and its supervisor restarts it with fresh records, as a fail-stop
+// component would (issue 13: a wrong buffer freed in syscall leaked
+// syscall.io until every connection failed).
+func (p *Pool) MustFree(r Ref) {
+	if err := p.Free(r); err != nil {
+		panic(err.Error())
+	}
+}
+
 // Bytes is the packet r names: Len bytes of its buffer, with the capacity
 // capped so that no append or reslice reaches past them. A Ref comes from
 // another process, so it is checked here, where it enters: pool id, a

@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -331,4 +332,26 @@ func TestReadOnlyDescriptor(t *testing.T) {
 		}
 		t.Errorf("OpenOwned(read-only fd) = %v, want ErrBadPool", err)
 	}
+}
+
+// TestMustFreePanicsOnOwnMistake: the owner's free of a buffer it does not
+// hold stops it (MustFree), the plain Free only reports it.
+func TestMustFreePanicsOnOwnMistake(t *testing.T) {
+	p, err := Create(7, 4, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r, _ := p.Alloc()
+	p.MustFree(r)
+	if err := p.Free(r); !errors.Is(err, ErrDoubleFree) {
+		t.Fatalf("Free twice = %v, want ErrDoubleFree", err)
+	}
+	defer func() {
+		if msg, _ := recover().(string); !strings.Contains(msg, "free") {
+			t.Errorf("MustFree twice panicked with %q, want the free's error", msg)
+		}
+	}()
+	p.MustFree(r)
+	t.Errorf("MustFree of a free buffer returned")
 }

@@ -329,7 +329,7 @@ func (s *server) request(l *peerLink, m channel.Msg) bool {
 		log.Printf("request to %s not made (%d so far): %d messages queued, %v", l.peer.Name, s.linkQueueDrops, len(l.queue), err)
 	}
 	if p := s.poolOf(m.Ref); p != nil && !m.Ref.IsZero() {
-		p.Free(m.Ref)
+		p.MustFree(m.Ref)
 	}
 	return false
 }
@@ -494,9 +494,9 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 		s.request(l, link.OpRx.Msg(req.Ref))
 	case link.OpTx:
 		if s.txBig != nil && req.Ref.Pool == s.txBig.ID() {
-			s.txBig.Free(req.Ref)
+			s.txBig.MustFree(req.Ref)
 		} else {
-			s.tx.Free(req.Ref)
+			s.tx.MustFree(req.Ref)
 		}
 		s.releaseHeld()
 	case link.OpInfo:
@@ -543,7 +543,7 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b)
 			}
 		}
-		s.upBuffer(req.Ref).Free(req.Ref)
+		s.upBuffer(req.Ref).MustFree(req.Ref)
 	}
 }
 

@@ -514,7 +514,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		}
 		buf, _ := s.io.Bytes(ref)
 		if len(src) > len(buf) {
-			s.io.Free(ref)
+			s.io.MustFree(ref)
 			s.refuse(l, m, ops.StatusTooBig)
 			return
 		}
@@ -608,7 +608,7 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	}
 	defer func() {
 		if !f.ref.IsZero() {
-			s.io.Free(f.ref)
+			s.io.MustFree(f.ref)
 		}
 	}()
 	if f.s == nil {

@@ -545,7 +545,8 @@ func TestCorruptBufferStopsSyscall(t *testing.T) {
 		f.ref.Pool = 99 // what a wrong-buffer fault does to it
 	}
 	defer func() {
-		if msg, _ := recover().(string); !strings.Contains(msg, "is not ours") {
+		// The panic, or the one of the deferred free of the same record.
+		if msg, _ := recover().(string); !strings.Contains(msg, "is not ours") && !strings.Contains(msg, "not a buffer of this pool") {
 			t.Errorf("a receive answered into a corrupt record: panic %q, want one naming the buffer", msg)
 		}
 	}()

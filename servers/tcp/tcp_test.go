@@ -216,7 +216,7 @@ func TestInitialWindowIsTen(t *testing.T) {
 func TestFastRetransmitNewReno(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Congestion = func() Congestion { return &NewReno{} } })
 	e := h.accept(noOpts)
-	e.cwnd = 4 * e.smss // RFC 5681's IW, a flight this test can count
+	e.cwnd = 4 * e.smss                       // RFC 5681's IW, a flight this test can count
 	data := strings.Repeat("abcdefghij", 600) // 6000 bytes, 6 segments
 	e.Write([]byte(data))
 	for i := range 4 {

@@ -22,7 +22,7 @@ func (s *Server) Buffer(n int) []byte {
 		return nil
 	}
 	if !s.lent.IsZero() {
-		s.out.Free(s.lent) // lent and never sent
+		s.out.MustFree(s.lent) // lent and never sent
 	}
 	ref, ok := s.out.Alloc()
 	if !ok {
@@ -41,7 +41,7 @@ func (s *Server) Send(seg []byte, _, dst netip.Addr, o Offload) error {
 		s.lent, s.lentBuf = pool.Ref{}, nil
 		ref.Len = uint32(len(seg))
 		if !s.output(ref, dst, arg) {
-			s.out.Free(ref)
+			s.out.MustFree(ref)
 			return ErrNoBuffer
 		}
 		return nil
@@ -91,7 +91,7 @@ func (s *Server) copyOut(seg []byte, dst netip.Addr, offload uint64) bool {
 	b, _ := s.out.Bytes(ref)
 	ref.Len = uint32(copy(b, seg))
 	if !s.output(ref, dst, offload) {
-		s.out.Free(ref)
+		s.out.MustFree(ref)
 		return false
 	}
 	return true

@@ -271,7 +271,7 @@ func (s *Server) fromIP(m channel.Msg) {
 	}
 	switch ops.OpOf(req) {
 	case ops.OpOutput:
-		s.out.Free(req.Ref)
+		s.out.MustFree(req.Ref)
 		if ops.StatusOf(m) != ops.StatusOK {
 			s.ipRefused++
 		}
