@@ -26,6 +26,7 @@ type fakeAppliance struct {
 func (f *fakeAppliance) Status() ctl.Status                    { return ctl.Status{} }
 func (f *fakeAppliance) Restart(string) error                  { return nil }
 func (f *fakeAppliance) Poweroff() error                       { return nil }
+func (f *fakeAppliance) PFLoad(string) error                   { return nil }
 func (f *fakeAppliance) Stats(string) (json.RawMessage, error) { return nil, errors.New("none") }
 func (f *fakeAppliance) Profile(string, time.Duration) ([]byte, error) {
 	return nil, errors.New("none")
