@@ -222,6 +222,7 @@ type Stats struct {
 	Reloads      uint64
 	BadRefs      uint64 // questions naming no buffer of ip's: blocked
 	Default      string
+	NumRules     int
 	Rules        []RuleStats
 	NumStates    int
 	States       []string // the first MaxPublishedStates
@@ -240,7 +241,7 @@ type RuleStats struct {
 func (s *Server) Stats() Stats {
 	rs := s.f.Rules()
 	st := Stats{IPGeneration: s.gen, RulesStamp: s.stamp, Reloads: s.reloads, BadRefs: s.badRefs,
-		Default: rs.Default.String(), NumStates: s.f.NumStates(), Counters: s.f.Counters()}
+		Default: rs.Default.String(), NumRules: len(rs.Rules), NumStates: s.f.NumStates(), Counters: s.f.Counters()}
 	for i := range rs.Rules {
 		st.Rules = append(st.Rules, RuleStats{Rule: rs.Rules[i].String(), Line: rs.Rules[i].Line, RuleCounters: rs.Counters[i]})
 	}
