@@ -31,9 +31,9 @@ func (f *fakeAppliance) PFLoad(text string) error {
 	return nil
 }
 
-func (f *fakeAppliance) Status() ctl.Status                    { return ctl.Status{} }
-func (f *fakeAppliance) Restart(string) error                  { return nil }
-func (f *fakeAppliance) Poweroff() error                       { return nil }
+func (f *fakeAppliance) Status() ctl.Status   { return ctl.Status{} }
+func (f *fakeAppliance) Restart(string) error { return nil }
+func (f *fakeAppliance) Poweroff() error      { return nil }
 func (f *fakeAppliance) Stats(name string) (json.RawMessage, error) {
 	if name != "pf" {
 		return nil, errors.New("none")
