@@ -191,7 +191,7 @@ func withPF(specs []supervisor.Spec, nodes []hub.Node) ([]supervisor.Spec, []hub
 		}
 	}
 	nodes = append(nodes, hub.Node{Name: "pf", Peers: []string{"ip"}, Kept: []hub.KeptSpec{
-		{Name: pf.StateName, Size: pf.MemBytes(pf.DefaultMaxStates)},
+		{Name: pf.StateName, Size: pf.KeptBytes(pf.DefaultMaxStates)},
 		{Name: pf.RulesName, Size: pf.RulesBytes},
 	}})
 	return specs, nodes

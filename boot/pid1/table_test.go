@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 
@@ -77,6 +78,9 @@ func TestTablePF(t *testing.T) {
 			if n.Name == "pf" {
 				for _, k := range n.Kept {
 					kept = append(kept, k.Name)
+					if k.Size%os.Getpagesize() != 0 {
+						t.Errorf("pf's kept memory %s is %d bytes, not whole pages (kernel/keep refuses it)", k.Name, k.Size)
+					}
 				}
 			}
 		}
