@@ -33,10 +33,12 @@ import (
 // outstanding table is the queue of datagrams waiting for a verdict,
 // bounded by MaxFilterWait. While pf is absent (not yet up, or restarting)
 // they wait there; at its next generation's Attach they are resubmitted.
-// Beyond the bound a datagram is dropped and counted (FilterDrops), never
-// passed. A received frame dropped so does not hold a receive buffer; a
-// frame to send that waits holds its transmit buffer, so the transports
-// are held back by the transmit pools as when the device is slow.
+// Beyond the bound a received datagram is dropped and counted
+// (FilterDrops), never passed, and does not hold a receive buffer. A
+// transport's segment is not asked about beyond the bound: it waits among
+// the held outputs (txRoom), as it does for a transmit buffer, so the
+// transports are held back as when the device is slow; only what ip
+// itself sends (ICMP, ARP's queue) is dropped there.
 //
 // Without a filter none of this runs: the only cost on the path is the
 // test of an empty string (filtering).
@@ -49,6 +51,11 @@ var errFiltered = errors.New("ip: the packet filter's queue is full")
 
 // filtering reports whether datagrams wait for pf's verdict.
 func (s *server) filtering() bool { return s.o.Filter != "" }
+
+// filterFull reports whether MaxFilterWait datagrams wait for pf.
+func (s *server) filterFull() bool {
+	return s.filtering() && s.links[s.o.Filter].out.Full()
+}
 
 // isIPv4 reports whether frame carries an IPv4 datagram: what pf judges.
 func isIPv4(frame []byte) bool {
@@ -124,6 +131,7 @@ func (s *server) fromFilter(l *peerLink, m channel.Msg) {
 	} else {
 		s.passedOut(q.Ref, q.Arg[1], pass)
 	}
+	s.releaseHeld() // room for a question
 }
 
 // passedIn handles a received frame pf judged, and gives its buffer back
@@ -152,5 +160,4 @@ func (s *server) passedOut(ref pool.Ref, off uint64, pass bool) {
 		return
 	}
 	s.poolOf(ref).Free(ref)
-	s.releaseHeld()
 }

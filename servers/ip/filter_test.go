@@ -181,3 +181,22 @@ func TestNoFilterNoQuestions(t *testing.T) {
 		t.Errorf("%d delivered, %d questions; want 1, 0", len(b.udp.got), b.pfl.out.Len())
 	}
 }
+
+// A transport's segment finds the filter's queue full: it waits among
+// the held outputs, as for a transmit buffer, and is asked about (and
+// answered ok) once pf answered the one before it.
+func TestFilterFullHoldsOutputs(t *testing.T) {
+	b := newFilterbed(t, "pass all\n", &peerLink{name: "pf", out: channel.NewOutstanding(1, 1)})
+	b.startPF()
+	b.output(1)
+	b.output(2)
+	if got := b.answers(); len(got) != 1 || got[0] != 1 || len(b.s.held) != 1 {
+		t.Fatalf("answered %v with room for one question, %d held; want [1], 1", got, len(b.s.held))
+	}
+	b.pump(true) // segment 1 passes; segment 2 is asked about
+	b.pump(true)
+	// (The segments are not TCP that pf could parse: it blocks both.)
+	if got, judged := b.answers(), b.s.filterPassed+b.s.filterBlocked; len(got) != 1 || got[0] != 2 || judged != 2 || b.s.filterDrops != 0 {
+		t.Errorf("answered %v, %d judged by pf, %d dropped; want [2], 2, 0", got, judged, b.s.filterDrops)
+	}
+}

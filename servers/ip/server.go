@@ -621,11 +621,14 @@ func (s *server) releaseHeld() {
 }
 
 // txRoom reports whether the pool the segment's frame will go in has a
-// free buffer. (A segment that needs none now, waiting for ARP, or more
+// free buffer, and the packet filter room for a question about it. (A segment that needs none now, waiting for ARP, or more
 // than one, as fragments, may still fail: it is refused as before.)
 func (s *server) txRoom(m channel.Msg) bool {
 	p := s.txPool(int(m.Ref.Len) + header.EthernetMinimumSize + header.IPv4MinimumSize)
-	return p == nil || p.Available() > 0 // nil: too big, refused at once
+	if p == nil {
+		return true // too big: refused at once
+	}
+	return p.Available() > 0 && !s.filterFull()
 }
 
 // txPool is the transmit pool a frame of n bytes goes in: ip.tx, or for a
