@@ -621,8 +621,9 @@ func (s *server) releaseHeld() {
 }
 
 // txRoom reports whether the pool the segment's frame will go in has a
-// free buffer, and the packet filter room for a question about it. (A segment that needs none now, waiting for ARP, or more
-// than one, as fragments, may still fail: it is refused as before.)
+// free buffer, and the packet filter room for a question about it. (A
+// segment that needs none now, waiting for ARP, or more than one, as
+// fragments, may still fail: it is refused as before.)
 func (s *server) txRoom(m channel.Msg) bool {
 	p := s.txPool(int(m.Ref.Len) + header.EthernetMinimumSize + header.IPv4MinimumSize)
 	if p == nil {
