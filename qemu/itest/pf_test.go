@@ -73,8 +73,12 @@ func TestPF(t *testing.T) {
 	if out := a.keepnetOK(t, "pf", "states"); !strings.Contains(out, "states") {
 		t.Errorf("keepnet pf states printed %q", out)
 	}
-	if c, _ := a.status().Component("pf"); !strings.Contains(string(c.Stats), `"NumRules":5`) {
+	c, _ := a.status().Component("pf")
+	if !strings.Contains(string(c.Stats), `"NumRules":5`) {
 		t.Errorf("status of pf: %s; want NumRules 5", c.Stats)
+	}
+	if p := c.Privilege; p == nil || p.UID != 106 || !p.Seccomp || !p.NoNewPrivs || strings.Trim(p.CapEff, "0") != "" {
+		t.Errorf("pf runs with %+v; want uid 106, seccomp, no_new_privs, no capabilities", p)
 	}
 
 	// A kill of pf during a download: the flow's state is kept, and ip
