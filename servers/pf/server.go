@@ -39,6 +39,10 @@ type ServerOptions struct {
 	// kept memory must hold MemBytes of it.
 	MaxStates int
 	Store     *store.Client // for the counters (nil: none published)
+	// Release, if not nil, tells init that pf no longer maps the pool
+	// (wiring.TypeRelease): an old ip generation's, so that init can free
+	// it.
+	Release func(id uint32)
 }
 
 // StatsNS is the store namespace components publish their counters in.
@@ -128,11 +132,28 @@ func (s *Server) Attach(p *wiring.Peer) {
 		p.Close()
 		return
 	}
-	if s.ip != nil {
-		s.ip.Close()
-	}
+	s.retire()
 	s.ip, s.gen, s.out = p, p.Generation, s.out[:0]
 	log.Printf("%s generation %d", p.Name, p.Generation)
+}
+
+// retire closes the channel to the ip generation being replaced and
+// unmaps its pools, telling init: pf keeps no reference into them (its
+// unanswered questions go with that generation).
+func (s *Server) retire() {
+	if s.ip == nil {
+		return
+	}
+	ids := make([]uint32, 0, len(s.ip.Pools))
+	for _, p := range s.ip.Pools {
+		ids = append(ids, p.ID())
+	}
+	s.ip.Close()
+	if s.o.Release != nil {
+		for _, id := range ids {
+			s.o.Release(id)
+		}
+	}
 }
 
 // AppendPorts is the loop's: the channel to ip.
@@ -258,6 +279,11 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		return err
 	}
 	defer conn.Close()
+	o.Release = func(id uint32) {
+		if err := conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil {
+			log.Printf("releasing pool %d: %v", id, err)
+		}
+	}
 	s, err := NewServer(o, setup.Kept[StateName], setup.Kept[RulesName])
 	if err != nil {
 		return err

@@ -208,3 +208,28 @@ func TestRulesMemory(t *testing.T) {
 		t.Error("WriteRules of a text too long: no error")
 	}
 }
+
+// A new ip generation replaces the old one's channel: pf unmaps the old
+// generation's pools and tells init, which frees them once nobody holds
+// them.
+func TestServerReleasesOldIPPools(t *testing.T) {
+	state, rules := keptMemory(t, webOnly)
+	var released []uint32
+	s, err := NewServer(ServerOptions{Name: "pf", IP: IPPeer, MaxStates: 64, Release: func(id uint32) { released = append(released, id) }}, state, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := pool.Create(8, 4, 2048) // generation 1's, which pf maps
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, end1, err := channel.NewLocal(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Attach(&wiring.Peer{Name: IPPeer, Generation: 1, Port: end1, Pools: []*pool.Pool{old}})
+	newFakeIP(t).meet(s, 2)
+	if len(released) != 1 || released[0] != 8 {
+		t.Errorf("released %v after ip's generation 2 came, want generation 1's pool [8]", released)
+	}
+}
