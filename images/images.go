@@ -57,6 +57,7 @@ var Components = []string{
 	"keepnet/cmd/ip",
 	"keepnet/cmd/udp",
 	"keepnet/cmd/tcp",
+	"keepnet/cmd/pf",
 	"keepnet/cmd/syscall",
 	"keepnet/cmd/resolver",
 	"keepnet/cmd/sshd",

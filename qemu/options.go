@@ -95,6 +95,9 @@ type Machine struct {
 	// SSHKeys are authorized_keys lines, base64-encoded, for the guest's
 	// SSH server; empty: no SSH server.
 	SSHKeys string
+	// PFRules is a packet filter rule set, base64-encoded; empty: no
+	// packet filter.
+	PFRules string
 }
 
 // KernelCmdline is the command line the guest's init reads its
@@ -127,6 +130,9 @@ func (m Machine) KernelCmdline() string {
 	}
 	if m.SSHKeys != "" {
 		args = append(args, "keepnet.sshkey="+m.SSHKeys)
+	}
+	if m.PFRules != "" {
+		args = append(args, "keepnet.pfrules="+m.PFRules)
 	}
 	if m.Accel == "tcg" {
 		// The guest's 2 s hang limit (boot/pid1) is a figure for a

@@ -409,3 +409,24 @@ func BenchmarkBytesDownload(b *testing.B) {
 		}
 	}
 }
+
+// With a packet filter, the page shows its rules with their counters and
+// its state count.
+func TestStatusPagePF(t *testing.T) {
+	st := *testStatus
+	st.Components = append(st.Components, ctl.Component{Name: "pf", State: "running", Stats: json.RawMessage(
+		`{"Default":"block","NumRules":1,"NumStates":4,"Passed":10,"Blocked":3,
+		"Rules":[{"Rule":"pass in proto tcp from any to any port 80 keep state","Line":3,"Packets":10,"Bytes":800,"States":4}]}`)})
+	srv := newTestServer(t, func(context.Context) (*ctl.Status, error) { return &st, nil })
+	_, body := do(t, "GET", srv.URL+"/", nil)
+	for _, want := range []string{"packet filter", "1 rules, default block", "4 states", "10 packets passed, 3 blocked",
+		">3<", "port 80 keep state", ">800<"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("GET / page lacks %q:\n%s", want, body)
+		}
+	}
+	_, body = do(t, "GET", newTestServer(t, okStatus).URL+"/", nil)
+	if strings.Contains(string(body), "packet filter") {
+		t.Error("GET / shows a packet filter on an appliance without one")
+	}
+}

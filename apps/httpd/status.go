@@ -3,6 +3,7 @@ package httpd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"net/http"
@@ -48,6 +49,39 @@ type statusPage struct {
 	Stack  string
 	Status *ctl.Status
 	Err    error
+	PF     *pfSummary // nil: no packet filter runs
+}
+
+// pfSummary is what the page shows of the packet filter's published
+// statistics (servers/pf.Stats, read as JSON: an application does not
+// link the stack's servers).
+type pfSummary struct {
+	Default   string
+	NumRules  int
+	NumStates int
+	Passed    uint64
+	Blocked   uint64
+	Rules     []struct {
+		Rule                            string
+		Line                            int
+		Packets, Bytes, States, Refused uint64
+	}
+}
+
+// pfOf is the packet filter's summary in st, or nil.
+func pfOf(st *ctl.Status) *pfSummary {
+	if st == nil {
+		return nil
+	}
+	c, ok := st.Component("pf")
+	if !ok || len(c.Stats) == 0 {
+		return nil
+	}
+	var pf pfSummary
+	if json.Unmarshal(c.Stats, &pf) != nil {
+		return nil
+	}
+	return &pf
 }
 
 // serveStatusPage answers GET / with the HTML status page; 503 if the
@@ -60,7 +94,7 @@ func (s *server) serveStatusPage(w http.ResponseWriter, r *http.Request) {
 	}
 	// Render first, so a template failure is a clean 500, not half a page.
 	var page bytes.Buffer
-	if terr := statusTemplate.Execute(&page, statusPage{Stack: s.cfg.Stack, Status: st, Err: err}); terr != nil {
+	if terr := statusTemplate.Execute(&page, statusPage{Stack: s.cfg.Stack, Status: st, Err: err, PF: pfOf(st)}); terr != nil {
 		http.Error(w, "rendering status page: "+terr.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -112,6 +146,18 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 {{- end}}
 </tbody>
 </table>
+{{- with .PF}}
+<h2>packet filter</h2>
+<p class="meta">{{.NumRules}} rules, default {{.Default}} &middot; {{.NumStates}} states &middot; {{.Passed}} packets passed, {{.Blocked}} blocked</p>
+<table>
+<thead><tr><th>line</th><th>rule</th><th>packets</th><th>bytes</th><th>states</th></tr></thead>
+<tbody>
+{{- range .Rules}}
+<tr><td class="num">{{.Line}}</td><td>{{.Rule}}</td><td class="num">{{.Packets}}</td><td class="num">{{.Bytes}}</td><td class="num">{{.States}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+{{- end}}
 {{- end}}
 </body>
 </html>

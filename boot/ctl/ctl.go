@@ -30,6 +30,11 @@
 //	                has sites; a normal one refuses. Killing or stopping a
 //	                component, the faults that need no faulty image, are
 //	                kill's
+//	pf-load         parse Rules as a packet filter rule set (servers/pf)
+//	                and put it in force; a text the parser refuses is
+//	                answered with its line and column, and the rules in
+//	                force stay. The rules with their counters, and the
+//	                states, are pf's published statistics (stats pf)
 package ctl
 
 import (
@@ -53,6 +58,7 @@ const (
 	VerbProfile  = "profile"
 	VerbHook     = "hook"
 	VerbInject   = "inject"
+	VerbPFLoad   = "pf-load"
 )
 
 // MaxLine bounds one encoded request or response; longer lines are rejected
@@ -74,6 +80,8 @@ type Request struct {
 	// Fault is what inject arms (its fields are the request's own in
 	// JSON).
 	Fault
+	// Rules is the rule text pf-load loads.
+	Rules string `json:"rules,omitempty"`
 }
 
 // Fault is the fault site inject arms in a component, and when it fires
@@ -212,7 +220,7 @@ func ParseRequest(line []byte) (Request, error) {
 		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	switch r.Verb {
-	case VerbStatus, VerbPoweroff:
+	case VerbStatus, VerbPoweroff, VerbPFLoad:
 	case VerbKill, VerbRestart, VerbStats, VerbProfile, VerbHook, VerbInject:
 		if r.Seconds < 0 || r.Seconds > MaxProfileSeconds {
 			return r, fmt.Errorf("%w: a profile lasts 1 to %d seconds", ErrMalformed, MaxProfileSeconds)

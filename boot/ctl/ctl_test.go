@@ -20,6 +20,7 @@ type fakeHandler struct {
 	hooks             []string
 	injected          []Fault
 	poweroffs         int
+	loaded            []string // rule sets PFLoad took
 }
 
 func (f *fakeHandler) Status() Status {
@@ -53,6 +54,14 @@ func (f *fakeHandler) Restart(name string) error {
 }
 
 func (f *fakeHandler) Poweroff() error { f.poweroffs++; return nil }
+
+func (f *fakeHandler) PFLoad(text string) error {
+	if text != "pass all\n" {
+		return errors.New("line 1, column 6: refused")
+	}
+	f.loaded = append(f.loaded, text)
+	return nil
+}
 
 func (f *fakeHandler) Stats(name string) (json.RawMessage, error) {
 	if name != "ip" {
@@ -267,13 +276,26 @@ func TestReadOnly(t *testing.T) {
 		{`{"id":5,"verb":"profile","name":"store"}`, false},
 		{`{"id":6,"verb":"poweroff"}`, false},
 		{`{"id":7,"verb":"inject","name":"udp","site":1}`, false},
+		{`{"id":8,"verb":"pf-load","rules":"pass all\n"}`, false},
 	} {
 		resp := Handle([]byte(tc.line), h)
 		if resp.OK != tc.wantOK || !tc.wantOK && resp.Error != ErrHostOnly.Error() {
 			t.Errorf("Handle(%s) through ReadOnly = ok %v error %q, want ok %v", tc.line, resp.OK, resp.Error, tc.wantOK)
 		}
 	}
-	if len(f.killed) != 0 || len(f.restarted) != 0 || f.poweroffs != 0 || len(f.injected) != 0 {
-		t.Errorf("the handler behind ReadOnly killed %v, restarted %v, powered off %d times, injected %v; want nothing", f.killed, f.restarted, f.poweroffs, f.injected)
+	if len(f.killed) != 0 || len(f.restarted) != 0 || f.poweroffs != 0 || len(f.injected) != 0 || len(f.loaded) != 0 {
+		t.Errorf("the handler behind ReadOnly killed %v, restarted %v, powered off %d times, injected %v, loaded %q; want nothing", f.killed, f.restarted, f.poweroffs, f.injected, f.loaded)
+	}
+}
+
+// pf-load hands the rule text to the handler, and its refusal (where the
+// parser stopped) back to the host.
+func TestPFLoad(t *testing.T) {
+	h := &fakeHandler{}
+	if r := Handle([]byte(`{"id":1,"verb":"pf-load","rules":"pass all\n"}`), h); !r.OK || len(h.loaded) != 1 {
+		t.Errorf("pf-load of good rules = ok %v error %q, handler loaded %q; want ok, loaded", r.OK, r.Error, h.loaded)
+	}
+	if r := Handle([]byte(`{"id":2,"verb":"pf-load","rules":"pass sideways\n"}`), h); r.OK || !strings.Contains(r.Error, "line 1, column 6") {
+		t.Errorf("pf-load of bad rules = ok %v error %q; want the handler's error with its line", r.OK, r.Error)
 	}
 }

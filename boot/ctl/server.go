@@ -29,6 +29,9 @@ type Handler interface {
 	Hook(name, hook string) error
 	// Inject arms (or disarms) a fault site in the component.
 	Inject(name string, f Fault) (Armed, error)
+	// PFLoad puts the packet filter rule set text in force, or refuses
+	// it (a *pf.ParseError says where) and leaves the rules in force.
+	PFLoad(text string) error
 }
 
 // Serve answers requests read from r with responses written to w until r
@@ -79,6 +82,8 @@ func Handle(line []byte, h Handler) Response {
 		err = h.Restart(req.Name)
 	case VerbPoweroff:
 		err = h.Poweroff()
+	case VerbPFLoad:
+		err = h.PFLoad(req.Rules)
 	case VerbStats:
 		resp.Stats, err = h.Stats(req.Name)
 	case VerbProfile:
@@ -97,7 +102,7 @@ func Handle(line []byte, h Handler) Response {
 }
 
 // ErrHostOnly answers a verb that changes the appliance (kill, restart,
-// profile, hook, inject, poweroff) on a channel that may only look.
+// profile, hook, inject, poweroff, pf-load) on a channel that may only look.
 var ErrHostOnly = errors.New("only the host's control channel may do this")
 
 // ReadOnly answers the verbs that change nothing (status, stats) through h
@@ -115,6 +120,7 @@ func (readOnly) Hook(string, string) error                    { return ErrHostOn
 func (readOnly) Inject(string, Fault) (Armed, error)          { return Armed{}, ErrHostOnly }
 func (readOnly) Restart(string) error                         { return ErrHostOnly }
 func (readOnly) Poweroff() error                              { return ErrHostOnly }
+func (readOnly) PFLoad(string) error                          { return ErrHostOnly }
 func (readOnly) Profile(string, time.Duration) ([]byte, error) {
 	return nil, ErrHostOnly
 }

@@ -504,6 +504,11 @@ func (h *Hub) createLocked(n *node) error {
 			n.regions = append(n.regions, p)
 		}
 	}
+	return h.createKeptLocked(n)
+}
+
+// createKeptLocked makes n's kept memory, once.
+func (h *Hub) createKeptLocked(n *node) error {
 	if n.kept == nil && len(n.spec.Kept) > 0 {
 		// All or none: a later hello tries again only if none is held.
 		var kept []heldKept
@@ -520,6 +525,27 @@ func (h *Hub) createLocked(n *node) error {
 		n.kept = kept
 	}
 	return nil
+}
+
+// Kept is the kept memory name of component, made now if the component
+// never said hello: init writes into it what the component is to find
+// there (pf's rules). The descriptor stays the hub's.
+func (h *Hub) Kept(component, name string) (*os.File, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.nodes[component]
+	if n == nil {
+		return nil, fmt.Errorf("hub: no component %s", component)
+	}
+	if err := h.createKeptLocked(n); err != nil {
+		return nil, err
+	}
+	for _, k := range n.kept {
+		if k.spec.Name == name {
+			return k.f, nil
+		}
+	}
+	return nil, fmt.Errorf("hub: %s has no kept memory %s", component, name)
 }
 
 func (h *Hub) newPoolLocked(owner, name string, bufs, bufSize int) (*heldPool, error) {

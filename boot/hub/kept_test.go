@@ -116,3 +116,30 @@ func TestKeptFailureFailsHello(t *testing.T) {
 		t.Error("tcp is up after its hello failed")
 	}
 }
+
+// Init may write into a component's kept memory before its first start
+// (Hub.Kept): the component finds it there.
+func TestKeptMemoryWrittenBeforeTheFirstStart(t *testing.T) {
+	h, err := New([]Node{{Name: "pf", Kept: []KeptSpec{{Name: "pf.rules", Size: keptSize}}}}, Shared(), func(string, ...any) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Kept("pf", "pf.state"); err == nil {
+		t.Error("Kept(pf, pf.state), which pf has not: no error")
+	}
+	f, err := h.Kept("pf", "pf.rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := keep.Map(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Unmap(b)
+	copy(b, "set default block")
+	_, gen1 := joinAs(t, h, "pf")
+	defer keep.Unmap(gen1.Kept["pf.rules"])
+	if got := string(gen1.Kept["pf.rules"][:17]); got != "set default block" {
+		t.Errorf("pf's first generation reads %q, want what init wrote", got)
+	}
+}

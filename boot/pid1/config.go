@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"keepnet/servers/pf"
 )
 
 // Stacks keepnet can run its applications on.
@@ -53,6 +55,12 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.keep=off         tcp gets no kept memory: its connections die
 //	                         with it, as before issue 12 (to measure what
 //	                         keeping them costs; on is the default)
+//	keepnet.pfrules=B64      a packet filter rule set (servers/pf), base64:
+//	                         starts the pf server and puts it in ip's path.
+//	                         Without it there is no pf and no datagram
+//	                         waits for one. A rule set the parser refuses
+//	                         is replaced by "set default block" (and a
+//	                         warning): a filter asked for never fails open
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -67,6 +75,7 @@ type Config struct {
 	TestHooks bool          // components run test hooks on request
 	Seccomp   bool          // components install their seccomp filters
 	Keep      bool          // tcp keeps its connections in kept memory
+	PFRules   string        // the rule text; empty: no packet filter
 }
 
 // DefaultHang is the hang limit without keepnet.hang.
@@ -156,6 +165,8 @@ func (c *Config) set(name, val string) error {
 		c.Hang = d
 	case "testhooks":
 		return parseSwitch(val, "1", "0", &c.TestHooks)
+	case "pfrules":
+		return c.setPFRules(val)
 	case "hugepages":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 || n > 1<<16 {
@@ -165,6 +176,25 @@ func (c *Config) set(name, val string) error {
 	default:
 		return fmt.Errorf("unknown keepnet parameter")
 	}
+	return nil
+}
+
+// blockAll is the rule set of a filter whose rules were refused.
+const blockAll = "set default block\n"
+
+// setPFRules takes the packet filter's rules from val, base64. Rules that
+// do not parse are reported, and block everything instead.
+func (c *Config) setPFRules(val string) error {
+	text, err := base64.StdEncoding.DecodeString(val)
+	if err != nil || val == "" {
+		c.PFRules = blockAll
+		return fmt.Errorf("want a base64-encoded rule set; blocking everything")
+	}
+	if _, err := pf.Parse(string(text)); err != nil {
+		c.PFRules = blockAll
+		return fmt.Errorf("rule set: %w; blocking everything", err)
+	}
+	c.PFRules = string(text)
 	return nil
 }
 

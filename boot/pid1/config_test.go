@@ -1,6 +1,7 @@
 package pid1
 
 import (
+	"encoding/base64"
 	"net/netip"
 	"testing"
 	"time"
@@ -31,8 +32,11 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.sched=fifo", DefaultConfig(), 1},         // not offered
 		{"keepnet.hang=soon", DefaultConfig(), 1},          // not a duration
 		{"keepnet.hang=0", func() Config { c := DefaultConfig(); c.Hang = 0; return c }(), 0},
-		{"keepnet.seccomp=off", DefaultConfig(), 1},              // 0 or 1
-		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
+		{"keepnet.seccomp=off", DefaultConfig(), 1}, // 0 or 1
+		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass all\n")), withRules("pass all\n"), 0},
+		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass sideways\n")), withRules(blockAll), 1}, // fails closed
+		{"keepnet.pfrules=!!", withRules(blockAll), 1},                                                              // not base64
+		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2},                                                    // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
 			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true},
@@ -48,4 +52,11 @@ func TestParseCmdline(t *testing.T) {
 			t.Errorf("ParseCmdline(%q) warnings = %v, want %d", tt.cmdline, warnings, tt.warnings)
 		}
 	}
+}
+
+// withRules is the default configuration with a packet filter of rules.
+func withRules(rules string) Config {
+	c := DefaultConfig()
+	c.PFRules = rules
+	return c
 }

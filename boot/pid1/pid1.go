@@ -78,6 +78,11 @@ func Main() {
 	} else {
 		a.wiring = wiring
 		a.faults.arm = wiring.Arm
+		if cfg.PFRules != "" && cfg.Stack == StackKeepnet {
+			if a.pf, err = setUpPF(wiring, cfg.PFRules); err != nil {
+				log.Printf("pf rules: %v", err) // pf then blocks everything
+			}
+		}
 		for i := range specs {
 			if wiring.Wired(specs[i].Name) {
 				specs[i].ExtraFiles = wiring.ExtraFiles(specs[i].Name)
@@ -211,6 +216,7 @@ type appliance struct {
 	sup      *supervisor.Supervisor // nil when the component table was invalid
 	wiring   *hub.Hub               // nil when the wiring was invalid
 	faults   *injector              // answers inject
+	pf       *pfRules               // nil without a packet filter
 	shutdown context.CancelFunc
 	store    *store.Client // reads the counters components publish
 
@@ -263,6 +269,9 @@ func (a *appliance) Hook(name, hook string) error {
 func (a *appliance) Inject(name string, f ctl.Fault) (ctl.Armed, error) {
 	return a.faults.Inject(name, f)
 }
+
+// PFLoad puts a new packet filter rule set in force (pf.go).
+func (a *appliance) PFLoad(text string) error { return a.pf.load(text) }
 
 func (a *appliance) Restart(name string) error {
 	if a.sup == nil {

@@ -12,6 +12,7 @@ import (
 	"keepnet/kernel/sandbox"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/ip"
+	"keepnet/servers/pf"
 	"keepnet/servers/tcp"
 )
 
@@ -50,6 +51,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		ipArgs := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0", "-udp", "udp", "-tcp", "tcp"}
 		if cfg.Gateway.IsValid() {
 			ipArgs = append(ipArgs, "-gw", cfg.Gateway.String())
+		}
+		if cfg.PFRules != "" {
+			ipArgs = append(ipArgs, "-pf", "pf")
 		}
 		specs = append(specs,
 			supervisor.Spec{Name: "e1000.0", Path: "/bin/nic", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always,
@@ -105,6 +109,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			tcpNode(cfg),
 			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big, Writers: []string{"udp", "tcp"}}}},
 		)
+		if cfg.PFRules != "" {
+			specs, nodes = withPF(specs, nodes)
+		}
 		for _, app := range apps {
 			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big, Writers: []string{"syscall"}}}})
 		}
@@ -168,6 +175,26 @@ func tcpNode(cfg Config) hub.Node {
 		n.Kept = []hub.KeptSpec{{Name: tcp.StateName, Size: tcp.StateBytes}}
 	}
 	return n
+}
+
+// withPF adds the packet filter to the table: its server, beside ip; a
+// channel between them, over which pf reads ip's frames (read-only, as
+// every neighbour maps a pool it does not write); and its kept memory,
+// the state table and the rules init writes (servers/pf, "Recovery").
+// ip waits for pf's verdicts only when pf is in the table (ip's -pf).
+func withPF(specs []supervisor.Spec, nodes []hub.Node) ([]supervisor.Spec, []hub.Node) {
+	specs = append(specs, supervisor.Spec{Name: "pf", Path: "/bin/pf", Args: []string{"-ifaces", "e1000.0"},
+		Deps: []string{"store"}, Restart: supervisor.Always})
+	for i := range nodes {
+		if nodes[i].Name == "ip" {
+			nodes[i].Peers = append(nodes[i].Peers, "pf")
+		}
+	}
+	nodes = append(nodes, hub.Node{Name: "pf", Peers: []string{"ip"}, Kept: []hub.KeptSpec{
+		{Name: pf.StateName, Size: pf.KeptBytes(pf.DefaultMaxStates)},
+		{Name: pf.RulesName, Size: pf.RulesBytes},
+	}})
+	return specs, nodes
 }
 
 // tcpArgs are the TCP server's flags.

@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 
@@ -54,5 +55,38 @@ func TestTableKeptMemory(t *testing.T) {
 	off.Keep = false
 	if k := kept(off); len(k) != 0 {
 		t.Errorf("tcp's kept memory with keepnet.keep=off: %+v, want none", k)
+	}
+}
+
+// Without rules there is no pf, and ip asks nothing of one; with rules pf
+// runs beside ip, with its kept memory, and ip waits for its verdicts.
+func TestTablePF(t *testing.T) {
+	for _, rules := range []string{"", "pass all\n"} {
+		cfg := DefaultConfig()
+		cfg.IP, cfg.PFRules = netip.MustParsePrefix("10.0.2.15/24"), rules
+		specs, nodes := Table(cfg)
+		if _, err := hub.New(nodes, hub.Factory{}, t.Logf); err != nil {
+			t.Fatalf("rules %q: hub.New(Table) = %v", rules, err)
+		}
+		var pfSpec, ipAsks bool
+		for _, s := range specs {
+			pfSpec = pfSpec || s.Name == "pf"
+			ipAsks = ipAsks || s.Name == "ip" && slices.Contains(s.Args, "-pf")
+		}
+		var kept []string
+		for _, n := range nodes {
+			if n.Name == "pf" {
+				for _, k := range n.Kept {
+					kept = append(kept, k.Name)
+					if k.Size%os.Getpagesize() != 0 {
+						t.Errorf("pf's kept memory %s is %d bytes, not whole pages (kernel/keep refuses it)", k.Name, k.Size)
+					}
+				}
+			}
+		}
+		want := rules != ""
+		if pfSpec != want || ipAsks != want || (len(kept) == 2) != want {
+			t.Errorf("rules %q: pf runs %v, ip asks it %v, its kept memory %v; want %v", rules, pfSpec, ipAsks, kept, want)
+		}
 	}
 }

@@ -26,6 +26,7 @@ func main() {
 	driver := flag.String("driver", "e1000.0", "the NIC driver component")
 	udp := flag.String("udp", "udp", "the UDP transport component (empty: none)")
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
+	filter := flag.String("pf", "", "the packet filter component (empty: none, nothing waits for a verdict)")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile ip
@@ -54,7 +55,7 @@ func main() {
 	if *tcp != "" {
 		transports[6] = *tcp
 	}
-	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Transports: transports, Config: cfg, Store: st}); err != nil {
+	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Transports: transports, Config: cfg, Store: st, Filter: *filter}); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

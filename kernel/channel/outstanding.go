@@ -94,6 +94,9 @@ func (t *Outstanding) Resubmit() []Msg {
 // Len is the number of outstanding requests.
 func (t *Outstanding) Len() int { return len(t.reqs) }
 
+// Full reports whether the table is at its bound: Add would fail.
+func (t *Outstanding) Full() bool { return len(t.reqs) >= t.limit }
+
 // Next is the id Add hands out next: what a component saves so that its
 // successor never reuses an id.
 func (t *Outstanding) Next() uint64 { return t.next }

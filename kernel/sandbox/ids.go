@@ -36,6 +36,7 @@ var identities = map[string]Identity{
 	"udp":     {UID: 103, GID: 103},
 	"tcp":     {UID: 104, GID: 104},
 	"syscall": {UID: 105, GID: 105},
+	"pf":      {UID: 106, GID: 106},
 	// Applications. sshd runs only its built-in commands, so it needs no
 	// root either.
 	"httpd":    {UID: 200, GID: 200},

@@ -69,6 +69,7 @@ var (
 	IP        = Profile{Name: "ip"}
 	Transport = Profile{Name: "transport"} // udp, tcp
 	Syscall   = Profile{Name: "syscall"}
+	Filter    = Profile{Name: "pf"} // the packet filter
 	App       = Profile{Name: "app", Listens: true, AnySocket: true}
 	// Driver also pins its DMA memory.
 	Driver = Profile{Name: "driver", Extra: []uintptr{unix.SYS_MLOCK, unix.SYS_MUNLOCK, unix.SYS_MLOCK2}}

@@ -49,6 +49,10 @@ commands:
             of its own, keep a workload running, inject faults one at a
             time (fault sites of the faulty image, or --sigkill-only) and
             report what each did (report.md: the paper's Tables III, IV)
+  pf        the packet filter: keepnet pf load FILE (put a rule set in
+            force; a bad one is refused with its line, and the rules in
+            force stay), keepnet pf rules (with their counters), keepnet
+            pf states. Needs an appliance booted with --pf-rules FILE
   down      power the appliance off
 
 'keepnet COMMAND -h' lists a command's flags.
@@ -75,6 +79,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = inject(ctx, args[1:], stdout, stderr)
 	case "profile":
 		err = profileCmd(ctx, args[1:], stdout, stderr)
+	case "pf":
+		err = pfCmd(ctx, args[1:], stdout, stderr)
 	case "down":
 		err = down(ctx, args[1:], stdout, stderr)
 	case "campaign":
@@ -191,6 +197,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mac := fs.String("mac", "52:54:00:12:34:56", "the NIC's MAC address")
 	appendFlag := fs.String("append", "", "extra kernel command line")
 	authKeys := fs.String("authorized-keys", "", "start the appliance's SSH server, accepting the public keys in FILE (authorized_keys format)")
+	pfRules := fs.String("pf-rules", "", "filter with the packet filter rule set in FILE (servers/pf's language); without it there is no packet filter")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -239,6 +246,14 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *authKeys != "" {
 		if m.SSHKeys, err = readAuthorizedKeys(*authKeys); err != nil {
+			return usageError{err}
+		}
+	}
+	if *pfRules != "" {
+		if *stack != "keepnet" {
+			return usageError{errors.New("--pf-rules needs --stack keepnet")}
+		}
+		if m.PFRules, err = readPFRules(*pfRules); err != nil {
 			return usageError{err}
 		}
 	}

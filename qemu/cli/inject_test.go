@@ -21,12 +21,25 @@ type fakeAppliance struct {
 	mu       sync.Mutex
 	killed   []string
 	injected []ctl.Fault
+	loaded   []string // rule sets pf-load sent
 }
 
-func (f *fakeAppliance) Status() ctl.Status                    { return ctl.Status{} }
-func (f *fakeAppliance) Restart(string) error                  { return nil }
-func (f *fakeAppliance) Poweroff() error                       { return nil }
-func (f *fakeAppliance) Stats(string) (json.RawMessage, error) { return nil, errors.New("none") }
+func (f *fakeAppliance) PFLoad(text string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.loaded = append(f.loaded, text)
+	return nil
+}
+
+func (f *fakeAppliance) Status() ctl.Status   { return ctl.Status{} }
+func (f *fakeAppliance) Restart(string) error { return nil }
+func (f *fakeAppliance) Poweroff() error      { return nil }
+func (f *fakeAppliance) Stats(name string) (json.RawMessage, error) {
+	if name != "pf" {
+		return nil, errors.New("none")
+	}
+	return json.RawMessage(pfPublished), nil
+}
 func (f *fakeAppliance) Profile(string, time.Duration) ([]byte, error) {
 	return nil, errors.New("none")
 }

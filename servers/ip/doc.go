@@ -43,6 +43,9 @@
 //     non-initial fragment (RFC 1122 §3.2.2).
 //   - Output: connected subnet directly, anything else through the default
 //     gateway; a fresh IP ID per datagram; fragmentation to the MTU.
+//   - Filtering (the server, filter.go): with a packet filter configured,
+//     every IPv4 datagram in and out waits for pf's verdict
+//     (servers/pf/verdict); without one, nothing waits.
 //
 // # Recovery protocol
 //

@@ -33,8 +33,8 @@ func newHoldbed(t *testing.T) *holdbed {
 	}
 	b := &holdbed{t: t, segs: mk(10, 8)}
 	b.s = &server{o: ServerOptions{Name: "ip", Driver: "e1000.0"}, rx: mk(1, 4), tx: mk(2, 2), up: mk(3, 4), links: map[string]*peerLink{}}
-	b.drv = &peerLink{peer: &wiring.Peer{Name: "e1000.0"}, out: channel.NewOutstanding(64, 1)}
-	b.tcp = &peerLink{peer: &wiring.Peer{Name: "tcp", Pools: []*pool.Pool{b.segs}}, out: channel.NewOutstanding(64, 1)}
+	b.drv = &peerLink{name: "e1000.0", peer: &wiring.Peer{Name: "e1000.0"}, out: channel.NewOutstanding(64, 1)}
+	b.tcp = &peerLink{name: "tcp", peer: &wiring.Peer{Name: "tcp", Pools: []*pool.Pool{b.segs}}, out: channel.NewOutstanding(64, 1)}
 	b.s.links["e1000.0"], b.s.links["tcp"] = b.drv, b.tcp
 	b.s.stack = New(testCfg, b.s, &fakeClock{epoch}, nil)
 	// The peer asks for us first, so its address is resolved; the driver

@@ -58,6 +58,10 @@ type ServerOptions struct {
 	Store      *store.Client
 	// RxPosted is how many receive buffers are kept with the driver.
 	RxPosted int
+	// Filter is the packet filter component ("pf"): every IPv4 datagram
+	// in and out waits for its verdict (filter.go). Empty: no filter, and
+	// no datagram waits.
+	Filter string
 }
 
 // StatsNS is the store namespace components publish their counters in.
@@ -86,7 +90,8 @@ const (
 
 // peerLink is the channel to one neighbour's current generation.
 type peerLink struct {
-	peer  *wiring.Peer
+	name  string               // the neighbour's
+	peer  *wiring.Peer         // nil until its first generation attaches (pf's link)
 	out   *channel.Outstanding // requests IP sent and the peer has not answered
 	queue []channel.Msg        // messages (requests and replies) the channel had no room for
 }
@@ -123,6 +128,11 @@ type server struct {
 	maxHeld, maxLinkQueue int
 	linkQueueDrops        uint64 // requests not made: MaxLinkQueue reached or the outstanding table full
 
+	// The filter's (filter.go): receive buffers at pf or waiting for it,
+	// and the datagrams pf passed, blocked, and that found no room to wait.
+	rxAtFilter                               int
+	filterPassed, filterBlocked, filterDrops uint64
+
 	mac     [6]byte
 	haveMAC bool
 	drops   uint64 // frames and datagrams dropped for want of a peer or a buffer
@@ -158,6 +168,13 @@ type Stats struct {
 	OutputsRefused   uint64 // segments refused (answered with an error)
 	OutputsThrottled uint64 // of those, refused because MaxHeld were held
 	LinkQueueDrops   uint64 // requests to a neighbour not made (MaxLinkQueue reached); their buffers freed
+	// The packet filter's, if there is one (filter.go).
+	Filter           string
+	FilterGeneration int
+	FilterWaiting    int    // datagrams waiting for a verdict now
+	FilterPassed     uint64 // datagrams pf passed
+	FilterBlocked    uint64 // datagrams pf blocked
+	FilterDrops      uint64 // datagrams dropped: MaxFilterWait were waiting
 	Counters
 }
 
@@ -196,6 +213,9 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	}
 	defer watch.Close()
 	defer conn.Close()
+	if s.filtering() {
+		s.links[o.Filter] = newFilterLink(o.Filter)
+	}
 	for _, p := range setup.Peers {
 		s.Attach(p)
 	}
@@ -248,7 +268,9 @@ func (s *server) start() {
 // AppendPorts is the loop's: every neighbour's channel.
 func (s *server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 	for _, l := range s.links {
-		dst = append(dst, l.peer.Port)
+		if l.peer != nil {
+			dst = append(dst, l.peer.Port)
+		}
 	}
 	return dst
 }
@@ -288,9 +310,9 @@ func (s *server) Attach(p *wiring.Peer) {
 		if p.Name == s.o.Driver {
 			limit = s.rx.Len() + s.tx.Len() + 16
 		}
-		l = &peerLink{out: channel.NewOutstanding(limit, 1)}
+		l = &peerLink{name: p.Name, out: channel.NewOutstanding(limit, 1)}
 		s.links[p.Name] = l
-	} else {
+	} else if l.peer != nil {
 		l.peer.Close()
 	}
 	l.peer = p
@@ -312,7 +334,8 @@ func (s *server) Attach(p *wiring.Peer) {
 	log.Printf("%s generation %d: %d requests resubmitted", p.Name, p.Generation, resent)
 }
 
-func (s *server) postedRX() int { return s.rx.Len() - s.rx.Available() }
+// postedRX is how many receive buffers the driver has.
+func (s *server) postedRX() int { return s.rx.Len() - s.rx.Available() - s.rxAtFilter }
 
 // request queues a new request to a neighbour. Beyond MaxLinkQueue, or
 // with the outstanding table full, it is not made: its buffer goes back
@@ -326,7 +349,7 @@ func (s *server) request(l *peerLink, m channel.Msg) bool {
 		}
 	}
 	if s.linkQueueDrops++; s.linkQueueDrops&(s.linkQueueDrops-1) == 0 { // 1, 2, 4, 8...: never a log flood
-		log.Printf("request to %s not made (%d so far): %d messages queued, %v", l.peer.Name, s.linkQueueDrops, len(l.queue), err)
+		log.Printf("request to %s not made (%d so far): %d messages queued, %v", l.name, s.linkQueueDrops, len(l.queue), err)
 	}
 	if p := s.poolOf(m.Ref); p != nil && !m.Ref.IsZero() {
 		p.MustFree(m.Ref)
@@ -387,6 +410,9 @@ func (s *server) sendFrame(frame []byte, offload uint64) error {
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame))
+	if s.filtering() && isIPv4(frame) {
+		return s.filterOut(ref, offload)
+	}
 	if !s.request(l, link.OpTx.Msg(ref, offload)) {
 		return errors.New("ip: the driver's queue is full")
 	}
@@ -449,28 +475,40 @@ func (s *server) upBuffer(ref pool.Ref) *pool.Pool {
 func (s *server) poll() bool {
 	work := false
 	for _, l := range s.links {
-		port := l.peer.Port
-		n := port.Recv(s.in)
-		for _, m := range s.in[:n] {
-			s.handle(l, m)
-		}
-		if len(l.queue) > 0 {
-			sent := port.Send(l.queue...)
-			l.queue = l.queue[sent:]
-			work = work || sent > 0
-		}
-		work = work || n > 0
+		work = s.pollLink(l) || work
 	}
 	return work
 }
 
+// pollLink moves l's replies and requests once; it reports whether
+// anything moved.
+func (s *server) pollLink(l *peerLink) bool {
+	if l.peer == nil {
+		return false // pf, before its first generation: questions wait
+	}
+	port := l.peer.Port
+	n := port.Recv(s.in)
+	for _, m := range s.in[:n] {
+		s.handle(l, m)
+	}
+	sent := 0
+	if len(l.queue) > 0 {
+		sent = port.Send(l.queue...)
+		l.queue = l.queue[sent:]
+	}
+	return n > 0 || sent > 0
+}
+
 // handle takes one message from a neighbour. The channel it came on says
-// which protocol it speaks: drivers/link with the driver, servers/ops with
-// a transport.
+// which protocol it speaks: drivers/link with the driver, servers/pf/verdict
+// with the filter, servers/ops with a transport.
 func (s *server) handle(l *peerLink, m channel.Msg) {
-	if l.peer.Name == s.o.Driver {
+	switch {
+	case l.name == s.o.Driver:
 		s.fromDriver(l, m)
-	} else {
+	case s.filtering() && l.name == s.o.Filter:
+		s.fromFilter(l, m)
+	default:
 		s.fromTransport(l, m)
 	}
 }
@@ -486,7 +524,12 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 		if link.StatusOf(m) == link.StatusOK && s.stack != nil {
 			ref := req.Ref
 			ref.Len = m.Ref.Len
-			if shared, err := s.rx.Bytes(ref); err == nil {
+			shared, err := s.rx.Bytes(ref)
+			if err == nil && s.filtering() && isIPv4(shared) {
+				s.filterIn(l, ref) // handled when pf has judged it
+				return
+			}
+			if err == nil {
 				s.stack.HandleFrame(s.private(shared))
 			}
 		}
@@ -578,11 +621,15 @@ func (s *server) releaseHeld() {
 }
 
 // txRoom reports whether the pool the segment's frame will go in has a
-// free buffer. (A segment that needs none now, waiting for ARP, or more
-// than one, as fragments, may still fail: it is refused as before.)
+// free buffer, and the packet filter room for a question about it. (A
+// segment that needs none now, waiting for ARP, or more than one, as
+// fragments, may still fail: it is refused as before.)
 func (s *server) txRoom(m channel.Msg) bool {
 	p := s.txPool(int(m.Ref.Len) + header.EthernetMinimumSize + header.IPv4MinimumSize)
-	return p == nil || p.Available() > 0 // nil: too big, refused at once
+	if p == nil {
+		return true // too big: refused at once
+	}
+	return p.Available() > 0 && !s.filterFull()
 }
 
 // txPool is the transmit pool a frame of n bytes goes in: ip.tx, or for a
@@ -649,6 +696,13 @@ func (s *server) publish() {
 		st.DriverGeneration = l.peer.Generation
 		st.Outstanding = l.out.Len()
 	}
+	if l := s.links[s.o.Filter]; l != nil {
+		st.Filter, st.FilterWaiting = s.o.Filter, l.out.Len()
+		if l.peer != nil {
+			st.FilterGeneration = l.peer.Generation
+		}
+	}
+	st.FilterPassed, st.FilterBlocked, st.FilterDrops = s.filterPassed, s.filterBlocked, s.filterDrops
 	if s.stack != nil {
 		st.Counters = s.stack.Counters()
 	}

@@ -1,7 +1,7 @@
 // Package pf is keepnet's packet filter: a rule set in the spirit of
 // OpenBSD's pf.conf, and connection tracking whose state table outlives
-// the pf server. This package is the core, with no I/O and no clock of its
-// own: the pf server (cmd/pf, to come) asks a Filter for the verdict on
+// the pf server. The core (the Filter) has no I/O and no clock of its
+// own: the pf server (server.go, run by cmd/pf) asks it for the verdict on
 // every IPv4 datagram ip receives, sends or forwards, and hands it the time.
 //
 //	f, err := pf.New(keptMemory, pf.Config{MaxStates: 65536})
@@ -100,10 +100,33 @@
 // written before the verdict that changed it is returned. After a crash,
 // the new pf calls New over the same memory, which adopts every valid
 // state and drops the records that fail their checksums or invariants
-// (Counters.Adopted, Discarded); then it loads the rules again from the
-// store. Established flows go on; a flow whose record was lost is judged
-// by the rules again (for TCP, a mid-connection segment matches no keep
-// state rule and is dropped, as pf drops a connection it lost track of).
-// While pf is down, ip holds the packets that wait for a verdict (bounded)
-// and asks again: none passes unfiltered.
+// (Counters.Adopted, Discarded); then it takes the rules from a second
+// piece of kept memory, which init writes (keeprules.go). Established
+// flows go on; a flow whose record was lost is judged by the rules again
+// (for TCP, a mid-connection segment matches no keep state rule and is
+// dropped, as pf drops a connection it lost track of). While pf is down,
+// ip holds the packets that wait for a verdict (bounded) and asks again:
+// none passes unfiltered.
+//
+// # The server
+//
+// The steps of the process (server.go), and of its neighbours:
+//
+//  1. Init starts pf only if the appliance boots with rules (keepnet up
+//     --pf-rules FILE, the kernel command line's keepnet.pfrules), and
+//     then tells ip so (ip's -pf): without rules there is no pf, and no
+//     datagram waits for one. Before pf's first start init writes the
+//     rules into pf's rule memory; `keepnet pf load` writes a new rule
+//     set there after init's parser accepted it (a refused one changes
+//     nothing). pf looks at the memory's stamp every pass of its loop
+//     (at least every 200 ms) and loads what is newer.
+//  2. ip asks a question per IPv4 datagram over their channel
+//     (servers/pf/verdict: the frame stays in ip's pool, pf reads it
+//     there); pf drains every question per wake-up, decides them as a
+//     batch (VerdictBatch) and answers in one send.
+//  3. A new pf generation adopts the states and the rules from kept
+//     memory, then answers the questions ip resubmits to it.
+//  4. pf publishes its counters, the rules with theirs and the first
+//     MaxPublishedStates states in the store (Stats), for `keepnet pf
+//     rules`, `keepnet pf states` and `keepnet status`.
 package pf

@@ -379,7 +379,7 @@ func TestStates(t *testing.T) {
 	c := w.conn(other, 40000, inside, 22, In)
 	c.open()
 	w.advance(time.Second)
-	got := w.f.States(w.now)
+	got := w.f.States(w.now, -1)
 	if len(got) != 2 {
 		t.Fatalf("States = %v, want 2", got)
 	}

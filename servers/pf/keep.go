@@ -64,6 +64,16 @@ const (
 // MemBytes is the size of kept memory for maxStates states.
 func MemBytes(maxStates int) int { return headerBytes + maxStates*slotBytes }
 
+// keptAlign is what kept memory's size must be a multiple of (a page,
+// kernel/keep; 64 KiB covers every page size Linux has).
+const keptAlign = 64 << 10
+
+// KeptBytes is MemBytes(maxStates) rounded up to what kernel/keep can
+// make: the size of the state table's kept memory.
+func KeptBytes(maxStates int) int {
+	return (MemBytes(maxStates) + keptAlign - 1) / keptAlign * keptAlign
+}
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // keeper writes states into kept memory and reads them back.

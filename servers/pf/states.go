@@ -36,12 +36,16 @@ func (s StateInfo) String() string {
 		s.Packets[0], s.Packets[1], s.Bytes[0], s.Bytes[1], s.Rule)
 }
 
-// States lists the live states at now, in slot order. It allocates: it is
-// for the operator, not for the packet path.
-func (f *Filter) States(now time.Time) []StateInfo {
+// States lists the first limit live states at now (all of them if limit is
+// negative), in slot order. It allocates: it is for the operator, not for
+// the packet path.
+func (f *Filter) States(now time.Time, limit int) []StateInfo {
 	var out []StateInfo
 	t := now.UnixNano()
 	for i := range f.states {
+		if len(out) == limit {
+			break
+		}
 		st := &f.states[i]
 		if !f.live[i] || st.expired(t, &f.rules.Timeouts) {
 			continue
