@@ -77,7 +77,7 @@ func (s *server) ask(frame pool.Ref, dir verdict.Dir, arg uint64) bool {
 		if s.filterDrops++; s.filterDrops&(s.filterDrops-1) == 0 { // 1, 2, 4...: never a log flood
 			log.Printf("%d datagrams dropped waiting for %s: %d wait", s.filterDrops, s.o.Filter, l.out.Len())
 		}
-		s.poolOf(frame).Free(frame)
+		s.poolOf(frame).MustFree(frame)
 		return false
 	}
 	l.send(m)
@@ -148,7 +148,7 @@ func (s *server) passedIn(ref pool.Ref, pass bool) {
 		s.request(drv, link.OpRx.Msg(ref))
 		return
 	}
-	s.rx.Free(ref)
+	s.rx.MustFree(ref)
 }
 
 // passedOut hands a frame pf passed to the driver with its offload
@@ -159,5 +159,5 @@ func (s *server) passedOut(ref pool.Ref, off uint64, pass bool) {
 		s.request(drv, link.OpTx.Msg(ref, off))
 		return
 	}
-	s.poolOf(ref).Free(ref)
+	s.poolOf(ref).MustFree(ref)
 }
