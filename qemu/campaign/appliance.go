@@ -75,6 +75,7 @@ type appliance struct {
 	dir     string // holds the control socket and the console
 	ctl     string
 	console string
+	keepTo  string   // where the console of every boot is kept (keepConsole)
 	upArgs  []string // extra `keepnet up` flags: the image, kernel parameters
 	boots   int
 }
@@ -130,11 +131,15 @@ func (a *appliance) keepConsole(path string) {
 	io.Copy(out, in)
 }
 
-// reboot powers the appliance off and boots it again.
+// reboot powers the appliance off and boots it again. The console of the
+// boot that ends goes to keepTo first: it holds why the run needed the
+// reboot.
 func (a *appliance) reboot(ctx context.Context, log io.Writer) error {
 	if err := a.down(); err != nil {
 		fmt.Fprintf(log, "campaign: powering off for a reboot: %v\n", err)
 	}
+	a.keepConsole(a.keepTo)
+	os.Remove(a.console)
 	return a.boot(ctx, log)
 }
 

@@ -174,7 +174,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(c.app.dir)
-	defer c.app.keepConsole(filepath.Join(cfg.Out, "console.log"))
+	c.app.keepTo = filepath.Join(cfg.Out, "console.log")
+	defer c.app.keepConsole(c.app.keepTo)
 	defer c.app.down()
 	fmt.Fprintf(c.log, "campaign: namespace %s; booting %s\n", ns.Name, cfg.Image)
 	if err := c.app.boot(ctx, c.log); err != nil {
