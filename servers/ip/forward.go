@@ -2,7 +2,6 @@ package ip
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 
 	"keepnet/servers/header"
@@ -75,8 +74,8 @@ type Router struct {
 	c          ForwardCounters
 }
 
-// ErrBadRoute is returned (wrapped) by NewRouter for a static route whose
-// gateway is on no connected network.
+// ErrBadRoute is returned (wrapped) for a static route ParseRoute cannot
+// read or whose gateway is on no connected network.
 var ErrBadRoute = errors.New("bad route")
 
 // NewRouter joins ifaces (interface i is ifaces[i]; none may be in another
@@ -85,15 +84,16 @@ var ErrBadRoute = errors.New("bad route")
 // between them if forwarding.
 func NewRouter(ifaces []*Stack, static []StaticRoute, forwarding bool) (*Router, error) {
 	r := &Router{ifaces: ifaces, forwarding: forwarding}
+	nets := make([]netip.Prefix, len(ifaces))
 	for i, s := range ifaces {
+		nets[i] = s.subnet
 		r.table.Add(Route{Dst: s.subnet, Iface: i})
 	}
+	if err := CheckRoutes(nets, static); err != nil {
+		return nil, err
+	}
 	for _, sr := range static {
-		i := r.connected(sr.Via)
-		if i < 0 || !sr.Dst.Addr().Is4() {
-			return nil, fmt.Errorf("%w: %v via %v: the gateway is on no connected network", ErrBadRoute, sr.Dst, sr.Via)
-		}
-		r.table.Add(Route{Dst: sr.Dst, Via: sr.Via, Iface: i})
+		r.table.Add(Route{Dst: sr.Dst, Via: sr.Via, Iface: connectedOn(nets, sr.Via)})
 	}
 	for i, s := range ifaces {
 		if gw := s.cfg.Gateway; gw.IsValid() {
@@ -107,27 +107,11 @@ func NewRouter(ifaces []*Stack, static []StaticRoute, forwarding bool) (*Router,
 	return r, nil
 }
 
-// connected is the interface whose network holds a, or -1.
-func (r *Router) connected(a netip.Addr) int {
-	for i, s := range r.ifaces {
-		if s.subnet.Contains(a) {
-			return i
-		}
-	}
-	return -1
-}
-
 // Table returns the routing table's routes, longest prefix first.
 func (r *Router) Table() []Route { return r.table.Routes() }
 
 // Counters returns a snapshot of the forwarding statistics.
 func (r *Router) Counters() ForwardCounters { return r.c }
-
-// Output sends a transport's datagram, from the first interface's address:
-// Stack.OutputOffload of that interface, routed by the table.
-func (r *Router) Output(proto uint8, dst netip.Addr, payload []byte, o Offload) error {
-	return r.ifaces[0].OutputOffload(proto, dst, payload, o)
-}
 
 // isLocal reports whether a is one of our addresses.
 func (r *Router) isLocal(a netip.Addr) bool {

@@ -305,7 +305,7 @@ func TestRouterLocal(t *testing.T) {
 		t.Fatalf("delivered %+v, want the datagram to %v", b.udp.got, ourIP1)
 	}
 	b.knowB()
-	if err := b.r.Output(header.ProtocolUDP, behindB, []byte("out"), Offload{}); err != nil {
+	if err := b.OutputOffload(header.ProtocolUDP, behindB, []byte("out"), Offload{}); err != nil {
 		t.Fatalf("Output(%v) = %v", behindB, err)
 	}
 	frames := b.link1.take()
@@ -315,7 +315,7 @@ func TestRouterLocal(t *testing.T) {
 	if s := parseIP(t, frames[0]); s.eth.Dst() != bMAC || s.ip.Src() != ourIP || s.ip.Dst() != behindB {
 		t.Errorf("sent to %v, %v -> %v; want to %v, %v -> %v", s.eth.Dst(), s.ip.Src(), s.ip.Dst(), bMAC, ourIP, behindB)
 	}
-	if err := b.r.Output(header.ProtocolUDP, ourIP1, []byte("self"), Offload{}); err == nil {
+	if err := b.OutputOffload(header.ProtocolUDP, ourIP1, []byte("self"), Offload{}); err == nil {
 		t.Errorf("Output(%v, one of ours) = nil, want ErrNoRoute", ourIP1)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // Route is one entry of a routing table: datagrams to Dst leave by
@@ -64,3 +65,42 @@ func (t *Table) Lookup(dst netip.Addr) (Route, bool) {
 
 // Routes returns the table's routes, longest prefix first.
 func (t *Table) Routes() []Route { return slices.Clone(t.routes) }
+
+// String is the route as ParseRoute reads it: "10.90.0.0/16,via=10.78.0.2".
+func (r StaticRoute) String() string { return fmt.Sprintf("%v,via=%v", r.Dst, r.Via) }
+
+// ParseRoute reads a static route as the command lines give it,
+// "PREFIX,via=GATEWAY", e.g. "10.90.0.0/16,via=10.78.0.2".
+func ParseRoute(s string) (StaticRoute, error) {
+	dst, via, ok := strings.Cut(s, ",via=")
+	p, err := netip.ParsePrefix(dst)
+	if err != nil || !ok || !p.Addr().Is4() {
+		return StaticRoute{}, fmt.Errorf("%w: %q: want IPv4-PREFIX,via=ADDR, like 10.90.0.0/16,via=10.78.0.2", ErrBadRoute, s)
+	}
+	a, err := netip.ParseAddr(via)
+	if err != nil || !a.Is4() {
+		return StaticRoute{}, fmt.Errorf("%w: %q: the gateway %q is not an IPv4 address", ErrBadRoute, s, via)
+	}
+	return StaticRoute{Dst: p.Masked(), Via: a}, nil
+}
+
+// CheckRoutes reports the first of routes whose gateway is on none of the
+// networks of ifaces.
+func CheckRoutes(ifaces []netip.Prefix, routes []StaticRoute) error {
+	for _, r := range routes {
+		if connectedOn(ifaces, r.Via) < 0 {
+			return fmt.Errorf("%w: %v via %v: the gateway is on no connected network", ErrBadRoute, r.Dst, r.Via)
+		}
+	}
+	return nil
+}
+
+// connectedOn is the index of the first of nets that holds a, or -1.
+func connectedOn(nets []netip.Prefix, a netip.Addr) int {
+	for i, n := range nets {
+		if n.Masked().Contains(a) {
+			return i
+		}
+	}
+	return -1
+}
