@@ -135,9 +135,9 @@ type server struct {
 	rx, tx, up *pool.Pool
 	upSmall    *pool.Pool // nil: every delivery goes in up
 	txBig      *pool.Pool // nil: no segmentation offload
-	nics   []*nic
-	router *Router // nil with one NIC and no static routes
-	stack  *Stack  // the first interface's: the transports'
+	nics       []*nic
+	router     *Router // nil with one NIC and no static routes
+	stack      *Stack  // the first interface's: the transports'
 	// features are the offloads every driver announced (drivers/link).
 	features uint64
 
