@@ -124,7 +124,10 @@ func (s *Stack) resolveAndSend(next netip.Addr, p pending) error {
 	now := s.clock.Now()
 	n := s.neigh[next]
 	if n != nil && n.resolved && now.Sub(n.updated) < s.limits.ARPReachable {
-		return s.send(n.mac, p)
+		if p.forwarded { // send, by hand: the path of every datagram, kept a branch
+			return s.sendForwarded(n.mac, p.payload)
+		}
+		return s.transmit(n.mac, p.src, p.proto, p.dst, p.payload, p.offload)
 	}
 	if n == nil || n.resolved { // unknown, or known too long ago: resolve again
 		if n != nil {

@@ -114,13 +114,16 @@ func (r *Router) Table() []Route { return r.table.Routes() }
 func (r *Router) Counters() ForwardCounters { return r.c }
 
 // isLocal reports whether a is one of our addresses.
-func (r *Router) isLocal(a netip.Addr) bool {
+func (r *Router) isLocal(a netip.Addr) bool { return r.owner(a) != nil }
+
+// owner is the interface whose address a is, or nil.
+func (r *Router) owner(a netip.Addr) *Stack {
 	for _, s := range r.ifaces {
 		if s.addr == a {
-			return true
+			return s
 		}
 	}
-	return false
+	return nil
 }
 
 // route sends p, a datagram of from's, by the table.

@@ -57,6 +57,11 @@ func peerTo(dst netip.Addr, ttl uint8, flags uint16, payload []byte) []byte {
 		Src: peerIP, Dst: dst}, payload)
 }
 
+// fromPeerTo is a frame from the peer, by interface 0, to dst.
+func fromPeerTo(dst netip.Addr, proto uint8, payload []byte) []byte {
+	return ipFrame(peerMAC, ourMAC, header.IPv4Fields{ID: 78, Protocol: proto, Src: peerIP, Dst: dst}, payload)
+}
+
 func TestTableLookup(t *testing.T) {
 	var tab Table
 	tab.Add(Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: gwIP, Iface: 0})
@@ -296,13 +301,20 @@ func TestForwardMartians(t *testing.T) {
 }
 
 // A datagram to interface 1's address that comes in on interface 0 is
-// ours; a transport's datagram to a network behind B leaves by interface
+// ours, and a ping of it is answered from it; a transport's datagram to a network behind B leaves by interface
 // 1 with interface 0's address, the one the transports know.
 func TestRouterLocal(t *testing.T) {
 	b := newRouterbed(t, cfg1)
 	b.HandleFrame(peerTo(ourIP1, 64, 0, []byte("to interface 1")))
 	if len(b.udp.got) != 1 || b.udp.got[0].dst != ourIP1 {
 		t.Fatalf("delivered %+v, want the datagram to %v", b.udp.got, ourIP1)
+	}
+	b.knowPeer()
+	b.HandleFrame(fromPeerTo(ourIP1, header.ProtocolICMP, echo(header.ICMPv4Echo, 7, 1, []byte("ping 1"))))
+	if frames := b.link.take(); len(frames) != 1 {
+		t.Errorf("ping of %v by interface 0: %d frames sent, want the echo reply", ourIP1, len(frames))
+	} else if s := parseIP(t, frames[0]); s.ip.Src() != ourIP1 || s.ip.Dst() != peerIP {
+		t.Errorf("echo reply %v -> %v, want %v -> %v", s.ip.Src(), s.ip.Dst(), ourIP1, peerIP)
 	}
 	b.knowB()
 	if err := b.OutputOffload(header.ProtocolUDP, behindB, []byte("out"), Offload{}); err != nil {

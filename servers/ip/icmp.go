@@ -24,7 +24,8 @@ func (s *Stack) handleICMP(ip header.IPv4) {
 		return
 	}
 	s.c.ICMPEchoRequests++
-	if ip.Dst() != s.addr { // RFC 1122 §3.2.2.6: MAY silently discard
+	from := s.owner(ip.Dst()) // the interface pinged answers, from its address
+	if from == nil {          // a broadcast: RFC 1122 §3.2.2.6 MAY silently discard
 		s.c.ICMPEchoIgnored++
 		return
 	}
@@ -35,7 +36,7 @@ func (s *Stack) handleICMP(ip header.IPv4) {
 	reply.SetType(header.ICMPv4EchoReply)
 	reply.SetCode(0)
 	reply.SetChecksum(reply.ComputeChecksum())
-	if s.output(header.ProtocolICMP, ip.Src(), reply, Offload{}) == nil {
+	if from.output(header.ProtocolICMP, ip.Src(), reply, Offload{}) == nil {
 		s.c.ICMPEchoReplies++
 	}
 }

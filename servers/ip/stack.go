@@ -288,3 +288,15 @@ func (s *Stack) sendFrame(n int) error {
 func (s *Stack) isBroadcast(a netip.Addr) bool {
 	return a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || a == s.bcast
 }
+
+// owner is the Stack whose address a is: s, or with a Router another of
+// its interfaces; nil if a is none of ours.
+func (s *Stack) owner(a netip.Addr) *Stack {
+	switch {
+	case a == s.addr:
+		return s
+	case s.router != nil:
+		return s.router.owner(a)
+	}
+	return nil
+}
