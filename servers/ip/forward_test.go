@@ -362,3 +362,23 @@ func TestCopiedOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRoute(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string // want "": an error
+	}{
+		{"10.90.0.0/16,via=10.78.0.2", "10.90.0.0/16,via=10.78.0.2"},
+		{"10.90.1.2/16,via=10.78.0.2", "10.90.0.0/16,via=10.78.0.2"}, // masked
+		{"0.0.0.0/0,via=10.78.0.2", "0.0.0.0/0,via=10.78.0.2"},
+		{"10.90.0.0/16", ""},
+		{"10.90.0.0/16,via=", ""},
+		{"10.90.0.0,via=10.78.0.2", ""},
+		{"fd00::/8,via=10.78.0.2", ""},
+		{"10.90.0.0/16,via=fd00::1", ""},
+	} {
+		r, err := ParseRoute(tc.in)
+		if got := r.String(); tc.want == "" && err == nil || tc.want != "" && (err != nil || got != tc.want) {
+			t.Errorf("ParseRoute(%q) = %s, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}

@@ -170,7 +170,7 @@ type server struct {
 	gen   int
 
 	announce func()    // tells init we are up
-	nextTick time.Time // when the Stack ticks next
+	nextTick time.Time // when the Stacks tick next
 }
 
 // heldOutput is an OpOutput m from the transport on l.
@@ -280,8 +280,8 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	return nil
 }
 
-// Poll is the loop's (kernel/loop): start the Stack once the driver told
-// its MAC, move messages, and tick the Stack every tickEvery.
+// Poll is the loop's (kernel/loop): start the Stacks once every driver
+// told its MAC, move messages, and tick the Stacks every tickEvery.
 func (s *server) Poll() (bool, time.Time) {
 	if s.stack == nil && s.haveMACs() {
 		s.start()
@@ -445,7 +445,10 @@ func (s *server) Attach(p *wiring.Peer) {
 	l.queue = l.out.Resubmit()
 	resent := len(l.queue)
 	if l.nic != nil {
-		for l.nic.posted < s.o.RxPosted && s.postRX(l) {
+		for l.nic.posted < s.o.RxPosted {
+			if !s.postRX(l) {
+				break
+			}
 		}
 		s.request(l, link.OpInfo.Msg(pool.Ref{}))
 	}
@@ -681,8 +684,8 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 		n.mac, n.haveMAC = link.ArgToMAC(m.Arg[0]), true
 		n.features = m.Arg[2]
 		s.features = ^uint64(0)
-		for _, n := range s.nics {
-			s.features &= n.features
+		for _, other := range s.nics {
+			s.features &= other.features
 		}
 	}
 }
