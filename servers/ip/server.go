@@ -671,8 +671,11 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 				n.stack.HandleFrame(s.private(shared))
 			}
 		}
-		// The Stack copied what it keeps: post the buffer again.
-		s.repostRX(l, req.Ref)
+		// The Stack copied what it keeps: post the buffer again
+		// (repostRX, by hand: the path of every received frame).
+		if s.request(l, link.OpRx.Msg(req.Ref)) {
+			n.posted++
+		}
 	case link.OpTx:
 		if s.txBig != nil && req.Ref.Pool == s.txBig.ID() {
 			s.txBig.MustFree(req.Ref)
