@@ -66,7 +66,17 @@ func newFwdbed(t *testing.T, rules string) *fwdbed {
 // attachDriver attaches the driver name (generation 1) and has it answer
 // ip's OpInfo with mac.
 func (b *fwdbed) attachDriver(name string, mac header.MAC) *peerLink {
-	b.s.Attach(&wiring.Peer{Name: name, Generation: 1})
+	return b.restartDriver(name, 1, mac)
+}
+
+// restartDriver attaches generation gen of the driver name, on a channel
+// of its own, and has it answer ip's OpInfo with mac.
+func (b *fwdbed) restartDriver(name string, gen int, mac header.MAC) *peerLink {
+	ipEnd, _, err := channel.NewLocal(64)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.s.Attach(&wiring.Peer{Name: name, Generation: gen, Port: ipEnd})
 	l := b.s.links[name]
 	for i, m := range l.queue {
 		if link.OpOf(m) == link.OpInfo {
@@ -188,5 +198,44 @@ func TestServerForwardAsksPF(t *testing.T) {
 	}
 	if free := b.s.tx.Available(); free != b.s.tx.Len() {
 		t.Errorf("%d transmit buffers free, want all %d", free, b.s.tx.Len())
+	}
+}
+
+// A restart of e1000.1 while it holds a forwarded frame: ip resubmits the
+// frame (and its receive buffers) to the new generation under new ids, the
+// old generation's late reply is ignored, and forwarding goes on.
+func TestServerForwardAcrossDriverRestart(t *testing.T) {
+	b := newFwdbed(t, "")
+	b.receive(b.drv1, arpFrame(header.ARPRequest, bMAC, bIP, header.BroadcastMAC, header.MAC{}, ourIP1))
+	b.transmitted(b.drv1)
+	u := udpTo(9)
+	b.receive(b.drv0, peerTo(bIP, 64, 0, u))
+	var old channel.Msg // the frame the dying generation holds
+	for _, m := range b.drv1.queue {
+		if link.OpOf(m) == link.OpTx {
+			old = m
+		}
+	}
+	if old.Ref.IsZero() {
+		t.Fatal("e1000.1 was given no frame to send")
+	}
+	b.drv1.queue = nil // in the old generation's ring, never answered
+
+	b.restartDriver("e1000.1", 2, ourMAC1)
+	link.SetStatus(&old, link.StatusOK)
+	b.s.handle(b.drv1, old) // a late reply of generation 1: ignored
+	frames := b.transmitted(b.drv1)
+	if len(frames) != 1 {
+		t.Fatalf("generation 2 of e1000.1 was given %d frames, want the one resubmitted", len(frames))
+	}
+	checkForwarded(t, frames[0], bIP, u)
+	if n := b.s.nics[1]; n.posted != b.s.o.RxPosted {
+		t.Errorf("e1000.1 has %d receive buffers after its restart, want %d", n.posted, b.s.o.RxPosted)
+	}
+	if frames := b.forwardOnce(u); len(frames) != 1 {
+		t.Errorf("after the restart e1000.1 was given %d frames, want the forwarded one", len(frames))
+	}
+	if free := b.s.tx.Available(); free != b.s.tx.Len() {
+		t.Errorf("%d transmit buffers free, want all %d (none freed twice or lost)", free, b.s.tx.Len())
 	}
 }
