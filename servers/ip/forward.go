@@ -24,7 +24,7 @@ import (
 //     address (the one the transports were told, and checksummed with).
 //   - Forwarding (RFC 1812 §5.2), when on: a datagram for someone else is
 //     dropped if its source or destination is a broadcast, multicast or
-//     reserved address; at TTL 1 or less it gets ICMP time exceeded; with
+//     reserved address, or it came in a link-layer broadcast; at TTL 1 or less it gets ICMP time exceeded; with
 //     no route, ICMP net unreachable; bigger than the out interface's MTU
 //     with DF set, ICMP fragmentation needed with that MTU (RFC 1191);
 //     otherwise its TTL is decremented, its checksum patched (RFC 1624)
@@ -61,7 +61,7 @@ type ForwardCounters struct {
 	TTLExceeded       uint64 // drop: TTL ≤ 1 (ICMP time exceeded sent)
 	NoRoute           uint64 // drop: no route (ICMP net unreachable sent)
 	FragNeeded        uint64 // drop: DF set, over the out MTU (ICMP fragmentation needed sent)
-	Martians          uint64 // drop: from or to a broadcast, multicast or reserved address
+	Martians          uint64 // drop: from or to a broadcast, multicast or reserved address, or a link-layer broadcast
 }
 
 // A Router joins the Stacks of several interfaces: one routing table, local
@@ -145,7 +145,8 @@ func (r *Router) route(from *Stack, p pending) error {
 // eth, and not for us, or drops it with the ICMP error RFC 1812 asks for.
 func (r *Router) forward(in *Stack, eth header.Ethernet, ip header.IPv4) {
 	dgram := ip[:ip.TotalLength()]
-	if r.martian(in, ip.Src(), ip.Dst()) {
+	// Nor what came in a link-layer broadcast (RFC 1812 §5.3.4).
+	if eth.Dst() == header.BroadcastMAC || r.martian(in, ip.Src(), ip.Dst()) {
 		r.c.Martians++
 		return
 	}

@@ -265,7 +265,8 @@ func TestForwardNoRoute(t *testing.T) {
 }
 
 // Nothing from or to a broadcast, multicast or reserved address, nor from
-// one of ours, is forwarded; nor anything with forwarding off.
+// one of ours, nor in a link-layer broadcast, is forwarded; nor anything
+// with forwarding off.
 func TestForwardMartians(t *testing.T) {
 	b := newRouterbed(t, cfg1)
 	b.knowPeer()
@@ -287,8 +288,12 @@ func TestForwardMartians(t *testing.T) {
 			t.Errorf("%s -> %s: %d frames sent, want none", tc.src, tc.dst, n)
 		}
 	}
-	if c := b.r.Counters(); c != (ForwardCounters{Martians: 9}) {
-		t.Errorf("Counters() = %+v, want Martians: 9", c)
+	b.HandleFrame(ipFrame(peerMAC, header.BroadcastMAC, header.IPv4Fields{Protocol: header.ProtocolUDP, Src: peerIP, Dst: bIP}, []byte("x")))
+	if n := len(b.link1.take()); n != 0 {
+		t.Errorf("a link-layer broadcast to %v: %d frames forwarded, want none", bIP, n)
+	}
+	if c := b.r.Counters(); c != (ForwardCounters{Martians: 10}) {
+		t.Errorf("Counters() = %+v, want Martians: 10", c)
 	}
 
 	off := newRouterbed(t, cfg1)
