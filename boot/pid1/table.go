@@ -57,7 +57,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				Restart: supervisor.Always, Prepare: prepareNIC(d, i)})
 		}
 		specs = append(specs,
-			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs(cfg, drivers), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Args: []string{"-tcp", "tcp"}, Deps: []string{"store"}, Restart: supervisor.Always},
@@ -163,16 +163,16 @@ func driverNames(cfg Config) []string {
 	return names
 }
 
-// ipArgs are the IP server's flags: the first NIC's address and gateway,
-// each other NIC's driver and address, the static routes, forwarding, and
-// pf if there is one.
-func ipArgs(cfg Config) []string {
-	args := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0", "-udp", "udp", "-tcp", "tcp"}
+// ipArgs are the IP server's flags: the first NIC's driver, address and
+// gateway, each other NIC's driver and address, the static routes,
+// forwarding, and pf if there is one.
+func ipArgs(cfg Config, drivers []string) []string {
+	args := []string{"-addr", cfg.IP.String(), "-driver", drivers[0], "-udp", "udp", "-tcp", "tcp"}
 	if cfg.Gateway.IsValid() {
 		args = append(args, "-gw", cfg.Gateway.String())
 	}
 	for i, p := range cfg.MoreNICs {
-		args = append(args, "-iface", "e1000."+strconv.Itoa(i+1)+"="+p.String())
+		args = append(args, "-iface", drivers[i+1]+"="+p.String())
 	}
 	for _, r := range cfg.Routes {
 		args = append(args, "-route", r.String())
