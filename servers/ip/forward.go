@@ -145,7 +145,8 @@ func (r *Router) route(from *Stack, p pending) error {
 // eth, and not for us, or drops it with the ICMP error RFC 1812 asks for.
 func (r *Router) forward(in *Stack, eth header.Ethernet, ip header.IPv4) {
 	dgram := ip[:ip.TotalLength()]
-	// Nor what came in a link-layer broadcast (RFC 1812 §5.3.4).
+	// Neither a martian (RFC 1812 §5.3.7) nor what came in a link-layer
+	// broadcast (§5.3.4) is forwarded.
 	if eth.Dst() == header.BroadcastMAC || r.martian(in, ip.Src(), ip.Dst()) {
 		r.c.Martians++
 		return
