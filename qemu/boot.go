@@ -50,13 +50,16 @@ func (m Machine) Preflight(ctx context.Context) error {
 			}
 		}
 	}
-	if m.Net.Kind == "stream" {
-		// QEMU creates the socket; one left by a QEMU that died is in the way.
-		if c, err := net.DialTimeout("unix", m.Net.Path, time.Second); err == nil {
-			c.Close()
-			return fmt.Errorf("network socket %s is in use by another QEMU", m.Net.Path)
+	for _, n := range append([]Net{m.Net}, m.MoreNets...) {
+		if n.Kind != "stream" {
+			continue
 		}
-		os.Remove(m.Net.Path)
+		// QEMU creates the socket; one left by a QEMU that died is in the way.
+		if c, err := net.DialTimeout("unix", n.Path, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("network socket %s is in use by another QEMU", n.Path)
+		}
+		os.Remove(n.Path)
 	}
 	if _, err := os.Stat(m.Ctl); err == nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)

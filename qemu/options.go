@@ -5,6 +5,7 @@ package qemu
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -44,27 +45,39 @@ func ParseForwards(s string) ([]Forward, error) {
 	return fs, nil
 }
 
-// Net is how the appliance's NIC is connected.
+// Net is how one of the appliance's NICs is connected.
 type Net struct {
 	Kind string // "user", "tap" or "stream"
 	Tap  string // interface name, for Kind "tap"
 	// Path is the Unix socket QEMU listens on for Kind "stream": a frame
 	// relay (qemu/relay: keepnet-relay -qemu-dial PATH) connects there.
 	Path string
+	// IP is the NIC's address, if given (",ip=CIDR").
+	IP netip.Prefix
 }
 
-// ParseNet parses "user", "tap:IFNAME" or "stream:PATH".
+// ParseNet parses "user", "tap:IFNAME" or "stream:PATH", each optionally
+// followed by ",ip=ADDRESS/PREFIX".
 func ParseNet(s string) (Net, error) {
-	if s == "user" {
-		return Net{Kind: "user"}, nil
+	kind, addr, hasIP := strings.Cut(s, ",ip=")
+	var n Net
+	if hasIP {
+		p, err := netip.ParsePrefix(addr)
+		if err != nil || !p.Addr().Is4() {
+			return Net{}, fmt.Errorf("network %q: ip=%q is not an IPv4 address with prefix length", s, addr)
+		}
+		n.IP = p
 	}
-	if name, ok := strings.CutPrefix(s, "tap:"); ok && name != "" && len(name) < 16 {
-		return Net{Kind: "tap", Tap: name}, nil
+	if name, ok := strings.CutPrefix(kind, "tap:"); ok && name != "" && len(name) < 16 {
+		n.Kind, n.Tap = "tap", name
+	} else if path, ok := strings.CutPrefix(kind, "stream:"); ok && path != "" && len(path) < 100 {
+		n.Kind, n.Path = "stream", path
+	} else if kind == "user" {
+		n.Kind = "user"
+	} else {
+		return Net{}, fmt.Errorf("network %q: want user, tap:IFNAME or stream:PATH, then optionally ,ip=ADDRESS/PREFIX", s)
 	}
-	if path, ok := strings.CutPrefix(s, "stream:"); ok && path != "" && len(path) < 100 {
-		return Net{Kind: "stream", Path: path}, nil
-	}
-	return Net{}, fmt.Errorf("network %q: want user, tap:IFNAME or stream:PATH", s)
+	return n, nil
 }
 
 // Machine is everything that shapes one boot of the appliance.
@@ -75,11 +88,13 @@ type Machine struct {
 	Accel    string // "kvm" or "tcg" (resolved; never "auto")
 	SMP      int
 	MemMiB   int
-	Net      Net
+	Net      Net   // the first NIC's
+	MoreNets []Net // the other NICs', each with its IP
 	Forwards []Forward
 	MAC      string
 	IP       netip.Prefix
 	Gateway  netip.Addr
+	Routes   []string // static routes, as servers/ip.ParseRoute reads them
 	DNS      netip.Addr
 	Stack    string // "keepnet" or "linux"
 	// Ctl is the host end of the control channel: a Unix socket QEMU
@@ -121,6 +136,12 @@ func (m Machine) KernelCmdline() string {
 	}
 	if m.Gateway.IsValid() {
 		args = append(args, "keepnet.gw="+m.Gateway.String())
+	}
+	for _, n := range m.MoreNets {
+		args = append(args, "keepnet.nic="+n.IP.String())
+	}
+	for _, r := range m.Routes {
+		args = append(args, "keepnet.route="+r)
 	}
 	if m.DNS.IsValid() {
 		args = append(args, "keepnet.dns="+m.DNS.String())
@@ -176,24 +197,46 @@ func (m Machine) Args() []string {
 			"-device", "virtserialport,chardev=ctl,name="+PortName,
 		)
 	}
-	switch m.Net.Kind {
-	case "tap":
-		a = append(a, "-netdev", "tap,id=n0,ifname="+m.Net.Tap+",script=no,downscript=no")
-	case "stream":
-		// QEMU listens; the relay dials (and redials after a restart).
-		a = append(a, "-netdev", "stream,id=n0,server=on,addr.type=unix,addr.path="+m.Net.Path)
-	default:
-		nd := "user,id=n0"
-		for _, f := range m.Forwards {
-			nd += fmt.Sprintf(",hostfwd=%s:127.0.0.1:%d-:%d", f.Proto, f.HostPort, f.GuestPort)
-		}
-		a = append(a, "-netdev", nd)
+	for i, n := range append([]Net{m.Net}, m.MoreNets...) {
+		a = append(a, n.args(i, m.Forwards)...)
+		a = append(a, "-device", fmt.Sprintf("e1000,netdev=n%d,mac=%s", i, NthMAC(m.MAC, i)))
 	}
-	a = append(a, "-device", "e1000,netdev=n0,mac="+m.MAC)
 	if m.PIDFile != "" {
 		a = append(a, "-pidfile", m.PIDFile)
 	}
 	return a
+}
+
+// args is the -netdev of NIC i; the first NIC's user networking forwards
+// fwds.
+func (n Net) args(i int, fwds []Forward) []string {
+	id := "n" + strconv.Itoa(i)
+	switch n.Kind {
+	case "tap":
+		return []string{"-netdev", "tap,id=" + id + ",ifname=" + n.Tap + ",script=no,downscript=no"}
+	case "stream":
+		// QEMU listens; the relay dials (and redials after a restart).
+		return []string{"-netdev", "stream,id=" + id + ",server=on,addr.type=unix,addr.path=" + n.Path}
+	}
+	nd := "user,id=" + id
+	if i > 0 {
+		fwds = nil
+	}
+	for _, f := range fwds {
+		nd += fmt.Sprintf(",hostfwd=%s:127.0.0.1:%d-:%d", f.Proto, f.HostPort, f.GuestPort)
+	}
+	return []string{"-netdev", nd}
+}
+
+// NthMAC is the MAC of NIC i: mac, the first NIC's, with i added to its
+// last byte.
+func NthMAC(mac string, i int) string {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 || i == 0 {
+		return mac // QEMU says what is wrong with it
+	}
+	hw[5] += byte(i)
+	return hw.String()
 }
 
 func cpuFor(accel string) string {

@@ -43,6 +43,10 @@ func TestParseNet(t *testing.T) {
 		{"stream:/run/k/n0.sock", Net{Kind: "stream", Path: "/run/k/n0.sock"}, false},
 		{"stream:", Net{}, true},
 		{"bridge", Net{}, true},
+		{"tap:kn1,ip=10.78.0.1/24", Net{Kind: "tap", Tap: "kn1", IP: netip.MustParsePrefix("10.78.0.1/24")}, false},
+		{"user,ip=10.0.2.15/24", Net{Kind: "user", IP: netip.MustParsePrefix("10.0.2.15/24")}, false},
+		{"tap:kn1,ip=10.78.0.1", Net{}, true},  // no prefix length
+		{"tap:kn1,ip=fe80::1/64", Net{}, true}, // not IPv4
 	}
 	for _, tt := range tests {
 		got, err := ParseNet(tt.in)
@@ -122,5 +126,30 @@ func TestMachineArgs(t *testing.T) {
 	}
 	if c, _ := flagValue(args, "-append", ""); !strings.Contains(c, "keepnet.ctl=vsock") {
 		t.Errorf("vsock kernel command line %q lacks keepnet.ctl=vsock", c)
+	}
+}
+
+// Two NICs: two e1000 devices, the second on its own netdev with the next
+// MAC; its address and the routes on the kernel command line.
+func TestMachineTwoNICs(t *testing.T) {
+	m := testMachine()
+	m.Net = Net{Kind: "tap", Tap: "kn0"}
+	m.Forwards = nil
+	m.MoreNets = []Net{{Kind: "tap", Tap: "kn1", IP: netip.MustParsePrefix("10.78.0.1/24")}}
+	m.Routes = []string{"10.90.0.0/16,via=10.78.0.2"}
+	args := strings.Join(m.Args(), " ")
+	for _, want := range []string{
+		"-netdev tap,id=n0,ifname=kn0,script=no,downscript=no -device e1000,netdev=n0,mac=52:54:00:12:34:56",
+		"-netdev tap,id=n1,ifname=kn1,script=no,downscript=no -device e1000,netdev=n1,mac=52:54:00:12:34:57",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("Args() = %s\nwant it to contain %s", args, want)
+		}
+	}
+	cmdline := m.KernelCmdline()
+	for _, want := range []string{"keepnet.nic=10.78.0.1/24", "keepnet.route=10.90.0.0/16,via=10.78.0.2"} {
+		if !strings.Contains(cmdline, want) {
+			t.Errorf("KernelCmdline() = %s, want it to contain %s", cmdline, want)
+		}
 	}
 }

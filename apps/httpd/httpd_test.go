@@ -430,3 +430,21 @@ func TestStatusPagePF(t *testing.T) {
 		t.Error("GET / shows a packet filter on an appliance without one")
 	}
 }
+
+// The page lists every NIC with its address and counters, and with
+// several, the routes and the forwarding counters.
+func TestStatusPageNICs(t *testing.T) {
+	st := *testStatus
+	st.Components = append(st.Components, ctl.Component{Name: "ip", State: "running", Stats: json.RawMessage(
+		`{"Ifaces":[{"Driver":"e1000.0","Addr":"10.77.0.1/24","MAC":"52:54:00:12:34:56","FramesIn":11,"FramesOut":12},
+		{"Driver":"e1000.1","Addr":"10.78.0.1/24","MAC":"52:54:00:12:34:57","FramesIn":21,"FramesOut":22}],
+		"Routes":["10.90.0.0/16 via 10.78.0.2 dev 1"],"Forwarding":{"Forwarded":31,"TTLExceeded":2}}`)})
+	srv := newTestServer(t, func(context.Context) (*ctl.Status, error) { return &st, nil })
+	_, body := do(t, "GET", srv.URL+"/", nil)
+	for _, want := range []string{"network interfaces", "e1000.0", "10.77.0.1/24", ">11<", "e1000.1", "10.78.0.1/24", ">22<",
+		"10.90.0.0/16 via 10.78.0.2 dev 1", "forwarded 31", "TTL exceeded 2"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("GET / page lacks %q:\n%s", want, body)
+		}
+	}
+}

@@ -50,6 +50,38 @@ type statusPage struct {
 	Status *ctl.Status
 	Err    error
 	PF     *pfSummary // nil: no packet filter runs
+	IP     *ipSummary // nil: ip publishes nothing (yet, or the linux stack)
+}
+
+// ipSummary is what the page shows of the IP server's published
+// statistics (servers/ip.Stats, read as JSON): every NIC with its address
+// and counters, and with several, the routes and what was forwarded.
+type ipSummary struct {
+	Ifaces []struct {
+		Driver, Addr, MAC                   string
+		FramesIn, FramesOut, IPIn, IPOut    uint64
+		IPDelivered, IPNotForUs, LinkErrors uint64
+	}
+	Routes     []string
+	Forwarding struct {
+		Forwarded, TTLExceeded, NoRoute, FragNeeded, Martians uint64
+	}
+}
+
+// ipOf is the IP server's summary in st, or nil.
+func ipOf(st *ctl.Status) *ipSummary {
+	if st == nil {
+		return nil
+	}
+	c, ok := st.Component("ip")
+	if !ok || len(c.Stats) == 0 {
+		return nil
+	}
+	var ip ipSummary
+	if json.Unmarshal(c.Stats, &ip) != nil || len(ip.Ifaces) == 0 {
+		return nil
+	}
+	return &ip
 }
 
 // pfSummary is what the page shows of the packet filter's published
@@ -94,7 +126,7 @@ func (s *server) serveStatusPage(w http.ResponseWriter, r *http.Request) {
 	}
 	// Render first, so a template failure is a clean 500, not half a page.
 	var page bytes.Buffer
-	if terr := statusTemplate.Execute(&page, statusPage{Stack: s.cfg.Stack, Status: st, Err: err, PF: pfOf(st)}); terr != nil {
+	if terr := statusTemplate.Execute(&page, statusPage{Stack: s.cfg.Stack, Status: st, Err: err, PF: pfOf(st), IP: ipOf(st)}); terr != nil {
 		http.Error(w, "rendering status page: "+terr.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -146,6 +178,23 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 {{- end}}
 </tbody>
 </table>
+{{- with .IP}}
+<h2>network interfaces</h2>
+<table>
+<thead><tr><th>driver</th><th>address</th><th>MAC</th><th>frames in</th><th>frames out</th><th>IP in</th><th>IP out</th><th>delivered</th><th>not for us</th></tr></thead>
+<tbody>
+{{- range .Ifaces}}
+<tr><td>{{.Driver}}</td><td>{{.Addr}}</td><td>{{.MAC}}</td><td class="num">{{.FramesIn}}</td><td class="num">{{.FramesOut}}</td><td class="num">{{.IPIn}}</td><td class="num">{{.IPOut}}</td><td class="num">{{.IPDelivered}}</td><td class="num">{{.IPNotForUs}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+{{- if .Routes}}
+<p class="meta">routes: {{range $i, $r := .Routes}}{{if $i}} &middot; {{end}}{{$r}}{{end}}</p>
+{{- with .Forwarding}}
+<p class="meta">forwarded {{.Forwarded}} &middot; TTL exceeded {{.TTLExceeded}} &middot; no route {{.NoRoute}} &middot; fragmentation needed {{.FragNeeded}} &middot; martians {{.Martians}}</p>
+{{- end}}
+{{- end}}
+{{- end}}
 {{- with .PF}}
 <h2>packet filter</h2>
 <p class="meta">{{.NumRules}} rules, default {{.Default}} &middot; {{.NumStates}} states &middot; {{.Passed}} packets passed, {{.Blocked}} blocked</p>

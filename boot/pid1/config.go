@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"keepnet/servers/ip"
 	"keepnet/servers/pf"
 )
 
@@ -36,6 +37,12 @@ const PortName = "org.keepnet.ctl"
 //
 //	keepnet.ip=CIDR          the appliance's address, e.g. 10.0.2.15/24
 //	keepnet.gw=ADDR          default gateway
+//	keepnet.nic=CIDR         one more NIC (driver e1000.1, e1000.2... in the
+//	                         order given) with its address; MaxNICs in all
+//	keepnet.route=PREFIX,via=ADDR  a static route (servers/ip.ParseRoute);
+//	                         repeat for more
+//	keepnet.forward=off      ip does not forward between the NICs (it does
+//	                         when there is more than one)
 //	keepnet.dns=ADDR         DNS server for the resolver
 //	keepnet.stack=NAME       keepnet (default) or linux
 //	keepnet.ctl=NAME         virtio (default) or vsock
@@ -64,6 +71,9 @@ const PortName = "org.keepnet.ctl"
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
+	MoreNICs  []netip.Prefix   // the addresses of the NICs after the first
+	Routes    []ip.StaticRoute // static routes
+	Forward   bool             // ip forwards between the NICs (with more than one)
 	DNS       netip.Addr
 	Stack     string
 	Ctl       string
@@ -83,8 +93,20 @@ const DefaultHang = 2 * time.Second
 
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
-	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true}
+	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true,
+		Forward: true}
 }
+
+// MaxNICs is how many NICs the appliance drives (the driver identities of
+// kernel/sandbox).
+const MaxNICs = 4
+
+// NICs is how many NICs the configuration has.
+func (c Config) NICs() int { return 1 + len(c.MoreNICs) }
+
+// Forwarding reports whether ip forwards: with more than one NIC, unless
+// keepnet.forward=off.
+func (c Config) Forwarding() bool { return c.Forward && c.NICs() > 1 }
 
 // ParseCmdline reads the keepnet.* parameters of a kernel command line.
 // Other parameters are ignored. A malformed or unknown keepnet.* parameter
@@ -105,6 +127,10 @@ func ParseCmdline(cmdline string) (cfg Config, warnings []error) {
 	if cfg.Gateway.IsValid() && cfg.IP.IsValid() && !cfg.IP.Contains(cfg.Gateway) {
 		warnings = append(warnings, fmt.Errorf("gateway %v is not on the appliance's subnet %v", cfg.Gateway, cfg.IP.Masked()))
 	}
+	if err := ip.CheckRoutes(append([]netip.Prefix{cfg.IP}, cfg.MoreNICs...), cfg.Routes); err != nil {
+		warnings = append(warnings, fmt.Errorf("%w; no static routes", err))
+		cfg.Routes = nil
+	}
 	return cfg, warnings
 }
 
@@ -122,6 +148,23 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want an IPv4 address")
 		}
 		c.Gateway = a
+	case "nic":
+		p, err := netip.ParsePrefix(val)
+		if err != nil || !p.Addr().Is4() {
+			return fmt.Errorf("want an IPv4 address with prefix length, like 10.78.0.1/24")
+		}
+		if c.NICs() == MaxNICs {
+			return fmt.Errorf("at most %d NICs", MaxNICs)
+		}
+		c.MoreNICs = append(c.MoreNICs, p)
+	case "route":
+		r, err := ip.ParseRoute(val)
+		if err != nil {
+			return err
+		}
+		c.Routes = append(c.Routes, r)
+	case "forward":
+		return parseSwitch(val, "on", "off", &c.Forward)
 	case "dns":
 		a, err := netip.ParseAddr(val)
 		if err != nil || !a.Is4() {

@@ -3,8 +3,11 @@ package pid1
 import (
 	"encoding/base64"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
+
+	"keepnet/servers/ip"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -19,7 +22,7 @@ func TestParseCmdline(t *testing.T) {
 			Config{
 				IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
 				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8, Sched: SchedOther, TSO: true,
-				Hang: 500 * time.Millisecond, TestHooks: true,
+				Hang: 500 * time.Millisecond, TestHooks: true, Forward: true,
 			},
 			0,
 		},
@@ -39,19 +42,48 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2},                                                    // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
-			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true},
+			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true, Forward: true},
 			1, // gateway off the subnet
 		},
+		{"keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.route=10.90.0.0/16,via=10.78.0.2", twoNICs(true, "10.90.0.0/16,via=10.78.0.2"), 0},
+		{"keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.forward=off", twoNICs(false), 0},
+		{"keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.route=10.90.0.0/16,via=10.79.0.2", twoNICs(true), 1}, // via no network
+		{"keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.route=10.90.0.0/16", twoNICs(true), 1},               // no via
+		{"keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1 keepnet.forward=maybe", func() Config {
+			c := DefaultConfig()
+			c.IP = netip.MustParsePrefix("10.77.0.1/24")
+			return c
+		}(), 2},
 	}
 	for _, tt := range tests {
 		got, warnings := ParseCmdline(tt.cmdline)
-		if got != tt.want {
+		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseCmdline(%q) = %+v, want %+v", tt.cmdline, got, tt.want)
 		}
 		if len(warnings) != tt.warnings {
 			t.Errorf("ParseCmdline(%q) warnings = %v, want %d", tt.cmdline, warnings, tt.warnings)
 		}
 	}
+}
+
+// twoNICs is the default configuration with NICs 10.77.0.1/24 and
+// 10.78.0.1/24, forward, and routes.
+func twoNICs(forward bool, routes ...string) Config {
+	c := DefaultConfig()
+	c.IP = netip.MustParsePrefix("10.77.0.1/24")
+	c.MoreNICs = []netip.Prefix{netip.MustParsePrefix("10.78.0.1/24")}
+	c.Forward = forward
+	for _, r := range routes {
+		c.Routes = append(c.Routes, must(ip.ParseRoute(r)))
+	}
+	return c
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // withRules is the default configuration with a packet filter of rules.

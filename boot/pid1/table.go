@@ -1,8 +1,11 @@
 package pid1
 
 import (
-	"golang.org/x/sys/unix"
+	"slices"
+	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
@@ -48,17 +51,13 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 				Args: []string{"-stack", cfg.Stack, "-keys", cfg.SSHKey, "-ctl", LocalCtl}, Restart: supervisor.Always})
 		}
 	case StackKeepnet:
-		ipArgs := []string{"-addr", cfg.IP.String(), "-driver", "e1000.0", "-udp", "udp", "-tcp", "tcp"}
-		if cfg.Gateway.IsValid() {
-			ipArgs = append(ipArgs, "-gw", cfg.Gateway.String())
-		}
-		if cfg.PFRules != "" {
-			ipArgs = append(ipArgs, "-pf", "pf")
+		drivers := driverNames(cfg)
+		for i, d := range drivers {
+			specs = append(specs, supervisor.Spec{Name: d, Path: "/bin/nic", Args: []string{"-name", d, "-index", strconv.Itoa(i)},
+				Restart: supervisor.Always, Prepare: prepareNIC(d, i)})
 		}
 		specs = append(specs,
-			supervisor.Spec{Name: "e1000.0", Path: "/bin/nic", Args: []string{"-name", "e1000.0", "-index", "0"}, Restart: supervisor.Always,
-				Prepare: prepareNIC("e1000.0", 0)},
-			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs, Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs(cfg, drivers), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Args: []string{"-tcp", "tcp"}, Deps: []string{"store"}, Restart: supervisor.Always},
@@ -86,18 +85,23 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		// A pool's Writers fill its buffers for the owner (the driver:
 		// received frames; the transports: syscall's receives; syscall: an
 		// application's); every other neighbour maps it read-only.
-		nodes = append(nodes,
-			hub.Node{
-				Name: "e1000.0", Peers: []string{"ip"},
+		for _, d := range drivers {
+			nodes = append(nodes, hub.Node{
+				Name: d, Peers: []string{"ip"},
 				// Both descriptor rings (e1000.RingBytes of the default
 				// 256-entry rings), in one huge page, for every generation.
-				Regions: []hub.RegionSpec{{Name: "e1000.0.rings", Bufs: 1, BufSize: 8192}},
-			},
+				Regions: []hub.RegionSpec{{Name: d + ".rings", Bufs: 1, BufSize: 8192}},
+			})
+		}
+		// The NICs share ip's receive and transmit pools (servers/ip,
+		// server.go): 1023 buffers each per NIC.
+		perNIC := 1024 * len(drivers)
+		nodes = append(nodes,
 			hub.Node{
-				Name: "ip", Peers: []string{"e1000.0", "udp", "tcp"},
+				Name: "ip", Peers: append(slices.Clone(drivers), "udp", "tcp"),
 				Pools: []hub.PoolSpec{
-					{Name: ip.RxPool, Bufs: 1023, BufSize: 2048, Writers: []string{"e1000.0"}},
-					{Name: ip.TxPool, Bufs: 1023, BufSize: 2048},
+					{Name: ip.RxPool, Bufs: perNIC - 1, BufSize: 2048, Writers: drivers},
+					{Name: ip.TxPool, Bufs: perNIC - 1, BufSize: 2048},
 					{Name: ip.UpPool, Bufs: 127, BufSize: big},
 					// 1023 ran out under 200 busy connections (2,000
 					// deliveries dropped in TestTCPEchoConcurrent).
@@ -110,7 +114,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big, Writers: []string{"udp", "tcp"}}}},
 		)
 		if cfg.PFRules != "" {
-			specs, nodes = withPF(specs, nodes)
+			specs, nodes = withPF(specs, nodes, drivers)
 		}
 		for _, app := range apps {
 			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big, Writers: []string{"syscall"}}}})
@@ -149,6 +153,39 @@ func confine(sp *supervisor.Spec, cfg Config) {
 	}
 }
 
+// driverNames are the NIC drivers' components, e1000.0, e1000.1...: the
+// interfaces in ip's (and pf's) order.
+func driverNames(cfg Config) []string {
+	names := make([]string, cfg.NICs())
+	for i := range names {
+		names[i] = "e1000." + strconv.Itoa(i)
+	}
+	return names
+}
+
+// ipArgs are the IP server's flags: the first NIC's driver, address and
+// gateway, each other NIC's driver and address, the static routes,
+// forwarding, and pf if there is one.
+func ipArgs(cfg Config, drivers []string) []string {
+	args := []string{"-addr", cfg.IP.String(), "-driver", drivers[0], "-udp", "udp", "-tcp", "tcp"}
+	if cfg.Gateway.IsValid() {
+		args = append(args, "-gw", cfg.Gateway.String())
+	}
+	for i, p := range cfg.MoreNICs {
+		args = append(args, "-iface", drivers[i+1]+"="+p.String())
+	}
+	for _, r := range cfg.Routes {
+		args = append(args, "-route", r.String())
+	}
+	if cfg.Forwarding() {
+		args = append(args, "-forward")
+	}
+	if cfg.PFRules != "" {
+		args = append(args, "-pf", "pf")
+	}
+	return args
+}
+
 // prepareNIC readies the PCI function the driver component name drives
 // (index among the functions of the NIC families cmd/nic links) for the
 // driver's identity: drivers/nic.Prepare, before every start.
@@ -182,8 +219,8 @@ func tcpNode(cfg Config) hub.Node {
 // every neighbour maps a pool it does not write); and its kept memory,
 // the state table and the rules init writes (servers/pf, "Recovery").
 // ip waits for pf's verdicts only when pf is in the table (ip's -pf).
-func withPF(specs []supervisor.Spec, nodes []hub.Node) ([]supervisor.Spec, []hub.Node) {
-	specs = append(specs, supervisor.Spec{Name: "pf", Path: "/bin/pf", Args: []string{"-ifaces", "e1000.0"},
+func withPF(specs []supervisor.Spec, nodes []hub.Node, drivers []string) ([]supervisor.Spec, []hub.Node) {
+	specs = append(specs, supervisor.Spec{Name: "pf", Path: "/bin/pf", Args: []string{"-ifaces", strings.Join(drivers, ",")},
 		Deps: []string{"store"}, Restart: supervisor.Always})
 	for i := range nodes {
 		if nodes[i].Name == "ip" {

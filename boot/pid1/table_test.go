@@ -90,3 +90,59 @@ func TestTablePF(t *testing.T) {
 		}
 	}
 }
+
+// With two NICs each has its driver, e1000.0 and e1000.1, restarted on its
+// own and preparing its own PCI function; ip is wired to both, told of the
+// second NIC, the routes and forwarding; both drivers fill ip's receive
+// pool; pf knows both interfaces.
+func TestTableTwoNICs(t *testing.T) {
+	cfg, warnings := ParseCmdline("keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.route=10.90.0.0/16,via=10.78.0.2 keepnet.pfrules=" +
+		"cGFzcyBhbGwK") // "pass all\n"
+	if len(warnings) != 0 {
+		t.Fatal(warnings)
+	}
+	specs, nodes := Table(cfg)
+	if _, err := hub.New(nodes, hub.Factory{}, t.Logf); err != nil {
+		t.Fatalf("hub.New(Table) = %v", err)
+	}
+	args := map[string][]string{}
+	for _, s := range specs {
+		args[s.Name] = s.Args
+		if (s.Name == "e1000.0" || s.Name == "e1000.1") && (s.Prepare == nil || s.UID == 0) {
+			t.Errorf("%s: no Prepare or runs as root (uid %d)", s.Name, s.UID)
+		}
+	}
+	for name, want := range map[string][]string{
+		"e1000.0": {"-name", "e1000.0", "-index", "0"},
+		"e1000.1": {"-name", "e1000.1", "-index", "1"},
+		"ip": {"-addr", "10.77.0.1/24", "-driver", "e1000.0", "-udp", "udp", "-tcp", "tcp",
+			"-iface", "e1000.1=10.78.0.1/24", "-route", "10.90.0.0/16,via=10.78.0.2", "-forward", "-pf", "pf"},
+		"pf": {"-ifaces", "e1000.0,e1000.1"},
+	} {
+		if !slices.Equal(args[name], want) {
+			t.Errorf("%s's arguments %q, want %q", name, args[name], want)
+		}
+	}
+	for _, n := range nodes {
+		switch n.Name {
+		case "ip":
+			if !slices.Contains(n.Peers, "e1000.0") || !slices.Contains(n.Peers, "e1000.1") {
+				t.Errorf("ip's peers %v, want both drivers", n.Peers)
+			}
+			if rx := n.Pools[0]; !slices.Equal(rx.Writers, []string{"e1000.0", "e1000.1"}) {
+				t.Errorf("%s's writers %v, want both drivers", rx.Name, rx.Writers)
+			}
+		case "e1000.1":
+			if len(n.Regions) != 1 || n.Regions[0].Name != "e1000.1.rings" {
+				t.Errorf("e1000.1's regions %+v, want its own rings", n.Regions)
+			}
+		}
+	}
+	off, _ := ParseCmdline("keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.forward=off")
+	specs, _ = Table(off)
+	for _, s := range specs {
+		if s.Name == "ip" && slices.Contains(s.Args, "-forward") {
+			t.Errorf("keepnet.forward=off: ip's arguments %q ask to forward", s.Args)
+		}
+	}
+}

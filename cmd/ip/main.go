@@ -4,10 +4,12 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log"
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"keepnet/kernel/exitcode"
@@ -27,6 +29,19 @@ func main() {
 	udp := flag.String("udp", "udp", "the UDP transport component (empty: none)")
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	filter := flag.String("pf", "", "the packet filter component (empty: none, nothing waits for a verdict)")
+	var more []ip.Iface
+	flag.Func("iface", "another interface, DRIVER=ADDRESS/PREFIX (e.g. e1000.1=10.78.0.1/24); repeat for more", func(v string) error {
+		i, err := parseIface(v)
+		more = append(more, i)
+		return err
+	})
+	var routes []ip.StaticRoute
+	flag.Func("route", "a static route, PREFIX,via=GATEWAY (e.g. 10.90.0.0/16,via=10.78.0.2); repeat for more", func(v string) error {
+		r, err := ip.ParseRoute(v)
+		routes = append(routes, r)
+		return err
+	})
+	forward := flag.Bool("forward", false, "forward between the interfaces")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile ip
@@ -44,6 +59,15 @@ func main() {
 			os.Exit(exitcode.Config)
 		}
 	}
+	ifaces := append([]ip.Iface{{Driver: *driver, Config: cfg}}, more...)
+	nets := make([]netip.Prefix, len(ifaces))
+	for i, ifc := range ifaces {
+		nets[i] = ifc.Config.Addr
+	}
+	if err := ip.CheckRoutes(nets, routes); err != nil {
+		log.Printf("-route: %v", err)
+		os.Exit(exitcode.Config)
+	}
 	st := store.Dial(*storePath)
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -55,7 +79,18 @@ func main() {
 	if *tcp != "" {
 		transports[6] = *tcp
 	}
-	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Driver: *driver, Transports: transports, Config: cfg, Store: st, Filter: *filter}); err != nil {
+	if err := ip.Serve(ctx, ip.ServerOptions{Name: "ip", Ifaces: ifaces, Routes: routes, Forward: *forward,
+		Transports: transports, Store: st, Filter: *filter}); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
+}
+
+// parseIface reads -iface's DRIVER=ADDRESS/PREFIX.
+func parseIface(v string) (ip.Iface, error) {
+	driver, addr, ok := strings.Cut(v, "=")
+	p, err := netip.ParsePrefix(addr)
+	if !ok || driver == "" || err != nil {
+		return ip.Iface{}, fmt.Errorf("%q: want DRIVER=ADDRESS/PREFIX, like e1000.1=10.78.0.1/24", v)
+	}
+	return ip.Iface{Driver: driver, Config: ip.Config{Addr: p}}, nil
 }

@@ -37,6 +37,10 @@ var identities = map[string]Identity{
 	"tcp":     {UID: 104, GID: 104},
 	"syscall": {UID: 105, GID: 105},
 	"pf":      {UID: 106, GID: 106},
+	// More NICs' drivers (boot/pid1's MaxNICs).
+	"e1000.1": {UID: 107, GID: 107, Caps: driverCaps},
+	"e1000.2": {UID: 108, GID: 108, Caps: driverCaps},
+	"e1000.3": {UID: 109, GID: 109, Caps: driverCaps},
 	// Applications. sshd runs only its built-in commands, so it needs no
 	// root either.
 	"httpd":    {UID: 200, GID: 200},

@@ -24,6 +24,7 @@ import (
 
 	"keepnet/boot/ctl"
 	"keepnet/qemu"
+	"keepnet/servers/ip"
 )
 
 const usage = `usage: keepnet COMMAND [flags]
@@ -176,10 +177,26 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// maxNICs is how many NICs the appliance drives (boot/pid1.MaxNICs).
+const maxNICs = 4
+
 func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := repoRoot()
 	fs := newFlags("up", stderr)
-	netFlag := fs.String("net", "user", "network: user (QEMU's user networking), tap:IFNAME, or stream:PATH (QEMU listens on PATH for a frame relay: keepnet-relay -qemu-dial PATH)")
+	var nets []qemu.Net
+	fs.Func("net", "a NIC's network: user (QEMU's user networking, the default), tap:IFNAME, or stream:PATH (QEMU listens on PATH for a frame relay: keepnet-relay -qemu-dial PATH), then ,ip=ADDRESS/PREFIX (the first NIC's replaces --ip; every other NIC needs one); repeat for more NICs (e1000.0, e1000.1...), forwarded between unless --append keepnet.forward=off", func(v string) error {
+		n, err := qemu.ParseNet(v)
+		nets = append(nets, n)
+		return err
+	})
+	var routes []string
+	fs.Func("route", "a static route, PREFIX,via=GATEWAY (e.g. 10.90.0.0/16,via=10.78.0.2); repeat for more", func(v string) error {
+		if _, err := ip.ParseRoute(v); err != nil {
+			return err
+		}
+		routes = append(routes, v)
+		return nil
+	})
 	fwdFlag := fs.String("fwd", "", "with --net user: host ports to forward, tcp:HOSTPORT:GUESTPORT,... (default tcp:8080:80)")
 	ipFlag := fs.String("ip", "10.0.2.15/24", "the appliance's address")
 	gwFlag := fs.String("gw", "10.0.2.2", "default gateway")
@@ -212,10 +229,22 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Stack: *stack, Ctl: *ctlPath, Console: *console, Append: *appendFlag,
 		PIDFile: *ctlPath + ".pid",
 	}
-	var err error
-	if m.Net, err = qemu.ParseNet(*netFlag); err != nil {
-		return usageError{err}
+	if len(nets) == 0 {
+		nets = []qemu.Net{{Kind: "user"}}
 	}
+	if len(nets) > maxNICs {
+		return usageError{fmt.Errorf("--net given %d times: at most %d NICs", len(nets), maxNICs)}
+	}
+	m.Net, m.MoreNets, m.Routes = nets[0], nets[1:], routes
+	for i, n := range m.MoreNets {
+		if !n.IP.IsValid() {
+			return usageError{fmt.Errorf("--net number %d needs its address: ,ip=ADDRESS/PREFIX", i+2)}
+		}
+	}
+	if len(m.MoreNets) > 0 && *stack != "keepnet" {
+		return usageError{errors.New("more than one --net needs --stack keepnet")}
+	}
+	var err error
 	fwd := *fwdFlag
 	if fwd == "" && m.Net.Kind == "user" {
 		fwd = "tcp:8080:80"
@@ -228,6 +257,14 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if m.IP, err = netip.ParsePrefix(*ipFlag); err != nil || !m.IP.Addr().Is4() {
 		return usageError{fmt.Errorf("--ip %q: want an IPv4 address with prefix length", *ipFlag)}
+	}
+	if m.Net.IP.IsValid() {
+		m.IP = m.Net.IP
+	}
+	gwSet := false
+	fs.Visit(func(f *flag.Flag) { gwSet = gwSet || f.Name == "gw" })
+	if !gwSet && !m.IP.Contains(m.Gateway) {
+		m.Gateway = netip.Addr{} // the default gateway is QEMU user networking's: not on this network
 	}
 	if m.Gateway, err = netip.ParseAddr(*gwFlag); err != nil {
 		return usageError{fmt.Errorf("--gw %q: want an IPv4 address", *gwFlag)}

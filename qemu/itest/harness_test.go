@@ -171,11 +171,15 @@ type netns struct {
 
 // newNetns creates a namespace and a tap device in it, removed when the test
 // ends. Traffic stays inside the namespace.
-func newNetns(t testing.TB) *netns {
+func newNetns(t testing.TB) *netns { return newNetnsAt(t, "10.77.0.1", "10.77.0.2") }
+
+// newNetnsAt is newNetns with the namespace at hostIP/24 and the appliance
+// at guestIP.
+func newNetnsAt(t testing.TB, hostIP, guestIP string) *netns {
 	t.Helper()
 	id := make([]byte, 3)
 	rand.Read(id)
-	n := &netns{Name: "kn-" + hex.EncodeToString(id), Tap: "kntap" + hex.EncodeToString(id), HostIP: "10.77.0.1", GuestIP: "10.77.0.2", Prefix: 24}
+	n := &netns{Name: "kn-" + hex.EncodeToString(id), Tap: "kntap" + hex.EncodeToString(id), HostIP: hostIP, GuestIP: guestIP, Prefix: 24}
 	run(t, "ip", "netns", "add", n.Name)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.Name).Run() })
 	run(t, "ip", "-n", n.Name, "link", "set", "lo", "up")

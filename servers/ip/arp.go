@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"bytes"
 	"net/netip"
 	"time"
 
@@ -19,12 +20,15 @@ type neighbor struct {
 	queue    []pending // resolving: packets waiting, oldest first
 }
 
-// pending is a datagram waiting for its next hop's MAC.
+// pending is a datagram waiting for its next hop's MAC: one of ours
+// (payload, to be given its header from src to dst) or, with forwarded
+// set, one we forward (payload is the whole datagram, header included).
 type pending struct {
-	proto   uint8
-	dst     netip.Addr
-	payload []byte // a copy
-	offload Offload
+	proto     uint8
+	src, dst  netip.Addr
+	payload   []byte // a copy once queued
+	offload   Offload
+	forwarded bool
 }
 
 // handleARP processes an ARP packet (the Ethernet payload), following
@@ -81,7 +85,7 @@ func (s *Stack) learn(ip netip.Addr, n *neighbor, mac header.MAC) {
 	n.queue = nil
 	for _, p := range queue {
 		s.queuedBytes -= len(p.payload)
-		s.transmit(mac, p.proto, p.dst, p.payload, p.offload)
+		s.send(mac, p)
 	}
 }
 
@@ -114,13 +118,16 @@ func (s *Stack) dropNeighbor(ip netip.Addr) {
 	delete(s.neigh, ip)
 }
 
-// resolveAndSend sends a datagram to next hop ip, or queues it and starts
-// (or continues) resolving ip.
-func (s *Stack) resolveAndSend(next netip.Addr, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
+// resolveAndSend sends a datagram to next hop ip, or queues it (a copy of
+// p.payload) and starts (or continues) resolving ip.
+func (s *Stack) resolveAndSend(next netip.Addr, p pending) error {
 	now := s.clock.Now()
 	n := s.neigh[next]
 	if n != nil && n.resolved && now.Sub(n.updated) < s.limits.ARPReachable {
-		return s.transmit(n.mac, proto, dst, payload, o)
+		if p.forwarded { // send, by hand: the path of every datagram, kept a branch
+			return s.sendForwarded(n.mac, p.payload)
+		}
+		return s.transmit(n.mac, p.src, p.proto, p.dst, p.payload, p.offload)
 	}
 	if n == nil || n.resolved { // unknown, or known too long ago: resolve again
 		if n != nil {
@@ -134,13 +141,22 @@ func (s *Stack) resolveAndSend(next netip.Addr, proto uint8, dst netip.Addr, pay
 		n.queue = append(n.queue[:0], n.queue[1:]...)
 		s.c.QueueDrops++
 	}
-	if s.queuedBytes+len(payload) > s.limits.ARPQueueMemory {
+	if s.queuedBytes+len(p.payload) > s.limits.ARPQueueMemory {
 		s.c.QueueDrops++
 		return nil
 	}
-	n.queue = append(n.queue, pending{proto, dst, append([]byte(nil), payload...), o})
-	s.queuedBytes += len(payload)
+	p.payload = bytes.Clone(p.payload)
+	n.queue = append(n.queue, p)
+	s.queuedBytes += len(p.payload)
 	return nil
+}
+
+// send sends p to the Ethernet address mac.
+func (s *Stack) send(mac header.MAC, p pending) error {
+	if p.forwarded {
+		return s.sendForwarded(mac, header.IPv4(p.payload))
+	}
+	return s.transmit(mac, p.src, p.proto, p.dst, p.payload, p.offload)
 }
 
 // requestMAC broadcasts an ARP request for ip.

@@ -67,12 +67,13 @@ func newFilterLink(name string) *peerLink {
 	return &peerLink{name: name, out: channel.NewOutstanding(MaxFilterWait, 1)}
 }
 
-// ask queues the question about frame (a whole buffer of ours) going dir;
-// arg goes with it and comes back. If MaxFilterWait datagrams already
-// wait, the frame is dropped: ask frees its buffer and reports false.
-func (s *server) ask(frame pool.Ref, dir verdict.Dir, arg uint64) bool {
+// ask queues the question about frame (a whole buffer of ours) going dir
+// on interface n; arg goes with it and comes back. If MaxFilterWait
+// datagrams already wait, the frame is dropped: ask frees its buffer and
+// reports false.
+func (s *server) ask(n *nic, frame pool.Ref, dir verdict.Dir, arg uint64) bool {
 	l := s.links[s.o.Filter]
-	m, err := l.out.Add(verdict.Ask(frame, 0, header.EthernetMinimumSize, dir, arg))
+	m, err := l.out.Add(verdict.Ask(frame, uint16(n.index), header.EthernetMinimumSize, dir, arg))
 	if err != nil {
 		if s.filterDrops++; s.filterDrops&(s.filterDrops-1) == 0 { // 1, 2, 4...: never a log flood
 			log.Printf("%d datagrams dropped waiting for %s: %d wait", s.filterDrops, s.o.Filter, l.out.Len())
@@ -81,34 +82,22 @@ func (s *server) ask(frame pool.Ref, dir verdict.Dir, arg uint64) bool {
 		return false
 	}
 	l.send(m)
-	if dir == verdict.In {
-		s.rxAtFilter++
-	}
 	return true
 }
 
-// filterIn sends a received frame (ref, a receive buffer) to pf, and
-// gives the driver a fresh buffer in its place.
+// filterIn sends a frame received on the driver link drv (ref, a receive
+// buffer) to pf, and gives the driver a fresh buffer in its place.
 func (s *server) filterIn(drv *peerLink, ref pool.Ref) {
-	s.ask(ref, verdict.In, 0)
-	s.postRX(drv)
-}
-
-// postRX posts a free receive buffer to the driver, if it has fewer than
-// RxPosted.
-func (s *server) postRX(drv *peerLink) {
-	if s.postedRX() >= s.o.RxPosted {
-		return
-	}
-	if ref, ok := s.rx.Alloc(); ok {
-		s.request(drv, link.OpRx.Msg(ref))
+	s.ask(drv.nic, ref, verdict.In, 0)
+	if drv.nic.posted < s.o.RxPosted {
+		s.postRX(drv)
 	}
 }
 
-// filterOut sends a frame to send (ref, a transmit buffer) to pf; off is
-// the driver's offload request for it.
-func (s *server) filterOut(ref pool.Ref, off uint64) error {
-	if !s.ask(ref, verdict.Out, off) {
+// filterOut sends a frame to send on n (ref, a transmit buffer) to pf; off
+// is the driver's offload request for it.
+func (s *server) filterOut(n *nic, ref pool.Ref, off uint64) error {
+	if !s.ask(n, ref, verdict.Out, off) {
 		return errFiltered
 	}
 	return nil
@@ -126,35 +115,36 @@ func (s *server) fromFilter(l *peerLink, m channel.Msg) {
 	} else {
 		s.filterBlocked++
 	}
+	n := s.nics[q.Aux[0]] // our question, from our table: a valid index
 	if verdict.DirOf(q) == verdict.In {
-		s.passedIn(q.Ref, pass)
+		s.passedIn(n, q.Ref, pass)
 	} else {
-		s.passedOut(q.Ref, q.Arg[1], pass)
+		s.passedOut(n, q.Ref, q.Arg[1], pass)
 	}
 	s.releaseHeld() // room for a question
 }
 
-// passedIn handles a received frame pf judged, and gives its buffer back
-// to the driver (or to the pool, if the driver has its RxPosted).
-func (s *server) passedIn(ref pool.Ref, pass bool) {
-	s.rxAtFilter--
-	if pass && s.stack != nil {
+// passedIn handles a frame received on n that pf judged, and gives its
+// buffer back to n's driver (or to the pool, if the driver has its
+// RxPosted).
+func (s *server) passedIn(n *nic, ref pool.Ref, pass bool) {
+	if pass && n.stack != nil {
 		if shared, err := s.rx.Bytes(ref); err == nil {
-			s.stack.HandleFrame(s.private(shared))
+			n.stack.HandleFrame(s.private(shared))
 		}
 	}
 	ref.Len = uint32(s.rx.BufSize())
-	if drv := s.links[s.o.Driver]; drv != nil && s.postedRX() <= s.o.RxPosted {
-		s.request(drv, link.OpRx.Msg(ref))
+	if drv := s.links[n.driver]; drv != nil && n.posted < s.o.RxPosted {
+		s.repostRX(drv, ref)
 		return
 	}
 	s.rx.MustFree(ref)
 }
 
-// passedOut hands a frame pf passed to the driver with its offload
+// passedOut hands a frame pf passed to n's driver with its offload
 // request off, or frees it.
-func (s *server) passedOut(ref pool.Ref, off uint64, pass bool) {
-	drv := s.links[s.o.Driver]
+func (s *server) passedOut(n *nic, ref pool.Ref, off uint64, pass bool) {
+	drv := s.links[n.driver]
 	if pass && drv != nil {
 		s.request(drv, link.OpTx.Msg(ref, off))
 		return

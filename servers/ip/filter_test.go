@@ -31,7 +31,7 @@ func newFilterbed(t *testing.T, rules string, pfl *peerLink) *filterbed {
 	if err := pf.WriteRules(b.keep, rules); err != nil {
 		t.Fatal(err)
 	}
-	b.s.stack = New(testCfg, b.s, &fakeClock{epoch}, map[uint8]Transport{header.ProtocolUDP: b.udp})
+	b.setStack(map[uint8]Transport{header.ProtocolUDP: b.udp})
 	b.s.stack.HandleFrame(arpFrame(header.ARPRequest, peerMAC, peerIP, header.BroadcastMAC, header.MAC{}, ourIP))
 	b.transmitted(1)
 	b.s.o.Filter, b.s.o.RxPosted = "pf", 1
@@ -99,7 +99,7 @@ func (b *filterbed) check(delivered, waiting int, passed, blocked, dropped uint6
 		b.t.Errorf("%d delivered, %d waiting, %d passed, %d blocked, %d dropped; want %d, %d, %d, %d, %d",
 			len(b.udp.got), b.pfl.out.Len(), s.filterPassed, s.filterBlocked, s.filterDrops, delivered, waiting, passed, blocked, dropped)
 	}
-	if got := s.postedRX(); got != s.o.RxPosted {
+	if got := s.nics[0].posted; got != s.o.RxPosted {
 		b.t.Errorf("the driver has %d receive buffers, want %d", got, s.o.RxPosted)
 	}
 }
@@ -117,8 +117,8 @@ func TestFilterVerdictRoundTrip(t *testing.T) {
 	if got := b.udp.got; len(got) != 1 || got[0].src != peerIP {
 		t.Errorf("delivered %+v, want the datagram to port 9", got)
 	}
-	if b.s.rxAtFilter != 0 {
-		t.Errorf("%d receive buffers still at pf", b.s.rxAtFilter)
+	if atPF := b.s.rx.Len() - b.s.rx.Available() - b.s.nics[0].posted; atPF != 0 {
+		t.Errorf("%d receive buffers still at pf", atPF)
 	}
 
 	free := b.s.tx.Available()

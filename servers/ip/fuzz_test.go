@@ -103,3 +103,46 @@ func checkBounds(t *testing.T, tb *testbed) {
 		}
 	}
 }
+
+// FuzzForward feeds frames to interface 0 of a router whose interface 1
+// has a small MTU: whatever comes in, the router sends only valid frames
+// that fit each interface, and holds what it may.
+func FuzzForward(f *testing.F) {
+	lsrr := []byte{0x83, 7, 4, 10, 90, 3, 4, 0x01} // loose source route (copied), then a no-op
+	f.Add(script(peerTo(behindB, 64, 0, make([]byte, 1400))))
+	f.Add(script(peerTo(behindB, 1, 0, make([]byte, 100)), peerTo(farIP, 9, header.IPv4FlagDontFragment, make([]byte, 1000))))
+	f.Add(script(ipFrame(peerMAC, ourMAC, header.IPv4Fields{ID: 5, Flags: header.IPv4FlagMoreFragments, FragmentOffset: 1480,
+		Protocol: header.ProtocolUDP, Src: peerIP, Dst: bIP, Options: lsrr}, make([]byte, 1200))))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		cfg := cfg1
+		cfg.MTU = 576
+		b := newRouterbed(t, cfg)
+		b.knowB()
+		for len(in) >= 2 {
+			n := min(int(binary.BigEndian.Uint16(in)), len(in)-2)
+			b.HandleFrame(in[2 : 2+n])
+			in = in[2+n:]
+			checkBounds(t, b.testbed)
+			for _, fr := range b.link1.take() {
+				if len(fr) > header.EthernetMinimumSize+cfg.MTU || header.ValidateEthernet(fr) != nil ||
+					header.ValidateIPv4(header.Ethernet(fr).Payload()) != nil {
+					t.Fatalf("interface 1 sent a bad frame % x", fr)
+				}
+			}
+		}
+	})
+}
+
+func FuzzCopiedOptions(f *testing.F) {
+	f.Add([]byte{0x83, 7, 4, 10, 90, 3, 4, 0x01})
+	f.Add([]byte{0x07, 3, 0, 0x83, 2, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, opts []byte) {
+		if len(opts) > 40 {
+			return // an IPv4 header carries at most 40 bytes of options
+		}
+		got := copiedOptions(opts)
+		if len(got)%4 != 0 || len(got) > 40 {
+			t.Fatalf("copiedOptions(% x) = % x: not a whole header's options", opts, got)
+		}
+	})
+}

@@ -32,16 +32,24 @@ func newHoldbed(t *testing.T) *holdbed {
 		return p
 	}
 	b := &holdbed{t: t, segs: mk(10, 8)}
-	b.s = &server{o: ServerOptions{Name: "ip", Driver: "e1000.0"}, rx: mk(1, 4), tx: mk(2, 2), up: mk(3, 4), links: map[string]*peerLink{}}
-	b.drv = &peerLink{name: "e1000.0", peer: &wiring.Peer{Name: "e1000.0"}, out: channel.NewOutstanding(64, 1)}
+	b.s = &server{o: ServerOptions{Name: "ip", Ifaces: []Iface{{Driver: "e1000.0"}}}, rx: mk(1, 4), tx: mk(2, 2), up: mk(3, 4), links: map[string]*peerLink{}}
+	b.s.addNICs([]Config{testCfg})
+	b.drv = &peerLink{name: "e1000.0", nic: b.s.nics[0], peer: &wiring.Peer{Name: "e1000.0"}, out: channel.NewOutstanding(64, 1)}
 	b.tcp = &peerLink{name: "tcp", peer: &wiring.Peer{Name: "tcp", Pools: []*pool.Pool{b.segs}}, out: channel.NewOutstanding(64, 1)}
 	b.s.links["e1000.0"], b.s.links["tcp"] = b.drv, b.tcp
-	b.s.stack = New(testCfg, b.s, &fakeClock{epoch}, nil)
+	b.setStack(nil)
 	// The peer asks for us first, so its address is resolved; the driver
 	// sends our reply.
 	b.s.stack.HandleFrame(arpFrame(header.ARPRequest, peerMAC, peerIP, header.BroadcastMAC, header.MAC{}, ourIP))
 	b.transmitted(1)
 	return b
+}
+
+// setStack gives the server's interface a Stack with transports.
+func (b *holdbed) setStack(transports map[uint8]Transport) {
+	n := b.s.nics[0]
+	n.stack = New(testCfg, nicLink{b.s, n}, &fakeClock{epoch}, transports)
+	b.s.stack = n.stack
 }
 
 // output has tcp ask IP to send a 100-byte segment to the peer.
@@ -190,10 +198,10 @@ func TestLinkQueueIsBounded(t *testing.T) {
 	b.transmitted(0)
 	b.s.maxLinkQueue = len(b.drv.queue) + 1
 	free := b.s.tx.Available()
-	if err := b.s.SendFrame(make([]byte, 60)); err != nil {
+	if err := (nicLink{b.s, b.s.nics[0]}).SendFrame(make([]byte, 60)); err != nil {
 		t.Fatalf("SendFrame() with room = %v", err)
 	}
-	if err := b.s.SendFrame(make([]byte, 60)); err == nil {
+	if err := (nicLink{b.s, b.s.nics[0]}).SendFrame(make([]byte, 60)); err == nil {
 		t.Fatalf("SendFrame() beyond maxLinkQueue = nil, want an error")
 	}
 	if got := b.s.tx.Available(); got != free-1 || b.s.linkQueueDrops != 1 {

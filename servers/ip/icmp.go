@@ -24,7 +24,8 @@ func (s *Stack) handleICMP(ip header.IPv4) {
 		return
 	}
 	s.c.ICMPEchoRequests++
-	if ip.Dst() != s.addr { // RFC 1122 §3.2.2.6: MAY silently discard
+	from := s.owner(ip.Dst()) // the interface pinged answers, from its address
+	if from == nil {          // a broadcast: RFC 1122 §3.2.2.6 MAY silently discard
 		s.c.ICMPEchoIgnored++
 		return
 	}
@@ -35,7 +36,7 @@ func (s *Stack) handleICMP(ip header.IPv4) {
 	reply.SetType(header.ICMPv4EchoReply)
 	reply.SetCode(0)
 	reply.SetChecksum(reply.ComputeChecksum())
-	if s.output(header.ProtocolICMP, ip.Src(), reply, Offload{}) == nil {
+	if from.output(header.ProtocolICMP, ip.Src(), reply, Offload{}) == nil {
 		s.c.ICMPEchoReplies++
 	}
 }
@@ -52,12 +53,13 @@ func (s *Stack) SendUnreachable(code uint8, offending []byte) error {
 	if header.ValidateIPv4(offending) != nil {
 		return fmt.Errorf("ip: send unreachable: %w", ErrBadPacket)
 	}
-	return s.sendICMPError(header.ICMPv4DstUnreachable, code, header.IPv4(offending))
+	return s.sendICMPError(header.ICMPv4DstUnreachable, code, 0, header.IPv4(offending))
 }
 
 // sendICMPError sends an ICMP error about ip, whose header must be valid
-// and whole; it quotes the header and up to 8 bytes of payload.
-func (s *Stack) sendICMPError(typ header.ICMPv4Type, code uint8, ip header.IPv4) error {
+// and whole; it quotes the header and up to 8 bytes of payload. rest is the
+// message's second word (the next-hop MTU of "fragmentation needed").
+func (s *Stack) sendICMPError(typ header.ICMPv4Type, code uint8, rest uint32, ip header.IPv4) error {
 	hl := ip.HeaderLength()
 	quote := ip[:min(len(ip), int(ip.TotalLength()), hl+header.ICMPv4ErrorDataSize)]
 	src, dst := ip.Src(), ip.Dst()
@@ -76,7 +78,7 @@ func (s *Stack) sendICMPError(typ header.ICMPv4Type, code uint8, ip header.IPv4)
 	}
 	m := header.ICMPv4(s.icmpBuf[:header.ICMPv4MinimumSize+len(quote)])
 	copy(m[header.ICMPv4MinimumSize:], quote)
-	m.Encode(&header.ICMPv4Fields{Type: typ, Code: code})
+	m.Encode(&header.ICMPv4Fields{Type: typ, Code: code, Rest: rest})
 	if err := s.Output(header.ProtocolICMP, src, m); err != nil {
 		return err
 	}

@@ -17,8 +17,10 @@ const defaultTTL = 64
 // maxPayload is the largest IPv4 payload without options.
 const maxPayload = header.IPv4MaximumSize - header.IPv4MinimumSize
 
-// handleIPv4 processes an IPv4 packet (the Ethernet payload).
-func (s *Stack) handleIPv4(b []byte) {
+// handleIPv4 processes an IPv4 packet, the payload of eth (which it may
+// rewrite in place to forward it).
+func (s *Stack) handleIPv4(eth header.Ethernet) {
+	b := eth.Payload()
 	s.c.IPIn++
 	if err := header.ValidateIPv4(b); err != nil {
 		switch {
@@ -37,8 +39,10 @@ func (s *Stack) handleIPv4(b []byte) {
 	}
 	ip := header.IPv4(b)
 	if dst := ip.Dst(); dst != s.addr && !s.isBroadcast(dst) {
-		s.c.IPNotForUs++
-		return
+		if s.router == nil || !s.router.isLocal(dst) {
+			s.notForUs(eth, ip)
+			return
+		}
 	}
 	if src := ip.Src(); s.isBroadcast(src) || src.IsMulticast() { // RFC 1122 §3.2.1.3
 		s.c.IPBadSource++
@@ -57,7 +61,7 @@ func (s *Stack) handleIPv4(b []byte) {
 	t := s.transports[proto]
 	if t == nil {
 		s.c.IPUnknownProtocol++
-		s.sendICMPError(header.ICMPv4DstUnreachable, header.ICMPv4ProtoUnreachable, ip)
+		s.sendICMPError(header.ICMPv4DstUnreachable, header.ICMPv4ProtoUnreachable, 0, ip)
 		return
 	}
 	s.c.IPDelivered++
@@ -66,6 +70,16 @@ func (s *Stack) handleIPv4(b []byte) {
 		return
 	}
 	t.Deliver(proto, ip.Src(), ip.Dst(), ip.Payload())
+}
+
+// notForUs forwards a datagram that is not for us, if we route, or
+// drops it.
+func (s *Stack) notForUs(eth header.Ethernet, ip header.IPv4) {
+	if s.router == nil || !s.router.forwarding {
+		s.c.IPNotForUs++
+		return
+	}
+	s.router.forward(s, eth, ip)
 }
 
 // Output sends payload to dst as one IPv4 datagram of protocol proto from
@@ -100,9 +114,13 @@ func (s *Stack) output(proto uint8, dst netip.Addr, payload []byte, o Offload) e
 		s.c.NoRoute++
 		return ErrNoRoute
 	}
+	p := pending{proto: proto, src: s.addr, dst: dst, payload: payload, offload: o}
 	if s.isBroadcast(dst) {
 		s.c.IPOut++
-		return s.transmit(header.BroadcastMAC, proto, dst, payload, o)
+		return s.transmit(header.BroadcastMAC, s.addr, proto, dst, payload, o)
+	}
+	if s.router != nil {
+		return s.router.route(s, p)
 	}
 	next := dst // connected subnet: direct
 	if !s.subnet.Contains(dst) {
@@ -113,7 +131,7 @@ func (s *Stack) output(proto uint8, dst netip.Addr, payload []byte, o Offload) e
 		next = s.cfg.Gateway // default route
 	}
 	s.c.IPOut++
-	return s.resolveAndSend(next, proto, dst, payload, o)
+	return s.resolveAndSend(next, p)
 }
 
 // checksumOffset is where a transport's checksum field is in its header.
@@ -133,7 +151,7 @@ func checksumOffset(proto uint8) (int, bool) {
 // without the length when segmenting, the device adds each segment's —
 // and, when segmenting, a zero IPv4 checksum, which the device computes
 // per segment). Segments carry DF: they are cut to fit, never fragmented.
-func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
+func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, src netip.Addr, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
 	off, ok := checksumOffset(proto)
 	const eh, ih = header.EthernetMinimumSize, header.IPv4MinimumSize
 	if !ok || len(payload) < off+2 || (o.MSS == 0 && ih+len(payload) > s.cfg.MTU) {
@@ -146,17 +164,17 @@ func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, proto uint8, dst 
 	header.Ethernet(frame).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv4})
 	ip := header.IPv4(frame[eh:])
 	ip.Encode(&header.IPv4Fields{TotalLength: uint16(ih + len(payload)), ID: id, Flags: header.IPv4FlagDontFragment,
-		TTL: defaultTTL, Protocol: proto, Src: s.addr, Dst: dst})
+		TTL: defaultTTL, Protocol: proto, Src: src, Dst: dst})
 	seg := frame[eh+ih:]
 	copy(seg, payload)
-	seed := header.PseudoHeaderChecksum(proto, s.addr, dst, uint16(len(payload)))
+	seed := header.PseudoHeaderChecksum(proto, src, dst, uint16(len(payload)))
 	if o.MSS > 0 && ih+len(payload) > s.cfg.MTU {
 		hdr := header.TCP(seg).DataOffset()
 		if hdr < header.TCPMinimumSize || hdr >= len(seg) || len(seg)-hdr > link.MaxTSO || o.MSS > s.cfg.MTU-ih-hdr {
 			return ErrTooBig
 		}
 		lo.HdrLen, lo.MSS = uint8(eh+ih+hdr), uint16(o.MSS)
-		seed = header.PseudoHeaderChecksum(proto, s.addr, dst, 0)
+		seed = header.PseudoHeaderChecksum(proto, src, dst, 0)
 		ip.SetChecksum(0)
 		s.c.SegmentationOut++
 	}
@@ -169,13 +187,13 @@ func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, proto uint8, dst 
 	return nil
 }
 
-// transmit sends one datagram to the Ethernet address mac, in fragments
+// transmit sends one datagram from src to the Ethernet address mac, in fragments
 // (RFC 791 §3.2, "An Example Fragmentation Procedure") if it does not fit
 // the MTU. Every datagram gets a fresh identification.
-func (s *Stack) transmit(mac header.MAC, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
+func (s *Stack) transmit(mac header.MAC, src netip.Addr, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
 	if o.Checksum || o.MSS > 0 {
 		if ol, ok := s.link.(OffloadLink); ok {
-			return s.transmitOffload(ol, mac, proto, dst, payload, o)
+			return s.transmitOffload(ol, mac, src, proto, dst, payload, o)
 		}
 		if o.MSS > 0 && header.IPv4MinimumSize+len(payload) > s.cfg.MTU {
 			return ErrTooBig
@@ -185,7 +203,7 @@ func (s *Stack) transmit(mac header.MAC, proto uint8, dst netip.Addr, payload []
 			// rare path: only a link without offloads takes it).
 			payload = bytes.Clone(payload)
 			binary.BigEndian.PutUint16(payload[off:], 0)
-			sum := header.Checksum(payload, header.PseudoHeaderChecksum(proto, s.addr, dst, uint16(len(payload))))
+			sum := header.Checksum(payload, header.PseudoHeaderChecksum(proto, src, dst, uint16(len(payload))))
 			binary.BigEndian.PutUint16(payload[off:], ^sum)
 		}
 	}
@@ -206,7 +224,7 @@ func (s *Stack) transmit(mac header.MAC, proto uint8, dst netip.Addr, payload []
 		}
 		header.IPv4(s.tx[eh:]).Encode(&header.IPv4Fields{
 			TotalLength: uint16(ih + len(data)), ID: id, Flags: flags, FragmentOffset: off,
-			TTL: defaultTTL, Protocol: proto, Src: s.addr, Dst: dst,
+			TTL: defaultTTL, Protocol: proto, Src: src, Dst: dst,
 		})
 		copy(s.tx[eh+ih:], data)
 		if err := s.sendFrame(eh + ih + len(data)); err != nil {

@@ -167,7 +167,7 @@ func (s *Stack) tickReassembly(now time.Time) {
 		if r.header != nil {
 			first := r.frags[0].data
 			quote := append(r.header, first[:min(len(first), header.ICMPv4ErrorDataSize)]...)
-			s.sendICMPError(header.ICMPv4TimeExceeded, header.ICMPv4ReassemblyTimeout, header.IPv4(quote))
+			s.sendICMPError(header.ICMPv4TimeExceeded, header.ICMPv4ReassemblyTimeout, 0, header.IPv4(quote))
 		}
 	}
 }

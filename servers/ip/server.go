@@ -20,10 +20,17 @@ import (
 	"keepnet/servers/store"
 )
 
-// The IP server process: a Stack between one NIC driver (drivers/link) and
-// the transport servers (servers/ops), each over a kernel/channel channel, with
-// its configuration in the store. This file is the process, run by the
-// loop every server shares (kernel/loop); the protocol logic is the Stack.
+// The IP server process: a Stack per NIC driver (drivers/link), joined by
+// a Router when there are several (forward.go), and the transport servers
+// (servers/ops), each over a kernel/channel channel, with its
+// configuration in the store. This file is the process, run by the loop
+// every server shares (kernel/loop); the protocol logic is the Stack.
+//
+// The interfaces share ip's pools: one receive pool all drivers write
+// (each keeps RxPosted of its buffers), one transmit pool. A frame
+// forwarded from one interface to another is copied once, from the
+// received frame into a transmit buffer, and the pools need not be sized
+// for the busiest interface each; init sizes them by the number of NICs.
 //
 // Every request IP sends (to the driver: receive buffers, frames, info; to
 // a transport: delivered datagrams) stays in the link's outstanding table
@@ -49,14 +56,19 @@ const (
 
 // ServerOptions configure the process.
 type ServerOptions struct {
-	Name   string // the component, "ip"
-	Driver string // the driver component, "e1000.0"
+	Name string // the component, "ip"
+	// Ifaces are the NICs: interface i is Ifaces[i]. The first one's
+	// address is the one the transports use.
+	Ifaces []Iface
+	// Routes are the static routes; Forward turns forwarding between the
+	// interfaces on (it needs two).
+	Routes  []StaticRoute
+	Forward bool
 	// Transports maps IP protocol numbers to transport components
 	// ({17: "udp"}).
 	Transports map[uint8]string
-	Config     Config // from the kernel command line; the store's copy wins
 	Store      *store.Client
-	// RxPosted is how many receive buffers are kept with the driver.
+	// RxPosted is how many receive buffers are kept with each driver.
 	RxPosted int
 	// Filter is the packet filter component ("pf"): every IPv4 datagram
 	// in and out waits for its verdict (filter.go). Empty: no filter, and
@@ -88,9 +100,28 @@ const (
 	MaxLinkQueue = 4096
 )
 
+// Iface is one NIC as the options give it.
+type Iface struct {
+	Driver string // the driver component, "e1000.0"
+	Config Config // from the kernel command line; the store's copy wins
+}
+
+// nic is one interface of the running server: its driver and its Stack.
+type nic struct {
+	index    int
+	driver   string
+	cfg      Config // the Stack's, until it starts
+	mac      [6]byte
+	haveMAC  bool
+	features uint64 // the offloads its driver announced (drivers/link)
+	posted   int    // receive buffers its driver has
+	stack    *Stack
+}
+
 // peerLink is the channel to one neighbour's current generation.
 type peerLink struct {
 	name  string               // the neighbour's
+	nic   *nic                 // the interface, if the neighbour is its driver
 	peer  *wiring.Peer         // nil until its first generation attaches (pf's link)
 	out   *channel.Outstanding // requests IP sent and the peer has not answered
 	queue []channel.Msg        // messages (requests and replies) the channel had no room for
@@ -104,9 +135,11 @@ type server struct {
 	rx, tx, up *pool.Pool
 	upSmall    *pool.Pool // nil: every delivery goes in up
 	txBig      *pool.Pool // nil: no segmentation offload
-	// features are the offloads the driver announced (drivers/link).
+	nics       []*nic
+	router     *Router // nil with one NIC and no static routes
+	stack      *Stack  // the first interface's: the transports'
+	// features are the offloads every driver announced (drivers/link).
 	features uint64
-	stack    *Stack
 
 	links map[string]*peerLink // by peer name
 	in    []channel.Msg
@@ -128,20 +161,16 @@ type server struct {
 	maxHeld, maxLinkQueue int
 	linkQueueDrops        uint64 // requests not made: MaxLinkQueue reached or the outstanding table full
 
-	// The filter's (filter.go): receive buffers at pf or waiting for it,
-	// and the datagrams pf passed, blocked, and that found no room to wait.
-	rxAtFilter                               int
+	// The filter's (filter.go): the datagrams pf passed, blocked, and
+	// that found no room to wait.
 	filterPassed, filterBlocked, filterDrops uint64
 
-	mac     [6]byte
-	haveMAC bool
-	drops   uint64 // frames and datagrams dropped for want of a peer or a buffer
-	stats   *store.Publisher
-	gen     int
+	drops uint64 // frames and datagrams dropped for want of a peer or a buffer
+	stats *store.Publisher
+	gen   int
 
-	cfg      Config    // the Stack's, until it starts
 	announce func()    // tells init we are up
-	nextTick time.Time // when the Stack ticks next
+	nextTick time.Time // when the Stacks tick next
 }
 
 // heldOutput is an OpOutput m from the transport on l.
@@ -153,7 +182,7 @@ type heldOutput struct {
 // Stats is what the IP server publishes for `keepnet stats ip`.
 type Stats struct {
 	Generation       int
-	Driver           string
+	Driver           string // the first interface's (also in Ifaces)
 	DriverGeneration int
 	Outstanding      int // requests the driver has not answered
 	NoPeerDrops      uint64
@@ -175,6 +204,23 @@ type Stats struct {
 	FilterPassed     uint64 // datagrams pf passed
 	FilterBlocked    uint64 // datagrams pf blocked
 	FilterDrops      uint64 // datagrams dropped: MaxFilterWait were waiting
+	// Every interface's, and the routing table and forwarding counters
+	// when there is a Router.
+	Ifaces     []IfaceStats
+	Routes     []string
+	Forwarding ForwardCounters
+	Counters   // the first interface's
+}
+
+// IfaceStats are one interface's, in Stats.
+type IfaceStats struct {
+	Driver           string
+	DriverGeneration int
+	Addr             string // address/prefix
+	MAC              string
+	MTU              int
+	Outstanding      int // requests the driver has not answered
+	RxPosted         int // receive buffers the driver has
 	Counters
 }
 
@@ -188,7 +234,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if o.RxPosted == 0 {
 		o.RxPosted = 512
 	}
-	cfg, from, err := loadConfig(ctx, o)
+	cfgs, from, err := loadConfigs(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -205,7 +251,11 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	}
 	s.stats = store.NewPublisher(o.Store, StatsNS, o.Name)
 	defer s.stats.Close()
-	log.Printf("address %v, gateway %v (configuration from %s), generation %d", cfg.Addr, cfg.Gateway, from, setup.Generation)
+	s.addNICs(cfgs)
+	for i, c := range cfgs {
+		log.Printf("interface %d on %s: address %v, gateway %v (configuration from %s), generation %d",
+			i, o.Ifaces[i].Driver, c.Addr, c.Gateway, from, setup.Generation)
+	}
 
 	watch, err := wiring.Watch(conn)
 	if err != nil {
@@ -219,7 +269,6 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	for _, p := range setup.Peers {
 		s.Attach(p)
 	}
-	s.cfg = cfg
 	s.announce = func() {
 		if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 			log.Printf("wiring: %v", err)
@@ -231,16 +280,18 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	return nil
 }
 
-// Poll is the loop's (kernel/loop): start the Stack once the driver told
-// its MAC, move messages, and tick the Stack every tickEvery.
+// Poll is the loop's (kernel/loop): start the Stacks once every driver
+// told its MAC, move messages, and tick the Stacks every tickEvery.
 func (s *server) Poll() (bool, time.Time) {
-	if s.stack == nil && s.haveMAC {
+	if s.stack == nil && s.haveMACs() {
 		s.start()
 	}
 	work := s.poll()
 	if now := time.Now(); now.After(s.nextTick) {
-		if s.stack != nil {
-			s.stack.Tick()
+		for _, n := range s.nics {
+			if n.stack != nil {
+				n.stack.Tick()
+			}
 		}
 		s.releaseHeld() // a buffer freed some other way
 		s.nextTick = now.Add(tickEvery)
@@ -248,21 +299,69 @@ func (s *server) Poll() (bool, time.Time) {
 	return work, s.nextTick
 }
 
-// start makes the Stack, announces us on the link and tells init we are
-// up.
+// addNICs makes the interfaces of the options, with their configurations
+// cfgs.
+func (s *server) addNICs(cfgs []Config) {
+	for i, c := range cfgs {
+		s.nics = append(s.nics, &nic{index: i, driver: s.o.Ifaces[i].Driver, cfg: c})
+	}
+}
+
+// haveMACs reports whether every driver has told its MAC.
+func (s *server) haveMACs() bool {
+	for _, n := range s.nics {
+		if !n.haveMAC {
+			return false
+		}
+	}
+	return true
+}
+
+// start makes the Stacks (and the Router joining them), announces us on
+// every link and tells init we are up.
 func (s *server) start() {
-	cfg := s.cfg
-	cfg.MAC = s.mac
 	transports := map[uint8]Transport{}
 	for proto, name := range s.o.Transports {
 		transports[proto] = &transportLink{s: s, name: name}
 	}
-	s.stack = New(cfg, s, realClock{}, transports)
-	if err := s.stack.AnnounceGratuitousARP(); err != nil {
-		log.Printf("gratuitous ARP: %v", err)
+	stacks := make([]*Stack, len(s.nics))
+	for i, n := range s.nics {
+		cfg := n.cfg
+		cfg.MAC = n.mac
+		n.stack = New(cfg, nicLink{s, n}, realClock{}, transports)
+		stacks[i] = n.stack
 	}
-	log.Printf("up on %s, MAC %x", s.o.Driver, s.mac)
+	if len(stacks) > 1 || len(s.o.Routes) > 0 {
+		r, err := NewRouter(stacks, s.o.Routes, s.o.Forward && len(stacks) > 1)
+		if err != nil {
+			log.Printf("routes: %v; only the connected networks and the default route", err) // the command line checked them
+			r, _ = NewRouter(stacks, nil, s.o.Forward && len(stacks) > 1)
+		}
+		s.router = r
+	}
+	s.stack = stacks[0]
+	for _, n := range s.nics {
+		if err := n.stack.AnnounceGratuitousARP(); err != nil {
+			log.Printf("gratuitous ARP on %s: %v", n.driver, err)
+		}
+		log.Printf("up on %s, MAC %x", n.driver, n.mac)
+	}
 	s.announce()
+}
+
+// nicLink is the Stack's Link (and OffloadLink) of one interface: its
+// frames go to that interface's driver.
+type nicLink struct {
+	s *server
+	n *nic
+}
+
+// SendFrame copies the frame into a TX buffer and hands it to the driver.
+func (l nicLink) SendFrame(frame []byte) error { return l.s.sendFrame(l.n, frame, 0) }
+
+// SendFrameOffload is SendFrame with the offload request for the driver.
+func (l nicLink) SendFrameOffload(frame []byte, o link.Offload) error {
+	return l.s.sendFrame(l.n, frame, o.Arg())
 }
 
 // AppendPorts is the loop's: every neighbour's channel.
@@ -275,26 +374,54 @@ func (s *server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 	return dst
 }
 
-// loadConfig takes the configuration from the store (a restarted server) or
-// from the options (the first start), and makes sure the store has it.
-func loadConfig(ctx context.Context, o ServerOptions) (Config, string, error) {
+// loadConfigs takes every interface's configuration from the store (a
+// restarted server) or from the options (the first start), and makes sure
+// the store has them: interface 0's under "config", as with one NIC, the
+// others' under "config.N". It says where the first one came from.
+func loadConfigs(ctx context.Context, o ServerOptions) ([]Config, string, error) {
+	if len(o.Ifaces) == 0 {
+		return nil, "", errors.New("ip: no interface")
+	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if b, ok, err := o.Store.Get(cctx, storeNS, storeKey); err != nil {
+	cfgs := make([]Config, len(o.Ifaces))
+	var from string
+	for i, ifc := range o.Ifaces {
+		c, f, err := loadConfig(cctx, o.Store, configKey(i), ifc.Config)
+		if err != nil {
+			return nil, "", fmt.Errorf("ip: %s: %w", ifc.Driver, err)
+		}
+		cfgs[i] = c
+		from = cmp.Or(from, f)
+	}
+	return cfgs, from, nil
+}
+
+// configKey is the store key of interface i's configuration.
+func configKey(i int) string {
+	if i == 0 {
+		return storeKey
+	}
+	return fmt.Sprintf("%s.%d", storeKey, i)
+}
+
+// loadConfig takes one interface's configuration from the store under key,
+// or else c, which it stores.
+func loadConfig(ctx context.Context, st *store.Client, key string, c Config) (Config, string, error) {
+	if b, ok, err := st.Get(ctx, storeNS, key); err != nil {
 		log.Printf("store: %v; using the kernel command line", err)
 	} else if ok {
-		c, err := UnmarshalConfig(b)
+		sc, err := UnmarshalConfig(b)
 		if err == nil {
-			return c, "the store", nil
+			return sc, "the store", nil
 		}
 		log.Printf("store: %v; using the kernel command line", err)
 	}
-	c := o.Config
 	c.MAC = [6]byte{0x02} // a placeholder until the driver says; not stored
 	if err := c.Validate(); err != nil {
-		return Config{}, "", fmt.Errorf("ip: configuration: %w", err)
+		return Config{}, "", fmt.Errorf("configuration: %w", err)
 	}
-	if err := o.Store.Put(cctx, storeNS, storeKey, MarshalConfig(c)); err != nil {
+	if err := st.Put(ctx, storeNS, key, MarshalConfig(c)); err != nil {
 		log.Printf("store: saving the configuration: %v", err)
 	}
 	return c, "the kernel command line", nil
@@ -306,11 +433,7 @@ func loadConfig(ctx context.Context, o ServerOptions) (Config, string, error) {
 func (s *server) Attach(p *wiring.Peer) {
 	l := s.links[p.Name]
 	if l == nil {
-		limit := 64 << 10
-		if p.Name == s.o.Driver {
-			limit = s.rx.Len() + s.tx.Len() + 16
-		}
-		l = &peerLink{name: p.Name, out: channel.NewOutstanding(limit, 1)}
+		l = s.newLink(p.Name)
 		s.links[p.Name] = l
 	} else if l.peer != nil {
 		l.peer.Close()
@@ -321,21 +444,44 @@ func (s *server) Attach(p *wiring.Peer) {
 	s.held = slices.DeleteFunc(s.held, func(h heldOutput) bool { return h.l == l })
 	l.queue = l.out.Resubmit()
 	resent := len(l.queue)
-	if p.Name == s.o.Driver {
-		for s.postedRX() < s.o.RxPosted {
-			ref, ok := s.rx.Alloc()
-			if !ok {
+	if l.nic != nil {
+		for l.nic.posted < s.o.RxPosted {
+			if !s.postRX(l) {
 				break
 			}
-			s.request(l, link.OpRx.Msg(ref))
 		}
 		s.request(l, link.OpInfo.Msg(pool.Ref{}))
 	}
 	log.Printf("%s generation %d: %d requests resubmitted", p.Name, p.Generation, resent)
 }
 
-// postedRX is how many receive buffers the driver has.
-func (s *server) postedRX() int { return s.rx.Len() - s.rx.Available() - s.rxAtFilter }
+// newLink is the link to the neighbour name; a driver's knows its
+// interface.
+func (s *server) newLink(name string) *peerLink {
+	for _, n := range s.nics {
+		if n.driver == name {
+			return &peerLink{name: name, nic: n, out: channel.NewOutstanding(s.rx.Len()+s.tx.Len()+16, 1)}
+		}
+	}
+	return &peerLink{name: name, out: channel.NewOutstanding(64<<10, 1)}
+}
+
+// postRX posts a free receive buffer to the driver on drv, and reports
+// whether it did.
+func (s *server) postRX(drv *peerLink) bool {
+	ref, ok := s.rx.Alloc()
+	return ok && s.repostRX(drv, ref)
+}
+
+// repostRX posts the receive buffer ref to the driver on drv, and reports
+// whether it did (else ref is back in its pool).
+func (s *server) repostRX(drv *peerLink, ref pool.Ref) bool {
+	if !s.request(drv, link.OpRx.Msg(ref)) {
+		return false
+	}
+	drv.nic.posted++
+	return true
+}
 
 // request queues a new request to a neighbour. Beyond MaxLinkQueue, or
 // with the outstanding table full, it is not made: its buffer goes back
@@ -367,12 +513,8 @@ func (s *server) poolOf(ref pool.Ref) *pool.Pool {
 	return nil
 }
 
-// SendFrame is the Stack's Link: copy the frame into a TX buffer and hand it
-// to the driver.
-func (s *server) SendFrame(frame []byte) error { return s.sendFrame(frame, 0) }
-
-// offloads are what IP offers its transports: the driver's checksum
-// insertion, and its segmentation if there is a pool for big frames.
+// offloads are what IP offers its transports: the drivers' checksum
+// insertion, and their segmentation if there is a pool for big frames.
 func (s *server) offloads() uint64 {
 	var o uint64
 	if s.features&link.FeatureChecksum != 0 {
@@ -384,16 +526,10 @@ func (s *server) offloads() uint64 {
 	return o
 }
 
-// SendFrameOffload is the Stack's OffloadLink: like SendFrame, with the
-// offload request for the driver.
-func (s *server) SendFrameOffload(frame []byte, o link.Offload) error {
-	return s.sendFrame(frame, o.Arg())
-}
-
 // sendFrame copies frame into a TX buffer — one of the big pool if it is
-// longer than a small one — and hands it to the driver with OpTx's Arg[0].
-func (s *server) sendFrame(frame []byte, offload uint64) error {
-	l := s.links[s.o.Driver]
+// longer than a small one — and hands it to n's driver with OpTx's Arg[0].
+func (s *server) sendFrame(n *nic, frame []byte, offload uint64) error {
+	l := s.links[n.driver]
 	if l == nil {
 		s.drops++
 		return errors.New("ip: no driver")
@@ -411,7 +547,7 @@ func (s *server) sendFrame(frame []byte, offload uint64) error {
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame))
 	if s.filtering() && isIPv4(frame) {
-		return s.filterOut(ref, offload)
+		return s.filterOut(n, ref, offload)
 	}
 	if !s.request(l, link.OpTx.Msg(ref, offload)) {
 		return errors.New("ip: the driver's queue is full")
@@ -504,7 +640,7 @@ func (s *server) pollLink(l *peerLink) bool {
 // with the filter, servers/ops with a transport.
 func (s *server) handle(l *peerLink, m channel.Msg) {
 	switch {
-	case l.name == s.o.Driver:
+	case l.nic != nil:
 		s.fromDriver(l, m)
 	case s.filtering() && l.name == s.o.Filter:
 		s.fromFilter(l, m)
@@ -519,9 +655,11 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}
+	n := l.nic
 	switch link.OpOf(req) {
 	case link.OpRx:
-		if link.StatusOf(m) == link.StatusOK && s.stack != nil {
+		n.posted--
+		if link.StatusOf(m) == link.StatusOK && n.stack != nil {
 			ref := req.Ref
 			ref.Len = m.Ref.Len
 			shared, err := s.rx.Bytes(ref)
@@ -530,11 +668,14 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 				return
 			}
 			if err == nil {
-				s.stack.HandleFrame(s.private(shared))
+				n.stack.HandleFrame(s.private(shared))
 			}
 		}
-		// The Stack copied what it keeps: post the buffer again.
-		s.request(l, link.OpRx.Msg(req.Ref))
+		// The Stack copied what it keeps: post the buffer again
+		// (repostRX, by hand: the path of every received frame).
+		if s.request(l, link.OpRx.Msg(req.Ref)) {
+			n.posted++
+		}
 	case link.OpTx:
 		if s.txBig != nil && req.Ref.Pool == s.txBig.ID() {
 			s.txBig.MustFree(req.Ref)
@@ -543,8 +684,12 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 		}
 		s.releaseHeld()
 	case link.OpInfo:
-		s.mac, s.haveMAC = link.ArgToMAC(m.Arg[0]), true
-		s.features = m.Arg[2]
+		n.mac, n.haveMAC = link.ArgToMAC(m.Arg[0]), true
+		n.features = m.Arg[2]
+		s.features = ^uint64(0)
+		for _, other := range s.nics {
+			s.features &= other.features
+		}
 	}
 }
 
@@ -681,7 +826,7 @@ func (s *server) outputNow(l *peerLink, m channel.Msg) {
 }
 
 func (s *server) publish() {
-	st := Stats{Generation: s.gen, Driver: s.o.Driver, NoPeerDrops: s.drops,
+	st := Stats{Generation: s.gen, Driver: s.nics[0].driver, NoPeerDrops: s.drops,
 		RxPoolFree: s.rx.Available(), TxPoolFree: s.tx.Available(), UpPoolFree: s.up.Available()}
 	if s.upSmall != nil {
 		st.UpSmallPoolFree = s.upSmall.Available()
@@ -692,10 +837,10 @@ func (s *server) publish() {
 	st.Offloads = s.offloads()
 	st.OutputsHeld, st.OutputsDeferred, st.OutputsRefused = len(s.held), s.deferred, s.refused
 	st.OutputsThrottled, st.LinkQueueDrops = s.throttled, s.linkQueueDrops
-	if l := s.links[s.o.Driver]; l != nil {
-		st.DriverGeneration = l.peer.Generation
-		st.Outstanding = l.out.Len()
+	for _, n := range s.nics {
+		st.Ifaces = append(st.Ifaces, s.ifaceStats(n))
 	}
+	st.DriverGeneration, st.Outstanding = st.Ifaces[0].DriverGeneration, st.Ifaces[0].Outstanding
 	if l := s.links[s.o.Filter]; l != nil {
 		st.Filter, st.FilterWaiting = s.o.Filter, l.out.Len()
 		if l.peer != nil {
@@ -703,8 +848,27 @@ func (s *server) publish() {
 		}
 	}
 	st.FilterPassed, st.FilterBlocked, st.FilterDrops = s.filterPassed, s.filterBlocked, s.filterDrops
-	if s.stack != nil {
-		st.Counters = s.stack.Counters()
+	st.Counters = st.Ifaces[0].Counters
+	if s.router != nil {
+		for _, r := range s.router.Table() {
+			st.Routes = append(st.Routes, r.String())
+		}
+		st.Forwarding = s.router.Counters()
 	}
 	s.stats.Publish(st)
+}
+
+// ifaceStats are n's statistics.
+func (s *server) ifaceStats(n *nic) IfaceStats {
+	is := IfaceStats{Driver: n.driver, Addr: n.cfg.Addr.String(), MTU: cmp.Or(n.cfg.MTU, DefaultMTU), RxPosted: n.posted}
+	if n.haveMAC {
+		is.MAC = header.MAC(n.mac).String()
+	}
+	if l := s.links[n.driver]; l != nil && l.peer != nil {
+		is.DriverGeneration, is.Outstanding = l.peer.Generation, l.out.Len()
+	}
+	if n.stack != nil {
+		is.Counters = n.stack.Counters()
+	}
+	return is
 }

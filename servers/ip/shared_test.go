@@ -17,7 +17,7 @@ import (
 // with capacity 120`): IP must take every field from the buffer once.
 func TestReceiveBufferRewrittenWhileParsed(t *testing.T) {
 	b := newHoldbed(t)
-	b.s.stack = New(testCfg, b.s, &fakeClock{epoch}, map[uint8]Transport{
+	b.setStack(map[uint8]Transport{
 		header.ProtocolTCP: &transportLink{s: b.s, name: "tcp"},
 	})
 	good := fromPeer(header.ProtocolTCP, 7, make([]byte, 120-header.EthernetMinimumSize-header.IPv4MinimumSize))

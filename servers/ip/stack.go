@@ -183,6 +183,11 @@ type Stack struct {
 
 	icmpTokens tokenBucket // ICMP errors (Limits.ICMPErrorRate)
 
+	// router joins this Stack to the others of a multi-NIC appliance
+	// (forward.go); nil for the lone interface, which then routes by its
+	// subnet and gateway alone.
+	router *Router
+
 	tx      []byte // the frame being built; MTU + Ethernet header
 	icmpBuf []byte // echo replies and ICMP errors; up to a whole datagram
 	bigBuf  []byte // the datagram being reassembled
@@ -234,7 +239,8 @@ func (s *Stack) Config() Config { return s.cfg }
 func (s *Stack) Counters() Counters { return s.c }
 
 // HandleFrame processes one received Ethernet frame (without FCS). The
-// Stack does not keep frame after it returns.
+// Stack does not keep frame after it returns; a frame it forwards it
+// rewrites in place (addresses, TTL) and hands to the out interface's Link.
 func (s *Stack) HandleFrame(frame []byte) {
 	s.c.FramesIn++
 	if len(frame) > header.EthernetMinimumSize+s.cfg.MTU {
@@ -254,7 +260,7 @@ func (s *Stack) HandleFrame(frame []byte) {
 	case header.EtherTypeARP:
 		s.handleARP(eth.Payload())
 	case header.EtherTypeIPv4:
-		s.handleIPv4(eth.Payload())
+		s.handleIPv4(eth)
 	default:
 		s.c.FramesUnknownType++
 	}
@@ -281,4 +287,16 @@ func (s *Stack) sendFrame(n int) error {
 // isBroadcast reports whether a is the limited or our directed broadcast.
 func (s *Stack) isBroadcast(a netip.Addr) bool {
 	return a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || a == s.bcast
+}
+
+// owner is the Stack whose address a is: s, or with a Router another of
+// its interfaces; nil if a is none of ours.
+func (s *Stack) owner(a netip.Addr) *Stack {
+	switch {
+	case a == s.addr:
+		return s
+	case s.router != nil:
+		return s.router.owner(a)
+	}
+	return nil
 }

@@ -1,0 +1,153 @@
+package itest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"keepnet/apps/httpd"
+)
+
+// TestForward: keepnet as a router between two networks. Namespace A is
+// on keepnet's first NIC through its tap, as in every test (QEMU runs in
+// A); namespace B is on the second NIC through a tap of its own, which
+// keepnet-relay joins to QEMU's stream socket for that NIC (QEMU opens a
+// tap only in its own namespace). Each namespace routes the other's
+// network through keepnet. This test binary serves apps/httpd's /bytes and
+// /sink in B (TestHelperForwardServer); curl in A downloads 20 MB from it
+// and uploads 20 MB to it, hashes checked; A pings B; and a download from
+// B completes with the right hash across `keepnet kill e1000.1`. ip's
+// published statistics show both NICs and what it forwarded.
+func TestForward(t *testing.T) {
+	requireITest(t, true)
+	a := newNetns(t)                             // 10.77.0.1, keepnet's first NIC 10.77.0.2
+	b := newNetnsAt(t, "10.78.0.1", "10.78.0.2") // keepnet's second NIC 10.78.0.2
+	run(t, "ip", "-n", a.Name, "route", "add", "10.78.0.0/24", "via", a.GuestIP)
+	run(t, "ip", "-n", b.Name, "route", "add", "10.77.0.0/24", "via", b.GuestIP)
+	sock := filepath.Join(t.TempDir(), "n1.sock")
+	startRelay(t, b, sock, "-seed", "1", "-stats", "0")
+	app := boot(t, a.Name, append(a.upArgs(), "--stack", "keepnet", "--net", "stream:"+sock+",ip=10.78.0.2/24")...)
+	startForwardServer(t, b)
+	// curl in A finds B's server where the harness looks for the appliance.
+	toB := &netns{Name: a.Name, GuestIP: b.HostIP}
+	httpWarm(t, toB)
+
+	const size = 20_000_000
+	down := httpDownload(t, toB, size, 5, floorMbps)
+	up := httpUpload(t, toB, size, 6, floorMbps)
+	t.Logf("through keepnet, A from B: %s at %.0f Mbit/s; A to B: %s at %.0f Mbit/s; hashes match", mb(size), down, mb(size), up)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := a.exec(ctx, nil, "ping", "-c", "3", "-W", "5", b.HostIP); err != nil {
+		t.Errorf("ping from A to B through keepnet: %v\n%s", err, out)
+	}
+
+	got, done := toB.download(t, size, 9)
+	deadline := time.Now().Add(resumeWait)
+	for got.Load() < size/4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	app.kill("e1000.1")
+	if err := app.awaitRunning("e1000.1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r != "" {
+		t.Errorf("forwarded download across a kill of e1000.1: %s", r)
+	}
+	checkForwardStats(t, app)
+}
+
+// checkForwardStats checks what ip published: two interfaces with their
+// addresses, and forwarded datagrams.
+func checkForwardStats(t *testing.T, app *appliance) {
+	t.Helper()
+	var st struct {
+		Ifaces []struct {
+			Driver, Addr string
+			FramesIn     uint64
+		}
+		Forwarding struct{ Forwarded uint64 }
+	}
+	deadline := time.Now().Add(resumeWait)
+	for {
+		c, _ := app.status().Component("ip")
+		if json.Unmarshal(c.Stats, &st) == nil && len(st.Ifaces) == 2 && st.Forwarding.Forwarded > 2*20_000_000/1500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ip's statistics %s: want two interfaces and %d forwarded datagrams or more", c.Stats, 2*20_000_000/1500)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for i, want := range []string{"e1000.0 10.77.0.2/24", "e1000.1 10.78.0.2/24"} {
+		if got := st.Ifaces[i].Driver + " " + st.Ifaces[i].Addr; got != want || st.Ifaces[i].FramesIn == 0 {
+			t.Errorf("interface %d: %s with %d frames in, want %s with some", i, got, st.Ifaces[i].FramesIn, want)
+		}
+	}
+}
+
+// startForwardServer runs TestHelperForwardServer in n's namespace on
+// port 80 of its address until the test ends.
+func startForwardServer(t *testing.T, n *netns) {
+	t.Helper()
+	self, _ := os.Executable()
+	cmd := exec.Command("ip", "netns", "exec", n.Name, self, "-test.run=^TestHelperForwardServer$")
+	cmd.Env = append(os.Environ(), "FWD_LISTEN="+net.JoinHostPort(n.HostIP, "80"))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "listening") {
+			go io.Copy(io.Discard, stdout)
+			return
+		} else if strings.HasPrefix(line, "fail:") {
+			t.Fatalf("forward server: %s", line)
+		}
+	}
+	t.Fatal("forward server ended before listening")
+}
+
+// TestHelperForwardServer is not a test of its own: TestForward runs the
+// test binary in namespace B with FWD_LISTEN set, and this serves
+// apps/httpd's routes (/bytes, /sink) there, prints "listening" once it
+// does, and serves until its standard input ends.
+func TestHelperForwardServer(t *testing.T) {
+	addr := os.Getenv("FWD_LISTEN")
+	if addr == "" {
+		return // run only as the helper
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Printf("fail: %v\n", err)
+		return
+	}
+	fmt.Println("listening")
+	go http.Serve(ln, httpd.New(httpd.Config{Stack: "linux"}))
+	io.Copy(io.Discard, os.Stdin)
+	ln.Close()
+}
