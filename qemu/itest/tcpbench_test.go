@@ -2,6 +2,7 @@ package itest
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"keepnet/boot/ctl"
 	"keepnet/qemu/report"
 )
 
@@ -65,34 +67,72 @@ func BenchmarkTCPBulk(b *testing.B) {
 			"Measured by `make bench` (qemu/itest BenchmarkTCPBulk).",
 		},
 	}
-	var first qemuConfig // of the first guest; every other must match it
+	cpu := &report.Comparison{
+		Title: "Guest CPU per MB of bulk TCP", Unit: "ms/MB", GroupBy: "direction",
+		Groups: c.Groups, Stacks: c.Stacks, Date: c.Date, HostCPUs: c.HostCPUs,
+		Notes: []string{
+			"The guest's processor time (user, system and interrupts, all CPUs, from its /proc/stat) during each transfer above, " +
+				"per MB moved: the stack's work and the web server's, and on keepnet the driver's polling. Lower is better; " +
+				"the ratio is keepnet's over Linux's.",
+		},
+	}
+	perComponent := map[string]map[string][]float64{} // direction, component: keepnet's ms/MB
+	var first qemuConfig                              // of the first guest; every other must match it
 	for r := 0; r < rounds; r++ {
 		order := []string{"linux", "keepnet"}
 		if r%2 == 1 {
 			slices.Reverse(order)
 		}
 		for _, stack := range order {
-			d, u, cfg := bulkRun(b, stack, down, up)
+			run := bulkRun(b, stack, down, up)
 			if first == (qemuConfig{}) {
-				first = cfg
-			} else if cfg != first {
-				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, cfg, first)
+				first = run.cfg
+			} else if run.cfg != first {
+				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, run.cfg, first)
 			}
-			fmt.Printf("round %d/%d, %s: download %.0f Mbit/s, upload %.0f Mbit/s\n", r+1, rounds, stack, d, u)
-			c.Add("download", stack, d)
-			c.Add("upload", stack, u)
+			fmt.Printf("round %d/%d, %s: download %.0f Mbit/s (%.1f ms CPU/MB), upload %.0f Mbit/s (%.1f ms CPU/MB)\n",
+				r+1, rounds, stack, run.down, run.downCPU, run.up, run.upCPU)
+			c.Add("download", stack, run.down)
+			c.Add("upload", stack, run.up)
+			cpu.Add("download", stack, run.downCPU)
+			cpu.Add("upload", stack, run.upCPU)
+			if stack != "keepnet" {
+				continue
+			}
+			for dir, comps := range map[string]map[string]float64{"download": run.downComps, "upload": run.upComps} {
+				for name, v := range comps {
+					if perComponent[dir] == nil {
+						perComponent[dir] = map[string][]float64{}
+					}
+					perComponent[dir][name] = append(perComponent[dir][name], v)
+				}
+			}
 		}
 	}
 	c.Accel = first.accel
 	c.GuestCPUs, _ = strconv.Atoi(first.smp)
+	cpu.Accel, cpu.GuestCPUs = c.Accel, c.GuestCPUs
+	for _, dir := range c.Groups {
+		var parts []string
+		for _, name := range slices.Sorted(maps.Keys(perComponent[dir])) {
+			parts = append(parts, fmt.Sprintf("%s %.2f", name, report.Median(perComponent[dir][name])))
+		}
+		cpu.Notes = append(cpu.Notes, fmt.Sprintf("keepnet's components, %s (median ms/MB of each process's own CPU time): %s.", dir, strings.Join(parts, ", ")))
+	}
 
 	plot, err := c.Save(out, "tcp")
 	if err != nil {
 		b.Fatal(err)
 	}
+	cpuPlot, err := cpu.Save(out, "tcp-cpu")
+	if err != nil {
+		b.Fatal(err)
+	}
 	fmt.Println()
 	c.Table(os.Stdout)
-	fmt.Printf("\nreport %s, plot %s\n", out, plot)
+	fmt.Println()
+	cpu.Table(os.Stdout)
+	fmt.Printf("\nreport %s, plots %s, %s\n", out, plot, cpuPlot)
 	for _, g := range c.Groups {
 		b.ReportMetric(c.Ratio(g), g+"-keepnet/linux")
 		for _, s := range c.Stacks {
@@ -126,18 +166,56 @@ func hostLoad() string {
 	return "unknown"
 }
 
+// bulkResult is one run of BenchmarkTCPBulk: its rates in Mbit/s, the
+// guest's processor time per MB in each direction, and on keepnet's stack
+// each component's.
+type bulkResult struct {
+	down, up           float64
+	downCPU, upCPU     float64
+	downComps, upComps map[string]float64
+	cfg                qemuConfig
+}
+
 // bulkRun boots stack in a fresh namespace, measures one download and one
 // upload, and powers the guest off and removes the namespace before it
 // returns.
-func bulkRun(b *testing.B, stack string, down, up int64) (downMbps, upMbps float64, cfg qemuConfig) {
+func bulkRun(b *testing.B, stack string, down, up int64) bulkResult {
 	t := newScope(b)
 	defer t.close()
 	n := newNetns(t)
 	a := boot(t, n.Name, append(n.upArgs(), "--stack", stack)...)
-	cfg = readQEMUConfig(t, a)
+	r := bulkResult{cfg: readQEMUConfig(t, a)}
 	httpTransfer(t, n, 1_000_000, 1_000_000)
-	downMbps, upMbps = httpTransfer(t, n, down, up)
-	return downMbps, upMbps, cfg
+	s0 := a.status()
+	r.down = httpDownload(t, n, down, 5, floorMbps)
+	s1 := a.status()
+	r.up = httpUpload(t, n, up, 6, floorMbps)
+	s2 := a.status()
+	r.downCPU, r.downComps = cpuPerMB(s0, s1, down)
+	r.upCPU, r.upComps = cpuPerMB(s1, s2, up)
+	return r
+}
+
+// cpuPerMB is the guest's processor time between two status readings per
+// MB of bytes moved, and each component's (keepnet's stack; a component
+// that restarted between them is left out).
+func cpuPerMB(before, after ctl.Status, bytes int64) (float64, map[string]float64) {
+	mbs := float64(bytes) / 1e6
+	busy := func(c *ctl.CPUTimes) int64 {
+		if c == nil {
+			return 0
+		}
+		return c.User + c.System + c.IRQ
+	}
+	comps := map[string]float64{}
+	for _, c := range after.Components {
+		for _, p := range before.Components {
+			if p.Name == c.Name && p.Generation == c.Generation && c.CPUMillis > 0 {
+				comps[c.Name] = float64(c.CPUMillis-p.CPUMillis) / mbs
+			}
+		}
+	}
+	return float64(busy(after.CPU)-busy(before.CPU)) / mbs, comps
 }
 
 // scope is a testing.TB whose cleanups and temporary directories go when

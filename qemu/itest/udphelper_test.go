@@ -37,6 +37,8 @@ func TestHelperUDP(t *testing.T) {
 		udpClosedPort(t, target)
 	case "flood":
 		udpFlood(t, target, n)
+	case "rate":
+		udpRate(t, target, n)
 	default:
 		t.Fatalf("unknown UDP_MODE %q", mode)
 	}
@@ -264,4 +266,63 @@ func udpFlood(t *testing.T, target string, n int) {
 		}
 	}
 	fmt.Printf("result: sent=%d\n", sent)
+}
+
+// Window and timing of the "rate" mode.
+const (
+	rateWindow  = 32                     // datagrams in flight
+	rateSeconds = 5 * time.Second        // how long it measures
+	rateStall   = 200 * time.Millisecond // no echo for this long: the window is lost
+)
+
+// udpRate keeps rateWindow datagrams of size bytes in flight to an echo
+// server for rateSeconds, each carrying a sequence number: a new one goes
+// out for every echo that comes back, and when none has come for
+// rateStall the window counts as lost and is sent afresh. It reports the
+// echoed datagrams per second and their payload rate one way, and how many
+// were lost. The window keeps either stack from being flooded past what
+// it can answer, so the figure is what the stack sustains, not how much
+// it drops.
+func udpRate(t *testing.T, target string, size int) {
+	if size < 8 {
+		t.Fatalf("UDP_COUNT=%d: the rate mode's datagram size is at least 8", size)
+	}
+	c, err := net.Dial("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg, buf := make([]byte, size), make([]byte, size+1)
+	var sent, echoed, stalls uint64
+	send := func() {
+		binary.BigEndian.PutUint64(msg, sent)
+		if _, err := c.Write(msg); err != nil {
+			t.Fatalf("write %d: %v", sent, err)
+		}
+		sent++
+	}
+	start := time.Now()
+	end := start.Add(rateSeconds)
+	for range rateWindow {
+		send()
+	}
+	for time.Now().Before(end) {
+		c.SetReadDeadline(time.Now().Add(rateStall))
+		m, err := c.Read(buf)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			stalls++
+			for range rateWindow {
+				send()
+			}
+		case err != nil && !errors.Is(err, syscall.ECONNREFUSED):
+			t.Fatalf("read: %v", err)
+		case err == nil && m == size && binary.BigEndian.Uint64(buf) < sent:
+			echoed++
+			send()
+		}
+	}
+	secs := time.Since(start).Seconds()
+	fmt.Printf("result: size=%d sent=%d echoed=%d lost=%d stalls=%d pps=%.0f mbps=%.2f seconds=%.2f\n",
+		size, sent, echoed, sent-echoed-rateWindow, stalls, float64(echoed)/secs, float64(echoed)*float64(size)*8/secs/1e6, secs)
 }
