@@ -111,13 +111,13 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			},
 			hub.Node{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: "udp.out", Bufs: 63, BufSize: big}}},
 			tcpNode(cfg),
-			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 127, BufSize: big, Writers: []string{"udp", "tcp"}}}},
+			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 255, BufSize: big, Writers: []string{"udp", "tcp"}}}},
 		)
 		if cfg.PFRules != "" {
 			specs, nodes = withPF(specs, nodes, drivers)
 		}
 		for _, app := range apps {
-			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 31, BufSize: big, Writers: []string{"syscall"}}}})
+			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 63, BufSize: big, Writers: []string{"syscall"}}}})
 		}
 	}
 	// Every component says when it serves: the appliance is ready only

@@ -25,7 +25,7 @@ const PeerName = "syscall"
 const PoolSuffix = ".io"
 
 const (
-	recvDepth         = 4                      // receives kept posted per UDP socket
+	recvDepth         = 16                     // receives kept posted per UDP socket
 	streamRecvDepth   = 2                      // data receives in flight per readable TCP connection
 	minReserve        = 2                      // buffers receives leave to writers, at least...
 	reserveShare      = 4                      // ...or 1/reserveShare of the pool
