@@ -1,36 +1,26 @@
 package main
 
 import (
-	"context"
-	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"keepnet/boot/hub"
+	"keepnet/boot/hub/hubtest"
 	"keepnet/kernel/channel"
 	"keepnet/kernel/keep"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
 	"keepnet/servers/pf"
 	"keepnet/servers/pf/verdict"
-	"keepnet/servers/store"
 )
 
 // The test binary doubles as the pf command: the test starts it as a
 // child wired by a real hub (as init wires it), with kept memory the hub
 // holds and rules the test writes there as init does, and plays ip.
-func TestMain(m *testing.M) {
-	if os.Getenv("KEEPNET_PF_CHILD") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { hubtest.Main(m, "KEEPNET_PF_CHILD", main) }
 
 const (
 	waitFor   = 5 * time.Second
@@ -135,27 +125,8 @@ func (ip *fakeIP) expectFrom(what string, sport, port uint16, seq uint32, flags 
 // startPF starts a generation of the pf command.
 func startPF(t *testing.T, h *hub.Hub, storePath string) *exec.Cmd {
 	t.Helper()
-	files, err := h.ExtraFiles("pf")(func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-store", storePath, "-max-states", strconv.Itoa(maxStates))
-	cmd.Env = append(os.Environ(), "KEEPNET_PF_CHILD=1")
-	cmd.ExtraFiles = files // fd 3: the wiring socket
-	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		f.Close()
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	return hubtest.Start(t, h, "pf", "KEEPNET_PF_CHILD", "-store", storePath, "-max-states", strconv.Itoa(maxStates))
 }
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) { w.t.Logf("pf: %s", b); return len(b), nil }
 
 // The command filters by the rules init wrote into its kept memory, and
 // its next generation, after a SIGKILL, lets the flow the first one
@@ -164,14 +135,7 @@ func TestRestartKeepsStates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	storePath := filepath.Join(t.TempDir(), "store.sock")
-	l, err := net.Listen("unix", storePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go store.NewServer().Serve(ctx, l)
+	storePath := hubtest.Store(t)
 
 	h, err := hub.New([]hub.Node{
 		{Name: "pf", Peers: []string{"ip"}, Kept: []hub.KeptSpec{

@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"keepnet/boot/hub"
+	"keepnet/boot/hub/hubtest"
 	"keepnet/kernel/channel"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
@@ -22,13 +20,7 @@ import (
 // The test binary doubles as the tcp command: the test starts it as a
 // child wired by a real hub (as init wires it), with a real store, and
 // plays ip and syscall itself.
-func TestMain(m *testing.M) {
-	if os.Getenv("KEEPNET_TCP_CHILD") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { hubtest.Main(m, "KEEPNET_TCP_CHILD", main) }
 
 const waitFor = 5 * time.Second
 
@@ -166,27 +158,8 @@ func (n *neighbour) syn(port uint16) uint8 {
 // startTCP starts a generation of the tcp command.
 func startTCP(t *testing.T, h *hub.Hub, storePath string) *exec.Cmd {
 	t.Helper()
-	files, err := h.ExtraFiles("tcp")(func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-store", storePath)
-	cmd.Env = append(os.Environ(), "KEEPNET_TCP_CHILD=1")
-	cmd.ExtraFiles = files // fd 3: the wiring socket
-	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		f.Close()
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	return hubtest.Start(t, h, "tcp", "KEEPNET_TCP_CHILD", "-store", storePath)
 }
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) { w.t.Logf("tcp: %s", b); return len(b), nil }
 
 // TestRestartKeepsListeners: the command listens, is killed, and its next
 // generation answers a SYN to the same port without syscall listening
@@ -195,14 +168,8 @@ func TestRestartKeepsListeners(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	storePath := filepath.Join(t.TempDir(), "store.sock")
-	l, err := net.Listen("unix", storePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go store.NewServer().Serve(ctx, l)
+	ctx := context.Background()
+	storePath := hubtest.Store(t)
 
 	h, err := hub.New([]hub.Node{
 		{Name: "tcp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: tcp.OutPool, Bufs: 8, BufSize: 64 << 10}}},

@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"keepnet/boot/hub"
+	"keepnet/boot/hub/hubtest"
 	"keepnet/kernel/channel"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/header"
@@ -22,13 +20,7 @@ import (
 // The test binary doubles as the udp command: the test starts it as a
 // child wired by a real hub (as init wires it), with a real store, and
 // plays ip and syscall itself.
-func TestMain(m *testing.M) {
-	if os.Getenv("KEEPNET_UDP_CHILD") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { hubtest.Main(m, "KEEPNET_UDP_CHILD", main) }
 
 const waitFor = 5 * time.Second
 
@@ -155,27 +147,8 @@ func (n *neighbour) deliver(port uint16) ops.Status {
 // startUDP starts a generation of the udp command.
 func startUDP(t *testing.T, h *hub.Hub, storePath string) *exec.Cmd {
 	t.Helper()
-	files, err := h.ExtraFiles("udp")(func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-store", storePath)
-	cmd.Env = append(os.Environ(), "KEEPNET_UDP_CHILD=1")
-	cmd.ExtraFiles = files // fd 3: the wiring socket
-	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		f.Close()
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	return hubtest.Start(t, h, "udp", "KEEPNET_UDP_CHILD", "-store", storePath)
 }
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) { w.t.Logf("udp: %s", b); return len(b), nil }
 
 // TestRestartKeepsSockets: the command serves a socket, is killed, and
 // its next generation serves the same socket without syscall reopening it.
@@ -183,14 +156,8 @@ func TestRestartKeepsSockets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	storePath := filepath.Join(t.TempDir(), "store.sock")
-	l, err := net.Listen("unix", storePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go store.NewServer().Serve(ctx, l)
+	ctx := context.Background()
+	storePath := hubtest.Store(t)
 
 	h, err := hub.New([]hub.Node{
 		{Name: "udp", Peers: []string{"ip", "syscall"}, Pools: []hub.PoolSpec{{Name: udp.OutPool, Bufs: 8, BufSize: 64 << 10}}},
