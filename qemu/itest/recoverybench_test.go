@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -68,15 +67,7 @@ func BenchmarkBootToReady(b *testing.B) {
 			c.Add(group, stack, a.ready.Seconds())
 		}
 	}
-	c.Accel = first.accel
-	c.GuestCPUs, _ = strconv.Atoi(first.smp)
-	plot, err := c.Save(out, "boot")
-	if err != nil {
-		b.Fatal(err)
-	}
-	fmt.Println()
-	c.Table(os.Stdout)
-	fmt.Printf("\nreport %s, plot %s\n", out, plot)
+	saveComparison(b, c, first, out, "boot")
 	for _, s := range c.Stacks {
 		b.ReportMetric(c.Median(group, s), s+"-ready-s")
 	}
@@ -243,15 +234,7 @@ func BenchmarkRelayCost(b *testing.B) {
 		measure(r%2 == 1)
 		measure(r%2 == 0)
 	}
-	c.Accel = first.accel
-	c.GuestCPUs, _ = strconv.Atoi(first.smp)
-	plot, err := c.Save(out, "relay")
-	if err != nil {
-		b.Fatal(err)
-	}
-	fmt.Println()
-	c.Table(os.Stdout)
-	fmt.Printf("\nreport %s, plot %s\n", out, plot)
+	saveComparison(b, c, first, out, "relay")
 	for _, g := range c.Groups {
 		b.ReportMetric(100*(1-c.Ratio(g)), g+"-cost-%")
 		for _, s := range c.Stacks {

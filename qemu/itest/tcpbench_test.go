@@ -109,9 +109,6 @@ func BenchmarkTCPBulk(b *testing.B) {
 			}
 		}
 	}
-	c.Accel = first.accel
-	c.GuestCPUs, _ = strconv.Atoi(first.smp)
-	cpu.Accel, cpu.GuestCPUs = c.Accel, c.GuestCPUs
 	for _, dir := range c.Groups {
 		var parts []string
 		for _, name := range slices.Sorted(maps.Keys(perComponent[dir])) {
@@ -120,19 +117,8 @@ func BenchmarkTCPBulk(b *testing.B) {
 		cpu.Notes = append(cpu.Notes, fmt.Sprintf("keepnet's components, %s (median ms/MB of each process's own CPU time): %s.", dir, strings.Join(parts, ", ")))
 	}
 
-	plot, err := c.Save(out, "tcp")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cpuPlot, err := cpu.Save(out, "tcp-cpu")
-	if err != nil {
-		b.Fatal(err)
-	}
-	fmt.Println()
-	c.Table(os.Stdout)
-	fmt.Println()
-	cpu.Table(os.Stdout)
-	fmt.Printf("\nreport %s, plots %s, %s\n", out, plot, cpuPlot)
+	saveComparison(b, c, first, out, "tcp")
+	saveComparison(b, cpu, first, out, "tcp-cpu")
 	for _, g := range c.Groups {
 		b.ReportMetric(c.Ratio(g), g+"-keepnet/linux")
 		for _, s := range c.Stacks {
@@ -140,6 +126,22 @@ func BenchmarkTCPBulk(b *testing.B) {
 		}
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// saveComparison completes c with the guests' QEMU configuration cfg,
+// writes it as section of the report at out (with its plot) and prints
+// its table.
+func saveComparison(b *testing.B, c *report.Comparison, cfg qemuConfig, out, section string) {
+	b.Helper()
+	c.Accel = cfg.accel
+	c.GuestCPUs, _ = strconv.Atoi(cfg.smp)
+	plot, err := c.Save(out, section)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Println()
+	c.Table(os.Stdout)
+	fmt.Printf("\nreport %s, plot %s\n", out, plot)
 }
 
 // benchOut is the path of make bench's report: KEEPNET_BENCH_OUT, relative

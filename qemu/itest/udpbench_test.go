@@ -2,7 +2,6 @@ package itest
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -64,15 +63,7 @@ func BenchmarkUDPRate(b *testing.B) {
 			}
 		}
 	}
-	c.Accel = first.accel
-	c.GuestCPUs, _ = strconv.Atoi(first.smp)
-	plot, err := c.Save(out, "udp")
-	if err != nil {
-		b.Fatal(err)
-	}
-	fmt.Println()
-	c.Table(os.Stdout)
-	fmt.Printf("\nreport %s, plot %s\n", out, plot)
+	saveComparison(b, c, first, out, "udp")
 	for _, g := range c.Groups {
 		b.ReportMetric(c.Ratio(g), g+"-keepnet/linux")
 	}
