@@ -3,6 +3,7 @@ package wiring
 import (
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"time"
 
@@ -49,6 +50,22 @@ func (p *Peer) Close() {
 	p.Port.Close()
 	for _, pl := range p.Pools {
 		pl.Close()
+	}
+}
+
+// Retire unmaps a superseded generation of the neighbour, as Close, and
+// tells init that its pools are mapped here no more (release is the
+// process's Conn.Release; nil in a test): the caller keeps no reference
+// into them. Without it init could never free them.
+func (p *Peer) Retire(release func(id uint32) error) {
+	p.Close()
+	if release == nil {
+		return
+	}
+	for _, pl := range p.Pools {
+		if err := release(pl.ID()); err != nil {
+			log.Printf("wiring: releasing pool %d of %s generation %d: %v", pl.ID(), p.Name, p.Generation, err)
+		}
 	}
 }
 

@@ -212,6 +212,15 @@ var ErrClosed = errors.New("wire: socket closed")
 // ErrTimeout is returned by Recv when nothing came in time.
 var ErrTimeout = errors.New("wire: timeout")
 
+// Release tells init that this process maps pool id no more: a pool of a
+// neighbour's superseded generation, closed with its Peer. Init frees a
+// superseded pool once every process it gave the pool to has released it
+// or restarted; a holder that never says so keeps it, huge pages and all,
+// for as long as it lives.
+func (c *Conn) Release(id uint32) error {
+	return c.Send(Message{Type: TypeRelease, Pool: &PoolInfo{ID: id}})
+}
+
 // Recv waits (at most timeout; negative means forever) for one message and
 // returns it with the descriptors that came with it, each close-on-exec.
 func (c *Conn) Recv(timeout time.Duration) (Message, []*os.File, error) {

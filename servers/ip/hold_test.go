@@ -2,6 +2,7 @@ package ip
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"keepnet/drivers/link"
@@ -206,5 +207,32 @@ func TestLinkQueueIsBounded(t *testing.T) {
 	}
 	if got := b.s.tx.Available(); got != free-1 || b.s.linkQueueDrops != 1 {
 		t.Errorf("free transmit buffers %d, link queue drops %d; want %d, 1", got, b.s.linkQueueDrops, free-1)
+	}
+}
+
+// TestNewTransportGenerationReleasesOldPools: when a transport's next
+// generation attaches, ip unmaps the old one's pools and tells init, which
+// otherwise kept them (huge pages and all) until ip itself restarted —
+// the campaign's appliance that died after enough tcp and udp restarts.
+func TestNewTransportGenerationReleasesOldPools(t *testing.T) {
+	b := newHoldbed(t)
+	old, _, err := channel.NewLocal(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.tcp.peer.Port = old
+	var released []uint32
+	b.s.release = func(id uint32) error { released = append(released, id); return nil }
+	b.output(1) // a segment held in the old generation's pool
+	next, _, err := channel.NewLocal(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.s.Attach(&wiring.Peer{Name: "tcp", Generation: 2, Port: next})
+	if !slices.Equal(released, []uint32{b.segs.ID()}) {
+		t.Errorf("released %v when tcp generation 2 attached, want generation 1's pool %d", released, b.segs.ID())
+	}
+	if len(b.s.held) != 0 {
+		t.Errorf("%d outputs of the old generation still held, with references into its released pool", len(b.s.held))
 	}
 }

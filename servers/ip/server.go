@@ -169,7 +169,10 @@ type server struct {
 	stats *store.Publisher
 	gen   int
 
-	announce func()    // tells init we are up
+	announce func() // tells init we are up
+	// release tells init a superseded neighbour's pool is unmapped
+	// (wiring.Conn.Release); nil in tests.
+	release  func(id uint32) error
 	nextTick time.Time // when the Stacks tick next
 }
 
@@ -269,6 +272,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	for _, p := range setup.Peers {
 		s.Attach(p)
 	}
+	s.release = conn.Release
 	s.announce = func() {
 		if err := conn.Send(wiring.Message{Type: wiring.TypeUp}); err != nil {
 			log.Printf("wiring: %v", err)
@@ -436,7 +440,7 @@ func (s *server) Attach(p *wiring.Peer) {
 		l = s.newLink(p.Name)
 		s.links[p.Name] = l
 	} else if l.peer != nil {
-		l.peer.Close()
+		l.peer.Retire(s.release)
 	}
 	l.peer = p
 	// What the previous generation asked for is not this one's: it

@@ -164,6 +164,9 @@ type Server struct {
 	o     Options
 	io    *pool.Pool
 	links map[string]*link
+	// release tells init a superseded neighbour's pool is unmapped
+	// (wiring.Conn.Release); nil in tests.
+	release func(id uint32) error
 	// socks by application name, then the application's socket id.
 	socks map[string]map[uint64]*sock
 	// fwds by key (Arg[3] of the forwarded request, stable across
@@ -220,6 +223,7 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("syscall: init sent no %s pool", IOPool)
 	}
 	s := newServer(o, io, setup.Generation)
+	s.release = conn.Release
 	s.pub = store.NewPublisher(o.Store, "stats", o.Name)
 	defer s.pub.Close()
 	watch, err := wiring.Watch(conn)
@@ -311,7 +315,9 @@ func (s *Server) Attach(p *wiring.Peer) {
 		l = &link{out: channel.NewOutstanding(1<<16, 1)}
 		s.links[p.Name] = l
 	} else {
-		l.peer.Close()
+		// No reference into the old generation's pools outlives this:
+		// its requests' answers come on its channel, closed now.
+		l.peer.Retire(s.release)
 	}
 	l.peer = p
 	if s.isTransport(p.Name) {

@@ -1,6 +1,7 @@
 package syscallsrv
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -552,4 +553,31 @@ func TestCorruptBufferStopsSyscall(t *testing.T) {
 	}()
 	r.udpAnswers(nil)
 	t.Errorf("syscall went on with a corrupt record of its buffer")
+}
+
+// TestNewGenerationReleasesOldPools: syscall maps every pool of its
+// neighbours (an application's, a transport's output pool); when a
+// neighbour's next generation attaches, syscall unmaps the old one's pools
+// and tells init, which otherwise kept them until syscall itself restarted.
+func TestNewGenerationReleasesOldPools(t *testing.T) {
+	r := newRig(t)
+	var released []uint32
+	r.s.release = func(id uint32) error { released = append(released, id); return nil }
+	r.connectApp(1)
+	r.connectUDP(1)
+	out, err := pool.Create(40, 2, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	r.s.links["udp"].peer.Pools = []*pool.Pool{out} // udp.out, as init hands it
+	r.connectUDP(2)
+	if !slices.Equal(released, []uint32{40}) {
+		t.Errorf("released %v when udp generation 2 attached, want generation 1's pool 40", released)
+	}
+	released = nil
+	r.connectApp(2)
+	if !slices.Equal(released, []uint32{r.appPool.ID()}) {
+		t.Errorf("released %v when app generation 2 attached, want generation 1's pool %d", released, r.appPool.ID())
+	}
 }
