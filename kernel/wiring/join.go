@@ -3,7 +3,6 @@ package wiring
 import (
 	"errors"
 	"fmt"
-	"log"
 	"os"
 	"time"
 
@@ -57,15 +56,17 @@ func (p *Peer) Close() {
 // tells init that its pools are mapped here no more (release is the
 // process's Conn.Release; nil in a test): the caller keeps no reference
 // into them. Without it init could never free them.
-func (p *Peer) Retire(release func(id uint32) error) {
+func (p *Peer) Retire(release func(id uint32)) {
+	ids := make([]uint32, 0, len(p.Pools))
+	for _, pl := range p.Pools {
+		ids = append(ids, pl.ID())
+	}
 	p.Close()
 	if release == nil {
 		return
 	}
-	for _, pl := range p.Pools {
-		if err := release(pl.ID()); err != nil {
-			log.Printf("wiring: releasing pool %d of %s generation %d: %v", pl.ID(), p.Name, p.Generation, err)
-		}
+	for _, id := range ids {
+		release(id)
 	}
 }
 

@@ -66,6 +66,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"os"
 	"time"
@@ -213,12 +214,15 @@ var ErrClosed = errors.New("wire: socket closed")
 var ErrTimeout = errors.New("wire: timeout")
 
 // Release tells init that this process maps pool id no more: a pool of a
-// neighbour's superseded generation, closed with its Peer. Init frees a
-// superseded pool once every process it gave the pool to has released it
-// or restarted; a holder that never says so keeps it, huge pages and all,
-// for as long as it lives.
-func (c *Conn) Release(id uint32) error {
-	return c.Send(Message{Type: TypeRelease, Pool: &PoolInfo{ID: id}})
+// neighbour's superseded generation, closed with its Peer (Peer.Retire).
+// Init frees a superseded pool once every process it gave the pool to has
+// released it or restarted; a holder that never says so keeps it, huge
+// pages and all, for as long as it lives. A failure is logged: init is
+// gone, and this process ends soon with it.
+func (c *Conn) Release(id uint32) {
+	if err := c.Send(Message{Type: TypeRelease, Pool: &PoolInfo{ID: id}}); err != nil && !errors.Is(err, net.ErrClosed) {
+		log.Printf("wiring: releasing pool %d: %v", id, err)
+	}
 }
 
 // Recv waits (at most timeout; negative means forever) for one message and

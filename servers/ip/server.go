@@ -172,7 +172,7 @@ type server struct {
 	announce func() // tells init we are up
 	// release tells init a superseded neighbour's pool is unmapped
 	// (wiring.Conn.Release); nil in tests.
-	release  func(id uint32) error
+	release  func(id uint32)
 	nextTick time.Time // when the Stacks tick next
 }
 

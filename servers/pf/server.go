@@ -144,16 +144,7 @@ func (s *Server) retire() {
 	if s.ip == nil {
 		return
 	}
-	ids := make([]uint32, 0, len(s.ip.Pools))
-	for _, p := range s.ip.Pools {
-		ids = append(ids, p.ID())
-	}
-	s.ip.Close()
-	if s.o.Release != nil {
-		for _, id := range ids {
-			s.o.Release(id)
-		}
-	}
+	s.ip.Retire(s.o.Release)
 }
 
 // AppendPorts is the loop's: the channel to ip.
@@ -279,11 +270,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		return err
 	}
 	defer conn.Close()
-	o.Release = func(id uint32) {
-		if err := conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil {
-			log.Printf("releasing pool %d: %v", id, err)
-		}
-	}
+	o.Release = conn.Release
 	s, err := NewServer(o, setup.Kept[StateName], setup.Kept[RulesName])
 	if err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"maps"
-	"net"
 	"os"
 	"slices"
 	"sync"
@@ -205,18 +204,7 @@ func (s *Stack) forward(w *wiring.Watcher) {
 // releaser closes a peer generation and tells init that its pools are no
 // longer mapped here (the library never holds references into them).
 func (s *Stack) releaser(p *wiring.Peer) func() {
-	return func() {
-		ids := make([]uint32, 0, len(p.Pools))
-		for _, pl := range p.Pools {
-			ids = append(ids, pl.ID())
-		}
-		p.Close()
-		for _, id := range ids {
-			if err := s.conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil && !errors.Is(err, net.ErrClosed) {
-				log.Printf("socket: releasing pool %d: %v", id, err)
-			}
-		}
-	}
+	return func() { p.Retire(s.conn.Release) }
 }
 
 // PeerRestarted switches the Stack to port, a channel to a new generation

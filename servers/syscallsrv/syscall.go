@@ -166,7 +166,7 @@ type Server struct {
 	links map[string]*link
 	// release tells init a superseded neighbour's pool is unmapped
 	// (wiring.Conn.Release); nil in tests.
-	release func(id uint32) error
+	release func(id uint32)
 	// socks by application name, then the application's socket id.
 	socks map[string]map[uint64]*sock
 	// fwds by key (Arg[3] of the forwarded request, stable across

@@ -562,7 +562,7 @@ func TestCorruptBufferStopsSyscall(t *testing.T) {
 func TestNewGenerationReleasesOldPools(t *testing.T) {
 	r := newRig(t)
 	var released []uint32
-	r.s.release = func(id uint32) error { released = append(released, id); return nil }
+	r.s.release = func(id uint32) { released = append(released, id) }
 	r.connectApp(1)
 	r.connectUDP(1)
 	out, err := pool.Create(40, 2, 2048)

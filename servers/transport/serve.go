@@ -54,11 +54,7 @@ func Serve[R Record](ctx context.Context, c Config, st *store.Client, ns string,
 	pub := store.NewPublisher(st, StatsNS, c.Name)
 	defer pub.Close()
 	c.Publish = func(v any) { pub.Publish(v) }
-	c.Release = func(id uint32) {
-		if err := conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil {
-			log.Printf("releasing pool %d: %v", id, err)
-		}
-	}
+	c.Release = conn.Release
 	s := New(c, setup.Generation, out, func(h Host) Protocol {
 		core := start(h, setup.Generation, journal)
 		n, errs := core.Restore(recs)

@@ -182,16 +182,8 @@ func (s *Server) Attach(p *wiring.Peer) {
 // keeps no Ref into them (deliveries are answered at once; requests were
 // dropped).
 func (s *Server) retire(l *peerLink) {
-	if l == nil {
-		return
-	}
-	ids := make([]uint32, 0, len(l.peer.Pools))
-	for _, p := range l.peer.Pools {
-		ids = append(ids, p.ID())
-	}
-	l.peer.Close()
-	for _, id := range ids {
-		s.c.Release(id)
+	if l != nil {
+		l.peer.Retire(s.c.Release)
 	}
 }
 
