@@ -104,8 +104,9 @@ bench: deps all image
 
 # The standard campaign (issue 13): fault sites of the types that crash or
 # hang a component when reached, in the components' own code mostly, and
-# 40% SIGKILL/SIGSTOP, round-robin over e1000.0, ip, udp, tcp, syscall
-# and store. CAMPAIGN_ARGS adds to it or overrides it (--faults 60,
+# 40% SIGKILL/SIGSTOP, round-robin over e1000.0, ip, pf, udp, tcp,
+# syscall and store (booted with campaign.Rules, so that pf decides every
+# packet). CAMPAIGN_ARGS adds to it or overrides it (--faults 60,
 # --resume, --types ...).
 CAMPAIGN_ARGS ?=
 campaign: deps all image image-faulty

@@ -170,6 +170,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if app := c.kernelArgs(); app != "" {
 		upArgs = append(upArgs, "--append", app)
 	}
+	if slices.Contains(cfg.Plan.Components, "pf") {
+		rules := filepath.Join(cfg.Out, "pf.rules")
+		if err := os.WriteFile(rules, []byte(Rules), 0o644); err != nil {
+			return nil, err
+		}
+		upArgs = append(upArgs, "--pf-rules", rules)
+	}
 	if c.app, err = newAppliance(cfg.Bin, ns, upArgs); err != nil {
 		return nil, err
 	}
@@ -216,6 +223,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	return c.rep, c.checkReachable(ctx)
 }
+
+// Rules is the packet filter's rule set when the campaign faults pf (the
+// appliance has pf only then): what a firewall in front of the workload's
+// servers would say — nothing comes in but the workload's own streams,
+// everything goes out, and every flow passes by its state after its first
+// packet, so that a pf restart that lost the state table would break the
+// established download and echo session (and be reported).
+const Rules = `set default block
+pass out all
+pass in proto tcp to any port 80     # download, httpd
+pass in proto tcp to any port 7      # echo and conns
+pass in proto udp to any port 7      # udp
+pass in proto icmp icmp-type echoreq # ping
+`
 
 // kernelArgs are the kernel parameters the campaign boots with.
 func (c *campaign) kernelArgs() string {

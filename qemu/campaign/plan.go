@@ -18,8 +18,9 @@ const (
 )
 
 // DefaultComponents are the components a campaign faults by default: the
-// network path and the store (pf too, once it exists).
-var DefaultComponents = []string{"e1000.0", "ip", "udp", "tcp", "syscall", "store"}
+// network path, the packet filter (the appliance then boots with Rules)
+// and the store.
+var DefaultComponents = []string{"e1000.0", "ip", "pf", "udp", "tcp", "syscall", "store"}
 
 // Fault is one planned injection.
 type Fault struct {

@@ -246,8 +246,6 @@ func (r *Report) tableIII(w io.Writer, t Totals) {
 		keep := "—"
 		if slices.Contains(r.Settings.Components, row.keepnet) || runsBy[row.keepnet] > 0 {
 			keep = fmt.Sprint(t.CrashesBy[row.keepnet])
-		} else if row.keepnet == "pf" {
-			keep = "no pf yet"
 		}
 		fmt.Fprintf(w, "| %s / %s | %s | %s | %d |\n", row.paper, row.keepnet, paper, keep, runsBy[row.keepnet])
 		shown[row.keepnet] = true
