@@ -104,7 +104,9 @@
 // one for each send waiting, so received data that is not read
 // never keeps a Write from going on, and a buffer freed while a Write
 // waits is the Write's; a receive that went without is posted when buffers
-// are back. The largest datagram is the pool's buffer size: a longer send
+// are back. Sends, in turn, never take the receives' reserve (receives
+// holding fewer buffers than it may always take one): sends waiting for a
+// peer that waits for this application's receives do not wedge both. The largest datagram is the pool's buffer size: a longer send
 // fails with EMSGSIZE, a longer received datagram is truncated to it; a
 // read into a short buffer copies what fits, as Go's net does on Linux.
 //

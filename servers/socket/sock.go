@@ -207,11 +207,11 @@ func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
 		if expired {
 			return nil, os.ErrDeadlineExceeded
 		}
-		if ref, ok := s.pool.Alloc(); ok {
+		if ref, ok := s.allocSendLocked(); ok {
 			ref.Len = uint32(len(b))
 			buf, err := s.pool.Bytes(ref)
 			if err != nil {
-				s.freeLocked(ref)
+				s.freeSendLocked(ref)
 				return nil, err
 			}
 			copy(buf, b)
@@ -226,7 +226,7 @@ func (s *Stack) submitSend(c *sock, b []byte, dst ops.Addr) (*op, error) {
 			s.submitLocked(o)
 			return o, nil
 		}
-		// The pool is exhausted: wait for a buffer to come back.
+		// No buffer for a send: wait for one to come back.
 		if s.bufFreed == nil {
 			s.bufFreed = make(chan struct{})
 		}

@@ -26,7 +26,7 @@ const PoolSuffix = ".io"
 const (
 	recvDepth         = 16                     // receives kept posted per UDP socket
 	streamRecvDepth   = 2                      // data receives in flight per readable TCP connection
-	minReserve        = 2                      // buffers receives leave to writers, at least...
+	minReserve        = 2                      // buffers receives and sends each leave to the other, at least...
 	reserveShare      = 4                      // ...or 1/reserveShare of the pool
 	acceptDepth       = 4                      // accepts kept posted per listener
 	acceptQueue       = 16                     // accepted connections queued per listener, at most
@@ -50,7 +50,7 @@ const (
 type Stack struct {
 	pool     *pool.Pool
 	queueCap int // datagrams queued per socket
-	reserve  int // buffers a receive leaves free for writers (see receiveBufLocked)
+	reserve  int // buffers receives leave to sends, and sends to receives (see receiveBufLocked)
 
 	switches chan peerPort // new generations of the peer, for the dispatcher
 	done     chan struct{} // closed by Close
@@ -73,6 +73,7 @@ type Stack struct {
 	nextSock  uint64
 	bufFreed  chan struct{} // closed when a buffer is freed; made by a waiting writer
 	writers   int           // writers waiting for a buffer; receives leave them one each
+	sending   int           // buffers lent to sends not yet answered
 	starved   bool          // a receive could not be posted for want of a buffer
 	closed    bool
 	stats     Stats
@@ -378,7 +379,7 @@ func (s *Stack) replyLocked(m channel.Msg) {
 	case ops.OpListen:
 		c.listening = c.listening || ok
 	case ops.OpSendTo:
-		s.freeLocked(o.msg.Ref)
+		s.freeSendLocked(o.msg.Ref)
 		if c.network == ops.TCP {
 			s.connFailedLocked(c, ops.StatusOf(m))
 		} else if ok && !c.bound {
@@ -462,20 +463,65 @@ func (s *Stack) topUpLocked(c *sock) {
 	}
 }
 
-// receiveBufLocked takes a buffer for a receive if that still leaves the
-// reserve free, and one more for each writer waiting: receives then never
-// take the buffers a Write needs to make progress, and a buffer freed while
-// a writer waits is the writer's. When it says no, the next buffer
-// freed (or writer done waiting) tops up every socket again. s.mu must be
-// held.
+// receiveBufLocked takes a buffer for a receive if receiveRoomLocked
+// allows it. When it says no, the next buffer freed (or writer done
+// waiting) tops up every socket again. s.mu must be held.
 func (s *Stack) receiveBufLocked() (pool.Ref, bool) {
-	if s.pool.Available() > s.reserve+s.writers {
+	if s.receiveRoomLocked() {
 		if ref, ok := s.pool.Alloc(); ok {
 			return ref, true
 		}
 	}
 	s.starved = true
 	return pool.Ref{}, false
+}
+
+// The pool is shared by the two directions of every socket, and each
+// direction can wait on the other: a send is answered only once the peer's
+// window takes it, and the peer may be waiting for this application to
+// receive. So each keeps a reserve of the other's (s.reserve buffers):
+//
+//   - a receive gets a buffer if that still leaves the reserve free, and
+//     one more for each writer waiting (a buffer freed while a writer waits
+//     is the writer's) — or if receives hold fewer than the reserve;
+//   - a send gets a buffer only while sends hold fewer than all but the
+//     reserve (sendRoomLocked).
+//
+// Received data that is not read never keeps a Write from going on, and
+// sends that wait for a peer never keep the receives it waits for from
+// being posted: with only the first rule, twenty connections echoing to
+// each other through one small pool filled it with sends and stalled.
+
+// receiveRoomLocked says whether a receive may take a buffer. s.mu must be
+// held.
+func (s *Stack) receiveRoomLocked() bool {
+	free := s.pool.Available()
+	receiving := s.pool.Len() - free - s.sending
+	return free > 0 && (free > s.reserve+s.writers || receiving < s.reserve)
+}
+
+// sendRoomLocked says whether a send may take a buffer. s.mu must be held.
+func (s *Stack) sendRoomLocked() bool {
+	return s.pool.Available() > 0 && s.sending < s.pool.Len()-s.reserve
+}
+
+// allocSendLocked takes a buffer for a send if sendRoomLocked allows it.
+// s.mu must be held.
+func (s *Stack) allocSendLocked() (pool.Ref, bool) {
+	if !s.sendRoomLocked() {
+		return pool.Ref{}, false
+	}
+	ref, ok := s.pool.Alloc()
+	if ok {
+		s.sending++
+	}
+	return ref, ok
+}
+
+// freeSendLocked returns a send's buffer. s.mu must be held.
+func (s *Stack) freeSendLocked(ref pool.Ref) {
+	s.sending--
+	s.freeLocked(ref)
 }
 
 // freeLocked returns a buffer to the pool and wakes whoever waits for one.
@@ -495,7 +541,7 @@ func (s *Stack) freeLocked(ref pool.Ref) {
 // unstarveLocked tops up every socket again if a receive went without a
 // buffer and one is to be had now. s.mu must be held.
 func (s *Stack) unstarveLocked() {
-	if s.starved && s.pool.Available() > s.reserve+s.writers {
+	if s.starved && s.receiveRoomLocked() {
 		s.starved = false
 		for _, c := range s.socks {
 			s.topUpLocked(c)
@@ -652,7 +698,7 @@ func (s *Stack) dropLocked(o *op, status ops.Status) {
 	case ops.OpAccept:
 		o.sock.posted--
 	case ops.OpSendTo:
-		s.freeLocked(o.msg.Ref)
+		s.freeSendLocked(o.msg.Ref)
 	case ops.OpClose:
 		status = ops.StatusOK
 	}

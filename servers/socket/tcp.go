@@ -44,7 +44,8 @@ type sentChunk struct {
 // SYSCALL to TCP is a few hundred microseconds under TCG). Four: bulk
 // download 372 Mbit/s with two, 449-489 with four (make bench); a
 // connection whose peer does not read holds at most four pool buffers,
-// and receives keep their reserve whatever writers hold.
+// and receives and sends each keep a reserve whatever the other holds
+// (Stack.receiveRoomLocked).
 const writeBehind = 4
 
 // TCPListener is a listening TCP socket on keepnet (net.Listener).

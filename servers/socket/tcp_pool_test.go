@@ -213,3 +213,40 @@ func TestTCPUnreadDataLeavesBuffersForWrites(t *testing.T) {
 	}
 	waitFor(t, "every buffer free after reading", func() bool { return srv.pool.Available() == srv.pool.Len() })
 }
+
+// TestTCPStalledSendsLeaveBuffersForReceives is the mirror of the test
+// above: sends the peer does not take (it reads nothing) fill the pool
+// only down to the receives' reserve, so bytes arriving on another
+// connection are still read. Sends that took every buffer were the echo
+// wedge of TestTCPEchoSmallPool: each side's sends waited for the other's
+// receives.
+func TestTCPStalledSendsLeaveBuffersForReceives(t *testing.T) {
+	n := newFakeNet()
+	srv, cli := newAppPool(t, n, 8, 65536), newApp(t, n)
+	const reserve = 2 // of an 8-buffer pool: max(minReserve, 8/reserveShare)
+	l := listenTCP(t, cli.st, ":7")
+	for range 3 { // the peer's queue and the fake's window hold a few MB
+		c, _ := dialAccept(t, srv.st, l)
+		go c.Write(make([]byte, 16<<20))
+	}
+	waitFor(t, "stalled sends holding all but the receives' reserve", func() bool {
+		return srv.pool.Available() == reserve
+	})
+	time.Sleep(20 * time.Millisecond)
+	if got := srv.pool.Available(); got != reserve {
+		t.Errorf("pool has %d buffers free with stalled sends on 3 connections, want the receives' reserve %d", got, reserve)
+	}
+
+	c, a := dialAccept(t, cli.st, listenTCP(t, srv.st, ":8"))
+	msg := make([]byte, 300_000)
+	rand.NewChaCha8([32]byte{7}).Read(msg)
+	go func() {
+		if _, err := c.Write(msg); err == nil {
+			c.CloseWrite()
+		}
+	}()
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(a); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("read %d bytes with the sends stalled, %v; want the %d written", len(got), err, len(msg))
+	}
+}
