@@ -68,6 +68,10 @@ const PortName = "org.keepnet.ctl"
 //	                         waits for one. A rule set the parser refuses
 //	                         is replaced by "set default block" (and a
 //	                         warning): a filter asked for never fails open
+//	keepnet.pfstates=N       the packet filter's state table holds N flows
+//	                         (MinPFStates to MaxPFStates; default
+//	                         pf.DefaultMaxStates); its kept memory is sized
+//	                         for N, and a full table refuses new flows
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -86,6 +90,7 @@ type Config struct {
 	Seccomp   bool          // components install their seccomp filters
 	Keep      bool          // tcp keeps its connections in kept memory
 	PFRules   string        // the rule text; empty: no packet filter
+	PFStates  int           // the packet filter's state table size
 }
 
 // DefaultHang is the hang limit without keepnet.hang.
@@ -94,8 +99,17 @@ const DefaultHang = 2 * time.Second
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
 	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true,
-		Forward: true}
+		Forward: true, PFStates: pf.DefaultMaxStates}
 }
+
+// The bounds of keepnet.pfstates. Below 16 a table could not hold the
+// flows of one ping and one download through a forwarding appliance (two
+// states each, one per direction); above 65536 it would take more than
+// the 16 MiB of kept memory pf.DefaultMaxStates does.
+const (
+	MinPFStates = 16
+	MaxPFStates = pf.DefaultMaxStates
+)
 
 // MaxNICs is how many NICs the appliance drives (the driver identities of
 // kernel/sandbox).
@@ -210,6 +224,12 @@ func (c *Config) set(name, val string) error {
 		return parseSwitch(val, "1", "0", &c.TestHooks)
 	case "pfrules":
 		return c.setPFRules(val)
+	case "pfstates":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < MinPFStates || n > MaxPFStates {
+			return fmt.Errorf("want a state table size from %d to %d flows; keeping %d", MinPFStates, MaxPFStates, c.PFStates)
+		}
+		c.PFStates = n
 	case "hugepages":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 || n > 1<<16 {

@@ -22,7 +22,7 @@ func TestParseCmdline(t *testing.T) {
 			Config{
 				IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
 				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8, Sched: SchedOther, TSO: true,
-				Hang: 500 * time.Millisecond, TestHooks: true, Forward: true,
+				Hang: 500 * time.Millisecond, TestHooks: true, Forward: true, PFStates: 65536,
 			},
 			0,
 		},
@@ -39,10 +39,19 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass all\n")), withRules("pass all\n"), 0},
 		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass sideways\n")), withRules(blockAll), 1}, // fails closed
 		{"keepnet.pfrules=!!", withRules(blockAll), 1},                                                              // not base64
+		{"keepnet.pfstates=32", withStates(32), 0},
+		{"keepnet.pfstates=16", withStates(16), 0},       // the least
+		{"keepnet.pfstates=65536", withStates(65536), 0}, // the most
+		{"keepnet.pfstates=15", DefaultConfig(), 1},      // too few
+		{"keepnet.pfstates=65537", DefaultConfig(), 1},   // more than the kept memory of the default
+		{"keepnet.pfstates=0", DefaultConfig(), 1},
+		{"keepnet.pfstates=-32", DefaultConfig(), 1},
+		{"keepnet.pfstates=32k", DefaultConfig(), 1}, // a count, no suffixes
+		{"keepnet.pfstates=", DefaultConfig(), 1},
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2},                                                    // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
-			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true, Forward: true},
+			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true, Forward: true, PFStates: 65536},
 			1, // gateway off the subnet
 		},
 		{"keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.route=10.90.0.0/16,via=10.78.0.2", twoNICs(true, "10.90.0.0/16,via=10.78.0.2"), 0},
@@ -84,6 +93,22 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// withStates is the default configuration with a state table of n.
+func withStates(n int) Config {
+	c := DefaultConfig()
+	c.PFStates = n
+	return c
+}
+
+// A refused keepnet.pfstates says what it wants, and what stays.
+func TestParseCmdlinePFStatesMessage(t *testing.T) {
+	_, warnings := ParseCmdline("keepnet.pfstates=8")
+	want := `kernel command line "keepnet.pfstates=8": want a state table size from 16 to 65536 flows; keeping 65536`
+	if len(warnings) != 1 || warnings[0].Error() != want {
+		t.Errorf("ParseCmdline(keepnet.pfstates=8) warnings = %v, want [%s]", warnings, want)
+	}
 }
 
 // withRules is the default configuration with a packet filter of rules.

@@ -114,7 +114,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			hub.Node{Name: "syscall", Peers: append([]string{"udp", "tcp"}, apps...), Pools: []hub.PoolSpec{{Name: "syscall.io", Bufs: 255, BufSize: big, Writers: []string{"udp", "tcp"}}}},
 		)
 		if cfg.PFRules != "" {
-			specs, nodes = withPF(specs, nodes, drivers)
+			specs, nodes = withPF(specs, nodes, drivers, cfg.PFStates)
 		}
 		for _, app := range apps {
 			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 63, BufSize: big, Writers: []string{"syscall"}}}})
@@ -218,9 +218,12 @@ func tcpNode(cfg Config) hub.Node {
 // channel between them, over which pf reads ip's frames (read-only, as
 // every neighbour maps a pool it does not write); and its kept memory,
 // the state table and the rules init writes (servers/pf, "Recovery").
+// The state table holds maxStates flows: pf is told so (-max-states) and
+// its kept memory is sized for exactly that, so the two always agree.
 // ip waits for pf's verdicts only when pf is in the table (ip's -pf).
-func withPF(specs []supervisor.Spec, nodes []hub.Node, drivers []string) ([]supervisor.Spec, []hub.Node) {
-	specs = append(specs, supervisor.Spec{Name: "pf", Path: "/bin/pf", Args: []string{"-ifaces", strings.Join(drivers, ",")},
+func withPF(specs []supervisor.Spec, nodes []hub.Node, drivers []string, maxStates int) ([]supervisor.Spec, []hub.Node) {
+	specs = append(specs, supervisor.Spec{Name: "pf", Path: "/bin/pf",
+		Args: []string{"-ifaces", strings.Join(drivers, ","), "-max-states", strconv.Itoa(maxStates)},
 		Deps: []string{"store"}, Restart: supervisor.Always})
 	for i := range nodes {
 		if nodes[i].Name == "ip" {
@@ -228,7 +231,7 @@ func withPF(specs []supervisor.Spec, nodes []hub.Node, drivers []string) ([]supe
 		}
 	}
 	nodes = append(nodes, hub.Node{Name: "pf", Peers: []string{"ip"}, Kept: []hub.KeptSpec{
-		{Name: pf.StateName, Size: pf.KeptBytes(pf.DefaultMaxStates)},
+		{Name: pf.StateName, Size: pf.KeptBytes(maxStates)},
 		{Name: pf.RulesName, Size: pf.RulesBytes},
 	}})
 	return specs, nodes

@@ -4,9 +4,11 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"testing"
 
 	"keepnet/boot/hub"
+	"keepnet/servers/pf"
 )
 
 // Each pool is writable only by its owner and the neighbours that fill its
@@ -117,7 +119,7 @@ func TestTableTwoNICs(t *testing.T) {
 		"e1000.1": {"-name", "e1000.1", "-index", "1"},
 		"ip": {"-addr", "10.77.0.1/24", "-driver", "e1000.0", "-udp", "udp", "-tcp", "tcp",
 			"-iface", "e1000.1=10.78.0.1/24", "-route", "10.90.0.0/16,via=10.78.0.2", "-forward", "-pf", "pf"},
-		"pf": {"-ifaces", "e1000.0,e1000.1"},
+		"pf": {"-ifaces", "e1000.0,e1000.1", "-max-states", "65536"},
 	} {
 		if !slices.Equal(args[name], want) {
 			t.Errorf("%s's arguments %q, want %q", name, args[name], want)
@@ -143,6 +145,50 @@ func TestTableTwoNICs(t *testing.T) {
 	for _, s := range specs {
 		if s.Name == "ip" && slices.Contains(s.Args, "-forward") {
 			t.Errorf("keepnet.forward=off: ip's arguments %q ask to forward", s.Args)
+		}
+	}
+}
+
+// keepnet.pfstates sizes pf's state table: pf is told the size, and its
+// kept memory holds exactly that many states, rounded up to what
+// kernel/keep makes.
+func TestTablePFStates(t *testing.T) {
+	for _, tt := range []struct {
+		cmdline string
+		states  int
+	}{
+		{"", pf.DefaultMaxStates},
+		{"keepnet.pfstates=32", 32},
+		{"keepnet.pfstates=1000", 1000},
+	} {
+		cfg, warnings := ParseCmdline("keepnet.ip=10.0.2.15/24 keepnet.pfrules=cGFzcyBhbGwK " + tt.cmdline)
+		if len(warnings) != 0 {
+			t.Fatal(warnings)
+		}
+		specs, nodes := Table(cfg)
+		if _, err := hub.New(nodes, hub.Factory{}, t.Logf); err != nil {
+			t.Fatalf("%q: hub.New(Table) = %v", tt.cmdline, err)
+		}
+		for _, s := range specs {
+			if s.Name != "pf" {
+				continue
+			}
+			i := slices.Index(s.Args, "-max-states")
+			if i < 0 || i+1 == len(s.Args) || s.Args[i+1] != strconv.Itoa(tt.states) {
+				t.Errorf("%q: pf's arguments %q, want -max-states %d", tt.cmdline, s.Args, tt.states)
+			}
+		}
+		for _, n := range nodes {
+			for _, k := range n.Kept {
+				if n.Name == "pf" && k.Name == pf.StateName {
+					if want := pf.KeptBytes(tt.states); k.Size != want || k.Size < pf.MemBytes(tt.states) {
+						t.Errorf("%q: pf's state memory %d bytes, want %d (%d states)", tt.cmdline, k.Size, want, tt.states)
+					}
+					if _, err := pf.New(make([]byte, k.Size), pf.Config{MaxStates: tt.states, Nonce: 1}); err != nil {
+						t.Errorf("%q: pf.New over its kept memory: %v", tt.cmdline, err)
+					}
+				}
+			}
 		}
 	}
 }
