@@ -152,6 +152,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := c.openReport(list); err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, err
+	}
 	if len(c.rep.Runs) >= len(faults) {
 		fmt.Fprintf(c.log, "campaign: %s already has all %d runs\n", cfg.Out, len(faults))
 		return c.rep, nil

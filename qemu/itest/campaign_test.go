@@ -36,7 +36,7 @@ func requireFaultyImage(t *testing.T) {
 // and returns the report it wrote. The campaign's progress is logged.
 func runCampaign(t *testing.T, limit time.Duration, args ...string) (*campaign.Report, error) {
 	t.Helper()
-	out := t.TempDir()
+	out := filepath.Join(t.TempDir(), "campaign") // made by the campaign, as images/out/campaign is
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, keepnetBin(), append([]string{"campaign", "--out", out}, args...)...)
