@@ -253,3 +253,4 @@ func (s *server) Hooks() []wiring.Hook {
 var _ transport.Core[ListenerRecord] = (*server)(nil)
 var _ transport.Hooked = (*server)(nil)
 var _ transport.StreamSockets = (*server)(nil)
+var _ transport.Auditor = (*server)(nil)

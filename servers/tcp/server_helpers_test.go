@@ -58,13 +58,20 @@ type proc struct {
 	stop    func() // ends the loop (idempotent); then s may be read
 }
 
+// testAudit is the audit's age in the process tests: every request tcp
+// holds for a few milliseconds is looked for, so each test also checks
+// that the audit finds what tcp keeps (a request called lost stops the
+// loop and fails the test).
+const testAudit = 10 * time.Millisecond
+
 type procOptions struct {
 	restore []ListenerRecord
 	clock   Clock
 	outBufs int // tcp.out buffers; 0: 16
 	ioSize  int // syscall.io buffer size; 0: 2048
 	poolIDs uint32
-	sendBuf int // the Table's SendBuffer; 0: its default
+	sendBuf int           // the Table's SendBuffer; 0: its default
+	audit   time.Duration // transport.Config.AuditAfter; 0: testAudit
 }
 
 func startProc(t *testing.T, o procOptions) *proc {
@@ -75,6 +82,9 @@ func startProc(t *testing.T, o procOptions) *proc {
 	if o.ioSize == 0 {
 		o.ioSize = 2048
 	}
+	if o.audit == 0 {
+		o.audit = testAudit
+	}
 	out, err := pool.Create(o.poolIDs+100, o.outBufs, 64<<10)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +94,7 @@ func startProc(t *testing.T, o procOptions) *proc {
 		ip:    transporttest.New(t, "ip", 1, o.poolIDs+200, 256, 2048),
 		sys:   transporttest.New(t, "syscall", 1, o.poolIDs+300, 16, o.ioSize),
 		stats: make(chan Stats, 1)}
-	c := transport.Config{Name: "tcp", Protocol: header.ProtocolTCP,
+	c := transport.Config{Name: "tcp", Protocol: header.ProtocolTCP, AuditAfter: o.audit,
 		Publish: func(st any) {
 			select {
 			case p.stats <- st.(Stats):

@@ -731,3 +731,24 @@ func (s *server) serveConnect(so *sock) {
 	so.connect = nil
 	s.h.Reply(r)
 }
+
+// Holds is transport.Auditor's: whether m waits on its socket — the
+// connect in progress, an accept on the listener, a send or a receive on
+// the connection. Every other operation is answered at once.
+func (s *server) Holds(m channel.Msg) bool {
+	so := s.socks[m.Arg[0]]
+	if so == nil {
+		return false
+	}
+	switch ops.OpOf(m) {
+	case ops.OpConnect:
+		return so.connect != nil && so.connect.ID == m.ID
+	case ops.OpAccept:
+		return slices.ContainsFunc(so.accepts, func(a channel.Msg) bool { return a.ID == m.ID })
+	case ops.OpSendTo:
+		return slices.ContainsFunc(so.sends, func(p postedIO) bool { return p.m.ID == m.ID })
+	case ops.OpRecvFrom:
+		return slices.ContainsFunc(so.recvs, func(p postedIO) bool { return p.m.ID == m.ID })
+	}
+	return false
+}

@@ -413,3 +413,46 @@ func TestServerIPv6IsAFNoSupport(t *testing.T) {
 		t.Errorf("OpBind(:80) after the refusals = %v, want %v", replyAddr(r), any80)
 	}
 }
+
+// TestServerAuditLeavesWaitingRequests: the framework's audit
+// (transport.Auditor) looks, every few milliseconds here, for each request
+// tcp has held longer than its age — an accept on a listener, a receive
+// and a readiness receive on an idle connection, a connect whose SYN is
+// unanswered — and finds each where tcp keeps it (Holds): nothing is
+// called lost (which would stop the loop), the requests are still
+// answered when what they wait for comes.
+func TestServerAuditLeavesWaitingRequests(t *testing.T) {
+	p := startProc(t, procOptions{}) // audited at testAudit
+	p.answerAddr()
+	iss := p.acceptOne(80, 4000) // listener 1, connection 2
+	accept := p.sys.Send(ops.OpAccept.Msg(1, 3))
+	ready := p.sys.Send(ops.OpRecvFrom.Msg(2))
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: p.sys.Buffer(nil, 512), Arg: [4]uint64{2}})
+	p.mustCall(ops.OpOpen, 4, uint64(ops.TCP))
+	conn := p.sys.Send(withAddr(ops.OpConnect.Msg(4), sockAddr(cliIP, 81)))
+	p.expect(synF)
+
+	deadline := time.After(transporttest.Wait)
+	for audited := false; !audited; {
+		select {
+		case st := <-p.stats:
+			audited = st.Audited >= 8 && st.Unanswered == 4
+		case <-deadline:
+			t.Fatal("no statistics showing the four waiting requests audited twice each")
+		}
+	}
+
+	p.deliver(pkt{from: 4000, to: 80, flags: ackF | pshF, seq: 101, ack: iss + 1, data: "late"})
+	for _, m := range []channel.Msg{ready, recv} {
+		if r := p.sys.Reply(m); ops.StatusOf(r) != ops.StatusOK {
+			t.Errorf("receive %d after the audits = %s, want ok", m.ID, ops.StatusOf(r))
+		}
+	}
+	p.mustCall(ops.OpClose, 4)
+	p.mustCall(ops.OpClose, 1)
+	for _, m := range []channel.Msg{conn, accept} {
+		if r := p.sys.Reply(m); ops.StatusOf(r) == ops.StatusOK {
+			t.Errorf("%v %d on a closed socket = ok, want an error", ops.OpOf(m), m.ID)
+		}
+	}
+}

@@ -65,4 +65,16 @@
 //     (OpAdopt) and reissue every request that had no reply, which the
 //     core answers idempotently (servers/ops); the sockets of
 //     applications that died meanwhile are closed with OpCloseRange.
+//
+// # Audit
+//
+// A core that can say where it keeps the requests it has not answered
+// ([Auditor]; tcp and udp) is audited: the framework notes each request it
+// hands the core and strikes it off at the reply, and every second looks
+// for those older than two seconds in the core ([Auditor.Holds]). A
+// request that is neither answered nor held was lost — a fault swallowed
+// it, the process is alive and its application waits forever, which no
+// crash or hang detection sees — and the framework stops the process, so
+// that its restart answers it (step 4's resubmission, from the other
+// side: SYSCALL resubmits whatever a dead transport left unanswered).
 package transport

@@ -46,6 +46,9 @@ type Config struct {
 	// Kept is the memory init keeps for the process across its restarts,
 	// by name (Host.Kept).
 	Kept map[string][]byte
+	// AuditAfter is how old an unanswered request must be before the
+	// audit looks for it in the core (audit.go); 0 is DefaultAuditAfter.
+	AuditAfter time.Duration
 }
 
 // Stats are the framework's counters, embedded in every transport's.
@@ -62,6 +65,8 @@ type Stats struct {
 	InBadIP           uint64 // deliveries whose transport header offset is outside the datagram
 	BadRequests       uint64 // requests with a bad Ref or op
 	DroppedRequests   uint64 // requests dropped with their SYSCALL generation
+	Unanswered        int    // requests the core holds (an audited core's)
+	Audited           uint64 // looks for an old request in the core (audit.go)
 }
 
 // peerLink is the channel to one neighbour's current generation.
@@ -88,6 +93,13 @@ type Server struct {
 	out    *pool.Pool
 	proto  Protocol
 	stream StreamSockets // proto's, or nil
+	// auditor is proto's, or nil; unanswered are the requests it was
+	// given and has not answered, by id, and auditDue when to look for
+	// them next (audit.go).
+	auditor    Auditor
+	unanswered map[uint64]unanswered
+	auditDue   time.Time
+	audited    uint64
 
 	ip, sys *peerLink // current generations; nil while absent
 	in      []channel.Msg
@@ -135,11 +147,17 @@ func New(c Config, gen int, out *pool.Pool, newProtocol func(Host) Protocol) *Se
 	if c.Release == nil {
 		c.Release = func(uint32) {}
 	}
+	if c.AuditAfter <= 0 {
+		c.AuditAfter = DefaultAuditAfter
+	}
 	s := &Server{c: c, gen: gen, out: out, in: make([]channel.Msg, batch),
 		// Ids only grow across our generations too.
 		toIP: channel.NewOutstanding(out.Len()+16, uint64(gen)<<40)}
 	s.proto = newProtocol(s)
 	s.stream, _ = s.proto.(StreamSockets)
+	if s.auditor, _ = s.proto.(Auditor); s.auditor != nil {
+		s.unanswered = make(map[uint64]unanswered)
+	}
 	return s
 }
 
@@ -167,6 +185,7 @@ func (s *Server) Attach(p *wiring.Peer) {
 		old := s.sys
 		n := s.proto.DropRequests()
 		s.droppedReqs += uint64(n)
+		clear(s.unanswered)
 		s.sys = &peerLink{peer: p}
 		s.retire(old)
 		if old != nil {
@@ -204,6 +223,7 @@ func (s *Server) askAddr() {
 // what is due, and send what is queued.
 func (s *Server) Poll() (bool, time.Time) {
 	work := false
+	now := time.Now()
 	for _, l := range [...]*peerLink{s.ip, s.sys} {
 		if l == nil || len(l.queue) >= maxQueued {
 			continue
@@ -217,16 +237,18 @@ func (s *Server) Poll() (bool, time.Time) {
 			if l == s.ip {
 				s.fromIP(m)
 			} else {
+				s.track(m, now)
 				s.fromSyscall(m)
 			}
 		}
 		s.proto.Flush()
 		work = true
 	}
-	if !s.addrDue.IsZero() && time.Now().After(s.addrDue) {
+	if !s.addrDue.IsZero() && now.After(s.addrDue) {
 		s.askAddr()
 	}
 	busy, wake := s.proto.Poll()
+	s.audit(now)
 	s.flushOverflow()
 	for _, l := range [...]*peerLink{s.ip, s.sys} { // after both: one may queue for the other
 		if l != nil && len(l.queue) > 0 {
@@ -237,6 +259,9 @@ func (s *Server) Poll() (bool, time.Time) {
 	}
 	if !s.addrDue.IsZero() && (wake.IsZero() || s.addrDue.Before(wake)) {
 		wake = s.addrDue
+	}
+	if len(s.unanswered) > 0 && (wake.IsZero() || s.auditDue.Before(wake)) {
+		wake = s.auditDue
 	}
 	return work || busy, wake
 }
@@ -360,6 +385,7 @@ func (s *Server) fromSyscall(m channel.Msg) {
 
 // Reply is the Host's: an answer to SYSCALL, queued for its channel.
 func (s *Server) Reply(m channel.Msg) {
+	delete(s.unanswered, m.ID)
 	if s.sys != nil {
 		s.sys.queue = append(s.sys.queue, m)
 	}
@@ -408,7 +434,7 @@ func (s *Server) Publish() {
 	}
 	st := Stats{Generation: s.gen, Outstanding: s.toIP.Len(), OutPoolFree: s.out.Available(),
 		OutQueued: len(s.overflow), OutDrops: s.outDrops, IPRefused: s.ipRefused, InBadIP: s.badIP,
-		BadRequests: s.badReqs, DroppedRequests: s.droppedReqs}
+		BadRequests: s.badReqs, DroppedRequests: s.droppedReqs, Unanswered: len(s.unanswered), Audited: s.audited}
 	if s.addr.IsValid() {
 		st.Addr = s.addr.String()
 	}

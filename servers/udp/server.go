@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 
 	"keepnet/kernel/channel"
@@ -175,6 +176,25 @@ func (c *core) RecvFrom(m channel.Msg) {
 	c.posted[c.nextTag] = m
 	c.table.RecvFrom(m.Arg[0], c.nextTag, buf) // may answer at once
 }
+
+// Holds is transport.Auditor's: whether m is a receive the Table has
+// posted on its socket, or a send held until IP tells our address. Every
+// other operation is answered at once.
+func (c *core) Holds(m channel.Msg) bool {
+	switch ops.OpOf(m) {
+	case ops.OpRecvFrom:
+		for tag, p := range c.posted {
+			if p.ID == m.ID {
+				return c.table.HoldsReceive(m.Arg[0], tag)
+			}
+		}
+	case ops.OpSendTo:
+		return slices.ContainsFunc(c.deferred, func(d channel.Msg) bool { return d.ID == m.ID })
+	}
+	return false
+}
+
+var _ transport.Auditor = (*core)(nil)
 
 // Close answers the socket's posted receives first.
 func (c *core) Close(m channel.Msg) { c.reply(m, c.table.Close(m.Arg[0])) }

@@ -48,7 +48,9 @@ func startProcess(t *testing.T, restore []Record) *process {
 	p := &process{t: t, out: out, peers: make(chan *wiring.Peer), journal: transporttest.NewJournal[Record](),
 		ip: transporttest.New(t, "ip", 1, 200, 32, 2048), sys: transporttest.New(t, "syscall", 1, 300, 32, 2048)}
 	p.stats = make(chan any, 1)
-	c := transport.Config{Name: "udp", Protocol: header.ProtocolUDP,
+	// Audited every few milliseconds: each test also checks that the
+	// audit finds every request udp keeps (one called lost stops the loop).
+	c := transport.Config{Name: "udp", Protocol: header.ProtocolUDP, AuditAfter: 10 * time.Millisecond,
 		Publish: func(st any) {
 			select {
 			case <-p.stats:

@@ -333,6 +333,13 @@ func (t *Table) RecvFrom(id, tag uint64, buf []byte) {
 	}
 }
 
+// HoldsReceive reports whether socket id has the receive tag posted,
+// waiting for a datagram.
+func (t *Table) HoldsReceive(id, tag uint64) bool {
+	s := t.socks[id]
+	return s != nil && slices.ContainsFunc(s.posted, func(r receive) bool { return r.tag == tag })
+}
+
 // complete copies a datagram into a posted receive and answers it.
 func (t *Table) complete(r receive, src ops.Addr, data []byte) {
 	c := Completion{Tag: r.tag, Len: copy(r.buf, data), Src: src, Status: ops.StatusOK}
