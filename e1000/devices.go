@@ -7,22 +7,36 @@ const VendorIntel uint16 = 0x8086
 type Device struct {
 	Vendor, ID uint16
 	Name       string
-	// Supported is true for the parts the driver core is written and tested
-	// for. The others are listed so that the binder can say why it skips them.
+	// Supported is true for the parts the driver core is written for: the
+	// family drives them. The others are listed so that the binder can say
+	// why it skips them.
 	Supported bool
-	// Note says what differs from the 82540EM, for the listed-only parts.
+	// Tested is true for the supported parts a QEMU model of which the
+	// integration tests drive (qemu/itest, TestNICModels; `keepnet up
+	// --nic`). A supported part that is not Tested is written from the
+	// datasheet only: the driver takes it only when asked
+	// (keepnet.nic.untested=1).
+	Tested bool
+	// Note says what differs from the 82540EM.
 	Note string
 }
 
 // Devices is the device table: QEMU's 82540EM first (DESIGN.md, "The
-// driver"), the next parts listed with what they need.
+// driver"), then the other 8254x parts the same code drives — the register
+// map, the legacy descriptors and the reset sequence of the 8254x manual
+// are theirs too — and the next parts, listed with what they need.
 var Devices = []Device{
-	{VendorIntel, 0x100E, "82540EM Gigabit Ethernet Controller (desktop; QEMU -device e1000)", true, ""},
-	{VendorIntel, 0x1015, "82540EM Gigabit Ethernet Controller (LOM)", true, "same MAC as 0x100E"},
-	{VendorIntel, 0x100F, "82545EM Gigabit Ethernet Controller (copper; QEMU e1000-82545em)", false,
-		"same register map, EERD and legacy descriptors as the 82540EM; PCI-X bus and dual-port " +
-			"variants (0x1010) untested, so not yet claimed"},
-	{VendorIntel, 0x10D3, "82574L Gigabit Network Connection (QEMU -device e1000e)", false,
+	{VendorIntel, 0x100E, "82540EM Gigabit Ethernet Controller (desktop; QEMU -device e1000)", true, true, ""},
+	{VendorIntel, 0x1015, "82540EM Gigabit Ethernet Controller (LOM)", true, false, "same MAC as 0x100E; no QEMU model"},
+	{VendorIntel, 0x100F, "82545EM Gigabit Ethernet Controller (copper; QEMU e1000-82545em)", true, true,
+		"same register map, EERD and legacy descriptors as the 82540EM; a PCI-X part"},
+	{VendorIntel, 0x1011, "82545EM Gigabit Ethernet Controller (fiber)", true, false,
+		"the 82545EM with a SerDes instead of the PHY: link by the SerDes, no QEMU model"},
+	{VendorIntel, 0x100C, "82544GC Gigabit Ethernet Controller (copper; QEMU e1000-82544gc)", true, true,
+		"no EERD (EEPROM words only by bit-banging EECD, 13.4.3): the MAC comes from RAL0/RAH0, " +
+			"which the part loads from the EEPROM at reset"},
+	{VendorIntel, 0x100D, "82544GC Gigabit Ethernet Controller (LOM)", true, false, "as 0x100C; no QEMU model"},
+	{VendorIntel, 0x10D3, "82574L Gigabit Network Connection (QEMU -device e1000e)", false, false,
 		"different manual (82574 datasheet): EERD has DONE at bit 1 and ADDR at 15:2, MSI-X, " +
 			"extended RX descriptors (RFCTL), CTRL.GIO_MASTER_DISABLE before reset, IAM auto-mask; " +
 			"legacy rings still work but reset and EEPROM paths need their own code"},

@@ -5,19 +5,26 @@ import "keepnet/drivers/netdev"
 var _ netdev.Device = (*Dev)(nil)
 
 // Family is the 8254x as a netdev family: the supported parts of Devices
-// (QEMU's 82540EM, 8086:100e, first), quiesced by Quiesce and driven by
+// (QEMU's 82540EM, 8086:100e, first; those not Tested marked so), quiesced by Quiesce and driven by
 // Dev with the default Config; under QEMU its statistics registers are
 // running totals (Config.StickyCounters).
 func Family() netdev.Family {
 	var ids []netdev.PCIID
+	untested := map[netdev.PCIID]string{}
 	for _, d := range Devices {
-		if d.Supported {
-			ids = append(ids, netdev.PCIID{Vendor: d.Vendor, Device: d.ID})
+		if !d.Supported {
+			continue
+		}
+		id := netdev.PCIID{Vendor: d.Vendor, Device: d.ID}
+		ids = append(ids, id)
+		if !d.Tested {
+			untested[id] = d.Name
 		}
 	}
 	return netdev.Family{
 		Name:      "e1000",
 		IDs:       ids,
+		Untested:  untested,
 		RingBytes: RingBytes(Config{}),
 		Quiesce:   func(r netdev.Regs) error { return Quiesce(r, nil) },
 		Open: func(r netdev.Regs, rings netdev.Region, p netdev.Platform) (netdev.Device, error) {

@@ -21,16 +21,18 @@ func TestFamily(t *testing.T) {
 		t.Errorf("IDs[0] = %s, want %s (QEMU's 82540EM)", fam.IDs[0], want)
 	}
 	for _, tc := range []struct {
-		id     netdev.PCIID
-		driven bool
+		id               netdev.PCIID
+		driven, untested bool
 	}{
-		{netdev.PCIID{Vendor: 0x8086, Device: 0x100e}, true},
-		{netdev.PCIID{Vendor: 0x8086, Device: 0x1015}, true},
-		{netdev.PCIID{Vendor: 0x8086, Device: 0x100f}, false}, // listed, not yet supported
-		{netdev.PCIID{Vendor: 0x8086, Device: 0x10d3}, false}, // 82574L: e1000e's
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x100e}, true, false},  // QEMU e1000
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x1015}, true, true},   // no QEMU model
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x100f}, true, false},  // QEMU e1000-82545em
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x100c}, true, false},  // QEMU e1000-82544gc
+		{netdev.PCIID{Vendor: 0x8086, Device: 0x10d3}, false, false}, // 82574L: e1000e's
 	} {
-		if got := reg.Drives(tc.id); got != tc.driven {
-			t.Errorf("Drives(%s) = %v, want %v", tc.id, got, tc.driven)
+		_, untested := reg.Untested(tc.id)
+		if got := reg.Drives(tc.id); got != tc.driven || untested != tc.untested {
+			t.Errorf("Drives(%s) = %v, Untested %v; want %v, %v", tc.id, got, untested, tc.driven, tc.untested)
 		}
 	}
 

@@ -68,7 +68,8 @@ var Components = []string{
 // Modules are the kernel modules the appliance may load; their dependencies
 // come along.
 var Modules = []string{
-	"e1000",                      // keepnet.stack=linux: the kernel's own driver
+	"e1000",                      // keepnet.stack=linux: the kernel's own driver (8254x)
+	"e1000e",                     // and for the 82574L (QEMU e1000e)
 	"uio_pci_generic",            // keepnet.stack=keepnet: INTx for the userspace driver
 	"virtio_pci",                 // transport for the control channel devices
 	"virtio_console",             // control channel over virtio-serial

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,13 @@ func ParseForwards(s string) ([]Forward, error) {
 	return fs, nil
 }
 
+// NICModels are the Intel gigabit NICs QEMU emulates, by the name of its
+// -device: the 82540EM (the default), 82545EM, 82544GC and 82574L.
+var NICModels = []string{"e1000", "e1000-82545em", "e1000-82544gc", "e1000e"}
+
+// DefaultNIC is the model of a NIC that names none.
+const DefaultNIC = "e1000"
+
 // Net is how one of the appliance's NICs is connected.
 type Net struct {
 	Kind string // "user", "tap" or "stream"
@@ -54,20 +62,16 @@ type Net struct {
 	Path string
 	// IP is the NIC's address, if given (",ip=CIDR").
 	IP netip.Prefix
+	// Model is the NIC QEMU emulates, one of NICModels (",nic=MODEL");
+	// empty: DefaultNIC, or what `keepnet up --nic` says.
+	Model string
 }
 
 // ParseNet parses "user", "tap:IFNAME" or "stream:PATH", each optionally
-// followed by ",ip=ADDRESS/PREFIX".
+// followed by ",ip=ADDRESS/PREFIX" and ",nic=MODEL".
 func ParseNet(s string) (Net, error) {
-	kind, addr, hasIP := strings.Cut(s, ",ip=")
+	kind, opts, _ := strings.Cut(s, ",")
 	var n Net
-	if hasIP {
-		p, err := netip.ParsePrefix(addr)
-		if err != nil || !p.Addr().Is4() {
-			return Net{}, fmt.Errorf("network %q: ip=%q is not an IPv4 address with prefix length", s, addr)
-		}
-		n.IP = p
-	}
 	if name, ok := strings.CutPrefix(kind, "tap:"); ok && name != "" && len(name) < 16 {
 		n.Kind, n.Tap = "tap", name
 	} else if path, ok := strings.CutPrefix(kind, "stream:"); ok && path != "" && len(path) < 100 {
@@ -75,9 +79,45 @@ func ParseNet(s string) (Net, error) {
 	} else if kind == "user" {
 		n.Kind = "user"
 	} else {
-		return Net{}, fmt.Errorf("network %q: want user, tap:IFNAME or stream:PATH, then optionally ,ip=ADDRESS/PREFIX", s)
+		return Net{}, fmt.Errorf("network %q: want user, tap:IFNAME or stream:PATH, then optionally ,ip=ADDRESS/PREFIX and ,nic=MODEL", s)
+	}
+	for opts != "" {
+		var opt string
+		opt, opts, _ = strings.Cut(opts, ",")
+		key, val, _ := strings.Cut(opt, "=")
+		switch key {
+		case "ip":
+			p, err := netip.ParsePrefix(val)
+			if err != nil || !p.Addr().Is4() || n.IP.IsValid() {
+				return Net{}, fmt.Errorf("network %q: ip=%q is not an IPv4 address with prefix length (or is given twice)", s, val)
+			}
+			n.IP = p
+		case "nic":
+			if err := CheckNIC(val); err != nil || n.Model != "" {
+				return Net{}, fmt.Errorf("network %q: %v", s, err)
+			}
+			n.Model = val
+		default:
+			return Net{}, fmt.Errorf("network %q: unknown option %q: want ip=ADDRESS/PREFIX or nic=MODEL", s, opt)
+		}
 	}
 	return n, nil
+}
+
+// CheckNIC says whether model is one of NICModels.
+func CheckNIC(model string) error {
+	if !slices.Contains(NICModels, model) {
+		return fmt.Errorf("NIC model %q: want one of %s", model, strings.Join(NICModels, ", "))
+	}
+	return nil
+}
+
+// model is the QEMU -device of the NIC.
+func (n Net) model() string {
+	if n.Model == "" {
+		return DefaultNIC
+	}
+	return n.Model
 }
 
 // Machine is everything that shapes one boot of the appliance.
@@ -199,7 +239,7 @@ func (m Machine) Args() []string {
 	}
 	for i, n := range append([]Net{m.Net}, m.MoreNets...) {
 		a = append(a, n.args(i, m.Forwards)...)
-		a = append(a, "-device", fmt.Sprintf("e1000,netdev=n%d,mac=%s", i, NthMAC(m.MAC, i)))
+		a = append(a, "-device", fmt.Sprintf("%s,netdev=n%d,mac=%s", n.model(), i, NthMAC(m.MAC, i)))
 	}
 	if m.PIDFile != "" {
 		a = append(a, "-pidfile", m.PIDFile)

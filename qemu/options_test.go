@@ -47,6 +47,13 @@ func TestParseNet(t *testing.T) {
 		{"user,ip=10.0.2.15/24", Net{Kind: "user", IP: netip.MustParsePrefix("10.0.2.15/24")}, false},
 		{"tap:kn1,ip=10.78.0.1", Net{}, true},  // no prefix length
 		{"tap:kn1,ip=fe80::1/64", Net{}, true}, // not IPv4
+		{"tap:kn1,nic=e1000-82545em", Net{Kind: "tap", Tap: "kn1", Model: "e1000-82545em"}, false},
+		{"stream:/s,ip=10.78.0.1/24,nic=e1000e", Net{Kind: "stream", Path: "/s", IP: netip.MustParsePrefix("10.78.0.1/24"), Model: "e1000e"}, false},
+		{"user,nic=e1000-82544gc,ip=10.0.2.15/24", Net{Kind: "user", IP: netip.MustParsePrefix("10.0.2.15/24"), Model: "e1000-82544gc"}, false},
+		{"user,nic=rtl8139", Net{}, true},                      // not an Intel gigabit model
+		{"user,nic=e1000,nic=e1000e", Net{}, true},             // twice
+		{"user,ip=10.0.2.15/24,ip=10.0.2.16/24", Net{}, true},  // twice
+		{"user,mtu=1000", Net{}, true},                         // unknown option
 	}
 	for _, tt := range tests {
 		got, err := ParseNet(tt.in)
@@ -129,18 +136,19 @@ func TestMachineArgs(t *testing.T) {
 	}
 }
 
-// Two NICs: two e1000 devices, the second on its own netdev with the next
-// MAC; its address and the routes on the kernel command line.
+// Two NICs: two devices, the second on its own netdev with the next MAC and
+// the model it names; its address and the routes on the kernel command
+// line.
 func TestMachineTwoNICs(t *testing.T) {
 	m := testMachine()
 	m.Net = Net{Kind: "tap", Tap: "kn0"}
 	m.Forwards = nil
-	m.MoreNets = []Net{{Kind: "tap", Tap: "kn1", IP: netip.MustParsePrefix("10.78.0.1/24")}}
+	m.MoreNets = []Net{{Kind: "tap", Tap: "kn1", IP: netip.MustParsePrefix("10.78.0.1/24"), Model: "e1000-82545em"}}
 	m.Routes = []string{"10.90.0.0/16,via=10.78.0.2"}
 	args := strings.Join(m.Args(), " ")
 	for _, want := range []string{
 		"-netdev tap,id=n0,ifname=kn0,script=no,downscript=no -device e1000,netdev=n0,mac=52:54:00:12:34:56",
-		"-netdev tap,id=n1,ifname=kn1,script=no,downscript=no -device e1000,netdev=n1,mac=52:54:00:12:34:57",
+		"-netdev tap,id=n1,ifname=kn1,script=no,downscript=no -device e1000-82545em,netdev=n1,mac=52:54:00:12:34:57",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("Args() = %s\nwant it to contain %s", args, want)

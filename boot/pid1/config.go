@@ -43,6 +43,9 @@ const PortName = "org.keepnet.ctl"
 //	                         repeat for more
 //	keepnet.forward=off      ip does not forward between the NICs (it does
 //	                         when there is more than one)
+//	keepnet.nic.untested=1   the drivers take NICs their family is written
+//	                         for but no test has driven (e1000.Devices);
+//	                         without it such a NIC's driver refuses it
 //	keepnet.dns=ADDR         DNS server for the resolver
 //	keepnet.stack=NAME       keepnet (default) or linux
 //	keepnet.ctl=NAME         virtio (default) or vsock
@@ -78,6 +81,7 @@ type Config struct {
 	MoreNICs  []netip.Prefix   // the addresses of the NICs after the first
 	Routes    []ip.StaticRoute // static routes
 	Forward   bool             // ip forwards between the NICs (with more than one)
+	Untested  bool             // the drivers take untested NICs too
 	DNS       netip.Addr
 	Stack     string
 	Ctl       string
@@ -179,6 +183,8 @@ func (c *Config) set(name, val string) error {
 		c.Routes = append(c.Routes, r)
 	case "forward":
 		return parseSwitch(val, "on", "off", &c.Forward)
+	case "nic.untested":
+		return parseSwitch(val, "1", "0", &c.Untested)
 	case "dns":
 		a, err := netip.ParseAddr(val)
 		if err != nil || !a.Is4() {

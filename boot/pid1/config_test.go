@@ -48,7 +48,10 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.pfstates=-32", DefaultConfig(), 1},
 		{"keepnet.pfstates=32k", DefaultConfig(), 1}, // a count, no suffixes
 		{"keepnet.pfstates=", DefaultConfig(), 1},
-		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2},                                                    // unknown key, bad address
+		{"keepnet.nic.untested=1", func() Config { c := DefaultConfig(); c.Untested = true; return c }(), 0},
+		{"keepnet.nic.untested=0", DefaultConfig(), 0},
+		{"keepnet.nic.untested=yes", DefaultConfig(), 1},
+		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
 			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true, Forward: true, PFStates: 65536},

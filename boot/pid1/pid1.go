@@ -203,7 +203,7 @@ func modulesFor(cfg Config) []string {
 	}
 	switch cfg.Stack {
 	case StackLinux:
-		mods = append(mods, "e1000")
+		mods = append(mods, "e1000", "e1000e") // whichever the NIC is
 	case StackKeepnet:
 		mods = append(mods, "uio_pci_generic")
 	}

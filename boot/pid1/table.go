@@ -53,7 +53,11 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	case StackKeepnet:
 		drivers := driverNames(cfg)
 		for i, d := range drivers {
-			specs = append(specs, supervisor.Spec{Name: d, Path: "/bin/nic", Args: []string{"-name", d, "-index", strconv.Itoa(i)},
+			args := []string{"-name", d, "-index", strconv.Itoa(i)}
+			if cfg.Untested {
+				args = append(args, "-untested")
+			}
+			specs = append(specs, supervisor.Spec{Name: d, Path: "/bin/nic", Args: args,
 				Restart: supervisor.Always, Prepare: prepareNIC(d, i)})
 		}
 		specs = append(specs,

@@ -26,6 +26,7 @@ func main() {
 	}
 	name := flag.String("name", "e1000.0", "component name")
 	index := flag.Int("index", 0, "which NIC function a linked family drives, in PCI address order")
+	untested := flag.Bool("untested", false, "drive a NIC its family is written for but no test has driven (keepnet.nic.untested=1)")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile NAME
 	log.SetFlags(0)
@@ -40,7 +41,7 @@ func main() {
 	defer st.Close()
 	pub := store.NewPublisher(st, "stats", *name)
 	defer pub.Close()
-	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
+	opts := nic.Options{Name: *name, Families: families, Index: *index, Untested: *untested, Stats: func(s nic.Stats) { pub.Publish(s) }}
 	if err := nic.Run(ctx, opts); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel; no huge pages: exitcode.Config
 	}

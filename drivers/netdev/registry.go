@@ -3,6 +3,7 @@ package netdev
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -32,6 +33,11 @@ type Family struct {
 	// IDs are the PCI functions the family drives, its first-tested part
 	// first.
 	IDs []PCIID
+	// Untested are the IDs among IDs the family is written for from the
+	// datasheet but no test has driven (no QEMU model, or one not yet
+	// tried), each with what the part is. The driver takes one only when
+	// the user asks (keepnet.nic.untested=1).
+	Untested map[PCIID]string
 	// RingBytes is how much DMA memory (physically contiguous) Open needs
 	// for the descriptor rings.
 	RingBytes int
@@ -82,6 +88,11 @@ func (r *Registry) Register(f Family) error {
 	case f.Quiesce == nil || f.Open == nil:
 		return fmt.Errorf("netdev: family %s has no Quiesce or no Open", f.Name)
 	}
+	for id := range f.Untested {
+		if !slices.Contains(f.IDs, id) {
+			return fmt.Errorf("netdev: family %s lists %s as untested but does not drive it", f.Name, id)
+		}
+	}
 	for _, id := range f.IDs {
 		if i, ok := r.byID[id]; ok {
 			return fmt.Errorf("netdev: PCI device %s registered by %s and by %s", id, r.families[i].Name, f.Name)
@@ -111,6 +122,17 @@ func (r *Registry) Lookup(id PCIID) (Family, error) {
 func (r *Registry) Drives(id PCIID) bool {
 	_, ok := r.byID[id]
 	return ok
+}
+
+// Untested says whether id is one a registered family drives only from its
+// datasheet, and what part it is.
+func (r *Registry) Untested(id PCIID) (part string, untested bool) {
+	i, ok := r.byID[id]
+	if !ok {
+		return "", false
+	}
+	part, untested = r.families[i].Untested[id]
+	return part, untested
 }
 
 // String lists the families and their IDs: "e1000 8086:100e 8086:1015".

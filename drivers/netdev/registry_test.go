@@ -78,6 +78,7 @@ func TestRegistryRefuses(t *testing.T) {
 		{"no IDs", family("c"), "drives no PCI ID"},
 		{"no name", family("", idB), "without a name"},
 		{"no Open", noOpen, "no Open"},
+		{"an untested ID it does not drive", withUntested(family("c", idB), idA1), "lists 1234:00a1 as untested"},
 	} {
 		reg, err := netdev.NewRegistry(family("a", idA1, idA2))
 		if err != nil {
@@ -89,6 +90,31 @@ func TestRegistryRefuses(t *testing.T) {
 		}
 		if reg.Drives(idB) {
 			t.Errorf("%s: the refused family's IDs were registered", tc.name)
+		}
+	}
+}
+
+func withUntested(f netdev.Family, ids ...netdev.PCIID) netdev.Family {
+	f.Untested = map[netdev.PCIID]string{}
+	for _, id := range ids {
+		f.Untested[id] = "part " + id.String()
+	}
+	return f
+}
+
+// An untested ID is driven (it keeps its place among the NICs) and says
+// what it is; tested ones and unknown ones are not untested.
+func TestRegistryUntested(t *testing.T) {
+	reg, err := netdev.NewRegistry(withUntested(family("a", idA1, idA2), idA2), family("b", idB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if part, ok := reg.Untested(idA2); !ok || part != "part 1234:00a2" || !reg.Drives(idA2) {
+		t.Errorf("Untested(%s) = %q, %v (Drives %v); want its part, true, driven", idA2, part, ok, reg.Drives(idA2))
+	}
+	for _, id := range []netdev.PCIID{idA1, idB, {Vendor: 1, Device: 2}} {
+		if _, ok := reg.Untested(id); ok {
+			t.Errorf("Untested(%s) = true", id)
 		}
 	}
 }

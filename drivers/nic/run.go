@@ -27,6 +27,10 @@ type Options struct {
 	// ID picks one.
 	Families *netdev.Registry
 	Index    int // which function Families drives, in PCI address order
+	// Untested lets the driver take a function its family is written for
+	// but no test has driven (netdev.Family.Untested); without it such a
+	// function is refused, saying so (keepnet.nic.untested=1).
+	Untested bool
 	// Stats, if set, receives the driver's counters once a second.
 	Stats func(Stats)
 }
@@ -34,7 +38,8 @@ type Options struct {
 // Stats is what a driver publishes for `keepnet stats e1000.N`.
 type Stats struct {
 	Generation     int
-	PCI            string
+	PCI            string // its address, e.g. 0000:00:03.0
+	PCIID          string // vendor:device, e.g. 8086:100e: which part
 	Family         string // the NIC family driving it, e.g. e1000
 	MAC            string
 	LinkUp         bool
@@ -68,9 +73,10 @@ const (
 // index will drive, for a driver running as uid and gid without root: it
 // binds the function to uio_pci_generic and hands the driver its files
 // (pci.Device.GiveTo). Init calls it before every start of the driver;
-// Run then finds the function bound already.
+// Run then finds the function bound already. An untested part is
+// prepared too: the driver itself refuses it, in its log and exit status.
 func Prepare(families *netdev.Registry, index, uid, gid int) error {
-	fn, _, err := findFunction(families, index)
+	fn, _, err := findFunction(families, index, true)
 	if err != nil {
 		return err
 	}
@@ -85,9 +91,12 @@ func Prepare(families *netdev.Registry, index, uid, gid int) error {
 // quiesce it, join the wiring, reset it on the persistent rings and serve
 // IP until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	fn, fam, err := findFunction(o.Families, o.Index)
+	fn, fam, err := findFunction(o.Families, o.Index, o.Untested)
 	if err != nil {
 		return err
+	}
+	if part, ok := o.Families.Untested(pciID(fn)); ok {
+		log.Printf("%s: %s at %s (%s) was never tested: driving it as asked (keepnet.nic.untested=1)", o.Name, pciID(fn), fn.Addr, part)
 	}
 	uioName, err := fn.BindUIO(5 * time.Second)
 	if err != nil {
@@ -154,7 +163,7 @@ func Run(ctx context.Context, o Options) error {
 	for ctx.Err() == nil {
 		watch.Alive() // init's pings, answered by this loop (kernel/wiring "Hang detection")
 		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
-			st := Stats{Generation: setup.Generation, PCI: fn.Addr, Family: fam.Name, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
+			st := Stats{Generation: setup.Generation, PCI: fn.Addr, PCIID: pciID(fn).String(), Family: fam.Name, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
 				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats()}
 			if p := d.Peer(); p != nil {
 				st.PeerGeneration = p.Generation
@@ -298,7 +307,7 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 
 // findFunction returns the index-th PCI function a family in reg drives,
 // and that family.
-func findFunction(reg *netdev.Registry, index int) (pci.Device, netdev.Family, error) {
+func findFunction(reg *netdev.Registry, index int, untested bool) (pci.Device, netdev.Family, error) {
 	if reg == nil {
 		return pci.Device{}, netdev.Family{}, errors.New("nic: no NIC family registered")
 	}
@@ -306,12 +315,19 @@ func findFunction(reg *netdev.Registry, index int) (pci.Device, netdev.Family, e
 	if err != nil {
 		return pci.Device{}, netdev.Family{}, err
 	}
-	return pick(all, reg, index)
+	return pick(all, reg, index, untested)
 }
 
+// ErrUntested: the function is a part its family is written for but no
+// test has driven. It is a configuration error (the driver is not
+// restarted): the user decides whether to try it.
+var ErrUntested = errors.New("written from its datasheet but never tested; boot with keepnet.nic.untested=1 to drive it anyway")
+
 // pick chooses the index-th function of fns that a family in reg drives, in
-// PCI address order, and looks its family up.
-func pick(fns []pci.Device, reg *netdev.Registry, index int) (pci.Device, netdev.Family, error) {
+// PCI address order, and looks its family up. An untested part counts
+// among the functions either way, so that NIC numbers do not depend on
+// the flag, but is refused unless untested is set.
+func pick(fns []pci.Device, reg *netdev.Registry, index int, untested bool) (pci.Device, netdev.Family, error) {
 	var driven []pci.Device
 	for _, fn := range fns {
 		if reg.Drives(pciID(fn)) {
@@ -323,6 +339,11 @@ func pick(fns []pci.Device, reg *netdev.Registry, index int) (pci.Device, netdev
 		return pci.Device{}, netdev.Family{}, fmt.Errorf("nic: no NIC function number %d (found %d of %s)", index, len(driven), reg)
 	}
 	fn := driven[index]
+	if part, ok := reg.Untested(pciID(fn)); ok {
+		if !untested {
+			return pci.Device{}, netdev.Family{}, fmt.Errorf("nic: %s at %s (%s) is %w: %w", pciID(fn), fn.Addr, part, ErrUntested, exitcode.ErrConfig)
+		}
+	}
 	fam, err := reg.Lookup(pciID(fn))
 	return fn, fam, err
 }

@@ -215,8 +215,12 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	appendFlag := fs.String("append", "", "extra kernel command line")
 	authKeys := fs.String("authorized-keys", "", "start the appliance's SSH server, accepting the public keys in FILE (authorized_keys format)")
 	pfRules := fs.String("pf-rules", "", "filter with the packet filter rule set in FILE (servers/pf's language); without it there is no packet filter")
+	nicModel := fs.String("nic", qemu.DefaultNIC, "the Intel gigabit NIC QEMU emulates: "+strings.Join(qemu.NICModels, ", ")+" (a --net's own ,nic=MODEL wins)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if err := qemu.CheckNIC(*nicModel); err != nil {
+		return usageError{fmt.Errorf("--nic: %w", err)}
 	}
 
 	if *ctlPath == DefaultCtl() {
@@ -234,6 +238,11 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if len(nets) > maxNICs {
 		return usageError{fmt.Errorf("--net given %d times: at most %d NICs", len(nets), maxNICs)}
+	}
+	for i := range nets {
+		if nets[i].Model == "" {
+			nets[i].Model = *nicModel
+		}
 	}
 	m.Net, m.MoreNets, m.Routes = nets[0], nets[1:], routes
 	for i, n := range m.MoreNets {
