@@ -246,7 +246,7 @@ func linuxExtras(cfg Config) string {
 		s += ", forwarding"
 	}
 	if cfg.PFRules != "" {
-		s += ", packet filter in nftables (nft list ruleset)"
+		s += ", the pf rules in nf_tables"
 	}
 	return s
 }
