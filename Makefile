@@ -17,7 +17,8 @@
 #   make run        boot the appliance, status page on http://127.0.0.1:8080/
 #   make test       unit tests, then the QEMU integration tests
 #   make bench      benchmarks: channel messages/s across two processes, ping
-#                   RTT, bulk TCP and boot to ready of keepnet against the
+#                   RTT, bulk TCP, forwarding through a firewall (A to B and
+#                   B to A) and boot to ready of keepnet against the
 #                   Linux stack in the same QEMU configuration, the recovery
 #                   gap after each component's kill, the impairment relay's
 #                   cost; the report goes to images/out/bench.md, a section
@@ -96,6 +97,7 @@ bench: deps all image
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulk$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkUDPRate$$' -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkForward$$' -benchtime 1x -timeout 60m ./qemu/itest
 	KEEPNET_BENCH_OUT=$${KEEPNET_BENCH_OUT:-images/out/bench.md} KEEPNET_BENCH_ROUNDS=$${KEEPNET_BENCH_ROUNDS:-3} scripts/keepbench.sh
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkBootToReady$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 30m ./qemu/itest

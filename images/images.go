@@ -74,6 +74,12 @@ var Modules = []string{
 	"virtio_pci",                 // transport for the control channel devices
 	"virtio_console",             // control channel over virtio-serial
 	"vmw_vsock_virtio_transport", // control channel over vsock
+	// keepnet.stack=linux with keepnet.pfrules: the rules as nftables
+	// (boot/pid1, nftables.go). nft_ct brings nf_tables and conntrack;
+	// crc32c_generic is what libcrc32c, which both need, asks the crypto
+	// API for (a soft dependency, which modinfo's depends does not name).
+	"nft_ct",
+	"crc32c_generic",
 }
 
 // Options are the inputs of one image build.

@@ -42,7 +42,8 @@ func TestResolveModules(t *testing.T) {
 		names[moduleName(m.path)] = true
 	}
 	// The wanted modules and their dependencies in Debian's 6.1 kernel.
-	for _, want := range []string{"e1000", "uio_pci_generic", "uio", "virtio_pci", "virtio", "virtio_ring", "virtio_console", "vsock", "vmw_vsock_virtio_transport_common"} {
+	for _, want := range []string{"e1000", "uio_pci_generic", "uio", "virtio_pci", "virtio", "virtio_ring", "virtio_console", "vsock", "vmw_vsock_virtio_transport_common",
+		"nft_ct", "nf_tables", "nf_conntrack", "nfnetlink", "libcrc32c", "crc32c_generic"} {
 		if !names[want] {
 			t.Errorf("resolveModules(%v) lacks %s; got %v", Modules, want, names)
 		}

@@ -42,7 +42,8 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.route=PREFIX,via=ADDR  a static route (servers/ip.ParseRoute);
 //	                         repeat for more
 //	keepnet.forward=off      ip does not forward between the NICs (it does
-//	                         when there is more than one)
+//	                         when there is more than one; so does the Linux
+//	                         stack, net.ipv4.ip_forward)
 //	keepnet.nic.untested=1   the drivers take NICs their family is written
 //	                         for but no test has driven (e1000.Devices);
 //	                         without it such a NIC's driver refuses it
@@ -70,7 +71,9 @@ const PortName = "org.keepnet.ctl"
 //	                         Without it there is no pf and no datagram
 //	                         waits for one. A rule set the parser refuses
 //	                         is replaced by "set default block" (and a
-//	                         warning): a filter asked for never fails open
+//	                         warning): a filter asked for never fails open.
+//	                         On the Linux stack the same rules go into
+//	                         nf_tables (nftables.go)
 //	keepnet.pfstates=N       the packet filter's state table holds N flows
 //	                         (MinPFStates to MaxPFStates; default
 //	                         pf.DefaultMaxStates); its kept memory is sized

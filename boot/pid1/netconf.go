@@ -6,65 +6,160 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+
+	"keepnet/servers/pf"
 )
 
-// configureLinuxStack brings up the first Ethernet interface the kernel's
-// own driver created and gives it cfg's address, default route and DNS
-// server: the baseline stack (keepnet.stack=linux) that keepnet is measured
-// against. It waits (bounded) for the driver to create the interface.
-func configureLinuxStack(cfg Config, timeout time.Duration) (string, error) {
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
+// configureLinuxStack sets up the baseline stack (keepnet.stack=linux)
+// that keepnet is measured against, on the interfaces the kernel's own
+// e1000 driver created, and returns their names, NIC by NIC: NIC 0 gets
+// cfg's address, default route and DNS server, NIC i its keepnet.nic
+// address (cfg.MoreNICs[i-1]); the static routes are added, and with more
+// than one NIC the kernel forwards between them unless keepnet.forward=off,
+// as keepnet's ip does. With keepnet.pfrules the rule set is loaded into
+// nf_tables (nftables.go) before any interface comes up; if it cannot be,
+// no interface comes up: a filter asked for never fails open. It waits
+// (bounded) for the driver to create the interfaces.
+func configureLinuxStack(cfg Config, timeout time.Duration) ([]string, error) {
+	if lo, err := netlink.LinkByName("lo"); err == nil {
 		netlink.LinkSetUp(lo)
 	}
-	link, err := waitEthernet(timeout)
+	nics, err := waitNICs(cfg.NICs(), timeout)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	name := link.Attrs().Name
-	if err := netlink.LinkSetUp(link); err != nil {
-		return name, fmt.Errorf("%s up: %w", name, err)
+	names := make([]string, len(nics))
+	for i, l := range nics {
+		names[i] = l.Attrs().Name
 	}
-	if cfg.IP.IsValid() {
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: cfg.IP.Addr().AsSlice(), Mask: net.CIDRMask(cfg.IP.Bits(), 32)}}
-		if err := netlink.AddrReplace(link, addr); err != nil {
-			return name, fmt.Errorf("%s address %v: %w", name, cfg.IP, err)
+	if cfg.PFRules != "" {
+		if err := loadLinuxFilter(cfg, names); err != nil {
+			return names, fmt.Errorf("packet filter: %w; no interface brought up", err)
+		}
+	}
+	for i, link := range nics {
+		addr := cfg.IP
+		if i > 0 {
+			addr = cfg.MoreNICs[i-1]
+		}
+		if err := netlink.LinkSetUp(link); err != nil {
+			return names, fmt.Errorf("%s up: %w", names[i], err)
+		}
+		if addr.IsValid() {
+			a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
+			if err := netlink.AddrReplace(link, a); err != nil {
+				return names, fmt.Errorf("%s address %v: %w", names[i], addr, err)
+			}
 		}
 	}
 	if cfg.Gateway.IsValid() {
-		route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway.AsSlice()}
+		route := &netlink.Route{LinkIndex: nics[0].Attrs().Index, Gw: cfg.Gateway.AsSlice()}
 		if err := netlink.RouteReplace(route); err != nil {
-			return name, fmt.Errorf("default route via %v: %w", cfg.Gateway, err)
+			return names, fmt.Errorf("default route via %v: %w", cfg.Gateway, err)
 		}
+	}
+	for _, r := range cfg.Routes {
+		route := &netlink.Route{Dst: &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), 32)}, Gw: r.Via.AsSlice()}
+		if err := netlink.RouteReplace(route); err != nil {
+			return names, fmt.Errorf("route %v: %w", r, err)
+		}
+	}
+	forward := "0"
+	if cfg.Forwarding() {
+		forward = "1"
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(forward), 0o644); err != nil {
+		return names, fmt.Errorf("forwarding: %w", err)
 	}
 	if cfg.DNS.IsValid() {
 		if err := os.WriteFile("/etc/resolv.conf", []byte("nameserver "+cfg.DNS.String()+"\n"), 0o644); err != nil {
-			return name, err
+			return names, err
 		}
 	}
-	return name, nil
+	return names, nil
 }
 
-func waitEthernet(timeout time.Duration) (netlink.Link, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		links, err := netlink.LinkList()
-		if err == nil {
-			for _, l := range links {
-				if n := l.Attrs().Name; l.Type() == "device" && (strings.HasPrefix(n, "eth") || strings.HasPrefix(n, "en")) {
-					return l, nil
-				}
+// loadLinuxFilter loads cfg's pf rule set into nf_tables, the name of
+// keepnet's driver of NIC i (e1000.i, as the rules say) standing for the
+// Linux interface names[i].
+func loadLinuxFilter(cfg Config, names []string) error {
+	rs, err := pf.Parse(cfg.PFRules) // ParseCmdline let only a rule set the parser takes through
+	if err != nil {
+		return err
+	}
+	linuxName := func(iface string) string {
+		for i, n := range driverNames(cfg) {
+			if n == iface {
+				return names[i]
 			}
 		}
+		return iface
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	return loadNFTables(c, nftChains(rs, linuxName))
+}
+
+// waitNICs waits (bounded) until the kernel has n Ethernet interfaces on
+// PCI functions and returns them in PCI address order: NIC i is the
+// function keepnet's driver e1000.i would drive (drivers/nic takes the
+// i-th function in address order), which QEMU gives the i-th --net's
+// slot and MAC (qemu.NthMAC).
+func waitNICs(n int, timeout time.Duration) ([]netlink.Link, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		nics, err := ethernetByPCI()
+		if err == nil && len(nics) >= n {
+			return nics[:n], nil
+		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("no Ethernet interface appeared within %v (is the NIC an e1000?)", timeout)
+			if err == nil {
+				err = fmt.Errorf("%d of %d Ethernet interfaces appeared within %v (is every NIC an e1000?)", len(nics), n, timeout)
+			}
+			return nil, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ethernetByPCI lists the Ethernet interfaces that sit on a PCI function,
+// in the functions' address order.
+func ethernetByPCI() ([]netlink.Link, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	type nic struct {
+		link netlink.Link
+		addr string // PCI address, e.g. 0000:00:03.0
+	}
+	var nics []nic
+	for _, l := range links {
+		name := l.Attrs().Name
+		if l.Type() != "device" || !strings.HasPrefix(name, "eth") && !strings.HasPrefix(name, "en") {
+			continue
+		}
+		dev, err := filepath.EvalSymlinks("/sys/class/net/" + name + "/device")
+		if err != nil {
+			continue // not on a bus: no NIC of ours
+		}
+		nics = append(nics, nic{l, filepath.Base(dev)})
+	}
+	slices.SortFunc(nics, func(a, b nic) int { return strings.Compare(a.addr, b.addr) })
+	out := make([]netlink.Link, len(nics))
+	for i, n := range nics {
+		out[i] = n.link
+	}
+	return out, nil
 }
 
 // Why the Linux stack is not usable the moment configureLinuxStack returns:

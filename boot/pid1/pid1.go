@@ -8,8 +8,10 @@
 //  3. loads the kernel modules it needs, dependencies first (u-root's
 //     kmodule over the modules.dep the image builder wrote);
 //  4. reserves huge pages for packet pools;
-//  5. with keepnet.stack=linux, configures the kernel's own e1000 interface
-//     (the baseline stack) and watches it until it is usable (netconf.go);
+//  5. with keepnet.stack=linux, configures the kernel's own e1000
+//     interfaces (the baseline stack: addresses, routes, forwarding, the
+//     packet filter's rules in nf_tables) and watches them until they are
+//     usable (netconf.go, nftables.go);
 //  6. answers the control protocol (package ctl) on the virtio-serial port or
 //     vsock the host talks to, and on LocalCtl for components inside (inject
 //     arms fault sites from a faulty image's site list: inject.go);
@@ -29,6 +31,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,8 +110,10 @@ func Main() {
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := loadModules(modulesFor(cfg)...); err != nil {
-			log.Print(err)
+		for _, group := range modulesFor(cfg) {
+			if err := loadModules(group...); err != nil {
+				log.Print(err)
+			}
 		}
 	})
 	if cfg.HugePages > 0 {
@@ -121,24 +126,36 @@ func Main() {
 		})
 	}
 	wg.Wait()
-	log.Printf("modules %v and %d huge pages in %v", modulesFor(cfg), cfg.HugePages, time.Since(t0).Round(time.Millisecond))
+	log.Printf("modules %v and %d huge pages in %v", slices.Concat(modulesFor(cfg)...), cfg.HugePages, time.Since(t0).Round(time.Millisecond))
 	if cfg.Stack == StackLinux {
-		a.readiness.set(netCondition, false, "the interface is not configured yet")
+		a.readiness.set(netCondition, false, "the interfaces are not configured yet")
 		t0 := time.Now()
-		if name, err := configureLinuxStack(cfg, 5*time.Second); err != nil {
+		if names, err := configureLinuxStack(cfg, 5*time.Second); err != nil {
 			log.Printf("linux stack: %v", err)
 			a.readiness.set(netCondition, false, err.Error())
 		} else {
-			log.Printf("linux stack: %s configured in %v", name, time.Since(t0).Round(time.Millisecond))
-			var once sync.Once
-			go watchLink(ctx, name, cfg.IP, func(met bool, why string) {
-				if met {
-					once.Do(func() {
-						log.Printf("linux stack: %s usable %v after configuring began", name, time.Since(t0).Round(time.Millisecond))
-					})
+			log.Printf("linux stack: %s configured in %v%s", strings.Join(names, ", "), time.Since(t0).Round(time.Millisecond), linuxExtras(cfg))
+			// Each interface's own condition stands before the
+			// general one goes, so that ready never comes in between.
+			for _, name := range names {
+				a.readiness.set(netCondition+" "+name, false, "not watched yet")
+			}
+			a.readiness.set(netCondition, true, "")
+			for i, name := range names {
+				addr := cfg.IP
+				if i > 0 {
+					addr = cfg.MoreNICs[i-1]
 				}
-				a.readiness.set(netCondition, met, why)
-			})
+				var once sync.Once
+				go watchLink(ctx, name, addr, func(met bool, why string) {
+					if met {
+						once.Do(func() {
+							log.Printf("linux stack: %s usable %v after configuring began", name, time.Since(t0).Round(time.Millisecond))
+						})
+					}
+					a.readiness.set(netCondition+" "+name, met, why)
+				})
+			}
 		}
 	}
 	a.startControl(ctx)
@@ -192,8 +209,10 @@ func schedPolicy(policy string) error {
 	return errs
 }
 
-// modulesFor lists the kernel modules a configuration needs.
-func modulesFor(cfg Config) []string {
+// modulesFor lists the kernel modules a configuration needs, in groups:
+// the modules of a group are loaded side by side, the groups one after
+// the other.
+func modulesFor(cfg Config) [][]string {
 	mods := []string{"virtio_pci"}
 	switch cfg.Ctl {
 	case CtlVirtio:
@@ -207,7 +226,29 @@ func modulesFor(cfg Config) []string {
 	case StackKeepnet:
 		mods = append(mods, "uio_pci_generic")
 	}
-	return mods
+	if cfg.Stack != StackLinux || cfg.PFRules == "" {
+		return [][]string{mods}
+	}
+	// The Linux stack's packet filter (nftables.go): nft_ct brings
+	// nf_tables and conntrack. Both need libcrc32c, which asks the crypto
+	// API for a crc32c at load time; the kernel would fetch one with
+	// /sbin/modprobe, which the appliance does not have (the dependency
+	// is only a soft one in modinfo, which the image's modules.dep does
+	// not carry): so crc32c_generic comes first.
+	return [][]string{append(mods, "crc32c_generic"), {"nft_ct"}}
+}
+
+// linuxExtras says what the Linux stack does beyond serving: forwarding
+// and filtering, for init's log line.
+func linuxExtras(cfg Config) string {
+	var s string
+	if cfg.Forwarding() {
+		s += ", forwarding"
+	}
+	if cfg.PFRules != "" {
+		s += ", the pf rules in nf_tables"
+	}
+	return s
 }
 
 // appliance answers the control protocol for the whole machine.
@@ -271,7 +312,12 @@ func (a *appliance) Inject(name string, f ctl.Fault) (ctl.Armed, error) {
 }
 
 // PFLoad puts a new packet filter rule set in force (pf.go).
-func (a *appliance) PFLoad(text string) error { return a.pf.load(text) }
+func (a *appliance) PFLoad(text string) error {
+	if a.cfg.Stack == StackLinux && a.cfg.PFRules != "" {
+		return errors.New("the Linux stack filters with nftables, loaded from the boot rule set; it is not replaced at run time")
+	}
+	return a.pf.load(text)
+}
 
 func (a *appliance) Restart(name string) error {
 	if a.sup == nil {

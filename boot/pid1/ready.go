@@ -15,8 +15,8 @@ import (
 //     kernel/notify, or "up" on its wiring socket) — httpd and echo once
 //     their listeners are bound, keepnet's driver once the device is reset,
 //     ip once it answers ARP;
-//   - init's own conditions are met: on the Linux stack, the interface init
-//     configured is usable (linkWatch).
+//   - init's own conditions are met: on the Linux stack, every interface
+//     init configured is usable (watchLink).
 //
 // Both are event-driven: a waiter sleeps until the supervisor or a
 // condition changes, never on a timer. A component that restarts is

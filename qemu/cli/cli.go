@@ -214,7 +214,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mac := fs.String("mac", "52:54:00:12:34:56", "the NIC's MAC address")
 	appendFlag := fs.String("append", "", "extra kernel command line")
 	authKeys := fs.String("authorized-keys", "", "start the appliance's SSH server, accepting the public keys in FILE (authorized_keys format)")
-	pfRules := fs.String("pf-rules", "", "filter with the packet filter rule set in FILE (servers/pf's language); without it there is no packet filter")
+	pfRules := fs.String("pf-rules", "", "filter with the packet filter rule set in FILE (servers/pf's language; on --stack linux the same rules in nf_tables); without it there is no packet filter")
 	nicModel := fs.String("nic", qemu.DefaultNIC, "the Intel gigabit NIC QEMU emulates: "+strings.Join(qemu.NICModels, ", ")+" (a --net's own ,nic=MODEL wins)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -249,9 +249,6 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !n.IP.IsValid() {
 			return usageError{fmt.Errorf("--net number %d needs its address: ,ip=ADDRESS/PREFIX", i+2)}
 		}
-	}
-	if len(m.MoreNets) > 0 && *stack != "keepnet" {
-		return usageError{errors.New("more than one --net needs --stack keepnet")}
 	}
 	var err error
 	fwd := *fwdFlag
@@ -296,9 +293,6 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if *pfRules != "" {
-		if *stack != "keepnet" {
-			return usageError{errors.New("--pf-rules needs --stack keepnet")}
-		}
 		if m.PFRules, err = readPFRules(*pfRules); err != nil {
 			return usageError{err}
 		}

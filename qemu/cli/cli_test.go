@@ -24,7 +24,6 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"up", "--net", "tap:kn0", "--net", "tap:kn1"}, 2, "--net number 2 needs its address"},
 		{[]string{"up", "--net", "tap:kn1,ip=10.78.0.1"}, 2, "not an IPv4 address with prefix length"},
 		{[]string{"up", "--route", "10.90.0.0/16"}, 2, "want IPv4-PREFIX,via=ADDR"},
-		{[]string{"up", "--net", "tap:kn0", "--net", "tap:kn1,ip=10.78.0.1/24", "--stack", "linux"}, 2, "needs --stack keepnet"},
 		{[]string{"up", "--accel", "hvf"}, 2, "want auto, kvm or tcg"},
 		{[]string{"up", "--nic", "rtl8139"}, 2, "want one of e1000, e1000-82545em, e1000-82544gc, e1000e"},
 		{[]string{"up", "--net", "user,nic=virtio"}, 2, `NIC model "virtio"`},

@@ -47,13 +47,21 @@ const (
 // filter's rules if rules is not empty, and the extra `keepnet up` flags.
 func bootForward(t *testing.T, rules string, up ...string) *forwardNet {
 	t.Helper()
+	return bootForwardOn(t, "keepnet", rules, up...)
+}
+
+// bootForwardOn is bootForward with the appliance on stack: keepnet's, or
+// Linux's as the baseline router (boot/pid1's configureLinuxStack; its
+// filter is the same rules in nf_tables).
+func bootForwardOn(t testing.TB, stack, rules string, up ...string) *forwardNet {
+	t.Helper()
 	a := newNetns(t)                             // 10.77.0.1, keepnet's first NIC 10.77.0.2
 	b := newNetnsAt(t, "10.78.0.1", "10.78.0.2") // keepnet's second NIC 10.78.0.2
 	run(t, "ip", "-n", a.Name, "route", "add", "10.78.0.0/24", "via", a.GuestIP)
 	run(t, "ip", "-n", b.Name, "route", "add", "10.77.0.0/24", "via", b.GuestIP)
 	sock := filepath.Join(t.TempDir(), "n1.sock")
 	startRelay(t, b, sock, "-seed", "1", "-stats", "0")
-	args := append(a.upArgs(), "--stack", "keepnet", "--net", "stream:"+sock+",ip=10.78.0.2/24")
+	args := append(a.upArgs(), "--stack", stack, "--net", "stream:"+sock+",ip=10.78.0.2/24")
 	if rules != "" {
 		args = append(args, "--pf-rules", writeRules(t, rules))
 	}
@@ -144,7 +152,7 @@ func checkForwardStats(t *testing.T, app *appliance) {
 
 // startForwardServer runs TestHelperForwardServer in n's namespace on
 // the given ports of its address until the test ends.
-func startForwardServer(t *testing.T, n *netns, ports ...int) {
+func startForwardServer(t testing.TB, n *netns, ports ...int) {
 	t.Helper()
 	self, _ := os.Executable()
 	cmd := exec.Command("ip", "netns", "exec", n.Name, self, "-test.run=^TestHelperForwardServer$")

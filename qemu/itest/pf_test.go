@@ -110,7 +110,7 @@ func TestPF(t *testing.T) {
 }
 
 // writeRules writes a rule file for keepnet.
-func writeRules(t *testing.T, text string) string {
+func writeRules(t testing.TB, text string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "pf.rules")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
