@@ -577,10 +577,10 @@ func TestFilterModules(t *testing.T) {
 		cfg  Config
 		want [][]string
 	}{
-		{Config{Stack: StackLinux, Ctl: CtlVirtio}, [][]string{{"virtio_pci", "virtio_console", "e1000"}}},
+		{Config{Stack: StackLinux, Ctl: CtlVirtio}, [][]string{{"virtio_pci", "virtio_console", "e1000", "e1000e"}}},
 		{Config{Stack: StackKeepnet, Ctl: CtlVirtio, PFRules: "pass all\n"}, [][]string{{"virtio_pci", "virtio_console", "uio_pci_generic"}}},
 		{Config{Stack: StackLinux, Ctl: CtlVsock, PFRules: "pass all\n"},
-			[][]string{{"virtio_pci", "vmw_vsock_virtio_transport", "e1000", "crc32c_generic"}, {"nft_ct"}}},
+			[][]string{{"virtio_pci", "vmw_vsock_virtio_transport", "e1000", "e1000e", "crc32c_generic"}, {"nft_ct"}}},
 	} {
 		if diff := cmp.Diff(c.want, modulesFor(c.cfg)); diff != "" {
 			t.Errorf("modulesFor(stack %s, rules %q) (-want +got):\n%s", c.cfg.Stack, c.cfg.PFRules, diff)
