@@ -7,12 +7,13 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -105,12 +106,24 @@ func TestNFTablesRule(t *testing.T) {
 		}}
 	}
 	want := append(prelude, rule(0, stateOriginalIn), rule(1, stateOriginalOut))
-	if diff := cmp.Diff(want, in.Rules); diff != "" {
-		t.Errorf("chain in (-want +got):\n%s", diff)
+	if !reflect.DeepEqual(want, in.Rules) {
+		t.Errorf("chain in:\n%s\nwant:\n%s", rulesText(in.Rules), rulesText(want))
 	}
 	if len(out.Rules) != 3 {
 		t.Errorf("chain out has %d rules, want its prelude's 3", len(out.Rules))
 	}
+}
+
+// rulesText is rules, an expression a line, for a failure message.
+func rulesText(rules []nftRule) string {
+	var b strings.Builder
+	for _, r := range rules {
+		fmt.Fprintf(&b, "rule of line %d:\n", r.Line)
+		for _, e := range r.Exprs {
+			fmt.Fprintf(&b, "\t%T %+v\n", e, e)
+		}
+	}
+	return b.String()
 }
 
 // The order of a quick and non-quick mix: in each chain the quick rules
@@ -136,8 +149,8 @@ pass in proto tcp to any port 80 no state
 			v := r.Exprs[len(r.Exprs)-1].(*expr.Verdict)
 			got = append(got, fmt.Sprintf("%d %s", r.Line, map[expr.VerdictKind]string{expr.VerdictAccept: "accept", expr.VerdictDrop: "drop"}[v.Kind]))
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("chain %s (-want +got):\n%s", chains[i].Name, diff)
+		if !slices.Equal(want, got) {
+			t.Errorf("chain %s: %q, want %q", chains[i].Name, got, want)
 		}
 	}
 }
@@ -582,8 +595,8 @@ func TestFilterModules(t *testing.T) {
 		{Config{Stack: StackLinux, Ctl: CtlVsock, PFRules: "pass all\n"},
 			[][]string{{"virtio_pci", "vmw_vsock_virtio_transport", "e1000", "e1000e", "crc32c_generic"}, {"nft_ct"}}},
 	} {
-		if diff := cmp.Diff(c.want, modulesFor(c.cfg)); diff != "" {
-			t.Errorf("modulesFor(stack %s, rules %q) (-want +got):\n%s", c.cfg.Stack, c.cfg.PFRules, diff)
+		if got := modulesFor(c.cfg); !reflect.DeepEqual(c.want, got) {
+			t.Errorf("modulesFor(stack %s, rules %q) = %q, want %q", c.cfg.Stack, c.cfg.PFRules, got, c.want)
 		}
 	}
 }
