@@ -2,6 +2,7 @@ package ip
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"slices"
 	"testing"
@@ -334,6 +335,31 @@ func TestRouterLocal(t *testing.T) {
 	}
 	if err := b.OutputOffload(header.ProtocolUDP, ourIP1, []byte("self"), Offload{}); err == nil {
 		t.Errorf("Output(%v, one of ours) = nil, want ErrNoRoute", ourIP1)
+	}
+}
+
+// A transport answering on interface 1's address (OutputFrom) sends from
+// it, by the interface the route says; a source that is none of ours is
+// refused with ErrNotOurs, and nothing is sent.
+func TestRouterOutputFrom(t *testing.T) {
+	b := newRouterbed(t, cfg1)
+	b.knowB()
+	if err := b.OutputFrom(header.ProtocolUDP, ourIP1, bIP, []byte("reply"), Offload{}); err != nil {
+		t.Fatalf("OutputFrom(%v, %v) = %v", ourIP1, bIP, err)
+	}
+	frames := b.link1.take()
+	if len(frames) != 1 {
+		t.Fatalf("interface 1 sent %d frames, want 1", len(frames))
+	}
+	if s := parseIP(t, frames[0]); s.ip.Src() != ourIP1 || s.ip.Dst() != bIP {
+		t.Errorf("sent %v -> %v, want %v -> %v", s.ip.Src(), s.ip.Dst(), ourIP1, bIP)
+	}
+	notOurs := netip.MustParseAddr("10.78.0.9")
+	if err := b.OutputFrom(header.ProtocolUDP, notOurs, bIP, []byte("spoof"), Offload{}); !errors.Is(err, ErrNotOurs) {
+		t.Errorf("OutputFrom(%v, not ours) = %v, want ErrNotOurs", notOurs, err)
+	}
+	if frames := append(b.link.take(), b.link1.take()...); len(frames) != 0 {
+		t.Errorf("%d frames sent from an address not ours", len(frames))
 	}
 }
 

@@ -156,7 +156,7 @@ func TestOutputIPv6IsAFNoSupport(t *testing.T) {
 	b := newHoldbed(t)
 	ref, _ := b.segs.Alloc()
 	ref.Len = 100
-	m := ops.Output(ref, netip.MustParseAddr("2001:db8::1"), header.ProtocolTCP, 0)
+	m := ops.Output(ref, netip.Addr{}, netip.MustParseAddr("2001:db8::1"), header.ProtocolTCP, 0)
 	m.ID = 7
 	b.s.handle(b.tcp, m)
 	if len(b.tcp.queue) != 1 || ops.StatusOf(b.tcp.queue[0]) != ops.StatusAFNoSupport {

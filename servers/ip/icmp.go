@@ -36,7 +36,7 @@ func (s *Stack) handleICMP(ip header.IPv4) {
 	reply.SetType(header.ICMPv4EchoReply)
 	reply.SetCode(0)
 	reply.SetChecksum(reply.ComputeChecksum())
-	if from.output(header.ProtocolICMP, ip.Src(), reply, Offload{}) == nil {
+	if from.output(header.ProtocolICMP, from.addr, ip.Src(), reply, Offload{}) == nil {
 		s.c.ICMPEchoReplies++
 	}
 }

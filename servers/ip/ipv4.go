@@ -97,13 +97,30 @@ func (s *Stack) Output(proto uint8, dst netip.Addr, payload []byte) error {
 // it cannot pass on is refused with ErrTooBig if the datagram exceeds the
 // MTU.
 func (s *Stack) OutputOffload(proto uint8, dst netip.Addr, payload []byte, o Offload) error {
-	if err := s.output(proto, dst, payload, o); err != nil {
+	return s.OutputFrom(proto, s.addr, dst, payload, o)
+}
+
+// OutputFrom is OutputOffload from src, which must be the address of one
+// of the router's interfaces (or ours; an invalid one is ours): what a
+// transport asks for when it answers on the address it was reached at
+// (its checksum covers that address). It goes out on the interface the
+// route to dst says, like any datagram of ours. Errors: those of Output,
+// and ErrNotOurs.
+func (s *Stack) OutputFrom(proto uint8, src, dst netip.Addr, payload []byte, o Offload) error {
+	if !src.IsValid() {
+		src = s.addr
+	}
+	if s.owner(src) == nil {
+		s.c.NoRoute++
+		return fmt.Errorf("ip: output from %v: %w", src, ErrNotOurs)
+	}
+	if err := s.output(proto, src, dst, payload, o); err != nil {
 		return fmt.Errorf("ip: output to %v: %w", dst, err)
 	}
 	return nil
 }
 
-func (s *Stack) output(proto uint8, dst netip.Addr, payload []byte, o Offload) error {
+func (s *Stack) output(proto uint8, src, dst netip.Addr, payload []byte, o Offload) error {
 	if len(payload) > maxPayload {
 		return ErrTooBig
 	}
@@ -114,10 +131,10 @@ func (s *Stack) output(proto uint8, dst netip.Addr, payload []byte, o Offload) e
 		s.c.NoRoute++
 		return ErrNoRoute
 	}
-	p := pending{proto: proto, src: s.addr, dst: dst, payload: payload, offload: o}
+	p := pending{proto: proto, src: src, dst: dst, payload: payload, offload: o}
 	if s.isBroadcast(dst) {
 		s.c.IPOut++
-		return s.transmit(header.BroadcastMAC, s.addr, proto, dst, payload, o)
+		return s.transmit(header.BroadcastMAC, src, proto, dst, payload, o)
 	}
 	if s.router != nil {
 		return s.router.route(s, p)

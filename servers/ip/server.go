@@ -813,8 +813,10 @@ func (s *server) outputNow(l *peerLink, m channel.Msg) {
 			ops.SetStatus(&r, ops.StatusInvalid) // not offered
 			break
 		}
-		err := s.stack.OutputOffload(uint8(m.Arg[2]), dst.IP(), seg, o)
+		err := s.stack.OutputFrom(ops.OutputProto(m), ops.OutputSource(m), dst.IP(), seg, o)
 		switch {
+		case errors.Is(err, ErrNotOurs):
+			ops.SetStatus(&r, ops.StatusInvalid)
 		case errors.Is(err, ErrNoRoute):
 			ops.SetStatus(&r, ops.StatusNoRoute)
 		case errors.Is(err, ErrTooBig):

@@ -57,6 +57,7 @@ var (
 	ErrNoRoute   = errors.New("no route to host")         // not in the subnet and no gateway, or not IPv4
 	ErrTooBig    = errors.New("datagram too big")         // payload over 65515 bytes
 	ErrBadPacket = errors.New("invalid offending packet") // SendUnreachable got no valid IPv4 datagram
+	ErrNotOurs   = errors.New("source address not ours")  // OutputFrom a source no interface has
 )
 
 // Limits bound what a Stack holds for others: reassemblies and packets

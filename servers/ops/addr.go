@@ -69,14 +69,34 @@ func GetAddr4(m channel.Msg, at Slot) (Addr, Status) {
 	return a, StatusOK
 }
 
-// Output is an OpOutput request: segment ref to dst, of IP protocol proto,
-// with offload (0: none).
-func Output(ref pool.Ref, dst netip.Addr, proto uint8, offload uint64) channel.Msg {
+// Output is an OpOutput request: segment ref from src to dst, of IP
+// protocol proto, with offload (0: none). src is the address the
+// segment's checksum covers; an invalid one (or not IPv4) leaves it to IP
+// (its first address). It travels in Arg[2]'s upper half, beside proto.
+func Output(ref pool.Ref, src, dst netip.Addr, proto uint8, offload uint64) channel.Msg {
 	m := OpOutput.Msg()
 	m.Ref = ref
 	PutAddr(&m, AtArg0, MakeAddr(dst, 0))
 	m.Arg[2], m.Arg[3] = uint64(proto), offload
+	if src.Is4() {
+		m.Arg[2] |= uint64(binary.BigEndian.Uint32(src.AsSlice())) << 32
+	}
 	return m
+}
+
+// OutputProto is an OpOutput's IP protocol.
+func OutputProto(m channel.Msg) uint8 { return uint8(m.Arg[2]) }
+
+// OutputSource is an OpOutput's source address; invalid if the transport
+// left it to IP.
+func OutputSource(m channel.Msg) netip.Addr {
+	v := uint32(m.Arg[2] >> 32)
+	if v == 0 {
+		return netip.Addr{}
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
 }
 
 // Deliver is an OpDeliver request: the datagram in ref, from src to dst,

@@ -34,7 +34,9 @@
 //	           ICMP port unreachable (IP still has the datagram).
 //	OpOutput   transport -> IP. Ref: a transport segment (header and payload,
 //	           checksum filled in) in the transport's pool. AtArg0: the
-//	           destination (port 0), Arg[2]: IP protocol number, Arg[3]: an
+//	           destination (port 0), Arg[2]: IP protocol number in its
+//	           low byte and the source address (IPv4, the one the
+//	           checksum covers; 0: IP's first) in its upper half, Arg[3]: an
 //	           Offload the transport asks for (0: none; only what OpAddr
 //	           offered). Reply once IP has copied it out (StatusOK) or could
 //	           not (StatusNoRoute, StatusError, StatusTooBig,

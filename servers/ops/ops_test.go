@@ -96,10 +96,16 @@ func TestAddrRoundTrip(t *testing.T) {
 }
 
 func TestOutputAndAddrReply(t *testing.T) {
-	dst := netip.MustParseAddr("10.0.0.9")
-	m := Output(pool.Ref{Pool: 1, Off: 64, Len: 20}, dst, 6, TSOArg(1448))
-	if OpOf(m) != OpOutput || GetAddr(m, AtArg0).IP() != dst || m.Arg[2] != 6 || TSOMSS(m.Arg[3]) != 1448 || m.Ref.Len != 20 {
-		t.Errorf("Output(..., %v, 6, TSO 1448) = %+v", dst, m)
+	dst, src := netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.78.0.2")
+	m := Output(pool.Ref{Pool: 1, Off: 64, Len: 20}, src, dst, 6, TSOArg(1448))
+	if OpOf(m) != OpOutput || GetAddr(m, AtArg0).IP() != dst || OutputProto(m) != 6 || OutputSource(m) != src ||
+		TSOMSS(m.Arg[3]) != 1448 || m.Ref.Len != 20 {
+		t.Errorf("Output(..., %v, %v, 6, TSO 1448) = %+v", src, dst, m)
+	}
+	for _, none := range []netip.Addr{{}, netip.MustParseAddr("2001:db8::1")} {
+		if m := Output(pool.Ref{}, none, dst, 17, 0); OutputSource(m).IsValid() || OutputProto(m) != 17 {
+			t.Errorf("Output from %v: source %v, proto %d; want none, 17", none, OutputSource(m), OutputProto(m))
+		}
 	}
 	p := netip.MustParsePrefix("10.0.2.15/24")
 	r := OpAddr.Msg()

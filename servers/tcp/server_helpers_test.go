@@ -218,11 +218,12 @@ func (p *proc) next() outSeg {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	dst := ops.GetAddr(m, ops.AtArg0).IP()
+	dst, src := ops.GetAddr(m, ops.AtArg0).IP(), ops.OutputSource(m)
 	h := header.TCP(b)
-	s := outSeg{dst: dst, protocol: m.Arg[2], from: h.SrcPort(), to: h.DstPort(), flags: h.Flags(),
+	s := outSeg{dst: dst, protocol: uint64(ops.OutputProto(m)), from: h.SrcPort(), to: h.DstPort(), flags: h.Flags(),
 		seq: h.Seq(), ack: h.Ack(), data: string(h.Payload()),
-		checksumVerifies: header.ValidateTCP(b, srvIP, dst) == nil}
+		// from our address, which tcp names (the checksum covers it)
+		checksumVerifies: src == srvIP && header.ValidateTCP(b, src, dst) == nil}
 	p.ip.SendRaw(m) // StatusOK: copied out
 	return s
 }

@@ -130,9 +130,9 @@ type Server struct {
 
 // heldSegment is a segment waiting for a buffer of the out pool.
 type heldSegment struct {
-	b       []byte
-	dst     netip.Addr
-	offload uint64 // OpOutput's Arg[2]
+	b        []byte
+	src, dst netip.Addr
+	offload  uint64 // OpOutput's Arg[2]
 }
 
 // New is the framework of generation gen, sending through out, around the

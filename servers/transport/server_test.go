@@ -139,8 +139,8 @@ func TestOutputHoldsSegmentsInOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ops.GetAddr(pair[i], ops.AtArg0).IP() != peerIP || pair[i].Arg[2] != 99 {
-				t.Errorf("OpOutput to %v, protocol %d; want %v, 99", ops.GetAddr(pair[i], ops.AtArg0), pair[i].Arg[2], peerIP)
+			if ops.GetAddr(pair[i], ops.AtArg0).IP() != peerIP || ops.OutputProto(pair[i]) != 99 {
+				t.Errorf("OpOutput to %v, protocol %d; want %v, 99", ops.GetAddr(pair[i], ops.AtArg0), ops.OutputProto(pair[i]), peerIP)
 			}
 			got = append(got, string(seg))
 		}

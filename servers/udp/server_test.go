@@ -147,8 +147,8 @@ func TestServerDialogue(t *testing.T) {
 		t.Errorf("OpSendTo reply = %+v, want ok, local %v, the payload's Ref back", r, any7)
 	}
 	out := p.ip.Recv(nil)
-	if ops.OpOf(out) != ops.OpOutput || ops.GetAddr(out, ops.AtArg0).IP() != peerIP || out.Arg[2] != header.ProtocolUDP || out.Ref.Pool != p.out.ID() {
-		t.Fatalf("request to ip = %+v, want OpOutput to %v, protocol 17, in udp.out", out, peerIP)
+	if ops.OpOf(out) != ops.OpOutput || ops.GetAddr(out, ops.AtArg0).IP() != peerIP || ops.OutputProto(out) != header.ProtocolUDP || ops.OutputSource(out) != ourNet.Addr() || out.Ref.Pool != p.out.ID() {
+		t.Fatalf("request to ip = %+v, want OpOutput from %v to %v, protocol 17, in udp.out", out, ourNet.Addr(), peerIP)
 	}
 	seg, err := p.out.Bytes(out.Ref)
 	if err != nil {

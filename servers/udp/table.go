@@ -299,8 +299,14 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.S
 	u := header.UDP(b[:n])
 	u.Encode(&header.UDPFields{SrcPort: s.local.Port(), DstPort: dst.Port(), Length: uint16(n)})
 	copy(u[header.UDPMinimumSize:], payload)
-	u.SetChecksum(u.ComputeChecksum(t.addr.Addr(), dst.IP()))
-	if err := t.out.Send(u, t.addr.Addr(), dst.IP(), transport.Offload{}); err != nil {
+	// From the address the socket is bound to, if it names one (an
+	// appliance with several NICs has several), else from ours.
+	src := t.addr.Addr()
+	if ip := s.local.IP(); ip.IsValid() && !ip.IsUnspecified() {
+		src = ip
+	}
+	u.SetChecksum(u.ComputeChecksum(src, dst.IP()))
+	if err := t.out.Send(u, src, dst.IP(), transport.Offload{}); err != nil {
 		t.c.OutErrors++
 		return s.local, ops.StatusError
 	}
