@@ -50,10 +50,10 @@ func TestParseNet(t *testing.T) {
 		{"tap:kn1,nic=e1000-82545em", Net{Kind: "tap", Tap: "kn1", Model: "e1000-82545em"}, false},
 		{"stream:/s,ip=10.78.0.1/24,nic=e1000e", Net{Kind: "stream", Path: "/s", IP: netip.MustParsePrefix("10.78.0.1/24"), Model: "e1000e"}, false},
 		{"user,nic=e1000-82544gc,ip=10.0.2.15/24", Net{Kind: "user", IP: netip.MustParsePrefix("10.0.2.15/24"), Model: "e1000-82544gc"}, false},
-		{"user,nic=rtl8139", Net{}, true},                      // not an Intel gigabit model
-		{"user,nic=e1000,nic=e1000e", Net{}, true},             // twice
-		{"user,ip=10.0.2.15/24,ip=10.0.2.16/24", Net{}, true},  // twice
-		{"user,mtu=1000", Net{}, true},                         // unknown option
+		{"user,nic=rtl8139", Net{}, true},                     // not an Intel gigabit model
+		{"user,nic=e1000,nic=e1000e", Net{}, true},            // twice
+		{"user,ip=10.0.2.15/24,ip=10.0.2.16/24", Net{}, true}, // twice
+		{"user,mtu=1000", Net{}, true},                        // unknown option
 	}
 	for _, tt := range tests {
 		got, err := ParseNet(tt.in)

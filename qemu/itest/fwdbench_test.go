@@ -2,7 +2,6 @@ package itest
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -20,8 +19,11 @@ import (
 // is blocked. A forwarded flow needs a pass rule in on one NIC and out on
 // the other (servers/pf, "States"); both keep state, so the replies pass
 // by the states.
-const fwdFirewall = `set default block
-pass in on e1000.0 proto tcp from 10.77.0.0/24 to 10.78.0.0/24
+const fwdFirewall = "set default block\n" + fwdFirewallRules
+
+// fwdFirewallRules are fwdFirewall's rules, without its options; the
+// acceptance test of pf's counters (pfForwardRules) uses them too.
+const fwdFirewallRules = `pass in on e1000.0 proto tcp from 10.77.0.0/24 to 10.78.0.0/24
 pass out on e1000.1 proto tcp from 10.77.0.0/24 to 10.78.0.0/24
 block in quick on e1000.0 proto tcp to any port 8080
 pass in on e1000.0 proto icmp from 10.77.0.0/24 to 10.78.0.0/24 icmp-type echoreq
@@ -121,7 +123,7 @@ func BenchmarkForward(b *testing.B) {
 				"per MB forwarded; on keepnet the drivers' polling included. Lower is better; the ratio is keepnet's over Linux's.",
 		},
 	}
-	perComponent := map[string]map[string][]float64{} // direction, component: keepnet's ms/MB
+	perComponent := componentCPU{}
 	var first qemuConfig
 	for r := range rounds {
 		order := []string{"linux", "keepnet"}
@@ -144,34 +146,15 @@ func BenchmarkForward(b *testing.B) {
 			if stack != "keepnet" {
 				continue
 			}
-			for dir, comps := range map[string]map[string]float64{toB: run.upComps, toA: run.downComps} {
-				if perComponent[dir] == nil {
-					perComponent[dir] = map[string][]float64{}
-				}
-				for name, v := range comps {
-					perComponent[dir][name] = append(perComponent[dir][name], v)
-				}
-			}
+			perComponent.add(toB, run.upComps)
+			perComponent.add(toA, run.downComps)
 		}
 	}
-	for _, dir := range c.Groups {
-		var parts []string
-		for _, name := range slices.Sorted(maps.Keys(perComponent[dir])) {
-			parts = append(parts, fmt.Sprintf("%s %.2f", name, report.Median(perComponent[dir][name])))
-		}
-		cpu.Notes = append(cpu.Notes, fmt.Sprintf("keepnet's components, %s (median ms/MB of each process's own CPU time): %s.", dir, strings.Join(parts, ", ")))
-	}
+	cpu.Notes = append(cpu.Notes, perComponent.notes(c.Groups)...)
 
 	saveComparison(b, c, first, out, "forward")
 	saveComparison(b, cpu, first, out, "forward-cpu")
-	for _, g := range c.Groups {
-		metric := strings.ReplaceAll(g, " ", "")
-		b.ReportMetric(c.Ratio(g), metric+"-keepnet/linux")
-		for _, s := range c.Stacks {
-			b.ReportMetric(c.Median(g, s), s+"-"+metric+"-Mbit/s")
-		}
-	}
-	b.ReportMetric(0, "ns/op")
+	reportRates(b, c)
 }
 
 // forwardRun boots stack as the router between two fresh namespaces,

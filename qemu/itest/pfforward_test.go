@@ -27,18 +27,11 @@ import (
 
 // pfForwardRules: A may open TCP connections to B and ping it (keep
 // state: B's replies pass by the states), except to B's fwdOtherPort; B
-// may open nothing to A. Line numbers are what the counters are read by.
+// may open nothing to A: BenchmarkForward's firewall (fwdFirewallRules),
+// whose rules start on line 3. Line numbers are what the counters are read by.
 // Echo states live 10 minutes (icmp.first), so that the ping's are still
 // there when the test reads them.
-const pfForwardRules = `set default block
-set timeout icmp.first 600
-pass in on e1000.0 proto tcp from 10.77.0.0/24 to 10.78.0.0/24
-pass out on e1000.1 proto tcp from 10.77.0.0/24 to 10.78.0.0/24
-block in quick on e1000.0 proto tcp to any port 8080
-pass in on e1000.0 proto icmp from 10.77.0.0/24 to 10.78.0.0/24 icmp-type echoreq
-pass out on e1000.1 proto icmp from 10.77.0.0/24 to 10.78.0.0/24 icmp-type echoreq
-block in on e1000.1 from 10.78.0.0/24 to 10.77.0.0/24
-`
+const pfForwardRules = "set default block\nset timeout icmp.first 600\n" + fwdFirewallRules
 
 // Rule lines of pfForwardRules.
 const (

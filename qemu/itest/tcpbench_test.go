@@ -76,8 +76,8 @@ func BenchmarkTCPBulk(b *testing.B) {
 				"the ratio is keepnet's over Linux's.",
 		},
 	}
-	perComponent := map[string]map[string][]float64{} // direction, component: keepnet's ms/MB
-	var first qemuConfig                              // of the first guest; every other must match it
+	perComponent := componentCPU{}
+	var first qemuConfig // of the first guest; every other must match it
 	for r := 0; r < rounds; r++ {
 		order := []string{"linux", "keepnet"}
 		if r%2 == 1 {
@@ -99,30 +99,52 @@ func BenchmarkTCPBulk(b *testing.B) {
 			if stack != "keepnet" {
 				continue
 			}
-			for dir, comps := range map[string]map[string]float64{"download": run.downComps, "upload": run.upComps} {
-				for name, v := range comps {
-					if perComponent[dir] == nil {
-						perComponent[dir] = map[string][]float64{}
-					}
-					perComponent[dir][name] = append(perComponent[dir][name], v)
-				}
-			}
+			perComponent.add("download", run.downComps)
+			perComponent.add("upload", run.upComps)
 		}
 	}
-	for _, dir := range c.Groups {
-		var parts []string
-		for _, name := range slices.Sorted(maps.Keys(perComponent[dir])) {
-			parts = append(parts, fmt.Sprintf("%s %.2f", name, report.Median(perComponent[dir][name])))
-		}
-		cpu.Notes = append(cpu.Notes, fmt.Sprintf("keepnet's components, %s (median ms/MB of each process's own CPU time): %s.", dir, strings.Join(parts, ", ")))
-	}
+	cpu.Notes = append(cpu.Notes, perComponent.notes(c.Groups)...)
 
 	saveComparison(b, c, first, out, "tcp")
 	saveComparison(b, cpu, first, out, "tcp-cpu")
+	reportRates(b, c)
+}
+
+// componentCPU is keepnet's CPU per MB by direction and component, a
+// value per round, for a bench's notes.
+type componentCPU map[string]map[string][]float64
+
+// add takes one run's figures for direction dir.
+func (p componentCPU) add(dir string, comps map[string]float64) {
+	if p[dir] == nil {
+		p[dir] = map[string][]float64{}
+	}
+	for name, v := range comps {
+		p[dir][name] = append(p[dir][name], v)
+	}
+}
+
+// notes are the medians, a note per direction.
+func (p componentCPU) notes(dirs []string) []string {
+	var notes []string
+	for _, dir := range dirs {
+		var parts []string
+		for _, name := range slices.Sorted(maps.Keys(p[dir])) {
+			parts = append(parts, fmt.Sprintf("%s %.2f", name, report.Median(p[dir][name])))
+		}
+		notes = append(notes, fmt.Sprintf("keepnet's components, %s (median ms/MB of each process's own CPU time): %s.", dir, strings.Join(parts, ", ")))
+	}
+	return notes
+}
+
+// reportRates reports c's ratio and each stack's median rate, group by
+// group, as the benchmark's metrics.
+func reportRates(b *testing.B, c *report.Comparison) {
 	for _, g := range c.Groups {
-		b.ReportMetric(c.Ratio(g), g+"-keepnet/linux")
+		metric := strings.ReplaceAll(g, " ", "")
+		b.ReportMetric(c.Ratio(g), metric+"-keepnet/linux")
 		for _, s := range c.Stacks {
-			b.ReportMetric(c.Median(g, s), s+"-"+g+"-Mbit/s")
+			b.ReportMetric(c.Median(g, s), s+"-"+metric+"-Mbit/s")
 		}
 	}
 	b.ReportMetric(0, "ns/op")
