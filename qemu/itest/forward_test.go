@@ -75,7 +75,7 @@ func bootForwardOn(t testing.TB, stack, rules string, up ...string) *forwardNet 
 // TestForward: keepnet as a router between two networks (bootForward),
 // without a packet filter. curl in A downloads 20 MB from B and uploads
 // 20 MB to it, hashes checked; A pings B; B reaches keepnet's own web
-// server at keepnet's address on its network; and a download from B
+// server and UDP echo at keepnet's address on its network; and a download from B
 // completes with the right hash across `keepnet kill e1000.1`. ip's published
 // statistics show both NICs and what it forwarded.
 func TestForward(t *testing.T) {
@@ -94,10 +94,15 @@ func TestForward(t *testing.T) {
 	if out, err := f.a.exec(ctx, nil, "ping", "-c", "3", "-W", "5", f.b.HostIP); err != nil {
 		t.Errorf("ping from A to B through keepnet: %v\n%s", err, out)
 	}
-	// keepnet's own web server answers B at keepnet's address on B's
-	// network, from that address (tcp names it to ip: OpOutput's source).
+	// keepnet's own services answer B at keepnet's address on B's network,
+	// from that address: the web server (tcp names it to ip: OpOutput's
+	// source) and the UDP echo (a socket bound to no address: ip sends
+	// from the interface the route says).
 	httpWarm(t, f.b)
 	httpDownload(t, f.b, 1_000_000, 8, floorMbps)
+	if r := f.b.udpHelper(t, time.Minute, "echo", f.b.GuestIP+":7", 5); r["lost"] != "0" {
+		t.Errorf("UDP echo from B to keepnet's second address %s: %v, want none lost", f.b.GuestIP, r)
+	}
 
 	killDuringForward(t, f, "e1000.1", size, 9)
 	checkForwardStats(t, app)

@@ -135,6 +135,9 @@ func (r *Router) route(from *Stack, p pending) error {
 	}
 	out := r.ifaces[rt.Iface]
 	out.c.IPOut++
+	if !p.src.IsValid() {
+		p.src = out.addr // the interface it leaves by (OutputFrom)
+	}
 	if out.isBroadcast(p.dst) {
 		return out.transmit(header.BroadcastMAC, p.src, p.proto, p.dst, p.payload, p.offload)
 	}

@@ -339,8 +339,9 @@ func TestRouterLocal(t *testing.T) {
 }
 
 // A transport answering on interface 1's address (OutputFrom) sends from
-// it, by the interface the route says; a source that is none of ours is
-// refused with ErrNotOurs, and nothing is sent.
+// it, by the interface the route says; one that leaves the source (and the
+// checksum) to ip gets that interface's address; a source that is none of
+// ours is refused with ErrNotOurs, and nothing is sent.
 func TestRouterOutputFrom(t *testing.T) {
 	b := newRouterbed(t, cfg1)
 	b.knowB()
@@ -353,6 +354,18 @@ func TestRouterOutputFrom(t *testing.T) {
 	}
 	if s := parseIP(t, frames[0]); s.ip.Src() != ourIP1 || s.ip.Dst() != bIP {
 		t.Errorf("sent %v -> %v, want %v -> %v", s.ip.Src(), s.ip.Dst(), ourIP1, bIP)
+	}
+	// A source left to ip, with the checksum: the interface it leaves by,
+	// and a checksum over that address.
+	u := udpTo(53)
+	if err := b.OutputFrom(header.ProtocolUDP, netip.Addr{}, bIP, u, Offload{Checksum: true}); err != nil {
+		t.Fatalf("OutputFrom(no source, %v) = %v", bIP, err)
+	}
+	if frames := b.link1.take(); len(frames) != 1 {
+		t.Errorf("interface 1 sent %d frames, want 1", len(frames))
+	} else if s := parseIP(t, frames[0]); s.ip.Src() != ourIP1 || header.ValidateUDP(s.ip.Payload(), ourIP1, bIP) != nil {
+		t.Errorf("sent %v -> %v (UDP checksum valid: %v), want from %v, checksummed over it", s.ip.Src(), s.ip.Dst(),
+			header.ValidateUDP(s.ip.Payload(), ourIP1, bIP) == nil, ourIP1)
 	}
 	notOurs := netip.MustParseAddr("10.78.0.9")
 	if err := b.OutputFrom(header.ProtocolUDP, notOurs, bIP, []byte("spoof"), Offload{}); !errors.Is(err, ErrNotOurs) {

@@ -101,16 +101,18 @@ func (s *Stack) OutputOffload(proto uint8, dst netip.Addr, payload []byte, o Off
 }
 
 // OutputFrom is OutputOffload from src, which must be the address of one
-// of the router's interfaces (or ours; an invalid one is ours): what a
-// transport asks for when it answers on the address it was reached at
-// (its checksum covers that address). It goes out on the interface the
-// route to dst says, like any datagram of ours. Errors: those of Output,
-// and ErrNotOurs.
+// of the router's interfaces (or ours): what a transport asks for when it
+// answers on the address it was reached at (its checksum covers that
+// address). It goes out on the interface the route to dst says, like any
+// datagram of ours. An invalid src is ours, or, for a datagram whose
+// checksum is left to us (o.Checksum), the address of the interface it
+// leaves by, as Linux chooses for a socket bound to none. Errors: those of
+// Output, and ErrNotOurs.
 func (s *Stack) OutputFrom(proto uint8, src, dst netip.Addr, payload []byte, o Offload) error {
-	if !src.IsValid() {
+	if !src.IsValid() && !o.Checksum {
 		src = s.addr
 	}
-	if s.owner(src) == nil {
+	if src.IsValid() && s.owner(src) == nil {
 		s.c.NoRoute++
 		return fmt.Errorf("ip: output from %v: %w", src, ErrNotOurs)
 	}
@@ -132,12 +134,15 @@ func (s *Stack) output(proto uint8, src, dst netip.Addr, payload []byte, o Offlo
 		return ErrNoRoute
 	}
 	p := pending{proto: proto, src: src, dst: dst, payload: payload, offload: o}
+	if s.router != nil && !s.isBroadcast(dst) {
+		return s.router.route(s, p) // it chooses an invalid src
+	}
+	if !p.src.IsValid() {
+		p.src = s.addr
+	}
 	if s.isBroadcast(dst) {
 		s.c.IPOut++
-		return s.transmit(header.BroadcastMAC, src, proto, dst, payload, o)
-	}
-	if s.router != nil {
-		return s.router.route(s, p)
+		return s.transmit(header.BroadcastMAC, p.src, proto, dst, payload, o)
 	}
 	next := dst // connected subnet: direct
 	if !s.subnet.Contains(dst) {
@@ -209,7 +214,9 @@ func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, src netip.Addr, p
 // the MTU. Every datagram gets a fresh identification.
 func (s *Stack) transmit(mac header.MAC, src netip.Addr, proto uint8, dst netip.Addr, payload []byte, o Offload) error {
 	if o.Checksum || o.MSS > 0 {
-		if ol, ok := s.link.(OffloadLink); ok {
+		// The device checksums what it sends in one frame; a datagram to
+		// be fragmented (a large UDP one) is checksummed here.
+		if ol, ok := s.link.(OffloadLink); ok && (o.MSS > 0 || header.IPv4MinimumSize+len(payload) <= s.cfg.MTU) {
 			return s.transmitOffload(ol, mac, src, proto, dst, payload, o)
 		}
 		if o.MSS > 0 && header.IPv4MinimumSize+len(payload) > s.cfg.MTU {

@@ -31,8 +31,9 @@ type fakeIP struct {
 }
 
 type sentSegment struct {
-	seg []byte
-	dst netip.Addr
+	seg      []byte
+	src, dst netip.Addr
+	offload  transport.Offload
 }
 
 func (f *fakeIP) Buffer(n int) []byte {
@@ -42,11 +43,11 @@ func (f *fakeIP) Buffer(n int) []byte {
 	return make([]byte, n)
 }
 
-func (f *fakeIP) Send(seg []byte, _, dst netip.Addr, _ transport.Offload) error {
+func (f *fakeIP) Send(seg []byte, src, dst netip.Addr, o transport.Offload) error {
 	if f.fail != nil {
 		return f.fail
 	}
-	f.sent = append(f.sent, sentSegment{slices.Clone(seg), dst})
+	f.sent = append(f.sent, sentSegment{slices.Clone(seg), src, dst, o})
 	return nil
 }
 

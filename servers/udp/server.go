@@ -81,9 +81,11 @@ func newCore(h transport.Host, l Limits, j Journal, gen int) *core {
 	return c
 }
 
-// SetAddr takes our address; the sends held for it go now.
-func (c *core) SetAddr(p netip.Prefix, _ transport.Offloads) {
+// SetAddr takes our address and whether IP checksums for us; the sends
+// held for it go now.
+func (c *core) SetAddr(p netip.Prefix, o transport.Offloads) {
 	c.table.SetAddr(p)
+	c.table.SetChecksumOffload(o.Checksum)
 	deferred := c.deferred
 	c.deferred = nil
 	for _, d := range deferred {

@@ -121,11 +121,13 @@ type Table struct {
 	// quiet holds the ports a Reset freed, until when they stay quiet.
 	quiet map[uint16]time.Time
 
-	addr   netip.Prefix       // ours, from IP (OpAddr); invalid until known
-	socks  map[uint64]*socket // by id
-	ports  map[uint16]*socket // bound sockets by local port
-	queued int                // bytes charged across all sockets
-	c      Counters
+	addr netip.Prefix // ours, from IP (OpAddr); invalid until known
+	// csumOffload: IP checksums what we send (SetChecksumOffload).
+	csumOffload bool
+	socks       map[uint64]*socket // by id
+	ports       map[uint16]*socket // bound sockets by local port
+	queued      int                // bytes charged across all sockets
+	c           Counters
 	// spare is where a datagram is built when the Output lends no buffer.
 	spare []byte
 }
@@ -148,6 +150,13 @@ func New(out transport.Output, done func(Completion), o Options) *Table {
 
 // SetAddr sets our address and prefix, as IP's OpAddr reply gives them.
 func (t *Table) SetAddr(p netip.Prefix) { t.addr = p }
+
+// SetChecksumOffload says whether IP fills in the checksums of what we
+// send (transport.Offloads.Checksum): a socket bound to no address then
+// leaves its source to IP too, which sends from the interface the route
+// says (an appliance with several NICs answers on each from its own
+// address), and checksums over that.
+func (t *Table) SetChecksumOffload(on bool) { t.csumOffload = on }
 
 // Addr is our address as last set; invalid until IP told it.
 func (t *Table) Addr() netip.Prefix { return t.addr }
@@ -299,14 +308,20 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.S
 	u := header.UDP(b[:n])
 	u.Encode(&header.UDPFields{SrcPort: s.local.Port(), DstPort: dst.Port(), Length: uint16(n)})
 	copy(u[header.UDPMinimumSize:], payload)
-	// From the address the socket is bound to, if it names one (an
-	// appliance with several NICs has several), else from ours.
-	src := t.addr.Addr()
-	if ip := s.local.IP(); ip.IsValid() && !ip.IsUnspecified() {
+	// From the address the socket is bound to, if it names one; else from
+	// the one IP chooses by the route, if IP checksums (SetChecksumOffload);
+	// else from ours.
+	src, o := t.addr.Addr(), transport.Offload{}
+	switch ip := s.local.IP(); {
+	case ip.IsValid() && !ip.IsUnspecified():
 		src = ip
+	case t.csumOffload:
+		src, o = netip.Addr{}, transport.Offload{Checksum: true}
 	}
-	u.SetChecksum(u.ComputeChecksum(src, dst.IP()))
-	if err := t.out.Send(u, src, dst.IP(), transport.Offload{}); err != nil {
+	if !o.Checksum {
+		u.SetChecksum(u.ComputeChecksum(src, dst.IP()))
+	}
+	if err := t.out.Send(u, src, dst.IP(), o); err != nil {
 		t.c.OutErrors++
 		return s.local, ops.StatusError
 	}

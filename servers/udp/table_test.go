@@ -216,6 +216,35 @@ func TestSendTo(t *testing.T) {
 	}
 }
 
+// With IP checksumming for us, a socket bound to no address leaves its
+// source and checksum to IP, which sends from the interface the route says
+// (servers/ip OutputFrom); one bound to our address still sends from it,
+// checksummed, and so does every socket when IP does not checksum.
+func TestSendToSourceByRoute(t *testing.T) {
+	tb := newTestbed(t, Limits{})
+	tb.open(t, 1, addr(netip.IPv4Unspecified(), 7))
+	tb.open(t, 2, addr(ourIP, 8))
+	to := addr(peerIP, 5000)
+	send := func(id uint64) sentSegment {
+		t.Helper()
+		if _, st := tb.SendTo(id, to, []byte("reply")); st != ops.StatusOK {
+			t.Fatalf("SendTo(%d) = %s", id, st.Text())
+		}
+		return tb.ip.sent[len(tb.ip.sent)-1]
+	}
+	tb.SetChecksumOffload(true)
+	if s := send(1); s.src.IsValid() || !s.offload.Checksum || header.UDP(s.seg).Checksum() != 0 {
+		t.Errorf("wildcard socket, IP checksums: from %v, offload %+v, checksum %#x; want no source, the checksum left to IP", s.src, s.offload, header.UDP(s.seg).Checksum())
+	}
+	if s := send(2); s.src != ourIP || s.offload.Checksum || header.ValidateUDP(s.seg, ourIP, peerIP) != nil {
+		t.Errorf("socket bound to %v: from %v, offload %+v; want from it, checksummed", ourIP, s.src, s.offload)
+	}
+	tb.SetChecksumOffload(false)
+	if s := send(1); s.src != ourIP || s.offload.Checksum || header.ValidateUDP(s.seg, ourIP, peerIP) != nil {
+		t.Errorf("wildcard socket, IP does not checksum: from %v, offload %+v; want from %v, checksummed", s.src, s.offload, ourIP)
+	}
+}
+
 func TestSendToFailures(t *testing.T) {
 	tb := newTestbed(t, Limits{})
 	tb.open(t, 1, ops.Addr{})
