@@ -194,6 +194,7 @@ type Stats struct {
 	Sockets       int
 	Forwarded     uint64 // requests forwarded to transports
 	Resubmitted   uint64 // requests re-issued to a restarted transport
+	Reopened      uint64 // sockets opened again on a restarted transport
 	AppsReset     uint64 // application generations whose sockets were closed
 	NoBuffer      uint64 // requests refused for want of a syscall.io buffer
 	BadRequests   uint64
@@ -323,7 +324,11 @@ func (s *Server) Attach(p *wiring.Peer) {
 	if s.isTransport(p.Name) {
 		resent := l.out.Resubmit()
 		s.stats.Resubmitted += uint64(len(resent))
-		l.queue = resent
+		var reopened []channel.Msg
+		if !first {
+			reopened = s.reopen(l, p.Name)
+		}
+		l.queue = append(reopened, resent...)
 		if first {
 			// The applications adopt their sockets (OpAdopt); those of
 			// their generations that died meanwhile have no owner.
@@ -347,6 +352,32 @@ func (s *Server) Attach(p *wiring.Peer) {
 			s.closeOrphans(tl, p.Name, p.Generation)
 		}
 	}
+}
+
+// reopen makes the OpOpen of every socket the applications have on
+// transport name, for its new generation, ahead of everything resubmitted
+// to it. A transport keeps only the sockets it has records of (bound,
+// listening, connected: servers/transport's restart protocol); one an
+// application opened and had not bound yet when the transport died would
+// be unknown to the next generation, and its bind refused (EBADF). An
+// OpOpen of a socket the transport restored is answered as a resubmission.
+func (s *Server) reopen(l *link, name string) []channel.Msg {
+	var ms []channel.Msg
+	for _, socks := range s.socks {
+		for _, so := range socks {
+			if s.o.Transports[so.network] != name {
+				continue
+			}
+			m, err := l.out.Add(ops.OpOpen.Msg(so.tid, uint64(so.network)))
+			if err != nil {
+				log.Printf("reopening socket %d on %s: %v", so.tid, name, err)
+				continue
+			}
+			ms = append(ms, m)
+		}
+	}
+	s.stats.Reopened += uint64(len(ms))
+	return ms
 }
 
 // replayHeld hands held requests to fromApp again, now that a transport

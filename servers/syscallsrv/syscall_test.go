@@ -215,8 +215,10 @@ func TestHeldUntilTransport(t *testing.T) {
 	}
 }
 
-// A transport restart: the unfinished receive is re-issued to the new
-// generation with a new id; the old generation's late answer is ignored.
+// A transport restart: the socket is opened again on the new generation
+// first (it keeps only the sockets it has records of), then the unfinished
+// receive is re-issued with a new id; the old generation's late answer is
+// ignored.
 func TestTransportRestartResubmits(t *testing.T) {
 	r := newRig(t)
 	r.connectApp(1)
@@ -235,7 +237,12 @@ func TestTransportRestartResubmits(t *testing.T) {
 	oldUDP.Send(channel.Msg{ID: old[0].ID, Op: old[0].Op, Status: int32(ops.StatusOK)}) // a ghost
 	r.run()
 	reqs := recvAll(r.udp)
-	if len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpRecvFrom || reqs[0].ID <= old[0].ID {
+	if len(reqs) != 2 || ops.OpOf(reqs[0]) != ops.OpOpen || reqs[0].Arg[0] != old[0].Arg[0] || ops.Network(reqs[0].Arg[1]) != ops.UDP {
+		t.Fatalf("new transport got %+v, want the socket's OpOpen first", reqs)
+	}
+	r.udp.Send(channel.Msg{ID: reqs[0].ID, Op: reqs[0].Op}) // opened
+	reqs = reqs[1:]
+	if ops.OpOf(reqs[0]) != ops.OpRecvFrom || reqs[0].ID <= old[0].ID {
 		t.Fatalf("new transport got %+v, want the receive again with a higher id than %d", reqs, old[0].ID)
 	}
 	if got := recvAll(r.app); len(got) != 0 {
