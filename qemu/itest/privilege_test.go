@@ -1,6 +1,7 @@
 package itest
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -160,6 +161,9 @@ func (a *appliance) consoleLines(re string, min int) []string {
 	deadline := time.Now().Add(resumeWait)
 	for {
 		b, _ := os.ReadFile(a.console)
+		// Whole lines only: the serial console may be in the middle of
+		// writing the last one.
+		b = b[:bytes.LastIndexByte(b, '\n')+1]
 		if m := r.FindAllString(string(b), -1); len(m) >= min {
 			return m
 		} else if time.Now().After(deadline) {
