@@ -362,10 +362,19 @@ func (s *Server) Attach(p *wiring.Peer) {
 // be unknown to the next generation, and its bind refused (EBADF). An
 // OpOpen of a socket the transport restored is answered as a resubmission.
 func (s *Server) reopen(l *link, name string) []channel.Msg {
+	// Not the sockets a pending request is to create (an accept's
+	// connection) or to find (an adoption): the transport decides whether
+	// they exist.
+	toCome := map[*sock]bool{}
+	for _, f := range s.fwds {
+		if f.created != nil {
+			toCome[f.created] = true
+		}
+	}
 	var ms []channel.Msg
 	for _, socks := range s.socks {
 		for _, so := range socks {
-			if s.o.Transports[so.network] != name {
+			if s.o.Transports[so.network] != name || toCome[so] {
 				continue
 			}
 			m, err := l.out.Add(ops.OpOpen.Msg(so.tid, uint64(so.network)))

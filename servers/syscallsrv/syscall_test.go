@@ -588,3 +588,40 @@ func TestNewGenerationReleasesOldPools(t *testing.T) {
 		t.Errorf("released %v when app generation 2 attached, want generation 1's pool %d", released, r.appPool.ID())
 	}
 }
+
+// A transport restart with an accept pending: the new generation gets the
+// listener's OpOpen, not one of the connection the accept is to create
+// (the transport would take that id as taken, and refuse the accept), and
+// then the accept again.
+func TestTransportRestartReopensAllButWhatIsToCome(t *testing.T) {
+	r := newRig(t)
+	r.s.o.Transports[ops.TCP] = "udp" // the rig's transport plays TCP too
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil)
+	r.appSends(ops.OpOpen, 1, uint64(ops.TCP))
+	r.appSends(ops.OpListen, 1, 16)
+	r.udpAnswers(nil)
+	recvAll(r.app)
+	r.appSends(ops.OpAccept, 1, 9)
+	pending := recvAll(r.udp) // the accept, never answered: then the transport dies
+	if len(pending) != 1 || ops.OpOf(pending[0]) != ops.OpAccept {
+		t.Fatalf("transport got %+v, want the accept", pending)
+	}
+	listener, conn := pending[0].Arg[0], pending[0].Arg[1]
+	r.connectUDP(2)
+	r.run()
+	reqs := recvAll(r.udp)
+	var opened []uint64
+	for _, m := range reqs {
+		if ops.OpOf(m) == ops.OpOpen {
+			opened = append(opened, m.Arg[0])
+		}
+	}
+	if len(opened) != 1 || opened[0] != listener {
+		t.Errorf("the new transport was asked to open %v, want only the listener %d (not the accept's connection %d)", opened, listener, conn)
+	}
+	if last := reqs[len(reqs)-1]; ops.OpOf(last) != ops.OpAccept || last.Arg[1] != conn {
+		t.Errorf("the new transport got %+v last, want the accept of connection %d again", last, conn)
+	}
+}
