@@ -26,6 +26,8 @@ func main() {
 	}
 	name := flag.String("name", "e1000.0", "component name")
 	index := flag.Int("index", 0, "which NIC function a linked family drives, in PCI address order")
+	pktgen := flag.Duration("pktgen", 0, "run the frame generator this long before serving (keepnet.pktgen; 0: off)")
+	pktgenSize := flag.Int("pktgen-size", nic.MinFrame, "the generator's frame length, without CRC")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile NAME
 	log.SetFlags(0)
@@ -40,7 +42,8 @@ func main() {
 	defer st.Close()
 	pub := store.NewPublisher(st, "stats", *name)
 	defer pub.Close()
-	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) }}
+	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) },
+		PktGen: nic.PktGenConfig{Duration: *pktgen, Size: *pktgenSize}}
 	if err := nic.Run(ctx, opts); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel; no huge pages: exitcode.Config
 	}
