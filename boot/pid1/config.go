@@ -72,6 +72,14 @@ const PortName = "org.keepnet.ctl"
 //	                         (MinPFStates to MaxPFStates; default
 //	                         pf.DefaultMaxStates); its kept memory is sized
 //	                         for N, and a full table refuses new flows
+//	keepnet.pktgen=SECONDS[,size=BYTES]  the first NIC's driver runs its
+//	                         frame generator for SECONDS (1 to
+//	                         MaxPktGenSeconds) before it serves ip: frames
+//	                         of BYTES (MinPktGenSize, the default, to
+//	                         MaxPktGenSize, without CRC) as fast as the
+//	                         device takes them, counting what arrives
+//	                         meanwhile (drivers/nic, pktgen.go; make bench's
+//	                         driver ceiling). Off by default
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -91,7 +99,25 @@ type Config struct {
 	Keep      bool          // tcp keeps its connections in kept memory
 	PFRules   string        // the rule text; empty: no packet filter
 	PFStates  int           // the packet filter's state table size
+	PktGen    PktGen        // the first driver's frame generator; off when Seconds is 0
 }
+
+// PktGen is keepnet.pktgen: how long the first NIC's driver generates
+// frames before it serves, and how long each frame is.
+type PktGen struct {
+	Seconds int // 0: off
+	Size    int // bytes without CRC
+}
+
+// The bounds of keepnet.pktgen: Ethernet's shortest and longest frames
+// without CRC (and VLAN tag), and a window long enough for any measurement
+// yet short enough that a boot with a mistyped figure still ends up
+// serving.
+const (
+	MinPktGenSize    = 60
+	MaxPktGenSize    = 1514
+	MaxPktGenSeconds = 300
+)
 
 // DefaultHang is the hang limit without keepnet.hang.
 const DefaultHang = 2 * time.Second
@@ -230,6 +256,8 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want a state table size from %d to %d flows; keeping %d", MinPFStates, MaxPFStates, c.PFStates)
 		}
 		c.PFStates = n
+	case "pktgen":
+		return c.setPktGen(val)
 	case "hugepages":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 || n > 1<<16 {
@@ -239,6 +267,28 @@ func (c *Config) set(name, val string) error {
 	default:
 		return fmt.Errorf("unknown keepnet parameter")
 	}
+	return nil
+}
+
+// setPktGen takes keepnet.pktgen's SECONDS[,size=BYTES], all or nothing:
+// a generator that is not what was asked for measures the wrong thing.
+func (c *Config) setPktGen(val string) error {
+	secs, opts, _ := strings.Cut(val, ",")
+	g := PktGen{Size: MinPktGenSize}
+	n, err := strconv.Atoi(secs)
+	if err != nil || n < 1 || n > MaxPktGenSeconds {
+		return fmt.Errorf("want SECONDS[,size=BYTES], SECONDS a whole number from 1 to %d", MaxPktGenSeconds)
+	}
+	g.Seconds = n
+	if opts != "" {
+		size, ok := strings.CutPrefix(opts, "size=")
+		n, err := strconv.Atoi(size)
+		if !ok || err != nil || n < MinPktGenSize || n > MaxPktGenSize {
+			return fmt.Errorf("want SECONDS[,size=BYTES], BYTES from %d to %d (a frame without its CRC)", MinPktGenSize, MaxPktGenSize)
+		}
+		g.Size = n
+	}
+	c.PktGen = g
 	return nil
 }
 

@@ -48,7 +48,21 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.pfstates=-32", DefaultConfig(), 1},
 		{"keepnet.pfstates=32k", DefaultConfig(), 1}, // a count, no suffixes
 		{"keepnet.pfstates=", DefaultConfig(), 1},
-		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2},                                                    // unknown key, bad address
+		{"keepnet.pktgen=5", withPktGen(5, 60), 0},
+		{"keepnet.pktgen=2,size=1514", withPktGen(2, 1514), 0},
+		{"keepnet.pktgen=1,size=60", withPktGen(1, 60), 0},         // the least
+		{"keepnet.pktgen=300,size=1514", withPktGen(300, 1514), 0}, // the most
+		{"keepnet.pktgen=0", DefaultConfig(), 1},                   // off is the default, not a value
+		{"keepnet.pktgen=301", DefaultConfig(), 1},
+		{"keepnet.pktgen=-5", DefaultConfig(), 1},
+		{"keepnet.pktgen=5s", DefaultConfig(), 1}, // whole seconds, no unit
+		{"keepnet.pktgen=", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,size=59", DefaultConfig(), 1},   // shorter than Ethernet's minimum
+		{"keepnet.pktgen=5,size=1515", DefaultConfig(), 1}, // longer than a frame without CRC
+		{"keepnet.pktgen=5,size=", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,len=100", DefaultConfig(), 1}, // unknown option
+		{"keepnet.pktgen=5,size=100,size=200", DefaultConfig(), 1},
+		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
 			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true, Forward: true, PFStates: 65536},
@@ -99,6 +113,14 @@ func must[T any](v T, err error) T {
 func withStates(n int) Config {
 	c := DefaultConfig()
 	c.PFStates = n
+	return c
+}
+
+// withPktGen is the default configuration with the first driver's
+// generator on for seconds, frames of size bytes.
+func withPktGen(seconds, size int) Config {
+	c := DefaultConfig()
+	c.PktGen = PktGen{Seconds: seconds, Size: size}
 	return c
 }
 

@@ -53,7 +53,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	case StackKeepnet:
 		drivers := driverNames(cfg)
 		for i, d := range drivers {
-			specs = append(specs, supervisor.Spec{Name: d, Path: "/bin/nic", Args: []string{"-name", d, "-index", strconv.Itoa(i)},
+			specs = append(specs, supervisor.Spec{Name: d, Path: "/bin/nic", Args: append([]string{"-name", d, "-index", strconv.Itoa(i)}, pktgenArgs(cfg, i)...),
 				Restart: supervisor.Always, Prepare: prepareNIC(d, i)})
 		}
 		specs = append(specs,
@@ -85,12 +85,12 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		// A pool's Writers fill its buffers for the owner (the driver:
 		// received frames; the transports: syscall's receives; syscall: an
 		// application's); every other neighbour maps it read-only.
-		for _, d := range drivers {
+		for i, d := range drivers {
 			nodes = append(nodes, hub.Node{
 				Name: d, Peers: []string{"ip"},
 				// Both descriptor rings (e1000.RingBytes of the default
 				// 256-entry rings), in one huge page, for every generation.
-				Regions: []hub.RegionSpec{{Name: d + ".rings", Bufs: 1, BufSize: 8192}},
+				Regions: append([]hub.RegionSpec{{Name: d + ".rings", Bufs: 1, BufSize: 8192}}, pktgenRegion(cfg, i, d)...),
 			})
 		}
 		// The NICs share ip's receive and transmit pools (servers/ip,
@@ -184,6 +184,27 @@ func ipArgs(cfg Config, drivers []string) []string {
 		args = append(args, "-pf", "pf")
 	}
 	return args
+}
+
+// pktgenArgs are the flags that start the frame generator of driver
+// index (keepnet.pktgen): the first NIC's only.
+func pktgenArgs(cfg Config, index int) []string {
+	if cfg.PktGen.Seconds == 0 || index != 0 {
+		return nil
+	}
+	return []string{"-pktgen", strconv.Itoa(cfg.PktGen.Seconds) + "s", "-pktgen-size", strconv.Itoa(cfg.PktGen.Size)}
+}
+
+// pktgenRegion is the DMA memory of driver index's frame generator: a
+// region like the rings, so that init holds it and a driver that dies
+// mid-measurement leaves its device writing into memory nobody else got
+// (boot/hub, "Lifetimes"). Half transmit buffers, half receive buffers,
+// one ring's worth each (drivers/nic.PktGenBuffers).
+func pktgenRegion(cfg Config, index int, driver string) []hub.RegionSpec {
+	if pktgenArgs(cfg, index) == nil {
+		return nil
+	}
+	return []hub.RegionSpec{{Name: driver + nic.PktGenRegion, Bufs: nic.PktGenBuffers, BufSize: 2048}}
 }
 
 // prepareNIC readies the PCI function the driver component name drives
