@@ -52,6 +52,11 @@ const (
 	// on the ring when the time is up: a device that stopped does not stop
 	// the driver from serving.
 	pktgenDrain = time.Second
+	// pktgenLinkWait bounds the wait for the link before the window: a
+	// device without one sends nothing, and one that never gets it must
+	// not keep the driver from serving (the result then shows nothing
+	// sent).
+	pktgenLinkWait = 3 * time.Second
 )
 
 // PktGenDst is where the generated frames go: locally administered
@@ -74,6 +79,12 @@ type PktGenConfig struct {
 // Stats. Seconds runs from the first frame queued until the last frame
 // queued came back (or the drain gave up on it), so that TxFrames is every
 // frame the device sent, the count a host on the link sees.
+//
+// The receive rate is taken over the time frames arrived (RxSeconds), not
+// the whole window: a sender reacts to the window only once it sees it,
+// and a device may not receive at once (QEMU's e1000 refuses frames for a
+// second after its receiver is configured, the first time a boot's driver
+// does it: e1000/dev.go's Reset).
 type PktGen struct {
 	Size              int     // frame bytes, without CRC
 	Seconds           float64 // how long it ran
@@ -81,7 +92,11 @@ type PktGen struct {
 	TxFPS             float64 // TxFrames per second
 	RxFrames, RxBytes uint64  // good frames received, of any kind
 	RxBad             uint64  // frames the device flagged bad (not in RxFrames)
-	RxFPS             float64 // RxFrames per second
+	// RxSeconds runs from the first poll that found a received frame to
+	// the last; RxFPS is the frames the polls after the first found, per
+	// second of it.
+	RxSeconds float64
+	RxFPS     float64
 }
 
 // Mbps is frames per second fps of size-byte frames in megabits per
@@ -91,8 +106,8 @@ func Mbps(fps float64, size int) float64 { return fps * float64(size+4) * 8 / 1e
 
 // String is the result as the driver logs it.
 func (g PktGen) String() string {
-	return fmt.Sprintf("%.2f s of %d-byte frames: sent %d (%.0f frames/s, %.1f Mbit/s), received %d (%.0f frames/s), %d bad",
-		g.Seconds, g.Size, g.TxFrames, g.TxFPS, Mbps(g.TxFPS, g.Size), g.RxFrames, g.RxFPS, g.RxBad)
+	return fmt.Sprintf("%.2f s of %d-byte frames: sent %d (%.0f frames/s, %.1f Mbit/s), received %d (%.0f frames/s over %.2f s), %d bad",
+		g.Seconds, g.Size, g.TxFrames, g.TxFPS, Mbps(g.TxFPS, g.Size), g.RxFrames, g.RxFPS, g.RxSeconds, g.RxBad)
 }
 
 // ErrPktGenBuffers: a buffer the generator handed the device did not come
@@ -124,18 +139,20 @@ func Generate(ctx context.Context, dev netdev.Device, tx, rx []netdev.Buffer, cf
 	for g.post() {
 	}
 	dev.FlushRX()
+	for giveUp := now().Add(pktgenLinkWait); !dev.LinkUp() && now().Before(giveUp); {
+	}
 	start := now()
 	deadline := start.Add(cfg.Duration)
-	for ctx.Err() == nil && now().Before(deadline) {
+	for g.at = start; ctx.Err() == nil && g.at.Before(deadline); g.at = now() {
 		g.fill()
 		g.reclaim()
 	}
 	// The frames on the ring count as long as the device sends them: the
 	// host counts them too.
-	for giveUp := now().Add(pktgenDrain); g.txOnRing > 0 && now().Before(giveUp); {
+	for giveUp := g.at.Add(pktgenDrain); g.txOnRing > 0 && g.at.Before(giveUp); g.at = now() {
 		g.reclaim()
 	}
-	end := now()
+	end := g.at
 	forgotten, err := dev.Reset()
 	if err != nil {
 		return PktGen{}, fmt.Errorf("pktgen: reset after the run: %w", err)
@@ -150,7 +167,12 @@ func Generate(ctx context.Context, dev netdev.Device, tx, rx []netdev.Buffer, cf
 	r.Seconds = end.Sub(start).Seconds()
 	if r.Seconds > 0 {
 		r.TxFPS = float64(r.TxFrames) / r.Seconds
-		r.RxFPS = float64(r.RxFrames) / r.Seconds
+	}
+	if r.RxFrames > 0 {
+		r.RxSeconds = g.rxLast.Sub(g.rxFirst).Seconds()
+	}
+	if r.RxSeconds > 0 {
+		r.RxFPS = float64(r.RxFrames-g.rxFirstPoll) / r.RxSeconds
 	}
 	return r, nil
 }
@@ -174,6 +196,13 @@ type generator struct {
 	onRX       func(cookie uint64, frame []byte, bad bool)
 	res        PktGen
 	contractOK bool // false once a buffer came back that was not on the device
+
+	// at is the clock's last reading. rxFirst and rxLast are the readings
+	// at the first and the last poll that found frames received, and
+	// rxFirstPoll how many the first found.
+	at              time.Time
+	rxFirst, rxLast time.Time
+	rxFirstPoll     uint64
 }
 
 // prepare writes every transmit buffer's frame but its sequence number,
@@ -242,8 +271,15 @@ func (g *generator) fill() {
 // posts the received ones again.
 func (g *generator) reclaim() {
 	g.dev.PollTX(g.onTX)
+	before := g.res.RxFrames
 	if g.dev.PollRX(g.onRX) == 0 {
 		return
+	}
+	if got := g.res.RxFrames - before; got > 0 {
+		if before == 0 {
+			g.rxFirst, g.rxFirstPoll = g.at, got
+		}
+		g.rxLast = g.at
 	}
 	for _, c := range g.repost {
 		if g.dev.PostRX(g.rx[c]) {
