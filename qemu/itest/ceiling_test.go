@@ -37,6 +37,9 @@ const ceilingMAC = "52:54:00:12:34:56"
 // outgoing frames too).
 const floodType = 0x88B6
 
+// floodPause is how long the flood waits after the tap refused a frame.
+const floodPause = 200 * time.Microsecond
+
 // ceilingSettle is how long the helper keeps counting after the window:
 // the driver waits up to a second for its last frames.
 const ceilingSettle = 2 * time.Second
@@ -45,7 +48,7 @@ const ceilingSettle = 2 * time.Second
 // start the test binary inside their namespace with CEILING_* set, before
 // the appliance boots. It waits (CEILING_WAIT at most) for the generator's
 // first frame on the tap, then, with CEILING_FLOOD=1, sends minimum-size
-// frames to the appliance as fast as it can for the window
+// frames to the appliance as fast as the tap takes them for the window
 // (CEILING_SECONDS); it counts every frame of the generator's EtherType the
 // tap passes up until the window and ceilingSettle are over, and prints one
 // "result:" line.
@@ -123,9 +126,16 @@ func packetSocket(index int, proto uint16) (int, error) {
 }
 
 // flood sends minimum-size frames of floodType to guest on ifi until
-// deadline, as fast as it can, bypassing the queueing discipline. It
-// returns the frames the tap took and those it refused (ENOBUFS: its queue
-// to QEMU was full; it counts them in tx_dropped too).
+// deadline, as fast as the tap takes them, bypassing the queueing
+// discipline. It returns the frames the tap took and those it refused
+// (ENOBUFS: its queue to QEMU was full; it counts them in tx_dropped too).
+//
+// A refusal pauses the sender for floodPause: the tap's queue holds a
+// thousand frames, enough for far longer than that at any rate QEMU
+// reads it, so the guest always has frames waiting, and the sender does
+// not take a host CPU from QEMU retrying into a full queue (on a 2-CPU
+// host, a sender that never paused cut the guest's receive rate several
+// times over).
 func flood(ifi *net.Interface, guest net.HardwareAddr, deadline time.Time) (sent, refused uint64, err error) {
 	fd, err := packetSocket(ifi.Index, 0)
 	if err != nil {
@@ -151,6 +161,7 @@ func flood(ifi *net.Interface, guest net.HardwareAddr, deadline time.Time) (sent
 			sent++
 		case errors.Is(err, unix.ENOBUFS), errors.Is(err, unix.EAGAIN):
 			refused++
+			time.Sleep(floodPause)
 		default:
 			return sent, refused, fmt.Errorf("flood: %w", err)
 		}
@@ -333,12 +344,14 @@ func BenchmarkDriverCeiling(b *testing.B) {
 		},
 		Date: time.Now(), HostCPUs: runtime.NumCPU(),
 	}
+	var loads []string // the host's, before each run
 	for r := range rounds {
 		for _, run := range []struct {
 			size  int
 			flood bool
 		}{{nic.MinFrame, false}, {nic.MinFrame, true}, {1514, false}} {
 			sc := newScope(b)
+			loads = append(loads, strings.Fields(hostLoad())[0])
 			c := ceilingRun(sc, ceilingSeconds, run.size, run.flood)
 			s.Accel, s.GuestCPUs = c.cfg.accel, atoi(c.cfg.smp)
 			g := c.gen
@@ -375,10 +388,12 @@ func BenchmarkDriverCeiling(b *testing.B) {
 			"the driver e1000.0 sends frames to a nobody's address as fast as the transmit ring takes them for %d s "+
 			"(one tail write per batch, completions reclaimed as they come) and counts every frame it receives; the window ends "+
 			"when the last frame queued came back. A helper in the namespace waits for the first of them, and in the "+
-			"flood run sends 60-byte frames to the guest from a raw socket as fast as it can for the window; the tap's rx_packets is the host's count.",
+			"flood run sends 60-byte frames to the guest from a raw socket as fast as the tap takes them for the window (pausing 200 µs when it refuses one: its queue to QEMU is full), "+
+				"so frames always wait for the guest; the tap's rx_packets is the host's count.",
 			ceilingSeconds, ceilingSeconds),
 		"The host has " + strconv.Itoa(runtime.NumCPU()) + " CPUs for QEMU's vCPUs and I/O thread and the flooding helper alike: " +
-			"under TCG these figures are this machine's, not the device's. Host load average when the bench started: " + load + ".",
+			"under TCG these figures are this machine's, not the device's, and they follow what else runs on it. Host load average when the bench started: " + load +
+			"; over the last minute before each run: " + strings.Join(loads, ", ") + ".",
 		"Measured by `make bench` (qemu/itest BenchmarkDriverCeiling).",
 	}
 	if err := s.Save(out, "ceiling"); err != nil {
