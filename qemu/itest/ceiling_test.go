@@ -389,7 +389,7 @@ func BenchmarkDriverCeiling(b *testing.B) {
 			"(one tail write per batch, completions reclaimed as they come) and counts every frame it receives; the window ends "+
 			"when the last frame queued came back. A helper in the namespace waits for the first of them, and in the "+
 			"flood run sends 60-byte frames to the guest from a raw socket as fast as the tap takes them for the window (pausing 200 µs when it refuses one: its queue to QEMU is full), "+
-				"so frames always wait for the guest; the tap's rx_packets is the host's count.",
+			"so frames always wait for the guest; the tap's rx_packets is the host's count.",
 			ceilingSeconds, ceilingSeconds),
 		"The host has " + strconv.Itoa(runtime.NumCPU()) + " CPUs for QEMU's vCPUs and I/O thread and the flooding helper alike: " +
 			"under TCG these figures are this machine's, not the device's, and they follow what else runs on it. Host load average when the bench started: " + load +
