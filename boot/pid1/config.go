@@ -72,14 +72,16 @@ const PortName = "org.keepnet.ctl"
 //	                         (MinPFStates to MaxPFStates; default
 //	                         pf.DefaultMaxStates); its kept memory is sized
 //	                         for N, and a full table refuses new flows
-//	keepnet.pktgen=SECONDS[,size=BYTES]  the first NIC's driver runs its
-//	                         frame generator for SECONDS (1 to
+//	keepnet.pktgen=SECONDS[,size=BYTES][,tx=off]  the first NIC's driver
+//	                         runs its frame generator for SECONDS (1 to
 //	                         MaxPktGenSeconds) before it serves ip: frames
 //	                         of BYTES (MinPktGenSize, the default, to
 //	                         MaxPktGenSize, without CRC) as fast as the
 //	                         device takes them, counting what arrives
-//	                         meanwhile (drivers/nic, pktgen.go; make bench's
-//	                         driver ceiling). Off by default
+//	                         meanwhile; with tx=off it only counts, after
+//	                         one frame that shows the window has begun
+//	                         (drivers/nic, pktgen.go; make bench's driver
+//	                         ceiling). Off by default
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -105,8 +107,9 @@ type Config struct {
 // PktGen is keepnet.pktgen: how long the first NIC's driver generates
 // frames before it serves, and how long each frame is.
 type PktGen struct {
-	Seconds int // 0: off
-	Size    int // bytes without CRC
+	Seconds int  // 0: off
+	Size    int  // bytes without CRC
+	RxOnly  bool // tx=off: it only counts what arrives
 }
 
 // The bounds of keepnet.pktgen: Ethernet's shortest and longest frames
@@ -270,23 +273,41 @@ func (c *Config) set(name, val string) error {
 	return nil
 }
 
-// setPktGen takes keepnet.pktgen's SECONDS[,size=BYTES], all or nothing:
-// a generator that is not what was asked for measures the wrong thing.
+// setPktGen takes keepnet.pktgen's SECONDS[,size=BYTES][,tx=off], all or
+// nothing: a generator that is not what was asked for measures the wrong
+// thing.
 func (c *Config) setPktGen(val string) error {
-	secs, opts, _ := strings.Cut(val, ",")
+	const want = "want SECONDS[,size=BYTES][,tx=off]"
+	fields := strings.Split(val, ",")
 	g := PktGen{Size: MinPktGenSize}
-	n, err := strconv.Atoi(secs)
+	n, err := strconv.Atoi(fields[0])
 	if err != nil || n < 1 || n > MaxPktGenSeconds {
-		return fmt.Errorf("want SECONDS[,size=BYTES], SECONDS a whole number from 1 to %d", MaxPktGenSeconds)
+		return fmt.Errorf("%s, SECONDS a whole number from 1 to %d", want, MaxPktGenSeconds)
 	}
 	g.Seconds = n
-	if opts != "" {
-		size, ok := strings.CutPrefix(opts, "size=")
-		n, err := strconv.Atoi(size)
-		if !ok || err != nil || n < MinPktGenSize || n > MaxPktGenSize {
-			return fmt.Errorf("want SECONDS[,size=BYTES], BYTES from %d to %d (a frame without its CRC)", MinPktGenSize, MaxPktGenSize)
+	seen := map[string]bool{}
+	for _, f := range fields[1:] {
+		key, v, _ := strings.Cut(f, "=")
+		if seen[key] {
+			return fmt.Errorf("%s: %s given twice", want, key)
 		}
-		g.Size = n
+		seen[key] = true
+		switch key {
+		case "size":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < MinPktGenSize || n > MaxPktGenSize {
+				return fmt.Errorf("%s, BYTES from %d to %d (a frame without its CRC)", want, MinPktGenSize, MaxPktGenSize)
+			}
+			g.Size = n
+		case "tx":
+			var tx bool
+			if err := parseSwitch(v, "on", "off", &tx); err != nil {
+				return fmt.Errorf("%s: tx: %w", want, err)
+			}
+			g.RxOnly = !tx
+		default:
+			return fmt.Errorf("%s: unknown option %q", want, f)
+		}
 	}
 	c.PktGen = g
 	return nil

@@ -62,6 +62,12 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.pktgen=5,size=", DefaultConfig(), 1},
 		{"keepnet.pktgen=5,len=100", DefaultConfig(), 1}, // unknown option
 		{"keepnet.pktgen=5,size=100,size=200", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,tx=off", withPktGen(5, 60, true), 0},
+		{"keepnet.pktgen=5,tx=off,size=1514", withPktGen(5, 1514, true), 0},
+		{"keepnet.pktgen=5,size=100,tx=on", withPktGen(5, 100), 0},
+		{"keepnet.pktgen=5,tx=no", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,tx=off,tx=on", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,", DefaultConfig(), 1},
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
@@ -117,10 +123,11 @@ func withStates(n int) Config {
 }
 
 // withPktGen is the default configuration with the first driver's
-// generator on for seconds, frames of size bytes.
-func withPktGen(seconds, size int) Config {
+// generator on for seconds, frames of size bytes (receiving only, with a
+// true rxOnly).
+func withPktGen(seconds, size int, rxOnly ...bool) Config {
 	c := DefaultConfig()
-	c.PktGen = PktGen{Seconds: seconds, Size: size}
+	c.PktGen = PktGen{Seconds: seconds, Size: size, RxOnly: len(rxOnly) > 0 && rxOnly[0]}
 	return c
 }
 

@@ -192,7 +192,11 @@ func pktgenArgs(cfg Config, index int) []string {
 	if cfg.PktGen.Seconds == 0 || index != 0 {
 		return nil
 	}
-	return []string{"-pktgen", strconv.Itoa(cfg.PktGen.Seconds) + "s", "-pktgen-size", strconv.Itoa(cfg.PktGen.Size)}
+	args := []string{"-pktgen", strconv.Itoa(cfg.PktGen.Seconds) + "s", "-pktgen-size", strconv.Itoa(cfg.PktGen.Size)}
+	if cfg.PktGen.RxOnly {
+		args = append(args, "-pktgen-rx-only")
+	}
+	return args
 }
 
 // pktgenRegion is the DMA memory of driver index's frame generator: a

@@ -227,6 +227,13 @@ func TestTablePktGen(t *testing.T) {
 			t.Errorf("%s's regions %q, want %q", n.Name, regions, want)
 		}
 	}
+	cfg.PktGen.RxOnly = true
+	specs, _ = Table(cfg)
+	for _, s := range specs {
+		if s.Name == "e1000.0" && !slices.Equal(s.Args[len(s.Args)-1:], []string{"-pktgen-rx-only"}) {
+			t.Errorf("tx=off: e1000.0's arguments %q, want -pktgen-rx-only", s.Args)
+		}
+	}
 	// Off by default: no flag, no region.
 	specs, nodes = Table(DefaultConfig())
 	for _, s := range specs {

@@ -28,6 +28,7 @@ func main() {
 	index := flag.Int("index", 0, "which NIC function a linked family drives, in PCI address order")
 	pktgen := flag.Duration("pktgen", 0, "run the frame generator this long before serving (keepnet.pktgen; 0: off)")
 	pktgenSize := flag.Int("pktgen-size", nic.MinFrame, "the generator's frame length, without CRC")
+	pktgenRxOnly := flag.Bool("pktgen-rx-only", false, "the generator only counts what arrives (after one frame that marks the window)")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile NAME
 	log.SetFlags(0)
@@ -43,7 +44,7 @@ func main() {
 	pub := store.NewPublisher(st, "stats", *name)
 	defer pub.Close()
 	opts := nic.Options{Name: *name, Families: families, Index: *index, Stats: func(s nic.Stats) { pub.Publish(s) },
-		PktGen: nic.PktGenConfig{Duration: *pktgen, Size: *pktgenSize}}
+		PktGen: nic.PktGenConfig{Duration: *pktgen, Size: *pktgenSize, RxOnly: *pktgenRxOnly}}
 	if err := nic.Run(ctx, opts); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel; no huge pages: exitcode.Config
 	}

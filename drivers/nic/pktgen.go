@@ -73,6 +73,11 @@ const (
 type PktGenConfig struct {
 	Duration time.Duration // how long it transmits; 0: no generator
 	Size     int           // frame length without CRC, MinFrame to 1514
+	// RxOnly: only count what arrives, after one frame that shows
+	// whoever waits on the link that the window has begun (so a sender
+	// can start then). The receive rate alone, with no transmission
+	// sharing the device and the loop.
+	RxOnly bool
 }
 
 // PktGen is what one run of the generator moved, published in the driver's
@@ -131,6 +136,9 @@ func Generate(ctx context.Context, dev netdev.Device, tx, rx []netdev.Buffer, cf
 		return PktGen{}, errors.New("pktgen: no transmit buffer")
 	}
 	g := &generator{dev: dev, tx: tx, rx: rx, size: cfg.Size, res: PktGen{Size: cfg.Size}}
+	if cfg.RxOnly {
+		g.limit = 1
+	}
 	if err := g.prepare(); err != nil {
 		return PktGen{}, err
 	}
@@ -185,6 +193,7 @@ type generator struct {
 	tx, rx []netdev.Buffer
 	size   int
 	seq    uint64
+	limit  uint64 // frames to send in all; 0: no limit
 
 	freeTX     []uint64 // transmit buffers not on the ring, by cookie
 	txOnRing   int
@@ -249,7 +258,7 @@ func (g *generator) post() bool {
 // tells the device once.
 func (g *generator) fill() {
 	queued := 0
-	for len(g.freeTX) > 0 {
+	for len(g.freeTX) > 0 && (g.limit == 0 || g.seq < g.limit) {
 		c := g.freeTX[len(g.freeTX)-1]
 		b := g.tx[c]
 		binary.BigEndian.PutUint64(b.Mem[pktgenSeqOff:], g.seq)
@@ -380,7 +389,11 @@ func runPktGen(ctx context.Context, name string, setup *wiring.Setup, dev netdev
 		bufs = append(bufs, netdev.Buffer{Mem: mem, Addr: addr})
 	}
 	half := len(bufs) / 2
-	log.Printf("pktgen: %d-byte frames to %x for %v, %d buffers each way", cfg.Size, PktGenDst, cfg.Duration, half)
+	what := "frames"
+	if cfg.RxOnly {
+		what = "one frame, then receiving only,"
+	}
+	log.Printf("pktgen: %d-byte %s to %x for %v, %d buffers each way", cfg.Size, what, PktGenDst, cfg.Duration, half)
 	r, err := Generate(ctx, dev, bufs[:half], bufs[half:], cfg, time.Now)
 	if err != nil {
 		return PktGen{}, err

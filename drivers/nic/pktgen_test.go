@@ -35,7 +35,7 @@ type ledger struct {
 	clock          *stepClock
 	txOut, rxOut   map[uint64]int // buffers on the device, by cookie: how many times
 	txBack, rxBack int            // returns, through Poll or Reset
-	firstQueued    time.Time // by the clock's last reading
+	firstQueued    time.Time      // by the clock's last reading
 	lastQueued     time.Time
 	flushes        int
 }
@@ -379,5 +379,32 @@ func TestPktGenNoLink(t *testing.T) {
 	}
 	if d := clock.t.Sub(start); d < pktgenLinkWait || d > pktgenLinkWait+100*time.Millisecond+pktgenDrain+10*time.Millisecond {
 		t.Errorf("ran %v without a link, want the link wait, then the window and at most the drain", d)
+	}
+}
+
+// Receiving only, the generator sends one frame, which shows the window
+// has begun, and counts what arrives all the window long.
+func TestPktGenRxOnly(t *testing.T) {
+	clock := &stepClock{t: time.Unix(1000, 0), step: time.Millisecond}
+	dev := newLedger(netdevtest.Config{MAC: testMAC, TxRing: 8, RxRing: 8}, clock)
+	frame := make([]byte, 60)
+	delivered := 0
+	clock.onTick = func(time.Time) {
+		if dev.Deliver(frame, false) {
+			delivered++
+		}
+	}
+	r, err := Generate(context.Background(), dev, buffers(8, 2048), buffers(8, 2048), PktGenConfig{Duration: 100 * time.Millisecond, Size: 60, RxOnly: true}, clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dev.Wire) != 1 || r.TxFrames != 1 || binary.BigEndian.Uint64(dev.Wire[0].Frame[18:]) != 0 {
+		t.Errorf("receiving only, the generator sent %d frames (TxFrames %d), want the one that marks the window", len(dev.Wire), r.TxFrames)
+	}
+	if r.RxFrames == 0 || int(r.RxFrames) > delivered || delivered-int(r.RxFrames) > 8 {
+		t.Errorf("received %d of the %d frames delivered", r.RxFrames, delivered)
+	}
+	if d := time.Duration(r.Seconds * float64(time.Second)); d < 100*time.Millisecond || d > 102*time.Millisecond {
+		t.Errorf("Seconds = %v, want the 100 ms window", d)
 	}
 }
