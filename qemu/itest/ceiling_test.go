@@ -199,10 +199,11 @@ type ceilingResult struct {
 }
 
 // ceilingRun boots the keepnet stack in a fresh namespace with the
-// generator on for seconds, frames of size bytes, the helper counting (and
-// with flood, flooding) from before the boot; it returns once the driver
-// has published its result, the appliance serving.
-func ceilingRun(t testing.TB, seconds, size int, flood bool) ceilingResult {
+// generator on for seconds, frames of size bytes (receiving only, with
+// rxOnly), the helper counting (and with flood, flooding) from before the
+// boot; it returns once the driver has published its result, the
+// appliance serving.
+func ceilingRun(t testing.TB, seconds, size int, rxOnly, flood bool) ceilingResult {
 	t.Helper()
 	n := newNetns(t)
 	ctx, cancel := context.WithTimeout(context.Background(), bootWait+time.Minute)
@@ -224,7 +225,7 @@ func ceilingRun(t testing.TB, seconds, size int, flood bool) ceilingResult {
 		done <- helperOut{out, err}
 	}()
 	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet", "--mac", ceilingMAC,
-		"--append", fmt.Sprintf("keepnet.pktgen=%d,size=%d", seconds, size))...)
+		"--append", pktgenParam(seconds, size, rxOnly))...)
 	// Read at once: after the window only ip's few frames (ARP, the
 	// resolver's queries) add to it.
 	r := ceilingResult{tapRx: n.tapCounter(t, "rx_packets"), cfg: readQEMUConfig(t, a), a: a, n: n}
@@ -256,6 +257,15 @@ func ceilingRun(t testing.TB, seconds, size int, flood bool) ceilingResult {
 	return r
 }
 
+// pktgenParam is the kernel parameter that starts the generator.
+func pktgenParam(seconds, size int, rxOnly bool) string {
+	p := fmt.Sprintf("keepnet.pktgen=%d,size=%d", seconds, size)
+	if rxOnly {
+		p += ",tx=off"
+	}
+	return p
+}
+
 // tapCounter reads one of the tap's statistics.
 func (n *netns) tapCounter(t testing.TB, name string) float64 {
 	t.Helper()
@@ -285,7 +295,7 @@ func matches(driver, host float64) bool {
 // BenchmarkDriverCeiling measures.
 func TestDriverCeiling(t *testing.T) {
 	requireITest(t, true)
-	r := ceilingRun(t, 2, nic.MinFrame, true)
+	r := ceilingRun(t, 2, nic.MinFrame, false, true)
 	g := r.gen
 	t.Logf("driver: %v; host: %v generator frames seen, tap rx_packets %v; flood: the tap took %v frames in %.2f s, refused %v times (%v after the receive pause)",
 		g, r.hostSeen, r.tapRx, r.sent, r.floodSeconds, r.refused, r.refusedLate)
@@ -324,72 +334,83 @@ func TestDriverCeiling(t *testing.T) {
 // ceilingSeconds is the generator's window in BenchmarkDriverCeiling.
 const ceilingSeconds = 5
 
+// ceilingRuns are the boots of one round of BenchmarkDriverCeiling, with
+// the report's rows each fills.
+var ceilingRuns = []struct {
+	size          int
+	rxOnly, flood bool
+	rows          []string // the transmit rate, the host's count of it; or the receive rate, the flood's
+}{
+	{nic.MinFrame, false, false, []string{rowTx60, rowTx60Host}},
+	{nic.MinFrame, true, true, []string{"", "", rowRx60, rowRx60Flood}},
+	{nic.MinFrame, false, true, []string{rowTx60Both, "", rowRx60Both, ""}},
+	{1514, false, false, []string{rowTx1514, rowTx1514Host}},
+}
+
+// The rows of the ceiling's report, and what each is.
+const (
+	rowTx60       = "transmit, 60-byte frames"
+	rowTx60Host   = "transmit, 60-byte frames, as the host counted them"
+	rowRx60       = "receive, 60-byte frames"
+	rowRx60Flood  = "sent by the host's flood, 60-byte frames"
+	rowTx60Both   = "transmit, 60-byte frames, while receiving a flood"
+	rowRx60Both   = "receive, 60-byte frames, while transmitting"
+	rowTx1514     = "transmit, 1514-byte frames"
+	rowTx1514Host = "transmit, 1514-byte frames, as the host counted them"
+)
+
+var ceilingHow = map[string]string{
+	rowTx60:       "frames the device reported sent over the generator's window (keepnet.pktgen)",
+	rowTx60Host:   "the host's tap's rx_packets when the appliance was ready (the generator's frames and a few of ip's), over the driver's window",
+	rowRx60:       "good frames the driver received per second (keepnet.pktgen=...,tx=off) while the host flooded it, over the time they came in",
+	rowRx60Flood:  "frames the tap took from the host's raw socket for QEMU in the run above, over the flood (the device's second of receive pause included)",
+	rowTx60Both:   "the generator transmitting while the host floods it",
+	rowRx60Both:   "what the driver received in that window, over the time frames came in",
+	rowTx1514:     "frames the device reported sent, 1514-byte frames",
+	rowTx1514Host: "the host's tap's rx_packets, over the driver's window",
+}
+
 // BenchmarkDriverCeiling measures the emulated NIC's ceiling on this
 // machine: the frames per second keepnet's driver alone moves with no
 // stack above it (keepnet.pktgen), the figure against which every ratio of
-// make bench reads. Each round boots three fresh guests, one at a time: the
-// generator sending 60-byte frames; the same with the host flooding the
-// guest with 60-byte frames meanwhile, for the receive figure; and the
-// generator sending 1514-byte frames. The host's tap counts the frames it
-// passes up, as a check of the driver's count. Medians of
-// KEEPNET_BENCH_ROUNDS rounds (default 3), section "ceiling" of the report.
+// make bench reads. Each round boots four fresh guests, one at a time
+// (ceilingRuns): the generator sending 60-byte frames; receiving only,
+// while the host floods the guest with 60-byte frames; both at once; and
+// sending 1514-byte frames. The host's tap counts the frames it passes up,
+// as a check of the driver's count. Medians of KEEPNET_BENCH_ROUNDS rounds
+// (default 3), section "ceiling" of the report.
 func BenchmarkDriverCeiling(b *testing.B) {
 	requireITest(b, true)
 	rounds := int(envInts(b, "KEEPNET_BENCH_ROUNDS", 3)[0])
 	out, load := benchOut(b), hostLoad()
-	const (
-		tx60      = "transmit, 60-byte frames"
-		tx60Host  = "transmit, 60-byte frames, as the host counted them"
-		rx60      = "receive, 60-byte frames (host flooding)"
-		tx60Flood = "transmit, 60-byte frames, while receiving the flood"
-		taken     = "sent by the host's flood, 60-byte frames"
-		tx1514    = "transmit, 1514-byte frames"
-		tx1514H   = "transmit, 1514-byte frames, as the host counted them"
-	)
 	s := &report.Series{
 		Title: "Driver ceiling: the emulated NIC with no stack above it (keepnet stack)", Unit: "frames/s", RowBy: "direction",
-		Rows: []string{tx60, tx60Host, rx60, tx60Flood, taken, tx1514, tx1514H},
-		How: map[string]string{
-			tx60:      "the driver's generator (keepnet.pktgen), frames the device reported sent over its window",
-			tx60Host:  "the host's tap's rx_packets when the appliance was ready (the generator's frames and a few of ip's), over the driver's window",
-			rx60:      "good frames the driver received per second while the host flooded it, over the time they came in (its first poll that found one to its last)",
-			tx60Flood: "the generator, in the same window as the row above",
-			taken:     "frames the tap took from the host's raw socket for QEMU over the flood (the window, the device's first second of receive pause included)",
-			tx1514:    "the driver's generator, 1514-byte frames",
-			tx1514H:   "the host's tap's rx_packets, over the driver's window",
-		},
-		Date: time.Now(), HostCPUs: runtime.NumCPU(),
+		Rows: []string{rowTx60, rowTx60Host, rowRx60, rowRx60Flood, rowTx60Both, rowRx60Both, rowTx1514, rowTx1514Host},
+		How:  ceilingHow, Date: time.Now(), HostCPUs: runtime.NumCPU(),
 	}
 	var loads []string    // the host's, before each run
 	var refusals []string // the tap's, in each flood
 	for r := range rounds {
-		for _, run := range []struct {
-			size  int
-			flood bool
-		}{{nic.MinFrame, false}, {nic.MinFrame, true}, {1514, false}} {
+		for _, run := range ceilingRuns {
 			sc := newScope(b)
 			loads = append(loads, strings.Fields(hostLoad())[0])
-			c := ceilingRun(sc, ceilingSeconds, run.size, run.flood)
+			c := ceilingRun(sc, ceilingSeconds, run.size, run.rxOnly, run.flood)
 			s.Accel, s.GuestCPUs = c.cfg.accel, atoi(c.cfg.smp)
 			g := c.gen
 			host := c.tapRx / g.Seconds
-			fmt.Printf("round %d/%d, %d-byte frames, flood %v: %v; tap rx_packets %.0f (%.0f/s), packet socket %.0f; flood: the tap took %.0f in %.2f s, refused %.0f times (%.0f after the receive pause)\n",
-				r+1, rounds, run.size, run.flood, g, c.tapRx, host, c.hostSeen, c.sent, c.floodSeconds, c.refused, c.refusedLate)
+			fmt.Printf("round %d/%d, %d-byte frames, receive only %v, flood %v: %v; tap rx_packets %.0f (%.0f/s), packet socket %.0f; "+
+				"flood: the tap took %.0f in %.2f s, refused %.0f times (%.0f after the receive pause)\n",
+				r+1, rounds, run.size, run.rxOnly, run.flood, g, c.tapRx, host, c.hostSeen, c.sent, c.floodSeconds, c.refused, c.refusedLate)
 			if g.TxFrames == 0 || !matches(float64(g.TxFrames), c.tapRx) {
 				b.Errorf("round %d: the driver sent %d frames, the tap's rx_packets is %.0f", r+1, g.TxFrames, c.tapRx)
 			}
-			switch {
-			case run.size == 1514:
-				s.Add(tx1514, g.TxFPS)
-				s.Add(tx1514H, host)
-			case run.flood:
-				s.Add(rx60, g.RxFPS)
-				s.Add(tx60Flood, g.TxFPS)
-				s.Add(taken, c.sent/c.floodSeconds)
+			for i, v := range []float64{g.TxFPS, host, g.RxFPS, c.sent / c.floodSeconds} {
+				if i < len(run.rows) && run.rows[i] != "" {
+					s.Add(run.rows[i], v)
+				}
+			}
+			if run.flood {
 				refusals = append(refusals, fmt.Sprintf("%.0f (%.0f late)", c.refused, c.refusedLate))
-			default:
-				s.Add(tx60, g.TxFPS)
-				s.Add(tx60Host, host)
 			}
 			sc.close()
 		}
@@ -400,17 +421,18 @@ func BenchmarkDriverCeiling(b *testing.B) {
 	s.Notes = []string{
 		fmt.Sprintf("In Mbit/s (frame and CRC, no preamble or gap), the medians are: transmit 60-byte %s, as the host counted %s; "+
 			"receive 60-byte %s; transmit 1514-byte %s, as the host counted %s.",
-			mbps(tx60, 60), mbps(tx60Host, 60), mbps(rx60, 60), mbps(tx1514, 1514), mbps(tx1514H, 1514)),
+			mbps(rowTx60, 60), mbps(rowTx60Host, 60), mbps(rowRx60, 60), mbps(rowTx1514, 1514), mbps(rowTx1514Host, 1514)),
 		fmt.Sprintf("Each run boots a fresh guest on a tap device in a network namespace with keepnet.pktgen=%d: before it serves, "+
 			"the driver e1000.0 sends frames to a nobody's address as fast as the transmit ring takes them for %d s "+
-			"(one tail write per batch, completions reclaimed as they come) and counts every frame it receives; the window ends "+
-			"when the last frame queued came back. A helper in the namespace waits for the first of them, and in the "+
+			"(one tail write per batch, completions reclaimed as they come), or with tx=off one frame only, and counts every frame it receives; "+
+			"the window ends when the last frame queued came back. A helper in the namespace waits for the first frame, and in a "+
 			"flood run sends 60-byte frames to the guest from a raw socket (sendmmsg, 64 a call) as fast as the tap takes them for the window, "+
-			"pausing 200 µs when it refuses one (its queue to QEMU full); the tap's rx_packets is the host's count.",
+			"pausing 200 µs when it refuses one (its queue to QEMU full); the tap's rx_packets is the host's count. "+
+			"Receive rates are over the time frames came in: QEMU's e1000 takes no frame for a second after its receiver is first set up.",
 			ceilingSeconds, ceilingSeconds),
-		"Times the tap refused the flood, per flood run, and of those after the device's first second (QEMU's e1000 takes no frame for a second " +
-			"after its receiver is first set up): " + strings.Join(refusals, ", ") + ". Late refusals mean the guest set the receive pace; " +
-			"few or none mean the host's sender, sharing the two host CPUs with QEMU, did: the receive figure is then a floor.",
+		"Times the tap refused the flood, per flood run, and of those after that first second: " + strings.Join(refusals, ", ") +
+			". Late refusals mean the guest set the receive pace; few or none mean the host's sender, sharing the two host CPUs with QEMU, " +
+			"did: the receive figure is then a floor.",
 		"The host has " + strconv.Itoa(runtime.NumCPU()) + " CPUs for QEMU's vCPUs and I/O thread and the flooding helper alike: " +
 			"under TCG these figures are this machine's, not the device's, and they follow what else runs on it. Host load average when the bench started: " + load +
 			"; over the last minute before each run: " + strings.Join(loads, ", ") + ".",
@@ -422,8 +444,8 @@ func BenchmarkDriverCeiling(b *testing.B) {
 	fmt.Println()
 	s.Markdown(os.Stdout)
 	fmt.Printf("\nreport %s\n", out)
-	b.ReportMetric(s.Median(tx60), "tx60-frames/s")
-	b.ReportMetric(s.Median(rx60), "rx60-frames/s")
-	b.ReportMetric(s.Median(tx1514), "tx1514-frames/s")
+	b.ReportMetric(s.Median(rowTx60), "tx60-frames/s")
+	b.ReportMetric(s.Median(rowRx60), "rx60-frames/s")
+	b.ReportMetric(s.Median(rowTx1514), "tx1514-frames/s")
 	b.ReportMetric(0, "ns/op")
 }
