@@ -190,7 +190,7 @@ type ceilingResult struct {
 	hostSeen     float64    // generator frames the host's packet socket counted
 	tapRx        float64    // the tap's rx_packets when the appliance was ready
 	sent         float64    // frames of the host's flood the tap took (with flood)
-	refused      float64    // frames of the flood the tap refused: its queue to QEMU was full
+	refused      float64    // times the tap refused the flood: its queue to QEMU was full
 	refusedLate  float64    // of those, after the device's receive pause
 	floodSeconds float64
 	cfg          qemuConfig
