@@ -21,7 +21,8 @@
 #                   B to A) and boot to ready of keepnet against the
 #                   Linux stack in the same QEMU configuration, the recovery
 #                   gap after each component's kill, the impairment relay's
-#                   cost; the report goes to images/out/bench.md, a section
+#                   cost, the driver's ceiling (frames/s with no stack
+#                   above it, keepnet.pktgen); the report goes to images/out/bench.md, a section
 #                   each, plots beside it (KEEPNET_BENCH_OUT, _ROUNDS, _BYTES).
 #                   Tests assert behaviour; durations are measured here.
 #                   Bulk TCP with tcp's kept connections on and off
@@ -98,6 +99,7 @@ bench: deps all image
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulk$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkUDPRate$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkForward$$' -benchtime 1x -timeout 60m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkDriverCeiling$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_BENCH_OUT=$${KEEPNET_BENCH_OUT:-images/out/bench.md} KEEPNET_BENCH_ROUNDS=$${KEEPNET_BENCH_ROUNDS:-3} scripts/keepbench.sh
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkBootToReady$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 30m ./qemu/itest

@@ -78,6 +78,16 @@ const PortName = "org.keepnet.ctl"
 //	                         (MinPFStates to MaxPFStates; default
 //	                         pf.DefaultMaxStates); its kept memory is sized
 //	                         for N, and a full table refuses new flows
+//	keepnet.pktgen=SECONDS[,size=BYTES][,tx=off]  the first NIC's driver
+//	                         runs its frame generator for SECONDS (1 to
+//	                         MaxPktGenSeconds) before it serves ip: frames
+//	                         of BYTES (MinPktGenSize, the default, to
+//	                         MaxPktGenSize, without CRC) as fast as the
+//	                         device takes them, counting what arrives
+//	                         meanwhile; with tx=off it only counts, after
+//	                         one frame that shows the window has begun
+//	                         (drivers/nic, pktgen.go; make bench's driver
+//	                         ceiling). Off by default
 type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
@@ -98,7 +108,26 @@ type Config struct {
 	Keep      bool          // tcp keeps its connections in kept memory
 	PFRules   string        // the rule text; empty: no packet filter
 	PFStates  int           // the packet filter's state table size
+	PktGen    PktGen        // the first driver's frame generator; off when Seconds is 0
 }
+
+// PktGen is keepnet.pktgen: how long the first NIC's driver generates
+// frames before it serves, and how long each frame is.
+type PktGen struct {
+	Seconds int  // 0: off
+	Size    int  // bytes without CRC
+	RxOnly  bool // tx=off: it only counts what arrives
+}
+
+// The bounds of keepnet.pktgen: Ethernet's shortest and longest frames
+// without CRC (and VLAN tag), and a window long enough for any measurement
+// yet short enough that a boot with a mistyped figure still ends up
+// serving.
+const (
+	MinPktGenSize    = 60
+	MaxPktGenSize    = 1514
+	MaxPktGenSeconds = 300
+)
 
 // DefaultHang is the hang limit without keepnet.hang.
 const DefaultHang = 2 * time.Second
@@ -239,6 +268,8 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want a state table size from %d to %d flows; keeping %d", MinPFStates, MaxPFStates, c.PFStates)
 		}
 		c.PFStates = n
+	case "pktgen":
+		return c.setPktGen(val)
 	case "hugepages":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 || n > 1<<16 {
@@ -248,6 +279,46 @@ func (c *Config) set(name, val string) error {
 	default:
 		return fmt.Errorf("unknown keepnet parameter")
 	}
+	return nil
+}
+
+// setPktGen takes keepnet.pktgen's SECONDS[,size=BYTES][,tx=off], all or
+// nothing: a generator that is not what was asked for measures the wrong
+// thing.
+func (c *Config) setPktGen(val string) error {
+	const want = "want SECONDS[,size=BYTES][,tx=off]"
+	fields := strings.Split(val, ",")
+	g := PktGen{Size: MinPktGenSize}
+	n, err := strconv.Atoi(fields[0])
+	if err != nil || n < 1 || n > MaxPktGenSeconds {
+		return fmt.Errorf("%s, SECONDS a whole number from 1 to %d", want, MaxPktGenSeconds)
+	}
+	g.Seconds = n
+	seen := map[string]bool{}
+	for _, f := range fields[1:] {
+		key, v, _ := strings.Cut(f, "=")
+		if seen[key] {
+			return fmt.Errorf("%s: %s given twice", want, key)
+		}
+		seen[key] = true
+		switch key {
+		case "size":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < MinPktGenSize || n > MaxPktGenSize {
+				return fmt.Errorf("%s, BYTES from %d to %d (a frame without its CRC)", want, MinPktGenSize, MaxPktGenSize)
+			}
+			g.Size = n
+		case "tx":
+			var tx bool
+			if err := parseSwitch(v, "on", "off", &tx); err != nil {
+				return fmt.Errorf("%s: tx: %w", want, err)
+			}
+			g.RxOnly = !tx
+		default:
+			return fmt.Errorf("%s: unknown option %q", want, f)
+		}
+	}
+	c.PktGen = g
 	return nil
 }
 

@@ -51,6 +51,26 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.nic.untested=1", func() Config { c := DefaultConfig(); c.Untested = true; return c }(), 0},
 		{"keepnet.nic.untested=0", DefaultConfig(), 0},
 		{"keepnet.nic.untested=yes", DefaultConfig(), 1},
+		{"keepnet.pktgen=5", withPktGen(5, 60), 0},
+		{"keepnet.pktgen=2,size=1514", withPktGen(2, 1514), 0},
+		{"keepnet.pktgen=1,size=60", withPktGen(1, 60), 0},         // the least
+		{"keepnet.pktgen=300,size=1514", withPktGen(300, 1514), 0}, // the most
+		{"keepnet.pktgen=0", DefaultConfig(), 1},                   // off is the default, not a value
+		{"keepnet.pktgen=301", DefaultConfig(), 1},
+		{"keepnet.pktgen=-5", DefaultConfig(), 1},
+		{"keepnet.pktgen=5s", DefaultConfig(), 1}, // whole seconds, no unit
+		{"keepnet.pktgen=", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,size=59", DefaultConfig(), 1},   // shorter than Ethernet's minimum
+		{"keepnet.pktgen=5,size=1515", DefaultConfig(), 1}, // longer than a frame without CRC
+		{"keepnet.pktgen=5,size=", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,len=100", DefaultConfig(), 1}, // unknown option
+		{"keepnet.pktgen=5,size=100,size=200", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,tx=off", withPktGen(5, 60, true), 0},
+		{"keepnet.pktgen=5,tx=off,size=1514", withPktGen(5, 1514, true), 0},
+		{"keepnet.pktgen=5,size=100,tx=on", withPktGen(5, 100), 0},
+		{"keepnet.pktgen=5,tx=no", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,tx=off,tx=on", DefaultConfig(), 1},
+		{"keepnet.pktgen=5,", DefaultConfig(), 1},
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
@@ -102,6 +122,15 @@ func must[T any](v T, err error) T {
 func withStates(n int) Config {
 	c := DefaultConfig()
 	c.PFStates = n
+	return c
+}
+
+// withPktGen is the default configuration with the first driver's
+// generator on for seconds, frames of size bytes (receiving only, with a
+// true rxOnly).
+func withPktGen(seconds, size int, rxOnly ...bool) Config {
+	c := DefaultConfig()
+	c.PktGen = PktGen{Seconds: seconds, Size: size, RxOnly: len(rxOnly) > 0 && rxOnly[0]}
 	return c
 }
 

@@ -53,7 +53,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	case StackKeepnet:
 		drivers := driverNames(cfg)
 		for i, d := range drivers {
-			args := []string{"-name", d, "-index", strconv.Itoa(i)}
+			args := append([]string{"-name", d, "-index", strconv.Itoa(i)}, pktgenArgs(cfg, i)...)
 			if cfg.Untested {
 				args = append(args, "-untested")
 			}
@@ -89,12 +89,12 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		// A pool's Writers fill its buffers for the owner (the driver:
 		// received frames; the transports: syscall's receives; syscall: an
 		// application's); every other neighbour maps it read-only.
-		for _, d := range drivers {
+		for i, d := range drivers {
 			nodes = append(nodes, hub.Node{
 				Name: d, Peers: []string{"ip"},
 				// Both descriptor rings (e1000.RingBytes of the default
 				// 256-entry rings), in one huge page, for every generation.
-				Regions: []hub.RegionSpec{{Name: d + ".rings", Bufs: 1, BufSize: 8192}},
+				Regions: append([]hub.RegionSpec{{Name: d + ".rings", Bufs: 1, BufSize: 8192}}, pktgenRegion(cfg, i, d)...),
 			})
 		}
 		// The NICs share ip's receive and transmit pools (servers/ip,
@@ -188,6 +188,31 @@ func ipArgs(cfg Config, drivers []string) []string {
 		args = append(args, "-pf", "pf")
 	}
 	return args
+}
+
+// pktgenArgs are the flags that start the frame generator of driver
+// index (keepnet.pktgen): the first NIC's only.
+func pktgenArgs(cfg Config, index int) []string {
+	if cfg.PktGen.Seconds == 0 || index != 0 {
+		return nil
+	}
+	args := []string{"-pktgen", strconv.Itoa(cfg.PktGen.Seconds) + "s", "-pktgen-size", strconv.Itoa(cfg.PktGen.Size)}
+	if cfg.PktGen.RxOnly {
+		args = append(args, "-pktgen-rx-only")
+	}
+	return args
+}
+
+// pktgenRegion is the DMA memory of driver index's frame generator: a
+// region like the rings, so that init holds it and a driver that dies
+// mid-measurement leaves its device writing into memory nobody else got
+// (boot/hub, "Lifetimes"). Half transmit buffers, half receive buffers,
+// one ring's worth each (drivers/nic.PktGenBuffers).
+func pktgenRegion(cfg Config, index int, driver string) []hub.RegionSpec {
+	if pktgenArgs(cfg, index) == nil {
+		return nil
+	}
+	return []hub.RegionSpec{{Name: driver + nic.PktGenRegion, Bufs: nic.PktGenBuffers, BufSize: 2048}}
 }
 
 // prepareNIC readies the PCI function the driver component name drives

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"keepnet/boot/hub"
+	"keepnet/drivers/nic"
 	"keepnet/servers/pf"
 )
 
@@ -189,6 +190,60 @@ func TestTablePFStates(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// keepnet.pktgen starts the first driver's frame generator: that driver,
+// and no other, gets the flags and the DMA region init holds for it.
+func TestTablePktGen(t *testing.T) {
+	cfg, warnings := ParseCmdline("keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.pktgen=5,size=1514")
+	if len(warnings) != 0 {
+		t.Fatal(warnings)
+	}
+	specs, nodes := Table(cfg)
+	if _, err := hub.New(nodes, hub.Factory{}, t.Logf); err != nil {
+		t.Fatalf("hub.New(Table) = %v", err)
+	}
+	for _, s := range specs {
+		want := map[string][]string{
+			"e1000.0": {"-name", "e1000.0", "-index", "0", "-pktgen", "5s", "-pktgen-size", "1514"},
+			"e1000.1": {"-name", "e1000.1", "-index", "1"},
+		}[s.Name]
+		if want != nil && !slices.Equal(s.Args, want) {
+			t.Errorf("%s's arguments %q, want %q", s.Name, s.Args, want)
+		}
+	}
+	for _, n := range nodes {
+		var regions []string
+		for _, r := range n.Regions {
+			regions = append(regions, r.Name)
+			if r.Name == "e1000.0.pktgen" && (r.Bufs != nic.PktGenBuffers || r.BufSize != 2048) {
+				t.Errorf("the generator's region %+v, want %d buffers of 2048 bytes", r, nic.PktGenBuffers)
+			}
+		}
+		want := map[string][]string{"e1000.0": {"e1000.0.rings", "e1000.0.pktgen"}, "e1000.1": {"e1000.1.rings"}}[n.Name]
+		if want != nil && !slices.Equal(regions, want) {
+			t.Errorf("%s's regions %q, want %q", n.Name, regions, want)
+		}
+	}
+	cfg.PktGen.RxOnly = true
+	specs, _ = Table(cfg)
+	for _, s := range specs {
+		if s.Name == "e1000.0" && !slices.Equal(s.Args[len(s.Args)-1:], []string{"-pktgen-rx-only"}) {
+			t.Errorf("tx=off: e1000.0's arguments %q, want -pktgen-rx-only", s.Args)
+		}
+	}
+	// Off by default: no flag, no region.
+	specs, nodes = Table(DefaultConfig())
+	for _, s := range specs {
+		if slices.Contains(s.Args, "-pktgen") {
+			t.Errorf("without keepnet.pktgen %s's arguments are %q", s.Name, s.Args)
+		}
+	}
+	for _, n := range nodes {
+		if len(n.Regions) > 1 {
+			t.Errorf("without keepnet.pktgen %s has regions %+v", n.Name, n.Regions)
 		}
 	}
 }

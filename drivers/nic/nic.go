@@ -22,6 +22,14 @@
 // buffers, whose owner is gone), releases the old pools to init, and serves
 // the new IP.
 //
+// # Frame generator
+//
+// Booted with keepnet.pktgen, the first generation of the first NIC's
+// driver runs a frame generator before it serves (pktgen.go): the driver
+// alone, with no stack above it, sends frames as fast as the device takes
+// them and counts what arrives, which is the emulated NIC's ceiling on the
+// machine; it publishes the result and then serves as usual.
+//
 // # Watchdog
 //
 // A device that stops on its own (a transmit hang, a receive stall) is

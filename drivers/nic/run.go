@@ -33,6 +33,10 @@ type Options struct {
 	Untested bool
 	// Stats, if set, receives the driver's counters once a second.
 	Stats func(Stats)
+	// PktGen, if its Duration is set, runs the frame generator before
+	// the driver serves (pktgen.go): in the first generation only, the
+	// one a boot measures; a restarted driver serves at once.
+	PktGen PktGenConfig
 }
 
 // Stats is what a driver publishes for `keepnet stats e1000.N`.
@@ -47,6 +51,9 @@ type Stats struct {
 	Counters
 	Sleeps
 	Device netdev.Stats
+	// PktGen is what the frame generator moved before the driver served
+	// (keepnet.pktgen); absent without it.
+	PktGen *PktGen `json:",omitempty"`
 }
 
 // Sleeps counts how the loop's sleeps ended, so a stalled interrupt shows:
@@ -141,6 +148,17 @@ func Run(ctx context.Context, o Options) error {
 	log.Printf("%s at %s (%s, %s), MAC %x, link %s, generation %d", o.Name, fn, uioName, fam.Name,
 		mac, map[bool]string{true: "up", false: "down"}[dev.LinkUp()], setup.Generation)
 
+	var gen *PktGen
+	if o.PktGen.Duration > 0 && setup.Generation == 1 {
+		r, err := runPktGen(ctx, o.Name, setup, dev, o.PktGen)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		gen = &r
+	}
+
 	d := New(dev, Physical)
 	for _, p := range setup.Peers {
 		if err := adopt(d, conn, p); err != nil {
@@ -164,7 +182,7 @@ func Run(ctx context.Context, o Options) error {
 		watch.Alive() // init's pings, answered by this loop (kernel/wiring "Hang detection")
 		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
 			st := Stats{Generation: setup.Generation, PCI: fn.Addr, PCIID: pciID(fn).String(), Family: fam.Name, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
-				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats()}
+				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats(), PktGen: gen}
 			if p := d.Peer(); p != nil {
 				st.PeerGeneration = p.Generation
 			}
