@@ -289,15 +289,7 @@ func TestApplicationRestartClosesItsSockets(t *testing.T) {
 // SYSCALL names it towards the transport, and later operations on the
 // application's name reach the transport's.
 func TestAcceptNamesTheConnection(t *testing.T) {
-	r := newRig(t)
-	r.s.o.Transports[ops.TCP] = "udp" // the rig's transport plays TCP too
-	r.connectApp(1)
-	r.connectUDP(1)
-	r.udpAnswers(nil)
-	r.appSends(ops.OpOpen, 1, uint64(ops.TCP))
-	r.appSends(ops.OpListen, 1, 16)
-	r.udpAnswers(nil)
-	recvAll(r.app)
+	r := newListeningRig(t)
 
 	accept := r.appSends(ops.OpAccept, 1, 9)
 	reqs := r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
@@ -589,13 +581,11 @@ func TestNewGenerationReleasesOldPools(t *testing.T) {
 	}
 }
 
-// A transport restart with an accept pending: the new generation gets the
-// listener's OpOpen, not one of the connection the accept is to create
-// (the transport would take that id as taken, and refuse the accept), and
-// then the accept again.
-func TestTransportRestartReopensAllButWhatIsToCome(t *testing.T) {
+// newListeningRig is a rig whose transport plays TCP too, with the
+// application's socket 1 listening.
+func newListeningRig(t *testing.T) *rig {
 	r := newRig(t)
-	r.s.o.Transports[ops.TCP] = "udp" // the rig's transport plays TCP too
+	r.s.o.Transports[ops.TCP] = "udp"
 	r.connectApp(1)
 	r.connectUDP(1)
 	r.udpAnswers(nil)
@@ -603,6 +593,15 @@ func TestTransportRestartReopensAllButWhatIsToCome(t *testing.T) {
 	r.appSends(ops.OpListen, 1, 16)
 	r.udpAnswers(nil)
 	recvAll(r.app)
+	return r
+}
+
+// A transport restart with an accept pending: the new generation gets the
+// listener's OpOpen, not one of the connection the accept is to create
+// (the transport would take that id as taken, and refuse the accept), and
+// then the accept again.
+func TestTransportRestartReopensAllButWhatIsToCome(t *testing.T) {
+	r := newListeningRig(t)
 	r.appSends(ops.OpAccept, 1, 9)
 	pending := recvAll(r.udp) // the accept, never answered: then the transport dies
 	if len(pending) != 1 || ops.OpOf(pending[0]) != ops.OpAccept {
