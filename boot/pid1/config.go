@@ -154,6 +154,15 @@ const MaxNICs = 4
 // NICs is how many NICs the configuration has.
 func (c Config) NICs() int { return 1 + len(c.MoreNICs) }
 
+// NICAddr is NIC i's address: keepnet.ip for the first, its keepnet.nic
+// for the others.
+func (c Config) NICAddr(i int) netip.Prefix {
+	if i == 0 {
+		return c.IP
+	}
+	return c.MoreNICs[i-1]
+}
+
 // Forwarding reports whether ip forwards: with more than one NIC, unless
 // keepnet.forward=off.
 func (c Config) Forwarding() bool { return c.Forward && c.NICs() > 1 }

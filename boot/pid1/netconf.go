@@ -45,10 +45,7 @@ func configureLinuxStack(cfg Config, timeout time.Duration) ([]string, error) {
 		}
 	}
 	for i, link := range nics {
-		addr := cfg.IP
-		if i > 0 {
-			addr = cfg.MoreNICs[i-1]
-		}
+		addr := cfg.NICAddr(i)
 		if err := netlink.LinkSetUp(link); err != nil {
 			return names, fmt.Errorf("%s up: %w", names[i], err)
 		}

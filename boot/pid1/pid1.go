@@ -142,12 +142,8 @@ func Main() {
 			}
 			a.readiness.set(netCondition, true, "")
 			for i, name := range names {
-				addr := cfg.IP
-				if i > 0 {
-					addr = cfg.MoreNICs[i-1]
-				}
 				var once sync.Once
-				go watchLink(ctx, name, addr, func(met bool, why string) {
+				go watchLink(ctx, name, cfg.NICAddr(i), func(met bool, why string) {
 					if met {
 						once.Do(func() {
 							log.Printf("linux stack: %s usable %v after configuring began", name, time.Since(t0).Round(time.Millisecond))
