@@ -99,9 +99,11 @@ type Output interface {
 	// dst, its checksum filled in for them unless o leaves it to the
 	// device. A seg built in the last Buffer goes as it is; any other is
 	// copied, so the caller may reuse its memory at once, and waits in
-	// order while every buffer is with IP. src is for in-memory links
-	// between cores; IP sends from its own address. An error means the
-	// segment is dropped.
+	// order while every buffer is with IP. IP sends from src, which must
+	// be one of its interfaces' addresses (OpOutput's source); an invalid
+	// src with o.Checksum leaves the source to IP, which takes the address
+	// of the interface the route picks and checksums over it. An error
+	// means the segment is dropped.
 	Send(seg []byte, src, dst netip.Addr, o Offload) error
 }
 
