@@ -133,6 +133,7 @@ type Machine struct {
 	Forwards []Forward
 	MAC      string
 	IP       netip.Prefix
+	DHCP     bool // the address from a DHCP server (keepnet.ip=dhcp); IP unset
 	Gateway  netip.Addr
 	Routes   []string // static routes, as servers/ip.ParseRoute reads them
 	DNS      netip.Addr
@@ -173,6 +174,9 @@ func (m Machine) KernelCmdline() string {
 	}
 	if m.IP.IsValid() {
 		args = append(args, "keepnet.ip="+m.IP.String())
+	}
+	if m.DHCP {
+		args = append(args, "keepnet.ip=dhcp")
 	}
 	if m.Gateway.IsValid() {
 		args = append(args, "keepnet.gw="+m.Gateway.String())

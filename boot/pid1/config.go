@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -35,7 +36,9 @@ const PortName = "org.keepnet.ctl"
 
 // Config is what init reads from the kernel command line:
 //
-//	keepnet.ip=CIDR          the appliance's address, e.g. 10.0.2.15/24
+//	keepnet.ip=CIDR          the appliance's address, e.g. 10.0.2.15/24;
+//	                         dhcp: address, subnet and router from a DHCP
+//	                         server (one NIC; servers/ip/dhcp)
 //	keepnet.gw=ADDR          default gateway
 //	keepnet.nic=CIDR         one more NIC (driver e1000.1, e1000.2... in the
 //	                         order given) with its address; MaxNICs in all
@@ -90,6 +93,7 @@ const PortName = "org.keepnet.ctl"
 //	                         ceiling). Off by default
 type Config struct {
 	IP        netip.Prefix
+	DHCP      bool // keepnet.ip=dhcp: IP and Gateway come from a DHCP server
 	Gateway   netip.Addr
 	MoreNICs  []netip.Prefix   // the addresses of the NICs after the first
 	Routes    []ip.StaticRoute // static routes
@@ -183,6 +187,12 @@ func ParseCmdline(cmdline string) (cfg Config, warnings []error) {
 			warnings = append(warnings, fmt.Errorf("kernel command line %q: %w", field, err))
 		}
 	}
+	if cfg.DHCP {
+		if cfg.NICs() > 1 || len(cfg.Routes) > 0 || cfg.Gateway.IsValid() {
+			warnings = append(warnings, errors.New("keepnet.ip=dhcp configures one NIC, its router from the server: keepnet.nic, keepnet.route and keepnet.gw ignored"))
+		}
+		cfg.MoreNICs, cfg.Routes, cfg.Gateway = nil, nil, netip.Addr{}
+	}
 	if cfg.Gateway.IsValid() && cfg.IP.IsValid() && !cfg.IP.Contains(cfg.Gateway) {
 		warnings = append(warnings, fmt.Errorf("gateway %v is not on the appliance's subnet %v", cfg.Gateway, cfg.IP.Masked()))
 	}
@@ -196,11 +206,15 @@ func ParseCmdline(cmdline string) (cfg Config, warnings []error) {
 func (c *Config) set(name, val string) error {
 	switch name {
 	case "ip":
+		if val == "dhcp" {
+			c.IP, c.DHCP = netip.Prefix{}, true
+			return nil
+		}
 		p, err := netip.ParsePrefix(val)
 		if err != nil || !p.Addr().Is4() {
-			return fmt.Errorf("want an IPv4 address with prefix length, like 10.0.2.15/24")
+			return fmt.Errorf("want an IPv4 address with prefix length, like 10.0.2.15/24, or dhcp")
 		}
-		c.IP = p
+		c.IP, c.DHCP = p, false
 	case "gw":
 		a, err := netip.ParseAddr(val)
 		if err != nil || !a.Is4() {

@@ -26,14 +26,17 @@ func TestParseCmdline(t *testing.T) {
 			},
 			0,
 		},
-		{"keepnet.keep=maybe", DefaultConfig(), 1},         // on or off
-		{"keepnet.ip=10.0.2.15", DefaultConfig(), 1},       // no prefix length
-		{"keepnet.ip=fe80::1/64", DefaultConfig(), 1},      // IPv6 not yet
-		{"keepnet.stack=bsd", DefaultConfig(), 1},          // unknown stack
-		{"keepnet.ctl=carrier-pigeon", DefaultConfig(), 1}, // unknown transport
-		{"keepnet.hugepages=-1", DefaultConfig(), 1},       // negative
-		{"keepnet.sched=fifo", DefaultConfig(), 1},         // not offered
-		{"keepnet.hang=soon", DefaultConfig(), 1},          // not a duration
+		{"keepnet.keep=maybe", DefaultConfig(), 1},    // on or off
+		{"keepnet.ip=10.0.2.15", DefaultConfig(), 1},  // no prefix length
+		{"keepnet.ip=fe80::1/64", DefaultConfig(), 1}, // IPv6 not yet
+		{"keepnet.ip=dhcp", withDHCP(), 0},
+		{"keepnet.ip=dhcp keepnet.gw=10.0.2.2 keepnet.nic=10.78.0.1/24", withDHCP(), 1}, // the lease gives the router; one NIC
+		{"keepnet.ip=dhcp keepnet.ip=10.0.2.15/24", withIP("10.0.2.15/24"), 0},          // the last one wins
+		{"keepnet.stack=bsd", DefaultConfig(), 1},                                       // unknown stack
+		{"keepnet.ctl=carrier-pigeon", DefaultConfig(), 1},                              // unknown transport
+		{"keepnet.hugepages=-1", DefaultConfig(), 1},                                    // negative
+		{"keepnet.sched=fifo", DefaultConfig(), 1},                                      // not offered
+		{"keepnet.hang=soon", DefaultConfig(), 1},                                       // not a duration
 		{"keepnet.hang=0", func() Config { c := DefaultConfig(); c.Hang = 0; return c }(), 0},
 		{"keepnet.seccomp=off", DefaultConfig(), 1}, // 0 or 1
 		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass all\n")), withRules("pass all\n"), 0},
@@ -147,5 +150,20 @@ func TestParseCmdlinePFStatesMessage(t *testing.T) {
 func withRules(rules string) Config {
 	c := DefaultConfig()
 	c.PFRules = rules
+	return c
+}
+
+// withDHCP is the default configuration with keepnet.ip=dhcp: no address
+// or gateway of its own.
+func withDHCP() Config {
+	c := DefaultConfig()
+	c.IP, c.Gateway, c.DHCP = netip.Prefix{}, netip.Addr{}, true
+	return c
+}
+
+// withIP is the default configuration with keepnet.ip=p.
+func withIP(p string) Config {
+	c := DefaultConfig()
+	c.IP = netip.MustParsePrefix(p)
 	return c
 }

@@ -3,6 +3,7 @@ package pid1
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/vishvananda/netlink"
 
 	"keepnet/servers/pf"
@@ -26,8 +28,10 @@ import (
 // as keepnet's ip does. With keepnet.pfrules the rule set is loaded into
 // nf_tables (nftables.go) before any interface comes up; if it cannot be,
 // no interface comes up: a filter asked for never fails open. It waits
-// (bounded) for the driver to create the interfaces.
-func configureLinuxStack(cfg Config, timeout time.Duration) ([]string, error) {
+// (bounded) for the driver to create the interfaces. With keepnet.ip=dhcp
+// NIC 0's address, default route and DNS server come from a DHCP server
+// (linuxDHCP), and are written into cfg.
+func configureLinuxStack(cfg *Config, timeout time.Duration) ([]string, error) {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		netlink.LinkSetUp(lo)
 	}
@@ -40,15 +44,21 @@ func configureLinuxStack(cfg Config, timeout time.Duration) ([]string, error) {
 		names[i] = l.Attrs().Name
 	}
 	if cfg.PFRules != "" {
-		if err := loadLinuxFilter(cfg, names); err != nil {
+		if err := loadLinuxFilter(*cfg, names); err != nil {
 			return names, fmt.Errorf("packet filter: %w; no interface brought up", err)
 		}
 	}
 	for i, link := range nics {
-		addr := cfg.NICAddr(i)
 		if err := netlink.LinkSetUp(link); err != nil {
 			return names, fmt.Errorf("%s up: %w", names[i], err)
 		}
+		if i == 0 && cfg.DHCP {
+			if err := linuxDHCP(cfg, link, dhcpTimeout); err != nil {
+				return names, err
+			}
+			continue // the lease's address and route are in place
+		}
+		addr := cfg.NICAddr(i)
 		if addr.IsValid() {
 			a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
 			if err := netlink.AddrReplace(link, a); err != nil {
@@ -56,7 +66,7 @@ func configureLinuxStack(cfg Config, timeout time.Duration) ([]string, error) {
 			}
 		}
 	}
-	if cfg.Gateway.IsValid() {
+	if cfg.Gateway.IsValid() && !cfg.DHCP {
 		route := &netlink.Route{LinkIndex: nics[0].Attrs().Index, Gw: cfg.Gateway.AsSlice()}
 		if err := netlink.RouteReplace(route); err != nil {
 			return names, fmt.Errorf("default route via %v: %w", cfg.Gateway, err)
@@ -75,7 +85,7 @@ func configureLinuxStack(cfg Config, timeout time.Duration) ([]string, error) {
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(forward), 0o644); err != nil {
 		return names, fmt.Errorf("forwarding: %w", err)
 	}
-	if cfg.DNS.IsValid() {
+	if cfg.DNS.IsValid() && !cfg.DHCP {
 		if err := os.WriteFile("/etc/resolv.conf", []byte("nameserver "+cfg.DNS.String()+"\n"), 0o644); err != nil {
 			return names, err
 		}
@@ -228,4 +238,44 @@ func watchLink(ctx context.Context, name string, addr netip.Prefix, set func(met
 			return
 		}
 	}
+}
+
+// dhcpTimeout bounds the Linux stack's wait for a lease.
+const dhcpTimeout = 60 * time.Second
+
+// linuxDHCP gets a lease for link with u-root's DHCP client and puts it in
+// place (address, default route, resolv.conf), recording it in cfg. The
+// baseline takes one lease and does not renew it: the address stays on
+// the interface (the kernel is given no lifetime for it), which is all a
+// measurement needs; keepnet's own client (servers/ip/dhcp) renews.
+func linuxDHCP(cfg *Config, link netlink.Link, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	name := link.Attrs().Name
+	for r := range dhclient.SendRequests(ctx, []netlink.Link{link}, true, false,
+		dhclient.Config{Timeout: 4 * time.Second, Retries: int(timeout / (4 * time.Second))}, timeout) {
+		if r.Err != nil {
+			return fmt.Errorf("%s: DHCP: %w", name, r.Err)
+		}
+		if err := r.Lease.Configure(); err != nil {
+			return fmt.Errorf("%s: DHCP lease: %w", name, err)
+		}
+		p, ok := r.Lease.(*dhclient.Packet4)
+		if !ok {
+			return fmt.Errorf("%s: DHCP: not an IPv4 lease", name)
+		}
+		n := p.Lease()
+		bits, _ := n.Mask.Size()
+		a, _ := netip.AddrFromSlice(n.IP.To4())
+		cfg.IP = netip.PrefixFrom(a, bits)
+		if gw := p.P.Router(); len(gw) > 0 {
+			cfg.Gateway, _ = netip.AddrFromSlice(gw[0].To4())
+		}
+		if dns := p.P.DNS(); len(dns) > 0 {
+			cfg.DNS, _ = netip.AddrFromSlice(dns[0].To4())
+		}
+		log.Printf("linux stack: %s leased %v from %v, router %v, DNS %v", name, cfg.IP, p.P.ServerIdentifier(), cfg.Gateway, cfg.DNS)
+		return nil
+	}
+	return fmt.Errorf("%s: DHCP: no answer in %v", name, timeout)
 }

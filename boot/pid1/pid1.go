@@ -67,7 +67,11 @@ func Main() {
 	for _, w := range warnings {
 		log.Print(w)
 	}
-	log.Printf("stack %s, address %v, gateway %v, control channel %s", cfg.Stack, cfg.IP, cfg.Gateway, cfg.Ctl)
+	if cfg.DHCP {
+		log.Printf("stack %s, address by DHCP, control channel %s", cfg.Stack, cfg.Ctl)
+	} else {
+		log.Printf("stack %s, address %v, gateway %v, control channel %s", cfg.Stack, cfg.IP, cfg.Gateway, cfg.Ctl)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -130,7 +134,7 @@ func Main() {
 	if cfg.Stack == StackLinux {
 		a.readiness.set(netCondition, false, "the interfaces are not configured yet")
 		t0 := time.Now()
-		if names, err := configureLinuxStack(cfg, 5*time.Second); err != nil {
+		if names, err := configureLinuxStack(&cfg, 5*time.Second); err != nil {
 			log.Printf("linux stack: %v", err)
 			a.readiness.set(netCondition, false, err.Error())
 		} else {

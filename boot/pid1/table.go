@@ -171,7 +171,11 @@ func driverNames(cfg Config) []string {
 // gateway, each other NIC's driver and address, the static routes,
 // forwarding, and pf if there is one.
 func ipArgs(cfg Config, drivers []string) []string {
-	args := []string{"-addr", cfg.IP.String(), "-driver", drivers[0], "-udp", "udp", "-tcp", "tcp"}
+	addr := cfg.IP.String()
+	if cfg.DHCP {
+		addr = "dhcp"
+	}
+	args := []string{"-addr", addr, "-driver", drivers[0], "-udp", "udp", "-tcp", "tcp"}
 	if cfg.Gateway.IsValid() {
 		args = append(args, "-gw", cfg.Gateway.String())
 	}

@@ -23,7 +23,7 @@ func main() {
 	if err := sandbox.Enter(sandbox.IP); err != nil {
 		log.Fatal(err)
 	}
-	addr := flag.String("addr", "", "address and prefix, e.g. 10.0.2.15/24")
+	addr := flag.String("addr", "", "address and prefix, e.g. 10.0.2.15/24, or dhcp")
 	gw := flag.String("gw", "", "default gateway")
 	driver := flag.String("driver", "e1000.0", "the NIC driver component")
 	udp := flag.String("udp", "udp", "the UDP transport component (empty: none)")
@@ -49,9 +49,15 @@ func main() {
 
 	var cfg ip.Config
 	var err error
-	if cfg.Addr, err = netip.ParsePrefix(*addr); err != nil {
-		log.Printf("-addr %q: %v", *addr, err)
-		os.Exit(exitcode.Config) // restarting will not help
+	useDHCP := *addr == "dhcp"
+	if !useDHCP {
+		if cfg.Addr, err = netip.ParsePrefix(*addr); err != nil {
+			log.Printf("-addr %q: %v", *addr, err)
+			os.Exit(exitcode.Config) // restarting will not help
+		}
+	} else if len(more) > 0 || len(routes) > 0 || *gw != "" {
+		log.Printf("-addr dhcp: the address, subnet and router come from the DHCP server; no -iface, -route or -gw with it")
+		os.Exit(exitcode.Config)
 	}
 	if *gw != "" {
 		if cfg.Gateway, err = netip.ParseAddr(*gw); err != nil {
@@ -59,7 +65,7 @@ func main() {
 			os.Exit(exitcode.Config)
 		}
 	}
-	ifaces := append([]ip.Iface{{Driver: *driver, Config: cfg}}, more...)
+	ifaces := append([]ip.Iface{{Driver: *driver, Config: cfg, DHCP: useDHCP}}, more...)
 	nets := make([]netip.Prefix, len(ifaces))
 	for i, ifc := range ifaces {
 		nets[i] = ifc.Config.Addr

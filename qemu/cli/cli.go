@@ -198,7 +198,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	fwdFlag := fs.String("fwd", "", "with --net user: host ports to forward, tcp:HOSTPORT:GUESTPORT,... (default tcp:8080:80)")
-	ipFlag := fs.String("ip", "10.0.2.15/24", "the appliance's address")
+	ipFlag := fs.String("ip", "10.0.2.15/24", "the appliance's address, or dhcp (from a DHCP server on the first --net)")
 	gwFlag := fs.String("gw", "10.0.2.2", "default gateway")
 	dnsFlag := fs.String("dns", "10.0.2.3", "DNS server")
 	stack := fs.String("stack", "keepnet", "network stack: keepnet (its own driver, IP, UDP, TCP) or linux (the kernel's, the baseline)")
@@ -261,8 +261,10 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if m.Net.Kind != "user" && len(m.Forwards) > 0 {
 		return usageError{errors.New("--fwd works only with --net user")}
 	}
-	if m.IP, err = netip.ParsePrefix(*ipFlag); err != nil || !m.IP.Addr().Is4() {
-		return usageError{fmt.Errorf("--ip %q: want an IPv4 address with prefix length", *ipFlag)}
+	if *ipFlag == "dhcp" {
+		m.DHCP = true
+	} else if m.IP, err = netip.ParsePrefix(*ipFlag); err != nil || !m.IP.Addr().Is4() {
+		return usageError{fmt.Errorf("--ip %q: want an IPv4 address with prefix length, or dhcp", *ipFlag)}
 	}
 	if m.Net.IP.IsValid() {
 		m.IP = m.Net.IP
@@ -274,6 +276,12 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if m.Gateway, err = netip.ParseAddr(*gwFlag); err != nil {
 		return usageError{fmt.Errorf("--gw %q: want an IPv4 address", *gwFlag)}
+	}
+	if m.DHCP {
+		if m.Net.IP.IsValid() || len(m.MoreNets) > 0 || len(m.Routes) > 0 {
+			return usageError{errors.New("--ip dhcp: one --net without ip=, and no --route")}
+		}
+		m.Gateway = netip.Addr{} // the server's router
 	}
 	if m.DNS, err = netip.ParseAddr(*dnsFlag); err != nil {
 		return usageError{fmt.Errorf("--dns %q: want an IPv4 address", *dnsFlag)}

@@ -104,6 +104,9 @@ const (
 type Iface struct {
 	Driver string // the driver component, "e1000.0"
 	Config Config // from the kernel command line; the store's copy wins
+	// DHCP: the address comes from a DHCP server (dhcpnic.go), not
+	// Config; only for a lone interface.
+	DHCP bool
 }
 
 // nic is one interface of the running server: its driver and its Stack.
@@ -169,6 +172,8 @@ type server struct {
 	stats *store.Publisher
 	gen   int
 
+	dhcp *dhcpNIC // interface 0's DHCP client; nil: a static address
+
 	announce func() // tells init we are up
 	// release tells init a superseded neighbour's pool is unmapped
 	// (wiring.Conn.Release); nil in tests.
@@ -212,7 +217,8 @@ type Stats struct {
 	Ifaces     []IfaceStats
 	Routes     []string
 	Forwarding ForwardCounters
-	Counters   // the first interface's
+	DHCP       *DHCPStats `json:",omitempty"` // interface 0's client, if it has one
+	Counters              // the first interface's
 }
 
 // IfaceStats are one interface's, in Stats.
@@ -254,6 +260,12 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	}
 	s.stats = store.NewPublisher(o.Store, StatsNS, o.Name)
 	defer s.stats.Close()
+	if o.Ifaces[0].DHCP {
+		if cfgs[0], err = s.dhcpLoad(ctx); err != nil {
+			return err
+		}
+		defer s.dhcp.journal.Close()
+	}
 	s.addNICs(cfgs)
 	for i, c := range cfgs {
 		log.Printf("interface %d on %s: address %v, gateway %v (configuration from %s), generation %d",
@@ -285,13 +297,15 @@ func Serve(ctx context.Context, o ServerOptions) error {
 }
 
 // Poll is the loop's (kernel/loop): start the Stacks once every driver
-// told its MAC, move messages, and tick the Stacks every tickEvery.
+// told its MAC (and DHCP gave the address), move messages, tick the
+// Stacks every tickEvery and the DHCP client when its timers say.
 func (s *server) Poll() (bool, time.Time) {
-	if s.stack == nil && s.haveMACs() {
+	if s.stack == nil && s.haveMACs() && s.addressed() {
 		s.start()
 	}
 	work := s.poll()
-	if now := time.Now(); now.After(s.nextTick) {
+	now := time.Now()
+	if now.After(s.nextTick) {
 		for _, n := range s.nics {
 			if n.stack != nil {
 				n.stack.Tick()
@@ -300,7 +314,13 @@ func (s *server) Poll() (bool, time.Time) {
 		s.releaseHeld() // a buffer freed some other way
 		s.nextTick = now.Add(tickEvery)
 	}
-	return work, s.nextTick
+	wake := s.nextTick
+	if s.dhcp != nil {
+		if t := s.dhcpTick(now); !t.IsZero() && t.Before(wake) {
+			wake = t
+		}
+	}
+	return work, wake
 }
 
 // addNICs makes the interfaces of the options, with their configurations
@@ -327,6 +347,10 @@ func (s *server) start() {
 	transports := map[uint8]Transport{}
 	for proto, name := range s.o.Transports {
 		transports[proto] = &transportLink{s: s, name: name}
+	}
+	if s.dhcp != nil { // the client's replies come as UDP
+		t, _ := transports[header.ProtocolUDP].(DatagramTransport)
+		transports[header.ProtocolUDP] = dhcpTap{s: s, inner: t}
 	}
 	stacks := make([]*Stack, len(s.nics))
 	for i, n := range s.nics {
@@ -390,7 +414,14 @@ func loadConfigs(ctx context.Context, o ServerOptions) ([]Config, string, error)
 	defer cancel()
 	cfgs := make([]Config, len(o.Ifaces))
 	var from string
+	if o.Ifaces[0].DHCP && len(o.Ifaces) > 1 {
+		return nil, "", errors.New("ip: DHCP configures only a lone interface")
+	}
 	for i, ifc := range o.Ifaces {
+		if ifc.DHCP {
+			from = "DHCP"
+			continue // dhcpLoad
+		}
 		c, f, err := loadConfig(cctx, o.Store, configKey(i), ifc.Config)
 		if err != nil {
 			return nil, "", fmt.Errorf("ip: %s: %w", ifc.Driver, err)
@@ -674,6 +705,12 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 			if err == nil {
 				n.stack.HandleFrame(s.private(shared))
 			}
+		} else if link.StatusOf(m) == link.StatusOK && s.dhcp != nil {
+			ref := req.Ref
+			ref.Len = m.Ref.Len
+			if shared, err := s.rx.Bytes(ref); err == nil {
+				s.dhcpFrame(n, s.private(shared))
+			}
 		}
 		// The Stack copied what it keeps: post the buffer again
 		// (repostRX, by hand: the path of every received frame).
@@ -855,6 +892,7 @@ func (s *server) publish() {
 	}
 	st.FilterPassed, st.FilterBlocked, st.FilterDrops = s.filterPassed, s.filterBlocked, s.filterDrops
 	st.Counters = st.Ifaces[0].Counters
+	st.DHCP = s.dhcp.stats()
 	if s.router != nil {
 		for _, r := range s.router.Table() {
 			st.Routes = append(st.Routes, r.String())
