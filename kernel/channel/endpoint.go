@@ -22,7 +22,8 @@ const spinChecks = 2000
 //
 // Concurrency: one goroutine at a time may Send (the producer of the send
 // ring) and one at a time may Recv, Wait, Arm and Disarm (the consumer of
-// the receive ring); the two may differ. Stats may be called from anywhere.
+// the receive ring); the two may differ. Stats and Wake may be called from
+// anywhere.
 // Close must not run concurrently with anything else.
 type Endpoint struct {
 	// Producer state; only the sending goroutine touches it.
@@ -39,6 +40,7 @@ type Endpoint struct {
 	idle   bool // the last Wait timed out: do not spin in the next
 
 	broken atomic.Pointer[error] // set once, by either goroutine; see fail
+	kicked atomic.Bool           // Wake was called: the next or current Wait returns
 	closed bool
 	unmap  func() error
 
@@ -154,6 +156,9 @@ func (e *Endpoint) wait(timeout time.Duration) error {
 	if e.idle {
 		spin = 1
 	}
+	if e.kicked.Swap(false) {
+		return nil
+	}
 	for i := 0; i < spin; i++ {
 		if e.ready() {
 			return nil
@@ -170,6 +175,9 @@ func (e *Endpoint) wait(timeout time.Duration) error {
 		deadline = time.Now().Add(timeout)
 	}
 	for {
+		if e.kicked.Swap(false) {
+			return nil
+		}
 		if ready, err := e.Arm(); ready || err != nil {
 			return err
 		}
@@ -191,6 +199,15 @@ func (e *Endpoint) wait(timeout time.Duration) error {
 		}
 		// A spurious wake-up (see the package doc): sleep again.
 	}
+}
+
+// Wake makes the Wait in progress, or the next one, return as if a
+// message had come: another goroutine of the receiving process has news for
+// the waiter (a new generation of the peer, a close) and the waiter can
+// then sleep without a timeout to look at its other sources.
+func (e *Endpoint) Wake() error {
+	e.kicked.Store(true)
+	return e.sleep.wake()
 }
 
 // Arm prepares to sleep in a caller's own poll loop: it announces sleep and
