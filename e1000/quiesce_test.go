@@ -17,7 +17,7 @@ func TestQuiesceStopsDMA(t *testing.T) {
 		r.fill() // the old driver's posted RX buffers
 		before := append([]byte(nil), r.mem[buffsAt:r.next]...)
 
-		if err := e1000.Quiesce(r.m, func(time.Duration) {}); err != nil {
+		if err := e1000.Quiesce(r.m, nil, func(time.Duration) {}); err != nil {
 			t.Fatalf("hardware=%v: Quiesce = %v", hw, err)
 		}
 		for i := 0; i < 8; i++ {
