@@ -1,7 +1,8 @@
 // Package model is a register-level model of the Intel 82540EM (and, with
-// Config.Part, the 82574L) for hermetic tests of the e1000 driver: a register file (netdev.Regs), descriptor
-// processing, and DMA over a byte slice that stands for physical memory (a
-// bus address is an offset into it).
+// Config.Part, the 82574L) for hermetic tests of the e1000 driver: a
+// register file (netdev.Regs), descriptor processing, and DMA over a byte
+// slice that stands for physical memory (a bus address is an offset into
+// it).
 //
 // By default it behaves like QEMU's e1000 (hw/net/e1000.c) where a driver can
 // tell:
