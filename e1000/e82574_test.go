@@ -183,8 +183,12 @@ func TestRxChecksum(t *testing.T) {
 					t.Errorf("%s: PollRX = %+v, want the frame with bad = %v", tc.name, got, tc.bad)
 				}
 			}
-			if s := r.dev.Stats(); s.RxErrors != 0 {
-				t.Errorf("RxErrors = %d, want 0: checksum errors are not frame errors", s.RxErrors)
+			wantBad := uint64(0)
+			if p.model == model.Part82574L {
+				wantBad = 2
+			}
+			if s := r.dev.Stats(); s.RxErrors != 0 || s.RxBadChecksum != wantBad || s.RxFrames != 3 {
+				t.Errorf("Stats() = %+v, want 3 frames, %d with a bad checksum, no RxErrors (checksum errors are not frame errors)", s, wantBad)
 			}
 		})
 	}

@@ -84,6 +84,7 @@ const (
 type Stats struct {
 	RxFrames, RxBytes uint64 // good frames handed to PollRX callbacks
 	RxErrors          uint64 // frames the device marked bad (still handed over)
+	RxBadChecksum     uint64 // of RxFrames, those whose IPv4 or TCP/UDP checksum the device found wrong (handed over marked bad)
 	RxDropped         uint64 // frames the core could not hand over whole (spanning buffers), dropped
 	TxFrames, TxBytes uint64 // frames the device reported done
 	RxMissed          uint64 // frames the device dropped: no room in its receive FIFO
