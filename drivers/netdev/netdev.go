@@ -6,9 +6,11 @@
 //
 // It sits between kernel/ and the NIC families (DESIGN.md, "Layers"): the
 // driver process loop (drivers/nic) speaks only these types, and a family
-// (e1000/, later e1000e/...) implements them and imports nothing above
-// drivers/. A family's package lists the IDs it drives in its Family; the
-// driver's main puts every family it links into one Registry.
+// (e1000/, the 8254x and the 82574L; later igb/...) implements them and
+// imports nothing above drivers/. A family's package lists the IDs it
+// drives in its Family; the driver's main puts every family it links into
+// one Registry. A family that drives several parts is told which one in
+// Quiesce and Open (the PCI ID) and keeps their differences itself.
 //
 // # Restart protocol
 //
