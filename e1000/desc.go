@@ -47,6 +47,7 @@ const (
 	RDESC_STATUS_EOP   uint8 = 1 << 1 // end of packet
 	RDESC_STATUS_IXSM  uint8 = 1 << 2 // ignore checksum indication
 	RDESC_STATUS_VP    uint8 = 1 << 3 // packet is 802.1Q (matched VET)
+	RDESC_STATUS_UDPCS uint8 = 1 << 4 // UDP checksum calculated (82574; reserved on the 8254x)
 	RDESC_STATUS_TCPCS uint8 = 1 << 5 // TCP checksum calculated
 	RDESC_STATUS_IPCS  uint8 = 1 << 6 // IP checksum calculated
 	RDESC_STATUS_PIF   uint8 = 1 << 7 // passed in-exact filter

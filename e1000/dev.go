@@ -29,6 +29,9 @@ type Config struct {
 	// Sleep waits; the few waits of the reset sequence go through it so tests
 	// never sleep (STYLE item 6). Default time.Sleep.
 	Sleep func(time.Duration)
+	// Variant is the part: its EERD layout, reset steps and own registers
+	// (variant.go). Default Variant8254x.
+	Variant *Variant
 }
 
 // Defaults.
@@ -72,7 +75,7 @@ var (
 	ErrNoMAC        = errors.New("no valid MAC address in the EEPROM or RAL0/RAH0")
 )
 
-// Dev drives one 8254x function through its registers (netdev.Regs: BAR0
+// Dev drives one 8254x or 82574 function (Config.Variant) through its registers (netdev.Regs: BAR0
 // mapped by drivers/pci, or the model in e1000/model) and two descriptor
 // rings; it is the family's netdev.Device. It is not safe for concurrent
 // use: the driver process calls it from one goroutine (interrupt wait,
@@ -81,6 +84,7 @@ type Dev struct {
 	regs  netdev.Regs
 	sleep func(time.Duration)
 	cfg   Config
+	v     *Variant
 	rctl  uint32 // the RCTL value Reset programs
 
 	mac [6]byte
@@ -146,6 +150,9 @@ func (c Config) withDefaults() Config {
 	if c.Sleep == nil {
 		c.Sleep = time.Sleep
 	}
+	if c.Variant == nil {
+		c.Variant = Variant8254x
+	}
 	return c
 }
 
@@ -204,6 +211,7 @@ func New(regs netdev.Regs, rings netdev.Region, cfg Config) (*Dev, error) {
 		regs:  regs,
 		sleep: cfg.Sleep,
 		cfg:   cfg,
+		v:     cfg.Variant,
 		rctl:  RCTL_EN | RCTL_BAM | RCTL_SECRC | RCTL_LBM_NONE | RCTL_RDMTS_HALF | bs,
 		rx: ring{
 			mem:  rings.Mem[:rxBytes:rxBytes],
@@ -233,11 +241,15 @@ func New(regs netdev.Regs, rings netdev.Region, cfg Config) (*Dev, error) {
 //
 //  1. Mask all interrupts (IMC, 13.4.21); disable the transmitter (TCTL.EN=0).
 //  2. Empty the RX ring by writing RDH = RDT, without touching RCTL (below),
-//     so the device stops taking descriptors; wait for DMA in flight.
-//  3. Global reset: set CTRL.RST, wait, poll until it clears (13.4.1).
+//     so the device stops taking descriptors; on the 82574 disable its PCIe
+//     master (Variant.MasterDisable); wait for DMA in flight.
+//  3. Global reset: set CTRL.RST, wait, poll until it clears (13.4.1); on
+//     the 82574 wait for EECD.AUTO_RD and its PHY (Variant.AutoReadDone).
 //  4. Mask interrupts again and clear ICR: the reset may leave causes pending.
 //  5. CTRL: SLU and ASDE set; LRST, PHY_RST, ILOS, FRCSPD, FRCDPLX, VME and
-//     flow control clear (14.3); FCAL, FCAH, FCT, FCTTV = 0 (no flow control).
+//     flow control clear (14.3); FCAL, FCAH, FCT, FCTTV = 0 (no flow control);
+//     then the part's own registers (Variant.Setup: the 82574's interrupt
+//     acknowledgement, descriptor format, checksum offload, queue enable).
 //  6. MAC address from the EEPROM through EERD (5.3.1), else RAL0/RAH0;
 //     program RAL0/RAH0 with AV, clear the other 15 entries and the MTA.
 //  7. RX: zero the ring memory; RDBAL/RDBAH/RDLEN; RDH = RDT; RDTR = RADV = 0
@@ -265,18 +277,23 @@ func (d *Dev) Reset() (netdev.Forgotten, error) {
 	f := d.forget()
 	r := d.regs
 
-	if err := Quiesce(r, d.sleep); err != nil {
+	if err := Quiesce(r, d.v, d.sleep); err != nil {
 		return f, err
 	}
 
-	// 5. General configuration (14.3).
+	// 5. General configuration (14.3). GIO_MASTER_DISABLE is the 82574's
+	// (reserved, written 0, on the 8254x): QEMU's e1000e keeps it across
+	// CTRL.RST, and the part does no DMA while it is set.
 	ctrl := r.Read32(CTRL)
 	ctrl &^= CTRL_LRST | CTRL_PHY_RST | CTRL_ILOS | CTRL_FRCSPD | CTRL_FRCDPLX |
-		CTRL_VME | CTRL_RFCE | CTRL_TFCE | CTRL_RST
+		CTRL_VME | CTRL_RFCE | CTRL_TFCE | CTRL_RST | CTRL_GIO_MASTER_DISABLE
 	ctrl |= CTRL_SLU | CTRL_ASDE
 	r.Write32(CTRL, ctrl)
 	for _, reg := range []uint32{FCAL, FCAH, FCT, FCTTV} {
 		r.Write32(reg, 0)
+	}
+	if d.v.Setup != nil {
+		d.v.Setup(r)
 	}
 
 	// 6. Address filters.
@@ -351,15 +368,21 @@ func (d *Dev) Reset() (netdev.Forgotten, error) {
 // interrupts, disables transmit, empties the receive ring (RDH = RDT) so no
 // frame is written anywhere, and issues a global reset (on real hardware
 // that also drops the descriptors the device cached; QEMU's e1000 only
-// clears the bit). RCTL is not written: see Reset.
-func Quiesce(r netdev.Regs, sleep func(time.Duration)) error {
+// clears the bit). RCTL is not written: see Reset. v is the part (nil:
+// Variant8254x): the 82574 also disables its PCIe master before the reset
+// and waits for its NVM after it.
+func Quiesce(r netdev.Regs, v *Variant, sleep func(time.Duration)) error {
 	if sleep == nil {
 		sleep = time.Sleep
+	}
+	if v == nil {
+		v = Variant8254x
 	}
 	// 1-2. Quiesce.
 	r.Write32(IMC, IMC_ALL)
 	r.Write32(TCTL, 0)
 	r.Write32(RDH, r.Read32(RDT))
+	v.disableMaster(r, sleep)
 	sleep(quiesceDelay)
 
 	// 3. Global reset.
@@ -375,6 +398,9 @@ func Quiesce(r netdev.Regs, sleep func(time.Duration)) error {
 	}
 	if !cleared {
 		return fmt.Errorf("e1000: reset: %w after %v", ErrResetTimeout, resetDelay+resetPolls*resetPollWait)
+	}
+	if err := v.afterReset(r, sleep); err != nil {
+		return err
 	}
 
 	// 4. Interrupts off again; causes cleared by reading ICR.
@@ -405,9 +431,9 @@ func (d *Dev) forget() netdev.Forgotten {
 // readMAC reads the station address from EEPROM words 0-2 through EERD
 // (5.3.1, 13.4.4; Table 5-2: low byte first). When EERD never completes it
 // falls back to RAL0/RAH0, which the device loads from the EEPROM at reset
-// (13.5.2): the 82544GC/EI has no EERD at all, and the 82541xx/82547 and
-// 82574L put DONE at bit 1, so a part this table does not know yet still
-// gets its address.
+// (13.5.2): the 82544GC/EI has no EERD at all, and the 82541xx/82547 put
+// DONE at bit 1 (as the 82574L, whose Variant says so), so a part this
+// table does not know yet still gets its address.
 func (d *Dev) readMAC() ([6]byte, error) {
 	var mac [6]byte
 	ok := true
@@ -432,12 +458,13 @@ func (d *Dev) readMAC() ([6]byte, error) {
 	return mac, ErrNoMAC
 }
 
-// readEEPROM reads one 16-bit EEPROM word with a bounded poll of EERD.DONE.
+// readEEPROM reads one 16-bit EEPROM word with a bounded poll of EERD.DONE,
+// where the part keeps it (Variant.EERDDone, EERDAddrShift).
 func (d *Dev) readEEPROM(word uint32) (uint16, bool) {
-	d.regs.Write32(EERD, word<<EERD_ADDR_SHIFT|EERD_START)
+	d.regs.Write32(EERD, word<<d.v.EERDAddrShift|EERD_START)
 	for range eerdPolls {
 		v := d.regs.Read32(EERD)
-		if v&EERD_DONE != 0 {
+		if v&d.v.EERDDone != 0 {
 			return uint16(v >> EERD_DATA_SHIFT), true
 		}
 		d.sleep(eerdPollWait)

@@ -3,6 +3,7 @@ package e1000_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -369,110 +370,118 @@ func TestBatching(t *testing.T) {
 // driver had not acknowledged; the new driver works, no DMA reaches the old
 // buffers, and a QEMU restart does not pay the RCTL receive pause.
 func TestRestartWithPacketsInFlight(t *testing.T) {
-	for _, hw := range []bool{false, true} {
-		r := newRig(t, model.Config{Hardware: hw, HoldTX: true}, e1000.Config{RxRing: 16, TxRing: 16})
+	for _, p := range parts {
+		for _, hw := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/hardware=%v", p.name, hw), func(t *testing.T) {
+				restartWithPacketsInFlight(t, p, hw)
+			})
+		}
+	}
+}
 
-		// The old driver: RX buffers posted, 3 frames received, not polled.
-		oldRX := r.fill()
-		for i := range 3 {
-			r.m.Deliver(frame(testMAC, i, 100))
-		}
-		// Six frames queued; the caller (ip's view) tracks them as outstanding.
-		outstanding := map[uint64][]byte{}
-		var order []uint64
-		for i := range 6 {
-			f := frame(bcast, i, 80)
-			c, _ := r.send(f)
-			outstanding[c] = f
-			order = append(order, c)
-		}
-		r.dev.FlushTX()
-		r.m.StepTX(2)
-		for _, c := range r.pollTX() {
-			delete(outstanding, c) // acknowledged to ip
-		}
-		r.m.StepTX(1) // frame 2 leaves, but the driver dies before it polls
+func restartWithPacketsInFlight(t *testing.T, p part, hw bool) {
+	r := newRig(t, model.Config{Hardware: hw, HoldTX: true, Part: p.model}, e1000.Config{RxRing: 16, TxRing: 16, Variant: p.variant})
 
-		// Crash. Poison the old RX buffers to catch any later DMA into them.
-		for _, c := range oldRX {
-			clear(r.mem[c : c+bufBytes])
-			r.mem[c] = 0xEE
-		}
-		rctlWrites := r.m.Writes(e1000.RCTL)
-		if !hw && (r.m.Peek(e1000.TDH) != 3 || r.m.Peek(e1000.TDT) != 6 || r.m.Peek(e1000.RDH) != 3) {
-			t.Fatalf("model did not keep stale rings: TDH %d TDT %d RDH %d", r.m.Peek(e1000.TDH), r.m.Peek(e1000.TDT), r.m.Peek(e1000.RDH))
-		}
-		r.regs = &countingRegs{Regs: r.m, writes: map[uint32]int{}}
-		n := e1000.RingBytes(r.cfg)
-		dev, err := e1000.New(r.regs, netdev.Region{Mem: r.mem[ringsAt : ringsAt+n], Addr: ringsAt}, r.cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.dev = dev
-		if f, err := dev.Reset(); err != nil || len(f.RX)+len(f.TX) != 0 {
-			t.Fatalf("new driver's Reset() = %v, %v; want nothing forgotten, no error", f, err)
-		}
-		if got := r.m.Writes(e1000.RCTL) - rctlWrites; !hw && got != 0 {
-			t.Errorf("hardware=%v: RCTL writes during a restart = %d, want 0 (QEMU pauses receive after one)", hw, got)
-		}
+	// The old driver: RX buffers posted, 3 frames received, not polled.
+	oldRX := r.fill()
+	for i := range 3 {
+		r.m.Deliver(frame(testMAC, i, 100))
+	}
+	// Six frames queued; the caller (ip's view) tracks them as outstanding.
+	outstanding := map[uint64][]byte{}
+	var order []uint64
+	for i := range 6 {
+		f := frame(bcast, i, 80)
+		c, _ := r.send(f)
+		outstanding[c] = f
+		order = append(order, c)
+	}
+	r.dev.FlushTX()
+	r.m.StepTX(2)
+	for _, c := range r.pollTX() {
+		delete(outstanding, c) // acknowledged to ip
+	}
+	r.m.StepTX(1) // frame 2 leaves, but the driver dies before it polls
 
-		// The caller resubmits what was never acknowledged, in order.
-		var resubmit []uint64
-		for _, c := range order {
-			if _, ok := outstanding[c]; ok {
-				resubmit = append(resubmit, c)
-			}
-		}
-		if want := order[2:]; !slices.Equal(resubmit, want) {
-			t.Errorf("hardware=%v: resubmission set = %v, want %v", hw, resubmit, want)
-		}
-		wireBefore := len(r.wire)
-		for _, c := range resubmit {
-			f := outstanding[c]
-			b := netdev.Buffer{Mem: r.mem[c : c+bufBytes], Addr: c, Cookie: c}
-			if !dev.Transmit(b, len(f)) {
-				t.Fatalf("hardware=%v: Transmit after restart refused", hw)
-			}
-		}
-		dev.FlushTX()
-		if r.m.StepTX(-1) != 4 {
-			t.Errorf("hardware=%v: device sent stale descriptors", hw)
-		}
-		if got := r.pollTX(); !slices.Equal(got, resubmit) {
-			t.Errorf("hardware=%v: PollTX after restart = %v, want %v", hw, got, resubmit)
-		}
-		// On the wire: 0, 1, 2 from the old driver, then 2 again (the one
-		// duplicate), 3, 4, 5; nothing stale.
-		wantSeq := []int{0, 1, 2, 2, 3, 4, 5}
-		if len(r.wire) != len(wantSeq) || wireBefore != 3 {
-			t.Fatalf("hardware=%v: wire got %d frames (%d before restart), want %d (3)", hw, len(r.wire), wireBefore, len(wantSeq))
-		}
-		for i, s := range wantSeq {
-			if want := frame(bcast, s, 80); !bytes.Equal(r.wire[i], want) {
-				t.Errorf("hardware=%v: wire frame %d = %q, want sequence %d", hw, i, r.wire[i][14:22], s)
-			}
-		}
+	// Crash. Poison the old RX buffers to catch any later DMA into them.
+	for _, c := range oldRX {
+		clear(r.mem[c : c+bufBytes])
+		r.mem[c] = 0xEE
+	}
+	rctlWrites := r.m.Writes(e1000.RCTL)
+	if !hw && (r.m.Peek(e1000.TDH) != 3 || r.m.Peek(e1000.TDT) != 6 || r.m.Peek(e1000.RDH) != 3) {
+		t.Fatalf("model did not keep stale rings: TDH %d TDT %d RDH %d", r.m.Peek(e1000.TDH), r.m.Peek(e1000.TDT), r.m.Peek(e1000.RDH))
+	}
+	r.regs = &countingRegs{Regs: r.m, writes: map[uint32]int{}}
+	n := e1000.RingBytes(r.cfg)
+	dev, err := e1000.New(r.regs, netdev.Region{Mem: r.mem[ringsAt : ringsAt+n], Addr: ringsAt}, r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.dev = dev
+	if f, err := dev.Reset(); err != nil || len(f.RX)+len(f.TX) != 0 {
+		t.Fatalf("new driver's Reset() = %v, %v; want nothing forgotten, no error", f, err)
+	}
+	if got := r.m.Writes(e1000.RCTL) - rctlWrites; !hw && got != 0 {
+		t.Errorf("hardware=%v: RCTL writes during a restart = %d, want 0 (QEMU pauses receive after one)", hw, got)
+	}
 
-		// Receive works at once (no RCTL pause to wait out) into new buffers.
-		newRX := r.fill()
-		for i := range 20 {
-			if !r.m.Deliver(frame(testMAC, 100+i, 100)) && i < 15 {
-				t.Fatalf("hardware=%v: Deliver %d after restart = false", hw, i)
-			}
+	// The caller resubmits what was never acknowledged, in order.
+	var resubmit []uint64
+	for _, c := range order {
+		if _, ok := outstanding[c]; ok {
+			resubmit = append(resubmit, c)
 		}
-		got := r.pollRX()
-		if len(got) != 15 {
-			t.Errorf("hardware=%v: PollRX after restart = %d frames, want 15", hw, len(got))
+	}
+	if want := order[2:]; !slices.Equal(resubmit, want) {
+		t.Errorf("hardware=%v: resubmission set = %v, want %v", hw, resubmit, want)
+	}
+	wireBefore := len(r.wire)
+	for _, c := range resubmit {
+		f := outstanding[c]
+		b := netdev.Buffer{Mem: r.mem[c : c+bufBytes], Addr: c, Cookie: c}
+		if !dev.Transmit(b, len(f)) {
+			t.Fatalf("hardware=%v: Transmit after restart refused", hw)
 		}
-		for i, g := range got {
-			if g.cookie != newRX[i] || !bytes.Equal(g.frame, frame(testMAC, 100+i, 100)) {
-				t.Errorf("hardware=%v: frame %d = cookie %#x %q, want %#x seq %d", hw, i, g.cookie, g.frame[14:22], newRX[i], 100+i)
-			}
+	}
+	dev.FlushTX()
+	if r.m.StepTX(-1) != 4 {
+		t.Errorf("hardware=%v: device sent stale descriptors", hw)
+	}
+	if got := r.pollTX(); !slices.Equal(got, resubmit) {
+		t.Errorf("hardware=%v: PollTX after restart = %v, want %v", hw, got, resubmit)
+	}
+	// On the wire: 0, 1, 2 from the old driver, then 2 again (the one
+	// duplicate), 3, 4, 5; nothing stale.
+	wantSeq := []int{0, 1, 2, 2, 3, 4, 5}
+	if len(r.wire) != len(wantSeq) || wireBefore != 3 {
+		t.Fatalf("hardware=%v: wire got %d frames (%d before restart), want %d (3)", hw, len(r.wire), wireBefore, len(wantSeq))
+	}
+	for i, s := range wantSeq {
+		if want := frame(bcast, s, 80); !bytes.Equal(r.wire[i], want) {
+			t.Errorf("hardware=%v: wire frame %d = %q, want sequence %d", hw, i, r.wire[i][14:22], s)
 		}
-		for _, c := range oldRX {
-			if r.mem[c] != 0xEE || r.mem[c+1] != 0 {
-				t.Errorf("hardware=%v: DMA into old buffer %#x after restart", hw, c)
-			}
+	}
+
+	// Receive works at once (no RCTL pause to wait out) into new buffers.
+	newRX := r.fill()
+	for i := range 20 {
+		if !r.m.Deliver(frame(testMAC, 100+i, 100)) && i < 15 {
+			t.Fatalf("hardware=%v: Deliver %d after restart = false", hw, i)
+		}
+	}
+	got := r.pollRX()
+	if len(got) != 15 {
+		t.Errorf("hardware=%v: PollRX after restart = %d frames, want 15", hw, len(got))
+	}
+	for i, g := range got {
+		if g.cookie != newRX[i] || !bytes.Equal(g.frame, frame(testMAC, 100+i, 100)) {
+			t.Errorf("hardware=%v: frame %d = cookie %#x %q, want %#x seq %d", hw, i, g.cookie, g.frame[14:22], newRX[i], 100+i)
+		}
+	}
+	for _, c := range oldRX {
+		if r.mem[c] != 0xEE || r.mem[c+1] != 0 {
+			t.Errorf("hardware=%v: DMA into old buffer %#x after restart", hw, c)
 		}
 	}
 }

@@ -1,9 +1,14 @@
-// Package e1000 is everything Intel PRO/1000 (8254x) specific in keepnet:
-// register offsets and bit fields, descriptor layouts, the device table, and
-// the driver core — reset and initialisation, the receive and transmit rings,
-// interrupts, link state and counters. The authority is the PCI/PCI-X Family
-// of Gigabit Ethernet Controllers Software Developer's Manual (Intel 317453,
-// "the manual"); every constant names its section.
+// Package e1000 is everything Intel PRO/1000 (8254x) and 82574L specific in
+// keepnet: register offsets and bit fields, descriptor layouts, the device
+// table, and the driver core — reset and initialisation, the receive and
+// transmit rings, interrupts, link state and counters. The authority is the
+// PCI/PCI-X Family of Gigabit Ethernet Controllers Software Developer's
+// Manual (Intel 317453, "the manual"); every constant names its section.
+// The 82574L (QEMU's e1000e) keeps the 8254x register map, legacy and
+// context descriptors; what differs — its EEPROM read register, reset
+// steps, interrupt acknowledgement, receive checksum and queue enable — is
+// a Variant (variant.go), chosen by PCI ID from Devices, and its registers
+// are named after its own datasheet (Intel 317694) at the end of regs.go.
 //
 // The core has no operating-system dependencies and speaks the types of the
 // device-neutral driver framework, drivers/netdev: Dev is a netdev.Device,

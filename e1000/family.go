@@ -1,13 +1,18 @@
 package e1000
 
-import "keepnet/drivers/netdev"
+import (
+	"fmt"
+
+	"keepnet/drivers/netdev"
+)
 
 var _ netdev.Device = (*Dev)(nil)
 
-// Family is the 8254x as a netdev family: the supported parts of Devices
-// (QEMU's 82540EM, 8086:100e, first; those not Tested marked so), quiesced by Quiesce and driven by
-// Dev with the default Config; under QEMU its statistics registers are
-// running totals (Config.StickyCounters).
+// Family is the Intel gigabit family as a netdev family: the supported
+// parts of Devices (QEMU's 82540EM, 8086:100e, first; those not Tested
+// marked so), quiesced by Quiesce and driven by Dev with the default Config
+// and the Variant the PCI ID has in Devices; under QEMU the statistics
+// registers are running totals (Config.StickyCounters).
 func Family() netdev.Family {
 	var ids []netdev.PCIID
 	untested := map[netdev.PCIID]string{}
@@ -26,9 +31,19 @@ func Family() netdev.Family {
 		IDs:       ids,
 		Untested:  untested,
 		RingBytes: RingBytes(Config{}),
-		Quiesce:   func(r netdev.Regs) error { return Quiesce(r, nil) },
-		Open: func(r netdev.Regs, rings netdev.Region, p netdev.Platform) (netdev.Device, error) {
-			d, err := New(r, rings, Config{StickyCounters: p.QEMU})
+		Quiesce: func(r netdev.Regs, id netdev.PCIID) error {
+			v, err := variant(id)
+			if err != nil {
+				return err
+			}
+			return Quiesce(r, v, nil)
+		},
+		Open: func(r netdev.Regs, id netdev.PCIID, rings netdev.Region, p netdev.Platform) (netdev.Device, error) {
+			v, err := variant(id)
+			if err != nil {
+				return nil, err
+			}
+			d, err := New(r, rings, Config{StickyCounters: p.QEMU, Variant: v})
 			if err != nil {
 				return nil, err
 			}
@@ -39,6 +54,15 @@ func Family() netdev.Family {
 			HookStopRX: StopRX,
 		},
 	}
+}
+
+// variant is the Variant Devices gives id.
+func variant(id netdev.PCIID) (*Variant, error) {
+	d, ok := Lookup(id.Vendor, id.Device)
+	if !ok || !d.Supported || d.Variant == nil {
+		return nil, fmt.Errorf("e1000: PCI device %s is not one this family drives", id)
+	}
+	return d.Variant, nil
 }
 
 // Test hooks (netdev.Family.TestHooks): the device stops behind the

@@ -223,3 +223,90 @@ const (
 const (
 	RAH_AV uint32 = 1 << 31 // address valid
 )
+
+// Registers and fields of the 82574L that the 8254x manual does not have,
+// or lays out differently. Their authority is the 82574 GbE Controller
+// Datasheet (Intel 317694, "the 82574 datasheet"), chapter 10 (register
+// descriptions); names follow it and Linux's e1000e (defines.h, regs.h),
+// which spell them the same way. QEMU's model of the part is
+// hw/net/e1000e_core.c.
+const (
+	// EERD_82574 fields: START at bit 0, DONE at bit 1, the word address
+	// at bits 15:2 (the 82574 datasheet, EERD; Linux's E1000_EERW_*), where
+	// the 82540EM has DONE at bit 4 and the address at 15:8.
+	EERD_82574_DONE       uint32 = 1 << 1
+	EERD_82574_ADDR_SHIFT        = 2
+
+	// CTRL_GIO_MASTER_DISABLE stops the part issuing new PCIe master
+	// requests (DMA); STATUS_GIO_MASTER_ENABLE clears once none is pending.
+	// The datasheet asks for both before a software reset (Linux's
+	// e1000e_disable_pcie_master). Bit 2 of CTRL is reserved on the 8254x.
+	CTRL_GIO_MASTER_DISABLE  uint32 = 1 << 2
+	STATUS_GIO_MASTER_ENABLE uint32 = 1 << 19
+
+	// EECD_AUTO_RD says the part has finished reading its NVM after a
+	// reset (Linux's e1000e_get_auto_rd_done polls it).
+	EECD_AUTO_RD uint32 = 1 << 9
+
+	// CTRL_EXT_IAME is interrupt acknowledge auto-mask enable: with it, a
+	// read of ICR while an interrupt is asserted clears ICR and masks the
+	// IMS bits set in IAM. Without it (and with IMS not zero) the 82574
+	// leaves ICR as it was on a read, and the INTx line stays asserted.
+	CTRL_EXT_IAME uint32 = 1 << 27
+	// CTRL_EXT_RSVD22 and CTRL_EXT_RSVD23 are bits Linux's
+	// e1000_initialize_hw_bits_82571 sets (22) and clears (23) on the 82574.
+	CTRL_EXT_RSVD22 uint32 = 1 << 22
+	CTRL_EXT_RSVD23 uint32 = 1 << 23
+
+	// ICR_ASSERTED (INT_ASSERTED, bit 31) is set in ICR while the part
+	// asserts its interrupt; ICR_ACK (bit 17) is "receive ACK frame".
+	ICR_ASSERTED uint32 = 1 << 31
+	ICR_ACK      uint32 = 1 << 17
+
+	// IAM is the Interrupt Acknowledge Auto-Mask register: the IMS bits a
+	// read of ICR clears when CTRL_EXT.IAME is set.
+	IAM uint32 = 0x000E0
+	// EIAC is the Extended Interrupt Auto Clear register (MSI-X only).
+	EIAC uint32 = 0x000DC
+
+	// RFCTL is the Receive Filter Control register. RFCTL_EXTEN selects
+	// the extended receive descriptors: clear, the part uses the legacy
+	// layout of RxDesc (QEMU: e1000e_rx_use_legacy_descriptor).
+	RFCTL       uint32 = 0x05008
+	RFCTL_EXTEN uint32 = 1 << 15
+
+	// RXCSUM is the Receive Checksum Control register: IPOFLD and TUOFLD
+	// have the part check IPv4 header and TCP/UDP checksums and report
+	// them in the descriptor (IPCS, TCPCS, UDPCS; errors IPE, TCPE); PCSD
+	// replaces the packet checksum by the RSS hash (extended descriptors
+	// only).
+	RXCSUM        uint32 = 0x05000
+	RXCSUM_IPOFLD uint32 = 1 << 8
+	RXCSUM_TUOFLD uint32 = 1 << 9
+	RXCSUM_PCSD   uint32 = 1 << 13
+
+	// RCTL_DTYP_MASK is the receive descriptor type (RCTL bits 11:10; 00b
+	// legacy or extended as RFCTL says, 01b packet split); QEMU sizes the
+	// buffers from PSRCTL when it is not zero. RCTL_FLXBUF_MASK (30:27)
+	// is the flexible buffer size; zero means RCTL.BSIZE.
+	RCTL_DTYP_MASK   uint32 = 3 << 10
+	RCTL_FLXBUF_MASK uint32 = 0xF << 27
+
+	// TARC0 is the Transmit Arbitration Count register of queue 0.
+	// TARC0_ENABLE (bit 10) enables the queue: QEMU's e1000e sends nothing
+	// from a queue without it. Linux sets bit 26 and clears 30:27.
+	TARC0             uint32 = 0x03840
+	TARC0_ENABLE      uint32 = 1 << 10
+	TARC0_RSVD26      uint32 = 1 << 26
+	TARC0_RSVD30_27   uint32 = 0xF << 27
+	TXDCTL            uint32 = 0x03828
+	TXDCTL_COUNT_DESC uint32 = 1 << 22 // Linux's e1000_initialize_hw_bits_82571
+
+	// GCR is the PCIe control register; Linux sets its bit 22 on the
+	// 82574. GCR2 bit 0 is the workaround of the 82574 errata for
+	// unreliable PCIe completions (Linux, same function).
+	GCR        uint32 = 0x05B00
+	GCR_RSVD22 uint32 = 1 << 22
+	GCR2       uint32 = 0x05B64
+	GCR2_ERR   uint32 = 1 << 0
+)

@@ -21,6 +21,20 @@ const (
 	bufBytes = 2048
 )
 
+// part is a part the model plays and the Variant that drives it.
+type part struct {
+	name    string
+	model   model.Part
+	variant *e1000.Variant
+}
+
+// parts are the parts QEMU models with a different sequence: the tests
+// that run on each run the same driver code on both.
+var parts = []part{
+	{"82540EM", model.Part82540EM, e1000.Variant8254x},
+	{"82574L", model.Part82574L, e1000.Variant82574},
+}
+
 // countingRegs counts and logs register writes on their way to the model.
 type countingRegs struct {
 	netdev.Regs

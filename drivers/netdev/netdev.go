@@ -6,9 +6,11 @@
 //
 // It sits between kernel/ and the NIC families (DESIGN.md, "Layers"): the
 // driver process loop (drivers/nic) speaks only these types, and a family
-// (e1000/, later e1000e/...) implements them and imports nothing above
-// drivers/. A family's package lists the IDs it drives in its Family; the
-// driver's main puts every family it links into one Registry.
+// (e1000/, the 8254x and the 82574L; later igb/...) implements them and
+// imports nothing above drivers/. A family's package lists the IDs it
+// drives in its Family; the driver's main puts every family it links into
+// one Registry. A family that drives several parts is told which one in
+// Quiesce and Open (the PCI ID) and keeps their differences itself.
 //
 // # Restart protocol
 //
@@ -84,6 +86,7 @@ const (
 type Stats struct {
 	RxFrames, RxBytes uint64 // good frames handed to PollRX callbacks
 	RxErrors          uint64 // frames the device marked bad (still handed over)
+	RxBadChecksum     uint64 // of RxFrames, those whose IPv4 or TCP/UDP checksum the device found wrong (handed over marked bad)
 	RxDropped         uint64 // frames the core could not hand over whole (spanning buffers), dropped
 	TxFrames, TxBytes uint64 // frames the device reported done
 	RxMissed          uint64 // frames the device dropped: no room in its receive FIFO

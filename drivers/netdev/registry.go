@@ -43,12 +43,14 @@ type Family struct {
 	RingBytes int
 	// Quiesce stops the device's DMA without rings: masks its interrupts,
 	// stops transmit and receive and resets it. The driver process calls it
-	// before anything else (see the package doc's restart protocol).
-	Quiesce func(r Regs) error
-	// Open makes the Device for the function behind r with its rings in
-	// rings (at least RingBytes long). It does not touch the device: the
-	// caller Resets it.
-	Open func(r Regs, rings Region, p Platform) (Device, error)
+	// before anything else (see the package doc's restart protocol). id is
+	// the function's PCI ID, one of IDs: a family that drives several parts
+	// picks the part's sequence by it.
+	Quiesce func(r Regs, id PCIID) error
+	// Open makes the Device for the function behind r, part id (one of
+	// IDs), with its rings in rings (at least RingBytes long). It does not
+	// touch the device: the caller Resets it.
+	Open func(r Regs, id PCIID, rings Region, p Platform) (Device, error)
 	// TestHooks, by name, stop the device behind the driver's back, for
 	// tests of the driver's watchdog (drivers/nic); the driver offers
 	// them only when test hooks are enabled (kernel/wiring.EnvTestHooks).

@@ -13,8 +13,8 @@ func family(name string, ids ...netdev.PCIID) netdev.Family {
 	return netdev.Family{
 		Name:    name,
 		IDs:     ids,
-		Quiesce: func(netdev.Regs) error { return nil },
-		Open: func(netdev.Regs, netdev.Region, netdev.Platform) (netdev.Device, error) {
+		Quiesce: func(netdev.Regs, netdev.PCIID) error { return nil },
+		Open: func(netdev.Regs, netdev.PCIID, netdev.Region, netdev.Platform) (netdev.Device, error) {
 			return netdevtest.New(netdevtest.Config{}), nil
 		},
 	}

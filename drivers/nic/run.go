@@ -124,7 +124,7 @@ func Run(ctx context.Context, o Options) error {
 	defer irq.Close()
 	// Before anything else: the previous generation may have left buffers
 	// on the rings, in pools init frees once this process says hello.
-	if err := fam.Quiesce(bar); err != nil {
+	if err := fam.Quiesce(bar, pciID(fn)); err != nil {
 		return fmt.Errorf("nic: quiescing %s (%s): %w", fn, fam.Name, err)
 	}
 
@@ -137,7 +137,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	dev, err := fam.Open(bar, rings, netdev.Platform{QEMU: underQEMU()})
+	dev, err := fam.Open(bar, pciID(fn), rings, netdev.Platform{QEMU: underQEMU()})
 	if err != nil {
 		return fmt.Errorf("nic: %s (%s): %w", fn, fam.Name, err)
 	}

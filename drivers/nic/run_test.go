@@ -18,8 +18,8 @@ func fakeFamily() netdev.Family {
 		Name:      "fake",
 		IDs:       []netdev.PCIID{{Vendor: 0x1234, Device: 0x0001}, {Vendor: 0x1234, Device: 0x0002}},
 		RingBytes: 4096,
-		Quiesce:   func(netdev.Regs) error { return nil },
-		Open: func(netdev.Regs, netdev.Region, netdev.Platform) (netdev.Device, error) {
+		Quiesce:   func(netdev.Regs, netdev.PCIID) error { return nil },
+		Open: func(netdev.Regs, netdev.PCIID, netdev.Region, netdev.Platform) (netdev.Device, error) {
 			return netdevtest.New(netdevtest.Config{}), nil
 		},
 	}

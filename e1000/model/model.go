@@ -1,7 +1,8 @@
-// Package model is a register-level model of the Intel 82540EM for hermetic
-// tests of the e1000 driver: a register file (netdev.Regs), descriptor
-// processing, and DMA over a byte slice that stands for physical memory (a
-// bus address is an offset into it).
+// Package model is a register-level model of the Intel 82540EM (and, with
+// Config.Part, the 82574L) for hermetic tests of the e1000 driver: a
+// register file (netdev.Regs), descriptor processing, and DMA over a byte
+// slice that stands for physical memory (a bus address is an offset into
+// it).
 //
 // By default it behaves like QEMU's e1000 (hw/net/e1000.c) where a driver can
 // tell:
@@ -25,6 +26,29 @@
 // CTRL.RST is a full reset (registers to power-on values, caches dropped,
 // RAL0/RAH0 reloaded from the EEPROM), there is no RCTL pause, and
 // statistics clear when read.
+//
+// With Config.Part = Part82574L it is QEMU 7.2's e1000e (hw/net/e1000e_core.c)
+// instead, where it differs from the 82540EM in ways the driver must get
+// right:
+//   - EERD has START at bit 0, DONE at bit 1 and the address at 15:2;
+//   - ICR carries INT_ASSERTED (bit 31) while any cause is set, and a read
+//     clears it only when IMS is zero or when INT_ASSERTED and
+//     CTRL_EXT.IAME are set, which also clears the IMS bits set in IAM
+//     (e1000e_mac_icr_read): a driver that reads ICR with interrupts
+//     enabled and no IAME never deasserts the line (Pending stays true);
+//   - CTRL.RST reloads RAL0/RAH0 from the EEPROM's address and resets
+//     nothing else (QEMU 7.2; Hardware mode: a full reset);
+//   - STATUS.GIO_MASTER_ENABLE is set unless CTRL.GIO_MASTER_DISABLE is;
+//     EECD.AUTO_RD is set;
+//   - a TDT or TCTL write sends nothing unless TARC0.ENABLE is set;
+//   - with RFCTL.EXTEN set receive descriptors are written back in the
+//     extended format (status and errors in bytes 8-11, length in 12-13),
+//     which a legacy-descriptor driver misreads;
+//   - with RXCSUM.IPOFLD/TUOFLD (both set at power-on) a received IPv4
+//     frame's header and TCP/UDP checksums are checked: IPCS, TCPCS, UDPCS
+//     in the status, IPE, TCPE in the errors (never IXSM); without
+//     either, no checksum bit at all;
+//   - an RCTL write does not pause receive.
 //
 // The model is safe for concurrent use; DMA into descriptor rings publishes
 // the status word with an atomic store, as the driver expects.
@@ -58,12 +82,26 @@ type Config struct {
 	// NoEERD makes EERD never report DONE, as on parts with another EERD
 	// layout or none (the driver must fall back to RAL0/RAH0).
 	NoEERD bool
+	// NoRA leaves RAL0/RAH0 empty at reset, as a part whose NVM does not
+	// load them: the driver gets the address only through EERD.
+	NoRA bool
+	// Part is the part modelled: the 82540EM (zero) or the 82574L.
+	Part Part
 }
+
+// Part is a part the model can be.
+type Part int
+
+// Parts.
+const (
+	Part82540EM Part = iota // QEMU's e1000
+	Part82574L              // QEMU's e1000e
+)
 
 // rctlPause is how long QEMU refuses frames after an RCTL write.
 const rctlPause = time.Second
 
-// Model is an 82540EM.
+// Model is an 82540EM or an 82574L (Config.Part).
 type Model struct {
 	mu  sync.Mutex // guards everything below and DMA into Mem
 	cfg Config
@@ -90,6 +128,8 @@ type Model struct {
 	txPOPTS       uint8
 	txTSE, txData bool
 	writes        map[uint32]int
+	// eepromReads counts EEPROM words EERD returned with DONE.
+	eepromReads int
 }
 
 var _ netdev.Regs = (*Model)(nil)
@@ -110,13 +150,19 @@ func (m *Model) powerOn() {
 	clear(m.regs[:])
 	m.reg(e1000.CTRL, e1000.CTRL_SLU|e1000.CTRL_FD)
 	m.updateStatus()
-	mac := m.cfg.MAC
-	m.reg(e1000.RAL0, uint32(mac[0])|uint32(mac[1])<<8|uint32(mac[2])<<16|uint32(mac[3])<<24)
-	m.reg(e1000.RAH0, uint32(mac[4])|uint32(mac[5])<<8|e1000.RAH_AV)
+	m.reloadRA()
+	if m.e1000e() {
+		// e1000e_mac_reg_init: the queue enabled, checksum offload on.
+		m.reg(e1000.TARC0, 0x3|e1000.TARC0_ENABLE)
+		m.reg(e1000.RXCSUM, e1000.RXCSUM_IPOFLD|e1000.RXCSUM_TUOFLD)
+		m.reg(e1000.EECD, e1000.EECD_AUTO_RD)
+	}
 	m.rxCache = map[uint32][e1000.DescSize]byte{}
 	m.txCache = map[uint32][e1000.DescSize]byte{}
 	m.txFrame = nil
 }
+
+func (m *Model) e1000e() bool { return m.cfg.Part == Part82574L }
 
 func (m *Model) reg(off, v uint32) { m.regs[off/4] = v }
 func (m *Model) get(off uint32) uint32 {
@@ -128,7 +174,26 @@ func (m *Model) updateStatus() {
 	if m.cable && m.get(e1000.CTRL)&e1000.CTRL_SLU != 0 {
 		st |= e1000.STATUS_LU | e1000.STATUS_FD
 	}
+	if m.e1000e() {
+		st &^= e1000.STATUS_GIO_MASTER_ENABLE
+		if m.get(e1000.CTRL)&e1000.CTRL_GIO_MASTER_DISABLE == 0 {
+			st |= e1000.STATUS_GIO_MASTER_ENABLE
+		}
+	}
 	m.reg(e1000.STATUS, st)
+}
+
+// reloadRA is QEMU's e1000x_reset_mac_addr: RAL0/RAH0 from the permanent
+// address.
+func (m *Model) reloadRA() {
+	if m.cfg.NoRA {
+		m.reg(e1000.RAL0, 0)
+		m.reg(e1000.RAH0, 0)
+		return
+	}
+	mac := m.cfg.MAC
+	m.reg(e1000.RAL0, uint32(mac[0])|uint32(mac[1])<<8|uint32(mac[2])<<16|uint32(mac[3])<<24)
+	m.reg(e1000.RAH0, uint32(mac[4])|uint32(mac[5])<<8|e1000.RAH_AV)
 }
 
 // Read32 reads a register, with the side effects of ICR (clear on read),
@@ -139,10 +204,17 @@ func (m *Model) Read32(off uint32) uint32 {
 	switch off {
 	case e1000.ICR:
 		v := m.get(e1000.ICR)
+		if m.e1000e() {
+			m.icrRead82574()
+			return v
+		}
 		m.reg(e1000.ICR, 0)
 		return v
 	case e1000.EERD:
 		v := m.get(e1000.EERD)
+		if m.e1000e() {
+			return v // computed when written (e1000e_set_eerd)
+		}
 		if v&e1000.EERD_START == 0 || m.cfg.NoEERD {
 			return v &^ e1000.EERD_DONE
 		}
@@ -151,6 +223,7 @@ func (m *Model) Read32(off uint32) uint32 {
 		if int(addr) < len(m.eeprom) {
 			data = uint32(m.eeprom[addr])
 		}
+		m.eepromReads++
 		return v&0xFFFF | e1000.EERD_DONE | data<<e1000.EERD_DATA_SHIFT
 	case e1000.MPC, e1000.RNBC, e1000.GPRC, e1000.GPTC:
 		v := m.get(off)
@@ -177,18 +250,24 @@ func (m *Model) Write32(off, val uint32) {
 			return
 		}
 		m.reg(off, val&^e1000.CTRL_RST) // QEMU: RST is self-clearing, nothing else
+		if val&e1000.CTRL_RST != 0 && m.e1000e() {
+			m.reloadRA() // ... but for the address, on the e1000e
+		}
 		m.updateStatus()
 	case e1000.ICR:
-		m.reg(off, m.get(off)&^val) // write 1 to clear
+		if m.e1000e() && m.get(e1000.ICR)&e1000.ICR_ASSERTED != 0 && m.get(e1000.CTRL_EXT)&e1000.CTRL_EXT_IAME != 0 {
+			m.reg(e1000.IMS, m.get(e1000.IMS)&^m.get(e1000.IAM)) // e1000e_set_icr
+		}
+		m.setICR(m.get(off) &^ val) // write 1 to clear
 	case e1000.ICS:
-		m.reg(e1000.ICR, m.get(e1000.ICR)|val)
+		m.cause(val)
 	case e1000.IMS:
 		m.reg(e1000.IMS, m.get(e1000.IMS)|val)
 	case e1000.IMC:
 		m.reg(e1000.IMS, m.get(e1000.IMS)&^val)
 	case e1000.RCTL:
 		m.reg(off, val)
-		if !m.cfg.Hardware {
+		if !m.cfg.Hardware && !m.e1000e() {
 			m.rxPauseEnds = m.now + rctlPause
 		}
 	case e1000.RDLEN, e1000.TDLEN:
@@ -198,6 +277,23 @@ func (m *Model) Write32(off, val uint32) {
 	case e1000.RDT:
 		m.reg(off, val&0xFFFF)
 		m.prefetchRX()
+	case e1000.CTRL_EXT:
+		m.reg(off, val)
+		m.updateStatus()
+	case e1000.EERD:
+		if !m.e1000e() {
+			m.reg(off, val)
+			break
+		}
+		// e1000e_set_eerd: the word is read at once; DONE only for a
+		// word the EEPROM has.
+		addr := val >> e1000.EERD_82574_ADDR_SHIFT & 0x3FFF
+		v := addr << e1000.EERD_82574_ADDR_SHIFT
+		if val&e1000.EERD_START != 0 && int(addr) < len(m.eeprom) && !m.cfg.NoEERD {
+			v |= e1000.EERD_82574_DONE | uint32(m.eeprom[addr])<<e1000.EERD_DATA_SHIFT
+			m.eepromReads++
+		}
+		m.reg(off, v)
 	case e1000.TDT, e1000.TCTL:
 		m.reg(off, val)
 		if off == e1000.TDT {
@@ -247,13 +343,46 @@ func (m *Model) Advance(d time.Duration) {
 	m.now += d
 }
 
-func (m *Model) cause(c uint32) { m.reg(e1000.ICR, m.get(e1000.ICR)|c) }
+func (m *Model) cause(c uint32) { m.setICR(m.get(e1000.ICR) | c) }
+
+// setICR stores the causes; the e1000e adds INT_ASSERTED while any is set
+// (e1000e_fix_icr_asserted).
+func (m *Model) setICR(v uint32) {
+	if m.e1000e() {
+		v &^= e1000.ICR_ASSERTED
+		if v != 0 {
+			v |= e1000.ICR_ASSERTED
+		}
+	}
+	m.reg(e1000.ICR, v)
+}
+
+// icrRead82574 is the side effect of reading ICR on QEMU 7.2's e1000e
+// (e1000e_mac_icr_read): cleared when IMS is zero; cleared, and the IAM bits
+// of IMS masked, when INT_ASSERTED and CTRL_EXT.IAME are set; else kept.
+func (m *Model) icrRead82574() {
+	if m.get(e1000.IMS) == 0 {
+		m.reg(e1000.ICR, 0)
+	}
+	if m.get(e1000.ICR)&e1000.ICR_ASSERTED != 0 && m.get(e1000.CTRL_EXT)&e1000.CTRL_EXT_IAME != 0 {
+		m.reg(e1000.ICR, 0)
+		m.reg(e1000.IMS, m.get(e1000.IMS)&^m.get(e1000.IAM))
+	}
+}
+
+// EEPROMReads is how many EEPROM words EERD has returned with DONE (on the
+// 82574L: has read on a START).
+func (m *Model) EEPROMReads() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.eepromReads
+}
 
 // Pending reports whether an interrupt is asserted (ICR & IMS != 0).
 func (m *Model) Pending() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.get(e1000.ICR)&m.get(e1000.IMS) != 0
+	return m.get(e1000.ICR)&m.get(e1000.IMS)&^e1000.ICR_ASSERTED != 0
 }
 
 func ringBase(lo, hi uint32) uint64 { return uint64(hi)<<32 | uint64(lo&^0xF) }
@@ -330,6 +459,9 @@ func (m *Model) StepTX(max int) int {
 func (m *Model) processTX(max int) int {
 	if m.get(e1000.TCTL)&e1000.TCTL_EN == 0 {
 		return 0
+	}
+	if m.e1000e() && m.get(e1000.TARC0)&e1000.TARC0_ENABLE == 0 {
+		return 0 // e1000e_set_tdt, e1000e_set_tctl: queue 0 not enabled
 	}
 	n := m.ringLen(e1000.TDLEN)
 	if n == 0 {
@@ -564,12 +696,20 @@ func (m *Model) Deliver(frame []byte) bool {
 			}
 		}
 		off += chunk
-		status := e1000.RDESC_STATUS_DD
+		status, errs := e1000.RDESC_STATUS_DD, uint8(0)
 		if off == len(data) {
 			status |= e1000.RDESC_STATUS_EOP | e1000.RDESC_STATUS_IXSM
+			if m.e1000e() {
+				status, errs = m.rxChecksum(frame)
+				status |= e1000.RDESC_STATUS_DD | e1000.RDESC_STATUS_EOP
+			}
 		}
-		e1000.RxDesc(mem).SetWriteBack(uint16(chunk), 0, 0)
-		e1000.PublishWriteBack(mem, status)
+		if m.e1000e() && m.get(e1000.RFCTL)&e1000.RFCTL_EXTEN != 0 {
+			writeBackExtended(mem, uint16(chunk), status, errs)
+		} else {
+			e1000.RxDesc(mem).SetWriteBack(uint16(chunk), 0, errs)
+			e1000.PublishWriteBack(mem, status)
+		}
 		m.reg(e1000.RDH, (h+1)%n)
 	}
 	m.inc(e1000.GPRC)
@@ -620,4 +760,74 @@ func rxBufSize(rctl uint32) int {
 		size *= 16
 	}
 	return size
+}
+
+// writeBackExtended writes an extended receive descriptor's write-back
+// (the 82574 datasheet's extended format; QEMU's e1000e_write_ext_rx_descr):
+// MRQ and RSS hash or IP id in bytes 0-7, the status and error bits in the
+// dword at byte 8 (errors in its top byte), the length at byte 12.
+func writeBackExtended(desc []byte, length uint16, status, errs uint8) {
+	clear(desc)
+	binary.LittleEndian.PutUint32(desc[8:], uint32(status)|uint32(errs)<<24)
+	binary.LittleEndian.PutUint16(desc[12:], length)
+}
+
+// rxChecksum is the 82574's receive checksum offload as QEMU 7.2 does it
+// without a vnet header (e1000e_build_rx_metadata, e1000e_verify_csum_in_sw):
+// for an IPv4 frame, with RXCSUM.IPOFLD the header checksum is checked (IPCS,
+// and IPE if wrong); with RXCSUM.TUOFLD, for TCP or UDP that is not a
+// fragment and (UDP) carries a checksum, the transport checksum is (TCPCS,
+// UDPCS for UDP, and TCPE if wrong).
+func (m *Model) rxChecksum(frame []byte) (status, errs uint8) {
+	rxcsum := m.get(e1000.RXCSUM)
+	if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != 0x0800 {
+		return 0, 0
+	}
+	ip := frame[14:]
+	ihl := int(ip[0]&0xF) * 4
+	total := int(binary.BigEndian.Uint16(ip[2:]))
+	if ip[0]>>4 != 4 || ihl < 20 || total < ihl || total > len(ip) {
+		return 0, 0
+	}
+	if rxcsum&e1000.RXCSUM_IPOFLD != 0 {
+		status |= e1000.RDESC_STATUS_IPCS
+		if sum(ip[:ihl], 0) != 0xFFFF {
+			errs |= e1000.RDESC_ERRORS_IPE
+		}
+	}
+	proto, l4 := ip[9], ip[ihl:total]
+	fragment := binary.BigEndian.Uint16(ip[6:])&0x3FFF != 0
+	if rxcsum&e1000.RXCSUM_TUOFLD == 0 || fragment {
+		return status, errs
+	}
+	switch {
+	case proto == 6 && len(l4) >= 20:
+		status |= e1000.RDESC_STATUS_TCPCS
+	case proto == 17 && len(l4) >= 8 && binary.BigEndian.Uint16(l4[6:]) != 0:
+		status |= e1000.RDESC_STATUS_TCPCS | e1000.RDESC_STATUS_UDPCS
+	default:
+		return status, errs
+	}
+	pseudo := uint32(binary.BigEndian.Uint16(ip[12:])) + uint32(binary.BigEndian.Uint16(ip[14:])) +
+		uint32(binary.BigEndian.Uint16(ip[16:])) + uint32(binary.BigEndian.Uint16(ip[18:])) +
+		uint32(proto) + uint32(len(l4))
+	if sum(l4, pseudo) != 0xFFFF {
+		errs |= e1000.RDESC_ERRORS_TCPE
+	}
+	return status, errs
+}
+
+// sum is the 16-bit one's complement sum of b, folded, added to s.
+func sum(b []byte, s uint32) uint16 {
+	for len(b) >= 2 {
+		s += uint32(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		s += uint32(b[0]) << 8
+	}
+	for s > 0xFFFF {
+		s = s>>16 + s&0xFFFF
+	}
+	return uint16(s)
 }

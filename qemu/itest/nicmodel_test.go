@@ -8,14 +8,15 @@ import (
 
 // nicModels are the QEMU models besides the default e1000 (every other
 // test's) that keepnet's e1000 driver drives, with the PCI ID each shows:
-// the 8254x parts e1000.Devices marks Tested.
+// the parts e1000.Devices marks Tested.
 var nicModels = []struct{ model, pciID string }{
 	{"e1000-82545em", "8086:100f"},
 	{"e1000-82544gc", "8086:100c"},
+	{"e1000e", "8086:10d3"}, // the 82574L: its own Variant (e1000/variant.go)
 }
 
-// TestNICModels is issue 16's matrix for the 8254x models QEMU has beyond
-// the 82540EM: on each, keepnet boots (`keepnet up --nic MODEL`) and its
+// TestNICModels is issue 16's matrix for the models QEMU has beyond the
+// 82540EM: on each, keepnet boots (`keepnet up --nic MODEL`) and its
 // driver reports the part; ping answers; a 20 MB download and a 10 MB
 // upload have the right hashes; and a download across `keepnet kill
 // e1000.0` completes with the right hash (the new driver resets that part

@@ -1,0 +1,142 @@
+package e1000
+
+import (
+	"fmt"
+	"time"
+
+	"keepnet/drivers/netdev"
+)
+
+// Variant is what differs between the parts Dev drives, written as data
+// and a few hooks rather than copies of the driver: the 8254x parts of the
+// manual, and the 82574L (QEMU's e1000e), whose register map, legacy
+// descriptors, context descriptors and TSO are the 8254x's but whose EEPROM
+// read register, reset sequence and interrupt acknowledgement are not.
+// Devices says which variant each PCI ID is.
+type Variant struct {
+	// Name is the variant's name in logs: "8254x", "82574".
+	Name string
+
+	// EERDDone and EERDAddrShift are where EERD keeps its DONE bit and
+	// the word address (START is bit 0 and DATA bits 31:16 on every part).
+	EERDDone      uint32
+	EERDAddrShift int
+
+	// MasterDisable: before the reset, set CTRL.GIO_MASTER_DISABLE and
+	// wait for STATUS.GIO_MASTER_ENABLE to clear, so that no DMA is in
+	// flight on the PCIe link when the MAC resets (PCIe parts).
+	MasterDisable bool
+	// AutoReadDone: after the reset, wait for EECD.AUTO_RD (the part has
+	// reloaded its NVM), then ResetSettle (its PHY configuration from the
+	// NVM), before touching the part.
+	AutoReadDone bool
+	ResetSettle  time.Duration
+
+	// Setup writes the part's own registers after the reset and the
+	// general configuration, before the address filters and the rings:
+	// bits the datasheet asks for, interrupt acknowledgement, the
+	// receive descriptor format and checksum offload. nil for none.
+	Setup func(r netdev.Regs)
+}
+
+// Variant8254x is the 8254x of the manual: 82540EM, 82545EM, 82544GC.
+var Variant8254x = &Variant{
+	Name:          "8254x",
+	EERDDone:      EERD_DONE,
+	EERDAddrShift: EERD_ADDR_SHIFT,
+}
+
+// Variant82574 is the 82574L (Linux's e1000e, e1000_82574; QEMU's
+// e1000e). The sequence is Linux's e1000_reset_hw_82571 and
+// e1000_initialize_hw_bits_82571 for the 82574, less what keepnet does not
+// use (the PHY, manageability, MSI-X), and what QEMU 7.2's model needs:
+//
+//   - EERD has DONE at bit 1 and the address at 15:2.
+//   - The reset is preceded by GIO master disable and followed by the wait
+//     for EECD.AUTO_RD and 25 ms for the PHY to load its configuration.
+//   - Interrupts: CTRL_EXT.IAME with IAM = 0, so that reading ICR while the
+//     interrupt is asserted clears it (deasserting INTx) and masks nothing
+//     (the driver process masks the line, not IMS); EIAC = 0 (MSI-X only).
+//     Without IAME, QEMU 7.2's e1000e does not clear ICR on a read while
+//     IMS is not zero (e1000e_mac_icr_read), and the line never drops.
+//   - Receive: RFCTL.EXTEN clear (legacy descriptors, the layout of
+//     RxDesc), RCTL.DTYP zero (Dev never sets it); RXCSUM = IPOFLD|TUOFLD
+//     with PCSD clear, so the descriptor reports checksum errors (IPE,
+//     TCPE), which PollRX hands over as bad frames.
+//   - Transmit: TARC0.ENABLE, without which QEMU's e1000e does not send.
+//
+// QEMU 7.2's e1000e does not reset on CTRL.RST (it reloads RAL0/RAH0 from
+// the permanent address and nothing else; the full software reset came in
+// QEMU 8.0), so every register above is written, never assumed at its
+// reset value.
+var Variant82574 = &Variant{
+	Name:          "82574",
+	EERDDone:      EERD_82574_DONE,
+	EERDAddrShift: EERD_82574_ADDR_SHIFT,
+	MasterDisable: true,
+	AutoReadDone:  true,
+	ResetSettle:   25 * time.Millisecond, // Linux: msleep(25) for the 82573/82574/82583
+	Setup:         setup82574,
+}
+
+func setup82574(r netdev.Regs) {
+	r.Write32(CTRL_EXT, r.Read32(CTRL_EXT)&^CTRL_EXT_RSVD23|CTRL_EXT_RSVD22|CTRL_EXT_IAME)
+	r.Write32(IAM, 0)
+	r.Write32(EIAC, 0)
+	r.Write32(GCR, r.Read32(GCR)|GCR_RSVD22)
+	r.Write32(GCR2, r.Read32(GCR2)|GCR2_ERR)
+	r.Write32(TXDCTL, r.Read32(TXDCTL)|TXDCTL_COUNT_DESC)
+	r.Write32(TARC0, r.Read32(TARC0)&^TARC0_RSVD30_27|TARC0_RSVD26|TARC0_ENABLE)
+	r.Write32(RFCTL, 0)
+	r.Write32(RXCSUM, RXCSUM_IPOFLD|RXCSUM_TUOFLD)
+}
+
+// Waits of the 82574's reset.
+const (
+	// masterPolls bounds the wait for STATUS.GIO_MASTER_ENABLE to clear
+	// (Linux: 800 polls of 100 us).
+	masterPolls    = 800
+	masterPollWait = 100 * time.Microsecond
+	// autoReadPolls bounds the wait for EECD.AUTO_RD (Linux: 10 ms).
+	autoReadPolls    = 100
+	autoReadPollWait = 100 * time.Microsecond
+)
+
+// ErrAutoRead: the part did not finish reading its NVM after the reset.
+var ErrAutoRead = fmt.Errorf("EECD.AUTO_RD did not set")
+
+// disableMaster stops new DMA before the reset. A part that does not
+// report the master disabled is reset anyway, as Linux does: the reset is
+// what stops it.
+func (v *Variant) disableMaster(r netdev.Regs, sleep func(time.Duration)) {
+	if !v.MasterDisable {
+		return
+	}
+	r.Write32(CTRL, r.Read32(CTRL)|CTRL_GIO_MASTER_DISABLE)
+	for range masterPolls {
+		if r.Read32(STATUS)&STATUS_GIO_MASTER_ENABLE == 0 {
+			return
+		}
+		sleep(masterPollWait)
+	}
+}
+
+// afterReset waits for the part to reload its NVM and PHY configuration.
+func (v *Variant) afterReset(r netdev.Regs, sleep func(time.Duration)) error {
+	if !v.AutoReadDone {
+		return nil
+	}
+	done := false
+	for range autoReadPolls {
+		if r.Read32(EECD)&EECD_AUTO_RD != 0 {
+			done = true
+			break
+		}
+		sleep(autoReadPollWait)
+	}
+	if !done {
+		return fmt.Errorf("e1000: %s reset: %w after %v", v.Name, ErrAutoRead, autoReadPolls*autoReadPollWait)
+	}
+	sleep(v.ResetSettle)
+	return nil
+}
