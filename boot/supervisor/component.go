@@ -32,6 +32,8 @@ type ending struct {
 	status string        // for State.LastExit
 	code   int           // exit status; -1 for a signal or an unknown end
 	ran    time.Duration // from start to exit, by the Clock
+	pid    int           // 0 if it never started
+	hung   bool          // killed by hang detection
 }
 
 // supervise is the life of one component under Run: wait for the
@@ -78,24 +80,29 @@ func (s *Supervisor) supervise(ctx context.Context, c *component) {
 		}
 		switch {
 		case requested:
+			s.endEvent(c, end, true, "starting again")
 			s.setState(c, StateStarting, end.status)
 			continue
 		case end.code == DoNotRestart:
 			end.status += " (do not restart)"
 			s.con.logf("%s: %s", name, end.status)
+			s.endEvent(c, end, false, "left failed")
 			s.setState(c, StateFailed, end.status)
 		case !c.spec.Restart.restarts(end.code):
 			s.con.logf("%s: %s; restart policy %v", name, end.status, c.spec.Restart)
+			s.endEvent(c, end, false, "left stopped (restart policy "+c.spec.Restart.String()+")")
 			s.setState(c, StateStopped, end.status)
 		default:
 			delay := backoff(crashes, s.cfg.MinBackoff, s.cfg.MaxBackoff)
 			crashes++
 			if delay == 0 {
 				s.con.logf("%s: %s; restarting", name, end.status)
+				s.endEvent(c, end, false, "restarting")
 				s.setState(c, StateStarting, end.status)
 				continue
 			}
 			s.con.logf("%s: %s; restarting in %v", name, end.status, delay)
+			s.endEvent(c, end, false, fmt.Sprintf("restarting in %v (repeated crash)", delay))
 			s.setState(c, StateBackoff, end.status)
 			t := s.cfg.Clock.NewTimer(delay)
 			select {
@@ -147,6 +154,7 @@ func (s *Supervisor) watch(ctx context.Context, c *component, p *process, caller
 			s.awaitDependents(c)
 			end = s.terminate(c, p)
 			s.con.logf("%s: stopped: %s", name, end.status)
+			s.endEvent(c, end, true, "stopped (the appliance stops)")
 			s.setState(c, StateStopped, end.status)
 			return end, false, true
 		}
@@ -276,6 +284,8 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 		c.restarts++
 	}
 	c.state = StateRunning
+	c.started = s.cfg.Clock.Now()
+	s.startEventLocked(c)
 	s.changedLocked()
 	// Logged under mu, so that the console shows starts in their order.
 	s.con.logf("%s: started pid %d, generation %d", c.spec.Name, cmd.Process.Pid, c.generation)
@@ -322,7 +332,7 @@ func awaitReady(r io.Reader, ready func()) {
 
 // ended describes the end of p, whose Wait returned err.
 func (s *Supervisor) ended(p *process, err error) ending {
-	e := ending{code: -1, ran: s.cfg.Clock.Now().Sub(p.started)}
+	e := ending{code: -1, ran: s.cfg.Clock.Now().Sub(p.started), pid: p.cmd.Process.Pid}
 	if ps := p.cmd.ProcessState; ps != nil {
 		e.status = ps.String()
 		e.code = ps.ExitCode()
@@ -362,7 +372,7 @@ func (s *Supervisor) terminate(c *component, p *process) ending {
 	s.mu.Lock()
 	s.lost = append(s.lost, lost)
 	s.mu.Unlock()
-	return ending{status: "not reaped after SIGKILL", code: -1}
+	return ending{status: "not reaped after SIGKILL", code: -1, pid: p.cmd.Process.Pid}
 }
 
 // awaitDependents waits, while Run is stopping, until no dependent of c has

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"keepnet/boot/journal"
 )
 
 // MaxLine is the longest line written to the console; a longer one is split
@@ -17,6 +19,7 @@ type console struct {
 	// held, so lines of different components never interleave.
 	mu sync.Mutex
 	w  io.Writer
+	j  *journal.Journal // keeps the lines too; nil: not
 }
 
 // line writes "prefix: b\n".
@@ -29,6 +32,7 @@ func (c *console) line(prefix string, b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.w.Write(buf) // a console that fails has nowhere better to report it
+	c.j.Log(prefix, b)
 }
 
 // logf writes one line of the supervisor's own.

@@ -114,7 +114,7 @@ func (s *Supervisor) killIfHung(c *component, p *process) (ending, bool) {
 	s.mu.Unlock()
 	s.con.logf("%s: hung: no sign of life for %v (limit %v); killing pid %d", c.spec.Name, silent.Round(time.Millisecond), limit.Round(time.Millisecond), p.cmd.Process.Pid)
 	p.cmd.Process.Signal(syscall.SIGKILL) // works on a stopped process too
-	end := ending{status: "not reaped after SIGKILL", code: -1}
+	end := ending{status: "not reaped after SIGKILL", code: -1, pid: p.cmd.Process.Pid}
 	t := time.NewTimer(killWait)
 	defer t.Stop()
 	select {
@@ -124,6 +124,7 @@ func (s *Supervisor) killIfHung(c *component, p *process) (ending, bool) {
 		s.con.logf("%s: not reaped %v after SIGKILL; giving up on it", c.spec.Name, killWait)
 	}
 	end.status = fmt.Sprintf("hung (no answer for %v)", silent.Round(time.Millisecond))
+	end.hung = true
 	s.mu.Lock()
 	c.hangs++
 	s.mu.Unlock()

@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"keepnet/boot/journal"
 	"keepnet/kernel/exitcode"
 )
 
@@ -161,6 +164,11 @@ type Config struct {
 	// without a sign of life before it is killed as hung (longer while
 	// every component answers slowly, hang.go); 0 disables hang detection.
 	HangAfter time.Duration
+
+	// Journal, if not nil, receives every console line (as Console does,
+	// by component) and an event for every start, restart, exit, crash,
+	// hang, stop, signal and readiness, stamped by Clock (events.go).
+	Journal *journal.Journal
 }
 
 // State is a component as Status reports it.
@@ -175,6 +183,9 @@ type State struct {
 	// Ready: its process runs and is ready (by its Readiness), or it
 	// stopped for good by its policy.
 	Ready bool
+	// Started is when the running process started (Clock time); zero
+	// when none runs.
+	Started time.Time
 }
 
 // Errors returned, wrapped in an *Error, by Kill and Restart.
@@ -221,6 +232,13 @@ type component struct {
 	// stallExcuses counts the hang checks since lastAlive that found
 	// another component silent too (hang.go).
 	stallExcuses int
+	// started is the Clock time the running process started.
+	started time.Time
+	// downSince is the Clock time the previous process ended, until the
+	// next one is ready (the recovery the journal reports); downWhy is
+	// why it ended, the reason of the restart.
+	downSince time.Time
+	downWhy   string
 }
 
 // Supervisor starts, watches and restarts the components of one table.
@@ -281,7 +299,7 @@ func New(cfg Config) (*Supervisor, error) {
 	s := &Supervisor{
 		cfg:     cfg,
 		byName:  map[string]*component{},
-		con:     &console{w: cfg.Console},
+		con:     &console{w: cfg.Console, j: cfg.Journal},
 		changed: make(chan struct{}),
 	}
 	for _, sp := range cfg.Specs {
@@ -428,6 +446,7 @@ func (s *Supervisor) Status() []State {
 			LastExit:   c.lastExit,
 			Hangs:      c.hangs,
 			Ready:      s.running && c.readyLocked(),
+			Started:    c.startedLocked(),
 		})
 	}
 	return st
@@ -496,6 +515,7 @@ func (s *Supervisor) announce(c *component, attempt int) {
 		return
 	}
 	c.announced = true
+	s.readyEventLocked(c)
 	s.changedLocked()
 }
 
@@ -539,6 +559,8 @@ func (s *Supervisor) Signal(name string, sig syscall.Signal) error {
 		return &Error{"kill", name, ErrNotRunning}
 	}
 	s.con.logf("%s: %v requested", name, sigName(sig))
+	s.cfg.Journal.Add(journal.Event{Time: s.cfg.Clock.Now(), Component: name, Kind: journal.Signal, PID: proc.Pid,
+		Reason: unix.SignalName(sig) + " requested"})
 	// Signal goes through the process's pidfd: a process reaped meanwhile
 	// gives ErrProcessDone, never a signal to a recycled pid.
 	if err := proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {

@@ -215,7 +215,10 @@ func TestKillRestartsHungComponent(t *testing.T) {
 		t.Fatalf("Kill(a) = %v, want nil", err)
 	}
 	got := h.waitRunning("a", 2)
-	want := State{Name: "a", PID: got.PID, State: StateRunning, Restarts: 1, Generation: 2, LastExit: "signal: killed", Ready: true}
+	want := State{Name: "a", PID: got.PID, State: StateRunning, Restarts: 1, Generation: 2, LastExit: "signal: killed", Ready: true, Started: got.Started}
+	if got.Started.IsZero() {
+		t.Errorf("after Kill: Status(a).Started is zero while it runs")
+	}
 	if got != want {
 		t.Errorf("after Kill: Status(a) = %+v, want %+v", got, want)
 	}
