@@ -45,7 +45,7 @@ func TestJournal(t *testing.T) {
 	clock.advance(300 * time.Millisecond)
 	readies.of(t, 2)()
 
-	alives.of(t, 2)() // watched from now on
+	alives.of(t, 2)()    // watched from now on
 	clock.next(t).fire() // silent for HangAfter: hung
 	clock.next(t).fire() // a second crash within StableAfter: back-off
 	h.waitRunning("a", 3)
