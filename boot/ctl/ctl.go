@@ -30,6 +30,17 @@
 //	                has sites; a normal one refuses. Killing or stopping a
 //	                component, the faults that need no faulty image, are
 //	                kill's
+//	events          init's journal of events (boot/journal): starts,
+//	                exits, crashes, hangs, restarts with their reasons,
+//	                readiness with the recovery time, device resets, fault
+//	                injections; from the event numbered Since on, as many as
+//	                fit in one response, and Next, the number to ask from
+//	                next time
+//	logs [NAME]     the last lines the component NAME printed (every
+//	                component's, merged, without NAME), kept by init with
+//	                their time; from the line numbered Since on, and Next.
+//	                A follower (keepnet logs -f) asks again from Next: it
+//	                never holds the channel while it waits
 //	pf-load         parse Rules as a packet filter rule set (servers/pf)
 //	                and put it in force; a text the parser refuses is
 //	                answered with its line and column, and the rules in
@@ -46,6 +57,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"keepnet/boot/journal"
 )
 
 // Verbs understood by the guest.
@@ -59,6 +72,8 @@ const (
 	VerbHook     = "hook"
 	VerbInject   = "inject"
 	VerbPFLoad   = "pf-load"
+	VerbEvents   = "events"
+	VerbLogs     = "logs"
 )
 
 // MaxLine bounds one encoded request or response; longer lines are rejected
@@ -82,6 +97,9 @@ type Request struct {
 	Fault
 	// Rules is the rule text pf-load loads.
 	Rules string `json:"rules,omitempty"`
+	// Since is the number of the first event or line events and logs
+	// return (Response.Next of the previous call; 0 for all kept).
+	Since uint64 `json:"since,omitempty"`
 }
 
 // Fault is the fault site inject arms in a component, and when it fires
@@ -119,7 +137,17 @@ type Response struct {
 	Profile []byte `json:"profile,omitempty"`
 	// Armed is the fault site inject armed (or disarmed).
 	Armed *Armed `json:"armed,omitempty"`
+	// Events and Lines answer events and logs, oldest first; Next is the
+	// Since of the call that continues after them.
+	Events []journal.Event `json:"events,omitempty"`
+	Lines  []journal.Line  `json:"lines,omitempty"`
+	Next   uint64          `json:"next,omitempty"`
 }
+
+// ReplyBudget is about how many bytes of events or lines one response
+// carries: JSON's escapes may grow text sixfold, and a response must stay
+// within MaxLine.
+const ReplyBudget = MaxLine / 8
 
 // Armed is what inject did: which site it armed in which process.
 type Armed struct {
@@ -182,6 +210,8 @@ type Component struct {
 	// CPUMillis is the processor time (user and system) the running
 	// process has used, so a benchmark can see where the cycles go.
 	CPUMillis int64 `json:"cpu_ms,omitempty"`
+	// UptimeMillis is how long the running process has run.
+	UptimeMillis int64 `json:"uptime_ms,omitempty"`
 	// Stats is what the component last published (keepnet stats NAME),
 	// when it publishes anything.
 	Stats json.RawMessage `json:"stats,omitempty"`
@@ -220,7 +250,7 @@ func ParseRequest(line []byte) (Request, error) {
 		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	switch r.Verb {
-	case VerbStatus, VerbPoweroff, VerbPFLoad:
+	case VerbStatus, VerbPoweroff, VerbPFLoad, VerbEvents, VerbLogs:
 	case VerbKill, VerbRestart, VerbStats, VerbProfile, VerbHook, VerbInject:
 		if r.Seconds < 0 || r.Seconds > MaxProfileSeconds {
 			return r, fmt.Errorf("%w: a profile lasts 1 to %d seconds", ErrMalformed, MaxProfileSeconds)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"keepnet/boot/journal"
 )
 
 type fakeHandler struct {
@@ -72,6 +74,40 @@ func (f *fakeHandler) Stats(name string) (json.RawMessage, error) {
 
 func (f *fakeHandler) Profile(name string, d time.Duration) ([]byte, error) {
 	return []byte(fmt.Sprintf("%s %v", name, d)), nil
+}
+
+func (f *fakeHandler) Events(since uint64) ([]journal.Event, uint64) {
+	return []journal.Event{{Seq: since, Component: "tcp", Kind: journal.Crash, Reason: "signal: killed"}}, since + 1
+}
+
+func (f *fakeHandler) Logs(name string, since uint64) ([]journal.Line, uint64, error) {
+	if name != "" && name != "ip" {
+		return nil, 0, fmt.Errorf("unknown component %q", name)
+	}
+	return []journal.Line{{Seq: since, Component: "ip", Text: "up"}}, since + 1, nil
+}
+
+// TestEventsAndLogs asks for events and lines from a cursor, also through
+// ReadOnly: anyone may read them.
+func TestEventsAndLogs(t *testing.T) {
+	for _, h := range []Handler{&fakeHandler{}, ReadOnly(&fakeHandler{})} {
+		resp := Handle([]byte(`{"id":1,"verb":"events","since":7}`), h)
+		if !resp.OK || len(resp.Events) != 1 || resp.Events[0].Seq != 7 || resp.Next != 8 {
+			t.Errorf("events since 7 = %+v, want event 7 and next 8", resp)
+		}
+		resp = Handle([]byte(`{"id":2,"verb":"logs","name":"ip","since":3}`), h)
+		if !resp.OK || len(resp.Lines) != 1 || resp.Lines[0].Text != "up" || resp.Next != 4 {
+			t.Errorf("logs ip since 3 = %+v, want ip's line 3 and next 4", resp)
+		}
+		resp = Handle([]byte(`{"id":3,"verb":"logs"}`), h)
+		if !resp.OK || len(resp.Lines) != 1 {
+			t.Errorf("logs (every component) = %+v, want a line", resp)
+		}
+		resp = Handle([]byte(`{"id":4,"verb":"logs","name":"nosuch"}`), h)
+		if resp.OK || !strings.Contains(resp.Error, "nosuch") {
+			t.Errorf("logs nosuch = %+v, want an error naming it", resp)
+		}
+	}
 }
 
 func TestParseRequest(t *testing.T) {

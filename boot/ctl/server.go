@@ -8,6 +8,8 @@ import (
 	"io"
 	"syscall"
 	"time"
+
+	"keepnet/boot/journal"
 )
 
 // Handler carries out verbs. Errors are reported to the client in
@@ -32,6 +34,13 @@ type Handler interface {
 	// PFLoad puts the packet filter rule set text in force, or refuses
 	// it (a *pf.ParseError says where) and leaves the rules in force.
 	PFLoad(text string) error
+	// Events returns the journal's events from number since on, as many
+	// as fit in ReplyBudget, and the number to continue from.
+	Events(since uint64) ([]journal.Event, uint64)
+	// Logs returns the lines of the component name (of every component
+	// if name is empty) from number since on, as many as fit in
+	// ReplyBudget, and the number to continue from.
+	Logs(name string, since uint64) ([]journal.Line, uint64, error)
 }
 
 // Serve answers requests read from r with responses written to w until r
@@ -84,6 +93,10 @@ func Handle(line []byte, h Handler) Response {
 		err = h.Poweroff()
 	case VerbPFLoad:
 		err = h.PFLoad(req.Rules)
+	case VerbEvents:
+		resp.Events, resp.Next = h.Events(req.Since)
+	case VerbLogs:
+		resp.Lines, resp.Next, err = h.Logs(req.Name, req.Since)
 	case VerbStats:
 		resp.Stats, err = h.Stats(req.Name)
 	case VerbProfile:
@@ -105,7 +118,8 @@ func Handle(line []byte, h Handler) Response {
 // profile, hook, inject, poweroff, pf-load) on a channel that may only look.
 var ErrHostOnly = errors.New("only the host's control channel may do this")
 
-// ReadOnly answers the verbs that change nothing (status, stats) through h
+// ReadOnly answers the verbs that change nothing (status, stats, events,
+// logs) through h
 // and refuses the others with ErrHostOnly. Init serves the components
 // inside the appliance through it: an application may read the status,
 // but not kill its neighbours or power the machine off.
@@ -113,14 +127,18 @@ func ReadOnly(h Handler) Handler { return readOnly{h} }
 
 type readOnly struct{ h Handler }
 
-func (r readOnly) Status() Status                             { return r.h.Status() }
-func (r readOnly) Stats(name string) (json.RawMessage, error) { return r.h.Stats(name) }
-func (readOnly) Kill(string, syscall.Signal) error            { return ErrHostOnly }
-func (readOnly) Hook(string, string) error                    { return ErrHostOnly }
-func (readOnly) Inject(string, Fault) (Armed, error)          { return Armed{}, ErrHostOnly }
-func (readOnly) Restart(string) error                         { return ErrHostOnly }
-func (readOnly) Poweroff() error                              { return ErrHostOnly }
-func (readOnly) PFLoad(string) error                          { return ErrHostOnly }
+func (r readOnly) Status() Status                                { return r.h.Status() }
+func (r readOnly) Stats(name string) (json.RawMessage, error)    { return r.h.Stats(name) }
+func (r readOnly) Events(since uint64) ([]journal.Event, uint64) { return r.h.Events(since) }
+func (r readOnly) Logs(name string, since uint64) ([]journal.Line, uint64, error) {
+	return r.h.Logs(name, since)
+}
+func (readOnly) Kill(string, syscall.Signal) error   { return ErrHostOnly }
+func (readOnly) Hook(string, string) error           { return ErrHostOnly }
+func (readOnly) Inject(string, Fault) (Armed, error) { return Armed{}, ErrHostOnly }
+func (readOnly) Restart(string) error                { return ErrHostOnly }
+func (readOnly) Poweroff() error                     { return ErrHostOnly }
+func (readOnly) PFLoad(string) error                 { return ErrHostOnly }
 func (readOnly) Profile(string, time.Duration) ([]byte, error) {
 	return nil, ErrHostOnly
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"keepnet/boot/ctl"
+	"keepnet/boot/journal"
 	"keepnet/boot/supervisor"
 	"keepnet/kernel/fault/sitelist"
 	"keepnet/kernel/wiring"
@@ -43,6 +44,9 @@ type injector struct {
 	// arm sends the Arm to the component's current generation and
 	// returns that generation (hub.Arm); nil without a wiring.
 	arm func(name string, a wiring.FaultArm) (generation int, err error)
+
+	// journal, if not nil, gets an event for every arming and disarming.
+	journal *journal.Journal
 
 	once sync.Once // reads the site list, at the first inject
 	list *sitelist.List
@@ -93,6 +97,7 @@ func (in *injector) Inject(name string, f ctl.Fault) (ctl.Armed, error) {
 			return ctl.Armed{}, err
 		}
 		log.Printf("fault injection: disarmed %s generation %d", name, gen)
+		in.journal.Add(journal.Event{Component: name, Generation: gen, Kind: journal.Inject, Reason: "disarmed"})
 		return ctl.Armed{Component: name, Generation: gen}, nil
 	}
 	var typ sitelist.Type
@@ -118,9 +123,21 @@ func (in *injector) Inject(name string, f ctl.Fault) (ctl.Armed, error) {
 		return ctl.Armed{}, err
 	}
 	log.Printf("fault injection: armed site %d (%s, %s) in %s generation %d", s.ID, s.Type, s.Where(), name, gen)
+	in.journal.Add(journal.Event{Component: name, Generation: gen, Kind: journal.Inject, Reason: fmt.Sprintf("armed site %d (%s, %s)%s", s.ID, s.Type, s.Where(), trigger(f))})
 	return ctl.Armed{
 		Component: name, Generation: gen,
 		Site: s.ID, Type: string(s.Type), Variant: s.Variant, File: s.File, Line: s.Line, Func: s.Func,
 		After: f.After, Prob: f.Prob, Seed: f.Seed,
 	}, nil
+}
+
+// trigger says when an armed site fires, for the journal.
+func trigger(f ctl.Fault) string {
+	switch {
+	case f.Prob != 0:
+		return fmt.Sprintf(", firing with probability %g, seed %d", f.Prob, f.Seed)
+	case f.After != 0:
+		return fmt.Sprintf(", firing on hit %d", f.After)
+	}
+	return ", firing on the first hit"
 }

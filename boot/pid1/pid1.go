@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"slices"
@@ -44,6 +45,7 @@ import (
 
 	"keepnet/boot/ctl"
 	"keepnet/boot/hub"
+	"keepnet/boot/journal"
 	"keepnet/boot/supervisor"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
@@ -52,9 +54,12 @@ import (
 
 // Main is init's whole life.
 func Main() {
+	// Init's journal (events and the components' recent lines) starts
+	// first, so that it holds init's own lines from the start.
+	j := journal.New(nil, journalRules...)
 	log.SetFlags(0)
 	log.SetPrefix("init: ")
-	log.SetOutput(os.Stdout)
+	log.SetOutput(io.MultiWriter(os.Stdout, initLines{j}))
 
 	if err := mountAll(); err != nil {
 		log.Print(err)
@@ -76,10 +81,11 @@ func Main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	a := &appliance{cfg: cfg, shutdown: cancel, store: store.Dial(store.DefaultPath)}
+	a := &appliance{cfg: cfg, shutdown: cancel, store: store.Dial(store.DefaultPath), journal: j}
 	specs, nodes := Table(cfg)
 	wiring, err := hub.New(nodes, hub.Shared(), log.Printf)
 	a.faults = newInjector(SiteList, specs)
+	a.faults.journal = j
 	if err != nil {
 		log.Printf("component wiring: %v", err)
 	} else {
@@ -97,7 +103,7 @@ func Main() {
 			}
 		}
 	}
-	sup, err := supervisor.New(supervisor.Config{Specs: specs, Console: os.Stdout, HangAfter: cfg.Hang})
+	sup, err := supervisor.New(supervisor.Config{Specs: specs, Console: os.Stdout, HangAfter: cfg.Hang, Journal: j})
 	if err != nil {
 		log.Printf("component table: %v", err)
 	}
@@ -260,6 +266,7 @@ type appliance struct {
 	pf       *pfRules               // nil without a packet filter
 	shutdown context.CancelFunc
 	store    *store.Client // reads the counters components publish
+	journal  *journal.Journal
 
 	readiness *readiness  // what "ready" waits for
 	ready     atomic.Bool // set once the appliance was first ready and said so
@@ -283,7 +290,7 @@ func (a *appliance) Status() ctl.Status {
 		st.Components = append(st.Components, ctl.Component{
 			Name: c.Name, PID: c.PID, State: c.State, Ready: c.Ready, Restarts: c.Restarts,
 			Generation: c.Generation, LastExit: c.LastExit, Hangs: c.Hangs, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID),
-			Stats: published[c.Name], Privilege: privilege(c.PID),
+			UptimeMillis: uptimeMillis(c.Started), Stats: published[c.Name], Privilege: privilege(c.PID),
 		})
 	}
 	return st

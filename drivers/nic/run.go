@@ -276,7 +276,12 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 			log.Printf("releasing pool %d: %v", id, err)
 		}
 	}
-	log.Printf("serving %s generation %d", p.Name, p.Generation)
+	if len(old) > 0 {
+		// Adopt reset the device: it held the old generation's buffers.
+		log.Printf("serving %s generation %d, after a device reset (%d so far)", p.Name, p.Generation, d.Counters().Resets)
+	} else {
+		log.Printf("serving %s generation %d", p.Name, p.Generation)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"keepnet/boot/ctl"
+	"keepnet/boot/journal"
 )
 
 // fakeAppliance answers the control protocol on a Unix socket, as init
@@ -22,6 +23,10 @@ type fakeAppliance struct {
 	killed   []string
 	injected []ctl.Fault
 	loaded   []string // rule sets pf-load sent
+	// status is what Status answers; journal what events and logs do
+	// (nil: nothing).
+	status  ctl.Status
+	journal *journal.Journal
 }
 
 func (f *fakeAppliance) PFLoad(text string) error {
@@ -31,7 +36,24 @@ func (f *fakeAppliance) PFLoad(text string) error {
 	return nil
 }
 
-func (f *fakeAppliance) Status() ctl.Status   { return ctl.Status{} }
+func (f *fakeAppliance) Status() ctl.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status
+}
+func (f *fakeAppliance) Events(since uint64) ([]journal.Event, uint64) {
+	if f.journal == nil {
+		return nil, since
+	}
+	return f.journal.Events(since, ctl.ReplyBudget)
+}
+func (f *fakeAppliance) Logs(name string, since uint64) ([]journal.Line, uint64, error) {
+	if f.journal == nil {
+		return nil, since, nil
+	}
+	l, next := f.journal.Lines(name, since, ctl.ReplyBudget)
+	return l, next, nil
+}
 func (f *fakeAppliance) Restart(string) error { return nil }
 func (f *fakeAppliance) Poweroff() error      { return nil }
 func (f *fakeAppliance) Stats(name string) (json.RawMessage, error) {
