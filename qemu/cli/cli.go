@@ -6,7 +6,6 @@ package cli
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,7 +30,15 @@ const usage = `usage: keepnet COMMAND [flags]
 
 commands:
   up        boot the appliance (foreground, or --detach)
-  status    print the appliance's status as JSON
+  status    the appliance's components and NICs as tables (CPU % and
+            rates over --interval); --json: the status as JSON, for scripts
+  top       the status tables again every second, until Ctrl-C
+  events    what happened: starts, crashes, hangs, restarts with their
+            reason and recovery time, device resets, fault injections
+            (-f: follow; --json: one object a line)
+  logs      the last lines a component printed: keepnet logs [NAME] [-f]
+            [-n N] (no NAME: every component's, init's and the
+            supervisor's, merged)
   kill      SIGKILL a component (the supervisor restarts it); --signal STOP
             stops it instead, and hang detection restarts it
   restart   restart a component
@@ -74,6 +81,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = up(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = status(ctx, args[1:], stdout, stderr)
+	case "top":
+		err = top(ctx, args[1:], stdout, stderr)
+	case "events":
+		err = events(ctx, args[1:], stdout, stderr)
+	case "logs":
+		err = logs(ctx, args[1:], stdout, stderr)
 	case "kill", "restart", "stats", "hook":
 		err = component(ctx, args[0], args[1:], stdout, stderr)
 	case "inject":
@@ -386,24 +399,6 @@ func writeVsockFile(m qemu.Machine) error {
 		return err
 	}
 	return os.WriteFile(m.Ctl, []byte(fmt.Sprintf("vsock:%d\n", m.VsockCID)), 0o644)
-}
-
-func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("status", stderr)
-	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	resp, err := ctl.Do(ctx, *ctlPath, ctl.Request{Verb: ctl.VerbStatus})
-	if err != nil {
-		return err
-	}
-	if !resp.OK || resp.Status == nil {
-		return fmt.Errorf("the appliance answered: %s", resp.Error)
-	}
-	b, _ := json.Marshal(resp.Status)
-	fmt.Fprintln(stdout, string(b))
-	return nil
 }
 
 func component(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {

@@ -141,7 +141,7 @@ func (a *appliance) status() ctl.Status {
 	a.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := keepnetAt(ctx, a.bin, "", "status", "--ctl", a.ctl)
+	out, err := keepnetAt(ctx, a.bin, "", "status", "--json", "--ctl", a.ctl)
 	if err != nil {
 		a.t.Fatalf("keepnet status: %v\n%s", err, out)
 	}

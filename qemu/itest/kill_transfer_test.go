@@ -105,7 +105,7 @@ func (a *appliance) awaitRunning(comp string, gen int) error {
 	deadline := time.Now().Add(resumeWait)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		out, err := keepnetAt(ctx, a.bin, "", "status", "--ctl", a.ctl)
+		out, err := keepnetAt(ctx, a.bin, "", "status", "--json", "--ctl", a.ctl)
 		cancel()
 		var st ctl.Status
 		if err == nil && json.Unmarshal([]byte(out), &st) == nil {
