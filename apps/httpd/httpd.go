@@ -30,12 +30,16 @@ type Config struct {
 	Status func(ctx context.Context) (*ctl.Status, error)
 	// Stack names the network stack this server runs on, e.g. "linux".
 	Stack string
+	// Metrics serves GET /metrics (package httpd/metrics); nil: no such
+	// route.
+	Metrics http.Handler
 }
 
 // New returns the handler of every route:
 //
 //	GET  /               HTML status page, refreshing every 2 s
 //	GET  /status.json    the ctl.Status as JSON
+//	GET  /metrics        Prometheus' text format (Config.Metrics)
 //	GET  /bytes?n=N&seed=S  N bytes of splitmix.New(S)
 //	POST /sink, PUT /sink   {"bytes":N,"sha256":"..."} of the request body
 //
@@ -46,6 +50,9 @@ func New(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.serveStatusPage)
 	mux.HandleFunc("GET /status.json", s.serveStatusJSON)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	mux.HandleFunc("GET /bytes", serveBytes)
 	mux.HandleFunc("POST /sink", serveSink)
 	mux.HandleFunc("PUT /sink", serveSink)

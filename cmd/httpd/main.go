@@ -20,9 +20,11 @@ import (
 	"syscall"
 
 	"keepnet/apps/httpd"
+	"keepnet/apps/httpd/metrics"
 	"keepnet/apps/netapi"
 	"keepnet/apps/stacks"
 	"keepnet/boot/ctl"
+	"keepnet/boot/journal"
 	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
@@ -76,6 +78,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Status: func(ctx context.Context) (*ctl.Status, error) {
 			return httpd.QueryStatus(ctx, *ctlPath)
 		},
+		Metrics: metrics.Handler(
+			func(ctx context.Context) (*ctl.Status, error) { return httpd.QueryStatus(ctx, *ctlPath) },
+			func(ctx context.Context, since uint64) ([]journal.Event, uint64, error) {
+				return httpd.QueryEvents(ctx, *ctlPath, since)
+			}),
 	})
 	if err := httpd.Serve(ctx, l, h); err != nil {
 		logger.Print(err)
