@@ -4,9 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"keepnet/boot/journal"
 )
@@ -14,13 +20,17 @@ import (
 // TestOperatorView boots the keepnet stack, kills tcp, and reads what an
 // operator would: `keepnet events` has the kill, the crash with its
 // reason, the restart and tcp serving again with its recovery time;
-// `keepnet logs ip` has ip's lines; `keepnet status` prints its tables.
+// `keepnet logs ip` has ip's lines; `keepnet status` prints its tables;
+// /metrics, scraped before and after the kill and a download, parses
+// and counts the restart, the recovery and the bytes sent.
 func TestOperatorView(t *testing.T) {
 	requireITest(t, false)
 	port := freePort(t)
 	a := boot(t, "", "--net", "user", "--fwd", fmt.Sprintf("tcp:%d:80", port))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	before := scrapeMetrics(t, base)
 
 	if out, err := keepnet(ctx, "", "kill", "tcp", "--ctl", a.ctl); err != nil {
 		t.Fatalf("keepnet kill tcp: %v\n%s", err, out)
@@ -67,12 +77,108 @@ func TestOperatorView(t *testing.T) {
 		}
 	}
 	out, err = keepnet(ctx, "", "logs", "tcp", "--ctl", a.ctl)
-	t.Logf("keepnet logs tcp (%v):\n%s", err, out)
+	if err != nil || !strings.Contains(out, "tcp: generation 1:") || !strings.Contains(out, "tcp: generation 2:") {
+		t.Errorf("keepnet logs tcp: %v, printed:\n%s\nwant the lines of both generations", err, out)
+	}
 	out, err = keepnet(ctx, "", "status", "--ctl", a.ctl)
 	if err != nil || !strings.Contains(out, "COMPONENT") || !strings.Contains(out, "e1000.0  82540EM") {
 		t.Errorf("keepnet status: %v, printed:\n%s\nwant the component and NIC tables", err, out)
 	}
 	t.Logf("keepnet status:\n%s", out)
+
+	client := &http.Client{Timeout: time.Minute}
+	resp, err := client.Get(base + "/bytes?n=1000000&seed=3")
+	if err != nil {
+		t.Fatalf("GET /bytes: %v", err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 1000000 {
+		t.Fatalf("GET /bytes?n=1000000: %d bytes, %v", n, err)
+	}
+	// The driver publishes its counters every second: wait for the
+	// download to show.
+	after := scrapeMetrics(t, base)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		b, _ := metricValue(before, "keepnet_nic_transmit_bytes_total", "nic", "e1000.0")
+		if a, _ := metricValue(after, "keepnet_nic_transmit_bytes_total", "nic", "e1000.0"); a-b >= 1000000 {
+			break
+		}
+		after = scrapeMetrics(t, base)
+	}
+	for _, c := range []struct {
+		name     string
+		labels   []string
+		min, max float64 // the growth from before to after
+	}{
+		{"keepnet_component_restarts_total", []string{"component", "tcp"}, 1, 1},
+		{"keepnet_component_restarts_total", []string{"component", "ip"}, 0, 0},
+		{"keepnet_events_total", []string{"component", "tcp", "kind", "crash"}, 1, 1},
+		{"keepnet_component_recovery_seconds", []string{"component", "tcp"}, 1, 1},
+		{"keepnet_nic_transmit_bytes_total", []string{"nic", "e1000.0"}, 1000000, 1e9},
+	} {
+		b, _ := metricValue(before, c.name, c.labels...)
+		a, ok := metricValue(after, c.name, c.labels...)
+		if !ok || a-b < c.min || a-b > c.max {
+			t.Errorf("%s%v went from %v to %v (found %v), want a growth of %v to %v", c.name, c.labels, b, a, ok, c.min, c.max)
+		}
+	}
+	if v, ok := metricValue(after, "keepnet_nic_info", "nic", "e1000.0", "address", "10.0.2.15/24"); !ok || v != 1 {
+		t.Errorf("keepnet_nic_info for e1000.0 at 10.0.2.15/24: %v, %v", v, ok)
+	}
+}
+
+// scrapeMetrics GETs /metrics and parses it as Prometheus would.
+func scrapeMetrics(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	var err error
+	// slirp's forwarded port may take a moment.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		var resp *http.Response
+		if resp, err = client.Get(base + "/metrics"); err != nil {
+			continue
+		}
+		p := expfmt.NewTextParser(model.LegacyValidation)
+		fams, perr := p.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || perr != nil {
+			t.Fatalf("GET /metrics: %s, does not parse: %v", resp.Status, perr)
+		}
+		return fams
+	}
+	t.Fatalf("GET /metrics: %v", err)
+	return nil
+}
+
+// metricValue is the value of the metric of family name whose labels
+// include labels (name, value pairs), a histogram's by its count.
+func metricValue(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.Metric {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
 }
 
 // events is the appliance's journal of events, through keepnet events --json.
