@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"keepnet/boot/ctl"
+	"keepnet/boot/journal"
 )
 
 // Config is what the handler needs from its surroundings.
@@ -33,11 +34,21 @@ type Config struct {
 	// Metrics serves GET /metrics (package httpd/metrics); nil: no such
 	// route.
 	Metrics http.Handler
+	// Events and Logs read init's journal from a cursor (QueryEvents,
+	// QueryLogs) for the live page; nil: it shows none.
+	Events func(ctx context.Context, since uint64) ([]journal.Event, uint64, error)
+	Logs   func(ctx context.Context, name string, since uint64) ([]journal.Line, uint64, error)
+	// SampleEvery is how often the live page's sampler asks init
+	// (default SampleEvery); NoSampler keeps it from running on its own:
+	// tests call sample with the times they choose.
+	SampleEvery time.Duration
+	NoSampler   bool
 }
 
 // New returns the handler of every route:
 //
-//	GET  /               HTML status page, refreshing every 2 s
+//	GET  /               the live status page (live.go): it updates itself
+//	GET  /live.json      what it shows: components, NICs with rates and history, events, lines
 //	GET  /status.json    the ctl.Status as JSON
 //	GET  /metrics        Prometheus' text format (Config.Metrics)
 //	GET  /bytes?n=N&seed=S  N bytes of splitmix.New(S)
@@ -46,10 +57,11 @@ type Config struct {
 // GET routes answer HEAD too. Other methods on a known path get 405 with an
 // Allow header; unknown paths 404.
 func New(cfg Config) http.Handler {
-	s := &server{cfg: cfg}
+	s := &server{cfg: cfg, live: &live{cfg: cfg}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.serveStatusPage)
 	mux.HandleFunc("GET /status.json", s.serveStatusJSON)
+	mux.HandleFunc("GET /live.json", s.serveLive)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
@@ -60,7 +72,8 @@ func New(cfg Config) http.Handler {
 }
 
 type server struct {
-	cfg Config
+	cfg  Config
+	live *live
 }
 
 // Timeouts of Serve. There is no read or write timeout on a whole request:

@@ -247,7 +247,7 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("GET / Content-Type = %q, want text/html; charset=utf-8", got)
 	}
 	for _, want := range []string{
-		`<meta http-equiv="refresh" content="2">`,
+		`fetch("live.json"`, `<div id="live" hidden>`,
 		"<strong>linux</strong>",
 		"ready",
 		"<td>e1000</td>", ">41<", ">running<", ">2<", ">3<", "signal: killed",

@@ -3,6 +3,7 @@ package httpd
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -11,6 +12,14 @@ import (
 	"time"
 
 	"keepnet/boot/ctl"
+)
+
+// The live page's script and style, served inside the page.
+var (
+	//go:embed live.js
+	liveJS string
+	//go:embed live.css
+	liveCSS string
 )
 
 // statusTimeout bounds one status query made for a page view.
@@ -46,6 +55,8 @@ func (s *server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
 
 // statusPage is the data of statusTemplate.
 type statusPage struct {
+	CSS    template.CSS // live.css
+	JS     template.JS  // live.js
 	Stack  string
 	Status *ctl.Status
 	Err    error
@@ -119,6 +130,7 @@ func pfOf(st *ctl.Status) *pfSummary {
 // serveStatusPage answers GET / with the HTML status page; 503 if the
 // status is unavailable, with the reason on the page.
 func (s *server) serveStatusPage(w http.ResponseWriter, r *http.Request) {
+	s.startSampler(r.Context())
 	st, err := s.status(r.Context())
 	code := http.StatusOK
 	if err != nil {
@@ -126,7 +138,7 @@ func (s *server) serveStatusPage(w http.ResponseWriter, r *http.Request) {
 	}
 	// Render first, so a template failure is a clean 500, not half a page.
 	var page bytes.Buffer
-	if terr := statusTemplate.Execute(&page, statusPage{Stack: s.cfg.Stack, Status: st, Err: err, PF: pfOf(st), IP: ipOf(st)}); terr != nil {
+	if terr := statusTemplate.Execute(&page, statusPage{CSS: template.CSS(liveCSS), JS: template.JS(liveJS), Stack: s.cfg.Stack, Status: st, Err: err, PF: pfOf(st), IP: ipOf(st)}); terr != nil {
 		http.Error(w, "rendering status page: "+terr.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -138,37 +150,38 @@ func (s *server) serveStatusPage(w http.ResponseWriter, r *http.Request) {
 	w.Write(page.Bytes())
 }
 
-// statusTemplate is the status page. html/template escapes every value by
-// context: component names and errors come from other processes.
+// statusTemplate is the status page: the state at the time of the request,
+// rendered here (what a browser without JavaScript shows), and the live
+// view live.js draws over it from /live.json. html/template escapes every
+// value by context: component names and errors come from other processes.
 var statusTemplate = template.Must(template.New("status").Parse(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="refresh" content="2">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>keepnet status</title>
-<style>
-body { font: 15px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 56em; padding: 0 1em; color: #222; }
-h1 { font-size: 1.5em; margin-bottom: .2em; }
-.meta { color: #666; margin-top: 0; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: .35em .8em; border-bottom: 1px solid #ddd; }
-th { background: #f4f4f4; font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.running { color: #17702e; }
-.other { color: #a15c00; }
-.error { background: #fdecea; border: 1px solid #f5c2c0; color: #8a1c14; padding: .8em 1em; }
-</style>
+<style>{{.CSS}}</style>
 </head>
 <body>
+<header>
 <h1>keepnet</h1>
-<p class="meta">network stack: <strong>{{.Stack}}</strong>
+<span id="state" class="pill {{if .Err}}bad{{else if .Status.Ready}}ok{{else}}warn{{end}}">{{if .Err}}status unavailable{{else if .Status.Ready}}ready{{else}}not ready{{end}}</span>
+<span id="updated" class="meta">network stack: <strong>{{.Stack}}</strong>
 {{- with .Status}} &middot; appliance {{if .Ready}}ready{{else}}starting{{end}}
-{{- if .Stack}} &middot; configured stack: {{.Stack}}{{end}}{{end}}</p>
+{{- if .Stack}} &middot; configured stack: {{.Stack}}{{end}}{{end}}</span>
+</header>
+<p id="waiting" class="meta"></p>
+<div id="live" hidden>
+<section id="nics-section"><h2>Interfaces</h2><div id="nics" class="nics"></div></section>
+<section><h2>Components</h2><div id="components"></div></section>
+<section><h2>Events</h2><div id="events"></div></section>
+<section><h2>Recent log lines</h2><pre id="logs" class="logs"></pre></section>
+</div>
+<div id="initial">
 {{if .Err -}}
 <p class="error">status unavailable: {{.Err}}</p>
 {{- else -}}
-<table>
+<div class="scroll"><table>
 <thead><tr><th>component</th><th>pid</th><th>state</th><th>restarts</th><th>generation</th><th>memory</th><th>last exit</th></tr></thead>
 <tbody>
 {{- range .Status.Components}}
@@ -177,19 +190,24 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <tr><td colspan="6">no components</td></tr>
 {{- end}}
 </tbody>
-</table>
+</table></div>
 {{- with .IP}}
 <h2>network interfaces</h2>
-<table>
+<div class="scroll"><table>
 <thead><tr><th>driver</th><th>address</th><th>MAC</th><th>frames in</th><th>frames out</th><th>IP in</th><th>IP out</th><th>delivered</th><th>not for us</th></tr></thead>
 <tbody>
 {{- range .Ifaces}}
 <tr><td>{{.Driver}}</td><td>{{.Addr}}</td><td>{{.MAC}}</td><td class="num">{{.FramesIn}}</td><td class="num">{{.FramesOut}}</td><td class="num">{{.IPIn}}</td><td class="num">{{.IPOut}}</td><td class="num">{{.IPDelivered}}</td><td class="num">{{.IPNotForUs}}</td></tr>
 {{- end}}
 </tbody>
-</table>
+</table></div>
+{{- end}}
+{{- end}}
+</div>
+{{- with .IP}}
 {{- if .Routes}}
-<p class="meta">routes: {{range $i, $r := .Routes}}{{if $i}} &middot; {{end}}{{$r}}{{end}}</p>
+<h2>routes</h2>
+<p class="meta">{{range $i, $r := .Routes}}{{if $i}} &middot; {{end}}{{$r}}{{end}}</p>
 {{- with .Forwarding}}
 <p class="meta">forwarded {{.Forwarded}} &middot; TTL exceeded {{.TTLExceeded}} &middot; no route {{.NoRoute}} &middot; fragmentation needed {{.FragNeeded}} &middot; martians {{.Martians}}</p>
 {{- end}}
@@ -198,16 +216,16 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 {{- with .PF}}
 <h2>packet filter</h2>
 <p class="meta">{{.NumRules}} rules, default {{.Default}} &middot; {{.NumStates}} states &middot; {{.Passed}} packets passed, {{.Blocked}} blocked</p>
-<table>
+<div class="scroll"><table>
 <thead><tr><th>line</th><th>rule</th><th>packets</th><th>bytes</th><th>states</th></tr></thead>
 <tbody>
 {{- range .Rules}}
 <tr><td class="num">{{.Line}}</td><td>{{.Rule}}</td><td class="num">{{.Packets}}</td><td class="num">{{.Bytes}}</td><td class="num">{{.States}}</td></tr>
 {{- end}}
 </tbody>
-</table>
+</table></div>
 {{- end}}
-{{- end}}
+<script>{{.JS}}</script>
 </body>
 </html>
 `))

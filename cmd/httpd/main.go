@@ -78,6 +78,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Status: func(ctx context.Context) (*ctl.Status, error) {
 			return httpd.QueryStatus(ctx, *ctlPath)
 		},
+		Events: func(ctx context.Context, since uint64) ([]journal.Event, uint64, error) {
+			return httpd.QueryEvents(ctx, *ctlPath, since)
+		},
+		Logs: func(ctx context.Context, name string, since uint64) ([]journal.Line, uint64, error) {
+			return httpd.QueryLogs(ctx, *ctlPath, name, since)
+		},
 		Metrics: metrics.Handler(
 			func(ctx context.Context) (*ctl.Status, error) { return httpd.QueryStatus(ctx, *ctlPath) },
 			func(ctx context.Context, since uint64) ([]journal.Event, uint64, error) {
