@@ -59,8 +59,8 @@
       if (pts.length > 1) g.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2,
         "vector-effect": "non-scaling-stroke" }));
     }
-    g.append(svg("text", { x: 4, y: 12, "font-size": 11, fill: "#65707b" }, rate(max / 1.1)));
-    return g;
+    return el("div", {}, g, el("div", { class: "meta scale" },
+      el("span", {}, "last 5 minutes"), el("span", {}, "top of the graph: " + rate(max / 1.1))));
   }
 
   function nicCard(n, events, now) {
