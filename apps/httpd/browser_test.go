@@ -54,7 +54,7 @@ func TestLivePageInBrowser(t *testing.T) {
 	for _, want := range []string{
 		`data-updates="`, `data-component="e1000.0"`, `data-component="ip"`, `data-component="tcp"`,
 		`<strong class="addr">10.0.2.15/24</strong>`, `<li data-kind="restart" data-component="tcp">`,
-		`tcp: generation 2: 3 sockets restored`,
+		`tcp: generation 2: 3 sockets restored`, `class="marker" data-kind="restart"`,
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page in chromium lacks %q", want)

@@ -84,6 +84,7 @@ type live struct {
 	prev     *ctl.Status // the one before it
 	prevAt   time.Time
 	err      error
+	stale    map[string]bool        // components whose stats in last are prev's (carryStats)
 	history  map[string][]ratePoint // by NIC
 	events   []journal.Event
 	lines    []journal.Line
@@ -143,7 +144,9 @@ func (l *live) sample(ctx context.Context, now time.Time) {
 	if err != nil {
 		return
 	}
+	st, stale := carryStats(st, l.last)
 	l.prev, l.prevAt, l.last, l.lastAt = l.last, l.lastAt, st, now
+	l.stale = stale
 	if l.history == nil {
 		l.history = map[string][]ratePoint{}
 	}
@@ -152,6 +155,9 @@ func (l *live) sample(ctx context.Context, now time.Time) {
 	}
 	secs := now.Sub(l.prevAt).Seconds()
 	for _, n := range st.NICs() {
+		if stale[n.Name] {
+			continue
+		}
 		old, ok := nicOf(l.prev, n.Name)
 		rx, tx := rate(old, n, ok, secs)
 		if rx < 0 {
@@ -197,7 +203,7 @@ func (l *live) view() liveView {
 	}
 	for _, n := range st.NICs() {
 		ln := liveNIC{NIC: n, RxRate: -1, TxRate: -1, History: slices.Clone(l.history[n.Name])}
-		if l.prev != nil {
+		if l.prev != nil && !l.stale[n.Name] {
 			old, ok := nicOf(l.prev, n.Name)
 			ln.RxRate, ln.TxRate = rate(old, n, ok, secs)
 		}
@@ -207,6 +213,39 @@ func (l *live) view() liveView {
 		v.NICs = append(v.NICs, ln)
 	}
 	return v
+}
+
+// carryStats fills in the published statistics st lacks from prev, the
+// status before: init leaves them out when the store does not answer
+// quickly (a busy machine), and the page should not lose its NICs for a
+// sample. It returns the status to keep and the components whose
+// statistics are carried over (no rate from them).
+func carryStats(st, prev *ctl.Status) (*ctl.Status, map[string]bool) {
+	if prev == nil {
+		return st, nil
+	}
+	var out *ctl.Status
+	stale := map[string]bool{}
+	for i, c := range st.Components {
+		if len(c.Stats) > 0 {
+			continue
+		}
+		old, ok := prev.Component(c.Name)
+		if !ok || len(old.Stats) == 0 {
+			continue
+		}
+		if out == nil {
+			cp := *st
+			cp.Components = slices.Clone(st.Components)
+			out = &cp
+		}
+		out.Components[i].Stats = old.Stats
+		stale[c.Name] = true
+	}
+	if out == nil {
+		return st, nil
+	}
+	return out, stale
 }
 
 // rate is a NIC's receive and transmit rates between two readings secs

@@ -64,6 +64,17 @@ func TestLive(t *testing.T) {
 		t.Errorf("events %v, lines %v: want the crash and ip's line, once each", v.Events, v.Lines)
 	}
 
+	// A sample without the published statistics (init's store query
+	// timed out) keeps the NIC, without a rate.
+	st = liveStatus(2001000, 4000, 600, 40)
+	for i := range st.Components {
+		st.Components[i].Stats = nil
+	}
+	l.sample(ctx, t0.Add(3*time.Second))
+	if v := l.view(); len(v.NICs) != 1 || v.NICs[0].Addr != "10.0.2.15/24" || v.NICs[0].RxRate != -1 || len(v.NICs[0].History) != 1 {
+		t.Errorf("after a sample without statistics: NICs %+v, want e1000.0 still there, no rate, no new history point", v.NICs)
+	}
+
 	// A restarted tcp (another pid) and a failing status: no CPU share
 	// for the new process, the last view stays with the error.
 	st = liveStatus(2001000, 4000, 10, 41)
