@@ -1,11 +1,13 @@
 package itest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,8 @@ import (
 // TestOperatorView boots the keepnet stack, kills tcp, and reads what an
 // operator would: `keepnet events` has the kill, the crash with its
 // reason, the restart and tcp serving again with its recovery time;
+// udp stopped (SIGSTOP) is found hung and comes back, and ip's restart
+// makes the driver reset its device, both in the events too;
 // `keepnet logs ip` has ip's lines; `keepnet status` prints its tables;
 // /metrics, scraped before and after the kill and a download, parses
 // and counts the restart, the recovery and the bytes sent.
@@ -62,6 +66,30 @@ func TestOperatorView(t *testing.T) {
 	if strings.Join(kinds, "\n") != strings.Join(want, "\n") {
 		t.Errorf("tcp's events:\n%s\nwant:\n%s", strings.Join(kinds, "\n"), strings.Join(want, "\n"))
 	}
+
+	// A stopped component is found hung and restarted; a restarted ip
+	// makes the driver reset its device. Both are events.
+	if out, err := keepnet(ctx, "", "kill", "udp", "--signal", "STOP", "--ctl", a.ctl); err != nil {
+		t.Fatalf("keepnet kill udp --signal STOP: %v\n%s", err, out)
+	}
+	if out, err := keepnet(ctx, "", "kill", "ip", "--ctl", a.ctl); err != nil {
+		t.Fatalf("keepnet kill ip: %v\n%s", err, out)
+	}
+	hung := a.waitEvent(ctx, func(e journal.Event) bool { return e.Component == "udp" && e.Kind == journal.Hang })
+	if !strings.HasPrefix(hung.Reason, "hung (no answer for ") {
+		t.Errorf("udp's hang event = %+v, want the reason hung (no answer for ...)", hung)
+	}
+	back := a.waitEvent(ctx, func(e journal.Event) bool {
+		return e.Component == "udp" && e.Kind == journal.Ready && e.Generation == 2
+	})
+	if back.Recovery <= 0 || !strings.HasPrefix(back.Reason, "after hung") {
+		t.Errorf("udp's ready event after the hang = %+v, want a recovery time after hung (...)", back)
+	}
+	reset := a.waitEvent(ctx, func(e journal.Event) bool { return e.Component == "e1000.0" && e.Kind == journal.Reset })
+	if !strings.Contains(reset.Reason, "serving ip generation 2, after a device reset") {
+		t.Errorf("e1000.0's device reset event = %+v, want it for ip generation 2", reset)
+	}
+	t.Logf("udp back %v after it was found hung; e1000.0: %s", back.RecoveryTime(), reset.Reason)
 
 	out, err := keepnet(ctx, "", "events", "--ctl", a.ctl)
 	if err != nil || !strings.Contains(out, "crash") || !strings.Contains(out, "signal: killed") {
@@ -112,7 +140,9 @@ func TestOperatorView(t *testing.T) {
 		min, max float64 // the growth from before to after
 	}{
 		{"keepnet_component_restarts_total", []string{"component", "tcp"}, 1, 1},
-		{"keepnet_component_restarts_total", []string{"component", "ip"}, 0, 0},
+		{"keepnet_component_restarts_total", []string{"component", "ip"}, 1, 1},
+		{"keepnet_component_hangs_total", []string{"component", "udp"}, 1, 1},
+		{"keepnet_events_total", []string{"component", "e1000.0", "kind", "device-reset"}, 1, 1},
 		{"keepnet_events_total", []string{"component", "tcp", "kind", "crash"}, 1, 1},
 		{"keepnet_component_recovery_seconds", []string{"component", "tcp"}, 1, 1},
 		{"keepnet_nic_transmit_bytes_total", []string{"nic", "e1000.0"}, 1000000, 1e9},
@@ -125,6 +155,32 @@ func TestOperatorView(t *testing.T) {
 	}
 	if v, ok := metricValue(after, "keepnet_nic_info", "nic", "e1000.0", "address", "10.0.2.15/24"); !ok || v != 1 {
 		t.Errorf("keepnet_nic_info for e1000.0 at 10.0.2.15/24: %v, %v", v, ok)
+	}
+	promtoolCheck(t, base)
+}
+
+// promtoolCheck has Prometheus' promtool (Debian's prometheus package)
+// check /metrics, where the host has it.
+func promtoolCheck(t *testing.T, base string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Logf("no promtool (apt-get install prometheus): /metrics checked by the expfmt parser only")
+		return
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s\n/metrics:\n%s", err, out, body)
 	}
 }
 
@@ -197,6 +253,22 @@ func (a *appliance) events(ctx context.Context) []journal.Event {
 		evs = append(evs, e)
 	}
 	return evs
+}
+
+// waitEvent waits (at most resumeWait) for an event that match accepts.
+func (a *appliance) waitEvent(ctx context.Context, match func(journal.Event) bool) journal.Event {
+	a.t.Helper()
+	var evs []journal.Event
+	for deadline := time.Now().Add(resumeWait); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		evs = a.events(ctx)
+		for _, e := range evs {
+			if match(e) {
+				return e
+			}
+		}
+	}
+	a.t.Fatalf("no such event within %v; events:\n%s", resumeWait, eventLines(evs))
+	return journal.Event{}
 }
 
 func eventLines(evs []journal.Event) string {
