@@ -3,6 +3,7 @@ package pid1
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"keepnet/boot/ctl"
 	"keepnet/boot/hub"
+	"keepnet/boot/journal"
 	"keepnet/boot/supervisor"
 	"keepnet/kernel/fault/sitelist"
 	"keepnet/kernel/wiring"
@@ -203,5 +205,34 @@ func TestInjectReachesComponent(t *testing.T) {
 		}
 	case <-time.After(time.Minute): // only a lost message takes this long
 		t.Fatal("the Arm never reached the component's ArmFault")
+	}
+}
+
+// Every arming and disarming is an event in init's journal, with the site
+// and its trigger.
+func TestInjectJournal(t *testing.T) {
+	in, _ := testInjector(t)
+	j := journal.New(nil)
+	in.journal = j
+	if _, err := in.Inject("udp", ctl.Fault{Site: 4, After: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Inject("udp", ctl.Fault{Disarm: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Inject("udp", ctl.Fault{Site: 99}); err == nil {
+		t.Fatal("Inject(udp, site 99) armed a site the list lacks")
+	}
+	evs, _ := j.Events(0, 1<<20)
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%s %d %s %s", e.Component, e.Generation, e.Kind, e.Reason))
+	}
+	want := []string{
+		"udp 4 inject armed site 4 (operand, servers/udp/udp.go:40), firing on hit 2",
+		"udp 4 inject disarmed",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("journal:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
