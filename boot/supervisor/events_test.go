@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +73,33 @@ func TestJournal(t *testing.T) {
 	lines, _ := j.Lines("supervisor", 0, 1<<20)
 	if len(lines) == 0 || lines[0].Text != "starting a" {
 		t.Errorf("journal's supervisor lines = %v, want the console's, from \"starting a\"", lines)
+	}
+}
+
+// An exit's event says the status with its meaning (kernel/exitcode) and
+// what follows it.
+func TestJournalExits(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	j := journal.New(clock.Now)
+	done := fakeSpec(t, "done", "exit0")
+	done.Restart = Never
+	h := run(t, Config{Specs: []Spec{fakeSpec(t, "broken", "broken"), done}, Clock: clock, Journal: j})
+	clock.next(t) // broken's second exit waits for its back-off
+	h.waitFor("done", "stopped", func(st State) bool { return st.State == StateStopped })
+	var got []string
+	for _, e := range events(j) {
+		if kind := strings.Fields(e)[2]; kind == "crash" || kind == "exit" {
+			got = append(got, e)
+		}
+	}
+	slices.Sort(got)
+	want := []string{
+		"broken 1 crash exit status 3 (broken channel) | restarting | 0s",
+		"broken 2 crash exit status 3 (broken channel) | restarting in 100ms (repeated crash) | 0s",
+		"done 1 exit exit status 0 | left stopped (restart policy never) | 0s",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("exit events (-want +got):\n%s", diff)
 	}
 }
