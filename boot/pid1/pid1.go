@@ -19,6 +19,11 @@
 //     orphans, until poweroff; says "keepnet ready" once every component
 //     serves and the network is usable (ready.go).
 //
+// From the start it keeps a journal (package boot/journal, journal.go):
+// the supervisor's events, fault injections, the drivers' device resets,
+// and the recent lines of every component and of init itself, which the
+// control verbs events and logs read.
+//
 // Init never exits: a PID 1 that exits panics the kernel. Failures are
 // printed on the console and the appliance keeps running as far as it can,
 // so it can still be reached and inspected over the control channel.
