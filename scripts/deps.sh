@@ -14,6 +14,7 @@ if [ "${KEEPNET_TEST_DEPS:-1}" = 1 ]; then
 	have dnsmasq || need+=(dnsmasq-base)
 	have ssh || need+=(openssh-client)
 	have nmap || need+=(nmap)
+	have chromium || need+=(chromium)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && have apt-get; then
