@@ -96,7 +96,7 @@ run: deps all image
 # Unit tests run anywhere; the integration tests boot QEMU and need root
 # (network namespaces, tap devices). KEEPNET_ITEST=1 makes them mandatory:
 # under `make test` a missing prerequisite fails instead of skipping.
-test: deps all image image-faulty
+test: deps all image image-faulty images
 	scripts/hugepages.sh 16
 	$(GO) vet ./...
 	KEEPNET_ITEST=1 $(GO) test -count=1 -timeout 60m ./...

@@ -31,6 +31,8 @@ func (m Machine) Preflight(ctx context.Context) error {
 		files = []struct{ what, path, hint string }{{"disk image", m.Disk, "run 'make images'"}}
 	case m.ISO != "":
 		files = []struct{ what, path, hint string }{{"ISO image", m.ISO, "run 'make images'"}}
+	case m.PXE:
+		files = nil
 	}
 	if m.BootsImage() && m.Firmware == FirmwareUEFI {
 		files = append(files, struct{ what, path, hint string }{"UEFI firmware", OVMFCode, "apt-get install ovmf"})

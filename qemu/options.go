@@ -147,6 +147,9 @@ type Machine struct {
 	// disk is opened with snapshot=on: the guest never changes the file.
 	Disk string
 	ISO  string
+	// PXE boots from the first NIC through its iPXE option ROM (a DHCP
+	// and TFTP server on that network serves images/out/pxe/).
+	PXE bool
 	// Firmware boots Disk or ISO: FirmwareBIOS (the default) or
 	// FirmwareUEFI, whose variables go to VarsFile.
 	Firmware string
@@ -268,7 +271,10 @@ func (m Machine) Args() []string {
 	for i, n := range append([]Net{m.Net}, m.MoreNets...) {
 		a = append(a, n.args(i, m.Forwards)...)
 		dev := fmt.Sprintf("%s,netdev=n%d,mac=%s", n.model(), i, NthMAC(m.MAC, i))
-		if m.BootsImage() {
+		switch {
+		case m.PXE && i == 0:
+			dev += ",bootindex=0" // its iPXE ROM boots the machine
+		case m.BootsImage():
 			// No iPXE option ROM: the firmware would offer the NIC
 			// as a boot device and spend seconds starting it.
 			dev += ",romfile="
@@ -283,17 +289,20 @@ func (m Machine) Args() []string {
 
 // BootsImage reports whether the firmware boots a disk or CD image rather
 // than QEMU loading Kernel and Initrd.
-func (m Machine) BootsImage() bool { return m.Disk != "" || m.ISO != "" }
+func (m Machine) BootsImage() bool { return m.Disk != "" || m.ISO != "" || m.PXE }
 
 // imageArgs are the firmware and the drive of an image boot: an IDE disk
 // or CD-ROM (what every firmware and the appliance's ata_piix know), first
-// in the boot order.
+// in the boot order; none for a PXE boot.
 func (m Machine) imageArgs() []string {
 	var a []string
 	if m.Firmware == FirmwareUEFI {
 		a = append(a,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
 			"-drive", "if=pflash,format=raw,unit=1,file="+m.VarsFile)
+	}
+	if m.PXE {
+		return a
 	}
 	if m.Disk != "" {
 		return append(a, "-drive", "if=none,id=boot,format=raw,snapshot=on,file="+m.Disk, "-device", "ide-hd,drive=boot,bootindex=0")

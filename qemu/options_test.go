@@ -179,6 +179,9 @@ func TestMachineImageArgs(t *testing.T) {
 		{"CD, BIOS", func(m *Machine) { m.ISO = "k.iso" },
 			[]string{"-drive if=none,id=boot,format=raw,media=cdrom,readonly=on,file=k.iso -device ide-cd,drive=boot,bootindex=0"},
 			[]string{"-kernel", "pflash"}},
+		{"network", func(m *Machine) { m.PXE = true },
+			[]string{"-device e1000,netdev=n0,mac=52:54:00:12:34:56,bootindex=0"},
+			[]string{"-kernel", "pflash", "-drive", "romfile"}},
 		{"kernel", func(m *Machine) {}, []string{"-kernel ", "-initrd ", "-append "}, []string{"romfile", "bootindex", "pflash"}},
 	} {
 		m := testMachine()

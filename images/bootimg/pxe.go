@@ -21,8 +21,8 @@ boot
 `
 }
 
-// pxeCmdline is Cmdline without keepnet.conf: nothing to look for.
-const pxeCmdline = "console=tty0 console=ttyS0,115200 panic=-1 tsc=reliable keepnet.stack=keepnet"
+// PXECmdline is Cmdline without keepnet.conf: a network boot has no file to look for.
+const PXECmdline = "console=tty0 console=ttyS0,115200 panic=-1 tsc=reliable keepnet.stack=keepnet"
 
 // DnsmasqConf is pxe/dnsmasq.conf, an example: a PXE ROM that is iPXE
 // already (QEMU's, or after the chain load) gets the script; other BIOS
@@ -54,7 +54,7 @@ func PXE(o Options) error {
 			return err
 		}
 	}
-	for name, text := range map[string]string{"keepnet.ipxe": IPXEScript(pxeCmdline), "dnsmasq.conf": DnsmasqConf} {
+	for name, text := range map[string]string{"keepnet.ipxe": IPXEScript(PXECmdline), "dnsmasq.conf": DnsmasqConf} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ const usage = `usage: keepnet COMMAND [flags]
 commands:
   up        boot the appliance (foreground, or --detach); --disk or --iso
             boots an image of make images through the firmware
-            (--firmware bios or uefi)
+            (--firmware bios or uefi), --pxe the network
   status    print the appliance's status as JSON
   kill      SIGKILL a component (the supervisor restarts it); --signal STOP
             stops it instead, and hang detection restarts it
@@ -220,6 +220,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pfRules := fs.String("pf-rules", "", "filter with the packet filter rule set in FILE (servers/pf's language; on --stack linux the same rules in nf_tables); without it there is no packet filter")
 	disk := fs.String("disk", "", "boot this disk image (make images: images/out/keepnet.img) through the firmware instead of --kernel and --initrd; the appliance's configuration is the image's")
 	iso := fs.String("iso", "", "boot this ISO image (images/out/keepnet.iso) from a CD-ROM drive, as --disk")
+	pxe := fs.Bool("pxe", false, "boot from the network through the first NIC's iPXE ROM (a DHCP and TFTP server there serves images/out/pxe/, as its dnsmasq.conf says); configuration on keepnet.ipxe's kernel line")
 	firmware := fs.String("firmware", qemu.FirmwareBIOS, "with --disk or --iso: bios (SeaBIOS) or uefi (OVMF, Debian's ovmf)")
 	nicModel := fs.String("nic", qemu.DefaultNIC, "the Intel gigabit NIC QEMU emulates: "+strings.Join(qemu.NICModels, ", ")+" (a --net's own ,nic=MODEL wins)")
 	if err := parse(fs, args); err != nil {
@@ -228,7 +229,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := qemu.CheckNIC(*nicModel); err != nil {
 		return usageError{fmt.Errorf("--nic: %w", err)}
 	}
-	if err := checkImageFlags(fs, *disk, *iso, *firmware); err != nil {
+	if err := checkImageFlags(fs, *disk, *iso, *pxe, *firmware); err != nil {
 		return usageError{err}
 	}
 
@@ -545,11 +546,14 @@ func down(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // file.
 var cmdlineFlags = []string{"ip", "gw", "dns", "route", "stack", "append", "authorized-keys", "pf-rules", "kernel", "initrd"}
 
-// checkImageFlags refuses an image boot asked for with flags it cannot
-// honour, and a firmware without an image.
-func checkImageFlags(fs *flag.FlagSet, disk, iso, firmware string) error {
-	if disk != "" && iso != "" {
-		return errors.New("--disk and --iso: give one")
+// checkImageFlags refuses an image boot (--disk, --iso, --pxe) asked for
+// with flags it cannot honour, and a firmware without an image.
+func checkImageFlags(fs *flag.FlagSet, disk, iso string, pxe bool, firmware string) error {
+	if (disk != "" && iso != "") || (pxe && (disk != "" || iso != "")) {
+		return errors.New("--disk, --iso and --pxe: give one")
+	}
+	if pxe {
+		disk = "(network)" // an image boot like the others from here
 	}
 	if firmware != qemu.FirmwareBIOS && firmware != qemu.FirmwareUEFI {
 		return fmt.Errorf("--firmware %q: want %s or %s", firmware, qemu.FirmwareBIOS, qemu.FirmwareUEFI)

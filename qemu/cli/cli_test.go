@@ -31,6 +31,8 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"up", "--authorized-keys", "/nonexistent/keys"}, 2, "--authorized-keys"},
 		{[]string{"up", "--authorized-keys", "cli_test.go"}, 2, "--authorized-keys cli_test.go"},
 		{[]string{"up", "--disk", "a.img", "--iso", "a.iso"}, 2, "give one"},
+		{[]string{"up", "--pxe", "--iso", "a.iso"}, 2, "give one"},
+		{[]string{"up", "--pxe", "--stack", "linux"}, 2, "--stack: an image boot"},
 		{[]string{"up", "--disk", "a.img", "--ip", "10.0.0.2/24", "--append", "quiet"}, 2, "--append, --ip: an image boot takes its kernel command line from the image"},
 		{[]string{"up", "--iso", "a.iso", "--firmware", "coreboot"}, 2, "want bios or uefi"},
 		{[]string{"up", "--firmware", "uefi"}, 2, "--firmware boots an image: give --disk or --iso"},
