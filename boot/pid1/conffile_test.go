@@ -45,6 +45,9 @@ func TestParseConfFile(t *testing.T) {
 			func(c *Config) {
 				c.IP, c.Gateway = netip.MustParsePrefix("10.0.0.2/24"), netip.MustParseAddr("10.9.0.1")
 			}, 1},
+		{"which NICs, by PCI address", "nics=0000:02:00.0,0000:03:00.1\n", "",
+			func(c *Config) { c.PCI = []string{"0000:02:00.0", "0000:03:00.1"} }, 0},
+		{"NICs named twice, or not by address", "nics=0000:02:00.0,0000:02:00.0\nnics=eth0\n", "", func(*Config) {}, 2},
 		{"keepnet.conf is kept", "", "keepnet.conf=/keepnet/keepnet.conf", func(c *Config) { c.ConfFile = "/keepnet/keepnet.conf" }, 0},
 		{"keepnet.conf must be absolute", "", "keepnet.conf=keepnet.conf", func(*Config) {}, 1},
 	}
@@ -141,5 +144,17 @@ func TestFindConf(t *testing.T) {
 	_, _, err = findConf(none, "/keepnet/keepnet.conf", time.Second, func(d time.Duration) { slept += d })
 	if err == nil || slept != time.Second || none.reads["sda"] != 1 {
 		t.Errorf("findConf with no file = %v after %v, %d reads of sda; want an error after 1s, one read", err, slept, none.reads["sda"])
+	}
+}
+
+func TestValidPCIAddr(t *testing.T) {
+	for a, want := range map[string]bool{
+		"0000:00:03.0": true, "0000:02:1f.7": true, "0001:ff:00.0": true,
+		"0000:00:03": false, "00:03.0": false, "0000:00:20.0": false, "0000:00:03.8": false,
+		"0000:00:03.0x": false, "0000:0G:03.0": false, "0000:AB:03.0": false, "": false,
+	} {
+		if got := validPCIAddr(a); got != want {
+			t.Errorf("validPCIAddr(%q) = %v, want %v", a, got, want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,12 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.forward=off      ip does not forward between the NICs (it does
 //	                         when there is more than one; so does the Linux
 //	                         stack, net.ipv4.ip_forward)
+//	keepnet.nics=PCI,...     which NICs keepnet's drivers take: the first
+//	                         NIC's PCI address (like 0000:02:00.0), the
+//	                         second's...; a NIC not named takes the
+//	                         function of its number among those a linked
+//	                         family drives, in PCI address order (the
+//	                         default for all)
 //	keepnet.nic.untested=1   the drivers take NICs their family is written
 //	                         for but no test has driven (e1000.Devices);
 //	                         without it such a NIC's driver refuses it
@@ -101,6 +108,7 @@ type Config struct {
 	IP        netip.Prefix
 	Gateway   netip.Addr
 	MoreNICs  []netip.Prefix   // the addresses of the NICs after the first
+	PCI       []string         // keepnet.nics: NIC i's PCI address, for i < len(PCI)
 	Routes    []ip.StaticRoute // static routes
 	Forward   bool             // ip forwards between the NICs (with more than one)
 	Untested  bool             // the drivers take untested NICs too
@@ -269,6 +277,17 @@ func (c *Config) set(name, val string) error {
 			return err
 		}
 		c.Routes = append(c.Routes, r)
+	case "nics":
+		addrs := strings.Split(val, ",")
+		if len(addrs) > MaxNICs {
+			return fmt.Errorf("at most %d NICs", MaxNICs)
+		}
+		for i, a := range addrs {
+			if !validPCIAddr(a) || slices.Contains(addrs[:i], a) {
+				return fmt.Errorf("want PCI addresses like 0000:02:00.0, each once, comma-separated")
+			}
+		}
+		c.PCI = addrs
 	case "forward":
 		return parseSwitch(val, "on", "off", &c.Forward)
 	case "nic.untested":
@@ -395,6 +414,23 @@ func (c *Config) setPFRules(val string) error {
 	}
 	c.PFRules = string(text)
 	return nil
+}
+
+// nicPCI is NIC i's PCI address from keepnet.nics, or "".
+func (c Config) nicPCI(i int) string {
+	if i < len(c.PCI) {
+		return c.PCI[i]
+	}
+	return ""
+}
+
+// validPCIAddr reports whether a is a PCI address as sysfs names it:
+// domain:bus:device.function in lower-case hex, 0000:02:00.0.
+func validPCIAddr(a string) bool {
+	var dom, bus, dev, fn uint
+	var rest string
+	n, _ := fmt.Sscanf(a, "%04x:%02x:%02x.%1x%s", &dom, &bus, &dev, &fn, &rest)
+	return n == 4 && len(a) == 12 && dev < 32 && fn < 8 && a == strings.ToLower(a)
 }
 
 // validHostname reports whether name is a host name (RFC 1123) the kernel

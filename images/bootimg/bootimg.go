@@ -91,6 +91,10 @@ const DefaultConf = `# keepnet's configuration (boot/pid1, ParseConfFile). One s
 # More NICs (e1000.1, e1000.2, ... in PCI order), each with its address:
 #nic=10.78.0.1/24
 #
+# Which NICs to drive, by PCI address (lspci -D), the first NIC's first;
+# without it the supported Intel NICs in PCI address order:
+#nics=0000:02:00.0,0000:03:00.0
+#
 # The host name:
 #hostname=keepnet
 #
