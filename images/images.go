@@ -85,7 +85,7 @@ var Modules = []string{
 	"ata_piix", "ahci", "virtio_blk", "virtio_scsi", "nvme",
 	"sd_mod", "sr_mod",
 	"xhci_pci", "ehci_pci", "uhci_hcd", "ohci_pci", "usb_storage", "uas",
-	"vfat", "nls_cp437", "nls_utf8", "isofs",
+	"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "isofs",
 }
 
 // Options are the inputs of one image build.

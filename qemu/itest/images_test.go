@@ -97,8 +97,16 @@ func TestBootISO(t *testing.T) {
 // checkImageBoot checks an appliance booted from an image serves at the
 // address its configuration gave it (from the image's file, with conf).
 func checkImageBoot(t *testing.T, a *appliance, n *netns, conf bool) {
-	t.Logf("firmware start to ready: %v", a.ready)
 	console, _ := os.ReadFile(a.console)
+	// Where the time went: the firmware, the boot loader and loading the
+	// kernel and initramfs, then the kernel to ready (init says), and
+	// init's search for its configuration file within that.
+	for _, line := range strings.Split(string(console), "\n") {
+		if strings.Contains(line, "init: configuration ") || strings.Contains(line, "init: keepnet ready") {
+			t.Logf("console: %s", strings.TrimSpace(line))
+		}
+	}
+	t.Logf("QEMU start to ready: %v", a.ready)
 	if conf && !strings.Contains(string(console), "configuration "+bootimg.ConfPath+" from ") {
 		t.Errorf("the console does not say init read %s:\n%s", bootimg.ConfPath, tail(string(console), 60))
 	}
