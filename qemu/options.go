@@ -291,9 +291,12 @@ func (m Machine) Args() []string {
 // than QEMU loading Kernel and Initrd.
 func (m Machine) BootsImage() bool { return m.Disk != "" || m.ISO != "" || m.PXE }
 
-// imageArgs are the firmware and the drive of an image boot: an IDE disk
-// or CD-ROM (what every firmware and the appliance's ata_piix know), first
-// in the boot order; none for a PXE boot.
+// imageArgs are the firmware and the drive of an image boot, first in the
+// boot order (none for a PXE boot): a virtio disk, or a CD-ROM on an AHCI
+// controller. Both are DMA devices: the firmware reads the kernel and
+// initramfs through them several times faster than through IDE, whose
+// every sector is port I/O that TCG emulates one word at a time (37 s to
+// load the boot files through SeaBIOS's IDE on a busy host).
 func (m Machine) imageArgs() []string {
 	var a []string
 	if m.Firmware == FirmwareUEFI {
@@ -305,9 +308,10 @@ func (m Machine) imageArgs() []string {
 		return a
 	}
 	if m.Disk != "" {
-		return append(a, "-drive", "if=none,id=boot,format=raw,snapshot=on,file="+m.Disk, "-device", "ide-hd,drive=boot,bootindex=0")
+		return append(a, "-drive", "if=none,id=boot,format=raw,snapshot=on,file="+m.Disk, "-device", "virtio-blk-pci,drive=boot,bootindex=0")
 	}
-	return append(a, "-drive", "if=none,id=boot,format=raw,media=cdrom,readonly=on,file="+m.ISO, "-device", "ide-cd,drive=boot,bootindex=0")
+	return append(a, "-drive", "if=none,id=boot,format=raw,media=cdrom,readonly=on,file="+m.ISO,
+		"-device", "ahci,id=ahci", "-device", "ide-cd,bus=ahci.0,drive=boot,bootindex=0")
 }
 
 // args is the -netdev of NIC i; the first NIC's user networking forwards

@@ -171,13 +171,13 @@ func TestMachineImageArgs(t *testing.T) {
 		want, not []string
 	}{
 		{"disk, BIOS", func(m *Machine) { m.Disk = "k.img" },
-			[]string{"-drive if=none,id=boot,format=raw,snapshot=on,file=k.img -device ide-hd,drive=boot,bootindex=0", ",romfile= "},
+			[]string{"-drive if=none,id=boot,format=raw,snapshot=on,file=k.img -device virtio-blk-pci,drive=boot,bootindex=0", ",romfile= "},
 			[]string{"-kernel", "-append", "pflash"}},
 		{"disk, UEFI", func(m *Machine) { m.Disk, m.Firmware, m.VarsFile = "k.img", FirmwareUEFI, "/run/v.fd" },
-			[]string{"-drive if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode, "-drive if=pflash,format=raw,unit=1,file=/run/v.fd", "ide-hd,drive=boot,bootindex=0"},
+			[]string{"-drive if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode, "-drive if=pflash,format=raw,unit=1,file=/run/v.fd", "virtio-blk-pci,drive=boot,bootindex=0"},
 			[]string{"-kernel"}},
 		{"CD, BIOS", func(m *Machine) { m.ISO = "k.iso" },
-			[]string{"-drive if=none,id=boot,format=raw,media=cdrom,readonly=on,file=k.iso -device ide-cd,drive=boot,bootindex=0"},
+			[]string{"-drive if=none,id=boot,format=raw,media=cdrom,readonly=on,file=k.iso -device ahci,id=ahci -device ide-cd,bus=ahci.0,drive=boot,bootindex=0"},
 			[]string{"-kernel", "pflash"}},
 		{"network", func(m *Machine) { m.PXE = true },
 			[]string{"-device e1000,netdev=n0,mac=52:54:00:12:34:56,bootindex=0"},

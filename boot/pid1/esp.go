@@ -25,13 +25,14 @@ import (
 // Without keepnet.conf (every `keepnet up` boot) none of this happens.
 
 // StorageModules are the kernel modules init loads to look for the
-// configuration file: disk controllers (IDE/SATA, AHCI, virtio, NVMe, USB
-// host controllers and mass storage), disks and CD-ROMs, and the file
+// configuration file: disk controllers (IDE/SATA, AHCI, virtio with its PCI
+// transport, which no virtio driver names as a dependency, NVMe, USB host
+// controllers and mass storage), disks and CD-ROMs, and the file
 // systems with the code pages FAT needs (Debian's kernel mounts FAT with
 // code page 437, the ascii I/O charset and UTF-8 names). images.Modules
 // must carry them.
 var StorageModules = []string{
-	"ata_piix", "ahci", "virtio_blk", "virtio_scsi", "nvme",
+	"ata_piix", "ahci", "virtio_pci", "virtio_blk", "virtio_scsi", "nvme",
 	"sd_mod", "sr_mod",
 	"xhci_pci", "ehci_pci", "uhci_hcd", "ohci_pci", "usb_storage", "uas",
 	"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "isofs",

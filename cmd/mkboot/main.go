@@ -39,6 +39,9 @@ func run(o bootimg.Options, only string) error {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return err
 	}
+	if err := o.Compress(); err != nil {
+		return err
+	}
 	ctx := context.Background()
 	steps := []struct {
 		name string

@@ -77,7 +77,7 @@ func Disk(ctx context.Context, o Options) error {
 		{efi, "/EFI/BOOT/BOOTX64.EFI"},
 		{cfg, "/boot/grub/grub.cfg"},
 		{o.Kernel, kernelPath},
-		{o.Initrd, initrdPath},
+		{o.initrd(), initrdPath},
 		{conf, ConfPath},
 	}
 	var bytes int64

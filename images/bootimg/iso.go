@@ -33,7 +33,7 @@ func ISO(ctx context.Context, o Options) error {
 		return err
 	}
 	// Copies: a symbolic link would go into the ISO as one.
-	for src, dst := range map[string]string{o.Kernel: kernelPath, o.Initrd: initrdPath} {
+	for src, dst := range map[string]string{o.Kernel: kernelPath, o.initrd(): initrdPath} {
 		if err := copyFile(src, filepath.Join(tree, dst)); err != nil {
 			return err
 		}

@@ -16,7 +16,7 @@ func IPXEScript(cmdline string) string {
 # file: add keepnet.ip=CIDR keepnet.gw=ADDR keepnet.dns=ADDR ... to the
 # kernel line.
 kernel vmlinuz ` + cmdline + `
-initrd initramfs.cpio
+initrd initramfs.zst
 boot
 `
 }
@@ -49,7 +49,7 @@ func PXE(o Options) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for src, dst := range map[string]string{o.Kernel: "vmlinuz", o.Initrd: "initramfs.cpio"} {
+	for src, dst := range map[string]string{o.Kernel: "vmlinuz", o.initrd(): "initramfs.zst"} {
 		if err := copyFile(src, filepath.Join(dir, dst)); err != nil {
 			return err
 		}

@@ -87,6 +87,9 @@ func TestBootISO(t *testing.T) {
 	o.Out, o.Conf, o.Tmp = dir, conf, dir
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	if err := o.Compress(); err != nil {
+		t.Fatal(err)
+	}
 	if err := bootimg.ISO(ctx, o); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +144,7 @@ func TestBootPXE(t *testing.T) {
 	}
 	n := newNetns(t)
 	tftp := t.TempDir()
-	for _, f := range []string{"vmlinuz", "initramfs.cpio"} {
+	for _, f := range []string{"vmlinuz", "initramfs.zst"} {
 		if err := os.Link(filepath.Join(root, "images/out/pxe", f), filepath.Join(tftp, f)); err != nil {
 			run(t, "cp", filepath.Join(root, "images/out/pxe", f), filepath.Join(tftp, f))
 		}
