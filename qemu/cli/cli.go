@@ -242,7 +242,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Kernel: *kernel, Initrd: *initrd, SMP: *smp, MemMiB: *mem, MAC: *mac,
 		Stack: *stack, Ctl: *ctlPath, Console: *console, Append: *appendFlag,
 		PIDFile: *ctlPath + ".pid",
-		Disk:    *disk, ISO: *iso, Firmware: *firmware, VarsFile: qemu.VarsFileFor(*ctlPath),
+		Disk:    *disk, ISO: *iso, PXE: *pxe, Firmware: *firmware, VarsFile: qemu.VarsFileFor(*ctlPath),
 	}
 	if len(nets) == 0 {
 		nets = []qemu.Net{{Kind: "user"}}
