@@ -19,7 +19,8 @@ import (
 // the appliance's address into the image's configuration file (as a user
 // would: mtools on the disk image, no root; for the ISO, a build with
 // -conf) and checks the appliance took it from there: ready, ping, the
-// status page, a 20 MB download with the right hash.
+// status page, a 20 MB download with the right hash (and on the disks, SSH
+// with the key the file authorizes).
 
 // imageConf is the configuration file the tests put on the images: n's
 // addresses, a host name, and the hang limit `keepnet up` gives a guest
@@ -59,8 +60,15 @@ func bootDisk(t *testing.T, firmware string) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "keepnet.img")
 	run(t, "cp", "--sparse=always", filepath.Join(root, "images/out/keepnet.img"), img)
+	// An SSH key in the file too, one authorized_key line.
+	key := filepath.Join(dir, "id")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
 	conf := filepath.Join(dir, "keepnet.conf")
-	if err := os.WriteFile(conf, []byte(imageConf(n)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(imageConf(n)+"authorized_key="+string(pub)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("mcopy", "-o", "-i", img+"@@"+strconv.Itoa(bootimg.ESPOffset), conf, "::"+bootimg.ConfPath)
@@ -70,6 +78,9 @@ func bootDisk(t *testing.T, firmware string) {
 	}
 	a := boot(t, n.Name, "--net", "tap:"+n.Tap, "--disk", img, "--firmware", firmware)
 	checkImageBoot(t, a, n, true)
+	if out, err := n.ssh(t, key, "echo hello"); err != nil || out != "hello\n" {
+		t.Errorf("ssh with the file's key: echo hello = %q, %v; want hello", out, err)
+	}
 }
 
 // TestBootISO boots keepnet.iso, built with the test's configuration file,
