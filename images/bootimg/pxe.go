@@ -9,13 +9,15 @@ import (
 // beside it (relative URIs: TFTP or HTTP, whichever brought the script).
 // A network boot has no ESP, so the configuration is on the command line:
 // add keepnet.ip=, keepnet.gw=, keepnet.dns= (boot/pid1's Config) after
-// the kernel's name.
+// the kernel's name. initrd= on the kernel line is for UEFI: an iPXE
+// older than 2022 (Debian 12's) hands a kernel's EFI stub its initramfs
+// only as a file the stub loads by that name; a BIOS boot ignores it.
 func IPXEScript(cmdline string) string {
 	return `#!ipxe
 # keepnet by network (images/bootimg). A network boot has no configuration
 # file: add keepnet.ip=CIDR keepnet.gw=ADDR keepnet.dns=ADDR ... to the
 # kernel line.
-kernel vmlinuz ` + cmdline + `
+kernel vmlinuz initrd=initramfs.zst ` + cmdline + `
 initrd initramfs.zst
 boot
 `
