@@ -8,6 +8,12 @@
 #                   skips the bzImage's self-decompression (2 s under TCG)
 #   make image      build the initramfs images/out/initramfs.cpio
 #                   (FAULTS=1: the faulty image too, as make image-faulty)
+#   make images     the boot images, from the same kernel and initramfs:
+#                   images/out/keepnet.img (GPT disk: BIOS and UEFI, USB
+#                   sticks, disks, hypervisors), images/out/keepnet.iso
+#                   (hybrid: CD and USB, BIOS and UEFI) and images/out/pxe/
+#                   (network boot: iPXE script, dnsmasq example); GRUB,
+#                   mtools, sfdisk and xorriso from Debian (images/bootimg)
 #   make image-faulty  the faulty image images/out/initramfs-faulty.cpio, its
 #                   components built with fault sites from
 #                   images/out/faulty-src, the site list in
@@ -37,7 +43,7 @@ INITRD  := images/out/initramfs.cpio
 FAULTY  := images/out/initramfs-faulty.cpio
 RUNARGS ?= --net user --fwd tcp:8080:80
 
-.PHONY: all kernel image image-faulty run test unit bench campaign deps clean FORCE
+.PHONY: all kernel image images image-faulty run test unit bench campaign deps clean FORCE
 
 all: bin/keepnet bin/keepnet-relay
 
@@ -49,6 +55,9 @@ bin/keepnet-relay: FORCE
 
 bin/mkimage: FORCE
 	$(GO) build -o bin/mkimage ./cmd/mkimage
+
+bin/mkboot: FORCE
+	$(GO) build -o bin/mkboot ./cmd/mkboot
 
 kernel: $(KDIR)/vmlinux
 
@@ -73,6 +82,10 @@ image: bin/mkimage kernel $(if $(filter 1,$(FAULTS)),image-faulty)
 	bin/mkimage -o $(INITRD)
 	@ls -l $(INITRD) | awk '{printf "initramfs: %s (%.1f MiB)\n", $$NF, $$5/1048576}'
 
+images: bin/mkboot image
+	bin/mkboot
+	@ls -l images/out/keepnet.img images/out/keepnet.iso | awk '{printf "boot image: %s (%.1f MiB)\n", $$NF, $$5/1048576}'
+
 image-faulty: bin/mkimage kernel
 	bin/mkimage -faults -o $(FAULTY)
 	@ls -l $(FAULTY) | awk '{printf "initramfs: %s (%.1f MiB, with fault sites)\n", $$NF, $$5/1048576}'
@@ -83,7 +96,7 @@ run: deps all image
 # Unit tests run anywhere; the integration tests boot QEMU and need root
 # (network namespaces, tap devices). KEEPNET_ITEST=1 makes them mandatory:
 # under `make test` a missing prerequisite fails instead of skipping.
-test: deps all image image-faulty
+test: deps all image image-faulty images
 	scripts/hugepages.sh 16
 	$(GO) vet ./...
 	KEEPNET_ITEST=1 $(GO) test -count=1 -timeout 60m ./...

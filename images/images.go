@@ -80,6 +80,12 @@ var Modules = []string{
 	// API for (a soft dependency, which modinfo's depends does not name).
 	"nft_ct",
 	"crc32c_generic",
+	// Booted from keepnet.img, keepnet.iso or a stick: what init needs
+	// to find its configuration file (boot/pid1.StorageModules, esp.go).
+	"ata_piix", "ahci", "virtio_blk", "virtio_scsi", "nvme",
+	"sd_mod", "sr_mod",
+	"xhci_pci", "ehci_pci", "uhci_hcd", "ohci_pci", "usb_storage", "uas",
+	"vfat", "nls_cp437", "nls_ascii", "nls_utf8", "isofs",
 }
 
 // Options are the inputs of one image build.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"keepnet/boot/pid1"
 	"keepnet/kernel/fault/rewrite"
 
 	"github.com/u-root/mkuimage/cpio"
@@ -206,6 +207,16 @@ func TestBuildFaulty(t *testing.T) {
 		}
 		if beside, err := os.ReadFile(o.SiteList); err != nil || !bytes.Equal(beside, list) {
 			t.Errorf("the site list beside the image (%v) is not the one in it", err)
+		}
+	}
+}
+
+// The modules init loads to find its configuration file on a boot image
+// are in the image.
+func TestStorageModules(t *testing.T) {
+	for _, m := range pid1.StorageModules {
+		if !slices.Contains(Modules, m) {
+			t.Errorf("Modules lacks %s, which boot/pid1 loads to find its configuration file", m)
 		}
 	}
 }

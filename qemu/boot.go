@@ -22,12 +22,36 @@ import (
 // it plainly: a missing kernel or initramfs, a forwarded host port in use, a
 // control socket another appliance is answering on.
 func (m Machine) Preflight(ctx context.Context) error {
-	for _, f := range []struct{ what, path, hint string }{
+	files := []struct{ what, path, hint string }{
 		{"kernel", m.Kernel, "run 'make kernel' or pass --kernel"},
 		{"initramfs", m.Initrd, "run 'make image' or pass --initrd"},
-	} {
+	}
+	switch {
+	case m.Disk != "":
+		files = []struct{ what, path, hint string }{{"disk image", m.Disk, "run 'make images'"}}
+	case m.ISO != "":
+		files = []struct{ what, path, hint string }{{"ISO image", m.ISO, "run 'make images'"}}
+	case m.PXE:
+		files = nil
+	}
+	if m.BootsImage() && m.Firmware == FirmwareUEFI {
+		files = append(files, struct{ what, path, hint string }{"UEFI firmware", OVMFCode, "apt-get install ovmf"})
+	}
+	for _, f := range files {
 		if fi, err := os.Stat(f.path); err != nil || fi.IsDir() {
 			return fmt.Errorf("%s %s not found (%s)", f.what, f.path, f.hint)
+		}
+	}
+	if m.BootsImage() && m.Firmware == FirmwareUEFI {
+		vars, err := os.ReadFile(OVMFVars)
+		if err != nil {
+			return fmt.Errorf("UEFI variable store: %w (apt-get install ovmf)", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(m.VarsFile), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(m.VarsFile, vars, 0o600); err != nil {
+			return err
 		}
 	}
 	if m.Net.Kind == "user" {
@@ -212,6 +236,10 @@ func (m Machine) tails(qlog string) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
+// VarsFileFor is where an appliance with control channel ctl keeps its
+// UEFI variables (Machine.VarsFile); Down removes them.
+func VarsFileFor(ctl string) string { return ctl + ".uefi-vars.fd" }
+
 // Down asks the appliance behind ctlPath to power off and waits (bounded)
 // for QEMU to exit. When the guest does not answer or does not go down in
 // time, the QEMU named by pidFile is killed and the error says so.
@@ -229,6 +257,7 @@ func Down(ctx context.Context, ctlPath, pidFile string, timeout time.Duration) e
 	}
 	defer os.Remove(pidFile)
 	defer os.Remove(ctlPath)
+	defer os.Remove(VarsFileFor(ctlPath))
 	if pid != 0 && alive(pid) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		if askErr != nil {

@@ -161,3 +161,41 @@ func TestMachineTwoNICs(t *testing.T) {
 		}
 	}
 }
+
+// An image boot has the firmware load the image: no -kernel, no command
+// line, the image first in the boot order, no option ROM on the NIC.
+func TestMachineImageArgs(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		m         func(*Machine)
+		want, not []string
+	}{
+		{"disk, BIOS", func(m *Machine) { m.Disk = "k.img" },
+			[]string{"-drive if=none,id=boot,format=raw,snapshot=on,file=k.img -device virtio-blk-pci,drive=boot,bootindex=0", ",romfile= "},
+			[]string{"-kernel", "-append", "pflash"}},
+		{"disk, UEFI", func(m *Machine) { m.Disk, m.Firmware, m.VarsFile = "k.img", FirmwareUEFI, "/run/v.fd" },
+			[]string{"-drive if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode, "-drive if=pflash,format=raw,unit=1,file=/run/v.fd", "virtio-blk-pci,drive=boot,bootindex=0"},
+			[]string{"-kernel"}},
+		{"CD, BIOS", func(m *Machine) { m.ISO = "k.iso" },
+			[]string{"-drive if=none,id=boot,format=raw,media=cdrom,readonly=on,file=k.iso -device ahci,id=ahci -device ide-cd,bus=ahci.0,drive=boot,bootindex=0"},
+			[]string{"-kernel", "pflash"}},
+		{"network", func(m *Machine) { m.PXE = true },
+			[]string{"-device e1000,netdev=n0,mac=52:54:00:12:34:56,bootindex=0"},
+			[]string{"-kernel", "pflash", "-drive", "romfile"}},
+		{"kernel", func(m *Machine) {}, []string{"-kernel ", "-initrd ", "-append "}, []string{"romfile", "bootindex", "pflash"}},
+	} {
+		m := testMachine()
+		c.m(&m)
+		args := strings.Join(m.Args(), " ") + " "
+		for _, w := range c.want {
+			if !strings.Contains(args, w) {
+				t.Errorf("%s: Args() = %s\nwant it to contain %s", c.name, args, w)
+			}
+		}
+		for _, n := range c.not {
+			if strings.Contains(args, n) {
+				t.Errorf("%s: Args() = %s\nwant no %s", c.name, args, n)
+			}
+		}
+	}
+}

@@ -15,6 +15,15 @@ if [ "${KEEPNET_TEST_DEPS:-1}" = 1 ]; then
 	have ssh || need+=(openssh-client)
 	have nmap || need+=(nmap)
 	have chromium || need+=(chromium)
+	# make images, which make test boots (images/bootimg), and OVMF for
+	# its UEFI boots (SeaBIOS comes with QEMU)
+	have grub-mkimage || need+=(grub-common)
+	[ -d /usr/lib/grub/i386-pc ] || need+=(grub-pc-bin)
+	[ -d /usr/lib/grub/x86_64-efi ] || need+=(grub-efi-amd64-bin)
+	have xorriso || need+=(xorriso)
+	have mcopy || need+=(mtools)
+	have sfdisk || need+=(fdisk)
+	[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && have apt-get; then

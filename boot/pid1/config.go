@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,9 @@ const (
 // PortName is the name QEMU gives the control channel's virtio-serial port.
 const PortName = "org.keepnet.ctl"
 
-// Config is what init reads from the kernel command line:
+// Config is what init reads from the kernel command line, and from the
+// configuration file keepnet.conf names (conffile.go: the same settings,
+// the command line winning):
 //
 //	keepnet.ip=CIDR          the appliance's address, e.g. 10.0.2.15/24;
 //	                         dhcp: address, subnet and router from a DHCP
@@ -47,10 +50,23 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.forward=off      ip does not forward between the NICs (it does
 //	                         when there is more than one; so does the Linux
 //	                         stack, net.ipv4.ip_forward)
+//	keepnet.nics=PCI,...     which NICs keepnet's drivers take: the first
+//	                         NIC's PCI address (like 0000:02:00.0), the
+//	                         second's...; a NIC not named takes the
+//	                         function of its number among those a linked
+//	                         family drives, in PCI address order (the
+//	                         default for all)
 //	keepnet.nic.untested=1   the drivers take NICs their family is written
 //	                         for but no test has driven (e1000.Devices);
 //	                         without it such a NIC's driver refuses it
 //	keepnet.dns=ADDR         DNS server for the resolver
+//	keepnet.hostname=NAME    the appliance's host name (RFC 1123: letters,
+//	                         digits, hyphens, dots; at most 64 bytes)
+//	keepnet.conf=PATH        a configuration file (conffile.go) on a FAT or
+//	                         ISO 9660 file system of a disk, USB stick or CD:
+//	                         init looks for it on each (esp.go) before it
+//	                         starts anything. The boot images' command line
+//	                         names /keepnet/keepnet.conf (images/bootimg)
 //	keepnet.stack=NAME       keepnet (default) or linux
 //	keepnet.ctl=NAME         virtio (default) or vsock
 //	keepnet.hugepages=N      2 MiB huge pages to reserve for packet pools (default 64)
@@ -96,10 +112,13 @@ type Config struct {
 	DHCP      bool // keepnet.ip=dhcp: IP and Gateway come from a DHCP server
 	Gateway   netip.Addr
 	MoreNICs  []netip.Prefix   // the addresses of the NICs after the first
+	PCI       []string         // keepnet.nics: NIC i's PCI address, for i < len(PCI)
 	Routes    []ip.StaticRoute // static routes
 	Forward   bool             // ip forwards between the NICs (with more than one)
 	Untested  bool             // the drivers take untested NICs too
 	DNS       netip.Addr
+	Hostname  string // empty: the kernel's default
+	ConfFile  string // keepnet.conf: where the configuration file is
 	Stack     string
 	Ctl       string
 	HugePages int
@@ -176,13 +195,27 @@ func (c Config) Forwarding() bool { return c.Forward && c.NICs() > 1 }
 // is reported in warnings and otherwise ignored: init must still boot far
 // enough to be reached over the control channel.
 func ParseCmdline(cmdline string) (cfg Config, warnings []error) {
+	return Parse("", cmdline)
+}
+
+// Parse is the configuration of a configuration file's text (conffile.go)
+// and a kernel command line, which wins: its parameters are set after the
+// file's, and a repeated parameter's list (keepnet.nic, keepnet.route,
+// keepnet.sshkey) replaces the file's list.
+func Parse(file, cmdline string) (cfg Config, warnings []error) {
 	cfg = DefaultConfig()
+	warnings = parseConfFile(file).apply(&cfg)
+	fromCmdline := map[string]bool{}
 	for _, field := range strings.Fields(cmdline) {
 		key, val, _ := strings.Cut(field, "=")
 		name, ok := strings.CutPrefix(key, "keepnet.")
 		if !ok {
 			continue
 		}
+		if repeated[name] && !fromCmdline[name] {
+			cfg.clear(name)
+		}
+		fromCmdline[name] = true
 		if err := cfg.set(name, val); err != nil {
 			warnings = append(warnings, fmt.Errorf("kernel command line %q: %w", field, err))
 		}
@@ -203,8 +236,30 @@ func ParseCmdline(cmdline string) (cfg Config, warnings []error) {
 	return cfg, warnings
 }
 
+// clear empties a repeated setting's list.
+func (c *Config) clear(name string) {
+	switch name {
+	case "nic":
+		c.MoreNICs = nil
+	case "route":
+		c.Routes = nil
+	case "sshkey":
+		c.SSHKey = ""
+	}
+}
+
 func (c *Config) set(name, val string) error {
 	switch name {
+	case "hostname":
+		if !validHostname(val) {
+			return fmt.Errorf("want a host name: letters, digits and hyphens, dots between labels, at most 64 bytes")
+		}
+		c.Hostname = val
+	case "conf":
+		if err := checkConfPath(val); err != nil {
+			return err
+		}
+		c.ConfFile = val
 	case "ip":
 		if val == "dhcp" {
 			c.IP, c.DHCP = netip.Prefix{}, true
@@ -236,6 +291,17 @@ func (c *Config) set(name, val string) error {
 			return err
 		}
 		c.Routes = append(c.Routes, r)
+	case "nics":
+		addrs := strings.Split(val, ",")
+		if len(addrs) > MaxNICs {
+			return fmt.Errorf("at most %d NICs", MaxNICs)
+		}
+		for i, a := range addrs {
+			if !validPCIAddr(a) || slices.Contains(addrs[:i], a) {
+				return fmt.Errorf("want PCI addresses like 0000:02:00.0, each once, comma-separated")
+			}
+		}
+		c.PCI = addrs
 	case "forward":
 		return parseSwitch(val, "on", "off", &c.Forward)
 	case "nic.untested":
@@ -362,6 +428,42 @@ func (c *Config) setPFRules(val string) error {
 	}
 	c.PFRules = string(text)
 	return nil
+}
+
+// nicPCI is NIC i's PCI address from keepnet.nics, or "".
+func (c Config) nicPCI(i int) string {
+	if i < len(c.PCI) {
+		return c.PCI[i]
+	}
+	return ""
+}
+
+// validPCIAddr reports whether a is a PCI address as sysfs names it:
+// domain:bus:device.function in lower-case hex, 0000:02:00.0.
+func validPCIAddr(a string) bool {
+	var dom, bus, dev, fn uint
+	var rest string
+	n, _ := fmt.Sscanf(a, "%04x:%02x:%02x.%1x%s", &dom, &bus, &dev, &fn, &rest)
+	return n == 4 && len(a) == 12 && dev < 32 && fn < 8 && a == strings.ToLower(a)
+}
+
+// validHostname reports whether name is a host name (RFC 1123) the kernel
+// takes (at most 64 bytes).
+func validHostname(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // parseSwitch sets *v from a parameter that is either on or off.

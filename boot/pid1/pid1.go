@@ -4,7 +4,10 @@
 //
 //  1. mounts /proc, /sys, /dev, /dev/shm, /dev/hugepages, /run and /tmp, and
 //     makes the components' directories under /run (runDirs);
-//  2. reads its configuration from the kernel command line (ParseCmdline);
+//  2. reads its configuration from the kernel command line and, when that
+//     names one (keepnet.conf, as the boot images' does), from a
+//     configuration file it finds on a disk, USB stick or CD (Parse,
+//     conffile.go, esp.go);
 //  3. loads the kernel modules it needs, dependencies first (u-root's
 //     kmodule over the modules.dep the image builder wrote);
 //  4. reserves huge pages for packet pools;
@@ -73,9 +76,14 @@ func Main() {
 		log.Print(err)
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
-	cfg, warnings := ParseCmdline(string(cmdline))
+	cfg, warnings := Parse(readConfFile(string(cmdline)), string(cmdline))
 	for _, w := range warnings {
 		log.Print(w)
+	}
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			log.Printf("host name %s: %v", cfg.Hostname, err)
+		}
 	}
 	if cfg.DHCP {
 		log.Printf("stack %s, address by DHCP, control channel %s", cfg.Stack, cfg.Ctl)
@@ -184,6 +192,27 @@ func Main() {
 	}
 	log.Print("powering off")
 	poweroff()
+}
+
+// readConfFile is the text of the configuration file the command line
+// names, or "" when it names none or the file is not found (said on the
+// console: the appliance boots with the command line and the defaults).
+func readConfFile(cmdline string) string {
+	file := ConfFileOf(cmdline)
+	if file == "" || checkConfPath(file) != nil {
+		return "" // a bad path is Parse's to report
+	}
+	t0 := time.Now()
+	if err := loadModules(StorageModules...); err != nil {
+		log.Print(err)
+	}
+	text, where, err := findConf(sysDevices{}, file, confSearch, time.Sleep)
+	if err != nil {
+		log.Print(err)
+		return ""
+	}
+	log.Printf("configuration %s from %s in %v", file, where, time.Since(t0).Round(time.Millisecond))
+	return text
 }
 
 // schedPolicy gives every thread of init the policy, which the components

@@ -54,11 +54,14 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		drivers := driverNames(cfg)
 		for i, d := range drivers {
 			args := append([]string{"-name", d, "-index", strconv.Itoa(i)}, pktgenArgs(cfg, i)...)
+			if addr := cfg.nicPCI(i); addr != "" {
+				args = append(args, "-pci", addr)
+			}
 			if cfg.Untested {
 				args = append(args, "-untested")
 			}
 			specs = append(specs, supervisor.Spec{Name: d, Path: "/bin/nic", Args: args,
-				Restart: supervisor.Always, Prepare: prepareNIC(d, i)})
+				Restart: supervisor.Always, Prepare: prepareNIC(d, i, cfg.nicPCI(i))})
 		}
 		specs = append(specs,
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs(cfg, drivers), Deps: []string{"store"}, Restart: supervisor.Always},
@@ -222,14 +225,14 @@ func pktgenRegion(cfg Config, index int, driver string) []hub.RegionSpec {
 // prepareNIC readies the PCI function the driver component name drives
 // (index among the functions of the NIC families cmd/nic links) for the
 // driver's identity: drivers/nic.Prepare, before every start.
-func prepareNIC(name string, index int) func() error {
+func prepareNIC(name string, index int, addr string) func() error {
 	id, _ := sandbox.Lookup(name)
 	return func() error {
 		families, err := netdev.NewRegistry(e1000.Family())
 		if err != nil {
 			return err
 		}
-		return nic.Prepare(families, index, int(id.UID), int(id.GID))
+		return nic.Prepare(families, index, addr, int(id.UID), int(id.GID))
 	}
 }
 

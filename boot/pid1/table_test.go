@@ -99,7 +99,7 @@ func TestTablePF(t *testing.T) {
 // second NIC, the routes and forwarding; both drivers fill ip's receive
 // pool; pf knows both interfaces.
 func TestTableTwoNICs(t *testing.T) {
-	cfg, warnings := ParseCmdline("keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.route=10.90.0.0/16,via=10.78.0.2 keepnet.nic.untested=1 keepnet.pfrules=" +
+	cfg, warnings := ParseCmdline("keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.route=10.90.0.0/16,via=10.78.0.2 keepnet.nic.untested=1 keepnet.nics=0000:00:04.0 keepnet.pfrules=" +
 		"cGFzcyBhbGwK") // "pass all\n"
 	if len(warnings) != 0 {
 		t.Fatal(warnings)
@@ -116,7 +116,7 @@ func TestTableTwoNICs(t *testing.T) {
 		}
 	}
 	for name, want := range map[string][]string{
-		"e1000.0": {"-name", "e1000.0", "-index", "0", "-untested"},
+		"e1000.0": {"-name", "e1000.0", "-index", "0", "-pci", "0000:00:04.0", "-untested"},
 		"e1000.1": {"-name", "e1000.1", "-index", "1", "-untested"},
 		"ip": {"-addr", "10.77.0.1/24", "-driver", "e1000.0", "-udp", "udp", "-tcp", "tcp",
 			"-iface", "e1000.1=10.78.0.1/24", "-route", "10.90.0.0/16,via=10.78.0.2", "-forward", "-pf", "pf"},

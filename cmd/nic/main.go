@@ -26,6 +26,7 @@ func main() {
 	}
 	name := flag.String("name", "e1000.0", "component name")
 	index := flag.Int("index", 0, "which NIC function a linked family drives, in PCI address order")
+	addr := flag.String("pci", "", "the PCI address of the NIC function to drive, instead of -index (keepnet.nics)")
 	untested := flag.Bool("untested", false, "drive a NIC its family is written for but no test has driven (keepnet.nic.untested=1)")
 	pktgen := flag.Duration("pktgen", 0, "run the frame generator this long before serving (keepnet.pktgen; 0: off)")
 	pktgenSize := flag.Int("pktgen-size", nic.MinFrame, "the generator's frame length, without CRC")
@@ -44,7 +45,7 @@ func main() {
 	defer st.Close()
 	pub := store.NewPublisher(st, "stats", *name)
 	defer pub.Close()
-	opts := nic.Options{Name: *name, Families: families, Index: *index, Untested: *untested, Stats: func(s nic.Stats) { pub.Publish(s) },
+	opts := nic.Options{Name: *name, Families: families, Index: *index, Addr: *addr, Untested: *untested, Stats: func(s nic.Stats) { pub.Publish(s) },
 		PktGen: nic.PktGenConfig{Duration: *pktgen, Size: *pktgenSize, RxOnly: *pktgenRxOnly}}
 	if err := nic.Run(ctx, opts); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel; no huge pages: exitcode.Config

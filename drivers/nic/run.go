@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type Options struct {
 	// ID picks one.
 	Families *netdev.Registry
 	Index    int // which function Families drives, in PCI address order
+	// Addr, when set, is the PCI address of the function to drive
+	// instead (keepnet.nics): it must be one Families drives.
+	Addr string
 	// Untested lets the driver take a function its family is written for
 	// but no test has driven (netdev.Family.Untested); without it such a
 	// function is refused, saying so (keepnet.nic.untested=1).
@@ -77,13 +81,14 @@ const (
 )
 
 // Prepare readies the function a driver process with these families and
-// index will drive, for a driver running as uid and gid without root: it
+// index (or PCI address addr, when not empty) will drive, for a driver
+// running as uid and gid without root: it
 // binds the function to uio_pci_generic and hands the driver its files
 // (pci.Device.GiveTo). Init calls it before every start of the driver;
 // Run then finds the function bound already. An untested part is
 // prepared too: the driver itself refuses it, in its log and exit status.
-func Prepare(families *netdev.Registry, index, uid, gid int) error {
-	fn, _, err := findFunction(families, index, true)
+func Prepare(families *netdev.Registry, index int, addr string, uid, gid int) error {
+	fn, _, err := findFunction(families, index, addr, true)
 	if err != nil {
 		return err
 	}
@@ -98,7 +103,7 @@ func Prepare(families *netdev.Registry, index, uid, gid int) error {
 // quiesce it, join the wiring, reset it on the persistent rings and serve
 // IP until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	fn, fam, err := findFunction(o.Families, o.Index, o.Untested)
+	fn, fam, err := findFunction(o.Families, o.Index, o.Addr, o.Untested)
 	if err != nil {
 		return err
 	}
@@ -330,7 +335,7 @@ func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n 
 
 // findFunction returns the index-th PCI function a family in reg drives,
 // and that family.
-func findFunction(reg *netdev.Registry, index int, untested bool) (pci.Device, netdev.Family, error) {
+func findFunction(reg *netdev.Registry, index int, addr string, untested bool) (pci.Device, netdev.Family, error) {
 	if reg == nil {
 		return pci.Device{}, netdev.Family{}, errors.New("nic: no NIC family registered")
 	}
@@ -338,7 +343,7 @@ func findFunction(reg *netdev.Registry, index int, untested bool) (pci.Device, n
 	if err != nil {
 		return pci.Device{}, netdev.Family{}, err
 	}
-	return pick(all, reg, index, untested)
+	return pick(all, reg, index, addr, untested)
 }
 
 // ErrUntested: the function is a part its family is written for but no
@@ -347,10 +352,11 @@ func findFunction(reg *netdev.Registry, index int, untested bool) (pci.Device, n
 var ErrUntested = errors.New("written from its datasheet but never tested; boot with keepnet.nic.untested=1 to drive it anyway")
 
 // pick chooses the index-th function of fns that a family in reg drives, in
-// PCI address order, and looks its family up. An untested part counts
-// among the functions either way, so that NIC numbers do not depend on
-// the flag, but is refused unless untested is set.
-func pick(fns []pci.Device, reg *netdev.Registry, index int, untested bool) (pci.Device, netdev.Family, error) {
+// PCI address order, or with addr the one at that address, and looks its
+// family up. An untested part counts among the functions either way, so
+// that NIC numbers do not depend on the flag, but is refused unless
+// untested is set.
+func pick(fns []pci.Device, reg *netdev.Registry, index int, addr string, untested bool) (pci.Device, netdev.Family, error) {
 	var driven []pci.Device
 	for _, fn := range fns {
 		if reg.Drives(pciID(fn)) {
@@ -358,6 +364,13 @@ func pick(fns []pci.Device, reg *netdev.Registry, index int, untested bool) (pci
 		}
 	}
 	sort.Slice(driven, func(i, j int) bool { return driven[i].Addr < driven[j].Addr })
+	if addr != "" {
+		i := slices.IndexFunc(driven, func(fn pci.Device) bool { return fn.Addr == addr })
+		if i < 0 {
+			return pci.Device{}, netdev.Family{}, fmt.Errorf("nic: no NIC at PCI address %s that %s drives: %w", addr, reg, exitcode.ErrConfig)
+		}
+		index = i
+	}
 	if index < 0 || index >= len(driven) {
 		return pci.Device{}, netdev.Family{}, fmt.Errorf("nic: no NIC function number %d (found %d of %s)", index, len(driven), reg)
 	}

@@ -40,12 +40,18 @@ func TestPick(t *testing.T) {
 		{Addr: "0000:00:04.0", Vendor: 0x8086, DeviceID: 0x10d3}, // a NIC no family here drives
 	}
 	for index, want := range []string{"0000:00:03.0", "0000:00:05.0"} {
-		fn, fam, err := pick(fns, reg, index, false)
+		fn, fam, err := pick(fns, reg, index, "", false)
 		if err != nil || fn.Addr != want || fam.Name != "fake" {
 			t.Errorf("pick(%d) = %s, family %q, %v; want %s, fake", index, fn.Addr, fam.Name, err, want)
 		}
 	}
-	_, _, err = pick(fns, reg, 2, false)
+	if fn, _, err := pick(fns, reg, 0, "0000:00:05.0", false); err != nil || fn.Addr != "0000:00:05.0" {
+		t.Errorf("pick(0000:00:05.0) = %s, %v; want the function at that address", fn.Addr, err)
+	}
+	if _, _, err := pick(fns, reg, 0, "0000:00:04.0", false); err == nil || exitcode.Of(err) != exitcode.Config {
+		t.Errorf("pick(0000:00:04.0), a NIC no family here drives, = %v; want a configuration error", err)
+	}
+	_, _, err = pick(fns, reg, 2, "", false)
 	if err == nil || !strings.Contains(err.Error(), "number 2") || !strings.Contains(err.Error(), "found 2") {
 		t.Errorf("pick(2) = %v, want an error saying there is no function number 2 of the 2 found", err)
 	}
@@ -66,22 +72,22 @@ func TestPickUntested(t *testing.T) {
 		{Addr: "0000:00:03.0", Vendor: untestedID.Vendor, DeviceID: untestedID.Device},
 		{Addr: "0000:00:04.0", Vendor: fam.IDs[0].Vendor, DeviceID: fam.IDs[0].Device},
 	}
-	if fn, _, err := pick(fns, reg, 1, false); err != nil || fn.Addr != "0000:00:04.0" {
+	if fn, _, err := pick(fns, reg, 1, "", false); err != nil || fn.Addr != "0000:00:04.0" {
 		t.Errorf("pick(1) = %s, %v; want the tested part at 0000:00:04.0 (the untested one still counts as NIC 0)", fn.Addr, err)
 	}
-	_, _, err = pick(fns, reg, 0, false)
+	_, _, err = pick(fns, reg, 0, "", false)
 	if !errors.Is(err, ErrUntested) || exitcode.Of(err) != exitcode.Config ||
 		!strings.Contains(err.Error(), "Fake 2000") || !strings.Contains(err.Error(), "keepnet.nic.untested=1") {
 		t.Errorf("pick(0) of an untested part = %v (exit %d); want ErrUntested naming the part and the parameter, a configuration error", err, exitcode.Of(err))
 	}
-	if fn, f, err := pick(fns, reg, 0, true); err != nil || fn.Addr != "0000:00:03.0" || f.Name != fam.Name {
+	if fn, f, err := pick(fns, reg, 0, "", true); err != nil || fn.Addr != "0000:00:03.0" || f.Name != fam.Name {
 		t.Errorf("pick(0) with untested allowed = %s, %q, %v; want the untested part", fn.Addr, f.Name, err)
 	}
 }
 
 // Without a registry there is nothing to drive: an error, not a panic.
 func TestFindFunctionWithoutFamilies(t *testing.T) {
-	if _, _, err := findFunction(nil, 0, false); err == nil {
+	if _, _, err := findFunction(nil, 0, "", false); err == nil {
 		t.Error("findFunction(nil registry) succeeded, want an error")
 	}
 }

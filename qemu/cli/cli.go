@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,7 +30,9 @@ import (
 const usage = `usage: keepnet COMMAND [flags]
 
 commands:
-  up        boot the appliance (foreground, or --detach)
+  up        boot the appliance (foreground, or --detach); --disk or --iso
+            boots an image of make images through the firmware
+            (--firmware bios or uefi), --pxe the network
   status    the appliance's components and NICs as tables (CPU % and
             rates over --interval); --json: the status as JSON, for scripts
   top       the status tables again every second, until Ctrl-C
@@ -228,12 +231,19 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	appendFlag := fs.String("append", "", "extra kernel command line")
 	authKeys := fs.String("authorized-keys", "", "start the appliance's SSH server, accepting the public keys in FILE (authorized_keys format)")
 	pfRules := fs.String("pf-rules", "", "filter with the packet filter rule set in FILE (servers/pf's language; on --stack linux the same rules in nf_tables); without it there is no packet filter")
+	disk := fs.String("disk", "", "boot this disk image (make images: images/out/keepnet.img) through the firmware instead of --kernel and --initrd; the appliance's configuration is the image's")
+	iso := fs.String("iso", "", "boot this ISO image (images/out/keepnet.iso) from a CD-ROM drive, as --disk")
+	pxe := fs.Bool("pxe", false, "boot from the network through the first NIC's iPXE ROM (a DHCP and TFTP server there serves images/out/pxe/, as its dnsmasq.conf says); configuration on keepnet.ipxe's kernel line")
+	firmware := fs.String("firmware", qemu.FirmwareBIOS, "with --disk or --iso: bios (SeaBIOS) or uefi (OVMF, Debian's ovmf)")
 	nicModel := fs.String("nic", qemu.DefaultNIC, "the Intel gigabit NIC QEMU emulates: "+strings.Join(qemu.NICModels, ", ")+" (a --net's own ,nic=MODEL wins)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := qemu.CheckNIC(*nicModel); err != nil {
 		return usageError{fmt.Errorf("--nic: %w", err)}
+	}
+	if err := checkImageFlags(fs, *disk, *iso, *pxe, *firmware); err != nil {
+		return usageError{err}
 	}
 
 	if *ctlPath == DefaultCtl() {
@@ -245,6 +255,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Kernel: *kernel, Initrd: *initrd, SMP: *smp, MemMiB: *mem, MAC: *mac,
 		Stack: *stack, Ctl: *ctlPath, Console: *console, Append: *appendFlag,
 		PIDFile: *ctlPath + ".pid",
+		Disk:    *disk, ISO: *iso, PXE: *pxe, Firmware: *firmware, VarsFile: qemu.VarsFileFor(*ctlPath),
 	}
 	if len(nets) == 0 {
 		nets = []qemu.Net{{Kind: "user"}}
@@ -259,7 +270,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	m.Net, m.MoreNets, m.Routes = nets[0], nets[1:], routes
 	for i, n := range m.MoreNets {
-		if !n.IP.IsValid() {
+		if !n.IP.IsValid() && !m.BootsImage() {
 			return usageError{fmt.Errorf("--net number %d needs its address: ,ip=ADDRESS/PREFIX", i+2)}
 		}
 	}
@@ -321,7 +332,9 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if m.QEMU, err = exec.LookPath("qemu-system-x86_64"); err != nil {
 		return errors.New("qemu-system-x86_64 not found; install it (Debian/Ubuntu: apt-get install qemu-system-x86)")
 	}
-	if _, err := os.Stat("/dev/vhost-vsock"); err == nil {
+	if _, err := os.Stat("/dev/vhost-vsock"); err == nil && !m.BootsImage() {
+		// (An image's command line does not say keepnet.ctl=vsock: it
+		// talks over virtio-serial.)
 		m.VsockCID = uint32(3 + os.Getpid()%100000)
 	}
 	var why string
@@ -527,5 +540,43 @@ func down(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "keepnet: powered off")
+	return nil
+}
+
+// cmdlineFlags are the `keepnet up` flags that go on the kernel command
+// line, which an image boot (--disk, --iso) does not set: its boot loader
+// does, and the appliance reads the rest from the image's configuration
+// file.
+var cmdlineFlags = []string{"ip", "gw", "dns", "route", "stack", "append", "authorized-keys", "pf-rules", "kernel", "initrd"}
+
+// checkImageFlags refuses an image boot (--disk, --iso, --pxe) asked for
+// with flags it cannot honour, and a firmware without an image.
+func checkImageFlags(fs *flag.FlagSet, disk, iso string, pxe bool, firmware string) error {
+	if (disk != "" && iso != "") || (pxe && (disk != "" || iso != "")) {
+		return errors.New("--disk, --iso and --pxe: give one")
+	}
+	if pxe {
+		disk = "(network)" // an image boot like the others from here
+	}
+	if firmware != qemu.FirmwareBIOS && firmware != qemu.FirmwareUEFI {
+		return fmt.Errorf("--firmware %q: want %s or %s", firmware, qemu.FirmwareBIOS, qemu.FirmwareUEFI)
+	}
+	var set []string
+	firmwareSet := false
+	fs.Visit(func(f *flag.Flag) {
+		if slices.Contains(cmdlineFlags, f.Name) {
+			set = append(set, "--"+f.Name)
+		}
+		firmwareSet = firmwareSet || f.Name == "firmware"
+	})
+	if disk == "" && iso == "" {
+		if firmwareSet {
+			return errors.New("--firmware boots an image: give --disk or --iso")
+		}
+		return nil
+	}
+	if len(set) > 0 {
+		return fmt.Errorf("%s: an image boot takes its kernel command line from the image and its configuration from the image's keepnet.conf (README, \"Boot images\")", strings.Join(set, ", "))
+	}
 	return nil
 }
