@@ -3,6 +3,7 @@ package itest
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,11 +24,18 @@ import (
 // with the key the file authorizes).
 
 // imageConf is the configuration file the tests put on the images: n's
-// addresses, a host name, and the hang limit `keepnet up` gives a guest
-// under TCG on its command line (which an image boot does not have).
+// addresses (or ip=dhcp), a host name, and the hang limit `keepnet up`
+// gives a guest under TCG on its command line (which an image boot does
+// not have).
 func imageConf(n *netns) string {
 	return fmt.Sprintf("# written by qemu/itest\nip=%s/%d\ngw=%s\ndns=%s\nhostname=itest\nhang=%s\n",
 		n.GuestIP, n.Prefix, n.HostIP, n.HostIP, "10s")
+}
+
+// imageConfDHCP is imageConf for an appliance whose address comes from
+// the namespace's DHCP server.
+func imageConfDHCP(n *netns) string {
+	return fmt.Sprintf("# written by qemu/itest\nip=dhcp\ndns=%s\nhostname=itest\nhang=%s\n", n.HostIP, "10s")
 }
 
 // requireImages fails unless make images has run and its tools are here.
@@ -48,7 +56,9 @@ func TestBootDiskUEFI(t *testing.T) { bootDisk(t, "uefi") }
 func TestBootDiskBIOS(t *testing.T) { bootDisk(t, "bios") }
 
 // bootDisk boots a copy of keepnet.img with its configuration file
-// rewritten by mcopy.
+// rewritten by mcopy: ip=dhcp, with dnsmasq as the namespace's DHCP server
+// (issue 17's acceptance: a lease, then the status page and a download at
+// the leased address).
 func bootDisk(t *testing.T, firmware string) {
 	requireImages(t)
 	if firmware == "uefi" {
@@ -68,7 +78,8 @@ func bootDisk(t *testing.T, firmware string) {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "keepnet.conf")
-	if err := os.WriteFile(conf, []byte(imageConf(n)+"authorized_key="+string(pub)), 0o644); err != nil {
+	leases, _ := n.dhcpServer(t)
+	if err := os.WriteFile(conf, []byte(imageConfDHCP(n)+"authorized_key="+string(pub)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("mcopy", "-o", "-i", img+"@@"+strconv.Itoa(bootimg.ESPOffset), conf, "::"+bootimg.ConfPath)
@@ -77,6 +88,16 @@ func bootDisk(t *testing.T, firmware string) {
 		t.Fatalf("mcopy: %v\n%s", err, out)
 	}
 	a := boot(t, n.Name, "--net", "tap:"+n.Tap, "--disk", img, "--firmware", firmware)
+	st := a.waitStats("ip", func(m map[string]any) bool { s, _ := dhcpState(m); return s == "bound" })
+	_, lease := dhcpState(st)
+	p, err := netip.ParsePrefix(lease)
+	if err != nil {
+		t.Fatalf("ip's DHCP lease %q: %v", lease, err)
+	}
+	if got, _, ok := dnsmasqLease(t, leases, "52:54:00:12:34:56"); !ok || got != p.Addr() {
+		t.Fatalf("dnsmasq leased %v (%v); ip holds %v", got, ok, p)
+	}
+	n.GuestIP = p.Addr().String()
 	checkImageBoot(t, a, n, true)
 	if out, err := n.ssh(t, key, "echo hello"); err != nil || out != "hello\n" {
 		t.Errorf("ssh with the file's key: echo hello = %q, %v; want hello", out, err)
@@ -125,6 +146,9 @@ func checkImageBoot(t *testing.T, a *appliance, n *netns, conf bool) {
 		t.Errorf("the console does not say init read %s:\n%s", bootimg.ConfPath, tail(string(console), 60))
 	}
 	want := fmt.Sprintf("address %s/%d", n.GuestIP, n.Prefix)
+	if strings.Contains(string(console), "address by DHCP") {
+		want = "dhcp: leased " + n.GuestIP + "/"
+	}
 	if !strings.Contains(string(console), want) {
 		t.Errorf("the console does not say %q", want)
 	}
