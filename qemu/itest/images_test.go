@@ -16,24 +16,19 @@ import (
 )
 
 // The boot images of `make images`, booted the way a machine boots them:
-// by the firmware, from a disk or a CD-ROM, no -kernel. Each test writes
-// the appliance's address into the image's configuration file (as a user
-// would: mtools on the disk image, no root; for the ISO, a build with
-// -conf) and checks the appliance took it from there: ready, ping, the
-// status page, a 20 MB download with the right hash (and on the disks, SSH
-// with the key the file authorizes).
+// by the firmware, from a disk, a CD-ROM or the network, no -kernel. Each
+// test writes the appliance's configuration into the image's file (as a
+// user would: mtools on the disk image, no root; for the ISO, a build with
+// -conf; for PXE, the iPXE script's kernel line) — ip=dhcp, with dnsmasq
+// as the namespace's DHCP server — and checks the appliance took it: a
+// lease dnsmasq also lists, ready, ping, the status page, a 20 MB download
+// with the right hash at the leased address (and on the disks, SSH with
+// the key the file authorizes).
 
-// imageConf is the configuration file the tests put on the images: n's
-// addresses (or ip=dhcp), a host name, and the hang limit `keepnet up`
-// gives a guest under TCG on its command line (which an image boot does
-// not have).
-func imageConf(n *netns) string {
-	return fmt.Sprintf("# written by qemu/itest\nip=%s/%d\ngw=%s\ndns=%s\nhostname=itest\nhang=%s\n",
-		n.GuestIP, n.Prefix, n.HostIP, n.HostIP, "10s")
-}
-
-// imageConfDHCP is imageConf for an appliance whose address comes from
-// the namespace's DHCP server.
+// imageConfDHCP is the configuration file the tests put on the images:
+// the address from the namespace's DHCP server, its DNS server, a host
+// name, and the hang limit `keepnet up` gives a guest under TCG on its
+// command line (which an image boot does not have).
 func imageConfDHCP(n *netns) string {
 	return fmt.Sprintf("# written by qemu/itest\nip=dhcp\ndns=%s\nhostname=itest\nhang=%s\n", n.HostIP, "10s")
 }
@@ -88,16 +83,7 @@ func bootDisk(t *testing.T, firmware string) {
 		t.Fatalf("mcopy: %v\n%s", err, out)
 	}
 	a := boot(t, n.Name, "--net", "tap:"+n.Tap, "--disk", img, "--firmware", firmware)
-	st := a.waitStats("ip", func(m map[string]any) bool { s, _ := dhcpState(m); return s == "bound" })
-	_, lease := dhcpState(st)
-	p, err := netip.ParsePrefix(lease)
-	if err != nil {
-		t.Fatalf("ip's DHCP lease %q: %v", lease, err)
-	}
-	if got, _, ok := dnsmasqLease(t, leases, "52:54:00:12:34:56"); !ok || got != p.Addr() {
-		t.Fatalf("dnsmasq leased %v (%v); ip holds %v", got, ok, p)
-	}
-	n.GuestIP = p.Addr().String()
+	n.GuestIP = leasedAddr(t, a, leases)
 	checkImageBoot(t, a, n, true)
 	if out, err := n.ssh(t, key, "echo hello"); err != nil || out != "hello\n" {
 		t.Errorf("ssh with the file's key: echo hello = %q, %v; want hello", out, err)
@@ -111,9 +97,10 @@ func TestBootISO(t *testing.T) {
 	n := newNetns(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "keepnet.conf")
-	if err := os.WriteFile(conf, []byte(imageConf(n)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(imageConfDHCP(n)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	leases, _ := n.dhcpServer(t)
 	o := bootimg.DefaultOptions()
 	o.Kernel, o.Initrd = filepath.Join(root, o.Kernel), filepath.Join(root, o.Initrd)
 	o.Out, o.Conf, o.Tmp = dir, conf, dir
@@ -126,7 +113,30 @@ func TestBootISO(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := boot(t, n.Name, "--net", "tap:"+n.Tap, "--iso", filepath.Join(dir, "keepnet.iso"))
+	n.GuestIP = leasedAddr(t, a, leases)
 	checkImageBoot(t, a, n, true)
+}
+
+// leasedAddr is the address a's ip holds from the namespace's DHCP
+// server, checked against the server's lease file.
+func leasedAddr(t *testing.T, a *appliance, leases string) string {
+	t.Helper()
+	st := a.waitStats("ip", func(m map[string]any) bool { s, _ := dhcpState(m); return s == "bound" })
+	_, lease := dhcpState(st)
+	p, err := netip.ParsePrefix(lease)
+	if err != nil {
+		t.Fatalf("ip's DHCP lease %q: %v", lease, err)
+	}
+	// The firmware of a network boot may have had a lease of its own
+	// (another client identifier): one of the MAC's must be ip's.
+	b, _ := os.ReadFile(leases)
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[1] == "52:54:00:12:34:56" && f[2] == p.Addr().String() {
+			return p.Addr().String()
+		}
+	}
+	t.Fatalf("dnsmasq's leases do not give ip's %v to 52:54:00:12:34:56:\n%s", p, b)
+	return ""
 }
 
 // checkImageBoot checks an appliance booted from an image serves at the
@@ -184,7 +194,7 @@ func TestBootPXE(t *testing.T) {
 			run(t, "cp", filepath.Join(root, "images/out/pxe", f), filepath.Join(tftp, f))
 		}
 	}
-	cmdline := fmt.Sprintf("%s keepnet.ip=%s/%d keepnet.gw=%s keepnet.dns=%s keepnet.hang=10s", bootimg.PXECmdline, n.GuestIP, n.Prefix, n.HostIP, n.HostIP)
+	cmdline := fmt.Sprintf("%s keepnet.ip=dhcp keepnet.dns=%s keepnet.hang=10s", bootimg.PXECmdline, n.HostIP)
 	if err := os.WriteFile(filepath.Join(tftp, "keepnet.ipxe"), []byte(bootimg.IPXEScript(cmdline)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -206,5 +216,6 @@ func TestBootPXE(t *testing.T) {
 		}
 	})
 	a := boot(t, n.Name, "--net", "tap:"+n.Tap, "--pxe")
+	n.GuestIP = leasedAddr(t, a, filepath.Join(tftp, "leases")) // the firmware's lease and keepnet's: one client, one address
 	checkImageBoot(t, a, n, false)
 }
