@@ -53,14 +53,7 @@ type dhcpbed struct {
 }
 
 func newDHCPbed(t *testing.T) *dhcpbed {
-	mk := func(id uint32, n int) *pool.Pool {
-		p, err := pool.Create(id, n, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		return p
-	}
+	mk := func(id uint32, n int) *pool.Pool { return testPool(t, id, n) }
 	b := &dhcpbed{t: t, kv: &memKV{m: map[string][]byte{}}}
 	o := ServerOptions{Name: "ip", Ifaces: []Iface{{Driver: "e1000.0", DHCP: true}}, RxPosted: 2}
 	b.s = &server{o: o, rx: mk(1, 8), tx: mk(2, 8), up: mk(3, 4), links: map[string]*peerLink{},

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"keepnet/kernel/pool"
 	"keepnet/servers/header"
 )
 
@@ -221,4 +222,14 @@ func frameDiff(got, want []byte) string {
 		return ""
 	}
 	return fmt.Sprintf("\n got %s\nwant %s", hex.EncodeToString(got), hex.EncodeToString(want))
+}
+
+// testPool is a pool of n 2 KiB buffers, closed when the test ends.
+func testPool(t testing.TB, id uint32, n int) *pool.Pool {
+	p, err := pool.Create(id, n, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }

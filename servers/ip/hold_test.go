@@ -24,14 +24,7 @@ type holdbed struct {
 }
 
 func newHoldbed(t *testing.T) *holdbed {
-	mk := func(id uint32, n int) *pool.Pool {
-		p, err := pool.Create(id, n, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		return p
-	}
+	mk := func(id uint32, n int) *pool.Pool { return testPool(t, id, n) }
 	b := &holdbed{t: t, segs: mk(10, 8)}
 	b.s = &server{o: ServerOptions{Name: "ip", Ifaces: []Iface{{Driver: "e1000.0"}}}, rx: mk(1, 4), tx: mk(2, 2), up: mk(3, 4), links: map[string]*peerLink{}}
 	b.s.addNICs([]Config{testCfg})

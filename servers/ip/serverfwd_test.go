@@ -23,14 +23,7 @@ type fwdbed struct {
 }
 
 func newFwdbed(t *testing.T, rules string) *fwdbed {
-	mk := func(id uint32, n int) *pool.Pool {
-		p, err := pool.Create(id, n, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		return p
-	}
+	mk := func(id uint32, n int) *pool.Pool { return testPool(t, id, n) }
 	o := ServerOptions{Name: "ip", Ifaces: []Iface{{Driver: "e1000.0"}, {Driver: "e1000.1"}}, Forward: true, RxPosted: 2}
 	b := &fwdbed{t: t, s: &server{o: o, rx: mk(1, 8), tx: mk(2, 8), up: mk(3, 4), links: map[string]*peerLink{},
 		in: make([]channel.Msg, 64), announce: func() {}}}
