@@ -33,8 +33,7 @@ const (
 	listenBacklog     = 128                    // OpListen's backlog
 	connectTimeout    = 3 * time.Minute        // a TCP connect without a caller deadline
 	maxQueue          = 64                     // datagrams queued per socket, at most
-	pollEvery         = 25 * time.Millisecond  // the dispatcher's longest sleep on a channel it cannot wake
-	idleWait          = time.Second            // ...and on one it can: an idle application wakes once a second
+	pollEvery         = 25 * time.Millisecond  // the dispatcher's longest sleep
 	ctlTimeout        = 10 * time.Second       // open/bind/connect without a caller deadline
 	closeWait         = time.Second            // how long Close waits for its reply
 	restoreRetryEvery = 100 * time.Millisecond // a restore step refused with StatusError...
@@ -197,7 +196,6 @@ func (s *Stack) forward(w *wiring.Watcher) {
 		}
 		select {
 		case s.switches <- peerPort{port: p.Port, gen: p.Generation, close: s.releaser(p)}:
-			s.wakeDispatcher()
 		case <-s.done:
 			p.Close()
 		}
@@ -217,25 +215,8 @@ func (s *Stack) releaser(p *wiring.Peer) func() {
 func (s *Stack) PeerRestarted(port channel.Port) {
 	select {
 	case s.switches <- peerPort{port: port, close: func() { port.Close() }}:
-		s.wakeDispatcher()
 	case <-s.done:
 		port.Close()
-	}
-}
-
-// waker is a channel whose waiting receiver another goroutine can wake
-// (channel.Endpoint.Wake).
-type waker interface{ Wake() error }
-
-// wakeDispatcher wakes the dispatcher from its wait on the current
-// channel, to look at s.switches and s.done. A channel that cannot be
-// woken is waited on for pollEvery at most.
-func (s *Stack) wakeDispatcher() {
-	s.mu.Lock()
-	port := s.port
-	s.mu.Unlock()
-	if w, ok := port.(waker); ok {
-		w.Wake()
 	}
 }
 
@@ -254,7 +235,6 @@ func (s *Stack) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.done)
-	s.wakeDispatcher()
 	if s.conn != nil {
 		s.conn.Close() // ends the watcher
 	}
@@ -305,7 +285,7 @@ func (s *Stack) dispatch() {
 		default:
 		}
 		s.mu.Lock()
-		port, backlog := s.port, len(s.out) > 0
+		port := s.port
 		s.mu.Unlock()
 		if port == nil { // no syscall yet
 			select {
@@ -316,14 +296,7 @@ func (s *Stack) dispatch() {
 			}
 			continue
 		}
-		// Messages come with a wake-up, and so do new generations and
-		// Close (wakeDispatcher); room in the channel for a backlog does
-		// not, so with one it looks again within pollEvery.
-		wait := pollEvery
-		if _, ok := port.(waker); ok && !backlog {
-			wait = idleWait
-		}
-		if err := port.Wait(wait); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err := port.Wait(pollEvery); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			// A broken channel: its successor will be announced.
 			select {
 			case <-s.done:
