@@ -33,13 +33,17 @@ const (
 	listenBacklog     = 128                    // OpListen's backlog
 	connectTimeout    = 3 * time.Minute        // a TCP connect without a caller deadline
 	maxQueue          = 64                     // datagrams queued per socket, at most
-	pollEvery         = 25 * time.Millisecond  // the dispatcher's longest sleep
+	pollEvery         = 25 * time.Millisecond  // the dispatcher's longest sleep on a channel it cannot wake
 	ctlTimeout        = 10 * time.Second       // open/bind/connect without a caller deadline
 	closeWait         = time.Second            // how long Close waits for its reply
 	restoreRetryEvery = 100 * time.Millisecond // a restore step refused with StatusError...
 	restoreRetries    = 50                     // ...is retried this often
 	batch             = 64                     // replies taken per Recv
 )
+
+// idleWait is the dispatcher's longest sleep on a channel it can wake
+// (a variable for tests): an idle application wakes once a second.
+var idleWait = time.Second
 
 // Stack is an application's end of keepnet's sockets: the channel to the
 // SYSCALL server, the application's pool, and the sockets opened through
@@ -196,6 +200,7 @@ func (s *Stack) forward(w *wiring.Watcher) {
 		}
 		select {
 		case s.switches <- peerPort{port: p.Port, gen: p.Generation, close: s.releaser(p)}:
+			s.wakeDispatcher()
 		case <-s.done:
 			p.Close()
 		}
@@ -215,8 +220,29 @@ func (s *Stack) releaser(p *wiring.Peer) func() {
 func (s *Stack) PeerRestarted(port channel.Port) {
 	select {
 	case s.switches <- peerPort{port: port, close: func() { port.Close() }}:
+		s.wakeDispatcher()
 	case <-s.done:
 		port.Close()
+	}
+}
+
+// waker is a channel whose waiting receiver another goroutine can wake
+// (channel.Endpoint.Wake).
+type waker interface{ Wake() error }
+
+// wakeDispatcher wakes the dispatcher from its wait on the current
+// channel, to look at s.switches and s.done. A channel that cannot be
+// woken is waited on for pollEvery at most.
+func (s *Stack) wakeDispatcher() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wakeLocked()
+}
+
+// wakeLocked is wakeDispatcher with s.mu held.
+func (s *Stack) wakeLocked() {
+	if w, ok := s.port.(waker); ok {
+		w.Wake()
 	}
 }
 
@@ -235,6 +261,7 @@ func (s *Stack) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.done)
+	s.wakeDispatcher()
 	if s.conn != nil {
 		s.conn.Close() // ends the watcher
 	}
@@ -285,7 +312,7 @@ func (s *Stack) dispatch() {
 		default:
 		}
 		s.mu.Lock()
-		port := s.port
+		port, backlog := s.port, len(s.out) > 0
 		s.mu.Unlock()
 		if port == nil { // no syscall yet
 			select {
@@ -296,7 +323,14 @@ func (s *Stack) dispatch() {
 			}
 			continue
 		}
-		if err := port.Wait(pollEvery); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		// Messages come with a wake-up, and so do new generations and
+		// Close (wakeDispatcher); room in the channel for a backlog does
+		// not, so with one it looks again within pollEvery.
+		wait := pollEvery
+		if _, ok := port.(waker); ok && !backlog {
+			wait = idleWait
+		}
+		if err := port.Wait(wait); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			// A broken channel: its successor will be announced.
 			select {
 			case <-s.done:
@@ -342,6 +376,11 @@ func (s *Stack) submitLocked(o *op) {
 	s.ops[o.msg.ID] = o
 	s.out = append(s.out, o.msg)
 	s.flushLocked()
+	if len(s.out) > 0 {
+		// The channel is full and the dispatcher may be in a long
+		// wait it chose with no backlog: it must look again soon.
+		s.wakeLocked()
+	}
 }
 
 // flushLocked sends what fits of the queued requests. s.mu must be held: it
