@@ -174,8 +174,24 @@ func checkImageBoot(t *testing.T, a *appliance, n *netns, conf bool) {
 	if err != nil || !strings.Contains(string(page), `"stack"`) {
 		t.Errorf("the status page at %s: %v\n%s", n.GuestIP, err, page)
 	}
-	rate := httpDownload(t, n, 20_000_000, 17, floorMbps)
-	t.Logf("20 MB download: %.0f Mbit/s", rate)
+	size := imageDownloadBytes(t)
+	rate := httpDownload(t, n, size, 17, floorMbps)
+	t.Logf("%d MB download: %.0f Mbit/s", size/1e6, rate)
+}
+
+// imageDownloadBytes is how much checkImageBoot downloads: 20 MB, or
+// KEEPNET_IMAGE_BYTES (issue 17's acceptance asks for 1 GB per boot path;
+// make test keeps to 20 MB: KEEPNET_IMAGE_BYTES=1000000000 make matrix).
+func imageDownloadBytes(t *testing.T) int64 {
+	s := os.Getenv("KEEPNET_IMAGE_BYTES")
+	if s == "" {
+		return 20_000_000
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		t.Fatalf("KEEPNET_IMAGE_BYTES=%q: want a number of bytes", s)
+	}
+	return n
 }
 
 // TestBootPXE boots from the network: QEMU's e1000 ROM (iPXE) asks
