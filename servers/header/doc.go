@@ -1,6 +1,7 @@
 // Package header holds zero-copy views of the wire formats the IP server
-// speaks: Ethernet II, ARP for Ethernet/IPv4, IPv4 and ICMPv4, and the
-// Internet checksum. It holds wire formats only — no protocol logic, no state.
+// speaks: Ethernet II, ARP for Ethernet/IPv4, IPv4 and ICMPv4, IPv6 with
+// its extension headers, ICMPv6 and Neighbor Discovery, and the Internet
+// checksum. It holds wire formats only — no protocol logic, no state.
 //
 // Each format is a byte slice type ([Ethernet], [ARP], [IPv4], [ICMPv4]) with
 // one-line accessors and setters under the RFC's diagram, in the manner of
@@ -10,7 +11,8 @@
 // [ValidateICMPv4]). Each Validate function documents the conditions it
 // checks and which accessors they make safe, and returns one of a small
 // closed set of errors ([ErrTruncated], [ErrBadVersion], [ErrBadIHL],
-// [ErrBadLength], [ErrBadChecksum], [ErrBadARP]). Untrusted bytes are
+// [ErrBadLength], [ErrBadChecksum], [ErrBadARP]; for IPv6 also
+// [ErrIPv6Discard], [ErrBadNDP] and an [*IPv6ParamProblem] to answer). Untrusted bytes are
 // validated once, where they enter; protocol code works on the views.
 //
 // A view re-reads its bytes at every accessor, so it is safe only over
