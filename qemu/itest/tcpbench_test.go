@@ -204,10 +204,15 @@ type bulkResult struct {
 // upload, and powers the guest off and removes the namespace before it
 // returns.
 func bulkRun(b *testing.B, stack string, down, up int64) bulkResult {
+	return bulkRunWith(b, stack, down, up)
+}
+
+// bulkRunWith is bulkRun with more flags for keepnet up (a NIC model).
+func bulkRunWith(b *testing.B, stack string, down, up int64, flags ...string) bulkResult {
 	t := newScope(b)
 	defer t.close()
 	n := newNetns(t)
-	a := boot(t, n.Name, append(n.upArgs(), "--stack", stack)...)
+	a := boot(t, n.Name, append(append(n.upArgs(), "--stack", stack), flags...)...)
 	r := bulkResult{cfg: readQEMUConfig(t, a)}
 	httpTransfer(t, n, 1_000_000, 1_000_000)
 	s0 := a.status()

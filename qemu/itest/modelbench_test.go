@@ -1,0 +1,85 @@
+package itest
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"keepnet/qemu/report"
+)
+
+// BenchmarkTCPBulkModels is BenchmarkTCPBulk for each NIC model (issue
+// 16): keepnet's driver against Linux's own driver for the same device
+// (e1000 for the 8254x parts, e1000e for the 82574L), each pair
+// interleaved as in BenchmarkTCPBulk, one guest at a time, medians. It
+// writes the section "tcp-models" of the report. Run it with -benchtime 1x.
+//
+//	KEEPNET_BENCH_NICS    the models (default e1000,e1000e; also
+//	                      e1000-82545em, e1000-82544gc)
+//	KEEPNET_BENCH_IOMMU   1: boot every guest with --iommu too (keepnet's
+//	                      driver then takes its device through VFIO)
+//	KEEPNET_BENCH_ROUNDS, KEEPNET_BENCH_BYTES, KEEPNET_BENCH_OUT as for
+//	                      BenchmarkTCPBulk (default here 2 rounds, 100 MB
+//	                      down and 50 MB up)
+func BenchmarkTCPBulkModels(b *testing.B) {
+	requireITest(b, true)
+	models := strings.Split(envString("KEEPNET_BENCH_NICS", "e1000,e1000e"), ",")
+	rounds := int(envInts(b, "KEEPNET_BENCH_ROUNDS", 2)[0])
+	sizes := envInts(b, "KEEPNET_BENCH_BYTES", 100_000_000, 50_000_000)
+	down, up := sizes[0], sizes[0]/2
+	if len(sizes) > 1 {
+		up = sizes[1]
+	}
+	var extra []string
+	if os.Getenv("KEEPNET_BENCH_IOMMU") == "1" {
+		extra = append(extra, "--iommu")
+	}
+	var groups []string
+	for _, m := range models {
+		groups = append(groups, m+" download", m+" upload")
+	}
+	c := &report.Comparison{
+		Title: "TCP bulk transfer per NIC model", Unit: "Mbit/s", GroupBy: "model and direction",
+		Groups: groups, Stacks: [2]string{"keepnet", "linux"},
+		Date: time.Now(), HostCPUs: runtime.NumCPU(),
+		Notes: []string{
+			fmt.Sprintf("As BenchmarkTCPBulk (%s down, %s up, hashes checked, one fresh guest a run, the stacks alternating), "+
+				"for each model with `keepnet up --nic MODEL%s`: keepnet's driver against the Linux baseline's own (e1000 or e1000e).",
+				mb(down), mb(up), strings.Join(append([]string{""}, extra...), " ")),
+			"Host load average when the bench started: " + hostLoad() + ".",
+			"Measured by `make bench` (qemu/itest BenchmarkTCPBulkModels).",
+		},
+	}
+	var first qemuConfig
+	for r := range rounds {
+		for _, model := range models {
+			order := []string{"linux", "keepnet"}
+			if r%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, stack := range order {
+				run := bulkRunWith(b, stack, down, up, append([]string{"--nic", model}, extra...)...)
+				if first == (qemuConfig{}) {
+					first = run.cfg
+				}
+				fmt.Printf("round %d/%d, %s on %s: download %.0f Mbit/s, upload %.0f Mbit/s\n", r+1, rounds, stack, model, run.down, run.up)
+				c.Add(model+" download", stack, run.down)
+				c.Add(model+" upload", stack, run.up)
+			}
+		}
+	}
+	saveComparison(b, c, first, benchOut(b), "tcp-models")
+	reportRates(b, c)
+}
+
+// envString is the environment variable name, or def if it is empty.
+func envString(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
