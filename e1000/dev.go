@@ -88,6 +88,9 @@ type Dev struct {
 	rctl  uint32 // the RCTL value Reset programs
 
 	mac [6]byte
+	// mcast are the multicast groups the receive filter lets in
+	// (SetMulticast); Reset programs them again.
+	mcast [][6]byte
 
 	rx ring
 	// rxBufs[i] is the buffer posted in RX descriptor i.
@@ -308,9 +311,7 @@ func (d *Dev) Reset() (netdev.Forgotten, error) {
 	}
 	r.Write32(RAL0, uint32(mac[0])|uint32(mac[1])<<8|uint32(mac[2])<<16|uint32(mac[3])<<24)
 	r.Write32(RAH0, uint32(mac[4])|uint32(mac[5])<<8|RAH_AV) // low first (13.5.3)
-	for i := range MTA_LEN {
-		r.Write32(MTA+4*uint32(i), 0)
-	}
+	d.writeMTA()
 
 	// 7. Receive (14.4).
 	start := r.Read32(RDT)
@@ -550,4 +551,33 @@ func (d *Dev) Progress() netdev.Progress {
 		RxMissed:  d.stats.RxMissed + d.stats.RxNoBuffer,
 		LinkUp:    d.LinkUp(),
 	}
+}
+
+// SetMulticast makes the receive filter let in frames to exactly the
+// groups given (and the broadcast and station addresses, as always); the
+// next Reset keeps them. The filter is the Multicast Table Array: a hash
+// of the address, so a group sharing a bit with one of these comes in too
+// and the stack above drops it.
+func (d *Dev) SetMulticast(groups [][6]byte) {
+	d.mcast = append(d.mcast[:0], groups...)
+	d.writeMTA()
+}
+
+// writeMTA programs the Multicast Table Array with d.mcast's bits.
+func (d *Dev) writeMTA() {
+	var mta [MTA_LEN]uint32
+	for _, g := range d.mcast {
+		h := mtaHash(g)
+		mta[h>>5] |= 1 << (h & 31)
+	}
+	for i, v := range mta {
+		d.regs.Write32(MTA+4*uint32(i), v)
+	}
+}
+
+// mtaHash is the Multicast Table Array bit of address a with RCTL.MO = 00b,
+// the offset Reset leaves: address bits 47:36, i.e. the upper nibble of
+// byte 4 and all of byte 5 (13.5.1).
+func mtaHash(a [6]byte) uint32 {
+	return (uint32(a[4])>>4 | uint32(a[5])<<4) & 0xFFF
 }

@@ -605,3 +605,32 @@ func TestQEMURCTLPause(t *testing.T) {
 		t.Error("Deliver a second after the RCTL write = false, want true")
 	}
 }
+
+// TestMulticastFilter: the groups SetMulticast gives come in, others do
+// not, and a Reset (a driver's own, or a watchdog's) keeps them.
+func TestMulticastFilter(t *testing.T) {
+	r := newRig(t, model.Config{}, e1000.Config{RxRing: 16, TxRing: 16})
+	var _ netdev.Multicaster = r.dev
+	allNodes := [6]byte{0x33, 0x33, 0, 0, 0, 1}
+	solicited := [6]byte{0x33, 0x33, 0xff, 0x12, 0x34, 0x56}
+	other := [6]byte{0x33, 0x33, 0xff, 0x12, 0x34, 0x57} // bits 47:36 differ from both
+	r.fill()
+	deliver := func(dst [6]byte, want bool) {
+		t.Helper()
+		if got := r.m.Deliver(frame(dst, 1, 100)); got != want {
+			t.Errorf("Deliver(to %x) = %v, want %v", dst, got, want)
+		}
+	}
+	deliver(allNodes, false)
+	r.dev.SetMulticast([][6]byte{allNodes, solicited})
+	deliver(allNodes, true)
+	deliver(solicited, true)
+	deliver(other, false)
+	r.dev.Reset()
+	r.m.Advance(time.Second)
+	r.fill()
+	deliver(solicited, true)
+	deliver(other, false)
+	r.dev.SetMulticast(nil)
+	deliver(solicited, false)
+}

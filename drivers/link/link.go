@@ -16,6 +16,11 @@
 //	OpInfo  IP -> driver. The reply carries the MAC address in Arg[0] (the
 //	        low 48 bits, first byte in bits 40-47), link state in Arg[1]
 //	        (1: up) and the offloads the driver does in Arg[2] (Feature*).
+//	OpMulticast  IP -> driver. Arg[0] is a multicast MAC address (as
+//	        OpInfo's), Arg[1] 1 to receive frames sent to it, 0 to stop.
+//	        Answered StatusOK, or StatusError by a device with no
+//	        multicast filter. A new driver starts with none: IP joins its
+//	        groups again after a restart.
 //
 // After a driver restart IP gets a fresh channel (kernel/wiring) and resubmits
 // every request that has no reply yet, with new ids: TX frames that may not
@@ -39,9 +44,11 @@ const (
 	OpRx   Op = 1
 	OpTx   Op = 2
 	OpInfo Op = 3
+	// OpMulticast joins or leaves a multicast group.
+	OpMulticast Op = 4
 )
 
-var opNames = map[Op]string{OpRx: "OpRx", OpTx: "OpTx", OpInfo: "OpInfo"}
+var opNames = map[Op]string{OpRx: "OpRx", OpTx: "OpTx", OpInfo: "OpInfo", OpMulticast: "OpMulticast"}
 
 func (o Op) String() string {
 	if n, ok := opNames[o]; ok {

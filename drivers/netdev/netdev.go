@@ -111,6 +111,14 @@ type Forgotten struct {
 	RX, TX []uint64
 }
 
+// Multicaster is a Device whose receive filter takes multicast groups
+// (IPv6's solicited-node and all-nodes groups): after SetMulticast the
+// device lets in frames to those groups (perhaps a few others: a hash
+// filter), and a Reset keeps them.
+type Multicaster interface {
+	SetMulticast(groups [][6]byte)
+}
+
 // Device is a NIC family's driver core for one function: two descriptor
 // rings in DMA memory, the registers that drive them, and the device's
 // counters. The driver process calls it from one goroutine; it need not be

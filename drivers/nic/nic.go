@@ -41,6 +41,7 @@ package nic
 
 import (
 	"fmt"
+	"slices"
 
 	"keepnet/drivers/link"
 	"keepnet/drivers/netdev"
@@ -123,6 +124,8 @@ type Driver struct {
 	// test sets.
 	maxWaiting, maxOutbox int
 	watch                 watchdog
+	// groups are the multicast groups IP joined (OpMulticast).
+	groups [][6]byte
 }
 
 // BatchSize is how many requests the loop drains per iteration.
@@ -251,11 +254,36 @@ func (d *Driver) handle(m channel.Msg) {
 		}
 		r.Arg[2] = linkFeatures(d.dev.Features())
 		d.reply(r)
+	case link.OpMulticast:
+		d.multicast(m)
 	default:
 		r := m
 		link.SetStatus(&r, link.StatusBadRef)
 		d.reply(r)
 	}
+}
+
+// multicast joins or leaves the group m names and programs the device's
+// filter with the groups joined.
+func (d *Driver) multicast(m channel.Msg) {
+	r := m
+	mc, ok := d.dev.(netdev.Multicaster)
+	if !ok {
+		link.SetStatus(&r, link.StatusError)
+		d.reply(r)
+		return
+	}
+	g := link.ArgToMAC(m.Arg[0])
+	i := slices.Index(d.groups, g)
+	switch {
+	case m.Arg[1] != 0 && i < 0:
+		d.groups = append(d.groups, g)
+	case m.Arg[1] == 0 && i >= 0:
+		d.groups = slices.Delete(d.groups, i, i+1)
+	}
+	mc.SetMulticast(d.groups)
+	link.SetStatus(&r, link.StatusOK)
+	d.reply(r)
 }
 
 // wait queues m behind q, or answers it StatusThrottled when MaxWaiting

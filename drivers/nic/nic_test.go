@@ -431,3 +431,27 @@ func TestIdlePollAllocatesNothing(t *testing.T) {
 		t.Errorf("an idle Poll allocates %v times, want none", n)
 	}
 }
+
+// OpMulticast joins and leaves groups: the device's filter always holds
+// exactly the groups joined, once each.
+func TestMulticastJoinLeave(t *testing.T) {
+	b := newBench(t, netdevtest.Config{})
+	g1, g2 := [6]byte{0x33, 0x33, 0, 0, 0, 1}, [6]byte{0x33, 0x33, 0xff, 1, 2, 3}
+	join := func(g [6]byte, on uint64) {
+		t.Helper()
+		id := b.send(link.OpMulticast.Msg(pool.Ref{}, link.MACToArg(g), on))
+		if r := byID(b.replies())[id]; link.StatusOf(r) != link.StatusOK {
+			t.Fatalf("OpMulticast(%x, %d) reply = %+v, want StatusOK", g, on, r)
+		}
+	}
+	join(g1, 1)
+	join(g2, 1)
+	join(g1, 1) // again: still once
+	if fmt.Sprint(b.dev.Groups) != fmt.Sprint([][6]byte{g1, g2}) {
+		t.Errorf("groups = %x, want %x %x", b.dev.Groups, g1, g2)
+	}
+	join(g1, 0)
+	if fmt.Sprint(b.dev.Groups) != fmt.Sprint([][6]byte{g2}) {
+		t.Errorf("groups after leaving %x = %x, want %x", g1, b.dev.Groups, g2)
+	}
+}

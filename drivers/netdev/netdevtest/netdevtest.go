@@ -49,6 +49,8 @@ type Device struct {
 	// frame it is offered, counting it missed, buffers or not. Both
 	// stand for a wedged device, for the driver's watchdog.
 	StuckTX, JamRX bool
+	// Groups are the multicast groups SetMulticast gave last.
+	Groups [][6]byte
 
 	// Receive: posted (not flushed), owned by the device (flushed), and
 	// filled (waiting for PollRX), in ring order.
@@ -259,6 +261,9 @@ func (d *Device) PollTX(fn func(cookie uint64)) int {
 
 // MAC is Config.MAC.
 func (d *Device) MAC() [6]byte { return d.cfg.MAC }
+
+// SetMulticast records the groups (netdev.Multicaster).
+func (d *Device) SetMulticast(groups [][6]byte) { d.Groups = append([][6]byte(nil), groups...) }
 
 // LinkUp is the opposite of Config.LinkDown.
 func (d *Device) LinkUp() bool { return !d.cfg.LinkDown }
