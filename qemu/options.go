@@ -164,6 +164,9 @@ type Machine struct {
 	IP       netip.Prefix
 	DHCP     bool // the address from a DHCP server (keepnet.ip=dhcp); IP unset
 	Gateway  netip.Addr
+	IP6      []netip.Prefix // static IPv6 addresses of the first NIC (keepnet.ip6)
+	Gateway6 netip.Addr     // IPv6 default router (keepnet.gw6)
+	NoIPv6   bool           // keepnet.ipv6=off
 	Routes   []string // static routes, as servers/ip.ParseRoute reads them
 	DNS      netip.Addr
 	Stack    string // "keepnet" or "linux"
@@ -209,6 +212,15 @@ func (m Machine) KernelCmdline() string {
 	}
 	if m.Gateway.IsValid() {
 		args = append(args, "keepnet.gw="+m.Gateway.String())
+	}
+	for _, p := range m.IP6 {
+		args = append(args, "keepnet.ip6="+p.String())
+	}
+	if m.Gateway6.IsValid() {
+		args = append(args, "keepnet.gw6="+m.Gateway6.String())
+	}
+	if m.NoIPv6 {
+		args = append(args, "keepnet.ipv6=off")
 	}
 	for _, n := range m.MoreNets {
 		args = append(args, "keepnet.nic="+n.IP.String())

@@ -10,19 +10,20 @@ import (
 // (servers/ip.IfaceStats). Only the fields read here are decoded, by their
 // Go names, the JSON both publish; nics_test.go keeps them in step.
 type NIC struct {
-	Name       string `json:"name"`               // the driver component, e1000.0
-	PCIID      string `json:"pci_id,omitempty"`   // vendor:device, 8086:100e
-	MAC        string `json:"mac,omitempty"`      // 52:54:00:12:34:56
-	Addr       string `json:"addr,omitempty"`     // address/prefix; empty without ip's
-	LinkUp     bool   `json:"link_up"`            //
-	Generation int    `json:"generation"`         // the driver's
-	RxBytes    uint64 `json:"rx_bytes"`           // by the device, since the driver's start
-	TxBytes    uint64 `json:"tx_bytes"`           //
-	RxFrames   uint64 `json:"rx_frames"`          //
-	TxFrames   uint64 `json:"tx_frames"`          //
-	Resets     uint64 `json:"resets"`             // device resets by this driver process
-	Family     string `json:"family,omitempty"`   // e1000
-	PCIAddr    string `json:"pci_addr,omitempty"` // 0000:00:03.0
+	Name       string   `json:"name"`               // the driver component, e1000.0
+	PCIID      string   `json:"pci_id,omitempty"`   // vendor:device, 8086:100e
+	MAC        string   `json:"mac,omitempty"`      // 52:54:00:12:34:56
+	Addr       string   `json:"addr,omitempty"`     // address/prefix; empty without ip's
+	IPv6       []string `json:"ipv6,omitempty"`     // "address/prefix state", link-local first
+	LinkUp     bool     `json:"link_up"`            //
+	Generation int      `json:"generation"`         // the driver's
+	RxBytes    uint64   `json:"rx_bytes"`           // by the device, since the driver's start
+	TxBytes    uint64   `json:"tx_bytes"`           //
+	RxFrames   uint64   `json:"rx_frames"`          //
+	TxFrames   uint64   `json:"tx_frames"`          //
+	Resets     uint64   `json:"resets"`             // device resets by this driver process
+	Family     string   `json:"family,omitempty"`   // e1000
+	PCIAddr    string   `json:"pci_addr,omitempty"` // 0000:00:03.0
 }
 
 // driverStats is the part of drivers/nic.Stats a NIC shows.
@@ -37,19 +38,22 @@ type driverStats struct {
 
 // ipStats is the part of servers/ip.Stats a NIC shows.
 type ipStats struct {
-	Ifaces []struct{ Driver, Addr string }
+	Ifaces []struct {
+		Driver, Addr string
+		IPv6         []string
+	}
 }
 
 // NICs are the interfaces of the status: every component that publishes a
 // driver's statistics (a PCI function), in table order, with its address
 // from ip's. Empty on the Linux stack, whose interfaces publish nothing.
 func (s Status) NICs() []NIC {
-	addrs := map[string]string{}
+	addrs, addrs6 := map[string]string{}, map[string][]string{}
 	if c, ok := s.Component("ip"); ok && len(c.Stats) > 0 {
 		var ip ipStats
 		if json.Unmarshal(c.Stats, &ip) == nil {
 			for _, i := range ip.Ifaces {
-				addrs[i.Driver] = i.Addr
+				addrs[i.Driver], addrs6[i.Driver] = i.Addr, i.IPv6
 			}
 		}
 	}
@@ -63,7 +67,7 @@ func (s Status) NICs() []NIC {
 			continue
 		}
 		out = append(out, NIC{
-			Name: c.Name, PCIID: d.PCIID, MAC: colonMAC(d.MAC), Addr: addrs[c.Name], LinkUp: d.LinkUp,
+			Name: c.Name, PCIID: d.PCIID, MAC: colonMAC(d.MAC), Addr: addrs[c.Name], IPv6: addrs6[c.Name], LinkUp: d.LinkUp,
 			Generation: d.Generation, RxBytes: d.Device.RxBytes, TxBytes: d.Device.TxBytes,
 			RxFrames: d.Device.RxFrames, TxFrames: d.Device.TxFrames, Resets: d.Resets,
 			Family: d.Family, PCIAddr: d.PCI,

@@ -43,6 +43,12 @@ const PortName = "org.keepnet.ctl"
 //	                         dhcp: address, subnet and router from a DHCP
 //	                         server (one NIC; servers/ip/dhcp)
 //	keepnet.gw=ADDR          default gateway
+//	keepnet.ip6=CIDR         an IPv6 address of the first NIC, e.g.
+//	                         fd00:78::15/64; repeat for more. Without it the
+//	                         NIC still has its link-local address and takes
+//	                         addresses from routers' advertisements (SLAAC)
+//	keepnet.gw6=ADDR         IPv6 default router, when none advertises itself
+//	keepnet.ipv6=off         no IPv6 on keepnet's stack (on by default)
 //	keepnet.nic=CIDR         one more NIC (driver e1000.1, e1000.2... in the
 //	                         order given) with its address; MaxNICs in all
 //	keepnet.route=PREFIX,via=ADDR  a static route (servers/ip.ParseRoute);
@@ -111,6 +117,9 @@ type Config struct {
 	IP        netip.Prefix
 	DHCP      bool // keepnet.ip=dhcp: IP and Gateway come from a DHCP server
 	Gateway   netip.Addr
+	IP6       []netip.Prefix   // the first NIC's static IPv6 addresses
+	Gateway6  netip.Addr       // IPv6 default router; invalid: only advertised ones
+	IPv6      bool             // IPv6 on keepnet's stack (keepnet.ipv6)
 	MoreNICs  []netip.Prefix   // the addresses of the NICs after the first
 	PCI       []string         // keepnet.nics: NIC i's PCI address, for i < len(PCI)
 	Routes    []ip.StaticRoute // static routes
@@ -158,7 +167,7 @@ const DefaultHang = 2 * time.Second
 // DefaultConfig is the configuration with no keepnet.* parameters.
 func DefaultConfig() Config {
 	return Config{Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true,
-		Forward: true, PFStates: pf.DefaultMaxStates}
+		Forward: true, PFStates: pf.DefaultMaxStates, IPv6: true}
 }
 
 // The bounds of keepnet.pfstates. Below 16 a table could not hold the
@@ -276,6 +285,20 @@ func (c *Config) set(name, val string) error {
 			return fmt.Errorf("want an IPv4 address")
 		}
 		c.Gateway = a
+	case "ip6":
+		p, err := netip.ParsePrefix(val)
+		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Addr().IsMulticast() || p.Addr().IsUnspecified() || p.Addr().IsLinkLocalUnicast() {
+			return fmt.Errorf("want a global or unique-local IPv6 address with prefix length, like fd00:78::15/64")
+		}
+		c.IP6 = append(c.IP6, p)
+	case "gw6":
+		a, err := netip.ParseAddr(val)
+		if err != nil || !a.Is6() || a.Is4In6() || a.IsMulticast() || a.IsUnspecified() {
+			return fmt.Errorf("want an IPv6 unicast address, like fe80::1")
+		}
+		c.Gateway6 = a
+	case "ipv6":
+		return parseSwitch(val, "on", "off", &c.IPv6)
 	case "nic":
 		p, err := netip.ParsePrefix(val)
 		if err != nil || !p.Addr().Is4() {

@@ -22,13 +22,23 @@ func TestParseCmdline(t *testing.T) {
 			Config{
 				IP: netip.MustParsePrefix("10.0.2.15/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
 				DNS: netip.MustParseAddr("10.0.2.3"), Stack: StackLinux, Ctl: CtlVsock, HugePages: 8, Sched: SchedOther, TSO: true,
-				Hang: 500 * time.Millisecond, TestHooks: true, Forward: true, PFStates: 65536,
+				Hang: 500 * time.Millisecond, TestHooks: true, Forward: true, PFStates: 65536, IPv6: true,
 			},
 			0,
 		},
+		{"keepnet.ip6=fd00:78::15/64 keepnet.ip6=2001:db8::15/64 keepnet.gw6=fe80::1", func() Config {
+			c := DefaultConfig()
+			c.IP6 = []netip.Prefix{netip.MustParsePrefix("fd00:78::15/64"), netip.MustParsePrefix("2001:db8::15/64")}
+			c.Gateway6 = netip.MustParseAddr("fe80::1")
+			return c
+		}(), 0},
+		{"keepnet.ipv6=off", func() Config { c := DefaultConfig(); c.IPv6 = false; return c }(), 0},
+		{"keepnet.ip6=fe80::15/64", DefaultConfig(), 1}, // link-local: made from the MAC
+		{"keepnet.ip6=10.0.2.15/24", DefaultConfig(), 1},
+		{"keepnet.gw6=ff02::2", DefaultConfig(), 1},
 		{"keepnet.keep=maybe", DefaultConfig(), 1},    // on or off
 		{"keepnet.ip=10.0.2.15", DefaultConfig(), 1},  // no prefix length
-		{"keepnet.ip=fe80::1/64", DefaultConfig(), 1}, // IPv6 not yet
+		{"keepnet.ip=fe80::1/64", DefaultConfig(), 1}, // IPv6 is keepnet.ip6
 		{"keepnet.ip=dhcp", withDHCP(), 0},
 		{"keepnet.ip=dhcp keepnet.gw=10.0.2.2 keepnet.nic=10.78.0.1/24", withDHCP(), 1}, // the lease gives the router; one NIC
 		{"keepnet.ip=dhcp keepnet.ip=10.0.2.15/24", withIP("10.0.2.15/24"), 0},          // the last one wins
@@ -77,7 +87,7 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.colour=blue keepnet.gw=x", DefaultConfig(), 2}, // unknown key, bad address
 		{
 			"keepnet.ip=10.0.0.2/24 keepnet.gw=192.168.1.1",
-			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true, Forward: true, PFStates: 65536},
+			Config{IP: netip.MustParsePrefix("10.0.0.2/24"), Gateway: netip.MustParseAddr("192.168.1.1"), Stack: StackKeepnet, Ctl: CtlVirtio, HugePages: 64, Sched: SchedBatch, TSO: true, Hang: DefaultHang, Seccomp: true, Keep: true, Forward: true, PFStates: 65536, IPv6: true},
 			1, // gateway off the subnet
 		},
 		{"keepnet.ip=10.77.0.1/24 keepnet.nic=10.78.0.1/24 keepnet.route=10.90.0.0/16,via=10.78.0.2", twoNICs(true, "10.90.0.0/16,via=10.78.0.2"), 0},

@@ -182,6 +182,15 @@ func ipArgs(cfg Config, drivers []string) []string {
 	if cfg.Gateway.IsValid() {
 		args = append(args, "-gw", cfg.Gateway.String())
 	}
+	for _, p := range cfg.IP6 {
+		args = append(args, "-addr6", p.String())
+	}
+	if cfg.Gateway6.IsValid() {
+		args = append(args, "-gw6", cfg.Gateway6.String())
+	}
+	if !cfg.IPv6 {
+		args = append(args, "-ipv6=false")
+	}
 	for i, p := range cfg.MoreNICs {
 		args = append(args, "-iface", drivers[i+1]+"="+p.String())
 	}

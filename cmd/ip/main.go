@@ -29,6 +29,17 @@ func main() {
 	udp := flag.String("udp", "udp", "the UDP transport component (empty: none)")
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	filter := flag.String("pf", "", "the packet filter component (empty: none, nothing waits for a verdict)")
+	var v6 ip.IPv6Config
+	flag.Func("addr6", "an IPv6 address and prefix of the first interface, e.g. fd00:78::15/64; repeat for more", func(v string) error {
+		p, err := netip.ParsePrefix(v)
+		v6.Static = append(v6.Static, p)
+		return err
+	})
+	flag.Func("gw6", "the IPv6 default router, when none advertises itself", func(v string) (err error) {
+		v6.Gateway, err = netip.ParseAddr(v)
+		return err
+	})
+	ipv6 := flag.Bool("ipv6", true, "IPv6 on the first interface: link-local, SLAAC, -addr6")
 	var more []ip.Iface
 	flag.Func("iface", "another interface, DRIVER=ADDRESS/PREFIX (e.g. e1000.1=10.78.0.1/24); repeat for more", func(v string) error {
 		i, err := parseIface(v)
@@ -65,7 +76,8 @@ func main() {
 			os.Exit(exitcode.Config)
 		}
 	}
-	ifaces := append([]ip.Iface{{Driver: *driver, Config: cfg, DHCP: useDHCP}}, more...)
+	v6.Off = !*ipv6
+	ifaces := append([]ip.Iface{{Driver: *driver, Config: cfg, DHCP: useDHCP, IPv6: v6}}, more...)
 	nets := make([]netip.Prefix, len(ifaces))
 	for i, ifc := range ifaces {
 		nets[i] = ifc.Config.Addr

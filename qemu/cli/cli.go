@@ -216,6 +216,17 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fwdFlag := fs.String("fwd", "", "with --net user: host ports to forward, tcp:HOSTPORT:GUESTPORT,... (default tcp:8080:80)")
 	ipFlag := fs.String("ip", "10.0.2.15/24", "the appliance's address, or dhcp (from a DHCP server on the first --net)")
 	gwFlag := fs.String("gw", "10.0.2.2", "default gateway")
+	var ip6 []netip.Prefix
+	fs.Func("ip6", "an IPv6 address of the first NIC with prefix length, e.g. fd00:78::15/64; repeat for more (the link-local address and SLAAC need none)", func(v string) error {
+		p, err := netip.ParsePrefix(v)
+		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast() {
+			return errors.New("want a global or unique-local IPv6 address with prefix length")
+		}
+		ip6 = append(ip6, p)
+		return nil
+	})
+	gw6Flag := fs.String("gw6", "", "IPv6 default router, when none advertises itself")
+	ipv6Flag := fs.Bool("ipv6", true, "IPv6 on keepnet's stack (link-local, SLAAC, --ip6)")
 	dnsFlag := fs.String("dns", "10.0.2.3", "DNS server")
 	stack := fs.String("stack", "keepnet", "network stack: keepnet (its own driver, IP, UDP, TCP) or linux (the kernel's, the baseline)")
 	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path on the host")
@@ -306,6 +317,12 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageError{errors.New("--ip dhcp: one --net without ip=, and no --route")}
 		}
 		m.Gateway = netip.Addr{} // the server's router
+	}
+	m.IP6, m.NoIPv6 = ip6, !*ipv6Flag
+	if *gw6Flag != "" {
+		if m.Gateway6, err = netip.ParseAddr(*gw6Flag); err != nil || !m.Gateway6.Is6() || m.Gateway6.IsMulticast() {
+			return usageError{fmt.Errorf("--gw6 %q: want an IPv6 unicast address", *gw6Flag)}
+		}
 	}
 	if m.DNS, err = netip.ParseAddr(*dnsFlag); err != nil {
 		return usageError{fmt.Errorf("--dns %q: want an IPv4 address", *dnsFlag)}
@@ -547,7 +564,7 @@ func down(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // line, which an image boot (--disk, --iso) does not set: its boot loader
 // does, and the appliance reads the rest from the image's configuration
 // file.
-var cmdlineFlags = []string{"ip", "gw", "dns", "route", "stack", "append", "authorized-keys", "pf-rules", "kernel", "initrd"}
+var cmdlineFlags = []string{"ip", "gw", "ip6", "gw6", "ipv6", "dns", "route", "stack", "append", "authorized-keys", "pf-rules", "kernel", "initrd"}
 
 // checkImageFlags refuses an image boot (--disk, --iso, --pxe) asked for
 // with flags it cannot honour, and a firmware without an image.

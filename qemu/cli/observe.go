@@ -229,6 +229,9 @@ func writeStatus(w io.Writer, p painter, prev *sample, now sample) {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n.Name, nicModel(n.PCIID), n.MAC, orDashText(n.Addr), link, rx, tx, n.Resets)
+		for _, a := range n.IPv6 { // "address/prefix state", a row each
+			fmt.Fprintf(tw, "\t\t\t%s\t\t\t\t\n", a)
+		}
 	}
 	tw.Flush()
 }

@@ -107,6 +107,8 @@ type Iface struct {
 	// DHCP: the address comes from a DHCP server (dhcpnic.go), not
 	// Config; only for a lone interface.
 	DHCP bool
+	// IPv6 is its IPv6 configuration (ipv6.go): on unless IPv6.Off.
+	IPv6 IPv6Config
 }
 
 // nic is one interface of the running server: its driver and its Stack.
@@ -119,6 +121,9 @@ type nic struct {
 	features uint64 // the offloads its driver announced (drivers/link)
 	posted   int    // receive buffers its driver has
 	stack    *Stack
+	// groups are the multicast groups its Stack joined: a new driver
+	// generation starts with none, and is told them again.
+	groups []header.MAC
 }
 
 // peerLink is the channel to one neighbour's current generation.
@@ -230,6 +235,7 @@ type IfaceStats struct {
 	MTU              int
 	Outstanding      int // requests the driver has not answered
 	RxPosted         int // receive buffers the driver has
+	IPv6             []string `json:",omitempty"` // "address/prefix state" (tentative, preferred, deprecated)
 	Counters
 }
 
@@ -357,6 +363,7 @@ func (s *server) start() {
 		cfg := n.cfg
 		cfg.MAC = n.mac
 		n.stack = New(cfg, nicLink{s, n}, realClock{}, transports)
+		n.stack.EnableIPv6(s.o.Ifaces[i].IPv6)
 		stacks[i] = n.stack
 	}
 	if len(stacks) > 1 || len(s.o.Routes) > 0 {
@@ -390,6 +397,26 @@ func (l nicLink) SendFrame(frame []byte) error { return l.s.sendFrame(l.n, frame
 // SendFrameOffload is SendFrame with the offload request for the driver.
 func (l nicLink) SendFrameOffload(frame []byte, o link.Offload) error {
 	return l.s.sendFrame(l.n, frame, o.Arg())
+}
+
+// SetMulticast asks the driver to let frames to group in (or no longer).
+func (l nicLink) SetMulticast(group header.MAC, join bool) error {
+	n := l.n
+	i := slices.Index(n.groups, group)
+	switch {
+	case join && i < 0:
+		n.groups = append(n.groups, group)
+	case !join && i >= 0:
+		n.groups = slices.Delete(n.groups, i, i+1)
+	}
+	on := uint64(0)
+	if join {
+		on = 1
+	}
+	if dl := l.s.links[n.driver]; dl != nil && dl.peer != nil {
+		l.s.request(dl, link.OpMulticast.Msg(pool.Ref{}, link.MACToArg(group), on))
+	}
+	return nil
 }
 
 // AppendPorts is the loop's: every neighbour's channel.
@@ -486,6 +513,9 @@ func (s *server) Attach(p *wiring.Peer) {
 			}
 		}
 		s.request(l, link.OpInfo.Msg(pool.Ref{}))
+		for _, g := range l.nic.groups {
+			s.request(l, link.OpMulticast.Msg(pool.Ref{}, link.MACToArg(g), 1))
+		}
 	}
 	log.Printf("%s generation %d: %d requests resubmitted", p.Name, p.Generation, resent)
 }
@@ -913,6 +943,9 @@ func (s *server) ifaceStats(n *nic) IfaceStats {
 	}
 	if n.stack != nil {
 		is.Counters = n.stack.Counters()
+		for _, a := range n.stack.IPv6Addresses() {
+			is.IPv6 = append(is.IPv6, fmt.Sprintf("%v %v", a.Prefix, a.State))
+		}
 	}
 	return is
 }

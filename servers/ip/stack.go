@@ -106,7 +106,7 @@ type Counters struct {
 	FramesOversized   uint64 // drop: longer than MTU + Ethernet header
 	FramesTruncated   uint64 // drop: shorter than an Ethernet header
 	FramesNotForUs    uint64 // drop: destination MAC neither ours nor broadcast
-	FramesUnknownType uint64 // drop: EtherType neither IPv4 nor ARP
+	FramesUnknownType uint64 // drop: EtherType not IPv4, ARP or (when on) IPv6
 	LinkErrors        uint64 // Link.SendFrame failed
 
 	// ARP.
@@ -158,6 +158,29 @@ type Counters struct {
 	ICMPTimeExceededOut   uint64
 	ICMPErrorsSuppressed  uint64 // errors not sent, per RFC 1122 §3.2.2
 	ICMPErrorsRateLimited uint64 // errors not sent: over Limits.ICMPErrorRate
+
+	// IPv6 (ipv6.go).
+	IP6In               uint64 // IPv6 datagrams in frames for us
+	IP6Bad              uint64 // drop: truncated, wrong version, a group or loopback source
+	IP6NotForUs         uint64 // drop: destination none of our addresses or groups
+	IP6BadExtension     uint64 // drop: an extension header refused (parameter problem sent, or discarded as its option asks)
+	IP6FragmentsDropped uint64 // drop: fragments (no reassembly yet)
+	IP6NoTransport      uint64 // drop: no transport takes IPv6 yet (unreachable or parameter problem sent)
+	IP6Out              uint64 // datagrams sent or queued for Neighbor Discovery
+	IP6NoRoute          uint64 // Output6 refused: no router, not on-link
+	IP6AddrsConfigured  uint64 // addresses that passed DAD
+	DADConflicts        uint64 // tentative addresses given up: another node has them
+	ICMP6In             uint64
+	ICMP6Bad            uint64 // drop: truncated or bad checksum
+	ICMP6Ignored        uint64 // valid messages nothing here acts on (router solicitations, redirects, MLD, errors)
+	ICMP6EchoRequests   uint64
+	ICMP6EchoReplies    uint64
+	ICMP6ErrorsOut      uint64
+	NDBad               uint64 // drop: ND messages RFC 4861's checks refuse (hop limit, options, addresses)
+	NSIn, NAIn, RAIn    uint64
+	NSOut, NAOut, RSOut uint64
+	NDResolveFailures   uint64 // neighbours that did not answer their solicitations
+	NDQueueDrops        uint64 // datagrams dropped while waiting for Neighbor Discovery
 }
 
 // A Stack is one IP server's protocol state for one interface. It is not
@@ -183,6 +206,8 @@ type Stack struct {
 	reasmMem int // charge of all reassemblies against Limits.ReassemblyMemory
 
 	icmpTokens tokenBucket // ICMP errors (Limits.ICMPErrorRate)
+
+	v6 *stack6 // IPv6 (ipv6.go); nil until EnableIPv6
 
 	// router joins this Stack to the others of a multi-NIC appliance
 	// (forward.go); nil for the lone interface, which then routes by its
@@ -253,7 +278,7 @@ func (s *Stack) HandleFrame(frame []byte) {
 		return
 	}
 	eth := header.Ethernet(frame)
-	if d := eth.Dst(); d != s.mac && d != header.BroadcastMAC {
+	if d := eth.Dst(); d != s.mac && d != header.BroadcastMAC && !s.acceptsGroup(d) {
 		s.c.FramesNotForUs++
 		return
 	}
@@ -262,6 +287,8 @@ func (s *Stack) HandleFrame(frame []byte) {
 		s.handleARP(eth.Payload())
 	case header.EtherTypeIPv4:
 		s.handleIPv4(eth)
+	case header.EtherTypeIPv6:
+		s.handleIPv6(eth)
 	default:
 		s.c.FramesUnknownType++
 	}
@@ -273,6 +300,7 @@ func (s *Stack) Tick() {
 	now := s.clock.Now()
 	s.tickARP(now)
 	s.tickReassembly(now)
+	s.tick6(now)
 }
 
 // sendFrame hands the first n bytes of s.tx to the link.

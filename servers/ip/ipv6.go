@@ -1,0 +1,587 @@
+package ip
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"keepnet/servers/header"
+	"keepnet/servers/ip/nd"
+)
+
+// IPv6 on an interface (issue 20): the Stack answers Neighbor Discovery,
+// configures its addresses (link-local, the operator's, SLAAC from routers'
+// advertisements, each after duplicate address detection), resolves its
+// neighbours and answers ICMPv6 echo. The protocol state is servers/ip/nd's;
+// this file does its I/O: it hands nd what arrives and the time, and
+// carries out the Actions nd returns.
+
+// IPv6Config is an interface's IPv6 configuration from the command line
+// (keepnet.ip6=, keepnet.gw6=). IPv6 runs unless Off: the link-local
+// address and SLAAC need nothing given.
+type IPv6Config struct {
+	Off     bool
+	Static  []netip.Prefix // the operator's addresses (DAD first, as for any)
+	Gateway netip.Addr     // a default router when no router advertises one
+}
+
+// MulticastLink is a Link whose NIC filters multicast frames: the Stack
+// joins the Ethernet groups of its IPv6 groups (all-nodes, each address's
+// solicited-node group), and frames to any other group never reach it.
+type MulticastLink interface {
+	Link
+	SetMulticast(group header.MAC, join bool) error
+}
+
+// Limits of the IPv6 state: datagrams waiting for Neighbor Discovery, as
+// for ARP (Limits.ARPQueueLen, ARPQueueMemory).
+const ndCacheEntries = 512
+
+// allNodes is the link-local all-nodes group every IPv6 node is in.
+var allNodes = netip.MustParseAddr("ff02::1")
+
+// allRouters is where router solicitations go.
+var allRouters = netip.MustParseAddr("ff02::2")
+
+// stack6 is a Stack's IPv6 state.
+type stack6 struct {
+	cfg   IPv6Config
+	auto  *nd.Autoconf
+	cache *nd.Cache
+	// groups counts, for each IPv6 group joined, the reasons (addresses)
+	// it is joined for; macs counts the groups behind each Ethernet group.
+	groups map[netip.Addr]int
+	macs   map[header.MAC]int
+	// waiting are datagrams (IPv6 header included) for next hops being
+	// resolved, oldest first; waitBytes their bytes.
+	waiting   map[netip.Addr][][]byte
+	waitBytes int
+	next      time.Time // when nd has work next (zero: none)
+}
+
+// EnableIPv6 starts IPv6 on the interface with cfg: its link-local and
+// static addresses start duplicate address detection, and it solicits
+// routers. Call it once, after New.
+func (s *Stack) EnableIPv6(cfg IPv6Config) {
+	if cfg.Off || s.v6 != nil {
+		return
+	}
+	now := s.clock.Now()
+	v := &stack6{cfg: cfg, groups: map[netip.Addr]int{}, macs: map[header.MAC]int{},
+		waiting: map[netip.Addr][][]byte{}, cache: nd.NewCache(nd.CacheConfig{MaxEntries: ndCacheEntries})}
+	s.v6 = v
+	s.join6(allNodes, true)
+	auto, acts := nd.NewAutoconf(nd.AutoconfConfig{MAC: s.mac, LinkMTU: uint32(s.cfg.MTU), Static: cfg.Static}, now)
+	v.auto = auto
+	s.do6(acts)
+}
+
+// IPv6Addresses are the interface's IPv6 addresses (tentative ones too),
+// for its statistics; none without IPv6.
+func (s *Stack) IPv6Addresses() []nd.Address {
+	if s.v6 == nil {
+		return nil
+	}
+	return s.v6.auto.Addresses()
+}
+
+// join6 joins (or leaves) group g, programming the NIC's filter when its
+// Ethernet group is new (or no longer needed).
+func (s *Stack) join6(g netip.Addr, join bool) {
+	v := s.v6
+	mac := header.MulticastMAC(g)
+	if join {
+		v.groups[g]++
+		if v.macs[mac]++; v.macs[mac] == 1 {
+			s.setMulticast(mac, true)
+		}
+		return
+	}
+	if v.groups[g] == 0 {
+		return
+	}
+	if v.groups[g]--; v.groups[g] == 0 {
+		delete(v.groups, g)
+	}
+	if v.macs[mac]--; v.macs[mac] == 0 {
+		delete(v.macs, mac)
+		s.setMulticast(mac, false)
+	}
+}
+
+func (s *Stack) setMulticast(mac header.MAC, join bool) {
+	ml, ok := s.link.(MulticastLink)
+	if !ok {
+		return
+	}
+	if err := ml.SetMulticast(mac, join); err != nil {
+		s.c.LinkErrors++
+	}
+}
+
+// acceptsGroup says whether frames to Ethernet group mac are for us.
+func (s *Stack) acceptsGroup(mac header.MAC) bool {
+	return s.v6 != nil && s.v6.macs[mac] > 0
+}
+
+// do6 carries out nd's actions.
+func (s *Stack) do6(acts []nd.Action) {
+	v := s.v6
+	for _, a := range acts {
+		switch a.Kind {
+		case nd.SendNS:
+			s.sendNS(a)
+		case nd.SendRS:
+			s.sendRS()
+		case nd.Resolved:
+			s.flushWaiting(a.Target, a.MAC)
+		case nd.Unreachable:
+			s.c.NDQueueDrops += uint64(len(v.waiting[a.Target]))
+			s.dropWaiting(a.Target)
+			s.c.NDResolveFailures++
+		case nd.Join:
+			s.join6(header.SolicitedNode(a.Target), true)
+		case nd.Leave:
+			s.join6(header.SolicitedNode(a.Target), false)
+		case nd.AddrReady:
+			s.c.IP6AddrsConfigured++
+			// Tell the link we are here (RFC 4861 §7.2.6 MAY): switches
+			// learn us, neighbours with a stale entry update it.
+			s.sendNA(allNodes, header.MulticastMAC(allNodes), a.Target, header.NAOverride)
+		case nd.AddrGone:
+			if a.Duplicate {
+				s.c.DADConflicts++
+			}
+		}
+	}
+	v.next = earliest(v.auto.Next(), v.cache.Next())
+}
+
+// earliest is the earlier of two times, zero being never.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// tick6 runs nd's timers when they are due.
+func (s *Stack) tick6(now time.Time) {
+	v := s.v6
+	if v == nil || v.next.IsZero() || now.Before(v.next) {
+		return
+	}
+	acts := v.auto.Tick(now)
+	s.do6(append(acts, v.cache.Tick(now)...))
+}
+
+// handleIPv6 processes an IPv6 datagram in a frame for us.
+func (s *Stack) handleIPv6(eth header.Ethernet) {
+	v := s.v6
+	if v == nil {
+		s.c.FramesUnknownType++
+		return
+	}
+	s.c.IP6In++
+	b := eth.Payload()
+	if header.ValidateIPv6(b) != nil {
+		s.c.IP6Bad++
+		return
+	}
+	h := header.IPv6(b[:header.IPv6MinimumSize+int(header.IPv6(b).PayloadLength())])
+	src, dst := h.Src(), h.Dst()
+	if src.IsMulticast() || src.IsLoopback() || src.Is4In6() {
+		s.c.IP6Bad++
+		return
+	}
+	if !(v.auto.IsOurs(dst) || dst.IsMulticast() && v.groups[dst] > 0) {
+		s.c.IP6NotForUs++
+		return
+	}
+	x, err := header.ParseIPv6Extensions(h)
+	if err != nil {
+		s.c.IP6BadExtension++
+		var pp *header.IPv6ParamProblem
+		if errors.As(err, &pp) && (!dst.IsMulticast() || pp.EvenToMulticast) {
+			s.sendICMPv6Error(header.ICMPv6ParamProblem, pp.Code, pp.Pointer, h)
+		}
+		return
+	}
+	if x.Fragment {
+		s.c.IP6FragmentsDropped++ // reassembly comes with the transports over IPv6
+		return
+	}
+	switch x.Upper {
+	case header.ProtocolICMPv6:
+		s.handleICMPv6(h, header.ICMPv6(h[x.UpperOffset:]))
+	case header.ProtocolIPv6NoNext:
+	case header.ProtocolTCP, header.ProtocolUDP:
+		// No transport takes IPv6 yet: say so as a closed port would, so
+		// a peer's connect fails at once rather than timing out.
+		s.c.IP6NoTransport++
+		if !dst.IsMulticast() {
+			s.sendICMPv6Error(header.ICMPv6DstUnreachable, header.ICMPv6PortUnreachable, 0, h)
+		}
+	default:
+		s.c.IP6NoTransport++
+		if !dst.IsMulticast() {
+			s.sendICMPv6Error(header.ICMPv6ParamProblem, header.ICMPv6UnknownNextHdr, uint32(x.UpperField), h)
+		}
+	}
+}
+
+// handleICMPv6 processes the ICMPv6 message m of datagram h.
+func (s *Stack) handleICMPv6(h header.IPv6, m header.ICMPv6) {
+	s.c.ICMP6In++
+	src, dst := h.Src(), h.Dst()
+	if header.ValidateICMPv6(m, src, dst) != nil {
+		s.c.ICMP6Bad++
+		return
+	}
+	if m.Type().IsNDP() {
+		if header.ValidateNDP(m, h.HopLimit(), src, dst) != nil {
+			s.c.NDBad++
+			return
+		}
+	}
+	switch m.Type() {
+	case header.ICMPv6EchoRequest:
+		s.echo6(src, dst, m)
+	case header.ICMPv6NeighborSolic:
+		s.handleNS(src, dst, m)
+	case header.ICMPv6NeighborAdvert:
+		s.handleNA(m)
+	case header.ICMPv6RouterAdvert:
+		s.handleRA(src, m)
+	default:
+		// Router solicitations (we are no router), redirects, MLD
+		// queries, replies and errors: nothing to do yet.
+		s.c.ICMP6Ignored++
+	}
+}
+
+// echo6 answers an echo request (RFC 4443 §4.2): the same identifier,
+// sequence number and data, from the address it was sent to (or, sent to
+// a group, from the address we would use to reach its source).
+func (s *Stack) echo6(src, dst netip.Addr, m header.ICMPv6) {
+	s.c.ICMP6EchoRequests++
+	from := dst
+	if dst.IsMulticast() {
+		var ok bool
+		if from, ok = s.v6.auto.Source(src); !ok {
+			return
+		}
+	}
+	reply := header.ICMPv6(s.icmpBuf[:len(m)])
+	copy(reply, m)
+	reply.SetType(header.ICMPv6EchoReply)
+	reply.SetCode(0)
+	reply.SetChecksumFor(from, src)
+	if s.output6(header.ProtocolICMPv6, from, src, reply, 0) == nil {
+		s.c.ICMP6EchoReplies++
+	}
+}
+
+// handleNS answers a Neighbor Solicitation for one of our addresses (RFC
+// 4861 §7.2.3-4), or finds a duplicate of a tentative one (RFC 4862 §5.4.3).
+func (s *Stack) handleNS(src, dst netip.Addr, m header.ICMPv6) {
+	v := s.v6
+	s.c.NSIn++
+	target := m.Target()
+	var sll *header.MAC
+	if body, ok := m.Options().Find(header.NDPSourceLinkAddr); ok {
+		if mac, ok := header.LinkAddr(body); ok {
+			sll = &mac
+		}
+	}
+	if v.auto.IsTentative(target) {
+		if src.IsUnspecified() { // another node's DAD for it: ours loses
+			s.do6(v.auto.Conflict(target))
+		}
+		return // never answered while tentative
+	}
+	if !v.auto.IsOurs(target) {
+		return
+	}
+	if src.IsUnspecified() {
+		// DAD of an address we hold: say it is ours, to all nodes.
+		s.sendNA(allNodes, header.MulticastMAC(allNodes), target, header.NAOverride)
+		return
+	}
+	if sll != nil {
+		s.do6(v.cache.Solicited(src, *sll, false, s.clock.Now()))
+	}
+	mac, ok := header.MAC{}, false
+	if sll != nil {
+		mac, ok = *sll, true
+	} else if st, m, have := v.cache.State(src); have && st != nd.Incomplete {
+		mac, ok = m, true
+	}
+	if !ok {
+		return // unicast solicitation without the address to answer: wait for its retry
+	}
+	s.sendNA(src, mac, target, header.NASolicited|header.NAOverride)
+}
+
+// handleNA takes a Neighbor Advertisement: a duplicate of a tentative
+// address, or a neighbour's link-layer address (RFC 4861 §7.2.5).
+func (s *Stack) handleNA(m header.ICMPv6) {
+	v := s.v6
+	s.c.NAIn++
+	target := m.Target()
+	if v.auto.IsTentative(target) || v.auto.IsOurs(target) {
+		s.do6(v.auto.Conflict(target))
+		return
+	}
+	var tll *header.MAC
+	if body, ok := m.Options().Find(header.NDPTargetLinkAddr); ok {
+		if mac, ok := header.LinkAddr(body); ok {
+			tll = &mac
+		}
+	}
+	s.do6(v.cache.Advertised(target, m.NAFlags(), tll, s.clock.Now()))
+}
+
+// handleRA takes a Router Advertisement (RFC 4861 §6.3.4): a default
+// router, its prefixes (on-link, SLAAC), the link's MTU and timers.
+func (s *Stack) handleRA(src netip.Addr, m header.ICMPv6) {
+	v := s.v6
+	s.c.RAIn++
+	now := s.clock.Now()
+	ms := func(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
+	ra := nd.RA{Lifetime: time.Duration(m.RALifetime()) * time.Second, Reachable: ms(m.RAReachable()),
+		Retrans: ms(m.RARetransmit()), HopLimit: m.RAHopLimit()}
+	var acts []nd.Action
+	for t, body := range m.Options().All() {
+		switch t {
+		case header.NDPPrefixInfo:
+			if pi, ok := header.ParsePrefixInfo(body); ok {
+				ra.Prefixes = append(ra.Prefixes, pi)
+			}
+		case header.NDPMTU:
+			if mtu, ok := header.ParseMTUOption(body); ok {
+				ra.MTU = mtu
+			}
+		case header.NDPSourceLinkAddr:
+			if mac, ok := header.LinkAddr(body); ok {
+				acts = append(acts, v.cache.Solicited(src, mac, true, now)...)
+			}
+		}
+	}
+	v.cache.SetRouterTimes(ra.Reachable, ra.Retrans)
+	s.do6(append(acts, v.auto.RouterAdvert(src, ra, now)...))
+}
+
+// sendNS sends a Neighbor Solicitation: for DAD from the unspecified
+// address without our link-layer address; otherwise from our address for
+// the target's scope, to its solicited-node group or, probing, to it.
+func (s *Stack) sendNS(a nd.Action) {
+	var b [32]byte
+	var src netip.Addr = netip.IPv6Unspecified()
+	dst, mac := header.SolicitedNode(a.Target), header.MulticastMAC(header.SolicitedNode(a.Target))
+	n := 0
+	if a.DAD {
+		n = header.NeighborSolicitation(b[:], a.Target, nil)
+	} else {
+		var ok bool
+		if src, ok = s.v6.auto.Source(a.Target); !ok {
+			return
+		}
+		if a.Unicast {
+			dst, mac = a.Target, a.MAC
+		}
+		n = header.NeighborSolicitation(b[:], a.Target, &s.mac)
+	}
+	m := header.ICMPv6(b[:n])
+	m.SetChecksumFor(src, dst)
+	if s.send6(mac, src, dst, header.ProtocolICMPv6, header.NDPHopLimit, m) == nil {
+		s.c.NSOut++
+	}
+}
+
+// sendNA advertises target, one of our addresses, to dst at mac.
+func (s *Stack) sendNA(dst netip.Addr, mac header.MAC, target netip.Addr, flags uint8) {
+	var b [32]byte
+	m := header.ICMPv6(b[:header.NeighborAdvertisement(b[:], target, flags, s.mac)])
+	m.SetChecksumFor(target, dst)
+	if s.send6(mac, target, dst, header.ProtocolICMPv6, header.NDPHopLimit, m) == nil {
+		s.c.NAOut++
+	}
+}
+
+// sendRS solicits routers, from our link-local address once it is ours
+// (with our link-layer address), else from the unspecified address
+// without it (RFC 4861 §6.3.7, §4.1).
+func (s *Stack) sendRS() {
+	var b [16]byte
+	src := header.LinkLocal(s.mac)
+	var m header.ICMPv6
+	if s.v6.auto.IsOurs(src) {
+		m = b[:header.RouterSolicitation(b[:], &s.mac)]
+	} else {
+		src = netip.IPv6Unspecified()
+		m = b[:header.RouterSolicitation(b[:], nil)]
+	}
+	m.SetChecksumFor(src, allRouters)
+	if s.send6(header.MulticastMAC(allRouters), src, allRouters, header.ProtocolICMPv6, header.NDPHopLimit, m) == nil {
+		s.c.RSOut++
+	}
+}
+
+// Output6 sends payload, an upper-layer message of protocol proto whose
+// checksum the caller set, from src (one of our addresses; the zero Addr:
+// the one RFC 6724 picks) to dst.
+func (s *Stack) Output6(proto uint8, src, dst netip.Addr, payload []byte) error {
+	if s.v6 == nil {
+		return fmt.Errorf("ip: %v: %w", dst, ErrNoRoute)
+	}
+	if !src.IsValid() {
+		var ok bool
+		if src, ok = s.v6.auto.Source(dst); !ok {
+			return fmt.Errorf("ip: %v: no source address: %w", dst, ErrNoRoute)
+		}
+	} else if !s.v6.auto.IsOurs(src) {
+		return fmt.Errorf("ip: %v: %w", src, ErrNotOurs)
+	}
+	return s.output6(proto, src, dst, payload, 0)
+}
+
+// output6 sends one datagram, resolving its next hop first: it waits (a
+// bounded queue, as for ARP) while Neighbor Discovery runs. hops 0 is the
+// link's hop limit.
+func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops uint8) error {
+	v := s.v6
+	if hops == 0 {
+		hops = v.auto.HopLimit()
+	}
+	if header.IPv6MinimumSize+len(payload) > int(s.mtu6()) {
+		return fmt.Errorf("ip: %v: %d bytes: %w", dst, len(payload), ErrTooBig)
+	}
+	if dst.IsMulticast() {
+		return s.send6(header.MulticastMAC(dst), src, dst, proto, hops, payload)
+	}
+	next, ok := v.auto.NextHop(dst, v.cache)
+	if !ok && v.cfg.Gateway.IsValid() {
+		next, ok = v.cfg.Gateway, true
+	}
+	if !ok {
+		s.c.IP6NoRoute++
+		return fmt.Errorf("ip: %v: %w", dst, ErrNoRoute)
+	}
+	now := s.clock.Now()
+	mac, ok, acts := v.cache.Lookup(next, now)
+	if ok {
+		err := s.send6(mac, src, dst, proto, hops, payload)
+		s.do6(acts)
+		return err
+	}
+	// Wait for the neighbour: the whole datagram, built now.
+	q := v.waiting[next]
+	size := header.IPv6MinimumSize + len(payload)
+	if len(q) >= s.limits.ARPQueueLen {
+		s.c.NDQueueDrops++
+		v.waitBytes -= len(q[0])
+		q = q[1:]
+	}
+	if v.waitBytes+size > s.limits.ARPQueueMemory {
+		s.c.NDQueueDrops++
+		s.do6(acts)
+		return nil
+	}
+	d := make([]byte, size)
+	header.IPv6(d).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
+	copy(d[header.IPv6MinimumSize:], payload)
+	v.waiting[next] = append(q, d)
+	v.waitBytes += size
+	s.c.IP6Out++
+	s.do6(acts)
+	return nil
+}
+
+// mtu6 is the link's IPv6 MTU: a router's MTU option, else the link's.
+func (s *Stack) mtu6() uint32 {
+	if m := s.v6.auto.MTU(); m >= header.IPv6MinimumMTU {
+		return m
+	}
+	return uint32(s.cfg.MTU)
+}
+
+// send6 frames an IPv6 datagram to mac.
+func (s *Stack) send6(mac header.MAC, src, dst netip.Addr, proto, hops uint8, payload []byte) error {
+	n := header.EthernetMinimumSize + header.IPv6MinimumSize + len(payload)
+	if n > len(s.tx) {
+		return fmt.Errorf("ip: %v: %w", dst, ErrTooBig)
+	}
+	f := s.tx[:n]
+	header.Ethernet(f).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv6})
+	header.IPv6(f[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
+	copy(f[header.EthernetMinimumSize+header.IPv6MinimumSize:], payload)
+	if err := s.sendFrame(n); err != nil {
+		return err
+	}
+	s.c.IP6Out++
+	return nil
+}
+
+// flushWaiting sends what waited for next, now at mac.
+func (s *Stack) flushWaiting(next netip.Addr, mac header.MAC) {
+	v := s.v6
+	q := v.waiting[next]
+	delete(v.waiting, next)
+	for _, d := range q {
+		v.waitBytes -= len(d)
+		n := header.EthernetMinimumSize + len(d)
+		f := s.tx[:n]
+		header.Ethernet(f).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv6})
+		copy(f[header.EthernetMinimumSize:], d)
+		_ = s.sendFrame(n) // counted by sendFrame
+	}
+}
+
+// dropWaiting forgets what waited for next.
+func (s *Stack) dropWaiting(next netip.Addr) {
+	v := s.v6
+	for _, d := range v.waiting[next] {
+		v.waitBytes -= len(d)
+	}
+	delete(v.waiting, next)
+}
+
+// sendICMPv6Error sends an ICMPv6 error about h to its source (RFC 4443
+// §2.4): never about an error or a redirect, nor to a source that names
+// no single node; as much of h as fits in the minimum MTU; rate-limited
+// with ICMP's bucket.
+func (s *Stack) sendICMPv6Error(typ header.ICMPv6Type, code uint8, word uint32, h header.IPv6) {
+	src := h.Src()
+	if src.IsUnspecified() || src.IsMulticast() {
+		s.c.ICMPErrorsSuppressed++
+		return
+	}
+	if x, err := header.ParseIPv6Extensions(h); err == nil && x.Upper == header.ProtocolICMPv6 && !x.Fragment &&
+		len(h) > x.UpperOffset && (header.ICMPv6Type(h[x.UpperOffset]).IsError() || header.ICMPv6Type(h[x.UpperOffset]) == header.ICMPv6Redirect) {
+		s.c.ICMPErrorsSuppressed++
+		return
+	}
+	if !s.icmpTokens.take(s.clock.Now(), s.limits.ICMPErrorRate, s.limits.ICMPErrorBurst) {
+		s.c.ICMPErrorsRateLimited++
+		return
+	}
+	from, ok := s.v6.auto.Source(src)
+	if dst := h.Dst(); s.v6.auto.IsOurs(dst) {
+		from, ok = dst, true
+	}
+	if !ok {
+		return
+	}
+	quote := h[:min(len(h), header.ICMPv6ErrorMaxSize-header.ICMPv6MinimumSize)]
+	m := header.ICMPv6(s.icmpBuf[:header.ICMPv6MinimumSize+len(quote)])
+	copy(m[header.ICMPv6MinimumSize:], quote)
+	m.SetType(typ)
+	m.SetCode(code)
+	m.SetWord(word)
+	m.SetChecksumFor(from, src)
+	if s.output6(header.ProtocolICMPv6, from, src, m, 0) == nil {
+		s.c.ICMP6ErrorsOut++
+	}
+}

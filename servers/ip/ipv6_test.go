@@ -1,0 +1,320 @@
+package ip
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"keepnet/servers/header"
+	"keepnet/servers/ip/nd"
+)
+
+// The IPv6 test link: us (link-local from ourMAC), a peer and a router.
+var (
+	ourLL    = header.LinkLocal(ourMAC)
+	peerLL   = netip.MustParseAddr("fe80::2")
+	routerLL = netip.MustParseAddr("fe80::1")
+	slaacNet = netip.MustParsePrefix("2001:db8:1::/64")
+	ourSLAAC = header.WithInterfaceID(slaacNet, header.InterfaceID(ourMAC))
+	peerG    = netip.MustParseAddr("2001:db8:1::2")
+	farG     = netip.MustParseAddr("2001:db8:99::7")
+)
+
+// mcastLink is a fakeLink with a multicast filter.
+type mcastLink struct {
+	fakeLink
+	groups map[header.MAC]bool
+}
+
+func (l *mcastLink) SetMulticast(g header.MAC, join bool) error {
+	if join {
+		l.groups[g] = true
+	} else {
+		delete(l.groups, g)
+	}
+	return nil
+}
+
+type testbed6 struct {
+	*Stack
+	link  *mcastLink
+	clock *fakeClock
+}
+
+// newTestbed6 is a Stack with IPv6 on, its link-local address through DAD.
+func newTestbed6(t *testing.T, cfg IPv6Config) *testbed6 {
+	t.Helper()
+	tb := &testbed6{link: &mcastLink{groups: map[header.MAC]bool{}}, clock: &fakeClock{epoch}}
+	tb.Stack = New(testCfg, tb.link, tb.clock, nil)
+	tb.EnableIPv6(cfg)
+	return tb
+}
+
+// run advances the clock by d in the server's steps, ticking the Stack.
+func (tb *testbed6) run(d time.Duration) {
+	for end := tb.clock.now.Add(d); tb.clock.now.Before(end); {
+		tb.clock.Advance(tickEvery)
+		tb.Tick()
+	}
+}
+
+// ready runs until the link-local address passed DAD, and forgets what
+// was sent on the way.
+func (tb *testbed6) ready(t *testing.T) {
+	t.Helper()
+	tb.run(3 * time.Second)
+	if !slices.ContainsFunc(tb.IPv6Addresses(), func(a nd.Address) bool { return a.Prefix.Addr() == ourLL && a.State == nd.Preferred }) {
+		t.Fatalf("link-local %v not preferred after 3 s: %+v", ourLL, tb.IPv6Addresses())
+	}
+	tb.link.take()
+}
+
+// frame6 is an Ethernet frame with an IPv6 datagram.
+func frame6(srcMAC, dstMAC header.MAC, src, dst netip.Addr, hops, proto uint8, payload []byte) []byte {
+	b := make([]byte, header.EthernetMinimumSize+header.IPv6MinimumSize+len(payload))
+	header.Ethernet(b).Encode(&header.EthernetFields{Dst: dstMAC, Src: srcMAC, Type: header.EtherTypeIPv6})
+	header.IPv6(b[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)),
+		NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
+	copy(b[header.EthernetMinimumSize+header.IPv6MinimumSize:], payload)
+	return b
+}
+
+// icmp6 is an ICMPv6 message from src to dst: type, the word, the body.
+func icmp6(typ header.ICMPv6Type, word uint32, body []byte, src, dst netip.Addr) []byte {
+	m := header.ICMPv6(make([]byte, header.ICMPv6MinimumSize+len(body)))
+	m.SetType(typ)
+	m.SetWord(word)
+	copy(m.Body(), body)
+	m.SetChecksumFor(src, dst)
+	return m
+}
+
+// ns is a Neighbor Solicitation for target from src (with src's MAC as its
+// source link-layer address unless src is unspecified).
+func ns(src netip.Addr, mac header.MAC, target netip.Addr) []byte {
+	b := make([]byte, 32)
+	var sll *header.MAC
+	if !src.IsUnspecified() {
+		sll = &mac
+	}
+	m := header.ICMPv6(b[:header.NeighborSolicitation(b, target, sll)])
+	m.SetChecksumFor(src, header.SolicitedNode(target))
+	return m
+}
+
+// parsed6 is a frame the Stack sent, taken apart.
+type parsed6 struct {
+	dstMAC   header.MAC
+	src, dst netip.Addr
+	hops     uint8
+	m        header.ICMPv6
+}
+
+func parse6(t *testing.T, f []byte) parsed6 {
+	t.Helper()
+	eth := header.Ethernet(f)
+	if eth.Type() != header.EtherTypeIPv6 {
+		t.Fatalf("frame of type %#x, want IPv6", eth.Type())
+	}
+	h := header.IPv6(eth.Payload())
+	if err := header.ValidateIPv6(h); err != nil || h.NextHeader() != header.ProtocolICMPv6 {
+		t.Fatalf("not an ICMPv6 datagram: %v, next header %d", err, h.NextHeader())
+	}
+	m := header.ICMPv6(h.Payload())
+	if err := header.ValidateICMPv6(m, h.Src(), h.Dst()); err != nil {
+		t.Fatalf("ICMPv6 sent with %v", err)
+	}
+	return parsed6{eth.Dst(), h.Src(), h.Dst(), h.HopLimit(), m}
+}
+
+// Starting: all-nodes and the link-local's solicited-node group joined, a
+// DAD solicitation from the unspecified address, a router solicitation,
+// then the address in use and announced.
+func TestIPv6Start(t *testing.T) {
+	tb := newTestbed6(t, IPv6Config{})
+	solicited := header.SolicitedNode(ourLL)
+	for _, g := range []netip.Addr{allNodes, solicited} {
+		if !tb.link.groups[header.MulticastMAC(g)] {
+			t.Errorf("NIC filter lacks %v's group %v: %v", g, header.MulticastMAC(g), tb.link.groups)
+		}
+	}
+	tb.run(3 * time.Second)
+	var dad, rs, na bool
+	for _, f := range tb.link.take() {
+		p := parse6(t, f)
+		switch p.m.Type() {
+		case header.ICMPv6NeighborSolic:
+			dad = p.src.IsUnspecified() && p.dst == solicited && p.m.Target() == ourLL && p.hops == 255 &&
+				!p.m.Options().Has(header.NDPSourceLinkAddr) && p.dstMAC == header.MulticastMAC(solicited)
+		case header.ICMPv6RouterSolicit:
+			rs = p.dst == allRouters
+		case header.ICMPv6NeighborAdvert:
+			na = p.dst == allNodes && p.m.Target() == ourLL && p.src == ourLL
+		}
+	}
+	if !dad || !rs || !na {
+		t.Errorf("sent DAD %v, router solicitation %v, unsolicited advertisement %v; want all", dad, rs, na)
+	}
+	if c := tb.Counters(); c.IP6AddrsConfigured != 1 {
+		t.Errorf("IP6AddrsConfigured = %d, want 1", c.IP6AddrsConfigured)
+	}
+}
+
+// A solicitation for our address is answered, solicited, to the asker's
+// MAC; then its echo request is answered without another solicitation.
+func TestIPv6NeighborAndEcho(t *testing.T) {
+	tb := newTestbed6(t, IPv6Config{})
+	tb.ready(t)
+	solicited := header.SolicitedNode(ourLL)
+	tb.HandleFrame(frame6(peerMAC, header.MulticastMAC(solicited), peerLL, solicited, 255, header.ProtocolICMPv6, ns(peerLL, peerMAC, ourLL)))
+	out := tb.link.take()
+	if len(out) != 1 {
+		t.Fatalf("%d frames after a solicitation, want 1 advertisement", len(out))
+	}
+	p := parse6(t, out[0])
+	if p.m.Type() != header.ICMPv6NeighborAdvert || p.dstMAC != peerMAC || p.dst != peerLL || p.m.Target() != ourLL ||
+		p.m.NAFlags() != header.NASolicited|header.NAOverride {
+		t.Fatalf("answer = %+v, want a solicited advertisement of %v to %v", p, ourLL, peerLL)
+	}
+	if body, ok := p.m.Options().Find(header.NDPTargetLinkAddr); !ok || header.MAC(body) != ourMAC {
+		t.Errorf("advertisement's target link-layer address = %x, want %v", body, ourMAC)
+	}
+
+	tb.HandleFrame(frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolICMPv6,
+		icmp6(header.ICMPv6EchoRequest, 7<<16|1, []byte("ping6"), peerLL, ourLL)))
+	out = tb.link.take()
+	if len(out) != 1 {
+		t.Fatalf("%d frames after an echo request, want 1 reply", len(out))
+	}
+	p = parse6(t, out[0])
+	if p.m.Type() != header.ICMPv6EchoReply || p.dstMAC != peerMAC || p.src != ourLL || p.dst != peerLL ||
+		p.m.Ident() != 7 || p.m.Sequence() != 1 || string(p.m.Body()) != "ping6" {
+		t.Errorf("reply = %+v %q, want echo reply 7/1 \"ping6\" to the peer", p, p.m.Body())
+	}
+}
+
+// An echo request from a neighbour we do not know waits for its
+// resolution: a solicitation goes out, and the reply follows the
+// advertisement.
+func TestIPv6ResolveThenReply(t *testing.T) {
+	tb := newTestbed6(t, IPv6Config{})
+	tb.ready(t)
+	tb.HandleFrame(frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolICMPv6,
+		icmp6(header.ICMPv6EchoRequest, 1, []byte("x"), peerLL, ourLL)))
+	out := tb.link.take()
+	if len(out) != 1 {
+		t.Fatalf("%d frames, want one solicitation", len(out))
+	}
+	if p := parse6(t, out[0]); p.m.Type() != header.ICMPv6NeighborSolic || p.m.Target() != peerLL || p.src != ourLL {
+		t.Fatalf("sent %+v, want a solicitation for %v", p, peerLL)
+	}
+	na := make([]byte, 32)
+	m := header.ICMPv6(na[:header.NeighborAdvertisement(na, peerLL, header.NASolicited|header.NAOverride, peerMAC)])
+	m.SetChecksumFor(peerLL, ourLL)
+	tb.HandleFrame(frame6(peerMAC, ourMAC, peerLL, ourLL, 255, header.ProtocolICMPv6, m))
+	out = tb.link.take()
+	if len(out) != 1 {
+		t.Fatalf("%d frames after the advertisement, want the echo reply", len(out))
+	}
+	if p := parse6(t, out[0]); p.m.Type() != header.ICMPv6EchoReply || p.dstMAC != peerMAC {
+		t.Errorf("sent %+v, want the echo reply to %v", p, peerMAC)
+	}
+}
+
+// A router's advertisement with an autonomous prefix gives a SLAAC
+// address (after DAD); it answers echo, and replies to a far address go to
+// the router.
+func TestIPv6SLAAC(t *testing.T) {
+	tb := newTestbed6(t, IPv6Config{})
+	tb.ready(t)
+	pi := make([]byte, 32)
+	pi[0], pi[1], pi[2], pi[3] = uint8(header.NDPPrefixInfo), 4, 64, 0xc0
+	for i := 4; i < 12; i++ {
+		pi[i] = 0xff // lifetimes: infinite
+	}
+	copy(pi[16:], slaacNet.Addr().AsSlice())
+	sll := []byte{uint8(header.NDPSourceLinkAddr), 1, gwMAC[0], gwMAC[1], gwMAC[2], gwMAC[3], gwMAC[4], gwMAC[5]}
+	body := append(make([]byte, 8), append(pi, sll...)...) // reachable and retrans 0
+	ra := icmp6(header.ICMPv6RouterAdvert, 64<<24|1800, body, routerLL, allNodes)
+	tb.HandleFrame(frame6(gwMAC, header.MulticastMAC(allNodes), routerLL, allNodes, 255, header.ProtocolICMPv6, ra))
+	if !tb.link.groups[header.MulticastMAC(header.SolicitedNode(ourSLAAC))] {
+		t.Errorf("the SLAAC address's solicited-node group is not joined")
+	}
+	tb.run(3 * time.Second)
+	tb.link.take()
+	found := false
+	for _, a := range tb.IPv6Addresses() {
+		found = found || a.Prefix.Addr() == ourSLAAC && a.State == nd.Preferred && a.Prefix.Bits() == 64
+	}
+	if !found {
+		t.Fatalf("no preferred %v/64 after the advertisement: %+v", ourSLAAC, tb.IPv6Addresses())
+	}
+	tb.HandleFrame(frame6(gwMAC, ourMAC, farG, ourSLAAC, 60, header.ProtocolICMPv6,
+		icmp6(header.ICMPv6EchoRequest, 2<<16|9, []byte("far"), farG, ourSLAAC)))
+	out := tb.link.take()
+	if len(out) != 1 {
+		t.Fatalf("%d frames after a far echo request, want the reply", len(out))
+	}
+	if p := parse6(t, out[0]); p.m.Type() != header.ICMPv6EchoReply || p.dstMAC != gwMAC || p.src != ourSLAAC || p.dst != farG {
+		t.Errorf("reply %+v, want from %v to %v through the router's MAC", p, ourSLAAC, farG)
+	}
+}
+
+// Another node doing DAD for our tentative address wins: ours is given
+// up, its group left, the conflict counted.
+func TestIPv6DADConflict(t *testing.T) {
+	static := netip.MustParsePrefix("2001:db8:5::15/64")
+	tb := newTestbed6(t, IPv6Config{Static: []netip.Prefix{static}})
+	sn := header.SolicitedNode(static.Addr())
+	tb.HandleFrame(frame6(otherMAC, header.MulticastMAC(sn), netip.IPv6Unspecified(), sn, 255, header.ProtocolICMPv6,
+		ns(netip.IPv6Unspecified(), otherMAC, static.Addr())))
+	tb.run(3 * time.Second)
+	for _, a := range tb.IPv6Addresses() {
+		if a.Prefix.Addr() == static.Addr() {
+			t.Errorf("duplicate address %v kept: %+v", static, a)
+		}
+	}
+	if c := tb.Counters(); c.DADConflicts != 1 {
+		t.Errorf("DADConflicts = %d, want 1", c.DADConflicts)
+	}
+	if tb.link.groups[header.MulticastMAC(sn)] {
+		t.Errorf("the duplicate's solicited-node group is still joined")
+	}
+}
+
+// What is refused: ND not from this link (hop limit below 255), a frame to
+// a group we never joined, TCP (no transport over IPv6 yet: port
+// unreachable back), an unknown option that asks for an error.
+func TestIPv6Refusals(t *testing.T) {
+	tb := newTestbed6(t, IPv6Config{})
+	tb.ready(t)
+	solicited := header.SolicitedNode(ourLL)
+	tb.HandleFrame(frame6(peerMAC, header.MulticastMAC(solicited), peerLL, solicited, 64, header.ProtocolICMPv6, ns(peerLL, peerMAC, ourLL)))
+	other := netip.MustParseAddr("ff02::1:ff99:9999")
+	tb.HandleFrame(frame6(peerMAC, header.MulticastMAC(other), peerLL, other, 255, header.ProtocolICMPv6, ns(peerLL, peerMAC, ourLL)))
+	if out := tb.link.take(); len(out) != 0 {
+		t.Fatalf("answered %d frames, want none", len(out))
+	}
+	if c := tb.Counters(); c.NDBad != 1 || c.FramesNotForUs != 1 {
+		t.Errorf("NDBad %d, FramesNotForUs %d, want 1 and 1", c.NDBad, c.FramesNotForUs)
+	}
+	// Learn the peer first, so errors need no resolution.
+	tb.HandleFrame(frame6(peerMAC, header.MulticastMAC(solicited), peerLL, solicited, 255, header.ProtocolICMPv6, ns(peerLL, peerMAC, ourLL)))
+	tb.link.take()
+	tb.HandleFrame(frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolTCP, make([]byte, 20)))
+	// A destination option of type 0x80 (skip? no: "discard and send a
+	// parameter problem, even to multicast"), pointer at the option.
+	opts := []byte{header.ProtocolIPv6NoNext, 0, 0x80, 4, 0, 0, 0, 0}
+	tb.HandleFrame(frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolIPv6DstOpts, opts))
+	out := tb.link.take()
+	if len(out) != 2 {
+		t.Fatalf("%d frames, want a port unreachable and a parameter problem", len(out))
+	}
+	if p := parse6(t, out[0]); p.m.Type() != header.ICMPv6DstUnreachable || p.m.Code() != header.ICMPv6PortUnreachable || p.dst != peerLL {
+		t.Errorf("first answer %+v, want port unreachable to the peer", p)
+	}
+	if p := parse6(t, out[1]); p.m.Type() != header.ICMPv6ParamProblem || p.m.Code() != header.ICMPv6UnknownOption || p.m.Pointer() != 42 {
+		t.Errorf("second answer %+v (pointer %d), want parameter problem code 2 at byte 42", p, p.m.Pointer())
+	}
+}
