@@ -1,0 +1,135 @@
+package itest
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"keepnet/servers/header"
+)
+
+// The namespace's IPv6 network: its router address and the prefix it
+// advertises.
+const (
+	ra6Prefix = "fd00:77::/64"
+	ra6Router = "fd00:77::1"
+)
+
+// raServer runs dnsmasq as the namespace's IPv6 router: router
+// advertisements of ra6Prefix (SLAAC, no DHCPv6) every 4-10 s and at once
+// to a solicitation, from the tap whose address is ra6Router.
+func (n *netns) raServer(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		t.Fatal("dnsmasq not installed (make deps installs dnsmasq-base)")
+	}
+	run(t, "ip", "-n", n.Name, "-6", "addr", "add", ra6Router+"/64", "dev", n.Tap, "nodad")
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.Name, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+		"--port=0", "--interface="+n.Tap, "--bind-interfaces", "--enable-ra", "--dhcp-range=::,constructor:"+n.Tap+",ra-only,64,10m",
+		"--ra-param="+n.Tap+",10,1800", "--pid-file=", "--user=root", "--log-facility=-")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("dnsmasq:\n%s", tail(out.String(), 40))
+		}
+	})
+}
+
+// ipv6Addrs are the first interface's IPv6 addresses from `keepnet stats
+// ip`: "address/prefix state".
+func ipv6Addrs(m map[string]any) []string {
+	ifs, _ := m["Ifaces"].([]any)
+	if len(ifs) == 0 {
+		return nil
+	}
+	i0, _ := ifs[0].(map[string]any)
+	l, _ := i0["IPv6"].([]any)
+	var out []string
+	for _, a := range l {
+		s, _ := a.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+// hasAddr6 says whether addrs has want in the preferred state.
+func hasAddr6(addrs []string, want string) bool {
+	for _, a := range addrs {
+		if a == want+" preferred" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestIPv6 (issue 20): from the namespace, with dnsmasq's router
+// advertisements, the appliance takes its SLAAC address (after DAD), and
+// answers ping -6 at it and at its link-local address, also from a new ip
+// (which configures itself again) and through a new driver (which must be
+// told the multicast groups again, or solicitations never reach ip).
+// TCP over IPv6 is refused at once (port unreachable) until the
+// transports take IPv6.
+func TestIPv6(t *testing.T) {
+	requireITest(t, true)
+	n := newNetns(t)
+	n.raServer(t)
+	const mac = "52:54:00:12:34:56" // keepnet up's default
+	hw := header.MAC{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
+	slaac := header.WithInterfaceID(netip.MustParsePrefix(ra6Prefix), header.InterfaceID(hw))
+	linkLocal := header.LinkLocal(hw)
+	a := boot(t, n.Name, append(n.upArgs(), "--mac", mac)...)
+
+	configured := func(m map[string]any) bool {
+		addrs := ipv6Addrs(m)
+		return hasAddr6(addrs, slaac.String()+"/64") && hasAddr6(addrs, linkLocal.String()+"/64")
+	}
+	st := a.waitStats("ip", configured)
+	if !configured(st) {
+		t.Fatalf("ip's IPv6 addresses %q; want %v/64 and %v/64 preferred (counters: RAIn %v, NSOut %v, RSOut %v)",
+			ipv6Addrs(st), slaac, linkLocal, num(st, "RAIn"), num(st, "NSOut"), num(st, "RSOut"))
+	}
+	t.Logf("addresses: %q", ipv6Addrs(st))
+	ping6 := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, dst := range []string{slaac.String(), linkLocal.String() + "%" + n.Tap} {
+			out, err := n.exec(ctx, nil, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "5", dst)
+			if err != nil {
+				t.Fatalf("%s: ping -6 %s: %v\n%s\nip: %v", what, dst, err, out, ipv6Addrs(a.stats("ip")))
+			}
+		}
+	}
+	ping6("after SLAAC")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := n.exec(ctx, nil, "curl", "-sS", "-o", "/dev/null", "--max-time", "20", "http://["+slaac.String()+"]/")
+	if took := time.Since(start); err == nil || !strings.Contains(err.Error(), "exit status 7") || took > 15*time.Second {
+		t.Errorf("curl over IPv6: %v %s after %v; want it refused (curl's exit 7) before its timeout: no transport over IPv6 yet", err, out, took)
+	}
+
+	for _, c := range []string{"e1000.0", "ip"} {
+		gen := num(a.stats("ip"), "Generation")
+		if out, err := keepnet(ctx, "", "kill", c, "--ctl", a.ctl); err != nil {
+			t.Fatalf("keepnet kill %s: %v\n%s", c, err, out)
+		}
+		if c == "ip" {
+			a.waitStats("ip", func(m map[string]any) bool { return num(m, "Generation") > gen && configured(m) })
+		}
+		// Neighbours' caches are stale now: a solicitation must come
+		// through the new driver's multicast filter, or the new ip.
+		n.exec(ctx, nil, "ip", "-6", "neigh", "flush", "dev", n.Tap)
+		ping6("after a kill of " + c)
+	}
+}
