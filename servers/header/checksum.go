@@ -73,9 +73,13 @@ func ChecksumUpdate(xsum, old, new uint16) uint16 {
 
 // PseudoHeaderChecksum is the sum of the IPv4 pseudo-header that TCP
 // (RFC 793 §3.1) and UDP (RFC 768) prepend to their checksums: source,
-// destination, zero, protocol, and the transport length. src and dst must be
-// IPv4 addresses.
+// destination, zero, protocol, and the transport length. With an IPv6 src
+// (not IPv4-mapped) it is IPv6's (PseudoHeaderChecksum6), so that TCP and
+// UDP checksum both families with the same calls.
 func PseudoHeaderChecksum(proto uint8, src, dst netip.Addr, length uint16) uint16 {
+	if src.Is6() && !src.Is4In6() {
+		return PseudoHeaderChecksum6(proto, src, dst, uint32(length))
+	}
 	s, d := src.As4(), dst.As4()
 	sum := uint64(binary.BigEndian.Uint16(s[0:])) + uint64(binary.BigEndian.Uint16(s[2:])) +
 		uint64(binary.BigEndian.Uint16(d[0:])) + uint64(binary.BigEndian.Uint16(d[2:])) +

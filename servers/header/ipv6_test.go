@@ -340,3 +340,11 @@ func TestIPv6Addresses(t *testing.T) {
 		t.Errorf("SLAAC address = %v, want %v", got, want)
 	}
 }
+
+// TCP's and UDP's checksums take IPv6's pseudo-header for IPv6 addresses.
+func TestPseudoHeaderFamilies(t *testing.T) {
+	src, dst := netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")
+	if PseudoHeaderChecksum(ProtocolTCP, src, dst, 20) != PseudoHeaderChecksum6(ProtocolTCP, src, dst, 20) {
+		t.Errorf("PseudoHeaderChecksum over IPv6 addresses is not IPv6's")
+	}
+}

@@ -304,6 +304,15 @@ func (t dhcpTap) DeliverDatagram(ip header.IPv4) {
 	t.inner.DeliverDatagram(ip)
 }
 
+// DeliverDatagram6 passes IPv6 datagrams to UDP: DHCP is IPv4's.
+func (t dhcpTap) DeliverDatagram6(h header.IPv6, off int) {
+	if u, ok := t.inner.(Datagram6Transport); ok {
+		u.DeliverDatagram6(h, off)
+		return
+	}
+	t.s.drops++
+}
+
 // DHCPStats are the client's, in Stats.
 type DHCPStats struct {
 	State                   string

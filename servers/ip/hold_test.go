@@ -142,18 +142,19 @@ func TestOutputWaitsForATransmitBuffer(t *testing.T) {
 	}
 }
 
-// TestOutputIPv6IsAFNoSupport: IP carries IPv4 only; a segment for an IPv6
-// destination is answered StatusAFNoSupport and nothing is sent (it is
-// never sent to 0.0.0.0).
-func TestOutputIPv6IsAFNoSupport(t *testing.T) {
+// TestOutputIPv6NeedsASource: a segment for an IPv6 destination with
+// neither a source nor a checksum for IP to fill in is refused
+// (StatusInvalid: IP could not make its checksum right) and nothing is
+// sent.
+func TestOutputIPv6NeedsASource(t *testing.T) {
 	b := newHoldbed(t)
 	ref, _ := b.segs.Alloc()
 	ref.Len = 100
 	m := ops.Output(ref, netip.Addr{}, netip.MustParseAddr("2001:db8::1"), header.ProtocolTCP, 0)
 	m.ID = 7
 	b.s.handle(b.tcp, m)
-	if len(b.tcp.queue) != 1 || ops.StatusOf(b.tcp.queue[0]) != ops.StatusAFNoSupport {
-		t.Fatalf("answers %+v, want one StatusAFNoSupport", b.tcp.queue)
+	if len(b.tcp.queue) != 1 || ops.StatusOf(b.tcp.queue[0]) != ops.StatusInvalid {
+		t.Fatalf("answers %+v, want one StatusInvalid", b.tcp.queue)
 	}
 	if n := b.pendingTx(); n != 0 {
 		t.Errorf("%d frames with the driver, want none", n)

@@ -34,6 +34,12 @@ type MulticastLink interface {
 	SetMulticast(group header.MAC, join bool) error
 }
 
+// Datagram6Transport is a transport that takes IPv6 datagrams too: whole
+// (as DatagramTransport), its header at off, after the extension headers.
+type Datagram6Transport interface {
+	DeliverDatagram6(h header.IPv6, off int)
+}
+
 // Limits of the IPv6 state: datagrams waiting for Neighbor Discovery, as
 // for ARP (Limits.ARPQueueLen, ARPQueueMemory).
 const ndCacheEntries = 512
@@ -217,8 +223,13 @@ func (s *Stack) handleIPv6(eth header.Ethernet) {
 		s.handleICMPv6(h, header.ICMPv6(h[x.UpperOffset:]))
 	case header.ProtocolIPv6NoNext:
 	case header.ProtocolTCP, header.ProtocolUDP:
-		// No transport takes IPv6 yet: say so as a closed port would, so
-		// a peer's connect fails at once rather than timing out.
+		if t, ok := s.transports[x.Upper].(Datagram6Transport); ok && !s.noTransport6 {
+			s.c.IP6Delivered++
+			t.DeliverDatagram6(h, x.UpperOffset)
+			return
+		}
+		// No transport takes it: say so as a closed port would, so a
+		// peer's connect fails at once rather than timing out.
 		s.c.IP6NoTransport++
 		if !dst.IsMulticast() {
 			s.sendICMPv6Error(header.ICMPv6DstUnreachable, header.ICMPv6PortUnreachable, 0, h)
@@ -278,7 +289,7 @@ func (s *Stack) echo6(src, dst netip.Addr, m header.ICMPv6) {
 	reply.SetType(header.ICMPv6EchoReply)
 	reply.SetCode(0)
 	reply.SetChecksumFor(from, src)
-	if s.output6(header.ProtocolICMPv6, from, src, reply, 0) == nil {
+	if s.output6(header.ProtocolICMPv6, from, src, reply, 0, false) == nil {
 		s.c.ICMP6EchoReplies++
 	}
 }
@@ -395,7 +406,7 @@ func (s *Stack) sendNS(a nd.Action) {
 	}
 	m := header.ICMPv6(b[:n])
 	m.SetChecksumFor(src, dst)
-	if s.send6(mac, src, dst, header.ProtocolICMPv6, header.NDPHopLimit, m) == nil {
+	if s.send6(mac, src, dst, header.ProtocolICMPv6, header.NDPHopLimit, m, false) == nil {
 		s.c.NSOut++
 	}
 }
@@ -405,7 +416,7 @@ func (s *Stack) sendNA(dst netip.Addr, mac header.MAC, target netip.Addr, flags 
 	var b [32]byte
 	m := header.ICMPv6(b[:header.NeighborAdvertisement(b[:], target, flags, s.mac)])
 	m.SetChecksumFor(target, dst)
-	if s.send6(mac, target, dst, header.ProtocolICMPv6, header.NDPHopLimit, m) == nil {
+	if s.send6(mac, target, dst, header.ProtocolICMPv6, header.NDPHopLimit, m, false) == nil {
 		s.c.NAOut++
 	}
 }
@@ -424,7 +435,7 @@ func (s *Stack) sendRS() {
 		m = b[:header.RouterSolicitation(b[:], nil)]
 	}
 	m.SetChecksumFor(src, allRouters)
-	if s.send6(header.MulticastMAC(allRouters), src, allRouters, header.ProtocolICMPv6, header.NDPHopLimit, m) == nil {
+	if s.send6(header.MulticastMAC(allRouters), src, allRouters, header.ProtocolICMPv6, header.NDPHopLimit, m, false) == nil {
 		s.c.RSOut++
 	}
 }
@@ -444,13 +455,69 @@ func (s *Stack) Output6(proto uint8, src, dst netip.Addr, payload []byte) error 
 	} else if !s.v6.auto.IsOurs(src) {
 		return fmt.Errorf("ip: %v: %w", src, ErrNotOurs)
 	}
-	return s.output6(proto, src, dst, payload, 0)
+	return s.output6(proto, src, dst, payload, 0, false)
+}
+
+// OutputTransport6 sends a transport's segment to dst from src (invalid:
+// the address RFC 6724 picks for dst); with checksum, IP fills in the
+// transport's checksum (it must, when it picked the source).
+func (s *Stack) OutputTransport6(proto uint8, src, dst netip.Addr, seg []byte, checksum bool) error {
+	if _, ok := checksumOffset(proto); checksum && !ok {
+		return fmt.Errorf("ip: checksum of protocol %d: %w", proto, ErrTooBig)
+	}
+	if !src.IsValid() && !checksum {
+		return fmt.Errorf("ip: %v: no source and no checksum asked: %w", dst, ErrNotOurs)
+	}
+	if s.v6 == nil {
+		return fmt.Errorf("ip: %v: %w", dst, ErrNoRoute)
+	}
+	if !src.IsValid() {
+		var ok bool
+		if src, ok = s.v6.auto.Source(dst); !ok {
+			return fmt.Errorf("ip: %v: no source address: %w", dst, ErrNoRoute)
+		}
+	} else if !s.v6.auto.IsOurs(src) {
+		return fmt.Errorf("ip: %v: %w", src, ErrNotOurs)
+	}
+	return s.output6(proto, src, dst, seg, 0, checksum)
+}
+
+// SendUnreachable6 answers offending, an IPv6 datagram we received, with a
+// port unreachable to its source (RFC 4443 §3.1, its rules in
+// sendICMPv6Error).
+func (s *Stack) SendUnreachable6(offending []byte) {
+	if s.v6 == nil || header.ValidateIPv6(offending) != nil {
+		return
+	}
+	h := header.IPv6(offending[:header.IPv6MinimumSize+int(header.IPv6(offending).PayloadLength())])
+	if !h.Dst().IsMulticast() {
+		s.sendICMPv6Error(header.ICMPv6DstUnreachable, header.ICMPv6PortUnreachable, 0, h)
+	}
+}
+
+// isIPv6Datagram says whether b starts with an IPv6 header.
+func isIPv6Datagram(b []byte) bool { return len(b) > 0 && b[0]>>4 == header.IPv6Version }
+
+// fillChecksum6 sets the transport checksum of seg, of protocol proto,
+// sent from src to dst (UDP's zero is sent as all ones: over IPv6 a zero
+// checksum is not allowed, RFC 8200 §8.1).
+func fillChecksum6(proto uint8, src, dst netip.Addr, seg []byte) {
+	off, ok := checksumOffset(proto)
+	if !ok || len(seg) < off+2 {
+		return
+	}
+	seg[off], seg[off+1] = 0, 0
+	c := ^header.Checksum(seg, header.PseudoHeaderChecksum6(proto, src, dst, uint32(len(seg))))
+	if c == 0 && proto == header.ProtocolUDP {
+		c = 0xffff
+	}
+	seg[off], seg[off+1] = byte(c>>8), byte(c)
 }
 
 // output6 sends one datagram, resolving its next hop first: it waits (a
 // bounded queue, as for ARP) while Neighbor Discovery runs. hops 0 is the
 // link's hop limit.
-func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops uint8) error {
+func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops uint8, checksum bool) error {
 	v := s.v6
 	if hops == 0 {
 		hops = v.auto.HopLimit()
@@ -459,7 +526,7 @@ func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops u
 		return fmt.Errorf("ip: %v: %d bytes: %w", dst, len(payload), ErrTooBig)
 	}
 	if dst.IsMulticast() {
-		return s.send6(header.MulticastMAC(dst), src, dst, proto, hops, payload)
+		return s.send6(header.MulticastMAC(dst), src, dst, proto, hops, payload, checksum)
 	}
 	next, ok := v.auto.NextHop(dst, v.cache)
 	if !ok && v.cfg.Gateway.IsValid() {
@@ -472,7 +539,7 @@ func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops u
 	now := s.clock.Now()
 	mac, ok, acts := v.cache.Lookup(next, now)
 	if ok {
-		err := s.send6(mac, src, dst, proto, hops, payload)
+		err := s.send6(mac, src, dst, proto, hops, payload, checksum)
 		s.do6(acts)
 		return err
 	}
@@ -492,6 +559,9 @@ func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops u
 	d := make([]byte, size)
 	header.IPv6(d).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
 	copy(d[header.IPv6MinimumSize:], payload)
+	if checksum {
+		fillChecksum6(proto, src, dst, d[header.IPv6MinimumSize:])
+	}
 	v.waiting[next] = append(q, d)
 	v.waitBytes += size
 	s.c.IP6Out++
@@ -508,7 +578,7 @@ func (s *Stack) mtu6() uint32 {
 }
 
 // send6 frames an IPv6 datagram to mac.
-func (s *Stack) send6(mac header.MAC, src, dst netip.Addr, proto, hops uint8, payload []byte) error {
+func (s *Stack) send6(mac header.MAC, src, dst netip.Addr, proto, hops uint8, payload []byte, checksum bool) error {
 	n := header.EthernetMinimumSize + header.IPv6MinimumSize + len(payload)
 	if n > len(s.tx) {
 		return fmt.Errorf("ip: %v: %w", dst, ErrTooBig)
@@ -517,6 +587,9 @@ func (s *Stack) send6(mac header.MAC, src, dst netip.Addr, proto, hops uint8, pa
 	header.Ethernet(f).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv6})
 	header.IPv6(f[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
 	copy(f[header.EthernetMinimumSize+header.IPv6MinimumSize:], payload)
+	if checksum {
+		fillChecksum6(proto, src, dst, f[header.EthernetMinimumSize+header.IPv6MinimumSize:])
+	}
 	if err := s.sendFrame(n); err != nil {
 		return err
 	}
@@ -581,7 +654,7 @@ func (s *Stack) sendICMPv6Error(typ header.ICMPv6Type, code uint8, word uint32, 
 	m.SetCode(code)
 	m.SetWord(word)
 	m.SetChecksumFor(from, src)
-	if s.output6(header.ProtocolICMPv6, from, src, m, 0) == nil {
+	if s.output6(header.ProtocolICMPv6, from, src, m, 0, false) == nil {
 		s.c.ICMP6ErrorsOut++
 	}
 }

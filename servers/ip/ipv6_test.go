@@ -318,3 +318,52 @@ func TestIPv6Refusals(t *testing.T) {
 		t.Errorf("second answer %+v (pointer %d), want parameter problem code 2 at byte 42", p, p.m.Pointer())
 	}
 }
+
+// fake6 is a transport that takes IPv6 datagrams.
+type fake6 struct {
+	got  []header.IPv6
+	offs []int
+}
+
+func (f *fake6) Deliver(uint8, netip.Addr, netip.Addr, []byte) {}
+func (f *fake6) DeliverDatagram6(h header.IPv6, off int) {
+	f.got, f.offs = append(f.got, header.IPv6(append([]byte(nil), h...))), append(f.offs, off)
+}
+
+// UDP over IPv6 reaches a transport that takes it, its header's offset
+// past a destination-options header; a segment a transport sends without a
+// source goes from the address RFC 6724 picks, its checksum filled in.
+func TestIPv6Transport(t *testing.T) {
+	udp := &fake6{}
+	tb := &testbed6{link: &mcastLink{groups: map[header.MAC]bool{}}, clock: &fakeClock{epoch}}
+	tb.Stack = New(testCfg, tb.link, tb.clock, map[uint8]Transport{header.ProtocolUDP: udp})
+	tb.EnableIPv6(IPv6Config{})
+	tb.ready(t)
+	payload := append([]byte{header.ProtocolUDP, 0, 1, 4, 0, 0, 0, 0}, make([]byte, 12)...) // PadN, then 12 bytes of "UDP"
+	tb.HandleFrame(frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolIPv6DstOpts, payload))
+	if len(udp.got) != 1 || udp.offs[0] != header.IPv6MinimumSize+8 || udp.got[0].Src() != peerLL {
+		t.Fatalf("delivered %d datagrams at %v, want one from %v at offset 48", len(udp.got), udp.offs, peerLL)
+	}
+	// Learn the peer, then send to it.
+	solicited := header.SolicitedNode(ourLL)
+	tb.HandleFrame(frame6(peerMAC, header.MulticastMAC(solicited), peerLL, solicited, 255, header.ProtocolICMPv6, ns(peerLL, peerMAC, ourLL)))
+	tb.link.take()
+	seg := make([]byte, header.UDPMinimumSize+5)
+	header.UDP(seg).Encode(&header.UDPFields{SrcPort: 7, DstPort: 4000, Length: uint16(len(seg))})
+	copy(seg[header.UDPMinimumSize:], "hello")
+	if err := tb.OutputTransport6(header.ProtocolUDP, netip.Addr{}, peerLL, seg, true); err != nil {
+		t.Fatal(err)
+	}
+	out := tb.link.take()
+	if len(out) != 1 {
+		t.Fatalf("%d frames sent, want 1", len(out))
+	}
+	h := header.IPv6(header.Ethernet(out[0]).Payload())
+	u := header.UDP(h.Payload())
+	if h.Src() != ourLL || h.Dst() != peerLL || u.Checksum() != u.ComputeChecksum(ourLL, peerLL) || u.Checksum() == 0 {
+		t.Errorf("sent from %v to %v, checksum %#x (want %#x); want from %v", h.Src(), h.Dst(), u.Checksum(), u.ComputeChecksum(ourLL, peerLL), ourLL)
+	}
+	if err := tb.OutputTransport6(header.ProtocolUDP, netip.Addr{}, peerLL, seg, false); err == nil {
+		t.Errorf("OutputTransport6 without a source or a checksum to fill: nil error")
+	}
+}

@@ -364,6 +364,7 @@ func (s *server) start() {
 		cfg.MAC = n.mac
 		n.stack = New(cfg, nicLink{s, n}, realClock{}, transports)
 		n.stack.EnableIPv6(s.o.Ifaces[i].IPv6)
+		n.stack.noTransport6 = s.filtering() // pf judges IPv4 only
 		stacks[i] = n.stack
 	}
 	if len(stacks) > 1 || len(s.o.Routes) > 0 {
@@ -656,6 +657,31 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 	s.request(l, ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
 }
 
+// DeliverDatagram6 hands an IPv6 datagram over as DeliverDatagram does an
+// IPv4 one: whole, with its transport header at off (after the extension
+// headers).
+func (t *transportLink) DeliverDatagram6(h header.IPv6, off int) {
+	s := t.s
+	l := s.links[t.name]
+	if l == nil {
+		s.drops++
+		return
+	}
+	p := s.upPool(len(h))
+	ref, ok := p.Alloc()
+	if !ok && p != s.up {
+		p = s.up
+		ref, ok = p.Alloc()
+	}
+	if !ok {
+		s.drops++
+		return
+	}
+	buf, _ := p.Bytes(ref)
+	ref.Len = uint32(copy(buf, h))
+	s.request(l, ops.Deliver(ref, h.Src(), h.Dst(), off))
+}
+
 // upPool is the pool for a delivered datagram of n bytes.
 func (s *server) upPool(n int) *pool.Pool {
 	if s.upSmall != nil && n <= s.upSmall.BufSize() {
@@ -798,7 +824,9 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 	}
 	if ops.OpOf(req) == ops.OpDeliver {
 		if ops.StatusOf(m) == ops.StatusNoPort && s.stack != nil {
-			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil {
+			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil && isIPv6Datagram(b) {
+				s.stack.SendUnreachable6(b)
+			} else if err == nil {
 				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b)
 			}
 		}
@@ -866,21 +894,25 @@ func (s *server) outputNow(l *peerLink, m channel.Msg) {
 	if p != nil {
 		seg, err = p.Bytes(m.Ref)
 	}
-	dst, st := ops.GetAddr4(m, ops.AtArg0)
+	dst := ops.GetAddr(m, ops.AtArg0).IP()
+	offload := ops.OutputOffload(m)
 	switch {
 	case p == nil || err != nil:
 		ops.SetStatus(&r, ops.StatusInvalid)
-	case st != ops.StatusOK:
-		ops.SetStatus(&r, st)
 	case s.stack == nil:
 		ops.SetStatus(&r, ops.StatusNoRoute)
 	default:
-		o := Offload{Checksum: m.Arg[3]&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(m.Arg[3])}
-		if o.Checksum && s.offloads()&ops.OffloadChecksum == 0 || o.MSS > 0 && s.offloads()&ops.OffloadTSO == 0 {
+		o := Offload{Checksum: offload&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(offload)}
+		if dst.Is4() && (o.Checksum && s.offloads()&ops.OffloadChecksum == 0 || o.MSS > 0 && s.offloads()&ops.OffloadTSO == 0) {
 			ops.SetStatus(&r, ops.StatusInvalid) // not offered
 			break
 		}
-		err := s.stack.OutputFrom(ops.OutputProto(m), ops.OutputSource(m), dst.IP(), seg, o)
+		var err error
+		if dst.Is4() {
+			err = s.stack.OutputFrom(ops.OutputProto(m), ops.OutputSource(m), dst, seg, o)
+		} else {
+			err = s.stack.OutputTransport6(ops.OutputProto(m), ops.OutputSource(m), dst, seg, o.Checksum)
+		}
 		switch {
 		case errors.Is(err, ErrNotOurs):
 			ops.SetStatus(&r, ops.StatusInvalid)

@@ -165,7 +165,8 @@ type Counters struct {
 	IP6NotForUs         uint64 // drop: destination none of our addresses or groups
 	IP6BadExtension     uint64 // drop: an extension header refused (parameter problem sent, or discarded as its option asks)
 	IP6FragmentsDropped uint64 // drop: fragments (no reassembly yet)
-	IP6NoTransport      uint64 // drop: no transport takes IPv6 yet (unreachable or parameter problem sent)
+	IP6NoTransport      uint64 // drop: no transport for it, or a packet filter that cannot judge IPv6 (unreachable or parameter problem sent)
+	IP6Delivered        uint64 // datagrams handed to a transport
 	IP6Out              uint64 // datagrams sent or queued for Neighbor Discovery
 	IP6NoRoute          uint64 // Output6 refused: no router, not on-link
 	IP6AddrsConfigured  uint64 // addresses that passed DAD
@@ -208,6 +209,10 @@ type Stack struct {
 	icmpTokens tokenBucket // ICMP errors (Limits.ICMPErrorRate)
 
 	v6 *stack6 // IPv6 (ipv6.go); nil until EnableIPv6
+	// noTransport6: IPv6 datagrams do not reach the transports (pf
+	// filters IPv4 only, so with a packet filter they would pass
+	// unfiltered): they are refused as by a closed port.
+	noTransport6 bool
 
 	// router joins this Stack to the others of a multi-NIC appliance
 	// (forward.go); nil for the lone interface, which then routes by its

@@ -71,12 +71,25 @@ func GetAddr4(m channel.Msg, at Slot) (Addr, Status) {
 
 // Output is an OpOutput request: segment ref from src to dst, of IP
 // protocol proto, with offload (0: none). src is the address the
-// segment's checksum covers; an invalid one (or not IPv4) leaves it to IP
-// (its first address). It travels in Arg[2]'s upper half, beside proto.
+// segment's checksum covers; an invalid one leaves it to IP (for IPv4 its
+// first address; for IPv6 the one RFC 6724 picks for dst, and then IP
+// fills in the checksum too: ask OffloadChecksum). To an IPv4 dst, src
+// travels in Arg[2]'s upper half beside proto and the offload in Arg[3];
+// to an IPv6 dst there is no room for that: src takes AtArg2, and proto,
+// a checksum offload and flagOutput6 take Flags (no segmentation offload
+// over IPv6).
 func Output(ref pool.Ref, src, dst netip.Addr, proto uint8, offload uint64) channel.Msg {
 	m := OpOutput.Msg()
 	m.Ref = ref
 	PutAddr(&m, AtArg0, MakeAddr(dst, 0))
+	if dst.Is6() && !dst.Is4In6() {
+		m.Flags = flagOutput6 | uint16(proto)
+		if offload&OffloadChecksum != 0 {
+			m.Flags |= flagOutputSum
+		}
+		PutAddr(&m, AtArg2, MakeAddr(src, 0)) // the zero Addr: [::]
+		return m
+	}
 	m.Arg[2], m.Arg[3] = uint64(proto), offload
 	if src.Is4() {
 		m.Arg[2] |= uint64(binary.BigEndian.Uint32(src.AsSlice())) << 32
@@ -84,12 +97,42 @@ func Output(ref pool.Ref, src, dst netip.Addr, proto uint8, offload uint64) chan
 	return m
 }
 
+// Flags of an OpOutput to an IPv6 destination (Output): the protocol is
+// in the low byte.
+const (
+	flagOutput6   = 1 << 15
+	flagOutputSum = 1 << 14
+)
+
 // OutputProto is an OpOutput's IP protocol.
-func OutputProto(m channel.Msg) uint8 { return uint8(m.Arg[2]) }
+func OutputProto(m channel.Msg) uint8 {
+	if m.Flags&flagOutput6 != 0 {
+		return uint8(m.Flags)
+	}
+	return uint8(m.Arg[2])
+}
+
+// OutputOffload is the offload an OpOutput asks for (OffloadChecksum,
+// TSOArg).
+func OutputOffload(m channel.Msg) uint64 {
+	if m.Flags&flagOutput6 != 0 {
+		if m.Flags&flagOutputSum != 0 {
+			return OffloadChecksum
+		}
+		return 0
+	}
+	return m.Arg[3]
+}
 
 // OutputSource is an OpOutput's source address; invalid if the transport
 // left it to IP.
 func OutputSource(m channel.Msg) netip.Addr {
+	if m.Flags&flagOutput6 != 0 {
+		if a := GetAddr(m, AtArg2).IP(); !a.IsUnspecified() {
+			return a
+		}
+		return netip.Addr{}
+	}
 	v := uint32(m.Arg[2] >> 32)
 	if v == 0 {
 		return netip.Addr{}
@@ -128,25 +171,25 @@ func AddrReply(r channel.Msg) (netip.Prefix, uint64) {
 	return netip.PrefixFrom(GetAddr(r, AtArg0).IP(), int(r.Arg[2])), r.Arg[3]
 }
 
-// Addr4Size is the size of the stored form of an IPv4 Addr (Put4).
-const Addr4Size = 6
+// StoredSize is the size of an Addr's stored form (Put, Get).
+const StoredSize = 18
 
-// Put4 writes IPv4 address a in its stored form, the address and then the
-// port, big-endian, into b[:Addr4Size]. Records hold only what the IPv4-only
-// servers accepted; an IPv6 a is a bug and panics.
-func (a Addr) Put4(b []byte) {
-	if a.v6 {
-		panic("ops: Put4 of an IPv6 address " + a.String())
-	}
-	copy(b[:4], a.ip[:4])
-	binary.BigEndian.PutUint16(b[4:], a.port)
+// Put writes a in its stored form into b[:StoredSize]: its 16 bytes as in
+// a message (IPv4 mapped, ::ffff:a.b.c.d) and then the port, big-endian.
+func (a Addr) Put(b []byte) {
+	var m channel.Msg
+	PutAddr(&m, AtArg0, a)
+	binary.BigEndian.PutUint64(b[0:], m.Arg[0])
+	binary.BigEndian.PutUint64(b[8:], m.Arg[1])
+	binary.BigEndian.PutUint16(b[16:], a.port)
 }
 
-// Get4 reads an IPv4 address Put4 wrote.
-func Get4(b []byte) Addr {
-	a := Addr{port: binary.BigEndian.Uint16(b[4:6])}
-	copy(a.ip[:4], b[:4])
-	return a
+// Get reads an address Put wrote.
+func Get(b []byte) Addr {
+	var m channel.Msg
+	m.Arg[0], m.Arg[1] = binary.BigEndian.Uint64(b[0:]), binary.BigEndian.Uint64(b[8:])
+	m.Aux[0] = binary.BigEndian.Uint16(b[16:])
+	return GetAddr(m, AtArg0)
 }
 
 // WithAddr is a request of operation o on socket id with address a

@@ -87,11 +87,15 @@ func TestAddrRoundTrip(t *testing.T) {
 		t.Errorf("AtArg0, AtArg2 = %v, %v; want %v, %v", GetAddr(m, AtArg0), GetAddr(m, AtArg2), x, y)
 	}
 	// The stored form of an IPv4 address.
-	var b [Addr4Size]byte
+	var b [StoredSize]byte
 	a := FromAddrPort(netip.MustParseAddrPort("10.0.0.1:53"))
-	a.Put4(b[:])
-	if b != [6]byte{10, 0, 0, 1, 0, 53} || Get4(b[:]) != a {
-		t.Errorf("Put4(%v) = %v, Get4 = %v", a, b, Get4(b[:]))
+	a.Put(b[:])
+	if b != [18]byte{10: 0xff, 11: 0xff, 12: 10, 13: 0, 14: 0, 15: 1, 16: 0, 17: 53} || Get(b[:]) != a {
+		t.Errorf("Put(%v) = %v, Get = %v", a, b, Get(b[:]))
+	}
+	a6 := MakeAddr(netip.MustParseAddr("fd00::7"), 80)
+	if a6.Put(b[:]); Get(b[:]) != a6 {
+		t.Errorf("Put(%v), Get = %v", a6, Get(b[:]))
 	}
 }
 

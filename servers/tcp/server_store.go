@@ -20,14 +20,15 @@ type ListenerRecord struct {
 	Backlog int
 }
 
-// Record encoding (transport.RecordWriter), version 1:
+// Record encoding (transport.RecordWriter), version 2 (version 1 had
+// 6-byte IPv4 addresses):
 //
-//	0         1                 9              15          19
-//	+---------+-----------------+--------------+-----------+
-//	| version | id              | local        | backlog   |
-//	| u8 = 1  | u64             | IPv4, port   | u32       |
-//	+---------+-----------------+--------------+-----------+
-const recordVersion = 1
+//	0         1                 9                       27          31
+//	+---------+-----------------+-----------------------+-----------+
+//	| version | id              | local                 | backlog   |
+//	| u8 = 2  | u64             | address (16), port    | u32       |
+//	+---------+-----------------+-----------------------+-----------+
+const recordVersion = 2
 
 // ErrBadRecord: a stored record tcp cannot read.
 var ErrBadRecord = errors.New("tcp: bad listener record")

@@ -10,7 +10,8 @@ import (
 )
 
 // A stored record, all big-endian: a version byte, the socket id (u64),
-// then the transport's fields, an address as 6 bytes (IPv4, port). Each
+// then the transport's fields, an address as 18 bytes (16 of address, IPv4
+// mapped, and the port: ops.Addr.Put). Each
 // transport draws its layout in its own doc; [RecordWriter] and
 // [RecordReader] write and read the fields, so that an address is stored
 // the same way everywhere.
@@ -57,11 +58,10 @@ func NewRecordWriter(version uint8, id uint64) RecordWriter {
 	return binary.BigEndian.AppendUint64(RecordWriter{version}, id)
 }
 
-// Addr appends an IPv4 address (ops.Addr.Put4: the transports keep only
-// what their IPv4-only sockets accepted).
+// Addr appends an address (ops.Addr.Put).
 func (w RecordWriter) Addr(a ops.Addr) RecordWriter {
-	var b [ops.Addr4Size]byte
-	a.Put4(b[:])
+	var b [ops.StoredSize]byte
+	a.Put(b[:])
 	return append(w, b[:]...)
 }
 
@@ -98,8 +98,8 @@ func (r *RecordReader) take(n int) []byte {
 // ID reads the socket id.
 func (r *RecordReader) ID() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
 
-// Addr reads an IPv4 address.
-func (r *RecordReader) Addr() ops.Addr { return ops.Get4(r.take(ops.Addr4Size)) }
+// Addr reads an address.
+func (r *RecordReader) Addr() ops.Addr { return ops.Get(r.take(ops.StoredSize)) }
 
 // Uint32 reads a uint32.
 func (r *RecordReader) Uint32() uint32 { return binary.BigEndian.Uint32(r.take(4)) }

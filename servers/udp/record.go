@@ -18,14 +18,15 @@ type Record struct {
 	Peer  ops.Addr // connected peer; 0: none
 }
 
-// Record encoding (transport.RecordWriter), version 1:
+// Record encoding (transport.RecordWriter), version 2 (version 1 had
+// 6-byte IPv4 addresses):
 //
-//	0         1                 9              15             21
-//	+---------+-----------------+--------------+--------------+
-//	| version | id              | local        | peer         |
-//	| u8 = 1  | u64             | IPv4, port   | IPv4, port   |
-//	+---------+-----------------+--------------+--------------+
-const recordVersion = 1
+//	0         1                 9                       27                      45
+//	+---------+-----------------+-----------------------+-----------------------+
+//	| version | id              | local                 | peer                  |
+//	| u8 = 2  | u64             | address (16), port    | address (16), port    |
+//	+---------+-----------------+-----------------------+-----------------------+
+const recordVersion = 2
 
 // StoreNS is the store namespace of udp's records, keyed by socket id
 // (transport.RecordKey).

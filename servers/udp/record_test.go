@@ -15,10 +15,11 @@ func TestRecordRoundTrip(t *testing.T) {
 		{ID: 1},
 		{ID: 42, Local: addr(netip.IPv4Unspecified(), 7)},
 		{ID: 1<<64 - 1, Local: addr(ourIP, 65535), Peer: addr(netip.MustParseAddr("255.255.255.255"), 1)},
+		{ID: 6, Local: addr(netip.IPv6Unspecified(), 7), Peer: addr(netip.MustParseAddr("fd00:77::2"), 4000)},
 	} {
 		b, _ := r.MarshalBinary()
-		if len(b) != 21 {
-			t.Errorf("MarshalBinary(%+v) is %d bytes, want 21 (the layout in record.go)", r, len(b))
+		if len(b) != 45 {
+			t.Errorf("MarshalBinary(%+v) is %d bytes, want 45 (the layout in record.go)", r, len(b))
 		}
 		got, err := ParseRecord(transport.RecordKey(r.ID), b)
 		if err != nil || got != r {
@@ -30,16 +31,16 @@ func TestRecordRoundTrip(t *testing.T) {
 func TestParseRecordRejects(t *testing.T) {
 	good, _ := Record{ID: 5, Local: addr(ourIP, 53)}.MarshalBinary()
 	badVersion := slices.Clone(good)
-	badVersion[0] = 2
+	badVersion[0] = 1
 	tests := []struct {
 		name  string
 		key   string
 		value []byte
 	}{
 		{"empty", "5", nil},
-		{"short", "5", good[:20]},
+		{"short", "5", good[:44]},
 		{"long", "5", append(slices.Clone(good), 0)},
-		{"version 2", "5", badVersion},
+		{"version 1", "5", badVersion},
 		{"key names another socket", "6", good},
 		{"key not decimal", "0x5", good},
 	}
