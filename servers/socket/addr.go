@@ -3,11 +3,12 @@ package socket
 import (
 	"net"
 	"net/netip"
+	"strings"
 
 	"keepnet/servers/ops"
 )
 
-// netAddr is a destination as an ops.Addr (IPv4 only).
+// netAddr is a destination as an ops.Addr.
 func netAddr(a net.Addr) (ops.Addr, error) {
 	var ap netip.AddrPort
 	if ua, ok := a.(*net.UDPAddr); ok {
@@ -18,20 +19,27 @@ func netAddr(a net.Addr) (ops.Addr, error) {
 			return ops.Addr{}, &net.AddrError{Err: "not a numeric ip:port", Addr: a.String()}
 		}
 	}
-	return addr4(ap)
+	return ops.FromAddrPort(ap), nil
 }
 
 // parseAddr reads a "host:port" for network, which must name a network of
-// kind ("udp", "udp4"; "tcp", "tcp4"). A local address may be empty or have
-// an empty host (any); a remote one needs a host.
+// kind ("udp", "udp4", "udp6"; "tcp", "tcp4", "tcp6"). A local address may
+// be empty or have an empty host (any: 0.0.0.0, or [::] for the "6"
+// networks; a socket bound to either takes both families, as Go's ":80"
+// does); a remote one needs a host. A host of the other family than a "4"
+// or "6" network names is errFamily.
 func parseAddr(kind ops.Network, network, address string, local bool) (ops.Addr, error) {
 	switch {
-	case kind == ops.UDP && (network == "udp" || network == "udp4"):
-	case kind == ops.TCP && (network == "tcp" || network == "tcp4"):
+	case kind == ops.UDP && (network == "udp" || network == "udp4" || network == "udp6"):
+	case kind == ops.TCP && (network == "tcp" || network == "tcp4" || network == "tcp6"):
 	default:
 		return ops.Addr{}, net.UnknownNetworkError(network)
 	}
+	six := strings.HasSuffix(network, "6")
 	if address == "" && local {
+		if six {
+			return ops.MakeAddr(netip.IPv6Unspecified(), 0), nil
+		}
 		return ops.Addr{}, nil
 	}
 	host, port, err := net.SplitHostPort(address)
@@ -43,25 +51,22 @@ func parseAddr(kind ops.Network, network, address string, local bool) (ops.Addr,
 		return ops.Addr{}, err
 	}
 	ip := netip.IPv4Unspecified()
-	if host != "" {
+	switch {
+	case host != "":
 		a, err := netip.ParseAddr(host)
 		if err != nil {
-			return ops.Addr{}, &net.AddrError{Err: "keepnet dials numeric IPv4 addresses only", Addr: host}
+			return ops.Addr{}, &net.AddrError{Err: "keepnet dials numeric IP addresses only", Addr: host}
 		}
-		ip = a
-	} else if !local {
+		ip = a.Unmap()
+	case six && local:
+		ip = netip.IPv6Unspecified()
+	case six:
+		ip = netip.IPv6Loopback()
+	case !local:
 		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
-	return addr4(netip.AddrPortFrom(ip, uint16(p)))
-}
-
-// addr4 is ap as an ops.Addr if it is IPv4 (or IPv4-mapped): the only
-// family the stack carries. Any other is errNotIPv4 (EAFNOSUPPORT), never
-// 0.0.0.0.
-func addr4(ap netip.AddrPort) (ops.Addr, error) {
-	a := ops.FromAddrPort(ap)
-	if !a.Is4() {
-		return ops.Addr{}, errNotIPv4
+	if strings.HasSuffix(network, "4") && !ip.Is4() || six && ip.Is4() {
+		return ops.Addr{}, errFamily
 	}
-	return a, nil
+	return ops.FromAddrPort(netip.AddrPortFrom(ip, uint16(p))), nil
 }

@@ -19,9 +19,9 @@ var (
 	ErrLost = errors.New("socket lost in a SYSCALL server restart")
 
 	errMissingAddress = errors.New("missing address")
-	// errNotIPv4 is an IPv6 address given to the IPv4-only stack: like
-	// Linux without IPv6, EAFNOSUPPORT.
-	errNotIPv4 = fmt.Errorf("keepnet sockets are IPv4 only: %w", syscall.EAFNOSUPPORT)
+	// errFamily is an address of the other family than the network
+	// names ("tcp4" and an IPv6 host): EAFNOSUPPORT, as Linux says.
+	errFamily = fmt.Errorf("address of the other family than the network: %w", syscall.EAFNOSUPPORT)
 )
 
 // statusErr turns a reply's status into the error Go's net would give for

@@ -22,7 +22,7 @@ import (
 type sock struct {
 	id      uint64
 	network ops.Network
-	net     string // as the application named it: "udp", "udp4", "tcp", "tcp4"
+	net     string // as the application named it: "udp", "udp4", "udp6", "tcp", "tcp4", "tcp6"
 
 	rd, wd deadline // their own locks
 

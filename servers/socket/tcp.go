@@ -60,8 +60,8 @@ var (
 )
 
 // Listen opens a TCP listener on address ("host:port"; an empty host binds
-// to any address, port 0 to an ephemeral port). network is "tcp" or
-// "tcp4"; hosts are numeric IPv4 addresses.
+// to any address, port 0 to an ephemeral port). network is "tcp",
+// "tcp4" or "tcp6"; hosts are numeric IP addresses.
 func (s *Stack) Listen(network, address string) (net.Listener, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
 	defer cancel()

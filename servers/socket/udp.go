@@ -48,7 +48,7 @@ var (
 
 // ListenPacket opens a UDP socket bound to address ("host:port"; an empty
 // host or "" binds to any address, port 0 to an ephemeral port). network is
-// "udp" or "udp4"; hosts are numeric IPv4 addresses.
+// "udp", "udp4" or "udp6"; hosts are numeric IP addresses.
 func (s *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
 	defer cancel()
@@ -77,13 +77,13 @@ func (s *Stack) Dial(network, address string) (net.Conn, error) {
 	return s.DialContext(context.Background(), network, address)
 }
 
-// DialContext connects to address, a numeric IPv4 "host:port". For "tcp"
-// and "tcp4" it is [Stack.DialTCP]. For "udp" and "udp4" it opens a UDP
+// DialContext connects to address, a numeric "host:port". For "tcp",
+// "tcp4" and "tcp6" it is [Stack.DialTCP]. For the "udp" networks it opens a UDP
 // socket connected to address, bound to an ephemeral port: Read and Write
 // then talk to that peer only; ctx bounds the set-up (and at most 10 s).
 func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	switch network {
-	case "tcp", "tcp4":
+	case "tcp", "tcp4", "tcp6":
 		c, err := s.DialTCP(ctx, network, address)
 		if err != nil {
 			return nil, err
@@ -232,11 +232,7 @@ func (u *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 // WriteToUDPAddrPort is WriteTo with a netip.AddrPort.
 func (u *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	dst, err := addr4(addr)
-	if err != nil {
-		return 0, u.opErr("write", net.UDPAddrFromAddrPort(addr), err)
-	}
-	return u.writeTo(b, dst, net.UDPAddrFromAddrPort(addr))
+	return u.writeTo(b, ops.FromAddrPort(addr), net.UDPAddrFromAddrPort(addr))
 }
 
 func (u *UDPConn) writeTo(b []byte, dst ops.Addr, addr net.Addr) (int, error) {

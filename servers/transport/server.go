@@ -310,8 +310,8 @@ func (s *Server) deliver(m channel.Msg) channel.Msg {
 		st = ops.StatusInvalid
 	case off == 0 || off > len(b):
 		s.badIP++
-	case !src.Is4() || !dst.Is4():
-		s.badIP++ // the IPv4-only path never gets these
+	case src.Is4() != dst.Is4():
+		s.badIP++
 	default:
 		st = s.proto.Deliver(s.private(b[off:]), src.IP(), dst.IP())
 	}

@@ -138,13 +138,10 @@ func (c *core) Bind(m channel.Msg) { c.withAddr(m, c.table.Bind) }
 
 func (c *core) Connect(m channel.Msg) { c.withAddr(m, c.table.Connect) }
 
-// withAddr answers m with what op makes of its socket and address: an
-// IPv6 address is StatusAFNoSupport; the reply carries the local address.
+// withAddr answers m with what op makes of its socket and address; the
+// reply carries the local address.
 func (c *core) withAddr(m channel.Msg, op func(id uint64, a ops.Addr) (ops.Addr, ops.Status)) {
-	a, st := ops.GetAddr4(m, ops.AtArg1)
-	if st == ops.StatusOK {
-		a, st = op(m.Arg[0], a)
-	}
+	a, st := op(m.Arg[0], ops.GetAddr(m, ops.AtArg1))
 	ops.PutAddr(&m, ops.AtArg0, a)
 	c.reply(m, st)
 }
@@ -159,11 +156,7 @@ func (c *core) SendTo(m channel.Msg) {
 		c.reply(m, ops.StatusInvalid)
 		return
 	}
-	dst, st := ops.GetAddr4(m, ops.AtArg1)
-	var local ops.Addr
-	if st == ops.StatusOK {
-		local, st = c.table.SendTo(m.Arg[0], dst, payload)
-	}
+	local, st := c.table.SendTo(m.Arg[0], ops.GetAddr(m, ops.AtArg1), payload)
 	ops.PutAddr(&m, ops.AtArg0, local)
 	c.reply(m, st)
 }

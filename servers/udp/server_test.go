@@ -285,30 +285,36 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestServerIPv6IsAFNoSupport: udp carries IPv4 only; an IPv6 address in a
-// request is StatusAFNoSupport, never read as 0.0.0.0, and changes nothing.
-func TestServerIPv6IsAFNoSupport(t *testing.T) {
+// TestServerIPv6: a socket binds to [::] (not to a given IPv6 address:
+// the transports do not track IP's IPv6 addresses), takes datagrams of both
+// families, and what it sends to IPv6 goes to IP with no source and a
+// checksum for IP to fill in (IP picks the source).
+func TestServerIPv6(t *testing.T) {
 	p := startProcess(t, nil)
 	p.answerAddr(p.ip)
-	v6 := ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:7"))
 	if r := p.call(ops.OpOpen, 1, uint64(ops.UDP)); ops.StatusOf(r) != ops.StatusOK {
 		t.Fatalf("OpOpen = %s", ops.StatusOf(r))
 	}
-	for _, op := range []ops.Op{ops.OpBind, ops.OpConnect, ops.OpSendTo} {
-		m := withAddr(op.Msg(1), v6)
-		if op == ops.OpSendTo {
-			m.Ref = p.sys.Buffer([]byte("x"), 0)
-		}
-		if r := p.callMsg(m); ops.StatusOf(r) != ops.StatusAFNoSupport {
-			t.Errorf("%v([2001:db8::1]:7) = %v, want StatusAFNoSupport", op, ops.StatusOf(r))
-		}
+	if r := p.callMsg(withAddr(ops.OpBind.Msg(1), ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:7")))); ops.StatusOf(r) != ops.StatusInvalid {
+		t.Errorf("OpBind([2001:db8::1]:7) = %v, want StatusInvalid", ops.StatusOf(r))
 	}
-	if r, ok := p.journal.Get(1); ok && (!r.Local.IsZero() || !r.Peer.IsZero()) {
-		t.Errorf("a socket refused IPv6 addresses was recorded as %+v, want unbound", r)
-	}
-	any7 := addr(netip.IPv4Unspecified(), 7)
+	any7 := addr(netip.IPv6Unspecified(), 7)
 	if r := p.callMsg(withAddr(ops.OpBind.Msg(1), any7)); ops.StatusOf(r) != ops.StatusOK || replyAddr(r) != any7 {
-		t.Errorf("OpBind(:7) after the refusals = %v, %v; want ok, %v", ops.StatusOf(r), replyAddr(r), any7)
+		t.Fatalf("OpBind([::]:7) = %v, %v; want ok, %v", ops.StatusOf(r), replyAddr(r), any7)
+	}
+	if r, ok := p.journal.Get(1); !ok || r.Local != any7 {
+		t.Errorf("recorded %+v, want bound to %v", r, any7)
+	}
+	peer6 := ops.FromAddrPort(netip.MustParseAddrPort("[fd00:77::2]:5000"))
+	payload := p.sys.Buffer([]byte("pong"), 0)
+	send := p.sys.Send(withAddr(channel.Msg{Op: uint16(ops.OpSendTo), Ref: payload, Arg: [4]uint64{1}}, peer6))
+	if r := p.sys.Recv(nil); r.ID != send.ID || ops.StatusOf(r) != ops.StatusOK {
+		t.Errorf("OpSendTo reply = %+v, want ok", r)
+	}
+	out := p.ip.Recv(nil)
+	if ops.OpOf(out) != ops.OpOutput || ops.GetAddr(out, ops.AtArg0).IP() != peer6.IP() || ops.OutputProto(out) != header.ProtocolUDP ||
+		ops.OutputSource(out).IsValid() || ops.OutputOffload(out)&ops.OffloadChecksum == 0 {
+		t.Fatalf("request to ip = %+v, want OpOutput to %v, protocol 17, no source, checksum by IP", out, peer6)
 	}
 }
 

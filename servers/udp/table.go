@@ -202,7 +202,10 @@ func (t *Table) Bind(id uint64, local ops.Addr) (ops.Addr, ops.Status) {
 		return s.local, ops.StatusInvalid // bound already
 	}
 	if ip := local.IP(); !ip.IsUnspecified() && ip != t.addr.Addr() {
-		return ops.Addr{}, ops.StatusInvalid // not an address of ours
+		// Not our IPv4 address. An IPv6 socket binds to [::] alone:
+		// IP's IPv6 addresses come and go (SLAAC), the transports do not
+		// track them.
+		return ops.Addr{}, ops.StatusInvalid
 	}
 	if st := t.bind(s, local); st != ops.StatusOK {
 		return ops.Addr{}, st
@@ -311,8 +314,11 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.S
 	// From the address the socket is bound to, if it names one; else from
 	// the one IP chooses by the route, if IP checksums (SetChecksumOffload);
 	// else from ours.
+	// To an IPv6 destination IP always chooses (RFC 6724) and checksums.
 	src, o := t.addr.Addr(), transport.Offload{}
 	switch ip := s.local.IP(); {
+	case dst.IP().Is6():
+		src, o = netip.Addr{}, transport.Offload{Checksum: true}
 	case ip.IsValid() && !ip.IsUnspecified():
 		src = ip
 	case t.csumOffload:
@@ -458,7 +464,11 @@ func (t *Table) DropReceives() int {
 // unreachable), else ops.StatusOK — malformed datagrams included: they are
 // dropped and counted, never answered. seg is not kept.
 func (t *Table) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
-	switch header.ValidateUDP(seg, src, dst) {
+	err := header.ValidateUDP(seg, src, dst)
+	if err == nil && src.Is6() && header.UDP(seg).Checksum() == 0 {
+		err = header.ErrBadChecksum // optional over IPv4 only (RFC 8200 §8.1)
+	}
+	switch err {
 	case nil:
 	case header.ErrBadChecksum:
 		t.c.InBadChecksum++
@@ -479,7 +489,7 @@ func (t *Table) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
 	}
 	if s == nil || !s.accepts(from, dst) {
 		t.c.InNoPort++
-		if t.addr.IsValid() && dst == t.addr.Addr() {
+		if t.addr.IsValid() && dst == t.addr.Addr() || dst.Is6() && !dst.IsMulticast() {
 			return ops.StatusNoPort
 		}
 		return ops.StatusOK // no ICMP about broadcasts (RFC 1122 §3.2.2)
@@ -505,6 +515,7 @@ func (t *Table) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
 }
 
 // accepts reports whether s takes a datagram from src to dst on its port.
+// Bound to 0.0.0.0 or [::], it takes both families (as Go's ":7" does).
 func (s *socket) accepts(src ops.Addr, dst netip.Addr) bool {
 	if ip := s.local.IP(); !ip.IsUnspecified() && ip != dst {
 		return false
