@@ -216,7 +216,7 @@ func (e *Endpoint) peerOptions(o *header.TCPOptions, passive bool) {
 	} else {
 		e.sndShift, e.rcvShift = 0, 0
 	}
-	e.smss = min(mss, e.t.cfg.MSS)
+	e.smss = min(mss, e.t.mssFor(e.id.remoteAddr))
 	if e.tsOK {
 		e.smss -= 12
 	}

@@ -15,7 +15,7 @@ func (e *Endpoint) tsNow(now time.Time) uint32 {
 // sendSYN sends our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED) and arms the
 // retransmission timer.
 func (e *Endpoint) sendSYN(now time.Time) {
-	o := header.TCPOptions{MSS: uint16(e.t.cfg.MSS), HasMSS: true, SACKPermitted: e.sackOK}
+	o := header.TCPOptions{MSS: uint16(e.t.mssFor(e.id.remoteAddr)), HasMSS: true, SACKPermitted: e.sackOK}
 	if e.ourWS {
 		o.HasWS, o.WindowScale = true, e.rcvShift
 	}
@@ -89,11 +89,15 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	}
 }
 
+// tso says whether the device cuts this connection's segments: over IPv4
+// only (ops.Output carries no segment size to IPv6).
+func (e *Endpoint) tso() bool { return e.t.tso && e.id.remoteAddr.Is4() }
+
 // maxSend is the most new data one segment may carry: one MSS, or with
 // segmentation offload as many whole MSS as fit MaxOffloadData, which the
 // device cuts into MSS-sized segments on the wire.
 func (e *Endpoint) maxSend() int {
-	if !e.t.tso {
+	if !e.tso() {
 		return e.smss
 	}
 	return MaxOffloadData / e.smss * e.smss
@@ -232,7 +236,7 @@ func (e *Endpoint) transmitNew(now time.Time, room int) int {
 	// cut. While data is in flight, whose ACKs will open the window
 	// further, wait until a third of the congestion window (or a whole
 	// offload segment, or all that is left) can go in one.
-	if e.t.tso && n > 0 && n < avail && n < e.maxSend() && flight > 0 && n < e.cwnd/3 {
+	if e.tso() && n > 0 && n < avail && n < e.maxSend() && flight > 0 && n < e.cwnd/3 {
 		return 0
 	}
 	flags := uint8(0)

@@ -154,10 +154,7 @@ func (s *server) Open(m channel.Msg) {
 
 func (s *server) Bind(m channel.Msg) {
 	if so := s.socket(m); so != nil {
-		a, st := ops.GetAddr4(m, ops.AtArg1)
-		if st == ops.StatusOK {
-			st = s.bind(so, a)
-		}
+		st := s.bind(so, ops.GetAddr(m, ops.AtArg1))
 		ops.PutAddr(&m, ops.AtArg0, so.local)
 		s.reply(m, st)
 	}
@@ -357,7 +354,7 @@ func (s *server) bind(so *sock, a ops.Addr) ops.Status {
 	case !so.local.IsZero() || so.l != nil || so.e != nil || so.connect != nil:
 		return ops.StatusInvalid // bound already
 	case !ip.IsUnspecified() && s.addr.IsValid() && ip != s.addr.Addr():
-		return ops.StatusInvalid // not ours
+		return ops.StatusInvalid // not ours (IPv6: [::] only, as udp)
 	}
 	if p := a.Port(); p != 0 {
 		if _, taken := s.ports[p]; taken {
@@ -383,8 +380,8 @@ func (s *server) listen(so *sock, backlog int) ops.Status {
 	}
 	backlog = min(backlog, maxBacklog)
 	ip := so.local.IP()
-	if ip.IsUnspecified() {
-		ip = netip.IPv4Unspecified()
+	if ip.IsUnspecified() && !ip.Is6() {
+		ip = netip.IPv4Unspecified() // [::] stays: either takes both families
 	}
 	l, err := s.table.Listen(ip, so.local.Port(), backlog)
 	if err != nil {

@@ -396,21 +396,66 @@ func TestServerReadinessReset(t *testing.T) {
 	}
 }
 
-// TestServerIPv6IsAFNoSupport: tcp carries IPv4 only; an IPv6 address in
-// OpBind or OpConnect is StatusAFNoSupport, never read as 0.0.0.0.
-func TestServerIPv6IsAFNoSupport(t *testing.T) {
+// TestServerIPv6: a listener on [::] takes a connection over IPv6: its
+// SYN-ACK goes to the IPv6 peer from the address the SYN came to, with
+// IPv6's MSS (20 bytes less than IPv4's), the checksum tcp's own, and the
+// accept names both IPv6 ends. A bind to a given IPv6 address is refused
+// (the transports bind IPv6 to [::] only); an active open over IPv6 is
+// StatusAFNoSupport (tcp does not know its IPv6 addresses yet).
+func TestServerIPv6(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.answerAddr()
-	v6 := ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:80"))
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
-	for _, op := range []ops.Op{ops.OpBind, ops.OpConnect} {
-		if r := p.callMsg(withAddr(op.Msg(1), v6)); ops.StatusOf(r) != ops.StatusAFNoSupport {
-			t.Errorf("%v([2001:db8::1]:80) = %v, want StatusAFNoSupport", op, ops.StatusOf(r))
-		}
+	if r := p.callMsg(withAddr(ops.OpBind.Msg(1), ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:80")))); ops.StatusOf(r) != ops.StatusInvalid {
+		t.Errorf("OpBind([2001:db8::1]:80) = %v, want StatusInvalid", ops.StatusOf(r))
 	}
-	any80 := sockAddr(netip.IPv4Unspecified(), 80)
+	p.mustCall(ops.OpOpen, 9, uint64(ops.TCP))
+	if r := p.callMsg(withAddr(ops.OpConnect.Msg(9), ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:80")))); ops.StatusOf(r) != ops.StatusAFNoSupport {
+		t.Errorf("OpConnect([2001:db8::1]:80) = %v, want StatusAFNoSupport", ops.StatusOf(r))
+	}
+	any80 := sockAddr(netip.IPv6Unspecified(), 80)
 	if r := p.mustCallMsg(withAddr(ops.OpBind.Msg(1), any80)); replyAddr(r) != any80 {
-		t.Errorf("OpBind(:80) after the refusals = %v, want %v", replyAddr(r), any80)
+		t.Fatalf("OpBind([::]:80) = %v, want %v", replyAddr(r), any80)
+	}
+	p.mustCall(ops.OpListen, 1, 8)
+	acc := p.sys.Send(ops.OpAccept.Msg(1, 2))
+	cli6, srv6 := netip.MustParseAddr("fd00:77::2"), netip.MustParseAddr("fd00:77::5054:ff:fe12:3456")
+	syn := make([]byte, header.IPv6MinimumSize+header.TCPMinimumSize+4)
+	header.IPv6(syn).Encode(&header.IPv6Fields{PayloadLength: header.TCPMinimumSize + 4, NextHeader: header.ProtocolTCP, HopLimit: 64, Src: cli6, Dst: srv6})
+	o := header.TCPOptions{MSS: 1440, HasMSS: true}
+	h := header.TCP(syn[header.IPv6MinimumSize:])
+	h.Encode(&header.TCPFields{SrcPort: 4000, DstPort: 80, Seq: 100, Flags: synF, Window: 65535, Options: syn[header.IPv6MinimumSize+header.TCPMinimumSize:]})
+	o.Encode(syn[header.IPv6MinimumSize+header.TCPMinimumSize:])
+	h.SetChecksum(h.ComputeChecksum(cli6, srv6))
+	req := p.ip.Deliver(syn)
+	if r := p.ip.Reply(req); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpDeliver(SYN over IPv6) = %s", ops.StatusOf(r))
+	}
+	m := p.ip.Recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput })
+	b, err := p.out.Bytes(m.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := header.TCP(b)
+	opts, _ := header.ParseTCPOptions(sa.Options())
+	if dst, src := ops.GetAddr(m, ops.AtArg0).IP(), ops.OutputSource(m); dst != cli6 || src != srv6 || sa.Flags() != synF|ackF ||
+		opts.MSS != 1440 || sa.Ack() != 101 {
+		t.Fatalf("SYN-ACK %v -> %v flags %s ack %d MSS %d; want %v -> %v, SYN|ACK, ack 101, MSS 1440", src, dst, flagString(sa.Flags()), sa.Ack(), opts.MSS, srv6, cli6)
+	}
+	if ops.OutputOffload(m)&ops.OffloadChecksum == 0 && header.ValidateTCP(b, srv6, cli6) != nil {
+		t.Errorf("SYN-ACK's checksum does not verify over IPv6's pseudo-header")
+	}
+	p.ip.SendRaw(m)
+	ack := make([]byte, header.IPv6MinimumSize+header.TCPMinimumSize)
+	header.IPv6(ack).Encode(&header.IPv6Fields{PayloadLength: header.TCPMinimumSize, NextHeader: header.ProtocolTCP, HopLimit: 64, Src: cli6, Dst: srv6})
+	h = header.TCP(ack[header.IPv6MinimumSize:])
+	h.Encode(&header.TCPFields{SrcPort: 4000, DstPort: 80, Seq: 101, Ack: sa.Seq() + 1, Flags: ackF, Window: 65535})
+	h.SetChecksum(h.ComputeChecksum(cli6, srv6))
+	req = p.ip.Deliver(ack)
+	p.ip.Reply(req)
+	r := p.sys.Reply(acc)
+	if ops.StatusOf(r) != ops.StatusOK || replyAddr(r).IP() != cli6 || replyAddr2(r).IP() != srv6 {
+		t.Errorf("OpAccept = %s, remote %v, local %v; want ok, %v, %v", ops.StatusOf(r), replyAddr(r), replyAddr2(r), cli6, srv6)
 	}
 }
 

@@ -85,7 +85,7 @@ func (t *Table) sendCookie(l *Listener, id tuple, s *segment, now time.Time) {
 			mss = i
 		}
 	}
-	o := header.TCPOptions{MSS: uint16(t.cfg.MSS), HasMSS: true}
+	o := header.TCPOptions{MSS: uint16(t.mssFor(id.remoteAddr)), HasMSS: true}
 	if s.opts.HasTimestamps {
 		// The SYN's other options, in the low bits of a TSval that is
 		// never ahead of our clock (later TSvals must not be older).

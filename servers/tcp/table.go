@@ -203,14 +203,14 @@ const (
 // cookies are unrelated.
 func (t *Table) hash(id tuple, domain byte, extra ...uint32) uint32 {
 	m := hmac.New(sha256.New, t.cfg.ISNKey[:])
-	var b [1 + 4 + 2 + 4 + 2 + 8]byte
+	var b [1 + 16 + 2 + 16 + 2 + 8]byte
 	b[0] = domain
-	la, ra := id.localAddr.As4(), id.remoteAddr.As4()
+	la, ra := id.localAddr.As16(), id.remoteAddr.As16()
 	copy(b[1:], la[:])
-	binary.BigEndian.PutUint16(b[5:], id.localPort)
-	copy(b[7:], ra[:])
-	binary.BigEndian.PutUint16(b[11:], id.remotePort)
-	n := 13
+	binary.BigEndian.PutUint16(b[17:], id.localPort)
+	copy(b[19:], ra[:])
+	binary.BigEndian.PutUint16(b[35:], id.remotePort)
+	n := 37
 	for _, x := range extra {
 		binary.BigEndian.PutUint32(b[n:], x)
 		n += 4
@@ -249,6 +249,15 @@ type Listener struct {
 	notify  func()
 
 	cookieAt time.Time // when the last SYN cookie was sent; zero: never
+}
+
+// mssFor is the MSS for a peer at remote: cfg.MSS is IPv4's (the MTU less
+// 40 bytes of headers); IPv6's header is 20 bytes longer.
+func (t *Table) mssFor(remote netip.Addr) int {
+	if remote.Is6() && !remote.Is4In6() {
+		return t.cfg.MSS - (header.IPv6MinimumSize - header.IPv4MinimumSize)
+	}
+	return t.cfg.MSS
 }
 
 // Listen opens a listener on port (0: an ephemeral one) of addr (the
@@ -521,7 +530,7 @@ func (t *Table) listen(l *Listener, id tuple, s *segment, now time.Time) {
 	case s.flags&header.TCPFlagSYN == 0:
 		return
 	}
-	if !id.remoteAddr.Is4() || id.remoteAddr.IsMulticast() || id.remoteAddr.IsUnspecified() || id.remotePort == 0 {
+	if id.remoteAddr.Is4() != id.localAddr.Is4() || id.remoteAddr.IsMulticast() || id.remoteAddr.IsUnspecified() || id.remotePort == 0 {
 		return
 	}
 	if len(l.acceptQ) >= l.backlog {

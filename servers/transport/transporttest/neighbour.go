@@ -178,6 +178,10 @@ func (f *Neighbour) AnswerAddr(p netip.Prefix) {
 // (servers/ops); it returns the request, whose Ref the test frees.
 func (f *Neighbour) Deliver(pkt []byte) channel.Msg {
 	f.T.Helper()
+	if pkt[0]>>4 == header.IPv6Version { // no extension headers in tests
+		h := header.IPv6(pkt)
+		return f.Send(ops.Deliver(f.Buffer(pkt, 0), h.Src(), h.Dst(), header.IPv6MinimumSize))
+	}
 	h := header.IPv4(pkt)
 	return f.Send(ops.Deliver(f.Buffer(pkt, 0), h.Src(), h.Dst(), h.HeaderLength()))
 }
