@@ -167,7 +167,7 @@ type Machine struct {
 	IP6      []netip.Prefix // static IPv6 addresses of the first NIC (keepnet.ip6)
 	Gateway6 netip.Addr     // IPv6 default router (keepnet.gw6)
 	NoIPv6   bool           // keepnet.ipv6=off
-	Routes   []string // static routes, as servers/ip.ParseRoute reads them
+	Routes   []string       // static routes, as servers/ip.ParseRoute reads them
 	DNS      netip.Addr
 	Stack    string // "keepnet" or "linux"
 	// Ctl is the host end of the control channel: a Unix socket QEMU

@@ -233,8 +233,8 @@ type IfaceStats struct {
 	Addr             string // address/prefix
 	MAC              string
 	MTU              int
-	Outstanding      int // requests the driver has not answered
-	RxPosted         int // receive buffers the driver has
+	Outstanding      int      // requests the driver has not answered
+	RxPosted         int      // receive buffers the driver has
 	IPv6             []string `json:",omitempty"` // "address/prefix state" (tentative, preferred, deprecated)
 	Counters
 }
