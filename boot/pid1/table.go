@@ -275,8 +275,12 @@ func withPF(specs []supervisor.Spec, nodes []hub.Node, drivers []string, maxStat
 
 // tcpArgs are the TCP server's flags.
 func tcpArgs(cfg Config) []string {
+	var args []string
 	if !cfg.TSO {
-		return []string{"-no-tso"}
+		args = append(args, "-no-tso")
 	}
-	return nil
+	if cfg.TCPIW != 0 {
+		args = append(args, "-iw", strconv.Itoa(cfg.TCPIW))
+	}
+	return args
 }
