@@ -14,6 +14,7 @@ if [ "${KEEPNET_TEST_DEPS:-1}" = 1 ]; then
 	have dnsmasq || need+=(dnsmasq-base)
 	have ssh || need+=(openssh-client)
 	have nmap || need+=(nmap)
+	have nft || need+=(nftables) # the keep-alive test's firewall rule in its namespace
 	have chromium || need+=(chromium)
 	# make images, which make test boots (images/bootimg), and OVMF for
 	# its UEFI boots (SeaBIOS comes with QEMU)

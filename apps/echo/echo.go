@@ -15,6 +15,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,10 @@ type Stats struct {
 	UDPPackets  atomic.Int64 // datagrams echoed
 	UDPBytes    atomic.Int64 // bytes echoed over UDP
 	UDPDropped  atomic.Int64 // datagrams whose echo could not be sent
+	// TCPFailed counts connections that ended with an error of the
+	// connection (a reset, keep-alive giving up: ETIMEDOUT), not an end
+	// of stream, the idle timeout or the server stopping.
+	TCPFailed atomic.Int64
 }
 
 // Server is an echo server. Its zero value is ready to use with the
@@ -47,8 +52,13 @@ type Server struct {
 	// IdleTimeout closes a TCP connection that neither reads nor writes
 	// for that long. 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// KeepAlive, with Enable set, is set on every TCP connection accepted
+	// (SetKeepAliveConfig, where the connection has it): a peer that
+	// vanishes is noticed after Idle + Count*Interval of silence.
+	KeepAlive net.KeepAliveConfig
 	// Logf, if set, reports echoes that could not be sent: the first, then
-	// every hundredth, with the error.
+	// every hundredth, with the error; and each connection that failed
+	// (Stats.TCPFailed), with its error and how long after its last bytes.
 	Logf func(format string, args ...any)
 }
 
@@ -148,12 +158,24 @@ func (s *Server) echoConn(ctx context.Context, c net.Conn) {
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
+	if s.KeepAlive.Enable {
+		if ka, ok := c.(interface {
+			SetKeepAliveConfig(net.KeepAliveConfig) error
+		}); ok {
+			if err := ka.SetKeepAliveConfig(s.KeepAlive); err != nil && s.Logf != nil {
+				s.Logf("tcp %v: keep-alive: %v", c.RemoteAddr(), err)
+			}
+		}
+	}
 	buf := make([]byte, tcpFirstBufSize)
+	last := time.Now() // bytes last came
 	for {
 		c.SetDeadline(time.Now().Add(idle))
 		n, err := c.Read(buf)
 		if n > 0 {
+			last = time.Now()
 			if _, werr := c.Write(buf[:n]); werr != nil {
+				s.failed(ctx, c, werr, last)
 				return
 			}
 			s.Stats.TCPBytes.Add(int64(n))
@@ -168,8 +190,22 @@ func (s *Server) echoConn(ctx context.Context, c net.Conn) {
 			return
 		}
 		if err != nil {
+			s.failed(ctx, c, err, last)
 			return
 		}
+	}
+}
+
+// failed counts and reports a connection that ended with err, unless the
+// server is stopping (it closed the connection) or err is the idle
+// timeout.
+func (s *Server) failed(ctx context.Context, c net.Conn, err error, last time.Time) {
+	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	s.Stats.TCPFailed.Add(1)
+	if s.Logf != nil {
+		s.Logf("tcp %v: connection failed %v after its last bytes: %v", c.RemoteAddr(), time.Since(last).Round(10*time.Millisecond), err)
 	}
 }
 

@@ -293,3 +293,79 @@ func TestUDPDroppedEchoesLogged(t *testing.T) {
 		t.Errorf("logged %q; want the 1st, 100th and 200th drops with the error", logged)
 	}
 }
+
+// kaConn is a connection whose reads fail with err once its keep-alive
+// is configured, as a keepnet or Linux connection whose peer vanished.
+type kaConn struct {
+	net.Conn
+	mu  sync.Mutex
+	got net.KeepAliveConfig
+	err error
+}
+
+func (c *kaConn) SetKeepAliveConfig(k net.KeepAliveConfig) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = k
+	return nil
+}
+
+func (c *kaConn) Read([]byte) (int, error) { return 0, c.err }
+
+// oneConnListener accepts c once, then blocks until closed.
+type oneConnListener struct {
+	c      chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.c:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+func (l *oneConnListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
+func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// TestTCPKeepAliveFailureReported: a server with KeepAlive sets it on each
+// connection, and a connection that fails (keep-alive gave up: ETIMEDOUT)
+// is counted and logged, where an end of stream is not.
+func TestTCPKeepAliveFailureReported(t *testing.T) {
+	cfg := net.KeepAliveConfig{Enable: true, Idle: 2 * time.Second, Interval: time.Second, Count: 3}
+	var logged []string
+	var mu sync.Mutex
+	s := Server{KeepAlive: cfg, Logf: func(f string, args ...any) {
+		mu.Lock()
+		logged = append(logged, fmt.Sprintf(f, args...))
+		mu.Unlock()
+	}}
+	a, b := net.Pipe()
+	defer b.Close()
+	timedOut := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection timed out")}
+	c := &kaConn{Conn: a, err: timedOut}
+	l := &oneConnListener{c: make(chan net.Conn, 1), closed: make(chan struct{})}
+	l.c <- c
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeTCP(ctx, l) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats.TCPFailed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	c.mu.Lock()
+	got := c.got
+	c.mu.Unlock()
+	if got != cfg {
+		t.Errorf("SetKeepAliveConfig(%+v), want %+v", got, cfg)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if s.Stats.TCPFailed.Load() != 1 || len(logged) != 1 || !strings.Contains(logged[0], "connection failed") || !strings.Contains(logged[0], "timed out") {
+		t.Errorf("TCPFailed %d, logged %q; want 1 and the failure", s.Stats.TCPFailed.Load(), logged)
+	}
+}

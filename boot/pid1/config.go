@@ -12,6 +12,7 @@ import (
 
 	"keepnet/servers/ip"
 	"keepnet/servers/pf"
+	"keepnet/servers/tcp"
 )
 
 // Stacks keepnet can run its applications on.
@@ -91,6 +92,10 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.keep=off         tcp gets no kept memory: its connections die
 //	                         with it, as before issue 12 (to measure what
 //	                         keeping them costs; on is the default)
+//	keepnet.tcp.iw=N         keepnet's TCP starts each connection with a
+//	                         congestion window of N segments (1 to
+//	                         tcp.MaxInitialWindow; default RFC 6928's
+//	                         tcp.DefaultInitialWindow, 10; 3 is RFC 5681's)
 //	keepnet.pfrules=B64      a packet filter rule set (servers/pf), base64:
 //	                         starts the pf server and puts it in ip's path.
 //	                         Without it there is no pf and no datagram
@@ -138,6 +143,7 @@ type Config struct {
 	TestHooks bool          // components run test hooks on request
 	Seccomp   bool          // components install their seccomp filters
 	Keep      bool          // tcp keeps its connections in kept memory
+	TCPIW     int           // keepnet.tcp.iw: tcp's initial window in segments; 0: tcp's default
 	PFRules   string        // the rule text; empty: no packet filter
 	PFStates  int           // the packet filter's state table size
 	PktGen    PktGen        // the first driver's frame generator; off when Seconds is 0
@@ -374,6 +380,12 @@ func (c *Config) set(name, val string) error {
 		return parseSwitch(val, "1", "0", &c.TestHooks)
 	case "pfrules":
 		return c.setPFRules(val)
+	case "tcp.iw":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 || n > tcp.MaxInitialWindow {
+			return fmt.Errorf("want an initial window from 1 to %d segments", tcp.MaxInitialWindow)
+		}
+		c.TCPIW = n
 	case "pfstates":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < MinPFStates || n > MaxPFStates {

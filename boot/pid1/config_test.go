@@ -52,6 +52,11 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass all\n")), withRules("pass all\n"), 0},
 		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass sideways\n")), withRules(blockAll), 1}, // fails closed
 		{"keepnet.pfrules=!!", withRules(blockAll), 1},                                                              // not base64
+		{"keepnet.tcp.iw=3", func() Config { c := DefaultConfig(); c.TCPIW = 3; return c }(), 0},
+		{"keepnet.tcp.iw=10", func() Config { c := DefaultConfig(); c.TCPIW = 10; return c }(), 0},
+		{"keepnet.tcp.iw=0", DefaultConfig(), 1},
+		{"keepnet.tcp.iw=65", DefaultConfig(), 1}, // past tcp.MaxInitialWindow
+		{"keepnet.tcp.iw=ten", DefaultConfig(), 1},
 		{"keepnet.pfstates=32", withStates(32), 0},
 		{"keepnet.pfstates=16", withStates(16), 0},       // the least
 		{"keepnet.pfstates=65536", withStates(65536), 0}, // the most

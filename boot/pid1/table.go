@@ -69,7 +69,10 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Args: []string{"-tcp", "tcp"}, Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "httpd", Path: "/bin/httpd", Args: []string{"-stack", cfg.Stack, "-ctl", LocalCtl}, Restart: supervisor.Always},
-			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack, "-discard", "9"}, Restart: supervisor.Always},
+			// Port 9: a discard socket nobody reads (the flood tests);
+			// port 8: echo with keep-alive (2 s, 1 s, 3 probes) on every
+			// connection, which logs those that fail (the keep-alive test).
+			supervisor.Spec{Name: "echo", Path: "/bin/echo", Args: []string{"-stack", cfg.Stack, "-discard", "9", "-keepalive", "8"}, Restart: supervisor.Always},
 		)
 		apps := []string{"httpd", "echo"}
 		if cfg.DNS.IsValid() {
@@ -284,8 +287,12 @@ func withPF(specs []supervisor.Spec, nodes []hub.Node, drivers []string, maxStat
 
 // tcpArgs are the TCP server's flags.
 func tcpArgs(cfg Config) []string {
+	var args []string
 	if !cfg.TSO {
-		return []string{"-no-tso"}
+		args = append(args, "-no-tso")
 	}
-	return nil
+	if cfg.TCPIW != 0 {
+		args = append(args, "-iw", strconv.Itoa(cfg.TCPIW))
+	}
+	return args
 }

@@ -247,3 +247,27 @@ func TestTablePktGen(t *testing.T) {
 		}
 	}
 }
+
+// keepnet.tcp.iw reaches tcp as its -iw flag; without it tcp keeps its
+// default (RFC 6928's ten segments).
+func TestTableTCPInitialWindow(t *testing.T) {
+	for _, tt := range []struct {
+		cmdline string
+		want    []string
+	}{
+		{"", nil},
+		{"keepnet.tcp.iw=3", []string{"-iw", "3"}},
+		{"keepnet.tcp.iw=3 keepnet.tso=off", []string{"-no-tso", "-iw", "3"}},
+	} {
+		cfg, warnings := ParseCmdline("keepnet.ip=10.0.2.15/24 " + tt.cmdline)
+		if len(warnings) != 0 {
+			t.Fatal(warnings)
+		}
+		specs, _ := Table(cfg)
+		for _, s := range specs {
+			if s.Name == "tcp" && !slices.Equal(s.Args, tt.want) {
+				t.Errorf("%q: tcp's arguments %q, want %q", tt.cmdline, s.Args, tt.want)
+			}
+		}
+	}
+}

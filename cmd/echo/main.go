@@ -1,7 +1,13 @@
 // Command echo is keepnet's Echo Protocol server (RFC 862; package
 // keepnet/apps/echo) over TCP and UDP.
 //
-//	echo [-port 7] [-stack linux|keepnet]
+//	echo [-port 7] [-stack linux|keepnet] [-discard PORT] [-keepalive PORT]
+//
+// With -keepalive it also echoes TCP on PORT with keep-alive set on every
+// connection it accepts (-keepalive-idle, -interval, -count: 2 s, 1 s, 3 by
+// default), and logs each connection that fails, keep-alive giving up on
+// a peer that vanished among them: the tests' check that an application
+// hears of it within the time it configured.
 //
 // It serves until SIGTERM or SIGINT. Exit status 78 means the configuration
 // cannot work (e.g. the requested stack is unavailable): the supervisor
@@ -20,6 +26,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"keepnet/apps/echo"
 	"keepnet/apps/netapi"
@@ -49,6 +56,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	port := fs.Int("port", 7, "TCP and UDP port to echo on")
 	discard := fs.Int("discard", 0, "also bind this UDP port and never read it (RFC 863 discard, by letting the stack's bounded queue drop): the socket nobody reads that the flood tests aim at; 0: none")
 	stack := fs.String("stack", netapi.StackLinux, "network stack: linux or keepnet")
+	kaPort := fs.Int("keepalive", 0, "also echo TCP on this port with keep-alive on every connection; 0: none")
+	kaIdle := fs.Duration("keepalive-idle", 2*time.Second, "-keepalive's idle time before the first probe")
+	kaInterval := fs.Duration("keepalive-interval", time.Second, "-keepalive's time between probes")
+	kaCount := fs.Int("keepalive-count", 3, "-keepalive's unanswered probes before a connection fails")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -106,13 +117,29 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 
 	echo.DefaultServer.Logf = logger.Printf
-	// Either server failing stops the other.
+	// Any server failing stops the others.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
+	servers := 2
+	if *kaPort != 0 {
+		kl, err := network.Listen("tcp", net.JoinHostPort("", strconv.Itoa(*kaPort)))
+		if err != nil {
+			logger.Print(err)
+			return 1
+		}
+		ka := &echo.Server{Logf: logger.Printf, KeepAlive: net.KeepAliveConfig{Enable: true, Idle: *kaIdle, Interval: *kaInterval, Count: *kaCount}}
+		logger.Printf("keep-alive echo on tcp %s: idle %v, interval %v, count %d", kl.Addr(), *kaIdle, *kaInterval, *kaCount)
+		servers++
+		go func() { errs <- wrap("tcp keep-alive", ka.ServeTCP(ctx, kl)); cancel() }()
+	}
 	go func() { errs <- wrap("tcp", echo.ServeTCP(ctx, l)); cancel() }()
 	go func() { errs <- wrap("udp", echo.ServeUDP(ctx, pc)); cancel() }()
-	err = errors.Join(<-errs, <-errs)
+	var all []error
+	for range servers {
+		all = append(all, <-errs)
+	}
+	err = errors.Join(all...)
 
 	st := &echo.DefaultServer.Stats
 	logger.Printf("stopped: tcp %d connections, %d bytes; udp %d datagrams, %d bytes, %d dropped",

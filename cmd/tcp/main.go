@@ -24,6 +24,7 @@ func main() {
 	ipName := flag.String("ip", tcp.IPPeer, "the IP component")
 	syscallName := flag.String("syscall", tcp.SyscallPeer, "the SYSCALL component")
 	noTSO := flag.Bool("no-tso", false, "never ask for segmentation offload, even if IP offers it")
+	iw := flag.Int("iw", 0, "the initial congestion window in segments (keepnet.tcp.iw; 0: RFC 6928's 10)")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile tcp
 	log.SetFlags(0)
@@ -33,7 +34,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	// The ISN key is drawn from crypto/rand by the server.
-	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st, NoTSO: *noTSO}); err != nil {
+	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st, NoTSO: *noTSO,
+		Config: tcp.Config{InitialWindow: *iw}}); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

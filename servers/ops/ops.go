@@ -147,7 +147,19 @@
 //	           readiness receive still waiting waits for it.
 //	OpShutdown Arg[0] socket: no more sending (FIN); receiving goes on.
 //	OpClose    as above: for a connection, an orderly close (FIN) unless
-//	           received data is left unread (RST, as Linux does).
+//	           received data is left unread or OptLinger is 0 (RST, as
+//	           Linux does). With a positive OptLinger the reply waits
+//	           until the peer has acknowledged every byte and the FIN, or
+//	           that many seconds have passed (StatusOK either way; the
+//	           close goes on in the background).
+//	OpSetOption Arg[0] a connection, Arg[1] an Option, Arg[2] its value.
+//	           Answered at once: StatusOK, or StatusInvalid (an unknown
+//	           option, a value out of its range, a socket that is not a
+//	           connection). The options are Go's net.TCPConn's and live
+//	           with the connection, so they outlast a restart of the
+//	           transport (servers/tcp keeps them) or of SYSCALL; setting
+//	           one again to its value changes nothing, so a reissue
+//	           answers as the first did.
 //
 // Errors of a stream socket after it was established come back on its
 // pending operations: StatusReset, StatusTimedOut.
@@ -182,6 +194,7 @@ const (
 	OpShutdown
 	OpAdopt
 	OpCloseRange
+	OpSetOption
 )
 
 var opNames = map[Op]string{
@@ -190,6 +203,7 @@ var opNames = map[Op]string{
 	OpSendTo: "OpSendTo", OpRecvFrom: "OpRecvFrom", OpClose: "OpClose",
 	OpReset: "OpReset", OpListen: "OpListen", OpAccept: "OpAccept",
 	OpShutdown: "OpShutdown", OpAdopt: "OpAdopt", OpCloseRange: "OpCloseRange",
+	OpSetOption: "OpSetOption",
 }
 
 func (o Op) String() string {
@@ -205,7 +219,7 @@ func (o Op) String() string {
 func (o Op) IsSocketOp() bool {
 	switch o {
 	case OpOpen, OpBind, OpConnect, OpSendTo, OpRecvFrom, OpClose, OpReset,
-		OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange:
+		OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange, OpSetOption:
 		return true
 	}
 	return false
@@ -324,6 +338,40 @@ func TSOMSS(arg uint64) int {
 		return 0
 	}
 	return int(arg >> 16 & 0xFFFF)
+}
+
+// Option is a socket option of OpSetOption (Arg[1]); its value is Arg[2].
+type Option uint64
+
+// Options, numbered here and nowhere else, with their values' meaning and
+// range (the transport answers a value outside it StatusInvalid).
+const (
+	OptNoDelay           Option = 1 + iota // 1: Nagle's algorithm off (TCP_NODELAY), 0: on
+	OptKeepAlive                           // 1: keep-alive probes on, 0: off
+	OptKeepAliveIdle                       // nanoseconds idle before the first probe, > 0 (TCP_KEEPIDLE)
+	OptKeepAliveInterval                   // nanoseconds between probes, > 0 (TCP_KEEPINTVL)
+	OptKeepAliveCount                      // unanswered probes that end the connection, > 0 (TCP_KEEPCNT)
+	OptLinger                              // seconds as an int64: < 0 graceful (the default), 0 abortive close, > 0 a close waits (SO_LINGER)
+	OptSendBuffer                          // bytes, > 0 (SO_SNDBUF)
+	OptRecvBuffer                          // bytes, > 0 (SO_RCVBUF)
+)
+
+var optionNames = map[Option]string{
+	OptNoDelay: "OptNoDelay", OptKeepAlive: "OptKeepAlive", OptKeepAliveIdle: "OptKeepAliveIdle",
+	OptKeepAliveInterval: "OptKeepAliveInterval", OptKeepAliveCount: "OptKeepAliveCount",
+	OptLinger: "OptLinger", OptSendBuffer: "OptSendBuffer", OptRecvBuffer: "OptRecvBuffer",
+}
+
+func (o Option) String() string {
+	if n, ok := optionNames[o]; ok {
+		return n
+	}
+	return fmt.Sprintf("Option(%d)", uint64(o))
+}
+
+// SetOptionMsg is an OpSetOption request setting o to v on socket sock.
+func SetOptionMsg(sock uint64, o Option, v uint64) channel.Msg {
+	return OpSetOption.Msg(sock, uint64(o), v)
 }
 
 // Network is what OpOpen creates.

@@ -148,7 +148,7 @@ func FuzzAddr(f *testing.F) {
 // The numbers of every operation and status, as the protocol defines them.
 var (
 	allOps = []Op{OpDeliver, OpOutput, OpAddr, OpOpen, OpBind, OpConnect, OpSendTo,
-		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange}
+		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange, OpSetOption}
 	allStatuses = []Status{StatusOK, StatusNoPort, StatusNoRoute, StatusInUse, StatusNoSocket,
 		StatusClosed, StatusInvalid, StatusTooBig, StatusError, StatusRefused, StatusReset,
 		StatusTimedOut, StatusAFNoSupport, StatusNoBuffers, StatusTooManySockets}
@@ -173,6 +173,13 @@ func TestNamesDistinct(t *testing.T) {
 			t.Errorf("Status %d: Text() = %q, want a text of its own", int32(s), txt)
 		}
 		names[n], texts[txt] = true, true
+	}
+	for o := OptNoDelay; o <= OptRecvBuffer; o++ {
+		n := o.String()
+		if !strings.HasPrefix(n, "Opt") || strings.Contains(n, "(") || names[n] {
+			t.Errorf("Option %d: String() = %q, want a name of its own", uint64(o), n)
+		}
+		names[n] = true
 	}
 	if got := Op(0x99).String(); got != "Op(0x99)" {
 		t.Errorf("Op(0x99).String() = %q", got)

@@ -145,6 +145,16 @@
 // are dropped). Errors come in *net.OpError as from Go's net; io.EOF comes
 // bare.
 //
+// The socket options are net.TCPConn's methods with their meaning:
+// SetNoDelay (on by default, as in Go), SetKeepAlive, SetKeepAlivePeriod,
+// SetKeepAliveConfig, SetLinger, SetReadBuffer, SetWriteBuffer. Each is an
+// OpSetOption the transport answers at once; the option lives with the
+// connection there (servers/tcp keeps it across its restarts), and one
+// whose answer died with a SYSCALL server is reissued like any request.
+// Keep-alive that gives up fails the connection with ETIMEDOUT. With a
+// positive linger Close waits for OpClose's answer, which the transport
+// holds until the peer acknowledged everything or the linger passed.
+//
 // # Where the code is
 //
 // stack.go is the [Stack]: the channel, the dispatcher that matches replies

@@ -33,6 +33,8 @@ type fakeTCP struct {
 
 	// Counters of the receives answered.
 	readiness, wouldBlock int
+
+	opts map[ops.Option]uint64 // OpSetOption's, as set
 }
 
 // handleTCP serves one request on a TCP socket (s is nil for its OpOpen).
@@ -163,13 +165,52 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 		t.fin = true
 		f.reply(m, ops.StatusOK)
 		n.pump(s)
+	case ops.OpSetOption:
+		if t.peer == nil || ops.Option(m.Arg[1]) > ops.OptRecvBuffer {
+			f.reply(m, ops.StatusInvalid)
+			return
+		}
+		if t.opts == nil {
+			t.opts = map[ops.Option]uint64{}
+		}
+		t.opts[ops.Option(m.Arg[1])] = m.Arg[2]
+		f.reply(m, ops.StatusOK)
 	case ops.OpClose:
 		n.closeTCP(s, ops.StatusClosed)
 		delete(f.socks, s.id)
+		if f.holdCloses {
+			f.heldCloses = append(f.heldCloses, m) // a lingering close
+			return
+		}
 		f.reply(m, ops.StatusOK)
 	default:
 		f.reply(m, ops.StatusInvalid)
 	}
+}
+
+// option is the value OpSetOption set o to on the connection the
+// socket sock names, and whether it was set.
+func (n *fakeNet) option(f *fakeServer, sock uint64, o ops.Option) (uint64, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := f.socks[sock]
+	if s == nil || s.tcp == nil {
+		return 0, false
+	}
+	v, ok := s.tcp.opts[o]
+	return v, ok
+}
+
+// releaseCloses answers the held closes.
+func (f *fakeServer) releaseCloses() {
+	f.n.mu.Lock()
+	defer f.n.mu.Unlock()
+	f.holdCloses = false
+	for _, m := range f.heldCloses {
+		f.reply(m, ops.StatusOK)
+	}
+	f.heldCloses = nil
+	f.flush()
 }
 
 // bindTCP binds s in TCP's port space (port 0: ephemeral). n.mu must be

@@ -54,6 +54,10 @@ type fakeServer struct {
 	sendStatus ops.Status
 	requests   map[ops.Op]int       // by op
 	orphans    map[uint64]*fakeSock // after crash: the sockets the next generation inherits
+	// holdCloses keeps OpClose unanswered (a lingering close) until
+	// releaseCloses.
+	holdCloses bool
+	heldCloses []channel.Msg
 	// loseReplies drops the replies to every request handled from now on,
 	// as a server that dies after the transport acted.
 	loseReplies bool

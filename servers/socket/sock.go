@@ -58,6 +58,9 @@ type stream struct {
 	eof            bool       // the peer's FIN came (FlagEOF)
 	rdShut, wrShut bool       // CloseRead, CloseWrite
 	connErr        ops.Status // StatusReset or StatusTimedOut once the connection is broken
+	// linger is the connection's SetLinger, for how long Close waits for
+	// the transport's answer (servers/ops: OpClose lingers); < 0: none.
+	linger int
 	// The connection's stream offsets (servers/ops): bytes handed to
 	// sends so far, bytes received so far. Every OpSendTo carries the
 	// offset of its first byte and every OpRecvFrom the received one, so
@@ -83,6 +86,7 @@ func (s *Stack) newSock(network ops.Network, name string) (*sock, error) {
 	}
 	s.nextSock++
 	c := &sock{id: s.nextSock, network: network, net: name, closedCh: make(chan struct{})}
+	c.linger = -1
 	s.socks[c.id] = c
 	return c, nil
 }
@@ -272,8 +276,10 @@ func (s *Stack) awaitSend(c *sock, o *op) (channel.Msg, error) {
 	}
 }
 
-// closeSock closes c and waits a little for the server to confirm; it
-// fails with net.ErrClosed if c was closed already.
+// closeSock closes c and waits a little for the server to confirm (a
+// connection with a linger, SetLinger, that much longer: the transport
+// answers when its bytes are acknowledged); it fails with net.ErrClosed
+// if c was closed already.
 func (s *Stack) closeSock(c *sock) error {
 	s.mu.Lock()
 	if c.closed {
@@ -281,9 +287,13 @@ func (s *Stack) closeSock(c *sock) error {
 		return net.ErrClosed
 	}
 	o := s.closeSockLocked(c)
+	wait := closeWait
+	if c.linger > 0 {
+		wait += time.Duration(min(c.linger, maxLinger)) * time.Second
+	}
 	s.mu.Unlock()
 	if o != nil {
-		t := time.NewTimer(closeWait)
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
 		case <-o.done:

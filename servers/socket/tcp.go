@@ -591,6 +591,142 @@ func (t *TCPConn) Close() error {
 	return nil
 }
 
+// The socket options, with the names and meaning of Go's net.TCPConn
+// methods (servers/ops: OpSetOption). They live with the connection in the
+// transport, so a restart of tcp or of SYSCALL keeps them; an option set
+// while SYSCALL restarts is set on its next generation. Each waits for the
+// transport's answer; an error is a *net.OpError with Op "set".
+//
+// Unlike Go's net, keepnet's Dial and Accept do not turn keep-alive on by
+// themselves (Go's default is probes after 15 s idle): a connection has it
+// only once the application asks. Durations are rounded up to whole
+// seconds, as Go does for Linux's socket options.
+
+// Go's defaults for the zero values of KeepAliveConfig and
+// SetKeepAlivePeriod, and the longest linger the transport keeps
+// (servers/tcp cuts longer ones to it).
+const (
+	defaultKeepAliveIdle     = 15 * time.Second
+	defaultKeepAliveInterval = 15 * time.Second
+	defaultKeepAliveCount    = 9
+	maxLinger                = 3600
+)
+
+// SetNoDelay turns Nagle's algorithm off (true, the default: a short
+// write goes out at once) or on (short writes wait for the ACK of what is
+// in flight, to go out together).
+func (t *TCPConn) SetNoDelay(noDelay bool) error {
+	return t.setOptions(option{ops.OptNoDelay, boolValue(noDelay)})
+}
+
+// SetKeepAlive turns keep-alive probes on or off.
+func (t *TCPConn) SetKeepAlive(keepalive bool) error {
+	return t.setOptions(option{ops.OptKeepAlive, boolValue(keepalive)})
+}
+
+// SetKeepAlivePeriod sets how long the connection must be idle before the
+// first keep-alive probe: 0 is 15 s, a negative period changes nothing.
+func (t *TCPConn) SetKeepAlivePeriod(d time.Duration) error {
+	return t.setOptions(keepAliveDuration(ops.OptKeepAliveIdle, d, defaultKeepAliveIdle)...)
+}
+
+// SetKeepAliveConfig configures keep-alive as net.TCPConn's does: Enable
+// turns it on or off; Idle is the idle time before the first probe,
+// Interval the time between probes and Count the probes that may go
+// unanswered before the connection fails with ETIMEDOUT (reads and writes
+// return it); a zero Idle or Interval is 15 s, a zero Count 9, a negative
+// value leaves that setting alone.
+func (t *TCPConn) SetKeepAliveConfig(config net.KeepAliveConfig) error {
+	opts := append(keepAliveDuration(ops.OptKeepAliveIdle, config.Idle, defaultKeepAliveIdle),
+		keepAliveDuration(ops.OptKeepAliveInterval, config.Interval, defaultKeepAliveInterval)...)
+	switch {
+	case config.Count == 0:
+		opts = append(opts, option{ops.OptKeepAliveCount, defaultKeepAliveCount})
+	case config.Count > 0:
+		opts = append(opts, option{ops.OptKeepAliveCount, uint64(config.Count)})
+	}
+	// Enable last: the first probe is timed from settings all in place.
+	return t.setOptions(append(opts, option{ops.OptKeepAlive, boolValue(config.Enable)})...)
+}
+
+// SetLinger sets what Close does with data not yet sent or acknowledged:
+// sec < 0 (the default) sends it in the background; sec == 0 discards it
+// and resets the connection (an RST); sec > 0 sends it in the background
+// too, and Close waits until the peer has acknowledged all of it, at most
+// sec seconds (up to an hour).
+func (t *TCPConn) SetLinger(sec int) error {
+	if err := t.setOptions(option{ops.OptLinger, uint64(int64(max(sec, -1)))}); err != nil {
+		return err
+	}
+	t.s.mu.Lock()
+	t.c.linger = max(sec, -1)
+	t.s.mu.Unlock()
+	return nil
+}
+
+// SetReadBuffer sets the size of the transport's receive buffer for the
+// connection, which bounds the window it offers (servers/tcp keeps it
+// between 4 KiB and 16 MiB).
+func (t *TCPConn) SetReadBuffer(bytes int) error {
+	return t.setOptions(option{ops.OptRecvBuffer, uint64(max(bytes, 1))})
+}
+
+// SetWriteBuffer sets the size of the transport's send buffer for the
+// connection (servers/tcp keeps it between 4 KiB and 16 MiB).
+func (t *TCPConn) SetWriteBuffer(bytes int) error {
+	return t.setOptions(option{ops.OptSendBuffer, uint64(max(bytes, 1))})
+}
+
+// option is one OpSetOption.
+type option struct {
+	o ops.Option
+	v uint64
+}
+
+func boolValue(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// keepAliveDuration is the option setting o to d rounded up to a second,
+// def for 0; none for a negative d.
+func keepAliveDuration(o ops.Option, d, def time.Duration) []option {
+	switch {
+	case d < 0:
+		return nil
+	case d == 0:
+		d = def
+	}
+	secs := (d + time.Second - 1) / time.Second
+	return []option{{o, uint64(secs * time.Second)}}
+}
+
+// setOptions sets each option in turn, each waiting for its answer
+// within ctlTimeout; the first failure stops it.
+func (t *TCPConn) setOptions(opts ...option) error {
+	s, c := t.s, t.c
+	for _, o := range opts {
+		s.mu.Lock()
+		closed := c.closed
+		s.mu.Unlock()
+		if closed {
+			return t.opErr("set", net.ErrClosed)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ctlTimeout)
+		r, err := s.call(ctx, c, ops.SetOptionMsg(c.id, o.o, o.v))
+		cancel()
+		if err == nil {
+			err = statusErr("setsockopt", ops.StatusOf(r))
+		}
+		if err != nil {
+			return t.opErr("set", err)
+		}
+	}
+	return nil
+}
+
 // LocalAddr is the connection's local address (*net.TCPAddr).
 func (t *TCPConn) LocalAddr() net.Addr {
 	t.s.mu.Lock()

@@ -528,7 +528,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	// through.
 	out := channel.Msg{Op: m.Op, Flags: m.Flags, Aux: m.Aux, Arg: [4]uint64{so.tid, m.Arg[1], m.Arg[2]}}
 	switch ops.OpOf(m) {
-	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown, ops.OpAdopt:
+	case ops.OpOpen, ops.OpBind, ops.OpConnect, ops.OpClose, ops.OpListen, ops.OpShutdown, ops.OpAdopt, ops.OpSetOption:
 	case ops.OpAccept:
 		// The application names the connection to come (Arg[1]); so do
 		// we, towards the transport.

@@ -124,6 +124,9 @@ type Endpoint struct {
 	owned        bool  // a socket holds it: accepted, or connected
 	owner        owner // what the socket layer keeps with it
 
+	// The socket options (SetNoDelay, SetKeepAlive, SetLinger), kept
+	// with the connection (keep_record.go). The buffers' sizes are
+	// snd.limit and rcv.limit (SetSendBuffer, SetRecvBuffer).
 	noDelay    bool
 	ackNow     bool // send an ACK at the end of this event
 	kaOn       bool
@@ -131,6 +134,7 @@ type Endpoint struct {
 	kaInterval time.Duration
 	kaCount    int
 	kaProbes   int
+	linger     int // seconds: <0 (NoLinger) graceful, 0 abortive close, >0 a close waits for the send queue
 }
 
 // owner is what the socket layer keeps with a connection, restored with it
@@ -177,7 +181,8 @@ func (t *Table) newEndpoint(id tuple) *Endpoint {
 		cc:      t.cfg.Congestion(),
 		noDelay: t.cfg.NoDelay,
 		tsOff:   t.tsOffset(id),
-		kaIdle:  2 * time.Hour, kaInterval: 75 * time.Second, kaCount: 9,
+		kaIdle:  DefaultKeepAliveIdle, kaInterval: DefaultKeepAliveInterval, kaCount: DefaultKeepAliveCount,
+		linger: NoLinger,
 	}
 	e.rcvShift = t.rcvShift()
 	e.reserve()
@@ -221,16 +226,17 @@ func (e *Endpoint) peerOptions(o *header.TCPOptions, passive bool) {
 		e.smss -= 12
 	}
 	e.smss = max(e.smss, 64)
-	e.cwnd = initialWindow(e.smss)
+	e.cwnd = initialWindow(e.smss, e.t.cfg.InitialWindow)
 	e.ssthresh = 1 << 30
 }
 
-// initialWindow is RFC 6928's IW, min(10*MSS, max(2*MSS, 14600)): ten
-// segments of an Ethernet MSS, what Linux starts with, so that a short
-// response goes out in the first round trip instead of the third (RFC
-// 5681 §3.1's 3 or 4 segments).
-func initialWindow(mss int) int {
-	return min(10*mss, max(2*mss, 14600))
+// initialWindow is RFC 6928's IW for segs segments,
+// min(segs*MSS, max(2*MSS, segs*1460)): with the default ten, ten segments
+// of an Ethernet MSS, what Linux starts with, so that a short response
+// goes out in the first round trip instead of the third (RFC 5681 §3.1's
+// 3 or 4 segments); with 3 or 4, RFC 3390's window.
+func initialWindow(mss, segs int) int {
+	return min(segs*mss, max(2*mss, segs*1460))
 }
 
 // State is the connection's state.
@@ -261,21 +267,34 @@ func (e *Endpoint) SetNoDelay(v bool) {
 	}
 }
 
+// Keepalive defaults (Linux's tcp_keepalive_time, _intvl and _probes), and
+// the bounds SetKeepAlive takes (Linux's MAX_TCP_KEEPIDLE, _KEEPINTVL and
+// _KEEPCNT).
+const (
+	DefaultKeepAliveIdle     = 2 * time.Hour
+	DefaultKeepAliveInterval = 75 * time.Second
+	DefaultKeepAliveCount    = 9
+	MaxKeepAliveIdle         = 32767 * time.Second
+	MaxKeepAliveCount        = 127
+)
+
 // SetKeepAlive turns keepalive on or off: after idle without a segment
 // from the peer, a probe every interval; count unanswered probes kill the
 // connection with ErrTimedOut. Zero durations and count keep the current
-// values (2 h, 75 s, 9: Linux's).
+// values (at first DefaultKeepAliveIdle, DefaultKeepAliveInterval,
+// DefaultKeepAliveCount); larger ones than the maxima are cut to them. A
+// change re-arms the timer: the idle time starts again now.
 func (e *Endpoint) SetKeepAlive(on bool, idle, interval time.Duration, count int) {
 	e.t.touch(e)
 	e.kaOn = on
 	if idle > 0 {
-		e.kaIdle = idle
+		e.kaIdle = min(idle, MaxKeepAliveIdle)
 	}
 	if interval > 0 {
-		e.kaInterval = interval
+		e.kaInterval = min(interval, MaxKeepAliveIdle)
 	}
 	if count > 0 {
-		e.kaCount = count
+		e.kaCount = min(count, MaxKeepAliveCount)
 	}
 	e.kaProbes = 0
 	e.stopTimer(timerKeepalive)
@@ -283,6 +302,74 @@ func (e *Endpoint) SetKeepAlive(on bool, idle, interval time.Duration, count int
 		e.setTimer(timerKeepalive, e.t.clock.Now().Add(e.kaIdle))
 	}
 }
+
+// KeepAlive is what SetKeepAlive set.
+func (e *Endpoint) KeepAlive() (on bool, idle, interval time.Duration, count int) {
+	return e.kaOn, e.kaIdle, e.kaInterval, e.kaCount
+}
+
+// NoLinger is the linger of a connection that closes gracefully, in the
+// background (SetLinger).
+const NoLinger = -1
+
+// SetLinger sets what Close does with data not yet sent, as SO_LINGER
+// (and Go's TCPConn.SetLinger) does: sec < 0 (the default) closes
+// gracefully, the data and the FIN going out in the background; sec == 0
+// makes Close abortive, an RST with the queued data discarded; sec > 0
+// is graceful, and the socket layer holds the close's answer until the
+// send queue has drained (Drained) or sec seconds have passed.
+func (e *Endpoint) SetLinger(sec int) {
+	e.t.touch(e)
+	e.linger = max(sec, NoLinger)
+}
+
+// Linger is what SetLinger set.
+func (e *Endpoint) Linger() int { return e.linger }
+
+// Drained reports whether everything written, and the FIN if one is
+// queued, has been acknowledged, or the connection is gone: what a
+// lingering close waits for.
+func (e *Endpoint) Drained() bool {
+	if e.state == Closed || e.state == TimeWait || e.err != nil {
+		return true
+	}
+	return e.snd.Len() == 0 && (!e.finQ || e.finAckd)
+}
+
+// The bounds of SetSendBuffer and SetRecvBuffer.
+const (
+	MinBuffer = 4 << 10
+	MaxBuffer = 16 << 20
+)
+
+// SetSendBuffer sets how many bytes the send buffer holds at most (Go's
+// SetWriteBuffer, SO_SNDBUF), within MinBuffer and MaxBuffer; never less
+// than it holds now. It grows as it fills, within the Table's buffer
+// budget.
+func (e *Endpoint) SetSendBuffer(n int) {
+	e.t.touch(e)
+	e.snd.limit = max(min(max(n, MinBuffer), MaxBuffer), e.snd.Len())
+	e.wake() // a writer may have room now
+}
+
+// SetRecvBuffer sets how many bytes the receive buffer holds at most (Go's
+// SetReadBuffer, SO_RCVBUF), within MinBuffer and MaxBuffer; never less
+// than it holds plus the window already advertised (a window does not
+// shrink, RFC 9293 §3.8.6). The window's scale was settled in the
+// handshake: a buffer beyond 65535 << scale is not advertised whole.
+func (e *Endpoint) SetRecvBuffer(n int) {
+	e.t.touch(e)
+	promised := e.rcv.Len()
+	if e.synchronized() && seqGT(e.rcvAdv, e.rcvNxt) {
+		promised += int(e.rcvAdv - e.rcvNxt)
+	}
+	e.rcv.limit = max(min(max(n, MinBuffer), MaxBuffer), promised)
+	e.windowUpdate()
+}
+
+// Buffers are the send and receive buffers' sizes (SetSendBuffer,
+// SetRecvBuffer).
+func (e *Endpoint) Buffers() (send, recv int) { return e.snd.limit, e.rcv.limit }
 
 // synchronized reports a state past the handshake (RFC 9293 §3.5.2).
 func (e *Endpoint) synchronized() bool {
@@ -460,7 +547,8 @@ func (e *Endpoint) CloseWrite() error {
 }
 
 // Close closes both directions. Unread data (now or arriving later) makes
-// it an abortive close, as in Linux: the peer gets an RST. Otherwise the
+// it an abortive close, as in Linux: the peer gets an RST; so does a
+// linger of 0 (SetLinger). Otherwise the
 // FIN handshake runs on; the Table forgets the connection when it ends.
 func (e *Endpoint) Close() error {
 	e.t.touch(e)
@@ -472,8 +560,8 @@ func (e *Endpoint) Close() error {
 		e.listener.forget(e)
 		e.listener = nil
 	}
-	if e.rcv.Len() > 0 || len(e.ooo) > 0 {
-		e.Abort()
+	if e.rcv.Len() > 0 || len(e.ooo) > 0 || e.linger == 0 {
+		e.Abort() // SetLinger(0): abortive, as SO_LINGER's zero
 		return nil
 	}
 	if e.err != nil || e.state == Closed {

@@ -390,14 +390,16 @@ func (k *keeper) sum(c []byte, n int) uint32 {
 	return crc32.Update(crc, castagnoli, c[copyHeader:copyHeader+n])
 }
 
-// read returns copy c's stamp, kind and record if its checksum holds.
-func (k *keeper) read(c []byte) (stamp uint64, kind uint8, rec []byte, ok bool) {
+// read returns copy c's stamp, kind, record and its version if its
+// checksum holds and its version is one this tcp reads.
+func (k *keeper) read(c []byte) (stamp uint64, kind uint8, rec []byte, version uint8, ok bool) {
 	stamp = binary.LittleEndian.Uint64(c[0:])
 	n := int(binary.LittleEndian.Uint16(c[12:]))
-	if stamp == 0 || n > maxRecord || c[15] != keptRecordVersion || binary.LittleEndian.Uint32(c[8:]) != k.sum(c, n) {
-		return 0, 0, nil, false
+	version = c[15]
+	if stamp == 0 || n > maxRecord || version < minRecordVersion || version > keptRecordVersion || binary.LittleEndian.Uint32(c[8:]) != k.sum(c, n) {
+		return 0, 0, nil, 0, false
 	}
-	return stamp, c[14], c[copyHeader : copyHeader+n], true
+	return stamp, c[14], c[copyHeader : copyHeader+n], version, true
 }
 
 // freeSlot ends *slot's record: a free record, sealed, supersedes it.
@@ -519,7 +521,7 @@ func (t *Table) restoreKept() []*Endpoint {
 	slotOf := map[*Endpoint]int{}
 	var lost []int
 	for i := range k.high {
-		kind, rec, c, ok := k.newestCopy(i)
+		kind, rec, version, c, ok := k.newestCopy(i)
 		k.next[i] = uint8(c ^ 1)
 		switch {
 		case !ok:
@@ -529,7 +531,7 @@ func (t *Table) restoreKept() []*Endpoint {
 				k.free = append(k.free, i)
 			}
 		case kind == kindConn:
-			ke, err := decodeEndpoint(t, &dec{b: rec})
+			ke, err := decodeEndpoint(t, &dec{b: rec}, version)
 			if err != nil {
 				log.Printf("kept connections: slot %d: %v", i, err)
 				lost = append(lost, i)
@@ -562,8 +564,8 @@ func (t *Table) restoreKept() []*Endpoint {
 			continue
 		}
 		e := ke.e
-		e.snd = k.ringFrom(ke.snd, data, t.cfg.SendBuffer)
-		e.rcv = k.ringFrom(ke.rcv, data, t.cfg.RecvBuffer)
+		e.snd = k.ringFrom(ke.snd, data, ke.sndLimit)
+		e.rcv = k.ringFrom(ke.rcv, data, ke.rcvLimit)
 		good = append(good, ke)
 	}
 	for _, i := range lost {
@@ -613,18 +615,19 @@ func (t *Table) restoreKept() []*Endpoint {
 	return owned
 }
 
-// newestCopy is slot i's newest valid copy: its kind, record and index.
-func (k *keeper) newestCopy(i int) (kind uint8, rec []byte, c int, ok bool) {
+// newestCopy is slot i's newest valid copy: its kind, record, the
+// record's version and the copy's index.
+func (k *keeper) newestCopy(i int) (kind uint8, rec []byte, version uint8, c int, ok bool) {
 	var best uint64
 	for j := range 2 {
-		if s, kd, r, valid := k.read(k.copyOf(i, j)); valid && s > best {
-			best, kind, rec, c, ok = s, kd, r, j, true
+		if s, kd, r, v, valid := k.read(k.copyOf(i, j)); valid && s > best {
+			best, kind, rec, version, c, ok = s, kd, r, v, j, true
 		}
 		if s := binary.LittleEndian.Uint64(k.copyOf(i, j)); s > k.stamp {
 			k.stamp = s // stamps only grow, over torn copies too
 		}
 	}
-	return kind, rec, c, ok
+	return kind, rec, version, c, ok
 }
 
 func (k *keeper) claimRing(r ringRec) bool {

@@ -11,10 +11,19 @@ import (
 // The records of keep.go: a connection's whole state, and a TIME-WAIT's,
 // as bytes. Little-endian, fixed order, no field names: the version byte of
 // the copy says which layout (keptRecordVersion); a change of layout changes
-// it, and a restarted tcp of another version finds no records it knows
-// (the connections are lost, never misread).
+// it. A restarted tcp reads the records of every version from
+// minRecordVersion on — a later version only appends fields, and what an
+// older record lacks takes its default — and finds none of another version
+// (those connections are lost, never misread).
+//
+//	version 1  the connection's state up to its keepalive settings
+//	version 2  + its linger and its buffers' sizes (the socket options
+//	           SetLinger, SetSendBuffer, SetRecvBuffer; issue 19)
 
-const keptRecordVersion = 1
+const (
+	keptRecordVersion = 2
+	minRecordVersion  = 1
+)
 
 // enc writes fields into a record's bytes, b, at n: in place, without
 // growing anything (a commit allocates nothing). A record that does not
@@ -343,6 +352,10 @@ func encodeEndpoint(w *enc, e *Endpoint) {
 	w.dur(e.kaInterval)
 	w.int(e.kaCount)
 	w.int(e.kaProbes)
+	// Version 2.
+	w.int(e.linger)
+	w.int(e.snd.limit)
+	w.int(e.rcv.limit)
 }
 
 // keptEndpoint is a decoded record: the Endpoint, and what restoring it
@@ -352,13 +365,17 @@ type keptEndpoint struct {
 	snd, rcv   ringRec
 	listenPort uint16 // in this listener's queues; 0: none
 	inTimeWait bool   // its TIME-WAIT record is kept too
+	// The buffers' limits (SetSendBuffer, SetRecvBuffer): the Table's
+	// defaults in a version 1 record.
+	sndLimit, rcvLimit int
 }
 
 var errBadRecord = errors.New("bad record")
 
-// decodeEndpoint reads a record written by encodeEndpoint. Its buffers are
-// not attached yet (restoreRings does that once they are claimed).
-func decodeEndpoint(t *Table, r *dec) (keptEndpoint, error) {
+// decodeEndpoint reads a record written by encodeEndpoint, of the given
+// version (minRecordVersion to keptRecordVersion). Its buffers are not
+// attached yet (restoreRings does that once they are claimed).
+func decodeEndpoint(t *Table, r *dec, version uint8) (keptEndpoint, error) {
 	e := &Endpoint{t: t}
 	k := keptEndpoint{e: e}
 	e.id = r.tuple()
@@ -433,6 +450,10 @@ func decodeEndpoint(t *Table, r *dec) (keptEndpoint, error) {
 	e.noDelay, e.kaOn = r.bool(), r.bool()
 	e.kaIdle, e.kaInterval = r.dur(), r.dur()
 	e.kaCount, e.kaProbes = r.int(), r.int()
+	e.linger, k.sndLimit, k.rcvLimit = NoLinger, t.cfg.SendBuffer, t.cfg.RecvBuffer
+	if version >= 2 {
+		e.linger, k.sndLimit, k.rcvLimit = r.int(), r.int(), r.int()
+	}
 	if r.bad || len(r.b) != 0 {
 		return k, errBadRecord
 	}
@@ -464,8 +485,12 @@ func (k *keptEndpoint) check(t *Table) error {
 		return errors.New("bad buffer")
 	case e.state >= Established && seqGT(e.sndUna, e.sndNxt):
 		return errors.New("SND.UNA beyond SND.NXT")
-	case e.state >= Established && k.snd.n > int(e.sndNxt-e.sndUna)+t.cfg.SendBuffer+MaxOffloadData:
+	case k.sndLimit <= 0 || k.sndLimit > 2*MaxBuffer || k.rcvLimit <= 0 || k.rcvLimit > 2*MaxBuffer:
+		return errors.New("bad buffer limits")
+	case e.state >= Established && k.snd.n > int(e.sndNxt-e.sndUna)+max(k.sndLimit, t.cfg.SendBuffer)+MaxOffloadData:
 		return errors.New("send buffer beyond the window")
+	case e.linger < NoLinger || e.kaCount < 0 || e.kaIdle < 0 || e.kaInterval < 0:
+		return errors.New("bad socket options")
 	case e.smss <= 0 || e.smss > 65535 || e.sndShift > 14 || e.rcvShift > 14:
 		return errors.New("bad options")
 	case e.cwnd < 0 || e.ssthresh < 0 || e.rto < 0 || e.srtt < 0:

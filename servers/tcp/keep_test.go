@@ -144,7 +144,7 @@ func (r *crashRig) audit() {
 			return
 		}
 		i := e.slot - 1
-		_, rec, _, ok := k.newestCopy(i)
+		_, rec, _, _, ok := k.newestCopy(i)
 		w := enc{b: make([]byte, maxRecord)}
 		encodeEndpoint(&w, e)
 		if !ok || !bytes.Equal(rec, w.bytes()) {
@@ -226,7 +226,7 @@ func (r *crashRig) tear(rnd *rand.Rand) {
 		}
 		i := c.a.slot - 1
 		newest, older := k.copyOf(i, int(k.next[i]^1)), k.copyOf(i, int(k.next[i]))
-		if _, _, _, ok := k.read(older); ok && binary.LittleEndian.Uint64(newest) > before {
+		if _, _, _, _, ok := k.read(older); ok && binary.LittleEndian.Uint64(newest) > before {
 			slots = append(slots, i)
 		}
 	}

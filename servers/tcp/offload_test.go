@@ -42,7 +42,7 @@ func TestSegmentationOffload(t *testing.T) {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	h.tb.Tick(h.clock.now)
-	iw := initialWindow(1000)
+	iw := initialWindow(1000, DefaultInitialWindow)
 	if len(out.segs) != 1 || out.tso[0] != 1000 {
 		t.Fatalf("sent %d segments (tso %v), want one of %d bytes to be cut at 1000", len(out.segs), out.tso, iw)
 	}

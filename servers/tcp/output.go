@@ -377,11 +377,20 @@ func (e *Endpoint) keepalive(now time.Time) {
 		e.stopTimer(timerKeepalive)
 		return
 	}
+	if e.sndNxt != e.sndUna || e.snd.Len() > 0 {
+		// Data outstanding or waiting: the retransmission and persist
+		// timers watch the peer (as Linux's keepalive does, it waits).
+		e.kaProbes = 0
+		e.setTimer(timerKeepalive, now.Add(e.kaIdle))
+		return
+	}
 	if e.kaProbes >= e.kaCount {
+		e.t.c.KeepAliveTimeouts++
 		e.terminate(ErrTimedOut)
 		return
 	}
 	e.kaProbes++
+	e.t.c.KeepAliveProbes++
 	e.send(now, e.sndUna-1, 0, 0)
 	e.setTimer(timerKeepalive, now.Add(e.kaInterval))
 }

@@ -42,7 +42,8 @@ import (
 //     listens again — same socket ids, ports and backlogs — before it joins
 //     the wiring and serves; a client's SYN arriving at once is answered.
 //  3. Connections are kept (keep.go): the Table commits every changed
-//     connection's record into the memory init keeps for tcp (StateName) at
+//     connection's record — its socket options (OpSetOption) included —
+//     into the memory init keeps for tcp (StateName) at
 //     the end of each poll, before the poll's segments and replies leave,
 //     and the restarted tcp adopts them — after the listeners, whose queues
 //     they may be in — and gives every connection a socket held its socket
@@ -65,7 +66,8 @@ import (
 //     them, so tcp holds nothing in ip's old pool; it is released.
 //     Connections live on: what was lost on the way is retransmitted.
 //   - syscall: the requests its predecessor posted (accepts, receives,
-//     held sends, connects) are dropped without a reply and its old
+//     held sends, connects, closes lingering for their connections to
+//     drain) are dropped without a reply and its old
 //     "syscall.io" pool is released, and bytes handed out to receives but
 //     not proven received by a receive's stream offset are lent again
 //     (Endpoint.Rewind). Sockets and connections stay: the applications
@@ -89,6 +91,11 @@ type ServerOptions struct {
 	Store   *store.Client
 	// NoTSO: never use segmentation offload (checksum offload still).
 	NoTSO bool
+	// Nagle: connections start with Nagle's algorithm on. Without it they
+	// start with it off (ops.OptNoDelay on), as Go's net starts every TCP
+	// connection, so that an application sees the latency it would on
+	// Linux; it may turn Nagle on per connection.
+	Nagle bool
 	// Config tunes the Table. Its Output is the framework; a nil Clock is
 	// the real one; a zero ISNKey is drawn from crypto/rand.
 	Config Config
@@ -104,6 +111,7 @@ type Stats struct {
 	PendingConnects int
 	PendingReceives int
 	PendingSends    int // OpSendTo held for room in the send buffer
+	LingeringCloses int // OpClose held for a connection to drain (ops.OptLinger)
 	// The bounds (budget.go) and how full they are; Counters say how
 	// often each refused.
 	MaxConns     int
@@ -144,6 +152,9 @@ type server struct {
 
 	socks map[uint64]*sock  // by SYSCALL's id
 	ports map[uint16]uint64 // ports bound or listened on, by socket
+	// lingering are the OpCloses waiting for their connections to drain
+	// (ops.OptLinger), oldest first.
+	lingering []lingeringClose
 	// ready are the sockets whose posted requests something may have
 	// unblocked (a notify callback fired, a request came in): serve looks
 	// at those only, so that thousands of idle connections cost nothing
@@ -169,6 +180,7 @@ func newServer(h transport.Host, o ServerOptions, j Journal) *server {
 		cfg.Seed = binary.LittleEndian.Uint64(b[:])
 	}
 	cfg.Output = h
+	cfg.NoDelay = !o.Nagle
 	s.clock = cfg.Clock
 	s.table = NewTable(cfg)
 	return s
@@ -218,9 +230,10 @@ func (s *server) Poll() (bool, time.Time) {
 		}
 	}
 	s.serve()
+	lingerEnd := s.serveLingering()
 	s.table.Commit() // the recovery window (keep.go): before what this pass produced leaves
 	var wake time.Time
-	if t := s.table.NextTimeout(); !t.IsZero() {
+	if t := earliest(s.table.NextTimeout(), lingerEnd); !t.IsZero() {
 		wake = time.Now().Add(t.Sub(s.clock.Now())) // the Table's clock may be a fake
 	}
 	return s.dirty, wake // dirty: serve stopped early, go on at once
@@ -230,7 +243,7 @@ func (s *server) Stats(common transport.Stats) any {
 	cfg := s.table.cfg
 	st := Stats{Stats: common, Sockets: len(s.socks), Conns: s.table.Conns(), Counters: s.table.Counters(),
 		MaxConns: cfg.MaxConns, TimeWait: s.table.TimeWait(), MaxTimeWait: cfg.MaxTimeWait,
-		BufferBytes: s.table.BufferBytes(), BufferBudget: cfg.BufferBudget}
+		BufferBytes: s.table.BufferBytes(), BufferBudget: cfg.BufferBudget, LingeringCloses: len(s.lingering)}
 	for _, so := range s.socks {
 		if so.l != nil {
 			st.Listeners++

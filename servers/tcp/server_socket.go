@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/netip"
 	"slices"
+	"time"
 
 	"keepnet/kernel/channel"
 	"keepnet/servers/ops"
@@ -103,7 +104,7 @@ func statusOf(err error) ops.Status {
 // restart protocol in server.go).
 func unknownSocket(op ops.Op) ops.Status {
 	switch op {
-	case ops.OpConnect, ops.OpSendTo, ops.OpRecvFrom, ops.OpShutdown:
+	case ops.OpConnect, ops.OpSendTo, ops.OpRecvFrom, ops.OpShutdown, ops.OpSetOption:
 		return ops.StatusReset
 	case ops.OpClose:
 		return ops.StatusOK
@@ -300,12 +301,122 @@ func (s *server) Shutdown(m channel.Msg) {
 	}
 }
 
-// Close closes a socket; its posted requests are answered first.
+// Close closes a socket; its posted requests are answered first. A
+// connection with a positive linger (ops.OptLinger) has its answer held
+// until it is drained or the linger has passed (serveLingering).
 func (s *server) Close(m channel.Msg) {
 	if so := s.socket(m); so != nil {
+		e := so.e
 		s.close(so)
+		if e != nil && e.Linger() > 0 && !e.Drained() {
+			until := s.clock.Now().Add(time.Duration(e.Linger()) * time.Second)
+			s.lingering = append(s.lingering, lingeringClose{m: m, e: e, until: until})
+			return
+		}
 		s.reply(m, ops.StatusOK)
 	}
+}
+
+// lingeringClose is an OpClose whose answer waits for its connection to
+// drain (ops.OptLinger).
+type lingeringClose struct {
+	m     channel.Msg
+	e     *Endpoint
+	until time.Time
+}
+
+// serveLingering answers the lingering closes whose connections have
+// drained or whose linger has passed, and returns when the next one's
+// ends (zero: none is left).
+func (s *server) serveLingering() time.Time {
+	if len(s.lingering) == 0 {
+		return time.Time{}
+	}
+	now := s.clock.Now()
+	var next time.Time
+	keep := s.lingering[:0]
+	for _, l := range s.lingering {
+		if l.e.Drained() || !now.Before(l.until) {
+			s.reply(l.m, ops.StatusOK)
+			continue
+		}
+		keep = append(keep, l)
+		next = earliest(next, l.until)
+	}
+	clear(s.lingering[len(keep):])
+	s.lingering = keep
+	return next
+}
+
+// The bounds of ops.OptLinger and of the buffer sizes: a longer linger is
+// cut to maxLinger, as Linux cuts SO_LINGER's; buffers are cut to
+// MinBuffer and MaxBuffer by the Endpoint.
+const (
+	maxLinger    = 3600
+	maxBufferArg = 1 << 31
+)
+
+// SetOption sets a socket option of a connection (ops.Option), at once.
+func (s *server) SetOption(m channel.Msg) {
+	so := s.socket(m)
+	switch {
+	case so == nil:
+	case so.e == nil:
+		s.reply(m, ops.StatusInvalid) // not a connection (yet)
+	default:
+		s.reply(m, setOption(so.e, ops.Option(m.Arg[1]), m.Arg[2]))
+	}
+}
+
+// setOption sets option o of e to v, or answers StatusInvalid for a value
+// outside o's range (servers/ops) or an unknown option.
+func setOption(e *Endpoint, o ops.Option, v uint64) ops.Status {
+	on, idle, interval, count := e.KeepAlive()
+	switch o {
+	case ops.OptNoDelay, ops.OptKeepAlive:
+		if v > 1 {
+			return ops.StatusInvalid
+		}
+		if o == ops.OptNoDelay {
+			e.SetNoDelay(v == 1)
+		} else {
+			e.SetKeepAlive(v == 1, idle, interval, count)
+		}
+	case ops.OptKeepAliveIdle, ops.OptKeepAliveInterval:
+		d := time.Duration(v)
+		if v == 0 || v > uint64(MaxKeepAliveIdle) {
+			return ops.StatusInvalid
+		}
+		if o == ops.OptKeepAliveIdle {
+			idle = d
+		} else {
+			interval = d
+		}
+		e.SetKeepAlive(on, idle, interval, count)
+	case ops.OptKeepAliveCount:
+		if v == 0 || v > MaxKeepAliveCount {
+			return ops.StatusInvalid
+		}
+		e.SetKeepAlive(on, idle, interval, int(v))
+	case ops.OptLinger:
+		sec := int64(v)
+		if sec < 0 {
+			sec = NoLinger
+		}
+		e.SetLinger(int(min(sec, maxLinger)))
+	case ops.OptSendBuffer, ops.OptRecvBuffer:
+		if v == 0 || v > maxBufferArg {
+			return ops.StatusInvalid
+		}
+		if o == ops.OptSendBuffer {
+			e.SetSendBuffer(int(v))
+		} else {
+			e.SetRecvBuffer(int(v))
+		}
+	default:
+		return ops.StatusInvalid
+	}
+	return ops.StatusOK
 }
 
 // Adopt answers whether socket Arg[0] exists: a new SYSCALL generation
@@ -531,7 +642,9 @@ func (s *server) fail(so *sock, status ops.Status) {
 // bytes handed out but not proven received are lent again (Rewind): their
 // replies may have died with that generation.
 func (s *server) DropRequests() int {
-	n := 0
+	n := len(s.lingering)
+	clear(s.lingering)
+	s.lingering = s.lingering[:0]
 	for _, so := range s.socks {
 		n += so.posted()
 		so.connect, so.accepts, so.recvs, so.sends = nil, nil, nil, nil
@@ -731,8 +844,12 @@ func (s *server) serveConnect(so *sock) {
 
 // Holds is transport.Auditor's: whether m waits on its socket — the
 // connect in progress, an accept on the listener, a send or a receive on
-// the connection. Every other operation is answered at once.
+// the connection; a lingering close. Every other operation is answered at
+// once.
 func (s *server) Holds(m channel.Msg) bool {
+	if ops.OpOf(m) == ops.OpClose {
+		return slices.ContainsFunc(s.lingering, func(l lingeringClose) bool { return l.m.ID == m.ID })
+	}
 	so := s.socks[m.Arg[0]]
 	if so == nil {
 		return false

@@ -41,6 +41,9 @@ type Config struct {
 	Congestion func() Congestion
 	// NoDelay is the initial TCP_NODELAY of new connections.
 	NoDelay bool
+	// InitialWindow is the congestion window a connection starts with, in
+	// segments (RFC 6928; initialWindow). Zero: DefaultInitialWindow.
+	InitialWindow int
 	// ChallengeACKLimit is the most challenge ACKs per second (RFC 5961
 	// §7). Zero: 1000.
 	ChallengeACKLimit int
@@ -85,6 +88,8 @@ type Counters struct {
 	Timeouts           uint64 // retransmission timer expiries
 	LostRetransmits    uint64 // retransmissions found lost by SACK, sent again without a timeout
 	SpuriousRecoveries uint64 // window reductions undone: the retransmissions were needless
+	KeepAliveProbes    uint64 // keepalive probes sent
+	KeepAliveTimeouts  uint64 // connections ended by keepalive: count probes unanswered
 
 	// Keeping (keep.go).
 	KeptConns uint64 // connections and TIME-WAITs a restart adopted from the kept memory
@@ -174,6 +179,10 @@ func NewTable(cfg Config) *Table {
 	if cfg.MaxTimeWait == 0 {
 		cfg.MaxTimeWait = DefaultMaxTimeWait
 	}
+	if cfg.InitialWindow <= 0 {
+		cfg.InitialWindow = DefaultInitialWindow
+	}
+	cfg.InitialWindow = min(cfg.InitialWindow, MaxInitialWindow)
 	t := &Table{
 		cfg: cfg, clock: cfg.Clock, out: cfg.Output,
 		rand:      rand.New(rand.NewPCG(cfg.Seed, 0x6b65_6570_6e65_74)),

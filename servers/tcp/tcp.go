@@ -54,7 +54,10 @@
 //     [NewReno] and [CUBIC] (RFC 9438, the default);
 //   - RFC 1122/5681 delayed ACKs (every second full segment, 40 ms timer),
 //     Nagle with NoDelay, zero-window probes (persist timer), keepalive
-//     (off by default);
+//     (off by default); per connection, the socket options of Go's
+//     net.TCPConn: SetNoDelay, SetKeepAlive (idle, interval, count),
+//     SetLinger, SetSendBuffer and SetRecvBuffer;
+//   - RFC 6928's initial window of ten segments (Config.InitialWindow);
 //   - RFC 2018 SACK blocks in our ACKs describing the bounded out-of-order
 //     queue (contiguous data held as one range), and RFC 2883 D-SACK for
 //     duplicates;
@@ -101,6 +104,14 @@ var (
 	ErrAborted      = errors.New("connection aborted by the user") // the endpoint was Aborted
 	ErrTooManyConns = errors.New("too many connections")           // ENOBUFS: Config.MaxConns reached
 	ErrNoBuffers    = errors.New("no buffer space")                // ENOBUFS: Config.BufferBudget exhausted
+)
+
+// The initial window (Config.InitialWindow), in segments: RFC 6928's ten
+// by default (Linux's), and at most what a 64 KiB window holds of a
+// 1000-byte MSS.
+const (
+	DefaultInitialWindow = 10
+	MaxInitialWindow     = 64
 )
 
 // MSL is the maximum segment lifetime; TIME-WAIT lasts 2*MSL.

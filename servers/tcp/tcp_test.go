@@ -205,11 +205,11 @@ func TestInitialWindowIsTen(t *testing.T) {
 		h.expect(seg{flags: ACK, seq: ourISS + 1 + uint32(i*1000), ack: 101, data: data[i*1000 : (i+1)*1000]})
 	}
 	h.expectNone()
-	if got := initialWindow(1460); got != 14600 {
-		t.Errorf("initialWindow(1460) = %d, want 14600", got)
+	if got := initialWindow(1460, 10); got != 14600 {
+		t.Errorf("initialWindow(1460, 10) = %d, want 14600", got)
 	}
-	if got := initialWindow(8960); got != 17920 {
-		t.Errorf("initialWindow(8960) = %d, want 2 segments, 17920", got)
+	if got := initialWindow(8960, 10); got != 17920 {
+		t.Errorf("initialWindow(8960, 10) = %d, want 2 segments, 17920", got)
 	}
 }
 

@@ -8,7 +8,7 @@
 // A protocol is a core that implements the small [Protocol] interface: it
 // takes the segments IP delivers ([Protocol.Deliver]), one method per
 // socket operation of servers/ops ([Sockets], and [StreamSockets] for
-// listen, accept and shutdown), and sends through the one [Output] every
+// listen, accept, shutdown and socket options), and sends through the one [Output] every
 // core uses. The framework calls the core from its single goroutine; the
 // core answers SYSCALL through [Host.Reply], at once or once what the
 // request waits for happens. A new transport is a core plus a thin main

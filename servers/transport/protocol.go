@@ -67,11 +67,13 @@ type Sockets interface {
 }
 
 // StreamSockets are the operations only a stream protocol has. A core
-// without them answers OpListen, OpAccept and OpShutdown StatusInvalid.
+// without them answers OpListen, OpAccept, OpShutdown and OpSetOption
+// StatusInvalid.
 type StreamSockets interface {
 	Listen(m channel.Msg)
 	Accept(m channel.Msg)
 	Shutdown(m channel.Msg)
+	SetOption(m channel.Msg)
 }
 
 // Host is what the framework offers its core.

@@ -365,7 +365,7 @@ func (s *Server) fromSyscall(m channel.Msg) {
 		s.proto.Adopt(m)
 	case ops.OpCloseRange:
 		s.proto.CloseRange(m)
-	case ops.OpListen, ops.OpAccept, ops.OpShutdown:
+	case ops.OpListen, ops.OpAccept, ops.OpShutdown, ops.OpSetOption:
 		if s.stream == nil {
 			s.Invalid(m)
 			return
@@ -375,8 +375,10 @@ func (s *Server) fromSyscall(m channel.Msg) {
 			s.stream.Listen(m)
 		case ops.OpAccept:
 			s.stream.Accept(m)
-		default:
+		case ops.OpShutdown:
 			s.stream.Shutdown(m)
+		default:
+			s.stream.SetOption(m)
 		}
 	default:
 		s.Invalid(m)
