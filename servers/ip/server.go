@@ -179,6 +179,11 @@ type server struct {
 	// (wiring.Conn.Release); nil in tests.
 	release  func(id uint32)
 	nextTick time.Time // when the Stacks tick next
+
+	// Path MTU estimates (pmtustore.go): what the store kept, per
+	// interface, for start; and where changes go.
+	keptPMTUs   [][]byte
+	pmtuJournal *store.Writer // nil in tests
 }
 
 // heldOutput is an OpOutput m from the transport on l.
@@ -267,6 +272,9 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		defer s.dhcp.journal.Close()
 	}
 	s.addNICs(cfgs)
+	s.keptPMTUs = loadPathMTUs(ctx, o.Store, len(cfgs))
+	s.pmtuJournal = store.NewWriter(o.Store, storeNS)
+	defer s.pmtuJournal.Close()
 	for i, c := range cfgs {
 		log.Printf("interface %d on %s: address %v, gateway %v (configuration from %s), generation %d",
 			i, o.Ifaces[i].Driver, c.Addr, c.Gateway, from, setup.Generation)
@@ -312,6 +320,7 @@ func (s *server) Poll() (bool, time.Time) {
 			}
 		}
 		s.releaseHeld() // a buffer freed some other way
+		s.savePathMTUs()
 		s.nextTick = now.Add(tickEvery)
 	}
 	wake := s.nextTick
@@ -357,6 +366,9 @@ func (s *server) start() {
 		cfg := n.cfg
 		cfg.MAC = n.mac
 		n.stack = New(cfg, nicLink{s, n}, realClock{}, transports)
+		if i < len(s.keptPMTUs) && s.keptPMTUs[i] != nil {
+			log.Printf("path MTUs of %d destinations from the store", n.stack.RestorePathMTUs(s.keptPMTUs[i]))
+		}
 		stacks[i] = n.stack
 	}
 	if len(stacks) > 1 || len(s.o.Routes) > 0 {
@@ -602,11 +614,37 @@ func (t *transportLink) Deliver(uint8, netip.Addr, netip.Addr, []byte) {
 }
 
 func (t *transportLink) DeliverDatagram(ip header.IPv4) {
+	if ref, l, ok := t.up(ip); ok {
+		// The addresses and where the transport header starts, so that
+		// no transport parses IP (servers/ops).
+		t.s.request(l, ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+	}
+}
+
+// DeliverError hands the transport an ICMP error about a datagram it sent,
+// with IP's path MTU estimate in place of the router's next-hop MTU
+// (servers/ops: OpDeliverError).
+func (t *transportLink) DeliverError(ip header.IPv4, pathMTU int) {
+	ref, l, ok := t.up(ip)
+	if !ok {
+		return
+	}
+	if pathMTU > 0 {
+		b, _ := t.s.upBuffer(ref).Bytes(ref)
+		header.ICMPv4(b[ip.HeaderLength():]).SetMTU(uint16(pathMTU))
+	}
+	t.s.request(l, ops.DeliverError(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+}
+
+// up copies datagram ip into a buffer of the "ip.up" pools for the
+// transport, and returns it and the transport's link; false if there is
+// no transport or no buffer (counted in drops).
+func (t *transportLink) up(ip header.IPv4) (pool.Ref, *peerLink, bool) {
 	s := t.s
 	l := s.links[t.name]
 	if l == nil {
 		s.drops++
-		return
+		return pool.Ref{}, nil, false
 	}
 	dgram := ip[:ip.TotalLength()]
 	p := s.upPool(len(dgram))
@@ -617,13 +655,11 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 	}
 	if !ok {
 		s.drops++
-		return
+		return pool.Ref{}, nil, false
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, dgram))
-	// The addresses and where the transport header starts, so that no
-	// transport parses IP (servers/ops).
-	s.request(l, ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+	return ref, l, true
 }
 
 // upPool is the pool for a delivered datagram of n bytes.
@@ -766,7 +802,10 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}
-	if ops.OpOf(req) == ops.OpDeliver {
+	switch ops.OpOf(req) {
+	case ops.OpDeliverError:
+		s.upBuffer(req.Ref).MustFree(req.Ref)
+	case ops.OpDeliver:
 		if ops.StatusOf(m) == ops.StatusNoPort && s.stack != nil {
 			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil {
 				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b)

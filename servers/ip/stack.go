@@ -47,6 +47,16 @@ type DatagramTransport interface {
 	DeliverDatagram(ip header.IPv4)
 }
 
+// ErrorTransport is a Transport that takes the ICMP errors about the
+// datagrams it sent (pmtu.go): ip, the whole ICMP datagram, whose quote
+// handleICMP checked (a datagram of ours, of the transport's protocol, its
+// IP header and 8 bytes of its transport header quoted); pathMTU is the
+// path MTU to the quoted destination after a "fragmentation needed", 0
+// for other errors.
+type ErrorTransport interface {
+	DeliverError(ip header.IPv4, pathMTU int)
+}
+
 // Clock is the time source; tests pass a fake one and never sleep.
 type Clock interface {
 	Now() time.Time
@@ -158,6 +168,14 @@ type Counters struct {
 	ICMPTimeExceededOut   uint64
 	ICMPErrorsSuppressed  uint64 // errors not sent, per RFC 1122 §3.2.2
 	ICMPErrorsRateLimited uint64 // errors not sent: over Limits.ICMPErrorRate
+	ICMPErrorsIn          uint64 // unreachable, time exceeded, parameter problem received
+	ICMPErrorsIgnored     uint64 // drop: their quote is no datagram of ours, or too short
+	ICMPErrorsDelivered   uint64 // handed to the transport that sent the quoted datagram
+
+	// Path MTU discovery (pmtu.go).
+	PathMTUDecreases uint64 // estimates lowered by "fragmentation needed"
+	PathMTUExpired   uint64 // estimates forgotten after PathMTUAge
+	PathMTUClamped   uint64 // offloaded TCP segments cut at a path MTU below the transport's MSS
 }
 
 // A Stack is one IP server's protocol state for one interface. It is not
@@ -183,6 +201,8 @@ type Stack struct {
 	reasmMem int // charge of all reassemblies against Limits.ReassemblyMemory
 
 	icmpTokens tokenBucket // ICMP errors (Limits.ICMPErrorRate)
+
+	pmtu pmtuCache // path MTU estimates by destination (pmtu.go)
 
 	// router joins this Stack to the others of a multi-NIC appliance
 	// (forward.go); nil for the lone interface, which then routes by its
@@ -273,6 +293,7 @@ func (s *Stack) Tick() {
 	now := s.clock.Now()
 	s.tickARP(now)
 	s.tickReassembly(now)
+	s.tickPathMTU(now)
 }
 
 // sendFrame hands the first n bytes of s.tx to the link.

@@ -144,7 +144,7 @@ func FuzzAddr(f *testing.F) {
 // The numbers of every operation and status, as the protocol defines them.
 var (
 	allOps = []Op{OpDeliver, OpOutput, OpAddr, OpOpen, OpBind, OpConnect, OpSendTo,
-		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange}
+		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange, OpDeliverError}
 	allStatuses = []Status{StatusOK, StatusNoPort, StatusNoRoute, StatusInUse, StatusNoSocket,
 		StatusClosed, StatusInvalid, StatusTooBig, StatusError, StatusRefused, StatusReset,
 		StatusTimedOut, StatusAFNoSupport, StatusNoBuffers, StatusTooManySockets}
@@ -177,7 +177,7 @@ func TestNamesDistinct(t *testing.T) {
 
 func TestIsSocketOp(t *testing.T) {
 	for _, o := range allOps {
-		want := o != OpDeliver && o != OpOutput && o != OpAddr
+		want := o != OpDeliver && o != OpOutput && o != OpAddr && o != OpDeliverError
 		if got := o.IsSocketOp(); got != want {
 			t.Errorf("%v.IsSocketOp() = %v, want %v", o, got, want)
 		}
