@@ -124,6 +124,10 @@ type Endpoint struct {
 	owned        bool  // a socket holds it: accepted, or connected
 	owner        owner // what the socket layer keeps with it
 
+	// softErr is the soft error an ICMP message left (icmp.go): what
+	// the connection dies with if it times out. Not kept.
+	softErr error
+
 	noDelay    bool
 	ackNow     bool // send an ACK at the end of this event
 	kaOn       bool

@@ -339,7 +339,7 @@ func (e *Endpoint) timeout(now time.Time) {
 	switch e.state {
 	case SynSent, SynReceived:
 		if e.retries > maxSynRetries {
-			e.terminate(ErrTimedOut)
+			e.timedOut()
 			return
 		}
 		e.t.c.Retransmits++
@@ -350,7 +350,7 @@ func (e *Endpoint) timeout(now time.Time) {
 		return
 	}
 	if e.retries > maxRetries {
-		e.terminate(ErrTimedOut)
+		e.timedOut()
 		return
 	}
 	if e.sndUna == e.sndNxt {
@@ -374,7 +374,7 @@ func (e *Endpoint) keepalive(now time.Time) {
 		return
 	}
 	if e.kaProbes >= e.kaCount {
-		e.terminate(ErrTimedOut)
+		e.timedOut()
 		return
 	}
 	e.kaProbes++
