@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/netip"
 	"time"
 )
 
@@ -39,6 +40,9 @@ and -NAME-in form (tap to guest) override one direction.
 		tap        = fs.String("tap", "", "existing tap device in this network namespace")
 		seed       = fs.Uint64("seed", 1, "random seed: the same seed and traffic replay the same impairments")
 		every      = fs.Duration("stats", 10*time.Second, "print counters this often (0: only at exit)")
+		mtu        = fs.Int("mtu", 0, "link MTU of a hop in the middle, both ways: longer IPv4 datagrams are fragmented, or with DF dropped and answered with ICMP fragmentation needed (0: none)")
+		blackHole  = fs.Bool("mtu-blackhole", false, "with -mtu: drop datagrams with DF over the MTU silently (no ICMP: a PMTU black hole)")
+		mtuFrom    = fs.String("mtu-from", "", "with -mtu: the IPv4 address the ICMP errors come from (default: the dropped datagram's destination)")
 	)
 	both := impairmentFlags(fs, "", "")
 	out := impairmentFlags(fs, "-out", " (guest to tap)")
@@ -48,10 +52,21 @@ and -NAME-in form (tap to guest) override one direction.
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	cfg := Config{Seed: *seed, VnetHdr: true, Out: both.merge(out, set), In: both.merge(in, set)}
+	cfg := Config{Seed: *seed, VnetHdr: true, Out: both.merge(out, set), In: both.merge(in, set),
+		MTU: *mtu, BlackHole: *blackHole}
 	logger := log.New(stderr, "keepnet-relay: ", 0)
 	cfg.Logf = logger.Printf
 	usage := func(msg string) int { logger.Print(msg); return 2 }
+	if *mtuFrom != "" {
+		a, err := netip.ParseAddr(*mtuFrom)
+		if err != nil {
+			return usage("-mtu-from: " + err.Error())
+		}
+		cfg.MTUFrom = a
+	}
+	if err := validateMTU(cfg); err != nil {
+		return usage(err.Error())
+	}
 	switch {
 	case fs.NArg() > 0:
 		return usage(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))

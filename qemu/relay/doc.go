@@ -34,6 +34,10 @@
 //     so the namespace's kernel hands over TCP segments of up to 64 KiB and
 //     checksums to finish; the relay does what a NIC would (cuts the
 //     segments, fills in checksums) before impairing each wire frame.
+//   - mtu.go: a link MTU in the middle (Config.MTU): datagrams over it are
+//     fragmented, or with DF dropped and answered with ICMP
+//     "fragmentation needed" as a router would, or dropped silently (a
+//     PMTU black hole, Config.BlackHole).
 //   - serve.go: getting QEMU connections (Listen/Accepting, Dialing) and
 //     Serve, which relays one connection after another.
 //   - tap_linux.go: OpenTap, attaching to an existing tap.

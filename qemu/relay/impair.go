@@ -70,11 +70,14 @@ type Counters struct {
 	BytesOut   atomic.Uint64 // set by the relay
 	Errors     atomic.Uint64 // frames the far side refused or the relay could not make out (set by the relay)
 	Split      atomic.Uint64 // offloaded segments the relay cut into wire frames (set by the relay)
+	Fragmented atomic.Uint64 // datagrams over the link MTU without DF, cut into fragments (set by the relay)
+	TooBig     atomic.Uint64 // datagrams over the link MTU with DF, dropped (set by the relay)
 }
 
 // Stats is a snapshot of Counters.
 type Stats struct {
 	In, Out, Dropped, Duplicated, Reordered, Delayed, Overflow, BytesIn, BytesOut, Errors, Split uint64
+	Fragmented, TooBig                                                                           uint64
 }
 
 // Snapshot reads the counters.
@@ -83,12 +86,14 @@ func (c *Counters) Snapshot() Stats {
 		In: c.In.Load(), Out: c.Out.Load(), Dropped: c.Dropped.Load(), Duplicated: c.Duplicated.Load(),
 		Reordered: c.Reordered.Load(), Delayed: c.Delayed.Load(), Overflow: c.Overflow.Load(),
 		BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(), Errors: c.Errors.Load(), Split: c.Split.Load(),
+		Fragmented: c.Fragmented.Load(), TooBig: c.TooBig.Load(),
 	}
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("in=%d out=%d dropped=%d duplicated=%d reordered=%d delayed=%d overflow=%d bytes_in=%d bytes_out=%d errors=%d split=%d",
-		s.In, s.Out, s.Dropped, s.Duplicated, s.Reordered, s.Delayed, s.Overflow, s.BytesIn, s.BytesOut, s.Errors, s.Split)
+	return fmt.Sprintf("in=%d out=%d dropped=%d duplicated=%d reordered=%d delayed=%d overflow=%d bytes_in=%d bytes_out=%d errors=%d split=%d fragmented=%d too_big=%d",
+		s.In, s.Out, s.Dropped, s.Duplicated, s.Reordered, s.Delayed, s.Overflow, s.BytesIn, s.BytesOut, s.Errors, s.Split,
+		s.Fragmented, s.TooBig)
 }
 
 // Verdict is an Impairer's decision on one arriving frame (Admit).

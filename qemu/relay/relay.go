@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -42,6 +43,15 @@ type Config struct {
 	// may hand over TCP segments to cut and checksums to finish (OpenTap
 	// sets it up so; see vnet.go). Not for a socket standing in for a tap.
 	VnetHdr bool
+
+	// MTU, if not 0, is the link MTU of a hop in the middle, both ways:
+	// longer IPv4 datagrams are fragmented, or with DF dropped and
+	// answered with ICMP "fragmentation needed" from MTUFrom (invalid:
+	// the datagram's destination), or with BlackHole dropped silently
+	// (mtu.go).
+	MTU       int
+	BlackHole bool
+	MTUFrom   netip.Addr
 
 	Now  func() time.Time                 // nil: time.Now
 	Logf func(format string, args ...any) // nil: silent
@@ -82,6 +92,9 @@ func New(tap PacketPort, cfg Config) (*Relay, error) {
 	if err := cfg.In.Validate(); err != nil {
 		return nil, fmt.Errorf("in: %w", err)
 	}
+	if err := validateMTU(cfg); err != nil {
+		return nil, err
+	}
 	raw, err := tap.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -103,6 +116,19 @@ func New(tap PacketPort, cfg Config) (*Relay, error) {
 	r.in = inPump{
 		im: NewImpairer[[]byte](cfg.In, rand.New(rand.NewPCG(cfg.Seed, 0x696e))), // "in"
 		w:  make([]byte, 0, streamBufSize),
+	}
+	r.out.mtu = newMTULink(cfg, &r.out.im.Counters)
+	r.in.mtu = newMTULink(cfg, &r.in.im.Counters)
+	r.out.back = func(f []byte) { // an ICMP error for the guest: into the in direction
+		if cap(r.in.w)-len(r.in.w) >= room {
+			r.in.admit(r.now(), f)
+		}
+	}
+	r.in.back = func(f []byte) { // an ICMP error for the tap: into the out direction
+		b := r.out.pool.get(len(f))
+		copy(b, f)
+		r.out.batch = append(r.out.batch, b)
+		r.out.owned = append(r.out.owned, b)
 	}
 	if cfg.VnetHdr {
 		r.in.vnet = make([]byte, vnetHdrLen+maxTapRead)
@@ -310,6 +336,9 @@ type outPump struct {
 	next  int      // batch[next:] is still to be written
 	owned [][]byte // the pooled buffers in batch, freed after the write
 	vnet  bool     // the tap wants a virtio_net_hdr before each frame
+
+	mtu  *mtuLink     // the link MTU (nil: none)
+	back func([]byte) // takes an ICMP error for the guest (mtu.go)
 }
 
 func (p *outPump) reset() {
@@ -334,17 +363,7 @@ func (p *outPump) read(q int, now time.Time) (eof bool, err error) {
 			break
 		}
 		bytes += uint64(len(f))
-		switch v := p.im.Admit(now, len(f)); {
-		case v.Drop:
-		case v.Direct:
-			for range v.Copies {
-				p.batch = append(p.batch, f)
-			}
-		default:
-			b := p.pool.get(len(f))
-			copy(b, f)
-			p.im.Enqueue(v, b)
-		}
+		p.mtu.apply(f, func(g []byte) { p.admit(now, g, &g[0] != &f[0]) }, p.back)
 	}
 	p.im.Counters.BytesIn.Add(bytes)
 	switch {
@@ -356,6 +375,30 @@ func (p *outPump) read(q int, now time.Time) (eof bool, err error) {
 		return true, nil
 	}
 	return false, rerr
+}
+
+// admit queues frame f for the tap as its Impairer decides. f is a view
+// into sr's buffer, or with transient a fragment the link MTU cut, which
+// does not outlive the call and is copied.
+func (p *outPump) admit(now time.Time, f []byte, transient bool) {
+	switch v := p.im.Admit(now, len(f)); {
+	case v.Drop:
+	case v.Direct && transient:
+		b := p.pool.get(len(f))
+		copy(b, f)
+		for range v.Copies {
+			p.batch = append(p.batch, b)
+		}
+		p.owned = append(p.owned, b)
+	case v.Direct:
+		for range v.Copies {
+			p.batch = append(p.batch, f)
+		}
+	default:
+		b := p.pool.get(len(f))
+		copy(b, f)
+		p.im.Enqueue(v, b)
+	}
 }
 
 // release queues the frames that are due for the tap.
@@ -439,6 +482,10 @@ type inPump struct {
 	// then up to 64 KiB of frame) and turned into wire frames, built in
 	// seg when a segment is cut. Nil otherwise.
 	vnet, seg []byte
+
+	mtu  *mtuLink     // the link MTU (nil: none)
+	back func([]byte) // takes an ICMP error for the tap (mtu.go)
+	big  []byte       // a copy of a frame too big for the link (admitMTU)
 }
 
 // maxTapRead is the longest frame a tap with offloads hands over: a 64 KiB
@@ -475,7 +522,7 @@ func (p *inPump) read(tap int, now time.Time) error {
 			return err
 		}
 		bytes += uint64(n)
-		p.admit(now, slot[:n])
+		p.admitMTU(now, slot[:n])
 	}
 	return nil
 }
@@ -499,7 +546,7 @@ func (p *inPump) readVnet(tap int, now time.Time) error {
 		if h.gsoType != vnetGSONone {
 			p.im.Counters.Split.Add(1)
 		}
-		if err := wireFrames(h, p.vnet[vnetHdrLen:n], p.seg, func(f []byte) { p.admit(now, f) }); err != nil {
+		if err := wireFrames(h, p.vnet[vnetHdrLen:n], p.seg, func(f []byte) { p.admitMTU(now, f) }); err != nil {
 			p.im.Counters.Errors.Add(1)
 		}
 	}
@@ -515,6 +562,21 @@ func readTap(tap int, b []byte) (int, error) {
 		return 0, fmt.Errorf("%w: %w", errFatal, err)
 	}
 	return n, nil
+}
+
+// admitMTU admits frame f, or its fragments, within the link MTU.
+func (p *inPump) admitMTU(now time.Time, f []byte) {
+	if p.mtu == nil {
+		p.admit(now, f)
+		return
+	}
+	if p.vnet == nil && len(f) > ethLen+p.mtu.mtu {
+		// f was read into w's free space, where admit appends: the
+		// fragments would overwrite it while it is being cut.
+		p.big = append(p.big[:0], f...)
+		f = p.big
+	}
+	p.mtu.apply(f, func(f []byte) { p.admit(now, f) }, p.back)
 }
 
 // admit appends frame f to w as its Impairer decides, or hands it a copy to

@@ -41,15 +41,20 @@ const (
 	ICMPv4DstUnreachable ICMPv4Type = 3
 	ICMPv4Echo           ICMPv4Type = 8
 	ICMPv4TimeExceeded   ICMPv4Type = 11
+	ICMPv4ParamProblem   ICMPv4Type = 12
 )
 
 // Codes of ICMPv4DstUnreachable (RFC 792, RFC 1191).
 const (
-	ICMPv4NetUnreachable   = 0
-	ICMPv4HostUnreachable  = 1
-	ICMPv4ProtoUnreachable = 2
-	ICMPv4PortUnreachable  = 3
-	ICMPv4FragNeeded       = 4
+	ICMPv4NetUnreachable    = 0
+	ICMPv4HostUnreachable   = 1
+	ICMPv4ProtoUnreachable  = 2
+	ICMPv4PortUnreachable   = 3
+	ICMPv4FragNeeded        = 4
+	ICMPv4SourceRouteFailed = 5
+	// RFC 1122 §3.2.2.1's codes 6-12, 13 (RFC 1812: prohibited by
+	// filtering) included, are unreachables of the host or network kind.
+	ICMPv4AdminProhibited = 13
 )
 
 // Codes of ICMPv4TimeExceeded.

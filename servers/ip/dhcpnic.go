@@ -313,6 +313,13 @@ func (t dhcpTap) DeliverDatagram6(h header.IPv6, off int) {
 	t.s.drops++
 }
 
+// DeliverError passes UDP's ICMP errors on to it.
+func (t dhcpTap) DeliverError(ip header.IPv4, pathMTU int) {
+	if et, ok := t.inner.(ErrorTransport); ok {
+		et.DeliverError(ip, pathMTU)
+	}
+}
+
 // DHCPStats are the client's, in Stats.
 type DHCPStats struct {
 	State                   string

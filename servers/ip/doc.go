@@ -41,7 +41,14 @@
 //     fragmented on output); protocol unreachable for protocols with no
 //     transport; [Stack.SendUnreachable] for the transports (port
 //     unreachable); no ICMP error about an ICMP error, a broadcast, or a
-//     non-initial fragment (RFC 1122 §3.2.2).
+//     non-initial fragment (RFC 1122 §3.2.2). ICMP errors received
+//     (unreachable, time exceeded, parameter problem) that quote a
+//     datagram of ours go to the transport that sent it
+//     ([ErrorTransport], servers/ops OpDeliverError).
+//   - Path MTU discovery (RFC 1191, pmtu.go): TCP datagrams carry DF;
+//     "fragmentation needed" lowers a bounded per-destination estimate
+//     (floor [MinPathMTU], forgotten after [PathMTUAge]); offloaded TCP
+//     segments are cut at it.
 //   - Output: connected subnet directly, anything else through the default
 //     gateway; a fresh IP ID per datagram; fragmentation to the MTU.
 //   - Several NICs (forward.go, route.go): a [Router] joins one Stack per
@@ -78,7 +85,9 @@
 //     old ids are ignored.
 //  4. The new Stacks start with empty ARP and reassembly tables and each
 //     sends a gratuitous ARP ([Stack.AnnounceGratuitousARP]) so neighbours
-//     refresh their caches.
+//     refresh their caches. The path MTU estimates are the exception:
+//     the server keeps them in the store too (key "pmtu", "pmtu.N";
+//     pmtustore.go) and a restarted one starts with them.
 //
 // A driver's restart is the driver's link alone: ip resubmits what that
 // driver had not answered (frames to send, receive buffers) to its new

@@ -16,6 +16,10 @@ func (s *Stack) handleICMP(ip header.IPv4) {
 		return
 	}
 	m := header.ICMPv4(b)
+	switch m.Type() {
+	case header.ICMPv4DstUnreachable, header.ICMPv4TimeExceeded, header.ICMPv4ParamProblem:
+		s.handleICMPError(ip, m)
+	}
 	if m.Type() != header.ICMPv4Echo {
 		if t := s.transports[header.ProtocolICMP]; t != nil {
 			s.c.IPDelivered++
@@ -39,6 +43,40 @@ func (s *Stack) handleICMP(ip header.IPv4) {
 	if from.output(header.ProtocolICMP, from.addr, ip.Src(), reply, Offload{}) == nil {
 		s.c.ICMPEchoReplies++
 	}
+}
+
+// handleICMPError checks an ICMP error (RFC 1122 §3.2.2: it quotes the
+// offending datagram's IP header and at least 8 bytes of its payload), learns
+// the path MTU from a "fragmentation needed" (pmtu.go), and hands the error
+// to the transport that sent the quoted datagram (RFC 1122 §3.2.2.1,
+// §4.2.3.9), which decides what it means for its connection.
+func (s *Stack) handleICMPError(ip header.IPv4, m header.ICMPv4) {
+	s.c.ICMPErrorsIn++
+	q := header.IPv4(m.Payload())
+	if len(q) < header.IPv4MinimumSize || q.Version() != header.IPv4Version {
+		s.c.ICMPErrorsIgnored++
+		return
+	}
+	hl := q.HeaderLength()
+	// Only a first fragment (or a whole datagram) quotes the transport
+	// header; the quote must be about a datagram we sent.
+	if hl < header.IPv4MinimumSize || len(q) < hl+header.ICMPv4ErrorDataSize ||
+		q.FragmentOffset() != 0 || s.owner(q.Src()) == nil {
+		s.c.ICMPErrorsIgnored++
+		return
+	}
+	mtu := 0
+	if m.Type() == header.ICMPv4DstUnreachable && m.Code() == header.ICMPv4FragNeeded {
+		s.learnPathMTU(q.Dst(), int(m.MTU()), int(q.TotalLength()), s.clock.Now())
+		mtu = s.PathMTU(q.Dst())
+	}
+	t, ok := s.transports[q.Protocol()].(ErrorTransport)
+	if !ok {
+		s.c.ICMPErrorsIgnored++
+		return
+	}
+	s.c.ICMPErrorsDelivered++
+	t.DeliverError(ip, mtu)
 }
 
 // SendUnreachable sends an ICMP destination unreachable message with code

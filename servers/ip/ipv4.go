@@ -190,12 +190,19 @@ func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, src netip.Addr, p
 	seg := frame[eh+ih:]
 	copy(seg, payload)
 	seed := header.PseudoHeaderChecksum(proto, src, dst, uint16(len(payload)))
-	if o.MSS > 0 && ih+len(payload) > s.cfg.MTU {
+	if o.MSS > 0 && ih+len(payload) > s.PathMTU(dst) {
 		hdr := header.TCP(seg).DataOffset()
 		if hdr < header.TCPMinimumSize || hdr >= len(seg) || len(seg)-hdr > link.MaxTSO || o.MSS > s.cfg.MTU-ih-hdr {
 			return ErrTooBig
 		}
-		lo.HdrLen, lo.MSS = uint8(eh+ih+hdr), uint16(o.MSS)
+		// The path may be narrower than the transport knows yet (a new
+		// connection, or one that did not send what a router refused):
+		// the device cuts at the path MTU (pmtu.go).
+		mss := s.tsoMSS(dst, hdr, o.MSS)
+		if mss < o.MSS {
+			s.c.PathMTUClamped++
+		}
+		lo.HdrLen, lo.MSS = uint8(eh+ih+hdr), uint16(mss)
 		seed = header.PseudoHeaderChecksum(proto, src, dst, 0)
 		ip.SetChecksum(0)
 		s.c.SegmentationOut++
@@ -243,8 +250,11 @@ func (s *Stack) transmit(mac header.MAC, src netip.Addr, proto uint8, dst netip.
 		data := payload[off:min(off+chunk, len(payload))]
 		last := off+len(data) == len(payload)
 		var flags uint16
-		if !last {
+		switch {
+		case !last:
 			flags = header.IPv4FlagMoreFragments
+		case off == 0 && proto == header.ProtocolTCP:
+			flags = header.IPv4FlagDontFragment // path MTU discovery (pmtu.go)
 		}
 		header.IPv4(s.tx[eh:]).Encode(&header.IPv4Fields{
 			TotalLength: uint16(ih + len(data)), ID: id, Flags: flags, FragmentOffset: off,

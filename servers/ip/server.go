@@ -184,6 +184,11 @@ type server struct {
 	// (wiring.Conn.Release); nil in tests.
 	release  func(id uint32)
 	nextTick time.Time // when the Stacks tick next
+
+	// Path MTU estimates (pmtustore.go): what the store kept, per
+	// interface, for start; and where changes go.
+	keptPMTUs   [][]byte
+	pmtuJournal *store.Writer // nil in tests
 }
 
 // heldOutput is an OpOutput m from the transport on l.
@@ -273,6 +278,9 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		defer s.dhcp.journal.Close()
 	}
 	s.addNICs(cfgs)
+	s.keptPMTUs = loadPathMTUs(ctx, o.Store, len(cfgs))
+	s.pmtuJournal = store.NewWriter(o.Store, storeNS)
+	defer s.pmtuJournal.Close()
 	for i, c := range cfgs {
 		log.Printf("interface %d on %s: address %v, gateway %v (configuration from %s), generation %d",
 			i, o.Ifaces[i].Driver, c.Addr, c.Gateway, from, setup.Generation)
@@ -318,6 +326,7 @@ func (s *server) Poll() (bool, time.Time) {
 			}
 		}
 		s.releaseHeld() // a buffer freed some other way
+		s.savePathMTUs()
 		s.nextTick = now.Add(tickEvery)
 	}
 	wake := s.nextTick
@@ -365,6 +374,9 @@ func (s *server) start() {
 		n.stack = New(cfg, nicLink{s, n}, realClock{}, transports)
 		n.stack.EnableIPv6(s.o.Ifaces[i].IPv6)
 		n.stack.noTransport6 = s.filtering() // pf judges IPv4 only
+		if i < len(s.keptPMTUs) && s.keptPMTUs[i] != nil {
+			log.Printf("path MTUs of %d destinations from the store", n.stack.RestorePathMTUs(s.keptPMTUs[i]))
+		}
 		stacks[i] = n.stack
 	}
 	if len(stacks) > 1 || len(s.o.Routes) > 0 {
@@ -633,13 +645,38 @@ func (t *transportLink) Deliver(uint8, netip.Addr, netip.Addr, []byte) {
 }
 
 func (t *transportLink) DeliverDatagram(ip header.IPv4) {
+	if ref, l, ok := t.up(ip[:ip.TotalLength()]); ok {
+		// The addresses and where the transport header starts, so that
+		// no transport parses IP (servers/ops).
+		t.s.request(l, ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+	}
+}
+
+// DeliverError hands the transport an ICMP error about a datagram it sent,
+// with IP's path MTU estimate in place of the router's next-hop MTU
+// (servers/ops: OpDeliverError).
+func (t *transportLink) DeliverError(ip header.IPv4, pathMTU int) {
+	ref, l, ok := t.up(ip[:ip.TotalLength()])
+	if !ok {
+		return
+	}
+	if pathMTU > 0 {
+		b, _ := t.s.upBuffer(ref).Bytes(ref)
+		header.ICMPv4(b[ip.HeaderLength():]).SetMTU(uint16(pathMTU))
+	}
+	t.s.request(l, ops.DeliverError(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+}
+
+// up copies a whole datagram, either family, into a buffer of the "ip.up"
+// pools for the transport, and returns it and the transport's link; false
+// if there is no transport or no buffer (counted in drops).
+func (t *transportLink) up(dgram []byte) (pool.Ref, *peerLink, bool) {
 	s := t.s
 	l := s.links[t.name]
 	if l == nil {
 		s.drops++
-		return
+		return pool.Ref{}, nil, false
 	}
-	dgram := ip[:ip.TotalLength()]
 	p := s.upPool(len(dgram))
 	ref, ok := p.Alloc()
 	if !ok && p != s.up {
@@ -648,38 +685,20 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 	}
 	if !ok {
 		s.drops++
-		return
+		return pool.Ref{}, nil, false
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, dgram))
-	// The addresses and where the transport header starts, so that no
-	// transport parses IP (servers/ops).
-	s.request(l, ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+	return ref, l, true
 }
 
 // DeliverDatagram6 hands an IPv6 datagram over as DeliverDatagram does an
 // IPv4 one: whole, with its transport header at off (after the extension
 // headers).
 func (t *transportLink) DeliverDatagram6(h header.IPv6, off int) {
-	s := t.s
-	l := s.links[t.name]
-	if l == nil {
-		s.drops++
-		return
+	if ref, l, ok := t.up(h); ok {
+		t.s.request(l, ops.Deliver(ref, h.Src(), h.Dst(), off))
 	}
-	p := s.upPool(len(h))
-	ref, ok := p.Alloc()
-	if !ok && p != s.up {
-		p = s.up
-		ref, ok = p.Alloc()
-	}
-	if !ok {
-		s.drops++
-		return
-	}
-	buf, _ := p.Bytes(ref)
-	ref.Len = uint32(copy(buf, h))
-	s.request(l, ops.Deliver(ref, h.Src(), h.Dst(), off))
 }
 
 // upPool is the pool for a delivered datagram of n bytes.
@@ -822,7 +841,10 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 	if !ok {
 		return // a reply to a request already resubmitted elsewhere
 	}
-	if ops.OpOf(req) == ops.OpDeliver {
+	switch ops.OpOf(req) {
+	case ops.OpDeliverError:
+		s.upBuffer(req.Ref).MustFree(req.Ref)
+	case ops.OpDeliver:
 		if ops.StatusOf(m) == ops.StatusNoPort && s.stack != nil {
 			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil && isIPv6Datagram(b) {
 				s.stack.SendUnreachable6(b)

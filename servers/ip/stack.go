@@ -47,6 +47,16 @@ type DatagramTransport interface {
 	DeliverDatagram(ip header.IPv4)
 }
 
+// ErrorTransport is a Transport that takes the ICMP errors about the
+// datagrams it sent (pmtu.go): ip, the whole ICMP datagram, whose quote
+// handleICMP checked (a datagram of ours, of the transport's protocol, its
+// IP header and 8 bytes of its transport header quoted); pathMTU is the
+// path MTU to the quoted destination after a "fragmentation needed", 0
+// for other errors.
+type ErrorTransport interface {
+	DeliverError(ip header.IPv4, pathMTU int)
+}
+
 // Clock is the time source; tests pass a fake one and never sleep.
 type Clock interface {
 	Now() time.Time
@@ -182,6 +192,14 @@ type Counters struct {
 	NSOut, NAOut, RSOut uint64
 	NDResolveFailures   uint64 // neighbours that did not answer their solicitations
 	NDQueueDrops        uint64 // datagrams dropped while waiting for Neighbor Discovery
+	ICMPErrorsIn        uint64 // unreachable, time exceeded, parameter problem received
+	ICMPErrorsIgnored   uint64 // drop: their quote is no datagram of ours, or too short
+	ICMPErrorsDelivered uint64 // handed to the transport that sent the quoted datagram
+
+	// Path MTU discovery (pmtu.go).
+	PathMTUDecreases uint64 // estimates lowered by "fragmentation needed"
+	PathMTUExpired   uint64 // estimates forgotten after PathMTUAge
+	PathMTUClamped   uint64 // offloaded TCP segments cut at a path MTU below the transport's MSS
 }
 
 // A Stack is one IP server's protocol state for one interface. It is not
@@ -213,6 +231,7 @@ type Stack struct {
 	// filters IPv4 only, so with a packet filter they would pass
 	// unfiltered): they are refused as by a closed port.
 	noTransport6 bool
+	pmtu         pmtuCache // path MTU estimates by destination (pmtu.go)
 
 	// router joins this Stack to the others of a multi-NIC appliance
 	// (forward.go); nil for the lone interface, which then routes by its
@@ -306,6 +325,7 @@ func (s *Stack) Tick() {
 	s.tickARP(now)
 	s.tickReassembly(now)
 	s.tick6(now)
+	s.tickPathMTU(now)
 }
 
 // sendFrame hands the first n bytes of s.tx to the link.

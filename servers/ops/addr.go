@@ -199,3 +199,11 @@ func (o Op) WithAddr(id uint64, a Addr) channel.Msg {
 	PutAddr(&m, AtArg1, a)
 	return m
 }
+
+// DeliverError is an OpDeliverError request: the ICMP error datagram in
+// ref, from src to dst, its ICMP header at offset off.
+func DeliverError(ref pool.Ref, src, dst netip.Addr, off int) channel.Msg {
+	m := Deliver(ref, src, dst, off)
+	m.Op = uint16(OpDeliverError)
+	return m
+}

@@ -32,6 +32,18 @@
 //	           header's length), so that a transport never parses IP
 //	           (Deliver, Delivered). The reply frees it. StatusNoPort asks IP to answer the sender with
 //	           ICMP port unreachable (IP still has the datagram).
+//	OpDeliverError IP -> transport. An ICMP error (destination unreachable,
+//	           time exceeded, parameter problem) about a datagram this
+//	           transport sent, as OpDeliver delivers a datagram: Ref the
+//	           whole ICMP datagram, AtArg0 its source (the router or host
+//	           that complained), AtArg2 its destination, Flags the offset
+//	           of the ICMP header. IP checked the message: the quoted
+//	           datagram is one of ours, of the transport's protocol, and
+//	           the quote holds its IP header and at least 8 bytes of its
+//	           transport header; ICMPErrorOf reads it, so that the
+//	           transport does not parse IP. A "fragmentation needed" IP
+//	           has learned from already (its path MTU cache). The reply
+//	           frees it; its status is ignored.
 //	OpOutput   transport -> IP. Ref: a transport segment (header and payload,
 //	           checksum filled in) in the transport's pool. AtArg0: the
 //	           destination (port 0), Arg[2]: IP protocol number in its
@@ -195,6 +207,7 @@ const (
 	OpAdopt
 	OpCloseRange
 	OpSetOption
+	OpDeliverError
 )
 
 var opNames = map[Op]string{
@@ -203,7 +216,8 @@ var opNames = map[Op]string{
 	OpSendTo: "OpSendTo", OpRecvFrom: "OpRecvFrom", OpClose: "OpClose",
 	OpReset: "OpReset", OpListen: "OpListen", OpAccept: "OpAccept",
 	OpShutdown: "OpShutdown", OpAdopt: "OpAdopt", OpCloseRange: "OpCloseRange",
-	OpSetOption: "OpSetOption",
+	OpSetOption:    "OpSetOption",
+	OpDeliverError: "OpDeliverError",
 }
 
 func (o Op) String() string {

@@ -148,7 +148,7 @@ func FuzzAddr(f *testing.F) {
 // The numbers of every operation and status, as the protocol defines them.
 var (
 	allOps = []Op{OpDeliver, OpOutput, OpAddr, OpOpen, OpBind, OpConnect, OpSendTo,
-		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange, OpSetOption}
+		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange, OpSetOption, OpDeliverError}
 	allStatuses = []Status{StatusOK, StatusNoPort, StatusNoRoute, StatusInUse, StatusNoSocket,
 		StatusClosed, StatusInvalid, StatusTooBig, StatusError, StatusRefused, StatusReset,
 		StatusTimedOut, StatusAFNoSupport, StatusNoBuffers, StatusTooManySockets}
@@ -188,7 +188,7 @@ func TestNamesDistinct(t *testing.T) {
 
 func TestIsSocketOp(t *testing.T) {
 	for _, o := range allOps {
-		want := o != OpDeliver && o != OpOutput && o != OpAddr
+		want := o != OpDeliver && o != OpOutput && o != OpAddr && o != OpDeliverError
 		if got := o.IsSocketOp(); got != want {
 			t.Errorf("%v.IsSocketOp() = %v, want %v", o, got, want)
 		}

@@ -127,6 +127,10 @@ type Endpoint struct {
 	// The socket options (SetNoDelay, SetKeepAlive, SetLinger), kept
 	// with the connection (keep_record.go). The buffers' sizes are
 	// snd.limit and rcv.limit (SetSendBuffer, SetRecvBuffer).
+	// softErr is the soft error an ICMP message left (icmp.go): what
+	// the connection dies with if it times out. Not kept.
+	softErr error
+
 	noDelay    bool
 	ackNow     bool // send an ACK at the end of this event
 	kaOn       bool

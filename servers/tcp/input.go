@@ -240,6 +240,7 @@ func (e *Endpoint) inputSynSent(s *segment, now time.Time) {
 	e.state = Established
 	e.rttFromAck(s, now)
 	e.retries = 0
+	e.softErr = nil
 	e.stopTimer(timerRTO)
 	if e.kaOn {
 		e.setTimer(timerKeepalive, now.Add(e.kaIdle))
@@ -361,6 +362,7 @@ func (e *Endpoint) ackNew(s *segment, now time.Time) {
 	e.sndUna = s.ack
 	e.rttFromAck(s, now)
 	e.retries = 0
+	e.softErr = nil // the path works (icmp.go)
 	if e.hasRTT {
 		e.rto = clampRTO(e.srtt + max(time.Millisecond, 4*e.rttvar))
 	}

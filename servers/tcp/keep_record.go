@@ -169,7 +169,7 @@ func (r *dec) ranges(max int) []seqRange {
 }
 
 // errCodes number the errors a connection can die with.
-var errCodes = []error{nil, ErrReset, ErrRefused, ErrTimedOut, ErrAborted, ErrClosed}
+var errCodes = []error{nil, ErrReset, ErrRefused, ErrTimedOut, ErrAborted, ErrClosed, ErrUnreachable}
 
 func errCode(err error) uint8 {
 	for i, e := range errCodes {

@@ -343,7 +343,7 @@ func (e *Endpoint) timeout(now time.Time) {
 	switch e.state {
 	case SynSent, SynReceived:
 		if e.retries > maxSynRetries {
-			e.terminate(ErrTimedOut)
+			e.timedOut()
 			return
 		}
 		e.t.c.Retransmits++
@@ -354,7 +354,7 @@ func (e *Endpoint) timeout(now time.Time) {
 		return
 	}
 	if e.retries > maxRetries {
-		e.terminate(ErrTimedOut)
+		e.timedOut()
 		return
 	}
 	if e.sndUna == e.sndNxt {
@@ -386,7 +386,7 @@ func (e *Endpoint) keepalive(now time.Time) {
 	}
 	if e.kaProbes >= e.kaCount {
 		e.t.c.KeepAliveTimeouts++
-		e.terminate(ErrTimedOut)
+		e.timedOut()
 		return
 	}
 	e.kaProbes++

@@ -218,6 +218,11 @@ func (s *server) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
 	return ops.StatusOK
 }
 
+// DeliverError hands the Table an ICMP error about one of our segments.
+func (s *server) DeliverError(e ops.ICMPError) {
+	s.table.HandleICMP(ICMPError{Type: e.Type, Code: e.Code, MTU: e.MTU, Local: e.Local, Remote: e.Remote, Quote: e.Quote})
+}
+
 // Hold and Flush: one output per connection for a whole batch.
 func (s *server) Hold()  { s.table.Hold() }
 func (s *server) Flush() { s.table.Flush() }
@@ -267,3 +272,4 @@ var _ transport.Core[ListenerRecord] = (*server)(nil)
 var _ transport.Hooked = (*server)(nil)
 var _ transport.StreamSockets = (*server)(nil)
 var _ transport.Auditor = (*server)(nil)
+var _ transport.ErrorReceiver = (*server)(nil)

@@ -87,6 +87,8 @@ func statusOf(err error) ops.Status {
 		return ops.StatusReset
 	case errors.Is(err, ErrTimedOut):
 		return ops.StatusTimedOut
+	case errors.Is(err, ErrUnreachable):
+		return ops.StatusNoRoute
 	case errors.Is(err, ErrInUse), errors.Is(err, ErrNoPorts):
 		return ops.StatusInUse
 	case errors.Is(err, ErrClosed):

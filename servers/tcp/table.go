@@ -91,6 +91,13 @@ type Counters struct {
 	KeepAliveProbes    uint64 // keepalive probes sent
 	KeepAliveTimeouts  uint64 // connections ended by keepalive: count probes unanswered
 
+	// ICMP errors about our segments (icmp.go).
+	ICMPIn            uint64 // delivered by ip
+	ICMPOutOfWindow   uint64 // ignored: no connection, or the quoted sequence number outside [SND.UNA, SND.NXT) (RFC 5927)
+	ICMPRefused       uint64 // connection attempts ended by port or protocol unreachable
+	ICMPSoftErrors    uint64 // remembered, reported only on a timeout
+	PathMTUReductions uint64 // segment sizes lowered by fragmentation needed
+
 	// Keeping (keep.go).
 	KeptConns uint64 // connections and TIME-WAITs a restart adopted from the kept memory
 	KeptLost  uint64 // records a restart found bad: their connections reset

@@ -61,6 +61,10 @@
 //   - RFC 2018 SACK blocks in our ACKs describing the bounded out-of-order
 //     queue (contiguous data held as one range), and RFC 2883 D-SACK for
 //     duplicates;
+//   - ICMP errors (icmp.go): RFC 5927's window check on the quoted
+//     sequence number; RFC 1191 path MTU discovery (the segment size
+//     lowered, the flight resent at it); RFC 1122/5461 hard errors
+//     refusing a connection attempt, soft errors reported on a timeout;
 //   - SYN-flood resistance: a bounded SYN queue per listener and, when it
 //     is full, SYN cookies (RFC 4987 §3.6, syncookie.go) that keep no
 //     state; buffers are allocated lazily.
@@ -95,6 +99,7 @@ var (
 	ErrReset        = errors.New("connection reset by peer")       // ECONNRESET
 	ErrRefused      = errors.New("connection refused")             // ECONNREFUSED
 	ErrTimedOut     = errors.New("connection timed out")           // ETIMEDOUT
+	ErrUnreachable  = errors.New("no route to host")               // EHOSTUNREACH: timed out after an ICMP unreachable (icmp.go)
 	ErrClosed       = errors.New("use of closed connection")       // EPIPE on write after close
 	ErrWouldBlock   = errors.New("operation would block")          // EAGAIN: retry when Readable/Writable
 	ErrNotConnected = errors.New("not connected")                  // ENOTCONN

@@ -41,6 +41,14 @@ type Protocol interface {
 	Stats(common Stats) any
 }
 
+// ErrorReceiver is a core that takes the ICMP errors about the datagrams
+// it sent (servers/ops OpDeliverError): e is valid only during the call
+// (its Quote is a private copy of IP's buffer). A core without it has
+// them dropped.
+type ErrorReceiver interface {
+	DeliverError(e ops.ICMPError)
+}
+
 // Hooked is a core with test hooks of its own (kernel/wiring), run in the
 // loop like the built-in ones.
 type Hooked interface {

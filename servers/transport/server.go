@@ -278,8 +278,12 @@ func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 
 // fromIP takes one message from IP: a delivery, or a reply to us.
 func (s *Server) fromIP(m channel.Msg) {
-	if ops.OpOf(m) == ops.OpDeliver {
+	switch ops.OpOf(m) {
+	case ops.OpDeliver:
 		s.ip.queue = append(s.ip.queue, s.deliver(m))
+		return
+	case ops.OpDeliverError:
+		s.ip.queue = append(s.ip.queue, s.deliverError(m))
 		return
 	}
 	req, ok := s.toIP.CompleteFrom(s.ip.peer.Port, m)
@@ -314,6 +318,29 @@ func (s *Server) deliver(m channel.Msg) channel.Msg {
 		s.badIP++
 	default:
 		st = s.proto.Deliver(s.private(b[off:]), src.IP(), dst.IP())
+	}
+	ops.SetStatus(&m, st)
+	return m
+}
+
+// deliverError hands a core that takes them (ErrorReceiver) the ICMP
+// error of an OpDeliverError, and returns the reply.
+func (s *Server) deliverError(m channel.Msg) channel.Msg {
+	st := ops.StatusOK
+	b, ok := s.ip.bytes(m.Ref)
+	_, _, off := ops.Delivered(m)
+	er, wants := s.proto.(ErrorReceiver)
+	switch {
+	case !ok:
+		s.badReqs++
+		st = ops.StatusInvalid
+	case !wants:
+	default:
+		if e, ok := ops.ICMPErrorOf(s.private(b), off); ok {
+			er.DeliverError(e)
+		} else {
+			s.badIP++
+		}
 	}
 	ops.SetStatus(&m, st)
 	return m
