@@ -22,8 +22,9 @@
 #                   qemu/campaign): report in images/out/campaign/
 #   make run        boot the appliance, status page on http://127.0.0.1:8080/
 #   make test       unit tests, then the QEMU integration tests
-#   make matrix     the QEMU tests repeated over every NIC model and boot
-#                   path (TestNICModels, the image boots); .ci/run runs it
+#   make matrix     the QEMU tests repeated over every NIC model (also with
+#                   --iommu: VFIO) and boot path (TestNICModels,
+#                   TestNICModelsIOMMU, the image boots); .ci/run runs it
 #                   after make test
 #   make bench      benchmarks: channel messages/s across two processes, ping
 #                   RTT, bulk TCP (also per NIC model), forwarding through a firewall (A to B and
@@ -99,12 +100,13 @@ run: deps all image
 # Unit tests run anywhere; the integration tests boot QEMU and need root
 # (network namespaces, tap devices). KEEPNET_ITEST=1 makes them mandatory:
 # under `make test` a missing prerequisite fails instead of skipping.
-# MATRIX: the QEMU tests that repeat one check over every NIC model and
-# every boot path (the firmware boots take 20-60 s each under TCG). make test
+# MATRIX: the QEMU tests that repeat one check over every NIC model (with
+# and without --iommu) and every boot path (the firmware boots take 20-60 s
+# each under TCG). make test keeps TestDMAEscape (one --iommu boot). make test
 # leaves them to make matrix, which .ci/run runs after it, so that make test
 # stays under half an hour. (-skip is given to qemu/itest alone: with it,
 # golang.org/x/net/nettest's conformance tests in servers/socket hang.)
-MATRIX := ^(TestNICModels|TestBootDiskUEFI|TestBootDiskBIOS|TestBootISO|TestBootPXE)$$
+MATRIX := ^(TestNICModels|TestNICModelsIOMMU|TestBootDiskUEFI|TestBootDiskBIOS|TestBootISO|TestBootPXE)$$
 
 test: deps all image image-faulty
 	scripts/hugepages.sh 16

@@ -3,6 +3,7 @@ package nic
 import (
 	"errors"
 	"fmt"
+	"log"
 	"time"
 
 	"keepnet/drivers/pci"
@@ -167,6 +168,9 @@ func openBackend(fn pci.Device) (backend, *pci.BAR, error) {
 				v.Close()
 				return nil, nil, err
 			}
+			log.Printf("%s: reset through VFIO", fn.Addr)
+		} else {
+			log.Printf("%s: VFIO offers no reset for it: the family's Quiesce and Reset do it by the registers", fn.Addr)
 		}
 		if err := v.EnableBusMaster(); err != nil {
 			v.Close()

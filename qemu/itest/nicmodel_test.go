@@ -33,7 +33,7 @@ func TestNICModels(t *testing.T) {
 // and checks that e1000.0 drives the part pciID through backend (uio, or
 // vfio with --iommu), ping, a download and an upload with their hashes,
 // and a download across a kill of e1000.0.
-func checkNICModel(t *testing.T, model, pciID, backend string, more ...string) {
+func checkNICModel(t *testing.T, model, pciID, backend string, more ...string) (*appliance, *netns) {
 	n := newNetns(t)
 	a := boot(t, n.Name, append(append(n.upArgs(), "--stack", "keepnet", "--nic", model), more...)...)
 	st := a.waitStats("e1000.0", func(s map[string]any) bool { return s["PCIID"] != nil })
@@ -62,4 +62,5 @@ func checkNICModel(t *testing.T, model, pciID, backend string, more ...string) {
 	if r := <-done; r != "" {
 		t.Errorf("download across a kill of e1000.0 on %s: %s", model, r)
 	}
+	return a, n
 }
