@@ -27,7 +27,8 @@
 #                   TestNICModelsIOMMU, the image boots); .ci/run runs it
 #                   after make test
 #   make bench      benchmarks: channel messages/s across two processes, ping
-#                   RTT, bulk TCP (also per NIC model), forwarding through a firewall (A to B and
+#                   RTT, bulk TCP (also per NIC model, with and without
+#                   --iommu: VFIO against uio), forwarding through a firewall (A to B and
 #                   B to A) and boot to ready of keepnet against the
 #                   Linux stack in the same QEMU configuration, the recovery
 #                   gap after each component's kill, the impairment relay's
@@ -127,7 +128,7 @@ bench: deps all image
 	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/channel
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulk$$' -benchtime 1x -timeout 30m ./qemu/itest
-	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulkModels$$' -benchtime 1x -timeout 40m ./qemu/itest
+	KEEPNET_BENCH_IOMMU=$${KEEPNET_BENCH_IOMMU:-1} KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulkModels$$' -benchtime 1x -timeout 80m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkUDPRate$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkForward$$' -benchtime 1x -timeout 60m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkDriverCeiling$$' -benchtime 1x -timeout 30m ./qemu/itest
