@@ -22,11 +22,13 @@
 #                   qemu/campaign): report in images/out/campaign/
 #   make run        boot the appliance, status page on http://127.0.0.1:8080/
 #   make test       unit tests, then the QEMU integration tests
-#   make matrix     the QEMU tests repeated over every NIC model and boot
-#                   path (TestNICModels, the image boots); .ci/run runs it
+#   make matrix     the QEMU tests repeated over every NIC model (also with
+#                   --iommu: VFIO) and boot path (TestNICModels,
+#                   TestNICModelsIOMMU, the image boots); .ci/run runs it
 #                   after make test
 #   make bench      benchmarks: channel messages/s across two processes, ping
-#                   RTT, bulk TCP (also per NIC model), forwarding through a firewall (A to B and
+#                   RTT, bulk TCP (also per NIC model, with and without
+#                   --iommu: VFIO against uio), forwarding through a firewall (A to B and
 #                   B to A) and boot to ready of keepnet against the
 #                   Linux stack in the same QEMU configuration, the recovery
 #                   gap after each component's kill, the impairment relay's
@@ -99,12 +101,13 @@ run: deps all image
 # Unit tests run anywhere; the integration tests boot QEMU and need root
 # (network namespaces, tap devices). KEEPNET_ITEST=1 makes them mandatory:
 # under `make test` a missing prerequisite fails instead of skipping.
-# MATRIX: the QEMU tests that repeat one check over every NIC model and
-# every boot path (the firmware boots take 20-60 s each under TCG). make test
+# MATRIX: the QEMU tests that repeat one check over every NIC model (with
+# and without --iommu) and every boot path (the firmware boots take 20-60 s
+# each under TCG). make test keeps TestDMAEscape (one --iommu boot). make test
 # leaves them to make matrix, which .ci/run runs after it, so that make test
 # stays under half an hour. (-skip is given to qemu/itest alone: with it,
 # golang.org/x/net/nettest's conformance tests in servers/socket hang.)
-MATRIX := ^(TestNICModels|TestBootDiskUEFI|TestBootDiskBIOS|TestBootISO|TestBootPXE)$$
+MATRIX := ^(TestNICModels|TestNICModelsIOMMU|TestBootDiskUEFI|TestBootDiskBIOS|TestBootISO|TestBootPXE)$$
 
 test: deps all image image-faulty
 	scripts/hugepages.sh 16
@@ -125,7 +128,7 @@ bench: deps all image
 	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/channel
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulk$$' -benchtime 1x -timeout 30m ./qemu/itest
-	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulkModels$$' -benchtime 1x -timeout 40m ./qemu/itest
+	KEEPNET_BENCH_IOMMU=$${KEEPNET_BENCH_IOMMU:-1} KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulkModels$$' -benchtime 1x -timeout 80m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkUDPRate$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkForward$$' -benchtime 1x -timeout 60m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkDriverCeiling$$' -benchtime 1x -timeout 30m ./qemu/itest

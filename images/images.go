@@ -68,9 +68,13 @@ var Components = []string{
 // Modules are the kernel modules the appliance may load; their dependencies
 // come along.
 var Modules = []string{
-	"e1000",                      // keepnet.stack=linux: the kernel's own driver (8254x)
-	"e1000e",                     // and for the 82574L (QEMU e1000e)
-	"uio_pci_generic",            // keepnet.stack=keepnet: INTx for the userspace driver
+	"e1000",           // keepnet.stack=linux: the kernel's own driver (8254x)
+	"e1000e",          // and for the 82574L (QEMU e1000e)
+	"uio_pci_generic", // keepnet.stack=keepnet: INTx for the userspace driver
+	// keepnet.stack=keepnet on a machine with an IOMMU: the driver takes
+	// its NIC through VFIO (vfio_iommu_type1 is the kernel's to request,
+	// through the modprobe the appliance does not have: so it is named).
+	"vfio", "vfio_iommu_type1", "vfio_pci",
 	"virtio_pci",                 // transport for the control channel devices
 	"virtio_console",             // control channel over virtio-serial
 	"vmw_vsock_virtio_transport", // control channel over vsock

@@ -199,3 +199,34 @@ func TestMachineImageArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestMachineIOMMU: --iommu gives q35 with the IOMMU device ahead of every
+// NIC, and the kernel translation without passthrough.
+func TestMachineIOMMU(t *testing.T) {
+	m := testMachine()
+	m.IOMMU = true
+	args := m.Args()
+	if got, _ := flagValue(args, "-machine", ""); got != "q35,kernel-irqchip=split,accel=tcg" {
+		t.Errorf("-machine %q, want q35,kernel-irqchip=split,accel=tcg", got)
+	}
+	iommu, nic := -1, -1
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, "intel-iommu,"):
+			iommu = i
+		case strings.HasPrefix(a, "e1000,") && nic < 0:
+			nic = i
+		}
+	}
+	if iommu < 0 || nic < 0 || iommu > nic {
+		t.Errorf("Args() = %q: want -device intel-iommu before the NIC", args)
+	}
+	cmdline, _ := flagValue(args, "-append", "")
+	if !strings.Contains(cmdline, "intel_iommu=on") || strings.Contains(cmdline, "iommu=pt") {
+		t.Errorf("kernel command line %q: want intel_iommu=on and no iommu=pt", cmdline)
+	}
+	m.IOMMU = false
+	if got := strings.Join(m.Args(), " "); strings.Contains(got, "iommu") {
+		t.Errorf("without IOMMU Args() = %q", got)
+	}
+}

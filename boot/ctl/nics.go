@@ -24,6 +24,9 @@ type NIC struct {
 	Resets     uint64   `json:"resets"`             // device resets by this driver process
 	Family     string   `json:"family,omitempty"`   // e1000
 	PCIAddr    string   `json:"pci_addr,omitempty"` // 0000:00:03.0
+	// Backend is how the driver reaches the device: uio (physical
+	// addresses), or vfio with its interrupt (an IOMMU confines its DMA).
+	Backend string `json:"backend,omitempty"`
 }
 
 // driverStats is the part of drivers/nic.Stats a NIC shows.
@@ -31,6 +34,7 @@ type driverStats struct {
 	Generation  int
 	PCI, PCIID  string
 	Family, MAC string
+	Backend     string
 	LinkUp      bool
 	Resets      uint64
 	Device      struct{ RxFrames, RxBytes, TxFrames, TxBytes uint64 }
@@ -70,7 +74,7 @@ func (s Status) NICs() []NIC {
 			Name: c.Name, PCIID: d.PCIID, MAC: colonMAC(d.MAC), Addr: addrs[c.Name], IPv6: addrs6[c.Name], LinkUp: d.LinkUp,
 			Generation: d.Generation, RxBytes: d.Device.RxBytes, TxBytes: d.Device.TxBytes,
 			RxFrames: d.Device.RxFrames, TxFrames: d.Device.TxFrames, Resets: d.Resets,
-			Family: d.Family, PCIAddr: d.PCI,
+			Family: d.Family, PCIAddr: d.PCI, Backend: d.Backend,
 		})
 	}
 	return out

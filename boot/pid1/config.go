@@ -147,6 +147,10 @@ type Config struct {
 	PFRules   string        // the rule text; empty: no packet filter
 	PFStates  int           // the packet filter's state table size
 	PktGen    PktGen        // the first driver's frame generator; off when Seconds is 0
+	// IOMMU: the machine has an IOMMU the kernel drives (not from the
+	// command line: init looks, /sys/class/iommu). keepnet's drivers then
+	// take their NICs through VFIO (drivers/nic, backend.go), not uio.
+	IOMMU bool
 }
 
 // PktGen is keepnet.pktgen: how long the first NIC's driver generates

@@ -592,6 +592,7 @@ func TestFilterModules(t *testing.T) {
 	}{
 		{Config{Stack: StackLinux, Ctl: CtlVirtio}, [][]string{{"virtio_pci", "virtio_console", "e1000", "e1000e"}}},
 		{Config{Stack: StackKeepnet, Ctl: CtlVirtio, PFRules: "pass all\n"}, [][]string{{"virtio_pci", "virtio_console", "uio_pci_generic"}}},
+		{Config{Stack: StackKeepnet, Ctl: CtlVirtio, IOMMU: true}, [][]string{{"virtio_pci", "virtio_console", "vfio", "vfio_iommu_type1", "vfio_pci"}}},
 		{Config{Stack: StackLinux, Ctl: CtlVsock, PFRules: "pass all\n"},
 			[][]string{{"virtio_pci", "vmw_vsock_virtio_transport", "e1000", "e1000e", "crc32c_generic"}, {"nft_ct"}}},
 	} {

@@ -55,6 +55,8 @@ import (
 	"keepnet/boot/hub"
 	"keepnet/boot/journal"
 	"keepnet/boot/supervisor"
+	"keepnet/drivers/nic"
+	"keepnet/drivers/pci"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
 	"keepnet/servers/store"
@@ -77,6 +79,7 @@ func Main() {
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	cfg, warnings := Parse(readConfFile(string(cmdline)), string(cmdline))
+	cfg.IOMMU = pci.HasIOMMU(nic.IOMMUClass)
 	for _, w := range warnings {
 		log.Print(w)
 	}
@@ -264,7 +267,13 @@ func modulesFor(cfg Config) [][]string {
 	case StackLinux:
 		mods = append(mods, "e1000", "e1000e") // whichever the NIC is
 	case StackKeepnet:
-		mods = append(mods, "uio_pci_generic")
+		if cfg.IOMMU {
+			// vfio_iommu_type1 is what vfio asks modprobe for, which
+			// the appliance does not have: named here.
+			mods = append(mods, "vfio", "vfio_iommu_type1", "vfio_pci")
+		} else {
+			mods = append(mods, "uio_pci_generic")
+		}
 	}
 	if cfg.Stack != StackLinux || cfg.PFRules == "" {
 		return [][]string{mods}

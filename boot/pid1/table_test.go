@@ -7,7 +7,10 @@ import (
 	"strconv"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"keepnet/boot/hub"
+	"keepnet/boot/supervisor"
 	"keepnet/drivers/nic"
 	"keepnet/servers/pf"
 )
@@ -268,6 +271,31 @@ func TestTableTCPInitialWindow(t *testing.T) {
 			if s.Name == "tcp" && !slices.Equal(s.Args, tt.want) {
 				t.Errorf("%q: tcp's arguments %q, want %q", tt.cmdline, s.Args, tt.want)
 			}
+		}
+	}
+}
+
+// Under VFIO the driver hands its device IOVAs, and drops CAP_SYS_ADMIN
+// (physical addresses); with test hooks (dma-escape aims at one) or
+// without an IOMMU it keeps it.
+func TestTableDriverCapsIOMMU(t *testing.T) {
+	for _, c := range []struct {
+		iommu, hooks, admin bool
+	}{{false, false, true}, {true, false, false}, {true, true, true}} {
+		cfg := DefaultConfig()
+		cfg.IP = netip.MustParsePrefix("10.0.2.15/24")
+		cfg.IOMMU, cfg.TestHooks = c.iommu, c.hooks
+		specs, _ := Table(cfg)
+		i := slices.IndexFunc(specs, func(s supervisor.Spec) bool { return s.Name == "e1000.0" })
+		if i < 0 {
+			t.Fatal("no e1000.0 in the table")
+		}
+		caps := specs[i].Caps
+		if got := slices.Contains(caps, unix.CAP_SYS_ADMIN); got != c.admin {
+			t.Errorf("IOMMU %v, test hooks %v: driver caps %v, CAP_SYS_ADMIN %v, want %v", c.iommu, c.hooks, caps, got, c.admin)
+		}
+		if !slices.Contains(caps, unix.CAP_IPC_LOCK) {
+			t.Errorf("IOMMU %v: driver caps %v lack CAP_IPC_LOCK (DMA memory is pinned)", c.iommu, caps)
 		}
 	}
 }

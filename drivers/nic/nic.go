@@ -126,6 +126,53 @@ type Driver struct {
 	watch                 watchdog
 	// groups are the multicast groups IP joined (OpMulticast).
 	groups [][6]byte
+	// probe is a receive buffer of the driver's own on the ring (PostProbe),
+	// or nil.
+	probe *probe
+}
+
+// probe is a buffer PostProbe put on the receive ring: no request of IP's,
+// so no reply goes out for it; done is called instead.
+type probe struct {
+	buf    netdev.Buffer
+	posted bool // on the ring, as cookie; else waiting for room
+	cookie uint64
+	done   func(frame []byte)
+}
+
+// PostProbe puts b on the receive ring as a buffer of the driver's own (a
+// test hook's: its address may be anything), ahead of IP's buffers as soon
+// as there is room (IP keeps the ring full: a received frame makes room);
+// done gets the frame the device reports in it, or nil when a reset takes
+// it back. One at a time: false when one is out already.
+func (d *Driver) PostProbe(b netdev.Buffer, done func(frame []byte)) bool {
+	if d.probe != nil {
+		return false
+	}
+	d.probe = &probe{buf: b, done: done}
+	d.postProbe()
+	return true
+}
+
+// postProbe puts the probe on the ring if it waits and there is room.
+func (d *Driver) postProbe() {
+	p := d.probe
+	if p == nil || p.posted || d.dev.RxFree() == 0 {
+		return
+	}
+	b := p.buf
+	b.Cookie = d.track(channel.Msg{})
+	if !d.dev.PostRX(b) {
+		d.untrack(b.Cookie)
+		return
+	}
+	d.dev.FlushRX()
+	p.posted, p.cookie = true, b.Cookie
+}
+
+// isProbe tells whether cookie is the probe's.
+func (d *Driver) isProbe(cookie uint64) bool {
+	return d.probe != nil && d.probe.posted && cookie == d.probe.cookie
 }
 
 // BatchSize is how many requests the loop drains per iteration.
@@ -166,6 +213,10 @@ func (d *Driver) Adopt(p *Peer) ([]*pool.Pool, error) {
 	}
 	d.pending, d.free = d.pending[:0], d.free[:0]
 	d.waitRX, d.waitTX, d.outbox = nil, nil, nil
+	if d.probe != nil {
+		d.probe.done(nil)
+		d.probe = nil
+	}
 	d.watch = watchdog{}
 	return old, nil
 }
@@ -188,6 +239,7 @@ func (d *Driver) Poll() bool {
 	}
 	work = n > 0
 
+	d.postProbe()
 	d.waitRX = drain(d.waitRX, d.post)
 	d.waitTX = drain(d.waitTX, d.transmit)
 	d.dev.FlushRX()
@@ -425,6 +477,11 @@ func (d *Driver) untrack(c uint64) channel.Msg {
 
 func (d *Driver) received(cookie uint64, frame []byte, bad bool) {
 	r := d.untrack(cookie)
+	if d.isProbe(cookie) {
+		d.probe.done(frame)
+		d.probe = nil
+		return
+	}
 	switch {
 	case frame == nil:
 		link.SetStatus(&r, link.StatusUnused)

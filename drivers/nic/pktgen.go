@@ -367,7 +367,7 @@ func (g *generator) takeBack(f netdev.Forgotten) error {
 // the region init gave it, logs the result and returns it. The region's
 // mapping is closed afterwards (init holds the memory: see the top of this
 // file).
-func runPktGen(ctx context.Context, name string, setup *wiring.Setup, dev netdev.Device, cfg PktGenConfig) (PktGen, error) {
+func runPktGen(ctx context.Context, name string, setup *wiring.Setup, dev netdev.Device, cfg PktGenConfig, be backend) (PktGen, error) {
 	p, ok := setup.Regions[name+PktGenRegion]
 	if !ok {
 		return PktGen{}, fmt.Errorf("nic: pktgen: init sent no region %s%s", name, PktGenRegion)
@@ -376,13 +376,18 @@ func runPktGen(ctx context.Context, name string, setup *wiring.Setup, dev netdev
 	if err := requireHuge(name+PktGenRegion, p); err != nil {
 		return PktGen{}, err
 	}
+	if err := be.Map(p); err != nil {
+		return PktGen{}, fmt.Errorf("nic: pktgen: %w", err)
+	}
+	// Kept mapped: the device may still write into the region after the
+	// generator stops (init keeps the region for that).
 	var bufs []netdev.Buffer
 	for {
 		ref, ok := p.Alloc()
 		if !ok {
 			break
 		}
-		mem, addr, err := Physical(p, ref)
+		mem, addr, err := be.Translate(p, ref)
 		if err != nil {
 			return PktGen{}, fmt.Errorf("nic: pktgen: %w", err)
 		}

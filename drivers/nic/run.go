@@ -15,6 +15,7 @@ import (
 	"keepnet/drivers/pci"
 	"keepnet/kernel/channel"
 	"keepnet/kernel/exitcode"
+	"keepnet/kernel/pool"
 	"keepnet/kernel/wiring"
 )
 
@@ -45,10 +46,14 @@ type Options struct {
 
 // Stats is what a driver publishes for `keepnet stats e1000.N`.
 type Stats struct {
-	Generation     int
-	PCI            string // its address, e.g. 0000:00:03.0
-	PCIID          string // vendor:device, e.g. 8086:100e: which part
-	Family         string // the NIC family driving it, e.g. e1000
+	Generation int
+	PCI        string // its address, e.g. 0000:00:03.0
+	PCIID      string // vendor:device, e.g. 8086:100e: which part
+	Family     string // the NIC family driving it, e.g. e1000
+	// Backend is how the driver reaches the device: "uio" (physical
+	// addresses, no IOMMU), or "vfio, MSI" / "vfio, INTx" (an IOMMU maps
+	// only the driver's pools and rings; backend.go).
+	Backend        string
 	MAC            string
 	LinkUp         bool
 	PeerGeneration int
@@ -66,7 +71,7 @@ type Stats struct {
 type Sleeps struct {
 	WokenByInterrupt uint64
 	WokenOtherwise   uint64 // a request from IP, the wiring, or the timeout
-	InterruptCount   uint32 // the kernel's count for the line (uio)
+	InterruptCount   uint32 // the kernel's count for the line (uio), or the eventfd's total (VFIO)
 	EnableErrors     uint64 // unmasking the interrupt failed
 }
 
@@ -82,9 +87,10 @@ const (
 
 // Prepare readies the function a driver process with these families and
 // index (or PCI address addr, when not empty) will drive, for a driver
-// running as uid and gid without root: it
-// binds the function to uio_pci_generic and hands the driver its files
-// (pci.Device.GiveTo). Init calls it before every start of the driver;
+// running as uid and gid without root: on a machine with an IOMMU it binds
+// the function to vfio-pci and hands the driver its group's node
+// (pci.Device.GiveVFIOTo), otherwise it binds it to uio_pci_generic and
+// hands the driver its files (pci.Device.GiveTo). Init calls it before every start of the driver;
 // Run then finds the function bound already. An untested part is
 // prepared too: the driver itself refuses it, in its log and exit status.
 func Prepare(families *netdev.Registry, index int, addr string, uid, gid int) error {
@@ -92,12 +98,22 @@ func Prepare(families *netdev.Registry, index int, addr string, uid, gid int) er
 	if err != nil {
 		return err
 	}
+	if pci.HasIOMMU(IOMMUClass) {
+		group, err := fn.BindVFIO(5 * time.Second)
+		if err != nil {
+			return err
+		}
+		return fn.GiveVFIOTo(group, uid, gid)
+	}
 	uioName, err := fn.BindUIO(5 * time.Second)
 	if err != nil {
 		return err
 	}
 	return fn.GiveTo(uioName, uid, gid)
 }
+
+// IOMMUClass is where the kernel lists the IOMMUs it drives.
+var IOMMUClass = "/sys/class/iommu"
 
 // Run is the driver process: find the function and its family, bind it,
 // quiesce it, join the wiring, reset it on the persistent rings and serve
@@ -110,23 +126,12 @@ func Run(ctx context.Context, o Options) error {
 	if part, ok := o.Families.Untested(pciID(fn)); ok {
 		log.Printf("%s: %s at %s (%s) was never tested: driving it as asked (keepnet.nic.untested=1)", o.Name, pciID(fn), fn.Addr, part)
 	}
-	uioName, err := fn.BindUIO(5 * time.Second)
+	be, bar, err := openBackend(fn)
 	if err != nil {
 		return err
 	}
-	if err := fn.EnableBusMaster(); err != nil {
-		return err
-	}
-	bar, err := fn.MapBAR(0)
-	if err != nil {
-		return err
-	}
+	defer be.Close()
 	defer bar.Close()
-	irq, err := fn.OpenUIO(uioName)
-	if err != nil {
-		return err
-	}
-	defer irq.Close()
 	// Before anything else: the previous generation may have left buffers
 	// on the rings, in pools init frees once this process says hello.
 	if err := fam.Quiesce(bar, pciID(fn)); err != nil {
@@ -138,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer conn.Close()
-	rings, err := ringRegion(setup, o.Name, fam.RingBytes)
+	rings, ringsRef, err := ringRegion(setup, o.Name, fam.RingBytes, be)
 	if err != nil {
 		return err
 	}
@@ -150,12 +155,12 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("nic: %s (%s): %w", fn, fam.Name, err)
 	}
 	mac := dev.MAC()
-	log.Printf("%s at %s (%s, %s), MAC %x, link %s, generation %d", o.Name, fn, uioName, fam.Name,
+	log.Printf("%s at %s (%s, %s), MAC %x, link %s, generation %d", o.Name, fn, be.Kind(), fam.Name,
 		mac, map[bool]string{true: "up", false: "down"}[dev.LinkUp()], setup.Generation)
 
 	var gen *PktGen
 	if o.PktGen.Duration > 0 && setup.Generation == 1 {
-		r, err := runPktGen(ctx, o.Name, setup, dev, o.PktGen)
+		r, err := runPktGen(ctx, o.Name, setup, dev, o.PktGen, be)
 		if errors.Is(err, context.Canceled) {
 			return nil
 		} else if err != nil {
@@ -164,9 +169,9 @@ func Run(ctx context.Context, o Options) error {
 		gen = &r
 	}
 
-	d := New(dev, Physical)
+	d := New(dev, be.Translate)
 	for _, p := range setup.Peers {
-		if err := adopt(d, conn, p); err != nil {
+		if err := adopt(d, conn, p, be); err != nil {
 			return err
 		}
 	}
@@ -174,7 +179,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	// Later IP generations are announced on the wiring socket.
-	watch, err := wiring.Watch(conn, deviceHooks(fam, bar)...)
+	escape := &dmaEscape{name: o.Name, be: be, rings: setup.Regions[o.Name+".rings"], ringsRef: ringsRef}
+	watch, err := wiring.Watch(conn, append(deviceHooks(fam, bar), escape.hook(d))...)
 	if err != nil {
 		return err
 	}
@@ -186,7 +192,7 @@ func Run(ctx context.Context, o Options) error {
 	for ctx.Err() == nil {
 		watch.Alive() // init's pings, answered by this loop (kernel/wiring "Hang detection")
 		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
-			st := Stats{Generation: setup.Generation, PCI: fn.Addr, PCIID: pciID(fn).String(), Family: fam.Name, MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
+			st := Stats{Generation: setup.Generation, PCI: fn.Addr, PCIID: pciID(fn).String(), Family: fam.Name, Backend: be.Kind(), MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
 				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats(), PktGen: gen}
 			if p := d.Peer(); p != nil {
 				st.PeerGeneration = p.Generation
@@ -194,6 +200,7 @@ func Run(ctx context.Context, o Options) error {
 			o.Stats(st)
 			nextStats = now.Add(time.Second)
 		}
+		escape.check()
 		if reason, err := d.Watch(time.Now(), DefaultWatchLimit); err != nil {
 			return err
 		} else if reason != "" {
@@ -204,7 +211,7 @@ func Run(ctx context.Context, o Options) error {
 			if !ok {
 				return errors.New("nic: init closed the wiring socket")
 			}
-			if err := adopt(d, conn, p); err != nil {
+			if err := adopt(d, conn, p, be); err != nil {
 				return err
 			}
 			continue
@@ -221,7 +228,7 @@ func Run(ctx context.Context, o Options) error {
 		if !d.Idle() {
 			continue
 		}
-		if err := sleep(d, irq, watch, dev, &sleeps); err != nil {
+		if err := sleep(d, be, watch, dev, &sleeps); err != nil {
 			return err
 		}
 	}
@@ -263,10 +270,15 @@ func deviceHooks(fam netdev.Family, r netdev.Regs) []wiring.Hook {
 }
 
 // adopt starts serving a new IP generation and releases the old one's
-// pools. Every pool of the new generation must be in huge pages.
-func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
+// pools. Every pool of the new generation must be in huge pages. The new
+// pools are mapped for the device first; the old ones are unmapped only
+// after Adopt reset the device, which held their buffers until then.
+func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer, be backend) error {
 	for _, pl := range p.Pools {
 		if err := requireHuge(fmt.Sprintf("pool %d of %s", pl.ID(), p.Name), pl); err != nil {
+			return err
+		}
+		if err := be.Map(pl); err != nil {
 			return err
 		}
 	}
@@ -276,6 +288,9 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 	}
 	for _, pl := range old {
 		id := pl.ID()
+		if err := be.Unmap(pl); err != nil {
+			log.Printf("unmapping pool %d: %v", id, err)
+		}
 		pl.Close()
 		if err := conn.Send(wiring.Message{Type: wiring.TypeRelease, Pool: &wiring.PoolInfo{ID: id}}); err != nil {
 			log.Printf("releasing pool %d: %v", id, err)
@@ -293,7 +308,8 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 // sleep waits for the device's interrupt, a request from IP or a wiring
 // event, whichever comes first.
 //
-// The interrupt is level-triggered INTx. Before unmasking it the loop
+// The interrupt is level-triggered INTx (or MSI, under VFIO where the
+// function has it: then the unmask is a no-op). Before unmasking it the loop
 // acknowledges every pending cause (reading ICR deasserts the line) and
 // polls the rings once more, so that a frame that arrived since the last
 // poll is served now rather than by an interrupt that was raised, and
@@ -301,7 +317,7 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer) error {
 //
 // A broken channel to IP (kernel/channel.ErrBroken) is returned: the driver
 // ends, and its restart resets the device and gets a fresh channel.
-func sleep(d *Driver, irq *pci.UIO, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) error {
+func sleep(d *Driver, irq backend, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) error {
 	dev.Interrupts()
 	if d.Poll() || !d.Idle() {
 		return nil
@@ -388,29 +404,32 @@ func pciID(fn pci.Device) netdev.PCIID {
 	return netdev.PCIID{Vendor: fn.Vendor, Device: fn.DeviceID}
 }
 
-// ringRegion carves the descriptor rings out of the persistent region init
+// ringRegion maps (for the device) and carves the descriptor rings out of the persistent region init
 // keeps for this driver: the same memory in every generation, so a device
 // writing back descriptors after a crash writes into memory nobody else got.
-func ringRegion(s *wiring.Setup, name string, need int) (netdev.Region, error) {
+func ringRegion(s *wiring.Setup, name string, need int, be backend) (netdev.Region, pool.Ref, error) {
 	p, ok := s.Regions[name+".rings"]
 	if !ok {
-		return netdev.Region{}, fmt.Errorf("nic: init sent no region %s.rings", name)
+		return netdev.Region{}, pool.Ref{}, fmt.Errorf("nic: init sent no region %s.rings", name)
 	}
 	if err := requireHuge(name+".rings", p); err != nil {
-		return netdev.Region{}, err
+		return netdev.Region{}, pool.Ref{}, err
 	}
 	ref, ok := p.Alloc()
 	if !ok {
-		return netdev.Region{}, errors.New("nic: empty ring region")
+		return netdev.Region{}, pool.Ref{}, errors.New("nic: empty ring region")
 	}
-	mem, addr, err := Physical(p, ref)
+	if err := be.Map(p); err != nil {
+		return netdev.Region{}, pool.Ref{}, err
+	}
+	mem, addr, err := be.Translate(p, ref)
 	if err != nil {
-		return netdev.Region{}, err
+		return netdev.Region{}, pool.Ref{}, err
 	}
 	if len(mem) < need {
-		return netdev.Region{}, fmt.Errorf("nic: ring region buffer of %d bytes, need %d", len(mem), need)
+		return netdev.Region{}, pool.Ref{}, fmt.Errorf("nic: ring region buffer of %d bytes, need %d", len(mem), need)
 	}
-	return netdev.Region{Mem: mem[:need], Addr: addr}, nil
+	return netdev.Region{Mem: mem[:need], Addr: addr}, ref, nil
 }
 
 // underQEMU tells whether the machine is QEMU's (netdev.Platform: e1000

@@ -118,7 +118,14 @@ func (d *Driver) requeue(cookies []uint64, q []channel.Msg) []channel.Msg {
 	}
 	out := make([]channel.Msg, 0, len(cookies)+len(q))
 	for _, c := range cookies {
-		out = append(out, d.untrack(c))
+		probe := d.isProbe(c)
+		m := d.untrack(c)
+		if probe {
+			d.probe.done(nil) // the reset took it back unfilled
+			d.probe = nil
+			continue
+		}
+		out = append(out, m)
 	}
 	return append(out, q...)
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,18 +104,8 @@ func (d Device) Driver() string {
 // It uses driver_override, so no other device with the same IDs is taken.
 func (d Device) BindUIO(timeout time.Duration) (string, error) {
 	const uio = "uio_pci_generic"
-	if cur := d.Driver(); cur != uio {
-		if cur != "" {
-			if err := os.WriteFile(d.path("driver", "unbind"), []byte(d.Addr), 0o200); err != nil {
-				return "", fmt.Errorf("pci %s: unbinding %s: %w", d.Addr, cur, err)
-			}
-		}
-		if err := os.WriteFile(d.path("driver_override"), []byte(uio), 0o200); err != nil {
-			return "", fmt.Errorf("pci %s: driver_override: %w", d.Addr, err)
-		}
-		if err := os.WriteFile(filepath.Join(Root, "drivers_probe"), []byte(d.Addr), 0o200); err != nil {
-			return "", fmt.Errorf("pci %s: binding %s: %w (is the module loaded?)", d.Addr, uio, err)
-		}
+	if err := d.bind(uio); err != nil {
+		return "", err
 	}
 	deadline := time.Now().Add(timeout)
 	for {
@@ -127,6 +118,28 @@ func (d Device) BindUIO(timeout time.Duration) (string, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// bind gives d to the kernel driver drv, unbinding whatever driver holds
+// it, through driver_override, so that no other device with the same IDs
+// is taken. Nothing is done if drv holds d already.
+func (d Device) bind(drv string) error {
+	cur := d.Driver()
+	if cur == drv {
+		return nil
+	}
+	if cur != "" {
+		if err := os.WriteFile(d.path("driver", "unbind"), []byte(d.Addr), 0o200); err != nil {
+			return fmt.Errorf("pci %s: unbinding %s: %w", d.Addr, cur, err)
+		}
+	}
+	if err := os.WriteFile(d.path("driver_override"), []byte(drv), 0o200); err != nil {
+		return fmt.Errorf("pci %s: driver_override: %w", d.Addr, err)
+	}
+	if err := os.WriteFile(filepath.Join(Root, "drivers_probe"), []byte(d.Addr), 0o200); err != nil {
+		return fmt.Errorf("pci %s: binding %s: %w (is the module loaded?)", d.Addr, drv, err)
+	}
+	return nil
 }
 
 // EnableBusMaster sets memory space decoding and bus mastering in the
@@ -143,10 +156,17 @@ func (d Device) EnableBusMaster() error {
 	return nil
 }
 
+// configSpace is a function's configuration space: its sysfs file, or its
+// VFIO region.
+type configSpace interface {
+	io.ReaderAt
+	io.WriterAt
+}
+
 // updateCommand sets the bits set and clears the bits clear of the command
 // register in cfg, a function's configuration space, leaving the others
 // as they are. It writes only if that changes anything.
-func updateCommand(cfg *os.File, set, clear uint16) error {
+func updateCommand(cfg configSpace, set, clear uint16) error {
 	var b [2]byte
 	if _, err := cfg.ReadAt(b[:], cfgCommand); err != nil {
 		return fmt.Errorf("reading the command register: %w", err)

@@ -247,6 +247,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pxe := fs.Bool("pxe", false, "boot from the network through the first NIC's iPXE ROM (a DHCP and TFTP server there serves images/out/pxe/, as its dnsmasq.conf says); configuration on keepnet.ipxe's kernel line")
 	firmware := fs.String("firmware", qemu.FirmwareBIOS, "with --disk or --iso: bios (SeaBIOS) or uefi (OVMF, Debian's ovmf)")
 	nicModel := fs.String("nic", qemu.DefaultNIC, "the Intel gigabit NIC QEMU emulates: "+strings.Join(qemu.NICModels, ", ")+" (a --net's own ,nic=MODEL wins)")
+	iommu := fs.Bool("iommu", false, "give the guest an emulated Intel IOMMU (machine q35, intel-iommu, intel_iommu=on): keepnet's driver takes its NICs through VFIO, its device reaching only its own pools and rings")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -267,6 +268,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Stack: *stack, Ctl: *ctlPath, Console: *console, Append: *appendFlag,
 		PIDFile: *ctlPath + ".pid",
 		Disk:    *disk, ISO: *iso, PXE: *pxe, Firmware: *firmware, VarsFile: qemu.VarsFileFor(*ctlPath),
+		IOMMU: *iommu,
 	}
 	if len(nets) == 0 {
 		nets = []qemu.Net{{Kind: "user"}}

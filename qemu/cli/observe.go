@@ -215,7 +215,7 @@ func writeStatus(w io.Writer, p painter, prev *sample, now sample) {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, p.paint(bold, "NIC\tMODEL\tMAC\tADDRESS\tLINK\tRX\tTX\tRESETS"))
+	fmt.Fprintln(tw, p.paint(bold, "NIC\tMODEL\tDMA\tMAC\tADDRESS\tLINK\tRX\tTX\tRESETS"))
 	for _, n := range nics {
 		link := p.paint(green, "up")
 		if !n.LinkUp {
@@ -228,9 +228,9 @@ func writeStatus(w io.Writer, p painter, prev *sample, now sample) {
 				rx, tx = rateText(old.RxBytes, n.RxBytes, old.Generation == n.Generation, secs), rateText(old.TxBytes, n.TxBytes, old.Generation == n.Generation, secs)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n.Name, nicModel(n.PCIID), n.MAC, orDashText(n.Addr), link, rx, tx, n.Resets)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n.Name, nicModel(n.PCIID), orDashText(n.Backend), n.MAC, orDashText(n.Addr), link, rx, tx, n.Resets)
 		for _, a := range n.IPv6 { // "address/prefix state", a row each
-			fmt.Fprintf(tw, "\t\t\t%s\t\t\t\t\n", a)
+			fmt.Fprintf(tw, "\t\t\t\t%s\t\t\t\t\n", a)
 		}
 	}
 	tw.Flush()

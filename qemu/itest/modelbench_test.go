@@ -20,8 +20,11 @@ import (
 //
 //	KEEPNET_BENCH_NICS    the models (default e1000,e1000e; also
 //	                      e1000-82545em, e1000-82544gc)
-//	KEEPNET_BENCH_IOMMU   1: boot every guest with --iommu too (keepnet's
-//	                      driver then takes its device through VFIO)
+//	KEEPNET_BENCH_IOMMU   1: each model also with --iommu (keepnet's
+//	                      driver then takes its device through VFIO, and
+//	                      Linux's through the IOMMU's DMA API), beside the
+//	                      runs without (uio): groups "MODEL download,
+//	                      IOMMU"...; make bench sets it
 //	KEEPNET_BENCH_ROUNDS, KEEPNET_BENCH_BYTES, KEEPNET_BENCH_OUT as for
 //	                      BenchmarkTCPBulk (default here 2 rounds, 100 MB
 //	                      down and 50 MB up)
@@ -34,13 +37,19 @@ func BenchmarkTCPBulkModels(b *testing.B) {
 	if len(sizes) > 1 {
 		up = sizes[1]
 	}
-	var extra []string
+	type config struct {
+		suffix string   // of the groups
+		args   []string // `keepnet up`'s
+	}
+	configs := []config{{}}
 	if os.Getenv("KEEPNET_BENCH_IOMMU") == "1" {
-		extra = append(extra, "--iommu")
+		configs = append(configs, config{", IOMMU", []string{"--iommu"}})
 	}
 	var groups []string
 	for _, m := range models {
-		groups = append(groups, m+" download", m+" upload")
+		for _, cf := range configs {
+			groups = append(groups, m+" download"+cf.suffix, m+" upload"+cf.suffix)
+		}
 	}
 	c := &report.Comparison{
 		Title: "TCP bulk transfer per NIC model", Unit: "Mbit/s", GroupBy: "model and direction",
@@ -48,8 +57,10 @@ func BenchmarkTCPBulkModels(b *testing.B) {
 		Date: time.Now(), HostCPUs: runtime.NumCPU(),
 		Notes: []string{
 			fmt.Sprintf("As BenchmarkTCPBulk (%s down, %s up, hashes checked, one fresh guest a run, the stacks alternating), "+
-				"for each model with `keepnet up --nic MODEL%s`: keepnet's driver against the Linux baseline's own (e1000 or e1000e).",
-				mb(down), mb(up), strings.Join(append([]string{""}, extra...), " ")),
+				"for each model with `keepnet up --nic MODEL`: keepnet's driver against the Linux baseline's own (e1000 or e1000e).",
+				mb(down), mb(up)),
+			"Groups marked IOMMU: booted with --iommu (q35, an emulated VT-d): keepnet's driver through VFIO with DMA mapped to its pools and rings, " +
+				"Linux's driver through the IOMMU's DMA API (intel_iommu=on, no passthrough); the others without: keepnet's driver through uio with physical addresses.",
 			"Host load average when the bench started: " + hostLoad() + ".",
 			"Measured by `make bench` (qemu/itest BenchmarkTCPBulkModels).",
 		},
@@ -57,18 +68,20 @@ func BenchmarkTCPBulkModels(b *testing.B) {
 	var first qemuConfig
 	for r := range rounds {
 		for _, model := range models {
-			order := []string{"linux", "keepnet"}
-			if r%2 == 1 {
-				slices.Reverse(order)
-			}
-			for _, stack := range order {
-				run := bulkRunWith(b, stack, down, up, append([]string{"--nic", model}, extra...)...)
-				if first == (qemuConfig{}) {
-					first = run.cfg
+			for _, cf := range configs {
+				order := []string{"linux", "keepnet"}
+				if r%2 == 1 {
+					slices.Reverse(order)
 				}
-				fmt.Printf("round %d/%d, %s on %s: download %.0f Mbit/s, upload %.0f Mbit/s\n", r+1, rounds, stack, model, run.down, run.up)
-				c.Add(model+" download", stack, run.down)
-				c.Add(model+" upload", stack, run.up)
+				for _, stack := range order {
+					run := bulkRunWith(b, stack, down, up, append([]string{"--nic", model}, cf.args...)...)
+					if first == (qemuConfig{}) {
+						first = run.cfg
+					}
+					fmt.Printf("round %d/%d, %s on %s%s: download %.0f Mbit/s, upload %.0f Mbit/s\n", r+1, rounds, stack, model, cf.suffix, run.down, run.up)
+					c.Add(model+" download"+cf.suffix, stack, run.down)
+					c.Add(model+" upload"+cf.suffix, stack, run.up)
+				}
 			}
 		}
 	}

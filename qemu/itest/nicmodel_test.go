@@ -2,6 +2,7 @@ package itest
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,32 +25,42 @@ var nicModels = []struct{ model, pciID string }{
 func TestNICModels(t *testing.T) {
 	requireITest(t, true)
 	for _, m := range nicModels {
-		t.Run(m.model, func(t *testing.T) {
-			n := newNetns(t)
-			a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet", "--nic", m.model)...)
-			st := a.waitStats("e1000.0", func(s map[string]any) bool { return s["PCIID"] != nil })
-			if got := st["PCIID"]; got != m.pciID {
-				t.Fatalf("e1000.0 drives %v, want %s (%s): %v", got, m.pciID, m.model, st)
-			}
-			const pings = 5
-			if s := n.ping(t, time.Minute, "-c", strconv.Itoa(pings), "-i", "0.2", "-W", "5"); s.received != pings {
-				t.Errorf("ping: %d of %d answered", s.received, pings)
-			}
-			down, up := httpTransfer(t, n, 20_000_000, 10_000_000)
-			t.Logf("%s (%s): 20 MB down at %.0f Mbit/s, 10 MB up at %.0f, hashes right", m.model, m.pciID, down, up)
-
-			const size = 20_000_000
-			got, done := n.download(t, size, 77)
-			for deadline := time.Now().Add(resumeWait); got.Load() < size/4 && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
-			a.kill("e1000.0")
-			if err := a.awaitRunning("e1000.0", 2); err != nil {
-				t.Fatal(err)
-			}
-			if r := <-done; r != "" {
-				t.Errorf("download across a kill of e1000.0 on %s: %s", m.model, r)
-			}
-		})
+		t.Run(m.model, func(t *testing.T) { checkNICModel(t, m.model, m.pciID, "uio") })
 	}
+}
+
+// checkNICModel boots keepnet on model (with more `keepnet up` arguments)
+// and checks that e1000.0 drives the part pciID through backend (uio, or
+// vfio with --iommu), ping, a download and an upload with their hashes,
+// and a download across a kill of e1000.0.
+func checkNICModel(t *testing.T, model, pciID, backend string, more ...string) (*appliance, *netns) {
+	n := newNetns(t)
+	a := boot(t, n.Name, append(append(n.upArgs(), "--stack", "keepnet", "--nic", model), more...)...)
+	st := a.waitStats("e1000.0", func(s map[string]any) bool { return s["PCIID"] != nil })
+	if got := st["PCIID"]; got != pciID {
+		t.Fatalf("e1000.0 drives %v, want %s (%s): %v", got, pciID, model, st)
+	}
+	if got, _ := st["Backend"].(string); !strings.HasPrefix(got, backend) {
+		t.Fatalf("e1000.0 reaches its device through %q, want %s: %v", got, backend, st)
+	}
+	const pings = 5
+	if s := n.ping(t, time.Minute, "-c", strconv.Itoa(pings), "-i", "0.2", "-W", "5"); s.received != pings {
+		t.Errorf("ping: %d of %d answered", s.received, pings)
+	}
+	down, up := httpTransfer(t, n, 20_000_000, 10_000_000)
+	t.Logf("%s (%s, %s): 20 MB down at %.0f Mbit/s, 10 MB up at %.0f, hashes right", model, pciID, st["Backend"], down, up)
+
+	const size = 20_000_000
+	got, done := n.download(t, size, 77)
+	for deadline := time.Now().Add(resumeWait); got.Load() < size/4 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.kill("e1000.0")
+	if err := a.awaitRunning("e1000.0", 2); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r != "" {
+		t.Errorf("download across a kill of e1000.0 on %s: %s", model, r)
+	}
+	return a, n
 }
