@@ -121,6 +121,34 @@ func TestIPv6(t *testing.T) {
 	if r := n6.udpHelper(t, 2*time.Minute, "echo", n6.GuestIP+":7", 1400); r["lost"] != "0" || r["bad"] != "0" {
 		t.Errorf("UDP echo over IPv6, 1,400 datagrams of 1 to 1,400 bytes: %v", r)
 	}
+	// Fragmented both ways: Linux cuts what it sends, keepnet reassembles,
+	// echoes, cuts its echo, Linux reassembles.
+	const echo6 = `
+import os, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(5)
+for size in (1453, 3000, 8000, 20000):
+    msg = os.urandom(size)
+    for attempt in range(3):
+        s.sendto(msg, (sys.argv[1], 7))
+        try:
+            got = s.recv(65536)
+            break
+        except socket.timeout:
+            got = b""
+    print(size, len(got), got == msg)
+`
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := n.exec(ctx, nil, "/usr/bin/python3", "-c", echo6, slaac.String())
+	if err != nil || strings.Count(string(out), "True") != 4 {
+		t.Errorf("UDP echo over IPv6 of 1,453 to 20,000 bytes (fragmented both ways): %v\n%s", err, out)
+	}
+	st = a.waitStats("ip", func(m map[string]any) bool { return num(m, "ReassemblyOK") >= 4 && num(m, "FragmentsOut") > 0 })
+	if num(st, "ReassemblyOK") < 4 || num(st, "FragmentsOut") == 0 {
+		t.Errorf("ip reassembled %v datagrams and sent %v fragments; want 4 at least, and some", num(st, "ReassemblyOK"), num(st, "FragmentsOut"))
+	}
+	t.Logf("fragments: in %v, reassembled %v, out %v", num(st, "FragmentsIn"), num(st, "ReassemblyOK"), num(st, "FragmentsOut"))
 
 	const size = 12 << 20
 	for i, comp := range []string{"e1000.0", "ip"} {

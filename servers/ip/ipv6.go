@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -64,6 +65,10 @@ type stack6 struct {
 	waiting   map[netip.Addr][][]byte
 	waitBytes int
 	next      time.Time // when nd has work next (zero: none)
+	// fragID identifies the datagrams we fragment; whole and frag are
+	// the datagram being cut (checksummed) and the fragment being built.
+	fragID      uint32
+	whole, frag []byte
 }
 
 // EnableIPv6 starts IPv6 on the interface with cfg: its link-local and
@@ -74,7 +79,7 @@ func (s *Stack) EnableIPv6(cfg IPv6Config) {
 		return
 	}
 	now := s.clock.Now()
-	v := &stack6{cfg: cfg, groups: map[netip.Addr]int{}, macs: map[header.MAC]int{},
+	v := &stack6{cfg: cfg, groups: map[netip.Addr]int{}, macs: map[header.MAC]int{}, fragID: uint32(now.UnixNano() >> 10),
 		waiting: map[netip.Addr][][]byte{}, cache: nd.NewCache(nd.CacheConfig{MaxEntries: ndCacheEntries})}
 	s.v6 = v
 	s.join6(allNodes, true)
@@ -215,8 +220,13 @@ func (s *Stack) handleIPv6(eth header.Ethernet) {
 		return
 	}
 	if x.Fragment {
-		s.c.IP6FragmentsDropped++ // reassembly comes with the transports over IPv6
-		return
+		if h = s.reassemble6(h, x); h == nil {
+			return
+		}
+		if x, err = header.ParseIPv6Extensions(h); err != nil || x.Fragment {
+			s.c.IP6BadExtension++ // the reassembled chain is bad: no error for a datagram put together
+			return
+		}
 	}
 	switch x.Upper {
 	case header.ProtocolICMPv6:
@@ -523,7 +533,7 @@ func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops u
 		hops = v.auto.HopLimit()
 	}
 	if header.IPv6MinimumSize+len(payload) > int(s.mtu6()) {
-		return fmt.Errorf("ip: %v: %d bytes: %w", dst, len(payload), ErrTooBig)
+		return s.fragment6(proto, src, dst, payload, hops, checksum)
 	}
 	if dst.IsMulticast() {
 		return s.send6(header.MulticastMAC(dst), src, dst, proto, hops, payload, checksum)
@@ -657,4 +667,98 @@ func (s *Stack) sendICMPv6Error(typ header.ICMPv6Type, code uint8, word uint32, 
 	if s.output6(header.ProtocolICMPv6, from, src, m, 0, false) == nil {
 		s.c.ICMP6ErrorsOut++
 	}
+}
+
+// reassemble6 adds the fragment h (x its walk) to its datagram, and
+// returns the whole datagram, in s.bigBuf, when this fragment completes
+// it: fragment zero's unfragmentable part, its Next Header where the
+// Fragment header was named, and the pieces (RFC 8200 §4.5). Nil
+// otherwise. The memory bounds and checks are IPv4's (addFragment).
+func (s *Stack) reassemble6(h header.IPv6, x header.IPv6Extensions) header.IPv6 {
+	data := h[x.FragmentHeader+header.IPv6FragmentHeaderSize:]
+	// Fragment zero's unfragmentable part, and after it the Next Header
+	// its Fragment header gives: what the reassembled payload is.
+	key := fragKey{src: h.Src(), dst: h.Dst(), id: x.FragmentID}
+	r := s.addFragment(key, x.FragmentOffset, data, x.MoreFragments, h[:x.FragmentHeader+1])
+	if r == nil {
+		return nil
+	}
+	unfrag, next := r.header[:len(r.header)-1], r.header[len(r.header)-1]
+	if len(unfrag)+r.size > header.IPv6MinimumSize+0xffff {
+		s.c.ReassemblyBad++
+		return nil
+	}
+	pkt := header.IPv6(s.bigBuf[:len(unfrag)+r.size])
+	copy(pkt, unfrag)
+	for _, f := range r.frags {
+		copy(pkt[len(unfrag)+f.first:], f.data)
+	}
+	// The field that named the Fragment header names what followed it.
+	field := 6
+	for off := header.IPv6MinimumSize; off < len(unfrag); off += (int(pkt[off+1]) + 1) * 8 {
+		field = off
+	}
+	pkt[field] = next
+	pkt.SetPayloadLength(uint16(len(pkt) - header.IPv6MinimumSize))
+	s.c.ReassemblyOK++
+	return pkt
+}
+
+// reassemblyTimeout6 tells the source of a datagram whose fragments did
+// not all come (RFC 8200 §4.5: ICMPv6 time exceeded, code 1, when fragment
+// zero came), quoting fragment zero as it arrived.
+func (s *Stack) reassemblyTimeout6(k fragKey, r *reassembly) {
+	if s.v6 == nil || r.frags[0].first != 0 {
+		return
+	}
+	unfrag, next := r.header[:len(r.header)-1], r.header[len(r.header)-1]
+	q := make([]byte, 0, len(unfrag)+header.IPv6FragmentHeaderSize+len(r.frags[0].data))
+	q = append(q, unfrag...)
+	q = append(q, next, 0, 0, 1) // offset 0, more fragments
+	q = binary.BigEndian.AppendUint32(q, k.id)
+	q = append(q, r.frags[0].data...)
+	field := 6
+	for off := header.IPv6MinimumSize; off < len(unfrag); off += (int(q[off+1]) + 1) * 8 {
+		field = off
+	}
+	q[field] = header.ProtocolIPv6Fragment
+	h := header.IPv6(q)
+	h.SetPayloadLength(uint16(len(q) - header.IPv6MinimumSize))
+	s.sendICMPv6Error(header.ICMPv6TimeExceeded, header.ICMPv6ReassemblyTime, 0, h)
+}
+
+// fragment6 sends a datagram too long for the link as fragments (RFC 8200
+// §4.5): each an IPv6 header, a Fragment header and a multiple of 8 bytes
+// of the payload (the last one the rest), one identification for them
+// all. The transport's checksum, if IP fills it in, is over the whole
+// payload, before it is cut.
+func (s *Stack) fragment6(proto uint8, src, dst netip.Addr, payload []byte, hops uint8, checksum bool) error {
+	v := s.v6
+	if len(payload) > 0xffff {
+		return fmt.Errorf("ip: %v: %d bytes: %w", dst, len(payload), ErrTooBig)
+	}
+	if checksum {
+		v.whole = append(v.whole[:0], payload...)
+		fillChecksum6(proto, src, dst, v.whole)
+		payload = v.whole
+	}
+	v.fragID++
+	per := (int(s.mtu6()) - header.IPv6MinimumSize - header.IPv6FragmentHeaderSize) &^ 7
+	for off := 0; off < len(payload); off += per {
+		n := min(per, len(payload)-off)
+		more := uint16(0)
+		if off+n < len(payload) {
+			more = 1
+		}
+		f := append(v.frag[:0], proto, 0, 0, 0)
+		binary.BigEndian.PutUint16(f[2:], uint16(off)|more) // offset in 8-byte units, times 8: the bytes
+		f = binary.BigEndian.AppendUint32(f, v.fragID)
+		f = append(f, payload[off:off+n]...)
+		v.frag = f
+		if err := s.output6(header.ProtocolIPv6Fragment, src, dst, f, hops, false); err != nil {
+			return err
+		}
+		s.c.FragmentsOut++
+	}
+	return nil
 }

@@ -64,8 +64,9 @@ func (tb *testbed6) run(d time.Duration) {
 func (tb *testbed6) ready(t *testing.T) {
 	t.Helper()
 	tb.run(3 * time.Second)
-	if !slices.ContainsFunc(tb.IPv6Addresses(), func(a nd.Address) bool { return a.Prefix.Addr() == ourLL && a.State == nd.Preferred }) {
-		t.Fatalf("link-local %v not preferred after 3 s: %+v", ourLL, tb.IPv6Addresses())
+	ll := header.LinkLocal(tb.mac)
+	if !slices.ContainsFunc(tb.IPv6Addresses(), func(a nd.Address) bool { return a.Prefix.Addr() == ll && a.State == nd.Preferred }) {
+		t.Fatalf("link-local %v not preferred after 3 s: %+v", ll, tb.IPv6Addresses())
 	}
 	tb.link.take()
 }
@@ -365,5 +366,68 @@ func TestIPv6Transport(t *testing.T) {
 	}
 	if err := tb.OutputTransport6(header.ProtocolUDP, netip.Addr{}, peerLL, seg, false); err == nil {
 		t.Errorf("OutputTransport6 without a source or a checksum to fill: nil error")
+	}
+}
+
+// A UDP datagram longer than the link goes as fragments, and another
+// Stack puts them back together, checksum right (RFC 8200 §4.5); a
+// fragment that overlaps one held drops the whole datagram (RFC 5722).
+func TestIPv6Fragments(t *testing.T) {
+	peerAddr := header.LinkLocal(peerMAC)
+	tx := newTestbed6(t, IPv6Config{})
+	tx.ready(t)
+	sn := header.SolicitedNode(ourLL)
+	tx.HandleFrame(frame6(peerMAC, header.MulticastMAC(sn), peerAddr, sn, 255, header.ProtocolICMPv6, ns(peerAddr, peerMAC, ourLL)))
+	tx.link.take()
+
+	udp := &fake6{}
+	rx := &testbed6{link: &mcastLink{groups: map[header.MAC]bool{}}, clock: &fakeClock{epoch}}
+	cfg := testCfg
+	cfg.MAC = peerMAC
+	rx.Stack = New(cfg, rx.link, rx.clock, map[uint8]Transport{header.ProtocolUDP: udp})
+	rx.EnableIPv6(IPv6Config{})
+	rx.ready(t)
+
+	seg := make([]byte, header.UDPMinimumSize+3000)
+	header.UDP(seg).Encode(&header.UDPFields{SrcPort: 7, DstPort: 4000, Length: uint16(len(seg))})
+	for i := range seg[header.UDPMinimumSize:] {
+		seg[header.UDPMinimumSize+i] = byte(i * 7)
+	}
+	if err := tx.OutputTransport6(header.ProtocolUDP, netip.Addr{}, peerAddr, seg, true); err != nil {
+		t.Fatal(err)
+	}
+	frames := tx.link.take()
+	if len(frames) != 3 {
+		t.Fatalf("%d frames for 3,008 bytes over a 1,500-byte link, want 3 fragments", len(frames))
+	}
+	for _, f := range frames {
+		if len(f) > header.EthernetMinimumSize+1500 {
+			t.Errorf("a fragment of %d bytes exceeds the link", len(f))
+		}
+		rx.HandleFrame(f)
+	}
+	if len(udp.got) != 1 {
+		t.Fatalf("%d datagrams delivered, want the one reassembled (counters %+v)", len(udp.got), rx.Counters())
+	}
+	got := header.UDP(udp.got[0][udp.offs[0]:])
+	if len(got) != len(seg) || got.Checksum() != got.ComputeChecksum(ourLL, peerAddr) || string(got.Payload()) != string(seg[header.UDPMinimumSize:]) {
+		t.Errorf("reassembled %d bytes (want %d), checksum %#x (want %#x), payload equal %v", len(got), len(seg),
+			got.Checksum(), got.ComputeChecksum(ourLL, peerAddr), string(got.Payload()) == string(seg[header.UDPMinimumSize:]))
+	}
+
+	// Overlap: fragment zero, then fragment zero again shifted by 8.
+	if err := tx.OutputTransport6(header.ProtocolUDP, netip.Addr{}, peerAddr, seg, true); err != nil {
+		t.Fatal(err)
+	}
+	frames = tx.link.take()
+	rx.HandleFrame(frames[0])
+	shifted := append([]byte(nil), frames[1]...)
+	fh := shifted[header.EthernetMinimumSize+header.IPv6MinimumSize:]
+	fh[2], fh[3] = byte((int(fh[2])<<8|int(fh[3])-8)>>8), byte((int(fh[2])<<8|int(fh[3]))-8)
+	rx.HandleFrame(shifted)
+	rx.HandleFrame(frames[1])
+	rx.HandleFrame(frames[2])
+	if len(udp.got) != 1 || rx.Counters().ReassemblyOverlaps != 1 {
+		t.Errorf("after an overlapping fragment: %d datagrams, %d overlaps; want 1 and 1", len(udp.got), rx.Counters().ReassemblyOverlaps)
 	}
 }

@@ -15,10 +15,13 @@ const (
 	reassemblyOverhead = 256
 )
 
-// fragKey identifies the datagram a fragment belongs to (RFC 791 §3.2).
+// fragKey identifies the datagram a fragment belongs to: source,
+// destination, identification and protocol for IPv4 (RFC 791 §3.2);
+// source, destination and identification for IPv6 (RFC 8200 §4.5, proto
+// 0). The addresses keep the families apart.
 type fragKey struct {
 	src, dst netip.Addr
-	id       uint16
+	id       uint32
 	proto    uint8
 }
 
@@ -36,7 +39,8 @@ type reassembly struct {
 	frags   []fragment
 	size    int    // payload length, known from the last fragment (MF=0); -1 before
 	held    int    // payload bytes in frags
-	header  []byte // fragment zero's IP header (options included); nil before
+	header  []byte // fragment zero's header (IPv4's with options; IPv6's unfragmentable part); nil before
+	next    uint8  // IPv6: fragment zero's Next Header (what the payload is)
 	charge  int    // what this datagram counts against ReassemblyMemory
 }
 
@@ -44,14 +48,42 @@ type reassembly struct {
 // whole datagram, in s.bigBuf, when this fragment completes it; nil
 // otherwise (kept, or dropped and counted).
 func (s *Stack) reassemble(ip header.IPv4) header.IPv4 {
+	key := fragKey{ip.Src(), ip.Dst(), uint32(ip.ID()), ip.Protocol()}
+	r := s.addFragment(key, ip.FragmentOffset(), ip.Payload(), ip.MoreFragments(), ip[:ip.HeaderLength()])
+	if r == nil {
+		return nil
+	}
+	// Whole: fragments tile [0, size).
+	hl := len(r.header)
+	if hl+r.size > header.IPv4MaximumSize {
+		s.c.ReassemblyBad++ // fragment zero's options pushed it past 65535
+		return nil
+	}
+	pkt := header.IPv4(s.bigBuf[:hl+r.size])
+	copy(pkt, r.header)
+	for _, f := range r.frags {
+		copy(pkt[hl+f.first:], f.data)
+	}
+	pkt.SetTotalLength(uint16(hl + r.size))
+	pkt.SetFlagsFragmentOffset(pkt.Flags()&^header.IPv4FlagMoreFragments, 0)
+	pkt.SetChecksum(pkt.HeaderChecksum())
+	s.c.ReassemblyOK++
+	return pkt
+}
+
+// addFragment adds data, [first, first+len(data)) of the datagram key,
+// the last piece unless more; hdr is what comes before the data in its
+// datagram, kept from fragment zero. It returns the datagram, forgotten
+// already, when this fragment completes it; nil otherwise (kept, or
+// dropped and counted). The checks are both families': every fragment
+// but the last carries a multiple of 8 bytes, one end only, no overlap
+// (RFC 5722 for IPv6: the whole datagram is dropped), and the memory
+// bounds.
+func (s *Stack) addFragment(key fragKey, first int, data []byte, more bool, hdr []byte) *reassembly {
 	s.c.FragmentsIn++
-	data := ip.Payload()
-	first, more := ip.FragmentOffset(), ip.MoreFragments()
 	end := first + len(data)
-	key := fragKey{ip.Src(), ip.Dst(), ip.ID(), ip.Protocol()}
 	r := s.reasm[key]
 	if len(data) == 0 || more && len(data)%8 != 0 {
-		// RFC 791: every fragment but the last carries a multiple of 8 bytes.
 		s.c.ReassemblyBad++
 		return nil
 	}
@@ -84,7 +116,7 @@ func (s *Stack) reassemble(ip header.IPv4) header.IPv4 {
 	}
 	cost := len(data) + fragmentOverhead
 	if first == 0 {
-		cost += ip.HeaderLength()
+		cost += len(hdr)
 	}
 	for s.reasmMem+cost > s.limits.ReassemblyMemory {
 		victim := s.oldestReassembly(r)
@@ -101,7 +133,7 @@ func (s *Stack) reassemble(ip header.IPv4) header.IPv4 {
 	copy(r.frags[i+1:], r.frags[i:])
 	r.frags[i] = fragment{first, end, append([]byte(nil), data...)}
 	if first == 0 {
-		r.header = append([]byte(nil), ip[:ip.HeaderLength()]...)
+		r.header = append([]byte(nil), hdr...)
 	}
 	if !more {
 		r.size = end
@@ -112,24 +144,8 @@ func (s *Stack) reassemble(ip header.IPv4) header.IPv4 {
 	if r.size < 0 || r.held != r.size {
 		return nil
 	}
-
-	// Whole: fragments tile [0, size).
 	s.dropReassembly(key)
-	hl := len(r.header)
-	if hl+r.size > header.IPv4MaximumSize {
-		s.c.ReassemblyBad++ // fragment zero's options pushed it past 65535
-		return nil
-	}
-	pkt := header.IPv4(s.bigBuf[:hl+r.size])
-	copy(pkt, r.header)
-	for _, f := range r.frags {
-		copy(pkt[hl+f.first:], f.data)
-	}
-	pkt.SetTotalLength(uint16(hl + r.size))
-	pkt.SetFlagsFragmentOffset(pkt.Flags()&^header.IPv4FlagMoreFragments, 0)
-	pkt.SetChecksum(pkt.HeaderChecksum())
-	s.c.ReassemblyOK++
-	return pkt
+	return r
 }
 
 // oldestReassembly returns the key of the oldest datagram other than
@@ -164,7 +180,11 @@ func (s *Stack) tickReassembly(now time.Time) {
 		}
 		s.c.ReassemblyTimeouts++
 		s.dropReassembly(k)
-		if r.header != nil {
+		switch {
+		case r.header == nil:
+		case k.dst.Is6():
+			s.reassemblyTimeout6(k, r)
+		default:
 			first := r.frags[0].data
 			quote := append(r.header, first[:min(len(first), header.ICMPv4ErrorDataSize)]...)
 			s.sendICMPError(header.ICMPv4TimeExceeded, header.ICMPv4ReassemblyTimeout, 0, header.IPv4(quote))

@@ -174,7 +174,6 @@ type Counters struct {
 	IP6Bad              uint64 // drop: truncated, wrong version, a group or loopback source
 	IP6NotForUs         uint64 // drop: destination none of our addresses or groups
 	IP6BadExtension     uint64 // drop: an extension header refused (parameter problem sent, or discarded as its option asks)
-	IP6FragmentsDropped uint64 // drop: fragments (no reassembly yet)
 	IP6NoTransport      uint64 // drop: no transport for it, or a packet filter that cannot judge IPv6 (unreachable or parameter problem sent)
 	IP6Delivered        uint64 // datagrams handed to a transport
 	IP6Out              uint64 // datagrams sent or queued for Neighbor Discovery
