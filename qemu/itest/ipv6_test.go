@@ -2,13 +2,16 @@ package itest
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"keepnet/servers/header"
+	"keepnet/servers/ip/nd"
 )
 
 // The namespace's IPv6 network: its router address and the prefix it
@@ -150,6 +153,8 @@ for size in (1453, 3000, 8000, 20000):
 	}
 	t.Logf("fragments: in %v, reassembled %v, out %v", num(st, "FragmentsIn"), num(st, "ReassemblyOK"), num(st, "FragmentsOut"))
 
+	badIPv6(t, n, a, slaac)
+
 	const size = 12 << 20
 	for i, comp := range []string{"e1000.0", "ip"} {
 		got, done := n6.download(t, size, uint64(70+i))
@@ -172,4 +177,52 @@ for size in (1453, 3000, 8000, 20000):
 		cancel()
 		ping6("after a kill of " + comp)
 	}
+}
+
+// badIPv6 sends malformed IPv6 from the namespace (TestHelperRawFrames,
+// RAW_KIND=ipv6: bad extension chains, tiny and overlapping fragments, bad
+// Neighbor Discovery, a flood of router advertisements with new prefixes)
+// and checks that each kind was refused and counted, that the flood left
+// at most nd.MaxAddresses addresses, that ip was never restarted, and that
+// the appliance still answers over IPv6.
+func badIPv6(t *testing.T, n *netns, a *appliance, slaac netip.Addr) {
+	t.Helper()
+	before := a.stats("ip")
+	const rounds = 100
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	self, _ := os.Executable()
+	cmd := fmt.Sprintf("RAW_KIND=ipv6 RAW_IFACE=%s RAW_DST_MAC=52:54:00:12:34:56 RAW_SRC_IP=%s RAW_DST_IP=%s RAW_ROUNDS=%d %s -test.run='^TestHelperRawFrames$' -test.v",
+		n.Tap, ra6Router, slaac, rounds, self)
+	out, err := n.exec(ctx, nil, "sh", "-c", cmd)
+	if err != nil || !strings.Contains(string(out), "sent ") {
+		t.Fatalf("raw frame sender: %v\n%s", err, out)
+	}
+	t.Logf("%s", strings.TrimSpace(lastLine(string(out), "sent ")))
+	grew := func(m map[string]any, k string) float64 { return num(m, k) - num(before, k) }
+	after := a.waitStats("ip", func(m map[string]any) bool { return grew(m, "IP6BadExtension") >= 4*rounds && grew(m, "RARefused") > 0 })
+	for _, c := range []struct {
+		counter string
+		atLeast float64
+	}{
+		{"IP6BadExtension", 4 * rounds}, // chain order, nine headers, unknown option, routing type 0 (the truncated one too, if counted there)
+		{"ReassemblyOverlaps", rounds},
+		{"NDBad", 2 * rounds},
+		{"RARefused", 1},
+	} {
+		if g := grew(after, c.counter); g < c.atLeast {
+			t.Errorf("%s grew by %v, want at least %v", c.counter, g, c.atLeast)
+		}
+	}
+	if g := num(after, "Generation"); g != num(before, "Generation") {
+		t.Errorf("ip restarted during the malformed IPv6 (generation %v -> %v)", num(before, "Generation"), g)
+	}
+	if addrs := ipv6Addrs(after); len(addrs) > nd.MaxAddresses {
+		t.Errorf("%d IPv6 addresses after the advertisement flood, want at most %d", len(addrs), nd.MaxAddresses)
+	}
+	t.Logf("after the malformed IPv6: %d addresses, RARefused %v, IP6BadExtension +%v, ReassemblyOverlaps +%v, NDBad +%v",
+		len(ipv6Addrs(after)), num(after, "RARefused"), grew(after, "IP6BadExtension"), grew(after, "ReassemblyOverlaps"), grew(after, "NDBad"))
+	n6 := *n
+	n6.GuestIP = "[" + slaac.String() + "]"
+	httpDownload(t, &n6, 1<<20, 63, 0.1)
 }

@@ -71,6 +71,11 @@ func TestHelperRawFrames(t *testing.T) {
 		t.Logf("sent %d SYNs and bad TCP segments", sent)
 		return
 	}
+	if os.Getenv("RAW_KIND") == "ipv6" {
+		sendBadIPv6(t, send, eth, them, us, src, dst, rounds)
+		t.Logf("sent %d malformed IPv6 datagrams and router advertisements", sent)
+		return
+	}
 	if os.Getenv("RAW_KIND") == "udp" {
 		sendBadUDP(t, send, eth, them, src, dst, rounds)
 		t.Logf("sent %d malformed UDP datagrams", sent)
@@ -217,4 +222,97 @@ func fixTCPChecksum(p []byte, src, dst netip.Addr) {
 	tcp := header.TCP(p[20:])
 	tcp.SetChecksum(0)
 	tcp.SetChecksum(tcp.ComputeChecksum(src, dst))
+}
+
+// sendBadIPv6 sends, each round, IPv6 datagrams RFC 8200, 4443 and 4861
+// say to refuse — bad extension chains, tiny and overlapping fragments,
+// Neighbor Discovery with bad options or from off the link — and 20
+// router advertisements from new routers with new prefixes (a flood that
+// must not grow the appliance's state without end).
+func sendBadIPv6(t *testing.T, send func([]byte), eth func(header.MAC, header.EtherType, []byte) []byte, them, us header.MAC, src, dst netip.Addr, rounds int) {
+	ip6 := func(s, d netip.Addr, next, hops uint8, payload []byte) []byte {
+		b := make([]byte, header.IPv6MinimumSize+len(payload))
+		header.IPv6(b).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), NextHeader: next, HopLimit: hops, Src: s, Dst: d})
+		copy(b[header.IPv6MinimumSize:], payload)
+		return b
+	}
+	echo := func(s, d netip.Addr, id uint16, n int) []byte {
+		m := header.ICMPv6(make([]byte, header.ICMPv6MinimumSize+n))
+		m.SetType(header.ICMPv6EchoRequest)
+		m.SetIdent(id)
+		m.SetChecksumFor(s, d)
+		return m
+	}
+	allNodes := netip.MustParseAddr("ff02::1")
+	for i := 0; i < rounds; i++ {
+		id := uint16(2000 + i)
+		e := echo(src, dst, id, 32)
+		// Hop-by-Hop after a Destination Options header.
+		chain := append([]byte{header.ProtocolIPv6HopByHop, 0, 1, 4, 0, 0, 0, 0, header.ProtocolICMPv6, 0, 1, 4, 0, 0, 0, 0}, e...)
+		send(eth(them, header.EtherTypeIPv6, ip6(src, dst, header.ProtocolIPv6DstOpts, 64, chain)))
+		// Nine Destination Options headers in a row.
+		var nine []byte
+		for j := 0; j < 9; j++ {
+			next := uint8(header.ProtocolIPv6DstOpts)
+			if j == 8 {
+				next = header.ProtocolICMPv6
+			}
+			nine = append(nine, next, 0, 1, 4, 0, 0, 0, 0)
+		}
+		send(eth(them, header.EtherTypeIPv6, ip6(src, dst, header.ProtocolIPv6DstOpts, 64, append(nine, e...))))
+		// An unknown option that asks for a parameter problem.
+		send(eth(them, header.EtherTypeIPv6, ip6(src, dst, header.ProtocolIPv6DstOpts, 64,
+			append([]byte{header.ProtocolICMPv6, 0, 0x80, 4, 0, 0, 0, 0}, e...))))
+		// A routing header of type 0 with segments left.
+		send(eth(them, header.EtherTypeIPv6, ip6(src, dst, header.ProtocolIPv6Routing, 64,
+			append([]byte{header.ProtocolICMPv6, 2, 0, 1, 0, 0, 0, 0, 23: 0}, e...))))
+		// A header running past the payload.
+		send(eth(them, header.EtherTypeIPv6, ip6(src, dst, header.ProtocolIPv6DstOpts, 64, []byte{header.ProtocolICMPv6, 9, 1, 4})))
+		// A tiny first fragment (8 bytes: no whole ICMPv6 header), never
+		// completed; then overlapping fragments of another datagram.
+		frag := func(off int, more bool, fid uint32, data []byte) []byte {
+			w := uint16(off)
+			if more {
+				w |= 1
+			}
+			h := []byte{header.ProtocolICMPv6, 0, byte(w >> 8), byte(w), byte(fid >> 24), byte(fid >> 16), byte(fid >> 8), byte(fid)}
+			return ip6(src, dst, header.ProtocolIPv6Fragment, 64, append(h, data...))
+		}
+		big := echo(src, dst, id, 64)
+		send(eth(them, header.EtherTypeIPv6, frag(0, true, uint32(id)<<8, big[:8])))
+		send(eth(them, header.EtherTypeIPv6, frag(0, true, uint32(id)<<8|1, big[:24])))
+		send(eth(them, header.EtherTypeIPv6, frag(16, false, uint32(id)<<8|1, big[16:])))
+		// ND: a solicitation with a zero-length option; one from off the
+		// link (hop limit 64); an advertisement from a router not
+		// link-local.
+		ns := make([]byte, 32)
+		n := header.NeighborSolicitation(ns, dst, &us)
+		ns[n-7] = 0 // the option's length
+		m := header.ICMPv6(ns[:n])
+		m.SetChecksumFor(src, header.SolicitedNode(dst))
+		send(eth(header.MulticastMAC(header.SolicitedNode(dst)), header.EtherTypeIPv6, ip6(src, header.SolicitedNode(dst), header.ProtocolICMPv6, 255, m)))
+		n = header.NeighborSolicitation(ns, dst, &us)
+		m = header.ICMPv6(ns[:n])
+		m.SetChecksumFor(src, header.SolicitedNode(dst))
+		send(eth(header.MulticastMAC(header.SolicitedNode(dst)), header.EtherTypeIPv6, ip6(src, header.SolicitedNode(dst), header.ProtocolICMPv6, 64, m)))
+		// The flood: 20 routers a round, each with a prefix of its own.
+		for j := 0; j < 20; j++ {
+			k := i*20 + j
+			router := netip.AddrFrom16([16]byte{0xfe, 0x80, 8: 0x02, 13: byte(k >> 16), 14: byte(k >> 8), 15: byte(k)})
+			pi := make([]byte, 32)
+			pi[0], pi[1], pi[2], pi[3] = uint8(header.NDPPrefixInfo), 4, 64, 0xc0
+			for b := 4; b < 12; b++ {
+				pi[b] = 0x0f // lifetimes of about 68 years: never run out in a test
+			}
+			copy(pi[16:], []byte{0x20, 0x01, 0x0d, 0xb8, byte(k >> 16), byte(k >> 8), byte(k)})
+			body := append(make([]byte, 8), pi...)
+			ra := header.ICMPv6(make([]byte, header.ICMPv6MinimumSize+len(body)))
+			ra.SetType(header.ICMPv6RouterAdvert)
+			ra.SetWord(64<<24 | 1800)
+			copy(ra.Body(), body)
+			ra.SetChecksumFor(router, allNodes)
+			send(eth(header.MulticastMAC(allNodes), header.EtherTypeIPv6, ip6(router, allNodes, header.ProtocolICMPv6, 255, ra)))
+		}
+		time.Sleep(4 * time.Millisecond)
+	}
 }

@@ -191,6 +191,7 @@ type Counters struct {
 	NSOut, NAOut, RSOut uint64
 	NDResolveFailures   uint64 // neighbours that did not answer their solicitations
 	NDQueueDrops        uint64 // datagrams dropped while waiting for Neighbor Discovery
+	RARefused           uint64 // routers, prefixes, addresses not taken: over nd's bounds (an advertisement flood)
 	ICMPErrorsIn        uint64 // unreachable, time exceeded, parameter problem received
 	ICMPErrorsIgnored   uint64 // drop: their quote is no datagram of ours, or too short
 	ICMPErrorsDelivered uint64 // handed to the transport that sent the quoted datagram
@@ -285,7 +286,13 @@ func (s *Stack) SetLimits(l Limits) { s.limits = l }
 func (s *Stack) Config() Config { return s.cfg }
 
 // Counters returns a snapshot of the statistics.
-func (s *Stack) Counters() Counters { return s.c }
+func (s *Stack) Counters() Counters {
+	c := s.c
+	if s.v6 != nil {
+		c.RARefused = s.v6.auto.Refused()
+	}
+	return c
+}
 
 // HandleFrame processes one received Ethernet frame (without FCS). The
 // Stack does not keep frame after it returns; a frame it forwards it

@@ -38,6 +38,13 @@ const (
 	RtrSolicitationInterval = 4 * time.Second
 	MaxRtrSolicitations     = 3
 	DupAddrDetectTransmits  = 1
+	// A flood of advertisements (random routers, random prefixes) must
+	// not grow an interface's state without end: past these, new routers,
+	// on-link prefixes and addresses are refused (Refused counts them).
+	// Linux keeps 16 addresses an interface (max_addresses).
+	MaxRouters   = 16
+	MaxOnLink    = 64
+	MaxAddresses = 16
 	// twoHours guards a SLAAC address's valid lifetime against a forged
 	// advertisement that would end it (RFC 4862 §5.5.3 e).
 	twoHours = 2 * time.Hour
@@ -75,7 +82,12 @@ type Autoconf struct {
 	rsAt     time.Time // the next router solicitation; zero: no more
 	mtu      uint32
 	hopLimit uint8
+	refused  uint64 // routers, prefixes and addresses over the Max* bounds
 }
+
+// Refused is how many routers, on-link prefixes and addresses were not
+// taken, over MaxRouters, MaxOnLink and MaxAddresses.
+func (a *Autoconf) Refused() uint64 { return a.refused }
 
 // NewAutoconf starts an interface at now: its link-local address
 // (fe80::/64 with the MAC's interface identifier) and the operator's
@@ -164,9 +176,13 @@ func (a *Autoconf) Conflict(addr netip.Addr) []Action {
 // 4861 §6.3.4; its prefixes by RFC 4862 §5.5.3). Solicitation stops.
 func (a *Autoconf) RouterAdvert(src netip.Addr, ra RA, now time.Time) []Action {
 	a.rsAt = time.Time{}
-	if ra.Lifetime == 0 {
+	_, known := a.routers[src]
+	switch {
+	case ra.Lifetime == 0:
 		delete(a.routers, src)
-	} else {
+	case !known && len(a.routers) >= MaxRouters:
+		a.refused++
+	default:
 		a.routers[src] = now.Add(ra.Lifetime)
 	}
 	if ra.HopLimit != 0 {
@@ -181,9 +197,13 @@ func (a *Autoconf) RouterAdvert(src netip.Addr, ra RA, now time.Time) []Action {
 			continue // §5.5.3 b, c
 		}
 		if pi.OnLink {
-			if pi.ValidLifetime == 0 {
+			_, known := a.onLink[pi.Prefix]
+			switch {
+			case pi.ValidLifetime == 0:
 				delete(a.onLink, pi.Prefix)
-			} else {
+			case !known && len(a.onLink) >= MaxOnLink:
+				a.refused++
+			default:
 				a.onLink[pi.Prefix] = until(now, pi.ValidLifetime)
 			}
 		}
@@ -205,6 +225,10 @@ func (a *Autoconf) slaac(pi header.PrefixInfo, now time.Time) []Action {
 	ad := a.find(addr)
 	if ad == nil {
 		if pi.ValidLifetime == 0 {
+			return nil
+		}
+		if len(a.addrs) >= MaxAddresses {
+			a.refused++
 			return nil
 		}
 		return a.add(netip.PrefixFrom(addr, 64), until(now, pi.ValidLifetime), until(now, pi.PreferredLifetime), false, now)

@@ -343,3 +343,37 @@ func TestStaticAddress(t *testing.T) {
 		t.Error("the static prefix is not on-link")
 	}
 }
+
+// An advertisement flood — a new router and a new /64 in each — leaves an
+// interface with MaxRouters routers, MaxOnLink prefixes and MaxAddresses
+// addresses at most, the rest refused and counted; what was there stays.
+func TestRouterAdvertisementFlood(t *testing.T) {
+	a, start := startAutoconf(t, AutoconfConfig{LinkMTU: 1500})
+	now := start.Add(2 * time.Second)
+	a.Tick(start)
+	a.Tick(now)
+	joins := 0
+	for i := range 10000 {
+		router := netip.AddrFrom16([16]byte{0xfe, 0x80, 14: byte(i >> 8), 15: byte(i)})
+		p := netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4: byte(i >> 8), 5: byte(i)}), 64)
+		acts := a.RouterAdvert(router, RA{Lifetime: time.Hour, Prefixes: []header.PrefixInfo{
+			{Prefix: p, OnLink: true, Autonomous: true, ValidLifetime: 3600, PreferredLifetime: 1800}}}, now)
+		for _, act := range acts {
+			if act.Kind == Join {
+				joins++
+			}
+		}
+	}
+	if n := len(a.Addresses()); n > MaxAddresses || joins != MaxAddresses-1 {
+		t.Errorf("%d addresses, %d groups joined after 10,000 prefixes; want at most %d, and %d joins (the link-local was there)", n, joins, MaxAddresses, MaxAddresses-1)
+	}
+	if len(a.routers) != MaxRouters || len(a.onLink) != MaxOnLink {
+		t.Errorf("%d routers, %d on-link prefixes; want %d and %d", len(a.routers), len(a.onLink), MaxRouters, MaxOnLink)
+	}
+	if want := uint64(3*10000 - MaxRouters - MaxOnLink - (MaxAddresses - 1)); a.Refused() != want {
+		t.Errorf("Refused() = %d, want %d", a.Refused(), want)
+	}
+	if !a.IsOurs(header.LinkLocal(a.cfg.MAC)) {
+		t.Error("the link-local address was lost in the flood")
+	}
+}
