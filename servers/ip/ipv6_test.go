@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -430,4 +431,62 @@ func TestIPv6Fragments(t *testing.T) {
 	if len(udp.got) != 1 || rx.Counters().ReassemblyOverlaps != 1 {
 		t.Errorf("after an overlapping fragment: %d datagrams, %d overlaps; want 1 and 1", len(udp.got), rx.Counters().ReassemblyOverlaps)
 	}
+}
+
+// FuzzIPv6Frame feeds a Stack with IPv6 on frames built from the input:
+// the fuzzer's bytes as an IPv6 datagram from the peer, to us or to a
+// group, interleaved with clock ticks and sends. No input may panic, and
+// the bounds hold: reassembly's memory, nd's addresses, the datagrams
+// waiting for Neighbor Discovery.
+func FuzzIPv6Frame(f *testing.F) {
+	sn := header.SolicitedNode(ourLL)
+	f.Add(frame6(peerMAC, header.MulticastMAC(sn), peerLL, sn, 255, header.ProtocolICMPv6, ns(peerLL, peerMAC, ourLL))[header.EthernetMinimumSize:], uint8(0))
+	f.Add(frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolICMPv6, icmp6(header.ICMPv6EchoRequest, 1, []byte("x"), peerLL, ourLL))[header.EthernetMinimumSize:], uint8(1))
+	f.Add(frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolIPv6Fragment, []byte{17, 0, 0, 1, 0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8})[header.EthernetMinimumSize:], uint8(2))
+	f.Fuzz(func(t *testing.T, dgram []byte, op uint8) {
+		hang := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("hung on % x, op %#x", dgram, op)) })
+		defer hang.Stop()
+		udp := &fake6{}
+		tb := &testbed6{link: &mcastLink{groups: map[header.MAC]bool{}}, clock: &fakeClock{epoch}}
+		tb.Stack = New(testCfg, tb.link, tb.clock, map[uint8]Transport{header.ProtocolUDP: udp})
+		l := DefaultLimits()
+		l.ReassemblyMemory, l.MaxReassemblies, l.ARPQueueMemory = 64<<10, 8, 16<<10
+		tb.SetLimits(l)
+		tb.EnableIPv6(IPv6Config{})
+		tb.run(3 * time.Second)
+		for i := range 4 {
+			dst := ourMAC
+			if op&(1<<i) != 0 {
+				dst = header.MulticastMAC(allNodes)
+			}
+			f := make([]byte, header.EthernetMinimumSize+len(dgram))
+			header.Ethernet(f).Encode(&header.EthernetFields{Dst: dst, Src: peerMAC, Type: header.EtherTypeIPv6})
+			copy(f[header.EthernetMinimumSize:], dgram)
+			tb.HandleFrame(f)
+			if op&0x10 != 0 {
+				tb.OutputTransport6(header.ProtocolUDP, netip.Addr{}, peerLL, make([]byte, int(op)*20), true)
+			}
+			tb.clock.Advance(time.Duration(op>>5) * time.Second)
+			tb.Tick()
+		}
+		held := 0
+		for _, r := range tb.reasm {
+			held += r.charge
+		}
+		if held != tb.reasmMem || tb.reasmMem > l.ReassemblyMemory || len(tb.reasm) > l.MaxReassemblies {
+			t.Fatalf("reassembly holds %d bytes (accounted %d) in %d datagrams", held, tb.reasmMem, len(tb.reasm))
+		}
+		if n := len(tb.IPv6Addresses()); n > nd.MaxAddresses {
+			t.Fatalf("%d addresses", n)
+		}
+		queued := 0
+		for _, q := range tb.v6.waiting {
+			for _, d := range q {
+				queued += len(d)
+			}
+		}
+		if queued != tb.v6.waitBytes || queued > l.ARPQueueMemory {
+			t.Fatalf("%d bytes wait for ND (accounted %d), limit %d", queued, tb.v6.waitBytes, l.ARPQueueMemory)
+		}
+	})
 }
