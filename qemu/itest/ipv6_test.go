@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,7 +92,9 @@ func TestIPv6(t *testing.T) {
 	hw := header.MAC{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
 	slaac := header.WithInterfaceID(netip.MustParsePrefix(ra6Prefix), header.InterfaceID(hw))
 	linkLocal := header.LinkLocal(hw)
-	a := boot(t, n.Name, append(n.upArgs(), "--mac", mac)...)
+	key := filepath.Join(t.TempDir(), "id")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+	a := boot(t, n.Name, append(n.upArgs(), "--mac", mac, "--authorized-keys", key+".pub")...)
 
 	configured := func(m map[string]any) bool {
 		addrs := ipv6Addrs(m)
@@ -124,6 +127,21 @@ func TestIPv6(t *testing.T) {
 	if r := n6.udpHelper(t, 2*time.Minute, "echo", n6.GuestIP+":7", 1400); r["lost"] != "0" || r["bad"] != "0" {
 		t.Errorf("UDP echo over IPv6, 1,400 datagrams of 1 to 1,400 bytes: %v", r)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out []byte
+	var err error
+	for i := 0; i < 10; i++ { // sshd may still be binding right after ready
+		out, err = n.exec(ctx, nil, "ssh", "-6", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "root@"+slaac.String(), "echo hello")
+		if err == nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil || string(out) != "hello\n" {
+		t.Errorf("ssh -6 root@%v echo hello = %q, %v; want hello", slaac, out, err)
+	}
 	// Fragmented both ways: Linux cuts what it sends, keepnet reassembles,
 	// echoes, cuts its echo, Linux reassembles.
 	const echo6 = `
@@ -141,9 +159,7 @@ for size in (1453, 3000, 8000, 20000):
             got = b""
     print(size, len(got), got == msg)
 `
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := n.exec(ctx, nil, "/usr/bin/python3", "-c", echo6, slaac.String())
+	out, err = n.exec(ctx, nil, "/usr/bin/python3", "-c", echo6, slaac.String())
 	if err != nil || strings.Count(string(out), "True") != 4 {
 		t.Errorf("UDP echo over IPv6 of 1,453 to 20,000 bytes (fragmented both ways): %v\n%s", err, out)
 	}
