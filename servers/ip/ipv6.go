@@ -275,11 +275,30 @@ func (s *Stack) handleICMPv6(h header.IPv6, m header.ICMPv6) {
 		s.handleNA(m)
 	case header.ICMPv6RouterAdvert:
 		s.handleRA(src, m)
+	case header.ICMPv6PacketTooBig:
+		s.packetTooBig(m)
 	default:
 		// Router solicitations (we are no router), redirects, MLD
 		// queries, replies and errors: nothing to do yet.
 		s.c.ICMP6Ignored++
 	}
+}
+
+// packetTooBig takes a Packet Too Big about a datagram we sent (RFC 8201):
+// the path to its destination carries m.MTU() bytes at most (never below
+// IPv6's minimum, 1280), and what we send there later is cut in fragments
+// to fit (RFC 8200 §5: the source fragments). A message whose quote is no
+// datagram of ours is ignored.
+func (s *Stack) packetTooBig(m header.ICMPv6) {
+	q := m.Body()
+	if len(q) < header.IPv6MinimumSize || header.IPv6(q).Version() != header.IPv6Version || !s.v6.auto.IsOurs(header.IPv6(q).Src()) {
+		s.c.ICMPErrorsIgnored++
+		return
+	}
+	s.c.ICMP6PacketTooBig++
+	// The length of what was dropped: the quote may be cut short.
+	length := header.IPv6MinimumSize + int(header.IPv6(q).PayloadLength())
+	s.learnPathMTU(header.IPv6(q).Dst(), max(int(m.MTU()), header.IPv6MinimumMTU), max(length, int(m.MTU())+1), s.clock.Now())
 }
 
 // echo6 answers an echo request (RFC 4443 §4.2): the same identifier,
@@ -532,8 +551,8 @@ func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops u
 	if hops == 0 {
 		hops = v.auto.HopLimit()
 	}
-	if header.IPv6MinimumSize+len(payload) > int(s.mtu6()) {
-		return s.fragment6(proto, src, dst, payload, hops, checksum)
+	if mtu := s.pathMTU6(dst); header.IPv6MinimumSize+len(payload) > mtu {
+		return s.fragment6(proto, src, dst, payload, hops, checksum, mtu)
 	}
 	if dst.IsMulticast() {
 		return s.send6(header.MulticastMAC(dst), src, dst, proto, hops, payload, checksum)
@@ -585,6 +604,15 @@ func (s *Stack) mtu6() uint32 {
 		return m
 	}
 	return uint32(s.cfg.MTU)
+}
+
+// pathMTU6 is the MTU of the path to dst: the link's (mtu6), or less if
+// a Packet Too Big said so.
+func (s *Stack) pathMTU6(dst netip.Addr) int {
+	if e, ok := s.pmtu.m[dst]; ok && e.mtu < int(s.mtu6()) {
+		return e.mtu
+	}
+	return int(s.mtu6())
 }
 
 // send6 frames an IPv6 datagram to mac.
@@ -732,7 +760,7 @@ func (s *Stack) reassemblyTimeout6(k fragKey, r *reassembly) {
 // of the payload (the last one the rest), one identification for them
 // all. The transport's checksum, if IP fills it in, is over the whole
 // payload, before it is cut.
-func (s *Stack) fragment6(proto uint8, src, dst netip.Addr, payload []byte, hops uint8, checksum bool) error {
+func (s *Stack) fragment6(proto uint8, src, dst netip.Addr, payload []byte, hops uint8, checksum bool, mtu int) error {
 	v := s.v6
 	if len(payload) > 0xffff {
 		return fmt.Errorf("ip: %v: %d bytes: %w", dst, len(payload), ErrTooBig)
@@ -743,7 +771,7 @@ func (s *Stack) fragment6(proto uint8, src, dst netip.Addr, payload []byte, hops
 		payload = v.whole
 	}
 	v.fragID++
-	per := (int(s.mtu6()) - header.IPv6MinimumSize - header.IPv6FragmentHeaderSize) &^ 7
+	per := (mtu - header.IPv6MinimumSize - header.IPv6FragmentHeaderSize) &^ 7
 	for off := 0; off < len(payload); off += per {
 		n := min(per, len(payload)-off)
 		more := uint16(0)

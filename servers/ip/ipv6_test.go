@@ -490,3 +490,50 @@ func FuzzIPv6Frame(f *testing.F) {
 		}
 	})
 }
+
+// A Packet Too Big about a datagram of ours lowers the path's MTU: what
+// goes there next is cut to fit (RFC 8201, RFC 8200 §5), never below 1280;
+// one quoting a datagram not ours changes nothing.
+func TestIPv6PacketTooBig(t *testing.T) {
+	tb := newTestbed6(t, IPv6Config{})
+	tb.ready(t)
+	sn := header.SolicitedNode(ourLL)
+	tb.HandleFrame(frame6(peerMAC, header.MulticastMAC(sn), peerLL, sn, 255, header.ProtocolICMPv6, ns(peerLL, peerMAC, ourLL)))
+	tb.link.take()
+	send := func() [][]byte {
+		seg := make([]byte, 1400)
+		header.UDP(seg).Encode(&header.UDPFields{SrcPort: 7, DstPort: 9, Length: uint16(len(seg))})
+		if err := tb.OutputTransport6(header.ProtocolUDP, netip.Addr{}, peerLL, seg, true); err != nil {
+			t.Fatal(err)
+		}
+		return tb.link.take()
+	}
+	ptb := func(from netip.Addr, mtu uint32) {
+		quoted := frame6(ourMAC, peerMAC, from, peerLL, 64, header.ProtocolUDP, make([]byte, 1400))[header.EthernetMinimumSize:][:1232]
+		tb.HandleFrame(frame6(gwMAC, ourMAC, routerLL, ourLL, 64, header.ProtocolICMPv6, icmp6(header.ICMPv6PacketTooBig, mtu, quoted, routerLL, ourLL)))
+	}
+	if n := len(send()); n != 1 {
+		t.Fatalf("%d frames for 1,440 bytes on a 1,500-byte link, want 1", n)
+	}
+	ptb(peerG, 1300) // not our address: ignored
+	if n := len(send()); n != 1 {
+		t.Errorf("%d frames after a Packet Too Big about a datagram not ours, want 1", n)
+	}
+	ptb(ourLL, 1000) // below IPv6's minimum: 1280
+	frames := send()
+	if len(frames) != 2 {
+		for _, f := range frames {
+			h := header.IPv6(header.Ethernet(f).Payload())
+			t.Logf("frame of %d bytes, next header %d, to %v", len(f), h.NextHeader(), h.Dst())
+		}
+		t.Fatalf("%d frames after a Packet Too Big, want 2 fragments", len(frames))
+	}
+	for _, f := range frames {
+		if len(f)-header.EthernetMinimumSize > header.IPv6MinimumMTU {
+			t.Errorf("a fragment of %d bytes, want at most 1280", len(f)-header.EthernetMinimumSize)
+		}
+	}
+	if c := tb.Counters(); c.ICMP6PacketTooBig != 1 || c.ICMPErrorsIgnored != 1 {
+		t.Errorf("ICMP6PacketTooBig %d, ICMPErrorsIgnored %d; want 1 and 1", c.ICMP6PacketTooBig, c.ICMPErrorsIgnored)
+	}
+}

@@ -186,6 +186,7 @@ type Counters struct {
 	ICMP6EchoRequests   uint64
 	ICMP6EchoReplies    uint64
 	ICMP6ErrorsOut      uint64
+	ICMP6PacketTooBig   uint64 // Packet Too Big about a datagram of ours: the path MTU learned
 	NDBad               uint64 // drop: ND messages RFC 4861's checks refuse (hop limit, options, addresses)
 	NSIn, NAIn, RAIn    uint64
 	NSOut, NAOut, RSOut uint64
