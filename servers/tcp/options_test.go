@@ -277,7 +277,7 @@ func TestKeptOptionsSurviveRestart(t *testing.T) {
 	e.SetNoDelay(true)
 	e.SetKeepAlive(true, 2*time.Second, time.Second, 3)
 	e.SetLinger(4)
-	e.SetSendBuffer(48 << 10) // keptConfig's buffers are 64 KiB
+	e.SetSendBuffer(48 << 10)  // keptConfig's buffers are 64 KiB
 	e.SetRecvBuffer(MinBuffer) // no smaller than the 65535 advertised
 	h.tb.Commit()
 
