@@ -57,8 +57,9 @@ type Server struct {
 	// vanishes is noticed after Idle + Count*Interval of silence.
 	KeepAlive net.KeepAliveConfig
 	// Logf, if set, reports echoes that could not be sent: the first, then
-	// every hundredth, with the error; and each connection that failed
-	// (Stats.TCPFailed), with its error and how long after its last bytes.
+	// every hundredth, with the error; and the connections that failed
+	// (Stats.TCPFailed: the first ten, then every hundredth), with the
+	// error and how long after their last bytes.
 	Logf func(format string, args ...any)
 }
 
@@ -203,9 +204,8 @@ func (s *Server) failed(ctx context.Context, c net.Conn, err error, last time.Ti
 	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
 		return
 	}
-	s.Stats.TCPFailed.Add(1)
-	if s.Logf != nil {
-		s.Logf("tcp %v: connection failed %v after its last bytes: %v", c.RemoteAddr(), time.Since(last).Round(10*time.Millisecond), err)
+	if f := s.Stats.TCPFailed.Add(1); s.Logf != nil && (f <= 10 || f%100 == 0) {
+		s.Logf("tcp %v: connection failed %v after its last bytes (%d so far): %v", c.RemoteAddr(), time.Since(last).Round(10*time.Millisecond), f, err)
 	}
 }
 

@@ -5,9 +5,10 @@
 //
 // With -keepalive it also echoes TCP on PORT with keep-alive set on every
 // connection it accepts (-keepalive-idle, -interval, -count: 2 s, 1 s, 3 by
-// default), and logs each connection that fails, keep-alive giving up on
-// a peer that vanished among them: the tests' check that an application
-// hears of it within the time it configured.
+// default), and logs the connections that fail (the first ten, then every
+// hundredth), keep-alive giving up on a peer that vanished among them: the
+// tests' check that an application hears of it within the time it
+// configured.
 //
 // It serves until SIGTERM or SIGINT. Exit status 78 means the configuration
 // cannot work (e.g. the requested stack is unavailable): the supervisor

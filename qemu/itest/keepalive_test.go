@@ -30,8 +30,8 @@ const (
 // TestTCPKeepAlive: a connection from the namespace to the echo app's
 // keep-alive port, idle. While the namespace answers, the appliance probes
 // it (tcp's KeepAliveProbes grows) and it stays up, also across `keepnet
-// kill tcp`: the restarted tcp adopts the connection with its keep-alive
-// settings and goes on probing. Then the namespace drops everything to and
+// kill tcp` (the restarted tcp adopts the connection with its keep-alive
+// settings and goes on probing) and `keepnet kill syscall`. Then the namespace drops everything to and
 // from the appliance (an nftables rule): the peer has vanished, and the app
 // gets an error (ETIMEDOUT) within the 5 s it configured.
 func TestTCPKeepAlive(t *testing.T) {
@@ -61,6 +61,19 @@ func TestTCPKeepAlive(t *testing.T) {
 	}
 	t.Logf("tcp generation %v probes the adopted connection: KeepAliveProbes %v, KeptConns %v", st["Generation"], st["KeepAliveProbes"], st["KeptConns"])
 	h.ping(t)
+
+	// A restart of syscall leaves them alone too: the app adopts its
+	// sockets, the options stay in tcp.
+	probes := num(st, "KeepAliveProbes")
+	a.kill("syscall")
+	if err := a.awaitRunning("syscall", 2); err != nil {
+		t.Fatal(err)
+	}
+	h.ping(t)
+	st = a.waitStats("tcp", func(m map[string]any) bool { return num(m, "KeepAliveProbes") >= probes+2 })
+	if num(st, "KeepAliveProbes") < probes+2 {
+		t.Fatalf("after keepnet kill syscall: KeepAliveProbes %v, was %v; want the probes going on", st["KeepAliveProbes"], probes)
+	}
 
 	// The peer vanishes.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

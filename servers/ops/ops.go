@@ -167,7 +167,8 @@
 //	OpSetOption Arg[0] a connection, Arg[1] an Option, Arg[2] its value.
 //	           Answered at once: StatusOK, or StatusInvalid (an unknown
 //	           option, a value out of its range, a socket that is not a
-//	           connection). The options are Go's net.TCPConn's and live
+//	           connection), or StatusReset (a connection the transport no
+//	           longer has). The options are Go's net.TCPConn's and live
 //	           with the connection, so they outlast a restart of the
 //	           transport (servers/tcp keeps them) or of SYSCALL; setting
 //	           one again to its value changes nothing, so a reissue

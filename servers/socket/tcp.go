@@ -666,13 +666,15 @@ func (t *TCPConn) SetLinger(sec int) error {
 
 // SetReadBuffer sets the size of the transport's receive buffer for the
 // connection, which bounds the window it offers (servers/tcp keeps it
-// between 4 KiB and 16 MiB).
+// between 4 KiB and its configured size, 1 MiB, as Linux bounds SO_RCVBUF
+// by rmem_max).
 func (t *TCPConn) SetReadBuffer(bytes int) error {
 	return t.setOptions(option{ops.OptRecvBuffer, uint64(max(bytes, 1))})
 }
 
 // SetWriteBuffer sets the size of the transport's send buffer for the
-// connection (servers/tcp keeps it between 4 KiB and 16 MiB).
+// connection (servers/tcp keeps it between 4 KiB and its configured
+// size, 1 MiB).
 func (t *TCPConn) SetWriteBuffer(bytes int) error {
 	return t.setOptions(option{ops.OptSendBuffer, uint64(max(bytes, 1))})
 }

@@ -2,6 +2,7 @@ package socket
 
 import (
 	"errors"
+	"io"
 	"net"
 	"syscall"
 	"testing"
@@ -159,5 +160,28 @@ func TestTCPLingerCloseWaits(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not return once answered")
+	}
+}
+
+// TestTCPCloseRead: after CloseRead, Read returns io.EOF at once and bytes
+// that arrive are dropped, while writing goes on (shutdown(SHUT_RD), which
+// the transport is not told of).
+func TestTCPCloseRead(t *testing.T) {
+	n := newFakeNet()
+	srv, cli := newApp(t, n), newApp(t, n)
+	l := listenTCP(t, srv.st, ":3003")
+	c, a := dialAccept(t, cli.st, l)
+	if err := a.CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("dropped"))
+	if n, err := a.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+		t.Errorf("Read after CloseRead = %d, %v; want 0, io.EOF", n, err)
+	}
+	if _, err := a.Write([]byte("still")); err != nil {
+		t.Fatalf("Write after CloseRead = %v", err)
+	}
+	if got := readN(t, c, 5); string(got) != "still" {
+		t.Errorf("the peer read %q, want still", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"keepnet/kernel/channel"
 	"keepnet/kernel/pool"
@@ -307,6 +308,12 @@ func TestAcceptNamesTheConnection(t *testing.T) {
 	r.appSends(ops.OpShutdown, 9)
 	if reqs := recvAll(r.udp); len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpShutdown || reqs[0].Arg[0] != connTID {
 		t.Errorf("shutdown of the app's connection 9 forwarded as %+v, want it on socket %d", reqs, connTID)
+	}
+	// A socket option (issue 19) goes through with its option and value.
+	r.appSends(ops.OpSetOption, 9, uint64(ops.OptKeepAliveIdle), uint64(2*time.Second))
+	if reqs := recvAll(r.udp); len(reqs) != 1 || ops.OpOf(reqs[0]) != ops.OpSetOption || reqs[0].Arg[0] != connTID ||
+		ops.Option(reqs[0].Arg[1]) != ops.OptKeepAliveIdle || reqs[0].Arg[2] != uint64(2*time.Second) {
+		t.Errorf("OpSetOption on the app's connection 9 forwarded as %+v, want it on socket %d with its option and value", reqs, connTID)
 	}
 }
 

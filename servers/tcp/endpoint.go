@@ -340,34 +340,34 @@ func (e *Endpoint) Drained() bool {
 	return e.snd.Len() == 0 && (!e.finQ || e.finAckd)
 }
 
-// The bounds of SetSendBuffer and SetRecvBuffer.
-const (
-	MinBuffer = 4 << 10
-	MaxBuffer = 16 << 20
-)
+// MinBuffer is the least SetSendBuffer and SetRecvBuffer make a buffer.
+// The most is the Table's Config.SendBuffer and RecvBuffer (1 MiB by
+// default), as Linux bounds SO_SNDBUF and SO_RCVBUF by wmem_max and
+// rmem_max: the kept memory's blocks (keep.go) are sized for them, and a
+// larger buffer would leave the connection unkept.
+const MinBuffer = 4 << 10
 
 // SetSendBuffer sets how many bytes the send buffer holds at most (Go's
-// SetWriteBuffer, SO_SNDBUF), within MinBuffer and MaxBuffer; never less
-// than it holds now. It grows as it fills, within the Table's buffer
-// budget.
+// SetWriteBuffer, SO_SNDBUF), within MinBuffer and Config.SendBuffer;
+// never less than it holds now. It grows as it fills, within the Table's
+// buffer budget.
 func (e *Endpoint) SetSendBuffer(n int) {
 	e.t.touch(e)
-	e.snd.limit = max(min(max(n, MinBuffer), MaxBuffer), e.snd.Len())
+	e.snd.limit = max(min(max(n, MinBuffer), e.t.cfg.SendBuffer), e.snd.Len())
 	e.wake() // a writer may have room now
 }
 
 // SetRecvBuffer sets how many bytes the receive buffer holds at most (Go's
-// SetReadBuffer, SO_RCVBUF), within MinBuffer and MaxBuffer; never less
-// than it holds plus the window already advertised (a window does not
-// shrink, RFC 9293 §3.8.6). The window's scale was settled in the
-// handshake: a buffer beyond 65535 << scale is not advertised whole.
+// SetReadBuffer, SO_RCVBUF), within MinBuffer and Config.RecvBuffer;
+// never less than it holds plus the window already advertised (a window
+// does not shrink, RFC 9293 §3.8.6).
 func (e *Endpoint) SetRecvBuffer(n int) {
 	e.t.touch(e)
 	promised := e.rcv.Len()
 	if e.synchronized() && seqGT(e.rcvAdv, e.rcvNxt) {
 		promised += int(e.rcvAdv - e.rcvNxt)
 	}
-	e.rcv.limit = max(min(max(n, MinBuffer), MaxBuffer), promised)
+	e.rcv.limit = max(min(max(n, MinBuffer), e.t.cfg.RecvBuffer), promised)
 	e.windowUpdate()
 }
 

@@ -372,6 +372,10 @@ type keptEndpoint struct {
 
 var errBadRecord = errors.New("bad record")
 
+// maxKeptLimit bounds a buffer's limit in a record: a sanity bound, far
+// above Config's buffers and what WriteLingering adds to them.
+const maxKeptLimit = 1 << 30
+
 // decodeEndpoint reads a record written by encodeEndpoint, of the given
 // version (minRecordVersion to keptRecordVersion). Its buffers are not
 // attached yet (restoreRings does that once they are claimed).
@@ -485,7 +489,7 @@ func (k *keptEndpoint) check(t *Table) error {
 		return errors.New("bad buffer")
 	case e.state >= Established && seqGT(e.sndUna, e.sndNxt):
 		return errors.New("SND.UNA beyond SND.NXT")
-	case k.sndLimit <= 0 || k.sndLimit > 2*MaxBuffer || k.rcvLimit <= 0 || k.rcvLimit > 2*MaxBuffer:
+	case k.sndLimit <= 0 || k.sndLimit > maxKeptLimit || k.rcvLimit <= 0 || k.rcvLimit > maxKeptLimit:
 		return errors.New("bad buffer limits")
 	case e.state >= Established && k.snd.n > int(e.sndNxt-e.sndUna)+max(k.sndLimit, t.cfg.SendBuffer)+MaxOffloadData:
 		return errors.New("send buffer beyond the window")

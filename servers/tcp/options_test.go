@@ -155,14 +155,15 @@ func TestLingerGracefulDrains(t *testing.T) {
 }
 
 // TestBufferSizes: SetSendBuffer bounds what Write takes; SetRecvBuffer
-// what the window offers; both within MinBuffer and MaxBuffer.
+// what the window offers; both within MinBuffer and the Table's buffer
+// sizes (Config.SendBuffer, RecvBuffer).
 func TestBufferSizes(t *testing.T) {
 	h := newHarness(t, nil)
 	e := h.accept(noOpts)
 	e.SetSendBuffer(1) // MinBuffer
 	e.SetRecvBuffer(64 << 30)
-	if s, r := e.Buffers(); s != MinBuffer || r != MaxBuffer {
-		t.Fatalf("Buffers() = %d, %d; want %d, %d", s, r, MinBuffer, MaxBuffer)
+	if s, r := e.Buffers(); s != MinBuffer || r != h.tb.cfg.RecvBuffer {
+		t.Fatalf("Buffers() = %d, %d; want %d, %d", s, r, MinBuffer, h.tb.cfg.RecvBuffer)
 	}
 	if n, _ := e.Write(make([]byte, 3*MinBuffer)); n != MinBuffer {
 		t.Fatalf("Write took %d bytes, want the send buffer's %d", n, MinBuffer)
@@ -276,8 +277,8 @@ func TestKeptOptionsSurviveRestart(t *testing.T) {
 	e.SetNoDelay(true)
 	e.SetKeepAlive(true, 2*time.Second, time.Second, 3)
 	e.SetLinger(4)
-	e.SetSendBuffer(200 << 10)
-	e.SetRecvBuffer(100 << 10)
+	e.SetSendBuffer(48 << 10)  // keptConfig's buffers are 64 KiB
+	e.SetRecvBuffer(MinBuffer) // no smaller than the 65535 advertised
 	h.tb.Commit()
 
 	e = h.restart(mem, 7)
@@ -287,7 +288,7 @@ func TestKeptOptionsSurviveRestart(t *testing.T) {
 	if on, idle, interval, count := e.KeepAlive(); !on || idle != 2*time.Second || interval != time.Second || count != 3 {
 		t.Errorf("after the restart: KeepAlive() = %v, %v, %v, %d", on, idle, interval, count)
 	}
-	if s, r := e.Buffers(); s != 200<<10 || r != 100<<10 {
+	if s, r := e.Buffers(); s != 48<<10 || r != 65535 {
 		t.Errorf("after the restart: Buffers() = %d, %d", s, r)
 	}
 	h.advance(2 * time.Second)

@@ -351,8 +351,9 @@ func (s *server) serveLingering() time.Time {
 }
 
 // The bounds of ops.OptLinger and of the buffer sizes: a longer linger is
-// cut to maxLinger, as Linux cuts SO_LINGER's; buffers are cut to
-// MinBuffer and MaxBuffer by the Endpoint.
+// cut to maxLinger, an hour (a close that waits longer waits in vain);
+// buffers are cut to MinBuffer and the Table's buffer sizes by the
+// Endpoint.
 const (
 	maxLinger    = 3600
 	maxBufferArg = 1 << 31
