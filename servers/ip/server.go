@@ -372,7 +372,9 @@ func (s *server) start() {
 		cfg := n.cfg
 		cfg.MAC = n.mac
 		n.stack = New(cfg, nicLink{s, n}, realClock{}, transports)
-		n.stack.EnableIPv6(s.o.Ifaces[i].IPv6)
+		if i == 0 { // the transports' interface; IPv6 is not forwarded
+			n.stack.EnableIPv6(s.o.Ifaces[i].IPv6)
+		}
 		n.stack.noTransport6 = s.filtering() // pf judges IPv4 only
 		if i < len(s.keptPMTUs) && s.keptPMTUs[i] != nil {
 			log.Printf("path MTUs of %d destinations from the store", n.stack.RestorePathMTUs(s.keptPMTUs[i]))
