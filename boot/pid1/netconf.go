@@ -48,6 +48,13 @@ func configureLinuxStack(cfg *Config, timeout time.Duration) ([]string, error) {
 			return names, fmt.Errorf("packet filter: %w; no interface brought up", err)
 		}
 	}
+	if !cfg.IPv6 { // as keepnet.ipv6=off on keepnet's stack
+		for _, n := range names {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+n+"/disable_ipv6", []byte("1"), 0o644); err != nil {
+				return names, fmt.Errorf("%s: IPv6 off: %w", n, err)
+			}
+		}
+	}
 	for i, link := range nics {
 		if err := netlink.LinkSetUp(link); err != nil {
 			return names, fmt.Errorf("%s up: %w", names[i], err)
@@ -64,6 +71,21 @@ func configureLinuxStack(cfg *Config, timeout time.Duration) ([]string, error) {
 			if err := netlink.AddrReplace(link, a); err != nil {
 				return names, fmt.Errorf("%s address %v: %w", names[i], addr, err)
 			}
+		}
+	}
+	// IPv6 as on keepnet's stack: the kernel's own link-local address and
+	// SLAAC (accept_ra, its default), and keepnet.ip6's and keepnet.gw6's
+	// on the first NIC.
+	for _, p := range cfg.IP6 {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 128)}}
+		if err := netlink.AddrReplace(nics[0], a); err != nil {
+			return names, fmt.Errorf("%s address %v: %w", names[0], p, err)
+		}
+	}
+	if cfg.Gateway6.IsValid() {
+		route := &netlink.Route{LinkIndex: nics[0].Attrs().Index, Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, Gw: cfg.Gateway6.AsSlice()}
+		if err := netlink.RouteReplace(route); err != nil {
+			return names, fmt.Errorf("IPv6 default route via %v: %w", cfg.Gateway6, err)
 		}
 	}
 	if cfg.Gateway.IsValid() && !cfg.DHCP {
