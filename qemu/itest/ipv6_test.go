@@ -242,3 +242,39 @@ func badIPv6(t *testing.T, n *netns, a *appliance, slaac netip.Addr) {
 	n6.GuestIP = "[" + slaac.String() + "]"
 	httpDownload(t, &n6, 1<<20, 63, 0.1)
 }
+
+// TestIPv6Static: --ip6 and --gw6 without any router's advertisement, on
+// both stacks: the appliance answers at its static address, also to a
+// source off its prefix (its reply goes by the --gw6 router), and serves
+// HTTP there.
+func TestIPv6Static(t *testing.T) {
+	requireITest(t, true)
+	for _, stack := range []string{"keepnet", "linux"} {
+		t.Run(stack, func(t *testing.T) {
+			n := newNetns(t)
+			run(t, "ip", "-n", n.Name, "-6", "addr", "add", "fd00:78::1/64", "dev", n.Tap, "nodad")
+			run(t, "ip", "-n", n.Name, "-6", "addr", "add", "fd00:99::1/128", "dev", "lo")
+			boot(t, n.Name, append(n.upArgs(), "--stack", stack, "--ip6", "fd00:78::15/64", "--gw6", "fd00:78::1")...)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var out []byte
+			var err error
+			for _, src := range []string{"fd00:78::1", "fd00:99::1"} {
+				deadline := time.Now().Add(30 * time.Second) // DAD first
+				for {
+					out, err = n.exec(ctx, nil, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "3", "-I", src, "fd00:78::15")
+					if err == nil || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(500 * time.Millisecond)
+				}
+				if err != nil {
+					t.Fatalf("ping -6 -I %s fd00:78::15: %v\n%s", src, err, out)
+				}
+			}
+			n6 := *n
+			n6.GuestIP = "[fd00:78::15]"
+			httpDownload(t, &n6, 2<<20, 64, 0.1)
+		})
+	}
+}
