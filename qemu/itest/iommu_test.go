@@ -25,6 +25,12 @@ func TestNICModelsIOMMU(t *testing.T) {
 	for _, m := range iommuModels {
 		t.Run(m.model, func(t *testing.T) {
 			a, n := checkNICModel(t, m.model, m.pciID, "vfio", "--iommu")
+			// Under VFIO the driver keeps CAP_IPC_LOCK (bit 14: pinned
+			// DMA memory) alone; uio's CAP_SYS_ADMIN was for physical
+			// addresses.
+			if c, ok := a.status().Component("e1000.0"); !ok || c.Privilege == nil || c.Privilege.CapEff != "0000000000004000" || !c.Privilege.Seccomp {
+				t.Errorf("e1000.0 under VFIO: %+v, want CapEff 0000000000004000 (CAP_IPC_LOCK) and seccomp", c.Privilege)
+			}
 			const size = 20_000_000
 			got, done := n.download(t, size, 78)
 			for deadline := time.Now().Add(resumeWait); got.Load() < size/4 && time.Now().Before(deadline); {
