@@ -17,7 +17,9 @@
 // DMA into anything the previous generation posted), then joins the wiring
 // (kernel/wiring), resets the device on its persistent ring region, and
 // serves. It keeps no state: IP resubmits every request the previous
-// generation left unanswered. When IP restarts, the driver gets a channel to
+// generation left unanswered. (Under VFIO the function is also reset through
+// the kernel where it can be, and the pools are mapped for the device anew:
+// backend.go.) When IP restarts, the driver gets a channel to
 // the new generation: it resets the device (forgetting the old generation's
 // buffers, whose owner is gone), releases the old pools to init, and serves
 // the new IP.

@@ -4,6 +4,11 @@
 // userspace through /dev/uioN), enables memory decoding and bus mastering in
 // the command register, and maps BAR0.
 //
+// On a machine with an IOMMU it hands the function to vfio-pci instead
+// (vfio.go): the driver then reaches BAR0, configuration space and the
+// interrupt through a VFIO device, and the device reaches only the memory
+// the driver maps for it, at I/O virtual addresses it picks (IOVAs).
+//
 // Everything goes through sysfs files under Root, so tests can point it at a
 // fake tree.
 package pci
