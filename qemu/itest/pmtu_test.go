@@ -60,6 +60,12 @@ func TestPMTUThroughRelay(t *testing.T) {
 				ip, tcp := a.stats("ip"), a.stats("tcp")
 				t.Logf("ip: %s; tcp: %s", fields(ip, "PathMTUDecreases", "PathMTUClamped", "ICMPErrorsDelivered"),
 					fields(tcp, "PathMTUReductions", "ICMPOutOfWindow", "Retransmits", "Timeouts"))
+				// The estimate outlives ip: a restarted one takes it
+				// from the store (servers/ip pmtustore.go), and the
+				// next download still goes through.
+				a.kill("ip")
+				t.Logf("after a restart of ip: %q", a.consoleLines(`path MTUs of [1-9][0-9]* destinations from the store`, 1))
+				httpDownload(t, n, 1_000_000, 8, floorMbps)
 			}
 			// The guest's sends met the narrow hop and it was told. (The
 			// namespace's need not: Linux advertises an MSS from the
