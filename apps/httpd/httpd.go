@@ -43,6 +43,9 @@ type Config struct {
 	// tests call sample with the times they choose.
 	SampleEvery time.Duration
 	NoSampler   bool
+	// Dial, if set, serves GET /dial (dial.go): a test's probe of the
+	// stack's outgoing connections. Only with test hooks on.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // New returns the handler of every route:
@@ -53,6 +56,7 @@ type Config struct {
 //	GET  /metrics        Prometheus' text format (Config.Metrics)
 //	GET  /bytes?n=N&seed=S  N bytes of splitmix.New(S)
 //	POST /sink, PUT /sink   {"bytes":N,"sha256":"..."} of the request body
+//	GET  /dial?addr=IP:PORT  with Config.Dial: {"ok":...,"error":"...","ms":N} of a TCP connect
 //
 // GET routes answer HEAD too. Other methods on a known path get 405 with an
 // Allow header; unknown paths 404.
@@ -68,6 +72,9 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /bytes", serveBytes)
 	mux.HandleFunc("POST /sink", serveSink)
 	mux.HandleFunc("PUT /sink", serveSink)
+	if cfg.Dial != nil {
+		mux.HandleFunc("GET /dial", s.serveDial)
+	}
 	return mux
 }
 

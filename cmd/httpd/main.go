@@ -15,6 +15,7 @@ import (
 	"flag"
 	"io"
 	"log"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 	"keepnet/kernel/notify"
 	"keepnet/kernel/profile"
 	"keepnet/kernel/sandbox"
+	"keepnet/kernel/wiring"
 )
 
 // exitNoRestart (sysexits' EX_CONFIG) tells the supervisor that restarting
@@ -73,7 +75,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := notify.Ready(); err != nil {
 		logger.Print(err)
 	}
+	var dial func(ctx context.Context, network, address string) (net.Conn, error)
+	if wiring.TestHooksEnabled() {
+		if d, ok := network.(interface {
+			DialContext(ctx context.Context, network, address string) (net.Conn, error)
+		}); ok {
+			dial = d.DialContext
+		} else {
+			dial = new(net.Dialer).DialContext
+		}
+	}
 	h := httpd.New(httpd.Config{
+		Dial:  dial,
 		Stack: *stack,
 		Status: func(ctx context.Context) (*ctl.Status, error) {
 			return httpd.QueryStatus(ctx, *ctlPath)

@@ -363,7 +363,11 @@ func (p *outPump) read(q int, now time.Time) (eof bool, err error) {
 			break
 		}
 		bytes += uint64(len(f))
-		p.mtu.apply(f, func(g []byte) { p.admit(now, g, &g[0] != &f[0]) }, p.back)
+		if p.mtu == nil {
+			p.admit(now, f, false) // the fast path: no closure per frame
+		} else {
+			p.mtu.apply(f, func(g []byte) { p.admit(now, g, &g[0] != &f[0]) }, p.back)
+		}
 	}
 	p.im.Counters.BytesIn.Add(bytes)
 	switch {

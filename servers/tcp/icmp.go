@@ -32,6 +32,13 @@ import (
 //     (ErrUnreachable instead of ErrTimedOut, as Linux reports
 //     EHOSTUNREACH); a segment from the peer forgets it.
 //
+// A path that drops ICMP as well as the large segments (a PMTU black hole,
+// RFC 2923 §2.1) never says its MTU. The retransmission timer does: after
+// blackHoleRetries timeouts in a row of more than blackHoleMSS bytes of
+// data, the segment size halves, down to blackHoleMSS (what fits the
+// 552-byte floor), as Linux does with tcp_mtu_probing=1 (which is off by
+// default there). It does not come back up: no RFC 4821 probing.
+//
 // The soft error is not kept across a restart of tcp: a restarted server
 // reports a plain timeout.
 
@@ -115,4 +122,20 @@ func (e *Endpoint) timedOut() {
 		return
 	}
 	e.terminate(ErrTimedOut)
+}
+
+// Black hole detection (above).
+const (
+	blackHoleRetries = 3
+	blackHoleMSS     = minPathMTU - header.IPv4MinimumSize - header.TCPMinimumSize
+)
+
+// blackHole halves the segment size on the blackHoleRetries-th timeout in
+// a row, if what is outstanding is larger than blackHoleMSS.
+func (e *Endpoint) blackHole() {
+	if e.retries != blackHoleRetries || e.smss <= blackHoleMSS || int(e.sndNxt-e.sndUna) <= blackHoleMSS {
+		return
+	}
+	e.smss = max(e.smss/2, blackHoleMSS)
+	e.t.c.BlackHoleReductions++
 }

@@ -195,3 +195,25 @@ func TestSoftErrorForgottenOnAck(t *testing.T) {
 		t.Errorf("soft error %v kept after an ACK of new data", e.softErr)
 	}
 }
+
+// A black hole: full-size segments vanish and no ICMP comes. The first
+// two timeouts resend at the full size; the third halves it, and the
+// smaller segments get through.
+func TestBlackHoleHalvesMSS(t *testing.T) {
+	h := newHarness(t, nil)
+	e := h.accept(linkMSS)
+	data := strings.Repeat("a", 1460)
+	e.Write([]byte(data))
+	h.expect(seg{flags: ACK | PSH, seq: ourISS + 1, ack: 101, data: data})
+	for range blackHoleRetries - 1 {
+		h.advance(e.rto)
+		h.expect(seg{flags: ACK | PSH, seq: ourISS + 1, ack: 101, data: data})
+	}
+	h.advance(e.rto)
+	h.expect(seg{flags: ACK, seq: ourISS + 1, ack: 101, data: data[:730]})
+	if e.smss != 730 || h.tb.Counters().BlackHoleReductions != 1 {
+		t.Fatalf("smss %d, BlackHoleReductions %d; want 730, 1", e.smss, h.tb.Counters().BlackHoleReductions)
+	}
+	h.send(seg{flags: ACK, seq: 101, ack: ourISS + 1 + 730})
+	h.expect(seg{flags: ACK | PSH, seq: ourISS + 1 + 730, ack: 101, data: data[730:]})
+}

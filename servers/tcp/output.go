@@ -360,6 +360,7 @@ func (e *Endpoint) timeout(now time.Time) {
 	if e.sndUna == e.sndNxt {
 		return // nothing outstanding any more
 	}
+	e.blackHole()
 	// RFC 6298 §5.4-5.6 with RFC 6675 §5.1: one segment of window, and
 	// the unSACKed data outstanding goes again, hole by hole, as it
 	// opens.

@@ -92,11 +92,12 @@ type Counters struct {
 	KeepAliveTimeouts  uint64 // connections ended by keepalive: count probes unanswered
 
 	// ICMP errors about our segments (icmp.go).
-	ICMPIn            uint64 // delivered by ip
-	ICMPOutOfWindow   uint64 // ignored: no connection, or the quoted sequence number outside [SND.UNA, SND.NXT) (RFC 5927)
-	ICMPRefused       uint64 // connection attempts ended by port or protocol unreachable
-	ICMPSoftErrors    uint64 // remembered, reported only on a timeout
-	PathMTUReductions uint64 // segment sizes lowered by fragmentation needed
+	ICMPIn              uint64 // delivered by ip
+	ICMPOutOfWindow     uint64 // ignored: no connection, or the quoted sequence number outside [SND.UNA, SND.NXT) (RFC 5927)
+	ICMPRefused         uint64 // connection attempts ended by port or protocol unreachable
+	ICMPSoftErrors      uint64 // remembered, reported only on a timeout
+	PathMTUReductions   uint64 // segment sizes lowered by fragmentation needed
+	BlackHoleReductions uint64 // segment sizes halved after timeouts in a row (a PMTU black hole?)
 
 	// Keeping (keep.go).
 	KeptConns uint64 // connections and TIME-WAITs a restart adopted from the kept memory

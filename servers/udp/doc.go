@@ -19,6 +19,9 @@
 // socket bound to its destination port if that socket's address is 0.0.0.0
 // or the destination, and, if the socket is connected, the source is its
 // peer; otherwise nobody listens and IP answers with ICMP port unreachable.
+// Such an answer coming back to a connected socket of ours is reported on
+// its next receive or send as "connection refused", as Linux does
+// (icmp.go).
 //
 // # Restart protocol
 //

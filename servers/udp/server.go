@@ -102,6 +102,9 @@ func (c *core) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
 
 // DropRequests drops the posted receives and held sends of a SYSCALL
 // generation that is gone.
+// DeliverError hands the Table an ICMP error about one of our datagrams.
+func (c *core) DeliverError(e ops.ICMPError) { c.table.HandleICMP(e.Type, e.Code, e.Local, e.Remote) }
+
 func (c *core) DropRequests() int {
 	n := c.table.DropReceives() + len(c.deferred)
 	clear(c.posted)
@@ -190,6 +193,7 @@ func (c *core) Holds(m channel.Msg) bool {
 }
 
 var _ transport.Auditor = (*core)(nil)
+var _ transport.ErrorReceiver = (*core)(nil)
 
 // Close answers the socket's posted receives first.
 func (c *core) Close(m channel.Msg) { c.reply(m, c.table.Close(m.Arg[0])) }

@@ -72,6 +72,9 @@ type Counters struct {
 	OutDatagrams  uint64 // handed to IP
 	OutBytes      uint64 // their payload bytes
 	OutErrors     uint64 // sends the Output refused (its queue for buffers full)
+	ICMPIn        uint64 // ICMP errors ip delivered (icmp.go)
+	ICMPIgnored   uint64 // of those, not about a connected socket, or not hard
+	ICMPRefused   uint64 // of those, reported to a connected socket as refused
 }
 
 // socket is one UDP socket.
@@ -82,6 +85,9 @@ type socket struct {
 	queue  []datagram
 	qbytes int       // charged bytes in queue
 	posted []receive // RecvFroms waiting, oldest first
+	// err is an ICMP error for the next receive or send (icmp.go);
+	// StatusOK: none. Not kept across a restart.
+	err ops.Status
 }
 
 func (s *socket) bound() bool { return s.local.Port() != 0 }
@@ -284,6 +290,9 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.S
 	case len(payload) > header.UDPMaximumPayload:
 		return s.local, ops.StatusTooBig
 	}
+	if st := s.takeErr(); st != ops.StatusOK {
+		return s.local, st // what an ICMP error said (icmp.go); this one is not sent
+	}
 	if dst.IsZero() {
 		dst = s.peer
 	}
@@ -345,6 +354,8 @@ func (t *Table) RecvFrom(id, tag uint64, buf []byte) {
 	switch {
 	case s == nil:
 		t.done(Completion{Tag: tag, Status: ops.StatusNoSocket})
+	case s.err != ops.StatusOK:
+		t.done(Completion{Tag: tag, Status: s.takeErr()})
 	case len(s.queue) > 0:
 		d := s.queue[0]
 		s.queue[0] = datagram{}
