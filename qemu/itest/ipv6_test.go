@@ -186,6 +186,12 @@ for size in (1453, 3000, 8000, 20000):
 		if err := a.awaitRunning(comp, 2); err != nil {
 			t.Fatal(err)
 		}
+		if comp == "ip" { // the new ip took its addresses from the store: in use at once, no DAD
+			st := a.waitStats("ip", func(m map[string]any) bool { return num(m, "Generation") >= 2 && num(m, "IP6AddrsKept") >= 2 })
+			if num(st, "IP6AddrsKept") < 2 || num(st, "IP6KeptRefused") != 0 {
+				t.Errorf("the new ip kept %v IPv6 addresses (refused %v), want the link-local and SLAAC ones", num(st, "IP6AddrsKept"), num(st, "IP6KeptRefused"))
+			}
+		}
 		// Neighbours' caches go stale: a solicitation must come through
 		// the new driver's multicast filter, or to the new ip.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -69,12 +70,15 @@ type stack6 struct {
 	// the datagram being cut (checksummed) and the fragment being built.
 	fragID      uint32
 	whole, frag []byte
+	saved       []byte // the state IPv6State last returned (or EnableIPv6 took)
 }
 
 // EnableIPv6 starts IPv6 on the interface with cfg: its link-local and
 // static addresses start duplicate address detection, and it solicits
-// routers. Call it once, after New.
-func (s *Stack) EnableIPv6(cfg IPv6Config) {
+// routers. kept, if not nil, is what a predecessor's IPv6State said: its
+// addresses are ours again at once, its routers and prefixes too (nd's
+// RestoreAutoconf). Call it once, after New.
+func (s *Stack) EnableIPv6(cfg IPv6Config, kept []byte) {
 	if cfg.Off || s.v6 != nil {
 		return
 	}
@@ -83,9 +87,32 @@ func (s *Stack) EnableIPv6(cfg IPv6Config) {
 		waiting: map[netip.Addr][][]byte{}, cache: nd.NewCache(nd.CacheConfig{MaxEntries: ndCacheEntries})}
 	s.v6 = v
 	s.join6(allNodes, true)
-	auto, acts := nd.NewAutoconf(nd.AutoconfConfig{MAC: s.mac, LinkMTU: uint32(s.cfg.MTU), Static: cfg.Static}, now)
+	acfg := nd.AutoconfConfig{MAC: s.mac, LinkMTU: uint32(s.cfg.MTU), Static: cfg.Static}
+	auto, acts := nd.NewAutoconf(acfg, now)
+	if kept != nil {
+		var err error
+		if auto, acts, err = nd.RestoreAutoconf(acfg, kept, now); err != nil {
+			s.c.IP6KeptRefused++ // started anew
+		}
+	}
 	v.auto = auto
+	v.saved = kept
 	s.do6(acts)
+}
+
+// IPv6State is the interface's IPv6 configuration in the form EnableIPv6
+// takes back, and whether it changed since the last call: what the server
+// keeps in the store for its successor. Nil without IPv6.
+func (s *Stack) IPv6State() ([]byte, bool) {
+	if s.v6 == nil {
+		return nil, false
+	}
+	b := s.v6.auto.Marshal()
+	if bytes.Equal(b, s.v6.saved) {
+		return b, false
+	}
+	s.v6.saved = b
+	return b, true
 }
 
 // IPv6Addresses are the interface's IPv6 addresses (tentative ones too),
@@ -156,6 +183,10 @@ func (s *Stack) do6(acts []nd.Action) {
 		case nd.Leave:
 			s.join6(header.SolicitedNode(a.Target), false)
 		case nd.AddrReady:
+			if a.Restored {
+				s.c.IP6AddrsKept++
+				continue // in use before the restart: nothing new to announce
+			}
 			s.c.IP6AddrsConfigured++
 			// Tell the link we are here (RFC 4861 §7.2.6 MAY): switches
 			// learn us, neighbours with a stale entry update it.

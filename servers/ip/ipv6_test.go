@@ -48,7 +48,7 @@ func newTestbed6(t *testing.T, cfg IPv6Config) *testbed6 {
 	t.Helper()
 	tb := &testbed6{link: &mcastLink{groups: map[header.MAC]bool{}}, clock: &fakeClock{epoch}}
 	tb.Stack = New(testCfg, tb.link, tb.clock, nil)
-	tb.EnableIPv6(cfg)
+	tb.EnableIPv6(cfg, nil)
 	return tb
 }
 
@@ -339,7 +339,7 @@ func TestIPv6Transport(t *testing.T) {
 	udp := &fake6{}
 	tb := &testbed6{link: &mcastLink{groups: map[header.MAC]bool{}}, clock: &fakeClock{epoch}}
 	tb.Stack = New(testCfg, tb.link, tb.clock, map[uint8]Transport{header.ProtocolUDP: udp})
-	tb.EnableIPv6(IPv6Config{})
+	tb.EnableIPv6(IPv6Config{}, nil)
 	tb.ready(t)
 	payload := append([]byte{header.ProtocolUDP, 0, 1, 4, 0, 0, 0, 0}, make([]byte, 12)...) // PadN, then 12 bytes of "UDP"
 	tb.HandleFrame(frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolIPv6DstOpts, payload))
@@ -386,7 +386,7 @@ func TestIPv6Fragments(t *testing.T) {
 	cfg := testCfg
 	cfg.MAC = peerMAC
 	rx.Stack = New(cfg, rx.link, rx.clock, map[uint8]Transport{header.ProtocolUDP: udp})
-	rx.EnableIPv6(IPv6Config{})
+	rx.EnableIPv6(IPv6Config{}, nil)
 	rx.ready(t)
 
 	seg := make([]byte, header.UDPMinimumSize+3000)
@@ -452,7 +452,7 @@ func FuzzIPv6Frame(f *testing.F) {
 		l := DefaultLimits()
 		l.ReassemblyMemory, l.MaxReassemblies, l.ARPQueueMemory = 64<<10, 8, 16<<10
 		tb.SetLimits(l)
-		tb.EnableIPv6(IPv6Config{})
+		tb.EnableIPv6(IPv6Config{}, nil)
 		tb.run(3 * time.Second)
 		for i := range 4 {
 			dst := ourMAC

@@ -59,3 +59,31 @@ func (s *server) savePathMTUs() {
 		}
 	}
 }
+
+// ipv6Key is the store key of interface 0's IPv6 state (Stack.IPv6State):
+// its addresses, routers and prefixes, so that a restarted ip answers at
+// its addresses at once instead of configuring them anew (DAD, a router's
+// next advertisement).
+const ipv6Key = "ipv6"
+
+// loadIPv6State reads the kept IPv6 state; nil if there is none (or the
+// store does not answer: IPv6 then starts anew, which is only slower).
+func loadIPv6State(ctx context.Context, st *store.Client) []byte {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	b, ok, err := st.Get(ctx, storeNS, ipv6Key)
+	if err != nil || !ok {
+		return nil
+	}
+	return b
+}
+
+// saveIPv6State queues interface 0's IPv6 state if it changed.
+func (s *server) saveIPv6State() {
+	if s.pmtuJournal == nil || len(s.nics) == 0 || s.nics[0].stack == nil {
+		return
+	}
+	if b, changed := s.nics[0].stack.IPv6State(); changed {
+		s.pmtuJournal.Put(ipv6Key, b)
+	}
+}

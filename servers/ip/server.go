@@ -188,6 +188,7 @@ type server struct {
 	// Path MTU estimates (pmtustore.go): what the store kept, per
 	// interface, for start; and where changes go.
 	keptPMTUs   [][]byte
+	keptIPv6    []byte        // interface 0's IPv6 state from the store (ipv6.go); nil: none
 	pmtuJournal *store.Writer // nil in tests
 }
 
@@ -279,6 +280,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	}
 	s.addNICs(cfgs)
 	s.keptPMTUs = loadPathMTUs(ctx, o.Store, len(cfgs))
+	s.keptIPv6 = loadIPv6State(ctx, o.Store)
 	s.pmtuJournal = store.NewWriter(o.Store, storeNS)
 	defer s.pmtuJournal.Close()
 	for i, c := range cfgs {
@@ -327,6 +329,7 @@ func (s *server) Poll() (bool, time.Time) {
 		}
 		s.releaseHeld() // a buffer freed some other way
 		s.savePathMTUs()
+		s.saveIPv6State()
 		s.nextTick = now.Add(tickEvery)
 	}
 	wake := s.nextTick
@@ -373,7 +376,10 @@ func (s *server) start() {
 		cfg.MAC = n.mac
 		n.stack = New(cfg, nicLink{s, n}, realClock{}, transports)
 		if i == 0 { // the transports' interface; IPv6 is not forwarded
-			n.stack.EnableIPv6(s.o.Ifaces[i].IPv6)
+			n.stack.EnableIPv6(s.o.Ifaces[i].IPv6, s.keptIPv6)
+			if s.keptIPv6 != nil {
+				log.Printf("IPv6: %d addresses from the store", len(n.stack.IPv6Addresses()))
+			}
 		}
 		n.stack.noTransport6 = s.filtering() // pf judges IPv4 only
 		if i < len(s.keptPMTUs) && s.keptPMTUs[i] != nil {

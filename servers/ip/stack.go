@@ -179,6 +179,8 @@ type Counters struct {
 	IP6Out              uint64 // datagrams sent or queued for Neighbor Discovery
 	IP6NoRoute          uint64 // Output6 refused: no router, not on-link
 	IP6AddrsConfigured  uint64 // addresses that passed DAD
+	IP6AddrsKept        uint64 // addresses a predecessor had, in use again at once (EnableIPv6's kept)
+	IP6KeptRefused      uint64 // kept IPv6 state that could not be read: started anew
 	DADConflicts        uint64 // tentative addresses given up: another node has them
 	ICMP6In             uint64
 	ICMP6Bad            uint64 // drop: truncated or bad checksum

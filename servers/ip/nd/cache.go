@@ -79,6 +79,7 @@ type Action struct {
 	Unicast   bool
 	DAD       bool
 	Duplicate bool
+	Restored  bool // AddrReady: kept by a predecessor, not new (nothing to announce)
 }
 
 // CacheConfig sizes a Cache; zero values take RFC 4861's defaults.

@@ -1,6 +1,7 @@
 package nd
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"testing"
@@ -375,5 +376,55 @@ func TestRouterAdvertisementFlood(t *testing.T) {
 	}
 	if !a.IsOurs(header.LinkLocal(a.cfg.MAC)) {
 		t.Error("the link-local address was lost in the flood")
+	}
+}
+
+// What an interface kept comes back in a new one at once: addresses in use
+// without DAD, routers, prefixes; what ran out meanwhile does not; bytes
+// that are not a kept state are refused and the interface starts anew.
+func TestKeepAndRestore(t *testing.T) {
+	a, start := startAutoconf(t, AutoconfConfig{LinkMTU: 1500})
+	a.Tick(start)
+	a.Tick(start.Add(RetransTimer))
+	router := netip.MustParseAddr("fe80::1")
+	now := start.Add(2 * time.Second)
+	a.RouterAdvert(router, RA{Lifetime: 30 * time.Minute, MTU: 1400, Prefixes: []header.PrefixInfo{
+		{Prefix: netip.MustParsePrefix("2001:db8:1::/64"), OnLink: true, Autonomous: true, ValidLifetime: 3600, PreferredLifetime: 1800},
+		{Prefix: netip.MustParsePrefix("2001:db8:2::/64"), Autonomous: true, ValidLifetime: 60, PreferredLifetime: 60},
+	}}, now)
+	a.Tick(a.Next())
+	a.Tick(a.Next())
+	global := netip.MustParseAddr("2001:db8:1:0:5054:ff:fe12:3456")
+	short := netip.MustParseAddr("2001:db8:2:0:5054:ff:fe12:3456")
+	if !a.IsOurs(global) || !a.IsOurs(short) {
+		t.Fatalf("SLAAC addresses not in use: %+v", a.Addresses())
+	}
+	kept := a.Marshal()
+
+	later := now.Add(2 * time.Minute) // the /60 s one ran out meanwhile
+	b, acts, err := RestoreAutoconf(AutoconfConfig{MAC: a.cfg.MAC, LinkMTU: 1500}, kept, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.IsOurs(global) || !b.IsOurs(header.LinkLocal(a.cfg.MAC)) || b.IsOurs(short) || b.IsTentative(short) {
+		t.Errorf("restored addresses %+v: want %v and the link-local in use, %v gone", b.Addresses(), global, short)
+	}
+	ready := 0
+	for _, act := range acts {
+		if act.Kind == AddrReady && act.Restored {
+			ready++
+		}
+	}
+	if ready != 2 {
+		t.Errorf("restore actions %+v, want 2 restored AddrReady", acts)
+	}
+	if hop, ok := b.NextHop(netip.MustParseAddr("2001:db8:9::1"), nil); !ok || hop != router || b.MTU() != 1400 {
+		t.Errorf("restored router %v, %v, MTU %d; want %v and 1400", hop, ok, b.MTU(), router)
+	}
+	for _, bad := range [][]byte{nil, {2}, kept[:len(kept)-3], append(append([]byte(nil), kept...), 0)} {
+		c, _, err := RestoreAutoconf(AutoconfConfig{MAC: a.cfg.MAC}, bad, later)
+		if !errors.Is(err, ErrBadState) || c == nil || c.IsOurs(global) {
+			t.Errorf("RestoreAutoconf(% x...) = %v, want ErrBadState and a fresh start", bad[:min(len(bad), 4)], err)
+		}
 	}
 }
