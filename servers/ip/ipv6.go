@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"keepnet/servers/header"
@@ -130,7 +131,9 @@ func (s *Stack) join6(g netip.Addr, join bool) {
 	v := s.v6
 	mac := header.MulticastMAC(g)
 	if join {
-		v.groups[g]++
+		if v.groups[g]++; v.groups[g] == 1 {
+			s.sendMLD(mldJoin, g)
+		}
 		if v.macs[mac]++; v.macs[mac] == 1 {
 			s.setMulticast(mac, true)
 		}
@@ -141,6 +144,7 @@ func (s *Stack) join6(g netip.Addr, join bool) {
 	}
 	if v.groups[g]--; v.groups[g] == 0 {
 		delete(v.groups, g)
+		s.sendMLD(mldLeave, g)
 	}
 	if v.macs[mac]--; v.macs[mac] == 0 {
 		delete(v.macs, mac)
@@ -308,6 +312,8 @@ func (s *Stack) handleICMPv6(h header.IPv6, m header.ICMPv6) {
 		s.handleRA(src, m)
 	case header.ICMPv6PacketTooBig:
 		s.packetTooBig(m)
+	case header.ICMPv6MLDQuery:
+		s.mldQuery(h)
 	default:
 		// Router solicitations (we are no router), redirects, MLD
 		// queries, replies and errors: nothing to do yet.
@@ -820,4 +826,64 @@ func (s *Stack) fragment6(proto uint8, src, dst netip.Addr, payload []byte, hops
 		s.c.FragmentsOut++
 	}
 	return nil
+}
+
+// MLDv2 (RFC 3810), as much as a host needs so that switches snooping
+// multicast let its groups' frames through: a report when it joins or
+// leaves a group (its solicited-node groups), and its groups again when a
+// router asks (a query). The all-nodes group is never reported (§6).
+const (
+	mldJoin  = 4 // CHANGE_TO_EXCLUDE_MODE, no sources: every source
+	mldLeave = 3 // CHANGE_TO_INCLUDE_MODE, no sources: none
+	mldAllV2 = "ff02::16"
+)
+
+var mldRouters = netip.MustParseAddr(mldAllV2)
+
+// sendMLD reports records of kind for groups: from our link-local address
+// once it is ours, else from the unspecified address (RFC 3590), hop limit
+// 1 and a Router Alert (RFC 3810 §5.2.14).
+func (s *Stack) sendMLD(kind byte, groups ...netip.Addr) {
+	var recs []netip.Addr
+	for _, g := range groups {
+		if g != allNodes {
+			recs = append(recs, g)
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	src := header.LinkLocal(s.mac)
+	if !s.v6.auto.IsOurs(src) {
+		src = netip.IPv6Unspecified()
+	}
+	// Hop-by-Hop: next ICMPv6, Router Alert (type 5, value 0: MLD), PadN.
+	b := []byte{header.ProtocolICMPv6, 0, 5, 2, 0, 0, 1, 0}
+	m := make([]byte, header.ICMPv6MinimumSize, header.ICMPv6MinimumSize+20*len(recs))
+	header.ICMPv6(m).SetType(header.ICMPv6MLDv2Report)
+	binary.BigEndian.PutUint16(m[6:], uint16(len(recs)))
+	for _, g := range recs {
+		v := g.As16()
+		m = append(append(m, kind, 0, 0, 0), v[:]...)
+	}
+	header.ICMPv6(m).SetChecksumFor(src, mldRouters)
+	if s.send6(header.MulticastMAC(mldRouters), src, mldRouters, header.ProtocolIPv6HopByHop, 1, append(b, m...), false) == nil {
+		s.c.MLDReportsOut++
+	}
+}
+
+// mldQuery answers a router's query (hop limit 1, from a link-local
+// address, RFC 3810 §5.1.14) with a report of every group we are in:
+// at once rather than after a random delay, one report for all.
+func (s *Stack) mldQuery(h header.IPv6) {
+	if h.HopLimit() != 1 || !h.Src().IsLinkLocalUnicast() {
+		s.c.NDBad++
+		return
+	}
+	groups := make([]netip.Addr, 0, len(s.v6.groups))
+	for g := range s.v6.groups {
+		groups = append(groups, g)
+	}
+	slices.SortFunc(groups, netip.Addr.Compare)
+	s.sendMLD(mldJoin, groups...)
 }

@@ -120,10 +120,12 @@ func parse6(t *testing.T, f []byte) parsed6 {
 		t.Fatalf("frame of type %#x, want IPv6", eth.Type())
 	}
 	h := header.IPv6(eth.Payload())
-	if err := header.ValidateIPv6(h); err != nil || h.NextHeader() != header.ProtocolICMPv6 {
-		t.Fatalf("not an ICMPv6 datagram: %v, next header %d", err, h.NextHeader())
+	err := header.ValidateIPv6(h)
+	x, xerr := header.ParseIPv6Extensions(h)
+	if err != nil || xerr != nil || x.Upper != header.ProtocolICMPv6 {
+		t.Fatalf("not an ICMPv6 datagram: %v, %v, upper %d", err, xerr, x.Upper)
 	}
-	m := header.ICMPv6(h.Payload())
+	m := header.ICMPv6(h[x.UpperOffset:])
 	if err := header.ValidateICMPv6(m, h.Src(), h.Dst()); err != nil {
 		t.Fatalf("ICMPv6 sent with %v", err)
 	}
@@ -142,10 +144,15 @@ func TestIPv6Start(t *testing.T) {
 		}
 	}
 	tb.run(3 * time.Second)
-	var dad, rs, na bool
+	var dad, rs, na, mld bool
 	for _, f := range tb.link.take() {
 		p := parse6(t, f)
 		switch p.m.Type() {
+		case header.ICMPv6MLDv2Report:
+			// One record, CHANGE_TO_EXCLUDE for the solicited-node group.
+			r := p.m[header.ICMPv6MinimumSize:]
+			mld = mld || p.dst == netip.MustParseAddr("ff02::16") && p.hops == 1 && len(r) == 20 && r[0] == 4 &&
+				netip.AddrFrom16([16]byte(r[4:20])) == solicited
 		case header.ICMPv6NeighborSolic:
 			dad = p.src.IsUnspecified() && p.dst == solicited && p.m.Target() == ourLL && p.hops == 255 &&
 				!p.m.Options().Has(header.NDPSourceLinkAddr) && p.dstMAC == header.MulticastMAC(solicited)
@@ -155,8 +162,8 @@ func TestIPv6Start(t *testing.T) {
 			na = p.dst == allNodes && p.m.Target() == ourLL && p.src == ourLL
 		}
 	}
-	if !dad || !rs || !na {
-		t.Errorf("sent DAD %v, router solicitation %v, unsolicited advertisement %v; want all", dad, rs, na)
+	if !dad || !rs || !na || !mld {
+		t.Errorf("sent DAD %v, router solicitation %v, unsolicited advertisement %v, MLD report %v; want all", dad, rs, na, mld)
 	}
 	if c := tb.Counters(); c.IP6AddrsConfigured != 1 {
 		t.Errorf("IP6AddrsConfigured = %d, want 1", c.IP6AddrsConfigured)
@@ -535,5 +542,25 @@ func TestIPv6PacketTooBig(t *testing.T) {
 	}
 	if c := tb.Counters(); c.ICMP6PacketTooBig != 1 || c.ICMPErrorsIgnored != 1 {
 		t.Errorf("ICMP6PacketTooBig %d, ICMPErrorsIgnored %d; want 1 and 1", c.ICMP6PacketTooBig, c.ICMPErrorsIgnored)
+	}
+}
+
+// A router's MLD query is answered with a report of our groups (but not
+// all-nodes), from our link-local address, hop limit 1.
+func TestIPv6MLDQuery(t *testing.T) {
+	tb := newTestbed6(t, IPv6Config{})
+	tb.ready(t)
+	q := append(make([]byte, 16+4), 0, 0, 0, 0) // MLDv2 query: max resp (in the word), group ::, flags, QQIC, no sources
+	hbh := append([]byte{header.ProtocolICMPv6, 0, 5, 2, 0, 0, 1, 0}, icmp6(header.ICMPv6MLDQuery, 1000<<16, q, routerLL, allNodes)...)
+	tb.HandleFrame(frame6(gwMAC, header.MulticastMAC(allNodes), routerLL, allNodes, 1, header.ProtocolIPv6HopByHop, hbh))
+	out := tb.link.take()
+	if len(out) != 1 {
+		t.Fatalf("%d frames after a query, want one report", len(out))
+	}
+	p := parse6(t, out[0])
+	r := p.m[header.ICMPv6MinimumSize:]
+	if p.m.Type() != header.ICMPv6MLDv2Report || p.src != ourLL || p.hops != 1 || len(r) != 20 ||
+		netip.AddrFrom16([16]byte(r[4:20])) != header.SolicitedNode(ourLL) {
+		t.Errorf("answer %+v (records % x), want a report of %v from %v", p, r, header.SolicitedNode(ourLL), ourLL)
 	}
 }

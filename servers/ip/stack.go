@@ -192,6 +192,7 @@ type Counters struct {
 	NDBad               uint64 // drop: ND messages RFC 4861's checks refuse (hop limit, options, addresses)
 	NSIn, NAIn, RAIn    uint64
 	NSOut, NAOut, RSOut uint64
+	MLDReportsOut       uint64 // MLDv2 reports: groups joined or left, answers to queries
 	NDResolveFailures   uint64 // neighbours that did not answer their solicitations
 	NDQueueDrops        uint64 // datagrams dropped while waiting for Neighbor Discovery
 	RARefused           uint64 // routers, prefixes, addresses not taken: over nd's bounds (an advertisement flood)
