@@ -18,10 +18,10 @@ import (
 // needed", both ways. The guest's TCP must lower its segment size for the
 // download (the guest sends); the namespace's Linux for the upload.
 //
-// Sizes: KEEPNET_PMTU_BYTES="DOWN UP" (default 20 MB down, 10 MB up); the
+// Sizes: KEEPNET_PMTU_BYTES=DOWN,UP (default 20 MB down, 10 MB up); the
 // issue's 200 MB and 100 MB by hand:
 //
-//	KEEPNET_PMTU_BYTES="200000000 100000000" flock /tmp/qemu.lock env KEEPNET_ITEST=1 \
+//	KEEPNET_PMTU_BYTES=200000000,100000000 flock /tmp/qemu.lock env KEEPNET_ITEST=1 \
 //	  go test -count=1 -run 'TestPMTUThroughRelay$' -timeout 60m ./qemu/itest
 
 // pmtuRelay boots stack through a relay with a 1000-byte link MTU and
