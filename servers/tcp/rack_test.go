@@ -138,3 +138,38 @@ func TestDSACKWidensReorderWindow(t *testing.T) {
 	h.expect(dataSeg(data, 4))
 	h.expectNone()
 }
+
+// TestRACKKeptConnectionFallsBack: RACK-TLP's transmit times and timers
+// are not in a kept record (the record's layout is unchanged); a restarted
+// tcp adopts the connection knowing none of them, and its RTO recovers
+// the tail as without RACK.
+func TestRACKKeptConnectionFallsBack(t *testing.T) {
+	h, mem := keptHarness(t)
+	h.tb.cfg.RACK = true
+	e := h.accept(sackPeer)
+	e.own(owner{sock: 7})
+	e.srtt, e.rttvar, e.hasRTT, e.rto = rackRTT, rackRTT/2, true, MinRTO
+	data := strings.Repeat("0123456789", 400)
+	if _, err := e.Write([]byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		h.expect(dataSeg(data, i))
+	}
+	h.advance(rackRTT)
+	h.send(sackAck(seqOf(2)))
+	if !e.armed(timerTLP) || len(e.rack.segs) != 2 {
+		t.Fatalf("before the restart: TLP armed %v, %d transmissions watched; want true, 2", e.armed(timerTLP), len(e.rack.segs))
+	}
+	h.tb.Commit()
+
+	e = h.restart(mem, 7) // with the same Config: RACK on
+	if e.armed(timerTLP) || e.armed(timerRACK) || len(e.rack.segs) != 0 || !e.armed(timerRTO) {
+		t.Fatalf("after the restart: TLP %v RACK %v watched %d RTO %v; want false, false, 0, true",
+			e.armed(timerTLP), e.armed(timerRACK), len(e.rack.segs), e.armed(timerRTO))
+	}
+	// Segments 2 and 3 were lost: the RTO finds them.
+	h.advance(MinRTO)
+	h.expect(dataSeg(data, 2))
+	h.expectNone()
+}
