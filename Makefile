@@ -32,7 +32,8 @@
 #                   B to A) and boot to ready of keepnet against the
 #                   Linux stack in the same QEMU configuration, the recovery
 #                   gap after each component's kill, the impairment relay's
-#                   cost, the driver's ceiling (frames/s with no stack
+#                   cost, TCP through 1% loss with RACK-TLP on, off and on
+#                   Linux, the driver's ceiling (frames/s with no stack
 #                   above it, keepnet.pktgen); the report goes to images/out/bench.md, a section
 #                   each, plots beside it (KEEPNET_BENCH_OUT, _ROUNDS, _BYTES).
 #                   Tests assert behaviour; durations are measured here.
@@ -137,6 +138,7 @@ bench: deps all image
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkBootToReady$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRecovery$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRelayCost$$' -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPLossyRACK$$' -benchtime 1x -timeout 60m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkShortConnections$$' -benchtime 1x -timeout 60m ./qemu/itest
 
 # The standard campaign (issue 13): fault sites of the types that crash or

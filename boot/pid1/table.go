@@ -299,6 +299,9 @@ func tcpArgs(cfg Config) []string {
 	if !cfg.TSO {
 		args = append(args, "-no-tso")
 	}
+	if cfg.TCPRACK {
+		args = append(args, "-rack")
+	}
 	if cfg.TCPIW != 0 {
 		args = append(args, "-iw", strconv.Itoa(cfg.TCPIW))
 	}

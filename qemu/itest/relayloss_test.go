@@ -45,5 +45,5 @@ func TestTCPThroughLossyRelay(t *testing.T) {
 	after := a.stats("tcp")
 	t.Logf("%s down through 1%% loss + 1%% reordering + 1%% duplication in %v: %.1f Mbit/s, hash matches",
 		mb(size), time.Since(start).Round(time.Second), down)
-	t.Logf("tcp grew by %s", deltas(before, after, "OutSegs", "Retransmits", "FastRetransmits", "Timeouts", "InSegs", "InOOODrops"))
+	t.Logf("tcp grew by %s", deltas(before, after, "OutSegs", "Retransmits", "FastRetransmits", "Timeouts", "TailLossProbes", "InSegs", "InOOODrops"))
 }

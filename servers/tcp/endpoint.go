@@ -91,6 +91,7 @@ type Endpoint struct {
 	rescued     bool       // NextSeg rule (4) was used in this recovery
 	rxt         []rxtSeg   // retransmissions in flight, watched for loss
 	relost      []seqRange // retransmissions found lost: they go first
+	rack        rackState  // RACK-TLP (rack.go), when Config.RACK
 
 	// Undoing a needless reduction (RFC 3522, RFC 3708).
 	undoArmed    bool // the last episode's reduction may be undone

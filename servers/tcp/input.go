@@ -314,6 +314,7 @@ func (e *Endpoint) processAck(s *segment, now time.Time) bool {
 		e.dupAck(now)
 	}
 	e.sackLoss(now)
+	e.rackAck(s, now)
 	if seqLT(e.sndWl1, s.seq) || e.sndWl1 == s.seq && seqLEQ(e.sndWl2, s.ack) {
 		e.sndWnd, e.sndWl1, e.sndWl2 = newWnd, s.seq, s.ack
 		e.maxWnd = max(e.maxWnd, e.sndWnd)

@@ -342,7 +342,7 @@ func encodeEndpoint(w *enc, e *Endpoint) {
 	w.ranges(e.undoLog)
 	w.bool(e.undoLogFull)
 
-	for _, at := range e.timers {
+	for _, at := range e.timers[:numKeptTimers] {
 		w.time(at)
 	}
 	w.int(e.persistN)
@@ -447,7 +447,7 @@ func decodeEndpoint(t *Table, r *dec, version uint8) (keptEndpoint, error) {
 	e.undoLogFull = r.bool()
 
 	var timers [numTimers]time.Time
-	for i := range timers {
+	for i := range numKeptTimers {
 		timers[i] = r.time()
 	}
 	e.persistN = r.int()

@@ -213,15 +213,22 @@ func (r *crashRig) crash() {
 // sent. The restart must adopt that record's older copy, which is still
 // consistent with what the world saw.
 func (r *crashRig) tear(rnd *rand.Rand) {
+	unaccepted := map[*keptConn]bool{}
+	for _, c := range r.conns {
+		unaccepted[c] = c.a == nil
+	}
 	r.apps()
 	k := r.a.keep
 	before := k.stamp
 	r.a.Commit()
 	// A slot this commit wrote, whose other copy holds an older record: a
-	// torn first record would lose its connection, rightly.
+	// torn first record would lose its connection, rightly. So would a
+	// torn first record of its socket, accepted in this pass: its older
+	// copy is the connection in the accept queue, which the rig does not
+	// expect back (it would accept it again).
 	var slots []int
 	for _, c := range r.conns {
-		if c.a == nil || c.a.slot == 0 {
+		if c.a == nil || c.a.slot == 0 || unaccepted[c] {
 			continue
 		}
 		i := c.a.slot - 1

@@ -255,10 +255,12 @@ func (e *Endpoint) transmitNew(now time.Time, room int) int {
 	if fin {
 		sent++
 	}
+	e.rackSent(now, seqRange{seq, seq + uint32(sent)}, false)
 	e.sndNxt += uint32(sent)
 	if !e.armed(timerRTO) {
 		e.setTimer(timerRTO, now.Add(e.rto))
 	}
+	e.tlpArm(now)
 	e.stopTimer(timerPersist)
 	e.persistN = 0
 	return sent
@@ -308,6 +310,14 @@ func (e *Endpoint) tick(now time.Time) {
 		if e.state == Closed {
 			return
 		}
+	}
+	if due(timerRACK) {
+		e.stopTimer(timerRACK)
+		e.rackTimeout(now)
+	}
+	if due(timerTLP) {
+		e.stopTimer(timerTLP)
+		e.tlpProbe(now)
 	}
 	if due(timerPersist) {
 		e.stopTimer(timerPersist)

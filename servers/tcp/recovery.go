@@ -194,13 +194,17 @@ func (e *Endpoint) lostBy(bytes, ranges int) bool {
 // prefix of the holes: more is SACKed above a lower hole, and an RTO's
 // loss starts at SND.UNA.
 func (e *Endpoint) lostEnd(h seqRange, bytes, ranges int) uint32 {
-	switch {
-	case e.lostBy(bytes, ranges):
+	if e.lostBy(bytes, ranges) {
 		return h.right
-	case e.inLoss && seqLT(h.left, e.recover):
-		return seqMin(h.right, e.recover)
 	}
-	return h.left
+	end := h.left
+	if e.inLoss && seqLT(h.left, e.recover) {
+		end = seqMin(h.right, e.recover)
+	}
+	if e.rack.lostOK && seqLT(h.left, e.rack.lostTo) {
+		end = seqMax(end, seqMin(h.right, e.rack.lostTo)) // RACK's (rack.go)
+	}
+	return end
 }
 
 // pipe is the bytes in flight. With SACK, or after an RTO, it is RFC 6675
@@ -272,7 +276,9 @@ func (e *Endpoint) nextSeg(late bool) (seqRange, int) {
 		}
 		return false
 	})
-	if kind != segNone || !late || !e.inRecovery || !e.sackOK || e.rescued {
+	if kind != segNone || !late || !e.inRecovery || !e.sackOK || e.rescued || e.rackOK() {
+		// With RACK-TLP (rack.go) no rescue: a lost retransmission is
+		// found by time, and a tail by the probe.
 		return got, kind
 	}
 	// Rule (4): the segment holding the highest unSACKed byte, once.
@@ -311,6 +317,7 @@ func (e *Endpoint) retransmit(now time.Time, r seqRange) uint32 {
 	if flags&header.TCPFlagFIN != 0 {
 		sent++
 	}
+	e.rackSent(now, seqRange{r.left, r.left + sent}, true)
 	if e.undoArmed {
 		if e.undoRetrans == 0 {
 			e.undoTS = e.tsNow(now)
@@ -383,6 +390,7 @@ func (e *Endpoint) sackUpdate(s *segment) int {
 		if i == 0 && (seqLT(b.Left, s.ack) ||
 			len(blocks) > 1 && seqGEQ(b.Left, blocks[1].Left) && seqLEQ(b.Right, blocks[1].Right)) {
 			e.dsack(seqRange{b.Left, b.Right})
+			e.rackDSACK(seqRange{b.Left, b.Right})
 			if seqLEQ(b.Right, e.sndUna) {
 				continue
 			}
@@ -444,6 +452,7 @@ func (e *Endpoint) enterLoss(now time.Time) {
 	e.rxt, e.relost = nil, nil
 	e.dupAcks = 0
 	e.rttTiming = false
+	e.rackReset()
 }
 
 // armUndo remembers the window before an episode's reduction.
@@ -462,6 +471,11 @@ func (e *Endpoint) armUndo() {
 func (e *Endpoint) endEpisode() {
 	e.inRecovery, e.inLoss = false, false
 	e.undoEifel = false
+	if e.rack.reoPersist > 0 {
+		if e.rack.reoPersist--; e.rack.reoPersist == 0 {
+			e.rack.reoMult = 0 // RFC 8985 §6.2 step 4: back to min_RTT/4
+		}
+	}
 }
 
 // undo takes back a needless reduction (RFC 4015's idea: the window as it
@@ -486,6 +500,7 @@ func (e *Endpoint) ackRecovery(s *segment, acked int, now time.Time) bool {
 		// The peer reneged (RFC 2018 §8): what it SACKed may be lost, and
 		// what was judged by it may be wrong. Start again from SND.UNA.
 		e.rxt, e.relost, e.highRxt = nil, nil, e.sndUna
+		e.rackReset()
 	}
 	e.highRxt = seqMax(e.highRxt, e.sndUna)
 	if e.undoEifel && e.undoRetrans > 0 && (e.inLoss || e.episodeOver()) {

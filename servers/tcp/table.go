@@ -44,6 +44,10 @@ type Config struct {
 	// InitialWindow is the congestion window a connection starts with, in
 	// segments (RFC 6928; initialWindow). Zero: DefaultInitialWindow.
 	InitialWindow int
+	// RACK turns on RACK-TLP (RFC 8985, rack.go) on connections with
+	// SACK: time-based loss detection and the tail loss probe, beside
+	// the RFC 6675 scoreboard.
+	RACK bool
 	// ChallengeACKLimit is the most challenge ACKs per second (RFC 5961
 	// §7). Zero: 1000.
 	ChallengeACKLimit int
@@ -87,6 +91,7 @@ type Counters struct {
 	FastRetransmits    uint64 // fast retransmit events: entries into fast recovery
 	Timeouts           uint64 // retransmission timer expiries
 	LostRetransmits    uint64 // retransmissions found lost by SACK, sent again without a timeout
+	TailLossProbes     uint64 // probes sent by TLP (rack.go)
 	SpuriousRecoveries uint64 // window reductions undone: the retransmissions were needless
 	KeepAliveProbes    uint64 // keepalive probes sent
 	KeepAliveTimeouts  uint64 // connections ended by keepalive: count probes unanswered

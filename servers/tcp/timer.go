@@ -2,7 +2,7 @@ package tcp
 
 import "time"
 
-// Timers (issue 21). A connection has five timers (timerKind); the server
+// Timers (issue 21). A connection has seven timers (timerKind); the server
 // loop asks the Table after every round when the next one is due
 // (NextTimeout) and calls Tick then. Neither may look at every connection:
 // with thousands of idle ones that cost tcp most of its CPU. So:
@@ -35,7 +35,14 @@ const (
 	timerPersist                    // zero-window probe
 	timerKeepalive                  // keepalive probe, or the idle time before it
 	timerClose                      // FIN-WAIT-2 of a connection the user closed
+	timerTLP                        // tail loss probe (RFC 8985 §7)
+	timerRACK                       // RACK's reorder timer (RFC 8985 §6.2 step 5)
 	numTimers
+
+	// numKeptTimers are the timers a kept record holds (keep_record.go):
+	// those before timerTLP. RACK-TLP's are not kept: a restarted tcp
+	// knows no transmit times and falls back to RFC 6675 and the RTO.
+	numKeptTimers = timerTLP
 )
 
 // armed reports whether timer k is set.
