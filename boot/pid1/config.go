@@ -96,6 +96,10 @@ const PortName = "org.keepnet.ctl"
 //	                         congestion window of N segments (1 to
 //	                         tcp.MaxInitialWindow; default RFC 6928's
 //	                         tcp.DefaultInitialWindow, 10; 3 is RFC 5681's)
+//	keepnet.tcp.ecn=off      keepnet's TCP answers a peer's request for ECN
+//	                         (RFC 3168) with no; on, the default, agrees
+//	                         to it, as Linux's net.ipv4.tcp_ecn=2 does (it
+//	                         never asks itself)
 //	keepnet.pfrules=B64      a packet filter rule set (servers/pf), base64:
 //	                         starts the pf server and puts it in ip's path.
 //	                         Without it there is no pf and no datagram
@@ -144,6 +148,7 @@ type Config struct {
 	Seccomp   bool          // components install their seccomp filters
 	Keep      bool          // tcp keeps its connections in kept memory
 	TCPIW     int           // keepnet.tcp.iw: tcp's initial window in segments; 0: tcp's default
+	TCPNoECN  bool          // keepnet.tcp.ecn=off: tcp refuses ECN when a peer asks
 	PFRules   string        // the rule text; empty: no packet filter
 	PFStates  int           // the packet filter's state table size
 	PktGen    PktGen        // the first driver's frame generator; off when Seconds is 0
@@ -384,6 +389,8 @@ func (c *Config) set(name, val string) error {
 		return parseSwitch(val, "1", "0", &c.TestHooks)
 	case "pfrules":
 		return c.setPFRules(val)
+	case "tcp.ecn":
+		return parseSwitch(val, "off", "on", &c.TCPNoECN)
 	case "tcp.iw":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 1 || n > tcp.MaxInitialWindow {

@@ -25,6 +25,7 @@ func main() {
 	syscallName := flag.String("syscall", tcp.SyscallPeer, "the SYSCALL component")
 	noTSO := flag.Bool("no-tso", false, "never ask for segmentation offload, even if IP offers it")
 	iw := flag.Int("iw", 0, "the initial congestion window in segments (keepnet.tcp.iw; 0: RFC 6928's 10)")
+	noECN := flag.Bool("no-ecn", false, "refuse ECN when a peer asks for it (keepnet.tcp.ecn=off)")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile tcp
 	log.SetFlags(0)
@@ -35,7 +36,7 @@ func main() {
 	defer stop()
 	// The ISN key is drawn from crypto/rand by the server.
 	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st, NoTSO: *noTSO,
-		Config: tcp.Config{InitialWindow: *iw}}); err != nil {
+		Config: tcp.Config{InitialWindow: *iw, NoECN: *noECN}}); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

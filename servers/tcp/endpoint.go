@@ -92,6 +92,8 @@ type Endpoint struct {
 	rxt         []rxtSeg   // retransmissions in flight, watched for loss
 	relost      []seqRange // retransmissions found lost: they go first
 
+	ecn ecnState // Explicit Congestion Notification (RFC 3168; ecn.go)
+
 	// Undoing a needless reduction (RFC 3522, RFC 3708).
 	undoArmed    bool // the last episode's reduction may be undone
 	undoEifel    bool // its first retransmission's timestamp can still judge it
