@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strings"
 	"testing"
@@ -226,4 +227,30 @@ func TestECNStateBits(t *testing.T) {
 			t.Errorf("bits(fromBits(%#x)) = %#x", b, s.bits())
 		}
 	}
+}
+
+// A version 2 record (before ECN) is read as a connection without ECN.
+func TestECNKeptVersion2(t *testing.T) {
+	h, mem := keptHarness(t)
+	e := h.ecnAccept(nil)
+	e.own(owner{sock: 7})
+	e.SetLinger(0)
+	h.tb.Commit()
+	k := h.tb.keep
+	i := e.slot - 1
+	_, rec, _, c, ok := k.newestCopy(i)
+	if !ok {
+		t.Fatal("no record")
+	}
+	cp := k.copyOf(i, c)
+	n := len(rec) - ecnRecordSize
+	binary.LittleEndian.PutUint16(cp[12:], uint16(n))
+	cp[15] = 2
+	binary.LittleEndian.PutUint32(cp[8:], k.sum(cp, n))
+	e = h.restart(mem, 7)
+	if e.ecn != (ecnState{}) || e.Linger() != 0 {
+		t.Errorf("from a version 2 record: ECN %+v, linger %d; want none, 0", e.ecn, e.Linger())
+	}
+	e.Write([]byte("x"))
+	h.expect(seg{flags: ACK | PSH, seq: ourISS + 1, ack: 101, data: "x"})
 }
