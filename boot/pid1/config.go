@@ -99,6 +99,10 @@ const PortName = "org.keepnet.ctl"
 //	keepnet.tcp.rack=on|off  RACK-TLP (RFC 8985) loss detection and tail loss
 //	                         probes on keepnet's TCP connections with SACK
 //	                         (off is the default; servers/tcp/rack.go)
+//	keepnet.tcp.ecn=off      keepnet's TCP answers a peer's request for ECN
+//	                         (RFC 3168) with no; on, the default, agrees
+//	                         to it, as Linux's net.ipv4.tcp_ecn=2 does (it
+//	                         never asks itself)
 //	keepnet.pfrules=B64      a packet filter rule set (servers/pf), base64:
 //	                         starts the pf server and puts it in ip's path.
 //	                         Without it there is no pf and no datagram
@@ -148,6 +152,7 @@ type Config struct {
 	Keep      bool          // tcp keeps its connections in kept memory
 	TCPIW     int           // keepnet.tcp.iw: tcp's initial window in segments; 0: tcp's default
 	TCPRACK   bool          // keepnet.tcp.rack: RACK-TLP in tcp
+	TCPNoECN  bool          // keepnet.tcp.ecn=off: tcp refuses ECN when a peer asks
 	PFRules   string        // the rule text; empty: no packet filter
 	PFStates  int           // the packet filter's state table size
 	PktGen    PktGen        // the first driver's frame generator; off when Seconds is 0
@@ -390,6 +395,8 @@ func (c *Config) set(name, val string) error {
 		return c.setPFRules(val)
 	case "tcp.rack":
 		return parseSwitch(val, "on", "off", &c.TCPRACK)
+	case "tcp.ecn":
+		return parseSwitch(val, "off", "on", &c.TCPNoECN)
 	case "tcp.iw":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 1 || n > tcp.MaxInitialWindow {

@@ -59,6 +59,9 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.tcp.iw=0", DefaultConfig(), 1},
 		{"keepnet.tcp.iw=65", DefaultConfig(), 1}, // past tcp.MaxInitialWindow
 		{"keepnet.tcp.iw=ten", DefaultConfig(), 1},
+		{"keepnet.tcp.ecn=off", func() Config { c := DefaultConfig(); c.TCPNoECN = true; return c }(), 0},
+		{"keepnet.tcp.ecn=on", DefaultConfig(), 0},
+		{"keepnet.tcp.ecn=1", DefaultConfig(), 1},
 		{"keepnet.pfstates=32", withStates(32), 0},
 		{"keepnet.pfstates=16", withStates(16), 0},       // the least
 		{"keepnet.pfstates=65536", withStates(65536), 0}, // the most

@@ -305,5 +305,8 @@ func tcpArgs(cfg Config) []string {
 	if cfg.TCPIW != 0 {
 		args = append(args, "-iw", strconv.Itoa(cfg.TCPIW))
 	}
+	if cfg.TCPNoECN {
+		args = append(args, "-no-ecn")
+	}
 	return args
 }

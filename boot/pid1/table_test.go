@@ -252,7 +252,7 @@ func TestTablePktGen(t *testing.T) {
 }
 
 // keepnet.tcp.iw reaches tcp as its -iw flag; without it tcp keeps its
-// default (RFC 6928's ten segments).
+// default (RFC 6928's ten segments). keepnet.tcp.ecn=off is -no-ecn.
 func TestTableTCPInitialWindow(t *testing.T) {
 	for _, tt := range []struct {
 		cmdline string
@@ -261,6 +261,8 @@ func TestTableTCPInitialWindow(t *testing.T) {
 		{"", nil},
 		{"keepnet.tcp.iw=3", []string{"-iw", "3"}},
 		{"keepnet.tcp.iw=3 keepnet.tso=off", []string{"-no-tso", "-iw", "3"}},
+		{"keepnet.tcp.ecn=off", []string{"-no-ecn"}},
+		{"keepnet.tcp.ecn=on", nil},
 	} {
 		cfg, warnings := ParseCmdline("keepnet.ip=10.0.2.15/24 " + tt.cmdline)
 		if len(warnings) != 0 {

@@ -140,6 +140,7 @@ and -NAME-in form (tap to guest) override one direction.
 
 type impFlags struct {
 	drop, dup, reorder   *float64
+	ce                   *float64
 	delay, jitter, bound *time.Duration
 	rate                 *uint64
 	limit                *int
@@ -151,6 +152,7 @@ func impairmentFlags(fs *flag.FlagSet, suffix, what string) impFlags {
 		suffix:  suffix,
 		drop:    fs.Float64("drop"+suffix, 0, "drop probability 0..1"+what),
 		dup:     fs.Float64("dup"+suffix, 0, "duplicate probability 0..1"+what),
+		ce:      fs.Float64("ce"+suffix, 0, "probability an ECN-capable IP datagram is marked CE 0..1"+what),
 		reorder: fs.Float64("reorder"+suffix, 0, "probability a frame is sent after the next one"+what),
 		bound:   fs.Duration("reorder-bound"+suffix, DefaultReorderBound, "longest a reordered frame waits for the next"+what),
 		delay:   fs.Duration("delay"+suffix, 0, "delay"+what),
@@ -164,10 +166,13 @@ func impairmentFlags(fs *flag.FlagSet, suffix, what string) impFlags {
 // with d's suffix.
 func (b impFlags) merge(d impFlags, set map[string]bool) Impairment {
 	pick := func(name string) bool { return set[name+d.suffix] }
-	c := Impairment{Drop: *b.drop, Dup: *b.dup, Reorder: *b.reorder, ReorderBound: *b.bound,
+	c := Impairment{Drop: *b.drop, Dup: *b.dup, Reorder: *b.reorder, CE: *b.ce, ReorderBound: *b.bound,
 		Delay: *b.delay, Jitter: *b.jitter, Rate: *b.rate, Limit: *b.limit}
 	if pick("drop") {
 		c.Drop = *d.drop
+	}
+	if pick("ce") {
+		c.CE = *d.ce
 	}
 	if pick("dup") {
 		c.Dup = *d.dup

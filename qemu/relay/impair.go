@@ -14,6 +14,11 @@ type Impairment struct {
 	Drop    float64 // probability a frame is lost
 	Dup     float64 // probability a frame is sent twice, back to back
 	Reorder float64 // probability a frame is held back and sent after the next one
+	// CE is the probability an ECN-capable IP datagram (ECT(0) or ECT(1),
+	// IPv4 or IPv6) is marked CE (congestion experienced) instead of
+	// passing unchanged: what an AQM router does in place of a drop
+	// (RFC 3168 §5; Mark).
+	CE float64
 
 	// ReorderBound is how long a held frame waits for a next one before it
 	// is sent anyway; 0 means DefaultReorderBound.
@@ -45,7 +50,7 @@ func (c Impairment) Validate() error {
 	for _, p := range []struct {
 		name string
 		v    float64
-	}{{"drop", c.Drop}, {"dup", c.Dup}, {"reorder", c.Reorder}} {
+	}{{"drop", c.Drop}, {"dup", c.Dup}, {"reorder", c.Reorder}, {"ce", c.CE}} {
 		if !(p.v >= 0 && p.v <= 1) { // also rejects NaN
 			return fmt.Errorf("%s probability %v: want 0..1", p.name, p.v)
 		}
@@ -72,12 +77,13 @@ type Counters struct {
 	Split      atomic.Uint64 // offloaded segments the relay cut into wire frames (set by the relay)
 	Fragmented atomic.Uint64 // datagrams over the link MTU without DF, cut into fragments (set by the relay)
 	TooBig     atomic.Uint64 // datagrams over the link MTU with DF, dropped (set by the relay)
+	Marked     atomic.Uint64 // ECN-capable datagrams marked CE (CE)
 }
 
 // Stats is a snapshot of Counters.
 type Stats struct {
 	In, Out, Dropped, Duplicated, Reordered, Delayed, Overflow, BytesIn, BytesOut, Errors, Split uint64
-	Fragmented, TooBig                                                                           uint64
+	Fragmented, TooBig, Marked                                                                   uint64
 }
 
 // Snapshot reads the counters.
@@ -86,14 +92,14 @@ func (c *Counters) Snapshot() Stats {
 		In: c.In.Load(), Out: c.Out.Load(), Dropped: c.Dropped.Load(), Duplicated: c.Duplicated.Load(),
 		Reordered: c.Reordered.Load(), Delayed: c.Delayed.Load(), Overflow: c.Overflow.Load(),
 		BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(), Errors: c.Errors.Load(), Split: c.Split.Load(),
-		Fragmented: c.Fragmented.Load(), TooBig: c.TooBig.Load(),
+		Fragmented: c.Fragmented.Load(), TooBig: c.TooBig.Load(), Marked: c.Marked.Load(),
 	}
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("in=%d out=%d dropped=%d duplicated=%d reordered=%d delayed=%d overflow=%d bytes_in=%d bytes_out=%d errors=%d split=%d fragmented=%d too_big=%d",
+	return fmt.Sprintf("in=%d out=%d dropped=%d duplicated=%d reordered=%d delayed=%d overflow=%d bytes_in=%d bytes_out=%d errors=%d split=%d fragmented=%d too_big=%d marked=%d",
 		s.In, s.Out, s.Dropped, s.Duplicated, s.Reordered, s.Delayed, s.Overflow, s.BytesIn, s.BytesOut, s.Errors, s.Split,
-		s.Fragmented, s.TooBig)
+		s.Fragmented, s.TooBig, s.Marked)
 }
 
 // Verdict is an Impairer's decision on one arriving frame (Admit).
@@ -313,4 +319,44 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// Mark marks the Ethernet frame f CE in place, with probability CE, if it
+// carries an ECN-capable IPv4 or IPv6 datagram (an IPv4 header checksum is
+// fixed), and reports whether it did. A random number is drawn only for an
+// ECN-capable datagram, and only with CE set.
+func (im *Impairer[F]) Mark(f []byte) bool {
+	const eh = 14
+	if im.c.CE == 0 || len(f) < eh+40 {
+		return false
+	}
+	ip := f[eh:]
+	switch {
+	case f[12] == 0x08 && f[13] == 0x00 && ip[0]>>4 == 4:
+		ihl := int(ip[0]&0x0f) * 4
+		if ecn := ip[1] & 3; ecn == 0 || ecn == 3 || ihl < 20 || im.rng.Float64() >= im.c.CE {
+			return false
+		}
+		ip[1] |= 3
+		ip[10], ip[11] = 0, 0
+		var sum uint32
+		for i := 0; i+1 < ihl; i += 2 {
+			sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+		}
+		for sum > 0xffff {
+			sum = sum>>16 + sum&0xffff
+		}
+		ip[10], ip[11] = byte(^sum>>8), byte(^sum)
+	case f[12] == 0x86 && f[13] == 0xdd && ip[0]>>4 == 6:
+		// The traffic class spans bytes 0-1; its ECN bits are bits 4-5
+		// of byte 1.
+		if ecn := ip[1] >> 4 & 3; ecn == 0 || ecn == 3 || im.rng.Float64() >= im.c.CE {
+			return false
+		}
+		ip[1] |= 0x30
+	default:
+		return false
+	}
+	im.Counters.Marked.Add(1)
+	return true
 }

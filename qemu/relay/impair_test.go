@@ -262,3 +262,68 @@ func BenchmarkImpairerZero(b *testing.B) {
 		im.Admit(now, 1500)
 	}
 }
+
+// Mark: an ECN-capable datagram is marked CE (the IPv4 header checksum
+// still right), a Not-ECT one never; nothing without CE set.
+func TestMarkCE(t *testing.T) {
+	v4 := func(tos byte) []byte {
+		f := make([]byte, 14+40)
+		f[12], f[13] = 0x08, 0x00
+		ip := f[14:]
+		ip[0], ip[1], ip[3], ip[8], ip[9] = 0x45, tos, 40, 64, 6
+		copy(ip[12:], []byte{10, 0, 0, 1, 10, 0, 0, 2})
+		var sum uint32
+		for i := 0; i < 20; i += 2 {
+			sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+		}
+		sum = sum>>16 + sum&0xffff
+		ip[10], ip[11] = byte(^sum>>8), byte(^sum)
+		return f
+	}
+	v6 := func(ecn byte) []byte {
+		f := make([]byte, 14+60)
+		f[12], f[13] = 0x86, 0xdd
+		f[14], f[15] = 0x60|0x0b, ecn<<4 // traffic class 0xb0|ecn
+		return f
+	}
+	valid := func(ip []byte) bool {
+		var sum uint32
+		for i := 0; i < 20; i += 2 {
+			sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+		}
+		sum = sum>>16 + sum&0xffff
+		return sum == 0xffff
+	}
+	im := NewImpairer[int](Impairment{CE: 1}, rand.New(rand.NewPCG(1, 2)))
+	for _, c := range []struct {
+		name string
+		f    []byte
+		want bool
+	}{
+		{"v4 ECT(0)", v4(0xb8 | 2), true},
+		{"v4 ECT(1)", v4(1), true},
+		{"v4 Not-ECT", v4(0xb8), false},
+		{"v4 CE", v4(3), false},
+		{"v6 ECT(0)", v6(2), true},
+		{"v6 Not-ECT", v6(0), false},
+	} {
+		before := append([]byte(nil), c.f...)
+		if got := im.Mark(c.f); got != c.want {
+			t.Errorf("%s: Mark = %v, want %v", c.name, got, c.want)
+		}
+		switch {
+		case !c.want && string(before) != string(c.f):
+			t.Errorf("%s: frame changed", c.name)
+		case c.want && c.f[12] == 0x08 && (c.f[15]&3 != 3 || c.f[15]&^3 != before[15]&^3 || !valid(c.f[14:])):
+			t.Errorf("%s: TOS %#x (was %#x), checksum valid %v", c.name, c.f[15], before[15], valid(c.f[14:]))
+		case c.want && c.f[12] == 0x86 && (c.f[15] != 0x30 || c.f[14] != before[14]):
+			t.Errorf("%s: traffic class bytes % x", c.name, c.f[14:16])
+		}
+	}
+	if n := im.Counters.Marked.Load(); n != 3 {
+		t.Errorf("Marked = %d, want 3", n)
+	}
+	if off := NewImpairer[int](Impairment{}, rand.New(rand.NewPCG(1, 2))); off.Mark(v4(2)) {
+		t.Error("Mark without CE marked")
+	}
+}

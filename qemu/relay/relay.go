@@ -385,6 +385,7 @@ func (p *outPump) read(q int, now time.Time) (eof bool, err error) {
 // into sr's buffer, or with transient a fragment the link MTU cut, which
 // does not outlive the call and is copied.
 func (p *outPump) admit(now time.Time, f []byte, transient bool) {
+	p.im.Mark(f)
 	switch v := p.im.Admit(now, len(f)); {
 	case v.Drop:
 	case v.Direct && transient:
@@ -586,6 +587,7 @@ func (p *inPump) admitMTU(now time.Time, f []byte) {
 // admit appends frame f to w as its Impairer decides, or hands it a copy to
 // keep.
 func (p *inPump) admit(now time.Time, f []byte) {
+	p.im.Mark(f)
 	switch v := p.im.Admit(now, len(f)); {
 	case v.Drop:
 	case v.Direct:

@@ -185,7 +185,7 @@ func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, src netip.Addr, p
 	frame := s.tx[:eh+ih+len(payload)]
 	header.Ethernet(frame).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv4})
 	ip := header.IPv4(frame[eh:])
-	ip.Encode(&header.IPv4Fields{TotalLength: uint16(ih + len(payload)), ID: id, Flags: header.IPv4FlagDontFragment,
+	ip.Encode(&header.IPv4Fields{TOS: o.ECN & 3, TotalLength: uint16(ih + len(payload)), ID: id, Flags: header.IPv4FlagDontFragment,
 		TTL: defaultTTL, Protocol: proto, Src: src, Dst: dst})
 	seg := frame[eh+ih:]
 	copy(seg, payload)
@@ -257,7 +257,7 @@ func (s *Stack) transmit(mac header.MAC, src netip.Addr, proto uint8, dst netip.
 			flags = header.IPv4FlagDontFragment // path MTU discovery (pmtu.go)
 		}
 		header.IPv4(s.tx[eh:]).Encode(&header.IPv4Fields{
-			TotalLength: uint16(ih + len(data)), ID: id, Flags: flags, FragmentOffset: off,
+			TOS: o.ECN & 3, TotalLength: uint16(ih + len(data)), ID: id, Flags: flags, FragmentOffset: off,
 			TTL: defaultTTL, Protocol: proto, Src: src, Dst: dst,
 		})
 		copy(s.tx[eh+ih:], data)

@@ -72,6 +72,9 @@ type stack6 struct {
 	fragID      uint32
 	whole, frag []byte
 	saved       []byte // the state IPv6State last returned (or EnableIPv6 took)
+	// tclass is the traffic class of the datagrams being sent: the ECN
+	// codepoint a transport asked for, set only during OutputTransport6.
+	tclass uint8
 }
 
 // EnableIPv6 starts IPv6 on the interface with cfg: its link-local and
@@ -528,6 +531,12 @@ func (s *Stack) Output6(proto uint8, src, dst netip.Addr, payload []byte) error 
 // the address RFC 6724 picks for dst); with checksum, IP fills in the
 // transport's checksum (it must, when it picked the source).
 func (s *Stack) OutputTransport6(proto uint8, src, dst netip.Addr, seg []byte, checksum bool) error {
+	return s.OutputTransport6ECN(proto, src, dst, seg, checksum, 0)
+}
+
+// OutputTransport6ECN is OutputTransport6 of a datagram whose traffic
+// class carries the ECN codepoint ecn (RFC 3168 §5).
+func (s *Stack) OutputTransport6ECN(proto uint8, src, dst netip.Addr, seg []byte, checksum bool, ecn uint8) error {
 	if _, ok := checksumOffset(proto); checksum && !ok {
 		return fmt.Errorf("ip: checksum of protocol %d: %w", proto, ErrTooBig)
 	}
@@ -545,6 +554,8 @@ func (s *Stack) OutputTransport6(proto uint8, src, dst netip.Addr, seg []byte, c
 	} else if !s.v6.auto.IsOurs(src) {
 		return fmt.Errorf("ip: %v: %w", src, ErrNotOurs)
 	}
+	s.v6.tclass = ecn & 3
+	defer func() { s.v6.tclass = 0 }()
 	return s.output6(proto, src, dst, seg, 0, checksum)
 }
 
@@ -623,7 +634,7 @@ func (s *Stack) output6(proto uint8, src, dst netip.Addr, payload []byte, hops u
 		return nil
 	}
 	d := make([]byte, size)
-	header.IPv6(d).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
+	header.IPv6(d).Encode(&header.IPv6Fields{TrafficClass: v.tclass, PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
 	copy(d[header.IPv6MinimumSize:], payload)
 	if checksum {
 		fillChecksum6(proto, src, dst, d[header.IPv6MinimumSize:])
@@ -660,7 +671,7 @@ func (s *Stack) send6(mac header.MAC, src, dst netip.Addr, proto, hops uint8, pa
 	}
 	f := s.tx[:n]
 	header.Ethernet(f).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv6})
-	header.IPv6(f[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
+	header.IPv6(f[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{TrafficClass: s.v6.tclass, PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
 	copy(f[header.EthernetMinimumSize+header.IPv6MinimumSize:], payload)
 	if checksum {
 		fillChecksum6(proto, src, dst, f[header.EthernetMinimumSize+header.IPv6MinimumSize:])

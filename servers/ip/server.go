@@ -655,8 +655,10 @@ func (t *transportLink) Deliver(uint8, netip.Addr, netip.Addr, []byte) {
 func (t *transportLink) DeliverDatagram(ip header.IPv4) {
 	if ref, l, ok := t.up(ip[:ip.TotalLength()]); ok {
 		// The addresses and where the transport header starts, so that
-		// no transport parses IP (servers/ops).
-		t.s.request(l, ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+		// no transport parses IP (servers/ops), and its ECN codepoint.
+		m := ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength())
+		ops.SetDeliverECN(&m, ip.TOS()&3)
+		t.s.request(l, m)
 	}
 }
 
@@ -704,8 +706,14 @@ func (t *transportLink) up(dgram []byte) (pool.Ref, *peerLink, bool) {
 // IPv4 one: whole, with its transport header at off (after the extension
 // headers).
 func (t *transportLink) DeliverDatagram6(h header.IPv6, off int) {
+	if off > ops.MaxDeliverOffset {
+		t.s.drops++ // extension headers no real sender writes: more than OpDeliver can say
+		return
+	}
 	if ref, l, ok := t.up(h); ok {
-		t.s.request(l, ops.Deliver(ref, h.Src(), h.Dst(), off))
+		m := ops.Deliver(ref, h.Src(), h.Dst(), off)
+		ops.SetDeliverECN(&m, h.TrafficClass()&3)
+		t.s.request(l, m)
 	}
 }
 
@@ -932,7 +940,7 @@ func (s *server) outputNow(l *peerLink, m channel.Msg) {
 	case s.stack == nil:
 		ops.SetStatus(&r, ops.StatusNoRoute)
 	default:
-		o := Offload{Checksum: offload&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(offload)}
+		o := Offload{Checksum: offload&ops.OffloadChecksum != 0, MSS: ops.TSOMSS(offload), ECN: ops.OutputECN(m)}
 		if dst.Is4() && (o.Checksum && s.offloads()&ops.OffloadChecksum == 0 || o.MSS > 0 && s.offloads()&ops.OffloadTSO == 0) {
 			ops.SetStatus(&r, ops.StatusInvalid) // not offered
 			break
@@ -941,7 +949,7 @@ func (s *server) outputNow(l *peerLink, m channel.Msg) {
 		if dst.Is4() {
 			err = s.stack.OutputFrom(ops.OutputProto(m), ops.OutputSource(m), dst, seg, o)
 		} else {
-			err = s.stack.OutputTransport6(ops.OutputProto(m), ops.OutputSource(m), dst, seg, o.Checksum)
+			err = s.stack.OutputTransport6ECN(ops.OutputProto(m), ops.OutputSource(m), dst, seg, o.Checksum, o.ECN)
 		}
 		switch {
 		case errors.Is(err, ErrNotOurs):

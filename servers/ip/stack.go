@@ -29,9 +29,13 @@ type OffloadLink interface {
 // transport left its checksum field for the device to fill (Checksum), and
 // with MSS the datagram may exceed the MTU: the device cuts its TCP
 // payload into segments of MSS bytes (TCP only, never fragmented).
+//
+// ECN is the ECN codepoint (RFC 3168 §5, servers/ops ECNECT0...) its IP
+// header is to carry; with MSS every segment the device cuts carries it.
 type Offload struct {
 	Checksum bool
 	MSS      int
+	ECN      uint8
 }
 
 // Transport is a transport server (udp, tcp) reached by protocol number.

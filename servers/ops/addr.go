@@ -98,11 +98,36 @@ func Output(ref pool.Ref, src, dst netip.Addr, proto uint8, offload uint64) chan
 }
 
 // Flags of an OpOutput to an IPv6 destination (Output): the protocol is
-// in the low byte.
+// in the low byte, the ECN codepoint (SetOutputECN) in bits 12-13.
 const (
 	flagOutput6   = 1 << 15
 	flagOutputSum = 1 << 14
+	output6ECN    = 12
 )
+
+// outputECN4 is where an OpOutput to an IPv4 destination keeps its ECN
+// codepoint: bits 8-9 of Arg[2], between the protocol (its low byte) and
+// the source (its upper half).
+const outputECN4 = 8
+
+// SetOutputECN asks IP to send the OpOutput m's datagram with the ECN
+// codepoint ecn (RFC 3168: ECNECT0 for a TCP data segment of a connection
+// that negotiated ECN); Output leaves it Not-ECT. Call it after Output.
+func SetOutputECN(m *channel.Msg, ecn uint8) {
+	if m.Flags&flagOutput6 != 0 {
+		m.Flags = m.Flags&^(3<<output6ECN) | uint16(ecn&3)<<output6ECN
+		return
+	}
+	m.Arg[2] = m.Arg[2]&^(3<<outputECN4) | uint64(ecn&3)<<outputECN4
+}
+
+// OutputECN is the ECN codepoint an OpOutput asks for (SetOutputECN).
+func OutputECN(m channel.Msg) uint8 {
+	if m.Flags&flagOutput6 != 0 {
+		return uint8(m.Flags>>output6ECN) & 3
+	}
+	return uint8(m.Arg[2]>>outputECN4) & 3
+}
 
 // OutputProto is an OpOutput's IP protocol.
 func OutputProto(m channel.Msg) uint8 {
@@ -143,20 +168,46 @@ func OutputSource(m channel.Msg) netip.Addr {
 }
 
 // Deliver is an OpDeliver request: the datagram in ref, from src to dst,
-// its transport header at offset off (the IP header's length).
+// its transport header at offset off (the IP header's length), which must
+// be at most MaxDeliverOffset.
 func Deliver(ref pool.Ref, src, dst netip.Addr, off int) channel.Msg {
 	m := OpDeliver.Msg()
 	m.Ref = ref
 	PutAddr(&m, AtArg0, MakeAddr(src, 0))
 	PutAddr(&m, AtArg2, MakeAddr(dst, 0))
-	m.Flags = uint16(off)
+	m.Flags = uint16(off) & MaxDeliverOffset
 	return m
 }
 
 // Delivered reads an OpDeliver request (Deliver).
 func Delivered(m channel.Msg) (src, dst Addr, off int) {
-	return GetAddr(m, AtArg0), GetAddr(m, AtArg2), int(m.Flags)
+	return GetAddr(m, AtArg0), GetAddr(m, AtArg2), int(m.Flags & MaxDeliverOffset)
 }
+
+// ECN codepoints (RFC 3168 §5): the two low bits of the IPv4 TOS byte and
+// of the IPv6 traffic class.
+const (
+	ECNNotECT uint8 = 0b00
+	ECNECT1   uint8 = 0b01
+	ECNECT0   uint8 = 0b10
+	ECNCE     uint8 = 0b11
+)
+
+// MaxDeliverOffset is the largest transport header offset an OpDeliver
+// carries: its Flags keep the offset in their low 14 bits and the
+// datagram's ECN codepoint in the two above (SetDeliverECN). An IPv4
+// header is at most 60 bytes; IP drops an IPv6 datagram whose extension
+// headers reach further (none real does).
+const MaxDeliverOffset = 1<<14 - 1
+
+// SetDeliverECN records in an OpDeliver request the ECN codepoint of the
+// delivered datagram's IP header.
+func SetDeliverECN(m *channel.Msg, ecn uint8) {
+	m.Flags = m.Flags&MaxDeliverOffset | uint16(ecn&3)<<14
+}
+
+// DeliveredECN is an OpDeliver's ECN codepoint (SetDeliverECN).
+func DeliveredECN(m channel.Msg) uint8 { return uint8(m.Flags >> 14) }
 
 // SetAddrReply fills in OpAddr's reply: IP's address and prefix, and the
 // offloads it offers.

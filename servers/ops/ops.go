@@ -30,7 +30,8 @@
 //	           pool; AtArg0 its source, AtArg2 its destination (port 0),
 //	           Flags the offset of the transport header in it (the IP
 //	           header's length), so that a transport never parses IP
-//	           (Deliver, Delivered). The reply frees it. StatusNoPort asks IP to answer the sender with
+//	           (Deliver, Delivered), and in its two top bits the
+//	           datagram's ECN codepoint (SetDeliverECN, DeliveredECN). The reply frees it. StatusNoPort asks IP to answer the sender with
 //	           ICMP port unreachable (IP still has the datagram).
 //	OpDeliverError IP -> transport. An ICMP error (destination unreachable,
 //	           time exceeded, parameter problem) about a datagram this
@@ -50,7 +51,9 @@
 //	           low byte and the source address (IPv4, the one the
 //	           checksum covers; 0: IP's first) in its upper half, Arg[3]: an
 //	           Offload the transport asks for (0: none; only what OpAddr
-//	           offered). Reply once IP has copied it out (StatusOK) or could
+//	           offered). The ECN codepoint IP is to set travels in
+//	           Arg[2] bits 8-9 (IPv6: Flags; SetOutputECN, OutputECN).
+//	           Reply once IP has copied it out (StatusOK) or could
 //	           not (StatusNoRoute, StatusError, StatusTooBig,
 //	           StatusAFNoSupport).
 //	OpAddr     transport -> IP. The reply carries IP's address at AtArg0

@@ -205,3 +205,37 @@ func TestMsgBoundary(t *testing.T) {
 		t.Errorf("OpBind.Msg(7, 9) with StatusInUse = %+v", m)
 	}
 }
+
+// TestECN: the ECN codepoint travels beside every other field of OpOutput
+// (both families) and OpDeliver, and changes none of them.
+func TestECN(t *testing.T) {
+	src4, dst4 := netip.MustParseAddr("10.78.0.2"), netip.MustParseAddr("10.0.0.9")
+	src6, dst6 := netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::9")
+	for _, c := range []struct {
+		src, dst netip.Addr
+		offload  uint64
+	}{{src4, dst4, TSOArg(1448)}, {netip.Addr{}, dst4, 0}, {src6, dst6, OffloadChecksum}, {netip.Addr{}, dst6, 0}} {
+		for _, ecn := range []uint8{ECNNotECT, ECNECT1, ECNECT0, ECNCE} {
+			m := Output(pool.Ref{Pool: 1, Len: 20}, c.src, c.dst, 6, c.offload)
+			SetOutputECN(&m, ECNCE)
+			SetOutputECN(&m, ecn)
+			if OutputECN(m) != ecn || OutputProto(m) != 6 || OutputSource(m) != c.src || OutputOffload(m) != c.offload ||
+				GetAddr(m, AtArg0).IP() != c.dst {
+				t.Errorf("Output(%v, %v, 6, %#x) with ECN %d: ECN %d, proto %d, source %v, offload %#x",
+					c.src, c.dst, c.offload, ecn, OutputECN(m), OutputProto(m), OutputSource(m), OutputOffload(m))
+			}
+		}
+		if m := Output(pool.Ref{}, c.src, c.dst, 6, c.offload); OutputECN(m) != ECNNotECT {
+			t.Errorf("Output(%v, %v) ECN = %d, want Not-ECT", c.src, c.dst, OutputECN(m))
+		}
+	}
+	for _, off := range []int{20, 60, 40, 40 + 2048, MaxDeliverOffset} {
+		for _, ecn := range []uint8{ECNNotECT, ECNECT1, ECNECT0, ECNCE} {
+			m := Deliver(pool.Ref{Pool: 2, Len: 100}, src6, dst6, off)
+			SetDeliverECN(&m, ecn)
+			if s, d, o := Delivered(m); s.IP() != src6 || d.IP() != dst6 || o != off || DeliveredECN(m) != ecn {
+				t.Errorf("Deliver(off %d) with ECN %d: %v %v off %d ECN %d", off, ecn, s, d, o, DeliveredECN(m))
+			}
+		}
+	}
+}

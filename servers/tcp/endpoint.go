@@ -93,6 +93,8 @@ type Endpoint struct {
 	relost      []seqRange // retransmissions found lost: they go first
 	rack        rackState  // RACK-TLP (rack.go), when Config.RACK
 
+	ecn ecnState // Explicit Congestion Notification (RFC 3168; ecn.go)
+
 	// Undoing a needless reduction (RFC 3522, RFC 3708).
 	undoArmed    bool // the last episode's reduction may be undone
 	undoEifel    bool // its first retransmission's timestamp can still judge it

@@ -34,14 +34,15 @@ func (c *fakeClock) Now() time.Time { return c.now }
 type sent struct {
 	b        []byte
 	src, dst netip.Addr
+	ecn      uint8 // the codepoint asked of IP
 }
 
 type recorder struct{ segs []sent }
 
 func (r *recorder) Buffer(int) []byte { return nil } // the Table never builds in place
 
-func (r *recorder) Send(seg []byte, src, dst netip.Addr, _ transport.Offload) error {
-	r.segs = append(r.segs, sent{append([]byte(nil), seg...), src, dst})
+func (r *recorder) Send(seg []byte, src, dst netip.Addr, o transport.Offload) error {
+	r.segs = append(r.segs, sent{append([]byte(nil), seg...), src, dst, o.ECN})
 	return nil
 }
 
@@ -56,6 +57,7 @@ type seg struct {
 	opts     header.TCPOptions
 	from     uint16 // peer's port; 0: peerPort
 	anySeq   bool   // expected: seq is not checked (a SYN cookie)
+	ecn      uint8  // its IP header's ECN codepoint (sent or expected; ecn.go)
 }
 
 const (
@@ -64,6 +66,8 @@ const (
 	FIN = header.TCPFlagFIN
 	RST = header.TCPFlagRST
 	PSH = header.TCPFlagPSH
+	ECE = header.TCPFlagECE
+	CWR = header.TCPFlagCWR
 )
 
 func flagString(f uint8) string {
@@ -71,7 +75,7 @@ func flagString(f uint8) string {
 	for _, x := range []struct {
 		f uint8
 		n string
-	}{{SYN, "SYN"}, {RST, "RST"}, {FIN, "FIN"}, {PSH, "PSH"}, {ACK, "ACK"}} {
+	}{{SYN, "SYN"}, {RST, "RST"}, {FIN, "FIN"}, {PSH, "PSH"}, {ACK, "ACK"}, {ECE, "ECE"}, {CWR, "CWR"}} {
 		if f&x.f != 0 {
 			s = append(s, x.n)
 		}
@@ -80,7 +84,7 @@ func flagString(f uint8) string {
 }
 
 func (s seg) String() string {
-	return fmt.Sprintf("<SEQ=%d><ACK=%d><CTL=%s><WND=%d> %d bytes", s.seq, s.ack, flagString(s.flags), s.wnd, len(s.data))
+	return fmt.Sprintf("<SEQ=%d><ACK=%d><CTL=%s><WND=%d> %d bytes, ECN %d", s.seq, s.ack, flagString(s.flags), s.wnd, len(s.data), s.ecn)
 }
 
 type harness struct {
@@ -125,7 +129,7 @@ func (h *harness) send(s seg) {
 		Options: b[header.TCPMinimumSize : header.TCPMinimumSize+ol]})
 	copy(th.Payload(), s.data)
 	th.SetChecksum(th.ComputeChecksum(peer, us))
-	h.tb.Input(b, peer, us)
+	h.tb.InputECN(b, peer, us, s.ecn)
 }
 
 // next pops the next segment we sent, parsed.
@@ -145,7 +149,7 @@ func (h *harness) next() (seg, bool) {
 		h.t.Fatalf("we sent bad options % x: %v", th.Options(), err)
 	}
 	return seg{flags: th.Flags(), seq: th.Seq(), ack: th.Ack(), wnd: th.Window(), zeroWnd: th.Window() == 0,
-		data: string(th.Payload()), opts: o, from: th.SrcPort()}, true
+		data: string(th.Payload()), opts: o, from: th.SrcPort(), ecn: r.ecn}, true
 }
 
 // expect checks that the next segment we sent is want.
@@ -155,7 +159,7 @@ func (h *harness) expect(want seg) seg {
 	if !ok {
 		h.t.Fatalf("sent nothing, want %v", want)
 	}
-	if got.flags&^PSH != want.flags&^PSH || got.seq != want.seq && !want.anySeq || got.ack != want.ack || got.data != want.data {
+	if got.flags&^PSH != want.flags&^PSH || got.seq != want.seq && !want.anySeq || got.ack != want.ack || got.data != want.data || got.ecn != want.ecn {
 		h.t.Fatalf("sent %v, want %v", got, want)
 	}
 	if want.wnd != 0 && got.wnd != want.wnd || want.zeroWnd && got.wnd != 0 {

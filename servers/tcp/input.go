@@ -127,6 +127,7 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 	}
 
 	e.trim(s, wnd)
+	e.ecnInput(s, now)
 
 	// TS.Recent (RFC 7323 §4.3).
 	if e.tsOK && s.opts.HasTimestamps && seqGEQ(s.opts.TSVal, e.tsRecent) && seqLEQ(s.seq, e.lastAck) {
@@ -147,6 +148,7 @@ func (e *Endpoint) input(s *segment, now time.Time) {
 	if !e.processAck(s, now) {
 		return
 	}
+	e.ecnAck(s, now)
 
 	// 7-8. Data and FIN.
 	switch e.state {

@@ -19,10 +19,13 @@ import (
 //	version 1  the connection's state up to its keepalive settings
 //	version 2  + its linger and its buffers' sizes (the socket options
 //	           SetLinger, SetSendBuffer, SetRecvBuffer; issue 19)
+//	version 3  + its ECN state (ecn.go): a byte of flags and the end of
+//	           the window it reduced for (ecnRecordSize bytes)
 
 const (
-	keptRecordVersion = 2
+	keptRecordVersion = 3
 	minRecordVersion  = 1
+	ecnRecordSize     = 1 + 4 // version 3's fields
 )
 
 // enc writes fields into a record's bytes, b, at n: in place, without
@@ -356,6 +359,9 @@ func encodeEndpoint(w *enc, e *Endpoint) {
 	w.int(e.linger)
 	w.int(e.snd.limit)
 	w.int(e.rcv.limit)
+	// Version 3.
+	w.u8(e.ecn.bits())
+	w.u32(e.ecn.end)
 }
 
 // keptEndpoint is a decoded record: the Endpoint, and what restoring it
@@ -457,6 +463,12 @@ func decodeEndpoint(t *Table, r *dec, version uint8) (keptEndpoint, error) {
 	e.linger, k.sndLimit, k.rcvLimit = NoLinger, t.cfg.SendBuffer, t.cfg.RecvBuffer
 	if version >= 2 {
 		e.linger, k.sndLimit, k.rcvLimit = r.int(), r.int(), r.int()
+	}
+	if version >= 3 { // before it: no ECN
+		if !e.ecn.fromBits(r.u8()) {
+			r.bad = true
+		}
+		e.ecn.end = r.u32()
 	}
 	if r.bad || len(r.b) != 0 {
 		return k, errBadRecord

@@ -24,7 +24,7 @@ func (e *Endpoint) sendSYN(now time.Time) {
 	}
 	flags, ack := uint8(header.TCPFlagSYN), uint32(0)
 	if e.state == SynReceived {
-		flags |= header.TCPFlagACK
+		flags |= header.TCPFlagACK | e.ecnSYNFlags()
 		ack = e.rcvNxt
 	}
 	win := min(e.rcvWindow(), 65535) // a SYN's window is never scaled
@@ -62,6 +62,7 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	win := e.rcvWindow() >> e.rcvShift
 	win = min(win, 65535)
 	flags |= header.TCPFlagACK
+	ecn := e.ecnMark(seq, n, &flags)
 	h.Encode(&header.TCPFields{SrcPort: e.id.localPort, DstPort: e.id.remotePort, Seq: seq, Ack: e.rcvNxt,
 		Flags: flags, Window: uint16(win), Options: b[header.TCPMinimumSize : header.TCPMinimumSize+optLen]})
 	if n > 0 {
@@ -78,15 +79,16 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 	e.ackNow = false
 	e.stopTimer(timerDelack)
 	e.t.c.OutSegs++
+	off := transport.Offload{ECN: ecn}
 	switch {
 	case !e.t.offload:
-		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr, transport.Offload{})
 	case n > e.smss:
 		e.t.c.OutOffloaded++
-		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr, transport.Offload{Checksum: true, MSS: e.smss - (optLen - base)})
+		off.Checksum, off.MSS = true, e.smss-(optLen-base)
 	default:
-		e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr, transport.Offload{Checksum: true})
+		off.Checksum = true
 	}
+	e.t.out.Send(h, e.id.localAddr, e.id.remoteAddr, off)
 }
 
 // tso says whether the device cuts this connection's segments: over IPv4
@@ -97,7 +99,7 @@ func (e *Endpoint) tso() bool { return e.t.tso && e.id.remoteAddr.Is4() }
 // segmentation offload as many whole MSS as fit MaxOffloadData, which the
 // device cuts into MSS-sized segments on the wire.
 func (e *Endpoint) maxSend() int {
-	if !e.tso() {
+	if !e.tso() || e.ecn.cwr { // CWR goes in one segment, not in each the device cuts
 		return e.smss
 	}
 	return MaxOffloadData / e.smss * e.smss

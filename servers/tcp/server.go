@@ -214,7 +214,13 @@ func (s *server) SetAddr(p netip.Prefix, o transport.Offloads) {
 // Deliver hands a segment to the Table. It is never StatusNoPort: TCP
 // answers with RST itself.
 func (s *server) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
-	s.table.Input(seg, src, dst) // the endpoint's notify marks its socket
+	return s.DeliverECN(seg, src, dst, ops.ECNNotECT)
+}
+
+// DeliverECN is Deliver with the ECN codepoint of the segment's IP header
+// (transport.ECNReceiver).
+func (s *server) DeliverECN(seg []byte, src, dst netip.Addr, ecn uint8) ops.Status {
+	s.table.InputECN(seg, src, dst, ecn) // the endpoint's notify marks its socket
 	return ops.StatusOK
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"keepnet/servers/header"
+	"keepnet/servers/ops"
 	"keepnet/servers/transport"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	// SynQueue bounds each listener's half-open connections; when full,
 	// SYNs are answered with SYN cookies (syncookie.go). Zero: 256.
 	SynQueue int
+	// NoECN turns ECN off: a peer's ECN-setup SYN is answered without
+	// ECE (ecn.go). Our own SYNs never ask for ECN.
+	NoECN bool
 	// NoSynCookies turns SYN cookies off: a full SYN queue drops its
 	// oldest half-open connection instead.
 	NoSynCookies bool
@@ -95,6 +99,14 @@ type Counters struct {
 	SpuriousRecoveries uint64 // window reductions undone: the retransmissions were needless
 	KeepAliveProbes    uint64 // keepalive probes sent
 	KeepAliveTimeouts  uint64 // connections ended by keepalive: count probes unanswered
+
+	// ECN (ecn.go).
+	ECNConnections uint64 // connections that negotiated ECN (the peer asked)
+	ECNCEIn        uint64 // segments that arrived marked CE
+	ECNECEIn       uint64 // ACKs with ECE on ECN connections
+	ECNReductions  uint64 // congestion windows reduced for an ECE (once per window)
+	ECNCWROut      uint64 // segments sent with CWR
+	ECNCWRIn       uint64 // segments that arrived with CWR
 
 	// ICMP errors about our segments (icmp.go).
 	ICMPIn              uint64 // delivered by ip
@@ -493,6 +505,12 @@ func (t *Table) SetOffload(checksum, tso bool) {
 // Input takes one segment from IP: seg is the whole IPv4 payload of a
 // datagram from src to dst. Invalid segments are dropped and counted.
 func (t *Table) Input(seg []byte, src, dst netip.Addr) {
+	t.InputECN(seg, src, dst, ops.ECNNotECT)
+}
+
+// InputECN is Input of a segment whose IP header carried the ECN
+// codepoint ecn (servers/ops ECNCE...).
+func (t *Table) InputECN(seg []byte, src, dst netip.Addr, ecn uint8) {
 	switch err := header.ValidateTCP(seg, src, dst); err {
 	case nil:
 	case header.ErrTruncated:
@@ -517,7 +535,7 @@ func (t *Table) Input(seg []byte, src, dst netip.Addr) {
 	t.c.InSegs++
 	s := segment{
 		seq: h.Seq(), ack: h.Ack(), flags: h.Flags(), wnd: h.Window(),
-		data: h.Payload(), opts: opts,
+		data: h.Payload(), opts: opts, ecn: ecn & 3,
 	}
 	id := tuple{localAddr: dst, localPort: h.DstPort(), remoteAddr: src, remotePort: h.SrcPort()}
 	now := t.clock.Now()
@@ -586,6 +604,7 @@ func (t *Table) listen(l *Listener, id tuple, s *segment, now time.Time) {
 	e.state = SynReceived
 	e.irs, e.rcvNxt = s.seq, s.seq+1
 	e.peerOptions(&s.opts, true)
+	e.ecnSetup(s)
 	e.sndWnd = uint32(s.wnd) // unscaled in a SYN
 	e.sndWl1, e.sndWl2 = s.seq, 0
 	if s.opts.HasTimestamps {
@@ -650,6 +669,7 @@ type segment struct {
 	wnd      uint16
 	data     []byte
 	opts     header.TCPOptions
+	ecn      uint8 // its IP header's ECN codepoint (ecn.go)
 }
 
 func (s *segment) has(f uint8) bool { return s.flags&f != 0 }

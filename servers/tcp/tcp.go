@@ -58,6 +58,9 @@
 //     net.TCPConn: SetNoDelay, SetKeepAlive (idle, interval, count),
 //     SetLinger, SetSendBuffer and SetRecvBuffer;
 //   - RFC 6928's initial window of ten segments (Config.InitialWindow);
+//   - RFC 3168 ECN (ecn.go), as Linux's default: agreed to when a peer's
+//     SYN asks (Config.NoECN refuses), never asked for; CE marks echoed
+//     with ECE until CWR; one window reduction per window on ECE;
 //   - RFC 2018 SACK blocks in our ACKs describing the bounded out-of-order
 //     queue (contiguous data held as one range), and RFC 2883 D-SACK for
 //     duplicates;

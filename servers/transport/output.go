@@ -36,17 +36,16 @@ func (s *Server) Buffer(n int) []byte {
 // Send is the Output's: a segment built in the lent buffer goes as it is;
 // any other is copied into a buffer, or held in order until one is free.
 func (s *Server) Send(seg []byte, src, dst netip.Addr, o Offload) error {
-	arg := offloadArg(o)
 	if ref := s.lent; !ref.IsZero() && len(seg) > 0 && s.isLent(seg) {
 		s.lent, s.lentBuf = pool.Ref{}, nil
 		ref.Len = uint32(len(seg))
-		if !s.output(ref, src, dst, arg) {
+		if !s.output(ref, src, dst, o) {
 			s.out.MustFree(ref)
 			return ErrNoBuffer
 		}
 		return nil
 	}
-	if len(s.overflow) == 0 && s.copyOut(seg, src, dst, arg) {
+	if len(s.overflow) == 0 && s.copyOut(seg, src, dst, o) {
 		return nil
 	}
 	if len(s.overflow) >= maxOverflow || s.overflowBytes+len(seg) > maxOverflowBytes {
@@ -57,7 +56,7 @@ func (s *Server) Send(seg []byte, src, dst netip.Addr, o Offload) error {
 	if n := len(s.spare); n > 0 {
 		b, s.spare = s.spare[n-1][:0], s.spare[:n-1]
 	}
-	s.overflow = append(s.overflow, heldSegment{append(b, seg...), src, dst, arg})
+	s.overflow = append(s.overflow, heldSegment{append(b, seg...), src, dst, o})
 	s.overflowBytes += len(seg)
 	return nil
 }
@@ -79,7 +78,7 @@ func offloadArg(o Offload) uint64 {
 
 // copyOut sends seg to IP in a buffer of the out pool; false if there is
 // none.
-func (s *Server) copyOut(seg []byte, src, dst netip.Addr, offload uint64) bool {
+func (s *Server) copyOut(seg []byte, src, dst netip.Addr, o Offload) bool {
 	if len(seg) > s.out.BufSize() {
 		s.outDrops++ // cannot happen with 64 KiB buffers
 		return true
@@ -90,7 +89,7 @@ func (s *Server) copyOut(seg []byte, src, dst netip.Addr, offload uint64) bool {
 	}
 	b, _ := s.out.Bytes(ref)
 	ref.Len = uint32(copy(b, seg))
-	if !s.output(ref, src, dst, offload) {
+	if !s.output(ref, src, dst, o) {
 		s.out.MustFree(ref)
 		return false
 	}
@@ -98,8 +97,10 @@ func (s *Server) copyOut(seg []byte, src, dst netip.Addr, offload uint64) bool {
 }
 
 // output asks IP to send the segment in ref.
-func (s *Server) output(ref pool.Ref, src, dst netip.Addr, offload uint64) bool {
-	m, err := s.toIP.Add(ops.Output(ref, src, dst, s.c.Protocol, offload))
+func (s *Server) output(ref pool.Ref, src, dst netip.Addr, o Offload) bool {
+	m := ops.Output(ref, src, dst, s.c.Protocol, offloadArg(o))
+	ops.SetOutputECN(&m, o.ECN)
+	m, err := s.toIP.Add(m)
 	if err != nil {
 		return false
 	}
@@ -112,7 +113,7 @@ func (s *Server) output(ref pool.Ref, src, dst netip.Addr, offload uint64) bool 
 // flushOverflow hands held segments to IP as buffers come back.
 func (s *Server) flushOverflow() {
 	n := 0
-	for n < len(s.overflow) && s.copyOut(s.overflow[n].b, s.overflow[n].src, s.overflow[n].dst, s.overflow[n].offload) {
+	for n < len(s.overflow) && s.copyOut(s.overflow[n].b, s.overflow[n].src, s.overflow[n].dst, s.overflow[n].o) {
 		s.overflowBytes -= len(s.overflow[n].b)
 		s.spare = append(s.spare, s.overflow[n].b)
 		s.overflow[n] = heldSegment{}

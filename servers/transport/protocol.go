@@ -49,6 +49,13 @@ type ErrorReceiver interface {
 	DeliverError(e ops.ICMPError)
 }
 
+// ECNReceiver is a core that wants the ECN codepoint (RFC 3168 §5,
+// servers/ops ECNCE...) of the datagrams IP delivers: the framework calls
+// DeliverECN in place of Deliver.
+type ECNReceiver interface {
+	DeliverECN(seg []byte, src, dst netip.Addr, ecn uint8) ops.Status
+}
+
 // Hooked is a core with test hooks of its own (kernel/wiring), run in the
 // loop like the built-in ones.
 type Hooked interface {
@@ -126,8 +133,11 @@ type Offloads struct {
 
 // Offload is what one segment asks of the device: the checksum, and with
 // MSS > 0 cutting its payload into segments of MSS bytes. Only what
-// SetAddr's Offloads said may be asked.
+// SetAddr's Offloads said may be asked. ECN is the codepoint IP is to set
+// in its IP header (servers/ops ECNECT0; zero: Not-ECT), which every IP
+// does.
 type Offload struct {
 	Checksum bool
 	MSS      int
+	ECN      uint8
 }

@@ -132,7 +132,7 @@ type Server struct {
 type heldSegment struct {
 	b        []byte
 	src, dst netip.Addr
-	offload  uint64 // OpOutput's Arg[2]
+	o        Offload
 }
 
 // New is the framework of generation gen, sending through out, around the
@@ -303,7 +303,8 @@ func (s *Server) fromIP(m channel.Msg) {
 
 // deliver hands the core the segment of an OpDeliver and returns the
 // reply: the datagram from src to dst, its transport header at offset off
-// (servers/ops.Delivered).
+// (servers/ops.Delivered), with its ECN codepoint to a core that takes it
+// (ECNReceiver).
 func (s *Server) deliver(m channel.Msg) channel.Msg {
 	st := ops.StatusOK
 	b, ok := s.ip.bytes(m.Ref)
@@ -317,7 +318,11 @@ func (s *Server) deliver(m channel.Msg) channel.Msg {
 	case src.Is4() != dst.Is4():
 		s.badIP++
 	default:
-		st = s.proto.Deliver(s.private(b[off:]), src.IP(), dst.IP())
+		if r, ok := s.proto.(ECNReceiver); ok {
+			st = r.DeliverECN(s.private(b[off:]), src.IP(), dst.IP(), ops.DeliveredECN(m))
+		} else {
+			st = s.proto.Deliver(s.private(b[off:]), src.IP(), dst.IP())
+		}
 	}
 	ops.SetStatus(&m, st)
 	return m

@@ -248,3 +248,28 @@ func TestSyscallRefNotOursStops(t *testing.T) {
 	s.SyscallBytes(other.Buffer([]byte("not ours"), 0))
 	t.Errorf("SyscallBytes(another pool's buffer) returned")
 }
+
+// TestOutputECN: a segment's ECN codepoint reaches IP in its OpOutput,
+// also when it waited for a buffer.
+func TestOutputECN(t *testing.T) {
+	b := start(t, 1, func(h transport.Host) {
+		for _, ecn := range []uint8{ops.ECNECT0, ops.ECNECT0, ops.ECNNotECT} {
+			if err := h.Send([]byte("seg"), ourNet.Addr(), peerIP, transport.Offload{Checksum: true, ECN: ecn}); err != nil {
+				t.Errorf("Send(ECN %d) = %v", ecn, err)
+			}
+		}
+	})
+	b.sys.Send(ops.OpSendTo.Msg(1))
+	var got []uint8
+	for range 3 {
+		m := b.ip.Recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput })
+		got = append(got, ops.OutputECN(m))
+		if ops.OutputOffload(m) != ops.OffloadChecksum {
+			t.Errorf("offload %#x, want checksum", ops.OutputOffload(m))
+		}
+		b.ip.SendRaw(m)
+	}
+	if want := []uint8{ops.ECNECT0, ops.ECNECT0, ops.ECNNotECT}; !slices.Equal(got, want) {
+		t.Errorf("ECN of the OpOutputs %v, want %v", got, want)
+	}
+}
