@@ -222,14 +222,18 @@ func badIPv6(t *testing.T, n *netns, a *appliance, slaac netip.Addr) {
 	}
 	t.Logf("%s", strings.TrimSpace(lastLine(string(out), "sent ")))
 	grew := func(m map[string]any, k string) float64 { return num(m, k) - num(before, k) }
-	after := a.waitStats("ip", func(m map[string]any) bool { return grew(m, "IP6BadExtension") >= 4*rounds && grew(m, "RARefused") > 0 })
+	after := a.waitStats("ip", func(m map[string]any) bool { return grew(m, "IP6BadExtension") >= 0.9*4*rounds && grew(m, "RARefused") > 0 })
+	// A loaded host's tap drops a few of the raw frames before QEMU reads
+	// them (TestKeepnetMalformedFrames bounds that by the device's own
+	// counters; here 10% is the slack): each kind must be refused, not
+	// every frame counted.
 	for _, c := range []struct {
 		counter string
 		atLeast float64
 	}{
-		{"IP6BadExtension", 4 * rounds}, // chain order, nine headers, unknown option, routing type 0 (the truncated one too, if counted there)
-		{"ReassemblyOverlaps", rounds},
-		{"NDBad", 2 * rounds},
+		{"IP6BadExtension", 0.9 * 4 * rounds}, // chain order, nine headers, unknown option, routing type 0 (the truncated one too, if counted there)
+		{"ReassemblyOverlaps", 0.9 * rounds},
+		{"NDBad", 0.9 * 2 * rounds},
 		{"RARefused", 1},
 	} {
 		if g := grew(after, c.counter); g < c.atLeast {
