@@ -144,24 +144,8 @@ func TestIPv6(t *testing.T) {
 	}
 	// Fragmented both ways: Linux cuts what it sends, keepnet reassembles,
 	// echoes, cuts its echo, Linux reassembles.
-	const echo6 = `
-import os, socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.settimeout(5)
-for size in (1453, 3000, 8000, 20000):
-    msg = os.urandom(size)
-    for attempt in range(3):
-        s.sendto(msg, (sys.argv[1], 7))
-        try:
-            got = s.recv(65536)
-            break
-        except socket.timeout:
-            got = b""
-    print(size, len(got), got == msg)
-`
-	out, err = n.exec(ctx, nil, "/usr/bin/python3", "-c", echo6, slaac.String())
-	if err != nil || strings.Count(string(out), "True") != 4 {
-		t.Errorf("UDP echo over IPv6 of 1,453 to 20,000 bytes (fragmented both ways): %v\n%s", err, out)
+	if r := n6.udpHelper(t, 2*time.Minute, "big", n6.GuestIP+":7", 0); r["lost"] != "0" || r["bad"] != "0" {
+		t.Errorf("UDP echo over IPv6 of 1,453 to 20,000 bytes (fragmented both ways): %v", r)
 	}
 	st = a.waitStats("ip", func(m map[string]any) bool { return num(m, "ReassemblyOK") >= 4 && num(m, "FragmentsOut") > 0 })
 	if num(st, "ReassemblyOK") < 4 || num(st, "FragmentsOut") == 0 {

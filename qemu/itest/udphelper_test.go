@@ -29,6 +29,8 @@ func TestHelperUDP(t *testing.T) {
 	switch mode {
 	case "echo":
 		udpEchoSizes(t, target, n)
+	case "big":
+		udpEchoBig(t, target)
 	case "stream":
 		udpStream(t, target, n)
 	case "paced":
@@ -74,6 +76,42 @@ func udpEchoSizes(t *testing.T, target string, n int) {
 		}
 	}
 	fmt.Printf("result: sent=%d lost=%d bad=%d seconds=%.1f\n", n, lost, bad, time.Since(start).Seconds())
+}
+
+// udpEchoBig sends datagrams of 1,453, 3,000, 8,000 and 20,000 bytes,
+// each fragmented on the way there and back over a 1,500-byte link (the
+// first just over IPv6's 1,452 of UDP payload), trying each up to three
+// times, and checks each echo byte for byte.
+func udpEchoBig(t *testing.T, target string) {
+	c, err := net.Dial("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := splitmix.New(7)
+	buf := make([]byte, 65536)
+	lost, bad := 0, 0
+	for _, size := range []int{1453, 3000, 8000, 20000} {
+		msg := make([]byte, size)
+		r.Read(msg)
+		got := -1
+		for range 3 {
+			if _, err := c.Write(msg); err != nil {
+				t.Fatalf("write %d bytes: %v", size, err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if got, err = c.Read(buf); err == nil {
+				break
+			}
+		}
+		switch {
+		case got < 0:
+			lost++
+		case !bytes.Equal(buf[:got], msg):
+			bad++
+		}
+	}
+	fmt.Printf("result: sent=4 lost=%d bad=%d\n", lost, bad)
 }
 
 // udpStream sends n small datagrams, one every 5 ms, each carrying its
