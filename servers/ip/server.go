@@ -70,7 +70,7 @@ type ServerOptions struct {
 	Store      *store.Client
 	// RxPosted is how many receive buffers are kept with each driver.
 	RxPosted int
-	// Filter is the packet filter component ("pf"): every IPv4 datagram
+	// Filter is the packet filter component ("pf"): every IP datagram
 	// in and out waits for its verdict (filter.go). Empty: no filter, and
 	// no datagram waits.
 	Filter string
