@@ -179,6 +179,9 @@ func TestServerForwardsBetweenDrivers(t *testing.T) {
 func TestServerForwardAsksPF(t *testing.T) {
 	const rules = "set default block\npass in on e1000.0 proto udp\npass out on e1000.1 proto udp to any port 9\n"
 	b := newFwdbed(t, rules)
+	if nd := b.pf.Stats().NDPassed; nd == 0 {
+		t.Errorf("pf passed no ND: ip's first IPv6 messages on e1000.0 did not wait for it")
+	}
 	if frames := b.forwardOnce(udpTo(9)); len(frames) != 1 {
 		t.Fatalf("port 9: e1000.1 was given %d frames, want the forwarded one", len(frames))
 	}
