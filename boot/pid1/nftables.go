@@ -58,7 +58,10 @@ import (
 // The TCP window checks of an established flow are conntrack's, not pf's
 // (tcptrack.go). Counters are nf_tables' own, per nftables rule (`nft
 // list ruleset` shows them, and each rule's comment names its pf line);
-// `keepnet pf load` is refused: the rules are fixed at boot.
+// `keepnet pf load` is refused: the rules are fixed at boot. The
+// translation is IPv4's: rules only IPv6 datagrams match (inet6, proto
+// icmp6, IPv6 addresses) are left out, and IPv6 meets the chains'
+// policy, where keepnet's pf judges it by the rules.
 
 // nftTable is the name of the inet table the rules go into.
 const nftTable = "keepnet"
@@ -154,6 +157,9 @@ func chainPrelude(dir pf.Dir) []nftRule {
 // for each kind of packet it treats differently. They are disjoint, or
 // ordered so that the first that matches is right.
 func translateRule(r *pf.Rule, dir pf.Dir, linuxName func(string) string) []nftRule {
+	if ipv6Only(r) {
+		return nil // the baseline translates IPv4 rules only
+	}
 	match := isIPv4()
 	if r.Iface != "" {
 		match = slices.Concat(match, ifname(dir, linuxName(r.Iface)))
@@ -169,7 +175,7 @@ func translateRule(r *pf.Rule, dir pf.Dir, linuxName func(string) string) []nftR
 		match = slices.Concat(match, portMatch(r.To.Ports, destinationPort))
 	}
 	if r.HasICMPType {
-		match = slices.Concat(match, icmpIs(expr.CmpOpEq, r.ICMPType))
+		match = slices.Concat(match, icmpIs(expr.CmpOpEq, header.ICMPv4Type(r.ICMPType)))
 	}
 	action := expr.VerdictDrop
 	if r.Action == pf.Pass {
@@ -200,7 +206,7 @@ func translateRule(r *pf.Rule, dir pf.Dir, linuxName func(string) string) []nftR
 	switch {
 	case r.Proto == header.ProtocolTCP:
 		return withState(opensConnection())
-	case r.HasICMPType && r.ICMPType == header.ICMPv4Echo:
+	case r.HasICMPType && r.ICMPType == uint8(header.ICMPv4Echo):
 		return withState()
 	case r.HasICMPType:
 		return without()
@@ -213,6 +219,13 @@ func translateRule(r *pf.Rule, dir pf.Dir, linuxName func(string) string) []nftR
 	// other ICMP without, the rest with a state.
 	return slices.Concat(withState(isTCP, opensConnection()), withState(isICMP, echo), without(isICMP, notEcho),
 		withState(l4proto(expr.CmpOpNeq, header.ProtocolTCP), l4proto(expr.CmpOpNeq, header.ProtocolICMP)))
+}
+
+// ipv6Only reports whether r matches only IPv6 datagrams: it says inet6,
+// proto icmp6 or has an IPv6 address.
+func ipv6Only(r *pf.Rule) bool {
+	return r.Family == pf.Inet6 || r.Proto == header.ProtocolICMPv6 ||
+		r.From.Addr.IsValid() && r.From.Addr.Addr().Is6() || r.To.Addr.IsValid() && r.To.Addr.Addr().Is6()
 }
 
 // The expressions. Every one works in register 1 (NFT_REG_1, 16 bytes).

@@ -57,7 +57,7 @@
 //     forwarding on, what we forward (TTL, RFC 1624 checksum update, ICMP
 //     time exceeded, net unreachable and fragmentation needed, fragments).
 //   - Filtering (the server, filter.go): with a packet filter configured,
-//     every IPv4 datagram in and out waits for pf's verdict
+//     every IPv4 and IPv6 datagram in and out waits for pf's verdict
 //     (servers/pf/verdict); without one, nothing waits.
 //
 // # Recovery protocol

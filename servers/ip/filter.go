@@ -14,8 +14,8 @@ import (
 // # The packet filter in the data path
 //
 // With a filter (ServerOptions.Filter, set by init only when the appliance
-// has rules), every IPv4 datagram ip receives or sends waits for pf's
-// verdict (servers/pf/verdict) before anything else is done with it:
+// has rules), every IPv4 and IPv6 datagram ip receives or sends waits for
+// pf's verdict (servers/pf/verdict) before anything else is done with it:
 //
 //   - a received frame stays in its receive buffer, which goes to pf in
 //     a question; a fresh buffer takes its place with the driver. Passed,
@@ -26,7 +26,10 @@ import (
 //     offload request it was built with (kept in the question); blocked,
 //     its buffer is freed.
 //
-// ARP is not IP and never waits. Questions are queued like every request
+// ARP is not IP and never waits. IPv6's Neighbor Discovery and MLD do
+// wait, like all of IPv6, and pf passes them without rules (servers/pf's
+// packet.go says which and why), so that a rule set cannot cut the
+// appliance off its link. Questions are queued like every request
 // and sent in one batch per pass of the loop.
 //
 // The link to pf exists from the start, with or without a pf on it: its
@@ -57,9 +60,14 @@ func (s *server) filterFull() bool {
 	return s.filtering() && s.links[s.o.Filter].out.Full()
 }
 
-// isIPv4 reports whether frame carries an IPv4 datagram: what pf judges.
-func isIPv4(frame []byte) bool {
-	return len(frame) > header.EthernetMinimumSize && header.Ethernet(frame).Type() == header.EtherTypeIPv4
+// isIP reports whether frame carries an IPv4 or IPv6 datagram: what pf
+// judges.
+func isIP(frame []byte) bool {
+	if len(frame) <= header.EthernetMinimumSize {
+		return false
+	}
+	t := header.Ethernet(frame).Type()
+	return t == header.EtherTypeIPv4 || t == header.EtherTypeIPv6
 }
 
 // newFilterLink is the link to pf, before its first generation attaches.

@@ -271,7 +271,7 @@ func (s *Stack) handleIPv6(eth header.Ethernet) {
 		s.handleICMPv6(h, header.ICMPv6(h[x.UpperOffset:]))
 	case header.ProtocolIPv6NoNext:
 	case header.ProtocolTCP, header.ProtocolUDP:
-		if t, ok := s.transports[x.Upper].(Datagram6Transport); ok && !s.noTransport6 {
+		if t, ok := s.transports[x.Upper].(Datagram6Transport); ok {
 			s.c.IP6Delivered++
 			t.DeliverDatagram6(h, x.UpperOffset)
 			return

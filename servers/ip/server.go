@@ -70,7 +70,7 @@ type ServerOptions struct {
 	Store      *store.Client
 	// RxPosted is how many receive buffers are kept with each driver.
 	RxPosted int
-	// Filter is the packet filter component ("pf"): every IPv4 datagram
+	// Filter is the packet filter component ("pf"): every IP datagram
 	// in and out waits for its verdict (filter.go). Empty: no filter, and
 	// no datagram waits.
 	Filter string
@@ -381,7 +381,6 @@ func (s *server) start() {
 				log.Printf("IPv6: %d addresses from the store", len(n.stack.IPv6Addresses()))
 			}
 		}
-		n.stack.noTransport6 = s.filtering() // pf judges IPv4 only
 		if i < len(s.keptPMTUs) && s.keptPMTUs[i] != nil {
 			log.Printf("path MTUs of %d destinations from the store", n.stack.RestorePathMTUs(s.keptPMTUs[i]))
 		}
@@ -632,7 +631,7 @@ func (s *server) sendFrame(n *nic, frame []byte, offload uint64) error {
 	}
 	buf, _ := p.Bytes(ref)
 	ref.Len = uint32(copy(buf, frame))
-	if s.filtering() && isIPv4(frame) {
+	if s.filtering() && isIP(frame) {
 		return s.filterOut(n, ref, offload)
 	}
 	if !s.request(l, link.OpTx.Msg(ref, offload)) {
@@ -789,7 +788,7 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 			ref := req.Ref
 			ref.Len = m.Ref.Len
 			shared, err := s.rx.Bytes(ref)
-			if err == nil && s.filtering() && isIPv4(shared) {
+			if err == nil && s.filtering() && isIP(shared) {
 				s.filterIn(l, ref) // handled when pf has judged it
 				return
 			}

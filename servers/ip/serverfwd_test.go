@@ -51,8 +51,10 @@ func newFwdbed(t *testing.T, rules string) *fwdbed {
 	b.drv0 = b.attachDriver("e1000.0", ourMAC)
 	b.drv1 = b.attachDriver("e1000.1", ourMAC1)
 	b.s.start()
-	b.transmitted(b.drv0) // the gratuitous ARPs
+	b.pump()              // IPv6's first messages on e1000.0 (solicitations, MLD): pf passes them
+	b.transmitted(b.drv0) // the gratuitous ARPs, and those
 	b.transmitted(b.drv1)
+	b.s.filterPassed, b.s.filterBlocked = 0, 0 // the tests count the forwarded datagrams' verdicts
 	return b
 }
 
@@ -177,6 +179,9 @@ func TestServerForwardsBetweenDrivers(t *testing.T) {
 func TestServerForwardAsksPF(t *testing.T) {
 	const rules = "set default block\npass in on e1000.0 proto udp\npass out on e1000.1 proto udp to any port 9\n"
 	b := newFwdbed(t, rules)
+	if nd := b.pf.Stats().NDPassed; nd == 0 {
+		t.Errorf("pf passed no ND: ip's first IPv6 messages on e1000.0 did not wait for it")
+	}
 	if frames := b.forwardOnce(udpTo(9)); len(frames) != 1 {
 		t.Fatalf("port 9: e1000.1 was given %d frames, want the forwarded one", len(frames))
 	}

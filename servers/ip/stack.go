@@ -234,12 +234,8 @@ type Stack struct {
 
 	icmpTokens tokenBucket // ICMP errors (Limits.ICMPErrorRate)
 
-	v6 *stack6 // IPv6 (ipv6.go); nil until EnableIPv6
-	// noTransport6: IPv6 datagrams do not reach the transports (pf
-	// filters IPv4 only, so with a packet filter they would pass
-	// unfiltered): they are refused as by a closed port.
-	noTransport6 bool
-	pmtu         pmtuCache // path MTU estimates by destination (pmtu.go)
+	v6   *stack6   // IPv6 (ipv6.go); nil until EnableIPv6
+	pmtu pmtuCache // path MTU estimates by destination (pmtu.go)
 
 	// router joins this Stack to the others of a multi-NIC appliance
 	// (forward.go); nil for the lone interface, which then routes by its

@@ -33,13 +33,14 @@ type Counters struct {
 	Passed  uint64
 	Blocked uint64
 
-	Malformed       uint64 // refused by parse: bad IP header, truncated, short transport header
+	Malformed       uint64 // refused by parse: bad IP header or IPv6 extension headers, truncated, short transport header
 	BadWindow       uint64 // a TCP segment of a tracked flow outside its windows, or an ICMP error quoting one
 	StateLimit      uint64 // states not created: the table was full
 	StateMatches    uint64 // packets passed by a state
 	ICMPErrors      uint64 // ICMP errors passed because they quote a tracked flow
 	FragmentsPassed uint64 // later fragments passed after their first
 	FragmentsLost   uint64 // later fragments blocked: no first fragment passed
+	NDPassed        uint64 // ICMPv6 Neighbor Discovery and MLD passed without rules (packet.go)
 
 	StatesCreated uint64
 	StatesExpired uint64
@@ -59,11 +60,12 @@ const (
 	ReasonRelated                  // an ICMP error quoting a tracked flow
 	ReasonBadWindow                // a tracked TCP flow's segment out of window
 	ReasonStateLimit               // the rule would create a state; the table is full
-	ReasonMalformed                // not a well-formed IPv4 datagram
+	ReasonMalformed                // not a well-formed IPv4 or IPv6 datagram
 	ReasonFragment                 // a later fragment: passed as its first was, or not
+	ReasonND                       // ICMPv6 Neighbor Discovery or MLD on the link: passed without rules
 )
 
-var reasonNames = [...]string{"rule", "default", "state", "related", "bad-window", "state-limit", "malformed", "fragment"}
+var reasonNames = [...]string{"rule", "default", "state", "related", "bad-window", "state-limit", "malformed", "fragment", "nd"}
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
@@ -235,7 +237,7 @@ func (f *Filter) VerdictBatch(ps []Packet, now time.Time) {
 	}
 }
 
-// Verdict decides the IPv4 datagram b going dir through interface iface
+// Verdict decides the IPv4 or IPv6 datagram b going dir through interface iface
 // at now, updating states and counters. b is read once, here: it may lie
 // in a pool a neighbour can write.
 func (f *Filter) Verdict(dir Dir, iface string, b []byte, now time.Time) Verdict {
@@ -259,6 +261,10 @@ func (f *Filter) Verdict(dir Dir, iface string, b []byte, now time.Time) Verdict
 }
 
 func (f *Filter) decide(p *packet, dir Dir, iface string, now int64) Verdict {
+	if p.linkLocalControl() {
+		f.c.NDPassed++
+		return Verdict{Pass: true, Reason: ReasonND, Rule: -1}
+	}
 	if p.later {
 		return f.laterFragment(p, dir, now)
 	}
@@ -272,7 +278,7 @@ func (f *Filter) decide(p *packet, dir Dir, iface string, now int64) Verdict {
 // decideWhole decides a datagram that has its transport header: by the
 // flow it belongs to, or the one an ICMP error quotes, else by the rules.
 func (f *Filter) decideWhole(p *packet, dir Dir, iface string, now int64) Verdict {
-	if p.proto == header.ProtocolICMP && isICMPError(p.icmpType) && p.quoted.valid {
+	if p.isICMPError() && p.quoted.valid {
 		if v, ok := f.related(p, dir, now); ok {
 			return v
 		}
@@ -284,10 +290,9 @@ func (f *Filter) decideWhole(p *packet, dir Dir, iface string, now int64) Verdic
 }
 
 // hasFlow reports whether p belongs to a kind of flow states track:
-// TCP, UDP, ICMP echo, and any protocol other than those three.
-func (p *packet) hasFlow() bool {
-	return p.proto != header.ProtocolICMP || isEcho(p.icmpType)
-}
+// TCP, UDP, ICMP echo (ICMPv6 echo in IPv6), and any protocol other than
+// those.
+func (p *packet) hasFlow() bool { return !p.icmp() || p.isEcho() }
 
 // ports are p's TCP or UDP ports; 0 for other protocols (no port rule
 // matches 0), whose flows key on other fields (the ICMP echo identifier).
@@ -301,11 +306,11 @@ func (p *packet) ports() (src, dst uint16) {
 // makesState reports whether a keep state rule creates a state for p:
 // the first packet of a flow (for TCP its SYN, for ICMP an echo request).
 func (p *packet) makesState() bool {
-	switch p.proto {
-	case header.ProtocolTCP:
+	switch {
+	case p.proto == header.ProtocolTCP:
 		return p.initialSYN()
-	case header.ProtocolICMP:
-		return p.icmpType == header.ICMPv4Echo
+	case p.icmp():
+		return p.isEchoRequest()
 	}
 	return true
 }
@@ -322,15 +327,15 @@ func (f *Filter) matchState(p *packet, dir Dir, now int64) (Verdict, bool) {
 	if !p.hasFlow() {
 		return Verdict{}, false
 	}
-	k, fromLo := keyOf(p.proto, p.src, p.dst, p.sport, p.dport, dir)
+	k, fromLo := keyOf(p.v6, p.proto, p.src, p.dst, p.sport, p.dport, dir)
 	i, ok := f.lookup(k, now)
 	if !ok {
 		return Verdict{}, false
 	}
 	st := &f.states[i]
 	side := st.side(fromLo)
-	switch p.proto {
-	case header.ProtocolTCP:
+	switch {
+	case p.proto == header.ProtocolTCP:
 		if p.initialSYN() && st.reusable() {
 			f.c.StatesReused++
 			f.remove(i)
@@ -340,9 +345,10 @@ func (f *Filter) matchState(p *packet, dir Dir, now int64) (Verdict, bool) {
 			f.c.BadWindow++
 			return Verdict{Reason: ReasonBadWindow, Rule: -1}, true
 		}
-	case header.ProtocolICMP:
+	case p.icmp():
 		// An echo state passes requests one way and replies the other.
-		if want := [2]header.ICMPv4Type{header.ICMPv4Echo, header.ICMPv4EchoReply}[side]; p.icmpType != want {
+		n := p.numbers()
+		if want := [2]uint8{n.echoRequest, n.echoReply}[side]; p.icmpType != want {
 			return Verdict{}, false
 		}
 		st.peers[side].count()
@@ -367,7 +373,7 @@ func (f *Filter) related(p *packet, dir Dir, now int64) (Verdict, bool) {
 	if q.src != p.dst {
 		return Verdict{}, false
 	}
-	k, fromLo := keyOf(q.proto, q.src, q.dst, q.sport, q.dport, dir.reverse())
+	k, fromLo := keyOf(p.v6, q.proto, q.src, q.dst, q.sport, q.dport, dir.reverse())
 	i, ok := f.lookup(k, now)
 	if !ok {
 		return Verdict{}, false
@@ -381,7 +387,7 @@ func (f *Filter) related(p *packet, dir Dir, now int64) (Verdict, bool) {
 			return Verdict{Reason: ReasonBadWindow, Rule: -1}, true
 		}
 	}
-	if q.proto == header.ProtocolICMP {
+	if q.proto == p.numbers().proto {
 		st.icmpError, st.last = true, now
 		f.kept.save(int(i), st)
 	}
@@ -431,7 +437,7 @@ func (f *Filter) create(p *packet, dir Dir, rule int, now int64) bool {
 	}
 	i := f.free[n-1]
 	f.free = f.free[:n-1]
-	k, fromLo := keyOf(p.proto, p.src, p.dst, p.sport, p.dport, dir)
+	k, fromLo := keyOf(p.v6, p.proto, p.src, p.dst, p.sport, p.dport, dir)
 	st := &f.states[i]
 	*st = state{key: k, initLo: fromLo, created: now, last: now, rule: int32(rule)}
 	st.packets[initiator], st.bytes[initiator] = 1, uint64(p.length)
@@ -514,10 +520,11 @@ func (r *Rule) matches(p *packet, dir Dir, iface string) bool {
 	switch {
 	case r.Dir != dirAny && r.Dir != dir,
 		r.Iface != "" && r.Iface != iface,
+		r.Family != FamilyAny && r.Family != familyOf(p.v6),
 		r.Proto != 0 && r.Proto != p.proto,
-		!r.From.match(p.src, sport),
-		!r.To.match(p.dst, dport),
-		r.HasICMPType && (p.proto != header.ProtocolICMP || p.icmpType != r.ICMPType),
+		!r.From.match(p.src, p.v6, sport),
+		!r.To.match(p.dst, p.v6, dport),
+		r.HasICMPType && (!p.icmp() || p.icmpType != r.ICMPType),
 		r.Action == Pass && r.KeepState && p.proto == header.ProtocolTCP && !p.initialSYN():
 		return false
 	}
@@ -528,8 +535,8 @@ func (r *Rule) matches(p *packet, dir Dir, iface string) bool {
 //
 // Only a datagram's first fragment has the transport header, so only it
 // can be judged like a whole datagram; the rest follow its verdict. A
-// first fragment that passes is remembered (source, destination,
-// protocol, IP identification and direction) for fragmentTimeout, in a
+// first fragment that passes is remembered (family, source, destination,
+// protocol, identification and direction) for fragmentTimeout, in a
 // small ring; a later fragment passes only if its first did, and is
 // blocked otherwise (a later fragment that overtakes its first is lost,
 // and the sender's retransmission gets through). Fragments never match
@@ -548,9 +555,10 @@ const fragmentTimeout = 30 * time.Second
 const fragmentSlots = 256
 
 type fragment struct {
-	src, dst uint32
-	id       uint16
+	src, dst addr
+	id       uint32
 	proto    uint8
+	v6       bool
 	dir      Dir
 	expires  int64
 }
@@ -561,7 +569,14 @@ type fragments struct {
 }
 
 func fragmentOf(p *packet, dir Dir) fragment {
-	return fragment{src: p.src, dst: p.dst, id: p.ipID, proto: p.proto, dir: dir}
+	e := fragment{src: p.src, dst: p.dst, id: p.fragID, proto: p.proto, v6: p.v6, dir: dir}
+	if p.v6 {
+		// Source, destination and identification name an IPv6 datagram
+		// (RFC 8200 §4.5); its upper layer is known only to its first
+		// fragment, whose chain may go on past the Fragment header.
+		e.proto = 0
+	}
+	return e
 }
 
 func (fs *fragments) remember(p *packet, dir Dir, now int64) {

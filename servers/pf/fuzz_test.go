@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 		"set default block\npass out proto tcp from 10.0.0.0/8 port 1:1023 to any port 80 keep state\n",
 		"block in quick on e1000.1 proto icmp all icmp-type 3 # x\n",
 		"set timeout tcp.first 5\npass in proto 47 from 1.2.3.4 to any no state",
+		"pass in inet6 proto tcp to port 80\nblock quick from 2001:db8::/32 to fe80::1\npass proto icmp6 icmp6-type toobig no state\n",
 	} {
 		f.Add(s)
 	}

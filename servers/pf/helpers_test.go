@@ -17,16 +17,39 @@ var (
 	router  = netip.MustParseAddr("203.0.113.1")
 )
 
+// The same hosts' IPv6 addresses, and a router's link-local one.
+var (
+	inside6  = netip.MustParseAddr("2001:db8::2")
+	outside6 = netip.MustParseAddr("2001:db8:7::7")
+	other6   = netip.MustParseAddr("2001:db8:9::9")
+	router6  = netip.MustParseAddr("fe80::1")
+)
+
 // epoch is the fake clock's start.
 var epoch = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 
-// datagram is an IPv4 datagram of proto from src to dst around payload.
+// datagram is an IPv4 datagram of proto from src to dst around payload,
+// or an IPv6 one if the addresses are IPv6 ones.
 func datagram(proto uint8, src, dst netip.Addr, payload []byte) []byte {
+	if src.Is6() {
+		return datagram6(proto, 64, src, dst, payload)
+	}
 	b := make([]byte, header.IPv4MinimumSize+len(payload))
 	header.IPv4(b).Encode(&header.IPv4Fields{
 		TotalLength: uint16(len(b)), ID: 0x4242, TTL: 64, Protocol: proto, Src: src, Dst: dst,
 	})
 	copy(b[header.IPv4MinimumSize:], payload)
+	return b
+}
+
+// datagram6 is an IPv6 datagram with hop limit hops whose payload (next
+// header proto) is payload: extension headers and all.
+func datagram6(proto, hops uint8, src, dst netip.Addr, payload []byte) []byte {
+	b := make([]byte, header.IPv6MinimumSize+len(payload))
+	header.IPv6(b).Encode(&header.IPv6Fields{
+		PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst,
+	})
+	copy(b[header.IPv6MinimumSize:], payload)
 	return b
 }
 
@@ -71,6 +94,29 @@ func udp(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, n int) []by
 	b := make([]byte, header.UDPMinimumSize+n)
 	header.UDP(b).Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(b))})
 	return datagram(header.ProtocolUDP, src, dst, b)
+}
+
+// echo6 is an ICMPv6 echo request or reply.
+func echo6(typ header.ICMPv6Type, src, dst netip.Addr, id, seq uint16) []byte {
+	return datagram6(header.ProtocolICMPv6, 64, src, dst, icmp6(typ, 0, uint32(id)<<16|uint32(seq), make([]byte, 16)))
+}
+
+// icmp6 is an ICMPv6 message (checksum left zero: pf does not check it).
+func icmp6(typ header.ICMPv6Type, code uint8, word uint32, body []byte) []byte {
+	b := make([]byte, header.ICMPv6MinimumSize+len(body))
+	m := header.ICMPv6(b)
+	m.SetType(typ)
+	m.SetCode(code)
+	m.SetWord(word)
+	copy(m.Body(), body)
+	return b
+}
+
+// icmp6Error is an ICMPv6 error from src to dst quoting the datagram
+// offending, as much of it as RFC 4443 lets fit.
+func icmp6Error(typ header.ICMPv6Type, code uint8, src, dst netip.Addr, offending []byte) []byte {
+	q := offending[:min(len(offending), header.ICMPv6ErrorMaxSize-header.ICMPv6MinimumSize)]
+	return datagram6(header.ProtocolICMPv6, 64, src, dst, icmp6(typ, code, 0, q))
 }
 
 // echo is an ICMP echo request or reply.
@@ -189,3 +235,5 @@ func (c *conn) open() {
 func (w *wire) conn(client netip.Addr, cport uint16, server netip.Addr, sport uint16, dir Dir) *conn {
 	return &conn{w: w, client: client, server: server, cport: cport, sport: sport, cseq: 1000, sseq: 500000, dir: dir}
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

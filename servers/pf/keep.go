@@ -12,7 +12,7 @@ import (
 // connections (servers/tcp/keep.go). The layout is
 //
 //	header (64 bytes): magic, version, slot count, nonce, CRC-32C of these
-//	slot 0 .. slot MaxStates-1 (256 bytes each): two copies of a record
+//	slot 0 .. slot MaxStates-1 (320 bytes each): two copies of a record
 //
 // A copy is a CRC-32C over the set-up's nonce and the rest of the copy,
 // the record's kind (a state, or free) and version, a stamp (a counter
@@ -30,6 +30,15 @@ import (
 // nonce, drawn when the memory is first set up, makes records of another
 // set-up (another layout, stale bytes) fail their checksums.
 //
+// Version 2 of the layout holds 16-byte addresses (IPv4 ones mapped, and
+// a family flag); a pf of version 2 set up over version 1's memory
+// (which only an upgrade of pf without a reboot could give it: the
+// memory's size came from the same binary's init) finds a header it does
+// not take and starts with an empty table, as on a first start. Version
+// 1's slots were smaller, so its records are not read: converting them
+// would save the flows of an upgrade, not of a crash, and cost a second
+// decoder kept for one restart.
+//
 // The Go side keeps its own copy of each state (Filter.states) and the
 // index; both are rebuilt from the records by New. Rules are not here:
 // they come from a file or the store.
@@ -37,10 +46,10 @@ import (
 // Kept memory layout.
 const (
 	memMagic   = "keepnet pf\x00\x00"
-	memVersion = 1
+	memVersion = 2
 
 	headerBytes = 64
-	slotBytes   = 256
+	slotBytes   = 320
 	copyBytes   = slotBytes / 2
 	copyHeader  = 16
 
@@ -56,7 +65,7 @@ const (
 	cpVersion = 5
 	cpStamp   = 8
 
-	recordVersion = 1
+	recordVersion = 2
 	kindFree      = 0
 	kindState     = 1
 )
@@ -200,24 +209,25 @@ func (k *keeper) adopt(slot int, st *state) (slotRecord, uint64) {
 
 // Record layout (little-endian), after the copy header.
 const (
-	recLo      = 0
-	recHi      = 4
-	recLoPort  = 8
-	recHiPort  = 10
-	recProto   = 12
-	recLoDir   = 13
-	recFlags   = 14
-	recPeers   = 16 // two of peerBytes
+	recLo      = 0  // 16 bytes, big-endian as on the wire
+	recHi      = 16 // 16 bytes
+	recLoPort  = 32
+	recHiPort  = 34
+	recProto   = 36
+	recLoDir   = 37
+	recFlags   = 38
+	recPeers   = 40 // two of peerBytes
 	peerBytes  = 16
-	recCreated = 48
-	recLast    = 56
-	recRule    = 64
-	recPackets = 72 // two uint64
-	recBytes   = 88 // two uint64
-	recEnd     = 104
+	recCreated = 72
+	recLast    = 80
+	recRule    = 88
+	recPackets = 96  // two uint64
+	recBytes   = 112 // two uint64
+	recEnd     = 128
 
 	flagInitLo    = 1 << 0
 	flagICMPError = 1 << 1
+	flagIPv6      = 1 << 2
 )
 
 // The record must fit its copy.
@@ -226,8 +236,8 @@ var _ = [copyBytes - copyHeader - recEnd]struct{}{}
 func encodeState(b []byte, st *state) {
 	le := binary.LittleEndian
 	k := &st.key
-	le.PutUint32(b[recLo:], k.lo)
-	le.PutUint32(b[recHi:], k.hi)
+	putAddr(b[recLo:], k.lo)
+	putAddr(b[recHi:], k.hi)
 	le.PutUint16(b[recLoPort:], k.loPort)
 	le.PutUint16(b[recHiPort:], k.hiPort)
 	b[recProto], b[recLoDir] = k.proto, uint8(k.loDir)
@@ -238,6 +248,9 @@ func encodeState(b []byte, st *state) {
 	if st.icmpError {
 		flags |= flagICMPError
 	}
+	if k.v6 {
+		flags |= flagIPv6
+	}
 	b[recFlags] = flags
 	for i := range st.peers {
 		encodePeer(b[recPeers+i*peerBytes:], &st.peers[i])
@@ -247,6 +260,11 @@ func encodeState(b []byte, st *state) {
 	le.PutUint64(b[recCreated:], uint64(st.created))
 	le.PutUint64(b[recLast:], uint64(st.last))
 	le.PutUint32(b[recRule:], uint32(st.rule))
+}
+
+func putAddr(b []byte, a addr) {
+	binary.BigEndian.PutUint64(b, a.hi)
+	binary.BigEndian.PutUint64(b[8:], a.lo)
 }
 
 func encodePeer(b []byte, pe *peer) {
@@ -263,9 +281,9 @@ func encodePeer(b []byte, pe *peer) {
 func decodeState(b []byte, st *state) bool {
 	le := binary.LittleEndian
 	*st = state{key: flowKey{
-		lo: le.Uint32(b[recLo:]), hi: le.Uint32(b[recHi:]),
+		lo: addr16(b[recLo:]), hi: addr16(b[recHi:]),
 		loPort: le.Uint16(b[recLoPort:]), hiPort: le.Uint16(b[recHiPort:]),
-		proto: b[recProto], loDir: Dir(b[recLoDir]),
+		proto: b[recProto], loDir: Dir(b[recLoDir]), v6: b[recFlags]&flagIPv6 != 0,
 	}}
 	st.initLo = b[recFlags]&flagInitLo != 0
 	st.icmpError = b[recFlags]&flagICMPError != 0
@@ -285,8 +303,11 @@ func decodeState(b []byte, st *state) bool {
 // check reports whether st keeps the invariants every state has.
 func (st *state) check() bool {
 	k := &st.key
-	if k.loDir != In && k.loDir != Out || k.lo > k.hi || st.created > st.last || st.rule < 0 {
+	if k.loDir != In && k.loDir != Out || k.hi.less(k.lo) || st.created > st.last || st.rule < 0 {
 		return false
+	}
+	if !k.v6 && (!k.lo.is4() || !k.hi.is4()) {
+		return false // an IPv4 flow's addresses are mapped ones
 	}
 	for _, pe := range st.peers {
 		if pe.state >= peerStateEnd || pe.scale > maxWindowScale || pe.offered < -1 || pe.offered > maxWindowScale {

@@ -2,6 +2,7 @@ package pf
 
 import (
 	"encoding/binary"
+	"hash/crc32"
 	"testing"
 
 	"keepnet/servers/header"
@@ -27,7 +28,7 @@ func (w *wire) restart(mem []byte, maxStates int) {
 // slotOf is the kept memory slot of c's state.
 func (w *wire) slotOf(c *conn) int {
 	w.t.Helper()
-	k, _ := keyOf(header.ProtocolTCP, be32(c.client.As4()), be32(c.server.As4()), c.cport, c.sport, c.dir)
+	k, _ := keyOf(c.client.Is6(), header.ProtocolTCP, addrFrom(c.client), addrFrom(c.server), c.cport, c.sport, c.dir)
 	i, ok := w.f.index[k]
 	if !ok {
 		w.t.Fatalf("no state for %v:%d", c.client, c.cport)
@@ -122,7 +123,7 @@ func TestCrashBadRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := state{key: flowKey{lo: 1, hi: 2, loPort: 3, hiPort: 4, proto: header.ProtocolUDP, loDir: Out}, created: 1, last: 2}
+	good := state{key: flowKey{lo: addrFrom(inside), hi: addrFrom(outside), loPort: 3, hiPort: 4, proto: header.ProtocolUDP, loDir: Out}, created: 1, last: 2}
 	good.peers[initiator].state = peerSingle
 	bad := good
 	bad.key.loDir = 7
@@ -159,3 +160,6 @@ func TestKeptMemoryOfAnotherSize(t *testing.T) {
 		t.Error("New with too little memory: no error")
 	}
 }
+
+// crc32Header is the checksum of kept memory's header.
+func crc32Header(mem []byte) uint32 { return crc32.Checksum(mem[:hdrCRC], castagnoli) }

@@ -1,6 +1,7 @@
 package pf
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -64,6 +65,10 @@ type parser struct {
 	line   int
 	endCol int // the column just past the line's last word
 	toks   []token
+
+	// family is the rule's so far: from its inet or inet6, its proto
+	// icmp or icmp6, or its first address; every later one must agree.
+	family Family
 }
 
 // startLine splits a line into words, dropping a comment.
@@ -187,10 +192,12 @@ func (p *parser) end() error {
 }
 
 // rule parses a pass or block line:
-// action [in|out] [quick] [on IFACE] [proto P] [all | [from H] [to H]]
-// [icmp-type T] [keep state | no state].
+// action [in|out] [quick] [on IFACE] [inet|inet6] [proto P]
+// [all | [from H] [to H]] [icmp-type T | icmp6-type T]
+// [keep state | no state].
 func (p *parser) rule() error {
 	r := Rule{Line: p.line}
+	p.family = FamilyAny
 	if p.next().s == "pass" {
 		r.Action, r.KeepState = Pass, true
 	}
@@ -207,6 +214,15 @@ func (p *parser) rule() error {
 			return p.errAt(t, "expected an interface name after on")
 		}
 		r.Iface = t.s
+	}
+	switch p.peek() {
+	case "inet", "inet6":
+		t := p.next()
+		r.Family = Inet
+		if t.s == "inet6" {
+			r.Family = Inet6
+		}
+		p.family = r.Family
 	}
 	if p.accept("proto") {
 		if err := p.proto(&r); err != nil {
@@ -231,7 +247,7 @@ func (p *parser) rule() error {
 // interface called proto).
 func validIface(s string) bool {
 	switch s {
-	case "", "proto", "from", "to", "all", "quick", "in", "out", "keep", "no", "icmp-type", "port":
+	case "", "proto", "from", "to", "all", "quick", "in", "out", "keep", "no", "icmp-type", "icmp6-type", "port", "inet", "inet6":
 		return false
 	}
 	return true
@@ -239,17 +255,36 @@ func validIface(s string) bool {
 
 func (p *parser) proto(r *Rule) error {
 	t := p.next()
+	r.Proto = 0
 	for num, name := range protoNames {
 		if t.s == name {
 			r.Proto = num
-			return nil
 		}
 	}
-	n, err := strconv.ParseUint(t.s, 10, 8)
-	if err != nil || n == 0 {
-		return p.errAt(t, "expected tcp, udp, icmp or a protocol number from 1 to 255")
+	if r.Proto == 0 {
+		n, err := strconv.ParseUint(t.s, 10, 8)
+		if err != nil || n == 0 {
+			return p.errAt(t, "expected tcp, udp, icmp, icmp6 or a protocol number from 1 to 255")
+		}
+		r.Proto = uint8(n)
 	}
-	r.Proto = uint8(n)
+	// ICMP is IPv4's, ICMPv6 IPv6's (pf.conf: "proto icmp6" wants inet6).
+	switch r.Proto {
+	case header.ProtocolICMP:
+		return p.agree(Inet, t)
+	case header.ProtocolICMPv6:
+		return p.agree(Inet6, t)
+	}
+	return nil
+}
+
+// agree records that the word t asks for family f: an error if the rule
+// already asked for the other one.
+func (p *parser) agree(f Family, t token) error {
+	if p.family != FamilyAny && p.family != f {
+		return p.errAt(t, "%v in a rule that is %v", f, p.family)
+	}
+	p.family = f
 	return nil
 }
 
@@ -271,19 +306,31 @@ func (p *parser) hosts(r *Rule) error {
 	return nil
 }
 
-// host parses ADDR[/LEN]|any [port N[:M]].
+// host parses ADDR[/LEN]|any [port N[:M]], or port N[:M] alone (any
+// address, as pf.conf's "to port 80").
 func (p *parser) host(r *Rule, h *Host) error {
+	if p.peek() == "port" {
+		return p.port(r, h)
+	}
 	t := p.next()
 	if t.s != "any" {
 		pfx, err := parseAddr(t.s)
 		if err != nil {
 			return p.errAt(t, "%v", err)
 		}
+		if err := p.agree(familyOf(!pfx.Addr().Is4()), t); err != nil {
+			return err
+		}
 		h.Addr = pfx
 	}
 	if p.peek() != "port" {
 		return nil
 	}
+	return p.port(r, h)
+}
+
+// port parses port N[:M].
+func (p *parser) port(r *Rule, h *Host) error {
 	if kw := p.next(); r.Proto != header.ProtocolTCP && r.Proto != header.ProtocolUDP {
 		return p.errAt(kw, "port needs proto tcp or proto udp before it")
 	}
@@ -296,12 +343,16 @@ func (p *parser) host(r *Rule, h *Host) error {
 	return nil
 }
 
-// parseAddr reads an IPv4 address or prefix; an address alone is a /32.
+// parseAddr reads an IPv4 or IPv6 address or prefix; an address alone is
+// a /32 or a /128. Zones (fe80::1%e1000.0) are not addresses pf matches:
+// they are refused, as are IPv4-mapped IPv6 addresses, which would read
+// as IPv4 ones.
 func parseAddr(s string) (netip.Prefix, error) {
+	const want = "expected any, an IPv4 address, an IPv6 address or ADDR/LEN"
 	if strings.Contains(s, "/") {
 		pfx, err := netip.ParsePrefix(s)
-		if err != nil || !pfx.Addr().Is4() {
-			return netip.Prefix{}, fmt.Errorf("expected any, an IPv4 address or ADDR/LEN")
+		if err != nil || pfx.Addr().Is4In6() {
+			return netip.Prefix{}, errors.New(want)
 		}
 		if pfx.Masked() != pfx {
 			return netip.Prefix{}, fmt.Errorf("address has bits set past its prefix length (did you mean %v?)", pfx.Masked())
@@ -309,10 +360,10 @@ func parseAddr(s string) (netip.Prefix, error) {
 		return pfx, nil
 	}
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return netip.Prefix{}, fmt.Errorf("expected any, an IPv4 address or ADDR/LEN")
+	if err != nil || a.Zone() != "" || a.Is4In6() {
+		return netip.Prefix{}, errors.New(want)
 	}
-	return netip.PrefixFrom(a, 32), nil
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // parsePorts reads N or LO:HI, inclusive, with 1 <= LO <= HI.
@@ -331,14 +382,16 @@ func parsePorts(s string) (PortRange, bool) {
 	return PortRange{uint16(l), uint16(h)}, true
 }
 
-// options parses [icmp-type T] [keep state | no state].
+// options parses [icmp-type T | icmp6-type T] [keep state | no state].
 func (p *parser) options(r *Rule) error {
-	if p.peek() == "icmp-type" {
+	switch p.peek() {
+	case "icmp-type", "icmp6-type":
 		t := p.next()
-		if r.Proto != header.ProtocolICMP {
-			return p.errAt(t, "icmp-type needs proto icmp before it")
+		word, names := icmpTypeWord(r.Proto)
+		if t.s != word || r.Proto != header.ProtocolICMP && r.Proto != header.ProtocolICMPv6 {
+			return p.errAt(t, "icmp-type needs proto icmp before it, icmp6-type proto icmp6")
 		}
-		if err := p.icmpType(r); err != nil {
+		if err := p.icmpType(r, names); err != nil {
 			return err
 		}
 	}
@@ -356,9 +409,9 @@ func (p *parser) options(r *Rule) error {
 	return nil
 }
 
-func (p *parser) icmpType(r *Rule) error {
+func (p *parser) icmpType(r *Rule, names map[uint8]string) error {
 	t := p.next()
-	for typ, name := range icmpTypeNames {
+	for typ, name := range names {
 		if t.s == name {
 			r.ICMPType, r.HasICMPType = typ, true
 			return nil
@@ -366,8 +419,8 @@ func (p *parser) icmpType(r *Rule) error {
 	}
 	n, err := strconv.ParseUint(t.s, 10, 8)
 	if err != nil {
-		return p.errAt(t, "expected echoreq, echorep, unreach, timex or a type number from 0 to 255")
+		return p.errAt(t, "expected echoreq, echorep, unreach, timex, ... or a type number from 0 to 255")
 	}
-	r.ICMPType, r.HasICMPType = header.ICMPv4Type(n), true
+	r.ICMPType, r.HasICMPType = uint8(n), true
 	return nil
 }

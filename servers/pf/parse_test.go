@@ -67,7 +67,7 @@ pass
 			To:   Host{Ports: PortRange{80, 80}}},
 		{Action: Pass, Dir: In, Proto: header.ProtocolUDP,
 			To: Host{Addr: netip.MustParsePrefix("10.0.0.2/32"), Ports: PortRange{53, 53}}},
-		{Action: Pass, Proto: header.ProtocolICMP, ICMPType: header.ICMPv4Echo, HasICMPType: true, KeepState: true},
+		{Action: Pass, Proto: header.ProtocolICMP, ICMPType: uint8(header.ICMPv4Echo), HasICMPType: true, KeepState: true},
 		{Action: Block, Dir: In, Proto: header.ProtocolICMP, ICMPType: 5, HasICMPType: true},
 		{Action: Pass, KeepState: true},
 	}
@@ -94,6 +94,8 @@ func TestFormatRoundTrips(t *testing.T) {
 		"set timeout udp.first 5\nset timeout icmp.error 1\nblock in quick on e1000.0 proto 47 from 10.1.0.0/16 to 10.2.3.4\n",
 		"pass in proto tcp from any port 1:1023 to 10.0.0.0/8 port 22 keep state\n",
 		"pass out proto icmp icmp-type timex no state\npass proto icmp icmp-type 200\nblock proto udp from any port 7\n",
+		"pass in inet6 proto tcp to port 80\npass in proto icmp6 icmp6-type neighbrsol no state\nblock from 2001:db8::/32 to fe80::1\n",
+		"pass out inet all\npass proto icmp6 icmp6-type 200\npass on e1000.0 inet6 proto udp from any port 53 to 2001:db8::2 port 1024:65535\n",
 	}
 	for _, text := range texts {
 		rs, err := Parse(text)
@@ -132,6 +134,17 @@ func TestParseErrors(t *testing.T) {
 		{"pass to any port 80", 1, 13, "port", "needs proto tcp or proto udp"},
 		{"pass proto tcp icmp-type echoreq", 1, 16, "icmp-type", "needs proto icmp"},
 		{"pass proto icmp icmp-type ping", 1, 27, "ping", "expected echoreq"},
+		{"pass inet6 from 10.0.0.1", 1, 17, "10.0.0.1", "inet in a rule that is inet6"},
+		{"pass proto icmp6 from 10.0.0.1", 1, 23, "10.0.0.1", "inet in a rule that is inet6"},
+		{"pass from 10.0.0.1 to 2001:db8::1", 1, 23, "2001:db8::1", "inet6 in a rule that is inet"},
+		{"pass inet proto icmp6", 1, 17, "icmp6", "inet6 in a rule that is inet"},
+		{"pass proto icmp icmp6-type echoreq", 1, 17, "icmp6-type", "icmp6-type proto icmp6"},
+		{"pass proto icmp6 icmp-type echoreq", 1, 18, "icmp-type", "needs proto icmp"},
+		{"pass proto icmp6 icmp6-type ping", 1, 29, "ping", "expected echoreq"},
+		{"block from fe80::1%e1000.0", 1, 12, "fe80::1%e1000.0", "IPv6 address"},
+		{"block from ::ffff:10.0.0.1", 1, 12, "::ffff:10.0.0.1", "IPv6 address"},
+		{"block from 2001:db8::1/32", 1, 12, "2001:db8::1/32", "did you mean 2001:db8::/32"},
+		{"pass to port 80", 1, 9, "port", "needs proto tcp or proto udp"},
 		{"block in keep state", 1, 10, "keep", "a block rule creates no state"},
 		{"pass keep", 1, 10, "", "expected state after keep"},
 		{"set default allow", 1, 13, "allow", "expected pass or block"},

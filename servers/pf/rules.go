@@ -64,34 +64,68 @@ func (p PortRange) String() string {
 	return strconv.Itoa(int(p.Lo)) + ":" + strconv.Itoa(int(p.Hi))
 }
 
+// Family is the address family a rule applies to, pf.conf's inet and
+// inet6; the zero value is both.
+type Family uint8
+
+const (
+	FamilyAny Family = 0
+	Inet      Family = 4
+	Inet6     Family = 6
+)
+
+func (f Family) String() string {
+	switch f {
+	case Inet:
+		return "inet"
+	case Inet6:
+		return "inet6"
+	case FamilyAny:
+		return "any"
+	}
+	return "Family(" + strconv.Itoa(int(f)) + ")"
+}
+
+// familyOf is the family of a datagram (v6) or of an address.
+func familyOf(v6 bool) Family {
+	if v6 {
+		return Inet6
+	}
+	return Inet
+}
+
 // Host is one side of a rule: an address prefix (the zero Prefix is "any")
-// and a port range (tcp and udp rules only).
+// and a port range (tcp and udp rules only). An IPv4 prefix matches only
+// IPv4 datagrams, an IPv6 one only IPv6 datagrams.
 type Host struct {
 	Addr  netip.Prefix
 	Ports PortRange
 
-	// net and mask are Addr as integers, for matching without netip.
-	net, mask uint32
+	// family, net and mask are Addr as prepare computed them, for
+	// matching without netip; family is FamilyAny for any address.
+	family    Family
+	net, mask addr
 }
 
 func (h Host) any() bool { return !h.Addr.IsValid() && h.Ports.any() }
 
-// prepare computes net and mask from Addr.
+// prepare computes family, net and mask from Addr.
 func (h *Host) prepare() {
+	h.family, h.net, h.mask = FamilyAny, addr{}, addr{}
 	if !h.Addr.IsValid() {
-		h.net, h.mask = 0, 0
 		return
 	}
-	a := h.Addr.Masked().Addr().As4()
-	h.net = be32(a)
-	h.mask = ^uint32(0) << (32 - h.Addr.Bits())
-	if h.Addr.Bits() == 0 {
-		h.mask = 0
+	bits := h.Addr.Bits()
+	h.family = familyOf(!h.Addr.Addr().Is4())
+	if h.family == Inet {
+		bits += 96 // the mapped form's prefix
 	}
+	h.mask = prefixMask(bits)
+	h.net = addrFrom(h.Addr.Addr()).and(h.mask)
 }
 
-func (h *Host) match(addr uint32, port uint16) bool {
-	return addr&h.mask == h.net && h.Ports.match(port)
+func (h *Host) match(a addr, v6 bool, port uint16) bool {
+	return (h.family == FamilyAny || h.family == familyOf(v6)) && a.and(h.mask) == h.net && h.Ports.match(port)
 }
 
 func (h Host) String() string {
@@ -115,11 +149,13 @@ type Rule struct {
 	Dir    Dir    // dirAny: both directions
 	Quick  bool   // the rule decides at once when it matches
 	Iface  string // "": any interface
+	Family Family // FamilyAny: both, unless an address or proto says
 	Proto  uint8  // 0: any protocol
 	From   Host
 	To     Host
-	// ICMPType is the ICMP type to match, when HasICMPType.
-	ICMPType    header.ICMPv4Type
+	// ICMPType is the ICMP type (proto icmp) or ICMPv6 type (proto
+	// icmp6) to match, when HasICMPType.
+	ICMPType    uint8
 	HasICMPType bool
 	// KeepState: a pass rule creates a state for the flow it passes, so
 	// the flow's replies pass without a rule. The default for pass rules.
@@ -164,13 +200,38 @@ func NewRuleset(def Action, tm Timeouts, rules ...Rule) *Ruleset {
 	return rs
 }
 
-var protoNames = map[uint8]string{header.ProtocolTCP: "tcp", header.ProtocolUDP: "udp", header.ProtocolICMP: "icmp"}
+var protoNames = map[uint8]string{
+	header.ProtocolTCP: "tcp", header.ProtocolUDP: "udp", header.ProtocolICMP: "icmp", header.ProtocolICMPv6: "icmp6",
+}
 
-var icmpTypeNames = map[header.ICMPv4Type]string{
-	header.ICMPv4Echo:           "echoreq",
-	header.ICMPv4EchoReply:      "echorep",
-	header.ICMPv4DstUnreachable: "unreach",
-	header.ICMPv4TimeExceeded:   "timex",
+// icmpTypeNames are pf.conf's names of ICMP types (icmp-type) and
+// icmp6TypeNames of ICMPv6 types (icmp6-type).
+var icmpTypeNames = map[uint8]string{
+	uint8(header.ICMPv4Echo):           "echoreq",
+	uint8(header.ICMPv4EchoReply):      "echorep",
+	uint8(header.ICMPv4DstUnreachable): "unreach",
+	uint8(header.ICMPv4TimeExceeded):   "timex",
+}
+
+var icmp6TypeNames = map[uint8]string{
+	uint8(header.ICMPv6EchoRequest):    "echoreq",
+	uint8(header.ICMPv6EchoReply):      "echorep",
+	uint8(header.ICMPv6DstUnreachable): "unreach",
+	uint8(header.ICMPv6PacketTooBig):   "toobig",
+	uint8(header.ICMPv6TimeExceeded):   "timex",
+	uint8(header.ICMPv6ParamProblem):   "paramprob",
+	uint8(header.ICMPv6RouterSolicit):  "routersol",
+	uint8(header.ICMPv6RouterAdvert):   "routeradv",
+	uint8(header.ICMPv6NeighborSolic):  "neighbrsol",
+	uint8(header.ICMPv6NeighborAdvert): "neighbradv",
+}
+
+// icmpTypeWord is the rule word for proto's types and their names.
+func icmpTypeWord(proto uint8) (string, map[uint8]string) {
+	if proto == header.ProtocolICMPv6 {
+		return "icmp6-type", icmp6TypeNames
+	}
+	return "icmp-type", icmpTypeNames
 }
 
 // String formats the rule as the parser reads it.
@@ -186,6 +247,9 @@ func (r *Rule) String() string {
 	if r.Iface != "" {
 		b.WriteString(" on " + r.Iface)
 	}
+	if r.Family != FamilyAny {
+		b.WriteString(" " + r.Family.String())
+	}
 	if r.Proto != 0 {
 		name, ok := protoNames[r.Proto]
 		if !ok {
@@ -199,11 +263,12 @@ func (r *Rule) String() string {
 		fmt.Fprintf(&b, " from %v to %v", r.From, r.To)
 	}
 	if r.HasICMPType {
-		name, ok := icmpTypeNames[r.ICMPType]
+		word, names := icmpTypeWord(r.Proto)
+		name, ok := names[r.ICMPType]
 		if !ok {
 			name = strconv.Itoa(int(r.ICMPType))
 		}
-		b.WriteString(" icmp-type " + name)
+		b.WriteString(" " + word + " " + name)
 	}
 	if r.Action == Pass {
 		if r.KeepState {
@@ -226,8 +291,4 @@ func (rs *Ruleset) String() string {
 		b.WriteByte('\n')
 	}
 	return b.String()
-}
-
-func be32(a [4]byte) uint32 {
-	return uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 }

@@ -8,26 +8,28 @@ import (
 
 // flowKey names a tracked flow whichever way its packets go: its two
 // endpoints in a fixed order (lo is the smaller address, then port), the
-// protocol, and the direction packets from lo cross the interface. A
+// family, the protocol, and the direction packets from lo cross the
+// interface. A
 // packet and its reply thus compute the same key, so one lookup finds the
 // state either way; and since the direction is in the key, a forwarded
 // flow has a state for the way in and one for the way out, each created by
 // a rule of its own direction, as in pf. States are not bound to an
 // interface (pf's default "state-policy floating").
 type flowKey struct {
-	lo, hi         uint32
+	lo, hi         addr
 	loPort, hiPort uint16
 	proto          uint8
 	loDir          Dir
+	v6             bool
 }
 
-// keyOf is the key of a packet from src to dst going dir, and whether its
-// sender is the lo endpoint.
-func keyOf(proto uint8, src, dst uint32, sport, dport uint16, dir Dir) (k flowKey, fromLo bool) {
-	if src < dst || src == dst && sport <= dport {
-		return flowKey{src, dst, sport, dport, proto, dir}, true
+// keyOf is the key of a packet of family v6 from src to dst going dir,
+// and whether its sender is the lo endpoint.
+func keyOf(v6 bool, proto uint8, src, dst addr, sport, dport uint16, dir Dir) (k flowKey, fromLo bool) {
+	if src.less(dst) || src == dst && sport <= dport {
+		return flowKey{src, dst, sport, dport, proto, dir, v6}, true
 	}
-	return flowKey{dst, src, dport, sport, proto, dir.reverse()}, false
+	return flowKey{dst, src, dport, sport, proto, dir.reverse(), v6}, false
 }
 
 // peerState is how far one side of a flow has got. The TCP states follow
@@ -81,7 +83,8 @@ type state struct {
 	// created and last are when the state was made and last matched, in
 	// Unix nanoseconds; the state expires its class's timeout after last.
 	created, last int64
-	// icmpError: an ICMP error quoted this ICMP flow (icmp.error applies).
+	// icmpError: an ICMP error quoted this ICMP or ICMPv6 flow
+	// (icmp.error applies).
 	icmpError bool
 	// rule is the index of the rule that created the state, in the rule
 	// set of its time (a later rule set may number rules differently).
@@ -106,7 +109,7 @@ func (st *state) timeout(tm *Timeouts) time.Duration {
 		return tcpTimeout(a, b, tm)
 	case header.ProtocolUDP:
 		return countTimeout(a, b, tm.UDPFirst, tm.UDPSingle, tm.UDPMultiple)
-	case header.ProtocolICMP:
+	case header.ProtocolICMP, header.ProtocolICMPv6:
 		if st.icmpError {
 			return tm.ICMPError
 		}

@@ -57,8 +57,8 @@ func (f *Filter) States(now time.Time, limit int) []StateInfo {
 
 func (st *state) info(tm *Timeouts) StateInfo {
 	k := &st.key
-	lo := netip.AddrPortFrom(addrOf(k.lo), k.loPort)
-	hi := netip.AddrPortFrom(addrOf(k.hi), k.hiPort)
+	lo := netip.AddrPortFrom(k.lo.netip(k.v6), k.loPort)
+	hi := netip.AddrPortFrom(k.hi.netip(k.v6), k.hiPort)
 	in := StateInfo{
 		Proto: k.proto, Dir: k.loDir, Initiator: lo, Responder: hi,
 		InitiatorState: peerStateNames[st.peers[initiator].state],
@@ -71,8 +71,4 @@ func (st *state) info(tm *Timeouts) StateInfo {
 		in.Dir, in.Initiator, in.Responder = k.loDir.reverse(), hi, lo
 	}
 	return in
-}
-
-func addrOf(a uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
 }

@@ -5,7 +5,7 @@
 //	OpAsk  ip -> pf. Ref is a whole frame in one of ip's pools (a received
 //	       frame in ip.rx, one to send in ip.tx or ip.tx.big), which pf
 //	       maps read-only; Aux[0] is the interface's index in pf's list
-//	       (cmd/pf -ifaces), Aux[1] where the IPv4 header starts in the
+//	       (cmd/pf -ifaces), Aux[1] where the IP header starts in the
 //	       frame, Arg[0] the direction (In, Out). Arg[1] is ip's own (the
 //	       driver's offload request for a frame to send): pf leaves it
 //	       alone. The reply's Status is StatusPass or StatusBlock; its
@@ -100,7 +100,7 @@ func (s Status) String() string {
 // StatusOf is m's status.
 func StatusOf(m channel.Msg) Status { return Status(m.Status) }
 
-// Ask is the question whether frame, whose IPv4 header starts at ipOff,
+// Ask is the question whether frame, whose IPv4 or IPv6 header starts at ipOff,
 // may cross interface iface going dir; ipArg is ip's, returned untouched.
 func Ask(frame pool.Ref, iface, ipOff uint16, dir Dir, ipArg uint64) channel.Msg {
 	return channel.Msg{Op: uint16(OpAsk), Ref: frame, Aux: [2]uint16{iface, ipOff}, Arg: [4]uint64{uint64(dir), ipArg}}
