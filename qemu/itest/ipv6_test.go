@@ -206,7 +206,9 @@ func badIPv6(t *testing.T, n *netns, a *appliance, slaac netip.Addr) {
 	}
 	t.Logf("%s", strings.TrimSpace(lastLine(string(out), "sent ")))
 	grew := func(m map[string]any, k string) float64 { return num(m, k) - num(before, k) }
-	after := a.waitStats("ip", func(m map[string]any) bool { return grew(m, "IP6BadExtension") >= 0.9*4*rounds && grew(m, "RARefused") > 0 })
+	after := a.waitStats("ip", func(m map[string]any) bool {
+		return grew(m, "IP6BadExtension") >= 0.9*4*rounds && grew(m, "RARefused") > 0
+	})
 	// A loaded host's tap drops a few of the raw frames before QEMU reads
 	// them (TestKeepnetMalformedFrames bounds that by the device's own
 	// counters; here 10% is the slack): each kind must be refused, not
