@@ -200,6 +200,12 @@ type Stats struct {
 	BadRequests   uint64
 	PendingOps    int
 	IOBuffersFree int
+	// The bytes this server copied between the applications' pools and
+	// syscall.io, for sends (down) and receives (up): the copies beyond
+	// the one at the socket boundary (the package doc's last paragraph),
+	// counted so that their removal can be shown.
+	CopiedDown uint64
+	CopiedUp   uint64
 	// The bounds per application and how often each refused.
 	MaxSocketsPerApp int
 	MaxPendingPerApp int
@@ -565,6 +571,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 			return
 		}
 		ref.Len = uint32(copy(buf, src))
+		s.stats.CopiedDown += uint64(ref.Len)
 		f.ref, out.Ref = ref, ref
 	case ops.OpRecvFrom:
 		if m.Ref.IsZero() {
@@ -688,6 +695,7 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 		} else {
 			src := buf[:m.Ref.Len]
 			n := copy(dst, src)
+			s.stats.CopiedUp += uint64(n)
 			if n < len(src) {
 				r.Flags |= ops.FlagTruncated
 			}
