@@ -48,9 +48,11 @@
 //     datagram twice).
 //
 // Data is copied twice here (application pool to syscall.io on the way out,
-// syscall.io to the application's buffer on the way in): the one copy at the
-// socket boundary the design allows is the library's; these two go when the
-// transports map the applications' pools directly.
+// syscall.io to the application's buffer on the way in; Stats.CopiedDown
+// and CopiedUp count the bytes): the one copy at the socket boundary the
+// design allows is the library's; these two go when the transports map the
+// applications' pools directly. That needs a pool granted to a component
+// that is not its owner's neighbour, which the wiring does not do yet.
 package syscallsrv
 
 import (
