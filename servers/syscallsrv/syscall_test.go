@@ -194,6 +194,11 @@ func TestForwardingBothWays(t *testing.T) {
 	if r.io.Available() != r.io.Len() {
 		t.Errorf("syscall.io has %d of %d buffers free, want all back", r.io.Available(), r.io.Len())
 	}
+	// Both ways the bytes were copied once more than the design asks,
+	// and the counters say so.
+	if st := r.s.stats; st.CopiedDown != 16 || st.CopiedUp != 10 {
+		t.Errorf("copied %d bytes down and %d up, want 16 and 10", st.CopiedDown, st.CopiedUp)
+	}
 }
 
 // An application's requests that arrive before its transport joined are

@@ -56,7 +56,14 @@ func (e *Endpoint) send(now time.Time, seq uint32, n int, flags uint8) {
 		e.sackBlocks(&o, room)
 	}
 	optLen := o.Size()
-	b := e.t.scratch[:header.TCPMinimumSize+optLen+n]
+	// Built in place, in a buffer of the out pool that goes to IP as it
+	// is: the data is copied once, from the send buffer. Aside when none
+	// is free (Send then holds a copy).
+	size := header.TCPMinimumSize + optLen + n
+	b := e.t.out.Buffer(size)
+	if len(b) < size {
+		b = e.t.scratch[:size]
+	}
 	o.Encode(b[header.TCPMinimumSize:])
 	h := header.TCP(b)
 	win := e.rcvWindow() >> e.rcvShift

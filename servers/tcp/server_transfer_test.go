@@ -157,8 +157,14 @@ func backToBack(t *testing.T, sender func(*transporttest.Neighbour, uint64, []by
 		}
 		p.fw.Publish() // the loop is over: ours to call
 		st := <-p.stats
-		t.Logf("%v: %d segments out, %d retransmits, %d timeouts; %d dropped for want of tcp.out", st.Addr,
-			st.OutSegs, st.Retransmits, st.Timeouts, st.OutDrops)
+		t.Logf("%v: %d segments out, %d retransmits, %d timeouts; %d dropped for want of tcp.out, %d bytes copied into it", st.Addr,
+			st.OutSegs, st.Retransmits, st.Timeouts, st.OutDrops, st.OutCopied)
+		// Segments are built in their tcp.out buffer, the data copied
+		// there from the send buffer: a copy into tcp.out is made only
+		// for a segment held while every buffer was with ip.
+		if p == b && st.OutCopied >= size/2 {
+			t.Errorf("%v: %d of the %d bytes sent were copied into tcp.out; want segments built in place", st.Addr, st.OutCopied, size)
+		}
 	}
 }
 

@@ -16,9 +16,11 @@ import (
 // (or of room in the queue of held segments).
 var ErrNoBuffer = errors.New("transport: no buffer for the segment")
 
-// Buffer is the Output's: room in a buffer of the out pool.
+// Buffer is the Output's: room in a buffer of the out pool. None while
+// segments are held for want of one: the core builds its segment aside and
+// Send holds it behind them, so that segments reach IP in order.
 func (s *Server) Buffer(n int) []byte {
-	if n > s.out.BufSize() {
+	if n > s.out.BufSize() || len(s.overflow) > 0 {
 		return nil
 	}
 	if !s.lent.IsZero() {
@@ -39,13 +41,13 @@ func (s *Server) Send(seg []byte, src, dst netip.Addr, o Offload) error {
 	if ref := s.lent; !ref.IsZero() && len(seg) > 0 && s.isLent(seg) {
 		s.lent, s.lentBuf = pool.Ref{}, nil
 		ref.Len = uint32(len(seg))
-		if !s.output(ref, src, dst, o) {
-			s.out.MustFree(ref)
-			return ErrNoBuffer
+		if s.output(ref, src, dst, o) {
+			return nil
 		}
-		return nil
-	}
-	if len(s.overflow) == 0 && s.copyOut(seg, src, dst, o) {
+		// No room towards IP: the segment is held as any other, its
+		// buffer freed once it is copied aside.
+		defer s.out.MustFree(ref)
+	} else if len(s.overflow) == 0 && s.copyOut(seg, src, dst, o) {
 		return nil
 	}
 	if len(s.overflow) >= maxOverflow || s.overflowBytes+len(seg) > maxOverflowBytes {
@@ -93,6 +95,7 @@ func (s *Server) copyOut(seg []byte, src, dst netip.Addr, o Offload) bool {
 		s.out.MustFree(ref)
 		return false
 	}
+	s.outCopied += uint64(ref.Len)
 	return true
 }
 

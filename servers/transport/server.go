@@ -61,6 +61,7 @@ type Stats struct {
 	OutPoolFree       int    // buffers of the out pool not handed to IP
 	OutQueued         int    // segments waiting for a buffer
 	OutDrops          uint64 // segments dropped: no buffer and the queue full
+	OutCopied         uint64 // bytes of segments built aside and sent as copies in the out pool; one built in place (Output.Buffer) goes as it is
 	IPRefused         uint64 // OpOutputs IP answered with an error
 	InBadIP           uint64 // deliveries whose transport header offset is outside the datagram
 	BadRequests       uint64 // requests with a bad Ref or op
@@ -126,6 +127,7 @@ type Server struct {
 	addrDue  time.Time // when to ask IP for our address again; zero: not needed
 
 	outDrops, ipRefused, badIP, badReqs, droppedReqs uint64
+	outCopied                                        uint64 // Stats.OutCopied
 }
 
 // heldSegment is a segment waiting for a buffer of the out pool.
@@ -467,7 +469,7 @@ func (s *Server) Publish() {
 		return
 	}
 	st := Stats{Generation: s.gen, Outstanding: s.toIP.Len(), OutPoolFree: s.out.Available(),
-		OutQueued: len(s.overflow), OutDrops: s.outDrops, IPRefused: s.ipRefused, InBadIP: s.badIP,
+		OutQueued: len(s.overflow), OutDrops: s.outDrops, OutCopied: s.outCopied, IPRefused: s.ipRefused, InBadIP: s.badIP,
 		BadRequests: s.badReqs, DroppedRequests: s.droppedReqs, Unanswered: len(s.unanswered), Audited: s.audited}
 	if s.addr.IsValid() {
 		st.Addr = s.addr.String()
