@@ -485,10 +485,9 @@ func (d *Dev) MAC() [6]byte { return d.mac }
 func (d *Dev) RxBufSize() int { return d.cfg.RxBufSize }
 
 // Features are the offloads TransmitOffload does: TCP and UDP checksum
-// insertion (3.3.5) and TCP segmentation (3.3.6) over IPv4.
-func (d *Dev) Features() netdev.Features {
-	return netdev.FeatureChecksum | netdev.FeatureTSO
-}
+// insertion (3.3.5) and TCP segmentation (3.3.6) over IPv4 on every part,
+// over IPv6 what the variant says (Variant.Offloads).
+func (d *Dev) Features() netdev.Features { return d.v.Offloads }
 
 // LinkUp reports STATUS.LU (13.4.2).
 func (d *Dev) LinkUp() bool { return d.regs.Read32(STATUS)&STATUS_LU != 0 }
