@@ -346,6 +346,27 @@ func TestRxError(t *testing.T) {
 	}
 }
 
+// The checksums the device verified reach IP in the reply's Arg[0]
+// (link.RxChecked*); a frame it verified nothing of carries 0.
+func TestRxChecked(t *testing.T) {
+	b := newBench(t, netdevtest.Config{})
+	for _, tc := range []struct {
+		check netdev.RxCheck
+		want  uint64
+	}{
+		{0, 0},
+		{netdev.RxL4Checked, link.RxCheckedL4},
+		{netdev.RxL4Checked | netdev.RxIPv4Checked, link.RxCheckedL4 | link.RxCheckedIPv4},
+	} {
+		b.postRX()
+		b.replies()
+		b.dev.DeliverChecked(frame("checked"), tc.check)
+		if reps := b.replies(); len(reps) != 1 || link.StatusOf(reps[0]) != link.StatusOK || reps[0].Arg[0] != tc.want {
+			t.Errorf("reply to a frame checked %b = %+v, want StatusOK, Arg[0] %b", tc.check, reps, tc.want)
+		}
+	}
+}
+
 // A new IP generation: the device is reset, the old generation's buffers
 // are forgotten (no frame lands in them), the old pools come back for
 // release, and the new generation is served.
