@@ -40,12 +40,13 @@ func (d *Dev) FlushRX() {
 // in ring order, and returns how many buffers it handed back. For each it
 // calls fn with the buffer's cookie, the frame (a prefix of the buffer's
 // Mem; the CRC is stripped, RCTL.SECRC) and what the device checked of it
-// (rxCheck): netdev.RxBad if RDESC.ERRORS has any bit set — such frames are
-// handed over too, for the caller to drop (those with RDESC_ERRORS_FRAME
-// bits are counted in Stats.RxErrors; those whose IPv4 header or TCP/UDP
-// checksum the 82574's RXCSUM found wrong, IPE or TCPE, in
-// Stats.RxBadChecksum) — and, on a variant that verifies checksums
-// (Variant.RxChecksum), the ones it found right. A frame that spanned
+// (rxCheck): netdev.RxBad if RDESC.ERRORS has a frame error
+// (RDESC_ERRORS_FRAME, counted in Stats.RxErrors) — such frames are handed
+// over too, for the caller to drop — and, on a variant that verifies
+// checksums (Variant.RxChecksum), the ones it found right. A frame whose
+// IPv4 header or TCP/UDP checksum the 82574's RXCSUM found wrong (IPE,
+// TCPE) is counted in Stats.RxBadChecksum and handed over unchecked: ip
+// and the transports check it themselves and drop it if it is bad. A frame that spanned
 // several descriptors (no EOP on the first, which 2048-byte buffers and
 // 1518-byte frames never produce) is dropped and counted in
 // Stats.RxDropped; its buffers come back with a nil frame.
@@ -98,15 +99,21 @@ func (d *Dev) PollRX(fn func(cookie uint64, frame []byte, check netdev.RxCheck))
 }
 
 // rxCheck reads a receive descriptor's status and errors (3.2.3.1, 3.2.3.2):
-// any error makes the frame bad; with no error, TCPCS (or UDPCS) says the
-// TCP/UDP checksum was verified and IPCS the IPv4 header's — unless IXSM
-// says to ignore them all, or the variant does not verify at all (QEMU's
-// 8254x sets IXSM on every frame; variant.go).
+// a frame error (RDESC_ERRORS_FRAME) makes the frame bad; with none, TCPCS
+// (or UDPCS) says the TCP/UDP checksum was verified and IPCS the IPv4
+// header's — unless IXSM says to ignore them all, or the variant does not
+// verify at all (QEMU's 8254x sets IXSM on every frame; variant.go). A
+// checksum error (TCPE, IPE) is counted but the frame goes up unchecked,
+// for ip and the transports to judge: QEMU 7.2's e1000e checks an IPv6
+// fragment's TCP/UDP checksum as if the fragment were the whole datagram
+// (it skips IPv4 fragments only, net_rx_pkt_validate_l4_csum), so good
+// fragments come with TCPE, and dropping them here lost every UDP
+// datagram fragmented over IPv6.
 func (d *Dev) rxCheck(status, errs uint8) netdev.RxCheck {
 	switch {
-	case errs != 0:
+	case errs&RDESC_ERRORS_FRAME != 0:
 		return netdev.RxBad
-	case !d.v.RxChecksum || status&RDESC_STATUS_IXSM != 0:
+	case errs != 0, !d.v.RxChecksum, status&RDESC_STATUS_IXSM != 0:
 		return 0
 	}
 	var c netdev.RxCheck

@@ -78,10 +78,13 @@ type Variant struct {
 //     segmentation came in QEMU 8.0), written for IPv4. No TSO over IPv6.
 //   - e1000e, receive: with RXCSUM.TUOFLD it verifies the TCP or UDP
 //     checksum over IPv4 and IPv6 (net_rx_pkt_validate_l4_csum, not of
-//     fragments, not of a UDP datagram sent without one) and sets TCPCS
-//     (and UDPCS) with TCPE if wrong; with IPOFLD the IPv4 header's, IPCS
-//     and IPE. With a virtio-net header back end (tap) it trusts the
-//     host's flags instead of computing. The 82574 variant passes them on.
+//     IPv4 fragments, not of a UDP datagram sent without one) and sets
+//     TCPCS (and UDPCS) with TCPE if wrong; with IPOFLD the IPv4 header's,
+//     IPCS and IPE. An IPv6 fragment it checks as if it were the whole
+//     datagram: good fragments come with TCPE, so a checksum error is only
+//     a hint (PollRX counts it and hands the frame up unchecked). With a
+//     virtio-net header back end (tap) it trusts the host's flags instead
+//     of computing. The 82574 variant passes what it verified on.
 var (
 	offloads4 = netdev.FeatureChecksum | netdev.FeatureTSO
 )
@@ -109,8 +112,8 @@ var Variant8254x = &Variant{
 //     IMS is not zero (e1000e_mac_icr_read), and the line never drops.
 //   - Receive: RFCTL.EXTEN clear (legacy descriptors, the layout of
 //     RxDesc), RCTL.DTYP zero (Dev never sets it); RXCSUM = IPOFLD|TUOFLD
-//     with PCSD clear, so the descriptor reports checksum errors (IPE,
-//     TCPE), which PollRX hands over as bad frames.
+//     with PCSD clear, so the descriptor reports the checksums it verified
+//     (IPCS, TCPCS, UDPCS) and those it found wrong (IPE, TCPE).
 //   - Transmit: TARC0.ENABLE, without which QEMU's e1000e does not send.
 //
 // QEMU 7.2's e1000e does not reset on CTRL.RST (it reloads RAL0/RAH0 from
