@@ -201,3 +201,65 @@ func TestRxChecksumReported(t *testing.T) {
 		})
 	}
 }
+
+// The device keeps the last checksum context (3.3.5): frames of the same
+// shape after the first need no context descriptor, one of another shape
+// loads its own, a segmentation context is never kept (the next checksum
+// frame loads again), and neither is anything across a Reset. Every frame
+// still leaves with its checksum right.
+func TestTransmitOffloadKeepsContext(t *testing.T) {
+	payload := bytes.Repeat([]byte("context "), 50)
+	tcp := netdev.Offload{L3: 14, L4: 54, TCP: true, IPv6: true}
+	udp := netdev.Offload{L3: 14, L4: 54, IPv6: true}
+	for _, p := range parts {
+		t.Run(p.name, func(t *testing.T) {
+			r := newRig(t, model.Config{Part: p.model}, e1000.Config{RxRing: 8, TxRing: 32, Variant: p.variant})
+			steps := []struct {
+				name  string
+				f     []byte
+				o     netdev.Offload
+				descs int // descriptors it takes
+			}{
+				{"first TCP", frame6(6, tcp6(payload, false)), tcp, 2},
+				{"second TCP", frame6(6, tcp6(payload[:100], false)), tcp, 1},
+				{"third TCP", frame6(6, tcp6(payload[:7], false)), tcp, 1},
+				{"UDP", frame6(17, udp6(payload)), udp, 2},
+				{"TCP again", frame6(6, tcp6(payload, false)), tcp, 2},
+				{"segmentation", tcpFrame(make([]byte, 3000), 1, false), netdev.Offload{L3: 14, L4: 34, TCP: true, MSS: 1448, HdrLen: 54}, 2},
+				{"TCP after segmentation", frame6(6, tcp6(payload, false)), tcp, 2},
+			}
+			for _, s := range steps {
+				free := r.dev.TxFree()
+				r.wire = nil
+				const at = 0x200000
+				copy(r.mem[at:], s.f)
+				if !r.dev.TransmitOffload(netdev.Buffer{Mem: r.mem[at : at+len(s.f)], Addr: at, Cookie: 1}, len(s.f), s.o) {
+					t.Fatalf("%s: TransmitOffload = false", s.name)
+				}
+				if used := free - r.dev.TxFree(); used != s.descs {
+					t.Errorf("%s: %d descriptors, want %d", s.name, used, s.descs)
+				}
+				r.dev.FlushTX()
+				if got := r.pollTX(); len(got) != 1 {
+					t.Fatalf("%s: PollTX = %v, want the one buffer", s.name, got)
+				}
+				if s.o.MSS == 0 && (len(r.wire) != 1 || !l4Right(r.wire[0])) {
+					t.Errorf("%s: %d frames, checksum right %v", s.name, len(r.wire), len(r.wire) == 1 && l4Right(r.wire[0]))
+				}
+			}
+			if _, err := r.dev.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if s := r.dev.Stats(); s.TxContexts != 5 {
+				t.Errorf("TxContexts = %d, want 5", s.TxContexts)
+			}
+			f := frame6(6, tcp6(payload, false))
+			if w := sendOffload(t, r, f, tcp); !l4Right(w) {
+				t.Error("after Reset: checksum wrong")
+			}
+			if s := r.dev.Stats(); s.TxContexts != 6 {
+				t.Errorf("after Reset: TxContexts = %d, want 6 (a reset device holds no context)", s.TxContexts)
+			}
+		})
+	}
+}

@@ -33,7 +33,8 @@ const maxTSO = 64 << 10
 
 // TransmitOffload queues the first n bytes of b as one frame (or, with
 // o.MSS, as the frames TCP segmentation cuts it into) with a context
-// descriptor carrying o and data descriptors of at most MaxTxLength bytes.
+// descriptor carrying o — unless the device holds that context already
+// (Dev.ctx) — and data descriptors of at most MaxTxLength bytes.
 // The frame is prepared as netdev.Offload says: the device's checksum
 // insertion (3.3.5.1) and segmentation (3.3.6) work that way.
 // It returns false when the ring lacks room for all of them. b comes back
@@ -43,11 +44,15 @@ func (d *Dev) TransmitOffload(b netdev.Buffer, n int, o netdev.Offload) bool {
 		o.MSS < 0 || (o.MSS > 0 && (o.HdrLen <= o.L4 || o.HdrLen > 255 || n <= o.HdrLen)) || (o.MSS == 0 && n > MaxTxLength) {
 		panic(fmt.Sprintf("e1000: TransmitOffload: length %d of a %d-byte buffer, %+v", n, len(b.Mem), o))
 	}
-	descs := 1 + (n+MaxTxLength-1)/MaxTxLength
+	c, popts := offloadContext(n, o)
+	load := o.MSS > 0 || !d.ctxLoaded || c != d.ctx
+	descs := (n + MaxTxLength - 1) / MaxTxLength
+	if load {
+		descs++
+	}
 	if d.TxFree() < descs {
 		return false
 	}
-	c, popts := offloadContext(n, o)
 	dcmd := TDESC_CMD_IFCS
 	if o.MSS > 0 {
 		dcmd |= TDESC_DCMD_TSE
@@ -59,8 +64,13 @@ func (d *Dev) TransmitOffload(b netdev.Buffer, n int, o netdev.Offload) bool {
 		d.stats.TxChecksum4++
 	}
 	first := d.tx.tail
-	TxContextDesc(d.tx.desc(first)).Set(c)
-	i := d.tx.inc(first)
+	i := first
+	if load {
+		TxContextDesc(d.tx.desc(i)).Set(c)
+		i = d.tx.inc(i)
+		d.ctx, d.ctxLoaded = c, o.MSS == 0
+		d.stats.TxContexts++
+	}
 	for off := 0; off < n; off += MaxTxLength {
 		chunk := min(n-off, MaxTxLength)
 		cmd := dcmd

@@ -140,6 +140,7 @@ type Stats struct {
 	TxChecksum4       uint64 // frames queued with TCP/UDP checksum insertion over IPv4 (segmentation requests count once)
 	TxChecksum6       uint64 // frames queued with TCP/UDP checksum insertion over IPv6
 	TxSegmented       uint64 // of those, TCP segmentation requests
+	TxContexts        uint64 // offload contexts loaded into the device (a frame whose context it holds needs none)
 	RxMissed          uint64 // frames the device dropped: no room in its receive FIFO
 	RxNoBuffer        uint64 // times the device found no receive buffer posted
 }
