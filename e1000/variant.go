@@ -85,9 +85,10 @@ type Variant struct {
 //     a hint (PollRX counts it and hands the frame up unchecked). With a
 //     virtio-net header back end (tap) it trusts the host's flags instead
 //     of computing. The 82574 variant passes what it verified on.
-var (
-	offloads4 = netdev.FeatureChecksum | netdev.FeatureTSO
-)
+
+// offloads4 are what every part does over IPv4: TCP/UDP checksum
+// insertion and TCP segmentation.
+var offloads4 = netdev.FeatureChecksum | netdev.FeatureTSO
 
 // Variant8254x is the 8254x of the manual: 82540EM, 82545EM, 82544GC.
 var Variant8254x = &Variant{
