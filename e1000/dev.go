@@ -101,6 +101,15 @@ type Dev struct {
 
 	tx     ring
 	txBufs []txSlot
+	// ctx is the checksum context last loaded, if ctxLoaded: a context
+	// stays in the device until another replaces it (3.3.5), so a frame
+	// whose offload has the same shape (every segment and ACK of a
+	// connection) needs no context descriptor of its own — half the
+	// descriptors per frame, as FreeBSD's em keeps its last offload. A
+	// segmentation context is never kept: its PAYLEN is the frame's, and
+	// QEMU's e1000e holds one context for both kinds.
+	ctx       TxContext
+	ctxLoaded bool
 
 	stats             netdev.Stats
 	lastMPC, lastRNBC uint32 // last raw values, for StickyCounters
@@ -426,6 +435,7 @@ func (d *Dev) forget() netdev.Forgotten {
 	d.rx.next, d.rx.written = d.rx.tail, d.rx.tail
 	d.tx.next, d.tx.written = d.tx.tail, d.tx.tail
 	d.rxDiscard = false
+	d.ctxLoaded = false // a reset device holds none
 	return f
 }
 
@@ -485,10 +495,9 @@ func (d *Dev) MAC() [6]byte { return d.mac }
 func (d *Dev) RxBufSize() int { return d.cfg.RxBufSize }
 
 // Features are the offloads TransmitOffload does: TCP and UDP checksum
-// insertion (3.3.5) and TCP segmentation (3.3.6) over IPv4.
-func (d *Dev) Features() netdev.Features {
-	return netdev.FeatureChecksum | netdev.FeatureTSO
-}
+// insertion (3.3.5) and TCP segmentation (3.3.6) over IPv4 on every part,
+// over IPv6 what the variant says (Variant.Offloads).
+func (d *Dev) Features() netdev.Features { return d.v.Offloads }
 
 // LinkUp reports STATUS.LU (13.4.2).
 func (d *Dev) LinkUp() bool { return d.regs.Read32(STATUS)&STATUS_LU != 0 }

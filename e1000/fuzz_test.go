@@ -3,6 +3,7 @@ package e1000_test
 import (
 	"testing"
 
+	"keepnet/drivers/netdev"
 	"keepnet/e1000"
 	"keepnet/e1000/model"
 )
@@ -21,7 +22,7 @@ func FuzzPollRX(f *testing.F) {
 			copy(d[8:], wb[i:i+8])
 		}
 		seen := map[uint64]bool{}
-		r.dev.PollRX(func(c uint64, fr []byte, _ bool) {
+		r.dev.PollRX(func(c uint64, fr []byte, _ netdev.RxCheck) {
 			if seen[c] {
 				t.Fatalf("buffer %#x returned twice", c)
 			}
@@ -30,7 +31,7 @@ func FuzzPollRX(f *testing.F) {
 				t.Fatalf("frame of %d bytes from a %d-byte buffer", len(fr), bufBytes)
 			}
 		})
-		if n := r.dev.PollRX(func(uint64, []byte, bool) {}); len(seen)+n > len(posted) {
+		if n := r.dev.PollRX(func(uint64, []byte, netdev.RxCheck) {}); len(seen)+n > len(posted) {
 			t.Fatalf("PollRX returned %d+%d buffers of %d posted", len(seen), n, len(posted))
 		}
 	})

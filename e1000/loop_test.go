@@ -147,8 +147,8 @@ func TestLoopInfoTxRx(t *testing.T) {
 	for _, r := range b.replies() {
 		got[r.ID] = r
 	}
-	if r := got[info]; link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 || r.Arg[2] != link.FeatureChecksum|link.FeatureTSO {
-		t.Errorf("info reply = %+v, want MAC %x, link up, checksum and TSO offload", r, testMAC)
+	if r := got[info]; link.ArgToMAC(r.Arg[0]) != testMAC || r.Arg[1] != 1 || r.Arg[2] != link.FeatureChecksum|link.FeatureTSO|link.FeatureChecksum6|link.FeatureUDPChecksum6 {
+		t.Errorf("info reply = %+v, want MAC %x, link up, the 8254x's offloads: checksum both families, TSO over IPv4", r, testMAC)
 	}
 	for _, id := range tx {
 		if r, ok := got[id]; !ok || link.StatusOf(r) != link.StatusOK {

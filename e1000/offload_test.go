@@ -144,11 +144,12 @@ func TestTransmitOffloadChecksum(t *testing.T) {
 	if _, _, p := checkSegment(t, r.wire[0]); string(p) != string(payload) {
 		t.Error("payload changed")
 	}
-	// A ring without room for the context and data descriptors refuses.
+	// A ring without room for a new context and the data descriptor
+	// refuses (UDP's context is not the one the device holds).
 	for r.dev.TxFree() > 1 {
 		r.send(frame(testMAC, 0, 60))
 	}
-	if r.dev.TransmitOffload(b, len(f), netdev.Offload{L3: 14, L4: 34, TCP: true}) {
-		t.Error("TransmitOffload = true with one free descriptor, want false")
+	if r.dev.TransmitOffload(b, len(f), netdev.Offload{L3: 14, L4: 34}) {
+		t.Error("TransmitOffload = true with one free descriptor and a new context, want false")
 	}
 }

@@ -140,12 +140,13 @@ type rxFrame struct {
 	cookie uint64
 	frame  []byte
 	bad    bool
+	check  netdev.RxCheck
 }
 
 func (r *rig) pollRX() []rxFrame {
 	var got []rxFrame
-	r.dev.PollRX(func(c uint64, f []byte, bad bool) {
-		got = append(got, rxFrame{c, bytes.Clone(f), bad})
+	r.dev.PollRX(func(c uint64, f []byte, check netdev.RxCheck) {
+		got = append(got, rxFrame{c, bytes.Clone(f), check&netdev.RxBad != 0, check})
 	})
 	return got
 }

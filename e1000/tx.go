@@ -33,7 +33,8 @@ const maxTSO = 64 << 10
 
 // TransmitOffload queues the first n bytes of b as one frame (or, with
 // o.MSS, as the frames TCP segmentation cuts it into) with a context
-// descriptor carrying o and data descriptors of at most MaxTxLength bytes.
+// descriptor carrying o — unless the device holds that context already
+// (Dev.ctx) — and data descriptors of at most MaxTxLength bytes.
 // The frame is prepared as netdev.Offload says: the device's checksum
 // insertion (3.3.5.1) and segmentation (3.3.6) work that way.
 // It returns false when the ring lacks room for all of them. b comes back
@@ -43,28 +44,33 @@ func (d *Dev) TransmitOffload(b netdev.Buffer, n int, o netdev.Offload) bool {
 		o.MSS < 0 || (o.MSS > 0 && (o.HdrLen <= o.L4 || o.HdrLen > 255 || n <= o.HdrLen)) || (o.MSS == 0 && n > MaxTxLength) {
 		panic(fmt.Sprintf("e1000: TransmitOffload: length %d of a %d-byte buffer, %+v", n, len(b.Mem), o))
 	}
-	descs := 1 + (n+MaxTxLength-1)/MaxTxLength
+	c, popts := offloadContext(n, o)
+	load := o.MSS > 0 || !d.ctxLoaded || c != d.ctx
+	descs := (n + MaxTxLength - 1) / MaxTxLength
+	if load {
+		descs++
+	}
 	if d.TxFree() < descs {
 		return false
 	}
-	c := TxContext{
-		IPCSS: uint8(o.L3), IPCSO: uint8(o.L3 + 10), IPCSE: uint16(o.L4 - 1),
-		TUCSS: uint8(o.L4), TUCSO: uint8(o.L4 + 6), TUCMD: TDESC_TUCMD_IP,
-	}
-	popts := TDESC_POPTS_TXSM
 	dcmd := TDESC_CMD_IFCS
-	if o.TCP {
-		c.TUCSO, c.TUCMD = uint8(o.L4+16), c.TUCMD|TDESC_TUCMD_TCP
-	}
 	if o.MSS > 0 {
-		c.TUCMD |= TDESC_TUCMD_TSE
-		c.PAYLEN, c.HDRLEN, c.MSS = uint32(n-o.HdrLen), uint8(o.HdrLen), uint16(o.MSS)
-		popts |= TDESC_POPTS_IXSM
 		dcmd |= TDESC_DCMD_TSE
+		d.stats.TxSegmented++
+	}
+	if o.IPv6 {
+		d.stats.TxChecksum6++
+	} else {
+		d.stats.TxChecksum4++
 	}
 	first := d.tx.tail
-	TxContextDesc(d.tx.desc(first)).Set(c)
-	i := d.tx.inc(first)
+	i := first
+	if load {
+		TxContextDesc(d.tx.desc(i)).Set(c)
+		i = d.tx.inc(i)
+		d.ctx, d.ctxLoaded = c, o.MSS == 0
+		d.stats.TxContexts++
+	}
 	for off := 0; off < n; off += MaxTxLength {
 		chunk := min(n-off, MaxTxLength)
 		cmd := dcmd
@@ -77,6 +83,37 @@ func (d *Dev) TransmitOffload(b netdev.Buffer, n int, o netdev.Offload) bool {
 	d.txBufs[first] = txSlot{buf: b, n: n, span: uint32(descs)}
 	d.tx.tail = i
 	return true
+}
+
+// offloadContext is the context descriptor (3.3.5) for a frame of n bytes
+// with the offload o, and the POPTS its data descriptors carry. TUCSS is
+// where the TCP or UDP header starts and TUCSO its checksum field (16 bytes
+// in for TCP, 6 for UDP); TUCSE 0 sums to the frame's end. Over IPv4
+// TUCMD.IP is set and IPCSS..IPCSE is the IPv4 header, whose checksum the
+// device inserts at IPCSS+10 for each segment (IXSM, with segmentation
+// only: a single frame's header IP checksummed already). Over IPv6
+// TUCMD.IP is clear: there is no header checksum to insert, and for
+// segmentation the device rewrites the payload length at IPCSS+4.
+func offloadContext(n int, o netdev.Offload) (TxContext, uint8) {
+	c := TxContext{
+		IPCSS: uint8(o.L3), IPCSO: uint8(o.L3 + 10), IPCSE: uint16(o.L4 - 1),
+		TUCSS: uint8(o.L4), TUCSO: uint8(o.L4 + 6), TUCMD: TDESC_TUCMD_IP,
+	}
+	if o.IPv6 {
+		c.IPCSO, c.IPCSE, c.TUCMD = 0, 0, 0
+	}
+	popts := TDESC_POPTS_TXSM
+	if o.TCP {
+		c.TUCSO, c.TUCMD = uint8(o.L4+16), c.TUCMD|TDESC_TUCMD_TCP
+	}
+	if o.MSS > 0 {
+		c.TUCMD |= TDESC_TUCMD_TSE
+		c.PAYLEN, c.HDRLEN, c.MSS = uint32(n-o.HdrLen), uint8(o.HdrLen), uint16(o.MSS)
+		if !o.IPv6 {
+			popts |= TDESC_POPTS_IXSM
+		}
+	}
+	return c, popts
 }
 
 // TxFree is how many more frames Transmit accepts.

@@ -37,13 +37,65 @@ type Variant struct {
 	// bits the datasheet asks for, interrupt acknowledgement, the
 	// receive descriptor format and checksum offload. nil for none.
 	Setup func(r netdev.Regs)
+
+	// Offloads are what the part does on transmit (Dev.Features):
+	// checksum insertion and TCP segmentation over IPv4 on every part,
+	// and over IPv6 what QEMU 7.2's model of it does right.
+	Offloads netdev.Features
+	// RxChecksum: the part verifies TCP/UDP checksums (and the IPv4
+	// header's) on receive and says so in the descriptor (RXCSUM,
+	// RDESC.STATUS TCPCS/UDPCS/IPCS, ERRORS TCPE/IPE); PollRX passes it
+	// on. Without it PollRX reports no checksum verified, whatever the
+	// status bits say.
+	RxChecksum bool
 }
+
+// What QEMU 7.2's models do with checksums, read in its hw/net/e1000.c,
+// e1000e_core.c and net_tx_pkt.c, and what the variants below take of it:
+//
+//   - e1000 (8254x), transmit: putsum sums from TUCSS to TUCSE (or the end)
+//     into TUCSO whatever the family, and writes a sum of zero as 0xFFFF
+//     (net_checksum_finish_nozero): TCP and UDP checksum insertion work
+//     over IPv6, and a UDP checksum is never sent as zero.
+//   - e1000, TCP segmentation over IPv6 (TUCMD.IP clear): xmit_seg writes
+//     the frame's length less IPCSS into the payload length (IPCSS+4),
+//     which counts the 40-byte IPv6 header too: every segment claims 40
+//     bytes more than it carries, and a receiver drops it as truncated.
+//     No TSO over IPv6 on the 8254x.
+//   - e1000, receive: every descriptor is written back with IXSM set
+//     (e1000_receive_iov), TCPCS and IPCS never: it verifies nothing, so
+//     the 8254x variant trusts no status bit and ip and the transports
+//     check every checksum themselves.
+//   - e1000e (82574), transmit: net_tx_pkt recomputes the TCP/UDP checksum
+//     itself with the IPv4 or IPv6 pseudo-header (net_tx_pkt_do_sw_csum,
+//     IPv6 since QEMU 5.1), but with net_checksum_finish: a UDP sum of
+//     zero goes out as zero, which IPv4 reads as "no checksum" and IPv6
+//     forbids. So TCP over IPv6 yes, UDP over IPv6 no (sent checksummed in
+//     software).
+//   - e1000e, TCP segmentation over IPv6: without a virtio-net header on
+//     the back end (the stream back end keepnet's relay uses) QEMU 7.2
+//     "segments" by IP fragmentation (net_tx_pkt_do_sw_fragmentation; TCP
+//     segmentation came in QEMU 8.0), written for IPv4. No TSO over IPv6.
+//   - e1000e, receive: with RXCSUM.TUOFLD it verifies the TCP or UDP
+//     checksum over IPv4 and IPv6 (net_rx_pkt_validate_l4_csum, not of
+//     IPv4 fragments, not of a UDP datagram sent without one) and sets
+//     TCPCS (and UDPCS) with TCPE if wrong; with IPOFLD the IPv4 header's,
+//     IPCS and IPE. An IPv6 fragment it checks as if it were the whole
+//     datagram: good fragments come with TCPE, so a checksum error is only
+//     a hint (PollRX counts it and hands the frame up unchecked). With a
+//     virtio-net header back end (tap) it trusts the host's flags instead
+//     of computing. The 82574 variant passes what it verified on.
+
+// offloads4 are what every part does over IPv4: TCP/UDP checksum
+// insertion and TCP segmentation.
+var offloads4 = netdev.FeatureChecksum | netdev.FeatureTSO
 
 // Variant8254x is the 8254x of the manual: 82540EM, 82545EM, 82544GC.
 var Variant8254x = &Variant{
 	Name:          "8254x",
 	EERDDone:      EERD_DONE,
 	EERDAddrShift: EERD_ADDR_SHIFT,
+	Offloads:      offloads4 | netdev.FeatureChecksum6 | netdev.FeatureUDPChecksum6,
 }
 
 // Variant82574 is the 82574L (Linux's e1000e, e1000_82574; QEMU's
@@ -61,8 +113,8 @@ var Variant8254x = &Variant{
 //     IMS is not zero (e1000e_mac_icr_read), and the line never drops.
 //   - Receive: RFCTL.EXTEN clear (legacy descriptors, the layout of
 //     RxDesc), RCTL.DTYP zero (Dev never sets it); RXCSUM = IPOFLD|TUOFLD
-//     with PCSD clear, so the descriptor reports checksum errors (IPE,
-//     TCPE), which PollRX hands over as bad frames.
+//     with PCSD clear, so the descriptor reports the checksums it verified
+//     (IPCS, TCPCS, UDPCS) and those it found wrong (IPE, TCPE).
 //   - Transmit: TARC0.ENABLE, without which QEMU's e1000e does not send.
 //
 // QEMU 7.2's e1000e does not reset on CTRL.RST (it reloads RAL0/RAH0 from
@@ -77,6 +129,8 @@ var Variant82574 = &Variant{
 	AutoReadDone:  true,
 	ResetSettle:   25 * time.Millisecond, // Linux: msleep(25) for the 82573/82574/82583
 	Setup:         setup82574,
+	Offloads:      offloads4 | netdev.FeatureChecksum6,
+	RxChecksum:    true,
 }
 
 func setup82574(r netdev.Regs) {

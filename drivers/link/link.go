@@ -4,7 +4,10 @@
 //
 //	OpRx    IP -> driver. Ref is an empty buffer of IP's receive pool. The
 //	        driver posts it to the device; the reply comes when a frame has
-//	        arrived in it: Ref.Len is the frame's length. A buffer the
+//	        arrived in it: Ref.Len is the frame's length, Arg[0] the
+//	        checksums the device verified (RxChecked*; 0: none, IP and the
+//	        transports check them). A frame the device found bad is
+//	        answered StatusError. A buffer the
 //	        driver gives back unused (a reset, a shutdown) is answered with
 //	        StatusUnused.
 //	OpTx    IP -> driver. Ref is a whole Ethernet frame (without FCS). The
@@ -100,10 +103,23 @@ func StatusOf(m channel.Msg) Status { return Status(m.Status) }
 // SetStatus sets m's status to s.
 func SetStatus(m *channel.Msg, s Status) { m.Status = int32(s) }
 
-// Offloads a driver may announce in OpInfo's Arg[2].
+// Offloads a driver may announce in OpInfo's Arg[2] (netdev.Features).
 const (
-	FeatureChecksum uint64 = 1 << 0 // TCP/UDP checksum insertion over IPv4
-	FeatureTSO      uint64 = 1 << 1 // TCP segmentation over IPv4
+	FeatureChecksum     uint64 = 1 << 0 // TCP/UDP checksum insertion over IPv4
+	FeatureTSO          uint64 = 1 << 1 // TCP segmentation over IPv4
+	FeatureChecksum6    uint64 = 1 << 2 // TCP checksum insertion over IPv6
+	FeatureUDPChecksum6 uint64 = 1 << 3 // UDP checksum insertion over IPv6 (never a zero checksum)
+	FeatureTSO6         uint64 = 1 << 4 // TCP segmentation over IPv6
+)
+
+// Checksums the device verified of a received frame, in OpRx's reply
+// Arg[0] (netdev.RxCheck).
+const (
+	// RxCheckedL4: the TCP or UDP checksum of the unfragmented datagram
+	// in the frame is right.
+	RxCheckedL4 uint64 = 1 << 0
+	// RxCheckedIPv4: the IPv4 header checksum is right.
+	RxCheckedIPv4 uint64 = 1 << 1
 )
 
 // MaxTSO is the most payload one segmentation request may carry.
@@ -117,11 +133,13 @@ type Offload struct {
 	HdrLen uint8  // with MSS: the headers copied into every segment
 	MSS    uint16 // 0: checksum only
 	TCP    bool   // TCP, else UDP
+	IPv6   bool   // the IP header at L3 is IPv6's, else IPv4's
 }
 
 const (
 	offloadValid = 1 << 63
 	offloadTCP   = 1 << 62
+	offloadIPv6  = 1 << 61
 )
 
 // Arg packs o into a message argument; never zero.
@@ -130,16 +148,20 @@ func (o Offload) Arg() uint64 {
 	if o.TCP {
 		v |= offloadTCP
 	}
+	if o.IPv6 {
+		v |= offloadIPv6
+	}
 	return v
 }
 
 // OffloadFromArg unpacks Offload.Arg; false for zero (no offload) or a
 // value Arg cannot have made.
 func OffloadFromArg(v uint64) (Offload, bool) {
-	if v&offloadValid == 0 || v&^(offloadValid|offloadTCP|1<<40-1) != 0 {
+	if v&offloadValid == 0 || v&^(offloadValid|offloadTCP|offloadIPv6|1<<40-1) != 0 {
 		return Offload{}, false
 	}
-	return Offload{L3: uint8(v), L4: uint8(v >> 8), HdrLen: uint8(v >> 16), MSS: uint16(v >> 24), TCP: v&offloadTCP != 0}, true
+	return Offload{L3: uint8(v), L4: uint8(v >> 8), HdrLen: uint8(v >> 16), MSS: uint16(v >> 24),
+		TCP: v&offloadTCP != 0, IPv6: v&offloadIPv6 != 0}, true
 }
 
 // MACToArg packs a MAC address into a message argument.

@@ -61,10 +61,13 @@ type Buffer struct {
 // segmentation, where the device adds each segment's length. For
 // segmentation the IPv4 header checksum field is zero: the device fills it
 // in for each segment, whose total length and identification it rewrites
-// too.
+// too. Over IPv6 (IPv6 set) there is no header checksum, and the device
+// only inserts the TCP or UDP checksum: no family's segmentation over IPv6
+// is offered (Features).
 type Offload struct {
-	L3, L4 int  // where the IPv4 header and the TCP/UDP header start
+	L3, L4 int  // where the IP header and the TCP/UDP header start
 	TCP    bool // TCP (else UDP)
+	IPv6   bool // the IP header is IPv6's (else IPv4's)
 	// MSS, if not zero, asks for TCP segmentation: the payload after
 	// HdrLen bytes of headers is cut into segments of MSS bytes, each sent
 	// behind a copy of the headers with sequence number, lengths and
@@ -80,6 +83,50 @@ type Features uint32
 const (
 	FeatureChecksum Features = 1 << iota // TCP/UDP checksum insertion over IPv4
 	FeatureTSO                           // TCP segmentation over IPv4
+	// FeatureChecksum6: TCP checksum insertion over IPv6.
+	FeatureChecksum6
+	// FeatureUDPChecksum6: UDP checksum insertion over IPv6, by a device
+	// that sends a computed zero as 0xFFFF (a zero UDP checksum is not
+	// allowed over IPv6, RFC 8200 §8.1).
+	FeatureUDPChecksum6
+	// FeatureTSO6: TCP segmentation over IPv6.
+	FeatureTSO6
+)
+
+// Needs is the features a device must announce to take o.
+func (o Offload) Needs() Features {
+	var f Features
+	switch {
+	case !o.IPv6:
+		f = FeatureChecksum
+		if o.MSS != 0 {
+			f |= FeatureTSO
+		}
+	case o.TCP:
+		f = FeatureChecksum6
+		if o.MSS != 0 {
+			f |= FeatureTSO6
+		}
+	default:
+		f = FeatureUDPChecksum6
+	}
+	return f
+}
+
+// RxCheck is what the device found of a received frame (PollRX).
+type RxCheck uint8
+
+// Checks a Device reports of a received frame.
+const (
+	// RxBad: the device flagged an error (a bad frame, or a checksum it
+	// found wrong); the caller drops the frame.
+	RxBad RxCheck = 1 << iota
+	// RxL4Checked: the device verified the TCP or UDP checksum of a
+	// whole, unfragmented datagram in this frame and found it right.
+	RxL4Checked
+	// RxIPv4Checked: the device verified the IPv4 header checksum and
+	// found it right.
+	RxIPv4Checked
 )
 
 // Stats are a device core's counters. They survive Reset.
@@ -87,8 +134,13 @@ type Stats struct {
 	RxFrames, RxBytes uint64 // good frames handed to PollRX callbacks
 	RxErrors          uint64 // frames the device marked bad (still handed over)
 	RxBadChecksum     uint64 // of RxFrames, those whose IPv4 or TCP/UDP checksum the device found wrong (handed over marked bad)
+	RxChecksumGood    uint64 // of RxFrames, those whose TCP/UDP checksum the device verified right (handed over RxL4Checked)
 	RxDropped         uint64 // frames the core could not hand over whole (spanning buffers), dropped
 	TxFrames, TxBytes uint64 // frames the device reported done
+	TxChecksum4       uint64 // frames queued with TCP/UDP checksum insertion over IPv4 (segmentation requests count once)
+	TxChecksum6       uint64 // frames queued with TCP/UDP checksum insertion over IPv6
+	TxSegmented       uint64 // of those, TCP segmentation requests
+	TxContexts        uint64 // offload contexts loaded into the device (a frame whose context it holds needs none)
 	RxMissed          uint64 // frames the device dropped: no room in its receive FIFO
 	RxNoBuffer        uint64 // times the device found no receive buffer posted
 }
@@ -145,10 +197,10 @@ type Device interface {
 	FlushRX()
 	// PollRX hands back the buffers the device has filled, in ring order,
 	// calling fn with each buffer's cookie, the frame (a prefix of its Mem;
-	// nil for a buffer given back without a frame) and whether the device
-	// flagged an error in the frame. It returns how many buffers it handed
-	// back.
-	PollRX(fn func(cookie uint64, frame []byte, bad bool)) int
+	// nil for a buffer given back without a frame) and what the device
+	// checked of it: RxBad if it flagged an error, the checksums it
+	// verified. It returns how many buffers it handed back.
+	PollRX(fn func(cookie uint64, frame []byte, check RxCheck)) int
 
 	// Transmit queues the first n bytes of b as one frame; false when the
 	// ring is full.

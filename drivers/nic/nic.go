@@ -120,7 +120,7 @@ type Driver struct {
 	// onRX and onTX are d.received and d.sent, made once: a method value
 	// passed through the Device interface escapes, so taking it in every
 	// Poll allocated twice per pass, idle passes included.
-	onRX func(cookie uint64, frame []byte, bad bool)
+	onRX func(cookie uint64, frame []byte, check netdev.RxCheck)
 	onTX func(cookie uint64)
 	// maxWaiting and maxOutbox are MaxWaiting and MaxOutbox, or what a
 	// test sets.
@@ -360,10 +360,25 @@ func linkFeatures(f netdev.Features) uint64 {
 	if f&netdev.FeatureChecksum != 0 {
 		v |= link.FeatureChecksum
 	}
-	if f&netdev.FeatureTSO != 0 {
-		v |= link.FeatureTSO
+	for _, b := range []struct {
+		dev  netdev.Features
+		link uint64
+	}{
+		{netdev.FeatureTSO, link.FeatureTSO},
+		{netdev.FeatureChecksum6, link.FeatureChecksum6},
+		{netdev.FeatureUDPChecksum6, link.FeatureUDPChecksum6},
+		{netdev.FeatureTSO6, link.FeatureTSO6},
+	} {
+		if f&b.dev != 0 {
+			v |= b.link
+		}
 	}
 	return v
+}
+
+// linkOffload is o in the device's terms.
+func linkOffload(o link.Offload) netdev.Offload {
+	return netdev.Offload{L3: int(o.L3), L4: int(o.L4), TCP: o.TCP, IPv6: o.IPv6, MSS: int(o.MSS), HdrLen: int(o.HdrLen)}
 }
 
 // buffer turns a request's reference into a DMA buffer.
@@ -411,7 +426,7 @@ func (d *Driver) transmit(m channel.Msg) bool {
 	b.Cookie = d.track(m)
 	var queued bool
 	if offload {
-		queued = d.dev.TransmitOffload(b, len(b.Mem), netdev.Offload{L3: int(o.L3), L4: int(o.L4), TCP: o.TCP, MSS: int(o.MSS), HdrLen: int(o.HdrLen)})
+		queued = d.dev.TransmitOffload(b, len(b.Mem), linkOffload(o))
 	} else {
 		queued = d.dev.Transmit(b, len(b.Mem))
 	}
@@ -445,10 +460,7 @@ func frameFits(n int, o link.Offload, offload bool) bool {
 // offers tells whether the device does what o asks: a device that does
 // not announce an offload is never handed a request for it.
 func (d *Driver) offers(o link.Offload) bool {
-	need := netdev.FeatureChecksum
-	if o.MSS != 0 {
-		need |= netdev.FeatureTSO
-	}
+	need := linkOffload(o).Needs()
 	return d.dev.Features()&need == need
 }
 
@@ -477,7 +489,7 @@ func (d *Driver) untrack(c uint64) channel.Msg {
 	return m
 }
 
-func (d *Driver) received(cookie uint64, frame []byte, bad bool) {
+func (d *Driver) received(cookie uint64, frame []byte, check netdev.RxCheck) {
 	r := d.untrack(cookie)
 	if d.isProbe(cookie) {
 		d.probe.done(frame)
@@ -488,12 +500,19 @@ func (d *Driver) received(cookie uint64, frame []byte, bad bool) {
 	case frame == nil:
 		link.SetStatus(&r, link.StatusUnused)
 		r.Ref.Len = 0
-	case bad:
+	case check&netdev.RxBad != 0:
 		link.SetStatus(&r, link.StatusError)
 		r.Ref.Len = uint32(len(frame))
 	default:
 		link.SetStatus(&r, link.StatusOK)
 		r.Ref.Len = uint32(len(frame))
+		r.Arg[0] = 0
+		if check&netdev.RxL4Checked != 0 {
+			r.Arg[0] |= link.RxCheckedL4
+		}
+		if check&netdev.RxIPv4Checked != 0 {
+			r.Arg[0] |= link.RxCheckedIPv4
+		}
 	}
 	d.reply(r)
 }

@@ -3,6 +3,7 @@ package nic
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"keepnet/drivers/link"
@@ -202,11 +203,14 @@ func TestOffloadRequests(t *testing.T) {
 	good := []link.Offload{
 		{L3: 14, L4: 34, TCP: true},                        // checksum only
 		{L3: 14, L4: 34, HdrLen: 54, MSS: 1448, TCP: true}, // segmentation
+		{L3: 14, L4: 54, TCP: true, IPv6: true},            // TCP over IPv6
+		{L3: 14, L4: 54, IPv6: true},                       // UDP over IPv6
 	}
-	b := newBench(t, netdevtest.Config{Features: netdev.FeatureChecksum | netdev.FeatureTSO})
+	all := netdev.FeatureChecksum | netdev.FeatureTSO | netdev.FeatureChecksum6 | netdev.FeatureUDPChecksum6
+	b := newBench(t, netdevtest.Config{Features: all})
 	var ids []uint64
 	for _, o := range good {
-		ids = append(ids, b.transmit("payload", o))
+		ids = append(ids, b.transmit(strings.Repeat("payload ", 10), o)) // past an IPv6 UDP header
 	}
 	got := byID(b.replies())
 	for i, id := range ids {
@@ -214,11 +218,11 @@ func TestOffloadRequests(t *testing.T) {
 			t.Errorf("offload %+v: status %d, want StatusOK", good[i], got[id].Status)
 		}
 	}
-	if len(b.dev.Wire) != 2 {
-		t.Fatalf("%d frames sent, want 2", len(b.dev.Wire))
+	if len(b.dev.Wire) != len(good) {
+		t.Fatalf("%d frames sent, want %d", len(b.dev.Wire), len(good))
 	}
 	for i, o := range good {
-		want := netdev.Offload{L3: int(o.L3), L4: int(o.L4), TCP: o.TCP, MSS: int(o.MSS), HdrLen: int(o.HdrLen)}
+		want := netdev.Offload{L3: int(o.L3), L4: int(o.L4), TCP: o.TCP, IPv6: o.IPv6, MSS: int(o.MSS), HdrLen: int(o.HdrLen)}
 		if s := b.dev.Wire[i]; s.Offload == nil || *s.Offload != want {
 			t.Errorf("frame %d went out with offload %+v, want %+v", i, s.Offload, want)
 		}
@@ -236,7 +240,10 @@ func TestOffloadRequests(t *testing.T) {
 			{L3: 14, L4: 34, HdrLen: 54, MSS: 16, TCP: true},    // absurdly small segments
 			{L3: 14, L4: 34, HdrLen: 200, MSS: 1000, TCP: true}, // no payload after the headers
 		}},
-		{netdev.FeatureChecksum, []link.Offload{good[1]}}, // segmentation not announced
+		{netdev.FeatureChecksum, []link.Offload{good[1]}},                                     // segmentation not announced
+		{netdev.FeatureChecksum | netdev.FeatureTSO, good[2:]},                                // nothing over IPv6 announced
+		{netdev.FeatureChecksum | netdev.FeatureTSO | netdev.FeatureChecksum6, good[3:]},      // TCP over IPv6, not UDP (the e1000e)
+		{all, []link.Offload{{L3: 14, L4: 54, HdrLen: 86, MSS: 1428, TCP: true, IPv6: true}}}, // no segmentation over IPv6 announced
 		{0, good}, // no offload announced
 	} {
 		b := newBench(t, netdevtest.Config{Features: tc.features})
@@ -343,6 +350,27 @@ func TestRxError(t *testing.T) {
 	reps := b.replies()
 	if len(reps) != 1 || reps[0].ID != id || link.StatusOf(reps[0]) != link.StatusError || reps[0].Ref.Len != uint32(len(f)) {
 		t.Errorf("reply to a bad frame = %+v, want id %d StatusError length %d", reps, id, len(f))
+	}
+}
+
+// The checksums the device verified reach IP in the reply's Arg[0]
+// (link.RxChecked*); a frame it verified nothing of carries 0.
+func TestRxChecked(t *testing.T) {
+	b := newBench(t, netdevtest.Config{})
+	for _, tc := range []struct {
+		check netdev.RxCheck
+		want  uint64
+	}{
+		{0, 0},
+		{netdev.RxL4Checked, link.RxCheckedL4},
+		{netdev.RxL4Checked | netdev.RxIPv4Checked, link.RxCheckedL4 | link.RxCheckedIPv4},
+	} {
+		b.postRX()
+		b.replies()
+		b.dev.DeliverChecked(frame("checked"), tc.check)
+		if reps := b.replies(); len(reps) != 1 || link.StatusOf(reps[0]) != link.StatusOK || reps[0].Arg[0] != tc.want {
+			t.Errorf("reply to a frame checked %b = %+v, want StatusOK, Arg[0] %b", tc.check, reps, tc.want)
+		}
 	}
 }
 

@@ -202,7 +202,7 @@ type generator struct {
 	rxPosted   int    // receive buffers handed to post so far (the first round)
 	repost     []uint64
 	onTX       func(cookie uint64)
-	onRX       func(cookie uint64, frame []byte, bad bool)
+	onRX       func(cookie uint64, frame []byte, check netdev.RxCheck)
 	res        PktGen
 	contractOK bool // false once a buffer came back that was not on the device
 
@@ -316,7 +316,7 @@ func (g *generator) sent(c uint64) {
 
 // received is PollRX's callback: a frame came in (or a buffer came back
 // empty).
-func (g *generator) received(c uint64, frame []byte, bad bool) {
+func (g *generator) received(c uint64, frame []byte, check netdev.RxCheck) {
 	if c >= uint64(len(g.rx)) || !g.rxOnRing[c] {
 		g.contractOK = false
 		return
@@ -325,7 +325,7 @@ func (g *generator) received(c uint64, frame []byte, bad bool) {
 	g.repost = append(g.repost, c)
 	switch {
 	case frame == nil:
-	case bad:
+	case check&netdev.RxBad != 0:
 		g.res.RxBad++
 	default:
 		g.res.RxFrames++

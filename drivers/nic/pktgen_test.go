@@ -79,8 +79,8 @@ func (l *ledger) PollTX(fn func(uint64)) int {
 	})
 }
 
-func (l *ledger) PollRX(fn func(uint64, []byte, bool)) int {
-	return l.Device.PollRX(func(c uint64, frame []byte, bad bool) {
+func (l *ledger) PollRX(fn func(uint64, []byte, netdev.RxCheck)) int {
+	return l.Device.PollRX(func(c uint64, frame []byte, bad netdev.RxCheck) {
 		l.rxOut[c]--
 		l.rxBack++
 		fn(c, frame, bad)

@@ -45,9 +45,12 @@
 //     extended format (status and errors in bytes 8-11, length in 12-13),
 //     which a legacy-descriptor driver misreads;
 //   - with RXCSUM.IPOFLD/TUOFLD (both set at power-on) a received IPv4
-//     frame's header and TCP/UDP checksums are checked: IPCS, TCPCS, UDPCS
+//     frame's header and TCP/UDP checksums, and an IPv6 frame's TCP/UDP
+//     checksum (no extension headers), are checked: IPCS, TCPCS, UDPCS
 //     in the status, IPE, TCPE in the errors (never IXSM); without
 //     either, no checksum bit at all;
+//   - a transmitted checksum that sums to zero stays zero (the 8254x
+//     writes 0xFFFF);
 //   - an RCTL write does not pause receive.
 //
 // The model is safe for concurrent use; DMA into descriptor rings publishes
@@ -534,11 +537,11 @@ func (m *Model) txDescriptor(desc []byte) {
 	m.txData = false
 	switch {
 	case data && m.txTSE:
-		for _, seg := range segment(frame, m.tsoCtx, m.txPOPTS) {
+		for _, seg := range segment(frame, m.tsoCtx, m.txPOPTS, !m.e1000e()) {
 			m.send(seg)
 		}
 	case data:
-		insertChecksums(frame, m.txCtx, m.txPOPTS)
+		insertChecksums(frame, m.txCtx, m.txPOPTS, !m.e1000e())
 		m.send(frame)
 	default:
 		m.send(frame)
@@ -560,7 +563,7 @@ func (m *Model) send(frame []byte) {
 // total length and identification, the TCP sequence number and flags, and
 // the checksums fixed up. The TCP checksum field comes holding the
 // pseudo-header sum without the length; each segment's length is added.
-func segment(frame []byte, c e1000.TxContext, popts uint8) [][]byte {
+func segment(frame []byte, c e1000.TxContext, popts uint8, nonZero bool) [][]byte {
 	hdr, mss := int(c.HDRLEN), int(c.MSS)
 	if hdr >= len(frame) || mss == 0 || int(c.TUCSS)+20 > hdr {
 		return nil // malformed: QEMU would send garbage; the model sends nothing
@@ -582,7 +585,7 @@ func segment(frame []byte, c e1000.TxContext, popts uint8) [][]byte {
 			sum := uint32(binary.BigEndian.Uint16(seg[so:])) + uint32(len(seg)-tcp)
 			binary.BigEndian.PutUint16(seg[so:], uint16(sum>>16+sum&0xFFFF))
 		}
-		insertChecksums(seg, c, popts)
+		insertChecksums(seg, c, popts, nonZero)
 		segs = append(segs, seg)
 	}
 	return segs
@@ -590,17 +593,19 @@ func segment(frame []byte, c e1000.TxContext, popts uint8) [][]byte {
 
 // insertChecksums does what POPTS asks (3.3.7.2): each checksum is the
 // one's complement of the sum from its start (CSS) to its end (CSE, 0: the
-// frame's end), the field at CSO included as it came.
-func insertChecksums(frame []byte, c e1000.TxContext, popts uint8) {
+// frame's end), the field at CSO included as it came. With nonZero a
+// checksum that comes out zero is written 0xFFFF, as QEMU's e1000 does
+// (putsum's net_checksum_finish_nozero); its e1000e writes the zero.
+func insertChecksums(frame []byte, c e1000.TxContext, popts uint8, nonZero bool) {
 	if popts&e1000.TDESC_POPTS_TXSM != 0 {
-		putChecksum(frame, int(c.TUCSS), int(c.TUCSO), int(c.TUCSE))
+		putChecksum(frame, int(c.TUCSS), int(c.TUCSO), int(c.TUCSE), nonZero)
 	}
 	if popts&e1000.TDESC_POPTS_IXSM != 0 {
-		putChecksum(frame, int(c.IPCSS), int(c.IPCSO), int(c.IPCSE))
+		putChecksum(frame, int(c.IPCSS), int(c.IPCSO), int(c.IPCSE), nonZero)
 	}
 }
 
-func putChecksum(frame []byte, css, cso, cse int) {
+func putChecksum(frame []byte, css, cso, cse int, nonZero bool) {
 	end := len(frame)
 	if cse != 0 && cse+1 < end {
 		end = cse + 1
@@ -620,7 +625,11 @@ func putChecksum(frame []byte, css, cso, cse int) {
 	for sum > 0xFFFF {
 		sum = sum>>16 + sum&0xFFFF
 	}
-	binary.BigEndian.PutUint16(frame[cso:], ^uint16(sum))
+	c := ^uint16(sum)
+	if c == 0 && nonZero {
+		c = 0xFFFF
+	}
+	binary.BigEndian.PutUint16(frame[cso:], c)
 }
 
 func (m *Model) inc(off uint32) {
@@ -780,24 +789,43 @@ func writeBackExtended(desc []byte, length uint16, status, errs uint8) {
 // UDPCS for UDP, and TCPE if wrong).
 func (m *Model) rxChecksum(frame []byte) (status, errs uint8) {
 	rxcsum := m.get(e1000.RXCSUM)
-	if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != 0x0800 {
+	if len(frame) < 14+20 {
 		return 0, 0
 	}
-	ip := frame[14:]
-	ihl := int(ip[0]&0xF) * 4
-	total := int(binary.BigEndian.Uint16(ip[2:]))
-	if ip[0]>>4 != 4 || ihl < 20 || total < ihl || total > len(ip) {
-		return 0, 0
-	}
-	if rxcsum&e1000.RXCSUM_IPOFLD != 0 {
-		status |= e1000.RDESC_STATUS_IPCS
-		if sum(ip[:ihl], 0) != 0xFFFF {
-			errs |= e1000.RDESC_ERRORS_IPE
+	var proto uint8
+	var l4 []byte
+	var pseudo uint32
+	switch binary.BigEndian.Uint16(frame[12:]) {
+	case 0x0800:
+		ip := frame[14:]
+		ihl := int(ip[0]&0xF) * 4
+		total := int(binary.BigEndian.Uint16(ip[2:]))
+		if ip[0]>>4 != 4 || ihl < 20 || total < ihl || total > len(ip) {
+			return 0, 0
 		}
+		if rxcsum&e1000.RXCSUM_IPOFLD != 0 {
+			status |= e1000.RDESC_STATUS_IPCS
+			if sum(ip[:ihl], 0) != 0xFFFF {
+				errs |= e1000.RDESC_ERRORS_IPE
+			}
+		}
+		if binary.BigEndian.Uint16(ip[6:])&0x3FFF != 0 { // a fragment
+			return status, errs
+		}
+		proto, l4 = ip[9], ip[ihl:total]
+		pseudo = uint32(sum(ip[12:20], 0))
+	case 0x86DD: // no extension headers: the model's IPv6 is that much
+		ip := frame[14:]
+		plen := int(binary.BigEndian.Uint16(ip[4:]))
+		if len(ip) < 40 || ip[0]>>4 != 6 || 40+plen > len(ip) {
+			return 0, 0
+		}
+		proto, l4 = ip[6], ip[40:40+plen]
+		pseudo = uint32(sum(ip[8:40], 0))
+	default:
+		return 0, 0
 	}
-	proto, l4 := ip[9], ip[ihl:total]
-	fragment := binary.BigEndian.Uint16(ip[6:])&0x3FFF != 0
-	if rxcsum&e1000.RXCSUM_TUOFLD == 0 || fragment {
+	if rxcsum&e1000.RXCSUM_TUOFLD == 0 {
 		return status, errs
 	}
 	switch {
@@ -808,10 +836,7 @@ func (m *Model) rxChecksum(frame []byte) (status, errs uint8) {
 	default:
 		return status, errs
 	}
-	pseudo := uint32(binary.BigEndian.Uint16(ip[12:])) + uint32(binary.BigEndian.Uint16(ip[14:])) +
-		uint32(binary.BigEndian.Uint16(ip[16:])) + uint32(binary.BigEndian.Uint16(ip[18:])) +
-		uint32(proto) + uint32(len(l4))
-	if sum(l4, pseudo) != 0xFFFF {
+	if sum(l4, pseudo+uint32(proto)+uint32(len(l4))) != 0xFFFF {
 		errs |= e1000.RDESC_ERRORS_TCPE
 	}
 	return status, errs

@@ -78,6 +78,18 @@ const (
 // every IPv4 accessor is safe, including [IPv4.Options] and [IPv4.Payload],
 // which never reach past Total Length.
 func ValidateIPv4(b []byte) error {
+	if err := ValidateIPv4Unsummed(b); err != nil {
+		return err
+	}
+	if Checksum(b[:IPv4(b).HeaderLength()], 0) != 0xffff {
+		return ErrBadChecksum
+	}
+	return nil
+}
+
+// ValidateIPv4Unsummed is ValidateIPv4 without the header checksum: for a
+// header whose checksum the device verified.
+func ValidateIPv4Unsummed(b []byte) error {
 	if len(b) < IPv4MinimumSize {
 		return ErrTruncated
 	}
@@ -95,9 +107,6 @@ func ValidateIPv4(b []byte) error {
 	}
 	if len(b) < tl {
 		return ErrTruncated
-	}
-	if Checksum(b[:hl], 0) != 0xffff {
-		return ErrBadChecksum
 	}
 	return nil
 }

@@ -87,6 +87,18 @@ var (
 // Options are not parsed here (see [ParseTCPOptions]). On nil every TCP
 // accessor is safe, including [TCP.Options] and [TCP.Payload].
 func ValidateTCP(b []byte, src, dst netip.Addr) error {
+	if err := ValidateTCPUnsummed(b); err != nil {
+		return err
+	}
+	if !TCP(b).ChecksumValid(src, dst) {
+		return ErrBadChecksum
+	}
+	return nil
+}
+
+// ValidateTCPUnsummed is ValidateTCP without the checksum: for a segment
+// whose checksum the device verified.
+func ValidateTCPUnsummed(b []byte) error {
 	if len(b) < TCPMinimumSize {
 		return ErrTruncated
 	}
@@ -96,9 +108,6 @@ func ValidateTCP(b []byte, src, dst netip.Addr) error {
 	h := TCP(b)
 	if off := h.DataOffset(); off < TCPMinimumSize || off > len(b) {
 		return ErrBadDataOffset
-	}
-	if !h.ChecksumValid(src, dst) {
-		return ErrBadChecksum
 	}
 	return nil
 }

@@ -53,6 +53,18 @@ const (
 // (receivers trim it, as Linux does). On nil every UDP accessor is safe,
 // and [UDP.Payload] never reaches past Length.
 func ValidateUDP(b []byte, src, dst netip.Addr) error {
+	if err := ValidateUDPUnsummed(b); err != nil {
+		return err
+	}
+	if u := UDP(b); u.Checksum() != 0 && !u.ChecksumValid(src, dst) {
+		return ErrBadChecksum
+	}
+	return nil
+}
+
+// ValidateUDPUnsummed is ValidateUDP without the checksum: for a datagram
+// whose checksum the device verified.
+func ValidateUDPUnsummed(b []byte) error {
 	if len(b) < UDPMinimumSize {
 		return ErrTruncated
 	}
@@ -63,9 +75,6 @@ func ValidateUDP(b []byte, src, dst netip.Addr) error {
 	}
 	if len(b) < n {
 		return ErrTruncated
-	}
-	if u.Checksum() != 0 && !u.ChecksumValid(src, dst) {
-		return ErrBadChecksum
 	}
 	return nil
 }

@@ -290,7 +290,7 @@ func (t dhcpTap) Deliver(uint8, netip.Addr, netip.Addr, []byte) {
 	panic("ip: dhcpTap gets whole datagrams") // the Stack prefers DeliverDatagram
 }
 
-func (t dhcpTap) DeliverDatagram(ip header.IPv4) {
+func (t dhcpTap) DeliverDatagram(ip header.IPv4, verified bool) {
 	if u := header.UDP(ip.Payload()); len(u) >= header.UDPMinimumSize && u.DstPort() == dhcp.ClientPort {
 		if payload, ok := dhcpPayload(ip); ok && t.s.dhcp.client != nil {
 			t.s.dhcpDo(t.s.dhcp.client.Handle(time.Now(), payload))
@@ -301,13 +301,13 @@ func (t dhcpTap) DeliverDatagram(ip header.IPv4) {
 		t.s.drops++
 		return
 	}
-	t.inner.DeliverDatagram(ip)
+	t.inner.DeliverDatagram(ip, verified)
 }
 
 // DeliverDatagram6 passes IPv6 datagrams to UDP: DHCP is IPv4's.
-func (t dhcpTap) DeliverDatagram6(h header.IPv6, off int) {
+func (t dhcpTap) DeliverDatagram6(h header.IPv6, off int, verified bool) {
 	if u, ok := t.inner.(Datagram6Transport); ok {
-		u.DeliverDatagram6(h, off)
+		u.DeliverDatagram6(h, off, verified)
 		return
 	}
 	t.s.drops++

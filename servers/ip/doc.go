@@ -26,7 +26,8 @@
 //     RFC's merge); queues packets while resolving (bounded per neighbour and
 //     in total), retries, ages entries; gratuitous ARP at start (RFC 5227
 //     announcement).
-//   - IPv4 input: version, IHL, lengths, header checksum; packets for our
+//   - IPv4 input: version, IHL, lengths, header checksum (unless the
+//     device verified it: HandleFrameChecked); packets for our
 //     address, the limited broadcast and the subnet's directed broadcast.
 //     TTL is not checked for what is ours: a host "MUST NOT discard a
 //     datagram just because it was received with TTL less than 2"

@@ -100,11 +100,11 @@ func TestServerECN(t *testing.T) {
 	tl := &transportLink{s: b.s, name: "tcp"}
 	b.tcp.queue = nil
 	f := ipFrame(peerMAC, ourMAC, header.IPv4Fields{TOS: 0xb8 | ops.ECNCE, Protocol: header.ProtocolTCP, Src: peerIP, Dst: ourIP}, make([]byte, 20))
-	tl.DeliverDatagram(header.IPv4(f[header.EthernetMinimumSize:]))
+	tl.DeliverDatagram(header.IPv4(f[header.EthernetMinimumSize:]), false)
 	d6 := frame6(peerMAC, ourMAC, peerLL, ourLL, 64, header.ProtocolTCP, make([]byte, 20))
 	h6 := header.IPv6(d6[header.EthernetMinimumSize:])
 	h6.Encode(&header.IPv6Fields{TrafficClass: ops.ECNECT1, PayloadLength: 20, NextHeader: header.ProtocolTCP, HopLimit: 64, Src: peerLL, Dst: ourLL})
-	tl.DeliverDatagram6(h6, header.IPv6MinimumSize)
+	tl.DeliverDatagram6(h6, header.IPv6MinimumSize, false)
 	var got [][2]int
 	for _, m := range b.tcp.queue {
 		if ops.OpOf(m) == ops.OpDeliver {

@@ -22,7 +22,12 @@ const maxPayload = header.IPv4MaximumSize - header.IPv4MinimumSize
 func (s *Stack) handleIPv4(eth header.Ethernet) {
 	b := eth.Payload()
 	s.c.IPIn++
-	if err := header.ValidateIPv4(b); err != nil {
+	validate := header.ValidateIPv4
+	if s.rxChecked&link.RxCheckedIPv4 != 0 {
+		validate = header.ValidateIPv4Unsummed
+		s.c.IPChecksumVerified++
+	}
+	if err := validate(b); err != nil {
 		switch {
 		case errors.Is(err, header.ErrBadVersion):
 			s.c.IPBadVersion++
@@ -48,10 +53,12 @@ func (s *Stack) handleIPv4(eth header.Ethernet) {
 		s.c.IPBadSource++
 		return
 	}
+	verified := s.rxChecked&link.RxCheckedL4 != 0
 	if ip.IsFragment() {
 		if ip = s.reassemble(ip); ip == nil {
 			return
 		}
+		verified = false
 	}
 	proto := ip.Protocol()
 	if proto == header.ProtocolICMP {
@@ -66,7 +73,10 @@ func (s *Stack) handleIPv4(eth header.Ethernet) {
 	}
 	s.c.IPDelivered++
 	if dt, ok := t.(DatagramTransport); ok {
-		dt.DeliverDatagram(ip)
+		if verified {
+			s.c.L4ChecksumVerified++
+		}
+		dt.DeliverDatagram(ip, verified)
 		return
 	}
 	t.Deliver(proto, ip.Src(), ip.Dst(), ip.Payload())

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"keepnet/drivers/link"
 	"keepnet/servers/header"
 	"keepnet/servers/ip/nd"
 )
@@ -38,9 +39,10 @@ type MulticastLink interface {
 }
 
 // Datagram6Transport is a transport that takes IPv6 datagrams too: whole
-// (as DatagramTransport), its header at off, after the extension headers.
+// (as DatagramTransport), its header at off, after the extension headers;
+// verified as DatagramTransport's.
 type Datagram6Transport interface {
-	DeliverDatagram6(h header.IPv6, off int)
+	DeliverDatagram6(h header.IPv6, off int, verified bool)
 }
 
 // Limits of the IPv6 state: datagrams waiting for Neighbor Discovery, as
@@ -257,7 +259,9 @@ func (s *Stack) handleIPv6(eth header.Ethernet) {
 		}
 		return
 	}
+	verified := s.rxChecked&link.RxCheckedL4 != 0
 	if x.Fragment {
+		verified = false
 		if h = s.reassemble6(h, x); h == nil {
 			return
 		}
@@ -273,7 +277,10 @@ func (s *Stack) handleIPv6(eth header.Ethernet) {
 	case header.ProtocolTCP, header.ProtocolUDP:
 		if t, ok := s.transports[x.Upper].(Datagram6Transport); ok {
 			s.c.IP6Delivered++
-			t.DeliverDatagram6(h, x.UpperOffset)
+			if verified {
+				s.c.IP6ChecksumVerified++
+			}
+			t.DeliverDatagram6(h, x.UpperOffset, verified)
 			return
 		}
 		// No transport takes it: say so as a closed port would, so a
@@ -672,15 +679,53 @@ func (s *Stack) send6(mac header.MAC, src, dst netip.Addr, proto, hops uint8, pa
 	f := s.tx[:n]
 	header.Ethernet(f).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv6})
 	header.IPv6(f[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{TrafficClass: s.v6.tclass, PayloadLength: uint16(len(payload)), NextHeader: proto, HopLimit: hops, Src: src, Dst: dst})
-	copy(f[header.EthernetMinimumSize+header.IPv6MinimumSize:], payload)
+	seg := f[header.EthernetMinimumSize+header.IPv6MinimumSize:]
+	copy(seg, payload)
 	if checksum {
-		fillChecksum6(proto, src, dst, f[header.EthernetMinimumSize+header.IPv6MinimumSize:])
+		if ol, lo, ok := s.checksumOffload6(proto); ok {
+			// What the device wants (netdev.Offload): the pseudo-header
+			// sum with the length, for it to finish over the segment.
+			off, _ := checksumOffset(proto)
+			binary.BigEndian.PutUint16(seg[off:], header.PseudoHeaderChecksum6(proto, src, dst, uint32(len(seg))))
+			if err := ol.SendFrameOffload(f, lo); err != nil {
+				s.c.LinkErrors++
+				return err
+			}
+			s.c.FramesOut++
+			s.c.IP6Out++
+			s.c.IP6ChecksumOffload++
+			return nil
+		}
+		fillChecksum6(proto, src, dst, seg)
 	}
 	if err := s.sendFrame(n); err != nil {
 		return err
 	}
 	s.c.IP6Out++
 	return nil
+}
+
+// checksumOffload6 is the link and the request that leave a proto
+// segment's checksum over IPv6, in one frame with no extension headers,
+// to the device; false where it does not do that one (TCP and UDP are
+// apart: a device that would send UDP's zero sum as zero does not do
+// UDP, link.FeatureUDPChecksum6).
+func (s *Stack) checksumOffload6(proto uint8) (OffloadLink, link.Offload, bool) {
+	ol, ok := s.link.(OffloadLink)
+	if !ok {
+		return nil, link.Offload{}, false
+	}
+	const eh, ih = header.EthernetMinimumSize, header.IPv6MinimumSize
+	lo := link.Offload{L3: eh, L4: eh + ih, IPv6: true}
+	need := link.FeatureUDPChecksum6
+	switch proto {
+	case header.ProtocolTCP:
+		lo.TCP, need = true, link.FeatureChecksum6
+	case header.ProtocolUDP:
+	default:
+		return nil, link.Offload{}, false
+	}
+	return ol, lo, ol.Features()&need != 0
 }
 
 // flushWaiting sends what waited for next, now at mac.

@@ -330,13 +330,15 @@ func TestIPv6Refusals(t *testing.T) {
 
 // fake6 is a transport that takes IPv6 datagrams.
 type fake6 struct {
-	got  []header.IPv6
-	offs []int
+	got      []header.IPv6
+	offs     []int
+	verified []bool
 }
 
 func (f *fake6) Deliver(uint8, netip.Addr, netip.Addr, []byte) {}
-func (f *fake6) DeliverDatagram6(h header.IPv6, off int) {
+func (f *fake6) DeliverDatagram6(h header.IPv6, off int, verified bool) {
 	f.got, f.offs = append(f.got, header.IPv6(append([]byte(nil), h...))), append(f.offs, off)
+	f.verified = append(f.verified, verified)
 }
 
 // UDP over IPv6 reaches a transport that takes it, its header's offset

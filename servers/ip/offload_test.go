@@ -14,12 +14,15 @@ import (
 type offloadLink struct {
 	fakeLink
 	offloads []link.Offload
+	features uint64 // what the device announced (only IPv6 asks)
 }
 
 func (l *offloadLink) SendFrameOffload(f []byte, o link.Offload) error {
 	l.offloads = append(l.offloads, o)
 	return l.SendFrame(f)
 }
+
+func (l *offloadLink) Features() uint64 { return l.features }
 
 // tcpSegment is a TCP header (no options) and n bytes of payload with a
 // checksum field the transport left for the device.

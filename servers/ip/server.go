@@ -419,6 +419,9 @@ func (l nicLink) SendFrameOffload(frame []byte, o link.Offload) error {
 	return l.s.sendFrame(l.n, frame, o.Arg())
 }
 
+// Features are the offloads the interface's driver announced.
+func (l nicLink) Features() uint64 { return l.n.features }
+
 // SetMulticast asks the driver to let frames to group in (or no longer).
 func (l nicLink) SetMulticast(group header.MAC, join bool) error {
 	n := l.n
@@ -651,12 +654,14 @@ func (t *transportLink) Deliver(uint8, netip.Addr, netip.Addr, []byte) {
 	panic("ip: transportLink gets whole datagrams") // the Stack prefers DeliverDatagram
 }
 
-func (t *transportLink) DeliverDatagram(ip header.IPv4) {
+func (t *transportLink) DeliverDatagram(ip header.IPv4, verified bool) {
 	if ref, l, ok := t.up(ip[:ip.TotalLength()]); ok {
 		// The addresses and where the transport header starts, so that
-		// no transport parses IP (servers/ops), and its ECN codepoint.
+		// no transport parses IP (servers/ops), its ECN codepoint, and
+		// whether the device verified its checksum.
 		m := ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength())
 		ops.SetDeliverECN(&m, ip.TOS()&3)
+		ops.SetDeliverVerified(&m, verified)
 		t.s.request(l, m)
 	}
 }
@@ -704,7 +709,7 @@ func (t *transportLink) up(dgram []byte) (pool.Ref, *peerLink, bool) {
 // DeliverDatagram6 hands an IPv6 datagram over as DeliverDatagram does an
 // IPv4 one: whole, with its transport header at off (after the extension
 // headers).
-func (t *transportLink) DeliverDatagram6(h header.IPv6, off int) {
+func (t *transportLink) DeliverDatagram6(h header.IPv6, off int, verified bool) {
 	if off > ops.MaxDeliverOffset {
 		t.s.drops++ // extension headers no real sender writes: more than OpDeliver can say
 		return
@@ -712,6 +717,7 @@ func (t *transportLink) DeliverDatagram6(h header.IPv6, off int) {
 	if ref, l, ok := t.up(h); ok {
 		m := ops.Deliver(ref, h.Src(), h.Dst(), off)
 		ops.SetDeliverECN(&m, h.TrafficClass()&3)
+		ops.SetDeliverVerified(&m, verified)
 		t.s.request(l, m)
 	}
 }
@@ -793,7 +799,7 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 				return
 			}
 			if err == nil {
-				n.stack.HandleFrame(s.private(shared))
+				n.stack.HandleFrameChecked(s.private(shared), m.Arg[0])
 			}
 		} else if link.StatusOf(m) == link.StatusOK && s.dhcp != nil {
 			ref := req.Ref

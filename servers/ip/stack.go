@@ -19,10 +19,14 @@ type Link interface {
 
 // OffloadLink is a Link whose device can insert TCP/UDP checksums and cut
 // TCP segments (drivers/link's offloads); the Stack uses it for the
-// datagrams a transport sends with an Offload.
+// datagrams a transport sends with an Offload. Features are the offloads
+// the device announced (link.Feature*): over IPv4 the server offers the
+// transports only what it has, over IPv6 the Stack asks it for a
+// checksum only where it says it does one.
 type OffloadLink interface {
 	Link
 	SendFrameOffload(frame []byte, o link.Offload) error
+	Features() uint64
 }
 
 // Offload is what a transport asks of the device for one datagram: the
@@ -46,9 +50,11 @@ type Transport interface {
 
 // DatagramTransport is a Transport that takes the whole datagram (header
 // included, reassembled): what a transport server in another process needs,
-// to answer with ICMP errors that quote it. The Stack prefers it.
+// to answer with ICMP errors that quote it. The Stack prefers it. verified:
+// the device found the transport checksum right (HandleFrameChecked), and
+// the transport need not compute it again.
 type DatagramTransport interface {
-	DeliverDatagram(ip header.IPv4)
+	DeliverDatagram(ip header.IPv4, verified bool)
 }
 
 // ErrorTransport is a Transport that takes the ICMP errors about the
@@ -156,6 +162,10 @@ type Counters struct {
 	ReassemblyEvictions   uint64 // datagrams dropped to stay under MaxReassemblies
 	ReassemblyBad         uint64 // datagrams/fragments dropped: empty or unaligned fragment, inconsistent end, over 65535
 
+	// Checksums the device verified on receive (link.RxChecked*).
+	IPChecksumVerified uint64 // IPv4 headers whose checksum was not computed again
+	L4ChecksumVerified uint64 // IPv4 datagrams delivered whose TCP/UDP checksum the device verified
+
 	// IPv4 output.
 	IPOut           uint64 // datagrams sent (or queued for ARP) by Output
 	FragmentsOut    uint64 // frames of fragmented datagrams
@@ -181,6 +191,8 @@ type Counters struct {
 	IP6NoTransport      uint64 // drop: no transport for it, or a packet filter that cannot judge IPv6 (unreachable or parameter problem sent)
 	IP6Delivered        uint64 // datagrams handed to a transport
 	IP6Out              uint64 // datagrams sent or queued for Neighbor Discovery
+	IP6ChecksumOffload  uint64 // of those, sent with the TCP/UDP checksum left to the device
+	IP6ChecksumVerified uint64 // datagrams delivered whose TCP/UDP checksum the device verified
 	IP6NoRoute          uint64 // Output6 refused: no router, not on-link
 	IP6AddrsConfigured  uint64 // addresses that passed DAD
 	IP6AddrsKept        uint64 // addresses a predecessor had, in use again at once (EnableIPv6's kept)
@@ -223,6 +235,10 @@ type Stack struct {
 	transports map[uint8]Transport
 	limits     Limits
 	c          Counters
+
+	// rxChecked is what the device verified of the frame being handled
+	// (HandleFrameChecked; link.RxChecked*), 0 outside it.
+	rxChecked uint64
 
 	nextID uint16 // IP identification of the next datagram sent
 
@@ -296,6 +312,17 @@ func (s *Stack) Counters() Counters {
 		c.RARefused = s.v6.auto.Refused()
 	}
 	return c
+}
+
+// HandleFrameChecked is HandleFrame of a frame whose checksums the device
+// verified as checked says (link.RxCheckedL4, RxCheckedIPv4): the Stack
+// does not compute those again, and tells the transport so for a datagram
+// that came whole in this frame (one put together from fragments is not
+// what the device checked).
+func (s *Stack) HandleFrameChecked(frame []byte, checked uint64) {
+	s.rxChecked = checked
+	s.HandleFrame(frame)
+	s.rxChecked = 0
 }
 
 // HandleFrame processes one received Ethernet frame (without FCS). The

@@ -194,17 +194,35 @@ const (
 )
 
 // MaxDeliverOffset is the largest transport header offset an OpDeliver
-// carries: its Flags keep the offset in their low 14 bits and the
-// datagram's ECN codepoint in the two above (SetDeliverECN). An IPv4
-// header is at most 60 bytes; IP drops an IPv6 datagram whose extension
-// headers reach further (none real does).
-const MaxDeliverOffset = 1<<14 - 1
+// carries: its Flags keep the offset in their low 13 bits, whether the
+// device verified the transport checksum in bit 13 (SetDeliverVerified)
+// and the datagram's ECN codepoint in the two above (SetDeliverECN). An
+// IPv4 header is at most 60 bytes; IP drops an IPv6 datagram whose
+// extension headers reach further (none real does).
+const MaxDeliverOffset = 1<<13 - 1
+
+// deliverVerified is the OpDeliver flag of SetDeliverVerified.
+const deliverVerified = 1 << 13
 
 // SetDeliverECN records in an OpDeliver request the ECN codepoint of the
 // delivered datagram's IP header.
 func SetDeliverECN(m *channel.Msg, ecn uint8) {
-	m.Flags = m.Flags&MaxDeliverOffset | uint16(ecn&3)<<14
+	m.Flags = m.Flags&(MaxDeliverOffset|deliverVerified) | uint16(ecn&3)<<14
 }
+
+// SetDeliverVerified records in an OpDeliver request whether the device
+// verified the datagram's TCP or UDP checksum (drivers/link RxCheckedL4),
+// so that the transport need not compute it again.
+func SetDeliverVerified(m *channel.Msg, verified bool) {
+	m.Flags &^= deliverVerified
+	if verified {
+		m.Flags |= deliverVerified
+	}
+}
+
+// DeliveredVerified reports whether an OpDeliver's checksum was verified
+// by the device (SetDeliverVerified).
+func DeliveredVerified(m channel.Msg) bool { return m.Flags&deliverVerified != 0 }
 
 // DeliveredECN is an OpDeliver's ECN codepoint (SetDeliverECN).
 func DeliveredECN(m channel.Msg) uint8 { return uint8(m.Flags >> 14) }

@@ -30,8 +30,11 @@
 //	           pool; AtArg0 its source, AtArg2 its destination (port 0),
 //	           Flags the offset of the transport header in it (the IP
 //	           header's length), so that a transport never parses IP
-//	           (Deliver, Delivered), and in its two top bits the
-//	           datagram's ECN codepoint (SetDeliverECN, DeliveredECN). The reply frees it. StatusNoPort asks IP to answer the sender with
+//	           (Deliver, Delivered), in its two top bits the
+//	           datagram's ECN codepoint (SetDeliverECN, DeliveredECN),
+//	           and below them whether the device verified its TCP/UDP
+//	           checksum (SetDeliverVerified, DeliveredVerified): the
+//	           transport then skips its own check. The reply frees it. StatusNoPort asks IP to answer the sender with
 //	           ICMP port unreachable (IP still has the datagram).
 //	OpDeliverError IP -> transport. An ICMP error (destination unreachable,
 //	           time exceeded, parameter problem) about a datagram this

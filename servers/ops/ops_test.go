@@ -231,10 +231,14 @@ func TestECN(t *testing.T) {
 	}
 	for _, off := range []int{20, 60, 40, 40 + 2048, MaxDeliverOffset} {
 		for _, ecn := range []uint8{ECNNotECT, ECNECT1, ECNECT0, ECNCE} {
-			m := Deliver(pool.Ref{Pool: 2, Len: 100}, src6, dst6, off)
-			SetDeliverECN(&m, ecn)
-			if s, d, o := Delivered(m); s.IP() != src6 || d.IP() != dst6 || o != off || DeliveredECN(m) != ecn {
-				t.Errorf("Deliver(off %d) with ECN %d: %v %v off %d ECN %d", off, ecn, s, d, o, DeliveredECN(m))
+			for _, verified := range []bool{false, true} {
+				m := Deliver(pool.Ref{Pool: 2, Len: 100}, src6, dst6, off)
+				SetDeliverVerified(&m, verified)
+				SetDeliverECN(&m, ecn)
+				if s, d, o := Delivered(m); s.IP() != src6 || d.IP() != dst6 || o != off || DeliveredECN(m) != ecn || DeliveredVerified(m) != verified {
+					t.Errorf("Deliver(off %d) with ECN %d, verified %v: %v %v off %d ECN %d verified %v",
+						off, ecn, verified, s, d, o, DeliveredECN(m), DeliveredVerified(m))
+				}
 			}
 		}
 	}

@@ -224,6 +224,13 @@ func (s *server) DeliverECN(seg []byte, src, dst netip.Addr, ecn uint8) ops.Stat
 	return ops.StatusOK
 }
 
+// DeliverVerified is DeliverECN of a segment whose checksum the device
+// verified (transport.VerifiedReceiver).
+func (s *server) DeliverVerified(seg []byte, src, dst netip.Addr, ecn uint8) ops.Status {
+	s.table.InputVerified(seg, src, dst, ecn)
+	return ops.StatusOK
+}
+
 // DeliverError hands the Table an ICMP error about one of our segments.
 func (s *server) DeliverError(e ops.ICMPError) {
 	s.table.HandleICMP(ICMPError{Type: e.Type, Code: e.Code, MTU: e.MTU, Local: e.Local, Remote: e.Remote, Quote: e.Quote})

@@ -75,6 +75,7 @@ type Counters struct {
 	InBadOffset        uint64 // drop: bad data offset
 	InBadLength        uint64 // drop: too long
 	InBadChecksum      uint64 // drop: checksum does not verify
+	InVerified         uint64 // taken without computing the checksum: the device verified it (InputVerified)
 	InBadOptions       uint64 // drop: malformed options
 	InNoSocket         uint64 // to no connection or listener (answered with RST)
 	InSynDrops         uint64 // SYNs dropped: accept queue full
@@ -511,7 +512,22 @@ func (t *Table) Input(seg []byte, src, dst netip.Addr) {
 // InputECN is Input of a segment whose IP header carried the ECN
 // codepoint ecn (servers/ops ECNCE...).
 func (t *Table) InputECN(seg []byte, src, dst netip.Addr, ecn uint8) {
-	switch err := header.ValidateTCP(seg, src, dst); err {
+	t.input(seg, src, dst, ecn, header.ValidateTCP(seg, src, dst))
+}
+
+// InputVerified is InputECN of a segment whose checksum the device
+// verified: it is not computed again.
+func (t *Table) InputVerified(seg []byte, src, dst netip.Addr, ecn uint8) {
+	err := header.ValidateTCPUnsummed(seg)
+	if err == nil {
+		t.c.InVerified++
+	}
+	t.input(seg, src, dst, ecn, err)
+}
+
+// input is InputECN once the segment has been validated (err).
+func (t *Table) input(seg []byte, src, dst netip.Addr, ecn uint8, err error) {
+	switch err {
 	case nil:
 	case header.ErrTruncated:
 		t.c.InTruncated++

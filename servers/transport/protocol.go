@@ -56,6 +56,14 @@ type ECNReceiver interface {
 	DeliverECN(seg []byte, src, dst netip.Addr, ecn uint8) ops.Status
 }
 
+// VerifiedReceiver is a core that can take a segment whose TCP or UDP
+// checksum the device verified (servers/ops DeliveredVerified) without
+// computing it again: the framework calls DeliverVerified for those, in
+// place of Deliver or DeliverECN.
+type VerifiedReceiver interface {
+	DeliverVerified(seg []byte, src, dst netip.Addr, ecn uint8) ops.Status
+}
+
 // Hooked is a core with test hooks of its own (kernel/wiring), run in the
 // loop like the built-in ones.
 type Hooked interface {

@@ -306,7 +306,8 @@ func (s *Server) fromIP(m channel.Msg) {
 // deliver hands the core the segment of an OpDeliver and returns the
 // reply: the datagram from src to dst, its transport header at offset off
 // (servers/ops.Delivered), with its ECN codepoint to a core that takes it
-// (ECNReceiver).
+// (ECNReceiver), and said verified to a core that can skip its checksum
+// (VerifiedReceiver).
 func (s *Server) deliver(m channel.Msg) channel.Msg {
 	st := ops.StatusOK
 	b, ok := s.ip.bytes(m.Ref)
@@ -320,7 +321,9 @@ func (s *Server) deliver(m channel.Msg) channel.Msg {
 	case src.Is4() != dst.Is4():
 		s.badIP++
 	default:
-		if r, ok := s.proto.(ECNReceiver); ok {
+		if r, ok := s.proto.(VerifiedReceiver); ok && ops.DeliveredVerified(m) {
+			st = r.DeliverVerified(s.private(b[off:]), src.IP(), dst.IP(), ops.DeliveredECN(m))
+		} else if r, ok := s.proto.(ECNReceiver); ok {
 			st = r.DeliverECN(s.private(b[off:]), src.IP(), dst.IP(), ops.DeliveredECN(m))
 		} else {
 			st = s.proto.Deliver(s.private(b[off:]), src.IP(), dst.IP())

@@ -100,6 +100,12 @@ func (c *core) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
 	return c.table.Deliver(seg, src, dst)
 }
 
+// DeliverVerified is Deliver of a datagram whose checksum the device
+// verified (transport.VerifiedReceiver).
+func (c *core) DeliverVerified(seg []byte, src, dst netip.Addr, _ uint8) ops.Status {
+	return c.table.DeliverVerified(seg, src, dst)
+}
+
 // DropRequests drops the posted receives and held sends of a SYSCALL
 // generation that is gone.
 // DeliverError hands the Table an ICMP error about one of our datagrams.

@@ -65,6 +65,7 @@ type Counters struct {
 	InTruncated   uint64 // drop: shorter than the UDP header or its Length
 	InBadLength   uint64 // drop: Length below the header size
 	InBadChecksum uint64 // drop: checksum does not verify
+	InVerified    uint64 // taken without computing the checksum: the device verified it (DeliverVerified)
 	InNoPort      uint64 // drop: nobody listens (ICMP port unreachable if unicast)
 	InQuietDrops  uint64 // drop: to a port a Reset just freed, silently (see Reset)
 	InQueueDrops  uint64 // drop: the socket's or the global queue was full
@@ -322,16 +323,18 @@ func (t *Table) SendTo(id uint64, dst ops.Addr, payload []byte) (ops.Addr, ops.S
 	copy(u[header.UDPMinimumSize:], payload)
 	// From the address the socket is bound to, if it names one; else from
 	// the one IP chooses by the route, if IP checksums (SetChecksumOffload);
-	// else from ours.
-	// To an IPv6 destination IP always chooses (RFC 6724) and checksums.
-	src, o := t.addr.Addr(), transport.Offload{}
+	// else from ours. IP (its device, for a datagram that fits a frame)
+	// checksums whenever it offers to.
+	// To an IPv6 destination IP always chooses (RFC 6724) and checksums,
+	// with the device where it does UDP over IPv6.
+	src, o := t.addr.Addr(), transport.Offload{Checksum: t.csumOffload}
 	switch ip := s.local.IP(); {
 	case dst.IP().Is6():
 		src, o = netip.Addr{}, transport.Offload{Checksum: true}
 	case ip.IsValid() && !ip.IsUnspecified():
 		src = ip
 	case t.csumOffload:
-		src, o = netip.Addr{}, transport.Offload{Checksum: true}
+		src = netip.Addr{}
 	}
 	if !o.Checksum {
 		u.SetChecksum(u.ComputeChecksum(src, dst.IP()))
@@ -475,7 +478,21 @@ func (t *Table) DropReceives() int {
 // unreachable), else ops.StatusOK — malformed datagrams included: they are
 // dropped and counted, never answered. seg is not kept.
 func (t *Table) Deliver(seg []byte, src, dst netip.Addr) ops.Status {
-	err := header.ValidateUDP(seg, src, dst)
+	return t.deliver(seg, src, dst, header.ValidateUDP(seg, src, dst))
+}
+
+// DeliverVerified is Deliver of a datagram whose checksum the device
+// verified: it is not computed again.
+func (t *Table) DeliverVerified(seg []byte, src, dst netip.Addr) ops.Status {
+	err := header.ValidateUDPUnsummed(seg)
+	if err == nil {
+		t.c.InVerified++
+	}
+	return t.deliver(seg, src, dst, err)
+}
+
+// deliver is Deliver once the datagram has been validated (err).
+func (t *Table) deliver(seg []byte, src, dst netip.Addr, err error) ops.Status {
 	if err == nil && src.Is6() && header.UDP(seg).Checksum() == 0 {
 		err = header.ErrBadChecksum // optional over IPv4 only (RFC 8200 §8.1)
 	}

@@ -71,7 +71,7 @@ type Device struct {
 type rxDone struct {
 	buf   netdev.Buffer
 	frame []byte
-	bad   bool
+	check netdev.RxCheck
 }
 
 type txFrame struct {
@@ -159,6 +159,16 @@ func (d *Device) FlushRX() {
 // in RxNoBuffer and dropped). bad marks it as the device would a frame with
 // a CRC error.
 func (d *Device) Deliver(frame []byte, bad bool) bool {
+	var check netdev.RxCheck
+	if bad {
+		check = netdev.RxBad
+	}
+	return d.DeliverChecked(frame, check)
+}
+
+// DeliverChecked is Deliver of a frame the device checked as check says
+// (a checksum it verified, or an error).
+func (d *Device) DeliverChecked(frame []byte, check netdev.RxCheck) bool {
 	if d.cfg.LinkDown {
 		return false
 	}
@@ -174,23 +184,23 @@ func (d *Device) Deliver(frame []byte, bad bool) bool {
 	d.rxOwned = d.rxOwned[1:]
 	d.rxFilled++
 	n := copy(b.Mem, frame)
-	d.rxDone = append(d.rxDone, rxDone{buf: b, frame: b.Mem[:n], bad: bad})
+	d.rxDone = append(d.rxDone, rxDone{buf: b, frame: b.Mem[:n], check: check})
 	d.interrupts |= IntrRX
 	return true
 }
 
 // PollRX hands back the filled buffers in ring order.
-func (d *Device) PollRX(fn func(cookie uint64, frame []byte, bad bool)) int {
+func (d *Device) PollRX(fn func(cookie uint64, frame []byte, check netdev.RxCheck)) int {
 	done := d.rxDone
 	d.rxDone = nil
 	for _, r := range done {
-		if r.bad {
+		if r.check&netdev.RxBad != 0 {
 			d.stats.RxErrors++
 		} else {
 			d.stats.RxFrames++
 			d.stats.RxBytes += uint64(len(r.frame))
 		}
-		fn(r.buf.Cookie, r.frame, r.bad)
+		fn(r.buf.Cookie, r.frame, r.check)
 	}
 	return len(done)
 }
@@ -205,11 +215,7 @@ func (d *Device) Transmit(b netdev.Buffer, n int) bool {
 // TransmitOffload is Transmit with an offload, which must be one the
 // device announced in Config.Features.
 func (d *Device) TransmitOffload(b netdev.Buffer, n int, o netdev.Offload) bool {
-	need := netdev.FeatureChecksum
-	if o.MSS != 0 {
-		need |= netdev.FeatureTSO
-	}
-	if d.cfg.Features&need != need {
+	if need := o.Needs(); d.cfg.Features&need != need {
 		panic(fmt.Sprintf("netdevtest: TransmitOffload(%+v) on a device with features %b", o, d.cfg.Features))
 	}
 	return d.queue(b, n, &o)
