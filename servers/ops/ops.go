@@ -60,6 +60,17 @@
 //	           (port 0), the prefix length in Arg[2], and in Arg[3] the
 //	           offloads IP can pass on to its device (OffloadChecksum,
 //	           OffloadTSO).
+//	OpSource   transport -> IP. AtArg0: a destination (port 0); Arg[3] is
+//	           the transport's (IP leaves it, so that the transport knows
+//	           whose question it was). The reply carries at AtArg0 the
+//	           source address IP would send to it from (IPv6: the one RFC
+//	           6724 picks; IPv4: IP's address), StatusOK, or says why there
+//	           is none: StatusNetUnreach (no route to it), StatusAddrNotAvail
+//	           (a route but no address to send from: none configured yet,
+//	           or each still tentative). A transport that must name its
+//	           source before the first datagram (TCP's 4-tuple before its
+//	           SYN) asks this way: choosing is IP's, which knows the
+//	           addresses, their states and the routes.
 //
 // # Sockets: application <-> SYSCALL <-> transport
 //
@@ -212,6 +223,7 @@ const (
 	OpCloseRange
 	OpSetOption
 	OpDeliverError
+	OpSource
 )
 
 var opNames = map[Op]string{
@@ -222,6 +234,7 @@ var opNames = map[Op]string{
 	OpShutdown: "OpShutdown", OpAdopt: "OpAdopt", OpCloseRange: "OpCloseRange",
 	OpSetOption:    "OpSetOption",
 	OpDeliverError: "OpDeliverError",
+	OpSource:       "OpSource",
 }
 
 func (o Op) String() string {
@@ -279,6 +292,12 @@ const (
 	// StatusTooManySockets: the application has as many sockets as
 	// SYSCALL allows it.
 	StatusTooManySockets Status = 14
+	// StatusNetUnreach: no route to the network of the destination
+	// (OpSource; ENETUNREACH).
+	StatusNetUnreach Status = 15
+	// StatusAddrNotAvail: no local address to send from (OpSource;
+	// EADDRNOTAVAIL).
+	StatusAddrNotAvail Status = 16
 )
 
 var statusNames = map[Status][2]string{
@@ -297,6 +316,8 @@ var statusNames = map[Status][2]string{
 	StatusAFNoSupport:    {"StatusAFNoSupport", "address family not supported by protocol"},
 	StatusNoBuffers:      {"StatusNoBuffers", "no buffer space available"},
 	StatusTooManySockets: {"StatusTooManySockets", "too many open files"},
+	StatusNetUnreach:     {"StatusNetUnreach", "network is unreachable"},
+	StatusAddrNotAvail:   {"StatusAddrNotAvail", "cannot assign requested address"},
 }
 
 // String is s's name, for logs.
