@@ -12,6 +12,7 @@ import (
 
 	"keepnet/kernel/channel"
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
 // The socket side of the process: SYSCALL's stream-socket operations
@@ -855,9 +856,8 @@ func (s *server) serveConnect(so *sock) {
 }
 
 // sourceWait bounds how long an active open waits for IP to say which
-// IPv6 address it goes from: IP answers at once unless it is restarting,
-// and a new generation is asked again (transport.SourceReceiver).
-const sourceWait = 20 * time.Second
+// IPv6 address it goes from (transport.SourceWait).
+const sourceWait = transport.SourceWait
 
 // asked is a question to IP about the source for an active open: so's,
 // to dst, asked at since.

@@ -60,6 +60,12 @@ type SourceReceiver interface {
 	Source(key uint64, src netip.Addr, st ops.Status)
 }
 
+// SourceWait bounds how long a core waits for IP's answer about a source
+// (a connect over IPv6) before it fails the request (ETIMEDOUT): IP
+// answers at once unless it is restarting, and its next generation is
+// asked again.
+const SourceWait = 20 * time.Second
+
 // ECNReceiver is a core that wants the ECN codepoint (RFC 3168 §5,
 // servers/ops ECNCE...) of the datagrams IP delivers: the framework calls
 // DeliverECN in place of Deliver.
