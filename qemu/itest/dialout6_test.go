@@ -171,7 +171,7 @@ func splitmixSHA256(n int64, seed uint64) string {
 // namespace: by address, an 8 MB download and a 4 MB upload, hashes
 // right, the connection from its SLAAC address (the source ip picked);
 // by a name with an AAAA record only, resolved through its own resolver
-// (keepnet.dns); and a 16 MB download across a kill of tcp, which keeps
+// (keepnet.dns); and a 48 MB download across a kill of tcp, which keeps
 // the outgoing IPv6 connection (and the incoming one asking for it).
 func TestIPv6ActiveOpen(t *testing.T) {
 	requireITest(t, true)
@@ -217,7 +217,7 @@ func TestIPv6ActiveOpen(t *testing.T) {
 	check("GET by name (AAAA only)", n.fetch(t, fmt.Sprintf("http://%s:%d/bytes?n=%d&seed=93", v6Name, port, byName), 0, 0), byName, splitmixSHA256(byName, 93))
 
 	// A kill of tcp during a download over IPv6 the appliance opened.
-	const big = 16 << 20
+	const big = 48 << 20
 	for len(requests) > 0 {
 		<-requests
 	}
@@ -235,8 +235,13 @@ func TestIPv6ActiveOpen(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the big download never reached the namespace's server")
 	}
-	time.Sleep(time.Second) // into the transfer
+	time.Sleep(300 * time.Millisecond) // into the transfer
 	a.kill("tcp")
+	select {
+	case <-done:
+		t.Fatal("the download ended before tcp was killed: the kill proves nothing")
+	default:
+	}
 	if err := a.awaitRunning("tcp", 2); err != nil {
 		t.Fatal(err)
 	}
