@@ -19,9 +19,9 @@
 // on a socket names the socket in Arg[0] and keeps Arg[3] for the
 // requester (the SYSCALL server's key); a reply need not echo the socket,
 // which the requester knows from its table of outstanding requests, so its
-// four words are free for two addresses. The stack carries IPv4 only: an
-// IPv6 address where IPv4 is needed is answered StatusAFNoSupport (GetAddr4),
-// never read as 0.0.0.0.
+// four words are free for two addresses. Where a path carries IPv4 only,
+// an IPv6 address is answered StatusAFNoSupport (GetAddr4), never read as
+// 0.0.0.0.
 //
 // # IP <-> transport
 //
@@ -118,7 +118,8 @@
 // connection already accepted for it answers with that connection; stream
 // sends and receives carry stream offsets (below).
 //
-// Any address argument of the IPv6 family is answered StatusAFNoSupport.
+// An address of the other family than the one a socket is bound to (a
+// given IPv4 address) is answered StatusAFNoSupport.
 //
 // Stream sockets (TCP) use the same operations where they fit, and three of
 // their own:
@@ -132,7 +133,8 @@
 //	OpConnect  Arg[0] socket, AtArg1 remote address. The reply comes when
 //	           the connection is established (StatusOK, AtArg0 the local
 //	           address) or failed (StatusRefused, StatusTimedOut,
-//	           StatusNoRoute).
+//	           StatusNoRoute; to IPv6, what OpSource answered:
+//	           StatusNetUnreach, StatusAddrNotAvail).
 //	OpSendTo   Arg[1] the stream offset of the first byte (how many bytes
 //	           the requester handed over on this connection before; no
 //	           address) with FlagOffset, Ref the bytes. The reply comes when the transport
@@ -284,7 +286,8 @@ const (
 	StatusReset    Status = 10
 	StatusTimedOut Status = 11
 	// StatusAFNoSupport: an address of a family the path does not carry
-	// (an IPv6 address on the IPv4-only stack).
+	// (an IPv6 address where IPv4 is needed, the other family than a
+	// socket's bound address).
 	StatusAFNoSupport Status = 12
 	// StatusNoBuffers: a bound was reached (a transport's connections or
 	// buffer memory, SYSCALL's pending operations); try again later.
