@@ -43,8 +43,8 @@ type Config struct {
 	// tests call sample with the times they choose.
 	SampleEvery time.Duration
 	NoSampler   bool
-	// Dial, if set, serves GET /dial (dial.go): a test's probe of the
-	// stack's outgoing connections. Only with test hooks on.
+	// Dial, if set, serves GET /dial and GET /fetch (dial.go): a test's
+	// probes of the stack's outgoing connections. Only with test hooks on.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
@@ -57,6 +57,8 @@ type Config struct {
 //	GET  /bytes?n=N&seed=S  N bytes of splitmix.New(S)
 //	POST /sink, PUT /sink   {"bytes":N,"sha256":"..."} of the request body
 //	GET  /dial?addr=IP:PORT  with Config.Dial: {"ok":...,"error":"...","ms":N} of a TCP connect
+//	GET  /fetch?url=URL[&send=N&seed=S]  with Config.Dial: the status, length and SHA-256 of what
+//	                         a GET (or a POST of N bytes) of URL answered, and the connection's ends
 //
 // GET routes answer HEAD too. Other methods on a known path get 405 with an
 // Allow header; unknown paths 404.
@@ -74,6 +76,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("PUT /sink", serveSink)
 	if cfg.Dial != nil {
 		mux.HandleFunc("GET /dial", s.serveDial)
+		mux.HandleFunc("GET /fetch", s.serveFetch)
 	}
 	return mux
 }

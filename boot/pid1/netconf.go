@@ -107,12 +107,23 @@ func configureLinuxStack(cfg *Config, timeout time.Duration) ([]string, error) {
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(forward), 0o644); err != nil {
 		return names, fmt.Errorf("forwarding: %w", err)
 	}
-	if cfg.DNS.IsValid() && !cfg.DHCP {
-		if err := os.WriteFile("/etc/resolv.conf", []byte("nameserver "+cfg.DNS.String()+"\n"), 0o644); err != nil {
-			return names, err
-		}
+	if err := writeResolvConf(*cfg); err != nil {
+		return names, err
 	}
 	return names, nil
+}
+
+// writeResolvConf names keepnet.dns in /etc/resolv.conf, where the
+// applications' resolvers look, on either stack: Go's on Linux's, and on
+// keepnet's the socket library's (servers/socket Resolver, whose queries
+// go through keepnet's stack), which a Dial by name uses. Nothing
+// without a static keepnet.dns (a DHCP lease's server is written when
+// the Linux stack takes it).
+func writeResolvConf(cfg Config) error {
+	if !cfg.DNS.IsValid() || cfg.DHCP {
+		return nil
+	}
+	return os.WriteFile("/etc/resolv.conf", []byte("nameserver "+cfg.DNS.String()+"\n"), 0o644)
 }
 
 // loadLinuxFilter loads cfg's pf rule set into nf_tables, the name of

@@ -153,6 +153,11 @@ func Main() {
 	}
 	wg.Wait()
 	log.Printf("modules %v and %d huge pages in %v", slices.Concat(modulesFor(cfg)...), cfg.HugePages, time.Since(t0).Round(time.Millisecond))
+	if cfg.Stack == StackKeepnet {
+		if err := writeResolvConf(cfg); err != nil {
+			log.Printf("resolv.conf: %v", err)
+		}
+	}
 	if cfg.Stack == StackLinux {
 		a.readiness.set(netCondition, false, "the interfaces are not configured yet")
 		t0 := time.Now()

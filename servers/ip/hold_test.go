@@ -230,3 +230,21 @@ func TestNewTransportGenerationReleasesOldPools(t *testing.T) {
 		t.Errorf("%d outputs of the old generation still held, with references into its released pool", len(b.s.held))
 	}
 }
+
+// A transport's OpSource is answered at once, its key (Arg[3]) kept: the
+// address ip sends to the destination from, or why there is none (no
+// IPv6 on this stack: no route).
+func TestServerAnswersSource(t *testing.T) {
+	b := newHoldbed(t)
+	b.s.fromTransport(b.tcp, ops.Source(peerIP, 7))
+	b.s.fromTransport(b.tcp, ops.Source(netip.MustParseAddr("2001:db8::1"), 8))
+	if len(b.tcp.queue) != 2 {
+		t.Fatalf("answers %+v, want two", b.tcp.queue)
+	}
+	if r := b.tcp.queue[0]; ops.OpOf(r) != ops.OpSource || ops.StatusOf(r) != ops.StatusOK || ops.GetAddr(r, ops.AtArg0).IP() != ourIP || r.Arg[3] != 7 {
+		t.Errorf("source to %v: %s %v key %d, want ok %v key 7", peerIP, ops.StatusOf(r), ops.GetAddr(r, ops.AtArg0), r.Arg[3], ourIP)
+	}
+	if r := b.tcp.queue[1]; ops.StatusOf(r) != ops.StatusNetUnreach || r.Arg[3] != 8 {
+		t.Errorf("source to 2001:db8::1 without IPv6: %s key %d, want StatusNetUnreach key 8", ops.StatusOf(r), r.Arg[3])
+	}
+}

@@ -516,6 +516,34 @@ func (s *Stack) sendRS() {
 	}
 }
 
+// Source is the address a datagram to dst would be sent from: for IPv6
+// the one RFC 6724 picks (nd.Autoconf.Source), for IPv4 ours. It fails
+// with ErrNoRoute when nothing routes to dst (no IPv6 on the stack; no
+// on-link prefix, router or static gateway for it), and ErrNoAddress when
+// something does but no address is usable yet. A transport asks it before
+// its first segment (servers/ops OpSource): TCP names its 4-tuple before
+// the SYN.
+func (s *Stack) Source(dst netip.Addr) (netip.Addr, error) {
+	if dst = dst.Unmap(); dst.Is4() {
+		if a := s.cfg.Addr.Addr(); a.IsValid() && !a.IsUnspecified() {
+			return a, nil
+		}
+		return netip.Addr{}, fmt.Errorf("ip: %v: %w", dst, ErrNoAddress)
+	}
+	v := s.v6
+	if v == nil {
+		return netip.Addr{}, fmt.Errorf("ip: %v: %w", dst, ErrNoRoute)
+	}
+	if _, ok := v.auto.NextHop(dst, v.cache); !ok && !v.cfg.Gateway.IsValid() && !dst.IsMulticast() {
+		return netip.Addr{}, fmt.Errorf("ip: %v: %w", dst, ErrNoRoute)
+	}
+	src, ok := v.auto.Source(dst)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("ip: %v: %w", dst, ErrNoAddress)
+	}
+	return src, nil
+}
+
 // Output6 sends payload, an upper-layer message of protocol proto whose
 // checksum the caller set, from src (one of our addresses; the zero Addr:
 // the one RFC 6724 picks) to dst.

@@ -1,6 +1,7 @@
 package ip
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -564,5 +565,40 @@ func TestIPv6MLDQuery(t *testing.T) {
 	if p.m.Type() != header.ICMPv6MLDv2Report || p.src != ourLL || p.hops != 1 || len(r) != 20 ||
 		netip.AddrFrom16([16]byte(r[4:20])) != header.SolicitedNode(ourLL) {
 		t.Errorf("answer %+v (records % x), want a report of %v from %v", p, r, header.SolicitedNode(ourLL), ourLL)
+	}
+}
+
+// Source answers which address a datagram would leave from (servers/ops
+// OpSource): none without IPv6 or a route, none while the only address
+// is tentative, then the one of the destination's scope.
+func TestIPv6Source(t *testing.T) {
+	bare := New(testCfg, &mcastLink{groups: map[header.MAC]bool{}}, &fakeClock{epoch}, nil)
+	if _, err := bare.Source(peerG); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("Source(%v) without IPv6: %v, want ErrNoRoute", peerG, err)
+	}
+	if got, err := bare.Source(testCfg.Addr.Addr()); err != nil || got != testCfg.Addr.Addr() {
+		t.Errorf("Source(IPv4) = %v, %v, want %v", got, err, testCfg.Addr.Addr())
+	}
+
+	static := netip.MustParsePrefix("2001:db8:5::15/64")
+	tb := newTestbed6(t, IPv6Config{Static: []netip.Prefix{static}, Gateway: routerLL})
+	if _, err := tb.Source(peerLL); !errors.Is(err, ErrNoAddress) {
+		t.Errorf("Source(%v) with every address tentative: %v, want ErrNoAddress", peerLL, err)
+	}
+	tb.ready(t)
+	for _, tt := range []struct{ dst, want netip.Addr }{
+		{peerLL, ourLL},
+		{farG, static.Addr()},
+		{netip.MustParseAddr("2001:db8:5::9"), static.Addr()},
+	} {
+		if got, err := tb.Source(tt.dst); err != nil || got != tt.want {
+			t.Errorf("Source(%v) = %v, %v, want %v", tt.dst, got, err, tt.want)
+		}
+	}
+
+	noRouter := newTestbed6(t, IPv6Config{})
+	noRouter.ready(t)
+	if _, err := noRouter.Source(farG); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("Source(%v) with no router: %v, want ErrNoRoute", farG, err)
 	}
 }

@@ -857,6 +857,9 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 		}
 		l.send(r)
 		return
+	case ops.OpSource:
+		l.send(s.source(m))
+		return
 	}
 	req, ok := l.out.CompleteFrom(l.peer.Port, m)
 	if !ok {
@@ -875,6 +878,27 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 		}
 		s.upBuffer(req.Ref).MustFree(req.Ref)
 	}
+}
+
+// source answers a transport's OpSource: the address the stack would
+// send to the destination from, or why there is none.
+func (s *server) source(m channel.Msg) channel.Msg {
+	r := m
+	if s.stack == nil {
+		ops.SetStatus(&r, ops.StatusNetUnreach) // not up yet
+		return r
+	}
+	src, err := s.stack.Source(ops.GetAddr(m, ops.AtArg0).IP())
+	switch {
+	case errors.Is(err, ErrNoAddress):
+		ops.SetStatus(&r, ops.StatusAddrNotAvail)
+	case err != nil:
+		ops.SetStatus(&r, ops.StatusNetUnreach)
+	default:
+		ops.SetStatus(&r, ops.StatusOK)
+		ops.PutAddr(&r, ops.AtArg0, ops.MakeAddr(src, 0))
+	}
+	return r
 }
 
 // output sends a transport's segment and answers its request, or holds it

@@ -78,6 +78,7 @@ var (
 	ErrTooBig    = errors.New("datagram too big")         // payload over 65515 bytes
 	ErrBadPacket = errors.New("invalid offending packet") // SendUnreachable got no valid IPv4 datagram
 	ErrNotOurs   = errors.New("source address not ours")  // OutputFrom a source no interface has
+	ErrNoAddress = errors.New("no address to send from")  // Source: none configured, or each tentative
 )
 
 // Limits bound what a Stack holds for others: reassemblies and packets

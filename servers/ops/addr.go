@@ -276,3 +276,12 @@ func DeliverError(ref pool.Ref, src, dst netip.Addr, off int) channel.Msg {
 	m.Op = uint16(OpDeliverError)
 	return m
 }
+
+// Source is an OpSource request: which source address IP would send to dst
+// from. key is the asker's, in Arg[3] (IP leaves it).
+func Source(dst netip.Addr, key uint64) channel.Msg {
+	m := OpSource.Msg()
+	PutAddr(&m, AtArg0, MakeAddr(dst, 0))
+	m.Arg[3] = key
+	return m
+}

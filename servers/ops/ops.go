@@ -19,9 +19,9 @@
 // on a socket names the socket in Arg[0] and keeps Arg[3] for the
 // requester (the SYSCALL server's key); a reply need not echo the socket,
 // which the requester knows from its table of outstanding requests, so its
-// four words are free for two addresses. The stack carries IPv4 only: an
-// IPv6 address where IPv4 is needed is answered StatusAFNoSupport (GetAddr4),
-// never read as 0.0.0.0.
+// four words are free for two addresses. Where a path carries IPv4 only,
+// an IPv6 address is answered StatusAFNoSupport (GetAddr4), never read as
+// 0.0.0.0.
 //
 // # IP <-> transport
 //
@@ -63,6 +63,17 @@
 //	           (port 0), the prefix length in Arg[2], and in Arg[3] the
 //	           offloads IP can pass on to its device (OffloadChecksum,
 //	           OffloadTSO).
+//	OpSource   transport -> IP. AtArg0: a destination (port 0); Arg[3] is
+//	           the transport's (IP leaves it, so that the transport knows
+//	           whose question it was). The reply carries at AtArg0 the
+//	           source address IP would send to it from (IPv6: the one RFC
+//	           6724 picks; IPv4: IP's address), StatusOK, or says why there
+//	           is none: StatusNetUnreach (no route to it), StatusAddrNotAvail
+//	           (a route but no address to send from: none configured yet,
+//	           or each still tentative). A transport that must name its
+//	           source before the first datagram (TCP's 4-tuple before its
+//	           SYN) asks this way: choosing is IP's, which knows the
+//	           addresses, their states and the routes.
 //
 // # Sockets: application <-> SYSCALL <-> transport
 //
@@ -110,7 +121,8 @@
 // connection already accepted for it answers with that connection; stream
 // sends and receives carry stream offsets (below).
 //
-// Any address argument of the IPv6 family is answered StatusAFNoSupport.
+// An address of the other family than the one a socket is bound to (a
+// given IPv4 address) is answered StatusAFNoSupport.
 //
 // Stream sockets (TCP) use the same operations where they fit, and three of
 // their own:
@@ -124,7 +136,8 @@
 //	OpConnect  Arg[0] socket, AtArg1 remote address. The reply comes when
 //	           the connection is established (StatusOK, AtArg0 the local
 //	           address) or failed (StatusRefused, StatusTimedOut,
-//	           StatusNoRoute).
+//	           StatusNoRoute; to IPv6, what OpSource answered:
+//	           StatusNetUnreach, StatusAddrNotAvail).
 //	OpSendTo   Arg[1] the stream offset of the first byte (how many bytes
 //	           the requester handed over on this connection before; no
 //	           address) with FlagOffset, Ref the bytes. The reply comes when the transport
@@ -215,6 +228,7 @@ const (
 	OpCloseRange
 	OpSetOption
 	OpDeliverError
+	OpSource
 )
 
 var opNames = map[Op]string{
@@ -225,6 +239,7 @@ var opNames = map[Op]string{
 	OpShutdown: "OpShutdown", OpAdopt: "OpAdopt", OpCloseRange: "OpCloseRange",
 	OpSetOption:    "OpSetOption",
 	OpDeliverError: "OpDeliverError",
+	OpSource:       "OpSource",
 }
 
 func (o Op) String() string {
@@ -274,7 +289,8 @@ const (
 	StatusReset    Status = 10
 	StatusTimedOut Status = 11
 	// StatusAFNoSupport: an address of a family the path does not carry
-	// (an IPv6 address on the IPv4-only stack).
+	// (an IPv6 address where IPv4 is needed, the other family than a
+	// socket's bound address).
 	StatusAFNoSupport Status = 12
 	// StatusNoBuffers: a bound was reached (a transport's connections or
 	// buffer memory, SYSCALL's pending operations); try again later.
@@ -282,6 +298,12 @@ const (
 	// StatusTooManySockets: the application has as many sockets as
 	// SYSCALL allows it.
 	StatusTooManySockets Status = 14
+	// StatusNetUnreach: no route to the network of the destination
+	// (OpSource; ENETUNREACH).
+	StatusNetUnreach Status = 15
+	// StatusAddrNotAvail: no local address to send from (OpSource;
+	// EADDRNOTAVAIL).
+	StatusAddrNotAvail Status = 16
 )
 
 var statusNames = map[Status][2]string{
@@ -300,6 +322,8 @@ var statusNames = map[Status][2]string{
 	StatusAFNoSupport:    {"StatusAFNoSupport", "address family not supported by protocol"},
 	StatusNoBuffers:      {"StatusNoBuffers", "no buffer space available"},
 	StatusTooManySockets: {"StatusTooManySockets", "too many open files"},
+	StatusNetUnreach:     {"StatusNetUnreach", "network is unreachable"},
+	StatusAddrNotAvail:   {"StatusAddrNotAvail", "cannot assign requested address"},
 }
 
 // String is s's name, for logs.

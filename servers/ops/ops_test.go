@@ -148,10 +148,11 @@ func FuzzAddr(f *testing.F) {
 // The numbers of every operation and status, as the protocol defines them.
 var (
 	allOps = []Op{OpDeliver, OpOutput, OpAddr, OpOpen, OpBind, OpConnect, OpSendTo,
-		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange, OpSetOption, OpDeliverError}
+		OpRecvFrom, OpClose, OpReset, OpListen, OpAccept, OpShutdown, OpAdopt, OpCloseRange, OpSetOption, OpDeliverError, OpSource}
 	allStatuses = []Status{StatusOK, StatusNoPort, StatusNoRoute, StatusInUse, StatusNoSocket,
 		StatusClosed, StatusInvalid, StatusTooBig, StatusError, StatusRefused, StatusReset,
-		StatusTimedOut, StatusAFNoSupport, StatusNoBuffers, StatusTooManySockets}
+		StatusTimedOut, StatusAFNoSupport, StatusNoBuffers, StatusTooManySockets,
+		StatusNetUnreach, StatusAddrNotAvail}
 )
 
 func TestNamesDistinct(t *testing.T) {
@@ -188,7 +189,7 @@ func TestNamesDistinct(t *testing.T) {
 
 func TestIsSocketOp(t *testing.T) {
 	for _, o := range allOps {
-		want := o != OpDeliver && o != OpOutput && o != OpAddr && o != OpDeliverError
+		want := o != OpDeliver && o != OpOutput && o != OpAddr && o != OpDeliverError && o != OpSource
 		if got := o.IsSocketOp(); got != want {
 			t.Errorf("%v.IsSocketOp() = %v, want %v", o, got, want)
 		}

@@ -7,10 +7,13 @@
 // apps/netapi.Network, so an application written against that interface runs
 // unchanged on either stack.
 //
-// Addresses are numeric IPv4: the stack carries no IPv6 yet. An IPv6 address
-// given to Listen, Dial or WriteTo fails at once, before any request, with a
-// *net.OpError around syscall.EAFNOSUPPORT, as on a Linux without IPv6 (a
-// transport refusing one answers ops.StatusAFNoSupport, the same error).
+// Addresses are IPv4 or IPv6, as Go's net takes them: a listener on ":80"
+// or "[::]:80" takes both families; Dial takes a numeric host or a name,
+// resolved through this stack (dial.go: Resolver, the addresses tried in
+// turn). An address of the other family than a "4" or "6" network names
+// fails at once, before any request, with a *net.OpError around
+// syscall.EAFNOSUPPORT, as Linux's does (a transport refusing one answers
+// ops.StatusAFNoSupport, the same error).
 //
 // # Recovery: the SYSCALL server restarts
 //

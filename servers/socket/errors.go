@@ -56,6 +56,10 @@ func statusErr(call string, status ops.Status) error {
 		errno = syscall.ENOBUFS
 	case ops.StatusTooManySockets:
 		errno = syscall.EMFILE
+	case ops.StatusNetUnreach:
+		errno = syscall.ENETUNREACH
+	case ops.StatusAddrNotAvail:
+		errno = syscall.EADDRNOTAVAIL
 	default:
 		errno = syscall.EIO
 	}

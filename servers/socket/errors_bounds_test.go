@@ -17,6 +17,8 @@ func TestBoundStatusesAreErrnos(t *testing.T) {
 	}{
 		{ops.StatusTooManySockets, syscall.EMFILE},
 		{ops.StatusNoBuffers, syscall.ENOBUFS},
+		{ops.StatusNetUnreach, syscall.ENETUNREACH},
+		{ops.StatusAddrNotAvail, syscall.EADDRNOTAVAIL},
 	} {
 		if err := statusErr("accept", tt.status); !errors.Is(err, tt.want) {
 			t.Errorf("statusErr(accept, %v) = %v, want %v", tt.status, err, tt.want)

@@ -112,6 +112,10 @@ func (f *fakeServer) handleTCP(s *fakeSock, m channel.Msg) {
 			}
 		}
 		dst := ops.GetAddr(m, ops.AtArg1)
+		if dst.IP() != hostIP && dst.IP() != hostIP6 {
+			f.reply(m, ops.StatusNetUnreach) // not this host: nothing routes there
+			return
+		}
 		l := n.tcpPorts[dst.Port()]
 		if l == nil || !l.tcp.listening || l.srv.socks == nil || len(l.tcp.ready) >= max(1, l.tcp.backlog) {
 			f.reply(m, ops.StatusRefused) // an RST answered the SYN

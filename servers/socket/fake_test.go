@@ -29,7 +29,10 @@ type fakeNet struct {
 	takeMax    int // if > 0, the most a TCP send takes at once (forces partial takes)
 }
 
-var hostIP = netip.MustParseAddr("10.0.0.2")
+var (
+	hostIP  = netip.MustParseAddr("10.0.0.2")
+	hostIP6 = netip.MustParseAddr("2001:db8::2") // TCP only: the fake's same host over IPv6
+)
 
 func newFakeNet() *fakeNet {
 	return &fakeNet{ports: map[uint16]*fakeSock{}, nextEph: 49152,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"sync"
@@ -59,6 +60,10 @@ type Stack struct {
 	switches chan peerPort // new generations of the peer, for the dispatcher
 	done     chan struct{} // closed by Close
 	exited   chan struct{} // closed when the dispatcher returns
+
+	// names resolves the host names Dial is given (dial.go); nil is
+	// Resolver. Set before use only (tests).
+	names *net.Resolver
 
 	// Set by Open only.
 	conn      *wiring.Conn

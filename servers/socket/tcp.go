@@ -91,18 +91,21 @@ func (s *Stack) ListenTCP(ctx context.Context, network, address string) (*TCPLis
 	return &TCPListener{s: s, c: c}, nil
 }
 
-// DialTCP opens a TCP connection to address (a numeric IPv4 "host:port")
-// from an ephemeral port. It returns when the connection is established;
-// ctx bounds the wait (and at most 3 minutes): when it ends first, the
-// socket is closed. A refused connection fails with ECONNREFUSED, one that
-// timed out in the transport with ETIMEDOUT, both in a *net.OpError.
+// DialTCP opens a TCP connection to address ("host:port": a numeric IPv4
+// or IPv6 host, or a name, dial.go) from an ephemeral port. It returns when
+// the connection is established; ctx bounds the wait (and at most 3
+// minutes): when it ends first, the socket is closed. A refused connection
+// fails with ECONNREFUSED, one that timed out in the transport with
+// ETIMEDOUT, one with no route or no source address (IPv6) with
+// ENETUNREACH or EADDRNOTAVAIL, all in a *net.OpError.
 func (s *Stack) DialTCP(ctx context.Context, network, address string) (*TCPConn, error) {
-	raddr, err := parseAddr(ops.TCP, network, address, false)
-	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-	}
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
+	return dialEach(ctx, s, ops.TCP, network, address, s.dialTCP)
+}
+
+// dialTCP connects to one address.
+func (s *Stack) dialTCP(ctx context.Context, network string, raddr ops.Addr) (*TCPConn, error) {
 	c, err := s.newSock(ops.TCP, network)
 	if err == nil {
 		err = s.establish(ctx, c, ops.OpConnect.WithAddr(0, raddr))

@@ -77,7 +77,8 @@ func (s *Stack) Dial(network, address string) (net.Conn, error) {
 	return s.DialContext(context.Background(), network, address)
 }
 
-// DialContext connects to address, a numeric "host:port". For "tcp",
+// DialContext connects to address, a "host:port" whose host is numeric or
+// a name (dial.go). For "tcp",
 // "tcp4" and "tcp6" it is [Stack.DialTCP]. For the "udp" networks it opens a UDP
 // socket connected to address, bound to an ephemeral port: Read and Write
 // then talk to that peer only; ctx bounds the set-up (and at most 10 s).
@@ -105,10 +106,13 @@ func (s *Stack) DialUDP(ctx context.Context, network, address string) (*UDPConn,
 // DialUDPFrom is DialUDP from a given local address (like net.DialUDP's
 // laddr; "" is an ephemeral port).
 func (s *Stack) DialUDPFrom(ctx context.Context, network, local, address string) (*UDPConn, error) {
-	raddr, err := parseAddr(ops.UDP, network, address, false)
-	if err != nil {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-	}
+	return dialEach(ctx, s, ops.UDP, network, address, func(ctx context.Context, network string, raddr ops.Addr) (*UDPConn, error) {
+		return s.dialUDP(ctx, network, local, raddr)
+	})
+}
+
+// dialUDP connects a UDP socket to one address.
+func (s *Stack) dialUDP(ctx context.Context, network, local string, raddr ops.Addr) (*UDPConn, error) {
 	laddr, err := parseAddr(ops.UDP, network, local, true)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: udpAddr(raddr), Err: err}

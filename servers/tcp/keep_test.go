@@ -70,6 +70,9 @@ type crashRig struct {
 	seed    uint64
 	crashes int
 	victim  uint64 // the socket whose records HookPoison broke; 0: none
+	// us and peer are the appliance's address and its peer's (of one
+	// family).
+	us, peer netip.Addr
 }
 
 const keptListenPort = 80
@@ -79,12 +82,18 @@ func keptConfig() Config {
 }
 
 func newCrashRig(t *testing.T, imp impair.Impairment, seed uint64, size int) *crashRig {
+	return newCrashRigAt(t, imp, seed, size, us, peer)
+}
+
+// newCrashRigAt is newCrashRig with the appliance at us and its peer at
+// peer.
+func newCrashRigAt(t *testing.T, imp impair.Impairment, seed uint64, size int, us, peer netip.Addr) *crashRig {
 	clock := &fakeClock{time.Unix(1_700_000_000, 0)}
 	l := &relayLink{clock: clock, dir: map[netip.Addr]*impair.Impairer[inflight]{}, tables: map[netip.Addr]*Table{}}
 	l.dir[us] = impair.NewImpairer[inflight](imp, rand.New(rand.NewPCG(seed, 1)))
 	l.dir[peer] = impair.NewImpairer[inflight](imp, rand.New(rand.NewPCG(seed, 2)))
 	l.order = []netip.Addr{us, peer}
-	r := &crashRig{t: t, clock: clock, link: l, gate: &gate{l: l}, size: size, seed: seed}
+	r := &crashRig{t: t, clock: clock, link: l, gate: &gate{l: l}, size: size, seed: seed, us: us, peer: peer}
 	r.cfg = keptConfig()
 	r.cfg.Clock, r.cfg.Output, r.cfg.Seed, r.cfg.ISNKey = clock, r.gate, seed, [32]byte{1}
 	geo, _ := geometryFor(NewTable(r.cfg).cfg, 0)
@@ -111,12 +120,12 @@ func newCrashRig(t *testing.T, imp impair.Impairment, seed uint64, size int) *cr
 // dial opens a connection from the peer to the appliance (accepted there
 // on socket sock) and one from the appliance to the peer (socket sock+1).
 func (r *crashRig) dial(sock uint64) {
-	eb, err := r.b.Connect(peer, netip.AddrPortFrom(us, keptListenPort))
+	eb, err := r.b.Connect(r.peer, netip.AddrPortFrom(r.us, keptListenPort))
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	r.conns = append(r.conns, &keptConn{sock: sock, b: eb})
-	ea, err := r.a.Connect(us, netip.AddrPortFrom(peer, 7))
+	ea, err := r.a.Connect(r.us, netip.AddrPortFrom(r.peer, 7))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -179,7 +188,7 @@ func (r *crashRig) crash() {
 		r.t.Fatal(err)
 	}
 	r.a, r.lnA = a, ln
-	r.link.tables[us] = a
+	r.link.tables[r.us] = a
 	bySock := map[uint64]*Endpoint{}
 	for _, e := range owned {
 		bySock[e.owner.sock] = e
@@ -408,6 +417,25 @@ func TestKeptConnectionsSurviveCrashes(t *testing.T) {
 	}
 }
 
+// TestKeptConnectionsSurviveCrashesIPv6: the same over IPv6, the
+// appliance opening one of the connections (its 16-byte 4-tuple kept and
+// restored, its MSS IPv6's).
+func TestKeptConnectionsSurviveCrashesIPv6(t *testing.T) {
+	us6, peer6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	r := newCrashRigAt(t, relayImpairment, 4, 256<<10, us6, peer6)
+	r.dial(10)
+	r.run(40)
+	if r.crashes < 10 {
+		t.Fatalf("only %d crashes", r.crashes)
+	}
+	for _, c := range r.conns {
+		if c.a != nil && (c.a.LocalAddr().Addr() != us6 || c.a.RemoteAddr().Addr() != peer6 || c.a.smss > 1440-12) {
+			t.Errorf("connection %d restored as %v -> %v, send MSS %d; want %v -> %v, at most 1428", c.sock, c.a.LocalAddr(), c.a.RemoteAddr(), c.a.smss, us6, peer6)
+		}
+	}
+	t.Logf("%d crashes", r.crashes)
+}
+
 // TestKeptConnectionPoisoned: a connection whose records a fault broke
 // (HookPoison) is reset after the crash — its peer gets an RST, its socket
 // is not restored — and every other connection carries on.
@@ -481,7 +509,7 @@ func TestKeptListenerQueues(t *testing.T) {
 	r := newCrashRig(t, impair.Impairment{Delay: 100 * time.Microsecond, Rate: 100_000_000, Limit: 1000}, 6, 64<<10)
 	// Three connections from the peer; none accepted.
 	for i := range 3 {
-		eb, err := r.b.Connect(peer, netip.AddrPortFrom(us, keptListenPort))
+		eb, err := r.b.Connect(r.peer, netip.AddrPortFrom(r.us, keptListenPort))
 		if err != nil {
 			t.Fatal(err)
 		}

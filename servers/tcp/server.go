@@ -60,7 +60,7 @@ import (
 // When a neighbour restarts instead, the framework's steps 3 and 4
 // (servers/transport) apply:
 //
-//   - ip: every OpOutput and OpAddr ip has not answered is resubmitted to
+//   - ip: every OpOutput, OpAddr and OpSource ip has not answered is resubmitted to
 //     the new generation with new ids, and the new one is asked for our
 //     address. Deliveries were answered as soon as the Table had taken
 //     them, so tcp holds nothing in ip's old pool; it is released.
@@ -163,10 +163,14 @@ type server struct {
 	// dirty: something may have unblocked a posted request (a notify
 	// callback fired, a request or segment came in, a timer ran).
 	dirty bool
+	// asking are the questions to IP about an active open's source
+	// (localFor), by key; lastKey is the last key given.
+	asking  map[uint64]asked
+	lastKey uint64
 }
 
 func newServer(h transport.Host, o ServerOptions, j Journal) *server {
-	s := &server{h: h, noTSO: o.NoTSO, journal: j, socks: map[uint64]*sock{}, ports: map[uint16]uint64{}}
+	s := &server{h: h, noTSO: o.NoTSO, journal: j, socks: map[uint64]*sock{}, ports: map[uint16]uint64{}, asking: map[uint64]asked{}}
 	cfg := o.Config
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
@@ -247,11 +251,15 @@ func (s *server) Poll() (bool, time.Time) {
 			s.table.Tick(now) // endpoints that fired notify
 		}
 	}
+	var sourceDue time.Time
+	if len(s.asking) > 0 {
+		sourceDue = s.expireSources()
+	}
 	s.serve()
 	lingerEnd := s.serveLingering()
 	s.table.Commit() // the recovery window (keep.go): before what this pass produced leaves
 	var wake time.Time
-	if t := earliest(s.table.NextTimeout(), lingerEnd); !t.IsZero() {
+	if t := earliest(earliest(s.table.NextTimeout(), lingerEnd), sourceDue); !t.IsZero() {
 		wake = time.Now().Add(t.Sub(s.clock.Now())) // the Table's clock may be a fake
 	}
 	return s.dirty, wake // dirty: serve stopped early, go on at once
@@ -286,3 +294,4 @@ var _ transport.Hooked = (*server)(nil)
 var _ transport.StreamSockets = (*server)(nil)
 var _ transport.Auditor = (*server)(nil)
 var _ transport.ErrorReceiver = (*server)(nil)
+var _ transport.SourceReceiver = (*server)(nil)

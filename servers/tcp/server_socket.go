@@ -12,6 +12,7 @@ import (
 
 	"keepnet/kernel/channel"
 	"keepnet/servers/ops"
+	"keepnet/servers/transport"
 )
 
 // The socket side of the process: SYSCALL's stream-socket operations
@@ -49,9 +50,14 @@ type sock struct {
 	// Requests waiting, oldest first. connect is the OpConnect in
 	// progress; e is nil until our address is known.
 	connect *channel.Msg
-	accepts []channel.Msg
-	recvs   []postedIO
-	sends   []postedIO
+	// source is the address an active open over IPv6 goes from, as IP
+	// chose it (OpSource); sourceKey names the question while it is
+	// asked (0: none), in server.asking.
+	source    netip.Addr
+	sourceKey uint64
+	accepts   []channel.Msg
+	recvs     []postedIO
+	sends     []postedIO
 
 	queued bool // on server.ready
 }
@@ -193,21 +199,27 @@ func (s *server) Accept(m channel.Msg) {
 // Connect posts m until the connection is established or fails.
 func (s *server) Connect(m channel.Msg) {
 	so := s.socket(m)
-	remote, st := ops.GetAddr4(m, ops.AtArg1)
+	remote := ops.GetAddr(m, ops.AtArg1)
 	switch {
 	case so == nil:
-	case so.e != nil && so.connect == nil && st == ops.StatusOK && remote.AddrPort() == so.e.RemoteAddr():
+	case so.e != nil && so.connect == nil && remote.AddrPort() == so.e.RemoteAddr():
 		// Connected or connecting to remote already: a reissue
 		// (servers/ops), answered as the first was.
 		so.connect = &m
 		s.mark(so)
 	case so.l != nil || so.e != nil || so.connect != nil:
 		s.reply(m, ops.StatusInvalid) // listening, connected or connecting
-	case st != ops.StatusOK:
-		s.reply(m, st)
 	case remote.IP().IsUnspecified() || remote.Port() == 0:
 		s.reply(m, ops.StatusInvalid)
+	case !so.local.IP().IsUnspecified() && so.local.Is4() != remote.Is4():
+		s.reply(m, ops.StatusAFNoSupport) // bound to an address of the other family
 	default:
+		// A question about the source asked before (for the same connect,
+		// reissued by a new SYSCALL generation) is still worth its answer.
+		so.source = netip.Addr{}
+		if q, ok := s.asking[so.sourceKey]; !ok || q.dst != remote.IP() {
+			so.sourceKey = 0
+		}
 		so.connect = &m
 		s.mark(so)
 	}
@@ -809,16 +821,14 @@ func (s *server) replyAccepted(m channel.Msg, e *Endpoint) {
 // answers the OpConnect when the connection is established or failed.
 func (s *server) serveConnect(so *sock) {
 	if so.e == nil {
-		if !s.addr.IsValid() {
-			return // IP has not told our address yet
-		}
-		local := so.local.IP()
-		if local.IsUnspecified() {
-			local = s.addr.Addr()
+		remote := ops.GetAddr(*so.connect, ops.AtArg1).AddrPort()
+		local, ok := s.localFor(so, remote.Addr())
+		if !ok {
+			return // waiting for IP's answer, or failed
 		}
 		// From the port bound before, if any (it stays ours in s.ports
 		// until the socket closes); else the Table picks one.
-		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), ops.GetAddr(*so.connect, ops.AtArg1).AddrPort())
+		e, err := s.table.ConnectFrom(netip.AddrPortFrom(local, so.local.Port()), remote)
 		if err != nil {
 			// Whatever waited for the connection fails with it.
 			s.fail(so, statusOf(err))
@@ -843,6 +853,94 @@ func (s *server) serveConnect(so *sock) {
 	}
 	so.connect = nil
 	s.h.Reply(r)
+}
+
+// sourceWait bounds how long an active open waits for IP to say which
+// IPv6 address it goes from (transport.SourceWait).
+const sourceWait = transport.SourceWait
+
+// asked is a question to IP about the source for an active open: so's,
+// to dst, asked at since.
+type asked struct {
+	so    *sock
+	dst   netip.Addr
+	since time.Time
+}
+
+// localFor is the address so's active open to dst goes from: the one it
+// is bound to; else, to IPv4, ours (OpAddr); to IPv6, the one IP chooses
+// by RFC 6724, asked for (OpSource) and waited for, since the
+// connection is known by its 4-tuple before its SYN leaves. ok false: not
+// known yet, or there is none and so's connect was answered so.
+func (s *server) localFor(so *sock, dst netip.Addr) (netip.Addr, bool) {
+	switch ip := so.local.IP(); {
+	case !ip.IsUnspecified():
+		return ip, true
+	case dst.Is4():
+		return s.addr.Addr(), s.addr.IsValid() // invalid: IP has not told it yet
+	case so.source.IsValid():
+		return so.source, true
+	case so.sourceKey != 0:
+		return netip.Addr{}, false // asked already
+	}
+	s.lastKey++
+	if !s.h.AskSource(dst, s.lastKey) {
+		s.fail(so, ops.StatusNoBuffers)
+		return netip.Addr{}, false
+	}
+	so.sourceKey = s.lastKey
+	s.asking[so.sourceKey] = asked{so: so, dst: dst, since: s.clock.Now()}
+	return netip.Addr{}, false
+}
+
+// Source is transport.SourceReceiver's: IP's answer to localFor's
+// question key. An answer nobody waits for any more (the socket closed,
+// its connect dropped with a SYSCALL generation and not reissued, or
+// given up on) is dropped.
+func (s *server) Source(key uint64, src netip.Addr, st ops.Status) {
+	q, ok := s.asking[key]
+	delete(s.asking, key)
+	so := q.so
+	if !ok || s.socks[so.id] != so || so.sourceKey != key {
+		return
+	}
+	so.sourceKey = 0
+	if so.connect == nil {
+		return
+	}
+	switch {
+	case st == ops.StatusOK && src.Is6() && !src.Is4In6() && !src.IsUnspecified():
+		so.source = src
+		s.mark(so)
+	case st == ops.StatusOK:
+		log.Printf("socket %d: ip named %v as the source to %v; the connect fails", so.id, src, q.dst)
+		s.fail(so, ops.StatusAddrNotAvail)
+	default:
+		s.fail(so, st)
+	}
+}
+
+// expireSources fails the connects that waited sourceWait for IP's
+// answer, and returns when the next one is due (zero: none waits).
+func (s *server) expireSources() time.Time {
+	var next time.Time
+	now := s.clock.Now()
+	for key, q := range s.asking {
+		if s.socks[q.so.id] != q.so || q.so.sourceKey != key || q.so.connect == nil {
+			delete(s.asking, key) // nobody waits for it any more
+			continue
+		}
+		due := q.since.Add(sourceWait)
+		if now.Before(due) {
+			next = earliest(next, due)
+			continue
+		}
+		delete(s.asking, key)
+		q.so.sourceKey = 0
+		log.Printf("socket %d: no answer from ip about the source to %v in %v", q.so.id, q.dst, sourceWait)
+		s.fail(q.so, ops.StatusTimedOut)
+	}
+	return next
 }
 
 // Holds is transport.Auditor's: whether m waits on its socket — the

@@ -400,18 +400,14 @@ func TestServerReadinessReset(t *testing.T) {
 // SYN-ACK goes to the IPv6 peer from the address the SYN came to, with
 // IPv6's MSS (20 bytes less than IPv4's), the checksum tcp's own, and the
 // accept names both IPv6 ends. A bind to a given IPv6 address is refused
-// (the transports bind IPv6 to [::] only); an active open over IPv6 is
-// StatusAFNoSupport (tcp does not know its IPv6 addresses yet).
+// (the transports bind IPv6 to [::] only). Active opens over IPv6 are in
+// server_ipv6_test.go.
 func TestServerIPv6(t *testing.T) {
 	p := startProc(t, procOptions{})
 	p.answerAddr()
 	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
 	if r := p.callMsg(withAddr(ops.OpBind.Msg(1), ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:80")))); ops.StatusOf(r) != ops.StatusInvalid {
 		t.Errorf("OpBind([2001:db8::1]:80) = %v, want StatusInvalid", ops.StatusOf(r))
-	}
-	p.mustCall(ops.OpOpen, 9, uint64(ops.TCP))
-	if r := p.callMsg(withAddr(ops.OpConnect.Msg(9), ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:80")))); ops.StatusOf(r) != ops.StatusAFNoSupport {
-		t.Errorf("OpConnect([2001:db8::1]:80) = %v, want StatusAFNoSupport", ops.StatusOf(r))
 	}
 	any80 := sockAddr(netip.IPv6Unspecified(), 80)
 	if r := p.mustCallMsg(withAddr(ops.OpBind.Msg(1), any80)); replyAddr(r) != any80 {

@@ -413,7 +413,8 @@ func (t *Table) Connect(local netip.Addr, remote netip.AddrPort) (*Endpoint, err
 // ErrInUse if that port has a listener or the 4-tuple a connection (one in
 // TIME-WAIT too).
 func (t *Table) ConnectFrom(local, remote netip.AddrPort) (*Endpoint, error) {
-	if !local.Addr().Is4() || !remote.Addr().Is4() || remote.Port() == 0 || remote.Addr().IsUnspecified() {
+	if !local.Addr().IsValid() || local.Addr().IsUnspecified() || local.Addr().Is4() != remote.Addr().Is4() ||
+		local.Addr().Is4In6() || remote.Addr().Is4In6() || remote.Port() == 0 || remote.Addr().IsUnspecified() || remote.Addr().IsMulticast() {
 		return nil, ErrInvalid
 	}
 	id := tuple{localAddr: local.Addr(), localPort: local.Port(), remoteAddr: remote.Addr(), remotePort: remote.Port()}

@@ -51,7 +51,7 @@
 //     first id is its generation number shifted left by 40), so a reply
 //     meant for a predecessor is never taken for one of ours.
 //  3. A new generation of ip: every request the previous one left
-//     unanswered (OpOutput, OpAddr) is resubmitted to it with new ids
+//     unanswered (OpOutput, OpAddr, OpSource) is resubmitted to it with new ids
 //     (kernel/channel.Outstanding), and it is asked for our address and
 //     offloads (OpAddr, again every 100 ms while it answers with an
 //     error). Deliveries were answered already, so the framework holds

@@ -49,6 +49,23 @@ type ErrorReceiver interface {
 	DeliverError(e ops.ICMPError)
 }
 
+// SourceReceiver is a core that asks IP which source address it would
+// send to a destination from (Host.AskSource, servers/ops OpSource):
+// Source gets IP's answer to the question asked with key — src and
+// ops.StatusOK, or the status saying why there is none. Questions IP
+// has not answered when it restarts are asked again of its next
+// generation, as its OpOutputs are resent; an answer may come after the
+// core stopped waiting for it, and is then ignored by the core's key.
+type SourceReceiver interface {
+	Source(key uint64, src netip.Addr, st ops.Status)
+}
+
+// SourceWait bounds how long a core waits for IP's answer about a source
+// (a connect over IPv6) before it fails the request (ETIMEDOUT): IP
+// answers at once unless it is restarting, and its next generation is
+// asked again.
+const SourceWait = 20 * time.Second
+
 // ECNReceiver is a core that wants the ECN codepoint (RFC 3168 §5,
 // servers/ops ECNCE...) of the datagrams IP delivers: the framework calls
 // DeliverECN in place of Deliver.
@@ -109,6 +126,11 @@ type Host interface {
 	SyscallBytes(ref pool.Ref) ([]byte, bool)
 	// Invalid answers m StatusInvalid and counts it as a bad request.
 	Invalid(m channel.Msg)
+	// AskSource asks IP which source address it would send to dst from;
+	// the answer goes to the core's SourceReceiver.Source with key. false:
+	// the question could not be queued (too many requests to IP
+	// outstanding); ask again later.
+	AskSource(dst netip.Addr, key uint64) bool
 	// Kept is the memory init keeps for the process across its restarts
 	// under name (boot/hub's kept memory), or nil if there is none.
 	Kept(name string) []byte

@@ -300,6 +300,10 @@ func (s *Server) fromIP(m channel.Msg) {
 		}
 	case ops.OpAddr:
 		s.setAddr(m)
+	case ops.OpSource:
+		if r, ok := s.proto.(SourceReceiver); ok {
+			r.Source(req.Arg[3], ops.GetAddr(m, ops.AtArg0).IP(), ops.StatusOf(m))
+		}
 	}
 }
 
@@ -438,6 +442,20 @@ func (s *Server) Invalid(m channel.Msg) {
 		m.Ref.Len = 0
 	}
 	s.Reply(m)
+}
+
+// AskSource is the Host's: an OpSource to IP, kept with the OpOutputs in
+// toIP, so that IP's next generation is asked again if this one dies
+// first.
+func (s *Server) AskSource(dst netip.Addr, key uint64) bool {
+	m, err := s.toIP.Add(ops.Source(dst, key))
+	if err != nil {
+		return false
+	}
+	if s.ip != nil {
+		s.ip.queue = append(s.ip.queue, m)
+	}
+	return true
 }
 
 // Kept is the Host's.

@@ -72,10 +72,21 @@ type core struct {
 	nextTag uint64
 	// deferred are OpSendTo requests held until IP tells our address.
 	deferred []channel.Msg
+	// connecting are the OpConnects to IPv6 peers waiting for IP to say
+	// which address the socket sends from (Connect), by the key of the
+	// question; lastKey is the last key given.
+	connecting map[uint64]heldConnect
+	lastKey    uint64
+}
+
+// heldConnect is an OpConnect waiting for IP's answer since then.
+type heldConnect struct {
+	m     channel.Msg
+	since time.Time
 }
 
 func newCore(h transport.Host, l Limits, j Journal, gen int) *core {
-	c := &core{h: h, posted: map[uint64]channel.Msg{}}
+	c := &core{h: h, posted: map[uint64]channel.Msg{}, connecting: map[uint64]heldConnect{}}
 	seed := uint64(time.Now().UnixNano())
 	c.table = New(h, c.complete, Options{Limits: l, Journal: j, Rand: rand.New(rand.NewPCG(seed, uint64(gen)))})
 	return c
@@ -112,15 +123,34 @@ func (c *core) DeliverVerified(seg []byte, src, dst netip.Addr, _ uint8) ops.Sta
 func (c *core) DeliverError(e ops.ICMPError) { c.table.HandleICMP(e.Type, e.Code, e.Local, e.Remote) }
 
 func (c *core) DropRequests() int {
-	n := c.table.DropReceives() + len(c.deferred)
+	n := c.table.DropReceives() + len(c.deferred) + len(c.connecting)
 	clear(c.posted)
+	clear(c.connecting) // IP's answers, when they come, find no one
 	c.deferred = nil
 	return n
 }
 
-func (c *core) Hold()                              {}
-func (c *core) Flush()                             {}
-func (c *core) Poll() (bool, time.Time)            { return false, time.Time{} }
+func (c *core) Hold()  {}
+func (c *core) Flush() {}
+
+// Poll fails the connects that waited transport.SourceWait for IP's
+// answer, and wakes for the next.
+func (c *core) Poll() (bool, time.Time) {
+	var wake time.Time
+	now := time.Now()
+	for key, h := range c.connecting {
+		due := h.since.Add(transport.SourceWait)
+		if now.Before(due) {
+			if wake.IsZero() || due.Before(wake) {
+				wake = due
+			}
+			continue
+		}
+		delete(c.connecting, key)
+		c.reply(h.m, ops.StatusTimedOut)
+	}
+	return false, wake
+}
 func (c *core) reply(m channel.Msg, st ops.Status) { ops.SetStatus(&m, st); c.h.Reply(m) }
 
 func (c *core) Stats(common transport.Stats) any {
@@ -145,7 +175,45 @@ func (c *core) Open(m channel.Msg) { c.reply(m, c.table.Open(m.Arg[0], ops.Netwo
 
 func (c *core) Bind(m channel.Msg) { c.withAddr(m, c.table.Bind) }
 
-func (c *core) Connect(m channel.Msg) { c.withAddr(m, c.table.Connect) }
+// Connect connects socket Arg[0] to a peer. To an IPv6 peer, from a
+// socket bound to no address, the reply names the address IP will send
+// from (RFC 6724), as getsockname(2) does on Linux after a connect: IP
+// is asked (OpSource) and the connect waits for its answer, so that one
+// IP has no source for fails as Linux's does (ENETUNREACH,
+// EADDRNOTAVAIL) and leaves the socket as it was.
+func (c *core) Connect(m channel.Msg) {
+	remote := ops.GetAddr(m, ops.AtArg1)
+	local, bound := c.table.Local(m.Arg[0])
+	if remote.Is4() || !bound || !local.IP().IsUnspecified() || remote.IP().IsUnspecified() || remote.Port() == 0 {
+		c.withAddr(m, c.table.Connect)
+		return
+	}
+	c.lastKey++
+	if !c.h.AskSource(remote.IP(), c.lastKey) {
+		c.reply(m, ops.StatusNoBuffers)
+		return
+	}
+	c.connecting[c.lastKey] = heldConnect{m: m, since: time.Now()}
+}
+
+// Source is transport.SourceReceiver's: IP's answer for a held connect.
+func (c *core) Source(key uint64, src netip.Addr, st ops.Status) {
+	h, ok := c.connecting[key]
+	if !ok {
+		return // given up on, or dropped with its SYSCALL generation
+	}
+	delete(c.connecting, key)
+	if st != ops.StatusOK {
+		c.reply(h.m, st)
+		return
+	}
+	local, st := c.table.Connect(h.m.Arg[0], ops.GetAddr(h.m, ops.AtArg1))
+	if st == ops.StatusOK && local.IP().IsUnspecified() && src.Is6() {
+		local = ops.MakeAddr(src, local.Port())
+	}
+	ops.PutAddr(&h.m, ops.AtArg0, local)
+	c.reply(h.m, st)
+}
 
 // withAddr answers m with what op makes of its socket and address; the
 // reply carries the local address.
@@ -194,12 +262,19 @@ func (c *core) Holds(m channel.Msg) bool {
 		}
 	case ops.OpSendTo:
 		return slices.ContainsFunc(c.deferred, func(d channel.Msg) bool { return d.ID == m.ID })
+	case ops.OpConnect:
+		for _, h := range c.connecting {
+			if h.m.ID == m.ID {
+				return true
+			}
+		}
 	}
 	return false
 }
 
 var _ transport.Auditor = (*core)(nil)
 var _ transport.ErrorReceiver = (*core)(nil)
+var _ transport.SourceReceiver = (*core)(nil)
 
 // Close answers the socket's posted receives first.
 func (c *core) Close(m channel.Msg) { c.reply(m, c.table.Close(m.Arg[0])) }

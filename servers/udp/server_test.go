@@ -318,6 +318,50 @@ func TestServerIPv6(t *testing.T) {
 	}
 }
 
+// TestServerConnectIPv6: a socket connected to an IPv6 peer says which
+// address it sends from, as ip chose it (OpSource), as Linux's
+// getsockname does; ip with no source fails the connect and leaves the
+// socket unconnected (it still takes any peer's datagrams); an ip that
+// dies before answering is asked again through its next generation.
+func TestServerConnectIPv6(t *testing.T) {
+	p := startProcess(t, nil)
+	p.answerAddr(p.ip)
+	peer6 := ops.FromAddrPort(netip.MustParseAddrPort("[2001:db8:99::7]:53"))
+	ours6 := netip.MustParseAddr("2001:db8:1::5054:ff:fe12:3456")
+	source := func(ip *transporttest.Neighbour, src netip.Addr, st ops.Status) {
+		t.Helper()
+		q := ip.Recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpSource })
+		if got := ops.GetAddr(q, ops.AtArg0).IP(); got != peer6.IP() {
+			t.Fatalf("OpSource for %v, want %v", got, peer6.IP())
+		}
+		ops.SetStatus(&q, st)
+		ops.PutAddr(&q, ops.AtArg0, ops.MakeAddr(src, 0))
+		ip.SendRaw(q)
+	}
+	p.call(ops.OpOpen, 1, uint64(ops.UDP))
+	conn := p.sys.Send(withAddr(ops.OpConnect.Msg(1), peer6))
+	source(p.ip, netip.Addr{}, ops.StatusNetUnreach)
+	if r := p.sys.Reply(conn); ops.StatusOf(r) != ops.StatusNetUnreach {
+		t.Errorf("OpConnect with no route = %s, want StatusNetUnreach", ops.StatusOf(r))
+	}
+	if r, ok := p.journal.Get(1); ok && !r.Peer.IsZero() {
+		t.Errorf("after a failed connect the socket is recorded connected to %v", r.Peer)
+	}
+
+	conn = p.sys.Send(withAddr(ops.OpConnect.Msg(1), peer6))
+	p.ip.Recv(func(m channel.Msg) bool { return ops.OpOf(m) == ops.OpSource }) // unanswered: ip dies
+	ip2 := transporttest.New(t, "ip", 2, 201, 32, 2048)
+	p.peers <- ip2.Peer
+	source(ip2, ours6, ops.StatusOK)
+	r := p.sys.Reply(conn)
+	if local := replyAddr(r); ops.StatusOf(r) != ops.StatusOK || local.IP() != ours6 || local.Port() == 0 {
+		t.Errorf("OpConnect = %s, local %v; want ok from [%v]:port", ops.StatusOf(r), local, ours6)
+	}
+	if rec, ok := p.journal.Get(1); !ok || rec.Peer != peer6 {
+		t.Errorf("recorded %+v, want connected to %v", rec, peer6)
+	}
+}
+
 // TestServerDeliveryOutsideItsDatagram: a delivery whose transport header
 // offset is outside the datagram IP lent is dropped and counted, and
 // answered (IP frees it) without ICMP.

@@ -272,9 +272,20 @@ func (t *Table) Connect(id uint64, remote ops.Addr) (ops.Addr, ops.Status) {
 	return t.localOf(s), ops.StatusOK
 }
 
-// localOf is s's local address with a wildcard replaced by ours, if known.
+// Local is socket id's local address (0.0.0.0:0 until it is bound), and
+// false if there is no such socket.
+func (t *Table) Local(id uint64) (ops.Addr, bool) {
+	s := t.socks[id]
+	if s == nil || !s.bound() {
+		return ops.Addr{}, s != nil
+	}
+	return s.local, true
+}
+
+// localOf is s's local address with a wildcard replaced by ours, if known
+// (IPv4's: to an IPv6 peer IP chooses the source, and the wildcard stays).
 func (t *Table) localOf(s *socket) ops.Addr {
-	if s.local.IP().IsUnspecified() && t.addr.IsValid() {
+	if s.local.IP().IsUnspecified() && t.addr.IsValid() && s.peer.Is4() {
 		return ops.MakeAddr(t.addr.Addr(), s.local.Port())
 	}
 	return s.local
