@@ -165,7 +165,7 @@
 // both protocols (sock, with the TCP-only state in its embedded stream) and
 // the paths they share: establish (open, then bind, listen or connect),
 // call, submitSend and awaitSend, closeSock. addr.go parses and checks
-// addresses (IPv4 only). udp.go is [UDPConn], tcp.go [TCPConn] and
+// addresses (IPv4 and IPv6; dial.go resolves names). udp.go is [UDPConn], tcp.go [TCPConn] and
 // [TCPListener]; errors.go maps statuses to errno, deadline.go the
 // deadlines.
 package socket
