@@ -56,17 +56,7 @@ func (n *netns) httpServer6(t testing.TB, port int) <-chan string {
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.Name, self, "-test.run=^TestHelperHTTPServer$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("HTTPSRV_LISTEN=[::]:%d", port))
 	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	t.Cleanup(func() { stdin.Close(); cancel(); cmd.Wait() })
 	sc := bufio.NewScanner(stdout)
 	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "listening ") {

@@ -172,17 +172,7 @@ func startForwardServer(t testing.TB, n *netns, ports ...int) {
 	}
 	cmd.Env = append(os.Environ(), "FWD_LISTEN="+strings.Join(addrs, ","))
 	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	t.Cleanup(func() {
 		stdin.Close()
 		cmd.Wait()

@@ -100,17 +100,7 @@ func idleConns(t *testing.T, n *netns, target string, count int) (release func()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.Name, self, "-test.run=^TestHelperIdleConns$", "-test.v")
 	cmd.Env = append(os.Environ(), "IDLE_TARGET="+target, "IDLE_COUNT="+strconv.Itoa(count))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	release = func() {
 		stdin.Close()
 		cmd.Wait()

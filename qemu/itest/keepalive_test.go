@@ -119,18 +119,8 @@ func (n *netns) keepAliveConn(t *testing.T, target string) *kaHelper {
 	self, _ := os.Executable()
 	cmd := exec.Command("ip", "netns", "exec", n.Name, self, "-test.run=^TestHelperKeepAliveConn$")
 	cmd.Env = append(os.Environ(), "KA_TARGET="+target)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	h := &kaHelper{stdin: stdin, lines: bufio.NewScanner(stdout), cmd: cmd}
 	r := h.result(t)
 	local, ok := strings.CutPrefix(r, "open ")

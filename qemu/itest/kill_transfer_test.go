@@ -204,17 +204,7 @@ func (n *netns) sshSession(t *testing.T, key string) *sshSession {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", n.Name, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=0", "root@"+n.GuestIP, "cat")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	in, out := startPiped(t, cmd)
 	s := &sshSession{cmd: cmd, stop: make(chan struct{}), done: make(chan error, 1)}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	go func() {

@@ -145,17 +145,7 @@ func (n *netns) tcpEchoHelper(t testing.TB, timeout time.Duration, conns, size i
 		"TCPECHO_TIMEOUT="+(timeout/2).String(), "TCPECHO_HOLD=1")
 	cmd.WaitDelay = 10 * time.Second
 	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := startPiped(t, cmd)
 	var r echoResult
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
