@@ -131,16 +131,47 @@ type Started struct {
 // statusWait bounds one status request while Start waits for ready.
 const statusWait = 10 * time.Second
 
+// stallWait is how long a booting kernel's console may stay silent, before
+// the control channel first answers, until Start calls the boot stalled.
+// A kernel prints line after line until init serves the control channel;
+// under TCG a guest kernel has been seen to stop there for good (its last
+// line "IP idents hash table entries", nothing for five minutes).
+const stallWait = 2 * time.Minute
+
+// errStalled marks a boot whose kernel stopped printing before init
+// served the control channel.
+var errStalled = errors.New("the guest kernel stalled while booting")
+
 // Start boots m detached and returns once the guest reports ready, or fails
 // within timeout, in which case QEMU is stopped and the error carries the
-// tail of the console and of QEMU's own output.
+// tail of the console and of QEMU's own output. A boot whose kernel stalls
+// (errStalled) is tried once more in the time left, with a message on
+// progress; a second stall is an error.
 func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.Writer) (*Started, error) {
 	if m.Console == "" {
 		return nil, errors.New("a detached appliance needs a console file")
 	}
-	if err := m.Preflight(ctx); err != nil {
-		return nil, err
+	if m.stallWait == 0 {
+		m.stallWait = stallWait
 	}
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for attempt := 1; ; attempt++ {
+		if err := m.Preflight(ctx); err != nil {
+			return nil, err
+		}
+		s, err := m.boot(ctx, start, deadline, timeout, progress)
+		if !errors.Is(err, errStalled) || attempt == 2 {
+			return s, err
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "keepnet: %v; starting QEMU again\n", strings.SplitN(err.Error(), "\n", 2)[0])
+		}
+	}
+}
+
+// boot is one attempt of Start: it starts QEMU and waits until deadline.
+func (m Machine) boot(ctx context.Context, start, deadline time.Time, timeout time.Duration, progress io.Writer) (*Started, error) {
 	os.Remove(m.Console)
 	qlog := m.Ctl + ".qemu.log"
 	logf, err := os.Create(qlog)
@@ -152,7 +183,6 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
-	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", m.QEMU, err)
 	}
@@ -166,9 +196,9 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 		return nil, fmt.Errorf("%w\n%s", why, m.tails(qlog))
 	}
 
-	deadline := time.Now().Add(timeout)
 	lastNote := time.Now()
 	var last *ctl.Status // the last status the guest answered with
+	var console consoleWatch
 	for {
 		select {
 		case err := <-exited:
@@ -180,6 +210,10 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 		}
 		if time.Now().After(deadline) {
 			return fail(notReady(timeout, last))
+		}
+		if silent := console.silence(m.Console); last == nil && silent > m.stallWait {
+			return fail(fmt.Errorf("%w: its console has been silent for %v and the control channel never answered",
+				errStalled, silent.Round(time.Second)))
 		}
 		if progress != nil && time.Since(lastNote) > 5*time.Second {
 			fmt.Fprintf(progress, "keepnet: still booting (%v)...\n", time.Since(start).Round(time.Second))
@@ -202,6 +236,39 @@ func (m Machine) Start(ctx context.Context, timeout time.Duration, progress io.W
 			return s, nil
 		}
 	}
+}
+
+// kernelBanner is the first line a Linux kernel prints on its console.
+const kernelBanner = "Linux version"
+
+// consoleWatch follows a booting guest's console file: how long it has
+// been silent since the kernel's banner. Firmware and boot loaders may
+// print nothing for long under TCG, so silence counts only once the kernel
+// runs.
+type consoleWatch struct {
+	kernel bool      // the banner has been seen
+	size   int64     // the file's size when it last grew
+	grew   time.Time // when that was
+}
+
+// silence reads the console at path and says how long it has not grown
+// since the kernel started; zero before the kernel's banner.
+func (w *consoleWatch) silence(path string) time.Duration {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	if fi.Size() != w.size {
+		w.size, w.grew = fi.Size(), time.Now()
+		if !w.kernel {
+			data, _ := os.ReadFile(path)
+			w.kernel = bytes.Contains(data, []byte(kernelBanner))
+		}
+	}
+	if !w.kernel {
+		return 0
+	}
+	return time.Since(w.grew)
 }
 
 // notReady is the error of a boot that was not ready in time: it names what

@@ -192,6 +192,8 @@ type Machine struct {
 	// pools and rings; the Linux baseline's driver works through the
 	// IOMMU's translation too.
 	IOMMU bool
+
+	stallWait time.Duration // Start's stall bound; zero: stallWait
 }
 
 // KernelCmdline is the command line the guest's init reads its
