@@ -1,11 +1,8 @@
 package qemu
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"keepnet/boot/ctl"
+	"keepnet/boot/ctl/ctltest"
 )
 
 // fakeQEMU is a script standing in for QEMU: it prints a console line
@@ -51,8 +49,12 @@ func fakeMachine(t *testing.T, firstLine string, readyFrom int) (Machine, string
 	return m, dir
 }
 
-// serveReady answers every status request on path with a ready status
-// once dir/serve exists.
+// readyInit answers status requests as a booted guest's init would.
+type readyInit struct{ ctl.Handler } // only Status is called
+
+func (readyInit) Status() ctl.Status { return ctl.Status{Ready: true} }
+
+// serveReady answers on path once dir/serve exists.
 func serveReady(t *testing.T, dir, path string) {
 	go func() {
 		for {
@@ -61,30 +63,7 @@ func serveReady(t *testing.T, dir, path string) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		l, err := net.Listen("unix", path)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		t.Cleanup(func() { l.Close() })
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					req, err := ctl.ParseRequest(sc.Bytes())
-					if err != nil {
-						return
-					}
-					out, _ := json.Marshal(ctl.Response{ID: req.ID, OK: true, Status: &ctl.Status{Ready: true}})
-					c.Write(append(out, '\n'))
-				}
-			}()
-		}
+		ctltest.Serve(t, path, readyInit{})
 	}()
 }
 

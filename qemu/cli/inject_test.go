@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"keepnet/boot/ctl"
+	"keepnet/boot/ctl/ctltest"
 	"keepnet/boot/journal"
 )
 
@@ -99,23 +99,7 @@ func (f *fakeAppliance) Inject(name string, fault ctl.Fault) (ctl.Armed, error) 
 // serve answers on a fresh socket until the test ends, and returns its path.
 func (f *fakeAppliance) serve(t *testing.T) string {
 	path := filepath.Join(t.TempDir(), "ctl.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				ctl.Serve(c, c, f)
-			}()
-		}
-	}()
+	ctltest.Serve(t, path, f)
 	return path
 }
 
