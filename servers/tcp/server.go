@@ -163,14 +163,13 @@ type server struct {
 	// dirty: something may have unblocked a posted request (a notify
 	// callback fired, a request or segment came in, a timer ran).
 	dirty bool
-	// asking are the questions to IP about an active open's source
-	// (localFor), by key; lastKey is the last key given.
-	asking  map[uint64]asked
-	lastKey uint64
+	// sources are the questions to IP about an active open's source
+	// (localFor), each with its socket.
+	sources *transport.SourceQuestions[*sock]
 }
 
 func newServer(h transport.Host, o ServerOptions, j Journal) *server {
-	s := &server{h: h, noTSO: o.NoTSO, journal: j, socks: map[uint64]*sock{}, ports: map[uint16]uint64{}, asking: map[uint64]asked{}}
+	s := &server{h: h, noTSO: o.NoTSO, journal: j, socks: map[uint64]*sock{}, ports: map[uint16]uint64{}, sources: transport.NewSourceQuestions[*sock](h.AskSource)}
 	cfg := o.Config
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
@@ -252,7 +251,7 @@ func (s *server) Poll() (bool, time.Time) {
 		}
 	}
 	var sourceDue time.Time
-	if len(s.asking) > 0 {
+	if s.sources.Len() > 0 {
 		sourceDue = s.expireSources()
 	}
 	s.serve()

@@ -52,7 +52,7 @@ type sock struct {
 	connect *channel.Msg
 	// source is the address an active open over IPv6 goes from, as IP
 	// chose it (OpSource); sourceKey names the question while it is
-	// asked (0: none), in server.asking.
+	// asked (0: none), in server.sources.
 	source    netip.Addr
 	sourceKey uint64
 	accepts   []channel.Msg
@@ -217,7 +217,7 @@ func (s *server) Connect(m channel.Msg) {
 		// A question about the source asked before (for the same connect,
 		// reissued by a new SYSCALL generation) is still worth its answer.
 		so.source = netip.Addr{}
-		if q, ok := s.asking[so.sourceKey]; !ok || q.dst != remote.IP() {
+		if dst, ok := s.sources.Asked(so.sourceKey); !ok || dst != remote.IP() {
 			so.sourceKey = 0
 		}
 		so.connect = &m
@@ -859,14 +859,6 @@ func (s *server) serveConnect(so *sock) {
 // IPv6 address it goes from (transport.SourceWait).
 const sourceWait = transport.SourceWait
 
-// asked is a question to IP about the source for an active open: so's,
-// to dst, asked at since.
-type asked struct {
-	so    *sock
-	dst   netip.Addr
-	since time.Time
-}
-
 // localFor is the address so's active open to dst goes from: the one it
 // is bound to; else, to IPv4, ours (OpAddr); to IPv6, the one IP chooses
 // by RFC 6724, asked for (OpSource) and waited for, since the
@@ -883,13 +875,12 @@ func (s *server) localFor(so *sock, dst netip.Addr) (netip.Addr, bool) {
 	case so.sourceKey != 0:
 		return netip.Addr{}, false // asked already
 	}
-	s.lastKey++
-	if !s.h.AskSource(dst, s.lastKey) {
+	key, ok := s.sources.Ask(dst, so, s.clock.Now())
+	if !ok {
 		s.fail(so, ops.StatusNoBuffers)
 		return netip.Addr{}, false
 	}
-	so.sourceKey = s.lastKey
-	s.asking[so.sourceKey] = asked{so: so, dst: dst, since: s.clock.Now()}
+	so.sourceKey = key
 	return netip.Addr{}, false
 }
 
@@ -898,9 +889,7 @@ func (s *server) localFor(so *sock, dst netip.Addr) (netip.Addr, bool) {
 // its connect dropped with a SYSCALL generation and not reissued, or
 // given up on) is dropped.
 func (s *server) Source(key uint64, src netip.Addr, st ops.Status) {
-	q, ok := s.asking[key]
-	delete(s.asking, key)
-	so := q.so
+	so, dst, ok := s.sources.Answer(key)
 	if !ok || s.socks[so.id] != so || so.sourceKey != key {
 		return
 	}
@@ -913,34 +902,26 @@ func (s *server) Source(key uint64, src netip.Addr, st ops.Status) {
 		so.source = src
 		s.mark(so)
 	case st == ops.StatusOK:
-		log.Printf("socket %d: ip named %v as the source to %v; the connect fails", so.id, src, q.dst)
+		log.Printf("socket %d: ip named %v as the source to %v; the connect fails", so.id, src, dst)
 		s.fail(so, ops.StatusAddrNotAvail)
 	default:
 		s.fail(so, st)
 	}
 }
 
-// expireSources fails the connects that waited sourceWait for IP's
-// answer, and returns when the next one is due (zero: none waits).
+// expireSources forgets the questions nobody waits for any more (the
+// socket closed, its connect answered or dropped, another question
+// asked), fails the connects that waited sourceWait for IP's answer, and
+// returns when the next one is due (zero: none waits).
 func (s *server) expireSources() time.Time {
-	var next time.Time
-	now := s.clock.Now()
-	for key, q := range s.asking {
-		if s.socks[q.so.id] != q.so || q.so.sourceKey != key || q.so.connect == nil {
-			delete(s.asking, key) // nobody waits for it any more
-			continue
-		}
-		due := q.since.Add(sourceWait)
-		if now.Before(due) {
-			next = earliest(next, due)
-			continue
-		}
-		delete(s.asking, key)
-		q.so.sourceKey = 0
-		log.Printf("socket %d: no answer from ip about the source to %v in %v", q.so.id, q.dst, sourceWait)
-		s.fail(q.so, ops.StatusTimedOut)
-	}
-	return next
+	s.sources.Forget(func(key uint64, so *sock) bool {
+		return s.socks[so.id] != so || so.sourceKey != key || so.connect == nil
+	})
+	return s.sources.Expire(s.clock.Now(), func(so *sock, dst netip.Addr) {
+		so.sourceKey = 0
+		log.Printf("socket %d: no answer from ip about the source to %v in %v", so.id, dst, sourceWait)
+		s.fail(so, ops.StatusTimedOut)
+	})
 }
 
 // Holds is transport.Auditor's: whether m waits on its socket — the

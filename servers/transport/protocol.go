@@ -55,16 +55,11 @@ type ErrorReceiver interface {
 // ops.StatusOK, or the status saying why there is none. Questions IP
 // has not answered when it restarts are asked again of its next
 // generation, as its OpOutputs are resent; an answer may come after the
-// core stopped waiting for it, and is then ignored by the core's key.
+// core stopped waiting for it, and is then ignored by the core's key
+// ([SourceQuestions] keeps the questions by key and gives up on them).
 type SourceReceiver interface {
 	Source(key uint64, src netip.Addr, st ops.Status)
 }
-
-// SourceWait bounds how long a core waits for IP's answer about a source
-// (a connect over IPv6) before it fails the request (ETIMEDOUT): IP
-// answers at once unless it is restarting, and its next generation is
-// asked again.
-const SourceWait = 20 * time.Second
 
 // ECNReceiver is a core that wants the ECN codepoint (RFC 3168 §5,
 // servers/ops ECNCE...) of the datagrams IP delivers: the framework calls

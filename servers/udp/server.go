@@ -73,20 +73,12 @@ type core struct {
 	// deferred are OpSendTo requests held until IP tells our address.
 	deferred []channel.Msg
 	// connecting are the OpConnects to IPv6 peers waiting for IP to say
-	// which address the socket sends from (Connect), by the key of the
-	// question; lastKey is the last key given.
-	connecting map[uint64]heldConnect
-	lastKey    uint64
-}
-
-// heldConnect is an OpConnect waiting for IP's answer since then.
-type heldConnect struct {
-	m     channel.Msg
-	since time.Time
+	// which address the socket sends from (Connect).
+	connecting *transport.SourceQuestions[channel.Msg]
 }
 
 func newCore(h transport.Host, l Limits, j Journal, gen int) *core {
-	c := &core{h: h, posted: map[uint64]channel.Msg{}, connecting: map[uint64]heldConnect{}}
+	c := &core{h: h, posted: map[uint64]channel.Msg{}, connecting: transport.NewSourceQuestions[channel.Msg](h.AskSource)}
 	seed := uint64(time.Now().UnixNano())
 	c.table = New(h, c.complete, Options{Limits: l, Journal: j, Rand: rand.New(rand.NewPCG(seed, uint64(gen)))})
 	return c
@@ -123,9 +115,9 @@ func (c *core) DeliverVerified(seg []byte, src, dst netip.Addr, _ uint8) ops.Sta
 func (c *core) DeliverError(e ops.ICMPError) { c.table.HandleICMP(e.Type, e.Code, e.Local, e.Remote) }
 
 func (c *core) DropRequests() int {
-	n := c.table.DropReceives() + len(c.deferred) + len(c.connecting)
+	n := c.table.DropReceives() + len(c.deferred) + c.connecting.Len()
 	clear(c.posted)
-	clear(c.connecting) // IP's answers, when they come, find no one
+	c.connecting.Clear() // IP's answers, when they come, find no one
 	c.deferred = nil
 	return n
 }
@@ -136,20 +128,7 @@ func (c *core) Flush() {}
 // Poll fails the connects that waited transport.SourceWait for IP's
 // answer, and wakes for the next.
 func (c *core) Poll() (bool, time.Time) {
-	var wake time.Time
-	now := time.Now()
-	for key, h := range c.connecting {
-		due := h.since.Add(transport.SourceWait)
-		if now.Before(due) {
-			if wake.IsZero() || due.Before(wake) {
-				wake = due
-			}
-			continue
-		}
-		delete(c.connecting, key)
-		c.reply(h.m, ops.StatusTimedOut)
-	}
-	return false, wake
+	return false, c.connecting.Expire(time.Now(), func(m channel.Msg, _ netip.Addr) { c.reply(m, ops.StatusTimedOut) })
 }
 func (c *core) reply(m channel.Msg, st ops.Status) { ops.SetStatus(&m, st); c.h.Reply(m) }
 
@@ -188,31 +167,27 @@ func (c *core) Connect(m channel.Msg) {
 		c.withAddr(m, c.table.Connect)
 		return
 	}
-	c.lastKey++
-	if !c.h.AskSource(remote.IP(), c.lastKey) {
+	if _, ok := c.connecting.Ask(remote.IP(), m, time.Now()); !ok {
 		c.reply(m, ops.StatusNoBuffers)
-		return
 	}
-	c.connecting[c.lastKey] = heldConnect{m: m, since: time.Now()}
 }
 
 // Source is transport.SourceReceiver's: IP's answer for a held connect.
 func (c *core) Source(key uint64, src netip.Addr, st ops.Status) {
-	h, ok := c.connecting[key]
+	m, _, ok := c.connecting.Answer(key)
 	if !ok {
 		return // given up on, or dropped with its SYSCALL generation
 	}
-	delete(c.connecting, key)
 	if st != ops.StatusOK {
-		c.reply(h.m, st)
+		c.reply(m, st)
 		return
 	}
-	local, st := c.table.Connect(h.m.Arg[0], ops.GetAddr(h.m, ops.AtArg1))
+	local, st := c.table.Connect(m.Arg[0], ops.GetAddr(m, ops.AtArg1))
 	if st == ops.StatusOK && local.IP().IsUnspecified() && src.Is6() {
 		local = ops.MakeAddr(src, local.Port())
 	}
-	ops.PutAddr(&h.m, ops.AtArg0, local)
-	c.reply(h.m, st)
+	ops.PutAddr(&m, ops.AtArg0, local)
+	c.reply(m, st)
 }
 
 // withAddr answers m with what op makes of its socket and address; the
@@ -250,8 +225,9 @@ func (c *core) RecvFrom(m channel.Msg) {
 }
 
 // Holds is transport.Auditor's: whether m is a receive the Table has
-// posted on its socket, or a send held until IP tells our address. Every
-// other operation is answered at once.
+// posted on its socket, a send held until IP tells our address, or a
+// connect waiting for IP's answer about its source. Every other
+// operation is answered at once.
 func (c *core) Holds(m channel.Msg) bool {
 	switch ops.OpOf(m) {
 	case ops.OpRecvFrom:
@@ -263,8 +239,8 @@ func (c *core) Holds(m channel.Msg) bool {
 	case ops.OpSendTo:
 		return slices.ContainsFunc(c.deferred, func(d channel.Msg) bool { return d.ID == m.ID })
 	case ops.OpConnect:
-		for _, h := range c.connecting {
-			if h.m.ID == m.ID {
+		for held := range c.connecting.Waiters() {
+			if held.ID == m.ID {
 				return true
 			}
 		}
