@@ -134,6 +134,25 @@ type Pool struct {
 // tryHuge is false only in tests of the small-page fallback.
 var tryHuge = true
 
+// fallocate is unix.Fallocate but in tests of reserveHuge.
+var fallocate = unix.Fallocate
+
+// reserveHuge takes size bytes of huge pages for the memfd fd. Hugetlbfs
+// stops reserving with EINTR whenever a signal is pending, and the Go
+// runtime signals its own threads to preempt goroutines (SIGURG), more
+// often the slower the machine: an interrupted reservation is asked
+// again, keeping the pages it already took, rather than taken for a
+// shortage (which would leave the pool in ordinary pages, which a driver
+// refuses to DMA into).
+func reserveHuge(fd int, size int64) error {
+	for {
+		err := fallocate(fd, 0, 0, size)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
 var errNoHugeTried = errors.New("huge pages not tried")
 
 // Create makes a pool of nbufs buffers of bufSize bytes each (0 means
@@ -163,7 +182,7 @@ func CreateNamed(name string, id uint32, nbufs, bufSize int) (*Pool, error) {
 	if err == nil {
 		// ftruncate succeeds without reserved huge pages; the shortage shows
 		// only when a page is touched (SIGBUS), so reserve them all now.
-		err = unix.Fallocate(fd, 0, 0, int64(geo.size))
+		err = reserveHuge(fd, int64(geo.size))
 		if err != nil {
 			unix.Close(fd)
 		}

@@ -355,3 +355,31 @@ func TestMustFreePanicsOnOwnMistake(t *testing.T) {
 	p.MustFree(r)
 	t.Errorf("MustFree of a free buffer returned")
 }
+
+// TestHugeReservationInterrupted: hugetlbfs gives up reserving with EINTR
+// when a signal is pending (the runtime's preemption signals are enough);
+// the pool asks again and still gets huge pages.
+func TestHugeReservationInterrupted(t *testing.T) {
+	calls := 0
+	fallocate = func(fd int, mode uint32, off, size int64) error {
+		calls++
+		if calls <= 2 {
+			return unix.EINTR
+		}
+		return unix.Fallocate(fd, mode, off, size)
+	}
+	defer func() { fallocate = unix.Fallocate }()
+	p := create(t, 1, 16, 0)
+	if calls == 0 {
+		t.Skip("no huge pages tried (memfd_create with MFD_HUGETLB refused)")
+	}
+	if !p.Huge() {
+		if os.Getenv("KEEPNET_ITEST") == "1" {
+			t.Fatalf("pool in ordinary pages after %d reservations, two of them interrupted", calls)
+		}
+		t.Skip("no huge pages reserved (vm.nr_hugepages = 0); the pool fell back to 4 KiB pages")
+	}
+	if calls != 3 {
+		t.Errorf("fallocate called %d times, want 3 (two interrupted, one done)", calls)
+	}
+}
