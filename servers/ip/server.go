@@ -758,11 +758,8 @@ func (s *server) pollLink(l *peerLink) bool {
 	for _, m := range s.in[:n] {
 		s.handle(l, m)
 	}
-	sent := 0
-	if len(l.queue) > 0 {
-		sent = port.Send(l.queue...)
-		l.queue = l.queue[sent:]
-	}
+	var sent int
+	l.queue, sent = channel.Flush(port, l.queue)
 	return n > 0 || sent > 0
 }
 
