@@ -253,12 +253,10 @@ func (d *Driver) Poll() bool {
 	if d.dev.PollTX(d.onTX) > 0 {
 		work = true
 	}
-	if len(d.outbox) > 0 {
-		sent := d.peer.Port.Send(d.outbox...)
-		d.counters.Replies += uint64(sent)
-		d.outbox = d.outbox[:copy(d.outbox, d.outbox[sent:])]
-		work = work || sent > 0
-	}
+	var sent int
+	d.outbox, sent = channel.Flush(d.peer.Port, d.outbox)
+	d.counters.Replies += uint64(sent)
+	work = work || sent > 0
 	return work
 }
 

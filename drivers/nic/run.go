@@ -331,8 +331,8 @@ func sleep(d *Driver, irq backend, watch *wiring.Watcher, dev netdev.Device, n *
 	if err := irq.Enable(); err != nil {
 		n.EnableErrors++
 	}
-	r, err := channel.WaitAny(ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout)
-	if err != nil {
+	var r [2]bool
+	if err := channel.WaitAny(r[:], ports, []int{irq.Fd(), watch.Fd()}, sleepTimeout); err != nil {
 		return fmt.Errorf("nic: channel to %s generation %d: %w", d.Peer().Name, d.Peer().Generation, err)
 	}
 	if r[0] {

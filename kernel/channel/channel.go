@@ -142,3 +142,16 @@ var (
 	// ErrClosed: the Endpoint was closed.
 	ErrClosed = os.ErrClosed
 )
+
+// Flush sends as much of the queue q as p takes and returns what is left,
+// moved to the front of q's array, and how many it sent. A sender whose
+// channel was full queues its messages and flushes them every round; the
+// queue keeps its array from batch to batch instead of sliding off its end
+// and growing a new one.
+func Flush(p Port, q []Msg) (rest []Msg, sent int) {
+	if len(q) == 0 {
+		return q, 0
+	}
+	sent = p.Send(q...)
+	return q[:copy(q, q[sent:])], sent
+}

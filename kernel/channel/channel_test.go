@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -361,4 +362,54 @@ func TestOpenRejects(t *testing.T) {
 		t.Fatalf("Open of a good channel = %v", err)
 	}
 	e.Close()
+}
+
+// takeN is a Port whose ring has room for n messages a round.
+type takeN struct {
+	Port
+	n   int
+	got []uint64
+}
+
+func (p *takeN) Send(msgs ...Msg) int {
+	k := min(p.n, len(msgs))
+	for _, m := range msgs[:k] {
+		p.got = append(p.got, m.ID)
+	}
+	return k
+}
+
+// Flush sends what fits, keeps the rest in order at the front of the
+// queue's array, and a queue refilled and drained round after round never
+// grows a new array.
+func TestFlush(t *testing.T) {
+	p := &takeN{n: 2}
+	q := make([]Msg, 0, 8)
+	for id := range uint64(5) {
+		q = append(q, Msg{ID: id + 1})
+	}
+	first := &q[:1][0]
+	q, sent := Flush(p, q)
+	if sent != 2 || len(q) != 3 || q[0].ID != 3 || q[2].ID != 5 || &q[:1][0] != first {
+		t.Fatalf("Flush of 5 to a port taking 2 = %d sent, rest %v (same array %v); want 2, ids 3..5 in the same array", sent, q, &q[:1][0] == first)
+	}
+	p.n = 8
+	if q, sent = Flush(p, q); sent != 3 || len(q) != 0 || cap(q) != 8 {
+		t.Fatalf("Flush of the rest = %d sent, %d left, cap %d; want 3, 0, 8", sent, len(q), cap(q))
+	}
+	if want := []uint64{1, 2, 3, 4, 5}; !slices.Equal(p.got, want) {
+		t.Errorf("port got ids %v, want %v", p.got, want)
+	}
+	p.n, p.got = 3, make([]uint64, 0, 1<<16)
+	allocs := testing.AllocsPerRun(1000, func() {
+		for range 5 {
+			q = append(q, Msg{})
+		}
+		for len(q) > 0 {
+			q, _ = Flush(p, q)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("refilling and draining a queue: %v allocations a round, want 0", allocs)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 )
 
@@ -21,12 +22,22 @@ var ErrTableFull = errors.New("channel: too many outstanding requests")
 // issued before (NewOutstanding's next, e.g. from store or from its restart
 // generation in the high bits).
 //
+// The table is a ring of slots indexed by the id's low bits, allocated once:
+// every request of a busy channel is added and completed, and neither
+// allocates. The ring has at least twice limit slots, so a fresh id's slot
+// is almost always free; when it is not (a request issued a whole ring of
+// ids ago is still unanswered) Add skips that id and takes the next, so ids
+// still only grow but may leave gaps. A slot holds its request with its id,
+// and a reply matches only the id it names: an id whose slot has moved on
+// to a later request is stale, as one never issued is.
+//
 // An Outstanding is not safe for concurrent use; it belongs to the sending
 // component's event loop.
 type Outstanding struct {
-	next  uint64         // the id Add hands out next
-	limit int            // bound on len(reqs)
-	reqs  map[uint64]Msg // by id
+	next  uint64 // the id Add hands out next
+	limit int    // bound on n
+	n     int    // requests in slots
+	slots []Msg  // by id & (len(slots)-1); a free slot has ID 0
 }
 
 // NewOutstanding returns a table of at most limit requests whose first id is
@@ -35,18 +46,26 @@ func NewOutstanding(limit int, next uint64) *Outstanding {
 	if next == 0 {
 		next = 1
 	}
-	return &Outstanding{next: next, limit: limit, reqs: make(map[uint64]Msg, limit)}
+	size := 1 << bits.Len(uint(max(2*limit-1, 1))) // a power of two, at least 2*limit
+	return &Outstanding{next: next, limit: limit, slots: make([]Msg, size)}
 }
+
+// slot is where the request with id lives, if it is outstanding.
+func (t *Outstanding) slot(id uint64) *Msg { return &t.slots[id&uint64(len(t.slots)-1)] }
 
 // Add records m under a fresh id and returns it with that id, ready to send.
 // It fails with ErrTableFull at the bound.
 func (t *Outstanding) Add(m Msg) (Msg, error) {
-	if len(t.reqs) >= t.limit {
+	if t.n >= t.limit {
 		return Msg{}, ErrTableFull
+	}
+	for t.slot(t.next).ID != 0 { // there is a free slot: n < limit < len(slots)
+		t.next++
 	}
 	m.ID = t.next
 	t.next++
-	t.reqs[m.ID] = m
+	*t.slot(m.ID) = m
+	t.n++
 	return m, nil
 }
 
@@ -55,11 +74,13 @@ func (t *Outstanding) Add(m Msg) (Msg, error) {
 // issued before a Resubmit; such a reply must be dropped (its packet, if it
 // carries one, is not the caller's to use).
 func (t *Outstanding) Complete(reply Msg) (req Msg, ok bool) {
-	req, ok = t.reqs[reply.ID]
-	if ok {
-		delete(t.reqs, reply.ID)
+	s := t.slot(reply.ID)
+	if reply.ID == 0 || s.ID != reply.ID {
+		return Msg{}, false
 	}
-	return req, ok
+	req, *s = *s, Msg{}
+	t.n--
+	return req, true
 }
 
 // CompleteFrom is Complete for a reply that came on e: a reply to a request
@@ -77,26 +98,27 @@ func (t *Outstanding) CompleteFrom(e *Endpoint, reply Msg) (req Msg, ok bool) {
 // order they were first issued, and forgets the old ids. The caller sends
 // the result on the new channel.
 func (t *Outstanding) Resubmit() []Msg {
-	old := make([]Msg, 0, len(t.reqs))
-	for _, m := range t.reqs {
-		old = append(old, m)
+	old := make([]Msg, 0, t.n)
+	for _, m := range t.slots {
+		if m.ID != 0 {
+			old = append(old, m)
+		}
 	}
 	slices.SortFunc(old, func(a, b Msg) int { return cmp.Compare(a.ID, b.ID) })
-	clear(t.reqs)
+	clear(t.slots)
+	t.n = 0
 	for i := range old {
-		old[i].ID = t.next
-		t.next++
-		t.reqs[old[i].ID] = old[i]
+		old[i], _ = t.Add(old[i]) // the table is empty: room for all
 	}
 	return old
 }
 
 // Len is the number of outstanding requests.
-func (t *Outstanding) Len() int { return len(t.reqs) }
+func (t *Outstanding) Len() int { return t.n }
 
 // Full reports whether the table is at its bound: Add would fail.
-func (t *Outstanding) Full() bool { return len(t.reqs) >= t.limit }
+func (t *Outstanding) Full() bool { return t.n >= t.limit }
 
-// Next is the id Add hands out next: what a component saves so that its
-// successor never reuses an id.
+// Next is the least id Add can hand out next (more if it must skip a busy
+// slot): what a component saves so that its successor never reuses an id.
 func (t *Outstanding) Next() uint64 { return t.next }

@@ -119,3 +119,76 @@ func TestCompleteFromImpossibleReply(t *testing.T) {
 		t.Errorf("CompleteFrom(a reply to request 99, never made) = %v, Err %v; want %v", ok, b.Err(), ErrProtocol)
 	}
 }
+
+// The ring: ids run many times round it while one request stays
+// unanswered; that request's slot is skipped, not overwritten, and a
+// reply naming an id that shares its slot is stale, not a match.
+func TestOutstandingWrapsAround(t *testing.T) {
+	const limit = 4
+	tab := NewOutstanding(limit, 1)
+	size := uint64(len(tab.slots))
+	old, _ := tab.Add(Msg{Op: 1})
+	var last uint64
+	for i := range 10 * size {
+		m, err := tab.Add(Msg{Op: 2})
+		if err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+		if m.ID <= last || m.ID&(size-1) == old.ID&(size-1) {
+			t.Fatalf("Add %d = id %d after %d: want a larger id, not in the slot of id %d", i, m.ID, last, old.ID)
+		}
+		last = m.ID
+		if _, ok := tab.Complete(Msg{ID: old.ID + size}); ok {
+			t.Fatalf("Complete(id %d), never issued, shares id %d's slot: ok, want stale", old.ID+size, old.ID)
+		}
+		if req, ok := tab.Complete(m); !ok || req.Op != 2 {
+			t.Fatalf("Complete(id %d) = %+v, %v; want op 2, ok", m.ID, req, ok)
+		}
+	}
+	if req, ok := tab.Complete(old); !ok || req.Op != 1 || tab.Len() != 0 {
+		t.Errorf("Complete(id %d) after %d laps = %+v, %v, Len %d; want op 1, ok, 0", old.ID, 10, req, ok, tab.Len())
+	}
+}
+
+// Unknown ids, the zero id among them, match nothing and change nothing.
+func TestOutstandingUnknownIDs(t *testing.T) {
+	tab := NewOutstanding(2, 1)
+	a, _ := tab.Add(Msg{Op: 1})
+	for _, id := range []uint64{0, a.ID + 1, a.ID + 1<<40, ^uint64(0)} {
+		if req, ok := tab.Complete(Msg{ID: id}); ok {
+			t.Errorf("Complete(id %d) = %+v, ok; want not ok", id, req)
+		}
+	}
+	if req, ok := tab.Complete(a); !ok || req.Op != 1 || tab.Len() != 0 {
+		t.Errorf("Complete(id %d) = %+v, %v, Len %d; want op 1, ok, 0", a.ID, req, ok, tab.Len())
+	}
+}
+
+// A full table refuses, whatever the ids, and takes one more per reply.
+func TestOutstandingFull(t *testing.T) {
+	tab := NewOutstanding(3, 7)
+	var ms []Msg
+	for range 3 {
+		m, _ := tab.Add(Msg{})
+		ms = append(ms, m)
+	}
+	if _, err := tab.Add(Msg{}); !errors.Is(err, ErrTableFull) || !tab.Full() {
+		t.Fatalf("Add to a full table = %v, Full %v; want %v, true", err, tab.Full(), ErrTableFull)
+	}
+	tab.Complete(ms[1])
+	if _, err := tab.Add(Msg{}); err != nil || !tab.Full() {
+		t.Errorf("Add after a reply = %v, Full %v; want nil, true", err, tab.Full())
+	}
+}
+
+// Adding and completing are what every request costs: neither allocates.
+func TestOutstandingAllocs(t *testing.T) {
+	tab := NewOutstanding(64, 1)
+	allocs := testing.AllocsPerRun(1000, func() {
+		m, _ := tab.Add(Msg{Op: 1})
+		tab.Complete(m)
+	})
+	if allocs != 0 {
+		t.Errorf("Add and Complete: %v allocations, want 0", allocs)
+	}
+}

@@ -7,8 +7,10 @@ import (
 )
 
 // WaitAny is a server loop's sleep: it blocks until a message is waiting on
-// one of ports, one of fds is readable, or d has passed, and reports which
-// fds are readable. It arms each port first (Arm) and returns at once if a
+// one of ports, one of fds is readable, or d has passed, and reports in
+// readable, which must be as long as fds, which fds are readable. The
+// caller's array to report in makes a sleep allocate nothing: a server
+// sleeps once per idle round. It arms each port first (Arm) and returns at once if a
 // message slipped in meanwhile. An in-process port (NewLocal) has no
 // descriptor to poll: then it naps at most a millisecond.
 //
@@ -20,8 +22,8 @@ import (
 // signalled. A port armed and then abandoned because another had a
 // message is only disarmed, not drained: if its peer signalled it
 // meanwhile, the next WaitAny returns at once, consuming that wake-up.
-func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool, err error) {
-	readable = make([]bool, len(fds))
+func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) error {
+	clear(readable)
 	var pfdBuf [8]unix.PollFd
 	var armedBuf [8]*Endpoint
 	pfds := pfdBuf[:0] // grows past 8 by append
@@ -34,7 +36,7 @@ func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool, er
 			for _, a := range armed {
 				a.rx.clearSleeping()
 			}
-			return readable, err
+			return err
 		}
 		armed = append(armed, p)
 		if fd := p.Fd(); fd >= 0 {
@@ -64,5 +66,5 @@ func WaitAny(ports []*Endpoint, fds []int, d time.Duration) (readable []bool, er
 		}
 		next++
 	}
-	return readable, nil
+	return nil
 }

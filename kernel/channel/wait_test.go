@@ -29,8 +29,9 @@ func TestWaitAny(t *testing.T) {
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
 
+	r := make([]bool, 1)
 	start := time.Now()
-	if r, err := WaitAny([]*Endpoint{b}, []int{p[0]}, 50*time.Millisecond); r[0] || err != nil {
+	if err := WaitAny(r, []*Endpoint{b}, []int{p[0]}, 50*time.Millisecond); r[0] || err != nil {
 		t.Errorf("WaitAny on a silent pipe = %v, %v; want it not readable", r, err)
 	}
 	if d := time.Since(start); d < 40*time.Millisecond {
@@ -40,14 +41,14 @@ func TestWaitAny(t *testing.T) {
 	// A message wakes it long before its timeout (an hour: only a hang
 	// takes that long, and the test's deadline ends it first).
 	go func() { time.Sleep(20 * time.Millisecond); a.Send(Msg{ID: 1}) }()
-	WaitAny([]*Endpoint{b}, []int{p[0]}, time.Hour)
+	WaitAny(r, []*Endpoint{b}, []int{p[0]}, time.Hour)
 	var buf [4]Msg
 	if n := b.Recv(buf[:]); n != 1 {
 		t.Errorf("Recv after WaitAny = %d messages, want 1", n)
 	}
 
 	unix.Write(p[1], []byte{1})
-	if r, _ := WaitAny([]*Endpoint{b}, []int{p[0]}, time.Hour); !r[0] {
+	if WaitAny(r, []*Endpoint{b}, []int{p[0]}, time.Hour); !r[0] {
 		t.Error("WaitAny did not report the written pipe readable")
 	}
 }
@@ -64,13 +65,13 @@ func TestWaitAnyOnACorruptRing(t *testing.T) {
 	returns := 0
 	var err error
 	for deadline := time.Now().Add(200 * time.Millisecond); err == nil && time.Now().Before(deadline); {
-		_, err = WaitAny([]*Endpoint{b}, nil, 50*time.Millisecond)
+		err = WaitAny(nil, []*Endpoint{b}, nil, 50*time.Millisecond)
 		returns++
 	}
 	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrBroken) || returns != 1 {
 		t.Fatalf("WaitAny on a corrupt ring: %d returns in 200ms, the last with %v; want 1, with %v (an ErrBroken)", returns, err, ErrCorrupt)
 	}
-	if _, err := WaitAny([]*Endpoint{b}, nil, time.Hour); !errors.Is(err, ErrCorrupt) {
+	if err := WaitAny(nil, []*Endpoint{b}, nil, time.Hour); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("WaitAny on the corrupt ring again = %v, want %v: it stays broken", err, ErrCorrupt)
 	}
 	if ready, err := b.Arm(); ready || !errors.Is(err, ErrCorrupt) {
@@ -86,10 +87,45 @@ func TestWaitAnyOnACorruptRing(t *testing.T) {
 func TestBreak(t *testing.T) {
 	_, b := sharedPair(t, 8)
 	b.Break("a reply to request 99, never made")
-	if _, err := WaitAny([]*Endpoint{b}, nil, time.Hour); !errors.Is(err, ErrProtocol) || !errors.Is(err, ErrBroken) {
+	if err := WaitAny(nil, []*Endpoint{b}, nil, time.Hour); !errors.Is(err, ErrProtocol) || !errors.Is(err, ErrBroken) {
 		t.Errorf("WaitAny after Break = %v, want %v", err, ErrProtocol)
 	}
 	if err := b.Wait(time.Hour); !errors.Is(err, ErrProtocol) {
 		t.Errorf("Wait after Break = %v, want %v", err, ErrProtocol)
+	}
+}
+
+// A sleep allocates nothing, whether a message ends it or its timeout,
+// and reports afresh in the caller's array: a silent fd is not readable,
+// whatever the array held.
+func TestWaitAnyAllocs(t *testing.T) {
+	pair, err := New(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	a, _ := pair.Open(A)
+	b, _ := pair.Open(B)
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	ports, fds := []*Endpoint{b}, []int{p[0]}
+	var r [1]bool
+	var in [1]Msg
+	woken := testing.AllocsPerRun(100, func() {
+		a.Send(Msg{ID: 1})
+		r[0] = true
+		WaitAny(r[:], ports, fds, time.Hour)
+		b.Recv(in[:])
+	})
+	if r[0] {
+		t.Error("WaitAny left a silent fd reported readable")
+	}
+	timedOut := testing.AllocsPerRun(5, func() { WaitAny(r[:], ports, fds, time.Millisecond) })
+	if woken != 0 || timedOut != 0 {
+		t.Errorf("WaitAny: %v allocations woken by a message, %v timed out; want 0", woken, timedOut)
 	}
 }

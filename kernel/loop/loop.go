@@ -134,18 +134,20 @@ func broken(ports []*channel.Endpoint) error {
 // Sleep waits at most d for a message on one of ports or a new
 // generation on peers. An in-process source (no Fd) is looked at again
 // within a millisecond. It returns the error of a port that is broken or
-// closed (channel.WaitAny), on which the loop must not sleep again.
+// closed (channel.WaitAny), on which the loop must not sleep again. It
+// allocates nothing: an idle server sleeps once per round.
 func Sleep(ports []*channel.Endpoint, peers Peers, d time.Duration) error {
 	var fds []int
 	var fdBuf [1]int
+	var readable [1]bool
 	if peers.Fd >= 0 {
 		fdBuf[0] = peers.Fd
 		fds = fdBuf[:]
 	} else {
 		d = min(d, time.Millisecond)
 	}
-	r, err := channel.WaitAny(ports, fds, max(d, 0))
-	if len(r) > 0 && r[0] && peers.Drain != nil {
+	err := channel.WaitAny(readable[:len(fds)], ports, fds, max(d, 0))
+	if readable[0] && peers.Drain != nil {
 		peers.Drain()
 	}
 	if err != nil {

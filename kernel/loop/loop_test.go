@@ -150,3 +150,36 @@ func TestRunEndsOnABrokenChannel(t *testing.T) {
 		t.Errorf("%d polls before the loop ended, want at most 2", n)
 	}
 }
+
+// A server sleeps once per idle round: Sleep allocates nothing, and
+// drains the wiring's fd when it woke on it.
+func TestSleepAllocs(t *testing.T) {
+	a, b, err := channel.NewLocal(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	drained := 0
+	peers := Peers{Fd: p[0], Drain: func() { drained++; unix.Read(p[0], make([]byte, 1)) }}
+	ports := []*channel.Endpoint{b}
+	var in [1]channel.Msg
+	allocs := testing.AllocsPerRun(100, func() {
+		a.Send(channel.Msg{ID: 1})
+		Sleep(ports, peers, time.Hour)
+		b.Recv(in[:])
+	})
+	if allocs != 0 {
+		t.Errorf("Sleep woken by a message: %v allocations, want 0", allocs)
+	}
+	unix.Write(p[1], []byte{1})
+	if err := Sleep(ports, peers, time.Hour); err != nil || drained != 1 {
+		t.Errorf("Sleep on the readable wiring fd = %v, drained %d times; want nil, 1", err, drained)
+	}
+}

@@ -168,6 +168,14 @@ func TestTCPKeepnet(t *testing.T) {
 	const down, up = 50_000_000, 25_000_000
 	dr, ur := httpTransfer(t, n, down, up)
 	t.Logf("keepnet TCP: download %s at %.0f Mbit/s, upload %s at %.0f Mbit/s, hashes match", mb(down), dr, mb(up), ur)
+	// ip hands tcp each received segment in the buffer it parsed the
+	// frame in (servers/ip, handOver): the upload came with no copy at ip.
+	ipStats := a.stats("ip")
+	inPlace, copied := num(ipStats, "DeliveredInPlace"), num(ipStats, "DeliveredCopied")
+	t.Logf("ip delivered %.0f bytes to the transports in place, copied %.0f", inPlace, copied)
+	if inPlace < up || copied > inPlace/100 {
+		t.Errorf("ip delivered %.0f bytes in place and copied %.0f, want at least the upload's %d in place and under 1%% copied", inPlace, copied, up)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -138,7 +138,7 @@ func (s *server) fromFilter(l *peerLink, m channel.Msg) {
 func (s *server) passedIn(n *nic, ref pool.Ref, pass bool) {
 	if pass && n.stack != nil {
 		if shared, err := s.rx.Bytes(ref); err == nil {
-			n.stack.HandleFrame(s.private(shared))
+			n.stack.HandleFrame(s.receive(shared))
 		}
 	}
 	ref.Len = uint32(s.rx.BufSize())

@@ -33,11 +33,19 @@ import (
 // for the busiest interface each; init sizes them by the number of NICs.
 //
 // Every request IP sends (to the driver: receive buffers, frames, info; to
-// a transport: delivered datagrams) stays in the link's outstanding table
+// a transport: delivered datagrams, in the very buffer their frame was
+// parsed in when it came whole) stays in the link's outstanding table
 // until its reply. When the neighbour restarts, IP gets a channel to the new
 // generation and resubmits the whole table with new ids, so the old
 // generation's late replies are ignored and nothing is lost (a frame may go
 // out twice).
+
+// upHeadroom is where a datagram starts in a buffer of UpSmallPool: after
+// the link header of the frame it came in, which IP parsed in that buffer
+// and handed over as it was, or after as much room when it was copied
+// there (reassembled, or with no buffer free to parse in). The transports
+// need not know: OpDeliver's offset of the transport header counts it.
+const upHeadroom = header.EthernetMinimumSize
 
 // Pool names, as the component table gives them.
 const (
@@ -47,7 +55,10 @@ const (
 	// UpSmallPool (optional) holds the delivered datagrams that fit its
 	// buffers: a segment of bulk TCP is 1.5 KB, and a pool of 64 KiB
 	// buffers sized for the largest UDP datagram ran out at a few hundred
-	// segments in flight to tcp, dropping them.
+	// segments in flight to tcp, dropping them. IP also copies each
+	// received frame into one of its buffers to parse it, and a datagram
+	// that came whole in that frame goes to its transport in that very
+	// buffer (upHeadroom).
 	UpSmallPool = "ip.up.small"
 	// TxBigPool (optional) holds frames of up to 64 KiB for the device to
 	// cut into TCP segments; without it IP offers no segmentation.
@@ -155,6 +166,16 @@ type server struct {
 	// receive buffer is memory the driver (and its device) can write while
 	// the Stack parses, so every field is taken from the copy, once.
 	frame []byte
+	// parse is the buffer of UpSmallPool the next received frame is
+	// copied into instead of frame, so that its datagram can go to a
+	// transport without another copy (receive, handOver); zero when none
+	// is allocated yet. parsing is the frame in it now, nil when the
+	// frame being handled is in frame.
+	parse   pool.Ref
+	parsing []byte
+	// Bytes of datagrams delivered to the transports: handed over in the
+	// buffer their frame was parsed in, or copied into an "ip.up" buffer.
+	deliveredInPlace, deliveredCopied uint64
 
 	// held are transports' OpOutputs waiting for a transmit buffer, in
 	// the order they came: when the driver has every buffer, a segment
@@ -216,6 +237,11 @@ type Stats struct {
 	OutputsRefused   uint64 // segments refused (answered with an error)
 	OutputsThrottled uint64 // of those, refused because MaxHeld were held
 	LinkQueueDrops   uint64 // requests to a neighbour not made (MaxLinkQueue reached); their buffers freed
+	// Bytes of datagrams delivered to the transports: handed over in the
+	// buffer IP parsed their frame in, or copied (reassembled ones, and
+	// those that found no buffer to be parsed in).
+	DeliveredInPlace uint64
+	DeliveredCopied  uint64
 	// The packet filter's, if there is one (filter.go).
 	Filter           string
 	FilterGeneration int
@@ -644,7 +670,7 @@ func (s *server) sendFrame(n *nic, frame []byte, offload uint64) error {
 }
 
 // transportLink is the Stack's Transport for one transport server: it
-// copies the datagram into the "ip.up" pool and hands it over.
+// hands the datagram over in an "ip.up" buffer (up).
 type transportLink struct {
 	s    *server
 	name string
@@ -655,11 +681,11 @@ func (t *transportLink) Deliver(uint8, netip.Addr, netip.Addr, []byte) {
 }
 
 func (t *transportLink) DeliverDatagram(ip header.IPv4, verified bool) {
-	if ref, l, ok := t.up(ip[:ip.TotalLength()]); ok {
+	if ref, at, l, ok := t.up(ip[:ip.TotalLength()]); ok {
 		// The addresses and where the transport header starts, so that
 		// no transport parses IP (servers/ops), its ECN codepoint, and
 		// whether the device verified its checksum.
-		m := ops.Deliver(ref, ip.Src(), ip.Dst(), ip.HeaderLength())
+		m := ops.Deliver(ref, ip.Src(), ip.Dst(), at+ip.HeaderLength())
 		ops.SetDeliverECN(&m, ip.TOS()&3)
 		ops.SetDeliverVerified(&m, verified)
 		t.s.request(l, m)
@@ -670,52 +696,74 @@ func (t *transportLink) DeliverDatagram(ip header.IPv4, verified bool) {
 // with IP's path MTU estimate in place of the router's next-hop MTU
 // (servers/ops: OpDeliverError).
 func (t *transportLink) DeliverError(ip header.IPv4, pathMTU int) {
-	ref, l, ok := t.up(ip[:ip.TotalLength()])
+	ref, at, l, ok := t.up(ip[:ip.TotalLength()])
 	if !ok {
 		return
 	}
 	if pathMTU > 0 {
 		b, _ := t.s.upBuffer(ref).Bytes(ref)
-		header.ICMPv4(b[ip.HeaderLength():]).SetMTU(uint16(pathMTU))
+		header.ICMPv4(b[at+ip.HeaderLength():]).SetMTU(uint16(pathMTU))
 	}
-	t.s.request(l, ops.DeliverError(ref, ip.Src(), ip.Dst(), ip.HeaderLength()))
+	t.s.request(l, ops.DeliverError(ref, ip.Src(), ip.Dst(), at+ip.HeaderLength()))
 }
 
-// up copies a whole datagram, either family, into a buffer of the "ip.up"
-// pools for the transport, and returns it and the transport's link; false
-// if there is no transport or no buffer (counted in drops).
-func (t *transportLink) up(dgram []byte) (pool.Ref, *peerLink, bool) {
+// up puts a whole datagram, either family, in a buffer of the "ip.up"
+// pools for the transport: the buffer its frame was parsed in, if it came
+// whole in one (handOver), else a copy. It returns the buffer, where the
+// datagram starts in it, and the transport's link; false if there is no
+// transport or no buffer (counted in drops).
+func (t *transportLink) up(dgram []byte) (ref pool.Ref, at int, l *peerLink, ok bool) {
 	s := t.s
-	l := s.links[t.name]
-	if l == nil {
+	if l = s.links[t.name]; l == nil {
 		s.drops++
-		return pool.Ref{}, nil, false
+		return pool.Ref{}, 0, nil, false
+	}
+	if ref, ok = s.handOver(dgram); ok {
+		s.deliveredInPlace += uint64(len(dgram))
+		return ref, upHeadroom, l, true
 	}
 	p := s.upPool(len(dgram))
-	ref, ok := p.Alloc()
+	ref, ok = p.Alloc()
 	if !ok && p != s.up {
 		p = s.up
 		ref, ok = p.Alloc()
 	}
 	if !ok {
 		s.drops++
-		return pool.Ref{}, nil, false
+		return pool.Ref{}, 0, nil, false
 	}
 	buf, _ := p.Bytes(ref)
-	ref.Len = uint32(copy(buf, dgram))
-	return ref, l, true
+	at = s.headroom(ref)
+	ref.Len = uint32(at + copy(buf[at:], dgram))
+	s.deliveredCopied += uint64(len(dgram))
+	return ref, at, l, true
+}
+
+// handOver gives up the buffer of the frame being parsed if dgram is that
+// frame's datagram, after its link header (not reassembled, not rebuilt),
+// and returns it with Len covering both: ip must not touch it again until
+// the transport's reply. The next frame is parsed in another buffer.
+func (s *server) handOver(dgram []byte) (pool.Ref, bool) {
+	f := s.parsing
+	if len(dgram) == 0 || len(f) < upHeadroom+len(dgram) || &f[upHeadroom] != &dgram[0] {
+		return pool.Ref{}, false
+	}
+	ref := s.parse
+	ref.Len = uint32(upHeadroom + len(dgram))
+	s.parse, s.parsing = pool.Ref{}, nil
+	return ref, true
 }
 
 // DeliverDatagram6 hands an IPv6 datagram over as DeliverDatagram does an
 // IPv4 one: whole, with its transport header at off (after the extension
 // headers).
 func (t *transportLink) DeliverDatagram6(h header.IPv6, off int, verified bool) {
-	if off > ops.MaxDeliverOffset {
+	if upHeadroom+off > ops.MaxDeliverOffset {
 		t.s.drops++ // extension headers no real sender writes: more than OpDeliver can say
 		return
 	}
-	if ref, l, ok := t.up(h); ok {
-		m := ops.Deliver(ref, h.Src(), h.Dst(), off)
+	if ref, at, l, ok := t.up(h); ok {
+		m := ops.Deliver(ref, h.Src(), h.Dst(), at+off)
 		ops.SetDeliverECN(&m, h.TrafficClass()&3)
 		ops.SetDeliverVerified(&m, verified)
 		t.s.request(l, m)
@@ -724,10 +772,18 @@ func (t *transportLink) DeliverDatagram6(h header.IPv6, off int, verified bool) 
 
 // upPool is the pool for a delivered datagram of n bytes.
 func (s *server) upPool(n int) *pool.Pool {
-	if s.upSmall != nil && n <= s.upSmall.BufSize() {
+	if s.upSmall != nil && upHeadroom+n <= s.upSmall.BufSize() {
 		return s.upSmall
 	}
 	return s.up
+}
+
+// headroom is where the datagram starts in the delivery buffer ref.
+func (s *server) headroom(ref pool.Ref) int {
+	if s.upSmall != nil && ref.Pool == s.upSmall.ID() {
+		return upHeadroom
+	}
+	return 0
 }
 
 // upBuffer is the delivery pool a Ref of ours names.
@@ -758,11 +814,8 @@ func (s *server) pollLink(l *peerLink) bool {
 	for _, m := range s.in[:n] {
 		s.handle(l, m)
 	}
-	sent := 0
-	if len(l.queue) > 0 {
-		sent = port.Send(l.queue...)
-		l.queue = l.queue[sent:]
-	}
+	var sent int
+	l.queue, sent = channel.Flush(port, l.queue)
 	return n > 0 || sent > 0
 }
 
@@ -799,7 +852,7 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 				return
 			}
 			if err == nil {
-				n.stack.HandleFrameChecked(s.private(shared), m.Arg[0])
+				n.stack.HandleFrameChecked(s.receive(shared), m.Arg[0])
 			}
 		} else if link.StatusOf(m) == link.StatusOK && s.dhcp != nil {
 			ref := req.Ref
@@ -828,6 +881,25 @@ func (s *server) fromDriver(l *peerLink, m channel.Msg) {
 			s.features &= other.features
 		}
 	}
+}
+
+// receive copies a received frame out of shared memory into a buffer of
+// ip's own, which the Stack then parses at leisure: one of UpSmallPool if
+// it fits and one is free, so that its datagram can go to a transport in
+// it (handOver), else s.frame (private).
+func (s *server) receive(shared []byte) []byte {
+	s.parsing = nil
+	if s.upSmall == nil || len(shared) > s.upSmall.BufSize() {
+		return s.private(shared)
+	}
+	if s.parse.IsZero() {
+		if s.parse, _ = s.upSmall.Alloc(); s.parse.IsZero() {
+			return s.private(shared) // all with the transports
+		}
+	}
+	buf, _ := s.upSmall.Bytes(s.parse)
+	s.parsing = buf[:copy(buf, shared)]
+	return s.parsing
 }
 
 // private copies a frame out of shared memory into s.frame, which the Stack
@@ -870,10 +942,10 @@ func (s *server) fromTransport(l *peerLink, m channel.Msg) {
 		s.upBuffer(req.Ref).MustFree(req.Ref)
 	case ops.OpDeliver:
 		if ops.StatusOf(m) == ops.StatusNoPort && s.stack != nil {
-			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil && isIPv6Datagram(b) {
-				s.stack.SendUnreachable6(b)
+			if b, err := s.upBuffer(req.Ref).Bytes(req.Ref); err == nil && isIPv6Datagram(b[s.headroom(req.Ref):]) {
+				s.stack.SendUnreachable6(b[s.headroom(req.Ref):])
 			} else if err == nil {
-				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b)
+				s.stack.SendUnreachable(header.ICMPv4PortUnreachable, b[s.headroom(req.Ref):])
 			}
 		}
 		s.upBuffer(req.Ref).MustFree(req.Ref)
@@ -1009,6 +1081,7 @@ func (s *server) publish() {
 	st.Offloads = s.offloads()
 	st.OutputsHeld, st.OutputsDeferred, st.OutputsRefused = len(s.held), s.deferred, s.refused
 	st.OutputsThrottled, st.LinkQueueDrops = s.throttled, s.linkQueueDrops
+	st.DeliveredInPlace, st.DeliveredCopied = s.deliveredInPlace, s.deliveredCopied
 	for _, n := range s.nics {
 		st.Ifaces = append(st.Ifaces, s.ifaceStats(n))
 	}

@@ -168,8 +168,9 @@ func OutputSource(m channel.Msg) netip.Addr {
 }
 
 // Deliver is an OpDeliver request: the datagram in ref, from src to dst,
-// its transport header at offset off (the IP header's length), which must
-// be at most MaxDeliverOffset.
+// its transport header at offset off from ref's start (the IP header's
+// length, and the link header's if the datagram comes after one), which
+// must be at most MaxDeliverOffset.
 func Deliver(ref pool.Ref, src, dst netip.Addr, off int) channel.Msg {
 	m := OpDeliver.Msg()
 	m.Ref = ref

@@ -27,9 +27,11 @@
 //
 //	OpDeliver  IP -> transport. Ref: a whole IPv4 datagram (header included,
 //	           reassembled if it was fragmented, validated) in IP's "ip.up"
-//	           pool; AtArg0 its source, AtArg2 its destination (port 0),
-//	           Flags the offset of the transport header in it (the IP
-//	           header's length), so that a transport never parses IP
+//	           pools, perhaps after the link header of the frame it came
+//	           in (IP hands over the buffer it parsed the frame in, with
+//	           no copy); AtArg0 its source, AtArg2 its destination (port 0),
+//	           Flags the offset of the transport header from the Ref's
+//	           start, so that a transport never parses IP
 //	           (Deliver, Delivered), in its two top bits the
 //	           datagram's ECN codepoint (SetDeliverECN, DeliveredECN),
 //	           and below them whether the device verified its TCP/UDP

@@ -169,11 +169,9 @@ func (s *Server) Poll() (bool, time.Time) {
 		s.answer(s.in[:n], now)
 		work = n > 0
 	}
-	if len(s.out) > 0 {
-		sent := s.ip.Port.Send(s.out...)
-		s.out = s.out[:copy(s.out, s.out[sent:])]
-		work = work || sent > 0
-	}
+	var sent int
+	s.out, sent = channel.Flush(s.ip.Port, s.out)
+	work = work || sent > 0
 	return work, now.Add(rulesEvery)
 }
 

@@ -467,11 +467,9 @@ func (s *Server) poll() bool {
 		work = work || n > 0
 	}
 	for _, l := range s.links {
-		if len(l.queue) > 0 {
-			sent := l.peer.Port.Send(l.queue...)
-			l.queue = l.queue[sent:]
-			work = work || sent > 0
-		}
+		var sent int
+		l.queue, sent = channel.Flush(l.peer.Port, l.queue)
+		work = work || sent > 0
 	}
 	return work
 }

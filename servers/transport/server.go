@@ -253,9 +253,9 @@ func (s *Server) Poll() (bool, time.Time) {
 	s.audit(now)
 	s.flushOverflow()
 	for _, l := range [...]*peerLink{s.ip, s.sys} { // after both: one may queue for the other
-		if l != nil && len(l.queue) > 0 {
-			sent := l.peer.Port.Send(l.queue...)
-			l.queue = l.queue[sent:]
+		if l != nil {
+			var sent int
+			l.queue, sent = channel.Flush(l.peer.Port, l.queue)
 			work = work || sent > 0
 		}
 	}
