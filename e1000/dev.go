@@ -41,7 +41,8 @@ const (
 	DefaultRxBufSize = 2048
 	// DefaultITR throttles to about 8000 interrupts/s (1e9 / (8000*256)),
 	// the moderation Intel's drivers default to; polling while busy does the
-	// rest.
+	// rest. The driver process replaces it by the load's
+	// (SetInterruptInterval, drivers/nic's moderation).
 	DefaultITR = 488
 )
 
