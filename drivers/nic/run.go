@@ -370,8 +370,9 @@ func sleep(d *Driver, irq irqLine, watch *wiring.Watcher, dev netdev.Device, n *
 // acknowledges every pending cause (reading ICR deasserts the line) and
 // polls the rings once more, so that a frame that came since the last poll
 // is served now rather than by an interrupt that was raised, and
-// acknowledged, before the unmask. In that order, a cause raised after the
-// consuming read is still pending in ICR or served by the poll.
+// acknowledged, before the unmask. In that order nothing is missed: an
+// interrupt raised between the consuming read and the ICR read at worst
+// ends the sleep at once, and the poll serves its frame.
 func settle(d *Driver, irq irqLine, dev netdev.Device, n *Sleeps) bool {
 	if c, err := irq.Wait(0); err == nil {
 		n.StaleInterrupts++
