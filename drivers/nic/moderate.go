@@ -17,11 +17,12 @@ import "time"
 //   - bulk, from BulkRate on: BulkInterval.
 //
 // A class changes only after Hysteresis samples in a row ask for the same
-// other class, so that a bursty load does not flap, with one exception: a
-// sample without a frame returns to idle at once, so the first frame after a
-// quiet spell never waits on a spacing chosen for a load that is gone. (A
-// device raises the first interrupt after a quiet period longer than its
-// interval at once anyway: the spacing delays only the next ones.)
+// other class, so that a bursty load does not flap: a load that starts from
+// idle has its first samples' frames served with no spacing. Returning to
+// idle waits for the samples too; a spacing left over from a load that is
+// gone delays no lone frame, for a device raises the first interrupt after
+// a quiet period longer than its interval at once (netdev.Moderator): the
+// spacing holds back only the interrupts that follow one closely.
 
 // Moderation tuning.
 const (
@@ -96,8 +97,6 @@ func (m *moderation) sample(now time.Time, frames uint64) bool {
 	case want == m.class:
 		m.wanted = 0
 		return false
-	case n == 0:
-		m.wanted = Hysteresis // quiet: idle at once
 	case want == m.want:
 		m.wanted++
 	default:
