@@ -20,7 +20,8 @@ type Config struct {
 	// buffer must be at least this long.
 	RxBufSize int
 	// ITR is the minimum interval between interrupts in 256 ns units
-	// (13.4.18). 0 selects DefaultITR; a negative value disables throttling.
+	// (13.4.18) until SetInterruptInterval sets another. 0 selects
+	// DefaultITR; a negative value disables throttling.
 	ITR int
 	// StickyCounters says the statistics registers do not clear when read.
 	// The manual says they do (13.7); QEMU's e1000 keeps MPC and RNBC as
@@ -40,7 +41,8 @@ const (
 	DefaultRxBufSize = 2048
 	// DefaultITR throttles to about 8000 interrupts/s (1e9 / (8000*256)),
 	// the moderation Intel's drivers default to; polling while busy does the
-	// rest.
+	// rest. The driver process replaces it by the load's
+	// (SetInterruptInterval, drivers/nic's moderation).
 	DefaultITR = 488
 )
 
@@ -110,6 +112,10 @@ type Dev struct {
 	// QEMU's e1000e holds one context for both kinds.
 	ctx       TxContext
 	ctxLoaded bool
+
+	// itr is the ITR value Reset programs: Config.ITR, then what
+	// SetInterruptInterval set.
+	itr uint32
 
 	stats             netdev.Stats
 	lastMPC, lastRNBC uint32 // last raw values, for StickyCounters
@@ -238,6 +244,9 @@ func New(regs netdev.Regs, rings netdev.Region, cfg Config) (*Dev, error) {
 		rxBufs: make([]netdev.Buffer, cfg.RxRing),
 		txBufs: make([]txSlot, cfg.TxRing),
 	}
+	if cfg.ITR > 0 {
+		d.itr = uint32(cfg.ITR)
+	}
 	return d, nil
 }
 
@@ -269,7 +278,9 @@ func New(regs netdev.Regs, rings netdev.Region, cfg Config) (*Dev, error) {
 //     last (14.4).
 //  8. TX: zero the ring memory; TDBAL/TDBAH/TDLEN; TDH = TDT = 0; TIPG for
 //     copper (13.4.34); TIDV, TADV; TCTL = EN | PSP | CT | COLD (14.5).
-//  9. ITR (13.4.18); read MPC and RNBC; clear ICR; IMS = IntrHandled.
+//  9. ITR (13.4.18), the interval last set (SetInterruptInterval: a
+//     restarted driver, or a reset by the watchdog, keeps the moderation
+//     the load chose); read MPC and RNBC; clear ICR; IMS = IntrHandled.
 //
 // RX ring indices: after a real reset RDH = RDT = 0. On QEMU they keep the
 // last driver's value x; Reset adopts x as the ring's starting index (the
@@ -360,11 +371,7 @@ func (d *Dev) Reset() (netdev.Forgotten, error) {
 		TCTL_CT_DEFAULT<<TCTL_CT_SHIFT|TCTL_COLD_FULL_DUPLEX<<TCTL_COLD_SHIFT)
 
 	// 9. Interrupt moderation and enable.
-	itr := uint32(0)
-	if d.cfg.ITR > 0 {
-		itr = uint32(d.cfg.ITR)
-	}
-	r.Write32(ITR, itr)
+	r.Write32(ITR, d.itr)
 	d.baselineCounters()
 	r.Read32(ICR)
 	r.Write32(IMS, IntrHandled)
@@ -505,6 +512,34 @@ func (d *Dev) LinkUp() bool { return d.regs.Read32(STATUS)&STATUS_LU != 0 }
 // Interrupts reads and so clears ICR (13.4.17): the causes since the last
 // read. Reading it also acknowledges the interrupt line.
 func (d *Dev) Interrupts() uint32 { return d.regs.Read32(ICR) }
+
+// SetInterruptInterval programs the least interval between two interrupts
+// (netdev.Moderator): ITR in 256 ns units (13.4.18), at most
+// ITR_INTERVAL_MASK units (16.8 ms); 0 throttles nothing. Reset programs
+// it again, so the interval outlives a device reset.
+//
+// What the device does with it. The manual's ITR is a minimum
+// inter-interrupt interval: an interrupt raised after a quiet period longer
+// than the interval goes out at once, later ones wait for the interval to
+// pass. QEMU follows that, each model its own way (hw/net/e1000.c and
+// e1000e_core.c):
+//   - e1000 (8254x): a rising edge of the line raises it at once and arms
+//     a mitigation timer for the interval; edges before it fires are held
+//     and raised together when it fires. The interval is the least of ITR
+//     and (only when RDTR is not zero) RADV, but never below 500 units
+//     (128 µs, "7813 interrupts/s"): ITR 0, and any value below 500,
+//     gives 128 µs windows.
+//   - e1000e (82574): an interrupt is raised at once unless the ITR timer
+//     runs; raising it arms the timer for ITR units, and what came while
+//     it ran is raised when it fires. ITR 0 throttles nothing.
+//
+// The driver does not use the receive delay timers (RDTR = RADV = 0): on
+// real parts they delay even the first frame after a quiet period.
+func (d *Dev) SetInterruptInterval(iv time.Duration) {
+	units := min(iv/(256*time.Nanosecond), time.Duration(ITR_INTERVAL_MASK))
+	d.itr = uint32(max(units, 0))
+	d.regs.Write32(ITR, d.itr)
+}
 
 // EnableInterrupts unmasks IntrHandled (IMS, 13.4.20).
 func (d *Dev) EnableInterrupts() { d.regs.Write32(IMS, IntrHandled) }

@@ -634,3 +634,38 @@ func TestMulticastFilter(t *testing.T) {
 	r.dev.SetMulticast(nil)
 	deliver(solicited, false)
 }
+
+// TestInterruptIntervalKeptAcrossReset: SetInterruptInterval programs ITR
+// in 256 ns units, and a Reset (for a new IP generation, or the
+// watchdog's) programs it again, on QEMU's part that keeps its registers
+// as on one that clears them.
+func TestInterruptIntervalKeptAcrossReset(t *testing.T) {
+	for _, p := range parts {
+		for _, hw := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s hardware=%v", p.name, hw), func(t *testing.T) {
+				r := newRig(t, model.Config{Part: p.model, Hardware: hw}, e1000.Config{RxRing: 16, TxRing: 16, Variant: p.variant})
+				var _ netdev.Moderator = r.dev
+				for _, c := range []struct {
+					iv   time.Duration
+					want uint32
+				}{
+					{50 * time.Microsecond, 195},
+					{0, 0},
+					{125 * time.Microsecond, 488},
+					{time.Second, e1000.ITR_INTERVAL_MASK},
+				} {
+					r.dev.SetInterruptInterval(c.iv)
+					if got := r.m.Peek(e1000.ITR); got != c.want {
+						t.Errorf("ITR after SetInterruptInterval(%v) = %d, want %d", c.iv, got, c.want)
+					}
+					if _, err := r.dev.Reset(); err != nil {
+						t.Fatal(err)
+					}
+					if got := r.m.Peek(e1000.ITR); got != c.want {
+						t.Errorf("ITR after SetInterruptInterval(%v) and Reset = %d, want %d", c.iv, got, c.want)
+					}
+				}
+			})
+		}
+	}
+}

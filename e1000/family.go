@@ -6,7 +6,10 @@ import (
 	"keepnet/drivers/netdev"
 )
 
-var _ netdev.Device = (*Dev)(nil)
+var (
+	_ netdev.Device    = (*Dev)(nil)
+	_ netdev.Moderator = (*Dev)(nil)
+)
 
 // Family is the Intel gigabit family as a netdev family: the supported
 // parts of Devices (QEMU's 82540EM, 8086:100e, first; those not Tested

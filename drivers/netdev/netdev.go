@@ -27,6 +27,8 @@
 // PollTX, or in the Forgotten list of Reset.
 package netdev
 
+import "time"
+
 // Regs is a device's register file: a memory BAR mapped by drivers/pci in
 // the driver process, a register-level model of the device in tests.
 // Offsets are byte offsets of 32-bit registers; every access is one 32-bit
@@ -169,6 +171,16 @@ type Forgotten struct {
 // filter), and a Reset keeps them.
 type Multicaster interface {
 	SetMulticast(groups [][6]byte)
+}
+
+// Moderator is a Device that can space its interrupts (interrupt
+// moderation): after raising one it raises the next no sooner than the
+// interval set, gathering the frames that come meanwhile into one wake-up
+// of the driver. Zero asks for no spacing. An interrupt after a quiet
+// period longer than the interval is never delayed. A Reset keeps the
+// interval.
+type Moderator interface {
+	SetInterruptInterval(d time.Duration)
 }
 
 // Device is a NIC family's driver core for one function: two descriptor

@@ -7,9 +7,13 @@
 //
 // One goroutine does everything: drain requests from the channel (a batch
 // at a time), put them on the rings, write each ring's tail once, harvest
-// completions, send the replies as one batch. While there is work it polls;
-// when idle it sleeps on the device's interrupt, the channel's wake-up and
-// the wiring socket at once.
+// completions, send the replies as one batch. While there is work it polls,
+// and spinRounds empty polls more; then it sleeps on the device's
+// interrupt, the channel's wake-up and the wiring socket at once (sleep and
+// settle in run.go). A device that moderates its interrupts gets a spacing
+// chosen by the load (moderate.go): none when idle, longer as the link gets
+// busier. Timing, in the published Stats, shows how the loop waits: IP's
+// turn-around, the empty polls, the moderation's class.
 //
 // # Restart protocol
 //
@@ -44,6 +48,7 @@ package nic
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"keepnet/drivers/link"
 	"keepnet/drivers/netdev"
@@ -131,6 +136,17 @@ type Driver struct {
 	// probe is a receive buffer of the driver's own on the ring (PostProbe),
 	// or nil.
 	probe *probe
+
+	// now is the clock of Timing and the moderation: time.Now, or a
+	// test's.
+	now    func() time.Time
+	timing Timing
+	// handedUp is when replies went up to a peer that has sent no
+	// request since; zero when it has.
+	handedUp time.Time
+	mod      moderation
+	// moderator is dev when it moderates its interrupts, else nil.
+	moderator netdev.Moderator
 }
 
 // probe is a buffer PostProbe put on the receive ring: no request of IP's,
@@ -180,12 +196,37 @@ func (d *Driver) isProbe(cookie uint64) bool {
 // BatchSize is how many requests the loop drains per iteration.
 const BatchSize = 64
 
-// New makes a driver for dev, which must have been Reset on its rings.
+// New makes a driver for dev, which must have been Reset on its rings. A
+// device that moderates its interrupts starts in the idle class: no
+// spacing.
 func New(dev netdev.Device, translate Translate) *Driver {
 	d := &Driver{dev: dev, translate: translate, in: make([]channel.Msg, BatchSize),
-		maxWaiting: MaxWaiting, maxOutbox: MaxOutbox}
+		maxWaiting: MaxWaiting, maxOutbox: MaxOutbox, now: time.Now}
 	d.onRX, d.onTX = d.received, d.sent
+	if m, ok := dev.(netdev.Moderator); ok {
+		d.moderator = m
+		m.SetInterruptInterval(d.mod.class.Interval())
+	}
 	return d
+}
+
+// Timing returns how the loop waits, and the moderation's class.
+func (d *Driver) Timing() Timing {
+	t := d.timing
+	t.Class, t.ClassChanges = d.mod.class.String(), d.mod.changes
+	if d.moderator != nil {
+		t.Interval = d.mod.class.Interval()
+	}
+	return t
+}
+
+// Moderate samples the load at now (the loop calls it on every round, Poll
+// when it hands replies up) and sets the device's interrupt spacing when the
+// class changes (moderate.go).
+func (d *Driver) Moderate(now time.Time) {
+	if d.mod.sample(now, d.counters.Replies) && d.moderator != nil {
+		d.moderator.SetInterruptInterval(d.mod.class.Interval())
+	}
 }
 
 // Counters returns the loop's counts.
@@ -220,6 +261,7 @@ func (d *Driver) Adopt(p *Peer) ([]*pool.Pool, error) {
 		d.probe = nil
 	}
 	d.watch = watchdog{}
+	d.handedUp = time.Time{}
 	return old, nil
 }
 
@@ -234,6 +276,10 @@ func (d *Driver) Poll() bool {
 		n = d.peer.Port.Recv(d.in)
 	} else {
 		d.counters.OutboxStalls++
+	}
+	if n > 0 && !d.handedUp.IsZero() {
+		d.timing.turnaround(d.now().Sub(d.handedUp))
+		d.handedUp = time.Time{}
 	}
 	for _, m := range d.in[:n] {
 		d.counters.Requests++
@@ -257,6 +303,13 @@ func (d *Driver) Poll() bool {
 	d.outbox, sent = channel.Flush(d.peer.Port, d.outbox)
 	d.counters.Replies += uint64(sent)
 	work = work || sent > 0
+	if sent > 0 && d.handedUp.IsZero() {
+		d.handedUp = d.now()
+		d.Moderate(d.handedUp)
+	}
+	if !work {
+		d.timing.EmptyPolls++
+	}
 	return work
 }
 

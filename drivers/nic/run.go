@@ -59,6 +59,7 @@ type Stats struct {
 	PeerGeneration int
 	Counters
 	Sleeps
+	Timing
 	Device netdev.Stats
 	// PktGen is what the frame generator moved before the driver served
 	// (keepnet.pktgen); absent without it.
@@ -71,8 +72,14 @@ type Stats struct {
 type Sleeps struct {
 	WokenByInterrupt uint64
 	WokenOtherwise   uint64 // a request from IP, the wiring, or the timeout
-	InterruptCount   uint32 // the kernel's count for the line (uio), or the eventfd's total (VFIO)
-	EnableErrors     uint64 // unmasking the interrupt failed
+	// ServedAwake counts sleeps not taken: work came while the loop got
+	// ready to sleep, after its empty polls.
+	ServedAwake uint64
+	// StaleInterrupts counts interrupts consumed before sleeping: raised
+	// while the loop polled, for work it has served.
+	StaleInterrupts uint64
+	InterruptCount  uint32 // the kernel's count for the line (uio), or the eventfd's total (VFIO)
+	EnableErrors    uint64 // unmasking the interrupt failed
 }
 
 // Tuning of the process loop.
@@ -191,9 +198,11 @@ func Run(ctx context.Context, o Options) error {
 	var sleeps Sleeps
 	for ctx.Err() == nil {
 		watch.Alive() // init's pings, answered by this loop (kernel/wiring "Hang detection")
-		if now := time.Now(); o.Stats != nil && now.After(nextStats) {
+		now := time.Now()
+		d.Moderate(now)
+		if o.Stats != nil && now.After(nextStats) {
 			st := Stats{Generation: setup.Generation, PCI: fn.Addr, PCIID: pciID(fn).String(), Family: fam.Name, Backend: be.Kind(), MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
-				Counters: d.Counters(), Sleeps: sleeps, Device: dev.Stats(), PktGen: gen}
+				Counters: d.Counters(), Sleeps: sleeps, Timing: d.Timing(), Device: dev.Stats(), PktGen: gen}
 			if p := d.Peer(); p != nil {
 				st.PeerGeneration = p.Generation
 			}
@@ -201,7 +210,7 @@ func Run(ctx context.Context, o Options) error {
 			nextStats = now.Add(time.Second)
 		}
 		escape.check()
-		if reason, err := d.Watch(time.Now(), DefaultWatchLimit); err != nil {
+		if reason, err := d.Watch(now, DefaultWatchLimit); err != nil {
 			return err
 		} else if reason != "" {
 			log.Printf("%s: %s: device reset (%d so far)", o.Name, reason, d.Counters().Resets)
@@ -305,21 +314,20 @@ func adopt(d *Driver, conn *wiring.Conn, p *wiring.Peer, be backend) error {
 	return nil
 }
 
+// irqLine is the device's interrupt as the loop's sleep uses it (backend's).
+type irqLine interface {
+	Fd() int
+	Enable() error
+	Wait(timeout time.Duration) (uint32, error)
+}
+
 // sleep waits for the device's interrupt, a request from IP or a wiring
-// event, whichever comes first.
-//
-// The interrupt is level-triggered INTx (or MSI, under VFIO where the
-// function has it: then the unmask is a no-op). Before unmasking it the loop
-// acknowledges every pending cause (reading ICR deasserts the line) and
-// polls the rings once more, so that a frame that arrived since the last
-// poll is served now rather than by an interrupt that was raised, and
-// acknowledged, before the unmask.
+// event, whichever comes first, once settle found nothing left to do.
 //
 // A broken channel to IP (kernel/channel.ErrBroken) is returned: the driver
 // ends, and its restart resets the device and gets a fresh channel.
-func sleep(d *Driver, irq backend, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) error {
-	dev.Interrupts()
-	if d.Poll() || !d.Idle() {
+func sleep(d *Driver, irq irqLine, watch *wiring.Watcher, dev netdev.Device, n *Sleeps) error {
+	if !settle(d, irq, dev, n) {
 		return nil
 	}
 	var ports []*channel.Endpoint
@@ -347,6 +355,35 @@ func sleep(d *Driver, irq backend, watch *wiring.Watcher, dev netdev.Device, n *
 		watch.Drain()
 	}
 	return nil
+}
+
+// settle readies the loop to sleep on the interrupt and reports whether it
+// may: false when there was work after all (counted in ServedAwake).
+//
+// The interrupt is level-triggered INTx (or MSI, under VFIO where the
+// function has it: then the unmask is a no-op). A sleep that ended by
+// another wake-up (a request from IP, the timeout) left it unmasked, and
+// the device may have raised it since, for frames the loop's polls have
+// served: the kernel then counts it (uio's count, VFIO's eventfd), masks
+// INTx, and the fd stays readable until read. Slept on, it would end the
+// next sleep at once, for nothing; settle consumes it first. Then it
+// acknowledges every pending cause (reading ICR deasserts the line) and
+// polls the rings once more, so that a frame that came since the last poll
+// is served now rather than by an interrupt that was raised, and
+// acknowledged, before the unmask. In that order nothing is missed: an
+// interrupt raised between the consuming read and the ICR read at worst
+// ends the sleep at once, and the poll serves its frame.
+func settle(d *Driver, irq irqLine, dev netdev.Device, n *Sleeps) bool {
+	if c, err := irq.Wait(0); err == nil {
+		n.StaleInterrupts++
+		n.InterruptCount = c
+	}
+	dev.Interrupts()
+	if d.Poll() || !d.Idle() {
+		n.ServedAwake++
+		return false
+	}
+	return true
 }
 
 // findFunction returns the index-th PCI function a family in reg drives,

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"keepnet/drivers/link"
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/netdev/netdevtest"
 	"keepnet/drivers/pci"
 	"keepnet/kernel/exitcode"
+	"keepnet/kernel/pool"
 )
 
 // fakeFamily drives two made-up parts; it is not e1000.
@@ -120,5 +122,47 @@ func TestRequireHuge(t *testing.T) {
 	}
 	if code := exitcode.Of(err); code != exitcode.Config {
 		t.Errorf("exit status for %v = %d, want %d (not restarted)", err, code, exitcode.Config)
+	}
+}
+
+// fakeIRQ is an interrupt line: raised counts interrupts the kernel took
+// and the driver has not read.
+type fakeIRQ struct {
+	raised, count uint32
+}
+
+func (f *fakeIRQ) Fd() int       { return -1 }
+func (f *fakeIRQ) Enable() error { return nil }
+func (f *fakeIRQ) Wait(timeout time.Duration) (uint32, error) {
+	if f.raised == 0 {
+		return 0, pci.ErrTimeout
+	}
+	f.count += f.raised
+	f.raised = 0
+	return f.count, nil
+}
+
+// An interrupt raised while the loop polled, for work it served, is
+// consumed before the loop sleeps: left readable, it would end the sleep
+// at once. Work that comes while the loop settles is served awake.
+func TestSettle(t *testing.T) {
+	b := newBench(t, netdevtest.Config{})
+	irq := &fakeIRQ{raised: 1}
+	var n Sleeps
+	if !settle(b.drv, irq, b.dev, &n) {
+		t.Fatal("settle with nothing to do = false, want true (sleep)")
+	}
+	if irq.raised != 0 || n.StaleInterrupts != 1 || n.InterruptCount != 1 {
+		t.Errorf("after settle: %d interrupts unread, Sleeps %+v; want none unread, 1 stale, count 1", irq.raised, n)
+	}
+	if !settle(b.drv, irq, b.dev, &n) || n.StaleInterrupts != 1 {
+		t.Errorf("settle with no interrupt raised: Sleeps %+v, want still 1 stale", n)
+	}
+	b.send(link.OpInfo.Msg(pool.Ref{}))
+	if settle(b.drv, irq, b.dev, &n) {
+		t.Error("settle with a request waiting = true, want false (serve it)")
+	}
+	if n.ServedAwake != 1 || len(b.replies()) != 1 {
+		t.Errorf("Sleeps %+v, want 1 served awake, and the request answered", n)
 	}
 }
