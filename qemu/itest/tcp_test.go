@@ -170,7 +170,8 @@ func TestTCPKeepnet(t *testing.T) {
 	t.Logf("keepnet TCP: download %s at %.0f Mbit/s, upload %s at %.0f Mbit/s, hashes match", mb(down), dr, mb(up), ur)
 	// ip hands tcp each received segment in the buffer it parsed the
 	// frame in (servers/ip, handOver): the upload came with no copy at ip.
-	ipStats := a.stats("ip")
+	// ip publishes its counters once a second: wait for the upload's.
+	ipStats := a.waitStats("ip", func(m map[string]any) bool { return num(m, "DeliveredInPlace") >= up })
 	inPlace, copied := num(ipStats, "DeliveredInPlace"), num(ipStats, "DeliveredCopied")
 	t.Logf("ip delivered %.0f bytes to the transports in place, copied %.0f", inPlace, copied)
 	if inPlace < up || copied > inPlace/100 {
