@@ -391,11 +391,9 @@ func (s *Stack) submitLocked(o *op) {
 // flushLocked sends what fits of the queued requests. s.mu must be held: it
 // makes this goroutine the channel's only sender.
 func (s *Stack) flushLocked() {
-	if s.port == nil || len(s.out) == 0 {
-		return
+	if s.port != nil {
+		s.out, _ = channel.Flush(s.port, s.out)
 	}
-	n := s.port.Send(s.out...)
-	s.out = s.out[:copy(s.out, s.out[n:])]
 }
 
 // replyLocked matches a reply to its request and completes it. s.mu must be
