@@ -210,6 +210,13 @@ type Component struct {
 	// CPUMillis is the processor time (user and system) the running
 	// process has used, so a benchmark can see where the cycles go.
 	CPUMillis int64 `json:"cpu_ms,omitempty"`
+	// Switches is how many times the running process's threads gave up
+	// their CPU: voluntarily (they slept: a wait for a message or an
+	// interrupt) and otherwise (preempted). A multiserver stack pays for
+	// each: under TCG a switch is a system call, a scheduling and a cold
+	// translation cache for the next process, so a bench divides them by
+	// the bytes moved.
+	Switches *Switches `json:"ctxsw,omitempty"`
 	// UptimeMillis is how long the running process has run.
 	UptimeMillis int64 `json:"uptime_ms,omitempty"`
 	// Stats is what the component last published (keepnet stats NAME),
@@ -218,6 +225,12 @@ type Component struct {
 	// Privilege is what /proc/PID/status says the running process may
 	// do; absent when no process runs.
 	Privilege *Privilege `json:"privilege,omitempty"`
+}
+
+// Switches are a process's context switches, summed over its threads.
+type Switches struct {
+	Voluntary   int64 `json:"voluntary"`
+	Involuntary int64 `json:"involuntary"`
 }
 
 // Privilege is a process's identity and confinement (kernel/sandbox).

@@ -337,7 +337,7 @@ func (a *appliance) Status() ctl.Status {
 	for _, c := range a.sup.Status() {
 		st.Components = append(st.Components, ctl.Component{
 			Name: c.Name, PID: c.PID, State: c.State, Ready: c.Ready, Restarts: c.Restarts,
-			Generation: c.Generation, LastExit: c.LastExit, Hangs: c.Hangs, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID),
+			Generation: c.Generation, LastExit: c.LastExit, Hangs: c.Hangs, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID), Switches: switches(c.PID),
 			UptimeMillis: uptimeMillis(c.Started), Stats: published[c.Name], Privilege: privilege(c.PID),
 		})
 	}
@@ -541,6 +541,47 @@ func cpuMillis(pid int) int64 {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return (utime + stime) * 1000 / ticksPerSecond
+}
+
+// switches sums the context switches of a process's threads, or is nil
+// when it is not running: the voluntary_ctxt_switches and
+// nonvoluntary_ctxt_switches lines of /proc/PID/task/TID/status. A thread
+// that exits between the listing and the read is left out.
+func switches(pid int) *ctl.Switches {
+	if pid <= 0 {
+		return nil
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var sw ctl.Switches
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		addSwitches(&sw, string(b))
+	}
+	return &sw
+}
+
+// addSwitches adds the context switches a thread's status file counts.
+func addSwitches(sw *ctl.Switches, status string) {
+	for _, line := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "voluntary_ctxt_switches":
+			sw.Voluntary += n
+		case "nonvoluntary_ctxt_switches":
+			sw.Involuntary += n
+		}
+	}
 }
 
 // cpuTimes reads the first line of /proc/stat: user nice system idle
