@@ -171,11 +171,20 @@ func TestTCPKeepnet(t *testing.T) {
 	// ip hands tcp each received segment in the buffer it parsed the
 	// frame in (servers/ip, handOver): the upload came with no copy at ip.
 	// ip publishes its counters once a second: wait for the upload's.
-	ipStats := a.waitStats("ip", func(m map[string]any) bool { return num(m, "DeliveredInPlace") >= up })
+	// It builds each frame tcp sends in the transmit buffer the driver
+	// gets (lend): the download was not copied again inside ip.
+	ipStats := a.waitStats("ip", func(m map[string]any) bool {
+		return num(m, "DeliveredInPlace") >= up && num(m, "SentInPlace") >= down
+	})
 	inPlace, copied := num(ipStats, "DeliveredInPlace"), num(ipStats, "DeliveredCopied")
 	t.Logf("ip delivered %.0f bytes to the transports in place, copied %.0f", inPlace, copied)
 	if inPlace < up || copied > inPlace/100 {
 		t.Errorf("ip delivered %.0f bytes in place and copied %.0f, want at least the upload's %d in place and under 1%% copied", inPlace, copied, up)
+	}
+	sentInPlace, sentCopied := num(ipStats, "SentInPlace"), num(ipStats, "SentCopied")
+	t.Logf("ip sent %.0f bytes of frames built in place, %.0f copied", sentInPlace, sentCopied)
+	if sentInPlace < down || sentCopied > sentInPlace/100 {
+		t.Errorf("ip sent %.0f bytes built in place and copied %.0f, want at least the download's %d in place and under 1%% copied", sentInPlace, sentCopied, down)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -189,10 +189,18 @@ func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, src netip.Addr, p
 	if !ok || len(payload) < off+2 || (o.MSS == 0 && ih+len(payload) > s.cfg.MTU) {
 		return ErrTooBig
 	}
+	segment := o.MSS > 0 && ih+len(payload) > s.PathMTU(dst)
+	hdr := 0
+	if segment {
+		hdr = header.TCP(payload).DataOffset()
+		if hdr < header.TCPMinimumSize || hdr >= len(payload) || len(payload)-hdr > link.MaxTSO || o.MSS > s.cfg.MTU-ih-hdr {
+			return ErrTooBig
+		}
+	}
 	id := s.nextID
 	s.nextID++
 	lo := link.Offload{L3: eh, L4: eh + ih, TCP: proto == header.ProtocolTCP}
-	frame := s.tx[:eh+ih+len(payload)]
+	frame := s.frameBuffer(l, eh+ih+len(payload))
 	header.Ethernet(frame).Encode(&header.EthernetFields{Dst: mac, Src: s.mac, Type: header.EtherTypeIPv4})
 	ip := header.IPv4(frame[eh:])
 	ip.Encode(&header.IPv4Fields{TOS: o.ECN & 3, TotalLength: uint16(ih + len(payload)), ID: id, Flags: header.IPv4FlagDontFragment,
@@ -200,11 +208,7 @@ func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, src netip.Addr, p
 	seg := frame[eh+ih:]
 	copy(seg, payload)
 	seed := header.PseudoHeaderChecksum(proto, src, dst, uint16(len(payload)))
-	if o.MSS > 0 && ih+len(payload) > s.PathMTU(dst) {
-		hdr := header.TCP(seg).DataOffset()
-		if hdr < header.TCPMinimumSize || hdr >= len(seg) || len(seg)-hdr > link.MaxTSO || o.MSS > s.cfg.MTU-ih-hdr {
-			return ErrTooBig
-		}
+	if segment {
 		// The path may be narrower than the transport knows yet (a new
 		// connection, or one that did not send what a router refused):
 		// the device cuts at the path MTU (pmtu.go).
@@ -224,6 +228,17 @@ func (s *Stack) transmitOffload(l OffloadLink, mac header.MAC, src netip.Addr, p
 	}
 	s.c.FramesOut++
 	return nil
+}
+
+// frameBuffer is where a frame of n bytes for l is built: the transmit
+// buffer l lends (FrameLender), if it lends one, else s.tx.
+func (s *Stack) frameBuffer(l OffloadLink, n int) []byte {
+	if fl, ok := l.(FrameLender); ok {
+		if b := fl.FrameBuffer(n); len(b) == n {
+			return b
+		}
+	}
+	return s.tx[:n]
 }
 
 // transmit sends one datagram from src to the Ethernet address mac, in fragments

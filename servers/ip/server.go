@@ -176,6 +176,12 @@ type server struct {
 	// Bytes of datagrams delivered to the transports: handed over in the
 	// buffer their frame was parsed in, or copied into an "ip.up" buffer.
 	deliveredInPlace, deliveredCopied uint64
+	// lent is the transmit buffer the Stack is building a frame in
+	// (nicLink.FrameBuffer), zero when none: sendFrame hands it to the
+	// driver as it is. Bytes of frames sent: built in place, or copied
+	// into a transmit buffer.
+	lent                    pool.Ref
+	sentInPlace, sentCopied uint64
 
 	// held are transports' OpOutputs waiting for a transmit buffer, in
 	// the order they came: when the driver has every buffer, a segment
@@ -242,6 +248,11 @@ type Stats struct {
 	// those that found no buffer to be parsed in).
 	DeliveredInPlace uint64
 	DeliveredCopied  uint64
+	// Bytes of frames sent: built in the transmit buffer the driver gets
+	// (a transport's datagram with offloads), or built apart and copied
+	// into one (the rest: ARP, ICMP, fragments, IPv6, forwarded frames).
+	SentInPlace uint64
+	SentCopied  uint64
 	// The packet filter's, if there is one (filter.go).
 	Filter           string
 	FilterGeneration int
@@ -445,6 +456,10 @@ func (l nicLink) SendFrameOffload(frame []byte, o link.Offload) error {
 	return l.s.sendFrame(l.n, frame, o.Arg())
 }
 
+// FrameBuffer lends the Stack a transmit buffer to build a frame of n
+// bytes in (FrameLender).
+func (l nicLink) FrameBuffer(n int) []byte { return l.s.lend(n) }
+
 // Features are the offloads the interface's driver announced.
 func (l nicLink) Features() uint64 { return l.n.features }
 
@@ -640,26 +655,32 @@ func (s *server) offloads() uint64 {
 	return o
 }
 
-// sendFrame copies frame into a TX buffer — one of the big pool if it is
-// longer than a small one — and hands it to n's driver with OpTx's Arg[0].
+// sendFrame hands frame to n's driver with OpTx's Arg[0]: in the buffer
+// lent to build it in (lend), or copied into a TX buffer — one of the big
+// pool if it is longer than a small one.
 func (s *server) sendFrame(n *nic, frame []byte, offload uint64) error {
 	l := s.links[n.driver]
 	if l == nil {
 		s.drops++
 		return errors.New("ip: no driver")
 	}
-	p := s.txPool(len(frame))
-	if p == nil || len(frame) > p.BufSize() {
-		s.drops++
-		return ErrTooBig
+	ref, ok := s.takeLent(frame)
+	if ok {
+		s.sentInPlace += uint64(len(frame))
+	} else {
+		p := s.txPool(len(frame))
+		if p == nil || len(frame) > p.BufSize() {
+			s.drops++
+			return ErrTooBig
+		}
+		if ref, ok = p.Alloc(); !ok {
+			s.drops++
+			return errors.New("ip: transmit pool exhausted")
+		}
+		buf, _ := p.Bytes(ref)
+		ref.Len = uint32(copy(buf, frame))
+		s.sentCopied += uint64(len(frame))
 	}
-	ref, ok := p.Alloc()
-	if !ok {
-		s.drops++
-		return errors.New("ip: transmit pool exhausted")
-	}
-	buf, _ := p.Bytes(ref)
-	ref.Len = uint32(copy(buf, frame))
 	if s.filtering() && isIP(frame) {
 		return s.filterOut(n, ref, offload)
 	}
@@ -1012,7 +1033,68 @@ func (s *server) txRoom(m channel.Msg) bool {
 	if p == nil {
 		return true // too big: refused at once
 	}
-	return p.Available() > 0 && !s.filterFull()
+	lent := !s.lent.IsZero() && s.lent.Pool == p.ID() // lend gives it again
+	return (p.Available() > 0 || lent) && !s.filterFull()
+}
+
+// lend returns n bytes of a transmit buffer for the Stack to build a
+// frame in, which sendFrame then sends as it is: the one lent before if
+// it was not sent and is of the right pool, else a new one (nil: none
+// free). ip holds at most one lent buffer; outputNow takes it back.
+func (s *server) lend(n int) []byte {
+	p := s.txPool(n)
+	if p == nil || n > p.BufSize() {
+		return nil
+	}
+	if !s.lent.IsZero() && s.lent.Pool != p.ID() {
+		s.returnLent()
+	}
+	if s.lent.IsZero() {
+		ref, ok := p.Alloc()
+		if !ok {
+			return nil
+		}
+		s.lent = ref
+	}
+	buf, err := p.Bytes(s.lent)
+	if err != nil || len(buf) < n {
+		return nil
+	}
+	return buf[:n]
+}
+
+// takeLent returns the lent buffer, with Len set, if frame was built in
+// it, and it is no longer lent.
+func (s *server) takeLent(frame []byte) (pool.Ref, bool) {
+	if s.lent.IsZero() || len(frame) == 0 {
+		return pool.Ref{}, false
+	}
+	p := s.txPool(len(frame))
+	if p == nil || p.ID() != s.lent.Pool {
+		return pool.Ref{}, false
+	}
+	buf, err := p.Bytes(s.lent)
+	if err != nil || len(buf) < len(frame) || &buf[0] != &frame[0] {
+		return pool.Ref{}, false
+	}
+	ref := s.lent
+	ref.Len = uint32(len(frame))
+	s.lent = pool.Ref{}
+	return ref, true
+}
+
+// returnLent frees the lent buffer, if the Stack did not send it (it
+// refused the datagram after asking for one).
+func (s *server) returnLent() {
+	if s.lent.IsZero() {
+		return
+	}
+	if s.txBig != nil && s.lent.Pool == s.txBig.ID() {
+		s.txBig.MustFree(s.lent)
+	} else {
+		s.tx.MustFree(s.lent)
+	}
+	s.lent = pool.Ref{}
 }
 
 // txPool is the transmit pool a frame of n bytes goes in: ip.tx, or for a
@@ -1063,6 +1145,7 @@ func (s *server) outputNow(l *peerLink, m channel.Msg) {
 			ops.SetStatus(&r, ops.StatusError)
 		}
 	}
+	s.returnLent()
 	if ops.StatusOf(r) != ops.StatusOK {
 		s.refused++
 	}
@@ -1082,6 +1165,7 @@ func (s *server) publish() {
 	st.OutputsHeld, st.OutputsDeferred, st.OutputsRefused = len(s.held), s.deferred, s.refused
 	st.OutputsThrottled, st.LinkQueueDrops = s.throttled, s.linkQueueDrops
 	st.DeliveredInPlace, st.DeliveredCopied = s.deliveredInPlace, s.deliveredCopied
+	st.SentInPlace, st.SentCopied = s.sentInPlace, s.sentCopied
 	for _, n := range s.nics {
 		st.Ifaces = append(st.Ifaces, s.ifaceStats(n))
 	}

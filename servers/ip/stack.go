@@ -29,6 +29,17 @@ type OffloadLink interface {
 	Features() uint64
 }
 
+// FrameLender is an OffloadLink that lends the Stack the transmit buffer
+// a frame will go out in: the Stack builds the frame there, and
+// SendFrameOffload hands that buffer to the driver instead of copying
+// the frame into one. FrameBuffer returns n bytes of it, or nil when
+// none is free (the Stack then builds the frame in its own memory, and
+// SendFrameOffload copies it, or fails, as for any frame).
+type FrameLender interface {
+	OffloadLink
+	FrameBuffer(n int) []byte
+}
+
 // Offload is what a transport asks of the device for one datagram: the
 // transport left its checksum field for the device to fill (Checksum), and
 // with MSS the datagram may exceed the MTU: the device cuts its TCP
@@ -259,7 +270,7 @@ type Stack struct {
 	// subnet and gateway alone.
 	router *Router
 
-	tx      []byte // the frame being built; MTU + Ethernet header
+	tx      []byte // the frame being built, unless the link lends one; the largest datagram + Ethernet header
 	icmpBuf []byte // echo replies and ICMP errors; up to a whole datagram
 	bigBuf  []byte // the datagram being reassembled
 }
