@@ -234,6 +234,14 @@ func (s *server) DeliverVerified(seg []byte, src, dst netip.Addr, ecn uint8) ops
 	return ops.StatusOK
 }
 
+// DeliverShared hands the Table a segment still in IP's buffer
+// (transport.SharedReceiver): it copies the header, then the payload
+// straight into the connection's receive buffer.
+func (s *server) DeliverShared(shared []byte, src, dst netip.Addr, ecn uint8, verified bool) ops.Status {
+	s.table.InputShared(shared, src, dst, ecn, verified)
+	return ops.StatusOK
+}
+
 // DeliverError hands the Table an ICMP error about one of our segments.
 func (s *server) DeliverError(e ops.ICMPError) {
 	s.table.HandleICMP(ICMPError{Type: e.Type, Code: e.Code, MTU: e.MTU, Local: e.Local, Remote: e.Remote, Quote: e.Quote})

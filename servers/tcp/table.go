@@ -154,6 +154,9 @@ type Table struct {
 	timeWait timeWaitList // the connections in TIME-WAIT, oldest first (timewait.go)
 
 	scratch []byte // where segments are built
+	// hdr is the private copy of the header of the segment being read
+	// (InputShared).
+	hdr [header.TCPMaximumHeaderSize]byte
 	// holding: between Hold and Flush, endpoints' output waits in held.
 	holding bool
 	held    []*Endpoint
@@ -526,8 +529,51 @@ func (t *Table) InputVerified(seg []byte, src, dst netip.Addr, ecn uint8) {
 	t.input(seg, src, dst, ecn, err)
 }
 
+// InputShared is InputECN (InputVerified if verified) of a segment in
+// memory another process can write while it is read: IP's, handed over.
+// Its header is copied out first and everything is decided on the copy;
+// its payload is read where it is, once (checksummed, if the device did
+// not, and copied to the receive buffer or the out-of-order queue), so
+// the bytes of a bulk transfer are copied once here, not twice.
+func (t *Table) InputShared(shared []byte, src, dst netip.Addr, ecn uint8, verified bool) {
+	hdr := t.hdr[:copy(t.hdr[:], shared)] // the longest header there is, or the whole segment
+	err := header.ValidateTCPUnsummed(hdr)
+	switch {
+	case err != nil:
+	case len(shared) > header.IPv4MaximumSize-header.IPv4MinimumSize:
+		err = header.ErrBadLength
+	default:
+		hdr = hdr[:header.TCP(hdr).DataOffset()]
+	}
+	data := shared[len(hdr):]
+	switch {
+	case err != nil:
+	case verified:
+		t.c.InVerified++
+	case !tcpChecksumValid(hdr, data, src, dst):
+		err = header.ErrBadChecksum
+	}
+	t.inputSplit(hdr, data, src, dst, ecn, err)
+}
+
+// tcpChecksumValid reports whether the checksum of the segment of header
+// hdr (its length even: a multiple of 4) and payload data verifies.
+func tcpChecksumValid(hdr, data []byte, src, dst netip.Addr) bool {
+	seed := header.PseudoHeaderChecksum(header.ProtocolTCP, src, dst, uint16(len(hdr)+len(data)))
+	return header.Checksum(data, header.Checksum(hdr, seed)) == 0xffff
+}
+
 // input is InputECN once the segment has been validated (err).
 func (t *Table) input(seg []byte, src, dst netip.Addr, ecn uint8, err error) {
+	var off int
+	if err == nil {
+		off = header.TCP(seg).DataOffset()
+	}
+	t.inputSplit(seg[:off], seg[off:], src, dst, ecn, err)
+}
+
+// inputSplit is input of the segment of header hdr and payload data.
+func (t *Table) inputSplit(hdr, data []byte, src, dst netip.Addr, ecn uint8, err error) {
 	switch err {
 	case nil:
 	case header.ErrTruncated:
@@ -543,7 +589,7 @@ func (t *Table) input(seg []byte, src, dst netip.Addr, ecn uint8, err error) {
 		t.c.InBadLength++
 		return
 	}
-	h := header.TCP(seg)
+	h := header.TCP(hdr)
 	opts, err := header.ParseTCPOptions(h.Options())
 	if err != nil {
 		t.c.InBadOptions++
@@ -552,7 +598,7 @@ func (t *Table) input(seg []byte, src, dst netip.Addr, ecn uint8, err error) {
 	t.c.InSegs++
 	s := segment{
 		seq: h.Seq(), ack: h.Ack(), flags: h.Flags(), wnd: h.Window(),
-		data: h.Payload(), opts: opts, ecn: ecn & 3,
+		data: data, opts: opts, ecn: ecn & 3,
 	}
 	id := tuple{localAddr: dst, localPort: h.DstPort(), remoteAddr: src, remotePort: h.SrcPort()}
 	now := t.clock.Now()

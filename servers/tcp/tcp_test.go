@@ -561,6 +561,35 @@ func TestInputVerified(t *testing.T) {
 	}
 }
 
+// InputShared (a segment in IP's buffer) decides on its own copy of the
+// header and reads the payload where it is: the data reaches the receive
+// buffer whole, after a header with options too; the checksum is checked
+// unless the device did; malformed segments are counted as Input counts
+// them.
+func TestInputShared(t *testing.T) {
+	h := newHarness(t, nil)
+	e := h.accept(tsOpt(1000, 0))
+	tsNow := func() header.TCPOptions { return tsOpt(1001, h.ts()) }
+	b := peerSeg(ourPort, seg{flags: ACK, seq: 101, ack: ourISS + 1, opts: tsNow(), data: "hello"})
+	h.tb.InputShared(b, peer, us, 0, false)
+	b = peerSeg(ourPort, seg{flags: ACK, seq: 106, ack: ourISS + 1, opts: tsNow(), data: "world"})
+	b[len(b)-1] ^= 0xff // the payload no longer matches the checksum
+	h.tb.InputShared(b, peer, us, 0, false)
+	h.tb.InputShared(b[:10], peer, us, 0, true)                                          // truncated
+	h.tb.InputShared(append(b[:12:12], 0xf0, 0x10, 0, 0, 0, 0, 0, 0), peer, us, 0, true) // data offset 60 of 20 bytes
+	b[len(b)-1] ^= 0xff ^ 0x20                                                           // "worlD"... as the device verified it
+	h.tb.InputShared(b, peer, us, 0, true)
+	got := make([]byte, 16)
+	n, err := e.Read(got)
+	if err != nil || string(got[:n]) != "helloworlD" {
+		t.Errorf("read %q, %v; want helloworlD", got[:n], err)
+	}
+	c := h.tb.Counters()
+	if c.InBadChecksum != 1 || c.InTruncated != 1 || c.InBadOffset != 1 || c.InVerified != 1 {
+		t.Errorf("InBadChecksum %d InTruncated %d InBadOffset %d InVerified %d; want 1 each", c.InBadChecksum, c.InTruncated, c.InBadOffset, c.InVerified)
+	}
+}
+
 func TestSequenceWraparound(t *testing.T) {
 	h := newHarness(t, nil)
 	h.tb.isn = func(tuple) uint32 { return 0xfffffff0 }

@@ -76,6 +76,16 @@ type VerifiedReceiver interface {
 	DeliverVerified(seg []byte, src, dst netip.Addr, ecn uint8) ops.Status
 }
 
+// SharedReceiver is a core that takes a segment in the buffer IP handed
+// over (shared memory, which a faulty IP could still write) and copies
+// out of it itself: first what it decides on, its header, once, then its
+// payload straight to where it is kept. The framework calls DeliverShared
+// in place of the others, without its private copy of the whole segment.
+// verified: the device found its checksum right.
+type SharedReceiver interface {
+	DeliverShared(shared []byte, src, dst netip.Addr, ecn uint8, verified bool) ops.Status
+}
+
 // Hooked is a core with test hooks of its own (kernel/wiring), run in the
 // loop like the built-in ones.
 type Hooked interface {

@@ -325,7 +325,9 @@ func (s *Server) deliver(m channel.Msg) channel.Msg {
 	case src.Is4() != dst.Is4():
 		s.badIP++
 	default:
-		if r, ok := s.proto.(VerifiedReceiver); ok && ops.DeliveredVerified(m) {
+		if r, ok := s.proto.(SharedReceiver); ok {
+			st = r.DeliverShared(b[off:], src.IP(), dst.IP(), ops.DeliveredECN(m), ops.DeliveredVerified(m))
+		} else if r, ok := s.proto.(VerifiedReceiver); ok && ops.DeliveredVerified(m) {
 			st = r.DeliverVerified(s.private(b[off:]), src.IP(), dst.IP(), ops.DeliveredECN(m))
 		} else if r, ok := s.proto.(ECNReceiver); ok {
 			st = r.DeliverECN(s.private(b[off:]), src.IP(), dst.IP(), ops.DeliveredECN(m))

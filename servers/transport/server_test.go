@@ -273,3 +273,50 @@ func TestOutputECN(t *testing.T) {
 		t.Errorf("ECN of the OpOutputs %v, want %v", got, want)
 	}
 }
+
+// sharedCore is a fakeCore that reads delivered segments where IP left
+// them (transport.SharedReceiver).
+type sharedCore struct {
+	*fakeCore
+	got chan []byte
+}
+
+func (c *sharedCore) DeliverShared(shared []byte, _, _ netip.Addr, _ uint8, verified bool) ops.Status {
+	c.got <- shared
+	return ops.StatusOK
+}
+
+// A core that copies out of IP's buffer itself gets the segment there, not
+// a private copy of it: tcp copies a received byte once, into the
+// connection's buffer.
+func TestDeliverShared(t *testing.T) {
+	out, err := pool.Create(100, 2, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	ip := transporttest.New(t, "ip", 1, 200, 16, 2048)
+	core := &sharedCore{fakeCore: &fakeCore{calls: make(chan ops.Op, 16)}, got: make(chan []byte, 1)}
+	s := transport.New(transport.Config{Name: "fake", Protocol: 99}, 1, out, func(h transport.Host) transport.Protocol {
+		core.h = h
+		return core
+	})
+	s.Attach(ip.Peer)
+	transporttest.Run(t, s, make(chan *wiring.Peer))
+	ip.AnswerAddr(ourNet)
+
+	pkt := make([]byte, 28) // an IPv4 header and 8 bytes of protocol 99
+	pkt[0], pkt[9] = 0x45, 99
+	copy(pkt[12:], ourNet.Addr().AsSlice())
+	copy(pkt[16:], peerIP.AsSlice())
+	copy(pkt[20:], "segment!")
+	req := ip.Deliver(pkt)
+	got := <-core.got
+	if string(got) != "segment!" {
+		t.Fatalf("the core got %q, want %q", got, "segment!")
+	}
+	ip.Bytes(req.Ref)[20] = 'S' // IP's memory, as the core sees it
+	if string(got) != "Segment!" {
+		t.Errorf("after IP wrote its buffer the core's segment is %q, want %q: a copy, not IP's buffer", got, "Segment!")
+	}
+}
