@@ -24,8 +24,15 @@
 //     hello creates fresh channels to the neighbours that are present, which
 //     is how those neighbours learn of the restart.
 //
-// Who may write a pool: its owner, and the neighbours its PoolSpec names as
-// Writers (those that fill buffers for the owner). Every other neighbour
+// Grants: a pool may also be granted to components that are not its
+// owner's neighbours (PoolSpec.Granted: tcp, reading and filling an
+// application's buffers that syscall forwards by reference). They get
+// each generation's granted pools in a grant message (wiring.TypeGrant)
+// at the owner's hello, before its channels, and at their own hello; they
+// hold them like neighbours, until they release them or restart.
+//
+// Who may write a pool: its owner, and the components its PoolSpec names
+// as Writers (those that fill buffers for the owner). Every other neighbour
 // gets a descriptor opened read-only, which it cannot map writable
 // (kernel/pool's "Readers and writers"): a component that writes where it
 // should only read faults itself instead of corrupting its neighbour.
@@ -54,6 +61,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -76,10 +84,16 @@ type PoolSpec struct {
 	Name    string
 	Bufs    int
 	BufSize int
-	// Writers are the neighbours that write into the pool's buffers
+	// Writers are the components that write into the pool's buffers
 	// besides its owner (a driver filling receive buffers); the others
 	// map it read-only.
 	Writers []string
+	// Granted are components that are not the owner's neighbours but map
+	// the pool too (a transport reading and filling an application's
+	// buffers, which syscall forwards by reference): each current
+	// generation of the owner is announced to them (wiring.TypeGrant),
+	// and a superseded pool is freed once they have released it too.
+	Granted []string
 }
 
 // RegionSpec describes a DMA region: a pool created once and handed to
@@ -155,6 +169,7 @@ type heldPool struct {
 	pool     Pool
 	readOnly *os.File        // the descriptor of the neighbours that only read it
 	writers  []string        // the neighbours that get pool.Fd, writable
+	granted  []string        // the components that are not neighbours but get it too (PoolSpec.Granted)
 	holders  map[string]bool // neighbours that mapped it
 }
 
@@ -187,9 +202,14 @@ func New(nodes []Node, f Factory, logf func(string, ...any)) (*Hub, error) {
 			}
 		}
 		for _, ps := range n.Pools {
+			for _, g := range ps.Granted {
+				if _, ok := h.nodes[g]; !ok || g == n.Name || contains(n.Peers, g) {
+					return nil, fmt.Errorf("hub: %s's pool %s is granted to %s, which is not a component other than it and its neighbours", n.Name, ps.Name, g)
+				}
+			}
 			for _, w := range ps.Writers {
-				if !contains(n.Peers, w) {
-					return nil, fmt.Errorf("hub: %s's pool %s names writer %s, which is not its neighbour", n.Name, ps.Name, w)
+				if !contains(n.Peers, w) && !contains(ps.Granted, w) {
+					return nil, fmt.Errorf("hub: %s's pool %s names writer %s, which is neither its neighbour nor granted it", n.Name, ps.Name, w)
 				}
 			}
 		}
@@ -464,6 +484,12 @@ func (h *Hub) hello(name string, gen int) error {
 			return err
 		}
 	}
+	// Grants before channels: a transport knows an application's pools
+	// before syscall, told of the application by its channel, forwards
+	// a reference into them (mostly: the two hear on different sockets).
+	if err := h.grantLocked(n); err != nil {
+		return err
+	}
 	peers := append([]string(nil), n.spec.Peers...)
 	sort.Strings(peers)
 	for _, pn := range peers {
@@ -487,7 +513,7 @@ func (h *Hub) createLocked(n *node) error {
 			if err != nil {
 				return err
 			}
-			p.writers = ps.Writers
+			p.writers, p.granted = ps.Writers, ps.Granted
 			if p.readOnly, err = pool.ReopenReadOnly(p.pool.Fd()); err != nil {
 				p.pool.Close()
 				return err
@@ -560,6 +586,58 @@ func (h *Hub) newPoolLocked(owner, name string, bufs, bufSize int) (*heldPool, e
 		pool:    p,
 		holders: map[string]bool{},
 	}, nil
+}
+
+// grantLocked announces the pools granted across a hello of n: n's own
+// current pools to every present grantee, and every present owner's pools
+// granted to n.
+func (h *Hub) grantLocked(n *node) error {
+	grantees := map[string]bool{}
+	for _, p := range n.pools {
+		for _, g := range p.granted {
+			grantees[g] = true
+		}
+	}
+	names := make([]string, 0, len(grantees))
+	for g := range grantees {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	for _, g := range names {
+		if to := h.nodes[g]; to.present {
+			if err := h.sendGrantLocked(to, n); err != nil {
+				h.logf("hub: granting %s's pools to %s: %v", n.spec.Name, g, err)
+			}
+		}
+	}
+	owners := make([]string, 0, len(h.nodes))
+	for name, o := range h.nodes {
+		if o != n && o.present && slices.ContainsFunc(o.pools, func(p *heldPool) bool { return contains(p.granted, n.spec.Name) }) {
+			owners = append(owners, name)
+		}
+	}
+	sort.Strings(owners)
+	for _, o := range owners {
+		if err := h.sendGrantLocked(n, h.nodes[o]); err != nil {
+			return fmt.Errorf("grant of %s's pools: %w", o, err)
+		}
+	}
+	return nil
+}
+
+// sendGrantLocked sends to the pools of from's current generation granted
+// to it, as a channel's pools are sent, without a channel.
+func (h *Hub) sendGrantLocked(to, from *node) error {
+	msg := wiring.Message{Type: wiring.TypeGrant, Peer: from.spec.Name, Generation: from.gen}
+	var files []*os.File
+	for _, p := range from.pools {
+		if contains(p.granted, to.spec.Name) {
+			msg.Pools = append(msg.Pools, p.info)
+			files = append(files, p.fdFor(to.spec.Name))
+			p.holders[to.spec.Name] = true
+		}
+	}
+	return to.conn.Send(msg, files...)
 }
 
 // linkLocked creates a fresh channel between a (saying hello) and b (present)

@@ -35,6 +35,14 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
+	return newFixtureOf(t, []Node{
+		{Name: "ip", Peers: []string{"e1000.0"}, Pools: []PoolSpec{{Name: "ip.rx", Bufs: 8, BufSize: 2048}}},
+		{Name: "e1000.0", Peers: []string{"ip"}, Regions: []RegionSpec{{Name: "e1000.0.rings", Bufs: 2, BufSize: 4096}}},
+	})
+}
+
+// newFixtureOf is a fixture wiring nodes.
+func newFixtureOf(t *testing.T, nodes []Node) *fixture {
 	fx := &fixture{t: t, closed: map[uint32]bool{}}
 	devnull := func() *os.File {
 		f, err := os.Open(os.DevNull)
@@ -49,10 +57,7 @@ func newFixture(t *testing.T) *fixture {
 			return &fakePool{id: id, f: devnull(), mu: &fx.mu, closed: fx.closed}, nil
 		},
 	}
-	h, err := New([]Node{
-		{Name: "ip", Peers: []string{"e1000.0"}, Pools: []PoolSpec{{Name: "ip.rx", Bufs: 8, BufSize: 2048}}},
-		{Name: "e1000.0", Peers: []string{"ip"}, Regions: []RegionSpec{{Name: "e1000.0.rings", Bufs: 2, BufSize: 4096}}},
-	}, f, t.Logf)
+	h, err := New(nodes, f, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,6 +103,11 @@ const PortName = "org.keepnet.ctl"
 //	                         (RFC 3168) with no; on, the default, agrees
 //	                         to it, as Linux's net.ipv4.tcp_ecn=2 does (it
 //	                         never asks itself)
+//	keepnet.zerocopy=off     syscall copies the applications' data into its
+//	                         own pool for tcp, as before issue 14; on, the
+//	                         default, tcp is granted the applications'
+//	                         pools and reads and fills their buffers itself
+//	                         (servers/syscallsrv, "Zero copy")
 //	keepnet.pfrules=B64      a packet filter rule set (servers/pf), base64:
 //	                         starts the pf server and puts it in ip's path.
 //	                         Without it there is no pf and no datagram
@@ -126,36 +131,37 @@ const PortName = "org.keepnet.ctl"
 //	                         (drivers/nic, pktgen.go; make bench's driver
 //	                         ceiling). Off by default
 type Config struct {
-	IP        netip.Prefix
-	DHCP      bool // keepnet.ip=dhcp: IP and Gateway come from a DHCP server
-	Gateway   netip.Addr
-	IP6       []netip.Prefix   // the first NIC's static IPv6 addresses
-	Gateway6  netip.Addr       // IPv6 default router; invalid: only advertised ones
-	IPv6      bool             // IPv6 on keepnet's stack (keepnet.ipv6)
-	MoreNICs  []netip.Prefix   // the addresses of the NICs after the first
-	PCI       []string         // keepnet.nics: NIC i's PCI address, for i < len(PCI)
-	Routes    []ip.StaticRoute // static routes
-	Forward   bool             // ip forwards between the NICs (with more than one)
-	Untested  bool             // the drivers take untested NICs too
-	DNS       netip.Addr
-	Hostname  string // empty: the kernel's default
-	ConfFile  string // keepnet.conf: where the configuration file is
-	Stack     string
-	Ctl       string
-	HugePages int
-	SSHKey    string // base64 authorized_keys; empty: no SSH server
-	Sched     string
-	TSO       bool          // keepnet's TCP may use segmentation offload
-	Hang      time.Duration // hang limit; 0: no hang detection
-	TestHooks bool          // components run test hooks on request
-	Seccomp   bool          // components install their seccomp filters
-	Keep      bool          // tcp keeps its connections in kept memory
-	TCPIW     int           // keepnet.tcp.iw: tcp's initial window in segments; 0: tcp's default
-	TCPRACK   bool          // keepnet.tcp.rack: RACK-TLP in tcp
-	TCPNoECN  bool          // keepnet.tcp.ecn=off: tcp refuses ECN when a peer asks
-	PFRules   string        // the rule text; empty: no packet filter
-	PFStates  int           // the packet filter's state table size
-	PktGen    PktGen        // the first driver's frame generator; off when Seconds is 0
+	IP         netip.Prefix
+	DHCP       bool // keepnet.ip=dhcp: IP and Gateway come from a DHCP server
+	Gateway    netip.Addr
+	IP6        []netip.Prefix   // the first NIC's static IPv6 addresses
+	Gateway6   netip.Addr       // IPv6 default router; invalid: only advertised ones
+	IPv6       bool             // IPv6 on keepnet's stack (keepnet.ipv6)
+	MoreNICs   []netip.Prefix   // the addresses of the NICs after the first
+	PCI        []string         // keepnet.nics: NIC i's PCI address, for i < len(PCI)
+	Routes     []ip.StaticRoute // static routes
+	Forward    bool             // ip forwards between the NICs (with more than one)
+	Untested   bool             // the drivers take untested NICs too
+	DNS        netip.Addr
+	Hostname   string // empty: the kernel's default
+	ConfFile   string // keepnet.conf: where the configuration file is
+	Stack      string
+	Ctl        string
+	HugePages  int
+	SSHKey     string // base64 authorized_keys; empty: no SSH server
+	Sched      string
+	TSO        bool          // keepnet's TCP may use segmentation offload
+	Hang       time.Duration // hang limit; 0: no hang detection
+	TestHooks  bool          // components run test hooks on request
+	Seccomp    bool          // components install their seccomp filters
+	Keep       bool          // tcp keeps its connections in kept memory
+	TCPIW      int           // keepnet.tcp.iw: tcp's initial window in segments; 0: tcp's default
+	TCPRACK    bool          // keepnet.tcp.rack: RACK-TLP in tcp
+	TCPNoECN   bool          // keepnet.tcp.ecn=off: tcp refuses ECN when a peer asks
+	NoZeroCopy bool          // keepnet.zerocopy=off: syscall copies the applications' data for tcp
+	PFRules    string        // the rule text; empty: no packet filter
+	PFStates   int           // the packet filter's state table size
+	PktGen     PktGen        // the first driver's frame generator; off when Seconds is 0
 	// IOMMU: the machine has an IOMMU the kernel drives (not from the
 	// command line: init looks, /sys/class/iommu). keepnet's drivers then
 	// take their NICs through VFIO (drivers/nic, backend.go), not uio.
@@ -397,6 +403,8 @@ func (c *Config) set(name, val string) error {
 		return parseSwitch(val, "on", "off", &c.TCPRACK)
 	case "tcp.ecn":
 		return parseSwitch(val, "off", "on", &c.TCPNoECN)
+	case "zerocopy":
+		return parseSwitch(val, "off", "on", &c.NoZeroCopy)
 	case "tcp.iw":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 1 || n > tcp.MaxInitialWindow {

@@ -67,7 +67,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs(cfg, drivers), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
-			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Args: []string{"-tcp", "tcp"}, Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Args: syscallArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "httpd", Path: "/bin/httpd", Args: []string{"-stack", cfg.Stack, "-ctl", LocalCtl}, Restart: supervisor.Always},
 			// Port 9: a discard socket nobody reads (the flood tests);
 			// port 8: echo with keep-alive (2 s, 1 s, 3 probes) on every
@@ -126,8 +126,15 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		if cfg.PFRules != "" {
 			specs, nodes = withPF(specs, nodes, drivers, cfg.PFStates)
 		}
+		// With zero copy tcp reads and fills the applications' buffers
+		// itself, which syscall forwards by reference.
+		io := hub.PoolSpec{Bufs: 63, BufSize: big, Writers: []string{"syscall"}}
+		if !cfg.NoZeroCopy {
+			io.Writers, io.Granted = []string{"syscall", "tcp"}, []string{"tcp"}
+		}
 		for _, app := range apps {
-			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{{Name: app + ".io", Bufs: 63, BufSize: big, Writers: []string{"syscall"}}}})
+			io.Name = app + ".io"
+			nodes = append(nodes, hub.Node{Name: app, Peers: []string{"syscall"}, Pools: []hub.PoolSpec{io}})
 		}
 	}
 	// Every component says when it serves: the appliance is ready only
@@ -294,6 +301,16 @@ func withPF(specs []supervisor.Spec, nodes []hub.Node, drivers []string, maxStat
 }
 
 // tcpArgs are the TCP server's flags.
+// syscallArgs are the SYSCALL server's flags: its transports, and the one
+// granted the applications' pools (-zerocopy).
+func syscallArgs(cfg Config) []string {
+	args := []string{"-tcp", "tcp"}
+	if !cfg.NoZeroCopy {
+		args = append(args, "-zerocopy", "tcp")
+	}
+	return args
+}
+
 func tcpArgs(cfg Config) []string {
 	var args []string
 	if !cfg.TSO {
@@ -307,6 +324,9 @@ func tcpArgs(cfg Config) []string {
 	}
 	if cfg.TCPNoECN {
 		args = append(args, "-no-ecn")
+	}
+	if !cfg.NoZeroCopy {
+		args = append(args, "-grants")
 	}
 	return args
 }

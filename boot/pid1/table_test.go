@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -25,18 +26,46 @@ func TestTablePoolWriters(t *testing.T) {
 		t.Fatalf("hub.New(Table) = %v", err)
 	}
 	want := map[string][]string{
-		"ip.rx":       {"e1000.0"}, // the driver's device fills receive buffers
-		"syscall.io":  {"udp", "tcp"},
-		"httpd.io":    {"syscall"},
-		"echo.io":     {"syscall"},
-		"resolver.io": {"syscall"},
-		"sshd.io":     {"syscall"},
+		"ip.rx":      {"e1000.0"}, // the driver's device fills receive buffers
+		"syscall.io": {"udp", "tcp"},
+		// syscall's data copies, or with zero copy (the default) tcp
+		// reading and filling the applications' buffers itself.
+		"httpd.io":    {"syscall", "tcp"},
+		"echo.io":     {"syscall", "tcp"},
+		"resolver.io": {"syscall", "tcp"},
+		"sshd.io":     {"syscall", "tcp"},
+	}
+	granted := map[string][]string{"httpd.io": {"tcp"}, "echo.io": {"tcp"}, "resolver.io": {"tcp"}, "sshd.io": {"tcp"}}
+	for _, n := range nodes {
+		for _, p := range n.Pools {
+			if !slices.Equal(p.Writers, want[p.Name]) || !slices.Equal(p.Granted, granted[p.Name]) {
+				t.Errorf("%s's pool %s: writers %v, granted to %v; want %v, %v", n.Name, p.Name, p.Writers, p.Granted, want[p.Name], granted[p.Name])
+			}
+		}
+	}
+}
+
+// keepnet.zerocopy=off: syscall copies, tcp is granted nothing, and
+// neither is told otherwise.
+func TestTableZeroCopyOff(t *testing.T) {
+	cfg, warnings := ParseCmdline("keepnet.ip=10.0.2.15/24 keepnet.zerocopy=off")
+	if len(warnings) != 0 {
+		t.Fatal(warnings)
+	}
+	specs, nodes := Table(cfg)
+	if _, err := hub.New(nodes, hub.Factory{}, t.Logf); err != nil {
+		t.Fatalf("hub.New(Table) = %v", err)
 	}
 	for _, n := range nodes {
 		for _, p := range n.Pools {
-			if !slices.Equal(p.Writers, want[p.Name]) {
-				t.Errorf("%s's pool %s: writers %v, want %v", n.Name, p.Name, p.Writers, want[p.Name])
+			if strings.HasSuffix(p.Name, ".io") && p.Name != "syscall.io" && (len(p.Granted) > 0 || !slices.Equal(p.Writers, []string{"syscall"})) {
+				t.Errorf("%s's pool %s: writers %v, granted to %v; want syscall alone", n.Name, p.Name, p.Writers, p.Granted)
 			}
+		}
+	}
+	for _, s := range specs {
+		if (s.Name == "tcp" || s.Name == "syscall") && (slices.Contains(s.Args, "-grants") || slices.Contains(s.Args, "-zerocopy")) {
+			t.Errorf("%s's arguments %q, want neither -grants nor -zerocopy", s.Name, s.Args)
 		}
 	}
 }
@@ -258,11 +287,12 @@ func TestTableTCPInitialWindow(t *testing.T) {
 		cmdline string
 		want    []string
 	}{
-		{"", nil},
-		{"keepnet.tcp.iw=3", []string{"-iw", "3"}},
-		{"keepnet.tcp.iw=3 keepnet.tso=off", []string{"-no-tso", "-iw", "3"}},
-		{"keepnet.tcp.ecn=off", []string{"-no-ecn"}},
-		{"keepnet.tcp.ecn=on", nil},
+		{"", []string{"-grants"}},
+		{"keepnet.tcp.iw=3", []string{"-iw", "3", "-grants"}},
+		{"keepnet.tcp.iw=3 keepnet.tso=off", []string{"-no-tso", "-iw", "3", "-grants"}},
+		{"keepnet.tcp.ecn=off", []string{"-no-ecn", "-grants"}},
+		{"keepnet.tcp.ecn=on", []string{"-grants"}},
+		{"keepnet.zerocopy=off", nil},
 	} {
 		cfg, warnings := ParseCmdline("keepnet.ip=10.0.2.15/24 " + tt.cmdline)
 		if len(warnings) != 0 {

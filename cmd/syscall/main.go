@@ -25,6 +25,7 @@ func main() {
 	udp := flag.String("udp", "udp", "the UDP transport component")
 	tcp := flag.String("tcp", "", "the TCP transport component (empty: none)")
 	apps := flag.String("apps", "", "the application components, comma-separated, in init's order (servers/syscallsrv: their socket ids)")
+	zeroCopy := flag.String("zerocopy", "", "the transports granted the applications' pools, comma-separated: sends and receives go to them with the applications' own buffers")
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile syscall
@@ -40,6 +41,9 @@ func main() {
 	opts := syscallsrv.Options{Name: "syscall", Transports: transports, Store: st}
 	if *apps != "" {
 		opts.Apps = strings.Split(*apps, ",")
+	}
+	if *zeroCopy != "" {
+		opts.ZeroCopy = strings.Split(*zeroCopy, ",")
 	}
 	if err := syscallsrv.Serve(ctx, opts); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel

@@ -27,6 +27,7 @@ func main() {
 	iw := flag.Int("iw", 0, "the initial congestion window in segments (keepnet.tcp.iw; 0: RFC 6928's 10)")
 	rack := flag.Bool("rack", false, "RACK-TLP loss detection and tail loss probes (keepnet.tcp.rack=on; RFC 8985)")
 	noECN := flag.Bool("no-ecn", false, "refuse ECN when a peer asks for it (keepnet.tcp.ecn=off)")
+	grants := flag.Bool("grants", false, "init grants us the applications' pools; syscall forwards their buffers by reference")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile tcp
 	log.SetFlags(0)
@@ -36,7 +37,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	// The ISN key is drawn from crypto/rand by the server.
-	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st, NoTSO: *noTSO,
+	if err := tcp.Serve(ctx, tcp.ServerOptions{Name: "tcp", IP: *ipName, Syscall: *syscallName, Store: st, NoTSO: *noTSO, Grants: *grants,
 		Config: tcp.Config{InitialWindow: *iw, RACK: *rack, NoECN: *noECN}}); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}

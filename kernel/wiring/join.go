@@ -26,12 +26,19 @@ type Setup struct {
 }
 
 // Peer is one generation of a neighbour, reached over a fresh channel.
+//
+// A Peer without a Port is a grant (TypeGrant): the pools of a component
+// that is not a neighbour, which this one may read (and fill, if init
+// made it a writer) when a neighbour forwards a reference into them.
 type Peer struct {
 	Name       string
 	Generation int
-	Port       *channel.Endpoint
-	Pools      []*pool.Pool // the neighbour's pools, mapped (not owned)
+	Port       *channel.Endpoint // nil: a grant
+	Pools      []*pool.Pool      // the neighbour's pools, mapped (not owned)
 }
+
+// Grant reports whether p is a grant: pools, no channel.
+func (p *Peer) Grant() bool { return p.Port == nil }
 
 // Pool is the peer's pool with the given id (the Pool of a reference the
 // peer sent), or nil: a reference into anything else is refused.
@@ -46,7 +53,9 @@ func (p *Peer) Pool(id uint32) *pool.Pool {
 
 // Close unmaps the peer's channel and pools.
 func (p *Peer) Close() {
-	p.Port.Close()
+	if p.Port != nil {
+		p.Port.Close()
+	}
 	for _, pl := range p.Pools {
 		pl.Close()
 	}
@@ -130,6 +139,12 @@ func Join(c *Conn, timeout time.Duration) (*Setup, error) {
 				return nil, err
 			}
 			s.Peers = append(s.Peers, p)
+		case TypeGrant:
+			p, err := openGrant(m, files)
+			if err != nil {
+				return nil, err
+			}
+			s.Peers = append(s.Peers, p)
 		case TypeReady:
 			closeAll(files)
 			return s, nil
@@ -171,6 +186,32 @@ func NextPeer(c *Conn, timeout time.Duration) (*Peer, error) {
 	}
 }
 
+// openGrant maps a grant's pools, one descriptor each, which it closes.
+func openGrant(m Message, files []*os.File) (*Peer, error) {
+	defer closeAll(files)
+	if len(files) != len(m.Pools) {
+		return nil, fmt.Errorf("wire: grant of %s's pools with %d descriptors, want %d", m.Peer, len(files), len(m.Pools))
+	}
+	p := &Peer{Name: m.Peer, Generation: m.Generation}
+	if err := p.openPools(m.Pools, files); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// openPools maps pools, one of files each, into p.
+func (p *Peer) openPools(infos []PoolInfo, files []*os.File) error {
+	for i, info := range infos {
+		pl, err := pool.Open(info.ID, files[i], info.Bufs, info.BufSize)
+		if err != nil {
+			p.Close()
+			return err
+		}
+		p.Pools = append(p.Pools, pl)
+	}
+	return nil
+}
+
 // openPeer maps a channel message's descriptors: the channel's memory and
 // eventfds, then one per peer pool. The descriptors are closed.
 func openPeer(m Message, files []*os.File) (*Peer, error) {
@@ -194,13 +235,8 @@ func openPeer(m Message, files []*os.File) (*Peer, error) {
 		return nil, err
 	}
 	p := &Peer{Name: m.Peer, Generation: m.Generation, Port: port}
-	for i, info := range m.Pools {
-		pl, err := pool.Open(info.ID, files[3+i], info.Bufs, info.BufSize)
-		if err != nil {
-			p.Close()
-			return nil, err
-		}
-		p.Pools = append(p.Pools, pl)
+	if err := p.openPools(m.Pools, files[3:]); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"keepnet/kernel/keep"
+	"keepnet/kernel/pool"
 )
 
 // joinPair is a wiring socket pair: init's end for the test to play init,
@@ -93,5 +94,47 @@ func TestJoinRefusesBadKept(t *testing.T) {
 				t.Errorf("Join = %v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A grant arrives in Setup.Peers as a Peer with no channel, its pools
+// mapped: the owner's memory, writable when init sent the writable
+// descriptor.
+func TestJoinMapsGrants(t *testing.T) {
+	initEnd, c := joinPair(t)
+	own, err := pool.Create(7, 2, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	ref, _ := own.Alloc()
+	b, _ := own.Bytes(ref)
+	copy(b, "the owner's")
+
+	initEnd.Send(Message{Type: TypeWelcome, Name: "tcp", Generation: 1})
+	if err := initEnd.Send(Message{Type: TypeGrant, Peer: "httpd", Generation: 3, Pools: []PoolInfo{{Name: "httpd.io", ID: 7, Owner: "httpd", Bufs: 2, BufSize: 2048}}}, own.Fd()); err != nil {
+		t.Fatal(err)
+	}
+	initEnd.Send(Message{Type: TypeReady})
+	s, err := Join(c, 2*time.Second)
+	if err != nil {
+		t.Fatalf("Join = %v", err)
+	}
+	if len(s.Peers) != 1 || !s.Peers[0].Grant() || s.Peers[0].Name != "httpd" || s.Peers[0].Generation != 3 {
+		t.Fatalf("Setup.Peers = %+v, want one grant of httpd generation 3", s.Peers)
+	}
+	g := s.Peers[0]
+	defer g.Close()
+	mapped := g.Pool(7)
+	if mapped == nil {
+		t.Fatal("the grant maps no pool 7")
+	}
+	got, _ := mapped.Bytes(ref)
+	if string(got[:len("the owner's")]) != "the owner's" {
+		t.Errorf("the grantee reads %q, want the owner's bytes", got[:len("the owner's")])
+	}
+	copy(got, "filled here")
+	if string(b[:len("filled here")]) != "filled here" {
+		t.Errorf("the owner reads %q, want what the grantee wrote", b[:len("filled here")])
 	}
 }

@@ -50,8 +50,12 @@ func Watch(c *Conn, hooks ...Hook) (*Watcher, error) {
 				return
 			}
 			switch m.Type {
-			case TypeChannel:
-				p, err := openPeer(m, files)
+			case TypeChannel, TypeGrant:
+				open := openPeer
+				if m.Type == TypeGrant {
+					open = openGrant
+				}
+				p, err := open(m, files)
 				if err != nil {
 					log.Printf("wiring: %v", err)
 					return

@@ -82,6 +82,7 @@ const (
 	TypeRegion  = "region"  // init -> component: a DMA region (a pool) kept across restarts (1 fd)
 	TypeKept    = "kept"    // init -> component: memory kept across restarts (1 fd)
 	TypeChannel = "channel" // init -> component: a channel to a peer (memfd, 2 eventfds) and the peer's pools
+	TypeGrant   = "grant"   // init -> component: pools of a component not its neighbour, granted to it (one fd each)
 	TypeReady   = "ready"   // init -> component: the initial wiring is complete
 	TypeRelease = "release" // component -> init: I hold nothing in this pool any more
 	TypeUp      = "up"      // component -> init: I serve (this generation is ready: boot/supervisor, "Readiness")
@@ -111,13 +112,13 @@ type PoolInfo struct {
 type Message struct {
 	Type       string `json:"type"`
 	Name       string `json:"name,omitempty"`       // welcome: the component; region, kept: its name; hook: the hook
-	Generation int    `json:"generation,omitempty"` // welcome: the component's; channel: the peer's
-	Peer       string `json:"peer,omitempty"`       // channel
+	Generation int    `json:"generation,omitempty"` // welcome: the component's; channel, grant: the peer's
+	Peer       string `json:"peer,omitempty"`       // channel, grant: the pools' owner
 	// Side is which end of a channel this is (0 or 1); the two ends
 	// send on different rings.
 	Side  int        `json:"side,omitempty"`
 	Pool  *PoolInfo  `json:"pool,omitempty"`  // pool, region, release
-	Pools []PoolInfo `json:"pools,omitempty"` // channel: the peer's pools, one fd each after the channel's 3
+	Pools []PoolInfo `json:"pools,omitempty"` // channel: the peer's pools, one fd each after the channel's 3; grant: one fd each
 	Seq   uint64     `json:"seq,omitempty"`   // ping, pong
 	Size  int        `json:"size,omitempty"`  // kept: its size in bytes
 	Fault *FaultArm  `json:"fault,omitempty"` // arm

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"keepnet/apps/splitmix"
+	"keepnet/boot/ctl"
 )
 
 // A transfer fails when it stalls: curl gives up when less than
@@ -187,8 +188,21 @@ func TestTCPKeepnet(t *testing.T) {
 		t.Errorf("ip sent %.0f bytes built in place and copied %.0f, want at least the download's %d in place and under 1%% copied", sentInPlace, sentCopied, down)
 	}
 
+	// tcp reads and fills httpd's own buffers (servers/syscallsrv, "Zero
+	// copy"): syscall copied none of the bytes.
+	sys := a.waitStats("syscall", func(m map[string]any) bool {
+		return num(m, "ZeroCopyDown") >= down && num(m, "ZeroCopyUp") >= up
+	})
+	zcDown, zcUp, cpDown, cpUp := num(sys, "ZeroCopyDown"), num(sys, "ZeroCopyUp"), num(sys, "CopiedDown"), num(sys, "CopiedUp")
+	t.Logf("syscall forwarded %.0f bytes down and %.0f up by reference, copied %.0f and %.0f (%.0f retried with a copy)", zcDown, zcUp, cpDown, cpUp, num(sys, "NoPoolRetries"))
+	if zcDown < down || zcUp < up || cpDown+cpUp > (zcDown+zcUp)/100 {
+		t.Errorf("syscall forwarded %.0f/%.0f bytes by reference and copied %.0f/%.0f (down/up); want the download's %d and the upload's %d by reference, under 1%% copied", zcDown, zcUp, cpDown, cpUp, down, up)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	httpdKillDuringUpload(ctx, t, n, a)
+
 	out, err := n.exec(ctx, nil, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", "root@"+n.GuestIP, "echo hello")
 	if err != nil || string(out) != "hello\n" {
@@ -202,6 +216,35 @@ func TestTCPKeepnet(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("a new connection accepted %v after the kill of tcp", d.Round(time.Millisecond))
+}
+
+// httpdKillDuringUpload kills httpd while curl uploads to it: tcp was
+// filling httpd's own buffers (zero copy), and answers the receives posted
+// into the dead generation's pool before it unmaps it (tcp's PoolDropped)
+// when the grant of the new one's comes. Nothing else restarts, and the
+// next upload arrives whole.
+func httpdKillDuringUpload(ctx context.Context, t *testing.T, n *netns, a *appliance) {
+	t.Helper()
+	before := a.stats("tcp")
+	upload := make(chan error, 1)
+	go func() {
+		_, err := n.exec(ctx, nil, "sh", "-c", "head -c 500000000 /dev/zero | curl -sS -T - --max-time 60 -o /dev/null http://"+n.GuestIP+"/sink")
+		upload <- err
+	}()
+	a.waitStats("tcp", func(m map[string]any) bool { return num(m, "InSegs") > num(before, "InSegs")+1000 })
+	if out, err := keepnet(ctx, "", "kill", "httpd", "--ctl", a.ctl); err != nil {
+		t.Fatalf("keepnet kill httpd: %v\n%s", err, out)
+	}
+	a.waitComponent("httpd", func(c ctl.Component) bool { return c.Generation == 2 && c.Ready })
+	t.Logf("upload cut by the kill of httpd: %v", <-upload)
+	httpUpload(t, n, 5_000_000, 6, floorMbps) // hash checked
+	tcp := a.waitStats("tcp", func(m map[string]any) bool { return num(m, "Grants") >= 1 })
+	t.Logf("tcp answered %.0f requests into httpd's old pool; maps %.0f applications' pools", num(tcp, "PoolDropped"), num(tcp, "Grants"))
+	for _, comp := range []string{"tcp", "syscall", "ip"} {
+		if c, _ := a.status().Component(comp); c.Restarts != 0 {
+			t.Errorf("after the kill of httpd, %s restarted %d times (last exit %q), want never", comp, c.Restarts, c.LastExit)
+		}
+	}
 }
 
 // Floods while a download runs and 5,000 idle connections are held open

@@ -306,6 +306,12 @@ const (
 	// StatusAddrNotAvail: no local address to send from (OpSource;
 	// EADDRNOTAVAIL).
 	StatusAddrNotAvail Status = 16
+	// StatusNoPool: a request's buffer is in an application's pool the
+	// transport has not been granted (yet: the grant of a new application
+	// generation travels apart from syscall's channel). SYSCALL, which
+	// forwarded the reference, sends the request again with a copy in
+	// its own pool; an application never sees it.
+	StatusNoPool Status = 17
 )
 
 var statusNames = map[Status][2]string{
@@ -326,6 +332,7 @@ var statusNames = map[Status][2]string{
 	StatusTooManySockets: {"StatusTooManySockets", "too many open files"},
 	StatusNetUnreach:     {"StatusNetUnreach", "network is unreachable"},
 	StatusAddrNotAvail:   {"StatusAddrNotAvail", "cannot assign requested address"},
+	StatusNoPool:         {"StatusNoPool", "buffer in a pool not granted"},
 }
 
 // String is s's name, for logs.

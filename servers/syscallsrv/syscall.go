@@ -47,18 +47,27 @@
 //     therefore never notice, TCP connections included (UDP may see a
 //     datagram twice).
 //
-// Data is copied twice here (application pool to syscall.io on the way out,
-// syscall.io to the application's buffer on the way in; Stats.CopiedDown
-// and CopiedUp count the bytes): the one copy at the socket boundary the
-// design allows is the library's; these two go when the transports map the
-// applications' pools directly. That needs a pool granted to a component
-// that is not its owner's neighbour, which the wiring does not do yet.
+// # Zero copy
+//
+// To a transport named in Options.ZeroCopy a send or a receive goes with
+// the application's own buffer: init grants that transport every
+// application's pool (boot/hub, PoolSpec.Granted; servers/transport,
+// Config.Grants), so it reads what is sent and writes what is received
+// where the application's library put it or will take it, and this server
+// copies nothing (Stats.ZeroCopyDown and ZeroCopyUp count those bytes).
+// The one copy at the socket boundary the design allows is the library's.
+// The grant of a restarted application's new pool reaches the transport
+// on its own wiring socket, apart from the channel this server hears of
+// the application on: a request that overtakes it is answered
+// StatusNoPool, and sent again with a copy in syscall.io — the way every
+// request goes to the other transports (Stats.CopiedDown, CopiedUp).
 package syscallsrv
 
 import (
 	"context"
 	"fmt"
 	"log"
+	"slices"
 	"time"
 
 	"keepnet/kernel/channel"
@@ -82,8 +91,11 @@ type Options struct {
 	// is the top of its transport socket ids (TID), the same for every
 	// generation of this server. An application not listed gets an index
 	// past them, stable only for this generation's life.
-	Apps  []string
-	Store *store.Client
+	Apps []string
+	// ZeroCopy are the transports granted the applications' pools: the
+	// package doc's "Zero copy".
+	ZeroCopy []string
+	Store    *store.Client
 }
 
 // The layout of a transport socket id: the application's index, its
@@ -157,6 +169,7 @@ type fwd struct {
 	s       *sock
 	appReq  channel.Msg // the application's request, for its id and buffer
 	ref     pool.Ref    // our syscall.io buffer, if any
+	zc      bool        // forwarded with the application's buffer (zero copy)
 	created *sock       // OpAccept: the connection's socket, if it comes; OpAdopt: the socket
 	app     string      // whose pending operation it is (MaxPendingPerApp)
 }
@@ -186,8 +199,11 @@ type Server struct {
 	// MaxPendingPerApp, or what a test sets.
 	pending                map[string]int
 	maxSockets, maxPending int
-	stats                  Stats
-	pub                    *store.Publisher
+	// noGrant are applications' pools a zero-copy transport said it was
+	// not granted (StatusNoPool): requests into them go with copies.
+	noGrant map[uint32]bool
+	stats   Stats
+	pub     *store.Publisher
 }
 
 // Stats is what SYSCALL publishes for `keepnet stats syscall`.
@@ -208,6 +224,12 @@ type Stats struct {
 	// counted so that their removal can be shown.
 	CopiedDown uint64
 	CopiedUp   uint64
+	// The bytes sent and received with the applications' own buffers,
+	// not copied here (the package doc's "Zero copy"); NoPoolRetries,
+	// the requests sent again with a copy after a StatusNoPool.
+	ZeroCopyDown  uint64
+	ZeroCopyUp    uint64
+	NoPoolRetries uint64
 	// The bounds per application and how often each refused.
 	MaxSocketsPerApp int
 	MaxPendingPerApp int
@@ -270,7 +292,7 @@ func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 func newServer(o Options, io *pool.Pool, gen int) *Server {
 	s := &Server{o: o, io: io, links: map[string]*link{}, socks: map[string]map[uint64]*sock{},
 		fwds: map[uint64]*fwd{}, nextKey: 1, apps: map[string]int{}, in: make([]channel.Msg, 64),
-		pending: map[string]int{}, maxSockets: MaxSocketsPerApp, maxPending: MaxPendingPerApp}
+		pending: map[string]int{}, noGrant: map[uint32]bool{}, maxSockets: MaxSocketsPerApp, maxPending: MaxPendingPerApp}
 	s.stats.Generation = gen
 	for i, a := range o.Apps {
 		s.apps[a] = i + 1
@@ -304,7 +326,7 @@ func (s *Server) newSock(app string, gen int, id uint64, network ops.Network) *s
 // know them.
 func (s *Server) closeOrphans(l *link, app string, gen int) {
 	first, end := orphanRange(s.appIndex(app), gen)
-	s.request(l, ops.OpCloseRange.Msg(first, end))
+	s.request(l, ops.OpCloseRange.Msg(first, end), false)
 }
 
 func (s *Server) isTransport(name string) bool {
@@ -434,12 +456,13 @@ func (s *Server) dropApp(app string, gen int) {
 
 // request queues a request to a transport; Arg[3] carries its key.
 //
-// A buffer it names must be one of syscall.io: a transport trusts it and
-// stops if it is not (servers/transport, Host.SyscallBytes), so a reference
-// our own state corrupted would stop the transport at every resubmission.
-// It stops us instead, whose restart clears it.
-func (s *Server) request(l *link, m channel.Msg) {
-	if !m.Ref.IsZero() {
+// A buffer it names must be one of syscall.io (or, zc, the application's
+// that the caller just checked): a transport trusts it and stops if it is
+// not (servers/transport, Host.SyscallBytes), so a reference our own
+// state corrupted would stop the transport at every resubmission. It
+// stops us instead, whose restart clears it.
+func (s *Server) request(l *link, m channel.Msg, zc bool) {
+	if !m.Ref.IsZero() && !zc {
 		if _, err := s.io.Bytes(m.Ref); err != nil {
 			panic(fmt.Sprintf("syscall: a request to %s names a buffer that is not ours (%v): our state is corrupt", l.peer.Name, err))
 		}
@@ -560,6 +583,11 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 			s.refuse(l, m, ops.StatusInvalid)
 			return
 		}
+		if s.zeroCopy(t, m.Ref) {
+			f.zc, out.Ref = true, m.Ref
+			s.stats.ZeroCopyDown += uint64(len(src))
+			break
+		}
 		ref, ok := s.allocIO(l, m)
 		if !ok {
 			return
@@ -585,6 +613,10 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 			s.refuse(l, m, ops.StatusInvalid)
 			return
 		}
+		if s.zeroCopy(t, m.Ref) {
+			f.zc, out.Ref = true, m.Ref // the transport fills it
+			break
+		}
 		ref, ok := s.allocIO(l, m)
 		if !ok {
 			return
@@ -605,7 +637,13 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	s.fwds[key] = f
 	out.Arg[3] = key
 	s.stats.Forwarded++
-	s.request(t, out)
+	s.request(t, out, f.zc)
+}
+
+// zeroCopy reports whether a request into the application buffer ref goes
+// to transport t with that buffer (the package doc's "Zero copy").
+func (s *Server) zeroCopy(t *link, ref pool.Ref) bool {
+	return slices.Contains(s.o.ZeroCopy, t.peer.Name) && !s.noGrant[ref.Pool]
 }
 
 // withinBounds refuses m, and reports false, if it would take app past
@@ -671,6 +709,14 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	if app == nil || app.peer.Generation != f.s.appGen {
 		return
 	}
+	if f.zc && ops.StatusOf(m) == ops.StatusNoPool {
+		// The transport has not (yet) been granted the application's
+		// pool: the request goes again, with a copy.
+		s.noGrant[f.appReq.Ref.Pool] = true
+		s.stats.NoPoolRetries++
+		s.fromApp(f.s.app, app, f.appReq)
+		return
+	}
 	if f.created != nil && ops.StatusOf(m) != ops.StatusOK {
 		delete(s.socks[f.s.app], f.created.appID) // no connection came, or nothing to adopt
 	}
@@ -678,7 +724,15 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	// addresses and counts), to the application's request id and buffer.
 	r := f.appReq
 	r.Status, r.Flags, r.Aux, r.Arg = m.Status, m.Flags, m.Aux, m.Arg
-	if ops.OpOf(req) == ops.OpRecvFrom && ops.StatusOf(m) == ops.StatusOK && !f.ref.IsZero() {
+	if ops.OpOf(req) == ops.OpRecvFrom && ops.StatusOf(m) == ops.StatusOK && f.zc {
+		// The transport wrote into the application's buffer itself.
+		if m.Ref.Len > f.appReq.Ref.Len {
+			ops.SetStatus(&r, ops.StatusError) // the transport's answer is wrong
+		} else {
+			r.Ref.Len = m.Ref.Len
+			s.stats.ZeroCopyUp += uint64(m.Ref.Len)
+		}
+	} else if ops.OpOf(req) == ops.OpRecvFrom && ops.StatusOf(m) == ops.StatusOK && !f.ref.IsZero() {
 		// Both buffers were checked when the request came, and the
 		// application is the same generation: if either is gone now, our
 		// own state is corrupt, and our restart clears it.

@@ -636,3 +636,72 @@ func TestTransportRestartReopensAllButWhatIsToCome(t *testing.T) {
 		t.Errorf("the new transport got %+v last, want the accept of connection %d again", last, conn)
 	}
 }
+
+// Zero copy: to a transport granted the applications' pools a send and a
+// receive go with the application's own buffer, and nothing is copied
+// here; a transport that answers StatusNoPool (its grant of the pool had
+// not come) gets the request again with a copy, and the application sees
+// one answer; the pool's later requests go with copies.
+func TestZeroCopyForwarding(t *testing.T) {
+	r := newRig(t)
+	r.s.o.ZeroCopy = []string{"udp"}
+	r.connectApp(1)
+	r.connectUDP(1)
+	r.udpAnswers(nil) // the orphans' close
+	r.appSends(ops.OpOpen, 7, uint64(ops.UDP))
+	r.udpAnswers(nil)
+	recvAll(r.app)
+
+	send := r.appSendsAddr(ops.OpSendTo, 7, ops.MakeAddr(peerIP, 9))
+	reqs := r.udpAnswers(nil)
+	if len(reqs) != 1 || reqs[0].Ref.Pool != r.appPool.ID() {
+		t.Fatalf("forwarded %+v, want one OpSendTo naming the application's buffer", reqs)
+	}
+	if b, _ := r.appPool.Bytes(reqs[0].Ref); string(b) != "hello, transport" {
+		t.Errorf("the transport reads %q in the application's buffer, want its bytes", b)
+	}
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != send || ops.StatusOf(got[0]) != ops.StatusOK {
+		t.Errorf("app got %+v, want its send answered", got)
+	}
+
+	recv := r.appSends(ops.OpRecvFrom, 7)
+	r.udpAnswers(func(q channel.Msg, rep *channel.Msg) {
+		b, err := r.appPool.Bytes(q.Ref)
+		if err != nil {
+			t.Fatalf("the receive names %v, not the application's buffer: %v", q.Ref, err)
+		}
+		rep.Ref.Len = uint32(copy(b, "a datagram"))
+	})
+	got := recvAll(r.app)
+	if len(got) != 1 || got[0].ID != recv || got[0].Ref.Len != 10 {
+		t.Fatalf("app got %+v, want its receive answered with 10 bytes", got)
+	}
+	if b, _ := r.appPool.Bytes(got[0].Ref); string(b) != "a datagram" {
+		t.Errorf("app buffer holds %q, want %q", b, "a datagram")
+	}
+	if st := r.s.stats; st.ZeroCopyDown != 16 || st.ZeroCopyUp != 10 || st.CopiedDown != 0 || st.CopiedUp != 0 || r.io.Available() != r.io.Len() {
+		t.Errorf("by reference %d down, %d up; copied %d, %d; %d of %d syscall.io buffers free: want 16, 10, none copied, all free",
+			st.ZeroCopyDown, st.ZeroCopyUp, st.CopiedDown, st.CopiedUp, r.io.Available(), r.io.Len())
+	}
+
+	// The transport was not granted the pool: StatusNoPool, then the copy.
+	send = r.appSendsAddr(ops.OpSendTo, 7, ops.MakeAddr(peerIP, 9))
+	r.udpAnswers(func(q channel.Msg, rep *channel.Msg) { ops.SetStatus(rep, ops.StatusNoPool) })
+	if got := recvAll(r.app); len(got) != 0 {
+		t.Fatalf("app got %+v before the copy was answered, want nothing", got)
+	}
+	reqs = r.udpAnswers(nil)
+	if len(reqs) != 1 || reqs[0].Ref.Pool != r.io.ID() {
+		t.Fatalf("sent again %+v, want one OpSendTo in syscall.io", reqs)
+	}
+	if got := recvAll(r.app); len(got) != 1 || got[0].ID != send || ops.StatusOf(got[0]) != ops.StatusOK {
+		t.Errorf("app got %+v, want its send answered once, ok", got)
+	}
+	r.appSendsAddr(ops.OpSendTo, 7, ops.MakeAddr(peerIP, 9))
+	if reqs := r.udpAnswers(nil); len(reqs) != 1 || reqs[0].Ref.Pool != r.io.ID() {
+		t.Errorf("the next send %+v, want it in syscall.io: the pool is not granted", reqs)
+	}
+	if st := r.s.stats; st.NoPoolRetries != 1 || st.CopiedDown != 32 {
+		t.Errorf("%d retries, %d bytes copied down; want 1, 32", st.NoPoolRetries, st.CopiedDown)
+	}
+}

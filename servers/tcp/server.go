@@ -91,6 +91,9 @@ type ServerOptions struct {
 	Store   *store.Client
 	// NoTSO: never use segmentation offload (checksum offload still).
 	NoTSO bool
+	// Grants: init grants us the applications' pools, and SYSCALL
+	// forwards their buffers by reference (transport.Config.Grants).
+	Grants bool
 	// Nagle: connections start with Nagle's algorithm on. Without it they
 	// start with it off (ops.OptNoDelay on), as Go's net starts every TCP
 	// connection, so that an application sees the latency it would on
@@ -133,7 +136,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if o.Name == "" {
 		o.Name = "tcp"
 	}
-	c := transport.Config{Name: o.Name, IP: o.IP, Syscall: o.Syscall, Protocol: header.ProtocolTCP}
+	c := transport.Config{Name: o.Name, IP: o.IP, Syscall: o.Syscall, Protocol: header.ProtocolTCP, Grants: o.Grants}
 	return transport.Serve(ctx, c, o.Store, StoreNS, ParseRecord, func(h transport.Host, _ int, j Journal) transport.Core[ListenerRecord] {
 		return newServer(h, o, j)
 	})

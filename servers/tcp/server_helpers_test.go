@@ -72,6 +72,7 @@ type procOptions struct {
 	poolIDs uint32
 	sendBuf int           // the Table's SendBuffer; 0: its default
 	audit   time.Duration // transport.Config.AuditAfter; 0: testAudit
+	grants  bool          // transport.Config.Grants
 }
 
 func startProc(t *testing.T, o procOptions) *proc {
@@ -94,7 +95,7 @@ func startProc(t *testing.T, o procOptions) *proc {
 		ip:    transporttest.New(t, "ip", 1, o.poolIDs+200, 256, 2048),
 		sys:   transporttest.New(t, "syscall", 1, o.poolIDs+300, 16, o.ioSize),
 		stats: make(chan Stats, 1)}
-	c := transport.Config{Name: "tcp", Protocol: header.ProtocolTCP, AuditAfter: o.audit,
+	c := transport.Config{Name: "tcp", Protocol: header.ProtocolTCP, AuditAfter: o.audit, Grants: o.grants,
 		Publish: func(st any) {
 			select {
 			case p.stats <- st.(Stats):

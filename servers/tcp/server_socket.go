@@ -670,6 +670,32 @@ func (s *server) DropRequests() int {
 	return n
 }
 
+// DropPool answers StatusClosed the sends and receives whose buffers are
+// in pool id: an application's, granted to us, about to be unmapped
+// because the application restarted (transport.PoolDropper).
+func (s *server) DropPool(id uint32) int {
+	var n int
+	drop := func(posted []postedIO) []postedIO {
+		return slices.DeleteFunc(posted, func(p postedIO) bool {
+			if p.m.Ref.IsZero() || p.m.Ref.Pool != id {
+				return false
+			}
+			r := p.m
+			ops.SetStatus(&r, ops.StatusClosed)
+			if ops.OpOf(r) == ops.OpRecvFrom {
+				r.Ref.Len = 0
+			}
+			s.h.Reply(r)
+			n++
+			return true
+		})
+	}
+	for _, so := range s.socks {
+		so.sends, so.recvs = drop(so.sends), drop(so.recvs)
+	}
+	return n
+}
+
 // trimSend drops from the head send p the bytes the send buffer took
 // already (its stream offset, Arg[1], is below the connection's
 // owner.sent): a send reissued after a restart whose first reply was lost.

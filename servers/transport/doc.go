@@ -34,6 +34,16 @@
 // or neighbour is never followed: one from IP is refused (StatusInvalid),
 // one from SYSCALL stops the process (Server.SyscallBytes).
 //
+// Grants (Config.Grants, zero copy: servers/syscallsrv): init also hands
+// the transport the pools of every application's current generation
+// (wiring.TypeGrant), and SYSCALL forwards an application's own buffer.
+// Such a Ref is followed into the grant of its pool; one into a pool
+// neither SYSCALL's nor granted is answered StatusNoPool (the grant of a
+// new application generation may come after SYSCALL's first request
+// naming it), and SYSCALL sends a copy instead. When the next generation's
+// grant comes, the requests into the old pools are answered
+// ([PoolDropper]) before those are unmapped and released.
+//
 // # Restart protocol
 //
 // What the framework does for every transport; what each keeps of its

@@ -86,6 +86,16 @@ type SharedReceiver interface {
 	DeliverShared(shared []byte, src, dst netip.Addr, ecn uint8, verified bool) ops.Status
 }
 
+// PoolDropper is a core that may hold references into granted pools (an
+// application's buffers, which SYSCALL forwards by reference): before
+// such a pool is unmapped — its owner restarted, and the grant of its new
+// generation came — DropPool answers StatusClosed every request whose
+// buffer is in pool id, and returns how many. (The application that
+// posted them is gone; SYSCALL closes its sockets.)
+type PoolDropper interface {
+	DropPool(id uint32) int
+}
+
 // Hooked is a core with test hooks of its own (kernel/wiring), run in the
 // loop like the built-in ones.
 type Hooked interface {

@@ -49,6 +49,12 @@ type Config struct {
 	// AuditAfter is how old an unanswered request must be before the
 	// audit looks for it in the core (audit.go); 0 is DefaultAuditAfter.
 	AuditAfter time.Duration
+	// Grants: init grants this transport the applications' pools
+	// (wiring.TypeGrant), and SYSCALL forwards their buffers by
+	// reference. A reference into a pool neither SYSCALL's nor granted is
+	// then answered StatusNoPool (SYSCALL copies instead) rather than
+	// taken for a corruption.
+	Grants bool
 }
 
 // Stats are the framework's counters, embedded in every transport's.
@@ -66,6 +72,9 @@ type Stats struct {
 	InBadIP           uint64 // deliveries whose transport header offset is outside the datagram
 	BadRequests       uint64 // requests with a bad Ref or op
 	DroppedRequests   uint64 // requests dropped with their SYSCALL generation
+	Grants            int    // applications whose pools we map (Config.Grants)
+	NoPool            uint64 // requests answered StatusNoPool: a buffer in a pool not granted (yet)
+	PoolDropped       uint64 // requests answered StatusClosed when their application's pool was unmapped
 	Unanswered        int    // requests the core holds (an audited core's)
 	Audited           uint64 // looks for an old request in the core (audit.go)
 }
@@ -127,7 +136,12 @@ type Server struct {
 	addrDue  time.Time // when to ask IP for our address again; zero: not needed
 
 	outDrops, ipRefused, badIP, badReqs, droppedReqs uint64
-	outCopied                                        uint64 // Stats.OutCopied
+	// grants are the applications' pools we map (Config.Grants), by
+	// application; noPool and poolDropped count Stats' NoPool and
+	// PoolDropped.
+	grants              map[string]*wiring.Peer
+	noPool, poolDropped uint64
+	outCopied           uint64 // Stats.OutCopied
 }
 
 // heldSegment is a segment waiting for a buffer of the out pool.
@@ -152,7 +166,7 @@ func New(c Config, gen int, out *pool.Pool, newProtocol func(Host) Protocol) *Se
 	if c.AuditAfter <= 0 {
 		c.AuditAfter = DefaultAuditAfter
 	}
-	s := &Server{c: c, gen: gen, out: out, in: make([]channel.Msg, batch),
+	s := &Server{c: c, gen: gen, out: out, in: make([]channel.Msg, batch), grants: map[string]*wiring.Peer{},
 		// Ids only grow across our generations too.
 		toIP: channel.NewOutstanding(out.Len()+16, uint64(gen)<<40)}
 	s.proto = newProtocol(s)
@@ -194,9 +208,58 @@ func (s *Server) Attach(p *wiring.Peer) {
 			log.Printf("%s generation %d: %d requests of its predecessor dropped", p.Name, p.Generation, n)
 		}
 	default:
+		if p.Grant() && s.c.Grants {
+			s.grant(p)
+			return
+		}
 		log.Printf("ignoring a channel to %s", p.Name)
 		p.Close()
 	}
+}
+
+// grant maps the pools of an application's new generation, in place of
+// its previous one's: the requests whose buffers are in those are
+// answered first (the core holds no reference into them after), then
+// they are unmapped and released.
+func (s *Server) grant(p *wiring.Peer) {
+	old := s.grants[p.Name]
+	s.grants[p.Name] = p
+	if old == nil {
+		return
+	}
+	var n int
+	if d, ok := s.proto.(PoolDropper); ok {
+		for _, pl := range old.Pools {
+			n += d.DropPool(pl.ID())
+		}
+	}
+	s.poolDropped += uint64(n)
+	old.Retire(s.c.Release)
+	log.Printf("%s generation %d granted; %d requests into its predecessor's pools answered", p.Name, p.Generation, n)
+}
+
+// granted is the granted pool id, or nil.
+func (s *Server) granted(id uint32) *pool.Pool {
+	for _, g := range s.grants {
+		if pl := g.Pool(id); pl != nil {
+			return pl
+		}
+	}
+	return nil
+}
+
+// withoutPool answers m StatusNoPool, and reports true, if its buffer is
+// in a pool neither SYSCALL's nor granted, with grants on (Config.Grants).
+func (s *Server) withoutPool(m channel.Msg) bool {
+	if !s.c.Grants || m.Ref.IsZero() || s.sys == nil || s.sys.peer.Pool(m.Ref.Pool) != nil || s.granted(m.Ref.Pool) != nil {
+		return false
+	}
+	s.noPool++
+	r := m
+	ops.SetStatus(&r, ops.StatusNoPool)
+	r.Ref.Len = 0
+	s.Reply(r)
+	return true
 }
 
 // retire closes a replaced generation's channel and pools: the framework
@@ -397,9 +460,13 @@ func (s *Server) fromSyscall(m channel.Msg) {
 	case ops.OpConnect:
 		s.proto.Connect(m)
 	case ops.OpSendTo:
-		s.proto.SendTo(m)
+		if !s.withoutPool(m) {
+			s.proto.SendTo(m)
+		}
 	case ops.OpRecvFrom:
-		s.proto.RecvFrom(m)
+		if !s.withoutPool(m) {
+			s.proto.RecvFrom(m)
+		}
 	case ops.OpClose:
 		s.proto.Close(m)
 	case ops.OpReset:
@@ -480,6 +547,11 @@ func (s *Server) SyscallBytes(ref pool.Ref) ([]byte, bool) {
 		return nil, false
 	}
 	b, ok := s.sys.bytes(ref)
+	if pl := s.granted(ref.Pool); !ok && pl != nil {
+		var err error
+		b, err = pl.Bytes(ref)
+		ok = err == nil
+	}
 	if !ok {
 		panic(fmt.Sprintf("%s: a request from %s names %v, none of its buffers: one of us is corrupt", s.c.Name, s.sys.peer.Name, ref))
 	}
@@ -493,7 +565,8 @@ func (s *Server) Publish() {
 	}
 	st := Stats{Generation: s.gen, Outstanding: s.toIP.Len(), OutPoolFree: s.out.Available(),
 		OutQueued: len(s.overflow), OutDrops: s.outDrops, OutCopied: s.outCopied, IPRefused: s.ipRefused, InBadIP: s.badIP,
-		BadRequests: s.badReqs, DroppedRequests: s.droppedReqs, Unanswered: len(s.unanswered), Audited: s.audited}
+		BadRequests: s.badReqs, DroppedRequests: s.droppedReqs, Unanswered: len(s.unanswered), Audited: s.audited,
+		Grants: len(s.grants), NoPool: s.noPool, PoolDropped: s.poolDropped}
 	if s.addr.IsValid() {
 		st.Addr = s.addr.String()
 	}

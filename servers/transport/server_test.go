@@ -320,3 +320,116 @@ func TestDeliverShared(t *testing.T) {
 		t.Errorf("after IP wrote its buffer the core's segment is %q, want %q: a copy, not IP's buffer", got, "Segment!")
 	}
 }
+
+// grantCore is a fakeCore for grants: a send reads its buffer (recorded),
+// a receive is posted until DropPool answers it.
+type grantCore struct {
+	*fakeCore
+	sent    chan string
+	posted  []channel.Msg
+	dropped chan uint32
+}
+
+func (c *grantCore) SendTo(m channel.Msg) {
+	b, ok := c.h.SyscallBytes(m.Ref)
+	if !ok {
+		c.h.Invalid(m)
+		return
+	}
+	c.sent <- string(b)
+	c.answer(m)
+}
+
+func (c *grantCore) RecvFrom(m channel.Msg) { c.posted = append(c.posted, m) }
+
+func (c *grantCore) DropPool(id uint32) int {
+	c.dropped <- id
+	n := 0
+	c.posted = slices.DeleteFunc(c.posted, func(m channel.Msg) bool {
+		if m.Ref.Pool != id {
+			return false
+		}
+		ops.SetStatus(&m, ops.StatusClosed)
+		c.h.Reply(m)
+		n++
+		return true
+	})
+	return n
+}
+
+// grantPool is generation gen of an application's pool id, as a grant of
+// it (wiring.TypeGrant) reaches a transport.
+func grantPool(t *testing.T, id uint32, gen int) (*pool.Pool, *wiring.Peer) {
+	own, err := pool.Create(id, 4, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { own.Close() })
+	mapped, err := pool.Open(id, own.Fd(), 4, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return own, &wiring.Peer{Name: "app", Generation: gen, Pools: []*pool.Pool{mapped}}
+}
+
+// With Config.Grants a transport maps the applications' pools it is
+// granted: a request with a buffer in one reaches the core, which reads
+// it there; one with a buffer in a pool not granted (yet) is answered
+// StatusNoPool without reaching it; when the application's next
+// generation is granted, the requests into the old pool are answered
+// (DropPool) before that pool is unmapped and released.
+func TestGrants(t *testing.T) {
+	out, err := pool.Create(100, 2, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	ip := transporttest.New(t, "ip", 1, 200, 16, 2048)
+	sys := transporttest.New(t, "syscall", 1, 300, 16, 2048)
+	core := &grantCore{fakeCore: &fakeCore{calls: make(chan ops.Op, 16)}, sent: make(chan string, 4), dropped: make(chan uint32, 4)}
+	released := make(chan uint32, 4)
+	s := transport.New(transport.Config{Name: "fake", Protocol: 99, Grants: true, Release: func(id uint32) { released <- id }}, 1, out,
+		func(h transport.Host) transport.Protocol {
+			core.h = h
+			return core
+		})
+	s.Attach(ip.Peer)
+	s.Attach(sys.Peer)
+	peers := make(chan *wiring.Peer)
+	transporttest.Run(t, s, peers)
+	ip.AnswerAddr(ourNet)
+
+	app1, grant1 := grantPool(t, 400, 1)
+	peers <- grant1
+	ref, _ := app1.Alloc()
+	buf, _ := app1.Bytes(ref)
+	ref.Len = uint32(copy(buf, "the app's own bytes"))
+	if r := sys.Reply(sys.Send(channel.Msg{Op: uint16(ops.OpSendTo), Ref: ref})); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("a send from the granted pool answered %s", ops.StatusOf(r))
+	}
+	if got := <-core.sent; got != "the app's own bytes" {
+		t.Errorf("the core read %q, want the application's buffer", got)
+	}
+
+	stranger := pool.Ref{Pool: 401, Len: 10}
+	for _, op := range []ops.Op{ops.OpSendTo, ops.OpRecvFrom} {
+		if r := sys.Reply(sys.Send(channel.Msg{Op: uint16(op), Ref: stranger})); ops.StatusOf(r) != ops.StatusNoPool {
+			t.Errorf("%v with a buffer in a pool not granted answered %s, want StatusNoPool", op, ops.StatusOf(r))
+		}
+	}
+
+	recv, _ := app1.Alloc()
+	posted := sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: recv})
+	sys.Quiet(20 * time.Millisecond) // posted, unanswered
+	_, grant2 := grantPool(t, 402, 2)
+	peers <- grant2
+	if r := sys.Reply(posted); ops.StatusOf(r) != ops.StatusClosed {
+		t.Errorf("the receive into the old generation's pool answered %s, want StatusClosed", ops.StatusOf(r))
+	}
+	if id := <-core.dropped; id != 400 {
+		t.Errorf("DropPool(%d), want the old pool 400", id)
+	}
+	if id := <-released; id != 400 {
+		t.Errorf("released pool %d, want 400", id)
+	}
+}
