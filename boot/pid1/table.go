@@ -65,7 +65,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		}
 		specs = append(specs,
 			supervisor.Spec{Name: "ip", Path: "/bin/ip", Args: ipArgs(cfg, drivers), Deps: []string{"store"}, Restart: supervisor.Always},
-			supervisor.Spec{Name: "udp", Path: "/bin/udp", Deps: []string{"store"}, Restart: supervisor.Always},
+			supervisor.Spec{Name: "udp", Path: "/bin/udp", Args: udpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "tcp", Path: "/bin/tcp", Args: tcpArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "syscall", Path: "/bin/syscall", Args: syscallArgs(cfg), Deps: []string{"store"}, Restart: supervisor.Always},
 			supervisor.Spec{Name: "httpd", Path: "/bin/httpd", Args: []string{"-stack", cfg.Stack, "-ctl", LocalCtl}, Restart: supervisor.Always},
@@ -126,11 +126,11 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		if cfg.PFRules != "" {
 			specs, nodes = withPF(specs, nodes, drivers, cfg.PFStates)
 		}
-		// With zero copy tcp reads and fills the applications' buffers
-		// itself, which syscall forwards by reference.
+		// With zero copy the transports read and fill the applications'
+		// buffers themselves, which syscall forwards by reference.
 		io := hub.PoolSpec{Bufs: 63, BufSize: big, Writers: []string{"syscall"}}
 		if !cfg.NoZeroCopy {
-			io.Writers, io.Granted = []string{"syscall", "tcp"}, []string{"tcp"}
+			io.Writers, io.Granted = []string{"syscall", "udp", "tcp"}, []string{"udp", "tcp"}
 		}
 		for _, app := range apps {
 			io.Name = app + ".io"
@@ -301,14 +301,22 @@ func withPF(specs []supervisor.Spec, nodes []hub.Node, drivers []string, maxStat
 }
 
 // tcpArgs are the TCP server's flags.
-// syscallArgs are the SYSCALL server's flags: its transports, and the one
+// syscallArgs are the SYSCALL server's flags: its transports, and those
 // granted the applications' pools (-zerocopy).
 func syscallArgs(cfg Config) []string {
 	args := []string{"-tcp", "tcp"}
 	if !cfg.NoZeroCopy {
-		args = append(args, "-zerocopy", "tcp")
+		args = append(args, "-zerocopy", "udp,tcp")
 	}
 	return args
+}
+
+// udpArgs are the UDP server's flags.
+func udpArgs(cfg Config) []string {
+	if cfg.NoZeroCopy {
+		return nil
+	}
+	return []string{"-grants"}
 }
 
 func tcpArgs(cfg Config) []string {

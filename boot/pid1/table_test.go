@@ -28,14 +28,15 @@ func TestTablePoolWriters(t *testing.T) {
 	want := map[string][]string{
 		"ip.rx":      {"e1000.0"}, // the driver's device fills receive buffers
 		"syscall.io": {"udp", "tcp"},
-		// syscall's data copies, or with zero copy (the default) tcp
-		// reading and filling the applications' buffers itself.
-		"httpd.io":    {"syscall", "tcp"},
-		"echo.io":     {"syscall", "tcp"},
-		"resolver.io": {"syscall", "tcp"},
-		"sshd.io":     {"syscall", "tcp"},
+		// syscall's data copies, or with zero copy (the default) the
+		// transports reading and filling the applications' buffers.
+		"httpd.io":    {"syscall", "udp", "tcp"},
+		"echo.io":     {"syscall", "udp", "tcp"},
+		"resolver.io": {"syscall", "udp", "tcp"},
+		"sshd.io":     {"syscall", "udp", "tcp"},
 	}
-	granted := map[string][]string{"httpd.io": {"tcp"}, "echo.io": {"tcp"}, "resolver.io": {"tcp"}, "sshd.io": {"tcp"}}
+	both := []string{"udp", "tcp"}
+	granted := map[string][]string{"httpd.io": both, "echo.io": both, "resolver.io": both, "sshd.io": both}
 	for _, n := range nodes {
 		for _, p := range n.Pools {
 			if !slices.Equal(p.Writers, want[p.Name]) || !slices.Equal(p.Granted, granted[p.Name]) {
@@ -64,7 +65,7 @@ func TestTableZeroCopyOff(t *testing.T) {
 		}
 	}
 	for _, s := range specs {
-		if (s.Name == "tcp" || s.Name == "syscall") && (slices.Contains(s.Args, "-grants") || slices.Contains(s.Args, "-zerocopy")) {
+		if (s.Name == "tcp" || s.Name == "udp" || s.Name == "syscall") && (slices.Contains(s.Args, "-grants") || slices.Contains(s.Args, "-zerocopy")) {
 			t.Errorf("%s's arguments %q, want neither -grants nor -zerocopy", s.Name, s.Args)
 		}
 	}

@@ -23,6 +23,7 @@ func main() {
 	storePath := flag.String("store", store.DefaultPath, "the store's socket")
 	ipName := flag.String("ip", udp.IPPeer, "the IP component")
 	syscallName := flag.String("syscall", udp.SyscallPeer, "the SYSCALL component")
+	grants := flag.Bool("grants", false, "init grants us the applications' pools; syscall forwards their buffers by reference")
 	flag.Parse()
 	profile.OnSignal() // keepnet profile udp
 	log.SetFlags(0)
@@ -31,7 +32,7 @@ func main() {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := udp.Serve(ctx, udp.ServerOptions{Name: "udp", IP: *ipName, Syscall: *syscallName, Store: st}); err != nil {
+	if err := udp.Serve(ctx, udp.ServerOptions{Name: "udp", IP: *ipName, Syscall: *syscallName, Store: st, Grants: *grants}); err != nil {
 		exitcode.Exit(err) // a broken channel: exitcode.BrokenChannel
 	}
 }

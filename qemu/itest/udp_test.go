@@ -54,11 +54,19 @@ func (n *netns) dnsmasq(t testing.TB) {
 func TestUDPEchoKeepnet(t *testing.T) {
 	requireITest(t, true)
 	n := newNetns(t)
-	boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet")...)
 	r := n.udpHelper(t, 10*time.Minute, "echo", n.GuestIP+":7", 10000)
 	t.Logf("10,000 datagrams of 1 to 8000 bytes echoed: %v", r)
 	if atoi(r["sent"]) != 10000 || r["lost"] != "0" || r["bad"] != "0" {
 		t.Errorf("UDP echo: %v, want 10000 sent, none lost or corrupted", r)
+	}
+	// udp reads and fills the echo app's own buffers (zero copy):
+	// syscall copied none of the datagrams.
+	sys := a.waitStats("syscall", func(m map[string]any) bool { return num(m, "ZeroCopyUp") >= 10000 && num(m, "ZeroCopyDown") >= 10000 })
+	t.Logf("syscall forwarded %.0f bytes down and %.0f up by reference, copied %.0f and %.0f", num(sys, "ZeroCopyDown"), num(sys, "ZeroCopyUp"), num(sys, "CopiedDown"), num(sys, "CopiedUp"))
+	if num(sys, "ZeroCopyUp") < 10000 || num(sys, "CopiedDown")+num(sys, "CopiedUp") != 0 {
+		t.Errorf("syscall forwarded %.0f bytes up by reference and copied %.0f down, %.0f up; want the echoed datagrams by reference, nothing copied",
+			num(sys, "ZeroCopyUp"), num(sys, "CopiedDown"), num(sys, "CopiedUp"))
 	}
 }
 

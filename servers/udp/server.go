@@ -39,6 +39,9 @@ type ServerOptions struct {
 	Syscall string // the SYSCALL component, "syscall"
 	Store   *store.Client
 	Limits  Limits // zero: DefaultLimits
+	// Grants: init grants us the applications' pools, and SYSCALL
+	// forwards their buffers by reference (transport.Config.Grants).
+	Grants bool
 }
 
 // Stats is what the UDP server publishes for `keepnet stats udp`.
@@ -56,7 +59,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if o.Name == "" {
 		o.Name = "udp"
 	}
-	c := transport.Config{Name: o.Name, IP: o.IP, Syscall: o.Syscall, Protocol: header.ProtocolUDP}
+	c := transport.Config{Name: o.Name, IP: o.IP, Syscall: o.Syscall, Protocol: header.ProtocolUDP, Grants: o.Grants}
 	return transport.Serve(ctx, c, o.Store, StoreNS, ParseRecord, func(h transport.Host, gen int, j Journal) transport.Core[Record] {
 		return newCore(h, o.Limits, j, gen)
 	})
@@ -119,6 +122,23 @@ func (c *core) DropRequests() int {
 	clear(c.posted)
 	c.connecting.Clear() // IP's answers, when they come, find no one
 	c.deferred = nil
+	return n
+}
+
+// DropPool answers StatusClosed the receives posted and the sends held
+// with buffers in pool id: an application's, granted to us, about to be
+// unmapped because the application restarted (transport.PoolDropper).
+func (c *core) DropPool(id uint32) int {
+	in := func(m channel.Msg) bool { return !m.Ref.IsZero() && m.Ref.Pool == id }
+	n := c.table.CancelReceives(func(tag uint64) bool { return in(c.posted[tag]) })
+	c.deferred = slices.DeleteFunc(c.deferred, func(m channel.Msg) bool {
+		if !in(m) {
+			return false
+		}
+		c.reply(m, ops.StatusClosed)
+		n++
+		return true
+	})
 	return n
 }
 

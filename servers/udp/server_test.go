@@ -40,6 +40,13 @@ type process struct {
 
 func startProcess(t *testing.T, restore []Record) *process {
 	t.Helper()
+	return startProcessWith(t, restore, false)
+}
+
+// startProcessWith is startProcess, with the applications' pools granted
+// (transport.Config.Grants) if grants.
+func startProcessWith(t *testing.T, restore []Record, grants bool) *process {
+	t.Helper()
 	out, err := pool.Create(100, 16, 65600)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +57,7 @@ func startProcess(t *testing.T, restore []Record) *process {
 	p.stats = make(chan any, 1)
 	// Audited every few milliseconds: each test also checks that the
 	// audit finds every request udp keeps (one called lost stops the loop).
-	c := transport.Config{Name: "udp", Protocol: header.ProtocolUDP, AuditAfter: 10 * time.Millisecond,
+	c := transport.Config{Name: "udp", Protocol: header.ProtocolUDP, AuditAfter: 10 * time.Millisecond, Grants: grants,
 		Publish: func(st any) {
 			select {
 			case <-p.stats:

@@ -483,6 +483,23 @@ func (t *Table) DropReceives() int {
 	return n
 }
 
+// CancelReceives answers StatusClosed the posted receives whose tags
+// match (their buffers are about to go), and returns how many.
+func (t *Table) CancelReceives(match func(tag uint64) bool) int {
+	n := 0
+	for _, s := range t.socks {
+		s.posted = slices.DeleteFunc(s.posted, func(r receive) bool {
+			if !match(r.tag) {
+				return false
+			}
+			t.done(Completion{Tag: r.tag, Status: ops.StatusClosed})
+			n++
+			return true
+		})
+	}
+	return n
+}
+
 // Deliver takes a segment IP received for protocol 17, from src to dst,
 // and gives it to its socket. It returns ops.StatusNoPort when nobody
 // listens on a unicast datagram's destination (IP then answers ICMP port
