@@ -54,6 +54,15 @@ func TestTallyPerMBLeavesOut(t *testing.T) {
 	}
 }
 
+func TestUsageInto(t *testing.T) {
+	m := map[string]float64{"upload: guest": 1}
+	usage{guest: 20, comps: map[string]float64{"tcp": 5}}.into("download", m)
+	want := map[string]float64{"upload: guest": 1, "download: guest": 20, "download: tcp": 5}
+	if !maps.Equal(m, want) {
+		t.Errorf("into = %v, want %v", m, want)
+	}
+}
+
 func TestPerMBSection(t *testing.T) {
 	like := &report.Comparison{GroupBy: "direction", Groups: []string{"download", "upload"},
 		Stacks: [2]string{"keepnet", "linux"}, Date: time.Unix(0, 0), HostCPUs: 2}
@@ -72,5 +81,17 @@ func TestPerMBSection(t *testing.T) {
 	}
 	if got := s.notes(); !slices.Equal(got, want) {
 		t.Errorf("notes = %q, want %q", got, want)
+	}
+}
+
+func TestAddKeyed(t *testing.T) {
+	c := &report.Comparison{}
+	addKeyed(c, "new", map[string]float64{"upload: tcp": 1, "download: tcp": 2})
+	addKeyed(c, "old", map[string]float64{"download: ip": 3, "upload: tcp": 4})
+	if want := []string{"download: ip", "download: tcp", "upload: tcp"}; !slices.Equal(c.Groups, want) {
+		t.Errorf("groups %q, want %q", c.Groups, want)
+	}
+	if got := c.Median("upload: tcp", "old"); got != 4 {
+		t.Errorf("old's upload: tcp = %v, want 4", got)
 	}
 }

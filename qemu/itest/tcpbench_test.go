@@ -314,6 +314,15 @@ func (k tally) perMB(before, after ctl.Status, bytes int64) usage {
 	return u
 }
 
+// into stores u's figures into m for direction dir, keyed "dir: guest"
+// and "dir: NAME".
+func (u usage) into(dir string, m map[string]float64) {
+	m[dir+": guest"] = u.guest
+	for name, v := range u.comps {
+		m[dir+": "+name] = v
+	}
+}
+
 // scope is a testing.TB whose cleanups and temporary directories go when
 // close is called rather than when the benchmark ends, so that one run's
 // guest, namespace and upload file are gone before the next run starts.
