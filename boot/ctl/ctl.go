@@ -192,9 +192,10 @@ type CPUTimes struct {
 	Stolen  int64 `json:"steal_ms"`
 	NumCPUs int   `json:"cpus"`
 	// Ctxt is how many times any CPU switched from one thread to another
-	// since boot, kernel threads included: on the Linux stack, whose
-	// network path runs in interrupts and the sending thread, it is the
-	// figure to set beside the sum of keepnet's components' Switches.
+	// since boot, kernel threads and the idle task included (/proc/stat's
+	// ctxt). A benchmark compares it between the stacks: Linux's network
+	// path runs in interrupts and the calling thread, not in components
+	// whose Switches could show it.
 	Ctxt int64 `json:"ctxt"`
 }
 

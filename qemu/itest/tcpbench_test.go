@@ -74,10 +74,9 @@ func BenchmarkTCPBulk(b *testing.B) {
 			"the ratio is keepnet's over Linux's.",
 		"ms/MB of each process's own CPU time")
 	sw := newPerMBSection(c, "Guest context switches per MB of bulk TCP", "switches/MB",
-		"The guest's context switches (all CPUs, kernel threads included: /proc/stat's ctxt) during each transfer above, "+
+		"The guest's context switches (all CPUs, kernel threads and the idle task included: /proc/stat's ctxt) during each transfer above, "+
 			"per MB moved. keepnet's path crosses processes, each crossing a sleep and a wake-up, where Linux's stays in "+
-			"interrupts and the calling thread; under TCG a switch also leaves the next process's code to translate or find again. "+
-			"Lower is better; the ratio is keepnet's over Linux's.",
+			"interrupts and the calling thread. Lower is better; the ratio is keepnet's over Linux's.",
 		"switches/MB of each process's threads, voluntary and involuntary")
 	var first qemuConfig // of the first guest; every other must match it
 	for r := 0; r < rounds; r++ {
