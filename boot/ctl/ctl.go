@@ -182,7 +182,8 @@ type Status struct {
 	CPU *CPUTimes `json:"cpu,omitempty"`
 }
 
-// CPUTimes are milliseconds of processor time, summed over the CPUs.
+// CPUTimes are milliseconds of processor time, summed over the CPUs, and
+// the machine's context switches.
 type CPUTimes struct {
 	User    int64 `json:"user_ms"` // including nice
 	System  int64 `json:"system_ms"`
@@ -190,6 +191,12 @@ type CPUTimes struct {
 	Idle    int64 `json:"idle_ms"` // including I/O wait
 	Stolen  int64 `json:"steal_ms"`
 	NumCPUs int   `json:"cpus"`
+	// Ctxt is how many times any CPU switched from one thread to another
+	// since boot, kernel threads and the idle task included (/proc/stat's
+	// ctxt). A benchmark compares it between the stacks: Linux's network
+	// path runs in interrupts and the calling thread, not in components
+	// whose Switches could show it.
+	Ctxt int64 `json:"ctxt"`
 }
 
 // Component is one supervised process.

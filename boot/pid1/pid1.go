@@ -584,34 +584,62 @@ func addSwitches(sw *ctl.Switches, status string) {
 	}
 }
 
-// cpuTimes reads the first line of /proc/stat: user nice system idle
-// iowait irq softirq steal, in clock ticks summed over the CPUs.
+// cpuTimes reads the machine's processor time from /proc/stat; nil if it
+// cannot (status then leaves it out: it is asked for every second, too
+// often to log why).
 func cpuTimes() *ctl.CPUTimes {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return nil
 	}
-	var t ctl.CPUTimes
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], "cpu") {
-			continue
-		}
-		if f[0] != "cpu" {
-			t.NumCPUs++
-			continue
-		}
-		if len(f) < 9 {
-			return nil
-		}
-		var v [8]int64
-		for i := range v {
-			n, _ := strconv.ParseInt(f[i+1], 10, 64)
-			v[i] = n * 1000 / ticksPerSecond
-		}
-		t.User, t.System, t.Idle, t.IRQ, t.Stolen = v[0]+v[1], v[2], v[3]+v[4], v[5]+v[6], v[7]
+	t, err := parseStat(string(b))
+	if err != nil {
+		return nil
 	}
 	return &t
+}
+
+// parseStat reads /proc/stat's text: its "cpu" line (user nice system idle
+// iowait irq softirq steal, in clock ticks summed over the CPUs), a
+// "cpuN" line per CPU and the "ctxt" line (context switches since boot).
+func parseStat(text string) (ctl.CPUTimes, error) {
+	var t ctl.CPUTimes
+	var sawCPU, sawCtxt bool
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case f[0] == "ctxt":
+			if len(f) != 2 {
+				return t, fmt.Errorf("ctxt line %q", line)
+			}
+			n, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return t, fmt.Errorf("ctxt line %q: %v", line, err)
+			}
+			t.Ctxt, sawCtxt = n, true
+		case f[0] == "cpu":
+			if len(f) < 9 {
+				return t, fmt.Errorf("cpu line %q: fewer than 8 times", line)
+			}
+			var v [8]int64
+			for i := range v {
+				n, err := strconv.ParseInt(f[i+1], 10, 64)
+				if err != nil {
+					return t, fmt.Errorf("cpu line %q: %v", line, err)
+				}
+				v[i] = n * 1000 / ticksPerSecond
+			}
+			t.User, t.System, t.Idle, t.IRQ, t.Stolen = v[0]+v[1], v[2], v[3]+v[4], v[5]+v[6], v[7]
+			sawCPU = true
+		case strings.HasPrefix(f[0], "cpu"):
+			t.NumCPUs++
+		}
+	}
+	if !sawCPU || !sawCtxt {
+		return t, errors.New("no cpu or no ctxt line")
+	}
+	return t, nil
 }
 
 // ticksPerSecond is USER_HZ, the unit of /proc's CPU times: 100 on x86.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"keepnet/boot/ctl"
 	"keepnet/qemu/report"
 )
 
@@ -34,7 +35,8 @@ import (
 //	                      the same time (abPair), for a host whose load moves
 //	KEEPNET_BENCH_OUT     the report's path, relative to the repository
 //	                      (default images/out/abbench.md, of which this writes
-//	                      the sections "tcp-ab" and "tcp-ab-cpu")
+//	                      the sections "tcp-ab", "tcp-ab-cpu" and
+//	                      "tcp-ab-switches")
 //
 // Each run boots a fresh keepnet-stack guest with the build's own keepnet
 // command, kernel and initramfs, warms the path with 1 MB each way, then
@@ -44,7 +46,9 @@ import (
 // guest component (status.json's cpu_ms), of the guest as a whole (busy and
 // idle) and of the QEMU process on the host, and reports each per MB moved:
 // if the rate fell but the CPU per MB did not rise, the time went into
-// waiting (sleeps, wake-ups, timers), not into work.
+// waiting (sleeps, wake-ups, timers), not into work. The context switches
+// per MB, the guest's and each component's, say whether a change made the
+// path wait more often.
 func BenchmarkTCPBulkAB(b *testing.B) {
 	requireITest(b, true)
 	builds := abBuilds(b)
@@ -84,6 +88,12 @@ func BenchmarkTCPBulkAB(b *testing.B) {
 		Notes: []string{"qemu: the QEMU process on the host (user+system); guest busy/idle: the guest's /proc/stat, " +
 			"summed over its vCPUs; the others: each guest component's process (status.json cpu_ms).", note},
 	}
+	sw := &report.Comparison{
+		Title: "Context switches per MB moved, keepnet at two builds", Unit: "switches/MB", GroupBy: "direction: who",
+		Stacks: names, Date: rate.Date, HostCPUs: rate.HostCPUs,
+		Notes: []string{"guest: the guest's /proc/stat ctxt, all vCPUs, kernel threads included; the others: " +
+			"each guest component's process, over its threads, voluntary and involuntary (status.json ctxsw).", note},
+	}
 	var first qemuConfig
 	for r := 0; r < rounds; r++ {
 		order := slices.Clone(builds[:])
@@ -109,18 +119,14 @@ func BenchmarkTCPBulkAB(b *testing.B) {
 				m.cpu["download: guest busy"], m.cpu["upload: guest busy"], m.cpu["download: guest idle"], m.cpu["upload: guest idle"])
 			rate.Add("download", m.build, m.down)
 			rate.Add("upload", m.build, m.up)
-			for _, k := range m.cpuKeys() {
-				if !slices.Contains(cpu.Groups, k) {
-					cpu.Groups = append(cpu.Groups, k)
-				}
-				cpu.Add(k, m.build, m.cpu[k])
-			}
+			addKeyed(cpu, m.build, m.cpu)
+			addKeyed(sw, m.build, m.sw)
 		}
 		// After every round: a later one that fails on a busy host leaves
 		// the figures so far.
-		saveAB(b, out, first, rate, cpu)
+		saveAB(b, out, first, rate, cpu, sw)
 	}
-	for _, c := range []*report.Comparison{rate, cpu} {
+	for _, c := range []*report.Comparison{rate, cpu, sw} {
 		fmt.Println()
 		c.Table(os.Stdout)
 	}
@@ -131,13 +137,23 @@ func BenchmarkTCPBulkAB(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// saveAB writes the report's two sections.
-func saveAB(b *testing.B, out string, cfg qemuConfig, rate, cpu *report.Comparison) {
-	slices.Sort(cpu.Groups)
+// addKeyed adds one run's figures of build to c, each in the group of its
+// key ("direction: who"), which it adds to c's groups if new, in order.
+func addKeyed(c *report.Comparison, build string, figures map[string]float64) {
+	for k, v := range figures {
+		if i, found := slices.BinarySearch(c.Groups, k); !found {
+			c.Groups = slices.Insert(c.Groups, i, k)
+		}
+		c.Add(k, build, v)
+	}
+}
+
+// saveAB writes the report's three sections.
+func saveAB(b *testing.B, out string, cfg qemuConfig, rate, cpu, sw *report.Comparison) {
 	for _, s := range []struct {
 		c    *report.Comparison
 		name string
-	}{{rate, "tcp-ab"}, {cpu, "tcp-ab-cpu"}} {
+	}{{rate, "tcp-ab"}, {cpu, "tcp-ab-cpu"}, {sw, "tcp-ab-switches"}} {
 		s.c.Accel = cfg.accel
 		s.c.GuestCPUs, _ = strconv.Atoi(cfg.smp)
 		if _, err := s.c.Save(out, s.name); err != nil {
@@ -183,22 +199,13 @@ func abBuilds(tb testing.TB) [2]abBuild {
 	return bs
 }
 
-// abMeasure is one run's rates and its CPU time per MB, keyed
-// "direction: who".
+// abMeasure is one run's rates and its CPU time and context switches per
+// MB, keyed "direction: who".
 type abMeasure struct {
 	build    string
 	cfg      qemuConfig
 	down, up float64
-	cpu      map[string]float64
-}
-
-func (m abMeasure) cpuKeys() []string {
-	var ks []string
-	for k := range m.cpu {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
+	cpu, sw  map[string]float64
 }
 
 // abFloorMbps is the rate below which a transfer fails (transferLimit):
@@ -217,7 +224,7 @@ type abGuest struct {
 // bootAB boots bd in a fresh namespace and warms the path; close its
 // scope to power it off and remove the namespace.
 func bootAB(b *testing.B, bd abBuild) *abGuest {
-	g := &abGuest{t: newScope(b), m: abMeasure{build: bd.name, cpu: map[string]float64{}}}
+	g := &abGuest{t: newScope(b), m: abMeasure{build: bd.name, cpu: map[string]float64{}, sw: map[string]float64{}}}
 	g.n = newNetns(g.t)
 	args := append(g.n.upArgs(), "--stack", "keepnet")
 	if bd.kernelArgs != "" {
@@ -233,22 +240,24 @@ func bootAB(b *testing.B, bd abBuild) *abGuest {
 
 // download and upload measure one transfer each and the CPU it took.
 func (g *abGuest) download(size int64) {
-	before := readCPU(g.t, g.a)
+	before, st := readCPU(g.t, g.a)
 	g.m.down = httpDownload(g.t, g.n, size, 5, abFloorMbps)
-	g.took(before, size, "download", g.m.down)
+	g.took(before, st, size, "download", g.m.down)
 }
 
 func (g *abGuest) upload(size int64) {
-	before := readCPU(g.t, g.a)
+	before, st := readCPU(g.t, g.a)
 	g.m.up = httpUpload(g.t, g.n, size, 6, abFloorMbps)
-	g.took(before, size, "upload", g.m.up)
+	g.took(before, st, size, "upload", g.m.up)
 }
 
-// took records the CPU a transfer of size bytes took since before and
-// prints its rate and tcp's counters.
-func (g *abGuest) took(before cpuReading, size int64, dir string, mbps float64) {
-	after := readCPU(g.t, g.a)
+// took records the CPU and the context switches a transfer of size bytes
+// took since before (with the status st read then) and prints its rate
+// and tcp's counters.
+func (g *abGuest) took(before cpuReading, st ctl.Status, size int64, dir string, mbps float64) {
+	after, st2 := readCPU(g.t, g.a)
 	after.perMB(before, size, dir, g.m.cpu)
+	ctxSwitches.perMB(st, st2, size).into(dir, g.m.sw)
 	fmt.Printf("%s %s: %.1f Mbit/s;%s\n", g.m.build, dir, mbps, after.events(before))
 }
 
@@ -319,8 +328,8 @@ func waitServing(t testing.TB, n *netns) {
 type cpuReading map[string]float64
 
 // readCPU reads the guest's components and whole machine from status.json
-// and the QEMU process's from the host's /proc.
-func readCPU(t testing.TB, a *appliance) cpuReading {
+// and the QEMU process's from the host's /proc; it returns the status too.
+func readCPU(t testing.TB, a *appliance) (cpuReading, ctl.Status) {
 	t.Helper()
 	st := a.status()
 	r := cpuReading{}
@@ -340,7 +349,7 @@ func readCPU(t testing.TB, a *appliance) cpuReading {
 			r["#tcp retransmits"], r["#tcp timeouts"] = float64(n.Retransmits), float64(n.Timeouts)
 		}
 	}
-	return r
+	return r, st
 }
 
 // events says how tcp's segment counters moved between earlier and r (the

@@ -115,15 +115,10 @@ func BenchmarkForward(b *testing.B) {
 			"Measured by `make bench` (qemu/itest BenchmarkForward).",
 		},
 	}
-	cpu := &report.Comparison{
-		Title: "Guest CPU per MB forwarded", Unit: "ms/MB", GroupBy: "direction",
-		Groups: c.Groups, Stacks: c.Stacks, Date: c.Date, HostCPUs: c.HostCPUs,
-		Notes: []string{
-			"The guest's processor time (user, system and interrupts, all CPUs, from its /proc/stat) during each transfer above, " +
-				"per MB forwarded; on keepnet the drivers' polling included. Lower is better; the ratio is keepnet's over Linux's.",
-		},
-	}
-	perComponent := componentCPU{}
+	cpu := newPerMBSection(c, "Guest CPU per MB forwarded", "ms/MB",
+		"The guest's processor time (user, system and interrupts, all CPUs, from its /proc/stat) during each transfer above, "+
+			"per MB forwarded; on keepnet the drivers' polling included. Lower is better; the ratio is keepnet's over Linux's.",
+		"ms/MB of each process's own CPU time")
 	var first qemuConfig
 	for r := range rounds {
 		order := []string{"linux", "keepnet"}
@@ -138,22 +133,16 @@ func BenchmarkForward(b *testing.B) {
 				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, run.cfg, first)
 			}
 			fmt.Printf("round %d/%d, %s: A to B %.0f Mbit/s (%.1f ms CPU/MB), B to A %.0f Mbit/s (%.1f ms CPU/MB)\n",
-				r+1, rounds, stack, run.up, run.upCPU, run.down, run.downCPU)
+				r+1, rounds, stack, run.up, run.upCPU.guest, run.down, run.downCPU.guest)
 			c.Add(toB, stack, run.up)
 			c.Add(toA, stack, run.down)
-			cpu.Add(toB, stack, run.upCPU)
-			cpu.Add(toA, stack, run.downCPU)
-			if stack != "keepnet" {
-				continue
-			}
-			perComponent.add(toB, run.upComps)
-			perComponent.add(toA, run.downComps)
+			cpu.add(toB, stack, run.upCPU)
+			cpu.add(toA, stack, run.downCPU)
 		}
 	}
-	cpu.Notes = append(cpu.Notes, perComponent.notes(c.Groups)...)
 
 	saveComparison(b, c, first, out, "forward")
-	saveComparison(b, cpu, first, out, "forward-cpu")
+	cpu.save(b, first, out, "forward-cpu")
 	reportRates(b, c)
 }
 
@@ -172,7 +161,6 @@ func forwardRun(b *testing.B, stack string, a2b, b2a int64) bulkResult {
 	s1 := f.app.status()
 	r.down = httpDownload(t, f.toB, b2a, 5, floorMbps)
 	s2 := f.app.status()
-	r.upCPU, r.upComps = cpuPerMB(s0, s1, a2b)
-	r.downCPU, r.downComps = cpuPerMB(s1, s2, b2a)
+	r.upCPU, r.downCPU = cpuTime.perMB(s0, s1, a2b), cpuTime.perMB(s1, s2, b2a)
 	return r
 }

@@ -29,7 +29,8 @@ import (
 //	                      one number N means N down and N/2 up)
 //	KEEPNET_BENCH_OUT     the report's path, relative to the repository
 //	                      (default images/out/bench.md, of which this writes the
-//	                      section "tcp"; the plot is beside it, bench-tcp.png)
+//	                      sections "tcp", "tcp-cpu" and "tcp-switches"; the
+//	                      plots are beside it, bench-tcp.png...)
 //
 // Fairness on a 2-core host: only one guest exists at a time. Each run
 // boots a fresh guest, measures, and powers it off before the next boots.
@@ -67,16 +68,16 @@ func BenchmarkTCPBulk(b *testing.B) {
 			"Measured by `make bench` (qemu/itest BenchmarkTCPBulk).",
 		},
 	}
-	cpu := &report.Comparison{
-		Title: "Guest CPU per MB of bulk TCP", Unit: "ms/MB", GroupBy: "direction",
-		Groups: c.Groups, Stacks: c.Stacks, Date: c.Date, HostCPUs: c.HostCPUs,
-		Notes: []string{
-			"The guest's processor time (user, system and interrupts, all CPUs, from its /proc/stat) during each transfer above, " +
-				"per MB moved: the stack's work and the web server's, and on keepnet the driver's polling. Lower is better; " +
-				"the ratio is keepnet's over Linux's.",
-		},
-	}
-	perComponent := componentCPU{}
+	cpu := newPerMBSection(c, "Guest CPU per MB of bulk TCP", "ms/MB",
+		"The guest's processor time (user, system and interrupts, all CPUs, from its /proc/stat) during each transfer above, "+
+			"per MB moved: the stack's work and the web server's, and on keepnet the driver's polling. Lower is better; "+
+			"the ratio is keepnet's over Linux's.",
+		"ms/MB of each process's own CPU time")
+	sw := newPerMBSection(c, "Guest context switches per MB of bulk TCP", "switches/MB",
+		"The guest's context switches (all CPUs, kernel threads and the idle task included: /proc/stat's ctxt) during each transfer above, "+
+			"per MB moved. keepnet's path crosses processes, each crossing a sleep and a wake-up, where Linux's stays in "+
+			"interrupts and the calling thread. Lower is better; the ratio is keepnet's over Linux's.",
+		"switches/MB of each process's threads, voluntary and involuntary")
 	var first qemuConfig // of the first guest; every other must match it
 	for r := 0; r < rounds; r++ {
 		order := []string{"linux", "keepnet"}
@@ -90,51 +91,79 @@ func BenchmarkTCPBulk(b *testing.B) {
 			} else if run.cfg != first {
 				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, run.cfg, first)
 			}
-			fmt.Printf("round %d/%d, %s: download %.0f Mbit/s (%.1f ms CPU/MB), upload %.0f Mbit/s (%.1f ms CPU/MB)\n",
-				r+1, rounds, stack, run.down, run.downCPU, run.up, run.upCPU)
+			fmt.Printf("round %d/%d, %s: download %.0f Mbit/s (%.1f ms CPU/MB, %.0f switches/MB), upload %.0f Mbit/s (%.1f ms CPU/MB, %.0f switches/MB)\n",
+				r+1, rounds, stack, run.down, run.downCPU.guest, run.downSw.guest, run.up, run.upCPU.guest, run.upSw.guest)
 			c.Add("download", stack, run.down)
 			c.Add("upload", stack, run.up)
-			cpu.Add("download", stack, run.downCPU)
-			cpu.Add("upload", stack, run.upCPU)
-			if stack != "keepnet" {
-				continue
-			}
-			perComponent.add("download", run.downComps)
-			perComponent.add("upload", run.upComps)
+			cpu.add("download", stack, run.downCPU)
+			cpu.add("upload", stack, run.upCPU)
+			sw.add("download", stack, run.downSw)
+			sw.add("upload", stack, run.upSw)
 		}
 	}
-	cpu.Notes = append(cpu.Notes, perComponent.notes(c.Groups)...)
 
 	saveComparison(b, c, first, out, "tcp")
-	saveComparison(b, cpu, first, out, "tcp-cpu")
+	cpu.save(b, first, out, "tcp-cpu")
+	sw.save(b, first, out, "tcp-switches")
 	reportRates(b, c)
 }
 
-// componentCPU is keepnet's CPU per MB by direction and component, a
-// value per round, for a bench's notes.
-type componentCPU map[string]map[string][]float64
+// perMBSection is a report section of a tally's growth per MB moved, by
+// direction: the guest's, a value per run, compared between the stacks,
+// and in its notes the medians of keepnet's components'.
+type perMBSection struct {
+	c *report.Comparison
+	// comps holds the components' values by direction and name, a value
+	// per keepnet run.
+	comps map[string]map[string][]float64
+	what  string // what a component's figure is, for the notes
+}
 
-// add takes one run's figures for direction dir.
-func (p componentCPU) add(dir string, comps map[string]float64) {
-	if p[dir] == nil {
-		p[dir] = map[string][]float64{}
-	}
-	for name, v := range comps {
-		p[dir][name] = append(p[dir][name], v)
+// newPerMBSection is a section with like's groups, stacks and host, its
+// comparison titled title in unit, with note first in its notes.
+func newPerMBSection(like *report.Comparison, title, unit, note, what string) *perMBSection {
+	return &perMBSection{
+		c: &report.Comparison{
+			Title: title, Unit: unit, GroupBy: like.GroupBy, Groups: like.Groups, Stacks: like.Stacks,
+			Date: like.Date, HostCPUs: like.HostCPUs, Notes: []string{note},
+		},
+		comps: map[string]map[string][]float64{},
+		what:  what,
 	}
 }
 
-// notes are the medians, a note per direction.
-func (p componentCPU) notes(dirs []string) []string {
+// add takes one run's figures for direction dir: the guest's, and the
+// components' on keepnet's stack (on Linux's the stack is no process).
+func (s *perMBSection) add(dir, stack string, u usage) {
+	s.c.Add(dir, stack, u.guest)
+	if stack != "keepnet" {
+		return
+	}
+	if s.comps[dir] == nil {
+		s.comps[dir] = map[string][]float64{}
+	}
+	for name, v := range u.comps {
+		s.comps[dir][name] = append(s.comps[dir][name], v)
+	}
+}
+
+// notes are the components' medians, a note per direction.
+func (s *perMBSection) notes() []string {
 	var notes []string
-	for _, dir := range dirs {
+	for _, dir := range s.c.Groups {
 		var parts []string
-		for _, name := range slices.Sorted(maps.Keys(p[dir])) {
-			parts = append(parts, fmt.Sprintf("%s %.2f", name, report.Median(p[dir][name])))
+		for _, name := range slices.Sorted(maps.Keys(s.comps[dir])) {
+			parts = append(parts, fmt.Sprintf("%s %.2f", name, report.Median(s.comps[dir][name])))
 		}
-		notes = append(notes, fmt.Sprintf("keepnet's components, %s (median ms/MB of each process's own CPU time): %s.", dir, strings.Join(parts, ", ")))
+		notes = append(notes, fmt.Sprintf("keepnet's components, %s (median %s): %s.", dir, s.what, strings.Join(parts, ", ")))
 	}
 	return notes
+}
+
+// save adds the notes and saves the section (saveComparison).
+func (s *perMBSection) save(b *testing.B, cfg qemuConfig, out, section string) {
+	s.c.Notes = append(s.c.Notes, s.notes()...)
+	saveComparison(b, s.c, cfg, out, section)
 }
 
 // reportRates reports c's ratio and each stack's median rate, group by
@@ -190,14 +219,13 @@ func hostLoad() string {
 	return "unknown"
 }
 
-// bulkResult is one run of BenchmarkTCPBulk: its rates in Mbit/s, the
-// guest's processor time per MB in each direction, and on keepnet's stack
-// each component's.
+// bulkResult is one run of BenchmarkTCPBulk: its rates in Mbit/s and, in
+// each direction, the processor time (ms) and the context switches per MB.
 type bulkResult struct {
-	down, up           float64
-	downCPU, upCPU     float64
-	downComps, upComps map[string]float64
-	cfg                qemuConfig
+	down, up       float64
+	downCPU, upCPU usage
+	downSw, upSw   usage
+	cfg            qemuConfig
 }
 
 // bulkRun boots stack in a fresh namespace, measures one download and one
@@ -220,31 +248,78 @@ func bulkRunWith(b *testing.B, stack string, down, up int64, flags ...string) bu
 	s1 := a.status()
 	r.up = httpUpload(t, n, up, 6, floorMbps)
 	s2 := a.status()
-	r.downCPU, r.downComps = cpuPerMB(s0, s1, down)
-	r.upCPU, r.upComps = cpuPerMB(s1, s2, up)
+	r.downCPU, r.upCPU = cpuTime.perMB(s0, s1, down), cpuTime.perMB(s1, s2, up)
+	r.downSw, r.upSw = ctxSwitches.perMB(s0, s1, down), ctxSwitches.perMB(s1, s2, up)
 	return r
 }
 
-// cpuPerMB is the guest's processor time between two status readings per
-// MB of bytes moved, and each component's (keepnet's stack; a component
-// that restarted between them is left out).
-func cpuPerMB(before, after ctl.Status, bytes int64) (float64, map[string]float64) {
-	mbs := float64(bytes) / 1e6
-	busy := func(c *ctl.CPUTimes) int64 {
-		if c == nil {
-			return 0
+// tally is something a bench divides by the bytes a transfer moved,
+// read from two status readings: a count of the whole guest and of each
+// component's process, both only growing.
+type tally struct {
+	guest func(*ctl.CPUTimes) int64
+	// comp is the component's count, false when its status has none.
+	comp func(ctl.Component) (int64, bool)
+}
+
+// cpuTime is processor time in milliseconds: the guest's busy time (user,
+// system, interrupts) and each process's user and system time.
+var cpuTime = tally{
+	guest: func(c *ctl.CPUTimes) int64 { return c.User + c.System + c.IRQ },
+	comp:  func(c ctl.Component) (int64, bool) { return c.CPUMillis, c.CPUMillis > 0 },
+}
+
+// ctxSwitches are context switches: the guest's, kernel threads included,
+// and each process's, over its threads, voluntary and involuntary.
+var ctxSwitches = tally{
+	guest: func(c *ctl.CPUTimes) int64 { return c.Ctxt },
+	comp: func(c ctl.Component) (int64, bool) {
+		if c.Switches == nil {
+			return 0, false
 		}
-		return c.User + c.System + c.IRQ
+		return c.Switches.Voluntary + c.Switches.Involuntary, true
+	},
+}
+
+// usage is a tally's growth per MB moved: the guest's and, by name,
+// each component's.
+type usage struct {
+	guest float64
+	comps map[string]float64
+}
+
+// perMB is how much k grew between two status readings per MB of bytes
+// moved. A component that restarted between them is left out (its new
+// process counts from 0); the guest's figure is 0 when a reading lacks
+// the machine's times.
+func (k tally) perMB(before, after ctl.Status, bytes int64) usage {
+	mbs := float64(bytes) / 1e6
+	u := usage{comps: map[string]float64{}}
+	if before.CPU != nil && after.CPU != nil {
+		u.guest = float64(k.guest(after.CPU)-k.guest(before.CPU)) / mbs
 	}
-	comps := map[string]float64{}
 	for _, c := range after.Components {
+		n, ok := k.comp(c)
+		if !ok {
+			continue
+		}
 		for _, p := range before.Components {
-			if p.Name == c.Name && p.Generation == c.Generation && c.CPUMillis > 0 {
-				comps[c.Name] = float64(c.CPUMillis-p.CPUMillis) / mbs
+			if p.Name == c.Name && p.Generation == c.Generation {
+				was, _ := k.comp(p)
+				u.comps[c.Name] = float64(n-was) / mbs
 			}
 		}
 	}
-	return float64(busy(after.CPU)-busy(before.CPU)) / mbs, comps
+	return u
+}
+
+// into stores u's figures into m for direction dir, keyed "dir: guest"
+// and "dir: NAME".
+func (u usage) into(dir string, m map[string]float64) {
+	m[dir+": guest"] = u.guest
+	for name, v := range u.comps {
+		m[dir+": "+name] = v
+	}
 }
 
 // scope is a testing.TB whose cleanups and temporary directories go when

@@ -4,8 +4,9 @@
 // (Series: the recovery gaps per component) into a table. `make bench`
 // writes one report, images/out/bench.md, a section per benchmark
 // (WriteSection): qemu/itest's BenchmarkTCPBulk and BenchmarkForward
-// (each with the guest's CPU per MB), BenchmarkUDPRate,
-// BenchmarkBootToReady, BenchmarkRecovery and BenchmarkRelayCost.
+// (each with the guest's CPU per MB, BenchmarkTCPBulk also with its context
+// switches per MB), BenchmarkUDPRate, BenchmarkBootToReady,
+// BenchmarkRecovery and BenchmarkRelayCost.
 //
 // It uses only the standard library: the plot is drawn pixel by pixel with
 // image/draw and a 5x7 bitmap font (font.go).
