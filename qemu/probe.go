@@ -29,9 +29,13 @@ func probeSector() []byte {
 // probeExit is QEMU's exit status when the probe sector ran.
 const probeExit = 0x42<<1 | 1
 
-// ProbeAccel boots the probe sector with the given accelerator and reports
+// ProbeAccel boots the probe sector with the given accelerator and the
+// processor model the appliance gets under it (cpuFor), and reports
 // whether it ran within timeout. A /dev/kvm that opens is not enough: under
-// nested virtualisation QEMU may start and the guest never execute.
+// nested virtualisation QEMU may start and the guest never execute, or a
+// guest of QEMU's default model may run where one of the host's model
+// cannot start (QEMU 7.2 aborts when the host's KVM refuses an MSR that
+// model has, "failed to set MSR 0x10a": seen on a nested host).
 func ProbeAccel(ctx context.Context, qemuPath, accel string, timeout time.Duration) error {
 	dir, err := os.MkdirTemp("", "keepnet-probe-")
 	if err != nil {
@@ -46,7 +50,7 @@ func ProbeAccel(ctx context.Context, qemuPath, accel string, timeout time.Durati
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemuPath,
 		"-nodefaults", "-no-user-config", "-display", "none", "-machine", "pc,accel="+accel,
-		"-m", "16", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+		"-cpu", cpuFor(accel), "-m", "16", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 		"-drive", "file="+img+",format=raw,if=ide", "-boot", "c")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -58,7 +62,8 @@ func ProbeAccel(ctx context.Context, qemuPath, accel string, timeout time.Durati
 	case err == nil:
 		return fmt.Errorf("%s: QEMU exited without running the probe guest", accel)
 	default:
-		return fmt.Errorf("%s: %v: %s", accel, err, strings.TrimSpace(string(out)))
+		// One line: the verdict is cached, and printed, as one.
+		return fmt.Errorf("%s: %v: %s", accel, err, strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; "))
 	}
 }
 
