@@ -27,7 +27,8 @@
 #                   TestNICModelsIOMMU, the image boots); .ci/run runs it
 #                   after make test
 #   make bench      benchmarks: channel messages/s across two processes, ping
-#                   RTT, bulk TCP (also per NIC model, with and without
+#                   RTT and HTTP request rates (wrk on keep-alive connections,
+#                   ab on one per request), bulk TCP (also per NIC model, with and without
 #                   --iommu: VFIO against uio), forwarding through a firewall (A to B and
 #                   B to A) and boot to ready of keepnet against the
 #                   Linux stack in the same QEMU configuration, the recovery
@@ -129,13 +130,14 @@ unit:
 	$(GO) test -count=1 ./...
 
 bench: deps all image
+	@KEEPNET_BENCH_DEPS=1 scripts/deps.sh
 	scripts/hugepages.sh 16
 	$(GO) test -run '^$$' -bench 'CrossProcess' -benchtime 2s ./kernel/channel
-	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench PingRTT -benchtime 1x ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulk$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_BENCH_IOMMU=$${KEEPNET_BENCH_IOMMU:-1} KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulkModels$$' -benchtime 1x -timeout 80m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkTCPBulkIPv6$$' -benchtime 1x -timeout 40m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkUDPRate$$' -benchtime 1x -timeout 30m ./qemu/itest
+	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkRequestRates$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkForward$$' -benchtime 1x -timeout 60m ./qemu/itest
 	KEEPNET_ITEST=1 $(GO) test -run '^$$' -bench '^BenchmarkDriverCeiling$$' -benchtime 1x -timeout 30m ./qemu/itest
 	KEEPNET_BENCH_OUT=$${KEEPNET_BENCH_OUT:-images/out/bench.md} KEEPNET_BENCH_ROUNDS=$${KEEPNET_BENCH_ROUNDS:-3} scripts/keepbench.sh

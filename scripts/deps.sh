@@ -26,6 +26,11 @@ if [ "${KEEPNET_TEST_DEPS:-1}" = 1 ]; then
 	have sfdisk || need+=(fdisk)
 	[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 fi
+if [ "${KEEPNET_BENCH_DEPS:-0}" = 1 ]; then
+	# make bench's HTTP clients (BenchmarkRequestRates)
+	have wrk || need+=(wrk)
+	have ab || need+=(apache2-utils)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && have apt-get; then
 	echo "deps: installing ${need[*]}" >&2

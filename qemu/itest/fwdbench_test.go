@@ -115,7 +115,7 @@ func BenchmarkForward(b *testing.B) {
 			"Measured by `make bench` (qemu/itest BenchmarkForward).",
 		},
 	}
-	cpu := newPerMBSection(c, "Guest CPU per MB forwarded", "ms/MB",
+	cpu := newPerUnitSection(c, "Guest CPU per MB forwarded", "ms/MB",
 		"The guest's processor time (user, system and interrupts, all CPUs, from its /proc/stat) during each transfer above, "+
 			"per MB forwarded; on keepnet the drivers' polling included. Lower is better; the ratio is keepnet's over Linux's.",
 		"ms/MB of each process's own CPU time")

@@ -63,10 +63,10 @@ func TestUsageInto(t *testing.T) {
 	}
 }
 
-func TestPerMBSection(t *testing.T) {
+func TestPerUnitSection(t *testing.T) {
 	like := &report.Comparison{GroupBy: "direction", Groups: []string{"download", "upload"},
 		Stacks: [2]string{"keepnet", "linux"}, Date: time.Unix(0, 0), HostCPUs: 2}
-	s := newPerMBSection(like, "Switches", "switches/MB", "What.", "switches/MB of each process")
+	s := newPerUnitSection(like, "Switches", "switches/MB", "What.", "switches/MB of each process")
 	for _, v := range []float64{10, 30, 20} {
 		s.add("download", "keepnet", usage{guest: v, comps: map[string]float64{"tcp": v / 10, "ip": v / 5}})
 	}

@@ -68,12 +68,12 @@ func BenchmarkTCPBulk(b *testing.B) {
 			"Measured by `make bench` (qemu/itest BenchmarkTCPBulk).",
 		},
 	}
-	cpu := newPerMBSection(c, "Guest CPU per MB of bulk TCP", "ms/MB",
+	cpu := newPerUnitSection(c, "Guest CPU per MB of bulk TCP", "ms/MB",
 		"The guest's processor time (user, system and interrupts, all CPUs, from its /proc/stat) during each transfer above, "+
 			"per MB moved: the stack's work and the web server's, and on keepnet the driver's polling. Lower is better; "+
 			"the ratio is keepnet's over Linux's.",
 		"ms/MB of each process's own CPU time")
-	sw := newPerMBSection(c, "Guest context switches per MB of bulk TCP", "switches/MB",
+	sw := newPerUnitSection(c, "Guest context switches per MB of bulk TCP", "switches/MB",
 		"The guest's context switches (all CPUs, kernel threads and the idle task included: /proc/stat's ctxt) during each transfer above, "+
 			"per MB moved. keepnet's path crosses processes, each crossing a sleep and a wake-up, where Linux's stays in "+
 			"interrupts and the calling thread. Lower is better; the ratio is keepnet's over Linux's.",
@@ -108,10 +108,11 @@ func BenchmarkTCPBulk(b *testing.B) {
 	reportRates(b, c)
 }
 
-// perMBSection is a report section of a tally's growth per MB moved, by
-// direction: the guest's, a value per run, compared between the stacks,
-// and in its notes the medians of keepnet's components'.
-type perMBSection struct {
+// perUnitSection is a report section of a tally's growth per unit of
+// work (MB moved, thousand requests answered), by group (direction,
+// client): the guest's, a value per run, compared between the stacks, and
+// in its notes the medians of keepnet's components'.
+type perUnitSection struct {
 	c *report.Comparison
 	// comps holds the components' values by direction and name, a value
 	// per keepnet run.
@@ -119,10 +120,10 @@ type perMBSection struct {
 	what  string // what a component's figure is, for the notes
 }
 
-// newPerMBSection is a section with like's groups, stacks and host, its
+// newPerUnitSection is a section with like's groups, stacks and host, its
 // comparison titled title in unit, with note first in its notes.
-func newPerMBSection(like *report.Comparison, title, unit, note, what string) *perMBSection {
-	return &perMBSection{
+func newPerUnitSection(like *report.Comparison, title, unit, note, what string) *perUnitSection {
+	return &perUnitSection{
 		c: &report.Comparison{
 			Title: title, Unit: unit, GroupBy: like.GroupBy, Groups: like.Groups, Stacks: like.Stacks,
 			Date: like.Date, HostCPUs: like.HostCPUs, Notes: []string{note},
@@ -132,9 +133,9 @@ func newPerMBSection(like *report.Comparison, title, unit, note, what string) *p
 	}
 }
 
-// add takes one run's figures for direction dir: the guest's, and the
+// add takes one run's figures for group dir: the guest's, and the
 // components' on keepnet's stack (on Linux's the stack is no process).
-func (s *perMBSection) add(dir, stack string, u usage) {
+func (s *perUnitSection) add(dir, stack string, u usage) {
 	s.c.Add(dir, stack, u.guest)
 	if stack != "keepnet" {
 		return
@@ -148,7 +149,7 @@ func (s *perMBSection) add(dir, stack string, u usage) {
 }
 
 // notes are the components' medians, a note per direction.
-func (s *perMBSection) notes() []string {
+func (s *perUnitSection) notes() []string {
 	var notes []string
 	for _, dir := range s.c.Groups {
 		var parts []string
@@ -161,7 +162,7 @@ func (s *perMBSection) notes() []string {
 }
 
 // save adds the notes and saves the section (saveComparison).
-func (s *perMBSection) save(b *testing.B, cfg qemuConfig, out, section string) {
+func (s *perUnitSection) save(b *testing.B, cfg qemuConfig, out, section string) {
 	s.c.Notes = append(s.c.Notes, s.notes()...)
 	saveComparison(b, s.c, cfg, out, section)
 }
@@ -293,10 +294,15 @@ type usage struct {
 // process counts from 0); the guest's figure is 0 when a reading lacks
 // the machine's times.
 func (k tally) perMB(before, after ctl.Status, bytes int64) usage {
-	mbs := float64(bytes) / 1e6
+	return k.per(before, after, float64(bytes)/1e6)
+}
+
+// per is how much k grew between two status readings per unit of work,
+// units of it done in between (MB moved, thousands of requests), as perMB.
+func (k tally) per(before, after ctl.Status, units float64) usage {
 	u := usage{comps: map[string]float64{}}
 	if before.CPU != nil && after.CPU != nil {
-		u.guest = float64(k.guest(after.CPU)-k.guest(before.CPU)) / mbs
+		u.guest = float64(k.guest(after.CPU)-k.guest(before.CPU)) / units
 	}
 	for _, c := range after.Components {
 		n, ok := k.comp(c)
@@ -306,7 +312,7 @@ func (k tally) perMB(before, after ctl.Status, bytes int64) usage {
 		for _, p := range before.Components {
 			if p.Name == c.Name && p.Generation == c.Generation {
 				was, _ := k.comp(p)
-				u.comps[c.Name] = float64(n-was) / mbs
+				u.comps[c.Name] = float64(n-was) / units
 			}
 		}
 	}

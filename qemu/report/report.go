@@ -5,7 +5,8 @@
 // writes one report, images/out/bench.md, a section per benchmark
 // (WriteSection): qemu/itest's BenchmarkTCPBulk and BenchmarkForward
 // (each with the guest's CPU per MB, BenchmarkTCPBulk also with its context
-// switches per MB), BenchmarkUDPRate, BenchmarkBootToReady,
+// switches per MB), BenchmarkUDPRate, BenchmarkRequestRates (HTTP and
+// ping, with the guest's CPU per thousand requests), BenchmarkBootToReady,
 // BenchmarkRecovery and BenchmarkRelayCost.
 //
 // It uses only the standard library: the plot is drawn pixel by pixel with
