@@ -515,16 +515,14 @@ func profileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ctlPath := fs.String("ctl", DefaultCtl(), "control channel path")
 	secs := fs.Int("seconds", 5, fmt.Sprintf("how long to profile (1-%d); the control channel answers nothing else meanwhile", ctl.MaxProfileSeconds))
 	out := fs.String("o", "", "where to write the profile (default NAME.pprof)")
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := parse(fs, args); err != nil {
+	words, err := parseWords(fs, args) // NAME before or after the flags, as keepnet stats takes it
+	if err != nil {
 		return err
 	}
-	if name == "" {
+	if len(words) != 1 {
 		return usageError{fmt.Errorf("usage: keepnet profile NAME [--seconds N] [-o FILE] [--ctl PATH]")}
 	}
+	name := words[0]
 	if *secs < 1 || *secs > ctl.MaxProfileSeconds {
 		return usageError{fmt.Errorf("--seconds %d: want 1 to %d", *secs, ctl.MaxProfileSeconds)}
 	}

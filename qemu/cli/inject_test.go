@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -62,8 +63,11 @@ func (f *fakeAppliance) Stats(name string) (json.RawMessage, error) {
 	}
 	return json.RawMessage(pfPublished), nil
 }
-func (f *fakeAppliance) Profile(string, time.Duration) ([]byte, error) {
-	return nil, errors.New("none")
+func (f *fakeAppliance) Profile(name string, d time.Duration) ([]byte, error) {
+	if name != "httpd" {
+		return nil, fmt.Errorf("unknown component %q", name)
+	}
+	return []byte(fmt.Sprintf("profile of %s for %v", name, d)), nil
 }
 func (f *fakeAppliance) Hook(string, string) error { return nil }
 
@@ -169,5 +173,33 @@ func TestInjectRefused(t *testing.T) {
 	code := Main([]string{"inject", "pf", "--site", "1", "--ctl", sock}, &stdout, &stderr)
 	if code != 1 || stderr.String() != "keepnet inject: unknown component \"pf\"\n" {
 		t.Errorf("keepnet inject pf = %d, stderr %q; want 1 and init's error", code, stderr.String())
+	}
+}
+
+// keepnet profile takes the component's name before, between or after its
+// flags, as keepnet stats does, and writes what init sent to -o.
+func TestProfileNameAnywhere(t *testing.T) {
+	f := &fakeAppliance{}
+	sock := f.serve(t)
+	for i, args := range [][]string{
+		{"httpd", "--ctl", sock, "--seconds", "2"},
+		{"--ctl", sock, "--seconds", "2", "httpd"},
+		{"--ctl", sock, "httpd", "--seconds", "2"},
+	} {
+		out := filepath.Join(t.TempDir(), fmt.Sprintf("p%d.pprof", i))
+		var stdout, stderr strings.Builder
+		if code := Main(append(append([]string{"profile"}, args...), "-o", out), &stdout, &stderr); code != 0 {
+			t.Errorf("keepnet profile %q = %d, stderr %q; want 0", args, code, stderr.String())
+			continue
+		}
+		if got, err := os.ReadFile(out); err != nil || string(got) != "profile of httpd for 2s" {
+			t.Errorf("keepnet profile %q wrote %q (%v), want the appliance's profile of httpd for 2s", args, got, err)
+		}
+	}
+	for _, args := range [][]string{{"--ctl", sock}, {"--ctl", sock, "httpd", "tcp"}} {
+		var stdout, stderr strings.Builder
+		if code := Main(append([]string{"profile"}, args...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage: keepnet profile NAME") {
+			t.Errorf("keepnet profile %q = %d, stderr %q; want 2 and the usage", args, code, stderr.String())
+		}
 	}
 }
