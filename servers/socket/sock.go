@@ -38,6 +38,7 @@ type sock struct {
 	closed, closeSent        bool
 	broken                   error         // set when the socket is lost
 	posted                   int           // receives with buffers (accepts, on a listener) posted
+	hungry                   bool          // waits in Stack.hungry for a buffer to post a receive with
 	rq                       []datagram    // received datagrams (UDP) or chunks of the stream (TCP)
 	notify                   chan struct{} // closed when rq or aq grows, or eof, connErr or broken is set; made by a waiting reader
 

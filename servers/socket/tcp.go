@@ -215,7 +215,7 @@ func (s *Stack) topUpStreamLocked(c *sock) {
 		return
 	}
 	for c.posted < streamRecvDepth && len(c.rq)+c.posted < s.queueCap {
-		ref, ok := s.receiveBufLocked()
+		ref, ok := s.receiveBufLocked(c)
 		if !ok {
 			return
 		}

@@ -570,3 +570,48 @@ func TestServerAFNoSupport(t *testing.T) {
 		t.Errorf("statusErr(bind, StatusAFNoSupport) = %v, want EAFNOSUPPORT", err)
 	}
 }
+
+// TestHungrySocketsServedInTurn: sockets that could not post a receive
+// for want of a buffer get the buffers freed later in the order they
+// went without, one each in turn, rather than whichever a walk over every
+// socket finds first (that walk, once per freed buffer, cost httpd a third
+// of its CPU with 400 connections). On an 8-buffer pool (receives may take
+// 6) one socket takes every buffer; ten more go without; when the first
+// closes, its 6 buffers go to the next six, one each.
+func TestHungrySocketsServedInTurn(t *testing.T) {
+	ap := newAppPool(t, newFakeNet(), 8, 2048)
+	posted := func(c *UDPConn) int {
+		ap.st.mu.Lock()
+		defer ap.st.mu.Unlock()
+		return c.c.posted
+	}
+	first := listen(t, ap.st, ":7100")
+	waitFor(t, "the first socket's receives take every buffer receives may", func() bool { return posted(first) == 6 })
+	var later []*UDPConn
+	for i := range 10 {
+		later = append(later, listen(t, ap.st, fmt.Sprintf(":%d", 7101+i)))
+	}
+	for i, c := range later {
+		if p := posted(c); p != 0 {
+			t.Fatalf("socket %d of the later ten has %d receives posted on a pool with none to spare", i, p)
+		}
+	}
+	first.Close()
+	total := func() int {
+		n := 0
+		for _, c := range later {
+			n += posted(c)
+		}
+		return n
+	}
+	waitFor(t, "the first socket's 6 buffers posted on the others", func() bool { return total() == 6 })
+	for i, c := range later {
+		want := 0
+		if i < 6 {
+			want = 1
+		}
+		if p := posted(c); p != want {
+			t.Errorf("socket %d of the later ten has %d receives posted, want %d (one each, in the order they went without)", i, p, want)
+		}
+	}
+}
