@@ -218,7 +218,7 @@ func TestHelperTCPEcho(t *testing.T) {
 	timeout, stall := duration("TCPECHO_TIMEOUT", 5*time.Minute), duration("TCPECHO_STALL", 30*time.Second)
 
 	// Dial them all, at most dialers at a time: a burst of 200 SYNs
-	// would overflow the listen backlog (128) and wait out Linux's SYN
+	// may overflow a listen backlog or SYN queue and wait out Linux's SYN
 	// retransmission, which only makes the test slower.
 	cs := make([]*net.TCPConn, conns)
 	dialErr := make([]error, conns)

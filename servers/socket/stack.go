@@ -31,7 +31,7 @@ const (
 	reserveShare      = 4                      // ...or 1/reserveShare of the pool
 	acceptDepth       = 4                      // accepts kept posted per listener
 	acceptQueue       = 16                     // accepted connections queued per listener, at most
-	listenBacklog     = 128                    // OpListen's backlog
+	listenBacklog     = 1024                   // OpListen's backlog (Go on Linux listens with somaxconn, 4096)
 	connectTimeout    = 3 * time.Minute        // a TCP connect without a caller deadline
 	maxQueue          = 64                     // datagrams queued per socket, at most
 	pollEvery         = 25 * time.Millisecond  // the dispatcher's longest sleep on a channel it cannot wake

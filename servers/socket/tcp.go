@@ -73,7 +73,7 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 }
 
 // ListenTCP is Listen with a context bounding the set-up (OpOpen, OpBind,
-// OpListen with a backlog of 128).
+// OpListen with a backlog of listenBacklog).
 func (s *Stack) ListenTCP(ctx context.Context, network, address string) (*TCPListener, error) {
 	laddr, err := parseAddr(ops.TCP, network, address, true)
 	if err != nil {
