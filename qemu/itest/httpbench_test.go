@@ -43,8 +43,9 @@ const (
 // guest in turn; as BenchmarkTCPBulk, one guest at a time, a fresh guest
 // per run, the stacks alternating, medians of KEEPNET_BENCH_ROUNDS rounds
 // (default 3). It writes the sections "http" (requests/s), "http-cpu" (the
-// guest's CPU per thousand requests, keepnet's components in its notes)
-// and "ping" (µs) of the report. A response other than 200 fails it;
+// guest's CPU per thousand requests, keepnet's components in its notes),
+// "http-switches" (the guest's context switches per request, likewise) and
+// "ping" (µs) of the report. A response other than 200 fails it;
 // socket errors and failed requests are counted in the notes.
 func BenchmarkRequestRates(b *testing.B) {
 	requireITest(b, true)
@@ -74,6 +75,10 @@ func BenchmarkRequestRates(b *testing.B) {
 		"The guest's processor time (user, system and interrupts, all CPUs) during each client's run above, per thousand requests answered: "+
 			"the stack's work and httpd's. Lower is better; the ratio is keepnet's over Linux's.",
 		"ms per thousand requests of each process's own CPU time")
+	sw := newPerUnitSection(http, "Guest context switches per HTTP request", "switches/request",
+		"The guest's context switches (all CPUs, kernel threads and the idle task included: /proc/stat's ctxt) during each client's run above, "+
+			"per request answered. Lower is better; the ratio is keepnet's over Linux's.",
+		"switches per request of each process's threads, voluntary and involuntary")
 	ping := &report.Comparison{
 		Title: "Ping round trip", Unit: "µs", GroupBy: "pings",
 		Groups: []string{"300 at 10 ms"}, Stacks: [2]string{"keepnet", "linux"},
@@ -104,6 +109,8 @@ func BenchmarkRequestRates(b *testing.B) {
 			http.Add(groupShort, stack, run.short.rate)
 			cpu.add(groupKeepAlive, stack, run.keepAlive.cpu)
 			cpu.add(groupShort, stack, run.short.cpu)
+			sw.add(groupKeepAlive, stack, run.keepAlive.switches)
+			sw.add(groupShort, stack, run.short.switches)
 			ping.Add(ping.Groups[0], stack, run.rttMicros)
 			errs[stack] = append(errs[stack], run.keepAlive.errors, run.short.errors)
 		}
@@ -113,6 +120,7 @@ func BenchmarkRequestRates(b *testing.B) {
 	}
 	saveComparison(b, http, first, out, "http")
 	cpu.save(b, first, out, "http-cpu")
+	sw.save(b, first, out, "http-switches")
 	saveComparison(b, ping, first, out, "ping")
 	for _, c := range []*report.Comparison{http, ping} {
 		for _, g := range c.Groups {
@@ -130,11 +138,13 @@ type rateRun struct {
 }
 
 // clientRun is one HTTP client's run: its request rate, its errors in
-// words ("none", "3 read errors") and the CPU the guest spent.
+// words ("none", "3 read errors"), the CPU the guest spent per thousand
+// requests and its context switches per request.
 type clientRun struct {
-	rate   float64
-	errors string
-	cpu    usage
+	rate     float64
+	errors   string
+	cpu      usage
+	switches usage
 }
 
 // requestRatesRun boots stack in a fresh namespace, pings it and runs wrk
@@ -174,7 +184,8 @@ func requestRatesRun(b *testing.B, stack string) rateRun {
 	if err != nil {
 		t.Fatalf("%s: %v", stack, err)
 	}
-	r.keepAlive = clientRun{rate: w.rate, errors: w.errors(), cpu: cpuTime.per(s0, s1, float64(w.requests)/1000)}
+	r.keepAlive = clientRun{rate: w.rate, errors: w.errors(),
+		cpu: cpuTime.per(s0, s1, float64(w.requests)/1000), switches: ctxSwitches.per(s0, s1, float64(w.requests))}
 
 	raw, err = n.exec(ctx, nil, "ab", "-q", "-r", "-s", "30", "-t", strconv.Itoa(httpSeconds), "-n", "1000000",
 		"-c", strconv.Itoa(httpShortConns), url)
@@ -186,7 +197,8 @@ func requestRatesRun(b *testing.B, stack string) rateRun {
 	if err != nil {
 		t.Fatalf("%s: %v", stack, err)
 	}
-	r.short = clientRun{rate: ab.rate, errors: ab.errors(), cpu: cpuTime.per(s1, s2, float64(ab.requests)/1000)}
+	r.short = clientRun{rate: ab.rate, errors: ab.errors(),
+		cpu: cpuTime.per(s1, s2, float64(ab.requests)/1000), switches: ctxSwitches.per(s1, s2, float64(ab.requests))}
 	return r
 }
 

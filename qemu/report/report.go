@@ -6,7 +6,8 @@
 // (WriteSection): qemu/itest's BenchmarkTCPBulk and BenchmarkForward
 // (each with the guest's CPU per MB, BenchmarkTCPBulk also with its context
 // switches per MB), BenchmarkUDPRate, BenchmarkRequestRates (HTTP and
-// ping, with the guest's CPU per thousand requests), BenchmarkBootToReady,
+// ping, with the guest's CPU per thousand requests and context switches
+// per request), BenchmarkBootToReady,
 // BenchmarkRecovery and BenchmarkRelayCost.
 //
 // It uses only the standard library: the plot is drawn pixel by pixel with
