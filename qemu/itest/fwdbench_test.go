@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,27 +118,16 @@ func BenchmarkForward(b *testing.B) {
 		"The guest's processor time (user, system and interrupts, all CPUs, from its /proc/stat) during each transfer above, "+
 			"per MB forwarded; on keepnet the drivers' polling included. Lower is better; the ratio is keepnet's over Linux's.",
 		"ms/MB of each process's own CPU time")
-	var first qemuConfig
-	for r := range rounds {
-		order := []string{"linux", "keepnet"}
-		if r%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, stack := range order {
-			run := forwardRun(b, stack, a2b, b2a)
-			if first == (qemuConfig{}) {
-				first = run.cfg
-			} else if run.cfg != first {
-				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, run.cfg, first)
-			}
-			fmt.Printf("round %d/%d, %s: A to B %.0f Mbit/s (%.1f ms CPU/MB), B to A %.0f Mbit/s (%.1f ms CPU/MB)\n",
-				r+1, rounds, stack, run.up, run.upCPU.guest, run.down, run.downCPU.guest)
-			c.Add(toB, stack, run.up)
-			c.Add(toA, stack, run.down)
-			cpu.add(toB, stack, run.upCPU)
-			cpu.add(toA, stack, run.downCPU)
-		}
-	}
+	first := interleave(b, rounds, func(r int, stack string) qemuConfig {
+		run := forwardRun(b, stack, a2b, b2a)
+		fmt.Printf("round %d/%d, %s: A to B %.0f Mbit/s (%.1f ms CPU/MB), B to A %.0f Mbit/s (%.1f ms CPU/MB)\n",
+			r+1, rounds, stack, run.up, run.upCPU.guest, run.down, run.downCPU.guest)
+		c.Add(toB, stack, run.up)
+		c.Add(toA, stack, run.down)
+		cpu.add(toB, stack, run.upCPU)
+		cpu.add(toA, stack, run.downCPU)
+		return run.cfg
+	})
 
 	saveComparison(b, c, first, out, "forward")
 	cpu.save(b, first, out, "forward-cpu")

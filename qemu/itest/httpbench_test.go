@@ -90,31 +90,20 @@ func BenchmarkRequestRates(b *testing.B) {
 		},
 	}
 	errs := map[string][]string{}
-	var first qemuConfig
-	for r := 0; r < rounds; r++ {
-		order := []string{"linux", "keepnet"}
-		if r%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, stack := range order {
-			run := requestRatesRun(b, stack)
-			if first == (qemuConfig{}) {
-				first = run.cfg
-			} else if run.cfg != first {
-				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, run.cfg, first)
-			}
-			fmt.Printf("round %d/%d, %s: keep-alive %.0f requests/s (%s), short connections %.0f requests/s (%s), ping %.0f µs\n",
-				r+1, rounds, stack, run.keepAlive.rate, run.keepAlive.errors, run.short.rate, run.short.errors, run.rttMicros)
-			http.Add(groupKeepAlive, stack, run.keepAlive.rate)
-			http.Add(groupShort, stack, run.short.rate)
-			cpu.add(groupKeepAlive, stack, run.keepAlive.cpu)
-			cpu.add(groupShort, stack, run.short.cpu)
-			sw.add(groupKeepAlive, stack, run.keepAlive.switches)
-			sw.add(groupShort, stack, run.short.switches)
-			ping.Add(ping.Groups[0], stack, run.rttMicros)
-			errs[stack] = append(errs[stack], run.keepAlive.errors, run.short.errors)
-		}
-	}
+	first := interleave(b, rounds, func(r int, stack string) qemuConfig {
+		run := requestRatesRun(b, stack)
+		fmt.Printf("round %d/%d, %s: keep-alive %.0f requests/s (%s), short connections %.0f requests/s (%s), ping %.0f µs\n",
+			r+1, rounds, stack, run.keepAlive.rate, run.keepAlive.errors, run.short.rate, run.short.errors, run.rttMicros)
+		http.Add(groupKeepAlive, stack, run.keepAlive.rate)
+		http.Add(groupShort, stack, run.short.rate)
+		cpu.add(groupKeepAlive, stack, run.keepAlive.cpu)
+		cpu.add(groupShort, stack, run.short.cpu)
+		sw.add(groupKeepAlive, stack, run.keepAlive.switches)
+		sw.add(groupShort, stack, run.short.switches)
+		ping.Add(ping.Groups[0], stack, run.rttMicros)
+		errs[stack] = append(errs[stack], run.keepAlive.errors, run.short.errors)
+		return run.cfg
+	})
 	for _, stack := range http.Stacks {
 		http.Notes = append(http.Notes, fmt.Sprintf("Errors on %s, run by run (wrk, ab): %s.", stack, strings.Join(errs[stack], "; ")))
 	}

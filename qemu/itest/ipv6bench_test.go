@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -42,22 +41,13 @@ func BenchmarkTCPBulkIPv6(b *testing.B) {
 			"Measured by `make bench` (qemu/itest BenchmarkTCPBulkIPv6).",
 		},
 	}
-	var first qemuConfig
-	for r := range rounds {
-		order := []string{"linux", "keepnet"}
-		if r%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, stack := range order {
-			down, up, cfg := bulkRun6(b, stack, down, up)
-			if first == (qemuConfig{}) {
-				first = cfg
-			}
-			fmt.Printf("round %d/%d, %s over IPv6: download %.0f Mbit/s, upload %.0f Mbit/s\n", r+1, rounds, stack, down, up)
-			c.Add("download", stack, down)
-			c.Add("upload", stack, up)
-		}
-	}
+	first := interleave(b, rounds, func(r int, stack string) qemuConfig {
+		down, up, cfg := bulkRun6(b, stack, down, up)
+		fmt.Printf("round %d/%d, %s over IPv6: download %.0f Mbit/s, upload %.0f Mbit/s\n", r+1, rounds, stack, down, up)
+		c.Add("download", stack, down)
+		c.Add("upload", stack, up)
+		return cfg
+	})
 	saveComparison(b, c, first, benchOut(b), "tcp-ipv6")
 	reportRates(b, c)
 }

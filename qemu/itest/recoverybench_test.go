@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -43,30 +42,19 @@ func BenchmarkBootToReady(b *testing.B) {
 			"Measured by `make bench` (qemu/itest BenchmarkBootToReady).",
 		},
 	}
-	var first qemuConfig
-	for r := range rounds {
-		order := []string{"linux", "keepnet"}
-		if r%2 == 1 {
-			slices.Reverse(order)
+	first := interleave(b, rounds, func(r int, stack string) qemuConfig {
+		s := newScope(b)
+		n := newNetns(s)
+		a := boot(s, n.Name, append(n.upArgs(), "--stack", stack)...)
+		cfg := readQEMUConfig(s, a)
+		s.close()
+		if a.ready <= 0 {
+			b.Fatalf("%s: keepnet up reported no boot-to-ready time", stack)
 		}
-		for _, stack := range order {
-			s := newScope(b)
-			n := newNetns(s)
-			a := boot(s, n.Name, append(n.upArgs(), "--stack", stack)...)
-			cfg := readQEMUConfig(s, a)
-			s.close()
-			if a.ready <= 0 {
-				b.Fatalf("%s: keepnet up reported no boot-to-ready time", stack)
-			}
-			if first == (qemuConfig{}) {
-				first = cfg
-			} else if cfg != first {
-				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, cfg, first)
-			}
-			fmt.Printf("round %d/%d, %s: boot to ready %.2f s\n", r+1, rounds, stack, a.ready.Seconds())
-			c.Add(group, stack, a.ready.Seconds())
-		}
-	}
+		fmt.Printf("round %d/%d, %s: boot to ready %.2f s\n", r+1, rounds, stack, a.ready.Seconds())
+		c.Add(group, stack, a.ready.Seconds())
+		return cfg
+	})
 	saveComparison(b, c, first, out, "boot")
 	for _, s := range c.Stacks {
 		b.ReportMetric(c.Median(group, s), s+"-ready-s")

@@ -78,29 +78,18 @@ func BenchmarkTCPBulk(b *testing.B) {
 			"per MB moved. keepnet's path crosses processes, each crossing a sleep and a wake-up, where Linux's stays in "+
 			"interrupts and the calling thread. Lower is better; the ratio is keepnet's over Linux's.",
 		"switches/MB of each process's threads, voluntary and involuntary")
-	var first qemuConfig // of the first guest; every other must match it
-	for r := 0; r < rounds; r++ {
-		order := []string{"linux", "keepnet"}
-		if r%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, stack := range order {
-			run := bulkRun(b, stack, down, up)
-			if first == (qemuConfig{}) {
-				first = run.cfg
-			} else if run.cfg != first {
-				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, run.cfg, first)
-			}
-			fmt.Printf("round %d/%d, %s: download %.0f Mbit/s (%.1f ms CPU/MB, %.0f switches/MB), upload %.0f Mbit/s (%.1f ms CPU/MB, %.0f switches/MB)\n",
-				r+1, rounds, stack, run.down, run.downCPU.guest, run.downSw.guest, run.up, run.upCPU.guest, run.upSw.guest)
-			c.Add("download", stack, run.down)
-			c.Add("upload", stack, run.up)
-			cpu.add("download", stack, run.downCPU)
-			cpu.add("upload", stack, run.upCPU)
-			sw.add("download", stack, run.downSw)
-			sw.add("upload", stack, run.upSw)
-		}
-	}
+	first := interleave(b, rounds, func(r int, stack string) qemuConfig {
+		run := bulkRun(b, stack, down, up)
+		fmt.Printf("round %d/%d, %s: download %.0f Mbit/s (%.1f ms CPU/MB, %.0f switches/MB), upload %.0f Mbit/s (%.1f ms CPU/MB, %.0f switches/MB)\n",
+			r+1, rounds, stack, run.down, run.downCPU.guest, run.downSw.guest, run.up, run.upCPU.guest, run.upSw.guest)
+		c.Add("download", stack, run.down)
+		c.Add("upload", stack, run.up)
+		cpu.add("download", stack, run.downCPU)
+		cpu.add("upload", stack, run.upCPU)
+		sw.add("download", stack, run.downSw)
+		sw.add("upload", stack, run.upSw)
+		return run.cfg
+	})
 
 	saveComparison(b, c, first, out, "tcp")
 	cpu.save(b, first, out, "tcp-cpu")
@@ -372,6 +361,31 @@ func (s *scope) close() {
 
 // qemuConfig is what of QEMU's command line must be the same for both
 // stacks, as the running QEMU process has it.
+// interleave runs rounds rounds of run on both stacks, one guest at a
+// time: Linux first in even rounds, keepnet first in odd ones (linux,
+// keepnet, keepnet, linux, ...), so that neither always follows the other
+// on a host whose speed drifts. run boots a guest for round r and returns
+// its QEMU configuration; a guest configured unlike the first fails b.
+// interleave returns the first guest's configuration.
+func interleave(b *testing.B, rounds int, run func(r int, stack string) qemuConfig) qemuConfig {
+	var first qemuConfig
+	for r := range rounds {
+		order := []string{"linux", "keepnet"}
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, stack := range order {
+			cfg := run(r, stack)
+			if first == (qemuConfig{}) {
+				first = cfg
+			} else if cfg != first {
+				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, cfg, first)
+			}
+		}
+	}
+	return first
+}
+
 type qemuConfig struct {
 	machine, accel, cpu, smp, mem string
 }

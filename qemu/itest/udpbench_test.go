@@ -3,7 +3,6 @@ package itest
 import (
 	"fmt"
 	"runtime"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -45,24 +44,13 @@ func BenchmarkUDPRate(b *testing.B) {
 			"Measured by `make bench` (qemu/itest BenchmarkUDPRate).",
 		},
 	}
-	var first qemuConfig
-	for r := 0; r < rounds; r++ {
-		order := []string{"linux", "keepnet"}
-		if r%2 == 1 {
-			slices.Reverse(order)
+	first := interleave(b, rounds, func(_ int, stack string) qemuConfig {
+		rates, cfg := udpRateRun(b, stack)
+		for i, g := range groups {
+			c.Add(g, stack, rates[i])
 		}
-		for _, stack := range order {
-			rates, cfg := udpRateRun(b, stack)
-			if first == (qemuConfig{}) {
-				first = cfg
-			} else if cfg != first {
-				b.Fatalf("%s guest ran with QEMU %+v, the first with %+v: not the same configuration", stack, cfg, first)
-			}
-			for i, g := range groups {
-				c.Add(g, stack, rates[i])
-			}
-		}
-	}
+		return cfg
+	})
 	saveComparison(b, c, first, out, "udp")
 	for _, g := range c.Groups {
 		b.ReportMetric(c.Ratio(g), g+"-keepnet/linux")
