@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -599,12 +600,15 @@ func copyForAnyone(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// cp writes the copy, not this process: a descriptor open for writing
+	// here is inherited by every process the parallel tests fork until it
+	// execs, and exec of the copy fails with ETXTBSY ("text file busy")
+	// while any such child holds it — seen in make test.
 	exe := filepath.Join(dir, "fake")
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
+	if out, err := exec.Command("cp", path, exe).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s %s: %v %s", path, exe, err, out)
+	}
+	if err := os.Chmod(exe, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
