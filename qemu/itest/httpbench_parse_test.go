@@ -49,14 +49,14 @@ func TestParseHTTPClients(t *testing.T) {
 		requests  int64
 		errors    string // "" when parsing must fail
 	}{
-		{"wrk", wrkClean, parseWrk, 1484.90, 2974, "none"},
-		{"wrk socket errors", wrkSocketErrors, parseWrk, 1484.90, 2974, "12 read, 3 timeout"},
-		{"wrk 404", wrk404, parseWrk, 0, 0, ""},
-		{"wrk nothing", "unable to connect to 10.0.0.2:80 Connection refused\n", parseWrk, 0, 0, ""},
-		{"ab", abClean, parseAB, 1459.71, 2922, "none"},
-		{"ab failures", abFailures, parseAB, 1459.71, 2922, "7 failed"},
-		{"ab 404", ab404, parseAB, 0, 0, ""},
-		{"ab nothing", "apr_socket_connect(): Connection refused (111)\n", parseAB, 0, 0, ""},
+		{"wrk", wrkClean, wrkSummary.parse, 1484.90, 2974, "none"},
+		{"wrk socket errors", wrkSocketErrors, wrkSummary.parse, 1484.90, 2974, "12 read, 3 timeout"},
+		{"wrk 404", wrk404, wrkSummary.parse, 0, 0, ""},
+		{"wrk nothing", "unable to connect to 10.0.0.2:80 Connection refused\n", wrkSummary.parse, 0, 0, ""},
+		{"ab", abClean, abSummary.parse, 1459.71, 2922, "none"},
+		{"ab failures", abFailures, abSummary.parse, 1459.71, 2922, "7 failed"},
+		{"ab 404", ab404, abSummary.parse, 0, 0, ""},
+		{"ab nothing", "apr_socket_connect(): Connection refused (111)\n", abSummary.parse, 0, 0, ""},
 	} {
 		s, err := c.parse(c.out)
 		if c.errors == "" {

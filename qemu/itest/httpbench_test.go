@@ -169,7 +169,7 @@ func requestRatesRun(b *testing.B, stack string) rateRun {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", stack, err, raw)
 	}
-	w, err := parseWrk(string(raw))
+	w, err := wrkSummary.parse(string(raw))
 	if err != nil {
 		t.Fatalf("%s: %v", stack, err)
 	}
@@ -182,7 +182,7 @@ func requestRatesRun(b *testing.B, stack string) rateRun {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", stack, err, raw)
 	}
-	ab, err := parseAB(string(raw))
+	ab, err := abSummary.parse(string(raw))
 	if err != nil {
 		t.Fatalf("%s: %v", stack, err)
 	}
@@ -213,58 +213,54 @@ func (s clientStats) errors() string {
 	return strings.Join(parts, ", ")
 }
 
+// clientSummary is how a client's summary says what parse reads: its
+// rate, the requests answered, the answers that were not successes, and
+// the requests that failed, a subexpression per kind.
+type clientSummary struct {
+	tool                           string
+	rate, requests, notOK, failing *regexp.Regexp
+	kinds                          []string // of failing's subexpressions
+}
+
 var (
-	wrkRate     = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
-	wrkRequests = regexp.MustCompile(`(\d+) requests in `)
-	wrkNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-	wrkSocket   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
-	abRate      = regexp.MustCompile(`Requests per second:\s+([\d.]+)`)
-	abComplete  = regexp.MustCompile(`Complete requests:\s+(\d+)`)
-	abFailed    = regexp.MustCompile(`Failed requests:\s+(\d+)`)
-	abNon2xx    = regexp.MustCompile(`Non-2xx responses:\s+(\d+)`)
+	wrkSummary = clientSummary{
+		tool:     "wrk",
+		rate:     regexp.MustCompile(`Requests/sec:\s+([\d.]+)`),
+		requests: regexp.MustCompile(`(\d+) requests in `),
+		notOK:    regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`),
+		failing:  regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`),
+		kinds:    []string{"connect", "read", "write", "timeout"},
+	}
+	abSummary = clientSummary{
+		tool:     "ab",
+		rate:     regexp.MustCompile(`Requests per second:\s+([\d.]+)`),
+		requests: regexp.MustCompile(`Complete requests:\s+(\d+)`),
+		notOK:    regexp.MustCompile(`Non-2xx responses:\s+(\d+)`),
+		failing:  regexp.MustCompile(`Failed requests:\s+(\d+)`),
+		kinds:    []string{"failed"},
+	}
 )
 
-// parseWrk reads wrk's summary; a response other than 2xx or 3xx, or no
-// request answered, is an error.
-func parseWrk(out string) (clientStats, error) {
+// parse reads the client's summary out; an answer that was not a
+// success, or no request answered, is an error.
+func (c clientSummary) parse(out string) (clientStats, error) {
 	s := clientStats{failed: map[string]int64{}}
-	m, n := wrkRate.FindStringSubmatch(out), wrkRequests.FindStringSubmatch(out)
+	m, n := c.rate.FindStringSubmatch(out), c.requests.FindStringSubmatch(out)
 	if m == nil || n == nil {
-		return s, fmt.Errorf("wrk printed no rate:\n%s", out)
+		return s, fmt.Errorf("%s printed no rate:\n%s", c.tool, out)
 	}
 	s.rate, _ = strconv.ParseFloat(m[1], 64)
 	s.requests, _ = strconv.ParseInt(n[1], 10, 64)
-	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
-		return s, fmt.Errorf("wrk: %s responses not 2xx or 3xx:\n%s", m[1], out)
+	if m := c.notOK.FindStringSubmatch(out); m != nil {
+		return s, fmt.Errorf("%s: %s answers not a success:\n%s", c.tool, m[1], out)
 	}
-	if m := wrkSocket.FindStringSubmatch(out); m != nil {
-		for i, kind := range []string{"connect", "read", "write", "timeout"} {
+	if m := c.failing.FindStringSubmatch(out); m != nil {
+		for i, kind := range c.kinds {
 			s.failed[kind], _ = strconv.ParseInt(m[i+1], 10, 64)
 		}
 	}
 	if s.requests == 0 {
-		return s, fmt.Errorf("wrk: no request answered:\n%s", out)
-	}
-	return s, nil
-}
-
-// parseAB reads ab's summary, as parseWrk.
-func parseAB(out string) (clientStats, error) {
-	s := clientStats{failed: map[string]int64{}}
-	m, n := abRate.FindStringSubmatch(out), abComplete.FindStringSubmatch(out)
-	if m == nil || n == nil {
-		return s, fmt.Errorf("ab printed no rate:\n%s", out)
-	}
-	s.rate, _ = strconv.ParseFloat(m[1], 64)
-	s.requests, _ = strconv.ParseInt(n[1], 10, 64)
-	if m := abNon2xx.FindStringSubmatch(out); m != nil {
-		return s, fmt.Errorf("ab: %s responses not 2xx:\n%s", m[1], out)
-	}
-	if m := abFailed.FindStringSubmatch(out); m != nil {
-		s.failed["failed"], _ = strconv.ParseInt(m[1], 10, 64)
-	}
-	if s.requests == 0 {
-		return s, fmt.Errorf("ab: no request answered:\n%s", out)
+		return s, fmt.Errorf("%s: no request answered:\n%s", c.tool, out)
 	}
 	return s, nil
 }
