@@ -56,8 +56,6 @@ func BenchmarkRequestRates(b *testing.B) {
 	}
 	rounds := int(envInts(b, "KEEPNET_BENCH_ROUNDS", 3)[0])
 	out, load := benchOut(b), hostLoad()
-	alternate := "One guest at a time; the stacks alternate (linux, keepnet, keepnet, linux, ...). " +
-		"Host load average when the bench started: " + load + "."
 	http := &report.Comparison{
 		Title: "HTTP request rate", Unit: "requests/s", GroupBy: "client",
 		Groups: []string{groupKeepAlive, groupShort}, Stacks: [2]string{"keepnet", "linux"},
@@ -67,7 +65,7 @@ func BenchmarkRequestRates(b *testing.B) {
 				"busy for %d s (2 threads), then ab opens %d connections at a time for %d s, one request on each (HTTP/1.0: the server closes). "+
 				"Every request is GET /bytes?n=%d of the appliance's httpd (port 80).",
 				httpKeepAliveConns, httpSeconds, httpShortConns, httpSeconds, httpBodyBytes),
-			alternate,
+			interleaveNote(load),
 			"Measured by `make bench` (qemu/itest BenchmarkRequestRates).",
 		},
 	}
@@ -86,7 +84,7 @@ func BenchmarkRequestRates(b *testing.B) {
 		Notes: []string{
 			"The median round trip of 300 pings from the namespace, 10 ms apart, after 20 to warm the path, on the guests above. " +
 				"Lower is better: the ratio is keepnet's round trip over Linux's.",
-			alternate,
+			interleaveNote(load),
 		},
 	}
 	errs := map[string][]string{}

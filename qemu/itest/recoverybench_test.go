@@ -37,8 +37,7 @@ func BenchmarkBootToReady(b *testing.B) {
 		Notes: []string{
 			"Each run boots a fresh guest (the same QEMU flags apart from --stack) on a tap device in a network namespace; " +
 				"`keepnet up --detach` reports the time from QEMU's start to the appliance's ready.",
-			"One guest at a time; the stacks alternate (linux, keepnet, keepnet, linux, ...). " +
-				"Host load average when the bench started: " + load + ".",
+			interleaveNote(load),
 			"Measured by `make bench` (qemu/itest BenchmarkBootToReady).",
 		},
 	}

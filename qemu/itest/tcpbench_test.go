@@ -63,8 +63,7 @@ func BenchmarkTCPBulk(b *testing.B) {
 			fmt.Sprintf("Each run boots a fresh guest (the same QEMU flags apart from --stack) on a tap device in a network namespace, "+
 				"then curl in the namespace downloads %s from the appliance's /bytes and uploads %s to its /sink over HTTP; both hashes are checked.",
 				mb(down), mb(up)),
-			"One guest at a time; the stacks alternate (linux, keepnet, keepnet, linux, ...). " +
-				"Host load average when the bench started: " + load + ".",
+			interleaveNote(load),
 			"Measured by `make bench` (qemu/itest BenchmarkTCPBulk).",
 		},
 	}
@@ -384,6 +383,13 @@ func interleave(b *testing.B, rounds int, run func(r int, stack string) qemuConf
 		}
 	}
 	return first
+}
+
+// interleaveNote is the report's note on how interleave ran the guests,
+// with the host's load average when the bench started.
+func interleaveNote(load string) string {
+	return "One guest at a time; the stacks alternate (linux, keepnet, keepnet, linux, ...). " +
+		"Host load average when the bench started: " + load + "."
 }
 
 type qemuConfig struct {

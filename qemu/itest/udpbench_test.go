@@ -39,8 +39,7 @@ func BenchmarkUDPRate(b *testing.B) {
 			fmt.Sprintf("Each run boots a fresh guest on a tap device in a network namespace; a client there keeps %d datagrams in flight "+
 				"to the appliance's echo app (port 7) for %v per size, one new datagram per echo, and counts the echoes. "+
 				"The figure is the echoed payload one way; each datagram also came back.", rateWindow, rateSeconds),
-			"One guest at a time; the stacks alternate (linux, keepnet, keepnet, linux, ...). " +
-				"Host load average when the bench started: " + load + ".",
+			interleaveNote(load),
 			"Measured by `make bench` (qemu/itest BenchmarkUDPRate).",
 		},
 	}
