@@ -12,6 +12,7 @@ import (
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/nic"
 	"keepnet/e1000"
+	"keepnet/kernel/channel"
 	"keepnet/kernel/sandbox"
 	"keepnet/kernel/wiring"
 	"keepnet/servers/ip"
@@ -141,6 +142,9 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	// then (ready.go).
 	for i := range specs {
 		specs[i].Ready = supervisor.ReadyNotify
+		if slices.Contains(loopServers, specs[i].Path) {
+			specs[i].Env = append(specs[i].Env, "GODEBUG="+channel.GODEBUG)
+		}
 		if cfg.TestHooks {
 			specs[i].Env = append(specs[i].Env, wiring.EnvTestHooks+"=1")
 		}
@@ -148,6 +152,13 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	}
 	return specs, nodes
 }
+
+// loopServers are the components that are one event loop, a goroutine
+// that sleeps only in kernel/channel, and allocate in it: they run with
+// channel.GODEBUG ("How a process sleeps" in kernel/channel). The
+// applications and the store do not: their other goroutines start garbage
+// collections, which must be able to interrupt a sleeping loop.
+var loopServers = []string{"/bin/nic", "/bin/ip", "/bin/udp", "/bin/tcp", "/bin/syscall", "/bin/pf"}
 
 // confine gives a component its identity from kernel/sandbox's table (its
 // uid and gid and its capabilities) and tells it whether to install its

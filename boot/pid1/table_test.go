@@ -13,6 +13,7 @@ import (
 	"keepnet/boot/hub"
 	"keepnet/boot/supervisor"
 	"keepnet/drivers/nic"
+	"keepnet/kernel/channel"
 	"keepnet/servers/pf"
 )
 
@@ -330,5 +331,28 @@ func TestTableDriverCapsIOMMU(t *testing.T) {
 		if !slices.Contains(caps, unix.CAP_IPC_LOCK) {
 			t.Errorf("IOMMU %v: driver caps %v lack CAP_IPC_LOCK (DMA memory is pinned)", c.iommu, caps)
 		}
+	}
+}
+
+// The servers that are one event loop run with asynchronous preemption off
+// (kernel/channel's quiet sleeps); the applications and the store do not.
+func TestTableLoopServersGODEBUG(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.IP, cfg.DNS, cfg.SSHKey = netip.MustParsePrefix("10.0.2.15/24"), netip.MustParseAddr("10.0.2.3"), "keys"
+	cfg.PFRules = "pass all\n"
+	specs, _ := Table(cfg)
+	want := map[string]bool{"e1000.0": true, "ip": true, "udp": true, "tcp": true, "syscall": true, "pf": true}
+	seen := 0
+	for _, sp := range specs {
+		has := slices.Contains(sp.Env, "GODEBUG="+channel.GODEBUG)
+		if has != want[sp.Name] {
+			t.Errorf("%s: GODEBUG=%s set %v, want %v", sp.Name, channel.GODEBUG, has, want[sp.Name])
+		}
+		if has {
+			seen++
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("%d components run with GODEBUG=%s, want %d (%v)", seen, channel.GODEBUG, len(want), want)
 	}
 }

@@ -47,6 +47,9 @@ func reply(req Msg) Msg {
 
 // helper is the peer process: side B, echoing every request until opStop.
 func helper(role string) error {
+	if role == "sleep-busy" || role == "sleep-idle" {
+		return sleeper(role == "sleep-busy")
+	}
 	batch, _ := strconv.Atoi(os.Getenv(batchEnv))
 	if batch <= 0 {
 		batch = 32

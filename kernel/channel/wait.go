@@ -17,11 +17,13 @@ import (
 // A port that is broken or closed makes WaitAny return its error at once
 // (no message will ever come on it): the loop must end, not call again.
 //
-// System calls are what a wake-up costs (under TCG each is dear): one poll
-// for the whole sleep, and a read only of the eventfds poll found
-// signalled. A port armed and then abandoned because another had a
-// message is only disarmed, not drained: if its peer signalled it
-// meanwhile, the next WaitAny returns at once, consuming that wake-up.
+// System calls and context switches are what a wake-up costs (under TCG
+// each is dear): one poll for the whole sleep (for each 50 ms of it while
+// the process is busy: "How a process sleeps" in block_unsafe.go), and a
+// read only of the eventfds poll found signalled. A port armed and then
+// abandoned because another had a message is only disarmed, not drained:
+// if its peer signalled it meanwhile, the next WaitAny returns at once,
+// consuming that wake-up.
 func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) error {
 	clear(readable)
 	var pfdBuf [8]unix.PollFd
@@ -36,6 +38,9 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 			for _, a := range armed {
 				a.rx.clearSleeping()
 			}
+			if ready {
+				messaged()
+			}
 			return err
 		}
 		armed = append(armed, p)
@@ -45,12 +50,7 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 			d = min(d, time.Millisecond)
 		}
 	}
-	for {
-		_, err := unix.Poll(pfds, max(int(d.Milliseconds()), 1))
-		if err != unix.EINTR {
-			break
-		}
-	}
+	block(pfds, max(d, time.Millisecond))
 	for i := range fds {
 		readable[i] = pfds[i].Revents&unix.POLLIN != 0
 	}
@@ -59,10 +59,14 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 		p.rx.clearSleeping()
 		if p.Fd() < 0 {
 			p.sleep.drain() // in process: no system call
+			if p.ready() {
+				messaged()
+			}
 			continue
 		}
 		if pfds[next].Revents&unix.POLLIN != 0 {
 			p.sleep.(eventfd).read()
+			messaged()
 		}
 		next++
 	}

@@ -44,34 +44,16 @@ func (e eventfd) wake() error {
 }
 
 func (e eventfd) sleep(timeout time.Duration) error {
-	var deadline time.Time
-	if timeout >= 0 {
-		deadline = time.Now().Add(timeout)
+	fds := []unix.PollFd{{Fd: int32(e), Events: unix.POLLIN}}
+	n, err := block(fds, timeout)
+	if err != nil {
+		return err
 	}
-	for {
-		var ts *unix.Timespec
-		if timeout >= 0 {
-			left := time.Until(deadline)
-			if left < 0 {
-				left = 0
-			}
-			t := unix.NsecToTimespec(int64(left))
-			ts = &t
-		}
-		fds := []unix.PollFd{{Fd: int32(e), Events: unix.POLLIN}}
-		n, err := unix.Ppoll(fds, ts, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return os.NewSyscallError("ppoll", err)
-		}
-		if n == 0 {
-			return os.ErrDeadlineExceeded
-		}
-		e.read()
-		return nil
+	if n == 0 {
+		return os.ErrDeadlineExceeded
 	}
+	e.read()
+	return nil
 }
 
 func (e eventfd) drain() {
