@@ -92,21 +92,27 @@ func sleepOnce(fds []unix.PollFd, left time.Duration) (int, error) {
 
 // ppoll is ppoll(2) for at most d (negative: no limit); quiet: without
 // telling the scheduler. EINTR counts as a timeout.
+//
+// Each system call is called directly, with its pointers converted in the
+// call: only then does the compiler keep fds and the timeout where the
+// kernel reads and writes them (unsafe.Pointer's rule 4). WaitAny's fds
+// live on its stack; through a function value, a stack growth before the
+// call could move them away from the addresses the kernel writes to.
 func ppoll(fds []unix.PollFd, d time.Duration, quiet bool) (int, error) {
-	var fdp, tsp unsafe.Pointer
-	if len(fds) > 0 {
-		fdp = unsafe.Pointer(&fds[0])
-	}
-	var ts unix.Timespec
+	var tsp *unix.Timespec
 	if d >= 0 {
-		ts = unix.NsecToTimespec(int64(d))
-		tsp = unsafe.Pointer(&ts)
+		ts := unix.NsecToTimespec(int64(d))
+		tsp = &ts
 	}
-	call := unix.Syscall6
+	var n uintptr
+	var errno unix.Errno
 	if quiet {
-		call = unix.RawSyscall6
+		n, _, errno = unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(unsafe.SliceData(fds))), uintptr(len(fds)),
+			uintptr(unsafe.Pointer(tsp)), 0, 0, 0)
+	} else {
+		n, _, errno = unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(unsafe.SliceData(fds))), uintptr(len(fds)),
+			uintptr(unsafe.Pointer(tsp)), 0, 0, 0)
 	}
-	n, _, errno := call(unix.SYS_PPOLL, uintptr(fdp), uintptr(len(fds)), uintptr(tsp), 0, 0, 0)
 	switch errno {
 	case 0:
 		return int(n), nil
