@@ -1,8 +1,6 @@
 package tcp
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
@@ -240,7 +238,6 @@ const (
 // extra words, with a domain byte so that ISNs, timestamp offsets and SYN
 // cookies are unrelated.
 func (t *Table) hash(id tuple, domain byte, extra ...uint32) uint32 {
-	m := hmac.New(sha256.New, t.cfg.ISNKey[:])
 	var b [1 + 16 + 2 + 16 + 2 + 8]byte
 	b[0] = domain
 	la, ra := id.localAddr.As16(), id.remoteAddr.As16()
@@ -253,8 +250,11 @@ func (t *Table) hash(id tuple, domain byte, extra ...uint32) uint32 {
 		binary.BigEndian.PutUint32(b[n:], x)
 		n += 4
 	}
-	m.Write(b[:n])
-	return binary.BigEndian.Uint32(m.Sum(nil))
+	var k [16]byte // SipHash's 128-bit key, folded from ours
+	for i := range k {
+		k[i] = t.cfg.ISNKey[i] ^ t.cfg.ISNKey[16+i]
+	}
+	return uint32(sipHash(k, b[:n]))
 }
 
 // isnRFC6528 is ISN = M + F(4-tuple, key), M a 4 µs timer.
