@@ -95,7 +95,7 @@ func startProc(t *testing.T, o procOptions) *proc {
 		ip:    transporttest.New(t, "ip", 1, o.poolIDs+200, 256, 2048),
 		sys:   transporttest.New(t, "syscall", 1, o.poolIDs+300, 16, o.ioSize),
 		stats: make(chan Stats, 1)}
-	c := transport.Config{Name: "tcp", Protocol: header.ProtocolTCP, AuditAfter: o.audit, Grants: o.grants,
+	c := transport.Config{Name: "tcp", Protocol: header.ProtocolTCP, AuditAfter: o.audit, Grants: o.grants, Stored: p.journal,
 		Publish: func(st any) {
 			select {
 			case p.stats <- st.(Stats):

@@ -148,6 +148,14 @@ func (s *server) reply(m channel.Msg, status ops.Status) {
 	s.h.Reply(m)
 }
 
+// replyStored answers m with status once what the journal was given so
+// far is in the store: the answer to a request that changed a listener's
+// record (transport.Host.ReplyStored).
+func (s *server) replyStored(m channel.Msg, status ops.Status) {
+	ops.SetStatus(&m, status)
+	s.h.ReplyStored(m)
+}
+
 // Open makes socket Arg[0]; open already, it is a resubmission.
 func (s *server) Open(m channel.Msg) {
 	id := m.Arg[0]
@@ -173,7 +181,7 @@ func (s *server) Listen(m channel.Msg) {
 	if so := s.socket(m); so != nil {
 		st := s.listen(so, int(m.Arg[1]))
 		ops.PutAddr(&m, ops.AtArg0, so.local)
-		s.reply(m, st)
+		s.replyStored(m, st) // a listener is told it listens once its record is in the store
 	}
 }
 
@@ -320,14 +328,17 @@ func (s *server) Shutdown(m channel.Msg) {
 // until it is drained or the linger has passed (serveLingering).
 func (s *server) Close(m channel.Msg) {
 	if so := s.socket(m); so != nil {
-		e := so.e
+		e, listener := so.e, so.l != nil
 		s.close(so)
-		if e != nil && e.Linger() > 0 && !e.Drained() {
+		switch {
+		case e != nil && e.Linger() > 0 && !e.Drained():
 			until := s.clock.Now().Add(time.Duration(e.Linger()) * time.Second)
 			s.lingering = append(s.lingering, lingeringClose{m: m, e: e, until: until})
-			return
+		case listener:
+			s.replyStored(m, ops.StatusOK) // its record forgotten in the store
+		default:
+			s.reply(m, ops.StatusOK)
 		}
-		s.reply(m, ops.StatusOK)
 	}
 }
 
@@ -448,13 +459,13 @@ func (s *server) Adopt(m channel.Msg) {
 // order of their ids.
 func (s *server) CloseRange(m channel.Msg) {
 	s.closeAll(func(id uint64) bool { return id >= m.Arg[0] && id < m.Arg[1] })
-	s.reply(m, ops.StatusOK)
+	s.replyStored(m, ops.StatusOK)
 }
 
 // Reset closes every socket, in the order of their ids.
 func (s *server) Reset(m channel.Msg) {
 	s.closeAll(func(uint64) bool { return true })
-	s.reply(m, ops.StatusOK)
+	s.replyStored(m, ops.StatusOK)
 }
 
 // closeAll closes the sockets whose ids match, in the order of their ids.

@@ -497,3 +497,33 @@ func TestServerAuditLeavesWaitingRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestListenAnsweredOnceStored: the answer to a listen leaves only once
+// the listener's record is in the store, and so does a listener's close:
+// answered earlier, a crash of tcp right after would lose (or bring back)
+// a listener the application was told of. Nothing else waits for it.
+func TestListenAnsweredOnceStored(t *testing.T) {
+	p := startProc(t, procOptions{})
+	p.answerAddr()
+	p.mustCall(ops.OpOpen, 1, uint64(ops.TCP))
+	p.mustCallMsg(withAddr(ops.OpBind.Msg(1), sockAddr(netip.IPv4Unspecified(), 80)))
+	p.journal.Hold()
+	listen := p.sys.Send(ops.OpListen.Msg(1, 8))
+	p.sys.Quiet(30 * time.Millisecond)
+	p.mustCall(ops.OpOpen, 2, uint64(ops.TCP)) // answered meanwhile
+	p.journal.Release()
+	if r := p.sys.Reply(listen); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("listen = %s", ops.StatusOf(r))
+	}
+
+	p.journal.Hold()
+	closed := p.sys.Send(ops.OpClose.Msg(1))
+	p.sys.Quiet(30 * time.Millisecond)
+	if _, ok := p.journal.Get(1); ok {
+		t.Error("the journal still holds the closed listener")
+	}
+	p.journal.Release()
+	if r := p.sys.Reply(closed); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("close = %s", ops.StatusOf(r))
+	}
+}

@@ -56,7 +56,12 @@
 //     serves, the core saves and forgets records through a [StoreJournal],
 //     one key per socket id in decimal ([RecordKey]) in the protocol's
 //     namespace; writes go through a goroutine, so a slow store never
-//     stalls the loop.
+//     stalls the loop. The answer to a request that changed a record (udp's
+//     open, bind, connect and close, tcp's listen and a listener's close)
+//     waits until the store has the change ([Host.ReplyStored]): answered
+//     before, a crash right after would take back a socket the application
+//     was told it has (its adoption answered StatusNoSocket), or bring back
+//     one it closed. Every other answer leaves at once.
 //  2. Request ids to IP only grow, across generations too (a generation's
 //     first id is its generation number shifted left by 40), so a reply
 //     meant for a predecessor is never taken for one of ours.

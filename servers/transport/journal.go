@@ -40,6 +40,12 @@ func (j *StoreJournal[R]) Save(r R) {
 // Forget queues the deletion of socket id's record.
 func (j *StoreJournal[R]) Forget(id uint64) { j.w.Delete(RecordKey(id)) }
 
+// Last is the number of the latest change queued (Stored).
+func (j *StoreJournal[R]) Last() uint64 { return j.w.Last() }
+
+// Stored reports whether change n and all before it are in the store.
+func (j *StoreJournal[R]) Stored(n uint64) bool { return j.w.Stored(n) }
+
 // Flush writes everything pending now; for tests.
 func (j *StoreJournal[R]) Flush() { j.w.Flush() }
 

@@ -136,6 +136,14 @@ type Host interface {
 	Output
 	// Reply queues the answer to a SYSCALL request for the channel.
 	Reply(m channel.Msg)
+	// ReplyStored queues an answer that must not leave before what the
+	// core saved in its journal is in the store: the answer to a request
+	// that made or removed a record (a bind, a listen, a close). Answered
+	// at once, a crash of the process right after would lose what the
+	// application was told it has (the restart protocol in the package
+	// doc). The answer waits for every change queued so far, a store
+	// round trip.
+	ReplyStored(m channel.Msg)
 	// SyscallBytes is the buffer of SYSCALL's current generation that ref
 	// names; false (counted as a bad request) if it names none.
 	SyscallBytes(ref pool.Ref) ([]byte, bool)

@@ -55,6 +55,7 @@ func Serve[R Record](ctx context.Context, c Config, st *store.Client, ns string,
 	defer pub.Close()
 	c.Publish = func(v any) { pub.Publish(v) }
 	c.Release = conn.Release
+	c.Stored = journal
 	s := New(c, setup.Generation, out, func(h Host) Protocol {
 		core := start(h, setup.Generation, journal)
 		n, errs := core.Restore(recs)

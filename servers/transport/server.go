@@ -55,7 +55,23 @@ type Config struct {
 	// then answered StatusNoPool (SYSCALL copies instead) rather than
 	// taken for a corruption.
 	Grants bool
+	// Stored, if not nil, is the journal's progress (Host.ReplyStored);
+	// nil, a stored reply leaves at once.
+	Stored Stored
 }
+
+// Stored is what the framework needs of the journal to hold an answer
+// until the state it reports is in the store: the number of the latest
+// change queued, and whether a change and all before it are written
+// (store.Writer).
+type Stored interface {
+	Last() uint64
+	Stored(n uint64) bool
+}
+
+// storedPoll is how often the loop looks whether held answers may leave:
+// a store write takes a round trip through the store's process.
+const storedPoll = time.Millisecond
 
 // Stats are the framework's counters, embedded in every transport's.
 type Stats struct {
@@ -77,6 +93,7 @@ type Stats struct {
 	PoolDropped       uint64 // requests answered StatusClosed when their application's pool was unmapped
 	Unanswered        int    // requests the core holds (an audited core's)
 	Audited           uint64 // looks for an old request in the core (audit.go)
+	HeldForStore      int    // answers waiting until what they report is in the store (Host.ReplyStored)
 }
 
 // peerLink is the channel to one neighbour's current generation.
@@ -142,6 +159,15 @@ type Server struct {
 	grants              map[string]*wiring.Peer
 	noPool, poolDropped uint64
 	outCopied           uint64 // Stats.OutCopied
+	// held are answers that wait for the journal (Host.ReplyStored), in
+	// the order they were given, each with the change it waits for.
+	held []heldReply
+}
+
+// heldReply is an answer to SYSCALL waiting until change n is stored.
+type heldReply struct {
+	m channel.Msg
+	n uint64
 }
 
 // heldSegment is a segment waiting for a buffer of the out pool.
@@ -202,6 +228,7 @@ func (s *Server) Attach(p *wiring.Peer) {
 		n := s.proto.DropRequests()
 		s.droppedReqs += uint64(n)
 		clear(s.unanswered)
+		s.held = s.held[:0]
 		s.sys = &peerLink{peer: p}
 		s.retire(old)
 		if old != nil {
@@ -315,6 +342,7 @@ func (s *Server) Poll() (bool, time.Time) {
 	busy, wake := s.proto.Poll()
 	s.audit(now)
 	s.flushOverflow()
+	s.releaseStored()
 	for _, l := range [...]*peerLink{s.ip, s.sys} { // after both: one may queue for the other
 		if l != nil {
 			var sent int
@@ -327,6 +355,9 @@ func (s *Server) Poll() (bool, time.Time) {
 	}
 	if len(s.unanswered) > 0 && (wake.IsZero() || s.auditDue.Before(wake)) {
 		wake = s.auditDue
+	}
+	if due := now.Add(storedPoll); len(s.held) > 0 && (wake.IsZero() || due.Before(wake)) {
+		wake = due
 	}
 	return work || busy, wake
 }
@@ -503,6 +534,28 @@ func (s *Server) Reply(m channel.Msg) {
 	}
 }
 
+// ReplyStored is the Host's: an answer that leaves once every change the
+// core has queued in the journal so far is in the store.
+func (s *Server) ReplyStored(m channel.Msg) {
+	if s.c.Stored == nil {
+		s.Reply(m)
+		return
+	}
+	delete(s.unanswered, m.ID) // answered: the framework, not the core, holds it now
+	s.held = append(s.held, heldReply{m: m, n: s.c.Stored.Last()})
+}
+
+// releaseStored queues the held answers whose changes are stored. They
+// wait for changes in the order they were given, so the first one still
+// waiting stops the rest.
+func (s *Server) releaseStored() {
+	i := 0
+	for ; i < len(s.held) && s.c.Stored.Stored(s.held[i].n); i++ {
+		s.Reply(s.held[i].m)
+	}
+	s.held = append(s.held[:0], s.held[i:]...)
+}
+
 // Invalid is the Host's: m answered StatusInvalid, a bad request.
 func (s *Server) Invalid(m channel.Msg) {
 	s.badReqs++
@@ -565,7 +618,7 @@ func (s *Server) Publish() {
 	}
 	st := Stats{Generation: s.gen, Outstanding: s.toIP.Len(), OutPoolFree: s.out.Available(),
 		OutQueued: len(s.overflow), OutDrops: s.outDrops, OutCopied: s.outCopied, IPRefused: s.ipRefused, InBadIP: s.badIP,
-		BadRequests: s.badReqs, DroppedRequests: s.droppedReqs, Unanswered: len(s.unanswered), Audited: s.audited,
+		BadRequests: s.badReqs, DroppedRequests: s.droppedReqs, Unanswered: len(s.unanswered), Audited: s.audited, HeldForStore: len(s.held),
 		Grants: len(s.grants), NoPool: s.noPool, PoolDropped: s.poolDropped}
 	if s.addr.IsValid() {
 		st.Addr = s.addr.String()

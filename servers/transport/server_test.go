@@ -433,3 +433,70 @@ func TestGrants(t *testing.T) {
 		t.Errorf("released pool %d, want 400", id)
 	}
 }
+
+// gateJournal is a journal whose changes the test declares stored.
+type gateJournal struct{ last, stored atomic.Uint64 }
+
+func (g *gateJournal) Last() uint64         { return g.last.Load() }
+func (g *gateJournal) Stored(n uint64) bool { return n <= g.stored.Load() }
+
+// savingCore answers a bind once its record is stored, every other
+// request at once.
+type savingCore struct {
+	fakeCore
+	j *gateJournal
+}
+
+func (c *savingCore) Bind(m channel.Msg) {
+	c.j.last.Add(1) // the record of the bound socket, queued
+	ops.SetStatus(&m, ops.StatusOK)
+	c.h.ReplyStored(m)
+}
+
+// TestReplyStored: an answer given with ReplyStored leaves only once the
+// journal has stored what was queued before it; other answers are not
+// held behind it; an answer held when SYSCALL restarts goes with its
+// generation (the reissue is answered by the new one).
+func TestReplyStored(t *testing.T) {
+	out, err := pool.Create(100, 4, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	j := &gateJournal{}
+	core := &savingCore{fakeCore: fakeCore{calls: make(chan ops.Op, 16)}, j: j}
+	ip, sys := transporttest.New(t, "ip", 1, 200, 16, 2048), transporttest.New(t, "syscall", 1, 300, 16, 2048)
+	s := transport.New(transport.Config{Name: "fake", Protocol: 99, Stored: j}, 1, out, func(h transport.Host) transport.Protocol {
+		core.h = h
+		return core
+	})
+	s.Attach(ip.Peer)
+	s.Attach(sys.Peer)
+	peers := make(chan *wiring.Peer, 1)
+	transporttest.Run(t, s, peers)
+	ip.AnswerAddr(ourNet)
+
+	bind := sys.Send(ops.OpBind.Msg(1))
+	open := sys.Send(ops.OpOpen.Msg(2))
+	if r := sys.Reply(open); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("open = %v", ops.StatusOf(r))
+	}
+	sys.Quiet(50 * time.Millisecond) // the bind's record is not stored
+	j.stored.Store(1)
+	if r := sys.Reply(bind); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("bind = %v", ops.StatusOf(r))
+	}
+
+	sys.Send(ops.OpBind.Msg(3)) // held: record 2 is not stored
+	<-core.calls                // the open's
+	sys.Quiet(20 * time.Millisecond)
+	sys2 := transporttest.New(t, "syscall", 2, 301, 16, 2048)
+	peers <- sys2.Peer
+	reissued := sys2.Send(ops.OpBind.Msg(3))
+	j.stored.Store(3)
+	if r := sys2.Reply(reissued); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("reissued bind = %v", ops.StatusOf(r))
+	}
+	sys2.Quiet(20 * time.Millisecond) // the first generation's answer is not sent here
+	sys.Quiet(20 * time.Millisecond)  // nor to the dead generation
+}

@@ -152,6 +152,12 @@ func (c *core) Poll() (bool, time.Time) {
 }
 func (c *core) reply(m channel.Msg, st ops.Status) { ops.SetStatus(&m, st); c.h.Reply(m) }
 
+// replyStored answers a request that changed a socket's record (open,
+// bind, connect, close) once the record is in the store
+// (transport.Host.ReplyStored): a crash of udp right after the answer must
+// not lose the socket the application was told it has.
+func (c *core) replyStored(m channel.Msg, st ops.Status) { ops.SetStatus(&m, st); c.h.ReplyStored(m) }
+
 func (c *core) Stats(common transport.Stats) any {
 	return Stats{Stats: common, Sockets: c.table.Sockets(), QueuedBytes: c.table.QueuedBytes(),
 		PostedReceives: len(c.posted), Counters: c.table.Counters()}
@@ -170,7 +176,7 @@ func (c *core) complete(d Completion) {
 	c.reply(m, d.Status)
 }
 
-func (c *core) Open(m channel.Msg) { c.reply(m, c.table.Open(m.Arg[0], ops.Network(m.Arg[1]))) }
+func (c *core) Open(m channel.Msg) { c.replyStored(m, c.table.Open(m.Arg[0], ops.Network(m.Arg[1]))) }
 
 func (c *core) Bind(m channel.Msg) { c.withAddr(m, c.table.Bind) }
 
@@ -207,7 +213,7 @@ func (c *core) Source(key uint64, src netip.Addr, st ops.Status) {
 		local = ops.MakeAddr(src, local.Port())
 	}
 	ops.PutAddr(&m, ops.AtArg0, local)
-	c.reply(m, st)
+	c.replyStored(m, st)
 }
 
 // withAddr answers m with what op makes of its socket and address; the
@@ -215,7 +221,7 @@ func (c *core) Source(key uint64, src netip.Addr, st ops.Status) {
 func (c *core) withAddr(m channel.Msg, op func(id uint64, a ops.Addr) (ops.Addr, ops.Status)) {
 	a, st := op(m.Arg[0], ops.GetAddr(m, ops.AtArg1))
 	ops.PutAddr(&m, ops.AtArg0, a)
-	c.reply(m, st)
+	c.replyStored(m, st)
 }
 
 func (c *core) SendTo(m channel.Msg) {
@@ -230,7 +236,7 @@ func (c *core) SendTo(m channel.Msg) {
 	}
 	local, st := c.table.SendTo(m.Arg[0], ops.GetAddr(m, ops.AtArg1), payload)
 	ops.PutAddr(&m, ops.AtArg0, local)
-	c.reply(m, st)
+	c.replyStored(m, st)
 }
 
 func (c *core) RecvFrom(m channel.Msg) {
@@ -273,7 +279,7 @@ var _ transport.ErrorReceiver = (*core)(nil)
 var _ transport.SourceReceiver = (*core)(nil)
 
 // Close answers the socket's posted receives first.
-func (c *core) Close(m channel.Msg) { c.reply(m, c.table.Close(m.Arg[0])) }
+func (c *core) Close(m channel.Msg) { c.replyStored(m, c.table.Close(m.Arg[0])) }
 
 // Adopt answers whether socket Arg[0] exists.
 func (c *core) Adopt(m channel.Msg) {
@@ -287,12 +293,12 @@ func (c *core) Adopt(m channel.Msg) {
 // CloseRange closes the sockets with ids in [Arg[0], Arg[1]).
 func (c *core) CloseRange(m channel.Msg) {
 	c.table.CloseRange(m.Arg[0], m.Arg[1])
-	c.reply(m, ops.StatusOK)
+	c.replyStored(m, ops.StatusOK)
 }
 
 func (c *core) Reset(m channel.Msg) {
 	c.table.Reset()
-	c.reply(m, ops.StatusOK)
+	c.replyStored(m, ops.StatusOK)
 }
 
 var _ transport.Core[Record] = (*core)(nil)

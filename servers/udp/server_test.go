@@ -57,7 +57,7 @@ func startProcessWith(t *testing.T, restore []Record, grants bool) *process {
 	p.stats = make(chan any, 1)
 	// Audited every few milliseconds: each test also checks that the
 	// audit finds every request udp keeps (one called lost stops the loop).
-	c := transport.Config{Name: "udp", Protocol: header.ProtocolUDP, AuditAfter: 10 * time.Millisecond, Grants: grants,
+	c := transport.Config{Name: "udp", Protocol: header.ProtocolUDP, AuditAfter: 10 * time.Millisecond, Grants: grants, Stored: p.journal,
 		Publish: func(st any) {
 			select {
 			case <-p.stats:
@@ -416,5 +416,37 @@ func TestStatsFieldsAreDistinct(t *testing.T) {
 		if _, ok := m[k]; !ok {
 			t.Errorf("published stats %s lack %q", b, k)
 		}
+	}
+}
+
+// TestBindAnsweredOnceStored: open, bind and close are answered only once
+// the socket's record is in the store (a crash of udp right after must not
+// lose a socket the application was told it has, nor bring back one it
+// closed); a receive is answered meanwhile.
+func TestBindAnsweredOnceStored(t *testing.T) {
+	p := startProcess(t, nil)
+	p.answerAddr(p.ip)
+	if r := p.call(ops.OpOpen, 1, uint64(ops.UDP)); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpOpen = %s", ops.StatusOf(r))
+	}
+	p.journal.Hold()
+	bind := p.sys.Send(withAddr(ops.OpBind.Msg(1), addr(netip.IPv4Unspecified(), 7)))
+	p.sys.Quiet(30 * time.Millisecond)
+	p.journal.Release()
+	if r := p.sys.Reply(bind); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpBind = %s", ops.StatusOf(r))
+	}
+
+	rbuf := p.sys.Buffer(nil, 64)
+	recv := p.sys.Send(channel.Msg{Op: uint16(ops.OpRecvFrom), Ref: rbuf, Arg: [4]uint64{1}})
+	p.journal.Hold()
+	closed := p.sys.Send(ops.OpClose.Msg(1))
+	if r := p.sys.Reply(recv); ops.StatusOf(r) != ops.StatusClosed {
+		t.Errorf("the posted receive = %s, want %s at once", ops.StatusOf(r), ops.StatusClosed)
+	}
+	p.sys.Quiet(30 * time.Millisecond)
+	p.journal.Release()
+	if r := p.sys.Reply(closed); ops.StatusOf(r) != ops.StatusOK {
+		t.Fatalf("OpClose = %s", ops.StatusOf(r))
 	}
 }
