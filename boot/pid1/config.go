@@ -108,6 +108,11 @@ const PortName = "org.keepnet.ctl"
 //	                         default, tcp is granted the applications'
 //	                         pools and reads and fills their buffers itself
 //	                         (servers/syscallsrv, "Zero copy")
+//	keepnet.pin=off          the stack's servers and the applications run on
+//	                         any processor; on, the default on a machine
+//	                         with two or more, the servers run on the
+//	                         first and the applications on the others
+//	                         (table.go, "Processors")
 //	keepnet.pfrules=B64      a packet filter rule set (servers/pf), base64:
 //	                         starts the pf server and puts it in ip's path.
 //	                         Without it there is no pf and no datagram
@@ -159,6 +164,8 @@ type Config struct {
 	TCPRACK    bool          // keepnet.tcp.rack: RACK-TLP in tcp
 	TCPNoECN   bool          // keepnet.tcp.ecn=off: tcp refuses ECN when a peer asks
 	NoZeroCopy bool          // keepnet.zerocopy=off: syscall copies the applications' data for tcp
+	NoPin      bool          // keepnet.pin=off: no component is confined to processors
+	CPUs       int           // the machine's processors (init counts them; not from the command line); pinning needs two
 	PFRules    string        // the rule text; empty: no packet filter
 	PFStates   int           // the packet filter's state table size
 	PktGen     PktGen        // the first driver's frame generator; off when Seconds is 0
@@ -405,6 +412,8 @@ func (c *Config) set(name, val string) error {
 		return parseSwitch(val, "off", "on", &c.TCPNoECN)
 	case "zerocopy":
 		return parseSwitch(val, "off", "on", &c.NoZeroCopy)
+	case "pin":
+		return parseSwitch(val, "off", "on", &c.NoPin)
 	case "tcp.iw":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 1 || n > tcp.MaxInitialWindow {

@@ -40,6 +40,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,7 @@ func Main() {
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	cfg, warnings := Parse(readConfFile(string(cmdline)), string(cmdline))
 	cfg.IOMMU = pci.HasIOMMU(nic.IOMMUClass)
+	cfg.CPUs = runtime.NumCPU()
 	for _, w := range warnings {
 		log.Print(w)
 	}

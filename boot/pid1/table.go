@@ -145,6 +145,7 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		if slices.Contains(loopServers, specs[i].Path) {
 			specs[i].Env = append(specs[i].Env, "GODEBUG="+channel.GODEBUG)
 		}
+		specs[i].CPUs = cpusOf(specs[i], cfg)
 		if cfg.TestHooks {
 			specs[i].Env = append(specs[i].Env, wiring.EnvTestHooks+"=1")
 		}
@@ -159,6 +160,38 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 // applications and the store do not: their other goroutines start garbage
 // collections, which must be able to interrupt a sleeping loop.
 var loopServers = []string{"/bin/nic", "/bin/ip", "/bin/udp", "/bin/tcp", "/bin/syscall", "/bin/pf"}
+
+// # Processors
+//
+// On a machine with two processors or more the stack's servers run on the
+// first and the applications on the others (keepnet.pin=off: anywhere).
+// A request crosses five processes on its way through the stack: on one
+// processor each hands the next its work by a wake-up the scheduler
+// serves when the waker sleeps, with no interprocessor interrupt, which
+// under TCG is dear; the applications, whose work is the most, have the
+// rest. Measured (README): ping 32% faster, one request at a time 28%
+// more per second, bulk and many-connection rates unchanged.
+
+// cpusOf is the processors sp runs on: none (any) unless pinning.
+func cpusOf(sp supervisor.Spec, cfg Config) []int {
+	if cfg.NoPin || cfg.CPUs < 2 || cfg.Stack != StackKeepnet {
+		return nil
+	}
+	if slices.Contains(loopServers, sp.Path) {
+		return []int{0}
+	}
+	if slices.Contains(appPaths, sp.Path) {
+		cpus := make([]int, 0, cfg.CPUs-1)
+		for c := 1; c < cfg.CPUs; c++ {
+			cpus = append(cpus, c)
+		}
+		return cpus
+	}
+	return nil
+}
+
+// appPaths are the applications' executables.
+var appPaths = []string{"/bin/httpd", "/bin/echo", "/bin/resolver", "/bin/sshd"}
 
 // confine gives a component its identity from kernel/sandbox's table (its
 // uid and gid and its capabilities) and tells it whether to install its

@@ -356,3 +356,40 @@ func TestTableLoopServersGODEBUG(t *testing.T) {
 		t.Errorf("%d components run with GODEBUG=%s, want %d (%v)", seen, channel.GODEBUG, len(want), want)
 	}
 }
+
+// On two processors or more the stack's servers run on the first and the
+// applications on the rest; with keepnet.pin=off, one processor or Linux's
+// stack nobody is confined.
+func TestTableCPUs(t *testing.T) {
+	for _, tc := range []struct {
+		cmdline string
+		cpus    int
+		servers []int
+		apps    []int
+	}{
+		{"keepnet.ip=10.0.2.15/24", 2, []int{0}, []int{1}},
+		{"keepnet.ip=10.0.2.15/24", 4, []int{0}, []int{1, 2, 3}},
+		{"keepnet.ip=10.0.2.15/24", 1, nil, nil},
+		{"keepnet.ip=10.0.2.15/24 keepnet.pin=off", 2, nil, nil},
+		{"keepnet.ip=10.0.2.15/24 keepnet.stack=linux", 2, nil, nil},
+	} {
+		cfg, warnings := ParseCmdline(tc.cmdline)
+		if len(warnings) != 0 {
+			t.Fatal(warnings)
+		}
+		cfg.CPUs = tc.cpus
+		specs, _ := Table(cfg)
+		for _, sp := range specs {
+			var want []int
+			switch sp.Name {
+			case "e1000.0", "ip", "udp", "tcp", "syscall":
+				want = tc.servers
+			case "httpd", "echo":
+				want = tc.apps
+			}
+			if !slices.Equal(sp.CPUs, want) {
+				t.Errorf("%q on %d processors: %s runs on %v, want %v", tc.cmdline, tc.cpus, sp.Name, sp.CPUs, want)
+			}
+		}
+	}
+}

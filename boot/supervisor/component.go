@@ -271,7 +271,7 @@ func (s *Supervisor) start(ctx context.Context, c *component) (*process, error) 
 		}
 		return nil, errStopping
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startOn(cmd, c.spec.CPUs); err != nil {
 		s.mu.Unlock()
 		if notifyR != nil {
 			notifyR.Close()

@@ -79,6 +79,8 @@ func fake(mode string) int {
 			}
 		}
 		return 0
+	case "cpus": // prints the processors each of its threads may run on
+		return printCPUs()
 	case "hang":
 		record("up")
 		time.Sleep(time.Minute)
@@ -371,4 +373,35 @@ func (t *fakeTimer) Stop() bool          { return !t.stopped.Swap(true) }
 func (t *fakeTimer) fire() {
 	t.clock.advance(t.d)
 	t.c <- t.clock.Now()
+}
+
+// printCPUs prints "cpus LIST" for each distinct Cpus_allowed_list of the
+// process's threads.
+func printCPUs() int {
+	seen := map[string]bool{}
+	for _, l := range threadCPUs() {
+		if !seen[l] {
+			seen[l] = true
+			fmt.Println("cpus", l)
+		}
+	}
+	return 0
+}
+
+// threadCPUs is the Cpus_allowed_list of each thread of this process.
+func threadCPUs() []string {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	var lists []string
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for l := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+				lists = append(lists, strings.TrimSpace(v))
+			}
+		}
+	}
+	return lists
 }

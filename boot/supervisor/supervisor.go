@@ -114,6 +114,9 @@ type Spec struct {
 	// capabilities it keeps, as ambient capabilities: see kernel/sandbox.
 	UID, GID uint32
 	Caps     []uintptr
+	// CPUs, if not empty, are the only processors the process runs on
+	// (sched_setaffinity(2); all its threads inherit it).
+	CPUs []int
 	// Prepare, if not nil, is called before every start, with the
 	// supervisor's privileges: it hands the process the files it must
 	// open by path (a driver's device files). An error fails the start.

@@ -572,6 +572,23 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
+// TestCPUs: a process runs, every thread of it, on the processors its
+// spec names; the supervisor's own threads keep theirs.
+func TestCPUs(t *testing.T) {
+	own := threadCPUs()
+	spec := fakeSpec(t, "a", "cpus")
+	spec.Restart = Never
+	spec.CPUs = []int{0}
+	h := run(t, Config{Specs: []Spec{spec}})
+	st := h.waitFor("a", "stopped", func(st State) bool { return st.State == StateStopped })
+	if got, want := h.con.lines("a: "), []string{"a: cpus 0"}; !slices.Equal(got, want) {
+		t.Errorf("console lines of a = %q, want %q (last exit %q)", got, want, st.LastExit)
+	}
+	if after := threadCPUs(); len(own) > 0 && !slices.Contains(after, own[0]) {
+		t.Errorf("the supervisor's threads may run on %q after the start, %q before", after, own)
+	}
+}
+
 // TestPrepare: Prepare runs before every start, and its failure is a
 // failed start.
 func TestPrepare(t *testing.T) {
