@@ -374,6 +374,9 @@ func TestTCPSynFlood(t *testing.T) {
 		t.Errorf("tcp holds %v connections after the flood, want the %d idle ones and at most the SYN queue's bound more", c, idle)
 	}
 	for _, c := range a.status().Components {
+		if c.Name == "tcp" {
+			t.Logf("tcp's resident memory %d KiB before the floods, %d KiB after", rss[c.Name], c.RSSKiB)
+		}
 		if c.Restarts != restarts[c.Name] {
 			t.Errorf("%s restarted during the flood: %+v (%d restarts before)", c.Name, c, restarts[c.Name])
 		}
