@@ -232,6 +232,12 @@ type Component struct {
 	// Privilege is what /proc/PID/status says the running process may
 	// do; absent when no process runs.
 	Privilege *Privilege `json:"privilege,omitempty"`
+	// CPUs are the processors the running process may run on, as the
+	// kernel lists them ("0", "1-3"; boot/pid1's "Processors").
+	CPUs string `json:"cpus,omitempty"`
+	// IRQs is, for a driver, how many interrupts of its device each
+	// processor has taken since boot (/proc/interrupts).
+	IRQs []int64 `json:"irqs,omitempty"`
 }
 
 // Switches are a process's context switches, summed over its threads.

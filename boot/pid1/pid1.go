@@ -341,6 +341,7 @@ func (a *appliance) Status() ctl.Status {
 			Name: c.Name, PID: c.PID, State: c.State, Ready: c.Ready, Restarts: c.Restarts,
 			Generation: c.Generation, LastExit: c.LastExit, Hangs: c.Hangs, RSSKiB: rssKiB(c.PID), CPUMillis: cpuMillis(c.PID), Switches: switches(c.PID),
 			UptimeMillis: uptimeMillis(c.Started), Stats: published[c.Name], Privilege: privilege(c.PID),
+			CPUs: allowedCPUs(c.PID), IRQs: deviceInterrupts(published[c.Name]),
 		})
 	}
 	return st

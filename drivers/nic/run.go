@@ -100,22 +100,35 @@ const (
 // hands the driver its files (pci.Device.GiveTo). Init calls it before every start of the driver;
 // Run then finds the function bound already. An untested part is
 // prepared too: the driver itself refuses it, in its log and exit status.
-func Prepare(families *netdev.Registry, index int, addr string, uid, gid int) error {
+//
+// irqCPUs, if not empty, are the processors the driver runs on: the
+// function's interrupts are delivered there (pci.Device.SteerIRQs), so the
+// kernel's handler wakes the driver on its own processor. MSI vectors the
+// driver enables itself (VFIO) come after and stay where the kernel puts
+// them.
+func Prepare(families *netdev.Registry, index int, addr string, uid, gid int, irqCPUs []int) error {
 	fn, _, err := findFunction(families, index, addr, true)
 	if err != nil {
 		return err
+	}
+	steer := func() {
+		if err := fn.SteerIRQs(irqCPUs); err != nil {
+			log.Print(err) // delivered elsewhere: slower, not wrong
+		}
 	}
 	if pci.HasIOMMU(IOMMUClass) {
 		group, err := fn.BindVFIO(5 * time.Second)
 		if err != nil {
 			return err
 		}
+		steer()
 		return fn.GiveVFIOTo(group, uid, gid)
 	}
 	uioName, err := fn.BindUIO(5 * time.Second)
 	if err != nil {
 		return err
 	}
+	steer()
 	return fn.GiveTo(uioName, uid, gid)
 }
 

@@ -198,3 +198,43 @@ func TestGiveTo(t *testing.T) {
 		t.Error("GiveTo a missing uio device: no error")
 	}
 }
+
+// TestSteerIRQs: the INTx line and the MSI vectors are each delivered to
+// the processors named; a device with neither is left alone.
+func TestSteerIRQs(t *testing.T) {
+	root := fakeSysfs(t)
+	proc := t.TempDir()
+	old := ProcIRQ
+	ProcIRQ = proc
+	t.Cleanup(func() { ProcIRQ = old })
+	dir := filepath.Join(root, "devices", "0000:00:03.0")
+	os.WriteFile(filepath.Join(dir, "irq"), []byte("11\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "msi_irqs", "25"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "msi_irqs", "24"), 0o755)
+	for _, n := range []string{"11", "24", "25"} {
+		os.MkdirAll(filepath.Join(proc, n), 0o755)
+		os.WriteFile(filepath.Join(proc, n, "smp_affinity_list"), []byte("0-1\n"), 0o644)
+	}
+	d := Device{Addr: "0000:00:03.0"}
+	if got := d.IRQs(); fmt.Sprint(got) != "[11 24 25]" {
+		t.Fatalf("IRQs() = %v, want [11 24 25]", got)
+	}
+	if err := d.SteerIRQs([]int{0, 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"11", "24", "25"} {
+		if b, _ := os.ReadFile(filepath.Join(proc, n, "smp_affinity_list")); string(b) != "0,2\n" {
+			t.Errorf("irq %s: smp_affinity_list %q, want \"0,2\\n\"", n, b)
+		}
+	}
+	if got := (Device{Addr: "0000:00:04.0"}).IRQs(); len(got) != 0 {
+		t.Errorf("IRQs() of a device with none = %v", got)
+	}
+	os.RemoveAll(filepath.Join(proc, "25"))
+	if err := d.SteerIRQs([]int{0}); err == nil || !strings.Contains(err.Error(), "25") {
+		t.Errorf("SteerIRQs with irq 25 gone = %v, want an error naming it", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(proc, "11", "smp_affinity_list")); string(b) != "0\n" {
+		t.Errorf("irq 11 not steered when another could not be: %q", b)
+	}
+}

@@ -184,7 +184,7 @@ func writeStatus(w io.Writer, p painter, prev *sample, now sample) {
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, p.paint(bold, "COMPONENT\tSTATE\tPID\tGEN\tRESTARTS\tUPTIME\tCPU%\tMEMORY\tLAST EXIT"))
+	fmt.Fprintln(tw, p.paint(bold, "COMPONENT\tSTATE\tPID\tGEN\tRESTARTS\tUPTIME\tCPU%\tON CPUS\tMEMORY\tLAST EXIT"))
 	for _, c := range st.Components {
 		stateText := c.State
 		switch {
@@ -204,8 +204,8 @@ func writeStatus(w io.Writer, p painter, prev *sample, now sample) {
 		if c.Hangs > 0 {
 			restarts += fmt.Sprintf(" (%d hung)", c.Hangs)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", c.Name, stateText, orDash(c.PID), c.Generation, restarts,
-			uptimeText(c.UptimeMillis), cpuPercent(prev, c), memText(c.RSSKiB), orDashText(c.LastExit))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, stateText, orDash(c.PID), c.Generation, restarts,
+			uptimeText(c.UptimeMillis), cpuPercent(prev, c), orDashText(c.CPUs), memText(c.RSSKiB), orDashText(c.LastExit))
 	}
 	tw.Flush()
 

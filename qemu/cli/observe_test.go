@@ -30,7 +30,7 @@ func observed(t *testing.T) (*fakeAppliance, string) {
 	j.Log("tcp", []byte("serving again"))
 	drv := `{"Generation":1,"PCI":"0000:00:03.0","PCIID":"8086:100e","Family":"e1000","Backend":"vfio, MSI","MAC":"525400123456","LinkUp":true,"Device":{"RxBytes":1000,"TxBytes":500}}`
 	f := &fakeAppliance{journal: j, status: ctl.Status{Ready: true, Stack: "keepnet", CPU: &ctl.CPUTimes{NumCPUs: 2}, Components: []ctl.Component{
-		{Name: "e1000.0", PID: 30, State: "running", Ready: true, Generation: 1, RSSKiB: 2048, CPUMillis: 500, UptimeMillis: 10000, Stats: json.RawMessage(drv)},
+		{Name: "e1000.0", PID: 30, State: "running", Ready: true, Generation: 1, RSSKiB: 2048, CPUMillis: 500, UptimeMillis: 10000, CPUs: "0", Stats: json.RawMessage(drv)},
 		{Name: "ip", PID: 31, State: "running", Ready: true, Generation: 1, Stats: json.RawMessage(`{"Ifaces":[{"Driver":"e1000.0","Addr":"10.0.2.15/24"}]}`)},
 		{Name: "tcp", PID: 41, State: "running", Ready: true, Generation: 2, Restarts: 1, LastExit: "signal: killed", UptimeMillis: 3000},
 	}}}
@@ -51,9 +51,9 @@ func TestStatusTable(t *testing.T) {
 	out := runCLI(t, "status", "--ctl", sock, "--interval", "0")
 	for _, want := range []string{
 		`(?m)^keepnet: ready, keepnet stack, 2 CPUs$`,
-		`(?m)^COMPONENT +STATE +PID +GEN +RESTARTS +UPTIME +CPU% +MEMORY +LAST EXIT$`,
-		`(?m)^e1000\.0 +running +30 +1 +0 +10s +5\.0 +2\.0 MiB +-$`,
-		`(?m)^tcp +running +41 +2 +1 +3s +0\.0 +- +signal: killed$`,
+		`(?m)^COMPONENT +STATE +PID +GEN +RESTARTS +UPTIME +CPU% +ON CPUS +MEMORY +LAST EXIT$`,
+		`(?m)^e1000\.0 +running +30 +1 +0 +10s +5\.0 +0 +2\.0 MiB +-$`,
+		`(?m)^tcp +running +41 +2 +1 +3s +0\.0 +- +- +signal: killed$`,
 		`(?m)^NIC +MODEL +DMA +MAC +ADDRESS +LINK +RX +TX +RESETS$`,
 		`(?m)^e1000\.0 +82540EM \(8086:100e\) +vfio, MSI +52:54:00:12:34:56 +10\.0\.2\.15/24 +up +- +- +0$`,
 	} {

@@ -278,3 +278,34 @@ func eventLines(evs []journal.Event) string {
 	}
 	return b.String()
 }
+
+// TestStackOnItsProcessor: on two processors the stack's servers run on
+// the first, the applications on the second, and the NIC's interrupts
+// arrive on the first, where its driver runs (boot/pid1 "Processors");
+// keepnet status shows all three.
+func TestStackOnItsProcessor(t *testing.T) {
+	requireITest(t, true)
+	n := newNetns(t)
+	a := boot(t, n.Name, append(n.upArgs(), "--stack", "keepnet", "--smp", "2")...)
+	st := a.status()
+	on := map[string]string{"e1000.0": "0", "ip": "0", "udp": "0", "tcp": "0", "syscall": "0", "httpd": "1", "echo": "1", "store": "0-1"}
+	for name, want := range on {
+		if c, ok := st.Component(name); !ok || c.CPUs != want {
+			t.Errorf("%s runs on processors %q, want %q", name, c.CPUs, want)
+		}
+	}
+	irqs := func() []int64 {
+		c, _ := a.status().Component("e1000.0")
+		return c.IRQs
+	}
+	before := irqs()
+	if len(before) != 2 {
+		t.Fatalf("e1000.0's interrupts per processor = %v, want two counts", before)
+	}
+	httpTransfer(t, n, 5_000_000, 1_000_000)
+	after := irqs()
+	if len(after) != 2 || after[0] == before[0] || after[1] != before[1] {
+		t.Errorf("e1000.0's interrupts per processor %v before a transfer, %v after: want them all on processor 0", before, after)
+	}
+	t.Logf("e1000.0's interrupts on processors 0 and 1 during a 5 MB download and a 1 MB upload: %d, %d", after[0]-before[0], after[1]-before[1])
+}
