@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"keepnet/kernel/channel"
-	"keepnet/kernel/pool"
 	"keepnet/servers/ops"
 	"keepnet/servers/transport"
 	"keepnet/servers/transport/transporttest"
@@ -37,11 +36,7 @@ func (c *auditCore) Holds(m channel.Msg) bool {
 // stops the process (a panic naming it) once it is older than the audit's
 // age, so that a restart answers it.
 func TestAuditStopsOnALostRequest(t *testing.T) {
-	out, err := pool.Create(100, 4, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
+	out := outPool(t, 4, 2048)
 	core := &auditCore{}
 	ip := transporttest.New(t, "ip", 1, 200, 16, 2048)
 	sys := transporttest.New(t, "syscall", 1, 300, 16, 2048)

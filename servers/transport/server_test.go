@@ -60,6 +60,18 @@ func (c *fakeCore) Flush()                                            {}
 func (c *fakeCore) Poll() (bool, time.Time)                           { return false, time.Time{} }
 func (c *fakeCore) Stats(common transport.Stats) any                  { return common }
 
+// outPool is the transport's "<name>.out" pool for a test: bufs buffers
+// of size bytes, closed when the test ends.
+func outPool(t *testing.T, bufs, size int) *pool.Pool {
+	t.Helper()
+	out, err := pool.Create(100, bufs, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	return out
+}
+
 type bed struct {
 	out     *pool.Pool
 	core    *fakeCore
@@ -74,11 +86,7 @@ func start(t *testing.T, outBufs int, sends func(transport.Host)) *bed {
 // startSized is start with out pool buffers of bufSize bytes.
 func startSized(t *testing.T, outBufs, bufSize int, sends func(transport.Host)) *bed {
 	t.Helper()
-	out, err := pool.Create(100, outBufs, bufSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
+	out := outPool(t, outBufs, bufSize)
 	b := &bed{out: out, core: &fakeCore{calls: make(chan ops.Op, 16), sends: sends},
 		ip: transporttest.New(t, "ip", 1, 200, 16, 2048), sys: transporttest.New(t, "syscall", 1, 300, 16, 2048)}
 	s := transport.New(transport.Config{Name: "fake", Protocol: 99}, 1, out, func(h transport.Host) transport.Protocol {
@@ -222,11 +230,7 @@ func TestOutputLentBuffer(t *testing.T) {
 // (a panic, which its supervisor restarts) rather than follow it or break
 // the connection with a refusal.
 func TestSyscallRefNotOursStops(t *testing.T) {
-	out, err := pool.Create(100, 4, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
+	out := outPool(t, 4, 2048)
 	sys := transporttest.New(t, "syscall", 1, 300, 4, 2048)
 	other := transporttest.New(t, "syscall", 2, 301, 4, 2048)
 	s := transport.New(transport.Config{Name: "fake", Protocol: 99}, 1, out, func(h transport.Host) transport.Protocol {
@@ -290,11 +294,7 @@ func (c *sharedCore) DeliverShared(shared []byte, _, _ netip.Addr, _ uint8, veri
 // a private copy of it: tcp copies a received byte once, into the
 // connection's buffer.
 func TestDeliverShared(t *testing.T) {
-	out, err := pool.Create(100, 2, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
+	out := outPool(t, 2, 2048)
 	ip := transporttest.New(t, "ip", 1, 200, 16, 2048)
 	core := &sharedCore{fakeCore: &fakeCore{calls: make(chan ops.Op, 16)}, got: make(chan []byte, 1)}
 	s := transport.New(transport.Config{Name: "fake", Protocol: 99}, 1, out, func(h transport.Host) transport.Protocol {
@@ -379,11 +379,7 @@ func grantPool(t *testing.T, id uint32, gen int) (*pool.Pool, *wiring.Peer) {
 // generation is granted, the requests into the old pool are answered
 // (DropPool) before that pool is unmapped and released.
 func TestGrants(t *testing.T) {
-	out, err := pool.Create(100, 2, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
+	out := outPool(t, 2, 2048)
 	ip := transporttest.New(t, "ip", 1, 200, 16, 2048)
 	sys := transporttest.New(t, "syscall", 1, 300, 16, 2048)
 	core := &grantCore{fakeCore: &fakeCore{calls: make(chan ops.Op, 16)}, sent: make(chan string, 4), dropped: make(chan uint32, 4)}
@@ -458,11 +454,7 @@ func (c *savingCore) Bind(m channel.Msg) {
 // held behind it; an answer held when SYSCALL restarts goes with its
 // generation (the reissue is answered by the new one).
 func TestReplyStored(t *testing.T) {
-	out, err := pool.Create(100, 4, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
+	out := outPool(t, 4, 2048)
 	j := &gateJournal{}
 	core := &savingCore{fakeCore: fakeCore{calls: make(chan ops.Op, 16)}, j: j}
 	ip, sys := transporttest.New(t, "ip", 1, 200, 16, 2048), transporttest.New(t, "syscall", 1, 300, 16, 2048)
