@@ -123,7 +123,8 @@ func httpDownload(t testing.TB, n *netns, size int64, seed uint64, floor float64
 // namespace PUT it to /sink and checks the length and SHA-256 the appliance
 // answers; it returns the rate in Mbit/s. It waits at most
 // transferLimit(t, size, floor).
-func httpUpload(t testing.TB, n *netns, size int64, seed uint64, floor float64) float64 {
+// rate, if given, is curl's --limit-rate, in bytes per second.
+func httpUpload(t testing.TB, n *netns, size int64, seed uint64, floor float64, rate ...int64) float64 {
 	t.Helper()
 	// The upload is generated in the namespace (head -c of a splitmix file
 	// would need the bytes twice): hash a file written once. curl -T
@@ -135,10 +136,15 @@ func httpUpload(t testing.TB, n *netns, size int64, seed uint64, floor float64) 
 		t.Fatal(err)
 	}
 	limit := transferLimit(t, size, floor)
+	args := curlArgs(limit)
+	if len(rate) > 0 {
+		limit = max(limit, time.Duration(size/rate[0])*time.Second*2)
+		args = append(curlArgs(limit), "--limit-rate", strconv.FormatInt(rate[0], 10))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit+30*time.Second)
 	defer cancel()
 	start := time.Now()
-	out, err := n.exec(ctx, nil, "curl", append(curlArgs(limit), "-T", file, "http://"+n.GuestIP+"/sink")...)
+	out, err := n.exec(ctx, nil, "curl", append(args, "-T", file, "http://"+n.GuestIP+"/sink")...)
 	if err != nil {
 		t.Fatalf("upload of %d bytes after %v: %v", size, time.Since(start).Round(time.Millisecond), err)
 	}
