@@ -63,8 +63,18 @@ func checkChecksumOffloads(t *testing.T, model string) {
 		t.Errorf("UDP echo over IPv6 of 1,453 to 20,000 bytes (fragmented both ways): %v", r)
 	}
 	// So far UDP only (and ICMPv6, never offloaded): the e1000 has
-	// checksummed UDP over IPv6, the e1000e none.
-	d := device(a.waitStats("e1000.0", func(m map[string]any) bool { return num(device(m), "TxChecksum4") > 0 }))
+	// checksummed UDP over IPv6, the e1000e none. The driver publishes its
+	// counters once a second, so a snapshot may predate the echoes: wait
+	// for one with both echoes' 1,000 replies sent (and, on the e1000,
+	// an IPv6 checksum; a stale one showed none once).
+	echoed := func(m map[string]any) bool {
+		d := device(m)
+		return num(d, "TxFrames") >= 1000 && num(d, "TxChecksum4") > 0 && (e1000e || num(d, "TxChecksum6") > 0)
+	}
+	d := device(a.waitStats("e1000.0", echoed))
+	if num(d, "TxFrames") < 1000 {
+		t.Errorf("%s: %v frames sent after 1,000 echo replies: %v", model, num(d, "TxFrames"), d)
+	}
 	if num(d, "TxChecksum4") == 0 {
 		t.Errorf("%s: no checksum offloaded over IPv4 after a UDP echo: %v", model, d)
 	}
