@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"keepnet/drivers/netdev"
 	"keepnet/drivers/pci"
 	"keepnet/kernel/channel"
@@ -64,6 +66,32 @@ type Stats struct {
 	// PktGen is what the frame generator moved before the driver served
 	// (keepnet.pktgen); absent without it.
 	PktGen *PktGen `json:",omitempty"`
+	// SpinRounds is how many polls in a row must find nothing before the
+	// loop sleeps (spinRoundsOn).
+	SpinRounds int
+}
+
+// spinRoundsOn is how many polls in a row must find nothing before the
+// loop sleeps, given how many processors it may run on. On one, a single
+// empty poll: the driver shares that processor with ip and the transports
+// (boot/pid1 "Processors", or a machine with one), and under SCHED_BATCH
+// the frame it has just handed ip waits until the driver sleeps, so every
+// further poll only delays the answer.
+func spinRoundsOn(processors int) int {
+	if processors < 2 {
+		return 1
+	}
+	return spinRounds
+}
+
+// processors is how many processors this process may run on (its
+// affinity; 1 if the kernel will not say).
+func processors() int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return 1
+	}
+	return set.Count()
 }
 
 // Sleeps counts how the loop's sleeps ended, so a stalled interrupt shows:
@@ -84,8 +112,10 @@ type Sleeps struct {
 
 // Tuning of the process loop.
 const (
-	// spinRounds is how many empty polls the loop makes before sleeping:
-	// the few microseconds it costs keep a busy link off the interrupt path.
+	// spinRounds is how many polls in a row must find nothing before the
+	// loop sleeps, when it may run on more than one processor: the few
+	// microseconds they cost keep a busy link off the interrupt path
+	// (spinRoundsOn). At least one: the loop polls only there.
 	spinRounds = 200
 	// sleepTimeout bounds a sleep even if no interrupt comes.
 	sleepTimeout = 50 * time.Millisecond
@@ -209,13 +239,14 @@ func Run(ctx context.Context, o Options) error {
 
 	var nextStats time.Time
 	var sleeps Sleeps
+	spin := spinRoundsOn(processors())
 	for ctx.Err() == nil {
 		watch.Alive() // init's pings, answered by this loop (kernel/wiring "Hang detection")
 		now := time.Now()
 		d.Moderate(now)
 		if o.Stats != nil && now.After(nextStats) {
 			st := Stats{Generation: setup.Generation, PCI: fn.Addr, PCIID: pciID(fn).String(), Family: fam.Name, Backend: be.Kind(), MAC: fmt.Sprintf("%x", mac), LinkUp: dev.LinkUp(),
-				Counters: d.Counters(), Sleeps: sleeps, Timing: d.Timing(), Device: dev.Stats(), PktGen: gen}
+				Counters: d.Counters(), Sleeps: sleeps, Timing: d.Timing(), Device: dev.Stats(), PktGen: gen, SpinRounds: spin}
 			if p := d.Peer(); p != nil {
 				st.PeerGeneration = p.Generation
 			}
@@ -239,7 +270,7 @@ func Run(ctx context.Context, o Options) error {
 			continue
 		default:
 		}
-		for idle := 0; idle < spinRounds; {
+		for idle := 0; idle < spin; {
 			watch.Alive() // here too: under load this loop may not end for long
 			if d.Poll() {
 				idle = 0

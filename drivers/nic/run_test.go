@@ -166,3 +166,18 @@ func TestSettle(t *testing.T) {
 		t.Errorf("Sleeps %+v, want 1 served awake, and the request answered", n)
 	}
 }
+
+// A driver with a processor to spare polls on before it sleeps; one
+// confined to a single processor, which it shares with ip, sleeps after
+// the first poll that finds nothing (never before: the loop polls only
+// there).
+func TestSpinRoundsOn(t *testing.T) {
+	for _, c := range []struct{ processors, want int }{{1, 1}, {0, 1}, {2, spinRounds}, {8, spinRounds}} {
+		if got := spinRoundsOn(c.processors); got != c.want {
+			t.Errorf("spinRoundsOn(%d) = %d, want %d", c.processors, got, c.want)
+		}
+	}
+	if n := processors(); n < 1 {
+		t.Errorf("processors() = %d", n)
+	}
+}

@@ -294,6 +294,11 @@ func TestStackOnItsProcessor(t *testing.T) {
 			t.Errorf("%s runs on processors %q, want %q", name, c.CPUs, want)
 		}
 	}
+	// The driver shares its processor with ip: it sleeps after the first
+	// poll that finds nothing (drivers/nic spinRoundsOn).
+	if spin := num(a.stats("e1000.0"), "SpinRounds"); spin != 1 {
+		t.Errorf("e1000.0 sleeps after %v empty polls in a row, on the processor it shares with ip; want 1", spin)
+	}
 	irqs := func() []int64 {
 		c, _ := a.status().Component("e1000.0")
 		return c.IRQs
