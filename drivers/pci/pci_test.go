@@ -142,29 +142,57 @@ func TestMapBAR(t *testing.T) {
 
 // Enable unmasks INTx the way uio_pci_generic needs (it has no irqcontrol:
 // writing 1 to /dev/uioN fails): INTx Disable cleared in the command
-// register, memory decoding and bus mastering left alone.
-func TestUIOEnableClearsInterruptDisable(t *testing.T) {
-	fakeSysfs(t)
-	d := Device{Addr: "0000:00:03.0"}
-	path := d.path("config")
-	cfg, _ := os.ReadFile(path)
-	binary.LittleEndian.PutUint16(cfg[cfgCommand:], cmdMemorySpace|cmdBusMaster|cmdInterruptDisable)
-	os.WriteFile(path, cfg, 0o644)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+// register, memory decoding and bus mastering left alone. It does so the
+// first time (a previous driver may have left the bit set) and after each
+// interrupt Wait read, and leaves configuration space alone otherwise. The
+// configuration space is a file, the device a pipe carrying the count.
+func TestUIOEnable(t *testing.T) {
+	const memBusMaster = cmdMemorySpace | cmdBusMaster
+	cfg, err := os.OpenFile(filepath.Join(t.TempDir(), "config"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &UIO{cfg: f}
-	defer f.Close()
-	if err := u.Enable(); err != nil {
-		t.Fatalf("Enable = %v", err)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	cfg, _ = os.ReadFile(path)
-	if got := binary.LittleEndian.Uint16(cfg[cfgCommand:]); got != cmdMemorySpace|cmdBusMaster {
-		t.Errorf("command register %#x after Enable, want %#x", got, cmdMemorySpace|cmdBusMaster)
+	u := &UIO{f: r, cfg: cfg, masked: true}
+	defer u.Close()
+	defer w.Close()
+	setCommand := func(v uint16) {
+		t.Helper()
+		if _, err := cfg.WriteAt(binary.LittleEndian.AppendUint16(nil, v), cfgCommand); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := u.Enable(); err != nil { // not masked: nothing to write
-		t.Fatalf("second Enable = %v", err)
+	command := func() uint16 {
+		t.Helper()
+		var b [2]byte
+		if _, err := cfg.ReadAt(b[:], cfgCommand); err != nil {
+			t.Fatal(err)
+		}
+		return binary.LittleEndian.Uint16(b[:])
+	}
+
+	setCommand(memBusMaster | cmdInterruptDisable)
+	if err := u.Enable(); err != nil || command() != memBusMaster {
+		t.Fatalf("first Enable: %v, command %#04x, want %#04x", err, command(), memBusMaster)
+	}
+	// No interrupt was read since: the bit set behind Enable's back (no
+	// kernel does that) stays, which shows Enable did not look.
+	setCommand(memBusMaster | cmdInterruptDisable)
+	if err := u.Enable(); err != nil || command() != memBusMaster|cmdInterruptDisable {
+		t.Fatalf("Enable with no interrupt since the last: %v, command %#04x, want it untouched", err, command())
+	}
+	// An interrupt: the kernel masked the line and counted it.
+	if _, err := w.Write(binary.NativeEndian.AppendUint32(nil, 7)); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := u.Wait(0); err != nil || c != 7 {
+		t.Fatalf("Wait: %d, %v; want the count 7", c, err)
+	}
+	if err := u.Enable(); err != nil || command() != memBusMaster {
+		t.Fatalf("Enable after an interrupt: %v, command %#04x, want %#04x", err, command(), memBusMaster)
 	}
 }
 

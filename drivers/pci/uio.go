@@ -21,6 +21,13 @@ import (
 type UIO struct {
 	f   *os.File
 	cfg *os.File // the function's configuration space (sysfs "config")
+	// masked: an interrupt has come (Wait read its count) since the last
+	// Enable, so the kernel has set INTx Disable. Only then does Enable
+	// touch configuration space, a read and a write of the command
+	// register: two system calls, each a configuration cycle (port I/O)
+	// the hypervisor emulates. A driver that sleeps more often than it is
+	// interrupted (a request from IP, a timeout) unmasks nothing.
+	masked bool
 }
 
 // OpenUIO opens /dev/<name>, the UIO device of d.
@@ -34,7 +41,8 @@ func (d Device) OpenUIO(name string) (*UIO, error) {
 		f.Close()
 		return nil, fmt.Errorf("uio: %w", err)
 	}
-	return &UIO{f: f, cfg: cfg}, nil
+	// What a previous driver left is not known: the first Enable looks.
+	return &UIO{f: f, cfg: cfg, masked: true}, nil
 }
 
 // Fd is the file descriptor, for a poll loop.
@@ -42,11 +50,18 @@ func (u *UIO) Fd() int { return int(u.f.Fd()) }
 
 // Enable unmasks the interrupt: INTx Disable cleared in the command
 // register, the other bits (memory decoding, bus mastering) as they are.
-// A read comes first, so an interrupt that is not masked costs no write.
+// It does nothing unless an interrupt came since the last Enable: the
+// kernel masks the line only in its handler, which counts the interrupt
+// and makes the device readable, so an interrupt not yet read ends the
+// next sleep at once and its Wait makes the Enable after it unmask.
 func (u *UIO) Enable() error {
+	if !u.masked {
+		return nil
+	}
 	if err := updateCommand(u.cfg, 0, cmdInterruptDisable); err != nil {
 		return fmt.Errorf("uio: %w", err)
 	}
+	u.masked = false
 	return nil
 }
 
@@ -74,6 +89,7 @@ func (u *UIO) Wait(timeout time.Duration) (uint32, error) {
 	if _, err := u.f.Read(b[:]); err != nil {
 		return 0, fmt.Errorf("uio: %w", err)
 	}
+	u.masked = true
 	return binary.NativeEndian.Uint32(b[:]), nil
 }
 
