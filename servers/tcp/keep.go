@@ -3,7 +3,6 @@ package tcp
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"log"
 	"slices"
 	"time"
@@ -50,8 +49,8 @@ import (
 //     and socket, written when they change, so that a connection whose
 //     record is bad can still be reset) and two copies of the record. A
 //     commit writes the older copy, then seals it: a stamp (a counter that
-//     only grows) and a CRC-32C over the nonce, stamp and bytes. The
-//     restart adopts the newest copy whose checksum holds; a copy torn by
+//     only grows) and a checksum (keptSum) of the stamp and bytes under the
+//     nonce. The restart adopts the newest copy whose checksum holds; a copy torn by
 //     the crash fails it and the other, one pass older, is used — it is
 //     still consistent, since nothing of the pass that tore it left the
 //     process. A record that fails both, or decodes to a state that breaks
@@ -103,12 +102,12 @@ const StateBytes = 192 << 20
 // Kept memory layout.
 const (
 	keepMagic   = "keepnet tcp\x00"
-	keepVersion = 1
+	keepVersion = 2 // 2: keptSum instead of CRC-32C
 
 	slotBytes  = 4096
 	identBytes = 64
 	copyBytes  = (slotBytes - identBytes) / 2
-	copyHeader = 16 // stamp, CRC, length, kind, version
+	copyHeader = 16 // stamp, sum, length, kind, version
 	maxRecord  = copyBytes - copyHeader
 
 	// Header fields, by offset.
@@ -120,8 +119,8 @@ const (
 	hdrEpoch    = 48
 	hdrNonce    = 56
 	hdrKey      = 64
-	hdrCRC      = 96  // over the bytes before it
-	hdrHigh     = 128 // slots ever used (not in the CRC: it grows)
+	hdrSum      = 96  // keptSum of the bytes before it
+	hdrHigh     = 128 // slots ever used (not in the sum: it grows)
 )
 
 // Record kinds.
@@ -130,8 +129,6 @@ const (
 	kindConn     = 1
 	kindTimeWait = 2
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // keepGeometry is where things lie in kept memory of size bytes for cfg.
 type keepGeometry struct {
@@ -158,14 +155,12 @@ func geometryFor(cfg Config, size int) (keepGeometry, error) {
 type keeper struct {
 	mem   []byte
 	geo   keepGeometry
-	nonce uint64
-	// nonceBytes is the nonce as the checksums cover it.
-	nonceBytes [8]byte
-	buddy      *buddy
-	stamp      uint64  // the last stamp written
-	high       int     // slots ever used: the restart reads these
-	free       []int   // free slots below high
-	next       []uint8 // per slot, the copy the next write goes to
+	nonce uint64 // the seed of the records' sums
+	buddy *buddy
+	stamp uint64  // the last stamp written
+	high  int     // slots ever used: the restart reads these
+	free  []int   // free slots below high
+	next  []uint8 // per slot, the copy the next write goes to
 
 	dirty   []*Endpoint
 	dirtyTW []*timeWaitConn
@@ -382,12 +377,10 @@ func (k *keeper) seal(c []byte, kind uint8, n int) {
 	binary.LittleEndian.PutUint32(c[8:], k.sum(c, n))
 }
 
-// sum is the CRC-32C of copy c's record of n bytes, under the nonce.
+// sum is the checksum of copy c's record of n bytes, under the nonce:
+// everything in the copy but the sum itself.
 func (k *keeper) sum(c []byte, n int) uint32 {
-	crc := crc32.Update(0, castagnoli, k.nonceBytes[:])
-	crc = crc32.Update(crc, castagnoli, c[0:8])
-	crc = crc32.Update(crc, castagnoli, c[12:16])
-	return crc32.Update(crc, castagnoli, c[copyHeader:copyHeader+n])
+	return keptSum(k.nonce, c[0:8], c[12:copyHeader+n])
 }
 
 // read returns copy c's stamp, kind, record and its version if its
@@ -425,14 +418,14 @@ func (k *keeper) scribble(i int) {
 	}
 }
 
-// The identity: CRC-32C, nonce, 4-tuple, socket.
+// The identity: its sum, nonce, 4-tuple, socket.
 func (k *keeper) writeIdent(i int, e *Endpoint) {
 	b := k.slot(i)[:identBytes]
 	w := enc{b: b[4:]}
 	w.u64(k.nonce)
 	w.tuple(e.id)
 	w.u64(e.owner.sock)
-	binary.LittleEndian.PutUint32(b, crc32.Checksum(w.bytes(), castagnoli))
+	binary.LittleEndian.PutUint32(b, keptSum(0, w.bytes()))
 	e.identWritten, e.identSock = true, e.owner.sock
 }
 
@@ -440,7 +433,7 @@ func (k *keeper) writeIdent(i int, e *Endpoint) {
 func (k *keeper) identOf(i int) (tuple, bool) {
 	b := k.slot(i)[:identBytes]
 	const n = 8 + 36 + 8
-	if binary.LittleEndian.Uint32(b) != crc32.Checksum(b[4:4+n], castagnoli) {
+	if binary.LittleEndian.Uint32(b) != keptSum(0, b[4:4+n]) {
 		return tuple{}, false
 	}
 	r := dec{b: b[4 : 4+n]}
@@ -472,16 +465,11 @@ func (t *Table) Keep(mem []byte) ([]*Endpoint, error) {
 	return t.restoreKept(), nil
 }
 
-func (k *keeper) setNonce(n uint64) {
-	k.nonce = n
-	binary.LittleEndian.PutUint64(k.nonceBytes[:], n)
-}
-
 // sameLayout reports whether the header is valid and says this layout.
 func (k *keeper) sameLayout() bool {
 	h := k.mem
 	le := binary.LittleEndian
-	return string(h[:12]) == keepMagic && le.Uint32(h[hdrCRC:]) == crc32.Checksum(h[:hdrCRC], castagnoli) &&
+	return string(h[:12]) == keepMagic && le.Uint32(h[hdrSum:]) == keptSum(0, h[:hdrSum]) &&
 		le.Uint32(h[hdrVersion:]) == keepVersion && int(le.Uint32(h[hdrSlots:])) == k.geo.slots &&
 		int(le.Uint64(h[hdrDataOff:])) == k.geo.dataOff && int(le.Uint64(h[hdrDataSize:])) == k.geo.dataLen &&
 		int(le.Uint32(h[hdrMaxOrder:])) == k.geo.maxOrder && int(le.Uint32(h[hdrHigh:])) <= k.geo.slots
@@ -491,7 +479,7 @@ func (k *keeper) sameLayout() bool {
 func (k *keeper) setUp(t *Table) {
 	h := k.mem
 	le := binary.LittleEndian
-	k.setNonce(t.rand.Uint64() | 1)
+	k.nonce = t.rand.Uint64() | 1
 	copy(h, keepMagic)
 	le.PutUint32(h[hdrVersion:], keepVersion)
 	le.PutUint32(h[hdrSlots:], uint32(k.geo.slots))
@@ -501,7 +489,7 @@ func (k *keeper) setUp(t *Table) {
 	le.PutUint64(h[hdrEpoch:], uint64(t.epoch.UnixNano()))
 	le.PutUint64(h[hdrNonce:], k.nonce)
 	copy(h[hdrKey:hdrKey+32], t.cfg.ISNKey[:])
-	le.PutUint32(h[hdrCRC:], crc32.Checksum(h[:hdrCRC], castagnoli))
+	le.PutUint32(h[hdrSum:], keptSum(0, h[:hdrSum]))
 	le.PutUint32(h[hdrHigh:], 0)
 }
 
@@ -510,7 +498,7 @@ func (t *Table) restoreKept() []*Endpoint {
 	k := t.keep
 	h := k.mem
 	le := binary.LittleEndian
-	k.setNonce(le.Uint64(h[hdrNonce:]))
+	k.nonce = le.Uint64(h[hdrNonce:])
 	t.epoch = time.Unix(0, int64(le.Uint64(h[hdrEpoch:])))
 	copy(t.cfg.ISNKey[:], h[hdrKey:hdrKey+32])
 	k.high = int(le.Uint32(h[hdrHigh:]))
