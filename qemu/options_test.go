@@ -162,6 +162,21 @@ func TestMachineTwoNICs(t *testing.T) {
 	}
 }
 
+// Under TCG the guest gets a longer hang limit and Go without its AES map
+// hash (AES instructions are dear there); under KVM neither.
+func TestMachineTCGSettings(t *testing.T) {
+	m := testMachine()
+	for accel, want := range map[string]bool{"tcg": true, "kvm": false} {
+		m.Accel = accel
+		cmdline := m.KernelCmdline()
+		for _, arg := range []string{"keepnet.godebug=cpu.aes=off", "keepnet.hang=" + TCGHang.String()} {
+			if strings.Contains(cmdline, arg) != want {
+				t.Errorf("%s: KernelCmdline() = %s; want %s in it: %v", accel, cmdline, arg, want)
+			}
+		}
+	}
+}
+
 // An image boot has the firmware load the image: no -kernel, no command
 // line, the image first in the boot order, no option ROM on the NIC.
 func TestMachineImageArgs(t *testing.T) {

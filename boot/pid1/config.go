@@ -113,6 +113,12 @@ const PortName = "org.keepnet.ctl"
 //	                         with two or more, the servers run on the
 //	                         first and the applications on the others
 //	                         (table.go, "Processors")
+//	keepnet.godebug=SETTINGS Go runtime settings (GODEBUG) for every
+//	                         component, e.g. cpu.aes=off; the loop servers'
+//	                         own (channel.GODEBUG) come first. `keepnet up`
+//	                         sets cpu.aes=off under TCG, which emulates AES
+//	                         instructions in software: Go's map hash then
+//	                         multiplies instead (README, "Go under TCG")
 //	keepnet.pfrules=B64      a packet filter rule set (servers/pf), base64:
 //	                         starts the pf server and puts it in ip's path.
 //	                         Without it there is no pf and no datagram
@@ -165,6 +171,7 @@ type Config struct {
 	TCPNoECN   bool          // keepnet.tcp.ecn=off: tcp refuses ECN when a peer asks
 	NoZeroCopy bool          // keepnet.zerocopy=off: syscall copies the applications' data for tcp
 	NoPin      bool          // keepnet.pin=off: no component is confined to processors
+	GODEBUG    string        // keepnet.godebug: Go runtime settings for every component
 	CPUs       int           // the machine's processors (init counts them; not from the command line); pinning needs two
 	PFRules    string        // the rule text; empty: no packet filter
 	PFStates   int           // the packet filter's state table size
@@ -414,6 +421,11 @@ func (c *Config) set(name, val string) error {
 		return parseSwitch(val, "off", "on", &c.NoZeroCopy)
 	case "pin":
 		return parseSwitch(val, "off", "on", &c.NoPin)
+	case "godebug":
+		if strings.ContainsAny(val, " \t") {
+			return fmt.Errorf("want comma-separated settings like cpu.aes=off")
+		}
+		c.GODEBUG = val
 	case "tcp.iw":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 1 || n > tcp.MaxInitialWindow {

@@ -52,6 +52,7 @@ func TestParseCmdline(t *testing.T) {
 		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass all\n")), withRules("pass all\n"), 0},
 		{"keepnet.pfrules=" + base64.StdEncoding.EncodeToString([]byte("pass sideways\n")), withRules(blockAll), 1}, // fails closed
 		{"keepnet.pfrules=!!", withRules(blockAll), 1},                                                              // not base64
+		{"keepnet.godebug=cpu.aes=off,cpu.sse42=off", func() Config { c := DefaultConfig(); c.GODEBUG = "cpu.aes=off,cpu.sse42=off"; return c }(), 0},
 		{"keepnet.tcp.rack=on", func() Config { c := DefaultConfig(); c.TCPRACK = true; return c }(), 0},
 		{"keepnet.tcp.rack=off", DefaultConfig(), 0},
 		{"keepnet.tcp.iw=3", func() Config { c := DefaultConfig(); c.TCPIW = 3; return c }(), 0},

@@ -142,8 +142,8 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 	// then (ready.go).
 	for i := range specs {
 		specs[i].Ready = supervisor.ReadyNotify
-		if slices.Contains(loopServers, specs[i].Path) {
-			specs[i].Env = append(specs[i].Env, "GODEBUG="+channel.GODEBUG)
+		if godebug := godebugOf(specs[i], cfg); godebug != "" {
+			specs[i].Env = append(specs[i].Env, "GODEBUG="+godebug)
 		}
 		specs[i].CPUs = cpusOf(specs[i], cfg)
 		if cfg.TestHooks {
@@ -152,6 +152,18 @@ func Table(cfg Config) ([]supervisor.Spec, []hub.Node) {
 		confine(&specs[i], cfg)
 	}
 	return specs, nodes
+}
+
+// godebugOf is sp's GODEBUG: the loop servers' own, then keepnet.godebug.
+func godebugOf(sp supervisor.Spec, cfg Config) string {
+	var settings []string
+	if slices.Contains(loopServers, sp.Path) {
+		settings = append(settings, channel.GODEBUG)
+	}
+	if cfg.GODEBUG != "" {
+		settings = append(settings, cfg.GODEBUG)
+	}
+	return strings.Join(settings, ",")
 }
 
 // loopServers are the components that are one event loop, a goroutine

@@ -357,6 +357,27 @@ func TestTableLoopServersGODEBUG(t *testing.T) {
 	}
 }
 
+// keepnet.godebug reaches every component, after the loop servers' own
+// setting, on either stack.
+func TestTableGODEBUG(t *testing.T) {
+	for _, stack := range []string{StackKeepnet, StackLinux} {
+		cfg := DefaultConfig()
+		cfg.Stack = stack
+		cfg.IP, cfg.DNS = netip.MustParsePrefix("10.0.2.15/24"), netip.MustParseAddr("10.0.2.3")
+		cfg.GODEBUG = "cpu.aes=off"
+		specs, _ := Table(cfg)
+		for _, sp := range specs {
+			want := "GODEBUG=cpu.aes=off"
+			if slices.Contains(loopServers, sp.Path) {
+				want = "GODEBUG=" + channel.GODEBUG + ",cpu.aes=off"
+			}
+			if !slices.Contains(sp.Env, want) {
+				t.Errorf("%s stack, %s: environment %q, want %s", stack, sp.Name, sp.Env, want)
+			}
+		}
+	}
+}
+
 // On two processors or more the stack's servers run on the first and the
 // applications on the rest; with keepnet.pin=off, one processor or Linux's
 // stack nobody is confined.
