@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -158,12 +157,7 @@ func (a *appliance) waitComponent(comp string, cond func(ctl.Component) bool) ct
 // intact, else what went wrong.
 // rate, if given, is curl's --limit-rate, in bytes per second.
 func (n *netns) download(t testing.TB, size int64, seed uint64, rate ...int64) (got *atomic.Int64, done <-chan string) {
-	limit := transferLimit(t, size, floorMbps)
-	args := curlArgs(limit)
-	if len(rate) > 0 {
-		limit = max(limit, time.Duration(size/rate[0])*time.Second*2)
-		args = append(curlArgs(limit), "--limit-rate", strconv.FormatInt(rate[0], 10))
-	}
+	args, limit := curlArgsAt(transferLimit(t, size, floorMbps), size, rate)
 	url := fmt.Sprintf("http://%s/bytes?n=%d&seed=%d", n.GuestIP, size, seed)
 	ctx, cancel := context.WithTimeout(context.Background(), limit+30*time.Second)
 	cmd := exec.CommandContext(ctx, "ip", append(append([]string{"netns", "exec", n.Name, "curl"}, args...), url)...)

@@ -49,6 +49,17 @@ func transferLimit(t testing.TB, size int64, floor float64) time.Duration {
 	return max(limit, 10*time.Second)
 }
 
+// curlArgsAt is curlArgs for a transfer of size bytes, held to rate[0]
+// bytes a second (curl's --limit-rate) if rate has one, when the limit
+// grows to twice what that rate takes; it returns the flags and the limit.
+func curlArgsAt(limit time.Duration, size int64, rate []int64) ([]string, time.Duration) {
+	if len(rate) == 0 {
+		return curlArgs(limit), limit
+	}
+	limit = max(limit, time.Duration(size/rate[0])*time.Second*2)
+	return append(curlArgs(limit), "--limit-rate", strconv.FormatInt(rate[0], 10)), limit
+}
+
 // curlArgs are curl's flags for a transfer that may take limit.
 func curlArgs(limit time.Duration) []string {
 	return []string{"-sS", "--fail", "--max-time", strconv.Itoa(int(limit.Seconds())),
@@ -135,12 +146,7 @@ func httpUpload(t testing.TB, n *netns, size int64, seed uint64, floor float64, 
 	if err := writeSplitmix(file, seed, size, h); err != nil {
 		t.Fatal(err)
 	}
-	limit := transferLimit(t, size, floor)
-	args := curlArgs(limit)
-	if len(rate) > 0 {
-		limit = max(limit, time.Duration(size/rate[0])*time.Second*2)
-		args = append(curlArgs(limit), "--limit-rate", strconv.FormatInt(rate[0], 10))
-	}
+	args, limit := curlArgsAt(transferLimit(t, size, floor), size, rate)
 	ctx, cancel := context.WithTimeout(context.Background(), limit+30*time.Second)
 	defer cancel()
 	start := time.Now()
