@@ -74,6 +74,7 @@ const (
 	VerbPFLoad   = "pf-load"
 	VerbEvents   = "events"
 	VerbLogs     = "logs"
+	VerbTrace    = "trace"
 )
 
 // MaxLine bounds one encoded request or response; longer lines are rejected
@@ -85,8 +86,10 @@ type Request struct {
 	ID   uint64 `json:"id"`
 	Verb string `json:"verb"`
 	Name string `json:"name,omitempty"`
-	// Seconds is how long a profile runs.
+	// Seconds is how long a profile or a trace runs.
 	Seconds int `json:"seconds,omitempty"`
+	// Syscalls: a trace records every system call's entry too.
+	Syscalls bool `json:"syscalls,omitempty"`
 	// Signal is the signal kill sends, by name ("STOP", "SIGCONT") or
 	// number; empty means KILL.
 	Signal string `json:"signal,omitempty"`
@@ -125,6 +128,14 @@ type Fault struct {
 // MaxProfileSeconds bounds a profile: the control channel is busy meanwhile.
 const MaxProfileSeconds = 60
 
+// MaxTraceSeconds bounds a scheduler trace; MaxTraceBytes is the most
+// its gzipped text may be, so that the response (base64 in JSON) stays
+// within MaxLine.
+const (
+	MaxTraceSeconds = 10
+	MaxTraceBytes   = 600 << 10
+)
+
 // Response is the single answer to a Request with the same ID.
 type Response struct {
 	ID     uint64  `json:"id"`
@@ -135,6 +146,8 @@ type Response struct {
 	Stats json.RawMessage `json:"stats,omitempty"`
 	// Profile is a pprof CPU profile (go tool pprof reads it).
 	Profile []byte `json:"profile,omitempty"`
+	// Trace is the kernel's text of a scheduler trace, gzipped.
+	Trace []byte `json:"trace,omitempty"`
 	// Armed is the fault site inject armed (or disarmed).
 	Armed *Armed `json:"armed,omitempty"`
 	// Events and Lines answer events and logs, oldest first; Next is the
@@ -277,6 +290,10 @@ func ParseRequest(line []byte) (Request, error) {
 	}
 	switch r.Verb {
 	case VerbStatus, VerbPoweroff, VerbPFLoad, VerbEvents, VerbLogs:
+	case VerbTrace:
+		if r.Seconds < 0 || r.Seconds > MaxTraceSeconds {
+			return r, fmt.Errorf("%w: a trace lasts 1 to %d seconds", ErrMalformed, MaxTraceSeconds)
+		}
 	case VerbKill, VerbRestart, VerbStats, VerbProfile, VerbHook, VerbInject:
 		if r.Seconds < 0 || r.Seconds > MaxProfileSeconds {
 			return r, fmt.Errorf("%w: a profile lasts 1 to %d seconds", ErrMalformed, MaxProfileSeconds)

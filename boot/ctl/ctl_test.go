@@ -76,6 +76,10 @@ func (f *fakeHandler) Profile(name string, d time.Duration) ([]byte, error) {
 	return []byte(fmt.Sprintf("%s %v", name, d)), nil
 }
 
+func (f *fakeHandler) Trace(d time.Duration, syscalls bool) ([]byte, error) {
+	return []byte(fmt.Sprintf("trace %v %v", d, syscalls)), nil
+}
+
 func (f *fakeHandler) Events(since uint64) ([]journal.Event, uint64) {
 	return []journal.Event{{Seq: since, Component: "tcp", Kind: journal.Crash, Reason: "signal: killed"}}, since + 1
 }
@@ -136,6 +140,8 @@ func TestParseRequest(t *testing.T) {
 		{`{"id":16,"verb":"inject","name":"udp","site":7,"after":2,"prob":0.5}`, Request{}, true}, // both triggers
 		{`{"id":17,"verb":"inject","name":"udp","site":7,"prob":1.5}`, Request{}, true},           // not a probability
 		{`{"id":18,"verb":"inject","name":"udp","site":7,"disarm":true}`, Request{}, true},        // disarm and a site
+		{`{"id":19,"verb":"trace","seconds":3}`, Request{ID: 19, Verb: "trace", Seconds: 3}, false},
+		{`{"id":20,"verb":"trace","seconds":11}`, Request{}, true}, // longer than MaxTraceSeconds
 	}
 	for _, tt := range tests {
 		got, err := ParseRequest([]byte(tt.line))
@@ -313,6 +319,7 @@ func TestReadOnly(t *testing.T) {
 		{`{"id":6,"verb":"poweroff"}`, false},
 		{`{"id":7,"verb":"inject","name":"udp","site":1}`, false},
 		{`{"id":8,"verb":"pf-load","rules":"pass all\n"}`, false},
+		{`{"id":9,"verb":"trace"}`, false},
 	} {
 		resp := Handle([]byte(tc.line), h)
 		if resp.OK != tc.wantOK || !tc.wantOK && resp.Error != ErrHostOnly.Error() {

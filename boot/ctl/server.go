@@ -27,6 +27,10 @@ type Handler interface {
 	Stats(name string) (json.RawMessage, error)
 	// Profile returns a CPU profile of the component over d.
 	Profile(name string, d time.Duration) ([]byte, error)
+	// Trace records the scheduler's events (and with syscalls every
+	// system call's entry) for d and returns the kernel's text of them,
+	// gzipped (at most MaxTraceBytes).
+	Trace(d time.Duration, syscalls bool) ([]byte, error)
 	// Hook runs a test hook in the component, if test hooks are on.
 	Hook(name, hook string) error
 	// Inject arms (or disarms) a fault site in the component.
@@ -105,6 +109,12 @@ func Handle(line []byte, h Handler) Response {
 			secs = 5
 		}
 		resp.Profile, err = h.Profile(req.Name, time.Duration(secs)*time.Second)
+	case VerbTrace:
+		secs := req.Seconds
+		if secs == 0 {
+			secs = 2
+		}
+		resp.Trace, err = h.Trace(time.Duration(secs)*time.Second, req.Syscalls)
 	}
 	if err != nil {
 		resp.Error = err.Error()
@@ -115,7 +125,7 @@ func Handle(line []byte, h Handler) Response {
 }
 
 // ErrHostOnly answers a verb that changes the appliance (kill, restart,
-// profile, hook, inject, poweroff, pf-load) on a channel that may only look.
+// profile, trace, hook, inject, poweroff, pf-load) on a channel that may only look.
 var ErrHostOnly = errors.New("only the host's control channel may do this")
 
 // ReadOnly answers the verbs that change nothing (status, stats, events,
@@ -142,3 +152,4 @@ func (readOnly) PFLoad(string) error                 { return ErrHostOnly }
 func (readOnly) Profile(string, time.Duration) ([]byte, error) {
 	return nil, ErrHostOnly
 }
+func (readOnly) Trace(time.Duration, bool) ([]byte, error) { return nil, ErrHostOnly }

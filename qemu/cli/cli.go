@@ -47,6 +47,10 @@ commands:
   restart   restart a component
   stats     print a component's counters as JSON
   profile   take a CPU profile of a component (go tool pprof reads it)
+  trace     record the guest scheduler's switches, wake-ups and
+            interrupts for a few seconds (--seconds, -o FILE: the
+            kernel's text) and print per program how often it ran, for
+            how long, and how long it waited once woken
   hook      run a test hook in a component: keepnet hook NAME HOOK (spin,
             deadlock; the driver's stop-tx, stop-rx); needs an appliance
             booted with --append keepnet.testhooks=1
@@ -96,6 +100,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = inject(ctx, args[1:], stdout, stderr)
 	case "profile":
 		err = profileCmd(ctx, args[1:], stdout, stderr)
+	case "trace":
+		err = traceCmd(ctx, args[1:], stdout, stderr)
 	case "pf":
 		err = pfCmd(ctx, args[1:], stdout, stderr)
 	case "down":

@@ -69,6 +69,9 @@ func (f *fakeAppliance) Profile(name string, d time.Duration) ([]byte, error) {
 	}
 	return []byte(fmt.Sprintf("profile of %s for %v", name, d)), nil
 }
+func (f *fakeAppliance) Trace(time.Duration, bool) ([]byte, error) {
+	return nil, errors.New("no tracer here")
+}
 func (f *fakeAppliance) Hook(string, string) error { return nil }
 
 func (f *fakeAppliance) Kill(name string, sig syscall.Signal) error {
