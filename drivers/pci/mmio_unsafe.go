@@ -1,6 +1,7 @@
 package pci
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
@@ -57,3 +58,66 @@ func (b *BAR) Write32(off uint32, v uint32) { atomic.StoreUint32(b.reg(off), v) 
 
 // Close unmaps the BAR.
 func (b *BAR) Close() error { return unix.Munmap(b.mem) }
+
+// The interrupt path's system calls, raw: they never block (each follows
+// a poll that found the descriptor ready, or writes configuration space),
+// and an ordinary call would wake the Go runtime's sysmon thread out of
+// its deep sleep each time (kernel/channel, "How a process sleeps").
+//
+// Each is called directly, with its pointers converted in the call
+// (unsafe.Pointer's rule 4).
+
+// readable reports whether fd is readable now.
+func readable(fd int) bool {
+	var ts unix.Timespec
+	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	return errno == 0 && n == 1 && fds[0].Revents&unix.POLLIN != 0
+}
+
+// read32 reads a 32-bit count from fd (uio's).
+func read32(fd int) (uint32, unix.Errno) {
+	var b [4]byte
+	if errno := readFull(fd, b[:]); errno != 0 {
+		return 0, errno
+	}
+	return binary.NativeEndian.Uint32(b[:]), 0
+}
+
+// read64 reads a 64-bit count from fd (an eventfd's).
+func read64(fd int) (uint64, unix.Errno) {
+	var b [8]byte
+	if errno := readFull(fd, b[:]); errno != 0 {
+		return 0, errno
+	}
+	return binary.NativeEndian.Uint64(b[:]), 0
+}
+
+// readFull is one read(2) that must fill b.
+func readFull(fd int, b []byte) unix.Errno {
+	for {
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return errno
+		}
+		if int(n) != len(b) {
+			return unix.EIO
+		}
+		return 0
+	}
+}
+
+// pwrite16 writes v at off of fd, little-endian (configuration space's
+// order).
+func pwrite16(fd int, v uint16, off int64) unix.Errno {
+	b := [2]byte{byte(v), byte(v >> 8)}
+	for {
+		_, _, errno := unix.RawSyscall6(unix.SYS_PWRITE64, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 2, uintptr(off), 0, 0)
+		if errno != unix.EINTR {
+			return errno
+		}
+	}
+}

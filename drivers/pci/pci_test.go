@@ -2,6 +2,7 @@ package pci
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -156,7 +157,7 @@ func TestUIOEnable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &UIO{f: r, cfg: cfg, masked: true}
+	u := newUIO(r, cfg)
 	defer u.Close()
 	defer w.Close()
 	setCommand := func(v uint16) {
@@ -193,6 +194,22 @@ func TestUIOEnable(t *testing.T) {
 	}
 	if err := u.Enable(); err != nil || command() != memBusMaster {
 		t.Fatalf("Enable after an interrupt: %v, command %#04x, want %#04x", err, command(), memBusMaster)
+	}
+	// Another interrupt, and the kernel's mask: Enable writes what it
+	// read the first time, INTx Disable cleared, without reading again.
+	setCommand(memBusMaster | cmdInterruptDisable)
+	if _, err := w.Write(binary.NativeEndian.AppendUint32(nil, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := u.Wait(0); err != nil || c != 8 {
+		t.Fatalf("Wait: %d, %v; want the count 8", c, err)
+	}
+	if err := u.Enable(); err != nil || command() != memBusMaster {
+		t.Fatalf("Enable after a second interrupt: %v, command %#04x, want %#04x", err, command(), memBusMaster)
+	}
+	// Wait with nothing to read times out.
+	if _, err := u.Wait(0); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Wait with no interrupt: %v, want ErrTimeout", err)
 	}
 }
 

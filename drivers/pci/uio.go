@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,13 +22,24 @@ import (
 type UIO struct {
 	f   *os.File
 	cfg *os.File // the function's configuration space (sysfs "config")
+	// fd and cfgFd are f's and cfg's descriptors, taken once: os.File.Fd
+	// costs an fcntl each call on a descriptor Go had made nonblocking,
+	// as it does /dev/uioN's, and the loop uses them on every sleep.
+	fd, cfgFd int
 	// masked: an interrupt has come (Wait read its count) since the last
 	// Enable, so the kernel has set INTx Disable. Only then does Enable
-	// touch configuration space, a read and a write of the command
-	// register: two system calls, each a configuration cycle (port I/O)
-	// the hypervisor emulates. A driver that sleeps more often than it is
+	// touch configuration space. Under TCG a configuration cycle is
+	// dear (a port I/O the emulator serves, ~100 µs of the guest's
+	// time), and a driver that is interrupted for every frame, as under
+	// a ping, pays it per frame; one that sleeps more often than it is
 	// interrupted (a request from IP, a timeout) unmasks nothing.
 	masked bool
+	// command is what Enable writes to the command register: as the
+	// first Enable read it, INTx Disable cleared. The kernel changes only
+	// that bit (its handler sets it), so after the first Enable one write
+	// unmasks, without reading the register first.
+	command uint16
+	known   bool // command was read
 }
 
 // OpenUIO opens /dev/<name>, the UIO device of d.
@@ -42,11 +54,18 @@ func (d Device) OpenUIO(name string) (*UIO, error) {
 		return nil, fmt.Errorf("uio: %w", err)
 	}
 	// What a previous driver left is not known: the first Enable looks.
-	return &UIO{f: f, cfg: cfg, masked: true}, nil
+	return newUIO(f, cfg), nil
+}
+
+// newUIO is the UIO of the device file f and configuration space cfg.
+func newUIO(f, cfg *os.File) *UIO {
+	// Fd makes the descriptors blocking, which is how Wait and Enable
+	// use them (they poll first).
+	return &UIO{f: f, cfg: cfg, fd: int(f.Fd()), cfgFd: int(cfg.Fd()), masked: true}
 }
 
 // Fd is the file descriptor, for a poll loop.
-func (u *UIO) Fd() int { return int(u.f.Fd()) }
+func (u *UIO) Fd() int { return u.fd }
 
 // Enable unmasks the interrupt: INTx Disable cleared in the command
 // register, the other bits (memory decoding, bus mastering) as they are.
@@ -58,9 +77,18 @@ func (u *UIO) Enable() error {
 	if !u.masked {
 		return nil
 	}
-	if err := updateCommand(u.cfg, 0, cmdInterruptDisable); err != nil {
-		return fmt.Errorf("uio: %w", err)
+	if !u.known {
+		var b [2]byte
+		if _, err := u.cfg.ReadAt(b[:], cfgCommand); err != nil {
+			return fmt.Errorf("uio: reading the command register: %w", err)
+		}
+		u.command = binary.LittleEndian.Uint16(b[:]) &^ cmdInterruptDisable
+		u.known = true
 	}
+	if errno := pwrite16(u.cfgFd, u.command, cfgCommand); errno != 0 {
+		return fmt.Errorf("uio: writing the command register: %w", errno)
+	}
+	runtime.KeepAlive(u.cfg)
 	u.masked = false
 	return nil
 }
@@ -71,26 +99,35 @@ var ErrTimeout = errors.New("uio: no interrupt before the timeout")
 // Wait blocks until an interrupt or the timeout, and returns the kernel's
 // interrupt count. The interrupt stays masked until Enable.
 func (u *UIO) Wait(timeout time.Duration) (uint32, error) {
-	fds := []unix.PollFd{{Fd: int32(u.f.Fd()), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, int(timeout.Milliseconds()))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("uio: poll: %w", err)
-		}
-		if n == 0 {
+	if timeout == 0 {
+		// The loop's look before it sleeps: raw, as its sleep's calls
+		// are (kernel/channel, "How a process sleeps").
+		if !readable(u.fd) {
 			return 0, ErrTimeout
 		}
-		break
+	} else {
+		fds := [1]unix.PollFd{{Fd: int32(u.fd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds[:], int(timeout.Milliseconds()))
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return 0, fmt.Errorf("uio: poll: %w", err)
+			}
+			if n == 0 {
+				return 0, ErrTimeout
+			}
+			break
+		}
 	}
-	var b [4]byte
-	if _, err := u.f.Read(b[:]); err != nil {
-		return 0, fmt.Errorf("uio: %w", err)
+	count, errno := read32(u.fd)
+	if errno != 0 {
+		return 0, fmt.Errorf("uio: %w", errno)
 	}
+	runtime.KeepAlive(u.f)
 	u.masked = true
-	return binary.NativeEndian.Uint32(b[:]), nil
+	return count, nil
 }
 
 // Close releases the device.

@@ -1,7 +1,6 @@
 package pci
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -336,25 +335,33 @@ func (v *VFIO) Enable() error {
 // Wait blocks until an interrupt or the timeout, and returns how many
 // interrupts came so far (the eventfd's counts, added up).
 func (v *VFIO) Wait(timeout time.Duration) (uint32, error) {
-	fds := []unix.PollFd{{Fd: int32(v.irq.Fd()), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, int(timeout.Milliseconds()))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("vfio: poll: %w", err)
-		}
-		if n == 0 {
+	fd := int(v.irq.Fd())
+	if timeout == 0 {
+		// The loop's look before it sleeps: raw (mmio_unsafe.go).
+		if !readable(fd) {
 			return 0, ErrTimeout
 		}
-		break
+	} else {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds, int(timeout.Milliseconds()))
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return 0, fmt.Errorf("vfio: poll: %w", err)
+			}
+			if n == 0 {
+				return 0, ErrTimeout
+			}
+			break
+		}
 	}
-	var b [8]byte
-	if _, err := unix.Read(int(v.irq.Fd()), b[:]); err != nil {
-		return 0, fmt.Errorf("vfio: eventfd: %w", err)
+	n, errno := read64(fd)
+	if errno != 0 {
+		return 0, fmt.Errorf("vfio: eventfd: %w", errno)
 	}
-	v.count += uint32(binary.NativeEndian.Uint64(b[:]))
+	v.count += uint32(n)
 	return v.count, nil
 }
 
