@@ -167,10 +167,10 @@ func godebugOf(sp supervisor.Spec, cfg Config) string {
 }
 
 // loopServers are the components that are one event loop, a goroutine
-// that sleeps only in kernel/channel, and allocate in it: they run with
-// channel.GODEBUG ("How a process sleeps" in kernel/channel). The
-// applications and the store do not: their other goroutines start garbage
-// collections, which must be able to interrupt a sleeping loop.
+// that sleeps only in kernel/channel: they run with channel.GODEBUG
+// (asynchronous preemption off, kernel/channel says why). The
+// applications and the store do not: their other goroutines do work a
+// long-running one must not hold up.
 var loopServers = []string{"/bin/nic", "/bin/ip", "/bin/udp", "/bin/tcp", "/bin/syscall", "/bin/pf"}
 
 // # Processors

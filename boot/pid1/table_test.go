@@ -335,7 +335,7 @@ func TestTableDriverCapsIOMMU(t *testing.T) {
 }
 
 // The servers that are one event loop run with asynchronous preemption off
-// (kernel/channel's quiet sleeps); the applications and the store do not.
+// (channel.GODEBUG); the applications and the store do not.
 func TestTableLoopServersGODEBUG(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.IP, cfg.DNS, cfg.SSHKey = netip.MustParsePrefix("10.0.2.15/24"), netip.MustParseAddr("10.0.2.3"), "keys"

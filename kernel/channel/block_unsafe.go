@@ -1,8 +1,10 @@
 package channel
 
 import (
+	"errors"
 	"os"
-	"sync/atomic"
+	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -11,108 +13,210 @@ import (
 
 // How a process sleeps
 //
-// A server sleeps in ppoll(2) until a message or its timeout. Told to Go's
-// scheduler the usual way (a blocking system call), such a sleep costs
-// four to five context switches per wake-up instead of one (measured with
-// strace and per-thread counts, Go 1.26): one of the sleeping thread; two
-// of sysmon, which the return from the system call wakes out of its deep
-// sleep (every P was idle) and which looks again 20 µs later before it
-// sleeps again; and one of another thread the scheduler starts. In the
-// appliance the driver's sysmon switched 650 times a second while the
-// driver was idle. Under TCG a switch costs tens of microseconds.
+// A server sleeps until a message or its timeout, and under TCG what that
+// costs is context switches: each empties the emulator's TLB, a hundred
+// microseconds and more of the guest's time. So a sleep is parked in Go's
+// own network poller: the goroutine waits for an epoll set of its
+// descriptors (a poller) to become readable, its thread blocks in the
+// runtime's epoll_wait, and the wake-up is that one thread's switch.
 //
-// So while a process is busy (a message woke one of its sleeps less than
-// busyWindow ago) it sleeps without telling the scheduler: the thread
-// keeps its P, sysmon settles at one look every 10 ms, and a wake-up is
-// one switch. An idle process sleeps the usual way and costs nothing
-// while it sleeps (sysmon sleeps deeply too): a hundred looks a second in
-// every idle component would cost the idle appliance a tenth of a CPU
-// under TCG.
+// Told to Go's scheduler the usual way instead (a blocking system call),
+// a sleep cost four to five switches per wake-up (strace and per-thread
+// counts, Go 1.26): every system call entered while all of the process's
+// Ps are idle wakes sysmon out of its deep sleep, which then looks every
+// 20 µs for a while; and the scheduler hands the P to another thread.
+// Sleeping without telling the scheduler (RawSyscall) avoided that but
+// kept the P busy in the runtime's eyes, so sysmon looked every 10 ms for
+// as long as the process slept: a hundred switches a second in every
+// component, most of the idle appliance's CPU (keepnet trace).
 //
-// A stop-the-world garbage collection waits for a quiet sleep to end: the
-// scheduler believes the sleeper runs. Go's asynchronous preemption
-// signals it, which ends the sleep at once; but sysmon also signals a
-// goroutine it believes has run for 10 ms, so that a quiet sleeper is
-// woken a hundred times a second. The servers that are one event loop,
-// in which the collections start (they allocate in the loop), run with
-// asynchronous preemption off (GODEBUG, set by init); a quiet sleep is at
-// most rawSlice long, which bounds the wait of a collection another of
-// their goroutines starts. The applications keep it on: their other
-// goroutines allocate all the time.
+// In the poller sysmon sleeps deeply while the process sleeps, so nothing
+// on a sleeping process's path may be an ordinary system call, which
+// would wake it: the eventfd writes and reads, the epoll calls and the
+// drivers' interrupt calls are raw (they never block).
+//
+// Each poller watches its descriptors one-shot and re-arms them on every
+// sleep: a descriptor closed while watched (a neighbour's old generation)
+// can then report at most once more, and a new file that reuses its
+// number is added afresh.
 
-// GODEBUG is the setting of a process whose garbage collections start in
-// the goroutine that sleeps here: init starts the servers with it.
+// GODEBUG is the setting of a process whose event loop is its work: init
+// starts the servers with it. Go's asynchronous preemption signals a
+// goroutine that has run for 10 ms; a loop that moves messages for longer
+// is not helped by it, and under TCG the signals were 9–23% of some
+// servers' profiles.
 const GODEBUG = "asyncpreemptoff=1"
 
-const (
-	busyWindow = time.Second
-	rawSlice   = 50 * time.Millisecond
-)
+// poller is an epoll set the netpoller watches, for one sleep at a time.
+type poller struct {
+	epfd int
+	file *os.File // epfd, registered with Go's netpoller
+	rc   syscall.RawConn
+	ev   [16]unix.EpollEvent
+	// look is rc.Read's function: it takes the ready events into ev and
+	// their number into n. Made once, so that a sleep allocates nothing.
+	look func(uintptr) bool
+	n    int
+}
 
-var (
-	epoch       = time.Now()
-	lastMessage atomic.Int64 // since epoch: when a message last ended a sleep
-)
+// pollers are the process's idle pollers: one per goroutine that sleeps
+// at a time, made on first need.
+var pollers struct {
+	sync.Mutex
+	free []*poller
+}
 
-// messaged notes that a message ended (or averted) a sleep.
-func messaged() { lastMessage.Store(int64(time.Since(epoch))) }
+func getPoller() (*poller, error) {
+	pollers.Lock()
+	if n := len(pollers.free); n > 0 {
+		p := pollers.free[n-1]
+		pollers.free = pollers.free[:n-1]
+		pollers.Unlock()
+		return p, nil
+	}
+	pollers.Unlock()
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Nonblocking, or os.NewFile would not give it to the netpoller; an
+	// epoll descriptor's own flags change nothing else.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(epfd), "keepnet-sleep")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &poller{epfd: epfd, file: f, rc: rc}
+	p.look = func(uintptr) bool {
+		p.n = epollWait(p.epfd, p.ev[:])
+		return p.n != 0
+	}
+	return p, nil
+}
 
-// block waits until one of fds is ready or timeout has passed (negative:
-// forever) and returns how many are ready.
+func putPoller(p *poller) {
+	pollers.Lock()
+	pollers.free = append(pollers.free, p)
+	pollers.Unlock()
+}
+
+// block waits until one of fds is readable or timeout has passed
+// (negative: forever), sets the Revents of those it found readable and
+// returns how many are. A timeout or a signal is 0, nil.
 func block(fds []unix.PollFd, timeout time.Duration) (int, error) {
-	deadline := time.Now().Add(timeout)
+	for i := range fds {
+		fds[i].Revents = 0
+	}
+	p, err := getPoller()
+	if err != nil {
+		return ppoll(fds, timeout) // no descriptor to spare: the scheduler's way
+	}
+	defer putPoller(p)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
 	for {
-		left := time.Duration(-1)
-		if timeout >= 0 {
-			left = max(time.Until(deadline), 0)
+		for _, f := range fds {
+			if err := p.arm(int(f.Fd)); err != nil {
+				return 0, err
+			}
 		}
-		n, err := sleepOnce(fds, left)
-		if n > 0 || err != nil {
-			return n, err
+		n, err := p.wait(timeout)
+		if err != nil || n == 0 {
+			return 0, err
 		}
-		if timeout >= 0 && time.Until(deadline) <= 0 {
-			return 0, nil
+		ready := 0
+		for _, e := range p.ev[:n] {
+			for i := range fds {
+				if fds[i].Fd == e.Fd && fds[i].Revents == 0 {
+					fds[i].Revents = unix.POLLIN
+					ready++
+				}
+			}
+		}
+		if ready > 0 || timeout == 0 {
+			return ready, nil
+		}
+		// Only a descriptor an earlier sleep on this poller left armed:
+		// sleep on for what is left of the timeout.
+		if timeout > 0 {
+			if timeout = time.Until(deadline); timeout <= 0 {
+				return 0, nil
+			}
 		}
 	}
 }
 
-// sleepOnce is one ppoll, quiet while the process is busy; 0 means it
-// timed out or a signal ended it.
-func sleepOnce(fds []unix.PollFd, left time.Duration) (int, error) {
-	busy := time.Duration(lastMessage.Load()) + busyWindow - time.Since(epoch)
-	if busy <= 0 {
-		return ppoll(fds, left, false)
+// arm watches fd for one readiness: re-armed if it is in the set, added
+// if not.
+func (p *poller) arm(fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
+	errno := epollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+	if errno == unix.ENOENT {
+		errno = epollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 	}
-	d := min(rawSlice, busy)
-	if left >= 0 {
-		d = min(d, left)
+	if errno != 0 {
+		return os.NewSyscallError("epoll_ctl", errno)
 	}
-	return ppoll(fds, d, true)
+	return nil
 }
 
-// ppoll is ppoll(2) for at most d (negative: no limit); quiet: without
-// telling the scheduler. EINTR counts as a timeout.
+// wait waits for the set's events, at most timeout (negative: no limit),
+// and returns how many it put in p.ev.
+func (p *poller) wait(timeout time.Duration) (int, error) {
+	n := epollWait(p.epfd, p.ev[:])
+	if n != 0 || timeout == 0 {
+		return max(n, 0), nil
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if err := p.file.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	err := p.rc.Read(p.look)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	return max(p.n, 0), err
+}
+
+// epollWait takes the set's ready events without blocking; -1 for EINTR.
 //
 // Each system call is called directly, with its pointers converted in the
-// call: only then does the compiler keep fds and the timeout where the
-// kernel reads and writes them (unsafe.Pointer's rule 4). WaitAny's fds
-// live on its stack; through a function value, a stack growth before the
-// call could move them away from the addresses the kernel writes to.
-func ppoll(fds []unix.PollFd, d time.Duration, quiet bool) (int, error) {
+// call: only then does the compiler keep the buffers where the kernel
+// reads and writes them (unsafe.Pointer's rule 4).
+func epollWait(epfd int, ev []unix.EpollEvent) int {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(ev))), uintptr(len(ev)), 0, 0, 0)
+	if errno != 0 {
+		return -1
+	}
+	return int(n)
+}
+
+func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) unix.Errno {
+	_, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	return errno
+}
+
+// ppoll is ppoll(2) for at most d (negative: no limit), told to the
+// scheduler: the way to sleep when no poller can be made. EINTR counts as
+// a timeout.
+func ppoll(fds []unix.PollFd, d time.Duration) (int, error) {
 	var tsp *unix.Timespec
 	if d >= 0 {
 		ts := unix.NsecToTimespec(int64(d))
 		tsp = &ts
 	}
-	var n uintptr
-	var errno unix.Errno
-	if quiet {
-		n, _, errno = unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(unsafe.SliceData(fds))), uintptr(len(fds)),
-			uintptr(unsafe.Pointer(tsp)), 0, 0, 0)
-	} else {
-		n, _, errno = unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(unsafe.SliceData(fds))), uintptr(len(fds)),
-			uintptr(unsafe.Pointer(tsp)), 0, 0, 0)
-	}
+	n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(unsafe.SliceData(fds))), uintptr(len(fds)),
+		uintptr(unsafe.Pointer(tsp)), 0, 0, 0)
 	switch errno {
 	case 0:
 		return int(n), nil

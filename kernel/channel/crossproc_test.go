@@ -47,8 +47,8 @@ func reply(req Msg) Msg {
 
 // helper is the peer process: side B, echoing every request until opStop.
 func helper(role string) error {
-	if role == "sleep-busy" || role == "sleep-idle" {
-		return sleeper(role == "sleep-busy")
+	if role == "sleeper" {
+		return sleeper()
 	}
 	batch, _ := strconv.Atoi(os.Getenv(batchEnv))
 	if batch <= 0 {

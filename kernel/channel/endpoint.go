@@ -148,9 +148,6 @@ func (e *Endpoint) Wait(timeout time.Duration) error {
 	}
 	err := e.wait(timeout)
 	e.idle = errors.Is(err, os.ErrDeadlineExceeded)
-	if err == nil {
-		messaged()
-	}
 	return err
 }
 

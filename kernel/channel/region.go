@@ -226,5 +226,12 @@ func dupEventfd(f *os.File) (eventfd, error) {
 	if err != nil {
 		return -1, fmt.Errorf("dup %s: %w", f.Name(), err)
 	}
+	// Nonblocking (for every holder of the eventfd: a flag of the file,
+	// not of the descriptor): each reads only after a poll said it was
+	// signalled, and a poll may be wrong once ("How a process sleeps").
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return -1, fmt.Errorf("%s: %w", f.Name(), err)
+	}
 	return eventfd(nfd), nil
 }

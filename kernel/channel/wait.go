@@ -18,9 +18,9 @@ import (
 // (no message will ever come on it): the loop must end, not call again.
 //
 // System calls and context switches are what a wake-up costs (under TCG
-// each is dear): one poll for the whole sleep (for each 50 ms of it while
-// the process is busy: "How a process sleeps" in block_unsafe.go), and a
-// read only of the eventfds poll found signalled. A port armed and then
+// each is dear): the sleep is parked in Go's netpoller ("How a process
+// sleeps" in block_unsafe.go), and only the eventfds it found signalled
+// are read. A port armed and then
 // abandoned because another had a message is only disarmed, not drained:
 // if its peer signalled it meanwhile, the next WaitAny returns at once,
 // consuming that wake-up.
@@ -37,9 +37,6 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 		if ready, err := p.Arm(); ready || err != nil {
 			for _, a := range armed {
 				a.rx.clearSleeping()
-			}
-			if ready {
-				messaged()
 			}
 			return err
 		}
@@ -59,14 +56,10 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 		p.rx.clearSleeping()
 		if p.Fd() < 0 {
 			p.sleep.drain() // in process: no system call
-			if p.ready() {
-				messaged()
-			}
 			continue
 		}
 		if pfds[next].Revents&unix.POLLIN != 0 {
 			p.sleep.(eventfd).read()
-			messaged()
 		}
 		next++
 	}

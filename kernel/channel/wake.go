@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,23 +24,23 @@ type signal interface {
 	close() error
 }
 
-// eventfd is a signal between processes (eventfd(2)). Its O_NONBLOCK flag
-// is not relied on: it is read only after poll reports it readable, and this
-// side is its only reader.
+// eventfd is a signal between processes (eventfd(2)), nonblocking
+// (dupEventfd). Its calls are raw system calls: a sleeping process's
+// sysmon stays asleep ("How a process sleeps" in block_unsafe.go).
 type eventfd int
 
 var one = binary.NativeEndian.AppendUint64(nil, 1)
 
 func (e eventfd) wake() error {
 	for {
-		_, err := unix.Write(int(e), one)
-		if err == unix.EINTR {
+		_, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(e), uintptr(unsafe.Pointer(&one[0])), 8)
+		switch errno {
+		case unix.EINTR:
 			continue
-		}
-		if err == unix.EAGAIN { // counter saturated: the sleeper will wake anyway
+		case 0, unix.EAGAIN: // EAGAIN: counter saturated, the sleeper will wake anyway
 			return nil
 		}
-		return err
+		return os.NewSyscallError("write", errno)
 	}
 }
 
@@ -56,18 +57,15 @@ func (e eventfd) sleep(timeout time.Duration) error {
 	return nil
 }
 
-func (e eventfd) drain() {
-	fds := []unix.PollFd{{Fd: int32(e), Events: unix.POLLIN}}
-	if n, _ := unix.Poll(fds, 0); n > 0 {
-		e.read()
-	}
-}
+// drain consumes a pending wake-up, if any.
+func (e eventfd) drain() { e.read() }
 
-// read consumes the counter; poll has said it is nonzero.
+// read consumes the counter, if it is not zero.
 func (e eventfd) read() {
 	var b [8]byte
 	for {
-		if _, err := unix.Read(int(e), b[:]); err != unix.EINTR {
+		_, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(e), uintptr(unsafe.Pointer(&b[0])), 8)
+		if errno != unix.EINTR {
 			return
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"keepnet/boot/journal"
+	"keepnet/qemu/schedtrace"
 )
 
 // TestOperatorView boots the keepnet stack, kills tcp, and reads what an
@@ -313,4 +316,42 @@ func TestStackOnItsProcessor(t *testing.T) {
 		t.Errorf("e1000.0's interrupts per processor %v before a transfer, %v after: want them all on processor 0", before, after)
 	}
 	t.Logf("e1000.0's interrupts on processors 0 and 1 during a 5 MB download and a 1 MB upload: %d, %d", after[0]-before[0], after[1]-before[1])
+
+	// keepnet trace: the scheduler's events of both processors, and
+	// servers that, idle, sleep in Go's netpoller ("How a process sleeps"
+	// in kernel/channel): woken by their work and timers, not a hundred
+	// times a second by their sysmon as when they slept unannounced.
+	time.Sleep(2 * time.Second) // the transfer's last wake-ups pass
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	file := filepath.Join(t.TempDir(), "trace.txt")
+	out, err := keepnet(ctx, "", "trace", "--seconds", "3", "-o", file, "--ctl", a.ctl)
+	if err != nil {
+		t.Fatalf("keepnet trace: %v\n%s", err, out)
+	}
+	t.Logf("keepnet trace of the idle appliance:\n%s", out)
+	text, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := schedtrace.Parse(bytes.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := schedtrace.Summarize(events)
+	if sum.CPUs != 2 || sum.Span < 2*time.Second {
+		t.Fatalf("the trace spans %v on %d processors; want about 3 s on 2", sum.Span, sum.CPUs)
+	}
+	runs := map[string]float64{}
+	for _, p := range sum.Programs {
+		runs[p.Comm] = float64(p.Runs) / sum.Span.Seconds()
+	}
+	for _, comm := range []string{"udp", "syscall", "tcp"} {
+		r, ok := runs[comm]
+		if !ok {
+			t.Errorf("%s never ran in 3 s (hang detection pings it twice a second)", comm)
+		} else if r > 50 {
+			t.Errorf("idle, %s ran %.0f times a second; want at most 50 (its sysmon looking every 10 ms would be 100 more)", comm, r)
+		}
+	}
 }

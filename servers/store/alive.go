@@ -3,8 +3,7 @@ package store
 import (
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"keepnet/kernel/channel"
 	"keepnet/kernel/wiring"
 )
 
@@ -43,9 +42,14 @@ func (s *Server) AnswerInit() (stop func(), err error) {
 // answer is the store's loop for init: wait for the watcher, take and drop
 // the lock, answer.
 func (s *Server) answer(w *wiring.Watcher) {
-	fds := []unix.PollFd{{Fd: int32(w.Fd()), Events: unix.POLLIN}}
+	// The wait is parked in Go's netpoller (kernel/channel, "How a
+	// process sleeps"): a poll(2) blocking in the kernel kept the P in a
+	// system call, and sysmon looked every few microseconds to 10 ms for
+	// each of init's pings.
+	fds := []int{w.Fd()}
+	var readable [1]bool
 	for {
-		unix.Poll(fds, 1000)
+		channel.WaitAny(readable[:], nil, fds, time.Second)
 		w.Drain()
 		select {
 		case p, ok := <-w.C:
