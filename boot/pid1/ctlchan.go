@@ -137,23 +137,38 @@ func serveVirtioPort(ctx context.Context, dev string, h ctl.Handler, logf func(s
 	}
 }
 
-// retryEOF turns the EOFs of a disconnected virtio-serial port into waiting.
+// retryEOF turns the EOFs of a disconnected virtio-serial port into waiting:
+// pause after the first EOF, growing to maxPause while no client comes
+// (each look wakes init, dear under TCG), pause again once one has
+// written.
 type retryEOF struct {
 	r     io.Reader
 	ctx   context.Context
 	pause time.Duration
+	wait  time.Duration // the next wait; zero: pause
 }
+
+// maxPause bounds retryEOF's wait, and so how long a new client's first
+// request may go unread.
+const maxPause = 100 * time.Millisecond
 
 func (e *retryEOF) Read(p []byte) (int, error) {
 	for {
 		n, err := e.r.Read(p)
 		if n > 0 || (err != nil && !errors.Is(err, io.EOF)) {
+			e.wait = 0
 			return n, err
 		}
+		if e.wait == 0 {
+			e.wait = e.pause
+		}
+		t := time.NewTimer(e.wait)
 		select {
 		case <-e.ctx.Done():
+			t.Stop()
 			return 0, io.EOF
-		case <-time.After(e.pause):
+		case <-t.C:
 		}
+		e.wait = min(2*e.wait, max(maxPause, e.pause))
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -21,26 +20,24 @@ type owner interface{ Owns(pid int) bool }
 //
 // The supervisor reaps its own children through exec.Cmd.Wait, so init must
 // never wait4(-1): it would steal their exit status. Instead it scans /proc
-// for zombies whose parent is init (on SIGCHLD, and every period), and reaps
-// one only when it was already a zombie at the previous scan and the
-// supervisor does not own it. A child the supervisor just forked but has not
-// yet recorded is therefore never taken: its own Wait collects it long
-// before a second scan.
+// for zombies whose parent is init (at start, on SIGCHLD, and every
+// safetyEvery), and reaps one only when it was already a zombie at the
+// previous scan and the supervisor does not own it. A child the supervisor
+// just forked but has not yet recorded is therefore never taken: its own
+// Wait collects it long before a second scan, which comes `every` after a
+// scan that found a candidate. An appliance where nothing dies scans no
+// more than every safetyEvery: a scan reads every process's stat file, and
+// under TCG a scan a second was most of init's idle CPU.
 func reapOrphans(ctx context.Context, o owner, every time.Duration) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGCHLD)
 	defer signal.Stop(sigs)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	safety := time.NewTicker(safetyEvery)
+	defer safety.Stop()
+	recheck := time.NewTimer(every)
+	defer recheck.Stop()
 	seen := map[int]bool{}
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sigs:
-			time.Sleep(50 * time.Millisecond) // let the supervisor's Wait go first
-		case <-tick.C:
-		}
 		now := map[int]bool{}
 		for _, pid := range zombieChildren() {
 			if o != nil && o.Owns(pid) {
@@ -54,16 +51,38 @@ func reapOrphans(ctx context.Context, o owner, every time.Duration) {
 			now[pid] = true
 		}
 		seen = now
+		if len(now) > 0 {
+			recheck.Reset(every)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-sigs:
+			time.Sleep(50 * time.Millisecond) // let the supervisor's Wait go first
+		case <-recheck.C:
+		case <-safety.C:
+		}
 	}
 }
+
+// safetyEvery is how often reapOrphans scans with no SIGCHLD: a zombie
+// whose signal was merged into an earlier one's still goes.
+const safetyEvery = 30 * time.Second
 
 // zombieChildren lists the pids of zombie processes whose parent is this one.
 func zombieChildren() []int {
 	me := os.Getpid()
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	dir, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
 	var pids []int
-	for _, s := range stats {
-		b, err := os.ReadFile(s)
+	for _, e := range dir {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
 			continue
 		}
@@ -76,10 +95,7 @@ func zombieChildren() []int {
 		if len(f) < 2 || string(f[0]) != "Z" {
 			continue
 		}
-		if ppid, _ := strconv.Atoi(string(f[1])); ppid != me {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(s))); err == nil {
+		if ppid, _ := strconv.Atoi(string(f[1])); ppid == me {
 			pids = append(pids, pid)
 		}
 	}
