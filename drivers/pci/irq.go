@@ -1,12 +1,16 @@
 package pci
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProcIRQ is where the kernel lets root choose the processors each
@@ -57,4 +61,31 @@ func (d Device) SteerIRQs(cpus []int) error {
 		return fmt.Errorf("pci %s: steering its interrupts to processors %v: %s", d.Addr, cpus, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// awaitInterrupt waits until fd, a device's interrupt descriptor, is
+// readable, at most timeout; ErrTimeout if it was not. A zero timeout is
+// the loop's look before it sleeps, a raw system call as its sleep's are
+// (kernel/channel, "How a process sleeps").
+func awaitInterrupt(fd int, timeout time.Duration) error {
+	if timeout == 0 {
+		if !readable(fd) {
+			return ErrTimeout
+		}
+		return nil
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, int(timeout.Milliseconds()))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll: %w", err)
+		}
+		if n == 0 {
+			return ErrTimeout
+		}
+		return nil
+	}
 }

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // UIO delivers a device's INTx interrupts to userspace (uio_pci_generic).
@@ -94,32 +92,15 @@ func (u *UIO) Enable() error {
 }
 
 // ErrTimeout is returned by Wait when no interrupt came in time.
-var ErrTimeout = errors.New("uio: no interrupt before the timeout")
+var ErrTimeout = errors.New("pci: no interrupt before the timeout")
 
 // Wait blocks until an interrupt or the timeout, and returns the kernel's
 // interrupt count. The interrupt stays masked until Enable.
 func (u *UIO) Wait(timeout time.Duration) (uint32, error) {
-	if timeout == 0 {
-		// The loop's look before it sleeps: raw, as its sleep's calls
-		// are (kernel/channel, "How a process sleeps").
-		if !readable(u.fd) {
-			return 0, ErrTimeout
-		}
-	} else {
-		fds := [1]unix.PollFd{{Fd: int32(u.fd), Events: unix.POLLIN}}
-		for {
-			n, err := unix.Poll(fds[:], int(timeout.Milliseconds()))
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				return 0, fmt.Errorf("uio: poll: %w", err)
-			}
-			if n == 0 {
-				return 0, ErrTimeout
-			}
-			break
-		}
+	if err := awaitInterrupt(u.fd, timeout); err == ErrTimeout {
+		return 0, err
+	} else if err != nil {
+		return 0, fmt.Errorf("uio: %w", err)
 	}
 	count, errno := read32(u.fd)
 	if errno != 0 {

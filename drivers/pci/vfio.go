@@ -336,26 +336,10 @@ func (v *VFIO) Enable() error {
 // interrupts came so far (the eventfd's counts, added up).
 func (v *VFIO) Wait(timeout time.Duration) (uint32, error) {
 	fd := int(v.irq.Fd())
-	if timeout == 0 {
-		// The loop's look before it sleeps: raw (mmio_unsafe.go).
-		if !readable(fd) {
-			return 0, ErrTimeout
-		}
-	} else {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			n, err := unix.Poll(fds, int(timeout.Milliseconds()))
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				return 0, fmt.Errorf("vfio: poll: %w", err)
-			}
-			if n == 0 {
-				return 0, ErrTimeout
-			}
-			break
-		}
+	if err := awaitInterrupt(fd, timeout); err == ErrTimeout {
+		return 0, err
+	} else if err != nil {
+		return 0, fmt.Errorf("vfio: %w", err)
 	}
 	n, errno := read64(fd)
 	if errno != 0 {
