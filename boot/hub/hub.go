@@ -281,6 +281,9 @@ func (h *Hub) Liveness(name string) func(alive func()) {
 // default hang limit (boot/pid1), so a few lost rounds are no hang.
 const PingEvery = 500 * time.Millisecond
 
+// pingEpoch is the phase of every component's pings.
+var pingEpoch = time.Now()
+
 // ping pings one generation of a component every PingEvery from its hello
 // until its socket closes or a later generation starts. Sends are outside
 // mu: a component that does not read its socket delays only its own pings.
@@ -292,7 +295,13 @@ const PingEvery = 500 * time.Millisecond
 // init itself not scheduled): no ping goes out meanwhile, so none goes
 // unanswered, and the first one after the pause starts the count afresh.
 // Only pings that went out and got no answer make a component silent.
+//
+// Every component's pings go out at the same moments, multiples of
+// PingEvery since pingEpoch: one wake-up of init sends them all, where
+// tickers started at each hello woke init for each component apart (a
+// process switch each, dear under TCG).
 func (h *Hub) ping(name string, gen int, c *wiring.Conn) {
+	time.Sleep(PingEvery - time.Since(pingEpoch)%PingEvery)
 	t := time.NewTicker(PingEvery)
 	defer t.Stop()
 	for seq := uint64(1); ; {
