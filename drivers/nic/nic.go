@@ -235,6 +235,18 @@ func (d *Driver) Counters() Counters { return d.counters }
 // Peer is the generation being served, or nil.
 func (d *Driver) Peer() *Peer { return d.peer }
 
+// peerWakeups is how many times the channel to the peer woke it (0 for
+// one that is not a kernel/channel Endpoint).
+func (d *Driver) peerWakeups() uint64 {
+	if d.peer == nil {
+		return 0
+	}
+	if ep, ok := d.peer.Port.(*channel.Endpoint); ok {
+		return ep.Wakeups()
+	}
+	return 0
+}
+
 // Adopt starts serving p. If another peer was served, the device is reset
 // first: its buffers belonged to a generation that is gone. Adopt returns
 // the pools of the previous peer, which the caller releases (to init) and

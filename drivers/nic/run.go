@@ -272,8 +272,12 @@ func Run(ctx context.Context, o Options) error {
 		}
 		for idle := 0; idle < spin; {
 			watch.Alive() // here too: under load this loop may not end for long
+			woken := d.peerWakeups()
 			if d.Poll() {
 				idle = 0
+				// IP, woken by the frames, handles them before this
+				// loop's further polls and its sleep's chores.
+				channel.Handoff(d.peerWakeups() > woken)
 			} else {
 				idle++
 			}

@@ -3,6 +3,7 @@ package channel
 import (
 	"encoding/binary"
 	"os"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -109,3 +110,41 @@ func (c chanSignal) drain() {
 
 func (c chanSignal) fd() int      { return -1 }
 func (c chanSignal) close() error { return nil }
+
+// Handing the processor on
+//
+// The stack's servers share one processor, and a message that wakes a
+// sleeping neighbour makes it runnable there, but it runs only when the
+// sender sleeps: SCHED_BATCH (boot/pid1) keeps the wake-up from
+// preempting, so that a busy sender finishes its batch. A sender whose
+// round woke a neighbour, with no batch to finish, would then make the
+// message wait for its own remaining chores (the driver's: refilling the
+// ring, unmasking its interrupt, two more polls; a millisecond of a ping's
+// round trip under TCG). Such a sender yields once instead (Handoff): the
+// neighbour runs now, and the sender's chores after it. Under load the
+// neighbours rarely sleep, nothing is woken and nobody yields.
+
+// handoff is whether Handoff yields: KEEPNET_HANDOFF=off (a kernel
+// argument reaches every component as its environment) turns it off, for
+// comparison.
+var handoff = os.Getenv("KEEPNET_HANDOFF") != "off"
+
+// Wakeups is how many times this side woke its peer: a loop compares it
+// across a round to know whether the round woke anyone (Handoff).
+func (e *Endpoint) Wakeups() uint64 { return e.wakeups.Load() }
+
+// handoffs counts Handoff's yields in this process.
+var handoffs atomic.Uint64
+
+// Handoffs is how many times this process yielded to a neighbour it woke.
+func Handoffs() uint64 { return handoffs.Load() }
+
+// Handoff yields the processor once if woke: a round that woke a
+// neighbour lets it run before the rest of the round's chores. A raw
+// system call: it never blocks.
+func Handoff(woke bool) {
+	if woke && handoff {
+		handoffs.Add(1)
+		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	}
+}

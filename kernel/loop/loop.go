@@ -81,6 +81,7 @@ func Run(ctx context.Context, peers Peers, p Process, o Options) error {
 	}
 	var nextPublish time.Time
 	var ports []*channel.Endpoint // reused by every sleep
+	var woken uint64              // the ports' wake-ups of their peers so far
 	for ctx.Err() == nil {
 		if peers.Alive != nil {
 			peers.Alive()
@@ -104,6 +105,9 @@ func Run(ctx context.Context, peers Peers, p Process, o Options) error {
 		if err := broken(ports); err != nil {
 			return err
 		}
+		w := wakeups(ports)
+		channel.Handoff(w > woken) // the neighbours this round woke run first
+		woken = w
 		if busy {
 			continue
 		}
@@ -119,6 +123,15 @@ func Run(ctx context.Context, peers Peers, p Process, o Options) error {
 		}
 	}
 	return nil
+}
+
+// wakeups is how many times ports woke their peers, in all.
+func wakeups(ports []*channel.Endpoint) uint64 {
+	var n uint64
+	for _, p := range ports {
+		n += p.Wakeups()
+	}
+	return n
 }
 
 // broken is the error of the first broken channel among ports, or nil.

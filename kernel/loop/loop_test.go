@@ -77,6 +77,56 @@ func TestRunAttachesPublishesAndEnds(t *testing.T) {
 	}
 }
 
+// A round that wakes a sleeping neighbour yields to it once
+// (channel.Handoff); rounds that wake nobody do not.
+func TestRunHandsOffToTheWoken(t *testing.T) {
+	a, b, err := channel.NewLocal(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	f := &sendingProcess{fakeProcess: fakeProcess{port: b}, peer: a, sends: 3}
+	before := channel.Handoffs()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Peers{C: make(chan *wiring.Peer), Fd: -1}, f, Options{}) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.polls.Load() < 20 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	if got := channel.Handoffs() - before; got != 3 {
+		t.Errorf("%d hand-offs for 3 rounds that woke the peer (and %d that did not), want 3", got, f.polls.Load()-3)
+	}
+}
+
+// sendingProcess sends one message a round to a peer that sleeps (armed)
+// for its first sends rounds.
+type sendingProcess struct {
+	fakeProcess
+	peer  *channel.Endpoint
+	sends int
+}
+
+func (s *sendingProcess) Poll() (bool, time.Time) {
+	s.fakeProcess.Poll()
+	var in [4]channel.Msg
+	for s.peer.Recv(in[:]) > 0 {
+	}
+	if s.sends > 0 {
+		s.sends--
+		s.peer.Arm() // the peer announces it sleeps
+		s.port.Send(channel.Msg{ID: 1})
+		s.peer.Disarm()
+		return true, time.Time{}
+	}
+	return false, time.Time{}
+}
+
 func TestRunEndsWhenTheWiringCloses(t *testing.T) {
 	peers := make(chan *wiring.Peer)
 	close(peers)
