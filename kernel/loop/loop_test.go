@@ -14,6 +14,17 @@ import (
 	"keepnet/kernel/wiring"
 )
 
+// localPair is an in-process channel, closed at the test's end.
+func localPair(t *testing.T) (a, b *channel.Endpoint) {
+	t.Helper()
+	a, b, err := channel.NewLocal(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
 // fakeProcess counts what the loop asks of it.
 type fakeProcess struct {
 	attached []string
@@ -45,12 +56,7 @@ func (f *fakeProcess) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 }
 
 func TestRunAttachesPublishesAndEnds(t *testing.T) {
-	a, b, err := channel.NewLocal(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
+	_, b := localPair(t)
 	peers := make(chan *wiring.Peer, 2)
 	peers <- &wiring.Peer{Name: "ip"}
 	peers <- &wiring.Peer{Name: "syscall"}
@@ -80,12 +86,7 @@ func TestRunAttachesPublishesAndEnds(t *testing.T) {
 // A round that wakes a sleeping neighbour yields to it once
 // (channel.Handoff); rounds that wake nobody do not.
 func TestRunHandsOffToTheWoken(t *testing.T) {
-	a, b, err := channel.NewLocal(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
+	a, b := localPair(t)
 	f := &sendingProcess{fakeProcess: fakeProcess{port: b}, peer: a, sends: 3}
 	before := channel.Handoffs()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -139,12 +140,7 @@ func TestRunEndsWhenTheWiringCloses(t *testing.T) {
 // TestSleepWakesForAMessage: a process asleep on a port gets the message
 // sent to it (with no descriptors, Sleep looks again every millisecond).
 func TestSleepWakesForAMessage(t *testing.T) {
-	a, b, err := channel.NewLocal(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
+	a, b := localPair(t)
 	go func() {
 		time.Sleep(10 * time.Millisecond)
 		a.Send(channel.Msg{ID: 1})
@@ -204,12 +200,7 @@ func TestRunEndsOnABrokenChannel(t *testing.T) {
 // A server sleeps once per idle round: Sleep allocates nothing, and
 // drains the wiring's fd when it woke on it.
 func TestSleepAllocs(t *testing.T) {
-	a, b, err := channel.NewLocal(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
+	a, b := localPair(t)
 	var p [2]int
 	if err := unix.Pipe(p[:]); err != nil {
 		t.Fatal(err)
