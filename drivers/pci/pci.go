@@ -168,21 +168,29 @@ type configSpace interface {
 	io.WriterAt
 }
 
+// readCommand reads the command register of cfg.
+func readCommand(cfg configSpace) (uint16, error) {
+	var b [2]byte
+	if _, err := cfg.ReadAt(b[:], cfgCommand); err != nil {
+		return 0, fmt.Errorf("reading the command register: %w", err)
+	}
+	return binary.LittleEndian.Uint16(b[:]), nil
+}
+
 // updateCommand sets the bits set and clears the bits clear of the command
 // register in cfg, a function's configuration space, leaving the others
 // as they are. It writes only if that changes anything.
 func updateCommand(cfg configSpace, set, clear uint16) error {
-	var b [2]byte
-	if _, err := cfg.ReadAt(b[:], cfgCommand); err != nil {
-		return fmt.Errorf("reading the command register: %w", err)
+	old, err := readCommand(cfg)
+	if err != nil {
+		return err
 	}
-	old := binary.LittleEndian.Uint16(b[:])
 	cmd := old&^clear | set
 	if cmd == old {
 		return nil
 	}
-	binary.LittleEndian.PutUint16(b[:], cmd)
-	if _, err := cfg.WriteAt(b[:], cfgCommand); err != nil {
+	b := binary.LittleEndian.AppendUint16(nil, cmd)
+	if _, err := cfg.WriteAt(b, cfgCommand); err != nil {
 		return fmt.Errorf("writing the command register: %w", err)
 	}
 	return nil

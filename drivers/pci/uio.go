@@ -1,7 +1,6 @@
 package pci
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -76,11 +75,11 @@ func (u *UIO) Enable() error {
 		return nil
 	}
 	if !u.known {
-		var b [2]byte
-		if _, err := u.cfg.ReadAt(b[:], cfgCommand); err != nil {
-			return fmt.Errorf("uio: reading the command register: %w", err)
+		cmd, err := readCommand(u.cfg)
+		if err != nil {
+			return fmt.Errorf("uio: %w", err)
 		}
-		u.command = binary.LittleEndian.Uint16(b[:]) &^ cmdInterruptDisable
+		u.command = cmd &^ cmdInterruptDisable
 		u.known = true
 	}
 	if errno := pwrite16(u.cfgFd, u.command, cfgCommand); errno != 0 {

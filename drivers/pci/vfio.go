@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -104,6 +105,7 @@ type VFIO struct {
 	config                   vfioRegionInfo // configuration space
 
 	irq      *os.File // the eventfd the kernel signals
+	irqFd    int      // irq's descriptor, taken once (UIO says why)
 	irqIndex uint32   // vfioPCIINTxIRQIndex or vfioPCIMSIIRQIndex
 	count    uint32   // interrupts so far
 }
@@ -285,6 +287,7 @@ func (v *VFIO) SetUpInterrupts(msi bool) (string, error) {
 		return "", fmt.Errorf("vfio %s: eventfd: %w", v.addr, err)
 	}
 	v.irq = os.NewFile(uintptr(fd), "vfio-irq "+v.addr)
+	v.irqFd = int(v.irq.Fd())
 	kinds := []uint32{vfioPCIINTxIRQIndex}
 	if msi {
 		kinds = []uint32{vfioPCIMSIIRQIndex, vfioPCIINTxIRQIndex}
@@ -316,7 +319,7 @@ func irqName(index uint32) string {
 }
 
 // Fd is the interrupt's eventfd, for a poll loop.
-func (v *VFIO) Fd() int { return int(v.irq.Fd()) }
+func (v *VFIO) Fd() int { return v.irqFd }
 
 // Enable unmasks INTx, which the kernel masked when it fired (one ioctl);
 // MSI is never masked.
@@ -335,13 +338,14 @@ func (v *VFIO) Enable() error {
 // Wait blocks until an interrupt or the timeout, and returns how many
 // interrupts came so far (the eventfd's counts, added up).
 func (v *VFIO) Wait(timeout time.Duration) (uint32, error) {
-	fd := int(v.irq.Fd())
+	fd := v.irqFd
 	if err := awaitInterrupt(fd, timeout); err == ErrTimeout {
 		return 0, err
 	} else if err != nil {
 		return 0, fmt.Errorf("vfio: %w", err)
 	}
 	n, errno := read64(fd)
+	runtime.KeepAlive(v.irq)
 	if errno != 0 {
 		return 0, fmt.Errorf("vfio: eventfd: %w", errno)
 	}
