@@ -164,13 +164,13 @@ func Summarize(events []Event) Summary {
 	type running struct {
 		task  Task
 		since time.Duration
-		known bool
 	}
-	cpus := map[int]*running{}
+	cpus := map[int]running{}        // what each processor ran since its last switch seen
 	woken := map[int]time.Duration{} // pid → when its pending wake-up came
 	for _, e := range events {
 		if e.CPU+1 > s.CPUs {
 			s.CPUs = e.CPU + 1
+			s.Busy = append(s.Busy, make([]time.Duration, s.CPUs-len(s.Busy))...)
 		}
 		switch e.Kind {
 		case "irq_handler_entry":
@@ -185,11 +185,11 @@ func Summarize(events []Event) Summary {
 			}
 		case "sched_switch":
 			s.Switches++
-			r := cpus[e.CPU]
-			if r != nil && r.known && r.task.PID != 0 {
+			if r, ok := cpus[e.CPU]; ok && r.task.PID != 0 {
 				prog(r.task.Comm).Ran += e.At - r.since
+				s.Busy[e.CPU] += e.At - r.since // not the idle task
 			}
-			cpus[e.CPU] = &running{task: e.Next, since: e.At, known: true}
+			cpus[e.CPU] = running{task: e.Next, since: e.At}
 			if e.Next.PID == 0 {
 				continue
 			}
@@ -201,27 +201,6 @@ func Summarize(events []Event) Summary {
 				delete(woken, e.Next.PID)
 			}
 		}
-	}
-	// Busy time per processor: its non-idle intervals.
-	s.Busy = make([]time.Duration, s.CPUs)
-	last := map[int]struct {
-		at   time.Duration
-		idle bool
-		seen bool
-	}{}
-	for _, e := range events {
-		if e.Kind != "sched_switch" {
-			continue
-		}
-		l := last[e.CPU]
-		if l.seen && !l.idle {
-			s.Busy[e.CPU] += e.At - l.at
-		}
-		last[e.CPU] = struct {
-			at   time.Duration
-			idle bool
-			seen bool
-		}{e.At, e.Next.PID == 0, true}
 	}
 	for comm, p := range progs {
 		p.Threads = len(threads[comm])
