@@ -55,6 +55,23 @@ func (f *fakeProcess) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 	return dst
 }
 
+// runPolls runs the loop over p until it has polled n times (polls
+// counts them; five seconds at most), then ends it, which must return nil.
+func runPolls(t *testing.T, peers Peers, p Process, polls *atomic.Int64, n int64, o Options) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, peers, p, o) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for polls.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v after ctx ended, want nil", err)
+	}
+}
+
 func TestRunAttachesPublishesAndEnds(t *testing.T) {
 	_, b := localPair(t)
 	peers := make(chan *wiring.Peer, 2)
@@ -62,19 +79,7 @@ func TestRunAttachesPublishesAndEnds(t *testing.T) {
 	peers <- &wiring.Peer{Name: "syscall"}
 	f := &fakeProcess{busy: 3, port: b}
 	published := 0
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Peers{C: peers, Fd: -1}, f, Options{Publish: func() { published++ }, PublishEvery: time.Hour})
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.polls.Load() < 10 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run() = %v after ctx ended, want nil", err)
-	}
+	runPolls(t, Peers{C: peers, Fd: -1}, f, &f.polls, 10, Options{Publish: func() { published++ }, PublishEvery: time.Hour})
 	if len(f.attached) != 2 || f.attached[0] != "ip" || f.attached[1] != "syscall" {
 		t.Errorf("attached %v, want [ip syscall] in order", f.attached)
 	}
@@ -89,17 +94,7 @@ func TestRunHandsOffToTheWoken(t *testing.T) {
 	a, b := localPair(t)
 	f := &sendingProcess{fakeProcess: fakeProcess{port: b}, peer: a, sends: 3}
 	before := channel.Handoffs()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, Peers{C: make(chan *wiring.Peer), Fd: -1}, f, Options{}) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.polls.Load() < 20 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run() = %v", err)
-	}
+	runPolls(t, Peers{C: make(chan *wiring.Peer), Fd: -1}, f, &f.polls, 20, Options{})
 	if got := channel.Handoffs() - before; got != 3 {
 		t.Errorf("%d hand-offs for 3 rounds that woke the peer (and %d that did not), want 3", got, f.polls.Load()-3)
 	}
