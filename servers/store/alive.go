@@ -3,7 +3,7 @@ package store
 import (
 	"time"
 
-	"keepnet/kernel/channel"
+	"keepnet/kernel/loop"
 	"keepnet/kernel/wiring"
 )
 
@@ -42,15 +42,13 @@ func (s *Server) AnswerInit() (stop func(), err error) {
 // answer is the store's loop for init: wait for the watcher, take and drop
 // the lock, answer.
 func (s *Server) answer(w *wiring.Watcher) {
-	// The wait is parked in Go's netpoller (kernel/channel, "How a
-	// process sleeps"): a poll(2) blocking in the kernel kept the P in a
-	// system call, and sysmon looked every few microseconds to 10 ms for
-	// each of init's pings.
-	fds := []int{w.Fd()}
-	var readable [1]bool
+	// The wait is the servers' sleep (kernel/loop.Sleep, parked in Go's
+	// netpoller: "How a process sleeps" in kernel/channel): a poll(2)
+	// blocking in the kernel kept the P in a system call, and sysmon
+	// looked every few microseconds to 10 ms for each of init's pings.
+	peers := loop.FromWatcher(w)
 	for {
-		channel.WaitAny(readable[:], nil, fds, time.Second)
-		w.Drain()
+		loop.Sleep(nil, peers, time.Second)
 		select {
 		case p, ok := <-w.C:
 			if !ok {
