@@ -78,6 +78,7 @@ func TestPerUnitSection(t *testing.T) {
 	want := []string{
 		"keepnet's components, download (median switches/MB of each process): ip 4.00, tcp 2.00.",
 		"keepnet's components, upload (median switches/MB of each process): .",
+		"linux's processes, download (median switches/MB of each process): httpd 1.00.",
 	}
 	if got := s.notes(); !slices.Equal(got, want) {
 		t.Errorf("notes = %q, want %q", got, want)

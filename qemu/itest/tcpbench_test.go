@@ -102,10 +102,11 @@ func BenchmarkTCPBulk(b *testing.B) {
 // in its notes the medians of keepnet's components'.
 type perUnitSection struct {
 	c *report.Comparison
-	// comps holds the components' values by direction and name, a value
-	// per keepnet run.
-	comps map[string]map[string][]float64
-	what  string // what a component's figure is, for the notes
+	// procs holds the processes' values by stack, direction and name, a
+	// value per run: keepnet's components, and on either stack the apps
+	// (httpd's cost on Linux's sockets beside its cost on keepnet's).
+	procs map[string]map[string]map[string][]float64
+	what  string // what a process's figure is, for the notes
 }
 
 // newPerUnitSection is a section with like's groups, stacks and host, its
@@ -116,35 +117,46 @@ func newPerUnitSection(like *report.Comparison, title, unit, note, what string) 
 			Title: title, Unit: unit, GroupBy: like.GroupBy, Groups: like.Groups, Stacks: like.Stacks,
 			Date: like.Date, HostCPUs: like.HostCPUs, Notes: []string{note},
 		},
-		comps: map[string]map[string][]float64{},
+		procs: map[string]map[string]map[string][]float64{},
 		what:  what,
 	}
 }
 
-// add takes one run's figures for group dir: the guest's, and the
-// components' on keepnet's stack (on Linux's the stack is no process).
+// add takes one run's figures for group dir: the guest's, and its
+// processes' (on Linux's stack the stack is no process: only the apps).
 func (s *perUnitSection) add(dir, stack string, u usage) {
 	s.c.Add(dir, stack, u.guest)
-	if stack != "keepnet" {
-		return
+	if s.procs[stack] == nil {
+		s.procs[stack] = map[string]map[string][]float64{}
 	}
-	if s.comps[dir] == nil {
-		s.comps[dir] = map[string][]float64{}
+	if s.procs[stack][dir] == nil {
+		s.procs[stack][dir] = map[string][]float64{}
 	}
 	for name, v := range u.comps {
-		s.comps[dir][name] = append(s.comps[dir][name], v)
+		s.procs[stack][dir][name] = append(s.procs[stack][dir][name], v)
 	}
 }
 
-// notes are the components' medians, a note per direction.
+// notes are the processes' medians, a note per direction: keepnet's
+// always, the other stack's where it had any.
 func (s *perUnitSection) notes() []string {
 	var notes []string
-	for _, dir := range s.c.Groups {
-		var parts []string
-		for _, name := range slices.Sorted(maps.Keys(s.comps[dir])) {
-			parts = append(parts, fmt.Sprintf("%s %.2f", name, report.Median(s.comps[dir][name])))
+	for _, stack := range s.c.Stacks {
+		for _, dir := range s.c.Groups {
+			procs := s.procs[stack][dir]
+			if stack != "keepnet" && len(procs) == 0 {
+				continue
+			}
+			var parts []string
+			for _, name := range slices.Sorted(maps.Keys(procs)) {
+				parts = append(parts, fmt.Sprintf("%s %.2f", name, report.Median(procs[name])))
+			}
+			whose := "keepnet's components"
+			if stack != "keepnet" {
+				whose = stack + "'s processes"
+			}
+			notes = append(notes, fmt.Sprintf("%s, %s (median %s): %s.", whose, dir, s.what, strings.Join(parts, ", ")))
 		}
-		notes = append(notes, fmt.Sprintf("keepnet's components, %s (median %s): %s.", dir, s.what, strings.Join(parts, ", ")))
 	}
 	return notes
 }
