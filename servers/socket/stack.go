@@ -27,6 +27,7 @@ const PoolSuffix = ".io"
 const (
 	recvDepth         = 16                     // receives kept posted per UDP socket
 	streamRecvDepth   = 2                      // data receives in flight per readable TCP connection
+	parkShare         = 4                      // receives parked on idle TCP connections hold at most 1/parkShare of the pool
 	minReserve        = 2                      // buffers receives and sends each leave to the other, at least...
 	reserveShare      = 4                      // ...or 1/reserveShare of the pool
 	acceptDepth       = 4                      // accepts kept posted per listener
@@ -83,6 +84,7 @@ type Stack struct {
 	bufFreed  chan struct{} // closed when a buffer is freed; made by a waiting writer
 	writers   int           // writers waiting for a buffer; receives leave them one each
 	sending   int           // buffers lent to sends not yet answered
+	parked    int           // buffers lent to receives waiting on idle TCP connections (parkBufLocked)
 	// hungry are the sockets a receive could not be posted on for want
 	// of a buffer, oldest first, each once (sock.hungry): a freed
 	// buffer tops them up, not every socket (unstarveLocked).
@@ -408,6 +410,7 @@ func (s *Stack) replyLocked(m channel.Msg) {
 		return
 	}
 	delete(s.ops, m.ID)
+	s.unparkLocked(o)
 	c := o.sock
 	ok = ops.StatusOf(m) == ops.StatusOK
 	switch ops.OpOf(o.msg) {
@@ -533,7 +536,10 @@ func (s *Stack) receiveBufLocked(c *sock) (pool.Ref, bool) {
 //     one more for each writer waiting (a buffer freed while a writer waits
 //     is the writer's) — or if receives hold fewer than the reserve;
 //   - a send gets a buffer only while sends hold fewer than all but the
-//     reserve (sendRoomLocked).
+//     reserve (sendRoomLocked);
+//   - receives parked on idle connections (parkBufLocked) wait as long as
+//     sends may, so they count with the sends against the reserve, and
+//     not as receives in it.
 //
 // Received data that is not read never keeps a Write from going on, and
 // sends that wait for a peer never keep the receives it waits for from
@@ -544,13 +550,16 @@ func (s *Stack) receiveBufLocked(c *sock) (pool.Ref, bool) {
 // held.
 func (s *Stack) receiveRoomLocked() bool {
 	free := s.pool.Available()
-	receiving := s.pool.Len() - free - s.sending
+	receiving := s.pool.Len() - free - s.sending - s.parked // parked receives are not the reserve's
 	return free > 0 && (free > s.reserve+s.writers || receiving < s.reserve)
 }
 
-// sendRoomLocked says whether a send may take a buffer. s.mu must be held.
+// sendRoomLocked says whether a send may take a buffer: sends and parked
+// receives (parkBufLocked), which may both wait for as long as the peer
+// likes, leave the reserve to the receives of readable connections. s.mu
+// must be held.
 func (s *Stack) sendRoomLocked() bool {
-	return s.pool.Available() > 0 && s.sending < s.pool.Len()-s.reserve
+	return s.pool.Available() > 0 && s.sending+s.parked < s.pool.Len()-s.reserve
 }
 
 // allocSendLocked takes a buffer for a send if sendRoomLocked allows it.
@@ -743,6 +752,7 @@ func (s *Stack) lostLocked(c *sock, opened bool, status ops.Status) {
 // dropLocked completes o without the server: its buffer comes back, its
 // waiter gets status (a close gets StatusOK). s.mu must be held.
 func (s *Stack) dropLocked(o *op, status ops.Status) {
+	s.unparkLocked(o)
 	switch ops.OpOf(o.msg) {
 	case ops.OpRecvFrom:
 		if o.msg.Ref.IsZero() { // a readiness receive

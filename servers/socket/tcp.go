@@ -195,23 +195,37 @@ func (s *Stack) newBytesLocked(c *sock, m channel.Msg, ref pool.Ref) uint32 {
 	return n
 }
 
-// topUpStreamLocked keeps receives posted on TCP connection c without
-// tying a buffer to it while it is idle. While the transport has not said
-// it is readable, c has one readiness receive posted (servers/ops: a zero
-// Ref, answered when there is something to read) and no buffer. Once it is
+// topUpStreamLocked keeps receives posted on TCP connection c. While the
+// transport has not said it is readable, c waits with one receive: a data
+// receive with a buffer (parked: the transport answers it with the bytes
+// when they come) while the pool can spare one (parkBufLocked), else a
+// readiness receive (servers/ops: a zero Ref, answered when there is
+// something to read) that ties no buffer to an idle connection. Once it is
 // readable, c has up to streamRecvDepth data receives posted with
 // ops.FlagNoWait, as its queue and receiveBufLocked allow; the transport
 // answers those at once, with bytes (c stays readable), the end of the
 // stream or an error, or "would block" (c is not readable any more, and
-// gets a readiness receive again once its last data receive is back). A
-// readable connection left without a buffer is topped up again when one is
-// freed (unstarveLocked). s.mu must be held.
+// waits again once its last data receive is back). A readable connection
+// left without a buffer is topped up again when one is freed
+// (unstarveLocked). s.mu must be held.
+//
+// A parked receive saves a request its round trip to the transport and
+// back: a readiness answer is followed by the data receives it calls for,
+// so a request on a connection that waited that way reaches the
+// application only after SYSCALL and TCP have each run twice more (the
+// larger part of a keep-alive request's time under TCG).
 func (s *Stack) topUpStreamLocked(c *sock) {
 	if !c.readable {
-		if c.posted == 0 && !c.probing {
-			c.probing = true
-			s.submitLocked(&op{sock: c, msg: ops.OpRecvFrom.Msg(c.id)})
+		if c.posted > 0 || c.probing {
+			return
 		}
+		if ref, ok := s.parkBufLocked(c); ok {
+			c.posted++
+			s.submitLocked(&op{sock: c, msg: channel.Msg{Op: uint16(ops.OpRecvFrom), Arg: [4]uint64{c.id}, Ref: ref}})
+			return
+		}
+		c.probing = true
+		s.submitLocked(&op{sock: c, msg: ops.OpRecvFrom.Msg(c.id)})
 		return
 	}
 	for c.posted < streamRecvDepth && len(c.rq)+c.posted < s.queueCap {
@@ -222,6 +236,39 @@ func (s *Stack) topUpStreamLocked(c *sock) {
 		c.posted++
 		s.submitLocked(&op{sock: c, msg: channel.Msg{Op: uint16(ops.OpRecvFrom), Flags: ops.FlagNoWait, Arg: [4]uint64{c.id}, Ref: ref}})
 	}
+}
+
+// parkBufLocked is a buffer for a receive that waits on an idle connection
+// (topUpStreamLocked), if the pool can spare it: such receives hold at
+// most a quarter of the pool, and with the sends (which may wait as long)
+// never the reserve that readable connections' receives need
+// (sendRoomLocked); c's queue must have room. The other idle connections
+// wait with a readiness receive. s.mu must be held.
+func (s *Stack) parkBufLocked(c *sock) (pool.Ref, bool) {
+	if s.parked >= s.pool.Len()/parkShare || s.sending+s.parked >= s.pool.Len()-s.reserve ||
+		!s.receiveRoomLocked() || len(c.rq) >= s.queueCap {
+		return pool.Ref{}, false
+	}
+	ref, ok := s.pool.Alloc()
+	if ok {
+		s.parked++
+	}
+	return ref, ok
+}
+
+// unparkLocked counts o's buffer back from the parked receives if o was
+// one, answered or dropped. s.mu must be held.
+func (s *Stack) unparkLocked(o *op) {
+	if o.parked() {
+		s.parked--
+	}
+}
+
+// parked says whether o is a receive parked on an idle TCP connection: a
+// data receive that waits (no ops.FlagNoWait).
+func (o *op) parked() bool {
+	return o.sock.network == ops.TCP && ops.OpOf(o.msg) == ops.OpRecvFrom &&
+		!o.msg.Ref.IsZero() && o.msg.Flags&ops.FlagNoWait == 0
 }
 
 // streamReceivedLocked handles the reply to a receive on a TCP connection:
@@ -242,6 +289,10 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 		c.posted--
 	}
 	data := !probe && ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off
+	// A parked receive answered with less than its buffer: the transport
+	// had no more, so c waits again rather than asking with receives that
+	// would only be told "would block".
+	drained := data && o.msg.Flags&ops.FlagNoWait == 0 && m.Ref.Len < ref.Len
 	if data {
 		ref.Len = s.newBytesLocked(c, m, ref)
 		c.recvOff += uint64(ref.Len) // ours now, read or dropped
@@ -265,7 +316,7 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 		case m.Flags&ops.FlagEOF != 0:
 			c.eof = true
 			c.signalLocked()
-		case ref.Len == 0: // would block: nothing to read after all
+		case ref.Len == 0, drained: // would block, or nothing more to read
 			c.readable = false
 		}
 	case ops.StatusOf(m) == ops.StatusReset || ops.StatusOf(m) == ops.StatusTimedOut:

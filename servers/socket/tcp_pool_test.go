@@ -67,11 +67,20 @@ func echoServe(l *TCPListener) {
 	}
 }
 
-// TestTCPIdleConnectionsHoldNoBuffers: 20 open connections on an 8-buffer
-// pool, none of them with anything to read, lend the transport no buffer:
-// each has one readiness receive posted. Data on one of them is read, and
-// it goes back to that state.
-func TestTCPIdleConnectionsHoldNoBuffers(t *testing.T) {
+// parkedBuffers is how many of ap's buffers wait in receives parked on
+// idle connections.
+func parkedBuffers(ap *app) int {
+	ap.st.mu.Lock()
+	defer ap.st.mu.Unlock()
+	return ap.st.parked
+}
+
+// TestTCPIdleConnectionsHoldFewBuffers: 20 open connections on an 8-buffer
+// pool, none of them with anything to read, lend the transport a quarter
+// of the pool: 2 of them wait with a data receive (parked: the bytes come
+// in its buffer), the others with a readiness receive and no buffer. Data
+// on every one of them is read, and they go back to that state.
+func TestTCPIdleConnectionsHoldFewBuffers(t *testing.T) {
 	n := newFakeNet()
 	srv, cli := newAppPool(t, n, 8, 65536), newApp(t, n)
 	l := listenTCP(t, srv.st, ":7")
@@ -80,15 +89,19 @@ func TestTCPIdleConnectionsHoldNoBuffers(t *testing.T) {
 		c, a := dialAccept(t, cli.st, l)
 		cs, as = append(cs, c), append(as, a)
 	}
+	const parked = 8 / parkShare
 	idle := func() bool {
+		data := 0
 		for _, a := range as {
-			if r, d := postedRecvs(srv, a); r != 1 || d != 0 {
+			r, d := postedRecvs(srv, a)
+			if r+d != 1 {
 				return false
 			}
+			data += d
 		}
-		return srv.pool.Available() == srv.pool.Len()
+		return data == parked && parkedBuffers(srv) == parked && srv.pool.Available() == srv.pool.Len()-parked
 	}
-	waitFor(t, "one readiness receive and no buffer on each of 20 idle connections", idle)
+	waitFor(t, "one receive on each of 20 idle connections, a quarter of the pool's buffers in them", idle)
 
 	// Bytes on every connection: each is read; the buffers come back.
 	for i, c := range cs {
@@ -211,7 +224,9 @@ func TestTCPUnreadDataLeavesBuffersForWrites(t *testing.T) {
 			t.Errorf("connection %d: the queued bytes are not what was sent", i)
 		}
 	}
-	waitFor(t, "every buffer free after reading", func() bool { return srv.pool.Available() == srv.pool.Len() })
+	waitFor(t, "every buffer free after reading but the parked receives'", func() bool {
+		return srv.pool.Available() == srv.pool.Len()-parkedBuffers(srv) && parkedBuffers(srv) <= srv.pool.Len()/parkShare
+	})
 }
 
 // TestTCPStalledSendsLeaveBuffersForReceives is the mirror of the test
@@ -248,5 +263,40 @@ func TestTCPStalledSendsLeaveBuffersForReceives(t *testing.T) {
 	a.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if got, err := io.ReadAll(a); err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("read %d bytes with the sends stalled, %v; want the %d written", len(got), err, len(msg))
+	}
+}
+
+// TestTCPRequestsReachAParkedReceive: requests on a keep-alive connection
+// come in the buffer of the receive parked on it, each answered with its
+// bytes: the transport answers no readiness receive and no receive with
+// "would block", which cost each request a round trip to the transport
+// and back before receives were parked.
+func TestTCPRequestsReachAParkedReceive(t *testing.T) {
+	n := newFakeNet()
+	srv, cli := newApp(t, n), newApp(t, n)
+	c, a := dialAccept(t, cli.st, listenTCP(t, srv.st, ":7"))
+	waitFor(t, "a receive parked on the idle connection", func() bool {
+		r, d := postedRecvs(srv, a)
+		return r == 0 && d == 1
+	})
+	for i := range 10 {
+		req := fmt.Sprintf("GET /%d", i)
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		if got := readN(t, a, len(req)); string(got) != req {
+			t.Fatalf("request %d read as %q, want %q", i, got, req)
+		}
+		if _, err := a.Write([]byte("ok")); err != nil {
+			t.Fatal(err)
+		}
+		readN(t, c, 2)
+	}
+	n.mu.Lock()
+	ft := srv.srv.socks[a.c.id].tcp
+	readiness, wouldBlock := ft.readiness, ft.wouldBlock
+	n.mu.Unlock()
+	if readiness != 0 || wouldBlock != 0 {
+		t.Errorf("10 requests: the transport answered %d readiness receives and %d with \"would block\", want none", readiness, wouldBlock)
 	}
 }
