@@ -108,12 +108,13 @@ run: deps all image
 # the e1000e) and every boot path (the firmware boots take 20-60 s
 # each under TCG), and the path tests that wait out a stalled peer or a
 # 200 ms round trip (TestPMTUBlackHole: Linux's side stalls a minute;
-# TestTCPInitialWindowRTT, TestIPv6Static: both stacks). make test keeps
+# TestTCPInitialWindowRTT, TestIPv6Static: both stacks), and the 49
+# restarts of TestRestartsFreeTheirPools (100 s). make test keeps
 # TestDMAEscape (one --iommu boot). make test leaves them to make matrix,
 # which .ci/run runs after it, so that make test stays under half an hour
 # (28.5 min at f51724d with TestChecksumOffloads in it). (-skip is given to qemu/itest alone: with it,
 # golang.org/x/net/nettest's conformance tests in servers/socket hang.)
-MATRIX := ^(TestNICModels|TestNICModelsIOMMU|TestChecksumOffloads|TestBootDiskUEFI|TestBootDiskBIOS|TestBootISO|TestBootPXE|TestPMTUBlackHole|TestTCPInitialWindowRTT|TestIPv6Static)$$
+MATRIX := ^(TestNICModels|TestNICModelsIOMMU|TestChecksumOffloads|TestBootDiskUEFI|TestBootDiskBIOS|TestBootISO|TestBootPXE|TestPMTUBlackHole|TestTCPInitialWindowRTT|TestIPv6Static|TestRestartsFreeTheirPools)$$
 
 test: deps all image image-faulty
 	scripts/hugepages.sh 16
