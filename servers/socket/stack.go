@@ -27,7 +27,7 @@ const PoolSuffix = ".io"
 const (
 	recvDepth         = 16                     // receives kept posted per UDP socket
 	streamRecvDepth   = 2                      // data receives in flight per readable TCP connection
-	parkShare         = 4                      // receives parked on idle TCP connections hold at most 1/parkShare of the pool
+	standingShare     = 4                      // standing receives on idle TCP connections hold at most 1/standingShare of the pool
 	minReserve        = 2                      // buffers receives and sends each leave to the other, at least...
 	reserveShare      = 4                      // ...or 1/reserveShare of the pool
 	acceptDepth       = 4                      // accepts kept posted per listener
@@ -84,7 +84,7 @@ type Stack struct {
 	bufFreed  chan struct{} // closed when a buffer is freed; made by a waiting writer
 	writers   int           // writers waiting for a buffer; receives leave them one each
 	sending   int           // buffers lent to sends not yet answered
-	parked    int           // buffers lent to receives waiting on idle TCP connections (parkBufLocked)
+	standing  int           // buffers lent to standing receives on idle TCP connections (standingBufLocked)
 	// hungry are the sockets a receive could not be posted on for want
 	// of a buffer, oldest first, each once (sock.hungry): a freed
 	// buffer tops them up, not every socket (unstarveLocked).
@@ -410,7 +410,7 @@ func (s *Stack) replyLocked(m channel.Msg) {
 		return
 	}
 	delete(s.ops, m.ID)
-	s.unparkLocked(o)
+	s.standingDoneLocked(o)
 	c := o.sock
 	ok = ops.StatusOf(m) == ops.StatusOK
 	switch ops.OpOf(o.msg) {
@@ -537,7 +537,7 @@ func (s *Stack) receiveBufLocked(c *sock) (pool.Ref, bool) {
 //     is the writer's) — or if receives hold fewer than the reserve;
 //   - a send gets a buffer only while sends hold fewer than all but the
 //     reserve (sendRoomLocked);
-//   - receives parked on idle connections (parkBufLocked) wait as long as
+//   - standing receives on idle connections (standingBufLocked) wait as long as
 //     sends may, so they count with the sends against the reserve, and
 //     not as receives in it.
 //
@@ -550,16 +550,16 @@ func (s *Stack) receiveBufLocked(c *sock) (pool.Ref, bool) {
 // held.
 func (s *Stack) receiveRoomLocked() bool {
 	free := s.pool.Available()
-	receiving := s.pool.Len() - free - s.sending - s.parked // parked receives are not the reserve's
+	receiving := s.pool.Len() - free - s.sending - s.standing // standing receives are not the reserve's
 	return free > 0 && (free > s.reserve+s.writers || receiving < s.reserve)
 }
 
-// sendRoomLocked says whether a send may take a buffer: sends and parked
-// receives (parkBufLocked), which may both wait for as long as the peer
+// sendRoomLocked says whether a send may take a buffer: sends and
+// standing receives (standingBufLocked), which may both wait for as long as the peer
 // likes, leave the reserve to the receives of readable connections. s.mu
 // must be held.
 func (s *Stack) sendRoomLocked() bool {
-	return s.pool.Available() > 0 && s.sending+s.parked < s.pool.Len()-s.reserve
+	return s.pool.Available() > 0 && s.sending+s.standing < s.pool.Len()-s.reserve
 }
 
 // allocSendLocked takes a buffer for a send if sendRoomLocked allows it.
@@ -752,7 +752,7 @@ func (s *Stack) lostLocked(c *sock, opened bool, status ops.Status) {
 // dropLocked completes o without the server: its buffer comes back, its
 // waiter gets status (a close gets StatusOK). s.mu must be held.
 func (s *Stack) dropLocked(o *op, status ops.Status) {
-	s.unparkLocked(o)
+	s.standingDoneLocked(o)
 	switch ops.OpOf(o.msg) {
 	case ops.OpRecvFrom:
 		if o.msg.Ref.IsZero() { // a readiness receive

@@ -197,8 +197,9 @@ func (s *Stack) newBytesLocked(c *sock, m channel.Msg, ref pool.Ref) uint32 {
 
 // topUpStreamLocked keeps receives posted on TCP connection c. While the
 // transport has not said it is readable, c waits with one receive: a data
-// receive with a buffer (parked: the transport answers it with the bytes
-// when they come) while the pool can spare one (parkBufLocked), else a
+// receive with a buffer (a standing receive: the transport answers it with
+// the bytes when they come) while the pool can spare one
+// (standingBufLocked), else a
 // readiness receive (servers/ops: a zero Ref, answered when there is
 // something to read) that ties no buffer to an idle connection. Once it is
 // readable, c has up to streamRecvDepth data receives posted with
@@ -209,7 +210,7 @@ func (s *Stack) newBytesLocked(c *sock, m channel.Msg, ref pool.Ref) uint32 {
 // left without a buffer is topped up again when one is freed
 // (unstarveLocked). s.mu must be held.
 //
-// A parked receive saves a request its round trip to the transport and
+// A standing receive saves a request its round trip to the transport and
 // back: a readiness answer is followed by the data receives it calls for,
 // so a request on a connection that waited that way reaches the
 // application only after SYSCALL and TCP have each run twice more (the
@@ -219,7 +220,7 @@ func (s *Stack) topUpStreamLocked(c *sock) {
 		if c.posted > 0 || c.probing {
 			return
 		}
-		if ref, ok := s.parkBufLocked(c); ok {
+		if ref, ok := s.standingBufLocked(c); ok {
 			c.posted++
 			s.submitLocked(&op{sock: c, msg: channel.Msg{Op: uint16(ops.OpRecvFrom), Arg: [4]uint64{c.id}, Ref: ref}})
 			return
@@ -238,35 +239,35 @@ func (s *Stack) topUpStreamLocked(c *sock) {
 	}
 }
 
-// parkBufLocked is a buffer for a receive that waits on an idle connection
+// standingBufLocked is a buffer for a receive that waits on an idle connection
 // (topUpStreamLocked), if the pool can spare it: such receives hold at
 // most a quarter of the pool, and with the sends (which may wait as long)
 // never the reserve that readable connections' receives need
 // (sendRoomLocked); c's queue must have room. The other idle connections
 // wait with a readiness receive. s.mu must be held.
-func (s *Stack) parkBufLocked(c *sock) (pool.Ref, bool) {
-	if s.parked >= s.pool.Len()/parkShare || s.sending+s.parked >= s.pool.Len()-s.reserve ||
+func (s *Stack) standingBufLocked(c *sock) (pool.Ref, bool) {
+	if s.standing >= s.pool.Len()/standingShare || s.sending+s.standing >= s.pool.Len()-s.reserve ||
 		!s.receiveRoomLocked() || len(c.rq) >= s.queueCap {
 		return pool.Ref{}, false
 	}
 	ref, ok := s.pool.Alloc()
 	if ok {
-		s.parked++
+		s.standing++
 	}
 	return ref, ok
 }
 
-// unparkLocked counts o's buffer back from the parked receives if o was
-// one, answered or dropped. s.mu must be held.
-func (s *Stack) unparkLocked(o *op) {
-	if o.parked() {
-		s.parked--
+// standingDoneLocked counts o's buffer back from the standing receives if
+// o was one, answered or dropped. s.mu must be held.
+func (s *Stack) standingDoneLocked(o *op) {
+	if o.standing() {
+		s.standing--
 	}
 }
 
-// parked says whether o is a receive parked on an idle TCP connection: a
+// standing says whether o is a standing receive on an idle TCP connection: a
 // data receive that waits (no ops.FlagNoWait).
-func (o *op) parked() bool {
+func (o *op) standing() bool {
 	return o.sock.network == ops.TCP && ops.OpOf(o.msg) == ops.OpRecvFrom &&
 		!o.msg.Ref.IsZero() && o.msg.Flags&ops.FlagNoWait == 0
 }
@@ -289,7 +290,7 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 		c.posted--
 	}
 	data := !probe && ops.StatusOf(m) == ops.StatusOK && m.Ref.Pool == ref.Pool && m.Ref.Off == ref.Off
-	// A parked receive answered with less than its buffer: the transport
+	// A standing receive answered with less than its buffer: the transport
 	// had no more, so c waits again rather than asking with receives that
 	// would only be told "would block".
 	drained := data && o.msg.Flags&ops.FlagNoWait == 0 && m.Ref.Len < ref.Len

@@ -67,17 +67,17 @@ func echoServe(l *TCPListener) {
 	}
 }
 
-// parkedBuffers is how many of ap's buffers wait in receives parked on
+// standingBuffers is how many of ap's buffers wait in standing receives on
 // idle connections.
-func parkedBuffers(ap *app) int {
+func standingBuffers(ap *app) int {
 	ap.st.mu.Lock()
 	defer ap.st.mu.Unlock()
-	return ap.st.parked
+	return ap.st.standing
 }
 
 // TestTCPIdleConnectionsHoldFewBuffers: 20 open connections on an 8-buffer
 // pool, none of them with anything to read, lend the transport a quarter
-// of the pool: 2 of them wait with a data receive (parked: the bytes come
+// of the pool: 2 of them wait with a data receive (standing: the bytes come
 // in its buffer), the others with a readiness receive and no buffer. Data
 // on every one of them is read, and they go back to that state.
 func TestTCPIdleConnectionsHoldFewBuffers(t *testing.T) {
@@ -89,7 +89,7 @@ func TestTCPIdleConnectionsHoldFewBuffers(t *testing.T) {
 		c, a := dialAccept(t, cli.st, l)
 		cs, as = append(cs, c), append(as, a)
 	}
-	const parked = 8 / parkShare
+	const standing = 8 / standingShare
 	idle := func() bool {
 		data := 0
 		for _, a := range as {
@@ -99,7 +99,7 @@ func TestTCPIdleConnectionsHoldFewBuffers(t *testing.T) {
 			}
 			data += d
 		}
-		return data == parked && parkedBuffers(srv) == parked && srv.pool.Available() == srv.pool.Len()-parked
+		return data == standing && standingBuffers(srv) == standing && srv.pool.Available() == srv.pool.Len()-standing
 	}
 	waitFor(t, "one receive on each of 20 idle connections, a quarter of the pool's buffers in them", idle)
 
@@ -224,8 +224,8 @@ func TestTCPUnreadDataLeavesBuffersForWrites(t *testing.T) {
 			t.Errorf("connection %d: the queued bytes are not what was sent", i)
 		}
 	}
-	waitFor(t, "every buffer free after reading but the parked receives'", func() bool {
-		return srv.pool.Available() == srv.pool.Len()-parkedBuffers(srv) && parkedBuffers(srv) <= srv.pool.Len()/parkShare
+	waitFor(t, "every buffer free after reading but the standing receives'", func() bool {
+		return srv.pool.Available() == srv.pool.Len()-standingBuffers(srv) && standingBuffers(srv) <= srv.pool.Len()/standingShare
 	})
 }
 
@@ -266,16 +266,16 @@ func TestTCPStalledSendsLeaveBuffersForReceives(t *testing.T) {
 	}
 }
 
-// TestTCPRequestsReachAParkedReceive: requests on a keep-alive connection
-// come in the buffer of the receive parked on it, each answered with its
+// TestTCPRequestsReachAStandingReceive: requests on a keep-alive connection
+// come in the buffer of the receive standing on it, each answered with its
 // bytes: the transport answers no readiness receive and no receive with
 // "would block", which cost each request a round trip to the transport
-// and back before receives were parked.
-func TestTCPRequestsReachAParkedReceive(t *testing.T) {
+// and back before receives stood on idle connections.
+func TestTCPRequestsReachAStandingReceive(t *testing.T) {
 	n := newFakeNet()
 	srv, cli := newApp(t, n), newApp(t, n)
 	c, a := dialAccept(t, cli.st, listenTCP(t, srv.st, ":7"))
-	waitFor(t, "a receive parked on the idle connection", func() bool {
+	waitFor(t, "a standing receive on the idle connection", func() bool {
 		r, d := postedRecvs(srv, a)
 		return r == 0 && d == 1
 	})
