@@ -127,16 +127,16 @@
 // receive posted. While the pool can spare it, that receive has a buffer
 // and waits (a standing receive): the transport answers it with the bytes
 // when they come, so a request reaches the application with no further
-// round trip.
-// Standing receives hold at most a quarter of the pool, and count with the
-// sends against the reserve above; the other idle connections, however
-// many are open, lend no buffer: theirs is a readiness receive (an
-// OpRecvFrom with no buffer, servers/ops), answered when bytes, the end of
-// the stream or an error are there. Then the connection posts up to 2
-// OpRecvFrom with pool buffers and ops.FlagNoWait, as its queue and the
-// reserve above allow; the transport answers them at once. A standing
-// receive answered with less than its buffer leaves the connection idle
-// (the transport had no more), one answered full makes it readable.
+// round trip. Standing receives hold at most a quarter of the pool, and
+// count with the sends against the reserve above; the other idle
+// connections, however many are open, lend no buffer: theirs is a
+// readiness receive (an OpRecvFrom with no buffer, servers/ops), answered
+// when bytes, the end of the stream or an error are there. Then the
+// connection posts up to 2 OpRecvFrom with pool buffers and
+// ops.FlagNoWait, as its queue and the reserve above allow; the transport
+// answers them at once. A standing receive answered with less than its
+// buffer leaves the connection idle (the transport had no more), one
+// answered full makes it readable.
 // Bytes join the queue (bounded in buffers: a reader that does not read
 // stops the receives, and the transport's window does the rest) and keep
 // the connection readable; an empty answer ("would block") makes it idle

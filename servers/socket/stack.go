@@ -550,16 +550,20 @@ func (s *Stack) receiveBufLocked(c *sock) (pool.Ref, bool) {
 // held.
 func (s *Stack) receiveRoomLocked() bool {
 	free := s.pool.Available()
-	receiving := s.pool.Len() - free - s.sending - s.standing // standing receives are not the reserve's
+	receiving := s.pool.Len() - free - s.waitingLocked() // standing receives are not the reserve's
 	return free > 0 && (free > s.reserve+s.writers || receiving < s.reserve)
 }
 
+// waitingLocked is how many buffers may wait for as long as the peer
+// likes: those of unanswered sends and of standing receives. s.mu must be
+// held.
+func (s *Stack) waitingLocked() int { return s.sending + s.standing }
+
 // sendRoomLocked says whether a send may take a buffer: sends and
-// standing receives (standingBufLocked), which may both wait for as long as the peer
-// likes, leave the reserve to the receives of readable connections. s.mu
-// must be held.
+// standing receives (waitingLocked) leave the reserve to the receives of
+// readable connections. s.mu must be held.
 func (s *Stack) sendRoomLocked() bool {
-	return s.pool.Available() > 0 && s.sending+s.standing < s.pool.Len()-s.reserve
+	return s.pool.Available() > 0 && s.waitingLocked() < s.pool.Len()-s.reserve
 }
 
 // allocSendLocked takes a buffer for a send if sendRoomLocked allows it.

@@ -199,16 +199,15 @@ func (s *Stack) newBytesLocked(c *sock, m channel.Msg, ref pool.Ref) uint32 {
 // transport has not said it is readable, c waits with one receive: a data
 // receive with a buffer (a standing receive: the transport answers it with
 // the bytes when they come) while the pool can spare one
-// (standingBufLocked), else a
-// readiness receive (servers/ops: a zero Ref, answered when there is
-// something to read) that ties no buffer to an idle connection. Once it is
-// readable, c has up to streamRecvDepth data receives posted with
-// ops.FlagNoWait, as its queue and receiveBufLocked allow; the transport
-// answers those at once, with bytes (c stays readable), the end of the
-// stream or an error, or "would block" (c is not readable any more, and
-// waits again once its last data receive is back). A readable connection
-// left without a buffer is topped up again when one is freed
-// (unstarveLocked). s.mu must be held.
+// (standingBufLocked), else a readiness receive (servers/ops: a zero Ref,
+// answered when there is something to read) that ties no buffer to an
+// idle connection. Once it is readable, c has up to streamRecvDepth data
+// receives posted with ops.FlagNoWait, as its queue and receiveBufLocked
+// allow; the transport answers those at once, with bytes (c stays
+// readable), the end of the stream or an error, or "would block" (c is not
+// readable any more, and waits again once its last data receive is back).
+// A readable connection left without a buffer is topped up again when one
+// is freed (unstarveLocked). s.mu must be held.
 //
 // A standing receive saves a request its round trip to the transport and
 // back: a readiness answer is followed by the data receives it calls for,
@@ -239,14 +238,14 @@ func (s *Stack) topUpStreamLocked(c *sock) {
 	}
 }
 
-// standingBufLocked is a buffer for a receive that waits on an idle connection
-// (topUpStreamLocked), if the pool can spare it: such receives hold at
-// most a quarter of the pool, and with the sends (which may wait as long)
-// never the reserve that readable connections' receives need
-// (sendRoomLocked); c's queue must have room. The other idle connections
+// standingBufLocked is a buffer for a receive that waits on an idle
+// connection (topUpStreamLocked), if the pool can spare it: such receives
+// hold at most a quarter of the pool, and with the sends (which may wait
+// as long) never the reserve that readable connections' receives need
+// (waitingLocked); c's queue must have room. The other idle connections
 // wait with a readiness receive. s.mu must be held.
 func (s *Stack) standingBufLocked(c *sock) (pool.Ref, bool) {
-	if s.standing >= s.pool.Len()/standingShare || s.sending+s.standing >= s.pool.Len()-s.reserve ||
+	if s.standing >= s.pool.Len()/standingShare || s.waitingLocked() >= s.pool.Len()-s.reserve ||
 		!s.receiveRoomLocked() || len(c.rq) >= s.queueCap {
 		return pool.Ref{}, false
 	}
@@ -293,7 +292,7 @@ func (s *Stack) streamReceivedLocked(o *op, m channel.Msg) {
 	// A standing receive answered with less than its buffer: the transport
 	// had no more, so c waits again rather than asking with receives that
 	// would only be told "would block".
-	drained := data && o.msg.Flags&ops.FlagNoWait == 0 && m.Ref.Len < ref.Len
+	drained := data && o.standing() && m.Ref.Len < ref.Len
 	if data {
 		ref.Len = s.newBytesLocked(c, m, ref)
 		c.recvOff += uint64(ref.Len) // ours now, read or dropped
