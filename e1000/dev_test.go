@@ -363,6 +363,47 @@ func TestBatching(t *testing.T) {
 	}
 }
 
+// TestRxTailWritesGathered: while the device holds half its ring or more,
+// buffers given back one at a time reach it 16 to an RDT write, and it never
+// runs short; below half, each flush writes at once.
+func TestRxTailWritesGathered(t *testing.T) {
+	r := newRig(t, model.Config{}, e1000.Config{})
+	byReset := r.regs.writes[e1000.RDT]
+	r.fill()
+	rdt := r.regs.writes[e1000.RDT]
+	const frames = 1000
+	for i := range frames {
+		if !r.m.Deliver(frame(testMAC, i, 100)) {
+			t.Fatalf("Deliver(frame %d) = false: the device ran out of buffers", i)
+		}
+		if got := len(r.pollRX()); got != 1 {
+			t.Fatalf("PollRX after frame %d = %d frames, want 1", i, got)
+		}
+		r.dev.PostRX(r.buf())
+		r.dev.FlushRX()
+	}
+	if got, want := r.regs.writes[e1000.RDT]-rdt, frames/16; got != want {
+		t.Errorf("RDT writes for %d buffers given back one at a time = %d, want %d", frames, got, want)
+	}
+
+	// A burst takes the device below half its ring: the next buffer goes at once.
+	for i := range e1000.DefaultRing / 2 {
+		if !r.m.Deliver(frame(testMAC, i, 100)) {
+			t.Fatalf("burst: Deliver(frame %d) = false", i)
+		}
+	}
+	r.pollRX()
+	before := r.regs.writes[e1000.RDT]
+	r.dev.PostRX(r.buf())
+	r.dev.FlushRX()
+	if got := r.regs.writes[e1000.RDT] - before; got != 1 {
+		t.Errorf("RDT writes for one buffer with the device below half its ring = %d, want 1", got)
+	}
+	if got, want := r.dev.Stats().RxTailWrites, uint64(r.regs.writes[e1000.RDT]-byReset); got != want {
+		t.Errorf("Stats().RxTailWrites = %d, want the %d RDT writes since the reset", got, want)
+	}
+}
+
 // TestRestartWithPacketsInFlight crashes a driver with RX buffers posted, TX
 // frames queued, some sent and unacknowledged, and starts a new Dev on the
 // same device: the model keeps the stale ring registers (QEMU) or caches the

@@ -125,6 +125,7 @@ func (d *Dev) FlushTX() {
 	if d.tx.tail != d.tx.written {
 		d.regs.Write32(TDT, d.tx.tail)
 		d.tx.written = d.tx.tail
+		d.stats.TxTailWrites++
 	}
 }
 

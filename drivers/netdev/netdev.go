@@ -145,6 +145,8 @@ type Stats struct {
 	TxContexts        uint64 // offload contexts loaded into the device (a frame whose context it holds needs none)
 	RxMissed          uint64 // frames the device dropped: no room in its receive FIFO
 	RxNoBuffer        uint64 // times the device found no receive buffer posted
+	RxTailWrites      uint64 // receive tail writes: how often FlushRX told the device of buffers
+	TxTailWrites      uint64 // transmit tail writes: how often FlushTX started a batch
 }
 
 // Progress is what a device watchdog (drivers/nic) compares between two
@@ -205,7 +207,9 @@ type Device interface {
 	PostRX(b Buffer) bool
 	// RxFree is how many buffers PostRX would take now.
 	RxFree() int
-	// FlushRX gives the buffers posted since the last flush to the device.
+	// FlushRX gives the buffers posted since the last flush to the device,
+	// or some of them: a device may hold a few back while it has plenty
+	// (they go at a later flush, in time to be filled).
 	FlushRX()
 	// PollRX hands back the buffers the device has filled, in ring order,
 	// calling fn with each buffer's cookie, the frame (a prefix of its Mem;

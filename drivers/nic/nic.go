@@ -302,12 +302,11 @@ func (d *Driver) Poll() bool {
 	d.postProbe()
 	d.waitRX = drain(d.waitRX, d.post)
 	d.waitTX = drain(d.waitTX, d.transmit)
-	d.dev.FlushRX()
 	d.dev.FlushTX()
-
 	if d.dev.PollRX(d.onRX) > 0 {
 		work = true
 	}
+	d.dev.FlushRX() // after the harvest: it knows how many buffers the device still holds
 	if d.dev.PollTX(d.onTX) > 0 {
 		work = true
 	}
