@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -29,13 +30,13 @@ func TestBlock(t *testing.T) {
 	r, w := pipe(t)
 	fds := []unix.PollFd{{Fd: int32(r), Events: unix.POLLIN}}
 	start := time.Now()
-	if n, err := block(fds, 100*time.Millisecond); n != 0 || err != nil {
+	if n, err := block(fds, nil, 100*time.Millisecond); n != 0 || err != nil {
 		t.Errorf("block on a silent pipe = %d, %v", n, err)
 	}
 	if d := time.Since(start); d < 95*time.Millisecond {
 		t.Errorf("block(100ms) on a silent pipe returned after %v", d)
 	}
-	if n, err := block(fds, 0); n != 0 || err != nil {
+	if n, err := block(fds, nil, 0); n != 0 || err != nil {
 		t.Errorf("block(0) on a silent pipe = %d, %v", n, err)
 	}
 	go func() {
@@ -43,7 +44,7 @@ func TestBlock(t *testing.T) {
 		unix.Write(w, []byte{1})
 	}()
 	start = time.Now()
-	if n, err := block(fds, -1); n != 1 || err != nil || fds[0].Revents&unix.POLLIN == 0 {
+	if n, err := block(fds, nil, -1); n != 1 || err != nil || fds[0].Revents&unix.POLLIN == 0 {
 		t.Errorf("block(forever) on a pipe written after 100ms = %d, %v, revents %#x", n, err, fds[0].Revents)
 	}
 	if d := time.Since(start); d < 95*time.Millisecond {
@@ -51,7 +52,7 @@ func TestBlock(t *testing.T) {
 	}
 	// Still readable: reported at once, however often one looks.
 	for range 3 {
-		if n, err := block(fds, 10*time.Second); n != 1 || err != nil {
+		if n, err := block(fds, nil, 10*time.Second); n != 1 || err != nil {
 			t.Fatalf("block on a readable pipe = %d, %v", n, err)
 		}
 	}
@@ -67,7 +68,7 @@ func TestBlockOnlyItsOwn(t *testing.T) {
 	// One sleep watches r1 and r2 and is ended by r2; r1 stays armed.
 	unix.Write(w2, []byte{1})
 	both := []unix.PollFd{{Fd: int32(r1), Events: unix.POLLIN}, {Fd: int32(r2), Events: unix.POLLIN}}
-	if n, err := block(both, time.Second); n != 1 || err != nil || both[0].Revents != 0 || both[1].Revents == 0 {
+	if n, err := block(both, nil, time.Second); n != 1 || err != nil || both[0].Revents != 0 || both[1].Revents == 0 {
 		t.Fatalf("block(r1, r2) with r2 written = %d, %v, revents %#x %#x; want r2 alone", n, err, both[0].Revents, both[1].Revents)
 	}
 	// The next sleep on that poller watches r3; r1 fires meanwhile.
@@ -77,12 +78,77 @@ func TestBlockOnlyItsOwn(t *testing.T) {
 	}()
 	only3 := []unix.PollFd{{Fd: int32(r3), Events: unix.POLLIN}}
 	start := time.Now()
-	if n, err := block(only3, 200*time.Millisecond); n != 0 || err != nil || only3[0].Revents != 0 {
+	if n, err := block(only3, nil, 200*time.Millisecond); n != 0 || err != nil || only3[0].Revents != 0 {
 		t.Errorf("block(r3) while r1 fired = %d, %v, revents %#x; want a timeout", n, err, only3[0].Revents)
 	}
 	if d := time.Since(start); d < 195*time.Millisecond {
 		t.Errorf("block(r3, 200ms) returned after %v: ended by another descriptor", d)
 	}
+}
+
+// TestBlockArmsWhatReported: a sleep arms an Endpoint's descriptor only if
+// it reported since this poller armed it; one armed and quiet still ends
+// the next sleep when written, and a new file under a reused number (a new
+// key) is armed afresh.
+func TestBlockArmsWhatReported(t *testing.T) {
+	r1, w1 := pipe(t)
+	r2, w2 := pipe(t)
+	fds := func() []unix.PollFd {
+		return []unix.PollFd{{Fd: int32(r1), Events: unix.POLLIN}, {Fd: int32(r2), Events: unix.POLLIN}}
+	}
+	keys := []uint64{101, 102}
+	var calls []string
+	armHook = func(fd int32) { calls = append(calls, fmt.Sprint(fd)) }
+	defer func() { armHook = nil }()
+
+	unix.Write(w2, []byte{1})
+	if n, err := block(fds(), keys, time.Second); n != 1 || err != nil {
+		t.Fatalf("block(r1, r2) with r2 written = %d, %v", n, err)
+	}
+	drainPipe(r2)
+	if want := []string{fmt.Sprint(r1), fmt.Sprint(r2)}; !slices.Equal(calls, want) {
+		t.Errorf("first sleep armed %v, want %v", calls, want)
+	}
+	calls = nil
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		unix.Write(w1, []byte{1})
+	}()
+	got := fds()
+	if n, err := block(got, keys, 10*time.Second); n != 1 || err != nil || got[0].Revents == 0 {
+		t.Fatalf("block(r1, r2) with r1 written later = %d, %v, revents %#x %#x; want r1", n, err, got[0].Revents, got[1].Revents)
+	}
+	drainPipe(r1)
+	if want := []string{fmt.Sprint(r2)}; !slices.Equal(calls, want) {
+		t.Errorf("second sleep armed %v, want only r2's %v (r1 was armed and quiet)", calls, want)
+	}
+
+	// r1's number, closed, goes to a new pipe: under a new key it is armed.
+	unix.Close(r1)
+	fresh, w3 := pipe(t)
+	if fresh != r1 { // the lowest number free is usually r1's already
+		if err := unix.Dup3(fresh, r1, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r3 := r1
+	calls = nil
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		unix.Write(w3, []byte{1})
+	}()
+	got = fds()
+	if n, err := block(got, []uint64{103, 102}, 10*time.Second); n != 1 || err != nil || got[0].Revents == 0 {
+		t.Fatalf("block on the reused number, written later = %d, %v; want it reported", n, err)
+	}
+	if !slices.Contains(calls, fmt.Sprint(r3)) {
+		t.Errorf("sleep with a new key for descriptor %d armed %v: not it", r3, calls)
+	}
+}
+
+func drainPipe(fd int) {
+	var b [16]byte
+	unix.Read(fd, b[:])
 }
 
 // TestSleepSwitches: a sleeping process costs no context switch while
@@ -149,7 +215,7 @@ func sleeper() error {
 	var before, after unix.Rusage
 	time.Sleep(300 * time.Millisecond) // the runtime's start settles
 	unix.Getrusage(unix.RUSAGE_SELF, &before)
-	if n, err := block(fds, time.Second); n != 0 || err != nil {
+	if n, err := block(fds, nil, time.Second); n != 0 || err != nil {
 		return fmt.Errorf("the silent sleep: %d, %v", n, err)
 	}
 	unix.Getrusage(unix.RUSAGE_SELF, &after)
@@ -158,7 +224,7 @@ func sleeper() error {
 	n := 0
 	var buf [64]byte
 	for {
-		if _, err := block(fds, 10*time.Second); err != nil {
+		if _, err := block(fds, nil, 10*time.Second); err != nil {
 			return err
 		}
 		k, _, errno := unix.RawSyscall(unix.SYS_READ, 3, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))

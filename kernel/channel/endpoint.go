@@ -39,6 +39,11 @@ type Endpoint struct {
 	sleep  signal
 	idle   bool // the last Wait timed out: do not spin in the next
 
+	// key names this Endpoint's descriptor in a poller's record of what it
+	// has armed (block_unsafe.go): unique in the process, never reused,
+	// unlike the descriptor's number.
+	key uint64
+
 	broken atomic.Pointer[error] // set once, by either goroutine; see fail
 	kicked atomic.Bool           // Wake was called: the next or current Wait returns
 	closed bool
@@ -47,8 +52,11 @@ type Endpoint struct {
 	sent, received, wakeups, sleeps atomic.Uint64
 }
 
+// endpointKeys numbers the process's Endpoints (Endpoint.key).
+var endpointKeys atomic.Uint64
+
 func newEndpoint(tx, rx ring, sleep, wakePeer signal) *Endpoint {
-	e := &Endpoint{tx: tx, rx: rx, sleep: sleep, wakePeer: wakePeer}
+	e := &Endpoint{tx: tx, rx: rx, sleep: sleep, wakePeer: wakePeer, key: endpointKeys.Add(1)}
 	// Pick up where the previous user of this side left off; for a fresh
 	// channel all four are zero.
 	e.txProd, e.txCons = tx.loadProd(), tx.loadCons()

@@ -27,10 +27,12 @@ import (
 func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) error {
 	clear(readable)
 	var pfdBuf [8]unix.PollFd
+	var keyBuf [8]uint64
 	var armedBuf [8]*Endpoint
-	pfds := pfdBuf[:0] // grows past 8 by append
+	pfds, keys := pfdBuf[:0], keyBuf[:0] // grow past 8 by append
 	for _, fd := range fds {
 		pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		keys = append(keys, 0) // not ours: armed on every sleep
 	}
 	armed := armedBuf[:0]
 	for _, p := range ports {
@@ -43,11 +45,12 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 		armed = append(armed, p)
 		if fd := p.Fd(); fd >= 0 {
 			pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+			keys = append(keys, p.key)
 		} else {
 			d = min(d, time.Millisecond)
 		}
 	}
-	block(pfds, max(d, time.Millisecond))
+	block(pfds, keys, max(d, time.Millisecond))
 	for i := range fds {
 		readable[i] = pfds[i].Revents&unix.POLLIN != 0
 	}

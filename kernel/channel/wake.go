@@ -47,7 +47,7 @@ func (e eventfd) wake() error {
 
 func (e eventfd) sleep(timeout time.Duration) error {
 	fds := []unix.PollFd{{Fd: int32(e), Events: unix.POLLIN}}
-	n, err := block(fds, timeout)
+	n, err := block(fds, nil, timeout)
 	if err != nil {
 		return err
 	}
