@@ -224,11 +224,11 @@ func (p *poller) reported(events []unix.EpollEvent) {
 }
 
 // wait waits for the set's events, at most timeout (negative: no limit),
-// and returns how many it put in p.ev.
+// and returns how many it put in p.ev. The netpoller's read calls look
+// before it parks, so events already there cost one epoll_wait either way.
 func (p *poller) wait(timeout time.Duration) (int, error) {
-	n := epollWait(p.epfd, p.ev[:])
-	if n != 0 || timeout == 0 {
-		return max(n, 0), nil
+	if timeout == 0 {
+		return max(epollWait(p.epfd, p.ev[:]), 0), nil
 	}
 	var deadline time.Time
 	if timeout > 0 {
