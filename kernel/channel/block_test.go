@@ -146,6 +146,51 @@ func TestBlockArmsWhatReported(t *testing.T) {
 	}
 }
 
+// TestWaitAnySteady: a Steady descriptor is armed once and again only
+// after it reports; once Unsteady, on every sleep.
+func TestWaitAnySteady(t *testing.T) {
+	r, w := pipe(t)
+	var armed int
+	armHook = func(fd int32) {
+		if int(fd) == r {
+			armed++
+		}
+	}
+	defer func() { armHook = nil }()
+	readable := make([]bool, 1)
+	sleep := func() {
+		t.Helper()
+		if err := WaitAny(readable, nil, []int{r}, 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	Steady(r)
+	sleep()
+	sleep()
+	if armed != 1 || readable[0] {
+		t.Errorf("two quiet sleeps on a Steady descriptor armed it %d times (readable %v), want once", armed, readable[0])
+	}
+	unix.Write(w, []byte{1})
+	sleep()
+	if !readable[0] {
+		t.Fatal("a written Steady descriptor armed earlier did not end the sleep")
+	}
+	drainPipe(r)
+	sleep()
+	if armed != 2 {
+		t.Errorf("after it reported, armed %d times in all, want 2", armed)
+	}
+
+	Unsteady(r)
+	armed = 0
+	sleep()
+	sleep()
+	if armed != 2 {
+		t.Errorf("two sleeps after Unsteady armed it %d times, want 2", armed)
+	}
+}
+
 func drainPipe(fd int) {
 	var b [16]byte
 	unix.Read(fd, b[:])

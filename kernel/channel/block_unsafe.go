@@ -45,8 +45,10 @@ import (
 // and re-arms those that reported since. Under load most of a server's
 // neighbours are quiet in a given sleep, and each epoll_ctl saved is a
 // system call (a third of ip's and syscall's, measured with keepnet trace
-// --syscalls under wrk). Other descriptors (a driver's interrupt) are
-// armed on every sleep, as their owners may close and reopen them.
+// --syscalls under wrk). So is a descriptor its owner declared Steady (the
+// wiring watcher's eventfd, open as long as the process); others (a
+// driver's interrupt) are armed on every sleep, as their owners may close
+// and reopen them.
 
 // GODEBUG is the setting of a process whose event loop is its work: init
 // starts the servers with it. Go's asynchronous preemption signals a

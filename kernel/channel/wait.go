@@ -1,6 +1,9 @@
 package channel
 
 import (
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,7 +35,7 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 	pfds, keys := pfdBuf[:0], keyBuf[:0] // grow past 8 by append
 	for _, fd := range fds {
 		pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
-		keys = append(keys, 0) // not ours: armed on every sleep
+		keys = append(keys, steadyKey(fd)) // 0 unless Steady: armed on every sleep
 	}
 	armed := armedBuf[:0]
 	for _, p := range ports {
@@ -67,4 +70,55 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 		next++
 	}
 	return nil
+}
+
+// Steady tells the process's sleeps that fd, a descriptor they watch
+// besides their Endpoints (the wiring watcher's eventfd), stays the same
+// open file until Unsteady: WaitAny then arms it once, and again only after
+// it reports, as it does an Endpoint's ("How a process sleeps" in
+// block_unsafe.go). Call Unsteady before closing it: a number closed and
+// reused under its old key would never be armed.
+func Steady(fd int) {
+	steady.Lock()
+	defer steady.Unlock()
+	next := slices.DeleteFunc(slices.Clone(steadyList()), func(s steadyFd) bool { return s.fd == fd })
+	next = append(next, steadyFd{fd, endpointKeys.Add(1)})
+	steady.list.Store(&next)
+}
+
+// Unsteady undoes Steady; call it before closing fd.
+func Unsteady(fd int) {
+	steady.Lock()
+	defer steady.Unlock()
+	next := slices.DeleteFunc(slices.Clone(steadyList()), func(s steadyFd) bool { return s.fd == fd })
+	steady.list.Store(&next)
+}
+
+// steady is the process's Steady descriptors, copied on each change so
+// that a sleep reads them without a lock or an allocation.
+var steady struct {
+	sync.Mutex
+	list atomic.Pointer[[]steadyFd]
+}
+
+type steadyFd struct {
+	fd  int
+	key uint64
+}
+
+func steadyList() []steadyFd {
+	if l := steady.list.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// steadyKey is fd's key if it is Steady, else 0.
+func steadyKey(fd int) uint64 {
+	for _, s := range steadyList() {
+		if s.fd == fd {
+			return s.key
+		}
+	}
+	return 0
 }

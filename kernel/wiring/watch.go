@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"keepnet/kernel/channel"
 )
 
 // Watcher reads a wiring socket after Join, for a component whose loop
@@ -33,6 +35,7 @@ func Watch(c *Conn, hooks ...Hook) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wire: eventfd: %w", err)
 	}
+	channel.Steady(fd) // open until Close: the loop's sleeps arm it once
 	ch := make(chan *Peer, 16)
 	w := &Watcher{C: ch, fd: fd, conn: c, hooks: builtinHooks()}
 	for _, h := range hooks {
@@ -139,5 +142,6 @@ func (w *Watcher) Alive() {
 // releases the eventfd.
 func (w *Watcher) Close() {
 	w.wg.Wait()
+	channel.Unsteady(w.fd)
 	unix.Close(w.fd)
 }
