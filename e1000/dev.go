@@ -141,6 +141,8 @@ type ring struct {
 
 func (r *ring) desc(i uint32) []byte { return r.mem[i*DescSize : (i+1)*DescSize] }
 func (r *ring) used() uint32         { return (r.tail - r.next + r.n) % r.n }
+func (r *ring) unwritten() uint32    { return (r.tail - r.written + r.n) % r.n } // filled, the device not yet told
+func (r *ring) told() uint32         { return (r.written - r.next + r.n) % r.n } // the device's, not yet harvested
 func (r *ring) full() bool           { return r.used() == r.n-1 }
 func (r *ring) inc(i uint32) uint32  { return (i + 1) % r.n }
 func (r *ring) bytes() uint32        { return r.n * DescSize }

@@ -38,12 +38,8 @@ func (d *Dev) RxFree() int { return int(d.rx.n - 1 - d.rx.used()) }
 // (ICR.RXDMT0, at half the ring: RCTL.RDMTS) wakes the driver to flush
 // before it runs dry.
 func (d *Dev) FlushRX() {
-	waiting := (d.rx.tail - d.rx.written + d.rx.n) % d.rx.n
-	if waiting == 0 {
-		return
-	}
-	held := (d.rx.written - d.rx.next + d.rx.n) % d.rx.n
-	if waiting < rxWriteBatch && held >= d.rx.n/2 {
+	waiting := d.rx.unwritten()
+	if waiting == 0 || waiting < rxWriteBatch && d.rx.told() >= d.rx.n/2 {
 		return
 	}
 	d.regs.Write32(RDT, d.rx.tail)

@@ -78,19 +78,20 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 // it reports, as it does an Endpoint's ("How a process sleeps" in
 // block_unsafe.go). Call Unsteady before closing it: a number closed and
 // reused under its old key would never be armed.
-func Steady(fd int) {
-	steady.Lock()
-	defer steady.Unlock()
-	next := slices.DeleteFunc(slices.Clone(steadyList()), func(s steadyFd) bool { return s.fd == fd })
-	next = append(next, steadyFd{fd, endpointKeys.Add(1)})
-	steady.list.Store(&next)
-}
+func Steady(fd int) { setSteady(fd, endpointKeys.Add(1)) }
 
 // Unsteady undoes Steady; call it before closing fd.
-func Unsteady(fd int) {
+func Unsteady(fd int) { setSteady(fd, 0) }
+
+// setSteady gives fd key in the list of Steady descriptors, or takes it
+// off the list (key 0).
+func setSteady(fd int, key uint64) {
 	steady.Lock()
 	defer steady.Unlock()
 	next := slices.DeleteFunc(slices.Clone(steadyList()), func(s steadyFd) bool { return s.fd == fd })
+	if key != 0 {
+		next = append(next, steadyFd{fd, key})
+	}
 	steady.list.Store(&next)
 }
 
