@@ -151,6 +151,15 @@ type link struct {
 	peer  *wiring.Peer
 	out   *channel.Outstanding // requests sent to a transport, unanswered
 	queue []channel.Msg
+	// What the neighbour is, settled when it first attaches, so that a
+	// message costs no lookup by name: a transport (and whether it takes
+	// the applications' buffers, Options.ZeroCopy) or an application,
+	// with its sockets (the map in Server.socks) and its forwarded
+	// requests not yet answered (MaxPendingPerApp).
+	transport bool
+	zeroCopy  bool
+	socks     map[uint64]*sock
+	pending   int
 }
 
 func (l *link) send(m channel.Msg) { l.queue = append(l.queue, m) }
@@ -171,7 +180,7 @@ type fwd struct {
 	ref     pool.Ref    // our syscall.io buffer, if any
 	zc      bool        // forwarded with the application's buffer (zero copy)
 	created *sock       // OpAccept: the connection's socket, if it comes; OpAdopt: the socket
-	app     string      // whose pending operation it is (MaxPendingPerApp)
+	app     *link       // whose pending operation it is (MaxPendingPerApp)
 }
 
 // Server is the SYSCALL server's state; one goroutine runs it.
@@ -179,6 +188,11 @@ type Server struct {
 	o     Options
 	io    *pool.Pool
 	links map[string]*link
+	// order is links in the order they attached: the loop's rounds go
+	// through a slice, not the map.
+	order []*link
+	// byNetwork is each network's transport link, once it attached.
+	byNetwork map[ops.Network]*link
 	// release tells init a superseded neighbour's pool is unmapped
 	// (wiring.Conn.Release); nil in tests.
 	release func(id uint32)
@@ -194,11 +208,11 @@ type Server struct {
 	// held are application requests that arrived before their transport
 	// joined, replayed when it does.
 	held []heldReq
-	// pending counts each application's forwarded requests not yet
-	// answered; maxSockets and maxPending are MaxSocketsPerApp and
+	// maxSockets and maxPending are MaxSocketsPerApp and
 	// MaxPendingPerApp, or what a test sets.
-	pending                map[string]int
 	maxSockets, maxPending int
+	// spare are fwd records to reuse: one is made per forwarded request.
+	spare []*fwd
 	// noGrant are applications' pools a zero-copy transport said it was
 	// not granted (StatusNoPool): requests into them go with copies.
 	noGrant map[uint32]bool
@@ -281,7 +295,7 @@ func (s *Server) Poll() (bool, time.Time) { return s.poll(), time.Time{} }
 
 // AppendPorts is the loop's: every neighbour's channel.
 func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
-	for _, l := range s.links {
+	for _, l := range s.order {
 		dst = append(dst, l.peer.Port)
 	}
 	return dst
@@ -290,9 +304,9 @@ func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 // newServer is a SYSCALL server of the given generation with its pool and
 // no neighbours yet.
 func newServer(o Options, io *pool.Pool, gen int) *Server {
-	s := &Server{o: o, io: io, links: map[string]*link{}, socks: map[string]map[uint64]*sock{},
+	s := &Server{o: o, io: io, links: map[string]*link{}, byNetwork: map[ops.Network]*link{}, socks: map[string]map[uint64]*sock{},
 		fwds: map[uint64]*fwd{}, nextKey: 1, apps: map[string]int{}, in: make([]channel.Msg, 64),
-		pending: map[string]int{}, noGrant: map[uint32]bool{}, maxSockets: MaxSocketsPerApp, maxPending: MaxPendingPerApp}
+		noGrant: map[uint32]bool{}, maxSockets: MaxSocketsPerApp, maxPending: MaxPendingPerApp}
 	s.stats.Generation = gen
 	for i, a := range o.Apps {
 		s.apps[a] = i + 1
@@ -343,15 +357,22 @@ func (s *Server) Attach(p *wiring.Peer) {
 	l := s.links[p.Name]
 	first := l == nil
 	if first {
-		l = &link{out: channel.NewOutstanding(1<<16, 1)}
+		l = &link{out: channel.NewOutstanding(1<<16, 1), transport: s.isTransport(p.Name),
+			zeroCopy: slices.Contains(s.o.ZeroCopy, p.Name)}
 		s.links[p.Name] = l
+		s.order = append(s.order, l)
+		for network, name := range s.o.Transports {
+			if name == p.Name {
+				s.byNetwork[network] = l
+			}
+		}
 	} else {
 		// No reference into the old generation's pools outlives this:
 		// its requests' answers come on its channel, closed now.
 		l.peer.Retire(s.release)
 	}
 	l.peer = p
-	if s.isTransport(p.Name) {
+	if l.transport {
 		resent := l.out.Resubmit()
 		s.stats.Resubmitted += uint64(len(resent))
 		var reopened []channel.Msg
@@ -363,7 +384,7 @@ func (s *Server) Attach(p *wiring.Peer) {
 			// The applications adopt their sockets (OpAdopt); those of
 			// their generations that died meanwhile have no owner.
 			for name, al := range s.links {
-				if !s.isTransport(name) && al.peer != nil {
+				if !al.transport && al.peer != nil {
 					s.closeOrphans(l, name, al.peer.Generation)
 				}
 			}
@@ -478,18 +499,18 @@ func (s *Server) request(l *link, m channel.Msg, zc bool) {
 // poll moves messages once; it reports whether anything moved.
 func (s *Server) poll() bool {
 	work := false
-	for name, l := range s.links {
+	for _, l := range s.order {
 		n := l.peer.Port.Recv(s.in)
 		for _, m := range s.in[:n] {
-			if s.isTransport(name) {
+			if l.transport {
 				s.fromTransport(l, m)
 			} else {
-				s.fromApp(name, l, m)
+				s.fromApp(l.peer.Name, l, m)
 			}
 		}
 		work = work || n > 0
 	}
-	for _, l := range s.links {
+	for _, l := range s.order {
 		var sent int
 		l.queue, sent = channel.Flush(l.peer.Port, l.queue)
 		work = work || sent > 0
@@ -505,14 +526,17 @@ func (s *Server) refuse(l *link, m channel.Msg, status ops.Status) {
 
 // fromApp handles an application's request.
 func (s *Server) fromApp(app string, l *link, m channel.Msg) {
-	socks := s.socks[app]
+	socks := l.socks
 	if socks == nil {
-		socks = map[uint64]*sock{}
-		s.socks[app] = socks
+		if socks = s.socks[app]; socks == nil {
+			socks = map[uint64]*sock{}
+			s.socks[app] = socks
+		}
+		l.socks = socks
 	}
 	id := m.Arg[0]
 	so := socks[id]
-	if !s.withinBounds(app, l, m, len(socks)) {
+	if !s.withinBounds(l, m, len(socks)) {
 		return
 	}
 	var created *sock
@@ -537,7 +561,7 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		s.refuse(l, m, ops.StatusNoSocket)
 		return
 	}
-	t := s.links[s.o.Transports[so.network]]
+	t := s.byNetwork[so.network]
 	if t == nil {
 		// The transport has not joined yet (they start side by side):
 		// hold the request until it does.
@@ -551,7 +575,8 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 		s.held = append(s.held, heldReq{app: app, gen: l.peer.Generation, m: m})
 		return
 	}
-	f := &fwd{s: so, appReq: m, created: created}
+	f := s.newFwd()
+	f.s, f.appReq, f.created = so, m, created
 	// The request as it came, but for the socket's name (Arg[0]) and our
 	// key (Arg[3], below); an address and its port (servers/ops) pass
 	// through.
@@ -632,23 +657,47 @@ func (s *Server) fromApp(app string, l *link, m channel.Msg) {
 	}
 	key := s.nextKey
 	s.nextKey++
-	f.app = app
-	s.pending[app]++
+	f.app = l
+	l.pending++
 	s.fwds[key] = f
 	out.Arg[3] = key
 	s.stats.Forwarded++
 	s.request(t, out, f.zc)
 }
 
+// newFwd is a cleared fwd record, reused if one is spare.
+func (s *Server) newFwd() *fwd {
+	n := len(s.spare)
+	if n == 0 {
+		return &fwd{}
+	}
+	f := s.spare[n-1]
+	s.spare = s.spare[:n-1]
+	return f
+}
+
+// freeFwd keeps f, answered and forgotten, for the next request; a spare
+// record names nothing.
+func (s *Server) freeFwd(f *fwd) {
+	*f = fwd{}
+	if len(s.spare) < maxSpareFwds {
+		s.spare = append(s.spare, f)
+	}
+}
+
+// maxSpareFwds bounds the spare records: a burst's worth.
+const maxSpareFwds = 256
+
 // zeroCopy reports whether a request into the application buffer ref goes
 // to transport t with that buffer (the package doc's "Zero copy").
 func (s *Server) zeroCopy(t *link, ref pool.Ref) bool {
-	return slices.Contains(s.o.ZeroCopy, t.peer.Name) && !s.noGrant[ref.Pool]
+	return t.zeroCopy && !s.noGrant[ref.Pool]
 }
 
-// withinBounds refuses m, and reports false, if it would take app past
-// MaxSocketsPerApp (it holds n sockets) or MaxPendingPerApp.
-func (s *Server) withinBounds(app string, l *link, m channel.Msg, n int) bool {
+// withinBounds refuses m, and reports false, if it would take the
+// application on l past MaxSocketsPerApp (it holds n sockets) or
+// MaxPendingPerApp.
+func (s *Server) withinBounds(l *link, m channel.Msg, n int) bool {
 	switch op := ops.OpOf(m); {
 	case op == ops.OpClose:
 		return true // always: it frees
@@ -656,7 +705,7 @@ func (s *Server) withinBounds(app string, l *link, m channel.Msg, n int) bool {
 		s.stats.SocketsRefused++
 		s.refuse(l, m, ops.StatusTooManySockets)
 		return false
-	case s.pending[app] >= s.maxPending:
+	case l.pending >= s.maxPending:
 		s.stats.PendingRefused++
 		s.refuse(l, m, ops.StatusNoBuffers)
 		return false
@@ -694,13 +743,12 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 	if f == nil {
 		return // an OpCloseRange
 	}
-	if s.pending[f.app]--; s.pending[f.app] <= 0 {
-		delete(s.pending, f.app)
-	}
+	f.app.pending--
 	defer func() {
 		if !f.ref.IsZero() {
 			s.io.MustFree(f.ref)
 		}
+		s.freeFwd(f)
 	}()
 	if f.s == nil {
 		return // the application restarted meanwhile
