@@ -108,6 +108,9 @@ type Sleeps struct {
 	StaleInterrupts uint64
 	InterruptCount  uint32 // the kernel's count for the line (uio), or the eventfd's total (VFIO)
 	EnableErrors    uint64 // unmasking the interrupt failed
+	// unread: the last sleep ended by the interrupt, whose count the
+	// next settle reads (not a stale one).
+	unread bool
 }
 
 // Tuning of the process loop.
@@ -392,10 +395,11 @@ func sleep(d *Driver, irq irqLine, watch *wiring.Watcher, dev netdev.Device, n *
 		return fmt.Errorf("nic: channel to %s generation %d: %w", d.Peer().Name, d.Peer().Generation, err)
 	}
 	if r[0] {
+		// The interrupt's count is read by the next settle, before the
+		// next sleep: read now, it would put two system calls between
+		// the interrupt and the frames it announced.
 		n.WokenByInterrupt++
-		if c, err := irq.Wait(0); err == nil { // consume the count
-			n.InterruptCount = c
-		}
+		n.unread = true
 	} else {
 		n.WokenOtherwise++
 	}
@@ -414,7 +418,9 @@ func sleep(d *Driver, irq irqLine, watch *wiring.Watcher, dev netdev.Device, n *
 // the device may have raised it since, for frames the loop's polls have
 // served: the kernel then counts it (uio's count, VFIO's eventfd), masks
 // INTx, and the fd stays readable until read. Slept on, it would end the
-// next sleep at once, for nothing; settle consumes it first. Then it
+// next sleep at once, for nothing; settle consumes it first, as it does
+// the count of the interrupt that ended the last sleep (left unread, so
+// that the loop served its frames first). Then it
 // acknowledges every pending cause (reading ICR deasserts the line) and
 // polls the rings once more, so that a frame that came since the last poll
 // is served now rather than by an interrupt that was raised, and
@@ -423,9 +429,12 @@ func sleep(d *Driver, irq irqLine, watch *wiring.Watcher, dev netdev.Device, n *
 // ends the sleep at once, and the poll serves its frame.
 func settle(d *Driver, irq irqLine, dev netdev.Device, n *Sleeps) bool {
 	if c, err := irq.Wait(0); err == nil {
-		n.StaleInterrupts++
+		if !n.unread {
+			n.StaleInterrupts++
+		}
 		n.InterruptCount = c
 	}
+	n.unread = false
 	dev.Interrupts()
 	if d.Poll() || !d.Idle() {
 		n.ServedAwake++

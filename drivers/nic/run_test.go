@@ -158,6 +158,12 @@ func TestSettle(t *testing.T) {
 	if !settle(b.drv, irq, b.dev, &n) || n.StaleInterrupts != 1 {
 		t.Errorf("settle with no interrupt raised: Sleeps %+v, want still 1 stale", n)
 	}
+	// The interrupt that ended a sleep is read by the next settle, not
+	// before the loop serves its frames, and it is not a stale one.
+	irq.raised, n.unread = 1, true
+	if !settle(b.drv, irq, b.dev, &n) || irq.raised != 0 || n.StaleInterrupts != 1 || n.InterruptCount != 2 || n.unread {
+		t.Errorf("settle after a sleep the interrupt ended: %d unread, Sleeps %+v; want none unread, still 1 stale, count 2", irq.raised, n)
+	}
 	b.send(link.OpInfo.Msg(pool.Ref{}))
 	if settle(b.drv, irq, b.dev, &n) {
 		t.Error("settle with a request waiting = true, want false (serve it)")
