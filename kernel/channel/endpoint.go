@@ -38,6 +38,7 @@ type Endpoint struct {
 	rxProd uint32 // last producer index seen
 	sleep  signal
 	idle   bool // the last Wait timed out: do not spin in the next
+	unread bool // WaitAny left the peer's wake-up unread; Arm reads it
 
 	// key names this Endpoint's descriptor in a poller's record of what it
 	// has armed (block_unsafe.go): unique in the process, never reused,
@@ -227,6 +228,12 @@ func (e *Endpoint) Wake() error {
 func (e *Endpoint) Arm() (ready bool, err error) {
 	if e.closed {
 		return false, ErrClosed
+	}
+	if e.unread {
+		// The wake-up that ended WaitAny's last sleep, read now rather
+		// than between the wake-up and the messages (wait.go).
+		e.sleep.drain()
+		e.unread = false
 	}
 	e.rx.setSleeping()
 	if e.ready() {

@@ -23,7 +23,8 @@ import (
 // System calls and context switches are what a wake-up costs (under TCG
 // each is dear): the sleep is parked in Go's netpoller ("How a process
 // sleeps" in block_unsafe.go), and only the eventfds it found signalled
-// are read. A port armed and then
+// are read — by the next sleep's Arm, not on waking, so that the loop
+// moves the messages that woke it one system call sooner. A port armed and then
 // abandoned because another had a message is only disarmed, not drained:
 // if its peer signalled it meanwhile, the next WaitAny returns at once,
 // consuming that wake-up.
@@ -65,7 +66,7 @@ func WaitAny(readable []bool, ports []*Endpoint, fds []int, d time.Duration) err
 			continue
 		}
 		if pfds[next].Revents&unix.POLLIN != 0 {
-			p.sleep.(eventfd).read()
+			p.unread = true // read by the next Arm: the messages first
 		}
 		next++
 	}

@@ -129,3 +129,48 @@ func TestWaitAnyAllocs(t *testing.T) {
 		t.Errorf("WaitAny: %v allocations woken by a message, %v timed out; want 0", woken, timedOut)
 	}
 }
+
+// The wake-up that ends a sleep is read by the next sleep, not on waking
+// (the loop moves the messages first), and that next sleep lasts its
+// timeout: the unread wake-up does not end it.
+func TestWaitAnyReadsTheWakeUpLater(t *testing.T) {
+	pair, err := New(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	a, err := pair.Open(A)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pair.Open(B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signalled := func() bool {
+		fds := []unix.PollFd{{Fd: int32(b.Fd()), Events: unix.POLLIN}}
+		n, _ := unix.Poll(fds, 0)
+		return n == 1
+	}
+	go func() { time.Sleep(20 * time.Millisecond); a.Send(Msg{ID: 1}) }()
+	if err := WaitAny(nil, []*Endpoint{b}, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if !signalled() {
+		t.Error("the wake-up was read on waking, want it left for the next sleep")
+	}
+	var buf [4]Msg
+	if n := b.Recv(buf[:]); n != 1 {
+		t.Fatalf("Recv after the wake-up = %d messages, want 1", n)
+	}
+	start := time.Now()
+	if err := WaitAny(nil, []*Endpoint{b}, nil, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Errorf("the next sleep ended after %v, want about 50ms: the old wake-up ended it", d)
+	}
+	if signalled() {
+		t.Error("after the next sleep the old wake-up is still unread")
+	}
+}
