@@ -134,19 +134,7 @@ func TestWaitAnyAllocs(t *testing.T) {
 // (the loop moves the messages first), and that next sleep lasts its
 // timeout: the unread wake-up does not end it.
 func TestWaitAnyReadsTheWakeUpLater(t *testing.T) {
-	pair, err := New(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pair.Close()
-	a, err := pair.Open(A)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := pair.Open(B)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := sharedPair(t, 64)
 	signalled := func() bool {
 		fds := []unix.PollFd{{Fd: int32(b.Fd()), Events: unix.POLLIN}}
 		n, _ := unix.Poll(fds, 0)
