@@ -447,7 +447,7 @@ func (s *Server) replayHeld() {
 	s.held = nil
 	for _, h := range held {
 		if l := s.links[h.app]; l != nil && l.peer.Generation == h.gen {
-			s.fromApp(h.app, l, h.m)
+			s.fromApp(l, h.m)
 		}
 	}
 }
@@ -505,7 +505,7 @@ func (s *Server) poll() bool {
 			if l.transport {
 				s.fromTransport(l, m)
 			} else {
-				s.fromApp(l.peer.Name, l, m)
+				s.fromApp(l, m)
 			}
 		}
 		work = work || n > 0
@@ -524,8 +524,9 @@ func (s *Server) refuse(l *link, m channel.Msg, status ops.Status) {
 	l.send(r)
 }
 
-// fromApp handles an application's request.
-func (s *Server) fromApp(app string, l *link, m channel.Msg) {
+// fromApp handles a request of the application on l.
+func (s *Server) fromApp(l *link, m channel.Msg) {
+	app := l.peer.Name
 	socks := l.socks
 	if socks == nil {
 		if socks = s.socks[app]; socks == nil {
@@ -762,7 +763,7 @@ func (s *Server) fromTransport(l *link, m channel.Msg) {
 		// pool: the request goes again, with a copy.
 		s.noGrant[f.appReq.Ref.Pool] = true
 		s.stats.NoPoolRetries++
-		s.fromApp(f.s.app, app, f.appReq)
+		s.fromApp(app, f.appReq)
 		return
 	}
 	if f.created != nil && ops.StatusOf(m) != ops.StatusOK {
