@@ -35,6 +35,12 @@
 // A wake-up may be spurious (the receiver found the message on its re-check
 // while the sender was taking the flag); Wait absorbs those.
 //
+// A receiver may sleep patiently (SetPatient): the word then says so, and a
+// message sent lazily (SendLazy: a reply that only gives back a buffer)
+// does not wake it; an ordinary one does, and the lazy ones before it are
+// read with it. A receiver that runs short of buffers sleeps impatiently,
+// and its Arm's re-check finds any lazy message already waiting.
+//
 // # Back-pressure
 //
 // Send takes as many messages as fit and returns that count; the sender
@@ -153,5 +159,23 @@ func Flush(p Port, q []Msg) (rest []Msg, sent int) {
 		return q, 0
 	}
 	sent = p.Send(q...)
+	return q[:copy(q, q[sent:])], sent
+}
+
+// FlushLazyIf is Flush, sending lazily (Endpoint.SendLazy: the peer need
+// not wake) if lazy reports every message of q so: replies that only give
+// back the peer's buffers, which it asks for by sleeping impatiently when
+// it runs short. A Port without lazy sends sends them as Flush does.
+func FlushLazyIf(p Port, q []Msg, lazy func(Msg) bool) (rest []Msg, sent int) {
+	l, ok := p.(interface{ SendLazy(...Msg) int })
+	if !ok || len(q) == 0 {
+		return Flush(p, q)
+	}
+	for _, m := range q {
+		if !lazy(m) {
+			return Flush(p, q)
+		}
+	}
+	sent = l.SendLazy(q...)
 	return q[:copy(q, q[sent:])], sent
 }

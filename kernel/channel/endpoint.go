@@ -39,6 +39,9 @@ type Endpoint struct {
 	sleep  signal
 	idle   bool // the last Wait timed out: do not spin in the next
 	unread bool // WaitAny left the peer's wake-up unread; Arm reads it
+	// patient: Arm announces a sleep that lazy messages do not end
+	// (SetPatient).
+	patient bool
 
 	// key names this Endpoint's descriptor in a poller's record of what it
 	// has armed (block_unsafe.go): unique in the process, never reused,
@@ -70,6 +73,12 @@ func newEndpoint(tx, rx ring, sleep, wakePeer signal) *Endpoint {
 // if the peer announced it sleeps. It returns 0 on a closed or broken
 // Endpoint.
 func (e *Endpoint) Send(msgs ...Msg) int {
+	return e.send(msgs, false)
+}
+
+// send publishes msgs and wakes the peer if it sleeps (lazy: and did not
+// sleep patiently).
+func (e *Endpoint) send(msgs []Msg, lazy bool) int {
 	if e.closed || len(msgs) == 0 || e.broken.Load() != nil {
 		return 0
 	}
@@ -93,7 +102,7 @@ func (e *Endpoint) Send(msgs ...Msg) int {
 	copy(e.tx.slots, msgs[k:n])         // ...and the rest from its start
 	e.txProd += n
 	e.tx.storeProd(e.txProd) // publish: the slots above are visible to whoever sees this
-	if e.tx.takeSleeping() {
+	if (lazy && e.tx.takeImpatient()) || (!lazy && e.tx.takeSleeping()) {
 		e.wakeups.Add(1)
 		if err := e.wakePeer.wake(); err != nil {
 			e.fail(fmt.Errorf("%w: waking the peer: %v", ErrBroken, err))
@@ -101,6 +110,16 @@ func (e *Endpoint) Send(msgs ...Msg) int {
 	}
 	e.sent.Add(uint64(n))
 	return int(n)
+}
+
+// SendLazy is Send for messages the peer need not wake for: it wakes a
+// sleeping peer only if that peer did not sleep patiently (SetPatient).
+// A patient peer finds them when something else wakes it, or when it
+// next sleeps impatiently: its Arm sees them waiting. A sender uses it
+// for replies that only give back buffers, whose owner asks for them by
+// sleeping impatiently when it runs short.
+func (e *Endpoint) SendLazy(msgs ...Msg) int {
+	return e.send(msgs, true)
 }
 
 // Recv moves up to len(buf) received messages into buf and returns how
@@ -235,7 +254,7 @@ func (e *Endpoint) Arm() (ready bool, err error) {
 		e.sleep.drain()
 		e.unread = false
 	}
-	e.rx.setSleeping()
+	e.rx.setSleeping(e.patient)
 	if e.ready() {
 		e.rx.clearSleeping()
 		return true, nil
@@ -246,6 +265,12 @@ func (e *Endpoint) Arm() (ready bool, err error) {
 	}
 	return false, nil
 }
+
+// SetPatient chooses how the next sleeps (Arm) are announced: patient,
+// a message the peer sends lazily (SendLazy) does not wake this side; it
+// waits for a message that does, or for an impatient sleep, whose Arm
+// finds it. Call it from the receiving goroutine.
+func (e *Endpoint) SetPatient(patient bool) { e.patient = patient }
 
 // Disarm withdraws Arm's announcement and consumes a pending wake-up.
 func (e *Endpoint) Disarm() {

@@ -50,15 +50,35 @@ func (r *ring) storeProd(v uint32) { atomic.StoreUint32(r.prod, v) }
 func (r *ring) loadCons() uint32   { return atomic.LoadUint32(r.cons) }
 func (r *ring) storeCons(v uint32) { atomic.StoreUint32(r.cons, v) }
 
-// setSleeping announces that the consumer is about to block.
-func (r *ring) setSleeping() { atomic.StoreUint32(r.sleep, 1) }
+// The sleeping word: what a consumer about to block announces.
+const (
+	awake         = 0
+	asleep        = 1 // wake me for any message
+	asleepPatient = 2 // wake me for any but a lazy one (Endpoint.SendLazy)
+)
+
+// setSleeping announces that the consumer is about to block; patient: a
+// lazy message may wait until it wakes for another.
+func (r *ring) setSleeping(patient bool) {
+	w := uint32(asleep)
+	if patient {
+		w = asleepPatient
+	}
+	atomic.StoreUint32(r.sleep, w)
+}
 
 // clearSleeping withdraws the announcement.
-func (r *ring) clearSleeping() { atomic.StoreUint32(r.sleep, 0) }
+func (r *ring) clearSleeping() { atomic.StoreUint32(r.sleep, awake) }
 
 // takeSleeping reports whether the consumer announced sleep, clearing the
 // announcement so that only one sender wakes it. The plain load keeps the
 // common case (nobody sleeps) free of a locked instruction.
 func (r *ring) takeSleeping() bool {
-	return atomic.LoadUint32(r.sleep) != 0 && atomic.SwapUint32(r.sleep, 0) != 0
+	return atomic.LoadUint32(r.sleep) != awake && atomic.SwapUint32(r.sleep, awake) != awake
+}
+
+// takeImpatient is takeSleeping for a lazy message: only a consumer that
+// asked to be woken for any message is.
+func (r *ring) takeImpatient() bool {
+	return atomic.LoadUint32(r.sleep) == asleep && atomic.CompareAndSwapUint32(r.sleep, asleep, awake)
 }

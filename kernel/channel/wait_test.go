@@ -162,3 +162,95 @@ func TestWaitAnyReadsTheWakeUpLater(t *testing.T) {
 		t.Error("after the next sleep the old wake-up is still unread")
 	}
 }
+
+// TestPatientSleep: a lazy message does not end a patient sleep, an
+// ordinary one does, and both then wait in the ring; a lazy message ends
+// an impatient sleep, and one already waiting makes Arm refuse to sleep,
+// patient or not.
+func TestPatientSleep(t *testing.T) {
+	a, b := sharedPair(t, 64)
+	var buf [4]Msg
+	b.SetPatient(true)
+	a.SendLazy(Msg{ID: 1}) // before the sleep: Arm finds it
+	if err := WaitAny(nil, []*Endpoint{b}, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.Recv(buf[:]); n != 1 {
+		t.Fatalf("Recv after a sleep with a lazy message waiting = %d, want 1", n)
+	}
+
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		a.SendLazy(Msg{ID: 2})
+		time.Sleep(100 * time.Millisecond)
+		a.Send(Msg{ID: 3})
+	}()
+	start := time.Now()
+	if err := WaitAny(nil, []*Endpoint{b}, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("a patient sleep ended after %v: the lazy message (sent at 20ms) woke it, want the ordinary one (120ms)", d)
+	}
+	if n := b.Recv(buf[:]); n != 2 || buf[0].ID != 2 || buf[1].ID != 3 {
+		t.Fatalf("Recv = %d messages %v, want the lazy one and the ordinary one", n, buf[:n])
+	}
+	if w := a.Wakeups(); w != 1 {
+		t.Errorf("sender's wake-ups = %d, want 1 (the ordinary message)", w)
+	}
+
+	b.SetPatient(false)
+	go func() { time.Sleep(20 * time.Millisecond); a.SendLazy(Msg{ID: 4}) }()
+	start = time.Now()
+	if err := WaitAny(nil, []*Endpoint{b}, nil, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("an impatient sleep ended after %v: the lazy message did not wake it", d)
+	}
+	if n := b.Recv(buf[:]); n != 1 || buf[0].ID != 4 {
+		t.Fatalf("Recv = %d messages %v, want the lazy one", n, buf[:n])
+	}
+}
+
+// TestFlushLazyIf: FlushLazyIf sends what fits without waking a patient
+// sleeper if every message is lazy, wakes it if one is not, and falls back
+// to Send on a Port with no lazy sends.
+func TestFlushLazyIf(t *testing.T) {
+	a, b := sharedPair(t, 4)
+	b.SetPatient(true)
+	if ready, err := b.Arm(); ready || err != nil {
+		t.Fatalf("Arm = %v, %v", ready, err)
+	}
+	lazy := func(m Msg) bool { return m.Op == 1 }
+	q := []Msg{{ID: 1, Op: 1}, {ID: 2, Op: 1}, {ID: 3, Op: 1}, {ID: 4, Op: 1}, {ID: 5, Op: 1}}
+	rest, sent := FlushLazyIf(a, q, lazy)
+	if sent != 4 || len(rest) != 1 || rest[0].ID != 5 {
+		t.Fatalf("FlushLazyIf sent %d, left %v; want 4 sent, message 5 left", sent, rest)
+	}
+	if a.Wakeups() != 0 {
+		t.Error("FlushLazyIf of lazy messages woke a patient sleeper")
+	}
+	var buf [4]Msg
+	b.Recv(buf[:])
+	if ready, err := b.Arm(); ready || err != nil {
+		t.Fatalf("Arm = %v, %v", ready, err)
+	}
+	if _, sent := FlushLazyIf(a, []Msg{{ID: 6, Op: 1}, {ID: 7, Op: 2}}, lazy); sent != 2 || a.Wakeups() != 1 {
+		t.Errorf("FlushLazyIf with one message not lazy sent %d, woke %d times; want 2 and 1", sent, a.Wakeups())
+	}
+	b.Disarm()
+
+	f := &sendOnly{}
+	if _, sent := FlushLazyIf(f, []Msg{{ID: 1, Op: 1}}, lazy); sent != 1 || f.sent != 1 {
+		t.Errorf("FlushLazyIf on a Port without SendLazy sent %d (Send saw %d), want 1", sent, f.sent)
+	}
+}
+
+// sendOnly is a Port with no SendLazy.
+type sendOnly struct{ sent int }
+
+func (s *sendOnly) Send(msgs ...Msg) int     { s.sent += len(msgs); return len(msgs) }
+func (s *sendOnly) Recv([]Msg) int           { return 0 }
+func (s *sendOnly) Wait(time.Duration) error { return nil }
+func (s *sendOnly) Close() error             { return nil }
