@@ -311,7 +311,7 @@ func (d *Driver) Poll() bool {
 		work = true
 	}
 	var sent int
-	d.outbox, sent = channel.Flush(d.peer.Port, d.outbox)
+	d.outbox, sent = d.flush()
 	d.counters.Replies += uint64(sent)
 	work = work || sent > 0
 	if sent > 0 && d.handedUp.IsZero() {
@@ -323,6 +323,18 @@ func (d *Driver) Poll() bool {
 	}
 	return work
 }
+
+// flush hands IP the replies waiting in the outbox; lazily if they are all
+// transmit completions, which only give IP its buffers back: a sleeping IP
+// takes them when a frame or a transport wakes it, and sleeps impatiently
+// (channel.Endpoint.SetPatient) when it runs short of buffers. A ping's
+// answer then costs IP one wake-up, not two.
+func (d *Driver) flush() (rest []channel.Msg, sent int) {
+	return channel.FlushLazyIf(d.peer.Port, d.outbox, isCompletion)
+}
+
+// isCompletion reports whether m is the reply to a transmission.
+func isCompletion(m channel.Msg) bool { return link.OpOf(m) == link.OpTx }
 
 // drain hands the queued requests to put, oldest first, until it refuses
 // one (its ring is full), and returns what is left, moved to the front so

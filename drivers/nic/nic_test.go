@@ -483,3 +483,53 @@ func TestMulticastJoinLeave(t *testing.T) {
 		t.Errorf("groups after leaving %x = %x, want %x", g1, b.dev.Groups, g2)
 	}
 }
+
+// TestCompletionsAreLazy: transmit completions alone do not wake an IP
+// that sleeps patiently; a received frame does, and an impatient IP is
+// woken by completions too.
+func TestCompletionsAreLazy(t *testing.T) {
+	b := newBench(t, netdevtest.Config{})
+	rx := b.postRX()
+	b.drv.Poll() // the buffer goes on the ring
+	arm := func(patient bool) {
+		b.ip.SetPatient(patient)
+		if ready, err := b.ip.Arm(); ready || err != nil {
+			t.Fatalf("IP's Arm = %v, %v; want to sleep", ready, err)
+		}
+	}
+
+	arm(true)
+	tx := b.transmit("out", link.Offload{})
+	woken := b.drv.peerWakeups()
+	for i := 0; i < 3; i++ {
+		b.drv.Poll()
+	}
+	if b.drv.peerWakeups() != woken {
+		t.Error("a transmit completion woke a patient IP")
+	}
+	b.ip.Disarm()
+	if got := byID(b.replies()); link.StatusOf(got[tx]) != link.StatusOK {
+		t.Fatalf("transmit reply = %+v, want it waiting, StatusOK", got[tx])
+	}
+
+	arm(true)
+	if !b.dev.Deliver(frame("in"), false) {
+		t.Fatal("device refused the frame")
+	}
+	b.drv.Poll()
+	if b.drv.peerWakeups() != woken+1 {
+		t.Error("a received frame did not wake a patient IP")
+	}
+	b.ip.Disarm()
+	if got := byID(b.replies()); link.StatusOf(got[rx]) != link.StatusOK {
+		t.Fatalf("receive reply = %+v, want StatusOK", got[rx])
+	}
+
+	arm(false)
+	b.transmit("out again", link.Offload{})
+	b.drv.Poll()
+	if b.drv.peerWakeups() != woken+2 {
+		t.Error("a transmit completion did not wake an impatient IP")
+	}
+	b.ip.Disarm()
+}

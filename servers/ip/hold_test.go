@@ -142,6 +142,38 @@ func TestOutputWaitsForATransmitBuffer(t *testing.T) {
 	}
 }
 
+// IP sleeps through transmit completions (the driver sends them lazily)
+// only while no segment waits for a buffer and a quarter of the pool is
+// free: a held segment must be woken for.
+func TestBuffersToSpare(t *testing.T) {
+	b := newHoldbed(t)
+	if !b.s.buffersToSpare() {
+		t.Fatal("with both transmit buffers free, IP does not sleep patiently")
+	}
+	for seq := 1; seq <= 3; seq++ {
+		b.output(seq)
+	}
+	if len(b.s.held) != 1 || b.s.buffersToSpare() {
+		t.Fatalf("%d held, buffersToSpare %v; want one held and completions to wake IP", len(b.s.held), b.s.buffersToSpare())
+	}
+	b.transmitted(2)
+	if !b.s.buffersToSpare() {
+		t.Error("with nothing held and a buffer free, IP does not sleep patiently")
+	}
+	small := &server{tx: testPool(t, 20, 8)}
+	var refs []pool.Ref
+	for small.buffersToSpare() {
+		r, ok := small.tx.Alloc()
+		if !ok {
+			t.Fatal("buffersToSpare with the pool empty")
+		}
+		refs = append(refs, r)
+	}
+	if len(refs) != 7 {
+		t.Errorf("IP stopped sleeping patiently after %d of 8 buffers went out, want 7 (fewer than a quarter left)", len(refs))
+	}
+}
+
 // TestOutputIPv6NeedsASource: a segment for an IPv6 destination with
 // neither a source nor a checksum for IP to fill in is refused
 // (StatusInvalid: IP could not make its checksum right) and nothing is

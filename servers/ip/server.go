@@ -485,10 +485,20 @@ func (l nicLink) SetMulticast(group header.MAC, join bool) error {
 
 // AppendPorts is the loop's: every neighbour's channel.
 func (s *server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
+	spareTx, spareUp := s.buffersToSpare(), s.upToSpare()
 	for _, l := range s.links {
-		if l.peer != nil {
-			dst = append(dst, l.peer.Port)
+		if l.peer == nil {
+			continue
 		}
+		// How patiently to sleep on it (Lazy replies): this round is
+		// over, so the buffers are what the sleep starts with.
+		switch {
+		case l.nic != nil:
+			l.peer.Port.SetPatient(spareTx)
+		case s.isTransport(l):
+			l.peer.Port.SetPatient(spareUp)
+		}
+		dst = append(dst, l.peer.Port)
 	}
 	return dst
 }
@@ -836,9 +846,47 @@ func (s *server) pollLink(l *peerLink) bool {
 		s.handle(l, m)
 	}
 	var sent int
-	l.queue, sent = channel.Flush(port, l.queue)
+	if s.isTransport(l) {
+		l.queue, sent = channel.FlushLazyIf(port, l.queue, isOutputReply)
+	} else {
+		l.queue, sent = channel.Flush(port, l.queue)
+	}
 	return n > 0 || sent > 0
 }
+
+// isTransport reports whether l's neighbour is a transport: neither a
+// driver nor the packet filter.
+func (s *server) isTransport(l *peerLink) bool {
+	return l.nic == nil && !(s.filtering() && l.name == s.o.Filter)
+}
+
+// Lazy replies
+//
+// A reply that only gives a neighbour its buffer back need not wake it:
+// it goes lazily (kernel/channel: SendLazy), and the neighbour finds it
+// when something else wakes it, unless it sleeps impatiently, which it
+// does when it runs short of buffers. IP answers the transports' OpOutput
+// so; the drivers answer IP's transmissions so, and the transports IP's
+// deliveries that went well.
+
+// isOutputReply reports whether m, to a transport, is the answer to its
+// OpOutput (IP sends a transport no OpOutput of its own).
+func isOutputReply(m channel.Msg) bool { return ops.OpOf(m) == ops.OpOutput }
+
+// buffersToSpare reports whether ip may sleep through the drivers'
+// transmit completions, which they send lazily (drivers/nic: flush): it
+// holds no segment waiting for a buffer and has a quarter of each
+// transmit pool free. Otherwise a completion wakes it.
+func (s *server) buffersToSpare() bool {
+	return len(s.held) == 0 && plenty(s.tx) && plenty(s.txBig)
+}
+
+// upToSpare reports whether ip may sleep through the transports' answers
+// to its deliveries: a quarter of each pool it delivers in is free.
+func (s *server) upToSpare() bool { return plenty(s.up) && plenty(s.upSmall) }
+
+// plenty reports whether a quarter of p is free (or there is no p).
+func plenty(p *pool.Pool) bool { return p == nil || p.Available() >= p.Len()/4 }
 
 // handle takes one message from a neighbour. The channel it came on says
 // which protocol it speaks: drivers/link with the driver, servers/pf/verdict

@@ -344,11 +344,18 @@ func (s *Server) Poll() (bool, time.Time) {
 	s.flushOverflow()
 	s.releaseStored()
 	for _, l := range [...]*peerLink{s.ip, s.sys} { // after both: one may queue for the other
-		if l != nil {
-			var sent int
-			l.queue, sent = channel.Flush(l.peer.Port, l.queue)
-			work = work || sent > 0
+		if l == nil {
+			continue
 		}
+		var sent int
+		if l == s.ip {
+			// Lazy replies (servers/ip): a delivery taken gives IP its
+			// buffer back and need not wake it.
+			l.queue, sent = channel.FlushLazyIf(l.peer.Port, l.queue, deliveredWell)
+		} else {
+			l.queue, sent = channel.Flush(l.peer.Port, l.queue)
+		}
+		work = work || sent > 0
 	}
 	if !s.addrDue.IsZero() && (wake.IsZero() || s.addrDue.Before(wake)) {
 		wake = s.addrDue
@@ -362,12 +369,16 @@ func (s *Server) Poll() (bool, time.Time) {
 	return work || busy, wake
 }
 
-// AppendPorts is the loop's: the channels to sleep on.
+// AppendPorts is the loop's: the channels to sleep on. IP's answers to
+// our OpOutputs, which it sends lazily (servers/ip, "Lazy replies"), need
+// not wake us while we have buffers to spare.
 func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
-	for _, l := range [...]*peerLink{s.ip, s.sys} {
-		if l != nil {
-			dst = append(dst, l.peer.Port)
-		}
+	if s.ip != nil {
+		s.ip.peer.Port.SetPatient(s.buffersToSpare())
+		dst = append(dst, s.ip.peer.Port)
+	}
+	if s.sys != nil {
+		dst = append(dst, s.sys.peer.Port)
 	}
 	return dst
 }
@@ -399,6 +410,21 @@ func (s *Server) fromIP(m channel.Msg) {
 			r.Source(req.Arg[3], ops.GetAddr(m, ops.AtArg0).IP(), ops.StatusOf(m))
 		}
 	}
+}
+
+// buffersToSpare reports whether the transport may sleep through IP's
+// answers to its OpOutputs, which IP sends lazily: no segment waits for a
+// buffer and a quarter of the out pool is free. Otherwise an answer,
+// which frees a buffer, wakes it.
+func (s *Server) buffersToSpare() bool {
+	return len(s.overflow) == 0 && s.out.Available() >= s.out.Len()/4
+}
+
+// deliveredWell reports whether m, to IP, is the answer to a delivery
+// that went well: it only gives IP the buffer back. One that went wrong
+// (no port: IP answers the sender with an ICMP error) wakes IP.
+func deliveredWell(m channel.Msg) bool {
+	return ops.OpOf(m) == ops.OpDeliver && ops.StatusOf(m) == ops.StatusOK
 }
 
 // deliver hands the core the segment of an OpDeliver and returns the
