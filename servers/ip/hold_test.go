@@ -280,3 +280,42 @@ func TestServerAnswersSource(t *testing.T) {
 		t.Errorf("source to 2001:db8::1 without IPv6: %s key %d, want StatusNetUnreach key 8", ops.StatusOf(r), r.Arg[3])
 	}
 }
+
+// AppendPorts tells each channel how patiently ip sleeps on it: a driver's
+// lazy completions do not wake ip while it has transmit buffers to spare,
+// unless messages wait for room on that channel (they wait for the
+// driver's replies, lazy ones included).
+func TestSleepPatience(t *testing.T) {
+	b := newHoldbed(t)
+	ipEnd, drvEnd, err := channel.NewLocal(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.drv.peer.Port = ipEnd
+	b.tcp.peer = nil // not attached: no channel to sleep on
+	b.drv.queue = nil
+	woke := func() bool {
+		t.Helper()
+		b.s.AppendPorts(nil)
+		if ready, err := ipEnd.Arm(); ready || err != nil {
+			t.Fatalf("Arm = %v, %v", ready, err)
+		}
+		before := drvEnd.Wakeups()
+		drvEnd.SendLazy(channel.Msg{ID: 1})
+		ipEnd.Disarm()
+		ipEnd.Recv(make([]channel.Msg, 4))
+		return drvEnd.Wakeups() > before
+	}
+	if woke() {
+		t.Error("a lazy completion woke ip with its transmit buffers to spare")
+	}
+	b.drv.queue = []channel.Msg{{ID: 9}}
+	if !woke() {
+		t.Error("a lazy completion did not wake ip with a message waiting for room on the driver's channel")
+	}
+	b.drv.queue = nil
+	b.s.held = []heldOutput{{b.tcp, channel.Msg{}}}
+	if !woke() {
+		t.Error("a lazy completion did not wake ip with a segment waiting for a transmit buffer")
+	}
+}

@@ -492,11 +492,13 @@ func (s *server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 		}
 		// How patiently to sleep on it (Lazy replies): this round is
 		// over, so the buffers are what the sleep starts with.
+		// Messages queued for a full channel wait for the peer's
+		// replies, lazy ones included: then it must wake us.
 		switch {
 		case l.nic != nil:
-			l.peer.Port.SetPatient(spareTx)
+			l.peer.Port.SetPatient(spareTx && len(l.queue) == 0)
 		case s.isTransport(l):
-			l.peer.Port.SetPatient(spareUp)
+			l.peer.Port.SetPatient(spareUp && len(l.queue) == 0)
 		}
 		dst = append(dst, l.peer.Port)
 	}

@@ -374,7 +374,9 @@ func (s *Server) Poll() (bool, time.Time) {
 // not wake us while we have buffers to spare.
 func (s *Server) AppendPorts(dst []*channel.Endpoint) []*channel.Endpoint {
 	if s.ip != nil {
-		s.ip.peer.Port.SetPatient(s.buffersToSpare())
+		// Messages queued for a full channel wait for IP's replies,
+		// lazy ones included: then they must wake us.
+		s.ip.peer.Port.SetPatient(s.buffersToSpare() && len(s.ip.queue) == 0)
 		dst = append(dst, s.ip.peer.Port)
 	}
 	if s.sys != nil {
