@@ -242,18 +242,11 @@ func TestLinkQueueIsBounded(t *testing.T) {
 // the campaign's appliance that died after enough tcp and udp restarts.
 func TestNewTransportGenerationReleasesOldPools(t *testing.T) {
 	b := newHoldbed(t)
-	old, _, err := channel.NewLocal(8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.tcp.peer.Port = old
+	b.tcp.peer.Port, _ = localPair(t, 8)
 	var released []uint32
 	b.s.release = func(id uint32) { released = append(released, id) }
 	b.output(1) // a segment held in the old generation's pool
-	next, _, err := channel.NewLocal(8)
-	if err != nil {
-		t.Fatal(err)
-	}
+	next, _ := localPair(t, 8)
 	b.s.Attach(&wiring.Peer{Name: "tcp", Generation: 2, Port: next})
 	if !slices.Equal(released, []uint32{b.segs.ID()}) {
 		t.Errorf("released %v when tcp generation 2 attached, want generation 1's pool %d", released, b.segs.ID())
@@ -287,10 +280,7 @@ func TestServerAnswersSource(t *testing.T) {
 // driver's replies, lazy ones included).
 func TestSleepPatience(t *testing.T) {
 	b := newHoldbed(t)
-	ipEnd, drvEnd, err := channel.NewLocal(64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ipEnd, drvEnd := localPair(t, 64)
 	b.drv.peer.Port = ipEnd
 	b.tcp.peer = nil // not attached: no channel to sleep on
 	b.drv.queue = nil
@@ -318,4 +308,14 @@ func TestSleepPatience(t *testing.T) {
 	if !woke() {
 		t.Error("a lazy completion did not wake ip with a segment waiting for a transmit buffer")
 	}
+}
+
+// localPair is an in-process channel's two ends.
+func localPair(t *testing.T, slots int) (a, b *channel.Endpoint) {
+	t.Helper()
+	a, b, err := channel.NewLocal(slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b
 }
