@@ -361,6 +361,11 @@ func (p *Pool) Available() int {
 	return len(p.free)
 }
 
+// Plenty reports whether at least a quarter of the buffers are free: an
+// owner with fewer asks its neighbours for the ones they hold back
+// (kernel/channel, lazy replies).
+func (p *Pool) Plenty() bool { return p.Available() >= p.Len()/4 }
+
 // Alloc takes a free buffer; its Ref has Len = BufSize, which the caller
 // shortens to the packet it writes. It reports false when the pool is
 // exhausted. Only the owner allocates; on an opened Pool Alloc reports false.

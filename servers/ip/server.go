@@ -887,8 +887,8 @@ func (s *server) buffersToSpare() bool {
 // to its deliveries: a quarter of each pool it delivers in is free.
 func (s *server) upToSpare() bool { return plenty(s.up) && plenty(s.upSmall) }
 
-// plenty reports whether a quarter of p is free (or there is no p).
-func plenty(p *pool.Pool) bool { return p == nil || p.Available() >= p.Len()/4 }
+// plenty is pool.Plenty, true of a pool ip does not have.
+func plenty(p *pool.Pool) bool { return p == nil || p.Plenty() }
 
 // handle takes one message from a neighbour. The channel it came on says
 // which protocol it speaks: drivers/link with the driver, servers/pf/verdict

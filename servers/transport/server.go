@@ -419,7 +419,7 @@ func (s *Server) fromIP(m channel.Msg) {
 // buffer and a quarter of the out pool is free. Otherwise an answer,
 // which frees a buffer, wakes it.
 func (s *Server) buffersToSpare() bool {
-	return len(s.overflow) == 0 && s.out.Available() >= s.out.Len()/4
+	return len(s.overflow) == 0 && s.out.Plenty()
 }
 
 // deliveredWell reports whether m, to IP, is the answer to a delivery
